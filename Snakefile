@@ -1,0 +1,17 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/genome.smk"
+include: "workflow/rules/vocab.smk"
+
+
+rule all:
+    input:
+        expand("resources/genomes/{genome}/genome.fa.gz", genome=config["genomes"]),
+        "results/vocab/tokenizer.json",

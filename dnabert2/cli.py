@@ -1,0 +1,195 @@
+"""The `dnabert2` command line. Each command is a thin layer over the package: it parses options,
+calls the library, and turns a UserError into one line on stderr and exit code 1."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+log = logging.getLogger("dnabert2")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def cmd_download(args) -> None:
+    from .download import download
+
+    report = download(args.source, args.out, sha256=args.sha256, md5=args.md5, retries=args.retries,
+                      timeout=args.timeout, progress=not args.quiet)
+    log.info("wrote %s: %s", args.out, json.dumps(report))
+
+
+def cmd_vocab(args) -> None:
+    from .outputs import atomic_output
+    from .tokenizer import learn_vocabulary
+
+    report = learn_vocabulary(args.genome, args.out, vocab_size=args.vocab_size, window=args.window,
+                              sample_bp=args.sample_bp, heldout=args.heldout, seed=args.seed)
+    print(f"{args.out}: {report['vocab_size']} tokens, {report['heldout_bp_per_token']} bp/token on "
+          f"{report['heldout_windows']} held-out windows, learned in {report['training_seconds']} s")
+    if args.report:
+        with atomic_output(args.report) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def cmd_windows(args) -> None:
+    from .outputs import atomic_output
+    from .sequences import Fasta, genome_windows, read_bed_regions
+
+    fmt = args.format or ("csv" if args.out.suffix == ".csv" else "bed" if args.out.suffix == ".bed" else "fasta")
+    regions = read_bed_regions(args.regions) if args.regions else None
+    count = 0
+    with Fasta(args.genome) as fasta, atomic_output(args.out) as tmp, open(tmp, "w") as out:
+        if fmt == "csv":
+            out.write("contig,start,end,strand,sequence\n")
+        for w in genome_windows(fasta, args.length, args.stride, regions=regions, contigs=args.contigs,
+                                strands=args.strands, on_n=args.on_n, min_size=args.min_length):
+            if fmt == "csv":
+                out.write(f"{w.contig},{w.start},{w.end},{w.strand},{w.sequence}\n")
+            elif fmt == "bed":
+                out.write(f"{w.contig}\t{w.start}\t{w.end}\t{w.name}\t0\t{w.strand}\n")
+            else:
+                out.write(f">{w.name}\n{w.sequence}\n")
+            count += 1
+    log.info("wrote %d windows to %s", count, args.out)
+
+
+def cmd_sites(args) -> None:
+    from .bed import write_bed
+    from .sequences import Fasta, read_annotation
+
+    annotation = read_annotation(args.annotation)
+    with Fasta(args.genome) as fasta:
+        annotation.check_contigs(fasta.lengths, str(fasta.path))
+        order = list(fasta.lengths)
+    sites = annotation.tss() if args.kind == "tss" else annotation.splice_sites()
+    rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
+    if args.kind == "introns":
+        rows = [(i.contig, i.start, i.end, "intron", 0, i.strand) for i in annotation.introns()]
+    n = write_bed(args.out, rows, order)
+    log.info("wrote %d %s to %s", n, args.kind, args.out)
+
+
+def cmd_junctions(args) -> None:
+    from .bed import write_bed
+    from .sequences import Fasta, check_reference, junctions, open_alignments
+
+    reference = Fasta(args.reference) if args.reference else None
+    with open_alignments(args.bam, args.reference) as bam:
+        if reference is not None:
+            check_reference(bam, reference)
+        found = junctions(bam, reference, min_mapq=args.min_mapq)
+        order = list(bam.references)
+    # BED scores stop at 1000, so the exact read count goes into the name.
+    rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand)
+            for j in found if j.reads >= args.min_reads]
+    n = write_bed(args.out, rows, order)
+    log.info("wrote %d junctions to %s", n, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnabert2",
+        description="DNABERT-2 for genome annotation: genomes in, BPE vocabulary, sequence utilities.",
+    )
+    parser.add_argument("--version", action="version", version=f"dnabert2 {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = lambda name, **kw: commands.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    p = add("download", help="fetch a genome into a bgzip FASTA with .fai and .gzi indices",
+                            description="Fetch a genome, verify its checksum and write it bgzip-compressed with "
+                            ".fai and .gzi indices. Interrupted transfers resume; nothing partial is left at --out.")
+    p.add_argument("source", metavar="SOURCE",
+                   help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] | ucsc:ASSEMBLY | ncbi:ACCESSION | "
+                   "http(s)/ftp/file URL | local FASTA or GenBank path (plain, gzip or bgzip)")
+    p.add_argument("--out", required=True, type=Path, help="output FASTA, bgzip-compressed (e.g. genome.fa.gz)")
+    digest = p.add_mutually_exclusive_group()
+    digest.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file as fetched (overrides the source's checksum)")
+    digest.add_argument("--md5", metavar="HEX", help="expected MD5 of the file as fetched (overrides the source's checksum)")
+    p.add_argument("--retries", type=int, default=5, help="further attempts after a failed transfer, with exponential back-off (default 5)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry (default 60)")
+    p.set_defaults(run=cmd_download)
+
+    p = add("vocab", help="learn a BPE vocabulary (tokenizer.json) from genomes",
+                            description="Learn a BPE vocabulary with Hugging Face tokenizers from windows sampled "
+                            "uniformly over one or more genomes (both strands), and report base pairs per token "
+                            "on held-out windows. The same inputs and seed give the same vocabulary.")
+    p.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
+                   help="genome FASTA or GenBank (repeat for several genomes)")
+    p.add_argument("--out", required=True, type=Path, help="output tokenizer.json")
+    p.add_argument("--vocab-size", type=int, default=4096, help="tokens in the vocabulary, special tokens included (default 4096)")
+    p.add_argument("--window", type=int, default=1000, help="length of the sampled windows in bp (default 1000)")
+    p.add_argument("--sample-bp", type=_positive, default=50_000_000,
+                   help="base pairs to learn from, at most the whole genome(s) (default 50,000,000)")
+    p.add_argument("--heldout", type=float, default=0.05, help="fraction of windows held out to measure bp/token (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
+    p.add_argument("--report", type=Path, help="also write the report (vocabulary size, bp/token, timing) as JSON")
+    p.set_defaults(run=cmd_vocab)
+
+    p = add("windows", help="write fixed-length windows of a genome as FASTA, CSV or BED",
+                            description="Tile contigs or regions with windows of a fixed length and stride, on "
+                            "both strands (minus-strand windows reverse-complemented), upper-cased.")
+    p.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
+    p.add_argument("--out", required=True, type=Path, help="output file (.fa/.fasta, .csv or .bed)")
+    p.add_argument("--length", type=_positive, default=400, help="window length in bp (default 400)")
+    p.add_argument("--stride", type=_positive, default=200, help="distance between window starts in bp (default 200)")
+    p.add_argument("--strands", choices=["both", "+", "-"], default="both", help="strands to emit (default both)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--contigs", nargs="+", metavar="CONTIG", help="only these contigs")
+    where.add_argument("--regions", type=Path, metavar="BED", help="only these regions")
+    p.add_argument("--on-n", choices=["split", "skip", "keep"], default="split",
+                   help="runs of N: split stretches at them (default), skip windows holding N, or keep them")
+    p.add_argument("--min-length", type=_positive, help="emit stretches shorter than a window if at least this long")
+    p.add_argument("--format", choices=["fasta", "csv", "bed"], help="output format (default: from the --out suffix, else FASTA)")
+    p.set_defaults(run=cmd_windows)
+
+    p = add("sites", help="write annotated TSSs, splice sites or introns as BED",
+                            description="Read a GFF3 or GTF and write, strand-aware, one BED6 line per TSS "
+                            "(first transcribed base), splice site (donor: the intron's first base; acceptor: "
+                            "its last) or intron.")
+    p.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation (plain or gzip)")
+    p.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="the genome it annotates (contigs are checked)")
+    p.add_argument("--kind", choices=["tss", "splice", "introns"], default="splice", help="what to write (default splice)")
+    p.add_argument("--out", required=True, type=Path, help="output BED")
+    p.set_defaults(run=cmd_sites)
+
+    p = add("junctions", help="write splice junctions seen in a BAM/CRAM (CIGAR N) as BED",
+                            description="Count introns (CIGAR N) in primary alignments and write them as BED6 "
+                            "named reads=N (score: N, capped at 1000); strand from XS/ts tags or the reference's motif.")
+    p.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
+    p.add_argument("--reference", type=Path, metavar="FASTA", help="reference FASTA (needed for CRAM; gives strands by motif)")
+    p.add_argument("--min-reads", type=_positive, default=1, help="minimum supporting reads (default 1)")
+    p.add_argument("--min-mapq", type=int, default=0, help="minimum mapping quality (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output BED")
+    p.set_defaults(run=cmd_junctions)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.run(args)
+    except UserError as error:
+        message = " ".join(str(error).split())
+        print(f"dnabert2 {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        print(f"dnabert2 {args.command}: error: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dnabert2 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

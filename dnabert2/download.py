@@ -1,0 +1,619 @@
+"""Genome download: resolve a SOURCE (Ensembl species/release, UCSC assembly, NCBI accession, URL or
+local path) to a file and its published checksum, fetch it in constant memory with resume and
+retries, verify it, and convert it to bgzip FASTA with .fai and .gzi indices.
+
+A transfer goes to `{out}.part`; `{out}.part.json` records where those bytes came from (URL, ETag or
+Last-Modified, total size), so a later run continues it only if the file on the server is unchanged.
+"""
+
+import ftplib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from .errors import UserError
+from .sequences.fasta import write_bgzf_fasta
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_BASES = {
+    "ensembl": "https://ftp.ensembl.org/pub",
+    "ucsc": "https://hgdownload.soe.ucsc.edu",
+    "ncbi": "https://ftp.ncbi.nlm.nih.gov",
+}
+_CHUNK = 1 << 20
+_USER_AGENT = "dnabert2-download"
+
+_ENSEMBL_SOURCE = re.compile(r"ensembl:([A-Za-z0-9_]+)(?::(\d*)(?::([^:/\s]+))?)?")
+_UCSC_SOURCE = re.compile(r"ucsc:([A-Za-z0-9_]+)")
+_NCBI_SOURCE = re.compile(r"ncbi:(GC[AF])_(\d{3})(\d{3})(\d{3})(?:\.(\d+))?", re.I)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+_HEX = {"md5": 32, "sha256": 64}
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How a transfer behaves: further attempts after a failure, seconds before a silent connection
+    counts as failed, the first back-off delay (doubled on each consecutive failure), progress bar."""
+
+    retries: int = 5
+    timeout: float = 60.0
+    backoff: float = 1.0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Checksum:
+    kind: str  # "md5", "sha256" or "ensembl sum"
+    expected: str  # hex digest; for "ensembl sum", "SUM BLOCKS" as BSD `sum` prints them
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a SOURCE's file is, and what should be known about it before it is fetched."""
+
+    url: str
+    checksum: Checksum | None = None
+    local: Path | None = None  # set for paths and file:// URLs: nothing to transfer
+    missing: str | None = None  # the message for a 404 on the file itself (a better one than "HTTP 404")
+
+
+class NotFound(UserError):
+    """HTTP 404 or 410: retrying cannot help, but a resolver may explain it better."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (a 5xx answer, a short body)."""
+
+
+# urllib3's own errors (a connection cut, a read timeout) reach us unwrapped from response.raw.read1.
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError, _Transient)
+
+
+# --- Checksums --------------------------------------------------------------------------------------
+
+
+def bsd_sum(chunks: Iterable[bytes]) -> tuple[int, int]:
+    """The BSD `sum` of a byte stream (what `sum -r` prints, and what Ensembl's CHECKSUMS files hold):
+    a 16-bit checksum rotated right before each byte is added, and the size in 1 KiB blocks."""
+    checksum = size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        for byte in chunk:
+            checksum = (((checksum >> 1) | ((checksum & 1) << 15)) + byte) & 0xFFFF
+    return checksum, -(-size // 1024)
+
+
+def bsd_sum_file(path) -> tuple[int, int]:
+    """BSD `sum` of a file. The byte loop in Python runs at about 15 MB/s, too slow for the gigabyte
+    genomes Ensembl publishes, so coreutils' `sum -r` does the work where it is installed."""
+    blocks = -(-Path(path).stat().st_size // 1024)  # computed here: `sum` tools disagree on block size
+    tool = shutil.which("sum")
+    if tool:
+        result = subprocess.run([tool, "-r", str(path)], capture_output=True, text=True)
+        fields = result.stdout.split()
+        if result.returncode == 0 and fields and fields[0].isdigit():
+            return int(fields[0]), blocks
+    with open(path, "rb") as handle:
+        return bsd_sum(iter(lambda: handle.read(_CHUNK), b""))[0], blocks
+
+
+def compute_checksum(kind: str, path) -> str:
+    if kind == "ensembl sum":
+        return "{} {}".format(*bsd_sum_file(path))
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, kind).hexdigest()
+
+
+def verify(path, checksum: Checksum | None, label: str) -> str:
+    """Check `path` against `checksum`; returns "KIND ok" or "none" when there is nothing to check."""
+    if checksum is None:
+        return "none"
+    got = compute_checksum(checksum.kind, path)
+    if got != checksum.expected:
+        raise UserError(f"{label}: {checksum.kind} mismatch: expected {checksum.expected}, got {got}")
+    log.info("%s: %s ok", label, checksum.kind)
+    return f"{checksum.kind} ok"
+
+
+def user_checksum(sha256: str | None, md5: str | None) -> Checksum | None:
+    """The checksum the user gave, validated before anything is fetched."""
+    given = {kind: value for kind, value in (("sha256", sha256), ("md5", md5)) if value}
+    if len(given) > 1:
+        raise UserError("give --sha256 or --md5, not both")
+    for kind, value in given.items():
+        value = value.strip().lower()
+        if not re.fullmatch(f"[0-9a-f]{{{_HEX[kind]}}}", value):
+            raise UserError(f"--{kind} must be {_HEX[kind]} hexadecimal digits, got {value!r}")
+        return Checksum(kind, value)
+    return None
+
+
+def md5_entry(text: str, filename: str) -> Checksum | None:
+    """The md5 of `filename` in an md5sum-style list ("MD5  NAME", NCBI writes "./NAME")."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lstrip("*").removeprefix("./") == filename:
+            return Checksum("md5", fields[0].lower())
+    return None
+
+
+def ensembl_sum_entry(text: str, filename: str) -> Checksum | None:
+    """The BSD sum of `filename` in an Ensembl CHECKSUMS file ("SUM BLOCKS NAME")."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[2] == filename and fields[0].isdigit() and fields[1].isdigit():
+            return Checksum("ensembl sum", f"{int(fields[0])} {int(fields[1])}")
+    return None
+
+
+# --- Building URLs (pure: no network) ----------------------------------------------------------------
+
+
+def base_url(archive: str) -> str:
+    """The archive's root URL; DNABERT2_{ENSEMBL,UCSC,NCBI}_URL point it to a mirror."""
+    return os.environ.get(f"DNABERT2_{archive.upper()}_URL", DEFAULT_BASES[archive]).rstrip("/")
+
+
+def parse_ensembl(source: str) -> tuple[str, str | None, str | None]:
+    """(species, release or None for the current one, assembly or None) of ensembl:SPECIES[:RELEASE[:ASSEMBLY]]."""
+    match = _ENSEMBL_SOURCE.fullmatch(source)
+    if not match:
+        raise UserError(
+            f"bad Ensembl source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], "
+            "e.g. ensembl:homo_sapiens:112:GRCh38"
+        )
+    species, release, assembly = match.groups()
+    return species.lower(), release or None, assembly
+
+
+def ensembl_directory(base: str, species: str, release: str | None) -> str:
+    folder = f"release-{release}/fasta" if release else "current_fasta"
+    return f"{base}/{folder}/{species}/dna/"
+
+
+def choose_ensembl_file(names: Iterable[str], species: str, assembly: str | None, directory: str) -> str:
+    """The whole-genome FASTA among a dna/ folder's files: primary_assembly (no haplotypes or patches)
+    where Ensembl has one, else toplevel."""
+    pattern = re.compile(rf"{re.escape(species)}\.(.+)\.dna\.(primary_assembly|toplevel)\.fa\.gz", re.I)
+    found: dict[tuple[str, str], str] = {}
+    spelled: dict[str, str] = {}
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match:
+            found[match[1].lower(), match[2].lower()] = name
+            spelled[match[1].lower()] = match[1]
+    assemblies = sorted(spelled.values())
+    if not assemblies:
+        raise UserError(f"{directory}: no {species} genome FASTA (*.dna.toplevel.fa.gz) in the listing")
+    if assembly is None:
+        if len(assemblies) > 1:
+            raise UserError(f"{directory}: several assemblies ({', '.join(assemblies)}); "
+                            "name one as ensembl:SPECIES:RELEASE:ASSEMBLY")
+        assembly = assemblies[0]
+    for kind in ("primary_assembly", "toplevel"):
+        if (assembly.lower(), kind) in found:
+            return found[assembly.lower(), kind]
+    raise UserError(f"{directory}: no {assembly} genome for {species} (assemblies: {', '.join(assemblies)})")
+
+
+def ucsc_urls(base: str, assembly: str) -> tuple[str, str]:
+    """(genome FASTA, md5sum.txt) of a UCSC assembly."""
+    folder = f"{base}/goldenPath/{assembly}/bigZips"
+    return f"{folder}/{assembly}.fa.gz", f"{folder}/md5sum.txt"
+
+
+def parse_ncbi(source: str) -> tuple[str, int | None]:
+    """(accession without version, version or None) of ncbi:GCF_000005845[.2]."""
+    match = _NCBI_SOURCE.fullmatch(source)
+    if not match:
+        raise UserError(
+            f"bad NCBI source {source!r}: expected ncbi:GCF_ or ncbi:GCA_ and 9 digits, "
+            "with an optional version, e.g. ncbi:GCF_000005845.2"
+        )
+    prefix, *digits, version = match.groups()
+    return f"{prefix.upper()}_{''.join(digits)}", int(version) if version else None
+
+
+def ncbi_directory(base: str, accession: str) -> str:
+    """NCBI files assemblies under genomes/all/GCF/000/005/845/ by the accession's 9 digits."""
+    prefix, digits = accession.split("_")
+    return f"{base}/genomes/all/{prefix}/{digits[0:3]}/{digits[3:6]}/{digits[6:9]}/"
+
+
+def choose_ncbi_folder(names: Iterable[str], accession: str, version: int | None) -> str:
+    """The assembly folder ({accession}.{version}_{name}) asked for, or the latest version."""
+    pattern = re.compile(rf"{re.escape(accession)}\.(\d+)_.+")
+    versions = {int(match[1]): name for name in names if (match := pattern.fullmatch(name))}
+    wanted = accession if version is None else f"{accession}.{version}"
+    if not versions or (version is not None and version not in versions):
+        known = ", ".join(f"{accession}.{v}" for v in sorted(versions))
+        raise UserError(f"unknown NCBI accession: {wanted}" + (f" (available: {known})" if known else ""))
+    return versions[max(versions) if version is None else version]
+
+
+def ncbi_urls(directory: str, folder: str) -> tuple[str, str]:
+    """(genomic FASTA, md5checksums.txt) of an NCBI assembly folder."""
+    folder_url = f"{directory}{quote(folder)}"
+    return f"{folder_url}/{quote(folder)}_genomic.fna.gz", f"{folder_url}/md5checksums.txt"
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(value for key, value in attrs if key == "href" and value)
+
+
+def listing_names(html: str) -> list[str]:
+    """Entry names of a directory listing page (Apache, nginx, NCBI); folders lose their '/'.
+    Sort links (?C=N;O=D), the parent folder and links elsewhere are not entries."""
+    parser = _Links()
+    parser.feed(html)
+    names = []
+    for href in parser.hrefs:
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc or parts.query:
+            continue
+        name = unquote(parts.path).removeprefix("./").rstrip("/")
+        if name and "/" not in name and name not in (".", ".."):
+            names.append(name)
+    return names
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------
+
+
+def _one_line(error: BaseException) -> str:
+    # urllib3 errors carry (message, cause) and print as a tuple; the message alone says it all.
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    return " ".join(text.split())[:300] or type(error).__name__
+
+
+def _check_status(url: str, response: requests.Response) -> None:
+    code = response.status_code
+    if code in (200, 206):
+        return
+    reason = f"HTTP {code} {response.reason}".strip()
+    if code >= 500 or code in (408, 429):
+        raise _Transient(reason)
+    if code in (404, 410):
+        raise NotFound(f"{url}: {reason}")
+    raise UserError(f"{url}: {reason}")
+
+
+def with_retries(url: str, transfer: Transfer, attempt: Callable[[], T], progress: Callable[[], int] = lambda: 0) -> T:
+    """Run `attempt` until it succeeds, sleeping backoff·2^k between consecutive failures; an attempt
+    that moved `progress` forward resets the count, so a long download survives a flaky link."""
+    failures = 0
+    while True:
+        before = progress()
+        try:
+            return attempt()
+        except _TRANSIENT as error:
+            failures = 1 if progress() > before else failures + 1
+            if failures > transfer.retries:
+                raise UserError(f"{url}: {_one_line(error)} (gave up after {failures} failed attempts)") from None
+            delay = transfer.backoff * 2 ** (failures - 1)
+            log.warning("%s: %s; retrying in %.1f s", url, _one_line(error), delay)
+            time.sleep(delay)
+        except requests.RequestException as error:  # a malformed URL, too many redirects: no retry helps
+            raise UserError(f"{url}: {_one_line(error)}") from None
+
+
+def get_text(session: requests.Session, url: str, transfer: Transfer) -> str:
+    """A small text file (a listing, a checksum list), with retries."""
+
+    def attempt() -> str:
+        with session.get(url, timeout=transfer.timeout) as response:
+            _check_status(url, response)
+            return response.text
+
+    return with_retries(url, transfer, attempt)
+
+
+def _published(session: requests.Session, transfer: Transfer, url: str, filename: str,
+               entry: Callable[[str, str], Checksum | None], missing: str | None = None) -> Checksum | None:
+    """The checksum a folder's checksum file `url` gives `filename`, or None (with a warning) when it
+    gives none. `missing`: the error to raise when the checksum file itself does not exist."""
+    try:
+        text = get_text(session, url, transfer)
+    except NotFound:
+        if missing:
+            raise UserError(f"{missing} ({url} not found)") from None
+        text = ""
+    checksum = entry(text, filename)
+    if checksum is None:
+        log.warning("%s has no checksum for %s: the download cannot be verified", url, filename)
+    return checksum
+
+
+# --- Resolving a SOURCE -------------------------------------------------------------------------------
+
+
+def resolve_ensembl(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
+    species, release, assembly = parse_ensembl(source)
+    directory = ensembl_directory(base_url("ensembl"), species, release)
+    try:
+        names = listing_names(get_text(session, directory, transfer))
+    except NotFound:
+        raise UserError(f"unknown Ensembl species or release: {source} ({directory} not found)") from None
+    filename = choose_ensembl_file(names, species, assembly, directory)
+    checksum = _published(session, transfer, f"{directory}CHECKSUMS", filename, ensembl_sum_entry) if published else None
+    return Resolved(directory + quote(filename), checksum)
+
+
+def resolve_ucsc(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
+    match = _UCSC_SOURCE.fullmatch(source)
+    if not match:
+        raise UserError(f"bad UCSC source {source!r}: expected ucsc:ASSEMBLY, e.g. ucsc:hg38")
+    url, md5_url = ucsc_urls(base_url("ucsc"), match[1])
+    unknown = f"unknown UCSC assembly: {match[1]}"
+    # Every UCSC assembly folder has md5sum.txt: without it, the assembly does not exist.
+    checksum = _published(session, transfer, md5_url, url.rsplit("/", 1)[1], md5_entry, unknown) if published else None
+    return Resolved(url, checksum, missing=unknown)
+
+
+def resolve_ncbi(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
+    accession, version = parse_ncbi(source)
+    directory = ncbi_directory(base_url("ncbi"), accession)
+    try:
+        names = listing_names(get_text(session, directory, transfer))
+    except NotFound:
+        raise UserError(f"unknown NCBI accession: {source.split(':', 1)[1]} ({directory} not found)") from None
+    folder = choose_ncbi_folder(names, accession, version)
+    url, md5_url = ncbi_urls(directory, folder)
+    checksum = _published(session, transfer, md5_url, f"{folder}_genomic.fna.gz", md5_entry) if published else None
+    return Resolved(url, checksum)
+
+
+_RESOLVERS = {"ensembl": resolve_ensembl, "ucsc": resolve_ucsc, "ncbi": resolve_ncbi}
+_REMOTE_SCHEMES = ("http", "https", "ftp")
+
+
+def resolve(source: str, session: requests.Session, transfer: Transfer, published: bool = True) -> Resolved:
+    """Turn a SOURCE into a URL or a local path; `published`: look up the archive's checksum too."""
+    archive = source.split(":", 1)[0].lower()
+    if archive in _RESOLVERS:
+        return _RESOLVERS[archive](source, session, transfer, published)
+    parts = urlsplit(source)
+    if parts.scheme.lower() in _REMOTE_SCHEMES:
+        return Resolved(source)
+    if parts.scheme.lower() == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise UserError(f"{source}: a file:// URL must name a file on this machine")
+        path = Path(urllib.request.url2pathname(parts.path))
+    else:
+        path = Path(source)
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", source) and not path.exists():
+            raise UserError(
+                f"unknown source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, "
+                "ncbi:ACCESSION, an http(s)/ftp/file URL or a path"
+            )
+    if not path.is_file():
+        raise UserError(f"{source}: no such file")
+    return Resolved(source, local=path)
+
+
+# --- Transfer -----------------------------------------------------------------------------------------
+
+
+def _state_file(part: Path) -> Path:
+    return Path(f"{part}.json")
+
+
+def discard_part(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _state_file(part).unlink(missing_ok=True)
+
+
+def _progress_bar(transfer: Transfer, url: str, total: int | None, initial: int) -> tqdm:
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or url
+    # disable=None: tqdm turns itself off when stderr is not a terminal (Snakemake logs, CI).
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                disable=None if transfer.progress else True)
+
+
+@dataclass
+class _PartState:
+    url: str
+    validator: str | None  # a strong ETag or the Last-Modified date, for If-Range
+    total: int | None
+
+
+class _HttpFetch:
+    """One file over HTTP(S) into `part`, continuing the bytes already there when the server's file is
+    the same one (If-Range, and the total size in Content-Range)."""
+
+    def __init__(self, session: requests.Session, url: str, part: Path, transfer: Transfer):
+        self.session, self.url, self.part, self.transfer = session, url, part, transfer
+        self.received = 0
+
+    def run(self) -> None:
+        with_retries(self.url, self.transfer, self.attempt, progress=lambda: self.received)
+
+    def _resumable(self) -> _PartState | None:
+        if not self.part.exists():
+            return None
+        try:
+            state = _PartState(**json.loads(_state_file(self.part).read_text()))
+        except (OSError, ValueError, TypeError):
+            state = None
+        if state is None or state.url != self.url:
+            log.info("%s: no record that these bytes came from %s; starting again", self.part, self.url)
+            discard_part(self.part)
+            return None
+        return state
+
+    def attempt(self) -> None:
+        state = self._resumable()
+        offset = self.part.stat().st_size if state else 0
+        if state and offset == state.total:
+            return  # an earlier run received every byte, then stopped before converting
+        # Identity encoding: byte ranges must refer to the file as stored, not to a re-compressed stream.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if state.validator:
+                headers["If-Range"] = state.validator
+        with self.session.get(self.url, headers=headers, stream=True, timeout=self.transfer.timeout) as response:
+            mismatch = response.status_code == 206 and not self._continues(response, offset, state)
+            if offset and (response.status_code == 416 or mismatch):
+                log.info("%s changed on the server since the partial download: starting again", self.url)
+                discard_part(self.part)
+                return self.attempt()
+            _check_status(self.url, response)
+            if response.status_code == 200:
+                offset = 0  # no range support, or the file changed (If-Range): the whole file came back
+            elif offset:
+                log.info("%s: resuming at byte %d", self.url, offset)
+            total = self._total(response, offset)
+            self._save_state(response, total)
+            with open(self.part, "ab" if offset else "wb") as sink, self._bar(total, offset) as bar:
+                # read1 hands over what has arrived, so a cut connection loses nothing already received
+                # (iter_content holds back a partial chunk); raw bytes, whatever Content-Encoding says.
+                while chunk := response.raw.read1(_CHUNK, decode_content=False):
+                    sink.write(chunk)
+                    self.received += len(chunk)
+                    bar.update(len(chunk))
+        size = self.part.stat().st_size
+        # A body can end early without an error: chunked, or a Content-Length short of the total.
+        if total is not None and size != total:
+            raise _Transient(f"connection closed after {size} of {total} bytes")
+
+    def _bar(self, total: int | None, offset: int) -> tqdm:
+        return _progress_bar(self.transfer, self.url, total, offset)
+
+    @staticmethod
+    def _continues(response: requests.Response, offset: int, state: _PartState | None) -> bool:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if not match or int(match[1]) != offset:
+            return False
+        return state is None or state.total is None or match[2] == "*" or int(match[2]) == state.total
+
+    @staticmethod
+    def _total(response: requests.Response, offset: int) -> int | None:
+        if response.status_code == 206:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+            return int(match[2]) if match and match[2] != "*" else None
+        length = response.headers.get("Content-Length")
+        return int(length) + offset if length and length.isdigit() else None
+
+    def _save_state(self, response: requests.Response, total: int | None) -> None:
+        etag = response.headers.get("ETag")
+        validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+        _state_file(self.part).write_text(json.dumps(asdict(_PartState(self.url, validator, total))))
+
+
+class _FtpFetch:
+    """One file over FTP into `part`; urllib's FTP client cannot resume, so every attempt starts at zero."""
+
+    def __init__(self, url: str, part: Path, transfer: Transfer):
+        self.url, self.part, self.transfer = url, part, transfer
+        self.received = 0
+
+    def run(self) -> None:
+        with_retries(self.url, self.transfer, self.attempt)
+
+    def attempt(self) -> None:
+        discard_part(self.part)
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.transfer.timeout) as response:
+                length = response.headers.get("Content-length")
+                total = int(length) if length and length.isdigit() else None
+                with open(self.part, "wb") as sink, _progress_bar(self.transfer, self.url, total, 0) as bar:
+                    for chunk in iter(lambda: response.read(_CHUNK), b""):
+                        sink.write(chunk)
+                        self.received += len(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ftplib.error_perm):  # 550 no such file, 530 login refused
+                raise UserError(f"{self.url}: {_one_line(error.reason)}") from None
+            raise _Transient(_one_line(error.reason)) from None
+        except (TimeoutError, ConnectionError, EOFError, ftplib.Error) as error:
+            raise _Transient(_one_line(error)) from None
+        if total is not None and self.part.stat().st_size != total:
+            raise _Transient(f"connection closed after {self.part.stat().st_size} of {total} bytes")
+
+
+def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, missing: str | None = None) -> int:
+    """Download `url` into `part` (continuing what an interrupted run left there); returns the bytes
+    received in this run."""
+    ftp = urlsplit(url).scheme.lower() == "ftp"
+    fetcher = _FtpFetch(url, part, transfer) if ftp else _HttpFetch(session, url, part, transfer)
+    start = time.monotonic()
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        fetcher.run()
+    except NotFound as error:
+        raise UserError(missing or str(error)) from None
+    except OSError as error:  # requests' and urllib's errors were dealt with inside: this is the disk
+        raise UserError(f"{part}: cannot write: {error.strerror or error}") from None
+    seconds = max(time.monotonic() - start, 1e-9)
+    log.info("%s: %d bytes in %.1f s (%.1f MB/s)", url, fetcher.received, seconds, fetcher.received / seconds / 1e6)
+    return fetcher.received
+
+
+# --- The command --------------------------------------------------------------------------------------
+
+
+def _convert(data: Path, out: Path, label: str) -> dict[str, int]:
+    """bgzip FASTA + indices at `out`; errors name the source, not the temporary file."""
+    try:
+        return write_bgzf_fasta(data, out)
+    except UserError as error:
+        message = str(error)
+        raise UserError(label + message[len(str(data)):] if message.startswith(str(data)) else message) from None
+
+
+def download(source: str, out, *, sha256: str | None = None, md5: str | None = None, retries: int = 5,
+             timeout: float = 60.0, progress: bool = True, backoff: float = 1.0) -> dict:
+    """Fetch a genome SOURCE (ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, ncbi:ACCESSION, an
+    http/https/ftp/file URL or a path) to `out` as bgzip FASTA with .fai and .gzi, verified against
+    the user's checksum or else the archive's published one. `backoff`: first retry delay, seconds.
+    Returns {"url", "contigs", "bases", "checksum"} for logging; raises UserError on bad input."""
+    out = Path(out)
+    transfer = Transfer(retries=retries, timeout=timeout, backoff=backoff, progress=progress)
+    wanted = user_checksum(sha256, md5)
+    with requests.Session() as session:
+        session.headers["User-Agent"] = _USER_AGENT
+        resolved = resolve(source, session, transfer, published=wanted is None)
+        checksum = wanted or resolved.checksum
+        if resolved.local is not None:
+            verdict = verify(resolved.local, checksum, source)
+            lengths = _convert(resolved.local, out, source)
+        else:
+            part = Path(f"{out}.part")
+            fetch(session, resolved.url, part, transfer, resolved.missing)
+            try:
+                verdict = verify(part, checksum, resolved.url)
+                lengths = _convert(part, out, resolved.url)
+            except UserError:
+                discard_part(part)  # bytes that fail verification or are no genome must not be resumed
+                raise
+            discard_part(part)
+    summary = {"url": resolved.url, "contigs": len(lengths), "bases": sum(lengths.values()), "checksum": verdict}
+    log.info("%s: %d contigs, %d bases, checksum %s", out, summary["contigs"], summary["bases"], verdict)
+    return summary

@@ -1,0 +1,118 @@
+"""Aligned reads (BAM/CRAM through pysam): primary alignments with their reference coordinates, and
+splice junctions observed as CIGAR N operations."""
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysam
+from Bio.Seq import reverse_complement
+
+from ..errors import UserError
+from .fasta import Fasta
+
+_REF_SKIP = 3  # CIGAR N
+_CONSUMES_REFERENCE = {0, 2, 3, 7, 8}  # M D N = X
+_MOTIF_STRAND = {"GTAG": "+", "GCAG": "+", "ATAC": "+", "CTAC": "-", "CTGC": "-", "GTAT": "-"}
+
+
+@dataclass(frozen=True, order=True)
+class Junction:
+    """An intron seen in reads: 0-based half-open reference interval, strand ('.' if unknown)."""
+
+    contig: str
+    start: int
+    end: int
+    strand: str
+    reads: int
+
+
+def open_alignments(path, reference=None) -> pysam.AlignmentFile:
+    """Open an indexed BAM or CRAM; CRAM needs its reference FASTA."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        bam = pysam.AlignmentFile(str(path), reference_filename=str(reference) if reference else None)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable BAM/CRAM ({error})") from None
+    if not bam.has_index():
+        bam.close()
+        raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
+    return bam
+
+
+def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
+    """Raise a UserError if the BAM's contigs are missing from the reference or differ in length."""
+    for contig, length in zip(bam.references, bam.lengths):
+        if contig not in fasta.lengths:
+            raise UserError(f"{bam.filename.decode()}: contig {contig!r} is not in the reference {fasta.path}")
+        if fasta.lengths[contig] != length:
+            raise UserError(
+                f"{bam.filename.decode()}: contig {contig!r} is {length} bp in the BAM header but "
+                f"{fasta.lengths[contig]} bp in the reference {fasta.path}"
+            )
+
+
+def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0) -> Iterator[pysam.AlignedSegment]:
+    """Primary, mapped alignments with a sequence, in reference order. Their reference coordinates:
+    `read.get_blocks()` (aligned blocks, split at introns) and `read.get_aligned_pairs()`."""
+    if contig is not None and contig not in bam.references:
+        raise UserError(f"{bam.filename.decode()}: unknown contig {contig!r}")
+    for read in bam.fetch(contig, start, end):
+        if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail:
+            continue
+        if read.mapping_quality < min_mapq or not read.query_sequence:
+            continue
+        yield read
+
+
+def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
+    """The read's CIGAR N operations as 0-based half-open reference intervals."""
+    introns, position = [], read.reference_start
+    for op, length in read.cigartuples:
+        if op == _REF_SKIP:
+            introns.append((position, position + length))
+        if op in _CONSUMES_REFERENCE:
+            position += length
+    return introns
+
+
+def transcript_strand(read: pysam.AlignedSegment) -> str | None:
+    """The strand of the transcript a read came from, from the aligner's tags: XS (STAR, HISAT2)
+    gives it directly; minimap2's ts says whether the read's own strand is the transcript's."""
+    if read.has_tag("XS"):
+        return read.get_tag("XS")
+    if read.has_tag("ts"):
+        read_strand = "-" if read.is_reverse else "+"
+        same = read.get_tag("ts") == "+"
+        return read_strand if same else {"+": "-", "-": "+"}[read_strand]
+    return None
+
+
+def junctions(bam: pysam.AlignmentFile, reference: Fasta | None = None, contig=None, min_mapq: int = 0) -> list[Junction]:
+    """Splice junctions with their read support. Strand comes from the aligner's tags, else (given
+    the reference) from the intron's terminal dinucleotides, else '.'."""
+    counts = Counter()
+    for read in aligned_reads(bam, contig, min_mapq=min_mapq):
+        strand = transcript_strand(read)
+        for start, end in read_introns(read):
+            counts[(read.reference_name, start, end, strand)] += 1
+    merged = Counter()
+    for (name, start, end, strand), n in counts.items():
+        if strand is None and reference is not None:
+            motif = reference.fetch(name, start, start + 2) + reference.fetch(name, end - 2, end)
+            strand = _MOTIF_STRAND.get(motif)
+        merged[(name, start, end, strand or ".")] += n
+    order = {name: i for i, name in enumerate(bam.references)}
+    return sorted(
+        (Junction(c, s, e, strand, n) for (c, s, e, strand), n in merged.items()),
+        key=lambda j: (order[j.contig], j.start, j.end, j.strand),
+    )
+
+
+def read_sequence_on_strand(read: pysam.AlignedSegment, strand: str) -> str:
+    """The read's bases as they lie on the given reference strand."""
+    sequence = read.query_sequence.upper()
+    return sequence if strand == "+" else reverse_complement(sequence)

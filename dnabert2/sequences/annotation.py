@@ -1,0 +1,180 @@
+"""Gene annotation (GFF3 or GTF): transcripts with their exons, and from them TSSs, introns and
+donor/acceptor sites, strand-aware. Coordinates are 0-based; intervals are half-open."""
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from ..errors import UserError
+from .fasta import corrupt, open_text
+
+_GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
+
+
+@dataclass(frozen=True)
+class Transcript:
+    id: str
+    gene: str
+    contig: str
+    strand: str
+    exons: tuple[tuple[int, int], ...]  # sorted, 0-based half-open
+
+    @property
+    def start(self) -> int:
+        return self.exons[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.exons[-1][1]
+
+    @property
+    def tss(self) -> int:
+        """The first transcribed base."""
+        return self.start if self.strand == "+" else self.end - 1
+
+    @property
+    def introns(self) -> list[tuple[int, int]]:
+        return [(a[1], b[0]) for a, b in zip(self.exons, self.exons[1:]) if b[0] > a[1]]
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """A single base: a TSS (first transcribed base), a donor (the intron's first base, the G of GT)
+    or an acceptor (the intron's last base, the G of AG); strand is the transcript's."""
+
+    contig: str
+    position: int
+    strand: str
+    kind: str  # "tss", "donor" or "acceptor"
+
+
+@dataclass(frozen=True, order=True)
+class Intron:
+    contig: str
+    start: int
+    end: int
+    strand: str
+
+    @property
+    def donor(self) -> Site:
+        pos = self.start if self.strand == "+" else self.end - 1
+        return Site(self.contig, pos, self.strand, "donor")
+
+    @property
+    def acceptor(self) -> Site:
+        pos = self.end - 1 if self.strand == "+" else self.start
+        return Site(self.contig, pos, self.strand, "acceptor")
+
+
+class Annotation:
+    def __init__(self, path, transcripts: list[Transcript]):
+        self.path = Path(path)
+        self.transcripts = transcripts
+
+    @property
+    def contigs(self) -> set[str]:
+        return {t.contig for t in self.transcripts}
+
+    def tss(self) -> list[Site]:
+        return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self.transcripts})
+
+    def introns(self) -> list[Intron]:
+        return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns})
+
+    def splice_sites(self) -> list[Site]:
+        return sorted({site for i in self.introns() for site in (i.donor, i.acceptor)})
+
+    def check_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
+        """Raise a UserError if a transcript lies on a contig the genome lacks, or past its end."""
+        missing = sorted(self.contigs - set(lengths))
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {shown}")
+        for t in self.transcripts:
+            if t.end > lengths[t.contig]:
+                raise UserError(
+                    f"{self.path}: transcript {t.id} ends at {t.end}, past the end of "
+                    f"{t.contig} ({lengths[t.contig]} bp) in {genome}"
+                )
+
+
+def _gff3_attributes(text: str) -> dict[str, str]:
+    pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
+    return {key.strip(): unquote(value) for key, value in pairs}
+
+
+def _gtf_attributes(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in _GTF_ATTRIBUTE.finditer(text)}
+
+
+def read_annotation(path) -> Annotation:
+    """Read transcripts from a GFF3 or GTF (plain or gzip). A transcript is the parent of exon
+    features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS."""
+    path = Path(path)
+    parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
+    parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
+    parse = None
+    try:
+        with open_text(path) as handle:
+            for number, line in enumerate(handle, 1):
+                if line.startswith("##FASTA"):
+                    break
+                if not line.strip() or line.startswith("#"):
+                    continue
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != 9:
+                    raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF)")
+                contig, _, kind, start, end, _, strand, _, attributes = fields
+                if parse is None:
+                    parse = _gtf_attributes if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0] else _gff3_attributes
+                attrs = parse(attributes)
+                if "ID" in attrs and "Parent" in attrs:
+                    parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+                if kind not in parts:
+                    continue
+                try:
+                    interval = (int(start) - 1, int(end))
+                except ValueError:
+                    raise UserError(f"{path}: line {number}: start/end are not integers") from None
+                if strand not in "+-" or not strand:
+                    continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
+                if parse is _gtf_attributes:
+                    owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
+                else:
+                    owners = [(p, None) for p in attrs.get("Parent", "").split(",")]
+                for transcript, gene in owners:
+                    if transcript:
+                        parts[kind][transcript].append((contig, strand, interval, gene))
+    except (EOFError, OSError) as error:
+        raise corrupt(path, error) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a GFF3/GTF file (binary content)") from None
+    groups = dict(parts["CDS"])
+    groups.update(parts["exon"])
+    transcripts = []
+    for transcript_id, pieces in groups.items():
+        contigs_strands = {(c, s) for c, s, _, _ in pieces}
+        if len(contigs_strands) != 1:
+            raise UserError(f"{path}: transcript {transcript_id} has exons on several contigs or strands")
+        (contig, strand), = contigs_strands
+        gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
+        exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
+        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons))
+    if not transcripts:
+        raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
+    transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
+    return Annotation(path, transcripts)
+
+
+def _merge(intervals) -> list[tuple[int, int]]:
+    """Union of overlapping or touching intervals (CDS pieces split by a frameshift, for example)."""
+    merged = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

@@ -1,0 +1,292 @@
+"""Genome sequences: streaming FASTA/GenBank reading with validation, bgzip conversion with indices,
+and random access by region."""
+
+import gzip
+import logging
+import re
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pysam
+from Bio import SeqIO
+from Bio.Seq import UndefinedSequenceError
+
+from ..errors import UserError
+from ..outputs import atomic_output
+
+log = logging.getLogger(__name__)
+
+# htslib prints its own multi-line complaints to stderr; our errors say what went wrong in one line.
+pysam.set_verbosity(0)
+
+IUPAC = "ACGTURYKMSWBDHVN"
+_NUCLEOTIDE_BYTES = (IUPAC + IUPAC.lower()).encode()
+_NOT_NUCLEOTIDE = re.compile(f"[^{IUPAC}{IUPAC.lower()}]")
+_HEADER_LINE = re.compile(rb"^>.*$", re.M)
+_CHUNK = 1 << 20
+LINE_WIDTH = 60
+
+
+def compression(path) -> str | None:
+    """'bgzf', 'gzip' or None (plain), from the file's first bytes rather than its name."""
+    with open(path, "rb") as handle:
+        head = handle.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return None
+    # A BGZF block is a gzip member with an extra field whose subfield id is "BC".
+    return "bgzf" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
+
+
+def open_binary(path):
+    """Open a plain, gzip or bgzip file for reading decompressed bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    return gzip.open(path, "rb") if compression(path) else open(path, "rb")
+
+
+def open_text(path):
+    """Open a plain, gzip or bgzip file for reading text."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    return gzip.open(path, "rt") if compression(path) else open(path)
+
+
+def corrupt(path, error) -> UserError:
+    return UserError(f"{path}: truncated or corrupt compressed file ({error})")
+
+
+def sniff_format(path) -> str:
+    """'fasta' or 'genbank', from the first non-blank line."""
+    try:
+        with open_text(path) as handle:
+            for line in handle:
+                if line.strip():
+                    if line.startswith(">"):
+                        return "fasta"
+                    if line.startswith("LOCUS"):
+                        return "genbank"
+                    break
+            else:
+                raise UserError(f"{path}: empty file, no sequences")
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            raise UserError(f"{path}: not a FASTA or GenBank file (binary content)") from None
+        raise corrupt(path, error) from None
+    raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
+
+
+def check_nucleotides(path, name: str, sequence: str) -> None:
+    """Raise a UserError naming the record and the first character that is not an IUPAC nucleotide."""
+    bad = _NOT_NUCLEOTIDE.search(sequence)
+    if bad:
+        raise UserError(
+            f"{path}: record {name!r} has a non-nucleotide character {bad.group()!r} "
+            f"at position {bad.start() + 1}"
+        )
+
+
+def read_records(path) -> Iterator[tuple[str, str]]:
+    """(name, sequence) for each record of a FASTA (plain, gzip, bgzip) or GenBank file, as written
+    (case kept); validates that the file has sequence and only IUPAC nucleotides."""
+    fmt = sniff_format(path)
+    count = 0
+    try:
+        if fmt == "genbank":
+            with open_text(path) as handle:
+                for record in SeqIO.parse(handle, "genbank"):
+                    try:
+                        sequence = str(record.seq)
+                    except UndefinedSequenceError:
+                        raise UserError(f"{path}: GenBank record {record.id!r} has no sequence (no ORIGIN)") from None
+                    check_nucleotides(path, record.id, sequence)
+                    count += len(sequence) > 0
+                    yield record.id, sequence
+        else:
+            with pysam.FastxFile(str(path)) as records:
+                for record in records:
+                    sequence = record.sequence or ""
+                    check_nucleotides(path, record.name, sequence)
+                    count += len(sequence) > 0
+                    yield record.name, sequence
+    except (EOFError, OSError, zlib.error) as error:
+        raise corrupt(path, error) from None
+    except ValueError as error:  # pysam's report of a damaged stream, or a malformed GenBank entry
+        if compression(path):
+            raise corrupt(path, error) from None
+        raise UserError(f"{path}: cannot parse {fmt}: {error}") from None
+    if count == 0:
+        raise UserError(f"{path}: no sequence found (empty {fmt})")
+
+
+def _write_wrapped(out, name: str, sequence: str) -> None:
+    out.write(f">{name}\n".encode())
+    for i in range(0, len(sequence), LINE_WIDTH):
+        out.write(sequence[i : i + LINE_WIDTH].encode() + b"\n")
+
+
+def _copy_fasta_stream(path, out) -> None:
+    """Copy a FASTA byte stream into `out`, validating it chunk by chunk in constant memory."""
+    records = bases = 0
+    last_name = None
+    carry = b""
+    with open_binary(path) as source:
+        while True:
+            chunk = source.read(_CHUNK)
+            buffer = carry + chunk
+            cut = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
+            block, carry = buffer[:cut], buffer[cut:]
+            if block:
+                block = block.replace(b"\r", b"")
+                if records == 0 and not block.lstrip().startswith(b">"):
+                    raise UserError(f"{path}: not a FASTA file (no '>' header before the sequence)")
+                headers = _HEADER_LINE.findall(block)
+                sequence = _HEADER_LINE.sub(b"", block).replace(b"\n", b"")
+                if sequence.translate(None, _NUCLEOTIDE_BYTES):
+                    _report_bad_line(path, block, last_name)
+                records += len(headers)
+                bases += len(sequence)
+                last_name = headers[-1][1:].split()[0].decode(errors="replace") if headers else last_name
+                out.write(block if block.endswith(b"\n") else block + b"\n")
+            if not chunk:
+                break
+    if records == 0 or bases == 0:
+        raise UserError(f"{path}: no sequence found (empty FASTA)")
+
+
+def _report_bad_line(path, block: bytes, name) -> None:
+    for line in block.split(b"\n"):
+        if line.startswith(b">"):
+            name = line[1:].split()[0].decode(errors="replace") if line[1:].split() else ""
+        else:
+            check_nucleotides(path, name, line.decode(errors="replace"))
+    raise AssertionError("a block flagged as bad has no bad line")  # unreachable by construction
+
+
+def write_bgzf_fasta(source, out) -> dict[str, int]:
+    """Convert a FASTA (plain, gzip, bgzip) or GenBank file to a bgzip-compressed FASTA `out` with
+    its .fai and .gzi indices, validating it on the way. FASTA is streamed in constant memory.
+    Returns the contig lengths. Nothing is left at `out` if the input is bad."""
+    fmt = sniff_format(source)
+    with atomic_output(out, ".fai", ".gzi") as tmp:
+        try:
+            with pysam.BGZFile(str(tmp), "wb") as bgzf:
+                if fmt == "genbank":
+                    for name, sequence in read_records(source):
+                        _write_wrapped(bgzf, name, sequence)
+                else:
+                    _copy_fasta_stream(source, bgzf)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise corrupt(source, error) from None
+        try:
+            pysam.faidx(str(tmp))
+        except pysam.SamtoolsError:
+            # faidx needs equal line lengths within a record; rewrap the ragged input and index again.
+            log.info("%s: line lengths vary within a record, rewrapping at %d columns", source, LINE_WIDTH)
+            with pysam.BGZFile(str(tmp), "wb") as bgzf:
+                for name, sequence in read_records(source):
+                    _write_wrapped(bgzf, name, sequence)
+            try:
+                pysam.faidx(str(tmp))
+            except pysam.SamtoolsError as error:
+                raise UserError(f"{source}: cannot index the FASTA: {str(error).strip()[:200]}") from None
+        lengths = _fai_lengths(Path(f"{tmp}.fai"))
+    return lengths
+
+
+def _fai_lengths(fai: Path) -> dict[str, int]:
+    lengths = {}
+    for line in fai.read_text().splitlines():
+        name, length = line.split("\t")[:2]
+        lengths[name] = int(length)
+    return lengths
+
+
+class Fasta:
+    """Random access to a genome by contig and region; sequences come back upper-cased (soft-masked
+    bases unmasked). Plain and bgzip FASTA are indexed (in place, or in a temporary folder when the
+    folder is read-only); plain gzip cannot be indexed, so it is read into memory with a warning."""
+
+    def __init__(self, path, validate: bool = False):
+        """validate: check every base now rather than in the regions fetched later."""
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such file")
+        self._faidx = None
+        self._memory = None
+        self._tmpdir = None
+        if sniff_format(self.path) == "genbank" or compression(self.path) == "gzip":
+            if compression(self.path) == "gzip":
+                log.info("%s is gzip, not bgzip: reading it into memory (bgzip it for random access)", self.path)
+            self._memory = {name: seq.upper() for name, seq in read_records(self.path)}
+            self.lengths = {name: len(seq) for name, seq in self._memory.items()}
+        else:
+            self._faidx = self._open_indexed()
+            self.lengths = dict(zip(self._faidx.references, self._faidx.lengths))
+        if not self.lengths or not any(self.lengths.values()):
+            raise UserError(f"{self.path}: no sequence found (empty FASTA)")
+        if validate and self._faidx is not None:
+            for contig in self.lengths:
+                check_nucleotides(self.path, contig, self._faidx.fetch(contig))
+
+    def _open_indexed(self) -> pysam.FastaFile:
+        fai = Path(f"{self.path}.fai")
+        gzi = Path(f"{self.path}.gzi")
+        bgzf = compression(self.path) == "bgzf"
+        if not fai.exists() or (bgzf and not gzi.exists()):
+            try:
+                pysam.faidx(str(self.path))
+            except pysam.SamtoolsError:
+                # A read-only folder: keep the index beside us instead, for this process's lifetime.
+                self._tmpdir = tempfile.TemporaryDirectory(prefix="dnabert2-faidx-")
+                fai = Path(self._tmpdir.name, "genome.fai")
+                gzi = Path(self._tmpdir.name, "genome.gzi")
+                args = ["--fai-idx", str(fai)] + (["--gzi-idx", str(gzi)] if bgzf else [])
+                try:
+                    pysam.faidx(str(self.path), *args)
+                except pysam.SamtoolsError as error:
+                    raise UserError(f"{self.path}: cannot index FASTA: {str(error).strip()[:200]}") from None
+        try:
+            return pysam.FastaFile(str(self.path), filepath_index=str(fai), filepath_index_compressed=str(gzi) if bgzf else None)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{self.path}: cannot open FASTA: {error}") from None
+
+    def check_region(self, contig: str, start: int = 0, end: int | None = None) -> int:
+        """Raise a UserError for an unknown contig or out-of-bounds region; returns the end."""
+        if contig not in self.lengths:
+            known = ", ".join(list(self.lengths)[:10]) + (", ..." if len(self.lengths) > 10 else "")
+            raise UserError(f"{self.path}: unknown contig {contig!r} (contigs: {known})")
+        length = self.lengths[contig]
+        end = length if end is None else end
+        if not 0 <= start <= end <= length:
+            raise UserError(f"{self.path}: region {contig}:{start}-{end} is outside the contig (length {length})")
+        return end
+
+    def fetch(self, contig: str, start: int = 0, end: int | None = None) -> str:
+        """The upper-cased sequence of contig[start:end] (0-based, half-open), validated."""
+        end = self.check_region(contig, start, end)
+        if self._memory is not None:
+            sequence = self._memory[contig][start:end]
+        else:
+            sequence = self._faidx.fetch(contig, start, end).upper()
+            check_nucleotides(self.path, contig, sequence)
+        return sequence
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for contig in self.lengths:
+            yield contig, self.fetch(contig)
+
+    def close(self) -> None:
+        if self._faidx is not None:
+            self._faidx.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

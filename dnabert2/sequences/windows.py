@@ -1,0 +1,103 @@
+"""Fixed-length windows over contigs or regions, on one or both strands, around runs of N."""
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from Bio.Seq import reverse_complement
+
+from ..errors import UserError
+from .fasta import Fasta
+
+_NOT_N = re.compile(r"[^N]+")
+
+
+@dataclass(frozen=True)
+class Window:
+    contig: str
+    start: int  # 0-based, half-open, on the forward strand whatever the window's strand
+    end: int
+    strand: str
+    sequence: str  # upper-cased, reverse-complemented on the minus strand
+
+    @property
+    def name(self) -> str:
+        return f"{self.contig}:{self.start}-{self.end}({self.strand})"
+
+
+def starts(length: int, size: int, stride: int) -> list[int]:
+    """Window starts tiling [0, length) with the given stride, plus one window flush with the end
+    so the tail is covered too. Empty if the stretch is shorter than a window."""
+    if length < size:
+        return []
+    positions = list(range(0, length - size + 1, stride))
+    if positions[-1] != length - size:
+        positions.append(length - size)
+    return positions
+
+
+def segments(sequence: str, on_n: str) -> list[tuple[int, int]]:
+    """The stretches to tile: with 'split', the N-free runs between runs of N; with 'skip' or
+    'keep', the whole sequence (windows holding N are then dropped or kept)."""
+    if on_n == "split":
+        return [m.span() for m in _NOT_N.finditer(sequence)]
+    return [(0, len(sequence))]
+
+
+def windows(sequence: str, contig: str, size: int, stride: int, *, offset: int = 0,
+            strands: str = "both", on_n: str = "split", min_size: int | None = None) -> Iterator[Window]:
+    """Windows of `size` bp every `stride` bp over an upper-case `sequence` that starts at `offset`
+    on `contig`. on_n: 'split' tiles each N-free stretch separately, 'skip' tiles the whole sequence
+    and drops windows with an N, 'keep' keeps them. Stretches shorter than `size` but at least
+    `min_size` give one shorter window."""
+    if size < 1 or stride < 1:
+        raise UserError(f"window length and stride must be positive (got {size} and {stride})")
+    if on_n not in ("split", "skip", "keep"):
+        raise UserError(f"on_n must be split, skip or keep, not {on_n!r}")
+    wanted = {"both": "+-", "+": "+", "-": "-"}.get(strands)
+    if wanted is None:
+        raise UserError(f"strands must be both, + or -, not {strands!r}")
+    for seg_start, seg_end in segments(sequence, on_n):
+        length = seg_end - seg_start
+        spans = [(s, s + size) for s in starts(length, size, stride)]
+        if not spans and min_size is not None and length >= min_size:
+            spans = [(0, length)]
+        for s, e in spans:
+            piece = sequence[seg_start + s : seg_start + e]
+            if on_n == "skip" and "N" in piece:
+                continue
+            for strand in wanted:
+                yield Window(
+                    contig,
+                    offset + seg_start + s,
+                    offset + seg_start + e,
+                    strand,
+                    piece if strand == "+" else reverse_complement(piece),
+                )
+
+
+def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tuple[str, int, int]] | None = None,
+                   contigs: Iterable[str] | None = None, **options) -> Iterator[Window]:
+    """Windows over a genome: every contig, the named `contigs`, or `regions` (contig, start, end).
+    One contig (or region) is in memory at a time."""
+    if regions is None:
+        regions = [(c, 0, fasta.lengths.get(c, 0)) for c in (contigs if contigs is not None else fasta.lengths)]
+    for contig, start, end in regions:
+        end = fasta.check_region(contig, start, end)
+        yield from windows(fasta.fetch(contig, start, end), contig, size, stride, offset=start, **options)
+
+
+def read_bed_regions(path) -> list[tuple[str, int, int]]:
+    """(contig, start, end) from the first three columns of a BED file."""
+    regions = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.split("\t")
+            try:
+                contig, start, end = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                raise UserError(f"{path}: line {number} is not BED (contig, start, end)") from None
+            regions.append((contig, start, end))
+    return regions

@@ -1,0 +1,143 @@
+"""The BPE tokenizer: learned with Hugging Face `tokenizers` from windows sampled from genomes, laid
+out as the released DNABERT-2 tokenizer (special tokens [UNK] [CLS] [SEP] [PAD] [MASK] = ids 0-4,
+whitespace pre-tokenizer, [CLS] ... [SEP] template)."""
+
+import bisect
+import json
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from Bio.Seq import reverse_complement
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+from .errors import UserError
+from .outputs import atomic_output
+from .sequences import Fasta
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+ALPHABET = "ACGT"
+MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(ALPHABET)
+
+
+def _with_dnabert2_layout(tokenizer: Tokenizer) -> Tokenizer:
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 1), ("[SEP]", 2)],
+    )
+    return tokenizer
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise UserError(
+            f"vocabulary size {vocab_size} is smaller than the {len(ALPHABET)}-letter alphabet plus "
+            f"{len(SPECIAL_TOKENS)} special tokens ({MIN_VOCAB_SIZE})"
+        )
+
+
+def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int | None = None) -> Tokenizer:
+    """Learn a BPE vocabulary of `vocab_size` tokens from upper-case ACGT sequences."""
+    check_vocab_size(vocab_size)
+    tokenizer = _with_dnabert2_layout(Tokenizer(models.BPE(unk_token="[UNK]")))
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=list(ALPHABET),
+        limit_alphabet=len(ALPHABET),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(sequences, trainer, length=count)
+    return tokenizer
+
+
+def load_tokenizer(path) -> Tokenizer:
+    """A tokenizer.json, or a model folder holding one (this project's or a released DNABERT-2)."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"{path}: no tokenizer.json there")
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as error:  # tokenizers raises a bare Exception for malformed JSON
+        raise UserError(f"{file}: not a Hugging Face tokenizer file ({str(error)[:120]})") from None
+    ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
+    if ids != list(range(len(SPECIAL_TOKENS))):
+        raise UserError(f"{file}: special tokens {SPECIAL_TOKENS} must have ids 0-4, found {ids}")
+    return tokenizer
+
+
+def bp_per_token(tokenizer: Tokenizer, sequences: Sequence[str]) -> float:
+    """Mean base pairs per token, special tokens not counted."""
+    encodings = tokenizer.encode_batch(list(sequences), add_special_tokens=False)
+    tokens = sum(len(e.ids) for e in encodings)
+    return sum(map(len, sequences)) / max(tokens, 1)
+
+
+def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int) -> list[str]:
+    """Up to `count` distinct, non-overlapping windows drawn uniformly over all genomes' bases (so a
+    genome weighs by its size), each on a random strand; windows with anything but ACGT are dropped."""
+    tiles = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items() if length >= size]
+    if not tiles:
+        raise UserError(f"no contig is as long as one window ({size} bp)")
+    ends = []
+    for _, _, n in tiles:
+        ends.append((ends[-1] if ends else 0) + n)
+    rng = random.Random(seed)
+    picks = rng.sample(range(ends[-1]), k=min(count, ends[-1]))
+    sequences = []
+    for pick in picks:
+        i = bisect.bisect_right(ends, pick)
+        genome, contig, _ = tiles[i]
+        start = (pick - (ends[i - 1] if i else 0)) * size
+        sequence = genome.fetch(contig, start, start + size)
+        if set(sequence) - set(ALPHABET):
+            continue
+        sequences.append(reverse_complement(sequence) if rng.random() < 0.5 else sequence)
+    return sequences
+
+
+def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: int = 1000,
+                     sample_bp: int = 50_000_000, heldout: float = 0.05, seed: int = 0) -> dict:
+    """Learn a vocabulary from windows sampled from `genomes` (FASTA/GenBank paths), save it to `out`
+    and return a report with base pairs per token on held-out windows."""
+    check_vocab_size(vocab_size)
+    if not 0 < heldout < 1:
+        raise UserError(f"held-out fraction must be between 0 and 1, not {heldout}")
+    if window < 10:
+        raise UserError(f"window length must be at least 10 bp, not {window}")
+    fastas = [Fasta(path, validate=True) for path in genomes]
+    try:
+        wanted = max(2, round(sample_bp / window / (1 - heldout)))
+        sequences = sample_windows(fastas, window, wanted, seed)
+    finally:
+        for fasta in fastas:
+            fasta.close()
+    n_heldout = max(1, round(len(sequences) * heldout))
+    if len(sequences) - n_heldout < 1:
+        raise UserError(f"too little ACGT sequence for windows of {window} bp: found {len(sequences)} window(s)")
+    heldout_windows, training = sequences[:n_heldout], sequences[n_heldout:]
+    started = time.perf_counter()
+    tokenizer = train_tokenizer(training, vocab_size, len(training))
+    seconds = time.perf_counter() - started
+    if tokenizer.get_vocab_size() < vocab_size:
+        log.warning("learned only %d tokens of the %d asked for: the sample is too small", tokenizer.get_vocab_size(), vocab_size)
+    with atomic_output(out) as tmp:
+        tokenizer.save(str(tmp))
+    report = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "training_windows": len(training),
+        "training_bp": len(training) * window,
+        "heldout_windows": n_heldout,
+        "heldout_bp_per_token": round(bp_per_token(tokenizer, heldout_windows), 3),
+        "training_seconds": round(seconds, 2),
+        "seed": seed,
+    }
+    log.info("vocabulary: %s", json.dumps(report))
+    return report

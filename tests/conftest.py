@@ -1,0 +1,31 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+GENOMES = DATA / "genomes"
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    assert DATA.is_dir(), f"the shared data set is expected beside the repository at {DATA}"
+    return DATA
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run `python -m dnabert2 ARGS` as a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "dnabert2", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """A bad-input failure: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("dnabert2"), errors[0]
+    for word in words:
+        assert word in errors[0], errors[0]

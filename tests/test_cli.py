@@ -1,0 +1,89 @@
+"""The command line as users call it: help, outputs of the sequence utilities, errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GENOMES, assert_user_error, run_cli
+
+COMMANDS = ["download", "vocab", "windows", "sites", "junctions"]
+
+
+def test_help_lists_every_command():
+    for invocation in ([sys.executable, "-m", "dnabert2", "--help"], ["dnabert2", "--help"]):
+        result = subprocess.run(invocation, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        for command in COMMANDS:
+            assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_documents_its_options(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--out" in result.stdout and "usage: dnabert2 " + command in result.stdout
+
+
+def test_missing_required_option_is_a_usage_error(tmp_path):
+    result = run_cli("vocab", "--out", tmp_path / "t.json")
+    assert result.returncode == 2 and "--genome" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_windows_as_csv_fasta_and_bed(tmp_path):
+    genome = GENOMES / "phiX174_NC_001422.gbk.gz"
+    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.csv", "--length", "1000", "--stride", "500").returncode == 0
+    rows = (tmp_path / "w.csv").read_text().splitlines()
+    assert rows[0] == "contig,start,end,strand,sequence"
+    starts = sorted({int(r.split(",")[1]) for r in rows[1:]})
+    assert starts == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4386]
+    assert len(rows) - 1 == 2 * len(starts)
+    assert all(len(r.split(",")[4]) == 1000 for r in rows[1:])
+
+    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.fa", "--length", "1000", "--stride", "1000",
+                   "--strands", "-").returncode == 0
+    lines = (tmp_path / "w.fa").read_text().splitlines()
+    assert lines[0] == ">NC_001422.1:0-1000(-)" and len(lines) == 12
+
+    regions = tmp_path / "r.bed"
+    regions.write_text("NC_001422.1\t100\t400\n")
+    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.bed", "--regions", regions, "--length", "100",
+                   "--stride", "100", "--strands", "+").returncode == 0
+    assert (tmp_path / "w.bed").read_text().splitlines()[0].split("\t")[:3] == ["NC_001422.1", "100", "200"]
+
+
+def test_windows_on_unknown_contig_is_refused_without_output(tmp_path):
+    result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", tmp_path / "w.csv", "--contigs", "chr1")
+    assert_user_error(result, "unknown contig 'chr1'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sites_bed_is_sorted_bed6(tmp_path, data):
+    out = tmp_path / "sites.bed"
+    result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "ce1pct.fa.gz", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    order = ["I", "II", "III", "IV", "V", "X", "MtDNA"]
+    keys = [(order.index(r[0]), int(r[1])) for r in rows]
+    assert keys == sorted(keys)
+    assert {r[3] for r in rows} == {"donor", "acceptor"} and {r[5] for r in rows} == {"+", "-"}
+    assert all(int(r[2]) == int(r[1]) + 1 for r in rows)
+
+
+def test_sites_with_annotation_of_another_genome_is_refused(tmp_path):
+    result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "lambda_phage_bowtie2_example.fa.gz",
+                     "--out", tmp_path / "s.bed")
+    assert_user_error(result, "not in")
+    assert not (tmp_path / "s.bed").exists()
+
+
+def test_junctions_bed_has_read_support(tmp_path, data):
+    out = tmp_path / "junctions.bed"
+    sirv = data / "bam/sirv_ont"
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--reference", sirv / "SIRV_150601a.fasta.gz",
+                     "--min-reads", "5", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    reads = [int(r[3].removeprefix("reads=")) for r in rows]
+    assert rows and min(reads) >= 5 and max(reads) > 1000
+    assert all(int(r[4]) == min(n, 1000) and r[5] in "+-." for r, n in zip(rows, reads))

@@ -1,0 +1,237 @@
+"""Reading genomes, annotation and alignments; windows and reverse complement."""
+
+import gzip
+import shutil
+from collections import Counter
+
+import pysam
+import pytest
+from Bio import SeqIO
+
+from conftest import GENOMES, assert_user_error, run_cli
+from dnabert2.errors import UserError
+from dnabert2.sequences import (
+    Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
+    read_records, reverse_complement, windows, write_bgzf_fasta,
+)
+
+LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
+PHIX = GENOMES / "phiX174_NC_001422.gbk.gz"
+CE = GENOMES / "ce1pct.fa.gz"
+CE_GFF = GENOMES / "ce1pct.gff3.gz"
+
+
+def lambda_sequence() -> str:
+    with gzip.open(LAMBDA, "rt") as handle:
+        return str(next(SeqIO.parse(handle, "fasta")).seq)
+
+
+@pytest.fixture
+def lambda_forms(tmp_path):
+    """The lambda genome as plain, gzip and bgzip FASTA."""
+    plain = tmp_path / "lambda.fa"
+    with gzip.open(LAMBDA, "rb") as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    gz = tmp_path / "lambda.fa.gz"
+    shutil.copy(LAMBDA, gz)
+    bgz = tmp_path / "lambda.bgz.fa.gz"
+    pysam.tabix_compress(str(plain), str(bgz))
+    return {"plain": plain, "gzip": gz, "bgzip": bgz}
+
+
+@pytest.mark.parametrize("form", ["plain", "gzip", "bgzip"])
+def test_fasta_random_access_in_every_compression(lambda_forms, form):
+    expected = lambda_sequence().upper()
+    with Fasta(lambda_forms[form]) as fasta:
+        (name,) = fasta.lengths
+        assert fasta.lengths[name] == len(expected) == 48502
+        assert fasta.fetch(name, 1000, 1060) == expected[1000:1060]
+        assert fasta.fetch(name) == expected
+
+
+def test_fasta_index_is_built_elsewhere_when_the_folder_is_read_only(lambda_forms, tmp_path):
+    bgz = lambda_forms["bgzip"]
+    bgz.parent.chmod(0o555)
+    try:
+        with Fasta(bgz) as fasta:
+            assert fasta.fetch(next(iter(fasta.lengths)), 0, 10) == lambda_sequence()[:10].upper()
+    finally:
+        bgz.parent.chmod(0o755)
+
+
+def test_soft_masked_bases_come_back_upper_case(tmp_path):
+    path = tmp_path / "masked.fa"
+    path.write_text(">c\nACGTacgtnnNN\n")
+    with Fasta(path) as fasta:
+        assert fasta.fetch("c") == "ACGTACGTNNNN"
+
+
+def test_unknown_contig_and_region_outside_contig_are_errors(lambda_forms):
+    with Fasta(lambda_forms["plain"]) as fasta:
+        with pytest.raises(UserError, match="unknown contig 'chrZ'"):
+            fasta.fetch("chrZ")
+        name = next(iter(fasta.lengths))
+        with pytest.raises(UserError, match="outside the contig"):
+            fasta.fetch(name, 48000, 49000)
+
+
+def test_genbank_is_read_and_converted(tmp_path):
+    records = list(read_records(PHIX))
+    assert [(name, len(seq)) for name, seq in records] == [("NC_001422.1", 5386)]
+    out = tmp_path / "phix.fa.gz"
+    assert write_bgzf_fasta(PHIX, out) == {"NC_001422.1": 5386}
+    with pysam.FastaFile(str(out)) as fasta:
+        assert fasta.fetch("NC_001422.1") == records[0][1]
+
+
+def test_bgzip_conversion_writes_indices_and_keeps_the_sequence(lambda_forms, tmp_path):
+    out = tmp_path / "out" / "genome.fa.gz"
+    lengths = write_bgzf_fasta(lambda_forms["gzip"], out)
+    assert list(lengths.values()) == [48502]
+    assert (tmp_path / "out" / "genome.fa.gz.fai").exists() and (tmp_path / "out" / "genome.fa.gz.gzi").exists()
+    with pysam.FastaFile(str(out)) as fasta:
+        assert fasta.fetch(fasta.references[0]) == lambda_sequence()
+
+
+def test_ragged_fasta_lines_are_rewrapped(tmp_path):
+    path = tmp_path / "ragged.fa"
+    path.write_text(">a\nACGTACGT\nAC\nACGTAC\n>b\nGG\n")
+    out = tmp_path / "ragged.fa.gz"
+    assert write_bgzf_fasta(path, out) == {"a": 16, "b": 2}
+    with pysam.FastaFile(str(out)) as fasta:
+        assert fasta.fetch("a") == "ACGTACGTACACGTAC"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b">only_a_header\n", "no sequence"),
+        (b">x\nACGTNNRY\n>y\nACGT-ACGT\n", "'y' has a non-nucleotide character '-'"),
+        (b"ID   not fasta\n", "not a FASTA"),
+    ],
+)
+def test_bad_fasta_is_refused_without_output(tmp_path, content, message):
+    path = tmp_path / "bad.fa"
+    path.write_bytes(content)
+    out = tmp_path / "out.fa.gz"
+    with pytest.raises(UserError, match=message):
+        write_bgzf_fasta(path, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa"]
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    data = LAMBDA.read_bytes()
+    path = tmp_path / "truncated.fa.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        list(read_records(path))
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        write_bgzf_fasta(path, tmp_path / "out.fa.gz")
+    assert not (tmp_path / "out.fa.gz").exists()
+
+
+def test_reverse_complement_is_iupac_aware():
+    assert reverse_complement("ACGTRYKMSWBDHVN") == "NBDHVWSKMRYACGT"
+    assert reverse_complement("acgtn") == "nacgt"
+    assert reverse_complement("AAcg") == "cgTT"
+
+
+def test_windows_tile_both_strands_and_cover_the_end():
+    seq = "AAAACCCCGGGGTT"  # 14 bp
+    got = list(windows(seq, "c", 6, 4))
+    assert [(w.start, w.end, w.strand) for w in got] == [
+        (0, 6, "+"), (0, 6, "-"), (4, 10, "+"), (4, 10, "-"), (8, 14, "+"), (8, 14, "-"),
+    ]
+    for w in got:
+        forward = seq[w.start : w.end]
+        assert w.sequence == (forward if w.strand == "+" else reverse_complement(forward))
+
+
+def test_windows_split_at_or_skip_n_runs():
+    seq = "ACGTACGT" + "N" * 5 + "TTTTGGGG"
+    split = list(windows(seq, "c", 4, 4, strands="+"))
+    assert [(w.start, w.end) for w in split] == [(0, 4), (4, 8), (13, 17), (17, 21)]
+    assert all("N" not in w.sequence for w in split)
+    skip = list(windows(seq, "c", 4, 4, strands="+", on_n="skip"))
+    # the grid stays at 4 bp; the last window sits flush with the end
+    assert [(w.start, w.end) for w in skip] == [(0, 4), (4, 8), (16, 20), (17, 21)]
+    keep = list(windows(seq, "c", 4, 4, strands="+", on_n="keep"))
+    assert len(keep) == 6
+
+
+def test_genome_windows_over_regions_keep_genome_coordinates(lambda_forms):
+    with Fasta(lambda_forms["bgzip"]) as fasta:
+        name = next(iter(fasta.lengths))
+        got = list(genome_windows(fasta, 100, 100, regions=[(name, 1000, 1300)], strands="+"))
+        assert [(w.start, w.end) for w in got] == [(1000, 1100), (1100, 1200), (1200, 1300)]
+        assert got[1].sequence == lambda_sequence()[1100:1200].upper()
+
+
+def test_gff3_gives_tss_and_splice_sites_with_canonical_dinucleotides():
+    annotation = read_annotation(CE_GFF)
+    assert len(annotation.transcripts) == 424
+    with Fasta(CE) as genome:
+        annotation.check_contigs(genome.lengths)
+        motifs = Counter()
+        for site in annotation.splice_sites():
+            if site.strand == "+":
+                pair = genome.fetch(site.contig, site.position, site.position + 2) if site.kind == "donor" \
+                    else genome.fetch(site.contig, site.position - 1, site.position + 1)
+            else:
+                pair = reverse_complement(genome.fetch(site.contig, site.position - 1, site.position + 1)) \
+                    if site.kind == "donor" else reverse_complement(genome.fetch(site.contig, site.position, site.position + 2))
+            motifs[(site.kind, pair)] += 1
+    donors = sum(n for (kind, _), n in motifs.items() if kind == "donor")
+    acceptors = sum(n for (kind, _), n in motifs.items() if kind == "acceptor")
+    assert motifs[("donor", "GT")] / donors > 0.97
+    assert motifs[("acceptor", "AG")] / acceptors > 0.97
+    # every transcript's TSS is its 5' end on its own strand
+    for t in annotation.transcripts:
+        assert t.tss == (t.start if t.strand == "+" else t.end - 1)
+
+
+def test_gtf_gives_introns_per_transcript(data):
+    annotation = read_annotation(data / "bam/sirv_ont/SIRV_C_150601a.gtf.gz")
+    first = annotation.transcripts[0]
+    assert (first.id, first.gene, first.strand) == ("SIRV101", "SIRV1", "-")
+    assert first.exons[0] == (1000, 1484) and first.introns[0] == (1484, 6337)
+    assert len(annotation.introns()) == 114
+
+
+def test_annotation_contigs_must_be_in_the_genome(data):
+    annotation = read_annotation(CE_GFF)
+    with Fasta(LAMBDA) as other:
+        with pytest.raises(UserError, match="not in"):
+            annotation.check_contigs(other.lengths)
+
+
+def test_bam_reads_and_junctions_agree_with_the_annotation(data):
+    sirv = data / "bam/sirv_ont"
+    reference = Fasta(sirv / "SIRV_150601a.fasta.gz")
+    with open_alignments(sirv / "pcs109_5k_spliced.bam") as bam:
+        check_reference(bam, reference)
+        reads = list(aligned_reads(bam, "SIRV5"))
+        assert reads and all(r.reference_name == "SIRV5" and not r.is_secondary for r in reads)
+        found = junctions(bam, reference)
+    annotated = {(i.contig, i.start, i.end, i.strand) for i in read_annotation(sirv / "SIRV_C_150601a.gtf.gz").introns()}
+    support = sum(j.reads for j in found)
+    matching = sum(j.reads for j in found if (j.contig, j.start, j.end, j.strand) in annotated)
+    assert support > 4538  # at least one junction per spliced read
+    assert matching / support > 0.85
+
+
+def test_unindexed_bam_is_refused(data, tmp_path):
+    bam = tmp_path / "ex1.bam"
+    shutil.copy(data / "bam/ex1/ex1.bam", bam)
+    with pytest.raises(UserError, match="no index"):
+        open_alignments(bam)
+    result = run_cli("junctions", "--bam", bam, "--out", tmp_path / "j.bed")
+    assert_user_error(result, "samtools index")
+    assert not (tmp_path / "j.bed").exists()
+
+
+def test_bam_whose_contigs_are_not_in_the_reference_is_refused(data):
+    with open_alignments(data / "bam/ex1/ex1.bam") as bam, Fasta(LAMBDA) as other:
+        with pytest.raises(UserError, match="not in the reference"):
+            check_reference(bam, other)

@@ -1,0 +1,125 @@
+"""BPE vocabulary learning and the tokenizer's layout, against the released DNABERT-2 tokenizer."""
+
+import json
+
+import pytest
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast
+
+from conftest import GENOMES, assert_user_error, run_cli
+from dnabert2 import load_tokenizer
+from dnabert2.errors import UserError
+from dnabert2.sequences import Fasta
+from dnabert2.tokenizer import SPECIAL_TOKENS, learn_vocabulary
+
+RELEASED = GENOMES.parent / "tokenizers" / "dnabert2_117m_tokenizer.json"
+LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
+PHIX = GENOMES / "phiX174_NC_001422.gbk.gz"
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """A 512-token vocabulary learned from two real phage genomes (one of them GenBank)."""
+    out = tmp_path_factory.mktemp("vocab") / "tokenizer.json"
+    report = learn_vocabulary([LAMBDA, PHIX], out, vocab_size=512, window=500, seed=7)
+    return out, report
+
+
+def sample_sequence() -> str:
+    with Fasta(LAMBDA) as fasta:
+        return fasta.fetch(next(iter(fasta.lengths)), 20_000, 20_600)
+
+
+def test_learned_vocabulary_has_the_dnabert2_layout(learned):
+    out, report = learned
+    tokenizer = Tokenizer.from_file(str(out))
+    assert tokenizer.get_vocab_size() == report["vocab_size"] == 512
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert [tokenizer.id_to_token(i) for i in range(5, 9)] == ["A", "C", "G", "T"]
+    encoding = tokenizer.encode(sample_sequence())
+    assert encoding.ids[0] == 1 and encoding.ids[-1] == 2
+    assert "".join(encoding.tokens[1:-1]) == sample_sequence()
+    assert 3 not in encoding.ids and 0 not in encoding.ids
+    assert report["heldout_bp_per_token"] > 2
+
+
+def test_learned_tokenizer_loads_in_transformers(learned):
+    out, _ = learned
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(out))
+    sequence = sample_sequence()
+    assert fast(sequence)["input_ids"] == Tokenizer.from_file(str(out)).encode(sequence).ids
+
+
+def test_released_tokenizer_loads_and_encodes_exactly_as_tokenizers():
+    ours = load_tokenizer(RELEASED)
+    reference = Tokenizer.from_file(str(RELEASED))
+    sequences = [sample_sequence(), "ACGTNACGT", "TATAAAAGGCGCGC" * 10]
+    assert [e.ids for e in ours.encode_batch(sequences)] == [e.ids for e in reference.encode_batch(sequences)]
+    assert ours.get_vocab_size() == 4096
+
+
+def test_load_tokenizer_from_a_model_folder(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(RELEASED.read_text())
+    assert load_tokenizer(tmp_path).get_vocab_size() == 4096
+
+
+def test_tokenizer_without_dnabert2_special_tokens_is_refused(tmp_path):
+    data = json.loads(RELEASED.read_text())
+    data["added_tokens"][0]["content"] = "<unk>"
+    data["model"]["vocab"]["<unk>"] = data["model"]["vocab"].pop("[UNK]")
+    data["model"]["unk_token"] = "<unk>"
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="special tokens"):
+        load_tokenizer(bad)
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a Hugging Face tokenizer"):
+        load_tokenizer(tmp_path / "garbage.json")
+
+
+def test_same_seed_same_vocabulary_across_processes(tmp_path):
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"tok{i}.json"
+        result = run_cli("vocab", "--genome", LAMBDA, "--out", out, "--vocab-size", "300", "--window", "400", "--seed", "3")
+        assert result.returncode == 0, result.stderr
+        assert "bp/token" in result.stdout
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]
+    other = tmp_path / "other.json"
+    assert run_cli("vocab", "--genome", LAMBDA, "--out", other, "--vocab-size", "300", "--window", "400", "--seed", "4").returncode == 0
+    assert json.loads(other.read_text())["model"]["merges"] != json.loads(outputs[0])["model"]["merges"]
+
+
+def test_vocab_report_is_written(tmp_path):
+    report = tmp_path / "report.json"
+    result = run_cli("vocab", "--genome", PHIX, "--out", tmp_path / "t.json", "--vocab-size", "64",
+                     "--window", "200", "--report", report)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(report.read_text())
+    assert values["vocab_size"] == 64 and values["heldout_windows"] >= 1 and values["heldout_bp_per_token"] > 1
+
+
+def test_vocabulary_smaller_than_alphabet_plus_specials_is_refused(tmp_path):
+    out = tmp_path / "t.json"
+    result = run_cli("vocab", "--genome", LAMBDA, "--out", out, "--vocab-size", "8")
+    assert_user_error(result, "smaller than")
+    assert not out.exists()
+
+
+def test_vocab_from_a_genome_shorter_than_a_window_is_refused(tmp_path):
+    out = tmp_path / "t.json"
+    result = run_cli("vocab", "--genome", PHIX, "--out", out, "--window", "10000")
+    assert_user_error(result, "window")
+    assert not out.exists()
+
+
+def test_vocab_from_bad_fasta_is_refused(tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\n" + "ACGT" * 300 + "Q\n")  # the bad base lies past the last whole window
+    result = run_cli("vocab", "--genome", bad, "--out", tmp_path / "t.json")
+    assert_user_error(result, "non-nucleotide")
+    empty = tmp_path / "empty.fa"
+    empty.write_text("")
+    assert_user_error(run_cli("vocab", "--genome", empty, "--out", tmp_path / "t.json"), "empty")
+    assert not (tmp_path / "t.json").exists()

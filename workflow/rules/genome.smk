@@ -1,0 +1,21 @@
+rule download_genome:
+    input:
+        local_source,
+    output:
+        fasta="resources/genomes/{genome}/genome.fa.gz",
+        fai="resources/genomes/{genome}/genome.fa.gz.fai",
+        gzi="resources/genomes/{genome}/genome.fa.gz.gzi",
+    log:
+        "logs/genome/{genome}.log",
+    benchmark:
+        "benchmarks/genome/{genome}.tsv"
+    conda:
+        "../../envs/genome.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=240,
+    params:
+        source=lambda wildcards: config["genomes"][wildcards.genome]["source"],
+        checksum=checksum_option,
+    shell:
+        "python -m dnabert2 download {params.source:q} --out {output.fasta} {params.checksum} 2> {log}"

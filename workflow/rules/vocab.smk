@@ -1,0 +1,26 @@
+rule vocab:
+    input:
+        vocab_genomes(),
+    output:
+        tokenizer="results/vocab/tokenizer.json",
+        report="results/vocab/report.json",
+    log:
+        "logs/vocab/vocab.log",
+    benchmark:
+        "benchmarks/vocab/vocab.tsv"
+    conda:
+        "../../envs/vocab.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        genomes=lambda wildcards, input: " ".join(f"--genome {g}" for g in input),
+        options=(
+            f"--vocab-size {config['vocab']['vocab_size']} --window {config['vocab']['window']} "
+            f"--sample-bp {config['vocab']['sample_bp']} --heldout {config['vocab']['heldout']} "
+            f"--seed {config['vocab']['seed']}"
+        ),
+    shell:
+        "RAYON_NUM_THREADS={threads} python -m dnabert2 vocab {params.genomes} --out {output.tokenizer} "
+        "--report {output.report} {params.options} 2> {log}"
