@@ -33,7 +33,8 @@ def cmd_vocab(args) -> None:
     from .tokenizer import learn_vocabulary
 
     report = learn_vocabulary(args.genome, args.out, vocab_size=args.vocab_size, window=args.window,
-                              sample_bp=args.sample_bp, heldout=args.heldout, seed=args.seed)
+                              sample_bp=args.sample_bp, heldout=args.heldout, seed=args.seed,
+                              progress=not args.quiet)
     print(f"{args.out}: {report['vocab_size']} tokens, {report['heldout_bp_per_token']} bp/token on "
           f"{report['heldout_windows']} held-out windows, learned in {report['training_seconds']} s")
     if args.report:
@@ -71,10 +72,13 @@ def cmd_sites(args) -> None:
     with Fasta(args.genome) as fasta:
         annotation.check_contigs(fasta.lengths, str(fasta.path))
         order = list(fasta.lengths)
-    sites = annotation.tss() if args.kind == "tss" else annotation.splice_sites()
-    rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
     if args.kind == "introns":
         rows = [(i.contig, i.start, i.end, "intron", 0, i.strand) for i in annotation.introns()]
+    elif args.kind == "genes":
+        rows = [(g.contig, g.start, g.end, g.id, 0, g.strand) for g in annotation.genes()]
+    else:
+        sites = annotation.tss() if args.kind == "tss" else annotation.splice_sites()
+        rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
     n = write_bed(args.out, rows, order)
     log.info("wrote %d %s to %s", n, args.kind, args.out)
 
@@ -105,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add = lambda name, **kw: commands.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    def add(name, **kwargs):
+        return commands.add_parser(name, parents=[common], **kwargs)
+
 
     p = add("download", help="fetch a genome into a bgzip FASTA with .fai and .gzi indices",
                             description="Fetch a genome, verify its checksum and write it bgzip-compressed with "
@@ -154,13 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["fasta", "csv", "bed"], help="output format (default: from the --out suffix, else FASTA)")
     p.set_defaults(run=cmd_windows)
 
-    p = add("sites", help="write annotated TSSs, splice sites or introns as BED",
+    p = add("sites", help="write annotated TSSs, splice sites, introns or genes as BED",
                             description="Read a GFF3 or GTF and write, strand-aware, one BED6 line per TSS "
                             "(first transcribed base), splice site (donor: the intron's first base; acceptor: "
-                            "its last) or intron.")
+                            "its last), intron or gene span.")
     p.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation (plain or gzip)")
     p.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="the genome it annotates (contigs are checked)")
-    p.add_argument("--kind", choices=["tss", "splice", "introns"], default="splice", help="what to write (default splice)")
+    p.add_argument("--kind", choices=["tss", "splice", "introns", "genes"], default="splice", help="what to write (default splice)")
     p.add_argument("--out", required=True, type=Path, help="output BED")
     p.set_defaults(run=cmd_sites)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from Bio.Seq import reverse_complement
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from tqdm import tqdm
 
 from .errors import UserError
 from .outputs import atomic_output
@@ -42,7 +43,8 @@ def check_vocab_size(vocab_size: int) -> None:
         )
 
 
-def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int | None = None) -> Tokenizer:
+def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int | None = None,
+                    progress: bool = False) -> Tokenizer:
     """Learn a BPE vocabulary of `vocab_size` tokens from upper-case ACGT sequences."""
     check_vocab_size(vocab_size)
     tokenizer = _with_dnabert2_layout(Tokenizer(models.BPE(unk_token="[UNK]")))
@@ -51,7 +53,7 @@ def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=list(ALPHABET),
         limit_alphabet=len(ALPHABET),
-        show_progress=False,
+        show_progress=progress,
     )
     tokenizer.train_from_iterator(sequences, trainer, length=count)
     return tokenizer
@@ -80,7 +82,7 @@ def bp_per_token(tokenizer: Tokenizer, sequences: Sequence[str]) -> float:
     return sum(map(len, sequences)) / max(tokens, 1)
 
 
-def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int) -> list[str]:
+def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, progress: bool = False) -> list[str]:
     """Up to `count` distinct, non-overlapping windows drawn uniformly over all genomes' bases (so a
     genome weighs by its size), each on a random strand; windows with anything but ACGT are dropped."""
     tiles = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items() if length >= size]
@@ -92,7 +94,7 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int) -
     rng = random.Random(seed)
     picks = rng.sample(range(ends[-1]), k=min(count, ends[-1]))
     sequences = []
-    for pick in picks:
+    for pick in tqdm(picks, desc="sampling windows", unit="window", disable=not progress):
         i = bisect.bisect_right(ends, pick)
         genome, contig, _ = tiles[i]
         start = (pick - (ends[i - 1] if i else 0)) * size
@@ -104,7 +106,8 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int) -
 
 
 def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: int = 1000,
-                     sample_bp: int = 50_000_000, heldout: float = 0.05, seed: int = 0) -> dict:
+                     sample_bp: int = 50_000_000, heldout: float = 0.05, seed: int = 0,
+                     progress: bool = False) -> dict:
     """Learn a vocabulary from windows sampled from `genomes` (FASTA/GenBank paths), save it to `out`
     and return a report with base pairs per token on held-out windows."""
     check_vocab_size(vocab_size)
@@ -115,7 +118,7 @@ def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: 
     fastas = [Fasta(path, validate=True) for path in genomes]
     try:
         wanted = max(2, round(sample_bp / window / (1 - heldout)))
-        sequences = sample_windows(fastas, window, wanted, seed)
+        sequences = sample_windows(fastas, window, wanted, seed, progress)
     finally:
         for fasta in fastas:
             fasta.close()
@@ -124,7 +127,7 @@ def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: 
         raise UserError(f"too little ACGT sequence for windows of {window} bp: found {len(sequences)} window(s)")
     heldout_windows, training = sequences[:n_heldout], sequences[n_heldout:]
     started = time.perf_counter()
-    tokenizer = train_tokenizer(training, vocab_size, len(training))
+    tokenizer = train_tokenizer(training, vocab_size, len(training), progress)
     seconds = time.perf_counter() - started
     if tokenizer.get_vocab_size() < vocab_size:
         log.warning("learned only %d tokens of the %d asked for: the sample is too small", tokenizer.get_vocab_size(), vocab_size)

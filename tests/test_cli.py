@@ -87,3 +87,16 @@ def test_junctions_bed_has_read_support(tmp_path, data):
     reads = [int(r[3].removeprefix("reads=")) for r in rows]
     assert rows and min(reads) >= 5 and max(reads) > 1000
     assert all(int(r[4]) == min(n, 1000) and r[5] in "+-." for r, n in zip(rows, reads))
+
+
+def test_tss_and_genes_as_bed(tmp_path):
+    rows = {}
+    for kind in ("tss", "genes"):
+        out = tmp_path / f"{kind}.bed"
+        result = run_cli("sites", "--kind", kind, "--annotation", GENOMES / "ce1pct.gff3.gz",
+                         "--genome", GENOMES / "ce1pct.fa.gz", "--out", out)
+        assert result.returncode == 0, result.stderr
+        rows[kind] = [line.split("\t") for line in out.read_text().splitlines()]
+    gene = next(r for r in rows["genes"] if r[3] == "Gene:WBGene00022277")
+    assert gene[:3] == ["I", "4115", "10230"] and gene[5] == "-"
+    assert ["I", "10229", "10230", "tss", "0", "-"] in rows["tss"]  # minus strand: the gene's last base

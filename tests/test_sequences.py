@@ -235,3 +235,26 @@ def test_bam_whose_contigs_are_not_in_the_reference_is_refused(data):
     with open_alignments(data / "bam/ex1/ex1.bam") as bam, Fasta(LAMBDA) as other:
         with pytest.raises(UserError, match="not in the reference"):
             check_reference(bam, other)
+
+
+def test_genes_span_their_transcripts():
+    annotation = read_annotation(CE_GFF)
+    genes = {g.id: g for g in annotation.genes()}
+    assert "Gene:WBGene00022277" in genes
+    for t in annotation.transcripts:
+        gene = genes[t.gene]
+        assert (gene.contig, gene.strand) == (t.contig, t.strand) and gene.start <= t.start < t.end <= gene.end
+    assert len(genes) < len(annotation.transcripts)  # some genes have several isoforms
+
+
+def test_cram_reads_match_the_bam(data, tmp_path):
+    ex1 = data / "bam/ex1"
+    reference = tmp_path / "ex1.fa"
+    shutil.copy(ex1 / "ex1.fa", reference)
+    cram = tmp_path / "ex1.cram"
+    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(ex1 / "ex1.bam"), catch_stdout=False)
+    pysam.index(str(cram))
+    with open_alignments(ex1 / "ex1.bam") as bam, open_alignments(cram, reference) as cram_file:
+        from_bam = [(r.query_name, r.reference_start, r.cigarstring, r.query_sequence) for r in aligned_reads(bam)]
+        from_cram = [(r.query_name, r.reference_start, r.cigarstring, r.query_sequence) for r in aligned_reads(cram_file)]
+    assert len(from_bam) > 3000 and from_cram == from_bam

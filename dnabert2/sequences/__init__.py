@@ -4,12 +4,12 @@ alignments, and windows over them."""
 from Bio.Seq import reverse_complement
 
 from .alignments import Junction, aligned_reads, check_reference, junctions, open_alignments, read_introns
-from .annotation import Annotation, Intron, Site, Transcript, read_annotation
+from .annotation import Annotation, Gene, Intron, Site, Transcript, read_annotation
 from .fasta import Fasta, read_records, write_bgzf_fasta
 from .windows import Window, genome_windows, read_bed_regions, windows
 
 __all__ = [
-    "Annotation", "Fasta", "Intron", "Junction", "Site", "Transcript", "Window", "aligned_reads",
+    "Annotation", "Fasta", "Gene", "Intron", "Junction", "Site", "Transcript", "Window", "aligned_reads",
     "check_reference", "genome_windows", "junctions", "open_alignments", "read_annotation",
     "read_bed_regions", "read_introns", "read_records", "reverse_complement", "windows", "write_bgzf_fasta",
 ]

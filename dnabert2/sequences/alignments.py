@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pysam
-from Bio.Seq import reverse_complement
 
 from ..errors import UserError
 from .fasta import Fasta
@@ -111,8 +110,3 @@ def junctions(bam: pysam.AlignmentFile, reference: Fasta | None = None, contig=N
         key=lambda j: (order[j.contig], j.start, j.end, j.strand),
     )
 
-
-def read_sequence_on_strand(read: pysam.AlignedSegment, strand: str) -> str:
-    """The read's bases as they lie on the given reference strand."""
-    sequence = read.query_sequence.upper()
-    return sequence if strand == "+" else reverse_complement(sequence)

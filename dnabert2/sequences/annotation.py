@@ -41,6 +41,17 @@ class Transcript:
 
 
 @dataclass(frozen=True, order=True)
+class Gene:
+    """A gene's span: from the first of its transcripts' starts to the last of their ends."""
+
+    contig: str
+    start: int
+    end: int
+    strand: str
+    id: str
+
+
+@dataclass(frozen=True, order=True)
 class Site:
     """A single base: a TSS (first transcribed base), a donor (the intron's first base, the G of GT)
     or an acceptor (the intron's last base, the G of AG); strand is the transcript's."""
@@ -77,6 +88,14 @@ class Annotation:
     @property
     def contigs(self) -> set[str]:
         return {t.contig for t in self.transcripts}
+
+    def genes(self) -> list[Gene]:
+        spans = {}
+        for t in self.transcripts:
+            key = (t.gene, t.contig, t.strand)
+            start, end = spans.get(key, (t.start, t.end))
+            spans[key] = (min(start, t.start), max(end, t.end))
+        return sorted(Gene(contig, start, end, strand, gene) for (gene, contig, strand), (start, end) in spans.items())
 
     def tss(self) -> list[Site]:
         return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self.transcripts})
