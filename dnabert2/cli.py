@@ -2,13 +2,16 @@
 calls the library, and turns a UserError into one line on stderr and exit code 1."""
 
 import argparse
+import csv
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import UserError
+from .outputs import atomic_output, check_outputs
 
 log = logging.getLogger("dnabert2")
 
@@ -20,18 +23,33 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def cmd_download(args) -> None:
     from .download import download
 
+    check_outputs([args.out], [args.source])
     report = download(args.source, args.out, sha256=args.sha256, md5=args.md5, retries=args.retries,
                       timeout=args.timeout, progress=not args.quiet)
     log.info("wrote %s: %s", args.out, json.dumps(report))
 
 
 def cmd_vocab(args) -> None:
-    from .outputs import atomic_output
     from .tokenizer import learn_vocabulary
 
+    check_outputs([args.out, args.report], args.genome)
     report = learn_vocabulary(args.genome, args.out, vocab_size=args.vocab_size, window=args.window,
                               sample_bp=args.sample_bp, heldout=args.heldout, seed=args.seed,
                               progress=not args.quiet)
@@ -43,19 +61,20 @@ def cmd_vocab(args) -> None:
 
 
 def cmd_windows(args) -> None:
-    from .outputs import atomic_output
     from .sequences import Fasta, genome_windows, read_bed_regions
 
+    check_outputs([args.out], [args.genome, args.regions])
     fmt = args.format or ("csv" if args.out.suffix == ".csv" else "bed" if args.out.suffix == ".bed" else "fasta")
     regions = read_bed_regions(args.regions) if args.regions else None
     count = 0
-    with Fasta(args.genome) as fasta, atomic_output(args.out) as tmp, open(tmp, "w") as out:
+    with Fasta(args.genome) as fasta, atomic_output(args.out) as tmp, open(tmp, "w", newline="") as out:
+        table = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
-            out.write("contig,start,end,strand,sequence\n")
+            table.writerow(["contig", "start", "end", "strand", "sequence"])
         for w in genome_windows(fasta, args.length, args.stride, regions=regions, contigs=args.contigs,
                                 strands=args.strands, on_n=args.on_n, min_size=args.min_length):
             if fmt == "csv":
-                out.write(f"{w.contig},{w.start},{w.end},{w.strand},{w.sequence}\n")
+                table.writerow([w.contig, w.start, w.end, w.strand, w.sequence])
             elif fmt == "bed":
                 out.write(f"{w.contig}\t{w.start}\t{w.end}\t{w.name}\t0\t{w.strand}\n")
             else:
@@ -68,6 +87,7 @@ def cmd_sites(args) -> None:
     from .bed import write_bed
     from .sequences import Fasta, read_annotation
 
+    check_outputs([args.out], [args.annotation, args.genome])
     annotation = read_annotation(args.annotation)
     with Fasta(args.genome) as fasta:
         annotation.check_contigs(fasta.lengths, str(fasta.path))
@@ -87,6 +107,7 @@ def cmd_junctions(args) -> None:
     from .bed import write_bed
     from .sequences import Fasta, check_reference, junctions, open_alignments
 
+    check_outputs([args.out], [args.bam, args.reference])
     reference = Fasta(args.reference) if args.reference else None
     with open_alignments(args.bam, args.reference) as bam:
         if reference is not None:
@@ -124,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     digest = p.add_mutually_exclusive_group()
     digest.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file as fetched (overrides the source's checksum)")
     digest.add_argument("--md5", metavar="HEX", help="expected MD5 of the file as fetched (overrides the source's checksum)")
-    p.add_argument("--retries", type=int, default=5, help="further attempts after a failed transfer, with exponential back-off (default 5)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry (default 60)")
+    p.add_argument("--retries", type=_non_negative, default=5, help="further attempts after a failed transfer, with exponential back-off (default 5)")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds without data before a retry (default 60)")
     p.set_defaults(run=cmd_download)
 
     p = add("vocab", help="learn a BPE vocabulary (tokenizer.json) from genomes",
@@ -133,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "uniformly over one or more genomes (both strands), and report base pairs per token "
                             "on held-out windows. The same inputs and seed give the same vocabulary.")
     p.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
-                   help="genome FASTA or GenBank (repeat for several genomes)")
+                   help="genome FASTA or GenBank (repeat for several genomes); plain or bgzip FASTA is read "
+                   "by region, gzip and GenBank whole into memory")
     p.add_argument("--out", required=True, type=Path, help="output tokenizer.json")
     p.add_argument("--vocab-size", type=int, default=4096, help="tokens in the vocabulary, special tokens included (default 4096)")
     p.add_argument("--window", type=int, default=1000, help="length of the sampled windows in bp (default 1000)")
@@ -183,8 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    # SIGTERM (a cluster or Snakemake stopping the job) unwinds like Ctrl-C, so temporary files go.
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -193,8 +221,9 @@ def main(argv=None) -> int:
         message = " ".join(str(error).split())
         print(f"dnabert2 {args.command}: error: {message}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        print(f"dnabert2 {args.command}: error: {error.strerror}: {error.filename}", file=sys.stderr)
+    except OSError as error:  # a disk or permission problem the user can act on
+        where = f": {error.filename}" if error.filename else ""
+        print(f"dnabert2 {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"dnabert2 {args.command}: interrupted", file=sys.stderr)

@@ -4,10 +4,22 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
+
 
 def temporary_name(path: Path) -> Path:
     """A hidden name beside `path`, unique to this process, so a rename onto `path` is atomic."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def check_outputs(outputs, inputs=()) -> None:
+    """Refuse, before any work, outputs that are directories or would overwrite an input."""
+    for out in map(Path, filter(None, outputs)):
+        if out.is_dir():
+            raise UserError(f"{out}: is a directory; give a file name for the output")
+        for source in map(Path, filter(None, inputs)):
+            if out.exists() and source.exists() and out.samefile(source):
+                raise UserError(f"{out}: the output would overwrite the input {source}")
 
 
 @contextmanager
@@ -15,7 +27,11 @@ def atomic_output(path, *suffixes: str):
     """Yield a temporary path; when the block succeeds, rename it (and `path`+suffix companions,
     such as ".fai" and ".gzi" indices written beside it) onto `path`. On failure nothing is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_outputs([path])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: cannot create the folder {path.parent}: a file is in the way") from None
     tmp = temporary_name(path)
     companions = [(Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes]
     try:

@@ -100,3 +100,49 @@ def test_tss_and_genes_as_bed(tmp_path):
     gene = next(r for r in rows["genes"] if r[3] == "Gene:WBGene00022277")
     assert gene[:3] == ["I", "4115", "10230"] and gene[5] == "-"
     assert ["I", "10229", "10230", "tss", "0", "-"] in rows["tss"]  # minus strand: the gene's last base
+
+
+@pytest.mark.parametrize("command", ["windows", "vocab", "download"])
+def test_output_that_would_overwrite_the_input_is_refused(tmp_path, command):
+    genome = tmp_path / "g.fa"
+    text = ">c\n" + "ACGT" * 500 + "\n"
+    genome.write_text(text)
+    args = {"windows": ["windows", "--genome", genome, "--out", genome],
+            "vocab": ["vocab", "--genome", genome, "--out", genome],
+            "download": ["download", genome, "--out", genome]}[command]
+    assert_user_error(run_cli(*args), "overwrite the input")
+    assert genome.read_text() == text
+
+
+def test_output_that_is_a_directory_is_refused_without_leftovers(tmp_path):
+    genome = tmp_path / "g.fa"
+    genome.write_text(">c\n" + "ACGT" * 500 + "\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert_user_error(run_cli("download", genome, "--out", folder), "is a directory")
+    assert_user_error(run_cli("vocab", "--genome", genome, "--out", tmp_path / "t.json", "--report", folder,
+                              "--window", "100"), "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "g.fa"]
+    assert list(folder.iterdir()) == []
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    genome = tmp_path / "g.fa"
+    genome.write_text(">c\n" + "ACGT" * 500 + "\n")
+    assert_user_error(run_cli("windows", "--genome", genome, "--out", genome / "w.csv"), "a file is in the way")
+
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--retries", "-1"]])
+def test_download_options_out_of_range_are_usage_errors(tmp_path, option):
+    result = run_cli("download", "http://127.0.0.1:9/genome.fa.gz", "--out", tmp_path / "g.fa.gz", *option)
+    assert result.returncode == 2 and option[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_windows_csv_quotes_contig_names_with_commas(tmp_path):
+    genome = tmp_path / "alt.fa"
+    genome.write_text(">HLA-A*01:01,alt\n" + "ACGT" * 50 + "\n")
+    out = tmp_path / "w.csv"
+    assert run_cli("windows", "--genome", genome, "--out", out, "--length", "100", "--stride", "100").returncode == 0
+    import csv
+    rows = list(csv.DictReader(out.open()))
+    assert {r["contig"] for r in rows} == {"HLA-A*01:01,alt"} and len(rows) == 4

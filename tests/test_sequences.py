@@ -49,14 +49,21 @@ def test_fasta_random_access_in_every_compression(lambda_forms, form):
         assert fasta.fetch(name) == expected
 
 
-def test_fasta_index_is_built_elsewhere_when_the_folder_is_read_only(lambda_forms, tmp_path):
+def test_fasta_index_is_built_elsewhere_when_the_folder_is_read_only(lambda_forms, monkeypatch):
     bgz = lambda_forms["bgzip"]
-    bgz.parent.chmod(0o555)
-    try:
-        with Fasta(bgz) as fasta:
-            assert fasta.fetch(next(iter(fasta.lengths)), 0, 10) == lambda_sequence()[:10].upper()
-    finally:
-        bgz.parent.chmod(0o755)
+    # chmod cannot make a folder read-only for root (as CI runs), so the check itself answers no.
+    monkeypatch.setattr("dnabert2.sequences.fasta.os.access", lambda path, mode: False)
+    with Fasta(bgz) as fasta:
+        assert fasta.fetch(next(iter(fasta.lengths)), 0, 10) == lambda_sequence()[:10].upper()
+    assert not bgz.with_name(bgz.name + ".fai").exists() and not bgz.with_name(bgz.name + ".gzi").exists()
+
+
+def test_fasta_with_ragged_lines_is_read_whole(tmp_path):
+    path = tmp_path / "ragged.fa"
+    path.write_text(">a\nACGTACGT\nAC\nACGTAC\n>b\nGG\n")
+    with Fasta(path) as fasta:
+        assert fasta.lengths == {"a": 16, "b": 2}
+        assert fasta.fetch("a", 6, 12) == "GTACAC"
 
 
 def test_soft_masked_bases_come_back_upper_case(tmp_path):
@@ -109,6 +116,8 @@ def test_ragged_fasta_lines_are_rewrapped(tmp_path):
         (b">only_a_header\n", "no sequence"),
         (b">x\nACGTNNRY\n>y\nACGT-ACGT\n", "'y' has a non-nucleotide character '-'"),
         (b"ID   not fasta\n", "not a FASTA"),
+        (b">a\nACGT\n>a\nGGGG\n", "'a' appears more than once"),
+        (b">\nACGT\n", "empty name"),
     ],
 )
 def test_bad_fasta_is_refused_without_output(tmp_path, content, message):
@@ -247,14 +256,53 @@ def test_genes_span_their_transcripts():
     assert len(genes) < len(annotation.transcripts)  # some genes have several isoforms
 
 
-def test_cram_reads_match_the_bam(data, tmp_path):
-    ex1 = data / "bam/ex1"
+@pytest.fixture
+def ex1_cram(data, tmp_path):
+    """samtools' ex1 alignments as an indexed CRAM, with its plain reference beside it."""
     reference = tmp_path / "ex1.fa"
-    shutil.copy(ex1 / "ex1.fa", reference)
+    shutil.copy(data / "bam/ex1/ex1.fa", reference)
     cram = tmp_path / "ex1.cram"
-    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(ex1 / "ex1.bam"), catch_stdout=False)
+    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(data / "bam/ex1/ex1.bam"), catch_stdout=False)
     pysam.index(str(cram))
-    with open_alignments(ex1 / "ex1.bam") as bam, open_alignments(cram, reference) as cram_file:
+    return cram, reference
+
+
+def test_cram_reads_match_the_bam(data, ex1_cram):
+    cram, reference = ex1_cram
+    with open_alignments(data / "bam/ex1/ex1.bam") as bam, open_alignments(cram, reference) as cram_file:
         from_bam = [(r.query_name, r.reference_start, r.cigarstring, r.query_sequence) for r in aligned_reads(bam)]
         from_cram = [(r.query_name, r.reference_start, r.cigarstring, r.query_sequence) for r in aligned_reads(cram_file)]
     assert len(from_bam) > 3000 and from_cram == from_bam
+
+
+def test_duplicate_names_are_refused_when_validating(tmp_path):
+    path = tmp_path / "dup.fa"
+    path.write_text(">a\nACGT\n>a\nGGGG\n")
+    with pytest.raises(UserError, match="appears more than once"):
+        Fasta(path, validate=True)
+
+
+def test_gff_with_start_after_end_is_refused(tmp_path):
+    path = tmp_path / "bad.gff3"
+    path.write_text("chr1\tsrc\texon\t10\t5\t.\t+\t.\tParent=t1\n")
+    with pytest.raises(UserError, match="line 1: start 10 is after end 5"):
+        read_annotation(path)
+
+
+def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
+    annotation = read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz")
+    genes = {g.id: g for g in annotation.genes()}
+    assert (genes["gene-b0001"].start, genes["gene-b0001"].end) == (189, 255)  # thrL, from its CDS
+    assert "gene-b0240" not in genes  # crl: a pseudogene, its CDS pieces marked pseudo=true
+
+
+def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):
+    cram, reference = ex1_cram
+    with pytest.raises(UserError, match="CRAM needs its reference"):
+        open_alignments(cram)
+    gzipped = tmp_path / "ex1.fa.gz"
+    with open(reference, "rb") as src, gzip.open(gzipped, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    result = run_cli("junctions", "--bam", cram, "--reference", gzipped, "--out", tmp_path / "j.bed")
+    assert_user_error(result, "CRAM needs its reference")
+    assert not (tmp_path / "j.bed").exists()

@@ -4,12 +4,11 @@ splice junctions observed as CIGAR N operations."""
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pysam
 
 from ..errors import UserError
-from .fasta import Fasta
+from .fasta import Fasta, check_file, compression
 
 _REF_SKIP = 3  # CIGAR N
 _CONSUMES_REFERENCE = {0, 2, 3, 7, 8}  # M D N = X
@@ -29,9 +28,7 @@ class Junction:
 
 def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     """Open an indexed BAM or CRAM; CRAM needs its reference FASTA."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    path = check_file(path)
     try:
         bam = pysam.AlignmentFile(str(path), reference_filename=str(reference) if reference else None)
     except (OSError, ValueError) as error:
@@ -39,6 +36,11 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     if not bam.has_index():
         bam.close()
         raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
+    # htslib cannot decode a CRAM without its reference, or from a plain-gzip one, and says so only
+    # on stderr: every read would silently go missing.
+    if bam.is_cram and (reference is None or compression(reference) == "gzip"):
+        bam.close()
+        raise UserError(f"{path}: a CRAM needs its reference FASTA, plain or bgzip (not gzip): give --reference")
     return bam
 
 

@@ -131,7 +131,8 @@ def _gtf_attributes(text: str) -> dict[str, str]:
 
 def read_annotation(path) -> Annotation:
     """Read transcripts from a GFF3 or GTF (plain or gzip). A transcript is the parent of exon
-    features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS."""
+    features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
+    (its TSS is then the start codon, the best the annotation says)."""
     path = Path(path)
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
@@ -158,6 +159,10 @@ def read_annotation(path) -> Annotation:
                     interval = (int(start) - 1, int(end))
                 except ValueError:
                     raise UserError(f"{path}: line {number}: start/end are not integers") from None
+                if not 0 <= interval[0] < interval[1]:
+                    raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
+                if kind == "CDS" and attrs.get("pseudo") == "true":
+                    continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
                 if strand not in "+-" or not strand:
                     continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
                 if parse is _gtf_attributes:

@@ -3,6 +3,7 @@ and random access by region."""
 
 import gzip
 import logging
+import os
 import re
 import tempfile
 import zlib
@@ -39,19 +40,25 @@ def compression(path) -> str | None:
     return "bgzf" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
 
 
+def check_file(path) -> Path:
+    """The path of an existing regular file, or a UserError saying what is there instead."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    return path
+
+
 def open_binary(path):
     """Open a plain, gzip or bgzip file for reading decompressed bytes."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    path = check_file(path)
     return gzip.open(path, "rb") if compression(path) else open(path, "rb")
 
 
 def open_text(path):
     """Open a plain, gzip or bgzip file for reading text."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    path = check_file(path)
     return gzip.open(path, "rt") if compression(path) else open(path)
 
 
@@ -89,11 +96,21 @@ def check_nucleotides(path, name: str, sequence: str) -> None:
         )
 
 
+def check_name(path, name: str, seen: set[str]) -> None:
+    """Contig names must be present and unique: indices and BED files address contigs by name."""
+    if not name:
+        raise UserError(f"{path}: a record has an empty name ('>' with nothing after it)")
+    if name in seen:
+        raise UserError(f"{path}: contig name {name!r} appears more than once")
+    seen.add(name)
+
+
 def read_records(path) -> Iterator[tuple[str, str]]:
     """(name, sequence) for each record of a FASTA (plain, gzip, bgzip) or GenBank file, as written
     (case kept); validates that the file has sequence and only IUPAC nucleotides."""
     fmt = sniff_format(path)
     count = 0
+    seen = set()
     try:
         if fmt == "genbank":
             with open_text(path) as handle:
@@ -102,6 +119,7 @@ def read_records(path) -> Iterator[tuple[str, str]]:
                         sequence = str(record.seq)
                     except UndefinedSequenceError:
                         raise UserError(f"{path}: GenBank record {record.id!r} has no sequence (no ORIGIN)") from None
+                    check_name(path, record.id, seen)
                     check_nucleotides(path, record.id, sequence)
                     count += len(sequence) > 0
                     yield record.id, sequence
@@ -109,13 +127,14 @@ def read_records(path) -> Iterator[tuple[str, str]]:
             with pysam.FastxFile(str(path)) as records:
                 for record in records:
                     sequence = record.sequence or ""
+                    check_name(path, record.name, seen)
                     check_nucleotides(path, record.name, sequence)
                     count += len(sequence) > 0
                     yield record.name, sequence
     except (EOFError, OSError, zlib.error) as error:
         raise corrupt(path, error) from None
     except ValueError as error:  # pysam's report of a damaged stream, or a malformed GenBank entry
-        if compression(path):
+        if fmt == "fasta" and compression(path):
             raise corrupt(path, error) from None
         raise UserError(f"{path}: cannot parse {fmt}: {error}") from None
     if count == 0:
@@ -130,7 +149,8 @@ def _write_wrapped(out, name: str, sequence: str) -> None:
 
 def _copy_fasta_stream(path, out) -> None:
     """Copy a FASTA byte stream into `out`, validating it chunk by chunk in constant memory."""
-    records = bases = 0
+    bases = 0
+    names = set()
     last_name = None
     carry = b""
     with open_binary(path) as source:
@@ -141,27 +161,33 @@ def _copy_fasta_stream(path, out) -> None:
             block, carry = buffer[:cut], buffer[cut:]
             if block:
                 block = block.replace(b"\r", b"")
-                if records == 0 and not block.lstrip().startswith(b">"):
+                if not names and not block.lstrip().startswith(b">"):
                     raise UserError(f"{path}: not a FASTA file (no '>' header before the sequence)")
                 headers = _HEADER_LINE.findall(block)
                 sequence = _HEADER_LINE.sub(b"", block).replace(b"\n", b"")
                 if sequence.translate(None, _NUCLEOTIDE_BYTES):
                     _check_lines(path, block, last_name)
-                records += len(headers)
+                for header in headers:
+                    last_name = _header_name(header)
+                    check_name(path, last_name, names)
                 bases += len(sequence)
-                last_name = headers[-1][1:].split()[0].decode(errors="replace") if headers else last_name
                 out.write(block if block.endswith(b"\n") else block + b"\n")
             if not chunk:
                 break
-    if records == 0 or bases == 0:
+    if not names or bases == 0:
         raise UserError(f"{path}: no sequence found (empty FASTA)")
+
+
+def _header_name(header: bytes) -> str:
+    words = header[1:].split()
+    return words[0].decode(errors="replace") if words else ""
 
 
 def _check_lines(path, block: bytes, name) -> None:
     """Line by line, so the error names the record holding the first bad character."""
     for line in block.split(b"\n"):
         if line.startswith(b">"):
-            name = line[1:].split()[0].decode(errors="replace") if line[1:].split() else ""
+            name = _header_name(line)
         else:
             check_nucleotides(path, name, line.decode(errors="replace"))
 
@@ -208,47 +234,45 @@ def _fai_lengths(fai: Path) -> dict[str, int]:
 class Fasta:
     """Random access to a genome by contig and region; sequences come back upper-cased (soft-masked
     bases unmasked). Plain and bgzip FASTA are indexed (in place, or in a temporary folder when the
-    folder is read-only); plain gzip cannot be indexed, so it is read into memory with a warning."""
+    folder is read-only). What faidx cannot index (plain gzip, ragged line lengths) and GenBank are
+    read into memory instead."""
 
     def __init__(self, path, validate: bool = False):
-        """validate: check every base now rather than in the regions fetched later."""
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: no such file")
+        """validate: check every base and name now rather than in the regions fetched later."""
+        self.path = check_file(path)
         self._faidx = None
         self._memory = None
         self._tmpdir = None
-        if sniff_format(self.path) == "genbank" or compression(self.path) == "gzip":
-            if compression(self.path) == "gzip":
-                log.info("%s is gzip, not bgzip: reading it into memory (bgzip it for random access)", self.path)
+        if sniff_format(self.path) == "fasta" and compression(self.path) != "gzip":
+            self._faidx = self._open_indexed()
+        if self._faidx is None:
+            log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
+                     "`dnabert2 download` makes an indexed bgzip copy", self.path)
             self._memory = {name: seq.upper() for name, seq in read_records(self.path)}
             self.lengths = {name: len(seq) for name, seq in self._memory.items()}
         else:
-            self._faidx = self._open_indexed()
             self.lengths = dict(zip(self._faidx.references, self._faidx.lengths))
+            if validate:
+                for _ in read_records(self.path):
+                    pass
         if not self.lengths or not any(self.lengths.values()):
             raise UserError(f"{self.path}: no sequence found (empty FASTA)")
-        if validate and self._faidx is not None:
-            for contig in self.lengths:
-                check_nucleotides(self.path, contig, self._faidx.fetch(contig))
 
-    def _open_indexed(self) -> pysam.FastaFile:
+    def _open_indexed(self) -> pysam.FastaFile | None:
+        """The faidx-indexed file, building the index if needed; None if faidx cannot index it."""
         fai = Path(f"{self.path}.fai")
         gzi = Path(f"{self.path}.gzi")
         bgzf = compression(self.path) == "bgzf"
         if not fai.exists() or (bgzf and not gzi.exists()):
-            try:
-                pysam.faidx(str(self.path))
-            except pysam.SamtoolsError:
-                # A read-only folder: keep the index beside us instead, for this process's lifetime.
+            if not os.access(self.path.parent, os.W_OK):
+                # A read-only folder: keep the index in a temporary one for this process's lifetime.
                 self._tmpdir = tempfile.TemporaryDirectory(prefix="dnabert2-faidx-")
                 fai = Path(self._tmpdir.name, "genome.fai")
                 gzi = Path(self._tmpdir.name, "genome.gzi")
-                args = ["--fai-idx", str(fai)] + (["--gzi-idx", str(gzi)] if bgzf else [])
-                try:
-                    pysam.faidx(str(self.path), *args)
-                except pysam.SamtoolsError as error:
-                    raise UserError(f"{self.path}: cannot index FASTA: {str(error).strip()[:200]}") from None
+            try:
+                pysam.faidx(str(self.path), "--fai-idx", str(fai), *(["--gzi-idx", str(gzi)] if bgzf else []))
+            except pysam.SamtoolsError:
+                return None  # faidx needs equal line lengths within a record
         try:
             return pysam.FastaFile(str(self.path), filepath_index=str(fai), filepath_index_compressed=str(gzi) if bgzf else None)
         except (OSError, ValueError) as error:
@@ -274,10 +298,6 @@ class Fasta:
             sequence = self._faidx.fetch(contig, start, end).upper()
             check_nucleotides(self.path, contig, sequence)
         return sequence
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for contig in self.lengths:
-            yield contig, self.fetch(contig)
 
     def close(self) -> None:
         if self._faidx is not None:

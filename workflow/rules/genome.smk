@@ -10,7 +10,7 @@ rule download_genome:
     benchmark:
         "benchmarks/genome/{genome}.tsv"
     conda:
-        "../../envs/genome.yaml"
+        "../../envs/sequences.yaml"
     resources:
         mem_mb=1000,
         runtime=240,
@@ -18,4 +18,4 @@ rule download_genome:
         source=lambda wildcards: config["genomes"][wildcards.genome]["source"],
         checksum=checksum_option,
     shell:
-        "python -m dnabert2 download {params.source:q} --out {output.fasta} {params.checksum} 2> {log}"
+        "python -m dnabert2 download {params.source:q} --out {output.fasta} {params.checksum} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule vocab:
     benchmark:
         "benchmarks/vocab/vocab.tsv"
     conda:
-        "../../envs/vocab.yaml"
+        "../../envs/sequences.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -23,4 +23,4 @@ rule vocab:
         ),
     shell:
         "RAYON_NUM_THREADS={threads} python -m dnabert2 vocab {params.genomes} --out {output.tokenizer} "
-        "--report {output.report} {params.options} 2> {log}"
+        "--report {output.report} {params.options} > {log} 2>&1"
