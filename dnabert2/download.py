@@ -29,7 +29,7 @@ import urllib3
 from tqdm import tqdm
 
 from .errors import UserError
-from .sequences.fasta import write_bgzf_fasta
+from .sequences.fasta import check_file, write_bgzf_fasta
 
 log = logging.getLogger(__name__)
 
@@ -412,9 +412,7 @@ def resolve(source: str, session: requests.Session, transfer: Transfer, publishe
                 f"unknown source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, "
                 "ncbi:ACCESSION, an http(s)/ftp/file URL or a path"
             )
-    if not path.is_file():
-        raise UserError(f"{source}: no such file")
-    return Resolved(source, local=path)
+    return Resolved(source, local=check_file(path))
 
 
 # --- Transfer -----------------------------------------------------------------------------------------
