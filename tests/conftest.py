@@ -1,8 +1,15 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU the Triton kernels run in Triton's interpreter, on CPU tensors. The switch is read
+# when a kernel is defined, so it is set before any test imports dnabert2.kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -1,0 +1,63 @@
+"""Shared by the GPU benchmarks: timing, and token lengths of real DNA under a BPE vocabulary."""
+
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "example" / "ce1pct.fa.gz"
+
+
+def timed(fn, device: torch.device, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds per call of fn()."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def tokenizer_for(genome: Path, path: str | None):
+    """The given tokenizer.json, or a 4,096-token vocabulary learned on the genome in a few seconds
+    (the device machine has no copy of ../shared)."""
+    from dnabert2 import load_tokenizer
+    from dnabert2.sequences import Fasta
+    from dnabert2.tokenizer import sample_windows, train_tokenizer
+
+    if path:
+        return load_tokenizer(path)
+    with Fasta(genome) as fasta:
+        return train_tokenizer(sample_windows([fasta], 1000, 2000, seed=0), vocab_size=4096)
+
+
+def genome_windows(genome: Path, tokenizer, count: int, min_bp: int, max_bp: int, seed: int = 0) -> list[list[int]]:
+    """Token ids ([CLS] … [SEP]) of `count` windows of the genome, their lengths in bp drawn
+    log-uniformly between min_bp and max_bp."""
+    from dnabert2.sequences import Fasta
+
+    rng = random.Random(seed)
+    with Fasta(genome) as fasta:
+        contigs = [c for c, n in fasta.lengths.items() if n > max_bp]
+        sequences = []
+        while len(sequences) < count:
+            size = round(math.exp(rng.uniform(math.log(min_bp), math.log(max_bp))))
+            contig = rng.choice(contigs)
+            start = rng.randrange(fasta.lengths[contig] - size)
+            sequence = fasta.fetch(contig, start, start + size)
+            if "N" not in sequence:
+                sequences.append(sequence)
+    return [e.ids for e in tokenizer.encode_batch(sequences)]

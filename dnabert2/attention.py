@@ -1,0 +1,119 @@
+"""ALiBi attention over packed variable-length batches: the Triton kernel where it can run, an exact
+PyTorch path (SDPA with an explicit bias) everywhere else.
+
+    o = alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto")
+
+q, k, v are (total_tokens, heads, head_dim) with the sequences packed one after another;
+cu_seqlens (batch + 1,) int32 holds their boundaries and max_seqlen the longest length.
+"""
+
+import logging
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """Per-head ALiBi slopes (Press et al.): the geometric series 2^(−8/n), 2^(−16/n), … for n a power
+    of two; otherwise the slopes of the nearest lower power of two followed by every other slope of
+    the next power of two."""
+    def power_of_two(n):
+        return [2 ** (-8 * (i + 1) / n) for i in range(n)]
+
+    lower = 2 ** math.floor(math.log2(heads))
+    slopes = power_of_two(lower)
+    if lower < heads:
+        slopes += power_of_two(2 * lower)[0::2][: heads - lower]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def _triton_problem(q: torch.Tensor, dropout_p: float) -> str | None:
+    """Why the Triton kernel cannot take this call, or None when it can."""
+    try:
+        from .kernels import alibi_flash
+    except ImportError as error:
+        return f"Triton is not installed ({error})"
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    if q.device.type != "cuda" and not interpreting:
+        return f"the Triton kernel needs a CUDA device, and the tensors are on {q.device.type}"
+    if q.shape[-1] not in alibi_flash.HEAD_DIMS:
+        return f"head dim {q.shape[-1]} is not supported by the Triton kernel (supported: {alibi_flash.HEAD_DIMS})"
+    if q.dtype not in alibi_flash.DTYPES:
+        return f"dtype {q.dtype} is not supported by the Triton kernel"
+    if dropout_p > 0:
+        return "the Triton kernel has no attention dropout"
+    return None
+
+
+def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.0) -> str:
+    """Resolve "auto" to "triton" on CUDA tensors the kernel supports and to "torch" otherwise; a forced
+    "triton" that cannot run is an error saying why."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    problem = _triton_problem(q, dropout_p)
+    if backend == "triton" and problem:
+        raise UserError(f"attention backend 'triton' cannot run: {problem}")
+    if backend == "auto" and problem:
+        # Interpreted Triton runs but is far slower than the PyTorch path, so auto never picks it on a CPU.
+        return "torch"
+    if backend == "auto" and q.device.type != "cuda":
+        return "torch"
+    return "triton"
+
+
+def pad_packed(x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total, ...) packed rows → (batch, max_seqlen, ...) zero-padded, and the (batch, max_seqlen) mask of real rows."""
+    lengths = cu_seqlens.diff()
+    mask = torch.arange(max_seqlen, device=x.device)[None, :] < lengths[:, None]
+    padded = x.new_zeros((lengths.numel(), max_seqlen, *x.shape[1:]))
+    padded[mask] = x
+    return padded, mask
+
+
+def alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) -> torch.Tensor:
+    """The PyTorch path's additive bias, −slope·|i−j| with −inf at padded keys: (batch, heads, L, L), or
+    (1, heads, L, L) when no sequence is padded. A model builds it once per batch and shares it by layer."""
+    lengths = cu_seqlens.diff()
+    positions = torch.arange(max_seqlen, device=cu_seqlens.device)
+    distance = (positions[None, :] - positions[:, None]).abs().to(torch.float32)
+    bias = (-slopes.to(cu_seqlens.device, torch.float32)[:, None, None] * distance)[None]
+    if bool((lengths < max_seqlen).any()):
+        padded = positions[None, :] >= lengths[:, None]  # (batch, L) keys past each sequence's end
+        bias = bias.masked_fill(padded[:, None, None, :], float("-inf"))
+    return bias.to(dtype)
+
+
+def torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p=0.0, bias=None):
+    """The exact path: pad, run SDPA with the ALiBi bias (and key-padding mask) as one tensor, unpack."""
+    (q, k, v), mask = zip(*(pad_packed(t, cu_seqlens, max_seqlen) for t in (q, k, v)))
+    if bias is None:
+        bias = alibi_bias(cu_seqlens, max_seqlen, slopes, q.dtype)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         attn_mask=bias, dropout_p=dropout_p)
+    return out.transpose(1, 2)[mask[0]]
+
+
+def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dropout_p=0.0, bias=None):
+    """Non-causal ALiBi attention of packed sequences; returns (total_tokens, heads, head_dim) like q.
+    bias: alibi_bias(...) built once per batch, used by the PyTorch path only (the kernel needs none)."""
+    if q.dim() != 3 or q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(f"q, k and v must share one (total_tokens, heads, head_dim) shape, "
+                         f"not {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if slopes.numel() != q.shape[1]:
+        raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
+    if choose_backend(q, backend, dropout_p) == "torch":
+        return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
+    from .kernels.alibi_flash import AlibiFlashAttention
+
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    return AlibiFlashAttention.apply(q, k, v, cu_seqlens.to(torch.int32), int(max_seqlen), slopes.to(q.device))

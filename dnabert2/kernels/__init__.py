@@ -1,0 +1,1 @@
+"""Triton kernels; importing this package needs triton."""

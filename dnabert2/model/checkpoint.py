@@ -1,0 +1,175 @@
+"""Model folders in the Hugging Face layout: config.json, model.safetensors (or the released
+pytorch_model.bin) and tokenizer.json. The released DNABERT-2-117M files, and classifiers fine-tuned
+with the released code, load as they are; anything that does not fit is an error naming the keys."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from ..devices import resolve_device
+from ..errors import UserError
+from ..outputs import atomic_output
+from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
+from .config import ModelConfig
+from .heads import HEADS, DNABertForMaskedLM, DNABertForSequenceClassification
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TIED = "cls.predictions.decoder.weight"
+ARCHITECTURES = {"encoder": "BertModel", "embedding": "BertModel", "mlm": "BertForMaskedLM",
+                 "classification": "BertForSequenceClassification"}
+
+
+def _head_of(model) -> str:
+    return next(name for name, cls in HEADS.items() if type(model) is cls)
+
+
+def _head_keys(key: str) -> bool:
+    """Parameters that belong to a head rather than to the encoder."""
+    return not key.startswith("bert.") or key.startswith("bert.pooler.")
+
+
+def saved_head(state: dict) -> str:
+    if "classifier.weight" in state:
+        return "classification"
+    if any(key.startswith("cls.predictions.") for key in state):
+        return "mlm"
+    return "encoder"
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of a model folder, keys normalised to the bert.… layout."""
+    file = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    if file is None:
+        raise UserError(f"{folder}: no model weights there (expected {' or '.join(WEIGHT_FILES)})")
+    try:
+        if file.suffix == ".safetensors":
+            state = load_file(file)
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise UserError(f"{file}: cannot read the weights ({str(error).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{file}: not a state dict of tensors")
+    # Wrappers add prefixes: DistributedDataParallel "module.", torch.compile "_orig_mod.".
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items()}
+    # A bare BertModel saved on its own has no "bert." prefix.
+    if any(key.startswith("embeddings.") for key in state) and not any(key.startswith("bert.") for key in state):
+        state = {f"bert.{key}": value for key, value in state.items()}
+    return state
+
+
+def _names(keys) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:4])
+    return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Path | None = None,
+                    source: str = "tokenizer") -> None:
+    """A tokenizer fits a model when its vocabulary has the model's size and, where the model folder
+    keeps its own tokenizer.json, the same tokens with the same ids."""
+    size = tokenizer.get_vocab_size()
+    if size != config.vocab_size:
+        raise UserError(f"{source}: vocabulary of {size} tokens does not match the model's {config.vocab_size}")
+    own = model_folder / "tokenizer.json" if model_folder else None
+    if own and own.is_file() and Tokenizer.from_file(str(own)).get_vocab() != tokenizer.get_vocab():
+        raise UserError(f"{source}: vocabulary differs from the model's own {own}")
+
+
+def load_model(path, head: str | None = None, *, num_labels: int | None = None, pooling: str | None = None,
+               device: str = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """A model folder (this project's or a released DNABERT-2) as a torch module in eval mode.
+
+    head: None = as saved; "encoder", "mlm", "classification" or "embedding". Asking for a head the
+    folder does not hold initialises that head afresh (the start of fine-tuning); the encoder weights
+    must all be there. num_labels: the classes of a new classifier, or a check on a saved one.
+    pooling: "cls" or "mean", for a new classifier or for embeddings.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a model folder")
+    config = ModelConfig.load(folder / "config.json")
+    state = read_state_dict(folder)
+    saved = saved_head(state)
+    head = head or saved
+    if head not in HEADS:
+        raise UserError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if head == "classification" and saved == "classification":
+        labels = state["classifier.weight"].shape[0]
+        if num_labels is not None and num_labels != labels:
+            raise UserError(f"{folder}: the classifier has {labels} labels, not {num_labels}")
+        config.num_labels = labels
+    elif head == "classification":
+        config.num_labels = num_labels or config.num_labels
+        config.classifier_pooling = pooling or config.classifier_pooling
+    config.check()
+    options = {"pooling": pooling or "mean"} if head == "embedding" else {}
+    model = HEADS[head](config, **options).init_weights()
+
+    expected = model.state_dict()
+    fresh = {key for key in expected if _head_keys(key)} if head != saved else set()
+    dropped = {key for key in state if _head_keys(key)} if head != saved else set()
+    missing = set(expected) - set(state) - fresh - {TIED}
+    unexpected = set(state) - set(expected) - dropped
+    if missing or unexpected:
+        problems = [f"missing {_names(missing)}"] * bool(missing) + [f"unexpected {_names(unexpected)}"] * bool(unexpected)
+        raise UserError(f"{folder}: not a DNABERT-2 checkpoint of this configuration: {'; '.join(problems)}")
+    for key, value in state.items():
+        if key in expected and value.shape != expected[key].shape:
+            raise UserError(f"{folder}: {key} has shape {tuple(value.shape)} in the weights but "
+                            f"{tuple(expected[key].shape)} for config.json")
+    if fresh - set(state):
+        log.info("%s: new %s head, initialised afresh: %s", folder, head, _names(fresh - set(state)))
+    model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
+    if isinstance(model, DNABertForMaskedLM):
+        model.tie_weights()
+
+    tokenizer_file = folder / "tokenizer.json"
+    if tokenizer_file.is_file():
+        check_tokenizer(load_tokenizer(tokenizer_file), config, source=str(tokenizer_file))
+    return model.to(resolve_device(device), dtype).eval()
+
+
+def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | None = None) -> Path:
+    """Write a model folder: model.safetensors, config.json and, given a tokenizer, tokenizer.json with
+    the tokenizer_config.json and special_tokens_map.json that transformers' AutoTokenizer reads.
+    Each file is written under a temporary name and renamed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    head = _head_of(model)
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        tokenizer = load_tokenizer(tokenizer)
+    if tokenizer is not None:
+        check_tokenizer(tokenizer, model.config, source="tokenizer")
+    # The decoder shares the word-embedding tensor: safetensors keeps one copy, as transformers does.
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items() if key != TIED}
+    with atomic_output(out / "model.safetensors") as tmp:
+        save_file(state, tmp, metadata={"format": "pt"})
+
+    if tokenizer is not None:
+        with atomic_output(out / "tokenizer.json") as tmp:
+            tokenizer.save(str(tmp))
+        names = dict(zip(("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"), SPECIAL_TOKENS))
+        _write_json(out / "special_tokens_map.json", names)
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **names})
+
+    config = model.config.to_dict()
+    if isinstance(model, DNABertForSequenceClassification) and model.config.id2label is None:
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(model.config.num_labels)}
+    _write_json(out / "config.json", {"architectures": [ARCHITECTURES[head]], **config})
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")

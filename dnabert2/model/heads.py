@@ -1,0 +1,191 @@
+"""The models users call: the bare encoder, masked LM, sequence classification and sequence embeddings.
+
+Each takes padded (batch, length) input_ids with a right-padded attention_mask, as a Hugging Face
+model does, packs the real tokens, runs the encoder on them, and returns a ModelOutput.
+`forward_packed` skips the packing for callers (pretraining, scanning) that build packed batches.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .layers import BertModel, pack, unpack
+
+
+@dataclass
+class ModelOutput:
+    last_hidden_state: torch.Tensor | None = None  # (batch, length, hidden), zeros at padding
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None  # (batch, hidden) from DNABertForEmbedding
+
+
+class _Model(nn.Module):
+    """Shared plumbing: weight initialisation, the attention backend switch, packing."""
+
+    def __init__(self, config: ModelConfig, pooler: bool = False):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, pooler=pooler)
+
+    def init_weights(self):
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        return self
+
+    @property
+    def attention_backend(self) -> str:
+        return self.bert.attention_backend
+
+    @attention_backend.setter
+    def attention_backend(self, backend: str):
+        """"auto" (Triton on CUDA, PyTorch elsewhere), "triton" or "torch"."""
+        self.bert.attention_backend = backend
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Packed hidden states (total, hidden) and what is needed to unpack them."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        indices, cu_seqlens, max_seqlen = pack(attention_mask)
+        types = None if token_type_ids is None else token_type_ids.flatten()[indices]
+        hidden = self.bert.forward_packed(input_ids.flatten()[indices], cu_seqlens, max_seqlen, types)
+        return hidden, indices, cu_seqlens
+
+
+class DNABertModel(_Model):
+    """The bare encoder: last_hidden_state only."""
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        hidden, indices, _ = self.encode(input_ids, attention_mask, token_type_ids)
+        return ModelOutput(last_hidden_state=unpack(hidden, indices, *input_ids.shape))
+
+
+def gelu(config: ModelConfig):
+    return nn.GELU(approximate="none" if config.hidden_act == "gelu" else "tanh")
+
+
+class PredictionHead(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.transform = nn.Sequential()
+        self.transform.add_module("dense", nn.Linear(config.hidden_size, config.hidden_size))
+        self.transform.add_module("act", gelu(config))
+        self.transform.add_module("LayerNorm", nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps))
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, x):
+        return self.decoder(self.transform(x))
+
+
+class DNABertForMaskedLM(_Model):
+    """Masked-LM head tied to the word embeddings. With labels (−100 = not scored), the vocabulary
+    projection runs on the scored tokens only and logits hold just those rows."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.cls = nn.Module()
+        self.cls.predictions = PredictionHead(config)
+        self.tie_weights()
+
+    def tie_weights(self):
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def head(self, hidden, labels=None):
+        if labels is None:
+            return self.cls.predictions(hidden), None
+        scored = labels != -100
+        logits = self.cls.predictions(hidden[scored])
+        return logits, F.cross_entropy(logits.float(), labels[scored])
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        hidden, indices, _ = self.encode(input_ids, attention_mask, token_type_ids)
+        if labels is not None:
+            logits, loss = self.head(hidden, labels.flatten()[indices])
+            return ModelOutput(logits=logits, loss=loss)
+        logits, _ = self.head(hidden)
+        return ModelOutput(logits=unpack(logits, indices, *input_ids.shape))
+
+    def forward_packed(self, input_ids, cu_seqlens, max_seqlen, labels=None):
+        logits, loss = self.head(self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen), labels)
+        return ModelOutput(logits=logits, loss=loss)
+
+
+def mean_pool(hidden, cu_seqlens):
+    """Per-sequence mean of packed hidden states (total, hidden) → (batch, hidden)."""
+    lengths = cu_seqlens.diff()
+    sequence = torch.repeat_interleave(torch.arange(lengths.numel(), device=hidden.device), lengths,
+                                       output_size=hidden.shape[0])
+    sums = hidden.new_zeros((lengths.numel(), hidden.shape[1])).index_add_(0, sequence, hidden)
+    return sums / lengths[:, None].to(hidden.dtype)
+
+
+class DNABertForSequenceClassification(_Model):
+    """The released classifier: [CLS] → pooler (dense + tanh) → dropout → linear; or, with
+    classifier_pooling "mean", the mean hidden state → dropout → linear."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, pooler=config.classifier_pooling == "cls")
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def classify(self, hidden, cu_seqlens, labels=None):
+        if self.bert.pooler is not None:
+            summary = self.bert.pooler(hidden[cu_seqlens[:-1].long()])
+        else:
+            summary = mean_pool(hidden, cu_seqlens)
+        logits = self.classifier(self.dropout(summary))
+        if labels is None:
+            return ModelOutput(logits=logits)
+        if self.config.num_labels == 1:
+            loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+        else:
+            loss = F.cross_entropy(logits.float(), labels)
+        return ModelOutput(logits=logits, loss=loss)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        hidden, _, cu_seqlens = self.encode(input_ids, attention_mask, token_type_ids)
+        return self.classify(hidden, cu_seqlens, labels)
+
+    def forward_packed(self, input_ids, cu_seqlens, max_seqlen, labels=None):
+        return self.classify(self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen), cu_seqlens, labels)
+
+
+class DNABertForEmbedding(_Model):
+    """One vector per sequence: the mean of its hidden states ([CLS] and [SEP] included) or the [CLS] state."""
+
+    def __init__(self, config: ModelConfig, pooling: str = "mean"):
+        super().__init__(config)
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        self.pooling = pooling
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        hidden, indices, cu_seqlens = self.encode(input_ids, attention_mask, token_type_ids)
+        vectors = mean_pool(hidden, cu_seqlens) if self.pooling == "mean" else hidden[cu_seqlens[:-1].long()]
+        return ModelOutput(last_hidden_state=unpack(hidden, indices, *input_ids.shape), embeddings=vectors)
+
+
+HEADS = {
+    "encoder": DNABertModel,
+    "mlm": DNABertForMaskedLM,
+    "classification": DNABertForSequenceClassification,
+    "embedding": DNABertForEmbedding,
+}
+
+
+def build_model(config: ModelConfig, head: str = "mlm", **options) -> nn.Module:
+    """A freshly initialised model with the given head."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    return HEADS[head](config.check(), **options).init_weights()

@@ -1,0 +1,119 @@
+"""The ALiBi attention: the Triton kernel (in Triton's interpreter on a CPU, natively on a GPU) and the
+PyTorch path, both against a float64 reference, forward and gradients."""
+
+import os
+
+import pytest
+import torch
+
+from dnabert2.attention import alibi_attention, alibi_slopes, choose_backend
+from dnabert2.errors import UserError
+from reference import attention as reference_attention
+from reference import slopes as reference_slopes
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICES = ["cuda"] if torch.cuda.is_available() else ["cpu"] if INTERPRETED else []
+needs_triton = pytest.mark.skipif(not DEVICES, reason="no GPU and TRITON_INTERPRET is not set")
+TOLERANCE = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def packed(lengths, heads, head_dim, dtype=torch.float32, device="cpu", seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    total = sum(lengths)
+    q, k, v = (torch.randn(total, heads, head_dim, generator=generator).to(device, dtype).requires_grad_()
+               for _ in range(3))
+    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    return q, k, v, cu_seqlens
+
+
+def check_against_reference(backend, lengths, heads, head_dim, dtype=torch.float32, device="cpu", seed=0):
+    q, k, v, cu_seqlens = packed(lengths, heads, head_dim, dtype, device, seed)
+    slopes = alibi_slopes(heads).to(device)
+    out = alibi_attention(q, k, v, cu_seqlens, max(lengths), slopes, backend=backend)
+    ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    grads = torch.autograd.grad(out, (q, k, v), grad.to(device, dtype))
+    ref_grads = torch.autograd.grad(ref, (q, k, v), grad)
+    assert out.dtype == dtype and out.shape == q.shape
+    tolerance = TOLERANCE[dtype]
+    for name, got, want in zip("o q k v".split(), (out, *grads), (ref, *ref_grads)):
+        error = (got.double().cpu() - want.cpu()).abs().max().item()
+        scale = want.abs().max().item()
+        assert error <= tolerance * max(1.0, scale), f"{name}: max error {error:.3g} (scale {scale:.3g})"
+
+
+def test_slopes_follow_the_alibi_recipe():
+    assert alibi_slopes(8).tolist() == [2 ** -i for i in range(1, 9)]
+    # 12 heads: the 8 power-of-two slopes, then every other slope of 16 heads.
+    expected = [2 ** -i for i in range(1, 9)] + [2 ** -0.5, 2 ** -1.5, 2 ** -2.5, 2 ** -3.5]
+    assert alibi_slopes(12).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("lengths", [[1], [37], [1, 2, 3], [5, 129, 64, 1, 70]])
+@pytest.mark.parametrize("heads", [1, 3, 12])
+def test_torch_path_matches_reference(lengths, heads):
+    check_against_reference("torch", lengths, heads, 32)
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("head_dim", [32, 64, 128])
+@pytest.mark.parametrize("lengths", [
+    [1],                              # a single token
+    [200],                            # one sequence, several blocks
+    [31, 32, 33, 63, 64, 65, 127, 128, 129],  # the edges of 32- and 64-token blocks
+    [1, 7, 1, 90, 3, 17, 2, 45, 1, 66, 12, 30, 1, 5, 8],  # many sequences
+])
+def test_kernel_matches_reference(device, head_dim, lengths):
+    check_against_reference("triton", lengths, heads=3, head_dim=head_dim, device=device)
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("heads", [5, 12])
+def test_kernel_heads_not_a_power_of_two(device, heads):
+    check_against_reference("triton", [40, 3, 77], heads=heads, head_dim=64, device=device, seed=heads)
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_extrapolates_past_the_training_length(device):
+    # The released model was trained on 128-token windows and precomputes its bias for 512 positions.
+    check_against_reference("triton", [700], heads=2, head_dim=32, device=device)
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kernel_half_precision(device, dtype):
+    if dtype == torch.bfloat16 and device == "cpu":
+        pytest.skip("Triton's interpreter multiplies bf16 tensors as raw uint16 bits (numpy has no bf16); "
+                    "bf16 is checked on a GPU")
+    check_against_reference("triton", [1, 65, 130], heads=4, head_dim=64, dtype=dtype, device=device)
+
+
+def test_auto_picks_pytorch_on_a_cpu():
+    q = torch.zeros(4, 2, 32)
+    assert choose_backend(q) == "torch"
+
+
+@needs_triton
+def test_forced_triton_errors_say_why(monkeypatch):
+    with pytest.raises(UserError, match="head dim 48 is not supported"):
+        choose_backend(torch.zeros(4, 2, 48), "triton")
+    with pytest.raises(UserError, match="no attention dropout"):
+        choose_backend(torch.zeros(4, 2, 32), "triton", dropout_p=0.1)
+    with pytest.raises(UserError, match="unknown attention backend 'cuda'"):
+        choose_backend(torch.zeros(4, 2, 32), "cuda")
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("TRITON_INTERPRET")
+        with pytest.raises(UserError, match="needs a CUDA device"):
+            choose_backend(torch.zeros(4, 2, 32), "triton")
+
+
+def test_mismatched_inputs_are_refused():
+    q, k, v, cu = packed([3, 4], heads=2, head_dim=32)
+    with pytest.raises(ValueError, match="3 ALiBi slopes for 2 heads"):
+        alibi_attention(q, k, v, cu, 4, alibi_slopes(3))
+    with pytest.raises(ValueError, match="must share one"):
+        alibi_attention(q, k[:5], v, cu, 4, alibi_slopes(2))

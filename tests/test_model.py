@@ -1,0 +1,310 @@
+"""The encoder, its heads and model folders: the released DNABERT-2-117M layout loads as it is and
+computes what the released code computes; our own folders round-trip; bad checkpoints are refused."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import DATA, ROOT
+from dnabert2 import load_model, load_tokenizer
+from dnabert2.devices import resolve_device
+from dnabert2.errors import UserError
+from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, save_model
+from dnabert2.tokenizer import train_tokenizer
+from reference import released_forward
+
+LAYOUT = json.loads((ROOT.parent / "shared" / "official_117m_state_dict_layout.json").read_text())
+RELEASED_TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def released_state(config: dict, classifier_labels: int = 0, seed: int = 0) -> dict:
+    """Random weights under every key of the released layout, with shapes scaled to `config`.
+    The decoder shares the word embeddings, as in the released files."""
+    base = LAYOUT["config"]
+    sizes = {base["hidden_size"]: config["hidden_size"], 3 * base["hidden_size"]: 3 * config["hidden_size"],
+             base["intermediate_size"]: config["intermediate_size"],
+             2 * base["intermediate_size"]: 2 * config["intermediate_size"],
+             base["vocab_size"]: config["vocab_size"], base["type_vocab_size"]: config["type_vocab_size"]}
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in LAYOUT["state_dict_keys_and_shapes"]:
+        if ".layer." in key and int(key.split(".layer.")[1].split(".")[0]) >= config["num_hidden_layers"]:
+            continue
+        shape = [sizes[n] for n in shape]
+        noise = torch.randn(shape, generator=generator) * 0.05
+        state[key] = noise + 1 if "LayerNorm.weight" in key or "layernorm.weight" in key else noise
+    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
+    if classifier_labels:
+        for key in [k for k in state if k.startswith("cls.")]:
+            del state[key]
+        hidden = config["hidden_size"]
+        state["bert.pooler.dense.weight"] = torch.randn(hidden, hidden, generator=generator) * 0.05
+        state["bert.pooler.dense.bias"] = torch.randn(hidden, generator=generator) * 0.05
+        state["classifier.weight"] = torch.randn(classifier_labels, hidden, generator=generator) * 0.05
+        state["classifier.bias"] = torch.randn(classifier_labels, generator=generator) * 0.05
+    return state
+
+
+def released_folder(path, config: dict, state: dict, weights: str = "pytorch_model.bin"):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    if weights == "pytorch_model.bin":
+        torch.save(state, path / weights)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items() if k != "cls.predictions.decoder.weight"}, path / weights)
+    if config["vocab_size"] == 4096:
+        (path / "tokenizer.json").write_bytes(RELEASED_TOKENIZER.read_bytes())
+    return path
+
+
+def small_config(**changes) -> dict:
+    return {**LAYOUT["config"], "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 96,
+            "num_hidden_layers": 2, **changes}
+
+
+def dna_batch(tokenizer, lengths=(300, 120, 41)):
+    """Real C. elegans sequence, tokenised and right-padded as a DataLoader would."""
+    from dnabert2.sequences import Fasta
+
+    with Fasta(DATA / "genomes" / "ce1pct.fa.gz") as fasta:
+        contig = next(iter(fasta.lengths))
+        sequences = [fasta.fetch(contig, 1000 * i, 1000 * i + n) for i, n in enumerate(lengths)]
+    encodings = tokenizer.encode_batch(sequences)
+    width = max(len(e.ids) for e in encodings)
+    ids = torch.full((len(encodings), width), 3)
+    mask = torch.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids)
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
+def pack_lengths(mask):
+    lengths = mask.sum(1)
+    return torch.tensor([0, *lengths.cumsum(0).tolist()], dtype=torch.int32), int(lengths.max())
+
+
+def assert_close(got, want, tolerance=1e-4):
+    error = (got.double() - want).abs().max().item()
+    assert error <= tolerance * max(1.0, want.abs().max().item()), f"max error {error:.3g}"
+
+
+def test_base_preset_has_the_released_layout():
+    model = build_model(preset("base"), "mlm")
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == dict(LAYOUT["state_dict_keys_and_shapes"])
+    assert sum(p.numel() for p in model.parameters()) == 117_074_176
+
+
+def test_released_117m_checkpoint_gives_the_released_outputs(tmp_path):
+    config = LAYOUT["config"]
+    state = released_state(config)
+    folder = released_folder(tmp_path / "DNABERT-2-117M", config, state)
+    tokenizer = load_tokenizer(folder)
+    ids, mask = dna_batch(tokenizer)
+    want = released_forward(state, config, ids, mask)
+
+    with torch.no_grad():
+        mlm = load_model(folder)
+        encoder = load_model(folder, head="encoder")
+        assert_close(encoder(ids, attention_mask=mask).last_hidden_state, want["hidden"])
+        logits = mlm(ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert_close(logits[real], want["mlm"][real])
+    assert not mlm.training
+
+
+def test_released_classifier_loads_from_safetensors(tmp_path):
+    config = small_config(id2label={"0": "none", "1": "donor", "2": "acceptor"})
+    state = released_state(config, classifier_labels=3, seed=1)
+    folder = released_folder(tmp_path / "splice", config, state, weights="model.safetensors")
+    ids, mask = dna_batch(load_tokenizer(RELEASED_TOKENIZER))
+    want = released_forward(state, config, ids, mask)
+
+    model = load_model(folder)
+    with torch.no_grad():
+        assert_close(model(ids, attention_mask=mask).logits, want["classifier"])
+        assert_close(load_model(folder, head="encoder")(ids, mask).last_hidden_state, want["hidden"])
+    assert model.config.id2label == {0: "none", 1: "donor", 2: "acceptor"}
+    with pytest.raises(UserError, match="classifier has 3 labels, not 2"):
+        load_model(folder, num_labels=2)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    config = small_config()
+    state = released_state(config)
+    del state["bert.encoder.layer.1.mlp.wo.bias"]
+    state["bert.embeddings.position_embeddings.weight"] = torch.zeros(512, 64)
+    folder = released_folder(tmp_path / "m", config, state)
+    with pytest.raises(UserError) as error:
+        load_model(folder)
+    message = str(error.value)
+    assert "missing bert.encoder.layer.1.mlp.wo.bias" in message
+    assert "unexpected bert.embeddings.position_embeddings.weight" in message
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    state = released_state(small_config())
+    folder = released_folder(tmp_path / "m", small_config(intermediate_size=128), state)
+    with pytest.raises(UserError, match=r"gated_layers.weight has shape \(192, 64\) in the weights but \(256, 64\)"):
+        load_model(folder)
+
+
+def test_other_architectures_are_refused(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(tmp_path / "hf-bert")
+    with pytest.raises(UserError, match="not a DNABERT-2 checkpoint.*missing .*Wqkv.*unexpected"):
+        load_model(tmp_path / "hf-bert")
+    (tmp_path / "hf-bert" / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 32}))
+    with pytest.raises(UserError, match="model_type 'roberta' is not a DNABERT-2"):
+        load_model(tmp_path / "hf-bert")
+
+
+def test_unreadable_folders_are_refused(tmp_path):
+    with pytest.raises(UserError, match="not a model folder"):
+        load_model(tmp_path / "absent")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    with pytest.raises(UserError, match="config.json: no such file"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps(small_config()))
+    with pytest.raises(UserError, match="no model weights there"):
+        load_model(folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="cannot read the weights"):
+        load_model(folder)
+
+
+def test_tokenizer_must_match_the_model(tmp_path):
+    config = small_config(vocab_size=64)
+    folder = released_folder(tmp_path / "m", config, released_state(config))
+    (folder / "tokenizer.json").write_bytes(RELEASED_TOKENIZER.read_bytes())
+    with pytest.raises(UserError, match="vocabulary of 4096 tokens does not match the model's 64"):
+        load_model(folder)
+    # Same size, other tokens: vocabularies learned from different sequences.
+    ours = train_tokenizer(["ACGTTGCAAGGCTTAACCGT" * 50, "TTGACCATGGCA" * 80], vocab_size=20)
+    theirs = train_tokenizer(["GGGGCCCCAAAATTTT" * 64, "CATCATGATGAT" * 90], vocab_size=20)
+    assert ours.get_vocab_size() == theirs.get_vocab_size() == 20
+    theirs.save(str(folder / "tokenizer.json"))
+    config = ModelConfig.from_dict(small_config(vocab_size=20))
+    with pytest.raises(UserError, match="differs from the model's own"):
+        check_tokenizer(ours, config, folder)
+    check_tokenizer(theirs, config, folder)
+
+
+def test_own_folders_round_trip(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = load_tokenizer(RELEASED_TOKENIZER)
+    model = build_model(preset("tiny"), "mlm").eval()
+    folder = save_model(model, tmp_path / "tiny", tokenizer)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert "cls.predictions.decoder.weight" not in load_file(folder / "model.safetensors")
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+
+    ids, mask = dna_batch(tokenizer)
+    with torch.no_grad():
+        again = load_model(folder)
+        assert torch.equal(again(ids, mask).logits, model(ids, mask).logits)
+        assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+
+        # Fine-tuning starts from here: a new classifier on the pretrained encoder.
+        classifier = load_model(folder, head="classification", num_labels=3)
+        assert classifier(ids, mask).logits.shape == (3, 3)
+        hidden = model.bert.forward_packed(ids[mask.bool()], *pack_lengths(mask))
+        first = torch.tensor([0, *mask.sum(1).cumsum(0)[:-1].tolist()])
+        cls = load_model(folder, head="embedding", pooling="cls")(ids, mask).embeddings
+        torch.testing.assert_close(cls, hidden[first])
+        mean = load_model(folder, head="embedding", pooling="mean")(ids, mask).embeddings
+        torch.testing.assert_close(mean, torch.stack([h.mean(0) for h in hidden.split(mask.sum(1).tolist())]))
+
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert (hf.cls_token_id, hf.sep_token_id, hf.pad_token_id, hf.mask_token_id) == (1, 2, 3, 4)
+    assert hf("ACGTACGT")["input_ids"] == tokenizer.encode("ACGTACGT").ids
+
+
+def test_classifier_round_trip_keeps_labels_and_pooling(tmp_path):
+    config = preset("tiny", vocab_size=64, num_labels=3, classifier_pooling="mean")
+    model = build_model(config, "classification").eval()
+    folder = save_model(model, tmp_path / "clf")
+    again = load_model(folder)
+    ids = torch.randint(5, 64, (2, 9))
+    assert again.bert.pooler is None and again.config.num_labels == 3
+    assert torch.equal(again(ids).logits, model(ids).logits)
+
+
+def test_a_sequence_does_not_depend_on_its_batch_mates():
+    model = build_model(preset("tiny", vocab_size=64), "encoder").eval()
+    generator = torch.Generator().manual_seed(3)
+    alone = torch.randint(5, 64, (1, 17), generator=generator)
+    with torch.no_grad():
+        want = model(alone).last_hidden_state[0]
+        for width, mates in ((17, 1), (40, 4), (90, 7)):
+            ids = torch.randint(5, 64, (mates + 1, width), generator=generator)
+            mask = (torch.arange(width)[None, :] < torch.randint(1, width + 1, (mates + 1, 1), generator=generator)).long()
+            ids[2 % (mates + 1), :17], mask[2 % (mates + 1)] = alone[0], (torch.arange(width) < 17).long()
+            got = model(ids, attention_mask=mask).last_hidden_state[2 % (mates + 1)]
+            assert torch.allclose(got[:17], want, atol=1e-5)
+            assert not got[17:].any()
+
+
+@pytest.mark.skipif(not (INTERPRETED or torch.cuda.is_available()), reason="Triton cannot run here")
+def test_kernel_path_equals_pytorch_path_for_the_whole_model():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = preset("tiny", vocab_size=64, hidden_size=64, num_attention_heads=2, hidden_dropout_prob=0.0)
+    model = build_model(config, "mlm").to(device)
+    generator = torch.Generator().manual_seed(5)
+    ids = torch.randint(5, 64, (3, 70), generator=generator).to(device)
+    mask = (torch.arange(70)[None, :] < torch.tensor([[70], [1], [33]])).long().to(device)
+    labels = torch.where(torch.rand(ids.shape, generator=generator).to(device) < 0.3, ids, -100)
+    results = {}
+    for backend in ("torch", "triton"):
+        model.zero_grad()
+        model.attention_backend = backend
+        out = model(ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        results[backend] = (out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(results["triton"][0], results["torch"][0], rtol=1e-4, atol=1e-4)
+    for name, grad in results["torch"][1].items():
+        torch.testing.assert_close(results["triton"][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_bad_configurations_and_inputs():
+    with pytest.raises(UserError, match="hidden_size 100 is not divisible by num_attention_heads 12"):
+        ModelConfig(hidden_size=100).check()
+    with pytest.raises(UserError, match="unknown model preset 'huge'"):
+        preset("huge")
+    model = build_model(preset("tiny", vocab_size=64), "encoder")
+    with pytest.raises(UserError, match="right-padded"):
+        model(torch.ones(1, 4, dtype=torch.long) * 5, attention_mask=torch.tensor([[0, 1, 1, 1]]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_asked_for_without_one(tmp_path):
+    with pytest.raises(UserError, match="device cuda was asked for, but"):
+        resolve_device("cuda")
+    folder = save_model(build_model(preset("tiny", vocab_size=64), "encoder"), tmp_path / "m")
+    with pytest.raises(UserError, match="device cuda was asked for"):
+        load_model(folder, device="cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_autocast_and_attention_dropout_on_the_pytorch_path():
+    config = preset("tiny", vocab_size=64, attention_probs_dropout_prob=0.1)
+    model = build_model(config, "encoder").eval()
+    ids = torch.randint(5, 64, (3, 20))
+    mask = (torch.arange(20)[None, :] < torch.tensor([[20], [6], [13]])).long()
+    with torch.no_grad():
+        exact = model(ids, mask).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(ids, mask).last_hidden_state
+        assert (half.float() - exact).abs().max() < 0.1
+        model.train()
+        assert not torch.equal(model(ids, mask).last_hidden_state, model(ids, mask).last_hidden_state)
