@@ -21,7 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, genome_windows, timed, tokenizer_for  # noqa: E402
 
-from dnabert2.attention import alibi_attention, alibi_slopes, pad_packed, torch_alibi_attention  # noqa: E402
+from dnabert2.attention import alibi_attention, alibi_bias, alibi_slopes, pad_packed, torch_alibi_attention  # noqa: E402
 
 SHAPES = [(256, 128), (64, 512), (16, 2048), (4, 8192)]
 
@@ -34,11 +34,8 @@ def padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes):
     (qp, kp, vp), mask = zip(*(pad_packed(t, cu_seqlens, max_seqlen) for t in (q, k, v)))
     mask = mask[0]
     qp, kp, vp = (t.transpose(1, 2).detach().requires_grad_() for t in (qp, kp, vp))
-    positions = torch.arange(max_seqlen, device=q.device)
-    bias = -slopes[:, None, None] * (positions[None, :] - positions[:, None]).abs()
+    bias = alibi_bias(cu_seqlens, max_seqlen, slopes, q.dtype)
     full = bool(mask.all())
-    bias = bias[None] if full else bias[None].masked_fill(~mask[:, None, None, :], float("-inf"))
-    bias = bias.to(q.dtype)
     lengths = cu_seqlens.diff()
 
     def score_mod(score, b, h, q_idx, kv_idx):

@@ -19,6 +19,8 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "triton", "torch")
+_warned: set[str] = set()
+_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:
@@ -48,6 +50,8 @@ def _triton_problem(q: torch.Tensor, dropout_p: float) -> str | None:
         return f"head dim {q.shape[-1]} is not supported by the Triton kernel (supported: {alibi_flash.HEAD_DIMS})"
     if q.dtype not in alibi_flash.DTYPES:
         return f"dtype {q.dtype} is not supported by the Triton kernel"
+    if q.dtype == torch.bfloat16 and q.device.type == "cuda" and torch.cuda.get_device_capability(q.device) < (8, 0):
+        return "bf16 needs a GPU of compute capability 8.0 or newer (Ampere, Hopper)"
     if dropout_p > 0:
         return "the Triton kernel has no attention dropout"
     return None
@@ -63,10 +67,14 @@ def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.
     problem = _triton_problem(q, dropout_p)
     if backend == "triton" and problem:
         raise UserError(f"attention backend 'triton' cannot run: {problem}")
-    if backend == "auto" and problem:
-        # Interpreted Triton runs but is far slower than the PyTorch path, so auto never picks it on a CPU.
+    if backend == "auto" and (q.device.type != "cuda" or q.dtype == torch.float32):
+        # Interpreted Triton runs but is far slower than the PyTorch path, so auto never picks it on a CPU;
+        # fp32 the kernel multiplies exactly, without tensor cores, where SDPA is faster.
         return "torch"
-    if backend == "auto" and q.device.type != "cuda":
+    if backend == "auto" and problem:
+        if problem not in _warned:
+            _warned.add(problem)
+            log.warning("attention falls back to the slower PyTorch path on the GPU: %s", problem)
         return "torch"
     return "triton"
 
@@ -84,10 +92,15 @@ def alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) -> torch.Tensor:
     """The PyTorch path's additive bias, −slope·|i−j| with −inf at padded keys: (batch, heads, L, L), or
     (1, heads, L, L) when no sequence is padded. A model builds it once per batch and shares it by layer."""
     lengths = cu_seqlens.diff()
+    padded = bool((lengths < max_seqlen).any())
+    size = (lengths.numel() if padded else 1) * slopes.numel() * max_seqlen ** 2 * 4
+    if cu_seqlens.device.type == "cpu" and size > _MEMORY // 4:
+        raise UserError(f"sequences of {max_seqlen} tokens are too long for the PyTorch attention path on this "
+                        f"machine (its bias tensor alone takes {size / 2**30:.1f} GiB); use shorter sequences or a GPU")
     positions = torch.arange(max_seqlen, device=cu_seqlens.device)
     distance = (positions[None, :] - positions[:, None]).abs().to(torch.float32)
     bias = (-slopes.to(cu_seqlens.device, torch.float32)[:, None, None] * distance)[None]
-    if bool((lengths < max_seqlen).any()):
+    if padded:
         padded = positions[None, :] >= lengths[:, None]  # (batch, L) keys past each sequence's end
         bias = bias.masked_fill(padded[:, None, None, :], float("-inf"))
     return bias.to(dtype)
@@ -103,17 +116,32 @@ def torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p=0.0
     return out.transpose(1, 2)[mask[0]]
 
 
+def check_packed(cu_seqlens: torch.Tensor, max_seqlen: int, total: int) -> None:
+    """cu_seqlens must start at 0, never decrease and end at `total`, and no sequence may be longer than
+    max_seqlen: the kernel trusts them (and would leave rows unwritten otherwise)."""
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise UserError(f"cu_seqlens must be a (batch + 1,) vector, not of shape {tuple(cu_seqlens.shape)}")
+    lengths = cu_seqlens.diff()
+    first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
+    if first != 0 or last != total or shortest < 0:
+        raise UserError(f"cu_seqlens must rise from 0 to the {total} packed tokens, not from {first} to {last}")
+    if longest > max_seqlen:
+        raise UserError(f"max_seqlen {max_seqlen} is shorter than the longest sequence ({longest} tokens)")
+
+
 def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dropout_p=0.0, bias=None):
     """Non-causal ALiBi attention of packed sequences; returns (total_tokens, heads, head_dim) like q.
+    cu_seqlens and max_seqlen are trusted (check_packed checks them; the model does once per batch).
     bias: alibi_bias(...) built once per batch, used by the PyTorch path only (the kernel needs none)."""
     if q.dim() != 3 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k and v must share one (total_tokens, heads, head_dim) shape, "
                          f"not {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if slopes.numel() != q.shape[1]:
         raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
+    cu_seqlens = cu_seqlens.to(q.device, torch.int32)
     if choose_backend(q, backend, dropout_p) == "torch":
         return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
     from .kernels.alibi_flash import AlibiFlashAttention
 
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    return AlibiFlashAttention.apply(q, k, v, cu_seqlens.to(torch.int32), int(max_seqlen), slopes.to(q.device))
+    return AlibiFlashAttention.apply(q, k, v, cu_seqlens, int(max_seqlen), slopes.to(q.device))

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from dnabert2.attention import alibi_attention, alibi_slopes, choose_backend
+from dnabert2.attention import alibi_attention, alibi_slopes, check_packed, choose_backend
 from dnabert2.errors import UserError
 from reference import attention as reference_attention
 from reference import slopes as reference_slopes
@@ -77,6 +77,23 @@ def test_kernel_heads_not_a_power_of_two(device, heads):
 
 @needs_triton
 @pytest.mark.parametrize("device", DEVICES)
+def test_kernel_on_slices_of_a_fused_qkv_with_empty_sequences(device):
+    # The model hands the kernel q, k and v as strided views of one (total, 3, heads, dim) tensor.
+    lengths, heads = [0, 5, 0, 70, 1], 2
+    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    qkv = torch.randn(sum(lengths), 3, heads, 32, generator=torch.Generator().manual_seed(9)).to(device).requires_grad_()
+    q, k, v = qkv.unbind(1)
+    out = alibi_attention(q, k, v, cu_seqlens, max(lengths), alibi_slopes(heads).to(device), backend="triton")
+    ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
+    assert (out.double().cpu() - ref).abs().max() < 2e-5
+    grad = torch.randn(ref.shape, dtype=torch.float64)
+    (got,) = torch.autograd.grad(out, qkv, grad.to(device, out.dtype))
+    (want,) = torch.autograd.grad(ref, qkv, grad)
+    assert (got.double().cpu() - want).abs().max() < 2e-5
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
 def test_kernel_extrapolates_past_the_training_length(device):
     # The released model was trained on 128-token windows and precomputes its bias for 512 positions.
     check_against_reference("triton", [700], heads=2, head_dim=32, device=device)
@@ -109,6 +126,17 @@ def test_forced_triton_errors_say_why(monkeypatch):
         monkeypatch.delenv("TRITON_INTERPRET")
         with pytest.raises(UserError, match="needs a CUDA device"):
             choose_backend(torch.zeros(4, 2, 32), "triton")
+
+
+def test_packed_boundaries_are_checked():
+    cu = torch.tensor([0, 3, 7], dtype=torch.int32)
+    check_packed(cu, 4, 7)
+    with pytest.raises(UserError, match="max_seqlen 3 is shorter than the longest sequence \\(4 tokens\\)"):
+        check_packed(cu, 3, 7)
+    with pytest.raises(UserError, match="rise from 0 to the 9 packed tokens, not from 0 to 7"):
+        check_packed(cu, 4, 9)
+    with pytest.raises(UserError, match="rise from 0"):
+        check_packed(torch.tensor([0, 5, 3, 7]), 5, 7)
 
 
 def test_mismatched_inputs_are_refused():

@@ -297,14 +297,49 @@ def test_cuda_asked_for_without_one(tmp_path):
 
 
 def test_autocast_and_attention_dropout_on_the_pytorch_path():
-    config = preset("tiny", vocab_size=64, attention_probs_dropout_prob=0.1)
-    model = build_model(config, "encoder").eval()
     ids = torch.randint(5, 64, (3, 20))
     mask = (torch.arange(20)[None, :] < torch.tensor([[20], [6], [13]])).long()
+    config = preset("tiny", vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.1)
+    model = build_model(config, "encoder").eval()
     with torch.no_grad():
         exact = model(ids, mask).last_hidden_state
         with torch.autocast("cpu", dtype=torch.bfloat16):
             half = model(ids, mask).last_hidden_state
         assert (half.float() - exact).abs().max() < 0.1
-        model.train()
+        model.train()  # only attention dropout is left to make two passes differ
         assert not torch.equal(model(ids, mask).last_hidden_state, model(ids, mask).last_hidden_state)
+        no_dropout = build_model(preset("tiny", vocab_size=64, hidden_dropout_prob=0.0), "encoder").train()
+        assert torch.equal(no_dropout(ids, mask).last_hidden_state, no_dropout(ids, mask).last_hidden_state)
+
+
+def test_checkpoint_variants_that_load(tmp_path):
+    config = small_config()
+    state = released_state(config)
+    ids, mask = dna_batch(load_tokenizer(RELEASED_TOKENIZER))
+    want = released_forward(state, config, ids, mask)["hidden"]
+    # A bare BertModel saved with its unused pooler (what AutoModel gives), keys without "bert.".
+    bare = {k[len("bert."):]: v for k, v in state.items() if k.startswith("bert.")}
+    bare["pooler.dense.weight"], bare["pooler.dense.bias"] = torch.zeros(64, 64), torch.zeros(64)
+    with torch.no_grad():
+        assert_close(load_model(released_folder(tmp_path / "bare", config, bare))(ids, mask).last_hidden_state, want)
+        # torch.compile of a DDP-wrapped model prefixes every key twice.
+        wrapped = {f"_orig_mod.module.{k}": v for k, v in state.items()}
+        assert_close(load_model(released_folder(tmp_path / "wrapped", config, wrapped), head="encoder")(ids, mask)
+                     .last_hidden_state, want)
+
+
+def test_save_model_keeps_a_folder_consistent(tmp_path):
+    folder = tmp_path / "m"
+    save_model(build_model(preset("tiny"), "mlm"), folder, load_tokenizer(RELEASED_TOKENIZER))
+    save_model(build_model(preset("tiny", vocab_size=64), "embedding", pooling="cls"), folder)
+    assert not (folder / "tokenizer.json").exists()  # the old 4,096-token tokenizer would not fit
+    again = load_model(folder)
+    assert type(again).__name__ == "DNABertForEmbedding" and again.pooling == "cls"
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(UserError, match="cannot read the weights"):
+        load_model(folder)
+    with pytest.raises(UserError, match="id2label must map label numbers to names"):
+        ModelConfig.from_dict({"id2label": ["a", "b"]})
+    with pytest.raises(UserError, match="classifier_dropout must be in"):
+        ModelConfig(classifier_dropout=2).check()

@@ -49,9 +49,10 @@ def _forward(Q, K, V, O, LSE, cu_seqlens, slopes, qk_scale,
              stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
              stride_lse_h,
              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
-    block, seq, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    begin = tl.load(cu_seqlens + seq)
-    length = tl.load(cu_seqlens + seq + 1) - begin
+    seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
+    begin = tl.load(cu_seqlens + seq).to(tl.int64)
+    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
     if block * BLOCK_M >= length:
         return
     slope = tl.load(slopes + head)
@@ -85,9 +86,10 @@ def _backward_kv(Q, K, V, DO, DK, DV, LSE, DELTA, cu_seqlens, slopes, qk_scale, 
                  stride_dkt, stride_dkh, stride_dvt, stride_dvh, stride_lse_h,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     # One block of keys; loops over the query blocks of its sequence.
-    block, seq, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    begin = tl.load(cu_seqlens + seq)
-    length = tl.load(cu_seqlens + seq + 1) - begin
+    seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
+    begin = tl.load(cu_seqlens + seq).to(tl.int64)
+    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
     if block * BLOCK_N >= length:
         return
     slope = tl.load(slopes + head)
@@ -105,10 +107,9 @@ def _backward_kv(Q, K, V, DO, DK, DV, LSE, DELTA, cu_seqlens, slopes, qk_scale, 
         do = _load_rows(DO, begin, rows, length, head, stride_dot, stride_doh, dims)
         lse = tl.load(LSE + head * stride_lse_h + begin + rows, mask=row_ok, other=0.0)
         delta = tl.load(DELTA + head * stride_lse_h + begin + rows, mask=row_ok, other=0.0)
-        # Transposed scores (BLOCK_N, BLOCK_M): keys along rows, so the products below need no transposes of p.
-        s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * qk_scale
-        s_t -= slope * tl.abs(cols[:, None] - rows[None, :]).to(tl.float32)
-        p_t = tl.where(row_ok[None, :], tl.math.exp2(s_t - lse[None, :]), 0.0)
+        # Transposed scores (BLOCK_N, BLOCK_M): keys along rows, so the products below need no transposes
+        # of p; queries past the end score −inf, so their p is 0.
+        p_t = tl.math.exp2(_scores(k, q, cols, rows, length, qk_scale, slope, PRECISION) - lse[None, :])
         dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
         dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
         ds_t = p_t * (dp_t - delta[None, :])
@@ -124,9 +125,10 @@ def _backward_q(Q, K, V, DO, DQ, LSE, DELTA, cu_seqlens, slopes, qk_scale, sm_sc
                 stride_dqt, stride_dqh, stride_lse_h,
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     # One block of queries; loops over the key blocks of its sequence.
-    block, seq, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    begin = tl.load(cu_seqlens + seq)
-    length = tl.load(cu_seqlens + seq + 1) - begin
+    seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
+    begin = tl.load(cu_seqlens + seq).to(tl.int64)
+    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
     if block * BLOCK_M >= length:
         return
     slope = tl.load(slopes + head)
@@ -176,7 +178,8 @@ class AlibiFlashAttention(torch.autograd.Function):
         sm_scale = head_dim ** -0.5
         slopes = slopes.float() * LOG2E  # the kernels work in log2 units
         launch = _launch(q)
-        grid = (triton.cdiv(max_seqlen, launch["BLOCK_M"]), batch, heads)
+        # Sequences on grid axis 0, the only one not capped at 65,535.
+        grid = (batch, triton.cdiv(max_seqlen, launch["BLOCK_M"]), heads)
         _forward[grid](q, k, v, o, lse, cu_seqlens, slopes, sm_scale * LOG2E,
                        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                        o.stride(0), o.stride(1), lse.stride(0), **launch)
@@ -197,10 +200,10 @@ class AlibiFlashAttention(torch.autograd.Function):
         launch = _launch(q)
         strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                    do.stride(0), do.stride(1))
-        _backward_kv[(triton.cdiv(ctx.max_seqlen, launch["BLOCK_N"]), batch, heads)](
+        _backward_kv[(batch, triton.cdiv(ctx.max_seqlen, launch["BLOCK_N"]), heads)](
             q, k, v, do, dk, dv, lse, delta, cu_seqlens, slopes, sm_scale * LOG2E, sm_scale, *strides,
             dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), lse.stride(0), **launch)
-        _backward_q[(triton.cdiv(ctx.max_seqlen, launch["BLOCK_M"]), batch, heads)](
+        _backward_q[(batch, triton.cdiv(ctx.max_seqlen, launch["BLOCK_M"]), heads)](
             q, k, v, do, dq, lse, delta, cu_seqlens, slopes, sm_scale * LOG2E, sm_scale, *strides,
             dq.stride(0), dq.stride(1), lse.stride(0), **launch)
         return dq, dk, dv, None, None, None

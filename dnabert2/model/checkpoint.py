@@ -4,6 +4,7 @@ with the released code, load as they are; anything that does not fit is an error
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -16,18 +17,29 @@ from ..errors import UserError
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
 from .config import ModelConfig
-from .heads import HEADS, DNABertForMaskedLM, DNABertForSequenceClassification
+from .heads import HEADS, DNABertForEmbedding, DNABertForMaskedLM, DNABertForSequenceClassification
 
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 ARCHITECTURES = {"encoder": "BertModel", "embedding": "BertModel", "mlm": "BertForMaskedLM",
                  "classification": "BertForSequenceClassification"}
 
 
+def _unwrap(model):
+    """The model inside torch.compile and DistributedDataParallel wrappers."""
+    while hasattr(model, "_orig_mod") or hasattr(model, "module"):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
 def _head_of(model) -> str:
-    return next(name for name, cls in HEADS.items() if type(model) is cls)
+    for name, cls in HEADS.items():
+        if type(model) is cls:
+            return name
+    raise UserError(f"save_model saves dnabert2 models, not {type(model).__name__}")
 
 
 def _head_keys(key: str) -> bool:
@@ -53,14 +65,18 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
             state = load_file(file)
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"{file}: cannot read the weights ({str(error).splitlines()[0][:160]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{file}: not a state dict of tensors")
     # Wrappers add prefixes: DistributedDataParallel "module.", torch.compile "_orig_mod.".
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: value for key, value in state.items()}
+    stripped = True
+    while stripped and state:
+        stripped = False
+        for prefix in ("module.", "_orig_mod."):
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix):]: value for key, value in state.items()}
+                stripped = True
     # A bare BertModel saved on its own has no "bert." prefix.
     if any(key.startswith("embeddings.") for key in state) and not any(key.startswith("bert.") for key in state):
         state = {f"bert.{key}": value for key, value in state.items()}
@@ -100,6 +116,9 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     config = ModelConfig.load(folder / "config.json")
     state = read_state_dict(folder)
     saved = saved_head(state)
+    saved_pooling = config.extra.pop("embedding_pooling", None)
+    if saved == "encoder" and saved_pooling:
+        saved = "embedding"
     head = head or saved
     if head not in HEADS:
         raise UserError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
@@ -107,17 +126,21 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
         labels = state["classifier.weight"].shape[0]
         if num_labels is not None and num_labels != labels:
             raise UserError(f"{folder}: the classifier has {labels} labels, not {num_labels}")
+        if pooling is not None and pooling != config.classifier_pooling:
+            raise UserError(f"{folder}: the classifier pools with {config.classifier_pooling!r}, not {pooling!r}")
         config.num_labels = labels
     elif head == "classification":
-        config.num_labels = num_labels or config.num_labels
+        config.num_labels = config.num_labels if num_labels is None else num_labels
         config.classifier_pooling = pooling or config.classifier_pooling
     config.check()
-    options = {"pooling": pooling or "mean"} if head == "embedding" else {}
+    options = {"pooling": pooling or saved_pooling or "mean"} if head == "embedding" else {}
     model = HEADS[head](config, **options).init_weights()
 
     expected = model.state_dict()
     fresh = {key for key in expected if _head_keys(key)} if head != saved else set()
     dropped = {key for key in state if _head_keys(key)} if head != saved else set()
+    if model.bert.pooler is None:  # e.g. a bare BertModel saved with its (unused) pooler
+        dropped |= {key for key in state if key.startswith("bert.pooler.")}
     missing = set(expected) - set(state) - fresh - {TIED}
     unexpected = set(state) - set(expected) - dropped
     if missing or unexpected:
@@ -146,6 +169,7 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
+    model = _unwrap(model)
     head = _head_of(model)
     if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
         tokenizer = load_tokenizer(tokenizer)
@@ -156,7 +180,10 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
     with atomic_output(out / "model.safetensors") as tmp:
         save_file(state, tmp, metadata={"format": "pt"})
 
-    if tokenizer is not None:
+    if tokenizer is None:  # a tokenizer left from an earlier model in this folder would not fit this one
+        for name in TOKENIZER_FILES:
+            (out / name).unlink(missing_ok=True)
+    else:
         with atomic_output(out / "tokenizer.json") as tmp:
             tokenizer.save(str(tmp))
         names = dict(zip(("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"), SPECIAL_TOKENS))
@@ -164,6 +191,8 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
         _write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **names})
 
     config = model.config.to_dict()
+    if isinstance(model, DNABertForEmbedding):
+        config["embedding_pooling"] = model.pooling
     if isinstance(model, DNABertForSequenceClassification) and model.config.id2label is None:
         config["id2label"] = {str(i): f"LABEL_{i}" for i in range(model.config.num_labels)}
     _write_json(out / "config.json", {"architectures": [ARCHITECTURES[head]], **config})

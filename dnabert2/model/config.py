@@ -59,9 +59,16 @@ class ModelConfig:
                             "gelu_pytorch_tanh)")
         if self.classifier_pooling not in ("cls", "mean"):
             raise UserError(f"model config: classifier_pooling must be 'cls' or 'mean', not {self.classifier_pooling!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"model config: {name} must be in [0, 1), not {getattr(self, name)!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if not (value is None and name == "classifier_dropout") and not (
+                    isinstance(value, (int, float)) and 0 <= value < 1):
+                raise UserError(f"model config: {name} must be in [0, 1), not {value!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+            raise UserError(f"model config: layer_norm_eps must be a positive number, not {self.layer_norm_eps!r}")
+        if self.id2label is not None and sorted(self.id2label) != list(range(self.num_labels)):
+            raise UserError(f"model config: id2label must name labels 0..{self.num_labels - 1}, "
+                            f"not {sorted(self.id2label)}")
         return self
 
     def to_dict(self) -> dict:
@@ -81,8 +88,11 @@ class ModelConfig:
             raise UserError(f"{source}: position_embedding_type {data['position_embedding_type']!r} is not ALiBi")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
-        if "id2label" in known and known["id2label"] is not None:
-            known["id2label"] = {int(i): label for i, label in known["id2label"].items()}
+        if known.get("id2label") is not None:
+            try:
+                known["id2label"] = {int(i): label for i, label in known["id2label"].items()}
+            except (AttributeError, TypeError, ValueError):
+                raise UserError(f"{source}: id2label must map label numbers to names") from None
             known.setdefault("num_labels", len(known["id2label"]))
         extra = {k: v for k, v in data.items() if k not in names and k not in IGNORED_KEYS}
         try:

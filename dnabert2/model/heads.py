@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .config import ModelConfig
 from .layers import BertModel, pack, unpack
 
@@ -56,6 +57,8 @@ class _Model(nn.Module):
         """Packed hidden states (total, hidden) and what is needed to unpack them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if attention_mask.shape != input_ids.shape:
+            raise UserError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
         indices, cu_seqlens, max_seqlen = pack(attention_mask)
         types = None if token_type_ids is None else token_type_ids.flatten()[indices]
         hidden = self.bert.forward_packed(input_ids.flatten()[indices], cu_seqlens, max_seqlen, types)
@@ -107,7 +110,12 @@ class DNABertForMaskedLM(_Model):
         logits = self.cls.predictions(hidden[scored])
         return logits, F.cross_entropy(logits.float(), labels[scored])
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, cu_seqlens=None,
+                max_seqlen=None):
+        """Padded (batch, length) input_ids, or packed (total,) ones with cu_seqlens and max_seqlen (the
+        form pretraining uses; through forward so that DistributedDataParallel sees the call)."""
+        if cu_seqlens is not None:
+            return self.forward_packed(input_ids, cu_seqlens, max_seqlen, labels)
         hidden, indices, _ = self.encode(input_ids, attention_mask, token_type_ids)
         if labels is not None:
             logits, loss = self.head(hidden, labels.flatten()[indices])
@@ -125,8 +133,9 @@ def mean_pool(hidden, cu_seqlens):
     lengths = cu_seqlens.diff()
     sequence = torch.repeat_interleave(torch.arange(lengths.numel(), device=hidden.device), lengths,
                                        output_size=hidden.shape[0])
-    sums = hidden.new_zeros((lengths.numel(), hidden.shape[1])).index_add_(0, sequence, hidden)
-    return sums / lengths[:, None].to(hidden.dtype)
+    # Summed in fp32: a bf16 running sum over hundreds of tokens loses the mean's low bits.
+    sums = hidden.new_zeros((lengths.numel(), hidden.shape[1]), dtype=torch.float32).index_add_(0, sequence, hidden.float())
+    return (sums / lengths[:, None]).to(hidden.dtype)
 
 
 class DNABertForSequenceClassification(_Model):
@@ -167,7 +176,7 @@ class DNABertForEmbedding(_Model):
     def __init__(self, config: ModelConfig, pooling: str = "mean"):
         super().__init__(config)
         if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+            raise UserError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
         self.pooling = pooling
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
@@ -187,5 +196,5 @@ HEADS = {
 def build_model(config: ModelConfig, head: str = "mlm", **options) -> nn.Module:
     """A freshly initialised model with the given head."""
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        raise UserError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     return HEADS[head](config.check(), **options).init_weights()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import alibi_attention, alibi_bias, alibi_slopes, choose_backend
+from ..attention import alibi_attention, alibi_bias, alibi_slopes, check_packed, choose_backend
 from ..errors import UserError
 from .config import ModelConfig
 
@@ -109,7 +109,6 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.layer = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
-        self.register_buffer("slopes", alibi_slopes(config.num_attention_heads), persistent=False)
         self.heads = config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
 
@@ -118,8 +117,10 @@ class Encoder(nn.Module):
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         like_q = x.new_empty((0, self.heads, x.shape[-1] // self.heads), dtype=dtype)
         backend = choose_backend(like_q, backend, self.dropout_p if self.training else 0.0)
-        bias = alibi_bias(cu_seqlens, max_seqlen, self.slopes, dtype) if backend == "torch" else None
-        batch = PackedBatch(cu_seqlens, max_seqlen, self.slopes, backend, bias)
+        # Made afresh, not kept as a buffer: model.half() would round the slopes (2^-0.5, …).
+        slopes = alibi_slopes(self.heads).to(x.device)
+        bias = alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) if backend == "torch" else None
+        batch = PackedBatch(cu_seqlens, max_seqlen, slopes, backend, bias)
         for layer in self.layer:
             x = layer(x, batch)
         return x
@@ -138,6 +139,9 @@ class Pooler(nn.Module):
 
 def pack(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """From a right-padded (batch, length) mask: the flat indices of real tokens, cu_seqlens and max_seqlen."""
+    if attention_mask.dim() != 2 or attention_mask.numel() == 0:
+        raise UserError(f"input_ids and attention_mask must be (batch, length) and not empty, "
+                        f"not of shape {tuple(attention_mask.shape)}")
     lengths = attention_mask.sum(1, dtype=torch.int32)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
@@ -169,4 +173,6 @@ class BertModel(nn.Module):
 
     def forward_packed(self, input_ids, cu_seqlens, max_seqlen, token_type_ids=None):
         """input_ids (total,) of sequences packed back to back → hidden states (total, hidden)."""
+        cu_seqlens = cu_seqlens.to(input_ids.device, torch.int32)
+        check_packed(cu_seqlens, max_seqlen, input_ids.shape[0])
         return self.encoder(self.embeddings(input_ids, token_type_ids), cu_seqlens, max_seqlen, self.attention_backend)
