@@ -121,6 +121,32 @@ def cmd_junctions(args) -> None:
     log.info("wrote %d junctions to %s", n, args.out)
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+def cmd_pretrain(args) -> None:
+    from .pretrain import pretrain
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a folder")
+    row = pretrain(args.genome, args.tokenizer, args.out, model_preset=args.preset, init=args.init, steps=args.steps,
+                   batch_size=args.batch_size, window_tokens=args.window_tokens, window_bp=args.window_bp,
+                   max_tokens=args.max_tokens, weights=args.weight, max_n=args.max_n,
+                   heldout_contigs=args.heldout_contigs or (), eval_every=args.eval_every,
+                   eval_windows=args.eval_windows, lr=args.lr, betas=tuple(args.adam_betas), eps=args.adam_eps,
+                   weight_decay=args.weight_decay, warmup=args.warmup, clip=args.clip, mask_rate=args.mask_rate,
+                   dropout=args.dropout, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                   checkpoint_dir=args.checkpoint_dir, keep=args.keep, resume=args.resume, device=args.device,
+                   dtype=args.dtype, workers=args.workers, compile=args.compile, tensorboard=args.tensorboard,
+                   log_every=args.log_every, progress=not args.quiet)
+    if row:
+        log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnabert2",
@@ -202,6 +228,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-mapq", type=int, default=0, help="minimum mapping quality (default 0)")
     p.add_argument("--out", required=True, type=Path, help="output BED")
     p.set_defaults(run=cmd_junctions)
+
+    p = add("pretrain", help="pretrain a DNABERT-2 masked LM on genomes (one process, or many under torchrun)",
+            description="Masked-LM pretraining on windows drawn at random from genomes (both strands, N-rich "
+            "windows skipped), tokenised in DataLoader workers and packed without padding. Checkpoints resume "
+            "exactly; the final model is written to --out in the Hugging Face layout with metrics.jsonl. "
+            "Under torchrun (e.g. `torchrun --nproc-per-node 8 -m dnabert2 pretrain ...`, or `srun torchrun "
+            "...` on SLURM) the same command runs data-parallel over every GPU.")
+    p.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
+                   help="genome FASTA (repeat for several; bgzip with .fai for random access)")
+    p.add_argument("--weight", action="append", type=_positive_float, metavar="W",
+                   help="sampling weight of each --genome, in the same order (default: equal weights)")
+    p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer.json (from `dnabert2 vocab`) or a model folder")
+    p.add_argument("--out", required=True, type=Path, help="output model folder")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"],
+                       help="model size from scratch (default tiny; base = DNABERT-2-117M)")
+    start.add_argument("--init", type=Path, metavar="DIR", help="continue pretraining this model folder instead")
+    p.add_argument("--steps", type=_positive, default=1000, help="optimiser steps (default 1000)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="windows per step, over all processes (default 256)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--window-tokens", type=_positive, default=128,
+                        help="window length in tokens, [CLS] and [SEP] included (default 128, as DNABERT-2)")
+    length.add_argument("--window-bp", type=_positive, help="window length in bp instead")
+    p.add_argument("--max-tokens", type=_positive, default=32768,
+                   help="tokens per forward pass and process, and the longest window; larger batches accumulate "
+                   "gradients (default 32768)")
+    p.add_argument("--max-n", type=_fraction, default=0.05, help="skip windows with more than this fraction of N (default 0.05)")
+    p.add_argument("--heldout-contigs", nargs="+", metavar="CONTIG", help="contigs kept out of training for the evaluation loss")
+    p.add_argument("--eval-every", type=_positive, help="steps between evaluations (default: at the end only)")
+    p.add_argument("--eval-windows", type=_positive, default=256, help="held-out windows evaluated (default 256)")
+    p.add_argument("--lr", type=_positive_float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--warmup", type=_fraction, default=0.06, help="fraction of steps of linear warm-up (default 0.06)")
+    p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default 1e-5)")
+    p.add_argument("--adam-betas", type=float, nargs=2, default=[0.9, 0.98], metavar=("B1", "B2"), help="default 0.9 0.98")
+    p.add_argument("--adam-eps", type=_positive_float, default=1e-6, help="default 1e-6")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 for none (default 1.0)")
+    p.add_argument("--mask-rate", type=_fraction, default=0.15, help="fraction of tokens masked (default 0.15)")
+    p.add_argument("--dropout", type=_fraction, help="hidden dropout (default: the model's, 0.1)")
+    p.add_argument("--checkpoint-every", type=_positive, help="steps between checkpoints (default: at the end only)")
+    p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints and the live metrics.jsonl go (default OUT/checkpoints)")
+    p.add_argument("--keep", type=_positive, default=2, help="checkpoints kept (default 2)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint, if there is one")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], help="bf16 autocast (default on a GPU) or fp32 (default on a CPU)")
+    p.add_argument("--workers", type=_non_negative, default=2, help="DataLoader worker processes (default 2)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard, under the checkpoint folder")
+    p.add_argument("--log-every", type=_positive, default=10, help="steps between throughput figures (default 10)")
+    p.set_defaults(run=cmd_pretrain)
     return parser
 
 

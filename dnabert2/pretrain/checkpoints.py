@@ -1,0 +1,58 @@
+"""Training checkpoints: everything a run needs to continue exactly (model, optimiser, scheduler,
+every rank's RNG states, the step and the run's settings), written under a temporary name and
+renamed, so a run killed while writing leaves the previous checkpoint whole."""
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..outputs import atomic_output
+
+NAME = re.compile(r"step-(\d{8})\.pt$")
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in step order (temporary files of an interrupted write are not listed)."""
+    return sorted(p for p in folder.glob("step-*.pt") if NAME.match(p.name)) if folder.is_dir() else []
+
+
+def save_checkpoint(folder: Path, step: int, state: dict, keep: int) -> Path:
+    path = folder / f"step-{step:08d}.pt"
+    with atomic_output(path) as tmp:
+        torch.save({**state, "step": step}, tmp)
+    for old in checkpoints(folder)[:-keep]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise UserError(f"{path}: cannot read the checkpoint ({str(error).splitlines()[0][:160]})") from None
+
+
+def check_same_run(saved: dict, current: dict, path: Path) -> None:
+    """A resume must continue the same run: the settings that shape the model and its training must match."""
+    differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    if differ:
+        detail = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in differ[:3])
+        raise UserError(f"{path} is a checkpoint of another configuration ({detail})")

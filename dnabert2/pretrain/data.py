@@ -1,0 +1,172 @@
+"""Pretraining data: windows drawn at random from genomes, tokenised and masked in DataLoader
+workers, and packed back to back (cu_seqlens) so no compute goes to padding.
+
+What a step sees is a function of (seed, step, window index) alone: a resumed run draws exactly the
+windows and masks the interrupted one would have, and ranks of a distributed run split one global
+batch between them, so two ranks see what one process with their combined batch sees.
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from ..errors import UserError
+from ..sequences import Fasta, reverse_complement
+
+CLS, SEP, MASK, FIRST_REGULAR = 1, 2, 4, 5  # ids fixed by the DNABERT-2 tokenizer layout
+TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How long a window is: `tokens` BPE tokens ([CLS] and [SEP] included), or `bp` base pairs."""
+
+    tokens: int | None = None
+    bp: int | None = None
+
+    def __post_init__(self):
+        if (self.tokens is None) == (self.bp is None):
+            raise UserError("give the window length in tokens or in bp, not both or neither")
+        if (self.tokens or self.bp) < 3:
+            raise UserError(f"a window of {self.tokens or self.bp} {'tokens' if self.tokens else 'bp'} is too short")
+
+    @property
+    def draw_bp(self) -> int:
+        # Enough sequence to fill the tokens: DNA BPE averages 4.5-5 bp per token, rarely above 8.
+        return self.bp if self.bp else 10 * self.tokens
+
+
+class WindowSampler:
+    """Random windows over genomes on both strands: a genome by weight, then a position uniform over
+    its usable bases; windows with more than `max_n` non-ACGT bases are drawn again."""
+
+    def __init__(self, genomes, weights, window_bp: int, heldout_contigs=(), split: int = TRAIN, max_n: float = 0.05):
+        self.paths = [str(g) for g in genomes]
+        self.window_bp, self.max_n = window_bp, max_n
+        if weights is None:
+            weights = [1.0] * len(self.paths)
+        if len(weights) != len(self.paths) or any(w <= 0 for w in weights):
+            raise UserError(f"give one positive weight per genome ({len(self.paths)} genomes, weights {list(weights)})")
+        heldout = set(heldout_contigs)
+        self.tables = []  # per genome: (contig names, cumulative usable starts)
+        seen = set()
+        for path in self.paths:
+            with Fasta(path) as fasta:
+                lengths = fasta.lengths
+            seen.update(lengths)
+            usable = [(c, n - window_bp + 1) for c, n in lengths.items()
+                      if n >= window_bp and (c in heldout) == (split == EVAL)]
+            self.tables.append(([c for c, _ in usable], np.cumsum([n for _, n in usable])))
+        if heldout - seen:
+            raise UserError(f"held-out contigs in none of the genomes: {', '.join(sorted(heldout - seen))}")
+        where = "held-out contig" if split == EVAL else "contig (held-out ones aside)"
+        missing = [p for p, (names, _) in zip(self.paths, self.tables) if not names]
+        if split == TRAIN and missing:
+            raise UserError(f"{missing[0]}: no {where} is as long as one window ({window_bp} bp)")
+        if split == EVAL and len(missing) == len(self.paths):
+            raise UserError(f"no {where} is as long as one window ({window_bp} bp)")
+        self.weights = np.array([w if names else 0.0 for w, (names, _) in zip(weights, self.tables)], dtype=float)
+        self.weights /= self.weights.sum()
+        self._fastas, self._pid = None, None
+
+    def _open(self) -> list[Fasta]:
+        # pysam handles do not survive fork: each DataLoader worker opens its own.
+        if self._pid != os.getpid():
+            self._fastas, self._pid = [Fasta(p) for p in self.paths], os.getpid()
+        return self._fastas
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, int, str, str]:
+        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
+        fastas = self._open()
+        for _ in range(1000):
+            g = rng.choice(len(self.paths), p=self.weights)
+            names, ends = self.tables[g]
+            pick = int(rng.integers(ends[-1]))
+            i = int(np.searchsorted(ends, pick, side="right"))
+            start = pick - (int(ends[i - 1]) if i else 0)
+            sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
+            plus = rng.random() < 0.5
+            bad = len(sequence) - sum(sequence.count(b) for b in "ACGT")
+            if bad <= self.max_n * len(sequence):
+                return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
+        raise UserError(f"no window with at most {self.max_n:.0%} N found in 1000 draws; the genomes are mostly N")
+
+
+def tokens_of(tokenizer: Tokenizer, sequence: str, limit: int) -> list[int]:
+    """[CLS] … [SEP] ids of one window, at most `limit` tokens."""
+    ids = tokenizer.encode(sequence, add_special_tokens=False).ids
+    return [CLS, *ids[: limit - 2], SEP]
+
+
+def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate: float = 0.15):
+    """BERT masking: `rate` of the regular tokens (at least one) are scored; of those 80% become
+    [MASK], 10% a random regular token, 10% stay. Returns (input ids, labels with −100 = not scored)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    labels = np.full_like(ids, -100)
+    candidates = np.flatnonzero(ids >= FIRST_REGULAR)
+    if len(candidates) == 0:
+        return ids, labels
+    chosen = rng.choice(candidates, size=max(1, round(rate * len(candidates))), replace=False)
+    labels[chosen] = ids[chosen]
+    roll = rng.random(len(chosen))
+    ids[chosen[roll < 0.8]] = MASK
+    swap = chosen[(roll >= 0.8) & (roll < 0.9)]
+    ids[swap] = rng.integers(FIRST_REGULAR, vocab_size, size=len(swap))
+    return ids, labels
+
+
+def pack(examples, max_tokens: int) -> list[dict]:
+    """Greedily pack (ids, labels) pairs, in order, into micro-batches of at most max_tokens tokens."""
+    batches, current = [], []
+    for example in examples:
+        if current and sum(len(e[0]) for e in current) + len(example[0]) > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(example)
+    if current:
+        batches.append(current)
+    out = []
+    for group in batches:
+        lengths = [len(ids) for ids, _ in group]
+        out.append({
+            "input_ids": torch.from_numpy(np.concatenate([ids for ids, _ in group])),
+            "labels": torch.from_numpy(np.concatenate([labels for _, labels in group])),
+            "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32),
+            "max_seqlen": max(lengths),
+        })
+    return out
+
+
+class PretrainSteps(torch.utils.data.Dataset):
+    """Item `step`: this rank's share of the step's global batch, as packed micro-batches."""
+
+    def __init__(self, sampler: WindowSampler, tokenizer: Tokenizer, window: WindowSpec, batch_size: int,
+                 max_tokens: int, seed: int, rank: int = 0, world: int = 1, mask_rate: float = 0.15):
+        if batch_size % world:
+            raise UserError(f"the batch of {batch_size} windows does not split evenly over {world} processes")
+        self.sampler, self.tokenizer, self.window = sampler, tokenizer, window
+        self.batch_size, self.max_tokens, self.seed = batch_size, max_tokens, seed
+        self.rank, self.world, self.mask_rate = rank, world, mask_rate
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    def __len__(self):
+        return 2**62
+
+    def example(self, stream: int, step: int, index: int, sampler: WindowSampler | None = None):
+        rng = np.random.default_rng([self.seed, stream, step, index])
+        # A window never exceeds a micro-batch: long bp windows are cut to max_tokens.
+        limit = min(self.window.tokens or self.max_tokens, self.max_tokens)
+        ids = tokens_of(self.tokenizer, (sampler or self.sampler).draw(rng)[-1], limit)
+        return mask_tokens(ids, rng, self.vocab_size, self.mask_rate)
+
+    def __getitem__(self, step: int) -> list[dict]:
+        mine = range(self.rank, self.batch_size, self.world)
+        return pack([self.example(TRAIN, step, i) for i in mine], self.max_tokens)
+
+
+def eval_batches(sampler: WindowSampler, steps: PretrainSteps, count: int) -> list[dict]:
+    """A fixed set of held-out windows, the same at every evaluation and on every resume."""
+    return pack([steps.example(EVAL, 0, i, sampler) for i in range(count)], steps.max_tokens)

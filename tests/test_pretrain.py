@@ -1,0 +1,179 @@
+"""Masked-LM pretraining: the data a step sees, the masking recipe, the command's outputs, exact
+resume after an interruption, two Gloo processes against one, and bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, ROOT, assert_user_error, run_cli
+from dnabert2 import load_model, load_tokenizer
+from dnabert2.errors import UserError
+from dnabert2.model import build_model, preset, save_model
+from dnabert2.pretrain.data import EVAL, TRAIN, PretrainSteps, WindowSampler, WindowSpec, mask_tokens
+from dnabert2.sequences import write_bgzf_fasta
+
+TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def genome(tmp_path_factory):
+    """The C. elegans ce1pct genome as indexed bgzip, as `dnabert2 download` writes it."""
+    path = tmp_path_factory.mktemp("genome") / "ce1pct.fa.gz"
+    write_bgzf_fasta(DATA / "genomes" / "ce1pct.fa.gz", path)
+    return path
+
+
+def pretrain_args(genome, out, *extra):
+    window = [] if "--window-bp" in extra else ["--window-tokens", 64]
+    return ["pretrain", "--genome", genome, "--tokenizer", TOKENIZER, "--out", out, "--batch-size", 8, *window,
+            "--workers", 0, "--lr", 2e-3, "-q", *extra]
+
+
+def losses(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_masking_follows_the_bert_recipe():
+    ids = [1, *range(5, 1005), 2]
+    masked, replaced, kept, scored = 0, 0, 0, 0
+    for seed in range(20):
+        inputs, labels = mask_tokens(ids, np.random.default_rng(seed), vocab_size=4096)
+        chosen = labels != -100
+        assert chosen.sum() == 150  # 15% of the 1,000 regular tokens
+        assert not chosen[0] and not chosen[-1]  # [CLS] and [SEP] are never masked
+        assert (labels[chosen] == np.array(ids)[chosen]).all()
+        assert (inputs[~chosen] == np.array(ids)[~chosen]).all()
+        masked += (inputs[chosen] == 4).sum()
+        kept += (inputs[chosen] == labels[chosen]).sum()
+        replaced += ((inputs[chosen] != 4) & (inputs[chosen] != labels[chosen])).sum()
+        scored += chosen.sum()
+        assert inputs.min() >= 1 and inputs.max() < 4096
+    assert masked / scored == pytest.approx(0.8, abs=0.03)
+    assert replaced / scored == pytest.approx(0.1, abs=0.02)  # a random token (rarely the same one)
+    assert kept / scored == pytest.approx(0.1, abs=0.02)
+
+
+def test_windows_skip_n_respect_held_out_contigs_and_use_both_strands(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = "".join(rng.choice(list("ACGT"), 5000))
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(f">clean\n{clean}\n>gappy\n{'N' * 3000}{clean[:2000]}\n>held\n{clean[::-1]}\n")
+    sampler = WindowSampler([fasta], None, 200, heldout_contigs=["held"], split=TRAIN, max_n=0.05)
+    draws = [sampler.draw(np.random.default_rng(i)) for i in range(400)]
+    assert {contig for contig, *_ in draws} == {"clean", "gappy"}
+    assert {strand for _, _, strand, _ in draws} == {"+", "-"}
+    assert all(seq.count("N") <= 10 and len(seq) == 200 for *_, seq in draws)
+    held = WindowSampler([fasta], None, 200, heldout_contigs=["held"], split=EVAL)
+    assert {held.draw(np.random.default_rng(i))[0] for i in range(50)} == {"held"}
+    with pytest.raises(UserError, match="held-out contigs in none of the genomes: chrZ"):
+        WindowSampler([fasta], None, 200, heldout_contigs=["chrZ"])
+    with pytest.raises(UserError, match="no contig \\(held-out ones aside\\) is as long as one window"):
+        WindowSampler([fasta], None, 6000)
+
+
+def test_a_step_is_the_same_whoever_draws_it(genome):
+    tokenizer = load_tokenizer(TOKENIZER)
+    sampler = WindowSampler([genome], None, WindowSpec(tokens=64).draw_bp)
+    spec = WindowSpec(tokens=64)
+
+    def windows(rank, world, max_tokens=10_000):
+        batches = PretrainSteps(sampler, tokenizer, spec, 8, max_tokens, seed=3, rank=rank, world=world)[7]
+        return [tuple(ids.tolist()) for b in batches for ids in b["input_ids"].split(b["cu_seqlens"].diff().tolist())]
+
+    one = windows(0, 1)
+    assert len(one) == 8 and all(len(w) == 64 and w[0] == 1 and w[-1] == 2 for w in one)
+    assert windows(0, 1) == one  # the same step again: the same windows and masks
+    assert sorted(windows(0, 2) + windows(1, 2)) == sorted(one)  # two ranks split one global batch
+    assert sorted(windows(0, 1, max_tokens=130)) == sorted(one)  # micro-batches of two windows: same data
+    other = PretrainSteps(sampler, tokenizer, spec, 8, 10_000, seed=3)[8]
+    assert other[0]["input_ids"].tolist() != PretrainSteps(sampler, tokenizer, spec, 8, 10_000, seed=3)[7][0]["input_ids"].tolist()
+
+
+def test_pretrain_writes_a_model_and_metrics(genome, tmp_path):
+    out = tmp_path / "model"
+    result = run_cli(*pretrain_args(genome, out, "--steps", 12, "--heldout-contigs", "V", "--eval-every", 6,
+                                    "--eval-windows", 16, "--log-every", 4))
+    assert result.returncode == 0, result.stderr
+    rows = losses(out)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.5  # it learns
+    assert rows[0]["loss"] == pytest.approx(np.log(4096), abs=0.4)  # starts near chance
+    assert {"eval_loss", "eval_accuracy", "eval_perplexity"} <= rows[5].keys() <= rows[-1].keys()
+    assert rows[-1]["eval_perplexity"] == pytest.approx(np.exp(rows[-1]["eval_loss"]))
+    assert all("tokens_per_s" in rows[i] for i in (3, 7, 11))
+    assert rows[-1]["lr"] == 0.0  # linear decay to zero at the last step
+    model = load_model(out)
+    assert type(model).__name__ == "DNABertForMaskedLM" and model.config.hidden_size == 128
+    assert (out / "tokenizer.json").read_text() == TOKENIZER.read_text() or load_tokenizer(out).get_vocab() == \
+        load_tokenizer(TOKENIZER).get_vocab()
+    assert [p.name for p in (out / "checkpoints").glob("step-*.pt")] == ["step-00000012.pt"]
+
+
+def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
+    args = ("--steps", 40, "--checkpoint-every", 5, "--dropout", 0.1, "--workers", 1)
+    whole = tmp_path / "whole"
+    assert run_cli(*pretrain_args(genome, whole, *args)).returncode == 0
+
+    cut = tmp_path / "cut"
+    process = subprocess.Popen([sys.executable, "-m", "dnabert2", *map(str, pretrain_args(genome, cut, *args))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((cut / "checkpoints").glob("step-*.pt")) and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate()
+    assert process.returncode == 130, stderr  # stopped part-way, as a cluster would stop it
+    assert not (cut / "model.safetensors").exists()
+    stopped_at = max(r["step"] for r in losses(cut / "checkpoints"))
+    assert stopped_at < 40
+
+    resumed = run_cli(*pretrain_args(genome, cut, *args, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["loss"] for r in losses(cut)] == [r["loss"] for r in losses(whole)]
+    assert [r["step"] for r in losses(cut)] == list(range(1, 41))
+    for key, value in load_model(whole).state_dict().items():
+        assert torch.equal(value, load_model(cut).state_dict()[key]), key
+
+
+def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path):
+    args = ("--steps", 4, "--dropout", 0, "--batch-size", 8, "--device", "cpu")
+    single = run_cli(*pretrain_args(genome, tmp_path / "one", *args))
+    assert single.returncode == 0, single.stderr
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "dnabert2",
+                          *map(str, pretrain_args(genome, tmp_path / "two", *args))],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_rows, two_rows = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [r["step"] for r in two_rows] == [1, 2, 3, 4]
+    for a, b in zip(one_rows, two_rows):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    one, two = load_model(tmp_path / "one").state_dict(), load_model(tmp_path / "two").state_dict()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
+    out = tmp_path / "m"
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--window-bp", 300000)), "no contig", "300000 bp")
+    assert not out.exists()
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--device", "cuda")), "cuda was asked for")
+    assert not out.exists()
+
+    other_vocab = save_model(build_model(preset("tiny", vocab_size=64), "mlm"), tmp_path / "vocab64")
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--init", other_vocab)),
+                      "vocabulary of 4096 tokens does not match the model's 64")
+
+    assert run_cli(*pretrain_args(genome, out, "--steps", 2)).returncode == 0
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2)), "pass --resume")
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2, "--lr", 1e-3, "--resume")),
+                      "checkpoint of another configuration", "lr: 0.002 in the checkpoint, 0.001 now")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["metrics.jsonl", "step-00000002.pt"]
