@@ -142,7 +142,7 @@ def cmd_pretrain(args) -> None:
                    dropout=args.dropout, seed=args.seed, checkpoint_every=args.checkpoint_every,
                    checkpoint_dir=args.checkpoint_dir, keep=args.keep, resume=args.resume, device=args.device,
                    dtype=args.dtype, workers=args.workers, compile=args.compile, tensorboard=args.tensorboard,
-                   log_every=args.log_every, progress=not args.quiet)
+                   log_every=args.log_every, progress=not args.quiet and sys.stderr.isatty())
     if row:
         log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))
 

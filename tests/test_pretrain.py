@@ -177,3 +177,20 @@ def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2, "--lr", 1e-3, "--resume")),
                       "checkpoint of another configuration", "lr: 0.002 in the checkpoint, 0.001 now")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["metrics.jsonl", "step-00000002.pt"]
+
+
+def test_a_checkpoint_cut_off_while_written_is_ignored(genome, tmp_path):
+    out = tmp_path / "m"
+    assert run_cli(*pretrain_args(genome, out, "--steps", 4, "--checkpoint-every", 2)).returncode == 0
+    folder = out / "checkpoints"
+    # What a kill during torch.save leaves: the temporary file, never the final name.
+    (folder / f".step-00000006.pt.{os.getpid()}.tmp").write_bytes(b"PK\x03\x04 cut off")
+    again = run_cli(*pretrain_args(genome, out, "--steps", 4, "--checkpoint-every", 2, "--resume"))
+    assert again.returncode == 0, again.stderr
+    assert [r["step"] for r in losses(out)] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_tensorboard_without_the_package(genome, tmp_path):
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--tensorboard")),
+                      "needs the tensorboard package")

@@ -1,13 +1,17 @@
 """The Snakemake workflow as users run it: lint, format, a full run of the default config, bad config."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 import yaml
 
 from conftest import ROOT
+from dnabert2 import load_model, load_tokenizer
 
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
 
@@ -36,7 +40,7 @@ def test_snakefmt_leaves_the_workflow_unchanged():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_default_config_runs_download_and_vocab(checkout):
+def test_default_config_runs_download_vocab_and_pretraining(checkout):
     result = snakemake("--cores", "2", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     genome = checkout / "resources/genomes/ce1pct/genome.fa.gz"
@@ -49,9 +53,16 @@ def test_default_config_runs_download_and_vocab(checkout):
     assert len(tokenizer["model"]["vocab"]) == 4096
     report = json.loads((checkout / "results/vocab/report.json").read_text())
     assert 3.5 < report["heldout_bp_per_token"] < 7
-    for log in ("logs/genome/ce1pct.log", "logs/vocab/vocab.log"):
+    model = checkout / "results/pretrain/tiny"
+    rows = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 301))
+    assert rows[-1]["eval_loss"] < rows[0]["loss"] - 0.5  # it learned something on the example
+    assert load_model(model).config.num_hidden_layers == 2
+    assert load_tokenizer(model).get_vocab() == load_tokenizer(checkout / "results/vocab/tokenizer.json").get_vocab()
+    assert sorted(p.name for p in (model / "checkpoints").glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
+    for log in ("logs/genome/ce1pct.log", "logs/vocab/vocab.log", "logs/pretrain/tiny.log"):
         assert (checkout / log).exists()
-    for bench in ("benchmarks/genome/ce1pct.tsv", "benchmarks/vocab/vocab.tsv"):
+    for bench in ("benchmarks/genome/ce1pct.tsv", "benchmarks/vocab/vocab.tsv", "benchmarks/pretrain/tiny.tsv"):
         assert (checkout / bench).exists()
 
     again = snakemake("--cores", "2", cwd=checkout)
@@ -72,6 +83,9 @@ def edit_config(checkout, change):
         (lambda c: c["vocab"].update(genomes=["human"]), ["human"]),
         (lambda c: c["genomes"]["ce1pct"].pop("source"), ["source"]),
         (lambda c: c["vocab"].update(vocab_size=5), ["vocab_size"]),
+        (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
+        (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
+        (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["huge"]),
     ],
 )
 def test_bad_config_is_refused_before_any_job(checkout, change, words):
@@ -88,3 +102,28 @@ def test_missing_config_sections_take_the_schema_defaults(checkout):
     result = snakemake("--cores", "1", "--dry-run", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "vocab" in result.stdout
+
+
+def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
+    # Stop the job right after its first checkpoint, as Ctrl-C or a cluster's time limit would; Snakemake
+    # removes the job's outputs but not the checkpoints, and the next run continues from them.
+    edit_config(checkout, lambda c: c["pretrain"]["tiny"].update(steps=400, checkpoint_every=10, batch_size=8))
+    assert snakemake("--cores", "2", "results/vocab/tokenizer.json", cwd=checkout).returncode == 0
+    process = subprocess.Popen(["snakemake", "--cores", "2"], cwd=checkout, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    checkpoints = checkout / "results/pretrain/tiny/checkpoints"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("step-*.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: Snakemake and its job both get it
+    process.communicate()
+    assert not (checkout / "results/pretrain/tiny/model.safetensors").exists()
+    assert list(checkpoints.glob("step-*.pt"))
+
+    result = snakemake("--cores", "2", "--rerun-incomplete", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (checkout / "logs/pretrain/tiny.log").read_text()
+    rows = [json.loads(line) for line in (checkout / "results/pretrain/tiny/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 401))
+    assert load_model(checkout / "results/pretrain/tiny").config.hidden_size == 128
+    assert "resuming from results/pretrain/tiny/checkpoints/step-" in log and "Traceback" not in log

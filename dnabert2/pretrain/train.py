@@ -254,6 +254,9 @@ def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1
                 row["mfu"] = row["tokens_per_s"] * flops_per_token(model, tokens / batch_size) / peak
             window_started, window_tokens_seen = time.perf_counter(), 0
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
+            if not progress:  # a log file (Snakemake, SLURM) gets a line instead of a bar
+                log.info("step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s", step, steps, row["loss"], row["lr"],
+                         row["tokens_per_s"])
         if held_out and ((eval_every and step % eval_every == 0) or step == steps):
             row.update(evaluate(model, held_out, device, autocast))
         metrics.write(row)

@@ -11,10 +11,19 @@ shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedi
 
 
 def check_config():
-    for name in config["vocab"]["genomes"]:
+    named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
+    for model, settings in config["pretrain"].items():
+        named += [(f"pretrain.{model}.genomes", g) for g in settings["genomes"]]
+        if settings["weights"] and len(settings["weights"]) != len(
+            settings["genomes"] or config["genomes"]
+        ):
+            raise ValueError(
+                f"config: pretrain.{model}.weights needs one weight per genome"
+            )
+    for key, name in named:
         if name not in config["genomes"]:
             raise ValueError(
-                f"config: vocab.genomes names {name!r}, which is not under genomes"
+                f"config: {key} names {name!r}, which is not under genomes"
             )
 
 
@@ -42,3 +51,46 @@ def checksum_option(wildcards):
 
 def vocab_genomes():
     return [genome_fasta(g) for g in (config["vocab"]["genomes"] or config["genomes"])]
+
+
+def pretrain_settings(wildcards):
+    return config["pretrain"][wildcards.model]
+
+
+def pretrain_genomes(wildcards):
+    names = pretrain_settings(wildcards)["genomes"] or config["genomes"]
+    return [genome_fasta(g) for g in names]
+
+
+def pretrain_launcher(wildcards):
+    """One process per GPU through torchrun when the job has several; plain python otherwise."""
+    gpus = pretrain_settings(wildcards)["gpus"]
+    if gpus > 1:
+        return f"torchrun --standalone --nproc-per-node {gpus}"
+    return "python"
+
+
+def pretrain_options(wildcards):
+    s = pretrain_settings(wildcards)
+    options = [
+        f"--preset {s['preset']}",
+        f"--steps {s['steps']}",
+        f"--batch-size {s['batch_size']}",
+        f"--window-tokens {s['window_tokens']}",
+        f"--max-tokens {s['max_tokens']}",
+        f"--lr {s['lr']}",
+        f"--warmup {s['warmup']}",
+        f"--checkpoint-every {s['checkpoint_every']}",
+        f"--seed {s['seed']}",
+        f"--device {'cuda' if s['gpus'] else 'cpu'}",
+    ]
+    if s["weights"]:
+        options += [f"--weight {w}" for w in s["weights"]]
+    if s["heldout_contigs"]:
+        options.append(
+            "--heldout-contigs " + " ".join(map(shlex.quote, s["heldout_contigs"]))
+        )
+        options.append(
+            f"--eval-every {s['eval_every']} --eval-windows {s['eval_windows']}"
+        )
+    return " ".join(options)
