@@ -100,7 +100,7 @@ def test_a_step_is_the_same_whoever_draws_it(genome):
 def test_pretrain_writes_a_model_and_metrics(genome, tmp_path):
     out = tmp_path / "model"
     result = run_cli(*pretrain_args(genome, out, "--steps", 12, "--heldout-contigs", "V", "--eval-every", 6,
-                                    "--eval-windows", 16, "--log-every", 4))
+                                    "--eval-windows", 16, "--log-every", 4, "--warmup", 0.25))
     assert result.returncode == 0, result.stderr
     rows = losses(out)
     assert [r["step"] for r in rows] == list(range(1, 13))
@@ -109,7 +109,9 @@ def test_pretrain_writes_a_model_and_metrics(genome, tmp_path):
     assert {"eval_loss", "eval_accuracy", "eval_perplexity"} <= rows[5].keys() <= rows[-1].keys()
     assert rows[-1]["eval_perplexity"] == pytest.approx(np.exp(rows[-1]["eval_loss"]))
     assert all("tokens_per_s" in rows[i] for i in (3, 7, 11))
-    assert rows[-1]["lr"] == 0.0  # linear decay to zero at the last step
+    # The rate each step used: warm-up over 3 steps to the peak (once), then linear decay towards zero.
+    expected = [2e-3 * f for f in (1 / 3, 2 / 3, 1, *[(12 - s) / 10 for s in range(3, 12)])]
+    assert [r["lr"] for r in rows] == pytest.approx(expected)
     model = load_model(out)
     assert type(model).__name__ == "DNABertForMaskedLM" and model.config.hidden_size == 128
     assert (out / "tokenizer.json").read_text() == TOKENIZER.read_text() or load_tokenizer(out).get_vocab() == \
@@ -118,7 +120,8 @@ def test_pretrain_writes_a_model_and_metrics(genome, tmp_path):
 
 
 def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
-    args = ("--steps", 40, "--checkpoint-every", 5, "--dropout", 0.1, "--workers", 1)
+    args = ("--steps", 40, "--checkpoint-every", 5, "--dropout", 0.1, "--workers", 1, "--heldout-contigs", "V",
+            "--eval-every", 10, "--eval-windows", 8)
     whole = tmp_path / "whole"
     assert run_cli(*pretrain_args(genome, whole, *args)).returncode == 0
 
@@ -144,7 +147,10 @@ def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
 
 
 def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path):
-    args = ("--steps", 4, "--dropout", 0, "--batch-size", 8, "--device", "cpu")
+    # Micro-batches of two windows (accumulation), evaluation and a mid-run checkpoint: every
+    # collective the loop makes runs on both ranks.
+    args = ("--steps", 4, "--dropout", 0, "--batch-size", 8, "--device", "cpu", "--max-tokens", 150,
+            "--workers", 1, "--heldout-contigs", "V", "--eval-every", 2, "--eval-windows", 8, "--checkpoint-every", 2)
     single = run_cli(*pretrain_args(genome, tmp_path / "one", *args))
     assert single.returncode == 0, single.stderr
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -156,6 +162,7 @@ def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path
     assert [r["step"] for r in two_rows] == [1, 2, 3, 4]
     for a, b in zip(one_rows, two_rows):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert two_rows[1]["eval_loss"] == pytest.approx(one_rows[1]["eval_loss"], rel=1e-5)
     one, two = load_model(tmp_path / "one").state_dict(), load_model(tmp_path / "two").state_dict()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
@@ -180,17 +187,48 @@ def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
 
 
 def test_a_checkpoint_cut_off_while_written_is_ignored(genome, tmp_path):
+    # Killed while writing step 4: the previous checkpoint (step 2) is whole and the run resumes from it.
     out = tmp_path / "m"
     assert run_cli(*pretrain_args(genome, out, "--steps", 4, "--checkpoint-every", 2)).returncode == 0
     folder = out / "checkpoints"
     # What a kill during torch.save leaves: the temporary file, never the final name.
-    (folder / f".step-00000006.pt.{os.getpid()}.tmp").write_bytes(b"PK\x03\x04 cut off")
+    (folder / "step-00000004.pt").rename(folder / f".step-00000004.pt.{os.getpid()}.tmp")
+    with open(folder / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"step": 5, "lo')  # a line cut off by the same kill
     again = run_cli(*pretrain_args(genome, out, "--steps", 4, "--checkpoint-every", 2, "--resume"))
     assert again.returncode == 0, again.stderr
     assert [r["step"] for r in losses(out)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl", "step-00000002.pt", "step-00000004.pt"]
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
 def test_tensorboard_without_the_package(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--tensorboard")),
                       "needs the tensorboard package")
+
+
+def test_genomes_are_drawn_by_weight(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.fa"
+        path.write_text(f">{name}\n{''.join(rng.choice(list('ACGT'), 3000))}\n")
+        paths.append(path)
+    sampler = WindowSampler(paths, [3, 1], 100)
+    drawn = [sampler.draw(np.random.default_rng(i))[0] for i in range(800)]
+    assert drawn.count("a") / len(drawn) == pytest.approx(0.75, abs=0.05)
+    with pytest.raises(UserError, match="one positive weight per genome"):
+        WindowSampler(paths, [1], 100)
+
+
+def test_an_error_in_a_data_worker_is_one_line(tmp_path):
+    genome = tmp_path / "gaps.fa"
+    genome.write_text(">gaps\n" + "ACGTNNNNNNNNNNNNNNNNNNNN" * 200 + "\n")  # never 5% N or less
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--window-bp", 100, "--workers", 1,
+                                             "--steps", 2)), "no window with at most 5% N")
+    assert not list((tmp_path / "m").glob("**/step-*"))
+
+
+def test_bad_optimiser_settings(genome, tmp_path):
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--clip", -1)), "clip must be zero or more")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--adam-betas", 0.9, 1.5)), "beta2 must be in")

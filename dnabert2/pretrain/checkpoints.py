@@ -33,6 +33,13 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*.pt") if NAME.match(p.name)) if folder.is_dir() else []
 
 
+def remove_partial(folder: Path) -> None:
+    """Temporary files of a checkpoint whose writing was killed (they can be gigabytes)."""
+    if folder.is_dir():
+        for leftover in folder.glob(".step-*.pt.*.tmp"):
+            leftover.unlink()
+
+
 def save_checkpoint(folder: Path, step: int, state: dict, keep: int) -> Path:
     path = folder / f"step-{step:08d}.pt"
     with atomic_output(path) as tmp:

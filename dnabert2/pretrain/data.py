@@ -6,6 +6,8 @@ windows and masks the interrupted one would have, and ranks of a distributed run
 batch between them, so two ranks see what one process with their combined batch sees.
 """
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -35,8 +37,9 @@ class WindowSpec:
 
     @property
     def draw_bp(self) -> int:
-        # Enough sequence to fill the tokens: DNA BPE averages 4.5-5 bp per token, rarely above 8.
-        return self.bp if self.bp else 10 * self.tokens
+        # Enough sequence to fill the tokens: DNA BPE averages 4.5-5 bp per token. A low-complexity
+        # stretch that packs into fewer tokens makes a shorter window, which packing absorbs.
+        return self.bp if self.bp else 6 * self.tokens
 
 
 class WindowSampler:
@@ -53,9 +56,11 @@ class WindowSampler:
         heldout = set(heldout_contigs)
         self.tables = []  # per genome: (contig names, cumulative usable starts)
         seen = set()
+        self.lengths = []
         for path in self.paths:
             with Fasta(path) as fasta:
                 lengths = fasta.lengths
+            self.lengths.append(lengths)
             seen.update(lengths)
             usable = [(c, n - window_bp + 1) for c, n in lengths.items()
                       if n >= window_bp and (c in heldout) == (split == EVAL)]
@@ -71,6 +76,10 @@ class WindowSampler:
         self.weights = np.array([w if names else 0.0 for w, (names, _) in zip(weights, self.tables)], dtype=float)
         self.weights /= self.weights.sum()
         self._fastas, self._pid = None, None
+
+    def fingerprint(self, genome: int) -> str:
+        """Contig names and lengths of a genome, hashed: a resumed run must read the same genome."""
+        return hashlib.sha256(json.dumps(list(self.lengths[genome].items())).encode()).hexdigest()[:16]
 
     def _open(self) -> list[Fasta]:
         # pysam handles do not survive fork: each DataLoader worker opens its own.
@@ -151,15 +160,15 @@ class PretrainSteps(torch.utils.data.Dataset):
         self.batch_size, self.max_tokens, self.seed = batch_size, max_tokens, seed
         self.rank, self.world, self.mask_rate = rank, world, mask_rate
         self.vocab_size = tokenizer.get_vocab_size()
+        # A window never exceeds a micro-batch: long bp windows are cut to max_tokens.
+        self.limit = min(window.tokens or max_tokens, max_tokens)
 
     def __len__(self):
         return 2**62
 
     def example(self, stream: int, step: int, index: int, sampler: WindowSampler | None = None):
         rng = np.random.default_rng([self.seed, stream, step, index])
-        # A window never exceeds a micro-batch: long bp windows are cut to max_tokens.
-        limit = min(self.window.tokens or self.max_tokens, self.max_tokens)
-        ids = tokens_of(self.tokenizer, (sampler or self.sampler).draw(rng)[-1], limit)
+        ids = tokens_of(self.tokenizer, (sampler or self.sampler).draw(rng)[-1], self.limit)
         return mask_tokens(ids, rng, self.vocab_size, self.mask_rate)
 
     def __getitem__(self, step: int) -> list[dict]:

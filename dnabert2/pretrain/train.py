@@ -25,13 +25,15 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..tokenizer import load_tokenizer
-from .checkpoints import check_same_run, checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
+                          set_rng_state)
 from .data import EVAL, TRAIN, PretrainSteps, WindowSampler, WindowSpec, eval_batches
 
 log = logging.getLogger(__name__)
 
-# Dense bf16 peak of the GPUs MFU is reported for (TFLOP/s, from the vendors' data sheets).
-PEAK_TFLOPS = {"H100": 989, "H200": 989, "A100": 312, "L40S": 362, "A10": 125}
+# Dense bf16 peak of the GPUs MFU is reported for (TFLOP/s, from the vendors' data sheets; the
+# H100 figure is the SXM part's, the PCIe part's is 756).
+PEAK_TFLOPS = {"H100 PCIe": 756, "H100": 989, "H200": 989, "A100": 312, "L40S": 362, "A10": 125}
 
 
 def init_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -64,12 +66,14 @@ def peak_flops(device: torch.device) -> float | None:
     return next((tf * 1e12 for key, tf in PEAK_TFLOPS.items() if key in name), None)
 
 
-def flops_per_token(model, mean_length: float) -> float:
-    """Training FLOPs per token: 6 per weight (forward and backward) outside the embedding table, plus
-    attention's 12 · layers · hidden · sequence length."""
+def flops_per_token(model, mean_length: float, mask_rate: float = 0.15) -> float:
+    """Training FLOPs per token: 6 per encoder weight (forward and backward) outside the embedding
+    table, attention's 12 · layers · hidden · sequence length, and the MLM head (transform and the
+    tied vocabulary projection), which runs on the scored tokens only."""
     config = model.config
-    weights = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
-    return 6 * weights + 12 * config.num_hidden_layers * config.hidden_size * mean_length
+    encoder = sum(p.numel() for n, p in model.named_parameters() if n.startswith("bert.encoder."))
+    head = config.hidden_size * (config.hidden_size + config.vocab_size)
+    return 6 * encoder + 12 * config.num_hidden_layers * config.hidden_size * mean_length + 6 * head * mask_rate
 
 
 def optimiser(model, lr, betas, eps, weight_decay, device):
@@ -81,10 +85,12 @@ def optimiser(model, lr, betas, eps, weight_decay, device):
 
 
 def schedule(optimizer, steps: int, warmup: float):
-    """Linear warm-up over `warmup` of the steps, then linear decay to zero."""
+    """Linear warm-up to the peak over `warmup` of the steps, then linear decay towards zero: the
+    update of step s (0-based) uses lr · (s+1)/warm while warming up, then lr · (steps−s)/(steps−warm+1),
+    so the peak is used once and no step has a zero rate."""
     warm = max(1, round(warmup * steps))
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+        optimizer, lambda s: (s + 1) / warm if s < warm else (steps - s) / (steps - warm + 1))
 
 
 @torch.no_grad()
@@ -109,6 +115,16 @@ def fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
 
 
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line, or None for a line cut off by a kill."""
+    if not line.endswith("\n"):
+        return None
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 class Metrics:
     """metrics.jsonl beside the checkpoints (it survives a failed Snakemake job), copied to the model
     folder at the end; optionally mirrored to TensorBoard."""
@@ -118,7 +134,8 @@ class Metrics:
         # Rows past the checkpoint came from the interrupted run; the resumed run writes them again.
         self.kept = []
         if resume_step and self.path.exists():
-            self.kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.kept = [line for line in self.path.read_text().splitlines(keepends=True)
+                         if _step_of(line) is not None and _step_of(line) <= resume_step]
         self.started = False
         self.writer = None
         if tensorboard:
@@ -126,12 +143,13 @@ class Metrics:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
-            self.writer = SummaryWriter(str(folder / "tensorboard"))
+            # purge_step drops the points an interrupted run logged past the checkpoint.
+            self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
 
     def write(self, row: dict) -> None:
         if not self.started:  # nothing is written before the first step succeeds
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("".join(f"{line}\n" for line in self.kept))
+            self.path.write_text("".join(self.kept))
             self.started = True
         with open(self.path, "a") as out:
             out.write(json.dumps(row) + "\n")
@@ -171,22 +189,32 @@ def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1
                 module.p = dropout
     model.train()
 
+    for name, value, low, high in (("weight decay", weight_decay, 0, None), ("clip", clip, 0, None),
+                                   ("beta1", betas[0], 0, 1), ("beta2", betas[1], 0, 1)):
+        if value < low or (high is not None and value >= high):
+            raise UserError(f"{name} must be {'in [0, 1)' if high else 'zero or more'}, not {value}")
     genomes = [str(Path(g).resolve()) for g in genomes]
     sampler = WindowSampler(genomes, weights, window.draw_bp, heldout_contigs, TRAIN, max_n)
     data = PretrainSteps(sampler, tokenizer, window, batch_size, max_tokens, seed, rank, world, mask_rate)
-    held_out = eval_batches(WindowSampler(genomes, weights, window.draw_bp, heldout_contigs, EVAL, max_n),
-                            data, eval_windows) if heldout_contigs and rank == 0 else []
-    settings = {"genomes": genomes, "weights": weights, "tokenizer": fingerprint(tokenizer),
-                "model": model.config.to_dict(), "init": str(init) if init else None, "window": [window_tokens, window_bp],
-                "max_n": max_n, "heldout_contigs": sorted(heldout_contigs), "batch_size": batch_size,
-                "mask_rate": mask_rate, "steps": steps, "lr": lr, "betas": list(betas), "eps": eps,
-                "weight_decay": weight_decay, "warmup": warmup, "clip": clip, "seed": seed}
+    # Every rank checks the held-out contigs, so a bad name stops them all with one message.
+    held_sampler = WindowSampler(genomes, weights, window.draw_bp, heldout_contigs, EVAL, max_n) if heldout_contigs else None
+    held_out = eval_batches(held_sampler, data, eval_windows) if held_sampler and rank == 0 else []
+    # What shapes the run: a resume must find the same (the world size too, as RNG states are per rank).
+    settings = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
+                "weights": weights, "tokenizer": fingerprint(tokenizer), "model": model.config.to_dict(),
+                "init": str(init) if init else None, "window": [window_tokens, window_bp, data.limit],
+                "max_n": max_n, "heldout_contigs": sorted(heldout_contigs), "eval_windows": eval_windows,
+                "batch_size": batch_size, "world": world, "mask_rate": mask_rate, "steps": steps, "lr": lr,
+                "betas": list(betas), "eps": eps, "weight_decay": weight_decay, "warmup": warmup, "clip": clip,
+                "seed": seed}
     settings = json.loads(json.dumps(settings))  # as it reads back from a checkpoint
 
     model.to(device)
     optimizer = optimiser(model, lr, betas, eps, weight_decay, device)
     scheduler = schedule(optimizer, steps, warmup)
     start = 0
+    if rank == 0:
+        remove_partial(folder)
     found = checkpoints(folder)
     if found and not resume:
         raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
@@ -220,7 +248,8 @@ def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1
     for step, micro_batches in zip(range(start + 1, steps + 1), _batches(loader)):
         scored = [int((b["labels"] != -100).sum()) for b in micro_batches]
         total_scored, = all_sum([float(sum(scored))], device)
-        loss_sum = 0.0
+        lr_used = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device)  # on the device: no sync per micro-batch
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or world == 1 else net.no_sync()
@@ -230,28 +259,29 @@ def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1
                 # DDP averages gradients over ranks; scaling by world / (scored tokens of the whole
                 # step) makes the update the gradient of the mean loss over every scored token.
                 (output.loss * scored[i] * world / total_scored).backward()
-            loss_sum += output.loss.item() * scored[i]
+            loss_sum += output.loss.detach() * scored[i]
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item() if clip else None
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
         tokens = sum(len(b["input_ids"]) for b in micro_batches)
-        loss, tokens = all_sum([loss_sum, float(tokens)], device)
+        loss, tokens = all_sum([loss_sum.item(), float(tokens)], device)
         window_tokens_seen += tokens
         bar.update(1)
         save_now = (checkpoint_every and step % checkpoint_every == 0) or step == steps
         rng_states = _gather_rng_states(world) if save_now else None
         if rank != 0:
             continue
-        row = {"step": step, "loss": loss / total_scored, "lr": scheduler.get_last_lr()[0]}
+        row = {"step": step, "loss": loss / total_scored, "lr": lr_used}
         if grad_norm is not None:
             row["grad_norm"] = grad_norm
         if step % log_every == 0 or step == steps:
             elapsed = time.perf_counter() - window_started
             row["tokens_per_s"] = window_tokens_seen / elapsed
             if peak:
-                row["mfu"] = row["tokens_per_s"] * flops_per_token(model, tokens / batch_size) / peak
+                # tokens/s counts every rank's tokens, so the peak is every rank's GPU.
+                row["mfu"] = row["tokens_per_s"] * flops_per_token(model, tokens / batch_size, mask_rate) / (peak * world)
             window_started, window_tokens_seen = time.perf_counter(), 0
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
             if not progress:  # a log file (Snakemake, SLURM) gets a line instead of a bar
