@@ -147,6 +147,19 @@ def cmd_pretrain(args) -> None:
         log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))
 
 
+def cmd_tasks(args) -> None:
+    from .tasks import build_task
+
+    check_outputs([args.out], [args.genome, args.annotation])
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a folder")
+    task = build_task(args.task, args.genome, args.annotation, args.out, test_contigs=args.test_contigs,
+                      dev_contigs=args.dev_contigs, negatives=args.negatives, seed=args.seed, max_n=args.max_n)
+    counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
+    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; test contigs "
+          f"{' '.join(task['contigs']['test'])}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnabert2",
@@ -278,6 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard, under the checkpoint folder")
     p.add_argument("--log-every", type=_positive, default=10, help="steps between throughput figures (default 10)")
     p.set_defaults(run=cmd_pretrain)
+
+    p = add("tasks", help="build a GUE-style classification task (promoters or splice sites) from a genome and its annotation",
+            description="Build train/dev/test CSVs in the GUE format (sequence,label) from a genome and its "
+            "GTF/GFF3: promoter (300 bp, -249..+50 around TSSs), core-promoter (70 bp, -34..+35) or splice "
+            "(400 bp centred on exon-intron boundaries; 0 neither, 1 donor, 2 acceptor). Split by contig, "
+            "deduplicated, balanced; task.json describes the result.")
+    p.add_argument("task", choices=["promoter", "core-promoter", "splice"])
+    p.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
+    p.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="its gene annotation")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--test-contigs", nargs="+", metavar="CONTIG", help="contigs for the test split (default: chosen, ~10%% of sites)")
+    p.add_argument("--dev-contigs", nargs="+", metavar="CONTIG", help="contigs for the dev split (default: chosen, ~10%% of sites)")
+    p.add_argument("--negatives", choices=["genomic", "shuffled"], default="genomic",
+                   help="promoter negatives: genomic windows away from any TSS (default), or GUE-style shuffled positives")
+    p.add_argument("--max-n", type=_fraction, default=0.0, help="largest fraction of N in a window (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(run=cmd_tasks)
     return parser
 
 

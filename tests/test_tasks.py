@@ -1,0 +1,104 @@
+"""GUE-style tasks built from a genome and its annotation (C. elegans ce1pct + WormBase GFF3)."""
+
+import csv
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import DATA, assert_user_error, run_cli
+from dnabert2.sequences import Fasta, read_annotation, reverse_complement, write_bgzf_fasta
+
+ANNOTATION = DATA / "genomes" / "ce1pct.gff3.gz"
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    path = tmp_path_factory.mktemp("genome") / "ce1pct.fa.gz"
+    write_bgzf_fasta(DATA / "genomes" / "ce1pct.fa.gz", path)
+    return path
+
+
+def read_split(folder, split):
+    with open(folder / f"{split}.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["sequence", "label"]
+    return [(sequence, int(label)) for sequence, label in rows[1:]]
+
+
+def build(genome, tmp_path, *args):
+    out = tmp_path / "task"
+    result = run_cli("tasks", *args, "--genome", genome, "--annotation", ANNOTATION, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, json.loads((out / "task.json").read_text())
+
+
+def test_splice_task(genome, tmp_path):
+    out, task = build(genome, tmp_path, "splice")
+    splits = {split: read_split(out, split) for split in ("train", "dev", "test")}
+    assert task["labels"] == {"0": "neither", "1": "donor", "2": "acceptor"}
+    for split, rows in splits.items():
+        counts = Counter(label for _, label in rows)
+        assert set(counts) == {0, 1, 2} and len(set(counts.values())) == 1, (split, counts)  # balanced
+        assert all(len(sequence) == 400 and set(sequence) <= set("ACGT") for sequence, _ in rows)
+    train = splits["train"]
+    donors = [s for s, label in train if label == 1]
+    acceptors = [s for s, label in train if label == 2]
+    assert sum(s[200:202] == "GT" for s in donors) / len(donors) > 0.95  # the intron starts at base 200
+    assert sum(s[198:200] == "AG" for s in acceptors) / len(acceptors) > 0.95  # and ends at base 199
+    assert all(s[200:202] == "GT" or s[198:200] == "AG" for s, label in train if label == 0)
+    # Split by contig, and no sequence in two places.
+    contigs = task["contigs"]
+    assert not set(contigs["test"]) & set(contigs["train"]) and not set(contigs["dev"]) & set(contigs["train"])
+    everything = [s for rows in splits.values() for s, _ in rows]
+    assert len(everything) == len(set(everything))
+
+
+def test_a_donor_window_is_the_annotated_sequence(genome, tmp_path):
+    out, task = build(genome, tmp_path, "splice", "--test-contigs", "IV", "--dev-contigs", "V")
+    assert task["contigs"]["test"] == ["IV"] and task["contigs"]["dev"] == ["V"]
+    test = {s for s, label in read_split(out, "test") if label == 1}
+    donors = [s for s in read_annotation(ANNOTATION).splice_sites() if s.contig == "IV" and s.kind == "donor"]
+    with Fasta(genome) as fasta:
+        expected = set()
+        for site in donors:
+            if site.strand == "+":
+                expected.add(fasta.fetch("IV", site.position - 200, site.position + 200))
+            else:
+                expected.add(reverse_complement(fasta.fetch("IV", site.position - 199, site.position + 201)))
+    assert test and test <= expected
+
+
+@pytest.mark.parametrize("kind, length", [("promoter", 300), ("core-promoter", 70)])
+def test_promoter_tasks(genome, tmp_path, kind, length):
+    out, task = build(genome, tmp_path, kind)
+    rows = read_split(out, "train")
+    assert {len(s) for s, _ in rows} == {length} and Counter(l for _, l in rows)[0] == Counter(l for _, l in rows)[1]
+    with Fasta(genome) as fasta:
+        tss = [s for s in read_annotation(ANNOTATION).tss() if s.contig in task["contigs"]["train"]]
+        site = next(s for s in tss if s.strand == "+" and s.position > 300)
+        upstream = 249 if kind == "promoter" else 34
+        assert fasta.fetch(site.contig, site.position - upstream, site.position - upstream + length) in {
+            s for s, label in rows if label == 1} | {s for s, label in read_split(out, "dev") + read_split(out, "test")}
+
+
+def test_shuffled_negatives_keep_the_composition(genome, tmp_path):
+    out, _ = build(genome, tmp_path, "promoter", "--negatives", "shuffled")
+    rows = read_split(out, "train")
+    positives = {"".join(sorted(s)) for s, label in rows if label == 1}
+    negatives = ["".join(sorted(s)) for s, label in rows if label == 0]
+    assert len(negatives) == sum(1 for _, label in rows if label == 1)
+    # Each negative is a positive with 12 of its 20 pieces moved: the same bases in another order.
+    assert sum(n in positives for n in negatives) > 0.9 * len(negatives)
+
+
+def test_bad_input(genome, tmp_path):
+    other = tmp_path / "other.fa"
+    other.write_text(">chrA\n" + "ACGT" * 500 + "\n")
+    assert_user_error(run_cli("tasks", "splice", "--genome", other, "--annotation", ANNOTATION, "--out", tmp_path / "t"),
+                      "not in")
+    assert_user_error(run_cli("tasks", "splice", "--genome", genome, "--annotation", ANNOTATION, "--out",
+                              tmp_path / "t", "--test-contigs", "chrZ"), "chrZ")
+    assert_user_error(run_cli("tasks", "splice", "--genome", genome, "--annotation", ANNOTATION, "--out",
+                              tmp_path / "t", "--negatives", "shuffled"), "negatives")
+    assert not (tmp_path / "t").exists()
