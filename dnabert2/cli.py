@@ -160,6 +160,21 @@ def cmd_tasks(args) -> None:
           f"{' '.join(task['contigs']['test'])}")
 
 
+def cmd_finetune(args) -> None:
+    from .finetune import finetune
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a folder")
+    metrics = finetune(args.model, args.data, args.out, lora=not args.full, r=args.lora_r, alpha=args.lora_alpha,
+                       lora_dropout=args.lora_dropout, targets=args.target_modules, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, max_tokens=args.max_tokens, patience=args.patience,
+                       seeds=args.seeds, merge=args.merge, device=args.device, dtype=args.dtype,
+                       progress=not args.quiet and sys.stderr.isatty())
+    test, sd = metrics["test"], metrics["test_sd"]
+    print(f"{args.out}: test " + ", ".join(f"{k} {test[k]:.4f} ± {sd[k]:.4f}" for k in test)
+          + f" over {len(args.seeds)} seed(s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnabert2",
@@ -308,6 +323,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-n", type=_fraction, default=0.0, help="largest fraction of N in a window (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(run=cmd_tasks)
+
+    p = add("finetune", help="fine-tune a model for sequence classification on a GUE-format task (LoRA or full)",
+            description="Fine-tune a model folder (this project's or the released DNABERT-2) on a task folder "
+            "holding train.csv, dev.csv and test.csv (sequence,label). Evaluates on dev every epoch, stops early, "
+            "keeps the epoch with the best dev MCC, and writes test MCC, macro F1, accuracy, AUROC and AUPRC "
+            "(mean and sd over seeds) to OUT/metrics.json. With LoRA, OUT holds the adapter and the head only; "
+            "`dnabert2.load_model(OUT)` merges them into the base model.")
+    p.add_argument("--model", required=True, type=Path, help="model folder to start from")
+    p.add_argument("--data", required=True, type=Path, help="task folder (GUE format)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    method = p.add_mutually_exclusive_group()
+    method.add_argument("--lora", action="store_true", help="LoRA through peft (the default)")
+    method.add_argument("--full", action="store_true", help="fine-tune every weight")
+    p.add_argument("--lora-r", type=_positive, default=8, help="LoRA rank (default 8)")
+    p.add_argument("--lora-alpha", type=_positive, default=16, help="LoRA alpha (default 16)")
+    p.add_argument("--lora-dropout", type=_fraction, default=0.05, help="LoRA dropout (default 0.05)")
+    p.add_argument("--target-modules", nargs="+", default=["Wqkv", "dense", "gated_layers", "wo"],
+                   metavar="MODULE", help="encoder modules LoRA adapts (default: Wqkv dense gated_layers wo)")
+    p.add_argument("--epochs", type=_positive, default=5, help="at most this many epochs (default 5)")
+    p.add_argument("--patience", type=_positive, default=3, help="epochs without a better dev MCC before stopping (default 3)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="sequences per step (default 32)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-4 with LoRA, 3e-5 full)")
+    p.add_argument("--max-tokens", type=_positive, help="longest input in tokens (default: a quarter of the longest sequence in bp)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N", help="seeds to train with (default 0)")
+    p.add_argument("--merge", action="store_true", help="save a whole merged model instead of the LoRA adapter")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], help="bf16 autocast (default on a GPU) or fp32")
+    p.set_defaults(run=cmd_finetune)
     return parser
 
 

@@ -18,17 +18,13 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.pretrain.data import EVAL, TRAIN, PretrainSteps, WindowSampler, WindowSpec, mask_tokens
-from dnabert2.sequences import write_bgzf_fasta
 
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 
 
-@pytest.fixture(scope="session")
-def genome(tmp_path_factory):
-    """The C. elegans ce1pct genome as indexed bgzip, as `dnabert2 download` writes it."""
-    path = tmp_path_factory.mktemp("genome") / "ce1pct.fa.gz"
-    write_bgzf_fasta(DATA / "genomes" / "ce1pct.fa.gz", path)
-    return path
+@pytest.fixture
+def genome(ce1pct):
+    return ce1pct
 
 
 def pretrain_args(genome, out, *extra):

@@ -7,16 +7,14 @@ from collections import Counter
 import pytest
 
 from conftest import DATA, assert_user_error, run_cli
-from dnabert2.sequences import Fasta, read_annotation, reverse_complement, write_bgzf_fasta
+from dnabert2.sequences import Fasta, read_annotation, reverse_complement
 
 ANNOTATION = DATA / "genomes" / "ce1pct.gff3.gz"
 
 
-@pytest.fixture(scope="module")
-def genome(tmp_path_factory):
-    path = tmp_path_factory.mktemp("genome") / "ce1pct.fa.gz"
-    write_bgzf_fasta(DATA / "genomes" / "ce1pct.fa.gz", path)
-    return path
+@pytest.fixture
+def genome(ce1pct):
+    return ce1pct
 
 
 def read_split(folder, split):

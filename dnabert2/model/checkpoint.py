@@ -113,6 +113,10 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     folder = Path(path)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
+    if (folder / "adapter_config.json").is_file() and (folder / "finetune.json").is_file():
+        from ..finetune import load_adapter  # a LoRA fine-tuning folder: adapter and head over a base model
+
+        return load_adapter(folder, head, device=device, dtype=dtype)
     config = ModelConfig.load(folder / "config.json")
     state = read_state_dict(folder)
     saved = saved_head(state)

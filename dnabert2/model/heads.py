@@ -162,7 +162,11 @@ class DNABertForSequenceClassification(_Model):
             loss = F.cross_entropy(logits.float(), labels)
         return ModelOutput(logits=logits, loss=loss)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, cu_seqlens=None,
+                max_seqlen=None):
+        """Padded (batch, length) input_ids, or packed (total,) ones with cu_seqlens and max_seqlen."""
+        if cu_seqlens is not None:
+            return self.forward_packed(input_ids, cu_seqlens, max_seqlen, labels)
         hidden, _, cu_seqlens = self.encode(input_ids, attention_mask, token_type_ids)
         return self.classify(hidden, cu_seqlens, labels)
 

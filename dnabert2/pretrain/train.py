@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..devices import resolve_device
 from ..errors import UserError
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
+from ..optim import schedule
 from ..tokenizer import load_tokenizer
 from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
                           set_rng_state)
@@ -82,15 +83,6 @@ def optimiser(model, lr, betas, eps, weight_decay, device):
     rest = [p for n, p in model.named_parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=device.type == "cuda")
-
-
-def schedule(optimizer, steps: int, warmup: float):
-    """Linear warm-up to the peak over `warmup` of the steps, then linear decay towards zero: the
-    update of step s (0-based) uses lr · (s+1)/warm while warming up, then lr · (steps−s)/(steps−warm+1),
-    so the peak is used once and no step has a zero rate."""
-    warm = max(1, round(warmup * steps))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warm if s < warm else (steps - s) / (steps - warm + 1))
 
 
 @torch.no_grad()

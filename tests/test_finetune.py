@@ -1,0 +1,124 @@
+"""Fine-tuning on GUE-format tasks: metrics, LoRA adapters that reload, full fine-tuning that learns,
+the released layout as a starting point, and bad task files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, assert_user_error, run_cli
+from dnabert2 import load_model, load_tokenizer
+from dnabert2.finetune import encode, predict, read_task
+from dnabert2.model import build_model, preset, save_model
+
+TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny model folder with the released tokenizer (fine-tuning mechanics, not biology)."""
+    torch.manual_seed(0)
+    return save_model(build_model(preset("tiny"), "mlm"), tmp_path_factory.mktemp("base") / "tiny",
+                      load_tokenizer(TOKENIZER))
+
+
+def write_task(folder, rows_by_split):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in rows_by_split.items():
+        with open(folder / f"{split}.csv", "w", newline="") as handle:
+            table = csv.writer(handle)
+            table.writerow(["sequence", "label"])
+            table.writerows(rows)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def motif_task(tmp_path_factory):
+    """Label 1 when a TATAAA box sits in random sequence: learnable from a random start."""
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        out = []
+        for i in range(n):
+            sequence = list(rng.choice(list("ACGT"), 80))
+            if i % 2:
+                at = rng.integers(0, 74)
+                sequence[at:at + 6] = "TATAAA"
+            out.append(("".join(sequence), i % 2))
+        return out
+
+    return write_task(tmp_path_factory.mktemp("task") / "tata", {"train": rows(400), "dev": rows(80), "test": rows(80)})
+
+
+def test_full_fine_tuning_learns_and_reports_every_metric(base, motif_task, tmp_path):
+    out = tmp_path / "full"
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--full", "--epochs", 8, "--patience", 8,
+                     "--lr", 1e-3, "--seeds", 0, 1, "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"} == set(metrics["test_sd"])
+    assert metrics["test"]["auroc"] > 0.7 and metrics["test"]["mcc"] > 0.25  # chance: 0.5 and 0
+    assert [run["seed"] for run in metrics["runs"]] == [0, 1] and metrics["test_sd"]["mcc"] > 0
+    assert metrics["test"]["mcc"] == pytest.approx(np.mean([r["test"]["mcc"] for r in metrics["runs"]]))
+    saved = next(r for r in metrics["runs"] if r["seed"] == metrics["saved_seed"])
+    assert saved["dev_mcc"] == max(r["dev_mcc"] for r in metrics["runs"])
+    # The saved model is the best dev epoch of the best seed: its test predictions give its test metrics.
+    model = load_model(out)
+    task = read_task(motif_task)
+    ids = encode(load_tokenizer(out), task["test"][0], metrics["max_tokens"])
+    probabilities = predict(model, ids, task["test"][1], 32, torch.device("cpu"), torch.autocast("cpu", enabled=False))
+    from dnabert2.finetune import scores
+    assert scores(task["test"][1], probabilities)["mcc"] == pytest.approx(saved["test"]["mcc"])
+
+
+def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_path):
+    out = tmp_path / "lora"
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--epochs", 2, "--lr", 1e-3,
+                     "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    assert (out / "adapter_model.safetensors").stat().st_size < 0.3 * (base / "model.safetensors").stat().st_size
+    assert not (out / "model.safetensors").exists()
+    model = load_model(out)
+    assert type(model).__name__ == "DNABertForSequenceClassification"
+    base_model = load_model(base, head="classification", num_labels=2)
+    changed = [n for n, p in model.state_dict().items() if not torch.equal(p, base_model.state_dict()[n])]
+    assert any("Wqkv" in n for n in changed) and any("classifier" in n for n in changed)
+    assert not any("embeddings" in n for n in changed)  # LoRA leaves the rest of the model alone
+
+    merged = tmp_path / "merged"
+    assert run_cli("finetune", "--model", base, "--data", motif_task, "--out", merged, "--epochs", 2, "--lr", 1e-3,
+                   "--device", "cpu", "--merge", "-q").returncode == 0
+    ids = torch.randint(5, 4096, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(merged)(ids).logits, model(ids).logits)
+
+
+def test_released_layout_classifier_with_other_labels_is_refused(base, motif_task, tmp_path):
+    three = save_model(build_model(preset("tiny", num_labels=3), "classification"), tmp_path / "three",
+                       load_tokenizer(TOKENIZER))
+    assert_user_error(run_cli("finetune", "--model", three, "--data", motif_task, "--out", tmp_path / "o"),
+                      "classifier has 3 labels, not 2")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([("ACGTX", 0), ("ACGT", 1)], ["train.csv", "line 2", "other than ACGTN", "X"]),
+    ([("ACGT", 0), ("ACGT", 0)], ["a single class"]),
+    ([("ACGT", 0), ("ACGT", 2)], ["labels must be 0..K-1", "[0, 2]"]),
+    ([("ACGT", 0), ("ACGT", "one")], ["line 3", "not an integer"]),
+])
+def test_bad_task_files(base, tmp_path, rows, words):
+    task = write_task(tmp_path / "bad", {"train": rows, "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_column_and_file(base, tmp_path):
+    task = write_task(tmp_path / "t", {"train": [("ACGT", 0)], "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
+    (task / "train.csv").write_text("seq,label\nACGT,0\n")
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), "no sequence column")
+    (task / "dev.csv").unlink()
+    (task / "train.csv").write_text("sequence,label\nACGT,0\nACGA,1\n")
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), "dev.csv")
