@@ -10,6 +10,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/genome.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
 
 
 rule all:
@@ -17,3 +18,4 @@ rule all:
         expand("resources/genomes/{genome}/genome.fa.gz", genome=config["genomes"]),
         "results/vocab/tokenizer.json",
         expand("results/pretrain/{model}/model.safetensors", model=config["pretrain"]),
+        expand("results/evaluate/{name}.tsv", name=config["finetune"]),

@@ -150,7 +150,6 @@ def cmd_pretrain(args) -> None:
 def cmd_tasks(args) -> None:
     from .tasks import build_task
 
-    check_outputs([args.out], [args.genome, args.annotation])
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder")
     task = build_task(args.task, args.genome, args.annotation, args.out, test_contigs=args.test_contigs,
@@ -186,6 +185,15 @@ def cmd_evaluate(args) -> None:
                     kmer=args.kmer, finetune_options=options, device=args.device)
     print(args.out.with_suffix(".md").read_text(), end="")
     log.info("wrote %d rows to %s", len(rows), args.out)
+
+
+def _training_options(p) -> None:
+    """Fine-tuning options shared by finetune and evaluate."""
+    p.add_argument("--epochs", type=_positive, default=5, help="at most this many epochs per task (default 5)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="sequences per step (default 32)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-4 with LoRA, 3e-5 full)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N", help="seeds to train with (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,14 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-dropout", type=_fraction, default=0.05, help="LoRA dropout (default 0.05)")
     p.add_argument("--target-modules", nargs="+", default=["Wqkv", "dense", "gated_layers", "wo"],
                    metavar="MODULE", help="encoder modules LoRA adapts (default: Wqkv dense gated_layers wo)")
-    p.add_argument("--epochs", type=_positive, default=5, help="at most this many epochs (default 5)")
+    _training_options(p)
     p.add_argument("--patience", type=_positive, default=3, help="epochs without a better dev MCC before stopping (default 3)")
-    p.add_argument("--batch-size", type=_positive, default=32, help="sequences per step (default 32)")
-    p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-4 with LoRA, 3e-5 full)")
     p.add_argument("--max-tokens", type=_positive, help="longest input in tokens (default: a quarter of the longest sequence in bp)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N", help="seeds to train with (default 0)")
     p.add_argument("--merge", action="store_true", help="save a whole merged model instead of the LoRA adapter")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=["bf16", "fp32"], help="bf16 autocast (default on a GPU) or fp32")
     p.set_defaults(run=cmd_finetune)
 
@@ -379,11 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=["kmer", "none"], default="kmer", help="baseline beside the model (default kmer)")
     p.add_argument("--kmer", type=_positive, default=6, help="k of the k-mer baseline (default 6)")
     p.add_argument("--full", action="store_true", help="fine-tune every weight instead of LoRA")
-    p.add_argument("--epochs", type=_positive, default=5, help="fine-tuning epochs per task (default 5)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N", help="seeds per task (default 0)")
-    p.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-4 with LoRA, 3e-5 full)")
-    p.add_argument("--batch-size", type=_positive, default=32, help="sequences per step (default 32)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    _training_options(p)
     p.set_defaults(run=cmd_evaluate)
     return parser
 

@@ -40,7 +40,7 @@ def test_snakefmt_leaves_the_workflow_unchanged():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_default_config_runs_download_vocab_and_pretraining(checkout):
+def test_default_config_runs_the_chain(checkout):
     result = snakemake("--cores", "2", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     genome = checkout / "resources/genomes/ce1pct/genome.fa.gz"
@@ -60,10 +60,16 @@ def test_default_config_runs_download_vocab_and_pretraining(checkout):
     assert load_model(model).config.num_hidden_layers == 2
     assert load_tokenizer(model).get_vocab() == load_tokenizer(checkout / "results/vocab/tokenizer.json").get_vocab()
     assert sorted(p.name for p in (model / "checkpoints").glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
-    for log in ("logs/genome/ce1pct.log", "logs/vocab/vocab.log", "logs/pretrain/tiny.log"):
-        assert (checkout / log).exists()
-    for bench in ("benchmarks/genome/ce1pct.tsv", "benchmarks/vocab/vocab.tsv", "benchmarks/pretrain/tiny.tsv"):
-        assert (checkout / bench).exists()
+    task = json.loads((checkout / "results/tasks/ce1pct_promoter/task.json").read_text())
+    assert task["window_bp"] == 300 and set(task["contigs"]) == {"train", "dev", "test"}
+    metrics = json.loads((checkout / "results/finetune/ce1pct_promoter/metrics.json").read_text())
+    assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"} and metrics["method"] == "full"
+    table = (checkout / "results/evaluate/ce1pct_promoter.tsv").read_text().splitlines()
+    assert len(table) == 3 and "6-mer logistic regression" in table[2]
+    steps = ("genome/ce1pct", "vocab/vocab", "pretrain/tiny", "tasks/ce1pct_promoter", "finetune/ce1pct_promoter",
+             "evaluate/ce1pct_promoter")
+    for step in steps:
+        assert (checkout / f"logs/{step}.log").exists() and (checkout / f"benchmarks/{step}.tsv").exists()
 
     again = snakemake("--cores", "2", cwd=checkout)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -86,6 +92,9 @@ def edit_config(checkout, change):
         (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
         (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
         (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["huge"]),
+        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_promoter needs an annotation"]),
+        (lambda c: c["tasks"]["ce1pct_promoter"].update(genome="yeast"), ["tasks.ce1pct_promoter.genome", "yeast"]),
+        (lambda c: c["finetune"]["ce1pct_promoter"].update(task="tata"), ["finetune.ce1pct_promoter.task", "tata"]),
     ],
 )
 def test_bad_config_is_refused_before_any_job(checkout, change, words):

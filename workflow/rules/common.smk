@@ -20,11 +20,27 @@ def check_config():
             raise ValueError(
                 f"config: pretrain.{model}.weights needs one weight per genome"
             )
+    for task, settings in config["tasks"].items():
+        named.append((f"tasks.{task}.genome", settings["genome"]))
+        entry = config["genomes"].get(settings["genome"], {})
+        if settings["genome"] in config["genomes"] and "annotation" not in entry:
+            raise ValueError(
+                f"config: tasks.{task} needs an annotation (GTF or GFF3) for genome "
+                f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation"
+            )
     for key, name in named:
         if name not in config["genomes"]:
             raise ValueError(
                 f"config: {key} names {name!r}, which is not under genomes"
             )
+    for name, settings in config["finetune"].items():
+        for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
+            value = settings[kind]
+            if value not in known and not Path(value).is_dir():
+                raise ValueError(
+                    f"config: finetune.{name}.{kind} {value!r} is neither a {kind} in the "
+                    f"config nor a folder on disk"
+                )
 
 
 check_config()
@@ -93,4 +109,59 @@ def pretrain_options(wildcards):
         options.append(
             f"--eval-every {s['eval_every']} --eval-windows {s['eval_windows']}"
         )
+    return " ".join(options)
+
+
+def task_settings(wildcards):
+    return config["tasks"][wildcards.task]
+
+
+def task_annotation(wildcards):
+    return config["genomes"][task_settings(wildcards)["genome"]]["annotation"]
+
+
+def task_options(wildcards):
+    s = task_settings(wildcards)
+    options = [s["kind"], f"--negatives {s['negatives']}", f"--seed {s['seed']}"]
+    for key in ("test_contigs", "dev_contigs"):
+        if s[key]:
+            options.append(
+                f"--{key.replace('_', '-')} " + " ".join(map(shlex.quote, s[key]))
+            )
+    return " ".join(options)
+
+
+def task_folder(task):
+    """A task built by the workflow, or a GUE task folder on disk."""
+    return f"results/tasks/{task}" if task in config["tasks"] else task
+
+
+def task_files(task):
+    return [f"{task_folder(task)}/{split}.csv" for split in ("train", "dev", "test")]
+
+
+def model_folder(model):
+    """A model pretrained by the workflow, or a model folder on disk (e.g. the released files)."""
+    return f"results/pretrain/{model}" if model in config["pretrain"] else model
+
+
+def finetune_settings(wildcards):
+    return config["finetune"][wildcards.name]
+
+
+def finetune_model(wildcards):
+    return [f"{model_folder(finetune_settings(wildcards)['model'])}/config.json"]
+
+
+def finetune_options(wildcards):
+    s = finetune_settings(wildcards)
+    options = [
+        "--full" if s["method"] == "full" else "--lora",
+        f"--epochs {s['epochs']}",
+        f"--batch-size {s['batch_size']}",
+        "--seeds " + " ".join(map(str, s["seeds"])),
+        f"--device {'cuda' if s['gpus'] else 'cpu'}",
+    ]
+    if s["lr"]:
+        options.append(f"--lr {s['lr']}")
     return " ".join(options)
