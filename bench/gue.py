@@ -15,7 +15,6 @@ import gzip
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from Bio import SeqIO
 
@@ -23,27 +22,13 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.evaluate import evaluate
 from dnabert2.model import build_model, save_model
 from dnabert2.sequences import write_bgzf_fasta
-from dnabert2.tasks import build_task
+from dnabert2.tasks import build_task, random_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CNNPROM = DATA / "classification" / "cnnprom"
 CNNPROM_TASKS = {"cnnprom_ecoli": ("Ecoli_prom", "Ecoli_non_prom"), "cnnprom_bacillus": ("Bacillus_prom", "Bacillus_non_prom"),
                  "cnnprom_arabidopsis_tata": ("Arabidopsis_tata", "Arabidopsis_non_prom"),
                  "cnnprom_arabidopsis_non_tata": ("Arabidopsis_non_tata", "Arabidopsis_non_prom_big")}
-
-
-def write_split(folder: Path, pairs: list, seed: int = 0) -> Path:
-    """Random 80/10/10 train/dev/test split of (sequence, label) pairs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    cuts = {"train": order[: int(0.8 * len(order))], "dev": order[int(0.8 * len(order)): int(0.9 * len(order))],
-            "test": order[int(0.9 * len(order)):]}
-    for split, chosen in cuts.items():
-        with open(folder / f"{split}.csv", "w", newline="") as handle:
-            table = csv.writer(handle)
-            table.writerow(["sequence", "label"])
-            table.writerows(pairs[i] for i in chosen)
-    return folder
 
 
 def fasta_sequences(name: str) -> list[str]:
@@ -57,11 +42,11 @@ def build_tasks(root: Path, names: list[str]) -> dict[str, Path]:
         if name == "uci_splice":
             with open(DATA / "classification" / "uci" / "uci_splice_statlog.csv", newline="") as handle:
                 pairs = [(r["sequence"].upper(), int(r["label"])) for r in csv.DictReader(handle)]
-            tasks[name] = write_split(root / name, [p for p in pairs if set(p[0]) <= set("ACGTN")])
+            tasks[name] = random_split([p for p in pairs if set(p[0]) <= set("ACGTN")], root / name)
         elif name in CNNPROM_TASKS:
             positive, negative = CNNPROM_TASKS[name]
             pairs = [(s, 1) for s in fasta_sequences(positive)] + [(s, 0) for s in fasta_sequences(negative)]
-            tasks[name] = write_split(root / name, [p for p in pairs if set(p[0]) <= set("ACGTN")])
+            tasks[name] = random_split([p for p in pairs if set(p[0]) <= set("ACGTN")], root / name)
         elif name in ("ce1pct_promoter", "ce1pct_splice"):
             genome = root / "ce1pct.fa.gz"
             if not genome.exists():

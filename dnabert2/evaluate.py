@@ -83,8 +83,14 @@ def score_classifier(model_dir: Path, task: dict, batch_size: int, device: str) 
 
 
 def is_classifier(model_dir: Path) -> bool:
-    return (model_dir / "finetune.json").is_file() or type(load_model(model_dir)).__name__ == \
-        "DNABertForSequenceClassification"
+    """A fine-tuned classifier (ours, or saved by the released code), told from its files without loading it."""
+    if (model_dir / "finetune.json").is_file():
+        return True
+    try:
+        architectures = json.loads((model_dir / "config.json").read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return False  # load_model will say what is wrong with the folder
+    return "BertForSequenceClassification" in architectures
 
 
 def evaluate(model_dir, tasks: dict[str, Path], out, *, baseline: str | None = "kmer", kmer: int = 6,

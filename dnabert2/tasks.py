@@ -204,14 +204,29 @@ def build_task(kind: str, genome, annotation, out, *, test_contigs=None, dev_con
                    for split, rows in examples.items()},
     }
     for split, rows in examples.items():
-        order = rng.permutation(len(rows))
-        with atomic_output(out / f"{split}.csv") as tmp, open(tmp, "w", newline="") as handle:
-            table = csv.writer(handle, lineterminator="\n")
-            table.writerow(["sequence", "label"])
-            table.writerows(rows[i] for i in order)
+        write_csv(out / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
     with atomic_output(out / "task.json") as tmp:
         Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
     return description
+
+
+def write_csv(path: Path, rows) -> None:
+    """A GUE-format CSV: a sequence,label header, then one row per example."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        table = csv.writer(handle, lineterminator="\n")
+        table.writerow(["sequence", "label"])
+        table.writerows(rows)
+
+
+def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Path:
+    """A GUE task folder from labelled (sequence, label) pairs that have no contigs to split by: a
+    seeded random train/dev/test split (80/10/10 by default)."""
+    folder = Path(folder)
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    train, dev = (int(f * len(order)) for f in (fractions[0], fractions[0] + fractions[1]))
+    for split, chosen in zip(SPLITS, (order[:train], order[train:dev], order[dev:])):
+        write_csv(folder / f"{split}.csv", [pairs[i] for i in chosen])
+    return folder
 
 
 def _deduplicate(examples: dict) -> dict:

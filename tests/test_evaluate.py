@@ -3,7 +3,6 @@
 import csv
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,6 +11,7 @@ from dnabert2 import load_tokenizer
 from dnabert2.evaluate import find_tasks, kmer_baseline
 from dnabert2.finetune import read_task
 from dnabert2.model import build_model, preset, save_model
+from dnabert2.tasks import random_split
 
 SAMPLE = DATA / "classification" / "gue_format_sample"
 UCI = DATA / "classification" / "uci" / "uci_splice_statlog.csv"
@@ -22,22 +22,9 @@ def uci_task(tmp_path_factory):
     """The UCI primate splice-junction set (3,186 × 60 nt; 0 neither, 1 donor, 2 acceptor) as a GUE
     task, split 80/10/10 at random with a fixed seed."""
     with open(UCI, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    sequence_key = next(k for k in rows[0] if "seq" in k.lower())
-    label_key = next(k for k in rows[0] if "label" in k.lower() or "class" in k.lower())
-    pairs = [(r[sequence_key].upper(), int(r[label_key])) for r in rows]
-    pairs = [(s, l) for s, l in pairs if set(s) <= set("ACGTN")]
-    order = np.random.default_rng(0).permutation(len(pairs))
-    folder = tmp_path_factory.mktemp("gue") / "splice" / "uci"
-    folder.mkdir(parents=True)
-    cuts = {"train": order[: int(0.8 * len(order))], "dev": order[int(0.8 * len(order)): int(0.9 * len(order))],
-            "test": order[int(0.9 * len(order)):]}
-    for split, chosen in cuts.items():
-        with open(folder / f"{split}.csv", "w", newline="") as handle:
-            table = csv.writer(handle)
-            table.writerow(["sequence", "label"])
-            table.writerows(pairs[i] for i in chosen)
-    return folder
+        pairs = [(r["sequence"].upper(), int(r["label"])) for r in csv.DictReader(handle)]
+    pairs = [(s, label) for s, label in pairs if set(s) <= set("ACGTN")]
+    return random_split(pairs, tmp_path_factory.mktemp("gue") / "splice" / "uci")
 
 
 def test_kmer_baseline_on_uci_splice_junctions(uci_task):

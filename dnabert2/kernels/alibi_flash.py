@@ -24,6 +24,13 @@ LOG2E = math.log2(math.e)
 
 
 @triton.jit
+def _sequence(cu_seqlens, seq):
+    # int64 start: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
+    begin = tl.load(cu_seqlens + seq).to(tl.int64)
+    return begin, (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
+
+
+@triton.jit
 def _load_rows(ptr, begin, rows, length, head, stride_t, stride_h, dims):
     # (len(rows), HEAD_DIM) of one head; rows past the sequence end read as zeros.
     return tl.load(ptr + (begin + rows)[:, None] * stride_t + head * stride_h + dims[None, :],
@@ -50,9 +57,7 @@ def _forward(Q, K, V, O, LSE, cu_seqlens, slopes, qk_scale,
              stride_lse_h,
              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
-    begin = tl.load(cu_seqlens + seq).to(tl.int64)
-    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
+    begin, length = _sequence(cu_seqlens, seq)
     if block * BLOCK_M >= length:
         return
     slope = tl.load(slopes + head)
@@ -87,9 +92,7 @@ def _backward_kv(Q, K, V, DO, DK, DV, LSE, DELTA, cu_seqlens, slopes, qk_scale, 
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     # One block of keys; loops over the query blocks of its sequence.
     seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
-    begin = tl.load(cu_seqlens + seq).to(tl.int64)
-    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
+    begin, length = _sequence(cu_seqlens, seq)
     if block * BLOCK_N >= length:
         return
     slope = tl.load(slopes + head)
@@ -126,9 +129,7 @@ def _backward_q(Q, K, V, DO, DQ, LSE, DELTA, cu_seqlens, slopes, qk_scale, sm_sc
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     # One block of queries; loops over the key blocks of its sequence.
     seq, block, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    # int64: row × stride overflows int32 past 2^31 elements (a million tokens of fused qkv).
-    begin = tl.load(cu_seqlens + seq).to(tl.int64)
-    length = (tl.load(cu_seqlens + seq + 1) - begin).to(tl.int32)
+    begin, length = _sequence(cu_seqlens, seq)
     if block * BLOCK_M >= length:
         return
     slope = tl.load(slopes + head)
