@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, ROOT, assert_user_error, run_cli
+from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
