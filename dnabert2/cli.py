@@ -187,6 +187,59 @@ def cmd_evaluate(args) -> None:
     log.info("wrote %d rows to %s", len(rows), args.out)
 
 
+def _scan_line(report: dict, out) -> str:
+    calls = ", ".join(f"{n} {label}" for label, n in sorted(report["calls"].items())) or "no calls"
+    return (f"{out}: {calls} from {report['windows']} windows ({report['bases']} bp) in {report['seconds']:.1f} s, "
+            f"{report['bp_per_second']} bp/s")
+
+
+def cmd_scan(args) -> None:
+    from .scan import scan
+    from .scan.plan import parse_chunk
+
+    chunk = parse_chunk(args.chunk) if args.chunk else (0, 1)
+    if args.bam is None and args.fasta is None:
+        raise UserError("give --fasta, or --bam (with --reference for --covered)")
+    if args.covered is not None and args.bam is None:
+        raise UserError("--covered needs --bam")
+    if args.junctions and args.bam is None:
+        raise UserError("--junctions needs --bam")
+    if args.junctions and chunk[1] > 1:
+        raise UserError("--junctions with --chunk: write junctions once with `dnabert2 junctions`")
+    reference = args.reference or args.fasta if args.bam is not None else None
+    report = scan(args.model, args.out, fasta=None if args.bam is not None else args.fasta, bam=args.bam,
+                  reference=reference, covered=args.covered, regions=args.regions, contigs=args.contigs,
+                  window=args.window, stride=args.stride, strands=args.strands, labels=args.labels,
+                  threshold=args.threshold, top_k=args.top_k, bedgraph=args.bedgraph, summary=args.summary,
+                  chunk_of=chunk, batch_tokens=args.batch_tokens, workers=args.workers, max_n=args.max_n,
+                  min_mapq=args.min_mapq, min_reads=args.min_reads, device=args.device, dtype=args.dtype,
+                  progress=not args.quiet and sys.stderr.isatty())
+    if args.junctions:
+        cmd_junctions(argparse.Namespace(bam=args.bam, reference=reference, out=args.junctions, min_mapq=args.min_mapq,
+                                         min_reads=1))
+    print(_scan_line(report, args.out))
+
+
+def cmd_scan_gather(args) -> None:
+    from .scan import gather
+
+    report = gather(args.summaries, args.out, bedgraph=args.bedgraph, summary=args.summary, top_k=args.top_k)
+    print(_scan_line(report, args.out))
+
+
+def cmd_scan_eval(args) -> None:
+    from .scan.evaluation import evaluate_calls
+
+    check_outputs([args.out], [args.calls, args.annotation])
+    report = evaluate_calls(args.calls, args.annotation, splice_tolerance=args.splice_tolerance,
+                            tss_tolerance=args.tss_tolerance, regions=args.regions, contigs=args.contigs)
+    text = json.dumps(report, indent=2) + "\n"
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            Path(tmp).write_text(text)
+    print(text, end="")
+
+
 def _training_options(p) -> None:
     """Fine-tuning options shared by finetune and evaluate."""
     p.add_argument("--epochs", type=_positive, default=5, help="at most this many epochs per task (default 5)")
@@ -385,6 +438,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="fine-tune every weight instead of LoRA")
     _training_options(p)
     p.set_defaults(run=cmd_evaluate)
+
+    p = add("scan", help="scan a genome (FASTA) or aligned reads (BAM) with a fine-tuned classifier into BED calls",
+            description="Slide windows of the task's length over every contig (or --regions/--contigs), on both "
+            "strands, and classify them with a fine-tuned model. Windows scoring at or above --threshold for a "
+            "label (every label but 0 unless --labels) become calls; overlapping ones merge into one call whose "
+            "peak is the best window's site. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, "
+            "probability x 1000, strand, supporting windows or reads, -1, -1, peak offset), sorted. With --bam: "
+            "scan the read sequences and place hits on the reference through the alignments, one call per site "
+            "with its read support; or with --covered N scan the reference (--reference) where N or more reads "
+            "cover it. --chunk i/n scans the i-th of n balanced parts; `dnabert2 scan-gather` joins them.")
+    p.add_argument("--model", required=True, type=Path, help="fine-tuned classifier folder (`dnabert2 finetune`)")
+    p.add_argument("--fasta", type=Path, help="genome FASTA (plain, gzip or bgzip; bgzip with .fai is read by region)")
+    p.add_argument("--bam", type=Path, help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
+    p.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
+    p.add_argument("--covered", type=_positive, metavar="DEPTH", help="scan the reference where at least DEPTH reads align")
+    p.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
+    p.add_argument("--bedgraph", type=Path, help="also write every window's probability (one track per label and strand)")
+    p.add_argument("--summary", type=Path, help="also write a JSON summary (windows, calls, bp/s); scan-gather needs it")
+    p.add_argument("--junctions", type=Path, help="with --bam: also write the junctions the reads show (CIGAR N) as BED6")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--regions", type=Path, metavar="BED", help="scan only these regions")
+    where.add_argument("--contigs", nargs="+", metavar="CONTIG", help="scan only these contigs")
+    p.add_argument("--window", type=_positive, help="window length in bp (default: the task's)")
+    p.add_argument("--stride", type=_positive, help="bp between window starts; a call's peak is exact to the stride "
+                   "(default: a quarter of the window)")
+    p.add_argument("--strands", choices=["both", "+", "-"], default="both", help="strands to scan (default both)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="labels to call, by name or index (default: all but 0)")
+    p.add_argument("--threshold", type=float, default=0.5, help="smallest probability called (default 0.5)")
+    p.add_argument("--top-k", type=_positive, metavar="K", help="keep only the K best calls of each label")
+    p.add_argument("--chunk", metavar="I/N", help="scan only the I-th (0-based) of N balanced parts of the genome")
+    p.add_argument("--max-n", type=_fraction, default=0.1, help="skip windows with more than this fraction of N (default 0.1)")
+    p.add_argument("--min-mapq", type=_non_negative, default=0, help="with --bam: ignore alignments below this MAPQ (default 0)")
+    p.add_argument("--min-reads", type=_positive, default=1, help="reads mode: sites with fewer supporting reads are dropped (default 1)")
+    p.add_argument("--batch-tokens", type=_positive, help="tokens per forward pass (default 65536 on a GPU, 8192 on the CPU)")
+    p.add_argument("--workers", type=_non_negative, default=1, help="DataLoader workers reading and tokenising (default 1)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto", help="bf16 on a GPU (auto), fp32 on the CPU")
+    p.set_defaults(run=cmd_scan)
+
+    p = add("scan-gather", help="join the chunks of a scan (their --summary files) into one BED",
+            description="Join `dnabert2 scan --chunk i/n` outputs, given by their summaries (in any order), into one "
+            "sorted BED; calls that meet across chunk ends merge, so the result is what one unchunked scan gives. "
+            "--top-k is applied here, over the whole genome.")
+    p.add_argument("summaries", nargs="+", type=Path, metavar="SUMMARY", help="chunk summaries (JSON)")
+    p.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
+    p.add_argument("--bedgraph", type=Path, help="joined per-window scores (every chunk needs its own)")
+    p.add_argument("--summary", type=Path, help="joined summary (JSON)")
+    p.add_argument("--top-k", type=_positive, metavar="K", help="keep only the K best calls of each label")
+    p.set_defaults(run=cmd_scan_gather)
+
+    p = add("scan-eval", help="precision, recall and F1 of scan calls against a GTF/GFF3",
+            description="Match each call's peak to the annotated sites of its label (promoter: TSS; donor, "
+            "acceptor: splice sites) on the same strand: splice sites exactly or within --splice-tolerance bp, "
+            "TSSs within --tss-tolerance bp. Prints (and with --out writes) JSON: per label and overall, calls, "
+            "sites, precision, recall and F1.")
+    p.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
+    p.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation")
+    p.add_argument("--out", type=Path, help="JSON report")
+    p.add_argument("--splice-tolerance", type=_non_negative, default=0, help="bp a splice site may be off (default 0: exact)")
+    p.add_argument("--tss-tolerance", type=_non_negative, default=100, help="bp a TSS may be off (default 100)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--regions", type=Path, metavar="BED", help="count only annotated sites inside these regions (where the scan looked)")
+    where.add_argument("--contigs", nargs="+", metavar="CONTIG", help="count only annotated sites on these contigs")
+    p.set_defaults(run=cmd_scan_eval)
     return parser
 
 

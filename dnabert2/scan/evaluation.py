@@ -1,0 +1,91 @@
+"""Scoring scan calls against an annotation: each call's peak is matched to annotated sites of its
+kind on its strand (splice sites exactly or within ±k bp, TSSs within ±N bp); precision is the share
+of calls that match a site, recall the share of sites that a call matches."""
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import UserError
+from ..sequences import read_annotation, read_bed_regions
+from .calls import read_calls
+
+KIND = {"promoter": "tss", "donor": "donor", "acceptor": "acceptor"}
+
+
+def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
+    """(kind, contig, strand) → sorted site positions."""
+    found = defaultdict(list)
+    sites = (annotation.tss() if "tss" in kinds else []) + (annotation.splice_sites() if kinds - {"tss"} else [])
+    for s in sites:
+        found[(s.kind, s.contig, s.strand)].append(s.position)
+    return {key: np.array(sorted(v), dtype=np.int64) for key, v in found.items()}
+
+
+def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndarray:
+    """For each of `positions`, whether some target lies within ±tolerance."""
+    if not len(targets):
+        return np.zeros(len(positions), dtype=bool)
+    i = np.searchsorted(targets, positions - tolerance)
+    return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
+
+
+def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, tss_tolerance: int = 100,
+                   regions=None, contigs=None) -> dict:
+    """Precision, recall and F1 per label (and over all), as a dict ready for JSON. Annotated sites
+    count only inside `regions` (BED) or `contigs` when given, i.e. where the scan looked."""
+    calls = read_calls(calls_path)
+    unknown = sorted({c.label for c in calls} - set(KIND))
+    if unknown:
+        raise UserError(f"{calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
+                        f"(known: {', '.join(KIND)})")
+    labels = sorted({c.label for c in calls}) or []
+    annotation = read_annotation(annotation_path)
+    sites = _sites(annotation, {KIND[label] for label in labels})
+    inside = None
+    if regions is not None:
+        inside = read_bed_regions(regions)
+    elif contigs:
+        inside = [(c, 0, 2**62) for c in contigs]
+    if inside is not None:
+        kept = {}
+        for (kind, contig, strand), positions in sites.items():
+            mask = np.zeros(len(positions), dtype=bool)
+            for c, start, end in inside:
+                if c == contig:
+                    mask |= (positions >= start) & (positions < end)
+            kept[(kind, contig, strand)] = positions[mask]
+        sites = kept
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), "splice_tolerance": splice_tolerance,
+              "tss_tolerance": tss_tolerance, "labels": {}}
+    totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
+    for label in labels:
+        kind = KIND[label]
+        tolerance = tss_tolerance if kind == "tss" else splice_tolerance
+        mine = [c for c in calls if c.label == label]
+        counts = np.zeros(4, dtype=np.int64)
+        counts[0] = len(mine)
+        peaks = defaultdict(list)
+        for c in mine:
+            peaks[(c.contig, c.strand)].append(c.peak)
+        for (contig, strand), positions in peaks.items():
+            counts[1] += _near(np.array(positions), sites.get((kind, contig, strand), np.array([], dtype=np.int64)),
+                               tolerance).sum()
+        for (k, contig, strand), positions in sites.items():
+            if k == kind:
+                counts[2] += len(positions)
+                counts[3] += _near(positions, np.sort(np.array(peaks.get((contig, strand), []), dtype=np.int64)),
+                                   tolerance).sum()
+        report["labels"][label] = _metrics(counts)
+        totals += counts
+    report["overall"] = _metrics(totals)
+    return report
+
+
+def _metrics(counts) -> dict:
+    calls, hits, sites, found = (int(x) for x in counts)
+    precision = hits / calls if calls else 0.0
+    recall = found / sites if sites else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"calls": calls, "calls_matching_a_site": hits, "sites": sites, "sites_found": found,
+            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}

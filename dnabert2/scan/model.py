@@ -1,0 +1,112 @@
+"""The fine-tuned classifier a scan runs: its labels, the window it was trained on, where in a window
+the predicted site lies, and batched inference over packed token ids."""
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..devices import resolve_device
+from ..errors import UserError
+from ..evaluate import is_classifier
+from ..model import load_model
+from ..tasks import ACCEPTOR, CORE_PROMOTER, DONOR, PROMOTER
+
+log = logging.getLogger(__name__)
+
+# Where each task's site sits in its windows (tasks.py builds them so).
+GEOMETRIES = {"promoter": {"promoter": PROMOTER}, "core-promoter": {"promoter": CORE_PROMOTER},
+              "splice": {"donor": DONOR, "acceptor": ACCEPTOR}}
+
+
+@dataclass
+class Scanner:
+    model: torch.nn.Module
+    folder: Path
+    labels: list[str]  # class index → name
+    window: int  # bp
+    max_tokens: int
+    offsets: dict[str, tuple[int, int]]  # label → (site offset in a + window, in a − window)
+    device: torch.device
+    dtype: torch.dtype | None
+
+    def site(self, label: str, start: int, strand: str) -> int:
+        plus, minus = self.offsets[label]
+        return start + (plus if strand == "+" else minus)
+
+    @torch.inference_mode()
+    def probabilities(self, ids: np.ndarray, lengths: np.ndarray, batch_tokens: int) -> np.ndarray:
+        """Class probabilities (n, K) of n windows given as concatenated ids and their lengths,
+        run in packed batches of at most batch_tokens tokens."""
+        out = np.empty((len(lengths), len(self.labels)), dtype=np.float32)
+        ends = np.cumsum(lengths)
+        first = 0
+        while first < len(lengths):
+            base = ends[first - 1] if first else 0
+            last = max(first + 1, int(np.searchsorted(ends, base + batch_tokens, side="right")))
+            chunk = torch.from_numpy(ids[base:ends[last - 1]]).to(self.device, non_blocking=True)
+            cu = torch.from_numpy(np.concatenate([[0], ends[first:last] - base]).astype(np.int32)).to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+                logits = self.model(chunk, cu_seqlens=cu, max_seqlen=int(lengths[first:last].max())).logits
+            out[first:last] = logits.float().softmax(-1).cpu().numpy()
+            first = last
+        return out
+
+
+def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> Scanner:
+    """The classifier in `folder` (a fine-tuned model: ours, LoRA or merged, or one saved by the
+    released code) ready to scan. window: bp, default the task's."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a model folder")
+    if not is_classifier(folder):
+        raise UserError(f"{folder}: a model without a classification head; scanning needs a fine-tuned "
+                        "classifier (`dnabert2 finetune`)")
+    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
+    trained = json.loads((folder / "finetune.json").read_text()) if (folder / "finetune.json").is_file() else {}
+    device = resolve_device(device)
+    if dtype == "auto":
+        dtype = "bf16" if device.type == "cuda" else "fp32"
+    if dtype == "bf16" and device.type != "cuda":
+        raise UserError("bf16 inference needs a CUDA GPU; use --dtype fp32 on the CPU")
+    model = load_model(folder, head="classification", device=str(device))
+    classes = model.config.num_labels
+    named = model.config.id2label or {}
+    labels = [str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)]
+    trained_window = task.get("window_bp")
+    if window is None:
+        if trained_window is None:
+            raise UserError(f"{folder}: no task.json says which window length the model was fine-tuned on; "
+                            "give --window")
+        window = int(trained_window)
+    elif trained_window is not None and window != trained_window:
+        log.warning("%s was fine-tuned on %d bp windows; scanning %d bp windows, with the site assumed "
+                    "at their centre", folder, trained_window, window)
+    trained_tokens = trained.get("max_tokens")
+    # The fine-tuning token limit, scaled with the window, so a window is cut where training cut it.
+    max_tokens = math.ceil(trained_tokens * window / trained_window) if trained_tokens and trained_window else window + 2
+    geometries = GEOMETRIES.get(task.get("task"), {}) if window == trained_window else {}
+    centre = window // 2
+    offsets = {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries else (centre, window - 1 - centre)
+               for label in labels}
+    return Scanner(model, folder, labels, window, max_tokens, offsets, device,
+                   torch.bfloat16 if dtype == "bf16" else None)
+
+
+def called_labels(scanner: Scanner, names) -> list[int]:
+    """Class indices to call: the named ones, or every class but 0 (the background class of GUE tasks)."""
+    if not names:
+        return list(range(1, len(scanner.labels)))
+    chosen = []
+    for name in names:
+        if name in scanner.labels:
+            chosen.append(scanner.labels.index(name))
+        elif name.isdigit() and int(name) < len(scanner.labels):
+            chosen.append(int(name))
+        else:
+            raise UserError(f"{scanner.folder} has no label {name!r} (labels: {', '.join(scanner.labels)})")
+    return sorted(set(chosen))

@@ -1,0 +1,102 @@
+"""Where windows go: a fixed grid of window starts over each region, cut into blocks of consecutive
+windows and the blocks into balanced chunks.
+
+The grid and the blocks depend only on the regions, the window length and the stride, never on the
+chunking, so each block is read, tokenised and batched the same way whichever chunk it falls in: a
+genome scanned in one job or in n gives the same windows, scores and calls.
+"""
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Window starts over [start, end) of a contig: every `stride` bp, plus one window flush with the
+    end so the tail is covered too. No window if the region is shorter than one."""
+
+    contig: str
+    start: int
+    end: int
+    size: int
+    stride: int
+
+    @property
+    def regular(self) -> int:
+        return max(0, (self.end - self.start - self.size) // self.stride + 1)
+
+    def __len__(self) -> int:
+        last = self.start + (self.regular - 1) * self.stride
+        return self.regular + (self.regular > 0 and last != self.end - self.size)
+
+    def window_start(self, i: int) -> int:
+        return self.start + i * self.stride if i < self.regular else self.end - self.size
+
+
+@dataclass(frozen=True)
+class Block:
+    """Windows first..last-1 of a grid; index is the block's place in the whole scan."""
+
+    index: int
+    grid: Grid
+    first: int
+    last: int
+
+    @property
+    def starts(self) -> list[int]:
+        return [self.grid.window_start(i) for i in range(self.first, self.last)]
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The bases the block's windows cover."""
+        return self.grid.window_start(self.first), self.grid.window_start(self.last - 1) + self.grid.size
+
+    def next_start(self, i: int) -> int | None:
+        """Where the window after window i of the block starts, if the grid has one."""
+        j = self.first + i + 1
+        return self.grid.window_start(j) if j < len(self.grid) else None
+
+
+def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
+    """Regions sorted in genome order, overlapping or touching ones merged."""
+    merged = []
+    for contig, start, end in sorted(regions, key=lambda r: (order[r[0]], r[1], r[2])):
+        if merged and merged[-1][0] == contig and start <= merged[-1][2]:
+            merged[-1] = (contig, merged[-1][1], max(end, merged[-1][2]))
+        else:
+            merged.append((contig, start, end))
+    return merged
+
+
+def blocks(regions, size: int, stride: int, block_windows: int) -> list[Block]:
+    """Every block of the scan, in genome order."""
+    found = []
+    for contig, start, end in regions:
+        grid = Grid(contig, start, end, size, stride)
+        for first in range(0, len(grid), block_windows):
+            found.append(Block(len(found), grid, first, min(first + block_windows, len(grid))))
+    return found
+
+
+def parse_chunk(text: str) -> tuple[int, int]:
+    """'i/n' (0-based i) → (i, n)."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--chunk must be i/n, such as 0/8, not {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UserError(f"--chunk {text}: need 0 <= i < n")
+    return i, n
+
+
+def chunk(all_blocks: list[Block], i: int, n: int) -> list[Block]:
+    """The i-th of n runs of consecutive blocks holding about the same number of windows."""
+    total = sum(b.last - b.first for b in all_blocks)
+    chosen, before = [], 0
+    for b in all_blocks:
+        # A block belongs to the chunk holding its first window.
+        if i * total <= before * n < (i + 1) * total:
+            chosen.append(b)
+        before += b.last - b.first
+    return chosen

@@ -1,0 +1,290 @@
+"""Genome-wide scanning: FASTA and BAM input, BED/bedGraph/summary outputs, chunking, scan-eval and bad
+input. The classifier is a tiny random model with a sharpened head (scores vary from window to window;
+mechanics, not biology); genomes, reads and annotations are the real ones in ../shared/data."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pysam
+import pytest
+import torch
+from Bio.Seq import reverse_complement
+from conftest import DATA, GENOMES, assert_user_error, run_cli
+
+from dnabert2.model import build_model, preset, save_model
+from dnabert2.sequences import Fasta, read_annotation
+from dnabert2.tokenizer import load_tokenizer
+
+TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
+SIRV = DATA / "bam" / "sirv_ont"
+SIRV_BAM = SIRV / "pcs109_5k_spliced.bam"
+SIRV_FASTA = SIRV / "SIRV_150601a.fasta.gz"
+LABELS = ("neither", "donor", "acceptor")
+
+
+def classifier(folder, window: int, task: str = "splice", labels=LABELS):
+    """A random tiny classifier whose logits are rescaled to mean 0, sd 2 over real windows, so that
+    its probabilities spread over (0, 1) rather than sitting near one value."""
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", num_labels=len(labels)), "classification").eval()
+    tokenizer = load_tokenizer(TOKENIZER)
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        sequence = genome.fetch("IV", 0, 100 * window)
+    windows = [sequence[i:i + window] for i in range(0, len(sequence) - window, window // 2)]
+    ids = [torch.tensor([1, *e.ids, 2]) for e in tokenizer.encode_batch(windows, add_special_tokens=False)]
+    batch = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=3)
+    with torch.no_grad():
+        logits = model(batch, attention_mask=(batch != 3).long()).logits
+        scale = 2 / logits.std(0)
+        model.classifier.weight.mul_(scale[:, None])
+        model.classifier.bias.copy_((model.classifier.bias - logits.mean(0)) * scale)
+    save_model(model, folder, tokenizer)
+    (folder / "task.json").write_text(json.dumps({"task": task, "window_bp": window,
+                                                  "labels": dict(enumerate(labels))}))
+    (folder / "finetune.json").write_text(json.dumps({"max_tokens": window // 3, "num_labels": len(labels)}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def splice_model(tmp_path_factory):
+    return classifier(tmp_path_factory.mktemp("model") / "splice", 400)
+
+
+@pytest.fixture(scope="module")
+def short_model(tmp_path_factory):
+    """60 bp windows, site at the centre: short enough for 35 bp-plus reads and quick scans."""
+    return classifier(tmp_path_factory.mktemp("model") / "short", 60, task="custom", labels=("no", "yes"))
+
+
+def read_bed(path):
+    rows = []
+    for line in path.read_text().splitlines():
+        f = line.split("\t")
+        rows.append((f[0], int(f[1]), int(f[2]), f[3], int(f[4]), f[5], int(f[6]), int(f[7]), int(f[8]), int(f[9])))
+    return rows
+
+
+def assert_valid_bed(rows, lengths: dict[str, int], labels):
+    order = {c: i for i, c in enumerate(lengths)}
+    keys = [(order[r[0]], r[1], r[2]) for r in rows]
+    assert keys == sorted(keys), "calls are not sorted in genome order"
+    for contig, start, end, name, score, strand, support, *_, peak in rows:
+        assert 0 <= start < end <= lengths[contig]
+        assert name in labels and strand in "+-" and 0 <= score <= 1000 and support >= 1
+        assert 0 <= peak < end - start
+
+
+def read_bedgraph(path) -> dict[str, list]:
+    tracks, name = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("track"):
+            name = line.split('name="')[1].split('"')[0]
+            tracks[name] = []
+        else:
+            contig, start, end, value = line.split("\t")
+            tracks[name].append((contig, int(start), int(end), float(value)))
+    return tracks
+
+
+def scan(model, out, *args):
+    result = run_cli("scan", "--model", model, "--out", out, "--summary", out.with_suffix(".json"), "--workers", 0, *args)
+    assert result.returncode == 0, result.stderr
+    return read_bed(out), json.loads(out.with_suffix(".json").read_text())
+
+
+def test_fasta_scan_writes_sorted_calls_bedgraph_and_summary(splice_model, ce1pct, tmp_path):
+    regions = tmp_path / "regions.bed"
+    regions.write_text("II\t40000\t61000\nI\t0\t20000\nI\t15000\t30000\n")  # unsorted, overlapping
+    rows, summary = scan(splice_model, tmp_path / "calls.bed", "--fasta", ce1pct, "--regions", regions,
+                         "--stride", 50, "--threshold", 0.7, "--bedgraph", tmp_path / "scores.bedgraph")
+    lengths = Fasta(ce1pct).lengths
+    assert_valid_bed(rows, lengths, {"donor", "acceptor"})
+    assert rows and {r[5] for r in rows} == {"+", "-"} and {r[3] for r in rows} == {"donor", "acceptor"}
+    assert all((r[0] == "I" and r[2] <= 30000) or (r[0] == "II" and 40000 <= r[1] and r[2] <= 61000) for r in rows)
+    # Merged regions I:0-30000 and II:40000-61000, windows every 50 bp plus one flush with each end.
+    per_strand = (30000 - 400) // 50 + 1 + (21000 - 400) // 50 + 1
+    assert summary["windows"] == 2 * per_strand and summary["windows_skipped_for_n"] == 0
+    assert summary["calls"] == {label: sum(r[3] == label for r in rows) for label in ("donor", "acceptor")}
+    assert summary["bp_per_second"] > 0 and summary["mode"] == "fasta"
+
+    tracks = read_bedgraph(tmp_path / "scores.bedgraph")
+    assert sorted(tracks) == ["acceptor+", "acceptor-", "donor+", "donor-"]
+    for name, intervals in tracks.items():
+        assert len(intervals) == per_strand
+        for (c1, s1, e1, _), (c2, s2, e2, _) in zip(intervals, intervals[1:]):
+            assert s1 < e1 <= lengths[c1] and (c1, s1) < (c2, s2) or c1 != c2
+            assert c1 != c2 or e1 <= s2, f"{name}: overlapping bedGraph intervals"
+    # Each call's score is its best window's, and that window's site is the peak.
+    values = {(name[:-1], name[-1], c, s): v for name, intervals in tracks.items() for c, s, _, v in intervals}
+    for contig, start, end, name, score, strand, support, _, _, peak in rows:
+        assert abs(values[(name, strand, contig, start + peak)] * 1000 - score) <= 1.5
+    # The splice geometry: a donor window's site is its base 200 on its strand (the intron's first base).
+    donors = [r for r in rows if r[3] == "donor" and r[6] == 1]
+    assert all(r[9] == (200 if r[5] == "+" else 199) for r in donors)
+
+
+def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_path):
+    common = ["--fasta", ce1pct, "--contigs", "III", "MtDNA", "--stride", 100, "--threshold", 0.55]
+    whole, _ = scan(splice_model, tmp_path / "whole.bed", *common, "--bedgraph", tmp_path / "whole.bedgraph")
+    summaries = []
+    for i in range(3):
+        out = tmp_path / f"chunk{i}.bed"
+        scan(splice_model, out, *common, "--chunk", f"{i}/3", "--bedgraph", tmp_path / f"chunk{i}.bedgraph")
+        summaries.append(out.with_suffix(".json"))
+    parts = [read_bed(tmp_path / f"chunk{i}.bed") for i in range(3)]
+    assert all(parts), "every chunk should hold some of the calls"
+    result = run_cli("scan-gather", *summaries[::-1], "--out", tmp_path / "gathered.bed",
+                     "--bedgraph", tmp_path / "gathered.bedgraph", "--summary", tmp_path / "gathered.json")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
+    assert (tmp_path / "gathered.bedgraph").read_text() == (tmp_path / "whole.bedgraph").read_text()
+    gathered = json.loads((tmp_path / "gathered.json").read_text())
+    assert gathered["windows"] == sum(json.loads(s.read_text())["windows"] for s in summaries)
+    # A call spanning a chunk end is cut in two by the chunks and whole again after gathering.
+    assert len(whole) < sum(map(len, parts))
+
+    result = run_cli("scan-gather", *summaries, "--out", tmp_path / "top.bed", "--top-k", 2)
+    assert result.returncode == 0, result.stderr
+    top = read_bed(tmp_path / "top.bed")
+    for label in ("donor", "acceptor"):
+        best = sorted((r[4] for r in whole if r[3] == label), reverse=True)[:2]
+        assert sorted((r[4] for r in top if r[3] == label), reverse=True) == best
+
+    missing = run_cli("scan-gather", *summaries[:2], "--out", tmp_path / "partial.bed")
+    assert_user_error(missing, "0..2")
+    assert not (tmp_path / "partial.bed").exists()
+
+
+def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
+    """Scanning a contig and its reverse complement: the + windows of one are the - windows of the
+    other, mirrored."""
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        forward = genome.fetch("I", 10000, 10000 + 60 + 20 * 200)  # a whole number of strides
+    fasta = tmp_path / "mirror.fa"
+    fasta.write_text(f">fwd\n{forward}\n>rev\n{reverse_complement(forward)}\n")
+    scan(short_model, tmp_path / "calls.bed", "--fasta", fasta, "--stride", 20, "--bedgraph", tmp_path / "s.bedgraph")
+    tracks = read_bedgraph(tmp_path / "s.bedgraph")
+    length = len(forward)
+    plus = {s - 30: v for c, s, _, v in tracks["yes+"] if c == "fwd"}  # centre site: start + 30 on +
+    minus = {s - 29: v for c, s, _, v in tracks["yes-"] if c == "rev"}  # start + 29 on -
+    assert len(plus) == len(minus) == 201
+    assert max(abs(plus[s] - minus[length - s - 60]) for s in plus) <= 0.002
+
+
+def test_windows_over_n_are_skipped_and_gzip_input_streams(short_model, tmp_path):
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        sequence = genome.fetch("X", 0, 6000)
+    gapped = sequence[:2000] + "N" * 500 + sequence[2500:]
+    fasta = tmp_path / "gapped.fa.gz"
+    with gzip.open(fasta, "wt") as handle:  # plain gzip: no random access, scanned through a bgzip copy
+        handle.write(f">chrX\n{gapped}\n")
+    rows, summary = scan(short_model, tmp_path / "calls.bed", "--fasta", fasta, "--stride", 60, "--max-n", 0,
+                         "--threshold", 0)
+    assert summary["windows_skipped_for_n"] == 9  # windows starting at 1980..2460 touch the N run
+    assert summary["windows"] == 2 * (100 - 9)
+    assert all(r[2] <= 2000 or r[1] >= 2500 for r in rows)
+
+
+def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model, tmp_path):
+    rows, summary = scan(short_model, tmp_path / "reads.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA,
+                         "--contigs", "SIRV5", "--stride", 200, "--threshold", 0, "--junctions", tmp_path / "j.bed")
+    assert summary["mode"] == "reads" and rows
+    with pysam.AlignmentFile(str(SIRV_BAM)) as bam:
+        lengths = dict(zip(bam.references, bam.lengths))
+        aligned = set()
+        spliced = 0
+        for read in bam.fetch("SIRV5"):
+            if not (read.is_secondary or read.is_supplementary or read.is_unmapped):
+                aligned.update(read.get_reference_positions())
+                spliced += "N" in read.cigarstring
+    assert spliced > 100
+    assert_valid_bed(rows, lengths, {"yes"})
+    assert all(r[0] == "SIRV5" and r[2] == r[1] + 1 and r[9] == 0 for r in rows)
+    assert all(r[1] in aligned for r in rows), "a site was placed off the aligned bases"
+    # With threshold 0 every window whose site lands on the reference supports exactly one site.
+    assert sum(r[6] for r in rows) == summary["windows"]
+    junctions = [line.split("\t") for line in (tmp_path / "j.bed").read_text().splitlines()]
+    assert junctions and all(j[3].startswith("reads=") for j in junctions)
+
+
+def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
+    common = ["--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--contigs", "SIRV3", "--stride", 250, "--threshold", 0.3]
+    whole, _ = scan(short_model, tmp_path / "whole.bed", *common)
+    for i in range(2):
+        scan(short_model, tmp_path / f"c{i}.bed", *common, "--chunk", f"{i}/2")
+    result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g.bed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "g.bed").read_text() == (tmp_path / "whole.bed").read_text()
+
+
+def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
+    rows, summary = scan(short_model, tmp_path / "covered.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA,
+                         "--covered", 50, "--stride", 30, "--threshold", 0.5)
+    assert summary["mode"] == "covered" and rows
+    with pysam.AlignmentFile(str(SIRV_BAM)) as bam:
+        for contig, start, end, *_ in rows[:50]:
+            depth = np.array(bam.count_coverage(contig, start, end, quality_threshold=0)).sum(0)
+            assert depth.max() >= 40, "a call far from any well-covered stretch"
+    with Fasta(SIRV_FASTA) as genome:
+        total = sum(genome.lengths.values())
+    assert summary["bases"] < total / 2
+
+
+def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    donors = [s for s in read_annotation(annotation).splice_sites() if s.kind == "donor"]
+    hits = donors[::2]
+    calls = tmp_path / "calls.bed"
+    lines = [f"{s.contig}\t{s.position - 100}\t{s.position + 100}\tdonor\t900\t{s.strand}\t3\t-1\t-1\t102"
+             for s in hits]  # peaks 2 bp past the annotated donors
+    calls.write_text("\n".join(lines) + "\n")
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--out", tmp_path / "exact.json")
+    assert result.returncode == 0, result.stderr
+    exact = json.loads((tmp_path / "exact.json").read_text())["labels"]["donor"]
+    assert exact["calls"] == len(hits) and exact["calls_matching_a_site"] == 0 and exact["recall"] == 0
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--splice-tolerance", 2)
+    near = json.loads(result.stdout)["labels"]["donor"]
+    assert near["precision"] == 1.0 and near["sites"] == len(donors)
+    assert near["sites_found"] >= len(hits) and near["recall"] == pytest.approx(near["sites_found"] / len(donors), abs=1e-4)
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--splice-tolerance", 2, "--contigs", "I")
+    on_one = json.loads(result.stdout)["labels"]["donor"]
+    assert on_one["sites"] == sum(s.contig == "I" for s in donors)
+
+
+def test_window_other_than_the_task_warns(short_model, ce1pct, tmp_path):
+    result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--contigs", "MtDNA", "--window", 100,
+                     "--out", tmp_path / "calls.bed", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuned on 60 bp windows" in result.stderr
+
+
+def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
+    out = tmp_path / "calls.bed"
+    torch.manual_seed(0)
+    encoder = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "encoder", load_tokenizer(TOKENIZER))
+    empty = tmp_path / "empty.fa"
+    empty.write_text("")
+    unindexed = tmp_path / "reads.bam"
+    shutil.copy(SIRV_BAM, unindexed)
+    outside = tmp_path / "outside.bed"
+    outside.write_text("I\t100\t999999999\n")
+    cases = [
+        (["--model", encoder, "--fasta", ce1pct], ["classification head"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--contigs", "chrZ"], ["chrZ"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--regions", outside], ["outside"]),
+        (["--model", splice_model, "--fasta", empty], ["empty"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--batch-tokens", 50], ["--batch-tokens"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--chunk", "0/2", "--top-k", 5], ["scan-gather"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--chunk", "2/2"], ["0 <= i < n"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--labels", "exon"], ["exon"]),
+        (["--model", short_model, "--bam", unindexed, "--reference", SIRV_FASTA], ["index"]),
+        (["--model", short_model, "--bam", DATA / "bam" / "ex1" / "ex1.bam", "--reference", SIRV_FASTA], ["not in the reference"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--covered", 5], ["--reference"]),
+        (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda"] if not torch.cuda.is_available() else
+         (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda:99"]), ["cuda"]),
+    ]
+    for args, words in cases:
+        assert_user_error(run_cli("scan", *args, "--out", out, "--workers", 0), *words)
+        assert not out.exists() and not list(tmp_path.glob(".calls.bed*"))
