@@ -11,6 +11,7 @@ include: "workflow/rules/genome.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/scan.smk"
 
 
 rule all:
@@ -19,3 +20,9 @@ rule all:
         "results/vocab/tokenizer.json",
         expand("results/pretrain/{model}/model.safetensors", model=config["pretrain"]),
         expand("results/evaluate/{name}.tsv", name=config["finetune"]),
+        expand("results/scan/{name}.bed", name=config["scan"]),
+        [
+            f"results/scan/{name}/evaluation.json"
+            for name, s in config["scan"].items()
+            if s["evaluate"]
+        ],

@@ -282,6 +282,7 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
         (["--model", short_model, "--bam", unindexed, "--reference", SIRV_FASTA], ["index"]),
         (["--model", short_model, "--bam", DATA / "bam" / "ex1" / "ex1.bam", "--reference", SIRV_FASTA], ["not in the reference"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--covered", 5], ["--reference"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--bedgraph", tmp_path / "s.bedgraph"], ["--bedgraph"]),
         (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda"] if not torch.cuda.is_available() else
          (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda:99"]), ["cuda"]),
     ]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,13 +67,29 @@ def test_default_config_runs_the_chain(checkout):
     assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"} and metrics["method"] == "full"
     table = (checkout / "results/evaluate/ce1pct_promoter.tsv").read_text().splitlines()
     assert len(table) == 3 and "6-mer logistic regression" in table[2]
+    calls = [line.split("\t") for line in (checkout / "results/scan/ce1pct_promoter.bed").read_text().splitlines()]
+    lengths = dict((name, int(length)) for name, length in fai)
+    assert all(0 <= int(c[1]) < int(c[2]) <= lengths[c[0]] and c[3] == "promoter" and c[5] in "+-" for c in calls)
+    scanned = json.loads((checkout / "results/scan/ce1pct_promoter.json").read_text())
+    assert scanned["chunks"] == 2 and scanned["bases"] == sum(lengths.values()) - lengths["MtDNA"]
+    assert scanned["calls"].get("promoter", 0) == len(calls)
+    graph = (checkout / "results/scan/ce1pct_promoter.bedgraph").read_text().splitlines()
+    assert len(graph) == scanned["windows"] + 2  # a track line per strand
+    evaluation = json.loads((checkout / "results/scan/ce1pct_promoter/evaluation.json").read_text())
+    assert evaluation["overall"]["calls"] == len(calls) and evaluation["overall"]["sites"] > 300
     steps = ("genome/ce1pct", "vocab/vocab", "pretrain/tiny", "tasks/ce1pct_promoter", "finetune/ce1pct_promoter",
-             "evaluate/ce1pct_promoter")
+             "evaluate/ce1pct_promoter", "scan/ce1pct_promoter/chunk0of2", "scan/ce1pct_promoter/gather")
     for step in steps:
         assert (checkout / f"logs/{step}.log").exists() and (checkout / f"benchmarks/{step}.tsv").exists()
 
     again = snakemake("--cores", "2", cwd=checkout)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # A new scan threshold reruns the scan and nothing upstream of it.
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_promoter"].update(threshold=0.9))
+    plan = snakemake("--cores", "2", "--dry-run", cwd=checkout)
+    jobs = re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M)
+    assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "all": "1", "total": "5"}, plan.stdout
 
 
 def edit_config(checkout, change):
@@ -95,6 +112,10 @@ def edit_config(checkout, change):
         (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_promoter needs an annotation"]),
         (lambda c: c["tasks"]["ce1pct_promoter"].update(genome="yeast"), ["tasks.ce1pct_promoter.genome", "yeast"]),
         (lambda c: c["finetune"]["ce1pct_promoter"].update(task="tata"), ["finetune.ce1pct_promoter.task", "tata"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(model="promoters"), ["scan.ce1pct_promoter.model", "promoters"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["scan.ce1pct_promoter", "needs a bam"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(treshold=0.9), ["treshold"]),
     ],
 )
 def test_bad_config_is_refused_before_any_job(checkout, change, words):

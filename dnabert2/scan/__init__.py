@@ -69,6 +69,9 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
     index, count = chunk_of
     if top_k is not None and count > 1:
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
+    if bedgraph and bam is not None and covered is None:
+        raise UserError("--bedgraph holds window scores along the genome: it goes with FASTA and --covered scans, "
+                        "not with reads")
     if covered is not None and reference is None:
         raise UserError("scanning covered regions needs the reference FASTA (--reference)")
     scanner = load_scanner(model, window=window, device=device, dtype=dtype)

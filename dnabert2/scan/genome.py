@@ -115,7 +115,7 @@ def scan_blocks(scanner: Scanner, genome, blocks: list[Block], *, strands: str, 
             tally.windows += len(item["lengths"])
             tally.skipped += item["skipped"]
             tally.tokens += int(item["lengths"].sum())
-            tally.bases += block.span[1] - block.span[0]
+            tally.bases += block.bases
             bar.update(block.last - block.first)
     tally.seconds = time.perf_counter() - started
     return merger.finish(), tally

@@ -52,6 +52,12 @@ class Block:
         """The bases the block's windows cover."""
         return self.grid.window_start(self.first), self.grid.window_start(self.last - 1) + self.grid.size
 
+    @property
+    def bases(self) -> int:
+        """Bases the block adds to the scan: its span up to where the next block of the grid starts."""
+        begin, end = self.span
+        return (self.grid.window_start(self.last) if self.last < len(self.grid) else end) - begin
+
     def next_start(self, i: int) -> int | None:
         """Where the window after window i of the block starts, if the grid has one."""
         j = self.first + i + 1

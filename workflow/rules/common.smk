@@ -10,6 +10,14 @@ validate(config, "../schemas/config.schema.yaml")
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}; ")
 
 
+# Config names (the schema's propertyNames) never hold a slash, so one rule's files are not read
+# as another's.
+wildcard_constraints:
+    name="[A-Za-z0-9_.-]+",
+    i=r"\d+",
+    n=r"\d+",
+
+
 def check_config():
     named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
     for model, settings in config["pretrain"].items():
@@ -28,6 +36,9 @@ def check_config():
                 f"config: tasks.{task} needs an annotation (GTF or GFF3) for genome "
                 f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation"
             )
+    named += [
+        (f"scan.{name}.genome", s["genome"]) for name, s in config["scan"].items()
+    ]
     for key, name in named:
         if name not in config["genomes"]:
             raise ValueError(
@@ -41,6 +52,29 @@ def check_config():
                     f"config: finetune.{name}.{kind} {value!r} is neither a {kind} in the "
                     f"config nor a folder on disk"
                 )
+    for name, settings in config["scan"].items():
+        model = settings["model"]
+        if model not in config["finetune"] and not Path(model).is_dir():
+            raise ValueError(
+                f"config: scan.{name}.model {model!r} is neither a finetune name in the "
+                f"config nor a folder on disk"
+            )
+        if (settings["mode"] == "fasta") != (settings["bam"] is None):
+            raise ValueError(
+                f"config: scan.{name}: mode {settings['mode']} "
+                + (
+                    "needs a bam"
+                    if settings["bam"] is None
+                    else "scans no bam; use reads or covered"
+                )
+            )
+        if settings["evaluate"] and "annotation" not in config["genomes"].get(
+            settings["genome"], {}
+        ):
+            raise ValueError(
+                f"config: scan.{name}.evaluate needs an annotation for genome "
+                f"{settings['genome']!r}"
+            )
 
 
 check_config()
@@ -165,3 +199,60 @@ def finetune_options(wildcards):
     if s["lr"]:
         options.append(f"--lr {s['lr']}")
     return " ".join(options)
+
+
+def scan_settings(wildcards):
+    return config["scan"][wildcards.name]
+
+
+def scan_model(scan):
+    """A model fine-tuned by the workflow, or a fine-tuned model folder on disk."""
+    model = config["scan"][scan]["model"]
+    return f"results/finetune/{model}" if model in config["finetune"] else model
+
+
+def scan_inputs(wildcards):
+    s = scan_settings(wildcards)
+    model = scan_model(wildcards.name)
+    inputs = {
+        "genome": genome_fasta(s["genome"]),
+        "model": (
+            f"results/finetune/{s['model']}/metrics.json"
+            if s["model"] in config["finetune"]
+            else f"{model}/config.json"
+        ),
+    }
+    if s["bam"]:
+        inputs["bam"] = s["bam"]
+    return inputs
+
+
+def scan_options(wildcards):
+    s = scan_settings(wildcards)
+    source = {
+        "fasta": "--fasta {genome}",
+        "reads": "--bam {bam} --reference {genome}",
+        "covered": f"--bam {{bam}} --reference {{genome}} --covered {s['min_depth']}",
+    }[s["mode"]].format(
+        genome=genome_fasta(s["genome"]), bam=shlex.quote(s["bam"] or "")
+    )
+    options = [
+        f"--model {shlex.quote(scan_model(wildcards.name))}",
+        source,
+        f"--threshold {s['threshold']}",
+        f"--workers {s['workers']}",
+        f"--device {'cuda' if s['gpus'] else 'cpu'}",
+    ]
+    if s["stride"]:
+        options.append(f"--stride {s['stride']}")
+    for key in ("labels", "contigs"):
+        if s[key]:
+            options.append(f"--{key} " + " ".join(map(shlex.quote, s[key])))
+    return " ".join(options)
+
+
+def scan_chunks(wildcards):
+    n = scan_settings(wildcards)["chunks"]
+    return expand(
+        "results/scan/{name}/chunk{i}of{n}.json", name=wildcards.name, i=range(n), n=n
+    )

@@ -1,0 +1,90 @@
+rule scan_chunk:
+    input:
+        unpack(scan_inputs),
+    output:
+        calls="results/scan/{name}/chunk{i}of{n}.bed",
+        summary="results/scan/{name}/chunk{i}of{n}.json",
+        bedgraph="results/scan/{name}/chunk{i}of{n}.bedgraph",
+    log:
+        "logs/scan/{name}/chunk{i}of{n}.log",
+    benchmark:
+        "benchmarks/scan/{name}/chunk{i}of{n}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    threads: lambda wildcards: scan_settings(wildcards)["workers"] + 1
+    resources:
+        gpu=lambda wildcards: scan_settings(wildcards)["gpus"],
+        mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
+        runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
+    params:
+        options=scan_options,
+        bedgraph=lambda wildcards, output: (
+            f"--bedgraph {output.bedgraph}"
+            if scan_settings(wildcards)["bedgraph"]
+            else ""
+        ),
+        empty=lambda wildcards, output: (
+            "" if scan_settings(wildcards)["bedgraph"] else f": > {output.bedgraph}; "
+        ),
+    shell:
+        "{params.empty}python -m dnabert2 scan {params.options} --chunk {wildcards.i}/{wildcards.n} "
+        "--out {output.calls} --summary {output.summary} {params.bedgraph} > {log} 2>&1"
+
+
+rule scan_gather:
+    input:
+        scan_chunks,
+    output:
+        calls="results/scan/{name}.bed",
+        summary="results/scan/{name}.json",
+        bedgraph="results/scan/{name}.bedgraph",
+    log:
+        "logs/scan/{name}/gather.log",
+    benchmark:
+        "benchmarks/scan/{name}/gather.tsv"
+    conda:
+        "../../envs/model.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        top_k=lambda wildcards: (
+            f"--top-k {scan_settings(wildcards)['top_k']}"
+            if scan_settings(wildcards)["top_k"]
+            else ""
+        ),
+        bedgraph=lambda wildcards, output: (
+            f"--bedgraph {output.bedgraph}"
+            if scan_settings(wildcards)["bedgraph"]
+            else f"; : > {output.bedgraph}"
+        ),
+    shell:
+        "python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
+        "{params.top_k} {params.bedgraph} > {log} 2>&1"
+
+
+rule scan_eval:
+    input:
+        calls="results/scan/{name}.bed",
+        annotation=lambda wildcards: config["genomes"][
+            scan_settings(wildcards)["genome"]
+        ]["annotation"],
+    output:
+        "results/scan/{name}/evaluation.json",
+    log:
+        "logs/scan/{name}/eval.log",
+    conda:
+        "../../envs/model.yaml"
+    params:
+        tolerances=lambda wildcards: (
+            f"--splice-tolerance {scan_settings(wildcards)['splice_tolerance']} "
+            f"--tss-tolerance {scan_settings(wildcards)['tss_tolerance']}"
+        ),
+        contigs=lambda wildcards: (
+            "--contigs " + " ".join(scan_settings(wildcards)["contigs"])
+            if scan_settings(wildcards)["contigs"]
+            else ""
+        ),
+    shell:
+        "python -m dnabert2 scan-eval --calls {input.calls} --annotation {input.annotation} "
+        "{params.tolerances} {params.contigs} --out {output} > {log} 2>&1"
