@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--baselines", nargs="*", default=["kmer", "cnn"], choices=["kmer", "cnn"])
     parser.add_argument("--out", type=Path, default=Path("gue-bench.tsv"))
     args = parser.parse_args()
 
@@ -78,8 +79,8 @@ def main():
         torch.manual_seed(0)
         random_dir = root / f"{args.model.name}-random-init"
         save_model(build_model(pretrained.config, "mlm"), random_dir, load_tokenizer(args.model))
-        rows = evaluate(args.model, tasks, args.out, baseline="kmer", finetune_options=options, device=args.device)
-        rows += evaluate(random_dir, tasks, root / "random.tsv", baseline=None, finetune_options=options,
+        rows = evaluate(args.model, tasks, args.out, baselines=args.baselines, finetune_options=options, device=args.device)
+        rows += evaluate(random_dir, tasks, root / "random.tsv", baselines=(), finetune_options=options,
                          device=args.device)
     from dnabert2.evaluate import write_tables
 

@@ -181,7 +181,7 @@ def cmd_evaluate(args) -> None:
     tasks = find_tasks(args.gue) if args.gue else {args.data.name: args.data}
     options = {"lora": not args.full, "epochs": args.epochs, "seeds": args.seeds, "lr": args.lr,
                "batch_size": args.batch_size, "progress": False}
-    rows = evaluate(args.model, tasks, args.out, baseline=None if args.baseline == "none" else args.baseline,
+    rows = evaluate(args.model, tasks, args.out, baselines=[b for b in args.baseline if b != "none"],
                     kmer=args.kmer, finetune_options=options, device=args.device)
     print(args.out.with_suffix(".md").read_text(), end="")
     log.info("wrote %d rows to %s", len(rows), args.out)
@@ -422,18 +422,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["bf16", "fp32"], help="bf16 autocast (default on a GPU) or fp32")
     p.set_defaults(run=cmd_finetune)
 
-    p = add("evaluate", help="score a model on GUE-format tasks, with a k-mer baseline beside it",
+    p = add("evaluate", help="score a model on GUE-format tasks, with baselines beside it",
             description="For every task folder under --gue (GUE layout: EMP/, prom/, splice/, tf/, virus/ ...; "
             "any folder holding train.csv, dev.csv and test.csv) or the one --data task: fine-tune the model "
             "(LoRA unless --full; a model that is already a fine-tuned classifier is scored as it is) and score "
-            "it on test, beside a k-mer logistic-regression baseline. Writes a TSV (one row per task and "
+            "it on test, beside a k-mer logistic-regression baseline (and, with --baseline cnn, a small CNN). "
+            "Writes a TSV (one row per task and "
             "method: MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md).")
     p.add_argument("--model", required=True, type=Path, help="model folder (pretrained, or a fine-tuned classifier)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--gue", type=Path, metavar="DIR", help="a folder of task folders (the GUE layout)")
     where.add_argument("--data", type=Path, metavar="DIR", help="one task folder")
     p.add_argument("--out", required=True, type=Path, help="results table (TSV); the Markdown table goes beside it")
-    p.add_argument("--baseline", choices=["kmer", "none"], default="kmer", help="baseline beside the model (default kmer)")
+    p.add_argument("--baseline", nargs="+", choices=["kmer", "cnn", "none"], default=["kmer"],
+                   help="baselines beside the model: kmer (k-mer logistic regression), cnn (a small CNN on "
+                   "one-hot sequence), or none (default kmer)")
     p.add_argument("--kmer", type=_positive, default=6, help="k of the k-mer baseline (default 6)")
     p.add_argument("--full", action="store_true", help="fine-tune every weight instead of LoRA")
     _training_options(p)

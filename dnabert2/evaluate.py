@@ -1,6 +1,7 @@
 """The GUE-format benchmark harness: every task folder under a directory (or one task), a model
-fine-tuned and scored on each, a k-mer logistic-regression baseline beside it, and the results as a
-TSV (one row per task and method) and a Markdown table in the paper's form (tasks by methods, MCC)."""
+fine-tuned and scored on each, baselines beside it (k-mer logistic regression, a small CNN), and the
+results as a TSV (one row per task and method) and a Markdown table in the paper's form (tasks by
+methods, MCC)."""
 
 import json
 import logging
@@ -8,9 +9,9 @@ import math
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .baselines import cnn_baseline, kmer_baseline
 from .errors import UserError
 from .finetune import SPLITS, encode, finetune, predict, read_task, scores
 from .model import load_model
@@ -36,34 +37,6 @@ def find_tasks(root) -> dict[str, Path]:
     if not tasks:
         raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
     return tasks
-
-
-def kmer_baseline(task: dict, k: int = 6, seed: int = 0) -> dict:
-    """Logistic regression on k-mer frequencies; the regularisation strength picked on dev MCC."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import normalize
-
-    vectoriser = CountVectorizer(analyzer="char", ngram_range=(k, k), lowercase=False)
-    features = {split: None for split in SPLITS}
-    features["train"] = normalize(vectoriser.fit_transform(task["train"][0]), norm="l1")
-    for split in ("dev", "test"):
-        features[split] = normalize(vectoriser.transform(task[split][0]), norm="l1")
-    best = None
-    for c in (1.0, 10.0, 100.0, 1000.0):
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features["train"], task["train"][1])
-        dev = scores(task["dev"][1], _full_probabilities(model, features["dev"], task))["mcc"]
-        if best is None or dev > best[0]:
-            best = (dev, model)
-    return scores(task["test"][1], _full_probabilities(best[1], features["test"], task))
-
-
-def _full_probabilities(model, features, task) -> np.ndarray:
-    """predict_proba with a column for every class of the task, in label order."""
-    classes = int(task["train"][1].max()) + 1
-    probabilities = np.zeros((features.shape[0], classes))
-    probabilities[:, model.classes_] = model.predict_proba(features)
-    return probabilities
 
 
 def score_classifier(model_dir: Path, task: dict, batch_size: int, device: str) -> dict:
@@ -93,10 +66,13 @@ def is_classifier(model_dir: Path) -> bool:
     return "BertForSequenceClassification" in architectures
 
 
-def evaluate(model_dir, tasks: dict[str, Path], out, *, baseline: str | None = "kmer", kmer: int = 6,
+def evaluate(model_dir, tasks: dict[str, Path], out, *, baselines=("kmer",), kmer: int = 6,
              finetune_options: dict | None = None, device="auto") -> list[dict]:
     """Score `model_dir` on every task (fine-tuning it per task unless it is a fine-tuned classifier)
-    and the baseline beside it; writes `out` (TSV) and its .md twin. Returns the rows."""
+    and the baselines ("kmer", "cnn") beside it; writes `out` (TSV) and its .md twin. Returns the rows."""
+    unknown = sorted(set(baselines) - {"kmer", "cnn"})
+    if unknown:
+        raise UserError(f"unknown baseline {unknown[0]!r}; choose kmer or cnn")
     model_dir, out = Path(model_dir), Path(out)
     classifier = is_classifier(model_dir)
     options = finetune_options or {}
@@ -113,9 +89,13 @@ def evaluate(model_dir, tasks: dict[str, Path], out, *, baseline: str | None = "
             result, spread = metrics["test"], metrics["test_sd"]
         rows.append({"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                      **{f"{k}_sd": v for k, v in spread.items()}})
-        if baseline == "kmer":
+        seed = (options.get("seeds") or [0])[0]
+        if "kmer" in baselines:
             rows.append({"task": name, "method": f"{kmer}-mer logistic regression", "n_test": len(task["test"][1]),
-                         **kmer_baseline(task, kmer)})
+                         **kmer_baseline(task, kmer, seed=seed)})
+        if "cnn" in baselines:
+            rows.append({"task": name, "method": "CNN (one-hot, 2 conv layers)", "n_test": len(task["test"][1]),
+                         **cnn_baseline(task, seed=seed, device=device)})
     write_tables(rows, out)
     return rows
 

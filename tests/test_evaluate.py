@@ -8,7 +8,8 @@ import torch
 
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_tokenizer
-from dnabert2.evaluate import find_tasks, kmer_baseline
+from dnabert2.baselines import cnn_baseline, kmer_baseline
+from dnabert2.evaluate import find_tasks
 from dnabert2.finetune import read_task
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.tasks import random_split
@@ -34,6 +35,14 @@ def test_kmer_baseline_on_uci_splice_junctions(uci_task):
     assert result["mcc"] > 0.4 and result["auroc"] > 0.8
 
 
+def test_cnn_baseline_on_uci_splice_junctions(uci_task):
+    result = cnn_baseline(read_task(uci_task), seed=0, device="cpu")
+    assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc"}
+    # Convolutions see where the GT/AG and its neighbours sit, which a bag of k-mers cannot.
+    assert result["mcc"] > 0.7 and result["auroc"] > 0.9
+    assert cnn_baseline(read_task(uci_task), seed=0, device="cpu") == result  # seeded: the same figures again
+
+
 def test_tasks_are_found_in_the_gue_layout(uci_task, tmp_path):
     root = uci_task.parent.parent
     shutil.copytree(SAMPLE, root / "EMP" / "sample")
@@ -48,15 +57,16 @@ def test_evaluate_writes_both_tables(uci_task, tmp_path):
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
     out = tmp_path / "results.tsv"
     result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", out, "--epochs", 1, "--device", "cpu",
-                     "--kmer", 3, "-q")
+                     "--kmer", 3, "--baseline", "kmer", "cnn", "-q")
     assert result.returncode == 0, result.stderr
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert [r["method"] for r in rows] == ["tiny (LoRA)", "3-mer logistic regression"]
+    assert [r["method"] for r in rows] == ["tiny (LoRA)", "3-mer logistic regression", "CNN (one-hot, 2 conv layers)"]
     assert all(r["task"] == "gue_format_sample" and r["n_test"] == "15" for r in rows)
     assert all(-1 <= float(r["mcc"]) <= 1 and 0 <= float(r["auroc"]) <= 1 for r in rows)
     markdown = out.with_suffix(".md").read_text().splitlines()
-    assert markdown[0] == "| task | test examples | tiny (LoRA) MCC | 3-mer logistic regression MCC |"
+    assert markdown[0] == ("| task | test examples | tiny (LoRA) MCC | 3-mer logistic regression MCC | "
+                           "CNN (one-hot, 2 conv layers) MCC |")
     assert markdown[2].startswith("| gue_format_sample | 15 |")
 
 
