@@ -41,6 +41,14 @@ def test_snakefmt_leaves_the_workflow_unchanged():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_rule_has_a_log_and_a_benchmark():
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
+        for directive in ("log", "benchmark"):
+            assert len(re.findall(rf"^    {directive}:", text, flags=re.M)) == rules, f"{smk.name}: a rule without {directive}:"
+
+
 def test_default_config_runs_the_chain(checkout):
     result = snakemake("--cores", "2", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -73,6 +73,8 @@ rule scan_eval:
         "results/scan/{name}/evaluation.json",
     log:
         "logs/scan/{name}/eval.log",
+    benchmark:
+        "benchmarks/scan/{name}/eval.tsv"
     conda:
         "../../envs/model.yaml"
     params:
