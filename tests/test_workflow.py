@@ -135,6 +135,59 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     assert not (checkout / "resources").exists()
 
 
+EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+
+
+def stand_in_inputs(checkout, config_path):
+    """Empty stand-ins for the files an example config expects the user to have put on disk (an
+    annotation, a BAM, a model folder): a dry run checks the plan, not the data."""
+    config = yaml.safe_load(config_path.read_text())
+    paths = [g["annotation"] for g in config["genomes"].values() if "annotation" in g]
+    paths += [g["source"] for g in config["genomes"].values() if ":" not in g["source"]]
+    paths += [s["bam"] for s in config.get("scan", {}).values() if s.get("bam")]
+    for path in map(checkout.joinpath, paths):
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    trained = set(config.get("finetune", {})) | set(config.get("pretrain", {}))
+    folders = [f["model"] for f in config.get("finetune", {}).values()]
+    folders += [s["model"] for s in config.get("scan", {}).values()]
+    for folder in {checkout / f for f in folders if f not in trained}:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+    return config
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_example_configs_plan_their_whole_chain(checkout, example):
+    config = stand_in_inputs(checkout, example)
+    result = snakemake("--dry-run", "--cores", "8", "--configfile", f"config/examples/{example.name}", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
+    # The example stands alone: none of the default config's runs come along.
+    assert "ce1pct_promoter" not in result.stdout or "ce1pct" in config["genomes"]
+    assert int(jobs.get("pretrain", 0)) == len(config.get("pretrain", {}))
+    assert int(jobs.get("scan_chunk", 0)) == sum(s.get("chunks", 1) for s in config.get("scan", {}).values())
+    assert int(jobs.get("scan_eval", 0)) == sum(bool(s.get("evaluate")) for s in config.get("scan", {}).values())
+
+
+def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
+    stand_in_inputs(checkout, ROOT / "config" / "examples" / "gpu_ensembl.yaml")
+    result = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--configfile",
+                       "config/examples/gpu_ensembl.yaml", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {}
+    for block in result.stdout.split("\nrule ")[1:]:
+        jobs.setdefault(block.split(":", 1)[0], []).append(block)
+    pretrain = jobs["pretrain"][0]
+    assert "gpu=8" in pretrain and "slurm_partition=<gpu-partition>" in pretrain
+    assert "torchrun --standalone --nproc-per-node 8" in pretrain
+    assert len(jobs["scan_chunk"]) == 32
+    assert all("gpu=1" in job and "slurm_partition=<gpu-partition>" in job for job in jobs["scan_chunk"])
+    assert all("--chunk" in job for job in jobs["scan_chunk"])
+    assert "slurm_partition=<cpu-partition>" in jobs["vocab"][0] and "gpu=" not in jobs["vocab"][0]
+
+
 def test_missing_config_sections_take_the_schema_defaults(checkout):
     edit_config(checkout, lambda c: c.pop("vocab"))
     result = snakemake("--cores", "1", "--dry-run", cwd=checkout)
