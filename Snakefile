@@ -16,6 +16,10 @@ include: "workflow/rules/vocab.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/scan.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -25,6 +29,8 @@ rule all:
         expand("results/pretrain/{model}/model.safetensors", model=config["pretrain"]),
         expand("results/evaluate/{name}.tsv", name=config["finetune"]),
         expand("results/scan/{name}.bed", name=config["scan"]),
+        expand("results/report/pretraining_{model}.svg", model=config["pretrain"]),
+        expand("results/report/scan_{name}.svg", name=config["scan"]),
         [
             f"results/scan/{name}/evaluation.json"
             for name, s in config["scan"].items()

@@ -207,6 +207,8 @@ def cmd_scan(args) -> None:
     if args.junctions and chunk[1] > 1:
         raise UserError("--junctions with --chunk: write junctions once with `dnabert2 junctions`")
     reference = args.reference or args.fasta if args.bam is not None else None
+    check_outputs([args.out, args.bedgraph, args.summary, args.junctions],
+                  [args.fasta, args.bam, args.reference, args.regions])
     report = scan(args.model, args.out, fasta=None if args.bam is not None else args.fasta, bam=args.bam,
                   reference=reference, covered=args.covered, regions=args.regions, contigs=args.contigs,
                   window=args.window, stride=args.stride, strands=args.strands, labels=args.labels,
@@ -230,14 +232,25 @@ def cmd_scan_gather(args) -> None:
 def cmd_scan_eval(args) -> None:
     from .scan.evaluation import evaluate_calls
 
-    check_outputs([args.out], [args.calls, args.annotation])
+    check_outputs([args.out], [args.calls, args.annotation, args.summary])
     report = evaluate_calls(args.calls, args.annotation, splice_tolerance=args.splice_tolerance,
-                            tss_tolerance=args.tss_tolerance, regions=args.regions, contigs=args.contigs)
+                            tss_tolerance=args.tss_tolerance, regions=args.regions, contigs=args.contigs,
+                            summary=args.summary)
     text = json.dumps(report, indent=2) + "\n"
     if args.out:
         with atomic_output(args.out) as tmp:
             Path(tmp).write_text(text)
     print(text, end="")
+
+
+def cmd_plot(args) -> None:
+    from . import plots
+
+    check_outputs([args.out], [args.input])
+    if not args.input.is_file():
+        raise UserError(f"{args.input}: no such file")
+    (plots.pretraining_loss if args.kind == "pretraining" else plots.score_distribution)(args.input, args.out)
+    log.info("wrote %s", args.out)
 
 
 def _training_options(p) -> None:
@@ -494,17 +507,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("scan-eval", help="precision, recall and F1 of scan calls against a GTF/GFF3",
             description="Match each call's peak to the annotated sites of its label (promoter: TSS; donor, "
             "acceptor: splice sites) on the same strand: splice sites exactly or within --splice-tolerance bp, "
-            "TSSs within --tss-tolerance bp. Prints (and with --out writes) JSON: per label and overall, calls, "
+            "TSSs within --tss-tolerance bp. Calls and sites outside --regions/--contigs (or the scan's regions, "
+            "given --summary) are left out. Prints (and with --out writes) JSON: per label and overall, calls, "
             "sites, precision, recall and F1.")
     p.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     p.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation")
     p.add_argument("--out", type=Path, help="JSON report")
+    p.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called and "
+                   "the regions it scanned, so labels without calls count and sites outside the scan do not")
     p.add_argument("--splice-tolerance", type=_non_negative, default=0, help="bp a splice site may be off (default 0: exact)")
     p.add_argument("--tss-tolerance", type=_non_negative, default=100, help="bp a TSS may be off (default 100)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--regions", type=Path, metavar="BED", help="count only annotated sites inside these regions (where the scan looked)")
     where.add_argument("--contigs", nargs="+", metavar="CONTIG", help="count only annotated sites on these contigs")
     p.set_defaults(run=cmd_scan_eval)
+
+    p = add("plot", help="draw a figure for a report: pretraining loss, or scan score distributions",
+            description="pretraining: the loss per step and the held-out loss from a pretraining metrics.jsonl. "
+            "scores: histograms of a scan's probabilities per label and strand (a bedGraph from `scan --bedgraph`) "
+            "or of its calls' scores per label (its BED). Writes SVG.")
+    p.add_argument("kind", choices=["pretraining", "scores"])
+    p.add_argument("input", type=Path, help="metrics.jsonl, or a scan bedGraph or calls BED")
+    p.add_argument("--out", required=True, type=Path, help="figure (SVG)")
+    p.set_defaults(run=cmd_plot)
     return parser
 
 

@@ -13,13 +13,26 @@ def temporary_name(path: Path) -> Path:
 
 
 def check_outputs(outputs, inputs=()) -> None:
-    """Refuse, before any work, outputs that are directories or would overwrite an input."""
+    """Refuse, before any work, outputs that are directories, that would overwrite an input or each
+    other, or whose folder cannot be made; so a command that fails on them fails before writing any."""
+    seen = set()
     for out in map(Path, filter(None, outputs)):
+        if out.resolve() in seen:
+            raise UserError(f"{out}: given for two outputs")
+        seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
+        _make_folder(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: cannot create the folder {path.parent}: a file is in the way") from None
 
 
 @contextmanager
@@ -28,10 +41,6 @@ def atomic_output(path, *suffixes: str):
     such as ".fai" and ".gzi" indices written beside it) onto `path`. On failure nothing is left."""
     path = Path(path)
     check_outputs([path])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UserError(f"{path}: cannot create the folder {path.parent}: a file is in the way") from None
     tmp = temporary_name(path)
     companions = [(Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes]
     try:

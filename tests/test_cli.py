@@ -8,7 +8,7 @@ import pytest
 from conftest import GENOMES, assert_user_error, run_cli
 
 COMMANDS = ["download", "vocab", "windows", "sites", "junctions", "pretrain", "tasks", "finetune", "evaluate", "scan",
-            "scan-gather", "scan-eval"]
+            "scan-gather", "scan-eval", "plot"]
 
 
 def test_help_lists_every_command():

@@ -151,10 +151,36 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     for label in ("donor", "acceptor"):
         best = sorted((r[4] for r in whole if r[3] == label), reverse=True)[:2]
         assert sorted((r[4] for r in top if r[3] == label), reverse=True) == best
+    scan(splice_model, tmp_path / "whole-top.bed", *common, "--top-k", 2)
+    assert (tmp_path / "top.bed").read_text() == (tmp_path / "whole-top.bed").read_text()
+
+    other = tmp_path / "other.bed"
+    scan(splice_model, other, "--fasta", ce1pct, "--contigs", "V", "--stride", 100, "--threshold", 0.55,
+         "--chunk", "1/3")
+    assert_user_error(run_cli("scan-gather", summaries[0], summaries[2], other.with_suffix(".json"),
+                              "--out", tmp_path / "mixed.bed"), "differ in regions")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    assert_user_error(run_cli("scan-gather", broken, "--out", tmp_path / "mixed.bed"), "not a summary")
+    unscored = tmp_path / "unscored.bed"
+    scan(splice_model, unscored, *common, "--chunk", "0/1")
+    assert_user_error(run_cli("scan-gather", unscored.with_suffix(".json"), "--out", tmp_path / "mixed.bed",
+                              "--bedgraph", tmp_path / "mixed.bedgraph"), "without --bedgraph")
+    assert not list(tmp_path.glob("mixed*"))
 
     missing = run_cli("scan-gather", *summaries[:2], "--out", tmp_path / "partial.bed")
     assert_user_error(missing, "0..2")
     assert not (tmp_path / "partial.bed").exists()
+
+
+def test_top_k_breaks_ties_by_genome_position_whatever_the_input_order():
+    from dnabert2.scan.calls import Call, top
+
+    order = {"I": 0, "II": 1}
+    calls = [Call(c, s, s + 10, "donor", score, "+", 1, s) for c, s, score in
+             [("II", 5, 900), ("I", 50, 800), ("I", 20, 800), ("II", 1, 800), ("I", 90, 700)]]
+    for shuffled in (calls, calls[::-1], calls[2:] + calls[:2]):
+        assert [(c.contig, c.start) for c in top(shuffled, 3, order)] == [("II", 5), ("I", 20), ("I", 50)]
 
 
 def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
@@ -217,6 +243,14 @@ def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
     result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g.bed")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "g.bed").read_text() == (tmp_path / "whole.bed").read_text()
+    # Scores are whole thousandths: cut where the k-th best ties with the next; the earliest in the genome wins.
+    scores = sorted((r[4] for r in whole), reverse=True)
+    k = next(i for i in range(10, len(scores)) if scores[i - 1] == scores[i])
+    scan(short_model, tmp_path / "whole-top.bed", *common, "--top-k", k)
+    result = run_cli("scan-gather", tmp_path / "c1.json", tmp_path / "c0.json", "--out", tmp_path / "g-top.bed",
+                     "--top-k", k)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "g-top.bed").read_text() == (tmp_path / "whole-top.bed").read_text()
 
 
 def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
@@ -253,6 +287,29 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     assert on_one["sites"] == sum(s.contig == "I" for s in donors)
 
 
+def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tmp_path):
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    sites = read_annotation(annotation).splice_sites()
+    donor = next(s for s in sites if s.kind == "donor" and s.contig == "I")
+    elsewhere = next(s for s in sites if s.kind == "donor" and s.contig == "II")
+    calls = tmp_path / "calls.bed"
+    calls.write_text("".join(f"{s.contig}\t{s.position - 200}\t{s.position + 200}\tdonor\t900\t{s.strand}\t1\t-1\t-1\t200\n"
+                             for s in (donor, elsewhere)))
+    summary = tmp_path / "scan.json"
+    summary.write_text(json.dumps({"called": ["donor", "acceptor"], "regions": [["I", 0, 150724]]}))
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--summary", summary)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    on_i = {kind: sum(s.kind == kind and s.contig == "I" for s in sites) for kind in ("donor", "acceptor")}
+    assert report["labels"]["donor"]["calls"] == 1 and report["labels"]["donor"]["sites"] == on_i["donor"]
+    assert report["labels"]["donor"]["precision"] == 1.0
+    assert report["labels"]["acceptor"] == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
+                                            "sites_found": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert report["overall"]["sites"] == on_i["donor"] + on_i["acceptor"]
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "II")
+    assert json.loads(result.stdout)["labels"]["donor"]["calls"] == 1
+
+
 def test_window_other_than_the_task_warns(short_model, ce1pct, tmp_path):
     result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--contigs", "MtDNA", "--window", 100,
                      "--out", tmp_path / "calls.bed", "--workers", 0)
@@ -285,6 +342,13 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
         (["--model", short_model, "--bam", SIRV_BAM, "--bedgraph", tmp_path / "s.bedgraph"], ["--bedgraph"]),
         (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda"] if not torch.cuda.is_available() else
          (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda:99"]), ["cuda"]),
+    ]
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    cases += [
+        (["--model", short_model, "--fasta", ce1pct, "--contigs", "MtDNA", "--window", 50, "--bedgraph",
+          blocker / "s.bedgraph"], ["a file is in the way"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--junctions", out], ["two outputs"]),
     ]
     for args, words in cases:
         assert_user_error(run_cli("scan", *args, "--out", out, "--workers", 0), *words)

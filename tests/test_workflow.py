@@ -93,11 +93,19 @@ def test_default_config_runs_the_chain(checkout):
     again = snakemake("--cores", "2", cwd=checkout)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
+    report = snakemake("--report", "report.html", cwd=checkout)
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = (checkout / "report.html").read_text()
+    for shown in ("pretraining_tiny.svg", "scan_ce1pct_promoter.svg", "ce1pct_promoter.tsv", "metrics.json",
+                  "evaluation.json", "Pretraining", "Evaluation", "Scanning"):
+        assert shown in html, shown
+
     # A new scan threshold reruns the scan and nothing upstream of it.
     edit_config(checkout, lambda c: c["scan"]["ce1pct_promoter"].update(threshold=0.9))
     plan = snakemake("--cores", "2", "--dry-run", cwd=checkout)
     jobs = re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M)
-    assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "all": "1", "total": "5"}, plan.stdout
+    assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "plot_scan_scores": "1", "all": "1",
+                          "total": "6"}, plan.stdout
 
 
 def edit_config(checkout, change):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..outputs import atomic_output, check_outputs
 from ..sequences import Fasta, read_bed_regions, write_bgzf_fasta
-from ..sequences.fasta import compression, sniff_format
+from ..sequences.fasta import NoRandomAccess
 from .calls import BedGraph, Merger, read_calls, top, write_calls
 from .model import called_labels, load_scanner
 from .plan import blocks, chunk, merge_regions
@@ -45,8 +45,11 @@ def _indexed(path, folder: str) -> Path:
     """The FASTA itself if it has random access, else a bgzip copy in `folder` (streamed, so memory
     does not grow with the genome)."""
     path = Path(path)
-    if sniff_format(path) == "fasta" and compression(path) != "gzip":
+    try:
+        Fasta(path, in_memory=False).close()
         return path
+    except NoRandomAccess:
+        pass
     log.info("%s: making an indexed bgzip copy to scan (`dnabert2 download` makes one to keep)", path)
     copy = Path(folder) / "genome.fa.gz"
     write_bgzf_fasta(path, copy)
@@ -89,9 +92,10 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
             with Fasta(genome) as opened:
                 lengths = opened.lengths
         if bam is not None:
+            reference = genome  # the indexed copy where the reference had no random access
             lengths = bam_lengths(bam, reference, lengths)
         source = str(bam if bam is not None and covered is None else fasta or reference)
-        wanted = requested_regions(lengths, source, regions, contigs)
+        wanted = requested = requested_regions(lengths, source, regions, contigs)
         options = {"labels": chosen, "threshold": threshold, "batch_tokens": batch_tokens, "workers": workers,
                    "progress": progress}
         if bam is not None and covered is None:
@@ -107,20 +111,23 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
             mine = chunk(blocks(wanted, scanner.window, stride, BLOCK_WINDOWS), index, count)
             calls, tally = scan_blocks(scanner, genome, mine, strands={"both": "+-"}.get(strands, strands),
                                        max_n=max_n, bedgraph=graph, lengths=lengths, **options)
-    calls = top(calls, top_k)
     order = {c: i for i, c in enumerate(lengths)}
-    write_calls(out, calls, order)
-    if graph is not None:
-        graph.write(bedgraph)
+    calls = top(calls, top_k, order)
     for call in calls:
         tally.calls[call.label] = tally.calls.get(call.label, 0) + 1
-    report = {"model": str(model), "input": source, "mode": "reads" if bam is not None and covered is None else
-              "covered" if covered is not None else "fasta", "chunk": [index, count], "labels": scanner.labels,
+    mode = "reads" if bam is not None and covered is None else "covered" if covered is not None else "fasta"
+    report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in chosen], "threshold": threshold, "top_k": top_k,
-              "stride": stride, "strands": strands, **tally.summary(scanner), "contigs": list(lengths),
-              "calls_file": _relative(out, summary), "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
+              "stride": stride, "strands": strands, "max_n": max_n, "min_depth": covered, "min_mapq": min_mapq,
+              "min_reads": min_reads, "regions": [list(r) for r in requested], **tally.summary(scanner),
+              "contigs": list(lengths), "calls_file": _relative(out, summary),
+              "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
+    # The calls last: a failure writing the others leaves no calls file that looks finished.
+    if graph is not None:
+        graph.write(bedgraph)
     if summary:
         _write_json(summary, report)
+    write_calls(out, calls, order)
     return report
 
 
@@ -137,35 +144,36 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
     """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
     that meet across chunk ends merged), one bedGraph and one summary."""
     check_outputs([out, bedgraph, summary], summaries)
-    parts = []
-    for path in summaries:
-        try:
-            parts.append((Path(path), json.loads(Path(path).read_text())))
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"{path}: not a scan summary ({error})") from None
+    parts = [(Path(path), _read_summary(path)) for path in summaries]
     parts.sort(key=lambda p: p[1]["chunk"][0])
     count = parts[0][1]["chunk"][1]
     found = [p[1]["chunk"][0] for p in parts]
     if any(p[1]["chunk"][1] != count for p in parts) or found != list(range(count)):
         raise UserError(f"chunks {found} given; a scan in {count} chunks needs each of 0..{count - 1} once")
-    for key in ("model", "input", "threshold", "stride", "window_bp", "called"):
+    for key in SAME_IN_EVERY_CHUNK:
         if len({json.dumps(p[1].get(key)) for p in parts}) > 1:
             raise UserError(f"the chunks differ in {key}: they are not parts of one scan")
+    if bedgraph:
+        unscored = [str(folder) for folder, part in parts if not part.get("bedgraph_file")]
+        if unscored:
+            raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph")
     order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
+    calls = []
+    for folder, part in parts:
+        path = folder.parent / part["calls_file"]
+        mine = read_calls(path)
+        strangers = sorted({c.contig for c in mine} - set(order))
+        if strangers:
+            raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
+        calls += mine
     merger = Merger()
-    calls = [c for folder, part in parts for c in read_calls(folder.parent / part["calls_file"])]
     for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
         merger.add(call)
-    merged = top(merger.finish(), top_k)
-    write_calls(out, merged, order)
+    merged = top(merger.finish(), top_k, order)
     if bedgraph:
         graph = BedGraph()
         for folder, part in parts:
-            if not part["bedgraph_file"]:
-                graph.close()
-                raise UserError(f"{folder}: this chunk was scanned without --bedgraph")
             graph.extend(folder.parent / part["bedgraph_file"])
-        graph.write(bedgraph)
     totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases", "seconds")}
     # Rates over the chunks' summed job time: what one job running them all in turn would do.
     seconds = max(totals["seconds"], 1e-9)
@@ -177,6 +185,28 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
         per_label[call.label] = per_label.get(call.label, 0) + 1
     report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": count, "calls": per_label, "top_k": top_k,
               "calls_file": _relative(out, summary), "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
+    if bedgraph:
+        graph.write(bedgraph)
     if summary:
         _write_json(summary, report)
+    write_calls(out, merged, order)
     return report
+
+
+SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
+                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs")
+
+
+def _read_summary(path) -> dict:
+    """A chunk's summary, checked for what gathering needs."""
+    try:
+        part = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not a scan summary ({error})") from None
+    chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
+        and all(isinstance(x, int) for x in part["chunk"])
+    if not chunk_ok or not isinstance(part.get("calls_file"), str) or not isinstance(part.get("contigs"), list) \
+            or not all(isinstance(part.get(k), (int, float)) for k in ("windows", "windows_skipped_for_n", "tokens",
+                                                                      "bases", "seconds", "window_bp")):
+        raise UserError(f"{path}: not a summary written by `dnabert2 scan --summary`")
+    return part

@@ -21,6 +21,7 @@ from .plan import Grid
 log = logging.getLogger(__name__)
 
 COVERAGE_STEP = 1_000_000  # bp of coverage counted at a time
+READ_BIN = 50_000  # reads are batched by where they start, in bins of this many bp
 
 
 def split_regions(regions, i: int, n: int) -> list[tuple[str, int, int]]:
@@ -73,20 +74,25 @@ class ReadWindows(IterableDataset):
         self.offsets = [scanner.offsets[name] for name in names]
 
     def blocks(self, bam):
+        """Reads in blocks, grouped by the bin their alignment starts in. A bin's blocks are the same
+        whatever stretch of the genome is scanned (a chunk takes every bin holding a read that reaches
+        into it), so each read is classified among the same batch-mates in a chunk as in one run."""
         for contig, begin, end in self.ranges:
-            reads = []
-            for read in aligned_reads(bam, contig, begin, end, self.min_mapq):
-                reads.append(read)
-                if len(reads) == self.block_reads:
-                    yield contig, begin, end, reads
-                    reads = []
-            yield contig, begin, end, reads
+            reaching = [r.reference_start for r in aligned_reads(bam, contig, begin, begin + 1, self.min_mapq)]
+            for b in range(min(reaching + [begin]) // READ_BIN, (end - 1) // READ_BIN + 1):
+                lo, hi = b * READ_BIN, (b + 1) * READ_BIN
+                reads = [r for r in aligned_reads(bam, contig, lo, hi, self.min_mapq) if lo <= r.reference_start < hi]
+                for first in range(0, max(len(reads), 1), self.block_reads):
+                    yield contig, begin, end, reads[first:first + self.block_reads]
 
     def __iter__(self):
         tokenizer = load_tokenizer(self.tokenizer)
         with open_alignments(self.bam_path, self.reference) as bam:
             for _, (contig, begin, end, reads) in worker_share(self.blocks(bam)):
-                yield self.prepare(tokenizer, contig, begin, end, reads)
+                try:
+                    yield self.prepare(tokenizer, contig, begin, end, reads)
+                except UserError as error:  # travels to the main process as data, not as a traceback
+                    yield {"error": str(error)}
 
     def prepare(self, tokenizer, contig, begin, end, reads) -> dict:
         pieces, strands, sites = [], [], []
@@ -126,6 +132,8 @@ def scan_reads(scanner: Scanner, bam_path, reference, ranges, *, labels: list[in
     started = time.perf_counter()
     with tqdm(unit="read", disable=not progress) as bar:
         for item in loader:
+            if "error" in item:
+                raise UserError(item["error"])
             if len(item["lengths"]):
                 probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
                 for j, label in enumerate(labels):

@@ -64,14 +64,14 @@ class Merger:
         return self.done
 
 
-def top(calls: list[Call], k: int | None) -> list[Call]:
-    """The k best-scoring calls of each label (earlier ones first on a tie), or all."""
+def top(calls: list[Call], k: int | None, order: dict[str, int]) -> list[Call]:
+    """The k best-scoring calls of each label (on a tie, the earlier in the genome), or all."""
     if k is None:
         return calls
     kept = []
     for label in sorted({c.label for c in calls}):
         mine = [c for c in calls if c.label == label]
-        kept += sorted(mine, key=lambda c: -c.score)[:k]
+        kept += sorted(mine, key=lambda c: (-c.score, order[c.contig], c.start, c.end, c.strand))[:k]
     return kept
 
 

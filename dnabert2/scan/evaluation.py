@@ -2,7 +2,9 @@
 kind on its strand (splice sites exactly or within ±k bp, TSSs within ±N bp); precision is the share
 of calls that match a site, recall the share of sites that a call matches."""
 
+import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -30,51 +32,67 @@ def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndar
     return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
 
 
+def _inside(contig: str, positions: np.ndarray, regions) -> np.ndarray:
+    mask = np.zeros(len(positions), dtype=bool)
+    for c, start, end in regions:
+        if c == contig:
+            mask |= (positions >= start) & (positions < end)
+    return mask
+
+
 def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, tss_tolerance: int = 100,
-                   regions=None, contigs=None) -> dict:
-    """Precision, recall and F1 per label (and over all), as a dict ready for JSON. Annotated sites
-    count only inside `regions` (BED) or `contigs` when given, i.e. where the scan looked."""
+                   regions=None, contigs=None, summary=None) -> dict:
+    """Precision, recall and F1 per label (and over all), as a dict ready for JSON. Only calls (by
+    their peak) and annotated sites inside `regions` (BED), `contigs`, or the regions the scan's
+    `summary` names count. The labels are those the scan called (from its summary), else those in
+    the calls."""
     calls = read_calls(calls_path)
-    unknown = sorted({c.label for c in calls} - set(KIND))
+    scanned = None
+    if summary is not None:
+        try:
+            scanned = json.loads(Path(summary).read_text())
+            labels, scanned_regions = list(scanned["called"]), [tuple(r) for r in scanned["regions"]]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{summary}: not a summary written by `dnabert2 scan --summary`") from None
+    else:
+        labels = sorted({c.label for c in calls})
+    unknown = sorted((set(labels) | {c.label for c in calls}) - set(KIND))
     if unknown:
-        raise UserError(f"{calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
+        raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(KIND)})")
-    labels = sorted({c.label for c in calls}) or []
-    annotation = read_annotation(annotation_path)
-    sites = _sites(annotation, {KIND[label] for label in labels})
     inside = None
     if regions is not None:
         inside = read_bed_regions(regions)
     elif contigs:
         inside = [(c, 0, 2**62) for c in contigs]
+    elif scanned is not None:
+        inside = scanned_regions
+    annotation = read_annotation(annotation_path)
+    sites = _sites(annotation, {KIND[label] for label in labels})
     if inside is not None:
-        kept = {}
-        for (kind, contig, strand), positions in sites.items():
-            mask = np.zeros(len(positions), dtype=bool)
-            for c, start, end in inside:
-                if c == contig:
-                    mask |= (positions >= start) & (positions < end)
-            kept[(kind, contig, strand)] = positions[mask]
-        sites = kept
+        sites = {key: positions[_inside(key[1], positions, inside)] for key, positions in sites.items()}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "splice_tolerance": splice_tolerance,
               "tss_tolerance": tss_tolerance, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     for label in labels:
         kind = KIND[label]
         tolerance = tss_tolerance if kind == "tss" else splice_tolerance
-        mine = [c for c in calls if c.label == label]
-        counts = np.zeros(4, dtype=np.int64)
-        counts[0] = len(mine)
         peaks = defaultdict(list)
-        for c in mine:
-            peaks[(c.contig, c.strand)].append(c.peak)
+        for c in calls:
+            if c.label == label:
+                peaks[(c.contig, c.strand)].append(c.peak)
+        peaks = {key: np.sort(np.array(p, dtype=np.int64)) for key, p in peaks.items()}
+        if inside is not None:
+            peaks = {key: p[_inside(key[0], p, inside)] for key, p in peaks.items()}
+        counts = np.zeros(4, dtype=np.int64)
         for (contig, strand), positions in peaks.items():
-            counts[1] += _near(np.array(positions), sites.get((kind, contig, strand), np.array([], dtype=np.int64)),
+            counts[0] += len(positions)
+            counts[1] += _near(positions, sites.get((kind, contig, strand), np.array([], dtype=np.int64)),
                                tolerance).sum()
         for (k, contig, strand), positions in sites.items():
             if k == kind:
                 counts[2] += len(positions)
-                counts[3] += _near(positions, np.sort(np.array(peaks.get((contig, strand), []), dtype=np.int64)),
+                counts[3] += _near(positions, peaks.get((contig, strand), np.array([], dtype=np.int64)),
                                    tolerance).sum()
         report["labels"][label] = _metrics(counts)
         totals += counts

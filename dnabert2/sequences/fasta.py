@@ -231,20 +231,28 @@ def _fai_lengths(fai: Path) -> dict[str, int]:
     return lengths
 
 
+class NoRandomAccess(UserError):
+    """A sequence file that can only be read whole."""
+
+
 class Fasta:
     """Random access to a genome by contig and region; sequences come back upper-cased (soft-masked
     bases unmasked). Plain and bgzip FASTA are indexed (in place, or in a temporary folder when the
     folder is read-only). What faidx cannot index (plain gzip, ragged line lengths) and GenBank are
     read into memory instead."""
 
-    def __init__(self, path, validate: bool = False):
-        """validate: check every base and name now rather than in the regions fetched later."""
+    def __init__(self, path, validate: bool = False, in_memory: bool = True):
+        """validate: check every base and name now rather than in the regions fetched later.
+        in_memory: False raises NoRandomAccess instead of reading a file faidx cannot index."""
         self.path = check_file(path)
         self._faidx = None
         self._memory = None
         self._tmpdir = None
         if sniff_format(self.path) == "fasta" and compression(self.path) != "gzip":
             self._faidx = self._open_indexed()
+        if self._faidx is None and not in_memory:
+            self.close()
+            raise NoRandomAccess(f"{self.path}: no random access (gzip, GenBank or ragged lines)")
         if self._faidx is None:
             log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
                      "`dnabert2 download` makes an indexed bgzip copy", self.path)

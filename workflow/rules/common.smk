@@ -68,6 +68,11 @@ def check_config():
                     else "scans no bam; use reads or covered"
                 )
             )
+        if settings["mode"] == "reads" and settings["bedgraph"]:
+            raise ValueError(
+                f"config: scan.{name}: a bedgraph holds window scores along the genome; "
+                "reads mode has none (use bedgraph: false, or mode covered)"
+            )
         if settings["evaluate"] and "annotation" not in config["genomes"].get(
             settings["genome"], {}
         ):
@@ -256,3 +261,14 @@ def scan_chunks(wildcards):
     return expand(
         "results/scan/{name}/chunk{i}of{n}.json", name=wildcards.name, i=range(n), n=n
     )
+
+
+def bedgraph_option(wildcards, output):
+    return (
+        f"--bedgraph {output.bedgraph}" if scan_settings(wildcards)["bedgraph"] else ""
+    )
+
+
+def empty_bedgraph(wildcards, output):
+    """The shell prefix that leaves an empty .bedgraph where a scan writes none."""
+    return "" if scan_settings(wildcards)["bedgraph"] else f": > {output.bedgraph}; "

@@ -27,7 +27,11 @@ rule finetune:
         model=finetune_model,
         task=lambda wildcards: task_files(finetune_settings(wildcards)["task"]),
     output:
-        metrics="results/finetune/{name}/metrics.json",
+        metrics=report(
+            "results/finetune/{name}/metrics.json",
+            category="Fine-tuning",
+            labels={"run": "{name}", "file": "test metrics (mean, sd over seeds)"},
+        ),
         info="results/finetune/{name}/finetune.json",
     log:
         "logs/finetune/{name}.log",
@@ -54,7 +58,11 @@ rule evaluate:
         model="results/finetune/{name}/metrics.json",
         task=lambda wildcards: task_files(finetune_settings(wildcards)["task"]),
     output:
-        table="results/evaluate/{name}.tsv",
+        table=report(
+            "results/evaluate/{name}.tsv",
+            category="Evaluation",
+            labels={"run": "{name}", "file": "test metrics beside the baseline"},
+        ),
         markdown="results/evaluate/{name}.md",
     log:
         "logs/evaluate/{name}.log",

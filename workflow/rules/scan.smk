@@ -18,14 +18,8 @@ rule scan_chunk:
         runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
         options=scan_options,
-        bedgraph=lambda wildcards, output: (
-            f"--bedgraph {output.bedgraph}"
-            if scan_settings(wildcards)["bedgraph"]
-            else ""
-        ),
-        empty=lambda wildcards, output: (
-            "" if scan_settings(wildcards)["bedgraph"] else f": > {output.bedgraph}; "
-        ),
+        bedgraph=bedgraph_option,
+        empty=empty_bedgraph,
     shell:
         "{params.empty}python -m dnabert2 scan {params.options} --chunk {wildcards.i}/{wildcards.n} "
         "--out {output.calls} --summary {output.summary} {params.bedgraph} > {log} 2>&1"
@@ -36,7 +30,11 @@ rule scan_gather:
         scan_chunks,
     output:
         calls="results/scan/{name}.bed",
-        summary="results/scan/{name}.json",
+        summary=report(
+            "results/scan/{name}.json",
+            category="Scanning",
+            labels={"scan": "{name}", "file": "summary"},
+        ),
         bedgraph="results/scan/{name}.bedgraph",
     log:
         "logs/scan/{name}/gather.log",
@@ -53,24 +51,26 @@ rule scan_gather:
             if scan_settings(wildcards)["top_k"]
             else ""
         ),
-        bedgraph=lambda wildcards, output: (
-            f"--bedgraph {output.bedgraph}"
-            if scan_settings(wildcards)["bedgraph"]
-            else f"; : > {output.bedgraph}"
-        ),
+        bedgraph=bedgraph_option,
+        empty=empty_bedgraph,
     shell:
-        "python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
+        "{params.empty}python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
         "{params.top_k} {params.bedgraph} > {log} 2>&1"
 
 
 rule scan_eval:
     input:
         calls="results/scan/{name}.bed",
+        summary="results/scan/{name}.json",
         annotation=lambda wildcards: config["genomes"][
             scan_settings(wildcards)["genome"]
         ]["annotation"],
     output:
-        "results/scan/{name}/evaluation.json",
+        report(
+            "results/scan/{name}/evaluation.json",
+            category="Scanning",
+            labels={"scan": "{name}", "file": "evaluation against the annotation"},
+        ),
     log:
         "logs/scan/{name}/eval.log",
     benchmark:
@@ -82,11 +82,6 @@ rule scan_eval:
             f"--splice-tolerance {scan_settings(wildcards)['splice_tolerance']} "
             f"--tss-tolerance {scan_settings(wildcards)['tss_tolerance']}"
         ),
-        contigs=lambda wildcards: (
-            "--contigs " + " ".join(scan_settings(wildcards)["contigs"])
-            if scan_settings(wildcards)["contigs"]
-            else ""
-        ),
     shell:
-        "python -m dnabert2 scan-eval --calls {input.calls} --annotation {input.annotation} "
-        "{params.tolerances} {params.contigs} --out {output} > {log} 2>&1"
+        "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "
+        "--annotation {input.annotation} {params.tolerances} --out {output} > {log} 2>&1"

@@ -1,0 +1,72 @@
+"""Figures for the workflow's report: the pretraining loss curve, and the distribution of a scan's
+scores (every window's, from its bedGraph, or the calls', from its BED). SVG, written atomically."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .outputs import atomic_output
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4), layout="constrained")
+
+
+def _save(fig, out) -> None:
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="svg")
+
+
+def pretraining_loss(metrics, out) -> None:
+    """Training loss per step, and the held-out loss where it was measured, from metrics.jsonl."""
+    rows = []
+    for number, line in enumerate(Path(metrics).read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise UserError(f"{metrics}: line {number} is not JSON") from None
+    if not rows:
+        raise UserError(f"{metrics}: no steps logged")
+    fig, ax = _figure()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.8, label="training loss")
+    held = [r for r in rows if "eval_loss" in r]
+    if held:
+        ax.plot([r["step"] for r in held], [r["eval_loss"] for r in held], "o-", label="held-out loss")
+    ax.set(xlabel="step", ylabel="masked-LM loss (nats)", title=f"pretraining: {Path(metrics).parent.name}")
+    ax.legend()
+    _save(fig, out)
+
+
+def score_distribution(scores_file, out) -> None:
+    """Histogram of probabilities per track (label and strand) of a scan bedGraph, or, for a calls
+    BED, of the calls' scores per label."""
+    path = Path(scores_file)
+    groups: dict[str, list[float]] = {}
+    with open(path) as handle:
+        track = None
+        for line in handle:
+            if line.startswith("track"):
+                track = line.split('name="', 1)[1].split('"', 1)[0]
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if track is not None:
+                groups.setdefault(track, []).append(float(fields[3]))
+            elif len(fields) >= 6:
+                groups.setdefault(fields[3], []).append(int(fields[4]) / 1000)
+    fig, ax = _figure()
+    for name, values in sorted(groups.items()):
+        ax.hist(np.array(values), bins=50, range=(0, 1), histtype="step", label=f"{name} ({len(values):,})")
+    what = "windows" if track is not None else "calls"
+    ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if groups else "linear")
+    if groups:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, f"no {what}", ha="center", transform=ax.transAxes)
+    _save(fig, out)

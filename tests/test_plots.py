@@ -1,0 +1,35 @@
+"""The report's figures: `dnabert2 plot` draws SVGs from the files the workflow writes."""
+
+import json
+
+from conftest import assert_user_error, run_cli
+
+
+def test_pretraining_loss_curve(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": 8 - s / 100} for s in range(1, 301)]
+    rows[99]["eval_loss"] = 7.1
+    rows[199]["eval_loss"] = 6.2
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("plot", "pretraining", metrics, "--out", tmp_path / "loss.svg")
+    assert result.returncode == 0, result.stderr
+    svg = (tmp_path / "loss.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "held-out loss" in svg
+
+    metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo')
+    assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "bad.svg"), "line 2")
+    assert not (tmp_path / "bad.svg").exists()
+
+
+def test_score_distributions_from_bedgraph_and_calls(tmp_path):
+    graph = tmp_path / "scan.bedgraph"
+    graph.write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t20\t0.950\n'
+                     'track type=bedGraph name="donor-"\nI\t0\t10\t0.050\n')
+    calls = tmp_path / "calls.bed"
+    calls.write_text("I\t0\t400\tdonor\t950\t+\t3\t-1\t-1\t200\n")
+    for source, legend in ((graph, "donor+ (2)"), (calls, "donor (1)")):
+        out = tmp_path / f"{source.stem}.svg"
+        result = run_cli("plot", "scores", source, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert legend in out.read_text()
+    assert_user_error(run_cli("plot", "scores", tmp_path / "missing.bed", "--out", tmp_path / "x.svg"), "no such file")

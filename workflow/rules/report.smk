@@ -1,0 +1,42 @@
+rule plot_pretraining:
+    input:
+        "results/pretrain/{model}/model.safetensors",
+    output:
+        report(
+            "results/report/pretraining_{model}.svg",
+            caption="../report/pretraining.rst",
+            category="Pretraining",
+        ),
+    log:
+        "logs/report/pretraining_{model}.log",
+    benchmark:
+        "benchmarks/report/pretraining_{model}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    shell:
+        "python -m dnabert2 plot pretraining results/pretrain/{wildcards.model}/metrics.jsonl "
+        "--out {output} > {log} 2>&1"
+
+
+rule plot_scan_scores:
+    input:
+        calls="results/scan/{name}.bed",
+        bedgraph="results/scan/{name}.bedgraph",
+    output:
+        report(
+            "results/report/scan_{name}.svg",
+            caption="../report/scores.rst",
+            category="Scanning",
+        ),
+    log:
+        "logs/report/scan_{name}.log",
+    benchmark:
+        "benchmarks/report/scan_{name}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    params:
+        scores=lambda wildcards, input: (
+            input.bedgraph if scan_settings(wildcards)["bedgraph"] else input.calls
+        ),
+    shell:
+        "python -m dnabert2 plot scores {params.scores} --out {output} > {log} 2>&1"
