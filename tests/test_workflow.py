@@ -132,6 +132,7 @@ def edit_config(checkout, change):
         (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
         (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["scan.ce1pct_promoter", "needs a bam"]),
         (lambda c: c["scan"]["ce1pct_promoter"].update(treshold=0.9), ["treshold"]),
+        (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["same source", "list each genome once"]),
     ],
 )
 def test_bad_config_is_refused_before_any_job(checkout, change, words):
@@ -141,6 +142,14 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     for word in words:
         assert word in result.stdout + result.stderr
     assert not (checkout / "resources").exists()
+
+
+def test_a_genome_named_twice_is_refused(checkout):
+    path = checkout / "config/config.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("genomes:\n", "genomes:\n  ce1pct:\n    source: example/other.fa.gz\n", 1))
+    result = snakemake("--cores", "1", "--dry-run", cwd=checkout)
+    assert result.returncode != 0 and "'ce1pct' is given twice" in result.stdout + result.stderr
 
 
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))

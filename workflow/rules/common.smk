@@ -1,7 +1,33 @@
 import shlex
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
+
+
+class _RefuseDuplicates(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word; a config must not."""
+
+
+def _mapping(loader, node):
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(
+            f"config: {twice[0]!r} is given twice under the same key (line {node.start_mark.line + 1}); "
+            "name each genome, task and run once"
+        )
+    return loader.construct_mapping(node)
+
+
+_RefuseDuplicates.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
+)
+for _path in workflow.overwrite_configfiles or [
+    Path(workflow.basedir) / "config/config.yaml"
+]:
+    with open(_path) as _handle:
+        yaml.load(_handle, Loader=_RefuseDuplicates)
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -19,6 +45,14 @@ wildcard_constraints:
 
 
 def check_config():
+    sources = {}
+    for name, entry in config["genomes"].items():
+        if entry["source"] in sources:
+            raise ValueError(
+                f"config: genomes {sources[entry['source']]!r} and {name!r} have the same source "
+                f"{entry['source']!r}; list each genome once"
+            )
+        sources[entry["source"]] = name
     named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
     for model, settings in config["pretrain"].items():
         named += [(f"pretrain.{model}.genomes", g) for g in settings["genomes"]]
