@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ if not torch.cuda.is_available():
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 GENOMES = DATA / "genomes"
+TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 
 if not DATA.is_dir():
     pytest.exit(f"the tests read real data from the shared data set, expected at {DATA}", returncode=4)
@@ -48,3 +50,30 @@ def ce1pct(tmp_path_factory):
     path = tmp_path_factory.mktemp("ce1pct") / "ce1pct.fa.gz"
     write_bgzf_fasta(GENOMES / "ce1pct.fa.gz", path)
     return path
+
+
+def scan_classifier(folder, window: int, task: str = "splice", labels=("neither", "donor", "acceptor")):
+    """A random tiny classifier whose logits are rescaled to mean 0, sd 2 over real windows, so that
+    its probabilities spread over (0, 1) rather than sitting near one value."""
+    from dnabert2.model import build_model, preset, save_model
+    from dnabert2.sequences import Fasta
+    from dnabert2.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", num_labels=len(labels)), "classification").eval()
+    tokenizer = load_tokenizer(TOKENIZER)
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        sequence = genome.fetch("IV", 0, 100 * window)
+    windows = [sequence[i:i + window] for i in range(0, len(sequence) - window, window // 2)]
+    ids = [torch.tensor([1, *e.ids, 2]) for e in tokenizer.encode_batch(windows, add_special_tokens=False)]
+    batch = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=3)
+    with torch.no_grad():
+        logits = model(batch, attention_mask=(batch != 3).long()).logits
+        scale = 2 / logits.std(0)
+        model.classifier.weight.mul_(scale[:, None])
+        model.classifier.bias.copy_((model.classifier.bias - logits.mean(0)) * scale)
+    save_model(model, folder, tokenizer)
+    (folder / "task.json").write_text(json.dumps({"task": task, "window_bp": window,
+                                                  "labels": dict(enumerate(labels))}))
+    (folder / "finetune.json").write_text(json.dumps({"max_tokens": window // 3, "num_labels": len(labels)}))
+    return folder

@@ -11,51 +11,26 @@ import pysam
 import pytest
 import torch
 from Bio.Seq import reverse_complement
-from conftest import DATA, GENOMES, assert_user_error, run_cli
+from conftest import DATA, GENOMES, TOKENIZER, assert_user_error, run_cli, scan_classifier
 
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.sequences import Fasta, read_annotation
 from dnabert2.tokenizer import load_tokenizer
 
-TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 SIRV = DATA / "bam" / "sirv_ont"
 SIRV_BAM = SIRV / "pcs109_5k_spliced.bam"
 SIRV_FASTA = SIRV / "SIRV_150601a.fasta.gz"
-LABELS = ("neither", "donor", "acceptor")
-
-
-def classifier(folder, window: int, task: str = "splice", labels=LABELS):
-    """A random tiny classifier whose logits are rescaled to mean 0, sd 2 over real windows, so that
-    its probabilities spread over (0, 1) rather than sitting near one value."""
-    torch.manual_seed(0)
-    model = build_model(preset("tiny", num_labels=len(labels)), "classification").eval()
-    tokenizer = load_tokenizer(TOKENIZER)
-    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
-        sequence = genome.fetch("IV", 0, 100 * window)
-    windows = [sequence[i:i + window] for i in range(0, len(sequence) - window, window // 2)]
-    ids = [torch.tensor([1, *e.ids, 2]) for e in tokenizer.encode_batch(windows, add_special_tokens=False)]
-    batch = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=3)
-    with torch.no_grad():
-        logits = model(batch, attention_mask=(batch != 3).long()).logits
-        scale = 2 / logits.std(0)
-        model.classifier.weight.mul_(scale[:, None])
-        model.classifier.bias.copy_((model.classifier.bias - logits.mean(0)) * scale)
-    save_model(model, folder, tokenizer)
-    (folder / "task.json").write_text(json.dumps({"task": task, "window_bp": window,
-                                                  "labels": dict(enumerate(labels))}))
-    (folder / "finetune.json").write_text(json.dumps({"max_tokens": window // 3, "num_labels": len(labels)}))
-    return folder
 
 
 @pytest.fixture(scope="module")
 def splice_model(tmp_path_factory):
-    return classifier(tmp_path_factory.mktemp("model") / "splice", 400)
+    return scan_classifier(tmp_path_factory.mktemp("model") / "splice", 400)
 
 
 @pytest.fixture(scope="module")
 def short_model(tmp_path_factory):
     """60 bp windows, site at the centre: short enough for 35 bp-plus reads and quick scans."""
-    return classifier(tmp_path_factory.mktemp("model") / "short", 60, task="custom", labels=("no", "yes"))
+    return scan_classifier(tmp_path_factory.mktemp("model") / "short", 60, task="custom", labels=("no", "yes"))
 
 
 def read_bed(path):

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import DATA, ROOT, scan_classifier
 from dnabert2 import load_model, load_tokenizer
 
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
@@ -142,6 +142,33 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     for word in words:
         assert word in result.stdout + result.stderr
     assert not (checkout / "resources").exists()
+
+
+def test_scan_only_of_a_bam_with_a_model_from_disk(checkout):
+    """Entered midway: no pretraining or fine-tuning, a classifier folder on disk scans the SIRV
+    nanopore reads both ways, in chunks, and the calls are scored against the annotation."""
+    model = scan_classifier(checkout / "models" / "splice", 60)
+    sirv = DATA / "bam" / "sirv_ont"
+    config = {
+        "genomes": {"sirv": {"source": str(sirv / "SIRV_150601a.fasta.gz"),
+                             "annotation": str(sirv / "SIRV_C_150601a.gtf.gz")}},
+        "scan": {name: {"model": str(model), "genome": "sirv", "bam": str(sirv / "pcs109_5k_spliced.bam"),
+                        "mode": mode, "min_depth": 50, "chunks": 2, "stride": 40, "threshold": 0.8,
+                        "evaluate": True, "splice_tolerance": 10, "workers": 0}
+                 for name, mode in (("reads", "reads"), ("covered", "covered"))},
+    }
+    (checkout / "bam.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("--cores", "2", "--configfile", "bam.yaml", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (checkout / "results" / "pretrain").exists() and not (checkout / "results" / "finetune").exists()
+    for name in ("reads", "covered"):
+        summary = json.loads((checkout / f"results/scan/{name}.json").read_text())
+        assert summary["mode"] == name and summary["chunks"] == 2
+        calls = (checkout / f"results/scan/{name}.bed").read_text().splitlines()
+        assert calls and len(calls) == sum(summary["calls"].values())
+        evaluation = json.loads((checkout / f"results/scan/{name}/evaluation.json").read_text())
+        assert set(evaluation["labels"]) == {"donor", "acceptor"} and evaluation["overall"]["sites"] > 0
+        assert (checkout / f"results/report/scan_{name}.svg").stat().st_size > 0
 
 
 def test_a_genome_named_twice_is_refused(checkout):

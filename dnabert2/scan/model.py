@@ -89,7 +89,8 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     trained_tokens = trained.get("max_tokens")
     # The fine-tuning token limit, scaled with the window, so a window is cut where training cut it.
     max_tokens = math.ceil(trained_tokens * window / trained_window) if trained_tokens and trained_window else window + 2
-    geometries = GEOMETRIES.get(task.get("task"), {}) if window == trained_window else {}
+    # A task's geometry places the site only in windows of the length it was built for.
+    geometries = {label: g for label, g in GEOMETRIES.get(task.get("task"), {}).items() if g.length == window}
     centre = window // 2
     offsets = {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries else (centre, window - 1 - centre)
                for label in labels}
