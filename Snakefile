@@ -32,6 +32,11 @@ rule all:
         expand("results/report/pretraining_{model}.svg", model=config["pretrain"]),
         expand("results/report/scan_{name}.svg", name=config["scan"]),
         [
+            f"results/scan/{name}/junctions.bed"
+            for name, s in config["scan"].items()
+            if s["bam"]
+        ],
+        [
             f"results/scan/{name}/evaluation.json"
             for name, s in config["scan"].items()
             if s["evaluate"]

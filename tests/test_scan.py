@@ -241,6 +241,21 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     assert summary["bases"] < total / 2
 
 
+def test_ex1_reads_and_coverage(short_model, tmp_path):
+    """samtools' ex1: 35 bp reads on two 1.6 kb contigs; 30 bp windows (the model was fine-tuned on 60,
+    which warns)."""
+    ex1 = DATA / "bam" / "ex1"
+    lengths = {"chr1": 1575, "chr2": 1584}
+    rows, summary = scan(short_model, tmp_path / "covered.bed", "--bam", ex1 / "ex1.bam", "--reference",
+                         ex1 / "ex1.fa", "--covered", 10, "--window", 30, "--stride", 10, "--threshold", 0.5)
+    assert rows and summary["mode"] == "covered" and summary["bases"] <= sum(lengths.values())
+    assert_valid_bed(rows, lengths, {"yes"})
+    rows, summary = scan(short_model, tmp_path / "reads.bed", "--bam", ex1 / "ex1.bam", "--window", 30,
+                         "--stride", 5, "--threshold", 0)
+    assert_valid_bed(rows, lengths, {"yes"})
+    assert sum(r[6] for r in rows) == summary["windows"] > 3000  # both strands of every read's windows
+
+
 def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     annotation = GENOMES / "ce1pct.gff3.gz"
     donors = [s for s in read_annotation(annotation).splice_sites() if s.kind == "donor"]

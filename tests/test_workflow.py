@@ -169,6 +169,8 @@ def test_scan_only_of_a_bam_with_a_model_from_disk(checkout):
         evaluation = json.loads((checkout / f"results/scan/{name}/evaluation.json").read_text())
         assert set(evaluation["labels"]) == {"donor", "acceptor"} and evaluation["overall"]["sites"] > 0
         assert (checkout / f"results/report/scan_{name}.svg").stat().st_size > 0
+        junctions = (checkout / f"results/scan/{name}/junctions.bed").read_text().splitlines()
+        assert len(junctions) > 100 and all(j.split("\t")[3].startswith("reads=") for j in junctions)
 
 
 def test_a_genome_named_twice_is_refused(checkout):

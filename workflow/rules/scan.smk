@@ -85,3 +85,23 @@ rule scan_eval:
     shell:
         "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "
         "--annotation {input.annotation} {params.tolerances} --out {output} > {log} 2>&1"
+
+
+rule scan_junctions:
+    input:
+        bam=lambda wildcards: scan_settings(wildcards)["bam"],
+        genome=lambda wildcards: genome_fasta(scan_settings(wildcards)["genome"]),
+    output:
+        "results/scan/{name}/junctions.bed",
+    log:
+        "logs/scan/{name}/junctions.log",
+    benchmark:
+        "benchmarks/scan/{name}/junctions.tsv"
+    conda:
+        "../../envs/sequences.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "python -m dnabert2 junctions --bam {input.bam} --reference {input.genome} "
+        "--out {output} > {log} 2>&1"
