@@ -25,7 +25,8 @@ report: "workflow/report/workflow.rst"
 rule all:
     input:
         expand("resources/genomes/{genome}/genome.fa.gz", genome=config["genomes"]),
-        "results/vocab/tokenizer.json",
+        # A vocabulary is learned for pretraining; runs that start from models on disk need none.
+        ["results/vocab/tokenizer.json"] if config["pretrain"] else [],
         expand("results/pretrain/{model}/model.safetensors", model=config["pretrain"]),
         expand("results/evaluate/{name}.tsv", name=config["finetune"]),
         expand("results/scan/{name}.bed", name=config["scan"]),

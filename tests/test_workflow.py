@@ -9,10 +9,12 @@ import subprocess
 import time
 
 import pytest
+import torch
 import yaml
 
-from conftest import DATA, ROOT, scan_classifier
+from conftest import DATA, ROOT, TOKENIZER, scan_classifier
 from dnabert2 import load_model, load_tokenizer
+from dnabert2.model import build_model, preset, save_model
 
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
 
@@ -144,14 +146,20 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     assert not (checkout / "resources").exists()
 
 
-def test_scan_only_of_a_bam_with_a_model_from_disk(checkout):
-    """Entered midway: no pretraining or fine-tuning, a classifier folder on disk scans the SIRV
-    nanopore reads both ways, in chunks, and the calls are scored against the annotation."""
+def test_entered_midway_from_models_on_disk(checkout):
+    """No pretraining: a model folder on disk (the released layout) is fine-tuned on a task built
+    from the example genome, and a classifier folder on disk scans the SIRV nanopore reads both
+    ways, in chunks, scored against the annotation."""
+    torch.manual_seed(0)
+    encoder = save_model(build_model(preset("tiny"), "mlm"), checkout / "models" / "encoder", load_tokenizer(TOKENIZER))
     model = scan_classifier(checkout / "models" / "splice", 60)
     sirv = DATA / "bam" / "sirv_ont"
     config = {
         "genomes": {"sirv": {"source": str(sirv / "SIRV_150601a.fasta.gz"),
-                             "annotation": str(sirv / "SIRV_C_150601a.gtf.gz")}},
+                             "annotation": str(sirv / "SIRV_C_150601a.gtf.gz")},
+                    "ce1pct": {"source": "example/ce1pct.fa.gz", "annotation": "example/ce1pct.gff3.gz"}},
+        "tasks": {"promoter": {"genome": "ce1pct", "kind": "promoter"}},
+        "finetune": {"promoter": {"model": str(encoder), "task": "promoter", "method": "full", "epochs": 1}},
         "scan": {name: {"model": str(model), "genome": "sirv", "bam": str(sirv / "pcs109_5k_spliced.bam"),
                         "mode": mode, "min_depth": 50, "chunks": 2, "stride": 40, "threshold": 0.8,
                         "evaluate": True, "splice_tolerance": 10, "workers": 0}
@@ -160,7 +168,11 @@ def test_scan_only_of_a_bam_with_a_model_from_disk(checkout):
     (checkout / "bam.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--cores", "2", "--configfile", "bam.yaml", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not (checkout / "results" / "pretrain").exists() and not (checkout / "results" / "finetune").exists()
+    assert not (checkout / "results" / "pretrain").exists() and not (checkout / "results" / "vocab").exists()
+    metrics = json.loads((checkout / "results/finetune/promoter/metrics.json").read_text())
+    assert json.loads((checkout / "results/finetune/promoter/finetune.json").read_text())["base_model"] == str(encoder)
+    assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"}
+    assert len((checkout / "results/evaluate/promoter.tsv").read_text().splitlines()) == 3
     for name in ("reads", "covered"):
         summary = json.loads((checkout / f"results/scan/{name}.json").read_text())
         assert summary["mode"] == name and summary["chunks"] == 2
