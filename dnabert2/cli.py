@@ -104,20 +104,10 @@ def cmd_sites(args) -> None:
 
 
 def cmd_junctions(args) -> None:
-    from .bed import write_bed
-    from .sequences import Fasta, check_reference, junctions, open_alignments
+    from .bed import write_junctions
 
     check_outputs([args.out], [args.bam, args.reference])
-    reference = Fasta(args.reference) if args.reference else None
-    with open_alignments(args.bam, args.reference) as bam:
-        if reference is not None:
-            check_reference(bam, reference)
-        found = junctions(bam, reference, min_mapq=args.min_mapq)
-        order = list(bam.references)
-    # BED scores stop at 1000, so the exact read count goes into the name.
-    rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand)
-            for j in found if j.reads >= args.min_reads]
-    n = write_bed(args.out, rows, order)
+    n = write_junctions(args.out, args.bam, args.reference, min_mapq=args.min_mapq, min_reads=args.min_reads)
     log.info("wrote %d junctions to %s", n, args.out)
 
 
@@ -202,10 +192,6 @@ def cmd_scan(args) -> None:
         raise UserError("give --fasta, or --bam (with --reference for --covered)")
     if args.covered is not None and args.bam is None:
         raise UserError("--covered needs --bam")
-    if args.junctions and args.bam is None:
-        raise UserError("--junctions needs --bam")
-    if args.junctions and chunk[1] > 1:
-        raise UserError("--junctions with --chunk: write junctions once with `dnabert2 junctions`")
     reference = args.reference or args.fasta if args.bam is not None else None
     check_outputs([args.out, args.bedgraph, args.summary, args.junctions],
                   [args.fasta, args.bam, args.reference, args.regions])
@@ -214,11 +200,8 @@ def cmd_scan(args) -> None:
                   window=args.window, stride=args.stride, strands=args.strands, labels=args.labels,
                   threshold=args.threshold, top_k=args.top_k, bedgraph=args.bedgraph, summary=args.summary,
                   chunk_of=chunk, batch_tokens=args.batch_tokens, workers=args.workers, max_n=args.max_n,
-                  min_mapq=args.min_mapq, min_reads=args.min_reads, device=args.device, dtype=args.dtype,
-                  progress=not args.quiet and sys.stderr.isatty())
-    if args.junctions:
-        cmd_junctions(argparse.Namespace(bam=args.bam, reference=reference, out=args.junctions, min_mapq=args.min_mapq,
-                                         min_reads=1))
+                  min_mapq=args.min_mapq, min_reads=args.min_reads, junctions=args.junctions, device=args.device,
+                  dtype=args.dtype, progress=not args.quiet and sys.stderr.isatty())
     print(_scan_line(report, args.out))
 
 

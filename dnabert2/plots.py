@@ -24,14 +24,23 @@ def _save(fig, out) -> None:
         fig.savefig(tmp, format="svg")
 
 
+def _text(path) -> str:
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (compressed?)") from None
+
+
 def pretraining_loss(metrics, out) -> None:
     """Training loss per step, and the held-out loss where it was measured, from metrics.jsonl."""
     rows = []
-    for number, line in enumerate(Path(metrics).read_text().splitlines(), 1):
+    for number, line in enumerate(_text(metrics).splitlines(), 1):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise UserError(f"{metrics}: line {number} is not JSON") from None
+            row = json.loads(line)
+            rows.append({"step": int(row["step"]), "loss": float(row["loss"]),
+                         **({"eval_loss": float(row["eval_loss"])} if "eval_loss" in row else {})})
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{metrics}: line {number} is not a pretraining metrics line (JSON with step and loss)") from None
     if not rows:
         raise UserError(f"{metrics}: no steps logged")
     fig, ax = _figure()
@@ -49,17 +58,18 @@ def score_distribution(scores_file, out) -> None:
     BED, of the calls' scores per label."""
     path = Path(scores_file)
     groups: dict[str, list[float]] = {}
-    with open(path) as handle:
-        track = None
-        for line in handle:
+    track = None
+    for number, line in enumerate(_text(path).splitlines(), 1):
+        fields = line.split("\t")
+        try:
             if line.startswith("track"):
                 track = line.split('name="', 1)[1].split('"', 1)[0]
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if track is not None:
+            elif track is not None:
                 groups.setdefault(track, []).append(float(fields[3]))
-            elif len(fields) >= 6:
+            elif line.strip():
                 groups.setdefault(fields[3], []).append(int(fields[4]) / 1000)
+        except (IndexError, ValueError):
+            raise UserError(f"{path}: line {number} is neither bedGraph (with track names) nor scan calls") from None
     fig, ax = _figure()
     for name, values in sorted(groups.items()):
         ax.hist(np.array(values), bins=50, range=(0, 1), histtype="step", label=f"{name} ({len(values):,})")

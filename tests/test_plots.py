@@ -33,3 +33,6 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
         assert result.returncode == 0, result.stderr
         assert legend in out.read_text()
     assert_user_error(run_cli("plot", "scores", tmp_path / "missing.bed", "--out", tmp_path / "x.svg"), "no such file")
+    graph.write_text("track type=bedGraph\nI\t0\t10\t0.25\n")  # a track without a name
+    assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "line 1")
+    assert not (tmp_path / "x.svg").exists()

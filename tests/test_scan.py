@@ -298,6 +298,9 @@ def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tm
     assert report["overall"]["sites"] == on_i["donor"] + on_i["acceptor"]
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "II")
     assert json.loads(result.stdout)["labels"]["donor"]["calls"] == 1
+    summary.write_text(json.dumps({"called": ["donor"], "regions": [["I", 0, 150724]], "chunk": [0, 2]}))
+    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--summary", summary),
+                      "one chunk")
 
 
 def test_window_other_than_the_task_warns(short_model, ce1pct, tmp_path):

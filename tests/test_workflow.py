@@ -134,7 +134,7 @@ def edit_config(checkout, change):
         (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
         (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["scan.ce1pct_promoter", "needs a bam"]),
         (lambda c: c["scan"]["ce1pct_promoter"].update(treshold=0.9), ["treshold"]),
-        (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["same source", "list each genome once"]),
+        (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome", "list each genome once"]),
     ],
 )
 def test_bad_config_is_refused_before_any_job(checkout, change, words):
@@ -191,6 +191,12 @@ def test_a_genome_named_twice_is_refused(checkout):
     path.write_text(text.replace("genomes:\n", "genomes:\n  ce1pct:\n    source: example/other.fa.gz\n", 1))
     result = snakemake("--cores", "1", "--dry-run", cwd=checkout)
     assert result.returncode != 0 and "'ce1pct' is given twice" in result.stdout + result.stderr
+    assert "config/config.yaml, line 7" in result.stdout + result.stderr  # the repeated key's line
+    # The same in a JSON config given on the command line.
+    (checkout / "twice.json").write_text('{"genomes": {"a": {"source": "example/ce1pct.fa.gz"}, '
+                                         '"a": {"source": "example/ce1pct.fa.gz"}}}')
+    result = snakemake("--cores", "1", "--dry-run", "--configfile", "twice.json", cwd=checkout)
+    assert result.returncode != 0 and "'a' is given twice" in result.stdout + result.stderr
 
 
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))

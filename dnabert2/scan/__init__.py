@@ -10,6 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
+from ..bed import write_junctions
 from ..errors import UserError
 from ..outputs import atomic_output, check_outputs
 from ..sequences import Fasta, read_bed_regions, write_bgzf_fasta
@@ -59,14 +62,17 @@ def _indexed(path, folder: str) -> Path:
 def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | None = None, regions=None, contigs=None,
          window=None, stride=None, strands="both", labels=None, threshold=0.5, top_k=None, bedgraph=None,
          summary=None, chunk_of=(0, 1), batch_tokens=None, workers=1, max_n=0.1, min_mapq=0, min_reads=1,
-         device="auto", dtype="auto", progress=False) -> dict:
+         junctions=None, device="auto", dtype="auto", progress=False) -> dict:
     """Scan and write `out` (BED6+4 calls), and `bedgraph` and `summary` if given; returns the summary.
     Input: `fasta`; or `bam` read sequences; or, with `covered` = a depth, the regions of `reference`
     the BAM covers that deeply."""
     from .bam import bam_lengths, covered_regions, scan_reads, split_regions
     from .genome import scan_blocks
 
-    check_outputs([out, bedgraph, summary], [fasta, bam, reference, regions])
+    check_outputs([out, bedgraph, summary, junctions], [fasta, bam, reference, regions])
+    if junctions and (bam is None or chunk_of[1] > 1):
+        raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
+                        "`dnabert2 junctions`)")
     if not 0 <= threshold <= 1:
         raise UserError(f"threshold must be between 0 and 1, not {threshold}")
     index, count = chunk_of
@@ -99,7 +105,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
         options = {"labels": chosen, "threshold": threshold, "batch_tokens": batch_tokens, "workers": workers,
                    "progress": progress}
         if bam is not None and covered is None:
-            calls, tally = scan_reads(scanner, bam, reference, split_regions(wanted, index, count), stride=stride,
+            calls, tally = scan_reads(scanner, bam, reference, wanted, split_regions(wanted, index, count), stride=stride,
                                       min_mapq=min_mapq, min_reads=min_reads, **options)
         else:
             if covered is not None:
@@ -111,6 +117,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
             mine = chunk(blocks(wanted, scanner.window, stride, BLOCK_WINDOWS), index, count)
             calls, tally = scan_blocks(scanner, genome, mine, strands={"both": "+-"}.get(strands, strands),
                                        max_n=max_n, bedgraph=graph, lengths=lengths, **options)
+        if junctions:
+            write_junctions(junctions, bam, reference, min_mapq=min_mapq)
     order = {c: i for i, c in enumerate(lengths)}
     calls = top(calls, top_k, order)
     for call in calls:
@@ -119,7 +127,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
     report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in chosen], "threshold": threshold, "top_k": top_k,
               "stride": stride, "strands": strands, "max_n": max_n, "min_depth": covered, "min_mapq": min_mapq,
-              "min_reads": min_reads, "regions": [list(r) for r in requested], **tally.summary(scanner),
+              "min_reads": min_reads, "regions": [list(r) for r in requested], "batch_tokens": batch_tokens,
+              "dtype": "bf16" if scanner.dtype == torch.bfloat16 else "fp32", **tally.summary(scanner),
               "contigs": list(lengths), "calls_file": _relative(out, summary),
               "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
     # The calls last: a failure writing the others leaves no calls file that looks finished.
@@ -194,7 +203,7 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
 
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
-                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs")
+                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "batch_tokens", "dtype")
 
 
 def _read_summary(path) -> dict:

@@ -62,39 +62,72 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
     return found
 
 
+def _intervals(regions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """contig → (starts, ends) of sorted, disjoint regions."""
+    found = defaultdict(lambda: ([], []))
+    for contig, start, end in regions:
+        found[contig][0].append(start)
+        found[contig][1].append(end)
+    return {c: (np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)) for c, (a, b) in found.items()}
+
+
+def _within(positions: np.ndarray, intervals) -> np.ndarray:
+    if intervals is None:
+        return np.zeros(positions.shape, dtype=bool)
+    starts, ends = intervals
+    i = np.searchsorted(starts, positions, side="right") - 1
+    return (i >= 0) & (positions < ends[np.maximum(i, 0)]) & (positions >= 0)
+
+
 class ReadWindows(IterableDataset):
     """Windows along each read's sequence (as stored: on the reference's forward strand) on both
-    strands, with the reference position of each called label's site; reads come in blocks."""
+    strands, with the reference position of each called label's site.
 
-    def __init__(self, bam_path, reference, ranges, scanner: Scanner, names: list[str], stride: int, min_mapq: int,
-                 block_reads: int = 256):
+    Reads come in blocks of a bin (the READ_BIN bp their alignment starts in), each bin read once;
+    a window is classified when one of its sites lands in the scanned regions, and its sites count
+    only inside this chunk's ranges. What a block sends to the model thus depends on the bin and the
+    regions, never on the chunking: a read meets the same batch-mates in every chunked run."""
+
+    def __init__(self, bam_path, reference, regions, ranges, scanner: Scanner, names: list[str], stride: int,
+                 min_mapq: int, block_reads: int = 256):
         self.bam_path, self.reference, self.ranges = bam_path, reference, ranges
+        self.scanned, self.mine = _intervals(regions), _intervals(ranges)
         self.tokenizer, self.max_tokens = scanner.folder / "tokenizer.json", scanner.max_tokens
         self.size, self.stride, self.min_mapq, self.block_reads = scanner.window, stride, min_mapq, block_reads
         self.offsets = [scanner.offsets[name] for name in names]
 
-    def blocks(self, bam):
-        """Reads in blocks, grouped by the bin their alignment starts in. A bin's blocks are the same
-        whatever stretch of the genome is scanned (a chunk takes every bin holding a read that reaches
-        into it), so each read is classified among the same batch-mates in a chunk as in one run."""
+    def bins(self, bam) -> list[tuple[str, int]]:
+        """(contig, bin) holding a read that reaches into one of this chunk's ranges, in order."""
+        found = []
         for contig, begin, end in self.ranges:
             reaching = [r.reference_start for r in aligned_reads(bam, contig, begin, begin + 1, self.min_mapq)]
-            for b in range(min(reaching + [begin]) // READ_BIN, (end - 1) // READ_BIN + 1):
-                lo, hi = b * READ_BIN, (b + 1) * READ_BIN
-                reads = [r for r in aligned_reads(bam, contig, lo, hi, self.min_mapq) if lo <= r.reference_start < hi]
-                for first in range(0, max(len(reads), 1), self.block_reads):
-                    yield contig, begin, end, reads[first:first + self.block_reads]
+            found += [(contig, b) for b in range(min(reaching + [begin]) // READ_BIN, (end - 1) // READ_BIN + 1)]
+        return list(dict.fromkeys(found))
+
+    def blocks(self, bam):
+        for contig, b in self.bins(bam):
+            lo, hi = b * READ_BIN, (b + 1) * READ_BIN
+            reads, sent = [], False
+            for read in aligned_reads(bam, contig, lo, hi, self.min_mapq):
+                if read.reference_start < lo:
+                    continue  # the previous bin's
+                reads.append(read)
+                if len(reads) == self.block_reads:
+                    yield contig, reads
+                    reads, sent = [], True
+            if reads or not sent:
+                yield contig, reads
 
     def __iter__(self):
         tokenizer = load_tokenizer(self.tokenizer)
         with open_alignments(self.bam_path, self.reference) as bam:
-            for _, (contig, begin, end, reads) in worker_share(self.blocks(bam)):
+            for _, (contig, reads) in worker_share(self.blocks(bam)):
                 try:
-                    yield self.prepare(tokenizer, contig, begin, end, reads)
+                    yield self.prepare(tokenizer, contig, reads)
                 except UserError as error:  # travels to the main process as data, not as a traceback
                     yield {"error": str(error)}
 
-    def prepare(self, tokenizer, contig, begin, end, reads) -> dict:
+    def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites = [], [], []
         for read in reads:
             sequence = read.query_sequence.upper()
@@ -106,25 +139,28 @@ class ReadWindows(IterableDataset):
             for i in range(len(grid)):
                 s = grid.window_start(i)
                 for strand in "+-":
-                    local = [s + (plus if strand == "+" else minus) for plus, minus in self.offsets]
-                    # A site counts in the chunk holding its reference position, so no read is counted twice.
-                    placed = [int(reference[q]) if begin <= reference[q] < end else -1 for q in local]
-                    if all(p < 0 for p in placed):
+                    placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
+                    if not _within(placed, self.scanned.get(contig)).any():
                         continue
-                    pieces.append(sequence[s:s + self.size] if strand == "+" else reverse[len(sequence) - s - self.size:len(sequence) - s])
+                    pieces.append(sequence[s:s + self.size] if strand == "+" else
+                                  reverse[len(sequence) - s - self.size:len(sequence) - s])
                     strands.append(strand)
-                    sites.append(placed)
+                    # A site counts in the chunk holding its reference position, so no read is counted twice.
+                    sites.append(np.where(_within(placed, self.mine.get(contig)), placed, -1))
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"contig": contig, "reads": len(reads), "strand": strands, "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
+        return {"contig": contig, "reads": len(reads), "strand": strands,
+                "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths}
 
 
-def scan_reads(scanner: Scanner, bam_path, reference, ranges, *, labels: list[int], threshold: float, stride: int,
-               batch_tokens: int, workers: int, min_mapq: int, min_reads: int, progress: bool) -> tuple[list[Call], Tally]:
-    """Calls per reference site: reads whose windows score at or above the threshold for a label,
-    with the site's mean probability over those reads."""
+def scan_reads(scanner: Scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
+               stride: int, batch_tokens: int, workers: int, min_mapq: int, min_reads: int,
+               progress: bool) -> tuple[list[Call], Tally]:
+    """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): reads
+    whose windows score at or above the threshold for a label, with the site's mean probability over
+    those reads."""
     names = [scanner.labels[i] for i in labels]
-    dataset = ReadWindows(bam_path, reference, ranges, scanner, names, stride, min_mapq)
+    dataset = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
                         prefetch_factor=4 if workers else None)
     support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]

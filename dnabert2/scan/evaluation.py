@@ -54,6 +54,9 @@ def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, ts
             labels, scanned_regions = list(scanned["called"]), [tuple(r) for r in scanned["regions"]]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             raise UserError(f"{summary}: not a summary written by `dnabert2 scan --summary`") from None
+        if scanned.get("chunk", [0, 1])[1] > 1:
+            raise UserError(f"{summary}: the summary of one chunk of a scan; evaluate the gathered calls "
+                            "with the summary `dnabert2 scan-gather` writes")
     else:
         labels = sorted({c.label for c in calls})
     unknown = sorted((set(labels) | {c.label for c in calls}) - set(KIND))

@@ -1,3 +1,4 @@
+import json
 import shlex
 from pathlib import Path
 
@@ -6,29 +7,57 @@ from snakemake.utils import validate
 
 
 class _RefuseDuplicates(yaml.SafeLoader):
-    """YAML keeps the last of two equal keys without a word; a config must not."""
+    """YAML (and JSON) keep the last of two equal keys without a word; a config must not."""
+
+    path = None
+
+
+def _given_twice(key, where):
+    return ValueError(
+        f"config: {key!r} is given twice under the same key ({where}); "
+        "name each genome, task and run once"
+    )
 
 
 def _mapping(loader, node):
-    keys = [loader.construct_object(key) for key, _ in node.value]
-    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-    if twice:
-        raise ValueError(
-            f"config: {twice[0]!r} is given twice under the same key (line {node.start_mark.line + 1}); "
-            "name each genome, task and run once"
-        )
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise _given_twice(
+                key, f"{loader.path}, line {key_node.start_mark.line + 1}"
+            )
+        seen.add(key)
     return loader.construct_mapping(node)
+
+
+def _json_object(pairs, path):
+    keys = [k for k, _ in pairs]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            raise _given_twice(key, path)
+    return dict(pairs)
 
 
 _RefuseDuplicates.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 )
-for _path in workflow.overwrite_configfiles or [
-    Path(workflow.basedir) / "config/config.yaml"
-]:
-    with open(_path) as _handle:
-        yaml.load(_handle, Loader=_RefuseDuplicates)
 
+
+def check_config_files():
+    """The files Snakemake loaded the config from, read again to catch repeated keys."""
+    for path in workflow.configfiles:
+        text = Path(path).read_text()
+        try:
+            json.loads(text, object_pairs_hook=lambda pairs: _json_object(pairs, path))
+            continue
+        except json.JSONDecodeError:
+            pass  # YAML, then
+        _RefuseDuplicates.path = path
+        yaml.load(text, Loader=_RefuseDuplicates)
+
+
+check_config_files()
 validate(config, "../schemas/config.schema.yaml")
 
 # Rules run `python -m dnabert2` from this checkout, also inside a rule's conda environment, which
@@ -45,14 +74,19 @@ wildcard_constraints:
 
 
 def check_config():
-    sources = {}
+    listed = {}
     for name, entry in config["genomes"].items():
-        if entry["source"] in sources:
+        # One FASTA under two annotations is two genomes; the same source and annotation twice is one.
+        key = tuple(
+            str(Path(v).resolve()) if v and ":" not in v else v
+            for v in (entry["source"], entry.get("annotation"))
+        )
+        if key in listed:
             raise ValueError(
-                f"config: genomes {sources[entry['source']]!r} and {name!r} have the same source "
-                f"{entry['source']!r}; list each genome once"
+                f"config: genomes {listed[key]!r} and {name!r} are the same genome (source "
+                f"{entry['source']!r}); list each genome once"
             )
-        sources[entry["source"]] = name
+        listed[key] = name
     named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
     for model, settings in config["pretrain"].items():
         named += [(f"pretrain.{model}.genomes", g) for g in settings["genomes"]]
