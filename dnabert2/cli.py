@@ -193,8 +193,6 @@ def cmd_scan(args) -> None:
     if args.covered is not None and args.bam is None:
         raise UserError("--covered needs --bam")
     reference = args.reference or args.fasta if args.bam is not None else None
-    check_outputs([args.out, args.bedgraph, args.summary, args.junctions],
-                  [args.fasta, args.bam, args.reference, args.regions])
     report = scan(args.model, args.out, fasta=None if args.bam is not None else args.fasta, bam=args.bam,
                   reference=reference, covered=args.covered, regions=args.regions, contigs=args.contigs,
                   window=args.window, stride=args.stride, strands=args.strands, labels=args.labels,

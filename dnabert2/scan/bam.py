@@ -16,7 +16,7 @@ from ..tokenizer import load_tokenizer
 from .calls import Call, score_of
 from .genome import Tally, _as_is, tokenised, worker_share
 from .model import Scanner
-from .plan import Grid
+from .plan import Grid, RegionIndex
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +62,6 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
     return found
 
 
-def _intervals(regions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """contig → (starts, ends) of sorted, disjoint regions."""
-    found = defaultdict(lambda: ([], []))
-    for contig, start, end in regions:
-        found[contig][0].append(start)
-        found[contig][1].append(end)
-    return {c: (np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)) for c, (a, b) in found.items()}
-
-
-def _within(positions: np.ndarray, intervals) -> np.ndarray:
-    if intervals is None:
-        return np.zeros(positions.shape, dtype=bool)
-    starts, ends = intervals
-    i = np.searchsorted(starts, positions, side="right") - 1
-    return (i >= 0) & (positions < ends[np.maximum(i, 0)]) & (positions >= 0)
-
-
 class ReadWindows(IterableDataset):
     """Windows along each read's sequence (as stored: on the reference's forward strand) on both
     strands, with the reference position of each called label's site.
@@ -91,7 +74,7 @@ class ReadWindows(IterableDataset):
     def __init__(self, bam_path, reference, regions, ranges, scanner: Scanner, names: list[str], stride: int,
                  min_mapq: int, block_reads: int = 256):
         self.bam_path, self.reference, self.ranges = bam_path, reference, ranges
-        self.scanned, self.mine = _intervals(regions), _intervals(ranges)
+        self.scanned, self.mine = RegionIndex(regions), RegionIndex(ranges)
         self.tokenizer, self.max_tokens = scanner.folder / "tokenizer.json", scanner.max_tokens
         self.size, self.stride, self.min_mapq, self.block_reads = scanner.window, stride, min_mapq, block_reads
         self.offsets = [scanner.offsets[name] for name in names]
@@ -140,13 +123,13 @@ class ReadWindows(IterableDataset):
                 s = grid.window_start(i)
                 for strand in "+-":
                     placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
-                    if not _within(placed, self.scanned.get(contig)).any():
+                    if not self.scanned.holds(contig, placed).any():
                         continue
                     pieces.append(sequence[s:s + self.size] if strand == "+" else
                                   reverse[len(sequence) - s - self.size:len(sequence) - s])
                     strands.append(strand)
                     # A site counts in the chunk holding its reference position, so no read is counted twice.
-                    sites.append(np.where(_within(placed, self.mine.get(contig)), placed, -1))
+                    sites.append(np.where(self.mine.holds(contig, placed), placed, -1))
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
         return {"contig": contig, "reads": len(reads), "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),

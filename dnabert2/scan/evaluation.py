@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import UserError
 from ..sequences import read_annotation, read_bed_regions
 from .calls import read_calls
+from .plan import RegionIndex
 
 KIND = {"promoter": "tss", "donor": "donor", "acceptor": "acceptor"}
 
@@ -30,14 +31,6 @@ def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndar
         return np.zeros(len(positions), dtype=bool)
     i = np.searchsorted(targets, positions - tolerance)
     return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
-
-
-def _inside(contig: str, positions: np.ndarray, regions) -> np.ndarray:
-    mask = np.zeros(len(positions), dtype=bool)
-    for c, start, end in regions:
-        if c == contig:
-            mask |= (positions >= start) & (positions < end)
-    return mask
 
 
 def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, tss_tolerance: int = 100,
@@ -73,7 +66,8 @@ def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, ts
     annotation = read_annotation(annotation_path)
     sites = _sites(annotation, {KIND[label] for label in labels})
     if inside is not None:
-        sites = {key: positions[_inside(key[1], positions, inside)] for key, positions in sites.items()}
+        inside = RegionIndex(inside)
+        sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "splice_tolerance": splice_tolerance,
               "tss_tolerance": tss_tolerance, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
@@ -86,7 +80,7 @@ def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, ts
                 peaks[(c.contig, c.strand)].append(c.peak)
         peaks = {key: np.sort(np.array(p, dtype=np.int64)) for key, p in peaks.items()}
         if inside is not None:
-            peaks = {key: p[_inside(key[0], p, inside)] for key, p in peaks.items()}
+            peaks = {key: p[inside.holds(key[0], p)] for key, p in peaks.items()}
         counts = np.zeros(4, dtype=np.int64)
         for (contig, strand), positions in peaks.items():
             counts[0] += len(positions)
