@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -121,8 +122,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | Non
             write_junctions(junctions, bam, reference, min_mapq=min_mapq)
     order = {c: i for i, c in enumerate(lengths)}
     calls = top(calls, top_k, order)
-    for call in calls:
-        tally.calls[call.label] = tally.calls.get(call.label, 0) + 1
+    tally.calls = dict(Counter(c.label for c in calls))
     mode = "reads" if bam is not None and covered is None else "covered" if covered is not None else "fasta"
     report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in chosen], "threshold": threshold, "top_k": top_k,
@@ -189,10 +189,7 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
     totals |= {"bp_per_second": round(totals["bases"] / seconds),
                "window_bp_per_second": round(totals["windows"] * parts[0][1]["window_bp"] / seconds),
                "tokens_per_second": round(totals["tokens"] / seconds)}
-    per_label = {}
-    for call in merged:
-        per_label[call.label] = per_label.get(call.label, 0) + 1
-    report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": count, "calls": per_label, "top_k": top_k,
+    report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": count, "calls": dict(Counter(c.label for c in merged)), "top_k": top_k,
               "calls_file": _relative(out, summary), "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
     if bedgraph:
         graph.write(bedgraph)
