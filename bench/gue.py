@@ -19,10 +19,12 @@ import torch
 from Bio import SeqIO
 
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.evaluate import evaluate
+from dnabert2.evaluate import EvaluateSettings, evaluate, write_tables
+from dnabert2.finetune import FinetuneSettings
 from dnabert2.model import build_model, save_model
 from dnabert2.sequences import write_bgzf_fasta
-from dnabert2.tasks import build_task, random_split
+from dnabert2.tasks.build import build_task
+from dnabert2.tasks.gue import random_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CNNPROM = DATA / "classification" / "cnnprom"
@@ -71,7 +73,8 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("gue-bench.tsv"))
     args = parser.parse_args()
 
-    options = {"lora": not args.full, "epochs": args.epochs, "seeds": args.seeds, "lr": args.lr, "progress": False}
+    training = FinetuneSettings(method="full" if args.full else "lora", epochs=args.epochs, seeds=args.seeds, lr=args.lr,
+                                device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tasks = build_tasks(root, args.tasks)
@@ -79,11 +82,8 @@ def main():
         torch.manual_seed(0)
         random_dir = root / f"{args.model.name}-random-init"
         save_model(build_model(pretrained.config, "mlm"), random_dir, load_tokenizer(args.model))
-        rows = evaluate(args.model, tasks, args.out, baselines=args.baselines, finetune_options=options, device=args.device)
-        rows += evaluate(random_dir, tasks, root / "random.tsv", baselines=(), finetune_options=options,
-                         device=args.device)
-    from dnabert2.evaluate import write_tables
-
+        rows = evaluate(args.model, tasks, args.out, EvaluateSettings(baseline=args.baselines), training)
+        rows += evaluate(random_dir, tasks, root / "random.tsv", EvaluateSettings(baseline=[]), training)
     write_tables(rows, args.out)
     print(args.out.with_suffix(".md").read_text(), end="")
 

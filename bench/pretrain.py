@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, genome_windows, timed, tokenizer_for  # noqa: E402
 
-from dnabert2.devices import resolve_device  # noqa: E402
+from dnabert2.devices import autocast as mixed_precision  # noqa: E402
+from dnabert2.devices import resolve_device, resolve_precision  # noqa: E402
 from dnabert2.model import build_model, preset  # noqa: E402
 from dnabert2.pretrain.data import mask_tokens, pack  # noqa: E402
 from dnabert2.pretrain.train import flops_per_token, optimiser, peak_flops  # noqa: E402
@@ -47,8 +48,9 @@ def main():
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    bf16 = device.type == "cuda"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    precision = resolve_precision("auto", device)
+    bf16 = precision == "bf16"
+    autocast = mixed_precision(device, precision)
     tokenizer = tokenizer_for(Path(args.genome), args.tokenizer)
     windows = genome_windows(Path(args.genome), tokenizer, args.batch, 8 * args.tokens, 10 * args.tokens)
     rng = np.random.default_rng(0)

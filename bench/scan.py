@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, tokenizer_for  # noqa: E402
 
-from dnabert2.devices import resolve_device  # noqa: E402
+from dnabert2.devices import autocast, resolve_device, resolve_precision  # noqa: E402
 from dnabert2.model import build_model, preset, save_model  # noqa: E402
 from dnabert2.scan import scan  # noqa: E402
 from dnabert2.sequences import Fasta  # noqa: E402
@@ -51,14 +51,14 @@ def windows_of(genome: Path, contigs, window: int, stride: int, limit: int) -> l
 
 
 @torch.inference_mode()
-def peer_rate(model, tokenizer, sequences: list[str], batch: int, device, dtype) -> float:
+def peer_rate(model, tokenizer, sequences: list[str], batch: int, device, precision: str) -> float:
     """Window bp/s of tokenise → pad → classify, batch by batch, as the released code scans."""
     started = time.perf_counter()
     for i in range(0, len(sequences), batch):
         encoded = tokenizer.encode_batch(sequences[i:i + batch])
         width = max(len(e.ids) for e in encoded)
         ids = torch.tensor([e.ids + [3] * (width - len(e.ids)) for e in encoded], device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        with autocast(device, precision):
             model(input_ids=ids, attention_mask=(ids != 3).long()).logits.float().softmax(-1).cpu()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -81,24 +81,25 @@ def main():
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    precision = resolve_precision("auto", device)
     tokenizer = tokenizer_for(Path(args.genome), args.tokenizer)
     torch.manual_seed(0)
     config = preset(args.preset, num_labels=3)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}, torch {torch.__version__}, preset {args.preset}, {dtype}, {args.window} bp windows, "
+    print(f"device: {name}, torch {torch.__version__}, preset {args.preset}, {precision}, {args.window} bp windows, "
           f"stride {args.stride}, both strands")
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(build_model(config, "classification"), Path(tmp) / "model", tokenizer)
         (folder / "task.json").write_text(json.dumps({"task": "splice", "window_bp": args.window,
                                                       "labels": {"0": "neither", "1": "donor", "2": "acceptor"}}))
         report = scan(folder, Path(tmp) / "calls.bed", fasta=args.genome, contigs=args.contigs, stride=args.stride,
-                      workers=args.workers, batch_tokens=args.batch_tokens, device=str(device))
+                      workers=args.workers, batch_tokens=args.batch_tokens, device=device)
     sequences = windows_of(Path(args.genome), args.contigs, args.window, args.stride, args.peer_windows)
     started = time.perf_counter()
     tokenizer.encode_batch(sequences)
     tokenise = sum(map(len, sequences)) / (time.perf_counter() - started)
-    peer = peer_rate(hf_classifier(config, device, dtype), tokenizer, sequences, args.peer_batch, device, dtype)
+    weights = torch.bfloat16 if precision == "bf16" else torch.float32
+    peer = peer_rate(hf_classifier(config, device, weights), tokenizer, sequences, args.peer_batch, device, precision)
     print("| what | windows | window Mbp/s | tokens/s |\n|---|---:|---:|---:|")
     print(f"| dnabert2 scan, end to end ({args.workers} workers) | {report['windows']} | "
           f"{report['window_bp_per_second'] / 1e6:.2f} | {report['tokens_per_second']:,} |")

@@ -7,6 +7,7 @@ q, k, v are (total_tokens, heads, head_dim) with the sequences packed one after 
 cu_seqlens (batch + 1,) int32 holds their boundaries and max_seqlen the longest length.
 """
 
+import functools
 import logging
 import math
 import os
@@ -19,7 +20,6 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "triton", "torch")
-_warned: set[str] = set()
 _MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
@@ -37,44 +37,48 @@ def alibi_slopes(heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def _triton_problem(q: torch.Tensor, dropout_p: float) -> str | None:
+def _triton_problem(device: torch.device, dtype: torch.dtype, head_dim: int, dropout: bool,
+                    interpreting: bool) -> str | None:
     """Why the Triton kernel cannot take this call, or None when it can."""
     try:
         from .kernels import alibi_flash
     except ImportError as error:
         return f"Triton is not installed ({error})"
-    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
-    if q.device.type != "cuda" and not interpreting:
-        return f"the Triton kernel needs a CUDA device, and the tensors are on {q.device.type}"
-    if q.shape[-1] not in alibi_flash.HEAD_DIMS:
-        return f"head dim {q.shape[-1]} is not supported by the Triton kernel (supported: {alibi_flash.HEAD_DIMS})"
-    if q.dtype not in alibi_flash.DTYPES:
-        return f"dtype {q.dtype} is not supported by the Triton kernel"
-    if q.dtype == torch.bfloat16 and q.device.type == "cuda" and torch.cuda.get_device_capability(q.device) < (8, 0):
+    if device.type != "cuda" and not interpreting:
+        return f"the Triton kernel needs a CUDA device, and the tensors are on {device.type}"
+    if head_dim not in alibi_flash.HEAD_DIMS:
+        return f"head dim {head_dim} is not supported by the Triton kernel (supported: {alibi_flash.HEAD_DIMS})"
+    if dtype not in alibi_flash.DTYPES:
+        return f"dtype {dtype} is not supported by the Triton kernel"
+    if dtype == torch.bfloat16 and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
         return "bf16 needs a GPU of compute capability 8.0 or newer (Ampere, Hopper)"
-    if dropout_p > 0:
+    if dropout:
         return "the Triton kernel has no attention dropout"
     return None
 
 
 def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.0) -> str:
     """Resolve "auto" to "triton" on CUDA tensors the kernel supports and to "torch" otherwise; a forced
-    "triton" that cannot run is an error saying why."""
+    "triton" that cannot run is an error saying why. Decided once per device, dtype, head dim and
+    dropout, then remembered."""
     if backend not in BACKENDS:
         raise UserError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    problem = _triton_problem(q, dropout_p)
+    return _choose(backend, q.device, q.dtype, q.shape[-1], dropout_p > 0, os.environ.get("TRITON_INTERPRET") == "1")
+
+
+@functools.lru_cache
+def _choose(backend: str, device, dtype, head_dim: int, dropout: bool, interpreting: bool) -> str:
+    problem = _triton_problem(device, dtype, head_dim, dropout, interpreting)
     if backend == "triton" and problem:
         raise UserError(f"attention backend 'triton' cannot run: {problem}")
-    if backend == "auto" and (q.device.type != "cuda" or q.dtype == torch.float32):
+    if device.type != "cuda" or dtype == torch.float32:
         # Interpreted Triton runs but is far slower than the PyTorch path, so auto never picks it on a CPU;
         # fp32 the kernel multiplies exactly, without tensor cores, where SDPA is faster.
-        return "torch"
-    if backend == "auto" and problem:
-        if problem not in _warned:
-            _warned.add(problem)
-            log.warning("attention falls back to the slower PyTorch path on the GPU: %s", problem)
+        return "triton" if backend == "triton" else "torch"
+    if problem:
+        log.warning("attention falls back to the slower PyTorch path on the GPU: %s", problem)
         return "torch"
     return "triton"
 
@@ -138,8 +142,14 @@ def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dro
                          f"not {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if slopes.numel() != q.shape[1]:
         raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
-    cu_seqlens = cu_seqlens.to(q.device, torch.int32)
-    if choose_backend(q, backend, dropout_p) == "torch":
+    return attend(q, k, v, cu_seqlens.to(q.device, torch.int32), max_seqlen, slopes,
+                  choose_backend(q, backend, dropout_p), dropout_p, bias)
+
+
+def attend(q, k, v, cu_seqlens, max_seqlen, slopes, backend: str, dropout_p=0.0, bias=None):
+    """alibi_attention on a backend choose_backend has resolved ("triton" or "torch"), as the model's
+    layers call it: chosen once per forward pass, not again per layer. cu_seqlens: int32, on q's device."""
+    if backend == "torch":
         return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
     from .kernels.alibi_flash import AlibiFlashAttention
 

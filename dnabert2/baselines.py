@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .devices import resolve_device
-from .finetune import SPLITS, scores
+from .tasks.gue import SPLITS, scores
 
 ONE_HOT = np.zeros((256, 4), dtype=np.float32)
 for _i, _base in enumerate("ACGT"):

@@ -1,9 +1,16 @@
-"""BED output: 0-based half-open, sorted by contig order then start, written atomically."""
+"""BED output: 0-based half-open, sorted by contig order then start, written atomically; and the
+commands that write annotated sites and observed junctions as BED."""
 
 import csv
+import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-from .outputs import atomic_output
+from .options import add_settings, settings_from
+from .outputs import atomic_output, check_outputs
+from .settings import JunctionsSettings, SitesSettings
+
+log = logging.getLogger(__name__)
 
 Row = tuple  # (contig, start, end[, name, score, strand, ...])
 
@@ -35,3 +42,56 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
     rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand)
             for j in found if j.reads >= min_reads]
     return write_bed(path, rows, order)
+
+
+
+
+def add_sites_arguments(parser) -> None:
+    parser.description = ("Read a GFF3 or GTF and write, strand-aware, one BED6 line per TSS (first transcribed "
+                          "base), splice site (donor: the intron's first base; acceptor: its last), intron or gene "
+                          "span.")
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3",
+                        help="gene annotation (plain or gzip)")
+    parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
+                        help="the genome it annotates (contigs are checked)")
+    parser.add_argument("--out", required=True, type=Path, help="output BED")
+    add_settings(parser, SitesSettings)
+
+
+def run_sites(args) -> None:
+    from .sequences import Fasta, read_annotation
+
+    kind = settings_from(args, SitesSettings).kind
+    check_outputs([args.out], [args.annotation, args.genome])
+    annotation = read_annotation(args.annotation)
+    with Fasta(args.genome) as fasta:
+        annotation.check_contigs(fasta.lengths, str(fasta.path))
+        order = list(fasta.lengths)
+    if kind == "introns":
+        rows = [(i.contig, i.start, i.end, "intron", 0, i.strand) for i in annotation.introns()]
+    elif kind == "genes":
+        rows = [(g.contig, g.start, g.end, g.id, 0, g.strand) for g in annotation.genes()]
+    else:
+        sites = annotation.tss() if kind == "tss" else annotation.splice_sites()
+        rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
+    n = write_bed(args.out, rows, order)
+    log.info("wrote %d %s to %s", n, kind, args.out)
+
+
+
+
+def add_junctions_arguments(parser) -> None:
+    parser.description = ("Count introns (CIGAR N) in primary alignments and write them as BED6 named reads=N "
+                          "(score: N, capped at 1000); strand from XS/ts tags or the reference's motif.")
+    parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
+    parser.add_argument("--reference", type=Path, metavar="FASTA",
+                        help="reference FASTA (needed for CRAM; gives strands by motif)")
+    parser.add_argument("--out", required=True, type=Path, help="output BED")
+    add_settings(parser, JunctionsSettings)
+
+
+def run_junctions(args) -> None:
+    s = settings_from(args, JunctionsSettings)
+    check_outputs([args.out], [args.bam, args.reference])
+    n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads)
+    log.info("wrote %d junctions to %s", n, args.out)

@@ -1,12 +1,17 @@
-"""Which device to run on, with a clear error where the one asked for does not exist."""
+"""Which device and precision to run on, with a clear error where the one asked for does not exist.
+Every command resolves its device and precision here, once, and passes the results down."""
 
 import torch
 
 from .errors import UserError
+from .settings import PRECISIONS
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """"auto" → the first CUDA GPU if there is one, else the CPU; "cuda" (or "cuda:N") must exist."""
+    """"auto" → the first CUDA GPU if there is one, else the CPU; "cuda" (or "cuda:N") must exist.
+    A torch.device passes through unchanged: it was resolved already."""
+    if isinstance(name, torch.device):
+        return name
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -22,3 +27,17 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     elif device.type != "cpu":
         raise UserError(f"device {name} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def resolve_precision(name: str | None, device: torch.device) -> str:
+    """"bf16" or "fp32": "auto" (or None) is bf16 autocast on a GPU and fp32 on a CPU."""
+    if name in (None, "auto"):
+        return "bf16" if device.type == "cuda" else "fp32"
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; use {', '.join(PRECISIONS)}")
+    return name
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context for a resolved precision: bf16 matrix products with fp32 weights, or off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -29,6 +29,9 @@ import urllib3
 from tqdm import tqdm
 
 from .errors import UserError
+from .options import add_settings, settings_from, settings_with
+from .outputs import check_outputs
+from .settings import DownloadSettings
 from .sequences.fasta import check_file, write_bgzf_fasta
 
 log = logging.getLogger(__name__)
@@ -586,12 +589,17 @@ def _convert(data: Path, out: Path, label: str) -> dict[str, int]:
         raise UserError(label + message[len(str(data)):] if message.startswith(str(data)) else message) from None
 
 
-def download(source: str, out, *, sha256: str | None = None, md5: str | None = None, retries: int = 5,
-             timeout: float = 60.0, progress: bool = True, backoff: float = 1.0) -> dict:
+
+
+def download(source: str, out, settings: DownloadSettings | None = None, *, progress: bool = True,
+             backoff: float = 1.0, **overrides) -> dict:
     """Fetch a genome SOURCE (ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, ncbi:ACCESSION, an
     http/https/ftp/file URL or a path) to `out` as bgzip FASTA with .fai and .gzi, verified against
     the user's checksum or else the archive's published one. `backoff`: first retry delay, seconds.
-    Returns {"url", "contigs", "bases", "checksum"} for logging; raises UserError on bad input."""
+    Settings: a DownloadSettings, or its fields as keywords. Returns {"url", "contigs", "bases",
+    "checksum"} for logging; raises UserError on bad input."""
+    s = settings_with(DownloadSettings, settings, overrides)
+    sha256, md5, retries, timeout = s.sha256, s.md5, s.retries, s.timeout
     out = Path(out)
     transfer = Transfer(retries=retries, timeout=timeout, backoff=backoff, progress=progress)
     wanted = user_checksum(sha256, md5)
@@ -615,3 +623,19 @@ def download(source: str, out, *, sha256: str | None = None, md5: str | None = N
     summary = {"url": resolved.url, "contigs": len(lengths), "bases": sum(lengths.values()), "checksum": verdict}
     log.info("%s: %d contigs, %d bases, checksum %s", out, summary["contigs"], summary["bases"], verdict)
     return summary
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Fetch a genome, verify its checksum and write it bgzip-compressed with .fai and .gzi "
+                          "indices. Interrupted transfers resume; nothing partial is left at --out.")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "
+                        "URL | local FASTA or GenBank path (plain, gzip or bgzip)")
+    parser.add_argument("--out", required=True, type=Path, help="output FASTA, bgzip-compressed (e.g. genome.fa.gz)")
+    add_settings(parser, DownloadSettings)
+
+
+def run(args) -> None:
+    check_outputs([args.out], [args.source])
+    report = download(args.source, args.out, settings_from(args, DownloadSettings), progress=not args.quiet)
+    log.info("wrote %s: %s", args.out, json.dumps(report))

@@ -5,42 +5,30 @@ methods, MCC)."""
 
 import json
 import logging
-import math
 import tempfile
 from pathlib import Path
 
-import torch
-
 from .baselines import cnn_baseline, kmer_baseline
+from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
-from .finetune import SPLITS, encode, finetune, predict, read_task, scores
-from .model import load_model
-from .outputs import atomic_output
-from .tokenizer import load_tokenizer
+from .finetune import finetune, predict
+from .model import is_classifier, load_model
+from .options import add_settings, settings_from
+from .outputs import atomic_output, check_outputs
+from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
+from .tasks.gue import SPLITS, find_tasks, read_task, scores
+from .tokenizer import encode, load_tokenizer, token_limit
 
 log = logging.getLogger(__name__)
 
 METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
 
 
-def find_tasks(root) -> dict[str, Path]:
-    """Task name (its path under root, e.g. "prom/prom_300_all") → folder, for every folder holding
-    train.csv, dev.csv and test.csv."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: not a folder")
-    tasks = {}
-    for train in sorted(root.rglob("train.csv")):
-        folder = train.parent
-        if all((folder / f"{split}.csv").is_file() for split in SPLITS):
-            tasks[str(folder.relative_to(root)) if folder != root else folder.name] = folder
-    if not tasks:
-        raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
-    return tasks
 
 
-def score_classifier(model_dir: Path, task: dict, batch_size: int, device: str) -> dict:
+def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> dict:
     """Test metrics of an already fine-tuned classifier."""
+    device = resolve_device(device)
     model = load_model(model_dir, device=device)
     info = model.config
     if getattr(info, "num_labels", None) != int(task["train"][1].max()) + 1:
@@ -48,54 +36,44 @@ def score_classifier(model_dir: Path, task: dict, batch_size: int, device: str) 
                         f"{int(task['train'][1].max()) + 1}")
     trained = model_dir / "finetune.json"
     longest = max(len(s) for s in task["test"][0])
-    max_tokens = json.loads(trained.read_text())["max_tokens"] if trained.is_file() else max(8, math.ceil(longest / 4))
+    max_tokens = json.loads(trained.read_text())["max_tokens"] if trained.is_file() else token_limit(longest)
     ids = encode(load_tokenizer(model_dir), task["test"][0], max_tokens)
-    device = next(model.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    return scores(task["test"][1], predict(model, ids, task["test"][1], batch_size, device, autocast))
+    mixed = autocast(device, resolve_precision("auto", device))
+    return scores(task["test"][1], predict(model, ids, task["test"][1], batch_size, device, mixed))
 
 
-def is_classifier(model_dir: Path) -> bool:
-    """A fine-tuned classifier (ours, or saved by the released code), told from its files without loading it."""
-    if (model_dir / "finetune.json").is_file():
-        return True
-    try:
-        architectures = json.loads((model_dir / "config.json").read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
-        return False  # load_model will say what is wrong with the folder
-    return "BertForSequenceClassification" in architectures
-
-
-def evaluate(model_dir, tasks: dict[str, Path], out, *, baselines=("kmer",), kmer: int = 6,
-             finetune_options: dict | None = None, device="auto") -> list[dict]:
-    """Score `model_dir` on every task (fine-tuning it per task unless it is a fine-tuned classifier)
-    and the baselines ("kmer", "cnn") beside it; writes `out` (TSV) and its .md twin. Returns the rows."""
+def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings | None = None,
+             training: FinetuneSettings | None = None) -> list[dict]:
+    """Score `model_dir` on every task (fine-tuning it per task with `training`, unless it is a
+    fine-tuned classifier) and the baselines beside it; writes `out` (TSV) and its .md twin. Returns
+    the rows."""
+    settings, training = settings or EvaluateSettings(), training or FinetuneSettings()
+    baselines = [b for b in settings.baseline if b != "none"]
     unknown = sorted(set(baselines) - {"kmer", "cnn"})
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r}; choose kmer or cnn")
     model_dir, out = Path(model_dir), Path(out)
     classifier = is_classifier(model_dir)
-    options = finetune_options or {}
-    method = model_dir.name if classifier else f"{model_dir.name} ({'LoRA' if options.get('lora', True) else 'full'})"
+    method = model_dir.name if classifier else f"{model_dir.name} ({'LoRA' if training.method == 'lora' else 'full'})"
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
         if classifier:
-            result, spread = score_classifier(model_dir, task, 64, device), {}
+            result, spread = score_classifier(model_dir, task, 64, training.device), {}
         else:
             with tempfile.TemporaryDirectory(prefix="dnabert2-evaluate-") as tmp:
-                metrics = finetune(model_dir, folder, Path(tmp) / "model", device=device, **options)
+                metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
             result, spread = metrics["test"], metrics["test_sd"]
         rows.append({"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                      **{f"{k}_sd": v for k, v in spread.items()}})
-        seed = (options.get("seeds") or [0])[0]
+        seed = training.seeds[0]
         if "kmer" in baselines:
-            rows.append({"task": name, "method": f"{kmer}-mer logistic regression", "n_test": len(task["test"][1]),
-                         **kmer_baseline(task, kmer, seed=seed)})
+            rows.append({"task": name, "method": f"{settings.kmer}-mer logistic regression",
+                         "n_test": len(task["test"][1]), **kmer_baseline(task, settings.kmer, seed=seed)})
         if "cnn" in baselines:
             rows.append({"task": name, "method": "CNN (one-hot, 2 conv layers)", "n_test": len(task["test"][1]),
-                         **cnn_baseline(task, seed=seed, device=device)})
+                         **cnn_baseline(task, seed=seed, device=training.device)})
     write_tables(rows, out)
     return rows
 
@@ -121,3 +99,30 @@ def write_tables(rows: list[dict], out: Path) -> None:
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
     with atomic_output(out.with_suffix(".md")) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def add_arguments(parser) -> None:
+    parser.description = (
+        "For every task folder under --gue (GUE layout: EMP/, prom/, splice/, tf/, virus/ ...; any folder holding "
+        "train.csv, dev.csv and test.csv) or the one --data task: fine-tune the model (LoRA unless --full; a model "
+        "that is already a fine-tuned classifier is scored as it is) and score it on test, beside a k-mer logistic-"
+        "regression baseline (and, with --baseline cnn, a small CNN). Writes a TSV (one row per task and method: "
+        "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md).")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="model folder (pretrained, or a fine-tuned classifier)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--gue", type=Path, metavar="DIR", help="a folder of task folders (the GUE layout)")
+    where.add_argument("--data", type=Path, metavar="DIR", help="one task folder")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="results table (TSV); the Markdown table goes beside it")
+    add_settings(parser, EvaluateSettings)
+    add_settings(parser, FinetuneSettings, only=TRAINING_OPTIONS)
+
+
+def run(args) -> None:
+    check_outputs([args.out, args.out.with_suffix(".md")])
+    tasks = find_tasks(args.gue) if args.gue else {args.data.name: args.data}
+    rows = evaluate(args.model, tasks, args.out, settings_from(args, EvaluateSettings),
+                    settings_from(args, FinetuneSettings))
+    print(args.out.with_suffix(".md").read_text(), end="")
+    log.info("wrote %d rows to %s", len(rows), args.out)

@@ -2,12 +2,15 @@
 scores (every window's, from its bedGraph, or the calls', from its BED). SVG, written atomically."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .outputs import atomic_output
+from .outputs import atomic_output, check_outputs
+
+log = logging.getLogger(__name__)
 
 
 def _figure():
@@ -80,3 +83,20 @@ def score_distribution(scores_file, out) -> None:
     else:
         ax.text(0.5, 0.5, f"no {what}", ha="center", transform=ax.transAxes)
     _save(fig, out)
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("pretraining: the loss per step and the held-out loss from a pretraining metrics.jsonl. "
+                          "scores: histograms of a scan's probabilities per label and strand (a bedGraph from `scan "
+                          "--bedgraph`) or of its calls' scores per label (its BED). Writes SVG.")
+    parser.add_argument("kind", choices=["pretraining", "scores"])
+    parser.add_argument("input", type=Path, help="metrics.jsonl, or a scan bedGraph or calls BED")
+    parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
+
+
+def run(args) -> None:
+    check_outputs([args.out], [args.input])
+    if not args.input.is_file():
+        raise UserError(f"{args.input}: no such file")
+    (pretraining_loss if args.kind == "pretraining" else score_distribution)(args.input, args.out)
+    log.info("wrote %s", args.out)

@@ -15,12 +15,16 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 
 from .errors import UserError
-from .outputs import atomic_output
+from .options import add_settings, settings_from, settings_with
+from .outputs import atomic_output, check_outputs
+from .settings import VocabSettings
 from .sequences import Fasta
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+UNK, CLS, SEP, PAD, MASK = range(len(SPECIAL_TOKENS))  # load_tokenizer checks every tokenizer has these ids
+FIRST_REGULAR = len(SPECIAL_TOKENS)
 ALPHABET = "ACGT"
 MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(ALPHABET)
 
@@ -75,6 +79,19 @@ def load_tokenizer(path) -> Tokenizer:
     return tokenizer
 
 
+def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """The model's input ids of each sequence: [CLS] … [SEP], at most `max_tokens` ids in all (a
+    longer sequence loses its end)."""
+    encoded = tokenizer.encode_batch(list(sequences), add_special_tokens=False)
+    return [[CLS, *e.ids[: max_tokens - 2], SEP] for e in encoded]
+
+
+def token_limit(bp: int) -> int:
+    """DNABERT-2's cut-off for sequences of `bp` bases: a quarter of the length in tokens (BPE makes
+    about 5 bp per token, so only unusually short tokens reach it)."""
+    return max(8, -(-bp // 4))
+
+
 def bp_per_token(tokenizer: Tokenizer, sequences: Sequence[str]) -> float:
     """Mean base pairs per token, special tokens not counted."""
     encodings = tokenizer.encode_batch(list(sequences), add_special_tokens=False)
@@ -105,11 +122,15 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, p
     return sequences
 
 
-def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: int = 1000,
-                     sample_bp: int = 50_000_000, heldout: float = 0.05, seed: int = 0,
-                     progress: bool = False) -> dict:
+
+
+def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = None, *, progress: bool = False,
+                     **overrides) -> dict:
     """Learn a vocabulary from windows sampled from `genomes` (FASTA/GenBank paths), save it to `out`
-    and return a report with base pairs per token on held-out windows."""
+    and return a report with base pairs per token on held-out windows. Settings: a VocabSettings, or
+    its fields as keywords."""
+    s = settings_with(VocabSettings, settings, overrides)
+    vocab_size, window, sample_bp, heldout, seed = s.vocab_size, s.window, s.sample_bp, s.heldout, s.seed
     check_vocab_size(vocab_size)
     if not 0 < heldout < 1:
         raise UserError(f"held-out fraction must be between 0 and 1, not {heldout}")
@@ -144,3 +165,25 @@ def learn_vocabulary(genomes: Sequence, out, *, vocab_size: int = 4096, window: 
     }
     log.info("vocabulary: %s", json.dumps(report))
     return report
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Learn a BPE vocabulary with Hugging Face tokenizers from windows sampled uniformly over one "
+                          "or more genomes (both strands), and report base pairs per token on held-out windows. The "
+                          "same inputs and seed give the same vocabulary.")
+    parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
+                        help="genome FASTA or GenBank (repeat for several genomes); plain or bgzip FASTA is read by "
+                        "region, gzip and GenBank whole into memory")
+    parser.add_argument("--out", required=True, type=Path, help="output tokenizer.json")
+    parser.add_argument("--report", type=Path, help="also write the report (vocabulary size, bp/token, timing) as JSON")
+    add_settings(parser, VocabSettings)
+
+
+def run(args) -> None:
+    check_outputs([args.out, args.report], args.genome)
+    report = learn_vocabulary(args.genome, args.out, settings_from(args, VocabSettings), progress=not args.quiet)
+    print(f"{args.out}: {report['vocab_size']} tokens, {report['heldout_bp_per_token']} bp/token on "
+          f"{report['heldout_windows']} held-out windows, learned in {report['training_seconds']} s")
+    if args.report:
+        with atomic_output(args.report) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")

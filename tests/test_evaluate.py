@@ -9,10 +9,8 @@ import torch
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_tokenizer
 from dnabert2.baselines import cnn_baseline, kmer_baseline
-from dnabert2.evaluate import find_tasks
-from dnabert2.finetune import read_task
 from dnabert2.model import build_model, preset, save_model
-from dnabert2.tasks import random_split
+from dnabert2.tasks.gue import find_tasks, random_split, read_task
 
 SAMPLE = DATA / "classification" / "gue_format_sample"
 UCI = DATA / "classification" / "uci" / "uci_splice_statlog.csv"

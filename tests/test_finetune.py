@@ -10,8 +10,10 @@ import torch
 
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.finetune import encode, predict, read_task
+from dnabert2.finetune import predict
 from dnabert2.model import build_model, preset, save_model
+from dnabert2.tasks.gue import read_task, scores
+from dnabert2.tokenizer import encode
 
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 
@@ -69,7 +71,6 @@ def test_full_fine_tuning_learns_and_reports_every_metric(base, motif_task, tmp_
     task = read_task(motif_task)
     ids = encode(load_tokenizer(out), task["test"][0], metrics["max_tokens"])
     probabilities = predict(model, ids, task["test"][1], 32, torch.device("cpu"), torch.autocast("cpu", enabled=False))
-    from dnabert2.finetune import scores
     assert scores(task["test"][1], probabilities)["mcc"] == pytest.approx(saved["test"]["mcc"])
 
 
@@ -122,3 +123,13 @@ def test_missing_column_and_file(base, tmp_path):
     (task / "dev.csv").unlink()
     (task / "train.csv").write_text("sequence,label\nACGT,0\nACGA,1\n")
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), "dev.csv")
+
+
+def test_a_task_description_of_another_kind_is_refused(base, tmp_path):
+    """task.json names the kind scanning will place sites for: its labels must be the data's classes."""
+    task = write_task(tmp_path / "t", {"train": [("ACGTACGT", 0), ("ACGTTTGT", 1)], "dev": [("ACGT", 0)],
+                                       "test": [("ACGT", 1)]})
+    (task / "task.json").write_text(json.dumps({"task": "splice", "window_bp": 8}))
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
+                      "a splice task has 3 labels", "2 classes")
+    assert not (tmp_path / "o").exists()

@@ -100,3 +100,17 @@ def test_bad_input(genome, tmp_path):
     assert_user_error(run_cli("tasks", "splice", "--genome", genome, "--annotation", ANNOTATION, "--out",
                               tmp_path / "t", "--negatives", "shuffled"), "negatives")
     assert not (tmp_path / "t").exists()
+
+
+def test_registry_kinds_are_consistent():
+    from dnabert2.tasks.registry import KINDS, SITE_LABELS, TOLERANCES
+
+    for kind in KINDS.values():
+        assert len(set(kind.labels)) == len(kind.labels) and kind.labels[0] == kind.background
+        # Every label of a kind sees windows of one length: the classifier takes one window.
+        assert {label.geometry.length for label in kind.sites} == {kind.window_bp}
+        assert kind.negatives and all(label.tolerance in TOLERANCES for label in kind.sites)
+    for kind in KINDS.values():
+        for label in kind.sites:  # a label name means one kind of site wherever it is used
+            assert (SITE_LABELS[label.name].site, SITE_LABELS[label.name].tolerance) == (label.site, label.tolerance)
+

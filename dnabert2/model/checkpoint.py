@@ -16,6 +16,7 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
+from .adapters import is_adapter, merge_adapter
 from .config import ModelConfig
 from .heads import HEADS, DNABertForEmbedding, DNABertForMaskedLM, DNABertForSequenceClassification
 
@@ -101,8 +102,31 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
         raise UserError(f"{source}: vocabulary differs from the model's own {own}")
 
 
+def is_classifier(folder: Path) -> bool:
+    """A fine-tuned classifier (ours, or saved by the released code), told from its files without loading it."""
+    if (folder / "finetune.json").is_file():
+        return True
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return False  # load_model will say what is wrong with the folder
+    return "BertForSequenceClassification" in architectures
+
+
+def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
+    """A LoRA fine-tuning folder as a model: its base model with the adapter and head merged in."""
+    info = json.loads((folder / "finetune.json").read_text())
+    base = Path(info["base_model"])
+    if not base.is_dir():
+        raise UserError(f"{folder}: its base model {base} is not there any more (finetune.json names it)")
+    if head not in (None, "classification"):
+        raise UserError(f"{folder}: a fine-tuned classifier; head {head!r} is not available from it")
+    model = load_model(base, head="classification", num_labels=info["num_labels"], device="cpu")
+    return merge_adapter(model, folder).to(resolve_device(device), dtype).eval()
+
+
 def load_model(path, head: str | None = None, *, num_labels: int | None = None, pooling: str | None = None,
-               device: str = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
+               device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
     """A model folder (this project's or a released DNABERT-2) as a torch module in eval mode.
 
     head: None = as saved; "encoder", "mlm", "classification" or "embedding". Asking for a head the
@@ -113,9 +137,7 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     folder = Path(path)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
-    if (folder / "adapter_config.json").is_file() and (folder / "finetune.json").is_file():
-        from ..finetune import load_adapter  # a LoRA fine-tuning folder: adapter and head over a base model
-
+    if is_adapter(folder):
         return load_adapter(folder, head, device=device, dtype=dtype)
     config = ModelConfig.load(folder / "config.json")
     state = read_state_dict(folder)

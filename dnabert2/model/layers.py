@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import alibi_attention, alibi_bias, alibi_slopes, check_packed, choose_backend
+from ..attention import alibi_bias, alibi_slopes, attend, check_packed, choose_backend
 from ..errors import UserError
 from .config import ModelConfig
 
@@ -53,8 +53,8 @@ class SelfAttention(nn.Module):
     def forward(self, x, batch: PackedBatch):
         # x: (total, hidden) → qkv: (total, 3, heads, head_dim)
         qkv = self.Wqkv(x).unflatten(-1, (3, self.heads, -1))
-        out = alibi_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.max_seqlen, batch.slopes,
-                              batch.backend, self.dropout_p if self.training else 0.0, batch.bias)
+        out = attend(qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.max_seqlen, batch.slopes,
+                     batch.backend, self.dropout_p if self.training else 0.0, batch.bias)
         return out.flatten(1)
 
 

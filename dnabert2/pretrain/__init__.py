@@ -1,5 +1,5 @@
 """Masked-LM pretraining: random genome windows, packed batches, exact resume, DDP."""
 
-from .train import pretrain
+from .train import PretrainSettings, pretrain
 
-__all__ = ["pretrain"]
+__all__ = ["PretrainSettings", "pretrain"]

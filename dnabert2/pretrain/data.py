@@ -17,8 +17,8 @@ from tokenizers import Tokenizer
 
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
+from ..tokenizer import FIRST_REGULAR, MASK, encode
 
-CLS, SEP, MASK, FIRST_REGULAR = 1, 2, 4, 5  # ids fixed by the DNABERT-2 tokenizer layout
 TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
 
 
@@ -104,12 +104,6 @@ class WindowSampler:
         raise UserError(f"no window with at most {self.max_n:.0%} N found in 1000 draws; the genomes are mostly N")
 
 
-def tokens_of(tokenizer: Tokenizer, sequence: str, limit: int) -> list[int]:
-    """[CLS] … [SEP] ids of one window, at most `limit` tokens."""
-    ids = tokenizer.encode(sequence, add_special_tokens=False).ids
-    return [CLS, *ids[: limit - 2], SEP]
-
-
 def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate: float = 0.15):
     """BERT masking: `rate` of the regular tokens (at least one) are scored; of those 80% become
     [MASK], 10% a random regular token, 10% stay. Returns (input ids, labels with −100 = not scored)."""
@@ -168,7 +162,7 @@ class PretrainSteps(torch.utils.data.Dataset):
 
     def example(self, stream: int, step: int, index: int, sampler: WindowSampler | None = None):
         rng = np.random.default_rng([self.seed, stream, step, index])
-        ids = tokens_of(self.tokenizer, (sampler or self.sampler).draw(rng)[-1], self.limit)
+        ids, = encode(self.tokenizer, [(sampler or self.sampler).draw(rng)[-1]], self.limit)
         return mask_tokens(ids, rng, self.vocab_size, self.mask_rate)
 
     def __getitem__(self, step: int) -> list[dict]:

@@ -21,10 +21,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..devices import resolve_device
+from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import UserError
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
+from ..options import add_settings, folder_output, progress, settings_from, settings_with
+from ..settings import PretrainSettings
 from ..tokenizer import load_tokenizer
 from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
                           set_rng_state)
@@ -151,142 +153,92 @@ class Metrics:
                     self.writer.add_scalar(key, value, row["step"])
 
 
-def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1000, batch_size=256,
-             window_tokens=128, window_bp=None, max_tokens=32768, weights=None, max_n=0.05, heldout_contigs=(),
-             eval_every=None, eval_windows=256, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=1e-5,
-             warmup=0.06, clip=1.0, mask_rate=0.15, dropout=None, seed=0, checkpoint_every=None,
-             checkpoint_dir=None, keep=2, resume=False, device="auto", dtype=None, workers=2, compile=False,
-             tensorboard=False, log_every=10, progress=True) -> dict:
-    """Pretrain a DNABERT-2 masked-LM and write it to `out` in the Hugging Face layout; returns the
-    last metrics row."""
-    out = Path(out)
-    folder = Path(checkpoint_dir) if checkpoint_dir else out / "checkpoints"
-    rank, world, device = init_distributed(device)
-    tokenizer_path = tokenizer
-    tokenizer = load_tokenizer(tokenizer)
-    window = WindowSpec(tokens=window_tokens if window_bp is None else None, bp=window_bp)
-    if dropout is not None and not 0 <= dropout < 1:
-        raise UserError(f"dropout must be in [0, 1), not {dropout}")
-
-    torch.manual_seed(seed)
-    if init:
-        model = load_model(init, head="mlm")
-        check_tokenizer(tokenizer, model.config, Path(init), source=str(tokenizer_path))
-    else:
-        model = build_model(preset(model_preset, vocab_size=tokenizer.get_vocab_size()), "mlm")
-    if dropout is not None:
-        model.config.hidden_dropout_prob = dropout
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = dropout
-    model.train()
-
-    for name, value, low, high in (("weight decay", weight_decay, 0, None), ("clip", clip, 0, None),
-                                   ("beta1", betas[0], 0, 1), ("beta2", betas[1], 0, 1)):
+def check_settings(s: PretrainSettings) -> None:
+    """Settings the option types cannot check alone."""
+    if s.dropout is not None and not 0 <= s.dropout < 1:
+        raise UserError(f"dropout must be in [0, 1), not {s.dropout}")
+    for name, value, low, high in (("weight decay", s.weight_decay, 0, None), ("clip", s.clip, 0, None),
+                                   ("beta1", s.adam_betas[0], 0, 1), ("beta2", s.adam_betas[1], 0, 1)):
         if value < low or (high is not None and value >= high):
             raise UserError(f"{name} must be {'in [0, 1)' if high else 'zero or more'}, not {value}")
-    genomes = [str(Path(g).resolve()) for g in genomes]
-    sampler = WindowSampler(genomes, weights, window.draw_bp, heldout_contigs, TRAIN, max_n)
-    data = PretrainSteps(sampler, tokenizer, window, batch_size, max_tokens, seed, rank, world, mask_rate)
-    # Every rank checks the held-out contigs, so a bad name stops them all with one message.
-    held_sampler = WindowSampler(genomes, weights, window.draw_bp, heldout_contigs, EVAL, max_n) if heldout_contigs else None
-    held_out = eval_batches(held_sampler, data, eval_windows) if held_sampler and rank == 0 else []
-    # What shapes the run: a resume must find the same (the world size too, as RNG states are per rank).
-    settings = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
-                "weights": weights, "tokenizer": fingerprint(tokenizer), "model": model.config.to_dict(),
-                "init": str(init) if init else None, "window": [window_tokens, window_bp, data.limit],
-                "max_n": max_n, "heldout_contigs": sorted(heldout_contigs), "eval_windows": eval_windows,
-                "batch_size": batch_size, "world": world, "mask_rate": mask_rate, "steps": steps, "lr": lr,
-                "betas": list(betas), "eps": eps, "weight_decay": weight_decay, "warmup": warmup, "clip": clip,
-                "seed": seed}
-    settings = json.loads(json.dumps(settings))  # as it reads back from a checkpoint
 
-    model.to(device)
-    optimizer = optimiser(model, lr, betas, eps, weight_decay, device)
-    scheduler = schedule(optimizer, steps, warmup)
-    start = 0
+
+def initial_model(s: PretrainSettings, tokenizer, tokenizer_path):
+    """The masked LM to start from: a preset initialised afresh, or a model folder (--init)."""
+    torch.manual_seed(s.seed)
+    if s.init:
+        model = load_model(s.init, head="mlm")
+        check_tokenizer(tokenizer, model.config, Path(s.init), source=str(tokenizer_path))
+    else:
+        model = build_model(preset(s.preset, vocab_size=tokenizer.get_vocab_size()), "mlm")
+    if s.dropout is not None:
+        model.config.hidden_dropout_prob = s.dropout
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = s.dropout
+    return model.train()
+
+
+def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], tokenizer, rank: int, world: int):
+    """The steps' packed batches, the held-out batches (rank 0 only) and the run's settings as a
+    checkpoint records them (a resume must find the same, the world size too: RNG states are per rank)."""
+    sampler = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, TRAIN, s.max_n)
+    data = PretrainSteps(sampler, tokenizer, window, s.batch_size, s.batch_tokens, s.seed, rank, world, s.mask_rate)
+    # Every rank checks the held-out contigs, so a bad name stops them all with one message.
+    held = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, EVAL, s.max_n) \
+        if s.heldout_contigs else None
+    held_out = eval_batches(held, data, s.eval_windows) if held and rank == 0 else []
+    recorded = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
+                "weights": s.weights, "tokenizer": fingerprint(tokenizer),
+                "init": str(s.init) if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
+                "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
+                "batch_size": s.batch_size, "world": world, "mask_rate": s.mask_rate, "steps": s.steps, "lr": s.lr,
+                "betas": list(s.adam_betas), "eps": s.adam_eps, "weight_decay": s.weight_decay,
+                "warmup": s.warmup, "clip": s.clip, "seed": s.seed}
+    return data, held_out, recorded
+
+
+def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimizer, scheduler, rank: int) -> int:
+    """The step to start after: that of the latest checkpoint, restored, or 0 for a new run."""
     if rank == 0:
         remove_partial(folder)
     found = checkpoints(folder)
-    if found and not resume:
+    if found and not s.resume:
         raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
-    if found:
-        state = load_checkpoint(found[-1])
-        check_same_run(state["settings"], settings, found[-1])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"][rank])
-        start = state["step"]
-        log.info("resuming from %s (step %d of %d)", found[-1], start, steps)
-    else:
-        torch.manual_seed(seed + rank)  # dropout differs between ranks, as it would between micro-batches
-    if rank == 0:
-        metrics = Metrics(folder, start, tensorboard)
+    if not found:
+        torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
+        return 0
+    state = load_checkpoint(found[-1])
+    check_same_run(state["settings"], recorded, found[-1])
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"][rank])
+    log.info("resuming from %s (step %d of %d)", found[-1], state["step"], s.steps)
+    return state["step"]
 
-    net = torch.compile(model, dynamic=True) if compile else model
-    if world > 1:
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=(dtype or (
-        "bf16" if device.type == "cuda" else "fp32")) == "bf16")
-    # The loader gets its own generator: seeding workers from the global one would shift the dropout
-    # draws of a resumed run against an uninterrupted one.
-    loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start + 1, steps + 1), num_workers=workers,
-                                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
-                                         generator=torch.Generator().manual_seed(seed))
-    peak = peak_flops(device)
-    bar = tqdm(total=steps, initial=start, unit="step", disable=not progress or rank != 0, desc="pretraining")
-    window_started, window_tokens_seen, row = time.perf_counter(), 0, {}
-    for step, micro_batches in zip(range(start + 1, steps + 1), _batches(loader)):
-        scored = [int((b["labels"] != -100).sum()) for b in micro_batches]
-        total_scored, = all_sum([float(sum(scored))], device)
-        lr_used = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)  # on the device: no sync per micro-batch
-        for i, batch in enumerate(micro_batches):
-            last = i == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last or world == 1 else net.no_sync()
-            with sync, autocast:
-                output = net(batch["input_ids"].to(device, non_blocking=True), labels=batch["labels"].to(device),
-                             cu_seqlens=batch["cu_seqlens"].to(device), max_seqlen=batch["max_seqlen"])
-                # DDP averages gradients over ranks; scaling by world / (scored tokens of the whole
-                # step) makes the update the gradient of the mean loss over every scored token.
-                (output.loss * scored[i] * world / total_scored).backward()
-            loss_sum += output.loss.detach() * scored[i]
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item() if clip else None
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
 
-        tokens = sum(len(b["input_ids"]) for b in micro_batches)
-        loss, tokens = all_sum([loss_sum.item(), float(tokens)], device)
-        window_tokens_seen += tokens
-        bar.update(1)
-        save_now = (checkpoint_every and step % checkpoint_every == 0) or step == steps
-        rng_states = _gather_rng_states(world) if save_now else None
-        if rank != 0:
-            continue
-        row = {"step": step, "loss": loss / total_scored, "lr": lr_used}
-        if grad_norm is not None:
-            row["grad_norm"] = grad_norm
-        if step % log_every == 0 or step == steps:
-            elapsed = time.perf_counter() - window_started
-            row["tokens_per_s"] = window_tokens_seen / elapsed
-            if peak:
-                # tokens/s counts every rank's tokens, so the peak is every rank's GPU.
-                row["mfu"] = row["tokens_per_s"] * flops_per_token(model, tokens / batch_size, mask_rate) / (peak * world)
-            window_started, window_tokens_seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
-            if not progress:  # a log file (Snakemake, SLURM) gets a line instead of a bar
-                log.info("step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s", step, steps, row["loss"], row["lr"],
-                         row["tokens_per_s"])
-        if held_out and ((eval_every and step % eval_every == 0) or step == steps):
-            row.update(evaluate(model, held_out, device, autocast))
-        metrics.write(row)
-        if save_now:
-            save_checkpoint(folder, step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                           "scheduler": scheduler.state_dict(), "rng": rng_states,
-                                           "settings": settings}, keep)
-    bar.close()
+def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, *, progress=True, **overrides) -> dict:
+    """Pretrain a DNABERT-2 masked-LM and write it to `out` in the Hugging Face layout; returns the
+    last metrics row. Settings: a PretrainSettings, or its fields as keywords."""
+    s = settings_with(PretrainSettings, settings, overrides)
+    out = Path(out)
+    folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
+    rank, world, device = init_distributed(s.device)
+    tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
+    window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
+    check_settings(s)
+    model = initial_model(s, tokenizer, tokenizer_path)
+    genomes = [str(Path(g).resolve()) for g in genomes]
+    data, held_out, recorded = training_data(s, window, genomes, tokenizer, rank, world)
+    recorded = json.loads(json.dumps({**recorded, "model": model.config.to_dict()}))  # as it reads back
+    model.to(device)
+    optimizer = optimiser(model, s.lr, tuple(s.adam_betas), s.adam_eps, s.weight_decay, device)
+    scheduler = schedule(optimizer, s.steps, s.warmup)
+    start = resume_from(folder, s, recorded, model, optimizer, scheduler, rank)
+    loop = TrainingLoop(s, model, optimizer, scheduler, device, rank, world, recorded)
+    metrics = Metrics(folder, start, s.tensorboard) if rank == 0 else None
+    row = loop.run(data, held_out, start, metrics, folder, progress)
     if world > 1:
         dist.barrier()
     if rank == 0:
@@ -296,6 +248,100 @@ def pretrain(genomes, tokenizer, out, *, model_preset="tiny", init=None, steps=1
     if world > 1:
         dist.destroy_process_group()
     return row
+
+
+class TrainingLoop:
+    """The optimiser steps of one rank: micro-batches with gradient accumulation, the metrics row of
+    each step (rank 0), evaluations and checkpoints."""
+
+    def __init__(self, s: PretrainSettings, model, optimizer, scheduler, device, rank: int, world: int,
+                 recorded: dict):
+        self.s, self.model, self.optimizer, self.scheduler = s, model, optimizer, scheduler
+        self.device, self.rank, self.world, self.recorded = device, rank, world, recorded
+        net = torch.compile(model, dynamic=True) if s.compile else model
+        if world > 1:
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = net
+        self.autocast = autocast(device, resolve_precision(s.dtype, device))
+        self.peak = peak_flops(device)
+
+    def run(self, data, held_out, start: int, metrics, folder: Path, progress: bool) -> dict:
+        s = self.s
+        # The loader gets its own generator: seeding workers from the global one would shift the dropout
+        # draws of a resumed run against an uninterrupted one.
+        loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start + 1, s.steps + 1),
+                                             num_workers=s.workers, pin_memory=self.device.type == "cuda",
+                                             prefetch_factor=4 if s.workers else None,
+                                             generator=torch.Generator().manual_seed(s.seed))
+        bar = tqdm(total=s.steps, initial=start, unit="step", disable=not progress or self.rank != 0,
+                   desc="pretraining")
+        self.window_started, self.window_tokens, row = time.perf_counter(), 0, {}
+        for step, micro_batches in zip(range(start + 1, s.steps + 1), _batches(loader)):
+            loss, total_scored, tokens, grad_norm, lr_used = self.step(micro_batches)
+            bar.update(1)
+            save_now = (s.checkpoint_every and step % s.checkpoint_every == 0) or step == s.steps
+            rng_states = _gather_rng_states(self.world) if save_now else None
+            if self.rank != 0:
+                continue
+            row = {"step": step, "loss": loss / total_scored, "lr": lr_used}
+            if grad_norm is not None:
+                row["grad_norm"] = grad_norm
+            self.throughput(row, step, tokens, bar, progress)
+            if held_out and ((s.eval_every and step % s.eval_every == 0) or step == s.steps):
+                row.update(evaluate(self.model, held_out, self.device, self.autocast))
+            metrics.write(row)
+            if save_now:
+                save_checkpoint(folder, step, {"model": self.model.state_dict(),
+                                               "optimizer": self.optimizer.state_dict(),
+                                               "scheduler": self.scheduler.state_dict(), "rng": rng_states,
+                                               "settings": self.recorded}, s.keep)
+        bar.close()
+        return row
+
+    def step(self, micro_batches: list[dict]):
+        """One optimiser step over this rank's micro-batches; returns the summed loss, scored tokens
+        and tokens over every rank, the gradient norm and the learning rate used."""
+        device, world = self.device, self.world
+        scored = [int((b["labels"] != -100).sum()) for b in micro_batches]
+        total_scored, = all_sum([float(sum(scored))], device)
+        lr_used = self.optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device)  # on the device: no sync per micro-batch
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or world == 1 else self.net.no_sync()
+            with sync, self.autocast:
+                output = self.net(batch["input_ids"].to(device, non_blocking=True),
+                                  labels=batch["labels"].to(device), cu_seqlens=batch["cu_seqlens"].to(device),
+                                  max_seqlen=batch["max_seqlen"])
+                # DDP averages gradients over ranks; scaling by world / (scored tokens of the whole
+                # step) makes the update the gradient of the mean loss over every scored token.
+                (output.loss * scored[i] * world / total_scored).backward()
+            loss_sum += output.loss.detach() * scored[i]
+        clip = self.s.clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item() if clip else None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = sum(len(b["input_ids"]) for b in micro_batches)
+        loss, tokens = all_sum([loss_sum.item(), float(tokens)], device)
+        return loss, total_scored, tokens, grad_norm, lr_used
+
+    def throughput(self, row: dict, step: int, tokens: float, bar, progress: bool) -> None:
+        """Tokens/s (and MFU on a known GPU) over the steps since the last figure, every log_every steps."""
+        s = self.s
+        self.window_tokens += tokens
+        if step % s.log_every and step != s.steps:
+            return
+        row["tokens_per_s"] = self.window_tokens / (time.perf_counter() - self.window_started)
+        if self.peak:
+            # tokens/s counts every rank's tokens, so the peak is every rank's GPU.
+            row["mfu"] = row["tokens_per_s"] * flops_per_token(self.model, tokens / s.batch_size, s.mask_rate) \
+                / (self.peak * self.world)
+        self.window_started, self.window_tokens = time.perf_counter(), 0
+        bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
+        if not progress:  # a log file (Snakemake, SLURM) gets a line instead of a bar
+            log.info("step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s", step, s.steps, row["loss"], row["lr"],
+                     row["tokens_per_s"])
 
 
 def _batches(loader):
@@ -314,3 +360,26 @@ def _gather_rng_states(world: int) -> list[dict]:
     states = [None] * world
     dist.all_gather_object(states, rng_state())
     return states
+
+
+def add_arguments(parser) -> None:
+    parser.description = (
+        "Masked-LM pretraining on windows drawn at random from genomes (both strands, N-rich windows skipped), "
+        "tokenised in DataLoader workers and packed without padding. Checkpoints resume exactly; the final model is "
+        "written to --out in the Hugging Face layout with metrics.jsonl. Under torchrun (e.g. `torchrun "
+        "--nproc-per-node 8 -m dnabert2 pretrain ...`, or `srun torchrun ...` on SLURM) the same command runs "
+        "data-parallel over every GPU.")
+    parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
+                        help="genome FASTA (repeat for several; bgzip with .fai for random access)")
+    parser.add_argument("--tokenizer", required=True, type=Path,
+                        help="tokenizer.json (from `dnabert2 vocab`) or a model folder")
+    parser.add_argument("--out", required=True, type=Path, help="output model folder")
+    add_settings(parser, PretrainSettings)
+
+
+def run(args) -> None:
+    folder_output(args.out)
+    row = pretrain(args.genome, args.tokenizer, args.out, settings_from(args, PretrainSettings),
+                   progress=progress(args))
+    if row:
+        log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))

@@ -1,26 +1,28 @@
 """Genome-wide scanning with a fine-tuned classifier: windows over a FASTA (or over what a BAM covers,
 or along its reads) → calls in BED, per-window scores in bedGraph, and a JSON summary.
 
-A scan can be split into `--chunk i/n` jobs whose outputs `gather` joins into what one job gives.
+A scan can be split into `--chunk i/n` jobs whose outputs `gather` (scan/gather.py) joins into what
+one job gives.
 """
 
-import json
 import logging
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from ..bed import write_junctions
 from ..errors import UserError
-from ..outputs import atomic_output, check_outputs
-from ..sequences import Fasta, read_bed_regions, write_bgzf_fasta
+from ..options import add_settings, progress, settings_from, settings_with
+from ..outputs import check_outputs
+from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fasta
 from ..sequences.fasta import NoRandomAccess
-from .calls import BedGraph, Merger, read_calls, top, write_calls
+from ..settings import ScanSettings
+from .calls import BedGraph, top, write_calls
+from .gather import gather, relative, scan_line, write_json
 from .model import called_labels, load_scanner
-from .plan import blocks, chunk, merge_regions
+from .plan import blocks, chunk, merge_regions, parse_chunk
+
+__all__ = ["ScanSettings", "gather", "scan"]
 
 log = logging.getLogger(__name__)
 
@@ -60,159 +62,138 @@ def _indexed(path, folder: str) -> Path:
     return copy
 
 
-def scan(model, out, *, fasta=None, bam=None, reference=None, covered: int | None = None, regions=None, contigs=None,
-         window=None, stride=None, strands="both", labels=None, threshold=0.5, top_k=None, bedgraph=None,
-         summary=None, chunk_of=(0, 1), batch_tokens=None, workers=1, max_n=0.1, min_mapq=0, min_reads=1,
-         junctions=None, device="auto", dtype="auto", progress=False) -> dict:
-    """Scan and write `out` (BED6+4 calls), and `bedgraph` and `summary` if given; returns the summary.
-    Input: `fasta`; or `bam` read sequences; or, with `covered` = a depth, the regions of `reference`
-    the BAM covers that deeply."""
-    from .bam import bam_lengths, covered_regions, scan_reads, split_regions
-    from .genome import scan_blocks
-
-    check_outputs([out, bedgraph, summary, junctions], [fasta, bam, reference, regions])
-    if junctions and (bam is None or chunk_of[1] > 1):
+def scan_mode(fasta, bam, reference, s: ScanSettings, bedgraph, junctions) -> str:
+    """"fasta" (windows over a genome), "reads" (along a BAM's reads) or "covered" (over the reference
+    where a BAM covers it); refuses inputs and options that do not go with it."""
+    if bam is None:
+        if fasta is None:
+            raise UserError("give --fasta, or --bam (with --reference for --covered)")
+        if s.min_depth is not None:
+            raise UserError("--covered needs --bam")
+        mode = "fasta"
+    elif s.min_depth is None:
+        mode = "reads"
+    elif reference is None:
+        raise UserError("scanning covered regions needs the reference FASTA (--reference)")
+    else:
+        mode = "covered"
+    if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
                         "`dnabert2 junctions`)")
-    if not 0 <= threshold <= 1:
-        raise UserError(f"threshold must be between 0 and 1, not {threshold}")
-    index, count = chunk_of
-    if top_k is not None and count > 1:
-        raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
-    if bedgraph and bam is not None and covered is None:
+    if bedgraph and mode == "reads":
         raise UserError("--bedgraph holds window scores along the genome: it goes with FASTA and --covered scans, "
                         "not with reads")
-    if covered is not None and reference is None:
-        raise UserError("scanning covered regions needs the reference FASTA (--reference)")
-    scanner = load_scanner(model, window=window, device=device, dtype=dtype)
-    stride = stride or max(1, scanner.window // 4)
-    batch_tokens = batch_tokens or (65536 if scanner.device.type == "cuda" else 8192)
+    return mode
+
+
+def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, summary=None, junctions=None,
+         settings: ScanSettings | None = None, progress=False, **overrides) -> dict:
+    """Scan and write `out` (BED6+4 calls), and `bedgraph`, `summary` and `junctions` if given; returns
+    the summary. Input: `fasta`; or `bam` read sequences; or, with the setting min_depth, the regions
+    of `reference` (default: `fasta`) the BAM covers that deeply."""
+    s = settings_with(ScanSettings, settings, overrides)
+    if bam is not None:
+        reference, fasta = reference or fasta, None
+    check_outputs([out, bedgraph, summary, junctions], [fasta, bam, reference, s.regions])
+    index, count = parse_chunk(s.chunk) if s.chunk else (0, 1)
+    mode = scan_mode(fasta, bam, reference, s, bedgraph, junctions)
+    if not 0 <= s.threshold <= 1:
+        raise UserError(f"threshold must be between 0 and 1, not {s.threshold}")
+    if s.top_k is not None and count > 1:
+        raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
+    scanner = load_scanner(model, window=s.window, device=s.device, dtype=s.dtype)
+    stride = s.stride or max(1, scanner.window // 4)
+    batch_tokens = s.batch_tokens or (65536 if scanner.device.type == "cuda" else 8192)
     if scanner.max_tokens > batch_tokens:
         raise UserError(f"a {scanner.window} bp window can take {scanner.max_tokens} tokens, more than "
                         f"--batch-tokens {batch_tokens}: raise it or scan shorter windows")
-    chosen = called_labels(scanner, labels)
+    options = {"labels": called_labels(scanner, s.labels), "threshold": s.threshold, "batch_tokens": batch_tokens,
+               "workers": s.workers, "progress": progress}
     graph = BedGraph() if bedgraph else None
     with tempfile.TemporaryDirectory(prefix="dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
-        lengths = None
-        if genome:
-            with Fasta(genome) as opened:
-                lengths = opened.lengths
-        if bam is not None:
-            reference = genome  # the indexed copy where the reference had no random access
-            lengths = bam_lengths(bam, reference, lengths)
-        source = str(bam if bam is not None and covered is None else fasta or reference)
-        wanted = requested = requested_regions(lengths, source, regions, contigs)
-        options = {"labels": chosen, "threshold": threshold, "batch_tokens": batch_tokens, "workers": workers,
-                   "progress": progress}
-        if bam is not None and covered is None:
-            calls, tally = scan_reads(scanner, bam, reference, wanted, split_regions(wanted, index, count), stride=stride,
-                                      min_mapq=min_mapq, min_reads=min_reads, **options)
-        else:
-            if covered is not None:
-                from ..sequences import open_alignments
-
-                with open_alignments(bam, reference) as alignments:
-                    wanted = covered_regions(alignments, wanted, covered, scanner.window // 2, lengths, min_mapq)
-                log.info("%d region(s) covered by %d or more reads", len(wanted), covered)
-            mine = chunk(blocks(wanted, scanner.window, stride, BLOCK_WINDOWS), index, count)
-            calls, tally = scan_blocks(scanner, genome, mine, strands={"both": "+-"}.get(strands, strands),
-                                       max_n=max_n, bedgraph=graph, lengths=lengths, **options)
+        lengths = _lengths(genome, bam)
+        source = str(bam if mode == "reads" else fasta or reference)
+        requested = requested_regions(lengths, source, s.regions, s.contigs)
+        calls, tally = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph, options)
         if junctions:
-            write_junctions(junctions, bam, reference, min_mapq=min_mapq)
+            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq)
     order = {c: i for i, c in enumerate(lengths)}
-    calls = top(calls, top_k, order)
+    calls = top(calls, s.top_k, order)
     tally.calls = dict(Counter(c.label for c in calls))
-    mode = "reads" if bam is not None and covered is None else "covered" if covered is not None else "fasta"
     report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
-              "called": [scanner.labels[i] for i in chosen], "threshold": threshold, "top_k": top_k,
-              "stride": stride, "strands": strands, "max_n": max_n, "min_depth": covered, "min_mapq": min_mapq,
-              "min_reads": min_reads, "regions": [list(r) for r in requested], "batch_tokens": batch_tokens,
-              "dtype": "bf16" if scanner.dtype == torch.bfloat16 else "fp32", **tally.summary(scanner),
-              "contigs": list(lengths), "calls_file": _relative(out, summary),
-              "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
+              "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
+              "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
+              "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in requested],
+              "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
+              "contigs": list(lengths), "calls_file": relative(out, summary),
+              "bedgraph_file": relative(bedgraph, summary) if bedgraph else None}
     # The calls last: a failure writing the others leaves no calls file that looks finished.
     if graph is not None:
         graph.write(bedgraph)
     if summary:
-        _write_json(summary, report)
+        write_json(summary, report)
     write_calls(out, calls, order)
     return report
 
 
-def _relative(path, summary) -> str:
-    return os.path.relpath(Path(path).resolve(), Path(summary).resolve().parent) if summary else str(path)
+def _lengths(genome, bam) -> dict[str, int]:
+    """Contig lengths of what is scanned: the genome's, or the BAM's (checked against its reference)."""
+    from .bam import bam_lengths
+
+    lengths = None
+    if genome:
+        with Fasta(genome) as opened:
+            lengths = opened.lengths
+    return bam_lengths(bam, genome, lengths) if bam is not None else lengths
 
 
-def _write_json(path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride, chunk_of, graph, options):
+    """The calls and tally of this chunk of the scan, in the way its mode scans."""
+    from .bam import covered_regions, scan_reads, split_regions
+    from .genome import scan_blocks
+
+    if mode == "reads":
+        return scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
+                          min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
+    wanted = requested
+    if mode == "covered":
+        with open_alignments(bam, genome) as alignments:
+            wanted = covered_regions(alignments, requested, s.min_depth, scanner.window // 2, lengths, s.min_mapq)
+        log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
+    mine = chunk(blocks(wanted, scanner.window, stride, BLOCK_WINDOWS), *chunk_of)
+    return scan_blocks(scanner, genome, mine, strands={"both": "+-"}.get(s.strands, s.strands), max_n=s.max_n,
+                       bedgraph=graph, lengths=lengths, **options)
 
 
-def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
-    """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
-    that meet across chunk ends merged), one bedGraph and one summary."""
-    check_outputs([out, bedgraph, summary], summaries)
-    parts = [(Path(path), _read_summary(path)) for path in summaries]
-    parts.sort(key=lambda p: p[1]["chunk"][0])
-    count = parts[0][1]["chunk"][1]
-    found = [p[1]["chunk"][0] for p in parts]
-    if any(p[1]["chunk"][1] != count for p in parts) or found != list(range(count)):
-        raise UserError(f"chunks {found} given; a scan in {count} chunks needs each of 0..{count - 1} once")
-    for key in SAME_IN_EVERY_CHUNK:
-        if len({json.dumps(p[1].get(key)) for p in parts}) > 1:
-            raise UserError(f"the chunks differ in {key}: they are not parts of one scan")
-    if bedgraph:
-        unscored = [str(folder) for folder, part in parts if not part.get("bedgraph_file")]
-        if unscored:
-            raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph")
-    order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
-    calls = []
-    for folder, part in parts:
-        path = folder.parent / part["calls_file"]
-        mine = read_calls(path)
-        strangers = sorted({c.contig for c in mine} - set(order))
-        if strangers:
-            raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
-        calls += mine
-    merger = Merger()
-    for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
-        merger.add(call)
-    merged = top(merger.finish(), top_k, order)
-    if bedgraph:
-        graph = BedGraph()
-        for folder, part in parts:
-            graph.extend(folder.parent / part["bedgraph_file"])
-    totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases", "seconds")}
-    # Rates over the chunks' summed job time: what one job running them all in turn would do.
-    seconds = max(totals["seconds"], 1e-9)
-    totals |= {"bp_per_second": round(totals["bases"] / seconds),
-               "window_bp_per_second": round(totals["windows"] * parts[0][1]["window_bp"] / seconds),
-               "tokens_per_second": round(totals["tokens"] / seconds)}
-    report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": count, "calls": dict(Counter(c.label for c in merged)), "top_k": top_k,
-              "calls_file": _relative(out, summary), "bedgraph_file": _relative(bedgraph, summary) if bedgraph else None}
-    if bedgraph:
-        graph.write(bedgraph)
-    if summary:
-        _write_json(summary, report)
-    write_calls(out, merged, order)
-    return report
+def add_arguments(parser) -> None:
+    parser.description = (
+        "Slide windows of the task's length over every contig (or --regions/--contigs), on both strands, and "
+        "classify them with a fine-tuned model. Windows scoring at or above --threshold for a label (every label "
+        "but 0 unless --labels) become calls; overlapping ones merge into one call whose peak is the best window's "
+        "site. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, probability x 1000, strand, "
+        "supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences and place "
+        "hits on the reference through the alignments, one call per site with its read support; or with --covered "
+        "N scan the reference (--reference) where N or more reads cover it. --chunk i/n scans the i-th of n "
+        "balanced parts; `dnabert2 scan-gather` joins them.")
+    parser.add_argument("--model", required=True, type=Path, help="fine-tuned classifier folder (`dnabert2 finetune`)")
+    parser.add_argument("--fasta", type=Path, help="genome FASTA (plain, gzip or bgzip; bgzip with .fai is read by "
+                        "region)")
+    parser.add_argument("--bam", type=Path,
+                        help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
+    parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
+    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
+    parser.add_argument("--bedgraph", type=Path, help="also write every window's probability (one track per label "
+                        "and strand)")
+    parser.add_argument("--summary", type=Path, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
+                        "needs it")
+    parser.add_argument("--junctions", type=Path, help="with --bam: also write the junctions the reads show (CIGAR N) "
+                        "as BED6")
+    add_settings(parser, ScanSettings)
 
 
-SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
-                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "batch_tokens", "dtype")
-
-
-def _read_summary(path) -> dict:
-    """A chunk's summary, checked for what gathering needs."""
-    try:
-        part = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a scan summary ({error})") from None
-    chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
-        and all(isinstance(x, int) for x in part["chunk"])
-    if not chunk_ok or not isinstance(part.get("calls_file"), str) or not isinstance(part.get("contigs"), list) \
-            or not all(isinstance(part.get(k), (int, float)) for k in ("windows", "windows_skipped_for_n", "tokens",
-                                                                      "bases", "seconds", "window_bp")):
-        raise UserError(f"{path}: not a summary written by `dnabert2 scan --summary`")
-    return part
+def run(args) -> None:
+    report = scan(args.model, args.out, fasta=args.fasta, bam=args.bam, reference=args.reference,
+                  bedgraph=args.bedgraph, summary=args.summary, junctions=args.junctions,
+                  settings=settings_from(args, ScanSettings), progress=progress(args))
+    print(scan_line(report, args.out))

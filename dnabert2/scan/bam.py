@@ -16,7 +16,7 @@ from ..tokenizer import load_tokenizer
 from .calls import Call, score_of
 from .genome import Tally, _as_is, tokenised, worker_share
 from .model import Scanner
-from .plan import Grid, RegionIndex
+from .plan import Grid, RegionIndex, merge_regions
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,9 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
                         depth[b - lo] -= 1
             covered = np.concatenate([[False], np.cumsum(depth[:-1]) >= min_depth, [False]])
             edges = np.flatnonzero(covered[1:] != covered[:-1])
-            for a, b in zip(edges[::2], edges[1::2]):
-                start, stop = max(0, lo + int(a) - pad), min(lengths[contig], lo + int(b) + pad)
-                if found and found[-1][0] == contig and start <= found[-1][2]:
-                    found[-1] = (contig, found[-1][1], max(stop, found[-1][2]))
-                else:
-                    found.append((contig, start, stop))
-    return found
+            found += [(contig, max(0, lo + int(a) - pad), min(lengths[contig], lo + int(b) + pad))
+                      for a, b in zip(edges[::2], edges[1::2])]
+    return merge_regions(found, {c: i for i, c in enumerate(lengths)})
 
 
 class ReadWindows(IterableDataset):

@@ -1,6 +1,7 @@
-"""Scoring scan calls against an annotation: each call's peak is matched to annotated sites of its
-kind on its strand (splice sites exactly or within ±k bp, TSSs within ±N bp); precision is the share
-of calls that match a site, recall the share of sites that a call matches."""
+"""Scoring scan calls against an annotation: each call's peak is matched to the annotated sites its
+label stands for, on its strand, within the tolerance of that kind of site (the task registry says
+which sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision is the share of
+calls that match a site, recall the share of sites that a call matches."""
 
 import json
 from collections import defaultdict
@@ -9,18 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..options import add_settings, settings_from, settings_with
+from ..outputs import atomic_output, check_outputs
 from ..sequences import read_annotation, read_bed_regions
+from ..settings import ScanEvalSettings
+from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
 from .plan import RegionIndex
-
-KIND = {"promoter": "tss", "donor": "donor", "acceptor": "acceptor"}
-
 
 def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
     found = defaultdict(list)
-    sites = (annotation.tss() if "tss" in kinds else []) + (annotation.splice_sites() if kinds - {"tss"} else [])
-    for s in sites:
+    for s in annotation.sites(kinds):
         found[(s.kind, s.contig, s.strand)].append(s.position)
     return {key: np.array(sorted(v), dtype=np.int64) for key, v in found.items()}
 
@@ -33,12 +34,12 @@ def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndar
     return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
 
 
-def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, tss_tolerance: int = 100,
-                   regions=None, contigs=None, summary=None) -> dict:
+def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, **overrides) -> dict:
     """Precision, recall and F1 per label (and over all), as a dict ready for JSON. Only calls (by
-    their peak) and annotated sites inside `regions` (BED), `contigs`, or the regions the scan's
-    `summary` names count. The labels are those the scan called (from its summary), else those in
-    the calls."""
+    their peak) and annotated sites inside the settings' `regions` (BED) or `contigs`, or the regions
+    the scan's `summary` names, count. The labels are those the scan called (from its summary), else
+    those in the calls. Settings: a ScanEvalSettings, or its fields as keywords."""
+    s = settings_with(ScanEvalSettings, settings, overrides)
     calls = read_calls(calls_path)
     scanned = None
     if summary is not None:
@@ -52,28 +53,28 @@ def evaluate_calls(calls_path, annotation_path, *, splice_tolerance: int = 0, ts
                             "with the summary `dnabert2 scan-gather` writes")
     else:
         labels = sorted({c.label for c in calls})
-    unknown = sorted((set(labels) | {c.label for c in calls}) - set(KIND))
+    unknown = sorted((set(labels) | {c.label for c in calls}) - set(SITE_LABELS))
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
-                        f"(known: {', '.join(KIND)})")
+                        f"(known: {', '.join(SITE_LABELS)})")
     inside = None
-    if regions is not None:
-        inside = read_bed_regions(regions)
-    elif contigs:
-        inside = [(c, 0, 2**62) for c in contigs]
+    if s.regions is not None:
+        inside = read_bed_regions(s.regions)
+    elif s.contigs:
+        inside = [(c, 0, 2**62) for c in s.contigs]
     elif scanned is not None:
         inside = scanned_regions
     annotation = read_annotation(annotation_path)
-    sites = _sites(annotation, {KIND[label] for label in labels})
+    sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
     if inside is not None:
         inside = RegionIndex(inside)
         sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
-    report = {"calls": str(calls_path), "annotation": str(annotation_path), "splice_tolerance": splice_tolerance,
-              "tss_tolerance": tss_tolerance, "labels": {}}
+    tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     for label in labels:
-        kind = KIND[label]
-        tolerance = tss_tolerance if kind == "tss" else splice_tolerance
+        kind = SITE_LABELS[label].site
+        tolerance = tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"]
         peaks = defaultdict(list)
         for c in calls:
             if c.label == label:
@@ -104,3 +105,29 @@ def _metrics(counts) -> dict:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"calls": calls, "calls_matching_a_site": hits, "sites": sites, "sites_found": found,
             "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def add_arguments(parser) -> None:
+    matching = "; ".join(f"{label.name}: {label.site} sites within --{label.tolerance}-tolerance bp"
+                         for label in SITE_LABELS.values())
+    parser.description = (
+        f"Match each call's peak to the annotated sites of its label on the same strand ({matching}). Calls and "
+        "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints (and with "
+        "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1.")
+    parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation")
+    parser.add_argument("--out", type=Path, help="JSON report")
+    parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called and "
+                        "the regions it scanned, so labels without calls count and sites outside the scan do not")
+    add_settings(parser, ScanEvalSettings)
+
+
+def run(args) -> None:
+    check_outputs([args.out], [args.calls, args.annotation, args.summary])
+    report = evaluate_calls(args.calls, args.annotation, summary=args.summary,
+                            settings=settings_from(args, ScanEvalSettings))
+    text = json.dumps(report, indent=2) + "\n"
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            Path(tmp).write_text(text)
+    print(text, end="")

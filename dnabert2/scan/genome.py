@@ -12,9 +12,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..finetune import encode
 from ..sequences import Fasta, reverse_complement
-from ..tokenizer import load_tokenizer
+from ..tokenizer import encode, load_tokenizer
 from .calls import BedGraph, Call, Merger, score_of
 from .model import Scanner
 from .plan import Block

@@ -10,17 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import resolve_device
+from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import UserError
-from ..evaluate import is_classifier
-from ..model import load_model
-from ..tasks import ACCEPTOR, CORE_PROMOTER, DONOR, PROMOTER
+from ..model import is_classifier, load_model
+from ..tasks.registry import KINDS
 
 log = logging.getLogger(__name__)
-
-# Where each task's site sits in its windows (tasks.py builds them so).
-GEOMETRIES = {"promoter": {"promoter": PROMOTER}, "core-promoter": {"promoter": CORE_PROMOTER},
-              "splice": {"donor": DONOR, "acceptor": ACCEPTOR}}
 
 
 @dataclass
@@ -32,7 +27,10 @@ class Scanner:
     max_tokens: int
     offsets: dict[str, tuple[int, int]]  # label → (site offset in a + window, in a − window)
     device: torch.device
-    dtype: torch.dtype | None
+    precision: str  # "bf16" or "fp32"
+
+    def __post_init__(self):
+        self.autocast = autocast(self.device, self.precision)
 
     def site(self, label: str, start: int, strand: str) -> int:
         plus, minus = self.offsets[label]
@@ -50,7 +48,7 @@ class Scanner:
             last = max(first + 1, int(np.searchsorted(ends, base + batch_tokens, side="right")))
             chunk = torch.from_numpy(ids[base:ends[last - 1]]).to(self.device, non_blocking=True)
             cu = torch.from_numpy(np.concatenate([[0], ends[first:last] - base]).astype(np.int32)).to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            with self.autocast:
                 logits = self.model(chunk, cu_seqlens=cu, max_seqlen=int(lengths[first:last].max())).logits
             out[first:last] = logits.float().softmax(-1).cpu().numpy()
             first = last
@@ -69,11 +67,10 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
     trained = json.loads((folder / "finetune.json").read_text()) if (folder / "finetune.json").is_file() else {}
     device = resolve_device(device)
-    if dtype == "auto":
-        dtype = "bf16" if device.type == "cuda" else "fp32"
-    if dtype == "bf16" and device.type != "cuda":
+    precision = resolve_precision(dtype, device)
+    if precision == "bf16" and device.type != "cuda":
         raise UserError("bf16 inference needs a CUDA GPU; use --dtype fp32 on the CPU")
-    model = load_model(folder, head="classification", device=str(device))
+    model = load_model(folder, head="classification", device=device)
     classes = model.config.num_labels
     named = model.config.id2label or {}
     labels = [str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)]
@@ -90,12 +87,12 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     # The fine-tuning token limit, scaled with the window, so a window is cut where training cut it.
     max_tokens = math.ceil(trained_tokens * window / trained_window) if trained_tokens and trained_window else window + 2
     # A task's geometry places the site only in windows of the length it was built for.
-    geometries = {label: g for label, g in GEOMETRIES.get(task.get("task"), {}).items() if g.length == window}
+    kind = KINDS.get(task.get("task"))
+    geometries = {label.name: label.geometry for label in kind.sites if label.geometry.length == window} if kind else {}
     centre = window // 2
     offsets = {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries else (centre, window - 1 - centre)
                for label in labels}
-    return Scanner(model, folder, labels, window, max_tokens, offsets, device,
-                   torch.bfloat16 if dtype == "bf16" else None)
+    return Scanner(model, folder, labels, window, max_tokens, offsets, device, precision)
 
 
 def called_labels(scanner: Scanner, names) -> list[int]:

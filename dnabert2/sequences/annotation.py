@@ -11,6 +11,7 @@ from urllib.parse import unquote
 from ..errors import UserError
 from .fasta import corrupt, open_text
 
+SITE_KINDS = ("tss", "donor", "acceptor")
 _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
 
 
@@ -59,7 +60,7 @@ class Site:
     contig: str
     position: int
     strand: str
-    kind: str  # "tss", "donor" or "acceptor"
+    kind: str  # one of SITE_KINDS
 
 
 @dataclass(frozen=True, order=True)
@@ -105,6 +106,18 @@ class Annotation:
 
     def splice_sites(self) -> list[Site]:
         return sorted({site for i in self.introns() for site in (i.donor, i.acceptor)})
+
+    def sites(self, kinds) -> list[Site]:
+        """The annotated sites of the given kinds (SITE_KINDS), sorted."""
+        unknown = set(kinds) - set(SITE_KINDS)
+        if unknown:
+            raise ValueError(f"no annotated sites of kind {', '.join(sorted(unknown))}; known: {', '.join(SITE_KINDS)}")
+        found = []
+        if "tss" in kinds:
+            found += self.tss()
+        if set(kinds) & {"donor", "acceptor"}:
+            found += [s for s in self.splice_sites() if s.kind in kinds]
+        return sorted(found)
 
     def check_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
         """Raise a UserError if a transcript lies on a contig the genome lacks, or past its end."""

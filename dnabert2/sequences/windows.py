@@ -1,13 +1,21 @@
 """Fixed-length windows over contigs or regions, on one or both strands, around runs of N."""
 
+import csv
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from Bio.Seq import reverse_complement
 
 from ..errors import UserError
+from ..options import add_settings, settings_from
+from ..outputs import atomic_output, check_outputs
+from ..settings import WindowsSettings
 from .fasta import Fasta
+
+log = logging.getLogger(__name__)
 
 _NOT_N = re.compile(r"[^N]+")
 
@@ -101,3 +109,35 @@ def read_bed_regions(path) -> list[tuple[str, int, int]]:
                 raise UserError(f"{path}: line {number} is not BED (contig, start, end)") from None
             regions.append((contig, start, end))
     return regions
+
+
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
+                          "(minus-strand windows reverse-complemented), upper-cased.")
+    parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
+    parser.add_argument("--out", required=True, type=Path, help="output file (.fa/.fasta, .csv or .bed)")
+    add_settings(parser, WindowsSettings)
+
+
+def run(args) -> None:
+    s = settings_from(args, WindowsSettings)
+    check_outputs([args.out], [args.genome, s.regions])
+    fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(args.out.suffix, "fasta")
+    regions = read_bed_regions(s.regions) if s.regions else None
+    count = 0
+    with Fasta(args.genome) as fasta, atomic_output(args.out) as tmp, open(tmp, "w", newline="") as out:
+        table = csv.writer(out, lineterminator="\n")
+        if fmt == "csv":
+            table.writerow(["contig", "start", "end", "strand", "sequence"])
+        for w in genome_windows(fasta, s.window, s.stride, regions=regions, contigs=s.contigs, strands=s.strands,
+                                on_n=s.on_n, min_size=s.min_length):
+            if fmt == "csv":
+                table.writerow([w.contig, w.start, w.end, w.strand, w.sequence])
+            elif fmt == "bed":
+                out.write(f"{w.contig}\t{w.start}\t{w.end}\t{w.name}\t0\t{w.strand}\n")
+            else:
+                out.write(f">{w.name}\n{w.sequence}\n")
+            count += 1
+    log.info("wrote %d windows to %s", count, args.out)

@@ -1,0 +1,169 @@
+"""Command settings declared once. Each command's settings are a dataclass whose fields carry their
+default, help and checks; the command line's options come from it (`add_settings`), and the workflow
+turns its config back into the same options (`as_arguments`), so a default is written in one place.
+
+    @dataclass
+    class ScanSettings:
+        threshold: float = setting(0.5, "smallest probability called", type=probability)
+"""
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UserError
+
+
+def setting(default=None, help: str = "", *, type=None, choices=None, flag: str | None = None,
+            aliases: tuple[str, ...] = (), nargs=None, append: bool = False, metavar=None, group: str | None = None,
+            switches: dict[str, tuple[str, str]] | None = None, default_text: str | None = None):
+    """A dataclass field that is also a command-line option.
+
+    flag: the option (default --field-name); aliases: other spellings it answers to. nargs "+" or a
+    number takes several values; append takes the option once per value. group: options of one group
+    exclude each other. switches: {"--full": ("full", "help"), …}, one flag per value instead of a
+    flag taking the value. default_text: the default as help shows it, where None or the value
+    itself says too little."""
+    metadata = {"help": help, "type": type, "choices": choices, "flag": flag, "aliases": aliases, "nargs": nargs,
+                "append": append, "metavar": metavar, "group": group, "switches": switches,
+                "default_text": default_text}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _default_text(field: dataclasses.Field, default) -> str:
+    if field.metadata.get("default_text"):
+        return f" (default: {field.metadata['default_text']})"
+    if default is None or default is False or default == []:
+        return ""
+    if isinstance(default, (list, tuple)):
+        return " (default " + " ".join(map(str, default)) + ")"
+    if isinstance(default, int) and not isinstance(default, bool) and default >= 100_000:
+        return f" (default {default:,})"
+    return f" (default {default})"
+
+
+def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | None = None) -> None:
+    """An option for each field of the settings dataclass `cls` (or of those named in `only`); plain
+    fields, not declared with setting(), are settings of the library only."""
+    groups = {}
+    for field in dataclasses.fields(cls):
+        if "help" not in field.metadata or (only is not None and field.name not in only):
+            continue
+        meta, default = field.metadata, _default(field)
+        where = parser
+        if meta.get("group"):
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_mutually_exclusive_group()
+            where = groups[meta["group"]]
+        help_text = (meta["help"] + _default_text(field, default)).replace("%", "%%")  # argparse formats help with %
+        if meta.get("switches"):
+            switches = where if meta.get("group") else parser.add_mutually_exclusive_group()
+            for switch, (value, meaning) in meta["switches"].items():
+                switches.add_argument(switch, dest=field.name, action="store_const", const=value,
+                                      help=meaning + (" (the default)" if value == default else ""))
+            parser.set_defaults(**{field.name: default})
+            continue
+        names = [flag_of(field), *meta.get("aliases", ())]
+        if isinstance(default, bool):
+            where.add_argument(*names, dest=field.name, action="store_true", help=help_text)
+            continue
+        options = {"dest": field.name, "default": default, "help": help_text}
+        for key in ("type", "choices", "nargs", "metavar"):
+            if meta.get(key) is not None:
+                options[key] = meta[key]
+        if meta.get("append"):  # a field taking repeated options defaults to None: argparse appends to it
+            options["action"] = "append"
+        where.add_argument(*names, **options)
+
+
+def _default(field: dataclasses.Field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def settings_from(args: argparse.Namespace, cls):
+    """The settings dataclass `cls` filled from parsed options; fields without an option keep their default."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
+def settings_with(cls, settings=None, overrides: dict | None = None):
+    """`settings` (or the defaults) with keyword overrides, for library functions that take either."""
+    try:
+        return dataclasses.replace(settings or cls(), **(overrides or {}))
+    except TypeError as error:
+        raise TypeError(f"{cls.__name__}: {error}") from None
+
+
+def as_arguments(cls, values: dict) -> str:
+    """The command-line options that give these settings (field name → value), shell-quoted; the
+    inverse of add_settings, for callers (the workflow) that hold settings under the field names.
+    Keys that are not fields of `cls` are ignored; None, False and empty lists give no option."""
+    words = []
+    for field in dataclasses.fields(cls):
+        value = values.get(field.name)
+        if field.name not in values or value is None or value is False or value == []:
+            continue
+        meta = field.metadata
+        if meta.get("switches"):
+            words.append(next(s for s, (v, _) in meta["switches"].items() if v == value))
+        elif value is True:
+            words.append(flag_of(field))
+        elif isinstance(value, list) and meta.get("append"):
+            for item in value:
+                words += [flag_of(field), str(item)]
+        elif isinstance(value, list):
+            words += [flag_of(field), *map(str, value)]
+        else:
+            words += [flag_of(field), str(value)]
+    return " ".join(map(shlex.quote, words))
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Progress bars on an interactive terminal unless --quiet; a log file gets log lines instead."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def folder_output(path: Path) -> None:
+    """An output folder may exist, but not as a file."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+
+
+# Types of options: each turns the text into a value or says what is wrong with it.
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value

@@ -1,0 +1,125 @@
+"""Joining the chunks of one scan (`dnabert2 scan --chunk i/n`, each with its summary) into what one
+unchunked scan writes: calls that meet across chunk ends merged, top-k over the whole genome, one
+bedGraph and one summary."""
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from ..errors import UserError
+from ..options import add_settings, settings_from
+from ..outputs import atomic_output, check_outputs
+from ..settings import ScanSettings
+from .calls import BedGraph, Merger, read_calls, top, write_calls
+
+SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
+                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "batch_tokens", "dtype")
+
+
+def relative(path, summary) -> str:
+    """How a summary names an output beside it: relative to the summary's folder."""
+    return os.path.relpath(Path(path).resolve(), Path(summary).resolve().parent) if summary else str(path)
+
+
+def write_json(path, data: dict) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
+    """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
+    that meet across chunk ends merged), one bedGraph and one summary."""
+    check_outputs([out, bedgraph, summary], summaries)
+    parts = _chunks(summaries, bedgraph)
+    order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
+    calls = []
+    for folder, part in parts:
+        path = folder.parent / part["calls_file"]
+        mine = read_calls(path)
+        strangers = sorted({c.contig for c in mine} - set(order))
+        if strangers:
+            raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
+        calls += mine
+    merger = Merger()
+    for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
+        merger.add(call)
+    merged = top(merger.finish(), top_k, order)
+    if bedgraph:
+        graph = BedGraph()
+        for folder, part in parts:
+            graph.extend(folder.parent / part["bedgraph_file"])
+    totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases",
+                                                           "seconds")}
+    # Rates over the chunks' summed job time: what one job running them all in turn would do.
+    seconds = max(totals["seconds"], 1e-9)
+    totals |= {"bp_per_second": round(totals["bases"] / seconds),
+               "window_bp_per_second": round(totals["windows"] * parts[0][1]["window_bp"] / seconds),
+               "tokens_per_second": round(totals["tokens"] / seconds)}
+    report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": len(parts),
+              "calls": dict(Counter(c.label for c in merged)), "top_k": top_k, "calls_file": relative(out, summary),
+              "bedgraph_file": relative(bedgraph, summary) if bedgraph else None}
+    if bedgraph:
+        graph.write(bedgraph)
+    if summary:
+        write_json(summary, report)
+    write_calls(out, merged, order)
+    return report
+
+
+def _chunks(summaries, bedgraph) -> list[tuple[Path, dict]]:
+    """(path, summary) of every chunk, in chunk order, checked to be the whole of one scan."""
+    parts = [(Path(path), read_summary(path)) for path in summaries]
+    parts.sort(key=lambda p: p[1]["chunk"][0])
+    count = parts[0][1]["chunk"][1]
+    found = [p[1]["chunk"][0] for p in parts]
+    if any(p[1]["chunk"][1] != count for p in parts) or found != list(range(count)):
+        raise UserError(f"chunks {found} given; a scan in {count} chunks needs each of 0..{count - 1} once")
+    for key in SAME_IN_EVERY_CHUNK:
+        if len({json.dumps(p[1].get(key)) for p in parts}) > 1:
+            raise UserError(f"the chunks differ in {key}: they are not parts of one scan")
+    if bedgraph:
+        unscored = [str(folder) for folder, part in parts if not part.get("bedgraph_file")]
+        if unscored:
+            raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph")
+    return parts
+
+
+def read_summary(path) -> dict:
+    """A chunk's summary, checked for what gathering needs."""
+    try:
+        part = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not a scan summary ({error})") from None
+    chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
+        and all(isinstance(x, int) for x in part["chunk"])
+    if not chunk_ok or not isinstance(part.get("calls_file"), str) or not isinstance(part.get("contigs"), list) \
+            or not all(isinstance(part.get(k), (int, float)) for k in ("windows", "windows_skipped_for_n", "tokens",
+                                                                      "bases", "seconds", "window_bp")):
+        raise UserError(f"{path}: not a summary written by `dnabert2 scan --summary`")
+    return part
+
+
+def scan_line(report: dict, out) -> str:
+    """The one line a scan, or its gathering, prints."""
+    calls = ", ".join(f"{n} {label}" for label, n in sorted(report["calls"].items())) or "no calls"
+    return (f"{out}: {calls} from {report['windows']} windows ({report['bases']} bp) in {report['seconds']:.1f} s, "
+            f"{report['bp_per_second']} bp/s")
+
+
+def add_arguments(parser) -> None:
+    parser.description = (
+        "Join `dnabert2 scan --chunk i/n` outputs, given by their summaries (in any order), into one sorted BED; "
+        "calls that meet across chunk ends merge, so the result is what one unchunked scan gives. --top-k is "
+        "applied here, over the whole genome.")
+    parser.add_argument("summaries", nargs="+", type=Path, metavar="SUMMARY", help="chunk summaries (JSON)")
+    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
+    parser.add_argument("--bedgraph", type=Path, help="joined per-window scores (every chunk needs its own)")
+    parser.add_argument("--summary", type=Path, help="joined summary (JSON)")
+    add_settings(parser, ScanSettings, only=["top_k"])
+
+
+def run(args) -> None:
+    settings = settings_from(args, ScanSettings)
+    report = gather(args.summaries, args.out, bedgraph=args.bedgraph, summary=args.summary, top_k=settings.top_k)
+    print(scan_line(report, args.out))

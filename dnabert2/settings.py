@@ -1,0 +1,202 @@
+"""What each command can be told: its settings, their defaults and help, declared once.
+
+Each command builds its options from its dataclass here (`add_settings` beside the command), the
+library functions take the dataclass (or its fields as keywords), and the workflow turns its config
+into the same options (dnabert2/workflow_config.py); tests check the workflow schema's defaults
+against these. This module imports nothing heavy, so the workflow can read it without torch.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .options import fraction, non_negative, positive, positive_float, setting
+from .tasks.registry import KINDS, TOLERANCES
+
+PRECISIONS = ("auto", "bf16", "fp32")
+PRESET_NAMES = ("tiny", "small", "base")  # dnabert2.model.config.PRESETS defines them
+LORA_TARGETS = ("Wqkv", "dense", "gated_layers", "wo")  # dnabert2.model.adapters places them
+
+
+def _device():
+    return setting("auto", "auto, cpu, cuda or cuda:N")
+
+
+def _precision(help_text: str):
+    return setting("auto", help_text, choices=PRECISIONS)
+
+
+@dataclass
+class DownloadSettings:
+    sha256: str | None = setting(None, "expected SHA-256 of the file as fetched (overrides the source's checksum)",
+                                 metavar="HEX", group="digest")
+    md5: str | None = setting(None, "expected MD5 of the file as fetched (overrides the source's checksum)",
+                              metavar="HEX", group="digest")
+    retries: int = setting(5, "further attempts after a failed transfer, with exponential back-off", type=non_negative)
+    timeout: float = setting(60.0, "seconds without data before a retry", type=positive_float)
+
+
+@dataclass
+class VocabSettings:
+    vocab_size: int = setting(4096, "tokens in the vocabulary, special tokens included", type=int)
+    window: int = setting(1000, "length of the sampled windows in bp", type=int)
+    sample_bp: int = setting(50_000_000, "base pairs to learn from, at most the whole genome(s)", type=positive)
+    heldout: float = setting(0.05, "fraction of windows held out to measure bp/token", type=float)
+    seed: int = setting(0, "random seed for sampling", type=int)
+
+
+@dataclass
+class WindowsSettings:
+    # Named as scanning names it; --length is its old spelling.
+    window: int = setting(400, "window length in bp", type=positive, aliases=("--length",))
+    stride: int = setting(200, "distance between window starts in bp", type=positive)
+    strands: str = setting("both", "strands to emit", choices=["both", "+", "-"])
+    contigs: list[str] | None = setting(None, "only these contigs", nargs="+", metavar="CONTIG", group="where")
+    regions: Path | None = setting(None, "only these regions", type=Path, metavar="BED", group="where")
+    on_n: str = setting("split", "runs of N: split stretches at them, skip windows holding N, or keep them",
+                        choices=["split", "skip", "keep"])
+    min_length: int | None = setting(None, "emit stretches shorter than a window if at least this long", type=positive)
+    format: str | None = setting(None, "output format", choices=["fasta", "csv", "bed"],
+                                 default_text="from the --out suffix, else FASTA")
+
+
+@dataclass
+class SitesSettings:
+    kind: str = setting("splice", "what to write", choices=["tss", "splice", "introns", "genes"])
+
+
+@dataclass
+class JunctionsSettings:
+    min_reads: int = setting(1, "minimum supporting reads", type=positive)
+    min_mapq: int = setting(0, "minimum mapping quality", type=non_negative)
+
+
+@dataclass
+class PretrainSettings:
+    preset: str = setting("tiny", "model size from scratch (base = DNABERT-2-117M)", choices=PRESET_NAMES,
+                          group="start")
+    init: Path | None = setting(None, "continue pretraining this model folder instead", type=Path, metavar="DIR",
+                                group="start")
+    weights: list[float] | None = setting(None, "sampling weight of each --genome, in the same order",
+                                          type=positive_float, append=True, flag="--weight", metavar="W",
+                                          default_text="equal weights")
+    steps: int = setting(1000, "optimiser steps", type=positive)
+    batch_size: int = setting(256, "windows per step, over all processes", type=positive)
+    window_tokens: int = setting(128, "window length in tokens, [CLS] and [SEP] included (as DNABERT-2)",
+                                 type=positive, group="length")
+    window_bp: int | None = setting(None, "window length in bp instead", type=positive, group="length")
+    # The micro-batch budget, named as scanning names it; --max-tokens is its old spelling.
+    batch_tokens: int = setting(32768, "tokens per forward pass and process (the longest window too); larger "
+                                "batches accumulate gradients", type=positive, aliases=("--max-tokens",))
+    max_n: float = setting(0.05, "skip windows with more than this fraction of N", type=fraction)
+    heldout_contigs: list[str] = setting([], "contigs kept out of training for the evaluation loss", nargs="+",
+                                         metavar="CONTIG")
+    eval_every: int | None = setting(None, "steps between evaluations", type=positive, default_text="at the end only")
+    eval_windows: int = setting(256, "held-out windows evaluated", type=positive)
+    lr: float = setting(5e-4, "peak learning rate", type=positive_float)
+    warmup: float = setting(0.06, "fraction of steps of linear warm-up", type=fraction)
+    weight_decay: float = setting(1e-5, "AdamW weight decay", type=float)
+    adam_betas: list[float] = setting([0.9, 0.98], "AdamW betas", type=float, nargs=2, metavar=("B1", "B2"))
+    adam_eps: float = setting(1e-6, "AdamW epsilon", type=positive_float)
+    clip: float = setting(1.0, "gradient-norm clipping, 0 for none", type=float)
+    mask_rate: float = setting(0.15, "fraction of tokens masked", type=fraction)
+    dropout: float | None = setting(None, "hidden dropout", type=fraction, default_text="the model's, 0.1")
+    checkpoint_every: int | None = setting(None, "steps between checkpoints", type=positive,
+                                           default_text="at the end only")
+    checkpoint_dir: Path | None = setting(None, "where checkpoints and the live metrics.jsonl go", type=Path,
+                                          default_text="OUT/checkpoints")
+    keep: int = setting(2, "checkpoints kept", type=positive)
+    resume: bool = setting(False, "continue from the latest checkpoint, if there is one")
+    seed: int = setting(0, "random seed", type=int)
+    device: str = _device()
+    dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
+    workers: int = setting(2, "DataLoader worker processes", type=non_negative)
+    compile: bool = setting(False, "torch.compile the model")
+    tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
+    log_every: int = setting(10, "steps between throughput figures", type=positive)
+
+
+@dataclass
+class TaskSettings:
+    test_contigs: list[str] | None = setting(None, "contigs for the test split", nargs="+", metavar="CONTIG",
+                                             default_text="chosen, ~10% of sites")
+    dev_contigs: list[str] | None = setting(None, "contigs for the dev split", nargs="+", metavar="CONTIG",
+                                            default_text="chosen, ~10% of sites")
+    negatives: str = setting("genomic", "negatives of kinds without a motif: genomic windows away from any site, or "
+                             "GUE-style shuffled positives",
+                             choices=sorted({n for kind in KINDS.values() for n in kind.negatives}))
+    max_n: float = setting(0.0, "largest fraction of N in a window", type=fraction)
+    seed: int = setting(0, "random seed", type=int)
+    margin: int = 1000  # bp between a genomic negative and the nearest site
+
+
+@dataclass
+class FinetuneSettings:
+    method: str = setting("lora", "what is trained", switches={
+        "--lora": ("lora", "LoRA through peft: adapters in the encoder, the head trained whole"),
+        "--full": ("full", "fine-tune every weight")})
+    lora_r: int = setting(8, "LoRA rank", type=positive)
+    lora_alpha: int = setting(16, "LoRA alpha", type=positive)
+    lora_dropout: float = setting(0.05, "LoRA dropout", type=fraction)
+    target_modules: list[str] = setting(list(LORA_TARGETS), "encoder modules LoRA adapts", nargs="+",
+                                        metavar="MODULE")
+    epochs: int = setting(5, "at most this many epochs per task", type=positive)
+    batch_size: int = setting(32, "sequences per step", type=positive)
+    lr: float | None = setting(None, "learning rate", type=positive_float, default_text="1e-4 with LoRA, 3e-5 full")
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    seeds: list[int] = setting([0], "seeds to train with", type=int, nargs="+", metavar="N")
+    patience: int = setting(3, "epochs without a better dev MCC before stopping", type=positive)
+    # The per-sequence cut-off, as finetune.json and scanning name it.
+    max_tokens: int | None = setting(None, "longest input in tokens, [CLS] and [SEP] included", type=positive,
+                                     default_text="a quarter of the longest sequence in bp")
+    merge: bool = setting(False, "save a whole merged model instead of the LoRA adapter")
+    device: str = _device()
+    dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
+
+
+# The fine-tuning settings `evaluate`, which fine-tunes per task, offers too.
+TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "seeds", "device")
+
+
+@dataclass
+class EvaluateSettings:
+    baseline: list[str] = setting(["kmer"], "baselines beside the model: kmer (k-mer logistic regression), cnn (a "
+                                  "small CNN on one-hot sequence), or none", nargs="+", choices=["kmer", "cnn", "none"])
+    kmer: int = setting(6, "k of the k-mer baseline", type=positive)
+
+
+@dataclass
+class ScanSettings:
+    min_depth: int | None = setting(None, "with --bam: scan the reference where at least DEPTH reads align",
+                                    flag="--covered", type=positive, metavar="DEPTH")
+    regions: Path | None = setting(None, "scan only these regions", type=Path, metavar="BED", group="where")
+    contigs: list[str] | None = setting(None, "scan only these contigs", nargs="+", metavar="CONTIG", group="where")
+    window: int | None = setting(None, "window length in bp", type=positive, default_text="the task's")
+    stride: int | None = setting(None, "bp between window starts; a call's peak is exact to the stride",
+                                 type=positive, default_text="a quarter of the window")
+    strands: str = setting("both", "strands to scan", choices=["both", "+", "-"])
+    labels: list[str] | None = setting(None, "labels to call, by name or index", nargs="+", metavar="LABEL",
+                                       default_text="all but 0")
+    threshold: float = setting(0.5, "smallest probability called", type=float)
+    top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
+    chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
+    max_n: float = setting(0.1, "skip windows with more than this fraction of N", type=fraction)
+    min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=non_negative)
+    min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
+    batch_tokens: int | None = setting(None, "tokens per forward pass", type=positive,
+                                       default_text="65536 on a GPU, 8192 on the CPU")
+    workers: int = setting(1, "DataLoader workers reading and tokenising", type=non_negative)
+    device: str = _device()
+    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+# One tolerance per kind of site matching the registry knows (--splice-tolerance, --tss-tolerance, …).
+ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
+    *((f"{name}_tolerance", int, setting(default, help_text, type=non_negative))
+      for name, (default, help_text) in TOLERANCES.items()),
+    ("regions", Path | None, setting(None, "count only annotated sites inside these regions (where the scan looked)",
+                                     type=Path, metavar="BED", group="where")),
+    ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
+                                          metavar="CONTIG", group="where")),
+])

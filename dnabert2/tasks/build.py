@@ -1,0 +1,245 @@
+"""GUE-style classification tasks built from a genome and its annotation, for any kind in the registry.
+
+Positives are windows around the kind's annotated sites, on the site's strand (minus-strand ones
+reverse-complemented), placed by the label's geometry. Negatives are windows holding the same motif
+in the same place where no site is annotated (splice), genomic windows away from every site, or
+GUE-style shuffled positives. Train, dev and test are split by contig, so test contigs are never
+seen in training; sequences are deduplicated within and across splits and classes are balanced
+within each split. Output: {train,dev,test}.csv in the GUE format and task.json describing the task.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..options import add_settings, folder_output, settings_from, settings_with
+from ..outputs import atomic_output
+from ..sequences import Fasta, read_annotation, reverse_complement
+from ..settings import TaskSettings
+from .gue import SPLITS, write_csv
+from .registry import KINDS, Geometry, SiteLabel, TaskKind, task_kind
+
+log = logging.getLogger(__name__)
+
+
+def window(fasta: Fasta, contig: str, position: int, strand: str, geometry: Geometry, max_n: float) -> str | None:
+    """The window on the site's strand; None when it runs off the contig or holds more than max_n N."""
+    start, end = geometry.span(position, strand)
+    if start < 0 or end > fasta.lengths[contig]:
+        return None
+    sequence = fasta.fetch(contig, start, end)
+    if len(sequence) - sum(sequence.count(b) for b in "ACGT") > max_n * len(sequence):
+        return None
+    return sequence if strand == "+" else reverse_complement(sequence)
+
+
+def shuffled_negative(sequence: str, rng: np.random.Generator, segments: int = 20, moved: int = 12) -> str:
+    """The GUE (DeePromoter) negative: cut the sequence into 20 pieces and shuffle 12 of them among
+    their places, keeping the composition and part of the motif order."""
+    bounds = np.linspace(0, len(sequence), segments + 1).astype(int)
+    pieces = [sequence[a:b] for a, b in zip(bounds, bounds[1:])]
+    chosen = rng.choice(segments, size=moved, replace=False)
+    for place, piece in zip(chosen, rng.permutation(chosen)):
+        pieces[place] = sequence[bounds[piece]:bounds[piece + 1]]
+    return "".join(pieces)
+
+
+def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fraction: float = 0.1) -> dict[str, str]:
+    """Contig → split. Given contigs are used as they are; otherwise contigs (in a seeded order) go to
+    test, then dev, until each holds at least `fraction` of the sites."""
+    named = {c: "test" for c in test_contigs or ()} | {c: "dev" for c in dev_contigs or ()}
+    unknown = sorted(set(named) - set(counts))
+    if unknown:
+        raise UserError(f"contigs with no annotated sites (or not in the genome): {', '.join(unknown)}")
+    total = sum(counts.values())
+    assignment = dict(named)
+    for split, given in (("test", test_contigs), ("dev", dev_contigs)):
+        if given:
+            continue
+        for contig in rng.permutation(sorted(counts)):
+            if sum(counts[c] for c, s in assignment.items() if s == split) >= fraction * total:
+                break
+            if contig not in assignment and len(counts) - len(assignment) > 1:
+                assignment[contig] = split
+    assignment = {c: assignment.get(c, "train") for c in counts}
+    for split in SPLITS:
+        if not any(s == split for s in assignment.values()):
+            raise UserError(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and "
+                            f"test by contig; give --test-contigs and --dev-contigs, or a genome with more contigs")
+    return assignment
+
+
+def _random_sites(fasta: Fasta, contigs: list[str], rng: np.random.Generator):
+    """Endless random (contig, position, strand), uniform over the contigs' bases."""
+    lengths = np.array([fasta.lengths[c] for c in contigs], dtype=float)
+    while True:
+        contig = contigs[rng.choice(len(contigs), p=lengths / lengths.sum())]
+        yield contig, int(rng.integers(fasta.lengths[contig])), "+" if rng.random() < 0.5 else "-"
+
+
+def _draw(candidates, accept, wanted: int, tries: int) -> list[str]:
+    found = []
+    for _, site in zip(range(tries), candidates):
+        sequence = accept(*site)
+        if sequence is not None:
+            found.append(sequence)
+            if len(found) == wanted:
+                break
+    return found
+
+
+class Negatives:
+    """Draws a split's negatives (label 0) for one task kind, in the way its --negatives asks."""
+
+    def __init__(self, kind: TaskKind, how: str, fasta: Fasta, sites: list, rng, max_n: float, margin: int):
+        self.kind, self.how, self.fasta, self.rng, self.max_n, self.margin = kind, how, fasta, rng, max_n, margin
+        self.annotated = {(s.contig, s.position, s.strand) for s, _ in sites}
+        positions = {}
+        for s, _ in sites:
+            positions.setdefault(s.contig, []).append(s.position)
+        self.positions = {c: np.sort(p) for c, p in positions.items()}
+
+    def draw(self, positives: list, contigs: list[str]) -> list[tuple[str, int]]:
+        wanted = max(sum(1 for _, label in positives if label == i) for i in range(1, len(self.kind.labels)))
+        if self.kind.motifs:
+            with_motif = [label for label in self.kind.sites if label.motif]
+            drawn = []
+            for label in with_motif:
+                drawn += _draw(_random_sites(self.fasta, contigs, self.rng), self._motif_acceptor(label),
+                               -(-wanted // len(with_motif)), 10_000 * wanted)
+            return [(s, 0) for s in drawn]
+        if self.how == "shuffled":
+            return [(shuffled_negative(s, self.rng), 0) for s, _ in positives]
+        drawn = _draw(_random_sites(self.fasta, contigs, self.rng), self._away_from_sites, wanted, 1000 * wanted)
+        return [(s, 0) for s in drawn]
+
+    def _motif_acceptor(self, label: SiteLabel):
+        """Unannotated windows with the label's motif where its sites have it."""
+        at = label.geometry.upstream + label.motif_offset
+
+        def accept(contig, position, strand):
+            if (contig, position, strand) in self.annotated:
+                return None
+            sequence = window(self.fasta, contig, position, strand, label.geometry, self.max_n)
+            return sequence if sequence is not None and sequence[at:at + 2] == label.motif else None
+
+        return accept
+
+    def _away_from_sites(self, contig, position, strand):
+        """A window at least `margin` bp from every annotated site of the task."""
+        geometry = self.kind.sites[0].geometry
+        start, end = geometry.span(position, strand)
+        near = self.positions.get(contig, np.array([], dtype=int))
+        i = np.searchsorted(near, start - self.margin)
+        if i < len(near) and near[i] < end + self.margin:
+            return None
+        return window(self.fasta, contig, position, strand, geometry, self.max_n)
+
+
+
+
+def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None = None, **overrides) -> dict:
+    """Build a task into `out`/{train,dev,test}.csv and task.json; returns the task description.
+    Settings: a TaskSettings, or its fields as keywords."""
+    s = settings_with(TaskSettings, settings, overrides)
+    test_contigs, dev_contigs, negatives, seed, max_n, margin = (s.test_contigs, s.dev_contigs, s.negatives, s.seed,
+                                                                 s.max_n, s.margin)
+    task = task_kind(kind)
+    if negatives not in task.negatives:
+        raise UserError(f"{kind} negatives must be {' or '.join(map(repr, task.negatives))}, not {negatives!r}")
+    rng = np.random.default_rng(seed)
+    notes = read_annotation(annotation)
+    with Fasta(genome) as fasta:
+        notes.check_contigs(fasta.lengths, str(genome))
+        index = {label.site: i for i, label in enumerate(task.sites, 1)}
+        sites = [(s, index[s.kind]) for s in notes.sites(set(index))]
+        if not sites:
+            raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        counts = {}
+        for site, _ in sites:
+            counts[site.contig] = counts.get(site.contig, 0) + 1
+        assignment = split_contigs(counts, test_contigs, dev_contigs, rng)
+        examples = {split: [] for split in SPLITS}
+        for site, label in sites:
+            sequence = window(fasta, site.contig, site.position, site.strand, task.sites[label - 1].geometry, max_n)
+            if sequence is not None:
+                examples[assignment[site.contig]].append((sequence, label))
+        drawer = Negatives(task, negatives, fasta, sites, rng, max_n, margin)
+        for split in SPLITS:
+            examples[split] += drawer.draw(examples[split], [c for c, s in assignment.items() if s == split])
+
+    examples = _deduplicate(examples)
+    examples = {split: _balance(rows, rng) for split, rows in examples.items()}
+    for split, rows in examples.items():
+        if len({label for _, label in rows}) < len(task.labels):
+            raise UserError(f"the {split} split ends up without every class ({len(rows)} examples); "
+                            "give other --test-contigs/--dev-contigs or a larger genome")
+    description = {
+        "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
+        "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
+        "seed": seed, "genome": str(genome), "annotation": str(annotation),
+        "contigs": {split: sorted(c for c, s in assignment.items() if s == split) for split in SPLITS},
+        "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
+                   for split, rows in examples.items()},
+    }
+    out = Path(out)
+    for split, rows in examples.items():
+        write_csv(out / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
+    with atomic_output(out / "task.json") as tmp:
+        Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
+    return description
+
+
+def _deduplicate(examples: dict) -> dict:
+    """Each sequence once, in the first of test, dev, train that holds it (a sequence with two labels
+    is dropped: it cannot be learned)."""
+    labels = {}
+    for rows in examples.values():
+        for sequence, label in rows:
+            labels.setdefault(sequence, set()).add(label)
+    seen, result = set(), {}
+    for split in ("test", "dev", "train"):
+        result[split] = []
+        for sequence, label in examples[split]:
+            if sequence not in seen and len(labels[sequence]) == 1:
+                seen.add(sequence)
+                result[split].append((sequence, label))
+    return {split: result[split] for split in SPLITS}
+
+
+def _balance(rows: list, rng: np.random.Generator) -> list:
+    """Down-sample every class to the smallest one."""
+    by_label = {}
+    for row in rows:
+        by_label.setdefault(row[1], []).append(row)
+    if not by_label:
+        return []
+    smallest = min(map(len, by_label.values()))
+    kept = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        kept += [group[i] for i in sorted(rng.choice(len(group), size=smallest, replace=False))]
+    return kept
+
+
+def add_arguments(parser) -> None:
+    kinds = ", ".join(f"{k.name} ({k.summary})" for k in KINDS.values())
+    parser.description = (
+        f"Build train/dev/test CSVs in the GUE format (sequence,label) from a genome and its GTF/GFF3: {kinds}. "
+        "Split by contig, deduplicated, balanced; task.json describes the result.")
+    parser.add_argument("task", choices=list(KINDS))
+    parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="its gene annotation")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_settings(parser, TaskSettings)
+
+
+def run(args) -> None:
+    folder_output(args.out)
+    task = build_task(args.task, args.genome, args.annotation, args.out, settings_from(args, TaskSettings))
+    counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
+    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; test contigs "
+          f"{' '.join(task['contigs']['test'])}")

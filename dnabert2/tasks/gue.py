@@ -1,0 +1,112 @@
+"""Task folders in the GUE format: {train,dev,test}.csv with a `sequence,label` header, read with
+checks, written atomically, found under a GUE download's layout."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..outputs import atomic_output
+
+SPLITS = ("train", "dev", "test")
+
+
+def read_split(path: Path) -> tuple[list[str], np.ndarray]:
+    """Sequences (upper-case) and integer labels of one GUE CSV, checked."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (a task folder holds train.csv, dev.csv and test.csv)")
+    try:
+        table = pd.read_csv(path, dtype={"sequence": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
+    missing = [c for c in ("sequence", "label") if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: no {' or '.join(missing)} column (GUE CSVs have sequence,label)")
+    if table.empty:
+        raise UserError(f"{path}: no rows")
+    sequences = table["sequence"].str.upper()
+    bad = sequences.str.contains("[^ACGTN]", regex=True)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        found = sorted(set(sequences[row]) - set("ACGTN"))
+        raise UserError(f"{path}: line {row + 2}: characters other than ACGTN ({''.join(found)[:10]})")
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    if labels.isna().any() or (labels != labels.round()).any():
+        row = int(np.flatnonzero((labels.isna() | (labels != labels.round())).to_numpy())[0])
+        raise UserError(f"{path}: line {row + 2}: label {table['label'][row]!r} is not an integer")
+    return sequences.tolist(), labels.to_numpy(dtype=np.int64)
+
+
+def read_task(folder) -> dict:
+    """split → (sequences, labels) of a task folder; labels must be 0..K-1, all of them in train."""
+    folder = Path(folder)
+    task = {split: read_split(folder / f"{split}.csv") for split in SPLITS}
+    classes = sorted(set(task["train"][1].tolist()))
+    if len(classes) < 2:
+        raise UserError(f"{folder}/train.csv: a single class ({classes[0]}); classification needs two or more")
+    if classes != list(range(len(classes))):
+        raise UserError(f"{folder}/train.csv: labels must be 0..K-1, found {classes}")
+    for split in ("dev", "test"):
+        extra = sorted(set(task[split][1].tolist()) - set(classes))
+        if extra:
+            raise UserError(f"{folder}/{split}.csv: labels {extra} do not occur in train.csv")
+    return task
+
+
+def write_csv(path: Path, rows) -> None:
+    """A GUE-format CSV: a sequence,label header, then one row per example."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        table = csv.writer(handle, lineterminator="\n")
+        table.writerow(["sequence", "label"])
+        table.writerows(rows)
+
+
+def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Path:
+    """A GUE task folder from labelled (sequence, label) pairs that have no contigs to split by: a
+    seeded random train/dev/test split (80/10/10 by default)."""
+    folder = Path(folder)
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    train, dev = (int(f * len(order)) for f in (fractions[0], fractions[0] + fractions[1]))
+    for split, chosen in zip(SPLITS, (order[:train], order[train:dev], order[dev:])):
+        write_csv(folder / f"{split}.csv", [pairs[i] for i in chosen])
+    return folder
+
+
+def find_tasks(root) -> dict[str, Path]:
+    """Task name (its path under root, e.g. "prom/prom_300_all") → folder, for every folder holding
+    train.csv, dev.csv and test.csv."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder")
+    tasks = {}
+    for train in sorted(root.rglob("train.csv")):
+        folder = train.parent
+        if all((folder / f"{split}.csv").is_file() for split in SPLITS):
+            tasks[str(folder.relative_to(root)) if folder != root else folder.name] = folder
+    if not tasks:
+        raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
+    return tasks
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Test metrics of a task: MCC, macro F1, accuracy, AUROC and AUPRC (one-vs-rest macro averages
+    for more than two classes)."""
+    from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, matthews_corrcoef,
+                                 roc_auc_score)
+
+    predicted = probabilities.argmax(1)
+    classes = probabilities.shape[1]
+    result = {"mcc": matthews_corrcoef(labels, predicted), "f1": f1_score(labels, predicted, average="macro"),
+              "accuracy": accuracy_score(labels, predicted)}
+    present = len(set(labels.tolist())) > 1
+    if classes == 2:
+        result["auroc"] = roc_auc_score(labels, probabilities[:, 1]) if present else float("nan")
+        result["auprc"] = average_precision_score(labels, probabilities[:, 1]) if present else float("nan")
+    else:
+        onehot = np.eye(classes)[labels]
+        result["auroc"] = roc_auc_score(onehot, probabilities, average="macro") if present else float("nan")
+        result["auprc"] = average_precision_score(onehot, probabilities, average="macro")
+    return {k: float(v) for k, v in result.items()}

@@ -1,0 +1,103 @@
+"""The task registry: each kind of task (promoter, core-promoter, splice) defined once, in one
+place that `tasks`, `finetune`, `scan`, `scan-eval`, the command line and the workflow schema read.
+
+A kind says what its labels are, where each label's site sits in its window, which annotated sites
+it is built from, how negatives are drawn, and which scan-eval tolerance matches its calls. Adding a
+kind means adding one entry to KINDS (and, for a new kind of site, teaching the annotation reader
+to find it).
+"""
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A window around a single-base site, in bases upstream and downstream of it on its strand."""
+
+    upstream: int
+    downstream: int
+
+    @property
+    def length(self) -> int:
+        return self.upstream + self.downstream + 1
+
+    def span(self, position: int, strand: str) -> tuple[int, int]:
+        if strand == "+":
+            return position - self.upstream, position + self.downstream + 1
+        return position - self.downstream, position + self.upstream + 1
+
+
+@dataclass(frozen=True)
+class SiteLabel:
+    """One positive label of a task: the annotated site it marks and where that site sits in a window."""
+
+    name: str  # the label in task.json, in scan calls and in scan-eval reports
+    site: str  # the annotated site kind (dnabert2.sequences.Annotation.sites): tss, donor, acceptor
+    geometry: Geometry
+    tolerance: str  # the scan-eval tolerance (a TOLERANCES key) its calls are matched with
+    # A dinucleotide every site of this label has, starting `motif_offset` bp from the site;
+    # negatives are then windows with the same motif in the same place.
+    motif: str | None = None
+    motif_offset: int = 0
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    name: str
+    summary: str  # one line for --help and the workflow schema
+    background: str  # label 0: windows without a site
+    sites: tuple[SiteLabel, ...]  # labels 1, 2, …
+    negatives: tuple[str, ...] = ("genomic", "shuffled")  # choices of `tasks --negatives`, default first
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.background, *(s.name for s in self.sites))
+
+    @property
+    def window_bp(self) -> int:
+        return self.sites[0].geometry.length
+
+    @property
+    def motifs(self) -> bool:
+        return any(s.motif for s in self.sites)
+
+
+# Annotated TSSs are only as exact as the transcripts' ends: calls within 100 bp count.
+TOLERANCES = {
+    "splice": (0, "bp a called splice site may be off and still match, 0 for exact"),
+    "tss": (100, "bp a called TSS may be off and still match"),
+}
+
+PROMOTER = Geometry(249, 50)
+CORE_PROMOTER = Geometry(34, 35)
+# The boundary sits between window bases 199 and 200: a donor's intron starts at base 200 (its GT),
+# an acceptor's intron ends at base 199 (its AG).
+DONOR = Geometry(200, 199)
+ACCEPTOR = Geometry(199, 200)
+
+KINDS = {kind.name: kind for kind in (
+    TaskKind("promoter", "300 bp, -249..+50 around TSSs", "non-promoter",
+             (SiteLabel("promoter", "tss", PROMOTER, "tss"),)),
+    TaskKind("core-promoter", "70 bp, -34..+35 around TSSs", "non-promoter",
+             (SiteLabel("promoter", "tss", CORE_PROMOTER, "tss"),)),
+    TaskKind("splice", "400 bp centred on exon-intron boundaries; 0 neither, 1 donor, 2 acceptor", "neither",
+             (SiteLabel("donor", "donor", DONOR, "splice", "GT", 0),
+              SiteLabel("acceptor", "acceptor", ACCEPTOR, "splice", "AG", -1)),
+             negatives=("genomic",)),
+)}
+
+# Calls carry label names; promoter and core-promoter share "promoter", which means the same site.
+SITE_LABELS = {label.name: label for kind in KINDS.values() for label in kind.sites}
+
+
+def task_kind(name: str) -> TaskKind:
+    if name not in KINDS:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def site_label(name: str) -> SiteLabel | None:
+    """The site a call label stands for, or None for a label no task kind defines."""
+    return SITE_LABELS.get(name)
