@@ -24,21 +24,19 @@ report: "workflow/report/workflow.rst"
 
 rule all:
     input:
-        expand("resources/genomes/{genome}/genome.fa.gz", genome=config["genomes"]),
+        expand(rules.download_genome.output.fasta, genome=config["genomes"]),
         # A vocabulary is learned for pretraining; runs that start from models on disk need none.
-        ["results/vocab/tokenizer.json"] if config["pretrain"] else [],
-        expand("results/pretrain/{model}/model.safetensors", model=config["pretrain"]),
-        expand("results/evaluate/{name}.tsv", name=config["finetune"]),
-        expand("results/scan/{name}.bed", name=config["scan"]),
-        expand("results/report/pretraining_{model}.svg", model=config["pretrain"]),
-        expand("results/report/scan_{name}.svg", name=config["scan"]),
-        [
-            f"results/scan/{name}/junctions.bed"
-            for name, s in config["scan"].items()
-            if s["bam"]
-        ],
-        [
-            f"results/scan/{name}/evaluation.json"
-            for name, s in config["scan"].items()
-            if s["evaluate"]
-        ],
+        [rules.vocab.output.tokenizer] if config["pretrain"] else [],
+        expand(rules.pretrain.output.weights, model=config["pretrain"]),
+        expand(rules.evaluate.output.table, name=config["finetune"]),
+        expand(rules.scan_gather.output.calls, name=config["scan"]),
+        expand(rules.plot_pretraining.output, model=config["pretrain"]),
+        expand(rules.plot_scan_scores.output, name=config["scan"]),
+        expand(
+            rules.scan_junctions.output,
+            name=[name for name, s in config["scan"].items() if s["bam"]],
+        ),
+        expand(
+            rules.scan_eval.output,
+            name=[name for name, s in config["scan"].items() if s["evaluate"]],
+        ),

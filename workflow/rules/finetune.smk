@@ -3,9 +3,8 @@ rule tasks:
         genome=lambda wildcards: genome_fasta(task_settings(wildcards)["genome"]),
         annotation=task_annotation,
     output:
-        multiext(
-            "results/tasks/{task}/", "train.csv", "dev.csv", "test.csv", "task.json"
-        ),
+        csv=multiext("results/tasks/{task}/", "train.csv", "dev.csv", "test.csv"),
+        description="results/tasks/{task}/task.json",
     log:
         "logs/tasks/{task}.log",
     benchmark:
@@ -16,10 +15,12 @@ rule tasks:
         mem_mb=4000,
         runtime=60,
     params:
-        options=task_options,
+        kind=lambda wildcards: task_settings(wildcards)["kind"],
+        options=lambda wildcards: workflow_config.task_options(task_settings(wildcards)),
+        folder=lambda wildcards, output: Path(output.description).parent,
     shell:
-        "python -m dnabert2 tasks {params.options} --genome {input.genome} "
-        "--annotation {input.annotation} --out results/tasks/{wildcards.task} > {log} 2>&1"
+        "python -m dnabert2 tasks {params.kind} {params.options} --genome {input.genome} "
+        "--annotation {input.annotation} --out {params.folder} > {log} 2>&1"
 
 
 rule finetune:
@@ -47,15 +48,18 @@ rule finetune:
     params:
         model=lambda wildcards: model_folder(finetune_settings(wildcards)["model"]),
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
-        options=finetune_options,
+        options=lambda wildcards: workflow_config.finetune_options(
+            finetune_settings(wildcards)
+        ),
+        folder=lambda wildcards, output: Path(output.metrics).parent,
     shell:
         "python -m dnabert2 finetune --model {params.model} --data {params.task} "
-        "--out results/finetune/{wildcards.name} {params.options} > {log} 2>&1"
+        "--out {params.folder} {params.options} > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        model="results/finetune/{name}/metrics.json",
+        model=rules.finetune.output.metrics,
         task=lambda wildcards: task_files(finetune_settings(wildcards)["task"]),
     output:
         table=report(
@@ -74,7 +78,8 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
+        model=lambda wildcards, input: Path(input.model).parent,
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
     shell:
-        "python -m dnabert2 evaluate --model results/finetune/{wildcards.name} --data {params.task} "
+        "python -m dnabert2 evaluate --model {params.model} --data {params.task} "
         "--out {output.table} --baseline kmer --device cpu > {log} 2>&1"

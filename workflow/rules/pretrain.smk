@@ -1,15 +1,12 @@
 rule pretrain:
     input:
         genomes=pretrain_genomes,
-        tokenizer="results/vocab/tokenizer.json",
+        tokenizer=rules.vocab.output.tokenizer,
     output:
-        multiext(
-            "results/pretrain/{model}/",
-            "config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "metrics.jsonl",
-        ),
+        config="results/pretrain/{model}/config.json",
+        weights="results/pretrain/{model}/model.safetensors",
+        tokenizer="results/pretrain/{model}/tokenizer.json",
+        metrics="results/pretrain/{model}/metrics.jsonl",
     log:
         "logs/pretrain/{model}.log",
     benchmark:
@@ -22,15 +19,18 @@ rule pretrain:
         mem_mb=lambda wildcards: pretrain_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: pretrain_settings(wildcards)["runtime"],
     params:
+        folder=lambda wildcards, output: Path(output.config).parent,
         # Checkpoints are not outputs: Snakemake deletes a failed job's outputs, and the rerun
         # resumes from them.
-        checkpoints=lambda wildcards: f"results/pretrain/{wildcards.model}/checkpoints",
+        checkpoints=lambda wildcards, output: Path(output.config).parent / "checkpoints",
         launcher=pretrain_launcher,
         genomes=lambda wildcards, input: " ".join(
             f"--genome {g}" for g in input.genomes
         ),
-        options=pretrain_options,
+        options=lambda wildcards: workflow_config.pretrain_options(
+            pretrain_settings(wildcards)
+        ),
     shell:
         "{params.launcher} -m dnabert2 pretrain {params.genomes} --tokenizer {input.tokenizer} "
-        "--out results/pretrain/{wildcards.model} --checkpoint-dir {params.checkpoints} --resume "
+        "--out {params.folder} --checkpoint-dir {params.checkpoints} --resume "
         "--workers {threads} {params.options} > {log} 2>&1"

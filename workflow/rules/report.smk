@@ -1,6 +1,6 @@
 rule plot_pretraining:
     input:
-        "results/pretrain/{model}/model.safetensors",
+        rules.pretrain.output.metrics,
     output:
         report(
             "results/report/pretraining_{model}.svg",
@@ -14,14 +14,13 @@ rule plot_pretraining:
     conda:
         "../../envs/model.yaml"
     shell:
-        "python -m dnabert2 plot pretraining results/pretrain/{wildcards.model}/metrics.jsonl "
-        "--out {output} > {log} 2>&1"
+        "python -m dnabert2 plot pretraining {input} --out {output} > {log} 2>&1"
 
 
 rule plot_scan_scores:
     input:
-        calls="results/scan/{name}.bed",
-        bedgraph="results/scan/{name}.bedgraph",
+        calls=rules.scan_gather.output.calls,
+        bedgraph=rules.scan_gather.output.bedgraph,
     output:
         report(
             "results/report/scan_{name}.svg",

@@ -17,11 +17,14 @@ rule scan_chunk:
         mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
-        options=scan_options,
+        model=lambda wildcards: shlex.quote(scan_model(wildcards.name)),
+        source=scan_source,
+        options=lambda wildcards: workflow_config.scan_options(scan_settings(wildcards)),
         bedgraph=bedgraph_option,
         empty=empty_bedgraph,
     shell:
-        "{params.empty}python -m dnabert2 scan {params.options} --chunk {wildcards.i}/{wildcards.n} "
+        "{params.empty}python -m dnabert2 scan --model {params.model} {params.source} {params.options} "
+        "--chunk {wildcards.i}/{wildcards.n} "
         "--out {output.calls} --summary {output.summary} {params.bedgraph} > {log} 2>&1"
 
 
@@ -46,22 +49,20 @@ rule scan_gather:
         mem_mb=4000,
         runtime=60,
     params:
-        top_k=lambda wildcards: (
-            f"--top-k {scan_settings(wildcards)['top_k']}"
-            if scan_settings(wildcards)["top_k"]
-            else ""
+        options=lambda wildcards: workflow_config.gather_options(
+            scan_settings(wildcards)
         ),
         bedgraph=bedgraph_option,
         empty=empty_bedgraph,
     shell:
         "{params.empty}python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
-        "{params.top_k} {params.bedgraph} > {log} 2>&1"
+        "{params.options} {params.bedgraph} > {log} 2>&1"
 
 
 rule scan_eval:
     input:
-        calls="results/scan/{name}.bed",
-        summary="results/scan/{name}.json",
+        calls=rules.scan_gather.output.calls,
+        summary=rules.scan_gather.output.summary,
         annotation=lambda wildcards: config["genomes"][
             scan_settings(wildcards)["genome"]
         ]["annotation"],
@@ -78,9 +79,8 @@ rule scan_eval:
     conda:
         "../../envs/model.yaml"
     params:
-        tolerances=lambda wildcards: (
-            f"--splice-tolerance {scan_settings(wildcards)['splice_tolerance']} "
-            f"--tss-tolerance {scan_settings(wildcards)['tss_tolerance']}"
+        tolerances=lambda wildcards: workflow_config.scan_eval_options(
+            scan_settings(wildcards)
         ),
     shell:
         "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "

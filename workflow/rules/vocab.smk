@@ -16,11 +16,7 @@ rule vocab:
         runtime=120,
     params:
         genomes=lambda wildcards, input: " ".join(f"--genome {g}" for g in input),
-        options=(
-            f"--vocab-size {config['vocab']['vocab_size']} --window {config['vocab']['window']} "
-            f"--sample-bp {config['vocab']['sample_bp']} --heldout {config['vocab']['heldout']} "
-            f"--seed {config['vocab']['seed']}"
-        ),
+        options=workflow_config.vocab_options(config["vocab"]),
     shell:
         "RAYON_NUM_THREADS={threads} python -m dnabert2 vocab {params.genomes} --out {output.tokenizer} "
         "--report {output.report} {params.options} > {log} 2>&1"

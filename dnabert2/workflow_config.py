@@ -1,0 +1,207 @@
+"""The workflow's config, checked before any job runs, and turned into each rule's command-line options.
+
+The Snakefile calls `check` on the config Snakemake loaded: the files are read again for keys given
+twice (YAML and JSON keep the last without a word), the JSON schema (workflow/schemas/, completed
+here from the task registry) validates the config and fills its defaults, and the cross-references
+(genome names, models, tasks, modes) are checked. Each problem is one ValueError starting "config:",
+which Snakemake shows before any job. The `*_options` functions give a rule's options from its
+config section through the commands' settings (dnabert2/settings.py), so each option is spelled
+once. Imports nothing heavy: Snakemake's own environment runs this.
+"""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .options import as_arguments
+from .settings import (FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
+                       VocabSettings)
+from .tasks.registry import KINDS, TOLERANCES
+
+# Keys renamed since a release, and what they are called now.
+RENAMED = {("pretrain", "max_tokens"): "batch_tokens"}
+
+
+def check(config: dict, schema_path, files=()) -> None:
+    """Every check, in the order a user wants to hear about problems: how the files are written, then
+    what the schema says, then how the sections refer to each other. Fills the schema's defaults in."""
+    for path in files:
+        refuse_repeated_keys(path)
+    refuse_renamed_keys(config)
+    validate(config, schema(schema_path))
+    check_references(config)
+
+
+class _RefuseDuplicates(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with the same key twice, naming the file and line."""
+
+    path = None
+
+
+def _given_twice(key, where) -> ValueError:
+    return ValueError(f"config: {key!r} is given twice under the same key ({where}); "
+                      "name each genome, task and run once")
+
+
+def _mapping(loader, node):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise _given_twice(key, f"{loader.path}, line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_RefuseDuplicates.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def refuse_repeated_keys(path) -> None:
+    """A config file (JSON or YAML) with a key given twice in one mapping is refused."""
+    text = Path(path).read_text()
+
+    def pairs(items):
+        keys = [k for k, _ in items]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                raise _given_twice(key, path)
+        return dict(items)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+        return
+    except json.JSONDecodeError:
+        pass  # YAML, then
+    loader = type("Loader", (_RefuseDuplicates,), {"path": path})
+    yaml.load(text, Loader=loader)
+
+
+def refuse_renamed_keys(config: dict) -> None:
+    for (section, old), new in RENAMED.items():
+        for name, settings in (config.get(section) or {}).items():
+            if isinstance(settings, dict) and old in settings:
+                raise ValueError(f"config: {section}.{name}.{old} is now called {new}")
+
+
+def schema(path) -> dict:
+    """The config schema, with what the task registry defines filled in: the task kinds, and one
+    scan-eval tolerance per kind of site matching."""
+    loaded = yaml.safe_load(Path(path).read_text())
+    kind = loaded["properties"]["tasks"]["additionalProperties"]["properties"]["kind"]
+    kind["enum"] = list(KINDS)
+    kind["description"] = "; ".join(f"{k.name}: {k.summary}" for k in KINDS.values())
+    scan = loaded["properties"]["scan"]["additionalProperties"]["properties"]
+    for name, (default, description) in TOLERANCES.items():
+        scan[f"{name}_tolerance"] = {"description": f"{description} (scan-eval)", "type": "integer", "minimum": 0,
+                                     "default": default}
+    return loaded
+
+
+def validate(config: dict, schema: dict) -> None:
+    """Validate against the schema, filling in its defaults (as snakemake.utils.validate does, from a
+    schema held in memory rather than a file)."""
+    from jsonschema import Draft202012Validator, exceptions, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        for name, spec in properties.items():
+            if "default" in spec and isinstance(instance, dict):
+                instance.setdefault(name, json.loads(json.dumps(spec["default"])))
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": properties_with_defaults})(schema)
+    error = exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "the top level"
+        raise ValueError(f"config: {where}: {error.message}")
+
+
+def check_references(config: dict) -> None:
+    """Names that must refer to something: genomes, annotations, models, tasks, and each scan's mode."""
+    _genomes_listed_once(config["genomes"])
+    named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
+    for model, settings in config["pretrain"].items():
+        named += [(f"pretrain.{model}.genomes", g) for g in settings["genomes"]]
+        if settings["weights"] and len(settings["weights"]) != len(settings["genomes"] or config["genomes"]):
+            raise ValueError(f"config: pretrain.{model}.weights needs one weight per genome")
+    named += [(f"tasks.{task}.genome", s["genome"]) for task, s in config["tasks"].items()]
+    named += [(f"scan.{name}.genome", s["genome"]) for name, s in config["scan"].items()]
+    for key, name in named:
+        if name not in config["genomes"]:
+            raise ValueError(f"config: {key} names {name!r}, which is not under genomes")
+    for task, settings in config["tasks"].items():
+        if "annotation" not in config["genomes"][settings["genome"]]:
+            raise ValueError(f"config: tasks.{task} needs an annotation (GTF or GFF3) for genome "
+                             f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation")
+    for name, settings in config["finetune"].items():
+        for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
+            if settings[kind] not in known and not Path(settings[kind]).is_dir():
+                raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
+                                 f"config nor a folder on disk")
+    for name, settings in config["scan"].items():
+        _check_scan(config, name, settings)
+
+
+def _genomes_listed_once(genomes: dict) -> None:
+    """One FASTA under two annotations is two genomes; the same source and annotation twice is one."""
+    listed = {}
+    for name, entry in genomes.items():
+        key = tuple(str(Path(v).resolve()) if v and ":" not in v else v
+                    for v in (entry["source"], entry.get("annotation")))
+        if key in listed:
+            raise ValueError(f"config: genomes {listed[key]!r} and {name!r} are the same genome (source "
+                             f"{entry['source']!r}); list each genome once")
+        listed[key] = name
+
+
+def _check_scan(config: dict, name: str, settings: dict) -> None:
+    if settings["model"] not in config["finetune"] and not Path(settings["model"]).is_dir():
+        raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config "
+                         f"nor a folder on disk")
+    if (settings["mode"] == "fasta") != (settings["bam"] is None):
+        needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
+        raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
+    if settings["mode"] == "reads" and settings["bedgraph"]:
+        raise ValueError(f"config: scan.{name}: a bedgraph holds window scores along the genome; reads mode has "
+                         "none (use bedgraph: false, or mode covered)")
+    if settings["evaluate"] and "annotation" not in config["genomes"][settings["genome"]]:
+        raise ValueError(f"config: scan.{name}.evaluate needs an annotation for genome {settings['genome']!r}")
+
+
+def _device(settings: dict) -> str:
+    return "cuda" if settings["gpus"] else "cpu"
+
+
+def vocab_options(settings: dict) -> str:
+    return as_arguments(VocabSettings, settings)
+
+
+def pretrain_options(settings: dict) -> str:
+    return as_arguments(PretrainSettings, {**settings, "device": _device(settings)})
+
+
+def task_options(settings: dict) -> str:
+    return as_arguments(TaskSettings, settings)
+
+
+def finetune_options(settings: dict) -> str:
+    return as_arguments(FinetuneSettings, {**settings, "device": _device(settings)})
+
+
+def scan_options(settings: dict) -> str:
+    """A chunk's options: the mode's depth only in covered mode; top-k is the gathering's."""
+    chunk = {key: value for key, value in settings.items() if key != "top_k"}
+    if settings["mode"] != "covered":
+        chunk.pop("min_depth")
+    return as_arguments(ScanSettings, {**chunk, "device": _device(settings)})
+
+
+def gather_options(settings: dict) -> str:
+    return as_arguments(ScanSettings, {"top_k": settings["top_k"]})
+
+
+def scan_eval_options(settings: dict) -> str:
+    """The tolerances; scan-eval takes what was scanned from the scan's summary."""
+    return as_arguments(ScanEvalSettings, {f"{name}_tolerance": settings[f"{name}_tolerance"] for name in TOLERANCES})

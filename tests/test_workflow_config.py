@@ -1,0 +1,185 @@
+"""The workflow's config checks and rule options (dnabert2/workflow_config.py), without Snakemake:
+duplicate keys, the schema completed from the task registry, defaults against the commands'
+settings, cross-references, and options that the commands parse back into the same settings."""
+
+import copy
+import dataclasses
+import shlex
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from dnabert2 import workflow_config as wc
+from dnabert2.cli import build_parser
+from dnabert2.options import settings_from
+from dnabert2.settings import (PRESET_NAMES, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings,
+                               TaskSettings, VocabSettings)
+from dnabert2.tasks.registry import KINDS, TOLERANCES
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def checked(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    wc.check(config, SCHEMA)
+    return config
+
+
+def refused(config: dict, *words: str) -> str:
+    with pytest.raises(ValueError) as error:
+        wc.check(copy.deepcopy(config), SCHEMA)
+    message = str(error.value)
+    assert message.startswith("config:") and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_the_default_config_passes_and_gets_every_default():
+    config = checked(DEFAULT)
+    assert config["pretrain"]["tiny"]["batch_tokens"] == 32768
+    assert config["scan"]["ce1pct_promoter"]["tss_tolerance"] == 100
+    assert config["finetune"]["ce1pct_promoter"]["seeds"] == [0]
+
+
+def test_the_schema_takes_its_task_kinds_and_tolerances_from_the_registry():
+    schema = wc.schema(SCHEMA)
+    kind = schema["properties"]["tasks"]["additionalProperties"]["properties"]["kind"]
+    assert kind["enum"] == list(KINDS)
+    scan = schema["properties"]["scan"]["additionalProperties"]["properties"]
+    assert {f"{name}_tolerance" for name in TOLERANCES} <= set(scan)
+    config = copy.deepcopy(DEFAULT)
+    config["tasks"]["ends"] = {"genome": "ce1pct", "kind": "core-promoter"}
+    assert checked(config)["tasks"]["ends"]["negatives"] == "genomic"
+    config["tasks"]["ends"]["kind"] = "enhancer"
+    refused(config, "tasks.ends.kind", "enhancer")
+
+
+# Where the workflow's default differs from the command's, and why.
+WORKFLOW_DEFAULTS = {
+    ("pretrain", "eval_every"): "a long run is evaluated on its way, not only at the end",
+    ("pretrain", "checkpoint_every"): "a failed job resumes from its latest checkpoint",
+    ("scan", "min_depth"): "the depth of covered mode; the command has it only with --covered",
+}
+SECTIONS = {"vocab": VocabSettings, "pretrain": PretrainSettings, "tasks": TaskSettings,
+            "finetune": FinetuneSettings, "scan": ScanSettings}
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_schema_defaults_are_the_commands_defaults(section):
+    schema = wc.schema(SCHEMA)["properties"][section]
+    properties = (schema.get("additionalProperties") or schema)["properties"]
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    if section == "scan":
+        fields |= {f.name: f for f in dataclasses.fields(ScanEvalSettings)}
+    shared = sorted(set(properties) & set(fields))
+    assert shared, section
+    for name in shared:
+        field = fields[name]
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        if (section, name) in WORKFLOW_DEFAULTS:
+            assert properties[name]["default"] != default, f"{section}.{name}: the same now; drop the exception"
+            continue
+        assert none_given(properties[name]["default"]) == none_given(default), \
+            f"{section}.{name}: schema {properties[name]['default']!r}, command {default!r}"
+    if section == "pretrain":
+        assert properties["preset"]["enum"] == list(PRESET_NAMES)
+
+
+def none_given(value):
+    """No value and an empty list both mean that none was given."""
+    return None if value == [] else value
+
+
+def test_presets_named_in_the_settings_are_the_models():
+    from dnabert2.model import PRESETS
+
+    assert tuple(PRESETS) == PRESET_NAMES
+
+
+def parsed(command: str, words: str, cls):
+    """What the command makes of the options, as its settings dataclass."""
+    required = {"pretrain": "--genome g.fa --tokenizer t.json --out o", "tasks": "promoter --genome g --annotation a --out o",
+                "finetune": "--model m --data d --out o", "scan": "--model m --out o.bed",
+                "scan-eval": "--calls c --annotation a", "vocab": "--genome g --out o"}[command]
+    args = build_parser(command).parse_args([command, *shlex.split(required), *shlex.split(words)])
+    return settings_from(args, cls)
+
+
+def test_rule_options_parse_back_into_the_config_settings():
+    config = checked(DEFAULT)
+    pretrain = config["pretrain"]["tiny"] | {"weights": [2, 1], "heldout_contigs": ["V", "X"]}
+    settings = parsed("pretrain", wc.pretrain_options(pretrain), PretrainSettings)
+    for key in ("preset", "steps", "batch_size", "window_tokens", "batch_tokens", "lr", "warmup", "eval_every",
+                "eval_windows", "checkpoint_every", "seed", "weights", "heldout_contigs"):
+        assert getattr(settings, key) == pretrain[key], key
+    assert settings.device == "cpu"
+    assert parsed("vocab", wc.vocab_options(config["vocab"]), VocabSettings) == VocabSettings(
+        **{k: v for k, v in config["vocab"].items() if k != "genomes"})
+    task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",
+            "seed": 3}
+    assert parsed("tasks", wc.task_options(task), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3)
+    finetune = config["finetune"]["ce1pct_promoter"] | {"gpus": 1, "seeds": [0, 1]}
+    settings = parsed("finetune", wc.finetune_options(finetune), FinetuneSettings)
+    assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.device) == ("full", 4, 0.0005,
+                                                                                               [0, 1], "cuda")
+
+
+@pytest.mark.parametrize("mode", ["fasta", "reads", "covered"])
+def test_scan_options_per_mode(mode):
+    config = checked(DEFAULT)
+    scan = config["scan"]["ce1pct_promoter"] | {"mode": mode, "top_k": 50, "labels": ["promoter"], "stride": 75,
+                                               "min_depth": 7, "tss_tolerance": 20}
+    settings = parsed("scan", wc.scan_options(scan), ScanSettings)
+    assert settings.min_depth == (7 if mode == "covered" else None)
+    assert settings.top_k is None  # ranked once, when the chunks are gathered
+    assert (settings.labels, settings.stride, settings.threshold) == (["promoter"], 75, 0.5)
+    assert wc.gather_options(scan) == "--top-k 50"
+    evaluation = parsed("scan-eval", wc.scan_eval_options(scan), ScanEvalSettings)
+    assert (evaluation.tss_tolerance, evaluation.splice_tolerance, evaluation.contigs) == (20, 0, None)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("genomes:\n  a:\n    source: x.fa\n  a:\n    source: y.fa\n")
+    with pytest.raises(ValueError, match=r"'a' is given twice .*config.yaml, line 4"):
+        wc.refuse_repeated_keys(path)
+    path = tmp_path / "config.json"
+    path.write_text('{"genomes": {"a": {"source": "x"}, "a": {"source": "y"}}}')
+    with pytest.raises(ValueError, match="'a' is given twice"):
+        wc.refuse_repeated_keys(path)
+    path.write_text('{"genomes": {"a": {"source": "x"}, "b": {"source": "y"}}}')
+    wc.refuse_repeated_keys(path)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda c: c["vocab"].update(vocab_sise=100), ["vocab", "vocab_sise"]),
+        (lambda c: c["vocab"].update(vocab_size=5), ["vocab.vocab_size", "minimum"]),
+        (lambda c: c["pretrain"]["tiny"].update(max_tokens=4096), ["pretrain.tiny.max_tokens is now called batch_tokens"]),
+        (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["pretrain.tiny.preset", "huge"]),
+        (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
+        (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
+        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_promoter needs an annotation"]),
+        (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome"]),
+        (lambda c: c["finetune"]["ce1pct_promoter"].update(model="nowhere"), ["finetune.ce1pct_promoter.model"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["mode reads needs a bam"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(bam="reads.bam"), ["mode fasta scans no bam"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
+        (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
+    ],
+)
+def test_bad_configs_get_one_line_naming_the_key(change, words):
+    config = copy.deepcopy(DEFAULT)
+    change(config)
+    refused(config, *words)
+
+
+def test_a_scan_scored_against_a_genome_without_annotation_is_refused():
+    config = copy.deepcopy(DEFAULT)
+    config["genomes"]["bare"] = {"source": "example/bare.fa.gz"}
+    config["scan"]["ce1pct_promoter"]["genome"] = "bare"
+    refused(config, "scan.ce1pct_promoter.evaluate needs an annotation", "bare")
