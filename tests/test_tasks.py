@@ -114,3 +114,53 @@ def test_registry_kinds_are_consistent():
         for label in kind.sites:  # a label name means one kind of site wherever it is used
             assert (SITE_LABELS[label.name].site, SITE_LABELS[label.name].tolerance) == (label.site, label.tolerance)
 
+
+def test_tts_task_windows_sit_on_the_transcripts_last_base(genome, tmp_path):
+    out, task = build(genome, tmp_path, "tts", "--test-contigs", "IV", "--dev-contigs", "V")
+    assert task["labels"] == {"0": "non-tts", "1": "tts"} and task["window_bp"] == 300
+    rows = read_split(out, "test")
+    positives = {s for s, label in rows if label == 1}
+    ends = [t for t in read_annotation(ANNOTATION).transcripts if t.contig == "IV"]
+    with Fasta(genome) as fasta:
+        expected = {fasta.fetch("IV", t.end - 1 - 249, t.end + 50) for t in ends if t.strand == "+"}
+        expected |= {reverse_complement(fasta.fetch("IV", t.start - 50, t.start + 250)) for t in ends if t.strand == "-"}
+    assert positives and positives <= expected
+    assert Counter(label for _, label in rows)[0] == len(positives)
+
+
+def test_tts_scanned_on_the_bundled_example_and_scored_against_transcript_ends(tmp_path):
+    """The tts kind end to end on the bundled example: a task, a model fine-tuned on it, a scan, and
+    scan-eval matching the calls to annotated TTSs. A tiny model trained for one epoch: mechanics."""
+    import torch
+
+    from conftest import ROOT, TOKENIZER
+    from dnabert2 import load_tokenizer
+    from dnabert2.model import build_model, preset, save_model
+
+    example = ROOT / "example"
+    out, _ = build(example / "ce1pct.fa.gz", tmp_path, "tts", "--test-contigs", "IV", "--dev-contigs", "V")
+    torch.manual_seed(0)
+    base = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "base", load_tokenizer(TOKENIZER))
+    model = tmp_path / "tts-model"
+    result = run_cli("finetune", "--model", base, "--data", out, "--out", model, "--full", "--epochs", 1,
+                     "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    calls, summary = tmp_path / "tts.bed", tmp_path / "tts.json"
+    result = run_cli("scan", "--model", model, "--fasta", example / "ce1pct.fa.gz", "--contigs", "IV", "--stride", 100,
+                     "--threshold", 0.5, "--out", calls, "--summary", summary, "--workers", 0, "-q")
+    assert result.returncode == 0, result.stderr
+    scanned = json.loads(summary.read_text())
+    assert scanned["called"] == ["tts"] and scanned["window_bp"] == 300
+    for line in calls.read_text().splitlines():
+        contig, start, end, name, _, strand, *_, peak = line.split("\t")
+        # The peak is the best window's TTS: 249 bp into a + window, 50 bp into a − one (read from its end).
+        window = int(start) + int(peak) - (249 if strand == "+" else 50)
+        assert name == "tts" and contig == "IV" and (window % 100 == 0 or window == 174_939 - 300)
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", example / "ce1pct.gff3.gz", "--summary", summary,
+                     "--tts-tolerance", 50)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    sites = [s for s in read_annotation(example / "ce1pct.gff3.gz").tts() if s.contig == "IV"]
+    assert list(report["labels"]) == ["tts"] and report["tts_tolerance"] == 50
+    assert report["labels"]["tts"]["sites"] == len(sites) > 30
+    assert report["labels"]["tts"]["calls"] == len(calls.read_text().splitlines())

@@ -40,18 +40,18 @@ def refused(config: dict, *words: str) -> str:
 def test_the_default_config_passes_and_gets_every_default():
     config = checked(DEFAULT)
     assert config["pretrain"]["tiny"]["batch_tokens"] == 32768
-    assert config["scan"]["ce1pct_promoter"]["tss_tolerance"] == 100
+    assert config["scan"]["ce1pct_promoter"]["tts_tolerance"] == 100
     assert config["finetune"]["ce1pct_promoter"]["seeds"] == [0]
 
 
 def test_the_schema_takes_its_task_kinds_and_tolerances_from_the_registry():
     schema = wc.schema(SCHEMA)
     kind = schema["properties"]["tasks"]["additionalProperties"]["properties"]["kind"]
-    assert kind["enum"] == list(KINDS)
+    assert kind["enum"] == list(KINDS) and "tts" in kind["enum"]
     scan = schema["properties"]["scan"]["additionalProperties"]["properties"]
     assert {f"{name}_tolerance" for name in TOLERANCES} <= set(scan)
     config = copy.deepcopy(DEFAULT)
-    config["tasks"]["ends"] = {"genome": "ce1pct", "kind": "core-promoter"}
+    config["tasks"]["ends"] = {"genome": "ce1pct", "kind": "tts"}
     assert checked(config)["tasks"]["ends"]["negatives"] == "genomic"
     config["tasks"]["ends"]["kind"] = "enhancer"
     refused(config, "tasks.ends.kind", "enhancer")

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from ..errors import UserError
 from .fasta import corrupt, open_text
 
-SITE_KINDS = ("tss", "donor", "acceptor")
+SITE_KINDS = ("tss", "tts", "donor", "acceptor")
 _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
 
 
@@ -37,6 +37,11 @@ class Transcript:
         return self.start if self.strand == "+" else self.end - 1
 
     @property
+    def tts(self) -> int:
+        """The last transcribed base."""
+        return self.end - 1 if self.strand == "+" else self.start
+
+    @property
     def introns(self) -> list[tuple[int, int]]:
         return [(a[1], b[0]) for a, b in zip(self.exons, self.exons[1:]) if b[0] > a[1]]
 
@@ -54,8 +59,9 @@ class Gene:
 
 @dataclass(frozen=True, order=True)
 class Site:
-    """A single base: a TSS (first transcribed base), a donor (the intron's first base, the G of GT)
-    or an acceptor (the intron's last base, the G of AG); strand is the transcript's."""
+    """A single base: a TSS (first transcribed base), a TTS (last transcribed base), a donor (the
+    intron's first base, the G of GT) or an acceptor (the intron's last base, the G of AG); strand is
+    the transcript's."""
 
     contig: str
     position: int
@@ -104,6 +110,9 @@ class Annotation:
     def introns(self) -> list[Intron]:
         return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns})
 
+    def tts(self) -> list[Site]:
+        return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self.transcripts})
+
     def splice_sites(self) -> list[Site]:
         return sorted({site for i in self.introns() for site in (i.donor, i.acceptor)})
 
@@ -113,8 +122,9 @@ class Annotation:
         if unknown:
             raise ValueError(f"no annotated sites of kind {', '.join(sorted(unknown))}; known: {', '.join(SITE_KINDS)}")
         found = []
-        if "tss" in kinds:
-            found += self.tss()
+        for kind in ("tss", "tts"):
+            if kind in kinds:
+                found += getattr(self, kind)()
         if set(kinds) & {"donor", "acceptor"}:
             found += [s for s in self.splice_sites() if s.kind in kinds]
         return sorted(found)

@@ -1,4 +1,4 @@
-"""The task registry: each kind of task (promoter, core-promoter, splice) defined once, in one
+"""The task registry: each kind of task (promoter, core-promoter, splice, tts) defined once, in one
 place that `tasks`, `finetune`, `scan`, `scan-eval`, the command line and the workflow schema read.
 
 A kind says what its labels are, where each label's site sits in its window, which annotated sites
@@ -34,7 +34,7 @@ class SiteLabel:
     """One positive label of a task: the annotated site it marks and where that site sits in a window."""
 
     name: str  # the label in task.json, in scan calls and in scan-eval reports
-    site: str  # the annotated site kind (dnabert2.sequences.Annotation.sites): tss, donor, acceptor
+    site: str  # the annotated site kind (dnabert2.sequences.Annotation.sites): tss, tts, donor, acceptor
     geometry: Geometry
     tolerance: str  # the scan-eval tolerance (a TOLERANCES key) its calls are matched with
     # A dinucleotide every site of this label has, starting `motif_offset` bp from the site;
@@ -64,10 +64,11 @@ class TaskKind:
         return any(s.motif for s in self.sites)
 
 
-# Annotated TSSs are only as exact as the transcripts' ends: calls within 100 bp count.
+# Annotated TSSs and TTSs are only as exact as the transcripts' ends: calls within 100 bp count.
 TOLERANCES = {
     "splice": (0, "bp a called splice site may be off and still match, 0 for exact"),
     "tss": (100, "bp a called TSS may be off and still match"),
+    "tts": (100, "bp a called TTS (a transcript's last base) may be off and still match"),
 }
 
 PROMOTER = Geometry(249, 50)
@@ -86,6 +87,8 @@ KINDS = {kind.name: kind for kind in (
              (SiteLabel("donor", "donor", DONOR, "splice", "GT", 0),
               SiteLabel("acceptor", "acceptor", ACCEPTOR, "splice", "AG", -1)),
              negatives=("genomic",)),
+    TaskKind("tts", "300 bp, -249..+50 around transcription termination sites (a transcript's last base)",
+             "non-tts", (SiteLabel("tts", "tts", PROMOTER, "tts"),)),
 )}
 
 # Calls carry label names; promoter and core-promoter share "promoter", which means the same site.
