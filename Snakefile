@@ -27,7 +27,7 @@ rule all:
         expand(rules.download_genome.output.fasta, genome=config["genomes"]),
         # A vocabulary is learned for pretraining; runs that start from models on disk need none.
         [rules.vocab.output.tokenizer] if config["pretrain"] else [],
-        expand(rules.pretrain.output.weights, model=config["pretrain"]),
+        expand(rules.pretrain.output.folder, model=config["pretrain"]),
         expand(rules.evaluate.output.table, name=config["finetune"]),
         expand(rules.scan_gather.output.calls, name=config["scan"]),
         expand(rules.plot_pretraining.output, model=config["pretrain"]),

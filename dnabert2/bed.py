@@ -61,9 +61,10 @@ def add_sites_arguments(parser) -> None:
 def run_sites(args) -> None:
     from .sequences import Fasta, read_annotation
 
-    kind = settings_from(args, SitesSettings).kind
+    s = settings_from(args, SitesSettings)
+    kind = s.kind
     check_outputs([args.out], [args.annotation, args.genome])
-    annotation = read_annotation(args.annotation)
+    annotation = read_annotation(args.annotation, s.min_intron)
     with Fasta(args.genome) as fasta:
         annotation.check_contigs(fasta.lengths, str(fasta.path))
         order = list(fasta.lengths)

@@ -43,13 +43,22 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a malformed command line (unknown option, bad value) answered in one line and
+    exit code 2, as argparse does, without the usage block: --help shows that."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with every option of `command` (the others list their one line of help only)."""
-    parser = argparse.ArgumentParser(
-        prog="dnabert2", description="DNABERT-2 for genome annotation: genomes in, BPE vocabulary, pretraining, "
-        "fine-tuning, genome scanning.")
+    parser = Parser(
+        prog="dnabert2", description="DNABERT-2 for genome annotation: fetch genomes, learn a BPE vocabulary, "
+        "pretrain, build tasks from annotations, fine-tune and evaluate, scan genomes and reads into BED calls; and "
+        "the sequence utilities (windows, sites, junctions) and report figures.")
     parser.add_argument("--version", action="version", version=f"dnabert2 {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, add, run, help_line) in COMMANDS.items():

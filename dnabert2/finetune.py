@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,16 @@ from .errors import UserError
 from .model import load_model, save_model
 from .model.adapters import with_lora
 from .optim import schedule
-from .options import add_settings, folder_output, progress, settings_from, settings_with
-from .outputs import atomic_output
+from .options import add_settings, progress, settings_from, settings_with
+from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import FinetuneSettings
 from .tasks.gue import SPLITS, read_task, scores
 from .tasks.registry import KINDS
 from .tokenizer import encode, load_tokenizer, token_limit
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY_SECONDS = 30
 
 
 
@@ -72,6 +75,7 @@ def train_one(model_dir, task, ids, classes, seed, s: FinetuneSettings, lr, devi
     mixed = autocast(device, precision)
     history, best, best_state, waited = [], -2.0, None, 0
     bar = tqdm(total=steps, disable=not progress, desc=f"fine-tuning (seed {seed})", unit="step")
+    heard, done = time.monotonic(), 0
     for epoch in range(1, s.epochs + 1):
         for batch in packed_batches(ids["train"], labels, s.batch_size, rng.permutation(len(labels)), device):
             with mixed:
@@ -84,6 +88,10 @@ def train_one(model_dir, task, ids, classes, seed, s: FinetuneSettings, lr, devi
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            done += 1
+            if not progress and time.monotonic() - heard > LOG_EVERY_SECONDS:  # a log file gets a line instead
+                heard = time.monotonic()
+                log.info("seed %d epoch %d: step %d of %d, loss %.4f", seed, epoch, done, steps, loss.item())
         dev = scores(task["dev"][1], predict(model, ids["dev"], task["dev"][1], s.batch_size, device, mixed))
         history.append({"epoch": epoch, **{f"dev_{k}": v for k, v in dev.items()}})
         log.info("seed %d epoch %d: dev MCC %.4f", seed, epoch, dev["mcc"])
@@ -104,6 +112,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
     model_dir, data, out = Path(model_dir), Path(data), Path(out)
+    check_folder(out, s.force)
     device = resolve_device(s.device)
     precision = resolve_precision(s.dtype, device)
     task = read_task(data)
@@ -135,15 +144,15 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
         "saved_seed": best_run[0]["seed"], "runs": runs,
     }
     lora = s.method == "lora"
-    _save(best_run[1], model_dir, out, tokenizer, lora and not s.merge, metrics,
-          {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout, "targets": list(s.target_modules)}
-          if lora else None)
-    copy_task_description(data, out)
+    with atomic_folder(out, force=s.force) as folder:
+        _save(best_run[1], model_dir, folder, tokenizer, lora and not s.merge, metrics,
+              {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout, "targets": list(s.target_modules)}
+              if lora else None)
+        copy_task_description(data, folder)
     return metrics
 
 
 def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings):
-    out.mkdir(parents=True, exist_ok=True)
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
         with atomic_output(out / "tokenizer.json") as tmp:
@@ -192,7 +201,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    folder_output(args.out)
     settings = settings_from(args, FinetuneSettings)
     metrics = finetune(args.model, args.data, args.out, settings, progress=progress(args))
     test, sd = metrics["test"], metrics["test_sd"]

@@ -12,9 +12,7 @@ import dataclasses
 import shlex
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
-from .errors import UserError
 
 
 def setting(default=None, help: str = "", *, type=None, choices=None, flag: str | None = None,
@@ -131,12 +129,6 @@ def as_arguments(cls, values: dict) -> str:
 def progress(args: argparse.Namespace) -> bool:
     """Progress bars on an interactive terminal unless --quiet; a log file gets log lines instead."""
     return not args.quiet and sys.stderr.isatty()
-
-
-def folder_output(path: Path) -> None:
-    """An output folder may exist, but not as a file."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: exists and is not a folder")
 
 
 # Types of options: each turns the text into a value or says what is wrong with it.

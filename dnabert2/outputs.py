@@ -1,6 +1,9 @@
-"""Output files appear whole or not at all: everything is written under a temporary name first."""
+"""Output files and folders appear whole or not at all: everything is written under a temporary name
+first, then renamed, with the permissions the user's umask gives."""
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,8 +50,60 @@ def atomic_output(path, *suffixes: str):
         yield tmp
         # Indices first, the main file last: a reader that sees the main file sees its indices too.
         for src, dst in companions:
+            share(src)
             os.replace(src, dst)
+        share(tmp)
         os.replace(tmp, path)
     finally:
         for leftover in [tmp, *(src for src, _ in companions)]:
             leftover.unlink(missing_ok=True)
+
+
+def share(path: Path) -> None:
+    """Give a finished output (a file, or a folder and all it holds) the permissions a plain open() or
+    mkdir would, from the user's umask: libraries that write through mkstemp or mkdtemp (safetensors,
+    tempfile) leave 0600 and 0700, which colleagues on a shared cluster cannot read."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = Path(path)
+    for item in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
+def check_folder(path: Path, force: bool, keep: tuple[str, ...] = ()) -> None:
+    """An output folder may be new or empty; one that already holds files (other than `keep`) is
+    refused unless `force`, so a run never mixes its files with an earlier run's."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    held = sorted(p.name for p in path.iterdir() if p.name not in keep) if path.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:4]) + (", …" if len(held) > 4 else "")
+        raise UserError(f"{path}: already holds {shown} from an earlier run; give --force to replace it with "
+                        "this run's output, or another --out")
+
+
+@contextmanager
+def atomic_folder(path, *, force: bool = False, keep: tuple[str, ...] = ()):
+    """Yield an empty temporary folder beside `path`; when the block succeeds it replaces `path`, so the
+    folder holds exactly what this run wrote (and the entries named in `keep`, carried over from the
+    folder it replaces). A folder holding files is refused unless `force`; on failure nothing changes."""
+    path = Path(path)
+    check_folder(path, force, keep)
+    _make_folder(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        share(tmp)
+        if path.exists():
+            for name in keep:
+                if (path / name).exists():
+                    os.replace(path / name, tmp / name)
+            old = temporary_name(path)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

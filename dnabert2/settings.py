@@ -16,6 +16,9 @@ from .tasks.registry import KINDS, TOLERANCES
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESET_NAMES = ("tiny", "small", "base")  # dnabert2.model.config.PRESETS defines them
 LORA_TARGETS = ("Wqkv", "dense", "gated_layers", "wo")  # dnabert2.model.adapters places them
+# The shortest known spliceosomal introns are about 20 bp (ciliates); shorter gaps between exons are
+# frameshifts or indels in the genome.
+MIN_INTRON = 20
 
 
 def _device():
@@ -24,6 +27,15 @@ def _device():
 
 def _precision(help_text: str):
     return setting("auto", help_text, choices=PRECISIONS)
+
+
+def _min_intron():
+    return setting(MIN_INTRON, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
+                   type=positive)
+
+
+def _force():
+    return setting(False, "replace an output folder that already holds files, with exactly this run's output")
 
 
 @dataclass
@@ -63,6 +75,7 @@ class WindowsSettings:
 @dataclass
 class SitesSettings:
     kind: str = setting("splice", "what to write", choices=["tss", "splice", "introns", "genes"])
+    min_intron: int = _min_intron()
 
 
 @dataclass
@@ -114,6 +127,7 @@ class PretrainSettings:
     compile: bool = setting(False, "torch.compile the model")
     tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
     log_every: int = setting(10, "steps between throughput figures", type=positive)
+    force: bool = _force()
 
 
 @dataclass
@@ -127,6 +141,8 @@ class TaskSettings:
                              choices=sorted({n for kind in KINDS.values() for n in kind.negatives}))
     max_n: float = setting(0.0, "largest fraction of N in a window", type=fraction)
     seed: int = setting(0, "random seed", type=int)
+    min_intron: int = _min_intron()
+    force: bool = _force()
     margin: int = 1000  # bp between a genomic negative and the nearest site
 
 
@@ -153,6 +169,7 @@ class FinetuneSettings:
     merge: bool = setting(False, "save a whole merged model instead of the LoRA adapter")
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
+    force: bool = _force()
 
 
 # The fine-tuning settings `evaluate`, which fine-tunes per task, offers too.
@@ -199,4 +216,5 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
                                      type=Path, metavar="BED", group="where")),
     ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
                                           metavar="CONTIG", group="where")),
+    ("min_intron", int, _min_intron()),
 ])

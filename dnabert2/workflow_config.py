@@ -113,9 +113,14 @@ def validate(config: dict, schema: dict) -> None:
 
     validator = validators.extend(Draft202012Validator, {"properties": properties_with_defaults})(schema)
     error = exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        where = ".".join(map(str, error.absolute_path)) or "the top level"
-        raise ValueError(f"config: {where}: {error.message}")
+    if error is None:
+        return
+    where = ".".join(map(str, error.absolute_path)) or "the top level"
+    if error.validator == "additionalProperties":  # a misspelt key: name it and the keys allowed there
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        raise ValueError(f"config: {where}: unknown key {', '.join(map(repr, unknown))}; allowed here: "
+                         f"{', '.join(error.schema.get('properties', {}))}")
+    raise ValueError(f"config: {where}: {error.message}")
 
 
 def check_references(config: dict) -> None:
@@ -203,5 +208,6 @@ def gather_options(settings: dict) -> str:
 
 
 def scan_eval_options(settings: dict) -> str:
-    """The tolerances; scan-eval takes what was scanned from the scan's summary."""
-    return as_arguments(ScanEvalSettings, {f"{name}_tolerance": settings[f"{name}_tolerance"] for name in TOLERANCES})
+    """The tolerances and the shortest intron; scan-eval takes what was scanned from the scan's summary."""
+    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron"]
+    return as_arguments(ScanEvalSettings, {key: settings[key] for key in keys})

@@ -29,6 +29,9 @@ def test_each_command_documents_its_options(command):
 def test_missing_required_option_is_a_usage_error(tmp_path):
     result = run_cli("vocab", "--out", tmp_path / "t.json")
     assert result.returncode == 2 and "--genome" in result.stderr and "Traceback" not in result.stderr
+    # One line, as README says: the usage is what --help is for.
+    assert result.stderr.splitlines() == ["dnabert2 vocab: error: the following arguments are required: --genome "
+                                          "(see dnabert2 vocab --help)"]
 
 
 def test_windows_as_csv_fasta_and_bed(tmp_path):
@@ -147,3 +150,24 @@ def test_windows_csv_quotes_contig_names_with_commas(tmp_path):
     import csv
     rows = list(csv.DictReader(out.open()))
     assert {r["contig"] for r in rows} == {"HLA-A*01:01,alt"} and len(rows) == 4
+
+
+def test_frameshift_gaps_are_not_introns(tmp_path):
+    """E. coli's RefSeq GFF3 gives prfB (release factor 2, a +1 ribosomal frameshift) as two CDS a base
+    apart: no intron, and no splice sites, unless a 1 bp gap is asked to count."""
+    annotation, genome = GENOMES / "ecoli_k12_mg1655.gff.gz", GENOMES / "ecoli_k12_mg1655.fna.gz"
+    result = run_cli("sites", "--annotation", annotation, "--genome", genome, "--kind", "introns",
+                     "--out", tmp_path / "introns.bed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "introns.bed").read_text() == ""
+    assert "1 gap(s) between exons shorter than 20 bp" in result.stderr
+    result = run_cli("sites", "--annotation", annotation, "--genome", genome, "--kind", "introns", "--min-intron", 1,
+                     "--out", tmp_path / "all.bed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "all.bed").read_text() == "NC_000913.3\t3036206\t3036207\tintron\t0\t-\n"
+    # The worm's introns, 39 bp and longer, all stay.
+    for name, extra in (("worm.bed", []), ("every-gap.bed", ["--min-intron", 1])):
+        assert run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "ce1pct.fa.gz",
+                       "--kind", "introns", "--out", tmp_path / name, *extra).returncode == 0
+    worm = (tmp_path / "worm.bed").read_text()
+    assert len(worm.splitlines()) > 900 and worm == (tmp_path / "every-gap.bed").read_text()

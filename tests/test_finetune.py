@@ -133,3 +133,51 @@ def test_a_task_description_of_another_kind_is_refused(base, tmp_path):
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
                       "a splice task has 3 labels", "2 classes")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_force(base, motif_task, tmp_path):
+    """A LoRA run, then a full one into the same folder: without --force a one-line refusal; with it,
+    no adapter file of the first run stays to be merged over the new model."""
+    out = tmp_path / "ft"
+    common = ["--model", base, "--data", motif_task, "--out", out, "--epochs", 1, "--device", "cpu", "-q"]
+    assert run_cli("finetune", *common).returncode == 0
+    assert (out / "adapter_config.json").is_file()
+    assert_user_error(run_cli("finetune", *common, "--full"), str(out), "already holds", "--force")
+    assert (out / "adapter_config.json").is_file()  # untouched
+    result = run_cli("finetune", *common, "--full", "--force")
+    assert result.returncode == 0, result.stderr
+    assert not list(out.glob("adapter_*")) and json.loads((out / "finetune.json").read_text())["adapter"] is False
+    assert json.loads((out / "metrics.json").read_text())["method"] == "full"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_outputs_take_the_users_umask(base, motif_task, tmp_path):
+    """safetensors writes through mkstemp (mode 0600); colleagues on a shared cluster must read the model."""
+    import stat
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared"
+    result = subprocess.run([sys.executable, "-m", "dnabert2", "finetune", "--model", str(base), "--data",
+                             str(motif_task), "--out", str(out), "--epochs", "1", "--device", "cpu", "-q"],
+                            capture_output=True, text=True, umask=0o002)
+    assert result.returncode == 0, result.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
+    assert modes == {name: 0o775 if name == "shared" else 0o664 for name in modes}, modes
+    assert "adapter_model.safetensors" in modes
+    # Loading the adapter (as scan and evaluate do) says nothing of a "new head": the adapter brings it.
+    scored = run_cli("evaluate", "--model", out, "--data", motif_task, "--out", tmp_path / "e.tsv", "--device", "cpu")
+    assert scored.returncode == 0, scored.stderr
+    assert "initialised afresh" not in scored.stderr
+
+
+def test_a_log_file_hears_from_a_long_epoch(base, motif_task, tmp_path, monkeypatch, caplog):
+    """Without a terminal (Snakemake, SLURM) there is no progress bar: a line every 30 s instead."""
+    import logging
+
+    from dnabert2 import finetune as module
+
+    monkeypatch.setattr(module, "LOG_EVERY_SECONDS", 0)
+    with caplog.at_level(logging.INFO, logger="dnabert2.finetune"):
+        module.finetune(base, motif_task, tmp_path / "ft", epochs=1, batch_size=100, device="cpu", progress=False)
+    assert "seed 0 epoch 1: step 2 of 4, loss" in caplog.text

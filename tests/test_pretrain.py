@@ -115,6 +115,19 @@ def test_pretrain_writes_a_model_and_metrics(genome, tmp_path):
     assert [p.name for p in (out / "checkpoints").glob("step-*.pt")] == ["step-00000012.pt"]
 
 
+def test_a_finished_model_folder_is_refused_then_replaced_whole_with_force(genome, tmp_path):
+    out = tmp_path / "model"
+    assert run_cli(*pretrain_args(genome, out, "--steps", 2, "--checkpoint-dir", tmp_path / "c1")).returncode == 0
+    (out / "adapter_config.json").write_text("{}")  # what a fine-tuning run would have left there
+    again = pretrain_args(genome, out, "--steps", 3, "--checkpoint-dir", tmp_path / "c2")
+    assert_user_error(run_cli(*again), "already holds", "--force")
+    assert run_cli(*again, "--force").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.safetensors",
+                                                     "special_tokens_map.json", "tokenizer.json",
+                                                     "tokenizer_config.json"]
+    assert [r["step"] for r in losses(out)] == [1, 2, 3]
+
+
 def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
     args = ("--steps", 40, "--checkpoint-every", 5, "--dropout", 0.1, "--workers", 1, "--heldout-contigs", "V",
             "--eval-every", 10, "--eval-windows", 8)

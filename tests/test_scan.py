@@ -294,13 +294,34 @@ def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tm
     assert report["labels"]["donor"]["calls"] == 1 and report["labels"]["donor"]["sites"] == on_i["donor"]
     assert report["labels"]["donor"]["precision"] == 1.0
     assert report["labels"]["acceptor"] == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
-                                            "sites_found": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+                                            "sites_found": 0, "precision": None, "recall": 0.0, "f1": None,
+                                            "undefined": {"precision": "no calls", "f1": "no calls"}}
     assert report["overall"]["sites"] == on_i["donor"] + on_i["acceptor"]
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "II")
     assert json.loads(result.stdout)["labels"]["donor"]["calls"] == 1
     summary.write_text(json.dumps({"called": ["donor"], "regions": [["I", 0, 150724]], "chunk": [0, 2]}))
     assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--summary", summary),
                       "one chunk")
+
+
+def test_scan_eval_refuses_an_annotation_of_another_genome(splice_model, ce1pct, tmp_path):
+    """Scored against another genome's annotation every call would be a miss, with exit 0; refused instead."""
+    calls = tmp_path / "calls.bed"
+    rows, summary = scan(splice_model, calls, "--fasta", ce1pct, "--contigs", "V", "--stride", 600, "--threshold", 0.5)
+    assert rows and summary["contig_lengths"]["V"] == 209_241
+    sirv = SIRV / "SIRV_C_150601a.gtf.gz"
+    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv, "--summary",
+                              calls.with_suffix(".json")), "not in the scanned genome", "SIRV")
+    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv), "shares no contig")
+    # The worm's own annotation with one transcript moved past the end of chromosome V (mechanics).
+    moved = tmp_path / "moved.gff3"
+    moved.write_text(gzip.decompress((GENOMES / "ce1pct.gff3.gz").read_bytes()).decode()
+                     + "V\tx\texon\t300001\t300500\t.\t+\t.\tParent=Transcript:moved\n")
+    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", moved, "--summary",
+                              calls.with_suffix(".json")), "Transcript:moved", "past the end of V")
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", GENOMES / "ce1pct.gff3.gz", "--summary",
+                     calls.with_suffix(".json"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_window_other_than_the_task_warns(short_model, ce1pct, tmp_path):

@@ -164,3 +164,13 @@ def test_tts_scanned_on_the_bundled_example_and_scored_against_transcript_ends(t
     assert list(report["labels"]) == ["tts"] and report["tts_tolerance"] == 50
     assert report["labels"]["tts"]["sites"] == len(sites) > 30
     assert report["labels"]["tts"]["calls"] == len(calls.read_text().splitlines())
+
+
+def test_a_task_folder_of_an_earlier_run_is_refused_then_replaced_with_force(genome, tmp_path):
+    out, _ = build(genome, tmp_path, "core-promoter")
+    (out / "stale.csv").write_text("sequence,label\n")
+    args = ["tasks", "core-promoter", "--genome", genome, "--annotation", ANNOTATION, "--out", out]
+    assert_user_error(run_cli(*args), "already holds", "--force")
+    assert run_cli(*args, "--force", "--seed", 1).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["dev.csv", "task.json", "test.csv", "train.csv"]
+    assert json.loads((out / "task.json").read_text())["seed"] == 1

@@ -70,7 +70,8 @@ def test_default_config_runs_the_chain(checkout):
     assert rows[-1]["eval_loss"] < rows[0]["loss"] - 0.5  # it learned something on the example
     assert load_model(model).config.num_hidden_layers == 2
     assert load_tokenizer(model).get_vocab() == load_tokenizer(checkout / "results/vocab/tokenizer.json").get_vocab()
-    assert sorted(p.name for p in (model / "checkpoints").glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
+    checkpoints = checkout / "results/checkpoints/tiny"
+    assert sorted(p.name for p in checkpoints.glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
     task = json.loads((checkout / "results/tasks/ce1pct_promoter/task.json").read_text())
     assert task["window_bp"] == 300 and set(task["contigs"]) == {"train", "dev", "test"}
     metrics = json.loads((checkout / "results/finetune/ce1pct_promoter/metrics.json").read_text())
@@ -266,7 +267,7 @@ def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     assert snakemake("--cores", "2", "results/vocab/tokenizer.json", cwd=checkout).returncode == 0
     process = subprocess.Popen(["snakemake", "--cores", "2"], cwd=checkout, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    checkpoints = checkout / "results/pretrain/tiny/checkpoints"
+    checkpoints = checkout / "results/checkpoints/tiny"
     deadline = time.time() + 300
     while not list(checkpoints.glob("step-*.pt")) and time.time() < deadline:
         time.sleep(0.05)
@@ -281,4 +282,4 @@ def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     rows = [json.loads(line) for line in (checkout / "results/pretrain/tiny/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 401))
     assert load_model(checkout / "results/pretrain/tiny").config.hidden_size == 128
-    assert "resuming from results/pretrain/tiny/checkpoints/step-" in log and "Traceback" not in log
+    assert "resuming from results/checkpoints/tiny/step-" in log and "Traceback" not in log

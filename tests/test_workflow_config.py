@@ -157,7 +157,7 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
 @pytest.mark.parametrize(
     "change, words",
     [
-        (lambda c: c["vocab"].update(vocab_sise=100), ["vocab", "vocab_sise"]),
+        (lambda c: c["vocab"].update(vocab_sise=100), ["vocab: unknown key 'vocab_sise'", "allowed here", "vocab_size"]),
         (lambda c: c["vocab"].update(vocab_size=5), ["vocab.vocab_size", "minimum"]),
         (lambda c: c["pretrain"]["tiny"].update(max_tokens=4096), ["pretrain.tiny.max_tokens is now called batch_tokens"]),
         (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["pretrain.tiny.preset", "huge"]),

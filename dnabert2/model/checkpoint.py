@@ -121,7 +121,8 @@ def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu",
         raise UserError(f"{folder}: its base model {base} is not there any more (finetune.json names it)")
     if head not in (None, "classification"):
         raise UserError(f"{folder}: a fine-tuned classifier; head {head!r} is not available from it")
-    model = load_model(base, head="classification", num_labels=info["num_labels"], device="cpu")
+    # The base's classification head is new here, but the adapter brings the trained one: no word of it.
+    model, _ = assemble(base, "classification", num_labels=info["num_labels"])
     return merge_adapter(model, folder).to(resolve_device(device), dtype).eval()
 
 
@@ -139,6 +140,15 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
         raise UserError(f"{folder}: not a model folder")
     if is_adapter(folder):
         return load_adapter(folder, head, device=device, dtype=dtype)
+    model, new = assemble(folder, head, num_labels=num_labels, pooling=pooling)
+    if new:
+        log.info("%s: new %s head, initialised afresh: %s", folder, _head_of(model), _names(new))
+    return model.to(resolve_device(device), dtype).eval()
+
+
+def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, pooling: str | None = None):
+    """The model of a folder (not an adapter) with the head asked for, and the keys of a head that
+    was not saved and so starts afresh."""
     config = ModelConfig.load(folder / "config.json")
     state = read_state_dict(folder)
     saved = saved_head(state)
@@ -176,16 +186,13 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
         if key in expected and value.shape != expected[key].shape:
             raise UserError(f"{folder}: {key} has shape {tuple(value.shape)} in the weights but "
                             f"{tuple(expected[key].shape)} for config.json")
-    if fresh - set(state):
-        log.info("%s: new %s head, initialised afresh: %s", folder, head, _names(fresh - set(state)))
     model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
     if isinstance(model, DNABertForMaskedLM):
         model.tie_weights()
-
     tokenizer_file = folder / "tokenizer.json"
     if tokenizer_file.is_file():
         check_tokenizer(load_tokenizer(tokenizer_file), config, source=str(tokenizer_file))
-    return model.to(resolve_device(device), dtype).eval()
+    return model, fresh - set(state)
 
 
 def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | None = None) -> Path:

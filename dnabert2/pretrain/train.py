@@ -25,7 +25,8 @@ from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import UserError
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
-from ..options import add_settings, folder_output, progress, settings_from, settings_with
+from ..options import add_settings, progress, settings_from, settings_with
+from ..outputs import atomic_folder, check_folder
 from ..settings import PretrainSettings
 from ..tokenizer import load_tokenizer
 from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
@@ -203,8 +204,6 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
     if rank == 0:
         remove_partial(folder)
     found = checkpoints(folder)
-    if found and not s.resume:
-        raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
     if not found:
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
@@ -224,6 +223,13 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     s = settings_with(PretrainSettings, settings, overrides)
     out = Path(out)
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
+    # Checkpoints kept inside the output folder are this run's state, not an earlier run's output; a
+    # run they continue replaces its own model there.
+    inside = (folder.name,) if folder.parent.resolve() == out.resolve() else ()
+    if checkpoints(folder) and not s.resume:
+        raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
+    if not checkpoints(folder):
+        check_folder(out, s.force, keep=inside)
     rank, world, device = init_distributed(s.device)
     tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
@@ -242,9 +248,10 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     if world > 1:
         dist.barrier()
     if rank == 0:
-        save_model(model, out, tokenizer)
-        if metrics.path.exists():
-            shutil.copyfile(metrics.path, out / "metrics.jsonl")
+        with atomic_folder(out, force=True, keep=inside) as written:
+            save_model(model, written, tokenizer)
+            if metrics.path.exists():
+                shutil.copyfile(metrics.path, written / "metrics.jsonl")
     if world > 1:
         dist.destroy_process_group()
     return row
@@ -378,7 +385,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    folder_output(args.out)
     row = pretrain(args.genome, args.tokenizer, args.out, settings_from(args, PretrainSettings),
                    progress=progress(args))
     if row:

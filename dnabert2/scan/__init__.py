@@ -126,7 +126,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, sum
               "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
               "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in requested],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
-              "contigs": list(lengths), "calls_file": relative(out, summary),
+              "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
               "bedgraph_file": relative(bedgraph, summary) if bedgraph else None}
     # The calls last: a failure writing the others leaves no calls file that looks finished.
     if graph is not None:

@@ -41,30 +41,21 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, 
     those in the calls. Settings: a ScanEvalSettings, or its fields as keywords."""
     s = settings_with(ScanEvalSettings, settings, overrides)
     calls = read_calls(calls_path)
-    scanned = None
-    if summary is not None:
-        try:
-            scanned = json.loads(Path(summary).read_text())
-            labels, scanned_regions = list(scanned["called"]), [tuple(r) for r in scanned["regions"]]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{summary}: not a summary written by `dnabert2 scan --summary`") from None
-        if scanned.get("chunk", [0, 1])[1] > 1:
-            raise UserError(f"{summary}: the summary of one chunk of a scan; evaluate the gathered calls "
-                            "with the summary `dnabert2 scan-gather` writes")
-    else:
-        labels = sorted({c.label for c in calls})
+    scanned = _read_summary(summary) if summary is not None else None
+    labels = list(scanned["called"]) if scanned else sorted({c.label for c in calls})
     unknown = sorted((set(labels) | {c.label for c in calls}) - set(SITE_LABELS))
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
+    annotation = read_annotation(annotation_path, s.min_intron)
+    _check_same_genome(annotation, calls, scanned)
     inside = None
     if s.regions is not None:
         inside = read_bed_regions(s.regions)
     elif s.contigs:
         inside = [(c, 0, 2**62) for c in s.contigs]
     elif scanned is not None:
-        inside = scanned_regions
-    annotation = read_annotation(annotation_path)
+        inside = [tuple(r) for r in scanned["regions"]]
     sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
     if inside is not None:
         inside = RegionIndex(inside)
@@ -99,12 +90,57 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, 
 
 
 def _metrics(counts) -> dict:
+    """Precision, recall and F1 of the counts; one without calls or without sites is undefined (null,
+    with the reason), not 0."""
     calls, hits, sites, found = (int(x) for x in counts)
-    precision = hits / calls if calls else 0.0
-    recall = found / sites if sites else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"calls": calls, "calls_matching_a_site": hits, "sites": sites, "sites_found": found,
-            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+    undefined = {}
+    if not calls:
+        undefined["precision"] = "no calls"
+    if not sites:
+        undefined["recall"] = "no annotated sites where the scan looked"
+    precision = hits / calls if calls else None
+    recall = found / sites if sites else None
+    f1 = None
+    if undefined:
+        undefined["f1"] = " and ".join(undefined.values())
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    result = {"calls": calls, "calls_matching_a_site": hits, "sites": sites, "sites_found": found,
+              **{k: None if v is None else round(v, 4) for k, v in (("precision", precision), ("recall", recall),
+                                                                     ("f1", f1))}}
+    return result | ({"undefined": undefined} if undefined else {})
+
+
+def _read_summary(summary) -> dict:
+    """A gathered scan's summary: the labels it called, the regions it scanned, its genome's contigs."""
+    try:
+        scanned = json.loads(Path(summary).read_text())
+        whole = all(isinstance(scanned[key], list) for key in ("called", "regions"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        whole = False
+    if not whole:
+        raise UserError(f"{summary}: not a summary written by `dnabert2 scan --summary`")
+    if scanned.get("chunk", [0, 1])[1] > 1:
+        raise UserError(f"{summary}: the summary of one chunk of a scan; evaluate the gathered calls "
+                        "with the summary `dnabert2 scan-gather` writes")
+    return scanned
+
+
+def _check_same_genome(annotation, calls, scanned) -> None:
+    """Refuse an annotation of another genome, which would score every call a miss: one on contigs the
+    scanned genome lacks or past their ends (checked against the summary's contig lengths), or, without
+    a summary, one sharing no contig with the calls."""
+    if scanned is not None and scanned.get("contig_lengths"):
+        annotation.check_contigs(scanned["contig_lengths"], f"the scanned genome ({scanned.get('input')})")
+        return
+    if scanned is not None:
+        genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]])
+    else:
+        genome = {c.contig for c in calls}
+    if genome and not annotation.contigs & genome:
+        shown = ", ".join(sorted(genome)[:4]) + (", …" if len(genome) > 4 else "")
+        raise UserError(f"{annotation.path}: shares no contig with the scanned genome ({shown}); it annotates "
+                        "another genome")
 
 
 def add_arguments(parser) -> None:

@@ -14,7 +14,8 @@ from ..settings import ScanSettings
 from .calls import BedGraph, Merger, read_calls, top, write_calls
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
-                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "batch_tokens", "dtype")
+                       "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "contig_lengths",
+                       "batch_tokens", "dtype")
 
 
 def relative(path, summary) -> str:

@@ -1,6 +1,7 @@
 """Gene annotation (GFF3 or GTF): transcripts with their exons, and from them TSSs, introns and
 donor/acceptor sites, strand-aware. Coordinates are 0-based; intervals are half-open."""
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -9,7 +10,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from ..errors import UserError
+from ..settings import MIN_INTRON
 from .fasta import corrupt, open_text
+
+log = logging.getLogger(__name__)
 
 SITE_KINDS = ("tss", "tts", "donor", "acceptor")
 _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
@@ -88,9 +92,18 @@ class Intron:
 
 
 class Annotation:
-    def __init__(self, path, transcripts: list[Transcript]):
+    """Transcripts, and the sites on them. A gap between two exons shorter than `min_intron` is no
+    intron: annotations mark ribosomal frameshifts (yeast Ty elements, E. coli prfB) and indels in
+    the genome that way, and their ends are no splice sites."""
+
+    def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON):
         self.path = Path(path)
         self.transcripts = transcripts
+        self.min_intron = min_intron
+        short = sum(1 for t in transcripts for start, end in t.introns if end - start < min_intron)
+        if short:
+            log.info("%s: %d gap(s) between exons shorter than %d bp (frameshifts, indels) not taken as introns",
+                     self.path, short, min_intron)
 
     @property
     def contigs(self) -> set[str]:
@@ -108,7 +121,8 @@ class Annotation:
         return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self.transcripts})
 
     def introns(self) -> list[Intron]:
-        return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns})
+        return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns
+                       if e - s >= self.min_intron})
 
     def tts(self) -> list[Site]:
         return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self.transcripts})
@@ -152,7 +166,7 @@ def _gtf_attributes(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in _GTF_ATTRIBUTE.finditer(text)}
 
 
-def read_annotation(path) -> Annotation:
+def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
     """Read transcripts from a GFF3 or GTF (plain or gzip). A transcript is the parent of exon
     features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
     (its TSS is then the start codon, the best the annotation says)."""
@@ -213,7 +227,7 @@ def read_annotation(path) -> Annotation:
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return Annotation(path, transcripts)
+    return Annotation(path, transcripts, min_intron)
 
 
 def _merge(intervals) -> list[tuple[int, int]]:

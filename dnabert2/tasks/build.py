@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..options import add_settings, folder_output, settings_from, settings_with
-from ..outputs import atomic_output
+from ..options import add_settings, settings_from, settings_with
+from ..outputs import atomic_folder, atomic_output, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
 from .gue import SPLITS, write_csv
@@ -148,10 +148,11 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     test_contigs, dev_contigs, negatives, seed, max_n, margin = (s.test_contigs, s.dev_contigs, s.negatives, s.seed,
                                                                  s.max_n, s.margin)
     task = task_kind(kind)
+    check_folder(Path(out), s.force)
     if negatives not in task.negatives:
         raise UserError(f"{kind} negatives must be {' or '.join(map(repr, task.negatives))}, not {negatives!r}")
     rng = np.random.default_rng(seed)
-    notes = read_annotation(annotation)
+    notes = read_annotation(annotation, s.min_intron)
     with Fasta(genome) as fasta:
         notes.check_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
@@ -185,11 +186,11 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},
     }
-    out = Path(out)
-    for split, rows in examples.items():
-        write_csv(out / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
-    with atomic_output(out / "task.json") as tmp:
-        Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
+    with atomic_folder(out, force=s.force) as folder:
+        for split, rows in examples.items():
+            write_csv(folder / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
+        with atomic_output(folder / "task.json") as tmp:
+            Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
     return description
 
 
@@ -238,7 +239,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    folder_output(args.out)
     task = build_task(args.task, args.genome, args.annotation, args.out, settings_from(args, TaskSettings))
     counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
     print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; test contigs "

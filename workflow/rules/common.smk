@@ -73,28 +73,34 @@ def task_annotation(wildcards):
 
 def task_folder(task):
     """A task built by the workflow, or a GUE task folder on disk."""
+    return (
+        rules.tasks.output.folder.format(task=task) if task in config["tasks"] else task
+    )
+
+
+def task_input(task):
+    """The input standing for a task: its folder when built here, else the CSV files on disk."""
     if task in config["tasks"]:
-        return str(Path(rules.tasks.output.csv[0].format(task=task)).parent)
-    return task
-
-
-def task_files(task):
-    return [f"{task_folder(task)}/{split}.csv" for split in ("train", "dev", "test")]
+        return task_folder(task)
+    return [f"{task}/{split}.csv" for split in ("train", "dev", "test")]
 
 
 def model_folder(model):
     """A model pretrained by the workflow, or a model folder on disk (e.g. the released files)."""
     if model in config["pretrain"]:
-        return str(Path(rules.pretrain.output.config.format(model=model)).parent)
+        return rules.pretrain.output.folder.format(model=model)
     return model
+
+
+def model_input(model):
+    """The input standing for a model: its folder when pretrained here, else its config.json on disk."""
+    return (
+        model_folder(model) if model in config["pretrain"] else f"{model}/config.json"
+    )
 
 
 def finetune_settings(wildcards):
     return config["finetune"][wildcards.name]
-
-
-def finetune_model(wildcards):
-    return [f"{model_folder(finetune_settings(wildcards)['model'])}/config.json"]
 
 
 def scan_settings(wildcards):
@@ -105,20 +111,16 @@ def scan_model(scan):
     """A model fine-tuned by the workflow, or a fine-tuned model folder on disk."""
     model = config["scan"][scan]["model"]
     if model in config["finetune"]:
-        return str(Path(rules.finetune.output.metrics.format(name=model)).parent)
+        return rules.finetune.output.folder.format(name=model)
     return model
 
 
 def scan_inputs(wildcards):
     s = scan_settings(wildcards)
-    model = s["model"]
+    model = scan_model(wildcards.name)
     inputs = {
         "genome": genome_fasta(s["genome"]),
-        "model": (
-            rules.finetune.output.metrics.format(name=model)
-            if model in config["finetune"]
-            else f"{model}/config.json"
-        ),
+        "model": model if s["model"] in config["finetune"] else f"{model}/config.json",
     }
     if s["bam"]:
         inputs["bam"] = s["bam"]

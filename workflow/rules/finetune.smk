@@ -3,8 +3,8 @@ rule tasks:
         genome=lambda wildcards: genome_fasta(task_settings(wildcards)["genome"]),
         annotation=task_annotation,
     output:
-        csv=multiext("results/tasks/{task}/", "train.csv", "dev.csv", "test.csv"),
-        description="results/tasks/{task}/task.json",
+        # The whole folder: Snakemake clears it before a run, so no file of an earlier run stays.
+        folder=directory("results/tasks/{task}"),
     log:
         "logs/tasks/{task}.log",
     benchmark:
@@ -17,23 +17,23 @@ rule tasks:
     params:
         kind=lambda wildcards: task_settings(wildcards)["kind"],
         options=lambda wildcards: workflow_config.task_options(task_settings(wildcards)),
-        folder=lambda wildcards, output: Path(output.description).parent,
     shell:
         "python -m dnabert2 tasks {params.kind} {params.options} --genome {input.genome} "
-        "--annotation {input.annotation} --out {params.folder} > {log} 2>&1"
+        "--annotation {input.annotation} --out {output.folder} > {log} 2>&1"
 
 
 rule finetune:
     input:
-        model=finetune_model,
-        task=lambda wildcards: task_files(finetune_settings(wildcards)["task"]),
+        model=lambda wildcards: model_input(finetune_settings(wildcards)["model"]),
+        task=lambda wildcards: task_input(finetune_settings(wildcards)["task"]),
     output:
-        metrics=report(
-            "results/finetune/{name}/metrics.json",
+        # The whole folder: a LoRA run after a full one (or the reverse) leaves no stale weights.
+        folder=report(
+            directory("results/finetune/{name}"),
+            patterns=["metrics.json"],
             category="Fine-tuning",
             labels={"run": "{name}", "file": "test metrics (mean, sd over seeds)"},
         ),
-        info="results/finetune/{name}/finetune.json",
     log:
         "logs/finetune/{name}.log",
     benchmark:
@@ -51,16 +51,15 @@ rule finetune:
         options=lambda wildcards: workflow_config.finetune_options(
             finetune_settings(wildcards)
         ),
-        folder=lambda wildcards, output: Path(output.metrics).parent,
     shell:
         "python -m dnabert2 finetune --model {params.model} --data {params.task} "
-        "--out {params.folder} {params.options} > {log} 2>&1"
+        "--out {output.folder} {params.options} > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        model=rules.finetune.output.metrics,
-        task=lambda wildcards: task_files(finetune_settings(wildcards)["task"]),
+        model=rules.finetune.output.folder,
+        task=lambda wildcards: task_input(finetune_settings(wildcards)["task"]),
     output:
         table=report(
             "results/evaluate/{name}.tsv",
@@ -78,8 +77,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        model=lambda wildcards, input: Path(input.model).parent,
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
     shell:
-        "python -m dnabert2 evaluate --model {params.model} --data {params.task} "
+        "python -m dnabert2 evaluate --model {input.model} --data {params.task} "
         "--out {output.table} --baseline kmer --device cpu > {log} 2>&1"

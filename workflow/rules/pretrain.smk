@@ -3,10 +3,9 @@ rule pretrain:
         genomes=pretrain_genomes,
         tokenizer=rules.vocab.output.tokenizer,
     output:
-        config="results/pretrain/{model}/config.json",
-        weights="results/pretrain/{model}/model.safetensors",
-        tokenizer="results/pretrain/{model}/tokenizer.json",
-        metrics="results/pretrain/{model}/metrics.jsonl",
+        # The whole folder (config.json, model.safetensors, tokenizer.json, metrics.jsonl): Snakemake
+        # clears it before a run, so no file of an earlier model stays in it.
+        folder=directory("results/pretrain/{model}"),
     log:
         "logs/pretrain/{model}.log",
     benchmark:
@@ -19,10 +18,9 @@ rule pretrain:
         mem_mb=lambda wildcards: pretrain_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: pretrain_settings(wildcards)["runtime"],
     params:
-        folder=lambda wildcards, output: Path(output.config).parent,
-        # Checkpoints are not outputs: Snakemake deletes a failed job's outputs, and the rerun
-        # resumes from them.
-        checkpoints=lambda wildcards, output: Path(output.config).parent / "checkpoints",
+        # Checkpoints are not outputs, and outside the output folder: Snakemake deletes a failed
+        # job's outputs, and the rerun resumes from them.
+        checkpoints="results/checkpoints/{model}",
         launcher=pretrain_launcher,
         genomes=lambda wildcards, input: " ".join(
             f"--genome {g}" for g in input.genomes
@@ -32,5 +30,5 @@ rule pretrain:
         ),
     shell:
         "{params.launcher} -m dnabert2 pretrain {params.genomes} --tokenizer {input.tokenizer} "
-        "--out {params.folder} --checkpoint-dir {params.checkpoints} --resume "
+        "--out {output.folder} --checkpoint-dir {params.checkpoints} --resume "
         "--workers {threads} {params.options} > {log} 2>&1"

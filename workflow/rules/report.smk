@@ -1,6 +1,6 @@
 rule plot_pretraining:
     input:
-        rules.pretrain.output.metrics,
+        rules.pretrain.output.folder,
     output:
         report(
             "results/report/pretraining_{model}.svg",
@@ -14,7 +14,7 @@ rule plot_pretraining:
     conda:
         "../../envs/model.yaml"
     shell:
-        "python -m dnabert2 plot pretraining {input} --out {output} > {log} 2>&1"
+        "python -m dnabert2 plot pretraining {input}/metrics.jsonl --out {output} > {log} 2>&1"
 
 
 rule plot_scan_scores:
