@@ -50,7 +50,7 @@ def add_sites_arguments(parser) -> None:
     parser.description = ("Read a GFF3 or GTF and write, strand-aware, one BED6 line per TSS (first transcribed "
                           "base), splice site (donor: the intron's first base; acceptor: its last), intron or gene "
                           "span.")
-    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3",
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
                         help="the genome it annotates (contigs are checked)")

@@ -174,3 +174,56 @@ def test_a_task_folder_of_an_earlier_run_is_refused_then_replaced_with_force(gen
     assert run_cli(*args, "--force", "--seed", 1).returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["dev.csv", "task.json", "test.csv", "train.csv"]
     assert json.loads((out / "task.json").read_text())["seed"] == 1
+
+
+ECOLI, ECOLI_GFF = DATA / "genomes" / "ecoli_k12_mg1655.fna.gz", DATA / "genomes" / "ecoli_k12_mg1655.gff.gz"
+
+
+def test_a_one_contig_genome_is_split_by_position(tmp_path):
+    """E. coli is one contig: train, dev and test become stretches of it, a window apart, said in the log
+    and in task.json."""
+    out = tmp_path / "ecoli"
+    result = run_cli("tasks", "promoter", "--genome", ECOLI, "--annotation", ECOLI_GFF, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "splitting each contig by position" in result.stderr
+    task = json.loads((out / "task.json").read_text())
+    assert task["split"] == "positions"
+    (_, train_start, train_end), = task["regions"]["train"]
+    (_, dev_start, dev_end), = task["regions"]["dev"]
+    (_, test_start, test_end), = task["regions"]["test"]
+    assert train_start == 0 and test_end == 4_641_652
+    assert dev_start - train_end >= 300 and test_start - dev_end >= 300  # no window reaches into two splits
+    # About a tenth of the TSSs each in dev and test, and the windows are from their own stretches.
+    tss = [s for s in read_annotation(ECOLI_GFF).tss()]
+    in_test = sum(test_start + 249 <= s.position < test_end - 50 for s in tss)
+    assert 0.05 < in_test / len(tss) < 0.15
+    with Fasta(ECOLI) as fasta:
+        test_windows = {fasta.fetch(s.contig, s.position - 249, s.position + 51) for s in tss
+                        if s.strand == "+" and test_start + 249 <= s.position < test_end - 50}
+    test = read_split(out, "test")
+    assert {s for s, label in test if label == 1 and s in test_windows} and task["counts"]["test"]["promoter"] > 300
+    assert not {s for s, _ in read_split(out, "train")} & {s for s, _ in test}
+
+
+def test_contigs_named_for_a_split_they_cannot_carry(tmp_path):
+    args = ["tasks", "promoter", "--genome", ECOLI, "--annotation", ECOLI_GFF, "--out", tmp_path / "t"]
+    assert_user_error(run_cli(*args, "--test-contigs", "NC_000913.3"), "cannot split 1 contig",
+                      "leave out --test-contigs and --dev-contigs")
+    assert_user_error(run_cli(*args, "--test-contigs", "NC_000913.3", "--dev-contigs", "NC_000913.3"),
+                      "NC_000913.3 is named for both test and dev")
+    assert not (tmp_path / "t").exists()
+
+
+def test_phage_genomes_from_their_genbank_files(tmp_path):
+    """phiX174 and a Y. pestis plasmid: sequence and annotation in one GenBank file, one contig each.
+    Core-promoter windows (70 bp) fit in stretches of 5 and 10 kb; 300 bp promoter windows do not."""
+    for name in ("phiX174_NC_001422.gbk.gz", "Ypestis_pPCP1_NC_005816.gb.gz"):
+        genome = DATA / "genomes" / name
+        out = tmp_path / name
+        result = run_cli("tasks", "core-promoter", "--genome", genome, "--annotation", genome, "--negatives",
+                         "shuffled", "--out", out)
+        assert result.returncode == 0, result.stderr
+        task = json.loads((out / "task.json").read_text())
+        assert task["split"] == "positions" and all(sum(c.values()) >= 2 for c in task["counts"].values())
+    assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", genome, "--negatives",
+                              "shuffled", "--out", tmp_path / "long"), "too short for these windows")

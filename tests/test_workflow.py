@@ -283,3 +283,17 @@ def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     assert [r["step"] for r in rows] == list(range(1, 401))
     assert load_model(checkout / "results/pretrain/tiny").config.hidden_size == 128
     assert "resuming from results/checkpoints/tiny/step-" in log and "Traceback" not in log
+
+
+def test_a_one_contig_genome_gets_its_task_split_by_position(checkout):
+    """E. coli in the config: the genome is fetched from disk and its promoter task split along the
+    chromosome, as the command does, instead of failing."""
+    config = {"genomes": {"ecoli": {"source": str(DATA / "genomes" / "ecoli_k12_mg1655.fna.gz"),
+                                    "annotation": str(DATA / "genomes" / "ecoli_k12_mg1655.gff.gz")}},
+              "tasks": {"ecoli_promoter": {"genome": "ecoli", "kind": "promoter"}}}
+    (checkout / "ecoli.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("results/tasks/ecoli_promoter", "--cores", "2", "--configfile", "ecoli.yaml", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    task = json.loads((checkout / "results/tasks/ecoli_promoter/task.json").read_text())
+    assert task["split"] == "positions" and task["contigs"]["test"] == ["NC_000913.3"]
+    assert "splitting each contig by position" in (checkout / "logs/tasks/ecoli_promoter.log").read_text()

@@ -151,7 +151,7 @@ def add_arguments(parser) -> None:
         "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints (and with "
         "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
-    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="gene annotation")
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
     parser.add_argument("--out", type=Path, help="JSON report")
     parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called and "
                         "the regions it scanned, so labels without calls count and sites outside the scan do not")

@@ -167,10 +167,63 @@ def _gtf_attributes(text: str) -> dict[str, str]:
 
 
 def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
-    """Read transcripts from a GFF3 or GTF (plain or gzip). A transcript is the parent of exon
-    features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
-    (its TSS is then the start codon, the best the annotation says)."""
+    """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip). A transcript is the parent of
+    exon features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
+    (its TSS is then the start codon, the best the annotation says). In GenBank, the mRNA features of a
+    record are its transcripts, or its CDS features where it has none."""
     path = Path(path)
+    if _first_line(path).startswith("LOCUS"):
+        return Annotation(path, _genbank_transcripts(path), min_intron)
+    return Annotation(path, _gff_transcripts(path), min_intron)
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open_text(path) as handle:
+            return next((line for line in handle if line.strip()), "")
+    except (EOFError, OSError) as error:
+        raise corrupt(path, error) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a GFF3/GTF/GenBank file (binary content)") from None
+
+
+def _genbank_transcripts(path: Path) -> list[Transcript]:
+    """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the mRNA features,
+    and the CDS of genes that have none (the form bacteria and phages are annotated in)."""
+    from Bio import SeqIO
+
+    transcripts, names, across_origin = [], set(), 0
+    with open_text(path) as handle:
+        for record in SeqIO.parse(handle, "genbank"):
+            mrna = [f for f in record.features if f.type == "mRNA"]
+            with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
+            cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
+                   and f.qualifiers.get("gene", [None])[0] not in with_mrna]
+            for feature in mrna + cds:
+                strand = {1: "+", -1: "-"}.get(feature.location.strand)
+                parts = [(int(p.start), int(p.end)) for p in feature.location.parts]
+                if strand is None:
+                    continue
+                # A feature joined across the origin of a circular genome has no linear span.
+                if parts != sorted(parts, reverse=strand == "-"):
+                    across_origin += 1
+                    continue
+                exons = tuple(_merge(parts))
+                labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
+                name = next((n for n in labels if n), f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}")
+                name = name if name not in names else f"{name}.{feature.type}{len(names)}"
+                names.add(name)
+                gene = feature.qualifiers.get("gene", [name])[0]
+                transcripts.append(Transcript(name, gene, record.id, strand, exons))
+    if across_origin:
+        log.info("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
+    if not transcripts:
+        raise UserError(f"{path}: no transcripts found (no mRNA or CDS features)")
+    transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
+    return transcripts
+
+
+def _gff_transcripts(path: Path) -> list[Transcript]:
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
     parse = None
@@ -227,7 +280,7 @@ def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return Annotation(path, transcripts, min_intron)
+    return transcripts
 
 
 def _merge(intervals) -> list[tuple[int, int]]:

@@ -47,9 +47,16 @@ def shuffled_negative(sequence: str, rng: np.random.Generator, segments: int = 2
     return "".join(pieces)
 
 
+class CannotSplit(UserError):
+    """The contigs cannot carry a train/dev/test split."""
+
+
 def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fraction: float = 0.1) -> dict[str, str]:
     """Contig → split. Given contigs are used as they are; otherwise contigs (in a seeded order) go to
     test, then dev, until each holds at least `fraction` of the sites."""
+    both = sorted(set(test_contigs or ()) & set(dev_contigs or ()))
+    if both:
+        raise UserError(f"contig {both[0]} is named for both test and dev; a contig belongs to one split")
     named = {c: "test" for c in test_contigs or ()} | {c: "dev" for c in dev_contigs or ()}
     unknown = sorted(set(named) - set(counts))
     if unknown:
@@ -67,17 +74,76 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
     assignment = {c: assignment.get(c, "train") for c in counts}
     for split in SPLITS:
         if not any(s == split for s in assignment.values()):
-            raise UserError(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and "
-                            f"test by contig; give --test-contigs and --dev-contigs, or a genome with more contigs")
+            raise CannotSplit(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and test "
+                              "by contig")
     return assignment
 
 
-def _random_sites(fasta: Fasta, contigs: list[str], rng: np.random.Generator):
-    """Endless random (contig, position, strand), uniform over the contigs' bases."""
-    lengths = np.array([fasta.lengths[c] for c in contigs], dtype=float)
+def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], gap: int,
+                    fraction: float = 0.1) -> dict[str, list[tuple[str, int, int]]]:
+    """Split → stretches of contigs, for genomes whose contigs cannot carry a split (a bacterium, an
+    organelle, a chromosome arm): each contig's last sites (about `fraction` of them) are test, the
+    ones before them dev, the rest train, with `gap` bp (a window) between the stretches so that no
+    window reaches into two splits. A contig with too few sites to cut stays whole in train."""
+    regions = {split: [] for split in SPLITS}
+    for contig, found in positions.items():
+        found = sorted(found)
+        k = max(1, round(fraction * len(found)))
+        if len(found) < 2 * k + 1:
+            regions["train"].append((contig, 0, lengths[contig]))
+            continue
+        # Cut halfway between the last train site and the first dev site, and so on.
+        dev_at = (found[-2 * k - 1] + found[-2 * k]) // 2
+        test_at = (found[-k - 1] + found[-k]) // 2
+        regions["train"].append((contig, 0, max(0, dev_at - gap)))
+        regions["dev"].append((contig, dev_at, max(dev_at, test_at - gap)))
+        regions["test"].append((contig, test_at, lengths[contig]))
+    return {split: [r for r in found if r[2] > r[1]] for split, found in regions.items()}
+
+
+class Split:
+    """Where train, dev and test lie: whole contigs, or stretches of them. A window belongs to the
+    split whose stretch holds all of it."""
+
+    def __init__(self, how: str, regions: dict[str, list[tuple[str, int, int]]]):
+        self.how, self.regions = how, regions
+        self.on = {}
+        for split, found in regions.items():
+            for contig, start, end in found:
+                self.on.setdefault(contig, []).append((start, end, split))
+
+    def of(self, contig: str, start: int, end: int) -> str | None:
+        return next((split for a, b, split in self.on.get(contig, ()) if a <= start and end <= b), None)
+
+    def contigs(self, split: str) -> list[str]:
+        return sorted({contig for contig, _, _ in self.regions[split]})
+
+
+def choose_split(sites: list, lengths: dict[str, int], test_contigs, dev_contigs, rng, gap: int) -> Split:
+    """By contig when the contigs carry it (the test split then shares no contig with training), else
+    by position along each contig."""
+    counts, positions = {}, {}
+    for site, _ in sites:
+        counts[site.contig] = counts.get(site.contig, 0) + 1
+        positions.setdefault(site.contig, []).append(site.position)
+    try:
+        assignment = split_contigs(counts, test_contigs, dev_contigs, rng)
+    except CannotSplit as error:
+        if test_contigs or dev_contigs:
+            raise UserError(f"{error}; leave out --test-contigs and --dev-contigs to split each contig by "
+                            "position instead") from None
+        log.info("%s: splitting each contig by position instead (train, dev, test along it, a window apart)", error)
+        return Split("positions", split_positions(positions, lengths, gap))
+    return Split("contigs", {split: [(c, 0, lengths[c]) for c, s in assignment.items() if s == split]
+                             for split in SPLITS})
+
+
+def _random_sites(regions: list[tuple[str, int, int]], rng: np.random.Generator):
+    """Endless random (contig, position, strand), uniform over the regions' bases."""
+    lengths = np.array([end - start for _, start, end in regions], dtype=float)
     while True:
-        contig = contigs[rng.choice(len(contigs), p=lengths / lengths.sum())]
-        yield contig, int(rng.integers(fasta.lengths[contig])), "+" if rng.random() < 0.5 else "-"
+        contig, start, end = regions[rng.choice(len(regions), p=lengths / lengths.sum())]
+        yield contig, start + int(rng.integers(end - start)), "+" if rng.random() < 0.5 else "-"
 
 
 def _draw(candidates, accept, wanted: int, tries: int) -> list[str]:
@@ -92,43 +158,53 @@ def _draw(candidates, accept, wanted: int, tries: int) -> list[str]:
 
 
 class Negatives:
-    """Draws a split's negatives (label 0) for one task kind, in the way its --negatives asks."""
+    """Draws a split's negatives (label 0) for one task kind, in the way its --negatives asks, from
+    windows that lie wholly in the split."""
 
-    def __init__(self, kind: TaskKind, how: str, fasta: Fasta, sites: list, rng, max_n: float, margin: int):
-        self.kind, self.how, self.fasta, self.rng, self.max_n, self.margin = kind, how, fasta, rng, max_n, margin
+    def __init__(self, kind: TaskKind, how: str, fasta: Fasta, sites: list, split: Split, rng, max_n: float,
+                 margin: int):
+        self.kind, self.how, self.fasta, self.split, self.rng = kind, how, fasta, split, rng
+        self.max_n, self.margin = max_n, margin
         self.annotated = {(s.contig, s.position, s.strand) for s, _ in sites}
         positions = {}
         for s, _ in sites:
             positions.setdefault(s.contig, []).append(s.position)
         self.positions = {c: np.sort(p) for c, p in positions.items()}
 
-    def draw(self, positives: list, contigs: list[str]) -> list[tuple[str, int]]:
+    def draw(self, positives: list, split: str) -> list[tuple[str, int]]:
         wanted = max(sum(1 for _, label in positives if label == i) for i in range(1, len(self.kind.labels)))
+        candidates = _random_sites(self.split.regions[split], self.rng)
         if self.kind.motifs:
             with_motif = [label for label in self.kind.sites if label.motif]
             drawn = []
             for label in with_motif:
-                drawn += _draw(_random_sites(self.fasta, contigs, self.rng), self._motif_acceptor(label),
-                               -(-wanted // len(with_motif)), 10_000 * wanted)
+                drawn += _draw(candidates, self._motif_acceptor(label, split), -(-wanted // len(with_motif)),
+                               10_000 * wanted)
             return [(s, 0) for s in drawn]
         if self.how == "shuffled":
             return [(shuffled_negative(s, self.rng), 0) for s, _ in positives]
-        drawn = _draw(_random_sites(self.fasta, contigs, self.rng), self._away_from_sites, wanted, 1000 * wanted)
+        drawn = _draw(candidates, lambda *site: self._away_from_sites(split, *site), wanted, 1000 * wanted)
         return [(s, 0) for s in drawn]
 
-    def _motif_acceptor(self, label: SiteLabel):
+    def _window(self, split: str, contig: str, position: int, strand: str, geometry: Geometry) -> str | None:
+        """The window around a position, if all of it lies in the split."""
+        if self.split.of(contig, *geometry.span(position, strand)) != split:
+            return None
+        return window(self.fasta, contig, position, strand, geometry, self.max_n)
+
+    def _motif_acceptor(self, label: SiteLabel, split: str):
         """Unannotated windows with the label's motif where its sites have it."""
         at = label.geometry.upstream + label.motif_offset
 
         def accept(contig, position, strand):
             if (contig, position, strand) in self.annotated:
                 return None
-            sequence = window(self.fasta, contig, position, strand, label.geometry, self.max_n)
+            sequence = self._window(split, contig, position, strand, label.geometry)
             return sequence if sequence is not None and sequence[at:at + 2] == label.motif else None
 
         return accept
 
-    def _away_from_sites(self, contig, position, strand):
+    def _away_from_sites(self, split, contig, position, strand):
         """A window at least `margin` bp from every annotated site of the task."""
         geometry = self.kind.sites[0].geometry
         start, end = geometry.span(position, strand)
@@ -136,9 +212,7 @@ class Negatives:
         i = np.searchsorted(near, start - self.margin)
         if i < len(near) and near[i] < end + self.margin:
             return None
-        return window(self.fasta, contig, position, strand, geometry, self.max_n)
-
-
+        return self._window(split, contig, position, strand, geometry)
 
 
 def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None = None, **overrides) -> dict:
@@ -156,33 +230,37 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     with Fasta(genome) as fasta:
         notes.check_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
-        sites = [(s, index[s.kind]) for s in notes.sites(set(index))]
+        sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
-        counts = {}
-        for site, _ in sites:
-            counts[site.contig] = counts.get(site.contig, 0) + 1
-        assignment = split_contigs(counts, test_contigs, dev_contigs, rng)
-        examples = {split: [] for split in SPLITS}
+        layout = choose_split(sites, fasta.lengths, test_contigs, dev_contigs, rng, task.window_bp)
+        examples = {name: [] for name in SPLITS}
         for site, label in sites:
-            sequence = window(fasta, site.contig, site.position, site.strand, task.sites[label - 1].geometry, max_n)
-            if sequence is not None:
-                examples[assignment[site.contig]].append((sequence, label))
-        drawer = Negatives(task, negatives, fasta, sites, rng, max_n, margin)
-        for split in SPLITS:
-            examples[split] += drawer.draw(examples[split], [c for c, s in assignment.items() if s == split])
+            geometry = task.sites[label - 1].geometry
+            sequence = window(fasta, site.contig, site.position, site.strand, geometry, max_n)
+            where = layout.of(site.contig, *geometry.span(site.position, site.strand))
+            if sequence is not None and where is not None:
+                examples[where].append((sequence, label))
+        drawer = Negatives(task, negatives, fasta, sites, layout, rng, max_n, margin)
+        for name in SPLITS:
+            examples[name] += drawer.draw(examples[name], name)
 
     examples = _deduplicate(examples)
     examples = {split: _balance(rows, rng) for split, rows in examples.items()}
     for split, rows in examples.items():
         if len({label for _, label in rows}) < len(task.labels):
-            raise UserError(f"the {split} split ends up without every class ({len(rows)} examples); "
-                            "give other --test-contigs/--dev-contigs or a larger genome")
+            advice = ("its stretches of the contigs are too short for these windows: use a larger genome, or a kind "
+                      "with shorter windows" if layout.how == "positions" else
+                      "give other --test-contigs/--dev-contigs or a larger genome")
+            raise UserError(f"the {split} split ends up without every class ({len(rows)} examples); {advice}")
     description = {
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
         "seed": seed, "genome": str(genome), "annotation": str(annotation),
-        "contigs": {split: sorted(c for c, s in assignment.items() if s == split) for split in SPLITS},
+        "split": layout.how,
+        "contigs": {name: layout.contigs(name) for name in SPLITS},
+        **({"regions": {name: [list(r) for r in layout.regions[name]] for name in SPLITS}}
+           if layout.how == "positions" else {}),
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},
     }
@@ -233,7 +311,8 @@ def add_arguments(parser) -> None:
         "Split by contig, deduplicated, balanced; task.json describes the result.")
     parser.add_argument("task", choices=list(KINDS))
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
-    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3", help="its gene annotation")
+    parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
+                        help="its gene annotation (a GenBank genome can be its own)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_settings(parser, TaskSettings)
 
