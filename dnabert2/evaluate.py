@@ -8,6 +8,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
@@ -39,7 +41,8 @@ def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> di
     max_tokens = json.loads(trained.read_text())["max_tokens"] if trained.is_file() else token_limit(longest)
     ids = encode(load_tokenizer(model_dir), task["test"][0], max_tokens)
     mixed = autocast(device, resolve_precision("auto", device))
-    return scores(task["test"][1], predict(model, ids, task["test"][1], batch_size, device, mixed))
+    probabilities = predict(model, ids, task["test"][1], batch_size, device, mixed)
+    return {**scores(task["test"][1], probabilities), "collapsed": len(np.unique(probabilities.argmax(1))) == 1}
 
 
 def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings | None = None,
@@ -54,17 +57,20 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
         raise UserError(f"unknown baseline {unknown[0]!r}; choose kmer or cnn")
     model_dir, out = Path(model_dir), Path(out)
     classifier = is_classifier(model_dir)
-    method = model_dir.name if classifier else f"{model_dir.name} ({'LoRA' if training.method == 'lora' else 'full'})"
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
         if classifier:
+            method = model_dir.name
             result, spread = score_classifier(model_dir, task, 64, training.device), {}
         else:
             with tempfile.TemporaryDirectory(prefix="dnabert2-evaluate-") as tmp:
                 metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
-            result, spread = metrics["test"], metrics["test_sd"]
+            method = f"{model_dir.name} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
+            result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
+        if result["collapsed"]:
+            log.warning("task %s: %s predicts one class for every sequence: it has learned nothing", name, method)
         rows.append({"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                      **{f"{k}_sd": v for k, v in spread.items()}})
         seed = training.seeds[0]
@@ -95,10 +101,18 @@ def write_tables(rows: list[dict], out: Path) -> None:
                 cells.append("")
                 continue
             sd = row.iloc[0].get("mcc_sd")
-            cells.append(f"{row.iloc[0]['mcc']:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, float) and sd > 0 else ""))
+            cells.append(f"{row.iloc[0]['mcc']:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, float) and sd > 0 else "")
+                         + (" (one class)" if _collapsed(row.iloc[0].get("collapsed")) else ""))
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
+    if "collapsed" in table and table["collapsed"].map(_collapsed).any():
+        lines.append("\n(one class): the model predicts one class for every sequence; it has learned nothing.")
     with atomic_output(out.with_suffix(".md")) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def _collapsed(value) -> bool:
+    """A table cell of the collapsed column: True, False, or empty for a baseline."""
+    return bool(value == True)  # noqa: E712 (numpy's True is not Python's; NaN is neither)
 
 
 def add_arguments(parser) -> None:

@@ -112,8 +112,8 @@ def as_arguments(cls, values: dict) -> str:
         if field.name not in values or value is None or value is False or value == []:
             continue
         meta = field.metadata
-        if meta.get("switches"):
-            words.append(next(s for s, (v, _) in meta["switches"].items() if v == value))
+        if meta.get("switches"):  # the default has no switch of its own when no switch gives it
+            words += [s for s, (v, _) in meta["switches"].items() if v == value]
         elif value is True:
             words.append(flag_of(field))
         elif isinstance(value, list) and meta.get("append"):

@@ -19,6 +19,7 @@ LORA_TARGETS = ("Wqkv", "dense", "gated_layers", "wo")  # dnabert2.model.adapter
 # The shortest known spliceosomal introns are about 20 bp (ciliates); shorter gaps between exons are
 # frameshifts or indels in the genome.
 MIN_INTRON = 20
+LORA_FROM = 50_000_000  # parameters from which fine-tuning defaults to LoRA
 
 
 def _device():
@@ -148,9 +149,12 @@ class TaskSettings:
 
 @dataclass
 class FinetuneSettings:
-    method: str = setting("lora", "what is trained", switches={
+    # "auto": LoRA for a model of LORA_FROM parameters or more (the released 117 M), every weight for a
+    # smaller one, where LoRA's adapters have too little to adapt and the classifier stays at one class.
+    method: str = setting("auto", "what is trained", switches={
         "--lora": ("lora", "LoRA through peft: adapters in the encoder, the head trained whole"),
-        "--full": ("full", "fine-tune every weight")})
+        "--full": ("full", "fine-tune every weight")},
+        default_text="LoRA for a model of 50 M parameters or more, every weight for a smaller one")
     lora_r: int = setting(8, "LoRA rank", type=positive)
     lora_alpha: int = setting(16, "LoRA alpha", type=positive)
     lora_dropout: float = setting(0.05, "LoRA dropout", type=fraction)
@@ -158,7 +162,8 @@ class FinetuneSettings:
                                         metavar="MODULE")
     epochs: int = setting(5, "at most this many epochs per task", type=positive)
     batch_size: int = setting(32, "sequences per step", type=positive)
-    lr: float | None = setting(None, "learning rate", type=positive_float, default_text="1e-4 with LoRA, 3e-5 full")
+    lr: float | None = setting(None, "learning rate", type=positive_float,
+                               default_text="1e-4 with LoRA; 3e-5 full, or 5e-4 full for a model under 50 M parameters")
     weight_decay: float = 0.01
     warmup: float = 0.1
     seeds: list[int] = setting([0], "seeds to train with", type=int, nargs="+", metavar="N")

@@ -54,8 +54,8 @@ def test_evaluate_writes_both_tables(uci_task, tmp_path):
     model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
     out = tmp_path / "results.tsv"
-    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", out, "--epochs", 1, "--device", "cpu",
-                     "--kmer", 3, "--baseline", "kmer", "cnn", "-q")
+    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", out, "--lora", "--epochs", 1,
+                     "--device", "cpu", "--kmer", 3, "--baseline", "kmer", "cnn", "-q")
     assert result.returncode == 0, result.stderr
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))

@@ -76,8 +76,8 @@ def test_full_fine_tuning_learns_and_reports_every_metric(base, motif_task, tmp_
 
 def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_path):
     out = tmp_path / "lora"
-    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--epochs", 2, "--lr", 1e-3,
-                     "--device", "cpu", "-q")
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--lora", "--epochs", 2,
+                     "--lr", 1e-3, "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
     assert (out / "adapter_model.safetensors").stat().st_size < 0.3 * (base / "model.safetensors").stat().st_size
     assert not (out / "model.safetensors").exists()
@@ -89,8 +89,8 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     assert not any("embeddings" in n for n in changed)  # LoRA leaves the rest of the model alone
 
     merged = tmp_path / "merged"
-    assert run_cli("finetune", "--model", base, "--data", motif_task, "--out", merged, "--epochs", 2, "--lr", 1e-3,
-                   "--device", "cpu", "--merge", "-q").returncode == 0
+    assert run_cli("finetune", "--model", base, "--data", motif_task, "--out", merged, "--lora", "--epochs", 2,
+                   "--lr", 1e-3, "--device", "cpu", "--merge", "-q").returncode == 0
     ids = torch.randint(5, 4096, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(load_model(merged)(ids).logits, model(ids).logits)
@@ -140,7 +140,7 @@ def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_
     no adapter file of the first run stays to be merged over the new model."""
     out = tmp_path / "ft"
     common = ["--model", base, "--data", motif_task, "--out", out, "--epochs", 1, "--device", "cpu", "-q"]
-    assert run_cli("finetune", *common).returncode == 0
+    assert run_cli("finetune", *common, "--lora").returncode == 0
     assert (out / "adapter_config.json").is_file()
     assert_user_error(run_cli("finetune", *common, "--full"), str(out), "already holds", "--force")
     assert (out / "adapter_config.json").is_file()  # untouched
@@ -159,7 +159,7 @@ def test_outputs_take_the_users_umask(base, motif_task, tmp_path):
 
     out = tmp_path / "shared"
     result = subprocess.run([sys.executable, "-m", "dnabert2", "finetune", "--model", str(base), "--data",
-                             str(motif_task), "--out", str(out), "--epochs", "1", "--device", "cpu", "-q"],
+                             str(motif_task), "--out", str(out), "--lora", "--epochs", "1", "--device", "cpu", "-q"],
                             capture_output=True, text=True, umask=0o002)
     assert result.returncode == 0, result.stderr
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
@@ -179,5 +179,37 @@ def test_a_log_file_hears_from_a_long_epoch(base, motif_task, tmp_path, monkeypa
 
     monkeypatch.setattr(module, "LOG_EVERY_SECONDS", 0)
     with caplog.at_level(logging.INFO, logger="dnabert2.finetune"):
-        module.finetune(base, motif_task, tmp_path / "ft", epochs=1, batch_size=100, device="cpu", progress=False)
+        module.finetune(base, motif_task, tmp_path / "ft", method="lora", epochs=1, batch_size=100, device="cpu",
+                        progress=False)
     assert "seed 0 epoch 1: step 2 of 4, loss" in caplog.text
+
+
+def test_a_collapsed_classifier_is_said_so(base, motif_task, tmp_path):
+    """A model that learned nothing predicts one class; metrics.json, the log and evaluate's table say so.
+    (A learning rate of 1e-9 leaves the random head as it is: mechanics.)"""
+    out = tmp_path / "flat"
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--full", "--lr", 1e-9,
+                     "--epochs", 1, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["collapsed"] is True and "learned nothing" in metrics["warning"] and "--full" in metrics["warning"]
+    assert "predicts one class for every dev sequence" in result.stderr
+    assert metrics["runs"][0]["history"][0]["dev_classes_predicted"] == 1
+    table = tmp_path / "eval.tsv"
+    result = run_cli("evaluate", "--model", out, "--data", motif_task, "--out", table, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "(one class)" in table.with_suffix(".md").read_text() and "learned nothing" in result.stderr
+    learned = json.loads(run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "ok", "--full",
+                                 "--lr", 1e-3, "--epochs", 4, "--device", "cpu", "-q").returncode == 0
+                         and (tmp_path / "ok" / "metrics.json").read_text())
+    assert learned["collapsed"] is False
+
+
+def test_a_small_model_is_fine_tuned_whole_by_default(base, motif_task, tmp_path):
+    """LoRA's adapters leave a 1 M-parameter model at one class; by default it is fine-tuned whole, at
+    the rate small models learn with."""
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "auto", "--epochs", 1,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "full, learning rate 0.0005" in result.stderr
+    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["method"] == "full"

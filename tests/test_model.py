@@ -230,6 +230,21 @@ def test_own_folders_round_trip(tmp_path):
     assert hf("ACGTACGT")["input_ids"] == tokenizer.encode("ACGTACGT").ids
 
 
+def test_transformers_refuses_our_folders_instead_of_loading_half_a_model(tmp_path):
+    """Declared as model_type bert, a folder loaded into transformers' plain BertModel with attention
+    and MLP weights initialised afresh (a warning only). Declared as dnabert2, AutoModel refuses it;
+    the tokenizer still loads with AutoTokenizer, and dnabert2.load_model reads the folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = save_model(build_model(preset("tiny"), "classification"), tmp_path / "m",
+                        load_tokenizer(RELEASED_TOKENIZER))
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "dnabert2"
+    with pytest.raises(ValueError, match="model type `dnabert2`"):
+        AutoModel.from_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder)("ACGT")["input_ids"][0] == 1
+    assert type(load_model(folder)).__name__ == "DNABertForSequenceClassification"
+
+
 def test_classifier_round_trip_keeps_labels_and_pooling(tmp_path):
     config = preset("tiny", vocab_size=64, num_labels=3, classifier_pooling="mean")
     model = build_model(config, "classification").eval()

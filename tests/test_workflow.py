@@ -76,6 +76,7 @@ def test_default_config_runs_the_chain(checkout):
     assert task["window_bp"] == 300 and set(task["contigs"]) == {"train", "dev", "test"}
     metrics = json.loads((checkout / "results/finetune/ce1pct_promoter/metrics.json").read_text())
     assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"} and metrics["method"] == "full"
+    assert metrics["collapsed"] is False  # it learned: its best dev epoch predicts both classes
     table = (checkout / "results/evaluate/ce1pct_promoter.tsv").read_text().splitlines()
     assert len(table) == 3 and "6-mer logistic regression" in table[2]
     calls = [line.split("\t") for line in (checkout / "results/scan/ce1pct_promoter.bed").read_text().splitlines()]

@@ -121,10 +121,12 @@ def test_rule_options_parse_back_into_the_config_settings():
     task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",
             "seed": 3}
     assert parsed("tasks", wc.task_options(task), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3)
-    finetune = config["finetune"]["ce1pct_promoter"] | {"gpus": 1, "seeds": [0, 1]}
+    finetune = config["finetune"]["ce1pct_promoter"] | {"gpus": 1, "seeds": [0, 1], "patience": 5}
     settings = parsed("finetune", wc.finetune_options(finetune), FinetuneSettings)
-    assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.device) == ("full", 4, 0.0005,
-                                                                                               [0, 1], "cuda")
+    assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.patience, settings.device) == (
+        "auto", 8, None, [0, 1], 5, "cuda")
+    for method in ("lora", "full"):
+        assert parsed("finetune", wc.finetune_options(finetune | {"method": method}), FinetuneSettings).method == method
 
 
 @pytest.mark.parametrize("mode", ["fasta", "reads", "covered"])

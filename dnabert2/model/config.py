@@ -8,6 +8,11 @@ from pathlib import Path
 
 from ..errors import UserError
 
+# What folders written here declare. Not "bert", the released files' type: transformers' AutoModel
+# would take such a folder for a plain BERT and silently initialise its attention and MLP afresh,
+# where an unknown type is a clear refusal. dnabert2.load_model reads both.
+MODEL_TYPE = "dnabert2"
+
 # Keys of a released config.json that describe Hugging Face plumbing, not the network.
 IGNORED_KEYS = {
     "_name_or_path", "auto_map", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
@@ -77,12 +82,12 @@ class ModelConfig:
             del data["id2label"]
         else:
             data["label2id"] = {label: int(i) for i, label in data["id2label"].items()}
-        return {"model_type": "bert", **data, **self.extra}
+        return {"model_type": MODEL_TYPE, **data, **self.extra}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "ModelConfig":
         model_type = data.get("model_type", "bert")
-        if model_type != "bert":
+        if model_type not in ("bert", MODEL_TYPE):
             raise UserError(f"{source}: model_type {model_type!r} is not a DNABERT-2 (ALiBi BERT) model")
         if data.get("position_embedding_type", "absolute") not in ("absolute", "alibi"):
             raise UserError(f"{source}: position_embedding_type {data['position_embedding_type']!r} is not ALiBi")
