@@ -25,13 +25,13 @@ def check_outputs(outputs, inputs=()) -> None:
         seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
-        _make_folder(out)
+        make_parent(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
 
 
-def _make_folder(path: Path) -> None:
+def make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -90,7 +90,7 @@ def atomic_folder(path, *, force: bool = False, keep: tuple[str, ...] = ()):
     folder it replaces). A folder holding files is refused unless `force`; on failure nothing changes."""
     path = Path(path)
     check_folder(path, force, keep)
-    _make_folder(path)
+    make_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

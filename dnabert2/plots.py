@@ -56,27 +56,33 @@ def pretraining_loss(metrics, out) -> None:
     _save(fig, out)
 
 
-def score_distribution(scores_file, out) -> None:
-    """Histogram of probabilities per track (label and strand) of a scan bedGraph, or, for a calls
-    BED, of the calls' scores per label."""
-    path = Path(scores_file)
+def score_distribution(scores, out) -> None:
+    """Histogram of probabilities per track (label and strand) of a scan's bedGraph folder, or, for a
+    calls BED, of the calls' scores per label."""
+    path = Path(scores)
     groups: dict[str, list[float]] = {}
-    track = None
-    for number, line in enumerate(_text(path).splitlines(), 1):
-        fields = line.split("\t")
-        try:
-            if line.startswith("track"):
-                track = line.split('name="', 1)[1].split('"', 1)[0]
-            elif track is not None:
-                groups.setdefault(track, []).append(float(fields[3]))
-            elif line.strip():
-                groups.setdefault(fields[3], []).append(int(fields[4]) / 1000)
-        except (IndexError, ValueError):
-            raise UserError(f"{path}: line {number} is neither bedGraph (with track names) nor scan calls") from None
+    files = sorted(path.glob("*.bedgraph")) if path.is_dir() else [path]
+    windows = path.is_dir()
+    for file in files:
+        track = None
+        for number, line in enumerate(_text(file).splitlines(), 1):
+            fields = line.split("\t")
+            try:
+                if line.startswith("track"):
+                    track = line.split('name="', 1)[1].split('"', 1)[0]
+                elif windows and track is not None:
+                    groups.setdefault(track, []).append(float(fields[3]))
+                elif line.strip() and not windows:
+                    groups.setdefault(fields[3], []).append(int(fields[4]) / 1000)
+                elif line.strip():
+                    raise ValueError
+            except (IndexError, ValueError):
+                raise UserError(f"{file}: line {number} is neither a scan track (bedGraph with a track line) "
+                                "nor a scan call") from None
     fig, ax = _figure()
     for name, values in sorted(groups.items()):
         ax.hist(np.array(values), bins=50, range=(0, 1), histtype="step", label=f"{name} ({len(values):,})")
-    what = "windows" if track is not None else "calls"
+    what = "windows" if windows else "calls"
     ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if groups else "linear")
     if groups:
         ax.legend()
@@ -87,16 +93,16 @@ def score_distribution(scores_file, out) -> None:
 
 def add_arguments(parser) -> None:
     parser.description = ("pretraining: the loss per step and the held-out loss from a pretraining metrics.jsonl. "
-                          "scores: histograms of a scan's probabilities per label and strand (a bedGraph from `scan "
-                          "--bedgraph`) or of its calls' scores per label (its BED). Writes SVG.")
+                          "scores: histograms of a scan's probabilities per label and strand (the bedGraph folder of "
+                          "`scan --bedgraph`) or of its calls' scores per label (its BED). Writes SVG.")
     parser.add_argument("kind", choices=["pretraining", "scores"])
-    parser.add_argument("input", type=Path, help="metrics.jsonl, or a scan bedGraph or calls BED")
+    parser.add_argument("input", type=Path, help="metrics.jsonl, or a scan's bedGraph folder or calls BED")
     parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
 
 
 def run(args) -> None:
     check_outputs([args.out], [args.input])
-    if not args.input.is_file():
+    if not args.input.is_file() and not (args.kind == "scores" and args.input.is_dir()):
         raise UserError(f"{args.input}: no such file")
     (pretraining_loss if args.kind == "pretraining" else score_distribution)(args.input, args.out)
     log.info("wrote %s", args.out)

@@ -168,9 +168,9 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
         needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
-    if settings["mode"] == "reads" and settings["bedgraph"]:
-        raise ValueError(f"config: scan.{name}: a bedgraph holds window scores along the genome; reads mode has "
-                         "none (use bedgraph: false, or mode covered)")
+    if settings["mode"] == "reads" and (settings["bedgraph"] or settings["bigwig"]):
+        raise ValueError(f"config: scan.{name}: bedgraph and bigwig tracks hold window scores along the genome; "
+                         "reads mode has none (set them false, or use mode covered)")
     if settings["evaluate"] and "annotation" not in config["genomes"][settings["genome"]]:
         raise ValueError(f"config: scan.{name}.evaluate needs an annotation for genome {settings['genome']!r}")
 

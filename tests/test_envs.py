@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ENVS = ROOT / "envs"
-CONDA_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
+CONDA_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base", "pyBigWig": "pybigwig"}
 # Not in a rule environment, and why.
 OUTSIDE = {"snakemake": "it runs the workflow, around the rule environments",
            "triton": "conda-forge's CUDA builds of pytorch bring it; CPU builds do not use it"}

@@ -22,9 +22,10 @@ def test_pretraining_loss_curve(tmp_path):
 
 
 def test_score_distributions_from_bedgraph_and_calls(tmp_path):
-    graph = tmp_path / "scan.bedgraph"
-    graph.write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t20\t0.950\n'
-                     'track type=bedGraph name="donor-"\nI\t0\t10\t0.050\n')
+    graph = tmp_path / "scan.bedgraph"  # a scan's track folder, one file per label and strand
+    graph.mkdir()
+    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t20\t0.950\n')
+    (graph / "donor.minus.bedgraph").write_text('track type=bedGraph name="donor-"\nI\t0\t10\t0.050\n')
     calls = tmp_path / "calls.bed"
     calls.write_text("I\t0\t400\tdonor\t950\t+\t3\t-1\t-1\t200\n")
     for source, legend in ((graph, "donor+ (2)"), (calls, "donor (1)")):
@@ -33,6 +34,6 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
         assert result.returncode == 0, result.stderr
         assert legend in out.read_text()
     assert_user_error(run_cli("plot", "scores", tmp_path / "missing.bed", "--out", tmp_path / "x.svg"), "no such file")
-    graph.write_text("track type=bedGraph\nI\t0\t10\t0.25\n")  # a track without a name
+    (graph / "donor.plus.bedgraph").write_text("track type=bedGraph\nI\t0\t10\t0.25\n")  # a track without a name
     assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "line 1")
     assert not (tmp_path / "x.svg").exists()

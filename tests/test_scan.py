@@ -51,16 +51,19 @@ def assert_valid_bed(rows, lengths: dict[str, int], labels):
         assert 0 <= peak < end - start
 
 
-def read_bedgraph(path) -> dict[str, list]:
-    tracks, name = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith("track"):
-            name = line.split('name="')[1].split('"')[0]
-            tracks[name] = []
-        else:
-            contig, start, end, value = line.split("\t")
-            tracks[name].append((contig, int(start), int(end), float(value)))
+def read_bedgraph(folder) -> dict[str, list]:
+    """A scan's bedGraph folder: track name (label and strand) → intervals, one file per track."""
+    tracks = {}
+    for path in sorted(folder.glob("*.bedgraph")):
+        header, *lines = path.read_text().splitlines()
+        name = header.split('name="')[1].split('"')[0]
+        assert path.name == f"{name[:-1]}.{'plus' if name[-1] == '+' else 'minus'}.bedgraph"
+        tracks[name] = [(c, int(s), int(e), float(v)) for c, s, e, v in (line.split("\t") for line in lines)]
     return tracks
+
+
+def folder_text(folder) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
 
 
 def scan(model, out, *args):
@@ -114,7 +117,7 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
                      "--bedgraph", tmp_path / "gathered.bedgraph", "--summary", tmp_path / "gathered.json")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
-    assert (tmp_path / "gathered.bedgraph").read_text() == (tmp_path / "whole.bedgraph").read_text()
+    assert folder_text(tmp_path / "gathered.bedgraph") == folder_text(tmp_path / "whole.bedgraph")
     gathered = json.loads((tmp_path / "gathered.json").read_text())
     assert gathered["windows"] == sum(json.loads(s.read_text())["windows"] for s in summaries)
     # A call spanning a chunk end is cut in two by the chunks and whole again after gathering.
@@ -146,6 +149,58 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     missing = run_cli("scan-gather", *summaries[:2], "--out", tmp_path / "partial.bed")
     assert_user_error(missing, "0..2")
     assert not (tmp_path / "partial.bed").exists()
+
+
+def test_tracks_and_calls_that_genome_tools_read(splice_model, ce1pct, tmp_path):
+    """One bedGraph per label and strand (bedtools merges each), the same as bigWig (pyBigWig reads the
+    values back), and calls bgzip-compressed with a tabix index."""
+    import shutil
+    import subprocess
+
+    import pyBigWig
+
+    calls = tmp_path / "calls.bed.gz"
+    result = run_cli("scan", "--model", splice_model, "--fasta", ce1pct, "--contigs", "IV", "V", "--stride", 200,
+                     "--threshold", 0.6, "--out", calls, "--bedgraph", tmp_path / "bg", "--bigwig", tmp_path / "bw",
+                     "--summary", tmp_path / "s.json", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    tracks = read_bedgraph(tmp_path / "bg")
+    assert sorted(p.name for p in (tmp_path / "bw").iterdir()) == [
+        "acceptor.minus.bw", "acceptor.plus.bw", "donor.minus.bw", "donor.plus.bw"]
+    lengths = Fasta(ce1pct).lengths
+    with pyBigWig.open(str(tmp_path / "bw" / "donor.plus.bw")) as bigwig:
+        assert bigwig.chroms() == lengths
+        for contig in ("IV", "V"):
+            stored = [(contig, s, e, v) for s, e, v in bigwig.intervals(contig)]
+            expected = [t for t in tracks["donor+"] if t[0] == contig]
+            assert [t[:3] for t in stored] == [t[:3] for t in expected]
+            assert max(abs(a[3] - b[3]) for a, b in zip(stored, expected)) < 1e-6
+    plain = [line.split("\t") for line in gzip.decompress(calls.read_bytes()).decode().splitlines()]
+    assert plain and (tmp_path / "calls.bed.gz.tbi").is_file()
+    with pysam.TabixFile(str(calls)) as indexed:
+        assert [row.split("\t") for row in indexed.fetch("V", 0, 100_000)] == [
+            r for r in plain if r[0] == "V" and int(r[1]) < 100_000]
+    assert json.loads((tmp_path / "s.json").read_text())["calls_file"] == "calls.bed.gz"
+    if shutil.which("bedtools") is None:
+        pytest.skip("bedtools is not installed (apt-get install bedtools): the checks above ran without it")
+    for path in (tmp_path / "bg").iterdir():
+        merged = subprocess.run(["bedtools", "merge", "-i", str(path)], capture_output=True, text=True)
+        assert merged.returncode == 0 and merged.stdout, merged.stderr
+    near = subprocess.run(["bedtools", "intersect", "-u", "-a", str(calls), "-b", str(tmp_path / "bg" /
+                                                                                      "donor.plus.bedgraph")],
+                          capture_output=True, text=True)
+    assert near.returncode == 0 and near.stdout, near.stderr
+
+
+def test_track_folders_hold_tracks_only(splice_model, ce1pct, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    common = ["scan", "--model", splice_model, "--fasta", ce1pct, "--contigs", "MtDNA", "--window", 100,
+              "--out", tmp_path / "c.bed", "--workers", 0]
+    assert_user_error(run_cli(*common, "--bedgraph", tmp_path / "mine"), "notes.txt", "not bedgraph tracks")
+    assert_user_error(run_cli(*common, "--bedgraph", tmp_path / "t", "--bigwig", tmp_path / "t"),
+                      "a folder of its own")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and not (tmp_path / "t").exists()
 
 
 def test_top_k_breaks_ties_by_genome_position_whatever_the_input_order():

@@ -85,8 +85,11 @@ def test_default_config_runs_the_chain(checkout):
     scanned = json.loads((checkout / "results/scan/ce1pct_promoter.json").read_text())
     assert scanned["chunks"] == 2 and scanned["bases"] == sum(lengths.values()) - lengths["MtDNA"]
     assert scanned["calls"].get("promoter", 0) == len(calls)
-    graph = (checkout / "results/scan/ce1pct_promoter.bedgraph").read_text().splitlines()
-    assert len(graph) == scanned["windows"] + 2  # a track line per strand
+    tracks = sorted((checkout / "results/scan/ce1pct_promoter.bedgraph").glob("*.bedgraph"))
+    assert [p.name for p in tracks] == ["promoter.minus.bedgraph", "promoter.plus.bedgraph"]
+    assert sum(len(p.read_text().splitlines()) for p in tracks) == scanned["windows"] + 2  # a track line each
+    bigwigs = sorted(p.name for p in (checkout / "results/scan/ce1pct_promoter.bigwig").glob("*.bw"))
+    assert bigwigs == ["promoter.minus.bw", "promoter.plus.bw"]
     evaluation = json.loads((checkout / "results/scan/ce1pct_promoter/evaluation.json").read_text())
     assert evaluation["overall"]["calls"] == len(calls) and evaluation["overall"]["sites"] > 300
     steps = ("genome/ce1pct", "vocab/vocab", "pretrain/tiny", "tasks/ce1pct_promoter", "finetune/ce1pct_promoter",

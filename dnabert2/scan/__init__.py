@@ -17,10 +17,11 @@ from ..outputs import check_outputs
 from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
-from .calls import BedGraph, top, write_calls
-from .gather import gather, relative, scan_line, write_json
+from .calls import top, write_calls
+from .gather import gather, relative, scan_line, write_json, write_tracks
 from .model import called_labels, load_scanner
 from .plan import blocks, chunk, merge_regions, parse_chunk
+from .tracks import Tracks, check_folders
 
 __all__ = ["ScanSettings", "gather", "scan"]
 
@@ -62,7 +63,7 @@ def _indexed(path, folder: str) -> Path:
     return copy
 
 
-def scan_mode(fasta, bam, reference, s: ScanSettings, bedgraph, junctions) -> str:
+def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -> str:
     """"fasta" (windows over a genome), "reads" (along a BAM's reads) or "covered" (over the reference
     where a BAM covers it); refuses inputs and options that do not go with it."""
     if bam is None:
@@ -80,23 +81,25 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, bedgraph, junctions) -> st
     if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
                         "`dnabert2 junctions`)")
-    if bedgraph and mode == "reads":
-        raise UserError("--bedgraph holds window scores along the genome: it goes with FASTA and --covered scans, "
-                        "not with reads")
+    if tracks and mode == "reads":
+        raise UserError("--bedgraph and --bigwig hold window scores along the genome: they go with FASTA and "
+                        "--covered scans, not with reads")
     return mode
 
 
-def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, summary=None, junctions=None,
-         settings: ScanSettings | None = None, progress=False, **overrides) -> dict:
-    """Scan and write `out` (BED6+4 calls), and `bedgraph`, `summary` and `junctions` if given; returns
-    the summary. Input: `fasta`; or `bam` read sequences; or, with the setting min_depth, the regions
-    of `reference` (default: `fasta`) the BAM covers that deeply."""
+def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, bigwig=None, summary=None,
+         junctions=None, settings: ScanSettings | None = None, progress=False, **overrides) -> dict:
+    """Scan and write `out` (BED6+4 calls; bgzip with a tabix index if it ends in .gz), and the track
+    folders `bedgraph` and `bigwig`, `summary` and `junctions` if given; returns the summary. Input:
+    `fasta`; or `bam` read sequences; or, with the setting min_depth, the regions of `reference`
+    (default: `fasta`) the BAM covers that deeply."""
     s = settings_with(ScanSettings, settings, overrides)
     if bam is not None:
         reference, fasta = reference or fasta, None
-    check_outputs([out, bedgraph, summary, junctions], [fasta, bam, reference, s.regions])
+    check_outputs([out, summary, junctions], [fasta, bam, reference, s.regions])
+    check_folders(bedgraph, bigwig)
     index, count = parse_chunk(s.chunk) if s.chunk else (0, 1)
-    mode = scan_mode(fasta, bam, reference, s, bedgraph, junctions)
+    mode = scan_mode(fasta, bam, reference, s, bool(bedgraph or bigwig), junctions)
     if not 0 <= s.threshold <= 1:
         raise UserError(f"threshold must be between 0 and 1, not {s.threshold}")
     if s.top_k is not None and count > 1:
@@ -109,7 +112,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, sum
                         f"--batch-tokens {batch_tokens}: raise it or scan shorter windows")
     options = {"labels": called_labels(scanner, s.labels), "threshold": s.threshold, "batch_tokens": batch_tokens,
                "workers": s.workers, "progress": progress}
-    graph = BedGraph() if bedgraph else None
+    graph = Tracks() if bedgraph or bigwig else None
     with tempfile.TemporaryDirectory(prefix="dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
         lengths = _lengths(genome, bam)
@@ -127,10 +130,11 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, sum
               "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in requested],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
               "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
-              "bedgraph_file": relative(bedgraph, summary) if bedgraph else None}
+              "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
+              "bigwig_dir": relative(bigwig, summary) if bigwig else None}
     # The calls last: a failure writing the others leaves no calls file that looks finished.
     if graph is not None:
-        graph.write(bedgraph)
+        write_tracks(graph, bedgraph, bigwig, lengths)
     if summary:
         write_json(summary, report)
     write_calls(out, calls, order)
@@ -182,9 +186,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bam", type=Path,
                         help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
     parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
-    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
-    parser.add_argument("--bedgraph", type=Path, help="also write every window's probability (one track per label "
-                        "and strand)")
+    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4); a name ending in .gz is written "
+                        "bgzip-compressed with a tabix index beside it")
+    parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's probability as "
+                        "bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
+    parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (DIR/LABEL.plus.bw, …), "
+                        "as genome browsers load them")
     parser.add_argument("--summary", type=Path, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
                         "needs it")
     parser.add_argument("--junctions", type=Path, help="with --bam: also write the junctions the reads show (CIGAR N) "
@@ -194,6 +201,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     report = scan(args.model, args.out, fasta=args.fasta, bam=args.bam, reference=args.reference,
-                  bedgraph=args.bedgraph, summary=args.summary, junctions=args.junctions,
+                  bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary, junctions=args.junctions,
                   settings=settings_from(args, ScanSettings), progress=progress(args))
     print(scan_line(report, args.out))

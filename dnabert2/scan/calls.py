@@ -8,8 +8,7 @@ calls merged from chunk files are the calls a single run makes.
 """
 
 import csv
-import shutil
-import tempfile
+import gzip
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,15 +75,37 @@ def top(calls: list[Call], k: int | None, order: dict[str, int]) -> list[Call]:
 
 
 def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
+    """Calls as sorted BED6+4; bgzip-compressed with a tabix index (.tbi) beside it when the name ends
+    in .gz, as genome browsers and `tabix` read them."""
     rows = sorted((c.row() for c in calls), key=lambda r: (order[r[0]], r[1], r[2], r[3], r[5]))
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
-        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
+    compressed = str(path).endswith(".gz")
+    with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
+        plain = Path(f"{tmp}.bed") if compressed else tmp
+        with open(plain, "w", newline="") as handle:
+            csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
+        if compressed:
+            _bgzip_and_index(plain, tmp)
     return len(rows)
+
+
+def _bgzip_and_index(plain: Path, out: Path) -> None:
+    """bgzip `plain` into `out`, with out.tbi beside it (pysam, as `bgzip` and `tabix -p bed` do)."""
+    import pysam
+
+    named = Path(f"{out}.bed.gz")  # tabix reads a compressed file by its .gz name
+    try:
+        pysam.tabix_compress(str(plain), str(named), force=True)
+        pysam.tabix_index(str(named), preset="bed", force=True)
+        named.replace(out)
+        Path(f"{named}.tbi").replace(f"{out}.tbi")
+    finally:
+        for leftover in (plain, named, Path(f"{named}.tbi")):
+            leftover.unlink(missing_ok=True)
 
 
 def read_calls(path) -> list[Call]:
     calls = []
-    with open(path) as handle:
+    with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as handle:
         for number, line in enumerate(handle, 1):
             fields = line.rstrip("\n").split("\t")
             try:
@@ -95,50 +116,3 @@ def read_calls(path) -> list[Call]:
                 raise UserError(f"{path}: line {number} is not a dnabert2 scan call (BED6+4)") from None
             calls.append(Call(contig, start, end, label, score, strand, support, peak))
     return calls
-
-
-def track_name(label: str, strand: str) -> str:
-    return f"{label}{strand}"
-
-
-class BedGraph:
-    """Per-window scores, one bedGraph track per label and strand, streamed to temporary files so memory
-    does not grow with the genome. A window's value covers its site up to where the next window's
-    site lies (at most one stride), so intervals never overlap."""
-
-    def __init__(self):
-        self.folder = tempfile.TemporaryDirectory(prefix="dnabert2-bedgraph-")
-        self.files = {}
-
-    def _file(self, name: str):
-        if name not in self.files:
-            self.files[name] = open(Path(self.folder.name) / f"{len(self.files)}.bedgraph", "w")
-        return self.files[name]
-
-    def add(self, label: str, strand: str, contig: str, start: int, end: int, probability: float) -> None:
-        self._file(track_name(label, strand)).write(f"{contig}\t{start}\t{end}\t{probability:.3f}\n")
-
-    def extend(self, path) -> None:
-        """Append the tracks of a bedGraph written by `write` (a chunk's)."""
-        with open(path) as handle:
-            out = None
-            for line in handle:
-                if line.startswith("track"):
-                    out = self._file(line.split('name="', 1)[1].split('"', 1)[0])
-                elif out is not None:
-                    out.write(line)
-
-    def write(self, path) -> None:
-        with atomic_output(path) as tmp, open(tmp, "w") as handle:
-            for name in sorted(self.files):
-                self.files[name].close()
-                handle.write(f'track type=bedGraph name="{name}" description="dnabert2 scan: P({name[:-1]}), '
-                             f'{"plus" if name[-1] == "+" else "minus"} strand"\n')
-                with open(self.files[name].name) as track:
-                    shutil.copyfileobj(track, handle)
-        self.close()
-
-    def close(self) -> None:
-        for handle in self.files.values():
-            handle.close()
-        self.folder.cleanup()

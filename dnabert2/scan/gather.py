@@ -11,7 +11,8 @@ from ..errors import UserError
 from ..options import add_settings, settings_from
 from ..outputs import atomic_output, check_outputs
 from ..settings import ScanSettings
-from .calls import BedGraph, Merger, read_calls, top, write_calls
+from .calls import Merger, read_calls, top, write_calls
+from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
                        "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "contig_lengths",
@@ -28,11 +29,22 @@ def write_json(path, data: dict) -> None:
         Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
+def write_tracks(tracks: Tracks, bedgraph, bigwig, lengths: dict[str, int]) -> None:
+    try:
+        if bedgraph:
+            tracks.write_bedgraph(bedgraph)
+        if bigwig:
+            tracks.write_bigwig(bigwig, lengths)
+    finally:
+        tracks.close()
+
+
+def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=None) -> dict:
     """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
-    that meet across chunk ends merged), one bedGraph and one summary."""
-    check_outputs([out, bedgraph, summary], summaries)
-    parts = _chunks(summaries, bedgraph)
+    that meet across chunk ends merged), one set of tracks and one summary."""
+    check_outputs([out, summary], summaries)
+    check_folders(bedgraph, bigwig)
+    parts = _chunks(summaries, bool(bedgraph or bigwig))
     order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
     calls = []
     for folder, part in parts:
@@ -46,10 +58,10 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
     for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
         merger.add(call)
     merged = top(merger.finish(), top_k, order)
-    if bedgraph:
-        graph = BedGraph()
+    if bedgraph or bigwig:
+        graph = Tracks()
         for folder, part in parts:
-            graph.extend(folder.parent / part["bedgraph_file"])
+            graph.extend(folder.parent / part["bedgraph_dir"])
     totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases",
                                                            "seconds")}
     # Rates over the chunks' summed job time: what one job running them all in turn would do.
@@ -59,16 +71,24 @@ def gather(summaries, out, *, bedgraph=None, summary=None, top_k=None) -> dict:
                "tokens_per_second": round(totals["tokens"] / seconds)}
     report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": len(parts),
               "calls": dict(Counter(c.label for c in merged)), "top_k": top_k, "calls_file": relative(out, summary),
-              "bedgraph_file": relative(bedgraph, summary) if bedgraph else None}
-    if bedgraph:
-        graph.write(bedgraph)
+              "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
+              "bigwig_dir": relative(bigwig, summary) if bigwig else None}
+    if bedgraph or bigwig:
+        write_tracks(graph, bedgraph, bigwig, dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))))
     if summary:
         write_json(summary, report)
     write_calls(out, merged, order)
     return report
 
 
-def _chunks(summaries, bedgraph) -> list[tuple[Path, dict]]:
+def _lengths(part: dict) -> list[int]:
+    lengths = part.get("contig_lengths") or {}
+    if len(lengths) != len(part["contigs"]):
+        raise UserError("the chunks' summaries hold no contig lengths (written before bigWig tracks); scan again")
+    return [lengths[c] for c in part["contigs"]]
+
+
+def _chunks(summaries, tracks: bool) -> list[tuple[Path, dict]]:
     """(path, summary) of every chunk, in chunk order, checked to be the whole of one scan."""
     parts = [(Path(path), read_summary(path)) for path in summaries]
     parts.sort(key=lambda p: p[1]["chunk"][0])
@@ -79,10 +99,11 @@ def _chunks(summaries, bedgraph) -> list[tuple[Path, dict]]:
     for key in SAME_IN_EVERY_CHUNK:
         if len({json.dumps(p[1].get(key)) for p in parts}) > 1:
             raise UserError(f"the chunks differ in {key}: they are not parts of one scan")
-    if bedgraph:
-        unscored = [str(folder) for folder, part in parts if not part.get("bedgraph_file")]
+    if tracks:
+        unscored = [str(folder) for folder, part in parts if not part.get("bedgraph_dir")]
         if unscored:
-            raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph")
+            raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph (gathered tracks come "
+                            "from the chunks' bedGraph folders)")
     return parts
 
 
@@ -114,13 +135,16 @@ def add_arguments(parser) -> None:
         "calls that meet across chunk ends merge, so the result is what one unchunked scan gives. --top-k is "
         "applied here, over the whole genome.")
     parser.add_argument("summaries", nargs="+", type=Path, metavar="SUMMARY", help="chunk summaries (JSON)")
-    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4)")
-    parser.add_argument("--bedgraph", type=Path, help="joined per-window scores (every chunk needs its own)")
+    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4; .gz: bgzip with a tabix index)")
+    parser.add_argument("--bedgraph", type=Path, metavar="DIR",
+                        help="joined per-window scores, one bedGraph per label and strand (every chunk needs its own)")
+    parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (from the chunks' bedGraph)")
     parser.add_argument("--summary", type=Path, help="joined summary (JSON)")
     add_settings(parser, ScanSettings, only=["top_k"])
 
 
 def run(args) -> None:
     settings = settings_from(args, ScanSettings)
-    report = gather(args.summaries, args.out, bedgraph=args.bedgraph, summary=args.summary, top_k=settings.top_k)
+    report = gather(args.summaries, args.out, bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary,
+                    top_k=settings.top_k)
     print(scan_line(report, args.out))

@@ -14,9 +14,10 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
 from ..tokenizer import encode, load_tokenizer
-from .calls import BedGraph, Call, Merger, score_of
+from .calls import Call, Merger, score_of
 from .model import Scanner
 from .plan import Block
+from .tracks import Tracks
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Tally:
 
 
 def scan_blocks(scanner: Scanner, genome, blocks: list[Block], *, strands: str, labels: list[int], threshold: float,
-                batch_tokens: int, workers: int, max_n: float, bedgraph: BedGraph | None, lengths: dict[str, int],
+                batch_tokens: int, workers: int, max_n: float, bedgraph: Tracks | None, lengths: dict[str, int],
                 progress: bool) -> tuple[list[Call], Tally]:
     """Classify every window of `blocks`; returns the merged calls and a tally."""
     dataset = BlockWindows(genome, blocks, strands, scanner.folder / "tokenizer.json", scanner.max_tokens, max_n)

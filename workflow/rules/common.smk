@@ -139,12 +139,22 @@ def scan_chunks(wildcards):
     return expand(rules.scan_chunk.output.summary, name=wildcards.name, i=range(n), n=n)
 
 
-def bedgraph_option(wildcards, output):
-    return (
-        f"--bedgraph {output.bedgraph}" if scan_settings(wildcards)["bedgraph"] else ""
+def tracks_wanted(wildcards, chunk):
+    """Track kind → whether this job writes it; chunks write the bedGraph the gathering reads."""
+    s = scan_settings(wildcards)
+    if chunk:
+        return {"bedgraph": s["bedgraph"] or s["bigwig"]}
+    return {"bedgraph": s["bedgraph"], "bigwig": s["bigwig"]}
+
+
+def track_options(wildcards, output, chunk):
+    wanted = tracks_wanted(wildcards, chunk)
+    return " ".join(f"--{kind} {output[kind]}" for kind, on in wanted.items() if on)
+
+
+def empty_tracks(wildcards, output, chunk):
+    """The shell prefix that leaves an empty folder where a job writes no tracks."""
+    wanted = tracks_wanted(wildcards, chunk)
+    return "".join(
+        f"mkdir -p {output[kind]}; " for kind, on in wanted.items() if not on
     )
-
-
-def empty_bedgraph(wildcards, output):
-    """The shell prefix that leaves an empty .bedgraph where a scan writes none."""
-    return "" if scan_settings(wildcards)["bedgraph"] else f": > {output.bedgraph}; "

@@ -4,7 +4,7 @@ rule scan_chunk:
     output:
         calls="results/scan/{name}/chunk{i}of{n}.bed",
         summary="results/scan/{name}/chunk{i}of{n}.json",
-        bedgraph="results/scan/{name}/chunk{i}of{n}.bedgraph",
+        bedgraph=directory("results/scan/{name}/chunk{i}of{n}.bedgraph"),
     log:
         "logs/scan/{name}/chunk{i}of{n}.log",
     benchmark:
@@ -20,12 +20,12 @@ rule scan_chunk:
         model=lambda wildcards: shlex.quote(scan_model(wildcards.name)),
         source=scan_source,
         options=lambda wildcards: workflow_config.scan_options(scan_settings(wildcards)),
-        bedgraph=bedgraph_option,
-        empty=empty_bedgraph,
+        tracks=lambda wildcards, output: track_options(wildcards, output, chunk=True),
+        empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=True),
     shell:
         "{params.empty}python -m dnabert2 scan --model {params.model} {params.source} {params.options} "
         "--chunk {wildcards.i}/{wildcards.n} "
-        "--out {output.calls} --summary {output.summary} {params.bedgraph} > {log} 2>&1"
+        "--out {output.calls} --summary {output.summary} {params.tracks} > {log} 2>&1"
 
 
 rule scan_gather:
@@ -38,7 +38,8 @@ rule scan_gather:
             category="Scanning",
             labels={"scan": "{name}", "file": "summary"},
         ),
-        bedgraph="results/scan/{name}.bedgraph",
+        bedgraph=directory("results/scan/{name}.bedgraph"),
+        bigwig=directory("results/scan/{name}.bigwig"),
     log:
         "logs/scan/{name}/gather.log",
     benchmark:
@@ -52,11 +53,11 @@ rule scan_gather:
         options=lambda wildcards: workflow_config.gather_options(
             scan_settings(wildcards)
         ),
-        bedgraph=bedgraph_option,
-        empty=empty_bedgraph,
+        tracks=lambda wildcards, output: track_options(wildcards, output, chunk=False),
+        empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=False),
     shell:
         "{params.empty}python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
-        "{params.options} {params.bedgraph} > {log} 2>&1"
+        "{params.options} {params.tracks} > {log} 2>&1"
 
 
 rule scan_eval:
