@@ -118,8 +118,9 @@ def _collapsed(value) -> bool:
 def add_arguments(parser) -> None:
     parser.description = (
         "For every task folder under --gue (GUE layout: EMP/, prom/, splice/, tf/, virus/ ...; any folder holding "
-        "train.csv, dev.csv and test.csv) or the one --data task: fine-tune the model (LoRA unless --full; a model "
-        "that is already a fine-tuned classifier is scored as it is) and score it on test, beside a k-mer logistic-"
+        "train.csv, dev.csv and test.csv) or the one --data task: fine-tune the model (--lora, --full, or by default "
+        "LoRA from 50 M parameters and every weight below; a model that is already a fine-tuned classifier is scored "
+        "as it is) and score it on test, beside a k-mer logistic-"
         "regression baseline (and, with --baseline cnn, a small CNN). Writes a TSV (one row per task and method: "
         "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md).")
     parser.add_argument("--model", required=True, type=Path,

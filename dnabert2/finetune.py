@@ -119,7 +119,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
     model_dir, data, out = Path(model_dir), Path(data), Path(out)
-    check_folder(out, s.force)
+    check_folder(out, s.force, inputs=[model_dir, data])
     device = resolve_device(s.device)
     precision = resolve_precision(s.dtype, device)
     task = read_task(data)
@@ -159,7 +159,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
         **({"warning": f"{COLLAPSED}; {ADVICE}"} if collapsed else {}),
     }
     lora = s.method == "lora"
-    with atomic_folder(out, force=s.force) as folder:
+    with atomic_folder(out, force=s.force, inputs=[model_dir, data]) as folder:
         _save(best_run[1], model_dir, folder, tokenizer, lora and not s.merge, metrics,
               {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout, "targets": list(s.target_modules)}
               if lora else None)

@@ -105,12 +105,12 @@ def settings_with(cls, settings=None, overrides: dict | None = None):
 def as_arguments(cls, values: dict) -> str:
     """The command-line options that give these settings (field name → value), shell-quoted; the
     inverse of add_settings, for callers (the workflow) that hold settings under the field names.
-    Keys that are not fields of `cls` are ignored; None, False and empty lists give no option."""
+    Keys that are not command-line fields of `cls` are ignored; None, False and empty lists give no option."""
     words = []
     for field in dataclasses.fields(cls):
         value = values.get(field.name)
-        if field.name not in values or value is None or value is False or value == []:
-            continue
+        if "help" not in field.metadata or field.name not in values or value is None or value is False or value == []:
+            continue  # a library-only setting, or one that gives no option
         meta = field.metadata
         if meta.get("switches"):  # the default has no switch of its own when no switch gives it
             words += [s for s, (v, _) in meta["switches"].items() if v == value]

@@ -1,6 +1,7 @@
 """Output files and folders appear whole or not at all: everything is written under a temporary name
 first, then renamed, with the permissions the user's umask gives."""
 
+import logging
 import os
 import shutil
 import tempfile
@@ -8,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def temporary_name(path: Path) -> Path:
@@ -70,13 +73,20 @@ def share(path: Path) -> None:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
-def check_folder(path: Path, force: bool, keep: tuple[str, ...] = ()) -> None:
-    """An output folder may be new or empty; one that already holds files (other than `keep`) is
-    refused unless `force`, so a run never mixes its files with an earlier run's."""
+def check_folder(path: Path, force: bool, carry: tuple[str, ...] = (), inputs=()) -> None:
+    """An output folder may be new or empty; one that already holds files (other than those named in
+    `carry`) is refused unless `force`, so a run never mixes its files with an earlier run's. It may
+    never be the working folder, one above it, or one holding an input: replacing it would take them."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
-    held = sorted(p.name for p in path.iterdir() if p.name not in keep) if path.is_dir() else []
+    whole = path.resolve()
+    if whole == Path.cwd().resolve() or whole in Path.cwd().resolve().parents:
+        raise UserError(f"{path}: is the working folder or holds it; give the output a folder of its own")
+    for source in map(Path, filter(None, inputs)):
+        if source.resolve() == whole or whole in source.resolve().parents:
+            raise UserError(f"{path}: holds the input {source}; give the output a folder of its own")
+    held = sorted(p.name for p in path.iterdir() if p.name not in carry) if path.is_dir() else []
     if held and not force:
         shown = ", ".join(held[:4]) + (", …" if len(held) > 4 else "")
         raise UserError(f"{path}: already holds {shown} from an earlier run; give --force to replace it with "
@@ -84,26 +94,30 @@ def check_folder(path: Path, force: bool, keep: tuple[str, ...] = ()) -> None:
 
 
 @contextmanager
-def atomic_folder(path, *, force: bool = False, keep: tuple[str, ...] = ()):
+def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inputs=()):
     """Yield an empty temporary folder beside `path`; when the block succeeds it replaces `path`, so the
-    folder holds exactly what this run wrote (and the entries named in `keep`, carried over from the
-    folder it replaces). A folder holding files is refused unless `force`; on failure nothing changes."""
-    path = Path(path)
-    check_folder(path, force, keep)
+    folder holds exactly what this run wrote, and the entries named in `carry`, moved over from the
+    folder it replaces. A folder holding other files is refused unless `force`; on failure nothing
+    changes."""
+    path = Path(path).resolve()
+    check_folder(path, force, carry, inputs)
     make_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         share(tmp)
-        if path.exists():
-            for name in keep:
-                if (path / name).exists():
-                    os.replace(path / name, tmp / name)
-            old = temporary_name(path)
-            os.replace(path, old)
+        if not path.exists():
             os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+            return
+        old = temporary_name(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        # Carried entries move only once the new folder stands: a failure before leaves them in place.
+        for name in carry:
+            if (old / name).exists():
+                os.replace(old / name, path / name)
+        shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            log.warning("%s: could not remove all of the folder it replaced (%s)", path, old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

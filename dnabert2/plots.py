@@ -1,6 +1,7 @@
 """Figures for the workflow's report: the pretraining loss curve, and the distribution of a scan's
 scores (every window's, from its bedGraph, or the calls', from its BED). SVG, written atomically."""
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -28,10 +29,12 @@ def _save(fig, out) -> None:
 
 
 def _text(path) -> str:
+    """A text file, or a gzip/bgzip one (calls written as .bed.gz)."""
+    path = Path(path)
     try:
-        return Path(path).read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (compressed?)") from None
+        return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    except (UnicodeDecodeError, OSError, EOFError) as error:
+        raise UserError(f"{path}: not a readable text file ({error.__class__.__name__})") from None
 
 
 def pretraining_loss(metrics, out) -> None:

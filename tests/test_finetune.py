@@ -149,6 +149,12 @@ def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_
     assert not list(out.glob("adapter_*")) and json.loads((out / "finetune.json").read_text())["adapter"] is False
     assert json.loads((out / "metrics.json").read_text())["method"] == "full"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    # --force replaces the output folder: never one holding the inputs, nor the working folder.
+    assert_user_error(run_cli("finetune", "--model", base, "--data", motif_task, "--out", base, "--force"),
+                      "holds the input")
+    assert_user_error(run_cli("finetune", "--model", base, "--data", motif_task, "--out", ".", "--force",
+                              cwd=tmp_path), "working folder")
+    assert (base / "model.safetensors").is_file()
 
 
 def test_outputs_take_the_users_umask(base, motif_task, tmp_path):

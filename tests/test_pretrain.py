@@ -128,6 +128,31 @@ def test_a_finished_model_folder_is_refused_then_replaced_whole_with_force(genom
     assert [r["step"] for r in losses(out)] == [1, 2, 3]
 
 
+def test_checkpoints_anywhere_inside_the_output_folder_survive_it(genome, tmp_path):
+    out = tmp_path / "model"
+    deep = out / "state" / "run1"
+    assert run_cli(*pretrain_args(genome, out, "--steps", 2, "--checkpoint-dir", deep)).returncode == 0
+    assert [p.name for p in deep.glob("step-*.pt")] == ["step-00000002.pt"] and (out / "model.safetensors").is_file()
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m2", "--checkpoint-dir", tmp_path / "m2")),
+                      "cannot be the output folder itself")
+
+
+def test_a_checkpoint_written_before_the_model_type_rename_resumes(genome, tmp_path):
+    """Checkpoints record the model's config; it said model_type bert before folders said dnabert2.
+    A run stopped then, and resumed now, continues."""
+    out = tmp_path / "model"
+    args = ("--steps", 4, "--checkpoint-every", 2)
+    assert run_cli(*pretrain_args(genome, out, *args)).returncode == 0
+    for path in (out / "checkpoints").glob("step-*.pt"):
+        state = torch.load(path, weights_only=False)
+        state["settings"]["model"]["model_type"] = "bert"
+        torch.save(state, path)
+    (out / "checkpoints" / "step-00000004.pt").unlink()
+    resumed = run_cli(*pretrain_args(genome, out, *args, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["step"] for r in losses(out)] == [1, 2, 3, 4]
+
+
 def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
     args = ("--steps", 40, "--checkpoint-every", 5, "--dropout", 0.1, "--workers", 1, "--heldout-contigs", "V",
             "--eval-every", 10, "--eval-windows", 8)

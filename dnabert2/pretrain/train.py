@@ -154,6 +154,21 @@ class Metrics:
                     self.writer.add_scalar(key, value, row["step"])
 
 
+def checkpoints_inside(folder: Path, out: Path) -> tuple[str, ...]:
+    """The entry of the output folder holding the checkpoints, if they are inside it: they are this
+    run's state, not an earlier run's output, and the finished model folder carries them over."""
+    folder, out = folder.resolve(), out.resolve()
+    if folder == out:
+        raise UserError(f"{folder}: the checkpoint folder cannot be the output folder itself")
+    return (folder.relative_to(out).parts[0],) if out in folder.parents else ()
+
+
+def comparable(settings: dict) -> dict:
+    """A run's recorded settings as a resume compares them: the model's type is a name for the files
+    (it changed from bert to dnabert2), not a setting of the run."""
+    return {**settings, "model": {k: v for k, v in settings.get("model", {}).items() if k != "model_type"}}
+
+
 def check_settings(s: PretrainSettings) -> None:
     """Settings the option types cannot check alone."""
     if s.dropout is not None and not 0 <= s.dropout < 1:
@@ -208,7 +223,7 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
     state = load_checkpoint(found[-1])
-    check_same_run(state["settings"], recorded, found[-1])
+    check_same_run(comparable(state["settings"]), comparable(recorded), found[-1])
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -223,13 +238,11 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     s = settings_with(PretrainSettings, settings, overrides)
     out = Path(out)
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
-    # Checkpoints kept inside the output folder are this run's state, not an earlier run's output; a
-    # run they continue replaces its own model there.
-    inside = (folder.name,) if folder.parent.resolve() == out.resolve() else ()
+    carry = checkpoints_inside(folder, out)
     if checkpoints(folder) and not s.resume:
         raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
     if not checkpoints(folder):
-        check_folder(out, s.force, keep=inside)
+        check_folder(out, s.force, carry, inputs=[*genomes, tokenizer, s.init])
     rank, world, device = init_distributed(s.device)
     tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
@@ -248,7 +261,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     if world > 1:
         dist.barrier()
     if rank == 0:
-        with atomic_folder(out, force=True, keep=inside) as written:
+        with atomic_folder(out, force=True, carry=carry) as written:
             save_model(model, written, tokenizer)
             if metrics.path.exists():
                 shutil.copyfile(metrics.path, written / "metrics.jsonl")

@@ -74,7 +74,8 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
               "bigwig_dir": relative(bigwig, summary) if bigwig else None}
     if bedgraph or bigwig:
-        write_tracks(graph, bedgraph, bigwig, dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))))
+        lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}
+        write_tracks(graph, bedgraph, bigwig, lengths)
     if summary:
         write_json(summary, report)
     write_calls(out, merged, order)

@@ -4,8 +4,8 @@ Positives are windows around the kind's annotated sites, on the site's strand (m
 reverse-complemented), placed by the label's geometry. Negatives are windows holding the same motif
 in the same place where no site is annotated (splice), genomic windows away from every site, or
 GUE-style shuffled positives. Train, dev and test are split by contig, so test contigs are never
-seen in training; sequences are deduplicated within and across splits and classes are balanced
-within each split. Output: {train,dev,test}.csv in the GUE format and task.json describing the task.
+seen in training, or, where the contigs cannot carry a split, into stretches of each contig a window
+apart; sequences are deduplicated within and across splits and classes are balanced within each split. Output: {train,dev,test}.csv in the GUE format and task.json describing the task.
 """
 
 import json
@@ -98,7 +98,7 @@ def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], ga
         regions["train"].append((contig, 0, max(0, dev_at - gap)))
         regions["dev"].append((contig, dev_at, max(dev_at, test_at - gap)))
         regions["test"].append((contig, test_at, lengths[contig]))
-    return {split: [r for r in found if r[2] > r[1]] for split, found in regions.items()}
+    return {split: [r for r in stretches if r[2] > r[1]] for split, stretches in regions.items()}
 
 
 class Split:
@@ -222,7 +222,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     test_contigs, dev_contigs, negatives, seed, max_n, margin = (s.test_contigs, s.dev_contigs, s.negatives, s.seed,
                                                                  s.max_n, s.margin)
     task = task_kind(kind)
-    check_folder(Path(out), s.force)
+    check_folder(Path(out), s.force, inputs=[genome, annotation])
     if negatives not in task.negatives:
         raise UserError(f"{kind} negatives must be {' or '.join(map(repr, task.negatives))}, not {negatives!r}")
     rng = np.random.default_rng(seed)
@@ -264,7 +264,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},
     }
-    with atomic_folder(out, force=s.force) as folder:
+    with atomic_folder(out, force=s.force, inputs=[genome, annotation]) as folder:
         for split, rows in examples.items():
             write_csv(folder / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
         with atomic_output(folder / "task.json") as tmp:
@@ -307,8 +307,9 @@ def _balance(rows: list, rng: np.random.Generator) -> list:
 def add_arguments(parser) -> None:
     kinds = ", ".join(f"{k.name} ({k.summary})" for k in KINDS.values())
     parser.description = (
-        f"Build train/dev/test CSVs in the GUE format (sequence,label) from a genome and its GTF/GFF3: {kinds}. "
-        "Split by contig, deduplicated, balanced; task.json describes the result.")
+        f"Build train/dev/test CSVs in the GUE format (sequence,label) from a genome and its annotation: {kinds}. "
+        "Split by contig (or, where the contigs cannot carry a split, by position along each contig), "
+        "deduplicated, balanced; task.json describes the result.")
     parser.add_argument("task", choices=list(KINDS))
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
@@ -320,5 +321,5 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     task = build_task(args.task, args.genome, args.annotation, args.out, settings_from(args, TaskSettings))
     counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
-    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; test contigs "
-          f"{' '.join(task['contigs']['test'])}")
+    where = ("test stretches of " if task["split"] == "positions" else "test contigs ") + " ".join(task["contigs"]["test"])
+    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; {where}")
