@@ -1,7 +1,6 @@
 """Figures for the workflow's report: the pretraining loss curve, and the distribution of a scan's
 scores (every window's, from its bedGraph, or the calls', from its BED). SVG, written atomically."""
 
-import gzip
 import json
 import logging
 from pathlib import Path
@@ -10,6 +9,7 @@ import numpy as np
 
 from .errors import UserError
 from .outputs import atomic_output, check_outputs
+from .sequences.fasta import open_text
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ def _save(fig, out) -> None:
 
 def _text(path) -> str:
     """A text file, or a gzip/bgzip one (calls written as .bed.gz)."""
-    path = Path(path)
     try:
-        return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        with open_text(path) as handle:
+            return handle.read()
     except (UnicodeDecodeError, OSError, EOFError) as error:
         raise UserError(f"{path}: not a readable text file ({error.__class__.__name__})") from None
 

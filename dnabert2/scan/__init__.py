@@ -18,7 +18,7 @@ from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fas
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from .calls import top, write_calls
-from .gather import gather, relative, scan_line, write_json, write_tracks
+from .gather import gather, relative, scan_line, write_json
 from .model import called_labels, load_scanner
 from .plan import blocks, chunk, merge_regions, parse_chunk
 from .tracks import Tracks, check_folders
@@ -134,7 +134,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
               "bigwig_dir": relative(bigwig, summary) if bigwig else None}
     # The calls last: a failure writing the others leaves no calls file that looks finished.
     if graph is not None:
-        write_tracks(graph, bedgraph, bigwig, lengths)
+        graph.write(bedgraph, bigwig, lengths)
     if summary:
         write_json(summary, report)
     write_calls(out, calls, order)

@@ -8,13 +8,13 @@ calls merged from chunk files are the calls a single run makes.
 """
 
 import csv
-import gzip
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
 from ..outputs import atomic_output
+from ..sequences.fasta import open_text
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _bgzip_and_index(plain: Path, out: Path) -> None:
 
 def read_calls(path) -> list[Call]:
     calls = []
-    with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             fields = line.rstrip("\n").split("\t")
             try:

@@ -29,16 +29,6 @@ def write_json(path, data: dict) -> None:
         Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def write_tracks(tracks: Tracks, bedgraph, bigwig, lengths: dict[str, int]) -> None:
-    try:
-        if bedgraph:
-            tracks.write_bedgraph(bedgraph)
-        if bigwig:
-            tracks.write_bigwig(bigwig, lengths)
-    finally:
-        tracks.close()
-
-
 def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=None) -> dict:
     """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
     that meet across chunk ends merged), one set of tracks and one summary."""
@@ -75,7 +65,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
               "bigwig_dir": relative(bigwig, summary) if bigwig else None}
     if bedgraph or bigwig:
         lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}
-        write_tracks(graph, bedgraph, bigwig, lengths)
+        graph.write(bedgraph, bigwig, lengths)
     if summary:
         write_json(summary, report)
     write_calls(out, merged, order)

@@ -71,6 +71,16 @@ class Tracks:
                 contig, start, end, value = line.split("\t")
                 yield contig, int(start), int(end), float(value)
 
+    def write(self, bedgraph, bigwig, lengths: dict[str, int]) -> None:
+        """Write the tracks into the folders given (bedGraph, bigWig), then let go of the temporary files."""
+        try:
+            if bedgraph:
+                self.write_bedgraph(bedgraph)
+            if bigwig:
+                self.write_bigwig(bigwig, lengths)
+        finally:
+            self.close()
+
     def write_bedgraph(self, folder) -> None:
         with atomic_folder(folder, force=True) as tmp:
             for (label, strand), handle in sorted(self.files.items()):
