@@ -28,7 +28,7 @@ rule all:
         # A vocabulary is learned for pretraining; runs that start from models on disk need none.
         [rules.vocab.output.tokenizer] if config["pretrain"] else [],
         expand(rules.pretrain.output.folder, model=config["pretrain"]),
-        expand(rules.evaluate.output.table, name=config["finetune"]),
+        expand(rules.evaluate.output.table, name=window_runs()),
         expand(rules.scan_gather.output.calls, name=config["scan"]),
         expand(rules.plot_pretraining.output, model=config["pretrain"]),
         expand(rules.plot_scan_scores.output, name=config["scan"]),
@@ -36,7 +36,7 @@ rule all:
             rules.scan_junctions.output,
             name=[name for name, s in config["scan"].items() if s["bam"]],
         ),
-        expand(
-            rules.scan_eval.output,
-            name=[name for name, s in config["scan"].items() if s["evaluate"]],
-        ),
+        expand(rules.scan_eval.output, name=evaluated_scans()),
+        [rules.scan_table.output, rules.plot_metaplot.output]
+        if evaluated_scans()
+        else [],

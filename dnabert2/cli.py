@@ -29,7 +29,9 @@ COMMANDS = {
     "tasks": ("dnabert2.tasks.build", "add_arguments", "run",
               "build a GUE-style classification task (promoters, splice sites, …) from a genome and its annotation"),
     "finetune": ("dnabert2.finetune", "add_arguments", "run",
-                 "fine-tune a model for sequence classification on a GUE-format task (LoRA or full)"),
+                 "fine-tune a model on a GUE-format task or a dense (per-base) task, LoRA or full"),
+    "cnn": ("dnabert2.finetune", "add_cnn_arguments", "run_cnn",
+            "train the SpliceAI-style CNN baseline on a dense task, as fine-tuning trains a model"),
     "evaluate": ("dnabert2.evaluate", "add_arguments", "run",
                  "score a model on GUE-format tasks, with baselines beside it"),
     "scan": ("dnabert2.scan", "add_arguments", "run",
@@ -38,8 +40,10 @@ COMMANDS = {
                     "join the chunks of a scan (their --summary files) into one BED"),
     "scan-eval": ("dnabert2.scan.evaluation", "add_arguments", "run",
                   "precision, recall and F1 of scan calls against a GTF/GFF3"),
+    "scan-table": ("dnabert2.scan.evaluation", "add_table_arguments", "run_table",
+                   "one table of scan-eval reports: a model and its baselines, label by label"),
     "plot": ("dnabert2.plots", "add_arguments", "run",
-             "draw a figure for a report: pretraining loss, or scan score distributions"),
+             "draw a figure for a report: pretraining loss, scan score distributions, or metaplots around sites"),
 }
 
 

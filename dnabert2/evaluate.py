@@ -18,14 +18,13 @@ from .model import is_classifier, load_model
 from .options import add_settings, settings_from
 from .outputs import atomic_output, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
+from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, find_tasks, read_task, scores
 from .tokenizer import encode, load_tokenizer, token_limit
 
 log = logging.getLogger(__name__)
 
 METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
-
-
 
 
 def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> dict:
@@ -59,6 +58,9 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     classifier = is_classifier(model_dir)
     rows = []
     for name, folder in tasks.items():
+        if is_dense(folder):
+            raise UserError(f"{folder}: a dense task; evaluate scores window tasks. Scan a per-base model with "
+                            "`dnabert2 scan` and score it with `dnabert2 scan-eval` (the CNN baseline: `dnabert2 cnn`)")
         task = read_task(folder)
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
         if classifier:

@@ -26,7 +26,7 @@ from .model.adapters import with_lora
 from .optim import schedule
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
-from .settings import LORA_FROM, FinetuneSettings
+from .settings import CNN_OPTIONS, LORA_FROM, FinetuneSettings
 from .tasks.gue import SPLITS, read_task, scores
 from .tasks.registry import KINDS
 from .tokenizer import encode, load_tokenizer, token_limit
@@ -64,28 +64,51 @@ def predict(model, ids, labels, batch_size, device, autocast) -> np.ndarray:
     return np.concatenate(probabilities)
 
 
-def train_one(model_dir, task, ids, classes, seed, s: FinetuneSettings, lr, device, precision, progress):
-    """Train one seed; returns (model at its best dev epoch, dev MCC per epoch, best epoch)."""
+class WindowJob:
+    """Sequence classification on a GUE task folder: one label per sequence, picked on dev MCC."""
+
+    head, metric = "classification", "mcc"
+
+    def __init__(self, data: Path, tokenizer, max_tokens: int | None):
+        self.folder = data
+        self.task = read_task(data)
+        self.classes = int(self.task["train"][1].max()) + 1
+        check_task_kind(data, self.classes)
+        self.max_tokens = max_tokens or token_limit(max(len(q) for split in SPLITS for q in self.task[split][0]))
+        self.ids = {split: encode(tokenizer, self.task[split][0], self.max_tokens) for split in SPLITS}
+        self.train_size = len(self.task["train"][1])
+
+    def batches(self, split, order, batch_size, device):
+        return packed_batches(self.ids[split], self.task[split][1], batch_size, order, device)
+
+    def predict(self, model, split, batch_size, device, mixed) -> np.ndarray:
+        return predict(model, self.ids[split], self.task[split][1], batch_size, device, mixed)
+
+    def scores(self, split, probabilities) -> dict:
+        return scores(self.task[split][1], probabilities)
+
+    def one_class(self, probabilities) -> bool:
+        return len(np.unique(probabilities.argmax(1))) == 1
+
+
+def train_one(build, job, seed, s: FinetuneSettings, lr, device, precision, progress):
+    """Train one seed of the model `build()` makes; returns (model at its best dev epoch, dev scores
+    per epoch, best epoch)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = load_model(model_dir, head="classification", num_labels=classes)
-    if s.method == "lora":
-        model = with_lora(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules)
-    model.to(device).train()
+    model = build().to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=s.weight_decay, fused=device.type == "cuda")
-    labels = task["train"][1]
-    steps = s.epochs * math.ceil(len(labels) / s.batch_size)
+    steps = s.epochs * math.ceil(job.train_size / s.batch_size)
     scheduler = schedule(optimizer, steps, s.warmup)
     mixed = autocast(device, precision)
-    history, best, best_state, waited = [], -2.0, None, 0
+    history, best, best_state, waited = [], None, None, 0
     bar = tqdm(total=steps, disable=not progress, desc=f"fine-tuning (seed {seed})", unit="step")
     heard, done = time.monotonic(), 0
     for epoch in range(1, s.epochs + 1):
-        for batch in packed_batches(ids["train"], labels, s.batch_size, rng.permutation(len(labels)), device):
+        for batch in job.batches("train", rng.permutation(job.train_size), s.batch_size, device):
             with mixed:
-                loss = model(batch["input_ids"], cu_seqlens=batch["cu_seqlens"], max_seqlen=batch["max_seqlen"],
-                             labels=batch["labels"]).loss
+                loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -97,77 +120,108 @@ def train_one(model_dir, task, ids, classes, seed, s: FinetuneSettings, lr, devi
             if not progress and time.monotonic() - heard > LOG_EVERY_SECONDS:  # a log file gets a line instead
                 heard = time.monotonic()
                 log.info("seed %d epoch %d: step %d of %d, loss %.4f", seed, epoch, done, steps, loss.item())
-        probabilities = predict(model, ids["dev"], task["dev"][1], s.batch_size, device, mixed)
-        dev = scores(task["dev"][1], probabilities)
-        history.append({"epoch": epoch, **{f"dev_{k}": v for k, v in dev.items()},
-                        "dev_classes_predicted": len(np.unique(probabilities.argmax(1)))})
-        log.info("seed %d epoch %d: dev MCC %.4f", seed, epoch, dev["mcc"])
-        if dev["mcc"] > best:
-            best, waited = dev["mcc"], 0
-            best_state = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+        probabilities = job.predict(model, "dev", s.batch_size, device, mixed)
+        dev = job.scores("dev", probabilities)
+        score = dev[job.metric] if dev[job.metric] is not None else -1.0
+        history.append({"epoch": epoch, **{f"dev_{k}": v for k, v in dev.items() if not isinstance(v, dict)},
+                        "dev_one_class": job.one_class(probabilities)})
+        log.info("seed %d epoch %d: dev %s %.4f", seed, epoch, job.metric, score)
+        if best is None or score > best:
+            best, waited = score, 0
+            best_state = {n: p.detach().cpu().clone() for n, p in model.state_dict().items()}
         else:
             waited += 1
             if waited >= s.patience:
                 break
     bar.close()
-    model.load_state_dict(best_state, strict=False)
-    return model, history, max(history, key=lambda h: h["dev_mcc"])["epoch"]
+    model.load_state_dict(best_state)
+    chosen = max(history, key=lambda h: h[f"dev_{job.metric}"] if h[f"dev_{job.metric}"] is not None else -1.0)
+    return model, history, chosen["epoch"]
+
+
+def open_job(data: Path, tokenizer, max_tokens: int | None):
+    """The fine-tuning job of a task folder: per-base for a dense task, else per window."""
+    from .bases.job import DenseJob
+    from .tasks.dense import is_dense
+
+    return DenseJob(data, tokenizer) if is_dense(data) else WindowJob(data, tokenizer, max_tokens)
 
 
 def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, progress=True, **overrides) -> dict:
-    """Fine-tune `model_dir` on the task folder `data` and write `out`; returns the metrics.
-    Settings: a FinetuneSettings, or its fields as keywords."""
+    """Fine-tune `model_dir` on the task folder `data` (GUE format, or a dense task) and write `out`;
+    returns the metrics. Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
     model_dir, data, out = Path(model_dir), Path(data), Path(out)
     check_folder(out, s.force, inputs=[model_dir, data])
-    device = resolve_device(s.device)
-    precision = resolve_precision(s.dtype, device)
-    task = read_task(data)
-    classes = int(task["train"][1].max()) + 1
-    check_task_kind(data, classes)
+    tokenizer = load_tokenizer(model_dir)
+    job = open_job(data, tokenizer, s.max_tokens)
     # Loaded once before any training: it checks the checkpoint, and its size picks the defaults.
-    parameters = sum(p.numel() for p in load_model(model_dir, head="classification", num_labels=classes).parameters())
+    parameters = sum(p.numel() for p in load_model(model_dir, head=job.head, num_labels=job.classes).parameters())
     s = replace(s, method=s.method if s.method != "auto" else "lora" if parameters >= LORA_FROM else "full")
     lr = s.lr or default_lr(s.method, parameters)
     log.info("fine-tuning %s (%.1f M parameters): %s, learning rate %g", model_dir, parameters / 1e6, s.method, lr)
-    tokenizer = load_tokenizer(model_dir)
-    max_tokens = s.max_tokens or token_limit(max(len(q) for split in SPLITS for q in task[split][0]))
-    ids = {split: encode(tokenizer, task[split][0], max_tokens) for split in SPLITS}
-    runs, best_run = [], None
-    for seed in s.seeds:
-        model, history, epoch = train_one(model_dir, task, ids, classes, seed, s, lr, device, precision, progress)
-        test = scores(task["test"][1], predict(model, ids["test"], task["test"][1], s.batch_size, device,
-                                               autocast(device, precision)))
-        chosen = next(h for h in history if h["epoch"] == epoch)
-        run = {"seed": seed, "best_epoch": epoch, "dev_mcc": chosen["dev_mcc"], "test": test,
-               "collapsed": chosen["dev_classes_predicted"] == 1, "history": history}
-        runs.append(run)
-        log.info("seed %d: test MCC %.4f (best epoch %d)", seed, test["mcc"], epoch)
-        if best_run is None or run["dev_mcc"] > best_run[0]["dev_mcc"]:
-            best_run = (run, model)
-    names = runs[0]["test"].keys()
-    collapsed = best_run[0]["collapsed"]
-    if collapsed:
-        log.warning(COLLAPSED + "; " + ADVICE)
-    metrics = {
-        "task": str(data), "model": str(model_dir), "method": s.method, "num_labels": classes,
-        "max_tokens": max_tokens, "seeds": list(s.seeds),
-        "test": {k: float(np.mean([run["test"][k] for run in runs])) for k in names},
-        "test_sd": {k: float(np.std([run["test"][k] for run in runs], ddof=1)) if len(runs) > 1 else 0.0
-                    for k in names},
-        "saved_seed": best_run[0]["seed"], "collapsed": collapsed, "runs": runs,
-        **({"warning": f"{COLLAPSED}; {ADVICE}"} if collapsed else {}),
-    }
+
+    def build():
+        model = load_model(model_dir, head=job.head, num_labels=job.classes)
+        return with_lora(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules) if s.method == "lora" else model
+
     lora = s.method == "lora"
+    lora_settings = {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout,
+                     "targets": list(s.target_modules)} if lora else None
+    metrics, model = train_seeds(build, job, s, lr, progress, {"model": str(model_dir), "method": s.method})
     with atomic_folder(out, force=s.force, inputs=[model_dir, data]) as folder:
-        _save(best_run[1], model_dir, folder, tokenizer, lora and not s.merge, metrics,
-              {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout, "targets": list(s.target_modules)}
-              if lora else None)
+        _save(model, model_dir, folder, tokenizer, lora and not s.merge, metrics, lora_settings, job)
         copy_task_description(data, folder)
     return metrics
 
 
-def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings):
+def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict) -> tuple[dict, torch.nn.Module]:
+    """Train every seed; returns the metrics (test mean and sd over seeds) and the best seed's model."""
+    device = resolve_device(s.device)
+    precision = resolve_precision(s.dtype, device)
+    runs, best_run = [], None
+    for seed in s.seeds:
+        model, history, epoch = train_one(build, job, seed, s, lr, device, precision, progress)
+        test = job.scores("test", job.predict(model, "test", s.batch_size, device, autocast(device, precision)))
+        chosen = next(h for h in history if h["epoch"] == epoch)
+        run = {"seed": seed, "best_epoch": epoch, f"dev_{job.metric}": chosen[f"dev_{job.metric}"], "test": test,
+               "collapsed": chosen["dev_one_class"], "history": history}
+        runs.append(run)
+        log.info("seed %d: test %s %s (best epoch %d)", seed, job.metric, test[job.metric], epoch)
+        if best_run is None or (run[f"dev_{job.metric}"] or -1.0) > (best_run[0][f"dev_{job.metric}"] or -1.0):
+            best_run = (run, model)
+    collapsed = best_run[0]["collapsed"]
+    if collapsed:
+        log.warning(COLLAPSED + "; " + ADVICE)
+    metrics = {
+        "task": str(job.folder), **about, "head": job.head, "num_labels": job.classes, "max_tokens": job.max_tokens,
+        "seeds": list(s.seeds), "test": mean_over(run["test"] for run in runs),
+        "test_sd": mean_over((run["test"] for run in runs), spread=True),
+        "saved_seed": best_run[0]["seed"], "collapsed": collapsed, "runs": runs,
+        **({"warning": f"{COLLAPSED}; {ADVICE}"} if collapsed else {}),
+    }
+    return metrics, best_run[1]
+
+
+def mean_over(results, spread: bool = False) -> dict:
+    """The mean (or, with spread, the sample sd; 0 for one seed) of each number in the seeds' test
+    metrics, nested dicts (per-label metrics) alike; a number undefined in any seed stays None."""
+    results = list(results)
+    out = {}
+    for key, first in results[0].items():
+        values = [r[key] for r in results]
+        if isinstance(first, dict):
+            out[key] = mean_over(values, spread)
+        elif not isinstance(first, (int, float)) or any(v is None for v in values):
+            out[key] = first if not isinstance(first, (int, float)) else None
+        elif spread:
+            out[key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        else:
+            out[key] = float(np.mean(values))
+    return out
+
+
+def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings, job):
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
         with atomic_output(out / "tokenizer.json") as tmp:
@@ -176,11 +230,41 @@ def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         save_model(model, out, tokenizer)
-    info = {"base_model": str(model_dir.resolve()), "num_labels": metrics["num_labels"],
+    info = {"base_model": str(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
             "max_tokens": metrics["max_tokens"], "adapter": adapter_only, "lora": lora_settings}
+    write_records(out, info, metrics)
+
+
+def write_records(out: Path, info: dict, metrics: dict) -> None:
+    """finetune.json (what the model is and how to load it) and metrics.json."""
     for name, content in (("finetune.json", info), ("metrics.json", metrics)):
         with atomic_output(out / name) as tmp:
             Path(tmp).write_text(json.dumps(content, indent=2) + "\n")
+
+
+CNN_LR = 1e-3  # SpliceAI's
+
+
+def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=True, **overrides) -> dict:
+    """Train the SpliceAI-style CNN baseline on the dense task `data` with the fine-tuning loop, and
+    write `out`, a folder `scan` and `scan-eval` take as they take a fine-tuned model."""
+    from .bases.cnn import SpliceCNN, save_cnn
+    from .bases.job import DenseJob
+    from .tasks.dense import is_dense
+
+    s = settings_with(FinetuneSettings, settings, overrides)
+    data, out = Path(data), Path(out)
+    check_folder(out, s.force, inputs=[data])
+    if not is_dense(data):
+        raise UserError(f"{data}: not a dense task (`dnabert2 tasks KIND --dense` builds one)")
+    job = DenseJob(data, None)
+    lr = s.lr or CNN_LR
+    metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn", "lr": lr})
+    with atomic_folder(out, force=s.force, inputs=[data]) as folder:
+        save_cnn(model, folder)
+        write_records(folder, {"model": "cnn", "head": job.head, "num_labels": job.classes}, metrics)
+        copy_task_description(data, folder)
+    return metrics
 
 
 def default_lr(method: str, parameters: int) -> float:
@@ -226,7 +310,26 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     settings = settings_from(args, FinetuneSettings)
-    metrics = finetune(args.model, args.data, args.out, settings, progress=progress(args))
+    print(result_line(args.out, finetune(args.model, args.data, args.out, settings, progress=progress(args))))
+
+
+def result_line(out, metrics: dict) -> str:
     test, sd = metrics["test"], metrics["test_sd"]
-    print(f"{args.out}: test " + ", ".join(f"{k} {test[k]:.4f} ± {sd[k]:.4f}" for k in test)
-          + f" over {len(settings.seeds)} seed(s)")
+    shown = [k for k, v in test.items() if isinstance(v, float)]
+    return (f"{out}: test " + ", ".join(f"{k} {test[k]:.4f} ± {sd[k]:.4f}" for k in shown)
+            + f" over {len(metrics['seeds'])} seed(s)")
+
+
+def add_cnn_arguments(parser) -> None:
+    parser.description = (
+        "Train the base-resolution baseline, a dilated residual CNN on one-hot sequence in the SpliceAI-400nt design, "
+        "on a dense task (`dnabert2 tasks KIND --dense`) with the loop, early stopping and metrics of `finetune`. "
+        "OUT can be scanned and evaluated like a fine-tuned model.")
+    parser.add_argument("--data", required=True, type=Path, help="dense task folder")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_settings(parser, FinetuneSettings, only=CNN_OPTIONS)
+
+
+def run_cnn(args) -> None:
+    settings = settings_from(args, FinetuneSettings)
+    print(result_line(args.out, train_cnn(args.data, args.out, settings, progress=progress(args))))

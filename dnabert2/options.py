@@ -12,6 +12,7 @@ import dataclasses
 import shlex
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 
 
@@ -159,3 +160,12 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
     return value
+
+
+def named_paths(items) -> dict[str, Path]:
+    """NAME=PATH arguments (or plain paths, each named by its folder) → name → path."""
+    named = {}
+    for item in items:
+        name, _, path = item.partition("=") if "=" in item else (Path(item).parent.name, "", item)
+        named[name] = Path(path)
+    return named

@@ -1,5 +1,6 @@
-"""Figures for the workflow's report: the pretraining loss curve, and the distribution of a scan's
-scores (every window's, from its bedGraph, or the calls', from its BED). SVG, written atomically."""
+"""Figures for the workflow's report: the pretraining loss curve, the distribution of a scan's scores
+(from its bedGraph, or the calls', from its BED), and the metaplot of scans around annotated sites
+(from scan-eval reports). SVG, written atomically."""
 
 import json
 import logging
@@ -8,19 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .options import named_paths
 from .outputs import atomic_output, check_outputs
 from .sequences.fasta import open_text
 
 log = logging.getLogger(__name__)
 
 
-def _figure():
+def _figure(columns: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")  # no display on cluster nodes
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(7, 4), layout="constrained")
+    return plt.subplots(1, columns, figsize=(7 if columns == 1 else 5 * columns, 4), layout="constrained")
 
 
 def _save(fig, out) -> None:
@@ -94,18 +96,60 @@ def score_distribution(scores, out) -> None:
     _save(fig, out)
 
 
+def metaplot(evaluations: dict[str, Path], out) -> None:
+    """The mean score around annotated sites (scan-eval's metaplot), one panel per label and one line
+    per scan, so a model and its baseline sit side by side."""
+    curves = {}
+    for name, path in evaluations.items():
+        try:
+            report = json.loads(_text(path))
+            assert isinstance(report["labels"], dict)
+        except (json.JSONDecodeError, KeyError, TypeError, AssertionError):
+            raise UserError(f"{path}: not a scan-eval report") from None
+        plotted = report.get("metaplot")
+        if plotted is None:  # its scan wrote no tracks
+            log.warning("%s: no metaplot (its scan wrote no --bigwig or --bedgraph tracks)", path)
+            continue
+        lo, hi = plotted["offsets"]
+        for label, values in plotted.items():
+            if label != "offsets":
+                curves.setdefault(label, []).append((name, np.arange(lo, hi + 1), values))
+    fig, axes = _figure(max(1, len(curves)))
+    for ax, (label, lines) in zip(np.atleast_1d(axes), sorted(curves.items())):
+        for name, offsets, values in lines:
+            ax.plot(offsets, values, lw=1, label=name)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set(xlabel=f"bp from annotated {label} (5'→3')", ylabel=f"mean P({label})", title=label)
+        ax.legend()
+    if not curves:
+        axes.text(0.5, 0.5, "no scan wrote score tracks", ha="center", transform=axes.transAxes)
+    _save(fig, out)
+
+
+KINDS = {"pretraining": "the loss per step and the held-out loss from a pretraining metrics.jsonl",
+         "scores": "histograms of a scan's probabilities per label and strand (the bedGraph folder of `scan "
+                   "--bedgraph`) or of its calls' scores per label (its BED)",
+         "metaplot": "the mean score around annotated sites, per label, of scan-eval reports (NAME=PATH ...)"}
+
+
 def add_arguments(parser) -> None:
-    parser.description = ("pretraining: the loss per step and the held-out loss from a pretraining metrics.jsonl. "
-                          "scores: histograms of a scan's probabilities per label and strand (the bedGraph folder of "
-                          "`scan --bedgraph`) or of its calls' scores per label (its BED). Writes SVG.")
-    parser.add_argument("kind", choices=["pretraining", "scores"])
-    parser.add_argument("input", type=Path, help="metrics.jsonl, or a scan's bedGraph folder or calls BED")
+    parser.description = ". ".join(f"{kind}: {what}" for kind, what in KINDS.items()) + ". Writes SVG."
+    parser.add_argument("kind", choices=list(KINDS))
+    parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl; a scan's bedGraph folder or "
+                        "calls BED; or scan-eval reports, each NAME=PATH or a path (named by its folder)")
     parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
 
 
 def run(args) -> None:
-    check_outputs([args.out], [args.input])
-    if not args.input.is_file() and not (args.kind == "scores" and args.input.is_dir()):
-        raise UserError(f"{args.input}: no such file")
-    (pretraining_loss if args.kind == "pretraining" else score_distribution)(args.input, args.out)
+    named = named_paths(args.inputs) if args.kind == "metaplot" else {"": Path(args.inputs[0])}
+    if args.kind != "metaplot" and len(args.inputs) > 1:
+        raise UserError(f"plot {args.kind} takes one input, not {len(args.inputs)}")
+    check_outputs([args.out], list(named.values()))
+    for path in named.values():
+        if not path.is_file() and not (args.kind == "scores" and path.is_dir()):
+            raise UserError(f"{path}: no such file")
+    if args.kind == "metaplot":
+        metaplot(named, args.out)
+    else:
+        (pretraining_loss if args.kind == "pretraining" else score_distribution)(named[""], args.out)
     log.info("wrote %s", args.out)

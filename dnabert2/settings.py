@@ -143,6 +143,12 @@ class TaskSettings:
     max_n: float = setting(0.0, "largest fraction of N in a window", type=fraction)
     seed: int = setting(0, "random seed", type=int)
     min_intron: int = _min_intron()
+    dense: bool = setting(False, "build a base-resolution task: long windows labelled at every base (for a per-base "
+                          "head) instead of one label per window")
+    core: int = setting(3000, "dense: bases each window is labelled and scored on", type=positive)
+    flank: int = setting(500, "dense: bases of context on each side of the core, not scored", type=non_negative)
+    empty_rate: float = setting(0.1, "dense: share of windows without an annotated site that are kept",
+                                type=fraction)
     force: bool = _force()
     margin: int = 1000  # bp between a genomic negative and the nearest site
 
@@ -161,13 +167,15 @@ class FinetuneSettings:
     target_modules: list[str] = setting(list(LORA_TARGETS), "encoder modules LoRA adapts", nargs="+",
                                         metavar="MODULE")
     epochs: int = setting(5, "at most this many epochs per task", type=positive)
-    batch_size: int = setting(32, "sequences per step", type=positive)
+    batch_size: int = setting(32, "sequences (or dense windows) per step", type=positive)
     lr: float | None = setting(None, "learning rate", type=positive_float,
-                               default_text="1e-4 with LoRA; 3e-5 full, or 5e-4 full for a model under 50 M parameters")
+                               default_text="1e-4 with LoRA; 3e-5 full, or 5e-4 full for a model under 50 M "
+                               "parameters; 1e-3 for the CNN baseline")
     weight_decay: float = 0.01
     warmup: float = 0.1
     seeds: list[int] = setting([0], "seeds to train with", type=int, nargs="+", metavar="N")
-    patience: int = setting(3, "epochs without a better dev MCC before stopping", type=positive)
+    patience: int = setting(3, "epochs without a better dev MCC (dense tasks: mean PR-AUC) before stopping",
+                            type=positive)
     # The per-sequence cut-off, as finetune.json and scanning name it.
     max_tokens: int | None = setting(None, "longest input in tokens, [CLS] and [SEP] included", type=positive,
                                      default_text="a quarter of the longest sequence in bp")
@@ -179,6 +187,8 @@ class FinetuneSettings:
 
 # The fine-tuning settings `evaluate`, which fine-tunes per task, offers too.
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "seeds", "device")
+# Those `cnn`, which trains the CNN baseline of dense tasks with the fine-tuning loop, offers.
+CNN_OPTIONS = ("epochs", "batch_size", "lr", "seeds", "patience", "device", "dtype", "force")
 
 
 @dataclass
@@ -194,13 +204,20 @@ class ScanSettings:
                                     flag="--covered", type=positive, metavar="DEPTH")
     regions: Path | None = setting(None, "scan only these regions", type=Path, metavar="BED", group="where")
     contigs: list[str] | None = setting(None, "scan only these contigs", nargs="+", metavar="CONTIG", group="where")
-    window: int | None = setting(None, "window length in bp", type=positive, default_text="the task's")
-    stride: int | None = setting(None, "bp between window starts; a call's peak is exact to the stride",
+    window: int | None = setting(None, "window length in bp (for a per-base model, its flanks included)",
+                                 type=positive, default_text="the task's")
+    stride: int | None = setting(None, "window scans: bp between window starts; a call's peak is exact to the stride",
                                  type=positive, default_text="a quarter of the window")
     strands: str = setting("both", "strands to scan", choices=["both", "+", "-"])
     labels: list[str] | None = setting(None, "labels to call, by name or index", nargs="+", metavar="LABEL",
                                        default_text="all but 0")
     threshold: float = setting(0.5, "smallest probability called", type=float)
+    min_distance: int | None = setting(None, "bp between two calls of one label and strand: a peak suppresses lower "
+                                       "scores this close", type=positive,
+                                       default_text="the label's scan-eval tolerance, at least 10; in window scans at "
+                                       "least the stride")
+    merge: bool = setting(False, "window scans: merge overlapping windows above the threshold into one call (a "
+                          "region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
     max_n: float = setting(0.1, "skip windows with more than this fraction of N", type=fraction)

@@ -15,12 +15,15 @@ from pathlib import Path
 import yaml
 
 from .options import as_arguments
-from .settings import (FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
+from .settings import (CNN_OPTIONS, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
                        VocabSettings)
 from .tasks.registry import KINDS, TOLERANCES
 
 # Keys renamed since a release, and what they are called now.
 RENAMED = {("pretrain", "max_tokens"): "batch_tokens"}
+
+
+CNN = "cnn"  # a finetune entry's model: the SpliceAI-style baseline (`dnabert2 cnn`)
 
 
 def check(config: dict, schema_path, files=()) -> None:
@@ -142,9 +145,12 @@ def check_references(config: dict) -> None:
                              f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation")
     for name, settings in config["finetune"].items():
         for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
-            if settings[kind] not in known and not Path(settings[kind]).is_dir():
+            if settings[kind] not in known and not Path(settings[kind]).is_dir() and settings[kind] != CNN:
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
                                  f"config nor a folder on disk")
+        if settings["model"] == CNN and not is_dense_task(config, settings["task"]):
+            raise ValueError(f"config: finetune.{name}: the cnn baseline trains on a dense task (tasks with dense: "
+                             f"true); {settings['task']!r} is not one")
     for name, settings in config["scan"].items():
         _check_scan(config, name, settings)
 
@@ -173,6 +179,25 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
                          "reads mode has none (set them false, or use mode covered)")
     if settings["evaluate"] and "annotation" not in config["genomes"][settings["genome"]]:
         raise ValueError(f"config: scan.{name}.evaluate needs an annotation for genome {settings['genome']!r}")
+    if settings["held_out"] and scan_task(config, name) is None:
+        raise ValueError(f"config: scan.{name}.held_out needs a model that is a finetune name whose task is a "
+                         "tasks name (its test split is what is evaluated)")
+
+
+def is_dense_task(config: dict, task: str) -> bool:
+    """A task of the config with dense: true, or a task folder on disk whose task.json says dense."""
+    if task in config["tasks"]:
+        return config["tasks"][task]["dense"]
+    try:
+        return json.loads((Path(task) / "task.json").read_text()).get("dense") is True
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def scan_task(config: dict, scan: str) -> str | None:
+    """The tasks name a scan's model was fine-tuned on, where the config says."""
+    model = config["finetune"].get(config["scan"][scan]["model"])
+    return model["task"] if model and model["task"] in config["tasks"] else None
 
 
 def _device(settings: dict) -> str:
@@ -192,7 +217,11 @@ def task_options(settings: dict) -> str:
 
 
 def finetune_options(settings: dict) -> str:
-    return as_arguments(FinetuneSettings, {**settings, "device": _device(settings)})
+    """The options of `finetune`, or for the CNN baseline those of `cnn`."""
+    settings = {**settings, "device": _device(settings)}
+    if settings["model"] == CNN:
+        settings = {key: value for key, value in settings.items() if key in CNN_OPTIONS}
+    return as_arguments(FinetuneSettings, settings)
 
 
 def scan_options(settings: dict) -> str:

@@ -200,7 +200,7 @@ def test_a_collapsed_classifier_is_said_so(base, motif_task, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["collapsed"] is True and "learned nothing" in metrics["warning"] and "--full" in metrics["warning"]
     assert "predicts one class for every dev sequence" in result.stderr
-    assert metrics["runs"][0]["history"][0]["dev_classes_predicted"] == 1
+    assert metrics["runs"][0]["history"][0]["dev_one_class"] is True
     table = tmp_path / "eval.tsv"
     result = run_cli("evaluate", "--model", out, "--data", motif_task, "--out", table, "--device", "cpu")
     assert result.returncode == 0, result.stderr

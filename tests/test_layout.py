@@ -30,6 +30,7 @@ LAYERS = [
     (["dnabert2.model"], True),
     (["dnabert2.tasks"], True),
     (["dnabert2.pretrain"], True),
+    (["dnabert2.bases"], True),
     (["dnabert2.finetune", "dnabert2.baselines"], False),
     (["dnabert2.evaluate"], False),
     (["dnabert2.scan"], True),

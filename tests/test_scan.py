@@ -103,25 +103,36 @@ def test_fasta_scan_writes_sorted_calls_bedgraph_and_summary(splice_model, ce1pc
     assert all(r[9] == (200 if r[5] == "+" else 199) for r in donors)
 
 
+def scan_in_chunks(model, folder, common, chunks=3):
+    """A scan whole and in chunks, the chunks gathered: (whole calls, chunks' calls, chunk summaries)."""
+    folder.mkdir()
+    whole, _ = scan(model, folder / "whole.bed", *common, "--bedgraph", folder / "whole.bedgraph")
+    summaries = []
+    for i in range(chunks):
+        out = folder / f"chunk{i}.bed"
+        scan(model, out, *common, "--chunk", f"{i}/{chunks}", "--bedgraph", folder / f"chunk{i}.bedgraph")
+        summaries.append(out.with_suffix(".json"))
+    parts = [read_bed(folder / f"chunk{i}.bed") for i in range(chunks)]
+    assert all(parts), "every chunk should hold some of the calls"
+    result = run_cli("scan-gather", *summaries[::-1], "--out", folder / "gathered.bed",
+                     "--bedgraph", folder / "gathered.bedgraph", "--summary", folder / "gathered.json")
+    assert result.returncode == 0, result.stderr
+    assert (folder / "gathered.bed").read_text() == (folder / "whole.bed").read_text()
+    assert folder_text(folder / "gathered.bedgraph") == folder_text(folder / "whole.bedgraph")
+    gathered = json.loads((folder / "gathered.json").read_text())
+    assert gathered["windows"] == sum(json.loads(s.read_text())["windows"] for s in summaries)
+    return whole, parts, summaries
+
+
 def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_path):
     common = ["--fasta", ce1pct, "--contigs", "III", "MtDNA", "--stride", 100, "--threshold", 0.55]
-    whole, _ = scan(splice_model, tmp_path / "whole.bed", *common, "--bedgraph", tmp_path / "whole.bedgraph")
-    summaries = []
-    for i in range(3):
-        out = tmp_path / f"chunk{i}.bed"
-        scan(splice_model, out, *common, "--chunk", f"{i}/3", "--bedgraph", tmp_path / f"chunk{i}.bedgraph")
-        summaries.append(out.with_suffix(".json"))
-    parts = [read_bed(tmp_path / f"chunk{i}.bed") for i in range(3)]
-    assert all(parts), "every chunk should hold some of the calls"
-    result = run_cli("scan-gather", *summaries[::-1], "--out", tmp_path / "gathered.bed",
-                     "--bedgraph", tmp_path / "gathered.bedgraph", "--summary", tmp_path / "gathered.json")
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
-    assert folder_text(tmp_path / "gathered.bedgraph") == folder_text(tmp_path / "whole.bedgraph")
-    gathered = json.loads((tmp_path / "gathered.json").read_text())
-    assert gathered["windows"] == sum(json.loads(s.read_text())["windows"] for s in summaries)
-    # A call spanning a chunk end is cut in two by the chunks and whole again after gathering.
+    # Merged calls: one spanning a chunk end is cut in two by the chunks and whole again after gathering.
+    whole, parts, _ = scan_in_chunks(splice_model, tmp_path / "merged", [*common, "--merge"])
     assert len(whole) < sum(map(len, parts))
+    # Peaks: each chunk calls its own, its neighbours' scores in view, so none is called twice or lost.
+    whole, parts, summaries = scan_in_chunks(splice_model, tmp_path / "peaks", common)
+    assert len(whole) == sum(map(len, parts))
+    tmp_path = tmp_path / "peaks"
 
     result = run_cli("scan-gather", *summaries, "--out", tmp_path / "top.bed", "--top-k", 2)
     assert result.returncode == 0, result.stderr
@@ -348,9 +359,14 @@ def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tm
     on_i = {kind: sum(s.kind == kind and s.contig == "I" for s in sites) for kind in ("donor", "acceptor")}
     assert report["labels"]["donor"]["calls"] == 1 and report["labels"]["donor"]["sites"] == on_i["donor"]
     assert report["labels"]["donor"]["precision"] == 1.0
-    assert report["labels"]["acceptor"] == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
-                                            "sites_found": 0, "precision": None, "recall": 0.0, "f1": None,
-                                            "undefined": {"precision": "no calls", "f1": "no calls"}}
+    no_tracks = "the scan wrote no score tracks (--bigwig or --bedgraph)"
+    acceptors = report["labels"]["acceptor"]
+    assert acceptors.pop("close_pairs") > 0 and acceptors.pop("close_pairs_resolved") == 0
+    assert acceptors == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
+                         "sites_found": 0, "precision": None, "recall": 0.0, "f1": None,
+                         "pr_auc": None, "top_k_accuracy": None,
+                         "undefined": {"precision": "no calls", "f1": "no calls",
+                                       "pr_auc": no_tracks, "top_k_accuracy": no_tracks}}
     assert report["overall"]["sites"] == on_i["donor"] + on_i["acceptor"]
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "II")
     assert json.loads(result.stdout)["labels"]["donor"]["calls"] == 1

@@ -8,13 +8,16 @@ import signal
 import subprocess
 import time
 
+import numpy as np
+import pyBigWig
 import pytest
 import torch
 import yaml
 
-from conftest import DATA, ROOT, TOKENIZER, scan_classifier
+from conftest import DATA, GENOMES, ROOT, TOKENIZER, scan_classifier
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.model import build_model, preset, save_model
+from dnabert2.sequences import read_annotation
 
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
 
@@ -72,28 +75,40 @@ def test_default_config_runs_the_chain(checkout):
     assert load_tokenizer(model).get_vocab() == load_tokenizer(checkout / "results/vocab/tokenizer.json").get_vocab()
     checkpoints = checkout / "results/checkpoints/tiny"
     assert sorted(p.name for p in checkpoints.glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
-    task = json.loads((checkout / "results/tasks/ce1pct_promoter/task.json").read_text())
-    assert task["window_bp"] == 300 and set(task["contigs"]) == {"train", "dev", "test"}
-    metrics = json.loads((checkout / "results/finetune/ce1pct_promoter/metrics.json").read_text())
-    assert set(metrics["test"]) == {"mcc", "f1", "accuracy", "auroc", "auprc"} and metrics["method"] == "full"
-    assert metrics["collapsed"] is False  # it learned: its best dev epoch predicts both classes
-    table = (checkout / "results/evaluate/ce1pct_promoter.tsv").read_text().splitlines()
-    assert len(table) == 3 and "6-mer logistic regression" in table[2]
-    calls = [line.split("\t") for line in (checkout / "results/scan/ce1pct_promoter.bed").read_text().splitlines()]
+    task = json.loads((checkout / "results/tasks/ce1pct_splice/task.json").read_text())
+    assert task["dense"] and task["core_bp"] == 2000 and task["flank_bp"] == 250
+    assert set(task["contigs"]) == {"train", "dev", "test"}
     lengths = dict((name, int(length)) for name, length in fai)
-    assert all(0 <= int(c[1]) < int(c[2]) <= lengths[c[0]] and c[3] == "promoter" and c[5] in "+-" for c in calls)
-    scanned = json.loads((checkout / "results/scan/ce1pct_promoter.json").read_text())
-    assert scanned["chunks"] == 2 and scanned["bases"] == sum(lengths.values()) - lengths["MtDNA"]
-    assert scanned["calls"].get("promoter", 0) == len(calls)
-    tracks = sorted((checkout / "results/scan/ce1pct_promoter.bedgraph").glob("*.bedgraph"))
-    assert [p.name for p in tracks] == ["promoter.minus.bedgraph", "promoter.plus.bedgraph"]
-    assert sum(len(p.read_text().splitlines()) for p in tracks) == scanned["windows"] + 2  # a track line each
-    bigwigs = sorted(p.name for p in (checkout / "results/scan/ce1pct_promoter.bigwig").glob("*.bw"))
-    assert bigwigs == ["promoter.minus.bw", "promoter.plus.bw"]
-    evaluation = json.loads((checkout / "results/scan/ce1pct_promoter/evaluation.json").read_text())
-    assert evaluation["overall"]["calls"] == len(calls) and evaluation["overall"]["sites"] > 300
-    steps = ("genome/ce1pct", "vocab/vocab", "pretrain/tiny", "tasks/ce1pct_promoter", "finetune/ce1pct_promoter",
-             "evaluate/ce1pct_promoter", "scan/ce1pct_promoter/chunk0of2", "scan/ce1pct_promoter/gather")
+    for name, model in (("ce1pct_splice", "results/pretrain/tiny"), ("ce1pct_splice_cnn", "cnn")):
+        metrics = json.loads((checkout / f"results/finetune/{name}/metrics.json").read_text())
+        assert metrics["head"] == "dense" and metrics["model"] == model
+        assert set(metrics["test"]["labels"]) == {"donor", "acceptor"}
+        calls = [line.split("\t") for line in (checkout / f"results/scan/{name}.bed").read_text().splitlines()]
+        assert all(int(c[2]) == int(c[1]) + 1 <= lengths[c[0]] and c[3] in ("donor", "acceptor") and c[5] in "+-"
+                   for c in calls)
+        scanned = json.loads((checkout / f"results/scan/{name}.json").read_text())
+        assert scanned["chunks"] == 2 and scanned["dense"] and scanned["bases"] == sum(lengths.values())
+        assert sum(scanned["calls"].values()) == len(calls)
+        bigwigs = sorted(p.name for p in (checkout / f"results/scan/{name}.bigwig").glob("*.bw"))
+        assert bigwigs == ["acceptor.minus.bw", "acceptor.plus.bw", "donor.minus.bw", "donor.plus.bw"]
+        with pyBigWig.open(str(checkout / f"results/scan/{name}.bigwig/donor.plus.bw")) as track:
+            assert not np.isnan(track.values("IV", 0, lengths["IV"], numpy=True)).any()  # every base scored
+        evaluation = json.loads((checkout / f"results/scan/{name}/evaluation.json").read_text())
+        test_sites = sum(s.contig in task["contigs"]["test"] for s in read_annotation(GENOMES / "ce1pct.gff3.gz")
+                         .splice_sites())
+        assert evaluation["overall"]["sites"] == test_sites and evaluation["held_out"].endswith("tasks/ce1pct_splice")
+        assert all(evaluation["labels"][label]["pr_auc"] is not None for label in ("donor", "acceptor"))
+        assert len(evaluation["metaplot"]["donor"]) == 401
+    # The CNN baseline learns splice sites in four CPU epochs (a site is under 0.1% of the bases).
+    cnn = json.loads((checkout / "results/scan/ce1pct_splice_cnn/evaluation.json").read_text())
+    assert cnn["labels"]["donor"]["pr_auc"] > 0.1
+    table = (checkout / "results/report/scans.tsv").read_text().splitlines()
+    assert len(table) == 5 and table[0].startswith("scan\tlabel")
+    tracks = sorted((checkout / "results/scan/ce1pct_splice.bedgraph").glob("*.bedgraph"))
+    assert len(tracks) == 4
+    steps = ("genome/ce1pct", "vocab/vocab", "pretrain/tiny", "tasks/ce1pct_splice", "finetune/ce1pct_splice",
+             "finetune/ce1pct_splice_cnn", "scan/ce1pct_splice/chunk0of2", "scan/ce1pct_splice/gather",
+             "report/scans", "report/metaplot")
     for step in steps:
         assert (checkout / f"logs/{step}.log").exists() and (checkout / f"benchmarks/{step}.tsv").exists()
 
@@ -103,16 +118,16 @@ def test_default_config_runs_the_chain(checkout):
     report = snakemake("--report", "report.html", cwd=checkout)
     assert report.returncode == 0, report.stdout + report.stderr
     html = (checkout / "report.html").read_text()
-    for shown in ("pretraining_tiny.svg", "scan_ce1pct_promoter.svg", "ce1pct_promoter.tsv", "metrics.json",
-                  "evaluation.json", "Pretraining", "Evaluation", "Scanning"):
+    for shown in ("pretraining_tiny.svg", "scan_ce1pct_splice.svg", "metaplot.svg", "scans.tsv", "metrics.json",
+                  "evaluation.json", "Pretraining", "Scanning"):
         assert shown in html, shown
 
     # A new scan threshold reruns the scan and nothing upstream of it.
-    edit_config(checkout, lambda c: c["scan"]["ce1pct_promoter"].update(threshold=0.9))
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_splice"].update(threshold=0.9))
     plan = snakemake("--cores", "2", "--dry-run", cwd=checkout)
     jobs = re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M)
-    assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "plot_scan_scores": "1", "all": "1",
-                          "total": "6"}, plan.stdout
+    assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "plot_scan_scores": "1",
+                          "scan_table": "1", "plot_metaplot": "1", "all": "1", "total": "8"}, plan.stdout
 
 
 def edit_config(checkout, change):
@@ -132,13 +147,14 @@ def edit_config(checkout, change):
         (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
         (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
         (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["huge"]),
-        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_promoter needs an annotation"]),
-        (lambda c: c["tasks"]["ce1pct_promoter"].update(genome="yeast"), ["tasks.ce1pct_promoter.genome", "yeast"]),
-        (lambda c: c["finetune"]["ce1pct_promoter"].update(task="tata"), ["finetune.ce1pct_promoter.task", "tata"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(model="promoters"), ["scan.ce1pct_promoter.model", "promoters"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["scan.ce1pct_promoter", "needs a bam"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(treshold=0.9), ["treshold"]),
+        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_splice needs an annotation"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(genome="yeast"), ["tasks.ce1pct_splice.genome", "yeast"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(task="tata"), ["finetune.ce1pct_splice.task", "tata"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(model="splice"), ["scan.ce1pct_splice.model", "splice"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(genome="hg38"), ["scan.ce1pct_splice.genome", "hg38"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(mode="reads"), ["scan.ce1pct_splice", "needs a bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(treshold=0.9), ["treshold"]),
         (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome", "list each genome once"]),
     ],
 )
@@ -234,7 +250,7 @@ def test_example_configs_plan_their_whole_chain(checkout, example):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     # The example stands alone: none of the default config's runs come along.
-    assert "ce1pct_promoter" not in result.stdout or "ce1pct" in config["genomes"]
+    assert "ce1pct_splice" not in result.stdout or "ce1pct" in config["genomes"]
     assert int(jobs.get("pretrain", 0)) == len(config.get("pretrain", {}))
     assert int(jobs.get("scan_chunk", 0)) == sum(s.get("chunks", 1) for s in config.get("scan", {}).values())
     assert int(jobs.get("scan_eval", 0)) == sum(bool(s.get("evaluate")) for s in config.get("scan", {}).values())

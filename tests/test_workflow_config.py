@@ -40,8 +40,8 @@ def refused(config: dict, *words: str) -> str:
 def test_the_default_config_passes_and_gets_every_default():
     config = checked(DEFAULT)
     assert config["pretrain"]["tiny"]["batch_tokens"] == 32768
-    assert config["scan"]["ce1pct_promoter"]["tts_tolerance"] == 100
-    assert config["finetune"]["ce1pct_promoter"]["seeds"] == [0]
+    assert config["scan"]["ce1pct_splice"]["tts_tolerance"] == 100
+    assert config["finetune"]["ce1pct_splice"]["seeds"] == [0]
 
 
 def test_the_schema_takes_its_task_kinds_and_tolerances_from_the_registry():
@@ -121,18 +121,22 @@ def test_rule_options_parse_back_into_the_config_settings():
     task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",
             "seed": 3}
     assert parsed("tasks", wc.task_options(task), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3)
-    finetune = config["finetune"]["ce1pct_promoter"] | {"gpus": 1, "seeds": [0, 1], "patience": 5}
+    finetune = config["finetune"]["ce1pct_splice"] | {"gpus": 1, "seeds": [0, 1], "patience": 5}
     settings = parsed("finetune", wc.finetune_options(finetune), FinetuneSettings)
     assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.patience, settings.device) == (
-        "auto", 8, None, [0, 1], 5, "cuda")
+        "auto", 4, None, [0, 1], 5, "cuda")
     for method in ("lora", "full"):
         assert parsed("finetune", wc.finetune_options(finetune | {"method": method}), FinetuneSettings).method == method
+    # The CNN baseline's run gets the options `cnn` takes, and only those.
+    cnn = config["finetune"]["ce1pct_splice_cnn"] | {"lr": 0.002, "seeds": [1, 2]}
+    args = build_parser("cnn").parse_args(["cnn", "--data", "d", "--out", "o", *shlex.split(wc.finetune_options(cnn))])
+    assert (args.epochs, args.batch_size, args.lr, args.seeds, args.device) == (4, 8, 0.002, [1, 2], "cpu")
 
 
 @pytest.mark.parametrize("mode", ["fasta", "reads", "covered"])
 def test_scan_options_per_mode(mode):
     config = checked(DEFAULT)
-    scan = config["scan"]["ce1pct_promoter"] | {"mode": mode, "top_k": 50, "labels": ["promoter"], "stride": 75,
+    scan = config["scan"]["ce1pct_splice"] | {"mode": mode, "top_k": 50, "labels": ["promoter"], "stride": 75,
                                                "min_depth": 7, "tss_tolerance": 20}
     settings = parsed("scan", wc.scan_options(scan), ScanSettings)
     assert settings.min_depth == (7 if mode == "covered" else None)
@@ -165,13 +169,16 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
         (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["pretrain.tiny.preset", "huge"]),
         (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
         (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
-        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_promoter needs an annotation"]),
+        (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_splice needs an annotation"]),
         (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome"]),
-        (lambda c: c["finetune"]["ce1pct_promoter"].update(model="nowhere"), ["finetune.ce1pct_promoter.model"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(mode="reads"), ["mode reads needs a bam"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(bam="reads.bam"), ["mode fasta scans no bam"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
-        (lambda c: c["scan"]["ce1pct_promoter"].update(genome="hg38"), ["scan.ce1pct_promoter.genome", "hg38"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(model="nowhere"), ["finetune.ce1pct_splice.model"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(mode="reads"), ["mode reads needs a bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(bam="reads.bam"), ["mode fasta scans no bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(genome="hg38"), ["scan.ce1pct_splice.genome", "hg38"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(model="example"), ["scan.ce1pct_splice.held_out", "finetune name"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(core=0), ["tasks.ce1pct_splice.core", "minimum"]),
     ],
 )
 def test_bad_configs_get_one_line_naming_the_key(change, words):
@@ -183,5 +190,5 @@ def test_bad_configs_get_one_line_naming_the_key(change, words):
 def test_a_scan_scored_against_a_genome_without_annotation_is_refused():
     config = copy.deepcopy(DEFAULT)
     config["genomes"]["bare"] = {"source": "example/bare.fa.gz"}
-    config["scan"]["ce1pct_promoter"]["genome"] = "bare"
-    refused(config, "scan.ce1pct_promoter.evaluate needs an annotation", "bare")
+    config["scan"]["ce1pct_splice"]["genome"] = "bare"
+    refused(config, "scan.ce1pct_splice.evaluate needs an annotation", "bare")

@@ -10,12 +10,12 @@ from ..settings import LORA_TARGETS
 # Where each LoRA target sits in an encoder layer. LoRA goes into the encoder layers only; "dense"
 # elsewhere is the pooler, trained whole with the head.
 LAYER_MODULES = dict(zip(LORA_TARGETS, ("attention.self.Wqkv", "attention.output.dense", "mlp.gated_layers", "mlp.wo")))
-HEAD_MODULES = ["classifier", "pooler"]
+HEAD_MODULES = ["classifier", "pooler", "base_head"]
 
 
 def with_lora(model: torch.nn.Module, r: int, alpha: int, dropout: float, targets) -> torch.nn.Module:
     """The model wrapped for LoRA training: adapters on the `targets` of every encoder layer, the
-    classifier head and pooler trained whole."""
+    head (window classifier and pooler, or per-base head) trained whole."""
     from peft import LoraConfig, get_peft_model
 
     unknown = sorted(set(targets) - set(LAYER_MODULES))

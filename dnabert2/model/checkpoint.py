@@ -18,7 +18,8 @@ from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
 from .adapters import is_adapter, merge_adapter
 from .config import ModelConfig
-from .heads import HEADS, DNABertForEmbedding, DNABertForMaskedLM, DNABertForSequenceClassification
+from .heads import (HEADS, DNABertForBaseClassification, DNABertForEmbedding, DNABertForMaskedLM,
+                    DNABertForSequenceClassification)
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 ARCHITECTURES = {"encoder": "BertModel", "embedding": "BertModel", "mlm": "BertForMaskedLM",
-                 "classification": "BertForSequenceClassification"}
+                 "classification": "BertForSequenceClassification", "dense": "DNABertForBaseClassification"}
+# The saved weights that tell a head, and the count of its classes.
+LABELLED_HEADS = {"classification": "classifier.weight", "dense": "base_head.out.weight"}
 
 
 def _unwrap(model):
@@ -49,8 +52,9 @@ def _head_keys(key: str) -> bool:
 
 
 def saved_head(state: dict) -> str:
-    if "classifier.weight" in state:
-        return "classification"
+    for head, key in LABELLED_HEADS.items():
+        if key in state:
+            return head
     if any(key.startswith("cls.predictions.") for key in state):
         return "mlm"
     return "encoder"
@@ -103,14 +107,26 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
 
 
 def is_classifier(folder: Path) -> bool:
-    """A fine-tuned classifier (ours, or saved by the released code), told from its files without loading it."""
+    """A fine-tuned classifier, of windows or of bases (ours, or saved by the released code), told from
+    its files without loading it."""
     if (folder / "finetune.json").is_file():
         return True
     try:
         architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
     except (OSError, json.JSONDecodeError):
         return False  # load_model will say what is wrong with the folder
-    return "BertForSequenceClassification" in architectures
+    return any(ARCHITECTURES[head] in architectures for head in LABELLED_HEADS)
+
+
+def classifier_head(folder: Path) -> str:
+    """"dense" for a fine-tuned per-base classifier, "classification" for a window classifier."""
+    if (folder / "finetune.json").is_file():
+        return json.loads((folder / "finetune.json").read_text()).get("head", "classification")
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        architectures = []
+    return "dense" if ARCHITECTURES["dense"] in architectures else "classification"
 
 
 def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
@@ -119,10 +135,11 @@ def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu",
     base = Path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{folder}: its base model {base} is not there any more (finetune.json names it)")
-    if head not in (None, "classification"):
-        raise UserError(f"{folder}: a fine-tuned classifier; head {head!r} is not available from it")
-    # The base's classification head is new here, but the adapter brings the trained one: no word of it.
-    model, _ = assemble(base, "classification", num_labels=info["num_labels"])
+    trained = info.get("head", "classification")
+    if head not in (None, trained):
+        raise UserError(f"{folder}: a fine-tuned {trained} model; head {head!r} is not available from it")
+    # The base's head is new here, but the adapter brings the trained one: no word of it.
+    model, _ = assemble(base, trained, num_labels=info["num_labels"])
     return merge_adapter(model, folder).to(resolve_device(device), dtype).eval()
 
 
@@ -130,7 +147,7 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
                device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
     """A model folder (this project's or a released DNABERT-2) as a torch module in eval mode.
 
-    head: None = as saved; "encoder", "mlm", "classification" or "embedding". Asking for a head the
+    head: None = as saved; "encoder", "mlm", "classification", "dense" or "embedding". Asking for a head the
     folder does not hold initialises that head afresh (the start of fine-tuning); the encoder weights
     must all be there. num_labels: the classes of a new classifier, or a check on a saved one.
     pooling: "cls" or "mean", for a new classifier or for embeddings.
@@ -158,13 +175,15 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
     head = head or saved
     if head not in HEADS:
         raise UserError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-    if head == "classification" and saved == "classification":
-        labels = state["classifier.weight"].shape[0]
+    if head in LABELLED_HEADS and saved == head:
+        labels = state[LABELLED_HEADS[head]].shape[0]
         if num_labels is not None and num_labels != labels:
             raise UserError(f"{folder}: the classifier has {labels} labels, not {num_labels}")
-        if pooling is not None and pooling != config.classifier_pooling:
+        if head == "classification" and pooling is not None and pooling != config.classifier_pooling:
             raise UserError(f"{folder}: the classifier pools with {config.classifier_pooling!r}, not {pooling!r}")
         config.num_labels = labels
+    elif head == "dense":
+        config.num_labels = config.num_labels if num_labels is None else num_labels
     elif head == "classification":
         config.num_labels = config.num_labels if num_labels is None else num_labels
         config.classifier_pooling = pooling or config.classifier_pooling
@@ -226,7 +245,7 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
     config = model.config.to_dict()
     if isinstance(model, DNABertForEmbedding):
         config["embedding_pooling"] = model.pooling
-    if isinstance(model, DNABertForSequenceClassification) and model.config.id2label is None:
+    if isinstance(model, (DNABertForSequenceClassification, DNABertForBaseClassification)) and model.config.id2label is None:
         config["id2label"] = {str(i): f"LABEL_{i}" for i in range(model.config.num_labels)}
     _write_json(out / "config.json", {"architectures": [ARCHITECTURES[head]], **config})
     return out

@@ -1,4 +1,5 @@
-"""The models users call: the bare encoder, masked LM, sequence classification and sequence embeddings.
+"""The models users call: the bare encoder, masked LM, sequence classification, per-base
+classification (dense) and sequence embeddings.
 
 Each takes padded (batch, length) input_ids with a right-padded attention_mask, as a Hugging Face
 model does, packs the real tokens, runs the encoder on them, and returns a ModelOutput.
@@ -189,11 +190,65 @@ class DNABertForEmbedding(_Model):
         return ModelOutput(last_hidden_state=unpack(hidden, indices, *input_ids.shape), embeddings=vectors)
 
 
+class BaseHead(nn.Module):
+    """Per-base logits from token states. A BPE token spans 1 to ~16 bases: each base takes its token's
+    state (projected to a few channels) beside its own one-hot base, and a short convolution over
+    bases tells apart the bases of one token and sharpens sites to the base."""
+
+    channels = 64
+    width = 9
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.project = nn.Linear(config.hidden_size, self.channels)
+        self.conv = nn.Conv1d(self.channels + 4, self.channels, self.width, padding=self.width // 2)
+        self.act = gelu(config)
+        self.out = nn.Conv1d(self.channels, config.num_labels, 1)
+
+    def forward(self, hidden, token_of_base, bases):
+        """hidden (tokens, H) packed; token_of_base (B, L) rows of hidden; bases (B, L) codes 0-3 = ACGT,
+        4 = anything else → logits (B, L, K)."""
+        x = self.project(hidden)[token_of_base]  # (B, L, C)
+        onehot = F.one_hot(bases, 5)[..., :4].to(x.dtype)
+        x = torch.cat([x, onehot], -1).transpose(1, 2)  # (B, C + 4, L)
+        return self.out(self.act(self.conv(x))).transpose(1, 2)
+
+
+class DNABertForBaseClassification(_Model):
+    """A class for every base of a sequence (none, donor, acceptor; none, TSS; …): the encoder's token
+    states brought back to the bases they span, through BaseHead."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.base_head = BaseHead(config)
+
+    def forward(self, input_ids, token_of_base, bases, attention_mask=None, labels=None, class_weights=None,
+                cu_seqlens=None, max_seqlen=None):
+        """Padded (batch, length) input_ids, or packed (total,) ones with cu_seqlens and max_seqlen.
+        token_of_base (batch, bases): each base's token, counted from its sequence's first token
+        ([CLS] is 0); bases (batch, bases): 0-3 for ACGT, 4 otherwise. labels (batch, bases), -100 for
+        bases not scored; class_weights (K,) weigh the cross-entropy, for classes as rare as sites."""
+        if cu_seqlens is None:
+            hidden, _, cu_seqlens = self.encode(input_ids, attention_mask)
+        else:
+            hidden = self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen)
+        rows = cu_seqlens[:-1].long()[:, None] + token_of_base
+        logits = self.base_head(self.dropout(hidden), rows, bases)
+        if labels is None:
+            return ModelOutput(logits=logits)
+        weights = None if class_weights is None else class_weights.float()
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), weight=weights, ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss)
+
+
 HEADS = {
     "encoder": DNABertModel,
     "mlm": DNABertForMaskedLM,
     "classification": DNABertForSequenceClassification,
     "embedding": DNABertForEmbedding,
+    "dense": DNABertForBaseClassification,
 }
 
 

@@ -17,10 +17,12 @@ from ..outputs import check_outputs
 from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
+from ..tasks.registry import peak_distance
 from .calls import top, write_calls
+from .dense import load_dense_scanner
 from .gather import gather, relative, scan_line, write_json
-from .model import called_labels, load_scanner
-from .plan import blocks, chunk, merge_regions, parse_chunk
+from .model import called_labels, is_per_base, load_scanner
+from .plan import blocks, chunk, merge_regions, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
 
 __all__ = ["ScanSettings", "gather", "scan"]
@@ -28,6 +30,7 @@ __all__ = ["ScanSettings", "gather", "scan"]
 log = logging.getLogger(__name__)
 
 BLOCK_WINDOWS = 512
+DENSE_BLOCK_CORES = 16
 
 
 def requested_regions(lengths: dict[str, int], source: str, regions=None, contigs=None) -> list[tuple[str, int, int]]:
@@ -104,14 +107,18 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         raise UserError(f"threshold must be between 0 and 1, not {s.threshold}")
     if s.top_k is not None and count > 1:
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
-    scanner = load_scanner(model, window=s.window, device=s.device, dtype=s.dtype)
-    stride = s.stride or max(1, scanner.window // 4)
+    load = load_dense_scanner if is_per_base(Path(model)) else load_scanner
+    scanner = load(model, window=s.window, device=s.device, dtype=s.dtype)
+    stride = check_calling(scanner, s, mode)
     batch_tokens = s.batch_tokens or (65536 if scanner.device.type == "cuda" else 8192)
-    if scanner.max_tokens > batch_tokens:
+    if scanner.max_tokens > batch_tokens and not scanner.dense:
         raise UserError(f"a {scanner.window} bp window can take {scanner.max_tokens} tokens, more than "
                         f"--batch-tokens {batch_tokens}: raise it or scan shorter windows")
-    options = {"labels": called_labels(scanner, s.labels), "threshold": s.threshold, "batch_tokens": batch_tokens,
-               "workers": s.workers, "progress": progress}
+    labels = called_labels(scanner, s.labels)
+    distances = {scanner.labels[i]: s.min_distance or max(peak_distance(scanner.labels[i]), stride or 0)
+                 for i in labels}
+    options = {"labels": labels, "threshold": s.threshold, "batch_tokens": batch_tokens, "workers": s.workers,
+               "progress": progress, "distances": distances}
     graph = Tracks() if bedgraph or bigwig else None
     with tempfile.TemporaryDirectory(prefix="dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
@@ -126,7 +133,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     tally.calls = dict(Counter(c.label for c in calls))
     report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
-              "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
+              "dense": scanner.dense, "calls_by": "merging windows" if s.merge else "peaks",
+              "min_distance": None if s.merge else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
               "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in requested],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
               "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
@@ -152,34 +160,65 @@ def _lengths(genome, bam) -> dict[str, int]:
     return bam_lengths(bam, genome, lengths) if bam is not None else lengths
 
 
+def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
+    """The stride of a window scan (None for a dense one), once the options are checked against the
+    kind of model and of scan."""
+    if s.min_distance is not None and s.min_distance < 1:
+        raise UserError(f"min_distance must be at least 1 bp, not {s.min_distance}")
+    if not scanner.dense:
+        return s.stride or max(1, scanner.window // 4)
+    for given, option in ((s.stride, "--stride"), (s.merge, "--merge")):
+        if given:
+            raise UserError(f"{option} is for window scans: {scanner.folder} is a per-base model, which scores every "
+                            "base once and calls single-base peaks")
+    return None
+
+
 def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride, chunk_of, graph, options):
     """The calls and tally of this chunk of the scan, in the way its mode scans."""
     from .bam import covered_regions, scan_reads, split_regions
-    from .genome import scan_blocks
+    from .dense import dense_reader, dense_scores
+    from .genome import BlockWindows, Calling, scan_blocks, window_scores
 
+    distances = options.pop("distances")
     if mode == "reads":
         return scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
-                          min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
+                          distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
     wanted = requested
     if mode == "covered":
         with open_alignments(bam, genome) as alignments:
             wanted = covered_regions(alignments, requested, s.min_depth, scanner.window // 2, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
-    mine = chunk(blocks(wanted, scanner.window, stride, BLOCK_WINDOWS), *chunk_of)
-    return scan_blocks(scanner, genome, mine, strands={"both": "+-"}.get(s.strands, s.strands), max_n=s.max_n,
-                       bedgraph=graph, lengths=lengths, **options)
+    size = scanner.core if scanner.dense else scanner.window
+    every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
+    mine = chunk(every, *chunk_of)
+    before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)
+    planned = [(b, False) for b in before] + [(b, True) for b in mine] + [(b, False) for b in after]
+    strands = {"both": "+-"}.get(s.strands, s.strands)
+    blocks_read = [b for b, _ in planned]
+    if scanner.dense:
+        dataset, scores = dense_reader(scanner, genome, blocks_read, strands, s.max_n), dense_scores
+    else:
+        dataset = BlockWindows(genome, blocks_read, strands, scanner.folder / "tokenizer.json", scanner.max_tokens,
+                               s.max_n)
+        scores = window_scores
+    calling = Calling(scanner, options.pop("threshold"), distances, s.merge)
+    tally = scan_blocks(scanner, dataset, scores, planned, tracks=graph, lengths=lengths, calling=calling, **options)
+    return calling.finish(), tally
 
 
 def add_arguments(parser) -> None:
     parser.description = (
         "Slide windows of the task's length over every contig (or --regions/--contigs), on both strands, and "
-        "classify them with a fine-tuned model. Windows scoring at or above --threshold for a label (every label "
-        "but 0 unless --labels) become calls; overlapping ones merge into one call whose peak is the best window's "
-        "site. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, probability x 1000, strand, "
-        "supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences and place "
-        "hits on the reference through the alignments, one call per site with its read support; or with --covered "
-        "N scan the reference (--reference) where N or more reads cover it. --chunk i/n scans the i-th of n "
-        "balanced parts; `dnabert2 scan-gather` joins them.")
+        "classify them with a fine-tuned model; or, with a per-base model (a dense head, or the CNN baseline), tile "
+        "each contig with cores that abut, read with their flanks, so every base is scored once per strand. Calls are "
+        "peaks: a site (a window's, or a base) scoring at or above --threshold for a label (every label but 0 unless "
+        "--labels) with no higher score within --min-distance bp on its strand; --merge merges overlapping windows "
+        "into regions instead. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, probability x "
+        "1000, strand, supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences "
+        "and place hits on the reference through the alignments, one call per site with its read support; or with "
+        "--covered N scan the reference (--reference) where N or more reads cover it. --chunk i/n scans the i-th of n "
+        "balanced parts; `dnabert2 scan-gather` joins them into what one scan gives.")
     parser.add_argument("--model", required=True, type=Path, help="fine-tuned classifier folder (`dnabert2 finetune`)")
     parser.add_argument("--fasta", type=Path, help="genome FASTA (plain, gzip or bgzip; bgzip with .fai is read by "
                         "region)")
@@ -188,8 +227,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
     parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4); a name ending in .gz is written "
                         "bgzip-compressed with a tabix index beside it")
-    parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's probability as "
-                        "bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
+    parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's (or base's) "
+                        "probability as bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (DIR/LABEL.plus.bw, …), "
                         "as genome browsers load them")
     parser.add_argument("--summary", type=Path, help="also write a JSON summary (windows, calls, bp/s); scan-gather "

@@ -13,10 +13,13 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..sequences import aligned_reads, open_alignments, reverse_complement
 from ..tokenizer import load_tokenizer
+from ..bases.inputs import encode_bases
 from .calls import Call, score_of
-from .genome import Tally, _as_is, tokenised, worker_share
+from .dense import DenseScanner
+from .genome import Tally, tokenised
 from .model import Scanner
-from .plan import Grid, RegionIndex, merge_regions
+from .peaks import PeakCaller
+from .plan import Grid, RegionIndex, as_is, merge_regions, worker_share
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class ReadWindows(IterableDataset):
                 yield contig, reads
 
     def __iter__(self):
-        tokenizer = load_tokenizer(self.tokenizer)
+        tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
         with open_alignments(self.bam_path, self.reference) as bam:
             for _, (contig, reads) in worker_share(self.blocks(bam)):
                 try:
@@ -111,9 +114,7 @@ class ReadWindows(IterableDataset):
         for read in reads:
             sequence = read.query_sequence.upper()
             reverse = reverse_complement(sequence)
-            reference = np.full(len(sequence), -1, dtype=np.int64)
-            for q, r in read.get_aligned_pairs(matches_only=True):
-                reference[q] = r
+            reference = reference_positions(read)
             grid = Grid(contig, 0, len(sequence), self.size, self.stride)
             for i in range(len(grid)):
                 s = grid.window_start(i)
@@ -132,15 +133,94 @@ class ReadWindows(IterableDataset):
                 "ids": ids, "lengths": lengths}
 
 
-def scan_reads(scanner: Scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
-               stride: int, batch_tokens: int, workers: int, min_mapq: int, min_reads: int,
-               progress: bool) -> tuple[list[Call], Tally]:
-    """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): reads
-    whose windows score at or above the threshold for a label, with the site's mean probability over
-    those reads."""
-    names = [scanner.labels[i] for i in labels]
-    dataset = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq)
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
+def reference_positions(read) -> np.ndarray:
+    """The reference position of each base of a read as stored (-1 where it aligns to none)."""
+    reference = np.full(read.query_length, -1, dtype=np.int64)
+    for q, r in read.get_aligned_pairs(matches_only=True):
+        reference[q] = r
+    return reference
+
+
+class ReadBases(ReadWindows):
+    """A per-base model's reads: each read tiled with cores that abut, read with flanks from the read
+    (N past its ends), on both strands, so every base of it is scored once per strand; a read is
+    scanned when one of its aligned bases lies in the scanned regions. Reads come in bins as
+    ReadWindows's do."""
+
+    def __init__(self, bam_path, reference, regions, ranges, scanner: DenseScanner, min_mapq: int,
+                 block_reads: int = 64):
+        self.bam_path, self.reference, self.ranges = bam_path, reference, ranges
+        self.scanned, self.mine = RegionIndex(regions), RegionIndex(ranges)
+        self.tokenizer, self.core, self.flank = scanner.tokenizer, scanner.core, scanner.flank
+        self.min_mapq, self.block_reads = min_mapq, block_reads
+
+    def prepare(self, tokenizer, contig, reads) -> dict:
+        sequences, windows, places = [], [], []
+        for k, read in enumerate(reads):
+            reference = reference_positions(read)
+            if not self.scanned.holds(contig, reference).any():
+                places.append(None)
+                continue
+            # A site counts in the chunk holding its reference position, so no read is counted twice.
+            places.append(np.where(self.mine.holds(contig, reference), reference, -1))
+            padded = "N" * self.flank + read.query_sequence.upper() + "N" * self.flank
+            for start in range(0, read.query_length, self.core):
+                end = min(read.query_length, start + self.core)
+                piece = padded[start:end + 2 * self.flank]
+                for strand in "+-":
+                    sequences.append(piece if strand == "+" else reverse_complement(piece))
+                    windows.append((k, start, end, strand))
+        return {"contig": contig, "reads": len(reads), "sequences": sequences, "windows": windows, "places": places,
+                "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None}
+
+
+def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, _):
+    """A window classifier's hits in a block of reads: (position, strand, label, probability) of each
+    window scoring at or above the threshold, at its site."""
+    if not len(item["lengths"]):
+        return
+    probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
+    for j, label in enumerate(labels):
+        for row in np.flatnonzero(probabilities[:, label] >= threshold):
+            position = item["sites"][row, j]
+            if position >= 0:
+                yield int(position), item["strand"][row], scanner.labels[label], float(probabilities[row, label])
+
+
+def base_hits(scanner: DenseScanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, distances):
+    """A per-base model's hits in a block of reads: the peaks of each read's scores (as a genome
+    scan calls them, along the read), placed where their base aligns."""
+    if not item["sequences"]:
+        return
+    probabilities = scanner.probabilities(item["encoded"], item["sequences"], batch_tokens)
+    tracks = {}
+    for p, (k, start, end, strand) in zip(probabilities, item["windows"]):
+        track = tracks.setdefault((k, strand), np.zeros((len(item["places"][k]), p.shape[1]), dtype=np.float32))
+        track[start:end] = p if strand == "+" else p[::-1]
+    for (k, strand), track in tracks.items():
+        for label in labels:
+            name = scanner.labels[label]
+            caller = PeakCaller(score_of(threshold), distances[name])
+            caller.start("", 0)
+            caller.feed(0, np.rint(track[:, label] * 1000).astype(np.int64), owned=True)
+            caller.finish()
+            for _, q, _ in caller.peaks:
+                if item["places"][k][q] >= 0:
+                    yield int(item["places"][k][q]), strand, name, float(track[q, label])
+
+
+def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
+               stride: int | None, distances: dict[str, int], batch_tokens: int, workers: int, min_mapq: int,
+               min_reads: int, progress: bool) -> tuple[list[Call], Tally]:
+    """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): the reads
+    in which a window classifier's window, or a per-base model's peak, calls a label there, with the
+    site's mean probability over those reads."""
+    if scanner.dense:
+        dataset, hits = ReadBases(bam_path, reference, regions, ranges, scanner, min_mapq), base_hits
+    else:
+        names = [scanner.labels[i] for i in labels]
+        dataset, hits = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq), window_hits
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None)
     support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]
     tally, reads = Tally(), 0
@@ -149,18 +229,15 @@ def scan_reads(scanner: Scanner, bam_path, reference, regions, ranges, *, labels
         for item in loader:
             if "error" in item:
                 raise UserError(item["error"])
-            if len(item["lengths"]):
-                probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
-                for j, label in enumerate(labels):
-                    for row in np.flatnonzero(probabilities[:, label] >= threshold):
-                        position = item["sites"][row, j]
-                        if position >= 0:
-                            entry = support[(item["contig"], int(position), item["strand"][row], names[j])]
-                            entry[0] += 1
-                            entry[1] += float(probabilities[row, label])
-            tally.windows += len(item["lengths"])
-            tally.tokens += int(item["lengths"].sum())
-            tally.bases += len(item["lengths"]) * scanner.window
+            for position, strand, name, probability in hits(scanner, item, labels, threshold, batch_tokens, distances):
+                entry = support[(item["contig"], position, strand, name)]
+                entry[0] += 1
+                entry[1] += probability
+            windows = len(item["sequences"]) if scanner.dense else len(item["lengths"])
+            tally.windows += windows
+            tally.tokens += sum(len(ids) for ids, _ in item["encoded"] or []) if scanner.dense else \
+                int(item["lengths"].sum())
+            tally.bases += sum(len(q) for q in item["sequences"]) if scanner.dense else windows * scanner.window
             reads += item["reads"]
             bar.update(item["reads"])
     tally.seconds = time.perf_counter() - started

@@ -1,22 +1,31 @@
-"""Scoring scan calls against an annotation: each call's peak is matched to the annotated sites its
-label stands for, on its strand, within the tolerance of that kind of site (the task registry says
-which sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision is the share of
-calls that match a site, recall the share of sites that a call matches."""
+"""Scoring a scan against an annotation. Each call's peak is matched to the annotated sites its label
+stands for, on its strand, within the tolerance of that kind of site (the task registry says which
+sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision is the share of calls
+that match a site, recall the share of sites that a call matches. From the scan's score tracks, per
+base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
 import json
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
+from ..bases.metrics import SiteCounts, as_scores
 from ..errors import UserError
-from ..options import add_settings, settings_from, settings_with
+from ..options import add_settings, named_paths, settings_from, settings_with
 from ..outputs import atomic_output, check_outputs
 from ..sequences import read_annotation, read_bed_regions
+from ..sequences.fasta import open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
 from .plan import RegionIndex
+
+METAPLOT = 200  # bp either side of a site the metaplot reaches
+PIECE = 5_000_000  # bp of a track read at a time
+CLOSE_PAIR = 400  # bp: sites this close share a window of a window scan, which cannot tell them apart
 
 def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
@@ -34,10 +43,12 @@ def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndar
     return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
 
 
-def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, **overrides) -> dict:
-    """Precision, recall and F1 per label (and over all), as a dict ready for JSON. Only calls (by
-    their peak) and annotated sites inside the settings' `regions` (BED) or `contigs`, or the regions
-    the scan's `summary` names, count. The labels are those the scan called (from its summary), else
+def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, settings=None, **overrides) -> dict:
+    """Precision, recall and F1 per label (and over all), as a dict ready for JSON; with the scan's
+    `summary`, where it wrote score tracks, also per-base PR-AUC, top-k accuracy and the mean score
+    around annotated sites. Only calls (by their peak), sites and bases inside the scanned regions
+    (from the summary) and inside the settings' `regions` (BED) or `contigs`, or the test split of the
+    task folder `held_out`, count. The labels are those the scan called (from its summary), else
     those in the calls. Settings: a ScanEvalSettings, or its fields as keywords."""
     s = settings_with(ScanEvalSettings, settings, overrides)
     calls = read_calls(calls_path)
@@ -49,19 +60,14 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, 
                         f"(known: {', '.join(SITE_LABELS)})")
     annotation = read_annotation(annotation_path, s.min_intron)
     _check_same_genome(annotation, calls, scanned)
-    inside = None
-    if s.regions is not None:
-        inside = read_bed_regions(s.regions)
-    elif s.contigs:
-        inside = [(c, 0, 2**62) for c in s.contigs]
-    elif scanned is not None:
-        inside = [tuple(r) for r in scanned["regions"]]
+    regions = _evaluated_regions(scanned, s, held_out)
     sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
+    inside = RegionIndex(regions) if regions is not None else None
     if inside is not None:
-        inside = RegionIndex(inside)
         sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
-    report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances, "labels": {}}
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances,
+              **({"held_out": str(held_out)} if held_out else {}), "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     for label in labels:
         kind = SITE_LABELS[label].site
@@ -74,19 +80,166 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, settings=None, 
         if inside is not None:
             peaks = {key: p[inside.holds(key[0], p)] for key, p in peaks.items()}
         counts = np.zeros(4, dtype=np.int64)
+        pairs = np.zeros(2, dtype=np.int64)  # close pairs, resolved ones
         for (contig, strand), positions in peaks.items():
             counts[0] += len(positions)
             counts[1] += _near(positions, sites.get((kind, contig, strand), np.array([], dtype=np.int64)),
                                tolerance).sum()
         for (k, contig, strand), positions in sites.items():
             if k == kind:
+                called = peaks.get((contig, strand), np.array([], dtype=np.int64))
                 counts[2] += len(positions)
-                counts[3] += _near(positions, peaks.get((contig, strand), np.array([], dtype=np.int64)),
-                                   tolerance).sum()
-        report["labels"][label] = _metrics(counts)
+                counts[3] += _near(positions, called, tolerance).sum()
+                pairs += _close_pairs(positions, called, tolerance)
+        report["labels"][label] = _metrics(counts) | {"close_pairs": int(pairs[0]),
+                                                      "close_pairs_resolved": int(pairs[1])}
         totals += counts
     report["overall"] = _metrics(totals)
+    if scanned is not None:
+        _score_tracks(report, scanned, Path(summary), labels, sites, regions, tolerances)
     return report
+
+
+def _close_pairs(sites: np.ndarray, calls: np.ndarray, tolerance: int) -> tuple[int, int]:
+    """Neighbouring sites closer than a window (CLOSE_PAIR bp), and how many of those pairs two
+    different calls find, each within the tolerance of its own site."""
+    close = np.flatnonzero(np.diff(sites) < CLOSE_PAIR)
+    resolved = 0
+    for i in close:
+        a, b = sites[i], sites[i + 1]
+        near_a = calls[np.abs(calls - a) <= tolerance]
+        near_b = calls[np.abs(calls - b) <= tolerance]
+        resolved += bool(len(near_a) and len(near_b) and len(np.union1d(near_a, near_b)) >= 2)
+    return len(close), resolved
+
+
+def _evaluated_regions(scanned, s, held_out) -> list | None:
+    """Where sites count: the scanned regions, within the given regions, contigs or held-out split."""
+    given = None
+    if s.regions is not None:
+        given = read_bed_regions(s.regions)
+    elif s.contigs:
+        given = [(c, 0, 2**62) for c in s.contigs]
+    elif held_out is not None:
+        given = held_out_regions(held_out)
+    if scanned is None:
+        return given
+    scanned_regions = [tuple(r) for r in scanned["regions"]]
+    return scanned_regions if given is None else intersect(scanned_regions, given)
+
+
+def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
+    """The test split of a task folder: its contigs, or its stretches of contigs."""
+    described = Path(task_folder) / "task.json"
+    try:
+        task = json.loads(described.read_text())
+        if task.get("split") == "positions":
+            return [tuple(r) for r in task["regions"]["test"]]
+        return [(c, 0, 2**62) for c in task["contigs"]["test"]]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{described}: not the task.json of a task built by `dnabert2 tasks`") from None
+
+
+def intersect(a, b) -> list[tuple[str, int, int]]:
+    """The bases in both sets of regions, as regions."""
+    by_contig = defaultdict(list)
+    for contig, start, end in b:
+        by_contig[contig].append((start, end))
+    return [(contig, max(start, s2), min(end, e2)) for contig, start, end in a for s2, e2 in by_contig[contig]
+            if max(start, s2) < min(end, e2)]
+
+
+def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolerances) -> None:
+    """Per-base PR-AUC and top-k accuracy of each label from the scan's tracks (a site's score is the
+    best within its label's tolerance), and the metaplot: the mean score at each offset from
+    annotated sites, on their strand, 5'→3'."""
+    tracks = open_tracks(scanned, summary)
+    if tracks is None:
+        reason = "the scan wrote no score tracks (--bigwig or --bedgraph)"
+        for label in labels:
+            report["labels"][label] |= {"pr_auc": None, "top_k_accuracy": None}
+            report["labels"][label]["undefined"] = report["labels"][label].get("undefined", {}) | {
+                "pr_auc": reason, "top_k_accuracy": reason}
+        return
+    strands = {"both": "+-"}.get(scanned.get("strands", "both"), scanned.get("strands"))
+    report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
+    for label in labels:
+        kind, tolerance = SITE_LABELS[label].site, tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"]
+        counts, around, seen = SiteCounts(), np.zeros(2 * METAPLOT + 1), np.zeros(2 * METAPLOT + 1)
+        margin = max(tolerance, METAPLOT)
+        for contig, region_start, region_end in regions:
+            # In pieces, each read with a margin inside the region, so memory stays flat on long contigs.
+            for start in range(region_start, region_end, PIECE):
+                end = min(start + PIECE, region_end)
+                lo, hi = max(region_start, start - margin), min(region_end, end + margin)
+                for strand in strands:
+                    values = np.nan_to_num(tracks(label, strand, contig, lo, hi), nan=0.0)
+                    scores = as_scores(values)
+                    if tolerance:
+                        scores = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=0)
+                    here = sites.get((kind, contig, strand), np.array([], dtype=np.int64))
+                    here = here[(here >= start) & (here < end)] - lo
+                    positive = np.zeros(hi - lo, dtype=bool)
+                    positive[here] = True
+                    counts.add(scores[start - lo:end - lo], positive[start - lo:end - lo])
+                    _metaplot(around, seen, values, here, strand)
+        report["labels"][label] |= counts.metrics()
+        report["metaplot"][label] = [round(float(x), 4) for x in np.divide(around, seen, out=np.zeros_like(around),
+                                                                               where=seen > 0)]
+
+
+def _metaplot(around, seen, values, sites, strand) -> None:
+    """Add the scores around each site (offsets into values) to the sums, oriented 5'→3'."""
+    for offset in sites:
+        lo, hi = max(0, offset - METAPLOT), min(len(values), offset + METAPLOT + 1)
+        place = np.arange(lo - offset, hi - offset) * (1 if strand == "+" else -1) + METAPLOT
+        around[place] += values[lo:hi]
+        seen[place] += 1
+
+
+def open_tracks(scanned: dict, summary: Path):
+    """A reader of the scan's tracks: (label, strand, contig, start, end) → values (NaN where there is
+    none); from its bigWig folder, else its bedGraph folder; None if it wrote neither."""
+    from .tracks import file_name
+
+    folder = summary.parent
+    if scanned.get("bigwig_dir"):
+        import pyBigWig
+
+        def read(label, strand, contig, start, end):
+            path = folder / scanned["bigwig_dir"] / file_name(label, strand, "bigwig")
+            if not path.is_file():
+                raise UserError(f"{path}: missing from the scan's bigWig folder")
+            with closing(pyBigWig.open(str(path))) as bigwig:
+                if contig not in bigwig.chroms():
+                    return np.full(end - start, np.nan)
+                return bigwig.values(contig, start, end, numpy=True)
+        return read
+    if scanned.get("bedgraph_dir"):
+        cache = {}
+
+        def read(label, strand, contig, start, end):
+            path = folder / scanned["bedgraph_dir"] / file_name(label, strand, "bedgraph")
+            if path not in cache:
+                cache[path] = read_bedgraph(path)
+            values = np.full(end - start, np.nan)
+            for a, b, v in cache[path].get(contig, ()):
+                if a < end and b > start:
+                    values[max(a, start) - start:min(b, end) - start] = v
+            return values
+        return read
+    return None
+
+
+def read_bedgraph(path: Path) -> dict[str, list[tuple[int, int, float]]]:
+    rows = defaultdict(list)
+    with open_text(path) as handle:
+        for line in handle:
+            if line.startswith(("track", "#", "browser")):
+                continue
+            contig, start, end, value = line.split()[:4]
+            rows[contig].append((int(start), int(end), float(value)))
+    return rows
 
 
 def _metrics(counts) -> dict:
@@ -153,17 +306,60 @@ def add_arguments(parser) -> None:
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
     parser.add_argument("--out", type=Path, help="JSON report")
-    parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called and "
-                        "the regions it scanned, so labels without calls count and sites outside the scan do not")
+    parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called, "
+                        "the regions it scanned (so labels without calls count and sites outside the scan do not) and "
+                        "its score tracks, from which per-base PR-AUC, top-k accuracy and the metaplot come")
+    parser.add_argument("--held-out", type=Path, metavar="TASK", help="count only the test split of this task folder "
+                        "(its test contigs, or its test stretches of contigs): the bases the model was not tuned on")
     add_settings(parser, ScanEvalSettings)
 
 
 def run(args) -> None:
     check_outputs([args.out], [args.calls, args.annotation, args.summary])
-    report = evaluate_calls(args.calls, args.annotation, summary=args.summary,
+    report = evaluate_calls(args.calls, args.annotation, summary=args.summary, held_out=args.held_out,
                             settings=settings_from(args, ScanEvalSettings))
     text = json.dumps(report, indent=2) + "\n"
     if args.out:
         with atomic_output(args.out) as tmp:
             Path(tmp).write_text(text)
     print(text, end="")
+
+
+TABLE_COLUMNS = ("scan", "label", "calls", "sites", "precision", "recall", "f1", "pr_auc", "top_k_accuracy")
+
+
+def table_rows(reports: dict) -> list[tuple]:
+    """One row per scan and label of scan-eval reports (name → report); undefined figures are blank."""
+    rows = []
+    for name, report in reports.items():
+        for label, m in report["labels"].items():
+            rows.append((name, label, *("" if m.get(key) is None else m[key] for key in TABLE_COLUMNS[2:])))
+    return rows
+
+
+def add_table_arguments(parser) -> None:
+    parser.description = ("One table of scan-eval reports, one row per scan and label: calls, sites, precision, "
+                          "recall, F1 (at the tolerance of each kind of site), per-base PR-AUC and top-k accuracy. "
+                          "Writes TSV (--out) and prints it as a Markdown table.")
+    parser.add_argument("reports", nargs="+", metavar="REPORT", help="scan-eval reports, each NAME=PATH or a path "
+                        "(named by its folder)")
+    parser.add_argument("--out", type=Path, help="table (TSV)")
+
+
+def run_table(args) -> None:
+    named = named_paths(args.reports)
+    check_outputs([args.out], list(named.values()))
+    reports = {}
+    for name, path in named.items():
+        try:
+            reports[name] = json.loads(Path(path).read_text())
+            assert isinstance(reports[name]["labels"], dict)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
+            raise UserError(f"{path}: not a scan-eval report") from None
+    rows = table_rows(reports)
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            Path(tmp).write_text("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    print("| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS))
+    for r in rows:
+        print("| " + " | ".join(map(str, r)) + " |")

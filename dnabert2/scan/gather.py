@@ -1,6 +1,6 @@
 """Joining the chunks of one scan (`dnabert2 scan --chunk i/n`, each with its summary) into what one
-unchunked scan writes: calls that meet across chunk ends merged, top-k over the whole genome, one
-bedGraph and one summary."""
+unchunked scan writes: peaks as each chunk called them (or, for --merge, calls that meet across chunk
+ends merged), top-k over the whole genome, one set of tracks and one summary."""
 
 import json
 import os
@@ -14,7 +14,8 @@ from ..settings import ScanSettings
 from .calls import Merger, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
 
-SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "stride", "strands", "window_bp",
+SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
+                       "stride", "strands", "window_bp",
                        "max_n", "min_depth", "min_mapq", "min_reads", "regions", "contigs", "contig_lengths",
                        "batch_tokens", "dtype")
 
@@ -44,10 +45,14 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
         if strangers:
             raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
         calls += mine
-    merger = Merger()
-    for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
-        merger.add(call)
-    merged = top(merger.finish(), top_k, order)
+    if parts[0][1].get("calls_by") == "peaks":
+        joined = calls  # each chunk called the peaks of its own bases, its neighbours' scores in view
+    else:
+        merger = Merger()
+        for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):
+            merger.add(call)
+        joined = merger.finish()
+    merged = top(joined, top_k, order)
     if bedgraph or bigwig:
         graph = Tracks()
         for folder, part in parts:

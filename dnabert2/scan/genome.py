@@ -1,37 +1,27 @@
 """Scanning a genome: blocks of windows are read and tokenised in DataLoader workers (one block per
 item, handed out round-robin so they come back in genome order) and classified in packed batches on
-the main process; calls and per-window scores stream out as blocks finish, so memory stays flat
-however large the genome."""
+the main process; calls and scores stream out as blocks finish, so memory stays flat however large
+the genome. The loop serves window scans (here) and dense scans (scan/dense.py) alike: each kind of
+scanner says how a block is read (`reader`) and what its scores are (`block_scores`)."""
 
 import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
-from ..tokenizer import encode, load_tokenizer
+from ..tokenizer import encode
 from .calls import Call, Merger, score_of
 from .model import Scanner
-from .plan import Block
+from .peaks import PeakCaller
+from .plan import Block, BlockReader, as_is
 from .tracks import Tracks
 
 log = logging.getLogger(__name__)
-
-
-def _as_is(item):
-    return item
-
-
-def worker_share(items):
-    """The items this DataLoader worker prepares: every W-th, so that the loader, which takes one
-    item from each worker in turn, returns them in order."""
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info else (0, 1)
-    return ((k, item) for k, item in enumerate(items) if k % workers == worker)
 
 
 def tokenised(tokenizer, pieces: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,21 +30,12 @@ def tokenised(tokenizer, pieces: list[str], max_tokens: int) -> tuple[np.ndarray
             np.array([len(row) for row in ids], dtype=np.int64))
 
 
-class BlockWindows(IterableDataset):
+class BlockWindows(BlockReader, IterableDataset):
     """Each block's windows on the strands asked for, windows with too many N dropped, tokenised."""
 
     def __init__(self, genome, blocks: list[Block], strands: str, tokenizer, max_tokens: int, max_n: float):
-        self.genome, self.blocks, self.strands = genome, blocks, strands
-        self.tokenizer, self.max_tokens, self.max_n = tokenizer, max_tokens, max_n
-
-    def __iter__(self):
-        with Fasta(self.genome) as fasta:
-            tokenizer = load_tokenizer(self.tokenizer)
-            for _, block in worker_share(self.blocks):
-                try:
-                    yield self.prepare(fasta, tokenizer, block)
-                except UserError as error:  # travels to the main process as data, not as a traceback
-                    yield {"error": str(error)}
+        super().__init__(genome, blocks, tokenizer)
+        self.strands, self.max_tokens, self.max_n = strands, max_tokens, max_n
 
     def prepare(self, fasta: Fasta, tokenizer, block: Block) -> dict:
         begin, end = block.span
@@ -72,8 +53,8 @@ class BlockWindows(IterableDataset):
                 index.append(i)
                 strand.append(st)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"block": block.index, "window": np.array(index, dtype=np.int64), "strand": strand,
-                "ids": ids, "lengths": lengths, "skipped": len(block.starts) - len(set(index))}
+        return {"window": np.array(index, dtype=np.int64), "strand": strand, "ids": ids, "lengths": lengths,
+                "windows": len(lengths), "tokens": int(lengths.sum()), "skipped": len(block.starts) - len(set(index))}
 
 
 @dataclass
@@ -96,42 +77,94 @@ class Tally:
                 "tokens_per_second": round(self.tokens / seconds), "device": str(scanner.device)}
 
 
-def scan_blocks(scanner: Scanner, genome, blocks: list[Block], *, strands: str, labels: list[int], threshold: float,
-                batch_tokens: int, workers: int, max_n: float, bedgraph: Tracks | None, lengths: dict[str, int],
-                progress: bool) -> tuple[list[Call], Tally]:
-    """Classify every window of `blocks`; returns the merged calls and a tally."""
-    dataset = BlockWindows(genome, blocks, strands, scanner.folder / "tokenizer.json", scanner.max_tokens, max_n)
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
+class Calling:
+    """Turns a scan's scores into calls: peaks by non-maximum suppression per label and strand, or with
+    `merge` (window scans) overlapping windows above the threshold merged into one region."""
+
+    def __init__(self, scanner, threshold: float, distances: dict[str, int], merge: bool):
+        self.scanner, self.threshold, self.distances, self.merge = scanner, score_of(threshold), distances, merge
+        self.merger, self.callers, self.grid = Merger(), {}, None
+
+    def add(self, block: Block, owned: bool, scores: dict) -> None:
+        """A block's scores: (label, strand) → (positions, track ends, values), positions ascending."""
+        if self.merge:
+            for (name, strand), (positions, _, values) in scores.items():
+                for site, value in zip(positions.tolist(), values.tolist()):
+                    if value >= self.threshold:
+                        start, end = self.scanner.call_span(name, strand, site)
+                        self.merger.add(Call(block.grid.contig, start, end, name, value, strand, 1, site))
+            return
+        if block.grid != self.grid:
+            for caller in self.callers.values():
+                caller.finish()
+            self.grid = block.grid
+        for key, (positions, _, values) in scores.items():
+            if not len(positions):
+                continue
+            caller = self.callers.setdefault(key, PeakCaller(self.threshold, self.distances[key[0]]))
+            if caller.contig is None:
+                caller.start(block.grid.contig, self.grid.start)
+            dense = np.full(positions[-1] - positions[0] + 1, -1, dtype=np.int32)
+            dense[positions - positions[0]] = values
+            caller.feed(int(positions[0]), dense, owned)
+
+    def finish(self) -> list[Call]:
+        if self.merge:
+            return self.merger.finish()
+        calls = []
+        for (name, strand), caller in self.callers.items():
+            caller.finish()
+            for contig, site, value in caller.peaks:
+                start, end = self.scanner.call_span(name, strand, site)
+                calls.append(Call(contig, start, end, name, value, strand, 1, site))
+        return calls
+
+
+def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]], *, labels: list[int],
+                batch_tokens: int, workers: int, tracks: Tracks | None, lengths: dict[str, int], calling: Calling,
+                progress: bool) -> Tally:
+    """Score every window of the planned blocks (owned ones, and other chunks' blocks whose scores
+    the peaks at this chunk's ends depend on), read by `dataset` and scored by `block_scores` (a
+    window or a dense scan's), feeding calls and tracks; returns a tally."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
-    merger, tally = Merger(), Tally()
+    tally = Tally()
     started = time.perf_counter()
-    with tqdm(total=sum(b.last - b.first for b in blocks), unit="window", disable=not progress) as bar:
+    with tqdm(total=sum(b.last - b.first for b, owned in planned if owned), unit="window", disable=not progress) as bar:
         for item in loader:
             if "error" in item:
                 raise UserError(item["error"])
-            block = blocks[item["block"] - blocks[0].index] if blocks else None
-            probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
-            _collect(scanner, block, item, probabilities, labels, threshold, merger, bedgraph, lengths)
-            tally.windows += len(item["lengths"])
+            block, owned = planned[item["item"]]
+            scores = block_scores(scanner, block, item, batch_tokens, labels, lengths)
+            calling.add(block, owned, scores)
+            if not owned:
+                continue
+            if tracks is not None:
+                for (name, strand), (positions, ends, values) in scores.items():
+                    tracks.add_many(name, strand, block.grid.contig, positions, ends, values, join=scanner.dense)
+            tally.windows += item["windows"]
             tally.skipped += item["skipped"]
-            tally.tokens += int(item["lengths"].sum())
+            tally.tokens += item["tokens"]
             tally.bases += block.bases
             bar.update(block.last - block.first)
     tally.seconds = time.perf_counter() - started
-    return merger.finish(), tally
+    return tally
 
 
-def _collect(scanner, block, item, probabilities, labels, threshold, merger, bedgraph, lengths) -> None:
-    contig, size, starts = block.grid.contig, block.grid.size, block.starts
+def window_scores(scanner: Scanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
+                  lengths: dict[str, int]) -> dict:
+    """A window scan's scores of a block: each window's probability at its label's site, as a track
+    value reaching to where the next window's site lies (at most one stride)."""
+    probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
+    size, starts, contig = block.grid.size, block.starts, block.grid.contig
+    found = {}
     for row, (i, strand) in enumerate(zip(item["window"], item["strand"])):
         start = starts[i]
         following = block.next_start(i)
         step = following - start if following is not None else min(block.grid.stride, size)
         for label in labels:
             name = scanner.labels[label]
-            p = float(probabilities[row, label])
             site = scanner.site(name, start, strand)
-            if bedgraph is not None:
-                bedgraph.add(name, strand, contig, site, min(site + step, lengths[contig]), p)
-            if p >= threshold:
-                merger.add(Call(contig, start, start + size, name, score_of(p), strand, 1, site))
+            found.setdefault((name, strand), []).append((site, min(site + step, lengths[contig]),
+                                                         score_of(float(probabilities[row, label]))))
+    return {key: tuple(np.array(column, dtype=np.int64) for column in zip(*rows)) for key, rows in found.items()}

@@ -12,7 +12,8 @@ import torch
 
 from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import UserError
-from ..model import is_classifier, load_model
+from ..bases.cnn import is_cnn
+from ..model import classifier_head, is_classifier, load_model
 from ..tasks.registry import KINDS
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,16 @@ class Scanner:
     def __post_init__(self):
         self.autocast = autocast(self.device, self.precision)
 
+    dense = False
+
     def site(self, label: str, start: int, strand: str) -> int:
         plus, minus = self.offsets[label]
         return start + (plus if strand == "+" else minus)
+
+    def call_span(self, label: str, strand: str, site: int) -> tuple[int, int]:
+        """A call's region: the window whose site it is."""
+        start = site - self.site(label, 0, strand)
+        return start, start + self.window
 
     @torch.inference_mode()
     def probabilities(self, ids: np.ndarray, lengths: np.ndarray, batch_tokens: int) -> np.ndarray:
@@ -55,21 +63,32 @@ class Scanner:
         return out
 
 
-def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> Scanner:
-    """The classifier in `folder` (a fine-tuned model: ours, LoRA or merged, or one saved by the
-    released code) ready to scan. window: bp, default the task's."""
-    folder = Path(folder)
+def is_per_base(folder: Path) -> bool:
+    """A per-base model (a dense head, or the CNN baseline), which scans densely."""
+    return is_cnn(folder) or (is_classifier(folder) and classifier_head(folder) == "dense")
+
+
+def scanning_device(folder: Path, device, dtype: str):
+    """The device and precision a scan runs on, once the folder is known to hold a classifier."""
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
-    if not is_classifier(folder):
+    if not is_classifier(folder) and not is_cnn(folder):
         raise UserError(f"{folder}: a model without a classification head; scanning needs a fine-tuned "
                         "classifier (`dnabert2 finetune`)")
-    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
-    trained = json.loads((folder / "finetune.json").read_text()) if (folder / "finetune.json").is_file() else {}
     device = resolve_device(device)
     precision = resolve_precision(dtype, device)
     if precision == "bf16" and device.type != "cuda":
         raise UserError("bf16 inference needs a CUDA GPU; use --dtype fp32 on the CPU")
+    return device, precision
+
+
+def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> Scanner:
+    """The window classifier in `folder` (a fine-tuned model: ours, LoRA or merged, or one saved by
+    the released code) ready to scan. window: bp, default the task's."""
+    folder = Path(folder)
+    device, precision = scanning_device(folder, device, dtype)
+    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
+    trained = json.loads((folder / "finetune.json").read_text()) if (folder / "finetune.json").is_file() else {}
     model = load_model(folder, head="classification", device=device)
     classes = model.config.num_labels
     named = model.config.id2label or {}

@@ -37,6 +37,30 @@ class Grid:
 
 
 @dataclass(frozen=True)
+class Tiles:
+    """Cores of a dense scan over [start, end) of a contig: abutting, `size` bp each, the last one cut
+    at the end, so each base lies in exactly one."""
+
+    contig: str
+    start: int
+    end: int
+    size: int
+
+    @property
+    def stride(self) -> int:
+        return self.size
+
+    def __len__(self) -> int:
+        return -(-(self.end - self.start) // self.size)
+
+    def window_start(self, i: int) -> int:
+        return self.start + i * self.size
+
+    def core(self, i: int) -> tuple[int, int]:
+        return self.window_start(i), min(self.end, self.window_start(i) + self.size)
+
+
+@dataclass(frozen=True)
 class Block:
     """Windows first..last-1 of a grid; index is the block's place in the whole scan."""
 
@@ -52,7 +76,7 @@ class Block:
     @property
     def span(self) -> tuple[int, int]:
         """The bases the block's windows cover."""
-        return self.grid.window_start(self.first), self.grid.window_start(self.last - 1) + self.grid.size
+        return self.grid.window_start(self.first), min(self.grid.end, self.grid.window_start(self.last - 1) + self.grid.size)
 
     @property
     def bases(self) -> int:
@@ -64,6 +88,45 @@ class Block:
         """Where the window after window i of the block starts, if the grid has one."""
         j = self.first + i + 1
         return self.grid.window_start(j) if j < len(self.grid) else None
+
+
+def as_is(item):
+    """A DataLoader's collate_fn for items that are whole blocks already."""
+    return item
+
+
+def worker_share(items):
+    """The items (blocks) this DataLoader worker prepares: every W-th, so that the loader, which takes
+    one item from each worker in turn, returns them in order."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info else (0, 1)
+    return ((k, item) for k, item in enumerate(items) if k % workers == worker)
+
+
+class BlockReader:
+    """What a scan's DataLoader iterates: each of this worker's blocks read from the genome and
+    prepared (`prepare`, by the kind of scan), with its place in the list; a bad input travels to
+    the main process as an error item, not as a worker's traceback."""
+
+    def __init__(self, genome, blocks: list[Block], tokenizer):
+        self.genome, self.blocks, self.tokenizer = genome, blocks, tokenizer
+
+    def __iter__(self):
+        from ..sequences import Fasta
+        from ..tokenizer import load_tokenizer
+
+        with Fasta(self.genome) as fasta:
+            tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
+            for k, block in worker_share(self.blocks):
+                try:
+                    yield {"item": k, **self.prepare(fasta, tokenizer, block)}
+                except UserError as error:
+                    yield {"error": str(error)}
+
+    def prepare(self, fasta, tokenizer, block: Block) -> dict:
+        raise NotImplementedError
 
 
 def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -99,14 +162,30 @@ class RegionIndex:
         return (i >= 0) & (positions >= 0) & (positions < ends[np.maximum(i, 0)])
 
 
-def blocks(regions, size: int, stride: int, block_windows: int) -> list[Block]:
-    """Every block of the scan, in genome order."""
+def blocks(regions, size: int, stride: int | None, block_windows: int) -> list[Block]:
+    """Every block of the scan, in genome order: of windows `size` bp long every `stride` bp, or,
+    with stride None, of dense cores `size` bp long."""
     found = []
     for contig, start, end in regions:
-        grid = Grid(contig, start, end, size, stride)
+        grid = Grid(contig, start, end, size, stride) if stride else Tiles(contig, start, end, size)
         for first in range(0, len(grid), block_windows):
             found.append(Block(len(found), grid, first, min(first + block_windows, len(grid))))
     return found
+
+
+def neighbours(all_blocks: list[Block], mine: list[Block], reach: int) -> tuple[list[Block], list[Block]]:
+    """The blocks of other chunks whose scores peaks within `reach` bp of this chunk's ends depend on:
+    whole blocks (scored as their own chunk scores them), on the same contig region, before and after."""
+    if not mine:
+        return [], []
+    before, after = [], []
+    for step, found, edge in ((-1, before, mine[0]), (1, after, mine[-1])):
+        i, covered = edge.index + step, 0
+        while 0 <= i < len(all_blocks) and all_blocks[i].grid == edge.grid and covered < reach:
+            found.append(all_blocks[i])
+            covered += all_blocks[i].span[1] - all_blocks[i].span[0]
+            i += step
+    return before[::-1], after
 
 
 def parse_chunk(text: str) -> tuple[int, int]:

@@ -1,19 +1,22 @@
-"""Per-window score tracks of a scan: one track per label and strand, streamed to temporary files so
+"""Score tracks of a scan: one track per label and strand, streamed to temporary files so
 memory does not grow with the genome, and written as a folder of bedGraph files
 (`{label}.plus.bedgraph`, `{label}.minus.bedgraph`), each valid on its own for bedtools and genome
-browsers, and/or as bigWig (pyBigWig). A window's value covers its site up to where the next
-window's site lies (at most one stride), so a track's intervals never overlap."""
+browsers, and/or as bigWig (pyBigWig). A dense scan's value covers its base; a window scan's covers
+the window's site up to where the next window's site lies (at most one stride), so a track's
+intervals never overlap."""
 
 import re
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import UserError
 from ..outputs import atomic_folder, make_parent
 
 STRANDS = {"+": "plus", "-": "minus"}
 SUFFIXES = {"bedgraph": ".bedgraph", "bigwig": ".bw"}
-BIGWIG_BATCH = 100_000  # entries handed to pyBigWig at a time
+BATCH = 100_000  # rows formatted, or handed to pyBigWig, at a time
 
 
 def file_name(label: str, strand: str, kind: str) -> str:
@@ -41,35 +44,59 @@ def _check_folder(path, kind: str) -> None:
         raise UserError(f"{path}: holds {', '.join(others[:3])}, not {kind} tracks; give a folder of its own")
 
 
+ROW = np.dtype([("contig", "<i4"), ("start", "<i8"), ("end", "<i8"), ("score", "<i2")])
+
+
 class Tracks:
-    """Scores per (label, strand), added in genome order."""
+    """Scores per (label, strand), added in genome order and kept as binary rows in temporary files
+    (contig, start, end, probability × 1000), so a per-base track of a large genome costs disk, not
+    memory, and bigWig is written from the numbers without parsing text."""
 
     def __init__(self):
         self.folder = tempfile.TemporaryDirectory(prefix="dnabert2-tracks-")
         self.files = {}
+        self.contigs: dict[str, int] = {}
 
-    def _file(self, label: str, strand: str):
+    def _append(self, label: str, strand: str, rows: np.ndarray) -> None:
         if (label, strand) not in self.files:
-            self.files[(label, strand)] = open(Path(self.folder.name) / f"{len(self.files)}.bedgraph", "w")
-        return self.files[(label, strand)]
+            self.files[(label, strand)] = open(Path(self.folder.name) / f"{len(self.files)}.rows", "wb")
+        rows.tofile(self.files[(label, strand)])
 
-    def add(self, label: str, strand: str, contig: str, start: int, end: int, probability: float) -> None:
-        self._file(label, strand).write(f"{contig}\t{start}\t{end}\t{probability:.3f}\n")
+    def add_many(self, label: str, strand: str, contig: str, starts, ends, scores, join: bool = False) -> None:
+        """Intervals in order with their scores (probability × 1000). With join, neighbours that touch
+        and score alike become one bedGraph line, so a per-base track stays as small as its changes."""
+        if not len(starts):
+            return
+        joins = (starts[1:] == ends[:-1]) & (scores[1:] == scores[:-1]) & join
+        first = np.flatnonzero(np.concatenate([[True], ~joins]))
+        last = np.concatenate([first[1:] - 1, [len(starts) - 1]])
+        rows = np.empty(len(first), dtype=ROW)
+        rows["contig"] = self.contigs.setdefault(contig, len(self.contigs))
+        rows["start"], rows["end"], rows["score"] = starts[first], ends[last], scores[first]
+        self._append(label, strand, rows)
 
     def extend(self, folder) -> None:
         """Append the tracks of a bedGraph folder written by `write_bedgraph` (a chunk's)."""
+        import pandas as pd
+
         for path in sorted(Path(folder).glob("*.bedgraph")):
             with open(path) as handle:
-                header = handle.readline()
-                label, strand = _track_of(header, path)
-                self._file(label, strand).writelines(handle)
+                label, strand = _track_of(handle.readline(), path)
+            table = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=["contig", "start", "end", "value"],
+                                dtype={"contig": str})
+            rows = np.empty(len(table), dtype=ROW)
+            rows["contig"] = [self.contigs.setdefault(c, len(self.contigs)) for c in table["contig"]]
+            rows["start"], rows["end"] = table["start"], table["end"]
+            rows["score"] = np.rint(table["value"].to_numpy() * 1000)
+            self._append(label, strand, rows)
 
-    def _rows(self, key):
+    def _batches(self, key):
+        """A track's rows, BATCH at a time."""
         self.files[key].flush()
-        with open(self.files[key].name) as handle:
-            for line in handle:
-                contig, start, end, value = line.split("\t")
-                yield contig, int(start), int(end), float(value)
+        rows = np.memmap(self.files[key].name, dtype=ROW, mode="r") if Path(self.files[key].name).stat().st_size \
+            else np.empty(0, dtype=ROW)
+        for start in range(0, len(rows), BATCH):
+            yield rows[start:start + BATCH]
 
     def write(self, bedgraph, bigwig, lengths: dict[str, int]) -> None:
         """Write the tracks into the folders given (bedGraph, bigWig), then let go of the temporary files."""
@@ -82,30 +109,30 @@ class Tracks:
             self.close()
 
     def write_bedgraph(self, folder) -> None:
+        names = list(self.contigs)
         with atomic_folder(folder, force=True) as tmp:
-            for (label, strand), handle in sorted(self.files.items()):
-                handle.flush()
-                with open(tmp / file_name(label, strand, "bedgraph"), "w") as out, open(handle.name) as track:
+            for (label, strand) in sorted(self.files):
+                with open(tmp / file_name(label, strand, "bedgraph"), "w") as out:
                     out.write(f'track type=bedGraph name="{label}{strand}" description="dnabert2 scan: P({label}), '
                               f'{STRANDS[strand]} strand"\n')
-                    out.writelines(track)
+                    for rows in self._batches((label, strand)):
+                        out.writelines(f"{names[c]}\t{a}\t{b}\t{v / 1000:.3f}\n" for c, a, b, v in
+                                       zip(rows["contig"].tolist(), rows["start"].tolist(), rows["end"].tolist(),
+                                           rows["score"].tolist()))
 
     def write_bigwig(self, folder, lengths: dict[str, int]) -> None:
         """The same tracks as bigWig; `lengths` (the genome's contigs, in order) make the header."""
         import pyBigWig
 
+        names = np.array(list(self.contigs), dtype=object)
         with atomic_folder(folder, force=True) as tmp:
             for key in sorted(self.files):
                 bigwig = pyBigWig.open(str(tmp / file_name(*key, "bigwig")), "w")
                 try:
                     bigwig.addHeader(list(lengths.items()))
-                    batch = []
-                    for row in self._rows(key):
-                        batch.append(row)
-                        if len(batch) == BIGWIG_BATCH:
-                            _add(bigwig, batch)
-                            batch = []
-                    _add(bigwig, batch)
+                    for rows in self._batches(key):
+                        bigwig.addEntries(names[rows["contig"]].tolist(), rows["start"].tolist(),
+                                          ends=rows["end"].tolist(), values=(rows["score"] / 1000).tolist())
                 finally:
                     bigwig.close()
 
@@ -113,12 +140,6 @@ class Tracks:
         for handle in self.files.values():
             handle.close()
         self.folder.cleanup()
-
-
-def _add(bigwig, rows) -> None:
-    if rows:
-        contigs, starts, ends, values = (list(column) for column in zip(*rows))
-        bigwig.addEntries(contigs, starts, ends=ends, values=values)
 
 
 def _track_of(header: str, path: Path) -> tuple[str, str]:

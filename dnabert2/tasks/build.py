@@ -8,7 +8,6 @@ seen in training, or, where the contigs cannot carry a split, into stretches of 
 apart; sequences are deduplicated within and across splits and classes are balanced within each split. Output: {train,dev,test}.csv in the GUE format and task.json describing the task.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -16,11 +15,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..options import add_settings, settings_from, settings_with
-from ..outputs import atomic_folder, atomic_output, check_folder
+from ..outputs import check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
-from .gue import SPLITS, write_csv
+from .gue import SPLITS, write_csv, write_task_folder
 from .registry import KINDS, Geometry, SiteLabel, TaskKind, task_kind
+from .split import Split, choose_split
 
 log = logging.getLogger(__name__)
 
@@ -45,97 +45,6 @@ def shuffled_negative(sequence: str, rng: np.random.Generator, segments: int = 2
     for place, piece in zip(chosen, rng.permutation(chosen)):
         pieces[place] = sequence[bounds[piece]:bounds[piece + 1]]
     return "".join(pieces)
-
-
-class CannotSplit(UserError):
-    """The contigs cannot carry a train/dev/test split."""
-
-
-def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fraction: float = 0.1) -> dict[str, str]:
-    """Contig → split. Given contigs are used as they are; otherwise contigs (in a seeded order) go to
-    test, then dev, until each holds at least `fraction` of the sites."""
-    both = sorted(set(test_contigs or ()) & set(dev_contigs or ()))
-    if both:
-        raise UserError(f"contig {both[0]} is named for both test and dev; a contig belongs to one split")
-    named = {c: "test" for c in test_contigs or ()} | {c: "dev" for c in dev_contigs or ()}
-    unknown = sorted(set(named) - set(counts))
-    if unknown:
-        raise UserError(f"contigs with no annotated sites (or not in the genome): {', '.join(unknown)}")
-    total = sum(counts.values())
-    assignment = dict(named)
-    for split, given in (("test", test_contigs), ("dev", dev_contigs)):
-        if given:
-            continue
-        for contig in rng.permutation(sorted(counts)):
-            if sum(counts[c] for c, s in assignment.items() if s == split) >= fraction * total:
-                break
-            if contig not in assignment and len(counts) - len(assignment) > 1:
-                assignment[contig] = split
-    assignment = {c: assignment.get(c, "train") for c in counts}
-    for split in SPLITS:
-        if not any(s == split for s in assignment.values()):
-            raise CannotSplit(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and test "
-                              "by contig")
-    return assignment
-
-
-def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], gap: int,
-                    fraction: float = 0.1) -> dict[str, list[tuple[str, int, int]]]:
-    """Split → stretches of contigs, for genomes whose contigs cannot carry a split (a bacterium, an
-    organelle, a chromosome arm): each contig's last sites (about `fraction` of them) are test, the
-    ones before them dev, the rest train, with `gap` bp (a window) between the stretches so that no
-    window reaches into two splits. A contig with too few sites to cut stays whole in train."""
-    regions = {split: [] for split in SPLITS}
-    for contig, found in positions.items():
-        found = sorted(found)
-        k = max(1, round(fraction * len(found)))
-        if len(found) < 2 * k + 1:
-            regions["train"].append((contig, 0, lengths[contig]))
-            continue
-        # Cut halfway between the last train site and the first dev site, and so on.
-        dev_at = (found[-2 * k - 1] + found[-2 * k]) // 2
-        test_at = (found[-k - 1] + found[-k]) // 2
-        regions["train"].append((contig, 0, max(0, dev_at - gap)))
-        regions["dev"].append((contig, dev_at, max(dev_at, test_at - gap)))
-        regions["test"].append((contig, test_at, lengths[contig]))
-    return {split: [r for r in stretches if r[2] > r[1]] for split, stretches in regions.items()}
-
-
-class Split:
-    """Where train, dev and test lie: whole contigs, or stretches of them. A window belongs to the
-    split whose stretch holds all of it."""
-
-    def __init__(self, how: str, regions: dict[str, list[tuple[str, int, int]]]):
-        self.how, self.regions = how, regions
-        self.on = {}
-        for split, found in regions.items():
-            for contig, start, end in found:
-                self.on.setdefault(contig, []).append((start, end, split))
-
-    def of(self, contig: str, start: int, end: int) -> str | None:
-        return next((split for a, b, split in self.on.get(contig, ()) if a <= start and end <= b), None)
-
-    def contigs(self, split: str) -> list[str]:
-        return sorted({contig for contig, _, _ in self.regions[split]})
-
-
-def choose_split(sites: list, lengths: dict[str, int], test_contigs, dev_contigs, rng, gap: int) -> Split:
-    """By contig when the contigs carry it (the test split then shares no contig with training), else
-    by position along each contig."""
-    counts, positions = {}, {}
-    for site, _ in sites:
-        counts[site.contig] = counts.get(site.contig, 0) + 1
-        positions.setdefault(site.contig, []).append(site.position)
-    try:
-        assignment = split_contigs(counts, test_contigs, dev_contigs, rng)
-    except CannotSplit as error:
-        if test_contigs or dev_contigs:
-            raise UserError(f"{error}; leave out --test-contigs and --dev-contigs to split each contig by "
-                            "position instead") from None
-        log.info("%s: splitting each contig by position instead (train, dev, test along it, a window apart)", error)
-        return Split("positions", split_positions(positions, lengths, gap))
-    return Split("contigs", {split: [(c, 0, lengths[c]) for c, s in assignment.items() if s == split]
-                             for split in SPLITS})
 
 
 def _random_sites(regions: list[tuple[str, int, int]], rng: np.random.Generator):
@@ -257,18 +166,11 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
         "seed": seed, "genome": str(genome), "annotation": str(annotation),
-        "split": layout.how,
-        "contigs": {name: layout.contigs(name) for name in SPLITS},
-        **({"regions": {name: [list(r) for r in layout.regions[name]] for name in SPLITS}}
-           if layout.how == "positions" else {}),
+        **layout.describe(),
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},
     }
-    with atomic_folder(out, force=s.force, inputs=[genome, annotation]) as folder:
-        for split, rows in examples.items():
-            write_csv(folder / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
-        with atomic_output(folder / "task.json") as tmp:
-            Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
+    write_task_folder(out, examples, write_csv, description, rng, force=s.force, inputs=[genome, annotation])
     return description
 
 
@@ -319,7 +221,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    task = build_task(args.task, args.genome, args.annotation, args.out, settings_from(args, TaskSettings))
+    settings = settings_from(args, TaskSettings)
+    if settings.dense:
+        from .dense import build_dense_task
+
+        task = build_dense_task(args.task, args.genome, args.annotation, args.out, settings)
+        counts = ", ".join(f"{split} {c['windows']}" for split, c in task["counts"].items())
+        print(f"{args.out}: dense {args.task}, {task['core_bp']} bp cores with {task['flank_bp']} bp flanks; "
+              f"windows: {counts}; test " + " ".join(task["contigs"]["test"]))
+        return
+    task = build_task(args.task, args.genome, args.annotation, args.out, settings)
     counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
     where = ("test stretches of " if task["split"] == "positions" else "test contigs ") + " ".join(task["contigs"]["test"])
     print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; {where}")

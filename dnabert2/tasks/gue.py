@@ -2,12 +2,13 @@
 checks, written atomically, found under a GUE download's layout."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from ..outputs import atomic_output
+from ..outputs import atomic_folder, atomic_output
 
 SPLITS = ("train", "dev", "test")
 
@@ -62,6 +63,17 @@ def write_csv(path: Path, rows) -> None:
         table = csv.writer(handle, lineterminator="\n")
         table.writerow(["sequence", "label"])
         table.writerows(rows)
+
+
+def write_task_folder(out, examples: dict[str, list], write_split, description: dict, rng, *, force: bool,
+                      inputs) -> None:
+    """A task folder written whole or not at all: each split's examples in a seeded order, written by
+    write_split(path, rows), and task.json."""
+    with atomic_folder(out, force=force, inputs=inputs) as folder:
+        for split, rows in examples.items():
+            write_split(folder / f"{split}.csv", [rows[i] for i in rng.permutation(len(rows))])
+        with atomic_output(folder / "task.json") as tmp:
+            Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
 
 
 def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Path:

@@ -71,6 +71,16 @@ TOLERANCES = {
     "tts": (100, "bp a called TTS (a transcript's last base) may be off and still match"),
 }
 
+# Scan calls of one label and strand closer than this are one peak (`scan --min-distance`), or closer
+# than the label's scan-eval tolerance, within which they would match the same site.
+PEAK_DISTANCE = 10
+
+
+def peak_distance(label: str) -> int:
+    known = SITE_LABELS.get(label)
+    return max(PEAK_DISTANCE, TOLERANCES[known.tolerance][0]) if known else PEAK_DISTANCE
+
+
 PROMOTER = Geometry(249, 50)
 CORE_PROMOTER = Geometry(34, 35)
 # The boundary sits between window bases 199 and 200: a donor's intron starts at base 200 (its GT),

@@ -93,10 +93,43 @@ def model_folder(model):
 
 
 def model_input(model):
-    """The input standing for a model: its folder when pretrained here, else its config.json on disk."""
+    """The input standing for a model: its folder when pretrained here, else its config.json on disk;
+    the CNN baseline starts from nothing."""
+    if model == workflow_config.CNN:
+        return []
     return (
         model_folder(model) if model in config["pretrain"] else f"{model}/config.json"
     )
+
+
+def finetune_command(wildcards):
+    """`finetune --model M`, or `cnn` for the CNN baseline."""
+    model = finetune_settings(wildcards)["model"]
+    if model == workflow_config.CNN:
+        return "cnn"
+    return f"finetune --model {shlex.quote(model_folder(model))}"
+
+
+def window_runs():
+    """Fine-tuning runs of window tasks, which `evaluate` scores beside the k-mer baseline (dense
+    runs are scored by scanning and scan-eval)."""
+    return [
+        name
+        for name, s in config["finetune"].items()
+        if not workflow_config.is_dense_task(config, s["task"])
+    ]
+
+
+def evaluated_scans():
+    return [name for name, s in config["scan"].items() if s["evaluate"]]
+
+
+def held_out_option(wildcards):
+    """scan-eval's --held-out: the test split of the scan's task, when asked."""
+    if not scan_settings(wildcards)["held_out"]:
+        return ""
+    task = workflow_config.scan_task(config, wildcards.name)
+    return f"--held-out {task_folder(task)}"
 
 
 def finetune_settings(wildcards):

@@ -46,13 +46,13 @@ rule finetune:
         mem_mb=lambda wildcards: finetune_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: finetune_settings(wildcards)["runtime"],
     params:
-        model=lambda wildcards: model_folder(finetune_settings(wildcards)["model"]),
+        command=finetune_command,
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
         options=lambda wildcards: workflow_config.finetune_options(
             finetune_settings(wildcards)
         ),
     shell:
-        "python -m dnabert2 finetune --model {params.model} --data {params.task} "
+        "python -m dnabert2 {params.command} --data {params.task} "
         "--out {output.folder} {params.options} > {log} 2>&1"
 
 

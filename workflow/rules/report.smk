@@ -39,3 +39,49 @@ rule plot_scan_scores:
         ),
     shell:
         "python -m dnabert2 plot scores {params.scores} --out {output} > {log} 2>&1"
+
+
+rule scan_table:
+    input:
+        expand(rules.scan_eval.output, name=evaluated_scans()),
+    output:
+        report(
+            "results/report/scans.tsv",
+            category="Scanning",
+            labels={"file": "every evaluated scan, label by label"},
+        ),
+    log:
+        "logs/report/scans.log",
+    benchmark:
+        "benchmarks/report/scans.tsv"
+    conda:
+        "../../envs/model.yaml"
+    params:
+        named=lambda wildcards, input: " ".join(
+            f"{name}={path}" for name, path in zip(evaluated_scans(), input)
+        ),
+    shell:
+        "python -m dnabert2 scan-table {params.named} --out {output} > {log} 2>&1"
+
+
+rule plot_metaplot:
+    input:
+        expand(rules.scan_eval.output, name=evaluated_scans()),
+    output:
+        report(
+            "results/report/metaplot.svg",
+            caption="../report/metaplot.rst",
+            category="Scanning",
+        ),
+    log:
+        "logs/report/metaplot.log",
+    benchmark:
+        "benchmarks/report/metaplot.tsv"
+    conda:
+        "../../envs/model.yaml"
+    params:
+        named=lambda wildcards, input: " ".join(
+            f"{name}={path}" for name, path in zip(evaluated_scans(), input)
+        ),
+    shell:
+        "python -m dnabert2 plot metaplot {params.named} --out {output} > {log} 2>&1"

@@ -83,9 +83,11 @@ rule scan_eval:
         tolerances=lambda wildcards: workflow_config.scan_eval_options(
             scan_settings(wildcards)
         ),
+        held_out=held_out_option,
     shell:
         "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "
-        "--annotation {input.annotation} {params.tolerances} --out {output} > {log} 2>&1"
+        "--annotation {input.annotation} {params.tolerances} {params.held_out} "
+        "--out {output} > {log} 2>&1"
 
 
 rule scan_junctions:

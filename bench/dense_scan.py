@@ -1,0 +1,76 @@
+"""Dense against window scanning: genome bp/s of `dnabert2 scan` with a per-base model and with a
+window classifier of the same encoder (same preset, same weights), over the same contigs, in one run.
+A window scan reads each base window/stride times per strand (4 by default); a dense scan once per
+strand, plus its flanks. Each dense row is a core and flank length.
+
+    python bench/dense_scan.py --device cpu --preset tiny --contigs IV      # the CPU figure
+    python bench/dense_scan.py                                            # GPU: base, bf16
+
+Random weights: throughput does not depend on them. Prints a table; record it in BENCHMARKS.md with
+the device and date.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EXAMPLE, tokenizer_for  # noqa: E402
+
+from dnabert2.devices import resolve_device, resolve_precision  # noqa: E402
+from dnabert2.model import build_model, preset, save_model  # noqa: E402
+from dnabert2.scan import scan  # noqa: E402
+
+LABELS = {"0": "neither", "1": "donor", "2": "acceptor"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--genome", default=str(EXAMPLE))
+    parser.add_argument("--contigs", nargs="+")
+    parser.add_argument("--tokenizer", help="tokenizer.json (default: learn one on the genome)")
+    parser.add_argument("--window", type=int, default=400, help="the window scan's window")
+    parser.add_argument("--dense", nargs="+", default=["3000/500", "2000/250", "1000/100"], metavar="CORE/FLANK")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-tokens", type=int)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    precision = resolve_precision("auto", device)
+    tokenizer = tokenizer_for(Path(args.genome), args.tokenizer)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}, torch {torch.__version__}, preset {args.preset}, {precision}, both strands")
+    torch.manual_seed(0)
+    windows = build_model(preset(args.preset, num_labels=3), "classification")
+    dense = build_model(preset(args.preset, num_labels=3), "dense")
+    dense.bert.load_state_dict(windows.bert.state_dict(), strict=False)  # the same encoder
+    rows = []
+    options = {"fasta": args.genome, "contigs": args.contigs, "workers": args.workers,
+               "batch_tokens": args.batch_tokens, "device": device}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_model(windows, Path(tmp) / "windows", tokenizer)
+        (folder / "task.json").write_text(json.dumps({"task": "splice", "window_bp": args.window, "labels": LABELS}))
+        report = scan(folder, Path(tmp) / "w.bed", stride=args.window // 4, **options)
+        rows.append((f"window scan, {args.window} bp windows, stride {args.window // 4}", report))
+        for shape in args.dense:
+            core, flank = (int(x) for x in shape.split("/"))
+            folder = save_model(dense, Path(tmp) / f"dense{core}", tokenizer)
+            (folder / "task.json").write_text(json.dumps({"task": "splice", "dense": True, "core_bp": core,
+                                                          "flank_bp": flank, "labels": LABELS}))
+            (folder / "finetune.json").write_text(json.dumps({"head": "dense", "num_labels": 3}))
+            rows.append((f"dense scan, {core} bp cores, {flank} bp flanks", scan(folder, Path(tmp) / "d.bed", **options)))
+    baseline = rows[0][1]["bp_per_second"]
+    print("| scan | windows | genome bp | tokens/s | genome bp/s | × window scan |\n|---|---:|---:|---:|---:|---:|")
+    for what, report in rows:
+        print(f"| {what} | {report['windows']:,} | {report['bases']:,} | {report['tokens_per_second']:,} | "
+              f"{report['bp_per_second']:,} | {report['bp_per_second'] / baseline:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

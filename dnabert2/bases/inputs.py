@@ -1,0 +1,52 @@
+"""What a per-base model reads: each sequence's token ids ([CLS] … [SEP], never cut: every base must
+reach a token), which token spans each base, and the bases themselves; batched packed, as the encoder
+takes them."""
+
+import numpy as np
+import torch
+
+from ..tokenizer import CLS, SEP
+
+BASE_CODES = np.full(256, 4, dtype=np.int64)  # 0-3 for ACGT, 4 for N and anything else
+for _code, _base in enumerate("ACGT"):
+    BASE_CODES[ord(_base)] = _code
+
+
+def base_codes(sequence: str) -> np.ndarray:
+    return BASE_CODES[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+
+
+def encode_bases(tokenizer, sequences: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sequence: its ids with [CLS] and [SEP], and for each base the index of its token among them."""
+    encoded = tokenizer.encode_batch(list(sequences), add_special_tokens=False)
+    out = []
+    for sequence, e in zip(sequences, encoded):
+        spans = np.array([end - start for start, end in e.offsets], dtype=np.int64)
+        token_of_base = np.repeat(np.arange(1, len(spans) + 1), spans)
+        if len(token_of_base) != len(sequence):  # offsets cover every base of a DNA string, one token each
+            raise ValueError(f"the tokenizer's offsets cover {len(token_of_base)} of {len(sequence)} bases")
+        out.append((np.array([CLS, *e.ids, SEP], dtype=np.int64), token_of_base))
+    return out
+
+
+def dense_batch(encoded: list[tuple[np.ndarray, np.ndarray]] | None, sequences: list[str], device,
+                labels: np.ndarray | None = None) -> dict:
+    """The keyword arguments of a per-base model's forward for these sequences (shorter ones padded
+    with N bases that point at [CLS] and are not scored); encoded None: bases only, for a model that
+    reads no tokens."""
+    longest = max(map(len, sequences))
+    bases = np.full((len(sequences), longest), 4, dtype=np.int64)
+    for i, sequence in enumerate(sequences):
+        bases[i, :len(sequence)] = base_codes(sequence)
+    batch = {"bases": torch.from_numpy(bases).to(device)}
+    if encoded is not None:
+        token_of_base = np.zeros((len(sequences), longest), dtype=np.int64)
+        for i, (_, tokens) in enumerate(encoded):
+            token_of_base[i, :len(tokens)] = tokens
+        lengths = [len(ids) for ids, _ in encoded]
+        batch |= {"input_ids": torch.from_numpy(np.concatenate([ids for ids, _ in encoded])).to(device),
+                  "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32, device=device),
+                  "max_seqlen": max(lengths), "token_of_base": torch.from_numpy(token_of_base).to(device)}
+    if labels is not None:
+        batch["labels"] = torch.from_numpy(labels).to(device)
+    return batch

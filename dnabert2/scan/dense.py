@@ -1,0 +1,140 @@
+"""Dense scanning with a per-base model (a fine-tuned dense head, or the CNN baseline): each region is
+tiled with cores that abut, each read with its flanks as context (N past a contig's end), so every
+base is scored once per strand. Minus-strand windows are read reverse-complemented, as the model was
+trained, and their scores put back in forward coordinates."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from ..bases.cnn import is_cnn, load_cnn
+from ..bases.inputs import dense_batch, encode_bases
+from ..devices import autocast
+from ..errors import UserError
+from ..model import load_model
+from ..sequences import Fasta, reverse_complement
+from ..tasks.dense import fetch_padded
+from .model import scanning_device
+from .plan import Block, BlockReader
+
+
+@dataclass
+class DenseScanner:
+    model: torch.nn.Module
+    folder: Path
+    labels: list[str]
+    core: int  # bp scored per window
+    flank: int  # bp of context on each side
+    device: torch.device
+    precision: str
+    tokenizer: Path | None  # None: the model reads bases only
+    dense = True
+
+    def __post_init__(self):
+        self.autocast = autocast(self.device, self.precision)
+
+    @property
+    def window(self) -> int:
+        return self.core + 2 * self.flank
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens a window can take at most (one base each)."""
+        return self.window + 2
+
+    def call_span(self, label: str, strand: str, site: int) -> tuple[int, int]:
+        return site, site + 1
+
+    @torch.inference_mode()
+    def probabilities(self, encoded, sequences: list[str], batch_tokens: int) -> list[np.ndarray]:
+        """Per window, its core's class probabilities (core bases, K), in batches of at most
+        batch_tokens tokens (bases / 4 for a model without tokens)."""
+        sizes = [len(ids) for ids, _ in encoded] if encoded is not None else [len(q) // 4 for q in sequences]
+        out, first = [], 0
+        while first < len(sequences):
+            last, used = first + 1, sizes[first]
+            while last < len(sequences) and used + sizes[last] <= batch_tokens:
+                used += sizes[last]
+                last += 1
+            with self.autocast:
+                part = encoded[first:last] if encoded is not None else None
+                logits = self.model(**dense_batch(part, sequences[first:last], self.device)).logits
+            probabilities = logits.float().softmax(-1).cpu().numpy()
+            out += [p[self.flank:len(q) - self.flank] for p, q in zip(probabilities, sequences[first:last])]
+            first = last
+        return out
+
+
+def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> DenseScanner:
+    """A per-base model folder (a dense head, or the CNN baseline) ready to scan; window: bp, flanks
+    included (default the task's)."""
+    folder = Path(folder)
+    device, precision = scanning_device(folder, device, dtype)
+    model = load_cnn(folder, device) if is_cnn(folder) else load_model(folder, head="dense", device=device)
+    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
+    if "core_bp" not in task or "flank_bp" not in task:
+        raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")
+    flank = int(task["flank_bp"])
+    core = int(task["core_bp"]) if window is None else window - 2 * flank
+    if core < 1:
+        raise UserError(f"--window {window} leaves no core between the model's two {flank} bp flanks; give a window "
+                        f"longer than {2 * flank} bp")
+    labels = [str(task["labels"][str(i)]) for i in range(len(task["labels"]))]
+    tokenizer = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
+    return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer)
+
+
+class DenseBlocks(BlockReader, IterableDataset):
+    """Each block's cores with their flanks, on the strands asked for, cores with too many N dropped,
+    tokenised with the token of every base (tokenizer None: bases only)."""
+
+    def __init__(self, genome, blocks: list[Block], strands: str, tokenizer, flank: int, max_n: float):
+        super().__init__(genome, blocks, tokenizer)
+        self.strands, self.flank, self.max_n = strands, flank, max_n
+
+    def prepare(self, fasta: Fasta, tokenizer, block: Block) -> dict:
+        contig, flank = block.grid.contig, self.flank
+        sequences, cores, strands, skipped = [], [], [], 0
+        for i in range(block.first, block.last):
+            start, end = block.grid.core(i)
+            sequence = fetch_padded(fasta, contig, start - flank, end + flank)
+            core = sequence[flank:flank + end - start]
+            if len(core) - sum(core.count(b) for b in "ACGT") > self.max_n * len(core):
+                skipped += 1
+                continue
+            for strand in self.strands:
+                sequences.append(sequence if strand == "+" else reverse_complement(sequence))
+                cores.append((start, end))
+                strands.append(strand)
+        encoded = encode_bases(tokenizer, sequences) if tokenizer else None
+        return {"sequences": sequences, "encoded": encoded, "cores": cores, "strand": strands,
+                "windows": len(sequences), "tokens": sum(len(ids) for ids, _ in encoded) if tokenizer else 0,
+                "skipped": skipped}
+
+
+def dense_scores(scanner: DenseScanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
+                 lengths: dict[str, int]) -> dict:
+    """A dense scan's scores of a block: every base's probability of each label, on each strand, in
+    forward coordinates (bases of cores skipped for N have none)."""
+    probabilities = scanner.probabilities(item["encoded"], item["sequences"], batch_tokens)
+    rows = {}
+    for p, (start, end), strand in zip(probabilities, item["cores"], item["strand"]):
+        forward = p if strand == "+" else p[::-1]
+        rows.setdefault(strand, []).append((np.arange(start, end, dtype=np.int64), forward))
+    found = {}
+    for strand, parts in rows.items():
+        positions = np.concatenate([q for q, _ in parts])
+        values = np.concatenate([v for _, v in parts])
+        for label in labels:
+            scores = np.rint(values[:, label] * 1000).astype(np.int64)  # as calls.score_of rounds
+            found[(scanner.labels[label], strand)] = (positions, positions + 1, scores)
+    return found
+
+
+def dense_reader(scanner: DenseScanner, genome, blocks: list[Block], strands: str, max_n: float) -> DenseBlocks:
+    return DenseBlocks(genome, blocks, strands, scanner.tokenizer, scanner.flank, max_n)
+

@@ -1,0 +1,218 @@
+"""Dense (base-resolution) tasks: long windows labelled at every base, built from a genome and its
+annotation for any kind in the registry, for models with a per-base head.
+
+A window is a core of `core_bp` bases with `flank_bp` bases of context on each side (N past a
+contig's end); the loss and the metrics count the core only. Cores tile each split's stretches of
+the genome, abutting, on both strands; a window's sequence and sites are on its own strand (minus
+windows reverse-complemented), so the model always reads 5'→3'. Cores holding an annotated site of
+the task are all kept; cores without one at the rate --empty-rate.
+
+Each split is a CSV, {train,dev,test}.csv, with a header and one window per row:
+
+    sequence  the window's bases, flanks included (flank_bp + core_bp + flank_bp)
+    sites     its core's annotated sites as space-separated OFFSET:LABEL pairs (OFFSET from the
+              core's first base, on the window's strand; LABEL the class index), empty for none
+    contig, start, strand
+              where the core lies: its first base on the forward strand (0-based) and its strand
+
+task.json says `"dense": true`, the kind, the labels, core_bp and flank_bp, and the split.
+"""
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..outputs import atomic_output, check_folder
+from ..sequences import Fasta, read_annotation, reverse_complement
+from ..settings import TaskSettings
+from .gue import SPLITS, write_task_folder
+from .registry import task_kind
+from .split import choose_split
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("sequence", "sites", "contig", "start", "strand")
+
+
+@dataclass
+class DenseWindow:
+    sequence: str  # flanks included, on the window's strand
+    sites: dict[int, int]  # core offset → label, on the window's strand
+    contig: str
+    start: int  # the core's first base, forward strand
+    strand: str
+
+
+def fetch_padded(fasta: Fasta, contig: str, start: int, end: int) -> str:
+    """contig[start:end] with N where the range runs past either end of the contig."""
+    length = fasta.lengths[contig]
+    inside = fasta.fetch(contig, max(0, start), min(end, length)) if start < length and end > 0 else ""
+    return "N" * max(0, -start) + inside + "N" * max(0, end - max(length, start))
+
+
+def window_at(fasta: Fasta, contig: str, start: int, core: int, flank: int, strand: str) -> str:
+    """The window whose core starts at `start`, on `strand`."""
+    sequence = fetch_padded(fasta, contig, start - flank, start + core + flank)
+    return sequence if strand == "+" else reverse_complement(sequence)
+
+
+def core_offset(position: int, start: int, core: int, strand: str) -> int:
+    """A base's offset in a core, counted along the core's strand."""
+    return position - start if strand == "+" else start + core - 1 - position
+
+
+def tile(stretch: tuple[str, int, int], core: int) -> list[int]:
+    """Core starts abutting over a stretch; a last core flush with its end covers the remainder."""
+    _, begin, end = stretch
+    if end - begin < core:
+        return []
+    starts = list(range(begin, end - core + 1, core))
+    return starts + ([end - core] if starts[-1] + core < end else [])
+
+
+def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dict:
+    """Build a dense task into `out` (see the module's description); returns task.json's content."""
+    task = task_kind(kind)
+    if s.flank < 0 or s.core < 1:
+        raise UserError(f"--core must be positive and --flank not negative (got {s.core} and {s.flank})")
+    check_folder(Path(out), s.force, inputs=[genome, annotation])
+    rng = np.random.default_rng(s.seed)
+    notes = read_annotation(annotation, s.min_intron)
+    index = {label.site: i for i, label in enumerate(task.sites, 1)}
+    with Fasta(genome) as fasta:
+        notes.check_contigs(fasta.lengths, str(genome))
+        sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
+        if not sites:
+            raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        layout = choose_split(sites, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
+        by_place = {}
+        for site, label in sites:
+            by_place.setdefault((site.contig, site.strand), []).append((site.position, label))
+        by_place = {key: np.array(sorted(v), dtype=np.int64).reshape(-1, 2) for key, v in by_place.items()}
+        examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng) for split in SPLITS}
+    for split, rows in examples.items():
+        if not any(row.sites for row in rows):
+            raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give other "
+                            "--test-contigs/--dev-contigs, a shorter --core or a larger genome")
+    description = {
+        "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
+        "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
+        **layout.describe(),
+        "counts": {split: {"windows": len(rows), **{name: sum(1 for w in rows for v in w.sites.values() if v == i)
+                                                    for i, name in enumerate(task.labels) if i}}
+                   for split, rows in examples.items()},
+    }
+    write_task_folder(out, examples, write_dense_split, description, rng, force=s.force, inputs=[genome, annotation])
+    return description
+
+
+def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
+    """The split's windows: every core with a site, and the others at the empty rate."""
+    found = []
+    for stretch in stretches:
+        contig = stretch[0]
+        for start in tile(stretch, s.core):
+            for strand in "+-":
+                placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))
+                inside = placed[(placed[:, 0] >= start) & (placed[:, 0] < start + s.core)]
+                if not len(inside) and rng.random() >= s.empty_rate:
+                    continue
+                sequence = window_at(fasta, contig, start, s.core, s.flank, strand)
+                core = sequence[s.flank:s.flank + s.core]
+                if s.core - sum(core.count(b) for b in "ACGT") > s.max_n * s.core:
+                    continue
+                labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in inside}
+                found.append(DenseWindow(sequence, labels, contig, start, strand))
+    return found
+
+
+def write_dense_split(path: Path, rows: list[DenseWindow]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+        table = csv.writer(handle, lineterminator="\n")
+        table.writerow(COLUMNS)
+        for w in rows:
+            sites = " ".join(f"{offset}:{label}" for offset, label in sorted(w.sites.items()))
+            table.writerow([w.sequence, sites, w.contig, w.start, w.strand])
+
+
+@dataclass
+class DenseTask:
+    """A dense task folder, read: its description and each split's windows."""
+
+    folder: Path
+    description: dict
+    splits: dict[str, list[DenseWindow]]
+
+    @property
+    def core(self) -> int:
+        return self.description["core_bp"]
+
+    @property
+    def flank(self) -> int:
+        return self.description["flank_bp"]
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.description["labels"][str(i)] for i in range(len(self.description["labels"]))]
+
+    def targets(self, split: str) -> np.ndarray:
+        """(windows, core) class index of every core base."""
+        rows = self.splits[split]
+        out = np.zeros((len(rows), self.core), dtype=np.int64)
+        for i, w in enumerate(rows):
+            for offset, label in w.sites.items():
+                out[i, offset] = label
+        return out
+
+
+def is_dense(folder) -> bool:
+    """A task folder (or a model folder carrying its task.json) of a dense task."""
+    described = Path(folder) / "task.json"
+    try:
+        return described.is_file() and json.loads(described.read_text()).get("dense") is True
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def read_dense_task(folder) -> DenseTask:
+    folder = Path(folder)
+    description = json.loads((folder / "task.json").read_text())
+    for key in ("core_bp", "flank_bp", "labels"):
+        if key not in description:
+            raise UserError(f"{folder}/task.json: a dense task needs {key!r}")
+    task = DenseTask(folder, description, {})
+    for split in SPLITS:
+        task.splits[split] = _read_dense_split(folder / f"{split}.csv", task)
+    if not any(w.sites for w in task.splits["train"]):
+        raise UserError(f"{folder}/train.csv: no annotated site in any window; nothing to learn")
+    return task
+
+
+def _read_dense_split(path: Path, task: DenseTask) -> list[DenseWindow]:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (a dense task folder holds train.csv, dev.csv and test.csv)")
+    length, classes = task.core + 2 * task.flank, len(task.labels)
+    rows = []
+    with open(path, newline="") as handle:
+        table = csv.reader(handle)
+        if tuple(next(table, ())) != COLUMNS:
+            raise UserError(f"{path}: not a dense task split (header {','.join(COLUMNS)})")
+        for number, row in enumerate(table, 2):
+            try:
+                sequence, sites, contig, start, strand = row
+                labels = {int(o): int(v) for o, v in (pair.split(":") for pair in sites.split())}
+                start = int(start)
+            except ValueError:
+                raise UserError(f"{path}: line {number} is not sequence,sites,contig,start,strand") from None
+            if len(sequence) != length or not all(0 <= o < task.core and 0 < v < classes for o, v in labels.items()):
+                raise UserError(f"{path}: line {number}: a window of {task.core + 2 * task.flank} bp with sites "
+                                f"OFFSET:LABEL inside its {task.core} bp core and labels 1..{classes - 1} expected")
+            rows.append(DenseWindow(sequence.upper(), labels, contig, start, strand))
+    if not rows:
+        raise UserError(f"{path}: no windows")
+    return rows

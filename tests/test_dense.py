@@ -1,0 +1,337 @@
+"""Base resolution: dense tasks from a real genome and annotation, the per-base head and the CNN
+baseline trained by the fine-tuning loop, dense scans (every base once per strand, chunks joined
+byte for byte, single-base peaks), per-base metrics and scan-eval's PR-AUC, top-k accuracy and
+metaplot. Models are tiny and barely trained: mechanics, not biology."""
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pyBigWig
+import pysam
+import pytest
+import torch
+from conftest import GENOMES, TOKENIZER, assert_user_error, run_cli
+
+from dnabert2.bases.metrics import SiteCounts
+from dnabert2.model import build_model, load_model, preset, save_model
+from dnabert2.scan.peaks import PeakCaller
+from dnabert2.sequences import Fasta, read_annotation
+from dnabert2.tokenizer import load_tokenizer
+
+ANNOTATION = GENOMES / "ce1pct.gff3.gz"
+SIRV = GENOMES.parent / "bam" / "sirv_ont"
+CORE, FLANK = 1000, 100
+
+
+@pytest.fixture(scope="module")
+def dense_task(tmp_path_factory, ce1pct):
+    out = tmp_path_factory.mktemp("dense") / "splice"
+    result = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out", out,
+                     "--core", CORE, "--flank", FLANK, "--test-contigs", "IV", "--dev-contigs", "V")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_model(build_model(preset("tiny"), "mlm"), tmp_path_factory.mktemp("base") / "tiny",
+                      load_tokenizer(TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def cnn(dense_task, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cnn") / "cnn"
+    result = run_cli("cnn", "--data", dense_task, "--out", out, "--epochs", 2, "--batch-size", 8, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def rows_of(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
+    task = json.loads((dense_task / "task.json").read_text())
+    assert task["dense"] is True and task["core_bp"] == CORE and task["flank_bp"] == FLANK
+    assert task["labels"] == {"0": "neither", "1": "donor", "2": "acceptor"}
+    assert task["contigs"]["test"] == ["IV"] and task["contigs"]["dev"] == ["V"]
+    sites = {(s.contig, s.position, s.strand, s.kind) for s in read_annotation(ANNOTATION).splice_sites()}
+    found, motifs = set(), {"donor": 0, "acceptor": 0}
+    for split in ("train", "dev", "test"):
+        rows = rows_of(dense_task / f"{split}.csv")
+        assert rows and {r["contig"] for r in rows} <= set(task["contigs"][split])
+        for r in rows:
+            assert len(r["sequence"]) == CORE + 2 * FLANK
+            start = int(r["start"])
+            for pair in r["sites"].split():
+                offset, label = map(int, pair.split(":"))
+                kind = task["labels"][str(label)]
+                position = start + offset if r["strand"] == "+" else start + CORE - 1 - offset
+                assert (r["contig"], position, r["strand"], kind) in sites
+                found.add((r["contig"], position, r["strand"], kind))
+                # On the window's strand a donor starts its intron's GT, an acceptor ends its AG.
+                at = FLANK + offset
+                motifs[kind] += r["sequence"][at:at + 2] == "GT" if kind == "donor" else r["sequence"][at - 1:at + 1] == "AG"
+        assert task["counts"][split]["windows"] == len(rows)
+    # Every annotated site in a full core of a split's contigs is labelled (cores tile whole contigs).
+    assert len(found) > 0.9 * len(sites)
+    assert motifs["donor"] > 0.95 * sum(k == "donor" for *_, k in found)
+    assert motifs["acceptor"] > 0.95 * sum(k == "acceptor" for *_, k in found)
+
+
+def test_a_dense_task_is_scored_by_scanning_not_by_evaluate(base, dense_task, tmp_path):
+    result = run_cli("evaluate", "--model", base, "--data", dense_task, "--out", tmp_path / "table.tsv")
+    assert_user_error(result, "a dense task", "scan-eval")
+    assert not (tmp_path / "table.tsv").exists()
+
+
+def test_dense_task_bad_input(ce1pct, tmp_path):
+    ecoli = run_cli("tasks", "splice", "--dense", "--genome", GENOMES / "ecoli_k12_mg1655.fna.gz",
+                    "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "ecoli")
+    assert_user_error(ecoli, "no annotated donor sites")
+    assert not (tmp_path / "ecoli").exists()
+    zero = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
+                   tmp_path / "zero", "--core", 0)
+    assert zero.returncode == 2 and "--core" in zero.stderr and not (tmp_path / "zero").exists()
+
+
+def test_per_base_head_packed_and_padded_agree_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", num_labels=3), "dense").eval()
+    from dnabert2.bases.inputs import dense_batch, encode_bases
+
+    tokenizer = load_tokenizer(TOKENIZER)
+    sequences = ["ACGTTGCAAGGCTTAACGTAGGT" * 5, "TTGACCAGTAGNNACGT" * 3]
+    encoded = encode_bases(tokenizer, sequences)
+    batch = dense_batch(encoded, sequences, "cpu")
+    packed = model(**batch).logits
+    assert packed.shape == (2, len(sequences[0]), 3)
+    ids = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i, _ in encoded], batch_first=True, padding_value=3)
+    padded = model(ids, batch["token_of_base"], batch["bases"], attention_mask=(ids != 3).long()).logits
+    torch.testing.assert_close(packed, padded)
+    # Bases of one token share its state; the convolution over bases still tells them apart.
+    first = batch["token_of_base"][0]
+    same_token = (first[1:] == first[:-1]).nonzero()[0].item()
+    assert not torch.allclose(packed[0, same_token], packed[0, same_token + 1])
+
+    save_model(model, tmp_path / "m", tokenizer)
+    again = load_model(tmp_path / "m")
+    assert type(again).__name__ == "DNABertForBaseClassification"
+    torch.testing.assert_close(again(**batch).logits, packed)
+    with pytest.raises(Exception, match="has 3 labels, not 4"):
+        load_model(tmp_path / "m", head="dense", num_labels=4)
+
+
+def test_finetuning_a_per_base_model_with_lora_merges_and_reloads(base, dense_task, tmp_path):
+    out = tmp_path / "lora"
+    result = run_cli("finetune", "--model", base, "--data", dense_task, "--out", out, "--lora", "--epochs", 1,
+                     "--batch-size", 8, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["head"] == "dense" and set(metrics["test"]["labels"]) == {"donor", "acceptor"}
+    for label in ("donor", "acceptor"):
+        m = metrics["test"]["labels"][label]
+        assert m["sites"] > 0 and 0 <= m["pr_auc"] <= 1 and 0 <= m["top_k_accuracy"] <= 1
+    assert (out / "adapter_config.json").is_file() and json.loads((out / "finetune.json").read_text())["head"] == "dense"
+    merged = load_model(out)
+    assert type(merged).__name__ == "DNABertForBaseClassification" and merged.config.num_labels == 3
+    with pytest.raises(Exception, match="head 'classification' is not available"):
+        load_model(out, head="classification")
+
+
+def test_cnn_baseline_learns_splice_sites(cnn):
+    """Two epochs of the SpliceAI-style CNN on real C. elegans sites rank them far above chance
+    (the share of sites among core bases, under 0.001)."""
+    metrics = json.loads((cnn / "metrics.json").read_text())
+    assert metrics["model"] == "cnn" and metrics["collapsed"] is False
+    assert metrics["test"]["pr_auc"] > 0.1 and metrics["test"]["top_k_accuracy"] > 0.1
+
+
+def bigwig_values(folder, name, contig, length):
+    with pyBigWig.open(str(folder / name)) as bigwig:
+        return np.nan_to_num(bigwig.values(contig, 0, length, numpy=True), nan=-1.0)
+
+
+def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce1pct, tmp_path):
+    common = ["--model", cnn, "--fasta", ce1pct, "--contigs", "IV", "MtDNA", "--threshold", 0.2, "--workers", 0]
+    whole = run_cli("scan", *common, "--out", tmp_path / "whole.bed.gz", "--summary", tmp_path / "whole.json",
+                    "--bedgraph", tmp_path / "whole.bg", "--bigwig", tmp_path / "whole.bw")
+    assert whole.returncode == 0, whole.stderr
+    summary = json.loads((tmp_path / "whole.json").read_text())
+    lengths = summary["contig_lengths"]
+    assert summary["dense"] is True and summary["calls_by"] == "peaks" and summary["stride"] is None
+    assert summary["bases"] == lengths["IV"] + lengths["MtDNA"]
+    for name in ("donor.plus.bw", "donor.minus.bw", "acceptor.plus.bw", "acceptor.minus.bw"):
+        for contig in ("IV", "MtDNA"):
+            assert (bigwig_values(tmp_path / "whole.bw", name, contig, lengths[contig]) >= 0).all(), name
+    # Calls are single bases at least min_distance apart per label and strand, scoring as their track.
+    calls = [line.split("\t") for line in gzip.decompress((tmp_path / "whole.bed.gz").read_bytes()).decode().splitlines()]
+    assert calls and all(int(c[2]) - int(c[1]) == 1 and c[9] == "0" for c in calls)
+    tracks = {}
+    for c in calls:
+        key = (c[3], c[5], c[0])
+        if key not in tracks:
+            strand = "plus" if c[5] == "+" else "minus"
+            tracks[key] = bigwig_values(tmp_path / "whole.bw", f"{c[3]}.{strand}.bw", c[0], lengths[c[0]])
+        assert abs(tracks[key][int(c[1])] * 1000 - int(c[4])) <= 1
+    distance = summary["min_distance"]["donor"]
+    for label in ("donor", "acceptor"):
+        for strand in "+-":
+            starts = sorted(int(c[1]) for c in calls if c[3] == label and c[5] == strand and c[0] == "IV")
+            assert all(b - a > distance for a, b in zip(starts, starts[1:]))
+
+    summaries = []
+    for i in range(3):
+        out = tmp_path / f"chunk{i}.bed"
+        result = run_cli("scan", *common, "--out", out, "--summary", out.with_suffix(".json"), "--chunk", f"{i}/3",
+                         "--bedgraph", tmp_path / f"chunk{i}.bg")
+        assert result.returncode == 0, result.stderr
+        summaries.append(out.with_suffix(".json"))
+    result = run_cli("scan-gather", *summaries, "--out", tmp_path / "gathered.bed.gz", "--bedgraph",
+                     tmp_path / "gathered.bg")
+    assert result.returncode == 0, result.stderr
+    assert gzip.decompress((tmp_path / "gathered.bed.gz").read_bytes()) == \
+        gzip.decompress((tmp_path / "whole.bed.gz").read_bytes())
+    for track in (tmp_path / "whole.bg").iterdir():
+        assert (tmp_path / "gathered.bg" / track.name).read_text() == track.read_text()
+
+
+def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dense_task):
+    from sklearn.metrics import average_precision_score
+
+    result = run_cli("scan", "--model", cnn, "--fasta", ce1pct, "--contigs", "IV", "V", "--out", tmp_path / "c.bed",
+                     "--summary", tmp_path / "s.json", "--bigwig", tmp_path / "bw", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--annotation", ANNOTATION, "--summary",
+                     tmp_path / "s.json", "--held-out", dense_task, "--out", tmp_path / "eval.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    lengths = json.loads((tmp_path / "s.json").read_text())["contig_lengths"]
+    # By hand: every base of the test contig IV, both strands; a site is its base exactly (tolerance 0).
+    sites = read_annotation(ANNOTATION).splice_sites()
+    for label in ("donor", "acceptor"):
+        scores, positive = [], []
+        for strand, name in (("+", "plus"), ("-", "minus")):
+            values = np.rint(bigwig_values(tmp_path / "bw", f"{label}.{name}.bw", "IV", lengths["IV"]) * 1000)
+            here = np.zeros(lengths["IV"], dtype=bool)
+            here[[s.position for s in sites if s.kind == label and s.contig == "IV" and s.strand == strand]] = True
+            scores.append(values)
+            positive.append(here)
+        scores, positive = np.concatenate(scores), np.concatenate(positive)
+        m = report["labels"][label]
+        assert m["bases"] == 2 * lengths["IV"] and m["sites"] == positive.sum()
+        assert m["pr_auc"] == pytest.approx(average_precision_score(positive, scores), abs=1e-4)
+        # The metaplot peaks at the site itself.
+        curve = report["metaplot"][label]
+        assert len(curve) == 401 and np.argmax(curve) == 200
+
+
+def test_per_base_metrics_equal_scikit_learn_and_count_ties_fairly():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    positive = rng.random(50_000) < 0.002
+    scores = np.clip(np.rint((rng.random(50_000) * 0.6 + positive * 0.5) * 1000), 0, 1000).astype(int)
+    counts = SiteCounts()
+    for part in np.array_split(np.arange(50_000), 7):  # counted in pieces, as scan-eval reads a genome
+        counts.add(scores[part], positive[part])
+    assert counts.pr_auc() == pytest.approx(average_precision_score(positive, scores), abs=1e-12)
+    k = positive.sum()
+    assert counts.top_k_accuracy() == pytest.approx(positive[np.argsort(-scores, kind="stable")[:k]].mean(), abs=0.02)
+    tie = SiteCounts()
+    tie.add(np.array([500, 500, 500, 500]), np.array([True, False, False, False]))
+    assert tie.top_k_accuracy() == 0.25
+
+
+def reference_peaks(scores, threshold, distance):
+    n = len(scores)
+    return [i for i in range(n) if scores[i] >= threshold
+            and all(scores[i] >= scores[j] for j in range(i + 1, min(n, i + distance + 1)))
+            and all(scores[i] > scores[j] for j in range(max(0, i - distance), i))]
+
+
+@pytest.mark.parametrize("distance", [1, 3, 10, 40])
+def test_peaks_are_the_reference_ones_however_the_track_is_fed(distance):
+    rng = np.random.default_rng(distance)
+    scores = rng.integers(0, 60, 3000) * 10  # ties, plateaus
+    expected = reference_peaks(scores, 300, distance)
+    for pieces in (1, 4, 37):
+        caller = PeakCaller(300, distance)
+        caller.start("c", 0)
+        for part in np.array_split(np.arange(3000), pieces):
+            caller.feed(int(part[0]), scores[part], owned=True)
+        caller.finish()
+        assert [p for _, p, _ in caller.peaks] == expected
+        assert all(b - a > distance for a, b in zip(expected, expected[1:]))
+    # Sites a window apart stay two calls; unowned positions suppress without being called.
+    caller = PeakCaller(500, 100)
+    caller.start("c", 0)
+    track = np.zeros(1000, dtype=int)
+    track[[300, 700]] = [900, 800]
+    track[650] = 990
+    caller.feed(0, track[:640], owned=True)
+    caller.feed(640, track[640:], owned=False)
+    caller.finish()
+    assert [p for _, p, _ in caller.peaks] == [300]
+
+
+def test_dense_scan_bad_input(cnn, base, ce1pct, tmp_path):
+    common = ["--model", cnn, "--fasta", ce1pct, "--contigs", "MtDNA"]
+    short = run_cli("scan", *common, "--out", tmp_path / "a.bed", "--window", 2 * FLANK)
+    assert_user_error(short, "no core between", "flanks")
+    for option in (["--stride", 50], ["--merge"]):
+        assert_user_error(run_cli("scan", *common, "--out", tmp_path / "a.bed", *option), "per-base model")
+    zero = run_cli("scan", *common, "--out", tmp_path / "a.bed", "--min-distance", 0)
+    assert zero.returncode == 2 and "--min-distance" in zero.stderr
+    assert not list(tmp_path.glob("a.bed*"))
+    # A window longer than the task's: still every base once, with more of each window scored.
+    longer = run_cli("scan", *common, "--out", tmp_path / "b.bed", "--window", 3 * CORE, "--summary",
+                     tmp_path / "b.json")
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["bases"] == 137
+
+
+def test_close_site_pairs_count_as_resolved_only_with_a_call_each():
+    from dnabert2.scan.evaluation import _close_pairs
+
+    sites = np.array([100, 300, 1000, 1150])
+    assert _close_pairs(sites, np.array([100, 300, 1000, 1150]), 0) == (2, 2)
+    assert _close_pairs(sites, np.array([100, 1000]), 0) == (2, 0)
+    # One call between two sites within the tolerance of both finds them, but does not tell them apart.
+    assert _close_pairs(sites, np.array([1075]), 100) == (2, 0)
+    assert _close_pairs(sites, np.array([1010, 1140]), 100) == (2, 1)
+
+
+def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_path):
+    """Nanopore cDNA reads on the SIRV spike-ins: every base of each read scored once per strand, peaks
+    placed on the reference through the alignment (spliced reads included), counted once per read
+    whatever the chunking."""
+    bam = SIRV / "pcs109_5k_spliced.bam"
+    common = ["--model", cnn, "--bam", bam, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5",
+              "--threshold", 0.3, "--workers", 0]
+    whole = run_cli("scan", *common, "--out", tmp_path / "whole.bed", "--summary", tmp_path / "whole.json")
+    assert whole.returncode == 0, whole.stderr
+    calls = [line.split("\t") for line in (tmp_path / "whole.bed").read_text().splitlines()]
+    assert calls and all(c[0] == "SIRV5" and int(c[2]) == int(c[1]) + 1 and int(c[6]) >= 1 for c in calls)
+    aligned = set()
+    with pysam.AlignmentFile(str(bam)) as reads:
+        for read in reads.fetch("SIRV5"):
+            aligned.update(r for _, r in read.get_aligned_pairs(matches_only=True))
+    assert all(int(c[1]) in aligned for c in calls)
+    # Most donor calls with read support sit on a GT: the reads' introns, as the reference holds them.
+    with Fasta(SIRV / "SIRV_150601a.fasta.gz") as fasta:
+        supported = [c for c in calls if c[3] == "donor" and c[5] == "+" and int(c[6]) >= 5]
+        assert supported and sum(fasta.fetch("SIRV5", int(c[1]), int(c[1]) + 2) == "GT" for c in supported) \
+            > 0.8 * len(supported)
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"part{i}.bed"
+        result = run_cli("scan", *common, "--out", out, "--summary", out.with_suffix(".json"), "--chunk", f"{i}/2")
+        assert result.returncode == 0, result.stderr
+        parts.append(out.with_suffix(".json"))
+    assert run_cli("scan-gather", *parts, "--out", tmp_path / "gathered.bed").returncode == 0
+    assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
