@@ -61,3 +61,19 @@ def genome_windows(genome: Path, tokenizer, count: int, min_bp: int, max_bp: int
             if "N" not in sequence:
                 sequences.append(sequence)
     return [e.ids for e in tokenizer.encode_batch(sequences)]
+
+
+def scan_parser(doc: str, workers: int):
+    """The options the scanning benchmarks share: where they run, what they scan, with which model size."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--genome", default=str(EXAMPLE))
+    parser.add_argument("--contigs", nargs="+")
+    parser.add_argument("--tokenizer", help="tokenizer.json (default: learn one on the genome)")
+    parser.add_argument("--window", type=int, default=400, help="the window scan's window")
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--batch-tokens", type=int)
+    return parser

@@ -50,7 +50,7 @@ def main():
         run("tasks", args.kind, "--dense", "--genome", args.genome, "--annotation", args.annotation, "--out", task,
             "--core", args.core, "--flank", args.flank, *args.task_options.split())
     described = json.loads((task / "task.json").read_text())
-    random_init = out / "random-init"
+    random_init = out / "random-init-base"
     if not random_init.is_dir():
         torch.manual_seed(0)
         config = load_model(args.pretrained).config

@@ -4,13 +4,13 @@ A window scan reads each base window/stride times per strand (4 by default); a d
 strand, plus its flanks. Each dense row is a core and flank length.
 
     python bench/dense_scan.py --device cpu --preset tiny --contigs IV      # the CPU figure
+    python bench/dense_scan.py --device cpu --preset small --regions 40kb.bed
     python bench/dense_scan.py                                            # GPU: base, bf16
 
 Random weights: throughput does not depend on them. Prints a table; record it in BENCHMARKS.md with
 the device and date.
 """
 
-import argparse
 import json
 import sys
 import tempfile
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EXAMPLE, tokenizer_for  # noqa: E402
+from common import scan_parser, tokenizer_for  # noqa: E402
 
 from dnabert2.devices import resolve_device, resolve_precision  # noqa: E402
 from dnabert2.model import build_model, preset, save_model  # noqa: E402
@@ -29,16 +29,9 @@ LABELS = {"0": "neither", "1": "donor", "2": "acceptor"}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--preset", default="base")
-    parser.add_argument("--genome", default=str(EXAMPLE))
-    parser.add_argument("--contigs", nargs="+")
-    parser.add_argument("--tokenizer", help="tokenizer.json (default: learn one on the genome)")
-    parser.add_argument("--window", type=int, default=400, help="the window scan's window")
-    parser.add_argument("--dense", nargs="+", default=["3000/500", "2000/250", "1000/100"], metavar="CORE/FLANK")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--batch-tokens", type=int)
+    parser = scan_parser(__doc__, workers=1)
+    parser.add_argument("--regions", type=Path, help="BED of regions to scan instead")
+    parser.add_argument("--dense", nargs="+", default=["3000/150", "2000/100", "2000/250"], metavar="CORE/FLANK")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -51,7 +44,7 @@ def main():
     dense = build_model(preset(args.preset, num_labels=3), "dense")
     dense.bert.load_state_dict(windows.bert.state_dict(), strict=False)  # the same encoder
     rows = []
-    options = {"fasta": args.genome, "contigs": args.contigs, "workers": args.workers,
+    options = {"fasta": args.genome, "contigs": args.contigs, "regions": args.regions, "workers": args.workers,
                "batch_tokens": args.batch_tokens, "device": device}
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(windows, Path(tmp) / "windows", tokenizer)

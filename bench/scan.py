@@ -11,7 +11,6 @@ on an H100 (../shared/DESIGN.md) is 710 k tokens/s, about 3.3 Mbp/s of window se
 table; record it in BENCHMARKS.md with the device and date.
 """
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EXAMPLE, tokenizer_for  # noqa: E402
+from common import scan_parser, tokenizer_for  # noqa: E402
 
 from dnabert2.devices import autocast, resolve_device, resolve_precision  # noqa: E402
 from dnabert2.model import build_model, preset, save_model  # noqa: E402
@@ -66,16 +65,8 @@ def peer_rate(model, tokenizer, sequences: list[str], batch: int, device, precis
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--preset", default="base")
-    parser.add_argument("--genome", default=str(EXAMPLE))
-    parser.add_argument("--contigs", nargs="+")
-    parser.add_argument("--tokenizer", help="tokenizer.json (default: learn one on the genome)")
-    parser.add_argument("--window", type=int, default=400)
+    parser = scan_parser(__doc__, workers=4)
     parser.add_argument("--stride", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--batch-tokens", type=int)
     parser.add_argument("--peer-windows", type=int, default=4096, help="windows the peer classifies")
     parser.add_argument("--peer-batch", type=int, default=256)
     args = parser.parse_args()

@@ -146,7 +146,8 @@ class TaskSettings:
     dense: bool = setting(False, "build a base-resolution task: long windows labelled at every base (for a per-base "
                           "head) instead of one label per window")
     core: int = setting(3000, "dense: bases each window is labelled and scored on", type=positive)
-    flank: int = setting(500, "dense: bases of context on each side of the core, not scored", type=non_negative)
+    flank: int = setting(150, "dense: bases of context on each side of the core, not scored (a scan reads them "
+                         "again for each window)", type=non_negative)
     empty_rate: float = setting(0.1, "dense: share of windows without an annotated site that are kept",
                                 type=fraction)
     force: bool = _force()

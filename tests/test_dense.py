@@ -335,3 +335,18 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
         parts.append(out.with_suffix(".json"))
     assert run_cli("scan-gather", *parts, "--out", tmp_path / "gathered.bed").returncode == 0
     assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
+
+
+def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
+    common = ["--model", cnn, "--bam", SIRV / "pcs109_5k_spliced.bam", "--reference", SIRV / "SIRV_150601a.fasta.gz",
+              "--contigs", "SIRV5", "--covered", 20, "--workers", 0]
+    result = run_cli("scan", *common, "--out", tmp_path / "c.bed", "--summary", tmp_path / "c.json",
+                     "--bedgraph", tmp_path / "bg")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert summary["mode"] == "covered" and summary["dense"] and summary["regions"]
+    # Every base of the covered stretches scored once per strand, and only those: less than the contig.
+    contig = sum(end - start for _, start, end in summary["regions"])
+    assert 0 < summary["bases"] < contig
+    track = [line.split("\t") for line in (tmp_path / "bg" / "donor.plus.bedgraph").read_text().splitlines()[1:]]
+    assert sum(int(e) - int(s) for _, s, e, _ in track) == summary["bases"]

@@ -76,7 +76,7 @@ def test_default_config_runs_the_chain(checkout):
     checkpoints = checkout / "results/checkpoints/tiny"
     assert sorted(p.name for p in checkpoints.glob("step-*.pt")) == ["step-00000200.pt", "step-00000300.pt"]
     task = json.loads((checkout / "results/tasks/ce1pct_splice/task.json").read_text())
-    assert task["dense"] and task["core_bp"] == 2000 and task["flank_bp"] == 250
+    assert task["dense"] and task["core_bp"] == 2000 and task["flank_bp"] == 100
     assert set(task["contigs"]) == {"train", "dev", "test"}
     lengths = dict((name, int(length)) for name, length in fai)
     for name, model in (("ce1pct_splice", "results/pretrain/tiny"), ("ce1pct_splice_cnn", "cnn")):
