@@ -144,6 +144,9 @@ def open_job(data: Path, tokenizer, max_tokens: int | None):
     from .bases.job import DenseJob
     from .tasks.dense import is_dense
 
+    if is_dense(data) and max_tokens is not None:
+        raise UserError(f"{data}: a dense task, whose windows are never cut (every base needs its token); "
+                        "leave out --max-tokens")
     return DenseJob(data, tokenizer) if is_dense(data) else WindowJob(data, tokenizer, max_tokens)
 
 

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from .errors import UserError
+
 
 
 def setting(default=None, help: str = "", *, type=None, choices=None, flag: str | None = None,
@@ -167,5 +169,7 @@ def named_paths(items) -> dict[str, Path]:
     named = {}
     for item in items:
         name, _, path = item.partition("=") if "=" in item else (Path(item).parent.name, "", item)
+        if name in named:
+            raise UserError(f"two inputs named {name!r} ({named[name]} and {path}); name them, NAME=PATH")
         named[name] = Path(path)
     return named

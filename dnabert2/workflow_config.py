@@ -145,12 +145,15 @@ def check_references(config: dict) -> None:
                              f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation")
     for name, settings in config["finetune"].items():
         for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
-            if settings[kind] not in known and not Path(settings[kind]).is_dir() and settings[kind] != CNN:
+            baseline = (kind, settings[kind]) == ("model", CNN)
+            if settings[kind] not in known and not Path(settings[kind]).is_dir() and not baseline:
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
                                  f"config nor a folder on disk")
         if settings["model"] == CNN and not is_dense_task(config, settings["task"]):
             raise ValueError(f"config: finetune.{name}: the cnn baseline trains on a dense task (tasks with dense: "
                              f"true); {settings['task']!r} is not one")
+        if settings["model"] == CNN and settings["method"] != "auto":
+            raise ValueError(f"config: finetune.{name}.method: the cnn baseline is trained whole, with no method")
     for name, settings in config["scan"].items():
         _check_scan(config, name, settings)
 
@@ -179,7 +182,11 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
                          "reads mode has none (set them false, or use mode covered)")
     if settings["evaluate"] and "annotation" not in config["genomes"][settings["genome"]]:
         raise ValueError(f"config: scan.{name}.evaluate needs an annotation for genome {settings['genome']!r}")
-    if settings["held_out"] and scan_task(config, name) is None:
+    task = scan_task(config, name)
+    if task is not None and config["tasks"][task]["dense"] and (settings["stride"] or settings["merge"]):
+        raise ValueError(f"config: scan.{name}: stride and merge are for window scans; its model is per-base "
+                         f"(task {task!r} is dense), which scores every base once")
+    if settings["held_out"] and task is None:
         raise ValueError(f"config: scan.{name}.held_out needs a model that is a finetune name whose task is a "
                          "tasks name (its test split is what is evaluated)")
 

@@ -350,3 +350,45 @@ def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
     assert 0 < summary["bases"] < contig
     track = [line.split("\t") for line in (tmp_path / "bg" / "donor.plus.bedgraph").read_text().splitlines()[1:]]
     assert sum(int(e) - int(s) for _, s, e, _ in track) == summary["bases"]
+
+
+def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_false_alarms():
+    """A perfect TSS track, its peaks 30 bp off the annotated sites, with the 100 bp tolerance of TSSs:
+    every site ranks first; exact to the base it would rank nowhere."""
+    from dnabert2.scan.evaluation import _count_bases
+
+    scores = np.zeros(20_000, dtype=np.int64)
+    sites = np.arange(1_000, 19_000, 1_500)
+    scores[sites + 30] = 1000
+    scores[sites + 29] = 900  # a shoulder beside each peak: near a site, so not counted against it
+    near, exact = SiteCounts(), SiteCounts()
+    _count_bases(near, scores, sites, 0, len(scores), 100)
+    _count_bases(exact, scores, sites, 0, len(scores), 0)
+    assert near.pr_auc() == 1.0 and near.top_k_accuracy() == 1.0 and near.metrics()["sites"] == len(sites)
+    assert exact.pr_auc() < 0.01
+
+
+def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):
+    from types import SimpleNamespace
+
+    from dnabert2.scan.evaluation import _evaluated_regions
+
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "task.json").write_text(json.dumps({"split": "positions", "contigs": {"test": ["I"]},
+                                                "regions": {"test": [["I", 5000, 9000]]}}))
+    scanned = {"regions": [["I", 0, 10000], ["II", 0, 8000]]}
+    given = SimpleNamespace(regions=None, contigs=["I", "I"])
+    assert _evaluated_regions(scanned, given, task) == [("I", 5000, 9000)]
+    assert _evaluated_regions(scanned, SimpleNamespace(regions=None, contigs=["I", "I"]), None) == [("I", 0, 10000)]
+
+
+def test_reports_of_one_name_are_refused_not_dropped(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps({"labels": {}}))
+    (tmp_path / "a" / "other.json").write_text(json.dumps({"labels": {}}))
+    result = run_cli("scan-table", tmp_path / "a" / "eval.json", tmp_path / "a" / "other.json")
+    assert_user_error(result, "two inputs named 'a'", "NAME=PATH")
+    result = run_cli("scan-table", f"x={tmp_path / 'a' / 'eval.json'}", tmp_path / "b" / "eval.json")
+    assert result.returncode == 0, result.stderr

@@ -181,9 +181,10 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     from .genome import BlockWindows, Calling, scan_blocks, window_scores
 
     distances = options.pop("distances")
+    strands = {"both": "+-"}.get(s.strands, s.strands)
     if mode == "reads":
         return scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
-                          distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
+                          strands=strands, distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
     wanted = requested
     if mode == "covered":
         with open_alignments(bam, genome) as alignments:
@@ -194,7 +195,6 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     mine = chunk(every, *chunk_of)
     before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)
     planned = [(b, False) for b in before] + [(b, True) for b in mine] + [(b, False) for b in after]
-    strands = {"both": "+-"}.get(s.strands, s.strands)
     blocks_read = [b for b, _ in planned]
     if scanner.dense:
         dataset, scores = dense_reader(scanner, genome, blocks_read, strands, s.max_n), dense_scores

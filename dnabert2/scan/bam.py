@@ -71,8 +71,8 @@ class ReadWindows(IterableDataset):
     regions, never on the chunking: a read meets the same batch-mates in every chunked run."""
 
     def __init__(self, bam_path, reference, regions, ranges, scanner: Scanner, names: list[str], stride: int,
-                 min_mapq: int, block_reads: int = 256):
-        self.bam_path, self.reference, self.ranges = bam_path, reference, ranges
+                 min_mapq: int, strands: str, block_reads: int = 256):
+        self.bam_path, self.reference, self.ranges, self.strands = bam_path, reference, ranges, strands
         self.scanned, self.mine = RegionIndex(regions), RegionIndex(ranges)
         self.tokenizer, self.max_tokens = scanner.folder / "tokenizer.json", scanner.max_tokens
         self.size, self.stride, self.min_mapq, self.block_reads = scanner.window, stride, min_mapq, block_reads
@@ -118,7 +118,7 @@ class ReadWindows(IterableDataset):
             grid = Grid(contig, 0, len(sequence), self.size, self.stride)
             for i in range(len(grid)):
                 s = grid.window_start(i)
-                for strand in "+-":
+                for strand in self.strands:
                     placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
                     if not self.scanned.holds(contig, placed).any():
                         continue
@@ -147,9 +147,9 @@ class ReadBases(ReadWindows):
     scanned when one of its aligned bases lies in the scanned regions. Reads come in bins as
     ReadWindows's do."""
 
-    def __init__(self, bam_path, reference, regions, ranges, scanner: DenseScanner, min_mapq: int,
+    def __init__(self, bam_path, reference, regions, ranges, scanner: DenseScanner, min_mapq: int, strands: str,
                  block_reads: int = 64):
-        self.bam_path, self.reference, self.ranges = bam_path, reference, ranges
+        self.bam_path, self.reference, self.ranges, self.strands = bam_path, reference, ranges, strands
         self.scanned, self.mine = RegionIndex(regions), RegionIndex(ranges)
         self.tokenizer, self.core, self.flank = scanner.tokenizer, scanner.core, scanner.flank
         self.min_mapq, self.block_reads = min_mapq, block_reads
@@ -167,7 +167,7 @@ class ReadBases(ReadWindows):
             for start in range(0, read.query_length, self.core):
                 end = min(read.query_length, start + self.core)
                 piece = padded[start:end + 2 * self.flank]
-                for strand in "+-":
+                for strand in self.strands:
                     sequences.append(piece if strand == "+" else reverse_complement(piece))
                     windows.append((k, start, end, strand))
         return {"contig": contig, "reads": len(reads), "sequences": sequences, "windows": windows, "places": places,
@@ -210,16 +210,17 @@ def base_hits(scanner: DenseScanner, item: dict, labels: list[int], threshold: f
 
 
 def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
-               stride: int | None, distances: dict[str, int], batch_tokens: int, workers: int, min_mapq: int,
-               min_reads: int, progress: bool) -> tuple[list[Call], Tally]:
+               stride: int | None, strands: str, distances: dict[str, int], batch_tokens: int, workers: int,
+               min_mapq: int, min_reads: int, progress: bool) -> tuple[list[Call], Tally]:
     """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): the reads
     in which a window classifier's window, or a per-base model's peak, calls a label there, with the
     site's mean probability over those reads."""
     if scanner.dense:
-        dataset, hits = ReadBases(bam_path, reference, regions, ranges, scanner, min_mapq), base_hits
+        dataset, hits = ReadBases(bam_path, reference, regions, ranges, scanner, min_mapq, strands), base_hits
     else:
         names = [scanner.labels[i] for i in labels]
-        dataset, hits = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq), window_hits
+        dataset = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq, strands)
+        hits = window_hits
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None)
     support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]

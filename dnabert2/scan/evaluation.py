@@ -21,7 +21,7 @@ from ..sequences.fasta import open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
-from .plan import RegionIndex
+from .plan import RegionIndex, merge_regions
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
 PIECE = 5_000_000  # bp of a track read at a time
@@ -62,6 +62,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     _check_same_genome(annotation, calls, scanned)
     regions = _evaluated_regions(scanned, s, held_out)
     sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
+    if scanned is not None and scanned.get("strands", "both") != "both":  # the other strand was not looked at
+        sites = {key: positions for key, positions in sites.items() if key[2] == scanned["strands"]}
     inside = RegionIndex(regions) if regions is not None else None
     if inside is not None:
         sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
@@ -114,18 +116,23 @@ def _close_pairs(sites: np.ndarray, calls: np.ndarray, tolerance: int) -> tuple[
 
 
 def _evaluated_regions(scanned, s, held_out) -> list | None:
-    """Where sites count: the scanned regions, within the given regions, contigs or held-out split."""
-    given = None
+    """Where sites count: the scanned regions, within the given regions or contigs and within the
+    held-out split, merged so that no base counts twice."""
+    limits = []
     if s.regions is not None:
-        given = read_bed_regions(s.regions)
+        limits.append(read_bed_regions(s.regions))
     elif s.contigs:
-        given = [(c, 0, 2**62) for c in s.contigs]
-    elif held_out is not None:
-        given = held_out_regions(held_out)
-    if scanned is None:
-        return given
-    scanned_regions = [tuple(r) for r in scanned["regions"]]
-    return scanned_regions if given is None else intersect(scanned_regions, given)
+        limits.append([(c, 0, 2**62) for c in s.contigs])
+    if held_out is not None:
+        limits.append(held_out_regions(held_out))
+    if scanned is not None:
+        limits.append([tuple(r) for r in scanned["regions"]])
+    if not limits:
+        return None
+    regions = limits[0]
+    for other in limits[1:]:
+        regions = intersect(regions, other)
+    return merge_regions(regions, {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))})
 
 
 def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
@@ -174,18 +181,28 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
                 lo, hi = max(region_start, start - margin), min(region_end, end + margin)
                 for strand in strands:
                     values = np.nan_to_num(tracks(label, strand, contig, lo, hi), nan=0.0)
-                    scores = as_scores(values)
-                    if tolerance:
-                        scores = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=0)
                     here = sites.get((kind, contig, strand), np.array([], dtype=np.int64))
-                    here = here[(here >= start) & (here < end)] - lo
-                    positive = np.zeros(hi - lo, dtype=bool)
-                    positive[here] = True
-                    counts.add(scores[start - lo:end - lo], positive[start - lo:end - lo])
-                    _metaplot(around, seen, values, here, strand)
+                    _count_bases(counts, as_scores(values), here - lo, start - lo, end - lo, tolerance)
+                    _metaplot(around, seen, values, here[(here >= start) & (here < end)] - lo, strand)
         report["labels"][label] |= counts.metrics()
         report["metaplot"][label] = [round(float(x), 4) for x in np.divide(around, seen, out=np.zeros_like(around),
                                                                                where=seen > 0)]
+
+
+def _count_bases(counts: SiteCounts, scores: np.ndarray, sites: np.ndarray, start: int, end: int,
+                 tolerance: int) -> None:
+    """Count the bases start..end-1 of a piece of track: each site with the best score within the
+    tolerance of it, and as others only the bases farther than that from every site (a base a few bp
+    from a TSS is neither a miss nor a false alarm)."""
+    inside = sites[(sites >= start) & (sites < end)]
+    near = np.zeros(len(scores), dtype=bool)
+    for offset in range(-tolerance, tolerance + 1):
+        shifted = sites + offset
+        near[shifted[(shifted >= 0) & (shifted < len(scores))]] = True
+    best = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=0) if tolerance else scores
+    others = scores[start:end][~near[start:end]]
+    counts.add(np.concatenate([best[inside], others]),
+               np.concatenate([np.ones(len(inside), dtype=bool), np.zeros(len(others), dtype=bool)]))
 
 
 def _metaplot(around, seen, values, sites, strand) -> None:
@@ -220,26 +237,42 @@ def open_tracks(scanned: dict, summary: Path):
 
         def read(label, strand, contig, start, end):
             path = folder / scanned["bedgraph_dir"] / file_name(label, strand, "bedgraph")
+            if not path.is_file():
+                raise UserError(f"{path}: missing from the scan's bedGraph folder")
             if path not in cache:
                 cache[path] = read_bedgraph(path)
-            values = np.full(end - start, np.nan)
-            for a, b, v in cache[path].get(contig, ()):
-                if a < end and b > start:
-                    values[max(a, start) - start:min(b, end) - start] = v
-            return values
+            if contig not in cache[path]:
+                return np.full(end - start, np.nan)
+            starts, ends, values = cache[path][contig]
+            positions = np.arange(start, end)
+            row = np.searchsorted(starts, positions, side="right") - 1
+            covered = (row >= 0) & (positions < ends[np.maximum(row, 0)])
+            return np.where(covered, values[np.maximum(row, 0)], np.nan)
         return read
     return None
 
 
-def read_bedgraph(path: Path) -> dict[str, list[tuple[int, int, float]]]:
-    rows = defaultdict(list)
+def read_bedgraph(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A bedGraph's rows by contig: sorted starts, ends and values."""
+    import pandas as pd
+
+    table = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=range(4), dtype={0: str},
+                        names=["contig", "start", "end", "value"], skiprows=_header_lines(path))
+    found = {}
+    for contig, rows in table.groupby("contig", sort=False):
+        rows = rows.sort_values("start")
+        found[contig] = tuple(rows[c].to_numpy() for c in ("start", "end", "value"))
+    return found
+
+
+def _header_lines(path: Path) -> int:
     with open_text(path) as handle:
+        count = 0
         for line in handle:
-            if line.startswith(("track", "#", "browser")):
-                continue
-            contig, start, end, value = line.split()[:4]
-            rows[contig].append((int(start), int(end), float(value)))
-    return rows
+            if not line.startswith(("track", "browser", "#")):
+                return count
+            count += 1
+    return count
 
 
 def _metrics(counts) -> dict:
@@ -338,6 +371,7 @@ def table_rows(reports: dict) -> list[tuple]:
 
 
 def add_table_arguments(parser) -> None:
+
     parser.description = ("One table of scan-eval reports, one row per scan and label: calls, sites, precision, "
                           "recall, F1 (at the tolerance of each kind of site), per-base PR-AUC and top-k accuracy. "
                           "Writes TSV (--out) and prints it as a Markdown table.")

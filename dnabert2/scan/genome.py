@@ -102,8 +102,8 @@ class Calling:
             if not len(positions):
                 continue
             caller = self.callers.setdefault(key, PeakCaller(self.threshold, self.distances[key[0]]))
-            if caller.contig is None:
-                caller.start(block.grid.contig, self.grid.start)
+            if caller.contig is None:  # nothing before its first scores counts (other chunks' bases are far)
+                caller.start(block.grid.contig, int(positions[0]))
             dense = np.full(positions[-1] - positions[0] + 1, -1, dtype=np.int32)
             dense[positions - positions[0]] = values
             caller.feed(int(positions[0]), dense, owned)

@@ -80,6 +80,8 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     task = task_kind(kind)
     if s.flank < 0 or s.core < 1:
         raise UserError(f"--core must be positive and --flank not negative (got {s.core} and {s.flank})")
+    if s.negatives != TaskSettings.negatives:
+        raise UserError("--negatives is for tasks of windows: a dense task labels every base, sites and the rest")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     rng = np.random.default_rng(s.seed)
     notes = read_annotation(annotation, s.min_intron)
@@ -112,8 +114,9 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
 
 
 def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
-    """The split's windows: every core with a site, and the others at the empty rate."""
-    found = []
+    """The split's windows: every core with a site, and the others at the empty rate; cores with more
+    than max_n N are left out, and said so."""
+    found, skipped = [], 0
     for stretch in stretches:
         contig = stretch[0]
         for start in tile(stretch, s.core):
@@ -125,9 +128,12 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
                 sequence = window_at(fasta, contig, start, s.core, s.flank, strand)
                 core = sequence[s.flank:s.flank + s.core]
                 if s.core - sum(core.count(b) for b in "ACGT") > s.max_n * s.core:
+                    skipped += len(inside)
                     continue
                 labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in inside}
                 found.append(DenseWindow(sequence, labels, contig, start, strand))
+    if skipped:
+        log.warning("%d annotated site(s) left out: their cores hold more than --max-n %g N", skipped, s.max_n)
     return found
 
 
