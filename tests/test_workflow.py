@@ -289,15 +289,18 @@ def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     assert snakemake("--cores", "2", "results/vocab/tokenizer.json", cwd=checkout).returncode == 0
     # Only the pretraining job: other jobs of the default chain (the CNN baseline needs no pretrained
     # model) would otherwise share the cores and the moment of the interruption.
+    # A user's shell leaves Ctrl-C to its jobs; a test run may have it ignored, which children inherit.
     process = subprocess.Popen(["snakemake", "--cores", "2", "results/pretrain/tiny"], cwd=checkout,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = checkout / "results/checkpoints/tiny"
     deadline = time.time() + 300
     while not list(checkpoints.glob("step-*.pt")) and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: Snakemake and its job both get it
     output = process.communicate()[0]
-    assert not (checkout / "results/pretrain/tiny/model.safetensors").exists(), output
+    assert not (checkout / "results/pretrain/tiny/model.safetensors").exists(), \
+        f"SIGINT in the test process: {signal.getsignal(signal.SIGINT)}\n{output}"
     assert list(checkpoints.glob("step-*.pt"))
 
     result = snakemake("--cores", "2", "--rerun-incomplete", "results/pretrain/tiny", cwd=checkout)
