@@ -14,6 +14,7 @@ from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .finetune import finetune, predict
+from .hub import model_path
 from .model import is_classifier, load_model
 from .options import add_settings, settings_from
 from .outputs import atomic_output, check_outputs
@@ -54,7 +55,7 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     unknown = sorted(set(baselines) - {"kmer", "cnn"})
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r}; choose kmer or cnn")
-    model_dir, out = Path(model_dir), Path(out)
+    model_dir, out = model_path(model_dir), Path(out)
     classifier = is_classifier(model_dir)
     rows = []
     for name, folder in tasks.items():
@@ -126,7 +127,8 @@ def add_arguments(parser) -> None:
         "regression baseline (and, with --baseline cnn, a small CNN). Writes a TSV (one row per task and method: "
         "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md).")
     parser.add_argument("--model", required=True, type=Path,
-                        help="model folder (pretrained, or a fine-tuned classifier)")
+                        help="model folder (pretrained, or a fine-tuned classifier),"
+                        " or a Hugging Face Hub id (owner/name[@revision])")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--gue", type=Path, metavar="DIR", help="a folder of task folders (the GUE layout)")
     where.add_argument("--data", type=Path, metavar="DIR", help="one task folder")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
+from .hub import model_name, model_path
 from .model import load_model, save_model
 from .model.adapters import with_lora
 from .optim import schedule
@@ -154,7 +155,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     """Fine-tune `model_dir` on the task folder `data` (GUE format, or a dense task) and write `out`;
     returns the metrics. Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
-    model_dir, data, out = Path(model_dir), Path(data), Path(out)
+    model_dir, data, out = model_path(model_dir), Path(data), Path(out)
     check_folder(out, s.force, inputs=[model_dir, data])
     tokenizer = load_tokenizer(model_dir)
     job = open_job(data, tokenizer, s.max_tokens)
@@ -171,7 +172,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     lora = s.method == "lora"
     lora_settings = {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout,
                      "targets": list(s.target_modules)} if lora else None
-    metrics, model = train_seeds(build, job, s, lr, progress, {"model": str(model_dir), "method": s.method})
+    metrics, model = train_seeds(build, job, s, lr, progress, {"model": model_name(model_dir), "method": s.method})
     with atomic_folder(out, force=s.force, inputs=[model_dir, data]) as folder:
         _save(model, model_dir, folder, tokenizer, lora and not s.merge, metrics, lora_settings, job)
         copy_task_description(data, folder)
@@ -233,7 +234,7 @@ def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         save_model(model, out, tokenizer)
-    info = {"base_model": str(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
+    info = {"base_model": model_name(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
             "max_tokens": metrics["max_tokens"], "adapter": adapter_only, "lora": lora_settings}
     write_records(out, info, metrics)
 
@@ -305,7 +306,7 @@ def add_arguments(parser) -> None:
         "best dev MCC, and writes test MCC, macro F1, accuracy, AUROC and AUPRC (mean and sd over seeds) to "
         "OUT/metrics.json. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
         "them into the base model.")
-    parser.add_argument("--model", required=True, type=Path, help="model folder to start from")
+    parser.add_argument("--model", required=True, type=Path, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--data", required=True, type=Path, help="task folder (GUE format)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_settings(parser, FinetuneSettings)

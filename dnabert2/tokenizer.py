@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 
 from .errors import UserError
+from .hub import model_path
 from .options import add_settings, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
 from .settings import VocabSettings
@@ -64,8 +65,9 @@ def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int
 
 
 def load_tokenizer(path) -> Tokenizer:
-    """A tokenizer.json, or a model folder holding one (this project's or a released DNABERT-2)."""
-    path = Path(path)
+    """A tokenizer.json, or a model folder holding one (this project's or a released DNABERT-2, on disk or
+    by Hub id)."""
+    path = model_path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise UserError(f"{path}: no tokenizer.json there")

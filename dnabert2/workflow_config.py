@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .hub import hub_id
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
                        VocabSettings)
@@ -146,9 +147,11 @@ def check_references(config: dict) -> None:
     for name, settings in config["finetune"].items():
         for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
             baseline = (kind, settings[kind]) == ("model", CNN)
-            if settings[kind] not in known and not Path(settings[kind]).is_dir() and not baseline:
+            elsewhere = Path(settings[kind]).is_dir() or (kind == "model" and hub_id(settings[kind]))
+            if settings[kind] not in known and not elsewhere and not baseline:
+                what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
-                                 f"config nor a folder on disk")
+                                 f"config nor {what}")
         if settings["model"] == CNN and not is_dense_task(config, settings["task"]):
             raise ValueError(f"config: finetune.{name}: the cnn baseline trains on a dense task (tasks with dense: "
                              f"true); {settings['task']!r} is not one")
@@ -171,9 +174,10 @@ def _genomes_listed_once(genomes: dict) -> None:
 
 
 def _check_scan(config: dict, name: str, settings: dict) -> None:
-    if settings["model"] not in config["finetune"] and not Path(settings["model"]).is_dir():
-        raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config "
-                         f"nor a folder on disk")
+    if settings["model"] not in config["finetune"] and not Path(settings["model"]).is_dir() \
+            and not hub_id(settings["model"]):
+        raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
+                         f"a folder on disk nor a Hugging Face Hub id")
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
         needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")

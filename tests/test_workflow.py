@@ -323,3 +323,11 @@ def test_a_one_contig_genome_gets_its_task_split_by_position(checkout):
     task = json.loads((checkout / "results/tasks/ecoli_promoter/task.json").read_text())
     assert task["split"] == "positions" and task["contigs"]["test"] == ["NC_000913.3"]
     assert "splitting each contig by position" in (checkout / "logs/tasks/ecoli_promoter.log").read_text()
+
+
+def test_a_model_named_by_hub_id_is_fetched_by_the_job_that_uses_it(checkout):
+    edit_config(checkout, lambda c: c["finetune"]["ce1pct_splice"].update(model="zhihan1996/DNABERT-2-117M@main"))
+    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", "results/finetune/ce1pct_splice", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "finetune --model zhihan1996/DNABERT-2-117M@main" in result.stdout
+    assert "rule pretrain:" not in result.stdout  # the released model replaces the workflow's own

@@ -172,6 +172,8 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
         (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_splice needs an annotation"]),
         (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome"]),
         (lambda c: c["finetune"]["ce1pct_splice"].update(model="nowhere"), ["finetune.ce1pct_splice.model"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(model="models/gone/tiny"), ["finetune.ce1pct_splice.model",
+                                                                                     "Hugging Face Hub id"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(mode="reads"), ["mode reads needs a bam"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="reads.bam"), ["mode fasta scans no bam"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
@@ -192,3 +194,10 @@ def test_a_scan_scored_against_a_genome_without_annotation_is_refused():
     config["genomes"]["bare"] = {"source": "example/bare.fa.gz"}
     config["scan"]["ce1pct_splice"]["genome"] = "bare"
     refused(config, "scan.ce1pct_splice.evaluate needs an annotation", "bare")
+
+
+def test_models_may_be_hugging_face_hub_ids():
+    config = copy.deepcopy(DEFAULT)
+    config["finetune"]["ce1pct_splice"]["model"] = "zhihan1996/DNABERT-2-117M@main"
+    config["scan"]["released"] = {"model": "lab/splice-model", "genome": "ce1pct"}
+    checked(config)

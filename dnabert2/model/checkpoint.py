@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from ..devices import resolve_device
 from ..errors import UserError
+from ..hub import model_name, model_path
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
 from .adapters import is_adapter, merge_adapter
@@ -64,7 +65,7 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """The weights of a model folder, keys normalised to the bert.… layout."""
     file = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if file is None:
-        raise UserError(f"{folder}: no model weights there (expected {' or '.join(WEIGHT_FILES)})")
+        raise UserError(f"{model_name(folder)}: no model weights there (expected {' or '.join(WEIGHT_FILES)})")
     try:
         if file.suffix == ".safetensors":
             state = load_file(file)
@@ -132,7 +133,7 @@ def classifier_head(folder: Path) -> str:
 def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
     """A LoRA fine-tuning folder as a model: its base model with the adapter and head merged in."""
     info = json.loads((folder / "finetune.json").read_text())
-    base = Path(info["base_model"])
+    base = model_path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{folder}: its base model {base} is not there any more (finetune.json names it)")
     trained = info.get("head", "classification")
@@ -145,14 +146,15 @@ def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu",
 
 def load_model(path, head: str | None = None, *, num_labels: int | None = None, pooling: str | None = None,
                device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """A model folder (this project's or a released DNABERT-2) as a torch module in eval mode.
+    """A model folder (this project's or a released DNABERT-2), or a Hub id such as
+    "zhihan1996/DNABERT-2-117M@<revision>", as a torch module in eval mode.
 
     head: None = as saved; "encoder", "mlm", "classification", "dense" or "embedding". Asking for a head the
     folder does not hold initialises that head afresh (the start of fine-tuning); the encoder weights
     must all be there. num_labels: the classes of a new classifier, or a check on a saved one.
     pooling: "cls" or "mean", for a new classifier or for embeddings.
     """
-    folder = Path(path)
+    folder = model_path(path)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
     if is_adapter(folder):

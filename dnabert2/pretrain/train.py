@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import UserError
+from ..hub import model_path
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
 from ..options import add_settings, progress, settings_from, settings_with
@@ -184,7 +185,7 @@ def initial_model(s: PretrainSettings, tokenizer, tokenizer_path):
     torch.manual_seed(s.seed)
     if s.init:
         model = load_model(s.init, head="mlm")
-        check_tokenizer(tokenizer, model.config, Path(s.init), source=str(tokenizer_path))
+        check_tokenizer(tokenizer, model.config, model_path(s.init), source=str(tokenizer_path))
     else:
         model = build_model(preset(s.preset, vocab_size=tokenizer.get_vocab_size()), "mlm")
     if s.dropout is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..bed import write_junctions
 from ..errors import UserError
+from ..hub import model_name, model_path
 from ..options import add_settings, progress, settings_from, settings_with
 from ..outputs import check_outputs
 from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fasta
@@ -107,7 +108,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         raise UserError(f"threshold must be between 0 and 1, not {s.threshold}")
     if s.top_k is not None and count > 1:
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
-    load = load_dense_scanner if is_per_base(Path(model)) else load_scanner
+    model = model_path(model)
+    load = load_dense_scanner if is_per_base(model) else load_scanner
     scanner = load(model, window=s.window, device=s.device, dtype=s.dtype)
     stride = check_calling(scanner, s, mode)
     batch_tokens = s.batch_tokens or (65536 if scanner.device.type == "cuda" else 8192)
@@ -131,7 +133,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     order = {c: i for i, c in enumerate(lengths)}
     calls = top(calls, s.top_k, order)
     tally.calls = dict(Counter(c.label for c in calls))
-    report = {"model": str(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
+    report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
               "dense": scanner.dense, "calls_by": "merging windows" if s.merge else "peaks",
               "min_distance": None if s.merge else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
@@ -219,7 +221,8 @@ def add_arguments(parser) -> None:
         "and place hits on the reference through the alignments, one call per site with its read support; or with "
         "--covered N scan the reference (--reference) where N or more reads cover it. --chunk i/n scans the i-th of n "
         "balanced parts; `dnabert2 scan-gather` joins them into what one scan gives.")
-    parser.add_argument("--model", required=True, type=Path, help="fine-tuned classifier folder (`dnabert2 finetune`)")
+    parser.add_argument("--model", required=True, type=Path, help="fine-tuned model folder (`dnabert2 finetune`, `dnabert2 cnn`),"
+                        " or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--fasta", type=Path, help="genome FASTA (plain, gzip or bgzip; bgzip with .fai is read by "
                         "region)")
     parser.add_argument("--bam", type=Path,

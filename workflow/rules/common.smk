@@ -6,6 +6,7 @@ from pathlib import Path
 # reads them from this checkout, which need not be installed in it.
 sys.path.insert(0, workflow.basedir)
 from dnabert2 import workflow_config
+from dnabert2.hub import hub_id
 
 workflow_config.check(
     config,
@@ -94,8 +95,8 @@ def model_folder(model):
 
 def model_input(model):
     """The input standing for a model: its folder when pretrained here, else its config.json on disk;
-    the CNN baseline starts from nothing."""
-    if model == workflow_config.CNN:
+    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file."""
+    if model == workflow_config.CNN or hub_id(model):
         return []
     return (
         model_folder(model) if model in config["pretrain"] else f"{model}/config.json"
@@ -151,10 +152,11 @@ def scan_model(scan):
 def scan_inputs(wildcards):
     s = scan_settings(wildcards)
     model = scan_model(wildcards.name)
-    inputs = {
-        "genome": genome_fasta(s["genome"]),
-        "model": model if s["model"] in config["finetune"] else f"{model}/config.json",
-    }
+    inputs = {"genome": genome_fasta(s["genome"])}
+    if s["model"] in config["finetune"]:
+        inputs["model"] = model
+    elif not hub_id(model):
+        inputs["model"] = f"{model}/config.json"
     if s["bam"]:
         inputs["bam"] = s["bam"]
     return inputs

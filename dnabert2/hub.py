@@ -1,0 +1,67 @@
+"""Models named by Hugging Face Hub id (`owner/name`, optionally `@revision`), fetched with
+huggingface_hub into its standard cache and then used as a local folder is. A path that exists
+always wins over an id. HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN (private repositories)
+act as they do for every Hugging Face tool."""
+
+import logging
+import re
+from pathlib import Path
+
+from .errors import UserError
+
+# What loading a model reads: configuration, tokenizer, weights, a LoRA adapter. The released
+# repository's Python files (bert_layers.py, …) are never fetched, so never run.
+MODEL_FILES = ["*.json", "model.safetensors", "pytorch_model.bin", "adapter_model.safetensors"]
+_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
+_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
+
+
+def hub_id(name) -> tuple[str, str | None] | None:
+    """(repository, revision) when `name` reads as a Hub id and is not a path on disk."""
+    match = _ID.fullmatch(str(name))
+    if match is None or Path(name).exists():
+        return None
+    return match["repo"], match["revision"]
+
+
+def model_path(name) -> Path:
+    """A model folder (or tokenizer file) on disk as it is; a Hub id fetched, or found in the cache."""
+    named = hub_id(name)
+    if named is None:
+        return Path(name)
+    repo, revision = named
+    # Imported here: most commands never fetch, and huggingface_hub takes a while to import.
+    from huggingface_hub import errors, snapshot_download
+
+    where = f"{repo}@{revision}" if revision else repo
+    for client in ("httpx", "httpx2"):  # a line per HTTP request is noise in a command's log
+        logging.getLogger(client).setLevel(logging.WARNING)
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
+    except errors.RevisionNotFoundError:
+        raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository") from None
+    except (errors.RepositoryNotFoundError, errors.GatedRepoError):
+        raise UserError(f"{name}: no such folder here and no such model on the Hugging Face Hub (a private or "
+                        f"gated one needs HF_TOKEN)") from None
+    except errors.LocalEntryNotFoundError as error:
+        reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached ({_first_line(error.__cause__)})"
+        raise UserError(f"{where}: not in the Hugging Face cache and {reason}") from None
+    except (errors.HfHubHTTPError, OSError) as error:
+        raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
+
+
+def model_name(folder) -> str:
+    """How outputs record a model: `owner/name@commit` for a folder of the Hub cache (the revision
+    pinned), the path otherwise."""
+    match = _SNAPSHOT.search(Path(folder).as_posix())
+    return f"{match['owner']}/{match['name']}@{match['commit']}" if match else str(folder)
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE
+
+
+def _first_line(error) -> str:
+    return str(error).strip().splitlines()[0][:200] if error and str(error).strip() else type(error).__name__
