@@ -16,6 +16,7 @@ include: "workflow/rules/vocab.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/scan.smk"
+include: "workflow/rules/variants.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -37,6 +38,7 @@ rule all:
             name=[name for name, s in config["scan"].items() if s["bam"]],
         ),
         expand(rules.scan_eval.output, name=evaluated_scans()),
+        expand(rules.score_variants.output, name=config["variants"]),
         [rules.scan_table.output, rules.plot_metaplot.output]
         if evaluated_scans()
         else [],

@@ -38,6 +38,20 @@ def resolve_precision(name: str | None, device: torch.device) -> str:
     return name
 
 
+def inference_device(device, dtype: str | None) -> tuple[torch.device, str]:
+    """The device and precision inference runs on; bf16 only where a GPU runs it."""
+    device = resolve_device(device)
+    precision = resolve_precision(dtype, device)
+    if precision == "bf16" and device.type != "cuda":
+        raise UserError("bf16 inference needs a CUDA GPU; use --dtype fp32 on the CPU")
+    return device, precision
+
+
+def batch_tokens(given: int | None, device: torch.device) -> int:
+    """Tokens per forward pass of inference: as given, else what fills a GPU or keeps a CPU's caches."""
+    return given or (65536 if device.type == "cuda" else 8192)
+
+
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context for a resolved precision: bf16 matrix products with fp32 weights, or off."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

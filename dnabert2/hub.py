@@ -41,11 +41,11 @@ def model_path(name) -> Path:
     except errors.RevisionNotFoundError:
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository") from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):
-        raise UserError(f"{name}: no such folder here and no such model on the Hugging Face Hub (a private or "
-                        f"gated one needs HF_TOKEN)") from None
+        raise UserError(f"{name}: no such folder here, nor a model of that name on the Hugging Face Hub (a private "
+                        f"or gated one needs HF_TOKEN)") from None
     except errors.LocalEntryNotFoundError as error:
-        reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached ({_first_line(error.__cause__)})"
-        raise UserError(f"{where}: not in the Hugging Face cache and {reason}") from None
+        reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached: {_first_line(error.__cause__)}"
+        raise UserError(f"{where}: no such folder here, nor in the Hugging Face cache ({reason})") from None
     except (errors.HfHubHTTPError, OSError) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
 

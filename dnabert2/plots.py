@@ -16,16 +16,16 @@ from .sequences.fasta import open_text
 log = logging.getLogger(__name__)
 
 
-def _figure(columns: int = 1):
+def figure(columns: int = 1, rows: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")  # no display on cluster nodes
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, columns, figsize=(7 if columns == 1 else 5 * columns, 4), layout="constrained")
+    return plt.subplots(rows, columns, figsize=(7 if columns == 1 else 5 * columns, 4 * rows), layout="constrained")
 
 
-def _save(fig, out) -> None:
+def save_figure(fig, out) -> None:
     with atomic_output(out) as tmp:
         fig.savefig(tmp, format="svg")
 
@@ -51,14 +51,14 @@ def pretraining_loss(metrics, out) -> None:
             raise UserError(f"{metrics}: line {number} is not a pretraining metrics line (JSON with step and loss)") from None
     if not rows:
         raise UserError(f"{metrics}: no steps logged")
-    fig, ax = _figure()
+    fig, ax = figure()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.8, label="training loss")
     held = [r for r in rows if "eval_loss" in r]
     if held:
         ax.plot([r["step"] for r in held], [r["eval_loss"] for r in held], "o-", label="held-out loss")
     ax.set(xlabel="step", ylabel="masked-LM loss (nats)", title=f"pretraining: {Path(metrics).parent.name}")
     ax.legend()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def score_distribution(scores, out) -> None:
@@ -84,7 +84,7 @@ def score_distribution(scores, out) -> None:
             except (IndexError, ValueError):
                 raise UserError(f"{file}: line {number} is neither a scan track (bedGraph with a track line) "
                                 "nor a scan call") from None
-    fig, ax = _figure()
+    fig, ax = figure()
     for name, values in sorted(groups.items()):
         ax.hist(np.array(values), bins=50, range=(0, 1), histtype="step", label=f"{name} ({len(values):,})")
     what = "windows" if windows else "calls"
@@ -93,7 +93,7 @@ def score_distribution(scores, out) -> None:
         ax.legend()
     else:
         ax.text(0.5, 0.5, f"no {what}", ha="center", transform=ax.transAxes)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def metaplot(evaluations: dict[str, Path], out) -> None:
@@ -114,7 +114,7 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
         for label, values in plotted.items():
             if label != "offsets":
                 curves.setdefault(label, []).append((name, np.arange(lo, hi + 1), values))
-    fig, axes = _figure(max(1, len(curves)))
+    fig, axes = figure(max(1, len(curves)))
     for ax, (label, lines) in zip(np.atleast_1d(axes), sorted(curves.items())):
         for name, offsets, values in lines:
             ax.plot(offsets, values, lw=1, label=name)
@@ -123,7 +123,7 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
         ax.legend()
     if not curves:
         axes.text(0.5, 0.5, "no scan wrote score tracks", ha="center", transform=axes.transAxes)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 KINDS = {"pretraining": "the loss per step and the held-out loss from a pretraining metrics.jsonl",

@@ -30,6 +30,11 @@ def _precision(help_text: str):
     return setting("auto", help_text, choices=PRECISIONS)
 
 
+def _batch_tokens():
+    # dnabert2.devices.batch_tokens resolves the default
+    return setting(None, "tokens per forward pass", type=positive, default_text="65536 on a GPU, 8192 on the CPU")
+
+
 def _min_intron():
     return setting(MIN_INTRON, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
                    type=positive)
@@ -224,9 +229,54 @@ class ScanSettings:
     max_n: float = setting(0.1, "skip windows with more than this fraction of N", type=fraction)
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=non_negative)
     min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
-    batch_tokens: int | None = setting(None, "tokens per forward pass", type=positive,
-                                       default_text="65536 on a GPU, 8192 on the CPU")
+    batch_tokens: int | None = _batch_tokens()
     workers: int = setting(1, "DataLoader workers reading and tokenising", type=non_negative)
+    device: str = _device()
+    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+@dataclass
+class PredictSettings:
+    batch_tokens: int | None = _batch_tokens()
+    device: str = _device()
+    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+@dataclass
+class VariantSettings:
+    distance: int = setting(50, "bp either side of a variant where score changes are looked for (SpliceAI's default)",
+                            type=non_negative)
+    info_key: str = setting("DNABERT2", "the INFO field the scores go into")
+    batch_tokens: int | None = _batch_tokens()
+    device: str = _device()
+    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+@dataclass
+class MutagenesisSettings:
+    label: str | None = setting(None, "the label whose score is explained", default_text="the first site label")
+    at: int | None = setting(None, "per-base models: the base (1-based) whose score is explained", type=positive,
+                             default_text="the region's best-scoring base")
+    strand: str = setting("+", "the strand the model reads", choices=["+", "-"])
+    batch_tokens: int | None = _batch_tokens()
+    device: str = _device()
+    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+POOLINGS = ("mean", "cls", "max")  # dnabert2.model.heads.pool computes them
+
+
+@dataclass
+class EmbedSettings:
+    pooling: str = setting("mean", "one vector per sequence: the mean, the [CLS] state or the elementwise max of its "
+                           "token states ([CLS] and [SEP] included); tokens: one vector per token",
+                           choices=[*POOLINGS, "tokens"])
+    chunk_tokens: int | None = setting(None, "run sequences of more tokens than this in overlapping chunks of this "
+                                       "many, each token's states averaged over the chunks holding it", type=positive,
+                                       default_text="each sequence whole (ALiBi takes any length)")
+    overlap: int | None = setting(None, "tokens shared by neighbouring chunks", type=non_negative,
+                                  default_text="a quarter of --chunk-tokens")
+    batch_tokens: int | None = _batch_tokens()
     device: str = _device()
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
 

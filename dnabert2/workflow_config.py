@@ -17,7 +17,7 @@ import yaml
 from .hub import hub_id
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
-                       VocabSettings)
+                       VariantSettings, VocabSettings)
 from .tasks.registry import KINDS, TOLERANCES
 
 # Keys renamed since a release, and what they are called now.
@@ -137,6 +137,7 @@ def check_references(config: dict) -> None:
             raise ValueError(f"config: pretrain.{model}.weights needs one weight per genome")
     named += [(f"tasks.{task}.genome", s["genome"]) for task, s in config["tasks"].items()]
     named += [(f"scan.{name}.genome", s["genome"]) for name, s in config["scan"].items()]
+    named += [(f"variants.{name}.genome", s["genome"]) for name, s in config["variants"].items()]
     for key, name in named:
         if name not in config["genomes"]:
             raise ValueError(f"config: {key} names {name!r}, which is not under genomes")
@@ -159,6 +160,8 @@ def check_references(config: dict) -> None:
             raise ValueError(f"config: finetune.{name}.method: the cnn baseline is trained whole, with no method")
     for name, settings in config["scan"].items():
         _check_scan(config, name, settings)
+    for name, settings in config["variants"].items():
+        _check_variants(config, name, settings)
 
 
 def _genomes_listed_once(genomes: dict) -> None:
@@ -193,6 +196,18 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if settings["held_out"] and task is None:
         raise ValueError(f"config: scan.{name}.held_out needs a model that is a finetune name whose task is a "
                          "tasks name (its test split is what is evaluated)")
+
+
+def _check_variants(config: dict, name: str, settings: dict) -> None:
+    model = settings["model"]
+    if model in config["finetune"]:
+        run = config["finetune"][model]
+        if run["model"] != CNN and not is_dense_task(config, run["task"]):
+            raise ValueError(f"config: variants.{name}.model {model!r} is fine-tuned on a window task; variants are "
+                             f"scored with a per-base model (a dense task, or cnn)")
+    elif not Path(model).is_dir() and not hub_id(model):
+        raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
+                         f"folder on disk nor a Hugging Face Hub id")
 
 
 def is_dense_task(config: dict, task: str) -> bool:
@@ -233,6 +248,10 @@ def finetune_options(settings: dict) -> str:
     if settings["model"] == CNN:
         settings = {key: value for key, value in settings.items() if key in CNN_OPTIONS}
     return as_arguments(FinetuneSettings, settings)
+
+
+def variant_options(settings: dict) -> str:
+    return as_arguments(VariantSettings, {**settings, "device": _device(settings)})
 
 
 def scan_options(settings: dict) -> str:

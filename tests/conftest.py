@@ -52,6 +52,40 @@ def ce1pct(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    """A tiny masked LM with random weights and the released tokenizer: a model folder for the
+    mechanics of fine-tuning, embedding and loading, not for biology."""
+    from dnabert2.model import build_model, preset, save_model
+    from dnabert2.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    return save_model(build_model(preset("tiny"), "mlm"), tmp_path_factory.mktemp("base") / "tiny",
+                      load_tokenizer(TOKENIZER))
+
+
+CORE, FLANK = 1000, 100  # the dense task of the fixtures below
+
+
+@pytest.fixture(scope="session")
+def dense_task(tmp_path_factory, ce1pct):
+    """The splice sites of the C. elegans example at every base: test contig IV, dev V."""
+    out = tmp_path_factory.mktemp("dense") / "splice"
+    result = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", GENOMES / "ce1pct.gff3.gz",
+                     "--out", out, "--core", CORE, "--flank", FLANK, "--test-contigs", "IV", "--dev-contigs", "V")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def cnn(dense_task, tmp_path_factory):
+    """The SpliceAI-style CNN trained two epochs on the dense task: it learns real splice sites."""
+    out = tmp_path_factory.mktemp("cnn") / "cnn"
+    result = run_cli("cnn", "--data", dense_task, "--out", out, "--epochs", 2, "--batch-size", 8, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def scan_classifier(folder, window: int, task: str = "splice", labels=("neither", "donor", "acceptor")):
     """A random tiny classifier whose logits are rescaled to mean 0, sd 2 over real windows, so that
     its probabilities spread over (0, 1) rather than sitting near one value."""

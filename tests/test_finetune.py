@@ -18,14 +18,6 @@ from dnabert2.tokenizer import encode
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A tiny model folder with the released tokenizer (fine-tuning mechanics, not biology)."""
-    torch.manual_seed(0)
-    return save_model(build_model(preset("tiny"), "mlm"), tmp_path_factory.mktemp("base") / "tiny",
-                      load_tokenizer(TOKENIZER))
-
-
 def write_task(folder, rows_by_split):
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in rows_by_split.items():

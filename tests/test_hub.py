@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ def checksum(model) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(tmp_path_factory, base):
     """Repositories as users meet them: a fine-tuned classifier with a tagged first commit and a newer
     main, the released layout (with its bert_layers.py, which must never run), a private model, a
     pretrained model to fine-tune from, and a repository without weights."""
@@ -46,9 +47,7 @@ def hub(tmp_path_factory):
         (released / "bert_layers.py").write_text("raise RuntimeError('remote code was executed')\n")
         server.push("zhihan1996/DNABERT-2-117M", released)
         server.push("lab/private-dna", first, token=PRIVATE_TOKEN)
-        torch.manual_seed(0)
-        server.push("lab/tiny-base", save_model(build_model(preset("tiny"), "mlm"), root / "base",
-                                               load_tokenizer(TOKENIZER)))
+        server.push("lab/tiny-base", base)
         (root / "bare").mkdir()
         (root / "bare" / "config.json").write_text((first / "config.json").read_text())
         server.push("lab/no-weights", root / "bare")
@@ -127,7 +126,7 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
 
 
 @pytest.mark.parametrize("name, words", [
-    ("nobody/no-such-model", ["nobody/no-such-model", "no such model on the Hugging Face Hub"]),
+    ("nobody/no-such-model", ["nobody/no-such-model", "no such folder here", "on the Hugging Face Hub"]),
     ("lab/splice-tiny@v9", ["no revision 'v9'"]),
     ("lab/private-dna", ["lab/private-dna", "HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
@@ -161,3 +160,14 @@ def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reload
     reloaded = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-c", script)
     assert reloaded.returncode == 0, reloaded.stderr
     assert reloaded.stdout.split() == ["DNABertForSequenceClassification"]
+
+
+def test_no_network_and_nothing_cached_gets_one_line(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    result = run(env, "-m", "dnabert2", "scan", "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz",
+                 "--out", tmp_path / "x.bed")
+    assert_user_error(result, "lab/splice-tiny", "Hugging Face cache", "cannot be reached")

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import numpy as np
+import pysam
 import pyBigWig
 import pytest
 import torch
@@ -17,7 +18,7 @@ import yaml
 from conftest import DATA, GENOMES, ROOT, TOKENIZER, scan_classifier
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.model import build_model, preset, save_model
-from dnabert2.sequences import read_annotation
+from dnabert2.sequences import Fasta, read_annotation
 
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
 
@@ -128,6 +129,24 @@ def test_default_config_runs_the_chain(checkout):
     jobs = re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M)
     assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "plot_scan_scores": "1",
                           "scan_table": "1", "plot_metaplot": "1", "all": "1", "total": "8"}, plan.stdout
+
+    # A VCF listed in the config is scored with the fine-tuned per-base model; nothing else reruns.
+    donors = [s for s in read_annotation(checkout / "example/ce1pct.gff3.gz").splice_sites() if s.kind == "donor"][:5]
+    other = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    with Fasta(genome) as fasta:
+        rows = [f"{s.contig}\t{s.position + 1}\tsnv{i}\t{b}\t{other[b]}\t.\t.\t.\n"
+                for i, s in enumerate(donors) for b in [fasta.fetch(s.contig, s.position, s.position + 1)]]
+    (checkout / "snvs.vcf").write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                                       + "".join(rows))
+    edit_config(checkout, lambda c: c.update(variants={"snvs": {"vcf": "snvs.vcf", "model": "ce1pct_splice",
+                                                                "genome": "ce1pct"}}))
+    result = snakemake("--cores", "2", "results/variants/snvs.vcf.gz", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, flags=re.M)[:2] == [
+        ("score_variants", "1"), ("total", "1")], result.stderr
+    with pysam.VariantFile(str(checkout / "results/variants/snvs.vcf.gz")) as vcf:
+        assert [r.id for r in vcf] == [f"snv{i}" for i in range(len(donors))]
+        assert all("DNABERT2" in r.info for r in vcf.fetch())
 
 
 def edit_config(checkout, change):

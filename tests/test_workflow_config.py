@@ -14,7 +14,7 @@ from dnabert2 import workflow_config as wc
 from dnabert2.cli import build_parser
 from dnabert2.options import settings_from
 from dnabert2.settings import (PRESET_NAMES, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings,
-                               TaskSettings, VocabSettings)
+                               TaskSettings, VariantSettings, VocabSettings)
 from dnabert2.tasks.registry import KINDS, TOLERANCES
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -64,7 +64,7 @@ WORKFLOW_DEFAULTS = {
     ("scan", "min_depth"): "the depth of covered mode; the command has it only with --covered",
 }
 SECTIONS = {"vocab": VocabSettings, "pretrain": PretrainSettings, "tasks": TaskSettings,
-            "finetune": FinetuneSettings, "scan": ScanSettings}
+            "finetune": FinetuneSettings, "scan": ScanSettings, "variants": VariantSettings}
 
 
 @pytest.mark.parametrize("section", SECTIONS)
@@ -103,7 +103,8 @@ def parsed(command: str, words: str, cls):
     """What the command makes of the options, as its settings dataclass."""
     required = {"pretrain": "--genome g.fa --tokenizer t.json --out o", "tasks": "promoter --genome g --annotation a --out o",
                 "finetune": "--model m --data d --out o", "scan": "--model m --out o.bed",
-                "scan-eval": "--calls c --annotation a", "vocab": "--genome g --out o"}[command]
+                "scan-eval": "--calls c --annotation a", "vocab": "--genome g --out o",
+                "variants": "--model m --vcf v --fasta f --out o.vcf.gz"}[command]
     args = build_parser(command).parse_args([command, *shlex.split(required), *shlex.split(words)])
     return settings_from(args, cls)
 
@@ -131,6 +132,10 @@ def test_rule_options_parse_back_into_the_config_settings():
     cnn = config["finetune"]["ce1pct_splice_cnn"] | {"lr": 0.002, "seeds": [1, 2]}
     args = build_parser("cnn").parse_args(["cnn", "--data", "d", "--out", "o", *shlex.split(wc.finetune_options(cnn))])
     assert (args.epochs, args.batch_size, args.lr, args.seeds, args.device) == (4, 8, 0.002, [1, 2], "cpu")
+    variants = checked({**DEFAULT, "variants": {"v": {"vcf": "v.vcf", "model": "ce1pct_splice", "genome": "ce1pct",
+                                                      "distance": 200, "gpus": 1}}})["variants"]["v"]
+    settings = parsed("variants", wc.variant_options(variants), VariantSettings)
+    assert (settings.distance, settings.info_key, settings.device) == (200, "DNABERT2", "cuda")
 
 
 @pytest.mark.parametrize("mode", ["fasta", "reads", "covered"])
@@ -181,6 +186,14 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
         (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(model="example"), ["scan.ce1pct_splice.held_out", "finetune name"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(core=0), ["tasks.ce1pct_splice.core", "minimum"]),
+        (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice", "genome": "hg38"}}),
+         ["variants.v.genome", "hg38"]),
+        (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "nowhere", "genome": "ce1pct"}}),
+         ["variants.v.model", "nowhere"]),
+        (lambda c: (c["tasks"]["ce1pct_splice"].update(dense=False), c["finetune"].pop("ce1pct_splice_cnn"),
+                    c["scan"].clear(), c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice",
+                                                                "genome": "ce1pct"}})),
+         ["variants.v.model", "window task", "per-base model"]),
     ],
 )
 def test_bad_configs_get_one_line_naming_the_key(change, words):

@@ -152,7 +152,7 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     head: None = as saved; "encoder", "mlm", "classification", "dense" or "embedding". Asking for a head the
     folder does not hold initialises that head afresh (the start of fine-tuning); the encoder weights
     must all be there. num_labels: the classes of a new classifier, or a check on a saved one.
-    pooling: "cls" or "mean", for a new classifier or for embeddings.
+    pooling: "cls" or "mean" for a new classifier; "mean", "cls" or "max" for embeddings.
     """
     folder = model_path(path)
     if not folder.is_dir():

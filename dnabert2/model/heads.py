@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..settings import POOLINGS
 from .config import ModelConfig
 from .layers import BertModel, pack, unpack
 
@@ -129,11 +130,17 @@ class DNABertForMaskedLM(_Model):
         return ModelOutput(logits=logits, loss=loss)
 
 
-def mean_pool(hidden, cu_seqlens):
-    """Per-sequence mean of packed hidden states (total, hidden) → (batch, hidden)."""
+def pool(hidden, cu_seqlens, pooling: str):
+    """One vector per sequence from packed hidden states (total, hidden) → (batch, hidden): the mean or
+    the elementwise max of its states ([CLS] and [SEP] included), or its [CLS] state."""
+    if pooling == "cls":
+        return hidden[cu_seqlens[:-1].long()]
     lengths = cu_seqlens.diff()
     sequence = torch.repeat_interleave(torch.arange(lengths.numel(), device=hidden.device), lengths,
                                        output_size=hidden.shape[0])
+    if pooling == "max":
+        empty = hidden.new_empty((lengths.numel(), hidden.shape[1]))
+        return empty.scatter_reduce_(0, sequence[:, None].expand_as(hidden), hidden, "amax", include_self=False)
     # Summed in fp32: a bf16 running sum over hundreds of tokens loses the mean's low bits.
     sums = hidden.new_zeros((lengths.numel(), hidden.shape[1]), dtype=torch.float32).index_add_(0, sequence, hidden.float())
     return (sums / lengths[:, None]).to(hidden.dtype)
@@ -153,7 +160,7 @@ class DNABertForSequenceClassification(_Model):
         if self.bert.pooler is not None:
             summary = self.bert.pooler(hidden[cu_seqlens[:-1].long()])
         else:
-            summary = mean_pool(hidden, cu_seqlens)
+            summary = pool(hidden, cu_seqlens, "mean")
         logits = self.classifier(self.dropout(summary))
         if labels is None:
             return ModelOutput(logits=logits)
@@ -176,17 +183,17 @@ class DNABertForSequenceClassification(_Model):
 
 
 class DNABertForEmbedding(_Model):
-    """One vector per sequence: the mean of its hidden states ([CLS] and [SEP] included) or the [CLS] state."""
+    """One vector per sequence, pooled from its hidden states (see `pool`)."""
 
     def __init__(self, config: ModelConfig, pooling: str = "mean"):
         super().__init__(config)
-        if pooling not in ("mean", "cls"):
-            raise UserError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.pooling = pooling
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         hidden, indices, cu_seqlens = self.encode(input_ids, attention_mask, token_type_ids)
-        vectors = mean_pool(hidden, cu_seqlens) if self.pooling == "mean" else hidden[cu_seqlens[:-1].long()]
+        vectors = pool(hidden, cu_seqlens, self.pooling)
         return ModelOutput(last_hidden_state=unpack(hidden, indices, *input_ids.shape), embeddings=vectors)
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..bed import write_junctions
+from ..devices import batch_tokens as default_batch_tokens
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, progress, settings_from, settings_with
@@ -112,7 +113,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     load = load_dense_scanner if is_per_base(model) else load_scanner
     scanner = load(model, window=s.window, device=s.device, dtype=s.dtype)
     stride = check_calling(scanner, s, mode)
-    batch_tokens = s.batch_tokens or (65536 if scanner.device.type == "cuda" else 8192)
+    batch_tokens = default_batch_tokens(s.batch_tokens, scanner.device)
     if scanner.max_tokens > batch_tokens and not scanner.dense:
         raise UserError(f"a {scanner.window} bp window can take {scanner.max_tokens} tokens, more than "
                         f"--batch-tokens {batch_tokens}: raise it or scan shorter windows")

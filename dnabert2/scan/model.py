@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import autocast, resolve_device, resolve_precision
+from ..devices import autocast, inference_device
 from ..errors import UserError
 from ..bases.cnn import is_cnn
 from ..model import classifier_head, is_classifier, load_model
@@ -75,11 +75,7 @@ def scanning_device(folder: Path, device, dtype: str):
     if not is_classifier(folder) and not is_cnn(folder):
         raise UserError(f"{folder}: a model without a classification head; scanning needs a fine-tuned "
                         "classifier (`dnabert2 finetune`)")
-    device = resolve_device(device)
-    precision = resolve_precision(dtype, device)
-    if precision == "bf16" and device.type != "cuda":
-        raise UserError("bf16 inference needs a CUDA GPU; use --dtype fp32 on the CPU")
-    return device, precision
+    return inference_device(device, dtype)
 
 
 def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> Scanner:

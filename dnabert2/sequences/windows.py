@@ -14,6 +14,7 @@ from ..options import add_settings, settings_from
 from ..outputs import atomic_output, check_outputs
 from ..settings import WindowsSettings
 from .fasta import Fasta
+from .inputs import read_bed_regions
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +94,6 @@ def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tu
     for contig, start, end in regions:
         end = fasta.check_region(contig, start, end)
         yield from windows(fasta.fetch(contig, start, end), contig, size, stride, offset=start, **options)
-
-
-def read_bed_regions(path) -> list[tuple[str, int, int]]:
-    """(contig, start, end) from the first three columns of a BED file."""
-    regions = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.split("\t")
-            try:
-                contig, start, end = fields[0], int(fields[1]), int(fields[2])
-            except (IndexError, ValueError):
-                raise UserError(f"{path}: line {number} is not BED (contig, start, end)") from None
-            regions.append((contig, start, end))
-    return regions
-
-
 
 
 def add_arguments(parser) -> None:

@@ -95,7 +95,8 @@ def model_folder(model):
 
 def model_input(model):
     """The input standing for a model: its folder when pretrained here, else its config.json on disk;
-    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file."""
+    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
+    """
     if model == workflow_config.CNN or hub_id(model):
         return []
     return (
@@ -141,22 +142,45 @@ def scan_settings(wildcards):
     return config["scan"][wildcards.name]
 
 
-def scan_model(scan):
-    """A model fine-tuned by the workflow, or a fine-tuned model folder on disk."""
-    model = config["scan"][scan]["model"]
+def fine_tuned(model):
+    """A model fine-tuned by the workflow, or a fine-tuned model folder on disk or on the Hub."""
     if model in config["finetune"]:
         return rules.finetune.output.folder.format(name=model)
     return model
 
 
+def fine_tuned_input(model):
+    """The input standing for a fine-tuned model: its folder when fine-tuned here, else its config.json
+    on disk; a model on the Hub stands for no file."""
+    if model in config["finetune"]:
+        return {"model": fine_tuned(model)}
+    return {} if hub_id(model) else {"model": f"{model}/config.json"}
+
+
+def scan_model(scan):
+    return fine_tuned(config["scan"][scan]["model"])
+
+
+def variant_settings(wildcards):
+    return config["variants"][wildcards.name]
+
+
+def variant_model(name):
+    return fine_tuned(config["variants"][name]["model"])
+
+
+def variant_inputs(wildcards):
+    s = variant_settings(wildcards)
+    return {
+        "vcf": s["vcf"],
+        "genome": genome_fasta(s["genome"]),
+        **fine_tuned_input(s["model"]),
+    }
+
+
 def scan_inputs(wildcards):
     s = scan_settings(wildcards)
-    model = scan_model(wildcards.name)
-    inputs = {"genome": genome_fasta(s["genome"])}
-    if s["model"] in config["finetune"]:
-        inputs["model"] = model
-    elif not hub_id(model):
-        inputs["model"] = f"{model}/config.json"
+    inputs = {"genome": genome_fasta(s["genome"]), **fine_tuned_input(s["model"])}
     if s["bam"]:
         inputs["bam"] = s["bam"]
     return inputs

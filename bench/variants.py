@@ -1,0 +1,124 @@
+"""Variant effects on real splice sites, and the speed of `dnabert2 variants`.
+
+For every annotated canonical donor (GT) and acceptor (AG) on one contig, an SNV on each base of the
+dinucleotide, and beside each a control SNV at a random offset within ±50 bp of the same site (the
+window the scores look at); each model scores both sets, and the table compares the loss of the site's
+label (DS_DL for donors, DS_AL for acceptors). Then a VCF of random SNVs spread along the contig is
+scored to time the command.
+
+    python bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz --contig IV \\
+        --model cnn=/tmp/bench/splice/cnn --model dense=/tmp/bench/splice/pretrained --out /tmp/bench/variants
+
+Prints Markdown tables; record them in BENCHMARKS.md with the machine and date.
+"""
+
+import argparse
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pysam
+from sklearn.metrics import roc_auc_score
+
+from dnabert2.sequences import Fasta, read_annotation, reverse_complement
+
+OTHER = "ACGT"
+LOSS = {"donor": "DS_DL", "acceptor": "DS_AL"}
+
+
+def dinucleotide(site) -> list[int]:
+    """The two bases of a donor's GT or an acceptor's AG, in forward coordinates."""
+    step = 1 if site.strand == "+" else -1
+    return [site.position, site.position + step] if site.kind == "donor" else [site.position - step, site.position]
+
+
+def build_vcfs(genome: Path, annotation: Path, contig: str, out: Path, random_snvs: int, seed: int):
+    rng = random.Random(seed)
+    sites = [s for s in read_annotation(annotation).splice_sites() if s.contig == contig]
+    disrupting, controls = [], []
+    with Fasta(genome) as fasta:
+        length = fasta.lengths[contig]
+
+        def snv(position, name):
+            ref = fasta.fetch(contig, position, position + 1)
+            return position, name, ref, rng.choice([b for b in OTHER if b != ref])
+
+        for i, site in enumerate(sites):
+            bases = dinucleotide(site)
+            pair = "".join(fasta.fetch(contig, p, p + 1) for p in sorted(bases))
+            pair = pair if site.strand == "+" else reverse_complement(pair)
+            if pair != {"donor": "GT", "acceptor": "AG"}[site.kind]:
+                continue  # non-canonical sites are left out
+            for j, position in enumerate(bases):
+                disrupting.append((*snv(position, f"{site.kind}:{i}:{j}"), site.kind))
+                offset = rng.choice([d for d in range(-50, 51) if site.position + d not in bases])
+                controls.append((*snv(site.position + offset, f"control:{site.kind}:{i}:{j}"), site.kind))
+        spread = [snv(p, f"random{k}") for k, p in enumerate(sorted(rng.sample(range(100, length - 100), random_snvs)))]
+    header = f"##fileformat=VCFv4.2\n##contig=<ID={contig},length={length}>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    sites_vcf, spread_vcf = out / "sites.vcf", out / "random.vcf"
+    rows = sorted({(p, n, r, a) for p, n, r, a, _ in disrupting + controls})
+    sites_vcf.write_text(header + "".join(f"{contig}\t{p + 1}\t{n}\t{r}\t{a}\t.\t.\t.\n" for p, n, r, a in rows))
+    spread_vcf.write_text(header + "".join(f"{contig}\t{p + 1}\t{n}\t{r}\t{a}\t.\t.\t.\n" for p, n, r, a in spread))
+    return sites_vcf, spread_vcf, {n: kind for _, n, _, _, kind in disrupting + controls}
+
+
+def score(model: Path, vcf: Path, genome: Path, out: Path, device: str) -> float:
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "dnabert2", "variants", "--model", str(model), "--vcf", str(vcf), "--fasta",
+               str(genome), "--out", str(out), "--device", device, "-q"]
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def losses(vcf: Path, kinds: dict[str, str]) -> dict[str, list[float]]:
+    found = {"disrupting": [], "control": []}
+    with pysam.VariantFile(str(vcf)) as records:
+        names = records.header.info["DNABERT2"].description.split("Format: ")[1].split("|")
+        for record in records:
+            fields = dict(zip(names, record.info["DNABERT2"][0].split("|")))
+            group = "control" if record.id.startswith("control") else "disrupting"
+            found[group].append(float(fields[LOSS[kinds[record.id]]]))
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--genome", required=True, type=Path)
+    parser.add_argument("--annotation", required=True, type=Path)
+    parser.add_argument("--contig", required=True)
+    parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER of a per-base splice model")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--random-snvs", type=int, default=2000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sites_vcf, spread_vcf, kinds = build_vcfs(args.genome, args.annotation, args.contig, args.out, args.random_snvs,
+                                              args.seed)
+    table, speed = [], []
+    for name, folder in (item.split("=", 1) for item in args.model):
+        seconds = score(Path(folder), sites_vcf, args.genome, args.out / f"{name}.sites.vcf.gz", args.device)
+        found = losses(args.out / f"{name}.sites.vcf.gz", kinds)
+        labels = [1] * len(found["disrupting"]) + [0] * len(found["control"])
+        auroc = roc_auc_score(labels, found["disrupting"] + found["control"])
+        for group, values in found.items():
+            q1, median, q3 = np.percentile(values, [25, 50, 75])
+            table.append(f"| {name} | {group} | {len(values)} | {np.mean(values):.3f} | {median:.3f} | "
+                         f"{q1:.3f}–{q3:.3f} | {np.mean(np.array(values) >= 0.5):.2f} | {auroc:.3f} |")
+        spread_seconds = score(Path(folder), spread_vcf, args.genome, args.out / f"{name}.random.vcf.gz", args.device)
+        speed.append(f"| {name} | {len(kinds)} | {seconds:.1f} | {len(kinds) / seconds:.1f} | {args.random_snvs} | "
+                     f"{spread_seconds:.1f} | {args.random_snvs / spread_seconds:.1f} |")
+    print("| model | SNVs | n | mean loss | median | IQR | share ≥ 0.5 | AUROC disrupting vs control |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(table))
+    print()
+    print("| model | site SNVs | s | variants/s | random SNVs | s | variants/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(speed))
+
+
+if __name__ == "__main__":
+    main()

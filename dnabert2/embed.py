@@ -1,0 +1,225 @@
+"""`dnabert2 embed`: one vector per sequence (mean, [CLS] or max pooling of its token states) or one per
+token, from any model folder with an encoder, written with the sequences' ids to .npz or Parquet.
+
+Sequences run whole by default (ALiBi has no length limit); with --chunk-tokens a longer one runs in
+overlapping chunks and each token takes the mean of its states over the chunks that hold it ([CLS]
+and [SEP] the mean over all chunks). Sequences are packed back to back without padding, so a vector
+does not depend on what else is in its batch beyond floating-point rounding. Blocks of sequences are
+read, embedded and appended to the output in turn: memory stays flat however many there are."""
+
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .devices import autocast, batch_tokens, inference_device
+from .errors import UserError
+from .hub import model_path
+from .model import load_model
+from .model.heads import pool
+from .options import settings_with
+from .outputs import atomic_output, check_outputs
+from .predict import BLOCK, add_command, run_command
+from .sequences import read_sequences
+from .settings import EmbedSettings
+from .tokenizer import CLS, SEP, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMATS = (".npz", ".parquet")
+
+
+class Embedder:
+    def __init__(self, model, s: EmbedSettings):
+        folder = model_path(model)
+        self.device, precision = inference_device(s.device, s.dtype)
+        self.autocast = autocast(self.device, precision)
+        loaded = load_model(folder, device=self.device)
+        if not hasattr(loaded, "bert"):
+            raise UserError(f"{folder}: a model without a transformer encoder (the CNN baseline?) has no embeddings")
+        self.encoder = loaded.bert
+        self.tokenizer = load_tokenizer(folder)
+        self.tokens = batch_tokens(s.batch_tokens, self.device)
+        self.chunk = s.chunk_tokens
+        overlap = s.overlap if s.overlap is not None else (s.chunk_tokens or 0) // 4
+        if self.chunk is not None and not 0 <= overlap < self.chunk - 2:
+            raise UserError(f"--overlap {overlap} must be less than --chunk-tokens {self.chunk} minus 2 ([CLS], [SEP])")
+        self.overlap = overlap
+
+    def pieces(self, index: int, content: list[int]):
+        """(sequence index, first content token, ids) of the chunks a sequence runs in."""
+        if self.chunk is None or len(content) + 2 <= self.chunk:
+            return [(index, 0, [CLS, *content, SEP])]
+        width = self.chunk - 2
+        starts = list(range(0, len(content) - width, width - self.overlap)) + [len(content) - width]
+        return [(index, start, [CLS, *content[start:start + width], SEP]) for start in starts]
+
+    @torch.inference_mode()
+    def states(self, sequences: list[str]) -> tuple[list[torch.Tensor], list[list[str]]]:
+        """Each sequence's token states (tokens + 2, hidden) in fp32 on the CPU, and its tokens."""
+        encoded = self.tokenizer.encode_batch(sequences, add_special_tokens=False)
+        pieces = [piece for i, e in enumerate(encoded) for piece in self.pieces(i, e.ids)]
+        hidden = self.encoder.config.hidden_size
+        sums = [torch.zeros(len(e.ids) + 2, hidden) for e in encoded]
+        counts = [torch.zeros(len(e.ids) + 2, 1) for e in encoded]
+        first = 0
+        while first < len(pieces):
+            last, used = first + 1, len(pieces[first][2])
+            while last < len(pieces) and used + len(pieces[last][2]) <= self.tokens:
+                used += len(pieces[last][2])
+                last += 1
+            batch = pieces[first:last]
+            ids = torch.tensor([t for _, _, piece in batch for t in piece], device=self.device)
+            lengths = torch.tensor([len(piece) for _, _, piece in batch])
+            cu = torch.cat([torch.zeros(1, dtype=torch.int32), lengths.cumsum(0).int()])
+            with self.autocast:
+                out = self.encoder.forward_packed(ids, cu, int(lengths.max())).float().cpu()
+            for (index, start, piece), states in zip(batch, out.split(lengths.tolist())):
+                # A chunk's token i is the sequence's token start + i ([CLS] at 0); every chunk's [CLS]
+                # and [SEP] go to the sequence's own.
+                rows = torch.arange(start, start + len(piece))
+                rows[0], rows[-1] = 0, len(sums[index]) - 1
+                sums[index].index_add_(0, rows, states)
+                counts[index].index_add_(0, rows, torch.ones(len(piece), 1))
+            first = last
+        names = [["[CLS]", *e.tokens, "[SEP]"] for e in encoded]
+        return [total / count for total, count in zip(sums, counts)], names
+
+
+def pooled(states: list[torch.Tensor], pooling: str) -> np.ndarray:
+    lengths = torch.tensor([len(s) for s in states])
+    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    return pool(torch.cat(states), cu, pooling).numpy()
+
+
+class NpzWriter:
+    """Arrays grown block by block in temporary files, then written into one .npz (a zip of .npy files,
+    as numpy.savez writes it) without holding them in memory."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="dnabert2-embed-"))
+        self.shapes: dict[str, tuple] = {}
+        self.dtypes: dict[str, np.dtype] = {}
+        self.widths: dict[str, int] = {}  # string arrays: their longest string
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        with open(self.folder / name, "ab") as handle:
+            handle.write(np.ascontiguousarray(values).tobytes())
+        rows = self.shapes.get(name, (0,))[0]
+        self.shapes[name] = (rows + len(values), *values.shape[1:])
+        self.dtypes[name] = values.dtype
+
+    def add_strings(self, name: str, values: list[str]) -> None:
+        with open(self.folder / name, "a") as handle:
+            handle.writelines(json.dumps(value) + "\n" for value in values)
+        self.shapes[name] = (self.shapes.get(name, (0,))[0] + len(values),)
+        self.widths[name] = max([self.widths.get(name, 1), *map(len, values)])
+
+    def write(self, blocks, tokens: bool) -> None:
+        offsets = 0
+        if tokens:
+            self.add("offsets", np.zeros(1, dtype=np.int64))
+        for names, vectors, token_names in blocks:
+            self.add_strings("ids", names)
+            if tokens:
+                lengths = np.array([len(t) for t in token_names])
+                self.add("offsets", offsets + np.cumsum(lengths))
+                offsets += int(lengths.sum())
+                self.add_strings("tokens", [token for sequence in token_names for token in sequence])
+            self.add("embeddings", vectors)
+
+    def close(self, tmp: Path) -> None:
+        try:
+            with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+                for name, shape in self.shapes.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                        strings = name in self.widths
+                        descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
+                        np.lib.format.write_array_header_2_0(entry, {"descr": descr, "fortran_order": False,
+                                                                     "shape": shape})
+                        if strings:
+                            with open(self.folder / name) as lines:
+                                for line in lines:
+                                    entry.write(json.loads(line).ljust(self.widths[name], "\0").encode("utf-32-le"))
+                        else:
+                            with open(self.folder / name, "rb") as raw:
+                                shutil.copyfileobj(raw, entry, 1 << 20)
+        finally:
+            shutil.rmtree(self.folder)
+
+
+def write_parquet(tmp: Path, blocks, tokens: bool) -> None:
+    """A row per sequence (id, embedding) or per token (id, token_index, token, embedding), one row
+    group per block."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for names, vectors, token_names in blocks:
+            columns = {"id": names}
+            if tokens:
+                columns = {"id": [name for name, t in zip(names, token_names) for _ in t],
+                           "token_index": [i for t in token_names for i in range(len(t))],
+                           "token": [token for t in token_names for token in t]}
+            flat = pa.array(vectors.reshape(-1), type=pa.float32())
+            table = pa.table({**columns, "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, settings: EmbedSettings | None = None,
+          show_progress: bool = False, **overrides) -> int:
+    """Write `out` (.npz or .parquet) with the embeddings of every input sequence, in input order;
+    returns the number of sequences. An .npz holds `ids` and `embeddings` (sequences × hidden), or per
+    token `embeddings` (tokens × hidden), `tokens` and `offsets` (sequence i's rows are
+    offsets[i]:offsets[i+1], [CLS] and [SEP] included)."""
+    s = settings_with(EmbedSettings, settings, overrides)
+    out = Path(out)
+    if out.suffix not in FORMATS:
+        raise UserError(f"{out}: give the output a {' or '.join(FORMATS)} name, which says its format")
+    check_outputs([out], [csv_file, fasta, bed, genome])
+    records = read_sequences(csv_file, fasta, bed, genome)
+    embedder = Embedder(model, s)
+    tokens = s.pooling == "tokens"
+    count = 0
+
+    def blocks():
+        nonlocal count
+        while block := list(itertools.islice(records, BLOCK)):
+            names, sequences = map(list, zip(*block))
+            states, token_names = embedder.states(sequences)
+            vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
+            count += len(names)
+            if show_progress:
+                log.info("%d sequences", count)
+            yield names, vectors, token_names
+
+    with atomic_output(out) as tmp:
+        if out.suffix == ".npz":
+            writer = NpzWriter()
+            writer.write(blocks(), tokens)
+            writer.close(tmp)
+        else:
+            write_parquet(tmp, blocks(), tokens)
+    return count
+
+
+def add_arguments(parser) -> None:
+    add_command(parser, "Embed sequences with a model (pretrained or fine-tuned): one vector per sequence, or per "
+                "token, written with the sequences' ids to .npz (ids, embeddings; per token also tokens and offsets) or "
+                "Parquet (a row per sequence or per token).", "model folder", "output file: .npz or .parquet",
+                EmbedSettings)
+
+
+def run(args) -> None:
+    run_command(embed, EmbedSettings, args)

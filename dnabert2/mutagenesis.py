@@ -1,0 +1,171 @@
+"""`dnabert2 mutagenesis`: the change in a model's score from every possible SNV in a region, and a
+figure of per-base importance with the sequence drawn as letters.
+
+The score is a per-base model's probability of `--label` at one base (`--at`, by default the region's
+best-scoring base on `--strand`), read in a window of the region and the model's flanks, as a scan
+reads it; or a window classifier's probability of `--label` for the region as its window. A base's
+importance is the reference score minus the mean score of its three substitutions: positive where
+the base supports the call."""
+
+import csv
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .bases.inputs import encode_bases
+from .devices import batch_tokens
+from .errors import UserError
+from .hub import model_path
+from .options import add_settings, settings_from, settings_with
+from .outputs import atomic_output, check_outputs
+from .plots import figure, save_figure
+from .predict import window_rows
+from .scan.dense import load_dense_scanner
+from .scan.model import is_per_base, load_scanner
+from .sequences import Fasta, reverse_complement
+from .settings import MutagenesisSettings
+from .tasks.dense import fetch_padded
+from .tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+BASES = "ACGT"
+COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
+_REGION = re.compile(r"(?P<contig>.+):(?P<start>[\d,]+)-(?P<end>[\d,]+)")
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+    """contig:start-end, 1-based and inclusive as samtools writes it (the contig may hold ':') →
+    (contig, 0-based start, end)."""
+    match = _REGION.fullmatch(text)
+    if match is None:
+        raise UserError(f"--region {text!r} is not contig:start-end")
+    start, end = (int(match[key].replace(",", "")) for key in ("start", "end"))
+    if not 1 <= start <= end:
+        raise UserError(f"--region {text!r}: start must be 1 or more and not past the end")
+    return match["contig"], start - 1, end
+
+
+def substitutions(sequence: str) -> list[tuple[int, str]]:
+    return [(i, base) for i, ref in enumerate(sequence) for base in BASES if base != ref]
+
+
+class Scorer:
+    """The score of a region's sequence (forward strand) and of its variants, for one model."""
+
+    def __init__(self, folder: Path, s: MutagenesisSettings):
+        self.dense = is_per_base(folder)
+        self.scanner = (load_dense_scanner if self.dense else load_scanner)(folder, device=s.device, dtype=s.dtype)
+        self.tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+        labels = self.scanner.labels
+        self.label = s.label or labels[1]
+        if self.label not in labels:
+            raise UserError(f"--label {self.label!r}: the model's labels are {', '.join(labels)}")
+        self.column = labels.index(self.label)
+        self.strand = s.strand
+        self.tokens = batch_tokens(s.batch_tokens, self.scanner.device)
+
+    def oriented(self, sequences: list[str]) -> list[str]:
+        return sequences if self.strand == "+" else [reverse_complement(q) for q in sequences]
+
+    def per_base(self, windows: list[str]) -> list[np.ndarray]:
+        """Each window's core scores of the label, in forward coordinates."""
+        oriented = self.oriented(windows)
+        encoded = encode_bases(self.tokenizer, oriented) if self.tokenizer else None
+        scores = [p[:, self.column] for p in self.scanner.probabilities(encoded, oriented, self.tokens)]
+        return scores if self.strand == "+" else [p[::-1] for p in scores]
+
+    def window_scores(self, sequences: list[str]) -> np.ndarray:
+        rows = window_rows(self.scanner, self.tokenizer, self.oriented(sequences), self.tokens)
+        return np.array([row[self.column] for row in rows])
+
+
+def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: MutagenesisSettings | None = None,
+                **overrides) -> dict:
+    """Write `out` (TSV: contig, pos, ref, alt, score, delta) and, given `plot`, the figure; returns
+    the target and the reference score."""
+    s = settings_with(MutagenesisSettings, settings, overrides)
+    check_outputs([out, plot], [fasta])
+    contig, start, end = parse_region(region)
+    scorer = Scorer(model_path(model), s)
+    with Fasta(fasta) as genome:
+        genome.check_region(contig, start, end)
+        sequence = genome.fetch(contig, start, end)
+        flank = scorer.scanner.flank if scorer.dense else 0
+        left = fetch_padded(genome, contig, start - flank, start)
+        right = fetch_padded(genome, contig, end, end + flank)
+    variants = substitutions(sequence)
+    mutated = [sequence[:i] + base + sequence[i + 1:] for i, base in variants]
+    if scorer.dense:
+        reference = scorer.per_base([left + sequence + right])[0]
+        at = int(reference.argmax()) if s.at is None else s.at - 1 - start
+        if not 0 <= at < len(sequence):
+            raise UserError(f"--at {s.at} lies outside --region {region}")
+        scores = np.array([p[at] for p in scorer.per_base([left + q + right for q in mutated])])
+        reference, target = float(reference[at]), f"{contig}:{start + at + 1}({scorer.strand})"
+    else:
+        reference = float(scorer.window_scores([sequence])[0])
+        scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
+        table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
+        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}"]
+                        for (i, base), score in zip(variants, scores))
+    if plot is not None:
+        draw(sequence, start, variants, scores - reference, out=plot,
+             title=f"{scorer.label} at {target}: reference score {reference:.3f}")
+    return {"label": scorer.label, "target": target, "reference_score": reference, "substitutions": len(variants)}
+
+
+def draw(sequence: str, start: int, variants, deltas: np.ndarray, out, title: str) -> None:
+    """Letters of the sequence scaled by each base's importance, over a heatmap of every change."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.patches import PathPatch
+    from matplotlib.textpath import TextPath
+    from matplotlib.transforms import Affine2D
+
+    change = np.full((len(BASES), len(sequence)), np.nan)
+    for (i, base), delta in zip(variants, deltas):
+        change[BASES.index(base), i] = delta
+    importance = -np.nanmean(change, axis=0)
+    fig, (letters, heat) = figure(rows=2)
+    fig.set_size_inches(max(6, len(sequence) * 0.18), 6)
+    font = FontProperties(family="DejaVu Sans", weight="bold")
+    for i, (base, height) in enumerate(zip(sequence, importance)):
+        glyph = TextPath((0, 0), base, size=1, prop=font)
+        box = glyph.get_extents()
+        scale = Affine2D().translate(-box.x0, -box.y0).scale(0.9 / box.width, height / box.height)
+        patch = PathPatch(scale.translate(start + i + 0.55, 0).transform_path(glyph), color=COLOURS.get(base, "grey"))
+        letters.add_patch(patch)
+    bound = max(np.abs(importance).max(), 1e-6)
+    letters.set(xlim=(start + 0.5, start + len(sequence) + 0.5), ylim=(min(0, importance.min()) * 1.1, bound * 1.1),
+                ylabel="importance", title=title)
+    letters.axhline(0, color="black", lw=0.5)
+    limit = max(np.nanmax(np.abs(change)), 1e-6)
+    image = heat.imshow(change, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest",
+                        extent=(start + 0.5, start + len(sequence) + 0.5, len(BASES) - 0.5, -0.5))
+    heat.set(yticks=range(len(BASES)), yticklabels=list(BASES), xlabel="position (1-based)",
+             ylabel="substituted base")
+    fig.colorbar(image, ax=heat, label="score change")
+    save_figure(fig, out)
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Saturation mutagenesis: the score change of every possible SNV in a region, as a TSV, and "
+                          "with --plot a figure of per-base importance with the sequence drawn as letters.")
+    parser.add_argument("--model", required=True, type=Path, help="fine-tuned model folder (per-base or window), "
+                        "or a Hugging Face Hub id (owner/name[@revision])")
+    parser.add_argument("--fasta", required=True, type=Path, help="the genome")
+    parser.add_argument("--region", required=True, help="contig:start-end, 1-based and inclusive (as samtools)")
+    parser.add_argument("--out", required=True, type=Path, help="output TSV: a row per substitution")
+    parser.add_argument("--plot", type=Path, help="also draw the figure (SVG)")
+    add_settings(parser, MutagenesisSettings)
+
+
+def run(args) -> None:
+    result = mutagenesis(args.model, args.fasta, args.region, args.out, plot=args.plot,
+                         settings=settings_from(args, MutagenesisSettings))
+    print(f"{args.out}: {result['substitutions']} substitutions; {result['label']} at {result['target']}, "
+          f"reference score {result['reference_score']:.4f}")

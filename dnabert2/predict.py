@@ -1,0 +1,129 @@
+"""`dnabert2 predict`: a fine-tuned model's answer for each given sequence, as a TSV row.
+
+A window classifier gives each label's probability. A per-base model (a dense head, or the CNN
+baseline) gives, for each site label, the best probability over the sequence's bases and the 0-based
+offset of that base; the predicted label is the site label with the highest such probability when it
+reaches 0.5, else the background label. Sequences are read, scored and written a block at a time, so
+memory stays flat however many there are."""
+
+import csv
+import itertools
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .bases.inputs import encode_bases
+from .devices import batch_tokens
+from .hub import model_path
+from .options import add_settings, progress, settings_from, settings_with
+from .outputs import atomic_output, check_outputs
+from .scan.dense import DenseScanner, load_dense_scanner
+from .scan.model import Scanner, is_per_base, load_scanner
+from .sequences import read_sequences
+from .settings import PredictSettings
+from .tokenizer import CLS, SEP, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+BLOCK = 4096  # sequences read, scored and written at a time
+CALLED = 0.5  # a per-base model's site label is predicted from this probability on
+
+
+def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
+    """Each label's probability, then the most probable label."""
+    encoded = tokenizer.encode_batch(sequences, add_special_tokens=False)
+    ids, lengths = [], []
+    for sequence, encoding in zip(sequences, encoded):
+        # The fine-tuning cut-off, scaled to the sequence as a scan scales it to its window.
+        limit = max(3, math.ceil(scanner.max_tokens * len(sequence) / scanner.window))
+        row = [CLS, *encoding.ids[: limit - 2], SEP]
+        ids += row
+        lengths.append(len(row))
+    probabilities = scanner.probabilities(np.asarray(ids, dtype=np.int64), np.asarray(lengths), tokens)
+    return [[*map(float, p), scanner.labels[int(p.argmax())]] for p in probabilities]
+
+
+def base_rows(scanner: DenseScanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
+    """For each site label its best per-base probability and that base's offset, then the label."""
+    padding = "N" * scanner.flank  # the context a scan gives past a contig's end
+    # By length, so that the padded batches of a per-base model waste little; rows keep input order.
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    padded = [padding + sequences[i] + padding for i in order]
+    encoded = encode_bases(tokenizer, padded) if tokenizer else None
+    rows = [None] * len(sequences)
+    for i, probabilities in zip(order, scanner.probabilities(encoded, padded, tokens)):
+        best = probabilities[:, 1:].max(0)
+        at = probabilities[:, 1:].argmax(0)
+        top = int(best.argmax())
+        label = scanner.labels[top + 1] if best[top] >= CALLED else scanner.labels[0]
+        rows[i] = [value for pair in zip(map(float, best), map(int, at)) for value in pair] + [label]
+    return rows
+
+
+def header(scanner) -> list[str]:
+    if scanner.dense:
+        return ["id", *(f"{kind}_{label}" for label in scanner.labels[1:] for kind in ("p", "at")), "label"]
+    return ["id", *(f"p_{label}" for label in scanner.labels), "label"]
+
+
+def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, settings: PredictSettings | None = None,
+            show_progress: bool = False, **overrides) -> int:
+    """Write `out` (TSV): one row per input sequence, in input order; returns the number of rows."""
+    s = settings_with(PredictSettings, settings, overrides)
+    out = Path(out)
+    check_outputs([out], [csv_file, fasta, bed, genome])
+    records = read_sequences(csv_file, fasta, bed, genome)
+    folder = model_path(model)
+    dense = is_per_base(folder)
+    scanner = (load_dense_scanner if dense else load_scanner)(folder, device=s.device, dtype=s.dtype)
+    # The CNN baseline reads bases only.
+    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+    tokens = batch_tokens(s.batch_tokens, scanner.device)
+    count = 0
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
+        table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        table.writerow(header(scanner))
+        while block := list(itertools.islice(records, BLOCK)):
+            names, sequences = zip(*block)
+            score = base_rows if dense else window_rows
+            rows = score(scanner, tokenizer, list(sequences), tokens)
+            table.writerows([name, *row] for name, row in zip(names, rows))
+            count += len(block)
+            if show_progress:
+                log.info("%d sequences", count)
+    return count
+
+
+def add_command(parser, description: str, model_help: str, out_help: str, cls) -> None:
+    """The options of a command that runs a model on given sequences (predict, embed)."""
+    parser.description = description
+    parser.add_argument("--model", required=True, type=Path,
+                        help=f"{model_help}, or a Hugging Face Hub id (owner/name[@revision])")
+    given = parser.add_argument_group("sequences (one of)")
+    given.add_argument("--csv", type=Path, help="a CSV with a 'sequence' column (ids from an 'id' or 'name' column, "
+                       "else the row number), such as a GUE task's test.csv")
+    given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names")
+    given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
+                       "contig:start-end(strand)); '-' strand regions are reverse-complemented")
+    given.add_argument("--genome", type=Path, metavar="FASTA", help="the genome the --bed regions lie on")
+    parser.add_argument("--out", required=True, type=Path, help=out_help)
+    add_settings(parser, cls)
+
+
+def run_command(function, cls, args) -> None:
+    count = function(args.model, args.out, csv_file=args.csv, fasta=args.fasta, bed=args.bed, genome=args.genome,
+                     settings=settings_from(args, cls), show_progress=progress(args))
+    print(f"{args.out}: {count} sequences")
+
+
+def add_arguments(parser) -> None:
+    add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
+                "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
+                "(per-base models: each site label's best probability over the bases and the 0-based offset of that "
+                "base) and the predicted label.", "fine-tuned model folder", "output TSV", PredictSettings)
+
+
+def run(args) -> None:
+    run_command(predict, PredictSettings, args)

@@ -1,0 +1,89 @@
+"""Sequences given to a model, streamed with their ids from one of three sources: a CSV (a `sequence`
+column, ids from an `id` or `name` column or the row number), a FASTA (record names), or BED regions
+of a genome (the name column, else contig:start-end(strand); `-` regions reverse-complemented)."""
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from Bio.Seq import reverse_complement
+
+from ..errors import UserError
+from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records
+
+SOURCES = ("csv", "fasta", "bed")
+
+
+def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
+    """(contig, start, end, name or None, strand) of each line of a BED file; strand "." when not given."""
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            try:
+                contig, start, end = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                raise UserError(f"{path}: line {number} is not BED (contig, start, end)") from None
+            name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else None
+            strand = fields[5] if len(fields) > 5 else "."
+            if strand not in ("+", "-", "."):
+                raise UserError(f"{path}: line {number}: strand {strand!r} is not +, - or .")
+            yield contig, start, end, name, strand
+
+
+def read_bed_regions(path) -> list[tuple[str, int, int]]:
+    """(contig, start, end) from the first three columns of a BED file."""
+    return [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path)]
+
+
+def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator[tuple[str, str]]:
+    """(id, upper-case sequence) from exactly one source, in input order, without holding them all.
+    The choice of source is checked now, the files as they are read."""
+    given = [name for name, value in zip(SOURCES, (csv_file, fasta, bed)) if value is not None]
+    if len(given) != 1:
+        raise UserError("give the sequences one way: --csv, --fasta, or --bed with --genome")
+    if (bed is None) != (genome is None):
+        raise UserError("--bed regions are read from a --genome; give both")
+    for path in (csv_file, fasta, bed, genome):
+        if path is not None:
+            check_file(path)
+    return _read(csv_file, fasta, bed, genome)
+
+
+def _read(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
+    count = 0
+    for record in _records(csv_file, fasta, bed, genome):
+        count += 1
+        yield record
+    if count == 0:
+        raise UserError(f"{csv_file or bed}: no sequences in it")
+
+
+def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
+    if csv_file is not None:
+        yield from _csv_sequences(Path(csv_file))
+    elif fasta is not None:
+        for name, sequence in read_records(fasta):
+            yield name, sequence.upper()
+    else:
+        with Fasta(genome) as reference:
+            for contig, start, end, name, strand in read_bed_intervals(bed):
+                sequence = reference.fetch(contig, start, end)
+                yield (name or f"{contig}:{start}-{end}({strand})",
+                       reverse_complement(sequence) if strand == "-" else sequence)
+
+
+def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
+    with open_text(path) as handle:
+        rows = csv.DictReader(handle)
+        if not rows.fieldnames or "sequence" not in rows.fieldnames:
+            raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
+        key = next((column for column in ("id", "name") if column in rows.fieldnames), None)
+        for number, row in enumerate(rows, 1):
+            name = row[key] if key else str(number)
+            sequence = (row["sequence"] or "").upper()
+            check_nucleotides(path, name, sequence)
+            if not sequence:
+                raise UserError(f"{path}: row {number} ({name}) has an empty sequence")
+            yield name, sequence

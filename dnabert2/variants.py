@@ -1,0 +1,290 @@
+"""`dnabert2 variants`: how each variant of a VCF/BCF changes a per-base model's scores nearby.
+
+For every ALT allele and every site label (donor, acceptor; TSS; …) the largest gain and the largest
+loss of the label's per-base probability within ±distance bp of the variant, over both strands, and
+where each happens (bp from the variant's first base, SpliceAI's DP convention). Deleted bases score
+0 in the alternative sequence; bases an insertion adds count at the base before them (their best).
+
+Variants are scored a block of records at a time, in cores of the model's training length laid on a
+fixed grid along each contig (with flanks of context, as a scan reads them): variants in one core
+share its reference windows (one per strand), and each ALT costs its alternative windows, the same
+window with only that allele applied. A variant's scores depend on it alone, never on its neighbours
+in the file. Every input record is written out, in order: scored ALTs get the INFO field, the others
+say why not (REF unlike the reference, an unknown contig, a symbolic allele)."""
+
+import contextlib
+import csv
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pysam
+from Bio.Seq import reverse_complement
+
+from .bases.inputs import encode_bases
+from .devices import batch_tokens
+from .errors import UserError
+from .hub import model_name, model_path
+from .options import add_settings, progress, settings_from, settings_with
+from .outputs import atomic_output, check_outputs
+from .scan.dense import DenseScanner, load_dense_scanner
+from .scan.model import is_per_base
+from .sequences import Fasta
+from .settings import VariantSettings
+from .tasks.dense import fetch_padded
+from .tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+BLOCK = 2048  # records read, scored and written at a time
+LONGEST = 50  # REF length (bp) the shared cores leave room for
+UNSCORED = "DNABERT2_UNSCORED"
+BASES = set("ACGTN")
+# SpliceAI's order and names, used when the model's site labels are donor and acceptor.
+SPLICEAI = {"acceptor": "A", "donor": "D"}
+
+
+@dataclass
+class Variant:
+    record: int  # index in the block
+    allele: int  # ALT index
+    contig: str
+    position: int  # 0-based first base of REF
+    ref: str
+    alt: str
+
+
+def fields(labels: list[str]) -> list[str]:
+    """The |-separated fields of the INFO value, after ALLELE: scores, then positions."""
+    if set(labels) == set(SPLICEAI):
+        named = [(f"{SPLICEAI[label]}G", f"{SPLICEAI[label]}L") for label in ("acceptor", "donor")]
+    else:
+        named = [(f"{label}_GAIN", f"{label}_LOSS") for label in labels]
+    return [f"DS_{name}" for pair in named for name in pair] + [f"DP_{name}" for pair in named for name in pair]
+
+
+def site_labels(labels: list[str]) -> list[str]:
+    """Site labels in the order their fields appear (SpliceAI's order for a splice model)."""
+    sites = labels[1:]
+    return ["acceptor", "donor"] if set(sites) == set(SPLICEAI) else sites
+
+
+class VariantScorer:
+    def __init__(self, scanner: DenseScanner, tokenizer, fasta: Fasta, distance: int, tokens: int):
+        self.scanner, self.tokenizer, self.fasta = scanner, tokenizer, fasta
+        self.distance, self.tokens = distance, tokens
+        self.order = [scanner.labels.index(label) for label in site_labels(scanner.labels)]
+        self.fields = fields(site_labels(scanner.labels))
+
+    def forward_scores(self, sequences: list[str]) -> list[np.ndarray]:
+        """Per core base and site label, the probabilities on both strands, in forward coordinates:
+        arrays (2, core bases, labels) for windows given on the forward strand."""
+        both = [*sequences, *map(reverse_complement, sequences)]
+        encoded = encode_bases(self.tokenizer, both) if self.tokenizer else None
+        scored = self.scanner.probabilities(encoded, both, self.tokens)
+        n = len(sequences)
+        return [np.stack([scored[i][:, self.order], scored[n + i][::-1, self.order]]) for i in range(n)]
+
+    def core_of(self, v: Variant) -> tuple[int, int]:
+        """The core a variant is scored in: a tile of a fixed grid whose cores overlap enough that every
+        variant's ±distance span with a REF of up to LONGEST bp lies wholly in one; a longer REF gets a
+        core of its own. Either way it depends on the variant alone, never on its neighbours."""
+        core, distance = self.scanner.core, self.distance
+        first, last = v.position - distance, v.position + len(v.ref) + distance
+        step = core - 2 * distance - LONGEST
+        start = first // step * step if step > 0 else first
+        return (start, start + core) if last <= start + core else (first, max(last, first + core))
+
+    def score(self, variants: list[Variant]) -> dict[tuple[int, int], tuple]:
+        """(record, allele) → (largest and smallest change per base and label, positions relative to
+        the variant) for variants of one contig; those in one core share its reference windows."""
+        flank = self.scanner.flank
+        out = {}
+        cores = {}
+        for v in variants:
+            cores.setdefault(self.core_of(v), []).append(v)
+        for (start, end), members in cores.items():
+            reference = fetch_padded(self.fasta, members[0].contig, start - flank, end + flank)
+            alternatives = []
+            for v in members:
+                at = v.position - (start - flank)
+                alternatives.append(reference[:at] + v.alt + reference[at + len(v.ref):])
+            ref_scores, *alt_scores = self.forward_scores([reference, *alternatives])
+            for v, alt in zip(members, alt_scores):
+                out[v.record, v.allele] = self.delta(v, start, ref_scores, alt)
+        return out
+
+    def delta(self, v: Variant, start: int, ref: np.ndarray, alt: np.ndarray):
+        """Alternative minus reference scores over the variant's ±distance, in reference coordinates."""
+        first, last = v.position - self.distance, v.position + len(v.ref) + self.distance
+        ref_part = ref[:, first - start:last - start]  # (2, span, labels)
+        matched = min(len(v.ref), len(v.alt))
+        before = alt[:, first - start:v.position + matched - start]
+        after_from = v.position + len(v.alt) - start
+        after = alt[:, after_from:after_from + last - v.position - len(v.ref)]
+        deleted = np.zeros((2, len(v.ref) - matched, alt.shape[2]), dtype=alt.dtype)
+        if len(v.alt) > len(v.ref):  # inserted bases count at the last base before them
+            inserted = alt[:, v.position + matched - start:after_from].max(1)
+            before = before.copy()
+            before[:, -1] = np.maximum(before[:, -1], inserted)
+        alt_part = np.concatenate([before, deleted, after], axis=1)
+        change = (alt_part - ref_part).max(0, initial=-np.inf), (alt_part - ref_part).min(0, initial=np.inf)
+        return change, np.arange(first, last) - v.position
+
+
+def summarise(change, positions) -> tuple[list[float], list[int]]:
+    """Per label, the largest gain and loss and where they happen."""
+    gains, losses = change
+    scores, where = [], []
+    for label in range(gains.shape[1]):
+        gain_at, loss_at = int(gains[:, label].argmax()), int(losses[:, label].argmin())
+        scores += [max(0.0, float(gains[gain_at, label])), max(0.0, -float(losses[loss_at, label]))]
+        where += [int(positions[gain_at]), int(positions[loss_at])]
+    return scores, where
+
+
+def why_unscored(fasta: Fasta, record) -> str | None:
+    if record.contig not in fasta.lengths:
+        return "unknown_contig"
+    if record.stop > fasta.lengths[record.contig]:
+        return "outside_contig"
+    if fasta.fetch(record.contig, record.start, record.stop) != record.ref.upper():
+        return "ref_mismatch"
+    return None
+
+
+def scorable(allele: str) -> bool:
+    return bool(allele) and set(allele.upper()) <= BASES
+
+
+def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSettings | None = None,
+                   show_progress: bool = False, **overrides) -> dict:
+    """Annotate `vcf` into `out` (bgzip VCF with a tabix index; `tsv` a table beside it); returns the
+    counts of records scored and not scored, by reason."""
+    s = settings_with(VariantSettings, settings, overrides)
+    out = Path(out)
+    if not out.name.endswith(".vcf.gz"):
+        raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz name")
+    check_outputs([out, tsv], [vcf, fasta])
+    folder = model_path(model)
+    if not is_per_base(folder):
+        raise UserError(f"{folder}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
+                        "or `cnn`); this is a window classifier")
+    scanner = load_dense_scanner(folder, device=s.device, dtype=s.dtype)
+    tokenizer = load_tokenizer(scanner.tokenizer) if scanner.tokenizer else None
+    labels = site_labels(scanner.labels)
+    names = fields(labels)  # the scorer's fields too
+    try:
+        reader = pysam.VariantFile(str(vcf))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
+    with Fasta(fasta) as genome:
+        declare_contigs(reader.header, vcf, genome.lengths)
+    header = reader.header.copy()
+    header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
+        "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
+        f"Format: ALLELE|{'|'.join(names)}")])
+    header.add_meta("INFO", items=[("ID", UNSCORED), ("Number", "1"), ("Type", "String"), (
+        "Description", "Why the record was not scored: ref_mismatch, unknown_contig, outside_contig")])
+    counts = {"records": 0, "alleles_scored": 0, "ref_mismatch": 0, "unknown_contig": 0, "outside_contig": 0,
+              "alleles_unscorable": 0}
+    with contextlib.ExitStack() as stack:
+        genome = stack.enter_context(Fasta(fasta))
+        tmp = stack.enter_context(atomic_output(out, ".tbi"))
+        table = None
+        if tsv is not None:
+            handle = stack.enter_context(open(stack.enter_context(atomic_output(tsv)), "w", newline=""))
+            table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            table.writerow(["contig", "pos", "id", "ref", "alt", "status", *names])
+        scorer = VariantScorer(scanner, tokenizer, genome, s.distance, batch_tokens(s.batch_tokens, scanner.device))
+        with pysam.VariantFile(str(tmp), "wz", header=header) as writer:
+            records = iter(reader)
+            while block := list(itertools.islice(records, BLOCK)):
+                write_block(block, scorer, genome, s.info_key, writer, table, counts)
+                if show_progress:
+                    log.info("%d records", counts["records"])
+        pysam.tabix_index(str(tmp), preset="vcf", force=True)
+    reader.close()
+    return counts
+
+
+def declare_contigs(header, vcf, lengths: dict[str, int]) -> None:
+    """Add to the input's header, before any record is read, a ##contig line for every contig the
+    records name but the header lacks (many VCFs have none): htslib marks such records as errors and
+    stops the process when one is written. The output header inherits them."""
+    declared = set(header.contigs)
+    with pysam.VariantFile(str(vcf)) as records:  # a first pass, reading contig names only
+        named = dict.fromkeys(record.contig for record in records)
+    for contig in named:
+        if contig not in declared:
+            header.contigs.add(contig, length=lengths.get(contig))
+
+
+def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
+    reasons, variants = {}, []
+    for index, record in enumerate(block):
+        reason = why_unscored(genome, record) if record.ref and scorable(record.ref) else "ref_mismatch"
+        if reason:
+            reasons[index] = reason
+            counts[reason] += 1
+            continue
+        for allele, alt in enumerate(record.alts or ()):
+            if scorable(alt):
+                variants.append(Variant(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
+    scores = {}
+    variants.sort(key=lambda v: (v.contig, v.position))
+    for _, same_contig in itertools.groupby(variants, key=lambda v: v.contig):
+        scores.update(scorer.score(list(same_contig)))
+    for index, record in enumerate(block):
+        counts["records"] += 1
+        record.translate(writer.header)
+        if index in reasons:
+            record.info[UNSCORED] = reasons[index]
+            for alt in record.alts or ():
+                row(table, record, alt, reasons[index])
+        elif record.alts:
+            values = []
+            for allele, alt in enumerate(record.alts):
+                if (index, allele) not in scores:
+                    counts["alleles_unscorable"] += 1
+                    values.append("|".join([alt, *"." * len(scorer.fields)]))
+                    row(table, record, alt, "unscorable_allele")
+                    continue
+                counts["alleles_scored"] += 1
+                numbers, where = summarise(*scores[index, allele])
+                cells = [f"{n:.4f}" for n in numbers] + [str(w) for w in where]
+                values.append("|".join([alt, *cells]))
+                row(table, record, alt, "scored", cells)
+            record.info[key] = tuple(values)
+        writer.write(record)
+
+
+def row(table, record, alt: str, status: str, cells=()) -> None:
+    if table is not None:
+        table.writerow([record.contig, record.pos, record.id or ".", record.ref, alt, status, *cells])
+
+
+def add_arguments(parser) -> None:
+    parser.description = ("Score the variants of a VCF/BCF with a per-base model: for each ALT allele and site label, "
+                          "the largest gain and loss of the per-base probability within --distance bp of the variant, "
+                          "on either strand, and where they happen (SpliceAI's DS_AG, DS_AL, DS_DG, DS_DL and DP_ "
+                          "layout for a splice model). Writes the same VCF with the INFO field, bgzip-compressed and "
+                          "tabix-indexed, every record kept in order; records whose REF differs from the reference "
+                          "are flagged (" + UNSCORED + ") and counted, not scored.")
+    parser.add_argument("--model", required=True, type=Path, help="per-base model folder (`finetune` on a dense task, "
+                        "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
+    parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF")
+    parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")
+    parser.add_argument("--out", required=True, type=Path, help="output VCF (.vcf.gz, with a .tbi index beside it)")
+    parser.add_argument("--tsv", type=Path, help="also write a table: a row per ALT allele")
+    add_settings(parser, VariantSettings)
+
+
+def run(args) -> None:
+    counts = score_variants(args.model, args.vcf, args.fasta, args.out, tsv=args.tsv,
+                            settings=settings_from(args, VariantSettings), show_progress=progress(args))
+    unscored = {k: v for k, v in counts.items() if k not in ("records", "alleles_scored") and v}
+    print(f"{args.out}: {counts['records']} records, {counts['alleles_scored']} alleles scored"
+          + "".join(f", {v} {k.replace('_', ' ')}" for k, v in unscored.items()))

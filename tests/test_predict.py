@@ -1,0 +1,160 @@
+"""`predict` and `embed` on real C. elegans sequence given as CSV, FASTA or BED regions: the numbers
+the Python API gives, in input order, whatever the batching; long sequences whole or in chunks;
+.npz and Parquet outputs; and bad input refused before any output is written."""
+
+import csv
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from Bio.Seq import reverse_complement
+
+from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
+from dnabert2 import load_model, load_tokenizer
+from dnabert2.sequences import Fasta
+
+WINDOW = 300
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return scan_classifier(tmp_path_factory.mktemp("classifier") / "splice", window=WINDOW)
+
+
+@pytest.fixture(scope="module")
+def regions():
+    """Twelve stretches of chromosome II of every length from 40 to 1,500 bp, half on the minus strand."""
+    lengths = [40, 1500, 300, 77, 900, 300, 123, 650, 300, 1100, 64, 300]
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        out = []
+        for i, length in enumerate(lengths):
+            start = 5000 + 2000 * i
+            sequence = genome.fetch("II", start, start + length)
+            strand = "-" if i % 2 else "+"
+            out.append((f"r{i}", "II", start, start + length, strand,
+                        reverse_complement(sequence) if strand == "-" else sequence))
+    return out
+
+
+def write_inputs(folder, regions):
+    with open(folder / "in.csv", "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["sequence", "label", "id"])
+        table.writerows([(sequence, 0, name) for name, *_, sequence in regions])
+    (folder / "in.fa").write_text("".join(f">{name}\n{sequence}\n" for name, *_, sequence in regions))
+    (folder / "in.bed").write_text("".join(f"{c}\t{s}\t{e}\t{name}\t0\t{strand}\n"
+                                           for name, c, s, e, strand, _ in regions))
+    return {"csv": ["--csv", folder / "in.csv"], "fasta": ["--fasta", folder / "in.fa"],
+            "bed": ["--bed", folder / "in.bed", "--genome", GENOMES / "ce1pct.fa.gz"]}
+
+
+def read_tsv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def alone(model, tokenizer, sequence, **options):
+    """The Python API on one sequence, no batch around it."""
+    ids = torch.tensor([tokenizer.encode(sequence).ids])
+    with torch.no_grad():
+        return model(ids, **options)
+
+
+def test_predict_gives_the_python_apis_probabilities_in_input_order(classifier, regions, tmp_path):
+    model, tokenizer = load_model(classifier), load_tokenizer(classifier)
+    sources = write_inputs(tmp_path, regions)
+    expected = [alone(model, tokenizer, sequence).logits.softmax(-1)[0].numpy() for *_, sequence in regions]
+    outputs = {}
+    for source, options in sources.items():
+        out = tmp_path / f"{source}.tsv"
+        result = run_cli("predict", "--model", classifier, *options, "--out", out, "--batch-tokens", 300, "-q")
+        assert result.returncode == 0, result.stderr
+        rows = read_tsv(out)
+        assert list(rows[0]) == ["id", "p_neither", "p_donor", "p_acceptor", "label"]
+        assert [row["id"] for row in rows] == [name for name, *_ in regions]
+        for row, want in zip(rows, expected):
+            got = np.array([float(row[f"p_{label}"]) for label in ("neither", "donor", "acceptor")])
+            np.testing.assert_allclose(got, want, atol=1e-4)  # fp32 rounding: packed, not padded
+            assert row["label"] == ["neither", "donor", "acceptor"][int(want.argmax())]
+        outputs[source] = out.read_text()
+    assert outputs["csv"] == outputs["fasta"] == outputs["bed"]  # '-' regions read reverse-complemented
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_path, pooling):
+    model, tokenizer = load_model(base, head="embedding", pooling=pooling), load_tokenizer(base)
+    sources = write_inputs(tmp_path, regions)
+    out = tmp_path / "vectors.npz"
+    # Small batches: the sequences are packed into several different batch compositions.
+    result = run_cli("embed", "--model", base, *sources["bed"], "--out", out, "--pooling", pooling,
+                     "--batch-tokens", 500, "-q")
+    assert result.returncode == 0, result.stderr
+    saved = np.load(out)
+    assert list(saved["ids"]) == [name for name, *_ in regions]
+    assert saved["embeddings"].shape == (len(regions), model.config.hidden_size)
+    for vector, (*_, sequence) in zip(saved["embeddings"], regions):
+        np.testing.assert_allclose(vector, alone(model, tokenizer, sequence).embeddings[0].numpy(), atol=1e-5)
+
+    parquet = tmp_path / "vectors.parquet"
+    result = run_cli("embed", "--model", base, *sources["csv"], "--out", parquet, "--pooling", pooling, "-q")
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(parquet).to_pydict()
+    assert table["id"] == list(saved["ids"])
+    np.testing.assert_allclose(np.array(table["embedding"]), saved["embeddings"], atol=1e-5)
+
+
+def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
+    model, tokenizer = load_model(base, head="encoder"), load_tokenizer(base)
+    sources = write_inputs(tmp_path, regions)
+    out = tmp_path / "tokens.npz"
+    result = run_cli("embed", "--model", base, *sources["fasta"], "--out", out, "--pooling", "tokens", "-q")
+    assert result.returncode == 0, result.stderr
+    saved = np.load(out)
+    offsets = saved["offsets"]
+    assert len(offsets) == len(regions) + 1 and offsets[-1] == len(saved["embeddings"]) == len(saved["tokens"])
+    for i, (*_, sequence) in enumerate(regions):
+        encoding = tokenizer.encode(sequence)
+        rows = slice(offsets[i], offsets[i + 1])
+        assert list(saved["tokens"][rows]) == encoding.tokens  # [CLS] … [SEP]
+        np.testing.assert_allclose(saved["embeddings"][rows], alone(model, tokenizer, sequence).last_hidden_state[0],
+                                   atol=1e-5)
+
+    # Chunks of 24 tokens, none shared: each token's state is the one it has in its own chunk alone.
+    chunked = tmp_path / "chunked.npz"
+    result = run_cli("embed", "--model", base, *sources["fasta"], "--out", chunked, "--pooling", "tokens",
+                     "--chunk-tokens", 24, "--overlap", 0, "-q")
+    assert result.returncode == 0, result.stderr
+    states = np.load(chunked)["embeddings"]
+    *_, sequence = regions[1]  # 1,500 bp: a few hundred tokens
+    content = tokenizer.encode(sequence, add_special_tokens=False).ids
+    first = 22 * 3  # the fourth chunk (22 content tokens each)
+    piece = torch.tensor([[1, *content[first:first + 22], 2]])
+    with torch.no_grad():
+        own = model(piece).last_hidden_state[0, 1:-1].numpy()
+    np.testing.assert_allclose(states[offsets[1] + 1 + first: offsets[1] + 1 + first + 22], own, atol=1e-5)
+    assert not np.allclose(own, saved["embeddings"][offsets[1] + 1 + first: offsets[1] + 1 + first + 22], atol=1e-3)
+
+
+@pytest.mark.parametrize("command, make, words", [
+    ("predict", lambda d: [], ["give the sequences one way"]),
+    ("predict", lambda d: ["--csv", d / "in.csv", "--fasta", d / "in.fa"], ["give the sequences one way"]),
+    ("predict", lambda d: ["--bed", d / "in.bed"], ["--genome"]),
+    ("predict", lambda d: ["--csv", d / "bad.csv"], ["no 'sequence' column"]),
+    ("predict", lambda d: ["--csv", d / "header.csv"], ["no sequences"]),
+    ("predict", lambda d: ["--csv", d / "letters.csv"], ["non-nucleotide character"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.h5"], [".npz or .parquet"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
+    ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
+])
+def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
+    write_inputs(tmp_path, regions)
+    (tmp_path / "bad.csv").write_text("seq,label\nACGT,0\n")
+    (tmp_path / "header.csv").write_text("sequence,label\n")
+    (tmp_path / "letters.csv").write_text("sequence,label\nACGTQQ,0\n")
+    (tmp_path / "outside.bed").write_text("II\t0\t100\nII\t999999999\t1000000100\n")
+    options = make(tmp_path)
+    out = [] if "--out" in options else ["--out", tmp_path / ("out.tsv" if command == "predict" else "out.npz")]
+    result = run_cli(command, "--model", classifier, *options, *out)
+    assert_user_error(result, *words)
+    assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))

@@ -1,0 +1,211 @@
+"""`variants` on real C. elegans splice sites with the CNN trained on them: disrupting an annotated
+GT or AG loses the site far more than a nearby SNV does; SNVs, indels and multi-allelic records are
+scored, every record kept in order; REF mismatches flagged and counted; contig names with ':' work;
+the output is bgzip VCF with a tabix index that bcftools reads; bad input gets one line."""
+
+import csv
+import random
+import shutil
+import subprocess
+
+import numpy as np
+import pysam
+import pytest
+
+from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
+from dnabert2.sequences import Fasta, read_annotation
+
+ANNOTATION = GENOMES / "ce1pct.gff3.gz"
+OTHER = {"A": "C", "C": "G", "G": "T", "T": "A"}
+HEADER = "##fileformat=VCFv4.2\n{contigs}#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
+def write_vcf(path, records, contigs):
+    """records: (contig, 0-based position, id, REF, ALT)."""
+    lines = "".join(f"##contig=<ID={name},length={length}>\n" for name, length in contigs.items())
+    body = "".join(f"{c}\t{p + 1}\t{i}\t{r}\t{a}\t.\t.\t.\n" for c, p, i, r, a in records)
+    path.write_text(HEADER.format(contigs=lines) + body)
+    return path
+
+
+@pytest.fixture(scope="module")
+def variants(ce1pct, tmp_path_factory):
+    """SNVs on the G of each annotated donor GT and acceptor AG of held-out chromosome IV, SNVs 10 to
+    40 bp from the same sites, and the awkward cases: indels, a multi-allelic record with a symbolic
+    allele, a REF that disagrees with the genome, a contig the genome lacks."""
+    rng = random.Random(0)
+    sites = [s for s in read_annotation(ANNOTATION).splice_sites() if s.contig == "IV"]
+    records = []
+    with Fasta(ce1pct) as genome:
+        def snv(position, name):
+            ref = genome.fetch("IV", position, position + 1)
+            return "IV", position, name, ref, OTHER[ref]
+
+        for i, site in enumerate(sites):
+            records.append(snv(site.position, f"{site.kind}{i}"))
+            records.append(snv(site.position + rng.choice([-1, 1]) * rng.randint(10, 40), f"near{i}"))
+        p = sites[0].position + 60
+        records.append(("IV", p, "deletion", genome.fetch("IV", p, p + 5), genome.fetch("IV", p, p + 1)))
+        p = sites[1].position + 60
+        records.append(("IV", p, "insertion", genome.fetch("IV", p, p + 1), genome.fetch("IV", p, p + 1) + "GTAAGT"))
+        p = sites[2].position + 70
+        ref = genome.fetch("IV", p, p + 1)
+        records.append(("IV", p, "multi", ref, ",".join([*(b for b in "ACGT" if b != ref), "*"])))
+        records.append(("IV", 1000, "mismatch", OTHER[genome.fetch("IV", 1000, 1001)], "A"))
+        records.append(("chrUn", 5, "nowhere", "A", "C"))
+        length = genome.lengths["IV"]
+    records.sort(key=lambda r: (r[0] != "IV", r[1]))
+    path = write_vcf(tmp_path_factory.mktemp("vcf") / "in.vcf", records, {"IV": length, "chrUn": 100})
+    return path, records, sites
+
+
+@pytest.fixture(scope="module")
+def scored(cnn, ce1pct, variants, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scored") / "out.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", variants[0], "--fasta", ce1pct, "--out", out,
+                     "--tsv", out.with_suffix(".tsv"), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def info(record) -> dict:
+    """ALT → its fields, from the DNABERT2 INFO value."""
+    header = record.header.info["DNABERT2"].description.split("Format: ")[1].split("|")
+    return {value.split("|")[0]: dict(zip(header, value.split("|"))) for value in record.info["DNABERT2"]}
+
+
+def test_disrupting_a_splice_site_loses_it_and_a_nearby_snv_hardly_does(scored, variants):
+    _, records, sites = variants
+    with pysam.VariantFile(str(scored[0])) as vcf:
+        out = list(vcf)
+    assert [(r.contig, r.pos, r.id) for r in out] == [(c, p + 1, i) for c, p, i, _, _ in records]  # all, in order
+    by_id = {r.id: r for r in out}
+    loss = {"donor": "DS_DL", "acceptor": "DS_AL"}
+    site_losses, near_losses = [], []
+    for i, site in enumerate(sites):
+        fields = info(by_id[f"{site.kind}{i}"])[OTHER[by_id[f"{site.kind}{i}"].ref]]
+        site_losses.append(float(fields[loss[site.kind]]))
+        near = by_id[f"near{i}"]
+        near_losses.append(float(info(near)[near.alts[0]][loss[site.kind]]))
+        if float(fields[loss[site.kind]]) > 0.3:
+            assert fields["DP_" + loss[site.kind][3:]] == "0"  # the loss is at the site itself
+    assert np.median(site_losses) > 0.3 and np.median(site_losses) > 5 * np.median(near_losses), \
+        (np.median(site_losses), np.median(near_losses))
+
+
+def test_every_kind_of_record_is_kept_and_said_what_became_of_it(scored):
+    out, stdout = scored
+    with pysam.VariantFile(str(out)) as vcf:
+        assert vcf.header.info["DNABERT2"].number == "A"
+        by_id = {r.id: r for r in vcf}
+    assert by_id["mismatch"].info["DNABERT2_UNSCORED"] == "ref_mismatch" and "DNABERT2" not in by_id["mismatch"].info
+    assert by_id["nowhere"].info["DNABERT2_UNSCORED"] == "unknown_contig"
+    for name in ("deletion", "insertion"):
+        (fields,) = info(by_id[name]).values()
+        assert all(0 <= float(fields[key]) <= 1 for key in ("DS_AG", "DS_AL", "DS_DG", "DS_DL"))
+        assert all(-60 <= int(fields[key]) <= 60 for key in ("DP_AG", "DP_AL", "DP_DG", "DP_DL"))
+    multi = info(by_id["multi"])
+    assert list(multi) == list(by_id["multi"].alts) and set(multi["*"].values()) == {"*", "."}
+    assert "1 ref mismatch" in stdout and "1 unknown contig" in stdout and "1 alleles unscorable" in stdout
+    with open(out.with_suffix(".tsv"), newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == sum(len(r.alts) for r in by_id.values())
+    with pysam.TabixFile(str(out)) as indexed:
+        assert len(list(indexed.fetch("IV", 0, 10_000_000))) == len(by_id) - 1
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+def test_bcftools_reads_the_output_and_splits_it_by_allele(scored, tmp_path):
+    out = scored[0]
+    view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
+    assert view.returncode == 0, view.stderr
+    split = subprocess.run(["bcftools", "norm", "-m-", str(out)], capture_output=True, text=True)
+    assert split.returncode == 0, split.stderr
+    alleles = [line for line in split.stdout.splitlines() if line.split("\t")[2:3] == ["multi"]]
+    assert len(alleles) == 4 and all(line.count("DNABERT2=") == 1 and "," not in line.split("DNABERT2=")[1]
+                                     for line in alleles)
+
+
+def test_contig_names_with_colons_score_as_their_sequence_does(cnn, ce1pct, variants, scored, tmp_path):
+    """Assemblies name contigs like 'HLA-A*01:01:01:01' or 'chrUn:123': region strings cannot carry
+    them, so the name is used as it is. The header declares it in the output, with its length."""
+    name = "IV:copy"
+    with Fasta(ce1pct) as genome:
+        sequence = genome.fetch("IV")
+    (tmp_path / "genome.fa").write_text(f">{name}\n{sequence}\n")
+    records = [(name, p, i, r, a) for c, p, i, r, a in variants[1] if c == "IV" and i.startswith("donor")][:5]
+    vcf = write_vcf(tmp_path / "colon.vcf", records, {})  # and no ##contig lines, as many VCFs have none
+    out = tmp_path / "colon.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", tmp_path / "genome.fa", "--out", out,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(out)) as copy, pysam.VariantFile(str(scored[0])) as original:
+        before = {r.id: r.info.get("DNABERT2") for r in original}
+        assert {r.id: r.info["DNABERT2"] for r in copy} == {i: before[i] for _, _, i, _, _ in records}
+        assert copy.header.contigs[name].length == len(sequence)
+
+
+def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variants, scored, tmp_path):
+    records = [r for r in variants[1] if r[2].startswith(("acceptor", "near"))][:6]
+    with pysam.VariantFile(str(scored[0])) as original:
+        before = {r.id: r.info.get("DNABERT2") for r in original}
+    for record in records[::2]:
+        vcf = write_vcf(tmp_path / "one.vcf", [record], {"IV": 174938})
+        out = tmp_path / f"{record[2]}.vcf.gz"
+        assert run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--device",
+                       "cpu").returncode == 0
+        with pysam.VariantFile(str(out)) as alone:
+            assert next(iter(alone)).info["DNABERT2"] == before[record[2]]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d, cnn, window: ["--model", window, "--out", d / "o.vcf.gz"], ["per-base model"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf"], [".vcf.gz"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "notvcf.txt"], ["notvcf.txt"]),
+])
+def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, tmp_path, make, words):
+    window = scan_classifier(tmp_path / "window", window=300)
+    (tmp_path / "notvcf.txt").write_text("this is not a VCF\n")
+    options = make(tmp_path, cnn, window)
+    vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
+    result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
+    assert_user_error(result, *words)
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
+
+
+def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, variants, tmp_path):
+    site = next(s for s in variants[2] if s.kind == "donor" and s.strand == "+")
+    region = f"IV:{site.position - 14}-{site.position + 16}"  # 31 bp, 1-based; the donor G is base 16
+    out, plot = tmp_path / "ism.tsv", tmp_path / "ism.svg"
+    result = run_cli("mutagenesis", "--model", cnn, "--fasta", ce1pct, "--region", region, "--label", "donor",
+                     "--at", site.position + 1, "--out", out, "--plot", plot, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert f"donor at IV:{site.position + 1}(+)" in result.stdout
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 3 * 31 and {r["ref"] for r in rows if int(r["pos"]) == site.position + 1} == {"G"}
+    importance = {}
+    for row in rows:
+        importance[int(row["pos"])] = importance.get(int(row["pos"]), 0) - float(row["delta"]) / 3
+    top_two = sorted(importance, key=importance.get)[-2:]
+    assert sorted(top_two) == [site.position + 1, site.position + 2], importance  # the G and the T of GT
+    assert plot.read_text().lstrip().startswith("<?xml") and "<svg" in plot.read_text()
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--region", "IV:500-400"], ["IV:500-400"]),
+    (["--region", "IV:174000-175500"], ["outside the contig"]),
+    (["--region", "IV:1000-1030", "--at", 2000], ["--at 2000"]),
+    (["--region", "IV:1000-1030", "--label", "exon"], ["--label 'exon'", "donor"]),
+])
+def test_mutagenesis_bad_input(cnn, ce1pct, tmp_path, options, words):
+    result = run_cli("mutagenesis", "--model", cnn, "--fasta", ce1pct, *options, "--out", tmp_path / "o.tsv",
+                     "--device", "cpu")
+    assert_user_error(result, *words)
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_regions_name_contigs_that_hold_colons():
+    from dnabert2.mutagenesis import parse_region
+
+    assert parse_region("HLA-A*01:01:01:01:1,001-2,000") == ("HLA-A*01:01:01:01", 1000, 2000)

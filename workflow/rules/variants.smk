@@ -1,0 +1,25 @@
+rule score_variants:
+    input:
+        unpack(variant_inputs),
+    output:
+        vcf="results/variants/{name}.vcf.gz",
+        index="results/variants/{name}.vcf.gz.tbi",
+        table="results/variants/{name}.tsv",
+    log:
+        "logs/variants/{name}.log",
+    benchmark:
+        "benchmarks/variants/{name}.tsv"
+    conda:
+        "../../envs/model.yaml"
+    resources:
+        gpu=lambda wildcards: variant_settings(wildcards)["gpus"],
+        mem_mb=lambda wildcards: variant_settings(wildcards)["mem_mb"],
+        runtime=lambda wildcards: variant_settings(wildcards)["runtime"],
+    params:
+        model=lambda wildcards: shlex.quote(variant_model(wildcards.name)),
+        options=lambda wildcards: workflow_config.variant_options(
+            variant_settings(wildcards)
+        ),
+    shell:
+        "python -m dnabert2 variants --model {params.model} --vcf {input.vcf} --fasta {input.genome} "
+        "--out {output.vcf} --tsv {output.table} {params.options} > {log} 2>&1"
