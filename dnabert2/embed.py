@@ -7,7 +7,6 @@ and [SEP] the mean over all chunks). Sequences are packed back to back without p
 does not depend on what else is in its batch beyond floating-point rounding. Blocks of sequences are
 read, embedded and appended to the output in turn: memory stays flat however many there are."""
 
-import itertools
 import json
 import logging
 import shutil
@@ -25,8 +24,8 @@ from .model import load_model
 from .model.heads import pool
 from .options import settings_with
 from .outputs import atomic_output, check_outputs
-from .predict import BLOCK, add_command, run_command
-from .sequences import read_sequences
+from .predict import BLOCK, BLOCK_BASES, add_command, run_command
+from .sequences import in_blocks, read_sequences
 from .settings import EmbedSettings
 from .tokenizer import CLS, SEP, load_tokenizer
 
@@ -102,11 +101,15 @@ class NpzWriter:
     """Arrays grown block by block in temporary files, then written into one .npz (a zip of .npy files,
     as numpy.savez writes it) without holding them in memory."""
 
-    def __init__(self):
+    def __enter__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="dnabert2-embed-"))
         self.shapes: dict[str, tuple] = {}
         self.dtypes: dict[str, np.dtype] = {}
         self.widths: dict[str, int] = {}  # string arrays: their longest string
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def add(self, name: str, values: np.ndarray) -> None:
         with open(self.folder / name, "ab") as handle:
@@ -135,23 +138,20 @@ class NpzWriter:
             self.add("embeddings", vectors)
 
     def close(self, tmp: Path) -> None:
-        try:
-            with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-                for name, shape in self.shapes.items():
-                    with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                        strings = name in self.widths
-                        descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
-                        np.lib.format.write_array_header_2_0(entry, {"descr": descr, "fortran_order": False,
-                                                                     "shape": shape})
-                        if strings:
-                            with open(self.folder / name) as lines:
-                                for line in lines:
-                                    entry.write(json.loads(line).ljust(self.widths[name], "\0").encode("utf-32-le"))
-                        else:
-                            with open(self.folder / name, "rb") as raw:
-                                shutil.copyfileobj(raw, entry, 1 << 20)
-        finally:
-            shutil.rmtree(self.folder)
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+            for name, shape in self.shapes.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                    strings = name in self.widths
+                    descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
+                    np.lib.format.write_array_header_2_0(entry, {"descr": descr, "fortran_order": False,
+                                                                 "shape": shape})
+                    if strings:
+                        with open(self.folder / name) as lines:
+                            for line in lines:
+                                entry.write(json.loads(line).ljust(self.widths[name], "\0").encode("utf-32-le"))
+                    else:
+                        with open(self.folder / name, "rb") as raw:
+                            shutil.copyfileobj(raw, entry, 1 << 20)
 
 
 def write_parquet(tmp: Path, blocks, tokens: bool) -> None:
@@ -195,7 +195,7 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
 
     def blocks():
         nonlocal count
-        while block := list(itertools.islice(records, BLOCK)):
+        for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = map(list, zip(*block))
             states, token_names = embedder.states(sequences)
             vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
@@ -206,9 +206,9 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
 
     with atomic_output(out) as tmp:
         if out.suffix == ".npz":
-            writer = NpzWriter()
-            writer.write(blocks(), tokens)
-            writer.close(tmp)
+            with NpzWriter() as writer:
+                writer.write(blocks(), tokens)
+                writer.close(tmp)
         else:
             write_parquet(tmp, blocks(), tokens)
     return count

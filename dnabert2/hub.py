@@ -38,6 +38,8 @@ def model_path(name) -> Path:
         logging.getLogger(client).setLevel(logging.WARNING)
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
+    except errors.HFValidationError:
+        raise UserError(f"{name}: no such folder here, nor a valid Hugging Face Hub id") from None
     except errors.RevisionNotFoundError:
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository") from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):

@@ -2,11 +2,12 @@
 figure of per-base importance with the sequence drawn as letters.
 
 The score is a per-base model's probability of `--label` at one base (`--at`, by default the region's
-best-scoring base on `--strand`), read in a window of the region and the model's flanks, as a scan
-reads it; or a window classifier's probability of `--label` for the region as its window. A base's
+best-scoring base on `--strand`), read in one window: the region with the model's flanks either side;
+or a window classifier's probability of `--label` for the region as its window. A base's
 importance is the reference score minus the mean score of its three substitutions: positive where
 the base supports the call."""
 
+import contextlib
 import csv
 import logging
 import re
@@ -32,6 +33,8 @@ from .tokenizer import load_tokenizer
 log = logging.getLogger(__name__)
 
 BASES = "ACGT"
+LONGEST = 2000  # bp of region: 3 windows of it (and the flanks) per base
+BATCH = 256  # mutated windows scored at a time
 COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
 _REGION = re.compile(r"(?P<contig>.+):(?P<start>[\d,]+)-(?P<end>[\d,]+)")
 
@@ -88,8 +91,15 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     the target and the reference score."""
     s = settings_with(MutagenesisSettings, settings, overrides)
     check_outputs([out, plot], [fasta])
+    if plot is not None and Path(plot).suffix != ".svg":
+        raise UserError(f"{plot}: the figure is SVG; give it a .svg name")
     contig, start, end = parse_region(region)
+    if end - start > LONGEST:
+        raise UserError(f"--region {region} is {end - start} bp; mutagenesis scores 3 variants of each base, so "
+                        f"regions of at most {LONGEST} bp")
     scorer = Scorer(model_path(model), s)
+    if s.at is not None and not scorer.dense:
+        raise UserError("--at is for per-base models; a window classifier scores the region as one window")
     with Fasta(fasta) as genome:
         genome.check_region(contig, start, end)
         sequence = genome.fetch(contig, start, end)
@@ -103,19 +113,22 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         at = int(reference.argmax()) if s.at is None else s.at - 1 - start
         if not 0 <= at < len(sequence):
             raise UserError(f"--at {s.at} lies outside --region {region}")
-        scores = np.array([p[at] for p in scorer.per_base([left + q + right for q in mutated])])
+        scores = np.concatenate([[p[at] for p in scorer.per_base([left + q + right for q in mutated[i:i + BATCH]])]
+                                 for i in range(0, len(mutated), BATCH)])
         reference, target = float(reference[at]), f"{contig}:{start + at + 1}({scorer.strand})"
     else:
         reference = float(scorer.window_scores([sequence])[0])
         scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
+    # Both outputs or neither: the figure is drawn before either is renamed into place.
+    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle, \
+            (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
         table = csv.writer(handle, delimiter="\t", lineterminator="\n")
         table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
         table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}"]
                         for (i, base), score in zip(variants, scores))
-    if plot is not None:
-        draw(sequence, start, variants, scores - reference, out=plot,
-             title=f"{scorer.label} at {target}: reference score {reference:.3f}")
+        if plot is not None:
+            draw(sequence, start, variants, scores - reference, out=tmp_plot,
+                 title=f"{scorer.label} at {target}: reference score {reference:.3f}")
     return {"label": scorer.label, "target": target, "reference_score": reference, "substitutions": len(variants)}
 
 

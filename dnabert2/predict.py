@@ -7,7 +7,6 @@ reaches 0.5, else the background label. Sequences are read, scored and written a
 memory stays flat however many there are."""
 
 import csv
-import itertools
 import logging
 import math
 from pathlib import Path
@@ -21,13 +20,14 @@ from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
 from .scan.dense import DenseScanner, load_dense_scanner
 from .scan.model import Scanner, is_per_base, load_scanner
-from .sequences import read_sequences
+from .sequences import in_blocks, read_sequences
 from .settings import PredictSettings
 from .tokenizer import CLS, SEP, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-BLOCK = 4096  # sequences read, scored and written at a time
+# Sequences read, scored and written at a time: at most this many, holding at most this many bases.
+BLOCK, BLOCK_BASES = 4096, 500_000
 CALLED = 0.5  # a per-base model's site label is predicted from this probability on
 
 
@@ -85,7 +85,7 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
         table = csv.writer(handle, delimiter="\t", lineterminator="\n")
         table.writerow(header(scanner))
-        while block := list(itertools.islice(records, BLOCK)):
+        for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = zip(*block)
             score = base_rows if dense else window_rows
             rows = score(scanner, tokenizer, list(sequences), tokens)

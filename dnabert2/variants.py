@@ -30,6 +30,7 @@ from .hub import model_name, model_path
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
 from .scan.dense import DenseScanner, load_dense_scanner
+from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
 from .settings import VariantSettings
@@ -146,11 +147,13 @@ def summarise(change, positions) -> tuple[list[float], list[int]]:
 
 
 def why_unscored(fasta: Fasta, record) -> str | None:
+    # REF's own length: record.stop follows INFO/END, which symbolic and gVCF records carry.
+    end = record.start + len(record.ref)
     if record.contig not in fasta.lengths:
         return "unknown_contig"
-    if record.stop > fasta.lengths[record.contig]:
+    if end > fasta.lengths[record.contig]:
         return "outside_contig"
-    if fasta.fetch(record.contig, record.start, record.stop) != record.ref.upper():
+    if fasta.fetch(record.contig, record.start, end) != record.ref.upper():
         return "ref_mismatch"
     return None
 
@@ -169,7 +172,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz name")
     check_outputs([out, tsv], [vcf, fasta])
     folder = model_path(model)
-    if not is_per_base(folder):
+    if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
         raise UserError(f"{folder}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
                         "or `cnn`); this is a window classifier")
     scanner = load_dense_scanner(folder, device=s.device, dtype=s.dtype)
@@ -178,10 +181,10 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     names = fields(labels)  # the scorer's fields too
     try:
         reader = pysam.VariantFile(str(vcf))
+        with Fasta(fasta) as genome:
+            first_pass(reader.header, vcf, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
-    with Fasta(fasta) as genome:
-        declare_contigs(reader.header, vcf, genome.lengths)
     header = reader.header.copy()
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
         "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
@@ -210,14 +213,23 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     return counts
 
 
-def declare_contigs(header, vcf, lengths: dict[str, int]) -> None:
-    """Add to the input's header, before any record is read, a ##contig line for every contig the
-    records name but the header lacks (many VCFs have none): htslib marks such records as errors and
-    stops the process when one is written. The output header inherits them."""
+def first_pass(header, vcf, lengths: dict[str, int], key: str) -> None:
+    """Before any record is scored: refuse an input the output could not index (records not sorted by
+    contig and position) or one this command annotated already under `key`; and add to the input's
+    header a ##contig line for every contig the records name but the header lacks (many VCFs have
+    none): htslib marks such records as errors and stops the process when one is written."""
+    if key in header.info:
+        raise UserError(f"{vcf}: already has an INFO/{key} field; give --info-key another name")
     declared = set(header.contigs)
-    with pysam.VariantFile(str(vcf)) as records:  # a first pass, reading contig names only
-        named = dict.fromkeys(record.contig for record in records)
-    for contig in named:
+    seen, last = {}, None
+    with pysam.VariantFile(str(vcf)) as records:
+        for record in records:
+            if record.contig != last and record.contig in seen:
+                raise UserError(f"{vcf}: records of {record.contig} are not together (sort it: bcftools sort)")
+            if record.contig == last and record.start < seen[last]:
+                raise UserError(f"{vcf}: not sorted by position at {record.contig}:{record.pos} (sort it: bcftools sort)")
+            seen[record.contig], last = record.start, record.contig
+    for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))
 

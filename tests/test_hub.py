@@ -82,6 +82,9 @@ def test_a_hub_id_loads_as_its_folder_does_at_the_revision_asked(hub, tmp_path):
         assert result.stdout.split() == [expected]
     result = python_checksum(env, "lab/splice-tiny")
     assert result.returncode == 0 and result.stdout.split() != [expected], result.stderr
+    tokenizer = run(env, "-c", "from dnabert2 import load_tokenizer; print(load_tokenizer('lab/splice-tiny@v1')"
+                               ".get_vocab_size())")
+    assert tokenizer.returncode == 0 and tokenizer.stdout.split() == ["4096"], tokenizer.stderr
     snapshots = tmp_path / "hf" / "hub" / "models--lab--splice-tiny" / "snapshots"
     assert sorted(p.name for p in snapshots.iterdir()) == sorted([first, latest])  # the standard cache
 
@@ -130,6 +133,7 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
     ("lab/splice-tiny@v9", ["no revision 'v9'"]),
     ("lab/private-dna", ["lab/private-dna", "HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
+    ("runs/model--old", ["runs/model--old", "nor a valid Hugging Face Hub id"]),
 ])
 def test_models_that_cannot_be_had_get_one_line(hub, tmp_path, name, words):
     result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", "scan", "--model", name,

@@ -146,6 +146,7 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.h5"], [".npz or .parquet"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
     ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
+    ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)
@@ -153,6 +154,7 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     (tmp_path / "header.csv").write_text("sequence,label\n")
     (tmp_path / "letters.csv").write_text("sequence,label\nACGTQQ,0\n")
     (tmp_path / "outside.bed").write_text("II\t0\t100\nII\t999999999\t1000000100\n")
+    (tmp_path / "empty.bed").write_text("II\t0\t100\nII\t5\t5\n")
     options = make(tmp_path)
     out = [] if "--out" in options else ["--out", tmp_path / ("out.tsv" if command == "predict" else "out.npz")]
     result = run_cli(command, "--model", classifier, *options, *out)

@@ -160,12 +160,22 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
 
 @pytest.mark.parametrize("make, words", [
     (lambda d, cnn, window: ["--model", window, "--out", d / "o.vcf.gz"], ["per-base model"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "unsorted.vcf"],
+     ["not sorted by position", "bcftools sort"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "apart.vcf"],
+     ["records of IV are not together"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "annotated.vcf.gz"],
+     ["already has an INFO/DNABERT2 field"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf"], [".vcf.gz"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "notvcf.txt"], ["notvcf.txt"]),
 ])
-def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, tmp_path, make, words):
+def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
     (tmp_path / "notvcf.txt").write_text("this is not a VCF\n")
+    write_vcf(tmp_path / "unsorted.vcf", [("IV", 500, "b", "A", "C"), ("IV", 100, "a", "A", "C")], {})
+    write_vcf(tmp_path / "apart.vcf", [("IV", 100, "a", "A", "C"), ("V", 100, "b", "A", "C"),
+                                       ("IV", 500, "c", "A", "C")], {})
+    shutil.copy(scored[0], tmp_path / "annotated.vcf.gz")
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
@@ -203,6 +213,33 @@ def test_mutagenesis_bad_input(cnn, ce1pct, tmp_path, options, words):
                      "--device", "cpu")
     assert_user_error(result, *words)
     assert not list(tmp_path.glob("o.*"))
+
+
+def test_symbolic_and_gvcf_records_are_kept_unscored_not_called_mismatches(cnn, ce1pct, tmp_path):
+    """A <DEL> or a gVCF <NON_REF> block spans END, not its one REF base: its REF still matches."""
+    with Fasta(ce1pct) as genome:
+        base = genome.fetch("IV", 99, 100)
+    path = tmp_path / "symbolic.vcf"
+    path.write_text("##fileformat=VCFv4.2\n##INFO=<ID=END,Number=1,Type=Integer,Description=\"End\">\n"
+                    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                    f"IV\t100\tblock\t{base}\t<NON_REF>\t.\t.\tEND=900\n")
+    result = run_cli("variants", "--model", cnn, "--vcf", path, "--fasta", ce1pct, "--out", tmp_path / "o.vcf.gz",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "1 alleles unscorable" in result.stdout and "mismatch" not in result.stdout
+    with pysam.VariantFile(str(tmp_path / "o.vcf.gz")) as vcf:
+        (record,) = vcf
+    assert "DNABERT2_UNSCORED" not in record.info and record.info["DNABERT2"] == ("<NON_REF>|.|.|.|.|.|.|.|.",)
+
+
+def test_mutagenesis_refuses_what_it_cannot_do_well(cnn, ce1pct, tmp_path):
+    window = scan_classifier(tmp_path / "window", window=300)
+    for options, words in [(["--model", cnn, "--region", "IV:1-3000"], ["3000 bp", "at most 2000"]),
+                           (["--model", cnn, "--region", "IV:1000-1030", "--plot", tmp_path / "o.png"], [".svg"]),
+                           (["--model", window, "--region", "IV:1000-1299", "--at", 1100], ["--at is for per-base"])]:
+        result = run_cli("mutagenesis", "--fasta", ce1pct, *options, "--out", tmp_path / "o.tsv", "--device", "cpu")
+        assert_user_error(result, *words)
+        assert not list(tmp_path.glob("o.*"))
 
 
 def test_regions_name_contigs_that_hold_colons():

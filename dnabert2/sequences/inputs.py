@@ -51,6 +51,20 @@ def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator
     return _read(csv_file, fasta, bed, genome)
 
 
+def in_blocks(records, sequences: int, bases: int):
+    """Lists of at most `sequences` records holding at most `bases` bases (a longer record alone), so
+    that what a block costs is bounded by its bases as well as by its count."""
+    block, size = [], 0
+    for record in records:
+        if block and (len(block) == sequences or size + len(record[1]) > bases):
+            yield block
+            block, size = [], 0
+        block.append(record)
+        size += len(record[1])
+    if block:
+        yield block
+
+
 def _read(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
     count = 0
     for record in _records(csv_file, fasta, bed, genome):
@@ -65,10 +79,14 @@ def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
         yield from _csv_sequences(Path(csv_file))
     elif fasta is not None:
         for name, sequence in read_records(fasta):
+            if not sequence:
+                raise UserError(f"{fasta}: record {name!r} has no sequence")
             yield name, sequence.upper()
     else:
         with Fasta(genome) as reference:
             for contig, start, end, name, strand in read_bed_intervals(bed):
+                if end <= start:
+                    raise UserError(f"{bed}: {contig}:{start}-{end} is empty; a region needs start < end")
                 sequence = reference.fetch(contig, start, end)
                 yield (name or f"{contig}:{start}-{end}({strand})",
                        reverse_complement(sequence) if strand == "-" else sequence)
