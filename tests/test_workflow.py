@@ -20,7 +20,7 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.sequences import Fasta, read_annotation
 
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "example", "envs", ".test"]
 
 
 def snakemake(*args, cwd) -> subprocess.CompletedProcess:
@@ -128,7 +128,7 @@ def test_default_config_runs_the_chain(checkout):
     plan = snakemake("--cores", "2", "--dry-run", cwd=checkout)
     jobs = re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M)
     assert dict(jobs) == {"scan_chunk": "2", "scan_gather": "1", "scan_eval": "1", "plot_scan_scores": "1",
-                          "scan_table": "1", "plot_metaplot": "1", "all": "1", "total": "8"}, plan.stdout
+                          "scan_table": "1", "plot_metaplot": "1", "default": "1", "total": "8"}, plan.stdout
 
     # A VCF listed in the config is scored with the fine-tuned per-base model; nothing else reruns.
     donors = [s for s in read_annotation(checkout / "example/ce1pct.gff3.gz").splice_sites() if s.kind == "donor"][:5]
@@ -147,6 +147,15 @@ def test_default_config_runs_the_chain(checkout):
     with pysam.VariantFile(str(checkout / "results/variants/snvs.vcf.gz")) as vcf:
         assert [r.id for r in vcf] == [f"snv{i}" for i in range(len(donors))]
         assert all("DNABERT2" in r.info for r in vcf.fetch())
+
+
+def test_the_test_case_runs_as_the_workflow_catalog_runs_it(checkout):
+    result = snakemake("--cores", "2", "--directory", ".test", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    evaluation = json.loads((checkout / ".test/results/scan/splice/evaluation.json").read_text())
+    assert evaluation["labels"]["donor"]["sites"] > 0 and evaluation["labels"]["donor"]["pr_auc"] is not None
+    assert (checkout / ".test/results/scan/splice.bigwig/donor.plus.bw").is_file()
+    assert not (checkout / "results").exists()  # everything under the test case's folder
 
 
 def edit_config(checkout, change):

@@ -1,22 +1,33 @@
+import os
 import shlex
 import sys
 from pathlib import Path
 
+# The checkout this file lies in (workflow/rules/ → its root), read while it is parsed: the same
+# whether the workflow runs on its own or another pipeline imports it as a module, whose own folder
+# (workflow.basedir) and working directory are elsewhere.
+CHECKOUT = Path(workflow.current_basedir).parents[1]
+
 # The checks and the rules' options live in the package (tested there); Snakemake's own environment
 # reads them from this checkout, which need not be installed in it.
-sys.path.insert(0, workflow.basedir)
+sys.path.insert(0, str(CHECKOUT))
 from dnabert2 import workflow_config
 from dnabert2.hub import hub_id
 
 workflow_config.check(
     config,
-    Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+    CHECKOUT / "workflow" / "schemas" / "config.schema.yaml",
     workflow.configfiles,
 )
 
 # Rules run `python -m dnabert2` from this checkout, also inside a rule's conda environment, which
-# holds only the third-party dependencies. Cluster jobs re-read this file, so they get it too.
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}; ")
+# holds only the third-party dependencies: jobs inherit PYTHONPATH from Snakemake's environment (a
+# cluster job re-reads this file). It is prepended to, not set: a pipeline that imports this one as
+# a module keeps its own, and its shell prefix.
+others = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(dict.fromkeys(filter(None, [str(CHECKOUT), *others])))
+)
 
 
 # Config names (the schema's propertyNames) never hold a slash, so one rule's files are not read

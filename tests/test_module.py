@@ -1,0 +1,108 @@
+"""This workflow inside another pipeline: imported as a Snakemake module from the checkout, fed by
+a host rule of its own, run through to the scan's calls and their evaluation; or only some of its
+rules taken, with a model given on disk. Paths resolve from the workflow's own folder, never from
+the host's, and the schema checks the config the host passes."""
+
+import json
+import subprocess
+
+import yaml
+
+from conftest import GENOMES, ROOT, scan_classifier
+
+# The host's own rules around README's module snippet.
+UPSTREAM = """
+
+rule genome_from_the_lab:
+    input:
+        "{genome}",
+    output:
+        "lab/genome.fa.gz",
+    shell:
+        "cp {{input}} {{output}}"
+"""
+TARGETS = """
+
+rule all:
+    default_target: True
+    input:
+        {targets},
+"""
+
+
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("```snakemake\n", 1)[1].split("```", 1)[0]
+    assert "path/to/dnabert2/workflow/Snakefile" in snippet and "use rule * from dnabert2" in snippet
+    return snippet
+
+
+def host(folder, targets: list[str], config: dict, use: str | None = None):
+    """A host pipeline in `folder`: README's snippet (pointing at this checkout), a rule of its own
+    upstream, its own config with a dnabert2 section; `use` replaces the snippet's `use rule` line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    snippet = readme_snippet().replace("path/to/dnabert2/workflow/Snakefile", str(ROOT / "workflow" / "Snakefile"))
+    if use is not None:
+        snippet = snippet.replace("use rule * from dnabert2 as dnabert2_*", use)
+    (folder / "config").mkdir(exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump({"dnabert2": config}))
+    text = snippet + UPSTREAM.format(genome=GENOMES / "ce1pct.fa.gz") + \
+        TARGETS.format(targets=", ".join(f'"{t}"' for t in targets))
+    (folder / "Snakefile").write_text(text)
+    return folder
+
+
+def catalog_test_config() -> dict:
+    """The workflow's .test config, on the host's genome (a host rule's output)."""
+    config = yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+    config["genomes"]["ce1pct"] = {"source": "lab/genome.fa.gz", "annotation": str(GENOMES / "ce1pct.gff3.gz")}
+    return config
+
+
+def snakemake(folder, *args):
+    return subprocess.run(["snakemake", "--cores", "2", *args], cwd=folder, capture_output=True, text=True)
+
+
+def test_a_host_pipeline_imports_the_workflow_and_feeds_it_a_genome_of_its_own(tmp_path):
+    folder = host(tmp_path / "host", ["results/scan/splice.bed", "results/scan/splice/evaluation.json"],
+                  catalog_test_config())
+    result = snakemake(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = result.stdout + result.stderr
+    assert "rule genome_from_the_lab:" in ran and "rule dnabert2_download_genome:" in ran  # the host's rule upstream
+    calls = (folder / "results/scan/splice.bed").read_text().splitlines()
+    assert calls and all(line.split("\t")[0] == "IV" for line in calls)
+    evaluation = json.loads((folder / "results/scan/splice/evaluation.json").read_text())
+    assert evaluation["labels"]["donor"]["sites"] > 0
+    assert not (folder / "workflow").exists() and not (folder / "envs").exists()  # nothing of ours copied in
+
+
+def test_a_host_takes_only_the_scan_rules_with_a_model_on_disk(tmp_path):
+    model = scan_classifier(tmp_path / "model", window=300)
+    config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},
+              "scan": {"iv": {"model": str(model), "genome": "worm", "contigs": ["IV"]}}}
+    folder = host(tmp_path / "host", ["results/scan/iv.bed"], config,
+                  use="use rule download_genome, scan_chunk, scan_gather from dnabert2")
+    result = snakemake(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (folder / "results/scan/iv.bed").read_text()
+
+
+def test_a_host_config_without_a_required_key_is_refused_before_any_job(tmp_path):
+    config = {"genomes": {"worm": {"annotation": "x.gff3"}}}
+    folder = host(tmp_path / "host", ["lab/genome.fa.gz"], config)
+    result = snakemake(folder, "--dry-run")
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "config: genomes.worm" in said and "source" in said, said
+    assert "rule genome_from_the_lab" not in said
+
+
+def test_a_prefix_that_clashes_with_a_host_rule_is_refused(tmp_path):
+    folder = host(tmp_path / "host", ["lab/genome.fa.gz"], {"genomes": {"worm": {"source": "lab/genome.fa.gz"}}},
+                  use="use rule * from dnabert2 as genome_*")
+    (folder / "Snakefile").write_text((folder / "Snakefile").read_text().replace(
+        "rule genome_from_the_lab:", "rule genome_download_genome:"))
+    result = snakemake(folder, "--dry-run")
+    assert result.returncode != 0
+    assert "genome_download_genome" in result.stdout + result.stderr, result.stdout + result.stderr
