@@ -33,7 +33,30 @@ class Faults:
     statuses: dict[str, list[int]] = field(default_factory=dict)
 
 
-class FileServer:
+class LocalServer:
+    """A threaded HTTP server on a free port of 127.0.0.1, answering with `handler` (which reaches
+    this object as `server_state`); `with` starts and stops it."""
+
+    def __init__(self, handler):
+        bound = type("Handler", (handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), bound)
+        # A short poll interval: shutdown() waits for it, once per test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_port
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class FileServer(LocalServer):
     """`with FileServer(root) as server:` serves `root` at server.url("/")."""
 
     def __init__(self, root):
@@ -41,13 +64,10 @@ class FileServer:
         self.faults = Faults()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        # A short poll interval: shutdown() waits for it, once per test.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        super().__init__(_Handler)
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self._httpd.server_port}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def requests_for(self, path: str) -> list[Request]:
         return [request for request in self.requests if request.path == path]
@@ -58,14 +78,6 @@ class FileServer:
             status = statuses.pop(0) if statuses else None
             cut = None if status else self.faults.cut_after.pop(path, None)
         return status, cut
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -6,15 +6,16 @@ bearer token. Every request is recorded, so a test can tell whether the network 
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from http_server import LocalServer
 
 LFS_SUFFIXES = (".safetensors", ".bin")
 
 
-class HubServer:
+class HubServer(LocalServer):
     """`with HubServer() as hub:`; hub.push(repo, folder) commits a folder's files; `hub.endpoint` is
     what HF_ENDPOINT takes."""
 
@@ -22,13 +23,11 @@ class HubServer:
         self.repos: dict[str, dict] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 → content, the LFS storage
         self.requests: list[tuple[str, str]] = []
-        handler = type("Handler", (_Handler,), {"hub": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        super().__init__(_Handler)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def push(self, repo: str, folder, branch: str = "main", tag: str | None = None, token: str | None = None) -> str:
         """Commit every file under `folder` to `branch` (and `tag`); returns the commit hash."""
@@ -44,21 +43,13 @@ class HubServer:
             self.blobs[hashlib.sha256(content).hexdigest()] = content
         return commit
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
 
 def _git_blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    hub: HubServer
+    server_state: HubServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
@@ -72,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: bool):
         path = unquote(urlsplit(self.path).path)
-        self.hub.requests.append((self.command, path))
+        self.server_state.requests.append((self.command, path))
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("revision", "tree"):
             repo, files, commit = self._lookup("/".join(parts[2:4]), parts[5])
@@ -86,8 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
                      **({"lfs": {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}}
                         if name.endswith(LFS_SUFFIXES) else {})} for name, content in files.items()]
             return self._send(200, json.dumps(tree).encode(), body, {"Content-Type": "application/json"})
-        if parts[0] == "lfs-storage" and len(parts) == 2 and parts[1] in self.hub.blobs:
-            return self._send(200, self.hub.blobs[parts[1]], body, {"Content-Type": "application/octet-stream"})
+        if parts[0] == "lfs-storage" and len(parts) == 2 and parts[1] in self.server_state.blobs:
+            return self._send(200, self.server_state.blobs[parts[1]], body, {"Content-Type": "application/octet-stream"})
         if len(parts) >= 5 and parts[2] == "resolve":
             repo, files, commit = self._lookup("/".join(parts[:2]), parts[3])
             if files is None:
@@ -100,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             if name.endswith(LFS_SUFFIXES):
                 sha256 = hashlib.sha256(content).hexdigest()
                 # Storage on another host, as the Hub's CDN is: clients do not follow it for metadata.
-                storage = self.hub.endpoint.replace("127.0.0.1", "localhost")
+                storage = self.server_state.endpoint.replace("127.0.0.1", "localhost")
                 headers |= {"Location": f"{storage}/lfs-storage/{sha256}", "X-Linked-Etag": f'"{sha256}"',
                             "X-Linked-Size": str(len(content)), "ETag": f'"{_git_blob_id(content)}"'}
                 return self._send(302, b"", body, headers)
@@ -108,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, None, "not found")
 
     def _repo(self, repo: str) -> dict | None:
-        return self.hub.repos.get(repo)
+        return self.server_state.repos.get(repo)
 
     def _lookup(self, repo: str, revision: str):
         """The files and commit of a repository at a branch, tag or commit; (repo, None, None) once an
