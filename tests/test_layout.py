@@ -40,7 +40,7 @@ LAYERS = [
     (["dnabert2.variants"], False),
     (["dnabert2.plots"], False),
     (["dnabert2.mutagenesis"], False),
-    (["dnabert2.workflow_config"], False),
+    (["dnabert2.workflow_config", "dnabert2.wrappers"], False),
     (["dnabert2.cli"], False),
     (["dnabert2.__main__"], False),
 ]

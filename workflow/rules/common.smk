@@ -1,4 +1,3 @@
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ CHECKOUT = Path(workflow.current_basedir).parents[1]
 sys.path.insert(0, str(CHECKOUT))
 from dnabert2 import workflow_config
 from dnabert2.hub import hub_id
+from dnabert2.wrappers import use_checkout
 
 workflow_config.check(
     config,
@@ -20,14 +20,8 @@ workflow_config.check(
     workflow.configfiles,
 )
 
-# Rules run `python -m dnabert2` from this checkout, also inside a rule's conda environment, which
-# holds only the third-party dependencies: jobs inherit PYTHONPATH from Snakemake's environment (a
-# cluster job re-reads this file). It is prepended to, not set: a pipeline that imports this one as
-# a module keeps its own, and its shell prefix.
-others = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(dict.fromkeys(filter(None, [str(CHECKOUT), *others])))
-)
+# Rules run this checkout's package, also in a rule's conda environment (as the wrappers do).
+use_checkout()
 
 
 # Config names (the schema's propertyNames) never hold a slash, so one rule's files are not read
