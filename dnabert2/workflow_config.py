@@ -88,6 +88,18 @@ def refuse_renamed_keys(config: dict) -> None:
                 raise ValueError(f"config: {section}.{name}.{old} is now called {new}")
 
 
+def check_version(pyproject) -> None:
+    """A workflow read from a remote source runs the installed package: the version it was written for."""
+    import tomllib
+
+    from . import __version__
+
+    wanted = tomllib.loads(Path(pyproject).read_text())["project"]["version"]
+    if wanted != __version__:
+        raise ValueError(f"this workflow is dnabert2 {wanted}, but the installed dnabert2 package is {__version__}: "
+                         f"install dnabert2=={wanted} beside Snakemake and in the rules' environments")
+
+
 def schema(path) -> dict:
     """The config schema, with what the task registry defines filled in: the task kinds, and one
     scan-eval tolerance per kind of site matching."""

@@ -9,6 +9,7 @@ import subprocess
 import yaml
 
 from conftest import GENOMES, ROOT, scan_classifier
+from http_server import FileServer
 
 # The host's own rules around README's module snippet.
 UPSTREAM = """
@@ -37,11 +38,13 @@ def readme_snippet() -> str:
     return snippet
 
 
-def host(folder, targets: list[str], config: dict, use: str | None = None):
-    """A host pipeline in `folder`: README's snippet (pointing at this checkout), a rule of its own
-    upstream, its own config with a dnabert2 section; `use` replaces the snippet's `use rule` line."""
+def host(folder, targets: list[str], config: dict, use: str | None = None, snakefile: str | None = None):
+    """A host pipeline in `folder`: README's snippet (pointing at this checkout, or at `snakefile`), a
+    rule of its own upstream, its own config with a dnabert2 section; `use` replaces the snippet's
+    `use rule` line."""
     folder.mkdir(parents=True, exist_ok=True)
-    snippet = readme_snippet().replace("path/to/dnabert2/workflow/Snakefile", str(ROOT / "workflow" / "Snakefile"))
+    snippet = readme_snippet().replace("path/to/dnabert2/workflow/Snakefile",
+                                       snakefile or str(ROOT / "workflow" / "Snakefile"))
     if use is not None:
         snippet = snippet.replace("use rule * from dnabert2 as dnabert2_*", use)
     (folder / "config").mkdir(exist_ok=True)
@@ -86,6 +89,25 @@ def test_a_host_takes_only_the_scan_rules_with_a_model_on_disk(tmp_path):
     result = snakemake(folder)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (folder / "results/scan/iv.bed").read_text()
+
+
+def test_a_host_imports_the_workflow_from_a_url_as_github_serves_it(tmp_path):
+    """github(...) reads the workflow's files over HTTP(S) from GitHub's raw host, through Snakemake's
+    source cache; a local server serving this checkout is read the same way. The rules then run the
+    installed package (here the editable install of this checkout), whose version is checked."""
+    model = scan_classifier(tmp_path / "model", window=300)
+    config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},
+              "scan": {"iv": {"model": str(model), "genome": "worm", "contigs": ["IV"], "bigwig": True}}}
+    with FileServer(ROOT) as server:
+        folder = host(tmp_path / "host", ["results/scan/iv.bed"], config, snakefile=server.url("/workflow/Snakefile"),
+                      use="use rule download_genome, scan_chunk, scan_gather from dnabert2")
+        result = snakemake(folder)
+        read = [path for path in ("/workflow/rules/common.smk", "/workflow/schemas/config.schema.yaml",
+                                  "/pyproject.toml") if server.requests_for(path)]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(read) == 3, read  # the rules, the schema and the version, all from the server
+    assert (folder / "results/scan/iv.bed").read_text()
+    assert sorted(p.name for p in (folder / "results/scan/iv.bigwig").iterdir())
 
 
 def test_a_host_config_without_a_required_key_is_refused_before_any_job(tmp_path):

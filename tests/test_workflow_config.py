@@ -214,3 +214,11 @@ def test_models_may_be_hugging_face_hub_ids():
     config["finetune"]["ce1pct_splice"]["model"] = "zhihan1996/DNABERT-2-117M@main"
     config["scan"]["released"] = {"model": "lab/splice-model", "genome": "ce1pct"}
     checked(config)
+
+
+def test_a_remote_workflow_refuses_an_installed_package_of_another_version(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "dnabert2"\nversion = "9.9.9"\n')
+    with pytest.raises(ValueError, match=r"this workflow is dnabert2 9\.9\.9, but the installed dnabert2 package is"):
+        wc.check_version(pyproject)
+    wc.check_version(ROOT / "pyproject.toml")

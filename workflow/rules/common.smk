@@ -2,26 +2,35 @@ import shlex
 import sys
 from pathlib import Path
 
-# The checkout this file lies in (workflow/rules/ → its root), read while it is parsed: the same
-# whether the workflow runs on its own or another pipeline imports it as a module, whose own folder
-# (workflow.basedir) and working directory are elsewhere.
-CHECKOUT = Path(workflow.current_basedir).parents[1]
+from snakemake.exceptions import WorkflowError
+from snakemake.sourcecache import LocalSourceFile
 
-# The checks and the rules' options live in the package (tested there); Snakemake's own environment
-# reads them from this checkout, which need not be installed in it.
-sys.path.insert(0, str(CHECKOUT))
-from dnabert2 import workflow_config
+# Read from disk (run here, or a module with a local path): the rules run the package of the checkout
+# this file lies in (workflow/rules/ → its root), found from this file, never from the host's folder
+# or working directory. Read from elsewhere (a module's github(...), a URL, git+file:): the dnabert2
+# package installed beside Snakemake and in the rules' environments, of the workflow's version.
+LOCAL = isinstance(workflow.current_basedir, LocalSourceFile)
+if LOCAL:
+    sys.path.insert(0, str(Path(workflow.current_basedir).parents[1]))
+try:
+    from dnabert2 import workflow_config
+except ImportError as error:
+    raise WorkflowError(
+        "this workflow was read from a remote source: install its dnabert2 package "
+        "(pip install dnabert2 of the same version) beside Snakemake"
+    ) from error
 from dnabert2.hub import hub_id
 from dnabert2.wrappers import use_checkout
 
 workflow_config.check(
     config,
-    CHECKOUT / "workflow" / "schemas" / "config.schema.yaml",
+    workflow.source_path("../schemas/config.schema.yaml"),
     workflow.configfiles,
 )
-
-# Rules run this checkout's package, also in a rule's conda environment (as the wrappers do).
-use_checkout()
+if LOCAL:
+    use_checkout()
+else:
+    workflow_config.check_version(workflow.source_path("../../pyproject.toml"))
 
 
 # Config names (the schema's propertyNames) never hold a slash, so one rule's files are not read
