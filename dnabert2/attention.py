@@ -142,16 +142,23 @@ def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dro
                          f"not {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if slopes.numel() != q.shape[1]:
         raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
-    return attend(q, k, v, cu_seqlens.to(q.device, torch.int32), max_seqlen, slopes,
-                  choose_backend(q, backend, dropout_p), dropout_p, bias)
-
-
-def attend(q, k, v, cu_seqlens, max_seqlen, slopes, backend: str, dropout_p=0.0, bias=None):
-    """alibi_attention on a backend choose_backend has resolved ("triton" or "torch"), as the model's
-    layers call it: chosen once per forward pass, not again per layer. cu_seqlens: int32, on q's device."""
-    if backend == "torch":
+    cu_seqlens = cu_seqlens.to(q.device, torch.int32)
+    if choose_backend(q, backend, dropout_p) == "torch":
         return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
     from .kernels.alibi_flash import AlibiFlashAttention
 
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     return AlibiFlashAttention.apply(q, k, v, cu_seqlens, int(max_seqlen), slopes.to(q.device))
+
+
+def attend(qkv, cu_seqlens, max_seqlen, slopes, backend: str, dropout_p=0.0, bias=None):
+    """ALiBi attention of the packed qkv (total, 3, heads, head_dim) that the model's Wqkv writes, on a
+    backend choose_backend has resolved ("triton" or "torch"): chosen once per forward pass, not per
+    layer. cu_seqlens: int32, and slopes, on qkv's device. The kernel reads q, k and v through strides
+    and its backward pass writes one dqkv."""
+    if backend == "torch":
+        return torch_alibi_attention(*qkv.unbind(1), cu_seqlens, max_seqlen, slopes, dropout_p, bias)
+    from .kernels.alibi_flash import PackedAlibiFlashAttention
+
+    qkv = qkv if qkv.stride(-1) == 1 else qkv.contiguous()
+    return PackedAlibiFlashAttention.apply(qkv, cu_seqlens, int(max_seqlen), slopes)

@@ -6,12 +6,16 @@ import os
 import pytest
 import torch
 
-from dnabert2.attention import alibi_attention, alibi_slopes, check_packed, choose_backend
+from dnabert2.attention import alibi_attention, alibi_slopes, attend, check_packed, choose_backend
 from dnabert2.errors import UserError
 from reference import attention as reference_attention
 from reference import slopes as reference_slopes
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+try:
+    from dnabert2.kernels import alibi_flash
+except ImportError:  # no Triton: the kernel tests skip
+    alibi_flash = None
 DEVICES = ["cuda"] if torch.cuda.is_available() else ["cpu"] if INTERPRETED else []
 needs_triton = pytest.mark.skipif(not DEVICES, reason="no GPU and TRITON_INTERPRET is not set")
 TOLERANCE = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
@@ -77,19 +81,52 @@ def test_kernel_heads_not_a_power_of_two(device, heads):
 
 @needs_triton
 @pytest.mark.parametrize("device", DEVICES)
-def test_kernel_on_slices_of_a_fused_qkv_with_empty_sequences(device):
-    # The model hands the kernel q, k and v as strided views of one (total, 3, heads, dim) tensor.
+def test_kernel_on_the_models_packed_qkv_with_empty_sequences(device):
+    # The model hands the kernel its (total, 3, heads, dim) qkv; the backward pass writes one dqkv.
     lengths, heads = [0, 5, 0, 70, 1], 2
     cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
     qkv = torch.randn(sum(lengths), 3, heads, 32, generator=torch.Generator().manual_seed(9)).to(device).requires_grad_()
-    q, k, v = qkv.unbind(1)
-    out = alibi_attention(q, k, v, cu_seqlens, max(lengths), alibi_slopes(heads).to(device), backend="triton")
-    ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
+    out = attend(qkv, cu_seqlens, max(lengths), alibi_slopes(heads).to(device), "triton")
+    ref = reference_attention(*qkv.unbind(1), cu_seqlens.cpu(), reference_slopes(heads))
     assert (out.double().cpu() - ref).abs().max() < 2e-5
     grad = torch.randn(ref.shape, dtype=torch.float64)
     (got,) = torch.autograd.grad(out, qkv, grad.to(device, out.dtype))
     (want,) = torch.autograd.grad(ref, qkv, grad)
     assert (got.double().cpu() - want).abs().max() < 2e-5
+
+
+def config_sets():
+    """Per head dim, one tuning config per kernel, until every kernel's block sizes have been covered."""
+    sets = []
+    for head_dim in alibi_flash.HEAD_DIMS if alibi_flash else []:
+        seen = set()
+        for i in range(max(len(configs[head_dim]) for configs in alibi_flash.CONFIGS.values())):
+            chosen = {name: configs[head_dim][min(i, len(configs[head_dim]) - 1)]
+                      for name, configs in alibi_flash.CONFIGS.items()}
+            blocks = "-".join(f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}" for c in chosen.values())
+            if blocks not in seen:
+                seen.add(blocks)
+                sets.append(pytest.param(head_dim, chosen, id=f"d{head_dim}-{blocks}"))
+    return sets
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("head_dim, configs", config_sets())
+def test_every_tuning_config_matches_reference(device, head_dim, configs):
+    # Lengths that put key and query blocks of 64 and 128 left of, on and right of the diagonal and
+    # at a partial end; block sizes other than the first config's run only here off a GPU.
+    lengths, heads = [1, 65, 129, 400], 2
+    q, k, v, cu_seqlens = packed(lengths, heads, head_dim, device=device, seed=head_dim)
+    slopes = alibi_slopes(heads).to(device)
+    out = alibi_flash.AlibiFlashAttention.apply(q, k, v, cu_seqlens, max(lengths), slopes, configs)
+    ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grads = torch.autograd.grad(out, (q, k, v), grad.to(device, out.dtype))
+    ref_grads = torch.autograd.grad(ref, (q, k, v), grad)
+    for name, got, want in zip("o q k v".split(), (out, *grads), (ref, *ref_grads)):
+        error = (got.double().cpu() - want).abs().max().item()
+        assert error <= 2e-5 * max(1.0, want.abs().max().item()), f"{name}: max error {error:.3g}"
 
 
 @needs_triton

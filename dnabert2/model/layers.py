@@ -6,6 +6,7 @@ bert.encoder.layer.N.attention.self.Wqkv, …, mlp.gated_layers, mlp.wo), so its
 without renaming and peft finds the same target modules.
 """
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -53,8 +54,8 @@ class SelfAttention(nn.Module):
     def forward(self, x, batch: PackedBatch):
         # x: (total, hidden) → qkv: (total, 3, heads, head_dim)
         qkv = self.Wqkv(x).unflatten(-1, (3, self.heads, -1))
-        out = attend(qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.max_seqlen, batch.slopes,
-                     batch.backend, self.dropout_p if self.training else 0.0, batch.bias)
+        out = attend(qkv, batch.cu_seqlens, batch.max_seqlen, batch.slopes, batch.backend,
+                     self.dropout_p if self.training else 0.0, batch.bias)
         return out.flatten(1)
 
 
@@ -105,6 +106,13 @@ class Layer(nn.Module):
         return self.mlp(self.attention(x, batch))
 
 
+@functools.lru_cache
+def device_slopes(heads: int, device: torch.device) -> torch.Tensor:
+    """The slopes, copied to a device once rather than every forward pass; not a buffer, which
+    model.half() would round (2^-0.5, …)."""
+    return alibi_slopes(heads).to(device)
+
+
 class Encoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -117,8 +125,7 @@ class Encoder(nn.Module):
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         like_q = x.new_empty((0, self.heads, x.shape[-1] // self.heads), dtype=dtype)
         backend = choose_backend(like_q, backend, self.dropout_p if self.training else 0.0)
-        # Made afresh, not kept as a buffer: model.half() would round the slopes (2^-0.5, …).
-        slopes = alibi_slopes(self.heads).to(x.device)
+        slopes = device_slopes(self.heads, x.device)
         bias = alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) if backend == "torch" else None
         batch = PackedBatch(cu_seqlens, max_seqlen, slopes, backend, bias)
         for layer in self.layer:
