@@ -36,7 +36,7 @@ def tokenizer_for(genome: Path, path: str | None):
     (the device machine has no copy of ../shared)."""
     from dnabert2 import load_tokenizer
     from dnabert2.sequences import Fasta
-    from dnabert2.tokenizer import sample_windows, train_tokenizer
+    from dnabert2.vocab import sample_windows, train_tokenizer
 
     if path:
         return load_tokenizer(path)

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--released", default=str(SHARED / "tokenizers/dnabert2_117m_tokenizer.json"))
     args = parser.parse_args()
 
-    from dnabert2.tokenizer import learn_vocabulary
+    from dnabert2.vocab import learn_vocabulary
 
     with tempfile.TemporaryDirectory() as tmp:
         ours = Path(tmp) / "tokenizer.json"

@@ -17,7 +17,7 @@ from .errors import UserError
 COMMANDS = {
     "download": ("dnabert2.download", "add_arguments", "run",
                  "fetch a genome into a bgzip FASTA with .fai and .gzi indices"),
-    "vocab": ("dnabert2.tokenizer", "add_arguments", "run", "learn a BPE vocabulary (tokenizer.json) from genomes"),
+    "vocab": ("dnabert2.vocab", "add_arguments", "run", "learn a BPE vocabulary (tokenizer.json) from genomes"),
     "windows": ("dnabert2.sequences.windows", "add_arguments", "run",
                 "write fixed-length windows of a genome as FASTA, CSV or BED"),
     "sites": ("dnabert2.bed", "add_sites_arguments", "run_sites",

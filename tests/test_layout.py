@@ -25,6 +25,7 @@ LAYERS = [
     (["dnabert2.bed"], False),
     (["dnabert2.download"], False),
     (["dnabert2.tokenizer"], False),
+    (["dnabert2.vocab"], False),
     (["dnabert2.kernels"], True),
     (["dnabert2.attention"], False),
     (["dnabert2.optim"], False),

@@ -3,6 +3,8 @@ computes what the released code computes; our own folders round-trip; bad checkp
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.devices import resolve_device
 from dnabert2.errors import UserError
 from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, save_model
-from dnabert2.tokenizer import train_tokenizer
+from dnabert2.vocab import train_tokenizer
 from reference import released_forward
 
 LAYOUT = json.loads((ROOT.parent / "shared" / "official_117m_state_dict_layout.json").read_text())
@@ -358,3 +360,59 @@ def test_save_model_keeps_a_folder_consistent(tmp_path):
         ModelConfig.from_dict({"id2label": ["a", "b"]})
     with pytest.raises(UserError, match="classifier_dropout must be in"):
         ModelConfig(classifier_dropout=2).check()
+
+
+ONLY_THE_MODELS_DEPENDENCIES = """
+import importlib.abc, importlib.metadata as metadata, sys
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+def installed_with(names):
+    # The distributions pip would install for these: their requirements, recursively.
+    found, todo = set(), [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            continue
+        found.add(name)
+        todo += [canonicalize_name(r.name) for r in map(Requirement, requires)
+                 if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return found
+
+# numpy only because Triton's interpreter, which runs the kernel here without a GPU, computes with it.
+kept = installed_with(["torch", "triton", "tokenizers", "safetensors"]) | {"dnabert2", "numpy"}
+hidden = {top for top, dists in metadata.packages_distributions().items()
+          if not {canonicalize_name(d) for d in dists} & kept}
+assert {"pysam", "Bio", "pandas", "peft", "sklearn"} <= hidden, hidden
+
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in hidden:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, Hide())
+import torch
+from dnabert2 import load_model, load_tokenizer
+from dnabert2.attention import alibi_attention, alibi_slopes
+
+model, tokenizer = load_model(sys.argv[1]).eval(), load_tokenizer(sys.argv[1])
+ids = torch.tensor([[1, *tokenizer.encode("ACGTTGCAAGGCTTAGCATTGACC", add_special_tokens=False).ids, 2]])
+print(tuple(model(ids).logits.shape))
+q = torch.randn(70, 2, 32)
+print(tuple(alibi_attention(q, q, q, torch.tensor([0, 70]), 70, alibi_slopes(2), backend="triton").shape))
+"""
+
+
+def test_the_model_and_kernels_need_only_torch_triton_tokenizers_and_safetensors(tmp_path):
+    # Sequence I/O (pysam, Biopython) and the training, scanning and report stacks are hidden.
+    folder = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny", load_tokenizer(RELEASED_TOKENIZER))
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run([sys.executable, "-c", ONLY_THE_MODELS_DEPENDENCIES, folder], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    logits, attention = result.stdout.strip().splitlines()[-2:]
+    assert logits.startswith("(1, ") and logits.endswith(", 4096)") and attention == "(70, 2, 32)"

@@ -10,7 +10,8 @@ from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2 import load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.sequences import Fasta
-from dnabert2.tokenizer import SPECIAL_TOKENS, learn_vocabulary
+from dnabert2.tokenizer import SPECIAL_TOKENS
+from dnabert2.vocab import learn_vocabulary
 
 RELEASED = GENOMES.parent / "tokenizers" / "dnabert2_117m_tokenizer.json"
 LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
