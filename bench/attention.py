@@ -1,6 +1,8 @@
 """ALiBi attention benchmark (GPU): TFLOP/s forward and forward+backward of this project's Triton
 kernel beside SDPA with an explicit ALiBi bias tensor, FlexAttention with an ALiBi score_mod, and
-SDPA without any bias (no ALiBi: the ceiling), all in one run.
+SDPA without any bias (no ALiBi: the ceiling), and, where flash-attn is installed, its
+flash_attn_varlen_func with alibi_slopes (the same computation on the same packed layout), all in
+one run.
 
     python bench/attention.py [--dtype bf16] [--tokenizer tokenizer.json] [--genome FASTA]
 
@@ -55,6 +57,20 @@ def padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes):
     return (qp, kp, vp), peers
 
 
+def flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes):
+    """flash-attn 2's varlen kernel with its own ALiBi (bias −slope·|i − j| when not causal), on the same
+    packed tensors: a closure running one forward pass, or None where flash-attn is not installed
+    (or the tensors are not on a GPU)."""
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    if q.device.type != "cuda":
+        return None
+    return lambda: flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen,
+                                          alibi_slopes=slopes.float())
+
+
 def measure(name, forward, inputs, flops, device, results):
     out = forward()
     grad = torch.randn_like(out)
@@ -74,12 +90,18 @@ def run_case(label, lengths, heads, head_dim, dtype, device, check):
     flops = sum(4 * heads * n * n * head_dim for n in lengths)
     ours = lambda: alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="triton")  # noqa: E731
     padded_inputs, peers = padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes)
+    flash = flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes)
     if check:
         want = torch_alibi_attention(q.float(), k.float(), v.float(), cu_seqlens, max_seqlen, slopes)
         error = (ours().float() - want).abs().max().item()
         print(f"check {label}: Triton kernel max |error| vs PyTorch fp32 path {error:.2e}")
+    if check and flash:
+        error = (flash().float() - want).abs().max().item()
+        print(f"check {label}: flash-attn varlen max |error| vs PyTorch fp32 path {error:.2e}")
     results = []
     measure("dnabert2 Triton kernel (packed)", ours, (q, k, v), flops, device, results)
+    if flash:
+        measure("flash-attn varlen + alibi_slopes (packed)", flash, (q, k, v), flops, device, results)
     for name, forward in peers.items():
         measure(name, forward, padded_inputs, flops, device, results)
     for name, fwd, both in results:

@@ -19,13 +19,14 @@ def slopes(heads: int) -> list[float]:
 
 
 def attention(q, k, v, cu_seqlens, heads_slopes):
-    """Packed (total, heads, dim) attention, one sequence at a time, in float64."""
+    """Packed (total, heads, dim) attention, one sequence at a time, in float64 on q's device."""
     out = []
     bounds = cu_seqlens.tolist()
     for begin, end in zip(bounds, bounds[1:]):
         qs, ks, vs = (t[begin:end].double().transpose(0, 1) for t in (q, k, v))  # (heads, L, dim)
-        pos = torch.arange(end - begin, dtype=torch.float64)
-        bias = -torch.tensor(heads_slopes, dtype=torch.float64)[:, None, None] * (pos[None, :] - pos[:, None]).abs()
+        pos = torch.arange(end - begin, dtype=torch.float64, device=q.device)
+        slopes = torch.tensor(heads_slopes, dtype=torch.float64, device=q.device)
+        bias = -slopes[:, None, None] * (pos[None, :] - pos[:, None]).abs()
         scores = qs @ ks.transpose(1, 2) / math.sqrt(q.shape[-1]) + bias
         out.append((scores.softmax(-1) @ vs).transpose(0, 1))
     return torch.cat(out)

@@ -37,7 +37,7 @@ def check_against_reference(backend, lengths, heads, head_dim, dtype=torch.float
     ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
     grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
     grads = torch.autograd.grad(out, (q, k, v), grad.to(device, dtype))
-    ref_grads = torch.autograd.grad(ref, (q, k, v), grad)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), grad.to(ref.device))
     assert out.dtype == dtype and out.shape == q.shape
     tolerance = TOLERANCE[dtype]
     for name, got, want in zip("o q k v".split(), (out, *grads), (ref, *ref_grads)):
@@ -88,11 +88,11 @@ def test_kernel_on_the_models_packed_qkv_with_empty_sequences(device):
     qkv = torch.randn(sum(lengths), 3, heads, 32, generator=torch.Generator().manual_seed(9)).to(device).requires_grad_()
     out = attend(qkv, cu_seqlens, max(lengths), alibi_slopes(heads).to(device), "triton")
     ref = reference_attention(*qkv.unbind(1), cu_seqlens.cpu(), reference_slopes(heads))
-    assert (out.double().cpu() - ref).abs().max() < 2e-5
-    grad = torch.randn(ref.shape, dtype=torch.float64)
-    (got,) = torch.autograd.grad(out, qkv, grad.to(device, out.dtype))
+    assert (out.double() - ref).abs().max() < 2e-5
+    grad = torch.randn(ref.shape, dtype=torch.float64).to(device)
+    (got,) = torch.autograd.grad(out, qkv, grad.to(out.dtype))
     (want,) = torch.autograd.grad(ref, qkv, grad)
-    assert (got.double().cpu() - want).abs().max() < 2e-5
+    assert (got.double() - want).abs().max() < 2e-5
 
 
 def config_sets():
@@ -121,11 +121,11 @@ def test_every_tuning_config_matches_reference(device, head_dim, configs):
     slopes = alibi_slopes(heads).to(device)
     out = alibi_flash.AlibiFlashAttention.apply(q, k, v, cu_seqlens, max(lengths), slopes, configs)
     ref = reference_attention(q, k, v, cu_seqlens.cpu(), reference_slopes(heads))
-    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    grads = torch.autograd.grad(out, (q, k, v), grad.to(device, out.dtype))
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device)
+    grads = torch.autograd.grad(out, (q, k, v), grad.to(out.dtype))
     ref_grads = torch.autograd.grad(ref, (q, k, v), grad)
     for name, got, want in zip("o q k v".split(), (out, *grads), (ref, *ref_grads)):
-        error = (got.double().cpu() - want).abs().max().item()
+        error = (got.double() - want).abs().max().item()
         assert error <= 2e-5 * max(1.0, want.abs().max().item()), f"{name}: max error {error:.3g}"
 
 
@@ -144,6 +144,13 @@ def test_kernel_half_precision(device, dtype):
         pytest.skip("Triton's interpreter multiplies bf16 tensors as raw uint16 bits (numpy has no bf16); "
                     "bf16 is checked on a GPU")
     check_against_reference("triton", [1, 65, 130], heads=4, head_dim=64, dtype=dtype, device=device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="4 × 8192 tokens: a GPU check (bench/gpu.sh runs it)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kernel_at_four_sequences_of_8192_tokens(dtype):
+    # The float64 reference runs on the GPU too: (heads, 8192, 8192) per sequence.
+    check_against_reference("triton", [8192] * 4, heads=2, head_dim=64, dtype=dtype, device="cuda")
 
 
 def test_auto_picks_pytorch_on_a_cpu():

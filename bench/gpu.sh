@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one call of at most 8 minutes, for a machine with torch, triton,
+# transformers, peft, tokenizers and pandas preinstalled:
+#   1. the kernel and model tests on the device: bf16 and fp16 against float64, forward and gradients,
+#      block-edge lengths, every tuning configuration, 4 × 8192 tokens (tests/test_attention.py,
+#      tests/test_model.py);
+#   2. bench/attention.py (beside SDPA ± bias, FlexAttention and flash-attn where installed),
+#      bench/model.py, bench/pretrain.py and bench/scan.py with short settings;
+# each step time-boxed, then one table of the steps and every benchmark's rows.
+#
+#   bash bench/gpu.sh [OUT]     # logs and the table under OUT (default $OUT, else /tmp/dnabert2-gpu)
+#
+# The machine reaches no package index: what it lacks (pysam, Biopython, pyBigWig, scipy, …) comes as
+# wheels in bench/wheels (git-ignored), fetched here beforehand for the device's Python version:
+#   pip download --only-binary :all: --python-version 3.11 --dest bench/wheels \
+#       pysam biopython pyBigWig scipy scikit-learn safetensors
+# and carried with the working tree. Record every figure in BENCHMARKS.md with the device and date.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${1:-${OUT:-/tmp/dnabert2-gpu}}
+mkdir -p "$out"
+: > "$out/steps.tsv"
+
+if [ -d bench/wheels ]; then
+  pip install --quiet --no-index --find-links bench/wheels bench/wheels/*.whl > "$out/install.log" 2>&1 ||
+    echo "gpu.sh: some carried wheels did not install (see $out/install.log)" >&2
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+unset TRITON_INTERPRET
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/device.txt" 2>&1
+python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
+  >> "$out/device.txt" 2>&1
+
+# step NAME SECONDS COMMAND...: run it time-boxed, its output in OUT/NAME.log, a row in steps.tsv.
+step() {
+  local name=$1 limit=$2 start rc
+  shift 2
+  start=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - start))" >> "$out/steps.tsv"
+}
+
+step tests 150 python -m pytest -q -x -p no:cacheprovider tests/test_attention.py tests/test_model.py
+step attention 100 python bench/attention.py --check --dtype bf16
+step model 60 python bench/model.py --shapes 256x128,64x512
+step pretrain 60 python bench/pretrain.py --batch 128
+step scan 80 python bench/scan.py --contigs I II --workers 8
+
+{
+  echo "# GPU check, $(date -u +%Y-%m-%d), $(head -1 "$out/device.txt")"
+  tail -n +2 "$out/device.txt"
+  echo
+  echo "| step | exit (124: timed out) | seconds |"
+  echo "|---|---|---|"
+  while IFS=$'\t' read -r name rc seconds; do echo "| $name | $rc | $seconds |"; done < "$out/steps.tsv"
+  echo
+  tail -n 3 "$out/tests.log"
+  for name in attention model pretrain scan; do
+    echo
+    echo "## $name"
+    grep -E '^(device:|check |\|)' "$out/$name.log" || tail -n 5 "$out/$name.log"
+  done
+} | tee "$out/table.md"
