@@ -75,6 +75,15 @@ def test_windows_skip_n_respect_held_out_contigs_and_use_both_strands(tmp_path):
         WindowSampler([fasta], None, 6000)
 
 
+def test_a_genome_too_large_for_memory_is_read_by_region_into_the_same_windows(genome, monkeypatch):
+    in_memory = WindowSampler([genome], None, 300)
+    monkeypatch.setattr("dnabert2.pretrain.data.IN_MEMORY_BP", 1000)
+    by_region = WindowSampler([genome], None, 300)
+    assert in_memory._memory is not None and by_region._memory is None
+    draws = [(s.draw(np.random.default_rng(i)), i) for s in (in_memory, by_region) for i in range(50)]
+    assert [d for d, _ in draws[:50]] == [d for d, _ in draws[50:]]
+
+
 def test_a_step_is_the_same_whoever_draws_it(genome):
     tokenizer = load_tokenizer(TOKENIZER)
     sampler = WindowSampler([genome], None, WindowSpec(tokens=64).draw_bp)

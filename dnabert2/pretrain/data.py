@@ -20,6 +20,10 @@ from ..sequences import Fasta, reverse_complement
 from ..tokenizer import FIRST_REGULAR, MASK, encode
 
 TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
+# Genomes up to this many usable bases (a human genome's size) are held in memory as text, read once
+# in the main process, which DataLoader workers share after fork: a window is then a slice, where a
+# bgzip FASTA costs a block decompression (~150 µs) per window. Larger sets are read by region.
+IN_MEMORY_BP = 4_000_000_000
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,20 @@ class WindowSampler:
         self.weights = np.array([w if names else 0.0 for w, (names, _) in zip(weights, self.tables)], dtype=float)
         self.weights /= self.weights.sum()
         self._fastas, self._pid = None, None
+        usable_bp = sum(int(ends[-1]) + len(names) * (window_bp - 1) for names, ends in self.tables if names)
+        self._memory = self._load() if usable_bp <= IN_MEMORY_BP else None
 
     def fingerprint(self, genome: int) -> str:
         """Contig names and lengths of a genome, hashed: a resumed run must read the same genome."""
         return hashlib.sha256(json.dumps(list(self.lengths[genome].items())).encode()).hexdigest()[:16]
+
+    def _load(self) -> list[dict[str, str]]:
+        """The usable contigs of every genome, upper-cased and checked as Fasta.fetch returns them."""
+        memory = []
+        for path, (names, _) in zip(self.paths, self.tables):
+            with Fasta(path) as fasta:
+                memory.append({name: fasta.fetch(name) for name in names})
+        return memory
 
     def _open(self) -> list[Fasta]:
         # pysam handles do not survive fork: each DataLoader worker opens its own.
@@ -89,14 +103,17 @@ class WindowSampler:
 
     def draw(self, rng: np.random.Generator) -> tuple[str, int, str, str]:
         """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
-        fastas = self._open()
+        fastas = self._open() if self._memory is None else None
         for _ in range(1000):
             g = rng.choice(len(self.paths), p=self.weights)
             names, ends = self.tables[g]
             pick = int(rng.integers(ends[-1]))
             i = int(np.searchsorted(ends, pick, side="right"))
             start = pick - (int(ends[i - 1]) if i else 0)
-            sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
+            if fastas is None:
+                sequence = self._memory[g][names[i]][start:start + self.window_bp]
+            else:
+                sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
             plus = rng.random() < 0.5
             bad = len(sequence) - sum(sequence.count(b) for b in "ACGT")
             if bad <= self.max_n * len(sequence):
@@ -123,12 +140,13 @@ def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate:
 
 def pack(examples, max_tokens: int) -> list[dict]:
     """Greedily pack (ids, labels) pairs, in order, into micro-batches of at most max_tokens tokens."""
-    batches, current = [], []
+    batches, current, tokens = [], [], 0
     for example in examples:
-        if current and sum(len(e[0]) for e in current) + len(example[0]) > max_tokens:
+        if current and tokens + len(example[0]) > max_tokens:
             batches.append(current)
-            current = []
+            current, tokens = [], 0
         current.append(example)
+        tokens += len(example[0])
     if current:
         batches.append(current)
     out = []
@@ -160,16 +178,19 @@ class PretrainSteps(torch.utils.data.Dataset):
     def __len__(self):
         return 2**62
 
-    def example(self, stream: int, step: int, index: int, sampler: WindowSampler | None = None):
-        rng = np.random.default_rng([self.seed, stream, step, index])
-        ids, = encode(self.tokenizer, [(sampler or self.sampler).draw(rng)[-1]], self.limit)
-        return mask_tokens(ids, rng, self.vocab_size, self.mask_rate)
+    def examples(self, stream: int, step: int, indices, sampler: WindowSampler | None = None) -> list:
+        """(input ids, labels) of windows `indices` of a step: each drawn and masked by its own random
+        stream, all tokenised in one batch."""
+        rngs = [np.random.default_rng([self.seed, stream, step, index]) for index in indices]
+        sequences = [(sampler or self.sampler).draw(rng)[-1] for rng in rngs]
+        encoded = encode(self.tokenizer, sequences, self.limit)
+        return [mask_tokens(ids, rng, self.vocab_size, self.mask_rate) for ids, rng in zip(encoded, rngs)]
 
     def __getitem__(self, step: int) -> list[dict]:
         mine = range(self.rank, self.batch_size, self.world)
-        return pack([self.example(TRAIN, step, i) for i in mine], self.max_tokens)
+        return pack(self.examples(TRAIN, step, mine), self.max_tokens)
 
 
 def eval_batches(sampler: WindowSampler, steps: PretrainSteps, count: int) -> list[dict]:
     """A fixed set of held-out windows, the same at every evaluation and on every resume."""
-    return pack([steps.example(EVAL, 0, i, sampler) for i in range(count)], steps.max_tokens)
+    return pack(steps.examples(EVAL, 0, range(count), sampler), steps.max_tokens)
