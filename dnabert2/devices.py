@@ -1,6 +1,8 @@
 """Which device and precision to run on, with a clear error where the one asked for does not exist.
 Every command resolves its device and precision here, once, and passes the results down."""
 
+import os
+
 import torch
 
 from .errors import UserError
@@ -55,3 +57,12 @@ def batch_tokens(given: int | None, device: torch.device) -> int:
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context for a resolved precision: bf16 matrix products with fp32 weights, or off."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def data_workers(asked: int | None) -> int:
+    """DataLoader workers: as asked, or one per core this process may use, less one for the main
+    process; torchrun's processes on a node share its cores (LOCAL_WORLD_SIZE)."""
+    if asked is not None:
+        return asked
+    cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(cores - 1, 0)

@@ -35,6 +35,12 @@ def _batch_tokens():
     return setting(None, "tokens per forward pass", type=positive, default_text="65536 on a GPU, 8192 on the CPU")
 
 
+def _workers(help_text: str):
+    # None: devices.data_workers gives one per core of this process, the main process's aside.
+    return setting(None, help_text, type=non_negative,
+                   default_text="the cores available, less one for the main process (per process under torchrun)")
+
+
 def _min_intron():
     return setting(MIN_INTRON, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
                    type=positive)
@@ -129,7 +135,7 @@ class PretrainSettings:
     seed: int = setting(0, "random seed", type=int)
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
-    workers: int = setting(2, "DataLoader worker processes", type=non_negative)
+    workers: int | None = _workers("DataLoader worker processes")
     compile: bool = setting(False, "torch.compile the model")
     tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
     log_every: int = setting(10, "steps between throughput figures", type=positive)
@@ -230,7 +236,7 @@ class ScanSettings:
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=non_negative)
     min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
     batch_tokens: int | None = _batch_tokens()
-    workers: int = setting(1, "DataLoader workers reading and tokenising", type=non_negative)
+    workers: int | None = _workers("DataLoader workers reading and tokenising")
     device: str = _device()
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import DATA, ROOT
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.devices import resolve_device
+from dnabert2.devices import data_workers, resolve_device
 from dnabert2.errors import UserError
 from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, save_model
 from dnabert2.vocab import train_tokenizer
@@ -416,3 +416,13 @@ def test_the_model_and_kernels_need_only_torch_triton_tokenizers_and_safetensors
     assert result.returncode == 0, result.stderr
     logits, attention = result.stdout.strip().splitlines()[-2:]
     assert logits.startswith("(1, ") and logits.endswith(", 4096)") and attention == "(70, 2, 32)"
+
+
+def test_data_workers_default_to_the_cores_available_less_the_main_process(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert data_workers(None) == 15 and data_workers(3) == 3 and data_workers(0) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four torchrun processes share the node's cores
+    assert data_workers(None) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert data_workers(None) == 0  # one core: the main process loads

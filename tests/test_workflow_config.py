@@ -62,6 +62,7 @@ WORKFLOW_DEFAULTS = {
     ("pretrain", "eval_every"): "a long run is evaluated on its way, not only at the end",
     ("pretrain", "checkpoint_every"): "a failed job resumes from its latest checkpoint",
     ("scan", "min_depth"): "the depth of covered mode; the command has it only with --covered",
+    ("scan", "workers"): "a job's threads are its workers and one; the command takes the cores it finds",
 }
 SECTIONS = {"vocab": VocabSettings, "pretrain": PretrainSettings, "tasks": TaskSettings,
             "finetune": FinetuneSettings, "scan": ScanSettings, "variants": VariantSettings}

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..devices import autocast, resolve_device, resolve_precision
+from ..devices import autocast, data_workers, resolve_device, resolve_precision
 from ..errors import UserError
 from ..hub import model_path
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
@@ -290,9 +290,10 @@ class TrainingLoop:
         s = self.s
         # The loader gets its own generator: seeding workers from the global one would shift the dropout
         # draws of a resumed run against an uninterrupted one.
+        workers = data_workers(s.workers)
         loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start + 1, s.steps + 1),
-                                             num_workers=s.workers, pin_memory=self.device.type == "cuda",
-                                             prefetch_factor=4 if s.workers else None,
+                                             num_workers=workers, pin_memory=self.device.type == "cuda",
+                                             prefetch_factor=4 if workers else None,
                                              generator=torch.Generator().manual_seed(s.seed))
         bar = tqdm(total=s.steps, initial=start, unit="step", disable=not progress or self.rank != 0,
                    desc="pretraining")

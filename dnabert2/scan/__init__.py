@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..bed import write_junctions
 from ..devices import batch_tokens as default_batch_tokens
+from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, progress, settings_from, settings_with
@@ -120,7 +121,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     labels = called_labels(scanner, s.labels)
     distances = {scanner.labels[i]: s.min_distance or max(peak_distance(scanner.labels[i]), stride or 0)
                  for i in labels}
-    options = {"labels": labels, "threshold": s.threshold, "batch_tokens": batch_tokens, "workers": s.workers,
+    options = {"labels": labels, "threshold": s.threshold, "batch_tokens": batch_tokens,
+               "workers": data_workers(s.workers),
                "progress": progress, "distances": distances}
     graph = Tracks() if bedgraph or bigwig else None
     with tempfile.TemporaryDirectory(prefix="dnabert2-scan-") as tmp:
