@@ -59,6 +59,13 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def inference_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The model to run inference with: its weights converted to bf16 once for bf16 inference, where
+    autocast alone would cast every fp32 weight again in every batch (autocast still runs the
+    operations it keeps in fp32, LayerNorm and softmax among them, in fp32)."""
+    return model.to(torch.bfloat16) if precision == "bf16" else model
+
+
 def data_workers(asked: int | None) -> int:
     """DataLoader workers: as asked, or one per core this process may use, less one for the main
     process; torchrun's processes on a node share its cores (LOCAL_WORLD_SIZE)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import autocast, batch_tokens, inference_device
+from .devices import autocast, batch_tokens, inference_device, inference_weights
 from .errors import UserError
 from .hub import model_path
 from .model import load_model
@@ -42,7 +42,7 @@ class Embedder:
         loaded = load_model(folder, device=self.device)
         if not hasattr(loaded, "bert"):
             raise UserError(f"{folder}: a model without a transformer encoder (the CNN baseline?) has no embeddings")
-        self.encoder = loaded.bert
+        self.encoder = inference_weights(loaded.bert, precision)
         self.tokenizer = load_tokenizer(folder)
         self.tokens = batch_tokens(s.batch_tokens, self.device)
         self.chunk = s.chunk_tokens

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import DATA, ROOT
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.devices import data_workers, resolve_device
+from dnabert2.devices import autocast, data_workers, inference_weights, resolve_device
 from dnabert2.errors import UserError
 from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, save_model
 from dnabert2.vocab import train_tokenizer
@@ -426,3 +426,20 @@ def test_data_workers_default_to_the_cores_available_less_the_main_process(monke
     assert data_workers(None) == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert data_workers(None) == 0  # one core: the main process loads
+
+
+def test_bf16_inference_weights_converted_once_give_autocasts_answers():
+    # On a GPU, bf16 inference converts the weights once instead of autocast casting them every batch;
+    # the CPU runs both under bf16 autocast to compare.
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", num_labels=3), "classification").eval()
+    ids = torch.randint(5, 4096, (3, 50))
+    ids[:, 0], ids[:, -1] = 1, 2
+    with torch.inference_mode(), autocast(torch.device("cpu"), "bf16"):
+        want = model(ids).logits.float()
+        converted = inference_weights(build_model(preset("tiny", num_labels=3), "classification").eval(), "bf16")
+        converted.load_state_dict({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()})
+        got = converted(ids).logits.float()
+    assert {p.dtype for p in converted.parameters()} == {torch.bfloat16}
+    assert inference_weights(model, "fp32") is model and next(model.parameters()).dtype == torch.float32
+    assert (got - want).abs().max() <= 0.05 * want.abs().max(), (got - want).abs().max()

@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 
 from ..bases.cnn import is_cnn, load_cnn
 from ..bases.inputs import dense_batch, encode_bases
-from ..devices import autocast
+from ..devices import autocast, inference_weights
 from ..errors import UserError
 from ..model import load_model
 from ..sequences import Fasta, reverse_complement
@@ -35,6 +35,7 @@ class DenseScanner:
     dense = True
 
     def __post_init__(self):
+        self.model = inference_weights(self.model, self.precision)
         self.autocast = autocast(self.device, self.precision)
 
     @property

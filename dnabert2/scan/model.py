@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import autocast, inference_device
+from ..devices import autocast, inference_device, inference_weights
 from ..errors import UserError
 from ..bases.cnn import is_cnn
 from ..model import classifier_head, is_classifier, load_model
@@ -31,6 +31,7 @@ class Scanner:
     precision: str  # "bf16" or "fp32"
 
     def __post_init__(self):
+        self.model = inference_weights(self.model, self.precision)
         self.autocast = autocast(self.device, self.precision)
 
     dense = False
