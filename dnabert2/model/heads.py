@@ -108,9 +108,12 @@ class DNABertForMaskedLM(_Model):
     def head(self, hidden, labels=None):
         if labels is None:
             return self.cls.predictions(hidden), None
-        scored = labels != -100
+        # The scored positions are found where the labels are (the CPU, in pretraining) and indexed on
+        # the device: a boolean mask there would make the host wait for the GPU.
+        scored = (labels != -100).nonzero().squeeze(1).to(hidden.device, non_blocking=True)
+        wanted = labels.to(hidden.device, non_blocking=True)[scored]
         logits = self.cls.predictions(hidden[scored])
-        return logits, F.cross_entropy(logits.float(), labels[scored])
+        return logits, F.cross_entropy(logits.float(), wanted)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, cu_seqlens=None,
                 max_seqlen=None):

@@ -180,6 +180,7 @@ class BertModel(nn.Module):
 
     def forward_packed(self, input_ids, cu_seqlens, max_seqlen, token_type_ids=None):
         """input_ids (total,) of sequences packed back to back → hidden states (total, hidden)."""
-        cu_seqlens = cu_seqlens.to(input_ids.device, torch.int32)
+        # Checked where the loader made it (the CPU): on a GPU the check would wait for the device.
         check_packed(cu_seqlens, max_seqlen, input_ids.shape[0])
+        cu_seqlens = cu_seqlens.to(input_ids.device, torch.int32, non_blocking=True)
         return self.encoder(self.embeddings(input_ids, token_type_ids), cu_seqlens, max_seqlen, self.attention_backend)

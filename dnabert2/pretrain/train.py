@@ -55,13 +55,11 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, resolved
 
 
-def all_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sums over ranks (the identity in a single process)."""
-    if not dist.is_initialized():
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
+def all_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sums over ranks (the identity in a single process), on the device: no wait for the host."""
+    if dist.is_initialized():
+        dist.all_reduce(values)
+    return values
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -281,7 +279,9 @@ class TrainingLoop:
         self.device, self.rank, self.world, self.recorded = device, rank, world, recorded
         net = torch.compile(model, dynamic=True) if s.compile else model
         if world > 1:
-            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+            # No device_ids: DDP would copy every input to the GPU, where the packing check and the
+            # scored positions would make the host wait; the model copies what it needs itself.
+            net = DistributedDataParallel(net)
         self.net = net
         self.autocast = autocast(device, resolve_precision(s.dtype, device))
         self.peak = peak_flops(device)
@@ -323,30 +323,32 @@ class TrainingLoop:
     def step(self, micro_batches: list[dict]):
         """One optimiser step over this rank's micro-batches; returns the summed loss, scored tokens
         and tokens over every rank, the gradient norm and the learning rate used."""
+        # One wait for the GPU per step, at its end: the batches stay on the CPU (pinned) for the model
+        # to copy without blocking, and every figure is summed and read on the device at once.
         device, world = self.device, self.world
-        scored = [int((b["labels"] != -100).sum()) for b in micro_batches]
-        total_scored, = all_sum([float(sum(scored))], device)
+        scored = [int((b["labels"] != -100).sum()) for b in micro_batches]  # CPU tensors: no sync
+        tokens = sum(len(b["input_ids"]) for b in micro_batches)
+        # (loss, scored, tokens) summed over ranks; the scored total first, to scale the gradients
+        figures = all_sum(torch.tensor([0.0, sum(scored), tokens], dtype=torch.float64, device=device))
         lr_used = self.optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)  # on the device: no sync per micro-batch
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or world == 1 else self.net.no_sync()
             with sync, self.autocast:
-                output = self.net(batch["input_ids"].to(device, non_blocking=True),
-                                  labels=batch["labels"].to(device), cu_seqlens=batch["cu_seqlens"].to(device),
-                                  max_seqlen=batch["max_seqlen"])
+                output = self.net(batch["input_ids"].to(device, non_blocking=True), labels=batch["labels"],
+                                  cu_seqlens=batch["cu_seqlens"], max_seqlen=batch["max_seqlen"])
                 # DDP averages gradients over ranks; scaling by world / (scored tokens of the whole
                 # step) makes the update the gradient of the mean loss over every scored token.
-                (output.loss * scored[i] * world / total_scored).backward()
-            loss_sum += output.loss.detach() * scored[i]
+                (output.loss * (scored[i] * world / figures[1]).float()).backward()
+            figures[0] += output.loss.detach().double() * scored[i]
         clip = self.s.clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item() if clip else None
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip else None
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = sum(len(b["input_ids"]) for b in micro_batches)
-        loss, tokens = all_sum([loss_sum.item(), float(tokens)], device)
-        return loss, total_scored, tokens, grad_norm, lr_used
+        loss = all_sum(figures[:1].clone())
+        read = torch.cat([loss, figures[1:], *([grad_norm.double()[None]] if clip else [])]).tolist()
+        return read[0], read[1], read[2], (read[3] if clip else None), lr_used
 
     def throughput(self, row: dict, step: int, tokens: float, bar, progress: bool) -> None:
         """Tokens/s (and MFU on a known GPU) over the steps since the last figure, every log_every steps."""
