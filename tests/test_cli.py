@@ -1,11 +1,15 @@
 """The command line as users call it: help, outputs of the sequence utilities, errors."""
 
+import re
+import shlex
 import subprocess
 import sys
 
 import pytest
 
-from conftest import GENOMES, assert_user_error, run_cli
+from conftest import GENOMES, ROOT, assert_user_error, run_cli
+from dnabert2.cli import COMMANDS as ALL_COMMANDS
+from dnabert2.cli import build_parser
 
 COMMANDS = ["download", "vocab", "windows", "sites", "junctions", "pretrain", "tasks", "finetune", "evaluate", "scan",
             "scan-gather", "scan-eval", "plot"]
@@ -24,6 +28,24 @@ def test_each_command_documents_its_options(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     assert "--out" in result.stdout and "usage: dnabert2 " + command in result.stdout
+
+
+def readme_command_lines() -> list[list[str]]:
+    """Every `dnabert2 …` line of README's bash blocks (continuations joined), as words."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.startswith("dnabert2 ") and "..." not in line]
+
+
+def test_readme_command_lines_parse():
+    # The command-line route README gives other pipelines: every command and option it shows exists
+    # and takes the values shown.
+    lines = readme_command_lines()
+    assert len(lines) >= 10
+    for words in lines:
+        assert words[1] in ALL_COMMANDS, words
+        build_parser(words[1]).parse_args(words[1:])
 
 
 def test_missing_required_option_is_a_usage_error(tmp_path):
