@@ -182,7 +182,8 @@ class DNABertForSequenceClassification(_Model):
         return self.classify(hidden, cu_seqlens, labels)
 
     def forward_packed(self, input_ids, cu_seqlens, max_seqlen, labels=None):
-        return self.classify(self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen), cu_seqlens, labels)
+        hidden = self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen)
+        return self.classify(hidden, cu_seqlens.to(hidden.device, non_blocking=True), labels)
 
 
 class DNABertForEmbedding(_Model):

@@ -56,7 +56,8 @@ class Scanner:
             base = ends[first - 1] if first else 0
             last = max(first + 1, int(np.searchsorted(ends, base + batch_tokens, side="right")))
             chunk = torch.from_numpy(ids[base:ends[last - 1]]).to(self.device, non_blocking=True)
-            cu = torch.from_numpy(np.concatenate([[0], ends[first:last] - base]).astype(np.int32)).to(self.device)
+            # cu_seqlens stays on the CPU: the model checks it there and copies it, without a sync.
+            cu = torch.from_numpy(np.concatenate([[0], ends[first:last] - base]).astype(np.int32))
             with self.autocast:
                 logits = self.model(chunk, cu_seqlens=cu, max_seqlen=int(lengths[first:last].max())).logits
             out[first:last] = logits.float().softmax(-1).cpu().numpy()
