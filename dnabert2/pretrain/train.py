@@ -328,8 +328,9 @@ class TrainingLoop:
         device, world = self.device, self.world
         scored = [int((b["labels"] != -100).sum()) for b in micro_batches]  # CPU tensors: no sync
         tokens = sum(len(b["input_ids"]) for b in micro_batches)
-        # (loss, scored, tokens) summed over ranks; the scored total first, to scale the gradients
-        figures = all_sum(torch.tensor([0.0, sum(scored), tokens], dtype=torch.float64, device=device))
+        # (scored, tokens) summed over ranks before the backward passes: the scored total scales them
+        counts = all_sum(torch.tensor([sum(scored), tokens], dtype=torch.float64, device=device))
+        loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
         lr_used = self.optimizer.param_groups[0]["lr"]
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
@@ -339,15 +340,14 @@ class TrainingLoop:
                                   cu_seqlens=batch["cu_seqlens"], max_seqlen=batch["max_seqlen"])
                 # DDP averages gradients over ranks; scaling by world / (scored tokens of the whole
                 # step) makes the update the gradient of the mean loss over every scored token.
-                (output.loss * (scored[i] * world / figures[1]).float()).backward()
-            figures[0] += output.loss.detach().double() * scored[i]
+                (output.loss * (scored[i] * world / counts[0]).float()).backward()
+            loss_sum += output.loss.detach().double() * scored[i]
         clip = self.s.clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip else None
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = all_sum(figures[:1].clone())
-        read = torch.cat([loss, figures[1:], *([grad_norm.double()[None]] if clip else [])]).tolist()
+        read = torch.cat([all_sum(loss_sum), counts, *([grad_norm.double()[None]] if clip else [])]).tolist()
         return read[0], read[1], read[2], (read[3] if clip else None), lr_used
 
     def throughput(self, row: dict, step: int, tokens: float, bar, progress: bool) -> None:
