@@ -33,7 +33,7 @@ CALLED = 0.5  # a per-base model's site label is predicted from this probability
 
 def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
     """Each label's probability, then the most probable label."""
-    encoded = tokenizer.encode_batch(sequences, add_special_tokens=False)
+    encoded = tokenizer.encode_batch_fast(sequences, add_special_tokens=False)
     ids, lengths = [], []
     for sequence, encoding in zip(sequences, encoded):
         # The fine-tuning cut-off, scaled to the sequence as a scan scales it to its window.

@@ -36,7 +36,8 @@ def load_tokenizer(path) -> Tokenizer:
 def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int) -> list[list[int]]:
     """The model's input ids of each sequence: [CLS] … [SEP], at most `max_tokens` ids in all (a
     longer sequence loses its end)."""
-    encoded = tokenizer.encode_batch(list(sequences), add_special_tokens=False)
+    # The fast batch call skips the character offsets, a quarter of the tokenizer's time on DNA.
+    encoded = tokenizer.encode_batch_fast(list(sequences), add_special_tokens=False)
     return [[CLS, *e.ids[: max_tokens - 2], SEP] for e in encoded]
 
 

@@ -77,8 +77,10 @@ class WindowSampler:
             raise UserError(f"{missing[0]}: no {where} is as long as one window ({window_bp} bp)")
         if split == EVAL and len(missing) == len(self.paths):
             raise UserError(f"no {where} is as long as one window ({window_bp} bp)")
-        self.weights = np.array([w if names else 0.0 for w, (names, _) in zip(weights, self.tables)], dtype=float)
-        self.weights /= self.weights.sum()
+        p = np.array([w if names else 0.0 for w, (names, _) in zip(weights, self.tables)], dtype=float)
+        # A genome is drawn as Generator.choice(p=p) draws, with its cumulative table made once here.
+        self.cdf = np.cumsum(p / p.sum())
+        self.cdf /= self.cdf[-1]
         self._fastas, self._pid = None, None
         usable_bp = sum(int(ends[-1]) + len(names) * (window_bp - 1) for names, ends in self.tables if names)
         self._memory = self._load() if usable_bp <= IN_MEMORY_BP else None
@@ -105,7 +107,7 @@ class WindowSampler:
         """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
         fastas = self._open() if self._memory is None else None
         for _ in range(1000):
-            g = rng.choice(len(self.paths), p=self.weights)
+            g = int(np.searchsorted(self.cdf, rng.random(), side="right"))
             names, ends = self.tables[g]
             pick = int(rng.integers(ends[-1]))
             i = int(np.searchsorted(ends, pick, side="right"))
