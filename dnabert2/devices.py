@@ -1,5 +1,6 @@
 """Which device and precision to run on, with a clear error where the one asked for does not exist.
-Every command resolves its device and precision here, once, and passes the results down."""
+Every command resolves its device and precision here, once, and passes the results down. Also how
+data crosses to a GPU and back without making the host wait for it."""
 
 import os
 
@@ -73,3 +74,45 @@ def data_workers(asked: int | None) -> int:
         return asked
     cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(cores - 1, 0)
+
+
+def upload(array, device) -> torch.Tensor:
+    """A host array (numpy or a CPU tensor) on `device`: to a GPU through pinned memory without
+    blocking, so the copy queues behind the work already launched instead of waiting for it."""
+    tensor = torch.as_tensor(array)
+    return tensor.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else tensor
+
+
+class Pending:
+    """Results of work queued on a device, copied into pinned host memory behind that work:
+    `result()` waits for the copy alone and hands the arrays to `finish`. Until then the host is free
+    to prepare the next batches or to write the last ones."""
+
+    def __init__(self, tensors: list[torch.Tensor], finish):
+        self.finish, self.done = finish, None
+        if any(t.is_cuda for t in tensors):
+            self.tensors = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+                            for t in tensors]
+            self.done = torch.cuda.Event()
+            self.done.record()
+        else:
+            self.tensors = tensors
+
+    def result(self):
+        if self.done is not None:
+            self.done.synchronize()
+        return self.finish([t.numpy() for t in self.tensors])
+
+
+def overlapped(items, launch, take) -> None:
+    """launch(item) for each item in turn (work queued on the device, returning what take needs), and
+    take(item, launched) once the next item is launched: the host handles one item's results while
+    the device runs the next. Items are taken in order."""
+    previous = None
+    for item in items:
+        launched = launch(item)
+        if previous is not None:
+            take(*previous)
+        previous = item, launched
+    if previous is not None:
+        take(*previous)

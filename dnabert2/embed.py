@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import autocast, batch_tokens, inference_device, inference_weights
+from .devices import autocast, batch_tokens, inference_device, inference_weights, upload
 from .errors import UserError
 from .hub import model_path
 from .model import load_model
@@ -74,7 +74,7 @@ class Embedder:
                 used += len(pieces[last][2])
                 last += 1
             batch = pieces[first:last]
-            ids = torch.tensor([t for _, _, piece in batch for t in piece], device=self.device)
+            ids = upload(np.fromiter((t for _, _, piece in batch for t in piece), dtype=np.int64), self.device)
             lengths = torch.tensor([len(piece) for _, _, piece in batch])
             cu = torch.cat([torch.zeros(1, dtype=torch.int32), lengths.cumsum(0).int()])
             with self.autocast:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .devices import autocast, resolve_device, resolve_precision
+from .devices import autocast, resolve_device, resolve_precision, upload
 from .errors import UserError
 from .hub import model_name, model_path
 from .model import load_model, save_model
@@ -47,9 +47,10 @@ def packed_batches(ids: list[list[int]], labels: np.ndarray, batch_size: int, or
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
         lengths = [len(ids[i]) for i in chosen]
-        yield {"input_ids": torch.tensor([t for i in chosen for t in ids[i]], device=device),
-               "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32, device=device),
-               "max_seqlen": max(lengths), "labels": torch.as_tensor(labels[chosen], device=device)}
+        # cu_seqlens stays on the CPU: the model checks it there and copies it, without a sync.
+        yield {"input_ids": upload(np.fromiter((t for i in chosen for t in ids[i]), dtype=np.int64), device),
+               "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32),
+               "max_seqlen": max(lengths), "labels": upload(labels[chosen], device)}
 
 
 @torch.no_grad()

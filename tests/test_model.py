@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import DATA, ROOT
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.devices import autocast, data_workers, inference_weights, resolve_device
+from dnabert2.devices import autocast, data_workers, inference_weights, overlapped, resolve_device
 from dnabert2.errors import UserError
 from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, save_model
 from dnabert2.vocab import train_tokenizer
@@ -443,3 +444,50 @@ def test_bf16_inference_weights_converted_once_give_autocasts_answers():
     assert {p.dtype for p in converted.parameters()} == {torch.bfloat16}
     assert inference_weights(model, "fp32") is model and next(model.parameters()).dtype == torch.float32
     assert (got - want).abs().max() <= 0.05 * want.abs().max(), (got - want).abs().max()
+
+
+def test_overlapped_takes_each_item_after_the_next_is_launched_in_order():
+    # The scan loop's schedule: the host handles block k while the device runs block k + 1.
+    events = []
+    overlapped(range(3), lambda i: events.append(("launch", i)) or i * 10,
+               lambda i, launched: events.append(("take", i, launched)))
+    assert events == [("launch", 0), ("launch", 1), ("take", 0, 0), ("launch", 2), ("take", 1, 10), ("take", 2, 20)]
+    overlapped([], None, None)  # nothing to launch, nothing taken
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU check (bench/gpu.sh runs it)")
+def test_scanners_queue_their_batches_without_waiting_for_the_gpu():
+    import copy
+    from pathlib import Path
+
+    from dnabert2.bases.inputs import encode_bases
+    from dnabert2.scan.dense import DenseScanner
+    from dnabert2.scan.model import Scanner
+
+    tokenizer = load_tokenizer(RELEASED_TOKENIZER)
+    generator = torch.Generator().manual_seed(0)
+    sequences = ["".join("ACGT"[i] for i in torch.randint(4, (n,), generator=generator)) for n in (400, 300, 380, 400)]
+    ids = [[1, *e.ids, 2] for e in tokenizer.encode_batch(sequences, add_special_tokens=False)]
+    flat, lengths = np.array([t for row in ids for t in row]), np.array([len(row) for row in ids])
+    encoded = encode_bases(tokenizer, sequences)
+    torch.manual_seed(0)
+    window = build_model(preset("tiny", num_labels=3), "classification").eval()
+    dense = build_model(preset("tiny", num_labels=3), "dense").eval()
+    cases = {
+        "window": (lambda model, device, precision: Scanner(model, Path("."), ["a", "b", "c"], 400, 200, {}, device,
+                                                            precision), (flat, lengths, 200)),
+        "dense": (lambda model, device, precision: DenseScanner(model, Path("."), ["a", "b", "c"], 200, 100, device,
+                                                                precision, None), (encoded, sequences, 200)),
+    }
+    for (name, (make, args)), model in zip(cases.items(), (window, dense)):
+        on_gpu = make(copy.deepcopy(model).cuda(), torch.device("cuda"), "bf16")
+        on_gpu.launch(*args).result()  # Triton compiles and tunes its kernels first, which waits
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            pending = on_gpu.launch(*args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        want = make(model, torch.device("cpu"), "fp32").probabilities(*args)
+        got = pending.result()
+        for g, w in zip(got if name == "dense" else [got], want if name == "dense" else [want]):
+            np.testing.assert_allclose(g, w, atol=0.03, err_msg=name)

@@ -5,6 +5,7 @@ takes them."""
 import numpy as np
 import torch
 
+from ..devices import upload
 from ..tokenizer import CLS, SEP
 
 BASE_CODES = np.full(256, 4, dtype=np.int64)  # 0-3 for ACGT, 4 for N and anything else
@@ -38,15 +39,16 @@ def dense_batch(encoded: list[tuple[np.ndarray, np.ndarray]] | None, sequences: 
     bases = np.full((len(sequences), longest), 4, dtype=np.int64)
     for i, sequence in enumerate(sequences):
         bases[i, :len(sequence)] = base_codes(sequence)
-    batch = {"bases": torch.from_numpy(bases).to(device)}
+    batch = {"bases": upload(bases, device)}
     if encoded is not None:
         token_of_base = np.zeros((len(sequences), longest), dtype=np.int64)
         for i, (_, tokens) in enumerate(encoded):
             token_of_base[i, :len(tokens)] = tokens
         lengths = [len(ids) for ids, _ in encoded]
-        batch |= {"input_ids": torch.from_numpy(np.concatenate([ids for ids, _ in encoded])).to(device),
-                  "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32, device=device),
-                  "max_seqlen": max(lengths), "token_of_base": torch.from_numpy(token_of_base).to(device)}
+        # cu_seqlens stays on the CPU: the model checks it there and copies it, without a sync.
+        batch |= {"input_ids": upload(np.concatenate([ids for ids, _ in encoded]), device),
+                  "cu_seqlens": torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32),
+                  "max_seqlen": max(lengths), "token_of_base": upload(token_of_base, device)}
     if labels is not None:
-        batch["labels"] = torch.from_numpy(labels).to(device)
+        batch["labels"] = upload(labels, device)
     return batch

@@ -245,7 +245,7 @@ class DNABertForBaseClassification(_Model):
             hidden, _, cu_seqlens = self.encode(input_ids, attention_mask)
         else:
             hidden = self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen)
-        rows = cu_seqlens[:-1].long()[:, None] + token_of_base
+        rows = cu_seqlens[:-1].to(hidden.device, torch.int64, non_blocking=True)[:, None] + token_of_base
         logits = self.base_head(self.dropout(hidden), rows, bases)
         if labels is None:
             return ModelOutput(logits=logits)

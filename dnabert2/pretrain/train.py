@@ -95,8 +95,7 @@ def evaluate(model, batches, device, autocast) -> dict:
     for batch in batches:
         labels = batch["labels"].to(device)
         with autocast:
-            out = model.forward_packed(batch["input_ids"].to(device), batch["cu_seqlens"].to(device),
-                                       batch["max_seqlen"], labels)
+            out = model.forward_packed(batch["input_ids"].to(device), batch["cu_seqlens"], batch["max_seqlen"], labels)
         wanted = labels[labels != -100]
         loss += out.loss.item() * len(wanted)
         correct += (out.logits.argmax(-1) == wanted).sum().item()

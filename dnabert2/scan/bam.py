@@ -10,6 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from ..devices import overlapped
 from ..errors import UserError
 from ..sequences import aligned_reads, open_alignments, reverse_complement
 from ..tokenizer import load_tokenizer
@@ -175,11 +176,15 @@ class ReadBases(ReadWindows):
 
 
 def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, _):
-    """A window classifier's hits in a block of reads: (position, strand, label, probability) of each
-    window scoring at or above the threshold, at its site."""
-    if not len(item["lengths"]):
-        return
-    probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
+    """A window classifier's hits in a block of reads, queued on the device: a function that gives
+    them (see window_read_hits) once the device is done."""
+    pending = scanner.launch(item["ids"], item["lengths"], batch_tokens)
+    return lambda: window_read_hits(scanner, item, pending.result(), labels, threshold)
+
+
+def window_read_hits(scanner: Scanner, item: dict, probabilities: np.ndarray, labels: list[int], threshold: float):
+    """(position, strand, label, probability) of each window scoring at or above the threshold, at
+    its site."""
     for j, label in enumerate(labels):
         for row in np.flatnonzero(probabilities[:, label] >= threshold):
             position = item["sites"][row, j]
@@ -188,11 +193,16 @@ def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: floa
 
 
 def base_hits(scanner: DenseScanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, distances):
-    """A per-base model's hits in a block of reads: the peaks of each read's scores (as a genome
-    scan calls them, along the read), placed where their base aligns."""
-    if not item["sequences"]:
-        return
-    probabilities = scanner.probabilities(item["encoded"], item["sequences"], batch_tokens)
+    """A per-base model's hits in a block of reads, queued on the device: a function that gives them
+    (see base_read_hits) once the device is done."""
+    pending = scanner.launch(item["encoded"], item["sequences"], batch_tokens)
+    return lambda: base_read_hits(scanner, item, pending.result(), labels, threshold, distances)
+
+
+def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.ndarray], labels: list[int],
+                   threshold: float, distances):
+    """The peaks of each read's scores (as a genome scan calls them, along the read), placed where
+    their base aligns."""
     tracks = {}
     for p, (k, start, end, strand) in zip(probabilities, item["windows"]):
         track = tracks.setdefault((k, strand), np.zeros((len(item["places"][k]), p.shape[1]), dtype=np.float32))
@@ -226,21 +236,28 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
     support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]
     tally, reads = Tally(), 0
     started = time.perf_counter()
+
+    def launch(item):
+        if "error" in item:
+            raise UserError(item["error"])
+        return hits(scanner, item, labels, threshold, batch_tokens, distances)
+
+    def take(item, found):
+        nonlocal reads
+        for position, strand, name, probability in found():
+            entry = support[(item["contig"], position, strand, name)]
+            entry[0] += 1
+            entry[1] += probability
+        windows = len(item["sequences"]) if scanner.dense else len(item["lengths"])
+        tally.windows += windows
+        tally.tokens += sum(len(ids) for ids, _ in item["encoded"] or []) if scanner.dense else \
+            int(item["lengths"].sum())
+        tally.bases += sum(len(q) for q in item["sequences"]) if scanner.dense else windows * scanner.window
+        reads += item["reads"]
+        bar.update(item["reads"])
+
     with tqdm(unit="read", disable=not progress) as bar:
-        for item in loader:
-            if "error" in item:
-                raise UserError(item["error"])
-            for position, strand, name, probability in hits(scanner, item, labels, threshold, batch_tokens, distances):
-                entry = support[(item["contig"], position, strand, name)]
-                entry[0] += 1
-                entry[1] += probability
-            windows = len(item["sequences"]) if scanner.dense else len(item["lengths"])
-            tally.windows += windows
-            tally.tokens += sum(len(ids) for ids, _ in item["encoded"] or []) if scanner.dense else \
-                int(item["lengths"].sum())
-            tally.bases += sum(len(q) for q in item["sequences"]) if scanner.dense else windows * scanner.window
-            reads += item["reads"]
-            bar.update(item["reads"])
+        overlapped(loader, launch, take)
     tally.seconds = time.perf_counter() - started
     log.info("scanned %d reads", reads)
     return [Call(c, p, p + 1, label, score_of(total / n), strand, n, p)

@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 
 from ..bases.cnn import is_cnn, load_cnn
 from ..bases.inputs import dense_batch, encode_bases
-from ..devices import autocast, inference_weights
+from ..devices import Pending, autocast, inference_weights
 from ..errors import UserError
 from ..model import load_model
 from ..sequences import Fasta, reverse_complement
@@ -50,12 +50,16 @@ class DenseScanner:
     def call_span(self, label: str, strand: str, site: int) -> tuple[int, int]:
         return site, site + 1
 
-    @torch.inference_mode()
     def probabilities(self, encoded, sequences: list[str], batch_tokens: int) -> list[np.ndarray]:
         """Per window, its core's class probabilities (core bases, K), in batches of at most
         batch_tokens tokens (bases / 4 for a model without tokens)."""
+        return self.launch(encoded, sequences, batch_tokens).result()
+
+    @torch.inference_mode()
+    def launch(self, encoded, sequences: list[str], batch_tokens: int) -> Pending:
+        """`probabilities`, queued on the device."""
         sizes = [len(ids) for ids, _ in encoded] if encoded is not None else [len(q) // 4 for q in sequences]
-        out, first = [], 0
+        parts, first = [], 0
         while first < len(sequences):
             last, used = first + 1, sizes[first]
             while last < len(sequences) and used + sizes[last] <= batch_tokens:
@@ -64,10 +68,14 @@ class DenseScanner:
             with self.autocast:
                 part = encoded[first:last] if encoded is not None else None
                 logits = self.model(**dense_batch(part, sequences[first:last], self.device)).logits
-            probabilities = logits.float().softmax(-1).cpu().numpy()
-            out += [p[self.flank:len(q) - self.flank] for p, q in zip(probabilities, sequences[first:last])]
+            parts.append(logits.float().softmax(-1))  # (windows, longest, K)
             first = last
-        return out
+
+        def cores(arrays):
+            windows = (p for array in arrays for p in array)
+            return [p[self.flank:len(q) - self.flank] for p, q in zip(windows, sequences)]
+
+        return Pending(parts, cores)
 
 
 def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> DenseScanner:
@@ -118,10 +126,16 @@ class DenseBlocks(BlockReader, IterableDataset):
 
 
 def dense_scores(scanner: DenseScanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
-                 lengths: dict[str, int]) -> dict:
-    """A dense scan's scores of a block: every base's probability of each label, on each strand, in
-    forward coordinates (bases of cores skipped for N have none)."""
-    probabilities = scanner.probabilities(item["encoded"], item["sequences"], batch_tokens)
+                 lengths: dict[str, int]):
+    """A dense scan's scores of a block, queued on the device: a function that gives them (see
+    dense_track) once the device is done."""
+    pending = scanner.launch(item["encoded"], item["sequences"], batch_tokens)
+    return lambda: dense_track(scanner, item, pending.result(), labels)
+
+
+def dense_track(scanner: DenseScanner, item: dict, probabilities: list[np.ndarray], labels: list[int]) -> dict:
+    """Every base's probability of each label, on each strand, in forward coordinates (bases of cores
+    skipped for N have none)."""
     rows = {}
     for p, (start, end), strand in zip(probabilities, item["cores"], item["strand"]):
         forward = p if strand == "+" else p[::-1]

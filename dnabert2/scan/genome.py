@@ -1,8 +1,9 @@
 """Scanning a genome: blocks of windows are read and tokenised in DataLoader workers (one block per
 item, handed out round-robin so they come back in genome order) and classified in packed batches on
-the main process; calls and scores stream out as blocks finish, so memory stays flat however large
-the genome. The loop serves window scans (here) and dense scans (scan/dense.py) alike: each kind of
-scanner says how a block is read (`reader`) and what its scores are (`block_scores`)."""
+the main process, which writes one block's calls and scores while the device runs the next; they
+stream out as blocks finish, so memory stays flat however large the genome. The loop serves window
+scans (here) and dense scans (scan/dense.py) alike: each kind of scanner says how a block is read
+(`reader`) and what its scores are (`block_scores`)."""
 
 import logging
 import time
@@ -12,6 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from ..devices import overlapped
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
 from ..tokenizer import encode
@@ -130,32 +132,45 @@ def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     tally = Tally()
     started = time.perf_counter()
+
+    def launch(item):
+        if "error" in item:
+            raise UserError(item["error"])
+        return block_scores(scanner, planned[item["item"]][0], item, batch_tokens, labels, lengths)
+
+    def take(item, scores):
+        block, owned = planned[item["item"]]
+        scores = scores()
+        calling.add(block, owned, scores)
+        if not owned:
+            return
+        if tracks is not None:
+            for (name, strand), (positions, ends, values) in scores.items():
+                tracks.add_many(name, strand, block.grid.contig, positions, ends, values, join=scanner.dense)
+        tally.windows += item["windows"]
+        tally.skipped += item["skipped"]
+        tally.tokens += item["tokens"]
+        tally.bases += block.bases
+        bar.update(block.last - block.first)
+
     with tqdm(total=sum(b.last - b.first for b, owned in planned if owned), unit="window", disable=not progress) as bar:
-        for item in loader:
-            if "error" in item:
-                raise UserError(item["error"])
-            block, owned = planned[item["item"]]
-            scores = block_scores(scanner, block, item, batch_tokens, labels, lengths)
-            calling.add(block, owned, scores)
-            if not owned:
-                continue
-            if tracks is not None:
-                for (name, strand), (positions, ends, values) in scores.items():
-                    tracks.add_many(name, strand, block.grid.contig, positions, ends, values, join=scanner.dense)
-            tally.windows += item["windows"]
-            tally.skipped += item["skipped"]
-            tally.tokens += item["tokens"]
-            tally.bases += block.bases
-            bar.update(block.last - block.first)
+        overlapped(loader, launch, take)
     tally.seconds = time.perf_counter() - started
     return tally
 
 
 def window_scores(scanner: Scanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
-                  lengths: dict[str, int]) -> dict:
-    """A window scan's scores of a block: each window's probability at its label's site, as a track
-    value reaching to where the next window's site lies (at most one stride)."""
-    probabilities = scanner.probabilities(item["ids"], item["lengths"], batch_tokens)
+                  lengths: dict[str, int]):
+    """A window scan's scores of a block, queued on the device: a function that gives them (see
+    window_track) once the device is done."""
+    pending = scanner.launch(item["ids"], item["lengths"], batch_tokens)
+    return lambda: window_track(scanner, block, item, pending.result(), labels, lengths)
+
+
+def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.ndarray, labels: list[int],
+                 lengths: dict[str, int]) -> dict:
+    """Each window's probability at its label's site, as a track value reaching to where the next
+    window's site lies (at most one stride)."""
     size, starts, contig = block.grid.size, block.starts, block.grid.contig
     found = {}
     for row, (i, strand) in enumerate(zip(item["window"], item["strand"])):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import autocast, inference_device, inference_weights
+from ..devices import Pending, autocast, inference_device, inference_weights, upload
 from ..errors import UserError
 from ..bases.cnn import is_cnn
 from ..model import classifier_head, is_classifier, load_model
@@ -45,24 +45,29 @@ class Scanner:
         start = site - self.site(label, 0, strand)
         return start, start + self.window
 
-    @torch.inference_mode()
     def probabilities(self, ids: np.ndarray, lengths: np.ndarray, batch_tokens: int) -> np.ndarray:
         """Class probabilities (n, K) of n windows given as concatenated ids and their lengths,
         run in packed batches of at most batch_tokens tokens."""
-        out = np.empty((len(lengths), len(self.labels)), dtype=np.float32)
+        return self.launch(ids, lengths, batch_tokens).result()
+
+    @torch.inference_mode()
+    def launch(self, ids: np.ndarray, lengths: np.ndarray, batch_tokens: int) -> Pending:
+        """`probabilities`, queued on the device."""
+        parts = []
         ends = np.cumsum(lengths)
         first = 0
         while first < len(lengths):
             base = ends[first - 1] if first else 0
             last = max(first + 1, int(np.searchsorted(ends, base + batch_tokens, side="right")))
-            chunk = torch.from_numpy(ids[base:ends[last - 1]]).to(self.device, non_blocking=True)
+            chunk = upload(ids[base:ends[last - 1]], self.device)
             # cu_seqlens stays on the CPU: the model checks it there and copies it, without a sync.
             cu = torch.from_numpy(np.concatenate([[0], ends[first:last] - base]).astype(np.int32))
             with self.autocast:
                 logits = self.model(chunk, cu_seqlens=cu, max_seqlen=int(lengths[first:last].max())).logits
-            out[first:last] = logits.float().softmax(-1).cpu().numpy()
+            parts.append(logits.float().softmax(-1))
             first = last
-        return out
+        classes = len(self.labels)
+        return Pending(parts, lambda arrays: np.concatenate(arrays) if arrays else np.empty((0, classes), np.float32))
 
 
 def is_per_base(folder: Path) -> bool:
