@@ -67,6 +67,12 @@ def inference_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module
     return model.to(torch.bfloat16) if precision == "bf16" else model
 
 
+def compiled(model: torch.nn.Module, compile: bool) -> torch.nn.Module:
+    """The model under torch.compile, or as it is. Shapes are dynamic: packed batches differ in length
+    from step to step, and a static compile would recompile for each."""
+    return torch.compile(model, dynamic=True) if compile else model
+
+
 def data_workers(asked: int | None) -> int:
     """DataLoader workers: as asked, or one per core this process may use, less one for the main
     process; torchrun's processes on a node share its cores (LOCAL_WORLD_SIZE)."""

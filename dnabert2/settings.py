@@ -46,6 +46,10 @@ def _min_intron():
                    type=positive)
 
 
+def _compile():
+    return setting(False, "torch.compile the model (pays a compilation at the start; worth it on long runs)")
+
+
 def _force():
     return setting(False, "replace an output folder that already holds files, with exactly this run's output")
 
@@ -136,7 +140,7 @@ class PretrainSettings:
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
     workers: int | None = _workers("DataLoader worker processes")
-    compile: bool = setting(False, "torch.compile the model")
+    compile: bool = _compile()
     tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
     log_every: int = setting(10, "steps between throughput figures", type=positive)
     force: bool = _force()
@@ -239,6 +243,7 @@ class ScanSettings:
     workers: int | None = _workers("DataLoader workers reading and tokenising")
     device: str = _device()
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+    compile: bool = _compile()
 
 
 @dataclass

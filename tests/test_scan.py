@@ -240,6 +240,30 @@ def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
     assert max(abs(plus[s] - minus[length - s - 60]) for s in plus) <= 0.002
 
 
+def test_compiled_scan_gives_the_eager_scan(short_model, cnn, tmp_path):
+    # --compile runs the model under torch.compile (Inductor compiles it for the CPU here), a window
+    # classifier and a per-base model alike: the same calls, and every score within float rounding.
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        sequence = genome.fetch("II", 20000, 26000)
+    fasta = tmp_path / "piece.fa"
+    fasta.write_text(f">II\n{sequence}\n")
+    for model, args in ((short_model, ("--stride", 30)), (cnn, ())):
+        runs = {}
+        for name, extra in (("eager", ()), ("compiled", ("--compile",))):
+            out = tmp_path / f"{model.name}.{name}.bed"
+            rows, summary = scan(model, out, "--fasta", fasta, "--threshold", 0.2, "--bedgraph",
+                                 tmp_path / f"{model.name}.{name}", *args, *extra)
+            runs[name] = rows, read_bedgraph(tmp_path / f"{model.name}.{name}"), summary["windows"]
+        (eager, eager_tracks, windows), (compiled, compiled_tracks, compiled_windows) = runs["eager"], runs["compiled"]
+        assert compiled_windows == windows > 0 and eager
+        assert [r[:4] + r[5:] for r in compiled] == [r[:4] + r[5:] for r in eager], model.name
+        assert all(abs(c[4] - e[4]) <= 1 for c, e in zip(compiled, eager))
+        assert compiled_tracks.keys() == eager_tracks.keys()
+        for track, values in eager_tracks.items():
+            assert [v[:3] for v in compiled_tracks[track]] == [v[:3] for v in values]
+            assert max(abs(c[3] - e[3]) for c, e in zip(compiled_tracks[track], values)) <= 0.002
+
+
 def test_windows_over_n_are_skipped_and_gzip_input_streams(short_model, tmp_path):
     with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
         sequence = genome.fetch("X", 0, 6000)

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..devices import autocast, data_workers, resolve_device, resolve_precision
+from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
 from ..errors import UserError
 from ..hub import model_path
 from ..model import build_model, check_tokenizer, load_model, preset, save_model
@@ -276,7 +276,7 @@ class TrainingLoop:
                  recorded: dict):
         self.s, self.model, self.optimizer, self.scheduler = s, model, optimizer, scheduler
         self.device, self.rank, self.world, self.recorded = device, rank, world, recorded
-        net = torch.compile(model, dynamic=True) if s.compile else model
+        net = compiled(model, s.compile)
         if world > 1:
             # No device_ids: DDP would copy every input to the GPU, where the packing check and the
             # scored positions would make the host wait; the model copies what it needs itself.

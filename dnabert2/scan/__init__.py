@@ -112,7 +112,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
     model = model_path(model)
     load = load_dense_scanner if is_per_base(model) else load_scanner
-    scanner = load(model, window=s.window, device=s.device, dtype=s.dtype)
+    scanner = load(model, window=s.window, device=s.device, dtype=s.dtype, compile=s.compile)
     stride = check_calling(scanner, s, mode)
     batch_tokens = default_batch_tokens(s.batch_tokens, scanner.device)
     if scanner.max_tokens > batch_tokens and not scanner.dense:

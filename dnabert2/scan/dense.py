@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 
 from ..bases.cnn import is_cnn, load_cnn
 from ..bases.inputs import dense_batch, encode_bases
-from ..devices import Pending, autocast, inference_weights
+from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
 from ..model import load_model
 from ..sequences import Fasta, reverse_complement
@@ -32,10 +32,11 @@ class DenseScanner:
     device: torch.device
     precision: str
     tokenizer: Path | None  # None: the model reads bases only
+    compile: bool = False
     dense = True
 
     def __post_init__(self):
-        self.model = inference_weights(self.model, self.precision)
+        self.model = compiled(inference_weights(self.model, self.precision), self.compile)
         self.autocast = autocast(self.device, self.precision)
 
     @property
@@ -78,7 +79,8 @@ class DenseScanner:
         return Pending(parts, cores)
 
 
-def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> DenseScanner:
+def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto",
+                       compile: bool = False) -> DenseScanner:
     """A per-base model folder (a dense head, or the CNN baseline) ready to scan; window: bp, flanks
     included (default the task's)."""
     folder = Path(folder)
@@ -94,7 +96,7 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
                         f"longer than {2 * flank} bp")
     labels = [str(task["labels"][str(i)]) for i in range(len(task["labels"]))]
     tokenizer = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
-    return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer)
+    return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer, compile)
 
 
 class DenseBlocks(BlockReader, IterableDataset):

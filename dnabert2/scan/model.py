@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import Pending, autocast, inference_device, inference_weights, upload
+from ..devices import Pending, autocast, compiled, inference_device, inference_weights, upload
 from ..errors import UserError
 from ..bases.cnn import is_cnn
 from ..model import classifier_head, is_classifier, load_model
@@ -29,9 +29,10 @@ class Scanner:
     offsets: dict[str, tuple[int, int]]  # label → (site offset in a + window, in a − window)
     device: torch.device
     precision: str  # "bf16" or "fp32"
+    compile: bool = False
 
     def __post_init__(self):
-        self.model = inference_weights(self.model, self.precision)
+        self.model = compiled(inference_weights(self.model, self.precision), self.compile)
         self.autocast = autocast(self.device, self.precision)
 
     dense = False
@@ -85,7 +86,7 @@ def scanning_device(folder: Path, device, dtype: str):
     return inference_device(device, dtype)
 
 
-def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto") -> Scanner:
+def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto", compile: bool = False) -> Scanner:
     """The window classifier in `folder` (a fine-tuned model: ours, LoRA or merged, or one saved by
     the released code) ready to scan. window: bp, default the task's."""
     folder = Path(folder)
@@ -114,7 +115,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     centre = window // 2
     offsets = {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries else (centre, window - 1 - centre)
                for label in labels}
-    return Scanner(model, folder, labels, window, max_tokens, offsets, device, precision)
+    return Scanner(model, folder, labels, window, max_tokens, offsets, device, precision, compile)
 
 
 def called_labels(scanner: Scanner, names) -> list[int]:
