@@ -151,13 +151,19 @@ def pack(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]
                         f"not of shape {tuple(attention_mask.shape)}")
     lengths = attention_mask.sum(1, dtype=torch.int32)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
+    padded = (attention_mask.bool() == (positions[None, :] < lengths[:, None])).all()
+    # Which tokens are real is data the host must read to size the packed batch: one read for
+    # everything (on a GPU, the forward pass's only wait; the packed entry has none).
+    right, shortest, longest, total = torch.stack([padded.int(), lengths.min(), lengths.max(), lengths.sum()]).tolist()
+    if not right:
         raise UserError("attention_mask must be right-padded: ones for the tokens, then zeros")
-    if bool((lengths == 0).any()):
+    if shortest == 0:
         raise UserError("attention_mask has a sequence with no tokens")
-    indices = attention_mask.flatten().nonzero().squeeze(1)
     cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-    return indices, cu_seqlens, int(lengths.max())
+    # Right-padded: sequence b's tokens sit at b * length + 0 … its length − 1 of the flat batch.
+    row = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths, output_size=total)
+    indices = row * attention_mask.shape[1] + torch.arange(total, device=row.device) - cu_seqlens[row]
+    return indices, cu_seqlens, longest
 
 
 def unpack(packed: torch.Tensor, indices: torch.Tensor, batch: int, length: int) -> torch.Tensor:
