@@ -3,6 +3,7 @@ params and the command-line options they become. A wrapper checks what its rule 
 command starts, so a misnamed or missing input is one line, not a run that fails half-way."""
 
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -90,6 +91,24 @@ def check(step: Step, inputs: dict, outputs: dict, params: dict) -> None:
     for name, suffix in step.beside.items():
         if name in outputs and str(outputs[name]) != f"{outputs[main]}{suffix}":
             raise WrapperError(f"output {name} is written beside {main}: it must be {outputs[main]}{suffix}")
+
+
+# A rule's wrapper directive naming one of these: a local "file:" path, a URL or a versioned name.
+WRAPPED = re.compile(r"(?:^|[/:])dnabert2/([\w-]+)/?$")
+
+
+def check_rules(workflow) -> None:
+    """Each rule of a workflow that calls one of these wrappers checked as its wrapper checks it when
+    the job starts (`check`), but as the workflow is read, before any job runs: wrappers/check.smk,
+    included last, calls this. Names are all it needs, so inputs given by functions are checked too."""
+    for rule in workflow.rules:
+        found = WRAPPED.search(str(rule.wrapper or ""))
+        if found is None or found[1] not in STEPS:
+            continue
+        try:
+            check(STEPS[found[1]], _named(rule.input), _named(rule.output), _named(rule.params))
+        except WrapperError as error:
+            sys.exit(f"rule {rule.name}: dnabert2 {found[1]} wrapper: error: {error}")
 
 
 def _model_folder(path: str) -> str:

@@ -1,7 +1,7 @@
 """The Snakemake wrappers (wrappers/dnabert2/<step>) as a host pipeline calls them: each wrapper's test
 Snakefile run on real data from ../shared/data, README's wrapper snippet, meta.yaml documenting what
 each step takes, the test Snakefiles lint- and snakefmt-clean, and a misnamed or missing input
-refused in one line before the command starts."""
+refused in one line before the command starts, or with wrappers/check.smk before any job runs."""
 
 import csv
 import json
@@ -185,6 +185,37 @@ def test_a_misnamed_input_is_refused_in_one_line_before_the_command_runs(tmp_pat
     assert errors == ["dnabert2 scan wrapper: error: unknown named input fasta; it takes model, genome, bam, "
                       "reference, regions"], said
     assert "Traceback" not in said and not (folder / "calls.bed").exists()
+
+
+def test_a_missing_input_is_refused_before_any_job_runs_with_check_included(tmp_path):
+    # wrappers/check.smk, included last, checks every wrapper rule as the workflow is read: the host's
+    # own upstream rule never runs, and a dry run fails the same way.
+    folder = host(tmp_path, """
+rule genome:
+    output:
+        "resources/genome.fa",
+    shell:
+        "echo '>a' > {output}; echo ACGT >> {output}"
+
+
+rule splice_sites:
+    input:
+        model="models/splice",
+        reference=rules.genome.output[0],
+    output:
+        calls="results/splice.bed",
+    wrapper:
+        "file:path/to/dnabert2/wrappers/dnabert2/scan"
+
+
+include: "path/to/dnabert2/wrappers/check.smk"
+""")
+    for dry in ((), ("--dry-run",)):
+        result = snakemake(*dry, cwd=folder)
+        assert result.returncode == 1
+        assert (result.stdout + result.stderr).strip() == "rule splice_sites: dnabert2 scan wrapper: error: no named " \
+            "input genome, or bam and reference"
+        assert not (folder / "resources").exists()
 
 
 @pytest.mark.parametrize("inputs, outputs, params, words", [
