@@ -1,5 +1,6 @@
 """`dnabert2 embed`: one vector per sequence (mean, [CLS] or max pooling of its token states) or one per
-token, from any model folder with an encoder, written with the sequences' ids to .npz or Parquet.
+token, from any model folder with an encoder, written with the sequences' ids to .npz, .npy (the ids
+beside it) or Parquet.
 
 Sequences run whole by default (ALiBi has no length limit); with --chunk-tokens a longer one runs in
 overlapping chunks and each token takes the mean of its states over the chunks that hold it ([CLS]
@@ -31,7 +32,8 @@ from .tokenizer import CLS, SEP, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-FORMATS = (".npz", ".parquet")
+FORMATS = (".npz", ".npy", ".parquet")
+IDS = ".ids.txt"  # beside an .npy, which holds one array: the ids, a line each
 
 
 class Embedder:
@@ -139,19 +141,29 @@ class NpzWriter:
 
     def close(self, tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-            for name, shape in self.shapes.items():
+            for name in self.shapes:
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                    strings = name in self.widths
-                    descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
-                    np.lib.format.write_array_header_2_0(entry, {"descr": descr, "fortran_order": False,
-                                                                 "shape": shape})
-                    if strings:
-                        with open(self.folder / name) as lines:
-                            for line in lines:
-                                entry.write(json.loads(line).ljust(self.widths[name], "\0").encode("utf-32-le"))
-                    else:
-                        with open(self.folder / name, "rb") as raw:
-                            shutil.copyfileobj(raw, entry, 1 << 20)
+                    self.write_array(name, entry)
+
+    def close_npy(self, tmp: Path) -> None:
+        """The embeddings alone as an .npy (np.load can memory-map it), the ids beside it, a line each."""
+        with open(tmp, "wb") as handle:
+            self.write_array("embeddings", handle)
+        with open(self.folder / "ids") as lines, open(f"{tmp}{IDS}", "w") as ids:
+            ids.writelines(json.loads(line) + "\n" for line in lines)
+
+    def write_array(self, name: str, handle) -> None:
+        strings = name in self.widths
+        descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
+        np.lib.format.write_array_header_2_0(handle, {"descr": descr, "fortran_order": False,
+                                                      "shape": self.shapes[name]})
+        if strings:
+            with open(self.folder / name) as lines:
+                for line in lines:
+                    handle.write(json.loads(line).ljust(self.widths[name], "\0").encode("utf-32-le"))
+        else:
+            with open(self.folder / name, "rb") as raw:
+                shutil.copyfileobj(raw, handle, 1 << 20)
 
 
 def write_parquet(tmp: Path, blocks, tokens: bool) -> None:
@@ -179,18 +191,23 @@ def write_parquet(tmp: Path, blocks, tokens: bool) -> None:
 
 def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, settings: EmbedSettings | None = None,
           show_progress: bool = False, **overrides) -> int:
-    """Write `out` (.npz or .parquet) with the embeddings of every input sequence, in input order;
-    returns the number of sequences. An .npz holds `ids` and `embeddings` (sequences × hidden), or per
-    token `embeddings` (tokens × hidden), `tokens` and `offsets` (sequence i's rows are
-    offsets[i]:offsets[i+1], [CLS] and [SEP] included)."""
+    """Write `out` (.npz, .npy or .parquet) with the embeddings of every input sequence, in input
+    order; returns the number of sequences. An .npz holds `ids` and `embeddings` (sequences × hidden),
+    or per token `embeddings` (tokens × hidden), `tokens` and `offsets` (sequence i's rows are
+    offsets[i]:offsets[i+1], [CLS] and [SEP] included). An .npy holds the embeddings (one vector per
+    sequence), with the ids in `out`.ids.txt beside it."""
     s = settings_with(EmbedSettings, settings, overrides)
     out = Path(out)
     if out.suffix not in FORMATS:
-        raise UserError(f"{out}: give the output a {' or '.join(FORMATS)} name, which says its format")
-    check_outputs([out], [csv_file, fasta, bed, genome])
+        raise UserError(f"{out}: give the output a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} name, which says its format")
+    tokens = s.pooling == "tokens"
+    if tokens and out.suffix == ".npy":
+        raise UserError(f"{out}: an .npy holds one array; per-token embeddings need .npz or .parquet (tokens and "
+                        "offsets go with them)")
+    companions = (IDS,) if out.suffix == ".npy" else ()
+    check_outputs([out, *(f"{out}{c}" for c in companions)], [csv_file, fasta, bed, genome])
     records = read_sequences(csv_file, fasta, bed, genome)
     embedder = Embedder(model, s)
-    tokens = s.pooling == "tokens"
     count = 0
 
     def blocks():
@@ -204,20 +221,21 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
                 log.info("%d sequences", count)
             yield names, vectors, token_names
 
-    with atomic_output(out) as tmp:
-        if out.suffix == ".npz":
+    with atomic_output(out, *companions) as tmp:
+        if out.suffix == ".parquet":
+            write_parquet(tmp, blocks(), tokens)
+        else:
             with NpzWriter() as writer:
                 writer.write(blocks(), tokens)
-                writer.close(tmp)
-        else:
-            write_parquet(tmp, blocks(), tokens)
+                (writer.close_npy if out.suffix == ".npy" else writer.close)(tmp)
     return count
 
 
 def add_arguments(parser) -> None:
     add_command(parser, "Embed sequences with a model (pretrained or fine-tuned): one vector per sequence, or per "
-                "token, written with the sequences' ids to .npz (ids, embeddings; per token also tokens and offsets) or "
-                "Parquet (a row per sequence or per token).", "model folder", "output file: .npz or .parquet",
+                "token, written with the sequences' ids to .npz (ids, embeddings; per token also tokens and offsets), "
+                ".npy (the vectors, which np.load can memory-map; the ids in OUT.ids.txt) or Parquet (a row per "
+                "sequence or per token).", "model folder", "output file: .npz, .npy or .parquet",
                 EmbedSettings)
 
 

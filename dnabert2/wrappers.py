@@ -48,7 +48,7 @@ STEPS = {
     "variants": Step("variants", {**MODEL, "vcf": "--vcf", "genome": "--fasta"}, {"vcf": "--out", "tsv": "--tsv"},
                      ("model", "vcf", "genome"), params=MODEL, beside={"tbi": ".tbi"}),
     "embed": Step("embed", {**MODEL, **SEQUENCES}, {"embeddings": "--out"}, ("model", "csv | fasta | bed+genome"),
-                  params=MODEL),
+                  params=MODEL, beside={"ids": ".ids.txt"}),
     "predict": Step("predict", {**MODEL, **SEQUENCES}, {"table": "--out"}, ("model", "csv | fasta | bed+genome"),
                     params=MODEL),
 }

@@ -103,6 +103,13 @@ def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_pa
     assert table["id"] == list(saved["ids"])
     np.testing.assert_allclose(np.array(table["embedding"]), saved["embeddings"], atol=1e-5)
 
+    # An .npy holds the vectors alone (np.load memory-maps it); the ids lie beside it, a line each.
+    npy = tmp_path / "vectors.npy"
+    result = run_cli("embed", "--model", base, *sources["fasta"], "--out", npy, "--pooling", pooling, "-q")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(npy, mmap_mode="r"), saved["embeddings"], atol=1e-5)
+    assert (tmp_path / "vectors.npy.ids.txt").read_text().splitlines() == list(saved["ids"])
+
 
 def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     model, tokenizer = load_model(base, head="encoder"), load_tokenizer(base)
@@ -143,7 +150,9 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--csv", d / "bad.csv"], ["no 'sequence' column"]),
     ("predict", lambda d: ["--csv", d / "header.csv"], ["no sequences"]),
     ("predict", lambda d: ["--csv", d / "letters.csv"], ["non-nucleotide character"]),
-    ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.h5"], [".npz or .parquet"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.h5"], [".npz, .npy or .parquet"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.npy", "--pooling", "tokens"],
+     ["per-token embeddings need .npz or .parquet"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
     ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
     ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
