@@ -491,3 +491,24 @@ def test_scanners_queue_their_batches_without_waiting_for_the_gpu():
         got = pending.result()
         for g, w in zip(got if name == "dense" else [got], want if name == "dense" else [want]):
             np.testing.assert_allclose(g, w, atol=0.03, err_msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU check (bench/gpu.sh runs it)")
+def test_bf16_embeddings_do_not_depend_on_the_batch_they_run_in(tmp_path):
+    # Packed batches give each sequence its own attention blocks; only the matrix products see the
+    # batch's size, which in bf16 may move a vector by its rounding and no more.
+    from dnabert2.embed import Embedder, pooled
+    from dnabert2.settings import EmbedSettings
+
+    torch.manual_seed(0)
+    folder = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "m", load_tokenizer(RELEASED_TOKENIZER))
+    generator = torch.Generator().manual_seed(1)
+    sequences = ["".join("ACGT"[i] for i in torch.randint(4, (n,), generator=generator))
+                 for n in torch.randint(50, 3000, (24,), generator=generator).tolist()]
+    vectors = {}
+    for batch in (None, 700, 100_000):  # alone (one per batch: the longest is ~700 tokens), a few, all at once
+        embedder = Embedder(folder, EmbedSettings(batch_tokens=batch or 1, device="cuda", dtype="bf16"))
+        vectors[batch] = pooled(embedder.states(sequences)[0], "mean")
+    scale = np.abs(vectors[None]).max()
+    for batch in (700, 100_000):
+        assert np.abs(vectors[batch] - vectors[None]).max() <= 0.02 * scale, batch
