@@ -26,6 +26,7 @@ from dnabert2.devices import autocast, resolve_device, resolve_precision  # noqa
 from dnabert2.model import build_model, preset, save_model  # noqa: E402
 from dnabert2.scan import scan  # noqa: E402
 from dnabert2.sequences import Fasta  # noqa: E402
+from dnabert2.tokenizer import encode  # noqa: E402
 
 
 def hf_classifier(config, device, dtype):
@@ -87,7 +88,7 @@ def main():
                       workers=args.workers, batch_tokens=args.batch_tokens, device=device)
     sequences = windows_of(Path(args.genome), args.contigs, args.window, args.stride, args.peer_windows)
     started = time.perf_counter()
-    tokenizer.encode_batch(sequences)
+    encode(tokenizer, sequences, args.window)  # as the scan's workers tokenise
     tokenise = sum(map(len, sequences)) / (time.perf_counter() - started)
     weights = torch.bfloat16 if precision == "bf16" else torch.float32
     peer = peer_rate(hf_classifier(config, device, weights), tokenizer, sequences, args.peer_batch, device, precision)

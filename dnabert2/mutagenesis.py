@@ -23,12 +23,10 @@ from .options import add_settings, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
 from .plots import figure, save_figure
 from .predict import window_rows
-from .scan.dense import load_dense_scanner
-from .scan.model import is_per_base, load_scanner
+from .scan.dense import load_any_scanner, read_tokenizer
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
 from .tasks.dense import fetch_padded
-from .tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,9 @@ class Scorer:
     """The score of a region's sequence (forward strand) and of its variants, for one model."""
 
     def __init__(self, folder: Path, s: MutagenesisSettings):
-        self.dense = is_per_base(folder)
-        self.scanner = (load_dense_scanner if self.dense else load_scanner)(folder, device=s.device, dtype=s.dtype)
-        self.tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+        self.scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)
+        self.dense = self.scanner.dense
+        self.tokenizer = read_tokenizer(self.scanner)
         labels = self.scanner.labels
         self.label = s.label or labels[1]
         if self.label not in labels:

@@ -18,11 +18,11 @@ from .devices import batch_tokens
 from .hub import model_path
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
-from .scan.dense import DenseScanner, load_dense_scanner
-from .scan.model import Scanner, is_per_base, load_scanner
+from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
+from .scan.model import Scanner
 from .sequences import in_blocks, read_sequences
 from .settings import PredictSettings
-from .tokenizer import CLS, SEP, load_tokenizer
+from .tokenizer import CLS, SEP
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,8 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     check_outputs([out], [csv_file, fasta, bed, genome])
     records = read_sequences(csv_file, fasta, bed, genome)
     folder = model_path(model)
-    dense = is_per_base(folder)
-    scanner = (load_dense_scanner if dense else load_scanner)(folder, device=s.device, dtype=s.dtype)
-    # The CNN baseline reads bases only.
-    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+    scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)
+    tokenizer = read_tokenizer(scanner)
     tokens = batch_tokens(s.batch_tokens, scanner.device)
     count = 0
     with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
@@ -87,7 +85,7 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
         table.writerow(header(scanner))
         for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = zip(*block)
-            score = base_rows if dense else window_rows
+            score = base_rows if scanner.dense else window_rows
             rows = score(scanner, tokenizer, list(sequences), tokens)
             table.writerows([name, *row] for name, row in zip(names, rows))
             count += len(block)

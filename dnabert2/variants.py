@@ -29,13 +29,12 @@ from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
-from .scan.dense import DenseScanner, load_dense_scanner
+from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
 from .settings import VariantSettings
 from .tasks.dense import fetch_padded
-from .tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         raise UserError(f"{folder}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
                         "or `cnn`); this is a window classifier")
     scanner = load_dense_scanner(folder, device=s.device, dtype=s.dtype)
-    tokenizer = load_tokenizer(scanner.tokenizer) if scanner.tokenizer else None
+    tokenizer = read_tokenizer(scanner)
     labels = site_labels(scanner.labels)
     names = fields(labels)  # the scorer's fields too
     try:

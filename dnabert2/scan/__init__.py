@@ -22,9 +22,9 @@ from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
 from .calls import top, write_calls
-from .dense import load_dense_scanner
+from .dense import load_any_scanner
 from .gather import gather, relative, scan_line, write_json
-from .model import called_labels, is_per_base, load_scanner
+from .model import called_labels
 from .plan import blocks, chunk, merge_regions, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
 
@@ -111,8 +111,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     if s.top_k is not None and count > 1:
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
     model = model_path(model)
-    load = load_dense_scanner if is_per_base(model) else load_scanner
-    scanner = load(model, window=s.window, device=s.device, dtype=s.dtype, compile=s.compile)
+    scanner = load_any_scanner(model, window=s.window, device=s.device, dtype=s.dtype, compile=s.compile)
     stride = check_calling(scanner, s, mode)
     batch_tokens = default_batch_tokens(s.batch_tokens, scanner.device)
     if scanner.max_tokens > batch_tokens and not scanner.dense:

@@ -18,7 +18,8 @@ from ..errors import UserError
 from ..model import load_model
 from ..sequences import Fasta, reverse_complement
 from ..tasks.dense import fetch_padded
-from .model import scanning_device
+from ..tokenizer import load_tokenizer
+from .model import is_per_base, load_scanner, scanning_device
 from .plan import Block, BlockReader
 
 
@@ -77,6 +78,16 @@ class DenseScanner:
             return [p[self.flank:len(q) - self.flank] for p, q in zip(windows, sequences)]
 
         return Pending(parts, cores)
+
+
+def load_any_scanner(folder, **options):
+    """The scanner of any fine-tuned model folder: per-base (a dense head, the CNN) or a window classifier."""
+    return (load_dense_scanner if is_per_base(Path(folder)) else load_scanner)(folder, **options)
+
+
+def read_tokenizer(scanner):
+    """The tokenizer a scanner's model reads; None for one that reads bases only (the CNN)."""
+    return load_tokenizer(scanner.tokenizer) if scanner.tokenizer else None
 
 
 def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto",

@@ -37,6 +37,10 @@ class Scanner:
 
     dense = False
 
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.json"
+
     def site(self, label: str, start: int, strand: str) -> int:
         plus, minus = self.offsets[label]
         return start + (plus if strand == "+" else minus)
