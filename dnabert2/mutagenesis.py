@@ -58,7 +58,6 @@ class Scorer:
 
     def __init__(self, folder: Path, s: MutagenesisSettings):
         self.scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)
-        self.dense = self.scanner.dense
         self.tokenizer = read_tokenizer(self.scanner)
         labels = self.scanner.labels
         self.label = s.label or labels[1]
@@ -96,17 +95,17 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         raise UserError(f"--region {region} is {end - start} bp; mutagenesis scores 3 variants of each base, so "
                         f"regions of at most {LONGEST} bp")
     scorer = Scorer(model_path(model), s)
-    if s.at is not None and not scorer.dense:
+    if s.at is not None and not scorer.scanner.dense:
         raise UserError("--at is for per-base models; a window classifier scores the region as one window")
     with Fasta(fasta) as genome:
         genome.check_region(contig, start, end)
         sequence = genome.fetch(contig, start, end)
-        flank = scorer.scanner.flank if scorer.dense else 0
+        flank = scorer.scanner.flank if scorer.scanner.dense else 0
         left = fetch_padded(genome, contig, start - flank, start)
         right = fetch_padded(genome, contig, end, end + flank)
     variants = substitutions(sequence)
     mutated = [sequence[:i] + base + sequence[i + 1:] for i, base in variants]
-    if scorer.dense:
+    if scorer.scanner.dense:
         reference = scorer.per_base([left + sequence + right])[0]
         at = int(reference.argmax()) if s.at is None else s.at - 1 - start
         if not 0 <= at < len(sequence):
