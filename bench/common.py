@@ -77,3 +77,20 @@ def scan_parser(doc: str, workers: int):
     parser.add_argument("--workers", type=int, default=workers)
     parser.add_argument("--batch-tokens", type=int)
     return parser
+
+
+SPLICE_LABELS = {"0": "neither", "1": "donor", "2": "acceptor"}
+
+
+def dense_splice_folder(model, tokenizer, folder: Path, core: int, flank: int) -> Path:
+    """`model`, a per-base model of three labels, saved as fine-tuning on `tasks splice --dense` leaves
+    one: weights, tokenizer, and the task.json that gives the scan its cores and flanks."""
+    import json
+
+    from dnabert2.model import save_model
+
+    folder = save_model(model, folder, tokenizer)
+    (folder / "task.json").write_text(json.dumps({"task": "splice", "dense": True, "core_bp": core, "flank_bp": flank,
+                                                  "labels": SPLICE_LABELS}))
+    (folder / "finetune.json").write_text(json.dumps({"head": "dense", "num_labels": 3}))
+    return folder

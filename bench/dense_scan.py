@@ -19,13 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import scan_parser, tokenizer_for  # noqa: E402
+from common import SPLICE_LABELS, dense_splice_folder, scan_parser, tokenizer_for  # noqa: E402
 
 from dnabert2.devices import resolve_device, resolve_precision  # noqa: E402
 from dnabert2.model import build_model, preset, save_model  # noqa: E402
 from dnabert2.scan import scan  # noqa: E402
-
-LABELS = {"0": "neither", "1": "donor", "2": "acceptor"}
 
 
 def main():
@@ -48,15 +46,12 @@ def main():
                "batch_tokens": args.batch_tokens, "device": device}
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(windows, Path(tmp) / "windows", tokenizer)
-        (folder / "task.json").write_text(json.dumps({"task": "splice", "window_bp": args.window, "labels": LABELS}))
+        (folder / "task.json").write_text(json.dumps({"task": "splice", "window_bp": args.window, "labels": SPLICE_LABELS}))
         report = scan(folder, Path(tmp) / "w.bed", stride=args.window // 4, **options)
         rows.append((f"window scan, {args.window} bp windows, stride {args.window // 4}", report))
         for shape in args.dense:
             core, flank = (int(x) for x in shape.split("/"))
-            folder = save_model(dense, Path(tmp) / f"dense{core}", tokenizer)
-            (folder / "task.json").write_text(json.dumps({"task": "splice", "dense": True, "core_bp": core,
-                                                          "flank_bp": flank, "labels": LABELS}))
-            (folder / "finetune.json").write_text(json.dumps({"head": "dense", "num_labels": 3}))
+            folder = dense_splice_folder(dense, tokenizer, Path(tmp) / f"dense{core}", core, flank)
             rows.append((f"dense scan, {core} bp cores, {flank} bp flanks", scan(folder, Path(tmp) / "d.bed", **options)))
     baseline = rows[0][1]["bp_per_second"]
     print("| scan | windows | genome bp | tokens/s | genome bp/s | × window scan |\n|---|---:|---:|---:|---:|---:|")

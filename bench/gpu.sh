@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark in one call of at most 8 minutes, for a machine with torch, triton,
+# Every GPU check and benchmark in one call of at most 9 minutes, for a machine with torch, triton,
 # transformers, peft, tokenizers and pandas preinstalled:
 #   1. the kernel and model tests on the device: bf16 and fp16 against float64, forward and gradients,
-#      block-edge lengths, every tuning configuration, 4 × 8192 tokens (tests/test_attention.py,
-#      tests/test_model.py);
-#   2. bench/attention.py (beside SDPA ± bias, FlexAttention and flash-attn where installed),
-#      bench/model.py, bench/pretrain.py and bench/scan.py with short settings;
-# each step time-boxed, then one table of the steps and every benchmark's rows.
+#      block-edge lengths, every tuning configuration, 4 × 8192 tokens, bf16 embeddings whatever the
+#      batch, scanners that never wait for the GPU (tests/test_attention.py, tests/test_model.py);
+#   2. bench/attention.py (beside SDPA ± bias, FlexAttention and flash-attn where installed);
+#   3. the figures the open issues ask for, base preset in bf16: genome bp/s of a per-base scan against
+#      a window scan (bench/dense_scan.py; the human genome in 15 minutes is 3.5 Mbp/s) and variants/s
+#      (bench/variants.py; the goal, ten times SpliceAI's 25,000 an hour on a GPU, is 69/s);
+#   4. bench/model.py, bench/pretrain.py and bench/scan.py with short settings;
+# in that order, so that a call cut short keeps the most wanted logs; each step time-boxed, then one
+# table of the steps and every benchmark's rows.
 #
 #   bash bench/gpu.sh [OUT]     # logs and the table under OUT (default $OUT, else /tmp/dnabert2-gpu)
 #
@@ -41,11 +45,14 @@ step() {
   printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - start))" >> "$out/steps.tsv"
 }
 
-step tests 150 python -m pytest -q -x -p no:cacheprovider tests/test_attention.py tests/test_model.py
-step attention 100 python bench/attention.py --check --dtype bf16
-step model 60 python bench/model.py --shapes 256x128,64x512
-step pretrain 60 python bench/pretrain.py --batch 128
-step scan 80 python bench/scan.py --contigs I II --workers 8
+step tests 130 python -m pytest -q -x -p no:cacheprovider tests/test_attention.py tests/test_model.py
+step attention 90 python bench/attention.py --check --dtype bf16
+step dense 80 python bench/dense_scan.py --workers 8 --dense 3000/150 2000/100
+step variants 90 python bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
+  --contig IV --preset base --device cuda --random-snvs 5000 --out /tmp/dnabert2-variants  # a 0.5 GB model: not under OUT
+step model 50 python bench/model.py --shapes 256x128,64x512
+step pretrain 50 python bench/pretrain.py --batch 128
+step scan 60 python bench/scan.py --contigs I II --workers 8
 
 {
   echo "# GPU check, $(date -u +%Y-%m-%d), $(head -1 "$out/device.txt")"
@@ -56,7 +63,7 @@ step scan 80 python bench/scan.py --contigs I II --workers 8
   while IFS=$'\t' read -r name rc seconds; do echo "| $name | $rc | $seconds |"; done < "$out/steps.tsv"
   echo
   tail -n 3 "$out/tests.log"
-  for name in attention model pretrain scan; do
+  for name in attention dense variants model pretrain scan; do
     echo
     echo "## $name"
     grep -E '^(device:|check |\|)' "$out/$name.log" || tail -n 5 "$out/$name.log"

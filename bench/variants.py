@@ -9,6 +9,12 @@ scored to time the command.
     python bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz --contig IV \\
         --model cnn=/tmp/bench/splice/cnn --model dense=/tmp/bench/splice/pretrained --out /tmp/bench/variants
 
+On a GPU, the speed of a base-preset model (random weights: the speed does not depend on them, and
+their losses mean nothing, so only the speed table is printed):
+
+    python bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz --contig IV \
+        --preset base --device cuda --random-snvs 20000 --out /tmp/bench/variants
+
 Prints Markdown tables; record them in BENCHMARKS.md with the machine and date.
 """
 
@@ -23,7 +29,10 @@ import numpy as np
 import pysam
 from sklearn.metrics import roc_auc_score
 
-from dnabert2.sequences import Fasta, read_annotation, reverse_complement
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import dense_splice_folder, tokenizer_for  # noqa: E402
+
+from dnabert2.sequences import Fasta, read_annotation, reverse_complement  # noqa: E402
 
 OTHER = "ACGT"
 LOSS = {"donor": "DS_DL", "acceptor": "DS_AL"}
@@ -84,12 +93,26 @@ def losses(vcf: Path, kinds: dict[str, str]) -> dict[str, list[float]]:
     return found
 
 
+def random_model(name: str, genome: Path, folder: Path, core: int = 2000, flank: int = 100) -> Path:
+    """A per-base splice model of preset `name` with random weights, with the bundled workflow's cores
+    and flanks, and a vocabulary learned on the genome."""
+    import torch
+
+    from dnabert2.model import build_model, preset
+
+    torch.manual_seed(0)
+    model = build_model(preset(name, num_labels=3), "dense")
+    return dense_splice_folder(model, tokenizer_for(genome, None), folder, core, flank)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genome", required=True, type=Path)
     parser.add_argument("--annotation", required=True, type=Path)
     parser.add_argument("--contig", required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER of a per-base splice model")
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--model", action="append", help="NAME=FOLDER of a per-base splice model")
+    models.add_argument("--preset", help="time a per-base model of this preset with random weights instead")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--random-snvs", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
@@ -98,9 +121,17 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     sites_vcf, spread_vcf, kinds = build_vcfs(args.genome, args.annotation, args.contig, args.out, args.random_snvs,
                                               args.seed)
+    models = [item.split("=", 1) for item in args.model or []]
+    if args.preset:
+        models = [(args.preset, random_model(args.preset, args.genome, args.out / args.preset))]
     table, speed = [], []
-    for name, folder in (item.split("=", 1) for item in args.model):
+    for name, folder in models:
         seconds = score(Path(folder), sites_vcf, args.genome, args.out / f"{name}.sites.vcf.gz", args.device)
+        spread_seconds = score(Path(folder), spread_vcf, args.genome, args.out / f"{name}.random.vcf.gz", args.device)
+        speed.append(f"| {name} | {len(kinds)} | {seconds:.1f} | {len(kinds) / seconds:.1f} | {args.random_snvs} | "
+                     f"{spread_seconds:.1f} | {args.random_snvs / spread_seconds:.1f} |")
+        if args.preset:
+            continue  # random weights: their losses mean nothing
         found = losses(args.out / f"{name}.sites.vcf.gz", kinds)
         labels = [1] * len(found["disrupting"]) + [0] * len(found["control"])
         auroc = roc_auc_score(labels, found["disrupting"] + found["control"])
@@ -108,17 +139,14 @@ def main():
             q1, median, q3 = np.percentile(values, [25, 50, 75])
             table.append(f"| {name} | {group} | {len(values)} | {np.mean(values):.3f} | {median:.3f} | "
                          f"{q1:.3f}–{q3:.3f} | {np.mean(np.array(values) >= 0.5):.2f} | {auroc:.3f} |")
-        spread_seconds = score(Path(folder), spread_vcf, args.genome, args.out / f"{name}.random.vcf.gz", args.device)
-        speed.append(f"| {name} | {len(kinds)} | {seconds:.1f} | {len(kinds) / seconds:.1f} | {args.random_snvs} | "
-                     f"{spread_seconds:.1f} | {args.random_snvs / spread_seconds:.1f} |")
-    print("| model | SNVs | n | mean loss | median | IQR | share ≥ 0.5 | AUROC disrupting vs control |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(table))
-    print()
+    if table:
+        print("| model | SNVs | n | mean loss | median | IQR | share ≥ 0.5 | AUROC disrupting vs control |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(table))
+        print()
     print("| model | site SNVs | s | variants/s | random SNVs | s | variants/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(speed))
-
 
 if __name__ == "__main__":
     main()
