@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import autocast, batch_tokens, inference_device, inference_weights, upload
+from .devices import Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, upload
 from .errors import UserError
 from .hub import model_path
 from .model import load_model
@@ -61,6 +61,17 @@ class Embedder:
         starts = list(range(0, len(content) - width, width - self.overlap)) + [len(content) - width]
         return [(index, start, [CLS, *content[start:start + width], SEP]) for start in starts]
 
+    def batches(self, pieces):
+        """Runs of consecutive pieces of at most self.tokens tokens (a longer piece alone)."""
+        first = 0
+        while first < len(pieces):
+            last, used = first + 1, len(pieces[first][2])
+            while last < len(pieces) and used + len(pieces[last][2]) <= self.tokens:
+                used += len(pieces[last][2])
+                last += 1
+            yield pieces[first:last]
+            first = last
+
     @torch.inference_mode()
     def states(self, sequences: list[str]) -> tuple[list[torch.Tensor], list[list[str]]]:
         """Each sequence's token states (tokens + 2, hidden) in fp32 on the CPU, and its tokens."""
@@ -69,26 +80,25 @@ class Embedder:
         hidden = self.encoder.config.hidden_size
         sums = [torch.zeros(len(e.ids) + 2, hidden) for e in encoded]
         counts = [torch.zeros(len(e.ids) + 2, 1) for e in encoded]
-        first = 0
-        while first < len(pieces):
-            last, used = first + 1, len(pieces[first][2])
-            while last < len(pieces) and used + len(pieces[last][2]) <= self.tokens:
-                used += len(pieces[last][2])
-                last += 1
-            batch = pieces[first:last]
+
+        def launch(batch):
             ids = upload(np.fromiter((t for _, _, piece in batch for t in piece), dtype=np.int64), self.device)
-            lengths = torch.tensor([len(piece) for _, _, piece in batch])
-            cu = torch.cat([torch.zeros(1, dtype=torch.int32), lengths.cumsum(0).int()])
+            lengths = [len(piece) for _, _, piece in batch]
+            cu = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32)
             with self.autocast:
-                out = self.encoder.forward_packed(ids, cu, int(lengths.max())).float().cpu()
-            for (index, start, piece), states in zip(batch, out.split(lengths.tolist())):
+                out = self.encoder.forward_packed(ids, cu, max(lengths)).float()
+            return Pending([out], lambda arrays: torch.from_numpy(arrays[0]).split(lengths))
+
+        def take(batch, pending):
+            for (index, start, piece), states in zip(batch, pending.result()):
                 # A chunk's token i is the sequence's token start + i ([CLS] at 0); every chunk's [CLS]
                 # and [SEP] go to the sequence's own.
                 rows = torch.arange(start, start + len(piece))
                 rows[0], rows[-1] = 0, len(sums[index]) - 1
                 sums[index].index_add_(0, rows, states)
                 counts[index].index_add_(0, rows, torch.ones(len(piece), 1))
-            first = last
+
+        overlapped(self.batches(pieces), launch, take)
         names = [["[CLS]", *e.tokens, "[SEP]"] for e in encoded]
         return [total / count for total, count in zip(sums, counts)], names
 
