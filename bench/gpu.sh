@@ -12,27 +12,44 @@
 # in that order, so that a call cut short keeps the most wanted logs; each step time-boxed, then one
 # table of the steps and every benchmark's rows.
 #
-#   bash bench/gpu.sh [OUT]     # logs and the table under OUT (default $OUT, else /tmp/dnabert2-gpu)
+#   bash bench/gpu.sh --prepare   # here, once: fill bench/carry (git-ignored) with what the device lacks
+#   bash bench/gpu.sh [OUT]       # there, with bench/carry carried: logs and the table under OUT
+#                                 # (default $OUT, else /tmp/dnabert2-gpu)
 #
-# The machine reaches no package index: what it lacks (pysam, Biopython, pyBigWig, scipy, …) comes as
-# wheels in bench/wheels (git-ignored), fetched here beforehand for the device's Python version:
-#   pip download --only-binary :all: --python-version 3.11 --dest bench/wheels \
-#       pysam biopython pyBigWig scipy scikit-learn safetensors
-# and carried with the working tree. Record every figure in BENCHMARKS.md with the device and date.
+# The device machine (Python 3.12, torch, triton, transformers, peft, pandas, scikit-learn …) reaches
+# no package index and has no ../shared: --prepare fetches wheels of the packages it lacks (pysam,
+# Biopython, pyBigWig) and copies the shared data the tests read. Record every figure in BENCHMARKS.md
+# with the device and date.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+carry=bench/carry
+
+if [ "${1:-}" = --prepare ]; then
+  set -e
+  rm -rf "$carry"
+  mkdir -p "$carry/wheels" "$carry/shared"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$carry/wheels" pysam biopython pyBigWig
+  cp -r ../shared/data ../shared/official_117m_state_dict_layout.json "$carry/shared/"  # ~10 MB
+  du -sh "$carry"
+  exit 0
+fi
+
 out=${1:-${OUT:-/tmp/dnabert2-gpu}}
 mkdir -p "$out"
 : > "$out/steps.tsv"
-
-if [ -d bench/wheels ]; then
-  pip install --quiet --no-index --find-links bench/wheels bench/wheels/*.whl > "$out/install.log" 2>&1 ||
+if [ -d "$carry/wheels" ]; then
+  python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$carry"/wheels/*.whl > "$out/install.log" 2>&1 ||
     echo "gpu.sh: some carried wheels did not install (see $out/install.log)" >&2
+  export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ -d ../shared/data ] || export DNABERT2_SHARED="$PWD/$carry/shared"
 unset TRITON_INTERPRET
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/device.txt" 2>&1
-python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
+python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
   >> "$out/device.txt" 2>&1
 
 # step NAME SECONDS COMMAND...: run it time-boxed, its output in OUT/NAME.log, a row in steps.tsv.
@@ -45,14 +62,14 @@ step() {
   printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - start))" >> "$out/steps.tsv"
 }
 
-step tests 130 python -m pytest -q -x -p no:cacheprovider tests/test_attention.py tests/test_model.py
-step attention 90 python bench/attention.py --check --dtype bf16
-step dense 80 python bench/dense_scan.py --workers 8 --dense 3000/150 2000/100
-step variants 90 python bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
+step tests 130 python3 -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_model.py
+step attention 90 python3 bench/attention.py --check --dtype bf16
+step dense 80 python3 bench/dense_scan.py --workers 8 --dense 3000/150 2000/100
+step variants 90 python3 bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
   --contig IV --preset base --device cuda --random-snvs 5000 --out /tmp/dnabert2-variants  # a 0.5 GB model: not under OUT
-step model 50 python bench/model.py --shapes 256x128,64x512
-step pretrain 50 python bench/pretrain.py --batch 128
-step scan 60 python bench/scan.py --contigs I II --workers 8
+step model 50 python3 bench/model.py --shapes 256x128,64x512
+step pretrain 50 python3 bench/pretrain.py --batch 128
+step scan 60 python3 bench/scan.py --contigs I II --workers 8
 
 {
   echo "# GPU check, $(date -u +%Y-%m-%d), $(head -1 "$out/device.txt")"

@@ -13,7 +13,10 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# ../shared beside the clone, or where DNABERT2_SHARED says (the GPU machine has no ../shared:
+# bench/gpu.sh carries the few files its tests read).
+SHARED = Path(os.environ.get("DNABERT2_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
 GENOMES = DATA / "genomes"
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 

@@ -19,13 +19,13 @@ import pysam
 import pytest
 from Bio import SeqIO
 
+from conftest import GENOMES
 from dnabert2 import download as dl
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import compression
 from http_server import FileServer, write_file
 
 REPO = Path(__file__).resolve().parents[1]
-GENOMES = REPO.parent / "shared" / "data" / "genomes"
 LAMBDA_GZ = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
 PHIX_GBK = GENOMES / "phiX174_NC_001422.gbk.gz"
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import DATA, ROOT
+from conftest import DATA, SHARED
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.devices import autocast, data_workers, inference_weights, overlapped, resolve_device
 from dnabert2.errors import UserError
@@ -19,7 +19,7 @@ from dnabert2.model import ModelConfig, build_model, check_tokenizer, preset, sa
 from dnabert2.vocab import train_tokenizer
 from reference import released_forward
 
-LAYOUT = json.loads((ROOT.parent / "shared" / "official_117m_state_dict_layout.json").read_text())
+LAYOUT = json.loads((SHARED / "official_117m_state_dict_layout.json").read_text())
 RELEASED_TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -400,19 +400,22 @@ import torch
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.attention import alibi_attention, alibi_slopes
 
-model, tokenizer = load_model(sys.argv[1]).eval(), load_tokenizer(sys.argv[1])
-ids = torch.tensor([[1, *tokenizer.encode("ACGTTGCAAGGCTTAGCATTGACC", add_special_tokens=False).ids, 2]])
+device = sys.argv[2]
+model, tokenizer = load_model(sys.argv[1], device=device).eval(), load_tokenizer(sys.argv[1])
+ids = torch.tensor([[1, *tokenizer.encode("ACGTTGCAAGGCTTAGCATTGACC", add_special_tokens=False).ids, 2]], device=device)
 print(tuple(model(ids).logits.shape))
-q = torch.randn(70, 2, 32)
-print(tuple(alibi_attention(q, q, q, torch.tensor([0, 70]), 70, alibi_slopes(2), backend="triton").shape))
+q = torch.randn(70, 2, 32, device=device)
+print(tuple(alibi_attention(q, q, q, torch.tensor([0, 70], device=device), 70, alibi_slopes(2), backend="triton").shape))
 """
 
 
 def test_the_model_and_kernels_need_only_torch_triton_tokenizers_and_safetensors(tmp_path):
     # Sequence I/O (pysam, Biopython) and the training, scanning and report stacks are hidden.
     folder = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny", load_tokenizer(RELEASED_TOKENIZER))
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    result = subprocess.run([sys.executable, "-c", ONLY_THE_MODELS_DEPENDENCIES, folder], capture_output=True,
+    # The kernel runs natively on a GPU, else in Triton's interpreter.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = {**os.environ} if device == "cuda" else {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run([sys.executable, "-c", ONLY_THE_MODELS_DEPENDENCIES, folder, device], capture_output=True,
                             text=True, env=env)
     assert result.returncode == 0, result.stderr
     logits, attention = result.stdout.strip().splitlines()[-2:]
