@@ -319,12 +319,29 @@ def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
                      "--bedgraph", tmp_path / "bg")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "c.json").read_text())
-    assert summary["mode"] == "covered" and summary["dense"] and summary["regions"]
-    # Every base of the covered stretches scored once per strand, and only those: less than the contig.
-    contig = sum(end - start for _, start, end in summary["regions"])
-    assert 0 < summary["bases"] < contig
+    assert summary["mode"] == "covered" and summary["dense"]
+    # The summary's regions are the covered stretches, unwidened (a dense scan reads its flanks beyond
+    # them): every base of them scored once per strand, and only those, less than the contig.
+    regions = summary["regions"]
+    assert len(regions) > 1 and all(contig == "SIRV5" for contig, _, _ in regions)
+    assert 0 < summary["bases"] == sum(end - start for _, start, end in regions) < summary["contig_lengths"]["SIRV5"]
+    with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as bam:
+        for _, start, end in regions:  # 20 reads or more at both ends of a stretch
+            depth = np.array(bam.count_coverage("SIRV5", start, end, quality_threshold=0)).sum(0)
+            assert depth[0] >= 20 and depth[-1] >= 20, (start, end)
     track = [line.split("\t") for line in (tmp_path / "bg" / "donor.plus.bedgraph").read_text().splitlines()[1:]]
     assert sum(int(e) - int(s) for _, s, e, _ in track) == summary["bases"]
+    calls = [line.split("\t") for line in (tmp_path / "c.bed").read_text().splitlines()]
+    assert calls and all(any(s <= int(c[1]) < e for _, s, e in regions) for c in calls)
+    # scan-eval counts the annotated sites of the scanned stretches only, not of the whole contig.
+    gtf = SIRV / "SIRV_C_150601a.gtf.gz"
+    result = run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--summary", tmp_path / "c.json", "--annotation", gtf,
+                     "--out", tmp_path / "eval.json")
+    assert result.returncode == 0, result.stderr
+    inside = {(site.kind, site.strand, site.position) for site in read_annotation(gtf).splice_sites()
+              if site.contig == "SIRV5" and any(s <= site.position < e for _, s, e in regions)}
+    counted = json.loads((tmp_path / "eval.json").read_text())["labels"]
+    assert sum(counted[label]["sites"] for label in ("donor", "acceptor")) == len(inside) > 0
 
 
 def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_false_alarms():

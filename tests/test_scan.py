@@ -329,6 +329,10 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     with Fasta(SIRV_FASTA) as genome:
         total = sum(genome.lengths.values())
     assert summary["bases"] < total / 2
+    # The summary names the stretches scanned (covered, widened by half a window): every call lies in one.
+    regions = summary["regions"]
+    assert sum(end - start for _, start, end in regions) < total / 2
+    assert all(any(c == contig and s <= start < e for c, s, e in regions) for contig, start, *_ in rows)
 
 
 def test_ex1_reads_and_coverage(short_model, tmp_path):

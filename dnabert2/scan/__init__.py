@@ -129,7 +129,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         lengths = _lengths(genome, bam)
         source = str(bam if mode == "reads" else fasta or reference)
         requested = requested_regions(lengths, source, s.regions, s.contigs)
-        calls, tally = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph, options)
+        calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
+                                     options)
         if junctions:
             write_junctions(junctions, bam, genome, min_mapq=s.min_mapq)
     order = {c: i for i, c in enumerate(lengths)}
@@ -139,7 +140,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
               "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
               "dense": scanner.dense, "calls_by": "merging windows" if s.merge else "peaks",
               "min_distance": None if s.merge else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
-              "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in requested],
+              "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in scanned],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
               "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
@@ -179,7 +180,8 @@ def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
 
 
 def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride, chunk_of, graph, options):
-    """The calls and tally of this chunk of the scan, in the way its mode scans."""
+    """The calls and tally of this chunk of the scan, in the way its mode scans, and the regions it
+    scanned (where calls can be, which scan-eval counts sites in)."""
     from .bam import covered_regions, scan_reads, split_regions
     from .dense import dense_reader, dense_scores
     from .genome import BlockWindows, Calling, scan_blocks, window_scores
@@ -187,12 +189,17 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     distances = options.pop("distances")
     strands = {"both": "+-"}.get(s.strands, s.strands)
     if mode == "reads":
-        return scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
-                          strands=strands, distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads, **options)
+        calls, tally = scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
+                                  strands=strands, distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads,
+                                  **options)
+        return calls, tally, requested
     wanted = requested
     if mode == "covered":
+        # A window scan widens each covered stretch by half a window, so that a site at its edge gets a
+        # window centred on it; a dense scan reads its flanks from beyond the stretch anyway.
+        pad = 0 if scanner.dense else scanner.window // 2
         with open_alignments(bam, genome) as alignments:
-            wanted = covered_regions(alignments, requested, s.min_depth, scanner.window // 2, lengths, s.min_mapq)
+            wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
     size = scanner.core if scanner.dense else scanner.window
     every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
@@ -208,7 +215,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
         scores = window_scores
     calling = Calling(scanner, options.pop("threshold"), distances, s.merge)
     tally = scan_blocks(scanner, dataset, scores, planned, tracks=graph, lengths=lengths, calling=calling, **options)
-    return calling.finish(), tally
+    return calling.finish(), tally, wanted
 
 
 def add_arguments(parser) -> None:
@@ -221,7 +228,8 @@ def add_arguments(parser) -> None:
         "into regions instead. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, probability x "
         "1000, strand, supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences "
         "and place hits on the reference through the alignments, one call per site with its read support; or with "
-        "--covered N scan the reference (--reference) where N or more reads cover it. --chunk i/n scans the i-th of n "
+        "--covered N scan the reference (--reference) where N or more reads cover it (window scans widen each "
+        "stretch by half a window). --chunk i/n scans the i-th of n "
         "balanced parts; `dnabert2 scan-gather` joins them into what one scan gives.")
     parser.add_argument("--model", required=True, type=Path, help="fine-tuned model folder (`dnabert2 finetune`, `dnabert2 cnn`),"
                         " or a Hugging Face Hub id (owner/name[@revision])")

@@ -43,7 +43,7 @@ def split_regions(regions, i: int, n: int) -> list[tuple[str, int, int]]:
 
 def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, int], min_mapq: int = 0):
     """Stretches of `ranges` where at least min_depth primary alignments cover the reference (introns
-    not counted), widened by `pad` on each side so sites at their edges get centred windows."""
+    not counted), widened by `pad` on each side."""
     found = []
     for contig, begin, end in ranges:
         for lo in range(begin, end, COVERAGE_STEP):
