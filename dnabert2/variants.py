@@ -16,6 +16,7 @@ import contextlib
 import csv
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
+from .sequences.fasta import compression
 from .settings import VariantSettings
 from .tasks.dense import fetch_padded
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 BLOCK = 2048  # records read, scored and written at a time
 LONGEST = 50  # REF length (bp) the shared cores leave room for
 UNSCORED = "DNABERT2_UNSCORED"
+INFO_KEY = re.compile(r"[A-Za-z_][0-9A-Za-z_.]*")  # VCF 4.3's INFO keys (1000G aside)
 BASES = set("ACGTN")
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
 SPLICEAI = {"acceptor": "A", "donor": "D"}
@@ -170,6 +173,12 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     if not out.name.endswith(".vcf.gz"):
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz name")
     check_outputs([out, tsv], [vcf, fasta])
+    if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, "END"):
+        raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
+                        f"with a digit (not {UNSCORED} or END)")
+    if compression(vcf) == "gzip":
+        raise UserError(f"{vcf}: compressed with gzip, which htslib cannot index; compress it with bgzip instead "
+                        "(zcat it | bgzip)")
     folder = model_path(model)
     if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
         raise UserError(f"{folder}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
@@ -181,10 +190,15 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     try:
         reader = pysam.VariantFile(str(vcf))
         with Fasta(fasta) as genome:
-            first_pass(reader.header, vcf, genome.lengths, s.info_key)
+            first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
     header = reader.header.copy()
+    # pysam writes INFO/END on every record with a symbolic allele (<DEL>, <*>), END or not in the
+    # input: undeclared, bcftools would refuse the output.
+    if "END" not in header.info:
+        header.add_meta("INFO", items=[("ID", "END"), ("Number", "1"), ("Type", "Integer"),
+                                       ("Description", "End position of the variant described in this record")])
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
         "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
         f"Format: ALLELE|{'|'.join(names)}")])
@@ -212,9 +226,10 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     return counts
 
 
-def first_pass(header, vcf, lengths: dict[str, int], key: str) -> None:
+def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     """Before any record is scored: refuse an input the output could not index (records not sorted by
-    contig and position) or one this command annotated already under `key`; and add to the input's
+    contig and position), one this command annotated already under `key`, or one of another reference
+    (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written."""
     if key in header.info:
@@ -228,6 +243,10 @@ def first_pass(header, vcf, lengths: dict[str, int], key: str) -> None:
             if record.contig == last and record.start < seen[last]:
                 raise UserError(f"{vcf}: not sorted by position at {record.contig}:{record.pos} (sort it: bcftools sort)")
             seen[record.contig], last = record.start, record.contig
+    if seen and not set(seen) & set(lengths):
+        named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")
+        raise UserError(f"{vcf}: none of its contigs ({named}) is in {fasta}: is it the reference the VCF was called "
+                        "against?")
     for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))

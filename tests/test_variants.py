@@ -4,6 +4,7 @@ scored, every record kept in order; REF mismatches flagged and counted; contig n
 the output is bgzip VCF with a tabix index that bcftools reads; bad input gets one line."""
 
 import csv
+import gzip
 import random
 import shutil
 import subprocess
@@ -168,6 +169,13 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
      ["already has an INFO/DNABERT2 field"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf"], [".vcf.gz"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "notvcf.txt"], ["notvcf.txt"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "plain.vcf.gz"],
+     ["plain.vcf.gz", "gzip", "bgzip"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "ucsc.vcf"],
+     ["none of its contigs (chrIV)", "reference"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "my score"], ["--info-key"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "DNABERT2_UNSCORED"],
+     ["--info-key"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
@@ -176,6 +184,8 @@ def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tm
     write_vcf(tmp_path / "apart.vcf", [("IV", 100, "a", "A", "C"), ("V", 100, "b", "A", "C"),
                                        ("IV", 500, "c", "A", "C")], {})
     shutil.copy(scored[0], tmp_path / "annotated.vcf.gz")
+    (tmp_path / "plain.vcf.gz").write_bytes(gzip.compress(variants[0].read_bytes()))
+    write_vcf(tmp_path / "ucsc.vcf", [("chrIV", 100, "a", "A", "C"), ("chrIV", 500, "b", "A", "C")], {})
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
@@ -230,6 +240,25 @@ def test_symbolic_and_gvcf_records_are_kept_unscored_not_called_mismatches(cnn, 
     with pysam.VariantFile(str(tmp_path / "o.vcf.gz")) as vcf:
         (record,) = vcf
     assert "DNABERT2_UNSCORED" not in record.info and record.info["DNABERT2"] == ("<NON_REF>|.|.|.|.|.|.|.|.",)
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+def test_symbolic_alleles_without_end_give_a_vcf_bcftools_reads(cnn, ce1pct, tmp_path):
+    """pysam writes INFO/END on records with symbolic alleles; the output header declares it."""
+    with Fasta(ce1pct) as genome:
+        records = [("IV", 99, "del", genome.fetch("IV", 99, 100), "<DEL>"),
+                   ("IV", 199, "multi", genome.fetch("IV", 199, 200), "<INS>,A,C")]
+    vcf = write_vcf(tmp_path / "symbolic.vcf", records, {"IV": 174938})
+    out = tmp_path / "o.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    split = subprocess.run(["bcftools", "norm", "-m-", str(out)], capture_output=True, text=True)
+    assert split.returncode == 0, split.stderr
+    body = [line.split("\t") for line in split.stdout.splitlines() if not line.startswith("#")]
+    assert [(r[2], r[4]) for r in body] == [("del", "<DEL>"), ("multi", "<INS>"), ("multi", "A"), ("multi", "C")]
+    binary = subprocess.run(["bcftools", "view", "-Ob", "-o", str(tmp_path / "o.bcf"), str(out)], capture_output=True,
+                            text=True)
+    assert binary.returncode == 0, binary.stderr
 
 
 def test_mutagenesis_refuses_what_it_cannot_do_well(cnn, ce1pct, tmp_path):
