@@ -3,6 +3,7 @@ the Python API gives, in input order, whatever the batching; long sequences whol
 .npz and Parquet outputs; and bad input refused before any output is written."""
 
 import csv
+import gzip
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -45,8 +46,10 @@ def write_inputs(folder, regions):
     (folder / "in.fa").write_text("".join(f">{name}\n{sequence}\n" for name, *_, sequence in regions))
     (folder / "in.bed").write_text("".join(f"{c}\t{s}\t{e}\t{name}\t0\t{strand}\n"
                                            for name, c, s, e, strand, _ in regions))
+    (folder / "in.bed.gz").write_bytes(gzip.compress((folder / "in.bed").read_bytes()))
     return {"csv": ["--csv", folder / "in.csv"], "fasta": ["--fasta", folder / "in.fa"],
-            "bed": ["--bed", folder / "in.bed", "--genome", GENOMES / "ce1pct.fa.gz"]}
+            "bed": ["--bed", folder / "in.bed", "--genome", GENOMES / "ce1pct.fa.gz"],
+            "bed.gz": ["--bed", folder / "in.bed.gz", "--genome", GENOMES / "ce1pct.fa.gz"]}
 
 
 def read_tsv(path):
@@ -156,6 +159,8 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
     ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
     ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
+    ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
+    ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)
@@ -164,6 +169,8 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     (tmp_path / "letters.csv").write_text("sequence,label\nACGTQQ,0\n")
     (tmp_path / "outside.bed").write_text("II\t0\t100\nII\t999999999\t1000000100\n")
     (tmp_path / "empty.bed").write_text("II\t0\t100\nII\t5\t5\n")
+    (tmp_path / "binary.bed").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "latin1.csv").write_bytes("id,sequence\nsé,ACGT\n".encode("latin-1"))
     options = make(tmp_path)
     out = [] if "--out" in options else ["--out", tmp_path / ("out.tsv" if command == "predict" else "out.npz")]
     result = run_cli(command, "--model", classifier, *options, *out)

@@ -1,6 +1,7 @@
 """Genome sequences: streaming FASTA/GenBank reading with validation, bgzip conversion with indices,
 and random access by region."""
 
+import contextlib
 import gzip
 import logging
 import os
@@ -64,6 +65,17 @@ def open_text(path):
 
 def corrupt(path, error) -> UserError:
     return UserError(f"{path}: truncated or corrupt compressed file ({error})")
+
+
+@contextlib.contextmanager
+def reading_text(path, kind: str):
+    """What a binary, truncated or corrupt file raises while it is read as text, as one UserError."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a {kind} file (binary content, or text that is not UTF-8)") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise corrupt(path, error) from None
 
 
 def sniff_format(path) -> str:

@@ -9,14 +9,15 @@ from pathlib import Path
 from Bio.Seq import reverse_complement
 
 from ..errors import UserError
-from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records
+from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records, reading_text
 
 SOURCES = ("csv", "fasta", "bed")
 
 
 def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
-    """(contig, start, end, name or None, strand) of each line of a BED file; strand "." when not given."""
-    with open(path) as handle:
+    """(contig, start, end, name or None, strand) of each line of a BED file (plain, gzip or bgzip);
+    strand "." when not given."""
+    with open_text(path) as handle, reading_text(path, "BED"):
         for number, line in enumerate(handle, 1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
@@ -93,7 +94,7 @@ def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
 
 
 def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
-    with open_text(path) as handle:
+    with open_text(path) as handle, reading_text(path, "CSV"):
         rows = csv.DictReader(handle)
         if not rows.fieldnames or "sequence" not in rows.fieldnames:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
