@@ -282,6 +282,21 @@ def test_duplicate_names_are_refused_when_validating(tmp_path):
         Fasta(path, validate=True)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_duplicate_names_are_refused_when_indexing(tmp_path, compressed):
+    """faidx would index the first 'a' and drop the second: every later scan would miss it."""
+    text = ">a\nACGTACGT\nACGT\n>b\nTTTT\n>a\nGGGG\n"
+    path = tmp_path / ("dup.fa.gz" if compressed else "dup.fa")
+    if compressed:
+        with pysam.BGZFile(str(path), "wb") as handle:
+            handle.write(text.encode())
+    else:
+        path.write_text(text)
+    with pytest.raises(UserError, match="'a' appears more than once"):
+        Fasta(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no index left to trust next time
+
+
 def test_gff_with_start_after_end_is_refused(tmp_path):
     path = tmp_path / "bad.gff3"
     path.write_text("chr1\tsrc\texon\t10\t5\t.\t+\t.\tParent=t1\n")

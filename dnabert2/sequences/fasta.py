@@ -117,6 +117,16 @@ def check_name(path, name: str, seen: set[str]) -> None:
     seen.add(name)
 
 
+def _count_headers(path) -> int:
+    """The '>' lines of a FASTA (plain or compressed), read in large chunks."""
+    count, last = 0, b"\n"
+    with (gzip.open(path, "rb") if compression(path) else open(path, "rb")) as handle:
+        while chunk := handle.read(_CHUNK):
+            count += (last + chunk).count(b"\n>")
+            last = chunk[-1:]
+    return count
+
+
 def read_records(path) -> Iterator[tuple[str, str]]:
     """(name, sequence) for each record of a FASTA (plain, gzip, bgzip) or GenBank file, as written
     (case kept); validates that the file has sequence and only IUPAC nucleotides."""
@@ -293,6 +303,12 @@ class Fasta:
                 pysam.faidx(str(self.path), "--fai-idx", str(fai), *(["--gzi-idx", str(gzi)] if bgzf else []))
             except pysam.SamtoolsError:
                 return None  # faidx needs equal line lengths within a record
+            # faidx indexes the first of two records with one name and drops the other with a warning.
+            if _count_headers(self.path) != len(fai.read_text().splitlines()):
+                fai.unlink()
+                gzi.unlink(missing_ok=True)
+                for _ in read_records(self.path):  # names the duplicate
+                    pass
         try:
             return pysam.FastaFile(str(self.path), filepath_index=str(fai), filepath_index_compressed=str(gzi) if bgzf else None)
         except (OSError, ValueError) as error:
