@@ -423,6 +423,22 @@ def test_scan_eval_refuses_an_annotation_of_another_genome(splice_model, ce1pct,
     assert result.returncode == 0, result.stderr
 
 
+def test_scan_eval_refuses_calls_of_another_scan_than_its_summary(splice_model, ce1pct, tmp_path):
+    """The summary's tracks score one scan; calls of another would mix two models' answers in one report."""
+    calls = tmp_path / "calls.bed"
+    rows, _ = scan(splice_model, calls, "--fasta", ce1pct, "--contigs", "V", "--stride", 600, "--threshold", 0.5)
+    assert len(rows) > 1
+    lines = calls.read_text().splitlines(keepends=True)
+    (tmp_path / "copy.bed").write_text("".join(lines))
+    (tmp_path / "other.bed").write_text("".join(lines[1:]))
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    for ok in (calls, tmp_path / "copy.bed"):  # its own calls, or a copy of them
+        result = run_cli("scan-eval", "--calls", ok, "--annotation", annotation, "--summary", calls.with_suffix(".json"))
+        assert result.returncode == 0, result.stderr
+    assert_user_error(run_cli("scan-eval", "--calls", tmp_path / "other.bed", "--annotation", annotation, "--summary",
+                              calls.with_suffix(".json")), "not the calls of the scan", "calls.bed")
+
+
 def test_window_other_than_the_task_warns(short_model, ce1pct, tmp_path):
     result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--contigs", "MtDNA", "--window", 100,
                      "--out", tmp_path / "calls.bed", "--workers", 0)

@@ -5,7 +5,7 @@ that match a site, recall the share of sites that a call matches. From the scan'
 base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import closing
 from pathlib import Path
 
@@ -53,6 +53,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     s = settings_with(ScanEvalSettings, settings, overrides)
     calls = read_calls(calls_path)
     scanned = _read_summary(summary) if summary is not None else None
+    if scanned is not None:
+        _check_calls_of(scanned, summary, calls, calls_path)
     labels = list(scanned["called"]) if scanned else sorted({c.label for c in calls})
     unknown = sorted((set(labels) | {c.label for c in calls}) - set(SITE_LABELS))
     if unknown:
@@ -310,6 +312,22 @@ def _read_summary(summary) -> dict:
         raise UserError(f"{summary}: the summary of one chunk of a scan; evaluate the gathered calls "
                         "with the summary `dnabert2 scan-gather` writes")
     return scanned
+
+
+def _check_calls_of(scanned, summary, calls, calls_path) -> None:
+    """Refuse calls of another scan than the summary's, whose tracks would score another model: the
+    calls must be the file the summary names, or as many of each label as it made."""
+    named = Path(summary).parent / scanned.get("calls_file", "")
+    if named.is_file() and named.samefile(calls_path):
+        return
+    found = dict(Counter(c.label for c in calls))
+    if "calls" in scanned and found != scanned["calls"]:
+        def said(counts):
+            return ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none"
+
+        raise UserError(f"{calls_path}: not the calls of the scan {summary} describes (calls by label: {said(found)}; "
+                        f"the scan made {said(scanned['calls'])}, into {scanned.get('calls_file')}); give that scan's "
+                        "calls, or no --summary")
 
 
 def _check_same_genome(annotation, calls, scanned) -> None:
