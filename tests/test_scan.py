@@ -224,6 +224,16 @@ def test_top_k_breaks_ties_by_genome_position_whatever_the_input_order():
         assert [(c.contig, c.start) for c in top(shuffled, 3, order)] == [("II", 5), ("I", 20), ("I", 50)]
 
 
+def test_regions_shorter_than_a_window_are_named_not_skipped_silently(short_model, ce1pct, tmp_path):
+    regions = tmp_path / "regions.bed"
+    regions.write_text("I\t1000\t1040\nI\t5000\t5300\n")  # 40 bp, shorter than the 60 bp windows; 300 bp
+    result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--regions", regions, "--out",
+                     tmp_path / "c.bed", "--summary", tmp_path / "c.json", "--workers", 0, "--threshold", 0)
+    assert result.returncode == 0, result.stderr
+    assert "1 region(s) shorter than the 60 bp window are not scanned (I:1000-1040)" in result.stderr
+    assert json.loads((tmp_path / "c.json").read_text())["bases"] == 300
+
+
 def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
     """Scanning a contig and its reverse complement: the + windows of one are the - windows of the
     other, mirrored."""

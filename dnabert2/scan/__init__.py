@@ -202,6 +202,10 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
             wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
     size = scanner.core if scanner.dense else scanner.window
+    short = [f"{c}:{a}-{b}" for c, a, b in wanted if b - a < size and not scanner.dense]
+    if short:
+        log.warning("%d region(s) shorter than the %d bp window are not scanned (%s%s); a per-base model scans "
+                    "every base", len(short), size, ", ".join(short[:3]), ", …" if len(short) > 3 else "")
     every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
     mine = chunk(every, *chunk_of)
     before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)
