@@ -24,6 +24,7 @@ from .outputs import atomic_output, check_outputs
 from .plots import figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
+from .scan.model import is_per_base
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
 from .tasks.dense import fetch_padded
@@ -56,8 +57,11 @@ def substitutions(sequence: str) -> list[tuple[int, str]]:
 class Scorer:
     """The score of a region's sequence (forward strand) and of its variants, for one model."""
 
-    def __init__(self, folder: Path, s: MutagenesisSettings):
-        self.scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)
+    def __init__(self, folder: Path, s: MutagenesisSettings, region_bp: int):
+        # A window classifier reads the region as its window (warning, as a scan does, when the model
+        # was fine-tuned on another length; its token limit scaled to the region, not cut short).
+        window = None if is_per_base(folder) else region_bp
+        self.scanner = load_any_scanner(folder, window=window, device=s.device, dtype=s.dtype)
         self.tokenizer = read_tokenizer(self.scanner)
         labels = self.scanner.labels
         self.label = s.label or labels[1]
@@ -94,10 +98,12 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     if end - start > LONGEST:
         raise UserError(f"--region {region} is {end - start} bp; mutagenesis scores 3 variants of each base, so "
                         f"regions of at most {LONGEST} bp")
-    scorer = Scorer(model_path(model), s)
+    scorer = Scorer(model_path(model), s, end - start)
     if s.at is not None and not scorer.scanner.dense:
         raise UserError("--at is for per-base models; a window classifier scores the region as one window")
     with Fasta(fasta) as genome:
+        if end > genome.lengths.get(contig, end):
+            raise UserError(f"--region {region} runs past the end of {contig} ({genome.lengths[contig]:,} bp)")
         genome.check_region(contig, start, end)
         sequence = genome.fetch(contig, start, end)
         flank = scorer.scanner.flank if scorer.scanner.dense else 0

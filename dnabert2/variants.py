@@ -153,7 +153,7 @@ def why_unscored(fasta: Fasta, record) -> str | None:
     end = record.start + len(record.ref)
     if record.contig not in fasta.lengths:
         return "unknown_contig"
-    if end > fasta.lengths[record.contig]:
+    if record.start < 0 or end > fasta.lengths[record.contig]:  # POS 0 marks a telomere
         return "outside_contig"
     if fasta.fetch(record.contig, record.start, end) != record.ref.upper():
         return "ref_mismatch"
@@ -261,7 +261,7 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
             counts[reason] += 1
             continue
         for allele, alt in enumerate(record.alts or ()):
-            if scorable(alt):
+            if scorable(alt) and alt.upper() != record.ref.upper():  # an ALT equal to REF changes nothing
                 variants.append(Variant(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
     scores = {}
     variants.sort(key=lambda v: (v.contig, v.position))

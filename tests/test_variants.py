@@ -214,7 +214,7 @@ def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, vari
 
 @pytest.mark.parametrize("options, words", [
     (["--region", "IV:500-400"], ["IV:500-400"]),
-    (["--region", "IV:174000-175500"], ["outside the contig"]),
+    (["--region", "IV:174000-175500"], ["--region IV:174000-175500 runs past the end of IV (174,938 bp)"]),
     (["--region", "IV:1000-1030", "--at", 2000], ["--at 2000"]),
     (["--region", "IV:1000-1030", "--label", "exon"], ["--label 'exon'", "donor"]),
 ])
@@ -240,6 +240,22 @@ def test_symbolic_and_gvcf_records_are_kept_unscored_not_called_mismatches(cnn, 
     with pysam.VariantFile(str(tmp_path / "o.vcf.gz")) as vcf:
         (record,) = vcf
     assert "DNABERT2_UNSCORED" not in record.info and record.info["DNABERT2"] == ("<NON_REF>|.|.|.|.|.|.|.|.",)
+
+
+def test_telomere_records_and_alts_equal_to_ref_are_kept_unscored(cnn, ce1pct, tmp_path):
+    """POS 0 (a telomere, VCF 4.3) lies outside the contig; an ALT equal to REF changes nothing."""
+    with Fasta(ce1pct) as genome:
+        base = genome.fetch("IV", 99, 100)
+    records = [("IV", -1, "telomere", "N", "A"), ("IV", 99, "same", base, f"{base},{OTHER[base]}")]
+    vcf = write_vcf(tmp_path / "edge.vcf", records, {"IV": 174938})
+    out = tmp_path / "o.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(out)) as scored:
+        telomere, same = scored
+    assert telomere.info["DNABERT2_UNSCORED"] == "outside_contig"
+    unchanged, changed = same.info["DNABERT2"]
+    assert unchanged == f"{base}|" + "|".join("." * 8) and "." not in changed.split("|")[1:]
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
@@ -269,6 +285,10 @@ def test_mutagenesis_refuses_what_it_cannot_do_well(cnn, ce1pct, tmp_path):
         result = run_cli("mutagenesis", "--fasta", ce1pct, *options, "--out", tmp_path / "o.tsv", "--device", "cpu")
         assert_user_error(result, *words)
         assert not list(tmp_path.glob("o.*"))
+    # A region of another length than the classifier's windows is scored, with the warning a scan gives.
+    result = run_cli("mutagenesis", "--fasta", ce1pct, "--model", window, "--region", "IV:1000-1099", "--out",
+                     tmp_path / "o.tsv", "--device", "cpu")
+    assert result.returncode == 0 and "fine-tuned on 300 bp windows; scanning 100 bp windows" in result.stderr
 
 
 def test_regions_name_contigs_that_hold_colons():
