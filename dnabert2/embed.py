@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bases.cnn import is_cnn
 from .devices import Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, upload
 from .errors import UserError
 from .hub import model_path
@@ -39,12 +40,15 @@ IDS = ".ids.txt"  # beside an .npy, which holds one array: the ids, a line each
 class Embedder:
     def __init__(self, model, s: EmbedSettings):
         folder = model_path(model)
+        if s.overlap is not None and s.chunk_tokens is None:
+            raise UserError("--overlap is the overlap of chunks: give --chunk-tokens too")
+        if s.chunk_tokens is not None and s.chunk_tokens < 3:
+            raise UserError(f"--chunk-tokens {s.chunk_tokens}: a chunk holds [CLS], [SEP] and at least one token")
+        if is_cnn(folder):
+            raise UserError(f"{folder}: the CNN baseline reads one-hot bases and has no transformer encoder to embed with")
         self.device, precision = inference_device(s.device, s.dtype)
         self.autocast = autocast(self.device, precision)
-        loaded = load_model(folder, device=self.device)
-        if not hasattr(loaded, "bert"):
-            raise UserError(f"{folder}: a model without a transformer encoder (the CNN baseline?) has no embeddings")
-        self.encoder = inference_weights(loaded.bert, precision)
+        self.encoder = inference_weights(load_model(folder, device=self.device).bert, precision)
         self.tokenizer = load_tokenizer(folder)
         self.tokens = batch_tokens(s.batch_tokens, self.device)
         self.chunk = s.chunk_tokens

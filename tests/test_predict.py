@@ -157,6 +157,8 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.npy", "--pooling", "tokens"],
      ["per-token embeddings need .npz or .parquet"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--overlap", 8], ["--overlap", "--chunk-tokens"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 2], ["--chunk-tokens 2"]),
     ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
     ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
     ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
@@ -176,3 +178,10 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     result = run_cli(command, "--model", classifier, *options, *out)
     assert_user_error(result, *words)
     assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
+
+
+def test_embed_refuses_the_cnn_which_has_no_encoder(cnn, regions, tmp_path):
+    write_inputs(tmp_path, regions)
+    result = run_cli("embed", "--model", cnn, "--csv", tmp_path / "in.csv", "--out", tmp_path / "out.npz")
+    assert_user_error(result, "CNN baseline", "no transformer encoder")
+    assert not list(tmp_path.glob("out.*"))
