@@ -174,7 +174,10 @@ def test_unreadable_folders_are_refused(tmp_path):
         load_model(tmp_path / "absent")
     folder = tmp_path / "m"
     folder.mkdir()
-    with pytest.raises(UserError, match="config.json: no such file"):
+    with pytest.raises(UserError, match="not a model folder \\(no config.json in it\\)"):
+        load_model(folder)
+    (folder / "task.json").write_text("{}")
+    with pytest.raises(UserError, match="the data of a task"):
         load_model(folder)
     (folder / "config.json").write_text(json.dumps(small_config()))
     with pytest.raises(UserError, match="no model weights there"):

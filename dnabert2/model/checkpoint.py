@@ -107,6 +107,15 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
         raise UserError(f"{source}: vocabulary differs from the model's own {own}")
 
 
+def check_model_folder(folder: Path) -> None:
+    """Refuse what is not a model folder, saying what it is when that is clear (a task's data)."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a model folder")
+    if not (folder / "config.json").is_file():
+        kind = "the data of a task (`dnabert2 tasks`), " if (folder / "task.json").is_file() else ""
+        raise UserError(f"{folder}: not a model folder ({kind}no config.json in it)")
+
+
 def is_classifier(folder: Path) -> bool:
     """A fine-tuned classifier, of windows or of bases (ours, or saved by the released code), told from
     its files without loading it."""
@@ -155,10 +164,9 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     pooling: "cls" or "mean" for a new classifier; "mean", "cls" or "max" for embeddings.
     """
     folder = model_path(path)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a model folder")
     if is_adapter(folder):
         return load_adapter(folder, head, device=device, dtype=dtype)
+    check_model_folder(folder)
     model, new = assemble(folder, head, num_labels=num_labels, pooling=pooling)
     if new:
         log.info("%s: new %s head, initialised afresh: %s", folder, _head_of(model), _names(new))

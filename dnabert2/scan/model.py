@@ -13,7 +13,7 @@ import torch
 from ..devices import Pending, autocast, compiled, inference_device, inference_weights, upload
 from ..errors import UserError
 from ..bases.cnn import is_cnn
-from ..model import classifier_head, is_classifier, load_model
+from ..model import check_model_folder, classifier_head, is_classifier, load_model
 from ..tasks.registry import KINDS
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,10 @@ def is_per_base(folder: Path) -> bool:
 
 def scanning_device(folder: Path, device, dtype: str):
     """The device and precision a scan runs on, once the folder is known to hold a classifier."""
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a model folder")
+    check_model_folder(folder)
     if not is_classifier(folder) and not is_cnn(folder):
-        raise UserError(f"{folder}: a model without a classification head; scanning needs a fine-tuned "
-                        "classifier (`dnabert2 finetune`)")
+        raise UserError(f"{folder}: a model without a classification head; scoring needs a fine-tuned model "
+                        "(`dnabert2 finetune`, or `dnabert2 cnn`)")
     return inference_device(device, dtype)
 
 
