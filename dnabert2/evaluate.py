@@ -15,7 +15,7 @@ from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .finetune import finetune, predict
 from .hub import model_path
-from .model import is_classifier, load_model
+from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, settings_from
 from .outputs import atomic_output, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
@@ -30,6 +30,9 @@ METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
 
 def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> dict:
     """Test metrics of an already fine-tuned classifier."""
+    if classifier_head(model_dir) == "dense":
+        raise UserError(f"{model_dir}: a per-base model; `evaluate` scores window classifiers on window tasks "
+                        "(a per-base model's scans are scored by `scan-eval`)")
     device = resolve_device(device)
     model = load_model(model_dir, device=device)
     info = model.config

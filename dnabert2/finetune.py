@@ -22,8 +22,8 @@ from tqdm import tqdm
 from .devices import autocast, resolve_device, resolve_precision, upload
 from .errors import UserError
 from .hub import model_name, model_path
-from .model import load_model, save_model
-from .model.adapters import with_lora
+from .model import check_model_folder, load_model, save_model
+from .model.adapters import is_adapter, with_lora
 from .optim import schedule
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
@@ -117,11 +117,16 @@ def train_one(build, job, seed, s: FinetuneSettings, lr, device, precision, prog
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                raise UserError(f"training diverged: the loss is {value} at step {done + 1} (seed {seed}); lower the "
+                                f"learning rate (--lr, now {lr:g})")
+            bar.set_postfix(loss=f"{value:.3f}")
             done += 1
             if not progress and time.monotonic() - heard > LOG_EVERY_SECONDS:  # a log file gets a line instead
                 heard = time.monotonic()
-                log.info("seed %d epoch %d: step %d of %d, loss %.4f", seed, epoch, done, steps, loss.item())
+                log.info("seed %d epoch %d: step %d of %d, loss %.4f", seed, epoch, done, steps, value)
         probabilities = job.predict(model, "dev", s.batch_size, device, mixed)
         dev = job.scores("dev", probabilities)
         score = dev[job.metric] if dev[job.metric] is not None else -1.0
@@ -157,6 +162,10 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     returns the metrics. Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
     model_dir, data, out = model_path(model_dir), Path(data), Path(out)
+    if is_adapter(model_dir):
+        raise UserError(f"{model_dir}: a LoRA adapter, which holds no whole model to train; fine-tune its base model, "
+                        "or one saved with --merge")
+    check_model_folder(model_dir)
     check_folder(out, s.force, inputs=[model_dir, data])
     tokenizer = load_tokenizer(model_dir)
     job = open_job(data, tokenizer, s.max_tokens)
@@ -184,6 +193,8 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict) -> t
     """Train every seed; returns the metrics (test mean and sd over seeds) and the best seed's model."""
     device = resolve_device(s.device)
     precision = resolve_precision(s.dtype, device)
+    if len(set(s.seeds)) < len(s.seeds):
+        raise UserError(f"--seeds {' '.join(map(str, s.seeds))}: a seed given twice trains the same model twice")
     runs, best_run = [], None
     for seed in s.seeds:
         model, history, epoch = train_one(build, job, seed, s, lr, device, precision, progress)

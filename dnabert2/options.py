@@ -9,6 +9,7 @@ turns its config back into the same options (`as_arguments`), so a default is wr
 
 import argparse
 import dataclasses
+import math
 import shlex
 import sys
 from collections.abc import Iterable
@@ -152,8 +153,22 @@ def non_negative(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def input_tokens(text: str) -> int:
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"must be 3 or more ([CLS], a token, [SEP]), not {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
     return value
 
 

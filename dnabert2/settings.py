@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import fraction, non_negative, positive, positive_float, setting
+from .options import fraction, non_negative, positive, positive_float, setting, share, input_tokens
 from .tasks.registry import KINDS, TOLERANCES
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -164,7 +164,7 @@ class TaskSettings:
     flank: int = setting(150, "dense: bases of context on each side of the core, not scored (a scan reads them "
                          "again for each window)", type=non_negative)
     empty_rate: float = setting(0.1, "dense: share of windows without an annotated site that are kept",
-                                type=fraction)
+                                type=share)
     force: bool = _force()
     margin: int = 1000  # bp between a genomic negative and the nearest site
 
@@ -189,11 +189,11 @@ class FinetuneSettings:
                                "parameters; 1e-3 for the CNN baseline")
     weight_decay: float = 0.01
     warmup: float = 0.1
-    seeds: list[int] = setting([0], "seeds to train with", type=int, nargs="+", metavar="N")
+    seeds: list[int] = setting([0], "seeds to train with", type=non_negative, nargs="+", metavar="N")
     patience: int = setting(3, "epochs without a better dev MCC (dense tasks: mean PR-AUC) before stopping",
                             type=positive)
     # The per-sequence cut-off, as finetune.json and scanning name it.
-    max_tokens: int | None = setting(None, "longest input in tokens, [CLS] and [SEP] included", type=positive,
+    max_tokens: int | None = setting(None, "longest input in tokens, [CLS] and [SEP] included", type=input_tokens,
                                      default_text="a quarter of the longest sequence in bp")
     merge: bool = setting(False, "save a whole merged model instead of the LoRA adapter")
     device: str = _device()

@@ -1,6 +1,7 @@
 """The GUE-format harness: task discovery, the k-mer baseline on real labelled data, the tables."""
 
 import csv
+import json
 import shutil
 
 import pytest
@@ -72,4 +73,14 @@ def test_bad_gue_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_user_error(run_cli("evaluate", "--model", tmp_path, "--gue", tmp_path / "empty", "--out",
                               tmp_path / "r.tsv"), "no task folders")
+    assert not (tmp_path / "r.tsv").exists()
+
+
+def test_a_per_base_model_is_refused_by_evaluate(tmp_path):
+    """A per-base model (fine-tuned on a dense task) has no window classifier to score a window task with."""
+    folder = save_model(build_model(preset("tiny", num_labels=3), "dense"), tmp_path / "dense",
+                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    (folder / "finetune.json").write_text(json.dumps({"head": "dense", "num_labels": 3}))
+    result = run_cli("evaluate", "--model", folder, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device", "cpu")
+    assert_user_error(result, "a per-base model", "scan-eval")
     assert not (tmp_path / "r.tsv").exists()

@@ -86,6 +86,11 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     ids = torch.randint(5, 4096, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(load_model(merged)(ids).logits, model(ids).logits)
+    # An adapter holds no whole model to train further: refused, pointing to --merge.
+    for options in ([], ["--lora"]):
+        result = run_cli("finetune", "--model", out, "--data", motif_task, "--out", tmp_path / "again", *options)
+        assert_user_error(result, "a LoRA adapter", "--merge")
+        assert not (tmp_path / "again").exists()
 
 
 def test_released_layout_classifier_with_other_labels_is_refused(base, motif_task, tmp_path):
@@ -106,6 +111,32 @@ def test_bad_task_files(base, tmp_path, rows, words):
     task = write_task(tmp_path / "bad", {"train": rows, "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), *words)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--seeds", "-1"], ["--seeds", "must be zero or more"]),
+    (["--seeds", "0", "0"], ["a seed given twice"]),
+    (["--max-tokens", "2"], ["--max-tokens", "3 or more"]),
+    (["--lr", "inf"], ["--lr", "positive number"]),
+    (["--lr", "1000", "--full"], ["training diverged", "--lr, now 1000"]),
+])
+def test_options_that_cannot_train_are_refused(base, motif_task, tmp_path, options, words):
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu", "-q", *options)
+    assert_user_error(result, *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_test_split_of_one_class_gets_null_auroc_not_nan(base, tmp_path):
+    rows = [("ACGTACGTTT", 0), ("TATAAATTTT", 1)] * 8
+    task = write_task(tmp_path / "t", {"train": rows, "dev": rows, "test": [("TATAAAGGGG", 1)] * 4})
+    result = run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "o" / "metrics.json").read_text()
+    metrics = json.loads(text)  # strict JSON: no NaN
+    assert "NaN" not in text and metrics["test"]["auroc"] is None and metrics["test"]["auprc"] is None
+    assert metrics["test"]["accuracy"] is not None
 
 
 def test_missing_column_and_file(base, tmp_path):

@@ -105,20 +105,16 @@ def find_tasks(root) -> dict[str, Path]:
 
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Test metrics of a task: MCC, macro F1, accuracy, AUROC and AUPRC (one-vs-rest macro averages
-    for more than two classes)."""
+    for more than two classes); AUROC and AUPRC are None (JSON null) where a class has no example."""
     from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, matthews_corrcoef,
                                  roc_auc_score)
 
     predicted = probabilities.argmax(1)
     classes = probabilities.shape[1]
     result = {"mcc": matthews_corrcoef(labels, predicted), "f1": f1_score(labels, predicted, average="macro"),
-              "accuracy": accuracy_score(labels, predicted)}
-    present = len(set(labels.tolist())) > 1
-    if classes == 2:
-        result["auroc"] = roc_auc_score(labels, probabilities[:, 1]) if present else float("nan")
-        result["auprc"] = average_precision_score(labels, probabilities[:, 1]) if present else float("nan")
-    else:
-        onehot = np.eye(classes)[labels]
-        result["auroc"] = roc_auc_score(onehot, probabilities, average="macro") if present else float("nan")
-        result["auprc"] = average_precision_score(onehot, probabilities, average="macro")
-    return {k: float(v) for k, v in result.items()}
+              "accuracy": accuracy_score(labels, predicted), "auroc": None, "auprc": None}
+    if len(set(labels.tolist())) == classes:
+        ranked = (labels, probabilities[:, 1]) if classes == 2 else (np.eye(classes)[labels], probabilities)
+        result["auroc"] = roc_auc_score(*ranked, average="macro")
+        result["auprc"] = average_precision_score(*ranked, average="macro")
+    return {k: None if v is None else float(v) for k, v in result.items()}
