@@ -21,7 +21,7 @@ from .errors import UserError
 from .hub import model_path
 from .options import add_settings, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
-from .plots import figure, save_figure
+from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
 from .scan.model import is_per_base
@@ -92,8 +92,8 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     the target and the reference score."""
     s = settings_with(MutagenesisSettings, settings, overrides)
     check_outputs([out, plot], [fasta])
-    if plot is not None and Path(plot).suffix != ".svg":
-        raise UserError(f"{plot}: the figure is SVG; give it a .svg name")
+    if plot is not None:
+        check_figure_name(plot)
     contig, start, end = parse_region(region)
     if end - start > LONGEST:
         raise UserError(f"--region {region} is {end - start} bp; mutagenesis scores 3 variants of each base, so "

@@ -25,6 +25,12 @@ def figure(columns: int = 1, rows: int = 1):
     return plt.subplots(rows, columns, figsize=(7 if columns == 1 else 5 * columns, 4 * rows), layout="constrained")
 
 
+def check_figure_name(out) -> None:
+    """Figures are SVG: refuse another name before any work, rather than SVG bytes in a .png."""
+    if Path(out).suffix != ".svg":
+        raise UserError(f"{out}: the figure is SVG; give it a .svg name")
+
+
 def save_figure(fig, out) -> None:
     with atomic_output(out) as tmp:
         fig.savefig(tmp, format="svg")
@@ -145,6 +151,7 @@ def run(args) -> None:
     if args.kind != "metaplot" and len(args.inputs) > 1:
         raise UserError(f"plot {args.kind} takes one input, not {len(args.inputs)}")
     check_outputs([args.out], list(named.values()))
+    check_figure_name(args.out)
     for path in named.values():
         if not path.is_file() and not (args.kind == "scores" and path.is_dir()):
             raise UserError(f"{path}: no such file")

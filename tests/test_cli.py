@@ -76,6 +76,10 @@ def test_windows_as_csv_fasta_and_bed(tmp_path):
     assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.bed", "--regions", regions, "--length", "100",
                    "--stride", "100", "--strands", "+").returncode == 0
     assert (tmp_path / "w.bed").read_text().splitlines()[0].split("\t")[:3] == ["NC_001422.1", "100", "200"]
+    # Windows longer than the genome: an error, not an empty file.
+    assert_user_error(run_cli("windows", "--genome", genome, "--out", tmp_path / "long.bed", "--length", "6000"),
+                      "no 6000 bp window fits", "5,386 bp")
+    assert not (tmp_path / "long.bed").exists()
 
 
 def test_windows_on_unknown_contig_is_refused_without_output(tmp_path):

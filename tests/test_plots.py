@@ -16,6 +16,9 @@ def test_pretraining_loss_curve(tmp_path):
     svg = (tmp_path / "loss.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "held-out loss" in svg
 
+    assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "loss.png"), "loss.png", ".svg")
+    assert not (tmp_path / "loss.png").exists()
+
     metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo')
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "bad.svg"), "line 2")
     assert not (tmp_path / "bad.svg").exists()

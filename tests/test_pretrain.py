@@ -287,3 +287,18 @@ def test_an_error_in_a_data_worker_is_one_line(tmp_path):
 def test_bad_optimiser_settings(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--clip", -1)), "clip must be zero or more")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--adam-betas", 0.9, 1.5)), "beta2 must be in")
+
+
+@pytest.mark.parametrize("content", [b"junk\n", None])
+def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content):
+    """A file that is not a checkpoint (text, or a checkpoint cut short) gets the same one-line error."""
+    from dnabert2.pretrain.checkpoints import load_checkpoint
+
+    path = tmp_path / "step-00000099.pt"
+    if content is None:
+        torch.save({"step": 99, "weights": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match="step-00000099.pt: cannot read the checkpoint"):
+        load_checkpoint(path)

@@ -2,6 +2,7 @@
 every rank's RNG states, the step and the run's settings), written under a temporary name and
 renamed, so a run killed while writing leaves the previous checkpoint whole."""
 
+import pickle
 import random
 import re
 from pathlib import Path
@@ -53,7 +54,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as error:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
         raise UserError(f"{path}: cannot read the checkpoint ({str(error).splitlines()[0][:160]})") from None
 
 

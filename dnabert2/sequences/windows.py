@@ -123,4 +123,7 @@ def run(args) -> None:
             else:
                 out.write(f">{w.name}\n{w.sequence}\n")
             count += 1
+        if not count:  # inside the output's context: no empty file is left behind
+            raise UserError(f"{args.genome}: no {s.window} bp window fits the regions asked for (the longest contig is "
+                            f"{max(fasta.lengths.values()):,} bp), or every one holds N (--on-n)")
     log.info("wrote %d windows to %s", count, args.out)
