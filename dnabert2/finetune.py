@@ -78,6 +78,13 @@ class WindowJob:
         check_task_kind(data, self.classes)
         self.max_tokens = max_tokens or token_limit(max(len(q) for split in SPLITS for q in self.task[split][0]))
         self.ids = {split: encode(tokenizer, self.task[split][0], self.max_tokens) for split in SPLITS}
+        # The default limit (DNABERT-2's, a quarter of the length) assumes ~5 bp per token: a vocabulary
+        # of shorter tokens would lose the sequences' ends, and with them the sites they hold, unsaid.
+        train = tokenizer.encode_batch_fast(list(self.task["train"][0]), add_special_tokens=False)
+        cut = sum(len(e.ids) + 2 > self.max_tokens for e in train)
+        if cut:
+            log.warning("%d of %d training sequences are longer than %d tokens ([CLS] and [SEP] included) and lose "
+                        "their ends; give a larger --max-tokens to keep them whole", cut, len(train), self.max_tokens)
         self.train_size = len(self.task["train"][1])
 
     def batches(self, split, order, batch_size, device):

@@ -127,6 +127,16 @@ def test_options_that_cannot_train_are_refused(base, motif_task, tmp_path, optio
     assert not (tmp_path / "o").exists()
 
 
+def test_sequences_cut_by_the_token_limit_are_counted_in_a_warning(base, motif_task, tmp_path):
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu", "--max-tokens", 6)
+    assert result.returncode == 0, result.stderr
+    assert "400 of 400 training sequences are longer than 6 tokens" in result.stderr
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "p", "--epochs", 1,
+                     "--device", "cpu", "--max-tokens", 82)  # 80 bp: at most 80 tokens, [CLS], [SEP]
+    assert result.returncode == 0 and "training sequences are longer" not in result.stderr
+
+
 def test_a_test_split_of_one_class_gets_null_auroc_not_nan(base, tmp_path):
     rows = [("ACGTACGTTT", 0), ("TATAAATTTT", 1)] * 8
     task = write_task(tmp_path / "t", {"train": rows, "dev": rows, "test": [("TATAAAGGGG", 1)] * 4})
