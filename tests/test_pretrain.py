@@ -239,6 +239,13 @@ def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2, "--lr", 1e-3, "--resume")),
                       "checkpoint of another configuration", "lr: 0.002 in the checkpoint, 0.001 now")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["metrics.jsonl", "step-00000002.pt"]
+    # The same genome at another path (data moved to another node) continues the run: known by its contigs.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for file in genome.parent.glob(genome.name + "*"):
+        shutil.copy(file, moved / file.name)
+    resumed = run_cli(*pretrain_args(moved / genome.name, out, "--steps", 2, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
 
 
 def test_a_checkpoint_cut_off_while_written_is_ignored(genome, tmp_path):

@@ -163,8 +163,10 @@ def checkpoints_inside(folder: Path, out: Path) -> tuple[str, ...]:
 
 def comparable(settings: dict) -> dict:
     """A run's recorded settings as a resume compares them: the model's type is a name for the files
-    (it changed from bert to dnabert2), not a setting of the run."""
-    return {**settings, "model": {k: v for k, v in settings.get("model", {}).items() if k != "model_type"}}
+    (it changed from bert to dnabert2), not a setting of the run; and the genomes are known by their
+    contigs (genome_contigs), not by their paths, which change when data moves to another node."""
+    return {**{k: v for k, v in settings.items() if k != "genomes"},
+            "model": {k: v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
 
 def check_settings(s: PretrainSettings) -> None:
