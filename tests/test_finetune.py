@@ -106,6 +106,7 @@ def test_released_layout_classifier_with_other_labels_is_refused(base, motif_tas
     ([("ACGT", 0), ("ACGT", 0)], ["a single class"]),
     ([("ACGT", 0), ("ACGT", 2)], ["labels must be 0..K-1", "[0, 2]"]),
     ([("ACGT", 0), ("ACGT", "one")], ["line 3", "not an integer"]),
+    ([("ACGT", 0), ("", 1)], ["line 3", "an empty sequence"]),
 ])
 def test_bad_task_files(base, tmp_path, rows, words):
     task = write_task(tmp_path / "bad", {"train": rows, "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})

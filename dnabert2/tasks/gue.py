@@ -29,6 +29,9 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
     if table.empty:
         raise UserError(f"{path}: no rows")
     sequences = table["sequence"].str.upper()
+    empty = (sequences.str.len() == 0).to_numpy()
+    if empty.any():
+        raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}: an empty sequence")
     bad = sequences.str.contains("[^ACGTN]", regex=True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
