@@ -384,6 +384,7 @@ def test_reports_of_one_name_are_refused_not_dropped(tmp_path):
     assert_user_error(result, "two inputs named 'a'", "NAME=PATH")
     result = run_cli("scan-table", f"x={tmp_path / 'a' / 'eval.json'}", tmp_path / "b" / "eval.json")
     assert result.returncode == 0, result.stderr
+    assert_user_error(run_cli("scan-table", f"x={tmp_path / 'absent.json'}"), "absent.json: no such file")
 
 
 def test_predict_with_a_per_base_model_finds_the_site_in_each_sequence(cnn, ce1pct, tmp_path):

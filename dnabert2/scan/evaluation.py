@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..options import add_settings, named_paths, settings_from, settings_with
 from ..outputs import atomic_output, check_outputs
 from ..sequences import read_annotation, read_bed_regions
-from ..sequences.fasta import open_text
+from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
@@ -403,6 +403,7 @@ def run_table(args) -> None:
     check_outputs([args.out], list(named.values()))
     reports = {}
     for name, path in named.items():
+        check_file(path)
         try:
             reports[name] = json.loads(Path(path).read_text())
             assert isinstance(reports[name]["labels"], dict)
