@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bases.cnn import is_cnn
 from .devices import Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, upload
 from .errors import UserError
 from .hub import model_path
@@ -44,8 +43,6 @@ class Embedder:
             raise UserError("--overlap is the overlap of chunks: give --chunk-tokens too")
         if s.chunk_tokens is not None and s.chunk_tokens < 3:
             raise UserError(f"--chunk-tokens {s.chunk_tokens}: a chunk holds [CLS], [SEP] and at least one token")
-        if is_cnn(folder):
-            raise UserError(f"{folder}: the CNN baseline reads one-hot bases and has no transformer encoder to embed with")
         self.device, precision = inference_device(s.device, s.dtype)
         self.autocast = autocast(self.device, precision)
         self.encoder = inference_weights(load_model(folder, device=self.device).bert, precision)

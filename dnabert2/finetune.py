@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .devices import autocast, resolve_device, resolve_precision, upload
 from .errors import UserError
 from .hub import model_name, model_path
-from .model import check_model_folder, load_model, save_model
+from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
 from .optim import schedule
 from .options import add_settings, progress, settings_from, settings_with
@@ -173,6 +173,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
         raise UserError(f"{model_dir}: a LoRA adapter, which holds no whole model to train; fine-tune its base model, "
                         "or one saved with --merge")
     check_model_folder(model_dir)
+    ModelConfig.load(model_dir / "config.json")  # refuses another architecture (the CNN) before reading data
     check_folder(out, s.force, inputs=[model_dir, data])
     tokenizer = load_tokenizer(model_dir)
     job = open_job(data, tokenizer, s.max_tokens)

@@ -126,6 +126,15 @@ def test_cnn_baseline_learns_splice_sites(cnn):
     assert metrics["test"]["pr_auc"] > 0.1 and metrics["test"]["top_k_accuracy"] > 0.1
 
 
+def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tmp_path):
+    """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune or embed with."""
+    with pytest.raises(Exception, match=r"architectures \['SpliceCNN'\] is not a DNABERT-2"):
+        load_model(cnn)
+    result = run_cli("finetune", "--model", cnn, "--data", dense_task, "--out", tmp_path / "ft", "--device", "cpu")
+    assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
+    assert not list(tmp_path.iterdir())
+
+
 def bigwig_values(folder, name, contig, length):
     with pyBigWig.open(str(folder / name)) as bigwig:
         return np.nan_to_num(bigwig.values(contig, 0, length, numpy=True), nan=-1.0)

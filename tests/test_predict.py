@@ -180,8 +180,8 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
 
 
-def test_embed_refuses_the_cnn_which_has_no_encoder(cnn, regions, tmp_path):
+def test_embed_refuses_the_cnn_which_has_no_encoder_to_embed_with(cnn, regions, tmp_path):
     write_inputs(tmp_path, regions)
     result = run_cli("embed", "--model", cnn, "--csv", tmp_path / "in.csv", "--out", tmp_path / "out.npz")
-    assert_user_error(result, "CNN baseline", "no transformer encoder")
+    assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
     assert not list(tmp_path.glob("out.*"))

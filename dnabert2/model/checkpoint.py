@@ -18,7 +18,7 @@ from ..hub import model_name, model_path
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
 from .adapters import is_adapter, merge_adapter
-from .config import ModelConfig
+from .config import ARCHITECTURES, ModelConfig
 from .heads import (HEADS, DNABertForBaseClassification, DNABertForEmbedding, DNABertForMaskedLM,
                     DNABertForSequenceClassification)
 
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-ARCHITECTURES = {"encoder": "BertModel", "embedding": "BertModel", "mlm": "BertForMaskedLM",
-                 "classification": "BertForSequenceClassification", "dense": "DNABertForBaseClassification"}
 # The saved weights that tell a head, and the count of its classes.
 LABELLED_HEADS = {"classification": "classifier.weight", "dense": "base_head.out.weight"}
 

@@ -13,6 +13,10 @@ from ..errors import UserError
 # where an unknown type is a clear refusal. dnabert2.load_model reads both.
 MODEL_TYPE = "dnabert2"
 
+# The config.json "architectures" of each head, as the released files and transformers name them.
+ARCHITECTURES = {"encoder": "BertModel", "embedding": "BertModel", "mlm": "BertForMaskedLM",
+                 "classification": "BertForSequenceClassification", "dense": "DNABertForBaseClassification"}
+
 # Keys of a released config.json that describe Hugging Face plumbing, not the network.
 IGNORED_KEYS = {
     "_name_or_path", "auto_map", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
@@ -89,6 +93,11 @@ class ModelConfig:
         model_type = data.get("model_type", "bert")
         if model_type not in ("bert", MODEL_TYPE):
             raise UserError(f"{source}: model_type {model_type!r} is not a DNABERT-2 (ALiBi BERT) model")
+        # Other models of this project (the CNN baseline) and of transformers declare their own.
+        architectures = data.get("architectures") or []
+        ours = set(ARCHITECTURES.values())
+        if not isinstance(architectures, list) or (architectures and not ours.intersection(map(str, architectures))):
+            raise UserError(f"{source}: architectures {architectures} is not a DNABERT-2 (ALiBi BERT) model")
         if data.get("position_embedding_type", "absolute") not in ("absolute", "alibi"):
             raise UserError(f"{source}: position_embedding_type {data['position_embedding_type']!r} is not ALiBi")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
