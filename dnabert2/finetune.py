@@ -30,7 +30,7 @@ from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, FinetuneSettings
 from .tasks.gue import SPLITS, read_task, scores
 from .tasks.registry import KINDS
-from .tokenizer import encode, load_tokenizer, token_limit
+from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,15 @@ class WindowJob:
         self.classes = int(self.task["train"][1].max()) + 1
         check_task_kind(data, self.classes)
         self.max_tokens = max_tokens or token_limit(max(len(q) for split in SPLITS for q in self.task[split][0]))
-        self.ids = {split: encode(tokenizer, self.task[split][0], self.max_tokens) for split in SPLITS}
+        whole = {split: token_ids(tokenizer, self.task[split][0]) for split in SPLITS}
+        self.ids = {split: frame(whole[split], self.max_tokens) for split in SPLITS}
         # The default limit (DNABERT-2's, a quarter of the length) assumes ~5 bp per token: a vocabulary
         # of shorter tokens would lose the sequences' ends, and with them the sites they hold, unsaid.
-        train = tokenizer.encode_batch_fast(list(self.task["train"][0]), add_special_tokens=False)
-        cut = sum(len(e.ids) + 2 > self.max_tokens for e in train)
+        cut = sum(len(ids) + 2 > self.max_tokens for ids in whole["train"])
         if cut:
             log.warning("%d of %d training sequences are longer than %d tokens ([CLS] and [SEP] included) and lose "
-                        "their ends; give a larger --max-tokens to keep them whole", cut, len(train), self.max_tokens)
+                        "their ends; give a larger --max-tokens to keep them whole", cut, len(whole["train"]),
+                        self.max_tokens)
         self.train_size = len(self.task["train"][1])
 
     def batches(self, split, order, batch_size, device):

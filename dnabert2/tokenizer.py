@@ -33,12 +33,21 @@ def load_tokenizer(path) -> Tokenizer:
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int) -> list[list[int]]:
-    """The model's input ids of each sequence: [CLS] … [SEP], at most `max_tokens` ids in all (a
-    longer sequence loses its end)."""
+def token_ids(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[list[int]]:
+    """The token ids of each sequence, without special tokens."""
     # The fast batch call skips the character offsets, a quarter of the tokenizer's time on DNA.
-    encoded = tokenizer.encode_batch_fast(list(sequences), add_special_tokens=False)
-    return [[CLS, *e.ids[: max_tokens - 2], SEP] for e in encoded]
+    return [e.ids for e in tokenizer.encode_batch_fast(list(sequences), add_special_tokens=False)]
+
+
+def frame(ids: Sequence[list[int]], max_tokens: int) -> list[list[int]]:
+    """Token ids as the model's input: [CLS] … [SEP], at most `max_tokens` ids in all (a longer
+    sequence loses its end)."""
+    return [[CLS, *i[: max_tokens - 2], SEP] for i in ids]
+
+
+def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """The model's input ids of each sequence (token_ids, framed)."""
+    return frame(token_ids(tokenizer, sequences), max_tokens)
 
 
 def token_limit(bp: int) -> int:
