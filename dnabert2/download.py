@@ -32,6 +32,7 @@ from .errors import UserError
 from .options import add_settings, settings_from, settings_with
 from .outputs import check_outputs
 from .settings import DownloadSettings
+from .sources import archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
 from .sequences.fasta import check_file, write_bgzf_fasta
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,6 @@ DEFAULT_BASES = {
 _CHUNK = 1 << 20
 _USER_AGENT = "dnabert2-download"
 
-_ENSEMBL_SOURCE = re.compile(r"ensembl:([A-Za-z0-9_]+)(?::(\d*)(?::([^:/\s]+))?)?")
-_UCSC_SOURCE = re.compile(r"ucsc:([A-Za-z0-9_]+)")
-_NCBI_SOURCE = re.compile(r"ncbi:(GC[AF])_(\d{3})(\d{3})(\d{3})(?:\.(\d+))?", re.I)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 _HEX = {"md5": 32, "sha256": 64}
 
@@ -177,18 +175,6 @@ def base_url(archive: str) -> str:
     return os.environ.get(f"DNABERT2_{archive.upper()}_URL", DEFAULT_BASES[archive]).rstrip("/")
 
 
-def parse_ensembl(source: str) -> tuple[str, str | None, str | None]:
-    """(species, release or None for the current one, assembly or None) of ensembl:SPECIES[:RELEASE[:ASSEMBLY]]."""
-    match = _ENSEMBL_SOURCE.fullmatch(source)
-    if not match:
-        raise UserError(
-            f"bad Ensembl source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], "
-            "e.g. ensembl:homo_sapiens:112:GRCh38"
-        )
-    species, release, assembly = match.groups()
-    return species.lower(), release or None, assembly
-
-
 def ensembl_directory(base: str, species: str, release: str | None) -> str:
     folder = f"release-{release}/fasta" if release else "current_fasta"
     return f"{base}/{folder}/{species}/dna/"
@@ -223,18 +209,6 @@ def ucsc_urls(base: str, assembly: str) -> tuple[str, str]:
     """(genome FASTA, md5sum.txt) of a UCSC assembly."""
     folder = f"{base}/goldenPath/{assembly}/bigZips"
     return f"{folder}/{assembly}.fa.gz", f"{folder}/md5sum.txt"
-
-
-def parse_ncbi(source: str) -> tuple[str, int | None]:
-    """(accession without version, version or None) of ncbi:GCF_000005845[.2]."""
-    match = _NCBI_SOURCE.fullmatch(source)
-    if not match:
-        raise UserError(
-            f"bad NCBI source {source!r}: expected ncbi:GCF_ or ncbi:GCA_ and 9 digits, "
-            "with an optional version, e.g. ncbi:GCF_000005845.2"
-        )
-    prefix, *digits, version = match.groups()
-    return f"{prefix.upper()}_{''.join(digits)}", int(version) if version else None
 
 
 def ncbi_directory(base: str, accession: str) -> str:
@@ -369,11 +343,9 @@ def resolve_ensembl(source: str, session: requests.Session, transfer: Transfer, 
 
 
 def resolve_ucsc(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
-    match = _UCSC_SOURCE.fullmatch(source)
-    if not match:
-        raise UserError(f"bad UCSC source {source!r}: expected ucsc:ASSEMBLY, e.g. ucsc:hg38")
-    url, md5_url = ucsc_urls(base_url("ucsc"), match[1])
-    unknown = f"unknown UCSC assembly: {match[1]}"
+    assembly = parse_ucsc(source)
+    url, md5_url = ucsc_urls(base_url("ucsc"), assembly)
+    unknown = f"unknown UCSC assembly: {assembly}"
     # Every UCSC assembly folder has md5sum.txt: without it, the assembly does not exist.
     checksum = _published(session, transfer, md5_url, url.rsplit("/", 1)[1], md5_entry, unknown) if published else None
     return Resolved(url, checksum, missing=unknown)
@@ -393,29 +365,15 @@ def resolve_ncbi(source: str, session: requests.Session, transfer: Transfer, pub
 
 
 _RESOLVERS = {"ensembl": resolve_ensembl, "ucsc": resolve_ucsc, "ncbi": resolve_ncbi}
-_REMOTE_SCHEMES = ("http", "https", "ftp")
 
 
 def resolve(source: str, session: requests.Session, transfer: Transfer, published: bool = True) -> Resolved:
     """Turn a SOURCE into a URL or a local path; `published`: look up the archive's checksum too."""
-    archive = source.split(":", 1)[0].lower()
-    if archive in _RESOLVERS:
-        return _RESOLVERS[archive](source, session, transfer, published)
-    parts = urlsplit(source)
-    if parts.scheme.lower() in _REMOTE_SCHEMES:
-        return Resolved(source)
-    if parts.scheme.lower() == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise UserError(f"{source}: a file:// URL must name a file on this machine")
-        path = Path(urllib.request.url2pathname(parts.path))
-    else:
-        path = Path(source)
-        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", source) and not path.exists():
-            raise UserError(
-                f"unknown source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, "
-                "ncbi:ACCESSION, an http(s)/ftp/file URL or a path"
-            )
-    return Resolved(source, local=check_file(path))
+    path = local_path(source)
+    if path is not None:
+        return Resolved(source, local=check_file(path))
+    name = archive(source)
+    return _RESOLVERS[name](source, session, transfer, published) if name else Resolved(source)
 
 
 # --- Transfer -----------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?
 
 
 def hub_id(name) -> tuple[str, str | None] | None:
-    """(repository, revision) when `name` reads as a Hub id and is not a path on disk."""
+    """(repository, revision) when `name` reads as a Hub id and is not a path on disk, nor in a folder here."""
     match = _ID.fullmatch(str(name))
     if match is None or Path(name).exists():
+        return None
+    if Path(match["repo"].split("/")[0]).is_dir():  # models/typo: a mistyped path, not a Hub id
         return None
     return match["repo"], match["revision"]
 

@@ -115,8 +115,9 @@ class PretrainSettings:
                                  type=positive, group="length")
     window_bp: int | None = setting(None, "window length in bp instead", type=positive, group="length")
     # The micro-batch budget, named as scanning names it; --max-tokens is its old spelling.
-    batch_tokens: int = setting(32768, "tokens per forward pass and process (the longest window too); larger "
-                                "batches accumulate gradients", type=positive, aliases=("--max-tokens",))
+    batch_tokens: int = setting(32768, "tokens per forward pass and process, at least a window's (a window in bp is "
+                                "cut to it); larger batches accumulate gradients", type=positive,
+                                aliases=("--max-tokens",))
     max_n: float = setting(0.05, "skip windows with more than this fraction of N", type=fraction)
     heldout_contigs: list[str] = setting([], "contigs kept out of training for the evaluation loss", nargs="+",
                                          metavar="CONTIG")
@@ -144,6 +145,14 @@ class PretrainSettings:
     tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
     log_every: int = setting(10, "steps between throughput figures", type=positive)
     force: bool = _force()
+
+
+def window_over_batch(window_tokens: int, window_bp: int | None, batch_tokens: int) -> str | None:
+    """Why a pretraining window cannot be trained on whole, if it cannot: it must fit in one forward pass."""
+    if window_bp is None and batch_tokens < window_tokens:
+        return (f"batch tokens {batch_tokens} cannot hold a window of {window_tokens} tokens: make batch tokens at "
+                "least the window's")
+    return None
 
 
 @dataclass

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
 from .hub import hub_id
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
-                       VariantSettings, VocabSettings)
+                       VariantSettings, VocabSettings, window_over_batch)
+from .sources import local_path
 from .tasks.registry import KINDS, TOLERANCES
 
 # Keys renamed since a release, and what they are called now.
@@ -127,7 +129,11 @@ def validate(config: dict, schema: dict) -> None:
                 instance.setdefault(name, json.loads(json.dumps(spec["default"])))
         yield from check_properties(validator, properties, instance, subschema)
 
-    validator = validators.extend(Draft202012Validator, {"properties": properties_with_defaults})(schema)
+    # JSON Schema counts 4096.0 as an integer; the commands' options do not.
+    integers = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = validators.extend(Draft202012Validator, {"properties": properties_with_defaults},
+                                  type_checker=integers)(schema)
     error = exceptions.best_match(validator.iter_errors(config))
     if error is None:
         return
@@ -136,17 +142,21 @@ def validate(config: dict, schema: dict) -> None:
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         raise ValueError(f"config: {where}: unknown key {', '.join(map(repr, unknown))}; allowed here: "
                          f"{', '.join(error.schema.get('properties', {}))}")
+    if "propertyNames" in error.schema_path:  # the regular expression would say little to a user
+        raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {schema['$defs']['name']['description']}")
     raise ValueError(f"config: {where}: {error.message}")
 
 
 def check_references(config: dict) -> None:
-    """Names that must refer to something: genomes, annotations, models, tasks, and each scan's mode."""
-    _genomes_listed_once(config["genomes"])
+    """Names that must refer to something: genomes, annotations, models, tasks, each scan's mode, and
+    the files given."""
     named = [("vocab.genomes", g) for g in config["vocab"]["genomes"]]
     for model, settings in config["pretrain"].items():
         named += [(f"pretrain.{model}.genomes", g) for g in settings["genomes"]]
         if settings["weights"] and len(settings["weights"]) != len(settings["genomes"] or config["genomes"]):
             raise ValueError(f"config: pretrain.{model}.weights needs one weight per genome")
+        if problem := window_over_batch(settings["window_tokens"], None, settings["batch_tokens"]):
+            raise ValueError(f"config: pretrain.{model}: {problem}")
     named += [(f"tasks.{task}.genome", s["genome"]) for task, s in config["tasks"].items()]
     named += [(f"scan.{name}.genome", s["genome"]) for name, s in config["scan"].items()]
     named += [(f"variants.{name}.genome", s["genome"]) for name, s in config["variants"].items()]
@@ -174,14 +184,37 @@ def check_references(config: dict) -> None:
         _check_scan(config, name, settings)
     for name, settings in config["variants"].items():
         _check_variants(config, name, settings)
+    _local_files_exist(config)
+    _genomes_listed_once(config["genomes"])
+
+
+def _local_files_exist(config: dict) -> None:
+    """A file named in the config must be there, and a genome source of a known form: Snakemake would
+    keep an earlier download of a source whose file is gone."""
+    files = []
+    for name, entry in config["genomes"].items():
+        try:
+            source = local_path(entry["source"])
+        except UserError as error:
+            raise ValueError(f"config: genomes.{name}.source: {error}") from None
+        if source is not None:
+            files.append((f"genomes.{name}.source", source))
+        if "annotation" in entry:
+            files.append((f"genomes.{name}.annotation", Path(entry["annotation"])))
+    files += [(f"variants.{name}.vcf", Path(s["vcf"])) for name, s in config["variants"].items()]
+    files += [(f"scan.{name}.bam", Path(s["bam"])) for name, s in config["scan"].items() if s["bam"]]
+    for key, path in files:
+        if not path.is_file():
+            raise ValueError(f"config: {key}: {str(path)!r} is not a file" + " here" * (not path.exists()))
 
 
 def _genomes_listed_once(genomes: dict) -> None:
     """One FASTA under two annotations is two genomes; the same source and annotation twice is one."""
     listed = {}
     for name, entry in genomes.items():
-        key = tuple(str(Path(v).resolve()) if v and ":" not in v else v
-                    for v in (entry["source"], entry.get("annotation")))
+        source = local_path(entry["source"])
+        key = (str(source.resolve()) if source else entry["source"],
+               str(Path(entry["annotation"]).resolve()) if "annotation" in entry else None)
         if key in listed:
             raise ValueError(f"config: genomes {listed[key]!r} and {name!r} are the same genome (source "
                              f"{entry['source']!r}); list each genome once")
@@ -205,6 +238,8 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if task is not None and config["tasks"][task]["dense"] and (settings["stride"] or settings["merge"]):
         raise ValueError(f"config: scan.{name}: stride and merge are for window scans; its model is per-base "
                          f"(task {task!r} is dense), which scores every base once")
+    if settings["held_out"] and not settings["evaluate"]:
+        raise ValueError(f"config: scan.{name}.held_out limits the evaluation to the test split; it needs evaluate: true")
     if settings["held_out"] and task is None:
         raise ValueError(f"config: scan.{name}.held_out needs a model that is a finetune name whose task is a "
                          "tasks name (its test split is what is evaluated)")

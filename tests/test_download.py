@@ -21,6 +21,7 @@ from Bio import SeqIO
 
 from conftest import GENOMES
 from dnabert2 import download as dl
+from dnabert2 import sources
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import compression
 from http_server import FileServer, write_file
@@ -530,14 +531,27 @@ def test_base_urls_default_and_from_environment(monkeypatch):
 
 def test_ensembl_urls():
     base = "https://ftp.ensembl.org/pub"
-    assert dl.parse_ensembl("ensembl:Homo_sapiens:112:GRCh38") == ("homo_sapiens", "112", "GRCh38")
-    assert dl.parse_ensembl("ensembl:danio_rerio") == ("danio_rerio", None, None)
-    assert dl.parse_ensembl("ensembl:danio_rerio::GRCz11") == ("danio_rerio", None, "GRCz11")
+    assert sources.parse_ensembl("ensembl:Homo_sapiens:112:GRCh38") == ("homo_sapiens", "112", "GRCh38")
+    assert sources.parse_ensembl("ensembl:danio_rerio") == ("danio_rerio", None, None)
+    assert sources.parse_ensembl("ensembl:danio_rerio::GRCz11") == ("danio_rerio", None, "GRCz11")
     assert dl.ensembl_directory(base, "homo_sapiens", "112") == f"{base}/release-112/fasta/homo_sapiens/dna/"
     assert dl.ensembl_directory(base, "homo_sapiens", None) == f"{base}/current_fasta/homo_sapiens/dna/"
     for bad in ("ensembl:", "ensembl:homo_sapiens:latest", "ensembl:homo_sapiens:112:GRCh38:x"):
         with pytest.raises(UserError, match="bad Ensembl source"):
-            dl.parse_ensembl(bad)
+            sources.parse_ensembl(bad)
+
+
+def test_sources_are_told_apart_without_the_network(tmp_path):
+    for remote in ("ensembl:danio_rerio", "ucsc:hg38", "ncbi:GCF_000005845.2", "https://h/g.fa", "FTP://h/g.fa"):
+        assert sources.local_path(remote) is None, remote
+    assert sources.local_path("file:///data/my%20genome.fa") == Path("/data/my genome.fa")
+    assert sources.local_path("C:/data/g.fa") == Path("C:/data/g.fa")  # a drive letter is no scheme
+    (tmp_path / "odd:name.fa").write_text(">a\nACGT\n")
+    assert sources.local_path(str(tmp_path / "odd:name.fa")) == tmp_path / "odd:name.fa"
+    for bad, words in (("s3://b/g.fa", "unknown source"), ("ucsc:", "bad UCSC source"), ("https:g.fa", "names a server"),
+                       ("file://otherhost/g.fa", "on this machine")):
+        with pytest.raises(UserError, match=words):
+            sources.local_path(bad)
 
 
 def test_choose_ensembl_file():
@@ -565,8 +579,8 @@ def test_ucsc_urls():
 
 def test_ncbi_urls():
     base = "https://ftp.ncbi.nlm.nih.gov"
-    assert dl.parse_ncbi("ncbi:GCF_000005845.2") == ("GCF_000005845", 2)
-    assert dl.parse_ncbi("ncbi:gca_000001405") == ("GCA_000001405", None)
+    assert sources.parse_ncbi("ncbi:GCF_000005845.2") == ("GCF_000005845", 2)
+    assert sources.parse_ncbi("ncbi:gca_000001405") == ("GCA_000001405", None)
     directory = dl.ncbi_directory(base, "GCF_000005845")
     assert directory == f"{base}/genomes/all/GCF/000/005/845/"
     names = ["GCF_000005845.1_ASM584v1", "GCF_000005845.2_ASM584v2", "GCF_000005845.10_X", "GCF_000005846.3_Y"]

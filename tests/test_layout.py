@@ -20,7 +20,7 @@ LAYERS = [
     (["dnabert2.tasks.registry"], False),
     (["dnabert2.settings"], False),
     (["dnabert2.devices"], False),
-    (["dnabert2.hub"], False),
+    (["dnabert2.hub", "dnabert2.sources"], False),
     (["dnabert2.sequences"], True),
     (["dnabert2.bed"], False),
     (["dnabert2.download"], False),

@@ -253,11 +253,12 @@ EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 
 def stand_in_inputs(checkout, config_path):
     """Empty stand-ins for the files an example config expects the user to have put on disk (an
-    annotation, a BAM, a model folder): a dry run checks the plan, not the data."""
+    annotation, a BAM, a VCF, a model folder): a dry run checks the plan, not the data."""
     config = yaml.safe_load(config_path.read_text())
     paths = [g["annotation"] for g in config["genomes"].values() if "annotation" in g]
     paths += [g["source"] for g in config["genomes"].values() if ":" not in g["source"]]
     paths += [s["bam"] for s in config.get("scan", {}).values() if s.get("bam")]
+    paths += [v["vcf"] for v in config.get("variants", {}).values()]
     for path in map(checkout.joinpath, paths):
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -110,7 +110,7 @@ def parsed(command: str, words: str, cls):
     return settings_from(args, cls)
 
 
-def test_rule_options_parse_back_into_the_config_settings():
+def test_rule_options_parse_back_into_the_config_settings(tmp_path):
     config = checked(DEFAULT)
     pretrain = config["pretrain"]["tiny"] | {"weights": [2, 1], "heldout_contigs": ["V", "X"]}
     settings = parsed("pretrain", wc.pretrain_options(pretrain), PretrainSettings)
@@ -133,7 +133,8 @@ def test_rule_options_parse_back_into_the_config_settings():
     cnn = config["finetune"]["ce1pct_splice_cnn"] | {"lr": 0.002, "seeds": [1, 2]}
     args = build_parser("cnn").parse_args(["cnn", "--data", "d", "--out", "o", *shlex.split(wc.finetune_options(cnn))])
     assert (args.epochs, args.batch_size, args.lr, args.seeds, args.device) == (4, 8, 0.002, [1, 2], "cpu")
-    variants = checked({**DEFAULT, "variants": {"v": {"vcf": "v.vcf", "model": "ce1pct_splice", "genome": "ce1pct",
+    (tmp_path / "v.vcf").write_text("##fileformat=VCFv4.2\n")
+    variants = checked({**DEFAULT, "variants": {"v": {"vcf": str(tmp_path / "v.vcf"), "model": "ce1pct_splice", "genome": "ce1pct",
                                                       "distance": 200, "gpus": 1}}})["variants"]["v"]
     settings = parsed("variants", wc.variant_options(variants), VariantSettings)
     assert (settings.distance, settings.info_key, settings.device) == (200, "DNABERT2", "cuda")
@@ -195,6 +196,24 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
                     c["scan"].clear(), c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice",
                                                                 "genome": "ce1pct"}})),
          ["variants.v.model", "window task", "per-base model"]),
+        (lambda c: c["genomes"].update({"..": {"source": "example/ce1pct.fa.gz"}}), ["genomes: '..' cannot be a name",
+                                                                                     "not dots alone"]),
+        (lambda c: c["tasks"].update({True: c["tasks"]["ce1pct_splice"]}), ["tasks: True cannot be a name", "quote"]),
+        (lambda c: c["vocab"].update(vocab_size=4096.0), ["vocab.vocab_size", "not of type 'integer'"]),
+        (lambda c: c["pretrain"]["tiny"].update(window_tokens=128, batch_tokens=64),
+         ["pretrain.tiny: batch tokens 64 cannot hold a window of 128 tokens"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(evaluate=False), ["scan.ce1pct_splice.held_out", "evaluate: true"]),
+        (lambda c: c["genomes"]["ce1pct"].update(source="example/gone.fa.gz"),
+         ["genomes.ce1pct.source: 'example/gone.fa.gz' is not a file here"]),
+        (lambda c: c["genomes"]["ce1pct"].update(source="example"), ["genomes.ce1pct.source: 'example' is not a file"]),
+        (lambda c: c["genomes"]["ce1pct"].update(source="foo:bar"), ["genomes.ce1pct.source", "unknown source 'foo:bar'"]),
+        (lambda c: c["genomes"]["ce1pct"].update(source="ensembl:homo_sapiens:latest"), ["bad Ensembl source"]),
+        (lambda c: c["genomes"]["ce1pct"].update(source="https:///genome.fa.gz"), ["a https URL names a server"]),
+        (lambda c: c["genomes"]["ce1pct"].update(annotation="example/gone.gff3"), ["genomes.ce1pct.annotation"]),
+        (lambda c: c.update(variants={"v": {"vcf": "gone.vcf.gz", "model": "ce1pct_splice_cnn", "genome": "ce1pct"}}),
+         ["variants.v.vcf: 'gone.vcf.gz' is not a file here"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(model="example/tiny-model"),
+         ["finetune.ce1pct_splice.model 'example/tiny-model' is neither"]),
     ],
 )
 def test_bad_configs_get_one_line_naming_the_key(change, words):
@@ -208,6 +227,14 @@ def test_a_scan_scored_against_a_genome_without_annotation_is_refused():
     config["genomes"]["bare"] = {"source": "example/bare.fa.gz"}
     config["scan"]["ce1pct_splice"]["genome"] = "bare"
     refused(config, "scan.ce1pct_splice.evaluate needs an annotation", "bare")
+
+
+def test_remote_genome_sources_are_not_looked_for_here():
+    config = copy.deepcopy(DEFAULT)
+    for i, source in enumerate(["ensembl:homo_sapiens:112:GRCh38", "ucsc:hg38", "ncbi:GCF_000001405.40",
+                                "https://example.org/g.fa.gz", "ftp://example.org/g.fa.gz"]):
+        config["genomes"][f"g{i}"] = {"source": source}
+    checked(config)
 
 
 def test_models_may_be_hugging_face_hub_ids():

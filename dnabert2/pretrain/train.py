@@ -28,7 +28,7 @@ from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
 from ..options import add_settings, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
-from ..settings import PretrainSettings
+from ..settings import PretrainSettings, window_over_batch
 from ..tokenizer import load_tokenizer
 from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
                           set_rng_state)
@@ -171,6 +171,8 @@ def comparable(settings: dict) -> dict:
 
 def check_settings(s: PretrainSettings) -> None:
     """Settings the option types cannot check alone."""
+    if problem := window_over_batch(s.window_tokens, s.window_bp, s.batch_tokens):
+        raise UserError(problem)
     if s.dropout is not None and not 0 <= s.dropout < 1:
         raise UserError(f"dropout must be in [0, 1), not {s.dropout}")
     for name, value, low, high in (("weight decay", s.weight_decay, 0, None), ("clip", s.clip, 0, None),

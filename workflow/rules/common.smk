@@ -20,6 +20,7 @@ except ImportError as error:
         "(pip install dnabert2 of the same version) beside Snakemake"
     ) from error
 from dnabert2.hub import hub_id
+from dnabert2.sources import local_path
 from dnabert2.wrappers import use_checkout
 
 workflow_config.check(
@@ -47,9 +48,8 @@ def genome_fasta(name):
 
 def local_source(wildcards):
     """The source file when it is on disk, so that changing it reruns the download."""
-    source = config["genomes"][wildcards.genome]["source"]
-    path = Path(source.removeprefix("file://"))
-    return [str(path)] if ":" not in source or source.startswith("file://") else []
+    path = local_path(config["genomes"][wildcards.genome]["source"])
+    return [str(path)] if path else []
 
 
 def checksum_option(wildcards):
