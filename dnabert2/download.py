@@ -408,10 +408,13 @@ class _HttpFetch:
 
     def __init__(self, session: requests.Session, url: str, part: Path, transfer: Transfer):
         self.session, self.url, self.part, self.transfer = session, url, part, transfer
-        self.received = 0
+        self.received, self.sized = 0, False
 
     def run(self) -> None:
-        with_retries(self.url, self.transfer, self.attempt, progress=lambda: self.received)
+        # Progress is bytes on disk: a server that drops the connection and ignores ranges restarts from
+        # zero each time, and that must run out of retries.
+        with_retries(self.url, self.transfer, self.attempt,
+                     progress=lambda: self.part.stat().st_size if self.part.exists() else 0)
 
     def _resumable(self) -> _PartState | None:
         if not self.part.exists():
@@ -429,8 +432,12 @@ class _HttpFetch:
     def attempt(self) -> None:
         state = self._resumable()
         offset = self.part.stat().st_size if state else 0
-        if state and offset == state.total:
-            return  # an earlier run received every byte, then stopped before converting
+        if state and offset and offset == state.total:
+            # An earlier run received every byte, then stopped before converting. Its last byte is asked
+            # for again, so that a file changed on the server since comes back whole (If-Range).
+            with open(self.part, "r+b") as part:
+                part.truncate(offset - 1)
+            offset -= 1
         # Identity encoding: byte ranges must refer to the file as stored, not to a re-compressed stream.
         headers = {"Accept-Encoding": "identity"}
         if offset:
@@ -449,6 +456,7 @@ class _HttpFetch:
             elif offset:
                 log.info("%s: resuming at byte %d", self.url, offset)
             total = self._total(response, offset)
+            self.sized = total is not None
             self._save_state(response, total)
             with open(self.part, "ab" if offset else "wb") as sink, self._bar(total, offset) as bar:
                 # read1 hands over what has arrived, so a cut connection loses nothing already received
@@ -491,7 +499,7 @@ class _FtpFetch:
 
     def __init__(self, url: str, part: Path, transfer: Transfer):
         self.url, self.part, self.transfer = url, part, transfer
-        self.received = 0
+        self.received, self.sized = 0, False
 
     def run(self) -> None:
         with_retries(self.url, self.transfer, self.attempt)
@@ -502,6 +510,7 @@ class _FtpFetch:
             with urllib.request.urlopen(self.url, timeout=self.transfer.timeout) as response:
                 length = response.headers.get("Content-length")
                 total = int(length) if length and length.isdigit() else None
+                self.sized = total is not None
                 with open(self.part, "wb") as sink, _progress_bar(self.transfer, self.url, total, 0) as bar:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         sink.write(chunk)
@@ -517,9 +526,9 @@ class _FtpFetch:
             raise _Transient(f"connection closed after {self.part.stat().st_size} of {total} bytes")
 
 
-def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, missing: str | None = None) -> int:
-    """Download `url` into `part` (continuing what an interrupted run left there); returns the bytes
-    received in this run."""
+def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, missing: str | None = None) -> bool:
+    """Download `url` into `part` (continuing what an interrupted run left there); returns whether the
+    server told the file's length, without which a transfer cut short looks whole."""
     ftp = urlsplit(url).scheme.lower() == "ftp"
     fetcher = _FtpFetch(url, part, transfer) if ftp else _HttpFetch(session, url, part, transfer)
     start = time.monotonic()
@@ -532,7 +541,7 @@ def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, m
         raise UserError(f"{part}: cannot write: {error.strerror or error}") from None
     seconds = max(time.monotonic() - start, 1e-9)
     log.info("%s: %d bytes in %.1f s (%.1f MB/s)", url, fetcher.received, seconds, fetcher.received / seconds / 1e6)
-    return fetcher.received
+    return fetcher.sized
 
 
 # --- The command --------------------------------------------------------------------------------------
@@ -570,7 +579,9 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
             lengths = _convert(resolved.local, out, source)
         else:
             part = Path(f"{out}.part")
-            fetch(session, resolved.url, part, transfer, resolved.missing)
+            if not fetch(session, resolved.url, part, transfer, resolved.missing) and checksum is None:
+                log.warning("%s: the server gave no length and there is no checksum, so a transfer cut short cannot "
+                            "be told from a whole file; give --sha256 or --md5 to verify it", resolved.url)
             try:
                 verdict = verify(part, checksum, resolved.url)
                 lengths = _convert(part, out, resolved.url)

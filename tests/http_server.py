@@ -27,10 +27,15 @@ class Request:
 @dataclass
 class Faults:
     """cut_after: path → bytes of body sent before the connection drops, once (the first request);
-    statuses: path → error statuses answered, one per request, before the real answer."""
+    cut_always: the same, on every request; statuses: path → error statuses answered, one per request,
+    before the real answer; no_ranges: paths always sent whole (Range ignored, as some servers do);
+    no_length: paths sent without Content-Length, the body ending when the connection closes."""
 
     cut_after: dict[str, int] = field(default_factory=dict)
+    cut_always: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, list[int]] = field(default_factory=dict)
+    no_ranges: set[str] = field(default_factory=set)
+    no_length: set[str] = field(default_factory=set)
 
 
 class LocalServer:
@@ -76,7 +81,7 @@ class FileServer(LocalServer):
         with self._lock:
             statuses = self.faults.statuses.get(path)
             status = statuses.pop(0) if statuses else None
-            cut = None if status else self.faults.cut_after.pop(path, None)
+            cut = None if status else self.faults.cut_after.pop(path, self.faults.cut_always.get(path))
         return status, cut
 
 
@@ -137,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
         modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
         start, end = 0, stat.st_size
-        wanted = _RANGE.fullmatch(self.headers.get("Range", ""))
+        wanted = None if request.path in self.server_state.faults.no_ranges else _RANGE.fullmatch(self.headers.get("Range", ""))
         if_range = self.headers.get("If-Range")
         if wanted and (if_range is None or if_range in (etag, modified)):
             start = int(wanted[1])
@@ -152,7 +157,10 @@ class _Handler(BaseHTTPRequestHandler):
         request.status = 206 if start or end < stat.st_size else 200
         self.send_response(request.status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start))
+        if request.path in self.server_state.faults.no_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(end - start))
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", modified)
         self.send_header("Accept-Ranges", "bytes")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pysam
 import pytest
+import requests
 from Bio import SeqIO
 
 from conftest import GENOMES
@@ -167,14 +168,52 @@ def test_part_file_is_not_continued_when_the_total_size_changed(server, tmp_path
     assert_genome(out, lambda_genome)
 
 
-def test_complete_part_file_is_not_fetched_again(server, tmp_path, lambda_genome):
+def test_complete_part_file_is_checked_by_its_last_byte_not_fetched_again(server, tmp_path, lambda_genome):
     data = LAMBDA_GZ.read_bytes()
     url = publish(server, "/lambda.fa.gz", data)
     out = tmp_path / "genome.fa.gz"
     write_part_state(out, url, data, total=len(data))
     get(url, out)
-    assert server.requests_for("/lambda.fa.gz") == []
+    (checked,) = server.requests_for("/lambda.fa.gz")
+    assert checked.headers["Range"] == f"bytes={len(data) - 1}-" and checked.status == 206
     assert_genome(out, lambda_genome)
+
+
+def test_complete_part_file_of_a_file_changed_since_is_fetched_anew(server, tmp_path, phix_genome, phix_fasta_gz):
+    """An interrupted conversion leaves every byte; the server's file changes before the rerun."""
+    data = LAMBDA_GZ.read_bytes()
+    url = publish(server, "/genome.fa.gz", data)
+    out = tmp_path / "genome.fa.gz"
+    with requests.get(url, timeout=5) as response:
+        write_part_state(out, url, data, total=len(data))
+        state = json.loads(Path(f"{out}.part.json").read_text()) | {"validator": response.headers["ETag"]}
+    Path(f"{out}.part.json").write_text(json.dumps(state))
+    write_file(server.root / "genome.fa.gz", phix_fasta_gz, mtime=1_000_000)
+    get(url, out)
+    assert server.requests_for("/genome.fa.gz")[-1].status == 200
+    assert_genome(out, phix_genome)
+
+
+def test_a_server_that_cuts_every_transfer_and_ignores_ranges_runs_out_of_retries(server, tmp_path):
+    url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    server.faults.cut_always["/lambda.fa.gz"] = 2000
+    server.faults.no_ranges.add("/lambda.fa.gz")
+    out = tmp_path / "genome.fa.gz"
+    with pytest.raises(UserError, match=r"gave up after 3 failed attempts"):
+        get(url, out, retries=2)
+    assert len(server.requests_for("/lambda.fa.gz")) == 3 and not out.exists()
+
+
+def test_a_transfer_of_unknown_length_without_checksum_is_named_unverifiable(server, tmp_path, lambda_genome, caplog):
+    data = LAMBDA_GZ.read_bytes()
+    url = publish(server, "/lambda.fa.gz", data)
+    server.faults.no_length.add("/lambda.fa.gz")
+    get(url, tmp_path / "a.fa.gz")
+    assert_genome(tmp_path / "a.fa.gz", lambda_genome)
+    assert "no length and there is no checksum" in caplog.text
+    caplog.clear()
+    get(url, tmp_path / "b.fa.gz", sha256=hashlib.sha256(data).hexdigest())
+    assert "no length" not in caplog.text
 
 
 def test_server_errors_are_retried(server, tmp_path, lambda_genome):
