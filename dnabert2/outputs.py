@@ -57,6 +57,10 @@ def atomic_output(path, *suffixes: str):
             os.replace(src, dst)
         share(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if str(error.filename or "").startswith(str(tmp)):  # the user knows the output, not its temporary name
+            raise UserError(f"{path}: cannot write it: {error.strerror or error}") from None
+        raise
     finally:
         for leftover in [tmp, *(src for src, _ in companions)]:
             leftover.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+from pathlib import Path
 from collections import Counter
 
 import pysam
@@ -114,7 +115,10 @@ def test_ragged_fasta_lines_are_rewrapped(tmp_path):
     [
         (b"", "empty"),
         (b">only_a_header\n", "no sequence"),
-        (b">x\nACGTNNRY\n>y\nACGT-ACGT\n", "'y' has a non-nucleotide character '-'"),
+        (b">x\nACGTNNRY\n>y\nACGT-ACGT\n", "'y' has a non-nucleotide character '-' at position 5"),
+        (b">x\nACGTNNRY\n>y\nACGTA\nCGTX\n", "'y' has a non-nucleotide character 'X' at position 9"),
+        (b">x\nACGT\n>gap\n>y\nACGT\n", "record 'gap' has no sequence"),  # faidx would drop it unsaid
+        (b">x\nACGT\n>last\n", "record 'last' has no sequence"),
         (b"ID   not fasta\n", "not a FASTA"),
         (b">a\nACGT\n>a\nGGGG\n", "'a' appears more than once"),
         (b">\nACGT\n", "empty name"),
@@ -127,6 +131,23 @@ def test_bad_fasta_is_refused_without_output(tmp_path, content, message):
     with pytest.raises(UserError, match=message):
         write_bgzf_fasta(path, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa"]
+
+
+def test_a_record_is_checked_along_its_whole_length_across_read_chunks(tmp_path):
+    path = tmp_path / "long.fa"
+    path.write_bytes(b">a\n" + b"ACGT\n" * 300_000 + b"ACGTQ\n")  # past the first 1 MiB chunk
+    with pytest.raises(UserError, match="'a' has a non-nucleotide character 'Q' at position 1200005"):
+        write_bgzf_fasta(path, tmp_path / "out.fa.gz")
+
+
+def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
+    try:
+        (Path("/sys") / "dnabert2-probe").touch()
+        pytest.skip("/sys is writable here")
+    except OSError:
+        pass
+    with pytest.raises(UserError, match="/sys/out.fa.gz: cannot write it"):
+        write_bgzf_fasta(LAMBDA, "/sys/out.fa.gz")
 
 
 def test_truncated_gzip_is_refused(tmp_path):

@@ -98,13 +98,14 @@ def sniff_format(path) -> str:
     raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
 
 
-def check_nucleotides(path, name: str, sequence: str) -> None:
-    """Raise a UserError naming the record and the first character that is not an IUPAC nucleotide."""
+def check_nucleotides(path, name: str, sequence: str, before: int = 0) -> None:
+    """Raise a UserError naming the record and the first character that is not an IUPAC nucleotide
+    (its 1-based position in the record, of which `sequence` follows `before` bases)."""
     bad = _NOT_NUCLEOTIDE.search(sequence)
     if bad:
         raise UserError(
             f"{path}: record {name!r} has a non-nucleotide character {bad.group()!r} "
-            f"at position {bad.start() + 1}"
+            f"at position {before + bad.start() + 1}"
         )
 
 
@@ -170,10 +171,10 @@ def _write_wrapped(out, name: str, sequence: str) -> None:
 
 
 def _copy_fasta_stream(path, out) -> None:
-    """Copy a FASTA byte stream into `out`, validating it chunk by chunk in constant memory."""
-    bases = 0
+    """Copy a FASTA byte stream into `out`, validating it chunk by chunk in constant memory: names,
+    bases (positions counted along the record), and a sequence in every record."""
     names = set()
-    last_name = None
+    name, length = None, 0  # the record being read, and its bases so far
     carry = b""
     with open_binary(path) as source:
         while True:
@@ -185,33 +186,33 @@ def _copy_fasta_stream(path, out) -> None:
                 block = block.replace(b"\r", b"")
                 if not names and not block.lstrip().startswith(b">"):
                     raise UserError(f"{path}: not a FASTA file (no '>' header before the sequence)")
-                headers = _HEADER_LINE.findall(block)
-                sequence = _HEADER_LINE.sub(b"", block).replace(b"\n", b"")
-                if sequence.translate(None, _NUCLEOTIDE_BYTES):
-                    _check_lines(path, block, last_name)
-                for header in headers:
-                    last_name = _header_name(header)
-                    check_name(path, last_name, names)
-                bases += len(sequence)
+                start = 0
+                for header in [*_HEADER_LINE.finditer(block), None]:
+                    sequence = block[start:header.start() if header else len(block)].replace(b"\n", b"")
+                    if sequence.translate(None, _NUCLEOTIDE_BYTES):
+                        check_nucleotides(path, name, sequence.decode(errors="replace"), before=length)
+                    length += len(sequence)
+                    if header:
+                        _check_has_sequence(path, name, length)
+                        name, length, start = _header_name(header[0]), 0, header.end()
+                        check_name(path, name, names)
                 out.write(block if block.endswith(b"\n") else block + b"\n")
             if not chunk:
                 break
-    if not names or bases == 0:
+    if name is None:
         raise UserError(f"{path}: no sequence found (empty FASTA)")
+    _check_has_sequence(path, name, length)
+
+
+def _check_has_sequence(path, name: str | None, length: int) -> None:
+    # faidx leaves a record without bases out of the index: its contig would vanish unsaid.
+    if name is not None and length == 0:
+        raise UserError(f"{path}: record {name!r} has no sequence")
 
 
 def _header_name(header: bytes) -> str:
     words = header[1:].split()
     return words[0].decode(errors="replace") if words else ""
-
-
-def _check_lines(path, block: bytes, name) -> None:
-    """Line by line, so the error names the record holding the first bad character."""
-    for line in block.split(b"\n"):
-        if line.startswith(b">"):
-            name = _header_name(line)
-        else:
-            check_nucleotides(path, name, line.decode(errors="replace"))
 
 
 def write_bgzf_fasta(source, out) -> dict[str, int]:
@@ -220,6 +221,7 @@ def write_bgzf_fasta(source, out) -> dict[str, int]:
     Returns the contig lengths. Nothing is left at `out` if the input is bad."""
     fmt = sniff_format(source)
     with atomic_output(out, ".fai", ".gzi") as tmp:
+        open(tmp, "wb").close()  # pysam crashes (SIGSEGV) on a file it cannot create: fail here first
         try:
             with pysam.BGZFile(str(tmp), "wb") as bgzf:
                 if fmt == "genbank":
