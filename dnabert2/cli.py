@@ -7,6 +7,7 @@ utilities do not pay for importing torch."""
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -96,6 +97,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
+    if args.quiet:  # read when huggingface_hub is first imported, which no command does before this
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

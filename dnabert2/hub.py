@@ -6,6 +6,7 @@ act as they do for every Hugging Face tool."""
 import logging
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import UserError
 
@@ -33,9 +34,12 @@ def model_path(name) -> Path:
         return Path(name)
     repo, revision = named
     # Imported here: most commands never fetch, and huggingface_hub takes a while to import.
-    from huggingface_hub import errors, snapshot_download
+    from huggingface_hub import constants, errors, snapshot_download
 
     where = f"{repo}@{revision}" if revision else repo
+    endpoint = constants.ENDPOINT
+    if not _offline() and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise UserError(f"{where}: HF_ENDPOINT {endpoint!r} is not an http(s) URL")
     for client in ("httpx", "httpx2"):  # a line per HTTP request is noise in a command's log
         logging.getLogger(client).setLevel(logging.WARNING)
     try:

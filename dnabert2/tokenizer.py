@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from tokenizers import Tokenizer
 
 from .errors import UserError
-from .hub import model_path
+from .hub import model_name, model_path
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
 UNK, CLS, SEP, PAD, MASK = range(len(SPECIAL_TOKENS))  # load_tokenizer checks every tokenizer has these ids
@@ -22,7 +22,7 @@ def load_tokenizer(path) -> Tokenizer:
     path = model_path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise UserError(f"{path}: no tokenizer.json there")
+        raise UserError(f"{model_name(path)}: no tokenizer.json there")
     try:
         tokenizer = Tokenizer.from_file(str(file))
     except Exception as error:  # tokenizers raises a bare Exception for malformed JSON

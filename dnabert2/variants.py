@@ -181,7 +181,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
                         "(zcat it | bgzip)")
     folder = model_path(model)
     if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
-        raise UserError(f"{folder}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
+        raise UserError(f"{model_name(folder)}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
                         "or `cnn`); this is a window classifier")
     scanner = load_dense_scanner(folder, device=s.device, dtype=s.dtype)
     tokenizer = read_tokenizer(scanner)

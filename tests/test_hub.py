@@ -158,12 +158,20 @@ def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reload
     result = run(hub_env(hub, home), "-m", "dnabert2", "finetune", "--model", "lab/tiny-base", "--data", task,
                  "--out", out, "--lora", "--epochs", 1, "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
+    assert "Fetching" not in result.stderr  # -q: no progress bars, huggingface_hub's neither
     commit = hub.repos["lab/tiny-base"]["refs"]["main"]
     assert json.loads((out / "finetune.json").read_text())["base_model"] == f"lab/tiny-base@{commit}"
     script = f"from dnabert2 import load_model; print(type(load_model({str(out)!r})).__name__)"
     reloaded = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-c", script)
     assert reloaded.returncode == 0, reloaded.stderr
     assert reloaded.stdout.split() == ["DNABertForSequenceClassification"]
+
+
+def test_an_hf_endpoint_that_is_no_url_gets_one_line(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    result = run(env | {"HF_ENDPOINT": "hub.example.org", "HF_HOME": str(tmp_path / "hf")}, "-m", "dnabert2", "scan",
+                 "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz", "--out", tmp_path / "x.bed")
+    assert_user_error(result, "HF_ENDPOINT 'hub.example.org' is not an http(s) URL")
 
 
 def test_no_network_and_nothing_cached_gets_one_line(tmp_path):

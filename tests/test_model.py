@@ -170,8 +170,11 @@ def test_other_architectures_are_refused(tmp_path):
 
 
 def test_unreadable_folders_are_refused(tmp_path):
-    with pytest.raises(UserError, match="not a model folder"):
+    with pytest.raises(UserError, match="absent: no such folder, nor a Hugging Face Hub id"):
         load_model(tmp_path / "absent")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="file: not a model folder"):
+        load_model(tmp_path / "file")
     folder = tmp_path / "m"
     folder.mkdir()
     with pytest.raises(UserError, match="not a model folder \\(no config.json in it\\)"):

@@ -107,11 +107,13 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
 
 def check_model_folder(folder: Path) -> None:
     """Refuse what is not a model folder, saying what it is when that is clear (a task's data)."""
+    if not folder.exists():
+        raise UserError(f"{folder}: no such folder, nor a Hugging Face Hub id (owner/name[@revision])")
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
     if not (folder / "config.json").is_file():
         kind = "the data of a task (`dnabert2 tasks`), " if (folder / "task.json").is_file() else ""
-        raise UserError(f"{folder}: not a model folder ({kind}no config.json in it)")
+        raise UserError(f"{model_name(folder)}: not a model folder ({kind}no config.json in it)")
 
 
 def is_classifier(folder: Path) -> bool:
@@ -142,10 +144,10 @@ def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu",
     info = json.loads((folder / "finetune.json").read_text())
     base = model_path(info["base_model"])
     if not base.is_dir():
-        raise UserError(f"{folder}: its base model {base} is not there any more (finetune.json names it)")
+        raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
     trained = info.get("head", "classification")
     if head not in (None, trained):
-        raise UserError(f"{folder}: a fine-tuned {trained} model; head {head!r} is not available from it")
+        raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
     model, _ = assemble(base, trained, num_labels=info["num_labels"])
     return merge_adapter(model, folder).to(resolve_device(device), dtype).eval()
@@ -186,9 +188,9 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
     if head in LABELLED_HEADS and saved == head:
         labels = state[LABELLED_HEADS[head]].shape[0]
         if num_labels is not None and num_labels != labels:
-            raise UserError(f"{folder}: the classifier has {labels} labels, not {num_labels}")
+            raise UserError(f"{model_name(folder)}: the classifier has {labels} labels, not {num_labels}")
         if head == "classification" and pooling is not None and pooling != config.classifier_pooling:
-            raise UserError(f"{folder}: the classifier pools with {config.classifier_pooling!r}, not {pooling!r}")
+            raise UserError(f"{model_name(folder)}: the classifier pools with {config.classifier_pooling!r}, not {pooling!r}")
         config.num_labels = labels
     elif head == "dense":
         config.num_labels = config.num_labels if num_labels is None else num_labels
@@ -208,10 +210,10 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
     unexpected = set(state) - set(expected) - dropped
     if missing or unexpected:
         problems = [f"missing {_names(missing)}"] * bool(missing) + [f"unexpected {_names(unexpected)}"] * bool(unexpected)
-        raise UserError(f"{folder}: not a DNABERT-2 checkpoint of this configuration: {'; '.join(problems)}")
+        raise UserError(f"{model_name(folder)}: not a DNABERT-2 checkpoint of this configuration: {'; '.join(problems)}")
     for key, value in state.items():
         if key in expected and value.shape != expected[key].shape:
-            raise UserError(f"{folder}: {key} has shape {tuple(value.shape)} in the weights but "
+            raise UserError(f"{model_name(folder)}: {key} has shape {tuple(value.shape)} in the weights but "
                             f"{tuple(expected[key].shape)} for config.json")
     model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
     if isinstance(model, DNABertForMaskedLM):

@@ -12,6 +12,7 @@ import torch
 
 from ..devices import Pending, autocast, compiled, inference_device, inference_weights, upload
 from ..errors import UserError
+from ..hub import model_name
 from ..bases.cnn import is_cnn
 from ..model import check_model_folder, classifier_head, is_classifier, load_model
 from ..tasks.registry import KINDS
@@ -84,7 +85,7 @@ def scanning_device(folder: Path, device, dtype: str):
     """The device and precision a scan runs on, once the folder is known to hold a classifier."""
     check_model_folder(folder)
     if not is_classifier(folder) and not is_cnn(folder):
-        raise UserError(f"{folder}: a model without a classification head; scoring needs a fine-tuned model "
+        raise UserError(f"{model_name(folder)}: a model without a classification head; scoring needs a fine-tuned model "
                         "(`dnabert2 finetune`, or `dnabert2 cnn`)")
     return inference_device(device, dtype)
 
@@ -103,7 +104,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     trained_window = task.get("window_bp")
     if window is None:
         if trained_window is None:
-            raise UserError(f"{folder}: no task.json says which window length the model was fine-tuned on; "
+            raise UserError(f"{model_name(folder)}: no task.json says which window length the model was fine-tuned on; "
                             "give --window")
         window = int(trained_window)
     elif trained_window is not None and window != trained_window:
