@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .devices import resolve_device
-from .tasks.gue import SPLITS, scores
+from .tasks.gue import SPLITS, one_class, scores
 
 ONE_HOT = np.zeros((256, 4), dtype=np.float32)
 for _i, _base in enumerate("ACGT"):
@@ -31,7 +31,8 @@ def kmer_baseline(task: dict, k: int = 6, seed: int = 0) -> dict:
         dev = scores(task["dev"][1], _full_probabilities(model, features["dev"], task))["mcc"]
         if best is None or dev > best[0]:
             best = (dev, model)
-    return scores(task["test"][1], _full_probabilities(best[1], features["test"], task))
+    probabilities = _full_probabilities(best[1], features["test"], task)
+    return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}
 
 
 def _full_probabilities(model, features, task) -> np.ndarray:
@@ -98,4 +99,5 @@ def cnn_baseline(task: dict, seed: int = 0, epochs: int = 30, patience: int = 5,
             if waited >= patience:
                 break
     model.load_state_dict(best_state)
-    return scores(task["test"][1], _probabilities(model, x["test"]))
+    probabilities = _probabilities(model, x["test"])
+    return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}

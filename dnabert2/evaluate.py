@@ -8,8 +8,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
@@ -20,7 +18,7 @@ from .options import add_settings, settings_from
 from .outputs import atomic_output, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
-from .tasks.gue import SPLITS, find_tasks, read_task, scores
+from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
 from .tokenizer import encode, load_tokenizer, token_limit
 
 log = logging.getLogger(__name__)
@@ -45,7 +43,7 @@ def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> di
     ids = encode(load_tokenizer(model_dir), task["test"][0], max_tokens)
     mixed = autocast(device, resolve_precision("auto", device))
     probabilities = predict(model, ids, task["test"][1], batch_size, device, mixed)
-    return {**scores(task["test"][1], probabilities), "collapsed": len(np.unique(probabilities.argmax(1))) == 1}
+    return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}
 
 
 def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings | None = None,
@@ -54,6 +52,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     fine-tuned classifier) and the baselines beside it; writes `out` (TSV) and its .md twin. Returns
     the rows."""
     settings, training = settings or EvaluateSettings(), training or FinetuneSettings()
+    if "none" in settings.baseline and len(settings.baseline) > 1:
+        raise UserError(f"--baseline {' '.join(settings.baseline)}: none means no baseline, and stands alone")
     baselines = [b for b in settings.baseline if b != "none"]
     unknown = sorted(set(baselines) - {"kmer", "cnn"})
     if unknown:
@@ -75,8 +75,6 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                 metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
             method = f"{model_dir.name} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
             result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
-        if result["collapsed"]:
-            log.warning("task %s: %s predicts one class for every sequence: it has learned nothing", name, method)
         rows.append({"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                      **{f"{k}_sd": v for k, v in spread.items()}})
         seed = training.seeds[0]
@@ -86,6 +84,10 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
         if "cnn" in baselines:
             rows.append({"task": name, "method": "CNN (one-hot, 2 conv layers)", "n_test": len(task["test"][1]),
                          **cnn_baseline(task, seed=seed, device=training.device)})
+        for row in rows[-1 - len(baselines):]:
+            if row["collapsed"]:
+                log.warning("task %s: %s predicts one class for every sequence: it has learned nothing", name,
+                            row["method"])
     write_tables(rows, out)
     return rows
 

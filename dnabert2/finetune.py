@@ -27,8 +27,8 @@ from .model.adapters import is_adapter, with_lora
 from .optim import schedule
 from .options import add_settings, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
-from .settings import CNN_OPTIONS, LORA_FROM, FinetuneSettings
-from .tasks.gue import SPLITS, read_task, scores
+from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
+from .tasks.gue import SPLITS, one_class, read_task, scores
 from .tasks.registry import KINDS
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 LOG_EVERY_SECONDS = 30
 # A model that predicts one class for every dev sequence has learned nothing, whatever its metrics say.
 COLLAPSED = "the selected model predicts one class for every dev sequence: it has learned nothing"
-ADVICE = ("try --full (LoRA has little to adapt in a small model), a higher --lr, more --epochs, or a larger "
-          "pretrained model; the k-mer baseline (dnabert2 evaluate) shows what the data allows")
+# What to try next, by what was trained.
+ADVICE = {
+    "lora": "try --full (LoRA has little to adapt in a small model), a higher --lr, more --epochs, or a larger "
+            "pretrained model; the k-mer baseline (dnabert2 evaluate) shows what the data allows",
+    "full": "try a higher --lr, more --epochs, or a larger pretrained model; the k-mer baseline (dnabert2 evaluate) "
+            "shows what the data allows",
+    "cnn": "try a higher --lr or more --epochs, or check that the task's windows hold annotated sites",
+}
 
 
 
@@ -98,7 +104,7 @@ class WindowJob:
         return scores(self.task[split][1], probabilities)
 
     def one_class(self, probabilities) -> bool:
-        return len(np.unique(probabilities.argmax(1))) == 1
+        return one_class(probabilities)
 
 
 def train_one(build, job, seed, s: FinetuneSettings, lr, device, precision, progress):
@@ -180,7 +186,13 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     job = open_job(data, tokenizer, s.max_tokens)
     # Loaded once before any training: it checks the checkpoint, and its size picks the defaults.
     parameters = sum(p.numel() for p in load_model(model_dir, head=job.head, num_labels=job.classes).parameters())
-    s = replace(s, method=s.method if s.method != "auto" else "lora" if parameters >= LORA_FROM else "full")
+    auto = s.method == "auto"
+    s = replace(s, method=s.method if not auto else "lora" if parameters >= LORA_FROM else "full")
+    lora_options = [f"--{name.replace('_', '-')}" for name in LORA_OPTIONS
+                    if getattr(s, name) != getattr(FinetuneSettings(), name)]
+    if s.method == "full" and lora_options:
+        log.warning("%s shape LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
+                    " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")
     lr = s.lr or default_lr(s.method, parameters)
     log.info("fine-tuning %s (%.1f M parameters): %s, learning rate %g", model_dir, parameters / 1e6, s.method, lr)
 
@@ -191,14 +203,15 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     lora = s.method == "lora"
     lora_settings = {"r": s.lora_r, "alpha": s.lora_alpha, "dropout": s.lora_dropout,
                      "targets": list(s.target_modules)} if lora else None
-    metrics, model = train_seeds(build, job, s, lr, progress, {"model": model_name(model_dir), "method": s.method})
+    metrics, model = train_seeds(build, job, s, lr, progress, {"model": model_name(model_dir), "method": s.method},
+                                 ADVICE[s.method])
     with atomic_folder(out, force=s.force, inputs=[model_dir, data]) as folder:
         _save(model, model_dir, folder, tokenizer, lora and not s.merge, metrics, lora_settings, job)
         copy_task_description(data, folder)
     return metrics
 
 
-def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict) -> tuple[dict, torch.nn.Module]:
+def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advice: str) -> tuple[dict, torch.nn.Module]:
     """Train every seed; returns the metrics (test mean and sd over seeds) and the best seed's model."""
     device = resolve_device(s.device)
     precision = resolve_precision(s.dtype, device)
@@ -217,13 +230,13 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict) -> t
             best_run = (run, model)
     collapsed = best_run[0]["collapsed"]
     if collapsed:
-        log.warning(COLLAPSED + "; " + ADVICE)
+        log.warning(COLLAPSED + "; " + advice)
     metrics = {
         "task": str(job.folder), **about, "head": job.head, "num_labels": job.classes, "max_tokens": job.max_tokens,
         "seeds": list(s.seeds), "test": mean_over(run["test"] for run in runs),
         "test_sd": mean_over((run["test"] for run in runs), spread=True),
         "saved_seed": best_run[0]["seed"], "collapsed": collapsed, "runs": runs,
-        **({"warning": f"{COLLAPSED}; {ADVICE}"} if collapsed else {}),
+        **({"warning": f"{COLLAPSED}; {advice}"} if collapsed else {}),
     }
     return metrics, best_run[1]
 
@@ -284,7 +297,8 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
         raise UserError(f"{data}: not a dense task (`dnabert2 tasks KIND --dense` builds one)")
     job = DenseJob(data, None)
     lr = s.lr or CNN_LR
-    metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn", "lr": lr})
+    metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn", "lr": lr},
+                                 ADVICE["cnn"])
     with atomic_folder(out, force=s.force, inputs=[data]) as folder:
         save_cnn(model, folder)
         write_records(folder, {"model": "cnn", "head": job.head, "num_labels": job.classes}, metrics)

@@ -158,6 +158,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def learning_rate(text: str) -> float:
+    # Adam's steps are about the rate in size: from 1 up, the weights are lost in a step or two.
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number below 1, not {text}")
+    return value
+
+
 def input_tokens(text: str) -> int:
     value = int(text)
     if value < 3:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import fraction, non_negative, positive, positive_float, setting, share, input_tokens
+from .options import fraction, input_tokens, learning_rate, non_negative, positive, positive_float, setting, share
 from .tasks.registry import KINDS, TOLERANCES
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -123,7 +123,7 @@ class PretrainSettings:
                                          metavar="CONTIG")
     eval_every: int | None = setting(None, "steps between evaluations", type=positive, default_text="at the end only")
     eval_windows: int = setting(256, "held-out windows evaluated", type=positive)
-    lr: float = setting(5e-4, "peak learning rate", type=positive_float)
+    lr: float = setting(5e-4, "peak learning rate", type=learning_rate)
     warmup: float = setting(0.06, "fraction of steps of linear warm-up", type=fraction)
     weight_decay: float = setting(1e-5, "AdamW weight decay", type=float)
     adam_betas: list[float] = setting([0.9, 0.98], "AdamW betas", type=float, nargs=2, metavar=("B1", "B2"))
@@ -193,7 +193,7 @@ class FinetuneSettings:
                                         metavar="MODULE")
     epochs: int = setting(5, "at most this many epochs per task", type=positive)
     batch_size: int = setting(32, "sequences (or dense windows) per step", type=positive)
-    lr: float | None = setting(None, "learning rate", type=positive_float,
+    lr: float | None = setting(None, "learning rate", type=learning_rate,
                                default_text="1e-4 with LoRA; 3e-5 full, or 5e-4 full for a model under 50 M "
                                "parameters; 1e-3 for the CNN baseline")
     weight_decay: float = 0.01
@@ -210,6 +210,8 @@ class FinetuneSettings:
     force: bool = _force()
 
 
+# The settings that shape LoRA's adapters, and nothing else.
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
 # The fine-tuning settings `evaluate`, which fine-tunes per task, offers too.
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "seeds", "device")
 # Those `cnn`, which trains the CNN baseline of dense tasks with the fine-tuning loop, offers.

@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,8 @@ from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_tokenizer
 from dnabert2.baselines import cnn_baseline, kmer_baseline
 from dnabert2.model import build_model, preset, save_model
-from dnabert2.tasks.gue import find_tasks, random_split, read_task
+from dnabert2.evaluate import write_tables
+from dnabert2.tasks.gue import SPLITS, find_tasks, random_split, read_task
 
 SAMPLE = DATA / "classification" / "gue_format_sample"
 UCI = DATA / "classification" / "uci" / "uci_splice_statlog.csv"
@@ -29,17 +31,31 @@ def uci_task(tmp_path_factory):
 
 def test_kmer_baseline_on_uci_splice_junctions(uci_task):
     result = kmer_baseline(read_task(uci_task), k=6)
-    assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc"}
+    assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc", "collapsed"} and result["collapsed"] is False
     # A bag of 6-mers loses where the junction is, yet finds real signal (chance: MCC 0, AUROC 0.5).
     assert result["mcc"] > 0.4 and result["auroc"] > 0.8
 
 
 def test_cnn_baseline_on_uci_splice_junctions(uci_task):
     result = cnn_baseline(read_task(uci_task), seed=0, device="cpu")
-    assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc"}
+    assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc", "collapsed"} and result["collapsed"] is False
     # Convolutions see where the GT/AG and its neighbours sit, which a bag of k-mers cannot.
     assert result["mcc"] > 0.7 and result["auroc"] > 0.9
     assert cnn_baseline(read_task(uci_task), seed=0, device="cpu") == result  # seeded: the same figures again
+
+
+def test_a_baseline_that_predicts_one_class_is_marked_so(tmp_path):
+    task = {split: (["ACGT"] * 4, np.array([0, 1, 0, 1])) for split in SPLITS}
+    result = kmer_baseline(task, k=2)  # the same sequence four times: one prediction for all
+    assert result["collapsed"] is True
+    write_tables([{"task": "t", "method": "2-mer", "n_test": 4, **result}], tmp_path / "table.tsv")
+    assert "(one class)" in (tmp_path / "table.md").read_text()
+
+
+def test_no_baseline_and_a_baseline_at_once_is_refused(uci_task, tmp_path):
+    result = run_cli("evaluate", "--model", tmp_path, "--data", uci_task, "--out", tmp_path / "t.tsv",
+                     "--baseline", "none", "kmer")
+    assert_user_error(result, "--baseline none kmer", "stands alone")
 
 
 def test_tasks_are_found_in_the_gue_layout(uci_task, tmp_path):

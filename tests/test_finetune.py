@@ -3,10 +3,12 @@ the released layout as a starting point, and bad task files."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
@@ -118,14 +120,35 @@ def test_bad_task_files(base, tmp_path, rows, words):
     (["--seeds", "-1"], ["--seeds", "must be zero or more"]),
     (["--seeds", "0", "0"], ["a seed given twice"]),
     (["--max-tokens", "2"], ["--max-tokens", "3 or more"]),
-    (["--lr", "inf"], ["--lr", "positive number"]),
-    (["--lr", "1000", "--full"], ["training diverged", "--lr, now 1000"]),
+    (["--lr", "inf"], ["--lr", "positive number below 1"]),
+    (["--lr", "1"], ["--lr", "positive number below 1"]),
 ])
 def test_options_that_cannot_train_are_refused(base, motif_task, tmp_path, options, words):
     result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
                      "--device", "cpu", "-q", *options)
     assert_user_error(result, *words)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_loss_that_is_no_number_stops_training_with_one_line(base, motif_task, tmp_path):
+    """A checkpoint damaged by an earlier run gone wrong: one weight is NaN, so is every loss."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(base, damaged)
+    weights = load_file(damaged / "model.safetensors")
+    weights["bert.embeddings.LayerNorm.weight"][0] = float("nan")
+    save_file(weights, damaged / "model.safetensors")
+    result = run_cli("finetune", "--model", damaged, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu", "-q")
+    assert_user_error(result, "training diverged", "the loss is nan")
+    assert not (tmp_path / "o").exists()
+
+
+def test_lora_options_on_a_run_that_fine_tunes_every_weight_are_warned_about(base, motif_task, tmp_path):
+    result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu", "--lora-r", 16)
+    assert result.returncode == 0, result.stderr
+    assert "--lora-r shape LoRA's adapters, but this run fine-tunes every weight" in result.stderr
+    assert "give --lora" in result.stderr
 
 
 def test_sequences_cut_by_the_token_limit_are_counted_in_a_warning(base, motif_task, tmp_path):
@@ -232,7 +255,8 @@ def test_a_collapsed_classifier_is_said_so(base, motif_task, tmp_path):
                      "--epochs", 1, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["collapsed"] is True and "learned nothing" in metrics["warning"] and "--full" in metrics["warning"]
+    assert metrics["collapsed"] is True and "learned nothing" in metrics["warning"] and "--lr" in metrics["warning"]
+    assert "--full" not in metrics["warning"]  # it was trained whole
     assert "predicts one class for every dev sequence" in result.stderr
     assert metrics["runs"][0]["history"][0]["dev_one_class"] is True
     table = tmp_path / "eval.tsv"

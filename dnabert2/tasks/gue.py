@@ -106,6 +106,12 @@ def find_tasks(root) -> dict[str, Path]:
     return tasks
 
 
+def one_class(probabilities: np.ndarray) -> bool:
+    """Whether a classifier predicts one class for every sequence: it has learned nothing then,
+    whatever its metrics say."""
+    return len(np.unique(probabilities.argmax(1))) == 1
+
+
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Test metrics of a task: MCC, macro F1, accuracy, AUROC and AUPRC (one-vs-rest macro averages
     for more than two classes); AUROC and AUPRC are None (JSON null) where a class has no example."""
