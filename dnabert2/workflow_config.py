@@ -169,9 +169,11 @@ def check_references(config: dict) -> None:
                              f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation")
     for name, settings in config["finetune"].items():
         for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
-            baseline = (kind, settings[kind]) == ("model", CNN)
-            elsewhere = Path(settings[kind]).is_dir() or (kind == "model" and hub_id(settings[kind]))
-            if settings[kind] not in known and not elsewhere and not baseline:
+            value, key = settings[kind], f"finetune.{name}.{kind}"
+            if value in known or (kind, value) == ("model", CNN):
+                continue
+            files = [model_file(value)] if kind == "model" else task_files(value)
+            if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
                                  f"config nor {what}")
@@ -222,8 +224,9 @@ def _genomes_listed_once(genomes: dict) -> None:
 
 
 def _check_scan(config: dict, name: str, settings: dict) -> None:
-    if settings["model"] not in config["finetune"] and not Path(settings["model"]).is_dir() \
-            and not hub_id(settings["model"]):
+    model = settings["model"]
+    if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, [model_file(model)]) \
+            and not hub_id(model):
         raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
                          f"a folder on disk nor a Hugging Face Hub id")
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
@@ -252,9 +255,31 @@ def _check_variants(config: dict, name: str, settings: dict) -> None:
         if run["model"] != CNN and not is_dense_task(config, run["task"]):
             raise ValueError(f"config: variants.{name}.model {model!r} is fine-tuned on a window task; variants are "
                              f"scored with a per-base model (a dense task, or cnn)")
-    elif not Path(model).is_dir() and not hub_id(model):
+    elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model):
         raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
                          f"folder on disk nor a Hugging Face Hub id")
+
+
+def model_file(folder: str) -> str:
+    """The file that stands for a model folder on disk, as a rule's input: its config.json, or the
+    adapter_config.json of a LoRA fine-tuning folder (which holds no config.json of its own)."""
+    adapter = Path(folder) / "adapter_config.json"
+    return str(adapter) if adapter.is_file() else str(Path(folder) / "config.json")
+
+
+def task_files(folder: str) -> list[str]:
+    """The files that stand for a task folder on disk (GUE format, or a dense task)."""
+    return [str(Path(folder) / f"{split}.csv") for split in ("train", "dev", "test")]
+
+
+def _on_disk(key: str, value: str, files: list[str]) -> bool:
+    """Whether `value` is a folder here; one that lacks what it needs is an error naming the file."""
+    if not Path(value).is_dir():
+        return False
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise ValueError(f"config: {key} {value!r} is a folder without {Path(missing[0]).name}")
+    return True
 
 
 def is_dense_task(config: dict, task: str) -> bool:

@@ -195,6 +195,22 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     assert not (checkout / "resources").exists()
 
 
+def test_a_lora_folder_on_disk_is_planned_for_scanning_and_variants(checkout):
+    """A LoRA fine-tuning folder holds adapter_config.json, no config.json: the plan takes what is there."""
+    lora = checkout / "models" / "lora"
+    lora.mkdir(parents=True)
+    for name in ("adapter_config.json", "finetune.json"):
+        (lora / name).write_text("{}")
+    (checkout / "v.vcf").write_text("##fileformat=VCFv4.2\n")
+    edit_config(checkout, lambda c: (c["scan"]["ce1pct_splice"].update(model="models/lora", held_out=False),
+                                     c.update(variants={"v": {"vcf": "v.vcf", "model": "models/lora",
+                                                              "genome": "ce1pct"}})))
+    result = snakemake("--cores", "1", "--dry-run", "results/scan/ce1pct_splice.bed", "results/variants/v.vcf.gz",
+                       cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scan_chunk" in result.stdout and "score_variants" in result.stdout
+
+
 def test_entered_midway_from_models_on_disk(checkout):
     """No pretraining: a model folder on disk (the released layout) is fine-tuned on a task built
     from the example genome, and a classifier folder on disk scans the SIRV nanopore reads both

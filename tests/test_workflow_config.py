@@ -186,7 +186,12 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(genome="hg38"), ["scan.ce1pct_splice.genome", "hg38"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
-        (lambda c: c["scan"]["ce1pct_splice"].update(model="example"), ["scan.ce1pct_splice.held_out", "finetune name"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(model="lab/splice"), ["scan.ce1pct_splice.held_out",
+                                                                           "finetune name"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(model="example"), ["scan.ce1pct_splice.model 'example' is a "
+                                                                        "folder without config.json"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(task="example"), ["finetune.ce1pct_splice.task 'example' is "
+                                                                           "a folder without train.csv"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(core=0), ["tasks.ce1pct_splice.core", "minimum"]),
         (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice", "genome": "hg38"}}),
          ["variants.v.genome", "hg38"]),
@@ -235,6 +240,18 @@ def test_remote_genome_sources_are_not_looked_for_here():
                                 "https://example.org/g.fa.gz", "ftp://example.org/g.fa.gz"]):
         config["genomes"][f"g{i}"] = {"source": source}
     checked(config)
+
+
+def test_a_lora_folder_on_disk_stands_for_its_adapter_config(tmp_path):
+    """A LoRA fine-tuning folder has no config.json: the rules take its adapter_config.json as input."""
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    config = copy.deepcopy(DEFAULT)
+    config["scan"]["ce1pct_splice"].update(model=str(lora), held_out=False)
+    checked(config)
+    assert wc.model_file(str(lora)) == str(lora / "adapter_config.json")
+    assert wc.model_file("example") == "example/config.json"
 
 
 def test_models_may_be_hugging_face_hub_ids():

@@ -97,7 +97,7 @@ def task_input(task):
     """The input standing for a task: its folder when built here, else the CSV files on disk."""
     if task in config["tasks"]:
         return task_folder(task)
-    return [f"{task}/{split}.csv" for split in ("train", "dev", "test")]
+    return workflow_config.task_files(task)
 
 
 def model_folder(model):
@@ -108,14 +108,14 @@ def model_folder(model):
 
 
 def model_input(model):
-    """The input standing for a model: its folder when pretrained here, else its config.json on disk;
-    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
+    """The input standing for a model: its folder when pretrained here, else its file on disk; the
+    CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
     """
     if model == workflow_config.CNN or hub_id(model):
         return []
-    return (
-        model_folder(model) if model in config["pretrain"] else f"{model}/config.json"
-    )
+    if model in config["pretrain"]:
+        return model_folder(model)
+    return workflow_config.model_file(model)
 
 
 def finetune_command(wildcards):
@@ -164,11 +164,12 @@ def fine_tuned(model):
 
 
 def fine_tuned_input(model):
-    """The input standing for a fine-tuned model: its folder when fine-tuned here, else its config.json
-    on disk; a model on the Hub stands for no file."""
+    """The input standing for a fine-tuned model: its folder when fine-tuned here, else its file on
+    disk (a LoRA folder's adapter_config.json); a model on the Hub stands for no file.
+    """
     if model in config["finetune"]:
         return {"model": fine_tuned(model)}
-    return {} if hub_id(model) else {"model": f"{model}/config.json"}
+    return {} if hub_id(model) else {"model": workflow_config.model_file(model)}
 
 
 def scan_model(scan):
