@@ -29,6 +29,19 @@ def data() -> Path:
     return DATA
 
 
+def without_bases(bam: Path, out: Path) -> Path:
+    """A copy of `bam` whose alignments keep their CIGARs but store no read bases (SEQ '*'), as some
+    pipelines write them to save space; indexed."""
+    import pysam
+
+    with pysam.AlignmentFile(str(bam)) as source, pysam.AlignmentFile(str(out), "wb", template=source) as sink:
+        for read in source:
+            read.query_sequence = None
+            sink.write(read)
+    pysam.index(str(out))
+    return out
+
+
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """Run `python -m dnabert2 ARGS` as a user would, capturing its output."""
     return subprocess.run([sys.executable, "-m", "dnabert2", *map(str, args)], capture_output=True, text=True, cwd=cwd)

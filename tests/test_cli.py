@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import GENOMES, ROOT, assert_user_error, run_cli
+from conftest import GENOMES, ROOT, assert_user_error, run_cli, without_bases
 from dnabert2.cli import COMMANDS as ALL_COMMANDS
 from dnabert2.cli import build_parser
 
@@ -117,6 +117,15 @@ def test_junctions_bed_has_read_support(tmp_path, data):
     reads = [int(r[3].removeprefix("reads=")) for r in rows]
     assert rows and min(reads) >= 5 and max(reads) > 1000
     assert all(int(r[4]) == min(n, 1000) and r[5] in "+-." for r, n in zip(rows, reads))
+
+
+def test_junctions_need_only_the_cigars(tmp_path, data):
+    sirv = data / "bam/sirv_ont"
+    bare = without_bases(sirv / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
+    for bam, out in ((sirv / "pcs109_5k_spliced.bam", tmp_path / "with.bed"), (bare, tmp_path / "without.bed")):
+        result = run_cli("junctions", "--bam", bam, "--reference", sirv / "SIRV_150601a.fasta.gz", "--out", out)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "with.bed").read_text() == (tmp_path / "without.bed").read_text() != ""
 
 
 def test_tss_and_genes_as_bed(tmp_path):

@@ -12,7 +12,7 @@ import pyBigWig
 import pysam
 import pytest
 import torch
-from conftest import CORE, FLANK, GENOMES, TOKENIZER, assert_user_error, run_cli
+from conftest import CORE, FLANK, GENOMES, TOKENIZER, assert_user_error, run_cli, without_bases
 
 from dnabert2.bases.metrics import SiteCounts
 from dnabert2.model import build_model, load_model, preset, save_model
@@ -319,6 +319,19 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
         parts.append(out.with_suffix(".json"))
     assert run_cli("scan-gather", *parts, "--out", tmp_path / "gathered.bed").returncode == 0
     assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
+
+
+def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
+    bare = without_bases(SIRV / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
+    common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5",
+              "--workers", 0]
+    reads = run_cli("scan", *common, "--out", tmp_path / "reads.bed")
+    assert_user_error(reads, "holds no read bases (SEQ '*')", "--covered")
+    assert not list(tmp_path.glob("reads.bed*"))
+    covered = run_cli("scan", *common, "--covered", 5, "--out", tmp_path / "covered.bed", "--summary",
+                      tmp_path / "covered.json")
+    assert covered.returncode == 0, covered.stderr
+    assert json.loads((tmp_path / "covered.json").read_text())["bases"] > 0
 
 
 def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):

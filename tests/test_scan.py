@@ -381,6 +381,21 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     assert on_one["sites"] == sum(s.contig == "I" for s in donors)
 
 
+def test_scan_eval_reads_narrowpeak_without_a_summit_as_the_calls_middle(tmp_path):
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    donor = next(s for s in read_annotation(annotation).splice_sites() if s.kind == "donor")
+    calls = tmp_path / "calls.bed"
+    for offset, matched in (("-1", 1), ("0", 1)):
+        calls.write_text(f"{donor.contig}\t{donor.position}\t{donor.position + 1}\tdonor\t900\t{donor.strand}\t1\t-1"
+                         f"\t-1\t{offset}\n")
+        result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", donor.contig)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["labels"]["donor"]["calls_matching_a_site"] == matched
+    calls.write_text(f"{donor.contig}\t{donor.position}\t{donor.position + 1}\tdonor\t900\t{donor.strand}\t1\t-1\t-1\t5\n")
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation)
+    assert_user_error(result, "line 1", "summit offset 5 lies outside the call")
+
+
 def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tmp_path):
     annotation = GENOMES / "ce1pct.gff3.gz"
     sites = read_annotation(annotation).splice_sites()

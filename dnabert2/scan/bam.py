@@ -91,7 +91,7 @@ class ReadWindows(IterableDataset):
         for contig, b in self.bins(bam):
             lo, hi = b * READ_BIN, (b + 1) * READ_BIN
             reads, sent = [], False
-            for read in aligned_reads(bam, contig, lo, hi, self.min_mapq):
+            for read in aligned_reads(bam, contig, lo, hi, self.min_mapq, bases=True):
                 if read.reference_start < lo:
                     continue  # the previous bin's
                 reads.append(read)

@@ -111,8 +111,14 @@ def read_calls(path) -> list[Call]:
             try:
                 contig, start, end, label, score, strand, support = fields[0], int(fields[1]), int(fields[2]), \
                     fields[3], int(fields[4]), fields[5], int(fields[6])
-                peak = start + int(fields[9])
+                offset = int(fields[9])
             except (IndexError, ValueError):
                 raise UserError(f"{path}: line {number} is not a dnabert2 scan call (BED6+4)") from None
-            calls.append(Call(contig, start, end, label, score, strand, support, peak))
+            # narrowPeak's -1 says no summit was called: the call's middle stands for it.
+            if offset == -1:
+                offset = (end - start) // 2
+            if not 0 <= offset < end - start:
+                raise UserError(f"{path}: line {number}: the summit offset {fields[9]} lies outside the call "
+                                f"({end - start} bp; narrowPeak column 10 counts from its start, -1 for none)")
+            calls.append(Call(contig, start, end, label, score, strand, support, start + offset))
     return calls

@@ -56,16 +56,21 @@ def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
             )
 
 
-def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0) -> Iterator[pysam.AlignedSegment]:
-    """Primary, mapped alignments with a sequence, in reference order. Their reference coordinates:
-    `read.get_blocks()` (aligned blocks, split at introns) and `read.get_aligned_pairs()`."""
+def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0,
+                  bases: bool = False) -> Iterator[pysam.AlignedSegment]:
+    """Primary, mapped alignments in reference order. Their reference coordinates: `read.get_blocks()`
+    (aligned blocks, split at introns) and `read.get_aligned_pairs()`. Coverage and introns need only
+    the CIGAR; with `bases`, an alignment stored without its read's bases (SEQ '*') is an error."""
     if contig is not None and contig not in bam.references:
         raise UserError(f"{bam.filename.decode()}: unknown contig {contig!r}")
     for read in bam.fetch(contig, start, end):
         if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail:
             continue
-        if read.mapping_quality < min_mapq or not read.query_sequence:
+        if read.mapping_quality < min_mapq:
             continue
+        if bases and not read.query_sequence:
+            raise UserError(f"{bam.filename.decode()}: primary alignment {read.query_name!r} holds no read bases "
+                            "(SEQ '*'); reads mode scans them: scan the reference where reads cover with --covered DEPTH")
         yield read
 
 
