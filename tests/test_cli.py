@@ -119,6 +119,16 @@ def test_junctions_bed_has_read_support(tmp_path, data):
     assert all(int(r[4]) == min(n, 1000) and r[5] in "+-." for r, n in zip(rows, reads))
 
 
+def test_an_untagged_read_joins_the_strand_of_its_introns_tagged_reads(tmp_path, data):
+    """Without a reference, the SIRV reads minimap2 left without a ts tag count with the tagged reads
+    of the same intron, not in a row of their own."""
+    out = tmp_path / "junctions.bed"
+    result = run_cli("junctions", "--bam", data / "bam/sirv_ont/pcs109_5k_spliced.bam", "--out", out)
+    assert result.returncode == 0, result.stderr
+    introns = [tuple(line.split("\t")[:3]) for line in out.read_text().splitlines()]
+    assert introns and len(introns) == len(set(introns))
+
+
 def test_junctions_need_only_the_cigars(tmp_path, data):
     sirv = data / "bam/sirv_ont"
     bare = without_bases(sirv / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")

@@ -98,16 +98,24 @@ def transcript_strand(read: pysam.AlignedSegment) -> str | None:
 
 
 def junctions(bam: pysam.AlignmentFile, reference: Fasta | None = None, contig=None, min_mapq: int = 0) -> list[Junction]:
-    """Splice junctions with their read support. Strand comes from the aligner's tags, else (given
-    the reference) from the intron's terminal dinucleotides, else '.'."""
+    """Splice junctions with their read support. Strand comes from the aligner's tags, else from the
+    other reads of the same intron when their tags agree, else (given the reference) from the intron's
+    terminal dinucleotides, else '.'."""
     counts = Counter()
     for read in aligned_reads(bam, contig, min_mapq=min_mapq):
         strand = transcript_strand(read)
         for start, end in read_introns(read):
             counts[(read.reference_name, start, end, strand)] += 1
+    tagged = {}
+    for name, start, end, strand in counts:
+        if strand is not None:
+            tagged.setdefault((name, start, end), set()).add(strand)
     merged = Counter()
     for (name, start, end, strand), n in counts.items():
-        if strand is None and reference is not None:
+        known = tagged.get((name, start, end), set())
+        if strand is None and len(known) == 1:
+            strand = next(iter(known))
+        elif strand is None and reference is not None:
             motif = reference.fetch(name, start, start + 2) + reference.fetch(name, end - 2, end)
             strand = _MOTIF_STRAND.get(motif)
         merged[(name, start, end, strand or ".")] += n
