@@ -48,12 +48,17 @@ def _text(path) -> str:
 def pretraining_loss(metrics, out) -> None:
     """Training loss per step, and the held-out loss where it was measured, from metrics.jsonl."""
     rows = []
-    for number, line in enumerate(_text(metrics).splitlines(), 1):
+    text = _text(metrics)
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
             rows.append({"step": int(row["step"]), "loss": float(row["loss"]),
                          **({"eval_loss": float(row["eval_loss"])} if "eval_loss" in row else {})})
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if number == len(lines) and not text.endswith("\n"):  # a run writing it, or one killed mid-line
+                log.warning("%s: line %d is unfinished; plotted without it", metrics, number)
+                break
             raise UserError(f"{metrics}: line {number} is not a pretraining metrics line (JSON with step and loss)") from None
     if not rows:
         raise UserError(f"{metrics}: no steps logged")
@@ -62,7 +67,10 @@ def pretraining_loss(metrics, out) -> None:
     held = [r for r in rows if "eval_loss" in r]
     if held:
         ax.plot([r["step"] for r in held], [r["eval_loss"] for r in held], "o-", label="held-out loss")
-    ax.set(xlabel="step", ylabel="masked-LM loss (nats)", title=f"pretraining: {Path(metrics).parent.name}")
+    # The model's folder names the run: the live file lies in its checkpoints folder.
+    folder = Path(metrics).resolve().parent
+    name = folder.parent.name if folder.name == "checkpoints" else folder.name
+    ax.set(xlabel="step", ylabel="masked-LM loss (nats)", title=f"pretraining: {name}")
     ax.legend()
     save_figure(fig, out)
 
@@ -141,20 +149,22 @@ KINDS = {"pretraining": "the loss per step and the held-out loss from a pretrain
 def add_arguments(parser) -> None:
     parser.description = ". ".join(f"{kind}: {what}" for kind, what in KINDS.items()) + ". Writes SVG."
     parser.add_argument("kind", choices=list(KINDS))
-    parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl; a scan's bedGraph folder or "
+    parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl (or the model or checkpoints folder holding it); a scan's bedGraph folder or "
                         "calls BED; or scan-eval reports, each NAME=PATH or a path (named by its folder)")
     parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
 
 
 def run(args) -> None:
     named = named_paths(args.inputs) if args.kind == "metaplot" else {"": Path(args.inputs[0])}
+    if args.kind == "pretraining" and named[""].is_dir():  # a model folder, or its checkpoints folder
+        named[""] = named[""] / "metrics.jsonl"
     if args.kind != "metaplot" and len(args.inputs) > 1:
         raise UserError(f"plot {args.kind} takes one input, not {len(args.inputs)}")
     check_outputs([args.out], list(named.values()))
     check_figure_name(args.out)
     for path in named.values():
         if not path.is_file() and not (args.kind == "scores" and path.is_dir()):
-            raise UserError(f"{path}: no such file")
+            raise UserError(f"{path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
     if args.kind == "metaplot":
         metaplot(named, args.out)
     else:

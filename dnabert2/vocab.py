@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .errors import UserError
 from .options import add_settings, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
-from .sequences import Fasta
+from .sequences import Fasta, check_distinct
 from .settings import VocabSettings
 from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token
 
@@ -94,6 +94,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
         raise UserError(f"held-out fraction must be between 0 and 1, not {heldout}")
     if window < 10:
         raise UserError(f"window length must be at least 10 bp, not {window}")
+    check_distinct(genomes)
     fastas = [Fasta(path, validate=True) for path in genomes]
     try:
         wanted = max(2, round(sample_bp / window / (1 - heldout)))

@@ -307,7 +307,9 @@ def vocab_options(settings: dict) -> str:
 
 
 def pretrain_options(settings: dict) -> str:
-    return as_arguments(PretrainSettings, {**settings, "device": _device(settings)})
+    """The options of `pretrain`; evaluations only where contigs are held out for them."""
+    evaluated = {} if settings["heldout_contigs"] else {"eval_every": None}
+    return as_arguments(PretrainSettings, {**settings, "device": _device(settings), **evaluated})
 
 
 def task_options(settings: dict) -> str:

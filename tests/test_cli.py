@@ -175,6 +175,17 @@ def test_output_that_is_a_directory_is_refused_without_leftovers(tmp_path):
     assert list(folder.iterdir()) == []
 
 
+def test_a_genome_given_twice_is_refused(tmp_path):
+    """Its windows would be drawn twice: bp per token measured on windows also trained on."""
+    genome = tmp_path / "g.fa"
+    genome.write_text(">c\n" + "ACGT" * 500 + "\n")
+    (tmp_path / "link.fa").symlink_to(genome)
+    result = run_cli("vocab", "--genome", genome, "--genome", tmp_path / "link.fa", "--out", tmp_path / "t.json",
+                     "--window", "100")
+    assert_user_error(result, "link.fa: the same file as", "give each genome once")
+    assert not (tmp_path / "t.json").exists()
+
+
 def test_output_under_a_file_is_refused(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">c\n" + "ACGT" * 500 + "\n")

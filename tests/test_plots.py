@@ -19,7 +19,15 @@ def test_pretraining_loss_curve(tmp_path):
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "loss.png"), "loss.png", ".svg")
     assert not (tmp_path / "loss.png").exists()
 
-    metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo')
+    # The file of a run in progress (or killed mid-line) ends in an unfinished line: plotted without it.
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 8}\n{"step": 2, "loss": 7.9}\n{"step": 3, "lo')
+    result = run_cli("plot", "pretraining", run, "--out", tmp_path / "live.svg")
+    assert result.returncode == 0, result.stderr
+    assert "line 3 is unfinished" in result.stderr and "pretraining: run" in (tmp_path / "live.svg").read_text()
+
+    metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo\n{"step": 3, "loss": 7.8}\n')
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "bad.svg"), "line 2")
     assert not (tmp_path / "bad.svg").exists()
 

@@ -294,6 +294,36 @@ def test_an_error_in_a_data_worker_is_one_line(tmp_path):
 def test_bad_optimiser_settings(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--clip", -1)), "clip must be zero or more")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--adam-betas", 0.9, 1.5)), "beta2 must be in")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--mask-rate", 0)), "masks no token")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--eval-every", 2)), "--heldout-contigs")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--window-tokens", 128, "--batch-tokens", 64)),
+                      "cannot hold a window of 128 tokens")
+    link = tmp_path / "same.fa.gz"
+    link.symlink_to(genome)
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--genome", link)), "the same file as")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_resume_replaces_no_output_folder_of_other_files_and_force_starts_afresh(genome, tmp_path):
+    checkpoints = tmp_path / "ck"
+    assert run_cli(*pretrain_args(genome, tmp_path / "a", "--steps", 2, "--checkpoint-dir", checkpoints)).returncode == 0
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("precious")
+    resumed = run_cli(*pretrain_args(genome, victim, "--steps", 2, "--checkpoint-dir", checkpoints, "--resume"))
+    assert_user_error(resumed, "already holds notes.txt")
+    assert (victim / "notes.txt").read_text() == "precious"
+    # A finished run's own folder may be resumed into (the model is written again).
+    assert run_cli(*pretrain_args(genome, tmp_path / "a", "--steps", 2, "--checkpoint-dir", checkpoints,
+                                  "--resume")).returncode == 0
+    # Another configuration is named field by field, the model's fields too.
+    other = run_cli(*pretrain_args(genome, tmp_path / "a", "--steps", 2, "--checkpoint-dir", checkpoints, "--resume",
+                                   "--dropout", 0.2))
+    assert_user_error(other, "model.hidden_dropout_prob: 0.1 in the checkpoint, 0.2 now")
+    fresh = run_cli(*pretrain_args(genome, tmp_path / "b", "--steps", 3, "--checkpoint-dir", checkpoints, "--force"))
+    assert fresh.returncode == 0, fresh.stderr
+    assert "removing 1 checkpoints of an earlier run" in fresh.stderr
+    assert [r["step"] for r in losses(tmp_path / "b")] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("content", [b"junk\n", None])

@@ -118,6 +118,8 @@ def test_rule_options_parse_back_into_the_config_settings(tmp_path):
                 "eval_windows", "checkpoint_every", "seed", "weights", "heldout_contigs"):
         assert getattr(settings, key) == pretrain[key], key
     assert settings.device == "cpu"
+    # Without held-out contigs there is nothing to evaluate, and pretrain refuses --eval-every.
+    assert "--eval-every" not in wc.pretrain_options(pretrain | {"heldout_contigs": []})
     assert parsed("vocab", wc.vocab_options(config["vocab"]), VocabSettings) == VocabSettings(
         **{k: v for k, v in config["vocab"].items() if k != "genomes"})
     task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",

@@ -28,6 +28,7 @@ from ..model import build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
 from ..options import add_settings, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
+from ..sequences import check_distinct
 from ..settings import PretrainSettings, window_over_batch
 from ..tokenizer import load_tokenizer
 from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
@@ -164,15 +165,20 @@ def checkpoints_inside(folder: Path, out: Path) -> tuple[str, ...]:
 def comparable(settings: dict) -> dict:
     """A run's recorded settings as a resume compares them: the model's type is a name for the files
     (it changed from bert to dnabert2), not a setting of the run; and the genomes are known by their
-    contigs (genome_contigs), not by their paths, which change when data moves to another node."""
-    return {**{k: v for k, v in settings.items() if k != "genomes"},
-            "model": {k: v for k, v in settings.get("model", {}).items() if k != "model_type"}}
+    contigs (genome_contigs), not by their paths, which change when data moves to another node. The
+    model's fields are compared one by one, so a refusal names the field that changed."""
+    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model")},
+            **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
 
 def check_settings(s: PretrainSettings) -> None:
     """Settings the option types cannot check alone."""
     if problem := window_over_batch(s.window_tokens, s.window_bp, s.batch_tokens):
         raise UserError(problem)
+    if s.mask_rate == 0:
+        raise UserError("--mask-rate 0 masks no token: there would be nothing to learn")
+    if s.eval_every and not s.heldout_contigs:
+        raise UserError(f"--eval-every {s.eval_every}: evaluations run on --heldout-contigs; name some")
     if s.dropout is not None and not 0 <= s.dropout < 1:
         raise UserError(f"dropout must be in [0, 1), not {s.dropout}")
     for name, value, low, high in (("weight decay", s.weight_decay, 0, None), ("clip", s.clip, 0, None),
@@ -239,12 +245,23 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     last metrics row. Settings: a PretrainSettings, or its fields as keywords."""
     s = settings_with(PretrainSettings, settings, overrides)
     out = Path(out)
+    check_distinct(genomes)
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
     carry = checkpoints_inside(folder, out)
-    if checkpoints(folder) and not s.resume:
-        raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or remove them")
-    if not checkpoints(folder):
-        check_folder(out, s.force, carry, inputs=[*genomes, tokenizer, s.init])
+    earlier = checkpoints(folder)
+    if earlier and not s.resume and not s.force:
+        raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or --force to "
+                        "start afresh (their checkpoints removed)")
+    if earlier and not s.resume:
+        log.warning("--force: removing %d checkpoints of an earlier run from %s", len(earlier), folder)
+        for path in earlier:
+            path.unlink(missing_ok=True)  # every rank of a torchrun job runs this
+    if s.resume and not earlier:
+        log.warning("--resume: no checkpoint in %s; starting a new run", folder)
+    # Also on resume: --out is replaced by this run's model, and may hold only the model a run writes.
+    written = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "metrics.jsonl")
+    check_folder(out, s.force, carry + written * s.resume, inputs=[*genomes, tokenizer, s.init])
     rank, world, device = init_distributed(s.device)
     tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)

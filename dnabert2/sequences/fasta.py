@@ -51,6 +51,17 @@ def check_file(path) -> Path:
     return path
 
 
+def check_distinct(paths) -> None:
+    """The same file given twice (by two names, or a link) would be sampled twice as often, and its
+    windows could be both trained on and held out."""
+    seen = {}
+    for path in map(Path, paths):
+        key = (path.stat().st_dev, path.stat().st_ino) if path.exists() else path
+        if key in seen:
+            raise UserError(f"{path}: the same file as {seen[key]}; give each genome once")
+        seen[key] = path
+
+
 def open_binary(path):
     """Open a plain, gzip or bgzip file for reading decompressed bytes."""
     path = check_file(path)
