@@ -120,7 +120,7 @@ def test_default_config_runs_the_chain(checkout):
     assert report.returncode == 0, report.stdout + report.stderr
     html = (checkout / "report.html").read_text()
     for shown in ("pretraining_tiny.svg", "scan_ce1pct_splice.svg", "metaplot.svg", "scans.tsv", "metrics.json",
-                  "evaluation.json", "Pretraining", "Scanning"):
+                  "evaluation.json", "Pretraining", "Fine-tuning", "Scanning"):
         assert shown in html, shown
 
     # A new scan threshold reruns the scan and nothing upstream of it.

@@ -30,7 +30,8 @@ rule finetune:
         # The whole folder: a LoRA run after a full one (or the reverse) leaves no stale weights.
         folder=report(
             directory("results/finetune/{name}"),
-            patterns=["metrics.json"],
+            # A pattern finds files through its wildcards; this one's matches metrics.json only.
+            patterns=["{file,metrics}.json"],
             category="Fine-tuning",
             labels={"run": "{name}", "file": "test metrics (mean, sd over seeds)"},
         ),
