@@ -301,6 +301,8 @@ def test_bad_optimiser_settings(genome, tmp_path):
     link = tmp_path / "same.fa.gz"
     link.symlink_to(genome)
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--genome", link)), "the same file as")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--checkpoint-dir", link)),
+                      "a file, not a folder for checkpoints")
     assert not (tmp_path / "m").exists()
 
 
@@ -324,6 +326,21 @@ def test_a_resume_replaces_no_output_folder_of_other_files_and_force_starts_afre
     assert fresh.returncode == 0, fresh.stderr
     assert "removing 1 checkpoints of an earlier run" in fresh.stderr
     assert [r["step"] for r in losses(tmp_path / "b")] == [1, 2, 3]
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_path):
+    args = ("--steps", 4, "--checkpoint-every", 2, "--keep", 2)
+    whole = tmp_path / "whole"
+    assert run_cli(*pretrain_args(genome, whole, *args)).returncode == 0
+    latest = whole / "checkpoints" / "step-00000004.pt"
+    latest.write_bytes(latest.read_bytes()[:300])
+    again = run_cli(*pretrain_args(genome, tmp_path / "again", *args, "--resume", "--checkpoint-dir",
+                                   whole / "checkpoints"))
+    assert again.returncode == 0, again.stderr
+    assert "step-00000004.pt: cannot read the checkpoint" in again.stderr and "trying the one before it" in again.stderr
+    assert [r["step"] for r in losses(tmp_path / "again")] == [1, 2, 3, 4]
+    for key, value in load_model(whole).state_dict().items():
+        assert torch.equal(value, load_model(tmp_path / "again").state_dict()[key]), key
 
 
 @pytest.mark.parametrize("content", [b"junk\n", None])

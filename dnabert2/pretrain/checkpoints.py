@@ -55,7 +55,8 @@ def load_checkpoint(path: Path) -> dict:
         # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-        raise UserError(f"{path}: cannot read the checkpoint ({str(error).splitlines()[0][:160]})") from None
+        reason = str(error).splitlines()[0].split(". ")[0][:160] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: cannot read the checkpoint ({reason})") from None
 
 
 def check_same_run(saved: dict, current: dict, path: Path) -> None:

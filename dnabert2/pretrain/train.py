@@ -230,13 +230,20 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
     if not found:
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
-    state = load_checkpoint(found[-1])
-    check_same_run(comparable(state["settings"]), comparable(recorded), found[-1])
+    for path in reversed(found):  # a damaged checkpoint falls back to the one before it
+        try:
+            state = load_checkpoint(path)
+            break
+        except UserError as error:
+            if path == found[0]:
+                raise
+            log.warning("%s; trying the one before it", error)
+    check_same_run(comparable(state["settings"]), comparable(recorded), path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"][rank])
-    log.info("resuming from %s (step %d of %d)", found[-1], state["step"], s.steps)
+    log.info("resuming from %s (step %d of %d)", path, state["step"], s.steps)
     return state["step"]
 
 
@@ -247,6 +254,8 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     out = Path(out)
     check_distinct(genomes)
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: a file, not a folder for checkpoints")
     carry = checkpoints_inside(folder, out)
     earlier = checkpoints(folder)
     if earlier and not s.resume and not s.force:
