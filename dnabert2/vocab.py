@@ -106,6 +106,9 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     if len(sequences) - n_heldout < 1:
         raise UserError(f"too little ACGT sequence for windows of {window} bp: found {len(sequences)} window(s)")
     heldout_windows, training = sequences[:n_heldout], sequences[n_heldout:]
+    if n_heldout > 2 * heldout * len(sequences):  # at least one window is held out, however few there are
+        log.warning("only %d windows: %d held out (%.0f%%, not the %.0f%% asked)", len(sequences), n_heldout,
+                    100 * n_heldout / len(sequences), 100 * heldout)
     started = time.perf_counter()
     tokenizer = train_tokenizer(training, vocab_size, len(training), progress)
     seconds = time.perf_counter() - started
