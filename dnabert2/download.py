@@ -408,13 +408,16 @@ class _HttpFetch:
 
     def __init__(self, session: requests.Session, url: str, part: Path, transfer: Transfer):
         self.session, self.url, self.part, self.transfer = session, url, part, transfer
-        self.received, self.sized = 0, False
+        self.received, self.sized, self.reached = 0, False, 0
 
     def run(self) -> None:
-        # Progress is bytes on disk: a server that drops the connection and ignores ranges restarts from
-        # zero each time, and that must run out of retries.
-        with_retries(self.url, self.transfer, self.attempt,
-                     progress=lambda: self.part.stat().st_size if self.part.exists() else 0)
+        with_retries(self.url, self.transfer, self.attempt, progress=self._reached)
+
+    def _reached(self) -> int:
+        """The most bytes the part has held: a server that drops connections and ignores ranges restarts
+        from zero each time, and only a transfer that gets further than any before counts as progress."""
+        self.reached = max(self.reached, self.part.stat().st_size if self.part.exists() else 0)
+        return self.reached
 
     def _resumable(self) -> _PartState | None:
         if not self.part.exists():
@@ -433,11 +436,13 @@ class _HttpFetch:
         state = self._resumable()
         offset = self.part.stat().st_size if state else 0
         if state and offset and offset == state.total:
-            # An earlier run received every byte, then stopped before converting. Its last byte is asked
-            # for again, so that a file changed on the server since comes back whole (If-Range).
-            with open(self.part, "r+b") as part:
-                part.truncate(offset - 1)
-            offset -= 1
+            # An earlier run received every byte, then stopped before converting.
+            if self._unchanged(state):
+                self.sized = True
+                return
+            log.info("%s changed on the server since the download: starting again", self.url)
+            discard_part(self.part)
+            return self.attempt()
         # Identity encoding: byte ranges must refer to the file as stored, not to a re-compressed stream.
         headers = {"Accept-Encoding": "identity"}
         if offset:
@@ -470,6 +475,21 @@ class _HttpFetch:
         if total is not None and size != total:
             raise _Transient(f"connection closed after {size} of {total} bytes")
 
+    def _unchanged(self, state: _PartState) -> bool:
+        """Whether the server's file is still the one `part` holds whole: its last byte is asked for
+        under If-Range, which a changed file answers with all of itself (read no further)."""
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={state.total - 1}-"}
+        if state.validator:
+            headers["If-Range"] = state.validator
+        with self.session.get(self.url, headers=headers, stream=True, timeout=self.transfer.timeout) as response:
+            if response.status_code == 206:
+                return self._continues(response, state.total - 1, state)
+            if response.status_code == 416:
+                return False
+            _check_status(self.url, response)
+            # A whole answer: a changed file, or a server without ranges (then the validator tells).
+            return state.validator is not None and _validator(response) == state.validator
+
     def _bar(self, total: int | None, offset: int) -> tqdm:
         return _progress_bar(self.transfer, self.url, total, offset)
 
@@ -489,9 +509,13 @@ class _HttpFetch:
         return int(length) + offset if length and length.isdigit() else None
 
     def _save_state(self, response: requests.Response, total: int | None) -> None:
-        etag = response.headers.get("ETag")
-        validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
-        _state_file(self.part).write_text(json.dumps(asdict(_PartState(self.url, validator, total))))
+        _state_file(self.part).write_text(json.dumps(asdict(_PartState(self.url, _validator(response), total))))
+
+
+def _validator(response: requests.Response) -> str | None:
+    """What identifies the server's file for If-Range: a strong ETag, else the Last-Modified date."""
+    etag = response.headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
 
 
 class _FtpFetch:

@@ -75,19 +75,20 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                 metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
             method = f"{model_dir.name} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
             result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
-        rows.append({"task": name, "method": method, "n_test": len(task["test"][1]), **result,
-                     **{f"{k}_sd": v for k, v in spread.items()}})
+        scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,
+                   **{f"{k}_sd": v for k, v in spread.items()}}]
         seed = training.seeds[0]
         if "kmer" in baselines:
-            rows.append({"task": name, "method": f"{settings.kmer}-mer logistic regression",
-                         "n_test": len(task["test"][1]), **kmer_baseline(task, settings.kmer, seed=seed)})
+            scored.append({"task": name, "method": f"{settings.kmer}-mer logistic regression",
+                           "n_test": len(task["test"][1]), **kmer_baseline(task, settings.kmer, seed=seed)})
         if "cnn" in baselines:
-            rows.append({"task": name, "method": "CNN (one-hot, 2 conv layers)", "n_test": len(task["test"][1]),
-                         **cnn_baseline(task, seed=seed, device=training.device)})
-        for row in rows[-1 - len(baselines):]:
+            scored.append({"task": name, "method": "CNN (one-hot, 2 conv layers)", "n_test": len(task["test"][1]),
+                           **cnn_baseline(task, seed=seed, device=training.device)})
+        for row in scored:
             if row["collapsed"]:
                 log.warning("task %s: %s predicts one class for every sequence: it has learned nothing", name,
                             row["method"])
+        rows += scored
     write_tables(rows, out)
     return rows
 

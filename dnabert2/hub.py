@@ -1,6 +1,7 @@
 """Models named by Hugging Face Hub id (`owner/name`, optionally `@revision`), fetched with
 huggingface_hub into its standard cache and then used as a local folder is. A path that exists
-always wins over an id. HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN (private repositories)
+always wins over an id, and so does a folder here named as its owner when no revision is given
+(`models/mymodl` is a mistyped path, not a repository). HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN (private repositories)
 act as they do for every Hugging Face tool."""
 
 import logging
@@ -18,13 +19,17 @@ _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?
 
 
 def hub_id(name) -> tuple[str, str | None] | None:
-    """(repository, revision) when `name` reads as a Hub id and is not a path on disk, nor in a folder here."""
+    """(repository, revision) when `name` reads as a Hub id and is not a path here (see above)."""
     match = _ID.fullmatch(str(name))
     if match is None or Path(name).exists():
         return None
-    if Path(match["repo"].split("/")[0]).is_dir():  # models/typo: a mistyped path, not a Hub id
+    if match["revision"] is None and Path(owner(match["repo"])).is_dir():  # models/typo: a mistyped path
         return None
     return match["repo"], match["revision"]
+
+
+def owner(repo: str) -> str:
+    return repo.split("/")[0]
 
 
 def model_path(name) -> Path:

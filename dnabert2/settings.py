@@ -144,7 +144,8 @@ class PretrainSettings:
     compile: bool = _compile()
     tensorboard: bool = setting(False, "also log to TensorBoard, under the checkpoint folder")
     log_every: int = setting(10, "steps between throughput figures", type=positive)
-    force: bool = _force()
+    force: bool = setting(False, "replace an output folder that already holds files, and start afresh over the "
+                          "checkpoints of an earlier run (removing them)")
 
 
 def window_over_batch(window_tokens: int, window_bp: int | None, batch_tokens: int) -> str | None:

@@ -172,7 +172,8 @@ def check_references(config: dict) -> None:
             value, key = settings[kind], f"finetune.{name}.{kind}"
             if value in known or (kind, value) == ("model", CNN):
                 continue
-            files = [model_file(value)] if kind == "model" else task_files(value)
+            # A whole model to fine-tune: a LoRA folder (adapter_config.json) is no starting point.
+            files = [str(Path(value) / "config.json")] if kind == "model" else task_files(value)
             if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "

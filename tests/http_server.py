@@ -27,12 +27,12 @@ class Request:
 @dataclass
 class Faults:
     """cut_after: path → bytes of body sent before the connection drops, once (the first request);
-    cut_always: the same, on every request; statuses: path → error statuses answered, one per request,
+    cut_always: path → such cuts, one per request in turn, over and over; statuses: path → error statuses answered, one per request,
     before the real answer; no_ranges: paths always sent whole (Range ignored, as some servers do);
     no_length: paths sent without Content-Length, the body ending when the connection closes."""
 
     cut_after: dict[str, int] = field(default_factory=dict)
-    cut_always: dict[str, int] = field(default_factory=dict)
+    cut_always: dict[str, list[int]] = field(default_factory=dict)
     statuses: dict[str, list[int]] = field(default_factory=dict)
     no_ranges: set[str] = field(default_factory=set)
     no_length: set[str] = field(default_factory=set)
@@ -81,7 +81,11 @@ class FileServer(LocalServer):
         with self._lock:
             statuses = self.faults.statuses.get(path)
             status = statuses.pop(0) if statuses else None
-            cut = None if status else self.faults.cut_after.pop(path, self.faults.cut_always.get(path))
+            cut = None if status else self.faults.cut_after.pop(path, None)
+            turns = self.faults.cut_always.get(path)
+            if cut is None and not status and turns:
+                cut = turns.pop(0)
+                turns.append(cut)
         return status, cut
 
 

@@ -15,6 +15,7 @@ import torch
 from conftest import CORE, FLANK, GENOMES, TOKENIZER, assert_user_error, run_cli, without_bases
 
 from dnabert2.bases.metrics import SiteCounts
+from dnabert2.errors import UserError
 from dnabert2.model import build_model, load_model, preset, save_model
 from dnabert2.scan.peaks import PeakCaller
 from dnabert2.sequences import Fasta, read_annotation
@@ -127,8 +128,9 @@ def test_cnn_baseline_learns_splice_sites(cnn):
 
 
 def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tmp_path):
-    """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune or embed with."""
-    with pytest.raises(Exception, match=r"architectures \['SpliceCNN'\] is not a DNABERT-2"):
+    """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune (or to embed
+    with: test_predict)."""
+    with pytest.raises(UserError, match=r"architectures \['SpliceCNN'\] is not a DNABERT-2"):
         load_model(cnn)
     result = run_cli("finetune", "--model", cnn, "--data", dense_task, "--out", tmp_path / "ft", "--device", "cpu")
     assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
@@ -323,13 +325,12 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
 
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
     bare = without_bases(SIRV / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
-    common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5",
-              "--workers", 0]
-    reads = run_cli("scan", *common, "--out", tmp_path / "reads.bed")
+    common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5"]
+    reads = run_cli("scan", *common, "--out", tmp_path / "reads.bed", "--workers", 1)  # raised in a worker
     assert_user_error(reads, "holds no read bases (SEQ '*')", "--covered")
     assert not list(tmp_path.glob("reads.bed*"))
     covered = run_cli("scan", *common, "--covered", 5, "--out", tmp_path / "covered.bed", "--summary",
-                      tmp_path / "covered.json")
+                      tmp_path / "covered.json", "--workers", 0)
     assert covered.returncode == 0, covered.stderr
     assert json.loads((tmp_path / "covered.json").read_text())["bases"] > 0
 

@@ -179,29 +179,48 @@ def test_complete_part_file_is_checked_by_its_last_byte_not_fetched_again(server
     assert_genome(out, lambda_genome)
 
 
-def test_complete_part_file_of_a_file_changed_since_is_fetched_anew(server, tmp_path, phix_genome, phix_fasta_gz):
-    """An interrupted conversion leaves every byte; the server's file changes before the rerun."""
-    data = LAMBDA_GZ.read_bytes()
-    url = publish(server, "/genome.fa.gz", data)
-    out = tmp_path / "genome.fa.gz"
+def complete_part(server, out, url, data) -> None:
+    """What a run stopped during conversion leaves: every byte, and the validator the server gave."""
     with requests.get(url, timeout=5) as response:
-        write_part_state(out, url, data, total=len(data))
-        state = json.loads(Path(f"{out}.part.json").read_text()) | {"validator": response.headers["ETag"]}
-    Path(f"{out}.part.json").write_text(json.dumps(state))
-    write_file(server.root / "genome.fa.gz", phix_fasta_gz, mtime=1_000_000)
+        Path(f"{out}.part").write_bytes(data)
+        Path(f"{out}.part.json").write_text(json.dumps({"url": url, "validator": response.headers["ETag"],
+                                                        "total": len(data)}))
+    server.requests.clear()
+
+
+def test_complete_part_file_of_a_file_changed_since_is_fetched_anew(server, tmp_path):
+    """The server's file changes (same size) before the rerun: If-Range brings the new one whole."""
+    old, new = (f">chr1\n{bases * 250}\n".encode() for bases in ("ACGT", "TTGA"))
+    url = publish(server, "/genome.fa", old)
+    out = tmp_path / "genome.fa.gz"
+    complete_part(server, out, url, old)
+    write_file(server.root / "genome.fa", new, mtime=1_000_000)
     get(url, out)
-    assert server.requests_for("/genome.fa.gz")[-1].status == 200
-    assert_genome(out, phix_genome)
+    assert [r.status for r in server.requests_for("/genome.fa")] == [200, 200]
+    assert_genome(out, {"chr1": "TTGA" * 250})
+
+
+def test_a_complete_part_file_is_kept_by_a_server_without_ranges_whose_file_is_the_same(server, tmp_path,
+                                                                                      lambda_genome):
+    data = LAMBDA_GZ.read_bytes()
+    url = publish(server, "/lambda.fa.gz", data)
+    out = tmp_path / "genome.fa.gz"
+    complete_part(server, out, url, data)
+    server.faults.no_ranges.add("/lambda.fa.gz")
+    get(url, out)
+    assert [r.status for r in server.requests_for("/lambda.fa.gz")] == [200]  # its body left unread
+    assert_genome(out, lambda_genome)
 
 
 def test_a_server_that_cuts_every_transfer_and_ignores_ranges_runs_out_of_retries(server, tmp_path):
+    """Cuts at varying points: only a transfer that gets further than every one before is progress."""
     url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
-    server.faults.cut_always["/lambda.fa.gz"] = 2000
+    server.faults.cut_always["/lambda.fa.gz"] = [1000, 3000, 2000, 2500]
     server.faults.no_ranges.add("/lambda.fa.gz")
     out = tmp_path / "genome.fa.gz"
-    with pytest.raises(UserError, match=r"gave up after 3 failed attempts"):
-        get(url, out, retries=2)
-    assert len(server.requests_for("/lambda.fa.gz")) == 3 and not out.exists()
+    with pytest.raises(UserError, match=r"gave up after 4 failed attempts"):
+        get(url, out, retries=3)
+    assert len(server.requests_for("/lambda.fa.gz")) == 5 and not out.exists()
 
 
 def test_a_transfer_of_unknown_length_without_checksum_is_named_unverifiable(server, tmp_path, lambda_genome, caplog):

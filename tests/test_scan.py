@@ -385,9 +385,9 @@ def test_scan_eval_reads_narrowpeak_without_a_summit_as_the_calls_middle(tmp_pat
     annotation = GENOMES / "ce1pct.gff3.gz"
     donor = next(s for s in read_annotation(annotation).splice_sites() if s.kind == "donor")
     calls = tmp_path / "calls.bed"
-    for offset, matched in (("-1", 1), ("0", 1)):
-        calls.write_text(f"{donor.contig}\t{donor.position}\t{donor.position + 1}\tdonor\t900\t{donor.strand}\t1\t-1"
-                         f"\t-1\t{offset}\n")
+    for offset, matched in (("-1", 1), ("1", 1), ("0", 0)):  # a 3 bp call centred on the donor
+        calls.write_text(f"{donor.contig}\t{donor.position - 1}\t{donor.position + 2}\tdonor\t900\t{donor.strand}\t1"
+                         f"\t-1\t-1\t{offset}\n")
         result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", donor.contig)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["labels"]["donor"]["calls_matching_a_site"] == matched

@@ -254,6 +254,9 @@ def test_a_lora_folder_on_disk_stands_for_its_adapter_config(tmp_path):
     checked(config)
     assert wc.model_file(str(lora)) == str(lora / "adapter_config.json")
     assert wc.model_file("example") == "example/config.json"
+    # It holds no whole model to fine-tune further.
+    config["finetune"]["ce1pct_splice"]["model"] = str(lora)
+    refused(config, "finetune.ce1pct_splice.model", "a folder without config.json")
 
 
 def test_models_may_be_hugging_face_hub_ids():

@@ -252,6 +252,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     last metrics row. Settings: a PretrainSettings, or its fields as keywords."""
     s = settings_with(PretrainSettings, settings, overrides)
     out = Path(out)
+    check_settings(s)
     check_distinct(genomes)
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
     if folder.exists() and not folder.is_dir():
@@ -261,20 +262,15 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     if earlier and not s.resume and not s.force:
         raise UserError(f"{folder} already holds checkpoints; pass --resume to continue that run, or --force to "
                         "start afresh (their checkpoints removed)")
-    if earlier and not s.resume:
-        log.warning("--force: removing %d checkpoints of an earlier run from %s", len(earlier), folder)
-        for path in earlier:
-            path.unlink(missing_ok=True)  # every rank of a torchrun job runs this
     if s.resume and not earlier:
-        log.warning("--resume: no checkpoint in %s; starting a new run", folder)
-    # Also on resume: --out is replaced by this run's model, and may hold only the model a run writes.
+        log.info("--resume: no checkpoint in %s; starting a new run", folder)
+    # A resumed run's --out may hold the model a run writes (it is written again), and nothing else.
     written = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "metrics.jsonl")
-    check_folder(out, s.force, carry + written * s.resume, inputs=[*genomes, tokenizer, s.init])
+    check_folder(out, s.force, carry + written * bool(s.resume and earlier), inputs=[*genomes, tokenizer, s.init])
     rank, world, device = init_distributed(s.device)
     tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
-    check_settings(s)
     model = initial_model(s, tokenizer, tokenizer_path)
     genomes = [str(Path(g).resolve()) for g in genomes]
     data, held_out, recorded = training_data(s, window, genomes, tokenizer, rank, world)
@@ -282,6 +278,13 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     model.to(device)
     optimizer = optimiser(model, s.lr, tuple(s.adam_betas), s.adam_eps, s.weight_decay, device)
     scheduler = schedule(optimizer, s.steps, s.warmup)
+    if earlier and not s.resume:  # --force, once everything else has been checked
+        if rank == 0:
+            log.warning("--force: removing %d checkpoints of an earlier run from %s", len(earlier), folder)
+            for path in earlier:
+                path.unlink()
+        if world > 1:
+            dist.barrier()
     start = resume_from(folder, s, recorded, model, optimizer, scheduler, rank)
     loop = TrainingLoop(s, model, optimizer, scheduler, device, rank, world, recorded)
     metrics = Metrics(folder, start, s.tensorboard) if rank == 0 else None

@@ -103,12 +103,12 @@ class ReadWindows(IterableDataset):
 
     def __iter__(self):
         tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
-        with open_alignments(self.bam_path, self.reference) as bam:
-            for _, (contig, reads) in worker_share(self.blocks(bam)):
-                try:
+        try:
+            with open_alignments(self.bam_path, self.reference) as bam:
+                for _, (contig, reads) in worker_share(self.blocks(bam)):
                     yield self.prepare(tokenizer, contig, reads)
-                except UserError as error:  # travels to the main process as data, not as a traceback
-                    yield {"error": str(error)}
+        except UserError as error:  # travels to the main process as data, not as a traceback
+            yield {"error": str(error)}
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites = [], [], []

@@ -108,14 +108,14 @@ def model_folder(model):
 
 
 def model_input(model):
-    """The input standing for a model: its folder when pretrained here, else its file on disk; the
-    CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
+    """The input standing for a model: its folder when pretrained here, else its config.json on disk;
+    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
     """
     if model == workflow_config.CNN or hub_id(model):
         return []
     if model in config["pretrain"]:
         return model_folder(model)
-    return workflow_config.model_file(model)
+    return f"{model}/config.json"
 
 
 def finetune_command(wildcards):
