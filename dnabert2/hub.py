@@ -1,8 +1,8 @@
 """Models named by Hugging Face Hub id (`owner/name`, optionally `@revision`), fetched with
 huggingface_hub into its standard cache and then used as a local folder is. A path that exists
 always wins over an id, and so does a folder here named as its owner when no revision is given
-(`models/mymodl` is a mistyped path, not a repository). HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN (private repositories)
-act as they do for every Hugging Face tool."""
+(`models/mymodl` is a mistyped path, not a repository). HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and
+HF_TOKEN (private repositories) act as they do for every Hugging Face tool."""
 
 import logging
 import re
@@ -21,15 +21,19 @@ _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?
 def hub_id(name) -> tuple[str, str | None] | None:
     """(repository, revision) when `name` reads as a Hub id and is not a path here (see above)."""
     match = _ID.fullmatch(str(name))
-    if match is None or Path(name).exists():
-        return None
-    if match["revision"] is None and Path(owner(match["repo"])).is_dir():  # models/typo: a mistyped path
+    if match is None or Path(name).exists() or shadowing_folder(name):
         return None
     return match["repo"], match["revision"]
 
 
-def owner(repo: str) -> str:
-    return repo.split("/")[0]
+def shadowing_folder(name) -> str | None:
+    """The folder here, named as the owner of `name` (an id without revision), that makes `name` a
+    path: `models/mymodl` is a mistyped path, not a repository."""
+    match = _ID.fullmatch(str(name))
+    if match is None or match["revision"] is not None:
+        return None
+    owner = match["repo"].split("/")[0]
+    return owner if Path(owner).is_dir() else None
 
 
 def model_path(name) -> Path:

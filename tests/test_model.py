@@ -169,9 +169,13 @@ def test_other_architectures_are_refused(tmp_path):
         load_model(tmp_path / "hf-bert")
 
 
-def test_unreadable_folders_are_refused(tmp_path):
+def test_unreadable_folders_are_refused(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="absent: no such folder, nor a Hugging Face Hub id"):
         load_model(tmp_path / "absent")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(UserError, match="models/mymodl: no such folder.*the folder models/ here makes it a path"):
+        load_model("models/mymodl")
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="file: not a model folder"):
         load_model(tmp_path / "file")

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from ..devices import resolve_device
 from ..errors import UserError
-from ..hub import model_name, model_path, owner
+from ..hub import model_name, model_path, shadowing_folder
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
 from .adapters import is_adapter, merge_adapter
@@ -108,9 +108,9 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
 def check_model_folder(folder: Path) -> None:
     """Refuse what is not a model folder, saying what it is when that is clear (a task's data)."""
     if not folder.exists():
-        shadow = f"; the folder {owner(str(folder))}/ here makes it a path" if Path(owner(str(folder))).is_dir() \
-            and len(folder.parts) == 2 else ""
-        raise UserError(f"{folder}: no such folder, nor a Hugging Face Hub id (owner/name[@revision]){shadow}")
+        shadow = shadowing_folder(folder)
+        raise UserError(f"{folder}: no such folder, nor a Hugging Face Hub id (owner/name[@revision])"
+                        + (f"; the folder {shadow}/ here makes it a path" if shadow else ""))
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
     if not (folder / "config.json").is_file():
