@@ -188,8 +188,9 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     parameters = sum(p.numel() for p in load_model(model_dir, head=job.head, num_labels=job.classes).parameters())
     auto = s.method == "auto"
     s = replace(s, method=s.method if not auto else "lora" if parameters >= LORA_FROM else "full")
+    defaults = FinetuneSettings()
     lora_options = [f"--{name.replace('_', '-')}" for name in LORA_OPTIONS
-                    if getattr(s, name) != getattr(FinetuneSettings(), name)]
+                    if getattr(s, name) != getattr(defaults, name)]
     if s.method == "full" and lora_options:
         log.warning("%s shape LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
                     " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")

@@ -149,8 +149,9 @@ KINDS = {"pretraining": "the loss per step and the held-out loss from a pretrain
 def add_arguments(parser) -> None:
     parser.description = ". ".join(f"{kind}: {what}" for kind, what in KINDS.items()) + ". Writes SVG."
     parser.add_argument("kind", choices=list(KINDS))
-    parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl (or the model or checkpoints folder holding it); a scan's bedGraph folder or "
-                        "calls BED; or scan-eval reports, each NAME=PATH or a path (named by its folder)")
+    parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl (or the model or checkpoints "
+                        "folder holding it); a scan's bedGraph folder or calls BED; or scan-eval reports, each "
+                        "NAME=PATH or a path (named by its folder)")
     parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+SAVED_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES)  # what save_model writes
 # The saved weights that tell a head, and the count of its classes.
 LABELLED_HEADS = {"classification": "classifier.weight", "dense": "base_head.out.weight"}
 

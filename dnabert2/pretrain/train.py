@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
 from ..errors import UserError
 from ..hub import model_path
-from ..model import build_model, check_tokenizer, load_model, preset, save_model
+from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
 from ..options import add_settings, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
@@ -265,8 +265,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     if s.resume and not earlier:
         log.info("--resume: no checkpoint in %s; starting a new run", folder)
     # A resumed run's --out may hold the model a run writes (it is written again), and nothing else.
-    written = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "metrics.jsonl")
+    written = (*SAVED_FILES, "metrics.jsonl")
     check_folder(out, s.force, carry + written * bool(s.resume and earlier), inputs=[*genomes, tokenizer, s.init])
     rank, world, device = init_distributed(s.device)
     tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
