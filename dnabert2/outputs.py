@@ -28,17 +28,40 @@ def check_outputs(outputs, inputs=()) -> None:
         seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
-        make_parent(out)
+        missing_parents(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
 
 
-def make_parent(path: Path) -> None:
+def missing_parents(path) -> list[Path]:
+    """The folders above `path` that do not exist yet, outermost first; refused when a file stands
+    where one of them must go. Checking makes nothing, so a command refused later leaves no folder."""
+    missing = []
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{path}: cannot create the folder {Path(path).parent}: a file is in the way ({folder})")
+    return missing[::-1]
+
+
+@contextmanager
+def made_parents(path):
+    """Make the folders above `path` for the block; if it fails, remove those it made (when empty)."""
+    missing = missing_parents(path)
+    for folder in missing:
+        folder.mkdir(exist_ok=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UserError(f"{path}: cannot create the folder {path.parent}: a file is in the way") from None
+        yield
+    except BaseException:
+        for folder in reversed(missing):
+            try:
+                folder.rmdir()
+            except OSError:  # something else was written there meanwhile: it stays
+                break
+        raise
 
 
 @contextmanager
@@ -49,21 +72,22 @@ def atomic_output(path, *suffixes: str):
     check_outputs([path])
     tmp = temporary_name(path)
     companions = [(Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes]
-    try:
-        yield tmp
-        # Indices first, the main file last: a reader that sees the main file sees its indices too.
-        for src, dst in companions:
-            share(src)
-            os.replace(src, dst)
-        share(tmp)
-        os.replace(tmp, path)
-    except OSError as error:
-        if str(error.filename or "").startswith(str(tmp)):  # the user knows the output, not its temporary name
-            raise UserError(f"{path}: cannot write it: {error.strerror or error}") from None
-        raise
-    finally:
-        for leftover in [tmp, *(src for src, _ in companions)]:
-            leftover.unlink(missing_ok=True)
+    with made_parents(path):
+        try:
+            yield tmp
+            # Indices first, the main file last: a reader that sees the main file sees its indices too.
+            for src, dst in companions:
+                share(src)
+                os.replace(src, dst)
+            share(tmp)
+            os.replace(tmp, path)
+        except OSError as error:
+            if str(error.filename or "").startswith(str(tmp)):  # the user knows the output, not its temporary name
+                raise UserError(f"{path}: cannot write it: {error.strerror or error}") from None
+            raise
+        finally:
+            for leftover in [tmp, *(src for src, _ in companions)]:
+                leftover.unlink(missing_ok=True)
 
 
 def share(path: Path) -> None:
@@ -84,6 +108,7 @@ def check_folder(path: Path, force: bool, carry: tuple[str, ...] = (), inputs=()
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
+    missing_parents(path)
     whole = path.resolve()
     if whole == Path.cwd().resolve() or whole in Path.cwd().resolve().parents:
         raise UserError(f"{path}: is the working folder or holds it; give the output a folder of its own")
@@ -105,23 +130,27 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
     changes."""
     path = Path(path).resolve()
     check_folder(path, force, carry, inputs)
-    make_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        share(tmp)
-        if not path.exists():
-            os.replace(tmp, path)
-            return
-        old = temporary_name(path)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        # Carried entries move only once the new folder stands: a failure before leaves them in place.
-        for name in carry:
-            if (old / name).exists():
-                os.replace(old / name, path / name)
-        shutil.rmtree(old, ignore_errors=True)
-        if old.exists():
-            log.warning("%s: could not remove all of the folder it replaced (%s)", path, old)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with made_parents(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            share(tmp)
+            if path.exists():
+                _replace_folder(path, tmp, carry)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_folder(path: Path, new: Path, carry: tuple[str, ...]) -> None:
+    old = temporary_name(path)
+    os.replace(path, old)
+    os.replace(new, path)
+    # Carried entries move only once the new folder stands: a failure before leaves them in place.
+    for name in carry:
+        if (old / name).exists():
+            os.replace(old / name, path / name)
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        log.warning("%s: could not remove all of the folder it replaced (%s)", path, old)

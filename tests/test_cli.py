@@ -192,6 +192,23 @@ def test_output_under_a_file_is_refused(tmp_path):
     assert_user_error(run_cli("windows", "--genome", genome, "--out", genome / "w.csv"), "a file is in the way")
 
 
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_failed_write_takes_away_the_folders_it_made(tmp_path, kind):
+    """A run that fails while writing leaves the disk as it found it: no half-written output and
+    none of the new folders made to hold it; folders that were there before stay."""
+    from dnabert2.outputs import atomic_folder, atomic_output
+
+    out = tmp_path / "made" / "deeper" / "out"
+    with pytest.raises(RuntimeError):
+        with (atomic_output(out) if kind == "file" else atomic_folder(out)) as tmp:
+            (tmp if kind == "file" else tmp / "part").write_text("half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with (atomic_output(out) if kind == "file" else atomic_folder(out)) as tmp:
+        (tmp if kind == "file" else tmp / "part").write_text("whole")
+    assert (out if kind == "file" else out / "part").read_text() == "whole"
+
+
 @pytest.mark.parametrize("option", [["--timeout", "0"], ["--retries", "-1"]])
 def test_download_options_out_of_range_are_usage_errors(tmp_path, option):
     result = run_cli("download", "http://127.0.0.1:9/genome.fa.gz", "--out", tmp_path / "g.fa.gz", *option)

@@ -67,9 +67,9 @@ def test_a_dense_task_is_scored_by_scanning_not_by_evaluate(base, dense_task, tm
 
 def test_dense_task_bad_input(ce1pct, tmp_path):
     ecoli = run_cli("tasks", "splice", "--dense", "--genome", GENOMES / "ecoli_k12_mg1655.fna.gz",
-                    "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "ecoli")
+                    "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "new" / "ecoli")
     assert_user_error(ecoli, "no annotated donor sites")
-    assert not (tmp_path / "ecoli").exists()
+    assert not (tmp_path / "new").exists()
     zero = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
                    tmp_path / "zero", "--core", 0)
     assert zero.returncode == 2 and "--core" in zero.stderr and not (tmp_path / "zero").exists()

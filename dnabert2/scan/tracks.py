@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..outputs import atomic_folder, make_parent
+from ..outputs import atomic_folder, missing_parents
 
 STRANDS = {"+": "plus", "-": "minus"}
 SUFFIXES = {"bedgraph": ".bedgraph", "bigwig": ".bw"}
@@ -36,7 +36,7 @@ def check_folders(bedgraph, bigwig) -> None:
 
 def _check_folder(path, kind: str) -> None:
     path = Path(path)
-    make_parent(path)
+    missing_parents(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder (--{kind} takes a folder, one file per label and strand)")
     others = sorted(p.name for p in path.iterdir() if not p.name.endswith(SUFFIXES[kind])) if path.is_dir() else []
