@@ -1,6 +1,6 @@
 """Genome download: resolve a SOURCE (Ensembl species/release, UCSC assembly, NCBI accession, URL or
 local path) to a file and its published checksum, fetch it in constant memory with resume and
-retries, verify it, and convert it to bgzip FASTA with .fai and .gzi indices.
+retries, verify it, and convert it to indexed FASTA (bgzip with .fai and .gzi under a .gz name).
 
 A transfer goes to `{out}.part`; `{out}.part.json` records where those bytes came from (URL, ETag or
 Last-Modified, total size), so a later run continues it only if the file on the server is unchanged.
@@ -18,11 +18,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -33,7 +34,7 @@ from .options import add_settings, settings_from, settings_with
 from .outputs import check_outputs
 from .settings import DownloadSettings
 from .sources import archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
-from .sequences.fasta import check_file, write_bgzf_fasta
+from .sequences.fasta import check_file, write_indexed_fasta
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,57 @@ def listing_names(html: str) -> list[str]:
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
+
+
+def shown(url: str) -> str:
+    """`url` as messages and logs show it: a password and the values of the query (where signed links
+    carry their token) as ***, so a log shared to ask for help gives away no credentials."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https", "ftp"):
+        return url
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(field.partition("=")[0] + ("=***" if "=" in field else "") for field in parts.query.split("&"))
+    return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", parts.fragment))
+
+
+def _redacted(text: str, url: str) -> str:
+    """`text` with `url`, whole or as the path and query that requests' errors quote, as shown()."""
+    parts, safe = urlsplit(url), urlsplit(shown(url))
+    text = text.replace(url, shown(url))
+    if parts.query:
+        text = text.replace(f"?{parts.query}", f"?{safe.query}")
+    return text
+
+
+class _Redacting(logging.Filter):
+    def __init__(self, urls: list[str]):
+        super().__init__()
+        self.urls = urls
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for url in self.urls:
+            message = _redacted(message, url)
+        record.msg, record.args = message, None
+        return True
+
+
+@contextmanager
+def _redacting(*urls: str):
+    """Messages and errors raised or logged in the block show `urls` as shown() does."""
+    redact = _Redacting([u for u in urls if shown(u) != u])
+    log.addFilter(redact)
+    try:
+        yield
+    except UserError as error:
+        message = str(error)
+        for url in redact.urls:
+            message = _redacted(message, url)
+        raise UserError(message) from None
+    finally:
+        log.removeFilter(redact)
 
 
 def _one_line(error: BaseException) -> str:
@@ -572,20 +624,19 @@ def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, m
 
 
 def _convert(data: Path, out: Path, label: str) -> dict[str, int]:
-    """bgzip FASTA + indices at `out`; errors name the source, not the temporary file."""
+    """Indexed FASTA at `out`; errors name the source, not the temporary file."""
     try:
-        return write_bgzf_fasta(data, out)
+        return write_indexed_fasta(data, out)
     except UserError as error:
         message = str(error)
         raise UserError(label + message[len(str(data)):] if message.startswith(str(data)) else message) from None
 
 
-
-
 def download(source: str, out, settings: DownloadSettings | None = None, *, progress: bool = True,
              backoff: float = 1.0, **overrides) -> dict:
     """Fetch a genome SOURCE (ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, ncbi:ACCESSION, an
-    http/https/ftp/file URL or a path) to `out` as bgzip FASTA with .fai and .gzi, verified against
+    http/https/ftp/file URL or a path) to `out` as indexed FASTA (bgzip with .fai and .gzi when `out`
+    ends in .gz or .bgz, plain with .fai otherwise), verified against
     the user's checksum or else the archive's published one. `backoff`: first retry delay, seconds.
     Settings: a DownloadSettings, or its fields as keywords. Returns {"url", "contigs", "bases",
     "checksum"} for logging; raises UserError on bad input."""
@@ -594,7 +645,7 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
     out = Path(out)
     transfer = Transfer(retries=retries, timeout=timeout, backoff=backoff, progress=progress)
     wanted = user_checksum(sha256, md5)
-    with requests.Session() as session:
+    with _redacting(source), requests.Session() as session:
         session.headers["User-Agent"] = _USER_AGENT
         resolved = resolve(source, session, transfer, published=wanted is None)
         checksum = wanted or resolved.checksum
@@ -613,18 +664,20 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
                 discard_part(part)  # bytes that fail verification or are no genome must not be resumed
                 raise
             discard_part(part)
-    summary = {"url": resolved.url, "contigs": len(lengths), "bases": sum(lengths.values()), "checksum": verdict}
+    summary = {"url": shown(resolved.url), "contigs": len(lengths), "bases": sum(lengths.values()), "checksum": verdict}
     log.info("%s: %d contigs, %d bases, checksum %s", out, summary["contigs"], summary["bases"], verdict)
     return summary
 
 
 def add_arguments(parser) -> None:
-    parser.description = ("Fetch a genome, verify its checksum and write it bgzip-compressed with .fai and .gzi "
-                          "indices. Interrupted transfers resume; nothing partial is left at --out.")
+    parser.description = ("Fetch a genome, verify its checksum and write it indexed for random access (bgzip with .fai "
+                          "and .gzi under a .gz name). Interrupted transfers resume; nothing partial is left at --out.")
     parser.add_argument("source", metavar="SOURCE",
                         help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "
                         "URL | local FASTA or GenBank path (plain, gzip or bgzip)")
-    parser.add_argument("--out", required=True, type=Path, help="output FASTA, bgzip-compressed (e.g. genome.fa.gz)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output FASTA: bgzip-compressed with .fai and .gzi when named .gz or .bgz (e.g. genome.fa.gz), "
+                        "else plain with .fai")
     add_settings(parser, DownloadSettings)
 
 

@@ -574,6 +574,24 @@ def test_cli_error_is_one_line(server, tmp_path):
     assert_nothing_left(out)
 
 
+def test_credentials_in_a_url_stay_out_of_logs_and_errors(server, tmp_path, lambda_genome):
+    """Signed links carry their token in the query, some servers a password in the URL: logs and
+    errors name the file with those shown as ***, so a shared log gives no access away."""
+    publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    server.faults.statuses["/lambda.fa.gz"] = [503]
+    signed = server.url("/lambda.fa.gz?X-Token=s3cr3tT0ken&expires=99").replace("//", "//reader:hunter2@", 1)
+    out = tmp_path / "genome.fa.gz"
+    result = run_cli(signed, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert_genome(out, lambda_genome)
+    assert "retrying" in result.stderr and "X-Token=***&expires=***" in result.stderr and "reader:***@" in result.stderr
+    server.faults.statuses["/lambda.fa.gz"] = [403]
+    failed = run_cli(signed, "--out", str(tmp_path / "again.fa.gz"))
+    assert failed.returncode == 1 and "HTTP 403" in failed.stderr and "X-Token=***" in failed.stderr
+    for secret in ("s3cr3tT0ken", "hunter2"):
+        assert secret not in result.stderr + failed.stderr
+
+
 # --- Offline: URL building, listings, checksum files, BSD sum ------------------------------------------
 
 
