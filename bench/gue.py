@@ -22,7 +22,7 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.evaluate import EvaluateSettings, evaluate, write_tables
 from dnabert2.finetune import FinetuneSettings
 from dnabert2.model import build_model, save_model
-from dnabert2.sequences import write_bgzf_fasta
+from dnabert2.sequences import write_indexed_fasta
 from dnabert2.tasks.build import build_task
 from dnabert2.tasks.gue import random_split
 
@@ -52,7 +52,7 @@ def build_tasks(root: Path, names: list[str]) -> dict[str, Path]:
         elif name in ("ce1pct_promoter", "ce1pct_splice"):
             genome = root / "ce1pct.fa.gz"
             if not genome.exists():
-                write_bgzf_fasta(DATA / "genomes" / "ce1pct.fa.gz", genome)
+                write_indexed_fasta(DATA / "genomes" / "ce1pct.fa.gz", genome)
             build_task(name.split("_")[1], genome, DATA / "genomes" / "ce1pct.gff3.gz", root / name)
             tasks[name] = root / name
         else:

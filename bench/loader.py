@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, tokenizer_for  # noqa: E402
 
 from dnabert2.pretrain.data import PretrainSteps, WindowSampler, WindowSpec  # noqa: E402
-from dnabert2.sequences import write_bgzf_fasta  # noqa: E402
+from dnabert2.sequences import write_indexed_fasta  # noqa: E402
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
     tokenizer = tokenizer_for(Path(args.genome), args.tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         genome = Path(tmp) / "genome.fa.gz"
-        write_bgzf_fasta(Path(args.genome), genome)
+        write_indexed_fasta(Path(args.genome), genome)
         window = WindowSpec(tokens=args.tokens)
         started = time.perf_counter()
         steps = PretrainSteps(WindowSampler([genome], None, window.draw_bp), tokenizer, window, args.batch, 10**9, 0)

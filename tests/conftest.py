@@ -61,10 +61,10 @@ def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
 @pytest.fixture(scope="session")
 def ce1pct(tmp_path_factory):
     """The C. elegans ce1pct genome as indexed bgzip, as `dnabert2 download` writes it."""
-    from dnabert2.sequences import write_bgzf_fasta
+    from dnabert2.sequences import write_indexed_fasta
 
     path = tmp_path_factory.mktemp("ce1pct") / "ce1pct.fa.gz"
-    write_bgzf_fasta(GENOMES / "ce1pct.fa.gz", path)
+    write_indexed_fasta(GENOMES / "ce1pct.fa.gz", path)
     return path
 
 

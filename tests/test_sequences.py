@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
-    read_records, reverse_complement, windows, write_bgzf_fasta,
+    read_records, reverse_complement, windows, write_indexed_fasta,
 )
 
 LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
@@ -87,25 +88,38 @@ def test_genbank_is_read_and_converted(tmp_path):
     records = list(read_records(PHIX))
     assert [(name, len(seq)) for name, seq in records] == [("NC_001422.1", 5386)]
     out = tmp_path / "phix.fa.gz"
-    assert write_bgzf_fasta(PHIX, out) == {"NC_001422.1": 5386}
+    assert write_indexed_fasta(PHIX, out) == {"NC_001422.1": 5386}
     with pysam.FastaFile(str(out)) as fasta:
         assert fasta.fetch("NC_001422.1") == records[0][1]
 
 
 def test_bgzip_conversion_writes_indices_and_keeps_the_sequence(lambda_forms, tmp_path):
     out = tmp_path / "out" / "genome.fa.gz"
-    lengths = write_bgzf_fasta(lambda_forms["gzip"], out)
+    lengths = write_indexed_fasta(lambda_forms["gzip"], out)
     assert list(lengths.values()) == [48502]
     assert (tmp_path / "out" / "genome.fa.gz.fai").exists() and (tmp_path / "out" / "genome.fa.gz.gzi").exists()
     with pysam.FastaFile(str(out)) as fasta:
         assert fasta.fetch(fasta.references[0]) == lambda_sequence()
 
 
+@pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
+def test_an_output_not_named_gz_is_plain_fasta_that_bedtools_reads(lambda_forms, tmp_path):
+    """Tools that go by the name (bedtools getfasta reads no bgzip) get what the name says."""
+    out = tmp_path / "genome.fa"
+    write_indexed_fasta(lambda_forms["gzip"], out)
+    assert out.read_bytes().startswith(b">") and not Path(f"{out}.gzi").exists()
+    name = Path(f"{out}.fai").read_text().split()[0]
+    bed = tmp_path / "r.bed"
+    bed.write_text(f"{name}\t100\t130\n")
+    got = subprocess.run(["bedtools", "getfasta", "-fi", out, "-bed", bed], capture_output=True, text=True, check=True)
+    assert got.stdout.split("\n")[1] == lambda_sequence()[100:130]
+
+
 def test_ragged_fasta_lines_are_rewrapped(tmp_path):
     path = tmp_path / "ragged.fa"
     path.write_text(">a\nACGTACGT\nAC\nACGTAC\n>b\nGG\n")
     out = tmp_path / "ragged.fa.gz"
-    assert write_bgzf_fasta(path, out) == {"a": 16, "b": 2}
+    assert write_indexed_fasta(path, out) == {"a": 16, "b": 2}
     with pysam.FastaFile(str(out)) as fasta:
         assert fasta.fetch("a") == "ACGTACGTACACGTAC"
 
@@ -129,7 +143,7 @@ def test_bad_fasta_is_refused_without_output(tmp_path, content, message):
     path.write_bytes(content)
     out = tmp_path / "out.fa.gz"
     with pytest.raises(UserError, match=message):
-        write_bgzf_fasta(path, out)
+        write_indexed_fasta(path, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa"]
 
 
@@ -137,7 +151,7 @@ def test_a_record_is_checked_along_its_whole_length_across_read_chunks(tmp_path)
     path = tmp_path / "long.fa"
     path.write_bytes(b">a\n" + b"ACGT\n" * 300_000 + b"ACGTQ\n")  # past the first 1 MiB chunk
     with pytest.raises(UserError, match="'a' has a non-nucleotide character 'Q' at position 1200005"):
-        write_bgzf_fasta(path, tmp_path / "out.fa.gz")
+        write_indexed_fasta(path, tmp_path / "out.fa.gz")
 
 
 def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
@@ -150,7 +164,7 @@ def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
         probe.unlink()
         pytest.skip("/sys is writable here")
     with pytest.raises(UserError, match="/sys/out.fa.gz: cannot write it"):
-        write_bgzf_fasta(LAMBDA, "/sys/out.fa.gz")
+        write_indexed_fasta(LAMBDA, "/sys/out.fa.gz")
 
 
 def test_truncated_gzip_is_refused(tmp_path):
@@ -160,7 +174,7 @@ def test_truncated_gzip_is_refused(tmp_path):
     with pytest.raises(UserError, match="truncated or corrupt"):
         list(read_records(path))
     with pytest.raises(UserError, match="truncated or corrupt"):
-        write_bgzf_fasta(path, tmp_path / "out.fa.gz")
+        write_indexed_fasta(path, tmp_path / "out.fa.gz")
     assert not (tmp_path / "out.fa.gz").exists()
 
 

@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, progress, settings_from, settings_with
 from ..outputs import check_outputs
-from ..sequences import Fasta, open_alignments, read_bed_regions, write_bgzf_fasta
+from ..sequences import Fasta, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
@@ -65,7 +65,7 @@ def _indexed(path, folder: str) -> Path:
         pass
     log.info("%s: making an indexed bgzip copy to scan (`dnabert2 download` makes one to keep)", path)
     copy = Path(folder) / "genome.fa.gz"
-    write_bgzf_fasta(path, copy)
+    write_indexed_fasta(path, copy)
     return copy
 
 

@@ -226,20 +226,26 @@ def _header_name(header: bytes) -> str:
     return words[0].decode(errors="replace") if words else ""
 
 
-def write_bgzf_fasta(source, out) -> dict[str, int]:
-    """Convert a FASTA (plain, gzip, bgzip) or GenBank file to a bgzip-compressed FASTA `out` with
-    its .fai and .gzi indices, validating it on the way. FASTA is streamed in constant memory.
-    Returns the contig lengths. Nothing is left at `out` if the input is bad."""
+def write_indexed_fasta(source, out) -> dict[str, int]:
+    """Convert a FASTA (plain, gzip, bgzip) or GenBank file to an indexed FASTA `out`: bgzip-compressed
+    with .fai and .gzi when its name ends in .gz or .bgz, plain with .fai otherwise (the name says
+    what the file is, for tools that go by it). FASTA is streamed in constant memory, validated on the
+    way. Returns the contig lengths. Nothing is left at `out` if the input is bad."""
     fmt = sniff_format(source)
-    with atomic_output(out, ".fai", ".gzi") as tmp:
+    bgzip = Path(out).suffix.lower() in (".gz", ".bgz")
+
+    def writer(tmp):
+        return pysam.BGZFile(str(tmp), "wb") if bgzip else open(tmp, "wb")
+
+    with atomic_output(out, ".fai", *([".gzi"] if bgzip else [])) as tmp:
         open(tmp, "wb").close()  # pysam crashes (SIGSEGV) on a file it cannot create: fail here first
         try:
-            with pysam.BGZFile(str(tmp), "wb") as bgzf:
+            with writer(tmp) as sink:
                 if fmt == "genbank":
                     for name, sequence in read_records(source):
-                        _write_wrapped(bgzf, name, sequence)
+                        _write_wrapped(sink, name, sequence)
                 else:
-                    _copy_fasta_stream(source, bgzf)
+                    _copy_fasta_stream(source, sink)
         except (EOFError, zlib.error, gzip.BadGzipFile) as error:
             raise corrupt(source, error) from None
         try:
@@ -247,9 +253,9 @@ def write_bgzf_fasta(source, out) -> dict[str, int]:
         except pysam.SamtoolsError:
             # faidx needs equal line lengths within a record; rewrap the ragged input and index again.
             log.info("%s: line lengths vary within a record, rewrapping at %d columns", source, LINE_WIDTH)
-            with pysam.BGZFile(str(tmp), "wb") as bgzf:
+            with writer(tmp) as sink:
                 for name, sequence in read_records(source):
-                    _write_wrapped(bgzf, name, sequence)
+                    _write_wrapped(sink, name, sequence)
             try:
                 pysam.faidx(str(tmp))
             except pysam.SamtoolsError as error:
