@@ -24,7 +24,7 @@ from .outputs import atomic_output, check_outputs
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
-from .scan.model import is_per_base
+from .scan.model import is_per_base, label_index
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
 from .tasks.dense import fetch_padded
@@ -63,11 +63,8 @@ class Scorer:
         window = None if is_per_base(folder) else region_bp
         self.scanner = load_any_scanner(folder, window=window, device=s.device, dtype=s.dtype)
         self.tokenizer = read_tokenizer(self.scanner)
-        labels = self.scanner.labels
-        self.label = s.label or labels[1]
-        if self.label not in labels:
-            raise UserError(f"--label {self.label!r}: the model's labels are {', '.join(labels)}")
-        self.column = labels.index(self.label)
+        self.column = label_index(self.scanner, s.label, "--label") if s.label else 1
+        self.label = self.scanner.labels[self.column]
         self.strand = s.strand
         self.tokens = batch_tokens(s.batch_tokens, self.scanner.device)
 

@@ -277,7 +277,8 @@ class VariantSettings:
 
 @dataclass
 class MutagenesisSettings:
-    label: str | None = setting(None, "the label whose score is explained", default_text="the first site label")
+    label: str | None = setting(None, "the label whose score is explained, by name or index",
+                                default_text="the first site label")
     at: int | None = setting(None, "per-base models: the base (1-based) whose score is explained", type=positive,
                              default_text="the region's best-scoring base")
     strand: str = setting("+", "the strand the model reads", choices=["+", "-"])

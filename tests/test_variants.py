@@ -197,7 +197,7 @@ def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, vari
     site = next(s for s in variants[2] if s.kind == "donor" and s.strand == "+")
     region = f"IV:{site.position - 14}-{site.position + 16}"  # 31 bp, 1-based; the donor G is base 16
     out, plot = tmp_path / "ism.tsv", tmp_path / "ism.svg"
-    result = run_cli("mutagenesis", "--model", cnn, "--fasta", ce1pct, "--region", region, "--label", "donor",
+    result = run_cli("mutagenesis", "--model", cnn, "--fasta", ce1pct, "--region", region, "--label", "1",
                      "--at", site.position + 1, "--out", out, "--plot", plot, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert f"donor at IV:{site.position + 1}(+)" in result.stdout
@@ -217,6 +217,7 @@ def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, vari
     (["--region", "IV:174000-175500"], ["--region IV:174000-175500 runs past the end of IV (174,938 bp)"]),
     (["--region", "IV:1000-1030", "--at", 2000], ["--at 2000"]),
     (["--region", "IV:1000-1030", "--label", "exon"], ["--label 'exon'", "donor"]),
+    (["--region", "IV:1000-1030", "--label", "3"], ["--label '3'", "labels: neither, donor, acceptor"]),
 ])
 def test_mutagenesis_bad_input(cnn, ce1pct, tmp_path, options, words):
     result = run_cli("mutagenesis", "--model", cnn, "--fasta", ce1pct, *options, "--out", tmp_path / "o.tsv",

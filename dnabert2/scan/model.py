@@ -126,12 +126,13 @@ def called_labels(scanner: Scanner, names) -> list[int]:
     """Class indices to call: the named ones, or every class but 0 (the background class of GUE tasks)."""
     if not names:
         return list(range(1, len(scanner.labels)))
-    chosen = []
-    for name in names:
-        if name in scanner.labels:
-            chosen.append(scanner.labels.index(name))
-        elif name.isdigit() and int(name) < len(scanner.labels):
-            chosen.append(int(name))
-        else:
-            raise UserError(f"{scanner.folder} has no label {name!r} (labels: {', '.join(scanner.labels)})")
-    return sorted(set(chosen))
+    return sorted({label_index(scanner, name, "--labels") for name in names})
+
+
+def label_index(scanner: Scanner, name: str, option: str) -> int:
+    """A label given (with `option`) by name or by its index in the model's labels."""
+    if name in scanner.labels:
+        return scanner.labels.index(name)
+    if name.isdigit() and int(name) < len(scanner.labels):
+        return int(name)
+    raise UserError(f"{option} {name!r}: {scanner.folder} has no such label (labels: {', '.join(scanner.labels)})")
