@@ -105,12 +105,18 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
         "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
         **layout.describe(),
-        "counts": {split: {"windows": len(rows), **{name: sum(1 for w in rows for v in w.sites.values() if v == i)
-                                                    for i, name in enumerate(task.labels) if i}}
+        "counts": {split: {"windows": len(rows), **_site_counts(rows, task.labels, s.core)}
                    for split, rows in examples.items()},
     }
     write_task_folder(out, examples, write_dense_split, description, rng, force=s.force, inputs=[genome, annotation])
     return description
+
+
+def _site_counts(rows: list[DenseWindow], labels, core: int) -> dict[str, int]:
+    """Annotated sites per label, each once: a stretch's last core overlaps the one before it."""
+    placed = {(w.contig, w.strand, w.start + o if w.strand == "+" else w.start + core - 1 - o, v)
+              for w in rows for o, v in w.sites.items()}
+    return {name: sum(1 for *_, v in placed if v == i) for i, name in enumerate(labels) if i}
 
 
 def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
