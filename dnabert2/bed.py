@@ -73,12 +73,10 @@ def run_sites(args) -> None:
     elif kind == "genes":
         rows = [(g.contig, g.start, g.end, g.id, 0, g.strand) for g in annotation.genes()]
     else:
-        sites = annotation.tss() if kind == "tss" else annotation.splice_sites()
+        sites = annotation.sites({"donor", "acceptor"} if kind == "splice" else {kind})
         rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
     n = write_bed(args.out, rows, order)
     log.info("wrote %d %s to %s", n, kind, args.out)
-
-
 
 
 def add_junctions_arguments(parser) -> None:

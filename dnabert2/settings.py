@@ -90,7 +90,7 @@ class WindowsSettings:
 
 @dataclass
 class SitesSettings:
-    kind: str = setting("splice", "what to write", choices=["tss", "splice", "introns", "genes"])
+    kind: str = setting("splice", "what to write", choices=["tss", "tts", "splice", "introns", "genes"])
     min_intron: int = _min_intron()
 
 

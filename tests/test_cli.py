@@ -138,9 +138,9 @@ def test_junctions_need_only_the_cigars(tmp_path, data):
     assert (tmp_path / "with.bed").read_text() == (tmp_path / "without.bed").read_text() != ""
 
 
-def test_tss_and_genes_as_bed(tmp_path):
+def test_tss_tts_and_genes_as_bed(tmp_path):
     rows = {}
-    for kind in ("tss", "genes"):
+    for kind in ("tss", "tts", "genes"):
         out = tmp_path / f"{kind}.bed"
         result = run_cli("sites", "--kind", kind, "--annotation", GENOMES / "ce1pct.gff3.gz",
                          "--genome", GENOMES / "ce1pct.fa.gz", "--out", out)
@@ -149,6 +149,7 @@ def test_tss_and_genes_as_bed(tmp_path):
     gene = next(r for r in rows["genes"] if r[3] == "Gene:WBGene00022277")
     assert gene[:3] == ["I", "4115", "10230"] and gene[5] == "-"
     assert ["I", "10229", "10230", "tss", "0", "-"] in rows["tss"]  # minus strand: the gene's last base
+    assert ["I", "4115", "4116", "tts", "0", "-"] in rows["tts"]  # and its transcript ends at its first
 
 
 @pytest.mark.parametrize("command", ["windows", "vocab", "download"])
