@@ -7,6 +7,7 @@ against these. This module imports nothing heavy, so the workflow can read it wi
 """
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,6 +264,10 @@ class PredictSettings:
     batch_tokens: int | None = _batch_tokens()
     device: str = _device()
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+
+
+UNSCORED = "DNABERT2_UNSCORED"  # the INFO flag of the records variants leaves unscored
+INFO_KEY = re.compile(r"[A-Za-z_][0-9A-Za-z_.]*")  # VCF 4.3's INFO keys (1000G aside)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import contextlib
 import csv
 import itertools
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +34,13 @@ from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
 from .sequences.fasta import compression
-from .settings import VariantSettings
+from .settings import INFO_KEY, UNSCORED, VariantSettings
 from .tasks.dense import fetch_padded
 
 log = logging.getLogger(__name__)
 
 BLOCK = 2048  # records read, scored and written at a time
 LONGEST = 50  # REF length (bp) the shared cores leave room for
-UNSCORED = "DNABERT2_UNSCORED"
-INFO_KEY = re.compile(r"[A-Za-z_][0-9A-Za-z_.]*")  # VCF 4.3's INFO keys (1000G aside)
 BASES = set("ACGTN")
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
 SPLICEAI = {"acceptor": "A", "donor": "D"}

@@ -17,7 +17,7 @@ import yaml
 from .errors import UserError
 from .hub import hub_id
 from .options import as_arguments
-from .settings import (CNN_OPTIONS, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
+from .settings import (CNN_OPTIONS, INFO_KEY, UNSCORED, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
                        VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
 from .tasks.registry import KINDS, TOLERANCES
@@ -103,8 +103,8 @@ def check_version(pyproject) -> None:
 
 
 def schema(path) -> dict:
-    """The config schema, with what the task registry defines filled in: the task kinds, and one
-    scan-eval tolerance per kind of site matching."""
+    """The config schema, with what the task registry defines filled in (the task kinds, and one
+    scan-eval tolerance per kind of site matching) and the rule for variants' INFO keys."""
     loaded = yaml.safe_load(Path(path).read_text())
     kind = loaded["properties"]["tasks"]["additionalProperties"]["properties"]["kind"]
     kind["enum"] = list(KINDS)
@@ -113,6 +113,8 @@ def schema(path) -> dict:
     for name, (default, description) in TOLERANCES.items():
         scan[f"{name}_tolerance"] = {"description": f"{description} (scan-eval)", "type": "integer", "minimum": 0,
                                      "default": default}
+    info_key = loaded["properties"]["variants"]["additionalProperties"]["properties"]["info_key"]
+    info_key.update(pattern=f"^{INFO_KEY.pattern}$", **{"not": {"enum": [UNSCORED, "END"]}})
     return loaded
 
 
@@ -144,6 +146,8 @@ def validate(config: dict, schema: dict) -> None:
                          f"{', '.join(error.schema.get('properties', {}))}")
     if "propertyNames" in error.schema_path:  # the regular expression would say little to a user
         raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {schema['$defs']['name']['description']}")
+    if error.validator in ("pattern", "not"):  # what is allowed is in words in the description
+        raise ValueError(f"config: {where}: {error.instance!r} is not allowed here: {error.schema['description']}")
     raise ValueError(f"config: {where}: {error.message}")
 
 

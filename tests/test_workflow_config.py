@@ -219,6 +219,10 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
          ["variants.v.vcf: 'example' is a folder"]),
         (lambda c: c["finetune"]["ce1pct_splice"].update(model="example/tiny-model"),
          ["finetune.ce1pct_splice.model 'example/tiny-model' is neither"]),
+        (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice_cnn", "genome": "ce1pct",
+                                            "info_key": "1KG"}}), ["variants.v.info_key: '1KG' is not allowed", "not starting with a digit"]),
+        (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice_cnn", "genome": "ce1pct",
+                                            "info_key": "END"}}), ["variants.v.info_key: 'END' is not allowed", "not END"]),
     ],
 )
 def test_bad_configs_get_one_line_naming_the_key(change, words):
