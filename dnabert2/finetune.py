@@ -243,8 +243,9 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
 
 
 def mean_over(results, spread: bool = False) -> dict:
-    """The mean (or, with spread, the sample sd; 0 for one seed) of each number in the seeds' test
-    metrics, nested dicts (per-label metrics) alike; a number undefined in any seed stays None."""
+    """The mean (or, with spread, the sample sd, which one seed leaves undefined: None) of each number
+    in the seeds' test metrics, nested dicts (per-label metrics) alike; a number undefined in any seed
+    stays None."""
     results = list(results)
     out = {}
     for key, first in results[0].items():
@@ -254,7 +255,7 @@ def mean_over(results, spread: bool = False) -> dict:
         elif not isinstance(first, (int, float)) or any(v is None for v in values):
             out[key] = first if not isinstance(first, (int, float)) else None
         elif spread:
-            out[key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            out[key] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         else:
             out[key] = float(np.mean(values))
     return out
@@ -356,7 +357,8 @@ def run(args) -> None:
 def result_line(out, metrics: dict) -> str:
     test, sd = metrics["test"], metrics["test_sd"]
     shown = [k for k, v in test.items() if isinstance(v, float)]
-    return (f"{out}: test " + ", ".join(f"{k} {test[k]:.4f} ± {sd[k]:.4f}" for k in shown)
+    return (f"{out}: test " + ", ".join(f"{k} {test[k]:.4f}" + (f" ± {sd[k]:.4f}" if sd[k] is not None else "")
+                                        for k in shown)
             + f" over {len(metrics['seeds'])} seed(s)")
 
 

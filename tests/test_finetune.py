@@ -73,6 +73,9 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", out, "--lora", "--epochs", 2,
                      "--lr", 1e-3, "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
+    # One seed has no spread to report: the sd is undefined (null), not 0, and the result line gives none.
+    assert set(json.loads((out / "metrics.json").read_text())["test_sd"].values()) == {None}
+    assert "over 1 seed(s)" in result.stdout and "±" not in result.stdout
     assert (out / "adapter_model.safetensors").stat().st_size < 0.3 * (base / "model.safetensors").stat().st_size
     assert not (out / "model.safetensors").exists()
     model = load_model(out)
