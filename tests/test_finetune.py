@@ -84,6 +84,15 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     changed = [n for n, p in model.state_dict().items() if not torch.equal(p, base_model.state_dict()[n])]
     assert any("Wqkv" in n for n in changed) and any("classifier" in n for n in changed)
     assert not any("embeddings" in n for n in changed)  # LoRA leaves the rest of the model alone
+    # The commands that score take the adapter folder as they take a merged model.
+    predicted = run_cli("predict", "--model", out, "--csv", motif_task / "test.csv", "--out", tmp_path / "p.tsv", "-q")
+    assert predicted.returncode == 0, predicted.stderr
+    with open(tmp_path / "p.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    sequences = read_task(motif_task)["test"][0]
+    with torch.no_grad():
+        want = model(torch.tensor([load_tokenizer(out).encode(sequences[0]).ids])).logits.softmax(-1)[0]
+    assert len(rows) == len(sequences) and abs(float(rows[0]["p_1"]) - want[1].item()) < 1e-4
 
     merged = tmp_path / "merged"
     assert run_cli("finetune", "--model", base, "--data", motif_task, "--out", merged, "--lora", "--epochs", 2,

@@ -107,14 +107,15 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
 
 
 def check_model_folder(folder: Path) -> None:
-    """Refuse what is not a model folder, saying what it is when that is clear (a task's data)."""
+    """Refuse what is not a model folder (a whole model, or a LoRA adapter on one), saying what it is
+    when that is clear (a task's data)."""
     if not folder.exists():
         shadow = shadowing_folder(folder)
         raise UserError(f"{folder}: no such folder, nor a Hugging Face Hub id (owner/name[@revision])"
                         + (f"; the folder {shadow}/ here makes it a path" if shadow else ""))
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
-    if not (folder / "config.json").is_file():
+    if not (folder / "config.json").is_file() and not is_adapter(folder):
         kind = "the data of a task (`dnabert2 tasks`), " if (folder / "task.json").is_file() else ""
         raise UserError(f"{model_name(folder)}: not a model folder ({kind}no config.json in it)")
 
