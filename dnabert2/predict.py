@@ -8,7 +8,6 @@ memory stays flat however many there are."""
 
 import csv
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .hub import model_path
 from .options import add_settings, progress, settings_from, settings_with
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_text, check_outputs
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
 from .scan.model import Scanner
 from .sequences import in_blocks, read_sequences
@@ -35,10 +34,8 @@ def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) 
     """Each label's probability, then the most probable label."""
     encoded = tokenizer.encode_batch_fast(sequences, add_special_tokens=False)
     ids, lengths = [], []
-    for sequence, encoding in zip(sequences, encoded):
-        # The fine-tuning cut-off, scaled to the sequence as a scan scales it to its window.
-        limit = max(3, math.ceil(scanner.max_tokens * len(sequence) / scanner.window))
-        row = [CLS, *encoding.ids[: limit - 2], SEP]
+    for encoding in encoded:  # whole: every base is read, as in a scan
+        row = [CLS, *encoding.ids, SEP]
         ids += row
         lengths.append(len(row))
     probabilities = scanner.probabilities(np.asarray(ids, dtype=np.int64), np.asarray(lengths), tokens)
@@ -80,7 +77,7 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     tokenizer = read_tokenizer(scanner)
     tokens = batch_tokens(s.batch_tokens, scanner.device)
     count = 0
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_text(out) as handle:
         table = csv.writer(handle, delimiter="\t", lineterminator="\n")
         table.writerow(header(scanner))
         for block in in_blocks(records, BLOCK, BLOCK_BASES):
@@ -120,7 +117,7 @@ def add_arguments(parser) -> None:
     add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
                 "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
                 "(per-base models: each site label's best probability over the bases and the 0-based offset of that "
-                "base) and the predicted label.", "fine-tuned model folder", "output TSV", PredictSettings)
+                "base) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz)", PredictSettings)
 
 
 def run(args) -> None:

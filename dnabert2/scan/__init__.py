@@ -171,6 +171,9 @@ def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
     if s.min_distance is not None and s.min_distance < 1:
         raise UserError(f"min_distance must be at least 1 bp, not {s.min_distance}")
     if not scanner.dense:
+        if scanner.window is None:
+            raise UserError(f"{model_name(scanner.folder)}: no task.json says which window length the model was "
+                            "fine-tuned on; give --window")
         return s.stride or max(1, scanner.window // 4)
     for given, option in ((s.stride, "--stride"), (s.merge, "--merge")):
         if given:

@@ -3,7 +3,6 @@ the predicted site lies, and batched inference over packed token ids."""
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,7 @@ class Scanner:
     model: torch.nn.Module
     folder: Path
     labels: list[str]  # class index → name
-    window: int  # bp
-    max_tokens: int
+    window: int | None  # bp; None where no task says (predict scores sequences of any length)
     offsets: dict[str, tuple[int, int]]  # label → (site offset in a + window, in a − window)
     device: torch.device
     precision: str  # "bf16" or "fp32"
@@ -37,6 +35,13 @@ class Scanner:
         self.autocast = autocast(self.device, self.precision)
 
     dense = False
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens a window can take at most (one base each): inference reads every base, as load_model
+        does. The fine-tuning cut-off bounded training's memory; applied here it would drop the end of
+        a window rich in N (one token each) unsaid."""
+        return self.window + 2
 
     @property
     def tokenizer(self) -> Path:
@@ -92,34 +97,34 @@ def scanning_device(folder: Path, device, dtype: str):
 
 def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str = "auto", compile: bool = False) -> Scanner:
     """The window classifier in `folder` (a fine-tuned model: ours, LoRA or merged, or one saved by
-    the released code) ready to scan. window: bp, default the task's."""
+    the released code) ready to scan. window: bp, default the task's (None when the folder has no
+    task.json saying it: a scan then needs it given)."""
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
-    trained = json.loads((folder / "finetune.json").read_text()) if (folder / "finetune.json").is_file() else {}
     model = load_model(folder, head="classification", device=device)
     classes = model.config.num_labels
     named = model.config.id2label or {}
     labels = [str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)]
     trained_window = task.get("window_bp")
     if window is None:
-        if trained_window is None:
-            raise UserError(f"{model_name(folder)}: no task.json says which window length the model was fine-tuned on; "
-                            "give --window")
-        window = int(trained_window)
+        window = None if trained_window is None else int(trained_window)
     elif trained_window is not None and window != trained_window:
         log.warning("%s was fine-tuned on %d bp windows; scanning %d bp windows, with the site assumed "
                     "at their centre", folder, trained_window, window)
-    trained_tokens = trained.get("max_tokens")
-    # The fine-tuning token limit, scaled with the window, so a window is cut where training cut it.
-    max_tokens = math.ceil(trained_tokens * window / trained_window) if trained_tokens and trained_window else window + 2
-    # A task's geometry places the site only in windows of the length it was built for.
+    return Scanner(model, folder, labels, window, _offsets(task, labels, window), device, precision, compile)
+
+
+def _offsets(task: dict, labels: list[str], window: int | None) -> dict[str, tuple[int, int]]:
+    """Where each label's site lies in a window on either strand: where the task's geometry put it,
+    in windows of the length it was built for; else at the centre."""
+    if window is None:
+        return {}
     kind = KINDS.get(task.get("task"))
     geometries = {label.name: label.geometry for label in kind.sites if label.geometry.length == window} if kind else {}
     centre = window // 2
-    offsets = {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries else (centre, window - 1 - centre)
-               for label in labels}
-    return Scanner(model, folder, labels, window, max_tokens, offsets, device, precision, compile)
+    return {label: (geometries[label].upstream, geometries[label].downstream) if label in geometries
+            else (centre, window - 1 - centre) for label in labels}
 
 
 def called_labels(scanner: Scanner, names) -> list[int]:
