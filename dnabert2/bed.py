@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .options import add_settings, settings_from
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_text, check_outputs
 from .settings import JunctionsSettings, SitesSettings
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
     """Write rows sorted by (contig order, start, end); returns the number written."""
     order = {name: i for i, name in enumerate(contig_order)}
     ordered = sorted(rows, key=lambda row: (order[row[0]], row[1], row[2], row[3:]))
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_text(path) as handle:
         csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(ordered)
     return len(ordered)
 
@@ -54,7 +54,7 @@ def add_sites_arguments(parser) -> None:
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
                         help="the genome it annotates (contigs are checked)")
-    parser.add_argument("--out", required=True, type=Path, help="output BED")
+    parser.add_argument("--out", required=True, type=Path, help="output BED (bgzip-compressed when named .gz)")
     add_settings(parser, SitesSettings)
 
 
@@ -86,7 +86,7 @@ def add_junctions_arguments(parser) -> None:
     parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
     parser.add_argument("--reference", type=Path, metavar="FASTA",
                         help="reference FASTA (needed for CRAM; gives strands by motif)")
-    parser.add_argument("--out", required=True, type=Path, help="output BED")
+    parser.add_argument("--out", required=True, type=Path, help="output BED (bgzip-compressed when named .gz)")
     add_settings(parser, JunctionsSettings)
 
 

@@ -225,6 +225,10 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
         nonlocal count
         for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = map(list, zip(*block))
+            broken = next((n for n in names if "\n" in n or "\r" in n), None) if companions else None
+            if broken is not None:
+                raise UserError(f"id {broken!r} holds a line break, which {out}{IDS} (an id a line) cannot keep; "
+                                "give --out an .npz or .parquet name")
             states, token_names = embedder.states(sequences)
             vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
             count += len(names)

@@ -20,7 +20,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, settings_from, settings_with
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_output, atomic_text, check_outputs
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
@@ -120,7 +120,7 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         reference = float(scorer.window_scores([sequence])[0])
         scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
     # Both outputs or neither: the figure is drawn before either is renamed into place.
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as handle, \
+    with atomic_text(out) as handle, \
             (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
         table = csv.writer(handle, delimiter="\t", lineterminator="\n")
         table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
@@ -172,7 +172,7 @@ def add_arguments(parser) -> None:
                         "or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--fasta", required=True, type=Path, help="the genome")
     parser.add_argument("--region", required=True, help="contig:start-end, 1-based and inclusive (as samtools)")
-    parser.add_argument("--out", required=True, type=Path, help="output TSV: a row per substitution")
+    parser.add_argument("--out", required=True, type=Path, help="output TSV: a row per substitution (bgzip-compressed when named .gz)")
     parser.add_argument("--plot", type=Path, help="also draw the figure (SVG)")
     add_settings(parser, MutagenesisSettings)
 

@@ -1,6 +1,7 @@
 """Output files and folders appear whole or not at all: everything is written under a temporary name
 first, then renamed, with the permissions the user's umask gives."""
 
+import io
 import logging
 import os
 import shutil
@@ -88,6 +89,27 @@ def atomic_output(path, *suffixes: str):
         finally:
             for leftover in [tmp, *(src for src, _ in companions)]:
                 leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_text(path):
+    """atomic_output open for writing text: bgzip-compressed when `path` ends in .gz (what any gzip
+    reader takes, and tabix indexes), plain otherwise, so the file is what its name says."""
+    with atomic_output(path) as tmp:
+        if str(path).endswith(".gz"):
+            import pysam
+
+            handle = io.TextIOWrapper(pysam.BGZFile(str(tmp), "wb"), newline="")
+        else:
+            handle = open(tmp, "w", newline="")
+        with handle:
+            yield handle
+
+
+def plain_suffix(path) -> str:
+    """The suffix that names a file's format, under a compression suffix: .csv for windows.csv.gz."""
+    suffixes = Path(path).suffixes
+    return suffixes[-2] if len(suffixes) > 1 and suffixes[-1] == ".gz" else Path(path).suffix
 
 
 def share(path: Path) -> None:

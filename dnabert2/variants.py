@@ -28,7 +28,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, progress, settings_from, settings_with
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_output, atomic_text, check_outputs
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
@@ -208,7 +208,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         tmp = stack.enter_context(atomic_output(out, ".tbi"))
         table = None
         if tsv is not None:
-            handle = stack.enter_context(open(stack.enter_context(atomic_output(tsv)), "w", newline=""))
+            handle = stack.enter_context(atomic_text(tsv))
             table = csv.writer(handle, delimiter="\t", lineterminator="\n")
             table.writerow(["contig", "pos", "id", "ref", "alt", "status", *names])
         scorer = VariantScorer(scanner, tokenizer, genome, s.distance, batch_tokens(s.batch_tokens, scanner.device))
@@ -305,7 +305,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF")
     parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")
     parser.add_argument("--out", required=True, type=Path, help="output VCF (.vcf.gz, with a .tbi index beside it)")
-    parser.add_argument("--tsv", type=Path, help="also write a table: a row per ALT allele")
+    parser.add_argument("--tsv", type=Path, help="also write a table: a row per ALT allele (bgzip-compressed when named .gz)")
     add_settings(parser, VariantSettings)
 
 

@@ -1,5 +1,6 @@
 """The command line as users call it: help, outputs of the sequence utilities, errors."""
 
+import gzip
 import re
 import shlex
 import subprocess
@@ -65,6 +66,11 @@ def test_windows_as_csv_fasta_and_bed(tmp_path):
     assert starts == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4386]
     assert len(rows) - 1 == 2 * len(starts)
     assert all(len(r.split(",")[4]) == 1000 for r in rows[1:])
+    # Named .csv.gz: the same CSV, bgzip-compressed.
+    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.csv.gz", "--length", "1000", "--stride",
+                   "500").returncode == 0
+    with gzip.open(tmp_path / "w.csv.gz", "rt") as handle:
+        assert handle.read().splitlines() == rows
 
     assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.fa", "--length", "1000", "--stride", "1000",
                    "--strands", "-").returncode == 0

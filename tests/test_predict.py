@@ -84,6 +84,35 @@ def test_predict_gives_the_python_apis_probabilities_in_input_order(classifier, 
     assert outputs["csv"] == outputs["fasta"] == outputs["bed"]  # '-' regions read reverse-complemented
 
 
+def test_predict_reads_every_base_behind_a_run_of_n(classifier, regions, tmp_path):
+    """Each N is a token of its own: sequences behind an assembly gap are read to their end, so two of
+    them differ as the Python API says, rather than being cut at fine-tuning's token limit alike."""
+    model, tokenizer = load_model(classifier), load_tokenizer(classifier)
+    sequences = ["N" * 200 + regions[i][-1] for i in (2, 5)]
+    (tmp_path / "gap.fa").write_text("".join(f">g{i}\n{q}\n" for i, q in enumerate(sequences)))
+    result = run_cli("predict", "--model", classifier, "--fasta", tmp_path / "gap.fa", "--out", tmp_path / "gap.tsv", "-q")
+    assert result.returncode == 0, result.stderr
+    rows = read_tsv(tmp_path / "gap.tsv")
+    for row, sequence in zip(rows, sequences):
+        want = alone(model, tokenizer, sequence).logits.softmax(-1)[0].numpy()
+        np.testing.assert_allclose([float(row[f"p_{label}"]) for label in ("neither", "donor", "acceptor")], want,
+                                   atol=1e-4)
+    assert rows[0]["p_donor"] != rows[1]["p_donor"]
+
+
+def test_a_spreadsheets_csv_rna_and_a_gz_output_name(classifier, regions, tmp_path):
+    """A CSV saved by a spreadsheet (a byte-order mark before the header) keeps its ids; RNA is read
+    as its DNA; an output named .gz is compressed (bgzip, which any gzip reader takes)."""
+    sequence = regions[2][-1]
+    (tmp_path / "dna.csv").write_text(f"id,sequence\nr2,{sequence}\n")
+    (tmp_path / "rna.csv").write_text(f"\ufeffid,sequence\nr2,{sequence.replace('T', 'U').lower()}\n", encoding="utf-8")
+    for name, out in (("dna", tmp_path / "dna.tsv"), ("rna", tmp_path / "rna.tsv.gz")):
+        result = run_cli("predict", "--model", classifier, "--csv", tmp_path / f"{name}.csv", "--out", out, "-q")
+        assert result.returncode == 0, result.stderr
+    with gzip.open(tmp_path / "rna.tsv.gz", "rt") as handle:
+        assert handle.read() == (tmp_path / "dna.tsv").read_text() and "r2\t" in (tmp_path / "dna.tsv").read_text()
+
+
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
 def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_path, pooling):
     model, tokenizer = load_model(base, head="embedding", pooling=pooling), load_tokenizer(base)
@@ -163,6 +192,7 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
     ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
     ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
+    ("embed", lambda d: ["--csv", d / "newline.csv", "--out", d / "out.npy"], ["'a\\nb' holds a line break", ".npz"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)
@@ -173,6 +203,7 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     (tmp_path / "empty.bed").write_text("II\t0\t100\nII\t5\t5\n")
     (tmp_path / "binary.bed").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "latin1.csv").write_bytes("id,sequence\nsé,ACGT\n".encode("latin-1"))
+    (tmp_path / "newline.csv").write_text('id,sequence\n"a\nb",ACGTACGT\n')
     options = make(tmp_path)
     out = [] if "--out" in options else ["--out", tmp_path / ("out.tsv" if command == "predict" else "out.npz")]
     result = run_cli(command, "--model", classifier, *options, *out)

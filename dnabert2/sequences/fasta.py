@@ -68,10 +68,13 @@ def open_binary(path):
     return gzip.open(path, "rb") if compression(path) else open(path, "rb")
 
 
-def open_text(path):
-    """Open a plain, gzip or bgzip file for reading text."""
+def open_text(path, newline: str | None = None):
+    """Open a plain, gzip or bgzip file for reading UTF-8 text; a byte-order mark (spreadsheets write
+    one) is dropped, so it does not become part of the first column's name."""
     path = check_file(path)
-    return gzip.open(path, "rt") if compression(path) else open(path)
+    if compression(path):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return open(path, encoding="utf-8-sig", newline=newline)
 
 
 def corrupt(path, error) -> UserError:

@@ -39,8 +39,8 @@ def read_bed_regions(path) -> list[tuple[str, int, int]]:
 
 
 def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator[tuple[str, str]]:
-    """(id, upper-case sequence) from exactly one source, in input order, without holding them all.
-    The choice of source is checked now, the files as they are read."""
+    """(id, upper-case sequence, U read as T) from exactly one source, in input order, without
+    holding them all. The choice of source is checked now, the files as they are read."""
     given = [name for name, value in zip(SOURCES, (csv_file, fasta, bed)) if value is not None]
     if len(given) != 1:
         raise UserError("give the sequences one way: --csv, --fasta, or --bed with --genome")
@@ -68,9 +68,9 @@ def in_blocks(records, sequences: int, bases: int):
 
 def _read(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
     count = 0
-    for record in _records(csv_file, fasta, bed, genome):
+    for name, sequence in _records(csv_file, fasta, bed, genome):
         count += 1
-        yield record
+        yield name, sequence.replace("U", "T")  # RNA given to a model of DNA: its bases as DNA
     if count == 0:
         raise UserError(f"{csv_file or bed}: no sequences in it")
 
@@ -94,7 +94,7 @@ def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
 
 
 def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
-    with open_text(path) as handle, reading_text(path, "CSV"):
+    with open_text(path, newline="") as handle, reading_text(path, "CSV"):
         rows = csv.DictReader(handle)
         if not rows.fieldnames or "sequence" not in rows.fieldnames:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")

@@ -11,7 +11,7 @@ from Bio.Seq import reverse_complement
 
 from ..errors import UserError
 from ..options import add_settings, settings_from
-from ..outputs import atomic_output, check_outputs
+from ..outputs import atomic_text, check_outputs, plain_suffix
 from ..settings import WindowsSettings
 from .fasta import Fasta
 from .inputs import read_bed_regions
@@ -100,17 +100,17 @@ def add_arguments(parser) -> None:
     parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
                           "(minus-strand windows reverse-complemented), upper-cased.")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
-    parser.add_argument("--out", required=True, type=Path, help="output file (.fa/.fasta, .csv or .bed)")
+    parser.add_argument("--out", required=True, type=Path, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
     add_settings(parser, WindowsSettings)
 
 
 def run(args) -> None:
     s = settings_from(args, WindowsSettings)
     check_outputs([args.out], [args.genome, s.regions])
-    fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(args.out.suffix, "fasta")
+    fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(plain_suffix(args.out), "fasta")
     regions = read_bed_regions(s.regions) if s.regions else None
     count = 0
-    with Fasta(args.genome) as fasta, atomic_output(args.out) as tmp, open(tmp, "w", newline="") as out:
+    with Fasta(args.genome) as fasta, atomic_text(args.out) as out:
         table = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
             table.writerow(["contig", "start", "end", "strand", "sequence"])

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..outputs import atomic_output, check_folder
+from ..outputs import atomic_text, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
 from .gue import SPLITS, write_task_folder
@@ -144,7 +144,7 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
 
 
 def write_dense_split(path: Path, rows: list[DenseWindow]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_text(path) as handle:
         table = csv.writer(handle, lineterminator="\n")
         table.writerow(COLUMNS)
         for w in rows:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..outputs import atomic_folder, atomic_output
+from ..outputs import atomic_folder, atomic_output, atomic_text
 
 SPLITS = ("train", "dev", "test")
 
@@ -62,7 +62,7 @@ def read_task(folder) -> dict:
 
 def write_csv(path: Path, rows) -> None:
     """A GUE-format CSV: a sequence,label header, then one row per example."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_text(path) as handle:
         table = csv.writer(handle, lineterminator="\n")
         table.writerow(["sequence", "label"])
         table.writerows(rows)
