@@ -24,6 +24,8 @@ def check_outputs(outputs, inputs=()) -> None:
     other, or whose folder cannot be made; so a command that fails on them fails before writing any."""
     seen = set()
     for out in map(Path, filter(None, outputs)):
+        if str(out) == "-":  # samtools' name for standard output: a file of that name would surprise
+            raise UserError("-: outputs are files, written whole or not at all; give a file name, not standard output")
         if out.resolve() in seen:
             raise UserError(f"{out}: given for two outputs")
         seen.add(out.resolve())

@@ -193,6 +193,12 @@ def test_a_genome_given_twice_is_refused(tmp_path):
     assert not (tmp_path / "t.json").exists()
 
 
+def test_standard_output_is_refused_not_written_as_a_file_named_dash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", "-"), "give a file name")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_output_under_a_file_is_refused(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">c\n" + "ACGT" * 500 + "\n")
