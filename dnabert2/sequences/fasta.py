@@ -128,7 +128,7 @@ def check_name(path, name: str, seen: set[str]) -> None:
     if not name:
         raise UserError(f"{path}: a record has an empty name ('>' with nothing after it)")
     if name in seen:
-        raise UserError(f"{path}: contig name {name!r} appears more than once")
+        raise UserError(f"{path}: record name {name!r} appears more than once")
     seen.add(name)
 
 
