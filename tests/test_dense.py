@@ -324,8 +324,12 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
         result = run_cli("scan", *common, "--out", out, "--summary", out.with_suffix(".json"), "--chunk", f"{i}/2")
         assert result.returncode == 0, result.stderr
         parts.append(out.with_suffix(".json"))
-    assert run_cli("scan-gather", *parts, "--out", tmp_path / "gathered.bed").returncode == 0
+    assert run_cli("scan-gather", *parts, "--out", tmp_path / "gathered.bed", "--summary",
+                   tmp_path / "gathered.json").returncode == 0
     assert (tmp_path / "gathered.bed").read_text() == (tmp_path / "whole.bed").read_text()
+    # The chunks classify the reads they share; each read's windows are tallied once, by one of them.
+    whole, gathered = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("whole", "gathered"))
+    assert {k: whole[k] for k in ("windows", "tokens", "bases")} == {k: gathered[k] for k in ("windows", "tokens", "bases")}
 
 
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):

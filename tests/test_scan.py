@@ -312,12 +312,16 @@ def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model,
 
 def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
     common = ["--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--contigs", "SIRV3", "--stride", 250, "--threshold", 0.3]
-    whole, _ = scan(short_model, tmp_path / "whole.bed", *common)
+    whole, tally = scan(short_model, tmp_path / "whole.bed", *common)
     for i in range(2):
         scan(short_model, tmp_path / f"c{i}.bed", *common, "--chunk", f"{i}/2")
-    result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g.bed")
+    result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g.bed",
+                     "--summary", tmp_path / "g.json")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "g.bed").read_text() == (tmp_path / "whole.bed").read_text()
+    # Both chunks classify the reads they share; each window is tallied once, by one of them.
+    gathered = json.loads((tmp_path / "g.json").read_text())
+    assert {k: gathered[k] for k in ("windows", "tokens", "bases")} == {k: tally[k] for k in ("windows", "tokens", "bases")}
     # Scores are whole thousandths: cut where the k-th best ties with the next; the earliest in the genome wins.
     scores = sorted((r[4] for r in whole), reverse=True)
     k = next(i for i in range(10, len(scores)) if scores[i - 1] == scores[i])

@@ -69,7 +69,9 @@ class ReadWindows(IterableDataset):
     Reads come in blocks of a bin (the READ_BIN bp their alignment starts in), each bin read once;
     a window is classified when one of its sites lands in the scanned regions, and its sites count
     only inside this chunk's ranges. What a block sends to the model thus depends on the bin and the
-    regions, never on the chunking: a read meets the same batch-mates in every chunked run."""
+    regions, never on the chunking: a read meets the same batch-mates in every chunked run. Chunks
+    sharing a bin both classify it; a window is tallied by the one chunk that holds its first site in
+    the scanned regions, so gathered tallies are the unchunked scan's."""
 
     def __init__(self, bam_path, reference, regions, ranges, scanner: Scanner, names: list[str], stride: int,
                  min_mapq: int, strands: str, block_reads: int = 256):
@@ -111,7 +113,7 @@ class ReadWindows(IterableDataset):
             yield {"error": str(error)}
 
     def prepare(self, tokenizer, contig, reads) -> dict:
-        pieces, strands, sites = [], [], []
+        pieces, strands, sites, owned = [], [], [], []
         for read in reads:
             sequence = read.query_sequence.upper()
             reverse = reverse_complement(sequence)
@@ -121,8 +123,10 @@ class ReadWindows(IterableDataset):
                 s = grid.window_start(i)
                 for strand in self.strands:
                     placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
-                    if not self.scanned.holds(contig, placed).any():
+                    inside = self.scanned.holds(contig, placed)
+                    if not inside.any():
                         continue
+                    owned.append(self.mine.holds(contig, placed[inside][:1])[0])
                     pieces.append(sequence[s:s + self.size] if strand == "+" else
                                   reverse[len(sequence) - s - self.size:len(sequence) - s])
                     strands.append(strand)
@@ -131,7 +135,7 @@ class ReadWindows(IterableDataset):
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
         return {"contig": contig, "reads": len(reads), "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
-                "ids": ids, "lengths": lengths}
+                "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
 
 
 def reference_positions(read) -> np.ndarray:
@@ -156,12 +160,14 @@ class ReadBases(ReadWindows):
         self.min_mapq, self.block_reads = min_mapq, block_reads
 
     def prepare(self, tokenizer, contig, reads) -> dict:
-        sequences, windows, places = [], [], []
+        sequences, windows, places, owned = [], [], [], []
         for k, read in enumerate(reads):
             reference = reference_positions(read)
-            if not self.scanned.holds(contig, reference).any():
+            inside = self.scanned.holds(contig, reference)
+            if not inside.any():
                 places.append(None)
                 continue
+            mine = self.mine.holds(contig, reference[inside][:1])[0]  # the read's windows are tallied here
             # A site counts in the chunk holding its reference position, so no read is counted twice.
             places.append(np.where(self.mine.holds(contig, reference), reference, -1))
             padded = "N" * self.flank + read.query_sequence.upper() + "N" * self.flank
@@ -171,8 +177,10 @@ class ReadBases(ReadWindows):
                 for strand in self.strands:
                     sequences.append(piece if strand == "+" else reverse_complement(piece))
                     windows.append((k, start, end, strand))
+                    owned.append(mine)
         return {"contig": contig, "reads": len(reads), "sequences": sequences, "windows": windows, "places": places,
-                "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None}
+                "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None,
+                "owned": np.array(owned, dtype=bool)}
 
 
 def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, _):
@@ -248,11 +256,12 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
             entry = support[(item["contig"], position, strand, name)]
             entry[0] += 1
             entry[1] += probability
-        windows = len(item["sequences"]) if scanner.dense else len(item["lengths"])
-        tally.windows += windows
-        tally.tokens += sum(len(ids) for ids, _ in item["encoded"] or []) if scanner.dense else \
-            int(item["lengths"].sum())
-        tally.bases += sum(len(q) for q in item["sequences"]) if scanner.dense else windows * scanner.window
+        owned = item["owned"]
+        tally.windows += int(owned.sum())
+        tally.tokens += sum(len(ids) for (ids, _), o in zip(item["encoded"] or [], owned) if o) if scanner.dense \
+            else int(item["lengths"][owned].sum())
+        tally.bases += sum(len(q) for q, o in zip(item["sequences"], owned) if o) if scanner.dense \
+            else int(owned.sum()) * scanner.window
         reads += item["reads"]
         bar.update(item["reads"])
 
