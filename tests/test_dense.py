@@ -379,7 +379,7 @@ def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
 def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_false_alarms():
     """A perfect TSS track, its peaks 30 bp off the annotated sites, with the 100 bp tolerance of TSSs:
     every site ranks first; exact to the base it would rank nowhere."""
-    from dnabert2.scan.evaluation import _count_bases
+    from dnabert2.scan.evaluation import UNSCORED, _count_bases
 
     scores = np.zeros(20_000, dtype=np.int64)
     sites = np.arange(1_000, 19_000, 1_500)
@@ -390,6 +390,13 @@ def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_fa
     _count_bases(exact, scores, sites, 0, len(scores), 0)
     assert near.pr_auc() == 1.0 and near.top_k_accuracy() == 1.0 and near.metrics()["sites"] == len(sites)
     assert exact.pr_auc() < 0.01
+    # Bases the scan gave no score (an N run it skipped) count neither way: not as misses scoring 0.
+    scores[sites[2] - 500:sites[2] + 500] = UNSCORED
+    gap = SiteCounts()
+    assert _count_bases(gap, scores, sites, 0, len(scores), 100) == 1
+    assert gap.pr_auc() == 1.0 and gap.metrics()["sites"] == len(sites) - 1
+    # Of the 1,000 bases gone, 201 lie near the site (uncounted already): 799 others and the site go.
+    assert gap.metrics()["bases"] == near.metrics()["bases"] - 799 - 1
 
 
 def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):

@@ -175,45 +175,57 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
     for label in labels:
         kind, tolerance = SITE_LABELS[label].site, tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"]
         counts, around, seen = SiteCounts(), np.zeros(2 * METAPLOT + 1), np.zeros(2 * METAPLOT + 1)
-        margin = max(tolerance, METAPLOT)
+        margin, unscored = max(tolerance, METAPLOT), 0
         for contig, region_start, region_end in regions:
             # In pieces, each read with a margin inside the region, so memory stays flat on long contigs.
             for start in range(region_start, region_end, PIECE):
                 end = min(start + PIECE, region_end)
                 lo, hi = max(region_start, start - margin), min(region_end, end + margin)
                 for strand in strands:
-                    values = np.nan_to_num(tracks(label, strand, contig, lo, hi), nan=0.0)
+                    values = tracks(label, strand, contig, lo, hi)
+                    scores = np.where(np.isnan(values), UNSCORED, as_scores(np.nan_to_num(values)))
                     here = sites.get((kind, contig, strand), np.array([], dtype=np.int64))
-                    _count_bases(counts, as_scores(values), here - lo, start - lo, end - lo, tolerance)
+                    unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance)
                     _metaplot(around, seen, values, here[(here >= start) & (here < end)] - lo, strand)
-        report["labels"][label] |= counts.metrics()
+        scored = counts.metrics()
+        del scored["sites"]  # the sites scored; "sites" is every annotated site, as the calls are matched to
+        report["labels"][label] |= scored | {"sites_unscored": unscored}
         report["metaplot"][label] = [round(float(x), 4) for x in np.divide(around, seen, out=np.zeros_like(around),
                                                                                where=seen > 0)]
 
 
+UNSCORED = -1  # a base the scan gave no score (N skipped, a window scan's contig ends)
+
+
 def _count_bases(counts: SiteCounts, scores: np.ndarray, sites: np.ndarray, start: int, end: int,
-                 tolerance: int) -> None:
+                 tolerance: int) -> int:
     """Count the bases start..end-1 of a piece of track: each site with the best score within the
     tolerance of it, and as others only the bases farther than that from every site (a base a few bp
-    from a TSS is neither a miss nor a false alarm)."""
+    from a TSS is neither a miss nor a false alarm). Bases without a score count neither way, nor do
+    sites without one within the tolerance: returns how many sites those were."""
     inside = sites[(sites >= start) & (sites < end)]
     near = np.zeros(len(scores), dtype=bool)
     for offset in range(-tolerance, tolerance + 1):
         shifted = sites + offset
         near[shifted[(shifted >= 0) & (shifted < len(scores))]] = True
-    best = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=0) if tolerance else scores
+    best = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=UNSCORED) if tolerance else scores
+    site_scores = best[inside]
     others = scores[start:end][~near[start:end]]
-    counts.add(np.concatenate([best[inside], others]),
-               np.concatenate([np.ones(len(inside), dtype=bool), np.zeros(len(others), dtype=bool)]))
+    site_scores, others = site_scores[site_scores != UNSCORED], others[others != UNSCORED]
+    counts.add(np.concatenate([site_scores, others]),
+               np.concatenate([np.ones(len(site_scores), dtype=bool), np.zeros(len(others), dtype=bool)]))
+    return len(inside) - len(site_scores)
 
 
 def _metaplot(around, seen, values, sites, strand) -> None:
-    """Add the scores around each site (offsets into values) to the sums, oriented 5'→3'."""
+    """Add the scores around each site (offsets into values; NaN where there is none) to the sums,
+    oriented 5'→3'."""
     for offset in sites:
         lo, hi = max(0, offset - METAPLOT), min(len(values), offset + METAPLOT + 1)
         place = np.arange(lo - offset, hi - offset) * (1 if strand == "+" else -1) + METAPLOT
-        around[place] += values[lo:hi]
-        seen[place] += 1
+        scored = ~np.isnan(values[lo:hi])
+        around[place[scored]] += values[lo:hi][scored]
+        seen[place[scored]] += 1
 
 
 def open_tracks(scanned: dict, summary: Path):
