@@ -440,7 +440,8 @@ def test_scan_eval_refuses_an_annotation_of_another_genome(splice_model, ce1pct,
     sirv = SIRV / "SIRV_C_150601a.gtf.gz"
     assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv, "--summary",
                               calls.with_suffix(".json")), "not in the scanned genome", "SIRV")
-    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv), "shares no contig")
+    assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv), "annotates none of the contigs with calls",
+                      "--summary")
     # The worm's own annotation with one transcript moved past the end of chromosome V (mechanics).
     moved = tmp_path / "moved.gff3"
     moved.write_text(gzip.decompress((GENOMES / "ce1pct.gff3.gz").read_bytes()).decode()

@@ -349,12 +349,13 @@ def _check_same_genome(annotation, calls, scanned) -> None:
     if scanned is not None and scanned.get("contig_lengths"):
         annotation.check_contigs(scanned["contig_lengths"], f"the scanned genome ({scanned.get('input')})")
         return
-    if scanned is not None:
-        genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]])
-    else:
-        genome = {c.contig for c in calls}
+    genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]]) if scanned else \
+        {c.contig for c in calls}
     if genome and not annotation.contigs & genome:
         shown = ", ".join(sorted(genome)[:4]) + (", …" if len(genome) > 4 else "")
+        if scanned is None:  # the calls' contigs are all that is known of the genome
+            raise UserError(f"{annotation.path}: annotates none of the contigs with calls ({shown}); give the scan's "
+                            "--summary (its genome and regions), or the annotation of the scanned genome")
         raise UserError(f"{annotation.path}: shares no contig with the scanned genome ({shown}); it annotates "
                         "another genome")
 
