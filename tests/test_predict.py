@@ -211,6 +211,21 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
 
 
+def test_the_cnn_scores_a_sequence_alike_alone_and_padded_in_a_batch(cnn, regions, tmp_path):
+    """Sequences of twelve lengths in one padded batch, and each in a batch of its own: the padding
+    past a shorter sequence reads as the zeros past a tensor's end, not as N bases."""
+    options = write_inputs(tmp_path, regions)["fasta"]
+    for name, batch in (("together", []), ("alone", ["--batch-tokens", 1])):
+        result = run_cli("predict", "--model", cnn, *options, "--out", tmp_path / f"{name}.tsv", *batch, "-q")
+        assert result.returncode == 0, result.stderr
+    together, alone = read_tsv(tmp_path / "together.tsv"), read_tsv(tmp_path / "alone.tsv")
+    assert [row["id"] for row in together] == [row["id"] for row in alone]
+    for a, b in zip(together, alone):
+        assert a["at_donor"] == b["at_donor"] and a["at_acceptor"] == b["at_acceptor"]
+        np.testing.assert_allclose([float(a["p_donor"]), float(a["p_acceptor"])],
+                                   [float(b["p_donor"]), float(b["p_acceptor"])], atol=1e-6)
+
+
 def test_embed_refuses_the_cnn_which_has_no_encoder_to_embed_with(cnn, regions, tmp_path):
     write_inputs(tmp_path, regions)
     result = run_cli("embed", "--model", cnn, "--csv", tmp_path / "in.csv", "--out", tmp_path / "out.npz")

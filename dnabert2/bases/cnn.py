@@ -26,13 +26,21 @@ class ResidualBlock(nn.Module):
             nn.BatchNorm1d(channels), nn.ReLU(), nn.Conv1d(channels, channels, width, dilation=dilation, padding=padding),
             nn.BatchNorm1d(channels), nn.ReLU(), nn.Conv1d(channels, channels, width, dilation=dilation, padding=padding))
 
-    def forward(self, x):
-        return x + self.layers(x)
+    def forward(self, x, keep=None):
+        """keep (B, 1, L): 0 past each sequence of a padded batch, where a convolution must read the
+        zeros it reads past a tensor's end, so a sequence scores alike alone and in any batch."""
+        if keep is None:
+            return x + self.layers(x)
+        h = x
+        for norm, relu, conv in (self.layers[:3], self.layers[3:]):
+            h = conv(relu(norm(h)) * keep)
+        return x + h
 
 
 class SpliceCNN(nn.Module):
-    """Per-base logits (B, L, K) from bases (B, L) coded 0-3 for ACGT, 4 for anything else. Takes the
-    keyword arguments of DNABertForBaseClassification, so one training loop serves both (tokens unused)."""
+    """Per-base logits (B, L, K) from bases (B, L) coded 0-3 for ACGT, 4 for anything else, and
+    base_mask (B, L), 1 on a padded batch's real bases. Takes the keyword arguments of
+    DNABertForBaseClassification, so one training loop serves both (tokens unused)."""
 
     def __init__(self, num_labels: int, channels: int = 32, width: int = 11, dilations=(1, 1, 1, 1, 4, 4, 4, 4)):
         super().__init__()
@@ -50,12 +58,13 @@ class SpliceCNN(nn.Module):
         """Bases each side that reach a base's logits."""
         return sum((self.config["width"] - 1) * d for d in self.config["dilations"])
 
-    def forward(self, bases, labels=None, class_weights=None, **_tokens):
+    def forward(self, bases, labels=None, class_weights=None, base_mask=None, **_tokens):
         x = F.one_hot(bases, 5)[..., :4].float().transpose(1, 2)  # (B, 4, L)
         x = self.embed(x)
         skip = self.skip(x)
+        keep = None if base_mask is None else base_mask[:, None, :].to(x.dtype)  # (B, 1, L)
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x, keep)
             if i % 4 == 3 or i == len(self.blocks) - 1:
                 skip = skip + self.skips[i // 4](x)
         logits = self.out(skip).transpose(1, 2)  # (B, L, K)
