@@ -227,7 +227,7 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
                "collapsed": chosen["dev_one_class"], "history": history}
         runs.append(run)
         log.info("seed %d: test %s %s (best epoch %d)", seed, job.metric, test[job.metric], epoch)
-        if best_run is None or (run[f"dev_{job.metric}"] or -1.0) > (best_run[0][f"dev_{job.metric}"] or -1.0):
+        if best_run is None or _dev(run, job.metric) > _dev(best_run[0], job.metric):
             best_run = (run, model)
     collapsed = best_run[0]["collapsed"]
     if collapsed:
@@ -240,6 +240,12 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
         **({"warning": f"{COLLAPSED}; {advice}"} if collapsed else {}),
     }
     return metrics, best_run[1]
+
+
+def _dev(run: dict, metric: str) -> float:
+    """A seed's dev score for picking the best; undefined ranks last (0.0 is a score, not undefined)."""
+    value = run[f"dev_{metric}"]
+    return -math.inf if value is None else value
 
 
 def mean_over(results, spread: bool = False) -> dict:

@@ -81,6 +81,8 @@ def score_distribution(scores, out) -> None:
     path = Path(scores)
     groups: dict[str, list[float]] = {}
     files = sorted(path.glob("*.bedgraph")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"{path}: no .bedgraph files in it; give a scan's --bedgraph folder or its calls BED")
     windows = path.is_dir()
     for file in files:
         track = None

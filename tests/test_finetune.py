@@ -289,3 +289,10 @@ def test_a_small_model_is_fine_tuned_whole_by_default(base, motif_task, tmp_path
     assert result.returncode == 0, result.stderr
     assert "full, learning rate 0.0005" in result.stderr
     assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["method"] == "full"
+
+
+def test_a_seed_with_dev_score_zero_beats_a_negative_one():
+    """0.0 is a score (a collapsed seed's MCC), not undefined: the seed saved is the best by dev score."""
+    from dnabert2.finetune import _dev
+
+    assert _dev({"dev_mcc": 0.0}, "mcc") > _dev({"dev_mcc": -0.05}, "mcc") > _dev({"dev_mcc": None}, "mcc")

@@ -48,3 +48,6 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     (graph / "donor.plus.bedgraph").write_text("track type=bedGraph\nI\t0\t10\t0.25\n")  # a track without a name
     assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "line 1")
     assert not (tmp_path / "x.svg").exists()
+    (tmp_path / "bigwig").mkdir()  # a scan's --bigwig folder: no bedGraph to draw, not an empty figure
+    assert_user_error(run_cli("plot", "scores", tmp_path / "bigwig", "--out", tmp_path / "x.svg"), "no .bedgraph files")
+    assert not (tmp_path / "x.svg").exists()
