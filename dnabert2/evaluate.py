@@ -26,20 +26,13 @@ log = logging.getLogger(__name__)
 METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
 
 
-def score_classifier(model_dir: Path, task: dict, batch_size: int, device) -> dict:
-    """Test metrics of an already fine-tuned classifier."""
-    if classifier_head(model_dir) == "dense":
-        raise UserError(f"{model_dir}: a per-base model; `evaluate` scores window classifiers on window tasks "
-                        "(a per-base model's scans are scored by `scan-eval`)")
-    device = resolve_device(device)
-    model = load_model(model_dir, device=device)
-    info = model.config
-    if getattr(info, "num_labels", None) != int(task["train"][1].max()) + 1:
-        raise UserError(f"{model_dir}: a classifier of {info.num_labels} labels, the task has "
-                        f"{int(task['train'][1].max()) + 1}")
+def score_classifier(model, model_dir: Path, task: dict, batch_size: int, device, max_tokens: int | None = None) -> dict:
+    """Test metrics of the fine-tuned classifier `model` (loaded from `model_dir`), its inputs cut at
+    `max_tokens` (by default where it was fine-tuned to cut them)."""
     trained = model_dir / "finetune.json"
     longest = max(len(s) for s in task["test"][0])
-    max_tokens = json.loads(trained.read_text())["max_tokens"] if trained.is_file() else token_limit(longest)
+    max_tokens = max_tokens or (json.loads(trained.read_text())["max_tokens"] if trained.is_file()
+                                else token_limit(longest))
     ids = encode(load_tokenizer(model_dir), task["test"][0], max_tokens)
     mixed = autocast(device, resolve_precision("auto", device))
     probabilities = predict(model, ids, task["test"][1], batch_size, device, mixed)
@@ -59,17 +52,21 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r}; choose kmer or cnn")
     model_dir, out = model_path(model_dir), Path(out)
-    classifier = is_classifier(model_dir)
+    classifier = None
+    if is_classifier(model_dir):
+        if classifier_head(model_dir) == "dense":
+            raise UserError(f"{model_dir}: a per-base model; `evaluate` scores window classifiers on window tasks "
+                            "(a per-base model's scans are scored by `scan-eval`)")
+        device = resolve_device(training.device)
+        classifier = load_model(model_dir, device=device)
+    check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir)
     rows = []
     for name, folder in tasks.items():
-        if is_dense(folder):
-            raise UserError(f"{folder}: a dense task; evaluate scores window tasks. Scan a per-base model with "
-                            "`dnabert2 scan` and score it with `dnabert2 scan-eval` (the CNN baseline: `dnabert2 cnn`)")
         task = read_task(folder)
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
-        if classifier:
+        if classifier is not None:
             method = model_dir.name
-            result, spread = score_classifier(model_dir, task, 64, training.device), {}
+            result, spread = score_classifier(classifier, model_dir, task, 64, device, training.max_tokens), {}
         else:
             with tempfile.TemporaryDirectory(prefix="dnabert2-evaluate-") as tmp:
                 metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
@@ -91,6 +88,18 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
         rows += scored
     write_tables(rows, out)
     return rows
+
+
+def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path) -> None:
+    """Refuse, before any fine-tuning, a folder that is no window task or (`labels`: those of a
+    fine-tuned classifier) has other labels: found late, it would throw away the tasks before it."""
+    for folder in tasks.values():
+        if is_dense(folder):
+            raise UserError(f"{folder}: a dense task; evaluate scores window tasks. Scan a per-base model with "
+                            "`dnabert2 scan` and score it with `dnabert2 scan-eval` (the CNN baseline: `dnabert2 cnn`)")
+        classes = int(read_task(folder)["train"][1].max()) + 1
+        if labels is not None and labels != classes:
+            raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
 
 
 def write_tables(rows: list[dict], out: Path) -> None:

@@ -93,12 +93,18 @@ def atomic_output(path, *suffixes: str):
                 leftover.unlink(missing_ok=True)
 
 
+def bgzip_named(path) -> bool:
+    """Whether an output's name asks for bgzip compression (.gz or .bgz, in any case): bgzip is what
+    any gzip reader takes and what tabix and faidx index, so every compressed output is bgzip."""
+    return Path(path).suffix.lower() in (".gz", ".bgz")
+
+
 @contextmanager
 def atomic_text(path):
-    """atomic_output open for writing text: bgzip-compressed when `path` ends in .gz (what any gzip
-    reader takes, and tabix indexes), plain otherwise, so the file is what its name says."""
+    """atomic_output open for writing text: bgzip-compressed when `path` is named so (bgzip_named),
+    plain otherwise, so the file is what its name says."""
     with atomic_output(path) as tmp:
-        if str(path).endswith(".gz"):
+        if bgzip_named(path):
             import pysam
 
             handle = io.TextIOWrapper(pysam.BGZFile(str(tmp), "wb"), newline="")
@@ -109,9 +115,10 @@ def atomic_text(path):
 
 
 def plain_suffix(path) -> str:
-    """The suffix that names a file's format, under a compression suffix: .csv for windows.csv.gz."""
-    suffixes = Path(path).suffixes
-    return suffixes[-2] if len(suffixes) > 1 and suffixes[-1] == ".gz" else Path(path).suffix
+    """The suffix that names a file's format, under a compression suffix and in lower case: .csv for
+    windows.csv.gz and for WINDOWS.CSV."""
+    path = Path(path)
+    return (path.with_suffix("").suffix if bgzip_named(path) else path.suffix).lower()
 
 
 def share(path: Path) -> None:

@@ -71,6 +71,12 @@ def test_windows_as_csv_fasta_and_bed(tmp_path):
                    "500").returncode == 0
     with gzip.open(tmp_path / "w.csv.gz", "rt") as handle:
         assert handle.read().splitlines() == rows
+    # The name decides alike in any case and for bgzip's own .bgz (as download and scan decide it).
+    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "W.CSV.BGZ", "--length", "1000", "--stride",
+                   "500").returncode == 0
+    assert (tmp_path / "W.CSV.BGZ").read_bytes()[:4] == b"\x1f\x8b\x08\x04"  # bgzip: gzip with the extra field
+    with gzip.open(tmp_path / "W.CSV.BGZ", "rt") as handle:
+        assert handle.read().splitlines() == rows
 
     assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.fa", "--length", "1000", "--stride", "1000",
                    "--strands", "-").returncode == 0

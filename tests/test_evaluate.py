@@ -100,3 +100,28 @@ def test_a_per_base_model_is_refused_by_evaluate(tmp_path):
     result = run_cli("evaluate", "--model", folder, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device", "cpu")
     assert_user_error(result, "a per-base model", "scan-eval")
     assert not (tmp_path / "r.tsv").exists()
+
+
+def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path):
+    """A GUE tree whose last folder is no window task fails at once, not after hours spent on the
+    folders before it."""
+    root = tmp_path / "gue"
+    shutil.copytree(SAMPLE, root / "a" / "good")
+    shutil.copytree(SAMPLE, root / "z" / "bad")
+    (root / "z" / "bad" / "train.csv").write_text("sequence,label\nACGTACGT,1\nACGTACGA,1\n")
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    result = run_cli("evaluate", "--model", model, "--gue", root, "--out", tmp_path / "r.tsv", "--epochs", 1,
+                     "--device", "cpu")
+    assert_user_error(result, "z/bad/train.csv", "a single class")
+    assert "task a/good" not in result.stderr  # refused before the first task was read for training
+    assert not (tmp_path / "r.tsv").exists()
+
+
+def test_evaluate_cuts_inputs_at_the_given_max_tokens(tmp_path):
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--epochs", 1,
+                     "--device", "cpu", "--baseline", "none", "--max-tokens", 8)
+    assert result.returncode == 0, result.stderr
+    assert "longer than 8 tokens" in result.stderr  # finetune's cut, at the limit given to evaluate

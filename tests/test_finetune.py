@@ -275,6 +275,12 @@ def test_a_collapsed_classifier_is_said_so(base, motif_task, tmp_path):
     result = run_cli("evaluate", "--model", out, "--data", motif_task, "--out", table, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "(one class)" in table.with_suffix(".md").read_text() and "learned nothing" in result.stderr
+    three = tmp_path / "three"  # a task of three labels, which this classifier of two does not have
+    three.mkdir()
+    for split in ("train", "dev", "test"):
+        (three / f"{split}.csv").write_text("sequence,label\nACGTACGTAC,0\nTTGACCATGA,1\nGGGCCCAATT,2\n")
+    result = run_cli("evaluate", "--model", out, "--data", three, "--out", tmp_path / "three.tsv", "--device", "cpu")
+    assert_user_error(result, "a classifier of 2 labels", "has 3")
     learned = json.loads(run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "ok", "--full",
                                  "--lr", 1e-3, "--epochs", 4, "--device", "cpu", "-q").returncode == 0
                          and (tmp_path / "ok" / "metrics.json").read_text())

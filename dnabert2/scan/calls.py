@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
-from ..outputs import atomic_output
+from ..outputs import atomic_output, bgzip_named
 from ..sequences.fasta import open_text
 
 
@@ -76,9 +76,9 @@ def top(calls: list[Call], k: int | None, order: dict[str, int]) -> list[Call]:
 
 def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
     """Calls as sorted BED6+4; bgzip-compressed with a tabix index (.tbi) beside it when the name ends
-    in .gz, as genome browsers and `tabix` read them."""
+    in .gz or .bgz, as genome browsers and `tabix` read them."""
     rows = sorted((c.row() for c in calls), key=lambda r: (order[r[0]], r[1], r[2], r[3], r[5]))
-    compressed = str(path).endswith(".gz")
+    compressed = bgzip_named(path)
     with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
         plain = Path(f"{tmp}.bed") if compressed else tmp
         with open(plain, "w", newline="") as handle:

@@ -16,7 +16,7 @@ from Bio import SeqIO
 from Bio.Seq import UndefinedSequenceError
 
 from ..errors import UserError
-from ..outputs import atomic_output
+from ..outputs import atomic_output, bgzip_named
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def write_indexed_fasta(source, out) -> dict[str, int]:
     what the file is, for tools that go by it). FASTA is streamed in constant memory, validated on the
     way. Returns the contig lengths. Nothing is left at `out` if the input is bad."""
     fmt = sniff_format(source)
-    bgzip = Path(out).suffix.lower() in (".gz", ".bgz")
+    bgzip = bgzip_named(out)
 
     def writer(tmp):
         return pysam.BGZFile(str(tmp), "wb") if bgzip else open(tmp, "wb")
