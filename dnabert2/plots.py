@@ -11,7 +11,7 @@ import numpy as np
 from .errors import UserError
 from .options import named_paths
 from .outputs import atomic_output, check_outputs
-from .sequences.fasta import open_text
+from .sequences.fasta import open_text, reading_text
 
 log = logging.getLogger(__name__)
 
@@ -75,41 +75,81 @@ def pretraining_loss(metrics, out) -> None:
     save_figure(fig, out)
 
 
+PROBABILITY_BINS = np.linspace(0, 1, 51)
+
+
 def score_distribution(scores, out) -> None:
-    """Histogram of probabilities per track (label and strand) of a scan's bedGraph folder, or, for a
-    calls BED, of the calls' scores per label."""
+    """Histogram of probabilities per track (label and strand) of a scan's bedGraph folder or one of
+    its bedGraph files, weighted by the bases each value covers (a per-base track joins equal
+    neighbours into one line); or, for a calls BED, of the calls' scores per label."""
     path = Path(scores)
-    groups: dict[str, list[float]] = {}
     files = sorted(path.glob("*.bedgraph")) if path.is_dir() else [path]
     if not files:
         raise UserError(f"{path}: no .bedgraph files in it; give a scan's --bedgraph folder or its calls BED")
-    windows = path.is_dir()
+    tracks = path.is_dir() or _is_track(path)
+    counts: dict[str, np.ndarray] = {}
     for file in files:
-        track = None
-        for number, line in enumerate(_text(file).splitlines(), 1):
-            fields = line.split("\t")
-            try:
-                if line.startswith("track"):
-                    track = line.split('name="', 1)[1].split('"', 1)[0]
-                elif windows and track is not None:
-                    groups.setdefault(track, []).append(float(fields[3]))
-                elif line.strip() and not windows:
-                    groups.setdefault(fields[3], []).append(int(fields[4]) / 1000)
-                elif line.strip():
-                    raise ValueError
-            except (IndexError, ValueError):
-                raise UserError(f"{file}: line {number} is neither a scan track (bedGraph with a track line) "
-                                "nor a scan call") from None
+        for name, values, weights in ([_track(file)] if tracks else _calls(file)):
+            counts[name] = counts.get(name, 0) + np.histogram(values, PROBABILITY_BINS, weights=weights)[0]
     fig, ax = figure()
-    for name, values in sorted(groups.items()):
-        ax.hist(np.array(values), bins=50, range=(0, 1), histtype="step", label=f"{name} ({len(values):,})")
-    what = "windows" if windows else "calls"
-    ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if groups else "linear")
-    if groups:
+    for name, histogram in sorted(counts.items()):
+        ax.stairs(histogram, PROBABILITY_BINS, label=f"{name} ({histogram.sum():,.0f})")
+    what = "bases" if tracks else "calls"
+    ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if counts else "linear")
+    if counts:
         ax.legend()
     else:
         ax.text(0.5, 0.5, f"no {what}", ha="center", transform=ax.transAxes)
     save_figure(fig, out)
+
+
+def _header(path) -> tuple[list[str], str | None]:
+    """The header lines (track, browser, #) of a BED-like file, and its first line after them."""
+    header = []
+    with reading_text(path, "BED or bedGraph"), open_text(path) as handle:
+        for line in handle:
+            if not line.startswith(("track", "browser", "#")):
+                return header, line
+            header.append(line)
+    return header, None
+
+
+def _is_track(path) -> bool:
+    """A bedGraph (a track line, or four columns) rather than calls (BED6+4)."""
+    header, first = _header(path)
+    return any(line.startswith("track") for line in header) or (first is not None and first.count("\t") == 3)
+
+
+def _track(path) -> tuple[str, np.ndarray, np.ndarray]:
+    """(name, values, bases each value covers) of a bedGraph; named by its track line, else its file."""
+    import pandas as pd
+
+    header, first = _header(path)
+    named = [line.split('name="', 1)[1].split('"', 1)[0] for line in header if 'name="' in line]
+    name = named[0] if named else Path(path).stem
+    if first is None:
+        return name, np.empty(0), np.empty(0)
+    try:
+        with open_text(path) as handle:
+            table = pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[1, 2, 3],
+                                dtype=float).to_numpy()
+    except (ValueError, pd.errors.ParserError):
+        raise UserError(f"{path}: not a bedGraph (contig, start, end and value on every line)") from None
+    spans, values = table[:, 1] - table[:, 0], table[:, 2]
+    if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
+        raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values probabilities "
+                        "(0 to 1)")
+    return name, values, spans
+
+
+def _calls(path):
+    """(label, probabilities, ones) for each label of a scan's calls."""
+    from .scan.calls import read_calls
+
+    by_label: dict[str, list[float]] = {}
+    for call in read_calls(path):
+        by_label.setdefault(call.label, []).append(call.score / 1000)
+    return [(label, np.array(values), np.ones(len(values))) for label, values in by_label.items()]
 
 
 def metaplot(evaluations: dict[str, Path], out) -> None:
@@ -143,8 +183,8 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
 
 
 KINDS = {"pretraining": "the loss per step and the held-out loss from a pretraining metrics.jsonl",
-         "scores": "histograms of a scan's probabilities per label and strand (the bedGraph folder of `scan "
-                   "--bedgraph`) or of its calls' scores per label (its BED)",
+         "scores": "histograms of a scan's probabilities per label and strand, in bases (the bedGraph folder of "
+                   "`scan --bedgraph`, or one of its files), or of its calls' scores per label (its BED)",
          "metaplot": "the mean score around annotated sites, per label, of scan-eval reports (NAME=PATH ...)"}
 
 

@@ -35,18 +35,31 @@ def test_pretraining_loss_curve(tmp_path):
 def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     graph = tmp_path / "scan.bedgraph"  # a scan's track folder, one file per label and strand
     graph.mkdir()
-    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t20\t0.950\n')
+    # A per-base track joins equal neighbours into one line: the histogram counts bases, not lines.
+    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t13\t0.950\n')
     (graph / "donor.minus.bedgraph").write_text('track type=bedGraph name="donor-"\nI\t0\t10\t0.050\n')
     calls = tmp_path / "calls.bed"
     calls.write_text("I\t0\t400\tdonor\t950\t+\t3\t-1\t-1\t200\n")
-    for source, legend in ((graph, "donor+ (2)"), (calls, "donor (1)")):
+    for source, legend, what in ((graph, "donor+ (13)", "bases"), (graph / "donor.plus.bedgraph", "donor+ (13)", "bases"),
+                                 (calls, "donor (1)", "calls")):
         out = tmp_path / f"{source.stem}.svg"
         result = run_cli("plot", "scores", source, "--out", out)
         assert result.returncode == 0, result.stderr
-        assert legend in out.read_text()
+        assert legend in out.read_text() and what in out.read_text()
+    assert "donor- (10)" in (tmp_path / "scan.svg").read_text()
+    # A bedGraph without a track line (as bigWigToBedGraph writes) is named by its file.
+    (tmp_path / "plain.bedgraph").write_text("I\t0\t10\t0.25\n")
+    assert run_cli("plot", "scores", tmp_path / "plain.bedgraph", "--out", tmp_path / "plain.svg").returncode == 0
+    assert "plain (10)" in (tmp_path / "plain.svg").read_text()
+
     assert_user_error(run_cli("plot", "scores", tmp_path / "missing.bed", "--out", tmp_path / "x.svg"), "no such file")
-    (graph / "donor.plus.bedgraph").write_text("track type=bedGraph\nI\t0\t10\t0.25\n")  # a track without a name
-    assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "line 1")
+    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\tten\t0.25\n')
+    assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "donor.plus.bedgraph",
+                      "not a bedGraph")
+    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t37\n')  # coverage
+    assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "probabilities")
+    (tmp_path / "binary.bed").write_bytes(bytes(range(256)))
+    assert_user_error(run_cli("plot", "scores", tmp_path / "binary.bed", "--out", tmp_path / "x.svg"), "binary.bed")
     assert not (tmp_path / "x.svg").exists()
     (tmp_path / "bigwig").mkdir()  # a scan's --bigwig folder: no bedGraph to draw, not an empty figure
     assert_user_error(run_cli("plot", "scores", tmp_path / "bigwig", "--out", tmp_path / "x.svg"), "no .bedgraph files")
