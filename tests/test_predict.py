@@ -84,6 +84,22 @@ def test_predict_gives_the_python_apis_probabilities_in_input_order(classifier, 
     assert outputs["csv"] == outputs["fasta"] == outputs["bed"]  # '-' regions read reverse-complemented
 
 
+def test_labels_without_names_are_numbered_however_the_model_was_saved(classifier, regions, tmp_path):
+    """A classifier without task.json names its labels by number: alike whether its config.json holds
+    Hugging Face's placeholder names (LABEL_0 ..., as a merged model's does) or none (as a LoRA adapter's)."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(classifier, bare)
+    (bare / "task.json").unlink()
+    assert '"LABEL_0"' in (bare / "config.json").read_text()
+    (tmp_path / "in.fa").write_text(f">r0\n{regions[0][-1]}\n")
+    result = run_cli("predict", "--model", bare, "--fasta", tmp_path / "in.fa", "--out", tmp_path / "p.tsv", "-q")
+    assert result.returncode == 0, result.stderr
+    rows = read_tsv(tmp_path / "p.tsv")
+    assert list(rows[0]) == ["id", "p_0", "p_1", "p_2", "label"] and rows[0]["label"] in {"0", "1", "2"}
+
+
 def test_predict_reads_every_base_behind_a_run_of_n(classifier, regions, tmp_path):
     """Each N is a token of its own: sequences behind an assembly gap are read to their end, so two of
     them differ as the Python API says, rather than being cut at fine-tuning's token limit alike."""

@@ -104,7 +104,8 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
     model = load_model(folder, head="classification", device=device)
     classes = model.config.num_labels
-    named = model.config.id2label or {}
+    # LABEL_i is the name Hugging Face (and save_model, for its loaders) gives a label that has none.
+    named = {i: name for i, name in (model.config.id2label or {}).items() if name != f"LABEL_{i}"}
     labels = [str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)]
     trained_window = task.get("window_bp")
     if window is None:
