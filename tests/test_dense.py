@@ -132,6 +132,24 @@ def test_cnn_baseline_learns_splice_sites(cnn):
     assert metrics["test"]["pr_auc"] > 0.1 and metrics["test"]["top_k_accuracy"] > 0.1
 
 
+def test_fine_tuning_metrics_count_each_base_once(dense_task):
+    """A contig's last core overlaps the one before it (dev contig V here): its bases and sites count
+    once in the metrics, as in task.json."""
+    from dnabert2.bases.job import DenseJob
+
+    job = DenseJob(dense_task, None)
+    with open(dense_task / "dev.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bases = {(r["contig"], r["strand"], int(r["start"]) + i) for r in rows for i in range(job.task.core)}
+    assert len(bases) < len(rows) * job.task.core  # the overlap is there to count twice
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=len(rows) * job.task.core)
+    scores = job.scores("dev", probabilities)
+    sites = json.loads((dense_task / "task.json").read_text())["counts"]["dev"]
+    for label in ("donor", "acceptor"):
+        assert scores["labels"][label]["bases"] == len(bases)
+        assert scores["labels"][label]["sites"] == sites[label]
+
+
 def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tmp_path):
     """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune (or to embed
     with: test_predict)."""

@@ -5,7 +5,7 @@ accuracy on dev (mean over the site labels) to pick the epoch."""
 import numpy as np
 import torch
 
-from ..tasks.dense import read_dense_task
+from ..tasks.dense import counted, read_dense_task
 from .inputs import dense_batch, encode_bases
 from .metrics import dense_scores
 
@@ -23,6 +23,8 @@ class DenseJob:
         self.encoded = {split: encode_bases(tokenizer, seqs) if tokenizer is not None else None
                         for split, seqs in self.sequences.items()}
         self.targets = {split: self.task.targets(split) for split in self.task.splits}
+        # Metrics count each genome base once: a stretch's last core overlaps the one before it.
+        self.counted = {split: counted(rows, self.task.core).ravel() for split, rows in self.task.splits.items()}
         self.train_size = len(self.sequences["train"])
         # Each class weighs as the square root of its inverse frequency: sites, one base in thousands,
         # pull the loss without the weights of plain inverse frequency, which make every base a site.
@@ -62,7 +64,8 @@ class DenseJob:
         return np.concatenate(out)
 
     def scores(self, split, probabilities) -> dict:
-        return dense_scores(self.targets[split].ravel(), probabilities, self.task.labels)
+        once = self.counted[split]
+        return dense_scores(self.targets[split].ravel()[once], probabilities[once], self.task.labels)
 
     def one_class(self, probabilities) -> bool:
         """No base called a site at all: the model has learned nothing of them."""

@@ -21,6 +21,7 @@ task.json says `"dense": true`, the kind, the labels, core_bp and flank_bp, and 
 import csv
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +114,24 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
 
 
 def _site_counts(rows: list[DenseWindow], labels, core: int) -> dict[str, int]:
-    """Annotated sites per label, each once: a stretch's last core overlaps the one before it."""
-    placed = {(w.contig, w.strand, w.start + o if w.strand == "+" else w.start + core - 1 - o, v)
-              for w in rows for o, v in w.sites.items()}
-    return {name: sum(1 for *_, v in placed if v == i) for i, name in enumerate(labels) if i}
+    """Annotated sites per label, each once (see counted)."""
+    once = counted(rows, core)
+    found = Counter(v for i, w in enumerate(rows) for o, v in w.sites.items() if once[i, o])
+    return {name: found[i] for i, name in enumerate(labels) if i}
+
+
+def counted(rows: list[DenseWindow], core: int) -> np.ndarray:
+    """(windows, core): the core bases that count, each genome base (contig, strand, position) once:
+    a stretch's last core overlaps the one before it, and its overlapped bases are not counted again."""
+    mask = np.ones((len(rows), core), dtype=bool)
+    reached: dict[tuple[str, str], int] = {}  # the end of the cores seen so far, by contig and strand
+    for i in sorted(range(len(rows)), key=lambda i: (rows[i].contig, rows[i].strand, rows[i].start)):
+        w = rows[i]
+        seen = min(max(reached.get((w.contig, w.strand), w.start) - w.start, 0), core)
+        if seen:  # forward positions start .. start+seen-1: the core's first bases on +, its last on -
+            (mask[i, :seen] if w.strand == "+" else mask[i, core - seen:])[:] = False
+        reached[(w.contig, w.strand)] = max(reached.get((w.contig, w.strand), 0), w.start + core)
+    return mask
 
 
 def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
