@@ -35,6 +35,7 @@ def check(config: dict, schema_path, files=()) -> None:
     for path in files:
         refuse_repeated_keys(path)
     refuse_renamed_keys(config)
+    refuse_keys_without_effect(config)
     validate(config, schema(schema_path))
     check_references(config)
 
@@ -53,6 +54,8 @@ def _given_twice(key, where) -> ValueError:
 def _mapping(loader, node):
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here
+            continue
         key = loader.construct_object(key_node)
         if key in seen:
             raise _given_twice(key, f"{loader.path}, line {key_node.start_mark.line + 1}")
@@ -88,6 +91,26 @@ def refuse_renamed_keys(config: dict) -> None:
         for name, settings in (config.get(section) or {}).items():
             if isinstance(settings, dict) and old in settings:
                 raise ValueError(f"config: {section}.{name}.{old} is now called {new}")
+
+
+# Keys that act only with another setting, checked before the schema fills the defaults in (after
+# it, a key left out cannot be told from one given): (section, key, what it needs, the test of it).
+ONLY_WITH = [
+    ("tasks", "core", "dense: true", lambda s: s.get("dense") is True),
+    ("tasks", "flank", "dense: true", lambda s: s.get("dense") is True),
+    ("tasks", "empty_rate", "dense: true", lambda s: s.get("dense") is True),
+    ("tasks", "negatives", "a task of windows (not dense: true)", lambda s: s.get("dense") is not True),
+    ("scan", "min_depth", "mode: covered", lambda s: s.get("mode") == "covered"),
+]
+
+
+def refuse_keys_without_effect(config: dict) -> None:
+    """A key that would be ignored is refused: one forgotten `dense: true` would otherwise build a task
+    of windows without a word."""
+    for section, key, needs, applies in ONLY_WITH:
+        for name, settings in (config.get(section) or {}).items():
+            if isinstance(settings, dict) and key in settings and not applies(settings):
+                raise ValueError(f"config: {section}.{name}.{key} acts only with {needs}")
 
 
 def check_version(pyproject) -> None:
@@ -167,6 +190,22 @@ def check_references(config: dict) -> None:
     for key, name in named:
         if name not in config["genomes"]:
             raise ValueError(f"config: {key} names {name!r}, which is not under genomes")
+    for name, entry in config["genomes"].items():
+        if "sha256" in entry and "md5" in entry:
+            raise ValueError(f"config: genomes.{name}: give one checksum, sha256 or md5, not both")
+    for model, settings in config["pretrain"].items():
+        if settings["gpus"] > 1 and settings["batch_size"] % settings["gpus"]:
+            raise ValueError(f"config: pretrain.{model}: batch_size {settings['batch_size']} does not split evenly "
+                             f"over {settings['gpus']} GPUs")
+    for task, settings in config["tasks"].items():
+        kind = KINDS[settings["kind"]]
+        if not settings["dense"] and settings["negatives"] not in kind.negatives:
+            raise ValueError(f"config: tasks.{task}.negatives: {kind.name} negatives must be "
+                             f"{' or '.join(kind.negatives)}, not {settings['negatives']}")
+        both = sorted(set(settings["test_contigs"]) & set(settings["dev_contigs"]))
+        if both:
+            raise ValueError(f"config: tasks.{task}: contig {both[0]} is in both test_contigs and dev_contigs; "
+                             "a contig belongs to one split")
     for task, settings in config["tasks"].items():
         if "annotation" not in config["genomes"][settings["genome"]]:
             raise ValueError(f"config: tasks.{task} needs an annotation (GTF or GFF3) for genome "
@@ -178,7 +217,7 @@ def check_references(config: dict) -> None:
                 continue
             # A whole model to fine-tune: a LoRA folder (adapter_config.json) is no starting point.
             files = [str(Path(value) / "config.json")] if kind == "model" else task_files(value)
-            if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)):
+            if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)) and not _to_make(value):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
                                  f"config nor {what}")
@@ -231,7 +270,7 @@ def _genomes_listed_once(genomes: dict) -> None:
 def _check_scan(config: dict, name: str, settings: dict) -> None:
     model = settings["model"]
     if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, [model_file(model)]) \
-            and not hub_id(model):
+            and not hub_id(model) and not _to_make(model):
         raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
                          f"a folder on disk nor a Hugging Face Hub id")
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
@@ -251,6 +290,27 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if settings["held_out"] and task is None:
         raise ValueError(f"config: scan.{name}.held_out needs a model that is a finetune name whose task is a "
                          "tasks name (its test split is what is evaluated)")
+    if settings["held_out"]:
+        _check_held_out(config, name, settings, task)
+    if task is not None:
+        known = KINDS[config["tasks"][task]["kind"]].labels
+        for label in settings["labels"]:
+            if label not in known and not (label.isdigit() and int(label) < len(known)):
+                raise ValueError(f"config: scan.{name}.labels: {label!r} is no label of its model's task {task!r} "
+                                 f"({', '.join(known)})")
+
+
+def _check_held_out(config: dict, name: str, settings: dict, task: str) -> None:
+    """A held-out evaluation must look at the task's test split: on its genome, and (when the task
+    names its test contigs) on some of them; otherwise it would report nothing but nulls."""
+    built = config["tasks"][task]
+    if built["genome"] != settings["genome"]:
+        raise ValueError(f"config: scan.{name}.held_out: the scan is of genome {settings['genome']!r}, its model's "
+                         f"task {task!r} of {built['genome']!r}; the test split lies in the task's genome")
+    tested, scanned = built.get("test_contigs") or [], settings.get("contigs") or []
+    if tested and scanned and not set(tested) & set(scanned):
+        raise ValueError(f"config: scan.{name}.held_out: the scan's contigs ({', '.join(scanned)}) hold none of "
+                         f"task {task!r}'s test contigs ({', '.join(tested)})")
 
 
 def _check_variants(config: dict, name: str, settings: dict) -> None:
@@ -260,7 +320,8 @@ def _check_variants(config: dict, name: str, settings: dict) -> None:
         if run["model"] != CNN and not is_dense_task(config, run["task"]):
             raise ValueError(f"config: variants.{name}.model {model!r} is fine-tuned on a window task; variants are "
                              f"scored with a per-base model (a dense task, or cnn)")
-    elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model):
+    elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model) \
+            and not _to_make(model):
         raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
                          f"folder on disk nor a Hugging Face Hub id")
 
@@ -285,6 +346,12 @@ def _on_disk(key: str, value: str, files: list[str]) -> bool:
     if missing:
         raise ValueError(f"config: {key} {value!r} is a folder without {Path(missing[0]).name}")
     return True
+
+
+def _to_make(value: str) -> bool:
+    """A folder not here yet, written as ./PATH to say that a rule (of a host pipeline) makes it: left
+    to Snakemake. Without ./, a path not on disk is a mistake, or an owner/name a Hub id."""
+    return value.startswith("./")
 
 
 def is_dense_task(config: dict, task: str) -> bool:

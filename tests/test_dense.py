@@ -430,6 +430,12 @@ def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):
     given = SimpleNamespace(regions=None, contigs=["I", "I"])
     assert _evaluated_regions(scanned, given, task) == [("I", 5000, 9000)]
     assert _evaluated_regions(scanned, SimpleNamespace(regions=None, contigs=["I", "I"]), None) == [("I", 0, 10000)]
+    # A held-out evaluation outside the test split would report nothing but nulls: refused instead.
+    (tmp_path / "calls.bed").write_text("II\t10\t11\tdonor\t900\t+\t1\t-1\t-1\t0\n")
+    result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", GENOMES / "ce1pct.gff3.gz",
+                     "--contigs", "II", "--held-out", task, "--out", tmp_path / "eval.json")
+    assert_user_error(result, "nothing to evaluate", "--contigs II", f"the test split of {task}")
+    assert not (tmp_path / "eval.json").exists()
 
 
 def test_reports_of_one_name_are_refused_not_dropped(tmp_path):

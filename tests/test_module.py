@@ -91,6 +91,21 @@ def test_a_host_takes_only_the_scan_rules_with_a_model_on_disk(tmp_path):
     assert (folder / "results/scan/iv.bed").read_text()
 
 
+def test_a_model_that_a_host_rule_makes_is_waited_for_not_fetched_from_the_hub(tmp_path):
+    """Written ./models/m, a model folder not there yet is a rule's output, not the Hub id models/m."""
+    config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},
+              "scan": {"iv": {"model": "./models/m", "genome": "worm", "contigs": ["IV"]}}}
+    folder = host(tmp_path / "host", ["results/scan/iv.bed"], config,
+                  use="use rule download_genome, scan_chunk, scan_gather from dnabert2")
+    with open(folder / "Snakefile", "a") as handle:
+        handle.write('\n\nrule model_from_the_lab:\n    output:\n        "models/m/config.json",\n'
+                     '    shell:\n        "touch {output}"\n')
+    result = snakemake(folder, "-n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    planned = result.stdout + result.stderr
+    assert "rule model_from_the_lab:" in planned and "--model ./models/m" in planned
+
+
 def test_a_host_imports_the_workflow_from_a_url_as_github_serves_it(tmp_path):
     """github(...) reads the workflow's files over HTTP(S) from GitHub's raw host, through Snakemake's
     source cache; a local server serving this checkout is read the same way. The rules then run the

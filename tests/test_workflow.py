@@ -178,7 +178,7 @@ def edit_config(checkout, change):
         (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_splice needs an annotation"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(genome="yeast"), ["tasks.ce1pct_splice.genome", "yeast"]),
         (lambda c: c["finetune"]["ce1pct_splice"].update(task="tata"), ["finetune.ce1pct_splice.task", "tata"]),
-        (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["tasks.ce1pct_splice.core acts only with dense"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(model="splice"), ["scan.ce1pct_splice.model", "splice"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(genome="hg38"), ["scan.ce1pct_splice.genome", "hg38"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(mode="reads"), ["scan.ce1pct_splice", "needs a bam"]),
@@ -193,6 +193,24 @@ def test_bad_config_is_refused_before_any_job(checkout, change, words):
     for word in words:
         assert word in result.stdout + result.stderr
     assert not (checkout / "resources").exists()
+
+
+def test_paths_with_spaces_reach_the_commands_whole(checkout):
+    """A user's annotation, task folder or VCF under a folder with a space in its name is quoted in
+    every command that reads it."""
+    folder = checkout / "my data"
+    shutil.copytree(checkout / "example", folder)
+    (folder / "v.vcf").write_text("##fileformat=VCFv4.2\n")
+    edit_config(checkout, lambda c: (c["genomes"]["ce1pct"].update(annotation="my data/ce1pct.gff3.gz"),
+                                     c.update(variants={"v": {"vcf": "my data/v.vcf", "model": "ce1pct_splice_cnn",
+                                                              "genome": "ce1pct"}})))
+    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", "results/scan/ce1pct_splice/evaluation.json",
+                       "results/variants/v.vcf.gz", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = [line for line in result.stdout.splitlines() if "python -m dnabert2" in line]
+    for command in ("tasks", "scan-eval", "variants"):
+        line = next(c for c in commands if f"dnabert2 {command} " in c)
+        assert "'my data/" in line, line
 
 
 def test_a_lora_folder_on_disk_is_planned_for_scanning_and_variants(checkout):
@@ -226,9 +244,9 @@ def test_entered_midway_from_models_on_disk(checkout):
         "tasks": {"promoter": {"genome": "ce1pct", "kind": "promoter"}},
         "finetune": {"promoter": {"model": str(encoder), "task": "promoter", "method": "full", "epochs": 1}},
         "scan": {name: {"model": str(model), "genome": "sirv", "bam": str(sirv / "pcs109_5k_spliced.bam"),
-                        "mode": mode, "min_depth": 50, "chunks": 2, "stride": 40, "threshold": 0.8,
-                        "evaluate": True, "splice_tolerance": 10, "workers": 0}
-                 for name, mode in (("reads", "reads"), ("covered", "covered"))},
+                        "mode": mode, "chunks": 2, "stride": 40, "threshold": 0.8,
+                        "evaluate": True, "splice_tolerance": 10, "workers": 0, **depth}
+                 for name, mode, depth in (("reads", "reads", {}), ("covered", "covered", {"min_depth": 50}))},
     }
     (checkout / "bam.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--cores", "2", "--configfile", "bam.yaml", cwd=checkout)

@@ -169,6 +169,14 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
     wc.refuse_repeated_keys(path)
 
 
+def window_task(config: dict) -> None:
+    """The default config's task as a task of windows (without the dense-only keys)."""
+    task = config["tasks"]["ce1pct_splice"]
+    task.update(dense=False)
+    for key in ("core", "flank"):
+        task.pop(key)
+
+
 @pytest.mark.parametrize(
     "change, words",
     [
@@ -187,7 +195,7 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="reads.bam"), ["mode fasta scans no bam"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="r.bam", mode="reads"), ["reads mode has none"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(genome="hg38"), ["scan.ce1pct_splice.genome", "hg38"]),
-        (lambda c: c["tasks"]["ce1pct_splice"].update(dense=False), ["finetune.ce1pct_splice_cnn", "dense task"]),
+        (lambda c: window_task(c), ["finetune.ce1pct_splice_cnn", "dense task"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(model="lab/splice"), ["scan.ce1pct_splice.held_out",
                                                                            "finetune name"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(model="example"), ["scan.ce1pct_splice.model 'example' is a "
@@ -199,7 +207,7 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
          ["variants.v.genome", "hg38"]),
         (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "nowhere", "genome": "ce1pct"}}),
          ["variants.v.model", "nowhere"]),
-        (lambda c: (c["tasks"]["ce1pct_splice"].update(dense=False), c["finetune"].pop("ce1pct_splice_cnn"),
+        (lambda c: (window_task(c), c["finetune"].pop("ce1pct_splice_cnn"),
                     c["scan"].clear(), c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice",
                                                                 "genome": "ce1pct"}})),
          ["variants.v.model", "window task", "per-base model"]),
@@ -223,6 +231,27 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
                                             "info_key": "1KG"}}), ["variants.v.info_key: '1KG' is not allowed", "not starting with a digit"]),
         (lambda c: c.update(variants={"v": {"vcf": "v.vcf", "model": "ce1pct_splice_cnn", "genome": "ce1pct",
                                             "info_key": "END"}}), ["variants.v.info_key: 'END' is not allowed", "not END"]),
+        # Keys that would be ignored, and settings the job would refuse only once it ran.
+        (lambda c: c["tasks"]["ce1pct_splice"].pop("dense"), ["tasks.ce1pct_splice.core acts only with dense: true"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(negatives="shuffled"),
+         ["tasks.ce1pct_splice.negatives acts only with a task of windows"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
+                                                                    "mode: covered"]),
+        (lambda c: c["genomes"]["ce1pct"].update(sha256="a" * 64, md5="b" * 32), ["genomes.ce1pct", "not both"]),
+        (lambda c: c["pretrain"]["tiny"].update(gpus=3), ["pretrain.tiny: batch_size 32", "over 3 GPUs"]),
+        (lambda c: (window_task(c), c["tasks"]["ce1pct_splice"].update(negatives="shuffled")),
+         ["tasks.ce1pct_splice.negatives: splice negatives must be genomic, not shuffled"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(test_contigs=["IV"], dev_contigs=["IV"]),
+         ["tasks.ce1pct_splice: contig IV is in both test_contigs and dev_contigs"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(labels=["foo"]), ["scan.ce1pct_splice.labels: 'foo'",
+                                                                      "neither, donor, acceptor"]),
+        # A held-out evaluation that could see none of the test split.
+        (lambda c: (c["tasks"]["ce1pct_splice"].update(test_contigs=["IV"]),
+                    c["scan"]["ce1pct_splice"].update(contigs=["III"])),
+         ["scan.ce1pct_splice.held_out", "contigs (III) hold none of", "test contigs (IV)"]),
+        (lambda c: (c["genomes"].update(worm={"source": "other.fa.gz", "annotation": "other.gff3"}),
+                    c["scan"]["ce1pct_splice"].update(genome="worm")),
+         ["scan.ce1pct_splice.held_out: the scan is of genome 'worm'", "task 'ce1pct_splice' of 'ce1pct'"]),
     ],
 )
 def test_bad_configs_get_one_line_naming_the_key(change, words):
@@ -274,3 +303,13 @@ def test_a_remote_workflow_refuses_an_installed_package_of_another_version(tmp_p
     with pytest.raises(ValueError, match=r"this workflow is dnabert2 9\.9\.9, but the installed dnabert2 package is"):
         wc.check_version(pyproject)
     wc.check_version(ROOT / "pyproject.toml")
+
+
+def test_yaml_merge_keys_are_read_as_yaml_reads_them(tmp_path):
+    """`<<: *anchor` shares settings between entries; a key it brings may be given again, once."""
+    path = tmp_path / "config.yaml"
+    path.write_text("scan:\n  a: &common {model: m, genome: g}\n  b:\n    <<: *common\n    genome: h\n")
+    wc.refuse_repeated_keys(path)
+    path.write_text("scan:\n  a: &common {model: m}\n  b:\n    <<: *common\n    genome: h\n    genome: i\n")
+    with pytest.raises(ValueError, match=r"'genome' is given twice .*line 6"):
+        wc.refuse_repeated_keys(path)

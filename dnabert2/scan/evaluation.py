@@ -120,20 +120,22 @@ def _close_pairs(sites: np.ndarray, calls: np.ndarray, tolerance: int) -> tuple[
 def _evaluated_regions(scanned, s, held_out) -> list | None:
     """Where sites count: the scanned regions, within the given regions or contigs and within the
     held-out split, merged so that no base counts twice."""
-    limits = []
+    limits = {}
     if s.regions is not None:
-        limits.append(read_bed_regions(s.regions))
+        limits[f"--regions {s.regions}"] = read_bed_regions(s.regions)
     elif s.contigs:
-        limits.append([(c, 0, 2**62) for c in s.contigs])
+        limits[f"--contigs {' '.join(s.contigs)}"] = [(c, 0, 2**62) for c in s.contigs]
     if held_out is not None:
-        limits.append(held_out_regions(held_out))
+        limits[f"the test split of {held_out}"] = held_out_regions(held_out)
     if scanned is not None:
-        limits.append([tuple(r) for r in scanned["regions"]])
+        limits["the scanned regions"] = [tuple(r) for r in scanned["regions"]]
     if not limits:
         return None
-    regions = limits[0]
-    for other in limits[1:]:
+    regions = list(limits.values())[0]
+    for other in list(limits.values())[1:]:
         regions = intersect(regions, other)
+    if not regions and len(limits) > 1:  # an evaluation of nothing would report only nulls, and pass
+        raise UserError(f"nothing to evaluate: {' and '.join(limits)} share no base")
     return merge_regions(regions, {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))})
 
 

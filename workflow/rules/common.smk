@@ -115,7 +115,8 @@ def model_input(model):
         return []
     if model in config["pretrain"]:
         return model_folder(model)
-    return f"{model}/config.json"
+    # Through Path, ./models/m is named as Snakemake names the output of the rule that makes it.
+    return str(Path(model) / "config.json")
 
 
 def finetune_command(wildcards):

@@ -19,7 +19,7 @@ rule tasks:
         options=lambda wildcards: workflow_config.task_options(task_settings(wildcards)),
     shell:
         "python -m dnabert2 tasks {params.kind} {params.options} --genome {input.genome} "
-        "--annotation {input.annotation} --out {output.folder} > {log} 2>&1"
+        "--annotation {input.annotation:q} --out {output.folder} > {log} 2>&1"
 
 
 rule finetune:
@@ -53,7 +53,7 @@ rule finetune:
             finetune_settings(wildcards)
         ),
     shell:
-        "python -m dnabert2 {params.command} --data {params.task} "
+        "python -m dnabert2 {params.command} --data {params.task:q} "
         "--out {output.folder} {params.options} > {log} 2>&1"
 
 
@@ -80,5 +80,5 @@ rule evaluate:
     params:
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
     shell:
-        "python -m dnabert2 evaluate --model {input.model} --data {params.task} "
+        "python -m dnabert2 evaluate --model {input.model} --data {params.task:q} "
         "--out {output.table} --baseline kmer --device cpu > {log} 2>&1"

@@ -86,7 +86,7 @@ rule scan_eval:
         held_out=held_out_option,
     shell:
         "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "
-        "--annotation {input.annotation} {params.tolerances} {params.held_out} "
+        "--annotation {input.annotation:q} {params.tolerances} {params.held_out} "
         "--out {output} > {log} 2>&1"
 
 
@@ -106,5 +106,5 @@ rule scan_junctions:
         mem_mb=2000,
         runtime=60,
     shell:
-        "python -m dnabert2 junctions --bam {input.bam} --reference {input.genome} "
+        "python -m dnabert2 junctions --bam {input.bam:q} --reference {input.genome} "
         "--out {output} > {log} 2>&1"

@@ -21,5 +21,5 @@ rule score_variants:
             variant_settings(wildcards)
         ),
     shell:
-        "python -m dnabert2 variants --model {params.model} --vcf {input.vcf} --fasta {input.genome} "
+        "python -m dnabert2 variants --model {params.model} --vcf {input.vcf:q} --fasta {input.genome} "
         "--out {output.vcf} --tsv {output.table} {params.options} > {log} 2>&1"
