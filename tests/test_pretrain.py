@@ -238,6 +238,8 @@ def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2)), "pass --resume")
     assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2, "--lr", 1e-3, "--resume")),
                       "checkpoint of another configuration", "lr: 0.002 in the checkpoint, 0.001 now")
+    assert_user_error(run_cli(*pretrain_args(genome, out, "--steps", 2, "--dtype", "bf16", "--resume")),
+                      "precision: 'fp32' in the checkpoint, 'bf16' now")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["metrics.jsonl", "step-00000002.pt"]
     # The same genome at another path (data moved to another node) continues the run: known by its contigs.
     moved = tmp_path / "moved"
@@ -267,6 +269,11 @@ def test_a_checkpoint_cut_off_while_written_is_ignored(genome, tmp_path):
 def test_tensorboard_without_the_package(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--tensorboard")),
                       "needs the tensorboard package")
+    # Refused before --force removes an earlier run's checkpoints, which would leave nothing to resume.
+    assert run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--checkpoint-every", 2)).returncode == 0
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--tensorboard", "--force")),
+                      "needs the tensorboard package")
+    assert (tmp_path / "m" / "checkpoints" / "step-00000002.pt").is_file()
 
 
 def test_genomes_are_drawn_by_weight(tmp_path):
@@ -343,16 +350,22 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_pa
         assert torch.equal(value, load_model(tmp_path / "again").state_dict()[key]), key
 
 
-@pytest.mark.parametrize("content", [b"junk\n", None])
-def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content):
-    """A file that is not a checkpoint (text, or a checkpoint cut short) gets the same one-line error."""
+@pytest.mark.parametrize("content, words", [(b"junk\n", "cannot read the checkpoint"),
+                                            (b"garbage\n", "cannot read the checkpoint"),
+                                            (None, "cannot read the checkpoint"),
+                                            ({"a": 1}, "not a dnabert2 pretraining checkpoint")])
+def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words):
+    """A file that is not a checkpoint (text, a checkpoint cut short, another program's torch.save)
+    gets a one-line error."""
     from dnabert2.pretrain.checkpoints import load_checkpoint
 
     path = tmp_path / "step-00000099.pt"
     if content is None:
         torch.save({"step": 99, "weights": torch.zeros(1000)}, path)
         path.write_bytes(path.read_bytes()[:300])
+    elif isinstance(content, dict):
+        torch.save(content, path)
     else:
         path.write_bytes(content)
-    with pytest.raises(UserError, match="step-00000099.pt: cannot read the checkpoint"):
+    with pytest.raises(UserError, match=f"step-00000099.pt: {words}"):
         load_checkpoint(path)

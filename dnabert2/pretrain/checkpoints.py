@@ -2,7 +2,6 @@
 every rank's RNG states, the step and the run's settings), written under a temporary name and
 renamed, so a run killed while writing leaves the previous checkpoint whole."""
 
-import pickle
 import random
 import re
 from pathlib import Path
@@ -50,18 +49,26 @@ def save_checkpoint(folder: Path, step: int, state: dict, keep: int) -> Path:
     return path
 
 
+# What save_checkpoint writes; a file without them is no checkpoint of a run.
+KEYS = ("model", "optimizer", "scheduler", "rng", "settings", "step")
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # damaged bytes unpickle into whatever error they happen to make
         reason = str(error).splitlines()[0].split(". ")[0][:160] if str(error).strip() else type(error).__name__
         raise UserError(f"{path}: cannot read the checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not all(key in state for key in KEYS):
+        raise UserError(f"{path}: not a dnabert2 pretraining checkpoint (it lacks the run's state)")
+    return state
 
 
 def check_same_run(saved: dict, current: dict, path: Path) -> None:
-    """A resume must continue the same run: the settings that shape the model and its training must match."""
-    differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    """A resume must continue the same run: the settings that shape the model and its training must
+    match. A setting the checkpoint does not record (it was written before it was) is not compared."""
+    differ = sorted(k for k in saved if saved.get(k) != current.get(k))
     if differ:
         detail = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in differ[:3])
         raise UserError(f"{path} is a checkpoint of another configuration ({detail})")

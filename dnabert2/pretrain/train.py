@@ -119,6 +119,15 @@ def _step_of(line: str) -> int | None:
         return None
 
 
+def summary_writer():
+    """TensorBoard's SummaryWriter, or a UserError where tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+    return SummaryWriter
+
+
 class Metrics:
     """metrics.jsonl beside the checkpoints (it survives a failed Snakemake job), copied to the model
     folder at the end; optionally mirrored to TensorBoard."""
@@ -133,12 +142,8 @@ class Metrics:
         self.started = False
         self.writer = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
             # purge_step drops the points an interrupted run logged past the checkpoint.
-            self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
+            self.writer = summary_writer()(str(folder / "tensorboard"), purge_step=resume_step + 1)
 
     def write(self, row: dict) -> None:
         if not self.started:  # nothing is written before the first step succeeds
@@ -165,9 +170,11 @@ def checkpoints_inside(folder: Path, out: Path) -> tuple[str, ...]:
 def comparable(settings: dict) -> dict:
     """A run's recorded settings as a resume compares them: the model's type is a name for the files
     (it changed from bert to dnabert2), not a setting of the run; and the genomes are known by their
-    contigs (genome_contigs), not by their paths, which change when data moves to another node. The
-    model's fields are compared one by one, so a refusal names the field that changed."""
-    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model")},
+    contigs (genome_contigs), not by their paths, which change when data moves to another node; nor is
+    the --init model compared (a resumed run's weights are the checkpoint's; its architecture and
+    tokenizer are compared). The model's fields are compared one by one, so a refusal names the field
+    that changed."""
+    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init")},
             **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
 
@@ -185,6 +192,8 @@ def check_settings(s: PretrainSettings) -> None:
                                    ("beta1", s.adam_betas[0], 0, 1), ("beta2", s.adam_betas[1], 0, 1)):
         if value < low or (high is not None and value >= high):
             raise UserError(f"{name} must be {'in [0, 1)' if high else 'zero or more'}, not {value}")
+    if s.tensorboard:  # now, not when the first metrics are written (after --force removed checkpoints)
+        summary_writer()
 
 
 def initial_model(s: PretrainSettings, tokenizer, tokenizer_path):
@@ -273,7 +282,9 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     model = initial_model(s, tokenizer, tokenizer_path)
     genomes = [str(Path(g).resolve()) for g in genomes]
     data, held_out, recorded = training_data(s, window, genomes, tokenizer, rank, world)
-    recorded = json.loads(json.dumps({**recorded, "model": model.config.to_dict()}))  # as it reads back
+    # The precision is recorded too: a run started in fp32 does not go on in bf16 without a word.
+    recorded = json.loads(json.dumps({**recorded, "model": model.config.to_dict(),
+                                      "precision": resolve_precision(s.dtype, device)}))  # as it reads back
     model.to(device)
     optimizer = optimiser(model, s.lr, tuple(s.adam_betas), s.adam_eps, s.weight_decay, device)
     scheduler = schedule(optimizer, s.steps, s.warmup)
