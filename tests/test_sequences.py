@@ -60,6 +60,27 @@ def test_fasta_index_is_built_elsewhere_when_the_folder_is_read_only(lambda_form
     assert not bgz.with_name(bgz.name + ".fai").exists() and not bgz.with_name(bgz.name + ".gzi").exists()
 
 
+@pytest.mark.parametrize("name", ["genome.fa", "genome.fa.gz"])
+def test_an_index_older_than_its_fasta_is_built_again(tmp_path, name):
+    """A FASTA rewritten beside its old .fai: the old index would read other contigs and bases."""
+    import os
+
+    plain = tmp_path / "plain.fa"
+    path = tmp_path / name
+    for number, text in enumerate([">c1\nACGTACGTAC\nACGT\n>c2\nGGGG\n", ">x\nTTTTTTTT\nCC\n>c1\nAACC\n"]):
+        plain.write_text(text)
+        if name.endswith(".gz"):
+            pysam.tabix_compress(str(plain), str(path), force=True)
+        else:
+            path.write_text(text)
+        os.utime(path, (1000 + number * 100,) * 2)  # the rewrite is later than the first index
+        with Fasta(path) as fasta:
+            lengths, first = fasta.lengths, fasta.fetch(next(iter(fasta.lengths)))
+        for index in tmp_path.glob(f"{name}.*"):
+            os.utime(index, (1050 + number * 100,) * 2)
+    assert lengths == {"x": 10, "c1": 4} and first == "TTTTTTTTCC"
+
+
 def test_fasta_with_ragged_lines_is_read_whole(tmp_path):
     path = tmp_path / "ragged.fa"
     path.write_text(">a\nACGTACGT\nAC\nACGTAC\n>b\nGG\n")

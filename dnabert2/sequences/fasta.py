@@ -315,7 +315,13 @@ class Fasta:
         fai = Path(f"{self.path}.fai")
         gzi = Path(f"{self.path}.gzi")
         bgzf = compression(self.path) == "bgzf"
-        if not fai.exists() or (bgzf and not gzi.exists()):
+        indices = [fai, *([gzi] if bgzf else [])]
+        # An index older than its FASTA (rewritten since) would read other bases, or other contigs.
+        stale = all(i.exists() for i in indices) and \
+            min(i.stat().st_mtime for i in indices) < self.path.stat().st_mtime
+        if stale:
+            log.warning("%s: its index is older than it; indexing it again", self.path)
+        if stale or not all(i.exists() for i in indices):
             if not os.access(self.path.parent, os.W_OK):
                 # A read-only folder: keep the index in a temporary one for this process's lifetime.
                 self._tmpdir = tempfile.TemporaryDirectory(prefix="dnabert2-faidx-")
