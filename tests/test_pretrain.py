@@ -369,3 +369,23 @@ def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words
         path.write_bytes(content)
     with pytest.raises(UserError, match=f"step-00000099.pt: {words}"):
         load_checkpoint(path)
+
+
+def test_tokens_per_second_leave_out_evaluations_and_checkpoints(genome, tmp_path, monkeypatch):
+    """The figure is training throughput: a slow evaluation and checkpoint do not drag the next one down."""
+    import time
+
+    from dnabert2.pretrain import train
+
+    evaluate = train.evaluate
+
+    def slow(*args):
+        time.sleep(1.5)
+        return evaluate(*args)
+
+    monkeypatch.setattr(train, "evaluate", slow)
+    train.pretrain([genome], TOKENIZER, tmp_path / "m", steps=6, batch_size=8, window_tokens=64, workers=0,
+                   heldout_contigs=["X"], eval_every=2, eval_windows=8, log_every=1, progress=False)
+    rates = [row["tokens_per_s"] for row in losses(tmp_path / "m")]
+    # Steps take milliseconds: counted in, 1.5 s would cut the rate after each evaluation a hundredfold.
+    assert min(rates[2], rates[4]) > 0.2 * float(np.median(rates)), rates

@@ -351,6 +351,7 @@ class TrainingLoop:
             if grad_norm is not None:
                 row["grad_norm"] = grad_norm
             self.throughput(row, step, tokens, bar, progress)
+            aside = time.perf_counter()
             if held_out and ((s.eval_every and step % s.eval_every == 0) or step == s.steps):
                 row.update(evaluate(self.model, held_out, self.device, self.autocast))
             metrics.write(row)
@@ -359,6 +360,7 @@ class TrainingLoop:
                                                "optimizer": self.optimizer.state_dict(),
                                                "scheduler": self.scheduler.state_dict(), "rng": rng_states,
                                                "settings": self.recorded}, s.keep)
+            self.window_started += time.perf_counter() - aside  # tokens/s is of training alone
         bar.close()
         return row
 
