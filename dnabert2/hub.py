@@ -54,15 +54,15 @@ def model_path(name) -> Path:
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
     except errors.HFValidationError:
-        raise UserError(f"{name}: no such folder here, nor a valid Hugging Face Hub id") from None
+        raise UserError(f"{name}: no such file or folder here, nor a valid Hugging Face Hub id") from None
     except errors.RevisionNotFoundError:
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository") from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):
-        raise UserError(f"{name}: no such folder here, nor a model of that name on the Hugging Face Hub (a private "
+        raise UserError(f"{name}: no such file or folder here, nor a model of that name on the Hugging Face Hub (a private "
                         f"or gated one needs HF_TOKEN)") from None
     except errors.LocalEntryNotFoundError as error:
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached: {_first_line(error.__cause__)}"
-        raise UserError(f"{where}: no such folder here, nor in the Hugging Face cache ({reason})") from None
+        raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None
     except (errors.HfHubHTTPError, OSError) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
 

@@ -129,7 +129,7 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
 
 
 @pytest.mark.parametrize("name, words", [
-    ("nobody/no-such-model", ["nobody/no-such-model", "no such folder here", "on the Hugging Face Hub"]),
+    ("nobody/no-such-model", ["nobody/no-such-model", "no such file or folder here", "on the Hugging Face Hub"]),
     ("lab/splice-tiny@v9", ["no revision 'v9'"]),
     ("lab/private-dna", ["lab/private-dna", "HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
