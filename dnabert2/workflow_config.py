@@ -168,7 +168,7 @@ def validate(config: dict, schema: dict) -> None:
         raise ValueError(f"config: {where}: unknown key {', '.join(map(repr, unknown))}; allowed here: "
                          f"{', '.join(error.schema.get('properties', {}))}")
     if "propertyNames" in error.schema_path:  # the regular expression would say little to a user
-        raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {schema['$defs']['name']['description']}")
+        raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {error.schema['description']}")
     if error.validator in ("pattern", "not"):  # what is allowed is in words in the description
         raise ValueError(f"config: {where}: {error.instance!r} is not allowed here: {error.schema['description']}")
     raise ValueError(f"config: {where}: {error.message}")
@@ -370,7 +370,8 @@ def scan_task(config: dict, scan: str) -> str | None:
     return model["task"] if model and model["task"] in config["tasks"] else None
 
 
-def _device(settings: dict) -> str:
+def device_of(settings: dict) -> str:
+    """The device of an entry's job, from its gpus."""
     return "cuda" if settings["gpus"] else "cpu"
 
 
@@ -381,7 +382,7 @@ def vocab_options(settings: dict) -> str:
 def pretrain_options(settings: dict) -> str:
     """The options of `pretrain`; evaluations only where contigs are held out for them."""
     evaluated = {} if settings["heldout_contigs"] else {"eval_every": None}
-    return as_arguments(PretrainSettings, {**settings, "device": _device(settings), **evaluated})
+    return as_arguments(PretrainSettings, {**settings, "device": device_of(settings), **evaluated})
 
 
 def task_options(settings: dict) -> str:
@@ -390,14 +391,14 @@ def task_options(settings: dict) -> str:
 
 def finetune_options(settings: dict) -> str:
     """The options of `finetune`, or for the CNN baseline those of `cnn`."""
-    settings = {**settings, "device": _device(settings)}
+    settings = {**settings, "device": device_of(settings)}
     if settings["model"] == CNN:
         settings = {key: value for key, value in settings.items() if key in CNN_OPTIONS}
     return as_arguments(FinetuneSettings, settings)
 
 
 def variant_options(settings: dict) -> str:
-    return as_arguments(VariantSettings, {**settings, "device": _device(settings)})
+    return as_arguments(VariantSettings, {**settings, "device": device_of(settings)})
 
 
 def scan_options(settings: dict) -> str:
@@ -405,7 +406,7 @@ def scan_options(settings: dict) -> str:
     chunk = {key: value for key, value in settings.items() if key != "top_k"}
     if settings["mode"] != "covered":
         chunk.pop("min_depth")
-    return as_arguments(ScanSettings, {**chunk, "device": _device(settings)})
+    return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})
 
 
 def gather_options(settings: dict) -> str:

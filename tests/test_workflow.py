@@ -321,7 +321,8 @@ def test_example_configs_plan_their_whole_chain(checkout, example):
 
 def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
     stand_in_inputs(checkout, ROOT / "config" / "examples" / "gpu_ensembl.yaml")
-    result = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--configfile",
+    # A dry run caps threads at --cores (1 unless given); a SLURM run caps nothing.
+    result = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--cores", "64", "--configfile",
                        "config/examples/gpu_ensembl.yaml", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {}
@@ -330,6 +331,10 @@ def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
     pretrain = jobs["pretrain"][0]
     assert "gpu=8" in pretrain and "slurm_partition=<gpu-partition>" in pretrain
     assert "torchrun --standalone --nproc-per-node 8" in pretrain
+    # Loader workers for each of the eight processes, from CPUs the job asks for (SLURM's --cpus-per-task).
+    assert "threads: 32" in pretrain and "--workers 4 " in pretrain
+    evaluate = jobs["evaluate"][0]  # scoring the fine-tuned 117M model goes where it was fine-tuned
+    assert "gpu=1" in evaluate and "slurm_partition=<gpu-partition>" in evaluate and "--device cuda" in evaluate
     assert len(jobs["scan_chunk"]) == 32
     assert all("gpu=1" in job and "slurm_partition=<gpu-partition>" in job for job in jobs["scan_chunk"])
     assert all("--chunk" in job for job in jobs["scan_chunk"])

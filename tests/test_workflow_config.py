@@ -214,6 +214,8 @@ def window_task(config: dict) -> None:
         (lambda c: c["genomes"].update({"..": {"source": "example/ce1pct.fa.gz"}}), ["genomes: '..' cannot be a name",
                                                                                      "not dots alone"]),
         (lambda c: c["tasks"].update({True: c["tasks"]["ce1pct_splice"]}), ["tasks: True cannot be a name", "quote"]),
+        (lambda c: c["scan"].update({"ce1pct_splice.bigwig": c["scan"]["ce1pct_splice"]}),
+         ["scan: 'ce1pct_splice.bigwig' cannot be a name", "no dots"]),
         (lambda c: c["vocab"].update(vocab_size=4096.0), ["vocab.vocab_size", "not of type 'integer'"]),
         (lambda c: c["pretrain"]["tiny"].update(window_tokens=128, batch_tokens=64),
          ["pretrain.tiny: batch tokens 64 cannot hold a window of 128 tokens"]),

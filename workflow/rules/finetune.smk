@@ -74,11 +74,14 @@ rule evaluate:
         "benchmarks/evaluate/{name}.tsv"
     conda:
         "../../envs/model.yaml"
+    # Scoring the test split of a 117M model wants the fine-tuning run's device and memory.
     resources:
-        mem_mb=4000,
-        runtime=60,
+        gpu=lambda wildcards: min(finetune_settings(wildcards)["gpus"], 1),
+        mem_mb=lambda wildcards: finetune_settings(wildcards)["mem_mb"],
+        runtime=lambda wildcards: finetune_settings(wildcards)["runtime"],
     params:
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
+        device=lambda wildcards: workflow_config.device_of(finetune_settings(wildcards)),
     shell:
         "python -m dnabert2 evaluate --model {input.model} --data {params.task:q} "
-        "--out {output.table} --baseline kmer --device cpu > {log} 2>&1"
+        "--out {output.table} --baseline kmer --device {params.device} > {log} 2>&1"

@@ -12,7 +12,8 @@ rule pretrain:
         "benchmarks/pretrain/{model}.tsv"
     conda:
         "../../envs/model.yaml"
-    threads: 2
+    # Each GPU's process feeds it with loader workers of its own.
+    threads: lambda wildcards: 4 * max(pretrain_settings(wildcards)["gpus"], 1)
     resources:
         gpu=lambda wildcards: pretrain_settings(wildcards)["gpus"],
         mem_mb=lambda wildcards: pretrain_settings(wildcards)["mem_mb"],
@@ -28,7 +29,11 @@ rule pretrain:
         options=lambda wildcards: workflow_config.pretrain_options(
             pretrain_settings(wildcards)
         ),
+        # --workers is per process: the job's threads shared over its torchrun processes.
+        workers=lambda wildcards, threads: max(
+            threads // max(pretrain_settings(wildcards)["gpus"], 1), 1
+        ),
     shell:
         "{params.launcher} -m dnabert2 pretrain {params.genomes} --tokenizer {input.tokenizer} "
         "--out {output.folder} --checkpoint-dir {params.checkpoints} --resume "
-        "--workers {threads} {params.options} > {log} 2>&1"
+        "--workers {params.workers} {params.options} > {log} 2>&1"

@@ -4,7 +4,8 @@ rule scan_chunk:
     output:
         calls="results/scan/{name}/chunk{i}of{n}.bed",
         summary="results/scan/{name}/chunk{i}of{n}.json",
-        bedgraph=directory("results/scan/{name}/chunk{i}of{n}.bedgraph"),
+        # Read once by scan_gather into the scan's tracks: a dense genome's is tens of GB.
+        bedgraph=temp(directory("results/scan/{name}/chunk{i}of{n}.bedgraph")),
     log:
         "logs/scan/{name}/chunk{i}of{n}.log",
     benchmark:
