@@ -23,11 +23,14 @@ from dnabert2.hub import hub_id
 from dnabert2.sources import local_path
 from dnabert2.wrappers import use_checkout
 
-workflow_config.check(
-    config,
-    workflow.source_path("../schemas/config.schema.yaml"),
-    workflow.configfiles,
-)
+try:
+    workflow_config.check(
+        config,
+        workflow.source_path("../schemas/config.schema.yaml"),
+        workflow.configfiles,
+    )
+except ValueError as error:  # one line, as the commands give one, not Python's stack
+    raise WorkflowError(str(error)) from None
 if LOCAL:
     use_checkout()
 else:
