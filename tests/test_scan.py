@@ -160,6 +160,12 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     missing = run_cli("scan-gather", *summaries[:2], "--out", tmp_path / "partial.bed")
     assert_user_error(missing, "0..2")
     assert not (tmp_path / "partial.bed").exists()
+    # A chunk's bedGraph folder gone (removed as an intermediate too early): refused, not tracks without its bases.
+    folder = summaries[1].parent / json.loads(summaries[1].read_text())["bedgraph_dir"]
+    shutil.rmtree(folder)
+    assert_user_error(run_cli("scan-gather", *summaries, "--out", tmp_path / "lost.bed", "--bigwig",
+                              tmp_path / "lost.bigwig"), str(folder), "bedGraph folder is missing")
+    assert not list(tmp_path.glob("lost*"))
 
 
 def test_tracks_and_calls_that_genome_tools_read(splice_model, ce1pct, tmp_path):

@@ -100,6 +100,11 @@ def _chunks(summaries, tracks: bool) -> list[tuple[Path, dict]]:
         if unscored:
             raise UserError(f"{unscored[0]}: this chunk was scanned without --bedgraph (gathered tracks come "
                             "from the chunks' bedGraph folders)")
+        missing = [folder.parent / part["bedgraph_dir"] for folder, part in parts
+                   if not (folder.parent / part["bedgraph_dir"]).is_dir()]
+        if missing:  # gathered without it, the tracks would lack the chunk's bases, and say nothing
+            raise UserError(f"{missing[0]}: this chunk's bedGraph folder is missing (gathered tracks come from "
+                            "the chunks' bedGraph folders)")
     return parts
 
 

@@ -212,9 +212,12 @@ def scan_source(wildcards, input):
     return f"--bam {shlex.quote(input.bam)} --reference {input.genome}"
 
 
-def scan_chunks(wildcards):
+def scan_chunks(wildcards, output="summary"):
+    """One output of every chunk of a scan: its summary, or its bedGraph folder."""
     n = scan_settings(wildcards)["chunks"]
-    return expand(rules.scan_chunk.output.summary, name=wildcards.name, i=range(n), n=n)
+    return expand(
+        getattr(rules.scan_chunk.output, output), name=wildcards.name, i=range(n), n=n
+    )
 
 
 def tracks_wanted(wildcards, chunk):

@@ -31,7 +31,8 @@ rule scan_chunk:
 
 rule scan_gather:
     input:
-        scan_chunks,
+        summaries=scan_chunks,
+        bedgraphs=lambda wildcards: scan_chunks(wildcards, "bedgraph"),
     output:
         calls="results/scan/{name}.bed",
         summary=report(
@@ -57,7 +58,7 @@ rule scan_gather:
         tracks=lambda wildcards, output: track_options(wildcards, output, chunk=False),
         empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=False),
     shell:
-        "{params.empty}python -m dnabert2 scan-gather {input} --out {output.calls} --summary {output.summary} "
+        "{params.empty}python -m dnabert2 scan-gather {input.summaries} --out {output.calls} --summary {output.summary} "
         "{params.options} {params.tracks} > {log} 2>&1"
 
 
