@@ -72,6 +72,8 @@ class VocabSettings:
     sample_bp: int = setting(50_000_000, "base pairs to learn from, at most the whole genome(s)", type=positive)
     heldout: float = setting(0.05, "fraction of windows held out to measure bp/token", type=float)
     seed: int = setting(0, "random seed for sampling", type=int)
+    heldout_contigs: list[str] = setting([], "contigs no window is drawn from (those pretraining holds out, so that "
+                                         "they stay unseen)", nargs="+", metavar="CONTIG")
 
 
 @dataclass

@@ -57,10 +57,16 @@ def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int
     return tokenizer
 
 
-def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, progress: bool = False) -> list[str]:
+def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, progress: bool = False,
+                   skip: Sequence[str] = ()) -> list[str]:
     """Up to `count` distinct, non-overlapping windows drawn uniformly over all genomes' bases (so a
-    genome weighs by its size), each on a random strand; windows with anything but ACGT are dropped."""
-    tiles = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items() if length >= size]
+    genome weighs by its size), each on a random strand, none from the contigs in `skip`; windows with
+    anything but ACGT are dropped."""
+    unknown = sorted(set(skip) - {contig for g in genomes for contig in g.lengths})
+    if unknown:
+        raise UserError(f"--heldout-contigs: no genome has a contig {unknown[0]!r}")
+    tiles = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items()
+             if length >= size and contig not in skip]
     if not tiles:
         raise UserError(f"no contig is as long as one window ({size} bp)")
     ends = []
@@ -98,7 +104,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     fastas = [Fasta(path, validate=True) for path in genomes]
     try:
         wanted = max(2, round(sample_bp / window / (1 - heldout)))
-        sequences = sample_windows(fastas, window, wanted, seed, progress)
+        sequences = sample_windows(fastas, window, wanted, seed, progress, s.heldout_contigs)
     finally:
         for fasta in fastas:
             fasta.close()
@@ -124,6 +130,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
         "heldout_bp_per_token": round(bp_per_token(tokenizer, heldout_windows), 3),
         "training_seconds": round(seconds, 2),
         "seed": seed,
+        "heldout_contigs": sorted(s.heldout_contigs),
     }
     log.info("vocabulary: %s", json.dumps(report))
     return report

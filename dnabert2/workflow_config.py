@@ -375,8 +375,13 @@ def device_of(settings: dict) -> str:
     return "cuda" if settings["gpus"] else "cpu"
 
 
-def vocab_options(settings: dict) -> str:
-    return as_arguments(VocabSettings, settings)
+def vocab_options(config: dict) -> str:
+    """The options of `vocab`: its section, and the contigs pretraining holds out (of runs on genomes
+    the vocabulary is learned from), so the evaluation's contigs are unseen by the vocabulary too."""
+    learned = set(config["vocab"]["genomes"] or config["genomes"])
+    held = sorted({contig for p in config["pretrain"].values() if set(p["genomes"] or config["genomes"]) <= learned
+                   for contig in p["heldout_contigs"]})
+    return as_arguments(VocabSettings, {**config["vocab"], "heldout_contigs": held})
 
 
 def pretrain_options(settings: dict) -> str:

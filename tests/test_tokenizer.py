@@ -124,3 +124,28 @@ def test_vocab_from_bad_fasta_is_refused(tmp_path):
     empty.write_text("")
     assert_user_error(run_cli("vocab", "--genome", empty, "--out", tmp_path / "t.json"), "empty")
     assert not (tmp_path / "t.json").exists()
+
+
+def test_vocab_draws_no_window_from_held_out_contigs(tmp_path):
+    """Pretraining's held-out contigs stay unseen by the vocabulary too."""
+    import random
+
+    from Bio.Seq import reverse_complement
+
+    from dnabert2.vocab import sample_windows
+
+    rng = random.Random(0)
+    contigs = {name: "".join(rng.choice("ACGT") for _ in range(20000)) for name in ("kept", "held")}
+    genome = tmp_path / "g.fa"
+    genome.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in contigs.items()))
+    with Fasta(genome) as fasta:
+        windows = sample_windows([fasta], 100, 150, seed=0, skip=["held"])
+    assert len(windows) == 150
+    assert all(w in contigs["kept"] or reverse_complement(w) in contigs["kept"] for w in windows)
+    report = tmp_path / "report.json"
+    assert run_cli("vocab", "--genome", genome, "--out", tmp_path / "t.json", "--vocab-size", 64, "--window", 100,
+                   "--heldout-contigs", "held", "--report", report).returncode == 0
+    assert json.loads(report.read_text())["heldout_contigs"] == ["held"]
+    result = run_cli("vocab", "--genome", genome, "--out", tmp_path / "u.json", "--heldout-contigs", "chrX")
+    assert_user_error(result, "--heldout-contigs", "'chrX'")
+    assert not (tmp_path / "u.json").exists()

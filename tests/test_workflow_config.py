@@ -120,8 +120,9 @@ def test_rule_options_parse_back_into_the_config_settings(tmp_path):
     assert settings.device == "cpu"
     # Without held-out contigs there is nothing to evaluate, and pretrain refuses --eval-every.
     assert "--eval-every" not in wc.pretrain_options(pretrain | {"heldout_contigs": []})
-    assert parsed("vocab", wc.vocab_options(config["vocab"]), VocabSettings) == VocabSettings(
-        **{k: v for k, v in config["vocab"].items() if k != "genomes"})
+    # The vocabulary is learned without the contigs pretraining holds out for its evaluation.
+    assert parsed("vocab", wc.vocab_options(config), VocabSettings) == VocabSettings(
+        **{k: v for k, v in config["vocab"].items() if k != "genomes"}, heldout_contigs=["V"])
     task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",
             "seed": 3}
     assert parsed("tasks", wc.task_options(task), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3)

@@ -16,7 +16,7 @@ rule vocab:
         runtime=120,
     params:
         genomes=lambda wildcards, input: " ".join(f"--genome {g}" for g in input),
-        options=workflow_config.vocab_options(config["vocab"]),
+        options=workflow_config.vocab_options(config),
     shell:
         "RAYON_NUM_THREADS={threads} python -m dnabert2 vocab {params.genomes} --out {output.tokenizer} "
         "--report {output.report} {params.options} > {log} 2>&1"
