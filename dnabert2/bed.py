@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .options import add_settings, settings_from
+from .options import add_settings, output_file, settings_from
 from .outputs import atomic_text, check_outputs
 from .settings import JunctionsSettings, SitesSettings
 
@@ -54,7 +54,7 @@ def add_sites_arguments(parser) -> None:
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
                         help="the genome it annotates (contigs are checked)")
-    parser.add_argument("--out", required=True, type=Path, help="output BED (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed when named .gz)")
     add_settings(parser, SitesSettings)
 
 
@@ -86,7 +86,7 @@ def add_junctions_arguments(parser) -> None:
     parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
     parser.add_argument("--reference", type=Path, metavar="FASTA",
                         help="reference FASTA (needed for CRAM; gives strands by motif)")
-    parser.add_argument("--out", required=True, type=Path, help="output BED (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed when named .gz)")
     add_settings(parser, JunctionsSettings)
 
 

@@ -30,7 +30,7 @@ import urllib3
 from tqdm import tqdm
 
 from .errors import UserError
-from .options import add_settings, settings_from, settings_with
+from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import check_outputs
 from .settings import DownloadSettings
 from .sources import archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
@@ -675,7 +675,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("source", metavar="SOURCE",
                         help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "
                         "URL | local FASTA or GenBank path (plain, gzip or bgzip)")
-    parser.add_argument("--out", required=True, type=Path,
+    parser.add_argument("--out", required=True, type=output_file,
                         help="output FASTA: bgzip-compressed with .fai and .gzi when named .gz or .bgz (e.g. genome.fa.gz), "
                         "else plain with .fai")
     add_settings(parser, DownloadSettings)

@@ -14,7 +14,7 @@ from .errors import UserError
 from .finetune import finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
-from .options import add_settings, settings_from
+from .options import add_settings, output_file, settings_from
 from .outputs import atomic_output, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
@@ -147,7 +147,7 @@ def add_arguments(parser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--gue", type=Path, metavar="DIR", help="a folder of task folders (the GUE layout)")
     where.add_argument("--data", type=Path, metavar="DIR", help="one task folder")
-    parser.add_argument("--out", required=True, type=Path,
+    parser.add_argument("--out", required=True, type=output_file,
                         help="results table (TSV); the Markdown table goes beside it")
     add_settings(parser, EvaluateSettings)
     add_settings(parser, FinetuneSettings, only=TRAINING_OPTIONS)

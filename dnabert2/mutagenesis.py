@@ -19,7 +19,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
-from .options import add_settings, settings_from, settings_with
+from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import atomic_output, atomic_text, check_outputs
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
@@ -172,7 +172,7 @@ def add_arguments(parser) -> None:
                         "or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--fasta", required=True, type=Path, help="the genome")
     parser.add_argument("--region", required=True, help="contig:start-end, 1-based and inclusive (as samtools)")
-    parser.add_argument("--out", required=True, type=Path, help="output TSV: a row per substitution (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output TSV: a row per substitution (bgzip-compressed when named .gz)")
     parser.add_argument("--plot", type=Path, help="also draw the figure (SVG)")
     add_settings(parser, MutagenesisSettings)
 

@@ -137,6 +137,13 @@ def progress(args: argparse.Namespace) -> bool:
 
 # Types of options: each turns the text into a value or says what is wrong with it.
 
+def output_file(text: str) -> Path:
+    """An output file's name: one ending in / names a folder, which the file would be written as."""
+    if text.endswith("/"):
+        raise argparse.ArgumentTypeError(f"{text} ends in /, naming a folder; give the file's name")
+    return Path(text)
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .options import named_paths
+from .options import named_paths, output_file
 from .outputs import atomic_output, check_outputs
 from .sequences.fasta import open_text, reading_text
 
@@ -194,7 +194,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="input", help="metrics.jsonl (or the model or checkpoints "
                         "folder holding it); a scan's bedGraph folder or calls BED; or scan-eval reports, each "
                         "NAME=PATH or a path (named by its folder)")
-    parser.add_argument("--out", required=True, type=Path, help="figure (SVG)")
+    parser.add_argument("--out", required=True, type=output_file, help="figure (SVG)")
 
 
 def run(args) -> None:

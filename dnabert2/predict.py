@@ -15,7 +15,7 @@ import numpy as np
 from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .hub import model_path
-from .options import add_settings, progress, settings_from, settings_with
+from .options import add_settings, output_file, progress, settings_from, settings_with
 from .outputs import atomic_text, check_outputs
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
 from .scan.model import Scanner
@@ -103,7 +103,7 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
     given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
                        "contig:start-end(strand)); '-' strand regions are reverse-complemented")
     given.add_argument("--genome", type=Path, metavar="FASTA", help="the genome the --bed regions lie on")
-    parser.add_argument("--out", required=True, type=Path, help=out_help)
+    parser.add_argument("--out", required=True, type=output_file, help=out_help)
     add_settings(parser, cls)
 
 

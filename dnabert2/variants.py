@@ -27,7 +27,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
-from .options import add_settings, progress, settings_from, settings_with
+from .options import add_settings, output_file, progress, settings_from, settings_with
 from .outputs import atomic_output, atomic_text, check_outputs
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
@@ -304,8 +304,8 @@ def add_arguments(parser) -> None:
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF")
     parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")
-    parser.add_argument("--out", required=True, type=Path, help="output VCF (.vcf.gz, with a .tbi index beside it)")
-    parser.add_argument("--tsv", type=Path, help="also write a table: a row per ALT allele (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output VCF (.vcf.gz, with a .tbi index beside it)")
+    parser.add_argument("--tsv", type=output_file, help="also write a table: a row per ALT allele (bgzip-compressed when named .gz)")
     add_settings(parser, VariantSettings)
 
 

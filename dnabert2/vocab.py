@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 
 from .errors import UserError
-from .options import add_settings, settings_from, settings_with
+from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import atomic_output, check_outputs
 from .sequences import Fasta, check_distinct
 from .settings import VocabSettings
@@ -143,8 +143,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
                         help="genome FASTA or GenBank (repeat for several genomes); plain or bgzip FASTA is read by "
                         "region, gzip and GenBank whole into memory")
-    parser.add_argument("--out", required=True, type=Path, help="output tokenizer.json")
-    parser.add_argument("--report", type=Path, help="also write the report (vocabulary size, bp/token, timing) as JSON")
+    parser.add_argument("--out", required=True, type=output_file, help="output tokenizer.json")
+    parser.add_argument("--report", type=output_file, help="also write the report (vocabulary size, bp/token, timing) as JSON")
     add_settings(parser, VocabSettings)
 
 

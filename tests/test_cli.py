@@ -205,6 +205,15 @@ def test_standard_output_is_refused_not_written_as_a_file_named_dash(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz"],
+                                     ["vocab", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz"]])
+def test_an_output_named_as_a_folder_is_refused_not_written_as_a_file(tmp_path, command):
+    """--out results/ (a folder, not there yet) would become a file named results."""
+    result = run_cli(*command, "--out", f"{tmp_path}/results/")
+    assert_user_error(result, "results/ ends in /", "give the file's name")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_output_under_a_file_is_refused(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">c\n" + "ACGT" * 500 + "\n")

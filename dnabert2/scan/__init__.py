@@ -15,7 +15,7 @@ from ..devices import batch_tokens as default_batch_tokens
 from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
-from ..options import add_settings, progress, settings_from, settings_with
+from ..options import add_settings, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs
 from ..sequences import Fasta, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
@@ -245,13 +245,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bam", type=Path,
                         help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
     parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
-    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4); a name ending in .gz is written "
+    parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4); a name ending in .gz is written "
                         "bgzip-compressed with a tabix index beside it")
     parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's (or base's) "
                         "probability as bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (DIR/LABEL.plus.bw, …), "
                         "as genome browsers load them")
-    parser.add_argument("--summary", type=Path, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
+    parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
                         "needs it")
     parser.add_argument("--junctions", type=Path, help="with --bam: also write the junctions the reads show (CIGAR N) "
                         "as BED6")

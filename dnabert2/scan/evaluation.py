@@ -14,7 +14,7 @@ from scipy.ndimage import maximum_filter1d
 
 from ..bases.metrics import SiteCounts, as_scores
 from ..errors import UserError
-from ..options import add_settings, named_paths, settings_from, settings_with
+from ..options import add_settings, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_output, check_outputs
 from ..sequences import read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
@@ -371,7 +371,7 @@ def add_arguments(parser) -> None:
         "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
-    parser.add_argument("--out", type=Path, help="JSON report")
+    parser.add_argument("--out", type=output_file, help="JSON report")
     parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called, "
                         "the regions it scanned (so labels without calls count and sites outside the scan do not) and "
                         "its score tracks, from which per-base PR-AUC, top-k accuracy and the metaplot come")
@@ -410,7 +410,7 @@ def add_table_arguments(parser) -> None:
                           "Writes TSV (--out) and prints it as a Markdown table.")
     parser.add_argument("reports", nargs="+", metavar="REPORT", help="scan-eval reports, each NAME=PATH or a path "
                         "(named by its folder)")
-    parser.add_argument("--out", type=Path, help="table (TSV)")
+    parser.add_argument("--out", type=output_file, help="table (TSV)")
 
 
 def run_table(args) -> None:

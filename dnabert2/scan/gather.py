@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..options import add_settings, settings_from
+from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_output, check_outputs
 from ..settings import ScanSettings
 from .calls import Merger, read_calls, top, write_calls
@@ -136,11 +136,11 @@ def add_arguments(parser) -> None:
         "calls that meet across chunk ends merge, so the result is what one unchunked scan gives. --top-k is "
         "applied here, over the whole genome.")
     parser.add_argument("summaries", nargs="+", type=Path, metavar="SUMMARY", help="chunk summaries (JSON)")
-    parser.add_argument("--out", required=True, type=Path, help="calls (BED6+4; .gz: bgzip with a tabix index)")
+    parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4; .gz: bgzip with a tabix index)")
     parser.add_argument("--bedgraph", type=Path, metavar="DIR",
                         help="joined per-window scores, one bedGraph per label and strand (every chunk needs its own)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (from the chunks' bedGraph)")
-    parser.add_argument("--summary", type=Path, help="joined summary (JSON)")
+    parser.add_argument("--summary", type=output_file, help="joined summary (JSON)")
     add_settings(parser, ScanSettings, only=["top_k"])
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from Bio.Seq import reverse_complement
 
 from ..errors import UserError
-from ..options import add_settings, settings_from
+from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_text, check_outputs, plain_suffix
 from ..settings import WindowsSettings
 from .fasta import Fasta
@@ -100,7 +100,7 @@ def add_arguments(parser) -> None:
     parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
                           "(minus-strand windows reverse-complemented), upper-cased.")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
-    parser.add_argument("--out", required=True, type=Path, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
     add_settings(parser, WindowsSettings)
 
 
