@@ -199,6 +199,31 @@ def test_truncated_gzip_is_refused(tmp_path):
     assert not (tmp_path / "out.fa.gz").exists()
 
 
+def test_bgzip_cut_between_blocks_is_refused_by_every_reader(tmp_path):
+    """Cut at a block boundary, a bgzip file decompresses cleanly, only shorter: its missing end-of-file
+    block is what tells."""
+    import struct
+
+    whole = tmp_path / "whole.fa.gz"
+    write_indexed_fasta(GENOMES / "ce1pct.fa.gz", whole)
+    data = whole.read_bytes()
+    starts, offset = [], 0
+    while offset < len(data):
+        starts.append(offset)
+        offset += struct.unpack("<H", data[offset + 16:offset + 18])[0] + 1
+    cut = tmp_path / "cut.fa.gz"
+    cut.write_bytes(data[:starts[len(starts) // 2]])
+    with pytest.raises(UserError, match="cut.fa.gz: truncated bgzip file"):
+        Fasta(cut)
+    with pytest.raises(UserError, match="cut.fa.gz: truncated bgzip file"):
+        list(read_records(cut))
+    result = run_cli("download", cut, "--out", tmp_path / "out.fa.gz")
+    assert_user_error(result, "truncated bgzip file")
+    assert not (tmp_path / "out.fa.gz").exists()
+    with Fasta(whole) as fasta:  # whole, it reads as ever
+        assert len(fasta.lengths) == 7
+
+
 def test_reverse_complement_is_iupac_aware():
     assert reverse_complement("ACGTRYKMSWBDHVN") == "NBDHVWSKMRYACGT"
     assert reverse_complement("acgtn") == "nacgt"

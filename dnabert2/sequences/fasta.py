@@ -31,14 +31,25 @@ _CHUNK = 1 << 20
 LINE_WIDTH = 60
 
 
+# The empty block bgzip ends every file with (SAM/BAM specification, 4.1.2).
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
 def compression(path) -> str | None:
-    """'bgzf', 'gzip' or None (plain), from the file's first bytes rather than its name."""
+    """'bgzf', 'gzip' or None (plain), from the file's first bytes rather than its name. A bgzip file
+    without its end-of-file block is refused: cut between two blocks, it reads as whole."""
     with open(path, "rb") as handle:
         head = handle.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return None
-    # A BGZF block is a gzip member with an extra field whose subfield id is "BC".
-    return "bgzf" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
+        if head[:2] != b"\x1f\x8b":
+            return None
+        # A BGZF block is a gzip member with an extra field whose subfield id is "BC".
+        if not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+            return "gzip"
+        handle.seek(-min(len(BGZF_EOF), os.fstat(handle.fileno()).st_size), os.SEEK_END)
+        if handle.read() != BGZF_EOF:
+            raise UserError(f"{path}: truncated bgzip file (no end-of-file block); fetch it again (or, if an old "
+                            "bgzip wrote it, recompress it: zcat it | bgzip)")
+    return "bgzf"
 
 
 def check_file(path) -> Path:
