@@ -405,3 +405,20 @@ def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):
     result = run_cli("junctions", "--bam", cram, "--reference", gzipped, "--out", tmp_path / "j.bed")
     assert_user_error(result, "CRAM needs its reference")
     assert not (tmp_path / "j.bed").exists()
+
+
+def test_damaged_annotations_are_one_line_errors(tmp_path):
+    """A gzip cut short or with a flipped byte, and a GenBank location Biopython cannot read."""
+    genbank = GENOMES / "phiX174_NC_001422.gbk.gz"
+    gff3 = GENOMES / "ce1pct.gff3.gz"
+    data = genbank.read_bytes()
+    (tmp_path / "cut.gbk.gz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(gff3.read_bytes())
+    flipped[1000] ^= 0xFF
+    (tmp_path / "flipped.gff3.gz").write_bytes(bytes(flipped))
+    with gzip.open(genbank, "rt") as handle:
+        (tmp_path / "bad.gbk").write_text(handle.read().replace("51..221", "51..abc", 1))
+    for name, words in (("cut.gbk.gz", "truncated or corrupt"), ("flipped.gff3.gz", "truncated or corrupt"),
+                        ("bad.gbk", "location cannot be read")):
+        with pytest.raises(UserError, match=f"{name}: .*{words}"):
+            read_annotation(tmp_path / name)

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from ..errors import UserError
 from ..settings import MIN_INTRON
-from .fasta import corrupt, open_text
+from .fasta import open_text, reading_text
 
 log = logging.getLogger(__name__)
 
@@ -178,28 +178,24 @@ def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
 
 
 def _first_line(path: Path) -> str:
-    try:
-        with open_text(path) as handle:
-            return next((line for line in handle if line.strip()), "")
-    except (EOFError, OSError) as error:
-        raise corrupt(path, error) from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a GFF3/GTF/GenBank file (binary content)") from None
+    with reading_text(path, "GFF3/GTF/GenBank"), open_text(path) as handle:
+        return next((line for line in handle if line.strip()), "")
 
 
 def _genbank_transcripts(path: Path) -> list[Transcript]:
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the mRNA features,
     and the CDS of genes that have none (the form bacteria and phages are annotated in)."""
-    from Bio import SeqIO
-
     transcripts, names, across_origin = [], set(), 0
-    with open_text(path) as handle:
-        for record in SeqIO.parse(handle, "genbank"):
+    with reading_text(path, "GenBank"), open_text(path) as handle:
+        for record in _genbank_records(path, handle):
             mrna = [f for f in record.features if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
             cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
                    and f.qualifiers.get("gene", [None])[0] not in with_mrna]
             for feature in mrna + cds:
+                if feature.location is None:  # Biopython could not read it, and said so only in a warning
+                    raise UserError(f"{path}: record {record.id}: a {feature.type} feature's location cannot be "
+                                    "read")
                 strand = {1: "+", -1: "-"}.get(feature.location.strand)
                 parts = [(int(p.start), int(p.end)) for p in feature.location.parts]
                 if strand is None:
@@ -223,49 +219,58 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
     return transcripts
 
 
+def _genbank_records(path: Path, handle):
+    """Biopython's records, its complaints about a malformed file as one UserError."""
+    from Bio import SeqIO
+
+    records = SeqIO.parse(handle, "genbank")
+    while True:
+        try:
+            yield next(records)
+        except StopIteration:
+            return
+        except ValueError as error:
+            raise UserError(f"{path}: not a readable GenBank file ({str(error).splitlines()[0][:160]})") from None
+
+
 def _gff_transcripts(path: Path) -> list[Transcript]:
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
     parse = None
-    try:
-        with open_text(path) as handle:
-            for number, line in enumerate(handle, 1):
-                if line.startswith("##FASTA"):
-                    break
-                if not line.strip() or line.startswith("#"):
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) != 9:
-                    raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF)")
-                contig, _, kind, start, end, _, strand, _, attributes = fields
-                if parse is None:
-                    parse = _gtf_attributes if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0] else _gff3_attributes
-                attrs = parse(attributes)
-                if "ID" in attrs and "Parent" in attrs:
-                    parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
-                if kind not in parts:
-                    continue
-                try:
-                    interval = (int(start) - 1, int(end))
-                except ValueError:
-                    raise UserError(f"{path}: line {number}: start/end are not integers") from None
-                if not 0 <= interval[0] < interval[1]:
-                    raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
-                if kind == "CDS" and attrs.get("pseudo") == "true":
-                    continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
-                if strand not in "+-" or not strand:
-                    continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
-                if parse is _gtf_attributes:
-                    owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
-                else:
-                    owners = [(p, None) for p in attrs.get("Parent", "").split(",")]
-                for transcript, gene in owners:
-                    if transcript:
-                        parts[kind][transcript].append((contig, strand, interval, gene))
-    except (EOFError, OSError) as error:
-        raise corrupt(path, error) from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a GFF3/GTF file (binary content)") from None
+    with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if line.startswith("##FASTA"):
+                break
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 9:
+                raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF)")
+            contig, _, kind, start, end, _, strand, _, attributes = fields
+            if parse is None:
+                parse = _gtf_attributes if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0] else _gff3_attributes
+            attrs = parse(attributes)
+            if "ID" in attrs and "Parent" in attrs:
+                parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+            if kind not in parts:
+                continue
+            try:
+                interval = (int(start) - 1, int(end))
+            except ValueError:
+                raise UserError(f"{path}: line {number}: start/end are not integers") from None
+            if not 0 <= interval[0] < interval[1]:
+                raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
+            if kind == "CDS" and attrs.get("pseudo") == "true":
+                continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
+            if strand not in "+-" or not strand:
+                continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
+            if parse is _gtf_attributes:
+                owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
+            else:
+                owners = [(p, None) for p in attrs.get("Parent", "").split(",")]
+            for transcript, gene in owners:
+                if transcript:
+                    parts[kind][transcript].append((contig, strand, interval, gene))
     groups = dict(parts["CDS"])
     groups.update(parts["exon"])
     transcripts = []
