@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import check_outputs
+from .outputs import check_outputs, made_parents
 from .settings import DownloadSettings
 from .sources import archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
 from .sequences.fasta import check_file, write_indexed_fasta
@@ -609,7 +609,6 @@ def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, m
     fetcher = _FtpFetch(url, part, transfer) if ftp else _HttpFetch(session, url, part, transfer)
     start = time.monotonic()
     try:
-        part.parent.mkdir(parents=True, exist_ok=True)
         fetcher.run()
     except NotFound as error:
         raise UserError(missing or str(error)) from None
@@ -654,16 +653,18 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
             lengths = _convert(resolved.local, out, source)
         else:
             part = Path(f"{out}.part")
-            if not fetch(session, resolved.url, part, transfer, resolved.missing) and checksum is None:
-                log.warning("%s: the server gave no length and there is no checksum, so a transfer cut short cannot "
-                            "be told from a whole file; give --sha256 or --md5 to verify it", resolved.url)
-            try:
-                verdict = verify(part, checksum, resolved.url)
-                lengths = _convert(part, out, resolved.url)
-            except UserError:
-                discard_part(part)  # bytes that fail verification or are no genome must not be resumed
-                raise
-            discard_part(part)
+            # A folder made for --out goes again on failure, unless it keeps bytes to resume from.
+            with made_parents(out):
+                if not fetch(session, resolved.url, part, transfer, resolved.missing) and checksum is None:
+                    log.warning("%s: the server gave no length and there is no checksum, so a transfer cut short "
+                                "cannot be told from a whole file; give --sha256 or --md5 to verify it", resolved.url)
+                try:
+                    verdict = verify(part, checksum, resolved.url)
+                    lengths = _convert(part, out, resolved.url)
+                except UserError:
+                    discard_part(part)  # bytes that fail verification or are no genome must not be resumed
+                    raise
+                discard_part(part)
     summary = {"url": shown(resolved.url), "contigs": len(lengths), "bases": sum(lengths.values()), "checksum": verdict}
     log.info("%s: %d contigs, %d bases, checksum %s", out, summary["contigs"], summary["bases"], verdict)
     return summary
@@ -682,6 +683,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    check_outputs([args.out], [args.source])
+    check_outputs([args.out], [local_path(args.source)])  # file:///x/g.fa.gz is the file /x/g.fa.gz
     report = download(args.source, args.out, settings_from(args, DownloadSettings), progress=not args.quiet)
     log.info("wrote %s: %s", args.out, json.dumps(report))

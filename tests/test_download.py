@@ -565,13 +565,21 @@ def test_cli_download(server, tmp_path, lambda_genome):
 
 
 def test_cli_error_is_one_line(server, tmp_path):
-    out = tmp_path / "genome.fa.gz"
+    out = tmp_path / "new" / "folder" / "genome.fa.gz"
     result = run_cli(server.url("/missing.fa.gz"), "--out", str(out))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("dnabert2") and "error" in line]
     assert len(errors) == 1 and "HTTP 404 Not Found" in errors[0]
-    assert_nothing_left(out)
+    assert not (tmp_path / "new").exists()  # nothing, not even the folders made for it
+
+
+def test_a_file_url_may_not_overwrite_the_file_it_names(tmp_path):
+    source = tmp_path / "in.fa.gz"
+    shutil.copy(LAMBDA_GZ, source)
+    result = run_cli(source.as_uri(), "--out", str(source))
+    assert result.returncode == 1 and "would overwrite the input" in result.stderr
+    assert source.read_bytes() == LAMBDA_GZ.read_bytes() and not Path(f"{source}.fai").exists()
 
 
 def test_credentials_in_a_url_stay_out_of_logs_and_errors(server, tmp_path, lambda_genome):
