@@ -33,7 +33,7 @@ from .errors import UserError
 from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import check_outputs, made_parents
 from .settings import DownloadSettings
-from .sources import archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
+from .sources import ENSEMBL_DIVISIONS, archive, local_path, parse_ensembl, parse_ncbi, parse_ucsc
 from .sequences.fasta import check_file, write_indexed_fasta
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 DEFAULT_BASES = {
     "ensembl": "https://ftp.ensembl.org/pub",
+    **{f"ensembl{d}": f"https://ftp.ensemblgenomes.ebi.ac.uk/pub/{d}" for d in ENSEMBL_DIVISIONS},
     "ucsc": "https://hgdownload.soe.ucsc.edu",
     "ncbi": "https://ftp.ncbi.nlm.nih.gov",
 }
@@ -176,8 +177,10 @@ def base_url(archive: str) -> str:
     return os.environ.get(f"DNABERT2_{archive.upper()}_URL", DEFAULT_BASES[archive]).rstrip("/")
 
 
-def ensembl_directory(base: str, species: str, release: str | None) -> str:
-    folder = f"release-{release}/fasta" if release else "current_fasta"
+def ensembl_directory(base: str, species: str, release: str | None, division: bool = False) -> str:
+    """A species' dna/ folder; the current release is current_fasta/ at Ensembl, current/fasta/ in
+    Ensembl Genomes' divisions."""
+    folder = f"release-{release}/fasta" if release else ("current/fasta" if division else "current_fasta")
     return f"{base}/{folder}/{species}/dna/"
 
 
@@ -384,7 +387,8 @@ def _published(session: requests.Session, transfer: Transfer, url: str, filename
 
 def resolve_ensembl(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
     species, release, assembly = parse_ensembl(source)
-    directory = ensembl_directory(base_url("ensembl"), species, release)
+    name = archive(source)
+    directory = ensembl_directory(base_url(name), species, release, division=name != "ensembl")
     try:
         names = listing_names(get_text(session, directory, transfer))
     except NotFound:
@@ -416,7 +420,8 @@ def resolve_ncbi(source: str, session: requests.Session, transfer: Transfer, pub
     return Resolved(url, checksum)
 
 
-_RESOLVERS = {"ensembl": resolve_ensembl, "ucsc": resolve_ucsc, "ncbi": resolve_ncbi}
+_RESOLVERS = {"ensembl": resolve_ensembl, **{f"ensembl{d}": resolve_ensembl for d in ENSEMBL_DIVISIONS},
+              "ucsc": resolve_ucsc, "ncbi": resolve_ncbi}
 
 
 def resolve(source: str, session: requests.Session, transfer: Transfer, published: bool = True) -> Resolved:
@@ -674,7 +679,8 @@ def add_arguments(parser) -> None:
     parser.description = ("Fetch a genome, verify its checksum and write it indexed for random access (bgzip with .fai "
                           "and .gzi under a .gz name). Interrupted transfers resume; nothing partial is left at --out.")
     parser.add_argument("source", metavar="SOURCE",
-                        help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "
+                        help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] (ensemblplants:, ensemblfungi:, ensemblmetazoa:, "
+                        "ensemblprotists: for Ensembl Genomes) | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "
                         "URL | local FASTA or GenBank path (plain, gzip or bgzip)")
     parser.add_argument("--out", required=True, type=output_file,
                         help="output FASTA: bgzip-compressed with .fai and .gzi when named .gz or .bgz (e.g. genome.fa.gz), "

@@ -9,20 +9,24 @@ from urllib.request import url2pathname
 
 from .errors import UserError
 
-_ENSEMBL = re.compile(r"ensembl:([A-Za-z0-9_]+)(?::(\d*)(?::([^:/\s]+))?)?")
+# Ensembl Genomes' divisions, beside Ensembl's vertebrates: ensemblplants:SPECIES and so on.
+ENSEMBL_DIVISIONS = ("plants", "fungi", "metazoa", "protists")
+_ENSEMBL = re.compile(rf"ensembl(?:{'|'.join(ENSEMBL_DIVISIONS)})?:([A-Za-z0-9_]+)(?::(\d*)(?::([^:/\s]+))?)?", re.I)
 _UCSC = re.compile(r"ucsc:([A-Za-z0-9_]+)")
 _NCBI = re.compile(r"ncbi:(GC[AF])_(\d{3})(\d{3})(\d{3})(?:\.(\d+))?", re.I)
 REMOTE_SCHEMES = ("http", "https", "ftp")
-FORMS = "ensembl:SPECIES[:RELEASE[:ASSEMBLY]], ucsc:ASSEMBLY, ncbi:ACCESSION, an http(s)/ftp/file URL or a path"
+FORMS = ("ensembl:SPECIES[:RELEASE[:ASSEMBLY]] (ensemblplants:, ensemblfungi:, ensemblmetazoa:, ensemblprotists: for "
+         "Ensembl Genomes), ucsc:ASSEMBLY, ncbi:ACCESSION, an http(s)/ftp/file URL or a path")
 
 
 def parse_ensembl(source: str) -> tuple[str, str | None, str | None]:
-    """(species, release or None for the current one, assembly or None) of ensembl:SPECIES[:RELEASE[:ASSEMBLY]]."""
+    """(species, release or None for the current one, assembly or None) of ensembl:SPECIES[:RELEASE[:ASSEMBLY]]
+    (or ensemblplants: ... for a division of Ensembl Genomes)."""
     match = _ENSEMBL.fullmatch(source)
     if not match:
         raise UserError(
             f"bad Ensembl source {source!r}: expected ensembl:SPECIES[:RELEASE[:ASSEMBLY]], "
-            "e.g. ensembl:homo_sapiens:112:GRCh38"
+            "e.g. ensembl:homo_sapiens:112:GRCh38 or ensemblplants:arabidopsis_thaliana:60:TAIR10"
         )
     species, release, assembly = match.groups()
     return species.lower(), release or None, assembly
@@ -48,11 +52,13 @@ def parse_ncbi(source: str) -> tuple[str, int | None]:
     return f"{prefix.upper()}_{''.join(digits)}", int(version) if version else None
 
 
-ARCHIVES = {"ensembl": parse_ensembl, "ucsc": parse_ucsc, "ncbi": parse_ncbi}
+ARCHIVES = {"ensembl": parse_ensembl, **{f"ensembl{d}": parse_ensembl for d in ENSEMBL_DIVISIONS},
+            "ucsc": parse_ucsc, "ncbi": parse_ncbi}
 
 
 def archive(source: str) -> str | None:
-    """The archive a source names ("ensembl", "ucsc", "ncbi"), its syntax checked; None for others."""
+    """The archive a source names ("ensembl", "ensemblplants", …, "ucsc", "ncbi"), its syntax checked; None
+    for others."""
     name = source.split(":", 1)[0].lower()
     if name not in ARCHIVES or ":" not in source:
         return None

@@ -411,6 +411,30 @@ def test_ensembl_current_release_takes_assembly_from_listing(ensembl, tmp_path, 
     assert_genome(out, phix_genome)
 
 
+@pytest.mark.skipif(shutil.which("sum") is None, reason="needs coreutils `sum` to write CHECKSUMS")
+def test_ensembl_genomes_divisions_have_their_own_root_and_current_folder(server, monkeypatch, tmp_path,
+                                                                           phix_fasta_gz, phix_genome):
+    """ensemblplants:… reads Ensembl Plants (ftp.ensemblgenomes.ebi.ac.uk/pub/plants), whose current
+    release is current/fasta/, not Ensembl's current_fasta/."""
+    assert dl.base_url("ensemblplants") == "https://ftp.ensemblgenomes.ebi.ac.uk/pub/plants"
+    for folder in ("release-60/fasta", "current/fasta"):
+        dna = server.root / f"pub/plants/{folder}/arabidopsis_thaliana/dna"
+        write_file(dna / "Arabidopsis_thaliana.TAIR10.dna.toplevel.fa.gz", phix_fasta_gz)
+        write_checksums(dna)
+    monkeypatch.setenv("DNABERT2_ENSEMBLPLANTS_URL", server.url("/pub/plants/"))
+    for source, folder in (("ensemblplants:arabidopsis_thaliana:60:TAIR10", "release-60/fasta"),
+                           ("ensemblplants:arabidopsis_thaliana", "current/fasta")):
+        out = tmp_path / folder.replace("/", "_") / "genome.fa.gz"
+        summary = get(source, out)
+        assert summary["url"] == server.url(f"/pub/plants/{folder}/arabidopsis_thaliana/dna/"
+                                            "Arabidopsis_thaliana.TAIR10.dna.toplevel.fa.gz")
+        assert summary["checksum"] == "ensembl sum ok"
+        assert_genome(out, phix_genome)
+    assert sources.archive("ensemblfungi:saccharomyces_cerevisiae:60") == "ensemblfungi"
+    with pytest.raises(UserError, match="unknown source"):
+        sources.local_path("ensemblfoo:x")
+
+
 def test_ensembl_wrong_published_checksum(ensembl, tmp_path):
     out = tmp_path / "genome.fa.gz"
     with pytest.raises(UserError, match=r"ensembl sum mismatch: expected 12345 48, got \d+ 16$"):
