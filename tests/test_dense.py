@@ -92,8 +92,14 @@ def test_per_base_head_packed_and_padded_agree_and_round_trip(tmp_path):
     packed = model(**batch).logits
     assert packed.shape == (2, len(sequences[0]), 3)
     ids = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i, _ in encoded], batch_first=True, padding_value=3)
-    padded = model(ids, batch["token_of_base"], batch["bases"], attention_mask=(ids != 3).long()).logits
+    padded = model(ids, batch["token_of_base"], batch["bases"], attention_mask=(ids != 3).long(),
+                   base_mask=batch["base_mask"]).logits
     torch.testing.assert_close(packed, padded)
+    # Each sequence scores alike alone and beside a longer one: its last bases read zeros past its end,
+    # not the state that padding points at.
+    for i, sequence in enumerate(sequences):
+        alone = model(**dense_batch(encode_bases(tokenizer, [sequence]), [sequence], "cpu")).logits[0]
+        torch.testing.assert_close(packed[i, :len(sequence)], alone, atol=1e-5, rtol=1e-5)
     # Bases of one token share its state; the convolution over bases still tells them apart.
     first = batch["token_of_base"][0]
     same_token = (first[1:] == first[:-1]).nonzero()[0].item()

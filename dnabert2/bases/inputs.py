@@ -40,7 +40,7 @@ def dense_batch(encoded: list[tuple[np.ndarray, np.ndarray]] | None, sequences: 
     for i, sequence in enumerate(sequences):
         bases[i, :len(sequence)] = base_codes(sequence)
     batch = {"bases": upload(bases, device)}
-    if encoded is None and min(map(len, sequences)) < longest:  # the CNN: see SpliceCNN's base_mask
+    if min(map(len, sequences)) < longest:  # convolutions read zeros past a shorter sequence's end
         batch["base_mask"] = upload(np.arange(longest) < np.array([[len(q)] for q in sequences]), device)
     if encoded is not None:
         token_of_base = np.zeros((len(sequences), longest), dtype=np.int64)

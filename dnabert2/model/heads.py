@@ -217,12 +217,15 @@ class BaseHead(nn.Module):
         self.act = gelu(config)
         self.out = nn.Conv1d(self.channels, config.num_labels, 3, padding=1)
 
-    def forward(self, hidden, token_of_base, bases):
+    def forward(self, hidden, token_of_base, bases, base_mask=None):
         """hidden (tokens, H) packed; token_of_base (B, L) rows of hidden; bases (B, L) codes 0-3 = ACGT,
-        4 = anything else → logits (B, L, K)."""
+        4 = anything else; base_mask (B, L) False past a shorter sequence's end → logits (B, L, K)."""
         tokens = self.project(hidden)[token_of_base].transpose(1, 2)  # (B, C, L)
         onehot = F.one_hot(bases, 5)[..., :4].to(tokens.dtype).transpose(1, 2)  # (B, 4, L)
-        return self.out(self.act(tokens + self.bases(onehot))).transpose(1, 2)
+        features = self.act(tokens + self.bases(onehot))
+        if base_mask is not None:  # the last bases read zeros past the end, as they do alone, not padding's state
+            features = features * base_mask[:, None, :].to(features.dtype)
+        return self.out(features).transpose(1, 2)
 
 
 class DNABertForBaseClassification(_Model):
@@ -236,17 +239,18 @@ class DNABertForBaseClassification(_Model):
         self.base_head = BaseHead(config)
 
     def forward(self, input_ids, token_of_base, bases, attention_mask=None, labels=None, class_weights=None,
-                cu_seqlens=None, max_seqlen=None):
+                cu_seqlens=None, max_seqlen=None, base_mask=None):
         """Padded (batch, length) input_ids, or packed (total,) ones with cu_seqlens and max_seqlen.
         token_of_base (batch, bases): each base's token, counted from its sequence's first token
-        ([CLS] is 0); bases (batch, bases): 0-3 for ACGT, 4 otherwise. labels (batch, bases), -100 for
+        ([CLS] is 0); bases (batch, bases): 0-3 for ACGT, 4 otherwise; base_mask (batch, bases) False
+        past the end of a sequence shorter than the batch's longest. labels (batch, bases), -100 for
         bases not scored; class_weights (K,) weigh the cross-entropy, for classes as rare as sites."""
         if cu_seqlens is None:
             hidden, _, cu_seqlens = self.encode(input_ids, attention_mask)
         else:
             hidden = self.bert.forward_packed(input_ids, cu_seqlens, max_seqlen)
         rows = cu_seqlens[:-1].to(hidden.device, torch.int64, non_blocking=True)[:, None] + token_of_base
-        logits = self.base_head(self.dropout(hidden), rows, bases)
+        logits = self.base_head(self.dropout(hidden), rows, bases, base_mask)
         if labels is None:
             return ModelOutput(logits=logits)
         weights = None if class_weights is None else class_weights.float()
