@@ -50,6 +50,8 @@ def _triton_problem(device: torch.device, dtype: torch.dtype, head_dim: int, dro
         return f"head dim {head_dim} is not supported by the Triton kernel (supported: {alibi_flash.HEAD_DIMS})"
     if dtype not in alibi_flash.DTYPES:
         return f"dtype {dtype} is not supported by the Triton kernel"
+    if dtype == torch.bfloat16 and interpreting:  # numpy has no bf16: the interpreter multiplies raw bits
+        return "Triton's interpreter (TRITON_INTERPRET=1) cannot compute in bf16; use fp16 or fp32"
     if dtype == torch.bfloat16 and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
         return "bf16 needs a GPU of compute capability 8.0 or newer (Ampere, Hopper)"
     if dropout:

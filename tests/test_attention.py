@@ -141,8 +141,7 @@ def test_kernel_extrapolates_past_the_training_length(device):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_kernel_half_precision(device, dtype):
     if dtype == torch.bfloat16 and device == "cpu":
-        pytest.skip("Triton's interpreter multiplies bf16 tensors as raw uint16 bits (numpy has no bf16); "
-                    "bf16 is checked on a GPU")
+        pytest.skip("Triton's interpreter cannot compute in bf16 (numpy has none); bf16 is checked on a GPU")
     check_against_reference("triton", [1, 65, 130], heads=4, head_dim=64, dtype=dtype, device=device)
 
 
@@ -166,6 +165,9 @@ def test_forced_triton_errors_say_why(monkeypatch):
         choose_backend(torch.zeros(4, 2, 32), "triton", dropout_p=0.1)
     with pytest.raises(UserError, match="unknown attention backend 'cuda'"):
         choose_backend(torch.zeros(4, 2, 32), "cuda")
+    if INTERPRETED:  # its numbers would be garbage (bf16 multiplied as raw bits), not an error
+        with pytest.raises(UserError, match="interpreter .* cannot compute in bf16"):
+            choose_backend(torch.zeros(4, 2, 32, dtype=torch.bfloat16), "triton")
     if not torch.cuda.is_available():
         monkeypatch.delenv("TRITON_INTERPRET")
         with pytest.raises(UserError, match="needs a CUDA device"):

@@ -135,6 +135,10 @@ def test_released_classifier_loads_from_safetensors(tmp_path):
     assert model.config.id2label == {0: "none", 1: "donor", 2: "acceptor"}
     with pytest.raises(UserError, match="classifier has 3 labels, not 2"):
         load_model(folder, num_labels=2)
+    # A new head of other labels starts without the saved classifier's label names.
+    for labels in (2, 4):
+        fresh = load_model(folder, head="dense", num_labels=labels)
+        assert fresh.config.num_labels == labels and fresh.config.id2label is None
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):

@@ -196,11 +196,11 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
         if head == "classification" and pooling is not None and pooling != config.classifier_pooling:
             raise UserError(f"{model_name(folder)}: the classifier pools with {config.classifier_pooling!r}, not {pooling!r}")
         config.num_labels = labels
-    elif head == "dense":
+    elif head in LABELLED_HEADS:  # a new head: the folder's label names (another head's, or none) are not its
         config.num_labels = config.num_labels if num_labels is None else num_labels
-    elif head == "classification":
-        config.num_labels = config.num_labels if num_labels is None else num_labels
-        config.classifier_pooling = pooling or config.classifier_pooling
+        config.id2label = None
+        if head == "classification":
+            config.classifier_pooling = pooling or config.classifier_pooling
     config.check()
     options = {"pooling": pooling or saved_pooling or "mean"} if head == "embedding" else {}
     model = HEADS[head](config, **options).init_weights()
