@@ -422,3 +422,17 @@ def test_damaged_annotations_are_one_line_errors(tmp_path):
                         ("bad.gbk", "location cannot be read")):
         with pytest.raises(UserError, match=f"{name}: .*{words}"):
             read_annotation(tmp_path / name)
+
+
+def test_a_record_without_bases_and_a_byte_order_mark(tmp_path):
+    """faidx drops a record without bases (its contig would vanish): named as download names it. A
+    byte-order mark before the first header is no part of it."""
+    empty = tmp_path / "empty.fa"
+    empty.write_text(">a\n>b\nACGTACGT\n")
+    with pytest.raises(UserError, match="empty.fa: record 'a' has no sequence"):
+        Fasta(empty)
+    marked = tmp_path / "marked.fa"
+    marked.write_bytes(b"\xef\xbb\xbf>c1\nACGTACGTAA\n")
+    write_indexed_fasta(marked, tmp_path / "out.fa.gz")
+    with Fasta(tmp_path / "out.fa.gz") as fasta:
+        assert fasta.lengths == {"c1": 10}

@@ -176,6 +176,7 @@ def read_records(path) -> Iterator[tuple[str, str]]:
                 for record in records:
                     sequence = record.sequence or ""
                     check_name(path, record.name, seen)
+                    _check_has_sequence(path, record.name, len(sequence))
                     check_nucleotides(path, record.name, sequence)
                     count += len(sequence) > 0
                     yield record.name, sequence
@@ -209,6 +210,8 @@ def _copy_fasta_stream(path, out) -> None:
             block, carry = buffer[:cut], buffer[cut:]
             if block:
                 block = block.replace(b"\r", b"")
+                if name is None:  # a byte-order mark, as some Windows editors write, is no part of the header
+                    block = block.removeprefix(b"\xef\xbb\xbf")
                 if not names and not block.lstrip().startswith(b">"):
                     raise UserError(f"{path}: not a FASTA file (no '>' header before the sequence)")
                 start = 0
