@@ -436,3 +436,22 @@ def test_a_record_without_bases_and_a_byte_order_mark(tmp_path):
     write_indexed_fasta(marked, tmp_path / "out.fa.gz")
     with Fasta(tmp_path / "out.fa.gz") as fasta:
         assert fasta.lengths == {"c1": 10}
+
+
+def test_junction_strands_of_unknown_tags_and_empty_skips(tmp_path):
+    """XS:A:? says no strand (the read joins the tagged reads of its intron, not a junction of strand
+    '?'), and a 0N skip is no intron."""
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
+    path = tmp_path / "reads.bam"
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        for i, (cigar, xs) in enumerate([("10M100N10M", "+"), ("10M100N10M", "?"), ("5M0N5M", "+")]):
+            read = pysam.AlignedSegment(out.header)
+            read.query_name, read.reference_id, read.reference_start = f"r{i}", 0, 100
+            read.cigarstring, read.mapping_quality = cigar, 60
+            read.query_sequence = "A" * read.infer_query_length()
+            read.set_tag("XS", xs, "A")
+            out.write(read)
+    pysam.index(str(path))
+    with pysam.AlignmentFile(str(path)) as bam:
+        found = junctions(bam)
+    assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 2)]

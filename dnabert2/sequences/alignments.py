@@ -78,7 +78,7 @@ def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
     """The read's CIGAR N operations as 0-based half-open reference intervals."""
     introns, position = [], read.reference_start
     for op, length in read.cigartuples:
-        if op == _REF_SKIP:
+        if op == _REF_SKIP and length:  # 0N (some aligners write it) skips no base: no intron
             introns.append((position, position + length))
         if op in _CONSUMES_REFERENCE:
             position += length
@@ -88,8 +88,8 @@ def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
 def transcript_strand(read: pysam.AlignedSegment) -> str | None:
     """The strand of the transcript a read came from, from the aligner's tags: XS (STAR, HISAT2)
     gives it directly; minimap2's ts says whether the read's own strand is the transcript's."""
-    if read.has_tag("XS"):
-        return read.get_tag("XS")
+    if read.has_tag("XS"):  # "?" or "." (strand unknown) says no more than no tag
+        return read.get_tag("XS") if read.get_tag("XS") in ("+", "-") else None
     if read.has_tag("ts"):
         read_strand = "-" if read.is_reverse else "+"
         same = read.get_tag("ts") == "+"
