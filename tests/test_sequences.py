@@ -79,6 +79,7 @@ def test_an_index_older_than_its_fasta_is_built_again(tmp_path, name):
         for index in tmp_path.glob(f"{name}.*"):
             os.utime(index, (1050 + number * 100,) * 2)
     assert lengths == {"x": 10, "c1": 4} and first == "TTTTTTTTCC"
+    assert not list(tmp_path.glob(".*"))  # indexed under temporary names, renamed: none left behind
 
 
 def test_fasta_with_ragged_lines_is_read_whole(tmp_path):

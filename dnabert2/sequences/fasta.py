@@ -16,7 +16,7 @@ from Bio import SeqIO
 from Bio.Seq import UndefinedSequenceError
 
 from ..errors import UserError
-from ..outputs import atomic_output, bgzip_named
+from ..outputs import atomic_output, bgzip_named, temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -341,16 +341,25 @@ class Fasta:
                 self._tmpdir = tempfile.TemporaryDirectory(prefix="dnabert2-faidx-")
                 fai = Path(self._tmpdir.name, "genome.fai")
                 gzi = Path(self._tmpdir.name, "genome.gzi")
+            # Built under temporary names and renamed: processes indexing one genome at once (scan
+            # chunks, training ranks) never read one another's half-written index.
+            built = [temporary_name(fai), temporary_name(gzi)]
             try:
-                pysam.faidx(str(self.path), "--fai-idx", str(fai), *(["--gzi-idx", str(gzi)] if bgzf else []))
+                pysam.faidx(str(self.path), "--fai-idx", str(built[0]), *(["--gzi-idx", str(built[1])] if bgzf else []))
+                # faidx indexes the first of two records with one name and drops the other with a warning.
+                indexed, headers = len(built[0].read_text().splitlines()), _count_headers(self.path)
+                if headers != indexed:
+                    for _ in read_records(self.path):  # names the duplicate, or the record without bases
+                        pass
+                    raise UserError(f"{self.path}: faidx indexed {indexed} of its {headers} records")
+                if bgzf:
+                    os.replace(built[1], gzi)
+                os.replace(built[0], fai)
             except pysam.SamtoolsError:
                 return None  # faidx needs equal line lengths within a record
-            # faidx indexes the first of two records with one name and drops the other with a warning.
-            if _count_headers(self.path) != len(fai.read_text().splitlines()):
-                fai.unlink()
-                gzi.unlink(missing_ok=True)
-                for _ in read_records(self.path):  # names the duplicate
-                    pass
+            finally:
+                for leftover in built:
+                    leftover.unlink(missing_ok=True)
         try:
             return pysam.FastaFile(str(self.path), filepath_index=str(fai), filepath_index_compressed=str(gzi) if bgzf else None)
         except (OSError, ValueError) as error:
