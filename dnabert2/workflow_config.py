@@ -217,7 +217,7 @@ def check_references(config: dict) -> None:
                 continue
             # A whole model to fine-tune: a LoRA folder (adapter_config.json) is no starting point.
             files = [str(Path(value) / "config.json")] if kind == "model" else task_files(value)
-            if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)) and not _to_make(value):
+            if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)) and not to_make(value):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
                                  f"config nor {what}")
@@ -270,7 +270,7 @@ def _genomes_listed_once(genomes: dict) -> None:
 def _check_scan(config: dict, name: str, settings: dict) -> None:
     model = settings["model"]
     if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, [model_file(model)]) \
-            and not hub_id(model) and not _to_make(model):
+            and not hub_id(model) and not to_make(model):
         raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
                          f"a folder on disk nor a Hugging Face Hub id")
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
@@ -321,7 +321,7 @@ def _check_variants(config: dict, name: str, settings: dict) -> None:
             raise ValueError(f"config: variants.{name}.model {model!r} is fine-tuned on a window task; variants are "
                              f"scored with a per-base model (a dense task, or cnn)")
     elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model) \
-            and not _to_make(model):
+            and not to_make(model):
         raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
                          f"folder on disk nor a Hugging Face Hub id")
 
@@ -348,7 +348,7 @@ def _on_disk(key: str, value: str, files: list[str]) -> bool:
     return True
 
 
-def _to_make(value: str) -> bool:
+def to_make(value: str) -> bool:
     """A folder not here yet, written as ./PATH to say that a rule (of a host pipeline) makes it: left
     to Snakemake. Without ./, a path not on disk is a mistake, or an owner/name a Hub id."""
     return value.startswith("./")

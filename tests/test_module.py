@@ -98,8 +98,8 @@ def test_a_model_that_a_host_rule_makes_is_waited_for_not_fetched_from_the_hub(t
     folder = host(tmp_path / "host", ["results/scan/iv.bed"], config,
                   use="use rule download_genome, scan_chunk, scan_gather from dnabert2")
     with open(folder / "Snakefile", "a") as handle:
-        handle.write('\n\nrule model_from_the_lab:\n    output:\n        "models/m/config.json",\n'
-                     '    shell:\n        "touch {output}"\n')
+        handle.write('\n\nrule model_from_the_lab:\n    output:\n        directory("models/m"),\n'
+                     '    shell:\n        "mkdir -p {output}"\n')
     result = snakemake(folder, "-n", "-p")
     assert result.returncode == 0, result.stdout + result.stderr
     planned = result.stdout + result.stderr

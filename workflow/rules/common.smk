@@ -118,8 +118,10 @@ def model_input(model):
         return []
     if model in config["pretrain"]:
         return model_folder(model)
-    # Through Path, ./models/m is named as Snakemake names the output of the rule that makes it.
-    return str(Path(model) / "config.json")
+    # A host rule's directory() output, named as Snakemake names it (./models/m is models/m).
+    if workflow_config.to_make(model):
+        return str(Path(model))
+    return f"{model}/config.json"
 
 
 def finetune_command(wildcards):
@@ -173,6 +175,8 @@ def fine_tuned_input(model):
     """
     if model in config["finetune"]:
         return {"model": fine_tuned(model)}
+    if workflow_config.to_make(model):  # as in model_input
+        return {"model": str(Path(model))}
     return {} if hub_id(model) else {"model": workflow_config.model_file(model)}
 
 
