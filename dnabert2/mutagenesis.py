@@ -173,7 +173,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fasta", required=True, type=Path, help="the genome")
     parser.add_argument("--region", required=True, help="contig:start-end, 1-based and inclusive (as samtools)")
     parser.add_argument("--out", required=True, type=output_file, help="output TSV: a row per substitution (bgzip-compressed when named .gz)")
-    parser.add_argument("--plot", type=Path, help="also draw the figure (SVG)")
+    parser.add_argument("--plot", type=output_file, help="also draw the figure (SVG)")
     add_settings(parser, MutagenesisSettings)
 
 

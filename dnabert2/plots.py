@@ -89,8 +89,8 @@ def score_distribution(scores, out) -> None:
     tracks = path.is_dir() or _is_track(path)
     counts: dict[str, np.ndarray] = {}
     for file in files:
-        for name, values, weights in ([_track(file)] if tracks else _calls(file)):
-            counts[name] = counts.get(name, 0) + np.histogram(values, PROBABILITY_BINS, weights=weights)[0]
+        for name, histogram in ([_track(file)] if tracks else _calls(file)):
+            counts[name] = counts.get(name, 0) + histogram
     fig, ax = figure()
     for name, histogram in sorted(counts.items()):
         ax.stairs(histogram, PROBABILITY_BINS, label=f"{name} ({histogram.sum():,.0f})")
@@ -120,36 +120,40 @@ def _is_track(path) -> bool:
     return any(line.startswith("track") for line in header) or (first is not None and first.count("\t") == 3)
 
 
-def _track(path) -> tuple[str, np.ndarray, np.ndarray]:
-    """(name, values, bases each value covers) of a bedGraph; named by its track line, else its file."""
+def _track(path) -> tuple[str, np.ndarray]:
+    """(name, histogram of values weighted by the bases each covers) of a bedGraph, read in chunks so
+    a genome's per-base track takes no more memory than a chunk; named by its track line, else its file."""
     import pandas as pd
 
     header, first = _header(path)
     named = [line.split('name="', 1)[1].split('"', 1)[0] for line in header if 'name="' in line]
     name = named[0] if named else Path(path).stem
+    counts = np.zeros(len(PROBABILITY_BINS) - 1)
     if first is None:
-        return name, np.empty(0), np.empty(0)
+        return name, counts
     try:
         with open_text(path) as handle:
-            table = pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[1, 2, 3],
-                                dtype=float).to_numpy()
+            for chunk in pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[1, 2, 3],
+                                     dtype=float, chunksize=1 << 20):
+                table = chunk.to_numpy()
+                spans, values = table[:, 1] - table[:, 0], table[:, 2]
+                if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
+                    raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values "
+                                    "probabilities (0 to 1)")
+                counts += np.histogram(values, PROBABILITY_BINS, weights=spans)[0]
     except (ValueError, pd.errors.ParserError):
         raise UserError(f"{path}: not a bedGraph (contig, start, end and value on every line)") from None
-    spans, values = table[:, 1] - table[:, 0], table[:, 2]
-    if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
-        raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values probabilities "
-                        "(0 to 1)")
-    return name, values, spans
+    return name, counts
 
 
-def _calls(path):
-    """(label, probabilities, ones) for each label of a scan's calls."""
+def _calls(path) -> list[tuple[str, np.ndarray]]:
+    """(label, histogram of its calls' probabilities) for each label of a scan's calls."""
     from .scan.calls import read_calls
 
     by_label: dict[str, list[float]] = {}
     for call in read_calls(path):
         by_label.setdefault(call.label, []).append(call.score / 1000)
-    return [(label, np.array(values), np.ones(len(values))) for label, values in by_label.items()]
+    return [(label, np.histogram(values, PROBABILITY_BINS)[0]) for label, values in by_label.items()]
 
 
 def metaplot(evaluations: dict[str, Path], out) -> None:

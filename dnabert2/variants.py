@@ -28,7 +28,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, check_outputs
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
@@ -167,8 +167,8 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     counts of records scored and not scored, by reason."""
     s = settings_with(VariantSettings, settings, overrides)
     out = Path(out)
-    if not out.name.endswith(".vcf.gz"):
-        raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz name")
+    if not (bgzip_named(out) and plain_suffix(out) == ".vcf"):
+        raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz (or .vcf.bgz) name")
     check_outputs([out, tsv], [vcf, fasta])
     if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, "END"):
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "

@@ -168,6 +168,7 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "annotated.vcf.gz"],
      ["already has an INFO/DNABERT2 field"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf"], [".vcf.gz"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.tsv.gz"], [".vcf.gz (or .vcf.bgz)"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "notvcf.txt"], ["notvcf.txt"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "plain.vcf.gz"],
      ["plain.vcf.gz", "gzip", "bgzip"]),

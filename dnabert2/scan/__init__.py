@@ -253,7 +253,7 @@ def add_arguments(parser) -> None:
                         "as genome browsers load them")
     parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
                         "needs it")
-    parser.add_argument("--junctions", type=Path, help="with --bam: also write the junctions the reads show (CIGAR N) "
+    parser.add_argument("--junctions", type=output_file, help="with --bam: also write the junctions the reads show (CIGAR N) "
                         "as BED6")
     add_settings(parser, ScanSettings)
 
