@@ -9,6 +9,7 @@ config section through the commands' settings (dnabert2/settings.py), so each op
 once. Imports nothing heavy: Snakemake's own environment runs this.
 """
 
+import copy
 import json
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def check(config: dict, schema_path, files=()) -> None:
     for path in files:
         refuse_repeated_keys(path)
     refuse_renamed_keys(config)
-    refuse_keys_without_effect(config)
+    given = copy.deepcopy(config)  # the keys as written: validation fills the defaults in
     validate(config, schema(schema_path))
+    refuse_keys_without_effect(given)
     check_references(config)
 
 
@@ -93,8 +95,8 @@ def refuse_renamed_keys(config: dict) -> None:
                 raise ValueError(f"config: {section}.{name}.{old} is now called {new}")
 
 
-# Keys that act only with another setting, checked before the schema fills the defaults in (after
-# it, a key left out cannot be told from one given): (section, key, what it needs, the test of it).
+# Keys that act only with another setting, checked on the config as written (once validated, a key
+# left out cannot be told from one given): (section, key, what it needs, the test of it).
 ONLY_WITH = [
     ("tasks", "core", "dense: true", lambda s: s.get("dense") is True),
     ("tasks", "flank", "dense: true", lambda s: s.get("dense") is True),

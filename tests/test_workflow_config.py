@@ -236,6 +236,7 @@ def window_task(config: dict) -> None:
                                             "info_key": "END"}}), ["variants.v.info_key: 'END' is not allowed", "not END"]),
         # Keys that would be ignored, and settings the job would refuse only once it ran.
         (lambda c: c["tasks"]["ce1pct_splice"].pop("dense"), ["tasks.ce1pct_splice.core acts only with dense: true"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(dense="true"), ["tasks.ce1pct_splice.dense", "boolean"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(negatives="shuffled"),
          ["tasks.ce1pct_splice.negatives acts only with a task of windows"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
