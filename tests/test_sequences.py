@@ -456,3 +456,26 @@ def test_junction_strands_of_unknown_tags_and_empty_skips(tmp_path):
     with pysam.AlignmentFile(str(path)) as bam:
         found = junctions(bam)
     assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 2)]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, newline):
+    """A FASTA of one line per record goes through in chunk-sized pieces (memory stays at a chunk):
+    the same bases, headers still found, a bad base still named at its position."""
+    import random
+
+    from dnabert2.sequences import fasta
+
+    monkeypatch.setattr(fasta, "_CHUNK", 64)
+    rng = random.Random(1)
+    records = {f"r{i}": "".join(rng.choice("ACGTN") for _ in range(rng.randrange(1, 400))) for i in range(12)}
+    source = tmp_path / "long.fa"
+    source.write_bytes("".join(f">{name} some description{newline}{seq}{newline}"
+                               for name, seq in records.items()).encode()[:-len(newline)])  # no last newline
+    write_indexed_fasta(source, tmp_path / "out.fa")
+    with Fasta(tmp_path / "out.fa") as out:
+        assert {name: out.fetch(name) for name in out.lengths} == records
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\n" + "A" * 300 + "Q" + "A" * 300 + "\n")
+    with pytest.raises(UserError, match="'Q' at position 301"):
+        write_indexed_fasta(bad, tmp_path / "bad_out.fa")

@@ -201,12 +201,16 @@ def _copy_fasta_stream(path, out) -> None:
     bases (positions counted along the record), and a sequence in every record."""
     names = set()
     name, length = None, 0  # the record being read, and its bases so far
-    carry = b""
+    carry, line_start = b"", True  # whether the next block starts a line
     with open_binary(path) as source:
         while True:
             chunk = source.read(_CHUNK)
             buffer = carry + chunk
             cut = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
+            # A line of bases longer than a chunk (a FASTA of one line per record) goes on in pieces, so
+            # memory stays at a chunk; only a header line is kept whole.
+            if not cut and name is not None and len(buffer) >= _CHUNK and not (line_start and buffer[:1] == b">"):
+                cut = len(buffer)
             block, carry = buffer[:cut], buffer[cut:]
             if block:
                 block = block.replace(b"\r", b"")
@@ -215,7 +219,8 @@ def _copy_fasta_stream(path, out) -> None:
                 if not names and not block.lstrip().startswith(b">"):
                     raise UserError(f"{path}: not a FASTA file (no '>' header before the sequence)")
                 start = 0
-                for header in [*_HEADER_LINE.finditer(block), None]:
+                headers = [h for h in _HEADER_LINE.finditer(block) if h.start() or line_start]
+                for header in [*headers, None]:
                     sequence = block[start:header.start() if header else len(block)].replace(b"\n", b"")
                     if sequence.translate(None, _NUCLEOTIDE_BYTES):
                         check_nucleotides(path, name, sequence.decode(errors="replace"), before=length)
@@ -224,9 +229,13 @@ def _copy_fasta_stream(path, out) -> None:
                         _check_has_sequence(path, name, length)
                         name, length, start = _header_name(header[0]), 0, header.end()
                         check_name(path, name, names)
-                out.write(block if block.endswith(b"\n") else block + b"\n")
+                block += b"" if block.endswith(b"\n") or chunk else b"\n"  # the file's last line, ended
+                out.write(block)
+                line_start = block.endswith(b"\n")
             if not chunk:
                 break
+    if not line_start:  # the last piece of a long last line
+        out.write(b"\n")
     if name is None:
         raise UserError(f"{path}: no sequence found (empty FASTA)")
     _check_has_sequence(path, name, length)
