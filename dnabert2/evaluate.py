@@ -15,7 +15,7 @@ from .finetune import finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, output_file, settings_from
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
@@ -106,8 +106,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
     import pandas as pd
 
     table = pd.DataFrame(rows)
-    with atomic_output(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    with atomic_text(out) as handle:
+        table.to_csv(handle, sep="\t", index=False, float_format="%.4f")
     methods = list(dict.fromkeys(table["method"]))
     lines = ["| task | test examples | " + " | ".join(f"{m} MCC" for m in methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
@@ -124,8 +124,14 @@ def write_tables(rows: list[dict], out: Path) -> None:
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
     if "collapsed" in table and table["collapsed"].map(_collapsed).any():
         lines.append("\n(one class): the model predicts one class for every sequence; it has learned nothing.")
-    with atomic_output(out.with_suffix(".md")) as tmp:
+    with atomic_output(markdown_of(out)) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def markdown_of(table) -> Path:
+    """The Markdown twin of a results table: results.md beside results.tsv (or results.tsv.gz)."""
+    table = Path(table)
+    return (table.with_suffix("") if bgzip_named(table) else table).with_suffix(".md")
 
 
 def _collapsed(value) -> bool:
@@ -138,9 +144,9 @@ def add_arguments(parser) -> None:
         "For every task folder under --gue (GUE layout: EMP/, prom/, splice/, tf/, virus/ ...; any folder holding "
         "train.csv, dev.csv and test.csv) or the one --data task: fine-tune the model (--lora, --full, or by default "
         "LoRA from 50 M parameters and every weight below; a model that is already a fine-tuned classifier is scored "
-        "as it is) and score it on test, beside a k-mer logistic-"
-        "regression baseline (and, with --baseline cnn, a small CNN). Writes a TSV (one row per task and method: "
-        "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md).")
+        "as it is) and score it on test, beside the --baseline methods (by default a k-mer logistic-regression "
+        "baseline; --baseline kmer cnn adds a small CNN). Writes a TSV (one row per task and method: "
+        "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
     parser.add_argument("--model", required=True, type=Path,
                         help="model folder (pretrained, or a fine-tuned classifier),"
                         " or a Hugging Face Hub id (owner/name[@revision])")
@@ -154,9 +160,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    check_outputs([args.out, args.out.with_suffix(".md")])
+    check_outputs([args.out, markdown_of(args.out)])
     tasks = find_tasks(args.gue) if args.gue else {args.data.name: args.data}
     rows = evaluate(args.model, tasks, args.out, settings_from(args, EvaluateSettings),
                     settings_from(args, FinetuneSettings))
-    print(args.out.with_suffix(".md").read_text(), end="")
+    print(markdown_of(args.out).read_text(), end="")
     log.info("wrote %d rows to %s", len(rows), args.out)

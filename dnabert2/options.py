@@ -198,7 +198,9 @@ def named_paths(items) -> dict[str, Path]:
     """NAME=PATH arguments (or plain paths, each named by its folder) → name → path."""
     named = {}
     for item in items:
-        name, _, path = item.partition("=") if "=" in item else (Path(item).parent.name, "", item)
+        # A path that exists as given is a path, even with "=" in a folder's name.
+        named_so = "=" in item and not Path(item).exists()
+        name, _, path = item.partition("=") if named_so else (Path(item).resolve().parent.name, "", item)
         if name in named:
             raise UserError(f"two inputs named {name!r} ({named[name]} and {path}); name them, NAME=PATH")
         named[name] = Path(path)

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .tasks.registry import KINDS
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,8 @@ class Step:
     params: dict[str, str] = field(default_factory=dict)  # named param → its option, besides extra
     beside: dict[str, str] = field(default_factory=dict)  # outputs written beside the first: suffix
     workers: bool = False  # threads beyond the first become DataLoader workers
+    many: tuple[str, ...] = ()  # names that take several files (each repeats the option); the rest take one
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # params of a few values: those
 
 
 MODEL = {"model": "--model"}  # a model folder as input (or a file in it), or a Hub id as a param
@@ -30,11 +34,12 @@ STEPS = {
     "download": Step("download", {"source": ""}, {"fasta": "--out"}, ("source",),
                      params={"source": "", "sha256": "--sha256", "md5": "--md5"},
                      beside={"fai": ".fai", "gzi": ".gzi"}),
-    "vocab": Step("vocab", {"genomes": "--genome"}, {"tokenizer": "--out", "report": "--report"}, ("genomes",)),
+    "vocab": Step("vocab", {"genomes": "--genome"}, {"tokenizer": "--out", "report": "--report"}, ("genomes",),
+                  many=("genomes",)),
     "pretrain": Step("pretrain", {"genomes": "--genome", "tokenizer": "--tokenizer", "init": "--init"},
-                     {"model": "--out"}, ("genomes", "tokenizer | init"), workers=True),
+                     {"model": "--out"}, ("genomes", "tokenizer | init"), workers=True, many=("genomes",)),
     "tasks": Step("tasks", {"genome": "--genome", "annotation": "--annotation"}, {"task": "--out"},
-                  ("kind", "genome", "annotation"), params={"kind": ""}),
+                  ("kind", "genome", "annotation"), params={"kind": ""}, choices={"kind": tuple(KINDS)}),
     "finetune": Step("finetune", {**MODEL, "task": "--data"}, {"model": "--out"}, ("model", "task"), params=MODEL),
     "evaluate": Step("evaluate", {**MODEL, "task": "--data", "gue": "--gue"}, {"table": "--out"},
                      ("model", "task | gue"), params=MODEL),
@@ -82,6 +87,13 @@ def check(step: Step, inputs: dict, outputs: dict, params: dict) -> None:
     for need in step.needs:
         if not any(set(group.split("+")) <= given for group in need.split(" | ")):
             raise WrapperError(f"no named input {_describe(need)}")
+    for kind, given in (("input", inputs), ("output", outputs), ("param", params)):
+        for name, value in given.items():  # (a function, as a rule may give an input, is not known yet)
+            if name not in step.many and isinstance(value, (list, tuple)) and len(value) > 1:
+                raise WrapperError(f"{kind} {name} names {len(value)} values; the command takes one")
+    for name, allowed in step.choices.items():
+        if name in params and isinstance(params[name], str) and params[name] not in allowed:
+            raise WrapperError(f"param {name} {params[name]!r}: choose one of {', '.join(allowed)}")
     twice = sorted(set(inputs) & set(step.params) & set(params))
     if twice:
         raise WrapperError(f"{', '.join(twice)} given both as input and as param; give one")

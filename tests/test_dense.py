@@ -456,6 +456,21 @@ def test_reports_of_one_name_are_refused_not_dropped(tmp_path):
     assert_user_error(run_cli("scan-table", f"x={tmp_path / 'absent.json'}"), "absent.json: no such file")
 
 
+def test_scan_table_names_reports_by_their_folder_and_writes_what_the_name_says(tmp_path, monkeypatch):
+    metrics = {"calls": 3, "sites": 4, "precision": 0.5, "recall": None, "f1": None}
+    folder = tmp_path / "k=v"  # a folder whose name holds "=", given as a path that exists
+    folder.mkdir()
+    (folder / "eval.json").write_text(json.dumps({"labels": {"donor": metrics}}))
+    monkeypatch.chdir(folder)
+    result = run_cli("scan-table", "eval.json", "--out", tmp_path / "t.tsv.gz")  # a bare name: its folder's
+    assert result.returncode == 0, result.stderr
+    with gzip.open(tmp_path / "t.tsv.gz", "rt") as handle:
+        rows = handle.read().splitlines()
+    assert rows[1].split("\t")[:5] == ["k=v", "donor", "3", "4", "0.5"]
+    (folder / "bad.json").write_text(json.dumps({"labels": {"donor": None}}))
+    assert_user_error(run_cli("scan-table", folder / "bad.json"), "bad.json: not a scan-eval report")
+
+
 def test_predict_with_a_per_base_model_finds_the_site_in_each_sequence(cnn, ce1pct, tmp_path):
     """400 bp around each annotated donor of held-out chromosome IV, on its strand: the trained CNN's
     best donor base is the annotated one far more often than chance (1 in 400), and the TSV holds

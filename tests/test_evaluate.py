@@ -1,6 +1,7 @@
 """The GUE-format harness: task discovery, the k-mer baseline on real labelled data, the tables."""
 
 import csv
+import gzip
 import json
 import shutil
 
@@ -116,6 +117,19 @@ def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path):
     assert_user_error(result, "z/bad/train.csv", "a single class")
     assert "task a/good" not in result.stderr  # refused before the first task was read for training
     assert not (tmp_path / "r.tsv").exists()
+
+
+def test_a_compressed_table_and_its_markdown_twin(uci_task, tmp_path):
+    """results.tsv.gz is bgzip, as every table output named .gz, and its Markdown is results.md."""
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    out = tmp_path / "results.tsv.gz"
+    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", out, "--epochs", 1, "--device", "cpu",
+                     "--baseline", "none", "-q")
+    assert result.returncode == 0, result.stderr
+    with gzip.open(out, "rt") as handle:
+        assert handle.readline().startswith("task\tmethod")
+    assert (tmp_path / "results.md").read_text().startswith("| task |")
 
 
 def test_evaluate_cuts_inputs_at_the_given_max_tokens(tmp_path):

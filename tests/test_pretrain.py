@@ -389,3 +389,15 @@ def test_tokens_per_second_leave_out_evaluations_and_checkpoints(genome, tmp_pat
     rates = [row["tokens_per_s"] for row in losses(tmp_path / "m")]
     # Steps take milliseconds: counted in, 1.5 s would cut the rate after each evaluation a hundredfold.
     assert min(rates[2], rates[4]) > 0.2 * float(np.median(rates)), rates
+
+
+def test_init_brings_its_tokenizer_when_none_is_given(genome, tmp_path):
+    """--init alone: the init model's tokenizer, as the pretrain wrapper documents."""
+    init = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "init", load_tokenizer(TOKENIZER))
+    args = ["pretrain", "--genome", genome, "--init", init, "--out", tmp_path / "m", "--batch-size", 8,
+            "--window-tokens", 64, "--workers", 0, "--steps", 1, "-q"]
+    assert run_cli(*args).returncode == 0
+    assert load_tokenizer(tmp_path / "m").get_vocab() == load_tokenizer(TOKENIZER).get_vocab()
+    result = run_cli("pretrain", "--genome", genome, "--out", tmp_path / "n")
+    assert_user_error(result, "--tokenizer is needed", "--init")
+    assert not (tmp_path / "n").exists()

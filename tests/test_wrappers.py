@@ -225,10 +225,21 @@ include: "path/to/dnabert2/wrappers/check.smk"
     ({"model": "m", "genome": "g"}, {"summary": "s"}, {}, "no named output calls"),
     ({"model": "m", "genome": "g"}, {"calls": "c"}, {"model": "o/n"}, "model given both as input and as param"),
     ({"model": "m", "genome": "g"}, {"calls": "c"}, {"threshold": 0.5}, "unknown named param threshold"),
+    # Two files for an option that keeps one: the command would read the last alone, unsaid.
+    ({"model": "m", "genome": ["g1", "g2"]}, {"calls": "c"}, {}, "input genome names 2 values; the command takes one"),
 ])
 def test_check_names_what_is_missing_or_unknown(inputs, outputs, params, words):
     with pytest.raises(WrapperError, match=words):
         check(STEPS["scan"], inputs, outputs, params)
+
+
+def test_a_task_kind_the_command_lacks_is_refused_before_it_runs():
+    with pytest.raises(WrapperError, match="param kind 'tss': choose one of promoter, core-promoter, splice, tts"):
+        check(STEPS["tasks"], {"genome": "g", "annotation": "a"}, {"task": "t"}, {"kind": "tss"})
+
+
+def test_genomes_may_be_several_where_the_command_takes_several():
+    check(STEPS["vocab"], {"genomes": ["a.fa", "b.fa"]}, {"tokenizer": "t.json"}, {})
 
 
 def test_side_outputs_must_lie_where_the_command_writes_them():

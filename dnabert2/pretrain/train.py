@@ -439,14 +439,16 @@ def add_arguments(parser) -> None:
         "data-parallel over every GPU.")
     parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
                         help="genome FASTA (repeat for several; bgzip with .fai for random access)")
-    parser.add_argument("--tokenizer", required=True, type=Path,
-                        help="tokenizer.json (from `dnabert2 vocab`) or a model folder")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer.json (from `dnabert2 vocab`) or a model folder; "
+                        "with --init, by default the init model's")
     parser.add_argument("--out", required=True, type=Path, help="output model folder")
     add_settings(parser, PretrainSettings)
 
 
 def run(args) -> None:
-    row = pretrain(args.genome, args.tokenizer, args.out, settings_from(args, PretrainSettings),
-                   progress=progress(args))
+    settings = settings_from(args, PretrainSettings)
+    if args.tokenizer is None and settings.init is None:
+        raise UserError("--tokenizer is needed (or --init, whose model's tokenizer is then used)")
+    row = pretrain(args.genome, args.tokenizer or settings.init, args.out, settings, progress=progress(args))
     if row:
         log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))

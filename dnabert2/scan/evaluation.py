@@ -15,7 +15,7 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..errors import UserError
 from ..options import add_settings, named_paths, output_file, settings_from, settings_with
-from ..outputs import atomic_output, check_outputs
+from ..outputs import atomic_output, atomic_text, check_outputs
 from ..sequences import read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
@@ -422,12 +422,13 @@ def run_table(args) -> None:
         try:
             reports[name] = json.loads(Path(path).read_text())
             assert isinstance(reports[name]["labels"], dict)
+            assert all(isinstance(m, dict) for m in reports[name]["labels"].values())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
             raise UserError(f"{path}: not a scan-eval report") from None
     rows = table_rows(reports)
     if args.out:
-        with atomic_output(args.out) as tmp:
-            Path(tmp).write_text("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+        with atomic_text(args.out) as handle:
+            handle.write("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
     print("| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS))
     for r in rows:
         print("| " + " | ".join(map(str, r)) + " |")
