@@ -24,6 +24,19 @@ def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
     return len(ordered)
 
 
+def bed_header(path) -> tuple[list[str], str | None]:
+    """The header lines (track, browser, #) of a BED or bedGraph file, and its first line after them."""
+    from .sequences.fasta import open_text, reading_text
+
+    header = []
+    with reading_text(path, "BED or bedGraph"), open_text(path) as handle:
+        for line in handle:
+            if not line.startswith(("track", "browser", "#")):
+                return header, line
+            header.append(line)
+    return header, None
+
+
 def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1) -> int:
     """The junctions (CIGAR N) the BAM's reads show, as BED6; returns the number written. BED scores
     stop at 1000, so the exact read count goes into the name (reads=N)."""

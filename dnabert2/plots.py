@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .bed import bed_header
 from .errors import UserError
 from .options import named_paths, output_file
 from .outputs import atomic_output, check_outputs
-from .sequences.fasta import open_text, reading_text
+from .sequences.fasta import open_text
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +104,9 @@ def score_distribution(scores, out) -> None:
     save_figure(fig, out)
 
 
-def _header(path) -> tuple[list[str], str | None]:
-    """The header lines (track, browser, #) of a BED-like file, and its first line after them."""
-    header = []
-    with reading_text(path, "BED or bedGraph"), open_text(path) as handle:
-        for line in handle:
-            if not line.startswith(("track", "browser", "#")):
-                return header, line
-            header.append(line)
-    return header, None
-
-
 def _is_track(path) -> bool:
     """A bedGraph (a track line, or four columns) rather than calls (BED6+4)."""
-    header, first = _header(path)
+    header, first = bed_header(path)
     return any(line.startswith("track") for line in header) or (first is not None and first.count("\t") == 3)
 
 
@@ -125,7 +115,7 @@ def _track(path) -> tuple[str, np.ndarray]:
     a genome's per-base track takes no more memory than a chunk; named by its track line, else its file."""
     import pandas as pd
 
-    header, first = _header(path)
+    header, first = bed_header(path)
     named = [line.split('name="', 1)[1].split('"', 1)[0] for line in header if 'name="' in line]
     name = named[0] if named else Path(path).stem
     counts = np.zeros(len(PROBABILITY_BINS) - 1)

@@ -21,7 +21,7 @@ from .options import as_arguments
 from .settings import (CNN_OPTIONS, INFO_KEY, UNSCORED, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
                        VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
-from .tasks.registry import KINDS, TOLERANCES
+from .tasks.registry import KINDS, TOLERANCES, label_position
 
 # Keys renamed since a release, and what they are called now.
 RENAMED = {("pretrain", "max_tokens"): "batch_tokens"}
@@ -200,10 +200,11 @@ def check_references(config: dict) -> None:
             raise ValueError(f"config: pretrain.{model}: batch_size {settings['batch_size']} does not split evenly "
                              f"over {settings['gpus']} GPUs")
     for task, settings in config["tasks"].items():
-        kind = KINDS[settings["kind"]]
-        if not settings["dense"] and settings["negatives"] not in kind.negatives:
-            raise ValueError(f"config: tasks.{task}.negatives: {kind.name} negatives must be "
-                             f"{' or '.join(kind.negatives)}, not {settings['negatives']}")
+        if not settings["dense"]:
+            try:
+                KINDS[settings["kind"]].check_negatives(settings["negatives"])
+            except UserError as error:
+                raise ValueError(f"config: tasks.{task}.negatives: {error}") from None
         both = sorted(set(settings["test_contigs"]) & set(settings["dev_contigs"]))
         if both:
             raise ValueError(f"config: tasks.{task}: contig {both[0]} is in both test_contigs and dev_contigs; "
@@ -297,7 +298,7 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if task is not None:
         known = KINDS[config["tasks"][task]["kind"]].labels
         for label in settings["labels"]:
-            if label not in known and not (label.isdigit() and int(label) < len(known)):
+            if label_position(known, label) is None:
                 raise ValueError(f"config: scan.{name}.labels: {label!r} is no label of its model's task {task!r} "
                                  f"({', '.join(known)})")
 

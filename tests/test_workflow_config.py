@@ -244,7 +244,7 @@ def window_task(config: dict) -> None:
         (lambda c: c["genomes"]["ce1pct"].update(sha256="a" * 64, md5="b" * 32), ["genomes.ce1pct", "not both"]),
         (lambda c: c["pretrain"]["tiny"].update(gpus=3), ["pretrain.tiny: batch_size 32", "over 3 GPUs"]),
         (lambda c: (window_task(c), c["tasks"]["ce1pct_splice"].update(negatives="shuffled")),
-         ["tasks.ce1pct_splice.negatives: splice negatives must be genomic, not shuffled"]),
+         ["tasks.ce1pct_splice.negatives: splice negatives must be 'genomic', not 'shuffled'"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(test_contigs=["IV"], dev_contigs=["IV"]),
          ["tasks.ce1pct_splice: contig IV is in both test_contigs and dev_contigs"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(labels=["foo"]), ["scan.ce1pct_splice.labels: 'foo'",

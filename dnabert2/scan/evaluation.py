@@ -13,11 +13,12 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from ..bases.metrics import SiteCounts, as_scores
+from ..bed import bed_header
 from ..errors import UserError
 from ..options import add_settings, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_output, atomic_text, check_outputs
 from ..sequences import read_annotation, read_bed_regions
-from ..sequences.fasta import check_file, open_text
+from ..sequences.fasta import check_file
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
@@ -131,8 +132,8 @@ def _evaluated_regions(scanned, s, held_out) -> list | None:
         limits["the scanned regions"] = [tuple(r) for r in scanned["regions"]]
     if not limits:
         return None
-    regions = list(limits.values())[0]
-    for other in list(limits.values())[1:]:
+    regions, *others = limits.values()
+    for other in others:
         regions = intersect(regions, other)
     if not regions and len(limits) > 1:  # an evaluation of nothing would report only nulls, and pass
         raise UserError(f"nothing to evaluate: {' and '.join(limits)} share no base")
@@ -273,22 +274,12 @@ def read_bedgraph(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
     import pandas as pd
 
     table = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=range(4), dtype={0: str},
-                        names=["contig", "start", "end", "value"], skiprows=_header_lines(path))
+                        names=["contig", "start", "end", "value"], skiprows=len(bed_header(path)[0]))
     found = {}
     for contig, rows in table.groupby("contig", sort=False):
         rows = rows.sort_values("start")
         found[contig] = tuple(rows[c].to_numpy() for c in ("start", "end", "value"))
     return found
-
-
-def _header_lines(path: Path) -> int:
-    with open_text(path) as handle:
-        count = 0
-        for line in handle:
-            if not line.startswith(("track", "browser", "#")):
-                return count
-            count += 1
-    return count
 
 
 def _metrics(counts) -> dict:

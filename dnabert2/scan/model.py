@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..hub import model_name
 from ..bases.cnn import is_cnn
 from ..model import check_model_folder, classifier_head, is_classifier, load_model
-from ..tasks.registry import KINDS
+from ..tasks.registry import KINDS, label_position
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,7 @@ def called_labels(scanner: Scanner, names) -> list[int]:
 
 def label_index(scanner: Scanner, name: str, option: str) -> int:
     """A label given (with `option`) by name or by its index in the model's labels."""
-    if name in scanner.labels:
-        return scanner.labels.index(name)
-    if name.isdigit() and int(name) < len(scanner.labels):
-        return int(name)
+    position = label_position(scanner.labels, name)
+    if position is not None:
+        return position
     raise UserError(f"{option} {name!r}: {scanner.folder} has no such label (labels: {', '.join(scanner.labels)})")

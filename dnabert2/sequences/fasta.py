@@ -146,7 +146,7 @@ def check_name(path, name: str, seen: set[str]) -> None:
 def _count_headers(path) -> int:
     """The '>' lines of a FASTA (plain or compressed), read in large chunks."""
     count, last = 0, b"\n"
-    with (gzip.open(path, "rb") if compression(path) else open(path, "rb")) as handle:
+    with open_binary(path) as handle:
         while chunk := handle.read(_CHUNK):
             count += (last + chunk).count(b"\n>")
             last = chunk[-1:]
@@ -229,12 +229,11 @@ def _copy_fasta_stream(path, out) -> None:
                         _check_has_sequence(path, name, length)
                         name, length, start = _header_name(header[0]), 0, header.end()
                         check_name(path, name, names)
-                block += b"" if block.endswith(b"\n") or chunk else b"\n"  # the file's last line, ended
                 out.write(block)
                 line_start = block.endswith(b"\n")
             if not chunk:
                 break
-    if not line_start:  # the last piece of a long last line
+    if not line_start:  # the file's last line, ended
         out.write(b"\n")
     if name is None:
         raise UserError(f"{path}: no sequence found (empty FASTA)")

@@ -132,8 +132,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                                                                  s.max_n, s.margin)
     task = task_kind(kind)
     check_folder(Path(out), s.force, inputs=[genome, annotation])
-    if negatives not in task.negatives:
-        raise UserError(f"{kind} negatives must be {' or '.join(map(repr, task.negatives))}, not {negatives!r}")
+    task.check_negatives(negatives)
     rng = np.random.default_rng(seed)
     notes = read_annotation(annotation, s.min_intron)
     with Fasta(genome) as fasta:

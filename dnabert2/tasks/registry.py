@@ -63,6 +63,11 @@ class TaskKind:
     def motifs(self) -> bool:
         return any(s.motif for s in self.sites)
 
+    def check_negatives(self, negatives: str) -> None:
+        if negatives not in self.negatives:
+            raise UserError(f"{self.name} negatives must be {' or '.join(map(repr, self.negatives))}, "
+                            f"not {negatives!r}")
+
 
 # Annotated TSSs and TTSs are only as exact as the transcripts' ends: calls within 100 bp count.
 TOLERANCES = {
@@ -109,6 +114,13 @@ def task_kind(name: str) -> TaskKind:
     if name not in KINDS:
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(KINDS)}")
     return KINDS[name]
+
+
+def label_position(labels, name: str) -> int | None:
+    """The index of a label given by name or by its index among `labels`; None if it is neither."""
+    if name in labels:
+        return list(labels).index(name)
+    return int(name) if name.isdigit() and int(name) < len(labels) else None
 
 
 def site_label(name: str) -> SiteLabel | None:
