@@ -321,9 +321,10 @@ def test_example_configs_plan_their_whole_chain(checkout, example):
 
 def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
     stand_in_inputs(checkout, ROOT / "config" / "examples" / "gpu_ensembl.yaml")
-    # A dry run caps threads at --cores (1 unless given); a SLURM run caps nothing.
+    # A dry run caps threads at --cores (1 unless given); a SLURM run caps nothing. Run as the workflow
+    # catalog runs it (workflow/Snakefile), where Snakemake also loads any workflow/profiles/default.
     result = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--cores", "64", "--configfile",
-                       "config/examples/gpu_ensembl.yaml", cwd=checkout)
+                       "config/examples/gpu_ensembl.yaml", "-s", "workflow/Snakefile", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {}
     for block in result.stdout.split("\nrule ")[1:]:
