@@ -37,9 +37,10 @@ def bed_header(path) -> tuple[list[str], str | None]:
     return header, None
 
 
-def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1) -> int:
+def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1, keep=None) -> int:
     """The junctions (CIGAR N) the BAM's reads show, as BED6; returns the number written. BED scores
-    stop at 1000, so the exact read count goes into the name (reads=N)."""
+    stop at 1000, so the exact read count goes into the name (reads=N). keep: a test of each junction
+    (contig, start, end), for those of some regions only."""
     from .sequences import Fasta, check_reference, junctions, open_alignments
 
     fasta = Fasta(reference) if reference else None
@@ -53,16 +54,14 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
         if fasta is not None:
             fasta.close()
     rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand)
-            for j in found if j.reads >= min_reads]
+            for j in found if j.reads >= min_reads and (keep is None or keep(j.contig, j.start, j.end))]
     return write_bed(path, rows, order)
 
 
-
-
 def add_sites_arguments(parser) -> None:
-    parser.description = ("Read a GFF3 or GTF and write, strand-aware, one BED6 line per TSS (first transcribed "
-                          "base), splice site (donor: the intron's first base; acceptor: its last), intron or gene "
-                          "span.")
+    parser.description = ("Read a GFF3, GTF or GenBank annotation and write, strand-aware, one BED6 line per TSS "
+                          "(first transcribed base), TTS (last transcribed base), splice site (donor: the intron's "
+                          "first base; acceptor: its last), intron or gene span.")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",

@@ -289,8 +289,8 @@ def test_windows_over_n_are_skipped_and_gzip_input_streams(short_model, tmp_path
         handle.write(f">chrX\n{gapped}\n")
     rows, summary = scan(short_model, tmp_path / "calls.bed", "--fasta", fasta, "--stride", 60, "--max-n", 0,
                          "--threshold", 0)
-    assert summary["windows_skipped_for_n"] == 9  # windows starting at 1980..2460 touch the N run
-    assert summary["windows"] == 2 * (100 - 9)
+    # Windows starting at 1980..2460 touch the N run: nine, on each strand; both counts are per strand.
+    assert summary["windows_skipped_for_n"] == 2 * 9 and summary["windows"] == 2 * (100 - 9)
     assert all(r[2] <= 2000 or r[1] >= 2500 for r in rows)
 
 
@@ -314,6 +314,7 @@ def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model,
     assert sum(r[6] for r in rows) == summary["windows"]
     junctions = [line.split("\t") for line in (tmp_path / "j.bed").read_text().splitlines()]
     assert junctions and all(j[3].startswith("reads=") for j in junctions)
+    assert {j[0] for j in junctions} == {"SIRV5"}  # those of the scanned contig, not the whole BAM's
 
 
 def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
@@ -328,6 +329,8 @@ def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
     # Both chunks classify the reads they share; each window is tallied once, by one of them.
     gathered = json.loads((tmp_path / "g.json").read_text())
     assert {k: gathered[k] for k in ("windows", "tokens", "bases")} == {k: tally[k] for k in ("windows", "tokens", "bases")}
+    with pysam.AlignmentFile(str(SIRV_BAM)) as bam:  # read bases, each read once at most
+        assert 0 < tally["bases"] <= sum(r.query_length for r in bam.fetch("SIRV3") if not r.is_secondary)
     # Scores are whole thousandths: cut where the k-th best ties with the next; the earliest in the genome wins.
     scores = sorted((r[4] for r in whole), reverse=True)
     k = next(i for i in range(10, len(scores)) if scores[i - 1] == scores[i])

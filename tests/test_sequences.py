@@ -82,6 +82,23 @@ def test_an_index_older_than_its_fasta_is_built_again(tmp_path, name):
     assert not list(tmp_path.glob(".*"))  # indexed under temporary names, renamed: none left behind
 
 
+@pytest.mark.parametrize("name", ["genome.fa", "genome.fa.gz"])
+def test_an_index_that_does_not_describe_its_fasta_is_one_clear_error(tmp_path, name):
+    """A .fai newer than its FASTA but claiming a longer contig (edited, or copied from another file)."""
+    plain = tmp_path / "plain.fa"
+    plain.write_text(">c1\n" + "ACGT" * 25 + "\n")
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        pysam.tabix_compress(str(plain), str(path))
+    else:
+        path.write_text(plain.read_text())
+    Fasta(path).close()
+    fai = tmp_path / f"{name}.fai"
+    fai.write_text(fai.read_text().replace("\t100\t", "\t200\t", 1))
+    with Fasta(path) as fasta, pytest.raises(UserError, match="remove its .fai and .gzi to rebuild them"):
+        fasta.fetch("c1", 50, 200)
+
+
 def test_fasta_with_ragged_lines_is_read_whole(tmp_path):
     path = tmp_path / "ragged.fa"
     path.write_text(">a\nACGTACGT\nAC\nACGTAC\n>b\nGG\n")

@@ -25,7 +25,7 @@ from .calls import top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, relative, scan_line, write_json
 from .model import called_labels
-from .plan import blocks, chunk, merge_regions, neighbours, parse_chunk
+from .plan import RegionIndex, blocks, chunk, merge_regions, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
 
 __all__ = ["ScanSettings", "gather", "scan"]
@@ -107,7 +107,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     index, count = parse_chunk(s.chunk) if s.chunk else (0, 1)
     mode = scan_mode(fasta, bam, reference, s, bool(bedgraph or bigwig), junctions)
     if not 0 <= s.threshold <= 1:
-        raise UserError(f"threshold must be between 0 and 1, not {s.threshold}")
+        raise UserError(f"--threshold must be between 0 and 1, not {s.threshold}")
     if s.top_k is not None and count > 1:
         raise UserError("--top-k ranks calls over the whole genome: give it to `dnabert2 scan-gather`, not to a chunk")
     model = model_path(model)
@@ -132,7 +132,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
         if junctions:
-            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq)
+            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, keep=RegionIndex(requested).overlaps)
     order = {c: i for i, c in enumerate(lengths)}
     calls = top(calls, s.top_k, order)
     tally.calls = dict(Counter(c.label for c in calls))
@@ -251,10 +251,10 @@ def add_arguments(parser) -> None:
                         "probability as bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (DIR/LABEL.plus.bw, …), "
                         "as genome browsers load them")
-    parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s); scan-gather "
-                        "needs it")
+    parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s: of the "
+                        "genome, or of the reads in reads mode); scan-gather needs it")
     parser.add_argument("--junctions", type=output_file, help="with --bam: also write the junctions the reads show (CIGAR N) "
-                        "as BED6")
+                        "as BED6, those reaching into the scanned regions")
     add_settings(parser, ScanSettings)
 
 

@@ -114,11 +114,13 @@ class ReadWindows(IterableDataset):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites, owned = [], [], [], []
+        read_bases = 0
         for read in reads:
             sequence = read.query_sequence.upper()
             reverse = reverse_complement(sequence)
             reference = reference_positions(read)
             grid = Grid(contig, 0, len(sequence), self.size, self.stride)
+            classified = len(owned)
             for i in range(len(grid)):
                 s = grid.window_start(i)
                 for strand in self.strands:
@@ -132,8 +134,10 @@ class ReadWindows(IterableDataset):
                     strands.append(strand)
                     # A site counts in the chunk holding its reference position, so no read is counted twice.
                     sites.append(np.where(self.mine.holds(contig, placed), placed, -1))
+            if len(owned) > classified and owned[classified]:  # the read's bases count where its first window does
+                read_bases += len(sequence)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"contig": contig, "reads": len(reads), "strand": strands,
+        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
 
@@ -161,6 +165,7 @@ class ReadBases(ReadWindows):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         sequences, windows, places, owned = [], [], [], []
+        read_bases = 0
         for k, read in enumerate(reads):
             reference = reference_positions(read)
             inside = self.scanned.holds(contig, reference)
@@ -170,6 +175,7 @@ class ReadBases(ReadWindows):
             mine = self.mine.holds(contig, reference[inside][:1])[0]  # the read's windows are tallied here
             # A site counts in the chunk holding its reference position, so no read is counted twice.
             places.append(np.where(self.mine.holds(contig, reference), reference, -1))
+            read_bases += read.query_length if mine else 0
             padded = "N" * self.flank + read.query_sequence.upper() + "N" * self.flank
             for start in range(0, read.query_length, self.core):
                 end = min(read.query_length, start + self.core)
@@ -178,7 +184,8 @@ class ReadBases(ReadWindows):
                     sequences.append(piece if strand == "+" else reverse_complement(piece))
                     windows.append((k, start, end, strand))
                     owned.append(mine)
-        return {"contig": contig, "reads": len(reads), "sequences": sequences, "windows": windows, "places": places,
+        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "sequences": sequences,
+                "windows": windows, "places": places,
                 "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None,
                 "owned": np.array(owned, dtype=bool)}
 
@@ -260,8 +267,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         tally.windows += int(owned.sum())
         tally.tokens += sum(len(ids) for (ids, _), o in zip(item["encoded"] or [], owned) if o) if scanner.dense \
             else int(item["lengths"][owned].sum())
-        tally.bases += sum(len(q) for q, o in zip(item["sequences"], owned) if o) if scanner.dense \
-            else int(owned.sum()) * scanner.window
+        tally.bases += item["read_bases"]
         reads += item["reads"]
         bar.update(item["reads"])
 

@@ -126,7 +126,7 @@ class DenseBlocks(BlockReader, IterableDataset):
             sequence = fetch_padded(fasta, contig, start - flank, end + flank)
             core = sequence[flank:flank + end - start]
             if len(core) - sum(core.count(b) for b in "ACGT") > self.max_n * len(core):
-                skipped += 1
+                skipped += len(self.strands)  # counted as `windows` is, once per strand
                 continue
             for strand in self.strands:
                 sequences.append(sequence if strand == "+" else reverse_complement(sequence))

@@ -177,7 +177,7 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
     report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
     for label in labels:
         kind, tolerance = SITE_LABELS[label].site, tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"]
-        counts, around, seen = SiteCounts(), np.zeros(2 * METAPLOT + 1), np.zeros(2 * METAPLOT + 1)
+        counts, around, seen = SiteCounts(), np.zeros(2 * METAPLOT + 1, np.int64), np.zeros(2 * METAPLOT + 1, np.int64)
         margin, unscored = max(tolerance, METAPLOT), 0
         for contig, region_start, region_end in regions:
             # In pieces, each read with a margin inside the region, so memory stays flat on long contigs.
@@ -189,12 +189,12 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
                     scores = np.where(np.isnan(values), UNSCORED, as_scores(np.nan_to_num(values)))
                     here = sites.get((kind, contig, strand), np.array([], dtype=np.int64))
                     unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance)
-                    _metaplot(around, seen, values, here[(here >= start) & (here < end)] - lo, strand)
+                    _metaplot(around, seen, scores, here[(here >= start) & (here < end)] - lo, strand)
         scored = counts.metrics()
         del scored["sites"]  # the sites scored; "sites" is every annotated site, as the calls are matched to
         report["labels"][label] |= scored | {"sites_unscored": unscored}
-        report["metaplot"][label] = [round(float(x), 4) for x in np.divide(around, seen, out=np.zeros_like(around),
-                                                                               where=seen > 0)]
+        mean = np.divide(around, 1000 * seen, out=np.zeros(len(around)), where=seen > 0)
+        report["metaplot"][label] = [round(float(x), 4) for x in mean]
 
 
 UNSCORED = -1  # a base the scan gave no score (N skipped, a window scan's contig ends)
@@ -220,14 +220,15 @@ def _count_bases(counts: SiteCounts, scores: np.ndarray, sites: np.ndarray, star
     return len(inside) - len(site_scores)
 
 
-def _metaplot(around, seen, values, sites, strand) -> None:
-    """Add the scores around each site (offsets into values; NaN where there is none) to the sums,
-    oriented 5'→3'."""
+def _metaplot(around, seen, scores, sites, strand) -> None:
+    """Add the scores around each site (offsets into scores; UNSCORED where there is none) to the sums,
+    oriented 5'→3'. The sums are of whole thousandths, as the tracks hold them: bigWig's float32 and
+    bedGraph's decimal text then give one mean."""
     for offset in sites:
-        lo, hi = max(0, offset - METAPLOT), min(len(values), offset + METAPLOT + 1)
+        lo, hi = max(0, offset - METAPLOT), min(len(scores), offset + METAPLOT + 1)
         place = np.arange(lo - offset, hi - offset) * (1 if strand == "+" else -1) + METAPLOT
-        scored = ~np.isnan(values[lo:hi])
-        around[place[scored]] += values[lo:hi][scored]
+        scored = scores[lo:hi] != UNSCORED
+        around[place[scored]] += scores[lo:hi][scored]
         seen[place[scored]] += 1
 
 

@@ -56,7 +56,8 @@ class BlockWindows(BlockReader, IterableDataset):
                 strand.append(st)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
         return {"window": np.array(index, dtype=np.int64), "strand": strand, "ids": ids, "lengths": lengths,
-                "windows": len(lengths), "tokens": int(lengths.sum()), "skipped": len(block.starts) - len(set(index))}
+                "windows": len(lengths), "tokens": int(lengths.sum()),
+                "skipped": (len(block.starts) - len(set(index))) * len(self.strands)}  # per strand, as windows are
 
 
 @dataclass

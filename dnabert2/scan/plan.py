@@ -161,6 +161,14 @@ class RegionIndex:
         i = np.searchsorted(starts, positions, side="right") - 1
         return (i >= 0) & (positions >= 0) & (positions < ends[np.maximum(i, 0)])
 
+    def overlaps(self, contig: str, start: int, end: int) -> bool:
+        """Whether start..end-1 shares a base with a region."""
+        if contig not in self.spans:
+            return False
+        starts, ends = self.spans[contig]
+        i = int(np.searchsorted(starts, end, side="left")) - 1  # the last region starting before `end`
+        return i >= 0 and int(ends[i]) > start
+
 
 def blocks(regions, size: int, stride: int | None, block_windows: int) -> list[Block]:
     """Every block of the scan, in genome order: of windows `size` bp long every `stride` bp, or,

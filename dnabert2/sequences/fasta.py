@@ -390,7 +390,14 @@ class Fasta:
         if self._memory is not None:
             sequence = self._memory[contig][start:end]
         else:
-            sequence = self._faidx.fetch(contig, start, end).upper()
+            try:
+                sequence = self._faidx.fetch(contig, start, end).upper()
+            except ValueError as error:  # an index that does not describe the file (edited, or copied beside another)
+                raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index ({error}); "
+                                "if the FASTA was replaced, remove its .fai and .gzi to rebuild them") from None
+            if len(sequence) != end - start:
+                raise UserError(f"{self.path}: {contig}:{start + 1}-{end} gave {len(sequence)} bp through its index; "
+                                "if the FASTA was replaced, remove its .fai and .gzi to rebuild them")
             check_nucleotides(self.path, contig, sequence)
         return sequence
 
