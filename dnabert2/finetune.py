@@ -35,14 +35,11 @@ from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 log = logging.getLogger(__name__)
 
 LOG_EVERY_SECONDS = 30
-# A model that predicts one class for every dev sequence has learned nothing, whatever its metrics say.
-COLLAPSED = "the selected model predicts one class for every dev sequence: it has learned nothing"
-# What to try next, by what was trained.
+# What to try next, by what was trained; {baseline} is the job's own (a dense task has no k-mer baseline).
 ADVICE = {
     "lora": "try --full (LoRA has little to adapt in a small model), a higher --lr, more --epochs, or a larger "
-            "pretrained model; the k-mer baseline (dnabert2 evaluate) shows what the data allows",
-    "full": "try a higher --lr, more --epochs, or a larger pretrained model; the k-mer baseline (dnabert2 evaluate) "
-            "shows what the data allows",
+            "pretrained model; {baseline} shows what the data allows",
+    "full": "try a higher --lr, more --epochs, or a larger pretrained model; {baseline} shows what the data allows",
     "cnn": "try a higher --lr or more --epochs, or check that the task's windows hold annotated sites",
 }
 
@@ -76,6 +73,9 @@ class WindowJob:
     """Sequence classification on a GUE task folder: one label per sequence, picked on dev MCC."""
 
     head, metric = "classification", "mcc"
+    # A model that predicts one class for every dev sequence has learned nothing, whatever its metrics say.
+    learned_nothing = "the selected model predicts one class for every dev sequence: it has learned nothing"
+    baseline = "the k-mer baseline (dnabert2 evaluate)"
 
     def __init__(self, data: Path, tokenizer, max_tokens: int | None):
         self.folder = data
@@ -230,14 +230,15 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
         if best_run is None or _dev(run, job.metric) > _dev(best_run[0], job.metric):
             best_run = (run, model)
     collapsed = best_run[0]["collapsed"]
+    warning = f"{job.learned_nothing}; {advice.format(baseline=job.baseline)}"
     if collapsed:
-        log.warning(COLLAPSED + "; " + advice)
+        log.warning(warning)
     metrics = {
         "task": str(job.folder), **about, "head": job.head, "num_labels": job.classes, "max_tokens": job.max_tokens,
         "seeds": list(s.seeds), "test": mean_over(run["test"] for run in runs),
         "test_sd": mean_over((run["test"] for run in runs), spread=True),
         "saved_seed": best_run[0]["seed"], "collapsed": collapsed, "runs": runs,
-        **({"warning": f"{COLLAPSED}; {advice}"} if collapsed else {}),
+        **({"warning": warning} if collapsed else {}),
     }
     return metrics, best_run[1]
 
@@ -347,10 +348,12 @@ def add_arguments(parser) -> None:
         "Fine-tune a model folder (this project's or the released DNABERT-2) on a task folder holding train.csv, "
         "dev.csv and test.csv (sequence,label). Evaluates on dev every epoch, stops early, keeps the epoch with the "
         "best dev MCC, and writes test MCC, macro F1, accuracy, AUROC and AUPRC (mean and sd over seeds) to "
-        "OUT/metrics.json. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
+        "OUT/metrics.json. A dense task (tasks --dense) trains a per-base head, picked by dev PR-AUC and scored by "
+        "per-base PR-AUC and top-k accuracy. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
         "them into the base model.")
     parser.add_argument("--model", required=True, type=Path, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")
-    parser.add_argument("--data", required=True, type=Path, help="task folder (GUE format)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="task folder: GUE format, or a dense task (tasks --dense)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_settings(parser, FinetuneSettings)
 

@@ -78,6 +78,10 @@ def test_dense_task_bad_input(ce1pct, tmp_path):
     zero = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
                    tmp_path / "zero", "--core", 0)
     assert zero.returncode == 2 and "--core" in zero.stderr and not (tmp_path / "zero").exists()
+    forgotten = run_cli("tasks", "splice", "--genome", ce1pct, "--annotation", ANNOTATION, "--out", tmp_path / "w",
+                        "--core", 100, "--empty-rate", 0.5)  # --dense forgotten: a task of windows
+    assert_user_error(forgotten, "--core, --empty-rate shape dense tasks")
+    assert not (tmp_path / "w").exists()
 
 
 def test_per_base_head_packed_and_padded_agree_and_round_trip(tmp_path):
@@ -128,6 +132,18 @@ def test_finetuning_a_per_base_model_with_lora_merges_and_reloads(base, dense_ta
     assert type(merged).__name__ == "DNABertForBaseClassification" and merged.config.num_labels == 3
     with pytest.raises(Exception, match="head 'classification' is not available"):
         load_model(out, head="classification")
+
+
+def test_a_collapsed_per_base_model_is_pointed_at_the_cnn_baseline(base, dense_task, tmp_path):
+    """One epoch from random weights calls no site on dev: the warning names the baseline a dense task
+    has (the CNN), not the k-mer one `evaluate` would refuse to run on it."""
+    out = tmp_path / "flat"
+    result = run_cli("finetune", "--model", base, "--data", dense_task, "--out", out, "--full", "--epochs", 1,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["collapsed"] is True and "calls no site on any dev base" in result.stderr
+    assert "dnabert2 cnn" in metrics["warning"] and "evaluate" not in metrics["warning"]
 
 
 def test_cnn_baseline_learns_splice_sites(cnn):
@@ -219,12 +235,20 @@ def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dens
     from sklearn.metrics import average_precision_score
 
     result = run_cli("scan", "--model", cnn, "--fasta", ce1pct, "--contigs", "IV", "V", "--out", tmp_path / "c.bed",
-                     "--summary", tmp_path / "s.json", "--bigwig", tmp_path / "bw", "--workers", 0)
+                     "--summary", tmp_path / "s.json", "--bigwig", tmp_path / "bw", "--bedgraph", tmp_path / "bg",
+                     "--workers", 0)
     assert result.returncode == 0, result.stderr
-    result = run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--annotation", ANNOTATION, "--summary",
-                     tmp_path / "s.json", "--held-out", dense_task, "--out", tmp_path / "eval.json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "eval.json").read_text())
+    summary = json.loads((tmp_path / "s.json").read_text())
+    (tmp_path / "s-bg.json").write_text(json.dumps(summary | {"bigwig_dir": None}))  # the bedGraph folder alone
+    reports = []
+    for name in ("s", "s-bg"):
+        result = run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--annotation", ANNOTATION, "--summary",
+                         tmp_path / f"{name}.json", "--held-out", dense_task, "--out", tmp_path / f"{name}.eval.json")
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads((tmp_path / f"{name}.eval.json").read_text()))
+    report = reports[0]
+    # bigWig holds float32, bedGraph decimal text: the same tracks, the same figures to the last digit.
+    assert reports[1] == report
     lengths = json.loads((tmp_path / "s.json").read_text())["contig_lengths"]
     # By hand: every base of the test contig IV, both strands; a site is its base exactly (tolerance 0).
     sites = read_annotation(ANNOTATION).splice_sites()
@@ -332,10 +356,11 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
     assert whole.returncode == 0, whole.stderr
     calls = [line.split("\t") for line in (tmp_path / "whole.bed").read_text().splitlines()]
     assert calls and all(c[0] == "SIRV5" and int(c[2]) == int(c[1]) + 1 and int(c[6]) >= 1 for c in calls)
-    aligned = set()
+    aligned, read_bases = set(), 0
     with pysam.AlignmentFile(str(bam)) as reads:
         for read in reads.fetch("SIRV5"):
             aligned.update(r for _, r in read.get_aligned_pairs(matches_only=True))
+            read_bases += 0 if read.is_secondary or read.is_supplementary else read.query_length
     assert all(int(c[1]) in aligned for c in calls)
     # Most donor calls with read support sit on a GT: the reads' introns, as the reference holds them.
     with Fasta(SIRV / "SIRV_150601a.fasta.gz") as fasta:
@@ -354,6 +379,8 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
     # The chunks classify the reads they share; each read's windows are tallied once, by one of them.
     whole, gathered = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("whole", "gathered"))
     assert {k: whole[k] for k in ("windows", "tokens", "bases")} == {k: gathered[k] for k in ("windows", "tokens", "bases")}
+    # bp/s counts read bases, each once: not flanks, padding or the second strand.
+    assert whole["bases"] == read_bases
 
 
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
@@ -421,6 +448,34 @@ def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_fa
     assert gap.pr_auc() == 1.0 and gap.metrics()["sites"] == len(sites) - 1
     # Of the 1,000 bases gone, 201 lie near the site (uncounted already): 799 others and the site go.
     assert gap.metrics()["bases"] == near.metrics()["bases"] - 799 - 1
+
+
+def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
+    """bigWig holds float32 (0.005 is 0.00499999989), bedGraph decimal text: a mean of whole thousandths
+    lying on a half (5 / 4 sites = 0.00125) must round alike from either."""
+    from dnabert2.scan.tracks import Tracks
+
+    (tmp_path / "c.gff3").write_text("##gff-version 3\n" + "\n".join(
+        ["c\tt\tgene\t101\t1000\t.\t+\t.\tID=g", "c\tt\tmRNA\t101\t1000\t.\t+\t.\tID=m;Parent=g"]
+        + [f"c\tt\texon\t{a}\t{a + 99}\t.\t+\t.\tParent=m" for a in range(101, 1000, 200)]) + "\n")
+    donors = np.arange(200, 1000, 200)  # each intron's first base, 0-based
+    scores = np.zeros(2000, dtype=np.int64)
+    scores[donors[0]] = 5  # thousandths
+    tracks = Tracks()
+    tracks.add_many("donor", "+", "c", np.arange(2000), np.arange(1, 2001), scores, join=True)
+    tracks.write(tmp_path / "bg", tmp_path / "bw", {"c": 2000})
+    (tmp_path / "calls.bed").write_text("")
+    metaplots = []
+    for only in ("bigwig_dir", "bedgraph_dir"):
+        summary = {"called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+                   "bigwig_dir": None, "bedgraph_dir": None} | {only: "bw" if only == "bigwig_dir" else "bg"}
+        (tmp_path / "s.json").write_text(json.dumps(summary))
+        result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                         "--summary", tmp_path / "s.json", "--out", tmp_path / f"{only}.json")
+        assert result.returncode == 0, result.stderr
+        metaplots.append(json.loads((tmp_path / f"{only}.json").read_text())["metaplot"]["donor"])
+    assert metaplots[0][200] == metaplots[1][200] == round(0.005 / 4, 4) == 0.0013
+    assert metaplots[0] == metaplots[1]
 
 
 def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):

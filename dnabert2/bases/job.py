@@ -12,6 +12,8 @@ from .metrics import dense_scores
 
 class DenseJob:
     head, metric = "dense", "pr_auc"
+    learned_nothing = "the selected model calls no site on any dev base: it has learned nothing"
+    baseline = "the CNN baseline (dnabert2 cnn, on the same task)"
     max_tokens = None  # windows are never cut: every base needs its token
 
     def __init__(self, data, tokenizer):

@@ -98,7 +98,9 @@ def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tu
 
 def add_arguments(parser) -> None:
     parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
-                          "(minus-strand windows reverse-complemented), upper-cased.")
+                          "(minus-strand windows reverse-complemented), upper-cased. Where the stride leaves a "
+                          "contig's last bases out, one more window ends at its end: every base of a contig a "
+                          "window long or more is in one.")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
     parser.add_argument("--out", required=True, type=output_file, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
     add_settings(parser, WindowsSettings)

@@ -131,6 +131,10 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     test_contigs, dev_contigs, negatives, seed, max_n, margin = (s.test_contigs, s.dev_contigs, s.negatives, s.seed,
                                                                  s.max_n, s.margin)
     task = task_kind(kind)
+    dense_only = [f"--{name.replace('_', '-')}" for name in ("core", "flank", "empty_rate")
+                  if getattr(s, name) != getattr(TaskSettings, name)]
+    if dense_only:
+        raise UserError(f"{', '.join(dense_only)} shape dense tasks (with --dense); a task of windows would ignore it")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     task.check_negatives(negatives)
     rng = np.random.default_rng(seed)
