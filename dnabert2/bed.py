@@ -37,10 +37,11 @@ def bed_header(path) -> tuple[list[str], str | None]:
     return header, None
 
 
-def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1, keep=None) -> int:
+def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1, contigs=None,
+                    keep=None) -> int:
     """The junctions (CIGAR N) the BAM's reads show, as BED6; returns the number written. BED scores
-    stop at 1000, so the exact read count goes into the name (reads=N). keep: a test of each junction
-    (contig, start, end), for those of some regions only."""
+    stop at 1000, so the exact read count goes into the name (reads=N). contigs: those contigs' only;
+    keep: a test of each junction (contig, start, end), for those of some regions only."""
     from .sequences import Fasta, check_reference, junctions, open_alignments
 
     fasta = Fasta(reference) if reference else None
@@ -48,7 +49,8 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
         with open_alignments(bam_path, reference) as bam:
             if fasta is not None:
                 check_reference(bam, fasta)
-            found = junctions(bam, fasta, min_mapq=min_mapq)
+            found = [j for contig in dict.fromkeys(contigs or [None])  # an unknown contig is refused there
+                     for j in junctions(bam, fasta, contig=contig, min_mapq=min_mapq)]
             order = list(bam.references)
     finally:
         if fasta is not None:
@@ -105,5 +107,6 @@ def add_junctions_arguments(parser) -> None:
 def run_junctions(args) -> None:
     s = settings_from(args, JunctionsSettings)
     check_outputs([args.out], [args.bam, args.reference])
-    n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads)
+    n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads,
+                        contigs=s.contigs)
     log.info("wrote %d junctions to %s", n, args.out)

@@ -25,7 +25,7 @@ from .hub import model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
 from .optim import schedule
-from .options import add_settings, progress, settings_from, settings_with
+from .options import add_settings, changed, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, one_class, read_task, scores
@@ -188,9 +188,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     parameters = sum(p.numel() for p in load_model(model_dir, head=job.head, num_labels=job.classes).parameters())
     auto = s.method == "auto"
     s = replace(s, method=s.method if not auto else "lora" if parameters >= LORA_FROM else "full")
-    defaults = FinetuneSettings()
-    lora_options = [f"--{name.replace('_', '-')}" for name in LORA_OPTIONS
-                    if getattr(s, name) != getattr(defaults, name)]
+    lora_options = changed(s, LORA_OPTIONS)
     if s.method == "full" and lora_options:
         log.warning("%s shape LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
                     " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")

@@ -41,6 +41,14 @@ def flag_of(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
+def changed(settings, names: Iterable[str]) -> list[str]:
+    """The flags of the settings among `names` that differ from their defaults (a value given equal to
+    its default cannot be told from none)."""
+    defaults = type(settings)()
+    fields = {field.name: field for field in dataclasses.fields(settings)}
+    return [flag_of(fields[name]) for name in names if getattr(settings, name) != getattr(defaults, name)]
+
+
 def _default_text(field: dataclasses.Field, default) -> str:
     if field.metadata.get("default_text"):
         return f" (default: {field.metadata['default_text']})"

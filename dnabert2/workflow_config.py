@@ -18,8 +18,8 @@ import yaml
 from .errors import UserError
 from .hub import hub_id
 from .options import as_arguments
-from .settings import (CNN_OPTIONS, INFO_KEY, UNSCORED, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings, TaskSettings,
-                       VariantSettings, VocabSettings, window_over_batch)
+from .settings import (CNN_OPTIONS, INFO_KEY, UNSCORED, FinetuneSettings, JunctionsSettings, PretrainSettings,
+                       ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
 from .tasks.registry import KINDS, TOLERANCES, label_position
 
@@ -415,6 +415,11 @@ def scan_options(settings: dict) -> str:
     if settings["mode"] != "covered":
         chunk.pop("min_depth")
     return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})
+
+
+def junction_options(settings: dict) -> str:
+    """The junctions of the contigs the scan reads."""
+    return as_arguments(JunctionsSettings, {"contigs": settings["contigs"]})
 
 
 def gather_options(settings: dict) -> str:

@@ -129,6 +129,16 @@ def test_junctions_bed_has_read_support(tmp_path, data):
     reads = [int(r[3].removeprefix("reads=")) for r in rows]
     assert rows and min(reads) >= 5 and max(reads) > 1000
     assert all(int(r[4]) == min(n, 1000) and r[5] in "+-." for r, n in zip(rows, reads))
+    some = tmp_path / "some.bed"  # a contig's own: the same rows, read from its part of the BAM only
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--reference", sirv / "SIRV_150601a.fasta.gz",
+                     "--min-reads", "5", "--out", some, "--contigs", "SIRV5", "SIRV3", "SIRV5")
+    assert result.returncode == 0, result.stderr
+    assert some.read_text().splitlines() == [line for line in out.read_text().splitlines()
+                                             if line.split("\t")[0] in ("SIRV3", "SIRV5")] != []
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
+                     "--contigs", "chr1")
+    assert_user_error(result, "unknown contig 'chr1'")
+    assert not (tmp_path / "none.bed").exists()
 
 
 def test_an_untagged_read_joins_the_strand_of_its_introns_tagged_reads(tmp_path, data):

@@ -80,8 +80,12 @@ def test_dense_task_bad_input(ce1pct, tmp_path):
     assert zero.returncode == 2 and "--core" in zero.stderr and not (tmp_path / "zero").exists()
     forgotten = run_cli("tasks", "splice", "--genome", ce1pct, "--annotation", ANNOTATION, "--out", tmp_path / "w",
                         "--core", 100, "--empty-rate", 0.5)  # --dense forgotten: a task of windows
-    assert_user_error(forgotten, "--core, --empty-rate shape dense tasks")
+    assert_user_error(forgotten, "--core, --empty-rate shape dense tasks", "would ignore them")
     assert not (tmp_path / "w").exists()
+    shuffled = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
+                       tmp_path / "d", "--negatives", "shuffled")
+    assert_user_error(shuffled, "--negatives is for tasks of windows")
+    assert not (tmp_path / "d").exists()
 
 
 def test_per_base_head_packed_and_padded_agree_and_round_trip(tmp_path):

@@ -94,9 +94,14 @@ def test_an_index_that_does_not_describe_its_fasta_is_one_clear_error(tmp_path, 
         path.write_text(plain.read_text())
     Fasta(path).close()
     fai = tmp_path / f"{name}.fai"
-    fai.write_text(fai.read_text().replace("\t100\t", "\t200\t", 1))
-    with Fasta(path) as fasta, pytest.raises(UserError, match="remove its .fai and .gzi to rebuild them"):
+    first = fai.read_text()
+    fai.write_text(first.replace("\t100\t", "\t200\t", 1))
+    with Fasta(path) as fasta, pytest.raises(UserError, match=r"remove its .fai \(and .gzi\) to rebuild them"):
         fasta.fetch("c1", 50, 200)
+    # The same length in lines of 50, not 100: the index would read a line end as a base.
+    fai.write_text(first.replace("\t100\t101", "\t50\t51", 1))
+    with Fasta(path) as fasta, pytest.raises(UserError, match="is not 60 bases"):
+        fasta.fetch("c1", 40, 100)
 
 
 def test_fasta_with_ragged_lines_is_read_whole(tmp_path):

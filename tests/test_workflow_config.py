@@ -13,8 +13,8 @@ from conftest import ROOT
 from dnabert2 import workflow_config as wc
 from dnabert2.cli import build_parser
 from dnabert2.options import settings_from
-from dnabert2.settings import (PRESET_NAMES, FinetuneSettings, PretrainSettings, ScanEvalSettings, ScanSettings,
-                               TaskSettings, VariantSettings, VocabSettings)
+from dnabert2.settings import (PRESET_NAMES, FinetuneSettings, JunctionsSettings, PretrainSettings, ScanEvalSettings,
+                               ScanSettings, TaskSettings, VariantSettings, VocabSettings)
 from dnabert2.tasks.registry import KINDS, TOLERANCES
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -105,7 +105,7 @@ def parsed(command: str, words: str, cls):
     required = {"pretrain": "--genome g.fa --tokenizer t.json --out o", "tasks": "promoter --genome g --annotation a --out o",
                 "finetune": "--model m --data d --out o", "scan": "--model m --out o.bed",
                 "scan-eval": "--calls c --annotation a", "vocab": "--genome g --out o",
-                "variants": "--model m --vcf v --fasta f --out o.vcf.gz"}[command]
+                "variants": "--model m --vcf v --fasta f --out o.vcf.gz", "junctions": "--bam b --out o.bed"}[command]
     args = build_parser(command).parse_args([command, *shlex.split(required), *shlex.split(words)])
     return settings_from(args, cls)
 
@@ -153,6 +153,10 @@ def test_scan_options_per_mode(mode):
     assert settings.top_k is None  # ranked once, when the chunks are gathered
     assert (settings.labels, settings.stride, settings.threshold) == (["promoter"], 75, 0.5)
     assert wc.gather_options(scan) == "--top-k 50"
+    # The junctions beside a BAM scan are those of the contigs it reads.
+    assert parsed("junctions", wc.junction_options(scan | {"contigs": ["I", "chr 2"]}), JunctionsSettings).contigs == \
+        ["I", "chr 2"]
+    assert wc.junction_options(scan | {"contigs": []}) == ""
     evaluation = parsed("scan-eval", wc.scan_eval_options(scan), ScanEvalSettings)
     assert (evaluation.tss_tolerance, evaluation.splice_tolerance, evaluation.contigs) == (20, 0, None)
 

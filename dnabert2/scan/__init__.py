@@ -86,7 +86,7 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -
         mode = "covered"
     if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
-                        "`dnabert2 junctions`)")
+                        "`dnabert2 junctions`, --contigs for some)")
     if tracks and mode == "reads":
         raise UserError("--bedgraph and --bigwig hold window scores along the genome: they go with FASTA and "
                         "--covered scans, not with reads")
@@ -254,7 +254,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s: of the "
                         "genome, or of the reads in reads mode); scan-gather needs it")
     parser.add_argument("--junctions", type=output_file, help="with --bam: also write the junctions the reads show (CIGAR N) "
-                        "as BED6, those reaching into the scanned regions")
+                        "as BED6, those reaching into the --contigs/--regions asked for")
     add_settings(parser, ScanSettings)
 
 

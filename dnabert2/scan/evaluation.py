@@ -360,7 +360,8 @@ def add_arguments(parser) -> None:
     parser.description = (
         f"Match each call's peak to the annotated sites of its label on the same strand ({matching}). Calls and "
         "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints (and with "
-        "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1.")
+        "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1; with the --summary of a "
+        "scan that wrote tracks, also per-base PR-AUC, top-k accuracy and the mean score around sites.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
     parser.add_argument("--out", type=output_file, help="JSON report")

@@ -390,14 +390,16 @@ class Fasta:
         if self._memory is not None:
             sequence = self._memory[contig][start:end]
         else:
+            stale = "if the FASTA was replaced, remove its .fai (and .gzi) to rebuild them"
             try:
                 sequence = self._faidx.fetch(contig, start, end).upper()
             except ValueError as error:  # an index that does not describe the file (edited, or copied beside another)
                 raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index ({error}); "
-                                "if the FASTA was replaced, remove its .fai and .gzi to rebuild them") from None
-            if len(sequence) != end - start:
-                raise UserError(f"{self.path}: {contig}:{start + 1}-{end} gave {len(sequence)} bp through its index; "
-                                "if the FASTA was replaced, remove its .fai and .gzi to rebuild them")
+                                f"{stale}") from None
+            # Too few bases, or line ends and headers among them: the index's lengths or line widths are another file's.
+            if len(sequence) != end - start or any(c in sequence for c in "\n\r>"):
+                raise UserError(f"{self.path}: {contig}:{start + 1}-{end} read through its index is not "
+                                f"{end - start} bases; {stale}")
             check_nucleotides(self.path, contig, sequence)
         return sequence
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..options import add_settings, settings_from, settings_with
+from ..options import add_settings, changed, settings_from, settings_with
 from ..outputs import check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
@@ -131,10 +131,10 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     test_contigs, dev_contigs, negatives, seed, max_n, margin = (s.test_contigs, s.dev_contigs, s.negatives, s.seed,
                                                                  s.max_n, s.margin)
     task = task_kind(kind)
-    dense_only = [f"--{name.replace('_', '-')}" for name in ("core", "flank", "empty_rate")
-                  if getattr(s, name) != getattr(TaskSettings, name)]
+    dense_only = changed(s, ("core", "flank", "empty_rate"))
     if dense_only:
-        raise UserError(f"{', '.join(dense_only)} shape dense tasks (with --dense); a task of windows would ignore it")
+        raise UserError(f"{', '.join(dense_only)} shape dense tasks (with --dense); a task of windows would ignore "
+                        f"{'them' if len(dense_only) > 1 else 'it'}")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     task.check_negatives(negatives)
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..options import changed
 from ..outputs import atomic_text, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
@@ -81,7 +82,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     task = task_kind(kind)
     if s.flank < 0 or s.core < 1:
         raise UserError(f"--core must be positive and --flank not negative (got {s.core} and {s.flank})")
-    if s.negatives != TaskSettings.negatives:
+    if changed(s, ["negatives"]):
         raise UserError("--negatives is for tasks of windows: a dense task labels every base, sites and the rest")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     rng = np.random.default_rng(s.seed)

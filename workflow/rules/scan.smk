@@ -107,6 +107,10 @@ rule scan_junctions:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        options=lambda wildcards: workflow_config.junction_options(
+            scan_settings(wildcards)
+        ),
     shell:
-        "python -m dnabert2 junctions --bam {input.bam:q} --reference {input.genome} "
+        "python -m dnabert2 junctions {params.options} --bam {input.bam:q} --reference {input.genome} "
         "--out {output} > {log} 2>&1"
