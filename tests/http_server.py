@@ -7,6 +7,7 @@ import html
 import os
 import re
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,13 +39,21 @@ class Faults:
     no_length: set[str] = field(default_factory=set)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that drops its connection (a cut download it retries, a cancelled one) is no server fault:
+        # the default would print a traceback into the test output.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     """A threaded HTTP server on a free port of 127.0.0.1, answering with `handler` (which reaches
     this object as `server_state`); `with` starts and stops it."""
 
     def __init__(self, handler):
         bound = type("Handler", (handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), bound)
+        self._httpd = _Server(("127.0.0.1", 0), bound)
         # A short poll interval: shutdown() waits for it, once per test.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
