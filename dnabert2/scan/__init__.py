@@ -132,7 +132,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
         if junctions:
-            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, keep=RegionIndex(requested).overlaps)
+            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
+                            keep=RegionIndex(requested).overlaps)
     order = {c: i for i, c in enumerate(lengths)}
     calls = top(calls, s.top_k, order)
     tally.calls = dict(Counter(c.label for c in calls))

@@ -123,6 +123,9 @@ def sniff_format(path) -> str:
     raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
 
 
+_STALE_INDEX = "if the FASTA was replaced, remove its .fai (and .gzi) to rebuild them"
+
+
 def check_nucleotides(path, name: str, sequence: str, before: int = 0) -> None:
     """Raise a UserError naming the record and the first character that is not an IUPAC nucleotide
     (its 1-based position in the record, of which `sequence` follows `before` bases)."""
@@ -384,23 +387,31 @@ class Fasta:
             raise UserError(f"{self.path}: region {contig}:{start}-{end} is outside the contig (length {length})")
         return end
 
+    def _not_read_whole(self, contig: str, start: int, end: int) -> UserError:
+        return UserError(f"{self.path}: {contig}:{start + 1}-{end} read through its index is not {end - start} bases; "
+                         f"{_STALE_INDEX}")
+
     def fetch(self, contig: str, start: int = 0, end: int | None = None) -> str:
         """The upper-cased sequence of contig[start:end] (0-based, half-open), validated."""
         end = self.check_region(contig, start, end)
         if self._memory is not None:
             sequence = self._memory[contig][start:end]
         else:
-            stale = "if the FASTA was replaced, remove its .fai (and .gzi) to rebuild them"
             try:
                 sequence = self._faidx.fetch(contig, start, end).upper()
             except ValueError as error:  # an index that does not describe the file (edited, or copied beside another)
                 raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index ({error}); "
-                                f"{stale}") from None
-            # Too few bases, or line ends and headers among them: the index's lengths or line widths are another file's.
-            if len(sequence) != end - start or any(c in sequence for c in "\n\r>"):
-                raise UserError(f"{self.path}: {contig}:{start + 1}-{end} read through its index is not "
-                                f"{end - start} bases; {stale}")
-            check_nucleotides(self.path, contig, sequence)
+                                f"{_STALE_INDEX}") from None
+            if len(sequence) != end - start:
+                raise self._not_read_whole(contig, start, end)
+            try:
+                check_nucleotides(self.path, contig, sequence)
+            except UserError:
+                # Line ends or headers among the bases: the index's line widths are another file's. Looked for
+                # only here, so a sound read is scanned once.
+                if any(c in sequence for c in "\n\r>"):
+                    raise self._not_read_whole(contig, start, end) from None
+                raise
         return sequence
 
     def close(self) -> None:
