@@ -59,25 +59,40 @@ def _triton_problem(device: torch.device, dtype: torch.dtype, head_dim: int, dro
     return None
 
 
-def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.0) -> str:
+def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.0, bias_bytes: int = 0) -> str:
     """Resolve "auto" to "triton" on CUDA tensors the kernel supports and to "torch" otherwise; a forced
-    "triton" that cannot run is an error saying why. Decided once per device, dtype, head dim and
-    dropout, then remembered."""
+    "triton" that cannot run is an error saying why. bias_bytes: what the PyTorch path's bias would take
+    (alibi_bias_bytes); in fp32 on a GPU, auto takes the kernel once that is over a quarter of the GPU's
+    memory. Decided once per device, dtype, head dim, dropout and bias fit, then remembered."""
     if backend not in BACKENDS:
         raise UserError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    return _choose(backend, q.device, q.dtype, q.shape[-1], dropout_p > 0, os.environ.get("TRITON_INTERPRET") == "1")
+    fits = q.device.type != "cuda" or bias_bytes <= device_memory(q.device) // 4
+    return _choose(backend, q.device, q.dtype, q.shape[-1], dropout_p > 0, os.environ.get("TRITON_INTERPRET") == "1",
+                   fits)
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory on the device: the GPU's own, or the machine's."""
+    return torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else _MEMORY
+
+
+def alibi_bias_bytes(batch: int, max_seqlen: int, heads: int) -> int:
+    """At most what alibi_bias builds for `batch` sequences (fp32 before its cast): one (heads, L, L)
+    plane per sequence when they are padded."""
+    return batch * heads * max_seqlen ** 2 * 4
 
 
 @functools.lru_cache
-def _choose(backend: str, device, dtype, head_dim: int, dropout: bool, interpreting: bool) -> str:
+def _choose(backend: str, device, dtype, head_dim: int, dropout: bool, interpreting: bool, bias_fits: bool) -> str:
     problem = _triton_problem(device, dtype, head_dim, dropout, interpreting)
     if backend == "triton" and problem:
         raise UserError(f"attention backend 'triton' cannot run: {problem}")
-    if device.type != "cuda" or dtype == torch.float32:
+    if device.type != "cuda" or (dtype == torch.float32 and bias_fits):
         # Interpreted Triton runs but is far slower than the PyTorch path, so auto never picks it on a CPU;
-        # fp32 the kernel multiplies exactly, without tensor cores, where SDPA is faster.
+        # fp32 the kernel multiplies exactly, without tensor cores, where SDPA is faster while its bias
+        # fits (an fp32 embed of a 40k-token sequence would need a 77 GB bias, the kernel none).
         return "triton" if backend == "triton" else "torch"
     if problem:
         log.warning("attention falls back to the slower PyTorch path on the GPU: %s", problem)
@@ -99,10 +114,12 @@ def alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) -> torch.Tensor:
     (1, heads, L, L) when no sequence is padded. A model builds it once per batch and shares it by layer."""
     lengths = cu_seqlens.diff()
     padded = bool((lengths < max_seqlen).any())
-    size = (lengths.numel() if padded else 1) * slopes.numel() * max_seqlen ** 2 * 4
-    if cu_seqlens.device.type == "cpu" and size > _MEMORY // 4:
+    size = alibi_bias_bytes(lengths.numel() if padded else 1, max_seqlen, slopes.numel())
+    device = cu_seqlens.device
+    if size > device_memory(device) // 4:
         raise UserError(f"sequences of {max_seqlen} tokens are too long for the PyTorch attention path on this "
-                        f"machine (its bias tensor alone takes {size / 2**30:.1f} GiB); use shorter sequences or a GPU")
+                        f"{'GPU' if device.type == 'cuda' else 'machine'} (its bias tensor alone takes "
+                        f"{size / 2**30:.1f} GiB); use shorter sequences{' or a GPU' if device.type != 'cuda' else ''}")
     positions = torch.arange(max_seqlen, device=cu_seqlens.device)
     distance = (positions[None, :] - positions[:, None]).abs().to(torch.float32)
     bias = (-slopes.to(cu_seqlens.device, torch.float32)[:, None, None] * distance)[None]
@@ -145,7 +162,8 @@ def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dro
     if slopes.numel() != q.shape[1]:
         raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
     cu_seqlens = cu_seqlens.to(q.device, torch.int32)
-    if choose_backend(q, backend, dropout_p) == "torch":
+    bias_bytes = alibi_bias_bytes(cu_seqlens.numel() - 1, max_seqlen, q.shape[1])
+    if choose_backend(q, backend, dropout_p, bias_bytes) == "torch":
         return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
     from .kernels.alibi_flash import AlibiFlashAttention
 

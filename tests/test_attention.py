@@ -1,12 +1,14 @@
 """The ALiBi attention: the Triton kernel (in Triton's interpreter on a CPU, natively on a GPU) and the
 PyTorch path, both against a float64 reference, forward and gradients."""
 
+import math
 import os
 
 import pytest
 import torch
 
-from dnabert2.attention import alibi_attention, alibi_slopes, attend, check_packed, choose_backend
+from dnabert2.attention import (_choose, alibi_attention, alibi_bias, alibi_bias_bytes, alibi_slopes, attend,
+                                check_packed, choose_backend)
 from dnabert2.errors import UserError
 from reference import attention as reference_attention
 from reference import slopes as reference_slopes
@@ -155,6 +157,44 @@ def test_kernel_at_four_sequences_of_8192_tokens(dtype):
 def test_auto_picks_pytorch_on_a_cpu():
     q = torch.zeros(4, 2, 32)
     assert choose_backend(q) == "torch"
+
+
+@pytest.mark.skipif(alibi_flash is None, reason="Triton is not installed")
+def test_fp32_on_a_gpu_takes_the_kernel_once_the_pytorch_paths_bias_would_not_fit():
+    # The rule itself, decided without a GPU: in fp32 nothing asks the named CUDA device anything.
+    # Arguments: backend, device, dtype, head dim, dropout, interpreting, bias fits.
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _choose("auto", cuda, torch.float32, 64, False, False, True) == "torch"
+    assert _choose("auto", cuda, torch.float32, 64, False, False, False) == "triton"
+    assert _choose("auto", cuda, torch.float32, 64, True, False, False) == "torch"  # dropout: the kernel has none
+    assert _choose("auto", cpu, torch.float32, 64, False, False, False) == "torch"
+
+
+def test_a_bias_too_large_for_the_machine_is_a_clear_error_before_it_is_built():
+    heads, length = 12, 200_000  # a 1.9 TB bias
+    assert alibi_bias_bytes(1, length, heads) == heads * length ** 2 * 4
+    with pytest.raises(UserError, match="200000 tokens are too long for the PyTorch attention path on this machine "
+                                        "\\(its bias tensor alone takes 1788.1 GiB\\); use shorter sequences or a GPU"):
+        alibi_bias(torch.tensor([0, length], dtype=torch.int32), length, alibi_slopes(heads), torch.float32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU check (bench/gpu.sh runs it)")
+def test_an_fp32_sequence_whose_bias_would_not_fit_the_gpu_runs_through_the_kernel():
+    heads, head_dim = 2, 64
+    memory = torch.cuda.get_device_properties(0).total_memory
+    length = math.isqrt(memory // 4 // (heads * 4)) + 1  # the smallest whose bias is over a quarter of the GPU
+    q, k, v, cu = packed([length], heads, head_dim, device="cuda")
+    assert choose_backend(q, bias_bytes=alibi_bias_bytes(1, length, heads)) == "triton"
+    with torch.no_grad():
+        out = alibi_attention(q, k, v, cu, length, alibi_slopes(heads).cuda())
+        # The first rows against float64, over all keys.
+        rows = 128
+        qd, kd, vd = (t.double() for t in (q[:rows], k, v))
+        distance = (torch.arange(rows, device="cuda")[:, None] - torch.arange(length, device="cuda")[None, :]).abs()
+        scores = torch.einsum("ihd,jhd->hij", qd, kd) / math.sqrt(head_dim)
+        scores -= alibi_slopes(heads).cuda().double()[:, None, None] * distance
+        want = torch.einsum("hij,jhd->ihd", scores.softmax(-1), vd)
+    torch.testing.assert_close(out[:rows].double(), want, atol=TOLERANCE[torch.float32], rtol=0)
 
 
 @needs_triton

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import alibi_bias, alibi_slopes, attend, check_packed, choose_backend
+from ..attention import alibi_bias, alibi_bias_bytes, alibi_slopes, attend, check_packed, choose_backend
 from ..errors import UserError
 from .config import ModelConfig
 
@@ -124,7 +124,8 @@ class Encoder(nn.Module):
         # Under autocast q, k and v come out of Wqkv in the autocast dtype, not in x's.
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         like_q = x.new_empty((0, self.heads, x.shape[-1] // self.heads), dtype=dtype)
-        backend = choose_backend(like_q, backend, self.dropout_p if self.training else 0.0)
+        bias_bytes = alibi_bias_bytes(cu_seqlens.numel() - 1, max_seqlen, self.heads)
+        backend = choose_backend(like_q, backend, self.dropout_p if self.training else 0.0, bias_bytes)
         slopes = device_slopes(self.heads, x.device)
         bias = alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) if backend == "torch" else None
         batch = PackedBatch(cu_seqlens, max_seqlen, slopes, backend, bias)
