@@ -249,7 +249,7 @@ class ScanSettings:
                                        "scores this close", type=positive,
                                        default_text="the label's scan-eval tolerance, at least 10; in window scans at "
                                        "least the stride")
-    merge: bool = setting(False, "window scans: merge overlapping windows above the threshold into one call (a "
+    merge: bool = setting(False, "window scans: merge overlapping or touching windows above the threshold into one call (a "
                           "region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")

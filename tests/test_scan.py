@@ -103,6 +103,17 @@ def test_fasta_scan_writes_sorted_calls_bedgraph_and_summary(splice_model, ce1pc
     assert all(r[9] == (200 if r[5] == "+" else 199) for r in donors)
 
 
+def test_merge_joins_windows_that_touch_as_bedtools_merge_does(splice_model, ce1pct, tmp_path):
+    # Windows laid end to end (stride = the 400 bp window), every one a call at threshold 0.
+    regions = tmp_path / "regions.bed"
+    regions.write_text("I\t1000\t3000\n")
+    rows, summary = scan(splice_model, tmp_path / "calls.bed", "--fasta", ce1pct, "--regions", regions,
+                         "--stride", 400, "--threshold", 0, "--merge")
+    assert summary["windows"] == 2 * 5
+    assert sorted((r[0], r[1], r[2], r[3], r[5], r[6]) for r in rows) == sorted(
+        ("I", 1000, 3000, label, strand, 5) for label in ("donor", "acceptor") for strand in "+-")
+
+
 def scan_in_chunks(model, folder, common, chunks=3):
     """A scan whole and in chunks, the chunks gathered: (whole calls, chunks' calls, chunk summaries)."""
     folder.mkdir()

@@ -1,5 +1,5 @@
-"""Calls: windows scoring at or above a threshold, overlapping ones (same label and strand) merged
-into one call that keeps its best window's site as the peak.
+"""Calls: windows scoring at or above a threshold, overlapping or touching ones (same label and strand)
+merged into one call that keeps its best window's site as the peak.
 
 Calls are written as BED6+4 in the ENCODE narrowPeak layout: contig, start, end (0-based, half-open),
 name (the label), score (probability × 1000), strand, then the windows (or reads) supporting the
@@ -38,8 +38,9 @@ def score_of(probability: float) -> int:
 
 
 class Merger:
-    """Merges calls fed in genome order, per (label, strand): a call overlapping the open one joins
-    it (support adds up; the higher score, or the earlier on a tie, gives the peak)."""
+    """Merges calls fed in genome order, per (label, strand): a call overlapping or touching the open
+    one joins it, as bedtools merge joins book-ended intervals (support adds up; the higher score, or
+    the earlier on a tie, gives the peak)."""
 
     def __init__(self):
         self.open: dict[tuple[str, str], Call] = {}
@@ -48,7 +49,7 @@ class Merger:
     def add(self, call: Call) -> None:
         key = (call.label, call.strand)
         current = self.open.get(key)
-        if current is not None and current.contig == call.contig and call.start < current.end:
+        if current is not None and current.contig == call.contig and call.start <= current.end:
             best = call if call.score > current.score else current
             self.open[key] = replace(current, end=max(current.end, call.end), score=best.score, peak=best.peak,
                                      support=current.support + call.support)

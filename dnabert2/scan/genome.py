@@ -82,7 +82,7 @@ class Tally:
 
 class Calling:
     """Turns a scan's scores into calls: peaks by non-maximum suppression per label and strand, or with
-    `merge` (window scans) overlapping windows above the threshold merged into one region."""
+    `merge` (window scans) overlapping or touching windows above the threshold merged into one region."""
 
     def __init__(self, scanner, threshold: float, distances: dict[str, int], merge: bool):
         self.scanner, self.threshold, self.distances, self.merge = scanner, score_of(threshold), distances, merge
