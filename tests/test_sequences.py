@@ -418,6 +418,50 @@ def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
     assert "gene-b0240" not in genes  # crl: a pseudogene, its CDS pieces marked pseudo=true
 
 
+def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
+    def read(name, lines):
+        (tmp_path / name).write_text("".join("\t".join(map(str, line)) + "\n" for line in lines))
+        return {(t.id, t.contig, t.strand, t.exons) for t in read_annotation(tmp_path / name).transcripts}
+
+    # Prodigal and Prokka: each CDS alone, an ID and no Parent.
+    assert read("prodigal.gff", [("##gff-version 3",),
+                                 ("s1", "Prodigal", "CDS", 101, 400, ".", "+", 0, "ID=1_1;partial=00"),
+                                 ("s1", "Prodigal", "CDS", 601, 900, ".", "-", 0, "ID=1_2;partial=00")]) == {
+        ("1_1", "s1", "+", ((100, 400),)), ("1_2", "s1", "-", ((600, 900),))}
+    with caplog.at_level("WARNING"):
+        assert [s.position for s in read_annotation(tmp_path / "prodigal.gff").tss()] == [100, 899]
+    assert "2 of 2 transcripts have CDS but no exons: their TSSs are their start codons" in caplog.text
+    caplog.clear()
+    # AUGUSTUS: bare ids on its gene and transcript lines, GTF below them.
+    gtf = 'transcript_id "g1.t1"; gene_id "g1";'
+    assert read("augustus.gtf", [("s1", "AUGUSTUS", "gene", 101, 900, 0.5, "+", ".", "g1"),
+                                 ("s1", "AUGUSTUS", "transcript", 101, 900, 0.5, "+", ".", "g1.t1"),
+                                 ("s1", "AUGUSTUS", "CDS", 101, 300, ".", "+", 0, gtf),
+                                 ("s1", "AUGUSTUS", "CDS", 701, 900, ".", "+", 1, gtf)]) == {
+        ("g1.t1", "s1", "+", ((100, 300), (700, 900)))}
+    # UCSC-derived GTFs repeat a transcript id at each copy of a gene: two transcripts, not one with an
+    # intron from one copy to the other; left out, with a warning.
+    def transcript(id, start, end):
+        attrs = f'gene_id "{id}"; transcript_id "{id}";'
+        return [("chr1", "ucsc", "transcript", start, end, ".", "+", ".", attrs),
+                ("chr1", "ucsc", "exon", start, start + 99, ".", "+", ".", attrs),
+                ("chr1", "ucsc", "exon", end - 99, end, ".", "+", ".", attrs)]
+
+    with caplog.at_level("WARNING"):
+        assert read("ucsc.gtf", transcript("NR_1", 1001, 1300) + transcript("NR_1", 5001, 5300)
+                    + transcript("NR_2", 8001, 8300)) == {("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
+    assert "1 transcript id(s) name exons at several places" in caplog.text and "NR_1" in caplog.text
+    # NCBI: a gene across the origin of a circular genome ends past the sequence's length; left out.
+    ncbi = tmp_path / "circular.gff"
+    ncbi.write_text("##gff-version 3\n"
+                    "NC_1\tRefSeq\tregion\t1\t5000\t.\t+\t.\tID=NC_1:1..5000;Is_circular=true\n"
+                    "NC_1\tRefSeq\tCDS\t4901\t5100\t.\t+\t0\tID=cds-ori;Parent=gene-ori\n"
+                    "NC_1\tRefSeq\tCDS\t101\t400\t.\t+\t0\tID=cds-a;Parent=gene-a\n")
+    annotation = read_annotation(ncbi)
+    annotation.check_contigs({"NC_1": 5000})
+    assert [t.id for t in annotation.transcripts] == ["gene-a"]
+
+
 def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):
     cram, reference = ex1_cram
     with pytest.raises(UserError, match="CRAM needs its reference"):

@@ -214,16 +214,21 @@ def test_contigs_named_for_a_split_they_cannot_carry(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
-def test_phage_genomes_from_their_genbank_files(tmp_path):
-    """phiX174 and a Y. pestis plasmid: sequence and annotation in one GenBank file, one contig each.
-    Core-promoter windows (70 bp) fit in stretches of 5 and 10 kb; 300 bp promoter windows do not."""
-    for name in ("phiX174_NC_001422.gbk.gz", "Ypestis_pPCP1_NC_005816.gb.gz"):
-        genome = DATA / "genomes" / name
-        out = tmp_path / name
-        result = run_cli("tasks", "core-promoter", "--genome", genome, "--annotation", genome, "--negatives",
-                         "shuffled", "--out", out)
-        assert result.returncode == 0, result.stderr
-        task = json.loads((out / "task.json").read_text())
-        assert task["split"] == "positions" and all(sum(c.values()) >= 2 for c in task["counts"].values())
+def test_phage_and_plasmid_genomes_from_their_genbank_files(tmp_path):
+    """A Y. pestis plasmid and phiX174: sequence and annotation in one GenBank file, one contig each.
+    Core-promoter windows (70 bp) fit in the plasmid's stretches of 10 kb; 300 bp promoter windows do not."""
+    genome = DATA / "genomes" / "Ypestis_pPCP1_NC_005816.gb.gz"
+    out = tmp_path / "ypestis"
+    result = run_cli("tasks", "core-promoter", "--genome", genome, "--annotation", genome, "--negatives",
+                     "shuffled", "--out", out)
+    assert result.returncode == 0, result.stderr
+    task = json.loads((out / "task.json").read_text())
+    assert task["split"] == "positions" and all(sum(c.values()) >= 2 for c in task["counts"].values())
     assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", genome, "--negatives",
                               "shuffled", "--out", tmp_path / "long"), "too short for these windows")
+    # phiX174's two mRNAs (no /gene) start at 358 and hold the CDS from 390 on: those CDS are no
+    # transcripts of their own. The CDS outside them are; those across the origin are left out.
+    phix = DATA / "genomes" / "phiX174_NC_001422.gbk.gz"
+    assert [s.position for s in read_annotation(phix).tss()] == [50, 132, 357]
+    assert_user_error(run_cli("tasks", "core-promoter", "--genome", phix, "--annotation", phix, "--negatives",
+                              "shuffled", "--out", tmp_path / "phix"), "too short for these windows")

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 SITE_KINDS = ("tss", "tts", "donor", "acceptor")
 _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
+_TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Transcript:
     contig: str
     strand: str
     exons: tuple[tuple[int, int], ...]  # sorted, 0-based half-open
+    coding: bool = False  # built from CDS alone: its ends are the start codon and the stop codon's end
 
     @property
     def start(self) -> int:
@@ -118,6 +120,7 @@ class Annotation:
         return sorted(Gene(contig, start, end, strand, gene) for (gene, contig, strand), (start, end) in spans.items())
 
     def tss(self) -> list[Site]:
+        self._say_coding_ends("TSSs are their start codons")
         return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self.transcripts})
 
     def introns(self) -> list[Intron]:
@@ -125,7 +128,14 @@ class Annotation:
                        if e - s >= self.min_intron})
 
     def tts(self) -> list[Site]:
+        self._say_coding_ends("TTSs are their CDS ends")
         return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self.transcripts})
+
+    def _say_coding_ends(self, what: str) -> None:
+        coding = sum(t.coding for t in self.transcripts)
+        if coding:
+            log.warning("%s: %d of %d transcripts have CDS but no exons: their %s (the closest the annotation "
+                        "comes)", self.path, coding, len(self.transcripts), what)
 
     def splice_sites(self) -> list[Site]:
         return sorted({site for i in self.introns() for site in (i.donor, i.acceptor)})
@@ -169,8 +179,10 @@ def _gtf_attributes(text: str) -> dict[str, str]:
 def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
     """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip). A transcript is the parent of
     exon features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
-    (its TSS is then the start codon, the best the annotation says). In GenBank, the mRNA features of a
-    record are its transcripts, or its CDS features where it has none."""
+    (its TSS is then the start codon, the best the annotation says), and a CDS without a parent
+    (Prodigal, Prokka) is a transcript of its own. In GenBank, the mRNA features of a record are its
+    transcripts, and the CDS of genes without one. Ids that name exons at several places, and
+    transcripts across the origin of a circular sequence, are left out with a log message."""
     path = Path(path)
     if _first_line(path).startswith("LOCUS"):
         return Annotation(path, _genbank_transcripts(path), min_intron)
@@ -190,8 +202,11 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
         for record in _genbank_records(path, handle):
             mrna = [f for f in record.features if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
+            # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
+            unnamed = [f.location for f in mrna if "gene" not in f.qualifiers and f.location is not None]
             cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
-                   and f.qualifiers.get("gene", [None])[0] not in with_mrna]
+                   and f.qualifiers.get("gene", [None])[0] not in with_mrna
+                   and not any(_inside(f.location, m) for m in unnamed)]
             for feature in mrna + cds:
                 if feature.location is None:  # Biopython could not read it, and said so only in a warning
                     raise UserError(f"{path}: record {record.id}: a {feature.type} feature's location cannot be "
@@ -210,13 +225,19 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
                 name = name if name not in names else f"{name}.{feature.type}{len(names)}"
                 names.add(name)
                 gene = feature.qualifiers.get("gene", [name])[0]
-                transcripts.append(Transcript(name, gene, record.id, strand, exons))
+                transcripts.append(Transcript(name, gene, record.id, strand, exons, feature.type == "CDS"))
     if across_origin:
         log.info("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no mRNA or CDS features)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts
+
+
+def _inside(location, outer) -> bool:
+    """Whether a Biopython location lies within another's span, on its strand."""
+    return (location is not None and location.strand == outer.strand and outer.start <= location.start
+            and location.end <= outer.end)
 
 
 def _genbank_records(path: Path, handle):
@@ -236,6 +257,8 @@ def _genbank_records(path: Path, handle):
 def _gff_transcripts(path: Path) -> list[Transcript]:
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
+    loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
+    circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -247,12 +270,15 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             if len(fields) != 9:
                 raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF)")
             contig, _, kind, start, end, _, strand, _, attributes = fields
+            # AUGUSTUS writes bare ids ("g1") on gene and transcript lines: the first line with key-value
+            # attributes tells GTF from GFF3.
+            parse = parse or _attribute_reader(attributes)
             if parse is None:
-                parse = _gtf_attributes if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0] else _gff3_attributes
+                continue
             attrs = parse(attributes)
             if "ID" in attrs and "Parent" in attrs:
                 parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
-            if kind not in parts:
+            if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
                 continue
             try:
                 interval = (int(start) - 1, int(end))
@@ -260,32 +286,72 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 raise UserError(f"{path}: line {number}: start/end are not integers") from None
             if not 0 <= interval[0] < interval[1]:
                 raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
+            if kind == "region":
+                if attrs.get("Is_circular") == "true":
+                    circular[contig] = interval[1]
+                continue
+            if kind in _TRANSCRIPT_KINDS:
+                name = attrs.get("transcript_id") if parse is _gtf_attributes else attrs.get("ID")
+                if name:
+                    loci[name].add((contig, strand, *interval))
+                continue
             if kind == "CDS" and attrs.get("pseudo") == "true":
                 continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
             if strand not in "+-" or not strand:
                 continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
             if parse is _gtf_attributes:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
-            else:
-                owners = [(p, None) for p in attrs.get("Parent", "").split(",")]
+            elif "Parent" in attrs:
+                owners = [(p, None) for p in attrs["Parent"].split(",")]
+            else:  # Prodigal and Prokka write each CDS alone, with an ID and no parent
+                owners = [(attrs.get("ID"), None)]
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
     groups = dict(parts["CDS"])
     groups.update(parts["exon"])
-    transcripts = []
+    transcripts, repeated, across_origin = [], [], 0
     for transcript_id, pieces in groups.items():
         contigs_strands = {(c, s) for c, s, _, _ in pieces}
-        if len(contigs_strands) != 1:
-            raise UserError(f"{path}: transcript {transcript_id} has exons on several contigs or strands")
+        if len(contigs_strands) != 1 or _apart(loci.get(transcript_id, ())):
+            repeated.append(transcript_id)
+            continue
         (contig, strand), = contigs_strands
         gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
-        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons))
+        if contig in circular and exons[-1][1] > circular[contig]:
+            across_origin += 1
+            continue
+        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, transcript_id not in parts["exon"]))
+    if repeated:
+        # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
+        # would join them into one transcript with an intron between them that no annotation holds.
+        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or separate "
+                    "transcript lines), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
+    if across_origin:
+        log.info("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts
+
+
+def _attribute_reader(attributes: str):
+    """The GTF or the GFF3 attribute reader by the column's form, or None where it has no key-value pairs."""
+    if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0]:
+        return _gtf_attributes
+    return _gff3_attributes if "=" in attributes else None
+
+
+def _apart(loci) -> bool:
+    """Whether transcript lines of one id lie on different contigs or strands, or do not overlap."""
+    loci = sorted(loci)
+    end = loci[0][3] if loci else 0
+    for locus in loci[1:]:
+        if locus[:2] != loci[0][:2] or locus[2] >= end:
+            return True
+        end = max(end, locus[3])
+    return False
 
 
 def _merge(intervals) -> list[tuple[int, int]]:
