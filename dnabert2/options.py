@@ -107,11 +107,48 @@ def settings_from(args: argparse.Namespace, cls):
 
 
 def settings_with(cls, settings=None, overrides: dict | None = None):
-    """`settings` (or the defaults) with keyword overrides, for library functions that take either."""
+    """`settings` (or the defaults) with keyword overrides, for library functions that take either. The
+    values that differ from the defaults are checked (and text converted) as their command-line options
+    are, so a library call gets the command's one-line error for, say, batch_tokens=0."""
     try:
-        return dataclasses.replace(settings or cls(), **(overrides or {}))
+        chosen = dataclasses.replace(settings or cls(), **(overrides or {}))
     except TypeError as error:
         raise TypeError(f"{cls.__name__}: {error}") from None
+    defaults = cls()
+    return dataclasses.replace(chosen, **{
+        field.name: _checked(field, getattr(chosen, field.name)) for field in dataclasses.fields(cls)
+        if "help" in field.metadata and getattr(chosen, field.name) not in (None, getattr(defaults, field.name))})
+
+
+def _checked(field: dataclasses.Field, value):
+    meta = field.metadata
+    if not (meta.get("nargs") or meta.get("append")):
+        return _checked_one(field, value)
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"{field.name} takes a list, not {value!r}")
+    if meta.get("nargs") == "+" and not value:
+        raise UserError(f"{field.name} needs at least one value")
+    return [_checked_one(field, item) for item in value]
+
+
+def _checked_one(field: dataclasses.Field, value):
+    kind = field.metadata.get("type")
+    if kind is Path:
+        value = Path(value) if isinstance(value, str) else value
+    elif kind is not None:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            value = kind(str(value))
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"{field.name} {error}") from None
+        except ValueError:
+            raise UserError(f"{field.name}: {value!r} is not a valid {kind.__name__} value") from None
+    switches = field.metadata.get("switches")
+    allowed = field.metadata.get("choices") or (switches and [v for v, _ in switches.values()])
+    if allowed and value not in allowed:
+        raise UserError(f"{field.name} must be one of {', '.join(map(str, allowed))}, not {value!r}")
+    return value
 
 
 def as_arguments(cls, values: dict) -> str:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.finetune import predict
+from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.tasks.gue import read_task, scores
 from dnabert2.tokenizer import encode
@@ -100,6 +101,17 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     ids = torch.randint(5, 4096, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(load_model(merged)(ids).logits, model(ids).logits)
+        # The adapter folder gives the heads the merged folder gives, and checks what it is asked for.
+        for head, pooling in (("encoder", None), ("embedding", "max")):
+            got = load_model(out, head=head, pooling=pooling)(ids)
+            want = load_model(merged, head=head, pooling=pooling)(ids)
+            torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state)
+        torch.testing.assert_close(load_model(out, head="embedding", pooling="max")(ids).embeddings,
+                                   load_model(merged, head="embedding", pooling="max")(ids).embeddings)
+    with pytest.raises(UserError, match="the classifier has 2 labels, not 5"):
+        load_model(out, num_labels=5)
+    with pytest.raises(UserError, match="pools with 'cls', not 'mean'|pools with 'mean', not 'cls'"):
+        load_model(out, pooling="cls" if model.config.classifier_pooling == "mean" else "mean")
     # An adapter holds no whole model to train further: refused, pointing to --merge.
     for options in ([], ["--lora"]):
         result = run_cli("finetune", "--model", out, "--data", motif_task, "--out", tmp_path / "again", *options)

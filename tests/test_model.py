@@ -3,6 +3,7 @@ computes what the released code computes; our own folders round-trip; bad checkp
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -316,6 +317,13 @@ def test_bad_configurations_and_inputs():
     model = build_model(preset("tiny", vocab_size=64), "encoder")
     with pytest.raises(UserError, match="right-padded"):
         model(torch.ones(1, 4, dtype=torch.long) * 5, attention_mask=torch.tensor([[0, 1, 1, 1]]))
+    # Ids of another tokenizer: one line, not an IndexError from inside the embedding lookup.
+    with pytest.raises(UserError, match=re.escape("input_ids must lie in [0, 64), this model's vocabulary")):
+        model(torch.tensor([[1, 64, 2]]))
+    with pytest.raises(UserError, match=re.escape("token_type_ids must lie in [0, 2)")):
+        model(torch.tensor([[1, 5, 2]]), token_type_ids=torch.tensor([[0, 2, 0]]))
+    padded = model(torch.tensor([[1, 5, 2, 999]]), attention_mask=torch.tensor([[1, 1, 1, 0]]))  # padding is no token
+    assert padded.last_hidden_state.shape == (1, 4, 128)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -4,6 +4,7 @@ the Python API gives, in input order, whatever the batching; long sequences whol
 
 import csv
 import gzip
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,6 +14,9 @@ from Bio.Seq import reverse_complement
 
 from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
 from dnabert2 import load_model, load_tokenizer
+from dnabert2.embed import embed
+from dnabert2.errors import UserError
+from dnabert2.predict import predict
 from dnabert2.sequences import Fasta
 
 WINDOW = 300
@@ -157,6 +161,21 @@ def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_pa
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(npy, mmap_mode="r"), saved["embeddings"], atol=1e-5)
     assert (tmp_path / "vectors.npy.ids.txt").read_text().splitlines() == list(saved["ids"])
+
+
+def test_library_calls_check_their_keywords_as_the_commands_check_options(base, regions, tmp_path):
+    sources = write_inputs(tmp_path, regions)
+    csv_file = sources["csv"][1]
+    for call, keywords, words in ((embed, {"pooling": "CLS"}, "pooling must be one of mean, cls, max, tokens, not 'CLS'"),
+                                  (embed, {"batch_tokens": -1}, "batch_tokens must be a positive integer, not -1"),
+                                  (predict, {"batch_tokens": 0}, "batch_tokens must be a positive integer, not 0"),
+                                  (predict, {"batch_tokens": 1.5}, "batch_tokens: 1.5 is not a valid positive value")):
+        out = tmp_path / f"{call.__name__}.out"
+        with pytest.raises(UserError, match=re.escape(words)):
+            call(base, out, csv_file=csv_file, **keywords)
+        assert not out.exists()
+    embed(base, tmp_path / "v.npz", csv_file=csv_file, batch_tokens="300")  # text, as on the command line
+    assert len(np.load(tmp_path / "v.npz")["ids"]) == len(regions)
 
 
 def test_embed_per_token_and_in_chunks(base, regions, tmp_path):

@@ -143,18 +143,31 @@ def classifier_head(folder: Path) -> str:
     return "dense" if ARCHITECTURES["dense"] in architectures else "classification"
 
 
-def load_adapter(folder: Path, head=None, *, device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
-    """A LoRA fine-tuning folder as a model: its base model with the adapter and head merged in."""
+def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pooling: str | None = None,
+                 device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
+    """A LoRA fine-tuning folder as a model: its base model with the adapter and head merged in, or that
+    merged encoder under the encoder or embedding head, as load_model gives them from a merged folder."""
     info = json.loads((folder / "finetune.json").read_text())
     base = model_path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
     trained = info.get("head", "classification")
-    if head not in (None, trained):
+    if head not in (None, trained, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
     model, _ = assemble(base, trained, num_labels=info["num_labels"])
-    return merge_adapter(model, folder).to(resolve_device(device), dtype).eval()
+    model = merge_adapter(model, folder)
+    if head in ("encoder", "embedding"):
+        encoder = HEADS[head](model.config, **({"pooling": pooling or "mean"} if head == "embedding" else {}))
+        encoder.bert.load_state_dict({k: v for k, v in model.bert.state_dict().items() if not k.startswith("pooler.")})
+        model = encoder
+    else:
+        if num_labels is not None and num_labels != info["num_labels"]:
+            raise UserError(f"{model_name(folder)}: the classifier has {info['num_labels']} labels, not {num_labels}")
+        if trained == "classification" and pooling not in (None, model.config.classifier_pooling):
+            raise UserError(f"{model_name(folder)}: the classifier pools with {model.config.classifier_pooling!r}, "
+                            f"not {pooling!r}")
+    return model.to(resolve_device(device), dtype).eval()
 
 
 def load_model(path, head: str | None = None, *, num_labels: int | None = None, pooling: str | None = None,
@@ -169,7 +182,7 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     """
     folder = model_path(path)
     if is_adapter(folder):
-        return load_adapter(folder, head, device=device, dtype=dtype)
+        return load_adapter(folder, head, num_labels=num_labels, pooling=pooling, device=device, dtype=dtype)
     check_model_folder(folder)
     model, new = assemble(folder, head, num_labels=num_labels, pooling=pooling)
     if new:
