@@ -11,10 +11,8 @@ from .settings import PRECISIONS
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """"auto" → the first CUDA GPU if there is one, else the CPU; "cuda" (or "cuda:N") must exist.
-    A torch.device passes through unchanged: it was resolved already."""
-    if isinstance(name, torch.device):
-        return name
+    """"auto" → the first CUDA GPU if there is one, else the CPU; "cuda" (or "cuda:N") must exist, named
+    or given as a torch.device."""
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

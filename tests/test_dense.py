@@ -64,6 +64,15 @@ def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
     assert motifs["acceptor"] > 0.95 * sum(k == "acceptor" for *_, k in found)
 
 
+def test_a_contig_shorter_than_a_core_is_named_with_the_sites_it_loses(ce1pct, tmp_path):
+    # MtDNA in the example is 137 bp with two annotated TSSs (its two strands' transcripts).
+    result = run_cli("tasks", "promoter", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION,
+                     "--out", tmp_path / "promoter")
+    assert result.returncode == 0, result.stderr
+    assert ("1 stretch(es) shorter than --core (3000 bp) give no window, and their 2 annotated site(s) none: "
+            "MtDNA:0-137") in result.stderr
+
+
 def test_a_dense_task_is_scored_by_scanning_not_by_evaluate(base, dense_task, tmp_path):
     result = run_cli("evaluate", "--model", base, "--data", dense_task, "--out", tmp_path / "table.tsv")
     assert_user_error(result, "a dense task", "scan-eval")

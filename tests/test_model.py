@@ -323,6 +323,8 @@ def test_bad_configurations_and_inputs():
     with pytest.raises(UserError, match=re.escape("token_type_ids must lie in [0, 2)")):
         model(torch.tensor([[1, 5, 2]]), token_type_ids=torch.tensor([[0, 2, 0]]))
     padded = model(torch.tensor([[1, 5, 2, 999]]), attention_mask=torch.tensor([[1, 1, 1, 0]]))  # padding is no token
+    with pytest.raises(UserError, match="ones for the tokens and zeros for the padding, nothing else"):
+        model(torch.tensor([[1, 5, 2]]), attention_mask=torch.tensor([[2, 2, 2]]))
     assert padded.last_hidden_state.shape == (1, 4, 128)
 
 
@@ -333,6 +335,8 @@ def test_cuda_asked_for_without_one(tmp_path):
     folder = save_model(build_model(preset("tiny", vocab_size=64), "encoder"), tmp_path / "m")
     with pytest.raises(UserError, match="device cuda was asked for"):
         load_model(folder, device="cuda")
+    with pytest.raises(UserError, match="device cuda was asked for"):
+        load_model(folder, device=torch.device("cuda"))
     assert resolve_device("auto").type == "cpu"
 
 

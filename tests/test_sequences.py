@@ -318,8 +318,12 @@ def test_gtf_gives_introns_per_transcript(data):
 def test_annotation_contigs_must_be_in_the_genome(data):
     annotation = read_annotation(CE_GFF)
     with Fasta(LAMBDA) as other:
-        with pytest.raises(UserError, match="not in"):
+        with pytest.raises(UserError, match="7 contig\\(s\\) not in the genome: I, II, III, IV, MtDNA, ... \\(it has "
+                                            "gi\\|9626243\\|ref\\|NC_001416.1\\|\\)$"):
             annotation.check_contigs(other.lengths)
+    # The commonest mismatch: UCSC's "chrI" against Ensembl's "I".
+    with pytest.raises(UserError, match="one of them names contigs with 'chr' and the other without"):
+        annotation.check_contigs({f"chr{name}": 10**6 for name in annotation.contigs})
 
 
 def test_bam_reads_and_junctions_agree_with_the_annotation(data):

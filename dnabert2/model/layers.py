@@ -155,7 +155,11 @@ def pack(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]
     padded = (attention_mask.bool() == (positions[None, :] < lengths[:, None])).all()
     # Which tokens are real is data the host must read to size the packed batch: one read for
     # everything (on a GPU, the forward pass's only wait; the packed entry has none).
-    right, shortest, longest, total = torch.stack([padded.int(), lengths.min(), lengths.max(), lengths.sum()]).tolist()
+    binary = ((attention_mask == 0) | (attention_mask == 1)).all()
+    right, ones, shortest, longest, total = torch.stack(
+        [padded.int(), binary.int(), lengths.min(), lengths.max(), lengths.sum()]).tolist()
+    if not ones:
+        raise UserError("attention_mask must hold ones for the tokens and zeros for the padding, nothing else")
     if not right:
         raise UserError("attention_mask must be right-padded: ones for the tokens, then zeros")
     if shortest == 0:

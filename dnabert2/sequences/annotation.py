@@ -157,8 +157,14 @@ class Annotation:
         """Raise a UserError if a transcript lies on a contig the genome lacks, or past its end."""
         missing = sorted(self.contigs - set(lengths))
         if missing:
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {shown}")
+            def shown(names):
+                return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+            unprefixed = {name.removeprefix("chr") for name in lengths}
+            hint = ("; one of them names contigs with 'chr' and the other without"
+                    if {name.removeprefix("chr") for name in missing} & unprefixed else "")
+            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {shown(missing)} (it has "
+                            f"{shown(list(lengths))}){hint}")
         for t in self.transcripts:
             if t.end > lengths[t.contig]:
                 raise UserError(

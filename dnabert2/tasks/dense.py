@@ -138,9 +138,14 @@ def counted(rows: list[DenseWindow], core: int) -> np.ndarray:
 def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
     """The split's windows: every core with a site, and the others at the empty rate; cores with more
     than max_n N are left out, and said so."""
-    found, skipped = [], 0
+    found, skipped, short, unplaced = [], 0, [], 0
     for stretch in stretches:
-        contig = stretch[0]
+        contig, begin, end = stretch
+        if end - begin < s.core:
+            short.append(f"{contig}:{begin}-{end}")
+            for strand in "+-":
+                placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))[:, 0]
+                unplaced += int(((placed >= begin) & (placed < end)).sum())
         for start in tile(stretch, s.core):
             for strand in "+-":
                 placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))
@@ -154,6 +159,9 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
                     continue
                 labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in inside}
                 found.append(DenseWindow(sequence, labels, contig, start, strand))
+    if short:
+        log.warning("%d stretch(es) shorter than --core (%d bp) give no window, and their %d annotated site(s) "
+                    "none: %s", len(short), s.core, unplaced, ", ".join(short[:5]) + (", ..." if len(short) > 5 else ""))
     if skipped:
         log.warning("%d annotated site(s) left out: their cores hold more than --max-n %g N", skipped, s.max_n)
     return found
