@@ -42,6 +42,8 @@ def token_ids(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[list[int]]
 def frame(ids: Sequence[list[int]], max_tokens: int) -> list[list[int]]:
     """Token ids as the model's input: [CLS] … [SEP], at most `max_tokens` ids in all (a longer
     sequence loses its end)."""
+    if max_tokens < 3:
+        raise UserError(f"max_tokens must be 3 or more ([CLS], a token, [SEP]), not {max_tokens}")
     return [[CLS, *i[: max_tokens - 2], SEP] for i in ids]
 
 

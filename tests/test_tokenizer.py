@@ -10,7 +10,7 @@ from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2 import load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.sequences import Fasta
-from dnabert2.tokenizer import SPECIAL_TOKENS
+from dnabert2.tokenizer import SPECIAL_TOKENS, frame
 from dnabert2.vocab import learn_vocabulary
 
 RELEASED = GENOMES.parent / "tokenizers" / "dnabert2_117m_tokenizer.json"
@@ -57,6 +57,14 @@ def test_released_tokenizer_loads_and_encodes_exactly_as_tokenizers():
     sequences = [sample_sequence(), "ACGTNACGT", "TATAAAAGGCGCGC" * 10]
     assert [e.ids for e in ours.encode_batch(sequences)] == [e.ids for e in reference.encode_batch(sequences)]
     assert ours.get_vocab_size() == 4096
+    # N, as any letter but A, C, G and T, is one unknown token per base (README says so).
+    assert ours.encode("ACGTNNACGT").tokens.count("[UNK]") == 2
+
+
+def test_framing_cuts_a_long_sequence_at_its_end_and_refuses_a_frame_with_no_room():
+    assert frame([[5, 6, 7, 8]], 4) == [[1, 5, 6, 2]] and frame([[5]], 3) == [[1, 5, 2]]
+    with pytest.raises(UserError, match="max_tokens must be 3 or more"):
+        frame([[5, 6, 7, 8]], 1)
 
 
 def test_load_tokenizer_from_a_model_folder(tmp_path):
