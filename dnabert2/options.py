@@ -116,18 +116,28 @@ def settings_with(cls, settings=None, overrides: dict | None = None):
         raise TypeError(f"{cls.__name__}: {error}") from None
     defaults = cls()
     return dataclasses.replace(chosen, **{
-        field.name: _checked(field, getattr(chosen, field.name)) for field in dataclasses.fields(cls)
-        if "help" in field.metadata and getattr(chosen, field.name) not in (None, getattr(defaults, field.name))})
+        field.name: _checked(field, getattr(chosen, field.name), getattr(defaults, field.name))
+        for field in dataclasses.fields(cls)
+        if "help" in field.metadata and not _same(getattr(chosen, field.name), getattr(defaults, field.name))})
 
 
-def _checked(field: dataclasses.Field, value):
+def _same(value, default) -> bool:
+    try:
+        return value is None or bool(value == default)
+    except (TypeError, ValueError):  # an array compared element by element
+        return False
+
+
+def _checked(field: dataclasses.Field, value, default):
     meta = field.metadata
     if not (meta.get("nargs") or meta.get("append")):
         return _checked_one(field, value)
     if not isinstance(value, (list, tuple)):
         raise UserError(f"{field.name} takes a list, not {value!r}")
-    if meta.get("nargs") == "+" and not value:
-        raise UserError(f"{field.name} needs at least one value")
+    if not value:  # as on the command line, no values is the option not given
+        if default:
+            raise UserError(f"{field.name} needs at least one value")
+        return default
     return [_checked_one(field, item) for item in value]
 
 
@@ -139,7 +149,9 @@ def _checked_one(field: dataclasses.Field, value):
         try:
             if isinstance(value, bool):
                 raise ValueError
-            value = kind(str(value))
+            # 1e6 steps is a million: a whole float is written as an integer for integer options.
+            whole = isinstance(value, float) and value.is_integer() and kind not in _FLOAT_TYPES
+            value = kind(str(int(value)) if whole else str(value))
         except argparse.ArgumentTypeError as error:
             raise UserError(f"{field.name} {error}") from None
         except ValueError:
@@ -237,6 +249,9 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
     return value
+
+
+_FLOAT_TYPES = (float, positive_float, learning_rate, share, fraction)
 
 
 def named_paths(items) -> dict[str, Path]:

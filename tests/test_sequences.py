@@ -455,15 +455,44 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
         assert read("ucsc.gtf", transcript("NR_1", 1001, 1300) + transcript("NR_1", 5001, 5300)
                     + transcript("NR_2", 8001, 8300)) == {("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
     assert "1 transcript id(s) name exons at several places" in caplog.text and "NR_1" in caplog.text
+    # In GFF3 one ID on several lines is one discontinuous feature, and an exon names its transcript.
+    assert read("pieces.gff3", [("##gff-version 3",),
+                                ("c", ".", "mRNA", 100, 200, ".", "+", ".", "ID=m1"),
+                                ("c", ".", "mRNA", 500, 900, ".", "+", ".", "ID=m1"),
+                                ("c", ".", "exon", 100, 200, ".", "+", ".", "Parent=m1"),
+                                ("c", ".", "exon", 500, 900, ".", "+", ".", "Parent=m1"),
+                                ("c", ".", "exon", 1000, 1100, ".", "+", ".", "ID=orphan")]) == {
+        ("m1", "c", "+", ((99, 200), (499, 900)))}
     # NCBI: a gene across the origin of a circular genome ends past the sequence's length; left out.
     ncbi = tmp_path / "circular.gff"
     ncbi.write_text("##gff-version 3\n"
                     "NC_1\tRefSeq\tregion\t1\t5000\t.\t+\t.\tID=NC_1:1..5000;Is_circular=true\n"
                     "NC_1\tRefSeq\tCDS\t4901\t5100\t.\t+\t0\tID=cds-ori;Parent=gene-ori\n"
+                    "NC_1\tRefSeq\tCDS\t4951\t5000\t.\t-\t0\tID=cds-ori2;Parent=gene-ori2\n"
+                    "NC_1\tRefSeq\tCDS\t1\t60\t.\t-\t0\tID=cds-ori2;Parent=gene-ori2\n"
                     "NC_1\tRefSeq\tCDS\t101\t400\t.\t+\t0\tID=cds-a;Parent=gene-a\n")
     annotation = read_annotation(ncbi)
     annotation.check_contigs({"NC_1": 5000})
     assert [t.id for t in annotation.transcripts] == ["gene-a"]
+
+
+def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path):
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+    from Bio import SeqIO
+
+    record = SeqRecord(Seq("ACGT" * 1500), id="c1", name="c1", annotations={"molecule_type": "DNA",
+                                                                            "topology": "circular"})
+    origin = CompoundLocation([FeatureLocation(5500, 6000, 1), FeatureLocation(0, 300, 1)])
+    record.features = [SeqFeature(origin, type="mRNA"), SeqFeature(FeatureLocation(399, 900, 1), type="mRNA"),
+                       *(SeqFeature(FeatureLocation(a, b, strand), type="CDS", qualifiers={"locus_tag": [tag]})
+                         for a, b, strand, tag in ((499, 800, 1, "inside"), (1000, 1300, 1, "b"),
+                                                   (2000, 2300, 1, "c"), (3000, 3300, -1, "d")))]
+    SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
+    transcripts = read_annotation(tmp_path / "c1.gbk").transcripts
+    assert [(t.start, t.end, t.strand) for t in transcripts] == [(399, 900, "+"), (1000, 1300, "+"),
+                                                                 (2000, 2300, "+"), (3000, 3300, "-")]
 
 
 def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):

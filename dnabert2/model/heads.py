@@ -61,14 +61,16 @@ class _Model(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         if attention_mask.shape != input_ids.shape:
             raise UserError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
-        indices, cu_seqlens, max_seqlen = pack(attention_mask)
-        # Checked here, not in the embedding lookup: on a GPU an id out of range is a device-side assert
-        # that leaves the CUDA context unusable. (Scanners take the packed entry, which trusts its ids.)
-        for name, ids, size, what in (("input_ids", input_ids, self.config.vocab_size, "vocabulary (ids of another "
-                                       "tokenizer?)"),
-                                      ("token_type_ids", token_type_ids, self.config.type_vocab_size, "token types")):
-            if ids is not None and ((ids < 0) | (ids >= size)).logical_and(attention_mask.bool()).any():
-                raise UserError(f"{name} must lie in [0, {size}), this model's {what}")
+        # Ids are checked here, not in the embedding lookup: on a GPU an id out of range is a device-side
+        # assert that leaves the CUDA context unusable. Read with the mask, in pack's one wait for the
+        # host; the packed entry (the scanners', fine-tuning's) trusts its ids.
+        problems = [(f"{name} must lie in [0, {size}), this model's {what}",
+                     ((ids < 0) | (ids >= size)).logical_and(attention_mask.bool()).any())
+                    for name, ids, size, what in (
+                        ("input_ids", input_ids, self.config.vocab_size, "vocabulary (ids of another tokenizer?)"),
+                        ("token_type_ids", token_type_ids, self.config.type_vocab_size, "token types"))
+                    if ids is not None]
+        indices, cu_seqlens, max_seqlen = pack(attention_mask, problems)
         types = None if token_type_ids is None else token_type_ids.flatten()[indices]
         hidden = self.bert.forward_packed(input_ids.flatten()[indices], cu_seqlens, max_seqlen, types)
         return hidden, indices, cu_seqlens

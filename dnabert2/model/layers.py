@@ -145,8 +145,9 @@ class Pooler(nn.Module):
         return torch.tanh(self.dense(cls_hidden))
 
 
-def pack(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """From a right-padded (batch, length) mask: the flat indices of real tokens, cu_seqlens and max_seqlen."""
+def pack(attention_mask: torch.Tensor, problems=()) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """From a right-padded (batch, length) mask: the flat indices of real tokens, cu_seqlens and max_seqlen.
+    problems: (message, 0-dim bool tensor) pairs read with the mask; the first that holds is raised."""
     if attention_mask.dim() != 2 or attention_mask.numel() == 0:
         raise UserError(f"input_ids and attention_mask must be (batch, length) and not empty, "
                         f"not of shape {tuple(attention_mask.shape)}")
@@ -156,12 +157,16 @@ def pack(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]
     # Which tokens are real is data the host must read to size the packed batch: one read for
     # everything (on a GPU, the forward pass's only wait; the packed entry has none).
     binary = ((attention_mask == 0) | (attention_mask == 1)).all()
-    right, ones, shortest, longest, total = torch.stack(
-        [padded.int(), binary.int(), lengths.min(), lengths.max(), lengths.sum()]).tolist()
+    right, ones, shortest, longest, total, *found = torch.stack(
+        [padded.int(), binary.int(), lengths.min(), lengths.max(), lengths.sum(),
+         *(flag.int() for _, flag in problems)]).tolist()
     if not ones:
         raise UserError("attention_mask must hold ones for the tokens and zeros for the padding, nothing else")
     if not right:
         raise UserError("attention_mask must be right-padded: ones for the tokens, then zeros")
+    for (message, _), holds in zip(problems, found):
+        if holds:
+            raise UserError(message)
     if shortest == 0:
         raise UserError("attention_mask has a sequence with no tokens")
     cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))

@@ -3,9 +3,11 @@ donor/acceptor sites, strand-aware. Coordinates are 0-based; intervals are half-
 
 import logging
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -209,10 +211,9 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
             mrna = [f for f in record.features if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
             # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
-            unnamed = [f.location for f in mrna if "gene" not in f.qualifiers and f.location is not None]
+            owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
             cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
-                   and f.qualifiers.get("gene", [None])[0] not in with_mrna
-                   and not any(_inside(f.location, m) for m in unnamed)]
+                   and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
             for feature in mrna + cds:
                 if feature.location is None:  # Biopython could not read it, and said so only in a warning
                     raise UserError(f"{path}: record {record.id}: a {feature.type} feature's location cannot be "
@@ -240,10 +241,28 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
     return transcripts
 
 
-def _inside(location, outer) -> bool:
-    """Whether a Biopython location lies within another's span, on its strand."""
-    return (location is not None and location.strand == outer.strand and outer.start <= location.start
-            and location.end <= outer.end)
+class _Spans:
+    """Biopython locations by strand, asked whether one of them contains a given location: starts
+    sorted with the running maximum of their ends, so each question is one binary search. A location
+    across the origin of a circular sequence (its parts out of order) has no span and contains nothing."""
+
+    def __init__(self, locations):
+        spans = defaultdict(list)
+        for location in locations:
+            parts = [(int(p.start), int(p.end)) for p in location.parts] if location is not None else []
+            if parts and parts == sorted(parts, reverse=location.strand == -1):
+                spans[location.strand].append((int(location.start), int(location.end)))
+        self.starts, self.reach = {}, {}
+        for strand, found in spans.items():
+            found.sort()
+            self.starts[strand] = [start for start, _ in found]
+            self.reach[strand] = list(accumulate((end for _, end in found), max))
+
+    def contain(self, location) -> bool:
+        if location is None or location.strand not in self.starts:
+            return False
+        i = bisect_right(self.starts[location.strand], int(location.start))
+        return i > 0 and self.reach[location.strand][i - 1] >= int(location.end)
 
 
 def _genbank_records(path: Path, handle):
@@ -297,9 +316,10 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                     circular[contig] = interval[1]
                 continue
             if kind in _TRANSCRIPT_KINDS:
-                name = attrs.get("transcript_id") if parse is _gtf_attributes else attrs.get("ID")
-                if name:
-                    loci[name].add((contig, strand, *interval))
+                # In GFF3 one ID on several lines is one discontinuous feature; in GTF a transcript has
+                # one transcript line, and an id on two names two transcripts.
+                if parse is _gtf_attributes and attrs.get("transcript_id"):
+                    loci[attrs["transcript_id"]].add((contig, strand, *interval))
                 continue
             if kind == "CDS" and attrs.get("pseudo") == "true":
                 continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
@@ -309,8 +329,10 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
             elif "Parent" in attrs:
                 owners = [(p, None) for p in attrs["Parent"].split(",")]
-            else:  # Prodigal and Prokka write each CDS alone, with an ID and no parent
+            elif kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
                 owners = [(attrs.get("ID"), None)]
+            else:
+                owners = []
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
@@ -325,15 +347,17 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
         (contig, strand), = contigs_strands
         gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
-        if contig in circular and exons[-1][1] > circular[contig]:
+        # Across the origin: written past the sequence's end, or as pieces at both of its ends.
+        if contig in circular and (exons[-1][1] > circular[contig]
+                                   or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
             across_origin += 1
             continue
         transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, transcript_id not in parts["exon"]))
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
-        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or separate "
-                    "transcript lines), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
+        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or GTF transcript "
+                    "lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
     if across_origin:
         log.info("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
