@@ -174,8 +174,9 @@ def test_library_calls_check_their_keywords_as_the_commands_check_options(base, 
         with pytest.raises(UserError, match=re.escape(words)):
             call(base, out, csv_file=csv_file, **keywords)
         assert not out.exists()
-    embed(base, tmp_path / "v.npz", csv_file=csv_file, batch_tokens="300")  # text, as on the command line
-    assert len(np.load(tmp_path / "v.npz")["ids"]) == len(regions)
+    for given in ("300", 300.0):  # text, as on the command line, and a whole float
+        embed(base, tmp_path / f"{given}.npz", csv_file=csv_file, batch_tokens=given)
+        assert len(np.load(tmp_path / f"{given}.npz")["ids"]) == len(regions)
 
 
 def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
