@@ -111,9 +111,10 @@ class PretrainSettings:
                           group="start")
     init: Path | None = setting(None, "continue pretraining this model folder instead", type=Path, metavar="DIR",
                                 group="start")
-    weights: list[float] | None = setting(None, "sampling weight of each --genome, in the same order",
-                                          type=positive_float, append=True, flag="--weight", metavar="W",
-                                          default_text="equal weights")
+    weights: list[float] | None = setting(None, "sampling weight of each --genome, in the same order: the share of "
+                                          "windows drawn from it, whatever its size", type=positive_float,
+                                          append=True, flag="--weight", metavar="W",
+                                          default_text="equal weights, so each genome gives as many windows")
     steps: int = setting(1000, "optimiser steps", type=positive)
     batch_size: int = setting(256, "windows per step, over all processes", type=positive)
     window_tokens: int = setting(128, "window length in tokens, [CLS] and [SEP] included (as DNABERT-2)",

@@ -262,6 +262,17 @@ def test_the_cnn_scores_a_sequence_alike_alone_and_padded_in_a_batch(cnn, region
                                    [float(b["p_donor"]), float(b["p_acceptor"])], atol=1e-6)
 
 
+def test_load_model_takes_the_cnn_baselines_folder(cnn, regions, tmp_path):
+    model = load_model(cnn)
+    assert type(model).__name__ == "SpliceCNN" and not model.training
+    sequence = regions[0][-1]
+    bases = torch.tensor(["ACGT".find(b) if b in "ACGT" else 4 for b in sequence])[None]
+    with torch.no_grad():
+        assert model(bases).logits.shape == (1, len(sequence), 3)
+    with pytest.raises(UserError, match="the CNN baseline, a per-base model of its own, takes no head but 'dense'"):
+        load_model(cnn, head="classification")
+
+
 def test_embed_refuses_the_cnn_which_has_no_encoder_to_embed_with(cnn, regions, tmp_path):
     write_inputs(tmp_path, regions)
     result = run_cli("embed", "--model", cnn, "--csv", tmp_path / "in.csv", "--out", tmp_path / "out.npz")

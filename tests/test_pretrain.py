@@ -201,6 +201,14 @@ def test_an_interrupted_run_resumes_exactly(genome, tmp_path):
         assert torch.equal(value, load_model(cut).state_dict()[key]), key
 
 
+def test_a_resume_with_other_batch_tokens_goes_on_and_says_it_is_not_bit_for_bit(genome, tmp_path):
+    args = ("--steps", 4, "--checkpoint-every", 2, "--workers", 0, "--batch-tokens", 4096)
+    assert run_cli(*pretrain_args(genome, tmp_path / "run", *args)).returncode == 0
+    resumed = run_cli(*pretrain_args(genome, tmp_path / "run", *args, "--resume", "--batch-tokens", 2048))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "--batch-tokens 2048 is not the checkpoint's 4096: the run goes on, but not bit for bit" in resumed.stderr
+
+
 def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path):
     # Micro-batches of two windows (accumulation), evaluation and a mid-run checkpoint: every
     # collective the loop makes runs on both ranks.

@@ -172,9 +172,10 @@ def comparable(settings: dict) -> dict:
     (it changed from bert to dnabert2), not a setting of the run; and the genomes are known by their
     contigs (genome_contigs), not by their paths, which change when data moves to another node; nor is
     the --init model compared (a resumed run's weights are the checkpoint's; its architecture and
-    tokenizer are compared). The model's fields are compared one by one, so a refusal names the field
-    that changed."""
-    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init")},
+    tokenizer are compared), nor --batch-tokens, a memory bound a requeue onto another GPU may need to
+    change (resume_from warns). The model's fields are compared one by one, so a refusal names the
+    field that changed."""
+    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init", "batch_tokens")},
             **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
 
@@ -225,7 +226,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
-                "batch_size": s.batch_size, "world": world, "mask_rate": s.mask_rate, "steps": s.steps, "lr": s.lr,
+                "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate, "steps": s.steps, "lr": s.lr,
                 "betas": list(s.adam_betas), "eps": s.adam_eps, "weight_decay": s.weight_decay,
                 "warmup": s.warmup, "clip": s.clip, "seed": s.seed}
     return data, held_out, recorded
@@ -248,6 +249,10 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
                 raise
             log.warning("%s; trying the one before it", error)
     check_same_run(comparable(state["settings"]), comparable(recorded), path)
+    if state["settings"].get("batch_tokens", s.batch_tokens) != s.batch_tokens and rank == 0:
+        log.warning("--batch-tokens %d is not the checkpoint's %d: the run goes on, but not bit for bit as it "
+                    "would have (dropout draws its masks per forward pass)", s.batch_tokens,
+                    state["settings"]["batch_tokens"])
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -6,6 +6,7 @@ rule plot_pretraining:
             "results/report/pretraining_{model}.svg",
             caption="../report/pretraining.rst",
             category="Pretraining",
+            labels={"model": "{model}", "file": "training and held-out loss"},
         ),
     log:
         "logs/report/pretraining_{model}.log",
@@ -26,6 +27,7 @@ rule plot_scan_scores:
             "results/report/scan_{name}.svg",
             caption="../report/scores.rst",
             category="Scanning",
+            labels={"scan": "{name}", "file": "score distribution"},
         ),
     log:
         "logs/report/scan_{name}.log",
@@ -48,7 +50,7 @@ rule scan_table:
         report(
             "results/report/scans.tsv",
             category="Scanning",
-            labels={"file": "every evaluated scan, label by label"},
+            labels={"scan": "all evaluated", "file": "every evaluated scan, label by label"},
         ),
     log:
         "logs/report/scans.log",
@@ -72,6 +74,7 @@ rule plot_metaplot:
             "results/report/metaplot.svg",
             caption="../report/metaplot.rst",
             category="Scanning",
+            labels={"scan": "all evaluated", "file": "metaplot around annotated sites"},
         ),
     log:
         "logs/report/metaplot.log",
