@@ -336,6 +336,12 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
+    return _gff_assembled(path, parts, parent_of, loci, circular)
+
+
+def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict) -> list[Transcript]:
+    """The transcripts of the exon and CDS pieces read by their owners' ids (exons where a transcript
+    has them, else its CDS), less those left out: ids at several places, and genes across an origin."""
     groups = dict(parts["CDS"])
     groups.update(parts["exon"])
     transcripts, repeated, across_origin = [], [], 0
