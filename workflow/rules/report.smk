@@ -50,7 +50,10 @@ rule scan_table:
         report(
             "results/report/scans.tsv",
             category="Scanning",
-            labels={"scan": "all evaluated", "file": "every evaluated scan, label by label"},
+            labels={
+                "scan": "all evaluated",
+                "file": "every evaluated scan, label by label",
+            },
         ),
     log:
         "logs/report/scans.log",
@@ -74,7 +77,10 @@ rule plot_metaplot:
             "results/report/metaplot.svg",
             caption="../report/metaplot.rst",
             category="Scanning",
-            labels={"scan": "all evaluated", "file": "metaplot around annotated sites"},
+            labels={
+                "scan": "all evaluated",
+                "file": "metaplot around annotated sites",
+            },
         ),
     log:
         "logs/report/metaplot.log",
