@@ -68,7 +68,7 @@ def choose_backend(q: torch.Tensor, backend: str = "auto", dropout_p: float = 0.
         raise UserError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    fits = q.device.type != "cuda" or bias_bytes <= device_memory(q.device) // 4
+    fits = q.device.type != "cuda" or q.dtype != torch.float32 or bias_bytes <= device_memory(q.device) // 4
     return _choose(backend, q.device, q.dtype, q.shape[-1], dropout_p > 0, os.environ.get("TRITON_INTERPRET") == "1",
                    fits)
 

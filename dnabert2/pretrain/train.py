@@ -226,8 +226,9 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
-                "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate, "steps": s.steps, "lr": s.lr,
-                "betas": list(s.adam_betas), "eps": s.adam_eps, "weight_decay": s.weight_decay,
+                "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate,
+                "steps": s.steps, "lr": s.lr, "betas": list(s.adam_betas), "eps": s.adam_eps,
+                "weight_decay": s.weight_decay,
                 "warmup": s.warmup, "clip": s.clip, "seed": s.seed}
     return data, held_out, recorded
 
@@ -249,10 +250,10 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
                 raise
             log.warning("%s; trying the one before it", error)
     check_same_run(comparable(state["settings"]), comparable(recorded), path)
-    if state["settings"].get("batch_tokens", s.batch_tokens) != s.batch_tokens and rank == 0:
+    before = state["settings"].get("batch_tokens", s.batch_tokens)
+    if before != s.batch_tokens and rank == 0:
         log.warning("--batch-tokens %d is not the checkpoint's %d: the run goes on, but not bit for bit as it "
-                    "would have (dropout draws its masks per forward pass)", s.batch_tokens,
-                    state["settings"]["batch_tokens"])
+                    "would have (dropout draws its masks per forward pass)", s.batch_tokens, before)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

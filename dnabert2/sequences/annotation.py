@@ -11,7 +11,7 @@ from itertools import accumulate
 from pathlib import Path
 from urllib.parse import unquote
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..settings import MIN_INTRON
 from .fasta import open_text, reading_text
 
@@ -159,14 +159,11 @@ class Annotation:
         """Raise a UserError if a transcript lies on a contig the genome lacks, or past its end."""
         missing = sorted(self.contigs - set(lengths))
         if missing:
-            def shown(names):
-                return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-
             unprefixed = {name.removeprefix("chr") for name in lengths}
             hint = ("; one of them names contigs with 'chr' and the other without"
                     if {name.removeprefix("chr") for name in missing} & unprefixed else "")
-            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {shown(missing)} (it has "
-                            f"{shown(list(lengths))}){hint}")
+            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {first_names(missing)} (it has "
+                            f"{first_names(list(lengths))}){hint}")
         for t in self.transcripts:
             if t.end > lengths[t.contig]:
                 raise UserError(
@@ -219,13 +216,12 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
                     raise UserError(f"{path}: record {record.id}: a {feature.type} feature's location cannot be "
                                     "read")
                 strand = {1: "+", -1: "-"}.get(feature.location.strand)
-                parts = [(int(p.start), int(p.end)) for p in feature.location.parts]
                 if strand is None:
                     continue
-                # A feature joined across the origin of a circular genome has no linear span.
-                if parts != sorted(parts, reverse=strand == "-"):
+                if _across_origin(feature.location):
                     across_origin += 1
                     continue
+                parts = [(int(p.start), int(p.end)) for p in feature.location.parts]
                 exons = tuple(_merge(parts))
                 labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
                 name = next((n for n in labels if n), f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}")
@@ -249,8 +245,7 @@ class _Spans:
     def __init__(self, locations):
         spans = defaultdict(list)
         for location in locations:
-            parts = [(int(p.start), int(p.end)) for p in location.parts] if location is not None else []
-            if parts and parts == sorted(parts, reverse=location.strand == -1):
+            if location is not None and not _across_origin(location):
                 spans[location.strand].append((int(location.start), int(location.end)))
         self.starts, self.reach = {}, {}
         for strand, found in spans.items():
@@ -263,6 +258,13 @@ class _Spans:
             return False
         i = bisect_right(self.starts[location.strand], int(location.start))
         return i > 0 and self.reach[location.strand][i - 1] >= int(location.end)
+
+
+def _across_origin(location) -> bool:
+    """Whether a Biopython location is joined across the origin of a circular sequence (its parts out of
+    order on its strand): it has no linear span."""
+    parts = [(int(p.start), int(p.end)) for p in location.parts]
+    return parts != sorted(parts, reverse=location.strand == -1)
 
 
 def _genbank_records(path: Path, handle):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..options import changed
 from ..outputs import atomic_text, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
@@ -161,7 +161,7 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
                 found.append(DenseWindow(sequence, labels, contig, start, strand))
     if short:
         log.warning("%d stretch(es) shorter than --core (%d bp) give no window, and their %d annotated site(s) "
-                    "none: %s", len(short), s.core, unplaced, ", ".join(short[:5]) + (", ..." if len(short) > 5 else ""))
+                    "none: %s", len(short), s.core, unplaced, first_names(short))
     if skipped:
         log.warning("%d annotated site(s) left out: their cores hold more than --max-n %g N", skipped, s.max_n)
     return found
