@@ -439,8 +439,9 @@ def _gather_rng_states(world: int) -> list[dict]:
 def add_arguments(parser) -> None:
     parser.description = (
         "Masked-LM pretraining on windows drawn at random from genomes (both strands, N-rich windows skipped), "
-        "tokenised in DataLoader workers and packed without padding. Checkpoints resume exactly; the final model is "
-        "written to --out in the Hugging Face layout with metrics.jsonl. Under torchrun (e.g. `torchrun "
+        "tokenised in DataLoader workers and packed without padding. A resumed run draws the windows, masks and "
+        "dropout an uninterrupted one would; the final model is written to --out in the Hugging Face layout with "
+        "metrics.jsonl. Under torchrun (e.g. `torchrun "
         "--nproc-per-node 8 -m dnabert2 pretrain ...`, or `srun torchrun ...` on SLURM) the same command runs "
         "data-parallel over every GPU.")
     parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
