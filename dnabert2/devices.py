@@ -9,6 +9,13 @@ import torch
 from .errors import UserError
 from .settings import PRECISIONS
 
+# MKL's vector maths (torch.tanh, sqrt, exp ... of CPU tensors) sets itself up on its first call. When
+# two threads made that call at once (ATen splits a tensor of over 2048 elements between them), about
+# one process in a hundred computed the calling thread's share at low accuracy (the pooler's tanh 8e-6
+# off, not 2e-8), so a scan's first scores differed between runs of one command. A first call on one
+# thread, here, sets it up before any split: 0 such processes in 170 since, against 5 in 528.
+torch.tanh(torch.zeros(1))
+
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """"auto" → the first CUDA GPU if there is one, else the CPU; "cuda" (or "cuda:N") must exist, named

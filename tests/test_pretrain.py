@@ -38,10 +38,10 @@ def losses(folder):
 
 
 def assert_same_run(resumed, whole):
-    """A resumed run's losses and weights are the uninterrupted run's. Bit for bit as a rule, but twice in
-    CI two runs of one command came out a last digit apart (a float32 loss 1 ulp off at one step, never
-    reproduced alone), so rounding is allowed: other windows, masks or dropout draws, or a lost optimiser
-    or schedule state, move the losses by 0.2% or more."""
+    """A resumed run's losses and weights are the uninterrupted run's, to float rounding: bit for bit is
+    the maths library's to give (twice in CI a loss came out 1 ulp apart, likely MKL's first-call race
+    that dnabert2/devices.py works around), while other windows, masks or dropout draws, or a lost
+    optimiser or schedule state, move the losses by 0.2% or more."""
     assert [r["loss"] for r in losses(resumed)] == pytest.approx([r["loss"] for r in losses(whole)], rel=1e-6, abs=0)
     for key, value in load_model(whole).state_dict().items():
         torch.testing.assert_close(load_model(resumed).state_dict()[key], value, rtol=0, atol=1e-5, msg=key)
