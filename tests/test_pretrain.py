@@ -43,8 +43,9 @@ def assert_same_run(resumed, whole):
     that dnabert2/devices.py works around), while other windows, masks or dropout draws, or a lost
     optimiser or schedule state, move the losses by 0.2% or more."""
     assert [r["loss"] for r in losses(resumed)] == pytest.approx([r["loss"] for r in losses(whole)], rel=1e-6, abs=0)
-    for key, value in load_model(whole).state_dict().items():
-        torch.testing.assert_close(load_model(resumed).state_dict()[key], value, rtol=0, atol=1e-5, msg=key)
+    expected, found = load_model(whole).state_dict(), load_model(resumed).state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(found[key], value, rtol=0, atol=1e-5, msg=key)
 
 
 def test_masking_follows_the_bert_recipe():
