@@ -118,7 +118,9 @@ class VariantScorer:
 
     def delta(self, v: Variant, start: int, ref: np.ndarray, alt: np.ndarray):
         """Alternative minus reference scores over the variant's ±distance, in reference coordinates."""
-        first, last = v.position - self.distance, v.position + len(v.ref) + self.distance
+        # Past a contig's ends lies no base (only the N that pad the windows): no position there.
+        first = max(v.position - self.distance, 0)
+        last = min(v.position + len(v.ref) + self.distance, self.fasta.lengths[v.contig])
         ref_part = ref[:, first - start:last - start]  # (2, span, labels)
         matched = min(len(v.ref), len(v.alt))
         before = alt[:, first - start:v.position + matched - start]
@@ -173,9 +175,14 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, "END"):
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
                         f"with a digit (not {UNSCORED} or END)")
+    if not Path(vcf).exists():
+        raise UserError(f"{vcf}: no such file")
+    if not Path(vcf).is_file():
+        raise UserError(f"{vcf}: not a file (a pipe?); variants reads the VCF twice, a check and then the scoring, "
+                        "so give it a file")
     if compression(vcf) == "gzip":
-        raise UserError(f"{vcf}: compressed with gzip, which htslib cannot index; compress it with bgzip instead "
-                        "(zcat it | bgzip)")
+        raise UserError(f"{vcf}: compressed with plain gzip; htslib reads a compressed VCF only in bgzip's blocks: "
+                        "recompress it (zcat it | bgzip)")
     folder = model_path(model)
     if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
         raise UserError(f"{model_name(folder)}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
@@ -228,7 +235,8 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     contig and position), one this command annotated already under `key`, or one of another reference
     (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
-    none): htslib marks such records as errors and stops the process when one is written."""
+    none): htslib marks such records as errors and stops the process when one is written; the same for
+    undeclared INFO, FORMAT and FILTER tags."""
     if key in header.info:
         raise UserError(f"{vcf}: already has an INFO/{key} field; give --info-key another name")
     declared = set(header.contigs)
@@ -240,6 +248,7 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
             if record.contig == last and record.start < seen[last]:
                 raise UserError(f"{vcf}: not sorted by position at {record.contig}:{record.pos} (sort it: bcftools sort)")
             seen[record.contig], last = record.start, record.contig
+        declare_assumed(header, records.header)
     if seen and not set(seen) & set(lengths):
         named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")
         raise UserError(f"{vcf}: none of its contigs ({named}) is in {fasta}: is it the reference the VCF was called "
@@ -247,6 +256,19 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))
+
+
+def declare_assumed(header, parsed) -> None:
+    """Declare in `header` the INFO, FORMAT and FILTER tags the records use but their header lacks, as
+    htslib assumed them while reading (`parsed`: a header records were read with). Undeclared, htslib
+    stops the process when such a record is written under the output's header."""
+    for kind, mine, theirs in (("INFO", header.info, parsed.info), ("FORMAT", header.formats, parsed.formats),
+                               ("FILTER", header.filters, parsed.filters)):
+        for key, meta in theirs.items():
+            if key not in mine:
+                shape = [] if kind == "FILTER" else [("Number", str(meta.number)), ("Type", meta.type)]
+                header.add_meta(kind, items=[("ID", key), *shape,
+                                             ("Description", "Not declared in the input's header")])
 
 
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
@@ -267,17 +289,18 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
     for index, record in enumerate(block):
         counts["records"] += 1
         record.translate(writer.header)
+        blank = ["."] * len(scorer.fields)
         if index in reasons:
             record.info[UNSCORED] = reasons[index]
-            for alt in record.alts or ():
-                row(table, record, alt, reasons[index])
+            for alt in record.alts or ".":
+                row(table, record, alt, reasons[index], blank)
         elif record.alts:
             values = []
             for allele, alt in enumerate(record.alts):
                 if (index, allele) not in scores:
                     counts["alleles_unscorable"] += 1
-                    values.append("|".join([alt, *"." * len(scorer.fields)]))
-                    row(table, record, alt, "unscorable_allele")
+                    values.append("|".join([alt, *blank]))
+                    row(table, record, alt, "unscorable_allele", blank)
                     continue
                 counts["alleles_scored"] += 1
                 numbers, where = summarise(*scores[index, allele])
@@ -285,27 +308,32 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
                 values.append("|".join([alt, *cells]))
                 row(table, record, alt, "scored", cells)
             record.info[key] = tuple(values)
+        else:
+            row(table, record, ".", "no_alt", blank)
         writer.write(record)
 
 
-def row(table, record, alt: str, status: str, cells=()) -> None:
+def row(table, record, alt: str, status: str, cells: list[str]) -> None:
+    """One table row per ALT (one for a record without any): every record of the input appears."""
     if table is not None:
-        table.writerow([record.contig, record.pos, record.id or ".", record.ref, alt, status, *cells])
+        table.writerow([record.contig, record.pos, record.id or ".", record.ref or ".", alt, status, *cells])
 
 
 def add_arguments(parser) -> None:
     parser.description = ("Score the variants of a VCF/BCF with a per-base model: for each ALT allele and site label, "
                           "the largest gain and loss of the per-base probability within --distance bp of the variant, "
-                          "on either strand, and where they happen (SpliceAI's DS_AG, DS_AL, DS_DG, DS_DL and DP_ "
-                          "layout for a splice model). Writes the same VCF with the INFO field, bgzip-compressed and "
-                          "tabix-indexed, every record kept in order; records whose REF differs from the reference "
-                          "are flagged (" + UNSCORED + ") and counted, not scored.")
+                          "on either strand, and where they happen (for a splice model SpliceAI's DS_AG, DS_AL, "
+                          "DS_DG, DS_DL and DP_ fields in its order, without its gene SYMBOL). Writes the same VCF "
+                          "with the INFO field, bgzip-compressed and tabix-indexed, every record kept in order; "
+                          "records whose REF differs from the reference are flagged (" + UNSCORED + ") and counted, "
+                          "not scored.")
     parser.add_argument("--model", required=True, type=Path, help="per-base model folder (`finetune` on a dense task, "
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
-    parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF")
+    parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF (a file: it is read twice)")
     parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")
     parser.add_argument("--out", required=True, type=output_file, help="output VCF (.vcf.gz, with a .tbi index beside it)")
-    parser.add_argument("--tsv", type=output_file, help="also write a table: a row per ALT allele (bgzip-compressed when named .gz)")
+    parser.add_argument("--tsv", type=output_file, help="also write a table: a row per ALT allele, one for a record "
+                        "without any (bgzip-compressed when named .gz)")
     add_settings(parser, VariantSettings)
 
 

@@ -8,6 +8,7 @@ import gzip
 import random
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pysam
@@ -174,6 +175,8 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
      ["plain.vcf.gz", "gzip", "bgzip"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "ucsc.vcf"],
      ["none of its contigs (chrIV)", "reference"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "missing.vcf"],
+     ["missing.vcf: no such file"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "my score"], ["--info-key"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "DNABERT2_UNSCORED"],
      ["--info-key"]),
@@ -258,6 +261,56 @@ def test_telomere_records_and_alts_equal_to_ref_are_kept_unscored(cnn, ce1pct, t
     assert telomere.info["DNABERT2_UNSCORED"] == "outside_contig"
     unchanged, changed = same.info["DNABERT2"]
     assert unchanged == f"{base}|" + "|".join("." * 8) and "." not in changed.split("|")[1:]
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+def test_tags_the_header_does_not_declare_are_kept_and_declared(cnn, ce1pct, tmp_path):
+    """Hand-made VCFs and older callers use INFO, FILTER and FORMAT tags their header lacks; htslib
+    reads them (as bcftools does) and the output declares them. The table has a row for every record,
+    each with every column."""
+    with Fasta(ce1pct) as genome:
+        first, second = genome.fetch("IV", 99, 100), genome.fetch("IV", 199, 200)
+    vcf = tmp_path / "undeclared.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+                   f"IV\t100\ta\t{first}\t{OTHER[first]}\t.\tLowQual\tDP=7\tGT:DP\t0/1:12\n"
+                   f"IV\t200\tb\t{second}\t.\t.\tPASS\tSOMATIC\tGT:DP\t0/0:30\n")
+    out, table = tmp_path / "o.vcf.gz", tmp_path / "o.tsv"
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--tsv", table,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
+    assert view.returncode == 0 and "[W::" not in view.stderr, view.stderr
+    a, b = (line.split("\t") for line in view.stdout.splitlines())
+    assert a[6] == "LowQual" and "DP=7" in a[7] and "DNABERT2=" in a[7] and a[8:] == ["GT:DP", "0/1:12"]
+    assert b[4] == "." and b[7] == "SOMATIC" and b[9] == "0/0:30"
+    rows = [line.split("\t") for line in table.read_text().splitlines()]
+    assert {len(r) for r in rows} == {len(rows[0])} and [r[5] for r in rows[1:]] == ["scored", "no_alt"]
+
+
+def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path):
+    """The VCF is read twice (a check, then the scoring): a pipe cannot be."""
+    result = subprocess.run([sys.executable, "-m", "dnabert2", "variants", "--model", str(cnn), "--vcf", "/dev/stdin",
+                             "--fasta", str(ce1pct), "--out", str(tmp_path / "o.vcf.gz"), "--device", "cpu"],
+                            input=variants[0].read_text(), capture_output=True, text=True)
+    assert_user_error(result, "/dev/stdin", "not a file", "twice")
+    assert not list(tmp_path.iterdir())
+
+
+def test_positions_stay_on_the_contig(cnn, ce1pct, tmp_path):
+    """Past a contig's ends the windows hold N only: no gain or loss is placed there."""
+    with Fasta(ce1pct) as genome:
+        length = genome.lengths["IV"]
+        records = [("IV", p, f"at{p}", genome.fetch("IV", p, p + 1), OTHER[genome.fetch("IV", p, p + 1)])
+                   for p in (0, 2, length - 3, length - 1)]
+    out = tmp_path / "o.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / "ends.vcf", records, {"IV": length}),
+                     "--fasta", ce1pct, "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(out)) as scored:
+        for record in scored:
+            (fields,) = info(record).values()
+            placed = [record.start + int(v) for k, v in fields.items() if k.startswith("DP_")]
+            assert all(0 <= p < length for p in placed), (record.id, fields)
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
