@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from ..bases.cnn import is_cnn, load_cnn
+from .. import load_model
 from ..bases.inputs import dense_batch, encode_bases
 from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
-from ..model import load_model
 from ..sequences import Fasta, reverse_complement
 from ..tasks.dense import fetch_padded
 from ..tokenizer import load_tokenizer
@@ -96,7 +95,7 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     included (default the task's)."""
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
-    model = load_cnn(folder, device) if is_cnn(folder) else load_model(folder, head="dense", device=device)
+    model = load_model(folder, head="dense", device=device)  # the facade knows the CNN baseline's folder
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
     if "core_bp" not in task or "flank_bp" not in task:
         raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")
