@@ -51,7 +51,7 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
                 check_reference(bam, fasta)
             found = [j for contig in dict.fromkeys(contigs or [None])  # an unknown contig is refused there
                      for j in junctions(bam, fasta, contig=contig, min_mapq=min_mapq)]
-            order = list(bam.references)
+            order = list(fasta.lengths if fasta is not None else bam.references)
     finally:
         if fasta is not None:
             fasta.close()

@@ -247,11 +247,12 @@ class ScanSettings:
                                        default_text="all but 0")
     threshold: float = setting(0.5, "smallest probability called", type=float)
     min_distance: int | None = setting(None, "bp between two calls of one label and strand: a peak suppresses lower "
-                                       "scores this close", type=positive,
+                                       "scores this close (in reads mode, along each read, per-base models only)",
+                                       type=positive,
                                        default_text="the label's scan-eval tolerance, at least 10; in window scans at "
                                        "least the stride")
-    merge: bool = setting(False, "window scans: merge overlapping or touching windows above the threshold into one call (a "
-                          "region) instead of calling peaks")
+    merge: bool = setting(False, "window scans of a genome: merge overlapping or touching windows above the threshold "
+                          "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
     max_n: float = setting(0.1, "skip windows with more than this fraction of N", type=fraction)

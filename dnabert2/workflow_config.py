@@ -282,9 +282,16 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if settings["mode"] == "reads" and (settings["bedgraph"] or settings["bigwig"]):
         raise ValueError(f"config: scan.{name}: bedgraph and bigwig tracks hold window scores along the genome; "
                          "reads mode has none (set them false, or use mode covered)")
+    if settings["mode"] == "reads" and settings["merge"]:
+        raise ValueError(f"config: scan.{name}: merge joins windows along the genome; reads mode calls sites with the "
+                         "reads that support each (set merge false, or use mode covered)")
     if settings["evaluate"] and "annotation" not in config["genomes"][settings["genome"]]:
         raise ValueError(f"config: scan.{name}.evaluate needs an annotation for genome {settings['genome']!r}")
     task = scan_task(config, name)
+    if task is not None and settings["mode"] == "reads" and not config["tasks"][task]["dense"] \
+            and settings["min_distance"]:
+        raise ValueError(f"config: scan.{name}: min_distance: in reads mode a window classifier calls each window's "
+                         "site with its reads, and no peaks (leave it null, or use mode covered)")
     if task is not None and config["tasks"][task]["dense"] and (settings["stride"] or settings["merge"]):
         raise ValueError(f"config: scan.{name}: stride and merge are for window scans; its model is per-base "
                          f"(task {task!r} is dense), which scores every base once")

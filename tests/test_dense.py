@@ -392,6 +392,7 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
     # The chunks classify the reads they share; each read's windows are tallied once, by one of them.
     whole, gathered = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("whole", "gathered"))
     assert {k: whole[k] for k in ("windows", "tokens", "bases")} == {k: gathered[k] for k in ("windows", "tokens", "bases")}
+    assert whole["calls_by"] == "peaks along each read, counted per site" and whole["min_distance"]
     # bp/s counts read bases, each once: not flanks, padding or the second strand.
     assert whole["bases"] == read_bases
 

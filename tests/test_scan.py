@@ -309,6 +309,7 @@ def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model,
     rows, summary = scan(short_model, tmp_path / "reads.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA,
                          "--contigs", "SIRV5", "--stride", 200, "--threshold", 0, "--junctions", tmp_path / "j.bed")
     assert summary["mode"] == "reads" and rows
+    assert summary["calls_by"] == "window sites along each read, counted per site" and summary["min_distance"] is None
     with pysam.AlignmentFile(str(SIRV_BAM)) as bam:
         lengths = dict(zip(bam.references, bam.lengths))
         aligned = set()
@@ -367,6 +368,38 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     regions = summary["regions"]
     assert sum(end - start for _, start, end in regions) < total / 2
     assert all(any(c == contig and s <= start < e for c, s, e in regions) for contig, start, *_ in rows)
+
+
+def reordered(bam_path, out):
+    """The BAM with its header's contigs in reverse order (sorted and indexed by them)."""
+    with pysam.AlignmentFile(str(bam_path)) as bam:
+        header = bam.header.to_dict()
+        header["SQ"] = header["SQ"][::-1]
+        header = pysam.AlignmentHeader.from_dict(header)
+        unsorted = out.with_suffix(".unsorted.bam")
+        with pysam.AlignmentFile(str(unsorted), "wb", header=header) as copy:
+            for read in bam.fetch(until_eof=True):
+                copy.write(pysam.AlignedSegment.fromstring(read.to_string(), header))
+    pysam.sort("-o", str(out), str(unsorted))
+    pysam.index(str(out))
+    return out
+
+
+def test_outputs_follow_the_references_contig_order_not_the_bam_headers(short_model, tmp_path):
+    """bedtools -sorted -g genome.fai needs the reference's order, whichever order the BAM's header has."""
+    ex1 = DATA / "bam" / "ex1"
+    options = ["--reference", ex1 / "ex1.fa", "--covered", 10, "--window", 30, "--stride", 10, "--threshold", 0.5]
+    rows, summary = scan(short_model, tmp_path / "a.bed", "--bam", reordered(ex1 / "ex1.bam", tmp_path / "r.bam"),
+                         *options)
+    scan(short_model, tmp_path / "b.bed", "--bam", ex1 / "ex1.bam", *options)
+    assert list(dict.fromkeys(r[0] for r in rows)) == summary["contigs"] == ["chr1", "chr2"]
+    assert (tmp_path / "a.bed").read_text() == (tmp_path / "b.bed").read_text()
+    result = run_cli("junctions", "--bam", reordered(SIRV_BAM, tmp_path / "sirv.bam"), "--reference", SIRV_FASTA,
+                     "--out", tmp_path / "j.bed")
+    assert result.returncode == 0, result.stderr
+    contigs = [line.split("\t")[0] for line in (tmp_path / "j.bed").read_text().splitlines()]
+    assert list(dict.fromkeys(contigs)) == sorted(set(contigs), key=list(Fasta(SIRV_FASTA).lengths).index)
+    assert len(set(contigs)) > 3
 
 
 def test_ex1_reads_and_coverage(short_model, tmp_path):
@@ -506,6 +539,13 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
     shutil.copy(SIRV_BAM, unindexed)
     outside = tmp_path / "outside.bed"
     outside.write_text("I\t100\t999999999\n")
+    corrupt = tmp_path / "corrupt.bam"  # its blocks' framing intact, so samtools quickcheck passes it
+    data = bytearray(SIRV_BAM.read_bytes())
+    data[200_000:200_200] = bytes(200)
+    corrupt.write_bytes(bytes(data))
+    shutil.copy(f"{SIRV_BAM}.bai", f"{corrupt}.bai")
+    sam = tmp_path / "reads.sam"
+    pysam.view("-h", "-o", str(sam), str(DATA / "bam" / "ex1" / "ex1.bam"), catch_stdout=False)
     cases = [
         (["--model", encoder, "--fasta", ce1pct], ["classification head"]),
         (["--model", splice_model, "--fasta", ce1pct, "--contigs", "chrZ"], ["chrZ"]),
@@ -518,6 +558,11 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
         (["--model", short_model, "--bam", unindexed, "--reference", SIRV_FASTA], ["index"]),
         (["--model", short_model, "--bam", DATA / "bam" / "ex1" / "ex1.bam", "--reference", SIRV_FASTA], ["not in the reference"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--covered", 5], ["--reference"]),
+        (["--model", short_model, "--bam", corrupt, "--reference", SIRV_FASTA], ["reading failed", "corrupt"]),
+        (["--model", short_model, "--bam", corrupt, "--reference", SIRV_FASTA, "--covered", 5], ["corrupt"]),
+        (["--model", short_model, "--bam", sam, "--reference", SIRV_FASTA], ["SAM", "samtools sort"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--merge"], ["--merge", "reads"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--min-distance", 50], ["--min-distance", "reads mode"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--bedgraph", tmp_path / "s.bedgraph"], ["--bedgraph"]),
         (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda"] if not torch.cuda.is_available() else
          (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda:99"]), ["cuda"]),
@@ -532,3 +577,6 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
     for args, words in cases:
         assert_user_error(run_cli("scan", *args, "--out", out, "--workers", 0), *words)
         assert not out.parent.exists()
+    # A read error in a DataLoader worker reaches the user as the same one line.
+    assert_user_error(run_cli("scan", "--model", short_model, "--bam", corrupt, "--out", out, "--workers", 2), "corrupt")
+    assert not out.parent.exists()

@@ -14,7 +14,7 @@ from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
-    read_records, reverse_complement, windows, write_indexed_fasta,
+    read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
 )
 
 LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
@@ -339,6 +339,30 @@ def test_bam_reads_and_junctions_agree_with_the_annotation(data):
     matching = sum(j.reads for j in found if (j.contig, j.start, j.end, j.strand) in annotated)
     assert support > 4538  # at least one junction per spliced read
     assert matching / support > 0.85
+
+
+def test_duplicates_qc_failures_and_secondary_copies_are_not_reads(data, tmp_path):
+    """As samtools depth counts (and supplementary parts, whose bases the primary alignment holds): a
+    read marked duplicate (0x400) is left out with the QC failures and secondary alignments."""
+    sirv = data / "bam/sirv_ont"
+    with open_alignments(sirv / "pcs109_5k_spliced.bam") as bam:
+        header = bam.header
+        primary = list(aligned_reads(bam, "SIRV5"))[:20]
+    path = tmp_path / "flagged.bam"
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        for read in primary:
+            out.write(read)
+            for flag in (0x400, 0x200, 0x100, 0x800):
+                copy = pysam.AlignedSegment.fromstring(read.to_string(), header)
+                copy.flag |= flag
+                out.write(copy)
+    pysam.sort("-o", str(tmp_path / "sorted.bam"), str(path))
+    pysam.index(str(tmp_path / "sorted.bam"))
+    with open_alignments(tmp_path / "sorted.bam") as bam:
+        kept = list(aligned_reads(bam, "SIRV5"))
+        introns = sum(j.reads for j in junctions(bam))
+    assert sorted(r.to_string() for r in kept) == sorted(r.to_string() for r in primary)
+    assert introns == sum(len(read_introns(r)) for r in primary)
 
 
 def test_unindexed_bam_is_refused(data, tmp_path):

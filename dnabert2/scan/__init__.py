@@ -21,7 +21,7 @@ from ..sequences import Fasta, open_alignments, read_bed_regions, write_indexed_
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
-from .calls import top, write_calls
+from .calls import MERGED, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, relative, scan_line, write_json
 from .model import called_labels
@@ -87,6 +87,9 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -
     if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
                         "`dnabert2 junctions`, --contigs for some)")
+    if s.merge and mode == "reads":
+        raise UserError("--merge joins windows along the genome; reads mode calls sites with the reads that "
+                        "support each: leave --merge out, or scan the reference where reads cover with --covered")
     if tracks and mode == "reads":
         raise UserError("--bedgraph and --bigwig hold window scores along the genome: they go with FASTA and "
                         "--covered scans, not with reads")
@@ -139,8 +142,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     tally.calls = dict(Counter(c.label for c in calls))
     report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
-              "dense": scanner.dense, "calls_by": "merging windows" if s.merge else "peaks",
-              "min_distance": None if s.merge else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
+              "dense": scanner.dense, "calls_by": calls_by(mode, scanner.dense, s.merge),
+              "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
               "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in scanned],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
               "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
@@ -155,15 +158,26 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     return report
 
 
+def calls_by(mode: str, dense: bool, merge: bool) -> str:
+    """How a scan's calls were made, as its summary says."""
+    if mode == "reads":
+        return "peaks along each read, counted per site" if dense else "window sites along each read, counted per site"
+    return MERGED if merge else "peaks"
+
+
 def _lengths(genome, bam) -> dict[str, int]:
-    """Contig lengths of what is scanned: the genome's, or the BAM's (checked against its reference)."""
+    """Contig lengths of what is scanned, in the order outputs are sorted in: the genome's; or the BAM's
+    (checked against its reference), in the reference's order when there is one."""
     from .bam import bam_lengths
 
     lengths = None
     if genome:
         with Fasta(genome) as opened:
             lengths = opened.lengths
-    return bam_lengths(bam, genome, lengths) if bam is not None else lengths
+    if bam is None:
+        return lengths
+    aligned = bam_lengths(bam, genome, lengths)
+    return {c: n for c, n in lengths.items() if c in aligned} if lengths else aligned
 
 
 def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
@@ -172,6 +186,10 @@ def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
     if s.min_distance is not None and s.min_distance < 1:
         raise UserError(f"min_distance must be at least 1 bp, not {s.min_distance}")
     if not scanner.dense:
+        if mode == "reads" and s.min_distance is not None:
+            raise UserError("--min-distance: in reads mode a window classifier calls each window's site, with the "
+                            "reads supporting it, and no peaks; it goes with per-base models and with FASTA and "
+                            "--covered scans")
         if scanner.window is None:
             raise UserError(f"{model_name(scanner.folder)}: no task.json says which window length the model was "
                             "fine-tuned on; give --window")

@@ -37,6 +37,9 @@ def score_of(probability: float) -> int:
     return int(round(probability * 1000))
 
 
+MERGED = "merging windows"  # a summary's calls_by for calls merged from windows (--merge)
+
+
 class Merger:
     """Merges calls fed in genome order, per (label, strand): a call overlapping or touching the open
     one joins it, as bedtools merge joins book-ended intervals (support adds up; the higher score, or

@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_output, check_outputs
 from ..settings import ScanSettings
-from .calls import Merger, read_calls, top, write_calls
+from .calls import MERGED, Merger, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
@@ -45,8 +45,10 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
         if strangers:
             raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
         calls += mine
-    if parts[0][1].get("calls_by") == "peaks":
-        joined = calls  # each chunk called the peaks of its own bases, its neighbours' scores in view
+    if parts[0][1].get("calls_by") != MERGED:
+        # Each chunk called the peaks of its own bases, its neighbours' scores in view (or counted the
+        # reads at its own sites).
+        joined = calls
     else:
         merger = Merger()
         for call in sorted(calls, key=lambda c: (order[c.contig], c.start)):

@@ -1,6 +1,7 @@
 """Aligned reads (BAM/CRAM through pysam): primary alignments with their reference coordinates, and
 splice junctions observed as CIGAR N operations."""
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         bam = pysam.AlignmentFile(str(path), reference_filename=str(reference) if reference else None)
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: not a readable BAM/CRAM ({error})") from None
+    if bam.is_sam:  # htslib reads regions of BAM and CRAM only
+        bam.close()
+        raise UserError(f"{path}: SAM, which cannot be indexed: sort it into a BAM and index that "
+                        f"(samtools sort -o reads.bam {path} && samtools index reads.bam)")
     if not bam.has_index():
         bam.close()
         raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
@@ -58,20 +63,30 @@ def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
 
 def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0,
                   bases: bool = False) -> Iterator[pysam.AlignedSegment]:
-    """Primary, mapped alignments in reference order. Their reference coordinates: `read.get_blocks()`
+    """Primary, mapped alignments in reference order, neither failing QC nor marked duplicate (what
+    samtools depth leaves out by default, and supplementary parts). Their reference coordinates: `read.get_blocks()`
     (aligned blocks, split at introns) and `read.get_aligned_pairs()`. Coverage and introns need only
     the CIGAR; with `bases`, an alignment stored without its read's bases (SEQ '*') is an error."""
     if contig is not None and contig not in bam.references:
         raise UserError(f"{bam.filename.decode()}: unknown contig {contig!r}")
-    for read in bam.fetch(contig, start, end):
-        if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail:
-            continue
-        if read.mapping_quality < min_mapq:
-            continue
-        if bases and not read.query_sequence:
-            raise UserError(f"{bam.filename.decode()}: primary alignment {read.query_name!r} holds no read bases "
-                            "(SEQ '*'); reads mode scans them: scan the reference where reads cover with --covered DEPTH")
-        yield read
+    try:
+        for read in bam.fetch(contig, start, end):
+            if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate:
+                continue
+            if read.mapping_quality < min_mapq:
+                continue
+            if bases and not read.query_sequence:
+                raise UserError(f"{bam.filename.decode()}: primary alignment {read.query_name!r} holds no read bases "
+                                "(SEQ '*'); reads mode scans them: scan the reference where reads cover with --covered "
+                                "DEPTH")
+            yield read
+    except OSError as error:
+        name, cram = bam.filename.decode(), bam.is_cram
+        with contextlib.suppress(OSError):
+            bam.close()  # after a failed read htslib's close fails too, which would hide why
+        against = ", or a CRAM read with another reference than its own" if cram else ""
+        raise UserError(f"{name}: reading failed ({error}): a truncated or corrupt file{against}? (samtools "
+                        "quickcheck, samtools view)") from None
 
 
 def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
