@@ -415,6 +415,13 @@ def test_ex1_reads_and_coverage(short_model, tmp_path):
                          "--stride", 5, "--threshold", 0)
     assert_valid_bed(rows, lengths, {"yes"})
     assert sum(r[6] for r in rows) == summary["windows"] > 3000  # both strands of every read's windows
+    # Reads shorter than the window (these are 33-40 bp) hold none: the scan says how many it could not read.
+    with pysam.AlignmentFile(str(ex1 / "ex1.bam")) as bam:
+        reads = sum(1 for r in bam.fetch() if not (r.is_secondary or r.is_supplementary or r.is_unmapped))
+    result = run_cli("scan", "--model", short_model, "--bam", ex1 / "ex1.bam", "--window", 41, "--out",
+                     tmp_path / "none.bed", "--workers", 0)
+    assert result.returncode == 0 and f"{reads} reads shorter than the model's 41 bp window" in result.stderr, \
+        result.stderr
 
 
 def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):

@@ -114,9 +114,12 @@ class ReadWindows(IterableDataset):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites, owned = [], [], [], []
-        read_bases = 0
+        read_bases = short = 0
         for read in reads:
             sequence = read.query_sequence.upper()
+            if len(sequence) < self.size:  # no window fits: counted by the chunk holding where it starts
+                short += bool(self.mine.holds(contig, np.array([read.reference_start]))[0])
+                continue
             reverse = reverse_complement(sequence)
             reference = reference_positions(read)
             grid = Grid(contig, 0, len(sequence), self.size, self.stride)
@@ -137,7 +140,8 @@ class ReadWindows(IterableDataset):
             if len(owned) > classified and owned[classified]:  # the read's bases count where its first window does
                 read_bases += len(sequence)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "strand": strands,
+        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "short_reads": short,
+                "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
 
@@ -249,7 +253,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None)
     support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]
-    tally, reads = Tally(), 0
+    tally, reads, short = Tally(), 0, 0
     started = time.perf_counter()
 
     def launch(item):
@@ -258,7 +262,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         return hits(scanner, item, labels, threshold, batch_tokens, distances)
 
     def take(item, found):
-        nonlocal reads
+        nonlocal reads, short
         for position, strand, name, probability in found():
             entry = support[(item["contig"], position, strand, name)]
             entry[0] += 1
@@ -269,12 +273,16 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
             else int(item["lengths"][owned].sum())
         tally.bases += item["read_bases"]
         reads += item["reads"]
+        short += item.get("short_reads", 0)
         bar.update(item["reads"])
 
     with tqdm(unit="read", disable=not progress) as bar:
         overlapped(loader, launch, take)
     tally.seconds = time.perf_counter() - started
     log.info("scanned %d reads", reads)
+    if short:
+        log.warning("%d reads shorter than the model's %d bp window were not scanned (a per-base model scans reads of "
+                    "any length)", short, scanner.window)
     return [Call(c, p, p + 1, label, score_of(total / n), strand, n, p)
             for (c, p, strand, label), (n, total) in support.items() if n >= min_reads], tally
 
