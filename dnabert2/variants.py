@@ -33,7 +33,7 @@ from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
-from .sequences.fasta import compression
+from .sequences.fasta import check_file, compression
 from .settings import INFO_KEY, UNSCORED, VariantSettings
 from .tasks.dense import fetch_padded
 
@@ -44,6 +44,7 @@ LONGEST = 50  # REF length (bp) the shared cores leave room for
 BASES = set("ACGTN")
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
 SPLICEAI = {"acceptor": "A", "donor": "D"}
+END = "END"  # the INFO key of a record's last reference base
 
 
 @dataclass
@@ -172,17 +173,15 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     if not (bgzip_named(out) and plain_suffix(out) == ".vcf"):
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz (or .vcf.bgz) name")
     check_outputs([out, tsv], [vcf, fasta])
-    if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, "END"):
+    if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, END):
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
                         f"with a digit (not {UNSCORED} or END)")
-    if not Path(vcf).exists():
-        raise UserError(f"{vcf}: no such file")
-    if not Path(vcf).is_file():
+    if Path(vcf).exists() and not Path(vcf).is_file():
         raise UserError(f"{vcf}: not a file (a pipe?); variants reads the VCF twice, a check and then the scoring, "
                         "so give it a file")
-    if compression(vcf) == "gzip":
-        raise UserError(f"{vcf}: compressed with plain gzip; htslib reads a compressed VCF only in bgzip's blocks: "
-                        "recompress it (zcat it | bgzip)")
+    if compression(check_file(vcf)) == "gzip":
+        raise UserError(f"{vcf}: compressed with plain gzip, which pysam cannot read as VCF: recompress it with bgzip "
+                        "(zcat it | bgzip)")
     folder = model_path(model)
     if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
         raise UserError(f"{model_name(folder)}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
@@ -193,21 +192,15 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     names = fields(labels)  # the scorer's fields too
     try:
         reader = pysam.VariantFile(str(vcf))
+        declare_fixed(reader.header)
         with Fasta(fasta) as genome:
             first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
     header = reader.header.copy()
-    # pysam writes INFO/END on every record with a symbolic allele (<DEL>, <*>), END or not in the
-    # input: undeclared, bcftools would refuse the output.
-    if "END" not in header.info:
-        header.add_meta("INFO", items=[("ID", "END"), ("Number", "1"), ("Type", "Integer"),
-                                       ("Description", "End position of the variant described in this record")])
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
         "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
         f"Format: ALLELE|{'|'.join(names)}")])
-    header.add_meta("INFO", items=[("ID", UNSCORED), ("Number", "1"), ("Type", "String"), (
-        "Description", "Why the record was not scored: ref_mismatch, unknown_contig, outside_contig")])
     counts = {"records": 0, "alleles_scored": 0, "ref_mismatch": 0, "unknown_contig": 0, "outside_contig": 0,
               "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
@@ -237,8 +230,6 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written; the same for
     undeclared INFO, FORMAT and FILTER tags."""
-    if key in header.info:
-        raise UserError(f"{vcf}: already has an INFO/{key} field; give --info-key another name")
     declared = set(header.contigs)
     seen, last = {}, None
     with pysam.VariantFile(str(vcf)) as records:
@@ -248,6 +239,8 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
             if record.contig == last and record.start < seen[last]:
                 raise UserError(f"{vcf}: not sorted by position at {record.contig}:{record.pos} (sort it: bcftools sort)")
             seen[record.contig], last = record.start, record.contig
+        if key in records.header.info:  # declared, or used without being declared
+            raise UserError(f"{vcf}: already has an INFO/{key} field; give --info-key another name")
         declare_assumed(header, records.header)
     if seen and not set(seen) & set(lengths):
         named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")
@@ -265,10 +258,22 @@ def declare_assumed(header, parsed) -> None:
     for kind, mine, theirs in (("INFO", header.info, parsed.info), ("FORMAT", header.formats, parsed.formats),
                                ("FILTER", header.filters, parsed.filters)):
         for key, meta in theirs.items():
-            if key not in mine:
-                shape = [] if kind == "FILTER" else [("Number", str(meta.number)), ("Type", meta.type)]
-                header.add_meta(kind, items=[("ID", key), *shape,
-                                             ("Description", "Not declared in the input's header")])
+            if key in mine:
+                continue
+            shape = [] if kind == "FILTER" else [("Number", str(meta.number)), ("Type", meta.type)]
+            header.add_meta(kind, items=[("ID", key), *shape, ("Description", "Not declared in the input's header")])
+
+
+def declare_fixed(header) -> None:
+    """INFO fields of a fixed meaning, declared in the input's header before any record is read, so that
+    htslib reads them as they are written (it takes an undeclared one for a string): END as VCF 4.3
+    declares it (pysam writes it, an integer, on every record with a symbolic allele such as <DEL>,
+    END in the input or not), and UNSCORED."""
+    for key, kind, description in (
+            (END, "Integer", "End position of the variant described in this record"),
+            (UNSCORED, "String", "Why the record was not scored: ref_mismatch, unknown_contig, outside_contig")):
+        if key not in header.info:
+            header.add_meta("INFO", items=[("ID", key), ("Number", "1"), ("Type", kind), ("Description", description)])
 
 
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:

@@ -566,7 +566,7 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
         (["--model", short_model, "--bam", DATA / "bam" / "ex1" / "ex1.bam", "--reference", SIRV_FASTA], ["not in the reference"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--covered", 5], ["--reference"]),
         (["--model", short_model, "--bam", corrupt, "--reference", SIRV_FASTA], ["reading failed", "corrupt"]),
-        (["--model", short_model, "--bam", corrupt, "--reference", SIRV_FASTA, "--covered", 5], ["corrupt"]),
+        (["--model", short_model, "--bam", corrupt, "--reference", SIRV_FASTA, "--covered", 5], ["reading failed"]),
         (["--model", short_model, "--bam", sam, "--reference", SIRV_FASTA], ["SAM", "samtools sort"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--merge"], ["--merge", "reads"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--min-distance", 50], ["--min-distance", "reads mode"]),
@@ -584,6 +584,10 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
     for args, words in cases:
         assert_user_error(run_cli("scan", *args, "--out", out, "--workers", 0), *words)
         assert not out.parent.exists()
+    # Read whole (no contig named), a damaged block is as clear.
+    assert_user_error(run_cli("junctions", "--bam", corrupt, "--out", out), "reading failed", "truncated or corrupt")
+    assert not out.parent.exists()
     # A read error in a DataLoader worker reaches the user as the same one line.
-    assert_user_error(run_cli("scan", "--model", short_model, "--bam", corrupt, "--out", out, "--workers", 2), "corrupt")
+    assert_user_error(run_cli("scan", "--model", short_model, "--bam", corrupt, "--out", out, "--workers", 2),
+                      "reading failed")
     assert not out.parent.exists()

@@ -168,6 +168,8 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
      ["records of IV are not together"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "annotated.vcf.gz"],
      ["already has an INFO/DNABERT2 field"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "undeclared.vcf"],
+     ["already has an INFO/DNABERT2 field"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf"], [".vcf.gz"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.tsv.gz"], [".vcf.gz (or .vcf.bgz)"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "notvcf.txt"], ["notvcf.txt"]),
@@ -190,6 +192,7 @@ def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tm
     shutil.copy(scored[0], tmp_path / "annotated.vcf.gz")
     (tmp_path / "plain.vcf.gz").write_bytes(gzip.compress(variants[0].read_bytes()))
     write_vcf(tmp_path / "ucsc.vcf", [("chrIV", 100, "a", "A", "C"), ("chrIV", 500, "b", "A", "C")], {})
+    (tmp_path / "undeclared.vcf").write_text(HEADER.format(contigs="") + "IV\t100\ta\tA\tC,G\t.\t.\tDNABERT2=x,y\n")
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
@@ -273,18 +276,21 @@ def test_tags_the_header_does_not_declare_are_kept_and_declared(cnn, ce1pct, tmp
     vcf = tmp_path / "undeclared.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
                    f"IV\t100\ta\t{first}\t{OTHER[first]}\t.\tLowQual\tDP=7\tGT:DP\t0/1:12\n"
-                   f"IV\t200\tb\t{second}\t.\t.\tPASS\tSOMATIC\tGT:DP\t0/0:30\n")
+                   f"IV\t200\tb\t{second}\t.\t.\tPASS\tSOMATIC\tGT:DP\t0/0:30\n"
+                   f"IV\t300\tc\tN\t<DEL>\t.\tPASS\tEND=310\tGT:DP\t0/1:9\n")
     out, table = tmp_path / "o.vcf.gz", tmp_path / "o.tsv"
     result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--tsv", table,
                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
     view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
     assert view.returncode == 0 and "[W::" not in view.stderr, view.stderr
-    a, b = (line.split("\t") for line in view.stdout.splitlines())
+    a, b, c = (line.split("\t") for line in view.stdout.splitlines())
     assert a[6] == "LowQual" and "DP=7" in a[7] and "DNABERT2=" in a[7] and a[8:] == ["GT:DP", "0/1:12"]
     assert b[4] == "." and b[7] == "SOMATIC" and b[9] == "0/0:30"
+    assert c[7].startswith("END=310;")  # END is an integer, as VCF declares it, not htslib's guess of a string
     rows = [line.split("\t") for line in table.read_text().splitlines()]
-    assert {len(r) for r in rows} == {len(rows[0])} and [r[5] for r in rows[1:]] == ["scored", "no_alt"]
+    assert {len(r) for r in rows} == {len(rows[0])} and [r[5] for r in rows[1:]] == ["scored", "no_alt",
+                                                                                    "ref_mismatch"]
 
 
 def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path):

@@ -64,13 +64,17 @@ def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
 def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0,
                   bases: bool = False) -> Iterator[pysam.AlignedSegment]:
     """Primary, mapped alignments in reference order, neither failing QC nor marked duplicate (what
-    samtools depth leaves out by default, and supplementary parts). Their reference coordinates: `read.get_blocks()`
-    (aligned blocks, split at introns) and `read.get_aligned_pairs()`. Coverage and introns need only
-    the CIGAR; with `bases`, an alignment stored without its read's bases (SEQ '*') is an error."""
+    samtools depth leaves out by default, and supplementary parts). Their reference coordinates:
+    `read.get_blocks()` (aligned blocks, split at introns) and `read.get_aligned_pairs()`. Coverage and
+    introns need only the CIGAR; with `bases`, an alignment stored without its read's bases (SEQ '*')
+    is an error."""
     if contig is not None and contig not in bam.references:
         raise UserError(f"{bam.filename.decode()}: unknown contig {contig!r}")
+    # Contig by contig: a whole-file fetch stops at a damaged block without a word, where one
+    # contig's fetch raises.
+    contigs = bam.references if contig is None else [contig]
     try:
-        for read in bam.fetch(contig, start, end):
+        for read in (read for name in contigs for read in bam.fetch(name, start, end)):
             if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate:
                 continue
             if read.mapping_quality < min_mapq:
