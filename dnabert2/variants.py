@@ -291,10 +291,10 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
     variants.sort(key=lambda v: (v.contig, v.position))
     for _, same_contig in itertools.groupby(variants, key=lambda v: v.contig):
         scores.update(scorer.score(list(same_contig)))
+    blank = ["."] * len(scorer.fields)  # the fields of an allele not scored
     for index, record in enumerate(block):
         counts["records"] += 1
         record.translate(writer.header)
-        blank = ["."] * len(scorer.fields)
         if index in reasons:
             record.info[UNSCORED] = reasons[index]
             for alt in record.alts or ".":
