@@ -69,7 +69,7 @@ class DownloadSettings:
 class VocabSettings:
     vocab_size: int = setting(4096, "tokens in the vocabulary, special tokens included", type=int)
     window: int = setting(1000, "length of the sampled windows in bp", type=int)
-    sample_bp: int = setting(50_000_000, "base pairs to learn from, at most the whole genome(s)", type=positive)
+    sample_bp: int = setting(50_000_000, "base pairs to learn from, at most the whole windows the genome(s) hold", type=positive)
     heldout: float = setting(0.05, "fraction of windows held out to measure bp/token", type=float)
     seed: int = setting(0, "random seed for sampling", type=int)
     heldout_contigs: list[str] = setting([], "contigs no window is drawn from (those pretraining holds out, so that "

@@ -12,7 +12,7 @@ from .errors import UserError
 # Ensembl Genomes' divisions, beside Ensembl's vertebrates: ensemblplants:SPECIES and so on.
 ENSEMBL_DIVISIONS = ("plants", "fungi", "metazoa", "protists")
 _ENSEMBL = re.compile(rf"ensembl(?:{'|'.join(ENSEMBL_DIVISIONS)})?:([A-Za-z0-9_]+)(?::(\d*)(?::([^:/\s]+))?)?", re.I)
-_UCSC = re.compile(r"ucsc:([A-Za-z0-9_]+)")
+_UCSC = re.compile(r"ucsc:([A-Za-z0-9_]+)", re.I)
 _NCBI = re.compile(r"ncbi:(GC[AF])_(\d{3})(\d{3})(\d{3})(?:\.(\d+))?", re.I)
 REMOTE_SCHEMES = ("http", "https", "ftp")
 FORMS = ("ensembl:SPECIES[:RELEASE[:ASSEMBLY]] (ensemblplants:, ensemblfungi:, ensemblmetazoa:, ensemblprotists: for "

@@ -65,10 +65,18 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, p
     unknown = sorted(set(skip) - {contig for g in genomes for contig in g.lengths})
     if unknown:
         raise UserError(f"--heldout-contigs: no genome has a contig {unknown[0]!r}")
-    tiles = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items()
-             if length >= size and contig not in skip]
-    if not tiles:
+    long_enough = [(g, contig, length // size) for g in genomes for contig, length in g.lengths.items()
+                   if length >= size]
+    if not long_enough:
         raise UserError(f"no contig is as long as one window ({size} bp)")
+    tiles = [tile for tile in long_enough if tile[1] not in skip]
+    if not tiles:
+        raise UserError(f"--heldout-contigs holds every contig as long as one window ({size} bp): none is left to learn from")
+    total = sum(sum(g.lengths.values()) for g in genomes)
+    short = total - sum(sum(length for contig, length in g.lengths.items() if length >= size) for g in genomes)
+    if short > 0.05 * total:  # a fragmented assembly: its short contigs are no window's
+        log.warning("%.0f%% of the genome bases lie on contigs shorter than one window (%d bp) and are not sampled",
+                    100 * short / total, size)
     ends = []
     for _, _, n in tiles:
         ends.append((ends[-1] if ends else 0) + n)
@@ -89,10 +97,10 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, p
 
 
 def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = None, *, progress: bool = False,
-                     **overrides) -> dict:
+                     report_path=None, **overrides) -> dict:
     """Learn a vocabulary from windows sampled from `genomes` (FASTA/GenBank paths), save it to `out`
-    and return a report with base pairs per token on held-out windows. Settings: a VocabSettings, or
-    its fields as keywords."""
+    and return a report with base pairs per token on held-out windows (also written as JSON to
+    `report_path` when given). Settings: a VocabSettings, or its fields as keywords."""
     s = settings_with(VocabSettings, settings, overrides)
     vocab_size, window, sample_bp, heldout, seed = s.vocab_size, s.window, s.sample_bp, s.heldout, s.seed
     check_vocab_size(vocab_size)
@@ -120,8 +128,6 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     seconds = time.perf_counter() - started
     if tokenizer.get_vocab_size() < vocab_size:
         log.warning("learned only %d tokens of the %d asked for: the sample is too small", tokenizer.get_vocab_size(), vocab_size)
-    with atomic_output(out) as tmp:
-        tokenizer.save(str(tmp))
     report = {
         "vocab_size": tokenizer.get_vocab_size(),
         "training_windows": len(training),
@@ -133,6 +139,11 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
         "heldout_contigs": sorted(s.heldout_contigs),
     }
     log.info("vocabulary: %s", json.dumps(report))
+    with atomic_output(out) as tmp:
+        tokenizer.save(str(tmp))
+        if report_path:  # inside: a report that cannot be written leaves no vocabulary either
+            with atomic_output(report_path) as report_tmp:
+                Path(report_tmp).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -150,9 +161,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     check_outputs([args.out, args.report], args.genome)
-    report = learn_vocabulary(args.genome, args.out, settings_from(args, VocabSettings), progress=not args.quiet)
+    report = learn_vocabulary(args.genome, args.out, settings_from(args, VocabSettings), progress=not args.quiet,
+                              report_path=args.report)
     print(f"{args.out}: {report['vocab_size']} tokens, {report['heldout_bp_per_token']} bp/token on "
           f"{report['heldout_windows']} held-out windows, learned in {report['training_seconds']} s")
-    if args.report:
-        with atomic_output(args.report) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")

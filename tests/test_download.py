@@ -679,6 +679,7 @@ def test_choose_ensembl_file():
 
 
 def test_ucsc_urls():
+    assert sources.parse_ucsc("UCSC:hg38") == "hg38"  # the prefix in any case, as ensembl: and ncbi:
     assert dl.ucsc_urls("https://hgdownload.soe.ucsc.edu", "hg38") == (
         "https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/hg38.fa.gz",
         "https://hgdownload.soe.ucsc.edu/goldenPath/hg38/bigZips/md5sum.txt",

@@ -1,6 +1,7 @@
 """BPE vocabulary learning and the tokenizer's layout, against the released DNABERT-2 tokenizer."""
 
 import json
+from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
@@ -157,3 +158,29 @@ def test_vocab_draws_no_window_from_held_out_contigs(tmp_path):
     result = run_cli("vocab", "--genome", genome, "--out", tmp_path / "u.json", "--heldout-contigs", "chrX")
     assert_user_error(result, "--heldout-contigs", "'chrX'")
     assert not (tmp_path / "u.json").exists()
+    result = run_cli("vocab", "--genome", genome, "--out", tmp_path / "u.json", "--window", 100,
+                     "--heldout-contigs", "held", "kept")
+    assert_user_error(result, "--heldout-contigs holds every contig")
+    assert not (tmp_path / "u.json").exists()
+
+
+def test_vocab_whose_report_cannot_be_written_leaves_no_vocabulary(tmp_path):
+    if not Path("/proc/self").exists():
+        pytest.skip("needs /proc: a folder that exists but takes no new file, even for root")
+    out = tmp_path / "t.json"
+    result = run_cli("vocab", "--genome", PHIX, "--out", out, "--vocab-size", "64", "--window", "200",
+                     "--report", "/proc/dnabert2-report.json")
+    assert_user_error(result, "/proc/dnabert2-report.json: cannot write it")
+    assert not out.exists()
+
+
+def test_vocab_says_how_much_lies_on_contigs_shorter_than_a_window(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    genome = tmp_path / "fragmented.fa"
+    lengths = [900] * 20 + [5000]  # most bases on contigs shorter than a 1000 bp window
+    genome.write_text("".join(f">c{i}\n{''.join(rng.choice('ACGT') for _ in range(n))}\n" for i, n in enumerate(lengths)))
+    result = run_cli("vocab", "--genome", genome, "--out", tmp_path / "t.json", "--vocab-size", "20", "--window", "1000")
+    assert result.returncode == 0, result.stderr
+    assert "78% of the genome bases lie on contigs shorter than one window (1000 bp)" in result.stderr
