@@ -11,7 +11,7 @@ from pathlib import Path
 from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
-from .finetune import finetune, predict
+from .finetune import check_task_kind, finetune, predict, warn_cut
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, output_file, settings_from
@@ -19,7 +19,7 @@ from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
-from .tokenizer import encode, load_tokenizer, token_limit
+from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ def score_classifier(model, model_dir: Path, task: dict, batch_size: int, device
     longest = max(len(s) for s in task["test"][0])
     max_tokens = max_tokens or (json.loads(trained.read_text())["max_tokens"] if trained.is_file()
                                 else token_limit(longest))
-    ids = encode(load_tokenizer(model_dir), task["test"][0], max_tokens)
+    whole = token_ids(load_tokenizer(model_dir), task["test"][0])
+    warn_cut(whole, max_tokens, "test")
+    ids = frame(whole, max_tokens)
     mixed = autocast(device, resolve_precision("auto", device))
     probabilities = predict(model, ids, task["test"][1], batch_size, device, mixed)
     return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}
@@ -98,6 +100,7 @@ def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path) -> 
             raise UserError(f"{folder}: a dense task; evaluate scores window tasks. Scan a per-base model with "
                             "`dnabert2 scan` and score it with `dnabert2 scan-eval` (the CNN baseline: `dnabert2 cnn`)")
         classes = int(read_task(folder)["train"][1].max()) + 1
+        check_task_kind(folder, classes)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
 
@@ -160,8 +163,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    check_outputs([args.out, markdown_of(args.out)])
-    tasks = find_tasks(args.gue) if args.gue else {args.data.name: args.data}
+    tasks = find_tasks(args.gue) if args.gue else {args.data.resolve().name: args.data}
+    inputs = [file for folder in [*tasks.values(), args.model] if folder.is_dir()
+              for file in folder.iterdir() if file.is_file()]
+    check_outputs([args.out, markdown_of(args.out)], inputs)
     rows = evaluate(args.model, tasks, args.out, settings_from(args, EvaluateSettings),
                     settings_from(args, FinetuneSettings))
     print(markdown_of(args.out).read_text(), end="")

@@ -24,6 +24,7 @@ from .errors import UserError
 from .hub import model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
+from .model.checkpoint import weights_digest
 from .optim import schedule
 from .options import add_settings, changed, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
@@ -69,6 +70,14 @@ def predict(model, ids, labels, batch_size, device, autocast) -> np.ndarray:
     return np.concatenate(probabilities)
 
 
+def warn_cut(whole: list[list[int]], max_tokens: int, split: str) -> None:
+    """Say how many sequences (their token ids, unframed) framing at `max_tokens` cuts short."""
+    cut = sum(len(ids) + 2 > max_tokens for ids in whole)
+    if cut:
+        log.warning("%d of %d %s sequences are longer than %d tokens ([CLS] and [SEP] included) and lose their "
+                    "ends; give a larger --max-tokens to keep them whole", cut, len(whole), split, max_tokens)
+
+
 class WindowJob:
     """Sequence classification on a GUE task folder: one label per sequence, picked on dev MCC."""
 
@@ -87,11 +96,7 @@ class WindowJob:
         self.ids = {split: frame(whole[split], self.max_tokens) for split in SPLITS}
         # The default limit (DNABERT-2's, a quarter of the length) assumes ~5 bp per token: a vocabulary
         # of shorter tokens would lose the sequences' ends, and with them the sites they hold, unsaid.
-        cut = sum(len(ids) + 2 > self.max_tokens for ids in whole["train"])
-        if cut:
-            log.warning("%d of %d training sequences are longer than %d tokens ([CLS] and [SEP] included) and lose "
-                        "their ends; give a larger --max-tokens to keep them whole", cut, len(whole["train"]),
-                        self.max_tokens)
+        warn_cut(whole["train"], self.max_tokens, "training")
         self.train_size = len(self.task["train"][1])
 
     def batches(self, split, order, batch_size, device):
@@ -277,6 +282,8 @@ def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings
         save_model(model, out, tokenizer)
     info = {"base_model": model_name(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
             "max_tokens": metrics["max_tokens"], "adapter": adapter_only, "lora": lora_settings}
+    if adapter_only:  # loading it onto other weights would give other answers without a word
+        info["base_weights_sha256"] = weights_digest(model_dir)
     write_records(out, info, metrics)
 
 
@@ -301,7 +308,8 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
     data, out = Path(data), Path(out)
     check_folder(out, s.force, inputs=[data])
     if not is_dense(data):
-        raise UserError(f"{data}: not a dense task (`dnabert2 tasks KIND --dense` builds one)")
+        raise UserError(f"{data}: {'not a dense task' if data.is_dir() else 'no such folder'} "
+                        "(`dnabert2 tasks KIND --dense` builds one)")
     job = DenseJob(data, None)
     lr = s.lr or CNN_LR
     metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn", "lr": lr},

@@ -6,6 +6,7 @@ metaplot. Models are tiny and barely trained: mechanics, not biology."""
 import csv
 import gzip
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -193,6 +194,28 @@ def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tm
     result = run_cli("finetune", "--model", cnn, "--data", dense_task, "--out", tmp_path / "ft", "--device", "cpu")
     assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("base", ["dev.csv: line 2", "characters other than ACGTN", "'X'"]),
+    ("labels", ["task.json: labels must map each class number to its name"]),
+])
+def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_path, damage, words):
+    task = shutil.copytree(dense_task, tmp_path / "task")
+    if damage == "base":
+        lines = (task / "dev.csv").read_text().split("\n")
+        lines[1] = lines[1][:500] + "X" + lines[1][501:]  # read as N before, scored as if it were one
+        (task / "dev.csv").write_text("\n".join(lines))
+    else:
+        described = json.loads((task / "task.json").read_text())
+        described["labels"] = list(described["labels"].values())
+        (task / "task.json").write_text(json.dumps(described))
+    for command in (["cnn"], ["finetune", "--model", base]):
+        result = run_cli(*command, "--data", task, "--out", tmp_path / "out", "--epochs", 1, "--device", "cpu")
+        assert_user_error(result, *words)
+        assert not (tmp_path / "out").exists()
+    missing = run_cli("cnn", "--data", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert_user_error(missing, "nowhere: no such folder")
 
 
 def bigwig_values(folder, name, contig, length):

@@ -119,6 +119,41 @@ def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path):
     assert not (tmp_path / "r.tsv").exists()
 
 
+def test_a_task_description_of_another_kind_is_refused_before_any_task_is_trained(tmp_path):
+    root = tmp_path / "gue"
+    shutil.copytree(SAMPLE, root / "a" / "good")
+    shutil.copytree(SAMPLE, root / "z" / "kind")
+    (root / "z" / "kind" / "task.json").write_text('{"task": "splice"}')  # three labels, two classes here
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    result = run_cli("evaluate", "--model", model, "--gue", root, "--out", tmp_path / "r.tsv", "--epochs", 1,
+                     "--device", "cpu")
+    assert_user_error(result, "z/kind/task.json", "a splice task has 3 labels")
+    assert "task a/good" not in result.stderr
+    assert not (tmp_path / "r.tsv").exists()
+
+
+def test_an_output_over_a_task_file_or_the_model_is_refused(tmp_path):
+    task = shutil.copytree(SAMPLE, tmp_path / "task")
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    before = {f: f.read_bytes() for f in [*task.iterdir(), *model.iterdir()]}
+    for out in (task / "train.csv", model / "config.json"):
+        result = run_cli("evaluate", "--model", model, "--data", task, "--out", out, "--epochs", 1, "--device", "cpu")
+        assert_user_error(result, "the output would overwrite the input")
+    assert {f: f.read_bytes() for f in [*task.iterdir(), *model.iterdir()]} == before
+
+
+def test_a_fine_tuned_classifier_says_how_many_test_sequences_it_cuts(tmp_path):
+    model = save_model(build_model(preset("tiny", num_labels=2), "classification"), tmp_path / "classifier",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device", "cpu",
+                     "--baseline", "none", "--max-tokens", 8)
+    assert result.returncode == 0, result.stderr
+    n = len(read_task(SAMPLE)["test"][1])
+    assert f"{n} of {n} test sequences are longer than 8 tokens" in result.stderr
+
+
 def test_a_compressed_table_and_its_markdown_twin(uci_task, tmp_path):
     """results.tsv.gz is bgzip, as every table output named .gz, and its Markdown is results.md."""
     model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
@@ -135,7 +170,10 @@ def test_a_compressed_table_and_its_markdown_twin(uci_task, tmp_path):
 def test_evaluate_cuts_inputs_at_the_given_max_tokens(tmp_path):
     model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
-    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--epochs", 1,
-                     "--device", "cpu", "--baseline", "none", "--max-tokens", 8)
+    task = shutil.copytree(SAMPLE, tmp_path / "sample")
+    result = run_cli("evaluate", "--model", model, "--data", ".", "--out", tmp_path / "r.tsv", "--epochs", 1,
+                     "--device", "cpu", "--baseline", "none", "--max-tokens", 8, cwd=task)
     assert result.returncode == 0, result.stderr
     assert "longer than 8 tokens" in result.stderr  # finetune's cut, at the limit given to evaluate
+    with open(tmp_path / "r.tsv", newline="") as handle:
+        assert {row["task"] for row in csv.DictReader(handle, delimiter="\t")} == {"sample"}  # --data . by its name

@@ -3,6 +3,7 @@ the released layout as a starting point, and bad task files."""
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -15,7 +16,7 @@ from dnabert2 import load_model, load_tokenizer
 from dnabert2.finetune import predict
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
-from dnabert2.tasks.gue import read_task, scores
+from dnabert2.tasks.gue import read_split, read_task, scores
 from dnabert2.tokenizer import encode
 
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
@@ -119,6 +120,23 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
         assert not (tmp_path / "again").exists()
 
 
+def test_an_adapter_whose_base_model_was_replaced_is_refused(base, motif_task, tmp_path):
+    """A base folder pretrained again (`pretrain --force`) holds other weights under the same name:
+    the adapter on top of them would answer otherwise, without a word."""
+    own = shutil.copytree(base, tmp_path / "base")
+    out = tmp_path / "lora"
+    assert run_cli("finetune", "--model", own, "--data", motif_task, "--out", out, "--lora", "--epochs", 1,
+                   "--device", "cpu", "-q").returncode == 0
+    load_model(out)
+    torch.manual_seed(123)
+    save_model(build_model(preset("tiny"), "mlm"), own, load_tokenizer(TOKENIZER))
+    with pytest.raises(UserError, match="has other weights than the adapter was trained on"):
+        load_model(out)
+    result = run_cli("predict", "--model", out, "--csv", motif_task / "test.csv", "--out", tmp_path / "p.tsv")
+    assert_user_error(result, "has other weights than the adapter was trained on")
+    assert not (tmp_path / "p.tsv").exists()
+
+
 def test_released_layout_classifier_with_other_labels_is_refused(base, motif_task, tmp_path):
     three = save_model(build_model(preset("tiny", num_labels=3), "classification"), tmp_path / "three",
                        load_tokenizer(TOKENIZER))
@@ -131,13 +149,20 @@ def test_released_layout_classifier_with_other_labels_is_refused(base, motif_tas
     ([("ACGTX", 0), ("ACGT", 1)], ["train.csv", "line 2", "other than ACGTN", "X"]),
     ([("ACGT", 0), ("ACGT", 0)], ["a single class"]),
     ([("ACGT", 0), ("ACGT", 2)], ["labels must be 0..K-1", "[0, 2]"]),
-    ([("ACGT", 0), ("ACGT", "one")], ["line 3", "not an integer"]),
+    ([("ACGT", 0), ("ACGT", "one")], ["line 3", "label 'one' is not a class number"]),
     ([("ACGT", 0), ("", 1)], ["line 3", "an empty sequence"]),
 ])
 def test_bad_task_files(base, tmp_path, rows, words):
     task = write_task(tmp_path / "bad", {"train": rows, "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), *words)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("label", ["0.5", "1e30", "-1e30"])
+def test_labels_that_are_no_class_number_are_named_as_written(tmp_path, label):
+    (tmp_path / "train.csv").write_text(f"sequence,label\nACGT,0\nACGT, {label}\n")
+    with pytest.raises(UserError, match=rf"line 3: label '{re.escape(label)}' is not a class number"):
+        read_split(tmp_path / "train.csv")
 
 
 @pytest.mark.parametrize("options, words", [

@@ -2,6 +2,7 @@
 pytorch_model.bin) and tokenizer.json. The released DNABERT-2-117M files, and classifiers fine-tuned
 with the released code, load as they are; anything that does not fit is an error naming the keys."""
 
+import hashlib
 import json
 import logging
 import pickle
@@ -60,11 +61,24 @@ def saved_head(state: dict) -> str:
     return "encoder"
 
 
-def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """The weights of a model folder, keys normalised to the bert.… layout."""
+def weights_file(folder: Path) -> Path:
+    """The file holding a model folder's weights."""
     file = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if file is None:
         raise UserError(f"{model_name(folder)}: no model weights there (expected {' or '.join(WEIGHT_FILES)})")
+    return file
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 of a model folder's weights file: what a LoRA adapter was trained on, told apart from
+    a folder of the same name whose weights were replaced since (a pretraining run again, say)."""
+    with open(weights_file(folder), "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of a model folder, keys normalised to the bert.… layout."""
+    file = weights_file(folder)
     try:
         if file.suffix == ".safetensors":
             state = load_file(file)
@@ -151,6 +165,9 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     base = model_path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
+    if info.get("base_weights_sha256") not in (None, weights_digest(base)):
+        raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
+                        "on (replaced since); fine-tune again, or keep the base model's folder as it was")
     trained = info.get("head", "classification")
     if head not in (None, trained, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")

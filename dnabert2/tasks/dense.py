@@ -32,7 +32,7 @@ from ..options import changed
 from ..outputs import atomic_text, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
-from .gue import SPLITS, write_task_folder
+from .gue import NOT_ACGTN, SPLITS, write_task_folder
 from .registry import task_kind
 from .split import choose_split
 
@@ -221,6 +221,10 @@ def read_dense_task(folder) -> DenseTask:
     for key in ("core_bp", "flank_bp", "labels"):
         if key not in description:
             raise UserError(f"{folder}/task.json: a dense task needs {key!r}")
+    labels = description["labels"]
+    if not isinstance(labels, dict) or sorted(labels) != sorted(map(str, range(len(labels)))):
+        raise UserError(f'{folder}/task.json: labels must map each class number to its name, '
+                        f'as {{"0": "none", "1": "donor"}}')
     task = DenseTask(folder, description, {})
     for split in SPLITS:
         task.splits[split] = _read_dense_split(folder / f"{split}.csv", task)
@@ -234,7 +238,8 @@ def _read_dense_split(path: Path, task: DenseTask) -> list[DenseWindow]:
         raise UserError(f"{path}: no such file (a dense task folder holds train.csv, dev.csv and test.csv)")
     length, classes = task.core + 2 * task.flank, len(task.labels)
     rows = []
-    with open(path, newline="") as handle:
+    # Bytes that are no UTF-8 become U+FFFD, which the checks below refuse, naming the line.
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         table = csv.reader(handle)
         if tuple(next(table, ())) != COLUMNS:
             raise UserError(f"{path}: not a dense task split (header {','.join(COLUMNS)})")
@@ -248,7 +253,11 @@ def _read_dense_split(path: Path, task: DenseTask) -> list[DenseWindow]:
             if len(sequence) != length or not all(0 <= o < task.core and 0 < v < classes for o, v in labels.items()):
                 raise UserError(f"{path}: line {number}: a window of {task.core + 2 * task.flank} bp with sites "
                                 f"OFFSET:LABEL inside its {task.core} bp core and labels 1..{classes - 1} expected")
-            rows.append(DenseWindow(sequence.upper(), labels, contig, start, strand))
+            sequence = sequence.upper()
+            if NOT_ACGTN.search(sequence):
+                found = sorted(set(NOT_ACGTN.findall(sequence)))
+                raise UserError(f"{path}: line {number}: characters other than ACGTN ({''.join(found)[:10]!r})")
+            rows.append(DenseWindow(sequence, labels, contig, start, strand))
     if not rows:
         raise UserError(f"{path}: no windows")
     return rows

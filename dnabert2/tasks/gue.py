@@ -3,6 +3,7 @@ checks, written atomically, found under a GUE download's layout."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from ..errors import UserError
 from ..outputs import atomic_folder, atomic_output, atomic_text
 
 SPLITS = ("train", "dev", "test")
+NOT_ACGTN = re.compile("[^ACGTN]")  # what a task's sequence may not hold, once upper-cased
 
 
 def read_split(path: Path) -> tuple[list[str], np.ndarray]:
@@ -20,7 +22,7 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path}: no such file (a task folder holds train.csv, dev.csv and test.csv)")
     try:
-        table = pd.read_csv(path, dtype={"sequence": str}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
     missing = [c for c in ("sequence", "label") if c not in table.columns]
@@ -32,15 +34,16 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
     empty = (sequences.str.len() == 0).to_numpy()
     if empty.any():
         raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}: an empty sequence")
-    bad = sequences.str.contains("[^ACGTN]", regex=True)
+    bad = sequences.str.contains(NOT_ACGTN.pattern, regex=True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         found = sorted(set(sequences[row]) - set("ACGTN"))
         raise UserError(f"{path}: line {row + 2}: characters other than ACGTN ({''.join(found)[:10]})")
     labels = pd.to_numeric(table["label"], errors="coerce")
-    if labels.isna().any() or (labels != labels.round()).any():
-        row = int(np.flatnonzero((labels.isna() | (labels != labels.round())).to_numpy())[0])
-        raise UserError(f"{path}: line {row + 2}: label {table['label'][row]!r} is not an integer")
+    bad = labels.isna() | (labels != labels.round()) | (labels.abs() > 2**31)  # a class number, not 1e30
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{path}: line {row + 2}: label {table['label'][row].strip()!r} is not a class number")
     return sequences.tolist(), labels.to_numpy(dtype=np.int64)
 
 
@@ -100,7 +103,7 @@ def find_tasks(root) -> dict[str, Path]:
     for train in sorted(root.rglob("train.csv")):
         folder = train.parent
         if all((folder / f"{split}.csv").is_file() for split in SPLITS):
-            tasks[str(folder.relative_to(root)) if folder != root else folder.name] = folder
+            tasks[str(folder.relative_to(root)) if folder != root else folder.resolve().name] = folder
     if not tasks:
         raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
     return tasks
