@@ -5,6 +5,7 @@ methods, MCC)."""
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    tasks = find_tasks(args.gue) if args.gue else {args.data.resolve().name: args.data}
+    tasks = find_tasks(args.gue) if args.gue else {Path(os.path.abspath(args.data)).name: args.data}
     inputs = [file for folder in [*tasks.values(), args.model] if folder.is_dir()
               for file in folder.iterdir() if file.is_file()]
     check_outputs([args.out, markdown_of(args.out)], inputs)

@@ -24,7 +24,7 @@ from .errors import UserError
 from .hub import model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
-from .model.checkpoint import weights_digest
+from .model.checkpoint import base_weights
 from .optim import schedule
 from .options import add_settings, changed, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
@@ -198,6 +198,8 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
         log.warning("%s shape LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
                     " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")
     lr = s.lr or default_lr(s.method, parameters)
+    # Read before training: weights replaced during a long run must not pass for those it trained on.
+    adapter_base = base_weights(model_dir) if s.method == "lora" and not s.merge else None
     log.info("fine-tuning %s (%.1f M parameters): %s, learning rate %g", model_dir, parameters / 1e6, s.method, lr)
 
     def build():
@@ -210,7 +212,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     metrics, model = train_seeds(build, job, s, lr, progress, {"model": model_name(model_dir), "method": s.method},
                                  ADVICE[s.method])
     with atomic_folder(out, force=s.force, inputs=[model_dir, data]) as folder:
-        _save(model, model_dir, folder, tokenizer, lora and not s.merge, metrics, lora_settings, job)
+        _save(model, model_dir, folder, tokenizer, adapter_base, metrics, lora_settings, job)
         copy_task_description(data, folder)
     return metrics
 
@@ -271,7 +273,9 @@ def mean_over(results, spread: bool = False) -> dict:
     return out
 
 
-def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings, job):
+def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings, job):
+    """The adapter alone when `adapter_base` (the base weights it was trained on) is given, else the whole model."""
+    adapter_only = adapter_base is not None
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
         with atomic_output(out / "tokenizer.json") as tmp:
@@ -283,7 +287,7 @@ def _save(model, model_dir, out, tokenizer, adapter_only, metrics, lora_settings
     info = {"base_model": model_name(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
             "max_tokens": metrics["max_tokens"], "adapter": adapter_only, "lora": lora_settings}
     if adapter_only:  # loading it onto other weights would give other answers without a word
-        info["base_weights_sha256"] = weights_digest(model_dir)
+        info["base_weights"] = adapter_base
     write_records(out, info, metrics)
 
 

@@ -11,6 +11,7 @@ once. Imports nothing heavy: Snakemake's own environment runs this.
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -173,6 +174,10 @@ def validate(config: dict, schema: dict) -> None:
         raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {error.schema['description']}")
     if error.validator in ("pattern", "not"):  # what is allowed is in words in the description
         raise ValueError(f"config: {where}: {error.instance!r} is not allowed here: {error.schema['description']}")
+    if error.validator == "type" and error.validator_value == "number" and isinstance(error.instance, str) \
+            and re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", error.instance):  # YAML 1.1 wants a point in 5.0e-4
+        raise ValueError(f"config: {where}: YAML reads {error.instance} as text, not a number; write it with a point, "
+                         f"as {error.instance.lower().replace('e', '.0e', 1)}, or in full")
     raise ValueError(f"config: {where}: {error.message}")
 
 
@@ -195,7 +200,14 @@ def check_references(config: dict) -> None:
     for name, entry in config["genomes"].items():
         if "sha256" in entry and "md5" in entry:
             raise ValueError(f"config: genomes.{name}: give one checksum, sha256 or md5, not both")
+    learned = set(config["vocab"]["genomes"] or config["genomes"])
     for model, settings in config["pretrain"].items():
+        trained = set(settings["genomes"] or config["genomes"])
+        if settings["heldout_contigs"] and trained & learned and not trained <= learned:
+            # Which of its genomes a held-out contig lies on is known only once they are fetched.
+            raise ValueError(f"config: pretrain.{model} holds contigs out and trains on {', '.join(sorted(trained))}, "
+                             f"of which vocab.genomes has only {', '.join(sorted(trained & learned))}: the vocabulary "
+                             "could learn from the held-out contigs; give vocab.genomes all of these genomes or none")
         if settings["gpus"] > 1 and settings["batch_size"] % settings["gpus"]:
             raise ValueError(f"config: pretrain.{model}: batch_size {settings['batch_size']} does not split evenly "
                              f"over {settings['gpus']} GPUs")
@@ -417,8 +429,9 @@ def variant_options(settings: dict) -> str:
 
 
 def scan_options(settings: dict) -> str:
-    """A chunk's options: the mode's depth only in covered mode; top-k is the gathering's."""
-    chunk = {key: value for key, value in settings.items() if key != "top_k"}
+    """A chunk's options: the mode's depth only in covered mode; top-k is the gathering's; workers
+    come from the job's threads (the rule's), so changing them scans nothing again."""
+    chunk = {key: value for key, value in settings.items() if key not in ("top_k", "workers")}
     if settings["mode"] != "covered":
         chunk.pop("min_depth")
     return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})

@@ -197,7 +197,7 @@ def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tm
 
 
 @pytest.mark.parametrize("damage, words", [
-    ("base", ["dev.csv: line 2", "characters other than ACGTN", "'X'"]),
+    ("base", ["dev.csv: line 2", "characters that are no nucleotide", "'X'"]),
     ("labels", ["task.json: labels must map each class number to its name"]),
 ])
 def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_path, damage, words):
@@ -216,6 +216,17 @@ def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_p
         assert not (tmp_path / "out").exists()
     missing = run_cli("cnn", "--data", tmp_path / "nowhere", "--out", tmp_path / "out")
     assert_user_error(missing, "nowhere: no such folder")
+
+
+def test_a_dense_task_keeps_the_iupac_codes_of_its_genome(dense_task, tmp_path):
+    """tasks --dense keeps a genome's R, Y, … in the flanks as they are: they read as N."""
+    from dnabert2.tasks.dense import read_dense_task
+
+    task = shutil.copytree(dense_task, tmp_path / "task")
+    lines = (task / "dev.csv").read_text().split("\n")
+    lines[1] = "RY" + lines[1][2:]
+    (task / "dev.csv").write_text("\n".join(lines))
+    assert read_dense_task(task).splits["dev"][0].sequence.startswith("RY")
 
 
 def bigwig_values(folder, name, contig, length):

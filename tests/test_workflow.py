@@ -148,6 +148,15 @@ def test_default_config_runs_the_chain(checkout):
         assert [r.id for r in vcf] == [f"snv{i}" for i in range(len(donors))]
         assert all("DNABERT2" in r.info for r in vcf.fetch())
 
+    # Turning a scan's bedGraph track on scans again and draws its figure from the track; more loader
+    # workers for the other scan change none of its calls, and scan nothing again.
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_splice"].update(threshold=0.5, workers=3))
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_splice_cnn"].update(bedgraph=True))
+    plan = snakemake("--cores", "2", "--dry-run", "--printshellcmds", cwd=checkout)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
+    assert jobs["scan_chunk"] == "2" and jobs["scan_gather"] == "1", plan.stdout
+    assert "plot scores results/scan/ce1pct_splice_cnn.bedgraph" in plan.stdout
+
 
 def test_the_test_case_runs_as_the_workflow_catalog_runs_it(checkout):
     result = snakemake("--cores", "2", "--directory", ".test", cwd=checkout)

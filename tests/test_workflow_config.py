@@ -151,6 +151,7 @@ def test_scan_options_per_mode(mode):
     settings = parsed("scan", wc.scan_options(scan), ScanSettings)
     assert settings.min_depth == (7 if mode == "covered" else None)
     assert settings.top_k is None  # ranked once, when the chunks are gathered
+    assert "--workers" not in wc.scan_options(scan)  # the rule's, from the job's threads
     assert (settings.labels, settings.stride, settings.threshold) == (["promoter"], 75, 0.5)
     assert wc.gather_options(scan) == "--top-k 50"
     # The junctions beside a BAM scan are those of the contigs it reads.
@@ -191,6 +192,16 @@ def window_task(config: dict) -> None:
         (lambda c: c["pretrain"]["tiny"].update(preset="huge"), ["pretrain.tiny.preset", "huge"]),
         (lambda c: c["pretrain"]["tiny"].update(genomes=["mouse"]), ["pretrain.tiny.genomes", "mouse"]),
         (lambda c: c["pretrain"]["tiny"].update(weights=[1, 2]), ["pretrain.tiny.weights"]),
+        (lambda c: c["pretrain"]["tiny"].update(genomes=["ce1pct", "ce1pct"]), ["pretrain.tiny.genomes",
+                                                                               "non-unique"]),
+        (lambda c: c["vocab"].update(genomes=["ce1pct", "ce1pct"]), ["vocab.genomes", "non-unique"]),
+        (lambda c: c["pretrain"]["tiny"].update(lr="5e-4"), ["pretrain.tiny.lr: YAML reads 5e-4 as text", "as 5.0e-4"]),
+        (lambda c: c["pretrain"]["tiny"].update(steps="1e5"), ["pretrain.tiny.steps: '1e5' is not of type 'integer'"]),
+        (lambda c: (c["genomes"].update(lam={"source": "lambda.fa"}), c["vocab"].update(genomes=["ce1pct"]),
+                    c["pretrain"]["tiny"].update(heldout_contigs=["V"])),
+         ["pretrain.tiny holds contigs out and trains on ce1pct, lam", "vocab.genomes has only ce1pct"]),
+        (lambda c: c["scan"].update({"-s": c["scan"]["ce1pct_splice"]}), ["scan: '-s' cannot be a name", "no - first"]),
+        (lambda c: c["tasks"].update({"-t": c["tasks"]["ce1pct_splice"]}), ["tasks: '-t' cannot be a name"]),
         (lambda c: c["genomes"]["ce1pct"].pop("annotation"), ["tasks.ce1pct_splice needs an annotation"]),
         (lambda c: c["genomes"].update(worm=dict(c["genomes"]["ce1pct"])), ["are the same genome"]),
         (lambda c: c["finetune"]["ce1pct_splice"].update(model="nowhere"), ["finetune.ce1pct_splice.model"]),

@@ -69,10 +69,17 @@ def weights_file(folder: Path) -> Path:
     return file
 
 
-def weights_digest(folder: Path) -> str:
-    """SHA-256 of a model folder's weights file: what a LoRA adapter was trained on, told apart from
-    a folder of the same name whose weights were replaced since (a pretraining run again, say)."""
-    with open(weights_file(folder), "rb") as handle:
+def base_weights(folder: Path) -> dict:
+    """The weights file a LoRA adapter is trained on and its SHA-256: a folder of the same name whose
+    weights were replaced since (pretrained again, say) is told apart by it."""
+    file = weights_file(folder)
+    return {"file": file.name, "sha256": _sha256(file)}
+
+
+def _sha256(file: Path) -> str | None:
+    if not file.is_file():
+        return None
+    with open(file, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
@@ -165,9 +172,10 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     base = model_path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
-    if info.get("base_weights_sha256") not in (None, weights_digest(base)):
+    recorded = info.get("base_weights")  # adapters saved before it was recorded load as they did
+    if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
         raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
-                        "on (replaced since); fine-tune again, or keep the base model's folder as it was")
+                        "on (replaced since); restore the earlier weights, or fine-tune again")
     trained = info.get("head", "classification")
     if head not in (None, trained, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")

@@ -3,7 +3,7 @@ checks, written atomically, found under a GUE download's layout."""
 
 import csv
 import json
-import re
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,6 @@ from ..errors import UserError
 from ..outputs import atomic_folder, atomic_output, atomic_text
 
 SPLITS = ("train", "dev", "test")
-NOT_ACGTN = re.compile("[^ACGTN]")  # what a task's sequence may not hold, once upper-cased
 
 
 def read_split(path: Path) -> tuple[list[str], np.ndarray]:
@@ -34,7 +33,7 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
     empty = (sequences.str.len() == 0).to_numpy()
     if empty.any():
         raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}: an empty sequence")
-    bad = sequences.str.contains(NOT_ACGTN.pattern, regex=True)
+    bad = sequences.str.contains("[^ACGTN]", regex=True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         found = sorted(set(sequences[row]) - set("ACGTN"))
@@ -103,7 +102,7 @@ def find_tasks(root) -> dict[str, Path]:
     for train in sorted(root.rglob("train.csv")):
         folder = train.parent
         if all((folder / f"{split}.csv").is_file() for split in SPLITS):
-            tasks[str(folder.relative_to(root)) if folder != root else folder.resolve().name] = folder
+            tasks[str(folder.relative_to(root)) if folder != root else Path(os.path.abspath(folder)).name] = folder
     if not tasks:
         raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
     return tasks

@@ -232,6 +232,14 @@ def tracks_wanted(wildcards, chunk):
     return {"bedgraph": s["bedgraph"], "bigwig": s["bigwig"]}
 
 
+def tracks_recorded(wildcards, chunk):
+    """The tracks a job writes, as a param of wildcards alone: Snakemake leaves params that read
+    output out of its rerun triggers, so turning a track on or off would rerun nothing.
+    """
+    wanted = tracks_wanted(wildcards, chunk)
+    return " ".join(kind for kind, on in wanted.items() if on) or "none"
+
+
 def track_options(wildcards, output, chunk):
     wanted = tracks_wanted(wildcards, chunk)
     return " ".join(f"--{kind} {output[kind]}" for kind, on in wanted.items() if on)

@@ -20,8 +20,13 @@ rule plot_pretraining:
 
 rule plot_scan_scores:
     input:
-        calls=rules.scan_gather.output.calls,
-        bedgraph=rules.scan_gather.output.bedgraph,
+        # The per-base scores where the scan writes them, its calls otherwise: an input that changes
+        # with the config, so turning bedGraph on or off draws the figure again.
+        scores=lambda wildcards: (
+            rules.scan_gather.output.bedgraph
+            if scan_settings(wildcards)["bedgraph"]
+            else rules.scan_gather.output.calls
+        ).format(name=wildcards.name),
     output:
         report(
             "results/report/scan_{name}.svg",
@@ -35,12 +40,8 @@ rule plot_scan_scores:
         "benchmarks/report/scan_{name}.tsv"
     conda:
         "../../envs/model.yaml"
-    params:
-        scores=lambda wildcards, input: (
-            input.bedgraph if scan_settings(wildcards)["bedgraph"] else input.calls
-        ),
     shell:
-        "python -m dnabert2 plot scores {params.scores} --out {output} > {log} 2>&1"
+        "python -m dnabert2 plot scores {input.scores} --out {output} > {log} 2>&1"
 
 
 rule scan_table:

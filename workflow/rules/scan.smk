@@ -21,11 +21,14 @@ rule scan_chunk:
         model=lambda wildcards: shlex.quote(scan_model(wildcards.name)),
         source=scan_source,
         options=lambda wildcards: workflow_config.scan_options(scan_settings(wildcards)),
+        # Of threads, so not among Snakemake's rerun triggers: loader workers change no call.
+        workers=lambda wildcards, threads: threads - 1,
         tracks=lambda wildcards, output: track_options(wildcards, output, chunk=True),
         empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=True),
+        tracks_on=lambda wildcards: tracks_recorded(wildcards, chunk=True),
     shell:
         "{params.empty}python -m dnabert2 scan --model {params.model} {params.source} {params.options} "
-        "--chunk {wildcards.i}/{wildcards.n} "
+        "--chunk {wildcards.i}/{wildcards.n} --workers {params.workers} "
         "--out {output.calls} --summary {output.summary} {params.tracks} > {log} 2>&1"
 
 
@@ -48,15 +51,17 @@ rule scan_gather:
         "benchmarks/scan/{name}/gather.tsv"
     conda:
         "../../envs/model.yaml"
+    # A chunk's: joining a genome's tracks takes as long as scanning a chunk of it, or longer.
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
+        runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
         options=lambda wildcards: workflow_config.gather_options(
             scan_settings(wildcards)
         ),
         tracks=lambda wildcards, output: track_options(wildcards, output, chunk=False),
         empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=False),
+        tracks_on=lambda wildcards: tracks_recorded(wildcards, chunk=False),
     shell:
         "{params.empty}python -m dnabert2 scan-gather {input.summaries} --out {output.calls} --summary {output.summary} "
         "{params.options} {params.tracks} > {log} 2>&1"
@@ -81,6 +86,9 @@ rule scan_eval:
         "benchmarks/scan/{name}/eval.tsv"
     conda:
         "../../envs/model.yaml"
+    resources:
+        mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
+        runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
         tolerances=lambda wildcards: workflow_config.scan_eval_options(
             scan_settings(wildcards)
