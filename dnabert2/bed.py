@@ -3,6 +3,7 @@ commands that write annotated sites and observed junctions as BED."""
 
 import csv
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -55,8 +56,12 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
     finally:
         if fasta is not None:
             fasta.close()
-    rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand)
-            for j in found if j.reads >= min_reads and (keep is None or keep(j.contig, j.start, j.end))]
+    # A junction's reads count together, whichever strand their tags give them: a row per strand.
+    reads = Counter()
+    for j in found:
+        reads[j.contig, j.start, j.end] += j.reads
+    rows = [(j.contig, j.start, j.end, f"reads={j.reads}", min(j.reads, 1000), j.strand) for j in found
+            if reads[j.contig, j.start, j.end] >= min_reads and (keep is None or keep(j.contig, j.start, j.end))]
     return write_bed(path, rows, order)
 
 

@@ -99,7 +99,7 @@ class SitesSettings:
 
 @dataclass
 class JunctionsSettings:
-    min_reads: int = setting(1, "minimum supporting reads", type=positive)
+    min_reads: int = setting(1, "minimum supporting reads of a junction, both strands' together", type=positive)
     min_mapq: int = setting(0, "minimum mapping quality", type=non_negative)
     contigs: list[str] | None = setting(None, "only these contigs' junctions", nargs="+", metavar="CONTIG",
                                         default_text="every contig")

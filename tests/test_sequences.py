@@ -432,6 +432,20 @@ def test_duplicate_names_are_refused_when_indexing(tmp_path, compressed):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no index left to trust next time
 
 
+def test_a_gff3_without_exon_lines_has_its_exons_from_cds_and_utrs(tmp_path):
+    """GFF3 allows a transcript written as CDS and UTR pieces alone: those are its exons, UTRs and
+    all, not its CDS (whose ends are no TSS, and whose first and last introns would be lost)."""
+    with gzip.open(CE_GFF, "rt") as handle:
+        lines = [line for line in handle if line.startswith("#") or line.split("\t")[2] != "exon"]
+    (tmp_path / "no_exons.gff3").write_text("".join(lines))
+    full = {t.id: t for t in read_annotation(CE_GFF).transcripts}
+    implied = read_annotation(tmp_path / "no_exons.gff3").transcripts
+    assert len(implied) == 307  # those with CDS: the non-coding ones had only exon lines
+    # Two differ: the file has a CDS line of T17A3.2.1 and of T25D3.4a.1 past their last exon line.
+    assert sum(t.exons == full[t.id].exons for t in implied) == 305
+    assert sum(t.coding for t in implied) == 91  # no UTR line: their ends are the CDS ends, and said so
+
+
 def test_gff_with_start_after_end_is_refused(tmp_path):
     path = tmp_path / "bad.gff3"
     path.write_text("chr1\tsrc\texon\t10\t5\t.\t+\t.\tParent=t1\n")
@@ -579,6 +593,32 @@ def test_junction_strands_of_unknown_tags_and_empty_skips(tmp_path):
     with pysam.AlignmentFile(str(path)) as bam:
         found = junctions(bam)
     assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 2)]
+
+
+def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):
+    """Two reads tag an intron +, two tag it -: four reads show it, and --min-reads 3 keeps both rows."""
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
+    path = tmp_path / "reads.bam"
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        for i, xs in enumerate("++--"):
+            read = pysam.AlignedSegment(out.header)
+            read.query_name, read.reference_id, read.reference_start = f"r{i}", 0, 100
+            read.cigarstring, read.mapping_quality, read.query_sequence = "10M100N10M", 60, "A" * 20
+            read.set_tag("XS", xs, "A")
+            out.write(read)
+    pysam.index(str(path))
+    result = run_cli("junctions", "--bam", path, "--min-reads", 3, "--out", tmp_path / "j.bed")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in (tmp_path / "j.bed").read_text().splitlines()]
+    assert [(r[1], r[2], r[3], r[5]) for r in rows] == [("110", "210", "reads=2", "+"), ("110", "210", "reads=2", "-")]
+
+
+def test_a_contig_named_twice_is_tiled_once(tmp_path):
+    result = run_cli("windows", "--genome", CE, "--contigs", "I", "I", "--window", 50000, "--stride", 50000,
+                     "--strands", "+", "--out", tmp_path / "w.bed")
+    assert result.returncode == 0, result.stderr
+    starts = [line.split("\t")[1] for line in (tmp_path / "w.bed").read_text().splitlines()]
+    assert len(starts) == len(set(starts)) > 0
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

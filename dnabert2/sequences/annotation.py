@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 SITE_KINDS = ("tss", "tts", "donor", "acceptor")
 _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
 _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
+# UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
+# transcript written without exon lines, as the GFF3 specification allows.
+_UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,7 @@ def _genbank_records(path: Path, handle):
 
 
 def _gff_transcripts(path: Path) -> list[Transcript]:
-    parts = {"exon": defaultdict(list), "CDS": defaultdict(list)}
+    parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
     loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
@@ -305,6 +308,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             attrs = parse(attributes)
             if "ID" in attrs and "Parent" in attrs:
                 parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+            kind = "UTR" if kind in _UTR_KINDS else kind
             if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
                 continue
             try:
@@ -342,9 +346,10 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
 
 
 def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict) -> list[Transcript]:
-    """The transcripts of the exon and CDS pieces read by their owners' ids (exons where a transcript
-    has them, else its CDS), less those left out: ids at several places, and genes across an origin."""
-    groups = dict(parts["CDS"])
+    """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
+    transcript has them, else its CDS and UTRs), less those left out: ids at several places, and genes
+    across an origin."""
+    groups = {t: parts["CDS"].get(t, []) + parts["UTR"].get(t, []) for t in parts["CDS"]}
     groups.update(parts["exon"])
     transcripts, repeated, across_origin = [], [], 0
     for transcript_id, pieces in groups.items():
@@ -360,7 +365,8 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
                                    or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
             across_origin += 1
             continue
-        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, transcript_id not in parts["exon"]))
+        coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
+        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, coding))
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.

@@ -90,7 +90,8 @@ def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tu
     """Windows over a genome: every contig, the named `contigs`, or `regions` (contig, start, end).
     One contig (or region) is in memory at a time."""
     if regions is None:
-        regions = [(c, 0, fasta.lengths.get(c, 0)) for c in (contigs if contigs is not None else fasta.lengths)]
+        regions = [(c, 0, fasta.lengths.get(c, 0))
+                   for c in dict.fromkeys(contigs if contigs is not None else fasta.lengths)]  # each contig once
     for contig, start, end in regions:
         end = fasta.check_region(contig, start, end)
         yield from windows(fasta.fetch(contig, start, end), contig, size, stride, offset=start, **options)
@@ -99,8 +100,8 @@ def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tu
 def add_arguments(parser) -> None:
     parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
                           "(minus-strand windows reverse-complemented), upper-cased. Where the stride leaves a "
-                          "contig's last bases out, one more window ends at its end: every base of a contig a "
-                          "window long or more is in one.")
+                          "contig's last bases out, one more window ends at its end: with a stride no longer than "
+                          "the window, every base of a contig a window long or more is in one.")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
     parser.add_argument("--out", required=True, type=output_file, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
     add_settings(parser, WindowsSettings)
