@@ -5,7 +5,6 @@ methods, MCC)."""
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .options import add_settings, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
-from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
+from .tasks.gue import SPLITS, find_tasks, folder_name, one_class, read_task, scores
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    tasks = find_tasks(args.gue) if args.gue else {Path(os.path.abspath(args.data)).name: args.data}
+    tasks = find_tasks(args.gue) if args.gue else {folder_name(args.data): args.data}
     inputs = [file for folder in [*tasks.values(), args.model] if folder.is_dir()
               for file in folder.iterdir() if file.is_file()]
     check_outputs([args.out, markdown_of(args.out)], inputs)

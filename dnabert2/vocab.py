@@ -73,7 +73,7 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, p
     if not tiles:
         raise UserError(f"--heldout-contigs holds every contig as long as one window ({size} bp): none is left to learn from")
     total = sum(sum(g.lengths.values()) for g in genomes)
-    short = total - sum(sum(length for contig, length in g.lengths.items() if length >= size) for g in genomes)
+    short = sum(length for g in genomes for length in g.lengths.values() if length < size)
     if short > 0.05 * total:  # a fragmented assembly: its short contigs are no window's
         log.warning("%.0f%% of the genome bases lie on contigs shorter than one window (%d bp) and are not sampled",
                     100 * short / total, size)

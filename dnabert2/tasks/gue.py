@@ -92,6 +92,11 @@ def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Pa
     return folder
 
 
+def folder_name(folder) -> str:
+    """A task folder's name as given (`.` named by the folder it is; a link by itself, not its target)."""
+    return Path(os.path.abspath(folder)).name
+
+
 def find_tasks(root) -> dict[str, Path]:
     """Task name (its path under root, e.g. "prom/prom_300_all") → folder, for every folder holding
     train.csv, dev.csv and test.csv."""
@@ -102,7 +107,7 @@ def find_tasks(root) -> dict[str, Path]:
     for train in sorted(root.rglob("train.csv")):
         folder = train.parent
         if all((folder / f"{split}.csv").is_file() for split in SPLITS):
-            tasks[str(folder.relative_to(root)) if folder != root else Path(os.path.abspath(folder)).name] = folder
+            tasks[str(folder.relative_to(root)) if folder != root else folder_name(folder)] = folder
     if not tasks:
         raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
     return tasks
