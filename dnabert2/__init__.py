@@ -16,15 +16,15 @@ def load_tokenizer(path):
 
 def load_model(path, head=None, **options):
     """A model folder (this project's or a released DNABERT-2) as a torch module; see dnabert2.model.load_model.
-    The CNN baseline's folder gives its SpliceCNN (head None or "dense"; device the only option)."""
+    The CNN baseline's folder gives its SpliceCNN (head None or "dense"; device and trained the only options)."""
     from .bases.cnn import is_cnn, load_cnn
     from .errors import UserError
     from .model import load_model as load
 
     if is_cnn(path):
-        if head not in (None, "dense") or set(options) - {"device"}:
+        if head not in (None, "dense") or set(options) - {"device", "trained"}:
             raise UserError(f"{path}: the CNN baseline, a per-base model of its own, takes no head but 'dense' "
-                            "and no option but device")
+                            "and no option but device and trained")
         from .devices import resolve_device
 
         return load_cnn(path, resolve_device(options.get("device", "cpu")))

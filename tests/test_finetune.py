@@ -113,6 +113,14 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
         load_model(out, num_labels=5)
     with pytest.raises(UserError, match="pools with 'cls', not 'mean'|pools with 'mean', not 'cls'"):
         load_model(out, pooling="cls" if model.config.classifier_pooling == "mean" else "mean")
+    # An adapter that lost its head would score with a fresh one, at random: refused.
+    headless = tmp_path / "headless"
+    shutil.copytree(out, headless)
+    weights = load_file(headless / "adapter_model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".classifier." not in k}, headless / "adapter_model.safetensors")
+    result = run_cli("predict", "--model", headless, "--csv", motif_task / "test.csv", "--out", tmp_path / "h.tsv")
+    assert_user_error(result, "no trained classification head")
+    assert not (tmp_path / "h.tsv").exists()
     # An adapter holds no whole model to train further: refused, pointing to --merge.
     for options in ([], ["--lora"]):
         result = run_cli("finetune", "--model", out, "--data", motif_task, "--out", tmp_path / "again", *options)

@@ -4,18 +4,22 @@ the Python API gives, in input order, whatever the batching; long sequences whol
 
 import csv
 import gzip
+import json
 import re
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 from Bio.Seq import reverse_complement
+from safetensors.torch import load_file, save_file
 
 from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.embed import embed
 from dnabert2.errors import UserError
+from dnabert2.model import build_model, preset, save_model
 from dnabert2.predict import predict
 from dnabert2.sequences import Fasta
 
@@ -245,6 +249,27 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     result = run_cli(command, "--model", classifier, *options, *out)
     assert_user_error(result, *words)
     assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
+
+
+def test_a_fine_tuned_folder_whose_weights_lost_the_head_is_refused_not_scored_at_random(classifier, regions, tmp_path):
+    """Loading for training gives a missing head fresh weights; every command that scores refuses it."""
+    write_inputs(tmp_path, regions)
+    dense = tmp_path / "dense"
+    save_model(build_model(preset("tiny", num_labels=3), "dense"), dense, load_tokenizer(classifier))
+    (dense / "task.json").write_text(json.dumps({"task": "splice", "dense": True, "core_bp": 200, "flank_bp": 50}))
+    for folder, head in ((classifier, "classifier."), (dense, "base_head.")):
+        headless = tmp_path / f"headless-{folder.name}"
+        shutil.copytree(folder, headless)
+        weights = load_file(headless / "model.safetensors")
+        save_file({k: v for k, v in weights.items() if not k.startswith(head)}, headless / "model.safetensors")
+        for command, options in (("predict", ["--fasta", tmp_path / "in.fa"]),
+                                 ("mutagenesis", ["--fasta", GENOMES / "ce1pct.fa.gz", "--region", "II:5001-5020"])):
+            result = run_cli(command, "--model", headless, *options, "--out", tmp_path / "out.tsv")
+            assert_user_error(result, "no trained", "head", "fine-tune it first")
+            assert not (tmp_path / "out.tsv").exists()
+    with pytest.raises(UserError, match="no trained classification head"):
+        load_model(tmp_path / "headless-splice", head="classification", trained=True)
+    assert load_model(tmp_path / "headless-splice", head="classification").config.num_labels == 3  # to fine-tune
 
 
 def test_the_cnn_scores_a_sequence_alike_alone_and_padded_in_a_batch(cnn, regions, tmp_path):

@@ -9,7 +9,7 @@ import pickle
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
@@ -59,6 +59,11 @@ def saved_head(state: dict) -> str:
     if any(key.startswith("cls.predictions.") for key in state):
         return "mlm"
     return "encoder"
+
+
+def _holds(file: Path, key: str) -> bool:
+    with safe_open(file, "pt") as weights:
+        return key in weights.keys()
 
 
 def weights_file(folder: Path) -> Path:
@@ -179,6 +184,9 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     trained = info.get("head", "classification")
     if head not in (None, trained, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")
+    adapter_weights = folder / "adapter_model.safetensors"
+    if adapter_weights.is_file() and not _holds(adapter_weights, "base_model.model." + LABELLED_HEADS[trained]):
+        raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {trained} head; fine-tune again")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
     model, _ = assemble(base, trained, num_labels=info["num_labels"])
     model = merge_adapter(model, folder)
@@ -196,7 +204,8 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
 
 
 def load_model(path, head: str | None = None, *, num_labels: int | None = None, pooling: str | None = None,
-               device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
+               device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+               trained: bool = False) -> torch.nn.Module:
     """A model folder (this project's or a released DNABERT-2), or a Hub id such as
     "zhihan1996/DNABERT-2-117M@<revision>", as a torch module in eval mode.
 
@@ -204,12 +213,16 @@ def load_model(path, head: str | None = None, *, num_labels: int | None = None, 
     folder does not hold initialises that head afresh (the start of fine-tuning); the encoder weights
     must all be there. num_labels: the classes of a new classifier, or a check on a saved one.
     pooling: "cls" or "mean" for a new classifier; "mean", "cls" or "max" for embeddings.
+    trained: refuse a head the weights do not hold, as scoring does (a fresh head scores at random).
     """
     folder = model_path(path)
     if is_adapter(folder):
         return load_adapter(folder, head, num_labels=num_labels, pooling=pooling, device=device, dtype=dtype)
     check_model_folder(folder)
     model, new = assemble(folder, head, num_labels=num_labels, pooling=pooling)
+    if new and trained:
+        raise UserError(f"{model_name(folder)}: its weights hold no trained {_head_of(model)} head "
+                        f"(no {_names(new)}); fine-tune it first")
     if new:
         log.info("%s: new %s head, initialised afresh: %s", folder, _head_of(model), _names(new))
     return model.to(resolve_device(device), dtype).eval()

@@ -95,7 +95,7 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     included (default the task's)."""
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
-    model = load_model(folder, head="dense", device=device)  # the facade knows the CNN baseline's folder
+    model = load_model(folder, head="dense", device=device, trained=True)  # the facade knows the CNN baseline's folder
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
     if "core_bp" not in task or "flank_bp" not in task:
         raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")

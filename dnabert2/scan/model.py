@@ -102,7 +102,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
     task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
-    model = load_model(folder, head="classification", device=device)
+    model = load_model(folder, head="classification", device=device, trained=True)
     classes = model.config.num_labels
     # LABEL_i is the name Hugging Face (and save_model, for its loaders) gives a label that has none.
     named = {i: name for i, name in (model.config.id2label or {}).items() if name != f"LABEL_{i}"}
