@@ -14,11 +14,11 @@ from .errors import UserError
 from .finetune import check_task_kind, finetune, predict, warn_cut
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
-from .options import add_settings, output_file, settings_from
+from .options import add_settings, folder_name, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
-from .tasks.gue import SPLITS, find_tasks, folder_name, one_class, read_task, scores
+from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             raise UserError(f"{model_dir}: a per-base model; `evaluate` scores window classifiers on window tasks "
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
-        classifier = load_model(model_dir, device=device)
+        classifier = load_model(model_dir, head=classifier_head(model_dir), device=device, trained=True)
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir)
     rows = []
     for name, folder in tasks.items():

@@ -10,6 +10,7 @@ turns its config back into the same options (`as_arguments`), so a default is wr
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 import sys
 from collections.abc import Iterable
@@ -254,14 +255,25 @@ def fraction(text: str) -> float:
 _FLOAT_TYPES = (float, positive_float, learning_rate, share, fraction)
 
 
+def folder_name(folder) -> str:
+    """A folder's name as given (`.` named by the folder it is; a link by itself, not its target)."""
+    return Path(os.path.abspath(folder)).name
+
+
 def named_paths(items) -> dict[str, Path]:
-    """NAME=PATH arguments (or plain paths, each named by its folder) → name → path."""
+    """NAME=PATH arguments (or plain paths, each named by its folder as given) → name → path."""
     named = {}
     for item in items:
         # A path that exists as given is a path, even with "=" in a folder's name.
         named_so = "=" in item and not Path(item).exists()
-        name, _, path = item.partition("=") if named_so else (Path(item).resolve().parent.name, "", item)
+        name, _, path = item.partition("=") if named_so else (folder_name(Path(item).parent), "", item)
+        if not name or not path:
+            raise UserError(f"{item}: NAME=PATH needs both a name and a path")
         if name in named:
             raise UserError(f"two inputs named {name!r} ({named[name]} and {path}); name them, NAME=PATH")
+        same = next((other for other, given in named.items() if Path(given).exists() and Path(path).exists()
+                     and os.path.samefile(given, path)), None)
+        if same is not None:
+            raise UserError(f"{same} and {name} are the same file ({path}); give each once")
         named[name] = Path(path)
     return named

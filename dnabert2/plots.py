@@ -149,25 +149,27 @@ def _calls(path) -> list[tuple[str, np.ndarray]]:
 def metaplot(evaluations: dict[str, Path], out) -> None:
     """The mean score around annotated sites (scan-eval's metaplot), one panel per label and one line
     per scan, so a model and its baseline sit side by side."""
+    from .scan.evaluation import read_report
+
     curves = {}
     for name, path in evaluations.items():
-        try:
-            report = json.loads(_text(path))
-            assert isinstance(report["labels"], dict)
-        except (json.JSONDecodeError, KeyError, TypeError, AssertionError):
-            raise UserError(f"{path}: not a scan-eval report") from None
-        plotted = report.get("metaplot")
+        plotted = read_report(path).get("metaplot")
         if plotted is None:  # its scan wrote no tracks
             log.warning("%s: no metaplot (its scan wrote no --bigwig or --bedgraph tracks)", path)
             continue
         lo, hi = plotted["offsets"]
         for label, values in plotted.items():
             if label != "offsets":
+                # null where no site had a scored base at that offset: a gap in the line, not a 0
+                values = np.array(values, dtype=float)
+                if np.isnan(values).all():
+                    log.warning("%s: no %s site with a scored base within %d bp; nothing to draw", path, label, hi)
                 curves.setdefault(label, []).append((name, np.arange(lo, hi + 1), values))
     fig, axes = figure(max(1, len(curves)))
     for ax, (label, lines) in zip(np.atleast_1d(axes), sorted(curves.items())):
         for name, offsets, values in lines:
-            ax.plot(offsets, values, lw=1, label=name)
+            unscored = np.isnan(values).all()
+            ax.plot(offsets, values, lw=1, label=f"{name} (no scored site)" if unscored else name)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set(xlabel=f"bp from annotated {label} (5'→3')", ylabel=f"mean P({label})", title=label)
         ax.legend()

@@ -498,9 +498,9 @@ def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_fa
     assert gap.metrics()["bases"] == near.metrics()["bases"] - 799 - 1
 
 
-def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
-    """bigWig holds float32 (0.005 is 0.00499999989), bedGraph decimal text: a mean of whole thousandths
-    lying on a half (5 / 4 sites = 0.00125) must round alike from either."""
+def one_gene_scan(tmp_path):
+    """Score tracks (bigWig in bw/, bedGraph in bg/) of contig c (2,000 bp), 0 but 5 thousandths at the
+    first of its gene's four donors (200, 400, 600, 800), its GFF3, and an empty calls file."""
     from dnabert2.scan.tracks import Tracks
 
     (tmp_path / "c.gff3").write_text("##gff-version 3\n" + "\n".join(
@@ -513,6 +513,12 @@ def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
     tracks.add_many("donor", "+", "c", np.arange(2000), np.arange(1, 2001), scores, join=True)
     tracks.write(tmp_path / "bg", tmp_path / "bw", {"c": 2000})
     (tmp_path / "calls.bed").write_text("")
+
+
+def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
+    """bigWig holds float32 (0.005 is 0.00499999989), bedGraph decimal text: a mean of whole thousandths
+    lying on a half (5 / 4 sites = 0.00125) must round alike from either."""
+    one_gene_scan(tmp_path)
     metaplots = []
     for only in ("bigwig_dir", "bedgraph_dir"):
         summary = {"called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
@@ -526,6 +532,54 @@ def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
     assert metaplots[0] == metaplots[1]
 
 
+def test_offsets_no_site_scored_are_null_in_the_report_and_gaps_in_the_plot(tmp_path):
+    """Scanned c:151-350 holds one donor (200): offsets that reach outside the scan have no mean, and
+    a report saying 0 there would draw a false drop. The report reads back gzipped, as named."""
+    one_gene_scan(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps({
+        "called": ["donor"], "regions": [["c", 150, 350]], "contig_lengths": {"c": 2000}, "strands": "+",
+        "bigwig_dir": "bw", "bedgraph_dir": None}))
+    result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                     "--summary", tmp_path / "s.json", "--out", tmp_path / "eval.json.gz")
+    assert result.returncode == 0, result.stderr
+    with gzip.open(tmp_path / "eval.json.gz", "rt") as handle:
+        report = json.load(handle)
+    curve = report["metaplot"]["donor"]  # offset -200..200 from base 200; bases 150..349 scored
+    assert curve[:150] == [None] * 150 and curve[350:] == [None] * 51
+    assert curve[200] == 0.005 and set(curve[150:200] + curve[201:350]) == {0.0}
+    assert report["scope"] == "the whole scan" and report["labels"]["donor"]["sites"] == 1
+    result = run_cli("plot", "metaplot", f"model={tmp_path / 'eval.json.gz'}", "--out", tmp_path / "m.svg")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("scan-table", f"model={tmp_path / 'eval.json.gz'}", "--out", tmp_path / "t.tsv")
+    assert result.returncode == 0, result.stderr
+    header, row = (line.split("\t") for line in (tmp_path / "t.tsv").read_text().splitlines())
+    assert dict(zip(header, row)) | {"pr_auc": "", "top_k_accuracy": ""} == {
+        "scan": "model", "label": "donor", "scope": "the whole scan", "tolerance": "0", "calls": "0",
+        "sites": "1", "precision": "", "recall": "0.0", "f1": "", "pr_auc": "", "top_k_accuracy": ""}
+    # No site within reach of the scan: every offset null, and the plot says so rather than drawing a 0 line.
+    (tmp_path / "s.json").write_text(json.dumps({
+        "called": ["donor"], "regions": [["c", 1000, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+        "bigwig_dir": "bw", "bedgraph_dir": None}))
+    assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                   "--summary", tmp_path / "s.json", "--out", tmp_path / "none.json").returncode == 0
+    assert set(json.loads((tmp_path / "none.json").read_text())["metaplot"]["donor"]) == {None}
+    result = run_cli("plot", "metaplot", f"none={tmp_path / 'none.json'}", "--out", tmp_path / "n.svg")
+    assert result.returncode == 0 and "no donor site with a scored base" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    ({"task": "splice", "labels": {"0": "neither", "1": "donor"}}, ["not a scan-eval report"]),  # a task.json
+    ({"labels": {"donor": {}}, "metaplot": {"offsets": [-2, 2], "donor": [0.1, 0.2]}}, ["not a scan-eval report"]),
+    ({"labels": {"donor": {}}, "metaplot": {"offsets": 5}}, ["not a scan-eval report"]),
+])
+def test_plot_metaplot_and_scan_table_refuse_what_is_not_a_report_alike(tmp_path, content, words):
+    (tmp_path / "r.json").write_text(json.dumps(content))
+    for command in (["plot", "metaplot", f"r={tmp_path / 'r.json'}", "--out", tmp_path / "m.svg"],
+                    ["scan-table", f"r={tmp_path / 'r.json'}", "--out", tmp_path / "t.tsv"]):
+        assert_user_error(run_cli(*command), *words)
+    assert not list(tmp_path.glob("[mt].*"))
+
+
 def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):
     from types import SimpleNamespace
 
@@ -537,8 +591,10 @@ def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):
                                                 "regions": {"test": [["I", 5000, 9000]]}}))
     scanned = {"regions": [["I", 0, 10000], ["II", 0, 8000]]}
     given = SimpleNamespace(regions=None, contigs=["I", "I"])
-    assert _evaluated_regions(scanned, given, task) == [("I", 5000, 9000)]
-    assert _evaluated_regions(scanned, SimpleNamespace(regions=None, contigs=["I", "I"]), None) == [("I", 0, 10000)]
+    assert _evaluated_regions(scanned, given, task) == ([("I", 5000, 9000)], f"--contigs I I and the test split of {task}")
+    assert _evaluated_regions(scanned, SimpleNamespace(regions=None, contigs=["I", "I"]), None) == (
+        [("I", 0, 10000)], "--contigs I I")
+    assert _evaluated_regions(None, SimpleNamespace(regions=None, contigs=None), None) == (None, "the whole annotation")
     # A held-out evaluation outside the test split would report nothing but nulls: refused instead.
     (tmp_path / "calls.bed").write_text("II\t10\t11\tdonor\t900\t+\t1\t-1\t-1\t0\n")
     result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", GENOMES / "ce1pct.gff3.gz",
@@ -557,6 +613,18 @@ def test_reports_of_one_name_are_refused_not_dropped(tmp_path):
     result = run_cli("scan-table", f"x={tmp_path / 'a' / 'eval.json'}", tmp_path / "b" / "eval.json")
     assert result.returncode == 0, result.stderr
     assert_user_error(run_cli("scan-table", f"x={tmp_path / 'absent.json'}"), "absent.json: no such file")
+    for item in ("x=", f"={tmp_path / 'a' / 'eval.json'}"):
+        assert_user_error(run_cli("scan-table", item), "NAME=PATH needs both a name and a path")
+    result = run_cli("scan-table", f"x={tmp_path / 'a' / 'eval.json'}", f"y={tmp_path / 'a' / '..' / 'a' / 'eval.json'}")
+    assert_user_error(result, "x and y are the same file")
+    # A link to a folder names its report by the link, as given, not by the folder it points to.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "eval.json").write_text(json.dumps({"labels": {"donor": {"calls": 1}}}))
+    (tmp_path / "link").symlink_to(tmp_path / "c")
+    result = run_cli("scan-table", tmp_path / "link" / "eval.json", tmp_path / "b" / "eval.json")
+    assert result.returncode == 0, result.stderr
+    assert "| link | donor |" in result.stdout and "| c |" not in result.stdout
+    assert "b/eval.json: a report of no labels" in result.stderr  # no rows of it, said rather than silent
 
 
 def test_scan_table_names_reports_by_their_folder_and_writes_what_the_name_says(tmp_path, monkeypatch):
@@ -569,7 +637,7 @@ def test_scan_table_names_reports_by_their_folder_and_writes_what_the_name_says(
     assert result.returncode == 0, result.stderr
     with gzip.open(tmp_path / "t.tsv.gz", "rt") as handle:
         rows = handle.read().splitlines()
-    assert rows[1].split("\t")[:5] == ["k=v", "donor", "3", "4", "0.5"]
+    assert rows[1].split("\t")[:7] == ["k=v", "donor", "", "", "3", "4", "0.5"]  # a report without scope
     (folder / "bad.json").write_text(json.dumps({"labels": {"donor": None}}))
     assert_user_error(run_cli("scan-table", folder / "bad.json"), "bad.json: not a scan-eval report")
 

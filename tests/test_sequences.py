@@ -621,6 +621,27 @@ def test_a_contig_named_twice_is_tiled_once(tmp_path):
     assert len(starts) == len(set(starts)) > 0
 
 
+def test_windows_come_in_genome_order_each_once_and_index_with_tabix(tmp_path):
+    """Contigs in the FASTA's order and windows by start, whatever order the contigs or regions are
+    given in; overlapping regions tiled as one, so no window comes twice."""
+    (tmp_path / "r.bed").write_text("V\t1000\t3000\nI\t5000\t9000\nI\t4000\t6000\nV\t0\t1500\n")
+    runs = {"contigs": ["--contigs", "V", "I"], "regions": ["--regions", tmp_path / "r.bed"]}
+    for name, options in runs.items():
+        out = tmp_path / f"{name}.bed.gz"
+        result = run_cli("windows", "--genome", CE, *options, "--window", 1000, "--stride", 500, "--out", out)
+        assert result.returncode == 0, result.stderr
+        with gzip.open(out, "rt") as handle:
+            rows = [line.split("\t") for line in handle]
+        keys = [(row[0], int(row[1]), row[5]) for row in rows]
+        assert [c for c, _, _ in keys] == sorted((c for c, _, _ in keys), key=["I", "V"].index)
+        assert keys == sorted(keys, key=lambda k: (["I", "V"].index(k[0]), k[1])) and len(set(keys)) == len(keys)
+        if shutil.which("tabix"):
+            subprocess.run(["tabix", "-p", "bed", out], check=True)
+    with gzip.open(tmp_path / "regions.bed.gz", "rt") as handle:
+        rows = [line.split("\t")[:3] for line in handle if "(+)" in line]
+    assert rows[0] == ["I", "4000", "5000"] and rows[-1] == ["V", "2000", "3000"] and len(rows) == 9 + 5  # I:4000-9000, V:0-3000
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, newline):
     """A FASTA of one line per record goes through in chunk-sized pieces (memory stays at a chunk):

@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs
-from ..sequences import Fasta, open_alignments, read_bed_regions, write_indexed_fasta
+from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
@@ -25,7 +25,7 @@ from .calls import MERGED, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, relative, scan_line, write_json
 from .model import called_labels
-from .plan import RegionIndex, blocks, chunk, merge_regions, neighbours, parse_chunk
+from .plan import RegionIndex, blocks, chunk, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
 
 __all__ = ["ScanSettings", "gather", "scan"]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import aligned_reads, open_alignments, reverse_complement
+from ..sequences import aligned_reads, merge_regions, open_alignments, reverse_complement
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from .calls import Call, score_of
@@ -20,7 +20,7 @@ from .dense import DenseScanner
 from .genome import Tally, tokenised
 from .model import Scanner
 from .peaks import PeakCaller
-from .plan import Grid, RegionIndex, as_is, merge_regions, worker_share
+from .plan import Grid, RegionIndex, as_is, worker_share
 
 log = logging.getLogger(__name__)
 

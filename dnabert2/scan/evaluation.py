@@ -4,7 +4,9 @@ sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision 
 that match a site, recall the share of sites that a call matches. From the scan's score tracks, per
 base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
+import gzip
 import json
+import logging
 from collections import Counter, defaultdict
 from contextlib import closing
 from pathlib import Path
@@ -17,16 +19,18 @@ from ..bed import bed_header
 from ..errors import UserError
 from ..options import add_settings, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_output, atomic_text, check_outputs
-from ..sequences import read_annotation, read_bed_regions
-from ..sequences.fasta import check_file
+from ..sequences import merge_regions, read_annotation, read_bed_regions
+from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
-from .plan import RegionIndex, merge_regions
+from .plan import RegionIndex
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
 PIECE = 5_000_000  # bp of a track read at a time
 CLOSE_PAIR = 400  # bp: sites this close share a window of a window scan, which cannot tell them apart
+
+log = logging.getLogger(__name__)
 
 def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
@@ -63,7 +67,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
                         f"(known: {', '.join(SITE_LABELS)})")
     annotation = read_annotation(annotation_path, s.min_intron)
     _check_same_genome(annotation, calls, scanned)
-    regions = _evaluated_regions(scanned, s, held_out)
+    regions, scope = _evaluated_regions(scanned, s, held_out)
     sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
     if scanned is not None and scanned.get("strands", "both") != "both":  # the other strand was not looked at
         sites = {key: positions for key, positions in sites.items() if key[2] == scanned["strands"]}
@@ -72,7 +76,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
         sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances,
-              **({"held_out": str(held_out)} if held_out else {}), "labels": {}}
+              **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     for label in labels:
         kind = SITE_LABELS[label].site
@@ -118,9 +122,9 @@ def _close_pairs(sites: np.ndarray, calls: np.ndarray, tolerance: int) -> tuple[
     return len(close), resolved
 
 
-def _evaluated_regions(scanned, s, held_out) -> list | None:
+def _evaluated_regions(scanned, s, held_out) -> tuple[list | None, str]:
     """Where sites count: the scanned regions, within the given regions or contigs and within the
-    held-out split, merged so that no base counts twice."""
+    held-out split, merged so that no base counts twice; and those limits in words (the scope)."""
     limits = {}
     if s.regions is not None:
         limits[f"--regions {s.regions}"] = read_bed_regions(s.regions)
@@ -130,14 +134,16 @@ def _evaluated_regions(scanned, s, held_out) -> list | None:
         limits[f"the test split of {held_out}"] = held_out_regions(held_out)
     if scanned is not None:
         limits["the scanned regions"] = [tuple(r) for r in scanned["regions"]]
+    scope = " and ".join(name for name in limits if name != "the scanned regions") or \
+        ("the whole scan" if scanned is not None else "the whole annotation")
     if not limits:
-        return None
+        return None, scope
     regions, *others = limits.values()
     for other in others:
         regions = intersect(regions, other)
     if not regions and len(limits) > 1:  # an evaluation of nothing would report only nulls, and pass
         raise UserError(f"nothing to evaluate: {' and '.join(limits)} share no base")
-    return merge_regions(regions, {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))})
+    return merge_regions(regions, {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))}), scope
 
 
 def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
@@ -193,8 +199,8 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
         scored = counts.metrics()
         del scored["sites"]  # the sites scored; "sites" is every annotated site, as the calls are matched to
         report["labels"][label] |= scored | {"sites_unscored": unscored}
-        mean = np.divide(around, 1000 * seen, out=np.zeros(len(around)), where=seen > 0)
-        report["metaplot"][label] = [round(float(x), 4) for x in mean]
+        # An offset at which no site has a scored base has no mean (null), not a mean of 0.
+        report["metaplot"][label] = [round(float(a / (1000 * n)), 4) if n else None for a, n in zip(around, seen)]
 
 
 UNSCORED = -1  # a base the scan gave no score (N skipped, a window scan's contig ends)
@@ -380,26 +386,56 @@ def run(args) -> None:
     text = json.dumps(report, indent=2) + "\n"
     if args.out:
         with atomic_output(args.out) as tmp:
-            Path(tmp).write_text(text)
+            Path(tmp).write_bytes(gzip.compress(text.encode(), mtime=0) if args.out.name.endswith(".gz")
+                                  else text.encode())
     print(text, end="")
 
 
-TABLE_COLUMNS = ("scan", "label", "calls", "sites", "precision", "recall", "f1", "pr_auc", "top_k_accuracy")
+TABLE_COLUMNS = ("scan", "label", "scope", "tolerance", "calls", "sites", "precision", "recall", "f1", "pr_auc",
+                 "top_k_accuracy")
+
+
+def read_report(path) -> dict:
+    """A scan-eval report (JSON, or gzipped JSON), checked for what tables and plots read of it."""
+    check_file(path)
+    try:
+        with open_text(path) as handle:
+            report = json.load(handle)
+        assert isinstance(report["labels"], dict)
+        assert all(isinstance(m, dict) for m in report["labels"].values())
+        metaplot = report.get("metaplot")
+        if metaplot is not None:
+            lo, hi = metaplot["offsets"]
+            for label, values in metaplot.items():
+                assert label == "offsets" or (isinstance(values, list) and len(values) == hi - lo + 1 and all(
+                    v is None or isinstance(v, (int, float)) for v in values))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+            AssertionError):
+        raise UserError(f"{path}: not a scan-eval report") from None
+    if not report["labels"]:
+        log.warning("%s: a report of no labels (scan-eval of a scan with no calls, without its --summary)", path)
+    return report
 
 
 def table_rows(reports: dict) -> list[tuple]:
-    """One row per scan and label of scan-eval reports (name → report); undefined figures are blank."""
+    """One row per scan and label of scan-eval reports (name → report): where sites counted, the
+    tolerance of the label's sites, and the figures, undefined ones blank."""
     rows = []
     for name, report in reports.items():
         for label, m in report["labels"].items():
-            rows.append((name, label, *("" if m.get(key) is None else m[key] for key in TABLE_COLUMNS[2:])))
+            kind = SITE_LABELS[label].tolerance if label in SITE_LABELS else None
+            tolerance = report.get(f"{kind}_tolerance", "")
+            rows.append((name, label, report.get("scope", ""), tolerance,
+                         *("" if m.get(key) is None else m[key] for key in TABLE_COLUMNS[4:])))
     return rows
 
 
 def add_table_arguments(parser) -> None:
 
-    parser.description = ("One table of scan-eval reports, one row per scan and label: calls, sites, precision, "
-                          "recall, F1 (at the tolerance of each kind of site), per-base PR-AUC and top-k accuracy. "
+    parser.description = ("One table of scan-eval reports, one row per scan and label: the scope (where sites "
+                          "counted: a task's test split, --regions or --contigs, or the whole scan), the tolerance "
+                          "(bp) of its kind of site, calls, sites, precision, recall, F1, per-base PR-AUC and top-k "
+                          "accuracy. "
                           "Writes TSV (--out) and prints it as a Markdown table.")
     parser.add_argument("reports", nargs="+", metavar="REPORT", help="scan-eval reports, each NAME=PATH or a path "
                         "(named by its folder)")
@@ -409,16 +445,7 @@ def add_table_arguments(parser) -> None:
 def run_table(args) -> None:
     named = named_paths(args.reports)
     check_outputs([args.out], list(named.values()))
-    reports = {}
-    for name, path in named.items():
-        check_file(path)
-        try:
-            reports[name] = json.loads(Path(path).read_text())
-            assert isinstance(reports[name]["labels"], dict)
-            assert all(isinstance(m, dict) for m in reports[name]["labels"].values())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
-            raise UserError(f"{path}: not a scan-eval report") from None
-    rows = table_rows(reports)
+    rows = table_rows({name: read_report(path) for name, path in named.items()})
     if args.out:
         with atomic_text(args.out) as handle:
             handle.write("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))

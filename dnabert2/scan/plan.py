@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..sequences import merge_regions
 
 
 @dataclass(frozen=True)
@@ -127,17 +128,6 @@ class BlockReader:
 
     def prepare(self, fasta, tokenizer, block: Block) -> dict:
         raise NotImplementedError
-
-
-def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
-    """Regions sorted in genome order, overlapping or touching ones merged."""
-    merged = []
-    for contig, start, end in sorted(regions, key=lambda r: (order[r[0]], r[1], r[2])):
-        if merged and merged[-1][0] == contig and start <= merged[-1][2]:
-            merged[-1] = (contig, merged[-1][1], max(end, merged[-1][2]))
-        else:
-            merged.append((contig, start, end))
-    return merged
 
 
 class RegionIndex:

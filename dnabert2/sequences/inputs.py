@@ -38,6 +38,17 @@ def read_bed_regions(path) -> list[tuple[str, int, int]]:
     return [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path)]
 
 
+def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
+    """Regions sorted in genome order, overlapping or touching ones merged."""
+    merged = []
+    for contig, start, end in sorted(regions, key=lambda r: (order[r[0]], r[1], r[2])):
+        if merged and merged[-1][0] == contig and start <= merged[-1][2]:
+            merged[-1] = (contig, merged[-1][1], max(end, merged[-1][2]))
+        else:
+            merged.append((contig, start, end))
+    return merged
+
+
 def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator[tuple[str, str]]:
     """(id, upper-case sequence, U read as T) from exactly one source, in input order, without
     holding them all. The choice of source is checked now, the files as they are read."""

@@ -3,12 +3,12 @@ checks, written atomically, found under a GUE download's layout."""
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from ..options import folder_name
 from ..outputs import atomic_folder, atomic_output, atomic_text
 
 SPLITS = ("train", "dev", "test")
@@ -90,11 +90,6 @@ def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Pa
     for split, chosen in zip(SPLITS, (order[:train], order[train:dev], order[dev:])):
         write_csv(folder / f"{split}.csv", [pairs[i] for i in chosen])
     return folder
-
-
-def folder_name(folder) -> str:
-    """A task folder's name as given (`.` named by the folder it is; a link by itself, not its target)."""
-    return Path(os.path.abspath(folder)).name
 
 
 def find_tasks(root) -> dict[str, Path]:
