@@ -209,13 +209,14 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
     sequence), with the ids in `out`.ids.txt beside it."""
     s = settings_with(EmbedSettings, settings, overrides)
     out = Path(out)
-    if out.suffix not in FORMATS:
+    kind = out.suffix.lower()  # x.NPZ is an .npz
+    if kind not in FORMATS:
         raise UserError(f"{out}: give the output a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} name, which says its format")
     tokens = s.pooling == "tokens"
-    if tokens and out.suffix == ".npy":
+    if tokens and kind == ".npy":
         raise UserError(f"{out}: an .npy holds one array; per-token embeddings need .npz or .parquet (tokens and "
                         "offsets go with them)")
-    companions = (IDS,) if out.suffix == ".npy" else ()
+    companions = (IDS,) if kind == ".npy" else ()
     check_outputs([out, *(f"{out}{c}" for c in companions)], [csv_file, fasta, bed, genome])
     records = read_sequences(csv_file, fasta, bed, genome)
     embedder = Embedder(model, s)
@@ -237,12 +238,12 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
             yield names, vectors, token_names
 
     with atomic_output(out, *companions) as tmp:
-        if out.suffix == ".parquet":
+        if kind == ".parquet":
             write_parquet(tmp, blocks(), tokens)
         else:
             with NpzWriter() as writer:
                 writer.write(blocks(), tokens)
-                (writer.close_npy if out.suffix == ".npy" else writer.close)(tmp)
+                (writer.close_npy if kind == ".npy" else writer.close)(tmp)
     return count
 
 

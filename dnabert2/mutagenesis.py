@@ -35,7 +35,7 @@ BASES = "ACGT"
 LONGEST = 2000  # bp of region: 3 windows of it (and the flanks) per base
 BATCH = 256  # mutated windows scored at a time
 COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
-_REGION = re.compile(r"(?P<contig>.+):(?P<start>[\d,]+)-(?P<end>[\d,]+)")
+_REGION = re.compile(r"(?P<contig>.+):(?P<start>\d[\d,]*)-(?P<end>\d[\d,]*)")
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -137,6 +137,7 @@ def draw(sequence: str, start: int, variants, deltas: np.ndarray, out, title: st
     from matplotlib.font_manager import FontProperties
     from matplotlib.patches import PathPatch
     from matplotlib.textpath import TextPath
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.transforms import Affine2D
 
     change = np.full((len(BASES), len(sequence)), np.nan)
@@ -161,6 +162,8 @@ def draw(sequence: str, start: int, variants, deltas: np.ndarray, out, title: st
                         extent=(start + 0.5, start + len(sequence) + 0.5, len(BASES) - 0.5, -0.5))
     heat.set(yticks=range(len(BASES)), yticklabels=list(BASES), xlabel="position (1-based)",
              ylabel="substituted base")
+    for ax in (letters, heat):  # a tick between two bases names neither
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(image, ax=heat, label="score change")
     save_figure(fig, out)
 

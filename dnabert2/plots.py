@@ -96,10 +96,11 @@ def score_distribution(scores, out) -> None:
     for name, histogram in sorted(counts.items()):
         ax.stairs(histogram, PROBABILITY_BINS, label=f"{name} ({histogram.sum():,.0f})")
     what = "bases" if tracks else "calls"
-    ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if counts else "linear")
+    total = sum(histogram.sum() for histogram in counts.values())  # tracks of a header alone count none
+    ax.set(xlabel="probability", ylabel=what, title=f"scan scores: {path.stem}", yscale="log" if total else "linear")
     if counts:
         ax.legend()
-    else:
+    if not total:
         ax.text(0.5, 0.5, f"no {what}", ha="center", transform=ax.transAxes)
     save_figure(fig, out)
 

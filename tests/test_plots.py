@@ -51,6 +51,11 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     (tmp_path / "plain.bedgraph").write_text("I\t0\t10\t0.25\n")
     assert run_cli("plot", "scores", tmp_path / "plain.bedgraph", "--out", tmp_path / "plain.svg").returncode == 0
     assert "plain (10)" in (tmp_path / "plain.svg").read_text()
+    # Tracks of a scan that scored no base (a track line each, nothing under it) say so.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\n')
+    assert run_cli("plot", "scores", tmp_path / "empty", "--out", tmp_path / "empty.svg").returncode == 0
+    assert "no bases" in (tmp_path / "empty.svg").read_text()
 
     assert_user_error(run_cli("plot", "scores", tmp_path / "missing.bed", "--out", tmp_path / "x.svg"), "no such file")
     (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\tten\t0.25\n')

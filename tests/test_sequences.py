@@ -1,6 +1,7 @@
 """Reading genomes, annotation and alignments; windows and reverse complement."""
 
 import gzip
+import logging
 import shutil
 import subprocess
 from collections import Counter
@@ -509,12 +510,14 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
                     "NC_1\tRefSeq\tCDS\t4951\t5000\t.\t-\t0\tID=cds-ori2;Parent=gene-ori2\n"
                     "NC_1\tRefSeq\tCDS\t1\t60\t.\t-\t0\tID=cds-ori2;Parent=gene-ori2\n"
                     "NC_1\tRefSeq\tCDS\t101\t400\t.\t+\t0\tID=cds-a;Parent=gene-a\n")
-    annotation = read_annotation(ncbi)
+    with caplog.at_level(logging.WARNING):
+        annotation = read_annotation(ncbi)
     annotation.check_contigs({"NC_1": 5000})
     assert [t.id for t in annotation.transcripts] == ["gene-a"]
+    assert "2 transcript(s) across the origin of a circular sequence left out" in caplog.text  # as -q still shows
 
 
-def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path):
+def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path, caplog):
     from Bio.Seq import Seq
     from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
     from Bio.SeqRecord import SeqRecord
@@ -528,7 +531,9 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
                          for a, b, strand, tag in ((499, 800, 1, "inside"), (1000, 1300, 1, "b"),
                                                    (2000, 2300, 1, "c"), (3000, 3300, -1, "d")))]
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
-    transcripts = read_annotation(tmp_path / "c1.gbk").transcripts
+    with caplog.at_level(logging.WARNING):
+        transcripts = read_annotation(tmp_path / "c1.gbk").transcripts
+    assert "1 feature(s) joined across the origin" in caplog.text
     assert [(t.start, t.end, t.strand) for t in transcripts] == [(399, 900, "+"), (1000, 1300, "+"),
                                                                  (2000, 2300, "+"), (3000, 3300, "-")]
 

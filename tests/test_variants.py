@@ -221,6 +221,7 @@ def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, vari
 
 @pytest.mark.parametrize("options, words", [
     (["--region", "IV:500-400"], ["IV:500-400"]),
+    (["--region", "IV:,-10"], ["--region 'IV:,-10' is not contig:start-end"]),
     (["--region", "IV:174000-175500"], ["--region IV:174000-175500 runs past the end of IV (174,938 bp)"]),
     (["--region", "IV:1000-1030", "--at", 2000], ["--at 2000"]),
     (["--region", "IV:1000-1030", "--label", "exon"], ["--label 'exon'", "donor"]),

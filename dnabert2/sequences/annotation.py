@@ -233,7 +233,7 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
                 gene = feature.qualifiers.get("gene", [name])[0]
                 transcripts.append(Transcript(name, gene, record.id, strand, exons, feature.type == "CDS"))
     if across_origin:
-        log.info("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
+        log.warning("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no mRNA or CDS features)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
@@ -373,7 +373,7 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
         log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or GTF transcript "
                     "lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
     if across_origin:
-        log.info("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
+        log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
