@@ -60,7 +60,7 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             raise UserError(f"{model_dir}: a per-base model; `evaluate` scores window classifiers on window tasks "
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
-        classifier = load_model(model_dir, head=classifier_head(model_dir), device=device, trained=True)
+        classifier = load_model(model_dir, head="classification", device=device, trained=True)
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir)
     rows = []
     for name, folder in tasks.items():

@@ -266,7 +266,8 @@ def named_paths(items) -> dict[str, Path]:
     for item in items:
         # A path that exists as given is a path, even with "=" in a folder's name.
         named_so = "=" in item and not Path(item).exists()
-        name, _, path = item.partition("=") if named_so else (folder_name(Path(item).parent), "", item)
+        # A file at the root has no folder to be named by: its own name, then.
+        name, _, path = item.partition("=") if named_so else (folder_name(Path(item).parent) or Path(item).name, "", item)
         if not name or not path:
             raise UserError(f"{item}: NAME=PATH needs both a name and a path")
         if name in named:

@@ -83,7 +83,8 @@ class WindowsSettings:
     stride: int = setting(200, "distance between window starts in bp", type=positive)
     strands: str = setting("both", "strands to emit", choices=["both", "+", "-"])
     contigs: list[str] | None = setting(None, "only these contigs", nargs="+", metavar="CONTIG", group="where")
-    regions: Path | None = setting(None, "only these regions", type=Path, metavar="BED", group="where")
+    regions: Path | None = setting(None, "only these regions (overlapping or touching ones tiled as one)", type=Path,
+                                   metavar="BED", group="where")
     on_n: str = setting("split", "runs of N: split stretches at them, skip windows holding N, or keep them",
                         choices=["split", "skip", "keep"])
     min_length: int | None = setting(None, "emit stretches shorter than a window if at least this long", type=positive)

@@ -121,6 +121,8 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     result = run_cli("predict", "--model", headless, "--csv", motif_task / "test.csv", "--out", tmp_path / "h.tsv")
     assert_user_error(result, "no trained classification head")
     assert not (tmp_path / "h.tsv").exists()
+    with pytest.raises(UserError, match="no trained classification head"):  # peft cannot load it, whatever the head
+        load_model(headless, head="embedding")
     # An adapter holds no whole model to train further: refused, pointing to --merge.
     for options in ([], ["--lora"]):
         result = run_cli("finetune", "--model", out, "--data", motif_task, "--out", tmp_path / "again", *options)

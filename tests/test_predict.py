@@ -262,11 +262,14 @@ def test_a_fine_tuned_folder_whose_weights_lost_the_head_is_refused_not_scored_a
         shutil.copytree(folder, headless)
         weights = load_file(headless / "model.safetensors")
         save_file({k: v for k, v in weights.items() if not k.startswith(head)}, headless / "model.safetensors")
-        for command, options in (("predict", ["--fasta", tmp_path / "in.fa"]),
-                                 ("mutagenesis", ["--fasta", GENOMES / "ce1pct.fa.gz", "--region", "II:5001-5020"])):
-            result = run_cli(command, "--model", headless, *options, "--out", tmp_path / "out.tsv")
+        for command, options in (("predict", ["--fasta", tmp_path / "in.fa", "--out", tmp_path / "out.tsv"]),
+                                 ("mutagenesis", ["--fasta", GENOMES / "ce1pct.fa.gz", "--region", "II:5001-5020",
+                                                  "--out", tmp_path / "out.tsv"]),
+                                 ("scan", ["--fasta", GENOMES / "ce1pct.fa.gz", "--contigs", "II", "--window", 300,
+                                           "--out", tmp_path / "out.bed"])):
+            result = run_cli(command, "--model", headless, *options)
             assert_user_error(result, "no trained", "head", "fine-tune it first")
-            assert not (tmp_path / "out.tsv").exists()
+            assert not list(tmp_path.glob("out.*"))
     with pytest.raises(UserError, match="no trained classification head"):
         load_model(tmp_path / "headless-splice", head="classification", trained=True)
     assert load_model(tmp_path / "headless-splice", head="classification").config.num_labels == 3  # to fine-tune

@@ -181,14 +181,15 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
         raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
                         "on (replaced since); restore the earlier weights, or fine-tune again")
-    trained = info.get("head", "classification")
-    if head not in (None, trained, "encoder", "embedding"):
-        raise UserError(f"{model_name(folder)}: a fine-tuned {trained} model; head {head!r} is not available from it")
+    saved = info.get("head", "classification")
+    if head not in (None, saved, "encoder", "embedding"):
+        raise UserError(f"{model_name(folder)}: a fine-tuned {saved} model; head {head!r} is not available from it")
     adapter_weights = folder / "adapter_model.safetensors"
-    if adapter_weights.is_file() and not _holds(adapter_weights, "base_model.model." + LABELLED_HEADS[trained]):
-        raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {trained} head; fine-tune again")
+    # peft cannot load an adapter without the head it was saved with, whichever head is asked for.
+    if adapter_weights.is_file() and not _holds(adapter_weights, "base_model.model." + LABELLED_HEADS[saved]):
+        raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {saved} head; fine-tune it again")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
-    model, _ = assemble(base, trained, num_labels=info["num_labels"])
+    model, _ = assemble(base, saved, num_labels=info["num_labels"])
     model = merge_adapter(model, folder)
     if head in ("encoder", "embedding"):
         encoder = HEADS[head](model.config, **({"pooling": pooling or "mean"} if head == "embedding" else {}))
@@ -197,7 +198,7 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     else:
         if num_labels is not None and num_labels != info["num_labels"]:
             raise UserError(f"{model_name(folder)}: the classifier has {info['num_labels']} labels, not {num_labels}")
-        if trained == "classification" and pooling not in (None, model.config.classifier_pooling):
+        if saved == "classification" and pooling not in (None, model.config.classifier_pooling):
             raise UserError(f"{model_name(folder)}: the classifier pools with {model.config.classifier_pooling!r}, "
                             f"not {pooling!r}")
     return model.to(resolve_device(device), dtype).eval()

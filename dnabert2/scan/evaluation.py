@@ -4,7 +4,6 @@ sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision 
 that match a site, recall the share of sites that a call matches. From the scan's score tracks, per
 base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
-import gzip
 import json
 import logging
 from collections import Counter, defaultdict
@@ -18,7 +17,7 @@ from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError
 from ..options import add_settings, named_paths, output_file, settings_from, settings_with
-from ..outputs import atomic_output, atomic_text, check_outputs
+from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
@@ -31,6 +30,7 @@ PIECE = 5_000_000  # bp of a track read at a time
 CLOSE_PAIR = 400  # bp: sites this close share a window of a window scan, which cannot tell them apart
 
 log = logging.getLogger(__name__)
+
 
 def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
@@ -370,7 +370,7 @@ def add_arguments(parser) -> None:
         "scan that wrote tracks, also per-base PR-AUC, top-k accuracy and the mean score around sites.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
-    parser.add_argument("--out", type=output_file, help="JSON report")
+    parser.add_argument("--out", type=output_file, help="JSON report (bgzip-compressed when named .gz)")
     parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called, "
                         "the regions it scanned (so labels without calls count and sites outside the scan do not) and "
                         "its score tracks, from which per-base PR-AUC, top-k accuracy and the metaplot come")
@@ -385,9 +385,8 @@ def run(args) -> None:
                             settings=settings_from(args, ScanEvalSettings))
     text = json.dumps(report, indent=2) + "\n"
     if args.out:
-        with atomic_output(args.out) as tmp:
-            Path(tmp).write_bytes(gzip.compress(text.encode(), mtime=0) if args.out.name.endswith(".gz")
-                                  else text.encode())
+        with atomic_text(args.out) as handle:
+            handle.write(text)
     print(text, end="")
 
 
@@ -423,8 +422,7 @@ def table_rows(reports: dict) -> list[tuple]:
     rows = []
     for name, report in reports.items():
         for label, m in report["labels"].items():
-            kind = SITE_LABELS[label].tolerance if label in SITE_LABELS else None
-            tolerance = report.get(f"{kind}_tolerance", "")
+            tolerance = report.get(f"{SITE_LABELS[label].tolerance}_tolerance", "") if label in SITE_LABELS else ""
             rows.append((name, label, report.get("scope", ""), tolerance,
                          *("" if m.get(key) is None else m[key] for key in TABLE_COLUMNS[4:])))
     return rows
