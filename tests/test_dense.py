@@ -571,8 +571,12 @@ def test_offsets_no_site_scored_are_null_in_the_report_and_gaps_in_the_plot(tmp_
     ({"task": "splice", "labels": {"0": "neither", "1": "donor"}}, ["not a scan-eval report"]),  # a task.json
     ({"labels": {"donor": {}}, "metaplot": {"offsets": [-2, 2], "donor": [0.1, 0.2]}}, ["not a scan-eval report"]),
     ({"labels": {"donor": {}}, "metaplot": {"offsets": 5}}, ["not a scan-eval report"]),
+    ({"labels": {"donor": {}}, "metaplot": {"offsets": [0, "1"], "donor": [0.1, 0.2]}}, ["not a scan-eval report"]),
+    ([{"labels": {}}], ["not a scan-eval report"]),
 ])
-def test_plot_metaplot_and_scan_table_refuse_what_is_not_a_report_alike(tmp_path, content, words):
+def test_plot_metaplot_and_scan_table_refuse_what_is_not_a_report_alike(tmp_path, monkeypatch, content, words):
+    # Under python -O too, as pipelines may run it: the checks are not asserts.
+    monkeypatch.setenv("PYTHONOPTIMIZE", "1")
     (tmp_path / "r.json").write_text(json.dumps(content))
     for command in (["plot", "metaplot", f"r={tmp_path / 'r.json'}", "--out", tmp_path / "m.svg"],
                     ["scan-table", f"r={tmp_path / 'r.json'}", "--out", tmp_path / "t.tsv"]):

@@ -394,23 +394,34 @@ TABLE_COLUMNS = ("scan", "label", "scope", "tolerance", "calls", "sites", "preci
                  "top_k_accuracy")
 
 
+def _well_formed(report) -> bool:
+    """Whether a parsed report holds what tables and plots read: per-label metrics, and metaplot curves
+    (numbers or nulls) one value per offset."""
+    if not (isinstance(report, dict) and isinstance(report.get("labels"), dict)
+            and all(isinstance(m, dict) for m in report["labels"].values())):
+        return False
+    metaplot = report.get("metaplot")
+    if metaplot is None:
+        return True
+    offsets = metaplot.get("offsets") if isinstance(metaplot, dict) else None
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        return False
+    width = offsets[1] - offsets[0] + 1
+    return all(isinstance(values, list) and len(values) == width
+               and all(v is None or isinstance(v, (int, float)) for v in values)
+               for label, values in metaplot.items() if label != "offsets")
+
+
 def read_report(path) -> dict:
     """A scan-eval report (JSON, or gzipped JSON), checked for what tables and plots read of it."""
     check_file(path)
     try:
         with open_text(path) as handle:
             report = json.load(handle)
-        assert isinstance(report["labels"], dict)
-        assert all(isinstance(m, dict) for m in report["labels"].values())
-        metaplot = report.get("metaplot")
-        if metaplot is not None:
-            lo, hi = metaplot["offsets"]
-            for label, values in metaplot.items():
-                assert label == "offsets" or (isinstance(values, list) and len(values) == hi - lo + 1 and all(
-                    v is None or isinstance(v, (int, float)) for v in values))
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
-            AssertionError):
-        raise UserError(f"{path}: not a scan-eval report") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError):
+        report = None
+    if not _well_formed(report):
+        raise UserError(f"{path}: not a scan-eval report")
     if not report["labels"]:
         log.warning("%s: a report of no labels (scan-eval of a scan with no calls, without its --summary)", path)
     return report
