@@ -1,12 +1,14 @@
 """The Snakemake workflow as users run it: lint, format, a full run of the default config, bad config."""
 
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pysam
@@ -329,26 +331,45 @@ def test_example_configs_plan_their_whole_chain(checkout, example):
 
 
 def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
-    stand_in_inputs(checkout, ROOT / "config" / "examples" / "gpu_ensembl.yaml")
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+
+    example = checkout / "config" / "examples" / "gpu_ensembl.yaml"
+    config = yaml.safe_load(example.read_text())
+    config["finetune"]["tair10_promoter"]["gpus"] = 0  # a GPU rule run on CPUs must not hold a GPU node
+    example.write_text(yaml.safe_dump(config))
+    stand_in_inputs(checkout, example)
     # A dry run caps threads at --cores (1 unless given); a SLURM run caps nothing. Run as the workflow
     # catalog runs it (workflow/Snakefile), where Snakemake also loads any workflow/profiles/default.
     result = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--cores", "64", "--configfile",
                        "config/examples/gpu_ensembl.yaml", "-s", "workflow/Snakefile", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
+    # Where each job goes is chosen at submission: a partition given to it, else the SLURM plugin's
+    # choice from the profile's partitions.
+    partitions = read_partition_file(checkout / "workflow/profiles/slurm/partitions.yaml")
     jobs = {}
     for block in result.stdout.split("\nrule ")[1:]:
-        jobs.setdefault(block.split(":", 1)[0], []).append(block)
+        resources = dict(re.findall(r"(\w+)=([^,\n]+)", re.search(r"resources: (.*)", block).group(1)))
+        threads = re.search(r"threads: (\d+)", block)
+        job = SimpleNamespace(name=block.split(":", 1)[0], resources=resources, text=block,
+                              threads=int(threads.group(1)) if threads else 1)
+        job.partition = resources.get("slurm_partition") or get_best_partition(partitions, job, logging.getLogger())
+        jobs.setdefault(job.name, []).append(job)
     pretrain = jobs["pretrain"][0]
-    assert "gpu=8" in pretrain and "slurm_partition=<gpu-partition>" in pretrain
-    assert "torchrun --standalone --nproc-per-node 8" in pretrain
+    assert pretrain.resources["gpu"] == "8" and pretrain.partition == "<gpu-partition>"
+    assert "torchrun --standalone --nproc-per-node 8" in pretrain.text
     # Loader workers for each of the eight processes, from CPUs the job asks for (SLURM's --cpus-per-task).
-    assert "threads: 32" in pretrain and "--workers 4 " in pretrain
-    evaluate = jobs["evaluate"][0]  # scoring the fine-tuned 117M model goes where it was fine-tuned
-    assert "gpu=1" in evaluate and "slurm_partition=<gpu-partition>" in evaluate and "--device cuda" in evaluate
+    assert pretrain.threads == 32 and "--workers 4 " in pretrain.text
+    for rule in ("finetune", "evaluate"):  # scoring a fine-tuned model goes where it was fine-tuned
+        on_gpus = [job for job in jobs[rule] if "tair10_splice" in job.text]
+        on_cpus = [job for job in jobs[rule] if "tair10_promoter" in job.text]
+        assert on_gpus and all(job.resources["gpu"] == "1" and job.partition == "<gpu-partition>" for job in on_gpus)
+        assert on_cpus and all(job.resources.get("gpu", "0") == "0" and job.partition == "<cpu-partition>"
+                               for job in on_cpus)
+    assert all("--device cuda" in job.text for job in jobs["evaluate"] if job.partition == "<gpu-partition>")
     assert len(jobs["scan_chunk"]) == 32
-    assert all("gpu=1" in job and "slurm_partition=<gpu-partition>" in job for job in jobs["scan_chunk"])
-    assert all("--chunk" in job for job in jobs["scan_chunk"])
-    assert "slurm_partition=<cpu-partition>" in jobs["vocab"][0] and "gpu=" not in jobs["vocab"][0]
+    assert all(job.resources["gpu"] == "1" and job.partition == "<gpu-partition>" for job in jobs["scan_chunk"])
+    assert all("--chunk" in job.text for job in jobs["scan_chunk"])
+    assert jobs["vocab"][0].partition == "<cpu-partition>" and "gpu" not in jobs["vocab"][0].resources
 
 
 def test_missing_config_sections_take_the_schema_defaults(checkout):
