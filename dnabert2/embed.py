@@ -156,13 +156,6 @@ class NpzWriter:
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
                     self.write_array(name, entry)
 
-    def close_npy(self, tmp: Path) -> None:
-        """The embeddings alone as an .npy (np.load can memory-map it), the ids beside it, a line each."""
-        with open(tmp, "wb") as handle:
-            self.write_array("embeddings", handle)
-        with open(self.folder / "ids") as lines, open(f"{tmp}{IDS}", "w") as ids:
-            ids.writelines(json.loads(line) + "\n" for line in lines)
-
     def write_array(self, name: str, handle) -> None:
         strings = name in self.widths
         descr = f"<U{self.widths[name]}" if strings else np.lib.format.dtype_to_descr(self.dtypes[name])
@@ -175,6 +168,22 @@ class NpzWriter:
         else:
             with open(self.folder / name, "rb") as raw:
                 shutil.copyfileobj(raw, handle, 1 << 20)
+
+
+def write_npy(tmp: Path, blocks, width: int) -> None:
+    """The vectors alone as an .npy (np.load can memory-map it), streamed into place: numpy leaves room
+    in the header for the first axis to grow, so the header is rewritten with the count at the end.
+    The ids go beside it, a line each."""
+    rows = 0
+    with open(tmp, "wb") as handle, open(f"{tmp}{IDS}", "w") as ids:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+        np.lib.format.write_array_header_2_0(handle, {**header, "shape": (0, width)})
+        for names, vectors, _ in blocks:
+            ids.writelines(name + "\n" for name in names)
+            handle.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            rows += len(names)
+        handle.seek(0)
+        np.lib.format.write_array_header_2_0(handle, {**header, "shape": (rows, width)})
 
 
 def write_parquet(tmp: Path, blocks, tokens: bool) -> None:
@@ -240,10 +249,12 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
     with atomic_output(out, *companions) as tmp:
         if kind == ".parquet":
             write_parquet(tmp, blocks(), tokens)
+        elif kind == ".npy":
+            write_npy(tmp, blocks(), embedder.encoder.config.hidden_size)
         else:
             with NpzWriter() as writer:
                 writer.write(blocks(), tokens)
-                (writer.close_npy if kind == ".npy" else writer.close)(tmp)
+                writer.close(tmp)
     return count
 
 

@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import shutil
+import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ from Bio.Seq import reverse_complement
 from safetensors.torch import load_file, save_file
 
 from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
+import dnabert2.embed
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.embed import embed
 from dnabert2.errors import UserError
@@ -165,6 +167,19 @@ def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_pa
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(npy, mmap_mode="r"), saved["embeddings"], atol=1e-5)
     assert (tmp_path / "vectors.npy.ids.txt").read_text().splitlines() == list(saved["ids"])
+
+
+def test_embed_streams_an_npy_into_place(base, regions, tmp_path, monkeypatch):
+    """An .npy is written where it goes, block by block: nothing staged in $TMPDIR (which need not hold
+    the whole set), the header counting every block's rows."""
+    sources = write_inputs(tmp_path, regions)
+    embed(base, tmp_path / "all.npz", csv_file=sources["csv"][1])
+    monkeypatch.setattr(dnabert2.embed, "BLOCK_BASES", 2000)  # several blocks
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: pytest.fail("staged in a temporary folder"))
+    assert embed(base, tmp_path / "all.npy", csv_file=sources["csv"][1]) == len(regions)
+    vectors = np.load(tmp_path / "all.npy", mmap_mode="r")
+    np.testing.assert_allclose(vectors, np.load(tmp_path / "all.npz")["embeddings"], atol=1e-5)
+    assert (tmp_path / "all.npy.ids.txt").read_text().splitlines() == [name for name, *_ in regions]
 
 
 def test_library_calls_check_their_keywords_as_the_commands_check_options(base, regions, tmp_path):
