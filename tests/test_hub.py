@@ -9,15 +9,18 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import GENOMES, ROOT, TOKENIZER, assert_user_error, scan_classifier
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.model import build_model, preset, save_model
 from hub_server import HubServer
 from test_model import released_folder, released_state, small_config
+from test_workflow import WORKFLOW_FILES
 
 PRIVATE_TOKEN = "hf_private_test_token"
 
@@ -183,3 +186,63 @@ def test_no_network_and_nothing_cached_gets_one_line(tmp_path):
     result = run(env, "-m", "dnabert2", "scan", "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz",
                  "--out", tmp_path / "x.bed")
     assert_user_error(result, "lab/splice-tiny", "Hugging Face cache", "cannot be reached")
+
+
+def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path):
+    home, out = tmp_path / "hf", tmp_path / "fetched.tsv"
+    result = run(hub_env(hub, home), "-m", "dnabert2", "fetch", "lab/splice-tiny@v1", "zhihan1996/DNABERT-2-117M",
+                 "--out", out, "-q")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    released = hub.repos["zhihan1996/DNABERT-2-117M"]["refs"]["main"]
+    assert [row[:2] for row in rows] == [["model", "revision"], ["lab/splice-tiny@v1", f"lab/splice-tiny@{hub.commits['v1']}"],
+                                         ["zhihan1996/DNABERT-2-117M", f"zhihan1996/DNABERT-2-117M@{released}"]]
+    assert (Path(rows[1][2]) / "model.safetensors").is_file() and not (Path(rows[2][2]) / "bert_layers.py").exists()
+    offline = python_checksum(hub_env(hub, home, HF_HUB_OFFLINE="1"), "lab/splice-tiny@v1")
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
+
+
+@pytest.mark.parametrize("name, words", [
+    ("tests", ["tests: a file or folder here, not a Hugging Face Hub id"]),
+    ("tests/nothing-here", ["a path here, as ./tests is a folder", "tests/nothing-here@main"]),
+    ("nobody/no-such-model", ["nobody/no-such-model", "on the Hugging Face Hub"]),
+])
+def test_fetch_refuses_what_is_no_model_on_the_hub_and_writes_nothing(hub, tmp_path, name, words):
+    result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", "fetch", "lab/splice-tiny", name,
+                 "--out", tmp_path / "fetched.tsv")
+    assert_user_error(result, *words)
+    assert not list(tmp_path.glob("fetched*"))
+
+
+def test_the_workflow_fetches_a_hub_model_once_and_its_jobs_use_that_commit_offline(hub, tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, checkout / name)
+    (tmp_path / "v2").mkdir()
+    for file in hub.local["classifier"].iterdir():
+        shutil.copy(file, tmp_path / "v2")
+    first = hub.push("lab/workflow-tiny", hub.local["classifier"])
+    (checkout / "config" / "config.yaml").write_text(yaml.safe_dump({
+        "genomes": {"ce1pct": {"source": "example/ce1pct.fa.gz", "annotation": "example/ce1pct.gff3.gz"}},
+        "scan": {"s": {"model": "lab/workflow-tiny", "genome": "ce1pct", "contigs": ["III"], "stride": 150}}}))
+    env = hub_env(hub, tmp_path / "hf")
+
+    def snakemake(*args):
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "results/scan/s.bed", *args],
+                                cwd=checkout, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        fetched = (checkout / "resources/hub/lab/workflow-tiny.tsv").read_text().splitlines()[1].split("\t")[1]
+        return fetched, json.loads((checkout / "results/scan/s.json").read_text())["model"]
+
+    assert snakemake() == (f"lab/workflow-tiny@{first}",) * 2
+    # A newer commit on main: the jobs keep using the fetched one, and ask the Hub nothing.
+    (tmp_path / "v2" / "README.md").write_text("a newer commit\n")
+    second = hub.push("lab/workflow-tiny", tmp_path / "v2")
+    before = len(hub.requests)
+    assert snakemake("--forcerun", "scan_chunk") == (f"lab/workflow-tiny@{first}",) * 2
+    assert len(hub.requests) == before
+    # Fetching again takes the newer commit, and the scan follows.
+    assert snakemake("--forcerun", "fetch_model") == (f"lab/workflow-tiny@{second}",) * 2

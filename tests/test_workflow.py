@@ -424,9 +424,14 @@ def test_a_one_contig_genome_gets_its_task_split_by_position(checkout):
     assert "splitting each contig by position" in (checkout / "logs/tasks/ecoli_promoter.log").read_text()
 
 
-def test_a_model_named_by_hub_id_is_fetched_by_the_job_that_uses_it(checkout):
+def test_a_model_named_by_hub_id_is_fetched_once_and_read_offline_by_the_jobs(checkout):
     edit_config(checkout, lambda c: c["finetune"]["ce1pct_splice"].update(model="zhihan1996/DNABERT-2-117M@main"))
-    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", "results/finetune/ce1pct_splice", cwd=checkout)
+    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", "results/scan/ce1pct_splice.bed", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "finetune --model zhihan1996/DNABERT-2-117M@main" in result.stdout
+    fetched = "resources/hub/zhihan1996/DNABERT-2-117M@main.tsv"
+    assert f"dnabert2 fetch zhihan1996/DNABERT-2-117M@main --out {fetched}" in result.stdout
+    assert re.search(rf"rule finetune:\n    input: {re.escape(fetched)}", result.stdout)
+    assert "HF_HUB_OFFLINE=1 python -m dnabert2 finetune --model zhihan1996/DNABERT-2-117M@main" in result.stdout
+    # A LoRA adapter of it finds its base in the cache: its scan is offline too.
+    assert "HF_HUB_OFFLINE=1 python -m dnabert2 scan --model results/finetune/ce1pct_splice" in result.stdout
     assert "rule pretrain:" not in result.stdout  # the released model replaces the workflow's own

@@ -110,12 +110,27 @@ def model_folder(model):
     return model
 
 
+def hub_fetched(model):
+    """What fetch_model writes for a model named by Hugging Face Hub id."""
+    return rules.fetch_model.output[0].format(repo=model)
+
+
+def hub_offline(model):
+    """For the jobs reading a model by Hub id, or one fine-tuned here from such a model: they use what
+    fetch_model fetched, without the network."""
+    if model in config["finetune"]:
+        model = config["finetune"][model]["model"]
+    return "HF_HUB_OFFLINE=1 " if hub_id(model) else ""
+
+
 def model_input(model):
-    """The input standing for a model: its folder when pretrained here, else its config.json on disk;
-    the CNN baseline and a model on the Hugging Face Hub (fetched by the job itself) stand for no file.
+    """The input standing for a model: its folder when pretrained here, fetch_model's TSV for a model
+    on the Hugging Face Hub, else its config.json on disk; the CNN baseline stands for no file.
     """
-    if model == workflow_config.CNN or hub_id(model):
+    if model == workflow_config.CNN:
         return []
+    if hub_id(model):
+        return hub_fetched(model)
     if model in config["pretrain"]:
         return model_folder(model)
     # A host rule's directory() output, named as Snakemake names it (./models/m is models/m).
@@ -170,14 +185,18 @@ def fine_tuned(model):
 
 
 def fine_tuned_input(model):
-    """The input standing for a fine-tuned model: its folder when fine-tuned here, else its file on
-    disk (a LoRA folder's adapter_config.json); a model on the Hub stands for no file.
+    """The input standing for a fine-tuned model: its folder when fine-tuned here, fetch_model's TSV
+    for a model on the Hub, else its file on disk (a LoRA folder's adapter_config.json).
     """
     if model in config["finetune"]:
         return {"model": fine_tuned(model)}
     if workflow_config.to_make(model):  # as in model_input
         return {"model": str(Path(model))}
-    return {} if hub_id(model) else {"model": workflow_config.model_file(model)}
+    return {
+        "model": (
+            hub_fetched(model) if hub_id(model) else workflow_config.model_file(model)
+        )
+    }
 
 
 def scan_model(scan):

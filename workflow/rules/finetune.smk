@@ -47,13 +47,14 @@ rule finetune:
         mem_mb=lambda wildcards: finetune_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: finetune_settings(wildcards)["runtime"],
     params:
+        offline=lambda wildcards: hub_offline(finetune_settings(wildcards)["model"]),
         command=finetune_command,
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
         options=lambda wildcards: workflow_config.finetune_options(
             finetune_settings(wildcards)
         ),
     shell:
-        "python -m dnabert2 {params.command} --data {params.task:q} "
+        "{params.offline}python -m dnabert2 {params.command} --data {params.task:q} "
         "--out {output.folder} {params.options} > {log} 2>&1"
 
 
@@ -80,8 +81,9 @@ rule evaluate:
         mem_mb=lambda wildcards: finetune_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: finetune_settings(wildcards)["runtime"],
     params:
+        offline=lambda wildcards: hub_offline(wildcards.name),
         task=lambda wildcards: task_folder(finetune_settings(wildcards)["task"]),
         device=lambda wildcards: workflow_config.device_of(finetune_settings(wildcards)),
     shell:
-        "python -m dnabert2 evaluate --model {input.model} --data {params.task:q} "
+        "{params.offline}python -m dnabert2 evaluate --model {input.model} --data {params.task:q} "
         "--out {output.table} --baseline kmer --device {params.device} > {log} 2>&1"

@@ -18,6 +18,7 @@ rule scan_chunk:
         mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
+        offline=lambda wildcards: hub_offline(scan_settings(wildcards)["model"]),
         model=lambda wildcards: shlex.quote(scan_model(wildcards.name)),
         source=scan_source,
         options=lambda wildcards: workflow_config.scan_options(scan_settings(wildcards)),
@@ -27,7 +28,7 @@ rule scan_chunk:
         empty=lambda wildcards, output: empty_tracks(wildcards, output, chunk=True),
         tracks_on=lambda wildcards: tracks_recorded(wildcards, chunk=True),
     shell:
-        "{params.empty}python -m dnabert2 scan --model {params.model} {params.source} {params.options} "
+        "{params.empty}{params.offline}python -m dnabert2 scan --model {params.model} {params.source} {params.options} "
         "--chunk {wildcards.i}/{wildcards.n} --workers {params.workers} "
         "--out {output.calls} --summary {output.summary} {params.tracks} > {log} 2>&1"
 

@@ -16,10 +16,11 @@ rule score_variants:
         mem_mb=lambda wildcards: variant_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: variant_settings(wildcards)["runtime"],
     params:
+        offline=lambda wildcards: hub_offline(variant_settings(wildcards)["model"]),
         model=lambda wildcards: shlex.quote(variant_model(wildcards.name)),
         options=lambda wildcards: workflow_config.variant_options(
             variant_settings(wildcards)
         ),
     shell:
-        "python -m dnabert2 variants --model {params.model} --vcf {input.vcf:q} --fasta {input.genome} "
+        "{params.offline}python -m dnabert2 variants --model {params.model} --vcf {input.vcf:q} --fasta {input.genome} "
         "--out {output.vcf} --tsv {output.table} {params.options} > {log} 2>&1"
