@@ -673,3 +673,26 @@ def test_predict_with_a_per_base_model_finds_the_site_in_each_sequence(cnn, ce1p
 def rows_of_tsv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_a_dense_scan_scores_every_base_beside_n_runs_and_none_of_them(cnn, tmp_path):
+    """An assembly gap inside a core, two IUPAC codes, and a core of N only: every A, C, G and T is
+    scored on both strands, the rest is not, and the core of N only is not read at all."""
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        sequence = genome.fetch("I", 0, 6 * CORE)
+    gap, iupac, empty = (2500, 2800), (2800, 2802), (4 * CORE, 5 * CORE)
+    gapped = (sequence[:gap[0]] + "N" * (gap[1] - gap[0]) + "RY" + sequence[iupac[1]:empty[0]] + "N" * CORE
+              + sequence[empty[1]:])
+    (tmp_path / "g.fa").write_text(f">I\n{gapped}\n")
+    result = run_cli("scan", "--model", cnn, "--fasta", tmp_path / "g.fa", "--out", tmp_path / "calls.bed",
+                     "--summary", tmp_path / "s.json", "--bedgraph", tmp_path / "bg", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    expected = set(range(len(gapped))) - set(range(gap[0], iupac[1])) - set(range(*empty))
+    tracks = sorted((tmp_path / "bg").glob("*.bedgraph"))
+    assert len(tracks) == 4  # donor and acceptor, each strand
+    for track in tracks:
+        scored = [range(int(start), int(end)) for _, start, end, _ in
+                  (line.split("\t") for line in track.read_text().splitlines()[1:])]
+        assert sorted(base for bases in scored for base in bases) == sorted(expected), track.name
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["windows_skipped_for_n"] == 2 and summary["max_n"] is None

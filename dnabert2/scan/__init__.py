@@ -143,7 +143,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
               "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
               "dense": scanner.dense, "calls_by": calls_by(mode, scanner.dense, s.merge),
-              "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances, "stride": stride, "strands": s.strands, "max_n": s.max_n, "min_depth": s.min_depth,
+              "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances, "stride": stride, "strands": s.strands,
+              "max_n": None if scanner.dense else s.max_n, "min_depth": s.min_depth,
               "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in scanned],
               "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
               "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
@@ -234,7 +235,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     planned = [(b, False) for b in before] + [(b, True) for b in mine] + [(b, False) for b in after]
     blocks_read = [b for b, _ in planned]
     if scanner.dense:
-        dataset, scores = dense_reader(scanner, genome, blocks_read, strands, s.max_n), dense_scores
+        dataset, scores = dense_reader(scanner, genome, blocks_read, strands), dense_scores
     else:
         dataset = BlockWindows(genome, blocks_read, strands, scanner.folder / "tokenizer.json", scanner.max_tokens,
                                s.max_n)

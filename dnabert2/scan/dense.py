@@ -109,30 +109,35 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer, compile)
 
 
-class DenseBlocks(BlockReader, IterableDataset):
-    """Each block's cores with their flanks, on the strands asked for, cores with too many N dropped,
-    tokenised with the token of every base (tokenizer None: bases only)."""
+NUCLEOTIDES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
-    def __init__(self, genome, blocks: list[Block], strands: str, tokenizer, flank: int, max_n: float):
+
+class DenseBlocks(BlockReader, IterableDataset):
+    """Each block's cores with their flanks, on the strands asked for, tokenised with the token of
+    every base (tokenizer None: bases only). Every A, C, G and T is scored, however many N (or other
+    IUPAC codes) lie around it; those are not, and a core of nothing else is not read at all."""
+
+    def __init__(self, genome, blocks: list[Block], strands: str, tokenizer, flank: int):
         super().__init__(genome, blocks, tokenizer)
-        self.strands, self.flank, self.max_n = strands, flank, max_n
+        self.strands, self.flank = strands, flank
 
     def prepare(self, fasta: Fasta, tokenizer, block: Block) -> dict:
         contig, flank = block.grid.contig, self.flank
-        sequences, cores, strands, skipped = [], [], [], 0
+        sequences, cores, known, strands, skipped = [], [], [], [], 0
         for i in range(block.first, block.last):
             start, end = block.grid.core(i)
             sequence = fetch_padded(fasta, contig, start - flank, end + flank)
-            core = sequence[flank:flank + end - start]
-            if len(core) - sum(core.count(b) for b in "ACGT") > self.max_n * len(core):
+            bases = np.isin(np.frombuffer(sequence[flank:flank + end - start].encode(), dtype=np.uint8), NUCLEOTIDES)
+            if not bases.any():
                 skipped += len(self.strands)  # counted as `windows` is, once per strand
                 continue
             for strand in self.strands:
                 sequences.append(sequence if strand == "+" else reverse_complement(sequence))
                 cores.append((start, end))
+                known.append(bases)
                 strands.append(strand)
         encoded = encode_bases(tokenizer, sequences) if tokenizer else None
-        return {"sequences": sequences, "encoded": encoded, "cores": cores, "strand": strands,
+        return {"sequences": sequences, "encoded": encoded, "cores": cores, "known": known, "strand": strands,
                 "windows": len(sequences), "tokens": sum(len(ids) for ids, _ in encoded) if tokenizer else 0,
                 "skipped": skipped}
 
@@ -146,12 +151,12 @@ def dense_scores(scanner: DenseScanner, block: Block, item: dict, batch_tokens: 
 
 
 def dense_track(scanner: DenseScanner, item: dict, probabilities: list[np.ndarray], labels: list[int]) -> dict:
-    """Every base's probability of each label, on each strand, in forward coordinates (bases of cores
-    skipped for N have none)."""
+    """Every base's probability of each label, on each strand, in forward coordinates (N and other
+    IUPAC codes have none)."""
     rows = {}
-    for p, (start, end), strand in zip(probabilities, item["cores"], item["strand"]):
+    for p, (start, end), known, strand in zip(probabilities, item["cores"], item["known"], item["strand"]):
         forward = p if strand == "+" else p[::-1]
-        rows.setdefault(strand, []).append((np.arange(start, end, dtype=np.int64), forward))
+        rows.setdefault(strand, []).append((np.arange(start, end, dtype=np.int64)[known], forward[known]))
     found = {}
     for strand, parts in rows.items():
         positions = np.concatenate([q for q, _ in parts])
@@ -162,6 +167,6 @@ def dense_track(scanner: DenseScanner, item: dict, probabilities: list[np.ndarra
     return found
 
 
-def dense_reader(scanner: DenseScanner, genome, blocks: list[Block], strands: str, max_n: float) -> DenseBlocks:
-    return DenseBlocks(genome, blocks, strands, scanner.tokenizer, scanner.flank, max_n)
+def dense_reader(scanner: DenseScanner, genome, blocks: list[Block], strands: str) -> DenseBlocks:
+    return DenseBlocks(genome, blocks, strands, scanner.tokenizer, scanner.flank)
 
