@@ -515,6 +515,18 @@ def one_gene_scan(tmp_path):
     (tmp_path / "calls.bed").write_text("")
 
 
+def test_scan_eval_reads_calls_under_browser_track_and_comment_lines(tmp_path):
+    """As UCSC's formats allow, and as a calls file comes back from a genome browser session."""
+    one_gene_scan(tmp_path)
+    (tmp_path / "calls.bed").write_text("browser position c:1-2000\ntrack name=calls\n# scored by hand\n"
+                                        "c\t200\t201\tdonor\t900\t+\t1\t-1\t-1\t0\n")
+    result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                     "--out", tmp_path / "eval.json")
+    assert result.returncode == 0, result.stderr
+    donor = json.loads((tmp_path / "eval.json").read_text())["labels"]["donor"]
+    assert (donor["calls"], donor["sites"], donor["precision"]) == (1, 4, 1.0)
+
+
 def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
     """bigWig holds float32 (0.005 is 0.00499999989), bedGraph decimal text: a mean of whole thousandths
     lying on a half (5 / 4 sites = 0.00125) must round alike from either."""

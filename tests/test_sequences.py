@@ -2,6 +2,7 @@
 
 import gzip
 import logging
+import os
 import shutil
 import subprocess
 from collections import Counter
@@ -103,6 +104,24 @@ def test_an_index_that_does_not_describe_its_fasta_is_one_clear_error(tmp_path, 
     fai.write_text(first.replace("\t100\t101", "\t50\t51", 1))
     with Fasta(path) as fasta, pytest.raises(UserError, match="is not 60 bases"):
         fasta.fetch("c1", 40, 100)
+
+
+def test_an_index_that_reads_past_the_end_of_its_fasta_is_one_clear_error_from_a_command(tmp_path):
+    """htslib then fails with no reason of its own: the error number left by an earlier call (a
+    terminal check) came out as "Inappropriate ioctl for device"."""
+    path = tmp_path / "one_line.fa"
+    path.write_text(">c1\n" + "ACGT" * 750 + "\n")
+    os.utime(path, (1000, 1000))
+    (tmp_path / "one_line.fa.fai").write_text("c1\t3000\t4\t60\t61\n")  # the index of it in lines of 60
+    result = run_cli("windows", "--genome", path, "--out", tmp_path / "w.bed")
+    assert_user_error(result, "cannot read c1:1-3000 through its index; if the FASTA was replaced, remove its .fai")
+
+
+def test_a_bad_character_is_placed_in_its_contig_not_in_the_stretch_read(tmp_path):
+    path = tmp_path / "x.fa"
+    path.write_text(">c1\n" + "ACGT" * 25 + "X" + "ACGT" * 25 + "\n")
+    with Fasta(path) as fasta, pytest.raises(UserError, match="'c1' has a non-nucleotide character 'X' at position 101$"):
+        fasta.fetch("c1", 90, 110)
 
 
 def test_fasta_with_ragged_lines_is_read_whole(tmp_path):
@@ -287,7 +306,7 @@ def test_genome_windows_over_regions_keep_genome_coordinates(lambda_forms):
 
 def test_gff3_gives_tss_and_splice_sites_with_canonical_dinucleotides():
     annotation = read_annotation(CE_GFF)
-    assert len(annotation.transcripts) == 424
+    assert len(annotation.transcripts) == 424 - 7  # less those the cut-out left incomplete
     with Fasta(CE) as genome:
         annotation.check_contigs(genome.lengths)
         motifs = Counter()
@@ -441,10 +460,9 @@ def test_a_gff3_without_exon_lines_has_its_exons_from_cds_and_utrs(tmp_path):
     (tmp_path / "no_exons.gff3").write_text("".join(lines))
     full = {t.id: t for t in read_annotation(CE_GFF).transcripts}
     implied = read_annotation(tmp_path / "no_exons.gff3").transcripts
-    assert len(implied) == 307  # those with CDS: the non-coding ones had only exon lines
-    # Two differ: the file has a CDS line of T17A3.2.1 and of T25D3.4a.1 past their last exon line.
-    assert sum(t.exons == full[t.id].exons for t in implied) == 305
-    assert sum(t.coding for t in implied) == 91  # no UTR line: their ends are the CDS ends, and said so
+    assert len(implied) == 300  # those with CDS: the non-coding ones had only exon lines
+    assert all(t.exons == full[t.id].exons for t in implied)
+    assert sum(t.coding for t in implied) == 89  # no UTR line: their ends are the CDS ends, and said so
 
 
 def test_gff_with_start_after_end_is_refused(tmp_path):
@@ -515,6 +533,35 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     annotation.check_contigs({"NC_1": 5000})
     assert [t.id for t in annotation.transcripts] == ["gene-a"]
     assert "2 transcript(s) across the origin of a circular sequence left out" in caplog.text  # as -q still shows
+
+
+def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path, caplog):
+    # The bundled example is a cut-out of WormBase: F56C11.1.2's exons stayed, its mRNA line and its
+    # first exons did not, so its last exon's end at I:150,688 is no TSS.
+    with caplog.at_level("WARNING"):
+        annotation = read_annotation(GENOMES / "ce1pct.gff3.gz")
+    assert "7 transcript(s) whose exons may be incomplete" in caplog.text and "F56C11.1.2" in caplog.text
+    assert not [t for t in annotation.transcripts if t.id in ("Transcript:F56C11.1.2", "Transcript:T17A3.2.1")]
+    assert ("I", "-", 150687) not in {(s.contig, s.strand, s.position) for s in annotation.tss()}
+    caplog.clear()
+
+    def read(lines):
+        (tmp_path / "a.gff3").write_text("".join("\t".join(map(str, line)) + "\n" for line in lines))
+        with caplog.at_level("WARNING"):
+            return {t.id for t in read_annotation(tmp_path / "a.gff3").transcripts}
+
+    whole = [("c", ".", "mRNA", 101, 900, ".", "+", ".", "ID=m1"), ("c", ".", "exon", 101, 300, ".", "+", ".", "Parent=m1"),
+             ("c", ".", "exon", 701, 900, ".", "+", ".", "Parent=m1"), ("c", ".", "CDS", 201, 300, ".", "+", 0, "Parent=m1"),
+             ("c", ".", "CDS", 701, 800, ".", "+", 2, "Parent=m1")]
+    # A CDS past the exons, and exons whose transcript no line defines: both left out.
+    past = [("c", ".", "mRNA", 2001, 2900, ".", "+", ".", "ID=m2"), ("c", ".", "exon", 2001, 2300, ".", "+", ".", "Parent=m2"),
+            ("c", ".", "CDS", 2201, 2600, ".", "+", 0, "Parent=m2")]
+    orphan = [("c", ".", "exon", 4001, 4300, ".", "-", ".", "Parent=m3")]
+    assert read(whole + past + orphan) == {"m1"}
+    assert "2 transcript(s) whose exons may be incomplete" in caplog.text and "m2, m3" in caplog.text
+    # A GFF3 of exon lines alone, none of whose Parents a line defines, is read as it is.
+    caplog.clear()
+    assert read([line for line in whole + orphan if line[2] == "exon"]) == {"m1", "m3"} and not caplog.text
 
 
 def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path, caplog):
@@ -644,6 +691,14 @@ def test_windows_come_in_genome_order_each_once_and_index_with_tabix(tmp_path):
     with gzip.open(tmp_path / "regions.bed.gz", "rt") as handle:
         rows = [line.split("\t")[:3] for line in handle if "(+)" in line]
     assert rows[0] == ["I", "4000", "5000"] and rows[-1] == ["V", "2000", "3000"] and len(rows) == 9 + 5  # I:4000-9000, V:0-3000
+
+
+@pytest.mark.parametrize("line", ["I\t1400\t1000", "I\t1000\t1000", "I\t-5\t1000"])
+def test_an_empty_inverted_or_negative_bed_region_is_refused_by_its_line(tmp_path, line):
+    (tmp_path / "r.bed").write_text(f"track name=r\nI\t0\t500\n{line}\n")
+    result = run_cli("windows", "--genome", CE, "--regions", tmp_path / "r.bed", "--out", tmp_path / "w.bed")
+    assert_user_error(result, "r.bed: line 3:", "a region needs 0 <= start < end")
+    assert not (tmp_path / "w.bed").exists()
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..outputs import atomic_output, bgzip_named
 from ..sequences.fasta import open_text
+from ..sequences.inputs import BED_HEADERS
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def read_calls(path) -> list[Call]:
     calls = []
     with open_text(path) as handle:
         for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(BED_HEADERS):
+                continue
             fields = line.rstrip("\n").split("\t")
             try:
                 contig, start, end, label, score, strand, support = fields[0], int(fields[1]), int(fields[2]), \

@@ -287,6 +287,7 @@ def _genbank_records(path: Path, handle):
 def _gff_transcripts(path: Path) -> list[Transcript]:
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
     parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
+    defined = set()  # GFF3 IDs that a line defines
     loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     parse = None
@@ -306,8 +307,10 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             if parse is None:
                 continue
             attrs = parse(attributes)
-            if "ID" in attrs and "Parent" in attrs:
-                parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+            if "ID" in attrs:
+                defined.add(attrs["ID"])
+                if "Parent" in attrs:
+                    parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
             kind = "UTR" if kind in _UTR_KINDS else kind
             if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
                 continue
@@ -342,16 +345,20 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
-    return _gff_assembled(path, parts, parent_of, loci, circular)
+    # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
+    owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
+    undefined = set() if parse is _gtf_attributes or not defined & owners else owners - defined
+    return _gff_assembled(path, parts, parent_of, loci, circular, undefined)
 
 
-def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict) -> list[Transcript]:
+def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict,
+                   undefined: set) -> list[Transcript]:
     """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
-    transcript has them, else its CDS and UTRs), less those left out: ids at several places, and genes
-    across an origin."""
+    transcript has them, else its CDS and UTRs), less those left out: ids at several places, genes
+    across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside them)."""
     groups = {t: parts["CDS"].get(t, []) + parts["UTR"].get(t, []) for t in parts["CDS"]}
     groups.update(parts["exon"])
-    transcripts, repeated, across_origin = [], [], 0
+    transcripts, repeated, incomplete, across_origin = [], [], [], 0
     for transcript_id, pieces in groups.items():
         contigs_strands = {(c, s) for c, s, _, _ in pieces}
         if len(contigs_strands) != 1 or _apart(loci.get(transcript_id, ())):
@@ -360,6 +367,9 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
         (contig, strand), = contigs_strands
         gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
+        if transcript_id in undefined or _outside(parts["CDS"].get(transcript_id, ()), exons):
+            incomplete.append(transcript_id)
+            continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
         if contig in circular and (exons[-1][1] > circular[contig]
                                    or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
@@ -372,6 +382,11 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
         # would join them into one transcript with an intron between them that no annotation holds.
         log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or GTF transcript "
                     "lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
+    if incomplete:
+        # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
+        # of their exons may have gone with it: their first and last bases are no TSS or TTS.
+        log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, or CDS outside "
+                    "the exons), left out: %s", path, len(incomplete), ", ".join(incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
@@ -385,6 +400,11 @@ def _attribute_reader(attributes: str):
     if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0]:
         return _gtf_attributes
     return _gff3_attributes if "=" in attributes else None
+
+
+def _outside(cds, exons) -> bool:
+    """Whether a CDS piece lies outside a transcript's (merged) exons."""
+    return any(not any(start <= a and b <= end for start, end in exons) for _, _, (a, b), _ in cds)
 
 
 def _apart(loci) -> bool:

@@ -399,13 +399,15 @@ class Fasta:
         else:
             try:
                 sequence = self._faidx.fetch(contig, start, end).upper()
-            except ValueError as error:  # an index that does not describe the file (edited, or copied beside another)
-                raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index ({error}); "
+            except (ValueError, OSError) as error:  # an index that does not describe the file (edited, or copied
+                # beside another); htslib then sets no errno of its own, so an OSError's text says nothing
+                detail = f" ({error})" if isinstance(error, ValueError) else ""
+                raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index{detail}; "
                                 f"{_STALE_INDEX}") from None
             if len(sequence) != end - start:
                 raise self._not_read_whole(contig, start, end)
             try:
-                check_nucleotides(self.path, contig, sequence)
+                check_nucleotides(self.path, contig, sequence, before=start)
             except UserError:
                 # Line ends or headers among the bases: the index's line widths are another file's. Looked for
                 # only here, so a sound read is scanned once.

@@ -14,12 +14,15 @@ from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records
 SOURCES = ("csv", "fasta", "bed")
 
 
+BED_HEADERS = ("#", "track", "browser")  # lines of a BED file that hold no interval (UCSC's)
+
+
 def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
     """(contig, start, end, name or None, strand) of each line of a BED file (plain, gzip or bgzip);
     strand "." when not given."""
     with open_text(path) as handle, reading_text(path, "BED"):
         for number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
+            if not line.strip() or line.startswith(BED_HEADERS):
                 continue
             fields = line.rstrip("\n").split("\t")
             try:
@@ -30,6 +33,9 @@ def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
             strand = fields[5] if len(fields) > 5 else "."
             if strand not in ("+", "-", "."):
                 raise UserError(f"{path}: line {number}: strand {strand!r} is not +, - or .")
+            if not 0 <= start < end:
+                raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0; a region "
+                                "needs 0 <= start < end")
             yield contig, start, end, name, strand
 
 
@@ -97,8 +103,6 @@ def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
     else:
         with Fasta(genome) as reference:
             for contig, start, end, name, strand in read_bed_intervals(bed):
-                if end <= start:
-                    raise UserError(f"{bed}: {contig}:{start}-{end} is empty; a region needs start < end")
                 sequence = reference.fetch(contig, start, end)
                 yield (name or f"{contig}:{start}-{end}({strand})",
                        reverse_complement(sequence) if strand == "-" else sequence)
