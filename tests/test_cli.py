@@ -115,7 +115,7 @@ def test_sites_bed_is_sorted_bed6(tmp_path, data):
 def test_sites_with_annotation_of_another_genome_is_refused(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "lambda_phage_bowtie2_example.fa.gz",
                      "--out", tmp_path / "s.bed")
-    assert_user_error(result, "not in")
+    assert_user_error(result, "none of its 7 contig(s) is in")
     assert not (tmp_path / "s.bed").exists()
 
 

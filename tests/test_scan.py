@@ -499,12 +499,13 @@ def test_scan_eval_refuses_an_annotation_of_another_genome(splice_model, ce1pct,
     assert rows and summary["contig_lengths"]["V"] == 209_241
     sirv = SIRV / "SIRV_C_150601a.gtf.gz"
     assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv, "--summary",
-                              calls.with_suffix(".json")), "not in the scanned genome", "SIRV")
+                              calls.with_suffix(".json")), "none of its 7 contig(s) is in the scanned genome", "SIRV")
     assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", sirv), "annotates none of the contigs with calls",
                       "--summary")
     # The worm's own annotation with one transcript moved past the end of chromosome V (mechanics).
     moved = tmp_path / "moved.gff3"
     moved.write_text(gzip.decompress((GENOMES / "ce1pct.gff3.gz").read_bytes()).decode()
+                     + "V\tx\tmRNA\t300001\t300500\t.\t+\t.\tID=Transcript:moved\n"
                      + "V\tx\texon\t300001\t300500\t.\t+\t.\tParent=Transcript:moved\n")
     assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", moved, "--summary",
                               calls.with_suffix(".json")), "Transcript:moved", "past the end of V")

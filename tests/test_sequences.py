@@ -338,12 +338,24 @@ def test_gtf_gives_introns_per_transcript(data):
 def test_annotation_contigs_must_be_in_the_genome(data):
     annotation = read_annotation(CE_GFF)
     with Fasta(LAMBDA) as other:
-        with pytest.raises(UserError, match="7 contig\\(s\\) not in the genome: I, II, III, IV, MtDNA, ... \\(it has "
-                                            "gi\\|9626243\\|ref\\|NC_001416.1\\|\\)$"):
+        with pytest.raises(UserError, match="none of its 7 contig\\(s\\) is in the genome: I, II, III, IV, MtDNA, ... "
+                                            "\\(it has gi\\|9626243\\|ref\\|NC_001416.1\\|\\)$"):
             annotation.check_contigs(other.lengths)
     # The commonest mismatch: UCSC's "chrI" against Ensembl's "I".
     with pytest.raises(UserError, match="one of them names contigs with 'chr' and the other without"):
         annotation.check_contigs({f"chr{name}": 10**6 for name in annotation.contigs})
+
+
+def test_a_genome_of_some_contigs_takes_their_transcripts_and_says_which_it_lacks(tmp_path):
+    with Fasta(CE) as genome:
+        (tmp_path / "two.fa").write_text("".join(f">{c}\n{genome.fetch(c)}\n" for c in ("III", "I")))
+        whole = run_cli("sites", "--kind", "tss", "--annotation", CE_GFF, "--genome", CE, "--out", tmp_path / "all.bed")
+    part = run_cli("sites", "--kind", "tss", "--annotation", CE_GFF, "--genome", tmp_path / "two.fa",
+                   "--out", tmp_path / "two.bed")
+    assert whole.returncode == 0 and part.returncode == 0, whole.stderr + part.stderr
+    assert "5 contig(s) not in" in part.stderr and "II, IV, MtDNA, V, X" in part.stderr
+    kept = [line for line in (tmp_path / "all.bed").read_text().splitlines() if line.split("\t")[0] in ("I", "III")]
+    assert sorted((tmp_path / "two.bed").read_text().splitlines()) == sorted(kept) and kept  # in two.fa's order
 
 
 def test_bam_reads_and_junctions_agree_with_the_annotation(data):

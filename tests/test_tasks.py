@@ -94,7 +94,7 @@ def test_bad_input(genome, tmp_path):
     other = tmp_path / "other.fa"
     other.write_text(">chrA\n" + "ACGT" * 500 + "\n")
     assert_user_error(run_cli("tasks", "splice", "--genome", other, "--annotation", ANNOTATION, "--out", tmp_path / "t"),
-                      "not in")
+                      "none of its 7 contig(s) is in")
     assert_user_error(run_cli("tasks", "splice", "--genome", genome, "--annotation", ANNOTATION, "--out",
                               tmp_path / "t", "--test-contigs", "chrZ"), "chrZ")
     assert_user_error(run_cli("tasks", "splice", "--genome", genome, "--annotation", ANNOTATION, "--out",

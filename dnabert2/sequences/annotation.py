@@ -159,14 +159,22 @@ class Annotation:
         return sorted(found)
 
     def check_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
-        """Raise a UserError if a transcript lies on a contig the genome lacks, or past its end."""
+        """Keep the transcripts on the genome's contigs, saying which contigs the genome lacks (a genome of
+        some chromosomes, or without the unplaced scaffolds, against a whole annotation), as bedtools
+        skips them; raise a UserError if it has none of them (contigs named otherwise), or a transcript
+        runs past its contig's end."""
         missing = sorted(self.contigs - set(lengths))
-        if missing:
+        if missing == sorted(self.contigs):
             unprefixed = {name.removeprefix("chr") for name in lengths}
             hint = ("; one of them names contigs with 'chr' and the other without"
                     if {name.removeprefix("chr") for name in missing} & unprefixed else "")
-            raise UserError(f"{self.path}: {len(missing)} contig(s) not in {genome}: {first_names(missing)} (it has "
-                            f"{first_names(list(lengths))}){hint}")
+            raise UserError(f"{self.path}: none of its {len(missing)} contig(s) is in {genome}: {first_names(missing)} "
+                            f"(it has {first_names(list(lengths))}){hint}")
+        if missing:
+            left = [t for t in self.transcripts if t.contig in lengths]
+            log.warning("%s: %d contig(s) not in %s, their %d transcript(s) left out: %s", self.path, len(missing),
+                        genome, len(self.transcripts) - len(left), first_names(missing))
+            self.transcripts = left
         for t in self.transcripts:
             if t.end > lengths[t.contig]:
                 raise UserError(
