@@ -18,7 +18,7 @@ from .errors import UserError
 COMMANDS = {
     "download": ("dnabert2.download", "add_arguments", "run",
                  "fetch a genome into a bgzip FASTA with .fai and .gzi indices"),
-    "fetch": ("dnabert2.hub", "add_arguments", "run",
+    "fetch": ("dnabert2.fetch", "add_arguments", "run",
               "fetch models by Hugging Face Hub id into the Hub cache, for commands run later offline"),
     "vocab": ("dnabert2.vocab", "add_arguments", "run", "learn a BPE vocabulary (tokenizer.json) from genomes"),
     "windows": ("dnabert2.sequences.windows", "add_arguments", "run",

@@ -178,12 +178,15 @@ def write_npy(tmp: Path, blocks, width: int) -> None:
     with open(tmp, "wb") as handle, open(f"{tmp}{IDS}", "w") as ids:
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
         np.lib.format.write_array_header_2_0(handle, {**header, "shape": (0, width)})
+        data = handle.tell()
         for names, vectors, _ in blocks:
             ids.writelines(name + "\n" for name in names)
             handle.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
             rows += len(names)
         handle.seek(0)
         np.lib.format.write_array_header_2_0(handle, {**header, "shape": (rows, width)})
+        if handle.tell() != data:  # a numpy that left no room to grow would have overwritten vectors
+            raise RuntimeError(f"numpy wrote a {handle.tell()}-byte .npy header over a {data}-byte one")
 
 
 def write_parquet(tmp: Path, blocks, tokens: bool) -> None:

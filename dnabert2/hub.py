@@ -2,8 +2,7 @@
 huggingface_hub into its standard cache and then used as a local folder is. A path that exists
 always wins over an id, and so does a folder here named as its owner when no revision is given
 (`models/mymodl` is a mistyped path, not a repository). HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and
-HF_TOKEN (private repositories) act as they do for every Hugging Face tool. `dnabert2 fetch` fetches
-ahead, where the network is, for commands run later offline (HF_HUB_OFFLINE=1)."""
+HF_TOKEN (private repositories) act as they do for every Hugging Face tool."""
 
 import logging
 import re
@@ -11,8 +10,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import UserError
-from .options import output_file
-from .outputs import atomic_text, check_outputs
 
 # What loading a model reads: configuration, tokenizer, weights, a LoRA adapter. The released
 # repository's Python files (bert_layers.py, …) are never fetched, so never run.
@@ -86,39 +83,3 @@ def _offline() -> bool:
 def _first_line(error) -> str:
     return str(error).strip().splitlines()[0][:200] if error and str(error).strip() else type(error).__name__
 
-
-def add_arguments(parser) -> None:
-    parser.description = (
-        "Fetch models by Hugging Face Hub id into the Hub cache (HF_HOME), the files that loading reads, so that "
-        "commands run later find them offline (HF_HUB_OFFLINE=1): on a cluster's login node before jobs on compute "
-        "nodes without the internet, as the workflow's fetch_model rule does. Writes a TSV: each id as given, "
-        "the commit it resolved to (owner/name@commit, which pins it) and its folder in the cache.")
-    parser.add_argument("models", nargs="+", metavar="ID", help="a Hub id: owner/name, optionally @revision "
-                        "(a branch, tag or commit)")
-    parser.add_argument("--out", type=output_file, help="write the TSV here (bgzip-compressed when named .gz), "
-                        "not to stdout")
-
-
-def run(args) -> None:
-    check_outputs([args.out])
-    rows = [("model", "revision", "folder")]
-    for name in args.models:
-        if hub_id(name) is None:
-            raise UserError(f"{name}: {_not_an_id(name)}: nothing to fetch")
-        folder = model_path(name)
-        rows.append((name, model_name(folder), str(folder)))
-    text = "".join("\t".join(row) + "\n" for row in rows)
-    if args.out is None:
-        print(text, end="")
-        return
-    with atomic_text(args.out) as handle:
-        handle.write(text)
-
-
-def _not_an_id(name) -> str:
-    if Path(name).exists():
-        return "a file or folder here, not a Hugging Face Hub id"
-    owner = shadowing_folder(name)
-    if owner is not None:
-        return f"a path here, as ./{owner} is a folder (write ./{name} for it, or {name}@main for the Hub id)"
-    return "not a Hugging Face Hub id (owner/name, optionally @revision)"

@@ -169,18 +169,18 @@ def test_cnn_baseline_learns_splice_sites(cnn):
 
 
 def test_fine_tuning_metrics_count_each_base_once(dense_task):
-    """A contig's last core overlaps the one before it (dev contig V here): its bases and sites count
-    once in the metrics, as in task.json."""
+    """A contig's last core overlaps the one before it (in the training split here): its bases and
+    sites count once in the metrics, as in task.json."""
     from dnabert2.bases.job import DenseJob
 
     job = DenseJob(dense_task, None)
-    with open(dense_task / "dev.csv", newline="") as handle:
+    with open(dense_task / "train.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     bases = {(r["contig"], r["strand"], int(r["start"]) + i) for r in rows for i in range(job.task.core)}
     assert len(bases) < len(rows) * job.task.core  # the overlap is there to count twice
     probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=len(rows) * job.task.core)
-    scores = job.scores("dev", probabilities)
-    sites = json.loads((dense_task / "task.json").read_text())["counts"]["dev"]
+    scores = job.scores("train", probabilities)
+    sites = json.loads((dense_task / "task.json").read_text())["counts"]["train"]
     for label in ("donor", "acceptor"):
         assert scores["labels"][label]["bases"] == len(bases)
         assert scores["labels"][label]["sites"] == sites[label]

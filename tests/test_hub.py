@@ -17,6 +17,7 @@ import yaml
 
 from conftest import GENOMES, ROOT, TOKENIZER, assert_user_error, scan_classifier
 from dnabert2 import load_model, load_tokenizer
+from dnabert2.hub import hub_id
 from dnabert2.model import build_model, preset, save_model
 from hub_server import HubServer
 from test_model import released_folder, released_state, small_config
@@ -203,8 +204,33 @@ def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path
     assert offline.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
 
 
+def test_fetch_brings_a_lora_adapter_with_its_base_model(hub, tmp_path):
+    task = tmp_path / "task"
+    task.mkdir()
+    rows = "sequence,label\n" + "".join(f"{'ACGT' * 10}{'TATAAA' * (i % 2)},{i % 2}\n" for i in range(24))
+    for split in ("train", "dev", "test"):
+        (task / f"{split}.csv").write_text(rows)
+    home = tmp_path / "hf"
+    result = run(hub_env(hub, home), "-m", "dnabert2", "finetune", "--model", "lab/tiny-base", "--data", task,
+                 "--out", tmp_path / "lora", "--lora", "--epochs", 1, "--device", "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    hub.push("lab/tiny-lora", tmp_path / "lora")
+    fresh = hub_env(hub, tmp_path / "fresh")  # a cache that holds neither
+    result = run(fresh, "-m", "dnabert2", "fetch", "lab/tiny-lora", "-q")
+    assert result.returncode == 0, result.stderr
+    base = hub.repos["lab/tiny-base"]["refs"]["main"]
+    assert [row.split("\t")[:2] for row in result.stdout.splitlines()][1:] == [
+        ["lab/tiny-lora", f"lab/tiny-lora@{hub.repos['lab/tiny-lora']['refs']['main']}"],
+        [f"lab/tiny-base@{base}", f"lab/tiny-base@{base}"]]
+    script = "from dnabert2 import load_model; print(type(load_model('lab/tiny-lora')).__name__)"
+    offline = run(fresh | {"HF_HUB_OFFLINE": "1"}, "-c", script)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.split() == ["DNABertForSequenceClassification"]
+
+
 @pytest.mark.parametrize("name, words", [
     ("tests", ["tests: a file or folder here, not a Hugging Face Hub id"]),
+    ("lab/no-weights", ["lab/no-weights@"]),
     ("tests/nothing-here", ["a path here, as ./tests is a folder", "tests/nothing-here@main"]),
     ("nobody/no-such-model", ["nobody/no-such-model", "on the Hugging Face Hub"]),
 ])
@@ -213,6 +239,8 @@ def test_fetch_refuses_what_is_no_model_on_the_hub_and_writes_nothing(hub, tmp_p
                  "--out", tmp_path / "fetched.tsv")
     assert_user_error(result, *words)
     assert not list(tmp_path.glob("fetched*"))
+    if hub_id(name) is None:  # refused before anything was fetched
+        assert not (tmp_path / "hf").exists()
 
 
 def test_the_workflow_fetches_a_hub_model_once_and_its_jobs_use_that_commit_offline(hub, tmp_path):
@@ -238,9 +266,11 @@ def test_the_workflow_fetches_a_hub_model_once_and_its_jobs_use_that_commit_offl
         return fetched, json.loads((checkout / "results/scan/s.json").read_text())["model"]
 
     assert snakemake() == (f"lab/workflow-tiny@{first}",) * 2
-    # A newer commit on main: the jobs keep using the fetched one, and ask the Hub nothing.
+    # A newer commit on main, which another user's fetch brings into the shared cache: the jobs keep
+    # reading the commit the workflow fetched, and ask the Hub nothing.
     (tmp_path / "v2" / "README.md").write_text("a newer commit\n")
     second = hub.push("lab/workflow-tiny", tmp_path / "v2")
+    assert run(env, "-m", "dnabert2", "fetch", "lab/workflow-tiny", "-q").returncode == 0
     before = len(hub.requests)
     assert snakemake("--forcerun", "scan_chunk") == (f"lab/workflow-tiny@{first}",) * 2
     assert len(hub.requests) == before

@@ -33,6 +33,7 @@ LAYERS = [
     (["dnabert2.tasks"], True),
     (["dnabert2.pretrain"], True),
     (["dnabert2.bases"], True),
+    (["dnabert2.fetch"], False),
     (["dnabert2.finetune", "dnabert2.baselines"], False),
     (["dnabert2.evaluate"], False),
     (["dnabert2.scan"], True),

@@ -6,6 +6,7 @@ the host's, and the schema checks the config the host passes."""
 import json
 import subprocess
 
+import pytest
 import yaml
 
 from conftest import GENOMES, ROOT, scan_classifier
@@ -104,6 +105,28 @@ def test_a_model_that_a_host_rule_makes_is_waited_for_not_fetched_from_the_hub(t
     assert result.returncode == 0, result.stdout + result.stderr
     planned = result.stdout + result.stderr
     assert "rule model_from_the_lab:" in planned and "--model ./models/m" in planned
+
+
+@pytest.mark.parametrize("use", ["use rule * from dnabert2 as dnabert2_*",
+                                 "use rule download_genome, scan_chunk, scan_gather from dnabert2"])
+def test_a_host_scans_with_a_hub_model_fetched_once_or_by_the_job(tmp_path, use):
+    """With every rule, the host fetches the model once (dnabert2_fetch_model, a local rule under its
+    prefixed name too) and the scan reads that commit offline; with some rules but not fetch_model, the
+    scan job fetches it itself, as the command does."""
+    config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},
+              "scan": {"iv": {"model": "lab/splice-tiny@v1", "genome": "worm", "contigs": ["IV"]}}}
+    folder = host(tmp_path / "host", ["results/scan/iv.bed"], config, use=use)
+    result = snakemake(folder, "-n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    planned = result.stdout + result.stderr
+    assert "localrules directive" not in planned
+    if "*" in use:
+        assert "rule dnabert2_fetch_model:" in planned
+        assert ('HF_HUB_OFFLINE=1 python -m dnabert2 scan --model "$(cut -f2 resources/hub/lab/splice-tiny@v1.tsv '
+                '| sed -n 2p)"') in planned
+    else:
+        assert "fetch_model" not in planned and "HF_HUB_OFFLINE" not in planned
+        assert "python -m dnabert2 scan --model lab/splice-tiny@v1 " in planned
 
 
 def test_a_host_imports_the_workflow_from_a_url_as_github_serves_it(tmp_path):

@@ -16,7 +16,7 @@ from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
-    read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
+    read_bed_intervals, read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
 )
 
 LAMBDA = GENOMES / "lambda_phage_bowtie2_example.fa.gz"
@@ -703,6 +703,11 @@ def test_windows_come_in_genome_order_each_once_and_index_with_tabix(tmp_path):
     with gzip.open(tmp_path / "regions.bed.gz", "rt") as handle:
         rows = [line.split("\t")[:3] for line in handle if "(+)" in line]
     assert rows[0] == ["I", "4000", "5000"] and rows[-1] == ["V", "2000", "3000"] and len(rows) == 9 + 5  # I:4000-9000, V:0-3000
+
+
+def test_bed_header_lines_are_told_by_their_first_word(tmp_path):
+    (tmp_path / "r.bed").write_text("browser position track1:1-10\ntrack name=r\n#c\ttrack1\t0\ntrack1\t0\t10\n")
+    assert [interval[:3] for interval in read_bed_intervals(tmp_path / "r.bed")] == [("track1", 0, 10)]
 
 
 @pytest.mark.parametrize("line", ["I\t1400\t1000", "I\t1000\t1000", "I\t-5\t1000"])

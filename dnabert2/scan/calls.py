@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..outputs import atomic_output, bgzip_named
 from ..sequences.fasta import open_text
-from ..sequences.inputs import BED_HEADERS
+from ..sequences.inputs import is_bed_header
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def read_calls(path) -> list[Call]:
     calls = []
     with open_text(path) as handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(BED_HEADERS):
+            if not line.strip() or is_bed_header(line):
                 continue
             fields = line.rstrip("\n").split("\t")
             try:

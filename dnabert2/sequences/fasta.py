@@ -2,6 +2,7 @@
 and random access by region."""
 
 import contextlib
+import errno
 import gzip
 import logging
 import os
@@ -399,8 +400,11 @@ class Fasta:
         else:
             try:
                 sequence = self._faidx.fetch(contig, start, end).upper()
-            except (ValueError, OSError) as error:  # an index that does not describe the file (edited, or copied
-                # beside another); htslib then sets no errno of its own, so an OSError's text says nothing
+            except (ValueError, OSError) as error:
+                if isinstance(error, OSError) and error.errno not in (None, 0, errno.ENOTTY):
+                    raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end}: {error.strerror}") from None
+                # An index that does not describe the file (edited, or copied beside another). htslib sets
+                # no error number of its own then: pysam reports the one an earlier call left (ENOTTY).
                 detail = f" ({error})" if isinstance(error, ValueError) else ""
                 raise UserError(f"{self.path}: cannot read {contig}:{start + 1}-{end} through its index{detail}; "
                                 f"{_STALE_INDEX}") from None

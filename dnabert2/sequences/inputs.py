@@ -14,7 +14,10 @@ from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records
 SOURCES = ("csv", "fasta", "bed")
 
 
-BED_HEADERS = ("#", "track", "browser")  # lines of a BED file that hold no interval (UCSC's)
+def is_bed_header(line: str) -> bool:
+    """A line of a BED file that holds no interval: a comment, or UCSC's track and browser lines (by
+    their first word: a contig may be named track1)."""
+    return line.startswith("#") or line.split(None, 1)[:1] in (["track"], ["browser"])
 
 
 def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
@@ -22,7 +25,7 @@ def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
     strand "." when not given."""
     with open_text(path) as handle, reading_text(path, "BED"):
         for number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(BED_HEADERS):
+            if not line.strip() or is_bed_header(line):
                 continue
             fields = line.rstrip("\n").split("\t")
             try:

@@ -110,26 +110,45 @@ def model_folder(model):
     return model
 
 
+# A host pipeline may use only some of these rules, fetch_model not among them; then the jobs fetch
+# models given by Hub id themselves, as any command does.
+FETCHES_MODELS = workflow.modifier.avail_rulename("fetch_model") is not None
+
+
+def fetched(model):
+    """Whether fetch_model fetches the model: one named by Hugging Face Hub id."""
+    return FETCHES_MODELS and hub_id(model) is not None
+
+
 def hub_fetched(model):
-    """What fetch_model writes for a model named by Hugging Face Hub id."""
+    """What fetch_model writes for a model it fetches: its TSV, the commit on the first row."""
     return rules.fetch_model.output[0].format(repo=model)
 
 
+def model_argument(model):
+    """A model (a path, or a Hub id) as a job's --model: a fetched one as the commit fetch_model fetched
+    (owner/name@commit, read from its TSV), so every job reads that commit, wherever the branches of a
+    shared Hub cache point later."""
+    if fetched(model):
+        return f'"$(cut -f2 {shlex.quote(hub_fetched(model))} | sed -n 2p)"'
+    return shlex.quote(str(model))
+
+
 def hub_offline(model):
-    """For the jobs reading a model by Hub id, or one fine-tuned here from such a model: they use what
-    fetch_model fetched, without the network."""
+    """For the jobs reading a fetched model, or one fine-tuned here from such a model: they need no
+    network, and reach none."""
     if model in config["finetune"]:
         model = config["finetune"][model]["model"]
-    return "HF_HUB_OFFLINE=1 " if hub_id(model) else ""
+    return "HF_HUB_OFFLINE=1 " if fetched(model) else ""
 
 
 def model_input(model):
     """The input standing for a model: its folder when pretrained here, fetch_model's TSV for a model
     on the Hugging Face Hub, else its config.json on disk; the CNN baseline stands for no file.
     """
-    if model == workflow_config.CNN:
+    if model == workflow_config.CNN or (hub_id(model) and not fetched(model)):
         return []
-    if hub_id(model):
+    if fetched(model):
         return hub_fetched(model)
     if model in config["pretrain"]:
         return model_folder(model)
@@ -144,7 +163,7 @@ def finetune_command(wildcards):
     model = finetune_settings(wildcards)["model"]
     if model == workflow_config.CNN:
         return "cnn"
-    return f"finetune --model {shlex.quote(model_folder(model))}"
+    return f"finetune --model {model_argument(model_folder(model))}"
 
 
 def window_runs():
@@ -192,11 +211,9 @@ def fine_tuned_input(model):
         return {"model": fine_tuned(model)}
     if workflow_config.to_make(model):  # as in model_input
         return {"model": str(Path(model))}
-    return {
-        "model": (
-            hub_fetched(model) if hub_id(model) else workflow_config.model_file(model)
-        )
-    }
+    if hub_id(model):
+        return {"model": hub_fetched(model)} if fetched(model) else {}
+    return {"model": workflow_config.model_file(model)}
 
 
 def scan_model(scan):

@@ -10,6 +10,9 @@ rule fetch_model:
         "benchmarks/hub/{repo}.tsv"
     wildcard_constraints:
         repo=r"[^/]+/[^/@]+(@.+)?",
+    # On a cluster's login node, where the internet is; a directive rather than `localrules:`, so
+    # that it holds under the names a host pipeline gives this workflow's rules.
+    localrule: True
     conda:
         "../../envs/model.yaml"
     resources:

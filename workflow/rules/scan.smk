@@ -19,7 +19,7 @@ rule scan_chunk:
         runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
         offline=lambda wildcards: hub_offline(scan_settings(wildcards)["model"]),
-        model=lambda wildcards: shlex.quote(scan_model(wildcards.name)),
+        model=lambda wildcards: model_argument(scan_model(wildcards.name)),
         source=scan_source,
         options=lambda wildcards: workflow_config.scan_options(scan_settings(wildcards)),
         # Of threads, so not among Snakemake's rerun triggers: loader workers change no call.

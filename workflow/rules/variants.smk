@@ -17,7 +17,7 @@ rule score_variants:
         runtime=lambda wildcards: variant_settings(wildcards)["runtime"],
     params:
         offline=lambda wildcards: hub_offline(variant_settings(wildcards)["model"]),
-        model=lambda wildcards: shlex.quote(variant_model(wildcards.name)),
+        model=lambda wildcards: model_argument(variant_model(wildcards.name)),
         options=lambda wildcards: workflow_config.variant_options(
             variant_settings(wildcards)
         ),
