@@ -152,17 +152,25 @@ def test_a_private_model_loads_with_its_token(hub, tmp_path):
     assert result.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
 
 
-def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reloads_offline(hub, tmp_path):
-    task = tmp_path / "task"
+@pytest.fixture(scope="module")
+def hub_lora(hub, tmp_path_factory):
+    """A LoRA adapter fine-tuned from lab/tiny-base by Hub id (-q), and the cache it was fetched into."""
+    root = tmp_path_factory.mktemp("lora")
+    task = root / "task"
     task.mkdir()
     rows = "sequence,label\n" + "".join(f"{'ACGT' * 10}{'TATAAA' * (i % 2)},{i % 2}\n" for i in range(24))
     for split in ("train", "dev", "test"):
         (task / f"{split}.csv").write_text(rows)
-    home, out = tmp_path / "hf", tmp_path / "lora"
+    home, out = root / "hf", root / "lora"
     result = run(hub_env(hub, home), "-m", "dnabert2", "finetune", "--model", "lab/tiny-base", "--data", task,
                  "--out", out, "--lora", "--epochs", 1, "--device", "cpu", "-q")
     assert result.returncode == 0, result.stderr
-    assert "Fetching" not in result.stderr  # -q: no progress bars, huggingface_hub's neither
+    return out, home, result.stderr
+
+
+def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reloads_offline(hub, hub_lora):
+    out, home, stderr = hub_lora
+    assert "Fetching" not in stderr  # -q: no progress bars, huggingface_hub's neither
     commit = hub.repos["lab/tiny-base"]["refs"]["main"]
     assert json.loads((out / "finetune.json").read_text())["base_model"] == f"lab/tiny-base@{commit}"
     script = f"from dnabert2 import load_model; print(type(load_model({str(out)!r})).__name__)"
@@ -204,17 +212,8 @@ def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path
     assert offline.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
 
 
-def test_fetch_brings_a_lora_adapter_with_its_base_model(hub, tmp_path):
-    task = tmp_path / "task"
-    task.mkdir()
-    rows = "sequence,label\n" + "".join(f"{'ACGT' * 10}{'TATAAA' * (i % 2)},{i % 2}\n" for i in range(24))
-    for split in ("train", "dev", "test"):
-        (task / f"{split}.csv").write_text(rows)
-    home = tmp_path / "hf"
-    result = run(hub_env(hub, home), "-m", "dnabert2", "finetune", "--model", "lab/tiny-base", "--data", task,
-                 "--out", tmp_path / "lora", "--lora", "--epochs", 1, "--device", "cpu", "-q")
-    assert result.returncode == 0, result.stderr
-    hub.push("lab/tiny-lora", tmp_path / "lora")
+def test_fetch_brings_a_lora_adapter_with_its_base_model(hub, hub_lora, tmp_path):
+    hub.push("lab/tiny-lora", hub_lora[0])
     fresh = hub_env(hub, tmp_path / "fresh")  # a cache that holds neither
     result = run(fresh, "-m", "dnabert2", "fetch", "lab/tiny-lora", "-q")
     assert result.returncode == 0, result.stderr
