@@ -574,6 +574,10 @@ def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path
     # A GFF3 of exon lines alone, none of whose Parents a line defines, is read as it is.
     caplog.clear()
     assert read([line for line in whole + orphan if line[2] == "exon"]) == {"m1", "m3"} and not caplog.text
+    # A transcript without a strand has no sites: left out, and said so.
+    unstranded = [("c", ".", "mRNA", 6001, 6900, ".", ".", ".", "ID=m4"), ("c", ".", "exon", 6001, 6300, ".", ".", ".", "Parent=m4"),
+                  ("c", ".", "exon", 6601, 6900, ".", ".", ".", "Parent=m4")]
+    assert read(whole + unstranded) == {"m1"} and "2 exon, CDS or UTR line(s) without a strand" in caplog.text
 
 
 def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path, caplog):

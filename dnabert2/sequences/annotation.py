@@ -298,6 +298,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
     defined = set()  # GFF3 IDs that a line defines
     loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
+    unstranded = 0
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -341,7 +342,8 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             if kind == "CDS" and attrs.get("pseudo") == "true":
                 continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
             if strand not in "+-" or not strand:
-                continue  # exons must have a strand to define sites; '.'/'?' ones are skipped
+                unstranded += 1  # a site needs a strand: which end is a donor, which an acceptor
+                continue
             if parse is _gtf_attributes:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
             elif "Parent" in attrs:
@@ -353,6 +355,8 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
+    if unstranded:
+        log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?') left out", path, unstranded)
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
     undefined = set() if parse is _gtf_attributes or not defined & owners else owners - defined
