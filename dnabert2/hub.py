@@ -82,4 +82,3 @@ def _offline() -> bool:
 
 def _first_line(error) -> str:
     return str(error).strip().splitlines()[0][:200] if error and str(error).strip() else type(error).__name__
-
