@@ -90,9 +90,12 @@ def _command(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster or Snakemake stopping the job), unwound like Ctrl-C so temporary files go."""
+
+
 def _terminated(signum, frame):
-    # SIGTERM (a cluster or Snakemake stopping the job) unwinds like Ctrl-C, so temporary files go.
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv=None) -> int:
@@ -113,7 +116,8 @@ def main(argv=None) -> int:
         where = f": {error.filename}" if error.filename else ""
         print(f"dnabert2 {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"dnabert2 {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # the shell's exit codes: 128 + the signal's number
+        terminated = isinstance(stop, Terminated)
+        print(f"dnabert2 {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0

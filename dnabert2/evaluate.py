@@ -61,7 +61,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
         classifier = load_model(model_dir, head="classification", device=device, trained=True)
-    check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir)
+    check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
+                settings.kmer if "kmer" in baselines else None)
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
@@ -92,17 +93,23 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     return rows
 
 
-def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path) -> None:
-    """Refuse, before any fine-tuning, a folder that is no window task or (`labels`: those of a
-    fine-tuned classifier) has other labels: found late, it would throw away the tasks before it."""
+def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path, kmer: int | None = None) -> None:
+    """Refuse, before any fine-tuning, a folder that is no window task, (`labels`: those of a fine-tuned
+    classifier) has other labels, or (`kmer`: the k-mer baseline's k) has no training sequence that
+    long: found late, it would throw away the tasks before it."""
     for folder in tasks.values():
         if is_dense(folder):
             raise UserError(f"{folder}: a dense task; evaluate scores window tasks. Scan a per-base model with "
                             "`dnabert2 scan` and score it with `dnabert2 scan-eval` (the CNN baseline: `dnabert2 cnn`)")
-        classes = int(read_task(folder)["train"][1].max()) + 1
+        task = read_task(folder)
+        classes = int(task["train"][1].max()) + 1
         check_task_kind(folder, classes)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
+        longest = max(len(sequence) for sequence in task["train"][0])
+        if kmer is not None and longest < kmer:
+            raise UserError(f"{folder}: its training sequences are at most {longest} bp, too short for the k-mers of "
+                            f"--kmer {kmer}; give a smaller --kmer, or --baseline none")
 
 
 def write_tables(rows: list[dict], out: Path) -> None:

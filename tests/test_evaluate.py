@@ -119,6 +119,17 @@ def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path):
     assert not (tmp_path / "r.tsv").exists()
 
 
+def test_k_mers_longer_than_every_training_sequence_are_refused_before_any_training(tmp_path):
+    """sklearn finds no k-mer at all then ("empty vocabulary"): that came after fine-tuning, as a traceback."""
+    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    longest = max(len(s) for s in read_task(SAMPLE)["train"][0])
+    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--kmer",
+                     longest + 1, "--epochs", 1, "--device", "cpu")
+    assert_user_error(result, f"training sequences are at most {longest} bp", f"--kmer {longest + 1}")
+    assert "fine-tun" not in result.stderr.lower() and not (tmp_path / "r.tsv").exists()
+
+
 def test_a_task_description_of_another_kind_is_refused_before_any_task_is_trained(tmp_path):
     root = tmp_path / "gue"
     shutil.copytree(SAMPLE, root / "a" / "good")
