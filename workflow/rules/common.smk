@@ -146,10 +146,10 @@ def model_input(model):
     """The input standing for a model: its folder when pretrained here, fetch_model's TSV for a model
     on the Hugging Face Hub, else its config.json on disk; the CNN baseline stands for no file.
     """
-    if model == workflow_config.CNN or (hub_id(model) and not fetched(model)):
+    if model == workflow_config.CNN:
         return []
-    if fetched(model):
-        return hub_fetched(model)
+    if hub_id(model):
+        return hub_fetched(model) if fetched(model) else []
     if model in config["pretrain"]:
         return model_folder(model)
     # A host rule's directory() output, named as Snakemake names it (./models/m is models/m).
