@@ -232,6 +232,16 @@ def test_a_test_split_of_one_class_gets_null_auroc_not_nan(base, tmp_path):
     assert metrics["test"]["accuracy"] is not None
 
 
+def test_a_dev_split_of_one_class_is_refused_before_training(base, tmp_path):
+    """Dev MCC is 0 at every epoch there: the first epoch was kept, whatever the later ones learned."""
+    rows = [("ACGTACGTTT", 0), ("TATAAATTTT", 1)] * 8
+    task = write_task(tmp_path / "t", {"train": rows, "dev": [("TATAAAGGGG", 1)] * 4, "test": rows})
+    result = run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o", "--epochs", 1,
+                     "--device", "cpu")
+    assert_user_error(result, "dev.csv: a single class (1)", "picks the epoch and the seed")
+    assert "fine-tuning" not in result.stderr and not (tmp_path / "o").exists()
+
+
 def test_missing_column_and_file(base, tmp_path):
     task = write_task(tmp_path / "t", {"train": [("ACGT", 0)], "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
     (task / "train.csv").write_text("seq,label\nACGT,0\n")
@@ -243,8 +253,8 @@ def test_missing_column_and_file(base, tmp_path):
 
 def test_a_task_description_of_another_kind_is_refused(base, tmp_path):
     """task.json names the kind scanning will place sites for: its labels must be the data's classes."""
-    task = write_task(tmp_path / "t", {"train": [("ACGTACGT", 0), ("ACGTTTGT", 1)], "dev": [("ACGT", 0)],
-                                       "test": [("ACGT", 1)]})
+    two = [("ACGTACGT", 0), ("ACGTTTGT", 1)]
+    task = write_task(tmp_path / "t", {"train": two, "dev": two, "test": [("ACGT", 1)]})
     (task / "task.json").write_text(json.dumps({"task": "splice", "window_bp": 8}))
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
                       "a splice task has 3 labels", "2 classes")

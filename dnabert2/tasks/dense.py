@@ -232,6 +232,9 @@ def read_dense_task(folder) -> DenseTask:
         task.splits[split] = _read_dense_split(folder / f"{split}.csv", task)
     if not any(w.sites for w in task.splits["train"]):
         raise UserError(f"{folder}/train.csv: no annotated site in any window; nothing to learn")
+    if not any(w.sites for w in task.splits["dev"]):  # PR-AUC is undefined at every epoch: the first would be kept
+        raise UserError(f"{folder}/dev.csv: no annotated site in any window; dev PR-AUC, which picks the epoch and "
+                        "the seed, needs one")
     return task
 
 

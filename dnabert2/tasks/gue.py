@@ -47,7 +47,8 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def read_task(folder) -> dict:
-    """split → (sequences, labels) of a task folder; labels must be 0..K-1, all of them in train."""
+    """split → (sequences, labels) of a task folder; labels must be 0..K-1, all of them in train, and dev
+    must hold two classes or more (it ranks epochs and seeds)."""
     folder = Path(folder)
     task = {split: read_split(folder / f"{split}.csv") for split in SPLITS}
     classes = sorted(set(task["train"][1].tolist()))
@@ -59,6 +60,10 @@ def read_task(folder) -> dict:
         extra = sorted(set(task[split][1].tolist()) - set(classes))
         if extra:
             raise UserError(f"{folder}/{split}.csv: labels {extra} do not occur in train.csv")
+    dev = sorted(set(task["dev"][1].tolist()))
+    if len(dev) < 2:  # MCC is 0 at every epoch: the first would be kept, whatever the later ones learned
+        raise UserError(f"{folder}/dev.csv: a single class ({dev[0]}); dev MCC, which picks the epoch and the seed, "
+                        "needs two or more")
     return task
 
 
