@@ -257,13 +257,16 @@ def _dev(run: dict, metric: str) -> float:
 def mean_over(results, spread: bool = False) -> dict:
     """The mean (or, with spread, the sample sd, which one seed leaves undefined: None) of each number
     in the seeds' test metrics, nested dicts (per-label metrics) alike; a number undefined in any seed
-    stays None."""
+    stays None, and a count every seed shares is kept as it is (no spread)."""
     results = list(results)
     out = {}
     for key, first in results[0].items():
         values = [r[key] for r in results]
         if isinstance(first, dict):
             out[key] = mean_over(values, spread)
+        elif isinstance(first, int) and len(set(values)) == 1:  # a count of the test split (sites, bases)
+            if not spread:
+                out[key] = first
         elif not isinstance(first, (int, float)) or any(v is None for v in values):
             out[key] = first if not isinstance(first, (int, float)) else None
         elif spread:

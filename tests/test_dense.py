@@ -141,6 +141,9 @@ def test_finetuning_a_per_base_model_with_lora_merges_and_reloads(base, dense_ta
     for label in ("donor", "acceptor"):
         m = metrics["test"]["labels"][label]
         assert m["sites"] > 0 and 0 <= m["pr_auc"] <= 1 and 0 <= m["top_k_accuracy"] <= 1
+        # counts of the test split, the same in every seed: written as counts, with no spread
+        assert type(m["sites"]) is int and type(m["bases"]) is int
+        assert set(metrics["test_sd"]["labels"][label]) == {"pr_auc", "top_k_accuracy"}
     assert (out / "adapter_config.json").is_file() and json.loads((out / "finetune.json").read_text())["head"] == "dense"
     merged = load_model(out)
     assert type(merged).__name__ == "DNABertForBaseClassification" and merged.config.num_labels == 3
@@ -186,12 +189,15 @@ def test_fine_tuning_metrics_count_each_base_once(dense_task):
         assert scores["labels"][label]["sites"] == sites[label]
 
 
-def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, tmp_path):
-    """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune (or to embed
-    with: test_predict)."""
+def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, ce1pct, tmp_path):
+    """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune, to pretrain
+    further (it was told by the tokenizer.json it lacks) or to embed with (test_predict)."""
     with pytest.raises(UserError, match=r"architectures \['SpliceCNN'\] is not a DNABERT-2"):
         load_model(cnn)
     result = run_cli("finetune", "--model", cnn, "--data", dense_task, "--out", tmp_path / "ft", "--device", "cpu")
+    assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
+    result = run_cli("pretrain", "--genome", ce1pct, "--init", cnn, "--out", tmp_path / "pt",
+                     "--steps", 1, "--device", "cpu")
     assert_user_error(result, "SpliceCNN", "not a DNABERT-2")
     assert not list(tmp_path.iterdir())
 

@@ -197,11 +197,14 @@ def check_settings(s: PretrainSettings) -> None:
         summary_writer()
 
 
-def initial_model(s: PretrainSettings, tokenizer, tokenizer_path):
-    """The masked LM to start from: a preset initialised afresh, or a model folder (--init)."""
+def initial_model(s: PretrainSettings, tokenizer_path):
+    """The masked LM to start from, a preset initialised afresh or a model folder (--init), and the
+    tokenizer it reads."""
     torch.manual_seed(s.seed)
-    if s.init:
-        model = load_model(s.init, head="mlm")
+    # --init is read first: a folder of another architecture (the CNN) is named so, not by its lack of a tokenizer
+    model = load_model(s.init, head="mlm") if s.init else None
+    tokenizer = load_tokenizer(tokenizer_path)
+    if model is not None:
         check_tokenizer(tokenizer, model.config, model_path(s.init), source=str(tokenizer_path))
     else:
         model = build_model(preset(s.preset, vocab_size=tokenizer.get_vocab_size()), "mlm")
@@ -210,7 +213,7 @@ def initial_model(s: PretrainSettings, tokenizer, tokenizer_path):
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = s.dropout
-    return model.train()
+    return model.train(), tokenizer
 
 
 def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], tokenizer, rank: int, world: int):
@@ -283,9 +286,8 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     written = (*SAVED_FILES, "metrics.jsonl")
     check_folder(out, s.force, carry + written * bool(s.resume and earlier), inputs=[*genomes, tokenizer, s.init])
     rank, world, device = init_distributed(s.device)
-    tokenizer_path, tokenizer = tokenizer, load_tokenizer(tokenizer)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
-    model = initial_model(s, tokenizer, tokenizer_path)
+    model, tokenizer = initial_model(s, tokenizer)
     genomes = [str(Path(g).resolve()) for g in genomes]
     data, held_out, recorded = training_data(s, window, genomes, tokenizer, rank, world)
     # The precision is recorded too: a run started in fp32 does not go on in bf16 without a word.
