@@ -86,7 +86,7 @@ def run_sites(args) -> None:
     check_outputs([args.out], [args.annotation, args.genome])
     annotation = read_annotation(args.annotation, s.min_intron)
     with Fasta(args.genome) as fasta:
-        annotation.check_contigs(fasta.lengths, str(fasta.path))
+        annotation.keep_genome_contigs(fasta.lengths, str(fasta.path))
         order = list(fasta.lengths)
     if kind == "introns":
         rows = [(i.contig, i.start, i.end, "intron", 0, i.strand) for i in annotation.introns()]

@@ -308,7 +308,7 @@ def test_gff3_gives_tss_and_splice_sites_with_canonical_dinucleotides():
     annotation = read_annotation(CE_GFF)
     assert len(annotation.transcripts) == 424 - 7  # less those the cut-out left incomplete
     with Fasta(CE) as genome:
-        annotation.check_contigs(genome.lengths)
+        annotation.keep_genome_contigs(genome.lengths)
         motifs = Counter()
         for site in annotation.splice_sites():
             if site.strand == "+":
@@ -340,10 +340,10 @@ def test_annotation_contigs_must_be_in_the_genome(data):
     with Fasta(LAMBDA) as other:
         with pytest.raises(UserError, match="none of its 7 contig\\(s\\) is in the genome: I, II, III, IV, MtDNA, ... "
                                             "\\(it has gi\\|9626243\\|ref\\|NC_001416.1\\|\\)$"):
-            annotation.check_contigs(other.lengths)
+            annotation.keep_genome_contigs(other.lengths)
     # The commonest mismatch: UCSC's "chrI" against Ensembl's "I".
     with pytest.raises(UserError, match="one of them names contigs with 'chr' and the other without"):
-        annotation.check_contigs({f"chr{name}": 10**6 for name in annotation.contigs})
+        annotation.keep_genome_contigs({f"chr{name}": 10**6 for name in annotation.contigs})
 
 
 def test_a_genome_of_some_contigs_takes_their_transcripts_and_says_which_it_lacks(tmp_path):
@@ -542,7 +542,7 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
                     "NC_1\tRefSeq\tCDS\t101\t400\t.\t+\t0\tID=cds-a;Parent=gene-a\n")
     with caplog.at_level(logging.WARNING):
         annotation = read_annotation(ncbi)
-    annotation.check_contigs({"NC_1": 5000})
+    annotation.keep_genome_contigs({"NC_1": 5000})
     assert [t.id for t in annotation.transcripts] == ["gene-a"]
     assert "2 transcript(s) across the origin of a circular sequence left out" in caplog.text  # as -q still shows
 

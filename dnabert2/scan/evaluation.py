@@ -347,7 +347,7 @@ def _check_same_genome(annotation, calls, scanned) -> None:
     scanned genome lacks or past their ends (checked against the summary's contig lengths), or, without
     a summary, one sharing no contig with the calls."""
     if scanned is not None and scanned.get("contig_lengths"):
-        annotation.check_contigs(scanned["contig_lengths"], f"the scanned genome ({scanned.get('input')})")
+        annotation.keep_genome_contigs(scanned["contig_lengths"], f"the scanned genome ({scanned.get('input')})")
         return
     genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]]) if scanned else \
         {c.contig for c in calls}

@@ -158,7 +158,7 @@ class Annotation:
             found += [s for s in self.splice_sites() if s.kind in kinds]
         return sorted(found)
 
-    def check_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
+    def keep_genome_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
         """Keep the transcripts on the genome's contigs, saying which contigs the genome lacks (a genome of
         some chromosomes, or without the unplaced scaffolds, against a whole annotation), as bedtools
         skips them; raise a UserError if it has none of them (contigs named otherwise), or a transcript

@@ -140,7 +140,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     rng = np.random.default_rng(seed)
     notes = read_annotation(annotation, s.min_intron)
     with Fasta(genome) as fasta:
-        notes.check_contigs(fasta.lengths, str(genome))
+        notes.keep_genome_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:

@@ -91,7 +91,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     notes = read_annotation(annotation, s.min_intron)
     index = {label.site: i for i, label in enumerate(task.sites, 1)}
     with Fasta(genome) as fasta:
-        notes.check_contigs(fasta.lengths, str(genome))
+        notes.keep_genome_contigs(fasta.lengths, str(genome))
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
