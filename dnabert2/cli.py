@@ -8,10 +8,9 @@ import argparse
 import importlib
 import logging
 import os
-import signal
 import sys
 
-from . import __version__
+from . import __version__, stops
 from .errors import UserError
 
 # name → (module, its add_arguments and run functions, one line of help)
@@ -90,34 +89,32 @@ def _command(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cluster or Snakemake stopping the job), unwound like Ctrl-C so temporary files go."""
-
-
-def _terminated(signum, frame):
-    raise Terminated
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command(argv)).parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    command = _command(argv)
+    stops.exit_at_once(f"dnabert2 {command}" if command in COMMANDS else "dnabert2")
+    args = build_parser(command).parse_args(argv)
     if args.quiet:  # read when huggingface_hub is first imported, which no command does before this
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    stops.install()
     try:
         args.run(args)
-    except UserError as error:
-        message = " ".join(str(error).split())
-        print(f"dnabert2 {args.command}: error: {message}", file=sys.stderr)
-        return 1
-    except OSError as error:  # a disk or permission problem the user can act on
-        where = f": {error.filename}" if error.filename else ""
-        print(f"dnabert2 {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as stop:  # the shell's exit codes: 128 + the signal's number
-        terminated = isinstance(stop, Terminated)
-        print(f"dnabert2 {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    except BaseException as error:
+        stop = stops.stop_behind(error)
+        if stop is not None:  # the shell's exit codes: 128 + the signal's number
+            print(f"dnabert2 {args.command}: {stops.WORDS[stop]}", file=sys.stderr)
+            return 128 + stop
+        if isinstance(error, UserError):
+            message = " ".join(str(error).split())
+            print(f"dnabert2 {args.command}: error: {message}", file=sys.stderr)
+            return 1
+        if isinstance(error, OSError):  # a disk or permission problem the user can act on
+            where = f": {error.filename}" if error.filename else ""
+            print(f"dnabert2 {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        stops.ignore()  # its outputs are in place or gone: a stop now would only cut short the exit
     return 0

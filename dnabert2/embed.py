@@ -28,6 +28,7 @@ from .outputs import atomic_output, check_outputs
 from .predict import BLOCK, BLOCK_BASES, add_command, run_command
 from .sequences import in_blocks, read_sequences
 from .settings import EmbedSettings
+from .stops import held
 from .tokenizer import CLS, SEP, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class NpzWriter:
         return self
 
     def __exit__(self, *exc):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        with held():  # a stop asked for meanwhile must not leave the arrays behind
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def add(self, name: str, values: np.ndarray) -> None:
         with open(self.folder / name, "ab") as handle:

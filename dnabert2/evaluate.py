@@ -5,7 +5,6 @@ methods, MCC)."""
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 from .baselines import cnn_baseline, kmer_baseline
@@ -15,7 +14,7 @@ from .finetune import check_task_kind, finetune, predict, warn_cut
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, folder_name, output_file, settings_from
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
@@ -71,8 +70,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             method = model_dir.name
             result, spread = score_classifier(classifier, model_dir, task, 64, device, training.max_tokens), {}
         else:
-            with tempfile.TemporaryDirectory(prefix="dnabert2-evaluate-") as tmp:
-                metrics = finetune(model_dir, folder, Path(tmp) / "model", training, progress=False)
+            with scratch_folder("dnabert2-evaluate-") as tmp:
+                metrics = finetune(model_dir, folder, tmp / "model", training, progress=False)
             method = f"{model_dir.name} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
             result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
         scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,

@@ -20,7 +20,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, check_outputs
+from .outputs import atomic_output, atomic_text, check_outputs, written_together
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
@@ -119,8 +119,7 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     else:
         reference = float(scorer.window_scores([sequence])[0])
         scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
-    # Both outputs or neither: the figure is drawn before either is renamed into place.
-    with atomic_text(out) as handle, \
+    with written_together(), atomic_text(out) as handle, \
             (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
         table = csv.writer(handle, delimiter="\t", lineterminator="\n")
         table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])

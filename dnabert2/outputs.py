@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
+from .stops import held
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +75,87 @@ def atomic_output(path, *suffixes: str):
     path = Path(path)
     check_outputs([path])
     tmp = temporary_name(path)
-    companions = [(Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes]
-    with made_parents(path):
-        try:
-            yield tmp
-            # Indices first, the main file last: a reader that sees the main file sees its indices too.
-            for src, dst in companions:
+    # Indices first, the main file last: a reader that sees the main file sees its indices too.
+    moves = [*((Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes), (tmp, path)]
+
+    def publish():
+        with _named(path, tmp):
+            for src, dst in moves:
                 share(src)
                 os.replace(src, dst)
-            share(tmp)
-            os.replace(tmp, path)
-        except OSError as error:
-            if str(error.filename or "").startswith(str(tmp)):  # the user knows the output, not its temporary name
-                raise UserError(f"{path}: cannot write it: {error.strerror or error}") from None
+
+    def discard():
+        for src, _ in moves:
+            src.unlink(missing_ok=True)
+
+    with made_parents(path):
+        try:
+            with _named(path, tmp):
+                yield tmp
+        except BaseException:
+            discard()
             raise
-        finally:
-            for leftover in [tmp, *(src for src, _ in companions)]:
-                leftover.unlink(missing_ok=True)
+        _publish(publish, discard)
+
+
+@contextmanager
+def _named(path: Path, tmp: Path):
+    """An OSError of the temporary file as one of `path`: the user knows the output, not its temporary name."""
+    try:
+        yield
+    except OSError as error:
+        if str(error.filename or "").startswith(str(tmp)):
+            raise UserError(f"{path}: cannot write it: {error.strerror or error}") from None
+        raise
+
+
+_group: list | None = None  # (publish, discard) of each output written_together's block has written
+
+
+@contextmanager
+def written_together():
+    """Outputs written in the block are put in place together when it ends, or none of them: a run
+    stopped or failing part-way leaves no output of its own beside an earlier run's others (a scan's
+    summary beside older calls, which would be gathered as if they were its own)."""
+    global _group
+    if _group is not None:  # inside another such block, which puts them in place
+        yield
+        return
+    _group = []
+    try:
+        yield
+        with held():
+            for publish, _ in _group:
+                publish()
+    finally:
+        group, _group = _group, None
+        for _, discard in group:
+            discard()
+
+
+def _publish(publish, discard) -> None:
+    """Put an output in place now, whole even if a stop is asked for meanwhile, or with the others of
+    written_together's block."""
+    if _group is not None:
+        _group.append((publish, discard))
+        return
+    try:
+        with held():
+            publish()
+    finally:
+        discard()
+
+
+@contextmanager
+def scratch_folder(prefix: str):
+    """A temporary folder (under $TMPDIR) for the block, removed after it even when a stop is asked for
+    while it is being removed: a genome's copy must not stay behind."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        with held():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def bgzip_named(path) -> bool:
@@ -163,15 +228,23 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
     check_folder(path, force, carry, inputs)
     with made_parents(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
-            yield tmp
+
+        def publish():
             share(tmp)
             if path.exists():
                 _replace_folder(path, tmp, carry)
             else:
                 os.replace(tmp, path)
-        finally:
+
+        def discard():
             shutil.rmtree(tmp, ignore_errors=True)
+
+        try:
+            yield tmp
+        except BaseException:
+            discard()
+            raise
+        _publish(publish, discard)
 
 
 def _replace_folder(path: Path, new: Path, carry: tuple[str, ...]) -> None:

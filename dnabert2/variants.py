@@ -28,7 +28,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, written_together
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .model import is_classifier
 from .scan.model import is_per_base
@@ -204,6 +204,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     counts = {"records": 0, "alleles_scored": 0, "ref_mismatch": 0, "unknown_contig": 0, "outside_contig": 0,
               "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(written_together())  # the VCF and its table, or neither
         genome = stack.enter_context(Fasta(fasta))
         tmp = stack.enter_context(atomic_output(out, ".tbi"))
         table = None

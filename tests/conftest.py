@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,22 @@ def without_bases(bam: Path, out: Path) -> Path:
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """Run `python -m dnabert2 ARGS` as a user would, capturing its output."""
     return subprocess.run([sys.executable, "-m", "dnabert2", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def run_patched(patch: str, *args) -> subprocess.CompletedProcess:
+    """Run `dnabert2 ARGS` in a process where the Python statements `patch` ran first, with os, signal and
+    sys imported: to stop it at a chosen point, as os.kill(os.getpid(), signal.SIGTERM) in a function
+    the patch wraps."""
+    script = f"import os, signal, sys\n{patch}\nfrom dnabert2 import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True)
+
+
+def assert_stopped(result: subprocess.CompletedProcess, command: str, signum: int) -> None:
+    """A stopped run: exit 128 + the signal, its last line saying so, no traceback."""
+    assert result.returncode == 128 + signum, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    word = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[signum]
+    assert result.stderr.splitlines()[-1] == f"dnabert2 {command}: {word}", result.stderr
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -2,13 +2,14 @@
 
 import gzip
 import re
+import signal
 import shlex
 import subprocess
 import sys
 
 import pytest
 
-from conftest import GENOMES, ROOT, assert_user_error, run_cli, without_bases
+from conftest import GENOMES, ROOT, assert_stopped, assert_user_error, run_cli, run_patched, without_bases
 from dnabert2.cli import COMMANDS as ALL_COMMANDS
 from dnabert2.cli import build_parser
 
@@ -282,3 +283,63 @@ def test_frameshift_gaps_are_not_introns(tmp_path):
                        "--kind", "introns", "--out", tmp_path / name, *extra).returncode == 0
     worm = (tmp_path / "worm.bed").read_text()
     assert len(worm.splitlines()) > 900 and worm == (tmp_path / "every-gap.bed").read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_command_loads_is_one_line(tmp_path, signum):
+    """Stopped while its modules import (the first seconds, torch's among them): it was a traceback
+    (Ctrl-C), a RecursionError from a half-imported scipy, or a silent death (SIGTERM)."""
+    patch = ("import dnabert2.cli as c\nloaded = c.build_parser\n"
+             f"def slow(command):\n    os.kill(os.getpid(), {int(signum)})\n    return loaded(command)\n"
+             "c.build_parser = slow")
+    result = run_patched(patch, "windows", "--genome", GENOMES / "ce1pct.fa.gz", "--window", 100,
+                         "--out", tmp_path / "w.fa")
+    assert_stopped(result, "windows", signum)
+    assert result.stderr.splitlines() == [f"dnabert2 windows: {'terminated' if signum == signal.SIGTERM else 'interrupted'}"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_error_raised_while_a_stop_unwinds_is_the_stop(tmp_path):
+    """A SIGTERM sent to the whole job (as SLURM sends it) kills a DataLoader worker too, and torch
+    raises that while the run unwinds: the exit is the stop's, not a traceback with exit 1."""
+    patch = ("import importlib\nw = importlib.import_module('dnabert2.sequences.windows')\n"
+             "def run(args):\n"
+             "    try:\n        os.kill(os.getpid(), signal.SIGTERM)\n"
+             "    except KeyboardInterrupt:\n"
+             "        raise RuntimeError('DataLoader worker (pid 1) is killed by signal: Terminated.')\n"
+             "w.run = run")
+    result = run_patched(patch, "windows", "--genome", GENOMES / "ce1pct.fa.gz", "--window", 100,
+                         "--out", tmp_path / "w.fa")
+    assert_stopped(result, "windows", signal.SIGTERM)
+
+
+def test_a_stop_waits_for_a_held_block_and_later_signals_leave_the_cleanup_whole(tmp_path):
+    """held() (renames that put outputs in place, removing a temporary folder) runs whole; the stop
+    comes after it, once: further signals do not cut short the cleanup it starts."""
+    script = ("import os, signal\nfrom dnabert2 import stops\nstops.install()\n"
+              "try:\n"
+              "    with stops.held():\n        os.kill(os.getpid(), signal.SIGTERM)\n        print('block done')\n"
+              "except stops.Terminated:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    print('cleanup done')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["block", "done", "cleanup", "done"], result.stderr
+
+
+def test_outputs_written_together_appear_together_or_not_at_all(tmp_path):
+    from dnabert2.outputs import atomic_output, atomic_text, written_together
+
+    with pytest.raises(RuntimeError):
+        with written_together():
+            with atomic_text(tmp_path / "a.txt") as handle:
+                handle.write("a")
+            raise RuntimeError("stopped between the two")
+    assert not list(tmp_path.iterdir())  # nor their temporary files
+    with written_together():
+        with atomic_text(tmp_path / "a.txt") as handle:
+            handle.write("a")
+        assert not (tmp_path / "a.txt").exists()
+        with atomic_output(tmp_path / "b.txt", ".idx") as tmp:
+            tmp.write_text("b")
+            tmp.with_name(tmp.name + ".idx").write_text("i")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "b.txt.idx"]

@@ -15,7 +15,7 @@ LAYERS = [
     # The package's __init__ is its facade: the version (the command line reads it) and the entry points
     # of DESIGN.md, which import their implementation only when called (imports() leaves those out).
     (["dnabert2"], False),
-    (["dnabert2.errors"], False),
+    (["dnabert2.errors", "dnabert2.stops"], False),
     (["dnabert2.outputs", "dnabert2.options"], False),
     (["dnabert2.tasks.registry"], False),
     (["dnabert2.settings"], False),

@@ -5,13 +5,15 @@ mechanics, not biology); genomes, reads and annotations are the real ones in ../
 import gzip
 import json
 import shutil
+import signal
 
 import numpy as np
 import pysam
 import pytest
 import torch
 from Bio.Seq import reverse_complement
-from conftest import DATA, GENOMES, TOKENIZER, assert_user_error, run_cli, scan_classifier
+from conftest import (DATA, GENOMES, TOKENIZER, assert_stopped, assert_user_error, run_cli, run_patched,
+                      scan_classifier)
 
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.sequences import Fasta, read_annotation
@@ -171,12 +173,36 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     missing = run_cli("scan-gather", *summaries[:2], "--out", tmp_path / "partial.bed")
     assert_user_error(missing, "0..2")
     assert not (tmp_path / "partial.bed").exists()
+    # A chunk's calls written over by a later run at another threshold, its summary not: refused, not
+    # gathered as the chunk's own.
+    calls = tmp_path / "chunk1.bed"
+    kept = calls.read_text()
+    assert run_cli("scan", "--model", splice_model, "--out", calls, "--workers", 0, *common[:-1], 0.9, "--chunk",
+                   "1/3").returncode == 0
+    assert calls.read_text() != kept
+    assert_user_error(run_cli("scan-gather", *summaries, "--out", tmp_path / "stale.bed"),
+                      "chunk1.bed: not the calls of the chunk", "scan the chunk again")
+    assert not (tmp_path / "stale.bed").exists()
+    calls.write_text(kept)
     # A chunk's bedGraph folder gone (removed as an intermediate too early): refused, not tracks without its bases.
     folder = summaries[1].parent / json.loads(summaries[1].read_text())["bedgraph_dir"]
     shutil.rmtree(folder)
     assert_user_error(run_cli("scan-gather", *summaries, "--out", tmp_path / "lost.bed", "--bigwig",
                               tmp_path / "lost.bigwig"), str(folder), "bedGraph folder is missing")
     assert not list(tmp_path.glob("lost*"))
+
+
+def test_a_scan_stopped_while_writing_leaves_none_of_its_outputs(splice_model, ce1pct, tmp_path):
+    """SIGTERM with the summary and tracks written, the calls not yet: they stood, beside an earlier
+    run's calls, and scan-gather joined those as this run's."""
+    patch = ("import dnabert2.scan as scan\nwritten = scan.write_json\n"
+             "def stopped(*args):\n    written(*args)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+             "scan.write_json = stopped")
+    result = run_patched(patch, "scan", "--model", splice_model, "--fasta", ce1pct, "--contigs", "MtDNA",
+                         "--out", tmp_path / "calls.bed", "--summary", tmp_path / "calls.json", "--bedgraph",
+                         tmp_path / "tracks", "--workers", 0)
+    assert_stopped(result, "scan", signal.SIGTERM)
+    assert not list(tmp_path.iterdir())  # nor their temporary names
 
 
 def test_tracks_and_calls_that_genome_tools_read(splice_model, ce1pct, tmp_path):

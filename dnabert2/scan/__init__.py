@@ -6,7 +6,6 @@ one job gives.
 """
 
 import logging
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, output_file, progress, settings_from, settings_with
-from ..outputs import check_outputs
+from ..outputs import check_outputs, scratch_folder, written_together
 from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
@@ -127,7 +126,9 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
                "workers": data_workers(s.workers),
                "progress": progress, "distances": distances}
     graph = Tracks() if bedgraph or bigwig else None
-    with tempfile.TemporaryDirectory(prefix="dnabert2-scan-") as tmp:
+    # Every output in place at the end, or none: a summary beside an earlier run's calls would be gathered
+    # as if they were its own.
+    with written_together(), scratch_folder("dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
         lengths = _lengths(genome, bam)
         source = str(bam if mode == "reads" else fasta or reference)
@@ -137,25 +138,26 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         if junctions:
             write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
                             keep=RegionIndex(requested).overlaps)
-    order = {c: i for i, c in enumerate(lengths)}
-    calls = top(calls, s.top_k, order)
-    tally.calls = dict(Counter(c.label for c in calls))
-    report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count], "labels": scanner.labels,
-              "called": [scanner.labels[i] for i in options["labels"]], "threshold": s.threshold, "top_k": s.top_k,
-              "dense": scanner.dense, "calls_by": calls_by(mode, scanner.dense, s.merge),
-              "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances, "stride": stride, "strands": s.strands,
-              "max_n": None if scanner.dense else s.max_n, "min_depth": s.min_depth,
-              "min_mapq": s.min_mapq, "min_reads": s.min_reads, "regions": [list(r) for r in scanned],
-              "batch_tokens": batch_tokens, "dtype": scanner.precision, **tally.summary(scanner),
-              "contigs": list(lengths), "contig_lengths": lengths, "calls_file": relative(out, summary),
-              "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
-              "bigwig_dir": relative(bigwig, summary) if bigwig else None}
-    # The calls last: a failure writing the others leaves no calls file that looks finished.
-    if graph is not None:
-        graph.write(bedgraph, bigwig, lengths)
-    if summary:
-        write_json(summary, report)
-    write_calls(out, calls, order)
+        order = {c: i for i, c in enumerate(lengths)}
+        calls = top(calls, s.top_k, order)
+        tally.calls = dict(Counter(c.label for c in calls))
+        report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count],
+                  "labels": scanner.labels, "called": [scanner.labels[i] for i in options["labels"]],
+                  "threshold": s.threshold, "top_k": s.top_k, "dense": scanner.dense,
+                  "calls_by": calls_by(mode, scanner.dense, s.merge),
+                  "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances,
+                  "stride": stride, "strands": s.strands, "max_n": None if scanner.dense else s.max_n,
+                  "min_depth": s.min_depth, "min_mapq": s.min_mapq, "min_reads": s.min_reads,
+                  "regions": [list(r) for r in scanned], "batch_tokens": batch_tokens, "dtype": scanner.precision,
+                  **tally.summary(scanner), "contigs": list(lengths), "contig_lengths": lengths,
+                  "calls_file": relative(out, summary),
+                  "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
+                  "bigwig_dir": relative(bigwig, summary) if bigwig else None}
+        if graph is not None:
+            graph.write(bedgraph, bigwig, lengths)
+        if summary:
+            write_json(summary, report)
+        write_calls(out, calls, order)
     return report
 
 

@@ -23,6 +23,7 @@ from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import read_calls
+from .gather import by_label
 from .plan import RegionIndex
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
@@ -334,12 +335,9 @@ def _check_calls_of(scanned, summary, calls, calls_path) -> None:
         return
     found = dict(Counter(c.label for c in calls))
     if "calls" in scanned and found != scanned["calls"]:
-        def said(counts):
-            return ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none"
-
-        raise UserError(f"{calls_path}: not the calls of the scan {summary} describes (calls by label: {said(found)}; "
-                        f"the scan made {said(scanned['calls'])}, into {scanned.get('calls_file')}); give that scan's "
-                        "calls, or no --summary")
+        raise UserError(f"{calls_path}: not the calls of the scan {summary} describes (calls by label: "
+                        f"{by_label(found) or 'none'}; the scan made {by_label(scanned['calls']) or 'none'}, into "
+                        f"{scanned.get('calls_file')}); give that scan's calls, or no --summary")
 
 
 def _check_same_genome(annotation, calls, scanned) -> None:

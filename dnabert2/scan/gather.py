@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
-from ..outputs import atomic_output, check_outputs
+from ..outputs import atomic_output, check_outputs, written_together
 from ..settings import ScanSettings
 from .calls import MERGED, Merger, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
@@ -44,6 +44,11 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
         strangers = sorted({c.contig for c in mine} - set(order))
         if strangers:
             raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
+        found = dict(Counter(c.label for c in mine))
+        if found != part["calls"]:  # written over by another run since
+            raise UserError(f"{path}: not the calls of the chunk {folder} describes (calls by label: "
+                            f"{by_label(found) or 'none'}; the chunk made {by_label(part['calls']) or 'none'}); "
+                            "scan the chunk again")
         calls += mine
     if parts[0][1].get("calls_by") != MERGED:
         # Each chunk called the peaks of its own bases, its neighbours' scores in view (or counted the
@@ -70,12 +75,13 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
               "calls": dict(Counter(c.label for c in merged)), "top_k": top_k, "calls_file": relative(out, summary),
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
               "bigwig_dir": relative(bigwig, summary) if bigwig else None}
-    if bedgraph or bigwig:
-        lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}
-        graph.write(bedgraph, bigwig, lengths)
-    if summary:
-        write_json(summary, report)
-    write_calls(out, merged, order)
+    with written_together():
+        if bedgraph or bigwig:
+            lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}
+            graph.write(bedgraph, bigwig, lengths)
+        if summary:
+            write_json(summary, report)
+        write_calls(out, merged, order)
     return report
 
 
@@ -119,15 +125,21 @@ def read_summary(path) -> dict:
     chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
         and all(isinstance(x, int) for x in part["chunk"])
     if not chunk_ok or not isinstance(part.get("calls_file"), str) or not isinstance(part.get("contigs"), list) \
+            or not isinstance(part.get("calls"), dict) \
             or not all(isinstance(part.get(k), (int, float)) for k in ("windows", "windows_skipped_for_n", "tokens",
                                                                       "bases", "seconds", "window_bp")):
         raise UserError(f"{path}: not a summary written by `dnabert2 scan --summary`")
     return part
 
 
+def by_label(counts: dict[str, int]) -> str:
+    """Calls counted by label, as messages and the scan's line say them."""
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+
+
 def scan_line(report: dict, out) -> str:
     """The one line a scan, or its gathering, prints."""
-    calls = ", ".join(f"{n} {label}" for label, n in sorted(report["calls"].items())) or "no calls"
+    calls = by_label(report["calls"]) or "no calls"
     return (f"{out}: {calls} from {report['windows']} windows ({report['bases']} bp) in {report['seconds']:.1f} s, "
             f"{report['bp_per_second']} bp/s")
 

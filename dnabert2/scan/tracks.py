@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..outputs import atomic_folder, missing_parents
+from ..stops import held
 
 STRANDS = {"+": "plus", "-": "minus"}
 SUFFIXES = {"bedgraph": ".bedgraph", "bigwig": ".bw"}
@@ -139,7 +140,8 @@ class Tracks:
     def close(self) -> None:
         for handle in self.files.values():
             handle.close()
-        self.folder.cleanup()
+        with held():  # a stop asked for meanwhile must not leave a genome's worth of rows
+            self.folder.cleanup()
 
 
 def _track_of(header: str, path: Path) -> tuple[str, str]:

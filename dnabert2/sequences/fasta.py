@@ -18,6 +18,7 @@ from Bio.Seq import UndefinedSequenceError
 
 from ..errors import UserError
 from ..outputs import atomic_output, bgzip_named, temporary_name
+from ..stops import held
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +425,8 @@ class Fasta:
         if self._faidx is not None:
             self._faidx.close()
         if self._tmpdir is not None:
-            self._tmpdir.cleanup()
+            with held():
+                self._tmpdir.cleanup()
 
     def __enter__(self):
         return self

@@ -1,0 +1,80 @@
+"""How a command stops when asked to. Ctrl-C (SIGINT) and SIGTERM (a cluster's time limit, Snakemake
+stopping a job) unwind the run as KeyboardInterrupt, so temporary files go; later signals are
+ignored, as they would cut that cleanup short. A block under `held()` (the renames that put outputs
+in place, the removal of a temporary folder) finishes before a stop asked for during it."""
+
+import os
+import signal
+from contextlib import contextmanager
+
+# The word a stop is reported with; the exit code is 128 + the signal's number, as in a shell.
+WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C."""
+
+
+_held = 0
+_pending = None  # the signal that arrived during a held block
+
+
+def _stop(signum, frame):
+    global _pending
+    if _held:
+        _pending = _pending or signum
+        return
+    ignore()
+    # A SIGTERM sent to the whole job (as SLURM sends it) also kills the DataLoader workers, whose deaths
+    # torch's SIGCHLD handler would raise as errors while the run unwinds.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def install() -> None:
+    """Stop by unwinding, from now on."""
+    for signum in WORDS:
+        signal.signal(signum, _stop)
+
+
+def ignore() -> None:
+    """Let no stop cut short what comes next (the cleanup a stop starts)."""
+    for signum in WORDS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def exit_at_once(prog: str) -> None:
+    """Until install(): a stop ends the process at once with its one line. Nothing is written yet (the
+    command's modules are being imported), and an import unwound half-way fails in other ways."""
+    def handler(signum, frame):
+        os.write(2, f"{prog}: {WORDS[signum]}\n".encode())
+        os._exit(128 + signum)
+
+    for signum in WORDS:
+        signal.signal(signum, handler)
+
+
+@contextmanager
+def held():
+    """Run the block whole: a stop asked for during it takes effect when it ends."""
+    global _held, _pending
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending is not None:
+            signum, _pending = _pending, None
+            _stop(signum, None)
+
+
+def stop_behind(error: BaseException) -> int | None:
+    """The signal that `error` is, or that was being unwound when it was raised (a DataLoader worker
+    killed by the same SIGTERM as its process group); None if there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+        seen.add(id(error))
+        error = error.__context__
+    return None
