@@ -90,31 +90,40 @@ def _command(argv: list[str]) -> str | None:
 
 
 def main(argv=None) -> int:
+    """The program: once done it leaves SIGINT and SIGTERM to a handler that does nothing, so that a
+    stop cannot cut the process's exit short."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command(argv)
     stops.exit_at_once(f"dnabert2 {command}" if command in COMMANDS else "dnabert2")
-    args = build_parser(command).parse_args(argv)
-    if args.quiet:  # read when huggingface_hub is first imported, which no command does before this
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    stops.install()
     try:
-        args.run(args)
-    except BaseException as error:
-        stop = stops.stop_behind(error)
-        if stop is not None:  # the shell's exit codes: 128 + the signal's number
-            print(f"dnabert2 {args.command}: {stops.WORDS[stop]}", file=sys.stderr)
-            return 128 + stop
-        if isinstance(error, UserError):
-            message = " ".join(str(error).split())
-            print(f"dnabert2 {args.command}: error: {message}", file=sys.stderr)
-            return 1
-        if isinstance(error, OSError):  # a disk or permission problem the user can act on
-            where = f": {error.filename}" if error.filename else ""
-            print(f"dnabert2 {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
-            return 1
-        raise
+        args = build_parser(command).parse_args(argv)
+        if args.quiet:  # read when huggingface_hub is first imported, which no command does before this
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        stops.install()
+        try:
+            args.run(args)
+        except BaseException as error:
+            stops.ignore()  # a stop arriving now would escape the report of this one
+            return _report(args.command, error)
+        return 0
     finally:
-        stops.ignore()  # its outputs are in place or gone: a stop now would only cut short the exit
-    return 0
+        stops.ignore()
+
+
+def _report(command: str, error: BaseException) -> int:
+    """Say in one line why `command` ended early; its exit code. Errors of no known kind are raised."""
+    stop = stops.stop_behind(error)
+    if stop is not None:  # the shell's exit codes: 128 + the signal's number
+        print(f"dnabert2 {command}: {stops.WORDS[stop]}", file=sys.stderr)
+        return 128 + stop
+    if isinstance(error, UserError):
+        message = " ".join(str(error).split())
+        print(f"dnabert2 {command}: error: {message}", file=sys.stderr)
+        return 1
+    if isinstance(error, OSError):  # a disk or permission problem the user can act on
+        where = f": {error.filename}" if error.filename else ""
+        print(f"dnabert2 {command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
+    raise error

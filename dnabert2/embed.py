@@ -8,10 +8,10 @@ and [SEP] the mean over all chunks). Sequences are packed back to back without p
 does not depend on what else is in its batch beyond floating-point rounding. Blocks of sequences are
 read, embedded and appended to the output in turn: memory stays flat however many there are."""
 
+import contextlib
 import json
 import logging
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -24,11 +24,10 @@ from .hub import model_path
 from .model import load_model
 from .model.heads import pool
 from .options import settings_with
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_output, check_outputs, scratch_folder
 from .predict import BLOCK, BLOCK_BASES, add_command, run_command
 from .sequences import in_blocks, read_sequences
 from .settings import EmbedSettings
-from .stops import held
 from .tokenizer import CLS, SEP, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -116,15 +115,15 @@ class NpzWriter:
     as numpy.savez writes it) without holding them in memory."""
 
     def __enter__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="dnabert2-embed-"))
+        self.scratch = contextlib.ExitStack()
+        self.folder = self.scratch.enter_context(scratch_folder("dnabert2-embed-"))
         self.shapes: dict[str, tuple] = {}
         self.dtypes: dict[str, np.dtype] = {}
         self.widths: dict[str, int] = {}  # string arrays: their longest string
         return self
 
     def __exit__(self, *exc):
-        with held():  # a stop asked for meanwhile must not leave the arrays behind
-            shutil.rmtree(self.folder, ignore_errors=True)
+        self.scratch.close()
 
     def add(self, name: str, values: np.ndarray) -> None:
         with open(self.folder / name, "ab") as handle:

@@ -14,10 +14,10 @@ from .finetune import check_task_kind, finetune, predict, warn_cut
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, folder_name, output_file, settings_from
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
-from .tasks.gue import SPLITS, find_tasks, one_class, read_task, scores
+from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path, kme
         task = read_task(folder)
         classes = int(task["train"][1].max()) + 1
         check_task_kind(folder, classes)
+        if labels is None:  # each task is fine-tuned, picking its epoch on dev
+            check_dev(folder, task)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
         longest = max(len(sequence) for sequence in task["train"][0])
@@ -115,8 +117,6 @@ def write_tables(rows: list[dict], out: Path) -> None:
     import pandas as pd
 
     table = pd.DataFrame(rows)
-    with atomic_text(out) as handle:
-        table.to_csv(handle, sep="\t", index=False, float_format="%.4f")
     methods = list(dict.fromkeys(table["method"]))
     lines = ["| task | test examples | " + " | ".join(f"{m} MCC" for m in methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
@@ -133,8 +133,11 @@ def write_tables(rows: list[dict], out: Path) -> None:
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
     if "collapsed" in table and table["collapsed"].map(_collapsed).any():
         lines.append("\n(one class): the model predicts one class for every sequence; it has learned nothing.")
-    with atomic_output(markdown_of(out)) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
+    with written_together():  # the table and its Markdown twin, or neither
+        with atomic_text(out) as handle:
+            table.to_csv(handle, sep="\t", index=False, float_format="%.4f")
+        with atomic_output(markdown_of(out)) as tmp:
+            Path(tmp).write_text("\n".join(lines) + "\n")
 
 
 def markdown_of(table) -> Path:

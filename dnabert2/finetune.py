@@ -29,7 +29,7 @@ from .optim import schedule
 from .options import add_settings, changed, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
-from .tasks.gue import SPLITS, one_class, read_task, scores
+from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
 from .tasks.registry import KINDS
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
@@ -89,6 +89,7 @@ class WindowJob:
     def __init__(self, data: Path, tokenizer, max_tokens: int | None):
         self.folder = data
         self.task = read_task(data)
+        check_dev(data, self.task)
         self.classes = int(self.task["train"][1].max()) + 1
         check_task_kind(data, self.classes)
         self.max_tokens = max_tokens or token_limit(max(len(q) for split in SPLITS for q in self.task[split][0]))
@@ -264,7 +265,7 @@ def mean_over(results, spread: bool = False) -> dict:
         values = [r[key] for r in results]
         if isinstance(first, dict):
             out[key] = mean_over(values, spread)
-        elif isinstance(first, int) and len(set(values)) == 1:  # a count of the test split (sites, bases)
+        elif isinstance(first, int) and not isinstance(first, bool) and len(set(values)) == 1:  # a count of the test split (sites, bases)
             if not spread:
                 out[key] = first
         elif not isinstance(first, (int, float)) or any(v is None for v in values):

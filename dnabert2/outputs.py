@@ -6,8 +6,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UserError
 from .stops import held
@@ -53,19 +56,24 @@ def missing_parents(path) -> list[Path]:
 
 @contextmanager
 def made_parents(path):
-    """Make the folders above `path` for the block; if it fails, remove those it made (when empty)."""
+    """Make the folders above `path` for the block (it gets their list); if it fails, remove those it
+    made (when empty)."""
     missing = missing_parents(path)
     for folder in missing:
         folder.mkdir(exist_ok=True)
     try:
-        yield
+        yield missing
     except BaseException:
-        for folder in reversed(missing):
-            try:
-                folder.rmdir()
-            except OSError:  # something else was written there meanwhile: it stays
-                break
+        _remove_empty(missing)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # something else was written there meanwhile: it stays
+            break
 
 
 @contextmanager
@@ -74,6 +82,9 @@ def atomic_output(path, *suffixes: str):
     such as ".fai" and ".gzi" indices written beside it) onto `path`. On failure nothing is left."""
     path = Path(path)
     check_outputs([path])
+    group = _group.get()
+    if group is not None and any(path == output.path for output in group):  # their temporary names are one
+        raise UserError(f"{path}: written twice by one command")
     tmp = temporary_name(path)
     # Indices first, the main file last: a reader that sees the main file sees its indices too.
     moves = [*((Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes), (tmp, path)]
@@ -88,14 +99,14 @@ def atomic_output(path, *suffixes: str):
         for src, _ in moves:
             src.unlink(missing_ok=True)
 
-    with made_parents(path):
+    with made_parents(path) as made:
         try:
             with _named(path, tmp):
                 yield tmp
         except BaseException:
             discard()
             raise
-        _publish(publish, discard)
+        _publish(_Pending(path, publish, discard, made))
 
 
 @contextmanager
@@ -109,41 +120,59 @@ def _named(path: Path, tmp: Path):
         raise
 
 
-_group: list | None = None  # (publish, discard) of each output written_together's block has written
+class _Pending(NamedTuple):
+    """An output written under its temporary name: publish() puts it in place, discard() removes what
+    is left of it; `made` are the folders made for it."""
+    path: Path
+    publish: Callable[[], None]
+    discard: Callable[[], None]
+    made: list[Path]
+
+
+# The outputs written_together's block has written so far (None outside one); a context variable, so
+# that threads (and asyncio tasks) each have their own.
+_group: ContextVar[list[_Pending] | None] = ContextVar("written_together", default=None)
 
 
 @contextmanager
 def written_together():
     """Outputs written in the block are put in place together when it ends, or none of them: a run
-    stopped or failing part-way leaves no output of its own beside an earlier run's others (a scan's
-    summary beside older calls, which would be gathered as if they were its own)."""
-    global _group
-    if _group is not None:  # inside another such block, which puts them in place
+    stopped or failing part-way leaves no output of its own, nor a folder it made for one, beside an
+    earlier run's others (a scan's summary beside older calls, gathered as if they were its own). Code
+    in the block must not read back an output it wrote there: it is not in place yet."""
+    if _group.get() is not None:  # inside another such block, which puts them in place
         yield
         return
-    _group = []
+    group: list[_Pending] = []
+    token = _group.set(group)
+    published = False
     try:
         yield
         with held():
-            for publish, _ in _group:
-                publish()
+            for output in group:
+                output.publish()
+        published = True
     finally:
-        group, _group = _group, None
-        for _, discard in group:
-            discard()
+        _group.reset(token)
+        for output in group:
+            output.discard()
+        if not published:
+            for output in reversed(group):
+                _remove_empty(output.made)
 
 
-def _publish(publish, discard) -> None:
+def _publish(output: _Pending) -> None:
     """Put an output in place now, whole even if a stop is asked for meanwhile, or with the others of
     written_together's block."""
-    if _group is not None:
-        _group.append((publish, discard))
+    group = _group.get()
+    if group is not None:
+        group.append(output)
         return
     try:
         with held():
-            publish()
+            output.publish()
     finally:
-        discard()
+        output.discard()
 
 
 @contextmanager
@@ -211,9 +240,9 @@ def check_folder(path: Path, force: bool, carry: tuple[str, ...] = (), inputs=()
     for source in map(Path, filter(None, inputs)):
         if source.resolve() == whole or whole in source.resolve().parents:
             raise UserError(f"{path}: holds the input {source}; give the output a folder of its own")
-    held = sorted(p.name for p in path.iterdir() if p.name not in carry) if path.is_dir() else []
-    if held and not force:
-        shown = ", ".join(held[:4]) + (", …" if len(held) > 4 else "")
+    earlier = sorted(p.name for p in path.iterdir() if p.name not in carry) if path.is_dir() else []
+    if earlier and not force:
+        shown = ", ".join(earlier[:4]) + (", …" if len(earlier) > 4 else "")
         raise UserError(f"{path}: already holds {shown} from an earlier run; give --force to replace it with "
                         "this run's output, or another --out")
 
@@ -226,7 +255,7 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
     changes."""
     path = Path(path).resolve()
     check_folder(path, force, carry, inputs)
-    with made_parents(path):
+    with made_parents(path) as made:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
 
         def publish():
@@ -244,7 +273,7 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
         except BaseException:
             discard()
             raise
-        _publish(publish, discard)
+        _publish(_Pending(path, publish, discard, made))
 
 
 def _replace_folder(path: Path, new: Path, carry: tuple[str, ...]) -> None:

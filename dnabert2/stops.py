@@ -19,28 +19,43 @@ _held = 0
 _pending = None  # the signal that arrived during a held block
 
 
+def _nothing(signum, frame):
+    """A Python handler that does nothing. SIG_IGN would make Python report a signal already pending
+    as 'ignored due to race condition', with a traceback."""
+
+
 def _stop(signum, frame):
     global _pending
+    # A SIGTERM sent to the whole job (as SLURM sends it) also kills the DataLoader workers, whose deaths
+    # torch's SIGCHLD handler would raise as errors while the run unwinds, held blocks included.
+    signal.signal(signal.SIGCHLD, _nothing)
     if _held:
         _pending = _pending or signum
         return
     ignore()
-    # A SIGTERM sent to the whole job (as SLURM sends it) also kills the DataLoader workers, whose deaths
-    # torch's SIGCHLD handler would raise as errors while the run unwinds.
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+def _as_before_in_child():
+    """A forked process (a DataLoader worker) starts with the default handlers, as torch expects: it
+    stops its workers with SIGTERM, which ignore() would have made them ignore."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+
 def install() -> None:
-    """Stop by unwinding, from now on."""
+    """Stop by unwinding, from now on (in this process; see _as_before_in_child)."""
     for signum in WORDS:
         signal.signal(signum, _stop)
+    os.register_at_fork(after_in_child=_as_before_in_child)
 
 
 def ignore() -> None:
-    """Let no stop cut short what comes next (the cleanup a stop starts)."""
+    """Let no stop cut short what comes next (the cleanup a stop starts, the process's exit)."""
     for signum in WORDS:
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, _nothing)
 
 
 def exit_at_once(prog: str) -> None:
@@ -69,8 +84,8 @@ def held():
 
 
 def stop_behind(error: BaseException) -> int | None:
-    """The signal that `error` is, or that was being unwound when it was raised (a DataLoader worker
-    killed by the same SIGTERM as its process group); None if there is none."""
+    """The signal that `error` is, or that was being unwound when it was raised (its __context__: a
+    DataLoader worker killed by the same SIGTERM as its process group); None if there is none."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):

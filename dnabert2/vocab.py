@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import atomic_output, check_outputs
+from .outputs import atomic_output, check_outputs, written_together
 from .sequences import Fasta, check_distinct
 from .settings import VocabSettings
 from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token
@@ -139,9 +139,10 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
         "heldout_contigs": sorted(s.heldout_contigs),
     }
     log.info("vocabulary: %s", json.dumps(report))
-    with atomic_output(out) as tmp:
-        tokenizer.save(str(tmp))
-        if report_path:  # inside: a report that cannot be written leaves no vocabulary either
+    with written_together():  # a report that cannot be written leaves no vocabulary either
+        with atomic_output(out) as tmp:
+            tokenizer.save(str(tmp))
+        if report_path:
             with atomic_output(report_path) as report_tmp:
                 Path(report_tmp).write_text(json.dumps(report, indent=2) + "\n")
     return report

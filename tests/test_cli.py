@@ -326,15 +326,42 @@ def test_a_stop_waits_for_a_held_block_and_later_signals_leave_the_cleanup_whole
     assert result.returncode == 0 and result.stdout.split() == ["block", "done", "cleanup", "done"], result.stderr
 
 
+def test_a_stop_with_a_worker_death_pending_is_one_stop():
+    """SLURM's SIGTERM kills the DataLoader workers too: the main process may find their SIGCHLD pending
+    beside its own SIGTERM. torch's SIGCHLD handler raises a worker's death; Python reported a signal
+    pending when its handler became SIG_IGN or SIG_DFL as 'ignored due to race condition'."""
+    script = ("import os, signal\nfrom dnabert2 import stops\nstops.install()\n"
+              "def torch_like(signum, frame):\n    raise RuntimeError('DataLoader worker is killed by signal')\n"
+              "signal.signal(signal.SIGCHLD, torch_like)\n"
+              "both = {signal.SIGTERM, signal.SIGCHLD, signal.SIGINT}\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, both)\n"
+              "for signum in both:\n    os.kill(os.getpid(), signum)\n"
+              "try:\n    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)\n    for _ in range(1000):\n        pass\n"
+              "except KeyboardInterrupt as stop:\n    print(type(stop).__name__)\n"
+              "for _ in range(1000):\n    pass\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["KeyboardInterrupt"], result.stderr
+    assert result.stderr == ""
+
+
 def test_outputs_written_together_appear_together_or_not_at_all(tmp_path):
+    from dnabert2.errors import UserError
     from dnabert2.outputs import atomic_output, atomic_text, written_together
 
     with pytest.raises(RuntimeError):
         with written_together():
             with atomic_text(tmp_path / "a.txt") as handle:
                 handle.write("a")
-            raise RuntimeError("stopped between the two")
-    assert not list(tmp_path.iterdir())  # nor their temporary files
+            with atomic_text(tmp_path / "new" / "deep" / "b.txt") as handle:
+                handle.write("b")
+            raise RuntimeError("stopped between them and the next")
+    assert not list(tmp_path.iterdir())  # nor their temporary files, nor the folders made for them
+    with pytest.raises(UserError, match="written twice"):
+        with written_together():
+            for _ in range(2):
+                with atomic_text(tmp_path / "a.txt") as handle:
+                    handle.write("a")
+    assert not list(tmp_path.iterdir())
     with written_together():
         with atomic_text(tmp_path / "a.txt") as handle:
             handle.write("a")

@@ -181,7 +181,7 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
                    "1/3").returncode == 0
     assert calls.read_text() != kept
     assert_user_error(run_cli("scan-gather", *summaries, "--out", tmp_path / "stale.bed"),
-                      "chunk1.bed: not the calls of the chunk", "scan the chunk again")
+                      "chunk1.bed: not the calls of the scan", "scan the chunk again")
     assert not (tmp_path / "stale.bed").exists()
     calls.write_text(kept)
     # A chunk's bedGraph folder gone (removed as an intermediate too early): refused, not tracks without its bases.

@@ -126,18 +126,13 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
                "workers": data_workers(s.workers),
                "progress": progress, "distances": distances}
     graph = Tracks() if bedgraph or bigwig else None
-    # Every output in place at the end, or none: a summary beside an earlier run's calls would be gathered
-    # as if they were its own.
-    with written_together(), scratch_folder("dnabert2-scan-") as tmp:
+    with scratch_folder("dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
         lengths = _lengths(genome, bam)
         source = str(bam if mode == "reads" else fasta or reference)
         requested = requested_regions(lengths, source, s.regions, s.contigs)
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
-        if junctions:
-            write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
-                            keep=RegionIndex(requested).overlaps)
         order = {c: i for i, c in enumerate(lengths)}
         calls = top(calls, s.top_k, order)
         tally.calls = dict(Counter(c.label for c in calls))
@@ -153,11 +148,17 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
                   "calls_file": relative(out, summary),
                   "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
                   "bigwig_dir": relative(bigwig, summary) if bigwig else None}
-        if graph is not None:
-            graph.write(bedgraph, bigwig, lengths)
-        if summary:
-            write_json(summary, report)
-        write_calls(out, calls, order)
+        # Every output in place at the end, or none: a summary beside an earlier run's calls would be
+        # gathered as if they were its own.
+        with written_together():
+            if junctions:
+                write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
+                                keep=RegionIndex(requested).overlaps)
+            if graph is not None:
+                graph.write(bedgraph, bigwig, lengths)
+            if summary:
+                write_json(summary, report)
+            write_calls(out, calls, order)
     return report
 
 

@@ -8,6 +8,7 @@ calls merged from chunk files are the calls a single run makes.
 """
 
 import csv
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,3 +130,17 @@ def read_calls(path) -> list[Call]:
                                 f"({end - start} bp; narrowPeak column 10 counts from its start, -1 for none)")
             calls.append(Call(contig, start, end, label, score, strand, support, start + offset))
     return calls
+
+
+def by_label(counts: dict[str, int]) -> str:
+    """Calls counted by label, as messages and a scan's line say them."""
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+
+
+def check_counts(calls: list[Call], path, summary, counted: dict[str, int], advice: str) -> None:
+    """Refuse calls that are not those the summary of their scan counted, label by label: written over
+    by another run since, or another scan's (equal counts pass: the check is a count)."""
+    found = dict(Counter(c.label for c in calls))
+    if found != counted:
+        raise UserError(f"{path}: not the calls of the scan {summary} describes (calls by label: "
+                        f"{by_label(found) or 'none'}; the scan made {by_label(counted) or 'none'}); {advice}")

@@ -6,7 +6,7 @@ base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around an
 
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from contextlib import closing
 from pathlib import Path
 
@@ -22,8 +22,7 @@ from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
 from ..settings import ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
-from .calls import read_calls
-from .gather import by_label
+from .calls import check_counts, read_calls
 from .plan import RegionIndex
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
@@ -59,8 +58,9 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     s = settings_with(ScanEvalSettings, settings, overrides)
     calls = read_calls(calls_path)
     scanned = _read_summary(summary) if summary is not None else None
-    if scanned is not None:
-        _check_calls_of(scanned, summary, calls, calls_path)
+    if scanned is not None and "calls" in scanned:  # another scan's calls would be scored on this one's tracks
+        check_counts(calls, calls_path, summary, scanned["calls"],
+                     f"give that scan's calls ({scanned.get('calls_file')}), or no --summary")
     labels = list(scanned["called"]) if scanned else sorted({c.label for c in calls})
     unknown = sorted((set(labels) | {c.label for c in calls}) - set(SITE_LABELS))
     if unknown:
@@ -325,19 +325,6 @@ def _read_summary(summary) -> dict:
         raise UserError(f"{summary}: the summary of one chunk of a scan; evaluate the gathered calls "
                         "with the summary `dnabert2 scan-gather` writes")
     return scanned
-
-
-def _check_calls_of(scanned, summary, calls, calls_path) -> None:
-    """Refuse calls of another scan than the summary's, whose tracks would score another model: the
-    calls must be the file the summary names, or as many of each label as it made."""
-    named = Path(summary).parent / scanned.get("calls_file", "")
-    if named.is_file() and named.samefile(calls_path):
-        return
-    found = dict(Counter(c.label for c in calls))
-    if "calls" in scanned and found != scanned["calls"]:
-        raise UserError(f"{calls_path}: not the calls of the scan {summary} describes (calls by label: "
-                        f"{by_label(found) or 'none'}; the scan made {by_label(scanned['calls']) or 'none'}, into "
-                        f"{scanned.get('calls_file')}); give that scan's calls, or no --summary")
 
 
 def _check_same_genome(annotation, calls, scanned) -> None:

@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_output, check_outputs, written_together
 from ..settings import ScanSettings
-from .calls import MERGED, Merger, read_calls, top, write_calls
+from .calls import MERGED, Merger, by_label, check_counts, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
@@ -44,11 +44,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
         strangers = sorted({c.contig for c in mine} - set(order))
         if strangers:
             raise UserError(f"{path}: contig {strangers[0]!r} is not in the scanned genome")
-        found = dict(Counter(c.label for c in mine))
-        if found != part["calls"]:  # written over by another run since
-            raise UserError(f"{path}: not the calls of the chunk {folder} describes (calls by label: "
-                            f"{by_label(found) or 'none'}; the chunk made {by_label(part['calls']) or 'none'}); "
-                            "scan the chunk again")
+        check_counts(mine, path, folder, part["calls"], "scan the chunk again")
         calls += mine
     if parts[0][1].get("calls_by") != MERGED:
         # Each chunk called the peaks of its own bases, its neighbours' scores in view (or counted the
@@ -130,11 +126,6 @@ def read_summary(path) -> dict:
                                                                       "bases", "seconds", "window_bp")):
         raise UserError(f"{path}: not a summary written by `dnabert2 scan --summary`")
     return part
-
-
-def by_label(counts: dict[str, int]) -> str:
-    """Calls counted by label, as messages and the scan's line say them."""
-    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
 
 
 def scan_line(report: dict, out) -> str:

@@ -47,8 +47,7 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def read_task(folder) -> dict:
-    """split → (sequences, labels) of a task folder; labels must be 0..K-1, all of them in train, and dev
-    must hold two classes or more (it ranks epochs and seeds)."""
+    """split → (sequences, labels) of a task folder; labels must be 0..K-1, all of them in train."""
     folder = Path(folder)
     task = {split: read_split(folder / f"{split}.csv") for split in SPLITS}
     classes = sorted(set(task["train"][1].tolist()))
@@ -60,11 +59,16 @@ def read_task(folder) -> dict:
         extra = sorted(set(task[split][1].tolist()) - set(classes))
         if extra:
             raise UserError(f"{folder}/{split}.csv: labels {extra} do not occur in train.csv")
+    return task
+
+
+def check_dev(folder, task: dict) -> None:
+    """Refuse, for training, a dev split of one class: its MCC is 0 at every epoch, so the first would be
+    kept whatever the later ones learned."""
     dev = sorted(set(task["dev"][1].tolist()))
-    if len(dev) < 2:  # MCC is 0 at every epoch: the first would be kept, whatever the later ones learned
+    if len(dev) < 2:
         raise UserError(f"{folder}/dev.csv: a single class ({dev[0]}); dev MCC, which picks the epoch and the seed, "
                         "needs two or more")
-    return task
 
 
 def write_csv(path: Path, rows) -> None:
