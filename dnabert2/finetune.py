@@ -265,8 +265,8 @@ def mean_over(results, spread: bool = False) -> dict:
         values = [r[key] for r in results]
         if isinstance(first, dict):
             out[key] = mean_over(values, spread)
-        elif isinstance(first, int) and not isinstance(first, bool) and len(set(values)) == 1:  # a count of the test split (sites, bases)
-            if not spread:
+        elif isinstance(first, int) and not isinstance(first, bool) and len(set(values)) == 1:
+            if not spread:  # a count of the test split's (sites, bases), the same in every seed
                 out[key] = first
         elif not isinstance(first, (int, float)) or any(v is None for v in values):
             out[key] = first if not isinstance(first, (int, float)) else None

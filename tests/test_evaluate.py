@@ -103,18 +103,22 @@ def test_a_per_base_model_is_refused_by_evaluate(tmp_path):
     assert not (tmp_path / "r.tsv").exists()
 
 
-def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path):
+@pytest.mark.parametrize("split, words", [
+    ("train", ["z/bad/train.csv", "a single class"]),
+    ("dev", ["z/bad/dev.csv", "a single class", "picks the epoch"]),  # it cannot rank epochs
+])
+def test_a_bad_task_folder_is_refused_before_any_task_is_trained(tmp_path, split, words):
     """A GUE tree whose last folder is no window task fails at once, not after hours spent on the
     folders before it."""
     root = tmp_path / "gue"
     shutil.copytree(SAMPLE, root / "a" / "good")
     shutil.copytree(SAMPLE, root / "z" / "bad")
-    (root / "z" / "bad" / "train.csv").write_text("sequence,label\nACGTACGT,1\nACGTACGA,1\n")
+    (root / "z" / "bad" / f"{split}.csv").write_text("sequence,label\nACGTACGT,1\nACGTACGA,1\n")
     model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
     result = run_cli("evaluate", "--model", model, "--gue", root, "--out", tmp_path / "r.tsv", "--epochs", 1,
                      "--device", "cpu")
-    assert_user_error(result, "z/bad/train.csv", "a single class")
+    assert_user_error(result, *words)
     assert "task a/good" not in result.stderr  # refused before the first task was read for training
     assert not (tmp_path / "r.tsv").exists()
 
