@@ -192,15 +192,25 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     assert not list(tmp_path.glob("lost*"))
 
 
-def test_a_scan_stopped_while_writing_leaves_none_of_its_outputs(splice_model, ce1pct, tmp_path):
-    """SIGTERM with the summary and tracks written, the calls not yet: they stood, beside an earlier
-    run's calls, and scan-gather joined those as this run's."""
-    patch = ("import dnabert2.scan as scan\nwritten = scan.write_json\n"
-             "def stopped(*args):\n    written(*args)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
-             "scan.write_json = stopped")
-    result = run_patched(patch, "scan", "--model", splice_model, "--fasta", ce1pct, "--contigs", "MtDNA",
-                         "--out", tmp_path / "calls.bed", "--summary", tmp_path / "calls.json", "--bedgraph",
-                         tmp_path / "tracks", "--workers", 0)
+STOPPED_WHILE_WRITING = {
+    # the summary and tracks written, the calls not yet: they stood, beside an earlier run's calls, and
+    # scan-gather joined those as this run's
+    "after the summary": ("import dnabert2.scan as scan\nwritten = scan.write_json\n"
+                          "def stopped(*args):\n    written(*args)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+                          "scan.write_json = stopped"),
+    # while the calls are written as plain BED, to be bgzipped: it stayed beside the output
+    "writing the calls": ("import dnabert2.scan.calls as calls\nwriter = calls.csv.writer\n"
+                          "def stopped(*args, **options):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+                          "    return writer(*args, **options)\n"
+                          "calls.csv = type(sys)('csv')\ncalls.csv.writer = stopped"),
+}
+
+
+@pytest.mark.parametrize("when", STOPPED_WHILE_WRITING)
+def test_a_scan_stopped_while_writing_leaves_none_of_its_outputs(splice_model, ce1pct, tmp_path, when):
+    result = run_patched(STOPPED_WHILE_WRITING[when], "scan", "--model", splice_model, "--fasta", ce1pct,
+                         "--contigs", "MtDNA", "--out", tmp_path / "calls.bed.gz", "--summary",
+                         tmp_path / "calls.json", "--bedgraph", tmp_path / "tracks", "--workers", 0)
     assert_stopped(result, "scan", signal.SIGTERM)
     assert not list(tmp_path.iterdir())  # nor their temporary names
 

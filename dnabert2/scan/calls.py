@@ -87,10 +87,14 @@ def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
     compressed = bgzip_named(path)
     with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
         plain = Path(f"{tmp}.bed") if compressed else tmp
-        with open(plain, "w", newline="") as handle:
-            csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
-        if compressed:
-            _bgzip_and_index(plain, tmp)
+        try:
+            with open(plain, "w", newline="") as handle:
+                csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
+            if compressed:
+                _bgzip_and_index(plain, tmp)
+        finally:  # a run stopped while writing it left the plain BED beside the output
+            if compressed:
+                plain.unlink(missing_ok=True)
     return len(rows)
 
 
@@ -105,7 +109,7 @@ def _bgzip_and_index(plain: Path, out: Path) -> None:
         named.replace(out)
         Path(f"{named}.tbi").replace(f"{out}.tbi")
     finally:
-        for leftover in (plain, named, Path(f"{named}.tbi")):
+        for leftover in (named, Path(f"{named}.tbi")):
             leftover.unlink(missing_ok=True)
 
 
