@@ -154,6 +154,16 @@ def check_packed(cu_seqlens: torch.Tensor, max_seqlen: int, total: int) -> None:
         raise UserError(f"max_seqlen {max_seqlen} is shorter than the longest sequence ({longest} tokens)")
 
 
+def check_reach(max_seqlen: int, row_stride: int) -> None:
+    """The kernel's offsets within a sequence are 32-bit: a longer sequence would read past them (on a
+    GPU, an illegal address or a wrong answer)."""
+    from .kernels.alibi_flash import longest
+
+    if int(max_seqlen) > longest(row_stride):
+        raise UserError(f"a sequence of {max_seqlen:,} tokens is longer than the attention kernel reaches at "
+                        f"this model's width ({longest(row_stride):,}); run it in chunks (embed: --chunk-tokens)")
+
+
 def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dropout_p=0.0, bias=None):
     """Non-causal ALiBi attention of packed sequences; returns (total_tokens, heads, head_dim) like q.
     cu_seqlens and max_seqlen are trusted (check_packed checks them; the model does once per batch).
@@ -170,6 +180,7 @@ def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dro
     from .kernels.alibi_flash import AlibiFlashAttention
 
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    check_reach(max_seqlen, max(t.stride(0) for t in (q, k, v)))
     return AlibiFlashAttention.apply(q, k, v, cu_seqlens, int(max_seqlen), slopes.to(q.device))
 
 
@@ -183,4 +194,5 @@ def attend(qkv, cu_seqlens, max_seqlen, slopes, backend: str, dropout_p=0.0, bia
     from .kernels.alibi_flash import PackedAlibiFlashAttention
 
     qkv = qkv if qkv.stride(-1) == 1 else qkv.contiguous()
+    check_reach(max_seqlen, qkv.stride(0))
     return PackedAlibiFlashAttention.apply(qkv, cu_seqlens, int(max_seqlen), slopes)

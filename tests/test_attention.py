@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dnabert2.attention import (_choose, alibi_attention, alibi_bias, alibi_bias_bytes, alibi_slopes, attend,
-                                check_packed, choose_backend)
+                                check_packed, check_reach, choose_backend)
 from dnabert2.errors import UserError
 from reference import attention as reference_attention
 from reference import slopes as reference_slopes
@@ -223,6 +223,20 @@ def test_packed_boundaries_are_checked():
         check_packed(cu, 4, 9)
     with pytest.raises(UserError, match="rise from 0"):
         check_packed(torch.tensor([0, 5, 3, 7]), 5, 7)
+
+
+@needs_triton
+def test_a_sequence_longer_than_the_kernel_reaches_is_a_clear_error():
+    # Offsets within a sequence are 32-bit: a base model's packed qkv (3 × 12 heads × 64 dims a token)
+    # reaches under a million tokens, about a quarter of E. coli's genome embedded whole.
+    row = 3 * 12 * 64
+    reach = alibi_flash.longest(row)
+    assert 900_000 < reach < 2 ** 31 // row
+    check_reach(reach, row)
+    qkv = torch.empty(reach + 1, 3, 12, 64, device="meta")  # its strides, without its memory
+    with pytest.raises(UserError, match=f"a sequence of {reach + 1:,} tokens is longer than the attention kernel "
+                                        f"reaches at this model's width \\({reach:,}\\); run it in chunks"):
+        attend(qkv, torch.tensor([0, reach + 1], dtype=torch.int32), reach + 1, alibi_slopes(12), "triton")
 
 
 def test_mismatched_inputs_are_refused():

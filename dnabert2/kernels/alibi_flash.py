@@ -118,7 +118,7 @@ def _keys(k_block, v_block, k_offsets, v_offsets, cols, length, REGION: tl.const
 @triton.jit
 def _forward_keys(acc, l, m, q, K, V, k_offsets, v_offsets, stride_kt, stride_vt, rows, keys, lo, hi, length,
                   qk_scale, slope, REGION: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
-    # Offsets within a sequence fit 32 bits up to 2^31 / row stride tokens (932 k of a base model's qkv).
+    # Offsets within a sequence are 32-bit: longest() bounds the sequence (932 k tokens of a base model's qkv).
     k_block, v_block = K + lo * stride_kt, V + lo * stride_vt
     for start in range(lo, hi, BLOCK_N):
         k, v = _keys(k_block, v_block, k_offsets, v_offsets, start + keys, length, REGION)
@@ -361,6 +361,15 @@ def _launch(name: str, grid_of, *args, head_dim: int, precision: str, configs=No
     blocks = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     KERNELS[name][grid_of(*blocks)](*args, HEAD_DIM=head_dim, BLOCK_M=blocks[0], BLOCK_N=blocks[1],
                                     PRECISION=precision, num_warps=config.num_warps, num_stages=config.num_stages)
+
+
+@functools.cache
+def longest(row_stride: int) -> int:
+    """The longest sequence the kernels address when a token's row is `row_stride` elements apart: offsets
+    within a sequence (row × stride, rows up to a block past its end) are 32-bit."""
+    largest_block = max(c.kwargs[b] for entries in CONFIGS.values() for configs in entries.values()
+                        for c in configs for b in ("BLOCK_M", "BLOCK_N"))
+    return (2 ** 31 - 1) // row_stride - largest_block
 
 
 def _precision(q) -> str:
