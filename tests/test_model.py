@@ -162,6 +162,17 @@ def test_shape_mismatch_is_named(tmp_path):
         load_model(folder)
 
 
+def test_an_untied_decoder_is_refused_as_a_masked_lm_and_left_out_of_the_encoder(tmp_path):
+    config = small_config()
+    state = released_state(config)
+    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"] * 2
+    folder = released_folder(tmp_path / "m", config, state)
+    with pytest.raises(UserError, match="its MLM decoder weight differs from its word embeddings, which DNABERT-2 ties"):
+        load_model(folder)
+    encoder = load_model(folder, head="encoder")
+    assert torch.equal(encoder.bert.embeddings.word_embeddings.weight, state["bert.embeddings.word_embeddings.weight"])
+
+
 def test_other_architectures_are_refused(tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
+EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SAVED_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES)  # what save_model writes
 # The saved weights that tell a head, and the count of its classes.
@@ -271,6 +272,10 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
         if key in expected and value.shape != expected[key].shape:
             raise UserError(f"{model_name(folder)}: {key} has shape {tuple(value.shape)} in the weights but "
                             f"{tuple(expected[key].shape)} for config.json")
+    if isinstance(model, DNABertForMaskedLM) and TIED in state and not torch.equal(state[TIED], state[EMBEDDINGS]):
+        # The model has one tensor for both; loading would keep the decoder's as the input embeddings.
+        raise UserError(f"{model_name(folder)}: its MLM decoder weight differs from its word embeddings, which "
+                        f"DNABERT-2 ties (load it with head='encoder' to leave the decoder out)")
     model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
     if isinstance(model, DNABertForMaskedLM):
         model.tie_weights()
