@@ -156,7 +156,7 @@ def test_released_layout_classifier_with_other_labels_is_refused(base, motif_tas
 
 
 @pytest.mark.parametrize("rows, words", [
-    ([("ACGTX", 0), ("ACGT", 1)], ["train.csv", "line 2", "other than ACGTN", "X"]),
+    ([("ACGTX", 0), ("ACGT", 1)], ["train.csv", "line 2", "characters that are no nucleotide (X)"]),
     ([("ACGT", 0), ("ACGT", 0)], ["a single class"]),
     ([("ACGT", 0), ("ACGT", 2)], ["labels must be 0..K-1", "[0, 2]"]),
     ([("ACGT", 0), ("ACGT", "one")], ["line 3", "label 'one' is not a class number"]),
@@ -172,6 +172,26 @@ def test_bad_task_files(base, tmp_path, rows, words):
 def test_labels_that_are_no_class_number_are_named_as_written(tmp_path, label):
     (tmp_path / "train.csv").write_text(f"sequence,label\nACGT,0\nACGT, {label}\n")
     with pytest.raises(UserError, match=rf"line 3: label '{re.escape(label)}' is not a class number"):
+        read_split(tmp_path / "train.csv")
+
+
+def test_task_csvs_read_as_written_rna_iupac_codes_and_blank_lines_included(tmp_path):
+    # `tasks` writes a genome's IUPAC codes as they are (the tokenizer reads them as N does); RNA's U is T.
+    (tmp_path / "train.csv").write_text("sequence,label\nacgu,0\n\nARYKN,1\r\n\n")
+    sequences, labels = read_split(tmp_path / "train.csv")
+    assert sequences == ["ACGT", "ARYKN"] and labels.tolist() == [0, 1]
+    (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\n\n\nAXGT,1\n")
+    with pytest.raises(UserError, match=r"train.csv: line 5: characters that are no nucleotide \(X\)"):
+        read_split(tmp_path / "train.csv")
+
+
+@pytest.mark.parametrize("text", [
+    'sequence,label\n"1",ACGT,0\n"2",AAGG,1\n',  # R's write.table: row names without a header field
+    "sequence,label\nACGT,0,5\nAAGG,1\n",
+])
+def test_rows_with_more_fields_than_the_header_are_refused(tmp_path, text):
+    (tmp_path / "train.csv").write_text(text)
+    with pytest.raises(UserError, match="train.csv: rows hold more fields than the header names"):
         read_split(tmp_path / "train.csv")
 
 

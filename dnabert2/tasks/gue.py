@@ -10,39 +10,46 @@ import numpy as np
 from ..errors import UserError
 from ..options import folder_name
 from ..outputs import atomic_folder, atomic_output, atomic_text
+from ..sequences.fasta import IUPAC
 
 SPLITS = ("train", "dev", "test")
 
 
 def read_split(path: Path) -> tuple[list[str], np.ndarray]:
-    """Sequences (upper-case) and integer labels of one GUE CSV, checked."""
+    """Sequences (upper-case, RNA's U as T) and integer labels of one GUE CSV, checked."""
     import pandas as pd
 
     if not path.is_file():
         raise UserError(f"{path}: no such file (a task folder holds train.csv, dev.csv and test.csv)")
     try:
-        table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False)
+        # Blank lines are kept, then dropped below, so that an error names a row by its line in the file.
+        table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False,
+                            skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
+    if not table.index.equals(pd.RangeIndex(len(table))):  # pandas made the fields the header lacks an index
+        raise UserError(f"{path}: rows hold more fields than the header names (row names written without a "
+                        f"header field?)")
     missing = [c for c in ("sequence", "label") if c not in table.columns]
     if missing:
         raise UserError(f"{path}: no {' or '.join(missing)} column (GUE CSVs have sequence,label)")
+    table = table[(table["sequence"] != "") | (table["label"] != "")]
     if table.empty:
         raise UserError(f"{path}: no rows")
-    sequences = table["sequence"].str.upper()
+    line = table.index.to_numpy() + 2  # the header is line 1
+    sequences = table["sequence"].str.upper().str.replace("U", "T")
     empty = (sequences.str.len() == 0).to_numpy()
     if empty.any():
-        raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}: an empty sequence")
-    bad = sequences.str.contains("[^ACGTN]", regex=True)
+        raise UserError(f"{path}: line {line[empty][0]}: an empty sequence")
+    bad = sequences.str.contains(f"[^{IUPAC}]", regex=True).to_numpy()
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        found = sorted(set(sequences[row]) - set("ACGTN"))
-        raise UserError(f"{path}: line {row + 2}: characters other than ACGTN ({''.join(found)[:10]})")
+        found = sorted(set(sequences[bad].iloc[0]) - set(IUPAC))
+        raise UserError(f"{path}: line {line[bad][0]}: characters that are no nucleotide ({''.join(found)[:10]})")
     labels = pd.to_numeric(table["label"], errors="coerce")
-    bad = labels.isna() | (labels != labels.round()) | (labels.abs() > 2**31)  # a class number, not 1e30
+    bad = (labels.isna() | (labels != labels.round()) | (labels.abs() > 2**31)).to_numpy()  # a class number, not 1e30
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"{path}: line {row + 2}: label {table['label'][row].strip()!r} is not a class number")
+        raise UserError(f"{path}: line {line[bad][0]}: label {table['label'][bad].iloc[0].strip()!r} is not a "
+                        f"class number")
     return sequences.tolist(), labels.to_numpy(dtype=np.int64)
 
 
