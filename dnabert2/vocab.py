@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from Bio.Seq import reverse_complement
@@ -57,11 +57,24 @@ def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int
     return tokenizer
 
 
+def _distinct(rng: random.Random, n: int, count: int) -> Iterator[int]:
+    """Distinct numbers below n in random order: `count` of them drawn at once, then more one by one
+    (in place of windows that were dropped) until all n are drawn."""
+    drawn = rng.sample(range(n), k=min(count, n))
+    yield from drawn
+    seen = set(drawn)
+    while len(seen) < n:
+        pick = rng.randrange(n)
+        if pick not in seen:
+            seen.add(pick)
+            yield pick
+
+
 def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, progress: bool = False,
                    skip: Sequence[str] = ()) -> list[str]:
     """Up to `count` distinct, non-overlapping windows drawn uniformly over all genomes' bases (so a
     genome weighs by its size), each on a random strand, none from the contigs in `skip`; windows with
-    anything but ACGT are dropped."""
+    anything but ACGT are dropped and others drawn in their place."""
     unknown = sorted(set(skip) - {contig for g in genomes for contig in g.lengths})
     if unknown:
         raise UserError(f"--heldout-contigs: no genome has a contig {unknown[0]!r}")
@@ -81,19 +94,20 @@ def sample_windows(genomes: Sequence[Fasta], size: int, count: int, seed: int, p
     for _, _, n in tiles:
         ends.append((ends[-1] if ends else 0) + n)
     rng = random.Random(seed)
-    picks = rng.sample(range(ends[-1]), k=min(count, ends[-1]))
     sequences = []
-    for pick in tqdm(picks, desc="sampling windows", unit="window", disable=not progress):
-        i = bisect.bisect_right(ends, pick)
-        genome, contig, _ = tiles[i]
-        start = (pick - (ends[i - 1] if i else 0)) * size
-        sequence = genome.fetch(contig, start, start + size)
-        if set(sequence) - set(ALPHABET):
-            continue
-        sequences.append(reverse_complement(sequence) if rng.random() < 0.5 else sequence)
+    with tqdm(total=min(count, ends[-1]), desc="sampling windows", unit="window", disable=not progress) as bar:
+        for pick in _distinct(rng, ends[-1], count):
+            i = bisect.bisect_right(ends, pick)
+            genome, contig, _ = tiles[i]
+            start = (pick - (ends[i - 1] if i else 0)) * size
+            sequence = genome.fetch(contig, start, start + size)
+            if set(sequence) - set(ALPHABET):
+                continue
+            sequences.append(reverse_complement(sequence) if rng.random() < 0.5 else sequence)
+            bar.update()
+            if len(sequences) == count:
+                break
     return sequences
-
-
 
 
 def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = None, *, progress: bool = False,

@@ -164,6 +164,20 @@ def test_vocab_draws_no_window_from_held_out_contigs(tmp_path):
     assert not (tmp_path / "u.json").exists()
 
 
+def test_windows_dropped_for_gaps_are_replaced_by_others(tmp_path):
+    import random
+
+    from dnabert2.vocab import sample_windows
+
+    rng = random.Random(0)
+    clean = "".join(rng.choice("ACGT") for _ in range(3000))
+    genome = tmp_path / "g.fa"
+    genome.write_text(f">gaps\n{'N' * 3000}\n>clean\n{clean}\n")  # half the 100 bp windows are a gap's
+    with Fasta(genome) as fasta:
+        assert len(sample_windows([fasta], 100, 20, seed=0)) == 20
+        assert len(sample_windows([fasta], 100, 50, seed=0)) == 30  # all the clean ones there are
+
+
 def test_vocab_whose_report_cannot_be_written_leaves_no_vocabulary(tmp_path):
     if not Path("/proc/self").exists():
         pytest.skip("needs /proc: a folder that exists but takes no new file, even for root")
