@@ -229,10 +229,17 @@ def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path
     single = run_cli(*pretrain_args(genome, tmp_path / "one", *args))
     assert single.returncode == 0, single.stderr
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "dnabert2",
-                          *map(str, pretrain_args(genome, tmp_path / "two", *args))],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def two_ranks(*more, quiet=True):
+        words = [str(a) for a in pretrain_args(genome, tmp_path / "two", *args, *more) if quiet or a != "-q"]
+        return subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "dnabert2", *words],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    two = two_ranks()
     assert two.returncode == 0, two.stderr[-3000:]
+    resumed = two_ranks("--resume", quiet=False)  # from the last checkpoint: nothing left to run, said once
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stderr.count("resuming from") == 1, resumed.stderr
     one_rows, two_rows = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [r["step"] for r in two_rows] == [1, 2, 3, 4]
     for a, b in zip(one_rows, two_rows):
@@ -316,6 +323,14 @@ def test_an_error_in_a_data_worker_is_one_line(tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--window-bp", 100, "--workers", 1,
                                              "--steps", 2)), "no window with at most 5% N")
     assert not list((tmp_path / "m").glob("**/step-*"))
+
+
+def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):
+    genome = tmp_path / "g.fa"
+    genome.write_text(">clean\n" + "ACGT" * 100 + "\n>gaps\n" + "N" * 400 + "\n")
+    assert WindowSampler([genome], None, 100, ["gaps"], TRAIN).draw(np.random.default_rng(0))[0] == "clean"
+    with pytest.raises(UserError, match="in 1000 draws; the held-out contigs are mostly N"):
+        WindowSampler([genome], None, 100, ["gaps"], EVAL).draw(np.random.default_rng(0))
 
 
 def test_bad_optimiser_settings(genome, tmp_path):

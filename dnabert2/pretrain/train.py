@@ -261,7 +261,8 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"][rank])
-    log.info("resuming from %s (step %d of %d)", path, state["step"], s.steps)
+    if rank == 0:
+        log.info("resuming from %s (step %d of %d)", path, state["step"], s.steps)
     return state["step"]
 
 
