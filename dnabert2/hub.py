@@ -43,7 +43,7 @@ def model_path(name) -> Path:
         return Path(name)
     repo, revision = named
     # Imported here: most commands never fetch, and huggingface_hub takes a while to import.
-    from huggingface_hub import constants, errors, snapshot_download
+    from huggingface_hub import constants, errors, get_token, snapshot_download
 
     where = f"{repo}@{revision}" if revision else repo
     endpoint = constants.ENDPOINT
@@ -58,8 +58,10 @@ def model_path(name) -> Path:
     except errors.RevisionNotFoundError:
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository") from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):
-        raise UserError(f"{name}: no such file or folder here, nor a model of that name on the Hugging Face Hub (a private "
-                        f"or gated one needs HF_TOKEN)") from None
+        access = ("the token given (HF_TOKEN, or a login) has no access to it if it is private or gated" if get_token()
+                  else "a private or gated one needs HF_TOKEN")
+        raise UserError(f"{name}: no such file or folder here, nor a model of that name on the Hugging Face Hub "
+                        f"({access})") from None
     except errors.LocalEntryNotFoundError as error:
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached: {_first_line(error.__cause__)}"
         raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None

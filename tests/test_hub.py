@@ -135,7 +135,7 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
 @pytest.mark.parametrize("name, words", [
     ("nobody/no-such-model", ["nobody/no-such-model", "no such file or folder here", "on the Hugging Face Hub"]),
     ("lab/splice-tiny@v9", ["no revision 'v9'"]),
-    ("lab/private-dna", ["lab/private-dna", "HF_TOKEN"]),
+    ("lab/private-dna", ["lab/private-dna", "a private or gated one needs HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
     ("runs/model--old", ["runs/model--old", "nor a valid Hugging Face Hub id"]),
 ])
@@ -150,6 +150,9 @@ def test_a_private_model_loads_with_its_token(hub, tmp_path):
     result = python_checksum(hub_env(hub, tmp_path / "hf", HF_TOKEN=PRIVATE_TOKEN), "lab/private-dna")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
+    wrong = run(hub_env(hub, tmp_path / "hf2", HF_TOKEN="hf_wrong"), "-m", "dnabert2", "scan", "--model",
+                "lab/private-dna", "--fasta", GENOMES / "ce1pct.fa.gz", "--out", tmp_path / "x.bed")
+    assert_user_error(wrong, "lab/private-dna", "the token given (HF_TOKEN, or a login) has no access to it")
 
 
 @pytest.fixture(scope="module")
