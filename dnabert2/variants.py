@@ -40,6 +40,8 @@ from .tasks.dense import fetch_padded
 log = logging.getLogger(__name__)
 
 BLOCK = 2048  # records read, scored and written at a time
+# Why a record is not scored (INFO/DNABERT2_UNSCORED), in the order they are looked for.
+REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long")
 LONGEST = 50  # REF length (bp) the shared cores leave room for
 BASES = set("ACGTN")
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
@@ -76,6 +78,8 @@ class VariantScorer:
     def __init__(self, scanner: DenseScanner, tokenizer, fasta: Fasta, distance: int, tokens: int):
         self.scanner, self.tokenizer, self.fasta = scanner, tokenizer, fasta
         self.distance, self.tokens = distance, tokens
+        # A longer REF would need windows longer than the model's (a structural variant's, kilobases): not scored.
+        self.longest_ref = scanner.core
         self.order = [scanner.labels.index(label) for label in site_labels(scanner.labels)]
         self.fields = fields(site_labels(scanner.labels))
 
@@ -113,6 +117,9 @@ class VariantScorer:
                 at = v.position - (start - flank)
                 alternatives.append(reference[:at] + v.alt + reference[at + len(v.ref):])
             ref_scores, *alt_scores = self.forward_scores([reference, *alternatives])
+            if not all(np.isfinite(a).all() for a in (ref_scores, *alt_scores)):
+                raise UserError(f"the model's scores are not numbers (NaN) around {members[0].contig}:"
+                                f"{members[0].position + 1}: are its weights intact?")
             for v, alt in zip(members, alt_scores):
                 out[v.record, v.allele] = self.delta(v, start, ref_scores, alt)
         return out
@@ -148,15 +155,21 @@ def summarise(change, positions) -> tuple[list[float], list[int]]:
     return scores, where
 
 
-def why_unscored(fasta: Fasta, record) -> str | None:
+def why_unscored(fasta: Fasta, record, longest_ref: int) -> str | None:
+    """The reason (of REASONS) a record is not scored, or None."""
+    ref = record.ref or ""
     # REF's own length: record.stop follows INFO/END, which symbolic and gVCF records carry.
-    end = record.start + len(record.ref)
+    end = record.start + len(ref)
     if record.contig not in fasta.lengths:
         return "unknown_contig"
     if record.start < 0 or end > fasta.lengths[record.contig]:  # POS 0 marks a telomere
         return "outside_contig"
-    if fasta.fetch(record.contig, record.start, end) != record.ref.upper():
+    if not scorable(ref):  # missing ('.'), or IUPAC codes other than N
+        return "unscorable_ref"
+    if fasta.fetch(record.contig, record.start, end) != ref.upper():
         return "ref_mismatch"
+    if len(ref) > longest_ref:
+        return "ref_too_long"
     return None
 
 
@@ -201,8 +214,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
         "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
         f"Format: ALLELE|{'|'.join(names)}")])
-    counts = {"records": 0, "alleles_scored": 0, "ref_mismatch": 0, "unknown_contig": 0, "outside_contig": 0,
-              "alleles_unscorable": 0}
+    counts = {"records": 0, "alleles_scored": 0, **dict.fromkeys(REASONS, 0), "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
         stack.enter_context(written_together())  # the VCF and its table, or neither
         genome = stack.enter_context(Fasta(fasta))
@@ -232,9 +244,14 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     none): htslib marks such records as errors and stops the process when one is written; the same for
     undeclared INFO, FORMAT and FILTER tags."""
     declared = set(header.contigs)
+    for contig in declared & set(lengths):
+        length = header.contigs[contig].length
+        if length is not None and length != lengths[contig]:
+            raise UserError(f"{vcf}: its header gives {contig} {length:,} bp, {fasta} {lengths[contig]:,} bp: is it the "
+                            "reference the VCF was called against?")
     seen, last = {}, None
     with pysam.VariantFile(str(vcf)) as records:
-        for record in records:
+        for record in _read_on(records, vcf):
             if record.contig != last and record.contig in seen:
                 raise UserError(f"{vcf}: records of {record.contig} are not together (sort it: bcftools sort)")
             if record.contig == last and record.start < seen[last]:
@@ -250,6 +267,17 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))
+
+
+def _read_on(records, vcf):
+    """The records, an unreadable one named by the record before it."""
+    after = "its header"
+    try:
+        for record in records:
+            yield record
+            after = f"the record at {record.contig}:{record.pos}"
+    except (OSError, ValueError) as error:
+        raise UserError(f"{vcf}: cannot read it as VCF/BCF after {after} ({error})") from None
 
 
 def declare_assumed(header, parsed) -> None:
@@ -272,7 +300,7 @@ def declare_fixed(header) -> None:
     END in the input or not), and UNSCORED."""
     for key, kind, description in (
             (END, "Integer", "End position of the variant described in this record"),
-            (UNSCORED, "String", "Why the record was not scored: ref_mismatch, unknown_contig, outside_contig")):
+            (UNSCORED, "String", f"Why the record was not scored: {', '.join(REASONS)}")):
         if key not in header.info:
             header.add_meta("INFO", items=[("ID", key), ("Number", "1"), ("Type", kind), ("Description", description)])
 
@@ -280,7 +308,7 @@ def declare_fixed(header) -> None:
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
     reasons, variants = {}, []
     for index, record in enumerate(block):
-        reason = why_unscored(genome, record) if record.ref and scorable(record.ref) else "ref_mismatch"
+        reason = why_unscored(genome, record, scorer.longest_ref)
         if reason:
             reasons[index] = reason
             counts[reason] += 1

@@ -14,7 +14,7 @@ import numpy as np
 import pysam
 import pytest
 
-from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
+from conftest import CORE, GENOMES, assert_user_error, run_cli, scan_classifier
 from dnabert2.sequences import Fasta, read_annotation
 
 ANNOTATION = GENOMES / "ce1pct.gff3.gz"
@@ -177,6 +177,10 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
      ["plain.vcf.gz", "gzip", "bgzip"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "ucsc.vcf"],
      ["none of its contigs (chrIV)", "reference"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "assembly.vcf"],
+     ["its header gives IV 1,000 bp", "174,938 bp", "the reference the VCF was called against"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "badpos.vcf"],
+     ["badpos.vcf: cannot read it as VCF/BCF after the record at IV:101"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "missing.vcf"],
      ["missing.vcf: no such file"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "my score"], ["--info-key"]),
@@ -193,6 +197,9 @@ def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tm
     (tmp_path / "plain.vcf.gz").write_bytes(gzip.compress(variants[0].read_bytes()))
     write_vcf(tmp_path / "ucsc.vcf", [("chrIV", 100, "a", "A", "C"), ("chrIV", 500, "b", "A", "C")], {})
     (tmp_path / "undeclared.vcf").write_text(HEADER.format(contigs="") + "IV\t100\ta\tA\tC,G\t.\t.\tDNABERT2=x,y\n")
+    write_vcf(tmp_path / "assembly.vcf", [("IV", 100, "a", "A", "C")], {"IV": 1000})  # another assembly's IV
+    (tmp_path / "badpos.vcf").write_text(HEADER.format(contigs="") + "IV\t101\ta\tA\tC\t.\t.\t.\n"
+                                         "IV\tabc\tb\tA\tC\t.\t.\t.\n")
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
@@ -265,6 +272,24 @@ def test_telomere_records_and_alts_equal_to_ref_are_kept_unscored(cnn, ce1pct, t
     assert telomere.info["DNABERT2_UNSCORED"] == "outside_contig"
     unchanged, changed = same.info["DNABERT2"]
     assert unchanged == f"{base}|" + "|".join("." * 8) and "." not in changed.split("|")[1:]
+
+
+def test_records_whose_ref_cannot_be_scored_say_why(cnn, ce1pct, tmp_path):
+    """A REF missing or of IUPAC codes is no mismatch; one longer than the model's core (a structural
+    variant's) would need windows longer than the model's, and its positions would lie far beyond
+    --distance."""
+    with Fasta(ce1pct) as genome:
+        long_ref, fits = genome.fetch("IV", 5000, 5001 + CORE), genome.fetch("IV", 7000, 7000 + CORE)
+    records = [("IV", 99, "missing", ".", "A"), ("IV", 199, "iupac", "R", "A"),
+               ("IV", 5000, "long", long_ref, long_ref[0]), ("IV", 7000, "fits", fits, fits[0])]
+    out = tmp_path / "o.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / "in.vcf", records, {}),
+                     "--fasta", ce1pct, "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "1 alleles scored, 2 unscorable ref, 1 ref too long" in result.stdout
+    with pysam.VariantFile(str(out)) as vcf:
+        reasons = {r.id: r.info.get("DNABERT2_UNSCORED") for r in vcf}
+    assert reasons == {"missing": "unscorable_ref", "iupac": "unscorable_ref", "long": "ref_too_long", "fits": None}
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
