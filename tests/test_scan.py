@@ -481,6 +481,30 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     assert on_one["sites"] == sum(s.contig == "I" for s in donors)
 
 
+def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):
+    """A second call near a site is a false positive, and one call between two sites finds one."""
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    donors = sorted({(s.contig, s.strand, s.position) for s in read_annotation(annotation).splice_sites()
+                     if s.kind == "donor"})
+    a, b = min(zip(donors, donors[1:]), key=lambda pair: (pair[0][:2] != pair[1][:2], pair[1][2] - pair[0][2]))
+    contig, strand = a[:2]
+    calls = tmp_path / "calls.bed"
+
+    def donor_report(peaks, tolerance):
+        calls.write_text("".join(f"{contig}\t{p - 100}\t{p + 100}\tdonor\t900\t{strand}\t3\t-1\t-1\t100\n"
+                                 for p in peaks))
+        result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", contig,
+                         "--splice-tolerance", tolerance)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["labels"]["donor"]
+
+    twice = donor_report([a[2] - 1, a[2] + 1], 1)
+    assert (twice["calls"], twice["calls_matching_a_site"], twice["sites_found"], twice["precision"]) == (2, 1, 1, 0.5)
+    gap = b[2] - a[2]
+    between = donor_report([a[2] + gap // 2], gap - gap // 2)
+    assert (between["calls_matching_a_site"], between["sites_found"]) == (1, 1)
+
+
 def test_scan_eval_reads_narrowpeak_without_a_summit_as_the_calls_middle(tmp_path):
     annotation = GENOMES / "ce1pct.gff3.gz"
     donor = next(s for s in read_annotation(annotation).splice_sites() if s.kind == "donor")

@@ -1,7 +1,8 @@
-"""Scoring a scan against an annotation. Each call's peak is matched to the annotated sites its label
-stands for, on its strand, within the tolerance of that kind of site (the task registry says which
-sites and which tolerance: --splice-tolerance, --tss-tolerance, …); precision is the share of calls
-that match a site, recall the share of sites that a call matches. From the scan's score tracks, per
+"""Scoring a scan against an annotation. Calls' peaks are matched one to one to the annotated sites
+their label stands for, on their strand, within the tolerance of that kind of site (the task registry
+says which sites and which tolerance: --splice-tolerance, --tss-tolerance, …), as many pairs as can
+be; precision is the share of calls matched, recall the share of sites matched: a second call near
+one site is a false positive, and one call does not find two sites. From the scan's score tracks, per
 base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
 import json
@@ -40,12 +41,18 @@ def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray
     return {key: np.array(sorted(v), dtype=np.int64) for key, v in found.items()}
 
 
-def _near(positions: np.ndarray, targets: np.ndarray, tolerance: int) -> np.ndarray:
-    """For each of `positions`, whether some target lies within ±tolerance."""
-    if not len(targets):
-        return np.zeros(len(positions), dtype=bool)
-    i = np.searchsorted(targets, positions - tolerance)
-    return (i < len(targets)) & (targets[np.minimum(i, len(targets) - 1)] <= positions + tolerance)
+def _matched(calls: np.ndarray, sites: np.ndarray, tolerance: int) -> int:
+    """The most (call, site) pairs within ±tolerance of each other that share no call and no site,
+    both sorted. On a line, pairing each site with the first call left that reaches it is optimal."""
+    pairs = i = j = 0
+    while i < len(calls) and j < len(sites):
+        if calls[i] < sites[j] - tolerance:
+            i += 1  # too far left for this site, and so for every later one
+        elif calls[i] > sites[j] + tolerance:
+            j += 1  # no call left reaches this site
+        else:
+            pairs, i, j = pairs + 1, i + 1, j + 1
+    return pairs
 
 
 def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, settings=None, **overrides) -> dict:
@@ -91,15 +98,12 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
             peaks = {key: p[inside.holds(key[0], p)] for key, p in peaks.items()}
         counts = np.zeros(4, dtype=np.int64)
         pairs = np.zeros(2, dtype=np.int64)  # close pairs, resolved ones
-        for (contig, strand), positions in peaks.items():
-            counts[0] += len(positions)
-            counts[1] += _near(positions, sites.get((kind, contig, strand), np.array([], dtype=np.int64)),
-                               tolerance).sum()
+        counts[0] = sum(len(positions) for positions in peaks.values())
         for (k, contig, strand), positions in sites.items():
             if k == kind:
                 called = peaks.get((contig, strand), np.array([], dtype=np.int64))
                 counts[2] += len(positions)
-                counts[3] += _near(positions, called, tolerance).sum()
+                counts[[1, 3]] += _matched(called, positions, tolerance)
                 pairs += _close_pairs(positions, called, tolerance)
         report["labels"][label] = _metrics(counts) | {"close_pairs": int(pairs[0]),
                                                       "close_pairs_resolved": int(pairs[1])}
@@ -349,7 +353,7 @@ def add_arguments(parser) -> None:
     matching = "; ".join(f"{label.name}: {label.site} sites within --{label.tolerance}-tolerance bp"
                          for label in SITE_LABELS.values())
     parser.description = (
-        f"Match each call's peak to the annotated sites of its label on the same strand ({matching}). Calls and "
+        f"Match calls' peaks one to one to the annotated sites of their label on the same strand ({matching}). Calls and "
         "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints (and with "
         "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1; with the --summary of a "
         "scan that wrote tracks, also per-base PR-AUC, top-k accuracy and the mean score around sites.")
