@@ -6,7 +6,9 @@ import signal
 import shlex
 import subprocess
 import sys
+from collections import Counter
 
+import pysam
 import pytest
 
 from conftest import GENOMES, ROOT, assert_stopped, assert_user_error, run_cli, run_patched, without_bases
@@ -148,8 +150,22 @@ def test_an_untagged_read_joins_the_strand_of_its_introns_tagged_reads(tmp_path,
     out = tmp_path / "junctions.bed"
     result = run_cli("junctions", "--bam", data / "bam/sirv_ont/pcs109_5k_spliced.bam", "--out", out)
     assert result.returncode == 0, result.stderr
-    introns = [tuple(line.split("\t")[:3]) for line in out.read_text().splitlines()]
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    introns = [tuple(r[:3]) for r in rows]
     assert introns and len(introns) == len(set(introns))
+    # Each row's reads, against a count of the CIGARs' skips (N) over the primary alignments.
+    skips = Counter()
+    with pysam.AlignmentFile(str(data / "bam/sirv_ont/pcs109_5k_spliced.bam")) as bam:
+        for read in bam.fetch():
+            if read.is_unmapped or read.is_secondary or read.is_supplementary:
+                continue
+            position = read.reference_start
+            for operation, length in read.cigartuples:
+                if operation == pysam.CREF_SKIP:
+                    skips[(read.reference_name, str(position), str(position + length))] += 1
+                if operation in (pysam.CMATCH, pysam.CDEL, pysam.CREF_SKIP, pysam.CEQUAL, pysam.CDIFF):
+                    position += length
+    assert {tuple(r[:3]): int(r[3].removeprefix("reads=")) for r in rows} == skips
 
 
 def test_junctions_need_only_the_cigars(tmp_path, data):
