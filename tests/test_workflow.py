@@ -356,7 +356,7 @@ def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
         jobs.setdefault(job.name, []).append(job)
     pretrain = jobs["pretrain"][0]
     assert pretrain.resources["gpu"] == "8" and pretrain.partition == "<gpu-partition>"
-    assert "torchrun --standalone --nproc-per-node 8" in pretrain.text
+    assert "OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 8" in pretrain.text
     # Loader workers for each of the eight processes, from CPUs the job asks for (SLURM's --cpus-per-task).
     assert pretrain.threads == 32 and "--workers 4 " in pretrain.text
     for rule in ("finetune", "evaluate"):  # scoring a fine-tuned model goes where it was fine-tuned

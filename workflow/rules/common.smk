@@ -76,9 +76,16 @@ def pretrain_genomes(wildcards):
 
 
 def pretrain_launcher(wildcards):
-    """One process per GPU through torchrun when the job has several; plain python otherwise."""
+    """One process per GPU through torchrun when the job has several; plain python otherwise. Snakemake
+    sets OMP_NUM_THREADS to the job's threads, which torchrun then leaves to every process (eight
+    processes of 32 intra-op threads on 32 cores): torchrun's own default of 1 is set again.
+    """
     gpus = pretrain_settings(wildcards)["gpus"]
-    return f"torchrun --standalone --nproc-per-node {gpus}" if gpus > 1 else "python"
+    return (
+        f"OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node {gpus}"
+        if gpus > 1
+        else "python"
+    )
 
 
 def task_settings(wildcards):
