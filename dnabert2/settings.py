@@ -143,7 +143,8 @@ class PretrainSettings:
     checkpoint_dir: Path | None = setting(None, "where checkpoints and the live metrics.jsonl go", type=Path,
                                           default_text="OUT/checkpoints")
     keep: int = setting(2, "checkpoints kept", type=positive)
-    resume: bool = setting(False, "continue from the latest checkpoint, if there is one")
+    resume: bool = setting(False, "continue from the latest checkpoint, if there is one (with --force: if it is one "
+                           "of these settings, else start afresh)")
     seed: int = setting(0, "random seed", type=int)
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")

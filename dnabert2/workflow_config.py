@@ -10,7 +10,6 @@ once. Imports nothing heavy: Snakemake's own environment runs this.
 """
 
 import copy
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -411,15 +410,6 @@ def pretrain_options(settings: dict) -> str:
     """The options of `pretrain`; evaluations only where contigs are held out for them."""
     evaluated = {} if settings["heldout_contigs"] else {"eval_every": None}
     return as_arguments(PretrainSettings, {**settings, "device": device_of(settings), **evaluated})
-
-
-def pretrain_checkpoints(model: str, settings: dict, genomes: list, vocab: dict) -> str:
-    """A model's checkpoints folder, named by a digest of its run (options, genomes, vocabulary settings):
-    a job rerun after its settings changed starts afresh, rather than resuming a run of other settings
-    (or being refused it once Snakemake has removed the finished model); a failed job of the same
-    settings resumes."""
-    run = json.dumps([pretrain_options(settings), [str(g) for g in genomes], vocab], sort_keys=True)
-    return f"results/checkpoints/{model}/{hashlib.sha256(run.encode()).hexdigest()[:12]}"
 
 
 def task_options(settings: dict) -> str:

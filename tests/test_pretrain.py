@@ -325,6 +325,21 @@ def test_an_error_in_a_data_worker_is_one_line(tmp_path):
     assert not list((tmp_path / "m").glob("**/step-*"))
 
 
+def test_resume_with_force_continues_the_same_settings_and_starts_afresh_over_others(genome, tmp_path):
+    # As the workflow runs it: a rerun after a failure resumes, one after a settings change starts afresh.
+    out = tmp_path / "m"
+    assert run_cli(*pretrain_args(genome, out, "--steps", 2, "--checkpoint-every", 1)).returncode == 0
+    same = run_cli(*pretrain_args(genome, out, "--steps", 2, "--checkpoint-every", 1, "--resume", "--force"))
+    assert same.returncode == 0 and "afresh" not in same.stderr, same.stderr
+    other = run_cli(*pretrain_args(genome, out, "--steps", 3, "--checkpoint-every", 1, "--lr", 1e-3, "--resume",
+                                   "--force"))
+    assert other.returncode == 0, other.stderr
+    assert "(lr: 0.002 in the checkpoint, 0.001 now; steps: 2 in the checkpoint, 3 now): --force, so starting " \
+           "afresh, its checkpoints removed" in other.stderr
+    assert [r["step"] for r in losses(out)] == [1, 2, 3]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*.pt")) == ["step-00000002.pt", "step-00000003.pt"]
+
+
 def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">clean\n" + "ACGT" * 100 + "\n>gaps\n" + "N" * 400 + "\n")

@@ -100,19 +100,6 @@ def test_presets_named_in_the_settings_are_the_models():
     assert tuple(PRESETS) == PRESET_NAMES
 
 
-def test_pretraining_checkpoints_of_other_settings_go_elsewhere():
-    config = checked(DEFAULT)
-    tiny, genomes, vocab = config["pretrain"]["tiny"], ["g.fa.gz"], config["vocab"]
-    folder = wc.pretrain_checkpoints("tiny", tiny, genomes, vocab)
-    assert folder.startswith("results/checkpoints/tiny/")
-    assert wc.pretrain_checkpoints("tiny", copy.deepcopy(tiny), list(genomes), copy.deepcopy(vocab)) == folder
-    others = [wc.pretrain_checkpoints("tiny", tiny | {"lr": 2e-3}, genomes, vocab),
-              wc.pretrain_checkpoints("tiny", tiny | {"eval_every": 10}, genomes, vocab),
-              wc.pretrain_checkpoints("tiny", tiny, ["h.fa.gz"], vocab),
-              wc.pretrain_checkpoints("tiny", tiny, genomes, vocab | {"vocab_size": 512})]
-    assert len({folder, *others}) == 5
-
-
 def parsed(command: str, words: str, cls):
     """What the command makes of the options, as its settings dataclass."""
     required = {"pretrain": "--genome g.fa --tokenizer t.json --out o", "tasks": "promoter --genome g --annotation a --out o",

@@ -236,14 +236,15 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
     return data, held_out, recorded
 
 
-def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimizer, scheduler, rank: int) -> int:
-    """The step to start after: that of the latest checkpoint, restored, or 0 for a new run."""
+def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimizer, scheduler, rank: int,
+                world: int) -> int:
+    """The step to start after: that of the latest checkpoint, restored, or 0 for a new run. With
+    --force as well as --resume (as the workflow runs it), checkpoints of other settings are removed
+    and the run starts afresh."""
     if rank == 0:
         remove_partial(folder)
     found = checkpoints(folder)
-    if not found:
-        torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
-        return 0
+    state = None
     for path in reversed(found):  # a damaged checkpoint falls back to the one before it
         try:
             state = load_checkpoint(path)
@@ -252,7 +253,24 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
             if path == found[0]:
                 raise
             log.warning("%s; trying the one before it", error)
-    check_same_run(comparable(state["settings"]), comparable(recorded), path)
+    if state is not None:
+        try:
+            check_same_run(comparable(state["settings"]), comparable(recorded), path)
+        except UserError as error:
+            if not s.force:
+                raise
+            if world > 1:
+                dist.barrier()  # every rank has read the checkpoint before it goes
+            if rank == 0:
+                log.warning("%s: --force, so starting afresh, its checkpoints removed", error)
+                for old in found:
+                    old.unlink()
+            if world > 1:
+                dist.barrier()
+            state = None
+    if state is None:
+        torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
+        return 0
     before = state["settings"].get("batch_tokens", s.batch_tokens)
     if before != s.batch_tokens and rank == 0:
         log.warning("--batch-tokens %d is not the checkpoint's %d: the run goes on, but not bit for bit as it "
@@ -304,7 +322,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
                 path.unlink()
         if world > 1:
             dist.barrier()
-    start = resume_from(folder, s, recorded, model, optimizer, scheduler, rank)
+    start = resume_from(folder, s, recorded, model, optimizer, scheduler, rank, world)
     loop = TrainingLoop(s, model, optimizer, scheduler, device, rank, world, recorded)
     metrics = Metrics(folder, start, s.tensorboard) if rank == 0 else None
     row = loop.run(data, held_out, start, metrics, folder, progress)

@@ -20,13 +20,9 @@ rule pretrain:
         runtime=lambda wildcards: pretrain_settings(wildcards)["runtime"],
     params:
         # Checkpoints are not outputs, and outside the output folder: Snakemake deletes a failed
-        # job's outputs, and the rerun resumes from them. Those of the model's other settings go.
-        checkpoints=lambda wildcards, input: workflow_config.pretrain_checkpoints(
-            wildcards.model,
-            pretrain_settings(wildcards),
-            input.genomes,
-            config["vocab"],
-        ),
+        # job's outputs, and the rerun resumes from them (--resume); those of other settings, which
+        # a rerun after the settings changed finds, are removed and the run starts afresh (--force).
+        checkpoints="results/checkpoints/{model}",
         launcher=pretrain_launcher,
         genomes=lambda wildcards, input: " ".join(
             f"--genome {g}" for g in input.genomes
@@ -39,8 +35,6 @@ rule pretrain:
             threads // max(pretrain_settings(wildcards)["gpus"], 1), 1
         ),
     shell:
-        "mkdir -p {params.checkpoints} && find $(dirname {params.checkpoints}) -mindepth 1 -maxdepth 1 "
-        "! -path {params.checkpoints} -exec rm -rf {{}} + && "
         "{params.launcher} -m dnabert2 pretrain {params.genomes} --tokenizer {input.tokenizer} "
-        "--out {output.folder} --checkpoint-dir {params.checkpoints} --resume "
+        "--out {output.folder} --checkpoint-dir {params.checkpoints} --resume --force "
         "--workers {params.workers} {params.options} > {log} 2>&1"
