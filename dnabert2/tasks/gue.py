@@ -2,6 +2,7 @@
 checks, written atomically, found under a GUE download's layout."""
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -22,35 +23,38 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path}: no such file (a task folder holds train.csv, dev.csv and test.csv)")
     try:
-        # Blank lines are kept, then dropped below, so that an error names a row by its line in the file.
-        table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False,
-                            skip_blank_lines=False)
+        table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
-    if not table.index.equals(pd.RangeIndex(len(table))):  # pandas made the fields the header lacks an index
-        raise UserError(f"{path}: rows hold more fields than the header names (row names written without a "
-                        f"header field?)")
     missing = [c for c in ("sequence", "label") if c not in table.columns]
     if missing:
         raise UserError(f"{path}: no {' or '.join(missing)} column (GUE CSVs have sequence,label)")
-    table = table[(table["sequence"] != "") | (table["label"] != "")]
     if table.empty:
         raise UserError(f"{path}: no rows")
-    line = table.index.to_numpy() + 2  # the header is line 1
+    table = table.reset_index(drop=True)  # rows with a name the header does not (R's row names) became its index
     sequences = table["sequence"].str.upper().str.replace("U", "T")
     empty = (sequences.str.len() == 0).to_numpy()
     if empty.any():
-        raise UserError(f"{path}: line {line[empty][0]}: an empty sequence")
+        raise UserError(f"{path}: line {_line(path, empty)}: an empty sequence")
     bad = sequences.str.contains(f"[^{IUPAC}]", regex=True).to_numpy()
     if bad.any():
         found = sorted(set(sequences[bad].iloc[0]) - set(IUPAC))
-        raise UserError(f"{path}: line {line[bad][0]}: characters that are no nucleotide ({''.join(found)[:10]})")
+        raise UserError(f"{path}: line {_line(path, bad)}: characters that are no nucleotide ({''.join(found)[:10]})")
     labels = pd.to_numeric(table["label"], errors="coerce")
     bad = (labels.isna() | (labels != labels.round()) | (labels.abs() > 2**31)).to_numpy()  # a class number, not 1e30
     if bad.any():
-        raise UserError(f"{path}: line {line[bad][0]}: label {table['label'][bad].iloc[0].strip()!r} is not a "
+        raise UserError(f"{path}: line {_line(path, bad)}: label {table['label'][bad].iloc[0].strip()!r} is not a "
                         f"class number")
     return sequences.tolist(), labels.to_numpy(dtype=np.int64)
+
+
+def _line(path: Path, rows: np.ndarray) -> int:
+    """The line of the file that holds the first of `rows` (a mask over the table's rows): pandas
+    skips blank lines, the header's included."""
+    row = int(np.flatnonzero(rows)[0])
+    with open(path, encoding="utf-8-sig") as lines:
+        filled = (number for number, line in enumerate(lines, 1) if line.strip())
+        return next(itertools.islice(filled, row + 1, None))
 
 
 def read_task(folder) -> dict:
