@@ -78,8 +78,8 @@ class VariantScorer:
     def __init__(self, scanner: DenseScanner, tokenizer, fasta: Fasta, distance: int, tokens: int):
         self.scanner, self.tokenizer, self.fasta = scanner, tokenizer, fasta
         self.distance, self.tokens = distance, tokens
-        # A longer REF would need windows longer than the model's (a structural variant's, kilobases): not scored.
-        self.longest_ref = scanner.core
+        # A longer REF or ALT (a structural variant's, kilobases) would need windows of its own as long: not scored.
+        self.longest = scanner.core
         self.order = [scanner.labels.index(label) for label in site_labels(scanner.labels)]
         self.fields = fields(site_labels(scanner.labels))
 
@@ -118,7 +118,7 @@ class VariantScorer:
                 alternatives.append(reference[:at] + v.alt + reference[at + len(v.ref):])
             ref_scores, *alt_scores = self.forward_scores([reference, *alternatives])
             if not all(np.isfinite(a).all() for a in (ref_scores, *alt_scores)):
-                raise UserError(f"the model's scores are not numbers (NaN) around {members[0].contig}:"
+                raise UserError(f"the model's scores are not finite numbers around {members[0].contig}:"
                                 f"{members[0].position + 1}: are its weights intact?")
             for v, alt in zip(members, alt_scores):
                 out[v.record, v.allele] = self.delta(v, start, ref_scores, alt)
@@ -308,13 +308,14 @@ def declare_fixed(header) -> None:
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
     reasons, variants = {}, []
     for index, record in enumerate(block):
-        reason = why_unscored(genome, record, scorer.longest_ref)
+        reason = why_unscored(genome, record, scorer.longest)
         if reason:
             reasons[index] = reason
             counts[reason] += 1
             continue
         for allele, alt in enumerate(record.alts or ()):
-            if scorable(alt) and alt.upper() != record.ref.upper():  # an ALT equal to REF changes nothing
+            # An ALT equal to REF changes nothing.
+            if scorable(alt) and alt.upper() != record.ref.upper() and len(alt) <= scorer.longest:
                 variants.append(Variant(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
     scores = {}
     variants.sort(key=lambda v: (v.contig, v.position))
@@ -359,8 +360,8 @@ def add_arguments(parser) -> None:
                           "on either strand, and where they happen (for a splice model SpliceAI's DS_AG, DS_AL, "
                           "DS_DG, DS_DL and DP_ fields in its order, without its gene SYMBOL). Writes the same VCF "
                           "with the INFO field, bgzip-compressed and tabix-indexed, every record kept in order; "
-                          "records whose REF differs from the reference are flagged (" + UNSCORED + ") and counted, "
-                          "not scored.")
+                          "records whose REF differs from the reference, or that cannot be scored, are flagged ("
+                          + UNSCORED + ") and counted, not scored.")
     parser.add_argument("--model", required=True, type=Path, help="per-base model folder (`finetune` on a dense task, "
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF (a file: it is read twice)")

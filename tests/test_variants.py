@@ -280,16 +280,21 @@ def test_records_whose_ref_cannot_be_scored_say_why(cnn, ce1pct, tmp_path):
     --distance."""
     with Fasta(ce1pct) as genome:
         long_ref, fits = genome.fetch("IV", 5000, 5001 + CORE), genome.fetch("IV", 7000, 7000 + CORE)
+        base = genome.fetch("IV", 9000, 9001)
     records = [("IV", 99, "missing", ".", "A"), ("IV", 199, "iupac", "R", "A"),
-               ("IV", 5000, "long", long_ref, long_ref[0]), ("IV", 7000, "fits", fits, fits[0])]
+               ("IV", 5000, "long", long_ref, long_ref[0]), ("IV", 7000, "fits", fits, fits[0]),
+               ("IV", 9000, "inserted", base, f"{base + 'A' * CORE},{base}A")]
     out = tmp_path / "o.vcf.gz"
     result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / "in.vcf", records, {}),
                      "--fasta", ce1pct, "--out", out, "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert "1 alleles scored, 2 unscorable ref, 1 ref too long" in result.stdout
+    assert "2 alleles scored, 2 unscorable ref, 1 ref too long, 1 alleles unscorable" in result.stdout
     with pysam.VariantFile(str(out)) as vcf:
-        reasons = {r.id: r.info.get("DNABERT2_UNSCORED") for r in vcf}
-    assert reasons == {"missing": "unscorable_ref", "iupac": "unscorable_ref", "long": "ref_too_long", "fits": None}
+        records = {r.id: r for r in vcf}
+    assert {name: r.info.get("DNABERT2_UNSCORED") for name, r in records.items()} == {
+        "missing": "unscorable_ref", "iupac": "unscorable_ref", "long": "ref_too_long", "fits": None, "inserted": None}
+    too_long, short = records["inserted"].info["DNABERT2"]
+    assert set(too_long.split("|")[1:]) == {"."} and "." not in short.split("|")[1:]
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")

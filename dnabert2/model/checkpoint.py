@@ -272,7 +272,8 @@ def assemble(folder: Path, head: str | None, *, num_labels: int | None = None, p
         if key in expected and value.shape != expected[key].shape:
             raise UserError(f"{model_name(folder)}: {key} has shape {tuple(value.shape)} in the weights but "
                             f"{tuple(expected[key].shape)} for config.json")
-    if isinstance(model, DNABertForMaskedLM) and TIED in state and not torch.equal(state[TIED], state[EMBEDDINGS]):
+    if (isinstance(model, DNABertForMaskedLM) and TIED in state
+            and not torch.equal(state[TIED].to(state[EMBEDDINGS].dtype), state[EMBEDDINGS])):
         # The model has one tensor for both; loading would keep the decoder's as the input embeddings.
         raise UserError(f"{model_name(folder)}: its MLM decoder weight differs from its word embeddings, which "
                         f"DNABERT-2 ties (load it with head='encoder' to leave the decoder out)")

@@ -52,7 +52,7 @@ class WindowSampler:
 
     def __init__(self, genomes, weights, window_bp: int, heldout_contigs=(), split: int = TRAIN, max_n: float = 0.05):
         self.paths = [str(g) for g in genomes]
-        self.window_bp, self.max_n, self.split = window_bp, max_n, split
+        self.window_bp, self.max_n, self.split, self.held_out = window_bp, max_n, split, bool(heldout_contigs)
         if weights is None:
             weights = [1.0] * len(self.paths)
         if len(weights) != len(self.paths) or any(w <= 0 for w in weights):
@@ -120,7 +120,8 @@ class WindowSampler:
             bad = len(sequence) - sum(sequence.count(b) for b in "ACGT")
             if bad <= self.max_n * len(sequence):
                 return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
-        drawn_from = "the held-out contigs are" if self.split == EVAL else "the genomes are (held-out contigs aside)"
+        drawn_from = ("the held-out contigs are" if self.split == EVAL else
+                      "the genomes are (held-out contigs aside)" if self.held_out else "the genomes are")
         raise UserError(f"no window with at most {self.max_n:.0%} N found in 1000 draws; {drawn_from} mostly N")
 
 
