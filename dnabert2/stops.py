@@ -44,7 +44,6 @@ def _as_before_in_child():
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-
 def install() -> None:
     """Stop by unwinding, from now on (in this process; see _as_before_in_child)."""
     for signum in WORDS:

@@ -79,7 +79,7 @@ class VariantScorer:
         self.scanner, self.tokenizer, self.fasta = scanner, tokenizer, fasta
         self.distance, self.tokens = distance, tokens
         # A longer REF or ALT (a structural variant's, kilobases) would need windows of its own as long: not scored.
-        self.longest = scanner.core
+        self.longest_allele = scanner.core
         self.order = [scanner.labels.index(label) for label in site_labels(scanner.labels)]
         self.fields = fields(site_labels(scanner.labels))
 
@@ -308,14 +308,14 @@ def declare_fixed(header) -> None:
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
     reasons, variants = {}, []
     for index, record in enumerate(block):
-        reason = why_unscored(genome, record, scorer.longest)
+        reason = why_unscored(genome, record, scorer.longest_allele)
         if reason:
             reasons[index] = reason
             counts[reason] += 1
             continue
         for allele, alt in enumerate(record.alts or ()):
             # An ALT equal to REF changes nothing.
-            if scorable(alt) and alt.upper() != record.ref.upper() and len(alt) <= scorer.longest:
+            if scorable(alt) and alt.upper() != record.ref.upper() and len(alt) <= scorer.longest_allele:
                 variants.append(Variant(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
     scores = {}
     variants.sort(key=lambda v: (v.contig, v.position))

@@ -180,21 +180,18 @@ def test_task_csvs_read_as_written_rna_iupac_codes_and_blank_lines_included(tmp_
     (tmp_path / "train.csv").write_text("\nsequence,label\nacgu,0\n  \nARYKN,1\r\n\n")
     sequences, labels = read_split(tmp_path / "train.csv")
     assert sequences == ["ACGT", "ARYKN"] and labels.tolist() == [0, 1]
-    (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\n\n\nAXGT,1\n")
-    with pytest.raises(UserError, match=r"train.csv: line 5: characters that are no nucleotide \(X\)"):
-        read_split(tmp_path / "train.csv")
-    (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\n,\n")
-    with pytest.raises(UserError, match=r"train.csv: line 3: an empty sequence"):
-        read_split(tmp_path / "train.csv")
 
 
-def test_row_names_without_a_header_field_are_read_past(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("sequence,label\nACGT,0\n\n\nAXGT,1\n", r"line 5: characters that are no nucleotide \(X\)"),
+    ("sequence,label\nACGT,0\n,\n", r"line 3: an empty sequence"),
     # R's write.table(sep=","): row names, the header without a field for them.
-    (tmp_path / "train.csv").write_text('sequence,label\n"1",ACGT,0\n"2",AAGG,1\n"3",AXGG,1\n')
-    with pytest.raises(UserError, match=r"train.csv: line 4: characters that are no nucleotide \(X\)"):
-        read_split(tmp_path / "train.csv")
-    (tmp_path / "train.csv").write_text('sequence,label\n"1",ACGT,0\n"2",AAGG,x\n')
-    with pytest.raises(UserError, match=r"train.csv: line 3: label 'x' is not a class number"):
+    ('sequence,label\n"1",ACGT,0\n"2",AAGG,1\n"3",AXGG,1\n', r"line 4: characters that are no nucleotide \(X\)"),
+    ('sequence,label\n"1",ACGT,0\n"2",AAGG,x\n', r"line 3: label 'x' is not a class number"),
+])
+def test_a_bad_row_is_named_by_its_line_in_the_file(tmp_path, text, message):
+    (tmp_path / "train.csv").write_text(text)
+    with pytest.raises(UserError, match=rf"train.csv: {message}"):
         read_split(tmp_path / "train.csv")
 
 
