@@ -31,7 +31,7 @@ from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
 from .tasks.registry import KINDS
-from .tokenizer import frame, load_tokenizer, token_ids, token_limit
+from .tokenizer import frame, load_tokenizer, save_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +282,7 @@ def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings
     adapter_only = adapter_base is not None
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
-        with atomic_output(out / "tokenizer.json") as tmp:
-            tokenizer.save(str(tmp))
+        save_tokenizer(tokenizer, out / "tokenizer.json")
     else:
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()

@@ -2,12 +2,15 @@
 layout (special tokens [UNK] [CLS] [SEP] [PAD] [MASK] = ids 0-4, whitespace pre-tokenizer,
 [CLS] ... [SEP] template), and sequences encoded into input ids. Learning one is dnabert2.vocab."""
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from .errors import UserError
 from .hub import model_name, model_path
+from .outputs import atomic_output
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
 UNK, CLS, SEP, PAD, MASK = range(len(SPECIAL_TOKENS))  # load_tokenizer checks every tokenizer has these ids
@@ -31,6 +34,19 @@ def load_tokenizer(path) -> Tokenizer:
     if ids != list(range(len(SPECIAL_TOKENS))):
         raise UserError(f"{file}: special tokens {SPECIAL_TOKENS} must have ids 0-4, found {ids}")
     return tokenizer
+
+
+def save_tokenizer(tokenizer: Tokenizer, path) -> None:
+    """Write a tokenizer.json (under a temporary name, renamed) that every tokenizers release reads:
+    BPE merges as "A T" strings, as the released DNABERT-2 has them. tokenizers 0.20 and later write
+    pairs, which the releases before it (transformers 4.29, the original DNABERT-2's, pins 0.13) refuse;
+    a merge of tokens holding a space could only be a pair."""
+    data = json.loads(tokenizer.to_str())
+    merges = data["model"].get("merges") or []
+    if all(isinstance(pair, list) and not any(" " in part for part in pair) for pair in merges):
+        data["model"]["merges"] = [" ".join(pair) for pair in merges]
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def token_ids(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[list[int]]:

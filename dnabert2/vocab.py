@@ -18,7 +18,7 @@ from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import atomic_output, check_outputs, written_together
 from .sequences import Fasta, check_distinct
 from .settings import VocabSettings
-from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token
+from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     }
     log.info("vocabulary: %s", json.dumps(report))
     with written_together():  # a report that cannot be written leaves no vocabulary either
-        with atomic_output(out) as tmp:
-            tokenizer.save(str(tmp))
+        save_tokenizer(tokenizer, out)
         if report_path:
             with atomic_output(report_path) as report_tmp:
                 Path(report_tmp).write_text(json.dumps(report, indent=2) + "\n")

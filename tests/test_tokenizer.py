@@ -52,6 +52,14 @@ def test_learned_tokenizer_loads_in_transformers(learned):
     assert fast(sequence)["input_ids"] == Tokenizer.from_file(str(out)).encode(sequence).ids
 
 
+def test_saved_tokenizers_write_merges_as_the_released_one_does(learned, base):
+    # tokenizers before 0.20 (transformers 4.29, the original DNABERT-2's) read only "A T" strings
+    released = json.loads(RELEASED.read_text())["model"]["merges"]
+    assert json.loads((base / "tokenizer.json").read_text())["model"]["merges"] == released
+    merges = json.loads(learned[0].read_text())["model"]["merges"]
+    assert len(merges) == 512 - 9 and all(isinstance(m, str) and len(m.split(" ")) == 2 for m in merges)
+
+
 def test_released_tokenizer_loads_and_encodes_exactly_as_tokenizers():
     ours = load_tokenizer(RELEASED)
     reference = Tokenizer.from_file(str(RELEASED))

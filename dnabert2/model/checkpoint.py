@@ -17,7 +17,7 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..hub import model_name, model_path, shadowing_folder
 from ..outputs import atomic_output
-from ..tokenizer import SPECIAL_TOKENS, load_tokenizer
+from ..tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer
 from .adapters import is_adapter, merge_adapter
 from .config import ARCHITECTURES, ModelConfig
 from .heads import (HEADS, DNABertForBaseClassification, DNABertForEmbedding, DNABertForMaskedLM,
@@ -308,8 +308,7 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
         for name in TOKENIZER_FILES:
             (out / name).unlink(missing_ok=True)
     else:
-        with atomic_output(out / "tokenizer.json") as tmp:
-            tokenizer.save(str(tmp))
+        save_tokenizer(tokenizer, out / "tokenizer.json")
         names = dict(zip(("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"), SPECIAL_TOKENS))
         _write_json(out / "special_tokens_map.json", names)
         _write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **names})
