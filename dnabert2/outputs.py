@@ -35,6 +35,9 @@ def check_outputs(outputs, inputs=()) -> None:
         seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
+        if out.exists() and not out.is_file():  # renaming onto /dev/stdout or /dev/null would replace it
+            raise UserError(f"{out}: not a regular file (a device, pipe or socket); outputs are files, written whole "
+                            "or not at all")
         missing_parents(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
@@ -79,15 +82,17 @@ def _remove_empty(folders: list[Path]) -> None:
 @contextmanager
 def atomic_output(path, *suffixes: str):
     """Yield a temporary path; when the block succeeds, rename it (and `path`+suffix companions,
-    such as ".fai" and ".gzi" indices written beside it) onto `path`. On failure nothing is left."""
+    such as ".fai" and ".gzi" indices written beside it) onto `path`, or onto the file a symbolic link
+    there points to (the link stays, as a shell's > keeps it). On failure nothing is left."""
     path = Path(path)
     check_outputs([path])
+    target = Path(os.path.realpath(path))
     group = _group.get()
-    if group is not None and any(path == output.path for output in group):  # their temporary names are one
+    if group is not None and any(target == output.path for output in group):  # their temporary names are one
         raise UserError(f"{path}: written twice by one command")
-    tmp = temporary_name(path)
+    tmp = temporary_name(target)
     # Indices first, the main file last: a reader that sees the main file sees its indices too.
-    moves = [*((Path(f"{tmp}{s}"), Path(f"{path}{s}")) for s in suffixes), (tmp, path)]
+    moves = [*((Path(f"{tmp}{s}"), Path(f"{target}{s}")) for s in suffixes), (tmp, target)]
 
     def publish():
         with _named(path, tmp):
@@ -99,14 +104,14 @@ def atomic_output(path, *suffixes: str):
         for src, _ in moves:
             src.unlink(missing_ok=True)
 
-    with made_parents(path) as made:
+    with made_parents(target) as made:
         try:
             with _named(path, tmp):
                 yield tmp
         except BaseException:
             discard()
             raise
-        _publish(_Pending(path, publish, discard, made))
+        _publish(_Pending(target, publish, discard, made))
 
 
 @contextmanager

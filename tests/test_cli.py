@@ -1,12 +1,14 @@
 """The command line as users call it: help, outputs of the sequence utilities, errors."""
 
 import gzip
+import os
 import re
 import signal
 import shlex
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pysam
 import pytest
@@ -230,6 +232,29 @@ def test_standard_output_is_refused_not_written_as_a_file_named_dash(tmp_path, m
     monkeypatch.chdir(tmp_path)
     assert_user_error(run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", "-"), "give a file name")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_through_a_symbolic_link_is_written_to_its_target_and_the_link_kept(tmp_path):
+    target, dangling = tmp_path / "target.csv", tmp_path / "made" / "new.csv"
+    target.write_text("old\n")
+    (tmp_path / "link.csv").symlink_to(target)
+    (tmp_path / "dangling.csv").symlink_to(dangling)
+    for link in ("link.csv", "dangling.csv"):
+        assert run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--window", "1000",
+                       "--out", tmp_path / link).returncode == 0
+        assert (tmp_path / link).is_symlink()
+    assert target.read_text().startswith("contig,start,end") and dangling.read_text() == target.read_text()
+
+
+@pytest.mark.parametrize("special", ["/dev/null", "fifo"])
+def test_an_output_that_is_a_device_or_a_pipe_is_refused_not_replaced(tmp_path, special):
+    # As root, renaming a finished file onto /dev/null or /dev/stdout would have replaced the device.
+    if special == "fifo":
+        special = tmp_path / "fifo"
+        os.mkfifo(special)
+    result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", special)
+    assert_user_error(result, "not a regular file (a device, pipe or socket)")
+    assert not Path(special).is_file() and Path(special).exists()
 
 
 @pytest.mark.parametrize("command", [["windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz"],
