@@ -226,6 +226,14 @@ def test_phage_and_plasmid_genomes_from_their_genbank_files(tmp_path):
     assert task["split"] == "positions" and all(sum(c.values()) >= 2 for c in task["counts"].values())
     assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", genome, "--negatives",
                               "shuffled", "--out", tmp_path / "long"), "too short for these windows")
+    # Genomic negatives must lie 1 kb from every TSS: none of the plasmid's stretches has such a window.
+    assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", genome, "--out",
+                              tmp_path / "long"), "the train split ends up without non-promoter examples",
+                      "lies 1000 bp from every annotated site", "give --negatives shuffled")
+    result = run_cli("tasks", "promoter", "--dense", "--core", "500", "--flank", "50", "--genome", genome,
+                     "--annotation", genome, "--out", tmp_path / "dense")
+    assert_user_error(result, "holds no annotated site in a 500 bp core")
+    assert "--test-contigs" not in result.stderr  # split by position: naming contigs cannot help
     # phiX174's two mRNAs (no /gene) start at 358 and hold the CDS from 390 on: those CDS are no
     # transcripts of their own. The CDS outside them are; those across the origin are left out.
     phix = DATA / "genomes" / "phiX174_NC_001422.gbk.gz"

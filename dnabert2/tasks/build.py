@@ -160,11 +160,16 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     examples = _deduplicate(examples)
     examples = {split: _balance(rows, rng) for split, rows in examples.items()}
     for split, rows in examples.items():
-        if len({label for _, label in rows}) < len(task.labels):
+        missing = [name for i, name in enumerate(task.labels) if i not in {label for _, label in rows}]
+        if missing:
             advice = ("its stretches of the contigs are too short for these windows: use a larger genome, or a kind "
                       "with shorter windows" if layout.how == "positions" else
                       "give other --test-contigs/--dev-contigs or a larger genome")
-            raise UserError(f"the {split} split ends up without every class ({len(rows)} examples); {advice}")
+            if missing == [task.labels[0]] and not task.motifs and negatives == "genomic":
+                advice = (f"no window in it lies {margin} bp from every annotated site, as a genomic negative must: "
+                          "give --negatives shuffled, or a larger genome")
+            raise UserError(f"the {split} split ends up without {', '.join(missing)} examples ({len(rows)} examples in "
+                            f"all); {advice}")
     description = {
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,

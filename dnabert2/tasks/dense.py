@@ -103,8 +103,9 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng) for split in SPLITS}
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
-            raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give other "
-                            "--test-contigs/--dev-contigs, a shorter --core or a larger genome")
+            other = "" if layout.how == "positions" else "other --test-contigs/--dev-contigs, "
+            raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give {other}a shorter "
+                            "--core or a larger genome")
     description = {
         "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
         "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
