@@ -231,6 +231,26 @@ def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
         write_indexed_fasta(LAMBDA, "/sys/out.fa.gz")
 
 
+def test_a_plain_gzip_genome_is_read_once_per_process_while_unchanged(tmp_path, caplog):
+    path = tmp_path / "g.fa.gz"
+    path.write_bytes(gzip.compress(b">a\nacgtACGT\n"))
+    with caplog.at_level(logging.INFO, logger="dnabert2.sequences.fasta"):
+        for _ in range(3):
+            with Fasta(path) as fasta:
+                assert fasta.fetch("a") == "ACGTACGT"
+    assert caplog.text.count("reading it into memory") == 1
+    path.write_bytes(gzip.compress(b">a\nTTTTTTTT\n"))  # edited in place, same size
+    os.utime(path, ns=(1, 1))
+    with Fasta(path) as fasta:
+        assert fasta.fetch("a") == "TTTTTTTT"
+    replaced = tmp_path / "new.fa.gz"
+    replaced.write_bytes(gzip.compress(b">a\nCCCCCCCC\n"))
+    os.utime(replaced, ns=(1, 1))  # replaced by a file of the same size and mtime
+    replaced.replace(path)
+    with Fasta(path) as fasta:
+        assert fasta.fetch("a") == "CCCCCCCC"
+
+
 def test_truncated_gzip_is_refused(tmp_path):
     data = LAMBDA.read_bytes()
     path = tmp_path / "truncated.fa.gz"

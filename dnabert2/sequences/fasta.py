@@ -3,6 +3,7 @@ and random access by region."""
 
 import contextlib
 import errno
+import functools
 import gzip
 import logging
 import os
@@ -302,6 +303,23 @@ def _fai_lengths(fai: Path) -> dict[str, int]:
     return lengths
 
 
+@functools.lru_cache(maxsize=4)
+def _read_whole(path: Path, version: tuple) -> dict[str, str]:
+    """Contig → upper-cased sequence of a file faidx cannot index (`path` as given, for messages), read
+    once per process for each `version` of the file (see _version): a command opens its genome several
+    times (each split's sampler, the scan's planner), and a human genome in plain gzip takes minutes to
+    read. Read-only."""
+    log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
+             "`dnabert2 download` makes an indexed bgzip copy", path)
+    return {name: seq.upper() for name, seq in read_records(path)}
+
+
+def _version(path: Path) -> tuple:
+    """What tells a file from an edited or replaced one of the same name."""
+    stat = path.stat()
+    return path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class NoRandomAccess(UserError):
     """A sequence file that can only be read whole."""
 
@@ -325,9 +343,7 @@ class Fasta:
             self.close()
             raise NoRandomAccess(f"{self.path}: no random access (gzip, GenBank or ragged lines)")
         if self._faidx is None:
-            log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
-                     "`dnabert2 download` makes an indexed bgzip copy", self.path)
-            self._memory = {name: seq.upper() for name, seq in read_records(self.path)}
+            self._memory = _read_whole(self.path, _version(self.path))
             self.lengths = {name: len(seq) for name, seq in self._memory.items()}
         else:
             self.lengths = dict(zip(self._faidx.references, self._faidx.lengths))
