@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark in one call of at most 9 minutes, for a machine with torch, triton,
+# Every GPU check and benchmark in one call of at most 9 minutes (GPU_SH_SECONDS, default 540, for the
+# steps; each is cut to what is left), for a machine with torch, triton,
 # transformers, peft, tokenizers and pandas preinstalled:
 #   1. the kernel and model tests on the device: bf16 and fp16 against float64, forward and gradients,
 #      block-edge lengths, every tuning configuration, 4 × 8192 tokens, bf16 embeddings whatever the
@@ -13,8 +14,8 @@
 # table of the steps and every benchmark's rows.
 #
 #   bash bench/gpu.sh --prepare   # here, once: fill bench/carry (git-ignored) with what the device lacks
-#   bash bench/gpu.sh [OUT]       # there, with bench/carry carried: logs and the table under OUT
-#                                 # (default $OUT, else /tmp/dnabert2-gpu)
+#   bash bench/gpu.sh [OUT]       # there, with bench/carry carried: table.md, steps.tsv and logs.tgz
+#                                 # under OUT (default $OUT, else /tmp/dnabert2-gpu)
 #
 # The device machine (Python 3.12, torch, triton, transformers, peft, pandas, scikit-learn …) reaches
 # no package index and has no ../shared: --prepare fetches wheels of the packages it lacks (pysam,
@@ -31,58 +32,97 @@ if [ "${1:-}" = --prepare ]; then
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$carry/wheels" pysam biopython pyBigWig
-  cp -r ../shared/data ../shared/official_117m_state_dict_layout.json "$carry/shared/"  # ~10 MB
+  # ../shared is read-only: copies keeping its modes could not be removed by the next --prepare
+  cp -r --no-preserve=mode ../shared/data ../shared/official_117m_state_dict_layout.json "$carry/shared/"  # ~10 MB
   du -sh "$carry"
   exit 0
 fi
 
+# The device returns at most 8 files from OUT: the table, the steps and one archive of the logs, all
+# rewritten after each step, so that a call cut short still returns what ran.
 out=${1:-${OUT:-/tmp/dnabert2-gpu}}
+logs=$(mktemp -d /tmp/dnabert2-gpu-logs.XXXX)
 mkdir -p "$out"
 : > "$out/steps.tsv"
+began=$(date +%s)
+budget=${GPU_SH_SECONDS:-540}  # the steps' share of the call's 600 s, the wheels' install included
+
+table() {
+  {
+    echo "# GPU check, $(date -u +%Y-%m-%d), $(head -1 "$logs/device.txt")"
+    tail -n +2 "$logs/device.txt"
+    echo
+    echo "| step | exit (124: timed out; skipped: no time left) | seconds |"
+    echo "|---|---|---|"
+    while IFS=$'\t' read -r name rc seconds; do echo "| $name | $rc | $seconds |"; done < "$out/steps.tsv"
+    while IFS=$'\t' read -r name _; do
+      [ -f "$logs/$name.log" ] || continue
+      echo
+      echo "## $name"
+      case $name in
+        tests|preflight) tail -n 3 "$logs/$name.log" ;;
+        *) grep -E '^(device:|check |\|)' "$logs/$name.log" || tail -n 5 "$logs/$name.log" ;;
+      esac
+    done < "$out/steps.tsv"
+  } > "$out/table.md"
+  tar -czf "$out/logs.tgz" -C "$logs" .
+}
+
 if [ -d "$carry/wheels" ]; then
   python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$carry"/wheels/*.whl > "$out/install.log" 2>&1 ||
-    echo "gpu.sh: some carried wheels did not install (see $out/install.log)" >&2
+    "$carry"/wheels/*.whl > "$logs/install.log" 2>&1 ||
+    echo "gpu.sh: some carried wheels did not install (see install.log)" >&2
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ -d ../shared/data ] || export DNABERT2_SHARED="$PWD/$carry/shared"
+shared=${DNABERT2_SHARED:-../shared}
+tokenizer="$shared/data/tokenizers/dnabert2_117m_tokenizer.json"  # the released one: its token lengths
 unset TRITON_INTERPRET
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/device.txt" 2>&1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$logs/device.txt" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" \
-  >> "$out/device.txt" 2>&1
+  >> "$logs/device.txt" 2>&1
 
-# step NAME SECONDS COMMAND...: run it time-boxed, its output in OUT/NAME.log, a row in steps.tsv.
+# Without the carried wheels and data every step would fail: say so at once, not after the whole call.
+# E. coli (4.6 Mbp, bgzip) is what the scans time: long enough that start-up does not dominate.
+ecoli=/tmp/dnabert2-ecoli.fa.gz
+if ! python3 -c "
+import sys, torch, pysam, Bio, pyBigWig, dnabert2.sequences as s
+assert torch.cuda.is_available(), 'no CUDA device'
+s.write_indexed_fasta(sys.argv[1], sys.argv[2])" "$shared/data/genomes/ecoli_k12_mg1655.fna.gz" "$ecoli" \
+  > "$logs/preflight.log" 2>&1 || [ ! -f "$tokenizer" ]; then
+  echo "gpu.sh: not ready to run (was bench/carry carried, after bash bench/gpu.sh --prepare?):" >&2
+  tail -n 3 "$logs/preflight.log" >&2
+  printf 'preflight\t1\t%s\n' "$(($(date +%s) - began))" >> "$out/steps.tsv"
+  table
+  exit 3
+fi
+
+# step NAME SECONDS COMMAND...: run it time-boxed (within what is left of the budget), its output in
+# NAME.log, a row in steps.tsv, then the table and logs rewritten.
 step() {
-  local name=$1 limit=$2 start rc
+  local name=$1 limit=$2 start rc left
   shift 2
   start=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
+  left=$((budget - (start - began) - 10))
+  if [ "$left" -lt 20 ]; then
+    printf '%s\tskipped\t0\n' "$name" >> "$out/steps.tsv"
+    table
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  timeout --kill-after=10 "$limit" "$@" > "$logs/$name.log" 2>&1
   rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - start))" >> "$out/steps.tsv"
+  table
 }
 
-step tests 130 python3 -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_model.py
-step attention 90 python3 bench/attention.py --check --dtype bf16
-step dense 80 python3 bench/dense_scan.py --workers 8 --dense 3000/150 2000/100
-step variants 90 python3 bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
+step tests 110 python3 -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_model.py
+step attention 120 python3 bench/attention.py --check --dtype bf16 --tokenizer "$tokenizer"
+step dense 100 python3 bench/dense_scan.py --genome "$ecoli" --tokenizer "$tokenizer" --workers 8 --dense 3000/150 2000/100
+step variants 80 python3 bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
   --contig IV --preset base --device cuda --random-snvs 5000 --out /tmp/dnabert2-variants  # a 0.5 GB model: not under OUT
-step model 50 python3 bench/model.py --shapes 256x128,64x512
-step pretrain 50 python3 bench/pretrain.py --batch 128
-step scan 60 python3 bench/scan.py --contigs I II --workers 8
-
-{
-  echo "# GPU check, $(date -u +%Y-%m-%d), $(head -1 "$out/device.txt")"
-  tail -n +2 "$out/device.txt"
-  echo
-  echo "| step | exit (124: timed out) | seconds |"
-  echo "|---|---|---|"
-  while IFS=$'\t' read -r name rc seconds; do echo "| $name | $rc | $seconds |"; done < "$out/steps.tsv"
-  echo
-  tail -n 3 "$out/tests.log"
-  for name in attention dense variants model pretrain scan; do
-    echo
-    echo "## $name"
-    grep -E '^(device:|check |\|)' "$out/$name.log" || tail -n 5 "$out/$name.log"
-  done
-} | tee "$out/table.md"
+step model 35 python3 bench/model.py --shapes 256x128,64x512 --tokenizer "$tokenizer"
+step pretrain 35 python3 bench/pretrain.py --tokenizer "$tokenizer"
+step scan 60 python3 bench/scan.py --genome "$ecoli" --tokenizer "$tokenizer" --workers 8
+cat "$out/table.md"

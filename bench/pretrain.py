@@ -55,9 +55,12 @@ def main():
     windows = genome_windows(Path(args.genome), tokenizer, args.batch, 8 * args.tokens, 10 * args.tokens)
     rng = np.random.default_rng(0)
     examples = [mask_tokens(w[: args.tokens - 1] + [2], rng, tokenizer.get_vocab_size()) for w in windows]
-    packed = {k: v.to(device) if torch.is_tensor(v) else v for k, v in pack(examples, 10**9)[0].items()}
+    # As the trainer feeds it: the ids on the device, labels and cu_seqlens left on the CPU (where
+    # the model finds the scored positions and sequence bounds without waiting for the GPU).
+    packed = pack(examples, 10**9)[0]
+    packed["input_ids"] = packed["input_ids"].to(device)
     ids = packed["input_ids"].view(args.batch, args.tokens)
-    labels = packed["labels"].view(args.batch, args.tokens)
+    labels = packed["labels"].view(args.batch, args.tokens).to(device)
 
     torch.manual_seed(0)
     model = build_model(preset(args.preset, vocab_size=tokenizer.get_vocab_size()), "mlm").to(device).train()
