@@ -444,6 +444,26 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
     assert whole["bases"] == read_bases
 
 
+def test_reads_mode_gives_a_reads_n_bases_no_score(cnn, tmp_path):
+    """As in a genome scan, N gets no score: no call there, and no suppression of a neighbour's peak."""
+    bam = tmp_path / "n.bam"
+    with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as reads, \
+            pysam.AlignmentFile(str(bam), "wb", template=reads) as out:
+        read = next(r for r in reads.fetch("SIRV5") if not r.is_secondary and not r.is_supplementary
+                    and r.query_length > 800)
+        qualities, sequence = read.query_qualities, read.query_sequence
+        read.query_sequence = sequence[:300] + "N" * 100 + sequence[400:]
+        read.query_qualities = qualities
+        hidden = {r for q, r in read.get_aligned_pairs(matches_only=True) if 300 <= q < 400}
+        out.write(read)
+    pysam.index(str(bam))
+    result = run_cli("scan", "--model", cnn, "--bam", bam, "--reference", SIRV / "SIRV_150601a.fasta.gz",
+                     "--threshold", 0, "--min-distance", 1, "--workers", 0, "--out", tmp_path / "calls.bed")
+    assert result.returncode == 0, result.stderr
+    called = {int(line.split("\t")[1]) for line in (tmp_path / "calls.bed").read_text().splitlines()}
+    assert len(hidden) > 50 and called and not called & hidden
+
+
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
     bare = without_bases(SIRV / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
     common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5"]
