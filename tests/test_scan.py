@@ -404,6 +404,14 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     regions = summary["regions"]
     assert sum(end - start for _, start, end in regions) < total / 2
     assert all(any(c == contig and s <= start < e for c, s, e in regions) for contig, start, *_ in rows)
+    # Widened within --regions only: a region starting inside a covered stretch is not reached past.
+    contig, start, end = max(regions, key=lambda r: r[2] - r[1])
+    (tmp_path / "asked.bed").write_text(f"{contig}\t{start + 300}\t{end}\n")
+    rows, summary = scan(short_model, tmp_path / "inside.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA,
+                         "--covered", 50, "--stride", 30, "--threshold", 0.5, "--regions", tmp_path / "asked.bed")
+    assert rows and summary["regions"][0][1] == start + 300
+    assert all(c == contig and start + 300 <= a and b <= end for c, a, b in summary["regions"])
+    assert all(start + 300 <= int(r[1]) + int(r[9]) < end for r in rows)
 
 
 def reordered(bam_path, out):

@@ -43,7 +43,8 @@ def split_regions(regions, i: int, n: int) -> list[tuple[str, int, int]]:
 
 def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, int], min_mapq: int = 0):
     """Stretches of `ranges` where at least min_depth primary alignments cover the reference (introns
-    not counted), widened by `pad` on each side."""
+    not counted), widened by `pad` on each side within their range (a scan never reaches outside the
+    regions asked for)."""
     found = []
     for contig, begin, end in ranges:
         for lo in range(begin, end, COVERAGE_STEP):
@@ -57,7 +58,7 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
                         depth[b - lo] -= 1
             covered = np.concatenate([[False], np.cumsum(depth[:-1]) >= min_depth, [False]])
             edges = np.flatnonzero(covered[1:] != covered[:-1])
-            found += [(contig, max(0, lo + int(a) - pad), min(lengths[contig], lo + int(b) + pad))
+            found += [(contig, max(begin, lo + int(a) - pad), min(end, lo + int(b) + pad))
                       for a, b in zip(edges[::2], edges[1::2])]
     return merge_regions(found, {c: i for i, c in enumerate(lengths)})
 
