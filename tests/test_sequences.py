@@ -3,6 +3,7 @@
 import gzip
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -732,6 +733,14 @@ def test_windows_come_in_genome_order_each_once_and_index_with_tabix(tmp_path):
 def test_bed_header_lines_are_told_by_their_first_word(tmp_path):
     (tmp_path / "r.bed").write_text("browser position track1:1-10\ntrack name=r\n#c\ttrack1\t0\ntrack1\t0\t10\n")
     assert [interval[:3] for interval in read_bed_intervals(tmp_path / "r.bed")] == [("track1", 0, 10)]
+
+
+@pytest.mark.parametrize("line, reason", [("I 0 500", "(contig, start, end, separated by tabs, not spaces)"),
+                                          ("I\t0", "(contig, start, end)")])
+def test_a_line_that_is_not_bed_is_refused_with_what_bed_needs(tmp_path, line, reason):
+    (tmp_path / "r.bed").write_text(f"I\t0\t500\n{line}\n")
+    with pytest.raises(UserError, match=re.escape(f"line 2 is not BED {reason}")):
+        list(read_bed_intervals(tmp_path / "r.bed"))
 
 
 @pytest.mark.parametrize("line", ["I\t1400\t1000", "I\t1000\t1000", "I\t-5\t1000"])

@@ -31,7 +31,9 @@ def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
             try:
                 contig, start, end = fields[0], int(fields[1]), int(fields[2])
             except (IndexError, ValueError):
-                raise UserError(f"{path}: line {number} is not BED (contig, start, end)") from None
+                spaced = len(fields) < 3 and len(line.split()) >= 3
+                raise UserError(f"{path}: line {number} is not BED (contig, start, end"
+                                f"{', separated by tabs, not spaces' if spaced else ''})") from None
             name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else None
             strand = fields[5] if len(fields) > 5 else "."
             if strand not in ("+", "-", "."):
