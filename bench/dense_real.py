@@ -8,7 +8,9 @@ kind's tolerance, close site pairs told apart).
         --pretrained results/pretrain/tiny --out /tmp/bench-splice [--window-model M]
 
 --window-model adds a window classifier's scan of the same stretch (peaks every stride) for the close
-pairs. Prints a Markdown table; record it in BENCHMARKS.md with the machine and date.
+pairs. A rerun into the same --out reuses the task and models there (only scanning again), so it must
+give the same settings: they are kept in --out/settings.json, and a rerun with others is refused.
+Prints a Markdown table; record it in BENCHMARKS.md with the machine and date.
 """
 
 import argparse
@@ -29,6 +31,23 @@ def run(*args) -> None:
     subprocess.run(command, check=True)
 
 
+def stamp(out: Path, settings: dict) -> None:
+    """Record the settings the task and models in `out` are made with, or exit if they were made with others
+    (or before settings were recorded): reused, they would not be what the table's heading says."""
+    path = out / "settings.json"
+    if path.exists():
+        used = json.loads(path.read_text())
+        changed = ", ".join(f"{key} {used.get(key)!r} (now {value!r})" for key, value in settings.items()
+                            if used.get(key) != value)
+        if changed:
+            sys.exit(f"dense_real.py: {out} holds a run made with other settings: {changed}; give another --out or "
+                     f"remove it")
+    elif any(out.iterdir()):
+        sys.exit(f"dense_real.py: {out} holds a run whose settings were not recorded; give another --out or remove it")
+    else:
+        path.write_text(json.dumps(settings, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genome", required=True)
@@ -37,7 +56,7 @@ def main():
     parser.add_argument("--pretrained", required=True, type=Path, help="a pretrained model folder")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--core", type=int, default=2000)
-    parser.add_argument("--flank", type=int, default=250)
+    parser.add_argument("--flank", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--task-options", default="", help="more options for `tasks`, e.g. '--test-contigs IV'")
     parser.add_argument("--window-model", type=Path, help="a fine-tuned window classifier of the same kind")
@@ -45,6 +64,10 @@ def main():
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    paths = {name: str(Path(getattr(args, name)).resolve()) if getattr(args, name) else None
+             for name in ("genome", "annotation", "pretrained", "window_model")}
+    stamp(out, {"kind": args.kind, **paths, "core": args.core, "flank": args.flank, "epochs": args.epochs,
+                "task_options": args.task_options})
     task = out / "task"
     if not task.is_dir():
         run("tasks", args.kind, "--dense", "--genome", args.genome, "--annotation", args.annotation, "--out", task,
@@ -86,8 +109,10 @@ def main():
         for label, m in report["labels"].items():
             rows.append((name, label, m["sites"], m["pr_auc"], m["top_k_accuracy"], m["precision"], m["recall"],
                          f"{m['close_pairs_resolved']}/{m['close_pairs']}", summary["bp_per_second"]))
+    # Cores and flanks as the task holds them; stamp() saw to it that the models used the rest.
     print(f"\n{args.kind} on {Path(args.genome).name}, test: {' '.join(described['contigs']['test'])} "
-          f"({described['split']}), {args.core} bp cores, {args.flank} bp flanks, {args.epochs} epochs")
+          f"({described['split']}), {described['core_bp']} bp cores, {described['flank_bp']} bp flanks, "
+          f"{args.epochs} epochs")
     print("| model | label | sites | PR-AUC | top-k | precision | recall | close pairs resolved | scan bp/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
