@@ -6,14 +6,16 @@ one run.
 
     python bench/attention.py [--dtype bf16] [--tokenizer tokenizer.json] [--genome FASTA]
 
-Shapes: 12 heads × 64, batch × tokens 256×128, 64×512, 16×2048, 4×8192, then a packed batch of
-real BPE lengths (windows of the genome, 64–4,096 bp, log-uniform). FLOPs are 4·B·H·N²·D forward,
+Shapes: 12 heads × 64, first a packed batch of real BPE lengths (windows of the genome, 64–4,096 bp,
+log-uniform), then batch × tokens 256×128, 64×512, 16×2048, 4×8192. FLOPs are 4·B·H·N²·D forward,
 the backward counted 2.5×; on the packed batch only real tokens count (Σ 4·H·Lᵢ²·D), so the
-padded peers are charged for their padding. --check first compares every method's output with the
-PyTorch path. Prints a table; record it in BENCHMARKS.md with the device and date.
+padded peers are charged for their padding. --check first compares the output of every method that
+computes ALiBi attention with a float64 reference, and exits non-zero when one is off by more than
+its dtype allows. Prints a table; record it in BENCHMARKS.md with the device and date.
 """
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -23,14 +25,22 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, genome_windows, timed, tokenizer_for  # noqa: E402
 
-from dnabert2.attention import alibi_attention, alibi_bias, alibi_slopes, pad_packed, torch_alibi_attention  # noqa: E402
+from dnabert2.attention import alibi_attention, alibi_bias, alibi_slopes, pad_packed  # noqa: E402
 
 SHAPES = [(256, 128), (64, 512), (16, 2048), (4, 8192)]
+CEILING = "SDPA, no bias (ceiling)"
+# --check's bound on max |error| against float64, as a share of max |reference|: above what rounding
+# costs a correct method, below what a bug costs (a wrong slope, distance or mask is off by a good share
+# of the output). A method rounds the scores, the softmax weights (to the input dtype, before P·V) and
+# the output, each by up to a unit in the last place: 2⁻⁸ ≈ 3.9e-3 in bf16, 2⁻¹¹ ≈ 4.9e-4 in fp16. The
+# bounds allow about 8 such units in bf16 (as tests/test_attention.py does), 10 in fp16 (the tests' 4e-3
+# is for far shorter sequences than 8,192 tokens), and fp32 (--smoke; about 1e-6 measured) a wide margin.
+TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 5e-3, torch.float32: 1e-4}
 
 
 def padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes):
     """The peers run on (batch, heads, L, dim) padded tensors; each entry builds its inputs once and
-    returns a closure that runs one forward pass."""
+    returns a closure that runs one forward pass. Also returns the (batch, L) mask of real rows."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     (qp, kp, vp), mask = zip(*(pad_packed(t, cu_seqlens, max_seqlen) for t in (q, k, v)))
@@ -50,11 +60,11 @@ def padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes):
     peers = {
         "SDPA + ALiBi bias tensor": lambda: F.scaled_dot_product_attention(qp, kp, vp, attn_mask=bias),
         "FlexAttention + ALiBi score_mod": lambda: flex(qp, kp, vp, score_mod=score_mod, block_mask=block_mask),
-        "SDPA, no bias (ceiling)": lambda: F.scaled_dot_product_attention(qp, kp, vp),
+        CEILING: lambda: F.scaled_dot_product_attention(qp, kp, vp),
     }
     if q.device.type != "cuda":  # FlexAttention has no backward on a CPU
         del peers["FlexAttention + ALiBi score_mod"]
-    return (qp, kp, vp), peers
+    return (qp, kp, vp), mask, peers
 
 
 def flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes):
@@ -71,6 +81,32 @@ def flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes):
                                           alibi_slopes=slopes.float())
 
 
+def reference(q, k, v, cu_seqlens, slopes):
+    """ALiBi attention in float64 by its formula, one sequence at a time (a (heads, L, L) score matrix
+    at most), apart from every method it checks."""
+    bounds = cu_seqlens.tolist()
+    out = []
+    for start, end in itertools.pairwise(bounds):
+        qs, ks, vs = (t[start:end].detach().double().transpose(0, 1) for t in (q, k, v))
+        positions = torch.arange(end - start, device=q.device)
+        distance = (positions[None, :] - positions[:, None]).abs()
+        scores = qs @ ks.transpose(1, 2) / q.shape[-1] ** 0.5 - slopes.double()[:, None, None] * distance
+        out.append((scores.softmax(-1) @ vs).transpose(0, 1))
+    return torch.cat(out)
+
+
+def check(label, methods, want, dtype):
+    """Each method's packed output against the float64 reference; exits at the first one past TOLERANCE."""
+    scale = want.abs().max().item()
+    for name, forward in methods.items():
+        error = (forward().double() - want).abs().max().item()  # with grad: no_grad would recompile Flex
+        print(f"check {label}: {name} max |error| vs float64 {error:.2e} ({error / scale:.1e} of max |reference|)",
+              flush=True)
+        if error > TOLERANCE[dtype] * scale:
+            sys.exit(f"check failed: {name} on {label}: max |error| {error:.2e} is {error / scale:.1e} of max "
+                     f"|reference| {scale:.2f}, over the {dtype} tolerance {TOLERANCE[dtype]:.0e}")
+
+
 def measure(name, forward, inputs, flops, device, results):
     out = forward()
     grad = torch.randn_like(out)
@@ -79,7 +115,7 @@ def measure(name, forward, inputs, flops, device, results):
     results.append((name, flops / fwd / 1e12, 3.5 * flops / both / 1e12))
 
 
-def run_case(label, lengths, heads, head_dim, dtype, device, check):
+def run_case(label, lengths, heads, head_dim, dtype, device, checking):
     generator = torch.Generator(device=device).manual_seed(0)
     total = sum(lengths)
     q, k, v = (torch.randn(total, heads, head_dim, device=device, dtype=dtype, generator=generator).requires_grad_()
@@ -89,15 +125,16 @@ def run_case(label, lengths, heads, head_dim, dtype, device, check):
     slopes = alibi_slopes(heads).to(device)
     flops = sum(4 * heads * n * n * head_dim for n in lengths)
     ours = lambda: alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="triton")  # noqa: E731
-    padded_inputs, peers = padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes)
+    padded_inputs, mask, peers = padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes)
     flash = flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes)
-    if check:
-        want = torch_alibi_attention(q.float(), k.float(), v.float(), cu_seqlens, max_seqlen, slopes)
-        error = (ours().float() - want).abs().max().item()
-        print(f"check {label}: Triton kernel max |error| vs PyTorch fp32 path {error:.2e}")
-    if check and flash:
-        error = (flash().float() - want).abs().max().item()
-        print(f"check {label}: flash-attn varlen max |error| vs PyTorch fp32 path {error:.2e}")
+    if checking:
+        methods = {"dnabert2 Triton kernel (packed)": ours}
+        if flash:
+            methods["flash-attn varlen + alibi_slopes (packed)"] = flash
+        # The padded peers' real rows, packed; the ceiling computes no ALiBi, so it has nothing to match.
+        methods.update({name: lambda forward=forward: forward().transpose(1, 2)[mask]
+                        for name, forward in peers.items() if name != CEILING})
+        check(label, methods, reference(q, k, v, cu_seqlens, slopes), dtype)
     results = []
     measure("dnabert2 Triton kernel (packed)", ours, (q, k, v), flops, device, results)
     if flash:
@@ -130,8 +167,8 @@ def main():
         sys.exit("bench/attention.py needs a CUDA GPU (or --smoke with TRITON_INTERPRET=1)")
     print(f"device: {name}, torch {torch.__version__}, dtype {dtype}, 12 heads × 64")
     print("| batch × tokens | method | TFLOP/s fwd | TFLOP/s fwd+bwd |\n|---|---|---|---|")
-    for batch, tokens in (map(int, shape.split("x")) for shape in args.shapes.split(",")):
-        run_case(f"{batch} × {tokens}", [tokens] * batch, 12, 64, dtype, device, args.check)
+    # The packed batch first: on a GPU each shape costs FlexAttention a 20–40 s compile, and
+    # bench/gpu.sh gives this script a fixed time.
     ids = genome_windows(Path(args.genome), tokenizer_for(Path(args.genome), args.tokenizer), 1024, 64, 4096)
     lengths, total = [], 0
     for sequence in ids:
@@ -141,6 +178,8 @@ def main():
         total += len(sequence)
     label = f"packed: {len(lengths)} windows, {total} tokens, max {max(lengths)}"
     run_case(label, lengths, 12, 64, dtype, device, args.check)
+    for batch, tokens in (map(int, shape.split("x")) for shape in args.shapes.split(",")):
+        run_case(f"{batch} × {tokens}", [tokens] * batch, 12, 64, dtype, device, args.check)
 
 
 if __name__ == "__main__":
