@@ -120,9 +120,9 @@ step() {
 step tests 110 python3 -m pytest -q -p no:cacheprovider tests/test_attention.py tests/test_model.py
 step attention 120 python3 bench/attention.py --check --dtype bf16 --tokenizer "$tokenizer"
 step dense 100 python3 bench/dense_scan.py --genome "$ecoli" --tokenizer "$tokenizer" --workers 8 --dense 3000/150 2000/100
-step variants 80 python3 bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
+step variants 100 python3 bench/variants.py --genome example/ce1pct.fa.gz --annotation example/ce1pct.gff3.gz \
   --contig IV --preset base --device cuda --random-snvs 5000 --out /tmp/dnabert2-variants  # a 0.5 GB model: not under OUT
-step model 35 python3 bench/model.py --shapes 256x128,64x512 --tokenizer "$tokenizer"
+step model 30 python3 bench/model.py --shapes 256x128,64x512 --tokenizer "$tokenizer"
 step pretrain 35 python3 bench/pretrain.py --tokenizer "$tokenizer"
-step scan 60 python3 bench/scan.py --genome "$ecoli" --tokenizer "$tokenizer" --workers 8
+step scan 45 python3 bench/scan.py --genome "$ecoli" --tokenizer "$tokenizer" --workers 8
 cat "$out/table.md"
