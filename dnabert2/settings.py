@@ -276,7 +276,6 @@ class PredictSettings:
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
 
 
-UNSCORED = "DNABERT2_UNSCORED"  # the INFO flag of the records variants leaves unscored
 INFO_KEY = re.compile(r"[A-Za-z_][0-9A-Za-z_.]*")  # VCF 4.3's INFO keys (1000G aside)
 
 

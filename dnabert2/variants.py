@@ -34,13 +34,13 @@ from .model import is_classifier
 from .scan.model import is_per_base
 from .sequences import Fasta
 from .sequences.fasta import check_file, compression
-from .settings import INFO_KEY, UNSCORED, VariantSettings
+from .settings import INFO_KEY, VariantSettings
 from .tasks.dense import fetch_padded
 
 log = logging.getLogger(__name__)
 
 BLOCK = 2048  # records read, scored and written at a time
-# Why a record is not scored (INFO/DNABERT2_UNSCORED), in the order they are looked for.
+# Why a record is not scored (INFO/{info key}_UNSCORED), in the order they are looked for.
 REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long")
 LONGEST = 50  # REF length (bp) the shared cores leave room for
 BASES = set("ACGTN")
@@ -186,9 +186,9 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     if not (bgzip_named(out) and plain_suffix(out) == ".vcf"):
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz (or .vcf.bgz) name")
     check_outputs([out, tsv], [vcf, fasta])
-    if not INFO_KEY.fullmatch(s.info_key) or s.info_key in (UNSCORED, END):
+    if not INFO_KEY.fullmatch(s.info_key) or s.info_key == END:
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
-                        f"with a digit (not {UNSCORED} or END)")
+                        "with a digit (not END)")
     if Path(vcf).exists() and not Path(vcf).is_file():
         raise UserError(f"{vcf}: not a file (a pipe?); variants reads the VCF twice, a check and then the scoring, "
                         "so give it a file")
@@ -205,7 +205,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     names = fields(labels)  # the scorer's fields too
     try:
         reader = pysam.VariantFile(str(vcf))
-        declare_fixed(reader.header)
+        declare_fixed(reader.header, s.info_key)
         with Fasta(fasta) as genome:
             first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
@@ -257,8 +257,9 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
             if record.contig == last and record.start < seen[last]:
                 raise UserError(f"{vcf}: not sorted by position at {record.contig}:{record.pos} (sort it: bcftools sort)")
             seen[record.contig], last = record.start, record.contig
-        if key in records.header.info:  # declared, or used without being declared
-            raise UserError(f"{vcf}: already has an INFO/{key} field; give --info-key another name")
+        for name in (key, unscored_key(key)):
+            if name in records.header.info:  # declared, or used without being declared
+                raise UserError(f"{vcf}: already has an INFO/{name} field; give --info-key another name")
         declare_assumed(header, records.header)
     if seen and not set(seen) & set(lengths):
         named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")
@@ -293,16 +294,23 @@ def declare_assumed(header, parsed) -> None:
             header.add_meta(kind, items=[("ID", key), *shape, ("Description", "Not declared in the input's header")])
 
 
-def declare_fixed(header) -> None:
+def unscored_key(key: str) -> str:
+    """The INFO field of the records left unscored, named after the scores' key: two models' scores go
+    into one VCF under two keys, each with its own reasons (a REF too long for one model's core may fit
+    another's)."""
+    return f"{key}_UNSCORED"
+
+
+def declare_fixed(header, key: str) -> None:
     """INFO fields of a fixed meaning, declared in the input's header before any record is read, so that
     htslib reads them as they are written (it takes an undeclared one for a string): END as VCF 4.3
     declares it (pysam writes it, an integer, on every record with a symbolic allele such as <DEL>,
-    END in the input or not), and UNSCORED."""
-    for key, kind, description in (
+    END in the input or not), and the key's unscored_key."""
+    for name, kind, description in (
             (END, "Integer", "End position of the variant described in this record"),
-            (UNSCORED, "String", f"Why the record was not scored: {', '.join(REASONS)}")):
-        if key not in header.info:
-            header.add_meta("INFO", items=[("ID", key), ("Number", "1"), ("Type", kind), ("Description", description)])
+            (unscored_key(key), "String", f"Why the record was not scored: {', '.join(REASONS)}")):
+        if name not in header.info:
+            header.add_meta("INFO", items=[("ID", name), ("Number", "1"), ("Type", kind), ("Description", description)])
 
 
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:
@@ -326,7 +334,7 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
         counts["records"] += 1
         record.translate(writer.header)
         if index in reasons:
-            record.info[UNSCORED] = reasons[index]
+            record.info[unscored_key(key)] = reasons[index]
             for alt in record.alts or ".":
                 row(table, record, alt, reasons[index], blank)
         elif record.alts:
@@ -360,8 +368,9 @@ def add_arguments(parser) -> None:
                           "on either strand, and where they happen (for a splice model SpliceAI's DS_AG, DS_AL, "
                           "DS_DG, DS_DL and DP_ fields in its order, without its gene SYMBOL). Writes the same VCF "
                           "with the INFO field, bgzip-compressed and tabix-indexed, every record kept in order; "
-                          "records whose REF differs from the reference, or that cannot be scored, are flagged ("
-                          + UNSCORED + ") and counted, not scored.")
+                          "records whose REF differs from the reference, or that cannot be scored, are flagged in "
+                          "INFO/KEY_UNSCORED (KEY the --info-key: DNABERT2_UNSCORED by default) and counted, not "
+                          "scored.")
     parser.add_argument("--model", required=True, type=Path, help="per-base model folder (`finetune` on a dense task, "
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF (a file: it is read twice)")

@@ -19,7 +19,7 @@ import yaml
 from .errors import UserError
 from .hub import hub_id
 from .options import as_arguments
-from .settings import (CNN_OPTIONS, INFO_KEY, UNSCORED, FinetuneSettings, JunctionsSettings, PretrainSettings,
+from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
 from .tasks.registry import KINDS, TOLERANCES, label_position
@@ -140,7 +140,7 @@ def schema(path) -> dict:
         scan[f"{name}_tolerance"] = {"description": f"{description} (scan-eval)", "type": "integer", "minimum": 0,
                                      "default": default}
     info_key = loaded["properties"]["variants"]["additionalProperties"]["properties"]["info_key"]
-    info_key.update(pattern=f"^{INFO_KEY.pattern}$", **{"not": {"enum": [UNSCORED, "END"]}})
+    info_key.update(pattern=f"^{INFO_KEY.pattern}$", **{"not": {"enum": ["END"]}})
     return loaded
 
 

@@ -116,6 +116,19 @@ def test_every_kind_of_record_is_kept_and_said_what_became_of_it(scored):
         assert len(list(indexed.fetch("IV", 0, 10_000_000))) == len(by_id) - 1
 
 
+def test_a_second_models_scores_go_beside_the_first_under_their_own_key(cnn, ce1pct, scored, tmp_path):
+    out = tmp_path / "both.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", scored[0], "--fasta", ce1pct, "--out", out,
+                     "--info-key", "SECOND", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(scored[0])) as first, pysam.VariantFile(str(out)) as both:
+        for before, after in zip(first, both, strict=True):
+            assert {k: v for k, v in after.info.items() if not k.startswith("SECOND")} == dict(before.info.items())
+            # The same model: the same scores and reasons under the second key
+            assert after.info.get("SECOND") == before.info.get("DNABERT2")
+            assert after.info.get("SECOND_UNSCORED") == before.info.get("DNABERT2_UNSCORED")
+
+
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
 def test_bcftools_reads_the_output_and_splits_it_by_allele(scored, tmp_path):
     out = scored[0]
@@ -184,8 +197,9 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "missing.vcf"],
      ["missing.vcf: no such file"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "my score"], ["--info-key"]),
-    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "DNABERT2_UNSCORED"],
-     ["--info-key"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "END"], ["--info-key", "not END"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "annotated.vcf.gz", "--info-key",
+                             "DNABERT2_UNSCORED"], ["already has an INFO/DNABERT2_UNSCORED field"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
