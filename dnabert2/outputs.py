@@ -30,18 +30,34 @@ def check_outputs(outputs, inputs=()) -> None:
     for out in map(Path, filter(None, outputs)):
         if str(out) == "-":  # samtools' name for standard output: a file of that name would surprise
             raise UserError("-: outputs are files, written whole or not at all; give a file name, not standard output")
-        if out.resolve() in seen:
+        try:
+            resolved = out.resolve()
+        except RuntimeError:  # Python's word for a loop of symbolic links
+            raise UserError(f"{out}: a loop of symbolic links; give a file name for the output") from None
+        if resolved in seen:
             raise UserError(f"{out}: given for two outputs")
-        seen.add(out.resolve())
+        seen.add(resolved)
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
-        if out.exists() and not out.is_file():  # renaming onto /dev/stdout or /dev/null would replace it
-            raise UserError(f"{out}: not a regular file (a device, pipe or socket); outputs are files, written whole "
-                            "or not at all")
+        # Renaming onto /dev/stdout or /dev/null would replace it; onto /dev/stdout redirected to a file,
+        # that file, with what `>>` had put there and the messages meant for it.
+        if out.exists() and (not out.is_file() or _is_standard_stream(out)):
+            raise UserError(f"{out}: not a regular file (a device, pipe, socket or standard output); outputs are "
+                            "files, written whole or not at all")
         missing_parents(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
+
+
+def _is_standard_stream(path: Path) -> bool:
+    streams = []
+    for fd in (1, 2):
+        try:
+            streams.append(os.fstat(fd))
+        except OSError:  # closed
+            pass
+    return any(os.path.samestat(path.stat(), stream) for stream in streams)
 
 
 def missing_parents(path) -> list[Path]:
@@ -83,7 +99,8 @@ def _remove_empty(folders: list[Path]) -> None:
 def atomic_output(path, *suffixes: str):
     """Yield a temporary path; when the block succeeds, rename it (and `path`+suffix companions,
     such as ".fai" and ".gzi" indices written beside it) onto `path`, or onto the file a symbolic link
-    there points to (the link stays, as a shell's > keeps it). On failure nothing is left."""
+    there points to (the link stays, as a shell's > keeps it, and gains links to the companions, where
+    htslib looks for them). On failure nothing is left."""
     path = Path(path)
     check_outputs([path])
     target = Path(os.path.realpath(path))
@@ -99,6 +116,8 @@ def atomic_output(path, *suffixes: str):
             for src, dst in moves:
                 share(src)
                 os.replace(src, dst)
+            for s in suffixes:
+                _link(Path(f"{path}{s}"), Path(f"{target}{s}"))
 
     def discard():
         for src, _ in moves:
@@ -112,6 +131,16 @@ def atomic_output(path, *suffixes: str):
             discard()
             raise
         _publish(_Pending(target, publish, discard, made))
+
+
+def _link(link: Path, to: Path) -> None:
+    """A symbolic link at `link` to `to`, replacing what is there, unless `link` already leads to it."""
+    if os.path.realpath(link) == str(to):
+        return
+    tmp = temporary_name(link)
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(to)
+    os.replace(tmp, link)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import pytest
 from conftest import GENOMES, ROOT, assert_stopped, assert_user_error, run_cli, run_patched, without_bases
 from dnabert2.cli import COMMANDS as ALL_COMMANDS
 from dnabert2.cli import build_parser
+from dnabert2.sequences import write_indexed_fasta
 
 COMMANDS = ["download", "vocab", "windows", "sites", "junctions", "pretrain", "tasks", "finetune", "evaluate", "scan",
             "scan-gather", "scan-eval", "plot"]
@@ -244,6 +245,26 @@ def test_an_output_through_a_symbolic_link_is_written_to_its_target_and_the_link
                        "--out", tmp_path / link).returncode == 0
         assert (tmp_path / link).is_symlink()
     assert target.read_text().startswith("contig,start,end") and dangling.read_text() == target.read_text()
+    # An indexed output's indices go beside its file, and beside the link as links, where htslib looks.
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "g.fa.gz").symlink_to("../made/g.fa.gz")
+    write_indexed_fasta(GENOMES / "phiX174_NC_001422.gbk.gz", tmp_path / "work" / "g.fa.gz")
+    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == ["g.fa.gz", "g.fa.gz.fai", "g.fa.gz.gzi", "new.csv"]
+    assert all((tmp_path / "work" / f"g.fa.gz{s}").is_symlink() for s in ("", ".fai", ".gzi"))
+    with pysam.FastaFile(str(tmp_path / "work" / "g.fa.gz")) as fasta:
+        assert fasta.fetch(fasta.references[0], 0, 10) == "GAGTTTTATC"
+    assert len(list((tmp_path / "work").iterdir())) == 3  # nothing indexed again
+
+
+def test_standard_output_redirected_to_a_file_is_refused_and_the_file_kept(tmp_path):
+    log = tmp_path / "all.txt"
+    log.write_text("earlier\n")
+    with open(log, "a") as handle:  # `>> all.txt`
+        result = subprocess.run([sys.executable, "-m", "dnabert2", "windows", "--genome",
+                                 GENOMES / "phiX174_NC_001422.gbk.gz", "--out", "/dev/stdout"], stdout=handle,
+                                stderr=subprocess.PIPE, text=True)
+    assert_user_error(result, "/dev/stdout: not a regular file (a device, pipe, socket or standard output)")
+    assert log.read_text() == "earlier\n"
 
 
 @pytest.mark.parametrize("special", ["/dev/null", "fifo"])
@@ -253,7 +274,7 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused_not_replaced(tmp_path, 
         special = tmp_path / "fifo"
         os.mkfifo(special)
     result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", special)
-    assert_user_error(result, "not a regular file (a device, pipe or socket)")
+    assert_user_error(result, "not a regular file (a device, pipe, socket or standard output)")
     assert not Path(special).is_file() and Path(special).exists()
 
 
