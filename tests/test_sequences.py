@@ -235,9 +235,10 @@ def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
 def test_a_plain_gzip_genome_is_read_once_per_process_while_unchanged(tmp_path, caplog):
     path = tmp_path / "g.fa.gz"
     path.write_bytes(gzip.compress(b">a\nacgtACGT\n"))
+    (tmp_path / "link.fa.gz").symlink_to(path)
     with caplog.at_level(logging.INFO, logger="dnabert2.sequences.fasta"):
-        for _ in range(3):
-            with Fasta(path) as fasta:
+        for name in (path, path, tmp_path / "link.fa.gz"):  # under whichever name
+            with Fasta(name) as fasta:
                 assert fasta.fetch("a") == "ACGTACGT"
     assert caplog.text.count("reading it into memory") == 1
     path.write_bytes(gzip.compress(b">a\nTTTTTTTT\n"))  # edited in place, same size

@@ -3,7 +3,6 @@ and random access by region."""
 
 import contextlib
 import errno
-import functools
 import gzip
 import logging
 import os
@@ -303,15 +302,24 @@ def _fai_lengths(fai: Path) -> dict[str, int]:
     return lengths
 
 
-@functools.lru_cache(maxsize=4)
-def _read_whole(path: Path, version: tuple) -> dict[str, str]:
-    """Contig → upper-cased sequence of a file faidx cannot index (`path` as given, for messages), read
-    once per process for each `version` of the file (see _version): a command opens its genome several
-    times (each split's sampler, the scan's planner), and a human genome in plain gzip takes minutes to
-    read. Read-only."""
-    log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
-             "`dnabert2 download` makes an indexed bgzip copy", path)
-    return {name: seq.upper() for name, seq in read_records(path)}
+READ_WHOLE_KEPT = 2
+_READ_WHOLE: dict[tuple, dict[str, str]] = {}  # _version → contigs, the last READ_WHOLE_KEPT files read
+
+
+def _read_whole(path: Path) -> dict[str, str]:
+    """Contig → upper-cased sequence of a file faidx cannot index, read once per process while the file
+    is unchanged (see _version), under whichever name: a command opens its genome several times (each
+    split's sampler, the scan's planner), and a human genome in plain gzip takes minutes to read. The
+    last READ_WHOLE_KEPT files stay in memory (read-only) after they are closed."""
+    version = _version(path)
+    if version not in _READ_WHOLE:
+        log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
+                 "`dnabert2 download` makes an indexed bgzip copy", path)
+        contigs = {name: seq.upper() for name, seq in read_records(path)}
+        while len(_READ_WHOLE) >= READ_WHOLE_KEPT:
+            del _READ_WHOLE[next(iter(_READ_WHOLE))]
+        _READ_WHOLE[version] = contigs
+    return _READ_WHOLE[version]
 
 
 def _version(path: Path) -> tuple:
@@ -343,7 +351,7 @@ class Fasta:
             self.close()
             raise NoRandomAccess(f"{self.path}: no random access (gzip, GenBank or ragged lines)")
         if self._faidx is None:
-            self._memory = _read_whole(self.path, _version(self.path))
+            self._memory = _read_whole(self.path)
             self.lengths = {name: len(seq) for name, seq in self._memory.items()}
         else:
             self.lengths = dict(zip(self._faidx.references, self._faidx.lengths))
