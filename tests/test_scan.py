@@ -414,6 +414,19 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     assert all(start + 300 <= int(r[1]) + int(r[9]) < end for r in rows)
 
 
+def test_a_covered_stretch_cut_by_the_regions_edge_still_fits_a_window():
+    from dnabert2.scan.bam import covered_regions
+    from dnabert2.sequences import open_alignments
+
+    lengths = Fasta(SIRV_FASTA).lengths
+    with open_alignments(SIRV_BAM, SIRV_FASTA) as reads:
+        whole = covered_regions(reads, [("SIRV5", 0, lengths["SIRV5"])], 50, 200, lengths)
+        contig, start, end = whole[0]
+        assert start + 200 < 1139 < end - 200  # the asked region starts inside the first covered stretch
+        cut = covered_regions(reads, [("SIRV5", 1139, lengths["SIRV5"])], 50, 200, lengths)
+    assert cut[0] == ("SIRV5", 1139, 1139 + 401) and cut[1:] == whole[1:]
+
+
 def reordered(bam_path, out):
     """The BAM with its header's contigs in reverse order (sorted and indexed by them)."""
     with pysam.AlignmentFile(str(bam_path)) as bam:

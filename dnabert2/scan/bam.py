@@ -44,7 +44,8 @@ def split_regions(regions, i: int, n: int) -> list[tuple[str, int, int]]:
 def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, int], min_mapq: int = 0):
     """Stretches of `ranges` where at least min_depth primary alignments cover the reference (introns
     not counted), widened by `pad` on each side within their range (a scan never reaches outside the
-    regions asked for)."""
+    regions asked for); one that the range's edge cuts short of 2 × pad + 1 bp (a window) grows
+    inwards to it, so that its covered bases still get a window."""
     found = []
     for contig, begin, end in ranges:
         for lo in range(begin, end, COVERAGE_STEP):
@@ -58,8 +59,11 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
                         depth[b - lo] -= 1
             covered = np.concatenate([[False], np.cumsum(depth[:-1]) >= min_depth, [False]])
             edges = np.flatnonzero(covered[1:] != covered[:-1])
-            found += [(contig, max(begin, lo + int(a) - pad), min(end, lo + int(b) + pad))
-                      for a, b in zip(edges[::2], edges[1::2])]
+            for a, b in zip(edges[::2], edges[1::2]):
+                start, stop = max(begin, lo + int(a) - pad), min(end, lo + int(b) + pad)
+                if stop - start < 2 * pad + 1:
+                    start, stop = max(begin, min(start, stop - 2 * pad - 1)), min(end, max(stop, start + 2 * pad + 1))
+                found.append((contig, start, stop))
     return merge_regions(found, {c: i for i, c in enumerate(lengths)})
 
 
