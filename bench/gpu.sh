@@ -42,6 +42,7 @@ fi
 # rewritten after each step, so that a call cut short still returns what ran.
 out=${1:-${OUT:-/tmp/dnabert2-gpu}}
 logs=$(mktemp -d /tmp/dnabert2-gpu-logs.XXXX)
+trap 'rm -rf "$logs"' EXIT
 mkdir -p "$out"
 : > "$out/steps.tsv"
 began=$(date +%s)
@@ -91,7 +92,7 @@ import sys, torch, pysam, Bio, pyBigWig, dnabert2.sequences as s
 assert torch.cuda.is_available(), 'no CUDA device'
 s.write_indexed_fasta(sys.argv[1], sys.argv[2])" "$shared/data/genomes/ecoli_k12_mg1655.fna.gz" "$ecoli" \
   > "$logs/preflight.log" 2>&1 || [ ! -f "$tokenizer" ]; then
-  echo "gpu.sh: not ready to run (was bench/carry carried, after bash bench/gpu.sh --prepare?):" >&2
+  echo "gpu.sh: not ready to run (no GPU, or bench/carry not carried after bash bench/gpu.sh --prepare):" >&2
   tail -n 3 "$logs/preflight.log" >&2
   printf 'preflight\t1\t%s\n' "$(($(date +%s) - began))" >> "$out/steps.tsv"
   table

@@ -42,8 +42,8 @@ def save_tokenizer(tokenizer: Tokenizer, path) -> None:
     pairs, which the releases before it (transformers 4.29, the original DNABERT-2's, pins 0.13) refuse;
     a merge of tokens holding a space could only be a pair."""
     data = json.loads(tokenizer.to_str())
-    merges = data["model"].get("merges") or []
-    if all(isinstance(pair, list) and not any(" " in part for part in pair) for pair in merges):
+    merges = data["model"].get("merges", [])
+    if data["model"].get("type") == "BPE" and not any(" " in part for pair in merges for part in pair):
         data["model"]["merges"] = [" ".join(pair) for pair in merges]
     with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -445,7 +445,7 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
 
 
 def test_reads_mode_gives_a_reads_n_bases_no_score(cnn, tmp_path):
-    """As in a genome scan, N gets no score: no call there, and no suppression of a neighbour's peak."""
+    """As in a genome scan, N gets no score, so no call lands on it."""
     bam = tmp_path / "n.bam"
     with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as reads, \
             pysam.AlignmentFile(str(bam), "wb", template=reads) as out:

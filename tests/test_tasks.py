@@ -229,7 +229,7 @@ def test_phage_and_plasmid_genomes_from_their_genbank_files(tmp_path):
     # Genomic negatives must lie 1 kb from every TSS: none of the plasmid's stretches has such a window.
     assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", genome, "--out",
                               tmp_path / "long"), "the train split ends up without non-promoter examples",
-                      "lies 1000 bp from every annotated site", "give --negatives shuffled")
+                      "must lie 1000 bp from every annotated site", "give --negatives shuffled")
     result = run_cli("tasks", "promoter", "--dense", "--core", "500", "--flank", "50", "--genome", genome,
                      "--annotation", genome, "--out", tmp_path / "dense")
     assert_user_error(result, "holds no annotated site in a 500 bp core")

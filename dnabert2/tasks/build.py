@@ -166,8 +166,8 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                       "with shorter windows" if layout.how == "positions" else
                       "give other --test-contigs/--dev-contigs or a larger genome")
             if missing == [task.labels[0]] and not task.motifs and negatives == "genomic":
-                advice = (f"no window in it lies {margin} bp from every annotated site, as a genomic negative must: "
-                          "give --negatives shuffled, or a larger genome")
+                advice = (f"genomic negatives must lie {margin} bp from every annotated site, and none was found "
+                          "there: give --negatives shuffled, or a larger genome")
             raise UserError(f"the {split} split ends up without {', '.join(missing)} examples ({len(rows)} examples in "
                             f"all); {advice}")
     description = {
