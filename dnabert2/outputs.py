@@ -1,6 +1,7 @@
 """Output files and folders appear whole or not at all: everything is written under a temporary name
 first, then renamed, with the permissions the user's umask gives."""
 
+import errno
 import io
 import logging
 import os
@@ -31,19 +32,23 @@ def check_outputs(outputs, inputs=()) -> None:
         if str(out) == "-":  # samtools' name for standard output: a file of that name would surprise
             raise UserError("-: outputs are files, written whole or not at all; give a file name, not standard output")
         try:
-            resolved = out.resolve()
-        except RuntimeError:  # Python's word for a loop of symbolic links
-            raise UserError(f"{out}: a loop of symbolic links; give a file name for the output") from None
-        if resolved in seen:
+            os.stat(out)
+        except OSError as error:  # Path.resolve() reports a loop in some Python versions, not all
+            if error.errno == errno.ELOOP:
+                raise UserError(f"{out}: a loop of symbolic links; give a file name for the output") from None
+        if out.resolve() in seen:
             raise UserError(f"{out}: given for two outputs")
-        seen.add(resolved)
+        seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
-        # Renaming onto /dev/stdout or /dev/null would replace it; onto /dev/stdout redirected to a file,
-        # that file, with what `>>` had put there and the messages meant for it.
-        if out.exists() and (not out.is_file() or _is_standard_stream(out)):
-            raise UserError(f"{out}: not a regular file (a device, pipe, socket or standard output); outputs are "
-                            "files, written whole or not at all")
+        if out.exists() and not out.is_file():  # renaming onto /dev/stdout or /dev/null would replace it
+            raise UserError(f"{out}: not a regular file (a device, pipe or socket); outputs are files, written whole "
+                            "or not at all")
+        # Renaming onto the file a command's output or messages are redirected to would drop what `>>` had
+        # put there and the messages meant for it.
+        if out.exists() and _is_standard_stream(out):
+            raise UserError(f"{out}: this command's standard output or error is written to it; give the output "
+                            "another file")
         missing_parents(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
@@ -139,7 +144,7 @@ def _link(link: Path, to: Path) -> None:
         return
     tmp = temporary_name(link)
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(to)
+    tmp.symlink_to(os.path.relpath(to, os.path.realpath(link.parent)))  # relative, as folders get moved
     os.replace(tmp, link)
 
 

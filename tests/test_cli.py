@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import shlex
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -245,6 +246,10 @@ def test_an_output_through_a_symbolic_link_is_written_to_its_target_and_the_link
                        "--out", tmp_path / link).returncode == 0
         assert (tmp_path / link).is_symlink()
     assert target.read_text().startswith("contig,start,end") and dangling.read_text() == target.read_text()
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    assert_user_error(run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out",
+                              tmp_path / "loop.csv"), "loop.csv: a loop of symbolic links")
+    (tmp_path / "loop.csv").unlink()
     # An indexed output's indices go beside its file, and beside the link as links, where htslib looks.
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "g.fa.gz").symlink_to("../made/g.fa.gz")
@@ -254,6 +259,10 @@ def test_an_output_through_a_symbolic_link_is_written_to_its_target_and_the_link
     with pysam.FastaFile(str(tmp_path / "work" / "g.fa.gz")) as fasta:
         assert fasta.fetch(fasta.references[0], 0, 10) == "GAGTTTTATC"
     assert len(list((tmp_path / "work").iterdir())) == 3  # nothing indexed again
+    shutil.move(tmp_path, tmp_path.with_name("moved"))  # relative links: the indices move with the files
+    with pysam.FastaFile(str(tmp_path.with_name("moved") / "work" / "g.fa.gz")) as fasta:
+        assert fasta.fetch(fasta.references[0], 0, 10) == "GAGTTTTATC"
+    shutil.move(tmp_path.with_name("moved"), tmp_path)
 
 
 def test_standard_output_redirected_to_a_file_is_refused_and_the_file_kept(tmp_path):
@@ -263,7 +272,7 @@ def test_standard_output_redirected_to_a_file_is_refused_and_the_file_kept(tmp_p
         result = subprocess.run([sys.executable, "-m", "dnabert2", "windows", "--genome",
                                  GENOMES / "phiX174_NC_001422.gbk.gz", "--out", "/dev/stdout"], stdout=handle,
                                 stderr=subprocess.PIPE, text=True)
-    assert_user_error(result, "/dev/stdout: not a regular file (a device, pipe, socket or standard output)")
+    assert_user_error(result, "/dev/stdout: this command's standard output or error is written to it")
     assert log.read_text() == "earlier\n"
 
 
@@ -274,7 +283,7 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused_not_replaced(tmp_path, 
         special = tmp_path / "fifo"
         os.mkfifo(special)
     result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", special)
-    assert_user_error(result, "not a regular file (a device, pipe, socket or standard output)")
+    assert_user_error(result, "not a regular file (a device, pipe or socket)")
     assert not Path(special).is_file() and Path(special).exists()
 
 

@@ -15,6 +15,7 @@ from Bio import SeqIO
 
 from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
+from dnabert2.sequences.fasta import READ_WHOLE_KEPT
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
     read_bed_intervals, read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
@@ -251,6 +252,21 @@ def test_a_plain_gzip_genome_is_read_once_per_process_while_unchanged(tmp_path, 
     replaced.replace(path)
     with Fasta(path) as fasta:
         assert fasta.fetch("a") == "CCCCCCCC"
+    # Genomes opened in turn (a sampler's), and one held open while more than READ_WHOLE_KEPT others are read.
+    others = []
+    for i in range(READ_WHOLE_KEPT + 1):
+        others.append(tmp_path / f"{i}.fa.gz")
+        others[-1].write_bytes(gzip.compress(f">c{i}\nACGT\n".encode()))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dnabert2.sequences.fasta"), Fasta(path) as held_open:
+        for _ in range(2):
+            for other in others[:3]:
+                Fasta(other).close()
+        for other in others:
+            Fasta(other).close()
+        Fasta(path).close()
+        assert held_open.fetch("a") == "CCCCCCCC"
+    assert caplog.text.count("reading it into memory") == len(others)
 
 
 def test_truncated_gzip_is_refused(tmp_path):

@@ -8,7 +8,9 @@ import logging
 import os
 import re
 import tempfile
+import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -302,24 +304,32 @@ def _fai_lengths(fai: Path) -> dict[str, int]:
     return lengths
 
 
-READ_WHOLE_KEPT = 2
-_READ_WHOLE: dict[tuple, dict[str, str]] = {}  # _version → contigs, the last READ_WHOLE_KEPT files read
+class _Contigs(dict):
+    """Contig → upper-cased sequence of a genome read whole (a dict that can be referred to weakly)."""
 
 
-def _read_whole(path: Path) -> dict[str, str]:
-    """Contig → upper-cased sequence of a file faidx cannot index, read once per process while the file
-    is unchanged (see _version), under whichever name: a command opens its genome several times (each
-    split's sampler, the scan's planner), and a human genome in plain gzip takes minutes to read. The
-    last READ_WHOLE_KEPT files stay in memory (read-only) after they are closed."""
+READ_WHOLE_KEPT = 4
+_IN_USE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # _version → _Contigs something holds
+_RECENT: OrderedDict = OrderedDict()  # the last READ_WHOLE_KEPT files used, kept after they are closed
+
+
+def _read_whole(path: Path) -> _Contigs:
+    """The sequences of a file faidx cannot index, read once per process while the file is unchanged
+    (see _version), under whichever name: a command opens its genomes several times (each split's
+    sampler, the scan's planner, every DataLoader worker, which a fork hands them to), and a human
+    genome in plain gzip takes minutes to read. A file stays in memory while open, and the last
+    READ_WHOLE_KEPT used stay after they are closed. Read-only."""
     version = _version(path)
-    if version not in _READ_WHOLE:
+    contigs = _IN_USE.get(version)
+    if contigs is None:
         log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
                  "`dnabert2 download` makes an indexed bgzip copy", path)
-        contigs = {name: seq.upper() for name, seq in read_records(path)}
-        while len(_READ_WHOLE) >= READ_WHOLE_KEPT:
-            del _READ_WHOLE[next(iter(_READ_WHOLE))]
-        _READ_WHOLE[version] = contigs
-    return _READ_WHOLE[version]
+        contigs = _IN_USE[version] = _Contigs((name, seq.upper()) for name, seq in read_records(path))
+    _RECENT[version] = contigs
+    _RECENT.move_to_end(version)
+    while len(_RECENT) > READ_WHOLE_KEPT:
+        _RECENT.popitem(last=False)
+    return contigs
 
 
 def _version(path: Path) -> tuple:
