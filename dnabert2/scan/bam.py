@@ -16,7 +16,7 @@ from ..sequences import aligned_reads, merge_regions, open_alignments, reverse_c
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from .calls import Call, score_of
-from .dense import NUCLEOTIDES, DenseScanner
+from .dense import DenseScanner, scored_bases
 from .genome import Tally, tokenised
 from .model import Scanner
 from .peaks import PeakCaller
@@ -46,7 +46,7 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
     not counted), widened by `pad` on each side within their range (a scan never reaches outside the
     regions asked for); one that the range's edge cuts short of 2 × pad + 1 bp (a window) grows
     inwards to it, so that its covered bases still get a window."""
-    found = []
+    found, window = [], 2 * pad + 1
     for contig, begin, end in ranges:
         for lo in range(begin, end, COVERAGE_STEP):
             hi = min(lo + COVERAGE_STEP, end)
@@ -61,8 +61,8 @@ def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, in
             edges = np.flatnonzero(covered[1:] != covered[:-1])
             for a, b in zip(edges[::2], edges[1::2]):
                 start, stop = max(begin, lo + int(a) - pad), min(end, lo + int(b) + pad)
-                if stop - start < 2 * pad + 1:
-                    start, stop = max(begin, min(start, stop - 2 * pad - 1)), min(end, max(stop, start + 2 * pad + 1))
+                if stop - start < window:
+                    start, stop = max(begin, min(start, stop - window)), min(end, max(stop, start + window))
                 found.append((contig, start, stop))
     return merge_regions(found, {c: i for i, c in enumerate(lengths)})
 
@@ -187,7 +187,7 @@ class ReadBases(ReadWindows):
             places.append(np.where(self.mine.holds(contig, reference), reference, -1))
             read_bases += read.query_length if mine else 0
             bases = read.query_sequence.upper()
-            known.append(np.isin(np.frombuffer(bases.encode(), dtype=np.uint8), NUCLEOTIDES))
+            known.append(scored_bases(bases))
             padded = "N" * self.flank + bases + "N" * self.flank
             for start in range(0, read.query_length, self.core):
                 end = min(read.query_length, start + self.core)

@@ -112,6 +112,12 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
 NUCLEOTIDES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
+def scored_bases(sequence: str) -> np.ndarray:
+    """Which bases of an upper-case sequence a per-base model scores: A, C, G and T, not N or other
+    IUPAC codes."""
+    return np.isin(np.frombuffer(sequence.encode(), dtype=np.uint8), NUCLEOTIDES)
+
+
 class DenseBlocks(BlockReader, IterableDataset):
     """Each block's cores with their flanks, on the strands asked for, tokenised with the token of
     every base (tokenizer None: bases only). Every A, C, G and T is scored, however many N (or other
@@ -127,7 +133,7 @@ class DenseBlocks(BlockReader, IterableDataset):
         for i in range(block.first, block.last):
             start, end = block.grid.core(i)
             sequence = fetch_padded(fasta, contig, start - flank, end + flank)
-            bases = np.isin(np.frombuffer(sequence[flank:flank + end - start].encode(), dtype=np.uint8), NUCLEOTIDES)
+            bases = scored_bases(sequence[flank:flank + end - start])
             if not bases.any():
                 skipped += len(self.strands)  # counted as `windows` is, once per strand
                 continue

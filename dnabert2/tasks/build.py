@@ -160,7 +160,8 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     examples = _deduplicate(examples)
     examples = {split: _balance(rows, rng) for split, rows in examples.items()}
     for split, rows in examples.items():
-        missing = [name for i, name in enumerate(task.labels) if i not in {label for _, label in rows}]
+        present = {label for _, label in rows}
+        missing = [name for i, name in enumerate(task.labels) if i not in present]
         if missing:
             advice = ("its stretches of the contigs are too short for these windows: use a larger genome, or a kind "
                       "with shorter windows" if layout.how == "positions" else
