@@ -464,6 +464,32 @@ def test_reads_mode_gives_a_reads_n_bases_no_score(cnn, tmp_path):
     assert len(hidden) > 50 and called and not called & hidden
 
 
+def test_reads_mode_calls_peaks_only_among_bases_aligned_inside_the_regions(cnn, tmp_path):
+    """As a genome scan calls within its regions, a read's bases outside them (and its soft clips) give
+    context but neither become calls nor suppress a peak inside: with --min-distance longer than the
+    read, each label and strand has exactly one peak, the best base within the regions."""
+    bam = tmp_path / "one.bam"
+    with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as reads, \
+            pysam.AlignmentFile(str(bam), "wb", template=reads) as out:
+        read = next(r for r in reads.fetch("SIRV5") if not r.is_secondary and not r.is_supplementary
+                    and r.query_length > 800)
+        out.write(read)
+        aligned = dict(read.get_aligned_pairs(matches_only=True))
+        start = aligned.get(400) or aligned[401]
+        end = max(r for q, r in aligned.items() if q < 550) + 1
+    pysam.index(str(bam))
+    regions = tmp_path / "regions.bed"
+    regions.write_text(f"SIRV5\t{start}\t{end}\n")
+    result = run_cli("scan", "--model", cnn, "--bam", bam, "--reference", SIRV / "SIRV_150601a.fasta.gz",
+                     "--regions", regions, "--threshold", 0, "--min-distance", 5000, "--workers", 0,
+                     "--out", tmp_path / "calls.bed")
+    assert result.returncode == 0, result.stderr
+    calls = [line.split("\t") for line in (tmp_path / "calls.bed").read_text().splitlines()]
+    assert sorted((c[3], c[5]) for c in calls) == [("acceptor", "+"), ("acceptor", "-"), ("donor", "+"),
+                                                   ("donor", "-")]
+    assert all(start <= int(c[1]) < end for c in calls)
+
+
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
     bare = without_bases(SIRV / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
     common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5"]

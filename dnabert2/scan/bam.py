@@ -163,7 +163,8 @@ class ReadBases(ReadWindows):
     """A per-base model's reads: each read tiled with cores that abut, read with flanks from the read
     (N past its ends), on both strands, so every base of it is scored once per strand (its A, C, G
     and T: N and other IUPAC codes get no score, as in a genome scan); a read is scanned when one of
-    its aligned bases lies in the scanned regions. Reads come in bins as ReadWindows's do."""
+    its aligned bases lies in the scanned regions, and peaks are called among those bases. Reads come
+    in bins as ReadWindows's do."""
 
     def __init__(self, bam_path, reference, regions, ranges, scanner: DenseScanner, min_mapq: int, strands: str,
                  block_reads: int = 64):
@@ -173,21 +174,23 @@ class ReadBases(ReadWindows):
         self.min_mapq, self.block_reads = min_mapq, block_reads
 
     def prepare(self, tokenizer, contig, reads) -> dict:
-        sequences, windows, places, known, owned = [], [], [], [], []
+        sequences, windows, places, candidates, owned = [], [], [], [], []
         read_bases = 0
         for k, read in enumerate(reads):
             reference = reference_positions(read)
             inside = self.scanned.holds(contig, reference)
             if not inside.any():
                 places.append(None)
-                known.append(None)
+                candidates.append(None)
                 continue
             mine = self.mine.holds(contig, reference[inside][:1])[0]  # the read's windows are tallied here
             # A site counts in the chunk holding its reference position, so no read is counted twice.
             places.append(np.where(self.mine.holds(contig, reference), reference, -1))
             read_bases += read.query_length if mine else 0
             bases = read.query_sequence.upper()
-            known.append(scored_bases(bases))
+            # Peaks are called among the bases aligned inside the scanned regions, as a genome scan
+            # calls them within its regions: soft clips, insertions and bases outside give context only.
+            candidates.append(scored_bases(bases) & inside)
             padded = "N" * self.flank + bases + "N" * self.flank
             for start in range(0, read.query_length, self.core):
                 end = min(read.query_length, start + self.core)
@@ -197,7 +200,7 @@ class ReadBases(ReadWindows):
                     windows.append((k, start, end, strand))
                     owned.append(mine)
         return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "sequences": sequences,
-                "windows": windows, "places": places, "known": known,
+                "windows": windows, "places": places, "candidates": candidates,
                 "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None,
                 "owned": np.array(owned, dtype=bool)}
 
@@ -240,7 +243,7 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
             caller = PeakCaller(score_of(threshold), distances[name])
             caller.start("", 0)
             scores = np.rint(track[:, label] * 1000).astype(np.int64)
-            scores[~item["known"][k]] = -1  # unscored: neither called nor suppressing a neighbour
+            scores[~item["candidates"][k]] = -1  # neither called nor suppressing a neighbour
             caller.feed(0, scores, owned=True)
             caller.finish()
             for _, q, _ in caller.peaks:
