@@ -271,4 +271,4 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    run_command(embed, EmbedSettings, args)
+    run_command(embed, EmbedSettings, args, args.out)

@@ -6,9 +6,11 @@ import io
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +19,9 @@ from .errors import UserError
 from .stops import held
 
 log = logging.getLogger(__name__)
+
+
+STDOUT = "-"  # samtools' and bedtools' name for standard output
 
 
 def temporary_name(path: Path) -> Path:
@@ -29,8 +34,9 @@ def check_outputs(outputs, inputs=()) -> None:
     other, or whose folder cannot be made; so a command that fails on them fails before writing any."""
     seen = set()
     for out in map(Path, filter(None, outputs)):
-        if str(out) == "-":  # samtools' name for standard output: a file of that name would surprise
-            raise UserError("-: outputs are files, written whole or not at all; give a file name, not standard output")
+        if str(out) == STDOUT:  # a file of that name would surprise
+            raise UserError("-: this output is a file, written whole or not at all; give a file name, not standard "
+                            "output (scan, scan-gather and predict write their --out there)")
         try:
             os.stat(out)
         except OSError as error:  # Path.resolve() reports a loop in some Python versions, not all
@@ -224,6 +230,26 @@ def scratch_folder(prefix: str):
     finally:
         with held():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def standard_output(path):
+    """`path`, or for STDOUT a temporary file (plain, so plain text) that is copied to standard output
+    once the block succeeds: a command that fails writes nothing there, as it leaves no file. What
+    the block prints goes to standard error meanwhile, so standard output holds the output alone."""
+    if str(path) != STDOUT:
+        yield path
+        return
+    with scratch_folder("dnabert2-stdout-") as folder:
+        with redirect_stdout(sys.stderr):
+            yield folder / "stdout"
+        try:
+            with open(folder / "stdout", "rb") as handle:
+                shutil.copyfileobj(handle, sys.stdout.buffer)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (| head): end as a shell's tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            raise SystemExit(128 + signal.SIGPIPE) from None
 
 
 def bgzip_named(path) -> bool:

@@ -16,7 +16,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .hub import model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_text, check_outputs
+from .outputs import atomic_text, check_outputs, standard_output
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
 from .scan.model import Scanner
 from .sequences import in_blocks, read_sequences
@@ -107,8 +107,8 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
     add_settings(parser, cls)
 
 
-def run_command(function, cls, args) -> None:
-    count = function(args.model, args.out, csv_file=args.csv, fasta=args.fasta, bed=args.bed, genome=args.genome,
+def run_command(function, cls, args, out) -> None:
+    count = function(args.model, out, csv_file=args.csv, fasta=args.fasta, bed=args.bed, genome=args.genome,
                      settings=settings_from(args, cls), show_progress=progress(args))
     print(f"{args.out}: {count} sequences")
 
@@ -117,8 +117,9 @@ def add_arguments(parser) -> None:
     add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
                 "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
                 "(per-base models: each site label's best probability over the bases and the 0-based offset of that "
-                "base) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz)", PredictSettings)
+                "base) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings)
 
 
 def run(args) -> None:
-    run_command(predict, PredictSettings, args)
+    with standard_output(args.out) as out:
+        run_command(predict, PredictSettings, args, out)

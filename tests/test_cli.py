@@ -319,6 +319,23 @@ def test_a_failed_write_takes_away_the_folders_it_made(tmp_path, kind):
     assert (out if kind == "file" else out / "part").read_text() == "whole"
 
 
+def test_standard_output_is_written_once_the_command_succeeds_and_a_reader_may_stop_early(tmp_path):
+    """Output to - (standard output) is held until the command succeeds, so a failure writes nothing
+    there, as it leaves no file; a reader that stops early (| head) ends the command as it ends a
+    shell's tools (exit 141, SIGPIPE's), with no traceback."""
+    program = ("import sys\nfrom dnabert2.outputs import standard_output\n"
+               "with standard_output('-') as out:\n"
+               "    print('made', out.name)\n"
+               "    out.write_text('line\\n' * 100_000)\n"
+               "    if sys.argv[1] == 'fail': raise SystemExit(1)\n")
+    for case, want in (("ok", "line\n" * 100_000), ("fail", "")):
+        result = subprocess.run([sys.executable, "-c", program, case], capture_output=True, text=True)
+        assert result.stdout == want and result.stderr == "made stdout\n"
+    piped = subprocess.run(["bash", "-c", f"{sys.executable} -c \"$0\" ok | head -1; echo ${{PIPESTATUS[0]}}", program],
+                           capture_output=True, text=True)
+    assert piped.stdout == "line\n141\n" and "Traceback" not in piped.stderr, piped.stderr
+
+
 @pytest.mark.parametrize("option", [["--timeout", "0"], ["--retries", "-1"]])
 def test_download_options_out_of_range_are_usage_errors(tmp_path, option):
     result = run_cli("download", "http://127.0.0.1:9/genome.fa.gz", "--out", tmp_path / "g.fa.gz", *option)

@@ -289,6 +289,16 @@ def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce
         gzip.decompress((tmp_path / "whole.bed.gz").read_bytes())
     for track in (tmp_path / "whole.bg").iterdir():
         assert (tmp_path / "gathered.bg" / track.name).read_text() == track.read_text()
+    # - is standard output, in plain BED, for a pipe into bedtools; the line a scan prints goes to stderr.
+    for streamed in (run_cli("scan", *common, "--out", "-"), run_cli("scan-gather", *summaries, "--out", "-")):
+        assert streamed.returncode == 0, streamed.stderr
+        assert streamed.stdout == gzip.decompress((tmp_path / "whole.bed.gz").read_bytes()).decode()
+        assert streamed.stderr.splitlines()[-1].startswith(f"-: {summary['calls']['acceptor']} acceptor")
+    refused = run_cli("scan", *common, "--out", "-", "--summary", tmp_path / "s.json")
+    assert_user_error(refused, "--summary names the calls file", "give --out a file name")
+    failed = run_cli("scan", *common[:4], "--contigs", "Nope", "--out", "-")
+    assert_user_error(failed, "unknown contig 'Nope'")
+    assert refused.stdout == failed.stdout == "" and not (tmp_path / "s.json").exists()
 
 
 def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dense_task):

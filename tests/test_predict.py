@@ -92,6 +92,9 @@ def test_predict_gives_the_python_apis_probabilities_in_input_order(classifier, 
             assert row["label"] == ["neither", "donor", "acceptor"][int(want.argmax())]
         outputs[source] = out.read_text()
     assert outputs["csv"] == outputs["fasta"] == outputs["bed"]  # '-' regions read reverse-complemented
+    streamed = run_cli("predict", "--model", classifier, *sources["csv"], "--out", "-", "--batch-tokens", 300)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == outputs["csv"] and f"-: {len(regions)} sequences" in streamed.stderr
 
 
 def test_labels_without_names_are_numbered_however_the_model_was_saved(classifier, regions, tmp_path):

@@ -15,14 +15,14 @@ from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, output_file, progress, settings_from, settings_with
-from ..outputs import check_outputs, scratch_folder, written_together
+from ..outputs import check_outputs, scratch_folder, standard_output, written_together
 from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
 from .calls import MERGED, top, write_calls
 from .dense import load_any_scanner
-from .gather import gather, relative, scan_line, write_json
+from .gather import gather, no_summary_of_stdout, relative, scan_line, write_json
 from .model import called_labels
 from .plan import RegionIndex, blocks, chunk, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
@@ -269,7 +269,7 @@ def add_arguments(parser) -> None:
                         help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
     parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
     parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4); a name ending in .gz is written "
-                        "bgzip-compressed with a tabix index beside it")
+                        "bgzip-compressed with a tabix index beside it; - writes plain BED to standard output")
     parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's (or base's) "
                         "probability as bedGraph, one file per label and strand (DIR/LABEL.plus.bedgraph, DIR/LABEL.minus.bedgraph)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (DIR/LABEL.plus.bw, …), "
@@ -282,7 +282,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    report = scan(args.model, args.out, fasta=args.fasta, bam=args.bam, reference=args.reference,
-                  bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary, junctions=args.junctions,
-                  settings=settings_from(args, ScanSettings), progress=progress(args))
-    print(scan_line(report, args.out))
+    no_summary_of_stdout(args)
+    with standard_output(args.out) as out:
+        report = scan(args.model, out, fasta=args.fasta, bam=args.bam, reference=args.reference,
+                      bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary, junctions=args.junctions,
+                      settings=settings_from(args, ScanSettings), progress=progress(args))
+        print(scan_line(report, args.out))
+

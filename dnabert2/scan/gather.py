@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
-from ..outputs import atomic_output, check_outputs, written_together
+from ..outputs import STDOUT, atomic_output, check_outputs, standard_output, written_together
 from ..settings import ScanSettings
 from .calls import MERGED, Merger, by_label, check_counts, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
@@ -135,13 +135,22 @@ def scan_line(report: dict, out) -> str:
             f"{report['bp_per_second']} bp/s")
 
 
+def no_summary_of_stdout(args) -> None:
+    """A summary names its calls file, which scan-gather and scan-eval read beside it: standard output
+    leaves none."""
+    if str(args.out) == STDOUT and args.summary:
+        raise UserError("--summary names the calls file it describes (scan-gather and scan-eval read them "
+                        "together): give --out a file name, not - (standard output)")
+
+
 def add_arguments(parser) -> None:
     parser.description = (
         "Join `dnabert2 scan --chunk i/n` outputs, given by their summaries (in any order), into one sorted BED; "
         "calls that meet across chunk ends merge, so the result is what one unchunked scan gives. --top-k is "
         "applied here, over the whole genome.")
     parser.add_argument("summaries", nargs="+", type=Path, metavar="SUMMARY", help="chunk summaries (JSON)")
-    parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4; .gz: bgzip with a tabix index)")
+    parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4; .gz: bgzip with a tabix index; - plain BED "
+                        "to standard output)")
     parser.add_argument("--bedgraph", type=Path, metavar="DIR",
                         help="joined per-window scores, one bedGraph per label and strand (every chunk needs its own)")
     parser.add_argument("--bigwig", type=Path, metavar="DIR", help="the same tracks as bigWig (from the chunks' bedGraph)")
@@ -151,6 +160,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     settings = settings_from(args, ScanSettings)
-    report = gather(args.summaries, args.out, bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary,
-                    top_k=settings.top_k)
-    print(scan_line(report, args.out))
+    no_summary_of_stdout(args)
+    with standard_output(args.out) as out:
+        report = gather(args.summaries, out, bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary,
+                        top_k=settings.top_k)
+        print(scan_line(report, args.out))
