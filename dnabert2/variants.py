@@ -238,7 +238,8 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
 
 def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     """Before any record is scored: refuse an input the output could not index (records not sorted by
-    contig and position), one this command annotated already under `key`, or one of another reference
+    contig and position), one this command annotated already under `key` (or under the key whose
+    unscored flags `key` would seem to be), or one of another reference
     (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written; the same for
@@ -260,6 +261,10 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
         for name in (key, unscored_key(key)):
             if name in records.header.info:  # declared, or used without being declared
                 raise UserError(f"{vcf}: already has an INFO/{name} field; give --info-key another name")
+        stem = key.removesuffix(unscored_key(""))
+        if stem != key and stem in records.header.info:
+            raise UserError(f"{vcf}: has an INFO/{stem} field, and INFO/{key} would read as its records left "
+                            "unscored; give --info-key another name")
         declare_assumed(header, records.header)
     if seen and not set(seen) & set(lengths):
         named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")

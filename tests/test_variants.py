@@ -200,6 +200,8 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "END"], ["--info-key", "not END"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "annotated.vcf.gz", "--info-key",
                              "DNABERT2_UNSCORED"], ["already has an INFO/DNABERT2_UNSCORED field"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "undeclared.vcf", "--info-key",
+                             "DNABERT2_UNSCORED"], ["has an INFO/DNABERT2 field", "INFO/DNABERT2_UNSCORED would read"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
