@@ -31,11 +31,11 @@ def encode_bases(tokenizer, sequences: list[str]) -> list[tuple[np.ndarray, np.n
 
 
 def dense_batch(encoded: list[tuple[np.ndarray, np.ndarray]] | None, sequences: list[str], device,
-                labels: np.ndarray | None = None) -> dict:
+                labels: np.ndarray | None = None, length: int = 0) -> dict:
     """The keyword arguments of a per-base model's forward for these sequences (shorter ones padded
-    with N bases that point at [CLS] and are not scored); encoded None: bases only, for a model that
-    reads no tokens."""
-    longest = max(map(len, sequences))
+    with N bases that point at [CLS] and are not scored, up to the longest or `length`); encoded None:
+    bases only, for a model that reads no tokens."""
+    longest = max(length, *map(len, sequences))
     bases = np.full((len(sequences), longest), 4, dtype=np.int64)
     for i, sequence in enumerate(sequences):
         bases[i, :len(sequence)] = base_codes(sequence)

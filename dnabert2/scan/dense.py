@@ -22,6 +22,9 @@ from .model import is_per_base, load_scanner, scanning_device
 from .plan import Block, BlockReader
 
 
+PADDED_TO = 256  # bp: a window shorter than the scanner's is padded to a multiple of it
+
+
 @dataclass
 class DenseScanner:
     model: torch.nn.Module
@@ -66,9 +69,13 @@ class DenseScanner:
             while last < len(sequences) and used + sizes[last] <= batch_tokens:
                 used += sizes[last]
                 last += 1
+            # Convolutions prepare anew for each input length they meet (oneDNN on a CPU): windows cut
+            # short at contig ends, thousands in a draft assembly, are padded to a few lengths.
+            longest = max(len(q) for q in sequences[first:last])
+            length = min(self.window, -(-longest // PADDED_TO) * PADDED_TO)
             with self.autocast:
                 part = encoded[first:last] if encoded is not None else None
-                logits = self.model(**dense_batch(part, sequences[first:last], self.device)).logits
+                logits = self.model(**dense_batch(part, sequences[first:last], self.device, length=length)).logits
             parts.append(logits.float().softmax(-1))  # (windows, longest, K)
             first = last
 
