@@ -109,6 +109,10 @@ def pad_packed(x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> tu
     return padded, mask
 
 
+class TooLong(UserError):
+    """Sequences too long for the PyTorch path's bias: a command can add how its own options cut them."""
+
+
 def alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) -> torch.Tensor:
     """The PyTorch path's additive bias, −slope·|i−j| with −inf at padded keys: (batch, heads, L, L), or
     (1, heads, L, L) when no sequence is padded. A model builds it once per batch and shares it by layer."""
@@ -119,7 +123,7 @@ def alibi_bias(cu_seqlens, max_seqlen, slopes, dtype) -> torch.Tensor:
     # A GPU is refused only a bias that cannot fit at all (auto took the kernel long before); the CPU
     # path's bias shares the machine with everything else.
     if size > device_memory(device) // (1 if device.type == "cuda" else 4):
-        raise UserError(f"sequences of {max_seqlen} tokens are too long for the PyTorch attention path on this "
+        raise TooLong(f"sequences of {max_seqlen} tokens are too long for the PyTorch attention path on this "
                         f"{'GPU' if device.type == 'cuda' else 'machine'} (its bias tensor alone takes "
                         f"{size / 2**30:.1f} GiB); use shorter sequences{' or a GPU' if device.type != 'cuda' else ''}")
     positions = torch.arange(max_seqlen, device=cu_seqlens.device)

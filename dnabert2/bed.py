@@ -1,14 +1,13 @@
 """BED output: 0-based half-open, sorted by contig order then start, written atomically; and the
 commands that write annotated sites and observed junctions as BED."""
 
-import csv
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .options import add_settings, output_file, settings_from
-from .outputs import atomic_text, check_outputs
+from .outputs import atomic_text, check_outputs, tsv_writer
 from .settings import JunctionsSettings, SitesSettings
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
     order = {name: i for i, name in enumerate(contig_order)}
     ordered = sorted(rows, key=lambda row: (order[row[0]], row[1], row[2], row[3:]))
     with atomic_text(path) as handle:
-        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(ordered)
+        tsv_writer(handle).writerows(ordered)
     return len(ordered)
 
 

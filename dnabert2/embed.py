@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .attention import TooLong
 from .devices import Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, upload
 from .errors import UserError
 from .hub import model_path
@@ -243,7 +244,11 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
             if broken is not None:
                 raise UserError(f"id {broken!r} holds a line break, which {out}{IDS} (an id a line) cannot keep; "
                                 "give --out an .npz or .parquet name")
-            states, token_names = embedder.states(sequences)
+            try:
+                states, token_names = embedder.states(sequences)
+            except TooLong as error:
+                raise UserError(f"{error}, or give --chunk-tokens (512, the length DNABERT-2 was pretrained on) to run "
+                                "them in chunks") from None
             vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
             count += len(names)
             if show_progress:

@@ -8,7 +8,6 @@ importance is the reference score minus the mean score of its three substitution
 the base supports the call."""
 
 import contextlib
-import csv
 import logging
 import re
 from pathlib import Path
@@ -20,11 +19,11 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, check_outputs, written_together
+from .outputs import atomic_output, atomic_text, check_outputs, tsv_writer, written_together
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer
-from .scan.model import is_per_base, label_index
+from .scan.model import is_per_base, is_window_classifier, label_index
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
 from .tasks.dense import fetch_padded
@@ -51,7 +50,8 @@ def parse_region(text: str) -> tuple[str, int, int]:
 
 
 def substitutions(sequence: str) -> list[tuple[int, str]]:
-    return [(i, base) for i, ref in enumerate(sequence) for base in BASES if base != ref]
+    """The three SNVs of each A, C, G and T; an N or other IUPAC code has no single base to change."""
+    return [(i, base) for i, ref in enumerate(sequence) if ref in BASES for base in BASES if base != ref]
 
 
 class Scorer:
@@ -95,9 +95,10 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     if end - start > LONGEST:
         raise UserError(f"--region {region} is {end - start} bp; mutagenesis scores 3 variants of each base, so "
                         f"regions of at most {LONGEST} bp")
-    scorer = Scorer(model_path(model), s, end - start)
-    if s.at is not None and not scorer.scanner.dense:
+    folder = model_path(model)
+    if s.at is not None and is_window_classifier(folder):
         raise UserError("--at is for per-base models; a window classifier scores the region as one window")
+    scorer = Scorer(folder, s, end - start)
     with Fasta(fasta) as genome:
         if end > genome.lengths.get(contig, end):
             raise UserError(f"--region {region} runs past the end of {contig} ({genome.lengths[contig]:,} bp)")
@@ -107,6 +108,8 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         left = fetch_padded(genome, contig, start - flank, start)
         right = fetch_padded(genome, contig, end, end + flank)
     variants = substitutions(sequence)
+    if not variants:
+        raise UserError(f"--region {region} holds no A, C, G or T to substitute")
     mutated = [sequence[:i] + base + sequence[i + 1:] for i, base in variants]
     if scorer.scanner.dense:
         reference = scorer.per_base([left + sequence + right])[0]
@@ -121,9 +124,9 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
     with written_together(), atomic_text(out) as handle, \
             (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
-        table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        table = tsv_writer(handle)
         table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
-        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}"]
+        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6g}", f"{score - reference:.6g}"]
                         for (i, base), score in zip(variants, scores))
         if plot is not None:
             draw(sequence, start, variants, scores - reference, out=tmp_plot,
@@ -142,7 +145,8 @@ def draw(sequence: str, start: int, variants, deltas: np.ndarray, out, title: st
     change = np.full((len(BASES), len(sequence)), np.nan)
     for (i, base), delta in zip(variants, deltas):
         change[BASES.index(base), i] = delta
-    importance = -np.nanmean(change, axis=0)
+    changed = ~np.isnan(change)
+    importance = -np.where(changed.any(axis=0), np.nansum(change, axis=0) / np.maximum(changed.sum(axis=0), 1), 0)
     fig, (letters, heat) = figure(rows=2)
     fig.set_size_inches(max(6, len(sequence) * 0.18), 6)
     font = FontProperties(family="DejaVu Sans", weight="bold")

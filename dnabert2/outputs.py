@@ -1,6 +1,7 @@
 """Output files and folders appear whole or not at all: everything is written under a temporary name
 first, then renamed, with the permissions the user's umask gives."""
 
+import csv
 import errno
 import io
 import logging
@@ -271,6 +272,13 @@ def atomic_text(path):
             handle = open(tmp, "w", newline="")
         with handle:
             yield handle
+
+
+def tsv_writer(handle):
+    """Tab-separated rows as cut, awk and bedtools read them: every field as it is. CSV quoting would
+    turn an id holding a quote into another id; a field holding a tab or a line break cannot be
+    written (csv.Error), so callers refuse such names first."""
+    return csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
 
 
 def plain_suffix(path) -> str:

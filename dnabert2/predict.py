@@ -6,17 +6,18 @@ offset of that base; the predicted label is the site label with the highest such
 reaches 0.5, else the background label. Sequences are read, scored and written a block at a time, so
 memory stays flat however many there are."""
 
-import csv
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from .attention import TooLong
 from .bases.inputs import encode_bases
 from .devices import batch_tokens
+from .errors import UserError
 from .hub import model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_text, check_outputs, standard_output
+from .outputs import atomic_text, check_outputs, standard_output, tsv_writer
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
 from .scan.model import Scanner
 from .sequences import in_blocks, read_sequences
@@ -78,12 +79,18 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     tokens = batch_tokens(s.batch_tokens, scanner.device)
     count = 0
     with atomic_text(out) as handle:
-        table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        table = tsv_writer(handle)
         table.writerow(header(scanner))
         for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = zip(*block)
+            broken = next((n for n in names if any(c in n for c in "\t\r\n")), None)
+            if broken is not None:
+                raise UserError(f"id {broken!r} holds a tab or a line break, which a row of a TSV cannot keep")
             score = base_rows if scanner.dense else window_rows
-            rows = score(scanner, tokenizer, list(sequences), tokens)
+            try:
+                rows = score(scanner, tokenizer, list(sequences), tokens)
+            except TooLong as error:
+                raise UserError(f"{error}; `dnabert2 scan` reads a genome's long sequences in windows") from None
             table.writerows([name, *row] for name, row in zip(names, rows))
             count += len(block)
             if show_progress:
@@ -98,10 +105,12 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
                         help=f"{model_help}, or a Hugging Face Hub id (owner/name[@revision])")
     given = parser.add_argument_group("sequences (one of)")
     given.add_argument("--csv", type=Path, help="a CSV with a 'sequence' column (ids from an 'id' or 'name' column, "
-                       "else the row number), such as a GUE task's test.csv")
+                       "else, or where blank, the row number), such as a GUE task's test.csv")
     given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names")
     given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
-                       "contig:start-end(strand)); '-' strand regions are reverse-complemented")
+                       "contig:start-end(strand)); '-' strand regions are reverse-complemented; each region is "
+                       "read alone, a per-base model's flanks padded with N (dnabert2 scan reads them from the "
+                       "genome)")
     given.add_argument("--genome", type=Path, metavar="FASTA", help="the genome the --bed regions lie on")
     parser.add_argument("--out", required=True, type=output_file, help=out_help)
     add_settings(parser, cls)
@@ -117,7 +126,7 @@ def add_arguments(parser) -> None:
     add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
                 "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
                 "(per-base models: each site label's best probability over the bases and the 0-based offset of that "
-                "base) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings)
+                "base along the sequence as read, from a '-' region's end) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings)
 
 
 def run(args) -> None:

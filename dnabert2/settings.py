@@ -293,7 +293,7 @@ class VariantSettings:
 class MutagenesisSettings:
     label: str | None = setting(None, "the label whose score is explained, by name or index",
                                 default_text="the first site label")
-    at: int | None = setting(None, "per-base models: the base (1-based) whose score is explained", type=positive,
+    at: int | None = setting(None, "per-base models: the base whose score is explained (its contig position, 1-based, within --region)", type=positive,
                              default_text="the region's best-scoring base")
     strand: str = setting("+", "the strand the model reads", choices=["+", "-"])
     batch_tokens: int | None = _batch_tokens()

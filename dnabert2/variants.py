@@ -13,7 +13,6 @@ in the file. Every input record is written out, in order: scored ALTs get the IN
 say why not (REF unlike the reference, an unknown contig, a symbolic allele)."""
 
 import contextlib
-import csv
 import itertools
 import logging
 from dataclasses import dataclass
@@ -28,10 +27,9 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, written_together
+from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, tsv_writer, written_together
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
-from .model import is_classifier
-from .scan.model import is_per_base
+from .scan.model import is_window_classifier
 from .sequences import Fasta
 from .sequences.fasta import check_file, compression
 from .settings import INFO_KEY, VariantSettings
@@ -196,7 +194,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         raise UserError(f"{vcf}: compressed with plain gzip, which pysam cannot read as VCF: recompress it with bgzip "
                         "(zcat it | bgzip)")
     folder = model_path(model)
-    if folder.is_dir() and is_classifier(folder) and not is_per_base(folder):
+    if is_window_classifier(folder):
         raise UserError(f"{model_name(folder)}: variants are scored with a per-base model (`finetune` on a `tasks --dense` task, "
                         "or `cnn`); this is a window classifier")
     scanner = load_dense_scanner(folder, device=s.device, dtype=s.dtype)
@@ -222,7 +220,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         table = None
         if tsv is not None:
             handle = stack.enter_context(atomic_text(tsv))
-            table = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            table = tsv_writer(handle)
             table.writerow(["contig", "pos", "id", "ref", "alt", "status", *names])
         scorer = VariantScorer(scanner, tokenizer, genome, s.distance, batch_tokens(s.batch_tokens, scanner.device))
         with pysam.VariantFile(str(tmp), "wz", header=header) as writer:

@@ -16,7 +16,7 @@ import torch
 from Bio.Seq import reverse_complement
 from safetensors.torch import load_file, save_file
 
-from conftest import GENOMES, assert_user_error, run_cli, scan_classifier
+from conftest import GENOMES, assert_user_error, run_cli, run_patched, scan_classifier
 import dnabert2.embed
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.embed import embed
@@ -251,6 +251,7 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
     ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
     ("embed", lambda d: ["--csv", d / "newline.csv", "--out", d / "out.npy"], ["'a\\nb' holds a line break", ".npz"]),
+    ("predict", lambda d: ["--csv", d / "tab.csv"], ["'a\\tb' holds a tab or a line break"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)
@@ -262,11 +263,32 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     (tmp_path / "binary.bed").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "latin1.csv").write_bytes("id,sequence\nsé,ACGT\n".encode("latin-1"))
     (tmp_path / "newline.csv").write_text('id,sequence\n"a\nb",ACGTACGT\n')
+    (tmp_path / "tab.csv").write_text('id,sequence\n"a\tb",ACGTACGT\n')
     options = make(tmp_path)
     out = [] if "--out" in options else ["--out", tmp_path / ("out.tsv" if command == "predict" else "out.npz")]
     result = run_cli(command, "--model", classifier, *options, *out)
     assert_user_error(result, *words)
     assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
+
+
+def test_ids_are_written_as_they_are_and_a_blank_one_is_its_row_number(classifier, regions, tmp_path):
+    """A plain TSV, as cut and bedtools read it: CSV quoting would have changed the id my "gene"."""
+    sequence = regions[2][-1]
+    (tmp_path / "in.csv").write_text(f'id,sequence\n"my ""gene""",{sequence}\n,{sequence}\n')
+    result = run_cli("predict", "--model", classifier, "--csv", tmp_path / "in.csv", "--out", tmp_path / "p.tsv", "-q")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in (tmp_path / "p.tsv").read_text().splitlines()] == ["id", 'my "gene"', "2"]
+
+
+def test_sequences_too_long_for_the_cpu_path_are_told_how_to_cut_them(base, classifier, regions, tmp_path):
+    write_inputs(tmp_path, regions)
+    small = "import dnabert2.attention\ndnabert2.attention.device_memory = lambda device: 1\n"  # a machine of 1 byte
+    embed = run_patched(small, "embed", "--model", base, "--csv", tmp_path / "in.csv", "--out", tmp_path / "e.npz")
+    assert_user_error(embed, "too long for the PyTorch attention path", "give --chunk-tokens")
+    predict = run_patched(small, "predict", "--model", classifier, "--csv", tmp_path / "in.csv", "--out",
+                          tmp_path / "p.tsv")
+    assert_user_error(predict, "too long for the PyTorch attention path", "`dnabert2 scan` reads")
+    assert not list(tmp_path.glob("e.*")) and not list(tmp_path.glob("p.*"))
 
 
 def test_a_fine_tuned_folder_whose_weights_lost_the_head_is_refused_not_scored_at_random(classifier, regions, tmp_path):

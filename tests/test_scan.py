@@ -199,10 +199,10 @@ STOPPED_WHILE_WRITING = {
                           "def stopped(*args):\n    written(*args)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
                           "scan.write_json = stopped"),
     # while the calls are written as plain BED, to be bgzipped: it stayed beside the output
-    "writing the calls": ("import dnabert2.scan.calls as calls\nwriter = calls.csv.writer\n"
-                          "def stopped(*args, **options):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
-                          "    return writer(*args, **options)\n"
-                          "calls.csv = type(sys)('csv')\ncalls.csv.writer = stopped"),
+    "writing the calls": ("import dnabert2.scan.calls as calls\nwriter = calls.tsv_writer\n"
+                          "def stopped(handle):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+                          "    return writer(handle)\n"
+                          "calls.tsv_writer = stopped"),
 }
 
 

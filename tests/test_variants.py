@@ -257,6 +257,31 @@ def test_mutagenesis_bad_input(cnn, ce1pct, tmp_path, options, words):
     assert not list(tmp_path.glob("o.*"))
 
 
+def test_mutagenesis_changes_each_a_c_g_and_t_but_no_n_or_other_iupac_code(cnn, ce1pct, tmp_path):
+    with Fasta(ce1pct) as genome:
+        sequence = genome.fetch("IV", 0, 3000)
+    genome = tmp_path / "gap.fa"
+    genome.write_text(f">IV\n{sequence[:1009]}NNR{sequence[1012:]}\n")  # IV:1010-1012 (1-based)
+    out, plot = tmp_path / "ism.tsv", tmp_path / "ism.svg"
+    result = run_cli("mutagenesis", "--model", cnn, "--fasta", genome, "--region", "IV:1000-1030", "--out", out,
+                     "--plot", plot, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 3 * 28 and {r["ref"] for r in rows} <= set("ACGT")
+    assert not {int(r["pos"]) for r in rows} & {1010, 1011, 1012} and "<svg" in plot.read_text()
+    gap = run_cli("mutagenesis", "--model", cnn, "--fasta", genome, "--region", "IV:1010-1012", "--out", out)
+    assert_user_error(gap, "IV:1010-1012 holds no A, C, G or T to substitute")
+
+
+def test_mutagenesis_refuses_at_for_a_window_classifier_before_loading_it(ce1pct, tmp_path):
+    window = scan_classifier(tmp_path / "window", window=300)
+    result = run_cli("mutagenesis", "--model", window, "--fasta", ce1pct, "--region", "IV:1000-1030", "--at", 1005,
+                     "--out", tmp_path / "o.tsv")
+    assert_user_error(result, "--at is for per-base models")
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # not after the warnings loading it gives
+
+
 def test_symbolic_and_gvcf_records_are_kept_unscored_not_called_mismatches(cnn, ce1pct, tmp_path):
     """A <DEL> or a gVCF <NON_REF> block spans END, not its one REF base: its REF still matches."""
     with Fasta(ce1pct) as genome:

@@ -7,14 +7,13 @@ call, -1, -1, and the peak's offset from start. Scores are compared as those int
 calls merged from chunk files are the calls a single run makes.
 """
 
-import csv
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
-from ..outputs import atomic_output, bgzip_named
+from ..outputs import atomic_output, bgzip_named, tsv_writer
 from ..sequences.fasta import open_text
 from ..sequences.inputs import is_bed_header
 
@@ -89,7 +88,7 @@ def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
         plain = Path(f"{tmp}.bed") if compressed else tmp
         try:
             with open(plain, "w", newline="") as handle:
-                csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
+                tsv_writer(handle).writerows(rows)
             if compressed:
                 _bgzip_and_index(plain, tmp)
         finally:  # a run stopped while writing it left the plain BED beside the output

@@ -86,6 +86,12 @@ def is_per_base(folder: Path) -> bool:
     return is_cnn(folder) or (is_classifier(folder) and classifier_head(folder) == "dense")
 
 
+def is_window_classifier(folder: Path) -> bool:
+    """A window classifier's folder; False for anything else, a folder that holds no model included
+    (loading it says what is wrong), so a command can refuse the wrong kind before loading it."""
+    return folder.is_dir() and is_classifier(folder) and not is_per_base(folder)
+
+
 def scanning_device(folder: Path, device, dtype: str):
     """The device and precision a scan runs on, once the folder is known to hold a classifier."""
     check_model_folder(folder)

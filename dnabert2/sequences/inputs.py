@@ -120,7 +120,7 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
         key = next((column for column in ("id", "name") if column in rows.fieldnames), None)
         for number, row in enumerate(rows, 1):
-            name = row[key] if key else str(number)
+            name = (row[key] if key else None) or str(number)  # a blank id too
             sequence = (row["sequence"] or "").upper()
             check_nucleotides(path, name, sequence)
             if not sequence:
