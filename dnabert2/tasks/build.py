@@ -145,12 +145,18 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
-        layout = choose_split(sites, fasta.lengths, test_contigs, dev_contigs, rng, task.window_bp)
+        windowed = [(site, label, window(fasta, site.contig, site.position, site.strand,
+                                         task.sites[label - 1].geometry, max_n)) for site, label in sites]
+        # The splits' shares count the sites that give a window: a contig shorter than one (an
+        # organelle, a draft assembly's scaffold) would take a test share and give it no example.
+        usable = [(site, label) for site, label, sequence in windowed if sequence is not None]
+        if not usable:
+            raise UserError(f"none of the {len(sites)} annotated sites has a whole {task.window_bp} bp window on the "
+                            f"genome (contigs shorter than that, or windows with more than --max-n N)")
+        layout = choose_split(usable, fasta.lengths, test_contigs, dev_contigs, rng, task.window_bp)
         examples = {name: [] for name in SPLITS}
-        for site, label in sites:
-            geometry = task.sites[label - 1].geometry
-            sequence = window(fasta, site.contig, site.position, site.strand, geometry, max_n)
-            where = layout.of(site.contig, *geometry.span(site.position, site.strand))
+        for site, label, sequence in windowed:
+            where = layout.of(site.contig, *task.sites[label - 1].geometry.span(site.position, site.strand))
             if sequence is not None and where is not None:
                 examples[where].append((sequence, label))
         drawer = Negatives(task, negatives, fasta, sites, layout, rng, max_n, margin)
