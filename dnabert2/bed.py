@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .options import add_settings, output_file, settings_from
-from .outputs import atomic_text, check_outputs, tsv_writer
+from .outputs import TabSeparated, atomic_text, check_outputs
 from .settings import JunctionsSettings, SitesSettings
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
     order = {name: i for i, name in enumerate(contig_order)}
     ordered = sorted(rows, key=lambda row: (order[row[0]], row[1], row[2], row[3:]))
     with atomic_text(path) as handle:
-        tsv_writer(handle).writerows(ordered)
+        TabSeparated(handle).writerows(ordered)
     return len(ordered)
 
 

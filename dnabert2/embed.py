@@ -247,8 +247,9 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
             try:
                 states, token_names = embedder.states(sequences)
             except TooLong as error:
-                raise UserError(f"{error}, or give --chunk-tokens (512, the length DNABERT-2 was pretrained on) to run "
-                                "them in chunks") from None
+                cut = "a smaller --chunk-tokens" if s.chunk_tokens else "--chunk-tokens (512, the length DNABERT-2 was " \
+                    "pretrained on) to run them in chunks"
+                raise UserError(f"{error}, or give {cut}") from None
             vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
             count += len(names)
             if show_progress:

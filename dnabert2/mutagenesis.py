@@ -19,10 +19,10 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, check_outputs, tsv_writer, written_together
+from .outputs import TabSeparated, atomic_output, atomic_text, check_outputs, written_together
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
-from .scan.dense import load_any_scanner, read_tokenizer
+from .scan.dense import load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import is_per_base, is_window_classifier, label_index
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
@@ -98,24 +98,28 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     folder = model_path(model)
     if s.at is not None and is_window_classifier(folder):
         raise UserError("--at is for per-base models; a window classifier scores the region as one window")
-    scorer = Scorer(folder, s, end - start)
+    if s.at is not None and not start < s.at <= end:
+        raise UserError(f"--at {s.at} lies outside --region {region}")
     with Fasta(fasta) as genome:
         if end > genome.lengths.get(contig, end):
             raise UserError(f"--region {region} runs past the end of {contig} ({genome.lengths[contig]:,} bp)")
         genome.check_region(contig, start, end)
         sequence = genome.fetch(contig, start, end)
+        variants = substitutions(sequence)
+        if not variants:
+            raise UserError(f"--region {region} holds no A, C, G or T to substitute")
+        if s.at is not None and sequence[s.at - 1 - start] not in BASES:
+            raise UserError(f"--at {s.at} is {sequence[s.at - 1 - start]}, which a per-base model gives no score: "
+                            "give an A, C, G or T")
+        scorer = Scorer(folder, s, end - start)
         flank = scorer.scanner.flank if scorer.scanner.dense else 0
         left = fetch_padded(genome, contig, start - flank, start)
         right = fetch_padded(genome, contig, end, end + flank)
-    variants = substitutions(sequence)
-    if not variants:
-        raise UserError(f"--region {region} holds no A, C, G or T to substitute")
     mutated = [sequence[:i] + base + sequence[i + 1:] for i, base in variants]
     if scorer.scanner.dense:
         reference = scorer.per_base([left + sequence + right])[0]
-        at = int(reference.argmax()) if s.at is None else s.at - 1 - start
-        if not 0 <= at < len(sequence):
-            raise UserError(f"--at {s.at} lies outside --region {region}")
+        # By default the best-scoring base of those a scan scores (not an N).
+        at = int(np.where(scored_bases(sequence), reference, -1).argmax()) if s.at is None else s.at - 1 - start
         scores = np.concatenate([[p[at] for p in scorer.per_base([left + q + right for q in mutated[i:i + BATCH]])]
                                  for i in range(0, len(mutated), BATCH)])
         reference, target = float(reference[at]), f"{contig}:{start + at + 1}({scorer.strand})"
@@ -124,9 +128,9 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
     with written_together(), atomic_text(out) as handle, \
             (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
-        table = tsv_writer(handle)
+        table = TabSeparated(handle)
         table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
-        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6g}", f"{score - reference:.6g}"]
+        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}"]
                         for (i, base), score in zip(variants, scores))
         if plot is not None:
             draw(sequence, start, variants, scores - reference, out=tmp_plot,

@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
@@ -241,16 +241,30 @@ def standard_output(path):
     if str(path) != STDOUT:
         yield path
         return
-    with scratch_folder("dnabert2-stdout-") as folder:
-        with redirect_stdout(sys.stderr):
-            yield folder / "stdout"
-        try:
-            with open(folder / "stdout", "rb") as handle:
-                shutil.copyfileobj(handle, sys.stdout.buffer)
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader stopped early (| head): end as a shell's tools do
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-            raise SystemExit(128 + signal.SIGPIPE) from None
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (AttributeError, OSError):  # closed (sys.stdout None, or no descriptor 1)
+        raise UserError("-: standard output is closed; give --out a file name") from None
+    try:
+        with scratch_folder("dnabert2-stdout-") as folder:
+            # Descriptor 1 itself, not only sys.stdout: what libraries or child processes write there
+            # must not land in the output either.
+            os.dup2(2, 1)
+            try:
+                yield folder / "stdout"
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+            try:
+                with open(folder / "stdout", "rb") as handle:
+                    shutil.copyfileobj(handle, sys.stdout.buffer)
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader stopped early (| head): end as a shell's tools do
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing left to flush at exit
+                raise SystemExit(128 + signal.SIGPIPE) from None
+    finally:
+        os.close(saved)
 
 
 def bgzip_named(path) -> bool:
@@ -274,11 +288,25 @@ def atomic_text(path):
             yield handle
 
 
-def tsv_writer(handle):
-    """Tab-separated rows as cut, awk and bedtools read them: every field as it is. CSV quoting would
-    turn an id holding a quote into another id; a field holding a tab or a line break cannot be
-    written (csv.Error), so callers refuse such names first."""
-    return csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
+class TabSeparated:
+    """Tab-separated rows as cut, awk and bedtools read them: every field as it is (CSV quoting would
+    turn an id holding a quote into another id), and a field holding a tab or a line break, which no
+    such row can keep, refused."""
+
+    def __init__(self, handle):
+        self.writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
+
+    def writerow(self, row) -> None:
+        try:
+            self.writer.writerow(row)
+        except csv.Error:
+            field = next(f for f in map(str, row) if any(c in f for c in "\t\r\n"))
+            raise UserError(f"{field!r} holds a tab or a line break, which a field of a tab-separated file cannot "
+                            "keep") from None
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
 
 
 def plain_suffix(path) -> str:

@@ -17,8 +17,8 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_text, check_outputs, standard_output, tsv_writer
-from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer
+from .outputs import TabSeparated, atomic_text, check_outputs, standard_output
+from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import Scanner
 from .sequences import in_blocks, read_sequences
 from .settings import PredictSettings
@@ -52,8 +52,9 @@ def base_rows(scanner: DenseScanner, tokenizer, sequences: list[str], tokens: in
     encoded = encode_bases(tokenizer, padded) if tokenizer else None
     rows = [None] * len(sequences)
     for i, probabilities in zip(order, scanner.probabilities(encoded, padded, tokens)):
-        best = probabilities[:, 1:].max(0)
-        at = probabilities[:, 1:].argmax(0)
+        # Over the bases a scan scores: an N's probability is not a site's.
+        sites = np.where(scored_bases(sequences[i])[:, None], probabilities[:, 1:], 0)
+        best, at = sites.max(0), sites.argmax(0)
         top = int(best.argmax())
         label = scanner.labels[top + 1] if best[top] >= CALLED else scanner.labels[0]
         rows[i] = [value for pair in zip(map(float, best), map(int, at)) for value in pair] + [label]
@@ -79,13 +80,10 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     tokens = batch_tokens(s.batch_tokens, scanner.device)
     count = 0
     with atomic_text(out) as handle:
-        table = tsv_writer(handle)
+        table = TabSeparated(handle)
         table.writerow(header(scanner))
         for block in in_blocks(records, BLOCK, BLOCK_BASES):
             names, sequences = zip(*block)
-            broken = next((n for n in names if any(c in n for c in "\t\r\n")), None)
-            if broken is not None:
-                raise UserError(f"id {broken!r} holds a tab or a line break, which a row of a TSV cannot keep")
             score = base_rows if scanner.dense else window_rows
             try:
                 rows = score(scanner, tokenizer, list(sequences), tokens)
@@ -125,7 +123,7 @@ def run_command(function, cls, args, out) -> None:
 def add_arguments(parser) -> None:
     add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
                 "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
-                "(per-base models: each site label's best probability over the bases and the 0-based offset of that "
+                "(per-base models: each site label's best probability over the A, C, G and T and the 0-based offset of that "
                 "base along the sequence as read, from a '-' region's end) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings)
 
 

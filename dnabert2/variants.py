@@ -27,7 +27,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, tsv_writer, written_together
+from .outputs import TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, written_together
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
 from .scan.model import is_window_classifier
 from .sequences import Fasta
@@ -220,7 +220,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         table = None
         if tsv is not None:
             handle = stack.enter_context(atomic_text(tsv))
-            table = tsv_writer(handle)
+            table = TabSeparated(handle)
             table.writerow(["contig", "pos", "id", "ref", "alt", "status", *names])
         scorer = VariantScorer(scanner, tokenizer, genome, s.distance, batch_tokens(s.batch_tokens, scanner.device))
         with pysam.VariantFile(str(tmp), "wz", header=header) as writer:

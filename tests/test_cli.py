@@ -119,6 +119,17 @@ def test_sites_bed_is_sorted_bed6(tmp_path, data):
     assert all(int(r[2]) == int(r[1]) + 1 for r in rows)
 
 
+def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_path):
+    """GFF3 escapes a tab in an ID as %09; a BED or TSV field cannot hold one."""
+    genome, notes = tmp_path / "c.fa", tmp_path / "tab.gff3"
+    genome.write_text(">c\n" + "ACGT" * 25 + "\n")
+    notes.write_text("##gff-version 3\nc\tx\tgene\t10\t50\t.\t+\t.\tID=g%09x\n"
+                     "c\tx\tmRNA\t10\t50\t.\t+\t.\tID=t;Parent=g%09x\nc\tx\texon\t10\t50\t.\t+\t.\tParent=t\n")
+    result = run_cli("sites", "--annotation", notes, "--genome", genome, "--kind", "genes", "--out", tmp_path / "g.bed")
+    assert_user_error(result, "'g\\tx' holds a tab or a line break", "tab-separated")
+    assert not list(tmp_path.glob("*g.bed*"))
+
+
 def test_sites_with_annotation_of_another_genome_is_refused(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "lambda_phage_bowtie2_example.fa.gz",
                      "--out", tmp_path / "s.bed")

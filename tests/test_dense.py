@@ -404,6 +404,24 @@ def test_dense_scan_bad_input(cnn, base, ce1pct, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["bases"] == 137
 
 
+def test_a_short_window_padded_to_a_common_length_scores_as_it_does_alone(cnn, ce1pct):
+    """A scan pads a window cut short at a contig's end to a multiple of 256 bp, so that convolutions
+    meet few lengths; masked, the padding changes none of its scores."""
+    from dnabert2.bases.inputs import dense_batch
+    from dnabert2.scan.dense import PADDED_TO, load_dense_scanner
+
+    scanner = load_dense_scanner(cnn, device="cpu")
+    length = scanner.window - 37
+    assert length % PADDED_TO and length > 2 * scanner.flank
+    with Fasta(ce1pct) as genome:
+        sequence = genome.fetch("IV", 5000, 5000 + length)
+    padded = scanner.probabilities(None, [sequence], 10**6)[0]
+    with torch.inference_mode():
+        alone = scanner.model(**dense_batch(None, [sequence], torch.device("cpu"))).logits.float().softmax(-1)[0]
+    assert padded.shape == (length - 2 * scanner.flank, 3)
+    np.testing.assert_allclose(padded, alone[scanner.flank:length - scanner.flank].numpy(), atol=1e-6)
+
+
 def test_close_site_pairs_count_as_resolved_only_with_a_call_each():
     from dnabert2.scan.evaluation import _close_pairs
 

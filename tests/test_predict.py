@@ -6,7 +6,10 @@ import csv
 import gzip
 import json
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -95,6 +98,10 @@ def test_predict_gives_the_python_apis_probabilities_in_input_order(classifier, 
     streamed = run_cli("predict", "--model", classifier, *sources["csv"], "--out", "-", "--batch-tokens", 300)
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == outputs["csv"] and f"-: {len(regions)} sequences" in streamed.stderr
+    command = " ".join(map(shlex.quote, [sys.executable, "-m", "dnabert2", "predict", "--model", str(classifier),
+                                         *map(str, sources["csv"]), "--out", "-"]))
+    closed = subprocess.run(["bash", "-c", f"{command} >&-"], capture_output=True, text=True)
+    assert_user_error(closed, "standard output is closed")
 
 
 def test_labels_without_names_are_numbered_however_the_model_was_saved(classifier, regions, tmp_path):
@@ -251,7 +258,7 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
     ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
     ("embed", lambda d: ["--csv", d / "newline.csv", "--out", d / "out.npy"], ["'a\\nb' holds a line break", ".npz"]),
-    ("predict", lambda d: ["--csv", d / "tab.csv"], ["'a\\tb' holds a tab or a line break"]),
+    ("predict", lambda d: ["--csv", d / "tab.csv"], ["'a\\tb' holds a tab or a line break", "tab-separated"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)

@@ -101,8 +101,10 @@ def test_bad_input(genome, tmp_path):
                               tmp_path / "t", "--negatives", "shuffled"), "negatives")
     # MtDNA's two tRNA starts lie on 137 bp, shorter than a promoter window: they count for no split.
     assert_user_error(run_cli("tasks", "promoter", "--genome", genome, "--annotation", ANNOTATION, "--out",
-                              tmp_path / "t", "--test-contigs", "MtDNA"), "no annotated site (that a whole window fits",
+                              tmp_path / "t", "--test-contigs", "MtDNA"), "no annotated site that gives a window",
                       "MtDNA")
+    assert_user_error(run_cli("tasks", "promoter", "--dense", "--genome", genome, "--annotation", ANNOTATION, "--out",
+                              tmp_path / "t", "--test-contigs", "MtDNA"), "no annotated site that gives a window")
     short, notes = tmp_path / "short.fa", tmp_path / "short.gff3"
     short.write_text(">c\n" + "ACGT" * 25 + "\n")
     notes.write_text("##gff-version 3\nc\tx\tgene\t10\t50\t.\t+\t.\tID=g\nc\tx\tmRNA\t10\t50\t.\t+\t.\tID=t;Parent=g\n"

@@ -270,6 +270,11 @@ def test_mutagenesis_changes_each_a_c_g_and_t_but_no_n_or_other_iupac_code(cnn, 
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert len(rows) == 3 * 28 and {r["ref"] for r in rows} <= set("ACGT")
     assert not {int(r["pos"]) for r in rows} & {1010, 1011, 1012} and "<svg" in plot.read_text()
+    target = int(result.stdout.split(" at IV:")[1].split("(")[0])  # the best-scoring base: never an N
+    assert 1000 <= target <= 1030 and target not in (1010, 1011, 1012)
+    on_n = run_cli("mutagenesis", "--model", cnn, "--fasta", genome, "--region", "IV:1000-1030", "--at", 1011,
+                   "--out", out)
+    assert_user_error(on_n, "--at 1011 is N", "give an A, C, G or T")
     gap = run_cli("mutagenesis", "--model", cnn, "--fasta", genome, "--region", "IV:1010-1012", "--out", out)
     assert_user_error(gap, "IV:1010-1012 holds no A, C, G or T to substitute")
 

@@ -288,4 +288,3 @@ def run(args) -> None:
                       bedgraph=args.bedgraph, bigwig=args.bigwig, summary=args.summary, junctions=args.junctions,
                       settings=settings_from(args, ScanSettings), progress=progress(args))
         print(scan_line(report, args.out))
-

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
-from ..outputs import atomic_output, bgzip_named, tsv_writer
+from ..outputs import TabSeparated, atomic_output, bgzip_named
 from ..sequences.fasta import open_text
 from ..sequences.inputs import is_bed_header
 
@@ -88,7 +88,7 @@ def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
         plain = Path(f"{tmp}.bed") if compressed else tmp
         try:
             with open(plain, "w", newline="") as handle:
-                tsv_writer(handle).writerows(rows)
+                TabSeparated(handle).writerows(rows)
             if compressed:
                 _bgzip_and_index(plain, tmp)
         finally:  # a run stopped while writing it left the plain BED beside the output

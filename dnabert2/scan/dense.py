@@ -76,7 +76,7 @@ class DenseScanner:
             with self.autocast:
                 part = encoded[first:last] if encoded is not None else None
                 logits = self.model(**dense_batch(part, sequences[first:last], self.device, length=length)).logits
-            parts.append(logits.float().softmax(-1))  # (windows, longest, K)
+            parts.append(logits.float().softmax(-1))  # (windows, length, K)
             first = last
 
         def cores(arrays):

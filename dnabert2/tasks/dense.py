@@ -95,7 +95,13 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
-        layout = choose_split(sites, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
+        # As in a task of windows, the splits' shares count the sites that give a window: not those
+        # of a contig shorter than a core.
+        usable = [(site, label) for site, label in sites if fasta.lengths[site.contig] >= s.core]
+        if not usable:
+            raise UserError(f"none of the {len(sites)} annotated sites lies on a contig of at least --core "
+                            f"{s.core} bp; give a shorter --core")
+        layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
         by_place = {}
         for site, label in sites:
             by_place.setdefault((site.contig, site.strand), []).append((site.position, label))

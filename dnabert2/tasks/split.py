@@ -23,7 +23,7 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
     named = {c: "test" for c in test_contigs or ()} | {c: "dev" for c in dev_contigs or ()}
     unknown = sorted(set(named) - set(counts))
     if unknown:
-        raise UserError(f"contigs with no annotated site (that a whole window fits around) or not in the genome: "
+        raise UserError(f"contigs with no annotated site that gives a window, or not in the genome: "
                         f"{', '.join(unknown)}")
     total = sum(counts.values())
     assignment = dict(named)
