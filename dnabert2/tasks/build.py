@@ -19,6 +19,7 @@ from ..outputs import check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement
 from ..settings import TaskSettings
 from .gue import SPLITS, write_csv, write_task_folder
+from .motifs import check_motifs
 from .registry import KINDS, Geometry, SiteLabel, TaskKind, task_kind
 from .split import Split, choose_split
 
@@ -145,6 +146,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        check_motifs(task, sites, fasta, annotation)
         windowed = [(site, label, window(fasta, site.contig, site.position, site.strand,
                                          task.sites[label - 1].geometry, max_n)) for site, label in sites]
         # The splits' shares count the sites that give a window: a contig shorter than one (an

@@ -34,6 +34,7 @@ from ..sequences import Fasta, read_annotation, reverse_complement
 from ..sequences.fasta import IUPAC
 from ..settings import TaskSettings
 from .gue import SPLITS, write_task_folder
+from .motifs import check_motifs
 from .registry import task_kind
 from .split import choose_split
 
@@ -95,6 +96,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
         if not sites:
             raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        check_motifs(task, sites, fasta, annotation)
         # As in a task of windows, the splits' shares count the sites that give a window: not those
         # of a contig shorter than a core.
         usable = [(site, label) for site, label in sites if fasta.lengths[site.contig] >= s.core]
