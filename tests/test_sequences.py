@@ -373,6 +373,30 @@ def test_gtf_gives_introns_per_transcript(data):
     assert len(annotation.introns()) == 114
 
 
+def test_a_transcript_missing_a_piece_is_left_out_not_given_an_intron_no_annotation_holds(tmp_path, caplog):
+    """t1's middle exon names no transcript_id (GTF) or no strand (GFF3); t9 is one id under two GTF
+    genes 2 kb apart. Kept as read, each would gain an intron, or lose its end; t2 is whole."""
+    t2 = 'c\tt\texon\t2001\t2100\t.\t-\t.\tgene_id "g2"; transcript_id "t2";\n' \
+         'c\tt\texon\t2501\t2600\t.\t-\t.\tgene_id "g2"; transcript_id "t2";\n'
+    cases = {
+        "missing.gtf": 'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "g1"; transcript_id "t1";\n'
+                       'c\tt\texon\t301\t400\t.\t+\t.\tgene_id "g1";\n'
+                       'c\tt\texon\t901\t1000\t.\t+\t.\tgene_id "g1"; transcript_id "t1";\n' + t2,
+        "unstranded.gff3": "##gff-version 3\nc\tt\tmRNA\t101\t1000\t.\t+\t.\tID=t1\n"
+                           "c\tt\texon\t101\t200\t.\t+\t.\tParent=t1\nc\tt\texon\t901\t1000\t.\t.\t.\tParent=t1\n"
+                           "c\tt\tmRNA\t2001\t2600\t.\t-\t.\tID=t2\nc\tt\texon\t2001\t2100\t.\t-\t.\tParent=t2\n"
+                           "c\tt\texon\t2501\t2600\t.\t-\t.\tParent=t2\n",
+        "two_genes.gtf": 'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "g1"; transcript_id "t9";\n'
+                         'c\tt\texon\t2701\t2800\t.\t+\t.\tgene_id "g3"; transcript_id "t9";\n' + t2,
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        caplog.clear()
+        annotation = read_annotation(tmp_path / name)
+        assert [t.id for t in annotation.transcripts] == ["t2"], name
+        assert "left out: t" in caplog.text, name
+
+
 def test_annotation_contigs_must_be_in_the_genome(data):
     annotation = read_annotation(CE_GFF)
     with Fasta(LAMBDA) as other:

@@ -298,7 +298,10 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
     defined = set()  # GFF3 IDs that a line defines
     loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
-    unstranded = 0
+    # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
+    # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
+    unstranded, orphaned = set(), set()
+    lines_unstranded = 0
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -341,45 +344,53 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 continue
             if kind == "CDS" and attrs.get("pseudo") == "true":
                 continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
-            if strand not in "+-" or not strand:
-                unstranded += 1  # a site needs a strand: which end is a donor, which an acceptor
-                continue
             if parse is _gtf_attributes:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
+                if not owners[0][0]:
+                    orphaned.add(owners[0][1])
             elif "Parent" in attrs:
                 owners = [(p, None) for p in attrs["Parent"].split(",")]
             elif kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
                 owners = [(attrs.get("ID"), None)]
             else:
                 owners = []
+            if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
+                unstranded.update(transcript for transcript, _ in owners if transcript)
+                lines_unstranded += 1
+                continue
             for transcript, gene in owners:
                 if transcript:
                     parts[kind][transcript].append((contig, strand, interval, gene))
-    if unstranded:
-        log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?') left out", path, unstranded)
+    if lines_unstranded:
+        log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?'): their transcripts left out", path,
+                    lines_unstranded)
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
     undefined = set() if parse is _gtf_attributes or not defined & owners else owners - defined
-    return _gff_assembled(path, parts, parent_of, loci, circular, undefined)
+    return _gff_assembled(path, parts, parent_of, loci, circular, undefined, unstranded, orphaned)
 
 
-def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict,
-                   undefined: set) -> list[Transcript]:
+def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict, undefined: set,
+                   unstranded: set, orphaned: set) -> list[Transcript]:
     """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
-    transcript has them, else its CDS and UTRs), less those left out: ids at several places, genes
-    across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside them)."""
+    transcript has them, else its CDS and UTRs), less those left out: ids at several places (or, in
+    GTF, of several genes), genes across an origin, and those whose exons may be incomplete (a Parent
+    no line defines, CDS outside them, a piece on no strand or, in GTF, a piece of their gene that
+    names no transcript)."""
     groups = {t: parts["CDS"].get(t, []) + parts["UTR"].get(t, []) for t in parts["CDS"]}
     groups.update(parts["exon"])
     transcripts, repeated, incomplete, across_origin = [], [], [], 0
     for transcript_id, pieces in groups.items():
         contigs_strands = {(c, s) for c, s, _, _ in pieces}
-        if len(contigs_strands) != 1 or _apart(loci.get(transcript_id, ())):
+        genes = {g for _, _, _, g in pieces}
+        if len(contigs_strands) != 1 or len(genes) != 1 or _apart(loci.get(transcript_id, ())):
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
         gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
-        if transcript_id in undefined or _outside(parts["CDS"].get(transcript_id, ()), exons):
+        if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
+                or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript_id)
             continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
@@ -392,17 +403,19 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
-        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands or GTF transcript "
-                    "lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
+        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes or GTF "
+                    "transcript lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
-        log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, or CDS outside "
-                    "the exons), left out: %s", path, len(incomplete), ", ".join(incomplete[:5]))
+        log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, CDS outside the "
+                    "exons, a line on no strand, or a GTF line of their gene without a transcript_id), left out: %s",
+                    path, len(incomplete), ", ".join(incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
-        raise UserError(f"{path}: no transcripts found (no exon or CDS features with a parent)")
+        why = "every one left out, as said above" if groups else "no exon or CDS features with a parent"
+        raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts
 
