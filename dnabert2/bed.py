@@ -96,6 +96,9 @@ def run_sites(args) -> None:
         rows = [(s.contig, s.position, s.position + 1, s.kind, 0, s.strand) for s in sites]
     n = write_bed(args.out, rows, order)
     log.info("wrote %d %s to %s", n, kind, args.out)
+    if not n:  # a valid answer (a bacterium has no introns), but one a pipeline run with -q should hear of
+        log.warning("%s holds no %s on the genome's contigs: %s is empty", args.annotation,
+                    {"splice": "splice sites", "tss": "TSSs", "tts": "TTSs"}.get(kind, kind), args.out)
 
 
 def add_junctions_arguments(parser) -> None:

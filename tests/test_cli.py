@@ -130,6 +130,13 @@ def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_pat
     assert not list(tmp_path.glob("*g.bed*"))
 
 
+def test_sites_of_a_kind_the_annotation_lacks_give_an_empty_bed_and_a_warning_even_with_q(tmp_path):
+    result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
+                     GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "splice", "--out", tmp_path / "s.bed", "-q")
+    assert result.returncode == 0 and (tmp_path / "s.bed").read_text() == ""
+    assert "holds no splice sites on the genome's contigs" in result.stderr
+
+
 def test_sites_with_annotation_of_another_genome_is_refused(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "lambda_phage_bowtie2_example.fa.gz",
                      "--out", tmp_path / "s.bed")

@@ -500,6 +500,9 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--splice-tolerance", 2, "--contigs", "I")
     on_one = json.loads(result.stdout)["labels"]["donor"]
     assert on_one["sites"] == sum(s.contig == "I" for s in donors)
+    # UCSC's name for Ensembl's I: an evaluation of nothing would report nulls and pass.
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "I", "chrI")
+    assert_user_error(result, "--contigs chrI: in neither the calls, the annotation nor the scanned genome")
 
 
 def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):

@@ -75,6 +75,12 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
                         f"(known: {', '.join(SITE_LABELS)})")
     annotation = read_annotation(annotation_path, s.min_intron)
     _check_same_genome(annotation, calls, scanned)
+    if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
+        known = annotation.contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
+        unknown = [c for c in s.contigs if c not in known]
+        if unknown:
+            raise UserError(f"--contigs {' '.join(unknown)}: in neither the calls, the annotation nor the scanned "
+                            f"genome (it has {', '.join(sorted(known)[:5])}{', …' if len(known) > 5 else ''})")
     regions, scope = _evaluated_regions(scanned, s, held_out)
     sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
     if scanned is not None and scanned.get("strands", "both") != "both":  # the other strand was not looked at
