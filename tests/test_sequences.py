@@ -397,6 +397,15 @@ def test_a_transcript_missing_a_piece_is_left_out_not_given_an_intron_no_annotat
         assert "left out: t" in caplog.text, name
 
 
+def test_gffread_transcripts_name_their_gene_by_gene_id(tmp_path):
+    (tmp_path / "gffread.gff3").write_text(
+        "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t1;geneID=g1\nc\tt\texon\t101\t300\t.\t+\t.\tParent=t1\n"
+        "c\tt\texon\t701\t900\t.\t+\t.\tParent=t1\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t2;geneID=g1\n"
+        "c\tt\texon\t101\t900\t.\t+\t.\tParent=t2\n")
+    annotation = read_annotation(tmp_path / "gffread.gff3")
+    assert {t.gene for t in annotation.transcripts} == {"g1"} and [g.id for g in annotation.genes()] == ["g1"]
+
+
 def test_annotation_contigs_must_be_in_the_genome(data):
     annotation = read_annotation(CE_GFF)
     with Fasta(LAMBDA) as other:

@@ -323,6 +323,8 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 defined.add(attrs["ID"])
                 if "Parent" in attrs:
                     parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+                elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
+                    parent_of[attrs["ID"]] = attrs["geneID"]
             kind = "UTR" if kind in _UTR_KINDS else kind
             if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
                 continue
