@@ -397,6 +397,23 @@ def test_a_transcript_missing_a_piece_is_left_out_not_given_an_intron_no_annotat
         assert "left out: t" in caplog.text, name
 
 
+def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
+    """A mature miRNA is cut from its primary transcript and a circular RNA's ends are a back-splice:
+    their ends are no TSS or TTS. The WormBase GFF3 types and Ensembl's GTF biotype."""
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nc\tt\tmiRNA\t101\t122\t.\t+\t.\tID=m\nc\tt\texon\t101\t122\t.\t+\t.\tParent=m\n"
+        "c\tt\tcircular_ncRNA\t501\t900\t.\t-\t.\tID=r\nc\tt\texon\t501\t600\t.\t-\t.\tParent=r\n"
+        "c\tt\texon\t801\t900\t.\t-\t.\tParent=r\nc\tt\tmRNA\t2001\t2900\t.\t+\t.\tID=t\n"
+        "c\tt\texon\t2001\t2900\t.\t+\t.\tParent=t\n")
+    (tmp_path / "a.gtf").write_text(
+        'c\tt\texon\t101\t180\t.\t+\t.\tgene_id "g"; transcript_id "m"; transcript_biotype "miRNA";\n'
+        'c\tt\texon\t2001\t2900\t.\t+\t.\tgene_id "h"; transcript_id "t"; transcript_biotype "protein_coding";\n')
+    gff3, gtf = read_annotation(tmp_path / "a.gff3"), read_annotation(tmp_path / "a.gtf")
+    assert [s.position for s in gff3.tss()] == [s.position for s in gtf.tss()] == [2000]
+    assert [s.position for s in gff3.tts()] == [s.position for s in gtf.tts()] == [2899]
+    assert {s.kind for s in gff3.splice_sites()} == {"donor", "acceptor"}  # the circular RNA's intron
+
+
 def test_gffread_transcripts_name_their_gene_by_gene_id(tmp_path):
     (tmp_path / "gffread.gff3").write_text(
         "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t1;geneID=g1\nc\tt\texon\t101\t300\t.\t+\t.\tParent=t1\n"

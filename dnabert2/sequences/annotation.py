@@ -23,6 +23,10 @@ _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
 _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
+# Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
+# mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
+# ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
+_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Transcript:
     strand: str
     exons: tuple[tuple[int, int], ...]  # sorted, 0-based half-open
     coding: bool = False  # built from CDS alone: its ends are the start codon and the stop codon's end
+    processed: bool = False  # its ends are not where transcription started and ended (_PROCESSED_KINDS)
 
     @property
     def start(self) -> int:
@@ -126,7 +131,7 @@ class Annotation:
 
     def tss(self) -> list[Site]:
         self._say_coding_ends("TSSs are their start codons")
-        return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self.transcripts})
+        return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self._transcribed("TSS")})
 
     def introns(self) -> list[Intron]:
         return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns
@@ -134,7 +139,14 @@ class Annotation:
 
     def tts(self) -> list[Site]:
         self._say_coding_ends("TTSs are their CDS ends")
-        return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self.transcripts})
+        return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self._transcribed("TTS")})
+
+    def _transcribed(self, what: str) -> list[Transcript]:
+        processed = sum(t.processed for t in self.transcripts)
+        if processed:
+            log.info("%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
+                     "after transcription)", self.path, processed, what)
+        return [t for t in self.transcripts if not t.processed]
 
     def _say_coding_ends(self, what: str) -> None:
         coding = sum(t.coding for t in self.transcripts)
@@ -301,6 +313,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
     # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
     # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
     unstranded, orphaned = set(), set()
+    processed = set()  # transcript IDs, or GFF3 IDs of any feature, of _PROCESSED_KINDS
     lines_unstranded = 0
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
@@ -321,6 +334,8 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             attrs = parse(attributes)
             if "ID" in attrs:
                 defined.add(attrs["ID"])
+                if kind in _PROCESSED_KINDS:
+                    processed.add(attrs["ID"])
                 if "Parent" in attrs:
                     parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
                 elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
@@ -350,6 +365,8 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
                 if not owners[0][0]:
                     orphaned.add(owners[0][1])
+                elif (attrs.get("transcript_biotype") or attrs.get("transcript_type")) in _PROCESSED_KINDS:
+                    processed.add(owners[0][0])
             elif "Parent" in attrs:
                 owners = [(p, None) for p in attrs["Parent"].split(",")]
             elif kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
@@ -369,11 +386,11 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
     undefined = set() if parse is _gtf_attributes or not defined & owners else owners - defined
-    return _gff_assembled(path, parts, parent_of, loci, circular, undefined, unstranded, orphaned)
+    return _gff_assembled(path, parts, parent_of, loci, circular, undefined, unstranded, orphaned, processed)
 
 
 def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict, undefined: set,
-                   unstranded: set, orphaned: set) -> list[Transcript]:
+                   unstranded: set, orphaned: set, processed: set) -> list[Transcript]:
     """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
     transcript has them, else its CDS and UTRs), less those left out: ids at several places (or, in
     GTF, of several genes), genes across an origin, and those whose exons may be incomplete (a Parent
@@ -401,7 +418,7 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
             across_origin += 1
             continue
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
-        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, coding))
+        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, coding, transcript_id in processed))
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
