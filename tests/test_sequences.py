@@ -414,6 +414,15 @@ def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
     assert {s.kind for s in gff3.splice_sites()} == {"donor", "acceptor"}  # the circular RNA's intron
 
 
+def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t%2C1\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t2\n"
+        "c\tt\texon\t101\t300\t.\t+\t.\tParent=t%2C1,t2\nc\tt\texon\t701\t900\t.\t+\t.\tParent=t%2C1,t2\n")
+    annotation = read_annotation(tmp_path / "a.gff3")
+    assert sorted(t.id for t in annotation.transcripts) == ["t,1", "t2"]
+    assert {t.exons for t in annotation.transcripts} == {((100, 300), (700, 900))}
+
+
 def test_gffread_transcripts_name_their_gene_by_gene_id(tmp_path):
     (tmp_path / "gffread.gff3").write_text(
         "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t1;geneID=g1\nc\tt\texon\t101\t300\t.\t+\t.\tParent=t1\n"

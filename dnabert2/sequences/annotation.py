@@ -196,8 +196,14 @@ class Annotation:
 
 
 def _gff3_attributes(text: str) -> dict[str, str]:
+    """The attributes, unescaped; Parent as written, its comma-separated values unescaped by _parents
+    (an escaped comma, %2C, belongs to a value)."""
     pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
-    return {key.strip(): unquote(value) for key, value in pairs}
+    return {key.strip(): value if key.strip() == "Parent" else unquote(value) for key, value in pairs}
+
+
+def _parents(attrs: dict[str, str]) -> list[str]:
+    return [unquote(value) for value in attrs["Parent"].split(",")]
 
 
 def _gtf_attributes(text: str) -> dict[str, str]:
@@ -337,7 +343,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 if kind in _PROCESSED_KINDS:
                     processed.add(attrs["ID"])
                 if "Parent" in attrs:
-                    parent_of[attrs["ID"]] = attrs["Parent"].split(",")[0]
+                    parent_of[attrs["ID"]] = _parents(attrs)[0]
                 elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
                     parent_of[attrs["ID"]] = attrs["geneID"]
             kind = "UTR" if kind in _UTR_KINDS else kind
@@ -368,7 +374,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 elif (attrs.get("transcript_biotype") or attrs.get("transcript_type")) in _PROCESSED_KINDS:
                     processed.add(owners[0][0])
             elif "Parent" in attrs:
-                owners = [(p, None) for p in attrs["Parent"].split(",")]
+                owners = [(p, None) for p in _parents(attrs)]
             elif kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
                 owners = [(attrs.get("ID"), None)]
             else:
