@@ -395,6 +395,13 @@ def test_a_transcript_missing_a_piece_is_left_out_not_given_an_intron_no_annotat
         annotation = read_annotation(tmp_path / name)
         assert [t.id for t in annotation.transcripts] == ["t2"], name
         assert "left out: t" in caplog.text, name
+    # A GTF without gene_id (MAKER, liftovers), or with it on some lines only, names no second gene.
+    (tmp_path / "genes.gtf").write_text('c\tt\texon\t101\t200\t.\t+\t.\ttranscript_id "t1";\n'
+                                        'c\tt\texon\t901\t1000\t.\t+\t.\ttranscript_id "t1"; gene_id "g1";\n'
+                                        'c\tt\texon\t2001\t2100\t.\t+\t.\ttranscript_id "t3";\n'
+                                        'c\tt\texon\t2301\t2400\t.\t+\t.\ttranscript_id "t3";\n')
+    kept = read_annotation(tmp_path / "genes.gtf").transcripts
+    assert [(t.id, t.gene, len(t.introns)) for t in kept] == [("t1", "g1", 1), ("t3", "t3", 1)]
 
 
 def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
@@ -408,7 +415,12 @@ def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
     (tmp_path / "a.gtf").write_text(
         'c\tt\texon\t101\t180\t.\t+\t.\tgene_id "g"; transcript_id "m"; transcript_biotype "miRNA";\n'
         'c\tt\texon\t2001\t2900\t.\t+\t.\tgene_id "h"; transcript_id "t"; transcript_biotype "protein_coding";\n')
+    (tmp_path / "gencode.gff3").write_text(
+        "##gff-version 3\nc\tt\ttranscript\t101\t180\t.\t+\t.\tID=m;transcript_type=miRNA\n"
+        "c\tt\texon\t101\t180\t.\t+\t.\tParent=m\nc\tt\ttranscript\t2001\t2900\t.\t+\t.\tID=t\n"
+        "c\tt\texon\t2001\t2900\t.\t+\t.\tParent=t\n")
     gff3, gtf = read_annotation(tmp_path / "a.gff3"), read_annotation(tmp_path / "a.gtf")
+    assert [s.position for s in read_annotation(tmp_path / "gencode.gff3").tss()] == [2000]
     assert [s.position for s in gff3.tss()] == [s.position for s in gtf.tss()] == [2000]
     assert [s.position for s in gff3.tts()] == [s.position for s in gtf.tts()] == [2899]
     assert {s.kind for s in gff3.splice_sites()} == {"donor", "acceptor"}  # the circular RNA's intron

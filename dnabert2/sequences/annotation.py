@@ -143,9 +143,10 @@ class Annotation:
 
     def _transcribed(self, what: str) -> list[Transcript]:
         processed = sum(t.processed for t in self.transcripts)
-        if processed:
-            log.info("%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
-                     "after transcription)", self.path, processed, what)
+        if processed:  # heard under -q where it leaves none
+            (log.warning if processed == len(self.transcripts) else log.info)(
+                "%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
+                "after transcription)", self.path, processed, what)
         return [t for t in self.transcripts if not t.processed]
 
     def _say_coding_ends(self, what: str) -> None:
@@ -200,6 +201,12 @@ def _gff3_attributes(text: str) -> dict[str, str]:
     (an escaped comma, %2C, belongs to a value)."""
     pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
     return {key.strip(): value if key.strip() == "Parent" else unquote(value) for key, value in pairs}
+
+
+def _biotype(kind: str | None, attrs: dict[str, str]) -> str | None:
+    """A transcript's biotype: GENCODE's and Ensembl's attribute (in GTF and GFF3 alike), else its GFF3
+    type (column 3)."""
+    return attrs.get("transcript_type") or attrs.get("transcript_biotype") or kind
 
 
 def _parents(attrs: dict[str, str]) -> list[str]:
@@ -340,7 +347,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             attrs = parse(attributes)
             if "ID" in attrs:
                 defined.add(attrs["ID"])
-                if kind in _PROCESSED_KINDS:
+                if _biotype(kind, attrs) in _PROCESSED_KINDS:
                     processed.add(attrs["ID"])
                 if "Parent" in attrs:
                     parent_of[attrs["ID"]] = _parents(attrs)[0]
@@ -370,8 +377,9 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             if parse is _gtf_attributes:
                 owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
                 if not owners[0][0]:
-                    orphaned.add(owners[0][1])
-                elif (attrs.get("transcript_biotype") or attrs.get("transcript_type")) in _PROCESSED_KINDS:
+                    if owners[0][1]:  # MAKER and liftover GTFs write no gene_id at all: no gene to leave out
+                        orphaned.add(owners[0][1])
+                elif _biotype(None, attrs) in _PROCESSED_KINDS:
                     processed.add(owners[0][0])
             elif "Parent" in attrs:
                 owners = [(p, None) for p in _parents(attrs)]
@@ -381,7 +389,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 owners = []
             if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
                 unstranded.update(transcript for transcript, _ in owners if transcript)
-                lines_unstranded += 1
+                lines_unstranded += any(transcript for transcript, _ in owners)
                 continue
             for transcript, gene in owners:
                 if transcript:
@@ -407,12 +415,12 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
     transcripts, repeated, incomplete, across_origin = [], [], [], 0
     for transcript_id, pieces in groups.items():
         contigs_strands = {(c, s) for c, s, _, _ in pieces}
-        genes = {g for _, _, _, g in pieces}
-        if len(contigs_strands) != 1 or len(genes) != 1 or _apart(loci.get(transcript_id, ())):
+        genes = {g for _, _, _, g in pieces if g}  # a GTF line without gene_id names none
+        if len(contigs_strands) != 1 or len(genes) > 1 or _apart(loci.get(transcript_id, ())):
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
-        gene = pieces[0][3] if pieces[0][3] is not None else parent_of.get(transcript_id, transcript_id)
+        gene = next(iter(genes), None) or parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
         if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
                 or _outside(parts["CDS"].get(transcript_id, ()), exons):
