@@ -209,6 +209,18 @@ def _biotype(kind: str | None, attrs: dict[str, str]) -> str | None:
     return attrs.get("transcript_type") or attrs.get("transcript_biotype") or kind
 
 
+def _owners(parse, kind: str, attrs: dict[str, str]) -> list[tuple[str | None, str | None]]:
+    """(transcript, gene) of each transcript a piece belongs to: GTF's transcript_id and gene_id, or
+    GFF3's Parents (their gene found later)."""
+    if parse is _gtf_attributes:
+        return [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
+    if "Parent" in attrs:
+        return [(p, None) for p in _parents(attrs)]
+    if kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
+        return [(attrs.get("ID"), None)]
+    return []
+
+
 def _parents(attrs: dict[str, str]) -> list[str]:
     return [unquote(value) for value in attrs["Parent"].split(",")]
 
@@ -374,19 +386,13 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 continue
             if kind == "CDS" and attrs.get("pseudo") == "true":
                 continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
+            owners = _owners(parse, kind, attrs)
             if parse is _gtf_attributes:
-                owners = [(attrs.get("transcript_id"), attrs.get("gene_id", ""))]
-                if not owners[0][0]:
-                    if owners[0][1]:  # MAKER and liftover GTFs write no gene_id at all: no gene to leave out
-                        orphaned.add(owners[0][1])
-                elif _biotype(None, attrs) in _PROCESSED_KINDS:
-                    processed.add(owners[0][0])
-            elif "Parent" in attrs:
-                owners = [(p, None) for p in _parents(attrs)]
-            elif kind == "CDS":  # Prodigal and Prokka write each CDS alone, with an ID and no parent
-                owners = [(attrs.get("ID"), None)]
-            else:
-                owners = []
+                (transcript, gene), = owners
+                if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
+                    orphaned.add(gene)
+                elif transcript and _biotype(None, attrs) in _PROCESSED_KINDS:
+                    processed.add(transcript)
             if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
                 unstranded.update(transcript for transcript, _ in owners if transcript)
                 lines_unstranded += any(transcript for transcript, _ in owners)
