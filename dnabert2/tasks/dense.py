@@ -100,6 +100,10 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         # As in a task of windows, the splits' shares count the sites that give a window: not those
         # of a contig shorter than a core.
         usable = [(site, label) for site, label in sites if fasta.lengths[site.contig] >= s.core]
+        short = sorted({site.contig for site, _ in sites if fasta.lengths[site.contig] < s.core})
+        if short:
+            log.warning("%d contig(s) shorter than --core (%d bp) give no window, and their %d annotated site(s) "
+                        "none: %s", len(short), s.core, len(sites) - len(usable), first_names(short))
         if not usable:
             raise UserError(f"none of the {len(sites)} annotated sites lies on a contig of at least --core "
                             f"{s.core} bp; give a shorter --core")
