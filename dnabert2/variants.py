@@ -41,7 +41,10 @@ BLOCK = 2048  # records read, scored and written at a time
 # Why a record is not scored (INFO/{info key}_UNSCORED), in the order they are looked for.
 REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long")
 LONGEST = 50  # REF length (bp) the shared cores leave room for
-BASES = set("ACGTN")
+BASES = set("ACGT")
+# An ALLELE subfield (a breakend's holds its mate's contig, whose name may hold '|' or ';') escaped as
+# VCF escapes INFO values, so that the value splits on '|' into its fields.
+ESCAPED = str.maketrans({c: f"%{ord(c):02X}" for c in "%|;=,"})
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
 SPLICEAI = {"acceptor": "A", "donor": "D"}
 END = "END"  # the INFO key of a record's last reference base
@@ -138,7 +141,10 @@ class VariantScorer:
             before = before.copy()
             before[:, -1] = np.maximum(before[:, -1], inserted)
         alt_part = np.concatenate([before, deleted, after], axis=1)
-        change = (alt_part - ref_part).max(0, initial=-np.inf), (alt_part - ref_part).min(0, initial=np.inf)
+        # An N or other IUPAC base of the reference has no score to gain or lose, as in a scan.
+        unknown = np.array([b not in BASES for b in self.fasta.fetch(v.contig, first, last)])[:, None]
+        change = (np.where(unknown, -np.inf, (alt_part - ref_part).max(0, initial=-np.inf)),
+                  np.where(unknown, np.inf, (alt_part - ref_part).min(0, initial=np.inf)))
         return change, np.arange(first, last) - v.position
 
 
@@ -162,7 +168,7 @@ def why_unscored(fasta: Fasta, record, longest_ref: int) -> str | None:
         return "unknown_contig"
     if record.start < 0 or end > fasta.lengths[record.contig]:  # POS 0 marks a telomere
         return "outside_contig"
-    if not scorable(ref):  # missing ('.'), or IUPAC codes other than N
+    if not scorable(ref):  # missing ('.'), N or another IUPAC code
         return "unscorable_ref"
     if fasta.fetch(record.contig, record.start, end) != ref.upper():
         return "ref_mismatch"
@@ -231,6 +237,10 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
                     log.info("%d records", counts["records"])
         pysam.tabix_index(str(tmp), preset="vcf", force=True)
     reader.close()
+    compared = counts["records"] - counts["unknown_contig"] - counts["outside_contig"] - counts["unscorable_ref"]
+    if counts["ref_mismatch"] * 2 > compared:  # heard under -q: the counts alone are easily missed
+        log.warning("%s: the REF of %d of %d records disagrees with %s: a VCF of another assembly?", vcf,
+                    counts["ref_mismatch"], compared, fasta)
     return counts
 
 
@@ -345,13 +355,13 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
             for allele, alt in enumerate(record.alts):
                 if (index, allele) not in scores:
                     counts["alleles_unscorable"] += 1
-                    values.append("|".join([alt, *blank]))
+                    values.append("|".join([alt.translate(ESCAPED), *blank]))
                     row(table, record, alt, "unscorable_allele", blank)
                     continue
                 counts["alleles_scored"] += 1
                 numbers, where = summarise(*scores[index, allele])
                 cells = [f"{n:.4f}" for n in numbers] + [str(w) for w in where]
-                values.append("|".join([alt, *cells]))
+                values.append("|".join([alt.translate(ESCAPED), *cells]))
                 row(table, record, alt, "scored", cells)
             record.info[key] = tuple(values)
         else:

@@ -366,8 +366,9 @@ def test_tags_the_header_does_not_declare_are_kept_and_declared(cnn, ce1pct, tmp
     assert b[4] == "." and b[7] == "SOMATIC" and b[9] == "0/0:30"
     assert c[7].startswith("END=310;")  # END is an integer, as VCF declares it, not htslib's guess of a string
     rows = [line.split("\t") for line in table.read_text().splitlines()]
+    # REF N (as SV callers write for a symbolic ALT) is no base to compare or score.
     assert {len(r) for r in rows} == {len(rows[0])} and [r[5] for r in rows[1:]] == ["scored", "no_alt",
-                                                                                    "ref_mismatch"]
+                                                                                    "unscorable_ref"]
 
 
 def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path):
@@ -433,3 +434,33 @@ def test_regions_name_contigs_that_hold_colons():
     from dnabert2.mutagenesis import parse_region
 
     assert parse_region("HLA-A*01:01:01:01:1,001-2,000") == ("HLA-A*01:01:01:01", 1000, 2000)
+
+
+def test_n_bases_are_neither_scored_nor_changed_and_breakend_alleles_keep_the_fields_apart(cnn, ce1pct, tmp_path):
+    """An N of the reference has no score to gain or lose, as in a scan: an SNV on the one real base
+    amid N places every gain and loss on itself. An N in REF or ALT is no base to score. A breakend's
+    ALT names its mate's contig, '|' and ';' and all: escaped, the INFO value keeps its 9 fields. A
+    VCF most of whose REFs disagree with the reference is warned of."""
+    with Fasta(ce1pct) as genome:
+        piece = genome.fetch("IV", 0, 5000), genome.fetch("IV", 5000, 10000)
+    fasta = tmp_path / "gap.fa"
+    fasta.write_text(f">c\n{piece[0]}{'N' * 200}A{'N' * 200}{piece[1]}\n")
+    records = [("c", 100, "alt_n", piece[0][100], "N"), ("c", 200, "bnd", piece[0][200], f"{piece[0][200]}]x|y;z:5]"),
+               ("c", 5100, "ref_n", "N", "A"), ("c", 5200, "amid", "A", "G")]
+    out = tmp_path / "o.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / "in.vcf", records, {"c": 10401}),
+                     "--fasta", fasta, "--out", out, "--device", "cpu", "--distance", 50)
+    assert result.returncode == 0, result.stderr
+    assert "another assembly" not in result.stderr
+    with pysam.VariantFile(str(out)) as vcf:
+        by_id = {r.id: r for r in vcf}
+    amid = by_id["amid"].info["DNABERT2"][0].split("|")
+    assert amid[0] == "G" and amid[5:] == ["0"] * 4  # DP_AG DP_AL DP_DG DP_DL
+    assert by_id["ref_n"].info["DNABERT2_UNSCORED"] == "unscorable_ref"
+    assert by_id["alt_n"].info["DNABERT2"][0].split("|")[1:] == ["."] * 8
+    breakend = by_id["bnd"].info["DNABERT2"][0].split("|")
+    assert len(breakend) == 9 and breakend[0] == f"{piece[0][200]}]x%7Cy%3Bz:5]"
+    records = [("c", p, f"m{p}", OTHER[piece[0][p]], "A" if piece[0][p] != "A" else "C") for p in (300, 400, 500)]
+    result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / "other.vcf", records, {"c": 10401}),
+                     "--fasta", fasta, "--out", tmp_path / "other.vcf.gz", "--device", "cpu", "-q")
+    assert result.returncode == 0 and "the REF of 3 of 3 records disagrees" in result.stderr, result.stderr
