@@ -26,7 +26,6 @@ from .scan.dense import load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import is_per_base, is_window_classifier, label_index
 from .sequences import Fasta, reverse_complement
 from .settings import MutagenesisSettings
-from .tasks.dense import fetch_padded
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +112,8 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
                             "give an A, C, G or T")
         scorer = Scorer(folder, s, end - start)
         flank = scorer.scanner.flank if scorer.scanner.dense else 0
-        left = fetch_padded(genome, contig, start - flank, start)
-        right = fetch_padded(genome, contig, end, end + flank)
+        left = genome.fetch_padded(contig, start - flank, start)
+        right = genome.fetch_padded(contig, end, end + flank)
     mutated = [sequence[:i] + base + sequence[i + 1:] for i, base in variants]
     if scorer.scanner.dense:
         reference = scorer.per_base([left + sequence + right])[0]

@@ -20,7 +20,7 @@ from .options import add_settings, output_file, progress, settings_from, setting
 from .outputs import TabSeparated, atomic_text, check_outputs, standard_output
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import Scanner
-from .sequences import in_blocks, read_sequences
+from .sequences import check_sources, in_blocks, read_sequences
 from .settings import PredictSettings
 from .tokenizer import CLS, SEP
 
@@ -44,16 +44,17 @@ def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) 
 
 
 def base_rows(scanner: DenseScanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
-    """For each site label its best per-base probability and that base's offset, then the label."""
-    padding = "N" * scanner.flank  # the context a scan gives past a contig's end
+    """For each site label its best per-base probability and that base's offset, then the label; the
+    sequences come with the model's flanks of context (read_sequences)."""
     # By length, so that the padded batches of a per-base model waste little; rows keep input order.
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    padded = [padding + sequences[i] + padding for i in order]
-    encoded = encode_bases(tokenizer, padded) if tokenizer else None
+    flanked = [sequences[i] for i in order]
+    encoded = encode_bases(tokenizer, flanked) if tokenizer else None
     rows = [None] * len(sequences)
-    for i, probabilities in zip(order, scanner.probabilities(encoded, padded, tokens)):
+    for i, probabilities in zip(order, scanner.probabilities(encoded, flanked, tokens)):
         # Over the bases a scan scores: an N's probability is not a site's.
-        sites = np.where(scored_bases(sequences[i])[:, None], probabilities[:, 1:], 0)
+        core = sequences[i][scanner.flank:len(sequences[i]) - scanner.flank]
+        sites = np.where(scored_bases(core)[:, None], probabilities[:, 1:], 0)
         best, at = sites.max(0), sites.argmax(0)
         top = int(best.argmax())
         label = scanner.labels[top + 1] if best[top] >= CALLED else scanner.labels[0]
@@ -73,9 +74,10 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     s = settings_with(PredictSettings, settings, overrides)
     out = Path(out)
     check_outputs([out], [csv_file, fasta, bed, genome])
-    records = read_sequences(csv_file, fasta, bed, genome)
+    check_sources(csv_file, fasta, bed, genome)
     folder = model_path(model)
     scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)
+    records = read_sequences(csv_file, fasta, bed, genome, flank=scanner.flank if scanner.dense else 0)
     tokenizer = read_tokenizer(scanner)
     tokens = batch_tokens(s.batch_tokens, scanner.device)
     count = 0
@@ -106,9 +108,8 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
                        "else, or where blank, the row number), such as a GUE task's test.csv")
     given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names")
     given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
-                       "contig:start-end(strand)); '-' strand regions are reverse-complemented; each region is "
-                       "read alone, a per-base model's flanks padded with N (dnabert2 scan reads them from the "
-                       "genome)")
+                       "contig:start-end(strand)); '-' strand regions are reverse-complemented; a per-base "
+                       "model reads the genome around each as its flanks, as a scan does")
     given.add_argument("--genome", type=Path, metavar="FASTA", help="the genome the --bed regions lie on")
     parser.add_argument("--out", required=True, type=output_file, help=out_help)
     add_settings(parser, cls)

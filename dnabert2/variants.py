@@ -33,7 +33,6 @@ from .scan.model import is_window_classifier
 from .sequences import Fasta
 from .sequences.fasta import check_file, compression
 from .settings import INFO_KEY, VariantSettings
-from .tasks.dense import fetch_padded
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class VariantScorer:
         for v in variants:
             cores.setdefault(self.core_of(v), []).append(v)
         for (start, end), members in cores.items():
-            reference = fetch_padded(self.fasta, members[0].contig, start - flank, end + flank)
+            reference = self.fasta.fetch_padded(members[0].contig, start - flank, end + flank)
             alternatives = []
             for v in members:
                 at = v.position - (start - flank)

@@ -337,6 +337,39 @@ def test_the_cnn_scores_a_sequence_alike_alone_and_padded_in_a_batch(cnn, region
                                    [float(b["p_donor"]), float(b["p_acceptor"])], atol=1e-6)
 
 
+def test_a_bed_region_is_read_between_the_genomes_flanks_as_a_scan_reads_it(cnn, regions, tmp_path):
+    """A per-base model reads a BED region with the genome's bases either side, N only past a contig's
+    end: the Python API on those bases gives the same numbers. The region's sequence alone (CSV) is
+    read between N flanks, and scores otherwise."""
+    task = json.loads((cnn / "task.json").read_text())
+    flank, labels = task["flank_bp"], [task["labels"][str(i)] for i in range(len(task["labels"]))]
+    options = write_inputs(tmp_path, regions)
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        length = genome.lengths["II"]
+    edge = ("edge", "II", length - 30, length, "+", None)  # its right flank is past the contig's end: N
+    (tmp_path / "in.bed").write_text("".join(f"{c}\t{s}\t{e}\t{name}\t0\t{strand}\n"
+                                             for name, c, s, e, strand, _ in [*regions, edge]))
+    for name, source in (("bed", options["bed"]), ("csv", options["csv"])):
+        result = run_cli("predict", "--model", cnn, *source, "--out", tmp_path / f"{name}.tsv", "-q")
+        assert result.returncode == 0, result.stderr
+    bed, csv_rows = read_tsv(tmp_path / "bed.tsv"), read_tsv(tmp_path / "csv.tsv")
+    model = load_model(cnn)
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        for row, (name, contig, start, end, strand, _) in zip(bed, [*regions, edge]):
+            read = genome.fetch_padded(contig, start - flank, end + flank)
+            read = reverse_complement(read) if strand == "-" else read
+            bases = torch.tensor(["ACGT".find(b) if b in "ACGT" else 4 for b in read])[None]
+            with torch.no_grad():
+                probabilities = model(bases).logits.softmax(-1)[0, flank:len(read) - flank].numpy()
+            assert row["id"] == name
+            for label in ("donor", "acceptor"):
+                column = probabilities[:, labels.index(label)]
+                assert float(row[f"p_{label}"]) == pytest.approx(float(column.max()), abs=1e-5)
+                assert int(row[f"at_{label}"]) == int(column.argmax())
+    differs = [float(a["p_donor"]) != float(b["p_donor"]) for a, b in zip(bed, csv_rows)]
+    assert sum(differs) >= len(regions) // 2
+
+
 def test_load_model_takes_the_cnn_baselines_folder(cnn, regions, tmp_path):
     model = load_model(cnn)
     assert type(model).__name__ == "SpliceCNN" and not model.training

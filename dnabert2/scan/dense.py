@@ -16,7 +16,6 @@ from ..bases.inputs import dense_batch, encode_bases
 from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
-from ..tasks.dense import fetch_padded
 from ..tokenizer import load_tokenizer
 from .model import is_per_base, load_scanner, scanning_device
 from .plan import Block, BlockReader
@@ -139,7 +138,7 @@ class DenseBlocks(BlockReader, IterableDataset):
         sequences, cores, known, strands, skipped = [], [], [], [], 0
         for i in range(block.first, block.last):
             start, end = block.grid.core(i)
-            sequence = fetch_padded(fasta, contig, start - flank, end + flank)
+            sequence = fasta.fetch_padded(contig, start - flank, end + flank)
             bases = scored_bases(sequence[flank:flank + end - start])
             if not bases.any():
                 skipped += len(self.strands)  # counted as `windows` is, once per strand

@@ -427,6 +427,13 @@ class Fasta:
         return UserError(f"{self.path}: {contig}:{start + 1}-{end} read through its index is not {end - start} bases; "
                          f"{_STALE_INDEX}")
 
+    def fetch_padded(self, contig: str, start: int, end: int) -> str:
+        """contig[start:end] with N where the range runs past either end of the contig (the context a
+        model reads there)."""
+        length = self.lengths[contig]
+        inside = self.fetch(contig, max(0, start), min(end, length)) if start < length and end > 0 else ""
+        return "N" * max(0, -start) + inside + "N" * max(0, end - max(length, start))
+
     def fetch(self, contig: str, start: int = 0, end: int | None = None) -> str:
         """The upper-cased sequence of contig[start:end] (0-based, half-open), validated."""
         end = self.check_region(contig, start, end)

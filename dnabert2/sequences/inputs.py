@@ -60,9 +60,17 @@ def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
     return merged
 
 
-def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator[tuple[str, str]]:
+def read_sequences(csv_file=None, fasta=None, bed=None, genome=None, flank: int = 0) -> Iterator[tuple[str, str]]:
     """(id, upper-case sequence, U read as T) from exactly one source, in input order, without
-    holding them all. The choice of source is checked now, the files as they are read."""
+    holding them all. The choice of source is checked now, the files as they are read. With a flank,
+    each sequence comes with that many bases of context either side: a BED region's from the genome
+    (N past a contig's end, as a scan reads it), N around a CSV's or a FASTA's sequences."""
+    check_sources(csv_file, fasta, bed, genome)
+    return _read(csv_file, fasta, bed, genome, flank)
+
+
+def check_sources(csv_file=None, fasta=None, bed=None, genome=None) -> None:
+    """Raise a UserError unless exactly one source is given, and its files are there."""
     given = [name for name, value in zip(SOURCES, (csv_file, fasta, bed)) if value is not None]
     if len(given) != 1:
         raise UserError("give the sequences one way: --csv, --fasta, or --bed with --genome")
@@ -71,7 +79,6 @@ def read_sequences(csv_file=None, fasta=None, bed=None, genome=None) -> Iterator
     for path in (csv_file, fasta, bed, genome):
         if path is not None:
             check_file(path)
-    return _read(csv_file, fasta, bed, genome)
 
 
 def in_blocks(records, sequences: int, bases: int):
@@ -88,27 +95,30 @@ def in_blocks(records, sequences: int, bases: int):
         yield block
 
 
-def _read(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
+def _read(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, str]]:
     count = 0
-    for name, sequence in _records(csv_file, fasta, bed, genome):
+    for name, sequence in _records(csv_file, fasta, bed, genome, flank):
         count += 1
         yield name, sequence.replace("U", "T")  # RNA given to a model of DNA: its bases as DNA
     if count == 0:
         raise UserError(f"{csv_file or bed}: no sequences in it")
 
 
-def _records(csv_file, fasta, bed, genome) -> Iterator[tuple[str, str]]:
+def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, str]]:
+    padding = "N" * flank
     if csv_file is not None:
-        yield from _csv_sequences(Path(csv_file))
+        for name, sequence in _csv_sequences(Path(csv_file)):
+            yield name, padding + sequence + padding
     elif fasta is not None:
         for name, sequence in read_records(fasta):
             if not sequence:
                 raise UserError(f"{fasta}: record {name!r} has no sequence")
-            yield name, sequence.upper()
+            yield name, padding + sequence.upper() + padding
     else:
         with Fasta(genome) as reference:
             for contig, start, end, name, strand in read_bed_intervals(bed):
-                sequence = reference.fetch(contig, start, end)
+                reference.check_region(contig, start, end)  # the region itself must lie on the contig
+                sequence = reference.fetch_padded(contig, start - flank, end + flank)
                 yield (name or f"{contig}:{start}-{end}({strand})",
                        reverse_complement(sequence) if strand == "-" else sequence)
 

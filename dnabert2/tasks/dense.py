@@ -53,16 +53,9 @@ class DenseWindow:
     strand: str
 
 
-def fetch_padded(fasta: Fasta, contig: str, start: int, end: int) -> str:
-    """contig[start:end] with N where the range runs past either end of the contig."""
-    length = fasta.lengths[contig]
-    inside = fasta.fetch(contig, max(0, start), min(end, length)) if start < length and end > 0 else ""
-    return "N" * max(0, -start) + inside + "N" * max(0, end - max(length, start))
-
-
 def window_at(fasta: Fasta, contig: str, start: int, core: int, flank: int, strand: str) -> str:
     """The window whose core starts at `start`, on `strand`."""
-    sequence = fetch_padded(fasta, contig, start - flank, start + core + flank)
+    sequence = fasta.fetch_padded(contig, start - flank, start + core + flank)
     return sequence if strand == "+" else reverse_complement(sequence)
 
 
