@@ -47,6 +47,12 @@ def _min_intron():
                    type=positive)
 
 
+def _biotypes():
+    return setting(None, "only transcripts of these biotypes: GFF3 types (mRNA, lnc_RNA) or biotype attributes "
+                   "(protein_coding), their own or their gene's", nargs="+", flag="--biotype", metavar="BIOTYPE",
+                   default_text="every transcript")
+
+
 def _compile():
     return setting(False, "torch.compile the model (pays a compilation at the start; worth it on long runs)")
 
@@ -96,6 +102,7 @@ class WindowsSettings:
 class SitesSettings:
     kind: str = setting("splice", "what to write", choices=["tss", "tts", "splice", "introns", "genes"])
     min_intron: int = _min_intron()
+    biotypes: list[str] | None = _biotypes()
 
 
 @dataclass
@@ -176,6 +183,7 @@ class TaskSettings:
     max_n: float = setting(0.0, "largest fraction of N in a window", type=fraction)
     seed: int = setting(0, "random seed", type=int)
     min_intron: int = _min_intron()
+    biotypes: list[str] | None = _biotypes()
     dense: bool = setting(False, "build a base-resolution task: long windows labelled at every base (for a per-base "
                           "head) instead of one label per window")
     core: int = setting(3000, "dense: bases each window is labelled and scored on", type=positive)
@@ -328,4 +336,5 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
     ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
                                           metavar="CONTIG", group="where")),
     ("min_intron", int, _min_intron()),
+    ("biotypes", list[str] | None, _biotypes()),
 ])

@@ -447,6 +447,7 @@ def gather_options(settings: dict) -> str:
 
 
 def scan_eval_options(settings: dict) -> str:
-    """The tolerances and the shortest intron; scan-eval takes what was scanned from the scan's summary."""
-    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron"]
+    """The tolerances, the shortest intron and the biotypes; scan-eval takes what was scanned from the
+    scan's summary."""
+    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron", "biotypes"]
     return as_arguments(ScanEvalSettings, {key: settings[key] for key in keys})

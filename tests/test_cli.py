@@ -130,6 +130,29 @@ def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_pat
     assert not list(tmp_path.glob("*g.bed*"))
 
 
+def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
+    """--biotype mRNA keeps the example's mRNAs (WormBase's GFF3 type): their TSSs are the ends of its
+    mRNA lines. RefSeq bacteria name biotypes on gene lines only (gene_biotype=tRNA)."""
+    out = tmp_path / "tss.bed"
+    result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "ce1pct.fa.gz",
+                     "--kind", "tss", "--biotype", "mRNA", "--out", out)
+    assert result.returncode == 0, result.stderr
+    with gzip.open(GENOMES / "ce1pct.gff3.gz", "rt") as handle:
+        mrna = {(f[0], int(f[3]) - 1 if f[6] == "+" else int(f[4]) - 1, f[6])
+                for f in (line.split("\t") for line in handle if not line.startswith("#")) if f[2] == "mRNA"}
+    written = {(r[0], int(r[1]), r[5]) for r in (line.split("\t") for line in out.read_text().splitlines())}
+    assert written == mrna and len(mrna) > 200
+    result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
+                     GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "tRNA", "rRNA", "tRNAs",
+                     "--out", out)
+    assert result.returncode == 0 and "no transcript of biotype tRNAs (a misspelling?)" in result.stderr
+    assert len(out.read_text().splitlines()) == 86 + 22  # the genes of gene_biotype tRNA and rRNA
+    result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
+                     GENOMES / "ecoli_k12_mg1655.fna.gz", "--biotype", "mRNA", "--out", tmp_path / "none.bed")
+    assert_user_error(result, "no transcript of biotype mRNA", "ncRNA, protein_coding, rRNA, tRNA")
+    assert not (tmp_path / "none.bed").exists()
+
+
 def test_sites_of_a_kind_the_annotation_lacks_give_an_empty_bed_and_a_warning_even_with_q(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "splice", "--out", tmp_path / "s.bed", "-q")

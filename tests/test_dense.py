@@ -21,6 +21,7 @@ from dnabert2.errors import UserError
 from dnabert2.model import build_model, load_model, preset, save_model
 from dnabert2.scan.peaks import PeakCaller
 from dnabert2.sequences import Fasta, read_annotation
+from dnabert2.tasks.dense import read_dense_task
 from dnabert2.tokenizer import load_tokenizer
 
 ANNOTATION = GENOMES / "ce1pct.gff3.gz"
@@ -38,9 +39,12 @@ def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
     assert task["labels"] == {"0": "neither", "1": "donor", "2": "acceptor"}
     assert task["contigs"]["test"] == ["IV"] and task["contigs"]["dev"] == ["V"]
     sites = {(s.contig, s.position, s.strand, s.kind) for s in read_annotation(ANNOTATION).splice_sites()}
-    found, motifs = set(), {"donor": 0, "acceptor": 0}
+    # The sites only transcripts left out give (7 the 1% cut-out truncates) are marked unlabelled.
+    unlabelled = {(s.contig, s.position, s.strand) for s in read_annotation(ANNOTATION).unlabelled({"donor", "acceptor"})}
+    assert unlabelled and not unlabelled & {site[:3] for site in sites}
+    found, motifs, marked = set(), {"donor": 0, "acceptor": 0}, set()
     for split in ("train", "dev", "test"):
-        in_split = set()
+        in_split, unlabelled_in_split = set(), set()
         rows = rows_of(dense_task / f"{split}.csv")
         assert rows and {r["contig"] for r in rows} <= set(task["contigs"][split])
         for r in rows:
@@ -55,10 +59,17 @@ def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
                 # On the window's strand a donor starts its intron's GT, an acceptor ends its AG.
                 at = FLANK + offset
                 motifs[kind] += r["sequence"][at:at + 2] == "GT" if kind == "donor" else r["sequence"][at - 1:at + 1] == "AG"
+            for offset in map(int, r["unlabelled"].split()):
+                position = start + offset if r["strand"] == "+" else start + CORE - 1 - offset
+                assert (r["contig"], position, r["strand"]) in unlabelled
+                unlabelled_in_split.add((r["contig"], position, r["strand"]))
         assert task["counts"][split]["windows"] == len(rows)
         # Sites in the overlap of a contig's last two cores are counted once.
-        assert task["counts"][split] == {"windows": len(rows), **Counter(k for *_, k in in_split)}
+        assert task["counts"][split] == {"windows": len(rows), **Counter(k for *_, k in in_split),
+                                         "unlabelled": len(unlabelled_in_split)}
         found |= in_split
+        marked |= unlabelled_in_split
+    assert len(marked) >= 6  # those in a kept core
     # Every annotated site in a full core of a split's contigs is labelled (cores tile whole contigs).
     assert len(found) > 0.9 * len(sites)
     assert motifs["donor"] > 0.95 * sum(k == "donor" for *_, k in found)
@@ -181,6 +192,11 @@ def test_fine_tuning_metrics_count_each_base_once(dense_task):
         rows = list(csv.DictReader(handle))
     bases = {(r["contig"], r["strand"], int(r["start"]) + i) for r in rows for i in range(job.task.core)}
     assert len(bases) < len(rows) * job.task.core  # the overlap is there to count twice
+    # Unlabelled bases (sites only transcripts left out give) count in no metric.
+    unlabelled = {(r["contig"], r["strand"], int(r["start"]) + (o if r["strand"] == "+" else job.task.core - 1 - o))
+                  for r in rows for o in map(int, r["unlabelled"].split())}
+    assert unlabelled and unlabelled <= bases
+    bases -= unlabelled
     probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=len(rows) * job.task.core)
     scores = job.scores("train", probabilities)
     sites = json.loads((dense_task / "task.json").read_text())["counts"]["train"]
@@ -233,8 +249,6 @@ def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_p
 
 def test_a_dense_task_keeps_the_iupac_codes_of_its_genome(dense_task, tmp_path):
     """tasks --dense keeps a genome's R, Y, … in the flanks as they are: they read as N."""
-    from dnabert2.tasks.dense import read_dense_task
-
     task = shutil.copytree(dense_task, tmp_path / "task")
     lines = (task / "dev.csv").read_text().split("\n")
     lines[1] = "RY" + lines[1][2:]
@@ -571,15 +585,24 @@ def test_a_site_scores_its_best_within_the_tolerance_and_bases_near_it_are_no_fa
     sites = np.arange(1_000, 19_000, 1_500)
     scores[sites + 30] = 1000
     scores[sites + 29] = 900  # a shoulder beside each peak: near a site, so not counted against it
+    none = np.array([], dtype=np.int64)
     near, exact = SiteCounts(), SiteCounts()
-    _count_bases(near, scores, sites, 0, len(scores), 100)
-    _count_bases(exact, scores, sites, 0, len(scores), 0)
+    _count_bases(near, scores, sites, 0, len(scores), 100, none)
+    _count_bases(exact, scores, sites, 0, len(scores), 0, none)
     assert near.pr_auc() == 1.0 and near.top_k_accuracy() == 1.0 and near.metrics()["sites"] == len(sites)
     assert exact.pr_auc() < 0.01
+    # A peak at a site only a transcript left out gives (unlabelled) is neither a site nor a false alarm.
+    scores[530] = 1000
+    counted, set_aside = SiteCounts(), SiteCounts()
+    _count_bases(counted, scores, sites, 0, len(scores), 100, none)
+    _count_bases(set_aside, scores, sites, 0, len(scores), 100, np.array([500]))
+    assert counted.pr_auc() < 1.0 and set_aside.pr_auc() == 1.0
+    assert set_aside.metrics()["bases"] == near.metrics()["bases"] - 201
+    scores[530] = 0
     # Bases the scan gave no score (an N run it skipped) count neither way: not as misses scoring 0.
     scores[sites[2] - 500:sites[2] + 500] = UNSCORED
     gap = SiteCounts()
-    assert _count_bases(gap, scores, sites, 0, len(scores), 100) == 1
+    assert _count_bases(gap, scores, sites, 0, len(scores), 100, none) == 1
     assert gap.pr_auc() == 1.0 and gap.metrics()["sites"] == len(sites) - 1
     # Of the 1,000 bases gone, 201 lie near the site (uncounted already): 799 others and the site go.
     assert gap.metrics()["bases"] == near.metrics()["bases"] - 799 - 1
@@ -795,3 +818,27 @@ def test_a_dense_scan_scores_every_base_beside_n_runs_and_none_of_them(cnn, tmp_
         assert sorted(base for bases in scored for base in bases) == sorted(expected), track.name
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["windows_skipped_for_n"] == 2 and summary["max_n"] is None
+
+
+def test_unlabelled_bases_are_skipped_by_the_loss_and_older_task_folders_read_without_them(dense_task, tmp_path):
+    """A site only a transcript left out gives is neither a site nor background: its base's target is
+    the one cross-entropy ignores, as the flanks'. A folder written before the unlabelled column reads
+    as one without unlabelled bases."""
+    from dnabert2.bases.job import DenseJob
+
+    job = DenseJob(dense_task, None)
+    i, window = next((i, w) for i, w in enumerate(job.task.splits["train"]) if w.unlabelled)
+    labels = next(job.batches("train", np.array([i]), 1, "cpu"))["labels"][0]
+    for offset in window.unlabelled:
+        assert labels[FLANK + offset] == -100
+    assert (labels[FLANK:FLANK + CORE] == -100).sum() == len(window.unlabelled)
+    assert all(labels[FLANK + offset] == label for offset, label in window.sites.items())
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "task.json").write_text((dense_task / "task.json").read_text())
+    for split in ("train", "dev", "test"):
+        with open(dense_task / f"{split}.csv", newline="") as handle, open(older / f"{split}.csv", "w") as out:
+            csv.writer(out, lineterminator="\n").writerows(row[:5] for row in csv.reader(handle))
+    read = read_dense_task(older)
+    assert [w.sites for w in read.splits["train"]] == [w.sites for w in job.task.splits["train"]]
+    assert not any(w.unlabelled for split in read.splits.values() for w in split)

@@ -505,6 +505,36 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     assert_user_error(result, "--contigs chrI: in neither the calls, the annotation nor the scanned genome")
 
 
+def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_path):
+    """A call at the real donor of a transcript the annotation leaves out (the example's cut-out
+    truncates 7), or at the TSS of a transcript of another --biotype, is neither right nor wrong."""
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    read = read_annotation(annotation)
+    donors, aside = read.sites({"donor"}), read.unlabelled({"donor"})
+    assert aside
+    calls = tmp_path / "calls.bed"
+
+    def report(sites, label, *options):
+        calls.write_text("".join(f"{s.contig}\t{s.position - 100}\t{s.position + 100}\t{label}\t900\t{s.strand}"
+                                 f"\t3\t-1\t-1\t100\n" for s in sites))
+        result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, *options)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["labels"][label]
+
+    donor = report(donors[:20] + aside, "donor", "--splice-tolerance", 0)
+    assert (donor["calls"], donor["calls_unlabelled"], donor["precision"]) == (20, len(aside), 1.0)
+    coding = read_annotation(annotation, biotypes=["mRNA"])
+    other = coding.unlabelled({"tss"})
+    assert len(other) > 50  # ncRNA, piRNA, snoRNA, … TSSs
+    tss = report(coding.tss()[:10] + other, "promoter", "--biotype", "mRNA", "--tss-tolerance", 0)
+    assert (tss["calls"], tss["calls_unlabelled"], tss["precision"]) == (10, len(other), 1.0)
+    assert tss["sites"] == len(coding.tss()) < len(read.tss())
+    everything = report(coding.tss()[:10] + other, "promoter", "--tss-tolerance", 0)
+    assert everything["calls_unlabelled"] == len(read.unlabelled({"tss"})) == 3 and everything["precision"] == 1.0
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--biotype", "protein-coding")
+    assert_user_error(result, "no transcript of biotype protein-coding", "protein_coding")
+
+
 def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):
     """A second call near a site is a false positive, and one call between two sites finds one."""
     annotation = GENOMES / "ce1pct.gff3.gz"
@@ -563,6 +593,7 @@ def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tm
     no_tracks = "the scan wrote no score tracks (--bigwig or --bedgraph)"
     acceptors = report["labels"]["acceptor"]
     assert acceptors.pop("close_pairs") > 0 and acceptors.pop("close_pairs_resolved") == 0
+    assert acceptors.pop("calls_unlabelled") == 0
     assert acceptors == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
                          "sites_found": 0, "precision": None, "recall": 0.0, "f1": None,
                          "pr_auc": None, "top_k_accuracy": None,

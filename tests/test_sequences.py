@@ -426,6 +426,42 @@ def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
     assert {s.kind for s in gff3.splice_sites()} == {"donor", "acceptor"}  # the circular RNA's intron
 
 
+def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_value(tmp_path):
+    """A transcript's biotypes as Ensembl's and GENCODE's GTF, Ensembl's, NCBI's and WormBase's GFF3
+    name them: its GFF3 type, its own attributes and its gene's. A GTF whose first value holds '=' (a
+    gene_id "a=b") is still GTF."""
+    files = {
+        "ensembl.gtf": 'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "a=b"; transcript_id "t1"; '
+                       'gene_biotype "protein_coding"; transcript_biotype "nonsense_mediated_decay";\n'
+                       'c\tt\texon\t301\t400\t.\t+\t.\tgene_id "g2"; transcript_id "t2"; transcript_type "lncRNA";\n',
+        "ensembl.gff3": "##gff-version 3\nc\tt\tgene\t101\t400\t.\t+\t.\tID=g1;biotype=protein_coding\n"
+                        "c\tt\tmRNA\t101\t200\t.\t+\t.\tID=t1;Parent=g1;biotype=nonsense_mediated_decay\n"
+                        "c\tt\texon\t101\t200\t.\t+\t.\tParent=t1\n"
+                        "c\tt\tncRNA_gene\t301\t400\t.\t+\t.\tID=g2;biotype=lncRNA\n"
+                        "c\tt\tlnc_RNA\t301\t400\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t301\t400\t.\t+\t.\tParent=t2\n",
+        "ncbi.gff3": "##gff-version 3\nc\tt\tgene\t101\t400\t.\t+\t.\tID=gene-a;gene_biotype=protein_coding\n"
+                     "c\tt\tCDS\t101\t200\t.\t+\t0\tID=cds-a;Parent=gene-a\n"
+                     "c\tt\tgene\t301\t400\t.\t+\t.\tID=gene-b;gene_biotype=tRNA\n"
+                     "c\tt\ttRNA\t301\t400\t.\t+\t.\tID=rna-b;Parent=gene-b\nc\tt\texon\t301\t400\t.\t+\t.\tParent=rna-b\n",
+    }
+    expected = {
+        "ensembl.gtf": {"t1": {"protein_coding", "nonsense_mediated_decay"}, "t2": {"lncRNA"}},
+        "ensembl.gff3": {"t1": {"mRNA", "protein_coding", "nonsense_mediated_decay"}, "t2": {"lnc_RNA", "lncRNA"}},
+        "ncbi.gff3": {"gene-a": {"protein_coding"}, "rna-b": {"tRNA"}},
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        annotation = read_annotation(tmp_path / name)
+        assert {t.id: set(t.biotypes) for t in annotation.transcripts} == expected[name], name
+        kept = read_annotation(tmp_path / name, biotypes=["protein_coding"])
+        assert [t.id for t in kept.transcripts] == [next(iter(expected[name]))], name
+        assert [s.position for s in kept.unlabelled({"tss"})] == [300], name
+    assert read_annotation(tmp_path / "ensembl.gtf").transcripts[0].gene == "a=b"
+    with pytest.raises(UserError, match="no transcript of biotype snoRNA; its transcripts are of lncRNA, lnc_RNA, "
+                                        "mRNA, nonsense_mediated_decay, protein_coding"):
+        read_annotation(tmp_path / "ensembl.gff3", biotypes=["snoRNA"])
+
+
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t%2C1\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t2\n"

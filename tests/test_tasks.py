@@ -3,6 +3,7 @@
 import csv
 import gzip
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -195,7 +196,7 @@ def test_tts_scanned_on_the_bundled_example_and_scored_against_transcript_ends(t
         contig, start, end, name, _, strand, *_, peak = line.split("\t")
         # The peak is the best window's TTS: 249 bp into a + window, 50 bp into a − one (read from its end).
         window = int(start) + int(peak) - (249 if strand == "+" else 50)
-        assert name == "tts" and contig == "IV" and (window % 100 == 0 or window == 174_939 - 300)
+        assert name == "tts" and contig == "IV" and (window % 100 == 0 or window == 174_938 - 300)  # IV's last
     result = run_cli("scan-eval", "--calls", calls, "--annotation", example / "ce1pct.gff3.gz", "--summary", summary,
                      "--tts-tolerance", 50)
     assert result.returncode == 0, result.stderr
@@ -280,3 +281,26 @@ def test_phage_and_plasmid_genomes_from_their_genbank_files(tmp_path):
     assert [s.position for s in read_annotation(phix).tss()] == [50, 132, 357]
     assert_user_error(run_cli("tasks", "core-promoter", "--genome", phix, "--annotation", phix, "--negatives",
                               "shuffled", "--out", tmp_path / "phix"), "too short for these windows")
+
+
+def test_a_promoter_task_of_some_biotypes_draws_no_negative_near_the_others_tss(genome, tmp_path):
+    """With --biotype mRNA the TSSs of ncRNAs, piRNAs, … are no positives, and no genomic negative
+    either: every negative lies 1 kb from every annotated TSS, whatever its transcript's biotype."""
+    out, task = build(genome, tmp_path, "promoter", "--biotype", "mRNA")
+    coding = read_annotation(ANNOTATION, biotypes=["mRNA"])
+    others = coding.unlabelled({"tss"})
+    assert len(others) > 50
+    with Fasta(genome) as fasta:
+        contigs = {name: fasta.fetch(name, 0, length) for name, length in fasta.lengths.items()}
+    negatives = [s for split in ("train", "dev", "test") for s, label in read_split(out, split) if label == 0]
+    positives = sum(label == 1 for split in ("train", "dev", "test") for _, label in read_split(out, split))
+    assert positives <= len(coding.tss()) < len(read_annotation(ANNOTATION).tss())
+    every_tss = coding.tss() + others
+
+    def away(name, start, end):
+        return all(not start - 1000 <= s.position < end + 1000 for s in every_tss if s.contig == name)
+
+    for sequence in negatives:  # the window drawn, or a copy of it elsewhere (repeats), lies away
+        places = [(name, m.start(), m.end()) for name, text in contigs.items()
+                  for s in (sequence, reverse_complement(sequence)) for m in re.finditer(s, text)]
+        assert any(away(*place) for place in places)

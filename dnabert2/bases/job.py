@@ -5,7 +5,7 @@ accuracy on dev (mean over the site labels) to pick the epoch."""
 import numpy as np
 import torch
 
-from ..tasks.dense import counted, read_dense_task
+from ..tasks.dense import IGNORED, counted, read_dense_task
 from .inputs import dense_batch, encode_bases
 from .metrics import dense_scores
 
@@ -25,12 +25,15 @@ class DenseJob:
         self.encoded = {split: encode_bases(tokenizer, seqs) if tokenizer is not None else None
                         for split, seqs in self.sequences.items()}
         self.targets = {split: self.task.targets(split) for split in self.task.splits}
-        # Metrics count each genome base once: a stretch's last core overlaps the one before it.
-        self.counted = {split: counted(rows, self.task.core).ravel() for split, rows in self.task.splits.items()}
+        # Metrics count each genome base once (a stretch's last core overlaps the one before it), and
+        # none that is unlabelled.
+        self.counted = {split: counted(rows, self.task.core).ravel() & (self.targets[split].ravel() != IGNORED)
+                        for split, rows in self.task.splits.items()}
         self.train_size = len(self.sequences["train"])
         # Each class weighs as the square root of its inverse frequency: sites, one base in thousands,
         # pull the loss without the weights of plain inverse frequency, which make every base a site.
-        counts = np.bincount(self.targets["train"].ravel(), minlength=self.classes).astype(float)
+        labelled = self.targets["train"][self.targets["train"] != IGNORED]
+        counts = np.bincount(labelled, minlength=self.classes).astype(float)
         self.class_weights = torch.tensor(np.sqrt(counts.sum() / (self.classes * np.maximum(counts, 1))),
                                           dtype=torch.float32)
 
@@ -40,7 +43,7 @@ class DenseJob:
         labels = None
         if labelled:
             flank = self.task.flank
-            labels = np.full((len(chosen), len(sequences[0])), -100, dtype=np.int64)
+            labels = np.full((len(chosen), len(sequences[0])), IGNORED, dtype=np.int64)
             labels[:, flank:flank + self.task.core] = self.targets[split][chosen]
         batch = dense_batch(encoded, sequences, device, labels)
         if labelled:

@@ -33,12 +33,20 @@ CLOSE_PAIR = 400  # bp: sites this close share a window of a window scan, which 
 log = logging.getLogger(__name__)
 
 
-def _sites(annotation, kinds: set[str]) -> dict[tuple[str, str, str], np.ndarray]:
+def _by_place(sites) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
     found = defaultdict(list)
-    for s in annotation.sites(kinds):
+    for s in sites:
         found[(s.kind, s.contig, s.strand)].append(s.position)
     return {key: np.array(sorted(v), dtype=np.int64) for key, v in found.items()}
+
+
+def _near(positions: np.ndarray, sites: np.ndarray, tolerance: int) -> np.ndarray:
+    """Which of the positions lie within ±tolerance of one of the sites (sorted)."""
+    if not len(sites):
+        return np.zeros(len(positions), dtype=bool)
+    i = np.searchsorted(sites, positions - tolerance)
+    return (i < len(sites)) & (sites[np.minimum(i, len(sites) - 1)] <= positions + tolerance)
 
 
 def _matched(calls: np.ndarray, sites: np.ndarray, tolerance: int) -> int:
@@ -73,7 +81,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
-    annotation = read_annotation(annotation_path, s.min_intron)
+    annotation = read_annotation(annotation_path, s.min_intron, s.biotypes)
     _check_same_genome(annotation, calls, scanned)
     if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
         known = annotation.contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
@@ -82,12 +90,10 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
             raise UserError(f"--contigs {' '.join(unknown)}: in neither the calls, the annotation nor the scanned "
                             f"genome (it has {', '.join(sorted(known)[:5])}{', …' if len(known) > 5 else ''})")
     regions, scope = _evaluated_regions(scanned, s, held_out)
-    sites = _sites(annotation, {SITE_LABELS[label].site for label in labels})
-    if scanned is not None and scanned.get("strands", "both") != "both":  # the other strand was not looked at
-        sites = {key: positions for key, positions in sites.items() if key[2] == scanned["strands"]}
+    kinds = {SITE_LABELS[label].site for label in labels}
     inside = RegionIndex(regions) if regions is not None else None
-    if inside is not None:
-        sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
+    sites, unlabelled = (_where_scanned(_by_place(found), scanned, inside)
+                         for found in (annotation.sites(kinds), annotation.unlabelled(kinds)))
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances,
               **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
@@ -102,6 +108,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
         peaks = {key: np.sort(np.array(p, dtype=np.int64)) for key, p in peaks.items()}
         if inside is not None:
             peaks = {key: p[inside.holds(key[0], p)] for key, p in peaks.items()}
+        peaks, aside = _set_aside(peaks, sites, unlabelled, kind, tolerance)
         counts = np.zeros(4, dtype=np.int64)
         pairs = np.zeros(2, dtype=np.int64)  # close pairs, resolved ones
         counts[0] = sum(len(positions) for positions in peaks.values())
@@ -112,12 +119,32 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
                 counts[[1, 3]] += _matched(called, positions, tolerance)
                 pairs += _close_pairs(positions, called, tolerance)
         report["labels"][label] = _metrics(counts) | {"close_pairs": int(pairs[0]),
-                                                      "close_pairs_resolved": int(pairs[1])}
+                                                      "close_pairs_resolved": int(pairs[1]), "calls_unlabelled": aside}
         totals += counts
     report["overall"] = _metrics(totals)
     if scanned is not None:
-        _score_tracks(report, scanned, Path(summary), labels, sites, regions, tolerances)
+        _score_tracks(report, scanned, Path(summary), labels, (sites, unlabelled), regions, tolerances)
     return report
+
+
+def _where_scanned(sites: dict, scanned, inside) -> dict:
+    """The sites on the strands scanned, inside the evaluated regions."""
+    if scanned is not None and scanned.get("strands", "both") != "both":  # the other strand was not looked at
+        sites = {key: positions for key, positions in sites.items() if key[2] == scanned["strands"]}
+    if inside is not None:
+        sites = {key: positions[inside.holds(key[1], positions)] for key, positions in sites.items()}
+    return sites
+
+
+def _set_aside(peaks: dict, sites: dict, unlabelled: dict, kind: str, tolerance: int) -> tuple[dict, int]:
+    """The peaks less those at unlabelled sites (within the tolerance of one, and of no annotated site):
+    a call there is neither right nor wrong. Returns them and how many were set aside."""
+    empty, kept, aside = np.array([], dtype=np.int64), {}, 0
+    for (contig, strand), positions in peaks.items():
+        away = ~_near(positions, unlabelled.get((kind, contig, strand), empty), tolerance) \
+            | _near(positions, sites.get((kind, contig, strand), empty), tolerance)
+        kept[(contig, strand)], aside = positions[away], aside + int((~away).sum())
+    return kept, aside
 
 
 def _close_pairs(sites: np.ndarray, calls: np.ndarray, tolerance: int) -> tuple[int, int]:
@@ -178,10 +205,12 @@ def intersect(a, b) -> list[tuple[str, int, int]]:
             if max(start, s2) < min(end, e2)]
 
 
-def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolerances) -> None:
+def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, regions, tolerances) -> None:
     """Per-base PR-AUC and top-k accuracy of each label from the scan's tracks (a site's score is the
-    best within its label's tolerance), and the metaplot: the mean score at each offset from
-    annotated sites, on their strand, 5'→3'."""
+    best within its label's tolerance; the bases near unlabelled sites count neither way), and the
+    metaplot: the mean score at each offset from annotated sites, on their strand, 5'→3'."""
+    sites, unlabelled = sites_and_unlabelled
+    empty = np.array([], dtype=np.int64)
     tracks = open_tracks(scanned, summary)
     if tracks is None:
         reason = "the scan wrote no score tracks (--bigwig or --bedgraph)"
@@ -204,8 +233,9 @@ def _score_tracks(report, scanned, summary: Path, labels, sites, regions, tolera
                 for strand in strands:
                     values = tracks(label, strand, contig, lo, hi)
                     scores = np.where(np.isnan(values), UNSCORED, as_scores(np.nan_to_num(values)))
-                    here = sites.get((kind, contig, strand), np.array([], dtype=np.int64))
-                    unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance)
+                    here = sites.get((kind, contig, strand), empty)
+                    aside = unlabelled.get((kind, contig, strand), empty)
+                    unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance, aside - lo)
                     _metaplot(around, seen, scores, here[(here >= start) & (here < end)] - lo, strand)
         scored = counts.metrics()
         del scored["sites"]  # the sites scored; "sites" is every annotated site, as the calls are matched to
@@ -218,15 +248,15 @@ UNSCORED = -1  # a base the scan gave no score (N skipped, a window scan's conti
 
 
 def _count_bases(counts: SiteCounts, scores: np.ndarray, sites: np.ndarray, start: int, end: int,
-                 tolerance: int) -> int:
+                 tolerance: int, unlabelled: np.ndarray) -> int:
     """Count the bases start..end-1 of a piece of track: each site with the best score within the
-    tolerance of it, and as others only the bases farther than that from every site (a base a few bp
-    from a TSS is neither a miss nor a false alarm). Bases without a score count neither way, nor do
-    sites without one within the tolerance: returns how many sites those were."""
+    tolerance of it, and as others only the bases farther than that from every site and unlabelled
+    site (a base a few bp from a TSS is neither a miss nor a false alarm). Bases without a score count
+    neither way, nor do sites without one within the tolerance: returns how many sites those were."""
     inside = sites[(sites >= start) & (sites < end)]
     near = np.zeros(len(scores), dtype=bool)
     for offset in range(-tolerance, tolerance + 1):
-        shifted = sites + offset
+        shifted = np.concatenate([sites, unlabelled]) + offset
         near[shifted[(shifted >= 0) & (shifted < len(scores))]] = True
     best = maximum_filter1d(scores, 2 * tolerance + 1, mode="constant", cval=UNSCORED) if tolerance else scores
     site_scores = best[inside]

@@ -27,6 +27,9 @@ _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "thr
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
 _PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
+# Where annotations name a transcript's or its gene's biotype (Ensembl, GENCODE, RefSeq, WormBase): beside
+# the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
+_BIOTYPE_KEYS = ("biotype", "transcript_biotype", "transcript_type", "gene_biotype", "gene_type")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Transcript:
     exons: tuple[tuple[int, int], ...]  # sorted, 0-based half-open
     coding: bool = False  # built from CDS alone: its ends are the start codon and the stop codon's end
     processed: bool = False  # its ends are not where transcription started and ended (_PROCESSED_KINDS)
+    biotypes: frozenset[str] = frozenset()  # its own and its gene's GFF3 types and biotype attributes
 
     @property
     def start(self) -> int:
@@ -106,11 +110,15 @@ class Intron:
 class Annotation:
     """Transcripts, and the sites on them. A gap between two exons shorter than `min_intron` is no
     intron: annotations mark ribosomal frameshifts (yeast Ty elements, E. coli prfB) and indels in
-    the genome that way, and their ends are no splice sites."""
+    the genome that way, and their ends are no splice sites. The transcripts left out (of other
+    biotypes than asked for, or whose exons may be incomplete) are kept aside: their sites are real or
+    may be, so a task neither labels them nor draws them as negatives (unlabelled)."""
 
-    def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON):
+    def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
+                 left_out: list[Transcript] = ()):
         self.path = Path(path)
         self.transcripts = transcripts
+        self.left_out = list(left_out)
         self.min_intron = min_intron
         short = sum(1 for t in transcripts for start, end in t.introns if end - start < min_intron)
         if short:
@@ -130,24 +138,20 @@ class Annotation:
         return sorted(Gene(contig, start, end, strand, gene) for (gene, contig, strand), (start, end) in spans.items())
 
     def tss(self) -> list[Site]:
-        self._say_coding_ends("TSSs are their start codons")
-        return sorted({Site(t.contig, t.tss, t.strand, "tss") for t in self._transcribed("TSS")})
+        return self.sites({"tss"})
 
     def introns(self) -> list[Intron]:
-        return sorted({Intron(t.contig, s, e, t.strand) for t in self.transcripts for s, e in t.introns
-                       if e - s >= self.min_intron})
+        return _introns(self.transcripts, self.min_intron)
 
     def tts(self) -> list[Site]:
-        self._say_coding_ends("TTSs are their CDS ends")
-        return sorted({Site(t.contig, t.tts, t.strand, "tts") for t in self._transcribed("TTS")})
+        return self.sites({"tts"})
 
-    def _transcribed(self, what: str) -> list[Transcript]:
+    def _say_processed(self, what: str) -> None:
         processed = sum(t.processed for t in self.transcripts)
         if processed:  # heard under -q where it leaves none
             (log.warning if processed == len(self.transcripts) else log.info)(
                 "%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
                 "after transcription)", self.path, processed, what)
-        return [t for t in self.transcripts if not t.processed]
 
     def _say_coding_ends(self, what: str) -> None:
         coding = sum(t.coding for t in self.transcripts)
@@ -156,20 +160,40 @@ class Annotation:
                         "comes)", self.path, coding, len(self.transcripts), what)
 
     def splice_sites(self) -> list[Site]:
-        return sorted({site for i in self.introns() for site in (i.donor, i.acceptor)})
+        return _splice_sites(self.transcripts, self.min_intron)
 
     def sites(self, kinds) -> list[Site]:
         """The annotated sites of the given kinds (SITE_KINDS), sorted."""
         unknown = set(kinds) - set(SITE_KINDS)
         if unknown:
             raise ValueError(f"no annotated sites of kind {', '.join(sorted(unknown))}; known: {', '.join(SITE_KINDS)}")
-        found = []
-        for kind in ("tss", "tts"):
+        for kind, ends in (("tss", "start codons"), ("tts", "CDS ends")):
             if kind in kinds:
-                found += getattr(self, kind)()
-        if set(kinds) & {"donor", "acceptor"}:
-            found += [s for s in self.splice_sites() if s.kind in kinds]
-        return sorted(found)
+                self._say_coding_ends(f"{kind.upper()}s are their {ends}")
+                self._say_processed(kind.upper())
+        return sorted(_sites(self.transcripts, kinds, self.min_intron))
+
+    def unlabelled(self, kinds) -> list[Site]:
+        """The sites of the given kinds that only transcripts left out give, sorted."""
+        return sorted(set(_sites(self.left_out, kinds, self.min_intron))
+                      - set(_sites(self.transcripts, kinds, self.min_intron)))
+
+    def keep_biotypes(self, biotypes) -> None:
+        """Keep the transcripts of these biotypes (GFF3 types or biotype attributes, their own or their
+        gene's); raise a UserError, naming the biotypes there are, if none is."""
+        wanted = set(biotypes)
+        kept = [t for t in self.transcripts if t.biotypes & wanted]
+        there = sorted({b for t in self.transcripts for b in t.biotypes})
+        if not kept:
+            raise UserError(f"{self.path}: no transcript of biotype {', '.join(sorted(wanted))}; its transcripts "
+                            f"are of {first_names(there, 12) if there else 'no named biotype'}")
+        absent = sorted(wanted - set(there))
+        if absent:
+            log.warning("%s: no transcript of biotype %s (a misspelling?)", self.path, ", ".join(absent))
+        log.info("%s: %d of %d transcripts of biotype %s kept", self.path, len(kept), len(self.transcripts),
+                 ", ".join(sorted(wanted)))
+        self.left_out += [t for t in self.transcripts if not t.biotypes & wanted]
+        self.transcripts = kept
 
     def keep_genome_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
         """Keep the transcripts on the genome's contigs, saying which contigs the genome lacks (a genome of
@@ -188,6 +212,7 @@ class Annotation:
             log.warning("%s: %d contig(s) not in %s, their %d transcript(s) left out: %s", self.path, len(missing),
                         genome, len(self.transcripts) - len(left), first_names(missing))
             self.transcripts = left
+        self.left_out = [t for t in self.left_out if t.contig in lengths and t.end <= lengths[t.contig]]
         for t in self.transcripts:
             if t.end > lengths[t.contig]:
                 raise UserError(
@@ -196,11 +221,34 @@ class Annotation:
                 )
 
 
+def _ends(transcripts, kind: str) -> list[Site]:
+    """TSSs or TTSs: transcripts whose ends were cut or joined after transcription give none."""
+    return sorted({Site(t.contig, getattr(t, kind), t.strand, kind) for t in transcripts if not t.processed})
+
+
+def _introns(transcripts, min_intron: int) -> list[Intron]:
+    return sorted({Intron(t.contig, s, e, t.strand) for t in transcripts for s, e in t.introns if e - s >= min_intron})
+
+
+def _splice_sites(transcripts, min_intron: int) -> list[Site]:
+    return sorted({site for i in _introns(transcripts, min_intron) for site in (i.donor, i.acceptor)})
+
+
+def _sites(transcripts, kinds, min_intron: int) -> list[Site]:
+    found = [s for kind in ("tss", "tts") if kind in kinds for s in _ends(transcripts, kind)]
+    return found + [s for s in _splice_sites(transcripts, min_intron) if s.kind in kinds]
+
+
 def _gff3_attributes(text: str) -> dict[str, str]:
     """The attributes, unescaped; Parent as written, its comma-separated values unescaped by _parents
     (an escaped comma, %2C, belongs to a value)."""
     pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
     return {key.strip(): value if key.strip() == "Parent" else unquote(value) for key, value in pairs}
+
+
+def _biotypes(attrs: dict[str, str]) -> set[str]:
+    """The biotypes a line names in its attributes (what --biotype matches, beside GFF3 types)."""
+    return {attrs[key] for key in _BIOTYPE_KEYS if attrs.get(key)}
 
 
 def _biotype(kind: str | None, attrs: dict[str, str]) -> str | None:
@@ -229,17 +277,23 @@ def _gtf_attributes(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in _GTF_ATTRIBUTE.finditer(text)}
 
 
-def read_annotation(path, min_intron: int = MIN_INTRON) -> Annotation:
-    """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip). A transcript is the parent of
-    exon features; a parent with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS
-    (its TSS is then the start codon, the best the annotation says), and a CDS without a parent
-    (Prodigal, Prokka) is a transcript of its own. In GenBank, the mRNA features of a record are its
-    transcripts, and the CDS of genes without one. Ids that name exons at several places, and
-    transcripts across the origin of a circular sequence, are left out with a log message."""
+def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None) -> Annotation:
+    """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip), of the given biotypes only if
+    any are given (see Annotation.keep_biotypes). A transcript is the parent of exon features; a parent
+    with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
+    codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
+    of its own. In GenBank, the mRNA features of a record are its transcripts, and the CDS of genes
+    without one. Ids that name exons at several places, and transcripts across the origin of a circular
+    sequence, are left out with a log message."""
     path = Path(path)
     if _first_line(path).startswith("LOCUS"):
-        return Annotation(path, _genbank_transcripts(path), min_intron)
-    return Annotation(path, _gff_transcripts(path), min_intron)
+        annotation = Annotation(path, _genbank_transcripts(path), min_intron)
+    else:
+        transcripts, incomplete = _gff_transcripts(path)
+        annotation = Annotation(path, transcripts, min_intron, incomplete)
+    if biotypes:
+        annotation.keep_biotypes(biotypes)
+    return annotation
 
 
 def _first_line(path: Path) -> str:
@@ -276,7 +330,8 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
                 name = name if name not in names else f"{name}.{feature.type}{len(names)}"
                 names.add(name)
                 gene = feature.qualifiers.get("gene", [name])[0]
-                transcripts.append(Transcript(name, gene, record.id, strand, exons, feature.type == "CDS"))
+                transcripts.append(Transcript(name, gene, record.id, strand, exons, feature.type == "CDS",
+                                              biotypes=frozenset({feature.type})))
     if across_origin:
         log.warning("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
@@ -329,16 +384,15 @@ def _genbank_records(path: Path, handle):
             raise UserError(f"{path}: not a readable GenBank file ({str(error).splitlines()[0][:160]})") from None
 
 
-def _gff_transcripts(path: Path) -> list[Transcript]:
+def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
+    """The transcripts, and those left out whose exons may be incomplete (see _gff_assembled)."""
     parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
-    parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
-    defined = set()  # GFF3 IDs that a line defines
+    features = _Features()
     loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
     # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
     unstranded, orphaned = set(), set()
-    processed = set()  # transcript IDs, or GFF3 IDs of any feature, of _PROCESSED_KINDS
     lines_unstranded = 0
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
@@ -357,14 +411,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
             if parse is None:
                 continue
             attrs = parse(attributes)
-            if "ID" in attrs:
-                defined.add(attrs["ID"])
-                if _biotype(kind, attrs) in _PROCESSED_KINDS:
-                    processed.add(attrs["ID"])
-                if "Parent" in attrs:
-                    parent_of[attrs["ID"]] = _parents(attrs)[0]
-                elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
-                    parent_of[attrs["ID"]] = attrs["geneID"]
+            features.read(parse, kind, attrs)
             kind = "UTR" if kind in _UTR_KINDS else kind
             if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
                 continue
@@ -392,7 +439,7 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                 if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
                     orphaned.add(gene)
                 elif transcript and _biotype(None, attrs) in _PROCESSED_KINDS:
-                    processed.add(transcript)
+                    features.processed.add(transcript)
             if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
                 unstranded.update(transcript for transcript, _ in owners if transcript)
                 lines_unstranded += any(transcript for transcript, _ in owners)
@@ -405,12 +452,46 @@ def _gff_transcripts(path: Path) -> list[Transcript]:
                     lines_unstranded)
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
-    undefined = set() if parse is _gtf_attributes or not defined & owners else owners - defined
-    return _gff_assembled(path, parts, parent_of, loci, circular, undefined, unstranded, orphaned, processed)
+    undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
+    return _gff_assembled(path, parts, features, loci, circular, undefined, unstranded, orphaned)
 
 
-def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circular: dict, undefined: set,
-                   unstranded: set, orphaned: set, processed: set) -> list[Transcript]:
+class _Features:
+    """What the lines say of the features they name: by GFF3 ID, or in GTF by transcript_id (else
+    gene_id)."""
+
+    def __init__(self):
+        self.parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
+        self.defined = set()  # GFF3 IDs that a line defines
+        self.processed = set()  # transcript IDs, or GFF3 IDs of any feature, of _PROCESSED_KINDS
+        self.named = defaultdict(set)  # its biotype attributes
+        self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
+
+    def read(self, parse, kind: str, attrs: dict[str, str]) -> None:
+        if parse is _gtf_attributes:
+            self.named[attrs.get("transcript_id") or attrs.get("gene_id")] |= _biotypes(attrs)
+        elif "ID" in attrs:
+            self.named[attrs["ID"]] |= _biotypes(attrs)
+            self.typed[attrs["ID"]] = kind
+        if "ID" in attrs:
+            self.defined.add(attrs["ID"])
+            if _biotype(kind, attrs) in _PROCESSED_KINDS:
+                self.processed.add(attrs["ID"])
+            if "Parent" in attrs:
+                self.parent_of[attrs["ID"]] = _parents(attrs)[0]
+            elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
+                self.parent_of[attrs["ID"]] = attrs["geneID"]
+
+    def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
+        """A transcript's biotypes: its GFF3 type, and its own and its gene's biotype attributes (a
+        gene's type, gene or ncRNA_gene, says nothing of its transcripts, nor does RefSeq's gene line
+        where CDS name it their parent)."""
+        own = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
+        return frozenset(own | self.named.get(transcript, set()) | self.named.get(gene, set()))
+
+
+def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, circular: dict, undefined: set,
+                   unstranded: set, orphaned: set) -> tuple[list, list]:
     """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
     transcript has them, else its CDS and UTRs), less those left out: ids at several places (or, in
     GTF, of several genes), genes across an origin, and those whose exons may be incomplete (a Parent
@@ -426,19 +507,21 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
-        gene = next(iter(genes), None) or parent_of.get(transcript_id, transcript_id)
+        gene = next(iter(genes), None) or features.parent_of.get(transcript_id, transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
+        coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
+        transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,
+                                transcript_id in features.processed, features.biotypes(transcript_id, gene))
         if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
                 or _outside(parts["CDS"].get(transcript_id, ()), exons):
-            incomplete.append(transcript_id)
+            incomplete.append(transcript)
             continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
         if contig in circular and (exons[-1][1] > circular[contig]
                                    or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
             across_origin += 1
             continue
-        coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
-        transcripts.append(Transcript(transcript_id, gene, contig, strand, exons, coding, transcript_id in processed))
+        transcripts.append(transcript)
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
@@ -449,19 +532,20 @@ def _gff_assembled(path: Path, parts: dict, parent_of: dict, loci: dict, circula
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
         log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, CDS outside the "
                     "exons, a line on no strand, or a GTF line of their gene without a transcript_id), left out: %s",
-                    path, len(incomplete), ", ".join(incomplete[:5]))
+                    path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
         why = "every one left out, as said above" if groups else "no exon or CDS features with a parent"
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts
+    return transcripts, incomplete
 
 
 def _attribute_reader(attributes: str):
-    """The GTF or the GFF3 attribute reader by the column's form, or None where it has no key-value pairs."""
-    if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0]:
+    """The GTF or the GFF3 attribute reader by the column's form, or None where it has no key-value pairs:
+    GTF's first pair is a key, a space and a value, where an '=' may stand only inside quotes."""
+    if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0].split('"')[0]:
         return _gtf_attributes
     return _gff3_attributes if "=" in attributes else None
 

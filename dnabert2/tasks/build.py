@@ -69,15 +69,16 @@ def _draw(candidates, accept, wanted: int, tries: int) -> list[str]:
 
 class Negatives:
     """Draws a split's negatives (label 0) for one task kind, in the way its --negatives asks, from
-    windows that lie wholly in the split."""
+    windows that lie wholly in the split, away from the sites to `avoid` (the task's, and those only
+    transcripts left out give)."""
 
-    def __init__(self, kind: TaskKind, how: str, fasta: Fasta, sites: list, split: Split, rng, max_n: float,
+    def __init__(self, kind: TaskKind, how: str, fasta: Fasta, avoid: list, split: Split, rng, max_n: float,
                  margin: int):
         self.kind, self.how, self.fasta, self.split, self.rng = kind, how, fasta, split, rng
         self.max_n, self.margin = max_n, margin
-        self.annotated = {(s.contig, s.position, s.strand) for s, _ in sites}
+        self.annotated = {(s.contig, s.position, s.strand) for s in avoid}
         positions = {}
-        for s, _ in sites:
+        for s in avoid:
             positions.setdefault(s.contig, []).append(s.position)
         self.positions = {c: np.sort(p) for c, p in positions.items()}
 
@@ -139,7 +140,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     task.check_negatives(negatives)
     rng = np.random.default_rng(seed)
-    notes = read_annotation(annotation, s.min_intron)
+    notes = read_annotation(annotation, s.min_intron, s.biotypes)
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
@@ -161,7 +162,8 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
             where = layout.of(site.contig, *task.sites[label - 1].geometry.span(site.position, site.strand))
             if sequence is not None and where is not None:
                 examples[where].append((sequence, label))
-        drawer = Negatives(task, negatives, fasta, sites, layout, rng, max_n, margin)
+        avoid = [site for site, _ in sites] + notes.unlabelled(set(index))
+        drawer = Negatives(task, negatives, fasta, avoid, layout, rng, max_n, margin)
         for name in SPLITS:
             examples[name] += drawer.draw(examples[name], name)
 

@@ -14,6 +14,11 @@ Each split is a CSV, {train,dev,test}.csv, with a header and one window per row:
               core's first base, on the window's strand; LABEL the class index), empty for none
     contig, start, strand
               where the core lies: its first base on the forward strand (0-based) and its strand
+    unlabelled
+              its core's sites that only transcripts left out give (of other --biotype, or with exons
+              that may be incomplete), as space-separated OFFSETs: real or maybe real, they are no
+              site of the task and no background either, so the loss and the metrics skip them (a
+              folder written before this column existed reads as none)
 
 task.json says `"dense": true`, the kind, the labels, core_bp and flank_bp, and the split.
 """
@@ -40,8 +45,10 @@ from .split import choose_split
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("sequence", "sites", "contig", "start", "strand")
+COLUMNS = ("sequence", "sites", "contig", "start", "strand", "unlabelled")
 NUCLEOTIDES = set(IUPAC)
+UNLABELLED = -1  # the label, while a task is built, of a site only transcripts left out give
+IGNORED = -100  # the target of an unlabelled base: torch's cross-entropy skips it, as it skips the flanks
 
 
 @dataclass
@@ -51,6 +58,7 @@ class DenseWindow:
     contig: str
     start: int  # the core's first base, forward strand
     strand: str
+    unlabelled: frozenset[int] = frozenset()  # core offsets, on the window's strand, neither site nor background
 
 
 def window_at(fasta: Fasta, contig: str, start: int, core: int, flank: int, strand: str) -> str:
@@ -82,7 +90,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         raise UserError("--negatives is for tasks of windows: a dense task labels every base, sites and the rest")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     rng = np.random.default_rng(s.seed)
-    notes = read_annotation(annotation, s.min_intron)
+    notes = read_annotation(annotation, s.min_intron, s.biotypes)
     index = {label.site: i for i, label in enumerate(task.sites, 1)}
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
@@ -101,10 +109,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
             raise UserError(f"none of the {len(sites)} annotated sites lies on a contig of at least --core "
                             f"{s.core} bp; give a shorter --core")
         layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
-        by_place = {}
-        for site, label in sites:
-            by_place.setdefault((site.contig, site.strand), []).append((site.position, label))
-        by_place = {key: np.array(sorted(v), dtype=np.int64).reshape(-1, 2) for key, v in by_place.items()}
+        by_place = _by_place(sites + [(site, UNLABELLED) for site in notes.unlabelled(set(index))])
         examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng) for split in SPLITS}
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
@@ -123,10 +128,11 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
 
 
 def _site_counts(rows: list[DenseWindow], labels, core: int) -> dict[str, int]:
-    """Annotated sites per label, each once (see counted)."""
+    """Annotated sites per label, and unlabelled ones, each once (see counted)."""
     once = counted(rows, core)
     found = Counter(v for i, w in enumerate(rows) for o, v in w.sites.items() if once[i, o])
-    return {name: found[i] for i, name in enumerate(labels) if i}
+    unlabelled = sum(1 for i, w in enumerate(rows) for o in w.unlabelled if once[i, o])
+    return {**{name: found[i] for i, name in enumerate(labels) if i}, "unlabelled": unlabelled}
 
 
 def counted(rows: list[DenseWindow], core: int) -> np.ndarray:
@@ -143,6 +149,14 @@ def counted(rows: list[DenseWindow], core: int) -> np.ndarray:
     return mask
 
 
+def _by_place(sites) -> dict[tuple[str, str], np.ndarray]:
+    """(contig, strand) → (sites, 2) array of position and label (UNLABELLED for a site no label is given)."""
+    by_place = {}
+    for site, label in sites:
+        by_place.setdefault((site.contig, site.strand), []).append((site.position, label))
+    return {key: np.array(sorted(v), dtype=np.int64).reshape(-1, 2) for key, v in by_place.items()}
+
+
 def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
     """The split's windows: every core with a site, and the others at the empty rate; cores with more
     than max_n N are left out, and said so."""
@@ -152,21 +166,23 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
         if end - begin < s.core:
             short.append(f"{contig}:{begin}-{end}")
             for strand in "+-":
-                placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))[:, 0]
-                unplaced += int(((placed >= begin) & (placed < end)).sum())
+                placed, labels = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64)).T
+                unplaced += int(((placed >= begin) & (placed < end) & (labels > 0)).sum())
         for start in tile(stretch, s.core):
             for strand in "+-":
                 placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))
                 inside = placed[(placed[:, 0] >= start) & (placed[:, 0] < start + s.core)]
-                if not len(inside) and rng.random() >= s.empty_rate:
+                labelled = inside[inside[:, 1] > 0]
+                if not len(labelled) and rng.random() >= s.empty_rate:
                     continue
                 sequence = window_at(fasta, contig, start, s.core, s.flank, strand)
                 core = sequence[s.flank:s.flank + s.core]
                 if s.core - sum(core.count(b) for b in "ACGT") > s.max_n * s.core:
-                    skipped += len(inside)
+                    skipped += len(labelled)
                     continue
-                labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in inside}
-                found.append(DenseWindow(sequence, labels, contig, start, strand))
+                labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in labelled}
+                unlabelled = {core_offset(int(p), start, s.core, strand) for p, v in inside if v == UNLABELLED}
+                found.append(DenseWindow(sequence, labels, contig, start, strand, frozenset(unlabelled - set(labels))))
     if short:
         log.warning("%d stretch(es) shorter than --core (%d bp) give no window, and their %d annotated site(s) "
                     "none: %s", len(short), s.core, unplaced, first_names(short))
@@ -181,7 +197,7 @@ def write_dense_split(path: Path, rows: list[DenseWindow]) -> None:
         table.writerow(COLUMNS)
         for w in rows:
             sites = " ".join(f"{offset}:{label}" for offset, label in sorted(w.sites.items()))
-            table.writerow([w.sequence, sites, w.contig, w.start, w.strand])
+            table.writerow([w.sequence, sites, w.contig, w.start, w.strand, " ".join(map(str, sorted(w.unlabelled)))])
 
 
 @dataclass
@@ -205,12 +221,13 @@ class DenseTask:
         return [self.description["labels"][str(i)] for i in range(len(self.description["labels"]))]
 
     def targets(self, split: str) -> np.ndarray:
-        """(windows, core) class index of every core base."""
+        """(windows, core) class index of every core base, IGNORED where it is unlabelled."""
         rows = self.splits[split]
         out = np.zeros((len(rows), self.core), dtype=np.int64)
         for i, w in enumerate(rows):
             for offset, label in w.sites.items():
                 out[i, offset] = label
+            out[i, list(w.unlabelled)] = IGNORED
         return out
 
 
@@ -252,23 +269,28 @@ def _read_dense_split(path: Path, task: DenseTask) -> list[DenseWindow]:
     # Bytes that are no UTF-8 become U+FFFD, which the sequence and number checks below refuse.
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         table = csv.reader(handle)
-        if tuple(next(table, ())) != COLUMNS:
+        header = tuple(next(table, ()))
+        if header not in (COLUMNS, COLUMNS[:-1]):
             raise UserError(f"{path}: not a dense task split (header {','.join(COLUMNS)})")
         for number, row in enumerate(table, 2):
             try:
-                sequence, sites, contig, start, strand = row
+                sequence, sites, contig, start, strand, unlabelled = row if len(header) == len(COLUMNS) else [*row, ""]
                 labels = {int(o): int(v) for o, v in (pair.split(":") for pair in sites.split())}
+                unlabelled = frozenset(map(int, unlabelled.split()))
                 start = int(start)
             except ValueError:
-                raise UserError(f"{path}: line {number} is not sequence,sites,contig,start,strand") from None
-            if len(sequence) != length or not all(0 <= o < task.core and 0 < v < classes for o, v in labels.items()):
+                raise UserError(f"{path}: line {number} is not {','.join(header)}") from None
+            offsets = [*labels, *unlabelled]
+            if len(sequence) != length or not all(0 <= o < task.core for o in offsets) \
+                    or not all(0 < v < classes for v in labels.values()):
                 raise UserError(f"{path}: line {number}: a window of {task.core + 2 * task.flank} bp with sites "
-                                f"OFFSET:LABEL inside its {task.core} bp core and labels 1..{classes - 1} expected")
+                                f"OFFSET:LABEL and unlabelled OFFSETs inside its {task.core} bp core and labels "
+                                f"1..{classes - 1} expected")
             sequence = sequence.upper()
             found = sorted(set(sequence) - NUCLEOTIDES)
             if found:  # a genome's IUPAC codes reach the flanks as they are, and are read as N
                 raise UserError(f"{path}: line {number}: characters that are no nucleotide ({''.join(found)[:10]!r})")
-            rows.append(DenseWindow(sequence, labels, contig, start, strand))
+            rows.append(DenseWindow(sequence, labels, contig, start, strand, unlabelled - set(labels)))
     if not rows:
         raise UserError(f"{path}: no windows")
     return rows
