@@ -86,16 +86,32 @@ def test_an_index_older_than_its_fasta_is_built_again(tmp_path, name):
     assert not list(tmp_path.glob(".*"))  # indexed under temporary names, renamed: none left behind
 
 
-@pytest.mark.parametrize("name", ["genome.fa", "genome.fa.gz"])
-def test_an_index_that_does_not_describe_its_fasta_is_one_clear_error(tmp_path, name):
+def test_an_index_newer_than_a_plain_fasta_edited_since_is_rebuilt_not_read_through(tmp_path, caplog):
+    """A FASTA edited with its time kept (cp -p, rsync -t) beside the index of the file before: a line
+    more in its first contig shifts the others, and they would be read a line off, silently."""
+    path = tmp_path / "genome.fa"
+    second = "ACGTTGCA" * 10
+    path.write_text(">c1\n" + "A" * 60 + "\n>c2\n" + second + "\n")
+    Fasta(path).close()
+    path.write_text(">c1\n" + "A" * 60 + "\n" + "C" * 60 + "\n>c2\n" + second + "\n")
+    os.utime(path, (1000, 1000))
+    with Fasta(path) as fasta:
+        assert fasta.lengths == {"c1": 120, "c2": 80} and fasta.fetch("c2") == second
+    assert "its index describes another file" in caplog.text
+    caplog.clear()
+    path.write_text(path.read_text() + "\n\n")  # blank lines after the last record are no edit
+    os.utime(path, (1000, 1000))
+    with Fasta(path) as fasta:
+        assert fasta.fetch("c2") == second
+    assert "index" not in caplog.text
+
+
+def test_an_index_that_does_not_describe_its_bgzip_fasta_is_one_clear_error(tmp_path):
     """A .fai newer than its FASTA but claiming a longer contig (edited, or copied from another file)."""
-    plain = tmp_path / "plain.fa"
+    plain, name = tmp_path / "plain.fa", "genome.fa.gz"
     plain.write_text(">c1\n" + "ACGT" * 25 + "\n")
     path = tmp_path / name
-    if name.endswith(".gz"):
-        pysam.tabix_compress(str(plain), str(path))
-    else:
-        path.write_text(plain.read_text())
+    pysam.tabix_compress(str(plain), str(path))
     Fasta(path).close()
     fai = tmp_path / f"{name}.fai"
     first = fai.read_text()
@@ -111,10 +127,12 @@ def test_an_index_that_does_not_describe_its_fasta_is_one_clear_error(tmp_path, 
 def test_an_index_that_reads_past_the_end_of_its_fasta_is_one_clear_error_from_a_command(tmp_path):
     """htslib then fails with no reason of its own: the error number left by an earlier call (a
     terminal check) came out as "Inappropriate ioctl for device"."""
-    path = tmp_path / "one_line.fa"
-    path.write_text(">c1\n" + "ACGT" * 750 + "\n")
+    plain, path = tmp_path / "one_line.fa", tmp_path / "one_line.fa.gz"
+    plain.write_text(">c1\n" + "ACGT" * 750 + "\n")
+    pysam.tabix_compress(str(plain), str(path))
+    Fasta(path).close()
     os.utime(path, (1000, 1000))
-    (tmp_path / "one_line.fa.fai").write_text("c1\t3000\t4\t60\t61\n")  # the index of it in lines of 60
+    (tmp_path / "one_line.fa.gz.fai").write_text("c1\t3000\t4\t60\t61\n")  # the index of it in lines of 60
     result = run_cli("windows", "--genome", path, "--out", tmp_path / "w.bed")
     assert_user_error(result, "cannot read c1:1-3000 through its index; if the FASTA was replaced, remove its .fai")
 

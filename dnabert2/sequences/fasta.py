@@ -338,6 +338,24 @@ def _version(path: Path) -> tuple:
     return path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+def _ends_where_indexed(path: Path, fai: Path) -> bool:
+    """Whether a plain FASTA ends where its .fai's last record does: after that record's last line
+    only blank lines (or none, or its line end missing)."""
+    try:
+        length, offset, bases, width = map(int, fai.read_text().splitlines()[-1].split("\t")[1:5])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False  # not an index faidx wrote
+    if not bases:  # a record without bases: nothing to tell by
+        return True
+    end = offset + length + -(-length // bases) * (width - bases) - (width - bases)  # before the last line end
+    size = path.stat().st_size
+    if size < end or size - end > 4096:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(end)
+        return not handle.read().strip()
+
+
 class NoRandomAccess(UserError):
     """A sequence file that can only be read whole."""
 
@@ -377,11 +395,17 @@ class Fasta:
         gzi = Path(f"{self.path}.gzi")
         bgzf = compression(self.path) == "bgzf"
         indices = [fai, *([gzi] if bgzf else [])]
-        # An index older than its FASTA (rewritten since) would read other bases, or other contigs.
+        # An index older than its FASTA (rewritten since) would read other bases, or other contigs; so
+        # would a newer one of a plain FASTA edited with its time kept (cp -p, rsync -t) that no longer
+        # ends where the file does.
         stale = all(i.exists() for i in indices) and \
             min(i.stat().st_mtime for i in indices) < self.path.stat().st_mtime
         if stale:
             log.warning("%s: its index is older than it; indexing it again", self.path)
+        elif fai.exists() and not bgzf and not _ends_where_indexed(self.path, fai):
+            log.warning("%s: its index describes another file (edited since, its time kept); indexing it again",
+                        self.path)
+            stale = True
         if stale or not all(i.exists() for i in indices):
             if not os.access(self.path.parent, os.W_OK):
                 # A read-only folder: keep the index in a temporary one for this process's lifetime.
