@@ -914,3 +914,18 @@ def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, n
     bad.write_text(">a\n" + "A" * 300 + "Q" + "A" * 300 + "\n")
     with pytest.raises(UserError, match="'Q' at position 301"):
         write_indexed_fasta(bad, tmp_path / "bad_out.fa")
+
+
+def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp_path):
+    """NCBI's GFF3 gives a miRNA its primary_transcript as Parent, and that the gene: one gene, the
+    primary transcript's TSS and not the miRNA's."""
+    (tmp_path / "ncbi.gff3").write_text(
+        "##gff-version 3\nc\tt\tgene\t101\t900\t.\t+\t.\tID=gene-MIR1;gene_biotype=miRNA\n"
+        "c\tt\tprimary_transcript\t101\t900\t.\t+\t.\tID=rna-NR_1;Parent=gene-MIR1\n"
+        "c\tt\texon\t101\t900\t.\t+\t.\tParent=rna-NR_1\n"
+        "c\tt\tmiRNA\t401\t422\t.\t+\t.\tID=rna-MIR1-5p;Parent=rna-NR_1\n"
+        "c\tt\texon\t401\t422\t.\t+\t.\tParent=rna-MIR1-5p\n")
+    annotation = read_annotation(tmp_path / "ncbi.gff3")
+    assert {t.id: t.gene for t in annotation.transcripts} == {"rna-NR_1": "gene-MIR1", "rna-MIR1-5p": "gene-MIR1"}
+    assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
+    assert [s.position for s in annotation.tss()] == [100]

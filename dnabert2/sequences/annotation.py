@@ -482,6 +482,15 @@ class _Features:
             elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
 
+    def gene_of(self, transcript: str) -> str:
+        """The top of a transcript's chain of Parents: its gene, also where a transcript's parent is
+        another transcript (NCBI's miRNA, whose Parent is its primary_transcript); itself if it has none."""
+        gene, seen = transcript, {transcript}
+        while self.parent_of.get(gene, gene) not in seen:
+            gene = self.parent_of[gene]
+            seen.add(gene)
+        return gene
+
     def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
         """A transcript's biotypes: its GFF3 type, and its own and its gene's biotype attributes (a
         gene's type, gene or ncRNA_gene, says nothing of its transcripts, nor does RefSeq's gene line
@@ -507,7 +516,7 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
-        gene = next(iter(genes), None) or features.parent_of.get(transcript_id, transcript_id)
+        gene = next(iter(genes), None) or features.gene_of(transcript_id)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,
