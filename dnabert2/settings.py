@@ -48,9 +48,9 @@ def _min_intron():
 
 
 def _biotypes():
-    return setting(None, "only transcripts of these biotypes: GFF3 types (mRNA, lnc_RNA) or biotype attributes "
-                   "(protein_coding), their own or their gene's", nargs="+", flag="--biotype", metavar="BIOTYPE",
-                   default_text="every transcript")
+    return setting(None, "only transcripts of these biotypes: a transcript's own biotype attribute (protein_coding, "
+                   "retained_intron), else its GFF3 type (mRNA, lnc_RNA) and its gene's biotype", nargs="+",
+                   flag="--biotype", metavar="BIOTYPE", default_text="every transcript")
 
 
 def _compile():

@@ -121,11 +121,12 @@ class VariantScorer:
                 raise UserError(f"the model's scores are not finite numbers around {members[0].contig}:"
                                 f"{members[0].position + 1}: are its weights intact?")
             for v, alt in zip(members, alt_scores):
-                out[v.record, v.allele] = self.delta(v, start, ref_scores, alt)
+                out[v.record, v.allele] = self.delta(v, start, ref_scores, alt, reference[flank:len(reference) - flank])
         return out
 
-    def delta(self, v: Variant, start: int, ref: np.ndarray, alt: np.ndarray):
-        """Alternative minus reference scores over the variant's ±distance, in reference coordinates."""
+    def delta(self, v: Variant, start: int, ref: np.ndarray, alt: np.ndarray, bases: str):
+        """Alternative minus reference scores over the variant's ±distance, in reference coordinates;
+        bases: the core's reference bases, from `start`."""
         # Past a contig's ends lies no base (only the N that pad the windows): no position there.
         first = max(v.position - self.distance, 0)
         last = min(v.position + len(v.ref) + self.distance, self.fasta.lengths[v.contig])
@@ -141,7 +142,7 @@ class VariantScorer:
             before[:, -1] = np.maximum(before[:, -1], inserted)
         alt_part = np.concatenate([before, deleted, after], axis=1)
         # An N or other IUPAC base of the reference has no score to gain or lose, as in a scan.
-        unknown = np.array([b not in BASES for b in self.fasta.fetch(v.contig, first, last)])[:, None]
+        unknown = np.array([b not in BASES for b in bases[first - start:last - start]])[:, None]
         change = (np.where(unknown, -np.inf, (alt_part - ref_part).max(0, initial=-np.inf)),
                   np.where(unknown, np.inf, (alt_part - ref_part).min(0, initial=np.inf)))
         return change, np.arange(first, last) - v.position

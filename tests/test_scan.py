@@ -533,6 +533,16 @@ def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_
     assert everything["calls_unlabelled"] == len(read.unlabelled({"tss"})) == 3 and everything["precision"] == 1.0
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--biotype", "protein-coding")
     assert_user_error(result, "no transcript of biotype protein-coding", "protein_coding")
+    # A task built from some biotypes records them, and its held-out evaluation uses them unless told otherwise.
+    task = tmp_path / "task"
+    result = run_cli("tasks", "promoter", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
+                     "--biotype", "mRNA", "--test-contigs", "IV", "--out", task)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((task / "task.json").read_text())["biotypes"] == ["mRNA"]
+    on_iv = [s for s in coding.tss()[:10] + other if s.contig == "IV"]
+    held_out = report(on_iv, "promoter", "--held-out", task, "--tss-tolerance", 0)
+    assert held_out["calls_unlabelled"] == sum(s in other for s in on_iv) > 0
+    assert held_out["sites"] == sum(s.contig == "IV" for s in coding.tss())
 
 
 def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):

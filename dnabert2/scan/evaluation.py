@@ -8,7 +8,7 @@ base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around an
 import json
 import logging
 from collections import defaultdict
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ CLOSE_PAIR = 400  # bp: sites this close share a window of a window scan, which 
 log = logging.getLogger(__name__)
 
 
-def _by_place(sites) -> dict[tuple[str, str, str], np.ndarray]:
+def _positions(sites) -> dict[tuple[str, str, str], np.ndarray]:
     """(kind, contig, strand) → sorted site positions."""
     found = defaultdict(list)
     for s in sites:
@@ -81,7 +81,9 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
-    annotation = read_annotation(annotation_path, s.min_intron, s.biotypes)
+    # A model trained on some biotypes' sites is scored on theirs, unless told otherwise.
+    biotypes = s.biotypes or (held_out_biotypes(held_out) if held_out is not None else None)
+    annotation = read_annotation(annotation_path, s.min_intron, biotypes)
     _check_same_genome(annotation, calls, scanned)
     if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
         known = annotation.contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
@@ -92,12 +94,13 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     regions, scope = _evaluated_regions(scanned, s, held_out)
     kinds = {SITE_LABELS[label].site for label in labels}
     inside = RegionIndex(regions) if regions is not None else None
-    sites, unlabelled = (_where_scanned(_by_place(found), scanned, inside)
+    sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites(kinds), annotation.unlabelled(kinds)))
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
-    report = {"calls": str(calls_path), "annotation": str(annotation_path), **tolerances,
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, **tolerances,
               **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
+    set_aside = 0
     for label in labels:
         kind = SITE_LABELS[label].site
         tolerance = tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"]
@@ -121,7 +124,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
         report["labels"][label] = _metrics(counts) | {"close_pairs": int(pairs[0]),
                                                       "close_pairs_resolved": int(pairs[1]), "calls_unlabelled": aside}
         totals += counts
-    report["overall"] = _metrics(totals)
+        set_aside += aside
+    report["overall"] = _metrics(totals) | {"calls_unlabelled": set_aside}
     if scanned is not None:
         _score_tracks(report, scanned, Path(summary), labels, (sites, unlabelled), regions, tolerances)
     return report
@@ -186,13 +190,28 @@ def _evaluated_regions(scanned, s, held_out) -> tuple[list | None, str]:
 
 def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
     """The test split of a task folder: its contigs, or its stretches of contigs."""
-    described = Path(task_folder) / "task.json"
-    try:
-        task = json.loads(described.read_text())
+    with _task_json(task_folder) as task:
         if task.get("split") == "positions":
             return [tuple(r) for r in task["regions"]["test"]]
         return [(c, 0, 2**62) for c in task["contigs"]["test"]]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+
+
+def held_out_biotypes(task_folder) -> list[str] | None:
+    """The biotypes a task was built from (tasks --biotype), None for every transcript."""
+    with _task_json(task_folder) as task:
+        biotypes = task.get("biotypes")
+        if biotypes is not None and not (isinstance(biotypes, list) and all(isinstance(b, str) for b in biotypes)):
+            raise TypeError
+        return biotypes
+
+
+@contextmanager
+def _task_json(task_folder):
+    """A task folder's task.json, read; what it lacks or holds amiss is one UserError."""
+    described = Path(task_folder) / "task.json"
+    try:
+        yield json.loads(described.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise UserError(f"{described}: not the task.json of a task built by `dnabert2 tasks`") from None
 
 

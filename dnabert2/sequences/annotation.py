@@ -27,9 +27,10 @@ _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "thr
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
 _PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
-# Where annotations name a transcript's or its gene's biotype (Ensembl, GENCODE, RefSeq, WormBase): beside
-# the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
-_BIOTYPE_KEYS = ("biotype", "transcript_biotype", "transcript_type", "gene_biotype", "gene_type")
+# Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
+# RefSeq, WormBase): beside the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
+_OWN_BIOTYPE = ("biotype", "transcript_biotype", "transcript_type")
+_GENE_BIOTYPE = ("gene_biotype", "gene_type")
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ class Annotation:
 
     @property
     def contigs(self) -> set[str]:
-        return {t.contig for t in self.transcripts}
+        """The contigs it annotates, those of the transcripts left out too."""
+        return {t.contig for t in self.transcripts + self.left_out}
 
     def genes(self) -> list[Gene]:
         spans = {}
@@ -246,9 +248,8 @@ def _gff3_attributes(text: str) -> dict[str, str]:
     return {key.strip(): value if key.strip() == "Parent" else unquote(value) for key, value in pairs}
 
 
-def _biotypes(attrs: dict[str, str]) -> set[str]:
-    """The biotypes a line names in its attributes (what --biotype matches, beside GFF3 types)."""
-    return {attrs[key] for key in _BIOTYPE_KEYS if attrs.get(key)}
+def _biotypes(attrs: dict[str, str], keys) -> set[str]:
+    return {attrs[key] for key in keys if attrs.get(key)}
 
 
 def _biotype(kind: str | None, attrs: dict[str, str]) -> str | None:
@@ -464,15 +465,16 @@ class _Features:
         self.parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
         self.defined = set()  # GFF3 IDs that a line defines
         self.processed = set()  # transcript IDs, or GFF3 IDs of any feature, of _PROCESSED_KINDS
-        self.named = defaultdict(set)  # its biotype attributes
+        self.own = defaultdict(set)  # its own biotype attributes (_OWN_BIOTYPE)
+        self.of_gene = defaultdict(set)  # its gene's, as its lines name them (_GENE_BIOTYPE)
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
 
     def read(self, parse, kind: str, attrs: dict[str, str]) -> None:
-        if parse is _gtf_attributes:
-            self.named[attrs.get("transcript_id") or attrs.get("gene_id")] |= _biotypes(attrs)
-        elif "ID" in attrs:
-            self.named[attrs["ID"]] |= _biotypes(attrs)
-            self.typed[attrs["ID"]] = kind
+        key = attrs.get("transcript_id") or attrs.get("gene_id") if parse is _gtf_attributes else attrs.get("ID")
+        self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
+        self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
+        if parse is not _gtf_attributes and key:
+            self.typed[key] = kind
         if "ID" in attrs:
             self.defined.add(attrs["ID"])
             if _biotype(kind, attrs) in _PROCESSED_KINDS:
@@ -492,11 +494,16 @@ class _Features:
         return gene
 
     def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
-        """A transcript's biotypes: its GFF3 type, and its own and its gene's biotype attributes (a
-        gene's type, gene or ncRNA_gene, says nothing of its transcripts, nor does RefSeq's gene line
+        """A transcript's biotypes: its own biotype attribute where it has one (Ensembl's and GENCODE's:
+        a protein-coding gene's retained intron or nonsense-mediated-decay transcript is no
+        protein_coding one, whatever its gene and GFF3 type say); else its GFF3 type and its gene's
+        biotype (a gene's type, gene, says nothing of its transcripts, nor does RefSeq's gene line
         where CDS name it their parent)."""
-        own = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
-        return frozenset(own | self.named.get(transcript, set()) | self.named.get(gene, set()))
+        if self.own.get(transcript):
+            return frozenset(self.own[transcript])
+        typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
+        return frozenset(typed | self.of_gene.get(transcript, set()) | self.own.get(gene, set())
+                         | self.of_gene.get(gene, set()))
 
 
 def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, circular: dict, undefined: set,

@@ -91,13 +91,13 @@ rule scan_eval:
         mem_mb=lambda wildcards: scan_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     params:
-        tolerances=lambda wildcards: workflow_config.scan_eval_options(
+        options=lambda wildcards: workflow_config.scan_eval_options(
             scan_settings(wildcards)
         ),
         held_out=held_out_option,
     shell:
         "python -m dnabert2 scan-eval --calls {input.calls} --summary {input.summary} "
-        "--annotation {input.annotation:q} {params.tolerances} {params.held_out} "
+        "--annotation {input.annotation:q} {params.options} {params.held_out} "
         "--out {output} > {log} 2>&1"
 
 
