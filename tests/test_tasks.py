@@ -304,3 +304,10 @@ def test_a_promoter_task_of_some_biotypes_draws_no_negative_near_the_others_tss(
         places = [(name, m.start(), m.end()) for name, text in contigs.items()
                   for s in (sequence, reverse_complement(sequence)) for m in re.finditer(s, text)]
         assert any(away(*place) for place in places)
+
+
+def test_sites_without_a_whole_window_are_counted_not_dropped_silently(genome, tmp_path):
+    """Five of the example's TSSs lie within a window of a contig's start (two on the 137 bp MtDNA)."""
+    result = run_cli("tasks", "promoter", "--genome", genome, "--annotation", ANNOTATION, "--out", tmp_path / "t")
+    assert result.returncode == 0, result.stderr
+    assert "5 of 349 annotated sites give no example: their 300 bp windows run past a contig's end" in result.stderr
