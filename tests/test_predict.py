@@ -281,10 +281,11 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
 def test_ids_are_written_as_they_are_and_a_blank_one_is_its_row_number(classifier, regions, tmp_path):
     """A plain TSV, as cut and bedtools read it: CSV quoting would have changed the id my "gene"."""
     sequence = regions[2][-1]
-    (tmp_path / "in.csv").write_text(f'id,sequence\n"my ""gene""",{sequence}\n,{sequence}\n')
+    (tmp_path / "in.csv").write_text(f'id,sequence,name\n"my ""gene""",{sequence},\n,{sequence},\n,{sequence},n3\n')
     result = run_cli("predict", "--model", classifier, "--csv", tmp_path / "in.csv", "--out", tmp_path / "p.tsv", "-q")
     assert result.returncode == 0, result.stderr
-    assert [line.split("\t")[0] for line in (tmp_path / "p.tsv").read_text().splitlines()] == ["id", 'my "gene"', "2"]
+    assert [line.split("\t")[0] for line in (tmp_path / "p.tsv").read_text().splitlines()] == \
+        ["id", 'my "gene"', "2", "n3"]  # a blank id: the name, else the row number
 
 
 def test_sequences_too_long_for_the_cpu_path_are_told_how_to_cut_them(base, classifier, regions, tmp_path):

@@ -128,9 +128,9 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
         rows = csv.DictReader(handle)
         if not rows.fieldnames or "sequence" not in rows.fieldnames:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
-        key = next((column for column in ("id", "name") if column in rows.fieldnames), None)
+        keys = [column for column in ("id", "name") if column in rows.fieldnames]
         for number, row in enumerate(rows, 1):
-            name = (row[key] if key else None) or str(number)  # a blank id too
+            name = next((row[key] for key in keys if row[key]), None) or str(number)  # a blank id: its name
             sequence = (row["sequence"] or "").upper()
             check_nucleotides(path, name, sequence)
             if not sequence:
