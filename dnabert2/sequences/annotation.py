@@ -42,7 +42,7 @@ class Transcript:
     exons: tuple[tuple[int, int], ...]  # sorted, 0-based half-open
     coding: bool = False  # built from CDS alone: its ends are the start codon and the stop codon's end
     processed: bool = False  # its ends are not where transcription started and ended (_PROCESSED_KINDS)
-    biotypes: frozenset[str] = frozenset()  # its own and its gene's GFF3 types and biotype attributes
+    biotypes: frozenset[str] = frozenset()  # what --biotype matches (see _Features.biotypes)
 
     @property
     def start(self) -> int:
@@ -181,8 +181,8 @@ class Annotation:
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
     def keep_biotypes(self, biotypes) -> None:
-        """Keep the transcripts of these biotypes (GFF3 types or biotype attributes, their own or their
-        gene's); raise a UserError, naming the biotypes there are, if none is."""
+        """Keep the transcripts of these biotypes (see _Features.biotypes); raise a UserError, naming the
+        biotypes there are, if none is."""
         wanted = set(biotypes)
         kept = [t for t in self.transcripts if t.biotypes & wanted]
         there = sorted({b for t in self.transcripts for b in t.biotypes})
@@ -250,12 +250,6 @@ def _gff3_attributes(text: str) -> dict[str, str]:
 
 def _biotypes(attrs: dict[str, str], keys) -> set[str]:
     return {attrs[key] for key in keys if attrs.get(key)}
-
-
-def _biotype(kind: str | None, attrs: dict[str, str]) -> str | None:
-    """A transcript's biotype: GENCODE's and Ensembl's attribute (in GTF and GFF3 alike), else its GFF3
-    type (column 3)."""
-    return attrs.get("transcript_type") or attrs.get("transcript_biotype") or kind
 
 
 def _owners(parse, kind: str, attrs: dict[str, str]) -> list[tuple[str | None, str | None]]:
@@ -439,8 +433,6 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
                 (transcript, gene), = owners
                 if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
                     orphaned.add(gene)
-                elif transcript and _biotype(None, attrs) in _PROCESSED_KINDS:
-                    features.processed.add(transcript)
             if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
                 unstranded.update(transcript for transcript, _ in owners if transcript)
                 lines_unstranded += any(transcript for transcript, _ in owners)
@@ -464,7 +456,6 @@ class _Features:
     def __init__(self):
         self.parent_of = {}  # GFF3 feature ID -> its Parent (transcript -> gene)
         self.defined = set()  # GFF3 IDs that a line defines
-        self.processed = set()  # transcript IDs, or GFF3 IDs of any feature, of _PROCESSED_KINDS
         self.own = defaultdict(set)  # its own biotype attributes (_OWN_BIOTYPE)
         self.of_gene = defaultdict(set)  # its gene's, as its lines name them (_GENE_BIOTYPE)
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
@@ -477,8 +468,6 @@ class _Features:
             self.typed[key] = kind
         if "ID" in attrs:
             self.defined.add(attrs["ID"])
-            if _biotype(kind, attrs) in _PROCESSED_KINDS:
-                self.processed.add(attrs["ID"])
             if "Parent" in attrs:
                 self.parent_of[attrs["ID"]] = _parents(attrs)[0]
             elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
@@ -492,6 +481,11 @@ class _Features:
             gene = self.parent_of[gene]
             seen.add(gene)
         return gene
+
+    def processed(self, transcript: str) -> bool:
+        """Whether its own biotype attribute, else its GFF3 type, is of _PROCESSED_KINDS (not its gene's:
+        a primary miRNA transcript starts and ends where transcription does)."""
+        return bool((self.own.get(transcript) or {self.typed.get(transcript)}) & _PROCESSED_KINDS)
 
     def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
         """A transcript's biotypes: its own biotype attribute where it has one (Ensembl's and GENCODE's:
@@ -527,7 +521,7 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,
-                                transcript_id in features.processed, features.biotypes(transcript_id, gene))
+                                features.processed(transcript_id), features.biotypes(transcript_id, gene))
         if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
                 or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
