@@ -48,8 +48,8 @@ def _min_intron():
 
 
 def _biotypes():
-    return setting(None, "only transcripts of these biotypes: a transcript's own biotype attribute (protein_coding, "
-                   "retained_intron), else its GFF3 type (mRNA, lnc_RNA) and its gene's biotype", nargs="+",
+    return setting(None, "only transcripts of these biotypes: a transcript's GFF3 type (mRNA, lnc_RNA), and its own "
+                   "biotype attribute (protein_coding, retained_intron), else its gene's", nargs="+",
                    flag="--biotype", metavar="BIOTYPE", default_text="every transcript")
 
 

@@ -99,11 +99,12 @@ def test_an_index_newer_than_a_plain_fasta_edited_since_is_rebuilt_not_read_thro
         assert fasta.lengths == {"c1": 120, "c2": 80} and fasta.fetch("c2") == second
     assert "its index describes another file" in caplog.text
     caplog.clear()
-    path.write_text(path.read_text() + "\n\n")  # blank lines after the last record are no edit
-    os.utime(path, (1000, 1000))
-    with Fasta(path) as fasta:
-        assert fasta.fetch("c2") == second
-    assert "index" not in caplog.text
+    for tail in ("\n\n", "\x00" * 10, "\n>"):  # blank lines, NUL padding, a header without bases: no edit
+        path.write_text(path.read_text() + tail)
+        os.utime(path, (1000, 1000))
+        with Fasta(path) as fasta:
+            assert fasta.fetch("c2") == second
+        assert "index" not in caplog.text, repr(tail)
 
 
 def test_an_index_that_does_not_describe_its_bgzip_fasta_is_one_clear_error(tmp_path):
@@ -468,7 +469,8 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
     }
     expected = {
         "ensembl.gtf": {"t1": {"protein_coding"}, "t2": {"lncRNA"}, "t3": {"retained_intron"}},
-        "ensembl.gff3": {"t1": {"protein_coding"}, "t2": {"lnc_RNA", "lncRNA"}, "t3": {"nonsense_mediated_decay"}},
+        "ensembl.gff3": {"t1": {"mRNA", "protein_coding"}, "t2": {"lnc_RNA", "lncRNA"},
+                         "t3": {"mRNA", "nonsense_mediated_decay"}},
         "ncbi.gff3": {"gene-a": {"protein_coding"}, "rna-b": {"tRNA"}},
     }
     for name, text in files.items():
@@ -480,8 +482,11 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
         assert [s.position for s in kept.unlabelled({"tss"})] == [300, 500][:len(expected[name]) - 1], name
     assert read_annotation(tmp_path / "ensembl.gtf").transcripts[0].gene == "a=b"
     with pytest.raises(UserError, match="no transcript of biotype snoRNA; its transcripts are of lncRNA, lnc_RNA, "
-                                        "nonsense_mediated_decay, protein_coding"):
+                                        "mRNA, nonsense_mediated_decay, protein_coding"):
         read_annotation(tmp_path / "ensembl.gff3", biotypes=["snoRNA"])
+    # The transcripts of the biotype asked for lie on a contig the genome lacks: refused, not an empty answer.
+    with pytest.raises(UserError, match="none of its 1 contig"):
+        read_annotation(tmp_path / "ensembl.gtf", biotypes=["protein_coding"]).keep_genome_contigs({"d": 1000})
 
 
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):
@@ -931,5 +936,12 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
         "c\tt\texon\t401\t422\t.\t+\t.\tParent=rna-MIR1-5p\n")
     annotation = read_annotation(tmp_path / "ncbi.gff3")
     assert {t.id: t.gene for t in annotation.transcripts} == {"rna-NR_1": "gene-MIR1", "rna-MIR1-5p": "gene-MIR1"}
+    # A gene's own Parent (an operon, a locus) is no gene of its transcripts.
+    (tmp_path / "operon.gff3").write_text(
+        "##gff-version 3\nc\tt\toperon\t101\t2000\t.\t+\t.\tID=op1\n"
+        "c\tt\tgene\t101\t900\t.\t+\t.\tID=g1;Parent=op1\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t1;Parent=g1\n"
+        "c\tt\texon\t101\t900\t.\t+\t.\tParent=t1\nc\tt\tgene\t1001\t2000\t.\t+\t.\tID=g2;Parent=op1\n"
+        "c\tt\tmRNA\t1001\t2000\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t1001\t2000\t.\t+\t.\tParent=t2\n")
+    assert [g.id for g in read_annotation(tmp_path / "operon.gff3").genes()] == ["g1", "g2"]
     assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
     assert [s.position for s in annotation.tss()] == [100]

@@ -86,7 +86,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     annotation = read_annotation(annotation_path, s.min_intron, biotypes)
     _check_same_genome(annotation, calls, scanned)
     if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
-        known = annotation.contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
+        known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
         unknown = [c for c in s.contigs if c not in known]
         if unknown:
             raise UserError(f"--contigs {' '.join(unknown)}: in neither the calls, the annotation nor the scanned "
@@ -395,7 +395,7 @@ def _check_same_genome(annotation, calls, scanned) -> None:
         return
     genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]]) if scanned else \
         {c.contig for c in calls}
-    if genome and not annotation.contigs & genome:
+    if genome and not annotation.annotated_contigs & genome:
         shown = ", ".join(sorted(genome)[:4]) + (", …" if len(genome) > 4 else "")
         if scanned is None:  # the calls' contigs are all that is known of the genome
             raise UserError(f"{annotation.path}: annotates none of the contigs with calls ({shown}); give the scan's "

@@ -128,8 +128,12 @@ class Annotation:
 
     @property
     def contigs(self) -> set[str]:
-        """The contigs it annotates, those of the transcripts left out too."""
-        return {t.contig for t in self.transcripts + self.left_out}
+        return {t.contig for t in self.transcripts}
+
+    @property
+    def annotated_contigs(self) -> set[str]:
+        """The contigs it annotates, those of the transcripts left out (by --biotype, …) too."""
+        return self.contigs | {t.contig for t in self.left_out}
 
     def genes(self) -> list[Gene]:
         spans = {}
@@ -191,7 +195,8 @@ class Annotation:
                             f"are of {first_names(there, 12) if there else 'no named biotype'}")
         absent = sorted(wanted - set(there))
         if absent:
-            log.warning("%s: no transcript of biotype %s (a misspelling?)", self.path, ", ".join(absent))
+            log.warning("%s: no transcript of biotype %s; its transcripts are of %s", self.path, ", ".join(absent),
+                        first_names(there, 12))
         log.info("%s: %d of %d transcripts of biotype %s kept", self.path, len(kept), len(self.transcripts),
                  ", ".join(sorted(wanted)))
         self.left_out += [t for t in self.transcripts if not t.biotypes & wanted]
@@ -473,13 +478,14 @@ class _Features:
             elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
 
-    def gene_of(self, transcript: str) -> str:
-        """The top of a transcript's chain of Parents: its gene, also where a transcript's parent is
-        another transcript (NCBI's miRNA, whose Parent is its primary_transcript); itself if it has none."""
-        gene, seen = transcript, {transcript}
-        while self.parent_of.get(gene, gene) not in seen:
-            gene = self.parent_of[gene]
+    def gene_of(self, transcript: str, transcripts) -> str:
+        """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
+        miRNA its primary_transcript as Parent, and that the gene), but no higher (a gene's operon or
+        locus is no gene); itself if it has none."""
+        gene, seen = self.parent_of.get(transcript, transcript), {transcript}
+        while gene in transcripts and gene in self.parent_of and gene not in seen:
             seen.add(gene)
+            gene = self.parent_of[gene]
         return gene
 
     def processed(self, transcript: str) -> bool:
@@ -488,14 +494,14 @@ class _Features:
         return bool((self.own.get(transcript) or {self.typed.get(transcript)}) & _PROCESSED_KINDS)
 
     def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
-        """A transcript's biotypes: its own biotype attribute where it has one (Ensembl's and GENCODE's:
-        a protein-coding gene's retained intron or nonsense-mediated-decay transcript is no
-        protein_coding one, whatever its gene and GFF3 type say); else its GFF3 type and its gene's
-        biotype (a gene's type, gene, says nothing of its transcripts, nor does RefSeq's gene line
-        where CDS name it their parent)."""
-        if self.own.get(transcript):
-            return frozenset(self.own[transcript])
+        """A transcript's biotypes: its GFF3 type, and its own biotype attribute where it has one
+        (Ensembl's and GENCODE's: a protein-coding gene's retained intron or nonsense-mediated-decay
+        transcript is no protein_coding one, whatever its gene says), else its gene's biotype (a gene's
+        type, gene, says nothing of its transcripts, nor does RefSeq's gene line where CDS name it
+        their parent)."""
         typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
+        if self.own.get(transcript):
+            return frozenset(typed | self.own[transcript])
         return frozenset(typed | self.of_gene.get(transcript, set()) | self.own.get(gene, set())
                          | self.of_gene.get(gene, set()))
 
@@ -517,7 +523,7 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
-        gene = next(iter(genes), None) or features.gene_of(transcript_id)
+        gene = next(iter(genes), None) or features.gene_of(transcript_id, groups)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,

@@ -340,7 +340,8 @@ def _version(path: Path) -> tuple:
 
 def _ends_where_indexed(path: Path, fai: Path) -> bool:
     """Whether a plain FASTA ends where its .fai's last record does: after that record's last line
-    only blank lines (or none, or its line end missing)."""
+    only blank lines, NUL padding or a last header without bases (which faidx drops), or nothing.
+    A record of bases after it, or a file shorter than the index says, is another file's."""
     try:
         length, offset, bases, width = map(int, fai.read_text().splitlines()[-1].split("\t")[1:5])
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -348,12 +349,12 @@ def _ends_where_indexed(path: Path, fai: Path) -> bool:
     if not bases:  # a record without bases: nothing to tell by
         return True
     end = offset + length + -(-length // bases) * (width - bases) - (width - bases)  # before the last line end
-    size = path.stat().st_size
-    if size < end or size - end > 4096:
+    if path.stat().st_size < end:
         return False
     with open(path, "rb") as handle:
         handle.seek(end)
-        return not handle.read().strip()
+        rest = handle.read(1 << 16).strip(b" \t\r\n\x00")
+    return not rest or (rest.startswith(b">") and b"\n" not in rest)
 
 
 class NoRandomAccess(UserError):

@@ -158,8 +158,8 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                             f"genome (contigs shorter than that, or windows with more than --max-n N)")
         if len(usable) < len(sites):  # heard under -q where it is more than a few near contig ends
             (log.warning if len(usable) < 0.95 * len(sites) else log.info)(
-                "%d of %d annotated sites give no example: their %d bp windows run past a contig's end or hold more "
-                "than --max-n %g N", len(sites) - len(usable), len(sites), task.window_bp, max_n)
+                "%d of %d annotated sites give no example: their %d bp windows run past a contig's end or hold a "
+                "larger share of N than --max-n %g", len(sites) - len(usable), len(sites), task.window_bp, max_n)
         layout = choose_split(usable, fasta.lengths, test_contigs, dev_contigs, rng, task.window_bp)
         examples = {name: [] for name in SPLITS}
         for site, label, sequence in windowed:
