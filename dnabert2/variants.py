@@ -28,7 +28,7 @@ from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
 from .outputs import TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, written_together
-from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer
+from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer, scored_bases
 from .scan.model import is_window_classifier
 from .sequences import Fasta
 from .sequences.fasta import check_file, compression
@@ -142,7 +142,7 @@ class VariantScorer:
             before[:, -1] = np.maximum(before[:, -1], inserted)
         alt_part = np.concatenate([before, deleted, after], axis=1)
         # An N or other IUPAC base of the reference has no score to gain or lose, as in a scan.
-        unknown = np.array([b not in BASES for b in bases[first - start:last - start]])[:, None]
+        unknown = ~scored_bases(bases[first - start:last - start])[:, None]
         change = (np.where(unknown, -np.inf, (alt_part - ref_part).max(0, initial=-np.inf)),
                   np.where(unknown, np.inf, (alt_part - ref_part).min(0, initial=np.inf)))
         return change, np.arange(first, last) - v.position
