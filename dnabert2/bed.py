@@ -83,7 +83,7 @@ def run_sites(args) -> None:
     s = settings_from(args, SitesSettings)
     kind = s.kind
     check_outputs([args.out], [args.annotation, args.genome])
-    annotation = read_annotation(args.annotation, s.min_intron, s.biotypes)
+    annotation = read_annotation(args.annotation, s.min_intron, s.biotypes, s.tags)
     with Fasta(args.genome) as fasta:
         annotation.keep_genome_contigs(fasta.lengths, str(fasta.path))
         order = list(fasta.lengths)

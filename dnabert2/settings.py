@@ -53,6 +53,12 @@ def _biotypes():
                    flag="--biotype", metavar="BIOTYPE", default_text="every transcript")
 
 
+def _tags():
+    return setting(None, "only transcripts with one of these tags, as GENCODE, Ensembl and RefSeq tag them "
+                   "(MANE_Select, Ensembl_canonical, basic; RefSeq's 'MANE Select')", nargs="+", flag="--tag", metavar="TAG",
+                   default_text="every transcript")
+
+
 def _compile():
     return setting(False, "torch.compile the model (pays a compilation at the start; worth it on long runs)")
 
@@ -103,6 +109,7 @@ class SitesSettings:
     kind: str = setting("splice", "what to write", choices=["tss", "tts", "splice", "introns", "genes"])
     min_intron: int = _min_intron()
     biotypes: list[str] | None = _biotypes()
+    tags: list[str] | None = _tags()
 
 
 @dataclass
@@ -184,6 +191,7 @@ class TaskSettings:
     seed: int = setting(0, "random seed", type=int)
     min_intron: int = _min_intron()
     biotypes: list[str] | None = _biotypes()
+    tags: list[str] | None = _tags()
     dense: bool = setting(False, "build a base-resolution task: long windows labelled at every base (for a per-base "
                           "head) instead of one label per window")
     core: int = setting(3000, "dense: bases each window is labelled and scored on", type=positive)
@@ -337,4 +345,5 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
                                           metavar="CONTIG", group="where")),
     ("min_intron", int, _min_intron()),
     ("biotypes", list[str] | None, _biotypes()),
+    ("tags", list[str] | None, _tags()),
 ])

@@ -447,7 +447,7 @@ def gather_options(settings: dict) -> str:
 
 
 def scan_eval_options(settings: dict) -> str:
-    """The tolerances, the shortest intron and the biotypes; scan-eval takes what was scanned from the
-    scan's summary."""
-    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron", "biotypes"]
+    """The tolerances, the shortest intron, the biotypes and the tags; scan-eval takes what was scanned
+    from the scan's summary."""
+    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron", "biotypes", "tags"]
     return as_arguments(ScanEvalSettings, {key: settings[key] for key in keys})

@@ -145,7 +145,7 @@ def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "tRNA", "rRNA", "tRNAs",
                      "--out", out)
-    assert result.returncode == 0 and "no transcript of biotype tRNAs; its transcripts are of ncRNA, protein_coding, rRNA, tRNA" in result.stderr
+    assert result.returncode == 0 and "no transcript of biotype tRNAs; its transcripts' biotypes are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
     assert len(out.read_text().splitlines()) == 86 + 22  # the genes of gene_biotype tRNA and rRNA
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--biotype", "mRNA", "--out", tmp_path / "none.bed")

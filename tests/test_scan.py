@@ -545,6 +545,50 @@ def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_
     assert held_out["sites"] == sum(s.contig == "IV" for s in coding.tss())
 
 
+def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them(tmp_path):
+    """The example with every other mRNA tagged as GENCODE tags its transcripts: `sites --tag` writes
+    theirs only, `tasks --tag` records the tags, and `scan-eval --held-out` sets aside a call at an
+    untagged transcript's TSS; an unknown tag is refused with no file written."""
+    annotation, count = tmp_path / "tagged.gff3", 0
+    with gzip.open(GENOMES / "ce1pct.gff3.gz", "rt") as handle, annotation.open("w") as out:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) == 9 and fields[2] == "mRNA":
+                count += 1
+                line = line.rstrip("\n") + (";tag=basic,MANE_Select\n" if count % 2 else ";tag=basic\n")
+            out.write(line)
+    tagged = read_annotation(annotation, tags=["MANE_Select"])
+    untagged = tagged.unlabelled({"tss"})
+    assert len(tagged.transcripts) == (count + 1) // 2 and len(untagged) > 50
+    tss = tmp_path / "tss.bed"
+    result = run_cli("sites", "--annotation", annotation, "--genome", GENOMES / "ce1pct.fa.gz", "--kind", "tss",
+                     "--tag", "MANE_Select", "--out", tss)
+    assert result.returncode == 0, result.stderr
+    assert [(r[0], int(r[1]), r[5]) for r in (line.split("\t") for line in tss.read_text().splitlines())] == \
+        [(s.contig, s.position, s.strand) for s in tagged.tss()]
+    result = run_cli("sites", "--annotation", annotation, "--genome", GENOMES / "ce1pct.fa.gz", "--tag", "MANE",
+                     "--out", tmp_path / "none.bed")
+    assert_user_error(result, "no transcript tagged MANE; its transcripts' tags are MANE_Select, basic")
+    assert not list(tmp_path.glob("none.bed*"))
+    task = tmp_path / "task"
+    result = run_cli("tasks", "promoter", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
+                     "--tag", "MANE_Select", "--test-contigs", "IV", "--out", task)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((task / "task.json").read_text())["tags"] == ["MANE_Select"]
+    on_iv = [s for s in tagged.tss() if s.contig == "IV"][:10] + [s for s in untagged if s.contig == "IV"]
+    calls = tmp_path / "calls.bed"
+    calls.write_text("".join(f"{s.contig}\t{s.position - 100}\t{s.position + 100}\tpromoter\t900\t{s.strand}"
+                             f"\t3\t-1\t-1\t100\n" for s in on_iv))
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task,
+                     "--tss-tolerance", 0)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    promoter = report["labels"]["promoter"]
+    assert report["tags"] == ["MANE_Select"] and promoter["precision"] == 1.0 and promoter["calls"] == 10
+    assert promoter["calls_unlabelled"] == len(on_iv) - 10 > 0
+    assert promoter["sites"] == sum(s.contig == "IV" for s in tagged.tss())
+
+
 def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):
     """A second call near a site is a false positive, and one call between two sites finds one."""
     annotation = GENOMES / "ce1pct.gff3.gz"

@@ -481,12 +481,64 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
         assert [t.id for t in kept.transcripts] == [next(iter(expected[name]))], name
         assert [s.position for s in kept.unlabelled({"tss"})] == [300, 500][:len(expected[name]) - 1], name
     assert read_annotation(tmp_path / "ensembl.gtf").transcripts[0].gene == "a=b"
-    with pytest.raises(UserError, match="no transcript of biotype snoRNA; its transcripts are of lncRNA, lnc_RNA, "
+    with pytest.raises(UserError, match="no transcript of biotype snoRNA; its transcripts' biotypes are lncRNA, lnc_RNA, "
                                         "mRNA, nonsense_mediated_decay, protein_coding"):
         read_annotation(tmp_path / "ensembl.gff3", biotypes=["snoRNA"])
     # The transcripts of the biotype asked for lie on a contig the genome lacks: refused, not an empty answer.
     with pytest.raises(UserError, match="none of its 1 contig"):
         read_annotation(tmp_path / "ensembl.gtf", biotypes=["protein_coding"]).keep_genome_contigs({"d": 1000})
+
+
+def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_path, caplog):
+    """GENCODE's and Ensembl's GTF repeat the tag key (on transcript and exon lines), their GFF3 lists
+    tags comma-separated, RefSeq writes 'MANE Select'; a locus_tag is no tag. --tag keeps the
+    transcripts with one of the tags asked for, and with --biotype those passing both; the others'
+    sites are unlabelled."""
+    gtf_line = ('chr1\tHAVANA\t{}\t{}\t{}\t.\t+\t.\tgene_id "ENSG{}"; transcript_id "ENST{}"; gene_type "{}"; '
+                'transcript_type "{}"; level 2; {}exon_number 1;\n')
+    gtf = "".join(gtf_line.format(kind, start, start + 99, gene, n, biotype, biotype,
+                                  "".join(f'tag "{t}"; ' for t in tags))
+                  for n, gene, biotype, start, tags in (
+                      (1, 1, "protein_coding", 101, ["RNA_Seq_supported_partial", "basic", "Ensembl_canonical",
+                                                     "MANE_Select", "CCDS"]),
+                      (2, 1, "protein_coding", 301, ["basic"]),
+                      (3, 2, "lncRNA", 501, ["basic", "Ensembl_canonical"]))
+                  for kind in ("transcript", "exon"))
+    gff3 = "##gff-version 3\n" + "".join(
+        f"chr1\tHAVANA\ttranscript\t{start}\t{start + 99}\t.\t+\t.\tID=ENST{n};Parent=ENSG{gene};"
+        f"transcript_type={biotype};{'tag=' + ','.join(tags) + ';' if tags else ''}level=2\n"
+        f"chr1\tHAVANA\texon\t{start}\t{start + 99}\t.\t+\t.\tID=exon:ENST{n}:1;Parent=ENST{n};tag=basic\n"
+        for n, gene, biotype, start, tags in ((1, 1, "protein_coding", 101, ["basic", "Ensembl_canonical", "MANE_Select"]),
+                                              (2, 1, "protein_coding", 301, []),
+                                              (3, 2, "lncRNA", 501, ["basic", "Ensembl_canonical"])))
+    refseq = ("##gff-version 3\nNC_1\tBestRefSeq\tgene\t101\t400\t.\t+\t.\tID=gene-A;gene_biotype=protein_coding\n"
+              "NC_1\tBestRefSeq\tmRNA\t101\t200\t.\t+\t.\tID=rna-NM_1;Parent=gene-A;tag=MANE Select;locus_tag=b1\n"
+              "NC_1\tBestRefSeq\texon\t101\t200\t.\t+\t.\tID=exon-NM_1-1;Parent=rna-NM_1\n"
+              "NC_1\tGnomon\tmRNA\t301\t400\t.\t+\t.\tID=rna-XM_1;Parent=gene-A;locus_tag=b2\n"
+              "NC_1\tGnomon\texon\t301\t400\t.\t+\t.\tID=exon-XM_1-1;Parent=rna-XM_1\n")
+    for name, text in {"gencode.gtf": gtf, "gencode.gff3": gff3, "refseq.gff3": refseq}.items():
+        (tmp_path / name).write_text(text)
+    tags = {t.id: set(t.tags) for t in read_annotation(tmp_path / "gencode.gtf").transcripts}
+    assert tags == {"ENST1": {"RNA_Seq_supported_partial", "basic", "Ensembl_canonical", "MANE_Select", "CCDS"},
+                    "ENST2": {"basic"}, "ENST3": {"basic", "Ensembl_canonical"}}
+    assert {t.id: set(t.tags) for t in read_annotation(tmp_path / "refseq.gff3").transcripts} == {
+        "rna-NM_1": {"MANE Select"}, "rna-XM_1": set()}
+    for name in ("gencode.gtf", "gencode.gff3"):
+        mane = read_annotation(tmp_path / name, tags=["MANE_Select"])
+        assert [t.id for t in mane.transcripts] == ["ENST1"], name
+        assert [s.position for s in mane.unlabelled({"tss"})] == [300, 500], name
+        canonical = read_annotation(tmp_path / name, tags=["Ensembl_canonical"])
+        assert [t.id for t in canonical.transcripts] == ["ENST1", "ENST3"], name
+        coding = read_annotation(tmp_path / name, biotypes=["protein_coding"], tags=["Ensembl_canonical"])
+        assert [t.id for t in coding.transcripts] == ["ENST1"] and len(coding.left_out) == 2, name
+    assert [t.id for t in read_annotation(tmp_path / "refseq.gff3", tags=["MANE Select"]).transcripts] == ["rna-NM_1"]
+    read_annotation(tmp_path / "gencode.gff3", tags=["MANE_Select", "MANE_Plus_Clinical"])
+    assert "no transcript tagged MANE_Plus_Clinical; its transcripts' tags are Ensembl_canonical, MANE_Select, " \
+           "basic" in caplog.text
+    with pytest.raises(UserError, match="no transcript tagged MANE_Select; its transcripts' tags are MANE Select$"):
+        read_annotation(tmp_path / "refseq.gff3", tags=["MANE_Select"])
+    with pytest.raises(UserError, match="no transcript tagged basic; its transcripts have no tag$"):
+        read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
 
 
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):

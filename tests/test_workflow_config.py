@@ -126,8 +126,9 @@ def test_rule_options_parse_back_into_the_config_settings(tmp_path):
     task = {"genome": "ce1pct", "kind": "splice", "test_contigs": ["IV"], "dev_contigs": [], "negatives": "genomic",
             "seed": 3}
     assert parsed("tasks", wc.task_options(task), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3)
-    assert parsed("tasks", wc.task_options(task | {"biotypes": ["mRNA", "lnc_RNA"]}), TaskSettings) == TaskSettings(
-        test_contigs=["IV"], seed=3, biotypes=["mRNA", "lnc_RNA"])
+    chosen = {"biotypes": ["mRNA", "lnc_RNA"], "tags": ["MANE Select", "basic"]}
+    assert parsed("tasks", wc.task_options(task | chosen), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3,
+                                                                                          **chosen)
     finetune = config["finetune"]["ce1pct_splice"] | {"gpus": 1, "seeds": [0, 1], "patience": 5}
     settings = parsed("finetune", wc.finetune_options(finetune), FinetuneSettings)
     assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.patience, settings.device) == (
@@ -162,8 +163,10 @@ def test_scan_options_per_mode(mode):
     assert wc.junction_options(scan | {"contigs": []}) == ""
     evaluation = parsed("scan-eval", wc.scan_eval_options(scan), ScanEvalSettings)
     assert (evaluation.tss_tolerance, evaluation.splice_tolerance, evaluation.contigs) == (20, 0, None)
-    assert evaluation.biotypes is None
-    assert parsed("scan-eval", wc.scan_eval_options(scan | {"biotypes": ["mRNA"]}), ScanEvalSettings).biotypes == ["mRNA"]
+    assert evaluation.biotypes is evaluation.tags is None
+    evaluation = parsed("scan-eval", wc.scan_eval_options(scan | {"biotypes": ["mRNA"], "tags": ["MANE Select"]}),
+                        ScanEvalSettings)
+    assert (evaluation.biotypes, evaluation.tags) == (["mRNA"], ["MANE Select"])
 
 
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path):

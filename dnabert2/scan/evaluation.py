@@ -81,9 +81,11 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
-    # A model trained on some biotypes' sites is scored on theirs, unless told otherwise.
-    biotypes = s.biotypes or (held_out_biotypes(held_out) if held_out is not None else None)
-    annotation = read_annotation(annotation_path, s.min_intron, biotypes)
+    # A model trained on some transcripts' sites (of some biotypes, with some tags) is scored on theirs,
+    # unless told otherwise.
+    trained_on = held_out_transcripts(held_out) if held_out is not None else {}
+    biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
+    annotation = read_annotation(annotation_path, s.min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, scanned)
     if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
         known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
@@ -97,8 +99,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites(kinds), annotation.unlabelled(kinds)))
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
-    report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, **tolerances,
-              **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
+              **tolerances, **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     set_aside = 0
     for label in labels:
@@ -196,13 +198,14 @@ def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
         return [(c, 0, 2**62) for c in task["contigs"]["test"]]
 
 
-def held_out_biotypes(task_folder) -> list[str] | None:
-    """The biotypes a task was built from (tasks --biotype), None for every transcript."""
+def held_out_transcripts(task_folder) -> dict[str, list[str] | None]:
+    """The biotypes and tags of the transcripts a task was built from (tasks --biotype, --tag), each
+    None for every transcript."""
     with _task_json(task_folder) as task:
-        biotypes = task.get("biotypes")
-        if biotypes is not None and not (isinstance(biotypes, list) and all(isinstance(b, str) for b in biotypes)):
+        chosen = {key: task.get(key) for key in ("biotypes", "tags")}
+        if not all(v is None or isinstance(v, list) and all(isinstance(x, str) for x in v) for v in chosen.values()):
             raise TypeError
-        return biotypes
+        return chosen
 
 
 @contextmanager

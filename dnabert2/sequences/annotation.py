@@ -31,6 +31,10 @@ _PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
 # RefSeq, WormBase): beside the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
 _OWN_BIOTYPE = ("biotype", "transcript_biotype", "transcript_type")
 _GENE_BIOTYPE = ("gene_biotype", "gene_type")
+# GFF3 attributes of comma-separated values, unescaped one by one (an escaped comma, %2C, belongs to a
+# value): a feature's parents, and the tags GENCODE, Ensembl and RefSeq give transcripts (basic,
+# Ensembl_canonical, MANE_Select, "MANE Select"), which GTF writes as one repeated key instead.
+_LISTS = ("Parent", "tag")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Transcript:
     coding: bool = False  # built from CDS alone: its ends are the start codon and the stop codon's end
     processed: bool = False  # its ends are not where transcription started and ended (_PROCESSED_KINDS)
     biotypes: frozenset[str] = frozenset()  # what --biotype matches (see _Features.biotypes)
+    tags: frozenset[str] = frozenset()  # what --tag matches: its own tag attributes
 
     @property
     def start(self) -> int:
@@ -184,22 +189,26 @@ class Annotation:
         return sorted(set(_sites(self.left_out, kinds, self.min_intron))
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
-    def keep_biotypes(self, biotypes) -> None:
-        """Keep the transcripts of these biotypes (see _Features.biotypes); raise a UserError, naming the
-        biotypes there are, if none is."""
-        wanted = set(biotypes)
-        kept = [t for t in self.transcripts if t.biotypes & wanted]
-        there = sorted({b for t in self.transcripts for b in t.biotypes})
+    def keep(self, biotypes=None, tags=None) -> None:
+        """Keep the transcripts of one of these biotypes (see _Features.biotypes) and with one of these
+        tags, where any are given; raise a UserError, naming the biotypes or tags there are, if none is."""
+        for noun, wanted in (("biotype", biotypes), ("tag", tags)):
+            if wanted:
+                self._keep(noun, set(wanted))
+
+    def _keep(self, noun: str, wanted: set[str]) -> None:
+        of = {"biotype": "of biotype", "tag": "tagged"}[noun]
+        kept = [t for t in self.transcripts if getattr(t, f"{noun}s") & wanted]
+        self.left_out += [t for t in self.transcripts if not getattr(t, f"{noun}s") & wanted]
+        there = sorted({value for t in self.transcripts for value in getattr(t, f"{noun}s")})
+        named = f"its transcripts' {noun}s are {first_names(there, 12)}" if there else f"its transcripts have no {noun}"
         if not kept:
-            raise UserError(f"{self.path}: no transcript of biotype {', '.join(sorted(wanted))}; its transcripts "
-                            f"are of {first_names(there, 12) if there else 'no named biotype'}")
+            raise UserError(f"{self.path}: no transcript {of} {', '.join(sorted(wanted))}; {named}")
         absent = sorted(wanted - set(there))
         if absent:
-            log.warning("%s: no transcript of biotype %s; its transcripts are of %s", self.path, ", ".join(absent),
-                        first_names(there, 12))
-        log.info("%s: %d of %d transcripts of biotype %s kept", self.path, len(kept), len(self.transcripts),
+            log.warning("%s: no transcript %s %s; %s", self.path, of, ", ".join(absent), named)
+        log.info("%s: %d of %d transcripts %s %s kept", self.path, len(kept), len(self.transcripts), of,
                  ", ".join(sorted(wanted)))
-        self.left_out += [t for t in self.transcripts if not t.biotypes & wanted]
         self.transcripts = kept
 
     def keep_genome_contigs(self, lengths: Mapping[str, int], genome="the genome") -> None:
@@ -247,10 +256,9 @@ def _sites(transcripts, kinds, min_intron: int) -> list[Site]:
 
 
 def _gff3_attributes(text: str) -> dict[str, str]:
-    """The attributes, unescaped; Parent as written, its comma-separated values unescaped by _parents
-    (an escaped comma, %2C, belongs to a value)."""
+    """The attributes, unescaped; those of _LISTS as written, their values unescaped by _values."""
     pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
-    return {key.strip(): value if key.strip() == "Parent" else unquote(value) for key, value in pairs}
+    return {key.strip(): value if key.strip() in _LISTS else unquote(value) for key, value in pairs}
 
 
 def _biotypes(attrs: dict[str, str], keys) -> set[str]:
@@ -270,16 +278,30 @@ def _owners(parse, kind: str, attrs: dict[str, str]) -> list[tuple[str | None, s
 
 
 def _parents(attrs: dict[str, str]) -> list[str]:
-    return [unquote(value) for value in attrs["Parent"].split(",")]
+    return _values(_gff3_attributes, attrs, "Parent")
+
+
+def _values(parse, attrs: dict[str, str], key: str) -> list[str]:
+    """The values of an attribute of _LISTS: GFF3's comma-separated, GTF's repeated key (joined by
+    _gtf_attributes with a tab, which no column holds)."""
+    if key not in attrs:
+        return []
+    if parse is _gtf_attributes:
+        return attrs[key].split("\t")
+    return [unquote(value) for value in attrs[key].split(",")]
 
 
 def _gtf_attributes(text: str) -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in _GTF_ATTRIBUTE.finditer(text)}
+    attrs = {}
+    for m in _GTF_ATTRIBUTE.finditer(text):
+        key, value = m.groups()
+        attrs[key] = f"{attrs[key]}\t{value}" if key in _LISTS and key in attrs else value
+    return attrs
 
 
-def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None) -> Annotation:
-    """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip), of the given biotypes only if
-    any are given (see Annotation.keep_biotypes). A transcript is the parent of exon features; a parent
+def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None) -> Annotation:
+    """Read transcripts from a GFF3, GTF or GenBank file (plain or gzip), of the given biotypes and
+    tags only if any are given (see Annotation.keep). A transcript is the parent of exon features; a parent
     with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
     codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
     of its own. In GenBank, the mRNA features of a record are its transcripts, and the CDS of genes
@@ -291,8 +313,7 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None) -> Annota
     else:
         transcripts, incomplete = _gff_transcripts(path)
         annotation = Annotation(path, transcripts, min_intron, incomplete)
-    if biotypes:
-        annotation.keep_biotypes(biotypes)
+    annotation.keep(biotypes, tags)
     return annotation
 
 
@@ -464,11 +485,13 @@ class _Features:
         self.own = defaultdict(set)  # its own biotype attributes (_OWN_BIOTYPE)
         self.of_gene = defaultdict(set)  # its gene's, as its lines name them (_GENE_BIOTYPE)
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
+        self.tags = defaultdict(set)
 
     def read(self, parse, kind: str, attrs: dict[str, str]) -> None:
         key = attrs.get("transcript_id") or attrs.get("gene_id") if parse is _gtf_attributes else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
+        self.tags[key].update(_values(parse, attrs, "tag"))
         if parse is not _gtf_attributes and key:
             self.typed[key] = kind
         if "ID" in attrs:
@@ -527,7 +550,8 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,
-                                features.processed(transcript_id), features.biotypes(transcript_id, gene))
+                                features.processed(transcript_id), features.biotypes(transcript_id, gene),
+                                frozenset(features.tags.get(transcript_id, ())))
         if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
                 or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript)

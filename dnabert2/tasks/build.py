@@ -140,7 +140,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     task.check_negatives(negatives)
     rng = np.random.default_rng(seed)
-    notes = read_annotation(annotation, s.min_intron, s.biotypes)
+    notes = read_annotation(annotation, s.min_intron, s.biotypes, s.tags)
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
@@ -188,7 +188,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     description = {
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
-        "seed": seed, "genome": str(genome), "annotation": str(annotation), "biotypes": s.biotypes,
+        "seed": seed, "genome": str(genome), "annotation": str(annotation), "biotypes": s.biotypes, "tags": s.tags,
         **layout.describe(),
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},

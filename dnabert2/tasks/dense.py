@@ -15,10 +15,10 @@ Each split is a CSV, {train,dev,test}.csv, with a header and one window per row:
     contig, start, strand
               where the core lies: its first base on the forward strand (0-based) and its strand
     unlabelled
-              its core's sites that only transcripts left out give (of other --biotype, or with exons
-              that may be incomplete), as space-separated OFFSETs: real or maybe real, they are no
-              site of the task and no background either, so the loss and the metrics skip them (a
-              folder written before this column existed reads as none)
+              its core's sites that only transcripts left out give (of other --biotype or --tag, or
+              with exons that may be incomplete), as space-separated OFFSETs: real or maybe real, they
+              are no site of the task and no background either, so the loss and the metrics skip them
+              (a folder written before this column existed reads as none)
 
 task.json says `"dense": true`, the kind, the labels, core_bp and flank_bp, and the split.
 """
@@ -90,7 +90,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         raise UserError("--negatives is for tasks of windows: a dense task labels every base, sites and the rest")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     rng = np.random.default_rng(s.seed)
-    notes = read_annotation(annotation, s.min_intron, s.biotypes)
+    notes = read_annotation(annotation, s.min_intron, s.biotypes, s.tags)
     index = {label.site: i for i, label in enumerate(task.sites, 1)}
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
@@ -119,7 +119,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     description = {
         "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
         "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
-        "biotypes": s.biotypes,
+        "biotypes": s.biotypes, "tags": s.tags,
         **layout.describe(),
         "counts": {split: {"windows": len(rows), **_site_counts(rows, task.labels, s.core)}
                    for split, rows in examples.items()},
