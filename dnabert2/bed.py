@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .options import add_settings, output_file, settings_from
-from .outputs import TabSeparated, atomic_text, check_outputs
+from .outputs import check_outputs, write_bed_rows
 from .settings import JunctionsSettings, SitesSettings
 
 log = logging.getLogger(__name__)
@@ -16,12 +16,10 @@ Row = tuple  # (contig, start, end[, name, score, strand, ...])
 
 
 def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
-    """Write rows sorted by (contig order, start, end); returns the number written."""
+    """Write rows sorted by (contig order, start, end), with a tabix index beside them when named .gz
+    (write_bed_rows); returns the number written."""
     order = {name: i for i, name in enumerate(contig_order)}
-    ordered = sorted(rows, key=lambda row: (order[row[0]], row[1], row[2], row[3:]))
-    with atomic_text(path) as handle:
-        TabSeparated(handle).writerows(ordered)
-    return len(ordered)
+    return write_bed_rows(path, sorted(rows, key=lambda row: (order[row[0]], row[1], row[2], row[3:])))
 
 
 def bed_header(path) -> tuple[list[str], str | None]:
@@ -73,7 +71,7 @@ def add_sites_arguments(parser) -> None:
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
                         help="the genome it annotates (contigs are checked)")
-    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed, with a tabix index, when named .gz)")
     add_settings(parser, SitesSettings)
 
 
@@ -108,7 +106,7 @@ def add_junctions_arguments(parser) -> None:
     parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
     parser.add_argument("--reference", type=Path, metavar="FASTA",
                         help="reference FASTA (needed for CRAM; gives strands by motif)")
-    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed, with a tabix index, when named .gz)")
     add_settings(parser, JunctionsSettings)
 
 

@@ -309,6 +309,39 @@ class TabSeparated:
             self.writerow(row)
 
 
+def write_bed_rows(path, rows) -> int:
+    """Sorted BED rows, bgzip-compressed with a tabix index (.tbi) beside them when the name ends in .gz
+    or .bgz, as genome browsers, bedtools and `tabix` read them; returns the number written."""
+    rows = list(rows)
+    compressed = bgzip_named(path)
+    with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
+        plain = Path(f"{tmp}.bed") if compressed else tmp
+        try:
+            with open(plain, "w", newline="") as handle:
+                TabSeparated(handle).writerows(rows)
+            if compressed:
+                _bgzip_and_index(plain, tmp)
+        finally:  # a run stopped while writing it left the plain BED beside the output
+            if compressed:
+                plain.unlink(missing_ok=True)
+    return len(rows)
+
+
+def _bgzip_and_index(plain: Path, out: Path) -> None:
+    """bgzip `plain` into `out`, with out.tbi beside it (pysam, as `bgzip` and `tabix -p bed` do)."""
+    import pysam
+
+    named = Path(f"{out}.bed.gz")  # tabix reads a compressed file by its .gz name
+    try:
+        pysam.tabix_compress(str(plain), str(named), force=True)
+        pysam.tabix_index(str(named), preset="bed", force=True)
+        named.replace(out)
+        Path(f"{named}.tbi").replace(f"{out}.tbi")
+    finally:
+        for leftover in (named, Path(f"{named}.tbi")):
+            leftover.unlink(missing_ok=True)
+
+
 def plain_suffix(path) -> str:
     """The suffix that names a file's format, under a compression suffix and in lower case: .csv for
     windows.csv.gz and for WINDOWS.CSV."""

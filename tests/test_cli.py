@@ -119,6 +119,30 @@ def test_sites_bed_is_sorted_bed6(tmp_path, data):
     assert all(int(r[2]) == int(r[1]) + 1 for r in rows)
 
 
+def test_sites_and_junctions_named_gz_are_bgzip_with_a_tabix_index(tmp_path, data):
+    """As genome browsers and `tabix` read a BED: bgzip, with its .tbi beside it answering region queries."""
+    sirv = data / "bam/sirv_ont"
+    runs = {"sites.bed": ("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "ce1pct.fa.gz"),
+            "junctions.bed": ("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--reference",
+                              sirv / "SIRV_150601a.fasta.gz")}
+    for name, args in runs.items():
+        plain, packed = tmp_path / name, tmp_path / f"{name}.gz"
+        for out in (plain, packed):
+            result = run_cli(*args, "--out", out)
+            assert result.returncode == 0, result.stderr
+        rows = [line.split("\t") for line in plain.read_text().splitlines()]
+        assert not Path(f"{plain}.tbi").exists() and Path(f"{packed}.tbi").exists()
+        with pysam.TabixFile(str(packed)) as tabix:
+            contig, start = rows[len(rows) // 2][0], int(rows[len(rows) // 2][1])
+            assert [line.split("\t") for line in tabix.fetch(contig, start, start + 1000)] == \
+                [r for r in rows if r[0] == contig and int(r[2]) > start and int(r[1]) < start + 1000]
+        with gzip.open(packed, "rt") as handle:
+            assert handle.read() == plain.read_text()
+        if shutil.which("tabix"):
+            listed = subprocess.run(["tabix", "-l", str(packed)], capture_output=True, text=True, check=True)
+            assert listed.stdout.split() == list(dict.fromkeys(r[0] for r in rows))
+
+
 def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_path):
     """GFF3 escapes a tab in an ID as %09; a BED or TSV field cannot hold one."""
     genome, notes = tmp_path / "c.fa", tmp_path / "tab.gff3"

@@ -199,10 +199,10 @@ STOPPED_WHILE_WRITING = {
                           "def stopped(*args):\n    written(*args)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
                           "scan.write_json = stopped"),
     # while the calls are written as plain BED, to be bgzipped: it stayed beside the output
-    "writing the calls": ("import dnabert2.scan.calls as calls\nwriter = calls.TabSeparated\n"
+    "writing the calls": ("import dnabert2.outputs as outputs\nwriter = outputs.TabSeparated\n"
                           "def stopped(handle):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
                           "    return writer(handle)\n"
-                          "calls.TabSeparated = stopped"),
+                          "outputs.TabSeparated = stopped"),
 }
 
 

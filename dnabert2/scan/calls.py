@@ -10,10 +10,9 @@ calls merged from chunk files are the calls a single run makes.
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from ..errors import UserError
-from ..outputs import TabSeparated, atomic_output, bgzip_named
+from ..outputs import write_bed_rows
 from ..sequences.fasta import open_text
 from ..sequences.inputs import is_bed_header
 
@@ -80,36 +79,8 @@ def top(calls: list[Call], k: int | None, order: dict[str, int]) -> list[Call]:
 
 
 def write_calls(path, calls: Iterable[Call], order: dict[str, int]) -> int:
-    """Calls as sorted BED6+4; bgzip-compressed with a tabix index (.tbi) beside it when the name ends
-    in .gz or .bgz, as genome browsers and `tabix` read them."""
-    rows = sorted((c.row() for c in calls), key=lambda r: (order[r[0]], r[1], r[2], r[3], r[5]))
-    compressed = bgzip_named(path)
-    with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
-        plain = Path(f"{tmp}.bed") if compressed else tmp
-        try:
-            with open(plain, "w", newline="") as handle:
-                TabSeparated(handle).writerows(rows)
-            if compressed:
-                _bgzip_and_index(plain, tmp)
-        finally:  # a run stopped while writing it left the plain BED beside the output
-            if compressed:
-                plain.unlink(missing_ok=True)
-    return len(rows)
-
-
-def _bgzip_and_index(plain: Path, out: Path) -> None:
-    """bgzip `plain` into `out`, with out.tbi beside it (pysam, as `bgzip` and `tabix -p bed` do)."""
-    import pysam
-
-    named = Path(f"{out}.bed.gz")  # tabix reads a compressed file by its .gz name
-    try:
-        pysam.tabix_compress(str(plain), str(named), force=True)
-        pysam.tabix_index(str(named), preset="bed", force=True)
-        named.replace(out)
-        Path(f"{named}.tbi").replace(f"{out}.tbi")
-    finally:
-        for leftover in (named, Path(f"{named}.tbi")):
-            leftover.unlink(missing_ok=True)
+    """Calls as sorted BED6+4 (with a tabix index beside them when named .gz: write_bed_rows)."""
+    return write_bed_rows(path, sorted((c.row() for c in calls), key=lambda r: (order[r[0]], r[1], r[2], r[3], r[5])))
 
 
 def read_calls(path) -> list[Call]:
