@@ -541,6 +541,18 @@ def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_pa
         read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
 
 
+def test_a_semicolon_inside_a_quoted_gtf_value_and_single_quoted_values(tmp_path):
+    """A ';' inside a double-quoted GTF value (RefSeq's notes and products) belongs to it: it ends no
+    attribute, so no key after it is lost or made up. Single-quoted values lose their quotes."""
+    (tmp_path / "a.gtf").write_text(
+        'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "g1"; transcript_id "t1"; note "x; transcript_id t9"; '
+        'product "a;b"; tag "basic"; tag "MANE Select";\n'
+        "c\tt\texon\t301\t400\t.\t-\t.\tgene_id 'g=2'; transcript_id 't2'; tag 'basic';\n")
+    annotation = read_annotation(tmp_path / "a.gtf")
+    assert [(t.id, t.gene, set(t.tags)) for t in annotation.transcripts] == [
+        ("t1", "g1", {"basic", "MANE Select"}), ("t2", "g=2", {"basic"})]
+
+
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t%2C1\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t2\n"

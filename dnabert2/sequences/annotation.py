@@ -18,7 +18,9 @@ from .fasta import open_text, reading_text
 log = logging.getLogger(__name__)
 
 SITE_KINDS = ("tss", "tts", "donor", "acceptor")
-_GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+"?([^";]*)"?\s*(?:;|$)')
+# A GTF attribute: a key, a space and a value, double-quoted (where a ';' belongs to the value, as in
+# RefSeq's notes), single-quoted (as some converters write it) or bare.
+_GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+(?:"([^"]*)"|\'([^\';]*)\'|([^";]*?))\s*(?:;|$)')
 _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
@@ -294,7 +296,7 @@ def _values(parse, attrs: dict[str, str], key: str) -> list[str]:
 def _gtf_attributes(text: str) -> dict[str, str]:
     attrs = {}
     for m in _GTF_ATTRIBUTE.finditer(text):
-        key, value = m.groups()
+        key, value = m[1], m[m.lastindex]  # the value's group is the one of the branch that matched
         attrs[key] = f"{attrs[key]}\t{value}" if key in _LISTS and key in attrs else value
     return attrs
 
@@ -585,7 +587,7 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
 def _attribute_reader(attributes: str):
     """The GTF or the GFF3 attribute reader by the column's form, or None where it has no key-value pairs:
     GTF's first pair is a key, a space and a value, where an '=' may stand only inside quotes."""
-    if _GTF_ATTRIBUTE.match(attributes) and "=" not in attributes.split(";")[0].split('"')[0]:
+    if _GTF_ATTRIBUTE.match(attributes) and "=" not in re.split("[\"']", attributes.split(";")[0])[0]:
         return _gtf_attributes
     return _gff3_attributes if "=" in attributes else None
 
