@@ -107,6 +107,10 @@ def _remove_empty(folders: list[Path]) -> None:
             break
 
 
+# The indices htslib finds beside a file by its name.
+INDICES = (".tbi", ".csi", ".fai", ".gzi")
+
+
 @contextmanager
 def atomic_output(path, *suffixes: str):
     """Yield a temporary path; when the block succeeds, rename it (and `path`+suffix companions,
@@ -125,6 +129,11 @@ def atomic_output(path, *suffixes: str):
 
     def publish():
         with _named(path, tmp):
+            # An index an earlier output left here would be read for this one (tabix, samtools faidx).
+            for stale in set(INDICES) - set(suffixes):
+                Path(f"{target}{stale}").unlink(missing_ok=True)
+                if not Path(f"{path}{stale}").exists():  # a link to it, as publish() makes
+                    Path(f"{path}{stale}").unlink(missing_ok=True)
             for src, dst in moves:
                 share(src)
                 os.replace(src, dst)
@@ -309,36 +318,44 @@ class TabSeparated:
             self.writerow(row)
 
 
+def tabix_suffix(longest: int) -> str:
+    """The index tabix writes for positions up to `longest`: .tbi below 2^29, else .csi (`tabix -C`, as
+    bcftools writes by default), which a contig longer than 512 Mbp (wheat's, axolotl's) needs."""
+    return ".csi" if longest >= 2**29 else ".tbi"
+
+
 def write_bed_rows(path, rows) -> int:
-    """Sorted BED rows, bgzip-compressed with a tabix index (.tbi) beside them when the name ends in .gz
-    or .bgz, as genome browsers, bedtools and `tabix` read them; returns the number written."""
+    """Sorted BED rows, bgzip-compressed with a tabix index (tabix_suffix) beside them when the name
+    ends in .gz or .bgz, as genome browsers, bedtools and `tabix` read them; returns the number written."""
     rows = list(rows)
     compressed = bgzip_named(path)
-    with atomic_output(path, *([".tbi"] if compressed else [])) as tmp:
+    index = tabix_suffix(max((row[2] for row in rows), default=0))
+    with atomic_output(path, *([index] if compressed else [])) as tmp:
         plain = Path(f"{tmp}.bed") if compressed else tmp
         try:
             with open(plain, "w", newline="") as handle:
                 TabSeparated(handle).writerows(rows)
             if compressed:
-                _bgzip_and_index(plain, tmp)
+                _bgzip_and_index(plain, tmp, index)
         finally:  # a run stopped while writing it left the plain BED beside the output
             if compressed:
                 plain.unlink(missing_ok=True)
     return len(rows)
 
 
-def _bgzip_and_index(plain: Path, out: Path) -> None:
-    """bgzip `plain` into `out`, with out.tbi beside it (pysam, as `bgzip` and `tabix -p bed` do)."""
+def _bgzip_and_index(plain: Path, out: Path, index: str) -> None:
+    """bgzip `plain` into `out`, with its index (.tbi or .csi) beside it (pysam, as `bgzip` and `tabix -p
+    bed` do)."""
     import pysam
 
     named = Path(f"{out}.bed.gz")  # tabix reads a compressed file by its .gz name
     try:
         pysam.tabix_compress(str(plain), str(named), force=True)
-        pysam.tabix_index(str(named), preset="bed", force=True)
+        pysam.tabix_index(str(named), preset="bed", force=True, csi=index == ".csi")
         named.replace(out)
-        Path(f"{named}.tbi").replace(f"{out}.tbi")
+        Path(f"{named}{index}").replace(f"{out}{index}")
     finally:
-        for leftover in (named, Path(f"{named}.tbi")):
+        for leftover in (named, Path(f"{named}{index}")):
             leftover.unlink(missing_ok=True)
 
 

@@ -27,7 +27,8 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
 from .options import add_settings, output_file, progress, settings_from, settings_with
-from .outputs import TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, written_together
+from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, tabix_suffix,
+                      written_together)
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer, scored_bases
 from .scan.model import is_window_classifier
 from .sequences import Fasta
@@ -222,7 +223,8 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     with contextlib.ExitStack() as stack:
         stack.enter_context(written_together())  # the VCF and its table, or neither
         genome = stack.enter_context(Fasta(fasta))
-        tmp = stack.enter_context(atomic_output(out, ".tbi"))
+        index = tabix_suffix(max(genome.lengths.values()))
+        tmp = stack.enter_context(atomic_output(out, index))
         table = None
         if tsv is not None:
             handle = stack.enter_context(atomic_text(tsv))
@@ -235,7 +237,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
                 write_block(block, scorer, genome, s.info_key, writer, table, counts)
                 if show_progress:
                     log.info("%d records", counts["records"])
-        pysam.tabix_index(str(tmp), preset="vcf", force=True)
+        pysam.tabix_index(str(tmp), preset="vcf", force=True, csi=index == ".csi")
     reader.close()
     compared = counts["records"] - counts["unknown_contig"] - counts["outside_contig"] - counts["unscorable_ref"]
     if counts["ref_mismatch"] * 2 > compared:  # heard under -q: the counts alone are easily missed

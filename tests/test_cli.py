@@ -143,6 +143,28 @@ def test_sites_and_junctions_named_gz_are_bgzip_with_a_tabix_index(tmp_path, dat
             assert listed.stdout.split() == list(dict.fromkeys(r[0] for r in rows))
 
 
+def test_positions_past_2_to_the_29_get_a_csi_index_and_an_earlier_index_is_not_left_stale(tmp_path):
+    """A .tbi holds positions below 2^29 (wheat's and axolotl's contigs reach further): such a BED gets a
+    .csi, as `tabix -C` writes. An index an earlier output left beside the name is removed, where
+    tabix would read it for the new file."""
+    from dnabert2.outputs import write_bed_rows
+
+    out = tmp_path / "sites.bed.gz"
+    assert write_bed_rows(out, [("c", 100, 101, "tss", 0, "+")]) == 1 and Path(f"{out}.tbi").exists()
+    far = [("c", 600_000_000, 600_000_001, "tss", 0, "+"), ("c", 700_000_000, 700_000_001, "tss", 0, "-")]
+    write_bed_rows(out, far)
+    assert Path(f"{out}.csi").exists() and not Path(f"{out}.tbi").exists()
+    with pysam.TabixFile(str(out), index=f"{out}.csi") as tabix:
+        assert [line.split("\t")[1] for line in tabix.fetch("c", 650_000_000, 800_000_000)] == ["700000000"]
+    if shutil.which("tabix"):
+        found = subprocess.run(["tabix", str(out), "c:600000001-600000001"], capture_output=True, text=True)
+        assert found.returncode == 0 and found.stdout.split("\t")[:2] == ["c", "600000000"]
+    # The same name written again by a command that indexes nothing (windows as BED).
+    result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--format", "bed", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sites.bed.gz"]
+
+
 def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_path):
     """GFF3 escapes a tab in an ID as %09; a BED or TSV field cannot hold one."""
     genome, notes = tmp_path / "c.fa", tmp_path / "tab.gff3"

@@ -2,8 +2,8 @@ rule score_variants:
     input:
         unpack(variant_inputs),
     output:
+        # with its index beside it, .tbi or (contigs over 512 Mbp) .csi, which one the genome decides
         vcf="results/variants/{name}.vcf.gz",
-        index="results/variants/{name}.vcf.gz.tbi",
         table="results/variants/{name}.tsv",
     log:
         "logs/variants/{name}.log",
