@@ -93,6 +93,8 @@ def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | Non
                 options[key] = meta[key]
         if meta.get("append"):  # a field taking repeated options defaults to None: argparse appends to it
             options["action"] = "append"
+        elif meta.get("nargs") == "+" and not default:  # --tag a --tag b is --tag a b, not b alone
+            options["action"] = "extend"
         where.add_argument(*names, **options)
 
 

@@ -47,16 +47,16 @@ def _min_intron():
                    type=positive)
 
 
-def _biotypes():
+def _biotypes(default_text="every transcript"):
     return setting(None, "only transcripts of these biotypes: a transcript's GFF3 type (mRNA, lnc_RNA), and its own "
                    "biotype attribute (protein_coding, retained_intron), else its gene's", nargs="+",
-                   flag="--biotype", metavar="BIOTYPE", default_text="every transcript")
+                   flag="--biotype", metavar="BIOTYPE", default_text=default_text)
 
 
-def _tags():
+def _tags(default_text="every transcript"):
     return setting(None, "only transcripts with one of these tags, as GENCODE, Ensembl and RefSeq tag them "
-                   "(MANE_Select, Ensembl_canonical, basic; RefSeq's 'MANE Select')", nargs="+", flag="--tag", metavar="TAG",
-                   default_text="every transcript")
+                   "(MANE_Select, Ensembl_canonical, basic; RefSeq's 'MANE Select')", nargs="+", flag="--tag",
+                   metavar="TAG", default_text=default_text)
 
 
 def _compile():
@@ -344,6 +344,6 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
     ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
                                           metavar="CONTIG", group="where")),
     ("min_intron", int, _min_intron()),
-    ("biotypes", list[str] | None, _biotypes()),
-    ("tags", list[str] | None, _tags()),
+    ("biotypes", list[str] | None, _biotypes("every transcript; with --held-out, the task's")),
+    ("tags", list[str] | None, _tags("every transcript; with --held-out, the task's")),
 ])

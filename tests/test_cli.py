@@ -56,6 +56,20 @@ def test_readme_command_lines_parse():
         build_parser(words[1]).parse_args(words[1:])
 
 
+def test_an_option_of_several_values_given_twice_takes_both():
+    """`--tag basic --tag MANE_Select` is `--tag basic MANE_Select`, not the last alone; a default
+    list (seeds) is replaced, not added to."""
+    args = build_parser("sites").parse_args(["sites", "--annotation", "a", "--genome", "g", "--out", "o", "--tag",
+                                             "basic", "--tag", "MANE_Select", "--biotype", "mRNA"])
+    assert (args.tags, args.biotypes) == (["basic", "MANE_Select"], ["mRNA"])
+    args = build_parser("finetune").parse_args(["finetune", "--model", "m", "--data", "d", "--out", "o", "--seeds",
+                                                "1", "--seeds", "2"])
+    assert args.seeds == [2]
+    args = build_parser("windows").parse_args(["windows", "--genome", "g", "--out", "o", "--contigs", "I",
+                                               "--contigs", "II"])
+    assert args.contigs == ["I", "II"]
+
+
 def test_missing_required_option_is_a_usage_error(tmp_path):
     result = run_cli("vocab", "--out", tmp_path / "t.json")
     assert result.returncode == 2 and "--genome" in result.stderr and "Traceback" not in result.stderr
@@ -191,7 +205,7 @@ def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "tRNA", "rRNA", "tRNAs",
                      "--out", out)
-    assert result.returncode == 0 and "no transcript of biotype tRNAs; its transcripts' biotypes are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
+    assert result.returncode == 0 and "no transcript of biotype tRNAs; the biotypes of its transcripts are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
     assert len(out.read_text().splitlines()) == 86 + 22  # the genes of gene_biotype tRNA and rRNA
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--biotype", "mRNA", "--out", tmp_path / "none.bed")

@@ -568,7 +568,7 @@ def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them
         [(s.contig, s.position, s.strand) for s in tagged.tss()]
     result = run_cli("sites", "--annotation", annotation, "--genome", GENOMES / "ce1pct.fa.gz", "--tag", "MANE",
                      "--out", tmp_path / "none.bed")
-    assert_user_error(result, "no transcript tagged MANE; its transcripts' tags are MANE_Select, basic")
+    assert_user_error(result, "no transcript tagged MANE; the tags of its transcripts are MANE_Select, basic")
     assert not list(tmp_path.glob("none.bed*"))
     task = tmp_path / "task"
     result = run_cli("tasks", "promoter", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,

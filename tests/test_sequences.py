@@ -481,7 +481,7 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
         assert [t.id for t in kept.transcripts] == [next(iter(expected[name]))], name
         assert [s.position for s in kept.unlabelled({"tss"})] == [300, 500][:len(expected[name]) - 1], name
     assert read_annotation(tmp_path / "ensembl.gtf").transcripts[0].gene == "a=b"
-    with pytest.raises(UserError, match="no transcript of biotype snoRNA; its transcripts' biotypes are lncRNA, lnc_RNA, "
+    with pytest.raises(UserError, match="no transcript of biotype snoRNA; the biotypes of its transcripts are lncRNA, lnc_RNA, "
                                         "mRNA, nonsense_mediated_decay, protein_coding"):
         read_annotation(tmp_path / "ensembl.gff3", biotypes=["snoRNA"])
     # The transcripts of the biotype asked for lie on a contig the genome lacks: refused, not an empty answer.
@@ -532,10 +532,15 @@ def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_pa
         coding = read_annotation(tmp_path / name, biotypes=["protein_coding"], tags=["Ensembl_canonical"])
         assert [t.id for t in coding.transcripts] == ["ENST1"] and len(coding.left_out) == 2, name
     assert [t.id for t in read_annotation(tmp_path / "refseq.gff3", tags=["MANE Select"]).transcripts] == ["rna-NM_1"]
+    # GENCODE's GFF3 repeats a transcript's tags on its exons: ENST2's are there only.
+    assert len(read_annotation(tmp_path / "gencode.gff3", tags=["basic"]).transcripts) == 3
+    with pytest.raises(UserError, match="no transcript of biotype lncRNA tagged CCDS; the tags of its transcripts of "
+                                        "biotype lncRNA are Ensembl_canonical, basic$"):
+        read_annotation(tmp_path / "gencode.gtf", biotypes=["lncRNA"], tags=["CCDS"])
     read_annotation(tmp_path / "gencode.gff3", tags=["MANE_Select", "MANE_Plus_Clinical"])
-    assert "no transcript tagged MANE_Plus_Clinical; its transcripts' tags are Ensembl_canonical, MANE_Select, " \
-           "basic" in caplog.text
-    with pytest.raises(UserError, match="no transcript tagged MANE_Select; its transcripts' tags are MANE Select$"):
+    assert "no transcript tagged MANE_Plus_Clinical; the tags of its transcripts are Ensembl_canonical, " \
+           "MANE_Select, basic" in caplog.text
+    with pytest.raises(UserError, match="no transcript tagged MANE_Select; the tags of its transcripts are MANE Select$"):
         read_annotation(tmp_path / "refseq.gff3", tags=["MANE_Select"])
     with pytest.raises(UserError, match="no transcript tagged basic; its transcripts have no tag$"):
         read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
@@ -547,10 +552,10 @@ def test_a_semicolon_inside_a_quoted_gtf_value_and_single_quoted_values(tmp_path
     (tmp_path / "a.gtf").write_text(
         'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "g1"; transcript_id "t1"; note "x; transcript_id t9"; '
         'product "a;b"; tag "basic"; tag "MANE Select";\n'
-        "c\tt\texon\t301\t400\t.\t-\t.\tgene_id 'g=2'; transcript_id 't2'; tag 'basic';\n")
+        "c\tt\texon\t301\t400\t.\t-\t.\tgene_id 'g=2'; transcript_id 't;2'; tag 'basic';\n")
     annotation = read_annotation(tmp_path / "a.gtf")
     assert [(t.id, t.gene, set(t.tags)) for t in annotation.transcripts] == [
-        ("t1", "g1", {"basic", "MANE Select"}), ("t2", "g=2", {"basic"})]
+        ("t1", "g1", {"basic", "MANE Select"}), ("t;2", "g=2", {"basic"})]
 
 
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):

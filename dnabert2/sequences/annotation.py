@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 SITE_KINDS = ("tss", "tts", "donor", "acceptor")
 # A GTF attribute: a key, a space and a value, double-quoted (where a ';' belongs to the value, as in
 # RefSeq's notes), single-quoted (as some converters write it) or bare.
-_GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+(?:"([^"]*)"|\'([^\';]*)\'|([^";]*?))\s*(?:;|$)')
+_GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+(?:"([^"]*)"|\'([^\']*)\'|([^";]*?))\s*(?:;|$)')
 _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
 _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
+_PIECES = {"exon", "CDS", *_UTR_KINDS}  # the lines a transcript is built from
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
@@ -194,22 +195,25 @@ class Annotation:
     def keep(self, biotypes=None, tags=None) -> None:
         """Keep the transcripts of one of these biotypes (see _Features.biotypes) and with one of these
         tags, where any are given; raise a UserError, naming the biotypes or tags there are, if none is."""
+        among = ""  # the transcripts a second filter chooses from, in words
         for noun, wanted in (("biotype", biotypes), ("tag", tags)):
             if wanted:
-                self._keep(noun, set(wanted))
+                self._keep(noun, set(wanted), among)
+                among = f" of biotype {', '.join(sorted(set(wanted)))}"
 
-    def _keep(self, noun: str, wanted: set[str]) -> None:
+    def _keep(self, noun: str, wanted: set[str], among: str) -> None:
         of = {"biotype": "of biotype", "tag": "tagged"}[noun]
         kept = [t for t in self.transcripts if getattr(t, f"{noun}s") & wanted]
         self.left_out += [t for t in self.transcripts if not getattr(t, f"{noun}s") & wanted]
         there = sorted({value for t in self.transcripts for value in getattr(t, f"{noun}s")})
-        named = f"its transcripts' {noun}s are {first_names(there, 12)}" if there else f"its transcripts have no {noun}"
+        named = (f"the {noun}s of its transcripts{among} are {first_names(there, 12)}" if there
+                 else f"its transcripts{among} have no {noun}")
         if not kept:
-            raise UserError(f"{self.path}: no transcript {of} {', '.join(sorted(wanted))}; {named}")
+            raise UserError(f"{self.path}: no transcript{among} {of} {', '.join(sorted(wanted))}; {named}")
         absent = sorted(wanted - set(there))
         if absent:
-            log.warning("%s: no transcript %s %s; %s", self.path, of, ", ".join(absent), named)
-        log.info("%s: %d of %d transcripts %s %s kept", self.path, len(kept), len(self.transcripts), of,
+            log.warning("%s: no transcript%s %s %s; %s", self.path, among, of, ", ".join(absent), named)
+        log.info("%s: %d of %d transcripts%s %s %s kept", self.path, len(kept), len(self.transcripts), among, of,
                  ", ".join(sorted(wanted)))
         self.transcripts = kept
 
@@ -493,7 +497,11 @@ class _Features:
         key = attrs.get("transcript_id") or attrs.get("gene_id") if parse is _gtf_attributes else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
-        self.tags[key].update(_values(parse, attrs, "tag"))
+        tags = _values(parse, attrs, "tag")
+        self.tags[key].update(tags)
+        if parse is _gff3_attributes and kind in _PIECES and "Parent" in attrs:  # GENCODE's GFF3 repeats them there
+            for parent in _parents(attrs):
+                self.tags[parent].update(tags)
         if parse is not _gtf_attributes and key:
             self.typed[key] = kind
         if "ID" in attrs:
