@@ -16,6 +16,7 @@ from Bio import SeqIO
 from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import READ_WHOLE_KEPT
+from dnabert2.sequences.annotation import Intron
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
     read_bed_intervals, read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
@@ -556,6 +557,94 @@ def test_a_semicolon_inside_a_quoted_gtf_value_and_single_quoted_values(tmp_path
     annotation = read_annotation(tmp_path / "a.gtf")
     assert [(t.id, t.gene, set(t.tags)) for t in annotation.transcripts] == [
         ("t1", "g1", {"basic", "MANE Select"}), ("t;2", "g=2", {"basic"})]
+
+
+def test_utrs_outside_coding_exons_and_a_gtf_stop_codon_outside_the_cds_are_the_transcripts(tmp_path):
+    """Old WormBase GFF3 wrote coding exons only, the UTRs on lines of their own (one with an intron in
+    it); GTF's CDS ends before the stop codon, written on a line of its own: a transcript known by its
+    CDS ends where the stop codon does."""
+    (tmp_path / "ws.gff3").write_text(
+        "##gff-version 3\nI\tcurated\tmRNA\t101\t2000\t.\t-\t.\tID=Transcript:B1\n"
+        "I\tcurated\tfive_prime_UTR\t1901\t2000\t.\t-\t.\tParent=Transcript:B1\n"
+        "I\tcurated\tfive_prime_UTR\t1701\t1800\t.\t-\t.\tParent=Transcript:B1\n"
+        "I\tcurated\texon\t1001\t1700\t.\t-\t.\tParent=Transcript:B1\n"
+        "I\tcurated\tCDS\t1001\t1700\t.\t-\t0\tParent=Transcript:B1\n"
+        "I\tcurated\tthree_prime_UTR\t101\t1000\t.\t-\t.\tParent=Transcript:B1\n")
+    (transcript,) = read_annotation(tmp_path / "ws.gff3").transcripts
+    assert (transcript.tss, transcript.tts, transcript.introns) == (1999, 100, [(1800, 1900)])
+    line = 'c\tt\t{}\t{}\t{}\t.\t{}\t0\tgene_id "g{}"; transcript_id "t{}";\n'
+    (tmp_path / "cds.gtf").write_text(line.format("CDS", 501, 997, "+", 1, 1) + line.format("stop_codon", 998, 1000, "+", 1, 1)
+                                      + line.format("start_codon", 501, 503, "+", 1, 1)
+                                      + line.format("CDS", 2004, 2500, "-", 2, 2)
+                                      + line.format("stop_codon", 2001, 2003, "-", 2, 2)
+                                      + line.format("exon", 3001, 4000, "+", 3, 3) + line.format("CDS", 3101, 3597, "+", 3, 3)
+                                      + line.format("stop_codon", 3598, 3600, "+", 3, 3))
+    assert [(t.id, t.tss, t.tts, t.coding) for t in read_annotation(tmp_path / "cds.gtf").transcripts] == [
+        ("t1", 500, 999, True), ("t2", 2499, 2000, True), ("t3", 3000, 3999, False)]
+
+
+def test_a_transcript_defined_on_another_strand_than_its_pieces_is_left_out(tmp_path, caplog):
+    """An mRNA on the other strand from its exons says one of them is wrong; an old NCBI writer gave
+    genes on both strands one ID. (One ID on several lines of one strand is one discontinuous feature,
+    as GFF3 says.)"""
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nc\tRefSeq\tgene\t1001\t2000\t.\t+\t.\tID=c:speB;locus_tag=b1\n"
+        "c\tRefSeq\tCDS\t1001\t2000\t.\t+\t0\tParent=c:speB\n"
+        "c\tRefSeq\tgene\t900001\t901000\t.\t-\t.\tID=c:speB;locus_tag=b2\n"
+        "c\tx\tgene\t5001\t6000\t.\t+\t.\tID=g2\nc\tx\tmRNA\t5001\t6000\t.\t-\t.\tID=t2;Parent=g2\n"
+        "c\tx\texon\t5001\t6000\t.\t+\t.\tParent=t2\n"
+        "c\tx\tgene\t7001\t8000\t.\t+\t.\tID=g3\nc\tx\tmRNA\t7001\t8000\t.\t+\t.\tID=t3;Parent=g3\n"
+        "c\tx\texon\t7001\t7200\t.\t+\t.\tParent=t3\nc\tx\texon\t7801\t8000\t.\t+\t.\tParent=t3\n")
+    annotation = read_annotation(tmp_path / "a.gff3")
+    assert [t.id for t in annotation.transcripts] == ["t3"] and annotation.introns() == [Intron("c", 7200, 7800, "+")]
+    assert "2 transcript id(s) name exons at several places" in caplog.text and "c:speB, t2" in caplog.text
+
+
+def test_genes_marked_partial_give_no_ends(tmp_path):
+    """GeneMarkS-2 and Prodigal mark a gene cut by a contig's end partial=01, 10 or 11, NCBI partial=true
+    with a start_range or end_range: its first or last base is the contig's, no TSS or TTS."""
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nk1\tGeneMark.hmm2\tgene\t3\t365\t.\t+\t.\tID=gene_1\n"
+        "k1\tGeneMark.hmm2\tCDS\t3\t365\t11.8\t+\t0\tID=1; Parent=gene_1; partial=11; gc=33\n"
+        "k1\tProdigal\tCDS\t501\t800\t.\t-\t0\tID=k1_2;partial=10\n"
+        "k1\tProdigal\tCDS\t1001\t1300\t.\t+\t0\tID=k1_3;partial=00\n"
+        "k1\tRefSeq\tgene\t2001\t2300\t.\t+\t.\tID=gene-x;partial=true;start_range=.,2001\n"
+        "k1\tRefSeq\tCDS\t2001\t2300\t.\t+\t0\tID=cds-x;Parent=gene-x;partial=true;start_range=.,2001\n")
+    annotation = read_annotation(tmp_path / "a.gff3")
+    assert [t.id for t in annotation.transcripts] == ["k1_3"]
+    assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [(2, "+"), (799, "-"), (2000, "+")]
+
+
+def test_a_protein_coding_genes_transcript_without_a_cds_is_not_protein_coding(tmp_path):
+    """WormBase's nc_primary_transcript and RefSeq's XR transcripts of protein-coding genes have no CDS:
+    their gene's protein_coding is not theirs."""
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nI\tWormBase\tgene\t101\t900\t.\t+\t.\tID=Gene:A;biotype=protein_coding\n"
+        "I\tWormBase\tmRNA\t101\t900\t.\t+\t.\tID=Transcript:A.1;Parent=Gene:A\n"
+        "I\tWormBase\texon\t101\t900\t.\t+\t.\tParent=Transcript:A.1\n"
+        "I\tWormBase\tCDS\t201\t800\t.\t+\t0\tParent=Transcript:A.1\n"
+        "I\tWormBase\tnc_primary_transcript\t101\t700\t.\t+\t.\tID=Transcript:A.2;Parent=Gene:A\n"
+        "I\tWormBase\texon\t101\t700\t.\t+\t.\tParent=Transcript:A.2\n")
+    annotation = read_annotation(tmp_path / "a.gff3")
+    assert {t.id: set(t.biotypes) for t in annotation.transcripts} == {
+        "Transcript:A.1": {"mRNA", "protein_coding"}, "Transcript:A.2": {"nc_primary_transcript"}}
+    assert [t.id for t in read_annotation(tmp_path / "a.gff3", biotypes=["protein_coding"]).transcripts] == [
+        "Transcript:A.1"]
+
+
+def test_gff2_a_fasta_without_its_marker_and_spaced_parents(tmp_path):
+    (tmp_path / "a.gff").write_text('I\tcurated\texon\t101\t200\t.\t+\t.\tTranscript "B0019.1" ; Note "x"\n')
+    with pytest.raises(UserError, match=r"no exon or CDS line with a transcript_id \(GFF2 is not read\)"):
+        read_annotation(tmp_path / "a.gff")
+    (tmp_path / "b.gff3").write_text("##gff-version 3\nc\tt\tmRNA\t101\t200\t.\t+\t.\tID=t1\n>c\nACGT\n")
+    with pytest.raises(UserError, match="line 3 has 1 tab-separated fields, not 9 .*a FASTA section without its "
+                                        "##FASTA line"):
+        read_annotation(tmp_path / "b.gff3")
+    (tmp_path / "c.gff3").write_text("##gff-version 3\nc\tt\tmRNA\t101\t900\t.\t+\t.\tID=t1\n"
+                                     "c\tt\tmRNA\t101\t900\t.\t+\t.\tID=t2\n"
+                                     "c\tt\texon\t101\t300\t.\t+\t.\tParent=t1, t2\n"
+                                     "c\tt\texon\t701\t900\t.\t+\t.\tParent=t1, t2\n")
+    assert [t.exons for t in read_annotation(tmp_path / "c.gff3").transcripts] == [((100, 300), (700, 900))] * 2
 
 
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):

@@ -25,7 +25,8 @@ _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
 _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
-_PIECES = {"exon", "CDS", *_UTR_KINDS}  # the lines a transcript is built from
+# The lines a transcript is built from, by the part they give: GTF's stop codon lies outside its CDS.
+_PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "CDS", "stop_codon": "CDS", **dict.fromkeys(_UTR_KINDS, "UTR")}
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
@@ -294,7 +295,15 @@ def _values(parse, attrs: dict[str, str], key: str) -> list[str]:
         return []
     if parse is _gtf_attributes:
         return attrs[key].split("\t")
-    return [unquote(value) for value in attrs[key].split(",")]
+    return [unquote(value.strip()) for value in attrs[key].split(",")]
+
+
+def _partial(attrs: dict[str, str]) -> bool:
+    """Whether a feature is marked as running past what is known: NCBI's partial=true (start_range,
+    end_range), Prodigal's and GeneMarkS-2's partial=01, 10 or 11 (a gene cut by a contig's end)."""
+    flag = attrs.get("partial", "")
+    coded = len(flag) == 2 and set(flag) <= {"0", "1"} and flag != "00"
+    return flag == "true" or coded or "start_range" in attrs or "end_range" in attrs
 
 
 def _gtf_attributes(text: str) -> dict[str, str]:
@@ -413,14 +422,8 @@ def _genbank_records(path: Path, handle):
 
 def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     """The transcripts, and those left out whose exons may be incomplete (see _gff_assembled)."""
-    parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
-    features = _Features()
-    loci = defaultdict(set)  # transcript ID -> (contig, strand, start, end) of its transcript/mRNA lines
+    pieces, features = _Pieces(), _Features()
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
-    # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
-    # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
-    unstranded, orphaned = set(), set()
-    lines_unstranded = 0
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -430,7 +433,9 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
                 continue
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 9:
-                raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF)")
+                fasta = "; a FASTA section without its ##FASTA line?" if line.startswith(">") else ""
+                raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF"
+                                f"{fasta})")
             contig, _, kind, start, end, _, strand, _, attributes = fields
             # AUGUSTUS writes bare ids ("g1") on gene and transcript lines: the first line with key-value
             # attributes tells GTF from GFF3.
@@ -438,47 +443,66 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             if parse is None:
                 continue
             attrs = parse(attributes)
-            features.read(parse, kind, attrs)
-            kind = "UTR" if kind in _UTR_KINDS else kind
-            if kind not in parts and kind not in _TRANSCRIPT_KINDS and kind != "region":
-                continue
-            try:
-                interval = (int(start) - 1, int(end))
-            except ValueError:
-                raise UserError(f"{path}: line {number}: start/end are not integers") from None
-            if not 0 <= interval[0] < interval[1]:
-                raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
-            if kind == "region":
-                if attrs.get("Is_circular") == "true":
-                    circular[contig] = interval[1]
-                continue
-            if kind in _TRANSCRIPT_KINDS:
-                # In GFF3 one ID on several lines is one discontinuous feature; in GTF a transcript has
-                # one transcript line, and an id on two names two transcripts.
-                if parse is _gtf_attributes and attrs.get("transcript_id"):
-                    loci[attrs["transcript_id"]].add((contig, strand, *interval))
-                continue
-            if kind == "CDS" and attrs.get("pseudo") == "true":
-                continue  # RefSeq's pieces of a pseudogene's broken reading frame are not exons
-            owners = _owners(parse, kind, attrs)
-            if parse is _gtf_attributes:
-                (transcript, gene), = owners
-                if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
-                    orphaned.add(gene)
-            if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
-                unstranded.update(transcript for transcript, _ in owners if transcript)
-                lines_unstranded += any(transcript for transcript, _ in owners)
-                continue
-            for transcript, gene in owners:
-                if transcript:
-                    parts[kind][transcript].append((contig, strand, interval, gene))
-    if lines_unstranded:
+            piece = _PIECE_OF.get(kind)
+            # The lines that define a feature: in GFF3 one ID on several lines is one discontinuous
+            # feature; in GTF a transcript has one transcript line, and an id on two names two transcripts.
+            defines = bool(attrs.get("transcript_id")) and kind in _TRANSCRIPT_KINDS if parse is _gtf_attributes \
+                else piece is None and "ID" in attrs
+            interval = _interval(path, number, start, end) if piece or defines or kind == "region" else None
+            features.read(parse, kind, attrs, (contig, strand, *interval) if defines else None)
+            if kind == "region" and attrs.get("Is_circular") == "true":
+                circular[contig] = interval[1]
+            # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
+            if piece and not (piece == "CDS" and attrs.get("pseudo") == "true"):
+                pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
+    if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?'): their transcripts left out", path,
-                    lines_unstranded)
+                    pieces.lines_unstranded)
+    owners = set().union(*pieces.parts.values())
+    if not owners:
+        what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
+            else "no exon or CDS features with a parent"
+        raise UserError(f"{path}: no transcripts found ({what})")
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
-    owners = set(parts["exon"]) | set(parts["CDS"]) | set(parts["UTR"])
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
-    return _gff_assembled(path, parts, features, loci, circular, undefined, unstranded, orphaned)
+    return _gff_assembled(path, pieces, features, circular, undefined)
+
+
+def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
+    """A line's start and end, 0-based half-open."""
+    try:
+        interval = (int(start) - 1, int(end))
+    except ValueError:
+        raise UserError(f"{path}: line {number}: start/end are not integers") from None
+    if not 0 <= interval[0] < interval[1]:
+        raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
+    return interval
+
+
+class _Pieces:
+    """The exon, CDS and UTR pieces of each transcript, by its id."""
+
+    def __init__(self):
+        self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
+        # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
+        # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
+        self.unstranded, self.orphaned = set(), set()
+        self.lines_unstranded = 0
+
+    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
+        contig, strand, interval = where
+        owners = _owners(parse, kind, attrs)
+        if parse is _gtf_attributes:
+            (transcript, gene), = owners
+            if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
+                self.orphaned.add(gene)
+        if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
+            self.unstranded.update(transcript for transcript, _ in owners if transcript)
+            self.lines_unstranded += any(transcript for transcript, _ in owners)
+            return
+        for transcript, gene in owners:
+            if transcript:
+                self.parts[piece][transcript].append((contig, strand, interval, gene))
 
 
 class _Features:
@@ -492,16 +516,27 @@ class _Features:
         self.of_gene = defaultdict(set)  # its gene's, as its lines name them (_GENE_BIOTYPE)
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
         self.tags = defaultdict(set)
+        self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
+        self.loci = defaultdict(set)  # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of each line
+        # defining it, not of its pieces
+        self.gtf = False
 
-    def read(self, parse, kind: str, attrs: dict[str, str]) -> None:
-        key = attrs.get("transcript_id") or attrs.get("gene_id") if parse is _gtf_attributes else attrs.get("ID")
+    def read(self, parse, kind: str, attrs: dict[str, str], locus=None) -> None:
+        self.gtf = parse is _gtf_attributes
+        key = attrs.get("transcript_id") or attrs.get("gene_id") if self.gtf else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
-        tags = _values(parse, attrs, "tag")
-        self.tags[key].update(tags)
-        if parse is _gff3_attributes and kind in _PIECES and "Parent" in attrs:  # GENCODE's GFF3 repeats them there
-            for parent in _parents(attrs):
-                self.tags[parent].update(tags)
+        if locus is not None:
+            self.loci[key].add(locus)
+        # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
+        # CDS partial.
+        owners = [key] + (_parents(attrs) if parse is _gff3_attributes and kind in _PIECE_OF and "Parent" in attrs
+                          else [])
+        tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
+        for owner in owners:
+            self.tags[owner].update(tags)
+            if partial:
+                self.partial.add(owner)
         if parse is not _gtf_attributes and key:
             self.typed[key] = kind
         if "ID" in attrs:
@@ -510,6 +545,12 @@ class _Features:
                 self.parent_of[attrs["ID"]] = _parents(attrs)[0]
             elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
+
+    def misplaced(self, transcript: str, contigs_strands: set) -> bool:
+        """Whether the lines defining a transcript lie on another contig or strand than its pieces, or,
+        in GTF, apart (two transcripts of one id)."""
+        loci = self.loci.get(transcript, ())
+        return bool({locus[:2] for locus in loci} - contigs_strands) or self.gtf and _apart(loci)
 
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
@@ -526,44 +567,47 @@ class _Features:
         a primary miRNA transcript starts and ends where transcription does)."""
         return bool((self.own.get(transcript) or {self.typed.get(transcript)}) & _PROCESSED_KINDS)
 
-    def biotypes(self, transcript: str, gene: str) -> frozenset[str]:
+    def biotypes(self, transcript: str, gene: str, has_cds: bool) -> frozenset[str]:
         """A transcript's biotypes: its GFF3 type, and its own biotype attribute where it has one
         (Ensembl's and GENCODE's: a protein-coding gene's retained intron or nonsense-mediated-decay
         transcript is no protein_coding one, whatever its gene says), else its gene's biotype (a gene's
         type, gene, says nothing of its transcripts, nor does RefSeq's gene line where CDS name it
-        their parent)."""
+        their parent), protein_coding only if it has a CDS (WormBase's nc_primary_transcript and
+        RefSeq's XR transcripts of protein-coding genes have none)."""
         typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
         if self.own.get(transcript):
             return frozenset(typed | self.own[transcript])
-        return frozenset(typed | self.of_gene.get(transcript, set()) | self.own.get(gene, set())
-                         | self.of_gene.get(gene, set()))
+        inherited = self.of_gene.get(transcript, set()) | self.own.get(gene, set()) | self.of_gene.get(gene, set())
+        return frozenset(typed | (inherited if has_cds else inherited - {"protein_coding"}))
 
 
-def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, circular: dict, undefined: set,
-                   unstranded: set, orphaned: set) -> tuple[list, list]:
+def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: dict,
+                   undefined: set) -> tuple[list, list]:
     """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
-    transcript has them, else its CDS and UTRs), less those left out: ids at several places (or, in
-    GTF, of several genes), genes across an origin, and those whose exons may be incomplete (a Parent
-    no line defines, CDS outside them, a piece on no strand or, in GTF, a piece of their gene that
-    names no transcript)."""
+    transcript has them, with any UTR outside them, as old WormBase GFF3 wrote coding exons only;
+    else its CDS and UTRs), less those left out: ids at several places (or, in GTF, of several
+    genes; or defined by lines on another strand), genes across an origin, and those whose exons may
+    be incomplete (a Parent no line defines, CDS outside them, a piece on no strand, marked partial
+    or, in GTF, a piece of their gene that names no transcript)."""
+    parts = pieces.parts
     groups = {t: parts["CDS"].get(t, []) + parts["UTR"].get(t, []) for t in parts["CDS"]}
-    groups.update(parts["exon"])
+    groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
     transcripts, repeated, incomplete, across_origin = [], [], [], 0
-    for transcript_id, pieces in groups.items():
-        contigs_strands = {(c, s) for c, s, _, _ in pieces}
-        genes = {g for _, _, _, g in pieces if g}  # a GTF line without gene_id names none
-        if len(contigs_strands) != 1 or len(genes) > 1 or _apart(loci.get(transcript_id, ())):
+    for transcript_id, located in groups.items():
+        contigs_strands = {(c, s) for c, s, _, _ in located}
+        genes = {g for _, _, _, g in located if g}  # a GTF line without gene_id names none
+        if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands):
             repeated.append(transcript_id)
             continue
         (contig, strand), = contigs_strands
         gene = next(iter(genes), None) or features.gene_of(transcript_id, groups)
-        exons = tuple(sorted(_merge({interval for _, _, interval, _ in pieces})))
+        exons = tuple(sorted(_merge({interval for _, _, interval, _ in located})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
-        transcript = Transcript(transcript_id, gene, contig, strand, exons, coding,
-                                features.processed(transcript_id), features.biotypes(transcript_id, gene),
+        transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
+                                features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
-        if transcript_id in undefined or transcript_id in unstranded or gene in orphaned \
-                or _outside(parts["CDS"].get(transcript_id, ()), exons):
+        if transcript_id in undefined or transcript_id in pieces.unstranded or gene in pieces.orphaned \
+                or {transcript_id, gene} & features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
@@ -575,19 +619,20 @@ def _gff_assembled(path: Path, parts: dict, features: _Features, loci: dict, cir
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
-        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes or GTF "
-                    "transcript lines apart), left out: %s", path, len(repeated), ", ".join(repeated[:5]))
+        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, or lines "
+                    "defining them apart or on another strand), left out: %s", path, len(repeated),
+                    ", ".join(repeated[:5]))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
         log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, CDS outside the "
-                    "exons, a line on no strand, or a GTF line of their gene without a transcript_id), left out: %s",
+                    "exons, a line on no strand, marked partial, or a GTF line of their gene without a transcript_id), "
+                    "left out: %s",
                     path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
-        why = "every one left out, as said above" if groups else "no exon or CDS features with a parent"
-        raise UserError(f"{path}: no transcripts found ({why})")
+        raise UserError(f"{path}: no transcripts found (every one left out, as said above)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts, incomplete
 
