@@ -131,9 +131,8 @@ def atomic_output(path, *suffixes: str):
         with _named(path, tmp):
             # An index an earlier output left here would be read for this one (tabix, samtools faidx).
             for stale in set(INDICES) - set(suffixes):
-                Path(f"{target}{stale}").unlink(missing_ok=True)
-                if not Path(f"{path}{stale}").exists():  # a link to it, as publish() makes
-                    Path(f"{path}{stale}").unlink(missing_ok=True)
+                for beside in (target, path):  # beside a link's name too, where htslib looks
+                    Path(f"{beside}{stale}").unlink(missing_ok=True)
             for src, dst in moves:
                 share(src)
                 os.replace(src, dst)

@@ -212,7 +212,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
         reader = pysam.VariantFile(str(vcf))
         declare_fixed(reader.header, s.info_key)
         with Fasta(fasta) as genome:
-            first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
+            furthest = first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
     header = reader.header.copy()
@@ -223,7 +223,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     with contextlib.ExitStack() as stack:
         stack.enter_context(written_together())  # the VCF and its table, or neither
         genome = stack.enter_context(Fasta(fasta))
-        index = tabix_suffix(max(genome.lengths.values()))
+        index = tabix_suffix(furthest)
         tmp = stack.enter_context(atomic_output(out, index))
         table = None
         if tsv is not None:
@@ -246,23 +246,25 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     return counts
 
 
-def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
+def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> int:
     """Before any record is scored: refuse an input the output could not index (records not sorted by
     contig and position), one this command annotated already under `key` (or under the key whose
     unscored flags `key` would seem to be), or one of another reference
     (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written; the same for
-    undeclared INFO, FORMAT and FILTER tags."""
+    undeclared INFO, FORMAT and FILTER tags. Returns the furthest end of a record (the index it needs:
+    tabix_suffix)."""
     declared = set(header.contigs)
     for contig in declared & set(lengths):
         length = header.contigs[contig].length
         if length is not None and length != lengths[contig]:
             raise UserError(f"{vcf}: its header gives {contig} {length:,} bp, {fasta} {lengths[contig]:,} bp: is it the "
                             "reference the VCF was called against?")
-    seen, last = {}, None
+    seen, last, furthest = {}, None, 0
     with pysam.VariantFile(str(vcf)) as records:
         for record in _read_on(records, vcf):
+            furthest = max(furthest, record.stop)
             if record.contig != last and record.contig in seen:
                 raise UserError(f"{vcf}: records of {record.contig} are not together (sort it: bcftools sort)")
             if record.contig == last and record.start < seen[last]:
@@ -283,6 +285,7 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> None:
     for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))
+    return furthest
 
 
 def _read_on(records, vcf):

@@ -51,7 +51,7 @@ STEPS = {
                                     "held_out": "--held-out", "regions": "--regions"},
                       {"report": "--out"}, ("calls", "annotation")),
     "variants": Step("variants", {**MODEL, "vcf": "--vcf", "genome": "--fasta"}, {"vcf": "--out", "tsv": "--tsv"},
-                     ("model", "vcf", "genome"), params=MODEL, beside={"tbi": ".tbi"}),
+                     ("model", "vcf", "genome"), params=MODEL, beside={"tbi": ".tbi", "csi": ".csi"}),
     "embed": Step("embed", {**MODEL, **SEQUENCES}, {"embeddings": "--out"}, ("model", "csv | fasta | bed+genome"),
                   params=MODEL, beside={"ids": ".ids.txt"}),
     "predict": Step("predict", {**MODEL, **SEQUENCES}, {"table": "--out"}, ("model", "csv | fasta | bed+genome"),

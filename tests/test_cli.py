@@ -177,6 +177,16 @@ def test_positions_past_2_to_the_29_get_a_csi_index_and_an_earlier_index_is_not_
     result = run_cli("windows", "--genome", GENOMES / "phiX174_NC_001422.gbk.gz", "--format", "bed", "--out", out)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sites.bed.gz"]
+    # An output named by a link: an index beside the link's name is read as well as one beside the file.
+    (tmp_path / "store").mkdir()
+    out.rename(tmp_path / "store" / "sites.bed.gz")
+    out.symlink_to(tmp_path / "store" / "sites.bed.gz")
+    write_bed_rows(out, far)
+    shutil.copy(Path(f"{out}.csi"), tmp_path / "copy.csi")
+    Path(f"{out}.csi").unlink()
+    shutil.move(tmp_path / "copy.csi", Path(f"{out}.csi"))  # a file now, not the link publishing made
+    write_bed_rows(out, [("c", 100, 101, "tss", 0, "+")])
+    assert sorted(p.name for p in tmp_path.rglob("*.*i")) == ["sites.bed.gz.tbi", "sites.bed.gz.tbi"]
 
 
 def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_path):

@@ -615,6 +615,30 @@ def test_genes_marked_partial_give_no_ends(tmp_path):
     assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [(2, "+"), (799, "-"), (2000, "+")]
 
 
+def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):
+    """A complete mRNA of a gene NCBI marks partial (another of its mRNAs is), transcript lines on no
+    strand, a repeat_region with its ends swapped, a GTF stop codon beyond the exons of a transcript
+    that has them: none of these leave a transcript out, nor stop the reading."""
+    (tmp_path / "a.gff3").write_text(
+        "##gff-version 3\nc\tRefSeq\tgene\t1\t5000\t.\t+\t.\tID=gene-X;partial=true;start_range=.,1\n"
+        "c\tRefSeq\tmRNA\t1\t3000\t.\t+\t.\tID=rna-X1;Parent=gene-X;partial=true;start_range=.,1\n"
+        "c\tRefSeq\texon\t1\t3000\t.\t+\t.\tParent=rna-X1\n"
+        "c\tRefSeq\tmRNA\t1801\t5000\t.\t+\t.\tID=rna-X2;Parent=gene-X\n"
+        "c\tRefSeq\texon\t1801\t5000\t.\t+\t.\tParent=rna-X2\n"
+        "c\tx\tgene\t6001\t7000\t.\t.\t.\tID=g2\nc\tx\tmRNA\t6001\t7000\t.\t.\t.\tID=t2;Parent=g2\n"
+        "c\tx\texon\t6001\t7000\t.\t+\t.\tParent=t2\nc\tx\trepeat_region\t500\t400\t.\t+\t.\tID=rep1\n")
+    annotation = read_annotation(tmp_path / "a.gff3")
+    assert [t.id for t in annotation.transcripts] == ["rna-X2", "t2"]
+    assert [t.id for t in annotation.left_out] == ["rna-X1"]
+    line = 'c\tt\t{}\t{}\t{}\t.\t+\t0\tgene_id "g1"; transcript_id "t1";\n'
+    (tmp_path / "a.gtf").write_text(line.format("exon", 101, 400) + line.format("CDS", 201, 400)
+                                    + line.format("stop_codon", 401, 403))
+    assert [(t.id, t.exons) for t in read_annotation(tmp_path / "a.gtf").transcripts] == [("t1", ((100, 400),))]
+    (tmp_path / "utr.gff3").write_text("##gff-version 3\nc\tt\tfive_prime_UTR\t1\t50\t.\t+\t.\tParent=t1\n")
+    with pytest.raises(UserError, match=r"no exon or CDS features with a parent\)$"):
+        read_annotation(tmp_path / "utr.gff3")
+
+
 def test_a_protein_coding_genes_transcript_without_a_cds_is_not_protein_coding(tmp_path):
     """WormBase's nc_primary_transcript and RefSeq's XR transcripts of protein-coding genes have no CDS:
     their gene's protein_coding is not theirs."""

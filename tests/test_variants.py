@@ -116,6 +116,19 @@ def test_every_kind_of_record_is_kept_and_said_what_became_of_it(scored):
         assert len(list(indexed.fetch("IV", 0, 10_000_000))) == len(by_id) - 1
 
 
+def test_a_record_past_2_to_the_29_gets_a_csi_index(cnn, ce1pct, tmp_path):
+    """A record on a contig of a wheat-sized assembly, even one the reference lacks, is written: its
+    position needs a .csi, which a .tbi cannot hold."""
+    vcf = write_vcf(tmp_path / "far.vcf", [("IV", 99, "a", "A", "C"), ("chrUn_big", 600_000_000, "far", "A", "C")],
+                    {"IV": 174_938, "chrUn_big": 700_000_000})
+    out = tmp_path / "far.out.vcf.gz"
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("far.out*")) == ["far.out.vcf.gz", "far.out.vcf.gz.csi"]
+    with pysam.VariantFile(str(out)) as written:
+        assert [r.id for r in written.fetch("chrUn_big", 599_999_000, 600_001_000)] == ["far"]
+
+
 def test_a_second_models_scores_go_beside_the_first_under_their_own_key(cnn, ce1pct, scored, tmp_path):
     out = tmp_path / "both.vcf.gz"
     result = run_cli("variants", "--model", cnn, "--vcf", scored[0], "--fasta", ce1pct, "--out", out,

@@ -25,8 +25,10 @@ _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
 _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
-# The lines a transcript is built from, by the part they give: GTF's stop codon lies outside its CDS.
-_PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "CDS", "stop_codon": "CDS", **dict.fromkeys(_UTR_KINDS, "UTR")}
+# The lines a transcript is built from, by the part they give: GTF's stop codon lies outside its CDS,
+# and ends a transcript known by its CDS alone.
+_PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon": "codon",
+             **dict.fromkeys(_UTR_KINDS, "UTR")}
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
@@ -182,7 +184,7 @@ class Annotation:
         unknown = set(kinds) - set(SITE_KINDS)
         if unknown:
             raise ValueError(f"no annotated sites of kind {', '.join(sorted(unknown))}; known: {', '.join(SITE_KINDS)}")
-        for kind, ends in (("tss", "start codons"), ("tts", "CDS ends")):
+        for kind, ends in (("tss", "start codons"), ("tts", "CDS ends, stop codons included")):
             if kind in kinds:
                 self._say_coding_ends(f"{kind.upper()}s are their {ends}")
                 self._say_processed(kind.upper())
@@ -448,8 +450,10 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             # feature; in GTF a transcript has one transcript line, and an id on two names two transcripts.
             defines = bool(attrs.get("transcript_id")) and kind in _TRANSCRIPT_KINDS if parse is _gtf_attributes \
                 else piece is None and "ID" in attrs
-            interval = _interval(path, number, start, end) if piece or defines or kind == "region" else None
-            features.read(parse, kind, attrs, (contig, strand, *interval) if defines else None)
+            # Lines of other features (a repeat_region, a chromosome) are checked no further than kept.
+            strict = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
+            interval = _interval(path, number, start, end, strict) if strict or defines else None
+            features.read(parse, kind, attrs, (contig, strand, *interval) if defines and interval else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
@@ -459,7 +463,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
         log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?'): their transcripts left out", path,
                     pieces.lines_unstranded)
     owners = set().union(*pieces.parts.values())
-    if not owners:
+    if not (pieces.parts["exon"] or pieces.parts["CDS"]):
         what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
             else "no exon or CDS features with a parent"
         raise UserError(f"{path}: no transcripts found ({what})")
@@ -468,13 +472,18 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     return _gff_assembled(path, pieces, features, circular, undefined)
 
 
-def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
-    """A line's start and end, 0-based half-open."""
+def _interval(path: Path, number: int, start: str, end: str, strict: bool = True) -> tuple[int, int] | None:
+    """A line's start and end, 0-based half-open; where they are no interval, a UserError, or None if
+    not `strict`."""
     try:
         interval = (int(start) - 1, int(end))
     except ValueError:
+        if not strict:
+            return None
         raise UserError(f"{path}: line {number}: start/end are not integers") from None
     if not 0 <= interval[0] < interval[1]:
+        if not strict:
+            return None
         raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
     return interval
 
@@ -483,7 +492,8 @@ class _Pieces:
     """The exon, CDS and UTR pieces of each transcript, by its id."""
 
     def __init__(self):
-        self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list)}
+        self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list),
+                      "codon": defaultdict(list)}
         # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
         # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
         self.unstranded, self.orphaned = set(), set()
@@ -547,10 +557,11 @@ class _Features:
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
 
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
-        """Whether the lines defining a transcript lie on another contig or strand than its pieces, or,
-        in GTF, apart (two transcripts of one id)."""
+        """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
+        line on no strand says nothing of one), or, in GTF, apart (two transcripts of one id)."""
         loci = self.loci.get(transcript, ())
-        return bool({locus[:2] for locus in loci} - contigs_strands) or self.gtf and _apart(loci)
+        (contig, strand), = contigs_strands
+        return any(c != contig or s in "+-" and s and s != strand for c, s, _, _ in loci) or self.gtf and _apart(loci)
 
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
@@ -590,7 +601,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     be incomplete (a Parent no line defines, CDS outside them, a piece on no strand, marked partial
     or, in GTF, a piece of their gene that names no transcript)."""
     parts = pieces.parts
-    groups = {t: parts["CDS"].get(t, []) + parts["UTR"].get(t, []) for t in parts["CDS"]}
+    groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
     transcripts, repeated, incomplete, across_origin = [], [], [], 0
     for transcript_id, located in groups.items():
@@ -607,7 +618,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
                                 features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
         if transcript_id in undefined or transcript_id in pieces.unstranded or gene in pieces.orphaned \
-                or {transcript_id, gene} & features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons):
+                or transcript_id in features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
