@@ -266,8 +266,13 @@ def _sites(transcripts, kinds, min_intron: int) -> list[Site]:
 
 def _gff3_attributes(text: str) -> dict[str, str]:
     """The attributes, unescaped; those of _LISTS as written, their values unescaped by _values."""
-    pairs = (field.split("=", 1) for field in text.strip().strip(";").split(";") if "=" in field)
-    return {key.strip(): value if key.strip() in _LISTS else unquote(value) for key, value in pairs}
+    attrs = {}
+    for field in text.strip().strip(";").split(";"):
+        key, equals, value = field.partition("=")
+        if equals:
+            key = key.strip()
+            attrs[key] = value if key in _LISTS or "%" not in value else unquote(value)
+    return attrs
 
 
 def _biotypes(attrs: dict[str, str], keys) -> set[str]:
