@@ -618,7 +618,8 @@ def test_genes_marked_partial_give_no_ends(tmp_path):
 def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):
     """A complete mRNA of a gene NCBI marks partial (another of its mRNAs is), transcript lines on no
     strand, a repeat_region with its ends swapped, a GTF stop codon beyond the exons of a transcript
-    that has them: none of these leave a transcript out, nor stop the reading."""
+    that has them, or one on no strand or of no transcript: none of these leave a transcript out, nor
+    stop the reading."""
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nc\tRefSeq\tgene\t1\t5000\t.\t+\t.\tID=gene-X;partial=true;start_range=.,1\n"
         "c\tRefSeq\tmRNA\t1\t3000\t.\t+\t.\tID=rna-X1;Parent=gene-X;partial=true;start_range=.,1\n"
@@ -632,7 +633,9 @@ def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):
     assert [t.id for t in annotation.left_out] == ["rna-X1"]
     line = 'c\tt\t{}\t{}\t{}\t.\t+\t0\tgene_id "g1"; transcript_id "t1";\n'
     (tmp_path / "a.gtf").write_text(line.format("exon", 101, 400) + line.format("CDS", 201, 400)
-                                    + line.format("stop_codon", 401, 403))
+                                    + line.format("stop_codon", 401, 403)
+                                    + line.format("start_codon", 201, 203).replace("\t+\t", "\t.\t")
+                                    + 'c\tt\tstop_codon\t401\t403\t.\t+\t0\tgene_id "g1";\n')
     assert [(t.id, t.exons) for t in read_annotation(tmp_path / "a.gtf").transcripts] == [("t1", ((100, 400),))]
     (tmp_path / "utr.gff3").write_text("##gff-version 3\nc\tt\tfive_prime_UTR\t1\t50\t.\t+\t.\tParent=t1\n")
     with pytest.raises(UserError, match=r"no exon or CDS features with a parent\)$"):

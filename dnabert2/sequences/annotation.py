@@ -455,10 +455,10 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             # feature; in GTF a transcript has one transcript line, and an id on two names two transcripts.
             defines = bool(attrs.get("transcript_id")) and kind in _TRANSCRIPT_KINDS if parse is _gtf_attributes \
                 else piece is None and "ID" in attrs
-            # Lines of other features (a repeat_region, a chromosome) are checked no further than kept.
-            strict = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
-            interval = _interval(path, number, start, end, strict) if strict or defines else None
-            features.read(parse, kind, attrs, (contig, strand, *interval) if defines and interval else None)
+            # The ends of other features' lines (a gene, a repeat_region) are neither read nor checked.
+            located = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
+            interval = _interval(path, number, start, end) if located else (None, None)
+            features.read(parse, kind, attrs, (contig, strand, *interval) if defines else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
@@ -477,24 +477,19 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     return _gff_assembled(path, pieces, features, circular, undefined)
 
 
-def _interval(path: Path, number: int, start: str, end: str, strict: bool = True) -> tuple[int, int] | None:
-    """A line's start and end, 0-based half-open; where they are no interval, a UserError, or None if
-    not `strict`."""
+def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
+    """A line's start and end, 0-based half-open."""
     try:
         interval = (int(start) - 1, int(end))
     except ValueError:
-        if not strict:
-            return None
         raise UserError(f"{path}: line {number}: start/end are not integers") from None
     if not 0 <= interval[0] < interval[1]:
-        if not strict:
-            return None
         raise UserError(f"{path}: line {number}: start {start} is after end {end} (or below 1)")
     return interval
 
 
 class _Pieces:
-    """The exon, CDS and UTR pieces of each transcript, by its id."""
+    """The exon, CDS, UTR and start and stop codon pieces of each transcript, by its id."""
 
     def __init__(self):
         self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list),
@@ -507,13 +502,15 @@ class _Pieces:
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
         contig, strand, interval = where
         owners = _owners(parse, kind, attrs)
-        if parse is _gtf_attributes:
+        exonic = piece != "codon"  # a codon line says nothing of the exons, and ends only a CDS-only transcript
+        if parse is _gtf_attributes and exonic:
             (transcript, gene), = owners
             if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
                 self.orphaned.add(gene)
         if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
-            self.unstranded.update(transcript for transcript, _ in owners if transcript)
-            self.lines_unstranded += any(transcript for transcript, _ in owners)
+            if exonic:
+                self.unstranded.update(transcript for transcript, _ in owners if transcript)
+                self.lines_unstranded += any(transcript for transcript, _ in owners)
             return
         for transcript, gene in owners:
             if transcript:
@@ -532,9 +529,10 @@ class _Features:
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
         self.tags = defaultdict(set)
         self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
-        self.loci = defaultdict(set)  # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of each line
-        # defining it, not of its pieces
-        self.gtf = False
+        # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of each line defining it, not of its pieces
+        # (start and end None where not read: only GTF's transcript lines apart are told apart)
+        self.loci = defaultdict(set)
+        self.gtf = False  # whether the file is GTF, where an id's transcript lines apart name two transcripts
 
     def read(self, parse, kind: str, attrs: dict[str, str], locus=None) -> None:
         self.gtf = parse is _gtf_attributes
@@ -545,13 +543,13 @@ class _Features:
             self.loci[key].add(locus)
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
         # CDS partial.
-        owners = [key] + (_parents(attrs) if parse is _gff3_attributes and kind in _PIECE_OF and "Parent" in attrs
-                          else [])
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
-        for owner in owners:
-            self.tags[owner].update(tags)
-            if partial:
-                self.partial.add(owner)
+        if tags or partial:
+            owners = [key] + (_parents(attrs) if not self.gtf and kind in _PIECE_OF and "Parent" in attrs else [])
+            for owner in owners:
+                self.tags[owner].update(tags)
+                if partial:
+                    self.partial.add(owner)
         if parse is not _gtf_attributes and key:
             self.typed[key] = kind
         if "ID" in attrs:
@@ -599,9 +597,9 @@ class _Features:
 
 def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: dict,
                    undefined: set) -> tuple[list, list]:
-    """The transcripts of the exon, CDS and UTR pieces read by their owners' ids (exons where a
+    """The transcripts of the exon, CDS, UTR and codon pieces read by their owners' ids (exons where a
     transcript has them, with any UTR outside them, as old WormBase GFF3 wrote coding exons only;
-    else its CDS and UTRs), less those left out: ids at several places (or, in GTF, of several
+    else its CDS, start and stop codons and UTRs), less those left out: ids at several places (or, in GTF, of several
     genes; or defined by lines on another strand), genes across an origin, and those whose exons may
     be incomplete (a Parent no line defines, CDS outside them, a piece on no strand, marked partial
     or, in GTF, a piece of their gene that names no transcript)."""

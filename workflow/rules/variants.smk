@@ -2,7 +2,7 @@ rule score_variants:
     input:
         unpack(variant_inputs),
     output:
-        # with its index beside it, .tbi or (contigs over 512 Mbp) .csi, which one the genome decides
+        # with its index beside it: .tbi, or .csi where a record lies past 2^29 (contigs over 512 Mbp)
         vcf="results/variants/{name}.vcf.gz",
         table="results/variants/{name}.tsv",
     log:
