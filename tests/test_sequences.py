@@ -953,9 +953,50 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     with caplog.at_level(logging.WARNING):
         transcripts = read_annotation(tmp_path / "c1.gbk").transcripts
-    assert "1 feature(s) joined across the origin" in caplog.text
+    assert "1 feature(s) joined out of order (across the origin of a circular sequence" in caplog.text
     assert [(t.start, t.end, t.strand) for t in transcripts] == [(399, 900, "+"), (1000, 1300, "+"),
                                                                  (2000, 2300, "+"), (3000, 3300, "-")]
+
+
+def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_are_no_genome(tmp_path, caplog):
+    """Parts in another record, order() (no splice), mixed strands: no transcript, each counted. An end
+    marked < or > lies past what the record holds: incomplete, its sites unlabelled. Genes of one name
+    (insA) are told apart by locus_tag. A file cut short, a protein record and an empty record are
+    refused where Biopython only warns or says nothing."""
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import AfterPosition, BeforePosition, CompoundLocation, FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    def cds(location, tag, gene="insA"):
+        return SeqFeature(location, type="CDS", qualifiers={"locus_tag": [tag], "gene": [gene]})
+
+    record = SeqRecord(Seq("ACGT" * 1500), id="c1.1", name="c1", annotations={"molecule_type": "DNA"})
+    record.features = [
+        cds(FeatureLocation(100, 400, 1), "b1"), cds(FeatureLocation(3000, 3300, 1), "b2"),
+        cds(CompoundLocation([FeatureLocation(500, 600, 1), FeatureLocation(100, 200, 1, ref="U1.1")]), "remote"),
+        cds(CompoundLocation([FeatureLocation(700, 800, 1), FeatureLocation(900, 1000, 1)], operator="order"), "o"),
+        cds(CompoundLocation([FeatureLocation(1100, 1200, 1), FeatureLocation(1300, 1400, -1)]), "mixed"),
+        cds(FeatureLocation(BeforePosition(0), 1500, 1), "fuzzy5"),
+        cds(FeatureLocation(1600, AfterPosition(1800), -1), "fuzzy5minus"),
+    ]
+    SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
+    with caplog.at_level(logging.WARNING):
+        annotation = read_annotation(tmp_path / "c1.gbk")
+    assert [(t.id, t.gene) for t in annotation.transcripts] == [("b1", "b1"), ("b2", "b2")]
+    assert [s.position for s in annotation.unlabelled({"tss"})] == [0, 1799]
+    for said in ("1 feature(s) with parts in other records", "1 feature(s) of order() rather than join()",
+                 "1 feature(s) on no single strand", "2 transcript(s) with an end marked < or >"):
+        assert said in caplog.text, said
+    text = (tmp_path / "c1.gbk").read_text()
+    (tmp_path / "cut.gbk").write_text(text[:text.index("ORIGIN") + 200])
+    (tmp_path / "protein.gbk").write_text(text.replace(" bp    DNA", " aa       ").replace("6000 bp", "6000 aa"))
+    record.seq, record.features = Seq(""), []
+    SeqIO.write(record, tmp_path / "empty.gbk", "genbank")
+    for name, said in (("cut.gbk", "Expected sequence length 6000, found"), ("protein.gbk", "is a protein record"),
+                       ("empty.gbk", "record 'c1.1' has no sequence")):
+        with pytest.raises(UserError, match=said):
+            list(read_records(tmp_path / name))
 
 
 def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):
@@ -982,7 +1023,7 @@ def test_damaged_annotations_are_one_line_errors(tmp_path):
     with gzip.open(genbank, "rt") as handle:
         (tmp_path / "bad.gbk").write_text(handle.read().replace("51..221", "51..abc", 1))
     for name, words in (("cut.gbk.gz", "truncated or corrupt"), ("flipped.gff3.gz", "truncated or corrupt"),
-                        ("bad.gbk", "location cannot be read")):
+                        ("bad.gbk", "the location of CDS NP_040706.1 cannot be read")):
         with pytest.raises(UserError, match=f"{name}: .*{words}"):
             read_annotation(tmp_path / name)
 

@@ -4,7 +4,7 @@ donor/acceptor sites, strand-aware. Coordinates are 0-based; intervals are half-
 import logging
 import re
 from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import accumulate
@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from ..errors import UserError, first_names
 from ..settings import MIN_INTRON
-from .fasta import open_text, reading_text
+from .fasta import genbank_records, open_text, reading_text
 
 log = logging.getLogger(__name__)
 
@@ -330,11 +330,9 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     without one. Ids that name exons at several places, and transcripts across the origin of a circular
     sequence, are left out with a log message."""
     path = Path(path)
-    if _first_line(path).startswith("LOCUS"):
-        annotation = Annotation(path, _genbank_transcripts(path), min_intron)
-    else:
-        transcripts, incomplete = _gff_transcripts(path)
-        annotation = Annotation(path, transcripts, min_intron, incomplete)
+    read = _genbank_transcripts if _first_line(path).startswith("LOCUS") else _gff_transcripts
+    transcripts, incomplete = read(path)
+    annotation = Annotation(path, transcripts, min_intron, incomplete)
     annotation.keep(biotypes, tags)
     return annotation
 
@@ -344,12 +342,18 @@ def _first_line(path: Path) -> str:
         return next((line for line in handle if line.strip()), "")
 
 
-def _genbank_transcripts(path: Path) -> list[Transcript]:
+def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the mRNA features,
-    and the CDS of genes that have none (the form bacteria and phages are annotated in)."""
-    transcripts, names, across_origin = [], set(), 0
+    and the CDS of genes that have none (the form bacteria and phages are annotated in); and those
+    left out as incomplete (an end marked < or >, or given as one of several: past what the record
+    holds). Features no transcript can be made of are left out with a count: on no single strand,
+    with parts in other records, of order() rather than join(), or with parts out of order (across
+    the origin of a circular sequence, or trans-spliced)."""
+    from Bio.SeqFeature import ExactPosition
+
+    transcripts, incomplete, names, skipped = [], [], set(), Counter()
     with reading_text(path, "GenBank"), open_text(path) as handle:
-        for record in _genbank_records(path, handle):
+        for record in genbank_records(path, handle):
             mrna = [f for f in record.features if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
             # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
@@ -357,30 +361,48 @@ def _genbank_transcripts(path: Path) -> list[Transcript]:
             cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
                    and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
             for feature in mrna + cds:
-                if feature.location is None:  # Biopython could not read it, and said so only in a warning
-                    raise UserError(f"{path}: record {record.id}: a {feature.type} feature's location cannot be "
-                                    "read")
-                strand = {1: "+", -1: "-"}.get(feature.location.strand)
-                if strand is None:
-                    continue
-                if _across_origin(feature.location):
-                    across_origin += 1
-                    continue
-                parts = [(int(p.start), int(p.end)) for p in feature.location.parts]
-                exons = tuple(_merge(parts))
                 labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
+                if feature.location is None:  # Biopython could not read it, and said so only in a warning
+                    raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
+                                    f"{next((n for n in labels if n), '(unnamed)')} cannot be read")
+                why = _unplaced(feature.location)
+                if why:
+                    skipped[why] += 1
+                    continue
+                strand = {1: "+", -1: "-"}[feature.location.strand]
+                exons = tuple(_merge((int(p.start), int(p.end)) for p in feature.location.parts))
                 name = next((n for n in labels if n), f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}")
                 name = name if name not in names else f"{name}.{feature.type}{len(names)}"
                 names.add(name)
-                gene = feature.qualifiers.get("gene", [name])[0]
-                transcripts.append(Transcript(name, gene, record.id, strand, exons, feature.type == "CDS",
-                                              biotypes=frozenset({feature.type})))
-    if across_origin:
-        log.warning("%s: %d feature(s) joined across the origin of a circular sequence left out", path, across_origin)
+                # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
+                gene = next((n for n in (labels[0], labels[2]) if n), name)
+                transcript = Transcript(name, gene, record.id, strand, exons, feature.type == "CDS",
+                                        biotypes=frozenset({feature.type}))
+                exact = all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end))
+                (transcripts if exact else incomplete).append(transcript)
+    for why, count in skipped.items():
+        log.warning("%s: %d feature(s) %s left out", path, count, why)
+    if incomplete:
+        log.warning("%s: %d transcript(s) with an end marked < or > (or one of several), left out: %s", path,
+                    len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if not transcripts:
-        raise UserError(f"{path}: no transcripts found (no mRNA or CDS features)")
+        why = "every one left out, as said above" if skipped or incomplete else "no mRNA or CDS features"
+        raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts
+    return transcripts, incomplete
+
+
+def _unplaced(location) -> str | None:
+    """Why a GenBank feature's location gives no transcript, if it gives none."""
+    if location.strand not in (1, -1):
+        return "on no single strand"
+    if any(part.ref for part in location.parts):
+        return "with parts in other records"
+    if getattr(location, "operator", "join") != "join":
+        return "of order() rather than join()"
+    if _across_origin(location):
+        return "joined out of order (across the origin of a circular sequence, or trans-spliced)"
+    return None
 
 
 class _Spans:
@@ -411,20 +433,6 @@ def _across_origin(location) -> bool:
     order on its strand): it has no linear span."""
     parts = [(int(p.start), int(p.end)) for p in location.parts]
     return parts != sorted(parts, reverse=location.strand == -1)
-
-
-def _genbank_records(path: Path, handle):
-    """Biopython's records, its complaints about a malformed file as one UserError."""
-    from Bio import SeqIO
-
-    records = SeqIO.parse(handle, "genbank")
-    while True:
-        try:
-            yield next(records)
-        except StopIteration:
-            return
-        except ValueError as error:
-            raise UserError(f"{path}: not a readable GenBank file ({str(error).splitlines()[0][:160]})") from None
 
 
 def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:

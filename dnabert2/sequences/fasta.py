@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 import weakref
 import zlib
 from collections import OrderedDict
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pysam
-from Bio import SeqIO
+from Bio import BiopythonParserWarning, SeqIO
 from Bio.Seq import UndefinedSequenceError
 
 from ..errors import UserError
@@ -169,12 +170,13 @@ def read_records(path) -> Iterator[tuple[str, str]]:
     try:
         if fmt == "genbank":
             with open_text(path) as handle:
-                for record in SeqIO.parse(handle, "genbank"):
+                for record in genbank_records(path, handle):
                     try:
                         sequence = str(record.seq)
                     except UndefinedSequenceError:
                         raise UserError(f"{path}: GenBank record {record.id!r} has no sequence (no ORIGIN)") from None
                     check_name(path, record.id, seen)
+                    _check_has_sequence(path, record.id, len(sequence))
                     check_nucleotides(path, record.id, sequence)
                     count += len(sequence) > 0
                     yield record.id, sequence
@@ -195,6 +197,28 @@ def read_records(path) -> Iterator[tuple[str, str]]:
         raise UserError(f"{path}: cannot parse {fmt}: {error}") from None
     if count == 0:
         raise UserError(f"{path}: no sequence found (empty {fmt})")
+
+
+def genbank_records(path, handle) -> Iterator:
+    """Biopython's GenBank records, with what it only warns of refused in one UserError each: a
+    sequence of another length than its LOCUS line says (a file cut short), a protein record; and a
+    malformed entry."""
+    records = SeqIO.parse(handle, "genbank")
+    while True:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", "Expected sequence length", BiopythonParserWarning)
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except BiopythonParserWarning as warning:
+                raise UserError(f"{path}: {str(warning).rstrip('.')}: its LOCUS line says otherwise (a file cut "
+                                "short?)") from None
+            except ValueError as error:
+                raise UserError(f"{path}: not a readable GenBank file ({str(error).splitlines()[0][:160]})") from None
+        if record.annotations.get("molecule_type") == "protein":
+            raise UserError(f"{path}: GenBank record {record.id!r} is a protein record (LOCUS … aa), not DNA")
+        yield record
 
 
 def _write_wrapped(out, name: str, sequence: str) -> None:
