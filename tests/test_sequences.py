@@ -637,6 +637,18 @@ def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):
                                     + line.format("start_codon", 201, 203).replace("\t+\t", "\t.\t")
                                     + 'c\tt\tstop_codon\t401\t403\t.\t+\t0\tgene_id "g1";\n')
     assert [(t.id, t.exons) for t in read_annotation(tmp_path / "a.gtf").transcripts] == [("t1", ((100, 400),))]
+    # A transcript known by its CDS alone may miss its stop codon there: left out.
+    cds = 'c\tt\t{}\t{}\t{}\t.\t{}\t0\tgene_id "g{}";{}\n'
+    (tmp_path / "b.gtf").write_text(
+        cds.format("CDS", 201, 400, "+", 1, ' transcript_id "t1";')
+        + cds.format("stop_codon", 401, 403, ".", 1, ' transcript_id "t1";')
+        + cds.format("CDS", 1201, 1400, "+", 2, ' transcript_id "t2";') + cds.format("stop_codon", 1401, 1403, "+", 2, "")
+        + cds.format("CDS", 2201, 2400, "+", 3, ' transcript_id "t3";')
+        + cds.format("stop_codon", 2401, 2403, "+", 3, ' transcript_id "t3";'))
+    cds_only = read_annotation(tmp_path / "b.gtf")
+    assert [(t.id, t.exons) for t in cds_only.transcripts] == [("t3", ((2200, 2403),))]
+    assert [t.id for t in cds_only.left_out] == ["t1", "t2"]
+
     (tmp_path / "utr.gff3").write_text("##gff-version 3\nc\tt\tfive_prime_UTR\t1\t50\t.\t+\t.\tParent=t1\n")
     with pytest.raises(UserError, match=r"no exon or CDS features with a parent\)$"):
         read_annotation(tmp_path / "utr.gff3")
@@ -997,6 +1009,8 @@ def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_ar
                        ("empty.gbk", "record 'c1.1' has no sequence")):
         with pytest.raises(UserError, match=said):
             list(read_records(tmp_path / name))
+        with pytest.raises(UserError, match=said):
+            read_annotation(tmp_path / name)
 
 
 def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):

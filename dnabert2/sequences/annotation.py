@@ -503,22 +503,22 @@ class _Pieces:
         self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list),
                       "codon": defaultdict(list)}
         # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
-        # holds: transcripts with a piece on no strand, and GTF genes with a piece of no transcript_id.
+        # holds: (transcript, codon?) with a piece on no strand, and (GTF gene, codon?) with a piece of no
+        # transcript_id; a codon line matters only to a transcript known by its CDS alone.
         self.unstranded, self.orphaned = set(), set()
         self.lines_unstranded = 0
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
         contig, strand, interval = where
         owners = _owners(parse, kind, attrs)
-        exonic = piece != "codon"  # a codon line says nothing of the exons, and ends only a CDS-only transcript
-        if parse is _gtf_attributes and exonic:
+        codon = piece == "codon"
+        if parse is _gtf_attributes:
             (transcript, gene), = owners
             if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
-                self.orphaned.add(gene)
+                self.orphaned.add((gene, codon))
         if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
-            if exonic:
-                self.unstranded.update(transcript for transcript, _ in owners if transcript)
-                self.lines_unstranded += any(transcript for transcript, _ in owners)
+            self.unstranded.update((transcript, codon) for transcript, _ in owners if transcript)
+            self.lines_unstranded += not codon and any(transcript for transcript, _ in owners)
             return
         for transcript, gene in owners:
             if transcript:
@@ -628,7 +628,9 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
                                 features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
-        if transcript_id in undefined or transcript_id in pieces.unstranded or gene in pieces.orphaned \
+        doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
+            or {(gene, False), (gene, coding)} & pieces.orphaned
+        if transcript_id in undefined or doubted \
                 or transcript_id in features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue

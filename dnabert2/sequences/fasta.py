@@ -176,7 +176,6 @@ def read_records(path) -> Iterator[tuple[str, str]]:
                     except UndefinedSequenceError:
                         raise UserError(f"{path}: GenBank record {record.id!r} has no sequence (no ORIGIN)") from None
                     check_name(path, record.id, seen)
-                    _check_has_sequence(path, record.id, len(sequence))
                     check_nucleotides(path, record.id, sequence)
                     count += len(sequence) > 0
                     yield record.id, sequence
@@ -201,8 +200,8 @@ def read_records(path) -> Iterator[tuple[str, str]]:
 
 def genbank_records(path, handle) -> Iterator:
     """Biopython's GenBank records, with what it only warns of refused in one UserError each: a
-    sequence of another length than its LOCUS line says (a file cut short), a protein record; and a
-    malformed entry."""
+    sequence of another length than its LOCUS line says (a file cut short), a protein record, an
+    empty record (faidx would leave its contig out, unsaid); and a malformed entry."""
     records = SeqIO.parse(handle, "genbank")
     while True:
         with warnings.catch_warnings():
@@ -212,12 +211,15 @@ def genbank_records(path, handle) -> Iterator:
             except StopIteration:
                 return
             except BiopythonParserWarning as warning:
-                raise UserError(f"{path}: {str(warning).rstrip('.')}: its LOCUS line says otherwise (a file cut "
-                                "short?)") from None
+                if not str(warning).startswith("Expected sequence length"):  # made an error by the caller's filters
+                    raise
+                raise UserError(f"{path}: {str(warning).rstrip('.')}: the LOCUS line and the sequence disagree (a "
+                                "file cut short?)") from None
             except ValueError as error:
                 raise UserError(f"{path}: not a readable GenBank file ({str(error).splitlines()[0][:160]})") from None
         if record.annotations.get("molecule_type") == "protein":
             raise UserError(f"{path}: GenBank record {record.id!r} is a protein record (LOCUS … aa), not DNA")
+        _check_has_sequence(path, record.id, len(record.seq))  # a CONTIG-only record has a length, no bases
         yield record
 
 
