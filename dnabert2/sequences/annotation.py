@@ -537,9 +537,10 @@ class _Features:
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
         self.tags = defaultdict(set)
         self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
-        # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of each line defining it, not of its pieces
-        # (start and end None where not read: only GTF's transcript lines apart are told apart)
-        self.loci = defaultdict(set)
+        # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of the first line defining it (not of
+        # its pieces; start and end None where not read: only GTF's transcript lines apart are told apart),
+        # and of every such line where there are several (most features have one: a set each costs time)
+        self.placed, self.loci = {}, defaultdict(set)
         self.gtf = False  # whether the file is GTF, where an id's transcript lines apart name two transcripts
 
     def read(self, parse, kind: str, attrs: dict[str, str], locus=None) -> None:
@@ -547,8 +548,8 @@ class _Features:
         key = attrs.get("transcript_id") or attrs.get("gene_id") if self.gtf else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
-        if locus is not None:
-            self.loci[key].add(locus)
+        if locus is not None and self.placed.setdefault(key, locus) != locus:
+            self.loci[key].update((self.placed[key], locus))
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
@@ -570,7 +571,7 @@ class _Features:
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
         """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
         line on no strand says nothing of one), or, in GTF, apart (two transcripts of one id)."""
-        loci = self.loci.get(transcript, ())
+        loci = self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
         (contig, strand), = contigs_strands
         return any(c != contig or s in "+-" and s and s != strand for c, s, _, _ in loci) or self.gtf and _apart(loci)
 
