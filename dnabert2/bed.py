@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 Row = tuple  # (contig, start, end[, name, score, strand, ...])
 
 
+BED_OUT = "output BED (bgzip-compressed, with a tabix index, when named .gz)"  # sites and junctions alike
+
+
 def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
     """Write rows sorted by (contig order, start, end), with a tabix index beside them when named .gz
     (write_bed_rows); returns the number written."""
@@ -71,7 +74,7 @@ def add_sites_arguments(parser) -> None:
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
                         help="the genome it annotates (contigs are checked)")
-    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed, with a tabix index, when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help=BED_OUT)
     add_settings(parser, SitesSettings)
 
 
@@ -106,7 +109,7 @@ def add_junctions_arguments(parser) -> None:
     parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
     parser.add_argument("--reference", type=Path, metavar="FASTA",
                         help="reference FASTA (needed for CRAM; gives strands by motif)")
-    parser.add_argument("--out", required=True, type=output_file, help="output BED (bgzip-compressed, with a tabix index, when named .gz)")
+    parser.add_argument("--out", required=True, type=output_file, help=BED_OUT)
     add_settings(parser, JunctionsSettings)
 
 
