@@ -490,6 +490,28 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
         read_annotation(tmp_path / "ensembl.gtf", biotypes=["protein_coding"]).keep_genome_contigs({"d": 1000})
 
 
+def test_old_ensembl_gtf_gives_each_transcript_the_biotype_of_its_source_column(tmp_path):
+    """Ensembl's GTF before release 75, and iGenomes' built from it, write a transcript's biotype in
+    column 2, with its gene's (from release 68) in attributes: a protein-coding gene's retained intron
+    is no protein_coding transcript, a miRNA's ends are no TSS or TTS. Column 2 of other GTFs
+    (AUGUSTUS, HAVANA) is no biotype."""
+    line = '1\t{}\texon\t{}\t{}\t.\t+\t.\tgene_id "{}"; transcript_id "{}"; exon_number "1";{}\n'
+    igenomes = (line.format("protein_coding", 101, 200, "G1", "T1", "")
+                + line.format("retained_intron", 151, 260, "G1", "T2", "")
+                + line.format("miRNA", 501, 522, "G3", "T3", ""))
+    (tmp_path / "igenomes.gtf").write_text(igenomes)
+    (tmp_path / "ensembl74.gtf").write_text(igenomes.replace('"1";', '"1"; gene_biotype "protein_coding";'))
+    (tmp_path / "augustus.gtf").write_text(re.sub("(?m)^1\t[a-zA-Z_]+", "1\tAUGUSTUS", igenomes))
+    for name in ("igenomes.gtf", "ensembl74.gtf"):
+        annotation = read_annotation(tmp_path / name)
+        assert {t.id: set(t.biotypes) for t in annotation.transcripts} == {
+            "T1": {"protein_coding"}, "T2": {"retained_intron"}, "T3": {"miRNA"}}, name
+        assert [s.position for s in annotation.tss()] == [100, 150], name
+        assert [t.id for t in read_annotation(tmp_path / name, biotypes=["protein_coding"]).transcripts] == ["T1"]
+    with pytest.raises(UserError, match="no transcript of biotype protein_coding; its transcripts have no biotype"):
+        read_annotation(tmp_path / "augustus.gtf", biotypes=["protein_coding"])
+
+
 def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_path, caplog):
     """GENCODE's and Ensembl's GTF repeat the tag key (on transcript and exon lines), their GFF3 lists
     tags comma-separated, RefSeq writes 'MANE Select'; a locus_tag is no tag. --tag keeps the

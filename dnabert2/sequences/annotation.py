@@ -451,7 +451,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
                 fasta = "; a FASTA section without its ##FASTA line?" if line.startswith(">") else ""
                 raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF"
                                 f"{fasta})")
-            contig, _, kind, start, end, _, strand, _, attributes = fields
+            contig, source, kind, start, end, _, strand, _, attributes = fields
             # AUGUSTUS writes bare ids ("g1") on gene and transcript lines: the first line with key-value
             # attributes tells GTF from GFF3.
             parse = parse or _attribute_reader(attributes)
@@ -466,7 +466,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             # The ends of other features' lines (a gene, a repeat_region) are neither read nor checked.
             located = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
             interval = _interval(path, number, start, end) if located else (None, None)
-            features.read(parse, kind, attrs, (contig, strand, *interval) if defines else None)
+            features.read(parse, source, kind, attrs, (contig, strand, *interval) if defines else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
@@ -482,6 +482,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
         raise UserError(f"{path}: no transcripts found ({what})")
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
+    features.old_ensembl()
     return _gff_assembled(path, pieces, features, circular, undefined)
 
 
@@ -542,12 +543,15 @@ class _Features:
         # and of every such line where there are several (most features have one: a set each costs time)
         self.placed, self.loci = {}, defaultdict(set)
         self.gtf = False  # whether the file is GTF, where an id's transcript lines apart name two transcripts
+        self.sources = defaultdict(set)  # GTF transcript_id -> the source column of its lines
 
-    def read(self, parse, kind: str, attrs: dict[str, str], locus=None) -> None:
+    def read(self, parse, source: str, kind: str, attrs: dict[str, str], locus=None) -> None:
         self.gtf = parse is _gtf_attributes
         key = attrs.get("transcript_id") or attrs.get("gene_id") if self.gtf else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
+        if self.gtf:
+            self.sources[key].add(source)
         if locus is not None and self.placed.setdefault(key, locus) != locus:
             self.loci[key].update((self.placed[key], locus))
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
@@ -567,6 +571,15 @@ class _Features:
                 self.parent_of[attrs["ID"]] = _parents(attrs)[0]
             elif "geneID" in attrs:  # gffread's GFF3: transcripts name their gene, and no line defines it
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
+
+    def old_ensembl(self) -> None:
+        """Ensembl's GTF before release 75 (and Illumina's iGenomes built from it) writes a transcript's
+        biotype in the source column, and at most its gene's in attributes: where a GTF names no
+        transcript's own and that column says protein_coding, it is each transcript's own biotype."""
+        if self.gtf and not any(self.own.values()) \
+                and any("protein_coding" in sources for sources in self.sources.values()):
+            for key, sources in self.sources.items():
+                self.own[key] = sources
 
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
         """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
