@@ -624,17 +624,25 @@ def test_a_transcript_defined_on_another_strand_than_its_pieces_is_left_out(tmp_
 
 def test_genes_marked_partial_give_no_ends(tmp_path):
     """GeneMarkS-2 and Prodigal mark a gene cut by a contig's end partial=01, 10 or 11, NCBI partial=true
-    with a start_range or end_range: its first or last base is the contig's, no TSS or TTS."""
+    with a start_range or end_range, glimmer a bare "Lack 3'-end": its first or last base is the
+    contig's, no TSS or TTS."""
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nk1\tGeneMark.hmm2\tgene\t3\t365\t.\t+\t.\tID=gene_1\n"
         "k1\tGeneMark.hmm2\tCDS\t3\t365\t11.8\t+\t0\tID=1; Parent=gene_1; partial=11; gc=33\n"
         "k1\tProdigal\tCDS\t501\t800\t.\t-\t0\tID=k1_2;partial=10\n"
         "k1\tProdigal\tCDS\t1001\t1300\t.\t+\t0\tID=k1_3;partial=00\n"
         "k1\tRefSeq\tgene\t2001\t2300\t.\t+\t.\tID=gene-x;partial=true;start_range=.,2001\n"
-        "k1\tRefSeq\tCDS\t2001\t2300\t.\t+\t0\tID=cds-x;Parent=gene-x;partial=true;start_range=.,2001\n")
+        "k1\tRefSeq\tCDS\t2001\t2300\t.\t+\t0\tID=cds-x;Parent=gene-x;partial=true;start_range=.,2001\n"
+        "k1\tglimmer\tgene\t3003\t3062\t.\t-\t.\tID=GL6;Name=GL6;Lack 3'-end;\n"
+        "k1\tglimmer\tmRNA\t3003\t3062\t.\t-\t.\tID=GL6;Name=GL6;Parent=GL6;Lack 3'-end;\n"
+        "k1\tglimmer\tCDS\t3003\t3062\t2.84\t-\t0\tParent=GL6;Lack 3'-end;\n"
+        "k1\tglimmer\tgene\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Complete;\n"
+        "k1\tglimmer\tmRNA\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Parent=GL7;Complete;\n"
+        "k1\tglimmer\tCDS\t3124\t3983\t8.36\t-\t0\tParent=GL7;Complete;\n")
     annotation = read_annotation(tmp_path / "a.gff3")
-    assert [t.id for t in annotation.transcripts] == ["k1_3"]
-    assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [(2, "+"), (799, "-"), (2000, "+")]
+    assert [t.id for t in annotation.transcripts] == ["k1_3", "GL7"]
+    assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [
+        (2, "+"), (799, "-"), (2000, "+"), (3061, "-")]
 
 
 def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):

@@ -265,12 +265,13 @@ def _sites(transcripts, kinds, min_intron: int) -> list[Site]:
 
 
 def _gff3_attributes(text: str) -> dict[str, str]:
-    """The attributes, unescaped; those of _LISTS as written, their values unescaped by _values."""
+    """The attributes, unescaped; those of _LISTS as written, their values unescaped by _values. A
+    field without '=' (glimmer's "Lack 3'-end") is a key of no value."""
     attrs = {}
     for field in text.strip().strip(";").split(";"):
-        key, equals, value = field.partition("=")
-        if equals:
-            key = key.strip()
+        key, _, value = field.partition("=")
+        key = key.strip()
+        if key:
             attrs[key] = value if key in _LISTS or "%" not in value else unquote(value)
     return attrs
 
@@ -307,10 +308,12 @@ def _values(parse, attrs: dict[str, str], key: str) -> list[str]:
 
 def _partial(attrs: dict[str, str]) -> bool:
     """Whether a feature is marked as running past what is known: NCBI's partial=true (start_range,
-    end_range), Prodigal's and GeneMarkS-2's partial=01, 10 or 11 (a gene cut by a contig's end)."""
+    end_range), Prodigal's and GeneMarkS-2's partial=01, 10 or 11 (a gene cut by a contig's end),
+    glimmer's "Lack 5'-end", "Lack 3'-end" or "Lack both ends"."""
     flag = attrs.get("partial", "")
     coded = len(flag) == 2 and set(flag) <= {"0", "1"} and flag != "00"
-    return flag == "true" or coded or "start_range" in attrs or "end_range" in attrs
+    lacks = any(key.startswith("Lack ") for key in attrs)
+    return flag == "true" or coded or lacks or "start_range" in attrs or "end_range" in attrs
 
 
 def _gtf_attributes(text: str) -> dict[str, str]:
