@@ -449,8 +449,8 @@ def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
 def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_value(tmp_path):
     """A transcript's biotypes as Ensembl's and GENCODE's GTF, Ensembl's, NCBI's and WormBase's GFF3
     name them: its own biotype attribute where it has one (a protein-coding gene's retained intron or
-    NMD transcript, t3, is no protein_coding one), else its GFF3 type and its gene's. A GTF whose first
-    value holds '=' (a gene_id "a=b") is still GTF."""
+    NMD transcript, t3, is no protein_coding one), else its GFF3 type and its gene's; NCBI's GTF names
+    the GFF3 type as transcript_biotype. A GTF whose first value holds '=' (a gene_id "a=b") is still GTF."""
     gtf = 'c\tt\texon\t{}\t{}\t.\t+\t.\tgene_id "{}"; transcript_id "{}"; gene_biotype "{}"; transcript_{} "{}";\n'
     files = {
         "ensembl.gtf": gtf.format(101, 200, "a=b", "t1", "protein_coding", "biotype", "protein_coding")
@@ -463,6 +463,18 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
                         "c\tt\texon\t501\t600\t.\t+\t.\tParent=t3\n"
                         "c\tt\tncRNA_gene\t301\t400\t.\t+\t.\tID=g2;biotype=lncRNA\n"
                         "c\tt\tlnc_RNA\t301\t400\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t301\t400\t.\t+\t.\tParent=t2\n",
+        "ncbi.gtf": "".join(
+            f'c\tBestRefSeq\t{kind}\t{start}\t{end}\t.\t+\t{frame}\tgene_id "{gene}"; transcript_id "{rna}"; {more}\n'
+            for kind, start, end, frame, gene, rna, more in (
+                ("gene", 101, 600, ".", "A", "", 'gbkey "Gene"; gene "A"; gene_biotype "protein_coding";'),
+                ("transcript", 101, 200, ".", "A", "NM_1.1", 'gbkey "mRNA"; transcript_biotype "mRNA";'),
+                ("exon", 101, 200, ".", "A", "NM_1.1", 'transcript_biotype "mRNA"; exon_number "1";'),
+                ("CDS", 131, 190, "0", "A", "NM_1.1", 'gbkey "CDS"; protein_id "NP_1.1"; exon_number "1";'),
+                ("gene", 301, 400, ".", "B", "", 'gbkey "Gene"; gene "B"; gene_biotype "lncRNA";'),
+                ("transcript", 301, 400, ".", "B", "NR_2.1", 'gbkey "ncRNA"; transcript_biotype "lnc_RNA";'),
+                ("exon", 301, 400, ".", "B", "NR_2.1", 'transcript_biotype "lnc_RNA"; exon_number "1";'),
+                ("transcript", 501, 600, ".", "A", "XR_3.1", 'gbkey "misc_RNA"; transcript_biotype "transcript";'),
+                ("exon", 501, 600, ".", "A", "XR_3.1", 'transcript_biotype "transcript"; exon_number "1";'))),
         "ncbi.gff3": "##gff-version 3\nc\tt\tgene\t101\t400\t.\t+\t.\tID=gene-a;gene_biotype=protein_coding\n"
                      "c\tt\tCDS\t101\t200\t.\t+\t0\tID=cds-a;Parent=gene-a\n"
                      "c\tt\tgene\t301\t400\t.\t+\t.\tID=gene-b;gene_biotype=tRNA\n"
@@ -472,6 +484,7 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
         "ensembl.gtf": {"t1": {"protein_coding"}, "t2": {"lncRNA"}, "t3": {"retained_intron"}},
         "ensembl.gff3": {"t1": {"mRNA", "protein_coding"}, "t2": {"lnc_RNA", "lncRNA"},
                          "t3": {"mRNA", "nonsense_mediated_decay"}},
+        "ncbi.gtf": {"NM_1.1": {"mRNA", "protein_coding"}, "NR_2.1": {"lnc_RNA", "lncRNA"}, "XR_3.1": {"transcript"}},
         "ncbi.gff3": {"gene-a": {"protein_coding"}, "rna-b": {"tRNA"}},
     }
     for name, text in files.items():

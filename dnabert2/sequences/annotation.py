@@ -547,6 +547,7 @@ class _Features:
         self.placed, self.loci = {}, defaultdict(set)
         self.gtf = False  # whether the file is GTF, where an id's transcript lines apart name two transcripts
         self.sources = defaultdict(set)  # GTF transcript_id -> the source column of its lines
+        self.ncbi = set()  # GTF transcript_ids of NCBI's lines (with a gbkey): their biotype is a GFF3 type
 
     def read(self, parse, source: str, kind: str, attrs: dict[str, str], locus=None) -> None:
         self.gtf = parse is _gtf_attributes
@@ -555,6 +556,8 @@ class _Features:
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
         if self.gtf:
             self.sources[key].add(source)
+            if "gbkey" in attrs:
+                self.ncbi.add(key)
         if locus is not None and self.placed.setdefault(key, locus) != locus:
             self.loci[key].update((self.placed[key], locus))
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
@@ -612,10 +615,12 @@ class _Features:
         transcript is no protein_coding one, whatever its gene says), else its gene's biotype (a gene's
         type, gene, says nothing of its transcripts, nor does RefSeq's gene line where CDS name it
         their parent), protein_coding only if it has a CDS (WormBase's nc_primary_transcript and
-        RefSeq's XR transcripts of protein-coding genes have none)."""
+        RefSeq's XR transcripts of protein-coding genes have none). NCBI's GTF names the GFF3 type
+        (mRNA, lnc_RNA) in transcript_biotype: its gene's biotype joins it."""
         typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
-        if self.own.get(transcript):
+        if self.own.get(transcript) and transcript not in self.ncbi:
             return frozenset(typed | self.own[transcript])
+        typed |= self.own.get(transcript, set())
         inherited = self.of_gene.get(transcript, set()) | self.own.get(gene, set()) | self.of_gene.get(gene, set())
         return frozenset(typed | (inherited if has_cds else inherited - {"protein_coding"}))
 
