@@ -7,6 +7,7 @@ import gzip
 import logging
 import os
 import re
+import struct
 import tempfile
 import warnings
 import weakref
@@ -364,10 +365,11 @@ def _version(path: Path) -> tuple:
     return path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _ends_where_indexed(path: Path, fai: Path) -> bool:
-    """Whether a plain FASTA ends where its .fai's last record does: after that record's last line
-    only blank lines, NUL padding or a last header without bases (which faidx drops), or nothing.
-    A record of bases after it, or a file shorter than the index says, is another file's."""
+def _ends_where_indexed(path: Path, fai: Path, gzi: Path | None = None) -> bool:
+    """Whether a FASTA ends where its .fai's last record does: after that record's last line only
+    blank lines, NUL padding or a last header without bases (which faidx drops), or nothing. A record
+    of bases after it, or a file shorter than the index says, is another file's; so is a bgzip file
+    (read through its .gzi) whose .gzi points into no block."""
     try:
         length, offset, bases, width = map(int, fai.read_text().splitlines()[-1].split("\t")[1:5])
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -375,12 +377,36 @@ def _ends_where_indexed(path: Path, fai: Path) -> bool:
     if not bases:  # a record without bases: nothing to tell by
         return True
     end = offset + length + -(-length // bases) * (width - bases) - (width - bases)  # before the last line end
-    if path.stat().st_size < end:
+    try:
+        rest = _content_from(path, end, gzi)
+    except (OSError, EOFError, zlib.error, struct.error):  # a .gzi pointing into no block: BadGzipFile
         return False
-    with open(path, "rb") as handle:
-        handle.seek(end)
-        rest = handle.read(1 << 16).strip(b" \t\r\n\x00")
+    if rest is None:
+        return False
+    rest = rest.strip(b" \t\r\n\x00")
     return not rest or (rest.startswith(b">") and b"\n" not in rest)
+
+
+def _content_from(path: Path, start: int, gzi: Path | None, size: int = 1 << 16) -> bytes | None:
+    """Up to `size` bytes of a file's content from `start` on, None if it ends before `start`; in a
+    bgzip file, decompressed from the block its .gzi places last at or before `start`."""
+    with open(path, "rb") as raw:
+        if gzi is None:
+            if raw.seek(0, os.SEEK_END) < start:
+                return None
+            raw.seek(start)
+            return raw.read(size)
+        table = gzi.read_bytes()  # a count, then (compressed, uncompressed) offsets of blocks
+        blocks = struct.iter_unpack("<QQ", table[8:8 + 16 * struct.unpack_from("<Q", table)[0]])
+        block, before = max(((c, u) for c, u in blocks if u <= start), key=lambda b: b[1], default=(0, 0))
+        raw.seek(block)
+        with gzip.GzipFile(fileobj=raw) as content:
+            skip = start - before  # in chunks: a .gzi of a smaller file may place `start` gigabytes on
+            while skip:
+                if not (chunk := content.read(min(skip, _CHUNK))):
+                    return None
+                skip -= len(chunk)
+            return content.read(size)
 
 
 class NoRandomAccess(UserError):
@@ -423,13 +449,13 @@ class Fasta:
         bgzf = compression(self.path) == "bgzf"
         indices = [fai, *([gzi] if bgzf else [])]
         # An index older than its FASTA (rewritten since) would read other bases, or other contigs; so
-        # would a newer one of a plain FASTA edited with its time kept (cp -p, rsync -t) that no longer
-        # ends where the file does.
+        # would a newer one of a FASTA edited or replaced with its time kept (cp -p, rsync -t) that no
+        # longer ends where the file does.
         stale = all(i.exists() for i in indices) and \
             min(i.stat().st_mtime for i in indices) < self.path.stat().st_mtime
         if stale:
             log.warning("%s: its index is older than it; indexing it again", self.path)
-        elif fai.exists() and not bgzf and not _ends_where_indexed(self.path, fai):
+        elif all(i.exists() for i in indices) and not _ends_where_indexed(self.path, fai, gzi if bgzf else None):
             log.warning("%s: its index describes another file (edited since, its time kept); indexing it again",
                         self.path)
             stale = True
