@@ -632,6 +632,29 @@ def test_utrs_outside_coding_exons_and_a_gtf_stop_codon_outside_the_cds_are_the_
         ("t1", 500, 999, True), ("t2", 2499, 2000, True), ("t3", 3000, 3999, False)]
 
 
+def test_augustus_gtf_utr_lines_and_a_gene_cut_by_the_contigs_start(tmp_path):
+    """AUGUSTUS's GTF (as its tests expect it) writes UTRs as 5'-UTR and 3'-UTR, and its intron lines;
+    a gene cut by the contig's start has an intron from base 1 and no stop codon: its first base is
+    no TTS, and it is left out as incomplete."""
+    line = 'chrI\tAUGUSTUS\t{}\t{}\t{}\t{}\t-\t.\ttranscript_id "{}"; gene_id "{}";\n'
+    (tmp_path / "augustus.gtf").write_text(
+        "chrI\tAUGUSTUS\tgene\t1\t10595\t0.13\t-\t.\tg1\nchrI\tAUGUSTUS\ttranscript\t1\t10595\t0.13\t-\t.\tg1.t1\n"
+        + "".join(line.format(kind, start, end, ".", "g1.t1", "g1") for kind, start, end in (
+            ("CDS", 127, 217), ("CDS", 1067, 10481), ("intron", 1, 126), ("intron", 218, 1066),
+            ("start_codon", 10479, 10481), ("5'-UTR", 10482, 10595), ("tss", 10595, 10595)))
+        + "chrI\tAUGUSTUS\tgene\t46117\t50255\t0.14\t-\t.\tg4\n"
+        + "".join(line.format(kind, start, end, ".", "g4.t1", "g4") for kind, start, end in (
+            ("tts", 46117, 46117), ("3'-UTR", 46117, 46144), ("3'-UTR", 46522, 46852), ("3'-UTR", 49001, 49141),
+            ("stop_codon", 49142, 49144), ("CDS", 49142, 50179), ("start_codon", 50177, 50179),
+            ("5'-UTR", 50180, 50255), ("tss", 50255, 50255))))
+    annotation = read_annotation(tmp_path / "augustus.gtf")
+    (g4,) = annotation.transcripts
+    assert (g4.id, g4.tss, g4.tts, g4.introns, g4.coding) == ("g4.t1", 50254, 46116, [(46144, 46521), (46852, 49000)],
+                                                             False)
+    assert [t.id for t in annotation.left_out] == ["g1.t1"]
+    assert [(s.position, s.strand) for s in annotation.unlabelled({"tss", "tts"})] == [(126, "-"), (10594, "-")]
+
+
 def test_a_transcript_defined_on_another_strand_than_its_pieces_is_left_out(tmp_path, caplog):
     """An mRNA on the other strand from its exons says one of them is wrong; an old NCBI writer gave
     genes on both strands one ID. (One ID on several lines of one strand is one discontinuous feature,
@@ -1003,7 +1026,7 @@ def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path
     # A transcript without a strand has no sites: left out, and said so.
     unstranded = [("c", ".", "mRNA", 6001, 6900, ".", ".", ".", "ID=m4"), ("c", ".", "exon", 6001, 6300, ".", ".", ".", "Parent=m4"),
                   ("c", ".", "exon", 6601, 6900, ".", ".", ".", "Parent=m4")]
-    assert read(whole + unstranded) == {"m1"} and "2 exon, CDS or UTR line(s) without a strand" in caplog.text
+    assert read(whole + unstranded) == {"m1"} and "2 exon, CDS, UTR or intron line(s) without a strand" in caplog.text
 
 
 def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path, caplog):

@@ -24,10 +24,12 @@ _GTF_ATTRIBUTE = re.compile(r'\s*([^\s;]+)\s+(?:"([^"]*)"|\'([^\']*)\'|([^";]*?)
 _TRANSCRIPT_KINDS = {"transcript", "mRNA"}
 # UTR pieces, by the names GFF3 (SO) and GTF writers give them: with the CDS they imply the exons of a
 # transcript written without exon lines, as the GFF3 specification allows.
-_UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR"}
+_UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "three_prime_utr", "5UTR", "3UTR",
+              "5'-UTR", "3'-UTR"}
 # The lines a transcript is built from, by the part they give: GTF's stop codon lies outside its CDS,
-# and ends a transcript known by its CDS alone.
-_PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon": "codon",
+# and ends a transcript known by its CDS alone; an intron line past its exons (AUGUSTUS's, from a
+# contig's first base) marks it cut by a contig's end.
+_PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon": "codon", "intron": "intron",
              **dict.fromkeys(_UTR_KINDS, "UTR")}
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
@@ -476,8 +478,8 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             if piece and not (piece == "CDS" and attrs.get("pseudo") == "true"):
                 pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
     if pieces.lines_unstranded:
-        log.warning("%s: %d exon, CDS or UTR line(s) without a strand ('.' or '?'): their transcripts left out", path,
-                    pieces.lines_unstranded)
+        log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
+                    path, pieces.lines_unstranded)
     owners = set().union(*pieces.parts.values())
     if not (pieces.parts["exon"] or pieces.parts["CDS"]):
         what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
@@ -501,11 +503,10 @@ def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
 
 
 class _Pieces:
-    """The exon, CDS, UTR and start and stop codon pieces of each transcript, by its id."""
+    """The exon, CDS, UTR, start and stop codon and intron pieces of each transcript, by its id."""
 
     def __init__(self):
-        self.parts = {"exon": defaultdict(list), "CDS": defaultdict(list), "UTR": defaultdict(list),
-                      "codon": defaultdict(list)}
+        self.parts = {piece: defaultdict(list) for piece in ("exon", "CDS", "UTR", "codon", "intron")}
         # A transcript missing one of its pieces would gain an intron, or lose an end, that no annotation
         # holds: (transcript, codon?) with a piece on no strand, and (GTF gene, codon?) with a piece of no
         # transcript_id; a codon line matters only to a transcript known by its CDS alone.
@@ -653,7 +654,8 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
             or {(gene, False), (gene, coding)} & pieces.orphaned
         if transcript_id in undefined or doubted \
-                or transcript_id in features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons):
+                or transcript_id in features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons) \
+                or _past_ends(parts["intron"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue
         # Across the origin: written past the sequence's end, or as pieces at both of its ends.
@@ -672,9 +674,8 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
         log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, CDS outside the "
-                    "exons, a line on no strand, marked partial, or a GTF line of their gene without a transcript_id), "
-                    "left out: %s",
-                    path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
+                    "exons, an intron past them, a line on no strand, marked partial, or a GTF line of their gene "
+                    "without a transcript_id), left out: %s", path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     if not transcripts:
@@ -694,6 +695,11 @@ def _attribute_reader(attributes: str):
 def _outside(cds, exons) -> bool:
     """Whether a CDS piece lies outside a transcript's (merged) exons."""
     return any(not any(start <= a and b <= end for start, end in exons) for _, _, (a, b), _ in cds)
+
+
+def _past_ends(introns, exons) -> bool:
+    """Whether an intron piece reaches past a transcript's first or last (merged) exon."""
+    return any(a < exons[0][0] or b > exons[-1][1] for _, _, (a, b), _ in introns)
 
 
 def _apart(loci) -> bool:
