@@ -284,7 +284,9 @@ def test_regions_shorter_than_a_window_are_named_not_skipped_silently(short_mode
                      tmp_path / "c.bed", "--summary", tmp_path / "c.json", "--workers", 0, "--threshold", 0)
     assert result.returncode == 0, result.stderr
     assert "1 region(s) shorter than the 60 bp window are not scanned (I:1000-1040)" in result.stderr
-    assert json.loads((tmp_path / "c.json").read_text())["bases"] == 300
+    summary = json.loads((tmp_path / "c.json").read_text())
+    # scan-eval counts annotated sites in the summary's regions: not in one left unscanned.
+    assert summary["bases"] == 300 and summary["regions"] == [["I", 5000, 5300]]
 
 
 def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
@@ -503,6 +505,13 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     # UCSC's name for Ensembl's I: an evaluation of nothing would report nulls and pass.
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "I", "chrI")
     assert_user_error(result, "--contigs chrI: in neither the calls, the annotation nor the scanned genome")
+    # So would regions of UCSC's names, or none (a header alone).
+    (tmp_path / "ucsc.bed").write_text("chrI\t4000\t7000\n")
+    (tmp_path / "header.bed").write_text('track name="regions"\n')
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--regions", tmp_path / "ucsc.bed")
+    assert_user_error(result, f"--regions {tmp_path / 'ucsc.bed'}: none of its contigs is in the calls, the annotation")
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--regions", tmp_path / "header.bed")
+    assert_user_error(result, f"nothing to evaluate: no region in --regions {tmp_path / 'header.bed'}")
 
 
 def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_path):

@@ -232,6 +232,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     if short:
         log.warning("%d region(s) shorter than the %d bp window are not scanned (%s%s); a per-base model scans "
                     "every base", len(short), size, ", ".join(short[:3]), ", …" if len(short) > 3 else "")
+        wanted = [(c, a, b) for c, a, b in wanted if b - a >= size]  # the summary's: scan-eval counts sites there
     every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
     mine = chunk(every, *chunk_of)
     before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)

@@ -87,13 +87,17 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
     annotation = read_annotation(annotation_path, s.min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, scanned)
-    if s.contigs and s.regions is None:  # a contig named wrong (chrI for I) would evaluate nothing, in nulls
-        known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
-        unknown = [c for c in s.contigs if c not in known]
-        if unknown:
-            raise UserError(f"--contigs {' '.join(unknown)}: in neither the calls, the annotation nor the scanned "
-                            f"genome (it has {', '.join(sorted(known)[:5])}{', …' if len(known) > 5 else ''})")
+    # A contig named wrong (chrI for I) would evaluate nothing, in nulls.
+    known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
+    has = f"it has {', '.join(sorted(known)[:5])}{', …' if len(known) > 5 else ''}"
+    unknown = [c for c in s.contigs if c not in known] if s.contigs and s.regions is None else []
+    if unknown:
+        raise UserError(f"--contigs {' '.join(unknown)}: in neither the calls, the annotation nor the scanned genome "
+                        f"({has})")
     regions, scope = _evaluated_regions(scanned, s, held_out)
+    if s.regions is not None and not {c for c, _, _ in regions} & known:
+        raise UserError(f"--regions {s.regions}: none of its contigs is in the calls, the annotation or the scanned "
+                        f"genome ({has})")
     kinds = {SITE_LABELS[label].site for label in labels}
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
@@ -185,8 +189,9 @@ def _evaluated_regions(scanned, s, held_out) -> tuple[list | None, str]:
     regions, *others = limits.values()
     for other in others:
         regions = intersect(regions, other)
-    if not regions and len(limits) > 1:  # an evaluation of nothing would report only nulls, and pass
-        raise UserError(f"nothing to evaluate: {' and '.join(limits)} share no base")
+    if not regions:  # an evaluation of nothing would report only nulls, and pass
+        raise UserError(f"nothing to evaluate: {' and '.join(limits)} share no base" if len(limits) > 1
+                        else f"nothing to evaluate: no region in {next(iter(limits))}")
     return merge_regions(regions, {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))}), scope
 
 
