@@ -106,9 +106,12 @@ def score_distribution(scores, out) -> None:
 
 
 def _is_track(path) -> bool:
-    """A bedGraph (a track line, or four columns) rather than calls (BED6+4)."""
+    """A bedGraph (four columns; or, with no row, a track line of type bedGraph) rather than calls
+    (BED6+4, which a track line may head too)."""
     header, first = bed_header(path)
-    return any(line.startswith("track") for line in header) or (first is not None and first.count("\t") == 3)
+    if first is None:
+        return any(line.startswith("track") and "type=bedGraph" in line for line in header)
+    return first.count("\t") == 3
 
 
 def _track(path) -> tuple[str, np.ndarray]:
