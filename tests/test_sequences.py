@@ -1214,12 +1214,28 @@ def test_a_line_that_is_not_bed_is_refused_with_what_bed_needs(tmp_path, line, r
         list(read_bed_intervals(tmp_path / "r.bed"))
 
 
-@pytest.mark.parametrize("line", ["I\t1400\t1000", "I\t1000\t1000", "I\t-5\t1000"])
-def test_an_empty_inverted_or_negative_bed_region_is_refused_by_its_line(tmp_path, line):
+@pytest.mark.parametrize("line", ["I\t1400\t1000", "I\t-5\t1000"])
+def test_an_inverted_or_negative_bed_region_is_refused_by_its_line(tmp_path, line):
     (tmp_path / "r.bed").write_text(f"track name=r\nI\t0\t500\n{line}\n")
     result = run_cli("windows", "--genome", CE, "--regions", tmp_path / "r.bed", "--out", tmp_path / "w.bed")
     assert_user_error(result, "r.bed: line 3:", "a region needs 0 <= start < end")
     assert not (tmp_path / "w.bed").exists()
+
+
+def test_regions_read_as_bedtools_merge_reads_them_skip_zero_length_lines_and_column_6(tmp_path):
+    """UCSC writes an insertion as start == end (dbSNP's BED), and some BEDs hold no strand in column
+    6: where only the first three columns count (--regions), a zero-length line holds no base and is
+    skipped, said once; a sequence per region (predict --bed) refuses it, as it would give no row."""
+    (tmp_path / "r.bed").write_text("I\t0\t500\tr1\t0\t\nI\t1000\t1000\trs71206350\t0\t+\nI\t2000\t2500\tr3\t0\t?\n")
+    result = run_cli("windows", "--genome", CE, "--regions", tmp_path / "r.bed", "--length", 500, "--out",
+                     tmp_path / "w.bed", "--format", "bed")
+    assert result.returncode == 0, result.stderr
+    assert "1 zero-length interval(s) (start == end) hold no base, skipped" in result.stderr
+    assert sorted({tuple(line.split("\t")[:3]) for line in (tmp_path / "w.bed").read_text().splitlines()}) == [
+        ("I", "0", "500"), ("I", "2000", "2500")]  # one window each, on both strands
+    (tmp_path / "s.bed").write_text("I\t0\t500\nI\t1000\t1000\n")
+    with pytest.raises(UserError, match="line 2: I:1000-1000 is empty"):
+        list(read_bed_intervals(tmp_path / "s.bed"))
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

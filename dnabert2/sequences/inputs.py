@@ -3,6 +3,7 @@ column, ids from an `id` or `name` column or the row number), a FASTA (record na
 of a genome (the name column, else contig:start-end(strand); `-` regions reverse-complemented)."""
 
 import csv
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from Bio.Seq import reverse_complement
 
 from ..errors import UserError
 from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records, reading_text
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("csv", "fasta", "bed")
 
@@ -20,9 +23,12 @@ def is_bed_header(line: str) -> bool:
     return line.startswith("#") or line.split(None, 1)[:1] in (["track"], ["browser"])
 
 
-def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
+def read_bed_intervals(path, regions: bool = False) -> Iterator[tuple[str, int, int, str | None, str]]:
     """(contig, start, end, name or None, strand) of each line of a BED file (plain, gzip or bgzip);
-    strand "." when not given."""
+    strand "." when not given. For `regions`, where only the first three columns are read (as by
+    bedtools merge), column 6 is not checked, and a zero-length interval (UCSC's insertion, start ==
+    end) holds no base and is skipped with a warning."""
+    empty = 0
     with open_text(path) as handle, reading_text(path, "BED"):
         for number, line in enumerate(handle, 1):
             if not line.strip() or is_bed_header(line):
@@ -35,18 +41,23 @@ def read_bed_intervals(path) -> Iterator[tuple[str, int, int, str | None, str]]:
                 raise UserError(f"{path}: line {number} is not BED (contig, start, end"
                                 f"{', separated by tabs, not spaces' if spaced else ''})") from None
             name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else None
-            strand = fields[5] if len(fields) > 5 else "."
+            strand = fields[5] if len(fields) > 5 and not regions else "."
             if strand not in ("+", "-", "."):
                 raise UserError(f"{path}: line {number}: strand {strand!r} is not +, - or .")
+            if regions and 0 <= start == end:
+                empty += 1
+                continue
             if not 0 <= start < end:
                 raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0; a region "
                                 "needs 0 <= start < end")
             yield contig, start, end, name, strand
+    if empty:
+        log.warning("%s: %d zero-length interval(s) (start == end) hold no base, skipped", path, empty)
 
 
 def read_bed_regions(path) -> list[tuple[str, int, int]]:
-    """(contig, start, end) from the first three columns of a BED file."""
-    return [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path)]
+    """(contig, start, end) from the first three columns of a BED file (see read_bed_intervals)."""
+    return [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path, regions=True)]
 
 
 def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
