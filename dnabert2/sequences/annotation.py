@@ -125,8 +125,9 @@ class Annotation:
     """Transcripts, and the sites on them. A gap between two exons shorter than `min_intron` is no
     intron: annotations mark ribosomal frameshifts (yeast Ty elements, E. coli prfB) and indels in
     the genome that way, and their ends are no splice sites. The transcripts left out (of other
-    biotypes than asked for, or whose exons may be incomplete) are kept aside: their sites are real or
-    may be, so a task neither labels them nor draws them as negatives (unlabelled)."""
+    biotypes than asked for, whose exons may be incomplete, or of one id at several places) are kept
+    aside: their sites are real or may be, so a task neither labels them nor draws them as negatives
+    (unlabelled)."""
 
     def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
                  left_out: list[Transcript] = ()):
@@ -441,7 +442,8 @@ def _across_origin(location) -> bool:
 
 
 def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
-    """The transcripts, and those left out whose exons may be incomplete (see _gff_assembled)."""
+    """The transcripts, and those left out whose exons may be incomplete or of one id at several places
+    (see _gff_assembled)."""
     pieces, features = _Pieces(), _Features()
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     parse = None
@@ -471,7 +473,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             # The ends of other features' lines (a gene, a repeat_region) are neither read nor checked.
             located = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
             interval = _interval(path, number, start, end) if located else (None, None)
-            features.read(parse, source, kind, attrs, (contig, strand, *interval) if defines else None)
+            features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
@@ -542,11 +544,12 @@ class _Features:
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
         self.tags = defaultdict(set)
         self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
-        # GFF3 ID or GTF transcript_id -> (contig, strand, start, end) of the first line defining it (not of
-        # its pieces; start and end None where not read: only GTF's transcript lines apart are told apart),
-        # and of every such line where there are several (most features have one: a set each costs time)
+        # GFF3 ID or GTF transcript_id -> (contig, strand, start, end, source) of the first line defining it
+        # (not of its pieces; start and end None where not read: only transcript and mRNA lines apart are
+        # told apart), and of every such line where there are several (most features have one: a set each
+        # costs time)
         self.placed, self.loci = {}, defaultdict(set)
-        self.gtf = False  # whether the file is GTF, where an id's transcript lines apart name two transcripts
+        self.gtf = False  # whether the file is GTF
         self.sources = defaultdict(set)  # GTF transcript_id -> the source column of its lines
         self.ncbi = set()  # GTF transcript_ids of NCBI's lines (with a gbkey): their biotype is a GFF3 type
 
@@ -590,10 +593,14 @@ class _Features:
 
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
         """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
-        line on no strand says nothing of one), or, in GTF, apart (two transcripts of one id)."""
+        line on no strand says nothing of one), or name two transcripts of one id: lines apart (UCSC's
+        GTF repeats an id at each copy of a gene; funannotate's GFF3 gives two predictors' models one
+        ID), or of two sources. (In GFF3 one ID may be one feature on several lines, not a transcript
+        of lines apart: NCBI writes a trans-spliced one so, which has no intron between them.)"""
         loci = self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
         (contig, strand), = contigs_strands
-        return any(c != contig or s in "+-" and s and s != strand for c, s, _, _ in loci) or self.gtf and _apart(loci)
+        return any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci) \
+            or len({source for *_, source in loci}) > 1 or _apart([locus for locus in loci if locus[2] is not None])
 
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
@@ -630,22 +637,28 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
                    undefined: set) -> tuple[list, list]:
     """The transcripts of the exon, CDS, UTR and codon pieces read by their owners' ids (exons where a
     transcript has them, with any UTR outside them, as old WormBase GFF3 wrote coding exons only;
-    else its CDS, start and stop codons and UTRs), less those left out: ids at several places (or, in GTF, of several
-    genes; or defined by lines on another strand), genes across an origin, and those whose exons may
-    be incomplete (a Parent no line defines, CDS outside them, a piece on no strand, marked partial
-    or, in GTF, a piece of their gene that names no transcript)."""
+    else its CDS, start and stop codons and UTRs), less those left out: ids at several places (or, in
+    GTF, of several genes; or defined by lines on another strand, apart or of two sources), genes
+    across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside
+    them, an intron past them, a piece on no strand, marked partial or, in GTF, a piece of their gene
+    that names no transcript). Those left out are returned too, but those across an origin: the ids at
+    several places by contig and strand, their pieces merged."""
     parts = pieces.parts
     groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
-    transcripts, repeated, incomplete, across_origin = [], [], [], 0
+    transcripts, repeated, incomplete, aside, across_origin = [], [], [], [], 0
     for transcript_id, located in groups.items():
         contigs_strands = {(c, s) for c, s, _, _ in located}
         genes = {g for _, _, _, g in located if g}  # a GTF line without gene_id names none
+        gene = min(genes, default=None) or features.gene_of(transcript_id, groups)
         if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands):
             repeated.append(transcript_id)
+            # Their sites are real wherever their pieces lie: unlabelled, by contig and strand.
+            aside += [Transcript(transcript_id, gene, contig, strand,
+                                 tuple(_merge({i for c, s, i, _ in located if (c, s) == (contig, strand)})))
+                      for contig, strand in sorted(contigs_strands)]
             continue
         (contig, strand), = contigs_strands
-        gene = next(iter(genes), None) or features.gene_of(transcript_id, groups)
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in located})))
         coding = transcript_id not in parts["exon"] and transcript_id not in parts["UTR"]
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
@@ -668,7 +681,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
         log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, or lines "
-                    "defining them apart or on another strand), left out: %s", path, len(repeated),
+                    "defining them apart, of two sources or on another strand), left out: %s", path, len(repeated),
                     ", ".join(repeated[:5]))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
@@ -681,7 +694,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (every one left out, as said above)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts, incomplete
+    return transcripts, incomplete + aside
 
 
 def _attribute_reader(attributes: str):
