@@ -544,6 +544,34 @@ def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn
     assert json.loads((tmp_path / "covered.json").read_text())["bases"] > 0
 
 
+def test_reads_storing_matches_as_equals_are_scanned_with_the_references_bases(cnn, tmp_path):
+    """samtools calmd -e writes '=' for each base that matches the reference: reads mode reads those
+    from --reference (the same calls as from the reads' own bases), and asks for it without one."""
+    reference = SIRV / "SIRV_150601a.fasta.gz"
+    equals = tmp_path / "equals.bam"
+    with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as source, Fasta(reference) as genome, \
+            pysam.AlignmentFile(str(equals), "wb", template=source) as sink:
+        for read in source.fetch("SIRV5"):
+            if read.query_sequence and not read.is_unmapped:
+                span = genome.fetch("SIRV5", read.reference_start, read.reference_end)
+                bases = list(read.query_sequence)
+                for query, position in read.get_aligned_pairs(matches_only=True):
+                    if bases[query] == span[position - read.reference_start]:
+                        bases[query] = "="
+                read.query_sequence = "".join(bases)
+            sink.write(read)
+    pysam.index(str(equals))
+    common = ["--model", cnn, "--contigs", "SIRV5", "--workers", 0]
+    result = run_cli("scan", *common, "--bam", SIRV / "pcs109_5k_spliced.bam", "--out", tmp_path / "own.bed")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("scan", *common, "--bam", equals, "--reference", reference, "--out", tmp_path / "equals.bed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "equals.bed").read_text() == (tmp_path / "own.bed").read_text() != ""
+    result = run_cli("scan", *common, "--bam", equals, "--out", tmp_path / "bare.bed")
+    assert_user_error(result, "stores the bases that match the reference as '=' (samtools calmd -e): give --reference")
+    assert not list(tmp_path.glob("bare.bed*"))
+
+
 def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
     common = ["--model", cnn, "--bam", SIRV / "pcs109_5k_spliced.bam", "--reference", SIRV / "SIRV_150601a.fasta.gz",
               "--contigs", "SIRV5", "--covered", 20, "--workers", 0]

@@ -2,6 +2,7 @@
 through each alignment (spliced reads included) and counted per site; or the reference regions the
 reads cover at or above some depth."""
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -12,7 +13,7 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import aligned_reads, merge_regions, open_alignments, reverse_complement
+from ..sequences import Fasta, aligned_reads, merge_regions, open_alignments, reverse_complement
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from .calls import Call, score_of
@@ -94,11 +95,11 @@ class ReadWindows(IterableDataset):
             found += [(contig, b) for b in range(min(reaching + [begin]) // READ_BIN, (end - 1) // READ_BIN + 1)]
         return list(dict.fromkeys(found))
 
-    def blocks(self, bam):
+    def blocks(self, bam, genome):
         for contig, b in self.bins(bam):
             lo, hi = b * READ_BIN, (b + 1) * READ_BIN
             reads, sent = [], False
-            for read in aligned_reads(bam, contig, lo, hi, self.min_mapq, bases=True):
+            for read in aligned_reads(bam, contig, lo, hi, self.min_mapq, bases=True, genome=genome):
                 if read.reference_start < lo:
                     continue  # the previous bin's
                 reads.append(read)
@@ -111,8 +112,9 @@ class ReadWindows(IterableDataset):
     def __iter__(self):
         tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
         try:
-            with open_alignments(self.bam_path, self.reference) as bam:
-                for _, (contig, reads) in worker_share(self.blocks(bam)):
+            with open_alignments(self.bam_path, self.reference) as bam, \
+                    Fasta(self.reference) if self.reference else contextlib.nullcontext() as genome:
+                for _, (contig, reads) in worker_share(self.blocks(bam, genome)):
                     yield self.prepare(tokenizer, contig, reads)
         except UserError as error:  # travels to the main process as data, not as a traceback
             yield {"error": str(error)}

@@ -62,12 +62,13 @@ def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
 
 
 def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0,
-                  bases: bool = False) -> Iterator[pysam.AlignedSegment]:
+                  bases: bool = False, genome: Fasta | None = None) -> Iterator[pysam.AlignedSegment]:
     """Primary, mapped alignments in reference order, neither failing QC nor marked duplicate (what
     samtools depth leaves out by default, and supplementary parts). Their reference coordinates:
     `read.get_blocks()` (aligned blocks, split at introns) and `read.get_aligned_pairs()`. Coverage and
     introns need only the CIGAR; with `bases`, an alignment stored without its read's bases (SEQ '*')
-    is an error."""
+    is an error, and bases stored as '=' (those matching the reference, as samtools calmd -e writes
+    them) are read from the `genome`, an error without one."""
     if contig is not None and contig not in bam.references:
         raise UserError(f"{bam.filename.decode()}: unknown contig {contig!r}")
     # Contig by contig: a whole-file fetch stops at a damaged block without a word, where one
@@ -83,6 +84,8 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
                 raise UserError(f"{bam.filename.decode()}: primary alignment {read.query_name!r} holds no read bases "
                                 "(SEQ '*'); reads mode scans them: scan the reference where reads cover with --covered "
                                 "DEPTH")
+            if bases and "=" in read.query_sequence:
+                _restore_matches(read, genome, bam.filename.decode())
             yield read
     except OSError as error:
         name, cram = bam.filename.decode(), bam.is_cram
@@ -91,6 +94,19 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
         against = ", or a CRAM read with another reference than its own" if cram else ""
         raise UserError(f"{name}: reading failed ({error}): a truncated or corrupt file{against}? (samtools "
                         "quickcheck, samtools view)") from None
+
+
+def _restore_matches(read: pysam.AlignedSegment, genome: Fasta | None, name: str) -> None:
+    """Put the reference's bases where the read stores '=' for them."""
+    if genome is None:
+        raise UserError(f"{name}: alignment {read.query_name!r} stores the bases that match the reference as '=' "
+                        "(samtools calmd -e): give --reference to read them")
+    span = genome.fetch(read.reference_name, read.reference_start, read.reference_end)
+    bases = list(read.query_sequence)
+    for query, position in read.get_aligned_pairs(matches_only=True):
+        if bases[query] == "=":
+            bases[query] = span[position - read.reference_start]
+    read.query_sequence = "".join(bases)  # its qualities, which reads mode does not read, go with it
 
 
 def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
