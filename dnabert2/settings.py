@@ -274,8 +274,8 @@ class ScanSettings:
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
-    max_n: float = setting(0.1, "window scans: skip windows with more than this fraction of N (a per-base scan "
-                           "scores every A, C, G and T, and no N)", type=fraction)
+    max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
+                           "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=non_negative)
     min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
     batch_tokens: int | None = _batch_tokens()

@@ -367,6 +367,25 @@ def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model,
     assert {j[0] for j in junctions} == {"SIRV5"}  # those of the scanned contig, not the whole BAM's
 
 
+def test_reads_mode_skips_windows_of_too_many_n_as_a_genome_scan_does(short_model, tmp_path):
+    """A read with a run of N (a basecaller's gap): its windows with more than --max-n of N are
+    skipped and counted, as a genome scan's are, and no site is called from them."""
+    bam = tmp_path / "gap.bam"
+    with pysam.AlignmentFile(str(SIRV_BAM)) as source, pysam.AlignmentFile(str(bam), "wb", template=source) as sink:
+        read = next(r for r in source.fetch("SIRV5") if not (r.is_secondary or r.is_supplementary)
+                    and r.query_length > 1500 and "N" not in r.cigarstring)
+        bases = read.query_sequence
+        read.query_sequence = bases[:500] + "N" * 400 + bases[900:]
+        sink.write(read)
+    pysam.index(str(bam))
+    common = ["--bam", bam, "--reference", SIRV_FASTA, "--stride", 20, "--threshold", 0]
+    rows, summary = scan(short_model, tmp_path / "strict.bed", *common, "--max-n", 0.1)
+    _, lax = scan(short_model, tmp_path / "lax.bed", *common, "--max-n", 0.99)  # windows of N alone skipped
+    assert summary["windows_skipped_for_n"] > lax["windows_skipped_for_n"] > 0
+    assert summary["windows"] + summary["windows_skipped_for_n"] == lax["windows"] + lax["windows_skipped_for_n"]
+    assert sum(r[6] for r in rows) == summary["windows"]
+
+
 def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
     common = ["--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--contigs", "SIRV3", "--stride", 250, "--threshold", 0.3]
     whole, tally = scan(short_model, tmp_path / "whole.bed", *common)

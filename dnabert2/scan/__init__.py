@@ -217,7 +217,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     if mode == "reads":
         calls, tally = scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
                                   strands=strands, distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads,
-                                  **options)
+                                  max_n=s.max_n, **options)
         return calls, tally, requested
     wanted = requested
     if mode == "covered":

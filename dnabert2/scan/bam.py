@@ -80,8 +80,9 @@ class ReadWindows(IterableDataset):
     the scanned regions, so gathered tallies are the unchunked scan's."""
 
     def __init__(self, bam_path, reference, regions, ranges, scanner: Scanner, names: list[str], stride: int,
-                 min_mapq: int, strands: str, block_reads: int = 256):
+                 min_mapq: int, strands: str, max_n: float, block_reads: int = 256):
         self.bam_path, self.reference, self.ranges, self.strands = bam_path, reference, ranges, strands
+        self.max_n = max_n
         self.scanned, self.mine = RegionIndex(regions), RegionIndex(ranges)
         self.tokenizer, self.max_tokens = scanner.folder / "tokenizer.json", scanner.max_tokens
         self.size, self.stride, self.min_mapq, self.block_reads = scanner.window, stride, min_mapq, block_reads
@@ -121,7 +122,7 @@ class ReadWindows(IterableDataset):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites, owned = [], [], [], []
-        read_bases = short = 0
+        read_bases = short = skipped = 0
         for read in reads:
             sequence = read.query_sequence.upper()
             if len(sequence) < self.size:  # no window fits: counted by the chunk holding where it starts
@@ -133,12 +134,17 @@ class ReadWindows(IterableDataset):
             classified = len(owned)
             for i in range(len(grid)):
                 s = grid.window_start(i)
+                unknown = self.size - sum(sequence.count(b, s, s + self.size) for b in "ACGT") > self.max_n * self.size
                 for strand in self.strands:
                     placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
                     inside = self.scanned.holds(contig, placed)
                     if not inside.any():
                         continue
-                    owned.append(self.mine.holds(contig, placed[inside][:1])[0])
+                    mine = self.mine.holds(contig, placed[inside][:1])[0]
+                    if unknown:  # too many N, as a genome scan skips such windows
+                        skipped += int(mine)
+                        continue
+                    owned.append(mine)
                     pieces.append(sequence[s:s + self.size] if strand == "+" else
                                   reverse[len(sequence) - s - self.size:len(sequence) - s])
                     strands.append(strand)
@@ -148,7 +154,7 @@ class ReadWindows(IterableDataset):
                 read_bases += len(sequence)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
         return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "short_reads": short,
-                "strand": strands,
+                "skipped": skipped, "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
 
@@ -255,7 +261,7 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
 
 def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
                stride: int | None, strands: str, distances: dict[str, int], batch_tokens: int, workers: int,
-               min_mapq: int, min_reads: int, progress: bool) -> tuple[list[Call], Tally]:
+               min_mapq: int, min_reads: int, max_n: float, progress: bool) -> tuple[list[Call], Tally]:
     """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): the reads
     in which a window classifier's window, or a per-base model's peak, calls a label there, with the
     site's mean probability over those reads."""
@@ -263,7 +269,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         dataset, hits = ReadBases(bam_path, reference, regions, ranges, scanner, min_mapq, strands), base_hits
     else:
         names = [scanner.labels[i] for i in labels]
-        dataset = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq, strands)
+        dataset = ReadWindows(bam_path, reference, regions, ranges, scanner, names, stride, min_mapq, strands, max_n)
         hits = window_hits
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None)
@@ -284,6 +290,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
             entry[1] += probability
         owned = item["owned"]
         tally.windows += int(owned.sum())
+        tally.skipped += item.get("skipped", 0)
         tally.tokens += sum(len(ids) for (ids, _), o in zip(item["encoded"] or [], owned) if o) if scanner.dense \
             else int(item["lengths"][owned].sum())
         tally.bases += item["read_bases"]
