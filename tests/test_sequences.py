@@ -1193,6 +1193,22 @@ def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):
     assert [(r[1], r[2], r[3], r[5]) for r in rows] == [("110", "210", "reads=2", "+"), ("110", "210", "reads=2", "-")]
 
 
+def test_an_alignment_past_its_contigs_end_is_refused_not_written_as_a_junction_past_it(tmp_path):
+    """samtools quickcheck passes a BAM whose alignment runs past its @SQ length; its intron would be a
+    BED row past the contig's end."""
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
+    path = tmp_path / "reads.bam"
+    with pysam.AlignmentFile(str(path), "wb", header=header) as out:
+        read = pysam.AlignedSegment(out.header)
+        read.query_name, read.reference_id, read.reference_start = "r1", 0, 900
+        read.cigarstring, read.mapping_quality, read.query_sequence = "30M50N30M", 60, "A" * 60
+        out.write(read)
+    pysam.index(str(path))
+    result = run_cli("junctions", "--bam", path, "--out", tmp_path / "j.bed")
+    assert_user_error(result, "alignment 'r1' ends at c1:1010, past the contig's 1000 bp (its @SQ LN)")
+    assert not (tmp_path / "j.bed").exists()
+
+
 def test_a_contig_named_twice_is_tiled_once(tmp_path):
     result = run_cli("windows", "--genome", CE, "--contigs", "I", "I", "--window", 50000, "--stride", 50000,
                      "--strands", "+", "--out", tmp_path / "w.bed")

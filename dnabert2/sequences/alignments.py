@@ -80,6 +80,10 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
                 continue
             if read.mapping_quality < min_mapq:
                 continue
+            if read.reference_end > bam.lengths[read.reference_id]:  # htslib reads it, its introns and bases too
+                raise UserError(f"{bam.filename.decode()}: alignment {read.query_name!r} ends at "
+                                f"{read.reference_name}:{read.reference_end}, past the contig's "
+                                f"{bam.lengths[read.reference_id]} bp (its @SQ LN)")
             if bases and not read.query_sequence:
                 raise UserError(f"{bam.filename.decode()}: primary alignment {read.query_name!r} holds no read bases "
                                 "(SEQ '*'); reads mode scans them: scan the reference where reads cover with --covered "
