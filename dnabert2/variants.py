@@ -211,14 +211,20 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     try:
         reader = pysam.VariantFile(str(vcf))
         declare_fixed(reader.header, s.info_key)
+        declared = reader.header.info[END]
+        if (declared.number, declared.type) != (1, "Integer"):  # pysam could not write the END it keeps
+            raise UserError(f"{vcf}: its header declares INFO/END as Number={declared.number},Type={declared.type}; "
+                            "VCF's END is Number=1,Type=Integer")
         with Fasta(fasta) as genome:
             furthest = first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
     header = reader.header.copy()
-    header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"), (
-        "Description", f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
-        f"Format: ALLELE|{'|'.join(names)}")])
+    described = (f"DNABERT-2 per-base score changes within {s.distance} bp ({model_name(folder)}). "
+                 f"Format: ALLELE|{'|'.join(names)}")
+    # A '"' (in the model's name) would end the description early, and htslib drop the line.
+    header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"),
+                                   ("Description", described.replace('"', "'"))])
     counts = {"records": 0, "alleles_scored": 0, **dict.fromkeys(REASONS, 0), "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
         stack.enter_context(written_together())  # the VCF and its table, or neither

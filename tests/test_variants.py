@@ -384,6 +384,31 @@ def test_tags_the_header_does_not_declare_are_kept_and_declared(cnn, ce1pct, tmp
                                                                                     "unscorable_ref"]
 
 
+def test_an_end_declared_otherwise_is_refused_and_a_quote_in_the_models_name_is_no_traceback(cnn, ce1pct, tmp_path):
+    """pysam writes the END of a symbolic allele as an integer, which a header declaring it a string
+    cannot hold; a '"' in the model's folder name would end the INFO description early."""
+    with Fasta(ce1pct) as genome:
+        first = genome.fetch("IV", 99, 100)
+    text = ("##fileformat=VCFv4.2\n##INFO=<ID=END,Number=1,Type=String,Description=\"End\">\n"
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            f"IV\t100\ta\t{first}\t{OTHER[first]}\t.\tPASS\t.\nIV\t300\tc\tN\t<DEL>\t.\tPASS\tEND=310\n")
+    (tmp_path / "string_end.vcf").write_text(text)
+    result = run_cli("variants", "--model", cnn, "--vcf", tmp_path / "string_end.vcf", "--fasta", ce1pct,
+                     "--out", tmp_path / "o.vcf.gz", "--device", "cpu")
+    assert_user_error(result, "string_end.vcf: its header declares INFO/END as Number=1,Type=String; VCF's END is "
+                              "Number=1,Type=Integer")
+    assert not list(tmp_path.glob("o.vcf.gz*"))
+    quoted = shutil.copytree(cnn, tmp_path / 'cnn "v2"')
+    (tmp_path / "in.vcf").write_text(text.replace("Type=String", "Type=Integer"))
+    result = run_cli("variants", "--model", quoted, "--vcf", tmp_path / "in.vcf", "--fasta", ce1pct,
+                     "--out", tmp_path / "o.vcf.gz", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with pysam.VariantFile(str(tmp_path / "o.vcf.gz")) as vcf:
+        assert "cnn 'v2'" in vcf.header.info["DNABERT2"].description
+        assert [(r.info.get("DNABERT2") is not None, r.info.get("DNABERT2_UNSCORED")) for r in vcf] == [
+            (True, None), (False, "unscorable_ref")]
+
+
 def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path):
     """The VCF is read twice (a check, then the scoring): a pipe cannot be."""
     result = subprocess.run([sys.executable, "-m", "dnabert2", "variants", "--model", str(cnn), "--vcf", "/dev/stdin",
