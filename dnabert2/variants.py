@@ -1,8 +1,9 @@
 """`dnabert2 variants`: how each variant of a VCF/BCF changes a per-base model's scores nearby.
 
 For every ALT allele and every site label (donor, acceptor; TSS; …) the largest gain and the largest
-loss of the label's per-base probability within ±distance bp of the variant, over both strands, and
-where each happens (bp from the variant's first base, SpliceAI's DP convention). Deleted bases score
+loss of the label's per-base probability within ±distance bp of the variant's REF bases (SpliceAI's
+window is POS ± distance whatever the REF), over both strands, and where each happens (bp from the
+variant's first base, SpliceAI's DP convention). Deleted bases score
 0 in the alternative sequence; bases an insertion adds count at the base before them (their best).
 
 Variants are scored a block of records at a time, in cores of the model's training length laid on a
