@@ -891,6 +891,37 @@ def test_cram_reads_match_the_bam(data, ex1_cram):
     assert len(from_bam) > 3000 and from_cram == from_bam
 
 
+def test_alignments_htslib_cannot_read_are_refused_in_words_a_user_can_act_on(data, ex1_cram, tmp_path):
+    """A CRAM with a plain-gzip reference (htslib reads bgzip only), and alignments of a header without
+    @SQ lines (unaligned reads): pysam's own words name its API's arguments."""
+    cram, reference = ex1_cram
+    gzipped = tmp_path / "ex1.fa.gz"
+    gzipped.write_bytes(gzip.compress(reference.read_bytes()))
+    with pytest.raises(UserError, match=r"needs its reference FASTA, plain or bgzip: .*ex1.fa.gz is plain gzip"):
+        open_alignments(cram, gzipped)
+    unaligned = tmp_path / "unaligned.bam"
+    with pysam.AlignmentFile(str(unaligned), "wb", header={"HD": {"VN": "1.6"}}) as out:
+        read = pysam.AlignedSegment(out.header)
+        read.query_name, read.query_sequence, read.flag = "r1", "ACGT", 4
+        out.write(read)
+    with pytest.raises(UserError, match="its header has no @SQ lines: reads aligned to no reference"):
+        open_alignments(unaligned)
+
+
+def test_a_bam_rewritten_after_its_index_is_refused_naming_the_old_index(data, tmp_path):
+    """An index points into the blocks of the file it was made from: rewritten since, reading fails,
+    and the error says why where it can tell."""
+    source = data / "bam/sirv_ont/pcs109_5k_spliced.bam"
+    bam = tmp_path / "reads.bam"
+    pysam.view("-b", "-o", str(bam), str(source), "SIRV3", "SIRV5", catch_stdout=False)
+    pysam.index(str(bam))
+    os.utime(tmp_path / "reads.bam.bai", (1000, 1000))
+    pysam.view("-b", "-s", "0.5", "-o", str(bam), str(source), "SIRV3", "SIRV5", catch_stdout=False)
+    result = run_cli("junctions", "--bam", bam, "--out", tmp_path / "j.bed")
+    assert_user_error(result, "reads.bam: reading failed", "its index is older than it (index it again: samtools index)")
+    assert not (tmp_path / "j.bed").exists()
+
+
 def test_duplicate_names_are_refused_when_validating(tmp_path):
     path = tmp_path / "dup.fa"
     path.write_text(">a\nACGT\n>a\nGGGG\n")

@@ -5,6 +5,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pysam
 
@@ -33,7 +34,9 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     try:
         bam = pysam.AlignmentFile(str(path), reference_filename=str(reference) if reference else None)
     except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable BAM/CRAM ({error})") from None
+        # pysam's own words for a header without @SQ lines name an argument of its API
+        why = "its header has no @SQ lines: reads aligned to no reference" if "check_sq" in str(error) else error
+        raise UserError(f"{path}: not a readable BAM/CRAM ({why})") from None
     if bam.is_sam:  # htslib reads regions of BAM and CRAM only
         bam.close()
         raise UserError(f"{path}: SAM, which cannot be indexed: sort it into a BAM and index that "
@@ -45,7 +48,8 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     # on stderr: every read would silently go missing.
     if bam.is_cram and (reference is None or compression(reference) == "gzip"):
         bam.close()
-        raise UserError(f"{path}: a CRAM needs its reference FASTA, plain or bgzip (not gzip): give --reference")
+        raise UserError(f"{path}: a CRAM needs its reference FASTA, plain or bgzip: "
+                        + (f"{reference} is plain gzip (zcat it | bgzip)" if reference else "give --reference"))
     return bam
 
 
@@ -96,8 +100,17 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
         with contextlib.suppress(OSError):
             bam.close()  # after a failed read htslib's close fails too, which would hide why
         against = ", or a CRAM read with another reference than its own" if cram else ""
-        raise UserError(f"{name}: reading failed ({error}): a truncated or corrupt file{against}? (samtools "
+        stale = "its index is older than it (index it again: samtools index), or " if _index_older(name) else ""
+        raise UserError(f"{name}: reading failed ({error}): {stale}a truncated or corrupt file{against}? (samtools "
                         "quickcheck, samtools view)") from None
+
+
+def _index_older(name: str) -> bool:
+    """Whether the index beside an alignment file, where htslib looks for one, is older than the file
+    (written before it was rewritten: it points into other blocks)."""
+    path = Path(name)
+    indices = [Path(f"{name}{suffix}") for suffix in (".bai", ".csi", ".crai")] + [path.with_suffix(".bai")]
+    return any(i.exists() and i.stat().st_mtime < path.stat().st_mtime for i in indices)
 
 
 def _restore_matches(read: pysam.AlignedSegment, genome: Fasta | None, name: str) -> None:
