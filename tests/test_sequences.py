@@ -674,8 +674,8 @@ def test_a_transcript_defined_on_another_strand_than_its_pieces_is_left_out(tmp_
 
 def test_genes_marked_partial_give_no_ends(tmp_path):
     """GeneMarkS-2 and Prodigal mark a gene cut by a contig's end partial=01, 10 or 11, NCBI partial=true
-    with a start_range or end_range, glimmer a bare "Lack 3'-end": its first or last base is the
-    contig's, no TSS or TTS."""
+    with a start_range or end_range, glimmer a bare "Lack 3'-end", Bakta pseudo=True: its first or
+    last base is the contig's, no TSS or TTS."""
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nk1\tGeneMark.hmm2\tgene\t3\t365\t.\t+\t.\tID=gene_1\n"
         "k1\tGeneMark.hmm2\tCDS\t3\t365\t11.8\t+\t0\tID=1; Parent=gene_1; partial=11; gc=33\n"
@@ -688,7 +688,8 @@ def test_genes_marked_partial_give_no_ends(tmp_path):
         "k1\tglimmer\tCDS\t3003\t3062\t2.84\t-\t0\tParent=GL6;Lack 3'-end;\n"
         "k1\tglimmer\tgene\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Complete;\n"
         "k1\tglimmer\tmRNA\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Parent=GL7;Complete;\n"
-        "k1\tglimmer\tCDS\t3124\t3983\t8.36\t-\t0\tParent=GL7;Complete;\n")
+        "k1\tglimmer\tCDS\t3124\t3983\t8.36\t-\t0\tParent=GL7;Complete;\n"
+        "k1\tPyrodigal\tCDS\t4003\t4452\t.\t+\t0\tID=ABC_00005;locus_tag=ABC_00005;pseudo=True\n")
     annotation = read_annotation(tmp_path / "a.gff3")
     assert [t.id for t in annotation.transcripts] == ["k1_3", "GL7"]
     assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [

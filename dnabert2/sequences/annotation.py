@@ -476,8 +476,9 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
-            # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons.
-            if piece and not (piece == "CDS" and attrs.get("pseudo") == "true"):
+            # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons, nor is Bakta's
+            # CDS cut by a contig's end (pseudo=True, as Python writes it).
+            if piece and not (piece == "CDS" and attrs.get("pseudo", "").lower() == "true"):
                 pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
     if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
