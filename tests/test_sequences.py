@@ -752,7 +752,7 @@ def test_a_protein_coding_genes_transcript_without_a_cds_is_not_protein_coding(t
         "Transcript:A.1"]
 
 
-def test_gff2_a_fasta_without_its_marker_and_spaced_parents(tmp_path):
+def test_gff2_a_fasta_without_its_marker_spaced_parents_and_a_trailing_tab(tmp_path):
     (tmp_path / "a.gff").write_text('I\tcurated\texon\t101\t200\t.\t+\t.\tTranscript "B0019.1" ; Note "x"\n')
     with pytest.raises(UserError, match=r"no exon or CDS line with a transcript_id \(GFF2 is not read\)"):
         read_annotation(tmp_path / "a.gff")
@@ -765,6 +765,10 @@ def test_gff2_a_fasta_without_its_marker_and_spaced_parents(tmp_path):
                                      "c\tt\texon\t101\t300\t.\t+\t.\tParent=t1, t2\n"
                                      "c\tt\texon\t701\t900\t.\t+\t.\tParent=t1, t2\n")
     assert [t.exons for t in read_annotation(tmp_path / "c.gff3").transcripts] == [((100, 300), (700, 900))] * 2
+    # A tab after the last column (TSEBRA's GTF, MITOS's GFF3 write one) is no tenth column.
+    (tmp_path / "d.gtf").write_text('c\tt\texon\t101\t300\t.\t+\t.\tgene_id "g"; transcript_id "t";\t\n'
+                                    'c\tt\texon\t701\t900\t.\t+\t.\tgene_id "g"; transcript_id "t";\t\n')
+    assert [t.exons for t in read_annotation(tmp_path / "d.gtf").transcripts] == [((100, 300), (700, 900))]
 
 
 def test_an_escaped_comma_belongs_to_its_parent_id_and_a_plain_one_parts_two(tmp_path):

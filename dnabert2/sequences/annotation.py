@@ -454,6 +454,8 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             if not line.strip() or line.startswith("#"):
                 continue
             fields = line.rstrip("\n").split("\t")
+            if len(fields) == 10 and not fields[9].strip():  # a tab after the last column (TSEBRA, MITOS)
+                del fields[9]
             if len(fields) != 9:
                 fasta = "; a FASTA section without its ##FASTA line?" if line.startswith(">") else ""
                 raise UserError(f"{path}: line {number} has {len(fields)} tab-separated fields, not 9 (not GFF3/GTF"
