@@ -1079,10 +1079,15 @@ def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path
     # A GFF3 of exon lines alone, none of whose Parents a line defines, is read as it is.
     caplog.clear()
     assert read([line for line in whole + orphan if line[2] == "exon"]) == {"m1", "m3"} and not caplog.text
-    # A transcript without a strand has no sites: left out, and said so.
+    # A transcript without a strand has no sites: left out, and said so; its ends and introns are real on
+    # one strand or the other (StringTie's single-exon transcripts have none): unlabelled on both.
     unstranded = [("c", ".", "mRNA", 6001, 6900, ".", ".", ".", "ID=m4"), ("c", ".", "exon", 6001, 6300, ".", ".", ".", "Parent=m4"),
                   ("c", ".", "exon", 6601, 6900, ".", ".", ".", "Parent=m4")]
     assert read(whole + unstranded) == {"m1"} and "2 exon, CDS, UTR or intron line(s) without a strand" in caplog.text
+    unlabelled = read_annotation(tmp_path / "a.gff3").unlabelled({"tss", "tts", "donor"})
+    assert {(s.kind, s.position, s.strand) for s in unlabelled} == {
+        ("tss", 6000, "+"), ("donor", 6300, "+"), ("tts", 6899, "+"),
+        ("tts", 6000, "-"), ("donor", 6599, "-"), ("tss", 6899, "-")}
 
 
 def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_origin_none(tmp_path, caplog):

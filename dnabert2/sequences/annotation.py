@@ -517,6 +517,7 @@ class _Pieces:
         # transcript_id; a codon line matters only to a transcript known by its CDS alone.
         self.unstranded, self.orphaned = set(), set()
         self.lines_unstranded = 0
+        self.strandless = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
         contig, strand, interval = where
@@ -529,6 +530,9 @@ class _Pieces:
         if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
             self.unstranded.update((transcript, codon) for transcript, _ in owners if transcript)
             self.lines_unstranded += not codon and any(transcript for transcript, _ in owners)
+            for transcript, _ in owners:
+                if transcript and piece == "exon":
+                    self.strandless[transcript].append((contig, interval))
             return
         for transcript, gene in owners:
             if transcript:
@@ -694,6 +698,11 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
                     "without a transcript_id), left out: %s", path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
+    # A transcript on no strand at all (StringTie's of one exon): its ends are real on one strand or the other.
+    aside += [Transcript(transcript_id, features.gene_of(transcript_id, groups), contig, strand,
+                         tuple(_merge({i for c, i in located if c == contig})))
+              for transcript_id, located in pieces.strandless.items() if transcript_id not in groups
+              for contig in sorted({c for c, _ in located}) for strand in "+-"]
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (every one left out, as said above)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
