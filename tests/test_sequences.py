@@ -675,7 +675,8 @@ def test_a_transcript_defined_on_another_strand_than_its_pieces_is_left_out(tmp_
 def test_genes_marked_partial_give_no_ends(tmp_path):
     """GeneMarkS-2 and Prodigal mark a gene cut by a contig's end partial=01, 10 or 11, NCBI partial=true
     with a start_range or end_range, glimmer a bare "Lack 3'-end", Bakta pseudo=True: its first or
-    last base is the contig's, no TSS or TTS."""
+    last base is the contig's, no TSS or TTS. Liftoff marks a gene lifted over in part (or at a low
+    identity) partial_mapping=True (low_identity=True): its transcripts may miss exons."""
     (tmp_path / "a.gff3").write_text(
         "##gff-version 3\nk1\tGeneMark.hmm2\tgene\t3\t365\t.\t+\t.\tID=gene_1\n"
         "k1\tGeneMark.hmm2\tCDS\t3\t365\t11.8\t+\t0\tID=1; Parent=gene_1; partial=11; gc=33\n"
@@ -689,11 +690,16 @@ def test_genes_marked_partial_give_no_ends(tmp_path):
         "k1\tglimmer\tgene\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Complete;\n"
         "k1\tglimmer\tmRNA\t3124\t3983\t.\t-\t.\tID=GL7;Name=GL7;Parent=GL7;Complete;\n"
         "k1\tglimmer\tCDS\t3124\t3983\t8.36\t-\t0\tParent=GL7;Complete;\n"
-        "k1\tPyrodigal\tCDS\t4003\t4452\t.\t+\t0\tID=ABC_00005;locus_tag=ABC_00005;pseudo=True\n")
+        "k1\tPyrodigal\tCDS\t4003\t4452\t.\t+\t0\tID=ABC_00005;locus_tag=ABC_00005;pseudo=True\n"
+        + "".join(f"k1\tLiftoff\tgene\t{a}\t{a + 399}\t.\t+\t.\tID=g{a};coverage={c};sequence_ID={i};{flag}\n"
+                  f"k1\tLiftoff\tmRNA\t{a}\t{a + 399}\t.\t+\t.\tID=t{a};Parent=g{a};extra_copy_number=0\n"
+                  f"k1\tLiftoff\texon\t{a}\t{a + 399}\t.\t+\t.\tParent=t{a};extra_copy_number=0\n"
+                  for a, c, i, flag in ((5001, 1.0, 0.99, ""), (6001, 0.41, 0.95, "partial_mapping=True"),
+                                        (7001, 0.9, 0.42, "low_identity=True"))))
     annotation = read_annotation(tmp_path / "a.gff3")
-    assert [t.id for t in annotation.transcripts] == ["k1_3", "GL7"]
+    assert [t.id for t in annotation.transcripts] == ["k1_3", "GL7", "t5001"]
     assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [
-        (2, "+"), (799, "-"), (2000, "+"), (3061, "-")]
+        (2, "+"), (799, "-"), (2000, "+"), (3061, "-"), (6000, "+"), (7000, "+")]
 
 
 def test_lines_that_say_little_of_a_transcript_do_not_leave_it_out(tmp_path):

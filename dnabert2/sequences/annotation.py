@@ -551,6 +551,8 @@ class _Features:
         self.typed = {}  # GFF3 ID -> its type (mRNA, lnc_RNA, ...)
         self.tags = defaultdict(set)
         self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
+        # Liftoff's genes lifted over in part or at a low identity: their transcripts' exons may be missing
+        self.lifted_poorly = set()
         # GFF3 ID or GTF transcript_id -> (contig, strand, start, end, source) of the first line defining it
         # (not of its pieces; start and end None where not read: only transcript and mRNA lines apart are
         # told apart), and of every such line where there are several (most features have one: a set each
@@ -569,6 +571,8 @@ class _Features:
             self.sources[key].add(source)
             if "gbkey" in attrs:
                 self.ncbi.add(key)
+        if attrs.get("partial_mapping") == "True" or attrs.get("low_identity") == "True":
+            self.lifted_poorly.add(key)
         if locus is not None and self.placed.setdefault(key, locus) != locus:
             self.loci[key].update((self.placed[key], locus))
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
@@ -674,7 +678,8 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
             or {(gene, False), (gene, coding)} & pieces.orphaned
         if transcript_id in undefined or doubted \
-                or transcript_id in features.partial or _outside(parts["CDS"].get(transcript_id, ()), exons) \
+                or transcript_id in features.partial or {transcript_id, gene} & features.lifted_poorly \
+                or _outside(parts["CDS"].get(transcript_id, ()), exons) \
                 or _past_ends(parts["intron"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue
