@@ -1319,6 +1319,10 @@ def test_regions_read_as_bedtools_merge_reads_them_skip_zero_length_lines_and_co
     (tmp_path / "s.bed").write_text("I\t0\t500\nI\t1000\t1000\n")
     with pytest.raises(UserError, match="line 2: I:1000-1000 is empty"):
         list(read_bed_intervals(tmp_path / "s.bed"))
+    # Regions of none (a header alone, or zero-length lines alone) would tile nothing.
+    (tmp_path / "none.bed").write_text("track name=r\nI\t1000\t1000\n")
+    result = run_cli("windows", "--genome", CE, "--regions", tmp_path / "none.bed", "--out", tmp_path / "n.bed")
+    assert_user_error(result, "none.bed: no regions")
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

@@ -38,12 +38,7 @@ DENSE_BLOCK_CORES = 16
 def requested_regions(lengths: dict[str, int], source: str, regions=None, contigs=None) -> list[tuple[str, int, int]]:
     """Regions to scan in genome order, checked against the contig lengths: a BED file's, the named
     contigs, or every contig."""
-    if regions is not None:
-        wanted = read_bed_regions(regions)
-        if not wanted:
-            raise UserError(f"{regions}: no regions")
-    else:
-        wanted = [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
+    wanted = read_bed_regions(regions) if regions is not None else [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
     for contig, start, end in wanted:
         if contig not in lengths:
             raise UserError(f"{source}: unknown contig {contig!r}" + (f" (from {regions})" if regions else ""))

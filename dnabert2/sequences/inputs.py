@@ -56,8 +56,12 @@ def read_bed_intervals(path, regions: bool = False) -> Iterator[tuple[str, int, 
 
 
 def read_bed_regions(path) -> list[tuple[str, int, int]]:
-    """(contig, start, end) from the first three columns of a BED file (see read_bed_intervals)."""
-    return [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path, regions=True)]
+    """(contig, start, end) from the first three columns of a BED file (see read_bed_intervals); one of
+    none (empty, or headers alone) is an error, as what is asked of it would be done nowhere."""
+    regions = [(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(path, regions=True)]
+    if not regions:
+        raise UserError(f"{path}: no regions")
+    return regions
 
 
 def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
