@@ -289,6 +289,15 @@ def test_regions_shorter_than_a_window_are_named_not_skipped_silently(short_mode
     assert summary["bases"] == 300 and summary["regions"] == [["I", 5000, 5300]]
 
 
+def test_a_region_past_its_contigs_end_is_refused_naming_the_bed(short_model, ce1pct, tmp_path):
+    regions = tmp_path / "regions.bed"
+    regions.write_text("I\t1000\t2000\nI\t5000\t999999999\n")
+    result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--regions", regions, "--out",
+                     tmp_path / "c.bed", "--workers", 0)
+    assert_user_error(result, f"region I:5000-999999999 (from {regions}) is outside the contig")
+    assert not list(tmp_path.glob("c.bed*"))
+
+
 def test_minus_strand_is_the_reverse_complement(short_model, tmp_path):
     """Scanning a contig and its reverse complement: the + windows of one are the - windows of the
     other, mirrored."""

@@ -39,11 +39,12 @@ def requested_regions(lengths: dict[str, int], source: str, regions=None, contig
     """Regions to scan in genome order, checked against the contig lengths: a BED file's, the named
     contigs, or every contig."""
     wanted = read_bed_regions(regions) if regions is not None else [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
+    given = f" (from {regions})" if regions else ""
     for contig, start, end in wanted:
         if contig not in lengths:
-            raise UserError(f"{source}: unknown contig {contig!r}" + (f" (from {regions})" if regions else ""))
+            raise UserError(f"{source}: unknown contig {contig!r}{given}")
         if not 0 <= start < end <= lengths[contig]:
-            raise UserError(f"{source}: region {contig}:{start}-{end} is outside the contig or empty "
+            raise UserError(f"{source}: region {contig}:{start}-{end}{given} is outside the contig or empty "
                             f"(length {lengths[contig]})")
     return merge_regions(wanted, {c: i for i, c in enumerate(lengths)})
 
