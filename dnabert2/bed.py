@@ -118,4 +118,7 @@ def run_junctions(args) -> None:
     check_outputs([args.out], [args.bam, args.reference])
     n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads,
                         contigs=s.contigs)
+    if not n:  # unspliced reads (DNA, or an aligner run without splicing), or filters that keep none
+        log.warning("%s: no intron (CIGAR N) in the primary alignments kept (--min-mapq %d, --min-reads %d): %s is "
+                    "empty", args.bam, s.min_mapq, s.min_reads, args.out)
     log.info("wrote %d junctions to %s", n, args.out)

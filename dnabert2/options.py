@@ -218,6 +218,13 @@ def non_negative(text: str) -> int:
     return value
 
 
+def mapq(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 255:  # a MAPQ's range in SAM; above it, every alignment would be dropped unsaid
+        raise argparse.ArgumentTypeError(f"must be a mapping quality, 0 to 255, not {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < math.inf:

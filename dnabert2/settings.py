@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import fraction, input_tokens, learning_rate, non_negative, positive, positive_float, setting, share
+from .options import fraction, input_tokens, learning_rate, mapq, non_negative, positive, positive_float, setting, share
 from .tasks.registry import KINDS, TOLERANCES
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -115,7 +115,7 @@ class SitesSettings:
 @dataclass
 class JunctionsSettings:
     min_reads: int = setting(1, "minimum supporting reads of a junction, both strands' together", type=positive)
-    min_mapq: int = setting(0, "minimum mapping quality", type=non_negative)
+    min_mapq: int = setting(0, "minimum mapping quality", type=mapq)
     contigs: list[str] | None = setting(None, "only these contigs' junctions", nargs="+", metavar="CONTIG",
                                         default_text="every contig")
 
@@ -276,7 +276,7 @@ class ScanSettings:
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
     max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
                            "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
-    min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=non_negative)
+    min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=mapq)
     min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
     batch_tokens: int | None = _batch_tokens()
     workers: int | None = _workers("DataLoader workers reading and tokenising")

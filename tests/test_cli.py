@@ -257,6 +257,14 @@ def test_junctions_bed_has_read_support(tmp_path, data):
                      "--contigs", "chr1")
     assert_user_error(result, "unknown contig 'chr1'")
     assert not (tmp_path / "none.bed").exists()
+    # A MAPQ is 0 to 255: a higher minimum would keep no alignment, unsaid; filters that keep none say so.
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
+                     "--min-mapq", 1000)
+    assert_user_error(result, "--min-mapq: must be a mapping quality, 0 to 255, not 1000")
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
+                     "--min-reads", 10**9)
+    assert result.returncode == 0 and (tmp_path / "none.bed").read_text() == ""
+    assert "no intron (CIGAR N) in the primary alignments kept (--min-mapq 0, --min-reads 1000000000)" in result.stderr
 
 
 def test_an_untagged_read_joins_the_strand_of_its_introns_tagged_reads(tmp_path, data):
