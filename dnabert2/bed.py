@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .errors import UserError
 from .options import add_settings, output_file, settings_from
 from .outputs import check_outputs, write_bed_rows
 from .settings import JunctionsSettings, SitesSettings
@@ -49,9 +50,11 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
     fasta = Fasta(reference) if reference else None
     try:
         with open_alignments(bam_path, reference) as bam:
-            if fasta is not None:
-                check_reference(bam, fasta)
-            found = [j for contig in dict.fromkeys(contigs or [None])  # an unknown contig is refused there
+            shared = check_reference(bam, fasta.lengths, fasta.path) if fasta is not None else None
+            for contig in contigs or ():
+                if shared is not None and contig in bam.references and contig not in shared:
+                    raise UserError(f"{bam_path}: contig {contig!r} is not in the reference {fasta.path}")
+            found = [j for contig in dict.fromkeys(contigs or shared or [None])  # an unknown contig is refused there
                      for j in junctions(bam, fasta, contig=contig, min_mapq=min_mapq)]
             order = list(fasta.lengths if fasta is not None else bam.references)
     finally:

@@ -822,7 +822,7 @@ def test_bam_reads_and_junctions_agree_with_the_annotation(data):
     sirv = data / "bam/sirv_ont"
     reference = Fasta(sirv / "SIRV_150601a.fasta.gz")
     with open_alignments(sirv / "pcs109_5k_spliced.bam") as bam:
-        check_reference(bam, reference)
+        assert check_reference(bam, reference.lengths, reference.path) == list(bam.references)
         reads = list(aligned_reads(bam, "SIRV5"))
         assert reads and all(r.reference_name == "SIRV5" and not r.is_secondary for r in reads)
         found = junctions(bam, reference)
@@ -869,8 +869,28 @@ def test_unindexed_bam_is_refused(data, tmp_path):
 
 def test_bam_whose_contigs_are_not_in_the_reference_is_refused(data):
     with open_alignments(data / "bam/ex1/ex1.bam") as bam, Fasta(LAMBDA) as other:
-        with pytest.raises(UserError, match="not in the reference"):
-            check_reference(bam, other)
+        with pytest.raises(UserError, match="none of its contigs is in the reference"):
+            check_reference(bam, other.lengths, other.path)
+
+
+def test_contigs_of_a_bam_that_its_reference_lacks_are_left_out_with_a_warning(data, tmp_path, caplog):
+    """A BAM aligned to a fuller assembly (decoys, alternative contigs) than the FASTA given: those
+    contigs' alignments are left out, said once, as bedtools skips them; the others' junctions are
+    the same. Asked for by name, such a contig is refused."""
+    sirv = data / "bam/sirv_ont"
+    with Fasta(sirv / "SIRV_150601a.fasta.gz") as genome:
+        (tmp_path / "some.fa").write_text("".join(f">{c}\n{genome.fetch(c)}\n" for c in genome.lengths
+                                                  if c not in ("SIRV3", "SIRV4")))
+    bam = sirv / "pcs109_5k_spliced.bam"
+    whole = run_cli("junctions", "--bam", bam, "--reference", sirv / "SIRV_150601a.fasta.gz", "--out", tmp_path / "a.bed")
+    part = run_cli("junctions", "--bam", bam, "--reference", tmp_path / "some.fa", "--out", tmp_path / "p.bed")
+    assert whole.returncode == 0 and part.returncode == 0, whole.stderr + part.stderr
+    assert "2 contig(s) not in the reference" in part.stderr and "SIRV3, SIRV4" in part.stderr
+    kept = [line for line in (tmp_path / "a.bed").read_text().splitlines() if line.split("\t")[0] not in ("SIRV3", "SIRV4")]
+    assert (tmp_path / "p.bed").read_text().splitlines() == kept != []
+    result = run_cli("junctions", "--bam", bam, "--reference", tmp_path / "some.fa", "--contigs", "SIRV3",
+                     "--out", tmp_path / "x.bed")
+    assert_user_error(result, "contig 'SIRV3' is not in the reference")
 
 
 def test_genes_span_their_transcripts():

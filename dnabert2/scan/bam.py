@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import Fasta, aligned_reads, merge_regions, open_alignments, reverse_complement
+from ..sequences import Fasta, aligned_reads, check_reference, merge_regions, open_alignments, reverse_complement
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from .calls import Call, score_of
@@ -310,15 +310,11 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
 
 
 def bam_lengths(bam_path, reference, reference_lengths: dict[str, int] | None) -> dict[str, int]:
-    """The BAM's contig lengths, checked against the reference's."""
+    """The BAM's contig lengths, of those the reference has (see check_reference)."""
     with open_alignments(bam_path, reference) as bam:
         lengths = dict(zip(bam.references, bam.lengths))
-    if not lengths:
-        raise UserError(f"{bam_path}: no reference contigs in the header")
-    if reference_lengths is not None:
-        for contig, length in lengths.items():
-            if reference_lengths.get(contig) != length:
-                where = "is not in the reference" if contig not in reference_lengths else \
-                    f"is {length} bp in the BAM but {reference_lengths[contig]} bp in the reference"
-                raise UserError(f"{bam_path}: contig {contig!r} {where}")
+        if not lengths:
+            raise UserError(f"{bam_path}: no reference contigs in the header")
+        if reference_lengths is not None:
+            lengths = {contig: lengths[contig] for contig in check_reference(bam, reference_lengths, reference)}
     return lengths

@@ -2,6 +2,7 @@
 splice junctions observed as CIGAR N operations."""
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pysam
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from .fasta import Fasta, check_file, compression
+
+log = logging.getLogger(__name__)
 
 _REF_SKIP = 3  # CIGAR N
 _CONSUMES_REFERENCE = {0, 2, 3, 7, 8}  # M D N = X
@@ -53,16 +56,23 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     return bam
 
 
-def check_reference(bam: pysam.AlignmentFile, fasta: Fasta) -> None:
-    """Raise a UserError if the BAM's contigs are missing from the reference or differ in length."""
+def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference) -> list[str]:
+    """The BAM's contigs that the reference (its contig `lengths`) has. Those it lacks (the decoys and
+    alternative contigs of a fuller assembly than the FASTA's) are left out with a warning, as
+    bedtools skips them; a UserError if it has none of them, or gives one another length (another
+    assembly)."""
+    name = bam.filename.decode()
+    missing = [contig for contig in bam.references if contig not in lengths]
+    if len(missing) == len(bam.references):
+        raise UserError(f"{name}: none of its contigs is in the reference {reference} ({first_names(missing)} are not)")
     for contig, length in zip(bam.references, bam.lengths):
-        if contig not in fasta.lengths:
-            raise UserError(f"{bam.filename.decode()}: contig {contig!r} is not in the reference {fasta.path}")
-        if fasta.lengths[contig] != length:
-            raise UserError(
-                f"{bam.filename.decode()}: contig {contig!r} is {length} bp in the BAM header but "
-                f"{fasta.lengths[contig]} bp in the reference {fasta.path}"
-            )
+        if contig in lengths and lengths[contig] != length:
+            raise UserError(f"{name}: contig {contig!r} is {length} bp in the BAM header but {lengths[contig]} bp in "
+                            f"the reference {reference}")
+    if missing:
+        log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s", name, len(missing),
+                    reference, first_names(missing))
+    return [contig for contig in bam.references if contig in lengths]
 
 
 def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, min_mapq: int = 0,
