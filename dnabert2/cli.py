@@ -75,6 +75,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.set_defaults(commands=commands.choices)  # for an error in a command's words, said by its own parser
     for name, (module, add, run, help_line) in COMMANDS.items():
         sub = commands.add_parser(name, parents=[common], help=help_line, description=help_line)
         if name == command:
@@ -96,7 +97,9 @@ def main(argv=None) -> int:
     command = _command(argv)
     stops.exit_at_once(f"dnabert2 {command}" if command in COMMANDS else "dnabert2")
     try:
-        args = build_parser(command).parse_args(argv)
+        args, unknown = build_parser(command).parse_known_args(argv)
+        if unknown:  # the command's own parser says so, naming the command and its --help
+            args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         if args.quiet:  # read when huggingface_hub is first imported, which no command does before this
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

@@ -76,6 +76,10 @@ def test_missing_required_option_is_a_usage_error(tmp_path):
     # One line, as README says: the usage is what --help is for.
     assert result.stderr.splitlines() == ["dnabert2 vocab: error: the following arguments are required: --genome "
                                           "(see dnabert2 vocab --help)"]
+    # An option the command lacks is named by the command, whose --help lists those it has.
+    result = run_cli("vocab", "--genome", "g.fa", "--out", tmp_path / "t.json", "--junctions", "j.bed")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "dnabert2 vocab: error: unrecognized arguments: --junctions j.bed (see dnabert2 vocab --help)"]
 
 
 def test_windows_as_csv_fasta_and_bed(tmp_path):
