@@ -518,12 +518,14 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
 
 
 def test_old_ensembl_gtf_gives_each_transcript_the_biotype_of_its_source_column(tmp_path):
-    """Ensembl's GTF before release 75, and iGenomes' built from it, write a transcript's biotype in
-    column 2, with its gene's (from release 68) in attributes: a protein-coding gene's retained intron
+    """Ensembl's GTF before it named transcript_biotype (GRCh37's release 75 included), and iGenomes'
+    built from it, write a transcript's biotype in column 2, with its gene's (from release 68) in
+    attributes: a protein-coding gene's retained intron
     is no protein_coding transcript, a miRNA's ends are no TSS or TTS. Column 2 of other GTFs
     (AUGUSTUS, HAVANA) is no biotype."""
     line = '1\t{}\texon\t{}\t{}\t.\t+\t.\tgene_id "{}"; transcript_id "{}"; exon_number "1";{}\n'
     igenomes = (line.format("protein_coding", 101, 200, "G1", "T1", "")
+                + line.format("protein_coding", 131, 190, "G1", "T1", "").replace("\texon\t", "\tCDS\t")
                 + line.format("retained_intron", 151, 260, "G1", "T2", "")
                 + line.format("miRNA", 501, 522, "G3", "T3", ""))
     (tmp_path / "igenomes.gtf").write_text(igenomes)
@@ -537,6 +539,10 @@ def test_old_ensembl_gtf_gives_each_transcript_the_biotype_of_its_source_column(
         assert [t.id for t in read_annotation(tmp_path / name, biotypes=["protein_coding"]).transcripts] == ["T1"]
     with pytest.raises(UserError, match="no transcript of biotype protein_coding; its transcripts have no biotype"):
         read_annotation(tmp_path / "augustus.gtf", biotypes=["protein_coding"])
+    # A pipeline writing protein_coding in column 2 of every line: a transcript without a CDS is none.
+    (tmp_path / "every.gtf").write_text(re.sub("(?m)^1\t[a-zA-Z_]+", "1\tprotein_coding", igenomes))
+    assert {t.id: set(t.biotypes) for t in read_annotation(tmp_path / "every.gtf").transcripts} == {
+        "T1": {"protein_coding"}, "T2": set(), "T3": set()}
 
 
 def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_path, caplog):

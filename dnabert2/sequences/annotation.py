@@ -560,6 +560,7 @@ class _Features:
         self.placed, self.loci = {}, defaultdict(set)
         self.gtf = False  # whether the file is GTF
         self.sources = defaultdict(set)  # GTF transcript_id -> the source column of its lines
+        self.sourced = False  # whether those are the biotypes (old_ensembl)
         self.ncbi = set()  # GTF transcript_ids of NCBI's lines (with a gbkey): their biotype is a GFF3 type
 
     def read(self, parse, source: str, kind: str, attrs: dict[str, str], locus=None) -> None:
@@ -594,11 +595,13 @@ class _Features:
                 self.parent_of[attrs["ID"]] = attrs["geneID"]
 
     def old_ensembl(self) -> None:
-        """Ensembl's GTF before release 75 (and Illumina's iGenomes built from it) writes a transcript's
-        biotype in the source column, and at most its gene's in attributes: where a GTF names no
-        transcript's own and that column says protein_coding, it is each transcript's own biotype."""
+        """Ensembl's GTF before it named transcript_biotype (GRCh37's last, release 75, included), and
+        Illumina's iGenomes built from it, writes a transcript's biotype in the source column, and at
+        most its gene's in attributes: where a GTF names no transcript's own and that column says
+        protein_coding, it is each transcript's own biotype."""
         if self.gtf and not any(self.own.values()) \
                 and any("protein_coding" in sources for sources in self.sources.values()):
+            self.sourced = True
             for key, sources in self.sources.items():
                 self.own[key] = sources
 
@@ -637,11 +640,13 @@ class _Features:
         RefSeq's XR transcripts of protein-coding genes have none). NCBI's GTF names the GFF3 type
         (mRNA, lnc_RNA) in transcript_biotype: its gene's biotype joins it."""
         typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
-        if self.own.get(transcript) and transcript not in self.ncbi:
-            return frozenset(typed | self.own[transcript])
-        typed |= self.own.get(transcript, set())
+        own = self.own.get(transcript, set())
+        if self.sourced and not has_cds:  # some pipelines write protein_coding in column 2 of every line
+            own = own - {"protein_coding"}
+        if own and transcript not in self.ncbi:
+            return frozenset(typed | own)
         inherited = self.of_gene.get(transcript, set()) | self.own.get(gene, set()) | self.of_gene.get(gene, set())
-        return frozenset(typed | (inherited if has_cds else inherited - {"protein_coding"}))
+        return frozenset(typed | own | (inherited if has_cds else inherited - {"protein_coding"}))
 
 
 def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: dict,
