@@ -1268,15 +1268,18 @@ def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):
 
 def test_an_alignment_past_its_contigs_end_is_refused_not_written_as_a_junction_past_it(tmp_path):
     """samtools quickcheck passes a BAM whose alignment runs past its @SQ length; its intron would be a
-    BED row past the contig's end."""
+    BED row past the contig's end. A mapped record without a CIGAR ('*') aligns no base: passed over."""
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
     path = tmp_path / "reads.bam"
     with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        read = pysam.AlignedSegment(out.header)
-        read.query_name, read.reference_id, read.reference_start = "r1", 0, 900
-        read.cigarstring, read.mapping_quality, read.query_sequence = "30M50N30M", 60, "A" * 60
-        out.write(read)
+        for name, start, cigar in (("r0", 100, None), ("r1", 900, "30M50N30M")):
+            read = pysam.AlignedSegment(out.header)
+            read.query_name, read.reference_id, read.reference_start = name, 0, start
+            read.cigarstring, read.mapping_quality, read.query_sequence = cigar, 60, "A" * 60
+            out.write(read)
     pysam.index(str(path))
+    with open_alignments(path) as bam:
+        assert [r.query_name for r in bam.fetch("c1", 0, 500)] == ["r0"] and not list(aligned_reads(bam, "c1", 0, 500))
     result = run_cli("junctions", "--bam", path, "--out", tmp_path / "j.bed")
     assert_user_error(result, "alignment 'r1' ends at c1:1010, past the contig's 1000 bp (its @SQ LN)")
     assert not (tmp_path / "j.bed").exists()

@@ -92,7 +92,7 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
         for read in (read for name in contigs for read in bam.fetch(name, start, end)):
             if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate:
                 continue
-            if read.mapping_quality < min_mapq:
+            if read.mapping_quality < min_mapq or read.cigartuples is None:  # CIGAR '*' aligns no base
                 continue
             if read.reference_end > bam.lengths[read.reference_id]:  # htslib reads it, its introns and bases too
                 raise UserError(f"{bam.filename.decode()}: alignment {read.query_name!r} ends at "
