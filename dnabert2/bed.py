@@ -27,14 +27,15 @@ def write_bed(path, rows: Iterable[Row], contig_order: Sequence[str]) -> int:
 
 
 def bed_header(path) -> tuple[list[str], str | None]:
-    """The header lines (track, browser, #) of a BED or bedGraph file, and its first line after them."""
+    """The lines before a BED or bedGraph file's first row (track, browser, # and blank lines), and
+    that row."""
     from .sequences.fasta import open_text, reading_text
     from .sequences.inputs import is_bed_header
 
     header = []
     with reading_text(path, "BED or bedGraph"), open_text(path) as handle:
         for line in handle:
-            if not is_bed_header(line):
+            if line.strip() and not is_bed_header(line):
                 return header, line
             header.append(line)
     return header, None

@@ -36,12 +36,12 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     graph = tmp_path / "scan.bedgraph"  # a scan's track folder, one file per label and strand
     graph.mkdir()
     # A per-base track joins equal neighbours into one line: the histogram counts bases, not lines.
-    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.250\nI\t10\t13\t0.950\n')
+    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\n\nI\t0\t10\t0.250\nI\t10\t13\t0.950\n')
     (graph / "donor.minus.bedgraph").write_text('track type=bedGraph name="donor-"\nI\t0\t10\t0.050\n')
     calls = tmp_path / "calls.bed"
     calls.write_text("I\t0\t400\tdonor\t950\t+\t3\t-1\t-1\t200\n")
     headed = tmp_path / "headed.bed"  # calls under a track line for a browser
-    headed.write_text('track name="my calls" type=narrowPeak\n' + calls.read_text())
+    headed.write_text('track name="my calls" type=narrowPeak\n\n' + calls.read_text())  # a blank line too
     for source, legend, what in ((graph, "donor+ (13)", "bases"), (graph / "donor.plus.bedgraph", "donor+ (13)", "bases"),
                                  (calls, "donor (1)", "calls"), (headed, "donor (1)", "calls")):
         out = tmp_path / f"{source.stem}.svg"
