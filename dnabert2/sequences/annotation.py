@@ -616,6 +616,18 @@ class _Features:
         return any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci) \
             or len({source for *_, source in loci}) > 1 or _apart([locus for locus in loci if locus[2] is not None])
 
+    def copies(self, transcript: str, located) -> list[tuple[str, str, tuple]]:
+        """(contig, strand, exons) of each copy of an id at several places: its pieces by contig and
+        strand, and by the line defining the copy that holds them where lines say (a piece outside
+        every one is a copy of its own)."""
+        loci = self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
+        copies = defaultdict(set)
+        for contig, strand, (start, end), _ in located:
+            held = next(((a, b) for c, s, a, b, _ in sorted(loci, key=str) if (c, s) == (contig, strand)
+                         and a is not None and a <= start and end <= b), (start, end))
+            copies[contig, strand, held].add((start, end))
+        return [(contig, strand, tuple(_merge(pieces))) for (contig, strand, _), pieces in sorted(copies.items())]
+
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
         miRNA its primary_transcript as Parent, and that the gene), but no higher (a gene's operon or
@@ -658,7 +670,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside
     them, an intron past them, a piece on no strand, marked partial or, in GTF, a piece of their gene
     that names no transcript). Those left out are returned too, but those across an origin: the ids at
-    several places by contig and strand, their pieces merged."""
+    several places copy by copy (see _Features.copies)."""
     parts = pieces.parts
     groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
@@ -669,10 +681,9 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         gene = min(genes, default=None) or features.gene_of(transcript_id, groups)
         if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands):
             repeated.append(transcript_id)
-            # Their sites are real wherever their pieces lie: unlabelled, by contig and strand.
-            aside += [Transcript(transcript_id, gene, contig, strand,
-                                 tuple(_merge({i for c, s, i, _ in located if (c, s) == (contig, strand)})))
-                      for contig, strand in sorted(contigs_strands)]
+            # Their sites are real wherever their pieces lie: unlabelled, copy by copy.
+            aside += [Transcript(transcript_id, gene, contig, strand, exons)
+                      for contig, strand, exons in features.copies(transcript_id, located)]
             continue
         (contig, strand), = contigs_strands
         exons = tuple(sorted(_merge({interval for _, _, interval, _ in located})))
