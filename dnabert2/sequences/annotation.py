@@ -605,13 +605,17 @@ class _Features:
             for key, sources in self.sources.items():
                 self.own[key] = sources
 
+    def defining(self, transcript: str) -> list[tuple]:
+        """The places of the lines defining a transcript (see placed)."""
+        return self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
+
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
         """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
         line on no strand says nothing of one), or name two transcripts of one id: lines apart (UCSC's
         GTF repeats an id at each copy of a gene; funannotate's GFF3 gives two predictors' models one
         ID), or of two sources. (In GFF3 one ID may be one feature on several lines, not a transcript
         of lines apart: NCBI writes a trans-spliced one so, which has no intron between them.)"""
-        loci = self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
+        loci = self.defining(transcript)
         (contig, strand), = contigs_strands
         return any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci) \
             or len({source for *_, source in loci}) > 1 or _apart([locus for locus in loci if locus[2] is not None])
@@ -620,7 +624,7 @@ class _Features:
         """(contig, strand, exons) of each copy of an id at several places: its pieces by contig and
         strand, and by the line defining the copy that holds them where lines say (a piece outside
         every one is a copy of its own)."""
-        loci = self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
+        loci = self.defining(transcript)
         copies = defaultdict(set)
         for contig, strand, (start, end), _ in located:
             held = next(((a, b) for c, s, a, b, _ in sorted(loci, key=str) if (c, s) == (contig, strand)
