@@ -959,6 +959,23 @@ def test_a_bam_rewritten_after_its_index_is_refused_naming_the_old_index(data, t
     assert not (tmp_path / "j.bed").exists()
 
 
+@pytest.mark.parametrize("name", ["genome.fa", "genome.fa.gz"])
+def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
+    """faidx indexes a '>' with nothing after it (BED rows with no contig followed); a genome written
+    in U (RNA) is read as DNA, as sequences given to predict are, by every command that reads it."""
+    path = tmp_path / name
+    text = ">\nACGTACGT\n"
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    with pytest.raises(UserError, match="a record has an empty name"):
+        Fasta(path)
+    text = ">r1\nACGUACGUNN\n"
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    for index in tmp_path.glob(f"{name}.*"):
+        index.unlink()
+    with Fasta(path) as fasta:
+        assert fasta.fetch("r1") == "ACGTACGTNN" and fasta.fetch("r1", 2, 5) == "GTA"
+
+
 def test_duplicate_names_are_refused_when_validating(tmp_path):
     path = tmp_path / "dup.fa"
     path.write_text(">a\nACGT\n>a\nGGGG\n")

@@ -351,7 +351,7 @@ def _read_whole(path: Path) -> _Contigs:
     if contigs is None:
         log.info("%s: no random access (gzip, GenBank or ragged lines): reading it into memory; "
                  "`dnabert2 download` makes an indexed bgzip copy", path)
-        contigs = _IN_USE[version] = _Contigs((name, seq.upper()) for name, seq in read_records(path))
+        contigs = _IN_USE[version] = _Contigs((name, seq.upper().replace("U", "T")) for name, seq in read_records(path))
     _RECENT[version] = contigs
     _RECENT.move_to_end(version)
     while len(_RECENT) > READ_WHOLE_KEPT:
@@ -415,7 +415,7 @@ class NoRandomAccess(UserError):
 
 class Fasta:
     """Random access to a genome by contig and region; sequences come back upper-cased (soft-masked
-    bases unmasked). Plain and bgzip FASTA are indexed (in place, or in a temporary folder when the
+    bases unmasked), U as T. Plain and bgzip FASTA are indexed (in place, or in a temporary folder when the
     folder is read-only). What faidx cannot index (plain gzip, ragged line lengths) and GenBank are
     read into memory instead."""
 
@@ -436,6 +436,9 @@ class Fasta:
             self.lengths = {name: len(seq) for name, seq in self._memory.items()}
         else:
             self.lengths = dict(zip(self._faidx.references, self._faidx.lengths))
+            seen = set()
+            for name in self.lengths:  # faidx indexes a '>' with nothing after it, which no BED can name
+                check_name(self.path, name, seen)
             if validate:
                 for _ in read_records(self.path):
                     pass
@@ -512,7 +515,7 @@ class Fasta:
         return "N" * max(0, -start) + inside + "N" * max(0, end - max(length, start))
 
     def fetch(self, contig: str, start: int = 0, end: int | None = None) -> str:
-        """The upper-cased sequence of contig[start:end] (0-based, half-open), validated."""
+        """The upper-cased sequence of contig[start:end] (0-based, half-open), validated, U read as T."""
         end = self.check_region(contig, start, end)
         if self._memory is not None:
             sequence = self._memory[contig][start:end]
@@ -537,7 +540,7 @@ class Fasta:
                 if any(c in sequence for c in "\n\r>"):
                     raise self._not_read_whole(contig, start, end) from None
                 raise
-        return sequence
+        return sequence.replace("U", "T")  # RNA given as a genome: its bases as DNA (no copy where it has none)
 
     def close(self) -> None:
         if self._faidx is not None:
