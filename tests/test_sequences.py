@@ -974,6 +974,9 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
         index.unlink()
     with Fasta(path) as fasta:
         assert fasta.fetch("r1") == "ACGTACGTNN" and fasta.fetch("r1", 2, 5) == "GTA"
+    (tmp_path / "mac.fa").write_bytes(b">chrA\rACGTACGT\r>chrB\rAAAA\r")  # old Mac line ends
+    with pytest.raises(UserError, match=r"record 'chrA' has no sequence; its lines end in CR alone"):
+        Fasta(tmp_path / "mac.fa")
 
 
 def test_duplicate_names_are_refused_when_validating(tmp_path):

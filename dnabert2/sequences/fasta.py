@@ -277,7 +277,11 @@ def _copy_fasta_stream(path, out) -> None:
 def _check_has_sequence(path, name: str | None, length: int) -> None:
     # faidx leaves a record without bases out of the index: its contig would vanish unsaid.
     if name is not None and length == 0:
-        raise UserError(f"{path}: record {name!r} has no sequence")
+        with open_binary(path) as handle:
+            start = handle.read(1 << 16)
+        cr = b"\r" in start and b"\n" not in start
+        raise UserError(f"{path}: record {name!r} has no sequence"
+                        + ("; its lines end in CR alone, as old Mac files' do (tr '\\r' '\\n')" if cr else ""))
 
 
 def _header_name(header: bytes) -> str:
