@@ -146,7 +146,7 @@ def check_nucleotides(path, name: str, sequence: str, before: int = 0) -> None:
 def check_name(path, name: str, seen: set[str]) -> None:
     """Contig names must be present and unique: indices and BED files address contigs by name."""
     if not name:
-        raise UserError(f"{path}: a record has an empty name ('>' with nothing after it)")
+        raise UserError(f"{path}: a record has an empty name ('>' with no name right after it)")
     if name in seen:
         raise UserError(f"{path}: record name {name!r} appears more than once")
     seen.add(name)
