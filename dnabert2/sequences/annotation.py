@@ -43,6 +43,9 @@ _GENE_BIOTYPE = ("gene_biotype", "gene_type")
 # value): a feature's parents, and the tags GENCODE, Ensembl and RefSeq give transcripts (basic,
 # Ensembl_canonical, MANE_Select, "MANE Select"), which GTF writes as one repeated key instead.
 _LISTS = ("Parent", "tag")
+# Attributes that mark a feature cut by a contig's end, whatever their value: NCBI's, and glimmer's
+# bare words.
+_PARTIAL_KEYS = frozenset({"start_range", "end_range", "Lack 5'-end", "Lack 3'-end", "Lack both ends"})
 
 
 @dataclass(frozen=True)
@@ -315,8 +318,7 @@ def _partial(attrs: dict[str, str]) -> bool:
     glimmer's "Lack 5'-end", "Lack 3'-end" or "Lack both ends"."""
     flag = attrs.get("partial", "")
     coded = len(flag) == 2 and set(flag) <= {"0", "1"} and flag != "00"
-    lacks = any(key.startswith("Lack ") for key in attrs)
-    return flag == "true" or coded or lacks or "start_range" in attrs or "end_range" in attrs
+    return flag == "true" or coded or not attrs.keys().isdisjoint(_PARTIAL_KEYS)
 
 
 def _gtf_attributes(text: str) -> dict[str, str]:
