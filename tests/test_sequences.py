@@ -977,6 +977,9 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
     (tmp_path / "mac.fa").write_bytes(b">chrA\rACGTACGT\r>chrB\rAAAA\r")  # old Mac line ends
     with pytest.raises(UserError, match=r"record 'chrA' has no sequence; its lines end in CR alone"):
         Fasta(tmp_path / "mac.fa")
+    (tmp_path / "latin1.fa").write_bytes(b">chr\xe9A\nACGT\n")  # a name in Latin-1, which is no binary file
+    with pytest.raises(UserError, match=r"not a FASTA or GenBank file \(binary content, or text that is not UTF-8\)"):
+        Fasta(tmp_path / "latin1.fa")
 
 
 def test_duplicate_names_are_refused_when_validating(tmp_path):

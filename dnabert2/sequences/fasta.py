@@ -124,7 +124,7 @@ def sniff_format(path) -> str:
                 raise UserError(f"{path}: empty file, no sequences")
     except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
-            raise UserError(f"{path}: not a FASTA or GenBank file (binary content)") from None
+            raise UserError(f"{path}: not a FASTA or GenBank file (binary content, or text that is not UTF-8)") from None
         raise corrupt(path, error) from None
     raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
 
