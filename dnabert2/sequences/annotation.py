@@ -619,8 +619,10 @@ class _Features:
         of lines apart: NCBI writes a trans-spliced one so, which has no intron between them.)"""
         loci = self.defining(transcript)
         (contig, strand), = contigs_strands
-        return any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci) \
-            or len({source for *_, source in loci}) > 1 or _apart([locus for locus in loci if locus[2] is not None])
+        if any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci):
+            return True
+        return len(loci) > 1 and (len({source for *_, source in loci}) > 1
+                                  or _apart([locus for locus in loci if locus[2] is not None]))
 
     def copies(self, transcript: str, located) -> list[tuple[str, str, tuple]]:
         """(contig, strand, exons) of each copy of an id at several places: its pieces by contig and
