@@ -128,9 +128,9 @@ class Annotation:
     """Transcripts, and the sites on them. A gap between two exons shorter than `min_intron` is no
     intron: annotations mark ribosomal frameshifts (yeast Ty elements, E. coli prfB) and indels in
     the genome that way, and their ends are no splice sites. The transcripts left out (of other
-    biotypes than asked for, whose exons may be incomplete, or of one id at several places) are kept
-    aside: their sites are real or may be, so a task neither labels them nor draws them as negatives
-    (unlabelled)."""
+    biotypes than asked for, whose exons may be incomplete, of pseudogenes, or of one id at several
+    places) are kept aside: their sites are real or may be, so a task neither labels them nor draws
+    them as negatives (unlabelled)."""
 
     def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
                  left_out: list[Transcript] = ()):
@@ -480,9 +480,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
-            # RefSeq's CDS pieces of a pseudogene's broken reading frame are not exons, nor is Bakta's
-            # CDS cut by a contig's end (pseudo=True, as Python writes it).
-            if piece and not (piece == "CDS" and attrs.get("pseudo", "").lower() == "true"):
+            if piece:
                 pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
     if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
@@ -555,6 +553,7 @@ class _Features:
         self.partial = set()  # those marked as running past what is known (_partial), by a line or a piece's
         # Liftoff's genes lifted over in part or at a low identity: their transcripts' exons may be missing
         self.lifted_poorly = set()
+        self.pseudo = set()  # those with a CDS piece marked pseudo (see read)
         # GFF3 ID or GTF transcript_id -> (contig, strand, start, end, source) of the first line defining it
         # (not of its pieces; start and end None where not read: only transcript and mRNA lines apart are
         # told apart), and of every such line where there are several (most features have one: a set each
@@ -576,6 +575,10 @@ class _Features:
                 self.ncbi.add(key)
         if attrs.get("partial_mapping") == "True" or attrs.get("low_identity") == "True":
             self.lifted_poorly.add(key)
+        # RefSeq's CDS pieces of a pseudogene's broken reading frame make no transcript, nor does Bakta's
+        # CDS cut by a contig's end (pseudo=True, as Python writes it): set aside, its sites unlabelled.
+        if kind == "CDS" and attrs.get("pseudo", "").lower() == "true":
+            self.pseudo.update(transcript for transcript, _ in _owners(parse, kind, attrs))
         if locus is not None and self.placed.setdefault(key, locus) != locus:
             self.loci[key].update((self.placed[key], locus))
         # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
@@ -678,7 +681,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside
     them, an intron past them, a piece on no strand, marked partial or, in GTF, a piece of their gene
     that names no transcript). Those left out are returned too, but those across an origin: the ids at
-    several places copy by copy (see _Features.copies)."""
+    several places copy by copy (see _Features.copies), and those of a CDS marked pseudo."""
     parts = pieces.parts
     groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
@@ -699,6 +702,9 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
                                 features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
+        if transcript_id in features.pseudo:
+            aside.append(transcript)
+            continue
         doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
             or {(gene, False), (gene, coding)} & pieces.orphaned
         if transcript_id in undefined or doubted \
