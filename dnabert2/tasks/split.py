@@ -39,7 +39,7 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
     for split in SPLITS:
         if not any(s == split for s in assignment.values()):
             raise CannotSplit(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and test "
-                              "by contig")
+                              f"by contig: none is left for {split}")
     return assignment
 
 
