@@ -1111,6 +1111,9 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     annotation.keep_genome_contigs({"NC_1": 5000})
     assert [t.id for t in annotation.transcripts] == ["gene-a"]
     assert "2 transcript(s) across the origin of a circular sequence left out" in caplog.text  # as -q still shows
+    # Their starts and ends are real: set aside, on the sequence's two sides of the origin.
+    assert {(s.kind, s.position, s.strand) for s in annotation.unlabelled({"tss", "tts"})} >= {
+        ("tss", 4900, "+"), ("tts", 99, "+"), ("tss", 59, "-"), ("tts", 4950, "-")}
 
 
 def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path, caplog):

@@ -6,7 +6,7 @@ import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 from urllib.parse import unquote
@@ -680,8 +680,9 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     GTF, of several genes; or defined by lines on another strand, apart or of two sources), genes
     across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside
     them, an intron past them, a piece on no strand, marked partial or, in GTF, a piece of their gene
-    that names no transcript). Those left out are returned too, but those across an origin: the ids at
-    several places copy by copy (see _Features.copies), and those of a CDS marked pseudo."""
+    that names no transcript). Those left out are returned too: the ids at several places copy by
+    copy (see _Features.copies), those across an origin in two runs (see _around), and those of a CDS
+    marked pseudo."""
     parts = pieces.parts
     groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
@@ -717,6 +718,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         if contig in circular and (exons[-1][1] > circular[contig]
                                    or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
             across_origin += 1
+            aside += [replace(transcript, exons=part) for part in _around(exons, circular[contig])]
             continue
         transcripts.append(transcript)
     if repeated:
@@ -755,6 +757,19 @@ def _attribute_reader(attributes: str):
 def _outside(cds, exons) -> bool:
     """Whether a CDS piece lies outside a transcript's (merged) exons."""
     return any(not any(start <= a and b <= end for start, end in exons) for _, _, (a, b), _ in cds)
+
+
+def _around(exons, length: int) -> list[tuple]:
+    """A transcript's exons across the origin of a circular sequence of `length`, as two runs on it:
+    those before the origin and those after (where written past the end, or at both of its ends, split
+    at the widest gap). Their sites are real, their ends at the origin not: what it holds, set aside."""
+    if exons[-1][1] > length:
+        before = [(a, min(b, length)) for a, b in exons if a < length]
+        after = [(max(a, length) - length, b - length) for a, b in exons if b > length]
+    else:
+        cut = max(range(1, len(exons)), key=lambda i: exons[i][0] - exons[i - 1][1])
+        after, before = exons[:cut], exons[cut:]
+    return [tuple(part) for part in (before, after) if part]
 
 
 def _past_ends(introns, exons) -> bool:
