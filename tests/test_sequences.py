@@ -1070,6 +1070,14 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     # Set aside copy by copy: their ends are unlabelled, and no intron from one to the other is.
     assert [(t.id, t.exons) for t in read_annotation(tmp_path / "ucsc.gtf").left_out] == [
         ("NR_1", ((1000, 1100), (1200, 1300))), ("NR_1", ((5000, 5100), (5200, 5300)))]
+    # Exon lines alone (UCSC's Table Browser) of a gene on chrX and chrY: a copy on each, introns and all.
+    exons = [line for line in transcript("NR_1", 1001, 1300) + transcript("NR_2", 8001, 8300) if line[2] == "exon"]
+    assert read("par.gtf", exons + [("chrY",) + line[1:] for line in exons[:2]]) == {
+        ("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
+    par = read_annotation(tmp_path / "par.gtf", min_intron=50)
+    assert [(t.contig, t.exons) for t in par.left_out] == [("chr1", ((1000, 1100), (1200, 1300))),
+                                                           ("chrY", ((1000, 1100), (1200, 1300)))]
+    assert {(s.contig, s.position) for s in par.unlabelled({"donor"})} == {("chr1", 1100), ("chrY", 1100)}
     # In GFF3 one ID on several lines is one discontinuous feature, and an exon names its transcript;
     # but mRNA lines of one ID apart are two transcripts (funannotate gives two predictors' models one
     # ID; NCBI writes a trans-spliced mRNA so, with no intron between its lines), as are those of two

@@ -629,15 +629,16 @@ class _Features:
 
     def copies(self, transcript: str, located) -> list[tuple[str, str, tuple]]:
         """(contig, strand, exons) of each copy of an id at several places: its pieces by contig and
-        strand, and by the line defining the copy that holds them where lines say (a piece outside
-        every one is a copy of its own)."""
+        strand, and by the line defining the copy that holds them where lines say (those outside every
+        one, or of an id no line places, together, as UCSC's exon-only GTF of a gene on chrX and chrY)."""
         loci = self.defining(transcript)
         copies = defaultdict(set)
         for contig, strand, (start, end), _ in located:
             held = next(((a, b) for c, s, a, b, _ in sorted(loci, key=str) if (c, s) == (contig, strand)
-                         and a is not None and a <= start and end <= b), (start, end))
+                         and a is not None and a <= start and end <= b), None)
             copies[contig, strand, held].add((start, end))
-        return [(contig, strand, tuple(_merge(pieces))) for (contig, strand, _), pieces in sorted(copies.items())]
+        return [(contig, strand, tuple(_merge(pieces)))
+                for (contig, strand, _), pieces in sorted(copies.items(), key=lambda copy: (*copy[0][:2], copy[0][2] or ()))]
 
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
@@ -703,9 +704,6 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
                                 features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
-        if transcript_id in features.pseudo:
-            aside.append(transcript)
-            continue
         doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
             or {(gene, False), (gene, coding)} & pieces.orphaned
         if transcript_id in undefined or doubted \
@@ -720,7 +718,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
             across_origin += 1
             aside += [replace(transcript, exons=part) for part in _around(exons, circular[contig])]
             continue
-        transcripts.append(transcript)
+        (aside if transcript_id in features.pseudo else transcripts).append(transcript)
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
