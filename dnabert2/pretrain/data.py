@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer
 
 from ..errors import UserError
-from ..sequences import Fasta, reverse_complement
+from ..sequences import Fasta, reverse_complement, too_many_n
 from ..tokenizer import FIRST_REGULAR, MASK, encode
 
 TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
@@ -117,8 +117,7 @@ class WindowSampler:
             else:
                 sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
             plus = rng.random() < 0.5
-            bad = len(sequence) - sum(sequence.count(b) for b in "ACGT")
-            if bad <= self.max_n * len(sequence):
+            if not too_many_n(sequence, self.max_n):
                 return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
         drawn_from = ("the held-out contigs are" if self.split == EVAL else
                       "the genomes are (held-out contigs aside)" if self.held_out else "the genomes are")

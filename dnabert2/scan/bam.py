@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import Fasta, aligned_reads, check_reference, merge_regions, open_alignments, reverse_complement
+from ..sequences import (Fasta, aligned_reads, check_reference, merge_regions, open_alignments, reverse_complement,
+                         too_many_n)
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from .calls import Call, score_of
@@ -134,7 +135,7 @@ class ReadWindows(IterableDataset):
             classified = len(owned)
             for i in range(len(grid)):
                 s = grid.window_start(i)
-                unknown = self.size - sum(sequence.count(b, s, s + self.size) for b in "ACGT") > self.max_n * self.size
+                unknown = too_many_n(sequence[s:s + self.size], self.max_n)
                 for strand in self.strands:
                     placed = reference[[s + (plus if strand == "+" else minus) for plus, minus in self.offsets]]
                     inside = self.scanned.holds(contig, placed)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import Fasta, reverse_complement
+from ..sequences import Fasta, reverse_complement, too_many_n
 from ..tokenizer import encode
 from .calls import Call, Merger, score_of
 from .model import Scanner
@@ -43,12 +43,12 @@ class BlockWindows(BlockReader, IterableDataset):
         begin, end = block.span
         sequence = fasta.fetch(block.grid.contig, begin, end)
         reverse = reverse_complement(sequence)
-        size, limit = block.grid.size, self.max_n * block.grid.size
+        size = block.grid.size
         pieces, index, strand = [], [], []
         for i, start in enumerate(block.starts):
             s = start - begin
             piece = sequence[s:s + size]
-            if size - sum(piece.count(b) for b in "ACGT") > limit:
+            if too_many_n(piece, self.max_n):
                 continue
             for st in self.strands:
                 pieces.append(piece if st == "+" else reverse[len(sequence) - s - size:len(sequence) - s])

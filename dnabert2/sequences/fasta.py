@@ -143,6 +143,12 @@ def check_nucleotides(path, name: str, sequence: str, before: int = 0) -> None:
         )
 
 
+def too_many_n(sequence: str, max_n: float) -> bool:
+    """Whether more than a `max_n` share of a window's bases are N or another IUPAC code (not A, C, G
+    or T): what scans, tasks and pretraining skip."""
+    return len(sequence) - sum(sequence.count(b) for b in "ACGT") > max_n * len(sequence)
+
+
 def check_name(path, name: str, seen: set[str]) -> None:
     """Contig names must be present and unique: indices and BED files address contigs by name."""
     if not name:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import UserError
 from ..options import add_settings, changed, settings_from, settings_with
 from ..outputs import check_folder
-from ..sequences import Fasta, read_annotation, reverse_complement
+from ..sequences import Fasta, read_annotation, reverse_complement, too_many_n
 from ..settings import TaskSettings
 from .gue import SPLITS, write_csv, write_task_folder
 from .motifs import check_motifs
@@ -32,7 +32,7 @@ def window(fasta: Fasta, contig: str, position: int, strand: str, geometry: Geom
     if start < 0 or end > fasta.lengths[contig]:
         return None
     sequence = fasta.fetch(contig, start, end)
-    if len(sequence) - sum(sequence.count(b) for b in "ACGT") > max_n * len(sequence):
+    if too_many_n(sequence, max_n):
         return None
     return sequence if strand == "+" else reverse_complement(sequence)
 

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import UserError, first_names
 from ..options import changed
 from ..outputs import atomic_text, check_folder
-from ..sequences import Fasta, read_annotation, reverse_complement
+from ..sequences import Fasta, read_annotation, reverse_complement, too_many_n
 from ..sequences.fasta import IUPAC
 from ..settings import TaskSettings
 from .gue import SPLITS, write_task_folder
@@ -178,7 +178,7 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
                     continue
                 sequence = window_at(fasta, contig, start, s.core, s.flank, strand)
                 core = sequence[s.flank:s.flank + s.core]
-                if s.core - sum(core.count(b) for b in "ACGT") > s.max_n * s.core:
+                if too_many_n(core, s.max_n):
                     skipped += len(labelled)
                     continue
                 labels = {core_offset(int(p), start, s.core, strand): int(v) for p, v in labelled}
