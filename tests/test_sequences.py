@@ -1177,10 +1177,13 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
                                                    (2000, 2300, 1, "c"), (3000, 3300, -1, "d")))]
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     with caplog.at_level(logging.WARNING):
-        transcripts = read_annotation(tmp_path / "c1.gbk").transcripts
+        annotation = read_annotation(tmp_path / "c1.gbk")
     assert "1 feature(s) joined out of order (across the origin of a circular sequence" in caplog.text
-    assert [(t.start, t.end, t.strand) for t in transcripts] == [(399, 900, "+"), (1000, 1300, "+"),
-                                                                 (2000, 2300, "+"), (3000, 3300, "-")]
+    assert [(t.start, t.end, t.strand) for t in annotation.transcripts] == [
+        (399, 900, "+"), (1000, 1300, "+"), (2000, 2300, "+"), (3000, 3300, "-")]
+    # Its start and end are real: no task labels them, nor draws them as negatives.
+    assert [s.position for s in annotation.unlabelled({"tss"})] == [0, 5500]
+    assert [s.position for s in annotation.unlabelled({"tts"})] == [299, 5999]
 
 
 def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_are_no_genome(tmp_path, caplog):
@@ -1204,12 +1207,18 @@ def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_ar
         cds(CompoundLocation([FeatureLocation(1100, 1200, 1), FeatureLocation(1300, 1400, -1)]), "mixed"),
         cds(FeatureLocation(BeforePosition(0), 1500, 1), "fuzzy5"),
         cds(FeatureLocation(1600, AfterPosition(1800), -1), "fuzzy5minus"),
+        SeqFeature(FeatureLocation(2000, 2500, -1), type="CDS", qualifiers={"locus_tag": ["p"], "pseudo": [""]}),
+        SeqFeature(FeatureLocation(4000, 4500, 1), type="CDS", qualifiers={"pseudogene": ["unprocessed"]}),
     ]
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     with caplog.at_level(logging.WARNING):
         annotation = read_annotation(tmp_path / "c1.gbk")
     assert [(t.id, t.gene) for t in annotation.transcripts] == [("b1", "b1"), ("b2", "b2")]
-    assert [s.position for s in annotation.unlabelled({"tss"})] == [0, 1799]
+    # What the features left out hold here is set aside, their sites unlabelled: the local part of
+    # "remote", the parts of "o" and each strand's part of "mixed", the pseudogenes' ends.
+    assert [(s.position, s.strand) for s in annotation.unlabelled({"tss"})] == [
+        (0, "+"), (500, "+"), (700, "+"), (1100, "+"), (1399, "-"), (1799, "-"), (2499, "-"), (4000, "+")]
+    assert [s.position for s in annotation.unlabelled({"donor"})] == [800]
     for said in ("1 feature(s) with parts in other records", "1 feature(s) of order() rather than join()",
                  "1 feature(s) on no single strand", "2 transcript(s) with an end marked < or >"):
         assert said in caplog.text, said

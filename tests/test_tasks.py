@@ -276,9 +276,11 @@ def test_phage_and_plasmid_genomes_from_their_genbank_files(tmp_path):
     assert_user_error(result, "holds no annotated site in a 500 bp core")
     assert "--test-contigs" not in result.stderr  # split by position: naming contigs cannot help
     # phiX174's two mRNAs (no /gene) start at 358 and hold the CDS from 390 on: those CDS are no
-    # transcripts of their own. The CDS outside them are; those across the origin are left out.
+    # transcripts of their own. The CDS outside them are; those across the origin (genes A, A* and B)
+    # are left out, and their starts set aside: no negative is drawn there.
     phix = DATA / "genomes" / "phiX174_NC_001422.gbk.gz"
     assert [s.position for s in read_annotation(phix).tss()] == [50, 132, 357]
+    assert [s.position for s in read_annotation(phix).unlabelled({"tss"})] == [0, 3980, 4496, 5074]
     assert_user_error(run_cli("tasks", "core-promoter", "--genome", phix, "--annotation", phix, "--negatives",
                               "shuffled", "--out", tmp_path / "phix"), "too short for these windows")
 

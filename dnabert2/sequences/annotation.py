@@ -354,28 +354,33 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the mRNA features,
     and the CDS of genes that have none (the form bacteria and phages are annotated in); and those
     left out as incomplete (an end marked < or >, or given as one of several: past what the record
-    holds). Features no transcript can be made of are left out with a count: on no single strand,
-    with parts in other records, of order() rather than join(), or with parts out of order (across
-    the origin of a circular sequence, or trans-spliced)."""
+    holds), marked /pseudo or /pseudogene, or no transcript can be made of (left out with a count: on
+    no single strand, with parts in other records, of order() rather than join(), or with parts out of
+    order, across the origin of a circular sequence or trans-spliced; set aside by _runs)."""
     from Bio.SeqFeature import ExactPosition
 
-    transcripts, incomplete, names, skipped = [], [], set(), Counter()
+    transcripts, incomplete, aside, names, skipped = [], [], [], set(), Counter()
     with reading_text(path, "GenBank"), open_text(path) as handle:
         for record in genbank_records(path, handle):
             mrna = [f for f in record.features if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
             # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
             owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
-            cds = [f for f in record.features if f.type == "CDS" and "pseudo" not in f.qualifiers
+            cds = [f for f in record.features if f.type == "CDS"
                    and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
             for feature in mrna + cds:
                 labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
                 if feature.location is None:  # Biopython could not read it, and said so only in a warning
                     raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
                                     f"{next((n for n in labels if n), '(unnamed)')} cannot be read")
+                coding = feature.type == "CDS"
                 why = _unplaced(feature.location)
                 if why:
                     skipped[why] += 1
+                    # What it holds here is real all the same: set aside run by run, its sites unlabelled.
+                    label = next((n for n in labels if n), f"{record.id}:{feature.type}")
+                    aside += [Transcript(label, label, record.id, strand, exons, coding)
+                              for strand, exons in _runs(feature.location)]
                     continue
                 strand = {1: "+", -1: "-"}[feature.location.strand]
                 exons = tuple(_merge((int(p.start), int(p.end)) for p in feature.location.parts))
@@ -384,10 +389,14 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
                 gene = next((n for n in (labels[0], labels[2]) if n), name)
-                transcript = Transcript(name, gene, record.id, strand, exons, feature.type == "CDS",
+                transcript = Transcript(name, gene, record.id, strand, exons, coding,
                                         biotypes=frozenset({feature.type}))
                 exact = all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end))
-                (transcripts if exact else incomplete).append(transcript)
+                # A pseudogene's broken reading frame makes no transcript; its sites may be real.
+                if {"pseudo", "pseudogene"} & feature.qualifiers.keys():
+                    aside.append(transcript)
+                else:
+                    (transcripts if exact else incomplete).append(transcript)
     for why, count in skipped.items():
         log.warning("%s: %d feature(s) %s left out", path, count, why)
     if incomplete:
@@ -397,7 +406,7 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         why = "every one left out, as said above" if skipped or incomplete else "no mRNA or CDS features"
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts, incomplete
+    return transcripts, incomplete + aside
 
 
 def _unplaced(location) -> str | None:
@@ -434,6 +443,28 @@ class _Spans:
             return False
         i = bisect_right(self.starts[location.strand], int(location.start))
         return i > 0 and self.reach[location.strand][i - 1] >= int(location.end)
+
+
+def _runs(location) -> list[tuple[str, tuple]]:
+    """The strands and exons of a GenBank location's runs of parts in this record, each in order on one
+    strand: a run ends at a part on the other strand, out of order (at the origin of a circular
+    sequence, or trans-spliced) or in another record. A part on no strand makes a run on each."""
+    runs, previous = [], None  # previous: the strand and interval of the part that a run may go on from
+    for part in location.parts:
+        interval = (int(part.start), int(part.end))
+        strand = {1: "+", -1: "-"}.get(part.strand)
+        if part.ref:
+            previous = None
+        elif strand is None:
+            runs += [(either, [interval]) for either in "+-"]
+            previous = None
+        else:
+            if previous and previous[0] == strand and (previous[1] < interval) == (strand == "+"):
+                runs[-1][1].append(interval)
+            else:
+                runs.append((strand, [interval]))
+            previous = (strand, interval)
+    return [(strand, tuple(_merge(parts))) for strand, parts in runs]
 
 
 def _across_origin(location) -> bool:
