@@ -968,6 +968,12 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     with pytest.raises(UserError, match="a record has an empty name"):
         Fasta(path)
+    # A space after '>' ("> chrA", as some exporters write): named by its first word, as faidx and
+    # Biopython name it, whether the file is plain (faidx) or gzip (read whole).
+    text = "> chrA first\nACGTACGT\n>\tchrB\nACG\n"
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    with Fasta(path) as fasta:
+        assert fasta.lengths == {"chrA": 8, "chrB": 3} and fasta.fetch("chrB", 0, 3) == "ACG"
     text = ">r1\nACGUACGUNN\n"
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     for index in tmp_path.glob(f"{name}.*"):

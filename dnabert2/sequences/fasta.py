@@ -152,7 +152,7 @@ def too_many_n(sequence: str, max_n: float) -> bool:
 def check_name(path, name: str, seen: set[str]) -> None:
     """Contig names must be present and unique: indices and BED files address contigs by name."""
     if not name:
-        raise UserError(f"{path}: a record has an empty name ('>' with no name right after it)")
+        raise UserError(f"{path}: a record has an empty name (a '>' line with nothing after it)")
     if name in seen:
         raise UserError(f"{path}: record name {name!r} appears more than once")
     seen.add(name)
@@ -190,11 +190,13 @@ def read_records(path) -> Iterator[tuple[str, str]]:
             with pysam.FastxFile(str(path)) as records:
                 for record in records:
                     sequence = record.sequence or ""
-                    check_name(path, record.name, seen)
-                    _check_has_sequence(path, record.name, len(sequence))
-                    check_nucleotides(path, record.name, sequence)
+                    # "> chrA": faidx and Biopython name it by its first word, where pysam leaves it unnamed.
+                    name = record.name or next(iter((record.comment or "").split()), "")
+                    check_name(path, name, seen)
+                    _check_has_sequence(path, name, len(sequence))
+                    check_nucleotides(path, name, sequence)
                     count += len(sequence) > 0
-                    yield record.name, sequence
+                    yield name, sequence
     except (EOFError, OSError, zlib.error) as error:
         raise corrupt(path, error) from None
     except ValueError as error:  # pysam's report of a damaged stream, or a malformed GenBank entry
