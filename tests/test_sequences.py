@@ -598,6 +598,34 @@ def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_pa
            "MANE_Select, basic" in caplog.text
     with pytest.raises(UserError, match="no transcript tagged MANE_Select; the tags of its transcripts are MANE Select$"):
         read_annotation(tmp_path / "refseq.gff3", tags=["MANE_Select"])
+
+
+@pytest.mark.parametrize("form", ["gtf", "gff3"])
+def test_an_end_tagged_not_found_is_no_site_and_no_negative(tmp_path, form):
+    """GENCODE and Ensembl tag a transcript whose model stops short of its 5' or 3' end mRNA_start_NF or
+    mRNA_end_NF (Ensembl's SAMD11-011 is tagged cds_end_NF and mRNA_end_NF): that end is no TSS or TTS,
+    and set aside, since the real one lies near, past it. Its introns are real."""
+    def line(kind, start, end, transcript, tags):
+        if form == "gtf":
+            attributes = f'gene_id "G1"; transcript_id "{transcript}"; ' + "".join(f'tag "{t}"; ' for t in tags)
+        else:
+            ids = f"ID={transcript};Parent=G1" if kind == "transcript" else f"Parent={transcript}"
+            attributes = ids + (f";tag={','.join(tags)}" if tags else "")
+        return f"chr1\tHAVANA\t{kind}\t{start}\t{end}\t.\t+\t.\t{attributes}\n"
+
+    rows = []
+    for transcript, exons, tags in (("T1", [(1001, 1200), (2001, 2300)], ["basic"]),
+                                    ("T2", [(1501, 1700), (2001, 2200)], ["mRNA_start_NF", "cds_start_NF"]),
+                                    ("T3", [(1101, 1200), (2501, 2600)], ["cds_end_NF", "mRNA_end_NF"])):
+        rows += [line("transcript", exons[0][0], exons[-1][1], transcript, tags)]
+        rows += [line("exon", a, b, transcript, tags) for a, b in exons]
+    path = tmp_path / f"ends.{form}"
+    path.write_text(("chr1\tHAVANA\tgene\t1001\t2600\t.\t+\t.\tID=G1\n" if form == "gff3" else "") + "".join(rows))
+    annotation = read_annotation(path)
+    assert [s.position for s in annotation.tss()] == [1000, 1100]
+    assert [s.position for s in annotation.tts()] == [2199, 2299]
+    assert [s.position for s in annotation.unlabelled({"tss", "tts"})] == [1500, 2599]
+    assert {s.position for s in annotation.splice_sites()} == {1200, 1700, 1999, 2499}
     with pytest.raises(UserError, match="no transcript tagged basic; its transcripts have no tag$"):
         read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
 

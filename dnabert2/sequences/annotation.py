@@ -43,6 +43,9 @@ _GENE_BIOTYPE = ("gene_biotype", "gene_type")
 # value): a feature's parents, and the tags GENCODE, Ensembl and RefSeq give transcripts (basic,
 # Ensembl_canonical, MANE_Select, "MANE Select"), which GTF writes as one repeated key instead.
 _LISTS = ("Parent", "tag")
+# Tags by which GENCODE and Ensembl say a transcript's model stops short of its 5' or 3' end: the end
+# it has is no TSS or TTS, and the real one lies past it, where is not known.
+_UNFOUND_TAGS = {"mRNA_start_NF": "tss", "mRNA_end_NF": "tts"}
 # Attributes that mark a feature cut by a contig's end, whatever their value: NCBI's, and glimmer's
 # bare words.
 _PARTIAL_KEYS = frozenset({"start_range", "end_range", "Lack 5'-end", "Lack 3'-end", "Lack both ends"})
@@ -67,6 +70,11 @@ class Transcript:
     @property
     def end(self) -> int:
         return self.exons[-1][1]
+
+    @property
+    def unfound(self) -> set[str]:
+        """The ends its annotators did not find (_UNFOUND_TAGS): "tss", "tts"."""
+        return {kind for tag, kind in _UNFOUND_TAGS.items() if tag in self.tags}
 
     @property
     def tss(self) -> int:
@@ -194,11 +202,18 @@ class Annotation:
             if kind in kinds:
                 self._say_coding_ends(f"{kind.upper()}s are their {ends}")
                 self._say_processed(kind.upper())
+                unfound = sum(kind in t.unfound for t in self.transcripts)
+                if unfound:
+                    log.info("%s: %d transcript(s) tagged %s give no %s", self.path, unfound,
+                             next(tag for tag, end in _UNFOUND_TAGS.items() if end == kind), kind.upper())
         return sorted(_sites(self.transcripts, kinds, self.min_intron))
 
     def unlabelled(self, kinds) -> list[Site]:
-        """The sites of the given kinds that only transcripts left out give, sorted."""
-        return sorted(set(_sites(self.left_out, kinds, self.min_intron))
+        """The sites of the given kinds that only transcripts left out give, and the ends of any whose
+        annotators did not find them (a real one lies near, past it), sorted."""
+        unfound = {Site(t.contig, getattr(t, kind), t.strand, kind) for t in self.transcripts + self.left_out
+                   for kind in t.unfound & set(kinds)}
+        return sorted((set(_sites(self.left_out, kinds, self.min_intron)) | unfound)
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
     def keep(self, biotypes=None, tags=None) -> None:
@@ -253,8 +268,10 @@ class Annotation:
 
 
 def _ends(transcripts, kind: str) -> list[Site]:
-    """TSSs or TTSs: transcripts whose ends were cut or joined after transcription give none."""
-    return sorted({Site(t.contig, getattr(t, kind), t.strand, kind) for t in transcripts if not t.processed})
+    """TSSs or TTSs: transcripts whose ends were cut or joined after transcription give none, nor
+    those whose annotators did not find that end."""
+    return sorted({Site(t.contig, getattr(t, kind), t.strand, kind) for t in transcripts
+                   if not t.processed and kind not in t.unfound})
 
 
 def _introns(transcripts, min_intron: int) -> list[Intron]:
