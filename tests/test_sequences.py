@@ -1220,6 +1220,31 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
     assert [s.position for s in annotation.unlabelled({"tts"})] == [299, 5999]
 
 
+def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):
+    """A bacterium's tRNA, rRNA and ncRNA genes (E. coli's RefSeq GFF3 gives 207 such transcripts) are
+    transcripts in its GenBank form too, --biotype choosing them by type or ncRNA_class; a mature
+    miRNA's ends are no TSS or TTS, its precursor's are."""
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    record = SeqRecord(Seq("ACGT" * 1500), id="c1.1", name="c1", annotations={"molecule_type": "DNA"})
+    features = [("gene", 100, 400, 1, {}), ("CDS", 100, 400, 1, {}), ("gene", 1000, 1076, -1, {}),
+                ("tRNA", 1000, 1076, -1, {}), ("rRNA", 2000, 3500, 1, {}),
+                ("ncRNA", 4000, 4100, 1, {"ncRNA_class": ["antisense_RNA"]}),
+                ("precursor_RNA", 5000, 5300, 1, {}), ("ncRNA", 5100, 5122, 1, {"ncRNA_class": ["miRNA"]})]
+    record.features = [SeqFeature(FeatureLocation(a, b, strand), type=kind, qualifiers={"locus_tag": [f"t{a}"], **more})
+                       for kind, a, b, strand, more in features]
+    SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
+    annotation = read_annotation(tmp_path / "c1.gbk")
+    assert [(t.start, sorted(t.biotypes)) for t in annotation.transcripts] == [
+        (100, ["CDS"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
+        (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"])]
+    assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000, 5000]
+    assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["tRNA", "rRNA"]).transcripts] == ["t1000", "t2000"]
+
+
 def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_are_no_genome(tmp_path, caplog):
     """Parts in another record, order() (no splice), mixed strands: no transcript, each counted. An end
     marked < or > lies past what the record holds: incomplete, its sites unlabelled. Genes of one name

@@ -35,6 +35,9 @@ _PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon":
 # mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
 # ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
 _PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
+# GenBank's features of transcripts (a GFF3's exon parents): precursor_RNA and prim_transcript are a
+# primary transcript, as a pri-miRNA.
+_GENBANK_RNA = ("mRNA", "ncRNA", "rRNA", "tRNA", "tmRNA", "misc_RNA", "precursor_RNA", "prim_transcript")
 # Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
 # RefSeq, WormBase): beside the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
 _OWN_BIOTYPE = ("biotype", "transcript_biotype", "transcript_type")
@@ -351,8 +354,8 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     tags only if any are given (see Annotation.keep). A transcript is the parent of exon features; a parent
     with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
     codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
-    of its own. In GenBank, the mRNA features of a record are its transcripts, and the CDS of genes
-    without one. Ids that name exons at several places, and transcripts across the origin of a circular
+    of its own. In GenBank, the RNA features of a record are its transcripts (mRNA, tRNA, ncRNA, …),
+    and the CDS of genes without an mRNA. Ids that name exons at several places, and transcripts across the origin of a circular
     sequence, are left out with a log message."""
     path = Path(path)
     read = _genbank_transcripts if _first_line(path).startswith("LOCUS") else _gff_transcripts
@@ -368,8 +371,9 @@ def _first_line(path: Path) -> str:
 
 
 def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
-    """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the mRNA features,
-    and the CDS of genes that have none (the form bacteria and phages are annotated in); and those
+    """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the RNA features
+    (_GENBANK_RNA; an ncRNA's biotypes are its type and ncRNA_class), and the CDS of genes without an
+    mRNA (the form bacteria and phages are annotated in); and those
     left out as incomplete (an end marked < or >, or given as one of several: past what the record
     holds), marked /pseudo or /pseudogene, or no transcript can be made of (left out with a count: on
     no single strand, with parts in other records, of order() rather than join(), or with parts out of
@@ -379,13 +383,14 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
     transcripts, incomplete, aside, names, skipped = [], [], [], set(), Counter()
     with reading_text(path, "GenBank"), open_text(path) as handle:
         for record in genbank_records(path, handle):
-            mrna = [f for f in record.features if f.type == "mRNA"]
+            rna = [f for f in record.features if f.type in _GENBANK_RNA]
+            mrna = [f for f in rna if f.type == "mRNA"]
             with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
             # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
             owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
             cds = [f for f in record.features if f.type == "CDS"
                    and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
-            for feature in mrna + cds:
+            for feature in rna + cds:
                 labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
                 if feature.location is None:  # Biopython could not read it, and said so only in a warning
                     raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
@@ -406,8 +411,9 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
                 gene = next((n for n in (labels[0], labels[2]) if n), name)
-                transcript = Transcript(name, gene, record.id, strand, exons, coding,
-                                        biotypes=frozenset({feature.type}))
+                biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ())})
+                transcript = Transcript(name, gene, record.id, strand, exons, coding, bool(biotypes & _PROCESSED_KINDS),
+                                        biotypes)
                 exact = all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end))
                 # A pseudogene's broken reading frame makes no transcript; its sites may be real.
                 if {"pseudo", "pseudogene"} & feature.qualifiers.keys():
@@ -420,7 +426,7 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         log.warning("%s: %d transcript(s) with an end marked < or > (or one of several), left out: %s", path,
                     len(incomplete), ", ".join(t.id for t in incomplete[:5]))
     if not transcripts:
-        why = "every one left out, as said above" if skipped or incomplete else "no mRNA or CDS features"
+        why = "every one left out, as said above" if skipped or incomplete or aside else "no RNA or CDS features"
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts, incomplete + aside
