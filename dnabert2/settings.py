@@ -114,7 +114,8 @@ class SitesSettings:
 
 @dataclass
 class JunctionsSettings:
-    min_reads: int = setting(1, "minimum supporting reads of a junction, both strands' together", type=positive)
+    min_reads: int = setting(1, "minimum supporting reads of a junction, both strands' together (a pair whose "
+                             "mates both cross it counts once, as in STAR's SJ.out.tab)", type=positive)
     min_mapq: int = setting(0, "minimum mapping quality", type=mapq)
     contigs: list[str] | None = setting(None, "only these contigs' junctions", nargs="+", metavar="CONTIG",
                                         default_text="every contig")

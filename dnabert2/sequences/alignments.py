@@ -2,6 +2,7 @@
 splice junctions observed as CIGAR N operations."""
 
 import contextlib
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -147,6 +148,32 @@ def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
     return introns
 
 
+def _fragment_introns(reads) -> Iterator[tuple[pysam.AlignedSegment, list[tuple[int, int]]]]:
+    """Each read with its introns but those its mate showed: a fragment whose mates both cross an
+    intron supports it once, as STAR's SJ.out.tab counts it. A mate that may cross the same intron
+    starts before it, so what a mate showed is kept until the reads, in reference order, reach the
+    intron's start."""
+    shown, expiry = set(), []  # (name, contig id, start, end) a mate showed; heap of (contig id, start, that)
+    for read in reads:
+        while expiry and expiry[0][:2] <= (read.reference_id, read.reference_start):
+            shown.discard(heapq.heappop(expiry)[2])
+        introns = read_introns(read)
+        if not read.is_paired or read.mate_is_unmapped or read.next_reference_id != read.reference_id:
+            yield read, introns
+            continue
+        fresh = []
+        for start, end in introns:
+            key = (read.query_name, read.reference_id, start, end)
+            if key in shown:
+                shown.discard(key)
+                continue
+            fresh.append((start, end))
+            if read.next_reference_start < start:
+                shown.add(key)
+                heapq.heappush(expiry, (read.reference_id, start, key))
+        yield read, fresh
+
+
 def transcript_strand(read: pysam.AlignedSegment) -> str | None:
     """The strand of the transcript a read came from, from the aligner's tags: XS (STAR, HISAT2)
     gives it directly; minimap2's ts says whether the read's own strand is the transcript's."""
@@ -160,13 +187,13 @@ def transcript_strand(read: pysam.AlignedSegment) -> str | None:
 
 
 def junctions(bam: pysam.AlignmentFile, reference: Fasta | None = None, contig=None, min_mapq: int = 0) -> list[Junction]:
-    """Splice junctions with their read support. Strand comes from the aligner's tags, else from the
-    other reads of the same intron when their tags agree, else (given the reference) from the intron's
-    terminal dinucleotides, else '.'."""
+    """Splice junctions with their read support, a fragment counting once (see _fragment_introns).
+    Strand comes from the aligner's tags, else from the other reads of the same intron when their tags
+    agree, else (given the reference) from the intron's terminal dinucleotides, else '.'."""
     counts = Counter()
-    for read in aligned_reads(bam, contig, min_mapq=min_mapq):
+    for read, introns in _fragment_introns(aligned_reads(bam, contig, min_mapq=min_mapq)):
         strand = transcript_strand(read)
-        for start, end in read_introns(read):
+        for start, end in introns:
             counts[(read.reference_name, start, end, strand)] += 1
     tagged = {}
     for name, start, end, strand in counts:
