@@ -1,5 +1,6 @@
-"""Gene annotation (GFF3 or GTF): transcripts with their exons, and from them TSSs, introns and
-donor/acceptor sites, strand-aware. Coordinates are 0-based; intervals are half-open."""
+"""Gene annotation (GFF3, GTF or GenBank): transcripts with their exons, and from them TSSs, TTSs,
+introns and donor/acceptor sites, strand-aware; and the transcripts set aside, whose sites are neither
+labelled nor drawn as negatives. Coordinates are 0-based; intervals are half-open."""
 
 import logging
 import re
@@ -52,6 +53,7 @@ _UNFOUND_TAGS = {"mRNA_start_NF": "tss", "mRNA_end_NF": "tts"}
 # Attributes that mark a feature cut by a contig's end, whatever their value: NCBI's, and glimmer's
 # bare words.
 _PARTIAL_KEYS = frozenset({"start_range", "end_range", "Lack 5'-end", "Lack 3'-end", "Lack both ends"})
+_STRANDS = {1: "+", -1: "-"}  # Biopython's strands
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Transcript:
     def tts(self) -> int:
         """The last transcribed base."""
         return self.end - 1 if self.strand == "+" else self.start
+
+    def site(self, kind: str) -> "Site":
+        """Its TSS or TTS, as a Site."""
+        return Site(self.contig, getattr(self, kind), self.strand, kind)
 
     @property
     def introns(self) -> list[tuple[int, int]]:
@@ -139,9 +145,9 @@ class Annotation:
     """Transcripts, and the sites on them. A gap between two exons shorter than `min_intron` is no
     intron: annotations mark ribosomal frameshifts (yeast Ty elements, E. coli prfB) and indels in
     the genome that way, and their ends are no splice sites. The transcripts left out (of other
-    biotypes than asked for, whose exons may be incomplete, of pseudogenes, or of one id at several
-    places) are kept aside: their sites are real or may be, so a task neither labels them nor draws
-    them as negatives (unlabelled)."""
+    biotypes or tags than asked for, whose exons may be incomplete, of pseudogenes, of one id at
+    several places, across the origin of a circular sequence, or on no strand) are set aside: their
+    sites are real or may be, so a task neither labels them nor draws them as negatives (unlabelled)."""
 
     def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
                  left_out: list[Transcript] = ()):
@@ -174,24 +180,11 @@ class Annotation:
     def tss(self) -> list[Site]:
         return self.sites({"tss"})
 
-    def introns(self) -> list[Intron]:
-        return _introns(self.transcripts, self.min_intron)
-
     def tts(self) -> list[Site]:
         return self.sites({"tts"})
 
-    def _say_processed(self, what: str) -> None:
-        processed = sum(t.processed for t in self.transcripts)
-        if processed:  # heard under -q where it leaves none
-            (log.warning if processed == len(self.transcripts) else log.info)(
-                "%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
-                "after transcription)", self.path, processed, what)
-
-    def _say_coding_ends(self, what: str) -> None:
-        coding = sum(t.coding for t in self.transcripts)
-        if coding:
-            log.warning("%s: %d of %d transcripts have CDS but no exons: their %s (the closest the annotation "
-                        "comes)", self.path, coding, len(self.transcripts), what)
+    def introns(self) -> list[Intron]:
+        return _introns(self.transcripts, self.min_intron)
 
     def splice_sites(self) -> list[Site]:
         return _splice_sites(self.transcripts, self.min_intron)
@@ -203,19 +196,30 @@ class Annotation:
             raise ValueError(f"no annotated sites of kind {', '.join(sorted(unknown))}; known: {', '.join(SITE_KINDS)}")
         for kind, ends in (("tss", "start codons"), ("tts", "CDS ends, stop codons included")):
             if kind in kinds:
-                self._say_coding_ends(f"{kind.upper()}s are their {ends}")
-                self._say_processed(kind.upper())
-                unfound = sum(kind in t.unfound for t in self.transcripts)
-                if unfound:
-                    log.info("%s: %d transcript(s) tagged %s give no %s", self.path, unfound,
-                             next(tag for tag, end in _UNFOUND_TAGS.items() if end == kind), kind.upper())
+                self._say_ends(kind, ends)
         return sorted(_sites(self.transcripts, kinds, self.min_intron))
+
+    def _say_ends(self, kind: str, coding_ends: str) -> None:
+        """Say how many transcripts give no TSS (TTS), or one only as close as the annotation comes."""
+        what = kind.upper()
+        coding = sum(t.coding for t in self.transcripts)
+        if coding:
+            log.warning("%s: %d of %d transcripts have CDS but no exons: their %ss are their %s (the closest the "
+                        "annotation comes)", self.path, coding, len(self.transcripts), what, coding_ends)
+        processed = sum(t.processed for t in self.transcripts)
+        if processed:  # heard under -q where it leaves none
+            (log.warning if processed == len(self.transcripts) else log.info)(
+                "%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
+                "after transcription)", self.path, processed, what)
+        unfound = sum(kind in t.unfound for t in self.transcripts)
+        if unfound:
+            tag = next(tag for tag, end in _UNFOUND_TAGS.items() if end == kind)
+            log.info("%s: %d transcript(s) tagged %s give no %s", self.path, unfound, tag, what)
 
     def unlabelled(self, kinds) -> list[Site]:
         """The sites of the given kinds that only transcripts left out give, and the ends of any whose
         annotators did not find them (a real one lies near, past it), sorted."""
-        unfound = {Site(t.contig, getattr(t, kind), t.strand, kind) for t in self.transcripts + self.left_out
-                   for kind in t.unfound & set(kinds)}
+        unfound = {t.site(kind) for t in self.transcripts + self.left_out for kind in t.unfound & set(kinds)}
         return sorted((set(_sites(self.left_out, kinds, self.min_intron)) | unfound)
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
@@ -273,8 +277,7 @@ class Annotation:
 def _ends(transcripts, kind: str) -> list[Site]:
     """TSSs or TTSs: transcripts whose ends were cut or joined after transcription give none, nor
     those whose annotators did not find that end."""
-    return sorted({Site(t.contig, getattr(t, kind), t.strand, kind) for t in transcripts
-                   if not t.processed and kind not in t.unfound})
+    return sorted({t.site(kind) for t in transcripts if not t.processed and kind not in t.unfound})
 
 
 def _introns(transcripts, min_intron: int) -> list[Intron]:
@@ -355,12 +358,13 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
     codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
     of its own. In GenBank, the RNA features of a record are its transcripts (mRNA, tRNA, ncRNA, …),
-    and the CDS of genes without an mRNA. Ids that name exons at several places, and transcripts across the origin of a circular
-    sequence, are left out with a log message."""
+    and the CDS of genes without an mRNA. Transcripts it cannot trust (ids that name exons at several
+    places, transcripts across the origin of a circular sequence, whose exons may be incomplete, of
+    pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
     read = _genbank_transcripts if _first_line(path).startswith("LOCUS") else _gff_transcripts
-    transcripts, incomplete = read(path)
-    annotation = Annotation(path, transcripts, min_intron, incomplete)
+    transcripts, left_out = read(path)
+    annotation = Annotation(path, transcripts, min_intron, left_out)
     annotation.keep(biotypes, tags)
     return annotation
 
@@ -371,55 +375,49 @@ def _first_line(path: Path) -> str:
 
 
 def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
-    """Transcripts from GenBank features (Biopython), on the records' ids as contigs: the RNA features
-    (_GENBANK_RNA; an ncRNA's biotypes are its type and ncRNA_class), and the CDS of genes without an
-    mRNA (the form bacteria and phages are annotated in); and those
-    left out as incomplete (an end marked < or >, or given as one of several: past what the record
-    holds), marked /pseudo or /pseudogene, or no transcript can be made of (left out with a count: on
-    no single strand, with parts in other records, of order() rather than join(), or with parts out of
-    order, across the origin of a circular sequence or trans-spliced; set aside by _runs)."""
+    """Transcripts from GenBank features (Biopython), on the records' ids as contigs (see
+    _transcript_features); and those left out: as incomplete (an end marked < or >, or given as one
+    of several: past what the record holds), marked /pseudo or /pseudogene, or no transcript can be
+    made of (with a count: see _unplaced; what such a feature holds in this record is set aside by
+    _runs)."""
     from Bio.SeqFeature import ExactPosition
 
     transcripts, incomplete, aside, names, skipped = [], [], [], set(), Counter()
     with reading_text(path, "GenBank"), open_text(path) as handle:
         for record in genbank_records(path, handle):
-            rna = [f for f in record.features if f.type in _GENBANK_RNA]
-            mrna = [f for f in rna if f.type == "mRNA"]
-            with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
-            # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
-            owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
-            cds = [f for f in record.features if f.type == "CDS"
-                   and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
-            for feature in rna + cds:
-                labels = [feature.qualifiers.get(key, [None])[0] for key in ("locus_tag", "protein_id", "gene")]
+            for feature in _transcript_features(record):
+                locus_tag, protein_id, gene_name = (feature.qualifiers.get(key, [None])[0]
+                                                    for key in ("locus_tag", "protein_id", "gene"))
+                label = locus_tag or protein_id or gene_name
                 if feature.location is None:  # Biopython could not read it, and said so only in a warning
                     raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
-                                    f"{next((n for n in labels if n), '(unnamed)')} cannot be read")
+                                    f"{label or '(unnamed)'} cannot be read")
                 coding = feature.type == "CDS"
                 why = _unplaced(feature.location)
                 if why:
                     skipped[why] += 1
                     # What it holds here is real all the same: set aside run by run, its sites unlabelled.
-                    label = next((n for n in labels if n), f"{record.id}:{feature.type}")
+                    label = label or f"{record.id}:{feature.type}"
                     aside += [Transcript(label, label, record.id, strand, exons, coding)
                               for strand, exons in _runs(feature.location)]
                     continue
-                strand = {1: "+", -1: "-"}[feature.location.strand]
+                strand = _STRANDS[feature.location.strand]
                 exons = tuple(_merge((int(p.start), int(p.end)) for p in feature.location.parts))
-                name = next((n for n in labels if n), f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}")
+                name = label or f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}"
                 name = name if name not in names else f"{name}.{feature.type}{len(names)}"
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
-                gene = next((n for n in (labels[0], labels[2]) if n), name)
+                gene = locus_tag or gene_name or name
                 biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ())})
                 transcript = Transcript(name, gene, record.id, strand, exons, coding, bool(biotypes & _PROCESSED_KINDS),
                                         biotypes)
-                exact = all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end))
-                # A pseudogene's broken reading frame makes no transcript; its sites may be real.
+                # A pseudogene's broken reading frame (or a pseudo RNA) makes no transcript; its sites may be real.
                 if {"pseudo", "pseudogene"} & feature.qualifiers.keys():
                     aside.append(transcript)
+                elif all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end)):
+                    transcripts.append(transcript)
                 else:
-                    (transcripts if exact else incomplete).append(transcript)
+                    incomplete.append(transcript)
     for why, count in skipped.items():
         log.warning("%s: %d feature(s) %s left out", path, count, why)
     if incomplete:
@@ -430,6 +428,19 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
     return transcripts, incomplete + aside
+
+
+def _transcript_features(record) -> list:
+    """A GenBank record's features of transcripts: its RNA features (_GENBANK_RNA; an ncRNA's biotypes
+    are its type and ncRNA_class), and the CDS of genes without an mRNA (the form bacteria and phages
+    are annotated in)."""
+    rna = [f for f in record.features if f.type in _GENBANK_RNA]
+    mrna = [f for f in rna if f.type == "mRNA"]
+    with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
+    # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
+    owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
+    return rna + [f for f in record.features if f.type == "CDS"
+                  and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
 
 
 def _unplaced(location) -> str | None:
@@ -475,7 +486,7 @@ def _runs(location) -> list[tuple[str, tuple]]:
     runs, previous = [], None  # previous: the strand and interval of the part that a run may go on from
     for part in location.parts:
         interval = (int(part.start), int(part.end))
-        strand = {1: "+", -1: "-"}.get(part.strand)
+        strand = _STRANDS.get(part.strand)
         if part.ref:
             previous = None
         elif strand is None:
@@ -498,8 +509,7 @@ def _across_origin(location) -> bool:
 
 
 def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
-    """The transcripts, and those left out whose exons may be incomplete or of one id at several places
-    (see _gff_assembled)."""
+    """The transcripts, and those set aside (see _gff_assembled)."""
     pieces, features = _Pieces(), _Features()
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     parse = None
@@ -539,12 +549,12 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
                     path, pieces.lines_unstranded)
-    owners = set().union(*pieces.parts.values())
     if not (pieces.parts["exon"] or pieces.parts["CDS"]):
         what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
             else "no exon or CDS features with a parent"
         raise UserError(f"{path}: no transcripts found ({what})")
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
+    owners = set().union(*pieces.parts.values())
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
     features.old_ensembl()
     return _gff_assembled(path, pieces, features, circular, undefined)
@@ -571,7 +581,7 @@ class _Pieces:
         # transcript_id; a codon line matters only to a transcript known by its CDS alone.
         self.unstranded, self.orphaned = set(), set()
         self.lines_unstranded = 0
-        self.strandless = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
+        self.unstranded_exons = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
         contig, strand, interval = where
@@ -586,11 +596,16 @@ class _Pieces:
             self.lines_unstranded += not codon and any(transcript for transcript, _ in owners)
             for transcript, _ in owners:
                 if transcript and piece == "exon":
-                    self.strandless[transcript].append((contig, interval))
+                    self.unstranded_exons[transcript].append((contig, interval))
             return
         for transcript, gene in owners:
             if transcript:
                 self.parts[piece][transcript].append((contig, strand, interval, gene))
+
+    def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
+        """Whether a piece of a transcript lay on no strand, or (GTF) one of its gene named no transcript."""
+        return bool({(transcript, False), (transcript, coding)} & self.unstranded
+                    or {(gene, False), (gene, coding)} & self.orphaned)
 
 
 class _Features:
@@ -635,16 +650,16 @@ class _Features:
             self.pseudo.update(transcript for transcript, _ in _owners(parse, kind, attrs))
         if locus is not None and self.placed.setdefault(key, locus) != locus:
             self.loci[key].update((self.placed[key], locus))
-        # A GFF3 piece speaks for its transcripts too: GENCODE's repeats their tags, GeneMarkS-2 marks its
+        # A piece speaks for its transcripts too: GENCODE's GFF3 repeats their tags, GeneMarkS-2 marks its
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
         if tags or partial:
-            owners = [key] + (_parents(attrs) if not self.gtf and kind in _PIECE_OF and "Parent" in attrs else [])
-            for owner in owners:
+            owners = [t for t, _ in _owners(parse, kind, attrs) if t] if kind in _PIECE_OF else []
+            for owner in [key, *owners]:
                 self.tags[owner].update(tags)
                 if partial:
                     self.partial.add(owner)
-        if parse is not _gtf_attributes and key:
+        if not self.gtf and key:
             self.typed[key] = kind
         if "ID" in attrs:
             self.defined.add(attrs["ID"])
@@ -666,7 +681,9 @@ class _Features:
 
     def defining(self, transcript: str) -> list[tuple]:
         """The places of the lines defining a transcript (see placed)."""
-        return self.loci.get(transcript) or [self.placed[transcript]] if transcript in self.placed else []
+        if transcript not in self.placed:
+            return []
+        return self.loci.get(transcript) or [self.placed[transcript]]
 
     def misplaced(self, transcript: str, contigs_strands: set) -> bool:
         """Whether the lines defining a transcript lie on another contig or strand than its pieces (a
@@ -732,12 +749,13 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     """The transcripts of the exon, CDS, UTR and codon pieces read by their owners' ids (exons where a
     transcript has them, with any UTR outside them, as old WormBase GFF3 wrote coding exons only;
     else its CDS, start and stop codons and UTRs), less those left out: ids at several places (or, in
-    GTF, of several genes; or defined by lines on another strand, apart or of two sources), genes
-    across an origin, and those whose exons may be incomplete (a Parent no line defines, CDS outside
-    them, an intron past them, a piece on no strand, marked partial or, in GTF, a piece of their gene
-    that names no transcript). Those left out are returned too: the ids at several places copy by
-    copy (see _Features.copies), those across an origin in two runs (see _around), and those of a CDS
-    marked pseudo."""
+    GTF, of several genes; or defined by lines on another strand, apart or of two sources),
+    transcripts across an origin, those whose exons may be incomplete (a Parent no line defines, CDS
+    outside them, an intron past them, a piece on no strand, marked partial, of a gene Liftoff lifted
+    over poorly or, in GTF, a piece of their gene that names no transcript), and those of a CDS marked
+    pseudo. Those left out are returned too: the ids at several places copy by copy (see
+    _Features.copies), those across an origin in two runs (see _around), and those on no strand at
+    all on each strand."""
     parts = pieces.parts
     groups = {t: cds + parts["codon"].get(t, []) + parts["UTR"].get(t, []) for t, cds in parts["CDS"].items()}
     groups.update({t: exons + parts["UTR"].get(t, []) for t, exons in parts["exon"].items()})
@@ -758,19 +776,16 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         transcript = Transcript(transcript_id, gene, contig, strand, exons, coding, features.processed(transcript_id),
                                 features.biotypes(transcript_id, gene, transcript_id in parts["CDS"]),
                                 frozenset(features.tags.get(transcript_id, ())))
-        doubted = {(transcript_id, False), (transcript_id, coding)} & pieces.unstranded \
-            or {(gene, False), (gene, coding)} & pieces.orphaned
-        if transcript_id in undefined or doubted \
+        if transcript_id in undefined or pieces.doubted(transcript_id, gene, coding) \
                 or transcript_id in features.partial or {transcript_id, gene} & features.lifted_poorly \
                 or _outside(parts["CDS"].get(transcript_id, ()), exons) \
                 or _past_ends(parts["intron"].get(transcript_id, ()), exons):
             incomplete.append(transcript)
             continue
-        # Across the origin: written past the sequence's end, or as pieces at both of its ends.
-        if contig in circular and (exons[-1][1] > circular[contig]
-                                   or (len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == circular[contig])):
+        runs = _around(exons, circular[contig]) if contig in circular else []
+        if runs:
             across_origin += 1
-            aside += [replace(transcript, exons=part) for part in _around(exons, circular[contig])]
+            aside += [replace(transcript, exons=run) for run in runs]
             continue
         (aside if transcript_id in features.pseudo else transcripts).append(transcript)
     if repeated:
@@ -790,7 +805,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     # A transcript on no strand at all (StringTie's of one exon): its ends are real on one strand or the other.
     aside += [Transcript(transcript_id, features.gene_of(transcript_id, groups), contig, strand,
                          tuple(_merge({i for c, i in located if c == contig})))
-              for transcript_id, located in pieces.strandless.items() if transcript_id not in groups
+              for transcript_id, located in pieces.unstranded_exons.items() if transcript_id not in groups
               for contig in sorted({c for c, _ in located}) for strand in "+-"]
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (every one left out, as said above)")
@@ -814,13 +829,16 @@ def _outside(cds, exons) -> bool:
 def _around(exons, length: int) -> list[tuple]:
     """A transcript's exons across the origin of a circular sequence of `length`, as two runs on it:
     those before the origin and those after (where written past the end, or at both of its ends, split
-    at the widest gap). Their sites are real, their ends at the origin not: what it holds, set aside."""
-    if exons[-1][1] > length:
+    at the widest gap); none if it is not across. Their sites are real, their ends at the origin not:
+    what it holds, set aside."""
+    if exons[-1][1] > length:  # written past the sequence's end
         before = [(a, min(b, length)) for a, b in exons if a < length]
         after = [(max(a, length) - length, b - length) for a, b in exons if b > length]
-    else:
+    elif len(exons) > 1 and exons[0][0] == 0 and exons[-1][1] == length:  # as pieces at both of its ends
         cut = max(range(1, len(exons)), key=lambda i: exons[i][0] - exons[i - 1][1])
         after, before = exons[:cut], exons[cut:]
+    else:
+        return []
     return [tuple(part) for part in (before, after) if part]
 
 
