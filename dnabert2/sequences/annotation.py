@@ -591,7 +591,7 @@ class _Pieces:
             (transcript, gene), = owners
             if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
                 self.orphaned.add((gene, codon))
-        if strand not in "+-" or not strand:  # a site needs a strand: which end is a donor, which an acceptor
+        if strand not in ("+", "-"):  # a site needs a strand: which end is a donor, which an acceptor
             self.unstranded.update((transcript, codon) for transcript, _ in owners if transcript)
             self.lines_unstranded += not codon and any(transcript for transcript, _ in owners)
             for transcript, _ in owners:
@@ -693,7 +693,7 @@ class _Features:
         of lines apart: NCBI writes a trans-spliced one so, which has no intron between them.)"""
         loci = self.defining(transcript)
         (contig, strand), = contigs_strands
-        if any(c != contig or s in "+-" and s and s != strand for c, s, *_ in loci):
+        if any(c != contig or s in ("+", "-") and s != strand for c, s, *_ in loci):
             return True
         return len(loci) > 1 and (len({source for *_, source in loci}) > 1
                                   or _apart([locus for locus in loci if locus[2] is not None]))
