@@ -1066,6 +1066,13 @@ def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
     # Set aside: its start may be a TSS, and a task draws no negative there.
     assert ("NC_000913.3", 257828, "+") in {(s.contig, s.position, s.strand) for s in annotation.unlabelled({"tss"})}
     assert not annotation.introns()
+    # A gene's CDS of two IDs are two proteins (as in GenBank): mrcB's PBP1Bgamma starts 135 bp into
+    # PBP1Balpha; dnaX's gamma subunit ends 637 bp before tau, after a ribosomal slip.
+    mrcb = [t for t in annotation.transcripts if t.gene == "gene-b0149"]
+    assert [(t.id, t.start, t.end) for t in mrcb] == [("cds-NP_414691.1", 164729, 167264),
+                                                      ("cds-YP_010051172.1", 164864, 167264)]
+    tss, tts = ({(s.position, s.strand) for s in annotation.sites({kind})} for kind in ("tss", "tts"))
+    assert {(164729, "+"), (164864, "+")} <= tss and {(494022, "+"), (493385, "+")} <= tts
 
 
 def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):

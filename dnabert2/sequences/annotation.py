@@ -545,7 +545,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             if piece:
-                pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
+                pieces.add(parse, kind, piece, attrs, (contig, strand, interval), features.typed)
     if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
                     path, pieces.lines_unstranded)
@@ -553,6 +553,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
         what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
             else "no exon or CDS features with a parent"
         raise UserError(f"{path}: no transcripts found ({what})")
+    pieces.proteins_apart(features.pseudo)
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set().union(*pieces.parts.values())
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
@@ -582,8 +583,11 @@ class _Pieces:
         self.unstranded, self.orphaned = set(), set()
         self.lines_unstranded = 0
         self.unstranded_exons = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
+        # A gene line's CDS pieces by their own IDs (see proteins_apart): gene -> CDS ID -> its pieces.
+        self.proteins = defaultdict(lambda: defaultdict(list))
 
-    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
+    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed=None) -> None:
+        """Add a line's piece to its transcripts; typed: the GFF3 types of the IDs read so far."""
         contig, strand, interval = where
         owners = _owners(parse, kind, attrs)
         codon = piece == "codon"
@@ -601,6 +605,18 @@ class _Pieces:
         for transcript, gene in owners:
             if transcript:
                 self.parts[piece][transcript].append((contig, strand, interval, gene))
+                if kind == "CDS" and "ID" in attrs and typed and typed.get(transcript) == "gene":
+                    self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
+
+    def proteins_apart(self, pseudo: set) -> None:
+        """The CDS of several IDs that a gene line is the Parent of, with no transcript between (RefSeq's
+        bacterial alternative starts and ribosomal-slippage products: mrcB, infB, dnaX): each ID a
+        transcript of its own, as GenBank has them; as one, they would hide every start and stop but
+        the outermost. A pseudogene's stay one, set aside whole."""
+        for gene, by_id in self.proteins.items():
+            if len(by_id) > 1 and gene not in self.parts["exon"] and gene not in pseudo:
+                del self.parts["CDS"][gene]
+                self.parts["CDS"].update(by_id)
 
     def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
         """Whether a piece of a transcript lay on no strand, or (GTF) one of its gene named no transcript."""
