@@ -16,7 +16,7 @@ from Bio import SeqIO
 from conftest import GENOMES, assert_user_error, run_cli
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import READ_WHOLE_KEPT
-from dnabert2.sequences.annotation import Intron
+from dnabert2.sequences.annotation import Annotation, Intron
 from dnabert2.sequences import (
     Fasta, aligned_reads, check_reference, genome_windows, junctions, open_alignments, read_annotation,
     read_bed_intervals, read_introns, read_records, reverse_complement, windows, write_indexed_fasta,
@@ -1056,6 +1056,23 @@ def test_gff_with_start_after_end_is_refused(tmp_path):
     path.write_text("chr1\tsrc\texon\t10\t5\t.\t+\t.\tParent=t1\n")
     with pytest.raises(UserError, match="line 1: start 10 is after end 5"):
         read_annotation(path)
+
+
+def test_a_pseudogenes_ends_are_set_aside_and_its_introns_are_sites():
+    """WormBase's pseudogenic transcripts (33 in the example) give no TSS or TTS, set aside (a processed
+    pseudogene has no promoter; a disabled copy may have none), and their introns, the gene's they
+    copy, stay sites: 237 splice sites only they give."""
+    annotation = read_annotation(CE_GFF)
+    pseudo = [t for t in annotation.transcripts if t.pseudogenic]
+    assert len(pseudo) == 33 and {"pseudogenic_transcript", "pseudogenic_tRNA"} <= {b for t in pseudo for b in t.biotypes}
+    y74 = next(t for t in pseudo if t.id == "Pseudogene:Y74C9A.9")
+    assert (y74.tss, y74.tts) == (23599, 22881)
+    for kind in ("tss", "tts"):
+        assert not {t.site(kind) for t in pseudo} & set(annotation.sites({kind}))
+        assert y74.site(kind) in annotation.unlabelled({kind})
+    theirs = set(Annotation(CE_GFF, pseudo).splice_sites())
+    others = set(Annotation(CE_GFF, [t for t in annotation.transcripts if not t.pseudogenic]).splice_sites())
+    assert len(theirs - others) == 237 and theirs <= set(annotation.splice_sites())
 
 
 def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():

@@ -77,8 +77,18 @@ class Transcript:
         return self.exons[-1][1]
 
     @property
+    def pseudogenic(self) -> bool:
+        """Whether a biotype says it is a pseudogene's (pseudogenic_transcript, processed_pseudogene,
+        RefSeq's gene_biotype pseudogene, …)."""
+        return any("pseudogen" in biotype.lower() for biotype in self.biotypes)
+
+    @property
     def unfound(self) -> set[str]:
-        """The ends its annotators did not find (_UNFOUND_TAGS): "tss", "tts"."""
+        """Its ends ("tss", "tts") that are no known TSS or TTS: those its annotators did not find
+        (_UNFOUND_TAGS), and a pseudogene's (a processed one, a retrocopy, has no promoter; a disabled
+        copy of a gene may have none). A pseudogene's introns are the gene's it copies: sites still."""
+        if self.pseudogenic:
+            return {"tss", "tts"}
         return {kind for tag, kind in _UNFOUND_TAGS.items() if tag in self.tags}
 
     @property
@@ -214,7 +224,7 @@ class Annotation:
         unfound = sum(kind in t.unfound for t in self.transcripts)
         if unfound:
             tag = next(tag for tag, end in _UNFOUND_TAGS.items() if end == kind)
-            log.info("%s: %d transcript(s) tagged %s give no %s", self.path, unfound, tag, what)
+            log.info("%s: %d transcript(s) of pseudogenes or tagged %s give no %s", self.path, unfound, tag, what)
 
     def unlabelled(self, kinds) -> list[Site]:
         """The sites of the given kinds that only transcripts left out give, and the ends of any whose
@@ -750,7 +760,9 @@ class _Features:
         their parent), protein_coding only if it has a CDS (WormBase's nc_primary_transcript and
         RefSeq's XR transcripts of protein-coding genes have none). NCBI's GTF names the GFF3 type
         (mRNA, lnc_RNA) in transcript_biotype: its gene's biotype joins it."""
-        typed = {self.typed[transcript]} - {"gene"} if transcript in self.typed else set()
+        typed = {self.typed[transcript]} if transcript in self.typed else set()
+        # A gene's CDS of its own ID (see _Pieces.proteins_apart) takes its gene's biotypes, as its others do.
+        typed -= {"gene", "CDS"} if transcript in self.parent_of else {"gene"}
         own = self.own.get(transcript, set())
         if self.sourced and not has_cds:  # some pipelines write protein_coding in column 2 of every line
             own = own - {"protein_coding"}
