@@ -1246,8 +1246,8 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
 
 def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):
     """A bacterium's tRNA, rRNA and ncRNA genes (E. coli's RefSeq GFF3 gives 207 such transcripts) are
-    transcripts in its GenBank form too, --biotype choosing them by type or ncRNA_class; a mature
-    miRNA's ends are no TSS or TTS, its precursor's are."""
+    transcripts in its GenBank form too, --biotype choosing them by type or ncRNA_class; the ends of a
+    mature miRNA, or of its precursor (the hairpin), are no TSS or TTS."""
     from Bio import SeqIO
     from Bio.Seq import Seq
     from Bio.SeqFeature import FeatureLocation, SeqFeature
@@ -1265,7 +1265,7 @@ def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_p
     assert [(t.start, sorted(t.biotypes)) for t in annotation.transcripts] == [
         (100, ["CDS"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
         (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"])]
-    assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000, 5000]
+    assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["tRNA", "rRNA"]).transcripts] == ["t1000", "t2000"]
 
 
@@ -1538,8 +1538,8 @@ def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, n
 
 
 def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp_path):
-    """NCBI's GFF3 gives a miRNA its primary_transcript as Parent, and that the gene: one gene, the
-    primary transcript's TSS and not the miRNA's."""
+    """NCBI's GFF3 gives a miRNA its primary_transcript as Parent, and that the gene: one gene. Its
+    primary_transcript is the hairpin (pre-miRNA) cut from a longer one: neither gives a TSS."""
     (tmp_path / "ncbi.gff3").write_text(
         "##gff-version 3\nc\tt\tgene\t101\t900\t.\t+\t.\tID=gene-MIR1;gene_biotype=miRNA\n"
         "c\tt\tprimary_transcript\t101\t900\t.\t+\t.\tID=rna-NR_1;Parent=gene-MIR1\n"
@@ -1556,4 +1556,4 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
         "c\tt\tmRNA\t1001\t2000\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t1001\t2000\t.\t+\t.\tParent=t2\n")
     assert [g.id for g in read_annotation(tmp_path / "operon.gff3").genes()] == ["g1", "g2"]
     assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
-    assert [s.position for s in annotation.tss()] == [100]
+    assert annotation.tss() == [] and annotation.unlabelled({"tss"}) == []

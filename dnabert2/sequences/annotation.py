@@ -32,12 +32,14 @@ _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "thr
 # contig's first base) marks it cut by a contig's end.
 _PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon": "codon", "intron": "intron",
              **dict.fromkeys(_UTR_KINDS, "UTR")}
-# Transcripts whose ends were cut or joined after transcription, by their GFF3 type or GTF biotype: a
-# mature or precursor miRNA (its primary transcript starts and ends elsewhere), a circular RNA (its
-# ends are a back-splice). Their exons are real, their first and last bases no TSS or TTS.
-_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "circular_ncRNA", "circRNA"}
-# GenBank's features of transcripts (a GFF3's exon parents): precursor_RNA and prim_transcript are a
-# primary transcript, as a pri-miRNA.
+# Transcripts whose ends were cut or joined after transcription, by their GFF3 type, GTF biotype or
+# GenBank feature: a mature or precursor miRNA (its primary transcript starts and ends elsewhere; the
+# hairpin is NCBI's precursor_RNA, in its GFF3 primary_transcript, and miRBase's
+# miRNA_primary_transcript), a circular RNA (its ends are a back-splice). Their exons are real, their
+# first and last bases no TSS or TTS.
+_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "primary_transcript", "miRNA_primary_transcript",
+                    "circular_ncRNA", "circRNA"}
+# GenBank's features of transcripts (a GFF3's exon parents).
 _GENBANK_RNA = ("mRNA", "ncRNA", "rRNA", "tRNA", "tmRNA", "misc_RNA", "precursor_RNA", "prim_transcript")
 # Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
 # RefSeq, WormBase): beside the GFF3 type (mRNA, lnc_RNA), what --biotype matches.
