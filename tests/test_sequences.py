@@ -1263,10 +1263,11 @@ def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_p
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     annotation = read_annotation(tmp_path / "c1.gbk")
     assert [(t.start, sorted(t.biotypes)) for t in annotation.transcripts] == [
-        (100, ["CDS"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
+        (100, ["CDS", "protein_coding"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
         (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"])]
     assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["tRNA", "rRNA"]).transcripts] == ["t1000", "t2000"]
+    assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["protein_coding"]).transcripts] == ["t100"]
 
 
 def test_genbank_features_that_give_no_transcript_or_no_ends_and_records_that_are_no_genome(tmp_path, caplog):

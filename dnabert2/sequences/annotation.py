@@ -420,7 +420,9 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
                 gene = locus_tag or gene_name or name
-                biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ())})
+                # A GFF3 names a gene's biotype where GenBank's feature type says it: protein_coding.
+                coding_kinds = {"protein_coding"} if feature.type in ("CDS", "mRNA") else set()
+                biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ()), *coding_kinds})
                 transcript = Transcript(name, gene, record.id, strand, exons, coding, bool(biotypes & _PROCESSED_KINDS),
                                         biotypes)
                 # A pseudogene's broken reading frame (or a pseudo RNA) makes no transcript; its sites may be real.
