@@ -1250,7 +1250,7 @@ def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_p
     mature miRNA, or of its precursor (the hairpin), are no TSS or TTS."""
     from Bio import SeqIO
     from Bio.Seq import Seq
-    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
     from Bio.SeqRecord import SeqRecord
 
     record = SeqRecord(Seq("ACGT" * 1500), id="c1.1", name="c1", annotations={"molecule_type": "DNA"})
@@ -1260,12 +1260,18 @@ def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_p
                 ("precursor_RNA", 5000, 5300, 1, {}), ("ncRNA", 5100, 5122, 1, {"ncRNA_class": ["miRNA"]})]
     record.features = [SeqFeature(FeatureLocation(a, b, strand), type=kind, qualifiers={"locus_tag": [f"t{a}"], **more})
                        for kind, a, b, strand, more in features]
+    # A pseudogene's mRNA is a transcript of biotype pseudogene, as a GFF3's pseudogenic_transcript:
+    # its introns are sites, its ends set aside.
+    record.features.append(SeqFeature(CompoundLocation([FeatureLocation(5500, 5600, 1), FeatureLocation(5700, 5800, 1)]),
+                                      type="mRNA", qualifiers={"locus_tag": ["t5500"], "pseudo": [""]}))
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     annotation = read_annotation(tmp_path / "c1.gbk")
     assert [(t.start, sorted(t.biotypes)) for t in annotation.transcripts] == [
         (100, ["CDS", "protein_coding"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
-        (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"])]
+        (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"]), (5500, ["mRNA", "pseudogene"])]
     assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000]
+    assert [s.position for s in annotation.unlabelled({"tss", "tts"})] == [5500, 5799]
+    assert [s.position for s in annotation.splice_sites()] == [5600, 5699]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["tRNA", "rRNA"]).transcripts] == ["t1000", "t2000"]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["protein_coding"]).transcripts] == ["t100"]
 

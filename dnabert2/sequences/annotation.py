@@ -420,13 +420,14 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.
                 gene = locus_tag or gene_name or name
-                # A GFF3 names a gene's biotype where GenBank's feature type says it: protein_coding.
-                coding_kinds = {"protein_coding"} if feature.type in ("CDS", "mRNA") else set()
-                biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ()), *coding_kinds})
+                # What a GFF3 names in gene_biotype, GenBank's feature says: a CDS or mRNA is protein_coding,
+                # one marked /pseudo or /pseudogene a pseudogene's (see Transcript.pseudogenic).
+                pseudo = bool({"pseudo", "pseudogene"} & feature.qualifiers.keys())
+                gene_biotype = {"pseudogene"} if pseudo else {"protein_coding"} if feature.type in ("CDS", "mRNA") else set()
+                biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ()), *gene_biotype})
                 transcript = Transcript(name, gene, record.id, strand, exons, coding, bool(biotypes & _PROCESSED_KINDS),
                                         biotypes)
-                # A pseudogene's broken reading frame (or a pseudo RNA) makes no transcript; its sites may be real.
-                if {"pseudo", "pseudogene"} & feature.qualifiers.keys():
+                if pseudo and coding:  # a pseudogene's broken reading frame makes no transcript; its sites may be real
                     aside.append(transcript)
                 elif all(type(end) is ExactPosition for end in (feature.location.start, feature.location.end)):
                     transcripts.append(transcript)
