@@ -598,6 +598,8 @@ def test_tags_as_gencode_ensembl_and_refseq_write_them_select_transcripts(tmp_pa
            "MANE_Select, basic" in caplog.text
     with pytest.raises(UserError, match="no transcript tagged MANE_Select; the tags of its transcripts are MANE Select$"):
         read_annotation(tmp_path / "refseq.gff3", tags=["MANE_Select"])
+    with pytest.raises(UserError, match="no transcript tagged basic; its transcripts have no tag$"):
+        read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
 
 
 @pytest.mark.parametrize("form", ["gtf", "gff3"])
@@ -626,8 +628,6 @@ def test_an_end_tagged_not_found_is_no_site_and_no_negative(tmp_path, form):
     assert [s.position for s in annotation.tts()] == [2199, 2299]
     assert [s.position for s in annotation.unlabelled({"tss", "tts"})] == [1500, 2599]
     assert {s.position for s in annotation.splice_sites()} == {1200, 1700, 1999, 2499}
-    with pytest.raises(UserError, match="no transcript tagged basic; its transcripts have no tag$"):
-        read_annotation(GENOMES / "ecoli_k12_mg1655.gff.gz", tags=["basic"])
 
 
 def test_a_semicolon_inside_a_quoted_gtf_value_and_single_quoted_values(tmp_path):
@@ -1073,6 +1073,24 @@ def test_a_pseudogenes_ends_are_set_aside_and_its_introns_are_sites():
     theirs = set(Annotation(CE_GFF, pseudo).splice_sites())
     others = set(Annotation(CE_GFF, [t for t in annotation.transcripts if not t.pseudogenic]).splice_sites())
     assert len(theirs - others) == 237 and theirs <= set(annotation.splice_sites())
+
+
+def test_a_genes_cds_of_several_ids_are_proteins_only_where_they_overlap(tmp_path):
+    """CDS lines of a gene with an ID each: overlapping, alternative proteins (a transcript each); apart,
+    the lines of one spliced protein, as some writers give them (one transcript, with its introns);
+    one line on no strand leaves the gene out whole."""
+    def read(name, cds):
+        (tmp_path / name).write_text("##gff-version 3\nc\tt\tgene\t101\t900\t.\t+\t.\tID=g1\n" + "".join(
+            f"c\tt\tCDS\t{a}\t{b}\t.\t{strand}\t0\tID={i};Parent=g1\n" for i, a, b, strand in cds))
+        return read_annotation(tmp_path / name)
+
+    two = read("alternative.gff3", [("p1", 101, 900, "+"), ("p2", 236, 900, "+")])
+    assert [(t.id, t.gene, t.exons) for t in two.transcripts] == [("p1", "g1", ((100, 900),)), ("p2", "g1", ((235, 900),))]
+    spliced = read("spliced.gff3", [("c1", 101, 200, "+"), ("c2", 401, 500, "+"), ("c3", 801, 900, "+")])
+    assert [(t.id, t.exons) for t in spliced.transcripts] == [("g1", ((100, 200), (400, 500), (800, 900)))]
+    assert [s.position for s in spliced.tss()] == [100] and len(spliced.splice_sites()) == 4
+    with pytest.raises(UserError, match="no transcripts found"):
+        read("unstranded.gff3", [("p1", 101, 900, "+"), ("p2", 301, 500, "+"), ("p2", 601, 900, ".")])
 
 
 def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
@@ -1549,7 +1567,7 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
     primary_transcript is the hairpin (pre-miRNA) cut from a longer one: neither gives a TSS."""
     (tmp_path / "ncbi.gff3").write_text(
         "##gff-version 3\nc\tt\tgene\t101\t900\t.\t+\t.\tID=gene-MIR1;gene_biotype=miRNA\n"
-        "c\tt\tprimary_transcript\t101\t900\t.\t+\t.\tID=rna-NR_1;Parent=gene-MIR1\n"
+        "c\tt\tprimary_transcript\t101\t900\t.\t+\t.\tID=rna-NR_1;Parent=gene-MIR1;gbkey=precursor_RNA\n"
         "c\tt\texon\t101\t900\t.\t+\t.\tParent=rna-NR_1\n"
         "c\tt\tmiRNA\t401\t422\t.\t+\t.\tID=rna-MIR1-5p;Parent=rna-NR_1\n"
         "c\tt\texon\t401\t422\t.\t+\t.\tParent=rna-MIR1-5p\n")
@@ -1564,3 +1582,7 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
     assert [g.id for g in read_annotation(tmp_path / "operon.gff3").genes()] == ["g1", "g2"]
     assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
     assert annotation.tss() == [] and annotation.unlabelled({"tss"}) == []
+    # NCBI writes GenBank's prim_transcript as a primary_transcript too: a transcript from its TSS.
+    text = (tmp_path / "ncbi.gff3").read_text()
+    (tmp_path / "prim.gff3").write_text(text.replace("gbkey=precursor_RNA", "gbkey=prim_transcript"))
+    assert [s.position for s in read_annotation(tmp_path / "prim.gff3").tss()] == [100]

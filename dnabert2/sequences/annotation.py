@@ -34,11 +34,10 @@ _PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon":
              **dict.fromkeys(_UTR_KINDS, "UTR")}
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type, GTF biotype or
 # GenBank feature: a mature or precursor miRNA (its primary transcript starts and ends elsewhere; the
-# hairpin is NCBI's precursor_RNA, in its GFF3 primary_transcript, and miRBase's
-# miRNA_primary_transcript), a circular RNA (its ends are a back-splice). Their exons are real, their
-# first and last bases no TSS or TTS.
-_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "primary_transcript", "miRNA_primary_transcript",
-                    "circular_ncRNA", "circRNA"}
+# hairpin is NCBI's precursor_RNA, a primary_transcript in its GFF3 and GTF, as its prim_transcript is
+# too: gbkey tells them apart; and miRBase's miRNA_primary_transcript), a circular RNA (its ends are a
+# back-splice). Their exons are real, their first and last bases no TSS or TTS.
+_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "miRNA_primary_transcript", "circular_ncRNA", "circRNA"}
 # GenBank's features of transcripts (a GFF3's exon parents).
 _GENBANK_RNA = ("mRNA", "ncRNA", "rRNA", "tRNA", "tmRNA", "misc_RNA", "precursor_RNA", "prim_transcript")
 # Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
@@ -624,12 +623,19 @@ class _Pieces:
                     self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
 
     def proteins_apart(self, pseudo: set) -> None:
-        """The CDS of several IDs that a gene line is the Parent of, with no transcript between (RefSeq's
-        bacterial alternative starts and ribosomal-slippage products: mrcB, infB, dnaX): each ID a
-        transcript of its own, as GenBank has them; as one, they would hide every start and stop but
-        the outermost. A pseudogene's stay one, set aside whole."""
+        """The CDS of several IDs that a gene line is the Parent of, with no transcript between, that
+        overlap one another (RefSeq's bacterial alternative starts and ribosomal-slippage products:
+        mrcB, infB, dnaX): each ID a transcript of its own, as GenBank has them; as one, they would hide
+        every start and stop but the outermost. CDS lines of one protein with an ID each (as some
+        writers give them) lie apart: they stay one. So does a gene with other pieces (exons, UTRs,
+        codons, CDS without an ID, or on no strand), and a pseudogene, set aside whole."""
         for gene, by_id in self.proteins.items():
-            if len(by_id) > 1 and gene not in self.parts["exon"] and gene not in pseudo:
+            spans = [(min(i[0] for _, _, i, _ in found), max(i[1] for _, _, i, _ in found)) for found in by_id.values()]
+            alternatives = len(by_id) > 1 and max(a for a, _ in spans) < min(b for _, b in spans)
+            whole = sum(map(len, by_id.values())) == len(self.parts["CDS"][gene]) \
+                and not any(gene in self.parts[piece] for piece in ("exon", "UTR", "codon")) \
+                and not {(gene, False), (gene, True)} & self.unstranded
+            if alternatives and whole and gene not in pseudo:
                 del self.parts["CDS"][gene]
                 self.parts["CDS"].update(by_id)
 
@@ -668,6 +674,8 @@ class _Features:
         self.gtf = parse is _gtf_attributes
         key = attrs.get("transcript_id") or attrs.get("gene_id") if self.gtf else attrs.get("ID")
         self.own[key] |= _biotypes(attrs, _OWN_BIOTYPE)
+        if attrs.get("gbkey") == "precursor_RNA":  # NCBI's miRNA hairpin, which its GFF3 calls a primary_transcript
+            self.own[key].add("precursor_RNA")
         self.of_gene[key] |= _biotypes(attrs, _GENE_BIOTYPE)
         if self.gtf:
             self.sources[key].add(source)
