@@ -1425,30 +1425,36 @@ def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):
 
 def test_a_fragment_whose_mates_both_cross_an_intron_supports_it_once(tmp_path):
     """As STAR's SJ.out.tab counts: pair p1's mates both cross 120-220 (one read); p2's first mate
-    crosses it and its second lies before it (one); p3's mates cross it on two starts (one); a single
-    read crosses it (one); a later pair, named p1 too, crosses 320-420 only (one there). With
-    --min-reads 5, nothing is left: four fragments, where six alignments cross it."""
-    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
+    crosses it and its second lies before it (one); p3's mates cross it on two starts (one); p4's
+    mates cross it at one start, the second of MAPQ 10 (one, whatever --min-mapq); p5's first mate
+    crosses it, its second lies on c2 (one); a single read crosses it (one); a later pair, named p1
+    too, crosses 320-420 only (one there). With --min-reads 7 nothing is left: six fragments, where
+    nine alignments cross it."""
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}, {"SN": "c2", "LN": 1000}]}
     path = tmp_path / "pairs.bam"
-    reads = [  # name, flag, start, cigar, mate start
-        ("p1", 99, 100, "20M100N20M", 105), ("p2", 97, 100, "20M100N20M", 102), ("p2", 145, 102, "15M", 100),
-        ("p3", 99, 101, "19M100N20M", 110), ("p1", 147, 105, "15M100N25M", 100), ("s1", 0, 108, "12M100N20M", -1),
-        ("p3", 147, 110, "10M100N30M", 101), ("p1", 99, 300, "20M100N20M", 310), ("p1", 147, 310, "10M100N30M", 300)]
+    reads = [  # name, flag, start, cigar, MAPQ, mate's contig and start
+        ("p1", 99, 100, "20M100N20M", 60, 0, 105), ("p2", 97, 100, "20M100N20M", 60, 0, 102),
+        ("p2", 145, 102, "15M", 60, 0, 100), ("p3", 99, 101, "19M100N20M", 60, 0, 110),
+        ("p4", 99, 103, "17M100N20M", 60, 0, 103), ("p4", 147, 103, "17M100N20M", 10, 0, 103),
+        ("p5", 97, 104, "16M100N20M", 60, 1, 500), ("p1", 147, 105, "15M100N25M", 60, 0, 100),
+        ("s1", 0, 108, "12M100N20M", 60, -1, -1), ("p3", 147, 110, "10M100N30M", 60, 0, 101),
+        ("p1", 99, 300, "20M100N20M", 60, 0, 310), ("p1", 147, 310, "10M100N30M", 60, 0, 300)]
     with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        for name, flag, start, cigar, mate in sorted(reads, key=lambda r: r[2]):
+        for name, flag, start, cigar, mapq, mate_contig, mate in sorted(reads, key=lambda r: r[2]):
             read = pysam.AlignedSegment(out.header)
             read.query_name, read.flag, read.reference_id, read.reference_start = name, flag, 0, start
-            read.cigarstring, read.mapping_quality = cigar, 60
-            read.next_reference_id, read.next_reference_start = (0, mate) if mate >= 0 else (-1, -1)
+            read.cigarstring, read.mapping_quality = cigar, mapq
+            read.next_reference_id, read.next_reference_start = mate_contig, mate
             read.query_sequence = "A" * read.infer_query_length()
             out.write(read)
     pysam.index(str(path))
-    result = run_cli("junctions", "--bam", path, "--out", tmp_path / "j.bed")
-    assert result.returncode == 0, result.stderr
-    rows = [line.split("\t") for line in (tmp_path / "j.bed").read_text().splitlines()]
-    assert [(r[1], r[2], r[3]) for r in rows] == [("120", "220", "reads=4"), ("320", "420", "reads=1")]
-    result = run_cli("junctions", "--bam", path, "--min-reads", 5, "--out", tmp_path / "j5.bed")
-    assert result.returncode == 0 and (tmp_path / "j5.bed").read_text() == ""
+    for options in ((), ("--min-mapq", 20)):
+        result = run_cli("junctions", "--bam", path, *options, "--out", tmp_path / "j.bed")
+        assert result.returncode == 0, result.stderr
+        rows = [line.split("\t") for line in (tmp_path / "j.bed").read_text().splitlines()]
+        assert [(r[1], r[2], r[3]) for r in rows] == [("120", "220", "reads=6"), ("320", "420", "reads=1")]
+    result = run_cli("junctions", "--bam", path, "--min-reads", 7, "--out", tmp_path / "j7.bed")
+    assert result.returncode == 0 and (tmp_path / "j7.bed").read_text() == ""
 
 
 def test_an_alignment_past_its_contigs_end_is_refused_not_written_as_a_junction_past_it(tmp_path):
