@@ -44,8 +44,9 @@ def bed_header(path) -> tuple[list[str], str | None]:
 def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1, contigs=None,
                     keep=None) -> int:
     """The junctions (CIGAR N) the BAM's reads show, as BED6; returns the number written. BED scores
-    stop at 1000, so the exact read count (of fragments: see junctions) goes into the name (reads=N). contigs: those contigs' only;
-    keep: a test of each junction (contig, start, end), for those of some regions only."""
+    stop at 1000, so the exact read count (of fragments: see junctions) goes into the name (reads=N).
+    contigs: those contigs' only; keep: a test of each junction (contig, start, end), for those of
+    some regions only."""
     from .sequences import Fasta, check_reference, junctions, open_alignments
 
     fasta = Fasta(reference) if reference else None

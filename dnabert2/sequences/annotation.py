@@ -388,9 +388,9 @@ def _first_line(path: Path) -> str:
 def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs (see
     _transcript_features); and those left out: as incomplete (an end marked < or >, or given as one
-    of several: past what the record holds), marked /pseudo or /pseudogene, or no transcript can be
-    made of (with a count: see _unplaced; what such a feature holds in this record is set aside by
-    _runs)."""
+    of several: past what the record holds), a CDS marked /pseudo or /pseudogene, or a feature no
+    transcript can be made of (with a count: see _unplaced; what it holds in this record is set aside
+    by _runs)."""
     from Bio.SeqFeature import ExactPosition
 
     transcripts, incomplete, aside, names, skipped = [], [], [], set(), Counter()
@@ -422,7 +422,8 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                 # What a GFF3 names in gene_biotype, GenBank's feature says: a CDS or mRNA is protein_coding,
                 # one marked /pseudo or /pseudogene a pseudogene's (see Transcript.pseudogenic).
                 pseudo = bool({"pseudo", "pseudogene"} & feature.qualifiers.keys())
-                gene_biotype = {"pseudogene"} if pseudo else {"protein_coding"} if feature.type in ("CDS", "mRNA") else set()
+                of_protein = feature.type in ("CDS", "mRNA")
+                gene_biotype = {"pseudogene"} if pseudo else {"protein_coding"} if of_protein else set()
                 biotypes = frozenset({feature.type, *feature.qualifiers.get("ncRNA_class", ()), *gene_biotype})
                 transcript = Transcript(name, gene, record.id, strand, exons, coding, bool(biotypes & _PROCESSED_KINDS),
                                         biotypes)
@@ -630,7 +631,8 @@ class _Pieces:
         writers give them) lie apart: they stay one. So does a gene with other pieces (exons, UTRs,
         codons, CDS without an ID, or on no strand), and a pseudogene, set aside whole."""
         for gene, by_id in self.proteins.items():
-            spans = [(min(i[0] for _, _, i, _ in found), max(i[1] for _, _, i, _ in found)) for found in by_id.values()]
+            spans = [(min(i[0] for _, _, i, _ in found), max(i[1] for _, _, i, _ in found))
+                     for found in by_id.values()]
             alternatives = len(by_id) > 1 and max(a for a, _ in spans) < min(b for _, b in spans)
             whole = sum(map(len, by_id.values())) == len(self.parts["CDS"][gene]) \
                 and not any(gene in self.parts[piece] for piece in ("exon", "UTR", "codon")) \
