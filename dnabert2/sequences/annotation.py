@@ -631,13 +631,15 @@ class _Pieces:
         writers give them) lie apart: they stay one. So does a gene with other pieces (exons, UTRs,
         codons, CDS without an ID, or on no strand), and a pseudogene, set aside whole."""
         for gene, by_id in self.proteins.items():
+            if len(by_id) < 2 or gene in pseudo:  # most genes: one protein
+                continue
             spans = [(min(i[0] for _, _, i, _ in found), max(i[1] for _, _, i, _ in found))
                      for found in by_id.values()]
-            alternatives = len(by_id) > 1 and max(a for a, _ in spans) < min(b for _, b in spans)
+            alternatives = max(a for a, _ in spans) < min(b for _, b in spans)
             whole = sum(map(len, by_id.values())) == len(self.parts["CDS"][gene]) \
                 and not any(gene in self.parts[piece] for piece in ("exon", "UTR", "codon")) \
                 and not {(gene, False), (gene, True)} & self.unstranded
-            if alternatives and whole and gene not in pseudo:
+            if alternatives and whole:
                 del self.parts["CDS"][gene]
                 self.parts["CDS"].update(by_id)
 
