@@ -193,6 +193,17 @@ def test_genbank_is_read_and_converted(tmp_path):
         assert fasta.fetch("NC_001422.1") == records[0][1]
 
 
+def test_a_genbank_release_file_is_read_past_its_header(tmp_path):
+    """NCBI's release files (gbvrl1.seq) open with a header before the first LOCUS line; Biopython
+    reads past it, and so must the sniffing of genomes and annotations."""
+    release = tmp_path / "gbphg1.seq"
+    release.write_text("GBPHG1.SEQ          Genetic Sequence Data Bank\n                NCBI-GenBank Flat File "
+                       "Release 258.0\n\n    1 loci,     5386 bases, from     1 reported sequences\n\n\n"
+                       + gzip.decompress(PHIX.read_bytes()).decode())
+    assert [(name, len(seq)) for name, seq in read_records(release)] == [("NC_001422.1", 5386)]
+    assert read_annotation(release).tss() == read_annotation(PHIX).tss() != []
+
+
 def test_bgzip_conversion_writes_indices_and_keeps_the_sequence(lambda_forms, tmp_path):
     out = tmp_path / "out" / "genome.fa.gz"
     lengths = write_indexed_fasta(lambda_forms["gzip"], out)

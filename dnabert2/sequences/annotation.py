@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from ..errors import UserError, first_names
 from ..settings import MIN_INTRON
-from .fasta import genbank_records, open_text, reading_text
+from .fasta import GENBANK_START, genbank_records, open_text, reading_text
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     places, transcripts across the origin of a circular sequence, whose exons may be incomplete, of
     pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
-    read = _genbank_transcripts if _first_line(path).startswith("LOCUS") else _gff_transcripts
+    read = _genbank_transcripts if GENBANK_START.match(_first_line(path)) else _gff_transcripts
     transcripts, left_out = read(path)
     annotation = Annotation(path, transcripts, min_intron, left_out)
     annotation.keep(biotypes, tags)

@@ -33,6 +33,8 @@ IUPAC = "ACGTURYKMSWBDHVN"
 _NUCLEOTIDE_BYTES = (IUPAC + IUPAC.lower()).encode()
 _NOT_NUCLEOTIDE = re.compile(f"[^{IUPAC}{IUPAC.lower()}]")
 _HEADER_LINE = re.compile(rb"^>.*$", re.M)
+# A GenBank record, or the header of a GenBank release file (GBVRL1.SEQ) before its first record.
+GENBANK_START = re.compile(r"LOCUS|GB[A-Z]{3}\d+\.SEQ\b")
 _CHUNK = 1 << 20
 LINE_WIDTH = 60
 
@@ -117,7 +119,7 @@ def sniff_format(path) -> str:
                 if line.strip():
                     if line.startswith(">"):
                         return "fasta"
-                    if line.startswith("LOCUS"):
+                    if GENBANK_START.match(line):
                         return "genbank"
                     break
             else:
