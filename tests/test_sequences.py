@@ -1273,6 +1273,22 @@ def test_genbank_mrna_without_a_gene_owns_the_cds_inside_it_and_one_across_the_o
     assert [s.position for s in annotation.unlabelled({"tts"})] == [299, 5999]
 
 
+def test_genbank_mrna_owns_its_gene_s_cds_inside_it_not_a_namesake_s_elsewhere(tmp_path):
+    """Bacteria and transposons repeat gene names (insA): the CDS of an insA copy without an mRNA is a
+    transcript of its own, though another copy's mRNA names the same gene."""
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    record = SeqRecord(Seq("ACGT" * 1500), id="c1", name="c1", annotations={"molecule_type": "DNA"})
+    record.features = [SeqFeature(FeatureLocation(a, b, 1), type=kind, qualifiers={"gene": ["insA"]})
+                       for kind, a, b in (("mRNA", 100, 900), ("CDS", 200, 800), ("CDS", 3000, 3300))]
+    SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
+    assert [(t.start, sorted(t.biotypes)) for t in read_annotation(tmp_path / "c1.gbk").transcripts] == [
+        (100, ["mRNA", "protein_coding"]), (3000, ["CDS", "protein_coding"])]
+
+
 def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):
     """A bacterium's tRNA, rRNA and ncRNA genes (E. coli's RefSeq GFF3 gives 207 such transcripts) are
     transcripts in its GenBank form too, --biotype choosing them by type or ncRNA_class; the ends of a

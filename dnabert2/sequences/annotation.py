@@ -451,11 +451,24 @@ def _transcript_features(record) -> list:
     are annotated in)."""
     rna = [f for f in record.features if f.type in _GENBANK_RNA]
     mrna = [f for f in rna if f.type == "mRNA"]
-    with_mrna = {f.qualifiers.get("gene", [None])[0] for f in mrna} - {None}
-    # An mRNA without /gene (as in phiX174) owns the CDS it contains on its strand.
-    owned = _Spans(f.location for f in mrna if "gene" not in f.qualifiers)
-    return rna + [f for f in record.features if f.type == "CDS"
-                  and f.qualifiers.get("gene", [None])[0] not in with_mrna and not owned.contain(f.location)]
+    # An mRNA owns the CDS it contains on its strand: its own gene's (/gene), or any if it names none (as
+    # in phiX174). Bacteria repeat names (insA), so a CDS of that name elsewhere is another gene's. An
+    # mRNA across the origin contains nothing (see _Spans): it owns its gene's CDS by name.
+    genes = defaultdict(list)
+    for f in mrna:
+        genes[_gene_name(f)].append(f.location)
+    spans = {name: _Spans(locations) for name, locations in genes.items()}
+    across = {_gene_name(f) for f in mrna if f.location is not None and _across_origin(f.location)} - {None}
+
+    def owned(cds) -> bool:
+        name = _gene_name(cds)
+        return name in across or any(spans[n].contain(cds.location) for n in (name, None) if n in spans)
+
+    return rna + [f for f in record.features if f.type == "CDS" and not owned(f)]
+
+
+def _gene_name(feature) -> str | None:
+    return feature.qualifiers.get("gene", [None])[0]
 
 
 def _unplaced(location) -> str | None:
