@@ -369,9 +369,9 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
     codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
     of its own. In GenBank, the RNA features of a record are its transcripts (mRNA, tRNA, ncRNA, …),
-    and the CDS of genes without an mRNA. Transcripts it cannot trust (ids that name exons at several
-    places, transcripts across the origin of a circular sequence, whose exons may be incomplete, of
-    pseudogenes) are set aside with a log message (Annotation.left_out)."""
+    and the CDS that no mRNA of their gene contains. Transcripts it cannot trust (ids that name exons
+    at several places, transcripts across the origin of a circular sequence, whose exons may be
+    incomplete, of pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
     read = _genbank_transcripts if GENBANK_START.match(_first_line(path)) else _gff_transcripts
     transcripts, left_out = read(path)
@@ -447,8 +447,8 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
 
 def _transcript_features(record) -> list:
     """A GenBank record's features of transcripts: its RNA features (_GENBANK_RNA; an ncRNA's biotypes
-    are its type and ncRNA_class), and the CDS of genes without an mRNA (the form bacteria and phages
-    are annotated in)."""
+    are its type and ncRNA_class), and the CDS that no mRNA of their gene contains (bacteria and phages
+    are annotated with CDS alone)."""
     rna = [f for f in record.features if f.type in _GENBANK_RNA]
     mrna = [f for f in rna if f.type == "mRNA"]
     # An mRNA owns the CDS it contains on its strand: its own gene's (/gene), or any if it names none (as
