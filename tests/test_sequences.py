@@ -1165,6 +1165,17 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     assert [(t.contig, t.exons) for t in par.left_out] == [("chr1", ((1000, 1100), (1200, 1300))),
                                                            ("chrY", ((1000, 1100), (1200, 1300)))]
     assert {(s.contig, s.position) for s in par.unlabelled({"donor"})} == {("chr1", 1100), ("chrY", 1100)}
+    # Exon lines alone of two copies on one contig: only their exon numbers, starting again, tell them
+    # from one transcript with a 3.7 kb intron.
+    numbered = [line[:8] + (f'{line[8]} exon_number "{1 + i % 2}";',)
+                for i, line in enumerate(transcript("NR_1", 1001, 1300) + transcript("NR_1", 5001, 5300)
+                                         + transcript("NR_2", 8001, 8300)) if line[2] == "exon"]
+    assert read("copies.gtf", numbered) == {("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
+    assert read("numbered.gtf", numbered[:2] + numbered[4:]) == {
+        ("NR_1", "chr1", "+", ((1000, 1100), (1200, 1300))), ("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
+    copies = read_annotation(tmp_path / "copies.gtf", min_intron=50)
+    assert [s.position for s in copies.splice_sites()] == [8100, 8199]
+    assert {1100, 1199, 1300, 4999, 5100, 5199} <= {s.position for s in copies.unlabelled({"donor", "acceptor"})}
     # In GFF3 one ID on several lines is one discontinuous feature, and an exon names its transcript;
     # but mRNA lines of one ID apart are two transcripts (funannotate gives two predictors' models one
     # ID; NCBI writes a trans-spliced mRNA so, with no intron between its lines), as are those of two

@@ -613,6 +613,8 @@ class _Pieces:
         self.unstranded_exons = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
         # A gene line's CDS pieces by their own IDs (see proteins_apart): gene -> CDS ID -> its pieces.
         self.proteins = defaultdict(lambda: defaultdict(list))
+        # GTF transcript -> (exon lines with an exon_number, the highest): see renumbered.
+        self.exon_numbers = {}
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed=None) -> None:
         """Add a line's piece to its transcripts; typed: the GFF3 types of the IDs read so far."""
@@ -630,9 +632,13 @@ class _Pieces:
                 if transcript and piece == "exon":
                     self.unstranded_exons[transcript].append((contig, interval))
             return
+        number = attrs.get("exon_number", "") if parse is _gtf_attributes and piece == "exon" else ""
         for transcript, gene in owners:
             if transcript:
                 self.parts[piece][transcript].append((contig, strand, interval, gene))
+                if number.isdigit():
+                    count, highest = self.exon_numbers.get(transcript, (0, 0))
+                    self.exon_numbers[transcript] = (count + 1, max(highest, int(number)))
                 if kind == "CDS" and "ID" in attrs and typed and typed.get(transcript) == "gene":
                     self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
 
@@ -655,6 +661,14 @@ class _Pieces:
             if alternatives and whole:
                 del self.parts["CDS"][gene]
                 self.parts["CDS"].update(by_id)
+
+    def renumbered(self, transcript: str) -> bool:
+        """Whether a GTF transcript's exons, each numbered (exon_number), outnumber their highest
+        number: the numbers start again at another copy of the id (an exon-only GTF cut from UCSC's, where
+        one id names each copy of a gene, even on one contig), and no transcript line tells them apart."""
+        count, highest = self.exon_numbers.get(transcript, (0, 0))
+        exons = self.parts["exon"].get(transcript, ())
+        return count == len(exons) > 0 and highest < len({interval for _, _, interval, _ in exons})
 
     def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
         """Whether a piece of a transcript lay on no strand, or (GTF) one of its gene named no transcript."""
@@ -822,7 +836,8 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         contigs_strands = {(c, s) for c, s, _, _ in located}
         genes = {g for _, _, _, g in located if g}  # a GTF line without gene_id names none
         gene = min(genes, default=None) or features.gene_of(transcript_id, groups)
-        if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands):
+        if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands) \
+                or pieces.renumbered(transcript_id):
             repeated.append(transcript_id)
             # Their sites are real wherever their pieces lie: unlabelled, copy by copy.
             aside += [Transcript(transcript_id, gene, contig, strand, exons)
@@ -849,9 +864,9 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
     if repeated:
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
-        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, or lines "
-                    "defining them apart, of two sources or on another strand), left out: %s", path, len(repeated),
-                    ", ".join(repeated[:5]))
+        log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, exon "
+                    "numbers, or lines defining them apart, of two sources or on another strand), left out: %s", path,
+                    len(repeated), ", ".join(repeated[:5]))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
