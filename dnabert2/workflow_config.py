@@ -104,6 +104,8 @@ ONLY_WITH = [
     ("tasks", "empty_rate", "dense: true", lambda s: s.get("dense") is True),
     ("tasks", "negatives", "a task of windows (not dense: true)", lambda s: s.get("dense") is not True),
     ("scan", "min_depth", "mode: covered", lambda s: s.get("mode") == "covered"),
+    ("scan", "min_reads", "mode: reads", lambda s: s.get("mode") == "reads"),
+    ("scan", "min_mapq", "a bam (mode: reads or covered)", lambda s: s.get("mode", "fasta") != "fasta"),
 ]
 
 
@@ -429,17 +431,19 @@ def variant_options(settings: dict) -> str:
 
 
 def scan_options(settings: dict) -> str:
-    """A chunk's options: the mode's depth only in covered mode; top-k is the gathering's; workers
-    come from the job's threads (the rule's), so changing them scans nothing again."""
+    """A chunk's options: those of its mode only (ONLY_WITH: the depth of covered mode, the reads'
+    filters of BAM scans); top-k is the gathering's; workers come from the job's threads (the rule's),
+    so changing them scans nothing again."""
     chunk = {key: value for key, value in settings.items() if key not in ("top_k", "workers")}
-    if settings["mode"] != "covered":
-        chunk.pop("min_depth")
+    for section, key, _, applies in ONLY_WITH:
+        if section == "scan" and not applies(settings):
+            chunk.pop(key)
     return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})
 
 
 def junction_options(settings: dict) -> str:
-    """The junctions of the contigs the scan reads."""
-    return as_arguments(JunctionsSettings, {"contigs": settings["contigs"]})
+    """The junctions of the contigs and alignments the scan reads."""
+    return as_arguments(JunctionsSettings, {"contigs": settings["contigs"], "min_mapq": settings["min_mapq"]})
 
 
 def gather_options(settings: dict) -> str:

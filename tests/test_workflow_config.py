@@ -150,9 +150,10 @@ def test_rule_options_parse_back_into_the_config_settings(tmp_path):
 def test_scan_options_per_mode(mode):
     config = checked(DEFAULT)
     scan = config["scan"]["ce1pct_splice"] | {"mode": mode, "top_k": 50, "labels": ["promoter"], "stride": 75,
-                                               "min_depth": 7, "tss_tolerance": 20}
+                                               "min_depth": 7, "min_mapq": 20, "min_reads": 3, "tss_tolerance": 20}
     settings = parsed("scan", wc.scan_options(scan), ScanSettings)
     assert settings.min_depth == (7 if mode == "covered" else None)
+    assert (settings.min_mapq, settings.min_reads) == {"fasta": (0, 1), "reads": (20, 3), "covered": (20, 1)}[mode]
     assert settings.top_k is None  # ranked once, when the chunks are gathered
     assert "--workers" not in wc.scan_options(scan)  # the rule's, from the job's threads
     assert (settings.labels, settings.stride, settings.threshold) == (["promoter"], 75, 0.5)
@@ -160,7 +161,7 @@ def test_scan_options_per_mode(mode):
     # The junctions beside a BAM scan are those of the contigs it reads.
     assert parsed("junctions", wc.junction_options(scan | {"contigs": ["I", "chr 2"]}), JunctionsSettings).contigs == \
         ["I", "chr 2"]
-    assert wc.junction_options(scan | {"contigs": []}) == ""
+    assert wc.junction_options(scan | {"contigs": []}) == "--min-mapq 20"
     evaluation = parsed("scan-eval", wc.scan_eval_options(scan), ScanEvalSettings)
     assert (evaluation.tss_tolerance, evaluation.splice_tolerance, evaluation.contigs) == (20, 0, None)
     assert evaluation.biotypes is evaluation.tags is None
@@ -268,6 +269,9 @@ def window_task(config: dict) -> None:
          ["tasks.ce1pct_splice.negatives acts only with a task of windows"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
                                                                     "mode: covered"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(min_mapq=20), ["scan.ce1pct_splice.min_mapq acts only with a bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(bam="x.bam", mode="covered", min_reads=2),
+         ["scan.ce1pct_splice.min_reads acts only with mode: reads"]),
         (lambda c: c["genomes"]["ce1pct"].update(sha256="a" * 64, md5="b" * 32), ["genomes.ce1pct", "not both"]),
         (lambda c: c["pretrain"]["tiny"].update(gpus=3), ["pretrain.tiny: batch_size 32", "over 3 GPUs"]),
         (lambda c: (window_task(c), c["tasks"]["ce1pct_splice"].update(negatives="shuffled")),

@@ -79,6 +79,12 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -
         raise UserError("scanning covered regions needs the reference FASTA (--reference)")
     else:
         mode = "covered"
+    # An option that would be ignored is refused, as the workflow refuses its keys (ONLY_WITH).
+    if s.min_mapq and mode == "fasta":
+        raise UserError("--min-mapq filters the alignments of a --bam scan: a FASTA scan has none")
+    if s.min_reads != 1 and mode != "reads":
+        raise UserError("--min-reads counts the reads supporting a site: it goes with reads mode (--bam without "
+                        "--covered)")
     if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
                         "`dnabert2 junctions`, --contigs for some)")
