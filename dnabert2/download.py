@@ -3,7 +3,8 @@ local path) to a file and its published checksum, fetch it in constant memory wi
 retries, verify it, and convert it to indexed FASTA (bgzip with .fai and .gzi under a .gz name).
 
 A transfer goes to `{out}.part`; `{out}.part.json` records where those bytes came from (URL, ETag or
-Last-Modified, total size), so a later run continues it only if the file on the server is unchanged.
+Last-Modified, total size), so a later run continues it only if the file on the server is unchanged
+(a server that names neither has it fetched again whole).
 """
 
 import ftplib
@@ -487,6 +488,11 @@ class _HttpFetch:
             log.info("%s: no record that these bytes came from %s; starting again", self.part, self.url)
             discard_part(self.part)
             return None
+        if state.validator is None:
+            # Without an ETag or a Last-Modified date nothing tells the file from another of its size.
+            log.info("%s: the server names no version of its file (ETag, Last-Modified); starting again", self.url)
+            discard_part(self.part)
+            return None
         return state
 
     def attempt(self) -> None:
@@ -504,8 +510,7 @@ class _HttpFetch:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-            if state.validator:
-                headers["If-Range"] = state.validator
+            headers["If-Range"] = state.validator
         with self.session.get(self.url, headers=headers, stream=True, timeout=self.transfer.timeout) as response:
             mismatch = response.status_code == 206 and not self._continues(response, offset, state)
             if offset and (response.status_code == 416 or mismatch):
@@ -535,9 +540,7 @@ class _HttpFetch:
     def _unchanged(self, state: _PartState) -> bool:
         """Whether the server's file is still the one `part` holds whole: its last byte is asked for
         under If-Range, which a changed file answers with all of itself (read no further)."""
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={state.total - 1}-"}
-        if state.validator:
-            headers["If-Range"] = state.validator
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={state.total - 1}-", "If-Range": state.validator}
         with self.session.get(self.url, headers=headers, stream=True, timeout=self.transfer.timeout) as response:
             if response.status_code == 206:
                 return self._continues(response, state.total - 1, state)
@@ -545,17 +548,23 @@ class _HttpFetch:
                 return False
             _check_status(self.url, response)
             # A whole answer: a changed file, or a server without ranges (then the validator tells).
-            return state.validator is not None and _validator(response) == state.validator
+            return _validator(response) == state.validator
 
     def _bar(self, total: int | None, offset: int) -> tqdm:
         return _progress_bar(self.transfer, self.url, total, offset)
 
     @staticmethod
     def _continues(response: requests.Response, offset: int, state: _PartState | None) -> bool:
+        """Whether a 206 carries the bytes from `offset` on of the file `state` describes: a server may
+        honour Range yet ignore If-Range (some proxies do), so its validator is compared too (RFC 9110
+        joins parts only under one strong validator)."""
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
         if not match or int(match[1]) != offset:
             return False
-        return state is None or state.total is None or match[2] == "*" or int(match[2]) == state.total
+        if state is None:
+            return True
+        return _validator(response) == state.validator and (state.total is None or match[2] == "*"
+                                                             or int(match[2]) == state.total)
 
     @staticmethod
     def _total(response: requests.Response, offset: int) -> int | None:

@@ -30,12 +30,16 @@ class Faults:
     """cut_after: path → bytes of body sent before the connection drops, once (the first request);
     cut_always: path → such cuts, one per request in turn, over and over; statuses: path → error statuses answered, one per request,
     before the real answer; no_ranges: paths always sent whole (Range ignored, as some servers do);
-    no_length: paths sent without Content-Length, the body ending when the connection closes."""
+    no_if_range: paths whose ranges are sent whatever If-Range says (as some proxies do); no_validators:
+    paths sent without ETag and Last-Modified; no_length: paths sent without Content-Length, the body
+    ending when the connection closes."""
 
     cut_after: dict[str, int] = field(default_factory=dict)
     cut_always: dict[str, list[int]] = field(default_factory=dict)
     statuses: dict[str, list[int]] = field(default_factory=dict)
     no_ranges: set[str] = field(default_factory=set)
+    no_if_range: set[str] = field(default_factory=set)
+    no_validators: set[str] = field(default_factory=set)
     no_length: set[str] = field(default_factory=set)
 
 
@@ -156,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
         start, end = 0, stat.st_size
         wanted = None if request.path in self.server_state.faults.no_ranges else _RANGE.fullmatch(self.headers.get("Range", ""))
-        if_range = self.headers.get("If-Range")
+        if_range = None if request.path in self.server_state.faults.no_if_range else self.headers.get("If-Range")
         if wanted and (if_range is None or if_range in (etag, modified)):
             start = int(wanted[1])
             end = min(int(wanted[2]) + 1, stat.st_size) if wanted[2] else stat.st_size
@@ -174,8 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(end - start))
-        self.send_header("ETag", etag)
-        self.send_header("Last-Modified", modified)
+        if request.path not in self.server_state.faults.no_validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", modified)
         self.send_header("Accept-Ranges", "bytes")
         if request.status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{stat.st_size}")

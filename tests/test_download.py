@@ -141,6 +141,41 @@ def test_part_file_is_not_continued_when_the_server_file_changed(server, tmp_pat
     assert_genome(out, phix_genome)
 
 
+def test_bytes_of_a_server_that_names_no_version_of_its_file_are_not_continued(server, tmp_path, phix_genome,
+                                                                              phix_fasta_gz):
+    """Without ETag or Last-Modified, a retry or a rerun cannot tell the file from another of its size:
+    it starts again rather than join two files' bytes."""
+    url = publish(server, "/genome.fa.gz", LAMBDA_GZ.read_bytes())
+    server.faults.no_validators.add("/genome.fa.gz")
+    server.faults.cut_after["/genome.fa.gz"] = 3000
+    out = tmp_path / "genome.fa.gz"
+    with pytest.raises(UserError):
+        get(url, out, retries=0)
+    write_file(server.root / "genome.fa.gz", phix_fasta_gz)
+    server.faults.cut_after["/genome.fa.gz"] = 1000
+    get(url, out)
+    assert ["Range" in r.headers for r in server.requests_for("/genome.fa.gz")] == [False, False, False]
+    assert_genome(out, phix_genome)
+
+
+def test_a_range_of_another_version_of_the_file_is_not_joined(server, tmp_path):
+    """A server (or proxy) that honours Range but not If-Range answers 206 with the bytes of the file
+    that replaced the one the part holds (of the same size): their ETags differ."""
+    old, new = (f">chr1\n{bases * 1000}\n".encode() for bases in ("ACGT", "TTGA"))
+    url = publish(server, "/genome.fa", old)
+    server.faults.cut_after["/genome.fa"] = 1000
+    out = tmp_path / "genome.fa.gz"
+    with pytest.raises(UserError):
+        get(url, out, retries=0)
+    write_file(server.root / "genome.fa", new, mtime=1_000_000)
+    server.faults.no_if_range.add("/genome.fa")
+    get(url, out)
+    resumed, restarted = server.requests_for("/genome.fa")[1:]
+    assert resumed.headers["Range"] == "bytes=1000-" and resumed.status == 206
+    assert "Range" not in restarted.headers and restarted.status == 200
+    assert_genome(out, {"chr1": "TTGA" * 1000})
+
+
 def test_stray_part_file_is_not_trusted(server, tmp_path, lambda_genome):
     url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
     out = tmp_path / "genome.fa.gz"
@@ -150,17 +185,21 @@ def test_stray_part_file_is_not_trusted(server, tmp_path, lambda_genome):
     assert_genome(out, lambda_genome)
 
 
-def write_part_state(out: Path, url: str, data: bytes, total: int) -> None:
-    """What an interrupted run leaves: the bytes so far and where they came from (no validator here)."""
-    Path(f"{out}.part").write_bytes(data)
-    Path(f"{out}.part.json").write_text(json.dumps({"url": url, "validator": None, "total": total}))
+def write_part_state(server, out: Path, url: str, data: bytes, total: int) -> None:
+    """What an interrupted run leaves: the bytes so far and where they came from (the validator the
+    server gives)."""
+    with requests.get(url, timeout=5) as response:
+        Path(f"{out}.part").write_bytes(data)
+        Path(f"{out}.part.json").write_text(json.dumps({"url": url, "validator": response.headers["ETag"],
+                                                        "total": total}))
+    server.requests.clear()
 
 
 def test_part_file_is_not_continued_when_the_total_size_changed(server, tmp_path, lambda_genome):
     data = LAMBDA_GZ.read_bytes()
     url = publish(server, "/lambda.fa.gz", data)
     out = tmp_path / "genome.fa.gz"
-    write_part_state(out, url, data[:3000], total=len(data) + 1)
+    write_part_state(server, out, url, data[:3000], total=len(data) + 1)
     get(url, out)
     resumed, restarted = server.requests_for("/lambda.fa.gz")
     assert resumed.headers["Range"] == "bytes=3000-" and resumed.status == 206
@@ -172,20 +211,11 @@ def test_complete_part_file_is_checked_by_its_last_byte_not_fetched_again(server
     data = LAMBDA_GZ.read_bytes()
     url = publish(server, "/lambda.fa.gz", data)
     out = tmp_path / "genome.fa.gz"
-    write_part_state(out, url, data, total=len(data))
+    write_part_state(server, out, url, data, total=len(data))
     get(url, out)
     (checked,) = server.requests_for("/lambda.fa.gz")
     assert checked.headers["Range"] == f"bytes={len(data) - 1}-" and checked.status == 206
     assert_genome(out, lambda_genome)
-
-
-def complete_part(server, out, url, data) -> None:
-    """What a run stopped during conversion leaves: every byte, and the validator the server gave."""
-    with requests.get(url, timeout=5) as response:
-        Path(f"{out}.part").write_bytes(data)
-        Path(f"{out}.part.json").write_text(json.dumps({"url": url, "validator": response.headers["ETag"],
-                                                        "total": len(data)}))
-    server.requests.clear()
 
 
 def test_complete_part_file_of_a_file_changed_since_is_fetched_anew(server, tmp_path):
@@ -193,7 +223,7 @@ def test_complete_part_file_of_a_file_changed_since_is_fetched_anew(server, tmp_
     old, new = (f">chr1\n{bases * 250}\n".encode() for bases in ("ACGT", "TTGA"))
     url = publish(server, "/genome.fa", old)
     out = tmp_path / "genome.fa.gz"
-    complete_part(server, out, url, old)
+    write_part_state(server, out, url, old, len(old))
     write_file(server.root / "genome.fa", new, mtime=1_000_000)
     get(url, out)
     assert [r.status for r in server.requests_for("/genome.fa")] == [200, 200]
@@ -205,7 +235,7 @@ def test_a_complete_part_file_is_kept_by_a_server_without_ranges_whose_file_is_t
     data = LAMBDA_GZ.read_bytes()
     url = publish(server, "/lambda.fa.gz", data)
     out = tmp_path / "genome.fa.gz"
-    complete_part(server, out, url, data)
+    write_part_state(server, out, url, data, len(data))
     server.faults.no_ranges.add("/lambda.fa.gz")
     get(url, out)
     assert [r.status for r in server.requests_for("/lambda.fa.gz")] == [200]  # its body left unread
