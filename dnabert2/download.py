@@ -14,10 +14,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -585,7 +584,9 @@ def _validator(response: requests.Response) -> str | None:
 
 
 class _FtpFetch:
-    """One file over FTP into `part`; urllib's FTP client cannot resume, so every attempt starts at zero."""
+    """One file over FTP into `part`, every attempt from byte zero (without a validator, bytes of an
+    earlier attempt could be another file's). A transfer is whole only when the server says so (226):
+    a data connection closed early ends in 426, which urllib's FTP client would not report."""
 
     def __init__(self, url: str, part: Path, transfer: Transfer):
         self.url, self.part, self.transfer = url, part, transfer
@@ -596,24 +597,39 @@ class _FtpFetch:
 
     def attempt(self) -> None:
         discard_part(self.part)
+        parts = urlsplit(self.url)
+        folder, name = unquote(parts.path).lstrip("/").rpartition("/")[::2]
         try:
-            with urllib.request.urlopen(self.url, timeout=self.transfer.timeout) as response:
-                length = response.headers.get("Content-length")
-                total = int(length) if length and length.isdigit() else None
+            with ftplib.FTP(timeout=self.transfer.timeout) as ftp:
+                ftp.connect(parts.hostname, parts.port or ftplib.FTP_PORT)
+                ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or "anonymous@"))
+                if folder:
+                    ftp.cwd(folder)
+                ftp.voidcmd("TYPE I")  # SIZE counts bytes only in binary mode
+                total = self._size(ftp, name)
                 self.sized = total is not None
                 with open(self.part, "wb") as sink, _progress_bar(self.transfer, self.url, total, 0) as bar:
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    def write(chunk: bytes) -> None:
                         sink.write(chunk)
                         self.received += len(chunk)
                         bar.update(len(chunk))
-        except urllib.error.URLError as error:
-            if isinstance(error.reason, ftplib.error_perm):  # 550 no such file, 530 login refused
-                raise UserError(f"{self.url}: {_one_line(error.reason)}") from None
-            raise _Transient(_one_line(error.reason)) from None
-        except (TimeoutError, ConnectionError, EOFError, ftplib.Error) as error:
-            raise _Transient(_one_line(error)) from None
+
+                    ftp.retrbinary(f"RETR {name}", write, blocksize=_CHUNK)
+        except ftplib.error_perm as error:  # 550 no such file, 530 login refused: retrying cannot help
+            discard_part(self.part)
+            raise UserError(f"{self.url}: {_one_line(error)}") from None
+        except (TimeoutError, ConnectionError, socket.gaierror, EOFError, ftplib.Error) as error:
+            raise _Transient(_one_line(error)) from None  # 426 aborted, 421 too many users, a cut connection
         if total is not None and self.part.stat().st_size != total:
             raise _Transient(f"connection closed after {self.part.stat().st_size} of {total} bytes")
+
+    @staticmethod
+    def _size(ftp: ftplib.FTP, name: str) -> int | None:
+        """The file's size (SIZE, RFC 3659), None where the server does not answer it."""
+        try:
+            return ftp.size(name)
+        except ftplib.error_perm:  # 502 not implemented; a missing file fails at RETR, said there
+            return None
 
 
 def fetch(session: requests.Session, url: str, part: Path, transfer: Transfer, missing: str | None = None) -> bool:

@@ -3,16 +3,12 @@ bad payloads, the Ensembl/UCSC/NCBI layouts, and URL building offline."""
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from ftplib import error_perm
 from pathlib import Path
 
 import pysam
@@ -25,6 +21,7 @@ from dnabert2 import download as dl
 from dnabert2 import sources
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import compression
+from ftp_server import FtpServer
 from http_server import FileServer, write_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -567,39 +564,21 @@ def test_ncbi_malformed_accession_fails_before_any_request(ncbi, tmp_path, sourc
 # --- FTP (urllib's client, replaced: there is no FTP server in the test environment) -------------------
 
 
-class _FakeFtpResponse(io.BytesIO):
-    def __init__(self, data: bytes):
-        super().__init__(data)
-        self.headers = {"Content-length": str(len(data))}
-
-
-def test_ftp_url(monkeypatch, tmp_path, lambda_genome):
-    calls = []
-
-    def urlopen(url, timeout):
-        calls.append(url)
-        if len(calls) == 1:
-            raise urllib.error.URLError(ConnectionResetError("connection reset"))
-        return _FakeFtpResponse(LAMBDA_GZ.read_bytes())
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    out = tmp_path / "genome.fa.gz"
-    get("ftp://ftp.example.org/genome.fa.gz", out)
-    assert len(calls) == 2
-    assert_genome(out, lambda_genome)
-
-
-def test_ftp_missing_file_is_not_retried(monkeypatch, tmp_path):
-    calls = []
-
-    def urlopen(url, timeout):
-        calls.append(url)
-        raise urllib.error.URLError(error_perm("550 Failed to open file."))
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    with pytest.raises(UserError, match="550 Failed to open file"):
-        get("ftp://ftp.example.org/genome.fa.gz", tmp_path / "genome.fa.gz")
-    assert len(calls) == 1
+def test_ftp_url_and_a_transfer_the_server_aborts(tmp_path, lambda_genome):
+    """A transfer aborted mid-file (426, its data connection closed early) is retried, not taken whole;
+    a missing file (550) is said at once, not retried."""
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "lambda.fa.gz").write_bytes(LAMBDA_GZ.read_bytes())
+    with FtpServer(tmp_path) as server:
+        server.cut_after["/pub/lambda.fa.gz"] = 5000
+        out = tmp_path / "out" / "genome.fa.gz"
+        get(server.url("/pub/lambda.fa.gz"), out)
+        assert server.retrieved == ["/pub/lambda.fa.gz"] * 2
+        assert_genome(out, lambda_genome)
+        with pytest.raises(UserError, match="550"):
+            get(server.url("/pub/missing.fa.gz"), tmp_path / "missing.fa.gz")
+        assert server.retrieved[2:] == ["/pub/missing.fa.gz"]
+    assert_nothing_left(tmp_path / "missing.fa.gz")
 
 
 # --- Command line -----------------------------------------------------------------------------------------
