@@ -1019,6 +1019,13 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
         index.unlink()
     with Fasta(path) as fasta:
         assert fasta.fetch("r1") == "ACGTACGTNN" and fasta.fetch("r1", 2, 5) == "GTA"
+    # CRLF line ends with an empty line, where kseq would keep the CR, as plain text and as gzip (read whole).
+    text = b">chrA\r\n\r\nACGT\r\nACGT\r\n>chrB\r\nAAAA\r\n"
+    path.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    for index in tmp_path.glob(f"{name}.*"):
+        index.unlink()
+    with Fasta(path) as fasta:
+        assert fasta.lengths == {"chrA": 8, "chrB": 4} and fasta.fetch("chrA") == "ACGTACGT"
     (tmp_path / "mac.fa").write_bytes(b">chrA\rACGTACGT\r>chrB\rAAAA\r")  # old Mac line ends
     with pytest.raises(UserError, match=r"record 'chrA' has no sequence; its lines end in CR alone"):
         Fasta(tmp_path / "mac.fa")

@@ -192,6 +192,8 @@ def read_records(path) -> Iterator[tuple[str, str]]:
             with pysam.FastxFile(str(path)) as records:
                 for record in records:
                     sequence = record.sequence or ""
+                    if "\r" in sequence:  # kseq keeps the CR of a CRLF line holding nothing else
+                        sequence = sequence.replace("\r", "")
                     # "> chrA": faidx and Biopython name it by its first word, where pysam leaves it unnamed.
                     name = record.name or next(iter((record.comment or "").split()), "")
                     check_name(path, name, seen)
