@@ -404,6 +404,9 @@ def resolve_ucsc(source: str, session: requests.Session, transfer: Transfer, pub
     unknown = f"unknown UCSC assembly: {assembly}"
     # Every UCSC assembly folder has md5sum.txt: without it, the assembly does not exist.
     checksum = _published(session, transfer, md5_url, url.rsplit("/", 1)[1], md5_entry, unknown) if published else None
+    if published and checksum is None:  # the assembly exists; older ones (ce1, hg16) ship chromosomes in archives
+        unknown = (f"UCSC assembly {assembly} has no {assembly}.fa.gz in {url.rsplit('/', 1)[0]}/ (an older "
+                   f"assembly's chromosomes come in an archive there: unpack it and give the FASTA)")
     return Resolved(url, checksum, missing=unknown)
 
 

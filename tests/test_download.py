@@ -492,6 +492,9 @@ def ucsc(server, monkeypatch):
     bad = server.root / "goldenPath/lamb2/bigZips"
     write_file(bad / "lamb2.fa.gz", data)
     (bad / "md5sum.txt").write_text(f"{'0' * 32}  lamb2.fa.gz\n")
+    old = server.root / "goldenPath/lamb0/bigZips"  # as UCSC's ce1 and hg16: chromosomes in an archive
+    write_file(old / "chromFa.zip", b"PK")
+    (old / "md5sum.txt").write_text(f"{'0' * 32}  chromFa.zip\n")
     monkeypatch.setenv("DNABERT2_UCSC_URL", server.url(""))
     return server
 
@@ -516,6 +519,9 @@ def test_ucsc_unknown_assembly(ucsc, tmp_path, options):
     out = tmp_path / "genome.fa.gz"
     with pytest.raises(UserError, match="^unknown UCSC assembly: hg99"):
         get("ucsc:hg99", out, **options)
+    assert_nothing_left(out)
+    with pytest.raises(UserError, match=r"^UCSC assembly lamb0 has no lamb0.fa.gz in .*/lamb0/bigZips/ \(an older"):
+        get("ucsc:lamb0", out)
     assert_nothing_left(out)
 
 
