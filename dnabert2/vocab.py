@@ -132,7 +132,8 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
             fasta.close()
     n_heldout = max(1, round(len(sequences) * heldout))
     if len(sequences) - n_heldout < 1:
-        raise UserError(f"too little ACGT sequence for windows of {window} bp: found {len(sequences)} window(s)")
+        raise UserError(f"too little ACGT sequence for windows of {window} bp: found {len(sequences)} window(s), "
+                        f"{n_heldout} of them held out (--heldout {heldout}), none left to learn from")
     heldout_windows, training = sequences[:n_heldout], sequences[n_heldout:]
     if n_heldout > 2 * heldout * len(sequences):  # at least one window is held out, however few there are
         log.warning("only %d windows: %d held out (%.0f%%, not the %.0f%% asked)", len(sequences), n_heldout,

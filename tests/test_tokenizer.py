@@ -170,6 +170,11 @@ def test_vocab_draws_no_window_from_held_out_contigs(tmp_path):
                      "--heldout-contigs", "held", "kept")
     assert_user_error(result, "--heldout-contigs holds every contig")
     assert not (tmp_path / "u.json").exists()
+    # A held-out share that leaves no window to learn from says so, not that the genome is too small.
+    result = run_cli("vocab", "--genome", genome, "--out", tmp_path / "u.json", "--window", 100, "--sample-bp", 5000,
+                     "--heldout", 0.999)
+    assert_user_error(result, "found 400 window(s), 400 of them held out (--heldout 0.999)")
+    assert not (tmp_path / "u.json").exists()
 
 
 def test_windows_dropped_for_gaps_are_replaced_by_others(tmp_path):
