@@ -264,8 +264,8 @@ class ScanSettings:
     strands: str = setting("both", "strands to scan", choices=["both", "+", "-"])
     labels: list[str] | None = setting(None, "labels to call, by name or index", nargs="+", metavar="LABEL",
                                        default_text="all but 0")
-    threshold: float = setting(0.5, "smallest probability called (compared in thousandths, as the BED score)",
-                               type=float)
+    threshold: float = setting(0.5, "smallest probability called (compared in thousandths, as the BED score: no "
+                               "call scores below 1000 × it)", type=float)
     min_distance: int | None = setting(None, "bp between two calls of one label and strand: a peak suppresses lower "
                                        "scores this close (in reads mode, along each read, per-base models only)",
                                        type=positive,

@@ -315,6 +315,17 @@ def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce
     assert refused.stdout == failed.stdout == "" and not (tmp_path / "s.json").exists()
 
 
+@pytest.mark.parametrize("threshold, least", [(0.0025, 3), (0.0005, 1)])
+def test_no_call_scores_below_the_threshold(cnn, ce1pct, tmp_path, threshold, least):
+    """Thresholds between thousandths are not rounded down (half to even, 0.0025 would call 0.002)."""
+    out = tmp_path / "calls.bed"
+    result = run_cli("scan", "--model", cnn, "--fasta", ce1pct, "--contigs", "MtDNA", "--threshold", threshold,
+                     "--min-distance", 1, "--out", out, "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    scores = [int(line.split("\t")[4]) for line in out.read_text().splitlines()]
+    assert scores and min(scores) >= least
+
+
 def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dense_task):
     from sklearn.metrics import average_precision_score
 

@@ -17,7 +17,7 @@ from ..sequences import (Fasta, aligned_reads, check_reference, merge_regions, o
                          too_many_n)
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
-from .calls import Call, score_of
+from .calls import Call, score_of, threshold_score
 from .dense import DenseScanner, scored_bases
 from .genome import Tally, tokenised
 from .model import Scanner
@@ -249,7 +249,7 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
     for (k, strand), track in tracks.items():
         for label in labels:
             name = scanner.labels[label]
-            caller = PeakCaller(score_of(threshold), distances[name])
+            caller = PeakCaller(threshold_score(threshold), distances[name])
             caller.start("", 0)
             scores = np.rint(track[:, label] * 1000).astype(np.int64)
             scores[~item["candidates"][k]] = -1  # neither called nor suppressing a neighbour

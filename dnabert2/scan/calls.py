@@ -7,6 +7,7 @@ call, -1, -1, and the peak's offset from start. Scores are compared as those int
 calls merged from chunk files are the calls a single run makes.
 """
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -35,6 +36,12 @@ class Call:
 
 def score_of(probability: float) -> int:
     return int(round(probability * 1000))
+
+
+def threshold_score(threshold: float) -> int:
+    """The least score a call may have: no BED score below the threshold's thousandths (rounding it,
+    0.0025 would call 0.002). Rounded first to undo float noise (0.3 * 1000 is 300.00000000000006)."""
+    return math.ceil(round(threshold * 1000, 6))
 
 
 MERGED = "merging windows"  # a summary's calls_by for calls merged from windows (--merge)

@@ -17,7 +17,7 @@ from ..devices import overlapped
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement, too_many_n
 from ..tokenizer import encode
-from .calls import Call, Merger, score_of
+from .calls import Call, Merger, score_of, threshold_score
 from .model import Scanner
 from .peaks import PeakCaller
 from .plan import Block, BlockReader, as_is
@@ -85,7 +85,7 @@ class Calling:
     `merge` (window scans) overlapping or touching windows above the threshold merged into one region."""
 
     def __init__(self, scanner, threshold: float, distances: dict[str, int], merge: bool):
-        self.scanner, self.threshold, self.distances, self.merge = scanner, score_of(threshold), distances, merge
+        self.scanner, self.threshold, self.distances, self.merge = scanner, threshold_score(threshold), distances, merge
         self.merger, self.callers, self.grid = Merger(), {}, None
 
     def add(self, block: Block, owned: bool, scores: dict) -> None:
