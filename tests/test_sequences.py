@@ -1310,7 +1310,8 @@ def test_genbank_mrna_owns_its_gene_s_cds_inside_it_not_a_namesake_s_elsewhere(t
 def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):
     """A bacterium's tRNA, rRNA and ncRNA genes (E. coli's RefSeq GFF3 gives 207 such transcripts) are
     transcripts in its GenBank form too, --biotype choosing them by type or ncRNA_class; the ends of a
-    mature miRNA, or of its precursor (the hairpin), are no TSS or TTS."""
+    mature tRNA, rRNA or miRNA, or of a miRNA's precursor (the hairpin), are no TSS or TTS: cut from
+    longer transcripts, whose ends lie near, they are set aside."""
     from Bio import SeqIO
     from Bio.Seq import Seq
     from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
@@ -1332,8 +1333,9 @@ def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_p
     assert [(t.start, sorted(t.biotypes)) for t in annotation.transcripts] == [
         (100, ["CDS", "protein_coding"]), (1000, ["tRNA"]), (2000, ["rRNA"]), (4000, ["antisense_RNA", "ncRNA"]),
         (5000, ["precursor_RNA"]), (5100, ["miRNA", "ncRNA"]), (5500, ["mRNA", "pseudogene"])]
-    assert [s.position for s in annotation.tss()] == [100, 1075, 2000, 4000]
-    assert [s.position for s in annotation.unlabelled({"tss", "tts"})] == [5500, 5799]
+    assert [s.position for s in annotation.tss()] == [100, 4000]
+    assert [s.position for s in annotation.unlabelled({"tss", "tts"})] == [1000, 1075, 2000, 3499, 5000, 5100, 5121,
+                                                                          5299, 5500, 5799]
     assert [s.position for s in annotation.splice_sites()] == [5600, 5699]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["tRNA", "rRNA"]).transcripts] == ["t1000", "t2000"]
     assert [t.id for t in read_annotation(tmp_path / "c1.gbk", biotypes=["protein_coding"]).transcripts] == ["t100"]
@@ -1632,7 +1634,7 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
         "c\tt\tmRNA\t1001\t2000\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t1001\t2000\t.\t+\t.\tParent=t2\n")
     assert [g.id for g in read_annotation(tmp_path / "operon.gff3").genes()] == ["g1", "g2"]
     assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
-    assert annotation.tss() == [] and annotation.unlabelled({"tss"}) == []
+    assert annotation.tss() == [] and [s.position for s in annotation.unlabelled({"tss"})] == [100, 400]
     # NCBI writes GenBank's prim_transcript as a primary_transcript too: a transcript from its TSS.
     text = (tmp_path / "ncbi.gff3").read_text()
     (tmp_path / "prim.gff3").write_text(text.replace("gbkey=precursor_RNA", "gbkey=prim_transcript"))

@@ -33,11 +33,15 @@ _UTR_KINDS = {"five_prime_UTR", "three_prime_UTR", "UTR", "five_prime_utr", "thr
 _PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon": "codon", "intron": "intron",
              **dict.fromkeys(_UTR_KINDS, "UTR")}
 # Transcripts whose ends were cut or joined after transcription, by their GFF3 type, GTF biotype or
-# GenBank feature: a mature or precursor miRNA (its primary transcript starts and ends elsewhere; the
-# hairpin is NCBI's precursor_RNA, a primary_transcript in its GFF3 and GTF, as its prim_transcript is
-# too: gbkey tells them apart; and miRBase's miRNA_primary_transcript), a circular RNA (its ends are a
-# back-splice). Their exons are real, their first and last bases no TSS or TTS.
-_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "miRNA_primary_transcript", "circular_ncRNA", "circRNA"}
+# GenBank feature (or ncRNA_class): a mature or precursor miRNA (its primary transcript starts and ends
+# elsewhere; the hairpin is NCBI's precursor_RNA, a primary_transcript in its GFF3 and GTF, as its
+# prim_transcript is too: gbkey tells them apart; and miRBase's miRNA_primary_transcript), a circular
+# RNA (its ends are a back-splice), a mature tRNA, tmRNA or rRNA (RNase P and the rRNA operon's
+# nucleases cut them from longer transcripts, in bacteria and mitochondria alike) and a snoRNA or
+# scaRNA (most are cut from their host gene's introns). Their exons are real, their first and last
+# bases no TSS or TTS; a real one may lie near (a tRNA's leader is a few bases): set aside.
+_PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "miRNA_primary_transcript", "circular_ncRNA", "circRNA",
+                    "tRNA", "Mt_tRNA", "tmRNA", "rRNA", "Mt_rRNA", "snoRNA", "scaRNA"}
 # GenBank's features of transcripts (a GFF3's exon parents).
 _GENBANK_RNA = ("mRNA", "ncRNA", "rRNA", "tRNA", "tmRNA", "misc_RNA", "precursor_RNA", "prim_transcript")
 # Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
@@ -86,9 +90,10 @@ class Transcript:
     @property
     def unfound(self) -> set[str]:
         """Its ends ("tss", "tts") that are no known TSS or TTS: those its annotators did not find
-        (_UNFOUND_TAGS), and a pseudogene's (a processed one, a retrocopy, has no promoter; a disabled
-        copy of a gene may have none). A pseudogene's introns are the gene's it copies: sites still."""
-        if self.pseudogenic:
+        (_UNFOUND_TAGS), a processed transcript's, and a pseudogene's (a processed one, a retrocopy, has
+        no promoter; a disabled copy of a gene may have none). A pseudogene's introns are the gene's it
+        copies: sites still."""
+        if self.pseudogenic or self.processed:
             return {"tss", "tts"}
         return {kind for tag, kind in _UNFOUND_TAGS.items() if tag in self.tags}
 
@@ -220,9 +225,9 @@ class Annotation:
         processed = sum(t.processed for t in self.transcripts)
         if processed:  # heard under -q where it leaves none
             (log.warning if processed == len(self.transcripts) else log.info)(
-                "%s: %d transcript(s) of miRNAs or circular RNAs give no %s (their ends were cut or joined "
-                "after transcription)", self.path, processed, what)
-        unfound = sum(kind in t.unfound for t in self.transcripts)
+                "%s: %d transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs or circular RNAs give no %s (their ends were "
+                "cut or joined after transcription)", self.path, processed, what)
+        unfound = sum(kind in t.unfound and not t.processed for t in self.transcripts)
         if unfound:
             tag = next(tag for tag, end in _UNFOUND_TAGS.items() if end == kind)
             log.info("%s: %d transcript(s) of pseudogenes or tagged %s give no %s", self.path, unfound, tag, what)
@@ -286,9 +291,8 @@ class Annotation:
 
 
 def _ends(transcripts, kind: str) -> list[Site]:
-    """TSSs or TTSs: transcripts whose ends were cut or joined after transcription give none, nor
-    those whose annotators did not find that end."""
-    return sorted({t.site(kind) for t in transcripts if not t.processed and kind not in t.unfound})
+    """TSSs or TTSs, but no end that is none (see Transcript.unfound)."""
+    return sorted({t.site(kind) for t in transcripts if kind not in t.unfound})
 
 
 def _introns(transcripts, min_intron: int) -> list[Intron]:
