@@ -1180,6 +1180,12 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     assert read("copies.gtf", numbered) == {("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
     assert read("numbered.gtf", numbered[:2] + numbered[4:]) == {
         ("NR_1", "chr1", "+", ((1000, 1100), (1200, 1300))), ("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
+    # Numbered from 0, or 0 (or 1) on every exon, as some converters write: one transcript each.
+    exons = [line for line in transcript("NR_1", 1001, 1300) + transcript("NR_2", 8001, 8300) if line[2] == "exon"]
+    for numbers in ("0", "1"), ("0", "0"), ("1", "1"):
+        renumbered = [line[:8] + (f'{line[8]} exon_number "{numbers[i % 2]}";',) for i, line in enumerate(exons)]
+        assert read("numbered.gtf", renumbered) == {("NR_1", "chr1", "+", ((1000, 1100), (1200, 1300))),
+                                                    ("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
     copies = read_annotation(tmp_path / "copies.gtf", min_intron=50)
     assert [s.position for s in copies.splice_sites()] == [8100, 8199]
     assert {1100, 1199, 1300, 4999, 5100, 5199} <= {s.position for s in copies.unlabelled({"donor", "acceptor"})}
