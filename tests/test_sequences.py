@@ -1306,11 +1306,14 @@ def test_genbank_mrna_owns_its_gene_s_cds_inside_it_not_a_namesake_s_elsewhere(t
     from Bio.SeqRecord import SeqRecord
 
     record = SeqRecord(Seq("ACGT" * 1500), id="c1", name="c1", annotations={"molecule_type": "DNA"})
-    record.features = [SeqFeature(FeatureLocation(a, b, 1), type=kind, qualifiers={"gene": ["insA"]})
-                       for kind, a, b in (("mRNA", 100, 900), ("CDS", 200, 800), ("CDS", 3000, 3300))]
+    record.features = [SeqFeature(FeatureLocation(a, b, 1), type=kind, qualifiers={"gene": [gene]})
+                       for kind, a, b, gene in (("mRNA", 100, 900, "insA"), ("CDS", 200, 800, "insA"),
+                                                ("CDS", 3000, 3300, "insA"),
+                                                # A partial model: its CDS runs past its mRNA, its own still.
+                                                ("mRNA", 4000, 4500, "g"), ("CDS", 3950, 4400, "g"))]
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
     assert [(t.start, sorted(t.biotypes)) for t in read_annotation(tmp_path / "c1.gbk").transcripts] == [
-        (100, ["mRNA", "protein_coding"]), (3000, ["CDS", "protein_coding"])]
+        (100, ["mRNA", "protein_coding"]), (3000, ["CDS", "protein_coding"]), (4000, ["mRNA", "protein_coding"])]
 
 
 def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):

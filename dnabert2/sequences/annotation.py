@@ -4,7 +4,7 @@ labelled nor drawn as negatives. Coordinates are 0-based; intervals are half-ope
 
 import logging
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -373,7 +373,7 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     with CDS but no exons (as in bacterial RefSeq GFF3) is built from its CDS (its TSS is then the start
     codon, the best the annotation says), and a CDS without a parent (Prodigal, Prokka) is a transcript
     of its own. In GenBank, the RNA features of a record are its transcripts (mRNA, tRNA, ncRNA, …),
-    and the CDS that no mRNA of their gene contains. Transcripts it cannot trust (ids that name exons
+    and the CDS that no mRNA of their gene overlaps. Transcripts it cannot trust (ids that name exons
     at several places, transcripts across the origin of a circular sequence, whose exons may be
     incomplete, of pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
@@ -451,28 +451,31 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
 
 def _transcript_features(record) -> list:
     """A GenBank record's features of transcripts: its RNA features (_GENBANK_RNA; an ncRNA's biotypes
-    are its type and ncRNA_class), and the CDS that no mRNA of their gene contains (bacteria and phages
+    are its type and ncRNA_class), and the CDS that no mRNA of their gene overlaps (bacteria and phages
     are annotated with CDS alone)."""
     rna = [f for f in record.features if f.type in _GENBANK_RNA]
     mrna = [f for f in rna if f.type == "mRNA"]
-    # An mRNA owns the CDS it contains on its strand: its own gene's (/gene), or any if it names none (as
-    # in phiX174). Bacteria repeat names (insA), so a CDS of that name elsewhere is another gene's. An
-    # mRNA across the origin contains nothing (see _Spans): it owns its gene's CDS by name.
+    # An mRNA owns its gene's CDS (by /gene and /locus_tag) that overlap it on its strand (a partial
+    # model's CDS may run past it), or if it names no gene (as in phiX174) any CDS it contains. Bacteria
+    # repeat names (insA): a CDS of that name elsewhere is another gene's. An mRNA across the origin has
+    # no span (see _Spans): it owns its gene's CDS by name.
     genes = defaultdict(list)
     for f in mrna:
-        genes[_gene_name(f)].append(f.location)
-    spans = {name: _Spans(locations) for name, locations in genes.items()}
-    across = {_gene_name(f) for f in mrna if f.location is not None and _across_origin(f.location)} - {None}
+        genes[_gene_key(f)].append(f.location)
+    spans = {key: _Spans(locations) for key, locations in genes.items()}
+    across = {_gene_key(f) for f in mrna if f.location is not None and _across_origin(f.location)}
+    unnamed = spans.pop((None, None), _Spans(()))
 
     def owned(cds) -> bool:
-        name = _gene_name(cds)
-        return name in across or any(spans[n].contain(cds.location) for n in (name, None) if n in spans)
+        key = _gene_key(cds)
+        return (key != (None, None) and (key in across or key in spans and spans[key].overlap(cds.location))) \
+            or unnamed.contain(cds.location)
 
     return rna + [f for f in record.features if f.type == "CDS" and not owned(f)]
 
 
-def _gene_name(feature) -> str | None:
-    return feature.qualifiers.get("gene", [None])[0]
+def _gene_key(feature) -> tuple[str | None, str | None]:
+    return tuple(feature.qualifiers.get(key, [None])[0] for key in ("gene", "locus_tag"))
 
 
 def _unplaced(location) -> str | None:
@@ -509,6 +512,12 @@ class _Spans:
             return False
         i = bisect_right(self.starts[location.strand], int(location.start))
         return i > 0 and self.reach[location.strand][i - 1] >= int(location.end)
+
+    def overlap(self, location) -> bool:
+        if location is None or location.strand not in self.starts:
+            return False
+        i = bisect_left(self.starts[location.strand], int(location.end))  # those starting before it ends
+        return i > 0 and self.reach[location.strand][i - 1] > int(location.start)
 
 
 def _runs(location) -> list[tuple[str, tuple]]:
