@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -401,13 +402,13 @@ def resolve_ensembl(source: str, session: requests.Session, transfer: Transfer, 
 def resolve_ucsc(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
     assembly = parse_ucsc(source)
     url, md5_url = ucsc_urls(base_url("ucsc"), assembly)
-    unknown = f"unknown UCSC assembly: {assembly}"
+    missing = f"unknown UCSC assembly: {assembly}"
     # Every UCSC assembly folder has md5sum.txt: without it, the assembly does not exist.
-    checksum = _published(session, transfer, md5_url, url.rsplit("/", 1)[1], md5_entry, unknown) if published else None
+    checksum = _published(session, transfer, md5_url, url.rsplit("/", 1)[1], md5_entry, missing) if published else None
     if published and checksum is None:  # the assembly exists; older ones (ce1, hg16) ship chromosomes in archives
-        unknown = (f"UCSC assembly {assembly} has no {assembly}.fa.gz in {url.rsplit('/', 1)[0]}/ (an older "
+        missing = (f"UCSC assembly {assembly} has no {assembly}.fa.gz in {url.rsplit('/', 1)[0]}/ (an older "
                    f"assembly's chromosomes come in an archive there: unpack it and give the FASTA)")
-    return Resolved(url, checksum, missing=unknown)
+    return Resolved(url, checksum, missing=missing)
 
 
 def resolve_ncbi(source: str, session: requests.Session, transfer: Transfer, published: bool) -> Resolved:
@@ -596,18 +597,27 @@ class _FtpFetch:
         self.received, self.sized = 0, False
 
     def run(self) -> None:
-        with_retries(self.url, self.transfer, self.attempt)
+        if urllib.request.getproxies().get("ftp"):
+            log.warning("%s: ftp_proxy is set, but FTP downloads connect directly (an https:// URL of the file "
+                        "goes through https_proxy)", self.url)
+        try:
+            with_retries(self.url, self.transfer, self.attempt)
+        except BaseException:
+            discard_part(self.part)  # bytes no later attempt continues
+            raise
 
     def attempt(self) -> None:
         discard_part(self.part)
         parts = urlsplit(self.url)
-        folder, name = unquote(parts.path).lstrip("/").rpartition("/")[::2]
+        # RFC 1738: each segment a folder to enter, escapes undone within it; ";type=i" is binary, as here.
+        *folders, name = (unquote(s) for s in re.sub(r";type=[aid]$", "", parts.path).lstrip("/").split("/"))
         try:
             with ftplib.FTP(timeout=self.transfer.timeout) as ftp:
                 ftp.connect(parts.hostname, parts.port or ftplib.FTP_PORT)
                 ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or "anonymous@"))
-                if folder:
-                    ftp.cwd(folder)
+                for folder in folders:
+                    if folder:
+                        ftp.cwd(folder)
                 ftp.voidcmd("TYPE I")  # SIZE counts bytes only in binary mode
                 total = self._size(ftp, name)
                 self.sized = total is not None
@@ -619,7 +629,6 @@ class _FtpFetch:
 
                     ftp.retrbinary(f"RETR {name}", write, blocksize=_CHUNK)
         except ftplib.error_perm as error:  # 550 no such file, 530 login refused: retrying cannot help
-            discard_part(self.part)
             raise UserError(f"{self.url}: {_one_line(error)}") from None
         except (TimeoutError, ConnectionError, socket.gaierror, EOFError, ftplib.Error) as error:
             raise _Transient(_one_line(error)) from None  # 426 aborted, 421 too many users, a cut connection

@@ -21,7 +21,6 @@ from dnabert2 import download as dl
 from dnabert2 import sources
 from dnabert2.errors import UserError
 from dnabert2.sequences.fasta import compression
-from ftp_server import FtpServer
 from http_server import FileServer, write_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -573,18 +572,28 @@ def test_ncbi_malformed_accession_fails_before_any_request(ncbi, tmp_path, sourc
 def test_ftp_url_and_a_transfer_the_server_aborts(tmp_path, lambda_genome):
     """A transfer aborted mid-file (426, its data connection closed early) is retried, not taken whole;
     a missing file (550) is said at once, not retried."""
-    (tmp_path / "pub").mkdir()
-    (tmp_path / "pub" / "lambda.fa.gz").write_bytes(LAMBDA_GZ.read_bytes())
+    pytest.importorskip("pyftpdlib")
+    from ftp_server import FtpServer
+
+    (tmp_path / "pub" / "a genome").mkdir(parents=True)
+    (tmp_path / "pub" / "a genome" / "lambda.fa.gz").write_bytes(LAMBDA_GZ.read_bytes())
+    path = "/pub/a genome/lambda.fa.gz"
     with FtpServer(tmp_path) as server:
-        server.cut_after["/pub/lambda.fa.gz"] = 5000
+        server.cut_after[path] = 5000
         out = tmp_path / "out" / "genome.fa.gz"
-        get(server.url("/pub/lambda.fa.gz"), out)
-        assert server.retrieved == ["/pub/lambda.fa.gz"] * 2
+        # RFC 1738's form: escapes within a segment, and the binary type code.
+        get(server.url("/pub/a%20genome/lambda.fa.gz;type=i"), out)
+        assert server.retrieved == [path] * 2
         assert_genome(out, lambda_genome)
         with pytest.raises(UserError, match="550"):
             get(server.url("/pub/missing.fa.gz"), tmp_path / "missing.fa.gz")
         assert server.retrieved[2:] == ["/pub/missing.fa.gz"]
-    assert_nothing_left(tmp_path / "missing.fa.gz")
+        assert_nothing_left(tmp_path / "missing.fa.gz")
+        # Given up on: no bytes are left behind, since FTP transfers start again.
+        server.cut_after[path] = 5000
+        with pytest.raises(UserError, match="gave up"):
+            get(server.url("/pub/a%20genome/lambda.fa.gz"), tmp_path / "cut.fa.gz", retries=0)
+        assert_nothing_left(tmp_path / "cut.fa.gz")
 
 
 # --- Command line -----------------------------------------------------------------------------------------
