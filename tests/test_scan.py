@@ -376,6 +376,25 @@ def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model,
     assert {j[0] for j in junctions} == {"SIRV5"}  # those of the scanned contig, not the whole BAM's
 
 
+def test_reads_mode_compares_windows_with_the_threshold_in_thousandths_as_a_genome_scan_does():
+    """A window scoring 0.0022 is a BED score of 2: below --threshold 0.0021 (3 in thousandths), in
+    reads mode as in a genome scan; 0.2996 scores 300, at --threshold 0.3."""
+    from types import SimpleNamespace
+
+    from dnabert2.scan.bam import window_read_hits
+
+    scanner = SimpleNamespace(labels=["neither", "promoter"])
+    item = {"sites": np.array([[10], [20]]), "strand": ["+", "-"]}
+    probabilities = np.array([[0.9978, 0.0022], [0.7004, 0.2996]])
+
+    def hits(threshold):
+        return [hit[:2] for hit in window_read_hits(scanner, item, probabilities, [1], threshold)]
+
+    assert hits(0.0021) == [(20, "-")]
+    assert hits(0.3) == [(20, "-")]
+    assert hits(0.002) == [(10, "+"), (20, "-")]
+
+
 def test_reads_mode_skips_windows_of_too_many_n_as_a_genome_scan_does(short_model, tmp_path):
     """A read with a run of N (a basecaller's gap): its windows with more than --max-n of N are
     skipped and counted, as a genome scan's are, and no site is called from them."""

@@ -17,6 +17,7 @@ from ..sequences import (Fasta, aligned_reads, check_reference, merge_regions, o
                          too_many_n)
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
+from ..bases.metrics import as_scores
 from .calls import Call, score_of, threshold_score
 from .dense import DenseScanner, scored_bases
 from .genome import Tally, tokenised
@@ -222,10 +223,10 @@ def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: floa
 
 
 def window_read_hits(scanner: Scanner, item: dict, probabilities: np.ndarray, labels: list[int], threshold: float):
-    """(position, strand, label, probability) of each window scoring at or above the threshold, at
-    its site."""
+    """(position, strand, label, probability) of each window scoring at or above the threshold (in
+    thousandths, as a genome scan compares), at its site."""
     for j, label in enumerate(labels):
-        for row in np.flatnonzero(probabilities[:, label] >= threshold):
+        for row in np.flatnonzero(as_scores(probabilities[:, label]) >= threshold_score(threshold)):
             position = item["sites"][row, j]
             if position >= 0:
                 yield int(position), item["strand"][row], scanner.labels[label], float(probabilities[row, label])

@@ -13,6 +13,7 @@ from torch.utils.data import IterableDataset
 
 from .. import load_model
 from ..bases.inputs import dense_batch, encode_bases
+from ..bases.metrics import as_scores
 from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
@@ -174,7 +175,7 @@ def dense_track(scanner: DenseScanner, item: dict, probabilities: list[np.ndarra
         positions = np.concatenate([q for q, _ in parts])
         values = np.concatenate([v for _, v in parts])
         for label in labels:
-            scores = np.rint(values[:, label] * 1000).astype(np.int64)  # as calls.score_of rounds
+            scores = as_scores(values[:, label])
             found[(scanner.labels[label], strand)] = (positions, positions + 1, scores)
     return found
 
