@@ -33,6 +33,9 @@ def load_tokenizer(path) -> Tokenizer:
     ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
     if ids != list(range(len(SPECIAL_TOKENS))):
         raise UserError(f"{file}: special tokens {SPECIAL_TOKENS} must have ids 0-4, found {ids}")
+    if None in (tokenizer.token_to_id(base) for base in "ACGT"):
+        raise UserError(f"{file}: no token for each of the bases A, C, G and T: every base of a genome would be "
+                        f"[UNK] (a tokenizer of another alphabet, or of lower-case DNA?)")
     return tokenizer
 
 

@@ -93,6 +93,15 @@ def test_tokenizer_without_dnabert2_special_tokens_is_refused(tmp_path):
     (tmp_path / "garbage.json").write_text("{not json")
     with pytest.raises(UserError, match="not a Hugging Face tokenizer"):
         load_tokenizer(tmp_path / "garbage.json")
+    # DNABERT-2's special tokens over lower-case DNA: every upper-cased base would be [UNK], no token
+    # left to mask (pretraining divided by zero).
+    data = json.loads(RELEASED.read_text())
+    data["model"]["vocab"] = {token if token.startswith("[") else token.lower(): i
+                              for token, i in data["model"]["vocab"].items()}
+    data["model"]["merges"] = [m.lower() if isinstance(m, str) else [p.lower() for p in m] for m in data["model"]["merges"]]
+    (tmp_path / "lower.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="no token for each of the bases A, C, G and T"):
+        load_tokenizer(tmp_path / "lower.json")
 
 
 def test_same_seed_same_vocabulary_across_processes(tmp_path):
