@@ -223,6 +223,8 @@ def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, ce
     ("labels", ["task.json: labels must map each class number to its name"]),
     # PR-AUC is undefined at every epoch: the first epoch was kept, whatever the later ones learned
     ("no dev site", ["dev.csv: no annotated site in any window", "picks the epoch and the seed"]),
+    # Window tasks refuse a class train lacks; so do dense ones.
+    ("no acceptor in train", ["train.csv: no acceptor site in any window; nothing to learn it from"]),
 ])
 def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_path, damage, words):
     task = shutil.copytree(dense_task, tmp_path / "task")
@@ -230,10 +232,12 @@ def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_p
         lines = (task / "dev.csv").read_text().split("\n")
         lines[1] = lines[1][:500] + "X" + lines[1][501:]  # read as N before, scored as if it were one
         (task / "dev.csv").write_text("\n".join(lines))
-    elif damage == "no dev site":
-        with open(task / "dev.csv", newline="") as handle:
-            rows = [row[:1] + [""] + row[2:] if number else row for number, row in enumerate(csv.reader(handle))]
-        with open(task / "dev.csv", "w", newline="") as handle:
+    elif damage in ("no dev site", "no acceptor in train"):
+        split, kept = ("dev", ()) if damage == "no dev site" else ("train", ("1",))  # 1: donor, 2: acceptor
+        with open(task / f"{split}.csv", newline="") as handle:
+            rows = [row[:1] + [" ".join(s for s in row[1].split() if s.split(":")[1] in kept)] + row[2:]
+                    if number else row for number, row in enumerate(csv.reader(handle))]
+        with open(task / f"{split}.csv", "w", newline="") as handle:
             csv.writer(handle, lineterminator="\n").writerows(rows)
     else:
         described = json.loads((task / "task.json").read_text())

@@ -256,6 +256,12 @@ def read_dense_task(folder) -> DenseTask:
         task.splits[split] = _read_dense_split(folder / f"{split}.csv", task)
     if not any(w.sites for w in task.splits["train"]):
         raise UserError(f"{folder}/train.csv: no annotated site in any window; nothing to learn")
+    # As a task of windows refuses a class train lacks: the model would be scored on what it never saw.
+    trained = {label for w in task.splits["train"] for label in w.sites.values()}
+    absent = [name for i, name in enumerate(task.labels) if i and i not in trained]
+    if absent:
+        raise UserError(f"{folder}/train.csv: no {', no '.join(absent)} site in any window; nothing to learn "
+                        f"{'it' if len(absent) == 1 else 'them'} from")
     if not any(w.sites for w in task.splits["dev"]):  # PR-AUC is undefined at every epoch: the first would be kept
         raise UserError(f"{folder}/dev.csv: no annotated site in any window; dev PR-AUC, which picks the epoch and "
                         "the seed, needs one")
