@@ -3,14 +3,13 @@ fine-tuned and scored on each, baselines beside it (k-mer logistic regression, a
 results as a TSV (one row per task and method) and a Markdown table in the paper's form (tasks by
 methods, MCC)."""
 
-import json
 import logging
 from pathlib import Path
 
 from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
-from .finetune import check_task_kind, finetune, predict, warn_cut
+from .finetune import check_task_kind, finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, folder_name, output_file, settings_from
@@ -18,23 +17,17 @@ from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scr
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores
-from .tokenizer import frame, load_tokenizer, token_ids, token_limit
+from .tokenizer import frame, load_tokenizer, token_ids
 
 log = logging.getLogger(__name__)
 
 METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
 
 
-def score_classifier(model, model_dir: Path, task: dict, batch_size: int, device, max_tokens: int | None = None) -> dict:
-    """Test metrics of the fine-tuned classifier `model` (loaded from `model_dir`), its inputs cut at
-    `max_tokens` (by default where it was fine-tuned to cut them)."""
-    trained = model_dir / "finetune.json"
-    longest = max(len(s) for s in task["test"][0])
-    max_tokens = max_tokens or (json.loads(trained.read_text())["max_tokens"] if trained.is_file()
-                                else token_limit(longest))
-    whole = token_ids(load_tokenizer(model_dir), task["test"][0])
-    warn_cut(whole, max_tokens, "test")
-    ids = frame(whole, max_tokens)
+def score_classifier(model, model_dir: Path, task: dict, batch_size: int, device) -> dict:
+    """Test metrics of the fine-tuned classifier `model` (loaded from `model_dir`) on whole sequences,
+    as `finetune` reports them and `predict` gives them."""
+    ids = frame(token_ids(load_tokenizer(model_dir), task["test"][0]))
     mixed = autocast(device, resolve_precision("auto", device))
     probabilities = predict(model, ids, task["test"][1], batch_size, device, mixed)
     return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}
@@ -60,6 +53,9 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
         classifier = load_model(model_dir, head="classification", device=device, trained=True)
+        if training.max_tokens:
+            log.warning("%s is fine-tuned: --max-tokens cuts the inputs of training, and none is trained here; its "
+                        "test sequences are scored whole, as finetune scores them", model_dir)
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
                 settings.kmer if "kmer" in baselines else None)
     rows = []
@@ -68,7 +64,7 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
         if classifier is not None:
             method = model_dir.name
-            result, spread = score_classifier(classifier, model_dir, task, 64, device, training.max_tokens), {}
+            result, spread = score_classifier(classifier, model_dir, task, 64, device), {}
         else:
             with scratch_folder("dnabert2-evaluate-") as tmp:
                 metrics = finetune(model_dir, folder, tmp / "model", training, progress=False)

@@ -227,8 +227,10 @@ class FinetuneSettings:
     seeds: list[int] = setting([0], "seeds to train with", type=non_negative, nargs="+", metavar="N")
     patience: int = setting(3, "epochs without a better dev MCC (dense tasks: mean PR-AUC) before stopping",
                             type=positive)
-    # The per-sequence cut-off, as finetune.json and scanning name it.
-    max_tokens: int | None = setting(None, "longest input in tokens, [CLS] and [SEP] included", type=input_tokens,
+    # The per-sequence cut-off of training, as finetune.json names it; what the model is then run on
+    # (dev and test, predict, scan) it reads whole.
+    max_tokens: int | None = setting(None, "longest training input in tokens, [CLS] and [SEP] included (dev and "
+                                     "test are scored whole, as predict and scan read them)", type=input_tokens,
                                      default_text="a quarter of the longest sequence in bp")
     merge: bool = setting(False, "save a whole merged model instead of the LoRA adapter")
     device: str = _device()

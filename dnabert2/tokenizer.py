@@ -58,15 +58,15 @@ def token_ids(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[list[int]]
     return [e.ids for e in tokenizer.encode_batch_fast(list(sequences), add_special_tokens=False)]
 
 
-def frame(ids: Sequence[list[int]], max_tokens: int) -> list[list[int]]:
+def frame(ids: Sequence[list[int]], max_tokens: int | None = None) -> list[list[int]]:
     """Token ids as the model's input: [CLS] … [SEP], at most `max_tokens` ids in all (a longer
-    sequence loses its end)."""
-    if max_tokens < 3:
+    sequence loses its end), or whole."""
+    if max_tokens is not None and max_tokens < 3:
         raise UserError(f"max_tokens must be 3 or more ([CLS], a token, [SEP]), not {max_tokens}")
-    return [[CLS, *i[: max_tokens - 2], SEP] for i in ids]
+    return [[CLS, *i[: None if max_tokens is None else max_tokens - 2], SEP] for i in ids]
 
 
-def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int) -> list[list[int]]:
+def encode(tokenizer: Tokenizer, sequences: Sequence[str], max_tokens: int | None = None) -> list[list[int]]:
     """The model's input ids of each sequence (token_ids, framed)."""
     return frame(token_ids(tokenizer, sequences), max_tokens)
 

@@ -159,14 +159,19 @@ def test_an_output_over_a_task_file_or_the_model_is_refused(tmp_path):
     assert {f: f.read_bytes() for f in [*task.iterdir(), *model.iterdir()]} == before
 
 
-def test_a_fine_tuned_classifier_says_how_many_test_sequences_it_cuts(tmp_path):
+def test_a_fine_tuned_classifier_is_scored_on_whole_sequences_whatever_max_tokens_says(tmp_path):
+    """As finetune reports it and predict runs it: --max-tokens cuts what is trained, and nothing is."""
     model = save_model(build_model(preset("tiny", num_labels=2), "classification"), tmp_path / "classifier",
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
-    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device", "cpu",
-                     "--baseline", "none", "--max-tokens", 8)
-    assert result.returncode == 0, result.stderr
-    n = len(read_task(SAMPLE)["test"][1])
-    assert f"{n} of {n} test sequences are longer than 8 tokens" in result.stderr
+    rows = {}
+    for cut in ([], ["--max-tokens", 8]):
+        result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device",
+                         "cpu", "--baseline", "none", *cut)
+        assert result.returncode == 0, result.stderr
+        with open(tmp_path / "r.tsv", newline="") as handle:
+            rows[bool(cut)] = list(csv.DictReader(handle, delimiter="\t"))
+    assert "--max-tokens cuts the inputs of training" in result.stderr
+    assert rows[True] == rows[False]
 
 
 def test_a_compressed_table_and_its_markdown_twin(uci_task, tmp_path):

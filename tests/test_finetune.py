@@ -62,10 +62,11 @@ def test_full_fine_tuning_learns_and_reports_every_metric(base, motif_task, tmp_
     assert metrics["test"]["mcc"] == pytest.approx(np.mean([r["test"]["mcc"] for r in metrics["runs"]]))
     saved = next(r for r in metrics["runs"] if r["seed"] == metrics["saved_seed"])
     assert saved["dev_mcc"] == max(r["dev_mcc"] for r in metrics["runs"])
-    # The saved model is the best dev epoch of the best seed: its test predictions give its test metrics.
+    # The saved model is the best dev epoch of the best seed: its test predictions give its test metrics,
+    # on whole sequences as predict and scan run it (--max-tokens cuts training's inputs only).
     model = load_model(out)
     task = read_task(motif_task)
-    ids = encode(load_tokenizer(out), task["test"][0], metrics["max_tokens"])
+    ids = encode(load_tokenizer(out), task["test"][0])
     probabilities = predict(model, ids, task["test"][1], 32, torch.device("cpu"), torch.autocast("cpu", enabled=False))
     assert scores(task["test"][1], probabilities)["mcc"] == pytest.approx(saved["test"]["mcc"])
 
@@ -235,6 +236,13 @@ def test_sequences_cut_by_the_token_limit_are_counted_in_a_warning(base, motif_t
                      "--device", "cpu", "--max-tokens", 6)
     assert result.returncode == 0, result.stderr
     assert "400 of 400 training sequences are longer than 6 tokens" in result.stderr
+    # Cut for training only: the test figures are the saved model's on whole sequences, as predict gives them.
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    task = read_task(motif_task)
+    ids = encode(load_tokenizer(tmp_path / "o"), task["test"][0])
+    probabilities = predict(load_model(tmp_path / "o"), ids, task["test"][1], 32, torch.device("cpu"),
+                            torch.autocast("cpu", enabled=False))
+    assert scores(task["test"][1], probabilities) == pytest.approx(metrics["runs"][0]["test"])
     result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "p", "--epochs", 1,
                      "--device", "cpu", "--max-tokens", 82)  # 80 bp: at most 80 tokens, [CLS], [SEP]
     assert result.returncode == 0 and "training sequences are longer" not in result.stderr
