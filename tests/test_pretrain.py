@@ -397,6 +397,17 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_pa
     assert "step-00000004.pt: cannot read the checkpoint" in again.stderr and "trying the one before it" in again.stderr
     assert [r["step"] for r in losses(tmp_path / "again")] == [1, 2, 3, 4]
     assert_same_run(tmp_path / "again", whole)
+    # None readable: --resume says so; --resume --force (how the workflow reruns a job) starts afresh.
+    for damaged in (whole / "checkpoints").iterdir():
+        damaged.write_bytes(b"")
+    stuck = run_cli(*pretrain_args(genome, tmp_path / "stuck", *args, "--resume", "--checkpoint-dir",
+                                   whole / "checkpoints"))
+    assert_user_error(stuck, "step-00000002.pt: cannot read the checkpoint")
+    afresh = run_cli(*pretrain_args(genome, tmp_path / "afresh", *args, "--resume", "--force", "--checkpoint-dir",
+                                    whole / "checkpoints"))
+    assert afresh.returncode == 0, afresh.stderr
+    assert "--force, so starting afresh, its checkpoints removed" in afresh.stderr
+    assert_same_run(tmp_path / "afresh", whole)
 
 
 @pytest.mark.parametrize("content, words", [(b"junk\n", "cannot read the checkpoint"),

@@ -239,35 +239,36 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
 def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimizer, scheduler, rank: int,
                 world: int) -> int:
     """The step to start after: that of the latest checkpoint, restored, or 0 for a new run. With
-    --force as well as --resume (as the workflow runs it), checkpoints of other settings are removed
-    and the run starts afresh."""
+    --force as well as --resume (as the workflow runs it), checkpoints of other settings, or none
+    readable, are removed and the run starts afresh."""
     if rank == 0:
         remove_partial(folder)
     found = checkpoints(folder)
-    state = None
+    state, unusable = None, None
     for path in reversed(found):  # a damaged checkpoint falls back to the one before it
         try:
             state = load_checkpoint(path)
             break
         except UserError as error:
-            if path == found[0]:
-                raise
-            log.warning("%s; trying the one before it", error)
+            unusable = error
+            if path != found[0]:
+                log.warning("%s; trying the one before it", error)
     if state is not None:
         try:
             check_same_run(comparable(state["settings"]), comparable(recorded), path)
         except UserError as error:
-            if not s.force:
-                raise
-            if world > 1:
-                dist.barrier()  # every rank has read the checkpoint before it goes
-            if rank == 0:
-                log.warning("%s: --force, so starting afresh, its checkpoints removed", error)
-                for old in found:
-                    old.unlink()
-            if world > 1:
-                dist.barrier()
-            state = None
+            state, unusable = None, error
+    if found and state is None:
+        if not s.force:
+            raise unusable
+        if world > 1:
+            dist.barrier()  # every rank has read the checkpoints before they go
+        if rank == 0:
+            log.warning("%s: --force, so starting afresh, its checkpoints removed", unusable)
+            for old in found:
+                old.unlink()
+        if world > 1:
+            dist.barrier()
     if state is None:
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
