@@ -1306,14 +1306,21 @@ def test_genbank_mrna_owns_its_gene_s_cds_inside_it_not_a_namesake_s_elsewhere(t
     from Bio.SeqRecord import SeqRecord
 
     record = SeqRecord(Seq("ACGT" * 1500), id="c1", name="c1", annotations={"molecule_type": "DNA"})
-    record.features = [SeqFeature(FeatureLocation(a, b, 1), type=kind, qualifiers={"gene": [gene]})
-                       for kind, a, b, gene in (("mRNA", 100, 900, "insA"), ("CDS", 200, 800, "insA"),
-                                                ("CDS", 3000, 3300, "insA"),
-                                                # A partial model: its CDS runs past its mRNA, its own still.
-                                                ("mRNA", 4000, 4500, "g"), ("CDS", 3950, 4400, "g"))]
+    features = [("mRNA", 100, 900, {"gene": "insA"}), ("CDS", 200, 800, {"gene": "insA"}),
+                ("CDS", 3000, 3300, {"gene": "insA"}),
+                # A partial model: its CDS runs past its mRNA, its own still.
+                ("mRNA", 4000, 4500, {"gene": "g"}), ("CDS", 3950, 4400, {"gene": "g"}),
+                # Qualifiers one of them lacks: its own, as no qualifier disagrees.
+                ("mRNA", 5000, 5900, {"gene": "abc"}), ("CDS", 5100, 5800, {"gene": "abc", "locus_tag": "X1"}),
+                ("mRNA", 6000, 6900, {"locus_tag": "L1"}), ("CDS", 6100, 6800, {"gene": "g1"}),
+                # One locus_tag against another: two genes of one name, one inside the other's span.
+                ("mRNA", 7000, 7900, {"gene": "insA", "locus_tag": "b1"}),
+                ("CDS", 7100, 7800, {"gene": "insA", "locus_tag": "b2"})]
+    record.features = [SeqFeature(FeatureLocation(a, b, 1), type=kind, qualifiers={k: [v] for k, v in names.items()})
+                       for kind, a, b, names in features]
     SeqIO.write(record, tmp_path / "c1.gbk", "genbank")
-    assert [(t.start, sorted(t.biotypes)) for t in read_annotation(tmp_path / "c1.gbk").transcripts] == [
-        (100, ["mRNA", "protein_coding"]), (3000, ["CDS", "protein_coding"]), (4000, ["mRNA", "protein_coding"])]
+    assert [t.start for t in read_annotation(tmp_path / "c1.gbk").transcripts] == [100, 3000, 4000, 5000, 6000,
+                                                                                   7000, 7100]
 
 
 def test_genbank_rna_features_are_transcripts_as_a_gff3_s_exon_parents_are(tmp_path):

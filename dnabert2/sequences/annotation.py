@@ -455,27 +455,37 @@ def _transcript_features(record) -> list:
     are annotated with CDS alone)."""
     rna = [f for f in record.features if f.type in _GENBANK_RNA]
     mrna = [f for f in rna if f.type == "mRNA"]
-    # An mRNA owns its gene's CDS (by /gene and /locus_tag) that overlap it on its strand (a partial
-    # model's CDS may run past it), or if it names no gene (as in phiX174) any CDS it contains. Bacteria
-    # repeat names (insA): a CDS of that name elsewhere is another gene's. An mRNA across the origin has
-    # no span (see _Spans): it owns its gene's CDS by name.
-    genes = defaultdict(list)
+    # An mRNA owns a CDS on its strand that overlaps it (a partial model's CDS may run past it) and
+    # shares its /gene or /locus_tag, none of them disagreeing (bacteria repeat names, insA: a CDS of
+    # that name elsewhere is another gene's); or a CDS inside it, where it names none of what the CDS
+    # names (phiX174's mRNAs name no gene). An mRNA across the origin has no span (see _Spans): it
+    # owns the CDS sharing its names wherever they lie.
+    sharing = defaultdict(list)  # (qualifier, value) -> the mRNAs naming it
     for f in mrna:
-        genes[_gene_key(f)].append(f.location)
-    spans = {key: _Spans(locations) for key, locations in genes.items()}
-    across = {_gene_key(f) for f in mrna if f.location is not None and _across_origin(f.location)}
-    unnamed = spans.pop((None, None), _Spans(()))
+        for named in _names(f).items():
+            sharing[named].append(f)
+    unnaming = {lacks: _Spans(f.location for f in mrna if _names(f).keys() <= lacks)
+                for lacks in map(frozenset, ((), ("gene",), ("locus_tag",), _GENE_QUALIFIERS))}
 
     def owned(cds) -> bool:
-        key = _gene_key(cds)
-        return (key != (None, None) and (key in across or key in spans and spans[key].overlap(cds.location))) \
-            or unnamed.contain(cds.location)
+        names = _names(cds)
+        for mrna_of in {id(m): m for named in names.items() for m in sharing[named]}.values():
+            theirs = _names(mrna_of)
+            if all(theirs.get(key, value) == value for key, value in names.items()) \
+                    and mrna_of.location is not None and cds.location is not None \
+                    and (_across_origin(mrna_of.location) or _Spans([mrna_of.location]).overlap(cds.location)):
+                return True
+        return unnaming[frozenset(_GENE_QUALIFIERS).difference(names)].contain(cds.location)
 
     return rna + [f for f in record.features if f.type == "CDS" and not owned(f)]
 
 
-def _gene_key(feature) -> tuple[str | None, str | None]:
-    return tuple(feature.qualifiers.get(key, [None])[0] for key in ("gene", "locus_tag"))
+_GENE_QUALIFIERS = ("gene", "locus_tag")
+
+
+def _names(feature) -> dict[str, str]:
+    """The gene a GenBank feature names, by the qualifiers it has of _GENE_QUALIFIERS."""
+    return {key: feature.qualifiers[key][0] for key in _GENE_QUALIFIERS if feature.qualifiers.get(key)}
 
 
 def _unplaced(location) -> str | None:
