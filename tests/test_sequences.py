@@ -1181,6 +1181,10 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     assert read("numbered.gtf", numbered[:2] + numbered[4:]) == {
         ("NR_1", "chr1", "+", ((1000, 1100), (1200, 1300))), ("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
     # Numbered from 0, or 0 (or 1) on every exon, as some converters write: one transcript each.
+    # A partial copy (two exons of three): numbers start again all the same.
+    three = [("chr1", "ucsc", "exon", a, a + 99, ".", "+", ".", f'gene_id "NR_3"; transcript_id "NR_3"; exon_number "{n}";')
+             for a, n in ((101, 1), (301, 2), (501, 3), (10001, 1), (10201, 2))]
+    assert read("partial.gtf", three + numbered[4:]) == {("NR_2", "chr1", "+", ((8000, 8100), (8200, 8300)))}
     exons = [line for line in transcript("NR_1", 1001, 1300) + transcript("NR_2", 8001, 8300) if line[2] == "exon"]
     for numbers in ("0", "1"), ("0", "0"), ("1", "1"):
         renumbered = [line[:8] + (f'{line[8]} exon_number "{numbers[i % 2]}";',) for i, line in enumerate(exons)]

@@ -636,7 +636,7 @@ class _Pieces:
         self.unstranded_exons = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
         # A gene line's CDS pieces by their own IDs (see proteins_apart): gene -> CDS ID -> its pieces.
         self.proteins = defaultdict(lambda: defaultdict(list))
-        # GTF transcript -> (exon lines with an exon_number, the lowest, the highest, their sum): see renumbered.
+        # GTF transcript -> (exon lines with an exon_number, the lowest, the highest): see renumbered.
         self.exon_numbers = {}
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed=None) -> None:
@@ -661,8 +661,8 @@ class _Pieces:
                 self.parts[piece][transcript].append((contig, strand, interval, gene))
                 if number.isdigit():
                     n = int(number)
-                    count, lowest, highest, total = self.exon_numbers.get(transcript, (0, n, n, 0))
-                    self.exon_numbers[transcript] = (count + 1, min(lowest, n), max(highest, n), total + n)
+                    count, lowest, highest = self.exon_numbers.get(transcript, (0, n, n))
+                    self.exon_numbers[transcript] = (count + 1, min(lowest, n), max(highest, n))
                 if kind == "CDS" and "ID" in attrs and typed and typed.get(transcript) == "gene":
                     self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
 
@@ -687,17 +687,16 @@ class _Pieces:
                 self.parts["CDS"].update(by_id)
 
     def renumbered(self, transcript: str) -> bool:
-        """Whether a GTF transcript's exons, each numbered (exon_number), run through their numbers
-        (1..n, or 0..n-1) twice or more: the numbering starts again at another copy of the id (an
-        exon-only GTF cut from UCSC's, where one id names each copy of a gene, even on one contig), and
-        no transcript line tells them apart. Exons all numbered alike (some converters write 0 or 1 on
-        each) or a number shared by an exon's two lines are no copies."""
-        count, lowest, highest, total = self.exon_numbers.get(transcript, (0, 0, 0, 0))
+        """Whether a GTF transcript's exons, each numbered (exon_number), are more than their numbers
+        (1..n, or 0..n-1) and more than n places: the numbering starts again at another copy of the id
+        (an exon-only GTF cut from UCSC's, where one id names each copy of a gene, even on one contig,
+        some copies partial), and no transcript line tells them apart. Exons all numbered alike (some
+        converters write 0 or 1 on each) are no copies. An exon written as two lines of one number (an
+        alignment's gap) looks like one: set aside too, the safe side (no false intron is labelled)."""
+        count, lowest, highest = self.exon_numbers.get(transcript, (0, 0, 0))
         exons = self.parts["exon"].get(transcript, ())
         numbers = highest - lowest + 1
-        runs = count // numbers if count and count % numbers == 0 else 0
-        return (count == len(exons) and numbers > 1 and runs > 1 and 2 * total == count * (lowest + highest)
-                and len({interval for _, _, interval, _ in exons}) > numbers)
+        return count == len(exons) and 1 < numbers < min(count, len({interval for _, _, interval, _ in exons}))
 
     def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
         """Whether a piece of a transcript lay on no strand, or (GTF) one of its gene named no transcript."""
