@@ -240,6 +240,12 @@ def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path
     resumed = two_ranks("--resume", quiet=False)  # from the last checkpoint: nothing left to run, said once
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("resuming from") == 1, resumed.stderr
+    # None whole: rank 0 decides, both start afresh together (none waits for the other forever).
+    for damaged in (tmp_path / "two" / "checkpoints").glob("step-*.pt"):
+        damaged.write_bytes(b"")
+    afresh = two_ranks("--resume", "--force", quiet=False)
+    assert afresh.returncode == 0, afresh.stderr[-3000:]
+    assert afresh.stderr.count("--force, so starting afresh") == 1, afresh.stderr
     one_rows, two_rows = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [r["step"] for r in two_rows] == [1, 2, 3, 4]
     for a, b in zip(one_rows, two_rows):
@@ -428,6 +434,22 @@ def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words
     else:
         path.write_bytes(content)
     with pytest.raises(UserError, match=f"step-00000099.pt: {words}"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_that_cannot_be_read_at_all_is_not_taken_for_damaged(tmp_path):
+    """Damaged bytes may fall back to an earlier checkpoint, or be removed by --force; a file the
+    storage cannot give (an I/O error, permissions: here a folder in its place) is said, and kept."""
+    from dnabert2.pretrain.checkpoints import DamagedCheckpoint, load_checkpoint
+
+    path = tmp_path / "step-00000099.pt"
+    path.mkdir()
+    with pytest.raises(UserError, match="step-00000099.pt: cannot read the checkpoint") as error:
+        load_checkpoint(path)
+    assert not isinstance(error.value, DamagedCheckpoint)
+    path.rmdir()
+    path.write_bytes(b"junk\n")
+    with pytest.raises(DamagedCheckpoint):
         load_checkpoint(path)
 
 

@@ -53,15 +53,22 @@ def save_checkpoint(folder: Path, step: int, state: dict, keep: int) -> Path:
 KEYS = ("model", "optimizer", "scheduler", "rng", "settings", "step")
 
 
+class DamagedCheckpoint(UserError):
+    """A checkpoint whose bytes hold no run's state (cut short, overwritten): an earlier one may serve,
+    or --force may remove it. A file that cannot be read at all (permissions, I/O) is no such case."""
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
         state = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
     except Exception as error:  # damaged bytes unpickle into whatever error they happen to make
         reason = str(error).splitlines()[0].split(". ")[0][:160] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: cannot read the checkpoint ({reason})") from None
+        raise DamagedCheckpoint(f"{path}: cannot read the checkpoint ({reason})") from None
     if not isinstance(state, dict) or not all(key in state for key in KEYS):
-        raise UserError(f"{path}: not a dnabert2 pretraining checkpoint (it lacks the run's state)")
+        raise DamagedCheckpoint(f"{path}: not a dnabert2 pretraining checkpoint (it lacks the run's state)")
     return state
 
 

@@ -31,8 +31,8 @@ from ..outputs import atomic_folder, check_folder
 from ..sequences import check_distinct
 from ..settings import PretrainSettings, window_over_batch
 from ..tokenizer import load_tokenizer
-from .checkpoints import (check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state, save_checkpoint,
-                          set_rng_state)
+from .checkpoints import (DamagedCheckpoint, check_same_run, checkpoints, load_checkpoint, remove_partial, rng_state,
+                          save_checkpoint, set_rng_state)
 from .data import EVAL, TRAIN, PretrainSteps, WindowSampler, WindowSpec, eval_batches
 
 log = logging.getLogger(__name__)
@@ -240,35 +240,26 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
                 world: int) -> int:
     """The step to start after: that of the latest checkpoint, restored, or 0 for a new run. With
     --force as well as --resume (as the workflow runs it), checkpoints of other settings, or none
-    readable, are removed and the run starts afresh."""
+    whole, are removed and the run starts afresh. Rank 0 chooses, and every rank follows: ranks that
+    chose apart would train apart, or wait for one another forever."""
+    state, chosen = None, [None, None]  # the checkpoint to resume from, or why none serves
     if rank == 0:
         remove_partial(folder)
-    found = checkpoints(folder)
-    state, unusable = None, None
-    for path in reversed(found):  # a damaged checkpoint falls back to the one before it
-        try:
-            state = load_checkpoint(path)
-            break
-        except UserError as error:
-            unusable = error
-            if path != found[0]:
-                log.warning("%s; trying the one before it", error)
-    if state is not None:
-        try:
-            check_same_run(comparable(state["settings"]), comparable(recorded), path)
-        except UserError as error:
-            state, unusable = None, error
-    if found and state is None:
+        found = checkpoints(folder)
+        state, path, unusable = _latest_of_run(found, recorded)
+        chosen = [path, None if unusable is None else str(unusable)]
+    if world > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    path, unusable = chosen
+    if path is not None and state is None:  # another rank
+        state = load_checkpoint(path)
+    if unusable is not None:
         if not s.force:
-            raise unusable
-        if world > 1:
-            dist.barrier()  # every rank has read the checkpoints before they go
+            raise UserError(unusable)
         if rank == 0:
             log.warning("%s: --force, so starting afresh, its checkpoints removed", unusable)
             for old in found:
                 old.unlink()
-        if world > 1:
-            dist.barrier()
     if state is None:
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
@@ -283,6 +274,26 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
     if rank == 0:
         log.info("resuming from %s (step %d of %d)", path, state["step"], s.steps)
     return state["step"]
+
+
+def _latest_of_run(found: list[Path], recorded: dict) -> tuple[dict | None, Path | None, UserError | None]:
+    """The latest checkpoint that reads whole (a damaged one falls back to the one before it), its
+    path, or none and why: none whole, or the latest whole one of other settings."""
+    unusable = None
+    for path in reversed(found):
+        try:
+            state = load_checkpoint(path)
+        except DamagedCheckpoint as error:
+            unusable = error
+            if path != found[0]:
+                log.warning("%s; trying the one before it", error)
+            continue
+        try:
+            check_same_run(comparable(state["settings"]), comparable(recorded), path)
+        except UserError as error:
+            return None, None, error
+        return state, path, None
+    return None, None, unusable
 
 
 def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, *, progress=True, **overrides) -> dict:
