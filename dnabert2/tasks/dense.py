@@ -111,11 +111,14 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
         by_place = _by_place(sites + [(site, UNLABELLED) for site in notes.unlabelled(set(index))])
         examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng) for split in SPLITS}
+    other = "" if layout.how == "positions" else "other --test-contigs/--dev-contigs, "
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
-            other = "" if layout.how == "positions" else "other --test-contigs/--dev-contigs, "
             raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give {other}a shorter "
                             "--core or a larger genome")
+    absent = labels_absent(examples["train"], task.labels)
+    if absent:  # read_dense_task would refuse the task: nothing to learn them from
+        raise UserError(f"the train split holds no {', no '.join(absent)} site; give {other}a larger genome")
     description = {
         "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
         "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
@@ -232,6 +235,12 @@ class DenseTask:
         return out
 
 
+def labels_absent(rows: list[DenseWindow], labels: list[str]) -> list[str]:
+    """The site labels (all but 0, none) that no window holds."""
+    held = {label for row in rows for label in row.sites.values()}
+    return [name for i, name in enumerate(labels) if i and i not in held]
+
+
 def is_dense(folder) -> bool:
     """A task folder (or a model folder carrying its task.json) of a dense task."""
     described = Path(folder) / "task.json"
@@ -257,8 +266,7 @@ def read_dense_task(folder) -> DenseTask:
     if not any(w.sites for w in task.splits["train"]):
         raise UserError(f"{folder}/train.csv: no annotated site in any window; nothing to learn")
     # As a task of windows refuses a class train lacks: the model would be scored on what it never saw.
-    trained = {label for w in task.splits["train"] for label in w.sites.values()}
-    absent = [name for i, name in enumerate(task.labels) if i and i not in trained]
+    absent = labels_absent(task.splits["train"], task.labels)
     if absent:
         raise UserError(f"{folder}/train.csv: no {', no '.join(absent)} site in any window; nothing to learn "
                         f"{'it' if len(absent) == 1 else 'them'} from")
