@@ -206,7 +206,8 @@ def test_a_name_holding_a_tab_is_refused_not_written_into_another_column(tmp_pat
 
 def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
     """--biotype mRNA keeps the example's mRNAs (WormBase's GFF3 type): their TSSs are the ends of its
-    mRNA lines. RefSeq bacteria name biotypes on gene lines only (gene_biotype=tRNA)."""
+    mRNA lines. RefSeq bacteria name biotypes on gene lines only (gene_biotype=ncRNA); a mature tRNA's
+    5' end, cut from a longer transcript, is no TSS."""
     out = tmp_path / "tss.bed"
     result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "ce1pct.fa.gz",
                      "--kind", "tss", "--biotype", "mRNA", "--out", out)
@@ -217,10 +218,11 @@ def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
     written = {(r[0], int(r[1]), r[5]) for r in (line.split("\t") for line in out.read_text().splitlines())}
     assert written == mrna and len(mrna) > 200
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
-                     GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "tRNA", "rRNA", "tRNAs",
+                     GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "ncRNA", "tRNA", "ncRNAs",
                      "--out", out)
-    assert result.returncode == 0 and "no transcript of biotype tRNAs; the biotypes of its transcripts are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
-    assert len(out.read_text().splitlines()) == 86 + 22  # the genes of gene_biotype tRNA and rRNA
+    assert result.returncode == 0 and "no transcript of biotype ncRNAs; the biotypes of its transcripts are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
+    assert "86 transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs or circular RNAs give no TSS" in result.stderr
+    assert len(out.read_text().splitlines()) == 99  # the genes of gene_biotype ncRNA
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--biotype", "mRNA", "--out", tmp_path / "none.bed")
     assert_user_error(result, "no transcript of biotype mRNA", "ncRNA, protein_coding, rRNA, tRNA")
