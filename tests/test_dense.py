@@ -77,12 +77,13 @@ def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
 
 
 def test_a_contig_shorter_than_a_core_is_named_with_the_sites_it_loses(ce1pct, tmp_path):
-    # MtDNA in the example is 137 bp with two annotated TSSs (its two strands' transcripts).
-    result = run_cli("tasks", "promoter", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION,
+    # III in the example is 137,839 bp with 40 annotated TSSs. (MtDNA, of 137 bp, holds none: its two tRNAs
+    # are cut from a longer transcript.)
+    result = run_cli("tasks", "promoter", "--dense", "--core", 140000, "--genome", ce1pct, "--annotation", ANNOTATION,
                      "--out", tmp_path / "promoter")
     assert result.returncode == 0, result.stderr
-    assert ("1 contig(s) shorter than --core (3000 bp) give no window, and their 2 annotated site(s) none: "
-            "MtDNA") in result.stderr
+    assert ("1 contig(s) shorter than --core (140000 bp) give no window, and their 40 annotated site(s) none: "
+            "III") in result.stderr
 
 
 def test_a_dense_task_is_scored_by_scanning_not_by_evaluate(base, dense_task, tmp_path):
