@@ -59,6 +59,7 @@ class WindowSampler:
             raise UserError(f"give one positive weight per genome ({len(self.paths)} genomes, weights {list(weights)})")
         heldout = set(heldout_contigs)
         self.tables = []  # per genome: (contig names, cumulative usable starts)
+        self.short = []  # per genome: this split's contigs shorter than a window, none of them drawn from
         seen = set()
         self.lengths = []
         for path in self.paths:
@@ -66,9 +67,10 @@ class WindowSampler:
                 lengths = fasta.lengths
             self.lengths.append(lengths)
             seen.update(lengths)
-            usable = [(c, n - window_bp + 1) for c, n in lengths.items()
-                      if n >= window_bp and (c in heldout) == (split == EVAL)]
+            ours = {c: n for c, n in lengths.items() if (c in heldout) == (split == EVAL)}
+            usable = [(c, n - window_bp + 1) for c, n in ours.items() if n >= window_bp]
             self.tables.append(([c for c, _ in usable], np.cumsum([n for _, n in usable])))
+            self.short.append({c: n for c, n in ours.items() if n < window_bp})
         if heldout - seen:
             raise UserError(f"held-out contigs in none of the genomes: {', '.join(sorted(heldout - seen))}")
         where = "held-out contig" if split == EVAL else "contig (held-out ones aside)"

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..hub import model_path
 from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
@@ -225,6 +225,13 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
     held = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, EVAL, s.max_n) \
         if s.heldout_contigs else None
     held_out = eval_batches(held, data, s.eval_windows) if held and rank == 0 else []
+    if rank == 0:  # a fragmented assembly can leave much of itself out
+        for what, drawn in (("training", sampler), ("evaluation", held)):
+            for path, short, lengths in zip(genomes, drawn.short if drawn else [], drawn.lengths if drawn else []):
+                if short:
+                    log.warning("%s: %d contig(s) shorter than a window (%d bp) give no %s windows: %s (%.2g%% of "
+                                "the genome's bases)", path, len(short), window.draw_bp, what, first_names(list(short)),
+                                100 * sum(short.values()) / sum(lengths.values()))
     recorded = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
