@@ -227,7 +227,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
     held_out = eval_batches(held, data, s.eval_windows) if held and rank == 0 else []
     if rank == 0:  # a fragmented assembly can leave much of itself out
         for what, drawn in (("training", sampler), ("evaluation", held)):
-            for path, short, lengths in zip(genomes, drawn.short if drawn else [], drawn.lengths if drawn else []):
+            for path, short, lengths in zip(genomes, drawn.short, drawn.lengths) if drawn else ():
                 if short:
                     log.warning("%s: %d contig(s) shorter than a window (%d bp) give no %s windows: %s (%.2g%% of "
                                 "the genome's bases)", path, len(short), window.draw_bp, what, first_names(list(short)),

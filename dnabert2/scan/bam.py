@@ -252,7 +252,7 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
             name = scanner.labels[label]
             caller = PeakCaller(threshold_score(threshold), distances[name])
             caller.start("", 0)
-            scores = np.rint(track[:, label] * 1000).astype(np.int64)
+            scores = as_scores(track[:, label])
             scores[~item["candidates"][k]] = -1  # neither called nor suppressing a neighbour
             caller.feed(0, scores, owned=True)
             caller.finish()

@@ -4,7 +4,7 @@ labelled nor drawn as negatives. Coordinates are 0-based; intervals are half-ope
 
 import logging
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -473,7 +473,7 @@ def _transcript_features(record) -> list:
             theirs = _names(mrna_of)
             if all(theirs.get(key, value) == value for key, value in names.items()) \
                     and mrna_of.location is not None and cds.location is not None \
-                    and (_across_origin(mrna_of.location) or _Spans([mrna_of.location]).overlap(cds.location)):
+                    and (_across_origin(mrna_of.location) or _overlap(mrna_of.location, cds.location)):
                 return True
         return unnaming[frozenset(_GENE_QUALIFIERS).difference(names)].contain(cds.location)
 
@@ -481,6 +481,11 @@ def _transcript_features(record) -> list:
 
 
 _GENE_QUALIFIERS = ("gene", "locus_tag")
+
+
+def _overlap(a, b) -> bool:
+    """Whether two Biopython locations share a base of one strand, by their spans."""
+    return a.strand == b.strand and int(a.start) < int(b.end) and int(b.start) < int(a.end)
 
 
 def _names(feature) -> dict[str, str]:
@@ -522,12 +527,6 @@ class _Spans:
             return False
         i = bisect_right(self.starts[location.strand], int(location.start))
         return i > 0 and self.reach[location.strand][i - 1] >= int(location.end)
-
-    def overlap(self, location) -> bool:
-        if location is None or location.strand not in self.starts:
-            return False
-        i = bisect_left(self.starts[location.strand], int(location.end))  # those starting before it ends
-        return i > 0 and self.reach[location.strand][i - 1] > int(location.start)
 
 
 def _runs(location) -> list[tuple[str, tuple]]:
