@@ -280,7 +280,8 @@ class ScanSettings:
     max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
                            "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=mapq)
-    min_reads: int = setting(1, "reads mode: sites with fewer supporting reads are dropped", type=positive)
+    min_reads: int = setting(1, "reads mode: sites with fewer supporting reads (a pair's mates count once) are "
+                           "dropped", type=positive)
     batch_tokens: int | None = _batch_tokens()
     workers: int | None = _workers("DataLoader workers reading and tokenising")
     device: str = _device()

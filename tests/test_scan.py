@@ -384,11 +384,11 @@ def test_reads_mode_compares_windows_with_the_threshold_in_thousandths_as_a_geno
     from dnabert2.scan.bam import window_read_hits
 
     scanner = SimpleNamespace(labels=["neither", "promoter"])
-    item = {"sites": np.array([[10], [20]]), "strand": ["+", "-"]}
+    item = {"sites": np.array([[10], [20]]), "strand": ["+", "-"], "read": [0, 0]}
     probabilities = np.array([[0.9978, 0.0022], [0.7004, 0.2996]])
 
     def hits(threshold):
-        return [hit[:2] for hit in window_read_hits(scanner, item, probabilities, [1], threshold)]
+        return [hit[1:3] for hit in window_read_hits(scanner, item, probabilities, [1], threshold)]
 
     assert hits(0.0021) == [(20, "-")]
     assert hits(0.3) == [(20, "-")]
@@ -436,6 +436,33 @@ def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
                      "--top-k", k)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "g-top.bed").read_text() == (tmp_path / "whole-top.bed").read_text()
+
+
+def test_reads_mode_counts_a_pair_whose_mates_both_call_a_site_once(short_model, cnn, tmp_path):
+    """As `junctions` counts (STAR's SJ.out.tab): one SIRV read written three times, as both mates of
+    pair p1 and as single read s1. Every site they call has two supporting reads, where three
+    alignments call it, and so --min-reads 3 keeps none; chunks gather to the same calls."""
+    bam = tmp_path / "pairs.bam"
+    with pysam.AlignmentFile(str(SIRV_BAM)) as source, pysam.AlignmentFile(str(bam), "wb", template=source) as sink:
+        read = next(r for r in source.fetch("SIRV3") if not (r.is_secondary or r.is_supplementary)
+                    and 500 < r.query_length < 1500 and "N" in r.cigarstring)
+        for name, flag in (("p1", 99), ("p1", 147), ("s1", 0)):
+            copy = pysam.AlignedSegment.fromstring(read.to_string(), sink.header)
+            copy.query_name, copy.flag = name, flag
+            copy.next_reference_id, copy.next_reference_start = (read.reference_id, read.reference_start) \
+                if flag else (-1, -1)
+            sink.write(copy)
+    pysam.index(str(bam))
+    for model, args in ((short_model, ("--stride", 30, "--threshold", 0)), (cnn, ("--threshold", 0.01))):
+        common = ["--bam", bam, "--reference", SIRV_FASTA, *args]
+        rows, _ = scan(model, tmp_path / "calls.bed", *common)
+        assert rows and {r[6] for r in rows} == {2}
+        for i in range(2):
+            scan(model, tmp_path / f"c{i}.bed", *common, "--chunk", f"{i}/2")
+        result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g.bed")
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "g.bed").read_text() == (tmp_path / "calls.bed").read_text()
+        assert scan(model, tmp_path / "three.bed", *common, "--min-reads", 3)[0] == []
 
 
 def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import (Fasta, aligned_reads, check_reference, merge_regions, open_alignments, reverse_complement,
-                         too_many_n)
+from ..sequences import (Fasta, Fragments, aligned_reads, check_reference, mate_start, merge_regions, open_alignments,
+                         reverse_complement, too_many_n)
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from ..bases.metrics import as_scores
@@ -107,25 +107,26 @@ class ReadWindows(IterableDataset):
                     continue  # the previous bin's
                 reads.append(read)
                 if len(reads) == self.block_reads:
-                    yield contig, reads
+                    yield contig, lo, reads
                     reads, sent = [], True
             if reads or not sent:
-                yield contig, reads
+                yield contig, lo, reads
 
     def __iter__(self):
         tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
         try:
             with open_alignments(self.bam_path, self.reference) as bam, \
                     Fasta(self.reference) if self.reference else contextlib.nullcontext() as genome:
-                for _, (contig, reads) in worker_share(self.blocks(bam, genome)):
-                    yield self.prepare(tokenizer, contig, reads)
+                for _, (contig, lo, reads) in worker_share(self.blocks(bam, genome)):
+                    yield {"contig": contig, "start": lo, "names": [r.query_name for r in reads],
+                           "mates": [mate_start(r) for r in reads], **self.prepare(tokenizer, contig, reads)}
         except UserError as error:  # travels to the main process as data, not as a traceback
             yield {"error": str(error)}
 
     def prepare(self, tokenizer, contig, reads) -> dict:
-        pieces, strands, sites, owned = [], [], [], []
+        pieces, strands, sites, owned, readers = [], [], [], [], []
         read_bases = short = skipped = 0
-        for read in reads:
+        for k, read in enumerate(reads):
             sequence = read.query_sequence.upper()
             if len(sequence) < self.size:  # no window fits: counted by the chunk holding where it starts
                 short += bool(self.mine.holds(contig, np.array([read.reference_start]))[0])
@@ -150,12 +151,13 @@ class ReadWindows(IterableDataset):
                     pieces.append(sequence[s:s + self.size] if strand == "+" else
                                   reverse[len(sequence) - s - self.size:len(sequence) - s])
                     strands.append(strand)
+                    readers.append(k)
                     # A site counts in the chunk holding its reference position, so no read is counted twice.
                     sites.append(np.where(self.mine.holds(contig, placed), placed, -1))
             if len(owned) > classified and owned[classified]:  # the read's bases count where its first window does
                 read_bases += len(sequence)
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "short_reads": short,
+        return {"reads": len(reads), "read_bases": read_bases, "short_reads": short, "read": readers,
                 "skipped": skipped, "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
@@ -209,7 +211,7 @@ class ReadBases(ReadWindows):
                     sequences.append(piece if strand == "+" else reverse_complement(piece))
                     windows.append((k, start, end, strand))
                     owned.append(mine)
-        return {"contig": contig, "reads": len(reads), "read_bases": read_bases, "sequences": sequences,
+        return {"reads": len(reads), "read_bases": read_bases, "sequences": sequences,
                 "windows": windows, "places": places, "candidates": candidates,
                 "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None,
                 "owned": np.array(owned, dtype=bool)}
@@ -223,13 +225,14 @@ def window_hits(scanner: Scanner, item: dict, labels: list[int], threshold: floa
 
 
 def window_read_hits(scanner: Scanner, item: dict, probabilities: np.ndarray, labels: list[int], threshold: float):
-    """(position, strand, label, probability) of each window scoring at or above the threshold (in
-    thousandths, as a genome scan compares), at its site."""
+    """(read, position, strand, label, probability) of each window scoring at or above the threshold
+    (in thousandths, as a genome scan compares), at its site; read: its place in the block."""
     for j, label in enumerate(labels):
         for row in np.flatnonzero(as_scores(probabilities[:, label]) >= threshold_score(threshold)):
             position = item["sites"][row, j]
             if position >= 0:
-                yield int(position), item["strand"][row], scanner.labels[label], float(probabilities[row, label])
+                yield (item["read"][row], int(position), item["strand"][row], scanner.labels[label],
+                       float(probabilities[row, label]))
 
 
 def base_hits(scanner: DenseScanner, item: dict, labels: list[int], threshold: float, batch_tokens: int, distances):
@@ -242,7 +245,7 @@ def base_hits(scanner: DenseScanner, item: dict, labels: list[int], threshold: f
 def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.ndarray], labels: list[int],
                    threshold: float, distances):
     """The peaks of each read's scores (as a genome scan calls them, along the read), placed where
-    their base aligns."""
+    their base aligns: (read, position, strand, label, probability), read its place in the block."""
     tracks = {}
     for p, (k, start, end, strand) in zip(probabilities, item["windows"]):
         track = tracks.setdefault((k, strand), np.zeros((len(item["places"][k]), p.shape[1]), dtype=np.float32))
@@ -258,15 +261,16 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
             caller.finish()
             for _, q, _ in caller.peaks:
                 if item["places"][k][q] >= 0:
-                    yield int(item["places"][k][q]), strand, name, float(track[q, label])
+                    yield k, int(item["places"][k][q]), strand, name, float(track[q, label])
 
 
 def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[int], threshold: float,
                stride: int | None, strands: str, distances: dict[str, int], batch_tokens: int, workers: int,
                min_mapq: int, min_reads: int, max_n: float, progress: bool) -> tuple[list[Call], Tally]:
     """Calls per reference site inside `ranges` (this chunk's part of the scanned `regions`): the reads
-    in which a window classifier's window, or a per-base model's peak, calls a label there, with the
-    site's mean probability over those reads."""
+    in which a window classifier's window, or a per-base model's peak, calls a label there (a pair
+    whose mates both call it counting once, as junctions count), with the site's mean probability
+    over those reads."""
     if scanner.dense:
         dataset, hits = ReadBases(bam_path, reference, regions, ranges, scanner, min_mapq, strands), base_hits
     else:
@@ -275,7 +279,9 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         hits = window_hits
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is,
                         prefetch_factor=4 if workers else None)
-    support = defaultdict(lambda: [0, 0.0])  # (contig, position, strand, label) → [reads, sum of probabilities]
+    # (contig, position, strand, label) → [fragments, reads, sum of probabilities]
+    support = defaultdict(lambda: [0, 0, 0.0])
+    fragments = Fragments()
     tally, reads, short = Tally(), 0, 0
     started = time.perf_counter()
 
@@ -286,10 +292,13 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
 
     def take(item, found):
         nonlocal reads, short
-        for position, strand, name, probability in found():
+        # Blocks come in the order of their reads' starts, a bin's blocks all from its start.
+        fragments.reach(item["contig"], item["start"])
+        for k, position, strand, name, probability in found():
             entry = support[(item["contig"], position, strand, name)]
-            entry[0] += 1
-            entry[1] += probability
+            entry[0] += fragments.first(item["names"][k], item["mates"][k], position, (strand, name))
+            entry[1] += 1
+            entry[2] += probability
         owned = item["owned"]
         tally.windows += int(owned.sum())
         tally.skipped += item.get("skipped", 0)
@@ -307,8 +316,8 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
     if short:
         log.warning("%d reads shorter than the model's %d bp window were not scanned (a per-base model scans reads of "
                     "any length)", short, scanner.window)
-    return [Call(c, p, p + 1, label, score_of(total / n), strand, n, p)
-            for (c, p, strand, label), (n, total) in support.items() if n >= min_reads], tally
+    return [Call(c, p, p + 1, label, score_of(total / n), strand, count, p)
+            for (c, p, strand, label), (count, n, total) in support.items() if count >= min_reads], tally
 
 
 def bam_lengths(bam_path, reference, reference_lengths: dict[str, int] | None) -> dict[str, int]:

@@ -148,30 +148,53 @@ def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
     return introns
 
 
+def mate_start(read: pysam.AlignedSegment) -> int | None:
+    """Where the read's mate starts, when it is aligned on the read's contig (else None: no mate can
+    show what the read shows)."""
+    if not read.is_paired or read.mate_is_unmapped or read.next_reference_id != read.reference_id:
+        return None
+    return read.next_reference_start
+
+
+class Fragments:
+    """Counts what reads show (an intron, a site) once per fragment, as STAR's SJ.out.tab counts a
+    junction whose mates both cross it. A mate shows a thing at a position only if it starts at or
+    before it, so what one mate showed is kept until the reads, fed in reference order, start past
+    that position (or reach the next contig)."""
+
+    def __init__(self):
+        self.contig, self.shown, self.expiry = None, set(), []  # expiry: heap of (position, key)
+
+    def reach(self, contig, start: int) -> None:
+        """Reads from here on start at or after `start` on `contig`."""
+        if contig != self.contig:
+            self.contig, self.shown, self.expiry = contig, set(), []
+        while self.expiry and self.expiry[0][0] < start:
+            self.shown.discard(heapq.heappop(self.expiry)[1])
+
+    def first(self, name: str, mate: int | None, position: int, what) -> bool:
+        """Whether read `name` (its mate starting at `mate`, None without one) showing `what` at
+        `position` is the first of its fragment to show it."""
+        if mate is None:
+            return True
+        key = (name, position, what)
+        if key in self.shown:
+            self.shown.discard(key)
+            return False
+        if mate <= position:
+            self.shown.add(key)
+            heapq.heappush(self.expiry, (position, key))
+        return True
+
+
 def _fragment_introns(reads) -> Iterator[tuple[pysam.AlignedSegment, list[tuple[int, int]]]]:
-    """Each read with its introns but those its mate showed: a fragment whose mates both cross an
-    intron supports it once, as STAR's SJ.out.tab counts it. A mate that may cross the same intron
-    starts before it, so what a mate showed is kept until the reads, in reference order, reach the
-    intron's start."""
-    shown, expiry = set(), []  # (name, contig id, start, end) a mate showed; heap of (contig id, start, that)
+    """Each read with its introns but those its mate showed (see Fragments)."""
+    fragments = Fragments()
     for read in reads:
-        while expiry and expiry[0][:2] <= (read.reference_id, read.reference_start):
-            shown.discard(heapq.heappop(expiry)[2])
-        introns = read_introns(read)
-        if not read.is_paired or read.mate_is_unmapped or read.next_reference_id != read.reference_id:
-            yield read, introns
-            continue
-        fresh = []
-        for start, end in introns:
-            key = (read.query_name, read.reference_id, start, end)
-            if key in shown:
-                shown.discard(key)
-                continue
-            fresh.append((start, end))
-            if read.next_reference_start < start:
-                shown.add(key)
-                heapq.heappush(expiry, (read.reference_id, start, key))
-        yield read, fresh
+        fragments.reach(read.reference_id, read.reference_start)
+        mate = mate_start(read)
+        yield read, [(start, end) for start, end in read_introns(read)
+                     if fragments.first(read.query_name, mate, start, end)]
 
 
 def transcript_strand(read: pysam.AlignedSegment) -> str | None:
