@@ -30,6 +30,10 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+# The indices htslib finds beside a file by its name.
+INDICES = (".tbi", ".csi", ".fai", ".gzi", ".bai", ".crai")
+
+
 def check_outputs(outputs, inputs=()) -> None:
     """Refuse, before any work, outputs that are directories, that would overwrite an input or each
     other, or whose folder cannot be made; so a command that fails on them fails before writing any."""
@@ -45,6 +49,9 @@ def check_outputs(outputs, inputs=()) -> None:
                 raise UserError(f"{out}: a loop of symbolic links; give a file name for the output") from None
         if out.resolve() in seen:
             raise UserError(f"{out}: given for two outputs")
+        # An output there would break the index htslib finds beside a file, or be replaced by one.
+        if (owner := _index_owner(out, [*outputs, *inputs])) is not None:
+            raise UserError(f"{out}: the name of {owner}'s index; give the output another name")
         seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
@@ -60,6 +67,18 @@ def check_outputs(outputs, inputs=()) -> None:
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
+
+
+def _index_owner(out: Path, files) -> Path | None:
+    """The file among `files` whose index htslib would look for at `out`, if any."""
+    for suffix in INDICES:
+        if out.name.endswith(suffix) and out.name != suffix:
+            owner = out.with_name(out.name[:-len(suffix)])
+            for path in map(Path, filter(None, files)):
+                if os.path.abspath(owner) == os.path.abspath(path) or \
+                        (owner.exists() and path.exists() and owner.samefile(path)):
+                    return path
+    return None
 
 
 def _is_standard_stream(path: Path) -> bool:
@@ -105,10 +124,6 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:  # something else was written there meanwhile: it stays
             break
-
-
-# The indices htslib finds beside a file by its name.
-INDICES = (".tbi", ".csi", ".fai", ".gzi")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pysam
@@ -416,6 +417,20 @@ def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path)
                             input=variants[0].read_text(), capture_output=True, text=True)
     assert_user_error(result, "/dev/stdin", "not a file", "twice")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_output_named_as_an_index_is_refused(cnn, ce1pct, variants, tmp_path):
+    """A table at the output's index would be replaced by it; at the VCF's or the FASTA's, it would
+    break the index htslib finds there."""
+    for name in ("g.fa.gz", "g.fa.gz.fai", "g.fa.gz.gzi"):
+        shutil.copy(f"{ce1pct}{name[7:]}", tmp_path / name)
+    vcf = Path(pysam.tabix_index(str(shutil.copy(variants[0], tmp_path / "v.vcf")), preset="vcf"))
+    before = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    for tsv in ("o.vcf.gz.tbi", "o.vcf.gz.csi", "v.vcf.gz.tbi", "g.fa.gz.fai"):
+        result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", tmp_path / "g.fa.gz",
+                         "--out", tmp_path / "o.vcf.gz", "--tsv", tmp_path / tsv, "--device", "cpu")
+        assert_user_error(result, f"{tsv}: the name of", "index")
+        assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_positions_stay_on_the_contig(cnn, ce1pct, tmp_path):
