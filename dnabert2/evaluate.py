@@ -12,7 +12,7 @@ from .errors import UserError
 from .finetune import check_task_kind, finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
-from .options import add_settings, folder_name, output_file, settings_from
+from .options import add_settings, model_argument, folder_name, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
@@ -155,7 +155,7 @@ def add_arguments(parser) -> None:
         "as it is) and score it on test, beside the --baseline methods (by default a k-mer logistic-regression "
         "baseline; --baseline kmer cnn adds a small CNN). Writes a TSV (one row per task and method: "
         "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
-    parser.add_argument("--model", required=True, type=Path,
+    parser.add_argument("--model", required=True, type=model_argument,
                         help="model folder (pretrained, or a fine-tuned classifier),"
                         " or a Hugging Face Hub id (owner/name[@revision])")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -169,7 +169,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     tasks = find_tasks(args.gue) if args.gue else {folder_name(args.data): args.data}
-    inputs = [file for folder in [*tasks.values(), args.model] if folder.is_dir()
+    inputs = [file for folder in map(Path, [*tasks.values(), args.model]) if folder.is_dir()
               for file in folder.iterdir() if file.is_file()]
     check_outputs([args.out, markdown_of(args.out)], inputs)
     rows = evaluate(args.model, tasks, args.out, settings_from(args, EvaluateSettings),

@@ -26,7 +26,7 @@ from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
 from .model.checkpoint import base_weights
 from .optim import schedule
-from .options import add_settings, changed, progress, settings_from, settings_with
+from .options import add_settings, model_argument, changed, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
@@ -366,7 +366,7 @@ def add_arguments(parser) -> None:
         "OUT/metrics.json. A dense task (tasks --dense) trains a per-base head, picked by dev PR-AUC and scored by "
         "per-base PR-AUC and top-k accuracy. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
         "them into the base model.")
-    parser.add_argument("--model", required=True, type=Path, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")
+    parser.add_argument("--model", required=True, type=model_argument, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--data", required=True, type=Path,
                         help="task folder: GUE format, or a dense task (tasks --dense)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")

@@ -18,7 +18,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
-from .options import add_settings, output_file, settings_from, settings_with
+from .options import add_settings, model_argument, output_file, settings_from, settings_with
 from .outputs import TabSeparated, atomic_output, atomic_text, check_outputs, written_together
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
@@ -177,7 +177,7 @@ def draw(sequence: str, start: int, variants, deltas: np.ndarray, out, title: st
 def add_arguments(parser) -> None:
     parser.description = ("Saturation mutagenesis: the score change of every possible SNV in a region, as a TSV, and "
                           "with --plot a figure of per-base importance with the sequence drawn as letters.")
-    parser.add_argument("--model", required=True, type=Path, help="fine-tuned model folder (per-base or window), "
+    parser.add_argument("--model", required=True, type=model_argument, help="fine-tuned model folder (per-base or window), "
                         "or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--fasta", required=True, type=Path, help="the genome")
     parser.add_argument("--region", required=True, help="contig:start-end, 1-based and inclusive (as samtools)")

@@ -204,6 +204,14 @@ def output_file(text: str) -> Path:
     return Path(text)
 
 
+def model_argument(text: str) -> str:
+    """A command's model: a folder or a Hub id, kept as typed, since a Path would read ./owner/name,
+    a path, as the id owner/name (and '' as the folder here)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a model folder or a Hugging Face Hub id")
+    return text
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -16,7 +16,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
-from .options import add_settings, output_file, progress, settings_from, settings_with
+from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
 from .outputs import TabSeparated, atomic_text, check_outputs, standard_output
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import Scanner
@@ -101,7 +101,7 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
 def add_command(parser, description: str, model_help: str, out_help: str, cls) -> None:
     """The options of a command that runs a model on given sequences (predict, embed)."""
     parser.description = description
-    parser.add_argument("--model", required=True, type=Path,
+    parser.add_argument("--model", required=True, type=model_argument,
                         help=f"{model_help}, or a Hugging Face Hub id (owner/name[@revision])")
     given = parser.add_argument_group("sequences (one of)")
     given.add_argument("--csv", type=Path, help="a CSV with a 'sequence' column (ids from an 'id' column, else, or where "

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import fraction, input_tokens, learning_rate, mapq, non_negative, positive, positive_float, setting, share
+from .options import (fraction, input_tokens, learning_rate, mapq, model_argument, non_negative, positive, positive_float,
+                      setting, share)
 from .tasks.registry import KINDS, TOLERANCES
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -125,7 +126,7 @@ class JunctionsSettings:
 class PretrainSettings:
     preset: str = setting("tiny", "model size from scratch (base = DNABERT-2-117M)", choices=PRESET_NAMES,
                           group="start")
-    init: Path | None = setting(None, "continue pretraining this model folder instead", type=Path, metavar="DIR",
+    init: str | None = setting(None, "continue pretraining this model folder instead", type=model_argument, metavar="DIR",
                                 group="start")
     weights: list[float] | None = setting(None, "sampling weight of each --genome, in the same order: the share of "
                                           "windows drawn from it, whatever its size", type=positive_float,

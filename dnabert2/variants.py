@@ -27,7 +27,7 @@ from .bases.inputs import encode_bases
 from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_name, model_path
-from .options import add_settings, output_file, progress, settings_from, settings_with
+from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
 from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, plain_suffix, tabix_suffix,
                       written_together)
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer, scored_bases
@@ -396,7 +396,7 @@ def add_arguments(parser) -> None:
                           "records whose REF differs from the reference, or that cannot be scored, are flagged in "
                           "INFO/KEY_UNSCORED (KEY the --info-key: DNABERT2_UNSCORED by default) and counted, not "
                           "scored.")
-    parser.add_argument("--model", required=True, type=Path, help="per-base model folder (`finetune` on a dense task, "
+    parser.add_argument("--model", required=True, type=model_argument, help="per-base model folder (`finetune` on a dense task, "
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF (a file: it is read twice)")
     parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")

@@ -138,6 +138,10 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
     ("lab/private-dna", ["lab/private-dna", "a private or gated one needs HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
     ("runs/model--old", ["runs/model--old", "nor a valid Hugging Face Hub id"]),
+    # Paths as written, never the repository they would name once normalised.
+    ("./lab/splice-tiny", ["lab/splice-tiny: no such folder"]),
+    ("lab/splice-tiny/", ["lab/splice-tiny: no such folder"]),
+    ("lab//splice-tiny", ["lab/splice-tiny: no such folder"]),
 ])
 def test_models_that_cannot_be_had_get_one_line(hub, tmp_path, name, words):
     result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", "scan", "--model", name,

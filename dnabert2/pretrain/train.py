@@ -26,7 +26,7 @@ from ..errors import UserError, first_names
 from ..hub import model_path
 from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
 from ..optim import schedule
-from ..options import add_settings, progress, settings_from, settings_with
+from ..options import add_settings, model_argument, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
 from ..sequences import check_distinct
 from ..settings import PretrainSettings, window_over_batch
@@ -486,7 +486,7 @@ def add_arguments(parser) -> None:
         "data-parallel over every GPU.")
     parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
                         help="genome FASTA (repeat for several; bgzip with .fai for random access)")
-    parser.add_argument("--tokenizer", type=Path, help="tokenizer.json (from `dnabert2 vocab`) or a model folder; "
+    parser.add_argument("--tokenizer", type=model_argument, help="tokenizer.json (from `dnabert2 vocab`) or a model folder; "
                         "with --init, by default the init model's")
     parser.add_argument("--out", required=True, type=Path, help="output model folder")
     add_settings(parser, PretrainSettings)

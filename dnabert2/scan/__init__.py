@@ -14,7 +14,7 @@ from ..devices import batch_tokens as default_batch_tokens
 from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
-from ..options import add_settings, output_file, progress, settings_from, settings_with
+from ..options import add_settings, model_argument, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs, scratch_folder, standard_output, written_together
 from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
@@ -264,7 +264,7 @@ def add_arguments(parser) -> None:
         "--covered N scan the reference (--reference) where N or more reads cover it (window scans widen each "
         "stretch by half a window). --chunk i/n scans the i-th of n "
         "balanced parts; `dnabert2 scan-gather` joins them into what one scan gives.")
-    parser.add_argument("--model", required=True, type=Path, help="fine-tuned model folder (`dnabert2 finetune`, `dnabert2 cnn`),"
+    parser.add_argument("--model", required=True, type=model_argument, help="fine-tuned model folder (`dnabert2 finetune`, `dnabert2 cnn`),"
                         " or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--fasta", type=Path, help="genome FASTA (plain, gzip or bgzip; bgzip with .fai is read by "
                         "region)")
