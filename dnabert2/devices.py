@@ -60,6 +60,19 @@ def batch_tokens(given: int | None, device: torch.device) -> int:
     return given or (65536 if device.type == "cuda" else 8192)
 
 
+def padded_batches(sizes: list[int], budget: int):
+    """Slices of consecutive items, sorted by size, whose count × largest stays within `budget` (one
+    larger alone): what a batch padded to its longest costs (PyTorch's attention on a CPU, the CNN), so
+    that short sequences beside a long one are not padded to it."""
+    first = 0
+    while first < len(sizes):
+        last = first + 1
+        while last < len(sizes) and (last + 1 - first) * sizes[last] <= budget:
+            last += 1
+        yield slice(first, last)
+        first = last
+
+
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context for a resolved precision: bf16 matrix products with fp32 weights, or off."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

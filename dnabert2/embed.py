@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .attention import TooLong
-from .devices import Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, upload
+from .devices import (Pending, autocast, batch_tokens, inference_device, inference_weights, overlapped, padded_batches,
+                      upload)
 from .errors import UserError
 from .hub import model_path
 from .model import load_model
@@ -63,22 +64,12 @@ class Embedder:
         starts = list(range(0, len(content) - width, width - self.overlap)) + [len(content) - width]
         return [(index, start, [CLS, *content[start:start + width], SEP]) for start in starts]
 
-    def batches(self, pieces):
-        """Runs of consecutive pieces of at most self.tokens tokens (a longer piece alone)."""
-        first = 0
-        while first < len(pieces):
-            last, used = first + 1, len(pieces[first][2])
-            while last < len(pieces) and used + len(pieces[last][2]) <= self.tokens:
-                used += len(pieces[last][2])
-                last += 1
-            yield pieces[first:last]
-            first = last
-
     @torch.inference_mode()
     def states(self, sequences: list[str]) -> tuple[list[torch.Tensor], list[list[str]]]:
         """Each sequence's token states (tokens + 2, hidden) in fp32 on the CPU, and its tokens."""
         encoded = self.tokenizer.encode_batch(sequences, add_special_tokens=False)
-        pieces = [piece for i, e in enumerate(encoded) for piece in self.pieces(i, e.ids)]
+        pieces = sorted((piece for i, e in enumerate(encoded) for piece in self.pieces(i, e.ids)),
+                        key=lambda piece: len(piece[2]))
         hidden = self.encoder.config.hidden_size
         sums = [torch.zeros(len(e.ids) + 2, hidden) for e in encoded]
         counts = [torch.zeros(len(e.ids) + 2, 1) for e in encoded]
@@ -100,7 +91,8 @@ class Embedder:
                 sums[index].index_add_(0, rows, states)
                 counts[index].index_add_(0, rows, torch.ones(len(piece), 1))
 
-        overlapped(self.batches(pieces), launch, take)
+        batches = (pieces[run] for run in padded_batches([len(piece) for _, _, piece in pieces], self.tokens))
+        overlapped(batches, launch, take)
         names = [["[CLS]", *e.tokens, "[SEP]"] for e in encoded]
         return [total / count for total, count in zip(sums, counts)], names
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .attention import TooLong
 from .bases.inputs import encode_bases
-from .devices import batch_tokens
+from .devices import batch_tokens, padded_batches
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
@@ -34,24 +34,28 @@ CALLED = 0.5  # a per-base model's site label is predicted from this probability
 def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
     """Each label's probability, then the most probable label."""
     encoded = tokenizer.encode_batch_fast(sequences, add_special_tokens=False)
-    ids, lengths = [], []
-    for encoding in encoded:  # whole: every base is read, as in a scan
-        row = [CLS, *encoding.ids, SEP]
-        ids += row
-        lengths.append(len(row))
-    probabilities = scanner.probabilities(np.asarray(ids, dtype=np.int64), np.asarray(lengths), tokens)
-    return [[*map(float, p), scanner.labels[int(p.argmax())]] for p in probabilities]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    framed = [[CLS, *encoded[i].ids, SEP] for i in order]  # whole: every base is read, as in a scan
+    lengths = np.array([len(ids) for ids in framed])
+    rows = [None] * len(sequences)
+    for run in padded_batches(lengths, tokens):
+        ids = np.fromiter((t for ids in framed[run] for t in ids), dtype=np.int64)
+        for i, p in zip(order[run], scanner.probabilities(ids, lengths[run], tokens)):
+            rows[i] = [*map(float, p), scanner.labels[int(p.argmax())]]
+    return rows
 
 
 def base_rows(scanner: DenseScanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
     """For each site label its best per-base probability and that base's offset, then the label; the
     sequences come with the model's flanks of context (read_sequences)."""
-    # By length, so that the padded batches of a per-base model waste little; rows keep input order.
+    # By length, so that padded batches waste little; rows keep input order.
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     flanked = [sequences[i] for i in order]
     encoded = encode_bases(tokenizer, flanked) if tokenizer else None
+    scored = [p for run in padded_batches(scanner.sizes(encoded, flanked), tokens)
+              for p in scanner.probabilities(encoded[run] if encoded is not None else None, flanked[run], tokens)]
     rows = [None] * len(sequences)
-    for i, probabilities in zip(order, scanner.probabilities(encoded, flanked, tokens)):
+    for i, probabilities in zip(order, scored):
         # Over the bases a scan scores: an N's probability is not a site's.
         core = sequences[i][scanner.flank:len(sequences[i]) - scanner.flank]
         sites = np.where(scored_bases(core)[:, None], probabilities[:, 1:], 0)

@@ -299,6 +299,32 @@ def test_sequences_too_long_for_the_cpu_path_are_told_how_to_cut_them(base, clas
     assert not list(tmp_path.glob("e.*")) and not list(tmp_path.glob("p.*"))
 
 
+def test_short_sequences_beside_a_long_one_are_not_padded_to_it(base, classifier, tmp_path):
+    """A 6.6 kb sequence among 2,000 of 12 bp: batched in input order, the short ones were padded to
+    the long one's 1,300 tokens, a 34 GiB attention bias that was refused, though the long one alone
+    runs. Each sequence keeps the scores it has alone."""
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        long = genome.fetch("II", 10000, 16600)
+        short = [genome.fetch("II", 20000 + 40 * i, 20012 + 40 * i) for i in range(2000)]
+    names = ["long", *(f"s{i}" for i in range(2000))]
+    (tmp_path / "all.fa").write_text("".join(f">{n}\n{q}\n" for n, q in zip(names, [long, *short])))
+    (tmp_path / "few.fa").write_text(f">long\n{long}\n>s7\n{short[7]}\n")
+    for name in ("all", "few"):
+        result = run_cli("predict", "--model", classifier, "--fasta", tmp_path / f"{name}.fa", "--out",
+                         tmp_path / f"{name}.tsv")
+        assert result.returncode == 0, result.stderr
+        result = run_cli("embed", "--model", base, "--fasta", tmp_path / f"{name}.fa", "--out", tmp_path / f"{name}.npz")
+        assert result.returncode == 0, result.stderr
+    every, few = read_tsv(tmp_path / "all.tsv"), read_tsv(tmp_path / "few.tsv")
+    assert [row["id"] for row in every] == names
+    for row, other in zip(few, (every[0], every[8])):
+        assert row["id"] == other["id"]
+        assert np.allclose([float(v) for k, v in row.items() if k.startswith("p_")],
+                           [float(v) for k, v in other.items() if k.startswith("p_")], atol=1e-5)
+    every, few = np.load(tmp_path / "all.npz"), np.load(tmp_path / "few.npz")
+    assert np.allclose(few["embeddings"], every["embeddings"][[0, 8]], atol=1e-5)
+
+
 def test_a_fine_tuned_folder_whose_weights_lost_the_head_is_refused_not_scored_at_random(classifier, regions, tmp_path):
     """Loading for training gives a missing head fresh weights; every command that scores refuses it."""
     write_inputs(tmp_path, regions)

@@ -59,10 +59,15 @@ class DenseScanner:
         batch_tokens tokens (bases / 4 for a model without tokens)."""
         return self.launch(encoded, sequences, batch_tokens).result()
 
+    @staticmethod
+    def sizes(encoded, sequences: list[str]) -> list[int]:
+        """What each window counts against batch tokens."""
+        return [len(ids) for ids, _ in encoded] if encoded is not None else [len(q) // 4 for q in sequences]
+
     @torch.inference_mode()
     def launch(self, encoded, sequences: list[str], batch_tokens: int) -> Pending:
         """`probabilities`, queued on the device."""
-        sizes = [len(ids) for ids, _ in encoded] if encoded is not None else [len(q) // 4 for q in sequences]
+        sizes = self.sizes(encoded, sequences)
         parts, first = [], 0
         while first < len(sequences):
             last, used = first + 1, sizes[first]
