@@ -18,7 +18,7 @@ COLUMNS = ("model", "revision", "folder")
 
 def fetch(name: str) -> list[tuple[str, str, str]]:
     """Rows of COLUMNS for a Hub id: the model, and an adapter's base model after it."""
-    folder = model_path(name)
+    folder = model_path(name, newest=True)
     check_model_folder(folder)  # what a job would refuse, refused before it runs
     rows = [(name, model_name(folder), str(folder))]
     if not is_adapter(folder):

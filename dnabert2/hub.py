@@ -36,8 +36,11 @@ def shadowing_folder(name) -> str | None:
     return owner if Path(owner).is_dir() else None
 
 
-def model_path(name) -> Path:
-    """A model folder (or tokenizer file) on disk as it is; a Hub id fetched, or found in the cache."""
+def model_path(name, *, newest: bool = False) -> Path:
+    """A model folder (or tokenizer file) on disk as it is; a Hub id fetched, or found in the cache.
+    newest: what the Hub holds now or an error, never a cached copy in its stead (`dnabert2 fetch`'s
+    job, unless HF_HUB_OFFLINE is set), where huggingface_hub falls back on the cache when the Hub
+    fails to answer."""
     named = hub_id(name)
     if named is None:
         return Path(name)
@@ -52,6 +55,14 @@ def model_path(name) -> Path:
     for client in ("httpx", "httpx2"):  # a line per HTTP request is noise in a command's log
         logging.getLogger(client).setLevel(logging.WARNING)
     try:
+        if newest and not _offline():
+            try:  # a dry run asks the Hub and gives up, where a download would take the cache
+                snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES, dry_run=True)
+            except errors.DryRunError as error:
+                if isinstance(error.__cause__, errors.HfHubHTTPError):
+                    raise error.__cause__ from None
+                raise UserError(f"{where}: the Hugging Face Hub cannot be reached ({_first_line(error.__cause__)}); "
+                                "its cached copy may be out of date") from None
         return Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
     except errors.HFValidationError:
         raise UserError(f"{name}: no such file or folder here, nor a valid Hugging Face Hub id") from None

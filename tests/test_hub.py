@@ -217,6 +217,16 @@ def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path
     offline = python_checksum(hub_env(hub, home, HF_HUB_OFFLINE="1"), "lab/splice-tiny@v1")
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
+    # Where the Hub does not answer, fetch fails: huggingface_hub would give the cached commit, however old.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for endpoint, words in ((f"http://127.0.0.1:{port}", ["cannot be reached", "cached copy may be out of date"]),
+                            (hub.endpoint + "/gone", ["cannot fetch it from the Hugging Face Hub", "404"])):
+        again = run(hub_env(hub, home) | {"HF_ENDPOINT": endpoint}, "-m", "dnabert2", "fetch", "lab/splice-tiny@v1",
+                    "--out", tmp_path / "again.tsv")
+        assert_user_error(again, "lab/splice-tiny@v1", *words)
+    assert not (tmp_path / "again.tsv").exists()
 
 
 def test_fetch_brings_a_lora_adapter_with_its_base_model(hub, hub_lora, tmp_path):
