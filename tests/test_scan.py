@@ -137,6 +137,21 @@ def scan_in_chunks(model, folder, common, chunks=3):
     return whole, parts, summaries
 
 
+@pytest.mark.parametrize("size, stride, reach", [(400, 10, 10300), (400, 1, 2650), (400, 100, 5000), (1000, None, 5000)])
+def test_a_chunk_reads_its_neighbours_windows_as_far_as_peaks_reach(size, stride, reach):
+    """Window blocks overlap by a window less a stride: counting their spans, a chunk read too few of
+    its neighbours' windows, and a stride-1 scan with --min-distance 2250 in 3 chunks called a site that
+    one 2,247 bp away suppresses in the whole scan."""
+    from dnabert2.scan.plan import blocks, chunk, neighbours
+
+    every = blocks([("I", 0, 60000)], size, stride, 64 if stride else 4)
+    for i in range(1, 4):
+        mine = chunk(every, i, 5)
+        before, after = neighbours(every, mine, reach)
+        first, last = mine[0].starts[0], mine[-1].starts[-1]
+        assert before[0].starts[0] <= max(0, first - reach) and after[-1].starts[-1] >= min(last + reach, every[-1].starts[-1])
+
+
 def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_path):
     common = ["--fasta", ce1pct, "--contigs", "III", "MtDNA", "--stride", 100, "--threshold", 0.55]
     # Merged calls: one spanning a chunk end is cut in two by the chunks and whole again after gathering.

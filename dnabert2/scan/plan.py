@@ -173,15 +173,20 @@ def blocks(regions, size: int, stride: int | None, block_windows: int) -> list[B
 
 def neighbours(all_blocks: list[Block], mine: list[Block], reach: int) -> tuple[list[Block], list[Block]]:
     """The blocks of other chunks whose scores peaks within `reach` bp of this chunk's ends depend on:
-    whole blocks (scored as their own chunk scores them), on the same contig region, before and after."""
+    whole blocks (scored as their own chunk scores them), on the same contig region, before and after,
+    until their windows start `reach` bp from the chunk's outermost ones. (Blocks' spans overlap by a
+    window less a stride: their sum overstates how far they reach.)"""
     if not mine:
         return [], []
     before, after = [], []
     for step, found, edge in ((-1, before, mine[0]), (1, after, mine[-1])):
-        i, covered = edge.index + step, 0
-        while 0 <= i < len(all_blocks) and all_blocks[i].grid == edge.grid and covered < reach:
-            found.append(all_blocks[i])
-            covered += all_blocks[i].span[1] - all_blocks[i].span[0]
+        outermost = edge.first if step < 0 else edge.last - 1
+        start = far = edge.grid.window_start(outermost)
+        i = edge.index + step
+        while 0 <= i < len(all_blocks) and all_blocks[i].grid == edge.grid and abs(far - start) < reach:
+            block = all_blocks[i]
+            found.append(block)
+            far = block.grid.window_start(block.first if step < 0 else block.last - 1)
             i += step
     return before[::-1], after
 
