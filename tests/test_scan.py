@@ -16,7 +16,7 @@ from conftest import (DATA, GENOMES, TOKENIZER, assert_stopped, assert_user_erro
                       scan_classifier)
 
 from dnabert2.model import build_model, preset, save_model
-from dnabert2.sequences import Fasta, read_annotation
+from dnabert2.sequences import Fasta, aligned_reads, open_alignments, read_annotation
 from dnabert2.tokenizer import load_tokenizer
 
 SIRV = DATA / "bam" / "sirv_ont"
@@ -505,9 +505,27 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     assert all(start + 300 <= int(r[1]) + int(r[9]) < end for r in rows)
 
 
+def test_covered_mode_scores_every_covered_base_on_both_strands_wherever_the_task_places_its_site(tmp_path):
+    """A promoter's TSS lies 249 bp into a 300 bp window on one strand, 50 bp on the other: stretches
+    widened by half a window left ~100 bp at each end of each without a score on one strand."""
+    model = scan_classifier(tmp_path / "promoter", 300, task="promoter", labels=("neither", "promoter"))
+    (tmp_path / "asked.bed").write_text("SIRV2\t5000\t6911\n")
+    scan(model, tmp_path / "calls.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--covered", 10,
+         "--regions", tmp_path / "asked.bed", "--stride", 1, "--threshold", 0.99, "--bedgraph", tmp_path / "tracks")
+    depth = np.zeros(6911, dtype=int)
+    with open_alignments(SIRV_BAM, SIRV_FASTA) as reads:
+        for read in aligned_reads(reads, "SIRV2", 5000, 6911):
+            for a, b in read.get_blocks():
+                depth[max(a, 5000):min(b, 6911)] += 1
+    covered = set(np.flatnonzero(depth >= 10).tolist())
+    assert len(covered) > 100
+    for name, intervals in read_bedgraph(tmp_path / "tracks").items():
+        scored = {p for _, start, end, _ in intervals for p in range(start, end)}
+        assert covered <= scored, f"{name}: {len(covered - scored)} covered bases without a score"
+
+
 def test_a_covered_stretch_cut_by_the_regions_edge_still_fits_a_window():
     from dnabert2.scan.bam import covered_regions
-    from dnabert2.sequences import open_alignments
 
     lengths = Fasta(SIRV_FASTA).lengths
     with open_alignments(SIRV_BAM, SIRV_FASTA) as reads:

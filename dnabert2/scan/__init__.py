@@ -223,9 +223,11 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
         return calls, tally, requested
     wanted = requested
     if mode == "covered":
-        # A window scan widens each covered stretch by half a window, so that a site at its edge gets a
-        # window centred on it; a dense scan reads its flanks from beyond the stretch anyway.
-        pad = 0 if scanner.dense else scanner.window // 2
+        # A window scan widens each covered stretch so that a site at its edge gets a window, on either
+        # strand, wherever the task places sites in one (half a window for a centred site, 249 bp for a
+        # promoter's TSS in 300); a dense scan reads its flanks from beyond the stretch anyway.
+        pad = 0 if scanner.dense else max(max(offset, scanner.window - 1 - offset)
+                                          for pair in scanner.offsets.values() for offset in pair)
         with open_alignments(bam, genome) as alignments:
             wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
