@@ -96,6 +96,8 @@ def refuse_renamed_keys(config: dict) -> None:
                 raise ValueError(f"config: {section}.{name}.{old} is now called {new}")
 
 
+# What scan-eval takes from a scan's config; the rest it reads from the scan's summary.
+EVALUATION_KEYS = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron", "biotypes", "tags"]
 # Keys that act only with another setting, checked on the config as written (once validated, a key
 # left out cannot be told from one given): (section, key, what it needs, the test of it).
 ONLY_WITH = [
@@ -106,6 +108,10 @@ ONLY_WITH = [
     ("scan", "min_depth", "mode: covered", lambda s: s.get("mode") == "covered"),
     ("scan", "min_reads", "mode: reads", lambda s: s.get("mode") == "reads"),
     ("scan", "min_mapq", "a bam (mode: reads or covered)", lambda s: s.get("mode", "fasta") != "fasta"),
+    ("scan", "min_distance", "peak calling (not merge: true)", lambda s: s.get("merge") is not True),
+    *(("scan", key, "evaluate: true", lambda s: s.get("evaluate") is True) for key in EVALUATION_KEYS),
+    *(("pretrain", key, "heldout_contigs", lambda s: bool(s.get("heldout_contigs")))
+      for key in ("eval_every", "eval_windows")),
 ]
 
 
@@ -437,7 +443,7 @@ def scan_options(settings: dict) -> str:
     chunk = {key: value for key, value in settings.items() if key not in ("top_k", "workers")}
     for section, key, _, applies in ONLY_WITH:
         if section == "scan" and not applies(settings):
-            chunk.pop(key)
+            chunk.pop(key, None)
     return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})
 
 
@@ -453,5 +459,4 @@ def gather_options(settings: dict) -> str:
 def scan_eval_options(settings: dict) -> str:
     """The tolerances, the shortest intron, the biotypes and the tags; scan-eval takes what was scanned
     from the scan's summary."""
-    keys = [f"{name}_tolerance" for name in TOLERANCES] + ["min_intron", "biotypes", "tags"]
-    return as_arguments(ScanEvalSettings, {key: settings[key] for key in keys})
+    return as_arguments(ScanEvalSettings, {key: settings[key] for key in EVALUATION_KEYS})

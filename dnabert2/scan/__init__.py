@@ -88,6 +88,8 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -
     if junctions and (mode == "fasta" or s.chunk):
         raise UserError("--junctions needs --bam and a whole scan (for chunks, write them once with "
                         "`dnabert2 junctions`, --contigs for some)")
+    if s.merge and s.min_distance is not None:
+        raise UserError("--min-distance spaces the peaks called; --merge calls regions instead: give one of them")
     if s.merge and mode == "reads":
         raise UserError("--merge joins windows along the genome; reads mode calls sites with the reads that "
                         "support each: leave --merge out, or scan the reference where reads cover with --covered")
