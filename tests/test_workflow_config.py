@@ -4,6 +4,7 @@ settings, cross-references, and options that the commands parse back into the sa
 
 import copy
 import dataclasses
+import re
 import shlex
 
 import pytest
@@ -92,6 +93,18 @@ def test_schema_defaults_are_the_commands_defaults(section):
 def none_given(value):
     """No value and an empty list both mean that none was given."""
     return None if value == [] else value
+
+
+def test_config_readme_explains_every_key_in_its_section():
+    """The schema sends users to config/README.md for every key: each is there, in its own section."""
+    text = (ROOT / "config" / "README.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    missing = []
+    for name, section in wc.schema(SCHEMA)["properties"].items():
+        inner = section.get("additionalProperties")
+        keys = (inner if isinstance(inner, dict) else section).get("properties", {})
+        missing += [f"{name}.{key}" for key in keys if f"`{key}`" not in sections.get(name, "")]
+    assert not missing, f"keys config/README.md does not explain: {', '.join(missing)}"
 
 
 def test_presets_named_in_the_settings_are_the_models():
