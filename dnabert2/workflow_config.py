@@ -122,6 +122,8 @@ def refuse_keys_without_effect(config: dict) -> None:
         for name, settings in (config.get(section) or {}).items():
             if isinstance(settings, dict) and key in settings and not applies(settings):
                 raise ValueError(f"config: {section}.{name}.{key} acts only with {needs}")
+    if config.get("vocab") and not config.get("pretrain"):
+        raise ValueError("config: vocab acts only with pretrain runs: it learns the tokenizer they train with")
 
 
 def check_version(pyproject) -> None:

@@ -293,6 +293,8 @@ def window_task(config: dict) -> None:
          ["scan.ce1pct_splice.biotypes acts only with evaluate: true"]),
         (lambda c: c["pretrain"]["tiny"].pop("heldout_contigs"), ["pretrain.tiny.eval_every acts only with "
                                                                    "heldout_contigs"]),
+        (lambda c: (c.pop("pretrain"), c["finetune"]["ce1pct_splice"].update(model="lab/dna-model")),
+         ["vocab acts only with pretrain runs"]),
         (lambda c: c["genomes"]["ce1pct"].update(sha256="a" * 64, md5="b" * 32), ["genomes.ce1pct", "not both"]),
         (lambda c: c["pretrain"]["tiny"].update(gpus=3), ["pretrain.tiny: batch_size 32", "over 3 GPUs"]),
         (lambda c: (window_task(c), c["tasks"]["ce1pct_splice"].update(negatives="shuffled")),
