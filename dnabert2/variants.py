@@ -97,9 +97,11 @@ class VariantScorer:
     def core_of(self, v: Variant) -> tuple[int, int]:
         """The core a variant is scored in: a tile of a fixed grid whose cores overlap enough that every
         variant's ±distance span with a REF of up to LONGEST bp lies wholly in one; a longer REF gets a
-        core of its own. Either way it depends on the variant alone, never on its neighbours."""
+        core of its own. Either way it depends on the variant alone, never on its neighbours. None
+        starts before the contig: the model reads a contig's first bases as a scan does, after its
+        flank of N, not after a core's worth more."""
         core, distance = self.scanner.core, self.distance
-        first, last = v.position - distance, v.position + len(v.ref) + distance
+        first, last = max(v.position - distance, 0), v.position + len(v.ref) + distance
         step = core - 2 * distance - LONGEST
         start = first // step * step if step > 0 else first
         return (start, start + core) if last <= start + core else (first, max(last, first + core))
