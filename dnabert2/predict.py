@@ -110,7 +110,8 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
     given = parser.add_argument_group("sequences (one of)")
     given.add_argument("--csv", type=Path, help="a CSV with a 'sequence' column (ids from an 'id' column, else, or where "
                        "blank, a 'name' column, else the row number), such as a GUE task's test.csv")
-    given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names")
+    given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names, which "
+                       "may repeat")
     given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
                        "contig:start-end(strand)); '-' strand regions are reverse-complemented; a per-base "
                        "model reads the genome around each as its flanks, as a scan does")

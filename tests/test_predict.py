@@ -286,6 +286,14 @@ def test_ids_are_written_as_they_are_and_a_blank_one_is_its_row_number(classifie
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[0] for line in (tmp_path / "p.tsv").read_text().splitlines()] == \
         ["id", 'my "gene"', "2", "n3"]  # a blank id: the name, else the row number
+    # Ids may repeat in a FASTA as in a CSV (`bedtools getfasta -name` writes a gene's exons so).
+    (tmp_path / "in.fa").write_text(f">g exon1\n{sequence}\n>g\n{sequence[:50]}\n")
+    for command in ("predict", "embed"):
+        out = tmp_path / ("p2.tsv" if command == "predict" else "e.npz")
+        result = run_cli(command, "--model", classifier, "--fasta", tmp_path / "in.fa", "--out", out, "-q")
+        assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in (tmp_path / "p2.tsv").read_text().splitlines()] == ["id", "g", "g"]
+    assert list(np.load(tmp_path / "e.npz")["ids"]) == ["g", "g"]
 
 
 def test_sequences_too_long_for_the_cpu_path_are_told_how_to_cut_them(base, classifier, regions, tmp_path):

@@ -151,10 +151,13 @@ def too_many_n(sequence: str, max_n: float) -> bool:
     return len(sequence) - sum(sequence.count(b) for b in "ACGT") > max_n * len(sequence)
 
 
-def check_name(path, name: str, seen: set[str]) -> None:
-    """Contig names must be present and unique: indices and BED files address contigs by name."""
+def check_name(path, name: str, seen: set[str] | None) -> None:
+    """Contig names must be present and unique: indices and BED files address contigs by name (seen:
+    those met so far; None for sequences to score, whose names are ids that may repeat)."""
     if not name:
         raise UserError(f"{path}: a record has an empty name (a '>' line with nothing after it)")
+    if seen is None:
+        return
     if name in seen:
         raise UserError(f"{path}: record name {name!r} appears more than once")
     seen.add(name)
@@ -170,12 +173,13 @@ def _count_headers(path) -> int:
     return count
 
 
-def read_records(path) -> Iterator[tuple[str, str]]:
+def read_records(path, distinct: bool = True) -> Iterator[tuple[str, str]]:
     """(name, sequence) for each record of a FASTA (plain, gzip, bgzip) or GenBank file, as written
-    (case kept); validates that the file has sequence and only IUPAC nucleotides."""
+    (case kept); validates that the file has sequence and only IUPAC nucleotides, and, if `distinct`
+    (a genome's contigs), that no name repeats."""
     fmt = sniff_format(path)
     count = 0
-    seen = set()
+    seen = set() if distinct else None
     try:
         if fmt == "genbank":
             with open_text(path) as handle:

@@ -125,7 +125,7 @@ def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, st
         for name, sequence in _csv_sequences(Path(csv_file)):
             yield name, padding + sequence + padding
     elif fasta is not None:
-        for name, sequence in read_records(fasta):
+        for name, sequence in read_records(fasta, distinct=False):  # ids, as a CSV's may repeat
             if not sequence:
                 raise UserError(f"{fasta}: record {name!r} has no sequence")
             yield name, padding + sequence.upper() + padding
