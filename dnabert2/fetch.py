@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import UserError
 from .hub import hub_id, model_name, model_path, shadowing_folder
 from .model.adapters import is_adapter
-from .model.checkpoint import check_model_folder, weights_file
+from .model.checkpoint import adapter_base, check_model_folder, weights_file
 from .options import output_file
 from .outputs import atomic_text, check_outputs
 
@@ -24,8 +24,11 @@ def fetch(name: str) -> list[tuple[str, str, str]]:
     if not is_adapter(folder):
         weights_file(folder)
         return rows
-    base = json.loads((folder / "finetune.json").read_text())["base_model"]
-    return rows + (fetch(base) if hub_id(base) else [])
+    info = json.loads((folder / "finetune.json").read_text())
+    if hub_id(info["base_model"]):
+        return rows + fetch(info["base_model"])
+    adapter_base(folder, info)  # a base on disk must be there for the jobs too
+    return rows
 
 
 def add_arguments(parser) -> None:

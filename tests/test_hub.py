@@ -244,6 +244,18 @@ def test_fetch_brings_a_lora_adapter_with_its_base_model(hub, hub_lora, tmp_path
     assert offline.stdout.split() == ["DNABertForSequenceClassification"]
 
 
+def test_fetch_refuses_an_adapter_whose_base_model_on_disk_is_gone(hub, hub_lora, tmp_path):
+    """Every job would fail on it; fetch, which checks what jobs would refuse, said nothing."""
+    adapter = shutil.copytree(hub_lora[0], tmp_path / "adapter")
+    info = json.loads((adapter / "finetune.json").read_text())
+    (adapter / "finetune.json").write_text(json.dumps({**info, "base_model": str(tmp_path / "gone")}))
+    hub.push("lab/lora-on-disk", adapter)
+    result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", "fetch", "lab/lora-on-disk", "--out",
+                 tmp_path / "f.tsv")
+    assert_user_error(result, "its base model", "gone is not there any more")
+    assert not (tmp_path / "f.tsv").exists()
+
+
 @pytest.mark.parametrize("name, words", [
     ("tests", ["tests: a file or folder here, not a Hugging Face Hub id"]),
     ("lab/no-weights", ["lab/no-weights@"]),

@@ -170,14 +170,20 @@ def classifier_head(folder: Path) -> str:
     return "dense" if ARCHITECTURES["dense"] in architectures else "classification"
 
 
+def adapter_base(folder: Path, info: dict) -> Path:
+    """The folder of the base model a LoRA adapter (its finetune.json: `info`) loads on."""
+    base = model_path(info["base_model"])
+    if not base.is_dir():
+        raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
+    return base
+
+
 def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pooling: str | None = None,
                  device: str | torch.device = "cpu", dtype=None) -> torch.nn.Module:
     """A LoRA fine-tuning folder as a model: its base model with the adapter and head merged in, or that
     merged encoder under the encoder or embedding head, as load_model gives them from a merged folder."""
     info = json.loads((folder / "finetune.json").read_text())
-    base = model_path(info["base_model"])
-    if not base.is_dir():
-        raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
+    base = adapter_base(folder, info)
     recorded = info.get("base_weights")  # adapters saved before it was recorded load as they did
     if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
         raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
