@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tqdm.auto import tqdm
+
 from .errors import UserError
 
 # What loading a model reads: configuration, tokenizer, weights, a LoRA adapter. The released
@@ -57,7 +59,8 @@ def model_path(name, *, newest: bool = False) -> Path:
     try:
         if newest and not _offline():
             try:  # a dry run asks the Hub and gives up, where a download would take the cache
-                snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES, dry_run=True)
+                snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES, dry_run=True,
+                                  tqdm_class=_Silent)
             except errors.DryRunError as error:
                 if isinstance(error.__cause__, errors.HfHubHTTPError):
                     raise error.__cause__ from None
@@ -78,6 +81,13 @@ def model_path(name, *, newest: bool = False) -> Path:
         raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None
     except (errors.HfHubHTTPError, OSError) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
+
+
+class _Silent(tqdm):
+    """A progress bar that shows nothing: a dry run's would say it fetches what it does not."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "disable": True})
 
 
 def model_name(folder) -> str:
