@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .hub import hub_id
+from .hub import hub_id, shadowing_folder
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
@@ -184,10 +184,16 @@ def validate(config: dict, schema: dict) -> None:
         raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {error.schema['description']}")
     if error.validator in ("pattern", "not"):  # what is allowed is in words in the description
         raise ValueError(f"config: {where}: {error.instance!r} is not allowed here: {error.schema['description']}")
-    if error.validator == "type" and error.validator_value == "number" and isinstance(error.instance, str) \
+    wanted = error.validator_value if error.validator == "type" else None
+    if "number" in ([wanted] if isinstance(wanted, str) else wanted or []) and isinstance(error.instance, str) \
             and re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", error.instance):  # YAML 1.1 wants a point in 5.0e-4
         raise ValueError(f"config: {where}: YAML reads {error.instance} as text, not a number; write it with a point, "
                          f"as {error.instance.lower().replace('e', '.0e', 1)}, or in full")
+    if wanted == "string" and isinstance(error.instance, (int, float)) and not isinstance(error.instance, bool):
+        raise ValueError(f"config: {where}: YAML reads {error.instance} as a number; quote it, as "
+                         f"\"{error.instance}\", for a name")
+    if wanted == "object" and error.instance is None:
+        raise ValueError(f"config: {where} is empty: give its settings, or leave it out")
     raise ValueError(f"config: {where}: {error.message}")
 
 
@@ -245,7 +251,7 @@ def check_references(config: dict) -> None:
             if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)) and not to_make(value):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
-                                 f"config nor {what}")
+                                 f"config nor {what}" + (_shadowed(value) if kind == "model" else ""))
         if settings["model"] == CNN and not is_dense_task(config, settings["task"]):
             raise ValueError(f"config: finetune.{name}: the cnn baseline trains on a dense task (tasks with dense: "
                              f"true); {settings['task']!r} is not one")
@@ -292,12 +298,18 @@ def _genomes_listed_once(genomes: dict) -> None:
         listed[key] = name
 
 
+def _shadowed(model: str) -> str:
+    """Why an id that names no folder is not taken for the Hub's, where a folder here makes it a path."""
+    owner = shadowing_folder(model)
+    return f"; the folder {owner}/ here makes it a path (write {model}@main for the Hub id)" if owner else ""
+
+
 def _check_scan(config: dict, name: str, settings: dict) -> None:
     model = settings["model"]
     if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, [model_file(model)]) \
             and not hub_id(model) and not to_make(model):
         raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
-                         f"a folder on disk nor a Hugging Face Hub id")
+                         f"a folder on disk nor a Hugging Face Hub id" + _shadowed(model))
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
         needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
@@ -355,7 +367,7 @@ def _check_variants(config: dict, name: str, settings: dict) -> None:
     elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model) \
             and not to_make(model):
         raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
-                         f"folder on disk nor a Hugging Face Hub id")
+                         f"folder on disk nor a Hugging Face Hub id" + _shadowed(model))
 
 
 def model_file(folder: str) -> str:

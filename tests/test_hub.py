@@ -135,6 +135,7 @@ def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp
 @pytest.mark.parametrize("name, words", [
     ("nobody/no-such-model", ["nobody/no-such-model", "no such file or folder here", "on the Hugging Face Hub"]),
     ("lab/splice-tiny@v9", ["no revision 'v9'"]),
+    ("lab/splice-tiny@917dde8", ["no revision '917dde8'", "full 40-character hash"]),
     ("lab/private-dna", ["lab/private-dna", "a private or gated one needs HF_TOKEN"]),
     ("lab/no-weights", ["lab/no-weights@", "no model weights"]),
     ("runs/model--old", ["runs/model--old", "nor a valid Hugging Face Hub id"]),

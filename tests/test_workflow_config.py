@@ -217,6 +217,11 @@ def window_task(config: dict) -> None:
                                                                                "non-unique"]),
         (lambda c: c["vocab"].update(genomes=["ce1pct", "ce1pct"]), ["vocab.genomes", "non-unique"]),
         (lambda c: c["pretrain"]["tiny"].update(lr="5e-4"), ["pretrain.tiny.lr: YAML reads 5e-4 as text", "as 5.0e-4"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(test_contigs=[5]),
+         ["tasks.ce1pct_splice.test_contigs.0: YAML reads 5 as a number; quote it, as \"5\""]),
+        (lambda c: c.update(pretrain=None), ["config: pretrain is empty"]),
+        (lambda c: c["finetune"]["ce1pct_splice"].update(lr="1e-4"),  # a number or null
+         ["finetune.ce1pct_splice.lr: YAML reads 1e-4 as text", "as 1.0e-4"]),
         (lambda c: c["pretrain"]["tiny"].update(steps="1e5"), ["pretrain.tiny.steps: '1e5' is not of type 'integer'"]),
         (lambda c: (c["genomes"].update(lam={"source": "lambda.fa"}), c["vocab"].update(genomes=["ce1pct"]),
                     c["pretrain"]["tiny"].update(heldout_contigs=["V"])),
@@ -353,6 +358,15 @@ def test_models_may_be_hugging_face_hub_ids():
     config["finetune"]["ce1pct_splice"]["model"] = "zhihan1996/DNABERT-2-117M@main"
     config["scan"]["released"] = {"model": "lab/splice-model", "genome": "ce1pct"}
     checked(config)
+
+
+def test_a_folder_named_as_a_models_owner_makes_it_a_path_and_the_error_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    config = copy.deepcopy(DEFAULT)
+    config["scan"]["ce1pct_splice"]["model"] = "models/splice"
+    refused(config, "scan.ce1pct_splice.model 'models/splice' is neither", "the folder models/ here makes it a path",
+            "models/splice@main for the Hub id")
 
 
 def test_a_remote_workflow_refuses_an_installed_package_of_another_version(tmp_path):
