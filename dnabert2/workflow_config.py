@@ -105,6 +105,7 @@ ONLY_WITH = [
     ("tasks", "flank", "dense: true", lambda s: s.get("dense") is True),
     ("tasks", "empty_rate", "dense: true", lambda s: s.get("dense") is True),
     ("tasks", "negatives", "a task of windows (not dense: true)", lambda s: s.get("dense") is not True),
+    ("tasks", "min_intron", "a task of splice sites", lambda s: s.get("kind") not in KINDS or KINDS[s["kind"]].splices),
     ("scan", "min_depth", "mode: covered", lambda s: s.get("mode") == "covered"),
     ("scan", "min_reads", "mode: reads", lambda s: s.get("mode") == "reads"),
     ("scan", "min_mapq", "a bam (mode: reads or covered)", lambda s: s.get("mode", "fasta") != "fasta"),

@@ -108,6 +108,11 @@ def test_dense_task_bad_input(ce1pct, tmp_path):
                        tmp_path / "d", "--negatives", "shuffled")
     assert_user_error(shuffled, "--negatives is for tasks of windows")
     assert not (tmp_path / "d").exists()
+    for dense in (["--dense"], []):  # gaps that are no introns change no TSS: the option did nothing
+        ignored = run_cli("tasks", "promoter", *dense, "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
+                          tmp_path / "p", "--min-intron", 50)
+        assert_user_error(ignored, "--min-intron", "a promoter task has no splice sites")
+        assert not (tmp_path / "p").exists()
 
 
 def test_per_base_head_packed_and_padded_agree_and_round_trip(tmp_path):

@@ -285,6 +285,8 @@ def window_task(config: dict) -> None:
         (lambda c: c["tasks"]["ce1pct_splice"].update(dense="true"), ["tasks.ce1pct_splice.dense", "boolean"]),
         (lambda c: c["tasks"]["ce1pct_splice"].update(negatives="shuffled"),
          ["tasks.ce1pct_splice.negatives acts only with a task of windows"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(kind="promoter", min_intron=50),
+         ["tasks.ce1pct_splice.min_intron acts only with a task of splice sites"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
                                                                     "mode: covered"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_mapq=20), ["scan.ce1pct_splice.min_mapq acts only with a bam"]),

@@ -139,6 +139,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                         f"{'them' if len(dense_only) > 1 else 'it'}")
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     task.check_negatives(negatives)
+    task.check_min_intron(bool(changed(s, ["min_intron"])))
     rng = np.random.default_rng(seed)
     notes = read_annotation(annotation, s.min_intron, s.biotypes, s.tags)
     with Fasta(genome) as fasta:

@@ -88,6 +88,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         raise UserError(f"--core must be positive and --flank not negative (got {s.core} and {s.flank})")
     if changed(s, ["negatives"]):
         raise UserError("--negatives is for tasks of windows: a dense task labels every base, sites and the rest")
+    task.check_min_intron(bool(changed(s, ["min_intron"])))
     check_folder(Path(out), s.force, inputs=[genome, annotation])
     rng = np.random.default_rng(s.seed)
     notes = read_annotation(annotation, s.min_intron, s.biotypes, s.tags)

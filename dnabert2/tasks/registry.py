@@ -63,6 +63,16 @@ class TaskKind:
     def motifs(self) -> bool:
         return any(s.motif for s in self.sites)
 
+    @property
+    def splices(self) -> bool:
+        """Whether its sites are splice sites, the ends of introns (which --min-intron defines)."""
+        return any(s.site in ("donor", "acceptor") for s in self.sites)
+
+    def check_min_intron(self, given: bool) -> None:
+        if given and not self.splices:
+            raise UserError(f"--min-intron decides which gaps between exons are introns: a {self.name} task has no "
+                            "splice sites for it to act on")
+
     def check_negatives(self, negatives: str) -> None:
         if negatives not in self.negatives:
             raise UserError(f"{self.name} negatives must be {' or '.join(map(repr, self.negatives))}, "
