@@ -72,7 +72,7 @@ def model_path(name, *, newest: bool = False) -> Path:
     except errors.RevisionNotFoundError:
         short = re.fullmatch(r"[0-9a-f]{4,39}", revision or "") is not None
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository"
-                        + " (the Hub takes a commit by its full 40-character hash)" * short) from None
+                        + " (if it is a commit: the Hub takes one by its full 40-character hash)" * short) from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):
         access = ("the token given (HF_TOKEN, or a login) has no access to it if it is private or gated" if get_token()
                   else "a private or gated one needs HF_TOKEN")

@@ -70,13 +70,14 @@ def check_outputs(outputs, inputs=()) -> None:
 
 
 def _index_owner(out: Path, files) -> Path | None:
-    """The file among `files` whose index htslib would look for at `out`, if any."""
-    for suffix in INDICES:
-        if out.name.endswith(suffix) and out.name != suffix:
-            owner = out.with_name(out.name[:-len(suffix)])
-            for path in map(Path, filter(None, files)):
-                if os.path.abspath(owner) == os.path.abspath(path) or \
-                        (owner.exists() and path.exists() and owner.samefile(path)):
+    """The file among `files` whose index htslib would look for at `out`, if any: its name and the
+    index's suffix (g.fa.gz.fai), or, for an alignment file, its name with the suffix swapped (s.bai)."""
+    for path in map(Path, filter(None, files)):
+        for suffix in INDICES:
+            swapped = path.with_suffix(suffix) if path.suffix in (".bam", ".cram") else None
+            for index in (Path(f"{path}{suffix}"), swapped):
+                if index is not None and (os.path.abspath(index) == os.path.abspath(out) or
+                                          (index.exists() and out.exists() and index.samefile(out))):
                     return path
     return None
 

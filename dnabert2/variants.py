@@ -98,13 +98,14 @@ class VariantScorer:
         """The core a variant is scored in: a tile of a fixed grid whose cores overlap enough that every
         variant's ±distance span with a REF of up to LONGEST bp lies wholly in one; a longer REF gets a
         core of its own. Either way it depends on the variant alone, never on its neighbours. None
-        starts before the contig: the model reads a contig's first bases as a scan does, after its
-        flank of N, not after a core's worth more."""
-        core, distance = self.scanner.core, self.distance
-        first, last = max(v.position - distance, 0), v.position + len(v.ref) + distance
+        reaches past the contig: the model reads a contig's ends as a scan does, beside a flank of N,
+        not beside a core's worth more."""
+        core, distance, length = self.scanner.core, self.distance, self.fasta.lengths[v.contig]
+        first, last = max(v.position - distance, 0), min(v.position + len(v.ref) + distance, length)
         step = core - 2 * distance - LONGEST
         start = first // step * step if step > 0 else first
-        return (start, start + core) if last <= start + core else (first, max(last, first + core))
+        start, end = (start, start + core) if last <= start + core else (first, max(last, first + core))
+        return (start, end) if end <= length else (max(0, length - (end - start)), length)
 
     def score(self, variants: list[Variant]) -> dict[tuple[int, int], tuple]:
         """(record, allele) → (largest and smallest change per base and label, positions relative to

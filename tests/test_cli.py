@@ -297,6 +297,17 @@ def test_an_untagged_read_joins_the_strand_of_its_introns_tagged_reads(tmp_path,
     assert {tuple(r[:3]): int(r[3].removeprefix("reads=")) for r in rows} == skips
 
 
+def test_an_output_named_as_the_bams_index_is_refused(tmp_path, data):
+    """htslib finds s.bam's index as s.bam.bai or s.bai: a BED written there replaced it, exit 0."""
+    bam = shutil.copy(data / "bam/sirv_ont/pcs109_5k_spliced.bam", tmp_path / "s.bam")
+    pysam.index(str(bam), str(tmp_path / "s.bai"))
+    before = (tmp_path / "s.bai").read_bytes()
+    for name in ("s.bai", "s.bam.bai", "s.bam.csi"):
+        result = run_cli("junctions", "--bam", bam, "--out", tmp_path / name)
+        assert_user_error(result, f"{name}: the name of", "s.bam's index")
+    assert (tmp_path / "s.bai").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.bai", "s.bam"]
+
+
 def test_junctions_need_only_the_cigars(tmp_path, data):
     sirv = data / "bam/sirv_ont"
     bare = without_bases(sirv / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")

@@ -1524,6 +1524,32 @@ def test_a_fragment_whose_mates_both_cross_an_intron_supports_it_once(tmp_path):
     assert result.returncode == 0 and (tmp_path / "j7.bed").read_text() == ""
 
 
+def test_fragments_count_what_both_mates_show_once_in_any_order_and_forget_it_once_passed():
+    """What reads mode counts a site's support with (a block's hits come in no particular order, blocks
+    in the order of their reads' starts): pair p's mates start at 100 and 150 and both show 160 and
+    170; only the first shows 120, only the second 300."""
+    from dnabert2.sequences import Fragments
+
+    fragments = Fragments()
+    fragments.reach("c", 100)
+    assert [fragments.first("p", 150, at, "+") for at in (120, 160, 170)] == [True] * 3
+    assert [fragments.first("p", 100, at, "+") for at in (160, 170, 300)] == [False, False, True]
+    assert fragments.first("p", 100, 160, "-") and fragments.first("s", None, 160, "+")  # another strand; no mate
+    # The later mate's hits first, in one block: the pair still counts once.
+    assert fragments.first("r", 100, 160, "+") and not fragments.first("r", 150, 160, "+")
+    # Mates in two bins: what the first showed is kept while reads start at or before it.
+    fragments.reach("c", 49_990)
+    assert fragments.first("q", 50_005, 50_010, "+")
+    fragments.reach("c", 50_000)
+    assert not fragments.first("q", 49_990, 50_010, "+")
+    fragments.first("u", 50_020, 50_030, "+")  # its mate never shows it
+    fragments.reach("c", 50_031)
+    assert not fragments.shown  # memory stays flat
+    fragments.first("v", 60, 70_000, "+")
+    fragments.reach("d", 0)
+    assert not fragments.shown  # another contig
+
+
 def test_an_alignment_past_its_contigs_end_is_refused_not_written_as_a_junction_past_it(tmp_path):
     """samtools quickcheck passes a BAM whose alignment runs past its @SQ length; its intron would be a
     BED row past the contig's end. A mapped record without a CIGAR ('*') aligns no base: passed over."""

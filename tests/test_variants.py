@@ -433,19 +433,22 @@ def test_an_output_named_as_an_index_is_refused(cnn, ce1pct, variants, tmp_path)
         assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
-def test_a_variant_near_a_contigs_start_is_read_as_a_scan_reads_the_start():
-    """Its core starts at the contig's first base, after the model's flank of N: laid on the grid from
-    50 bp before the variant, it started 1,850 bp before the contig, and a transformer read 1,950 N."""
+def test_a_variant_near_a_contigs_ends_is_read_as_a_scan_reads_them():
+    """Its core lies on the contig, beside the model's flank of N: laid on the grid from 50 bp before
+    the variant, it started 1,850 bp before the contig, and a transformer read 1,950 N; on a 137 bp
+    contig it read 1,963 N past the end."""
     from types import SimpleNamespace
 
     from dnabert2.variants import Variant, VariantScorer
 
-    scorer = SimpleNamespace(scanner=SimpleNamespace(core=2000), distance=50)
-    for position in (0, 30, 49, 50, 2500):
+    scorer = SimpleNamespace(scanner=SimpleNamespace(core=2000), distance=50,
+                             fasta=SimpleNamespace(lengths={"I": 10000, "MtDNA": 137}))
+    for position in (0, 30, 49, 50, 2500, 9950, 9999):
         start, end = VariantScorer.core_of(scorer, Variant(0, 0, "I", position, "A", "C"))
-        assert 0 <= start <= position - 50 or start == 0, (position, start)
-        assert end - start == 2000 and position + 51 <= end
+        assert max(0, position - 50) >= start >= 0 and min(position + 51, 10000) <= end <= 10000, (position, start, end)
+        assert end - start == 2000
     assert VariantScorer.core_of(scorer, Variant(0, 0, "I", 10, "A" * 1990, "C")) == (0, 2050)
+    assert VariantScorer.core_of(scorer, Variant(0, 0, "MtDNA", 100, "A", "C")) == (0, 137)
 
 
 def test_positions_stay_on_the_contig(cnn, ce1pct, tmp_path):

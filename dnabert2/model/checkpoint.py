@@ -171,10 +171,15 @@ def classifier_head(folder: Path) -> str:
 
 
 def adapter_base(folder: Path, info: dict) -> Path:
-    """The folder of the base model a LoRA adapter (its finetune.json: `info`) loads on."""
+    """The folder of the base model a LoRA adapter (its finetune.json: `info`) loads on, with the
+    weights it was trained on."""
     base = model_path(info["base_model"])
     if not base.is_dir():
         raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
+    recorded = info.get("base_weights")  # adapters saved before it was recorded load as they did
+    if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
+        raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
+                        "on (replaced since); restore the earlier weights, or fine-tune again")
     return base
 
 
@@ -184,10 +189,6 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     merged encoder under the encoder or embedding head, as load_model gives them from a merged folder."""
     info = json.loads((folder / "finetune.json").read_text())
     base = adapter_base(folder, info)
-    recorded = info.get("base_weights")  # adapters saved before it was recorded load as they did
-    if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
-        raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
-                        "on (replaced since); restore the earlier weights, or fine-tune again")
     saved = info.get("head", "classification")
     if head not in (None, saved, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {saved} model; head {head!r} is not available from it")

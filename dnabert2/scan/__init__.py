@@ -266,7 +266,7 @@ def add_arguments(parser) -> None:
         "1000, strand, supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences "
         "and place hits on the reference through the alignments, one call per site with its read support; or with "
         "--covered N scan the reference (--reference) where N or more reads cover it (window scans widen each "
-        "stretch by half a window). --chunk i/n scans the i-th of n "
+        "stretch so that each of its bases is a window's site on both strands). --chunk i/n scans the i-th of n "
         "balanced parts; `dnabert2 scan-gather` joins them into what one scan gives.")
     parser.add_argument("--model", required=True, type=model_argument, help="fine-tuned model folder (`dnabert2 finetune`, `dnabert2 cnn`),"
                         " or a Hugging Face Hub id (owner/name[@revision])")

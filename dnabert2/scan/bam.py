@@ -47,8 +47,8 @@ def split_regions(regions, i: int, n: int) -> list[tuple[str, int, int]]:
 def covered_regions(bam, ranges, min_depth: int, pad: int, lengths: dict[str, int], min_mapq: int = 0):
     """Stretches of `ranges` where at least min_depth primary alignments cover the reference (introns
     not counted), widened by `pad` on each side within their range (a scan never reaches outside the
-    regions asked for); one that the range's edge cuts short of 2 × pad + 1 bp (a window) grows
-    inwards to it, so that its covered bases still get a window."""
+    regions asked for); one that the range's edge cuts short of 2 × pad + 1 bp (at least a window)
+    grows inwards to it, so that its covered bases still get a window."""
     found, window = [], 2 * pad + 1
     for contig, begin, end in ranges:
         for lo in range(begin, end, COVERAGE_STEP):
