@@ -246,6 +246,22 @@ def test_a_one_contig_genome_is_split_by_position(tmp_path):
     assert not {s for s, _ in read_split(out, "train")} & {s for s, _ in test}
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_chromosome_beside_its_plasmids_is_split_by_position_not_sent_whole_to_test(seed):
+    """A bacterium with two small plasmids: by contig, half the seeds put the chromosome (99% of the
+    sites) in test or dev and left train 14 sites; the worm's six chromosomes still split by contig."""
+    import numpy as np
+
+    from dnabert2.tasks.split import CannotSplit, split_contigs
+
+    with pytest.raises(CannotSplit, match="cannot split 3 contig"):
+        split_contigs({"chromosome": 4400, "p1": 14, "p2": 24}, None, None, np.random.default_rng(seed))
+    worm = {"I": 166, "II": 225, "III": 132, "IV": 173, "V": 157, "X": 147}
+    assignment = split_contigs(worm, None, None, np.random.default_rng(seed))
+    for split in ("test", "dev"):
+        assert 0.1 <= sum(n for c, n in worm.items() if assignment[c] == split) / sum(worm.values()) <= 0.3
+
+
 def test_contigs_named_for_a_split_they_cannot_carry(tmp_path):
     args = ["tasks", "promoter", "--genome", ECOLI, "--annotation", ECOLI_GFF, "--out", tmp_path / "t"]
     assert_user_error(run_cli(*args, "--test-contigs", "NC_000913.3"), "cannot split 1 contig",

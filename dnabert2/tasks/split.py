@@ -16,7 +16,9 @@ class CannotSplit(UserError):
 
 def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fraction: float = 0.1) -> dict[str, str]:
     """Contig → split. Given contigs are used as they are; otherwise contigs (in a seeded order) go to
-    test, then dev, until each holds at least `fraction` of the sites."""
+    test, then dev, until each holds at least `fraction` of the sites, passing over a contig that
+    would take a split past 3 × `fraction` (a bacterium's chromosome beside its plasmids): contigs
+    that cannot give it a share in between cannot carry the split."""
     both = sorted(set(test_contigs or ()) & set(dev_contigs or ()))
     if both:
         raise UserError(f"contig {both[0]} is named for both test and dev; a contig belongs to one split")
@@ -26,20 +28,28 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
         raise UserError(f"contigs with no annotated site that gives a window, or not in the genome: "
                         f"{', '.join(unknown)}")
     total = sum(counts.values())
-    assignment = dict(named)
+    assignment, short = dict(named), []
     for split, given in (("test", test_contigs), ("dev", dev_contigs)):
         if given:
             continue
+        held = 0
         for contig in rng.permutation(sorted(counts)):
-            if sum(counts[c] for c, s in assignment.items() if s == split) >= fraction * total:
+            if held >= fraction * total:
                 break
-            if contig not in assignment and len(counts) - len(assignment) > 1:
+            if contig not in assignment and len(counts) - len(assignment) > 1 and \
+                    held + counts[contig] <= 3 * fraction * total:
                 assignment[contig] = split
+                held += counts[contig]
+        if held < fraction * total:
+            short.append(split)
     assignment = {c: assignment.get(c, "train") for c in counts}
     for split in SPLITS:
         if not any(s == split for s in assignment.values()):
             raise CannotSplit(f"cannot split {len(counts)} contig(s) with annotated sites into train, dev and test "
                               f"by contig: none is left for {split}")
+    if short:
+        raise CannotSplit(f"cannot split {len(counts)} contig(s) with annotated sites by contig: no choice of them "
+                          f"gives {short[0]} {fraction:.0%} to {3 * fraction:.0%} of the {total} sites")
     return assignment
 
 
