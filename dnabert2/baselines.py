@@ -53,23 +53,29 @@ def one_hot(sequences: list[str]) -> torch.Tensor:
 
 
 class CNN(nn.Module):
-    """Two convolutions (9 bp filters) and a global max pool: motifs anywhere in the sequence."""
+    """Two convolutions (9 bp filters) and a global max pool: motifs anywhere in the sequence. Each
+    sequence is read as if alone: the padding past its end neither feeds the second convolution nor
+    enters the pool, so a score does not depend on the longest sequence of its split."""
 
     def __init__(self, classes: int, channels: int = 64, width: int = 9, dropout: float = 0.2):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv1d(4, channels, width, padding=width // 2), nn.ReLU(), nn.MaxPool1d(2), nn.Dropout(dropout),
-            nn.Conv1d(channels, channels, width, padding=width // 2), nn.ReLU())
+        self.first = nn.Sequential(nn.Conv1d(4, channels, width, padding=width // 2), nn.ReLU(), nn.MaxPool1d(2),
+                                   nn.Dropout(dropout))
+        self.second = nn.Sequential(nn.Conv1d(channels, channels, width, padding=width // 2), nn.ReLU())
         self.classifier = nn.Linear(channels, classes)
 
-    def forward(self, x):  # x: (batch, 4, length)
-        return self.classifier(self.features(x).amax(-1))
+    def forward(self, x, lengths):  # x: (batch, 4, length), lengths: (batch,) bases of each
+        h = self.first(x)  # (batch, channels, length // 2)
+        real = torch.arange(h.shape[-1], device=x.device)[None, :] < (lengths // 2).clamp(min=1)[:, None]
+        h = self.second(h * real[:, None])
+        return self.classifier(h.masked_fill(~real[:, None], float("-inf")).amax(-1))
 
 
 @torch.no_grad()
-def _probabilities(model, x, batch: int = 512) -> np.ndarray:
+def _probabilities(model, x, lengths, batch: int = 512) -> np.ndarray:
     model.eval()
-    out = np.concatenate([model(x[i:i + batch]).softmax(-1).cpu().numpy() for i in range(0, len(x), batch)])
+    out = np.concatenate([model(x[i:i + batch], lengths[i:i + batch]).softmax(-1).cpu().numpy()
+                          for i in range(0, len(x), batch)])
     model.train()
     return out
 
@@ -80,6 +86,7 @@ def cnn_baseline(task: dict, seed: int = 0, epochs: int = 30, patience: int = 5,
     device = resolve_device(device)
     torch.manual_seed(seed)
     x = {split: one_hot(task[split][0]).to(device) for split in SPLITS}
+    lengths = {split: torch.tensor([len(q) for q in task[split][0]], device=device) for split in SPLITS}
     y = torch.tensor(task["train"][1], device=device)
     model = CNN(int(task["train"][1].max()) + 1).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
@@ -87,11 +94,12 @@ def cnn_baseline(task: dict, seed: int = 0, epochs: int = 30, patience: int = 5,
     best, best_state, waited = -2.0, None, 0
     for _ in range(epochs):
         for chosen in torch.randperm(len(y), generator=generator).split(batch_size):
-            loss = nn.functional.cross_entropy(model(x["train"][chosen.to(device)]), y[chosen.to(device)])
+            chosen = chosen.to(device)
+            loss = nn.functional.cross_entropy(model(x["train"][chosen], lengths["train"][chosen]), y[chosen])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        dev = scores(task["dev"][1], _probabilities(model, x["dev"]))["mcc"]
+        dev = scores(task["dev"][1], _probabilities(model, x["dev"], lengths["dev"]))["mcc"]
         if dev > best:
             best, best_state, waited = dev, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
@@ -99,5 +107,5 @@ def cnn_baseline(task: dict, seed: int = 0, epochs: int = 30, patience: int = 5,
             if waited >= patience:
                 break
     model.load_state_dict(best_state)
-    probabilities = _probabilities(model, x["test"])
+    probabilities = _probabilities(model, x["test"], lengths["test"])
     return {**scores(task["test"][1], probabilities), "collapsed": one_class(probabilities)}

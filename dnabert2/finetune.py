@@ -92,7 +92,8 @@ class WindowJob:
         check_dev(data, self.task)
         self.classes = int(self.task["train"][1].max()) + 1
         check_task_kind(data, self.classes)
-        self.max_tokens = max_tokens or token_limit(max(len(q) for split in SPLITS for q in self.task[split][0]))
+        # From train alone: what dev and test hold must not change what is trained.
+        self.max_tokens = max_tokens or token_limit(max(len(q) for q in self.task["train"][0]))
         whole = {split: token_ids(tokenizer, self.task[split][0]) for split in SPLITS}
         # Cut for training only (DNABERT-2's limit bounds its cost); dev and test are scored whole, as
         # predict and scan run the model, so the figures reported are theirs.

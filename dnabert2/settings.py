@@ -232,7 +232,7 @@ class FinetuneSettings:
     # (dev and test, predict, scan) it reads whole.
     max_tokens: int | None = setting(None, "longest training input in tokens, [CLS] and [SEP] included (dev and "
                                      "test are scored whole, as predict and scan read them)", type=input_tokens,
-                                     default_text="a quarter of the longest sequence in bp")
+                                     default_text="a quarter of the longest training sequence in bp")
     merge: bool = setting(False, "save a whole merged model instead of the LoRA adapter")
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")

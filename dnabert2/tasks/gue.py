@@ -4,6 +4,8 @@ checks, written atomically, found under a GUE download's layout."""
 import csv
 import itertools
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ from ..errors import UserError
 from ..options import folder_name
 from ..outputs import atomic_folder, atomic_output, atomic_text
 from ..sequences.fasta import IUPAC
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 
@@ -114,15 +118,26 @@ def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Pa
 
 def find_tasks(root) -> dict[str, Path]:
     """Task name (its path under root, e.g. "prom/prom_300_all") → folder, for every folder holding
-    train.csv, dev.csv and test.csv."""
+    train.csv, dev.csv and test.csv, linked folders included; one holding some of them is left out
+    with a warning (a table lacking a task should say why)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: not a folder")
-    tasks = {}
-    for train in sorted(root.rglob("train.csv")):
-        folder = train.parent
-        if all((folder / f"{split}.csv").is_file() for split in SPLITS):
+    tasks, seen = {}, set()
+    for here, folders, files in os.walk(root, followlinks=True):
+        if os.path.realpath(here) in seen:  # a link back up the tree
+            folders.clear()
+            continue
+        seen.add(os.path.realpath(here))
+        folders.sort()
+        held = [split for split in SPLITS if f"{split}.csv" in files]
+        if held and len(held) < len(SPLITS):
+            missing = [f"{split}.csv" for split in SPLITS if split not in held]
+            log.warning("%s: no %s, so no task: left out", here, " and no ".join(missing))
+        elif held:
+            folder = Path(here)
             tasks[str(folder.relative_to(root)) if folder != root else folder_name(folder)] = folder
+    tasks = dict(sorted(tasks.items()))
     if not tasks:
         raise UserError(f"{root}: no task folders (a task folder holds train.csv, dev.csv and test.csv)")
     return tasks
@@ -142,7 +157,10 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
 
     predicted = probabilities.argmax(1)
     classes = probabilities.shape[1]
-    result = {"mcc": matthews_corrcoef(labels, predicted), "f1": f1_score(labels, predicted, average="macro"),
+    # Macro F1 over the classes test holds, for every model alike (not those a model happens to predict).
+    held = sorted(set(labels.tolist()))
+    result = {"mcc": matthews_corrcoef(labels, predicted),
+              "f1": f1_score(labels, predicted, labels=held, average="macro"),
               "accuracy": accuracy_score(labels, predicted), "auroc": None, "auprc": None}
     if len(set(labels.tolist())) == classes:
         ranked = (labels, probabilities[:, 1]) if classes == 2 else (np.eye(classes)[labels], probabilities)
