@@ -12,7 +12,7 @@ from .errors import UserError
 from .finetune import check_task_kind, finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
-from .options import add_settings, model_argument, folder_name, output_file, settings_from
+from .options import add_settings, folder_name, model_argument, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense

@@ -26,7 +26,7 @@ from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
 from .model.checkpoint import base_weights
 from .optim import schedule
-from .options import add_settings, model_argument, changed, progress, settings_from, settings_with
+from .options import add_settings, changed, model_argument, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
