@@ -1118,6 +1118,12 @@ def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
     assert "gene-b0240" not in genes  # crl: a pseudogene, its CDS pieces marked pseudo=true
     # Set aside: its start may be a TSS, and a task draws no negative there.
     assert ("NC_000913.3", 257828, "+") in {(s.contig, s.position, s.strand) for s in annotation.unlabelled({"tss"})}
+    # So are the ends of the 128 pseudogene lines no line names as Parent (yafU; 338 promoter negatives lay
+    # within 1 kb of their 5' ends).
+    assert {("NC_000913.3", 239083, "-"), ("NC_000913.3", 716596, "-")} <= \
+        {(s.contig, s.position, s.strand) for s in annotation.unlabelled({"tss"})}
+    assert ("NC_000913.3", 238745, "-") in {(s.contig, s.position, s.strand) for s in annotation.unlabelled({"tts"})}
+    assert "gene-b0218" not in genes and len(annotation.left_out) == 145
     assert not annotation.introns()
     # A gene's CDS of two IDs are two proteins (as in GenBank): mrcB's PBP1Bgamma starts 135 bp into
     # PBP1Balpha; dnaX's gamma subunit ends 637 bp before tau, after a ribosomal slip.

@@ -589,9 +589,11 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
             defines = bool(attrs.get("transcript_id")) and kind in _TRANSCRIPT_KINDS if parse is _gtf_attributes \
                 else piece is None and "ID" in attrs
             # The ends of other features' lines (a gene, a repeat_region) are neither read nor checked.
-            located = piece or kind in _TRANSCRIPT_KINDS or kind == "region"
+            located = piece or kind in _TRANSCRIPT_KINDS or kind in ("region", "pseudogene")
             interval = _interval(path, number, start, end) if located else (None, None)
             features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
+            if kind == "pseudogene" and parse is _gff3_attributes and "ID" in attrs and strand in "+-":
+                features.pseudogenes.setdefault(attrs["ID"], (contig, strand, interval))
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             if piece:
@@ -718,6 +720,8 @@ class _Features:
         # Liftoff's genes lifted over in part or at a low identity: their transcripts' exons may be missing
         self.lifted_poorly = set()
         self.pseudo = set()  # those with a CDS piece marked pseudo (see read)
+        # GFF3 pseudogene lines: ID -> (contig, strand, interval); RefSeq's often have no child line
+        self.pseudogenes = {}
         # GFF3 ID or GTF transcript_id -> (contig, strand, start, end, source) of the first line defining it
         # (not of its pieces; start and end None where not read: only transcript and mRNA lines apart are
         # told apart), and of every such line where there are several (most features have one: a set each
@@ -907,6 +911,10 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
                          tuple(_merge({i for c, i in located if c == contig})))
               for transcript_id, located in pieces.unstranded_exons.items() if transcript_id not in groups
               for contig in sorted({c for c, _ in located}) for strand in "+-"]
+    # A pseudogene line no piece names (RefSeq's bacterial ones): its ends may be a TSS and a TTS.
+    named = {name for t in transcripts + incomplete + aside for name in (t.id, t.gene)}
+    aside += [Transcript(gene, gene, contig, strand, (interval,))
+              for gene, (contig, strand, interval) in features.pseudogenes.items() if gene not in named]
     if not transcripts:
         raise UserError(f"{path}: no transcripts found (every one left out, as said above)")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
