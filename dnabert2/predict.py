@@ -22,7 +22,7 @@ from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer, scored_b
 from .scan.model import Scanner
 from .sequences import check_sources, in_blocks, read_sequences
 from .settings import PredictSettings
-from .tokenizer import CLS, SEP
+from .tokenizer import frame, token_ids
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ CALLED = 0.5  # a per-base model's site label is predicted from this probability
 
 def window_rows(scanner: Scanner, tokenizer, sequences: list[str], tokens: int) -> list[list]:
     """Each label's probability, then the most probable label."""
-    encoded = tokenizer.encode_batch_fast(sequences, add_special_tokens=False)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
-    framed = [[CLS, *encoded[i].ids, SEP] for i in order]  # whole: every base is read, as in a scan
+    whole = token_ids(tokenizer, sequences)
+    order = sorted(range(len(whole)), key=lambda i: len(whole[i]))
+    framed = frame([whole[i] for i in order])  # uncut: every base is read, as in a scan
     lengths = np.array([len(ids) for ids in framed])
     rows = [None] * len(sequences)
     for run in padded_batches(lengths, tokens):
