@@ -58,7 +58,11 @@ def base_rows(scanner: DenseScanner, tokenizer, sequences: list[str], tokens: in
     for i, probabilities in zip(order, scored):
         # Over the bases a scan scores: an N's probability is not a site's.
         core = sequences[i][scanner.flank:len(sequences[i]) - scanner.flank]
-        sites = np.where(scored_bases(core)[:, None], probabilities[:, 1:], 0)
+        read = scored_bases(core)
+        if not read.any():  # no base to point at: empty fields (NA to pandas and R), not offset 0
+            rows[i] = ["", ""] * (len(scanner.labels) - 1) + [scanner.labels[0]]
+            continue
+        sites = np.where(read[:, None], probabilities[:, 1:], 0)
         best, at = sites.max(0), sites.argmax(0)
         top = int(best.argmax())
         label = scanner.labels[top + 1] if best[top] >= CALLED else scanner.labels[0]

@@ -405,6 +405,26 @@ def test_a_bed_region_is_read_between_the_genomes_flanks_as_a_scan_reads_it(cnn,
     assert sum(differs) >= len(regions) // 2
 
 
+def test_a_sequence_with_no_base_to_score_points_at_none(cnn, regions, tmp_path):
+    """An all-N sequence has no base a per-base model scores: its probabilities and offsets are empty
+    (NA), not a best probability of 0 at offset 0, and the row beside it is scored as alone."""
+    name, *_, sequence = regions[2]
+    (tmp_path / "in.fa").write_text(f">gap\n{'N' * 120}\n>{name}\n{sequence}\n")
+    (tmp_path / "alone.fa").write_text(f">{name}\n{sequence}\n")
+    for stem in ("in", "alone"):
+        result = run_cli("predict", "--model", cnn, "--fasta", tmp_path / f"{stem}.fa", "--out",
+                         tmp_path / f"{stem}.tsv", "-q")
+        assert result.returncode == 0, result.stderr
+    gap, scored = read_tsv(tmp_path / "in.tsv")
+    assert gap == {"id": "gap", "p_donor": "", "at_donor": "", "p_acceptor": "", "at_acceptor": "",
+                   "label": "neither"}
+    alone = read_tsv(tmp_path / "alone.tsv")[0]
+    assert [scored[k] for k in ("id", "at_donor", "at_acceptor", "label")] == \
+        [alone[k] for k in ("id", "at_donor", "at_acceptor", "label")]
+    np.testing.assert_allclose([float(scored["p_donor"]), float(scored["p_acceptor"])],
+                               [float(alone["p_donor"]), float(alone["p_acceptor"])], atol=1e-6)
+
+
 def test_load_model_takes_the_cnn_baselines_folder(cnn, regions, tmp_path):
     model = load_model(cnn)
     assert type(model).__name__ == "SpliceCNN" and not model.training
