@@ -17,6 +17,7 @@ from conftest import DATA, assert_stopped, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
+from dnabert2.sequences import Fasta
 from dnabert2.pretrain.data import EVAL, TRAIN, PretrainSteps, WindowSampler, WindowSpec, mask_tokens
 
 TOKENIZER = DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"
@@ -348,6 +349,32 @@ def test_resume_with_force_continues_the_same_settings_and_starts_afresh_over_ot
            "afresh, its checkpoints removed" in other.stderr
     assert [r["step"] for r in losses(out)] == [1, 2, 3]
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*.pt")) == ["step-00000002.pt", "step-00000003.pt"]
+
+
+def test_resume_tells_genomes_and_init_models_apart_by_their_contents(genome, tmp_path):
+    """A genome of the same contigs and lengths but other bases (masked otherwise, say), or an --init
+    folder whose weights were replaced, is another run: --resume refuses it, --resume --force starts
+    afresh, and the finished model is the one a fresh run trains."""
+    with Fasta(genome) as fasta:
+        contigs = {name: fasta.fetch(name, 0, 20_000) for name in ("I", "II")}
+    first, init = tmp_path / "g.fa", tmp_path / "init"
+    first.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in contigs.items()))
+    torch.manual_seed(0)
+    save_model(build_model(preset("tiny"), "mlm"), init, load_tokenizer(TOKENIZER))
+    out, fresh = tmp_path / "m", tmp_path / "fresh"
+    assert run_cli(*pretrain_args(first, out, "--steps", 2, "--checkpoint-every", 1, "--init", init)).returncode == 0
+    # Other bases, the same names and lengths; and other initial weights, the same folder.
+    first.write_text("".join(f">{name}\n{sequence[::-1]}\n" for name, sequence in contigs.items()))
+    assert_user_error(run_cli(*pretrain_args(first, out, "--steps", 2, "--checkpoint-every", 1, "--init", init,
+                                             "--resume")), "genome_sha256")
+    torch.manual_seed(1)
+    save_model(build_model(preset("tiny"), "mlm"), init, load_tokenizer(TOKENIZER))
+    again = run_cli(*pretrain_args(first, out, "--steps", 2, "--checkpoint-every", 1, "--init", init, "--resume",
+                                   "--force"))
+    assert again.returncode == 0 and "genome_sha256" in again.stderr and "init_sha256" in again.stderr, again.stderr
+    assert "afresh" in again.stderr
+    assert run_cli(*pretrain_args(first, fresh, "--steps", 2, "--init", init)).returncode == 0
+    assert_same_run(out, fresh)
 
 
 def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):

@@ -22,9 +22,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
+from ..download import compute_checksum
 from ..errors import UserError, first_names
 from ..hub import model_path
 from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
+from ..model.checkpoint import base_weights
 from ..optim import schedule
 from ..options import add_settings, model_argument, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
@@ -169,11 +171,10 @@ def checkpoints_inside(folder: Path, out: Path) -> tuple[str, ...]:
 
 def comparable(settings: dict) -> dict:
     """A run's recorded settings as a resume compares them: the model's type is a name for the files
-    (it changed from bert to dnabert2), not a setting of the run; and the genomes are known by their
-    contigs (genome_contigs), not by their paths, which change when data moves to another node; nor is
-    the --init model compared (a resumed run's weights are the checkpoint's; its architecture and
-    tokenizer are compared), nor --batch-tokens, a memory bound a requeue onto another GPU may need to
-    change (resume_from warns). The model's fields are compared one by one, so a refusal names the
+    (it changed from bert to dnabert2), not a setting of the run; and the genomes and the --init model
+    are known by their contents (genome_contigs, genome_sha256, init_sha256), not by their paths, which
+    change when data moves to another node; nor is --batch-tokens, a memory bound a requeue onto
+    another GPU may need to change (resume_from warns). The model's fields are compared one by one, so a refusal names the
     field that changed."""
     return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init", "batch_tokens")},
             **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
@@ -233,8 +234,11 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                                 "the genome's bases)", path, len(short), window.draw_bp, what, first_names(list(short)),
                                 100 * sum(short.values()) / sum(lengths.values()))
     recorded = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
+                # The files' bytes: a genome masked otherwise (Ensembl's dna_sm for dna_rm) keeps its contigs.
+                "genome_sha256": [compute_checksum("sha256", g) for g in genomes],
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
-                "init": str(s.init) if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
+                "init": str(s.init) if s.init else None,
+                "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
                 "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate,
                 "steps": s.steps, "lr": s.lr, "betas": list(s.adam_betas), "eps": s.adam_eps,
