@@ -29,7 +29,7 @@ def genome(ce1pct):
 
 
 def pretrain_args(genome, out, *extra):
-    window = [] if "--window-bp" in extra else ["--window-tokens", 64]
+    window = [] if {"--window-bp", "--window-tokens"} & set(extra) else ["--window-tokens", 64]
     return ["pretrain", "--genome", genome, "--tokenizer", TOKENIZER, "--out", out, "--batch-size", 8, *window,
             "--workers", 0, "--lr", 2e-3, "-q", *extra]
 
@@ -85,6 +85,42 @@ def test_windows_skip_n_respect_held_out_contigs_and_use_both_strands(tmp_path):
         WindowSampler([fasta], None, 200, heldout_contigs=["chrZ"])
     with pytest.raises(UserError, match="no contig \\(held-out ones aside\\) is as long as one window"):
         WindowSampler([fasta], None, 6000)
+
+
+def gapped(genome, folder, gap: int, every: int):
+    """The first 60 kb of chromosome I with a run of `gap` N every `every` bases."""
+    with Fasta(genome) as fasta:
+        sequence = fasta.fetch("I", 0, 60_000)
+    path = folder / "gapped.fa"
+    path.write_text(">I\n" + "".join(sequence[i:i + every - gap] + "N" * gap
+                                     for i in range(0, len(sequence), every)) + "\n")
+    return path
+
+
+def test_max_n_holds_over_the_bases_a_window_keeps_of_what_was_drawn(genome, tmp_path):
+    """A window in tokens is drawn long (6 bp a token) and cut to its tokens: 36 N in each 768 bp pass
+    5% over the drawn bases but not over the ~250 kept, and the kept bases are what --max-n must bound."""
+    sampler = WindowSampler([gapped(genome, tmp_path, 36, 768)], None, 6 * 64, max_n=0.05)
+    steps = PretrainSteps(sampler, load_tokenizer(TOKENIZER), WindowSpec(tokens=64), 8, 4096, seed=0)
+    drawn = [sampler.draw(np.random.default_rng(i), steps.kept_bases)[-1] for i in range(300)]
+    kept = [sequence[:steps.kept_bases(sequence)] for sequence in drawn]
+    assert all(len(read) > 150 and read.count("N") <= 0.05 * len(read) for read in kept)
+    assert any(read != sequence and "N" in sequence[len(read):] for read, sequence in zip(kept, drawn))
+    uncut = [sampler.draw(np.random.default_rng(i))[-1] for i in range(300)]
+    assert any(s[:steps.kept_bases(s)].count("N") > 0.05 * steps.kept_bases(s) for s in uncut)  # the case exists
+
+
+def test_a_step_over_gaps_logs_a_finite_loss(genome, tmp_path):
+    """Windows of many N once left micro-batches with no scored token, whose loss was NaN in
+    metrics.jsonl (not JSON); every kept window now holds bases to learn from."""
+    out = tmp_path / "m"
+    # A micro-batch a window: one drawn in the first bases of a 150 N gap kept 126 [UNK] tokens alone.
+    result = run_cli(*pretrain_args(gapped(genome, tmp_path, 150, 2000), out, "--steps", 30, "--batch-size", 4,
+                                    "--max-n", 0.2, "--window-tokens", 128, "--batch-tokens", 128))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 31)) and all(row["loss"] > 0 for row in rows)
 
 
 def test_a_genome_too_large_for_memory_is_read_by_region_into_the_same_windows(genome, monkeypatch):

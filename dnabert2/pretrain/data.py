@@ -105,8 +105,9 @@ class WindowSampler:
             self._fastas, self._pid = [Fasta(p) for p in self.paths], os.getpid()
         return self._fastas
 
-    def draw(self, rng: np.random.Generator) -> tuple[str, int, str, str]:
-        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
+    def draw(self, rng: np.random.Generator, kept=len) -> tuple[str, int, str, str]:
+        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented. `max_n`
+        holds over the first `kept(sequence)` bases, those the model reads of a window cut to its tokens."""
         fastas = self._open() if self._memory is None else None
         for _ in range(1000):
             g = int(np.searchsorted(self.cdf, rng.random(), side="right"))
@@ -119,8 +120,11 @@ class WindowSampler:
             else:
                 sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
             plus = rng.random() < 0.5
-            if not too_many_n(sequence, self.max_n):
-                return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
+            sequence = sequence if plus else reverse_complement(sequence)
+            read = sequence[:kept(sequence)]
+            # A window of N alone has no base to learn from, whatever max_n allows.
+            if not too_many_n(read, self.max_n) and any(base in read for base in "ACGT"):
+                return names[i], start, "+" if plus else "-", sequence
         drawn_from = ("the held-out contigs are" if self.split == EVAL else
                       "the genomes are (held-out contigs aside)" if self.held_out else "the genomes are")
         raise UserError(f"no window with at most {self.max_n:.0%} N found in 1000 draws; {drawn_from} mostly N")
@@ -183,11 +187,16 @@ class PretrainSteps(torch.utils.data.Dataset):
     def __len__(self):
         return 2**62
 
+    def kept_bases(self, sequence: str) -> int:
+        """How many of a window's bases its tokens keep, cut to the window's length in tokens."""
+        offsets = self.tokenizer.encode(sequence, add_special_tokens=False).offsets[:self.limit - 2]
+        return offsets[-1][1] if offsets else 0
+
     def examples(self, stream: int, step: int, indices, sampler: WindowSampler | None = None) -> list:
         """(input ids, labels) of windows `indices` of a step: each drawn and masked by its own random
         stream, all tokenised in one batch."""
         rngs = [np.random.default_rng([self.seed, stream, step, index]) for index in indices]
-        sequences = [(sampler or self.sampler).draw(rng)[-1] for rng in rngs]
+        sequences = [(sampler or self.sampler).draw(rng, self.kept_bases)[-1] for rng in rngs]
         encoded = encode(self.tokenizer, sequences, self.limit)
         return [mask_tokens(ids, rng, self.vocab_size, self.mask_rate) for ids, rng in zip(encoded, rngs)]
 
