@@ -184,6 +184,9 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     """Fine-tune `model_dir` on the task folder `data` (GUE format, or a dense task) and write `out`;
     returns the metrics. Settings: a FinetuneSettings, or its fields as keywords."""
     s = settings_with(FinetuneSettings, settings, overrides)
+    if str(model_dir) == "cnn" and not Path("cnn").exists():  # the workflow's name for the baseline
+        raise UserError("--model cnn: the CNN baseline is not a model to fine-tune; train it with `dnabert2 cnn "
+                        "--data TASK --out DIR` (the workflow's `model: cnn`)")
     model_dir, data, out = model_path(model_dir), Path(data), Path(out)
     if is_adapter(model_dir):
         raise UserError(f"{model_dir}: a LoRA adapter, which holds no whole model to train; fine-tune its base model, "

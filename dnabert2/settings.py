@@ -200,8 +200,8 @@ class TaskSettings:
     core: int = setting(3000, "dense: bases each window is labelled and scored on", type=positive)
     flank: int = setting(150, "dense: bases of context on each side of the core, not scored (a scan reads them "
                          "again for each window)", type=non_negative)
-    empty_rate: float = setting(0.1, "dense: share of windows without an annotated site that are kept",
-                                type=share)
+    empty_rate: float = setting(0.1, "dense: share of training windows without an annotated site that are kept "
+                                "(dev and test keep all)", type=share)
     force: bool = _force()
     margin: int = 1000  # bp between a genomic negative and the nearest site
 

@@ -74,6 +74,20 @@ def test_dense_task_labels_every_annotated_site_on_its_strand(dense_task):
     assert len(found) > 0.9 * len(sites)
     assert motifs["donor"] > 0.95 * sum(k == "donor" for *_, k in found)
     assert motifs["acceptor"] > 0.95 * sum(k == "acceptor" for *_, k in found)
+    # Dev and test hold every core of their contigs, so that their per-base metrics are those a scan of
+    # the contigs gives; train leaves out most cores without a site (--empty-rate 0.1).
+    with Fasta(GENOMES / "ce1pct.fa.gz") as genome:
+        lengths = genome.lengths
+    for split in ("train", "dev", "test"):
+        rows = rows_of(dense_task / f"{split}.csv")
+        tiles = {(c, start, strand) for c in task["contigs"][split] for strand in "+-"
+                 for start in {*range(0, lengths[c] - CORE + 1, CORE), lengths[c] - CORE}}
+        kept = {(r["contig"], int(r["start"]), r["strand"]): bool(r["sites"]) for r in rows}
+        empty, siteless = sum(not has for has in kept.values()), len(tiles) - sum(kept.values())
+        if split == "train":
+            assert set(kept) < tiles and 0 < empty < 0.25 * siteless
+        else:
+            assert set(kept) == tiles and empty == siteless > 0
 
 
 def test_a_contig_shorter_than_a_core_is_named_with_the_sites_it_loses(ce1pct, tmp_path):
@@ -372,6 +386,13 @@ def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dens
         # The metaplot peaks at the site itself.
         curve = report["metaplot"][label]
         assert len(curve) == 401 and np.argmax(curve) == 200
+    # Another scan, of V alone, into the same bigWig folder: the first scan's summary no longer says
+    # what the tracks hold, and its figures would be V's alone under "the whole scan".
+    result = run_cli("scan", "--model", cnn, "--fasta", ce1pct, "--contigs", "V", "--out", tmp_path / "v.bed",
+                     "--bigwig", tmp_path / "bw", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    assert_user_error(run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--annotation", ANNOTATION, "--summary",
+                              tmp_path / "s.json", "--out", tmp_path / "again.json"), "not the track the scan of")
 
 
 def test_per_base_metrics_equal_scikit_learn_and_count_ties_fairly():
@@ -427,8 +448,10 @@ def test_dense_scan_bad_input(cnn, base, ce1pct, tmp_path):
     common = ["--model", cnn, "--fasta", ce1pct, "--contigs", "MtDNA"]
     short = run_cli("scan", *common, "--out", tmp_path / "a.bed", "--window", 2 * FLANK)
     assert_user_error(short, "no core between", "flanks")
-    for option in (["--stride", 50], ["--merge"]):
+    for option in (["--stride", 50], ["--merge"], ["--max-n", 0.5]):
         assert_user_error(run_cli("scan", *common, "--out", tmp_path / "a.bed", *option), "per-base model")
+    assert_user_error(run_cli("scan", *common, "--reference", ce1pct, "--out", tmp_path / "a.bed"),
+                      "--reference is the genome a --bam's reads align to")
     zero = run_cli("scan", *common, "--out", tmp_path / "a.bed", "--min-distance", 0)
     assert zero.returncode == 2 and "--min-distance" in zero.stderr
     assert not list(tmp_path.glob("a.bed*"))
@@ -437,6 +460,18 @@ def test_dense_scan_bad_input(cnn, base, ce1pct, tmp_path):
                      tmp_path / "b.json")
     assert longer.returncode == 0, longer.stderr
     assert json.loads((tmp_path / "b.json").read_text())["bases"] == 137
+
+
+def test_a_min_distance_past_the_longest_region_calls_what_that_length_calls(cnn, ce1pct, tmp_path):
+    """No two bases of a 6 kb region lie 6 kb apart: a billion bp spaces the peaks as 6 kb does, in the
+    memory a 6 kb distance takes (each track once held a billion-position context)."""
+    (tmp_path / "r.bed").write_text("II\t20000\t26000\n")
+    for distance in (6000, 10**9):
+        result = run_cli("scan", "--model", cnn, "--fasta", ce1pct, "--regions", tmp_path / "r.bed", "--threshold",
+                         0.05, "--min-distance", distance, "--out", tmp_path / f"{distance}.bed", "--workers", 0)
+        assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "6000.bed").read_text()
+    assert calls and calls == (tmp_path / f"{10**9}.bed").read_text()
 
 
 def test_a_short_window_padded_to_a_common_length_scores_as_it_does_alone(cnn, ce1pct):
@@ -736,9 +771,63 @@ def test_offsets_no_site_scored_are_null_in_the_report_and_gaps_in_the_plot(tmp_
         "bigwig_dir": "bw", "bedgraph_dir": None}))
     assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
                    "--summary", tmp_path / "s.json", "--out", tmp_path / "none.json").returncode == 0
-    assert set(json.loads((tmp_path / "none.json").read_text())["metaplot"]["donor"]) == {None}
+    none = json.loads((tmp_path / "none.json").read_text())
+    assert set(none["metaplot"]["donor"]) == {None}
+    assert none["labels"]["donor"]["undefined"]["pr_auc"] == "no annotated site with a scored base where the scan looked"
     result = run_cli("plot", "metaplot", f"none={tmp_path / 'none.json'}", "--out", tmp_path / "n.svg")
     assert result.returncode == 0 and "no donor site with a scored base" in result.stderr, result.stderr
+
+
+def test_scan_eval_refuses_tracks_calls_and_annotations_that_are_not_the_scans(tmp_path):
+    """What scan-eval reads must be what the scan wrote: tracks written over by another scan, damaged or
+    not tracks at all, calls on a contig the scanned genome lacks, and an annotation with no site of the
+    called labels each gave figures with exit 0 (or a traceback); each is now one line, and no report."""
+    from dnabert2.scan.tracks import Tracks
+
+    one_gene_scan(tmp_path)
+    base = {"called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+            "bigwig_dir": "bw", "bedgraph_dir": None}
+    tracks = Tracks()  # as one_gene_scan's, the digests kept this time, as a scan's summary keeps them
+    scores = np.zeros(2000, dtype=np.int64)
+    scores[200] = 5
+    tracks.add_many("donor", "+", "c", np.arange(2000), np.arange(1, 2001), scores, join=True)
+    digests = tracks.write(tmp_path / "bg", tmp_path / "bw", {"c": 2000})
+    (tmp_path / "s.json").write_text(json.dumps(base | {"track_sha256": digests}))
+    out = tmp_path / "eval.json"
+
+    def evaluate(summary="s.json", calls="calls.bed", annotation="c.gff3"):
+        return run_cli("scan-eval", "--calls", tmp_path / calls, "--annotation", tmp_path / annotation,
+                       "--summary", tmp_path / summary, "--out", out)
+
+    result = evaluate()
+    assert result.returncode == 0, result.stderr
+    out.unlink()
+    # Another scan's tracks into the same folder (contig c scored otherwise).
+    other = Tracks()
+    other.add_many("donor", "+", "c", np.arange(1000), np.arange(1, 1001), np.full(1000, 7), join=True)
+    other.write(None, tmp_path / "bw", {"c": 2000})
+    assert_user_error(evaluate(), "donor.plus.bw: not the track the scan of", "scan again")
+    # A summary without digests (written by hand) still gets one line for what is not a track of scores.
+    (tmp_path / "bare.json").write_text(json.dumps(base))
+    (tmp_path / "bw" / "donor.plus.bw").write_text("not a bigWig\n")
+    assert_user_error(evaluate("bare.json"), "donor.plus.bw: not a bigWig file")
+    coverage = pyBigWig.open(str(tmp_path / "bw" / "donor.plus.bw"), "w")  # read depths, say: values past 1
+    coverage.addHeader([("c", 2000)])
+    coverage.addEntries(["c"], [0], ends=[2000], values=[12.0])
+    coverage.close()
+    assert_user_error(evaluate("bare.json"), "holds values outside 0-1")
+    (tmp_path / "bg" / "donor.plus.bedgraph").write_text("c\t0\t2000\tabc\n")
+    (tmp_path / "bare-bg.json").write_text(json.dumps(base | {"bigwig_dir": None, "bedgraph_dir": "bg"}))
+    assert_user_error(evaluate("bare-bg.json"), "donor.plus.bedgraph: not a bedGraph")
+    # Calls on chrc, of a genome that names its contigs otherwise: not this scan's.
+    (tmp_path / "bare.json").write_text(json.dumps(base | {"bigwig_dir": None}))
+    (tmp_path / "chr.bed").write_text("chrc\t199\t200\tdonor\t900\t+\t1\t-1\t-1\t0\n")
+    assert_user_error(evaluate("bare.json", "chr.bed"), "calls on chrc, a contig the scanned genome", "lacks")
+    # An annotation of single-exon transcripts: no donor anywhere, nothing to score.
+    (tmp_path / "one-exon.gff3").write_text("##gff-version 3\nc\tt\tmRNA\t101\t1000\t.\t+\t.\tID=m\n"
+                                           "c\tt\texon\t101\t1000\t.\t+\t.\tParent=m\n")
+    assert_user_error(evaluate("bare.json", annotation="one-exon.gff3"), "one-exon.gff3: no annotated donor sites")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("content, words", [

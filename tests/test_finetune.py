@@ -210,6 +210,12 @@ def test_options_that_cannot_train_are_refused(base, motif_task, tmp_path, optio
     assert not (tmp_path / "o").exists()
 
 
+def test_the_workflows_name_for_the_cnn_says_which_command_trains_it(motif_task, tmp_path):
+    result = run_cli("finetune", "--model", "cnn", "--data", motif_task, "--out", tmp_path / "o", cwd=tmp_path)
+    assert_user_error(result, "--model cnn", "`dnabert2 cnn --data TASK --out DIR`")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_loss_that_is_no_number_stops_training_with_one_line(base, motif_task, tmp_path):
     """A checkpoint damaged by an earlier run gone wrong: one weight is NaN, so is every loss."""
     damaged = tmp_path / "damaged"

@@ -14,7 +14,7 @@ from ..devices import batch_tokens as default_batch_tokens
 from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
-from ..options import add_settings, model_argument, output_file, progress, settings_from, settings_with
+from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs, scratch_folder, standard_output, written_together
 from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
@@ -70,6 +70,8 @@ def scan_mode(fasta, bam, reference, s: ScanSettings, tracks: bool, junctions) -
     if bam is None:
         if fasta is None:
             raise UserError("give --fasta, or --bam (with --reference for --covered)")
+        if reference is not None:
+            raise UserError("--reference is the genome a --bam's reads align to; a FASTA scan reads --fasta alone")
         if s.min_depth is not None:
             raise UserError("--covered needs --bam")
         mode = "fasta"
@@ -151,7 +153,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
                   **tally.summary(scanner), "contigs": list(lengths), "contig_lengths": lengths,
                   "calls_file": relative(out, summary),
                   "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
-                  "bigwig_dir": relative(bigwig, summary) if bigwig else None}
+                  "bigwig_dir": relative(bigwig, summary) if bigwig else None,
+                  "track_sha256": None}
         # Every output in place at the end, or none: a summary beside an earlier run's calls would be
         # gathered as if they were its own.
         with written_together():
@@ -159,7 +162,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
                 write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
                                 keep=RegionIndex(requested).overlaps)
             if graph is not None:
-                graph.write(bedgraph, bigwig, lengths)
+                report["track_sha256"] = graph.write(bedgraph, bigwig, lengths)
             if summary:
                 write_json(summary, report)
             write_calls(out, calls, order)
@@ -202,7 +205,7 @@ def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
             raise UserError(f"{model_name(scanner.folder)}: no task.json says which window length the model was "
                             "fine-tuned on; give --window")
         return s.stride or max(1, scanner.window // 4)
-    for given, option in ((s.stride, "--stride"), (s.merge, "--merge")):
+    for given, option in ((s.stride, "--stride"), (s.merge, "--merge"), (changed(s, ["max_n"]), "--max-n")):
         if given:
             raise UserError(f"{option} is for window scans: {scanner.folder} is a per-base model, which scores every "
                             "base once and calls single-base peaks")
@@ -216,7 +219,10 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     from .dense import dense_reader, dense_scores
     from .genome import BlockWindows, Calling, scan_blocks, window_scores
 
-    distances = options.pop("distances")
+    # Peaks are called region by region, and no two bases of a region lie as far apart as its length: a
+    # longer --min-distance calls the same peaks, with memory and time in proportion to it.
+    longest = max(end - start for _, start, end in requested)
+    distances = {label: min(distance, longest) for label, distance in options.pop("distances").items()}
     strands = {"both": "+-"}.get(s.strands, s.strands)
     if mode == "reads":
         calls, tally = scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,

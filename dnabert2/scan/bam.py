@@ -253,7 +253,7 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
     for (k, strand), track in tracks.items():
         for label in labels:
             name = scanner.labels[label]
-            caller = PeakCaller(threshold_score(threshold), distances[name])
+            caller = PeakCaller(threshold_score(threshold), min(distances[name], len(track)))  # as scan's _run
             caller.start("", 0)
             scores = as_scores(track[:, label])
             scores[~item["candidates"][k]] = -1  # neither called nor suppressing a neighbour

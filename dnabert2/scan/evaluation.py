@@ -86,7 +86,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
     biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
     annotation = read_annotation(annotation_path, s.min_intron, biotypes, tags)
-    _check_same_genome(annotation, calls, scanned)
+    _check_same_genome(annotation, calls, calls_path, scanned)
     # A contig named wrong (chrI for I) would evaluate nothing, in nulls.
     known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
     has = f"it has {', '.join(sorted(known)[:5])}{', …' if len(known) > 5 else ''}"
@@ -98,10 +98,10 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if s.regions is not None and not {c for c, _, _ in regions} & known:
         raise UserError(f"--regions {s.regions}: none of its contigs is in the calls, the annotation or the scanned "
                         f"genome ({has})")
-    kinds = {SITE_LABELS[label].site for label in labels}
+    kinds = list(dict.fromkeys(SITE_LABELS[label].site for label in labels))
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
-                         for found in (annotation.sites(kinds), annotation.unlabelled(kinds)))
+                         for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
               **tolerances, **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
@@ -240,11 +240,8 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
     empty = np.array([], dtype=np.int64)
     tracks = open_tracks(scanned, summary)
     if tracks is None:
-        reason = "the scan wrote no score tracks (--bigwig or --bedgraph)"
         for label in labels:
-            report["labels"][label] |= {"pr_auc": None, "top_k_accuracy": None}
-            report["labels"][label]["undefined"] = report["labels"][label].get("undefined", {}) | {
-                "pr_auc": reason, "top_k_accuracy": reason}
+            _no_track_metrics(report["labels"][label], "the scan wrote no score tracks (--bigwig or --bedgraph)")
         return
     strands = {"both": "+-"}.get(scanned.get("strands", "both"), scanned.get("strands"))
     report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
@@ -267,8 +264,15 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
         scored = counts.metrics()
         del scored["sites"]  # the sites scored; "sites" is every annotated site, as the calls are matched to
         report["labels"][label] |= scored | {"sites_unscored": unscored}
+        if scored["pr_auc"] is None:
+            _no_track_metrics(report["labels"][label], "no annotated site with a scored base where the scan looked")
         # An offset at which no site has a scored base has no mean (null), not a mean of 0.
         report["metaplot"][label] = [round(float(a / (1000 * n)), 4) if n else None for a, n in zip(around, seen)]
+
+
+def _no_track_metrics(entry: dict, reason: str) -> None:
+    entry |= {"pr_auc": None, "top_k_accuracy": None}
+    entry["undefined"] = entry.get("undefined", {}) | {"pr_auc": reason, "top_k_accuracy": reason}
 
 
 UNSCORED = -1  # a base the scan gave no score (N skipped, a window scan's contig ends)
@@ -308,48 +312,65 @@ def _metaplot(around, seen, scores, sites, strand) -> None:
 
 def open_tracks(scanned: dict, summary: Path):
     """A reader of the scan's tracks: (label, strand, contig, start, end) → values (NaN where there is
-    none); from its bigWig folder, else its bedGraph folder; None if it wrote neither."""
-    from .tracks import file_name
+    none); from its bigWig folder, else its bedGraph folder; None if it wrote neither. Each file is
+    checked, when first read, to be one the scan wrote."""
+    from .tracks import check_track, file_name
 
-    folder = summary.parent
-    if scanned.get("bigwig_dir"):
-        import pyBigWig
+    kind = "bigwig" if scanned.get("bigwig_dir") else "bedgraph" if scanned.get("bedgraph_dir") else None
+    if kind is None:
+        return None
+    bedgraphs = {}
 
-        def read(label, strand, contig, start, end):
-            path = folder / scanned["bigwig_dir"] / file_name(label, strand, "bigwig")
+    def read(label, strand, contig, start, end):
+        path = summary.parent / scanned[f"{kind}_dir"] / file_name(label, strand, kind)
+        if path not in bedgraphs:
             if not path.is_file():
-                raise UserError(f"{path}: missing from the scan's bigWig folder")
-            with closing(pyBigWig.open(str(path))) as bigwig:
-                if contig not in bigwig.chroms():
-                    return np.full(end - start, np.nan)
-                return bigwig.values(contig, start, end, numpy=True)
-        return read
-    if scanned.get("bedgraph_dir"):
-        cache = {}
+                raise UserError(f"{path}: missing from the scan's {'bigWig' if kind == 'bigwig' else 'bedGraph'} "
+                                "folder")
+            check_track(path, scanned, kind, summary)
+            bedgraphs[path] = read_bedgraph(path) if kind == "bedgraph" else None
+        values = _bigwig_values(path, contig, start, end) if kind == "bigwig" else \
+            _bedgraph_values(bedgraphs[path], contig, start, end)
+        scored = values[~np.isnan(values)]
+        if ((scored < 0) | (scored > 1)).any():
+            raise UserError(f"{path}: holds values outside 0-1, not a scan's probabilities")
+        return values
+    return read
 
-        def read(label, strand, contig, start, end):
-            path = folder / scanned["bedgraph_dir"] / file_name(label, strand, "bedgraph")
-            if not path.is_file():
-                raise UserError(f"{path}: missing from the scan's bedGraph folder")
-            if path not in cache:
-                cache[path] = read_bedgraph(path)
-            if contig not in cache[path]:
-                return np.full(end - start, np.nan)
-            starts, ends, values = cache[path][contig]
-            positions = np.arange(start, end)
-            row = np.searchsorted(starts, positions, side="right") - 1
-            covered = (row >= 0) & (positions < ends[np.maximum(row, 0)])
-            return np.where(covered, values[np.maximum(row, 0)], np.nan)
-        return read
-    return None
+
+def _bigwig_values(path: Path, contig: str, start: int, end: int) -> np.ndarray:
+    import pyBigWig
+
+    try:
+        bigwig = pyBigWig.open(str(path))
+    except RuntimeError:
+        raise UserError(f"{path}: not a bigWig file that pyBigWig can read") from None
+    with closing(bigwig):
+        if contig not in bigwig.chroms():
+            return np.full(end - start, np.nan)
+        return bigwig.values(contig, start, end, numpy=True)
+
+
+def _bedgraph_values(track: dict, contig: str, start: int, end: int) -> np.ndarray:
+    if contig not in track:
+        return np.full(end - start, np.nan)
+    starts, ends, values = track[contig]
+    positions = np.arange(start, end)
+    row = np.searchsorted(starts, positions, side="right") - 1
+    covered = (row >= 0) & (positions < ends[np.maximum(row, 0)])
+    return np.where(covered, values[np.maximum(row, 0)], np.nan)
 
 
 def read_bedgraph(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A bedGraph's rows by contig: sorted starts, ends and values."""
     import pandas as pd
 
-    table = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=range(4), dtype={0: str},
-                        names=["contig", "start", "end", "value"], skiprows=len(bed_header(path)[0]))
+    try:
+        table = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=range(4),
+                            dtype={0: str, 1: np.int64, 2: np.int64, 3: np.float64},
+                            names=["contig", "start", "end", "value"], skiprows=len(bed_header(path)[0]))
+    except (ValueError, pd.errors.ParserError) as error:
+        raise UserError(f"{path}: not a bedGraph (contig, start, end, value): {str(error).splitlines()[0]}") from None
     found = {}
     for contig, rows in table.groupby("contig", sort=False):
         rows = rows.sort_values("start")
@@ -394,12 +415,16 @@ def _read_summary(summary) -> dict:
     return scanned
 
 
-def _check_same_genome(annotation, calls, scanned) -> None:
+def _check_same_genome(annotation, calls, calls_path, scanned) -> None:
     """Refuse an annotation of another genome, which would score every call a miss: one on contigs the
     scanned genome lacks or past their ends (checked against the summary's contig lengths), or, without
     a summary, one sharing no contig with the calls."""
     if scanned is not None and scanned.get("contig_lengths"):
-        annotation.keep_genome_contigs(scanned["contig_lengths"], f"the scanned genome ({scanned.get('input')})")
+        genome = f"the scanned genome ({scanned.get('input')})"
+        annotation.keep_genome_contigs(scanned["contig_lengths"], genome)
+        strangers = sorted({c.contig for c in calls} - set(scanned["contig_lengths"]))
+        if strangers:
+            raise UserError(f"{calls_path}: calls on {strangers[0]}, a contig {genome} lacks; give that scan's calls")
         return
     genome = set(scanned.get("contigs") or [contig for contig, _, _ in scanned["regions"]]) if scanned else \
         {c.contig for c in calls}

@@ -59,7 +59,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
     if bedgraph or bigwig:
         graph = Tracks()
         for folder, part in parts:
-            graph.extend(folder.parent / part["bedgraph_dir"])
+            graph.extend(folder.parent / part["bedgraph_dir"], part, folder)
     totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases",
                                                            "seconds")}
     # Rates over the chunks' summed job time: what one job running them all in turn would do.
@@ -70,11 +70,12 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
     report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": len(parts),
               "calls": dict(Counter(c.label for c in merged)), "top_k": top_k, "calls_file": relative(out, summary),
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
-              "bigwig_dir": relative(bigwig, summary) if bigwig else None}
+              "bigwig_dir": relative(bigwig, summary) if bigwig else None,
+              "track_sha256": None}
     with written_together():
         if bedgraph or bigwig:
             lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}
-            graph.write(bedgraph, bigwig, lengths)
+            report["track_sha256"] = graph.write(bedgraph, bigwig, lengths)
         if summary:
             write_json(summary, report)
         write_calls(out, merged, order)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..download import compute_checksum
 from ..errors import UserError
 from ..outputs import atomic_folder, missing_parents
 from ..stops import held
@@ -76,11 +77,13 @@ class Tracks:
         rows["start"], rows["end"], rows["score"] = starts[first], ends[last], scores[first]
         self._append(label, strand, rows)
 
-    def extend(self, folder) -> None:
-        """Append the tracks of a bedGraph folder written by `write_bedgraph` (a chunk's)."""
+    def extend(self, folder, scanned: dict, summary) -> None:
+        """Append the tracks of a bedGraph folder written by `write_bedgraph` (a chunk's, whose summary
+        `summary` reads `scanned`)."""
         import pandas as pd
 
         for path in sorted(Path(folder).glob("*.bedgraph")):
+            check_track(path, scanned, "bedgraph", summary)
             with open(path) as handle:
                 label, strand = _track_of(handle.readline(), path)
             table = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=["contig", "start", "end", "value"],
@@ -99,17 +102,17 @@ class Tracks:
         for start in range(0, len(rows), BATCH):
             yield rows[start:start + BATCH]
 
-    def write(self, bedgraph, bigwig, lengths: dict[str, int]) -> None:
-        """Write the tracks into the folders given (bedGraph, bigWig), then let go of the temporary files."""
+    def write(self, bedgraph, bigwig, lengths: dict[str, int]) -> dict[str, dict[str, str]]:
+        """Write the tracks into the folders given (bedGraph, bigWig), then let go of the temporary files.
+        Returns each file's SHA-256 by kind and name, for the summary: scan-eval then knows a folder
+        written over by another scan, or a damaged file, from the tracks of this one."""
         try:
-            if bedgraph:
-                self.write_bedgraph(bedgraph)
-            if bigwig:
-                self.write_bigwig(bigwig, lengths)
+            return {**({"bedgraph": self.write_bedgraph(bedgraph)} if bedgraph else {}),
+                    **({"bigwig": self.write_bigwig(bigwig, lengths)} if bigwig else {})}
         finally:
             self.close()
 
-    def write_bedgraph(self, folder) -> None:
+    def write_bedgraph(self, folder) -> dict[str, str]:
         names = list(self.contigs)
         with atomic_folder(folder, force=True) as tmp:
             for (label, strand) in sorted(self.files):
@@ -120,8 +123,9 @@ class Tracks:
                         out.writelines(f"{names[c]}\t{a}\t{b}\t{v / 1000:.3f}\n" for c, a, b, v in
                                        zip(rows["contig"].tolist(), rows["start"].tolist(), rows["end"].tolist(),
                                            rows["score"].tolist()))
+            return _digests(tmp)
 
-    def write_bigwig(self, folder, lengths: dict[str, int]) -> None:
+    def write_bigwig(self, folder, lengths: dict[str, int]) -> dict[str, str]:
         """The same tracks as bigWig; `lengths` (the genome's contigs, in order) make the header."""
         import pyBigWig
 
@@ -136,12 +140,27 @@ class Tracks:
                                           ends=rows["end"].tolist(), values=(rows["score"] / 1000).tolist())
                 finally:
                     bigwig.close()
+            return _digests(tmp)
 
     def close(self) -> None:
         for handle in self.files.values():
             handle.close()
         with held():  # a stop asked for meanwhile must not leave a genome's worth of rows
             self.folder.cleanup()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {path.name: compute_checksum("sha256", path) for path in sorted(folder.iterdir())}
+
+
+def check_track(path: Path, scanned: dict, kind: str, summary) -> None:
+    """Refuse a track file other than those the scan of `summary` (read: `scanned`) wrote: another
+    scan's, written over it into the same folder, or a damaged one. A summary written before the
+    digests were recorded is taken on trust."""
+    recorded = (scanned.get("track_sha256") or {}).get(kind)
+    if recorded is not None and recorded.get(path.name) != compute_checksum("sha256", path):
+        raise UserError(f"{path}: not the track the scan of {summary} wrote (another scan wrote over it, or it is "
+                        "damaged); scan again")
 
 
 def _track_of(header: str, path: Path) -> tuple[str, str]:

@@ -215,6 +215,14 @@ class Annotation:
                 self._say_ends(kind, ends)
         return sorted(_sites(self.transcripts, kinds, self.min_intron))
 
+    def sites_required(self, kinds) -> list[Site]:
+        """The annotated sites of the given kinds, or a UserError where there is none: an annotation
+        without the features (or none left by --min-intron, --biotypes, --tags) has nothing to score."""
+        found = self.sites(kinds)
+        if not found:
+            raise UserError(f"{self.path}: no annotated {' or '.join(f'{k} sites' for k in kinds)}")
+        return found
+
     def _say_ends(self, kind: str, coding_ends: str) -> None:
         """Say how many transcripts give no TSS (TTS), or one only as close as the annotation comes."""
         what = kind.upper()

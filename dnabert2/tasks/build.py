@@ -145,9 +145,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
         index = {label.site: i for i, label in enumerate(task.sites, 1)}
-        sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
-        if not sites:
-            raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        sites = [(site, index[site.kind]) for site in notes.sites_required(index)]
         check_motifs(task, sites, fasta, annotation)
         windowed = [(site, label, window(fasta, site.contig, site.position, site.strand,
                                          task.sites[label - 1].geometry, max_n)) for site, label in sites]

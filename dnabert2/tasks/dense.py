@@ -95,9 +95,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     index = {label.site: i for i, label in enumerate(task.sites, 1)}
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
-        sites = [(site, index[site.kind]) for site in notes.sites(set(index))]
-        if not sites:
-            raise UserError(f"{annotation}: no annotated {' or '.join(f'{k} sites' for k in index)}")
+        sites = [(site, index[site.kind]) for site in notes.sites_required(index)]
         check_motifs(task, sites, fasta, annotation)
         # As in a task of windows, the splits' shares count the sites that give a window: not those
         # of a contig shorter than a core.
@@ -111,7 +109,10 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
                             f"{s.core} bp; give a shorter --core")
         layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
         by_place = _by_place(sites + [(site, UNLABELLED) for site in notes.unlabelled(set(index))])
-        examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng) for split in SPLITS}
+        # Only training leaves cores out: dev and test hold every one, so that their per-base metrics are
+        # those a scan of their contigs gives (scan-eval), not of a share of the background.
+        examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng,
+                                    s.empty_rate if split == "train" else 1.0) for split in SPLITS}
     other = "" if layout.how == "positions" else "other --test-contigs/--dev-contigs, "
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
@@ -162,8 +163,8 @@ def _by_place(sites) -> dict[tuple[str, str], np.ndarray]:
     return {key: np.array(sorted(v), dtype=np.int64).reshape(-1, 2) for key, v in by_place.items()}
 
 
-def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> list[DenseWindow]:
-    """The split's windows: every core with a site, and the others at the empty rate; cores with more
+def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng, empty_rate: float) -> list[DenseWindow]:
+    """The split's windows: every core with a site, and the others at `empty_rate`; cores with more
     than max_n N are left out, and said so."""
     found, skipped, short, unplaced = [], 0, [], 0
     for stretch in stretches:
@@ -178,7 +179,7 @@ def _windows(fasta: Fasta, stretches, by_place: dict, s: TaskSettings, rng) -> l
                 placed = by_place.get((contig, strand), np.zeros((0, 2), dtype=np.int64))
                 inside = placed[(placed[:, 0] >= start) & (placed[:, 0] < start + s.core)]
                 labelled = inside[inside[:, 1] > 0]
-                if not len(labelled) and rng.random() >= s.empty_rate:
+                if not len(labelled) and rng.random() >= empty_rate:
                     continue
                 sequence = window_at(fasta, contig, start, s.core, s.flank, strand)
                 core = sequence[s.flank:s.flank + s.core]
