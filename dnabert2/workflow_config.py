@@ -429,6 +429,13 @@ def vocab_options(config: dict) -> str:
     return as_arguments(VocabSettings, {**config["vocab"], "heldout_contigs": held})
 
 
+def vocab_mem_mb(config: dict) -> int:
+    """The vocab job's memory: BPE training holds its sample many times over, about 50 MB a Mbp (1.1 GB
+    for 20 Mbp of random sequence, 2.1 GB for 40, 2026-12-05), so the 200 Mbp a GPU config samples needs
+    some 10 GB, where a cluster kills a job past its request."""
+    return 1000 + 60 * config["vocab"]["sample_bp"] // 1_000_000
+
+
 def pretrain_options(settings: dict) -> str:
     """The options of `pretrain`; evaluations only where contigs are held out for them."""
     evaluated = {} if settings["heldout_contigs"] else {"eval_every": None}

@@ -355,7 +355,8 @@ def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
         job.partition = resources.get("slurm_partition") or get_best_partition(partitions, job, logging.getLogger())
         jobs.setdefault(job.name, []).append(job)
     pretrain = jobs["pretrain"][0]
-    assert pretrain.resources["gpu"] == "8" and pretrain.partition == "<gpu-partition>"
+    assert pretrain.resources["gpu"] == "8" and pretrain.resources["nodes"] == "1"  # torchrun --standalone: one node
+    assert pretrain.partition == "<gpu-partition>"
     assert "OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 8" in pretrain.text
     # Loader workers for each of the eight processes, from CPUs the job asks for (SLURM's --cpus-per-task).
     assert pretrain.threads == 32 and "--workers 4 " in pretrain.text
@@ -370,6 +371,8 @@ def test_slurm_profile_sends_gpu_jobs_to_gpus(checkout):
     assert all(job.resources["gpu"] == "1" and job.partition == "<gpu-partition>" for job in jobs["scan_chunk"])
     assert all("--chunk" in job.text for job in jobs["scan_chunk"])
     assert jobs["vocab"][0].partition == "<cpu-partition>" and "gpu" not in jobs["vocab"][0].resources
+    # Learning BPE on 200 Mbp takes some 10 GB (about 50 MB a Mbp): the job asks for it, not a fixed 4 GB.
+    assert config["vocab"]["sample_bp"] == 200_000_000 and int(jobs["vocab"][0].resources["mem_mb"]) >= 10_000
 
 
 def test_missing_config_sections_take_the_schema_defaults(checkout):

@@ -16,6 +16,8 @@ rule pretrain:
     threads: lambda wildcards: 4 * max(pretrain_settings(wildcards)["gpus"], 1)
     resources:
         gpu=lambda wildcards: pretrain_settings(wildcards)["gpus"],
+        # torchrun --standalone starts its processes on one node: SLURM must not spread the GPUs.
+        nodes=1,
         mem_mb=lambda wildcards: pretrain_settings(wildcards)["mem_mb"],
         runtime=lambda wildcards: pretrain_settings(wildcards)["runtime"],
     params:

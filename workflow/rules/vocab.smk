@@ -12,7 +12,7 @@ rule vocab:
         "../../envs/sequences.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=workflow_config.vocab_mem_mb(config),
         runtime=120,
     params:
         genomes=lambda wildcards, input: " ".join(f"--genome {g}" for g in input),
