@@ -150,6 +150,8 @@ def check_packed(cu_seqlens: torch.Tensor, max_seqlen: int, total: int) -> None:
     max_seqlen: the kernel trusts them (and would leave rows unwritten otherwise)."""
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
         raise UserError(f"cu_seqlens must be a (batch + 1,) vector, not of shape {tuple(cu_seqlens.shape)}")
+    if max_seqlen is None:
+        raise UserError("max_seqlen goes with cu_seqlens: the longest packed sequence's tokens")
     lengths = cu_seqlens.diff()
     first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
     if first != 0 or last != total or shortest < 0:
@@ -170,11 +172,14 @@ def check_reach(max_seqlen: int, row_stride: int) -> None:
 
 def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dropout_p=0.0, bias=None):
     """Non-causal ALiBi attention of packed sequences; returns (total_tokens, heads, head_dim) like q.
-    cu_seqlens and max_seqlen are trusted (check_packed checks them; the model does once per batch).
+    cu_seqlens and max_seqlen are checked (check_packed: the kernel would leave the rows of a sequence
+    longer than max_seqlen unwritten), at the cost of a wait for the device where they lie on it; the
+    model checks them once per batch and calls `attend`.
     bias: alibi_bias(...) built once per batch, used by the PyTorch path only (the kernel needs none)."""
     if q.dim() != 3 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k and v must share one (total_tokens, heads, head_dim) shape, "
                          f"not {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    check_packed(cu_seqlens, max_seqlen, q.shape[0])
     if slopes.numel() != q.shape[1]:
         raise ValueError(f"{slopes.numel()} ALiBi slopes for {q.shape[1]} heads")
     cu_seqlens = cu_seqlens.to(q.device, torch.int32)

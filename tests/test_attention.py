@@ -245,3 +245,10 @@ def test_mismatched_inputs_are_refused():
         alibi_attention(q, k, v, cu, 4, alibi_slopes(3))
     with pytest.raises(ValueError, match="must share one"):
         alibi_attention(q, k[:5], v, cu, 4, alibi_slopes(2))
+    # The kernel trusts them: a sequence longer than max_seqlen once left rows unwritten, exit 0.
+    with pytest.raises(UserError, match="max_seqlen 3 is shorter than the longest sequence \\(4 tokens\\)"):
+        alibi_attention(q, k, v, cu, 3, alibi_slopes(2), backend="triton")
+    with pytest.raises(UserError, match="must rise from 0 to the 7 packed tokens, not from 0 to 3"):
+        alibi_attention(q, k, v, cu[:2], 4, alibi_slopes(2))
+    with pytest.raises(UserError, match="max_seqlen goes with cu_seqlens"):
+        alibi_attention(q, k, v, cu, None, alibi_slopes(2))

@@ -248,6 +248,8 @@ def test_own_folders_round_trip(tmp_path):
         classifier = load_model(folder, head="classification", num_labels=3)
         assert classifier(ids, mask).logits.shape == (3, 3)
         hidden = model.bert.forward_packed(ids[mask.bool()], *pack_lengths(mask))
+        with pytest.raises(UserError, match="max_seqlen goes with cu_seqlens"):  # not a TypeError deep inside
+            model(ids[mask.bool()], cu_seqlens=pack_lengths(mask)[0])
         first = torch.tensor([0, *mask.sum(1).cumsum(0)[:-1].tolist()])
         cls = load_model(folder, head="embedding", pooling="cls")(ids, mask).embeddings
         torch.testing.assert_close(cls, hidden[first])
