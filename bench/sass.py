@@ -36,14 +36,16 @@ def kernels_at(revision: str, folder: Path):
     return module
 
 
-def launches(module, head_dim: int):
-    """(kernel name, kernel, BLOCK_M, BLOCK_N, warps, stages): every tuning config, or for the first
-    kernel, which had no tuning, its one launch for all three."""
+def launches(module, head_dim: int, precision: str):
+    """(kernel name, kernel, BLOCK_M, BLOCK_N, warps, stages): every tuning config at the precision (a
+    revision before fp32 had its own: the one table), or for the first kernel, which had no tuning, its
+    one launch for all three."""
     names = {"forward": "_forward", "backward_kv": "_backward_kv", "backward_q": "_backward_q"}
     for name, function in names.items():
         kernel = getattr(module, function)
         if hasattr(module, "CONFIGS"):
-            for c in module.CONFIGS[name][head_dim]:
+            table = module.tuning(precision) if hasattr(module, "tuning") else module.CONFIGS
+            for c in table[name][head_dim]:
                 yield name, kernel, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages
         else:
             yield (name, kernel, *module.block_sizes(head_dim), 8 if head_dim == 128 else 4, 2)
@@ -58,6 +60,7 @@ def main():
     problem = targets.available()
     if problem:
         sys.exit(f"sass.py: {problem}")
+    precision = targets.precision(args.dtype)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         versions = {"now": alibi_flash}
@@ -67,9 +70,9 @@ def main():
         print(f"{'kernels':10} {'kernel':12} {'arch':6} {'blocks':8} {'warps':>5} {'stages':>6} {'regs':>5} {'spill B':>7} "
               f"{'loop instructions':28} {'per score (off-diag / edge)':>28}")
         for version, module in versions.items():
-            for name, kernel, block_m, block_n, warps, stages in launches(module, args.head_dim):
+            for name, kernel, block_m, block_n, warps, stages in launches(module, args.head_dim, precision):
                 for arch in targets.TARGETS:
-                    constants = dict(HEAD_DIM=args.head_dim, BLOCK_M=block_m, BLOCK_N=block_n, PRECISION="tf32")
+                    constants = dict(HEAD_DIM=args.head_dim, BLOCK_M=block_m, BLOCK_N=block_n, PRECISION=precision)
                     c = targets.compile_kernel(kernel, arch, args.dtype, constants, warps, stages, folder)
                     scores = block_m * block_n / (32 * warps)  # scores one thread computes per iteration
                     per_score = f"{min(c.loops) / scores:.1f} / {max(c.loops) / scores:.1f}"

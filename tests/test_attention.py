@@ -98,17 +98,19 @@ def test_kernel_on_the_models_packed_qkv_with_empty_sequences(device):
 
 
 def config_sets():
-    """Per head dim, one tuning config per kernel, until every kernel's block sizes have been covered."""
+    """Per head dim, one tuning config per kernel, until every kernel's block sizes have been covered, of
+    half precision's tuning space and of fp32's."""
     sets = []
     for head_dim in alibi_flash.HEAD_DIMS if alibi_flash else []:
         seen = set()
-        for i in range(max(len(configs[head_dim]) for configs in alibi_flash.CONFIGS.values())):
-            chosen = {name: configs[head_dim][min(i, len(configs[head_dim]) - 1)]
-                      for name, configs in alibi_flash.CONFIGS.items()}
-            blocks = "-".join(f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}" for c in chosen.values())
-            if blocks not in seen:
-                seen.add(blocks)
-                sets.append(pytest.param(head_dim, chosen, id=f"d{head_dim}-{blocks}"))
+        for table in (alibi_flash.CONFIGS, alibi_flash.FP32_CONFIGS):
+            for i in range(max(len(configs[head_dim]) for configs in table.values())):
+                chosen = {name: configs[head_dim][min(i, len(configs[head_dim]) - 1)]
+                          for name, configs in table.items()}
+                blocks = "-".join(f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}" for c in chosen.values())
+                if blocks not in seen:
+                    seen.add(blocks)
+                    sets.append(pytest.param(head_dim, chosen, id=f"d{head_dim}-{blocks}"))
     return sets
 
 

@@ -1,6 +1,6 @@
 """Every configuration the GPU path can launch (each kernel's tuning space and the delta pre-step) compiles
-for sm_80 and sm_90, in bf16 and fp16, at head dims 32, 64 and 128, without spilling registers: Triton
-compiles them with the ptxas in its wheel, no GPU needed. Skips where that backend is absent."""
+for sm_80 and sm_90, in bf16, fp16 and fp32, at head dims 32, 64 and 128, without spilling registers:
+Triton compiles them with the ptxas in its wheel, no GPU needed. Skips where that backend is absent."""
 
 import json
 import os
@@ -34,9 +34,11 @@ def compiled():
     return json.loads(result.stdout)
 
 
-def test_every_configuration_compiles_for_both_targets_and_both_half_dtypes(compiled):
+def test_every_configuration_compiles_for_both_targets_and_every_dtype(compiled):
     wanted = {(j.kernel, j.arch, j.dtype, j.head_dim) for j in targets.jobs()}
     assert {(r["kernel"], r["arch"], r["dtype"], r["head_dim"]) for r in compiled} == wanted
+    assert {r["dtype"] for r in compiled} == {"bf16", "fp16", "fp32"}
+    assert {r["constants"]["PRECISION"] for r in compiled if r["dtype"] == "fp32" and r["kernel"] != "delta"} == {"ieee"}
     assert {r["arch"] for r in compiled} == {"sm_80", "sm_90"} and {r["head_dim"] for r in compiled} == {32, 64, 128}
 
 

@@ -60,6 +60,31 @@ CONFIGS = {
         128: [_config(64, 64, 8, 2), _config(64, 32, 4, 2), _config(64, 32, 8, 2)],
     },
 }
+# fp32 operands ("ieee": no tensor-core path, and twice the registers a tile) in tiles of their own:
+# the half-precision ones spill thousands of bytes a thread in fp32. Each entry compiles for sm_80 and
+# sm_90 without spilling (registers measured by tests/test_kernel_targets.py).
+FP32_CONFIGS = {
+    "forward": {
+        32: [_config(32, 32, 4, 2), _config(16, 32, 4, 2)],
+        64: [_config(32, 32, 4, 2), _config(16, 32, 4, 2)],
+        128: [_config(16, 16, 8, 2), _config(16, 16, 4, 2)],
+    },
+    "backward_kv": {
+        32: [_config(16, 32, 4, 2), _config(32, 64, 8, 2)],
+        64: [_config(16, 32, 4, 2), _config(16, 16, 4, 2)],
+        128: [_config(16, 16, 8, 2), _config(16, 32, 8, 2)],
+    },
+    "backward_q": {
+        32: [_config(32, 32, 4, 2), _config(64, 32, 8, 2)],
+        64: [_config(32, 32, 4, 2), _config(64, 32, 8, 2)],
+        128: [_config(16, 16, 8, 2), _config(16, 32, 8, 2)],
+    },
+}
+
+
+def tuning(precision: str) -> dict:
+    """The tuning space of the kernels at a PRECISION: fp32's ("ieee"), or half precision's."""
+    return FP32_CONFIGS if precision == "ieee" else CONFIGS
 
 
 @triton.jit
@@ -342,22 +367,22 @@ DELTA_BLOCK = 64
 
 
 @functools.cache
-def _tuned(name: str, head_dim: int):
-    """The kernel, tuned on a GPU over its CONFIGS by head dim, dtype (Triton adds it) and length
-    bucket; in Triton's interpreter, None: the kernel runs with its first config."""
+def _tuned(name: str, head_dim: int, precision: str):
+    """The kernel, tuned on a GPU over its configs (tuning) by head dim, dtype (Triton adds it) and
+    length bucket; in Triton's interpreter, None: the kernel runs with its first config."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         return None
-    return triton.autotune(CONFIGS[name][head_dim], key=["bucket"])(KERNELS[name])
+    return triton.autotune(tuning(precision)[name][head_dim], key=["bucket"])(KERNELS[name])
 
 
 def _launch(name: str, grid_of, *args, head_dim: int, precision: str, configs=None):
-    """Run kernel `name` over grid_of(BLOCK_M, BLOCK_N); `configs` (kernel name → entry of CONFIGS)
+    """Run kernel `name` over grid_of(BLOCK_M, BLOCK_N); `configs` (kernel name → a triton.Config)
     forces a configuration instead of tuning."""
-    tuned = None if configs else _tuned(name, head_dim)
+    tuned = None if configs else _tuned(name, head_dim, precision)
     if tuned is not None:
         tuned[lambda meta: grid_of(meta["BLOCK_M"], meta["BLOCK_N"])](*args, HEAD_DIM=head_dim, PRECISION=precision)
         return
-    config = configs[name] if configs else CONFIGS[name][head_dim][0]
+    config = configs[name] if configs else tuning(precision)[name][head_dim][0]
     blocks = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     KERNELS[name][grid_of(*blocks)](*args, HEAD_DIM=head_dim, BLOCK_M=blocks[0], BLOCK_N=blocks[1],
                                     PRECISION=precision, num_warps=config.num_warps, num_stages=config.num_stages)
@@ -367,8 +392,8 @@ def _launch(name: str, grid_of, *args, head_dim: int, precision: str, configs=No
 def longest(row_stride: int) -> int:
     """The longest sequence the kernels address when a token's row is `row_stride` elements apart: offsets
     within a sequence (row × stride, rows up to a block past its end) are 32-bit."""
-    largest_block = max(c.kwargs[b] for entries in CONFIGS.values() for configs in entries.values()
-                        for c in configs for b in ("BLOCK_M", "BLOCK_N"))
+    largest_block = max(c.kwargs[b] for table in (CONFIGS, FP32_CONFIGS) for entries in table.values()
+                        for configs in entries.values() for c in configs for b in ("BLOCK_M", "BLOCK_N"))
     return (2 ** 31 - 1) // row_stride - largest_block
 
 

@@ -17,7 +17,7 @@ from triton.compiler import ASTSource
 from . import alibi_flash
 
 TARGETS = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
-DTYPES = ("bf16", "fp16")
+DTYPES = ("bf16", "fp16", "fp32")
 TOOLS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 # Pointer arguments that are not of the model's dtype.
 POINTER_TYPES = {"LSE": "*fp32", "DELTA": "*fp32", "slopes": "*fp32", "cu_seqlens": "*i32"}
@@ -94,15 +94,20 @@ class Job:
     stages: int
 
 
+def precision(dtype: str) -> str:
+    """The PRECISION the GPU path launches the kernels of a dtype with (alibi_flash._precision)."""
+    return "ieee" if dtype == "fp32" else "tf32"
+
+
 def jobs(archs=tuple(TARGETS), dtypes=DTYPES, head_dims=alibi_flash.HEAD_DIMS) -> list[Job]:
     """Every kernel configuration the GPU path can launch (the tuning space and the delta pre-step)."""
     found = []
     for arch in archs:
         for dtype in dtypes:
             for head_dim in head_dims:
-                for name, configs in alibi_flash.CONFIGS.items():
+                for name, configs in alibi_flash.tuning(precision(dtype)).items():
                     for config in configs[head_dim]:
-                        constants = dict(HEAD_DIM=head_dim, PRECISION="tf32", **config.kwargs)
+                        constants = dict(HEAD_DIM=head_dim, PRECISION=precision(dtype), **config.kwargs)
                         found.append(Job(name, arch, dtype, head_dim, tuple(constants.items()), config.num_warps,
                                          config.num_stages))
                 found.append(Job("delta", arch, dtype, head_dim,
