@@ -202,7 +202,7 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     s = replace(s, method=s.method if not auto else "lora" if parameters >= LORA_FROM else "full")
     lora_options = changed(s, LORA_OPTIONS)
     if s.method == "full" and lora_options:
-        log.warning("%s shape LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
+        log.warning("%s go with LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
                     " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")
     lr = s.lr or default_lr(s.method, parameters)
     # Read before training: weights replaced during a long run must not pass for those it trained on.

@@ -240,8 +240,8 @@ class FinetuneSettings:
     force: bool = _force()
 
 
-# The settings that shape LoRA's adapters, and nothing else.
-LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+# The settings that go with LoRA's adapters, and nothing else.
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "merge")
 # The fine-tuning settings `evaluate`, which fine-tunes per task, offers too.
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "seeds", "max_tokens", "device")
 # Those `cnn`, which trains the CNN baseline of dense tasks with the fine-tuning loop, offers.

@@ -148,6 +148,20 @@ def test_an_adapter_whose_base_model_was_replaced_is_refused(base, motif_task, t
     assert not (tmp_path / "p.tsv").exists()
 
 
+def test_an_adapter_whose_base_config_was_edited_is_refused(base, motif_task, tmp_path):
+    """The base's config.json shapes every prediction (its classifier pooling, say): an edited one
+    changed an adapter's answers with exit 0."""
+    own = shutil.copytree(base, tmp_path / "base")
+    out = tmp_path / "lora"
+    assert run_cli("finetune", "--model", own, "--data", motif_task, "--out", out, "--lora", "--epochs", 1,
+                   "--device", "cpu", "-q").returncode == 0
+    config = json.loads((own / "config.json").read_text())
+    (own / "config.json").write_text(json.dumps(config | {"classifier_pooling": "mean"}))
+    result = run_cli("predict", "--model", out, "--csv", motif_task / "test.csv", "--out", tmp_path / "p.tsv")
+    assert_user_error(result, "config.json differs from the one the adapter was trained with")
+    assert not (tmp_path / "p.tsv").exists()
+
+
 def test_released_layout_classifier_with_other_labels_is_refused(base, motif_task, tmp_path):
     three = save_model(build_model(preset("tiny", num_labels=3), "classification"), tmp_path / "three",
                        load_tokenizer(TOKENIZER))
@@ -231,9 +245,9 @@ def test_a_loss_that_is_no_number_stops_training_with_one_line(base, motif_task,
 
 def test_lora_options_on_a_run_that_fine_tunes_every_weight_are_warned_about(base, motif_task, tmp_path):
     result = run_cli("finetune", "--model", base, "--data", motif_task, "--out", tmp_path / "o", "--epochs", 1,
-                     "--device", "cpu", "--lora-r", 16)
+                     "--device", "cpu", "--lora-r", 16, "--merge")
     assert result.returncode == 0, result.stderr
-    assert "--lora-r shape LoRA's adapters, but this run fine-tunes every weight" in result.stderr
+    assert "--lora-r, --merge go with LoRA's adapters, but this run fine-tunes every weight" in result.stderr
     assert "give --lora" in result.stderr
 
 

@@ -76,10 +76,11 @@ def weights_file(folder: Path) -> Path:
 
 
 def base_weights(folder: Path) -> dict:
-    """The weights file a LoRA adapter is trained on and its SHA-256: a folder of the same name whose
-    weights were replaced since (pretrained again, say) is told apart by it."""
+    """The weights file a LoRA adapter is trained on and its SHA-256, and its config.json's: a folder of
+    the same name whose weights were replaced since (pretrained again, say), or whose config was edited
+    (its pooling, say, which every prediction goes through), is told apart by them."""
     file = weights_file(folder)
-    return {"file": file.name, "sha256": _sha256(file)}
+    return {"file": file.name, "sha256": _sha256(file), "config_sha256": _sha256(folder / "config.json")}
 
 
 def _sha256(file: Path) -> str | None:
@@ -180,6 +181,9 @@ def adapter_base(folder: Path, info: dict) -> Path:
     if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
         raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
                         "on (replaced since); restore the earlier weights, or fine-tune again")
+    if recorded and recorded.get("config_sha256") not in (None, _sha256(base / "config.json")):
+        raise UserError(f"{model_name(folder)}: its base model's {base / 'config.json'} differs from the one the "
+                        "adapter was trained with (edited since); restore it, or fine-tune again")
     return base
 
 
