@@ -152,6 +152,22 @@ def test_a_chunk_reads_its_neighbours_windows_as_far_as_peaks_reach(size, stride
         assert before[0].starts[0] <= max(0, first - reach) and after[-1].starts[-1] >= min(last + reach, every[-1].starts[-1])
 
 
+@pytest.mark.parametrize("size, stride", [(300, 75), (300, 300), (100, 250), (1000, None)])
+def test_blocks_count_the_bases_their_windows_read_once(size, stride):
+    """A summary's bases (and bp/s) are the bases windows read: overlaps once, and with a stride longer
+    than a window, not the gaps between windows, which were counted as read. Regions of 1,234 bp, whose
+    last window lies flush with the end (a dense scan's last core is cut there)."""
+    from dnabert2.scan.plan import blocks
+
+    regions = [("I", 0, 1234), ("I", 5000, 6234), ("II", 7, 1241)]
+    read = set()
+    for block in blocks(regions, size, stride, 3):
+        for start in block.starts:
+            read |= {(block.grid.contig, b) for b in range(start, min(start + size, block.grid.end))}
+    assert sum(block.bases for block in blocks(regions, size, stride, 3)) == len(read)
+    assert (len(read) < 3 * 1234) == (stride is not None and stride > size)
+
+
 def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_path):
     common = ["--fasta", ce1pct, "--contigs", "III", "MtDNA", "--stride", 100, "--threshold", 0.55]
     # Merged calls: one spanning a chunk end is cut in two by the chunks and whole again after gathering.

@@ -81,9 +81,11 @@ class Block:
 
     @property
     def bases(self) -> int:
-        """Bases the block adds to the scan: its span up to where the next block of the grid starts."""
-        begin, end = self.span
-        return (self.grid.window_start(self.last) if self.last < len(self.grid) else end) - begin
+        """Bases the block adds to the scan: those its windows read, up to where the next window of the
+        grid starts (that window's, then); with a stride longer than a window, not the gaps no window reads."""
+        starts = self.starts
+        following = starts[1:] + [self.grid.window_start(self.last) if self.last < len(self.grid) else self.grid.end]
+        return sum(min(self.grid.size, after - start) for start, after in zip(starts, following))
 
     def next_start(self, i: int) -> int | None:
         """Where the window after window i of the block starts, if the grid has one."""
