@@ -25,7 +25,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EXAMPLE, genome_windows, timed, tokenizer_for  # noqa: E402
 
-from dnabert2.attention import alibi_attention, alibi_bias, alibi_slopes, pad_packed  # noqa: E402
+from dnabert2.attention import alibi_bias, alibi_slopes, check_packed, pad_packed  # noqa: E402
+from dnabert2.kernels.alibi_flash import AlibiFlashAttention  # noqa: E402
 
 SHAPES = [(256, 128), (64, 512), (16, 2048), (4, 8192)]
 CEILING = "SDPA, no bias (ceiling)"
@@ -124,7 +125,10 @@ def run_case(label, lengths, heads, head_dim, dtype, device, checking):
     max_seqlen = max(lengths)
     slopes = alibi_slopes(heads).to(device)
     flops = sum(4 * heads * n * n * head_dim for n in lengths)
-    ours = lambda: alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="triton")  # noqa: E731
+    # Checked once, as the model checks a batch once (alibi_attention would check, and wait for the GPU,
+    # at every call): the kernel alone is timed, as flash-attn's is.
+    check_packed(cu_seqlens, max_seqlen, total)
+    ours = lambda: AlibiFlashAttention.apply(q, k, v, cu_seqlens, max_seqlen, slopes)  # noqa: E731
     padded_inputs, mask, peers = padded_peers(q, k, v, cu_seqlens, max_seqlen, slopes)
     flash = flash_attn_peer(q, k, v, cu_seqlens, max_seqlen, slopes)
     if checking:

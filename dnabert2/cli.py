@@ -91,8 +91,8 @@ def _command(argv: list[str]) -> str | None:
 
 
 def main(argv=None) -> int:
-    """The program: once done it leaves SIGINT and SIGTERM to a handler that does nothing, so that a
-    stop cannot cut the process's exit short."""
+    """The program: once done it ignores SIGINT and SIGTERM, so that a stop cannot cut the process's
+    exit short (nor turn a finished run's exit code into a kill)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command(argv)
     stops.exit_at_once(f"dnabert2 {command}" if command in COMMANDS else "dnabert2")
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
         return 0
     finally:
         stops.ignore()
+        stops.ignore_to_the_end()
 
 
 def _report(command: str, error: BaseException) -> int:

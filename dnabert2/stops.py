@@ -57,6 +57,16 @@ def ignore() -> None:
         signal.signal(signum, _nothing)
 
 
+def ignore_to_the_end() -> None:
+    """Ignore stops outright once a program's work is done: CPython sets a signal with a Python handler
+    back to its default action as it shuts down, and a stop then would kill a run that finished (its
+    outputs written, its exit code lost). After ignore(), which ran any stop pending, so that none is
+    reported as 'ignored due to race condition' (see _nothing). Ignored signals stay ignored in a
+    program started after it: for the end of the process only."""
+    for signum in WORDS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def exit_at_once(prog: str) -> None:
     """Until install(): a stop ends the process at once with its one line. Nothing is written yet (the
     command's modules are being imported), and an import unwound half-way fails in other ways."""

@@ -523,6 +523,24 @@ def test_a_stop_while_the_command_loads_is_one_line(tmp_path, signum):
     assert not list(tmp_path.iterdir())
 
 
+def test_stops_after_the_run_finished_leave_its_exit_code(tmp_path):
+    """SIGTERM arriving while the finished program shuts down (a job's stop racing its exit) killed it
+    (exit -15 after its outputs were written): Python sets its handlers back to the default action as
+    it shuts down, so the signals are now ignored outright."""
+    patch = ("import subprocess, time\nimport dnabert2.cli as c\nrun = c.main\n"
+             "def main(argv):\n    code = run(argv)\n"
+             "    print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, file=sys.stderr)\n"
+             "    subprocess.Popen([sys.executable, '-c', 'import os, signal, time\\n'\n"
+             "                      f'for _ in range(300):\\n    os.kill({os.getpid()}, signal.SIGTERM)\\n'\n"
+             "                      '    time.sleep(0.002)'], stderr=subprocess.DEVNULL)\n"
+             "    time.sleep(0.05)\n    return code\n"
+             "c.main = main")
+    result = run_patched(patch, "windows", "--genome", GENOMES / "ce1pct.fa.gz", "--window", 100,
+                         "--out", tmp_path / "w.fa")
+    assert result.returncode == 0 and result.stderr.splitlines()[-1] == "True", result.stderr
+    assert (tmp_path / "w.fa").stat().st_size > 0
+
+
 def test_an_error_raised_while_a_stop_unwinds_is_the_stop(tmp_path):
     """A SIGTERM sent to the whole job (as SLURM sends it) kills a DataLoader worker too, and torch
     raises that while the run unwinds: the exit is the stop's, not a traceback with exit 1."""

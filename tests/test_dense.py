@@ -540,6 +540,19 @@ def test_reads_mode_calls_peaks_along_each_read_where_its_bases_align(cnn, tmp_p
     assert whole["calls_by"] == "peaks along each read, counted per site" and whole["min_distance"]
     # bp/s counts read bases, each once: not flanks, padding or the second strand.
     assert whole["bases"] == read_bases
+    # Peaks lie along each read: --min-distance reaches along it past the end of short --regions (a
+    # distance cut to the regions' length once let a read's lesser hits 18-27 bp from its peak through).
+    site = int(supported[0][1])
+    (tmp_path / "r.bed").write_text(f"SIRV5\t{site - 5}\t{site + 5}\nSIRV5\t{site + 15}\t{site + 25}\n")
+    found = {}
+    for distance in (10, 30):
+        out = tmp_path / f"r{distance}.bed"
+        result = run_cli("scan", *[o for o in common if o not in ("--contigs", "SIRV5")], "--regions", tmp_path / "r.bed",
+                         "--min-distance", distance, "--out", out)
+        assert result.returncode == 0, result.stderr
+        found[distance] = {(c[1], c[3], c[5]): int(c[6]) for c in (line.split("\t") for line in out.read_text().splitlines())}
+    # Farther apart, fewer hits along each read: the same sites or fewer, with less support in all.
+    assert set(found[30]) <= set(found[10]) and sum(found[30].values()) < sum(found[10].values())
 
 
 def test_reads_mode_gives_a_reads_n_bases_no_score(cnn, tmp_path):

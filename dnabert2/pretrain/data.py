@@ -17,13 +17,14 @@ from tokenizers import Tokenizer
 
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement, too_many_n
-from ..tokenizer import FIRST_REGULAR, MASK, encode
+from ..tokenizer import FIRST_REGULAR, MASK, frame, token_ids
 
 TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
 # Genomes up to this many usable bases (a human genome's size) are held in memory as text, read once
 # in the main process, which DataLoader workers share after fork: a window is then a slice, where a
 # bgzip FASTA costs a block decompression (~150 µs) per window. Larger sets are read by region.
 IN_MEMORY_BP = 4_000_000_000
+DRAWS = 1000  # tries before a genome is called mostly N
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,10 @@ class WindowSampler:
             self._fastas, self._pid = [Fasta(p) for p in self.paths], os.getpid()
         return self._fastas
 
-    def draw(self, rng: np.random.Generator, kept=len) -> tuple[str, int, str, str]:
-        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented. `max_n`
-        holds over the first `kept(sequence)` bases, those the model reads of a window cut to its tokens."""
+    def draw(self, rng: np.random.Generator) -> tuple[str, int, str, str]:
+        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
         fastas = self._open() if self._memory is None else None
-        for _ in range(1000):
+        for _ in range(DRAWS):
             g = int(np.searchsorted(self.cdf, rng.random(), side="right"))
             names, ends = self.tables[g]
             pick = int(rng.integers(ends[-1]))
@@ -120,14 +120,18 @@ class WindowSampler:
             else:
                 sequence = fastas[g].fetch(names[i], start, start + self.window_bp)
             plus = rng.random() < 0.5
-            sequence = sequence if plus else reverse_complement(sequence)
-            read = sequence[:kept(sequence)]
-            # A window of N alone has no base to learn from, whatever max_n allows.
-            if not too_many_n(read, self.max_n) and any(base in read for base in "ACGT"):
-                return names[i], start, "+" if plus else "-", sequence
+            if self.usable(sequence):
+                return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
+        raise self.too_many_n()
+
+    def usable(self, bases: str) -> bool:
+        # A window of N alone has no base to learn from, whatever max_n allows.
+        return not too_many_n(bases, self.max_n) and any(base in bases for base in "ACGT")
+
+    def too_many_n(self) -> UserError:
         drawn_from = ("the held-out contigs are" if self.split == EVAL else
                       "the genomes are (held-out contigs aside)" if self.held_out else "the genomes are")
-        raise UserError(f"no window with at most {self.max_n:.0%} N found in 1000 draws; {drawn_from} mostly N")
+        return UserError(f"no window with at most {self.max_n:.0%} N found in {DRAWS} draws; {drawn_from} mostly N")
 
 
 def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate: float = 0.15):
@@ -187,18 +191,34 @@ class PretrainSteps(torch.utils.data.Dataset):
     def __len__(self):
         return 2**62
 
-    def kept_bases(self, sequence: str) -> int:
-        """How many of a window's bases its tokens keep, cut to the window's length in tokens."""
-        offsets = self.tokenizer.encode(sequence, add_special_tokens=False).offsets[:self.limit - 2]
-        return offsets[-1][1] if offsets else 0
+    def cut(self, sequences: list[str], sampler: WindowSampler) -> list[tuple[list[int], bool]]:
+        """Each window's input ids, cut to the window's length in tokens, and whether the bases those
+        tokens hold pass the sampler's max_n (a window is drawn long, 6 bp a token, and cut)."""
+        cut = self.limit - 2
+        out = []
+        for sequence, ids in zip(sequences, token_ids(self.tokenizer, sequences)):
+            if too_many_n(sequence, 0):  # where the kept tokens end matters only where some base is N
+                offsets = self.tokenizer.encode(sequence, add_special_tokens=False).offsets[:cut]
+                usable = sampler.usable(sequence[:offsets[-1][1] if offsets else 0])
+            else:
+                usable = True
+            out.append((frame([ids[:cut]])[0], usable))
+        return out
 
     def examples(self, stream: int, step: int, indices, sampler: WindowSampler | None = None) -> list:
         """(input ids, labels) of windows `indices` of a step: each drawn and masked by its own random
-        stream, all tokenised in one batch."""
+        stream, tokenised in batches; a window whose kept bases hold too many N is drawn again from its
+        stream."""
+        sampler = sampler or self.sampler
         rngs = [np.random.default_rng([self.seed, stream, step, index]) for index in indices]
-        sequences = [(sampler or self.sampler).draw(rng, self.kept_bases)[-1] for rng in rngs]
-        encoded = encode(self.tokenizer, sequences, self.limit)
-        return [mask_tokens(ids, rng, self.vocab_size, self.mask_rate) for ids, rng in zip(encoded, rngs)]
+        encoded = self.cut([sampler.draw(rng)[-1] for rng in rngs], sampler)
+        for _ in range(DRAWS):
+            again = [i for i, (_, usable) in enumerate(encoded) if not usable]
+            if not again:
+                return [mask_tokens(ids, rng, self.vocab_size, self.mask_rate) for (ids, _), rng in zip(encoded, rngs)]
+            for i, redrawn in zip(again, self.cut([sampler.draw(rngs[i])[-1] for i in again], sampler)):
+                encoded[i] = redrawn
+        raise sampler.too_many_n()
 
     def __getitem__(self, step: int) -> list[dict]:
         mine = range(self.rank, self.batch_size, self.world)

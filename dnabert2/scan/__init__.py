@@ -219,12 +219,9 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     from .dense import dense_reader, dense_scores
     from .genome import BlockWindows, Calling, scan_blocks, window_scores
 
-    # Peaks are called region by region, and no two bases of a region lie as far apart as its length: a
-    # longer --min-distance calls the same peaks, with memory and time in proportion to it.
-    longest = max(end - start for _, start, end in requested)
-    distances = {label: min(distance, longest) for label, distance in options.pop("distances").items()}
+    distances = options.pop("distances")
     strands = {"both": "+-"}.get(s.strands, s.strands)
-    if mode == "reads":
+    if mode == "reads":  # peaks along each read, however many regions it crosses (bam.base_read_hits)
         calls, tally = scan_reads(scanner, bam, genome, requested, split_regions(requested, *chunk_of), stride=stride,
                                   strands=strands, distances=distances, min_mapq=s.min_mapq, min_reads=s.min_reads,
                                   max_n=s.max_n, **options)
@@ -239,6 +236,10 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
         with open_alignments(bam, genome) as alignments:
             wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
+    # Peaks along the genome are called region by region, and no two bases of a region lie as far apart
+    # as its length: a longer --min-distance calls the same peaks, with memory and time in proportion to it.
+    longest = max((end - start for _, start, end in wanted), default=1)
+    distances = {label: min(distance, longest) for label, distance in distances.items()}
     size = scanner.core if scanner.dense else scanner.window
     short = [f"{c}:{a}-{b}" for c, a, b in wanted if b - a < size and not scanner.dense]
     if short:

@@ -253,7 +253,8 @@ def base_read_hits(scanner: DenseScanner, item: dict, probabilities: list[np.nda
     for (k, strand), track in tracks.items():
         for label in labels:
             name = scanner.labels[label]
-            caller = PeakCaller(threshold_score(threshold), min(distances[name], len(track)))  # as scan's _run
+            # No two bases of a read lie as far apart as its length: a longer distance calls the same peaks.
+            caller = PeakCaller(threshold_score(threshold), min(distances[name], len(track)))
             caller.start("", 0)
             scores = as_scores(track[:, label])
             scores[~item["candidates"][k]] = -1  # neither called nor suppressing a neighbour
