@@ -80,10 +80,11 @@ def base_weights(folder: Path) -> dict:
     the same name whose weights were replaced since (pretrained again, say), or whose config was edited
     (its pooling, say, which every prediction goes through), is told apart by them."""
     file = weights_file(folder)
-    return {"file": file.name, "sha256": _sha256(file), "config_sha256": _sha256(folder / "config.json")}
+    return {"file": file.name, "sha256": sha256_of(file), "config_sha256": sha256_of(folder / "config.json")}
 
 
-def _sha256(file: Path) -> str | None:
+def sha256_of(file: Path) -> str | None:
+    """A file's SHA-256, or None where there is no such file."""
     if not file.is_file():
         return None
     with open(file, "rb") as handle:
@@ -178,10 +179,10 @@ def adapter_base(folder: Path, info: dict) -> Path:
     if not base.is_dir():
         raise UserError(f"{model_name(folder)}: its base model {base} is not there any more (finetune.json names it)")
     recorded = info.get("base_weights")  # adapters saved before it was recorded load as they did
-    if recorded and _sha256(base / recorded["file"]) != recorded["sha256"]:
+    if recorded and sha256_of(base / recorded["file"]) != recorded["sha256"]:
         raise UserError(f"{model_name(folder)}: its base model {base} has other weights than the adapter was trained "
                         "on (replaced since); restore the earlier weights, or fine-tune again")
-    if recorded and recorded.get("config_sha256") not in (None, _sha256(base / "config.json")):
+    if recorded and recorded.get("config_sha256") not in (None, sha256_of(base / "config.json")):
         raise UserError(f"{model_name(folder)}: its base model's {base / 'config.json'} differs from the one the "
                         "adapter was trained with (edited since); restore it, or fine-tune again")
     return base

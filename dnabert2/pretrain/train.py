@@ -22,11 +22,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
-from ..download import compute_checksum
 from ..errors import UserError, first_names
 from ..hub import model_path
 from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
-from ..model.checkpoint import base_weights
+from ..model.checkpoint import base_weights, sha256_of
 from ..optim import schedule
 from ..options import add_settings, model_argument, progress, settings_from, settings_with
 from ..outputs import atomic_folder, check_folder
@@ -235,7 +234,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                                 100 * sum(short.values()) / sum(lengths.values()))
     recorded = {"genomes": genomes, "genome_contigs": [sampler.fingerprint(i) for i in range(len(genomes))],
                 # The files' bytes: a genome masked otherwise (Ensembl's dna_sm for dna_rm) keeps its contigs.
-                "genome_sha256": [compute_checksum("sha256", g) for g in genomes],
+                "genome_sha256": [sha256_of(Path(g)) for g in genomes],
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None,
                 "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],

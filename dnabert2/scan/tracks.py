@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..download import compute_checksum
 from ..errors import UserError
+from ..model.checkpoint import sha256_of
 from ..outputs import atomic_folder, missing_parents
 from ..stops import held
 
@@ -150,7 +150,7 @@ class Tracks:
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {path.name: compute_checksum("sha256", path) for path in sorted(folder.iterdir())}
+    return {path.name: sha256_of(path) for path in sorted(folder.iterdir())}
 
 
 def check_track(path: Path, scanned: dict, kind: str, summary) -> None:
@@ -158,7 +158,7 @@ def check_track(path: Path, scanned: dict, kind: str, summary) -> None:
     scan's, written over it into the same folder, or a damaged one. A summary written before the
     digests were recorded is taken on trust."""
     recorded = (scanned.get("track_sha256") or {}).get(kind)
-    if recorded is not None and recorded.get(path.name) != compute_checksum("sha256", path):
+    if recorded is not None and recorded.get(path.name) != sha256_of(path):
         raise UserError(f"{path}: not the track the scan of {summary} wrote (another scan wrote over it, or it is "
                         "damaged); scan again")
 
