@@ -173,8 +173,8 @@ def comparable(settings: dict) -> dict:
     (it changed from bert to dnabert2), not a setting of the run; and the genomes and the --init model
     are known by their contents (genome_contigs, genome_sha256, init_sha256), not by their paths, which
     change when data moves to another node; nor is --batch-tokens, a memory bound a requeue onto
-    another GPU may need to change (resume_from warns). The model's fields are compared one by one, so a refusal names the
-    field that changed."""
+    another GPU may need to change (resume_from warns). The model's fields are compared one by one, so
+    a refusal names the field that changed."""
     return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init", "batch_tokens")},
             **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
@@ -237,7 +237,8 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 "genome_sha256": [sha256_of(Path(g)) for g in genomes],
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None,
-                "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None, "window": [s.window_tokens, s.window_bp, data.limit],
+                "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None,
+                "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
                 "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate,
                 "steps": s.steps, "lr": s.lr, "betas": list(s.adam_betas), "eps": s.adam_eps,
