@@ -33,8 +33,12 @@ def check_figure_name(out) -> None:
 
 
 def save_figure(fig, out) -> None:
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="svg")
+    """The same figure in the same bytes on every run, so that a rerun of the workflow changes no report
+    file it need not: no date, and element ids from the content (matplotlib salts them at random)."""
+    import matplotlib
+
+    with atomic_output(out) as tmp, matplotlib.rc_context({"svg.hashsalt": "dnabert2"}):
+        fig.savefig(tmp, format="svg", metadata={"Date": None})
 
 
 def _text(path) -> str:

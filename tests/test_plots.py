@@ -15,6 +15,9 @@ def test_pretraining_loss_curve(tmp_path):
     assert result.returncode == 0, result.stderr
     svg = (tmp_path / "loss.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "held-out loss" in svg
+    # A rerun writes the same bytes (no date, no random element ids), so it changes no report file.
+    assert run_cli("plot", "pretraining", metrics, "--out", tmp_path / "again.svg").returncode == 0
+    assert (tmp_path / "again.svg").read_text() == svg
 
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "loss.png"), "loss.png", ".svg")
     assert not (tmp_path / "loss.png").exists()
