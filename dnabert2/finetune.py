@@ -292,6 +292,9 @@ def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings
     else:
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
+        # Named as the task names them, for Hugging Face's loaders and pipelines; those of an earlier
+        # task, fine-tuned from, are not this head's (a task without names: LABEL_i).
+        model.config.id2label = task_labels(job.folder, model.config.num_labels)
         save_model(model, out, tokenizer)
     info = {"base_model": model_name(model_dir.resolve()), "head": job.head, "num_labels": metrics["num_labels"],
             "max_tokens": metrics["max_tokens"], "adapter": adapter_only, "lora": lora_settings}
@@ -354,6 +357,15 @@ def check_task_kind(data: Path, classes: int) -> None:
     if kind is not None and len(kind.labels) != classes:
         raise UserError(f"{described}: a {kind.name} task has {len(kind.labels)} labels ({', '.join(kind.labels)}), "
                         f"but train.csv has {classes} classes")
+
+
+def task_labels(data: Path, classes: int) -> dict[int, str] | None:
+    """The names of labels 0..classes-1 in a task folder's task.json (tasks writes them), if it names them."""
+    described = data / "task.json"
+    labels = json.loads(described.read_text()).get("labels") if described.is_file() else None
+    if not isinstance(labels, dict) or set(labels) != {str(i) for i in range(classes)}:
+        return None
+    return {i: str(labels[str(i)]) for i in range(classes)}
 
 
 def copy_task_description(data: Path, out: Path) -> None:

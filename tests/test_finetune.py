@@ -402,6 +402,23 @@ def test_a_small_model_is_fine_tuned_whole_by_default(base, motif_task, tmp_path
     assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["method"] == "full"
 
 
+def test_a_saved_model_names_its_labels_as_its_task_does(base, motif_task, tmp_path):
+    """config.json's id2label, which Hugging Face's loaders and pipelines read, holds task.json's names;
+    a model fine-tuned again on a task without names does not keep the earlier task's."""
+    import shutil
+
+    named = tmp_path / "named"
+    shutil.copytree(motif_task, named)
+    (named / "task.json").write_text(json.dumps({"labels": {"0": "background", "1": "tata"}}))
+    for model, task, out in ((base, named, "first"), (tmp_path / "first", motif_task, "again")):
+        result = run_cli("finetune", "--model", model, "--data", task, "--out", tmp_path / out, "--full", "--epochs", 1,
+                         "--device", "cpu", "-q")
+        assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "first" / "config.json").read_text())["id2label"] == {"0": "background", "1": "tata"}
+    assert load_model(tmp_path / "first").config.id2label == {0: "background", 1: "tata"}
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"}
+
+
 def test_a_seed_with_dev_score_zero_beats_a_negative_one():
     """0.0 is a score (a collapsed seed's MCC), not undefined: the seed saved is the best by dev score."""
     from dnabert2.finetune import _dev
