@@ -15,7 +15,9 @@ from .errors import UserError
 
 # What loading a model reads: configuration, tokenizer, weights, a LoRA adapter. The released
 # repository's Python files (bert_layers.py, …) are never fetched, so never run.
-MODEL_FILES = ["*.json", "model.safetensors", "pytorch_model.bin", "adapter_model.safetensors"]
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole model's, in the order they are looked for
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a LoRA fine-tuning folder's
+MODEL_FILES = ["*.json", *WEIGHT_FILES, ADAPTER_FILES[1]]
 _ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .hub import hub_id, shadowing_folder
+from .hub import ADAPTER_FILES, WEIGHT_FILES, hub_id, shadowing_folder
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
@@ -248,7 +248,7 @@ def check_references(config: dict) -> None:
             if value in known or (kind, value) == ("model", CNN):
                 continue
             # A whole model to fine-tune: a LoRA folder (adapter_config.json) is no starting point.
-            files = [str(Path(value) / "config.json")] if kind == "model" else task_files(value)
+            files = model_files(value, adapter=False) if kind == "model" else task_files(value)
             if not _on_disk(key, value, files) and not (kind == "model" and hub_id(value)) and not to_make(value):
                 what = "a folder on disk" + " or a Hugging Face Hub id" * (kind == "model")
                 raise ValueError(f"config: finetune.{name}.{kind} {settings[kind]!r} is neither a {kind} in the "
@@ -307,7 +307,7 @@ def _shadowed(model: str) -> str:
 
 def _check_scan(config: dict, name: str, settings: dict) -> None:
     model = settings["model"]
-    if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, [model_file(model)]) \
+    if model not in config["finetune"] and not _on_disk(f"scan.{name}.model", model, model_files(model)) \
             and not hub_id(model) and not to_make(model):
         raise ValueError(f"config: scan.{name}.model {settings['model']!r} is neither a finetune name in the config, "
                          f"a folder on disk nor a Hugging Face Hub id" + _shadowed(model))
@@ -365,17 +365,22 @@ def _check_variants(config: dict, name: str, settings: dict) -> None:
         if run["model"] != CNN and not is_dense_task(config, run["task"]):
             raise ValueError(f"config: variants.{name}.model {model!r} is fine-tuned on a window task; variants are "
                              f"scored with a per-base model (a dense task, or cnn)")
-    elif not _on_disk(f"variants.{name}.model", model, [model_file(model)]) and not hub_id(model) \
+    elif not _on_disk(f"variants.{name}.model", model, model_files(model)) and not hub_id(model) \
             and not to_make(model):
         raise ValueError(f"config: variants.{name}.model {model!r} is neither a finetune name in the config, a "
                          f"folder on disk nor a Hugging Face Hub id" + _shadowed(model))
 
 
-def model_file(folder: str) -> str:
-    """The file that stands for a model folder on disk, as a rule's input: its config.json, or the
-    adapter_config.json of a LoRA fine-tuning folder (which holds no config.json of its own)."""
-    adapter = Path(folder) / "adapter_config.json"
-    return str(adapter) if adapter.is_file() else str(Path(folder) / "config.json")
+def model_files(folder: str, adapter: bool = True) -> list[str]:
+    """The files that stand for a model folder on disk, as a rule's inputs: its config.json and weights,
+    or (adapter) a LoRA fine-tuning folder's adapter files. The weights too: a model trained again in
+    place with the same settings writes the same config.json, which Snakemake, comparing checksums,
+    takes for unchanged, and the scans of the old weights would stay."""
+    path = Path(folder)
+    if adapter and (path / ADAPTER_FILES[0]).is_file():
+        return [str(path / name) for name in ADAPTER_FILES]
+    weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), path / WEIGHT_FILES[0])
+    return [str(path / "config.json"), str(weights)]
 
 
 def task_files(folder: str) -> list[str]:

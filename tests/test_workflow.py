@@ -225,10 +225,11 @@ def test_paths_with_spaces_reach_the_commands_whole(checkout):
 
 
 def test_a_lora_folder_on_disk_is_planned_for_scanning_and_variants(checkout):
-    """A LoRA fine-tuning folder holds adapter_config.json, no config.json: the plan takes what is there."""
+    """A LoRA fine-tuning folder holds adapter_config.json, no config.json: the plan takes what is there
+    (and its adapter weights)."""
     lora = checkout / "models" / "lora"
     lora.mkdir(parents=True)
-    for name in ("adapter_config.json", "finetune.json"):
+    for name in ("adapter_config.json", "finetune.json", "adapter_model.safetensors"):
         (lora / name).write_text("{}")
     (checkout / "v.vcf").write_text("##fileformat=VCFv4.2\n")
     edit_config(checkout, lambda c: (c["scan"]["ce1pct_splice"].update(model="models/lora", held_out=False),
@@ -238,6 +239,35 @@ def test_a_lora_folder_on_disk_is_planned_for_scanning_and_variants(checkout):
                        cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scan_chunk" in result.stdout and "score_variants" in result.stdout
+
+
+def test_a_model_on_disk_trained_again_in_place_reruns_its_scan(checkout):
+    """A model folder on disk stands for its weights too: trained again in place with the same settings,
+    its config.json is the same bytes (Snakemake takes a newer file of the same checksum as unchanged),
+    and the scans of the old weights must not stay as if they were the new ones'."""
+    model = scan_classifier(checkout / "models" / "splice", 60)
+    edit_config(checkout, lambda c: (c["genomes"].update(ex1={"source": str(DATA / "bam/ex1/ex1.fa")}),
+                                     c["scan"].update(ex1={"model": str(model), "genome": "ex1", "stride": 30})))
+    result = snakemake("--cores", "2", "results/scan/ex1.bed", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in snakemake("--cores", "1", "--dry-run", "results/scan/ex1.bed", cwd=checkout).stdout
+    time.sleep(1)
+    (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())  # trained again
+    (model / "config.json").write_text((model / "config.json").read_text())
+    result = snakemake("--cores", "1", "--dry-run", "results/scan/ex1.bed", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scan_chunk" in result.stdout and "model.safetensors" in result.stdout
+
+
+def test_a_folder_this_workflow_made_before_is_taken_from_disk(checkout):
+    """A model given by path into results/ (./results/finetune/old: fine-tuned under an earlier config)
+    is a folder on disk, not a finetune job without settings (a KeyError from Snakemake before)."""
+    old = checkout / "results" / "finetune" / "old"
+    scan_classifier(old, 60)
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_splice"].update(model="./results/finetune/old", held_out=False))
+    result = snakemake("--cores", "1", "--dry-run", "results/scan/ce1pct_splice.bed", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scan_chunk" in result.stdout and "finetune" not in result.stdout.split("Job stats")[-1]
 
 
 def test_entered_midway_from_models_on_disk(checkout):
@@ -314,6 +344,7 @@ def stand_in_inputs(checkout, config_path):
     for folder in {checkout / f for f in folders if f not in trained}:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").touch()
     return config
 
 

@@ -340,16 +340,24 @@ def test_remote_genome_sources_are_not_looked_for_here():
     checked(config)
 
 
-def test_a_lora_folder_on_disk_stands_for_its_adapter_config(tmp_path):
-    """A LoRA fine-tuning folder has no config.json: the rules take its adapter_config.json as input."""
+def test_a_model_folder_on_disk_stands_for_its_config_and_weights(tmp_path):
+    """A LoRA fine-tuning folder has no config.json: the rules take its adapter files as input. The
+    weights are inputs too (a model trained again in place writes the same config.json), and a folder
+    without them is refused before any job."""
     lora = tmp_path / "lora"
     lora.mkdir()
     (lora / "adapter_config.json").write_text("{}")
     config = copy.deepcopy(DEFAULT)
     config["scan"]["ce1pct_splice"].update(model=str(lora), held_out=False)
+    refused(config, "scan.ce1pct_splice.model", "a folder without adapter_model.safetensors")
+    (lora / "adapter_model.safetensors").write_text("{}")
     checked(config)
-    assert wc.model_file(str(lora)) == str(lora / "adapter_config.json")
-    assert wc.model_file("example") == "example/config.json"
+    assert wc.model_files(str(lora)) == [str(lora / "adapter_config.json"), str(lora / "adapter_model.safetensors")]
+    released = tmp_path / "released"
+    released.mkdir()
+    (released / "config.json").write_text("{}")
+    (released / "pytorch_model.bin").write_text("")
+    assert wc.model_files(str(released)) == [str(released / "config.json"), str(released / "pytorch_model.bin")]
     # It holds no whole model to fine-tune further.
     config["finetune"]["ce1pct_splice"]["model"] = str(lora)
     refused(config, "finetune.ce1pct_splice.model", "a folder without config.json")

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 
 from ..devices import resolve_device
 from ..errors import UserError
-from ..hub import model_name, model_path, shadowing_folder
+from ..hub import ADAPTER_FILES, WEIGHT_FILES, model_name, model_path, shadowing_folder
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer
 from .adapters import is_adapter, merge_adapter
@@ -25,7 +25,6 @@ from .heads import (HEADS, DNABertForBaseClassification, DNABertForEmbedding, DN
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TIED = "cls.predictions.decoder.weight"
 EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -197,7 +196,7 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     saved = info.get("head", "classification")
     if head not in (None, saved, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {saved} model; head {head!r} is not available from it")
-    adapter_weights = folder / "adapter_model.safetensors"
+    adapter_weights = folder / ADAPTER_FILES[1]
     # peft cannot load an adapter without the head it was saved with, whichever head is asked for.
     if adapter_weights.is_file() and not _holds(adapter_weights, "base_model.model." + LABELLED_HEADS[saved]):
         raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {saved} head; fine-tune it again")

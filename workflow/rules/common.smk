@@ -1,3 +1,4 @@
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -43,6 +44,13 @@ wildcard_constraints:
     name="[A-Za-z0-9_.-]+",
     i=r"\d+",
     n=r"\d+",
+
+
+def configured(section):
+    """A wildcard constraint of a rule making the config section's entries: those names only. A folder
+    given by path into this workflow's results/ (./results/finetune/old, made by an earlier config) is
+    then a file on disk, not a job of no settings."""
+    return "|".join(map(re.escape, config[section])) or "(?!)"
 
 
 def genome_fasta(name):
@@ -151,7 +159,8 @@ def hub_offline(model):
 
 def model_input(model):
     """The input standing for a model: its folder when pretrained here, fetch_model's TSV for a model
-    on the Hugging Face Hub, else its config.json on disk; the CNN baseline stands for no file.
+    on the Hugging Face Hub, else its config.json and weights on disk; the CNN baseline stands for no
+    file.
     """
     if model == workflow_config.CNN:
         return []
@@ -162,7 +171,7 @@ def model_input(model):
     # A host rule's directory() output, named as Snakemake names it (./models/m is models/m).
     if workflow_config.to_make(model):
         return str(Path(model))
-    return f"{model}/config.json"
+    return workflow_config.model_files(model, adapter=False)
 
 
 def finetune_command(wildcards):
@@ -212,7 +221,7 @@ def fine_tuned(model):
 
 def fine_tuned_input(model):
     """The input standing for a fine-tuned model: its folder when fine-tuned here, fetch_model's TSV
-    for a model on the Hub, else its file on disk (a LoRA folder's adapter_config.json).
+    for a model on the Hub, else its files on disk (config and weights, or a LoRA folder's adapter's).
     """
     if model in config["finetune"]:
         return {"model": fine_tuned(model)}
@@ -220,7 +229,7 @@ def fine_tuned_input(model):
         return {"model": str(Path(model))}
     if hub_id(model):
         return {"model": hub_fetched(model)} if fetched(model) else {}
-    return {"model": workflow_config.model_file(model)}
+    return {"model": workflow_config.model_files(model)}
 
 
 def scan_model(scan):

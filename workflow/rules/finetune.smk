@@ -9,6 +9,8 @@ rule tasks:
         "logs/tasks/{task}.log",
     benchmark:
         "benchmarks/tasks/{task}.tsv"
+    wildcard_constraints:
+        task=configured("tasks"),
     conda:
         "../../envs/model.yaml"
     resources:
@@ -39,6 +41,8 @@ rule finetune:
         "logs/finetune/{name}.log",
     benchmark:
         "benchmarks/finetune/{name}.tsv"
+    wildcard_constraints:
+        name=configured("finetune"),
     conda:
         "../../envs/model.yaml"
     threads: 2

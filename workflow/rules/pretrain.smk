@@ -10,6 +10,8 @@ rule pretrain:
         "logs/pretrain/{model}.log",
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
+    wildcard_constraints:
+        model=configured("pretrain"),
     conda:
         "../../envs/model.yaml"
     # Each GPU's process feeds it with loader workers of its own.
