@@ -303,7 +303,7 @@ INFO_KEY = re.compile(r"[A-Za-z_][0-9A-Za-z_.]*")  # VCF 4.3's INFO keys (1000G 
 
 @dataclass
 class VariantSettings:
-    distance: int = setting(50, "bp either side of a variant's REF bases where score changes are looked for "
+    distance: int = setting(50, "bp either side of the bases a variant changes where score changes are looked for "
                             "(SpliceAI's default)", type=non_negative)
     info_key: str = setting("DNABERT2", "the INFO field the scores go into")
     batch_tokens: int | None = _batch_tokens()

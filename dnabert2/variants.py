@@ -1,16 +1,19 @@
 """`dnabert2 variants`: how each variant of a VCF/BCF changes a per-base model's scores nearby.
 
 For every ALT allele and every site label (donor, acceptor; TSS; …) the largest gain and the largest
-loss of the label's per-base probability within ±distance bp of the variant's REF bases (SpliceAI's
-window is POS ± distance whatever the REF), over both strands, and where each happens (bp from the
-variant's first base, SpliceAI's DP convention). Deleted bases score
-0 in the alternative sequence; bases an insertion adds count at the base before them (their best).
+loss of the label's per-base probability within ±distance bp of the bases the allele changes, over
+both strands, and where each happens (bp from the variant's first base, POS: SpliceAI's DP
+convention). The bases REF and ALT share at either end are no change (as `bcftools norm` trims them):
+GGCT>GCT deletes one G as GG>G does, whatever another ALT of the record made REF hold. Deleted bases
+score 0 in the alternative sequence; bases an insertion adds count at the base before them (their
+best), or at a contig's start at the base after.
 
 Variants are scored a block of records at a time, in cores of the model's training length laid on a
-fixed grid along each contig (with flanks of context, as a scan reads them): variants in one core
-share its reference windows (one per strand), and each ALT costs its alternative windows, the same
-window with only that allele applied. A variant's scores depend on it alone, never on its neighbours
-in the file. Every input record is written out, in order: scored ALTs get the INFO field, the others
+fixed grid along each contig, each half a core after the last (with flanks of context, as a scan reads
+them): a variant is scored in the core whose middle lies nearest, so its context is the same at every
+--distance (up to about a quarter core). Variants in one core share its reference windows (one per
+strand), and each ALT costs its alternative windows, the same window with only that allele applied.
+A variant's scores depend on it alone, never on its neighbours in the file. Every input record is written out, in order: scored ALTs get the INFO field, the others
 say why not (REF unlike the reference, an unknown contig, a symbolic allele)."""
 
 import contextlib
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 BLOCK = 2048  # records read, scored and written at a time
 # Why a record is not scored (INFO/{info key}_UNSCORED), in the order they are looked for.
 REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long")
-LONGEST = 50  # REF length (bp) the shared cores leave room for
 BASES = set("ACGT")
 # An ALLELE subfield (a breakend's holds its mate's contig, whose name may hold '|' or ';') escaped as
 # VCF escapes INFO values, so that the value splits on '|' into its fields.
@@ -56,9 +58,26 @@ class Variant:
     record: int  # index in the block
     allele: int  # ALT index
     contig: str
-    position: int  # 0-based first base of REF
-    ref: str
-    alt: str
+    position: int  # 0-based first base that REF and ALT do not share
+    ref: str  # the bases changed (empty for an insertion)
+    alt: str  # what they become (empty for a deletion)
+    anchor: int  # 0-based POS, which positions are given from
+
+    @classmethod
+    def of(cls, record: int, allele: int, contig: str, start: int, ref: str, alt: str) -> "Variant":
+        """An ALT allele of a record at `start`, less the bases it shares with REF at the end, then at
+        the start."""
+        while ref and alt and ref[-1] == alt[-1]:
+            ref, alt = ref[:-1], alt[:-1]
+        shared = next((i for i, (a, b) in enumerate(zip(ref, alt)) if a != b), min(len(ref), len(alt)))
+        return cls(record, allele, contig, start + shared, ref[shared:], alt[shared:], start)
+
+    @property
+    def changed(self) -> tuple[int, int]:
+        """The reference bases it changes; for an insertion, the base its bases count at."""
+        if self.ref:
+            return self.position, self.position + len(self.ref)
+        return (self.position - 1, self.position) if self.position > 0 else (0, 1)
 
 
 def fields(labels: list[str]) -> list[str]:
@@ -94,17 +113,25 @@ class VariantScorer:
         n = len(sequences)
         return [np.stack([scored[i][:, self.order], scored[n + i][::-1, self.order]]) for i in range(n)]
 
+    def span(self, v: Variant) -> tuple[int, int]:
+        """The reference bases a variant's changes are looked for at: ±distance of those it changes."""
+        lo, hi = v.changed
+        return max(lo - self.distance, 0), min(hi + self.distance, self.fasta.lengths[v.contig])
+
     def core_of(self, v: Variant) -> tuple[int, int]:
-        """The core a variant is scored in: a tile of a fixed grid whose cores overlap enough that every
-        variant's ±distance span with a REF of up to LONGEST bp lies wholly in one; a longer REF gets a
-        core of its own. Either way it depends on the variant alone, never on its neighbours. None
-        reaches past the contig: the model reads a contig's ends as a scan does, beside a flank of N,
-        not beside a core's worth more."""
-        core, distance, length = self.scanner.core, self.distance, self.fasta.lengths[v.contig]
-        first, last = max(v.position - distance, 0), min(v.position + len(v.ref) + distance, length)
-        step = core - 2 * distance - LONGEST
-        start = first // step * step if step > 0 else first
-        start, end = (start, start + core) if last <= start + core else (first, max(last, first + core))
+        """The core a variant is scored in: of a grid of cores half a core apart, the one whose middle
+        lies nearest the variant, which holds its span when that reaches at most about a quarter core
+        either way; a longer span gets a core of its own. Either way it depends on the variant alone,
+        never on its neighbours, and on --distance only in the second case. None reaches past the
+        contig: the model reads a contig's ends as a scan does, beside a flank of N, not beside a
+        core's worth more."""
+        core, length = self.scanner.core, self.fasta.lengths[v.contig]
+        first, last = self.span(v)
+        step = core // 2
+        middle = sum(v.changed) // 2
+        start = max(0, round((middle - core / 2) / step)) * step if step else first
+        start, end = (start, start + core) if start <= first and last <= start + core else \
+            (first, max(last, first + core))
         return (start, end) if end <= length else (max(0, length - (end - start)), length)
 
     def score(self, variants: list[Variant]) -> dict[tuple[int, int], tuple]:
@@ -130,27 +157,26 @@ class VariantScorer:
         return out
 
     def delta(self, v: Variant, start: int, ref: np.ndarray, alt: np.ndarray, bases: str):
-        """Alternative minus reference scores over the variant's ±distance, in reference coordinates;
+        """Alternative minus reference scores over the variant's span, in reference coordinates;
         bases: the core's reference bases, from `start`."""
         # Past a contig's ends lies no base (only the N that pad the windows): no position there.
-        first = max(v.position - self.distance, 0)
-        last = min(v.position + len(v.ref) + self.distance, self.fasta.lengths[v.contig])
+        first, last = self.span(v)
         ref_part = ref[:, first - start:last - start]  # (2, span, labels)
         matched = min(len(v.ref), len(v.alt))
         before = alt[:, first - start:v.position + matched - start]
         after_from = v.position + len(v.alt) - start
         after = alt[:, after_from:after_from + last - v.position - len(v.ref)]
         deleted = np.zeros((2, len(v.ref) - matched, alt.shape[2]), dtype=alt.dtype)
-        if len(v.alt) > len(v.ref):  # inserted bases count at the last base before them
-            inserted = alt[:, v.position + matched - start:after_from].max(1)
-            before = before.copy()
-            before[:, -1] = np.maximum(before[:, -1], inserted)
         alt_part = np.concatenate([before, deleted, after], axis=1)
+        if len(v.alt) > len(v.ref):  # inserted bases count at the last base before them, or the first after
+            inserted = alt[:, v.position + matched - start:after_from].max(1)
+            at = max(v.position + matched - 1, first) - first
+            alt_part[:, at] = np.maximum(alt_part[:, at], inserted)
         # An N or other IUPAC base of the reference has no score to gain or lose, as in a scan.
         unknown = ~scored_bases(bases[first - start:last - start])[:, None]
         change = (np.where(unknown, -np.inf, (alt_part - ref_part).max(0, initial=-np.inf)),
                   np.where(unknown, np.inf, (alt_part - ref_part).min(0, initial=np.inf)))
-        return change, np.arange(first, last) - v.position
+        return change, np.arange(first, last) - v.anchor
 
 
 def summarise(change, positions) -> tuple[list[float], list[int]]:
@@ -352,7 +378,7 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
         for allele, alt in enumerate(record.alts or ()):
             # An ALT equal to REF changes nothing.
             if scorable(alt) and alt.upper() != record.ref.upper() and len(alt) <= scorer.longest_allele:
-                variants.append(Variant(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
+                variants.append(Variant.of(index, allele, record.contig, record.start, record.ref.upper(), alt.upper()))
     scores = {}
     variants.sort(key=lambda v: (v.contig, v.position))
     for _, same_contig in itertools.groupby(variants, key=lambda v: v.contig):

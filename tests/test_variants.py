@@ -117,6 +117,58 @@ def test_every_kind_of_record_is_kept_and_said_what_became_of_it(scored):
         assert len(list(indexed.fetch("IV", 0, 10_000_000))) == len(by_id) - 1
 
 
+def test_one_change_written_two_ways_scores_the_same(cnn, ce1pct, variants, tmp_path):
+    """REF and ALT are lined up after the bases they share at either end: a deletion beside a longer one
+    in a multi-allelic record (GGCT>GCT,G) is GG>G's, and an insertion written before its base (C>TC)
+    is the one written after the base before (A>AT). Lined up from the left only, they gave false
+    losses of a nearby splice site of 0.9."""
+    site = next(s for s in variants[2] if s.kind == "acceptor")
+    with Fasta(ce1pct) as genome:
+        p = site.position - 3
+        bases = genome.fetch("IV", p, p + 4)
+    one = [("IV", p, "short", bases[:2], bases[0]),
+           ("IV", p, "multi", bases, ",".join([bases[0] + bases[2:], bases[0]]))]
+    two = [("IV", p, "after", bases[0], bases[0] + "T"), ("IV", p + 1, "before", bases[1], "T" + bases[1])]
+    scored = {}
+    for name, records in (("one", one), ("two", two)):
+        out = tmp_path / f"{name}.vcf.gz"
+        result = run_cli("variants", "--model", cnn, "--vcf", write_vcf(tmp_path / f"{name}.vcf", records,
+                                                                         {"IV": 174938}),
+                         "--fasta", ce1pct, "--out", out, "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        with pysam.VariantFile(str(out)) as vcf:
+            scored |= {r.id: list(info(r).values()) for r in vcf}
+    (short,), (shared, _) = scored["short"], scored["multi"]
+    assert {k: v for k, v in short.items() if k != "ALLELE"} == {k: v for k, v in shared.items() if k != "ALLELE"}
+    (after,), (before,) = scored["after"], scored["before"]
+    for key in after:
+        if key.startswith("DS_"):
+            assert after[key] == before[key]
+        elif key.startswith("DP_"):  # from each record's POS, one base apart
+            assert int(after[key]) == int(before[key]) + 1
+
+
+def test_a_wider_distance_only_adds_positions(cnn, ce1pct, variants, tmp_path):
+    """Each variant is read in the same context at every --distance: looking further can find larger
+    changes, never smaller ones at the bases it looked at before."""
+    records = [r for r in variants[1] if r[2].startswith(("donor", "acceptor", "near"))][:40]
+    vcf = write_vcf(tmp_path / "some.vcf", records, {"IV": 174938})
+    found = {}
+    for distance in (10, 50):
+        out = tmp_path / f"d{distance}.vcf.gz"
+        result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", out,
+                         "--distance", distance, "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        with pysam.VariantFile(str(out)) as scored:
+            found[distance] = {r.id: next(iter(info(r).values())) for r in scored}
+    for name, near in found[10].items():
+        wide = found[50][name]
+        for key in (k for k in near if k.startswith("DS_")):
+            assert float(wide[key]) >= float(near[key]), (name, key, near, wide)
+            if int(wide["DP" + key[2:]]) in range(-10, 11):  # the same largest change, at the same base
+                assert wide[key] == near[key] and wide["DP" + key[2:]] == near["DP" + key[2:]], (name, key)
+
+
 def test_a_record_past_2_to_the_29_gets_a_csi_index(cnn, ce1pct, tmp_path):
     """A record on a contig of a wheat-sized assembly, even one the reference lacks, is written: its
     position needs a .csi, which a .tbi cannot hold."""
@@ -441,14 +493,21 @@ def test_a_variant_near_a_contigs_ends_is_read_as_a_scan_reads_them():
 
     from dnabert2.variants import Variant, VariantScorer
 
-    scorer = SimpleNamespace(scanner=SimpleNamespace(core=2000), distance=50,
-                             fasta=SimpleNamespace(lengths={"I": 10000, "MtDNA": 137}))
+    def scorer(distance):
+        made = VariantScorer.__new__(VariantScorer)
+        made.scanner, made.distance = SimpleNamespace(core=2000), distance
+        made.fasta = SimpleNamespace(lengths={"I": 10000, "MtDNA": 137})
+        return made
+
     for position in (0, 30, 49, 50, 2500, 9950, 9999):
-        start, end = VariantScorer.core_of(scorer, Variant(0, 0, "I", position, "A", "C"))
+        variant = Variant.of(0, 0, "I", position, "A", "C")
+        start, end = scorer(50).core_of(variant)
         assert max(0, position - 50) >= start >= 0 and min(position + 51, 10000) <= end <= 10000, (position, start, end)
         assert end - start == 2000
-    assert VariantScorer.core_of(scorer, Variant(0, 0, "I", 10, "A" * 1990, "C")) == (0, 2050)
-    assert VariantScorer.core_of(scorer, Variant(0, 0, "MtDNA", 100, "A", "C")) == (0, 137)
+        # Which core does not depend on --distance (up to a quarter core), so neither does the context.
+        assert scorer(400).core_of(variant) == (start, end)
+    assert scorer(50).core_of(Variant.of(0, 0, "I", 10, "A" * 1990, "C")) == (0, 2050)
+    assert scorer(50).core_of(Variant.of(0, 0, "MtDNA", 100, "A", "C")) == (0, 137)
 
 
 def test_positions_stay_on_the_contig(cnn, ce1pct, tmp_path):
