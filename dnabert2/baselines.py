@@ -28,7 +28,8 @@ def kmer_baseline(task: dict, k: int = 6, seed: int = 0) -> dict:
     best = None
     for c in (1.0, 10.0, 100.0, 1000.0):
         model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features["train"], task["train"][1])
-        dev = scores(task["dev"][1], _full_probabilities(model, features["dev"], task))["mcc"]
+        # A dev split of one class has no MCC (None): every C ranks alike, the first is kept.
+        dev = scores(task["dev"][1], _full_probabilities(model, features["dev"], task))["mcc"] or 0.0
         if best is None or dev > best[0]:
             best = (dev, model)
     probabilities = _full_probabilities(best[1], features["test"], task)
@@ -99,7 +100,7 @@ def cnn_baseline(task: dict, seed: int = 0, epochs: int = 30, patience: int = 5,
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        dev = scores(task["dev"][1], _probabilities(model, x["dev"], lengths["dev"]))["mcc"]
+        dev = scores(task["dev"][1], _probabilities(model, x["dev"], lengths["dev"]))["mcc"] or 0.0  # as above
         if dev > best:
             best, best_state, waited = dev, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:

@@ -123,12 +123,17 @@ def write_tables(rows: list[dict], out: Path) -> None:
             if row.empty:
                 cells.append("")
                 continue
-            sd = row.iloc[0].get("mcc_sd")
-            cells.append(f"{row.iloc[0]['mcc']:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, float) and sd > 0 else "")
+            sd, mcc = row.iloc[0].get("mcc_sd"), row.iloc[0]["mcc"]
+            if pd.isna(mcc):  # a test split of one class
+                cells.append("undefined")
+                continue
+            cells.append(f"{mcc:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, float) and sd > 0 else "")
                          + (" (one class)" if _collapsed(row.iloc[0].get("collapsed")) else ""))
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
     if "collapsed" in table and table["collapsed"].map(_collapsed).any():
         lines.append("\n(one class): the model predicts one class for every sequence; it has learned nothing.")
+    if table["mcc"].isna().any():
+        lines.append("\nundefined: the task's test split holds one class, where MCC is 0 whatever a model does.")
     with written_together():  # the table and its Markdown twin, or neither
         with atomic_text(out) as handle:
             table.to_csv(handle, sep="\t", index=False, float_format="%.4f")

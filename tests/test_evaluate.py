@@ -30,6 +30,21 @@ def uci_task(tmp_path_factory):
     return random_split(pairs, tmp_path_factory.mktemp("gue") / "splice" / "uci")
 
 
+def test_a_random_split_holds_each_sequence_once(uci_task):
+    """The UCI set repeats 185 sequences, one of them under two labels: split as they came, 25 test and
+    35 dev sequences were also in train, and the benchmark scored models on examples they had seen."""
+    with open(UCI, newline="") as handle:
+        rows = [(r["sequence"].upper(), int(r["label"])) for r in csv.DictReader(handle)]
+    labels = {}
+    for sequence, label in rows:
+        labels.setdefault(sequence, set()).add(label)
+    task = read_task(uci_task)
+    held = {split: list(task[split][0]) for split in SPLITS}
+    everything = [q for split in SPLITS for q in held[split]]
+    assert len(everything) == len(set(everything))  # none twice, within or across splits
+    assert set(everything) == {q for q, found in labels.items() if len(found) == 1 and set(q) <= set("ACGTN")}
+
+
 def test_kmer_baseline_on_uci_splice_junctions(uci_task):
     result = kmer_baseline(read_task(uci_task), k=6)
     assert set(result) == {"mcc", "f1", "accuracy", "auroc", "auprc", "collapsed"} and result["collapsed"] is False

@@ -278,6 +278,13 @@ def test_a_test_split_of_one_class_gets_null_auroc_not_nan(base, tmp_path):
     metrics = json.loads(text)  # strict JSON: no NaN
     assert "NaN" not in text and metrics["test"]["auroc"] is None and metrics["test"]["auprc"] is None
     assert metrics["test"]["accuracy"] is not None
+    # MCC is 0 there whatever a model does: undefined, not a score a collapsed model ties a baseline on.
+    assert metrics["test"]["mcc"] is None
+    result = run_cli("evaluate", "--model", tmp_path / "o", "--data", task, "--out", tmp_path / "e.tsv", "--device",
+                     "cpu", "-q")
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "e.md").read_text()
+    assert "| undefined | undefined |" in table and "holds one class" in table
 
 
 def test_a_dev_split_of_one_class_is_refused_before_training(base, tmp_path):

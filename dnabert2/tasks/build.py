@@ -18,7 +18,7 @@ from ..options import add_settings, changed, settings_from, settings_with
 from ..outputs import check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement, too_many_n
 from ..settings import TaskSettings
-from .gue import SPLITS, write_csv, write_task_folder
+from .gue import SPLITS, deduplicate, write_csv, write_task_folder
 from .motifs import check_motifs
 from .registry import KINDS, Geometry, SiteLabel, TaskKind, task_kind
 from .split import Split, choose_split
@@ -170,7 +170,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         for name in SPLITS:
             examples[name] += drawer.draw(examples[name], name)
 
-    examples = _deduplicate(examples)
+    examples = deduplicate(examples)
     examples = {split: _balance(rows, rng) for split, rows in examples.items()}
     for split, rows in examples.items():
         present = {label for _, label in rows}
@@ -194,23 +194,6 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     }
     write_task_folder(out, examples, write_csv, description, rng, force=s.force, inputs=[genome, annotation])
     return description
-
-
-def _deduplicate(examples: dict) -> dict:
-    """Each sequence once, in the first of test, dev, train that holds it (a sequence with two labels
-    is dropped: it cannot be learned)."""
-    labels = {}
-    for rows in examples.values():
-        for sequence, label in rows:
-            labels.setdefault(sequence, set()).add(label)
-    seen, result = set(), {}
-    for split in ("test", "dev", "train"):
-        result[split] = []
-        for sequence, label in examples[split]:
-            if sequence not in seen and len(labels[sequence]) == 1:
-                seen.add(sequence)
-                result[split].append((sequence, label))
-    return {split: result[split] for split in SPLITS}
 
 
 def _balance(rows: list, rng: np.random.Generator) -> list:

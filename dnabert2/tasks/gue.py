@@ -105,10 +105,32 @@ def write_task_folder(out, examples: dict[str, list], write_split, description: 
             Path(tmp).write_text(json.dumps(description, indent=2) + "\n")
 
 
+def deduplicate(examples: dict, order=("test", "dev", "train")) -> dict:
+    """Each sequence once, in the first split of `order` that holds it: a test sequence also in train
+    is one the model has seen. A sequence with two labels is dropped: it cannot be learned."""
+    labels = {}
+    for rows in examples.values():
+        for sequence, label in rows:
+            labels.setdefault(sequence, set()).add(label)
+    seen, result = set(), {}
+    for split in order:
+        result[split] = []
+        for sequence, label in examples[split]:
+            if sequence not in seen and len(labels[sequence]) == 1:
+                seen.add(sequence)
+                result[split].append((sequence, label))
+    return {split: result[split] for split in examples}
+
+
 def random_split(pairs: list, folder, seed: int = 0, fractions=(0.8, 0.1)) -> Path:
     """A GUE task folder from labelled (sequence, label) pairs that have no contigs to split by: a
-    seeded random train/dev/test split (80/10/10 by default)."""
+    seeded random train/dev/test split (80/10/10 by default) of the distinct sequences."""
     folder = Path(folder)
+    unique = deduplicate({"all": pairs}, order=("all",))["all"]
+    if len(unique) < len(pairs):
+        log.info("%d of %d examples left out: repeated, or one sequence under two labels", len(pairs) - len(unique),
+                 len(pairs))
+    pairs = unique
     order = np.random.default_rng(seed).permutation(len(pairs))
     train, dev = (int(f * len(order)) for f in (fractions[0], fractions[0] + fractions[1]))
     for split, chosen in zip(SPLITS, (order[:train], order[train:dev], order[dev:])):
@@ -151,7 +173,8 @@ def one_class(probabilities: np.ndarray) -> bool:
 
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Test metrics of a task: MCC, macro F1, accuracy, AUROC and AUPRC (one-vs-rest macro averages
-    for more than two classes); AUROC and AUPRC are None (JSON null) where a class has no example."""
+    for more than two classes); AUROC and AUPRC are None (JSON null) where a class has no example, and
+    MCC where all are of one class."""
     from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, matthews_corrcoef,
                                  roc_auc_score)
 
@@ -159,7 +182,8 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     classes = probabilities.shape[1]
     # Macro F1 over the classes test holds, for every model alike (not those a model happens to predict).
     held = sorted(set(labels.tolist()))
-    result = {"mcc": matthews_corrcoef(labels, predicted),
+    # MCC needs two classes in the truth: with one, it is 0 whatever the model does.
+    result = {"mcc": matthews_corrcoef(labels, predicted) if len(held) > 1 else None,
               "f1": f1_score(labels, predicted, labels=held, average="macro"),
               "accuracy": accuracy_score(labels, predicted), "auroc": None, "auprc": None}
     if len(set(labels.tolist())) == classes:
