@@ -12,7 +12,7 @@ from .errors import UserError
 from .finetune import check_task_kind, finetune, predict
 from .hub import model_path
 from .model import classifier_head, is_classifier, load_model
-from .options import add_settings, folder_name, model_argument, output_file, settings_from
+from .options import add_settings, changed, folder_name, model_argument, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
@@ -53,9 +53,12 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
         classifier = load_model(model_dir, head="classification", device=device, trained=True)
-        if training.max_tokens:
-            log.warning("%s is fine-tuned: --max-tokens cuts the inputs of training, and none is trained here; its "
-                        "test sequences are scored whole, as finetune scores them", model_dir)
+        # --seeds and --device serve the baselines too.
+        ignored = [flag for flag in changed(training, TRAINING_OPTIONS) if flag not in ("--seeds", "--device")]
+        if ignored:
+            log.warning("%s is a fine-tuned classifier, scored as it is: %s shape training, and none is trained "
+                        "here (its test sequences are scored whole, as finetune scores them)", model_dir,
+                        ", ".join(ignored))
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
                 settings.kmer if "kmer" in baselines else None)
     rows = []

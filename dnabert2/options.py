@@ -47,7 +47,14 @@ def changed(settings, names: Iterable[str]) -> list[str]:
     its default cannot be told from none)."""
     defaults = type(settings)()
     fields = {field.name: field for field in dataclasses.fields(settings)}
-    return [flag_of(fields[name]) for name in names if getattr(settings, name) != getattr(defaults, name)]
+    return [_flag_given(fields[name], getattr(settings, name)) for name in names
+            if getattr(settings, name) != getattr(defaults, name)]
+
+
+def _flag_given(field: dataclasses.Field, value) -> str:
+    """The flag that gives a setting `value`: a switch's own (--lora for method lora)."""
+    switches = field.metadata.get("switches") or {}
+    return next((flag for flag, (chosen, _) in switches.items() if chosen == value), flag_of(field))
 
 
 def _default_text(field: dataclasses.Field, default) -> str:

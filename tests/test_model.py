@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from conftest import DATA, SHARED
 from dnabert2 import load_model, load_tokenizer
@@ -225,6 +226,12 @@ def test_tokenizer_must_match_the_model(tmp_path):
     with pytest.raises(UserError, match="differs from the model's own"):
         check_tokenizer(ours, config, folder)
     check_tokenizer(theirs, config, folder)
+    # As many tokens, numbered past the embeddings: an index error deep in the model before.
+    vocab = json.loads((folder / "tokenizer.json").read_text())
+    vocab["model"]["vocab"] = {token: i + 3000 * (i >= 9) for token, i in vocab["model"]["vocab"].items()}
+    (folder / "shifted.json").write_text(json.dumps(vocab))
+    with pytest.raises(UserError, match="token ids reach 3019, past the model's 20 embeddings"):
+        check_tokenizer(Tokenizer.from_file(str(folder / "shifted.json")), config)
 
 
 def test_own_folders_round_trip(tmp_path):

@@ -281,11 +281,12 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
 def test_ids_are_written_as_they_are_and_a_blank_one_is_its_row_number(classifier, regions, tmp_path):
     """A plain TSV, as cut and bedtools read it: CSV quoting would have changed the id my "gene"."""
     sequence = regions[2][-1]
-    (tmp_path / "in.csv").write_text(f'id,sequence,name\n"my ""gene""",{sequence},\n,{sequence},\n,{sequence},n3\n')
+    (tmp_path / "in.csv").write_text(f'id,sequence,name\n"my ""gene""",{sequence},\n,{sequence},\n,{sequence},n3\n'
+                                     f'"  ",{sequence},n4\n')
     result = run_cli("predict", "--model", classifier, "--csv", tmp_path / "in.csv", "--out", tmp_path / "p.tsv", "-q")
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[0] for line in (tmp_path / "p.tsv").read_text().splitlines()] == \
-        ["id", 'my "gene"', "2", "n3"]  # a blank id: the name, else the row number
+        ["id", 'my "gene"', "2", "n3", "n4"]  # a blank id (spaces too): the name, else the row number
     # Ids may repeat in a FASTA as in a CSV (`bedtools getfasta -name` writes a gene's exons so).
     (tmp_path / "in.fa").write_text(f">g exon1\n{sequence}\n>g\n{sequence[:50]}\n")
     for command in ("predict", "embed"):

@@ -910,6 +910,11 @@ def test_unindexed_bam_is_refused(data, tmp_path):
     result = run_cli("junctions", "--bam", bam, "--out", tmp_path / "j.bed")
     assert_user_error(result, "samtools index")
     assert not (tmp_path / "j.bed").exists()
+    # Sorted by name, it cannot be indexed as it is: the advice is to sort it first.
+    pysam.sort("-n", "-o", str(tmp_path / "byname.bam"), str(bam))
+    result = run_cli("junctions", "--bam", tmp_path / "byname.bam", "--out", tmp_path / "j.bed")
+    assert_user_error(result, "sorted by queryname, not by position", "samtools sort -o")
+    assert not (tmp_path / "j.bed").exists()
 
 
 def test_bam_whose_contigs_are_not_in_the_reference_is_refused(data):

@@ -129,6 +129,10 @@ def check_tokenizer(tokenizer: Tokenizer, config: ModelConfig, model_folder: Pat
     size = tokenizer.get_vocab_size()
     if size != config.vocab_size:
         raise UserError(f"{source}: vocabulary of {size} tokens does not match the model's {config.vocab_size}")
+    # As many tokens, numbered past the embedding table, would index out of it (on a GPU, a device assert).
+    highest = max(tokenizer.get_vocab().values(), default=-1)
+    if highest >= config.vocab_size:
+        raise UserError(f"{source}: token ids reach {highest}, past the model's {config.vocab_size} embeddings")
     own = model_folder / "tokenizer.json" if model_folder else None
     if own and own.is_file() and Tokenizer.from_file(str(own)).get_vocab() != tokenizer.get_vocab():
         raise UserError(f"{source}: vocabulary differs from the model's own {own}")

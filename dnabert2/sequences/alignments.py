@@ -46,7 +46,11 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         raise UserError(f"{path}: SAM, which cannot be indexed: sort it into a BAM and index that "
                         f"(samtools sort -o reads.bam {path} && samtools index reads.bam)")
     if not bam.has_index():
+        order = bam.header.to_dict().get("HD", {}).get("SO")
         bam.close()
+        if order not in (None, "coordinate", "unknown"):  # samtools index would refuse it too
+            raise UserError(f"{path}: sorted by {order}, not by position, and has no index (samtools sort -o "
+                            f"sorted.bam {path} && samtools index sorted.bam)")
         raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
     # htslib cannot decode a CRAM without its reference, or from a plain-gzip one, and says so only
     # on stderr: every read would silently go missing.

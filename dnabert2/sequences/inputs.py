@@ -145,7 +145,8 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
         keys = [column for column in ("id", "name") if column in rows.fieldnames]
         for number, row in enumerate(rows, 1):
-            name = next((row[key] for key in keys if row[key]), None) or str(number)  # a blank id: its name
+            # A blank id (spaces alone too): its name, else its row number.
+            name = next((row[key] for key in keys if (row[key] or "").strip()), None) or str(number)
             sequence = (row["sequence"] or "").upper()
             check_nucleotides(path, name, sequence)
             if not sequence:

@@ -47,9 +47,9 @@ wildcard_constraints:
 
 
 def configured(section):
-    """A wildcard constraint of a rule making the config section's entries: those names only. A folder
-    given by path into this workflow's results/ (./results/finetune/old, made by an earlier config) is
-    then a file on disk, not a job of no settings."""
+    """The names of a config section's entries, as the wildcard constraint of the jobs making them. A
+    folder given by path into this workflow's results/ (./results/finetune/old, made by an earlier
+    config) is then a file on disk, not a job of no settings."""
     return "|".join(map(re.escape, config[section])) or "(?!)"
 
 

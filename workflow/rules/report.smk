@@ -40,6 +40,11 @@ rule plot_scan_scores:
         "benchmarks/report/scan_{name}.tsv"
     conda:
         "../../envs/model.yaml"
+    # Streams the scan's bedGraph in chunks (little memory), but reads a whole genome's per-base
+    # tracks: as long as the scan it draws may take (the SLURM profile's default is an hour).
+    resources:
+        mem_mb=2000,
+        runtime=lambda wildcards: scan_settings(wildcards)["runtime"],
     shell:
         "python -m dnabert2 plot scores {input.scores} --out {output} > {log} 2>&1"
 
