@@ -43,9 +43,9 @@ def _workers(help_text: str):
                    default_text="the cores available, less one for the main process (per process under torchrun)")
 
 
-def _min_intron():
+def _min_intron(default_text=None):
     return setting(MIN_INTRON, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
-                   type=positive)
+                   type=positive, default_text=default_text)
 
 
 def _biotypes(default_text="every transcript"):
@@ -349,7 +349,7 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
                                      type=Path, metavar="BED", group="where")),
     ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
                                           metavar="CONTIG", group="where")),
-    ("min_intron", int, _min_intron()),
+    ("min_intron", int, _min_intron(f"{MIN_INTRON}; with --held-out, the task's")),
     ("biotypes", list[str] | None, _biotypes("every transcript; with --held-out, the task's")),
     ("tags", list[str] | None, _tags("every transcript; with --held-out, the task's")),
 ])

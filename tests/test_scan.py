@@ -680,6 +680,28 @@ def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_
     assert held_out["sites"] == sum(s.contig == "IV" for s in coding.tss())
 
 
+def test_a_task_records_how_it_was_built_and_its_held_out_evaluation_takes_its_introns(tmp_path):
+    """task.json says what --min-intron, --max-n and the negatives' margin were; `scan-eval --held-out`
+    reads the task's splice sites with its --min-intron (it took its own default of 20 before)."""
+    annotation = GENOMES / "ce1pct.gff3.gz"
+    task = tmp_path / "task"
+    result = run_cli("tasks", "splice", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
+                     "--min-intron", 60, "--max-n", 0.1, "--test-contigs", "IV", "--out", task)
+    assert result.returncode == 0, result.stderr
+    described = json.loads((task / "task.json").read_text())
+    assert (described["min_intron"], described["max_n"], described["margin"]) == (60, 0.1, 1000)
+    long_introns = [s for s in read_annotation(annotation, min_intron=60).sites({"donor"}) if s.contig == "IV"]
+    every = [s for s in read_annotation(annotation, min_intron=30).sites({"donor"}) if s.contig == "IV"]
+    assert len(long_introns) < len(every)
+    calls = tmp_path / "calls.bed"
+    calls.write_text("".join(f"{s.contig}\t{s.position}\t{s.position + 1}\tdonor\t900\t{s.strand}\t3\t-1\t-1\t0\n"
+                             for s in long_introns))
+    for options, sites in (((), len(long_introns)), (("--min-intron", 30), len(every))):
+        result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task, *options)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["labels"]["donor"]["sites"] == sites
+
+
 def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them(tmp_path):
     """The example with every other mRNA tagged as GENCODE tags its transcripts: `sites --tag` writes
     theirs only, `tasks --tag` records the tags, and `scan-eval --held-out` sets aside a call at an

@@ -17,7 +17,7 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError
-from ..options import add_settings, named_paths, output_file, settings_from, settings_with
+from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
@@ -85,7 +85,9 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     # unless told otherwise.
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
     biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
-    annotation = read_annotation(annotation_path, s.min_intron, biotypes, tags)
+    # Its introns too: sites of gaps the task took for no intron are no sites it learned.
+    min_intron = s.min_intron if changed(s, ["min_intron"]) else trained_on.get("min_intron") or s.min_intron
+    annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
     # A contig named wrong (chrI for I) would evaluate nothing, in nulls.
     known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
@@ -203,14 +205,17 @@ def held_out_regions(task_folder) -> list[tuple[str, int, int]]:
         return [(c, 0, 2**62) for c in task["contigs"]["test"]]
 
 
-def held_out_transcripts(task_folder) -> dict[str, list[str] | None]:
+def held_out_transcripts(task_folder) -> dict:
     """The biotypes and tags of the transcripts a task was built from (tasks --biotype, --tag), each
-    None for every transcript."""
+    None for every transcript, and its --min-intron (None where task.json predates it)."""
     with _task_json(task_folder) as task:
         chosen = {key: task.get(key) for key in ("biotypes", "tags")}
         if not all(v is None or isinstance(v, list) and all(isinstance(x, str) for x in v) for v in chosen.values()):
             raise TypeError
-        return chosen
+        min_intron = task.get("min_intron")
+        if min_intron is not None and (not isinstance(min_intron, int) or min_intron < 1):
+            raise TypeError
+        return chosen | {"min_intron": min_intron}
 
 
 @contextmanager
