@@ -47,7 +47,10 @@ class Embedder:
             raise UserError(f"--chunk-tokens {s.chunk_tokens}: a chunk holds [CLS], [SEP] and at least one token")
         self.device, precision = inference_device(s.device, s.dtype)
         self.autocast = autocast(self.device, precision)
-        self.encoder = inference_weights(load_model(folder, device=self.device).bert, precision)
+        model = load_model(folder, device=self.device)
+        # An embedding model's folder says how it pools (load_model(head="embedding", pooling=...)).
+        self.pooling = s.pooling or getattr(model, "pooling", None) or "mean"
+        self.encoder = inference_weights(model.bert, precision)
         self.tokenizer = load_tokenizer(folder)
         self.tokens = batch_tokens(s.batch_tokens, self.device)
         self.chunk = s.chunk_tokens
@@ -218,7 +221,7 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
     kind = out.suffix.lower()  # x.NPZ is an .npz
     if kind not in FORMATS:
         raise UserError(f"{out}: give the output a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} name, which says its format")
-    tokens = s.pooling == "tokens"
+    tokens = s.pooling == "tokens"  # given, never a folder's
     if tokens and kind == ".npy":
         raise UserError(f"{out}: an .npy holds one array; per-token embeddings need .npz or .parquet (tokens and "
                         "offsets go with them)")
@@ -242,7 +245,7 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
                 cut = "a smaller --chunk-tokens" if s.chunk_tokens else "--chunk-tokens (512, the length DNABERT-2 was " \
                     "pretrained on) to run them in chunks"
                 raise UserError(f"{error}, or give {cut}") from None
-            vectors = torch.cat(states).numpy() if tokens else pooled(states, s.pooling)
+            vectors = torch.cat(states).numpy() if tokens else pooled(states, embedder.pooling)
             count += len(names)
             if show_progress:
                 log.info("%d sequences", count)

@@ -10,7 +10,7 @@ from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .finetune import check_task_kind, finetune, predict
-from .hub import model_path
+from .hub import model_name, model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, changed, folder_name, model_argument, output_file, settings_from
 from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
@@ -61,17 +61,19 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                         ", ".join(ignored))
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
                 settings.kmer if "kmer" in baselines else None)
+    # A Hub model's folder is named by its commit: the table names it owner/name.
+    shown = model_dir.name if model_name(model_dir) == str(model_dir) else model_name(model_dir).split("@")[0]
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
         log.info("task %s: %s", name, ", ".join(f"{s} {len(task[s][1])}" for s in SPLITS))
         if classifier is not None:
-            method = model_dir.name
+            method = shown
             result, spread = score_classifier(classifier, model_dir, task, 64, device), {}
         else:
             with scratch_folder("dnabert2-evaluate-") as tmp:
                 metrics = finetune(model_dir, folder, tmp / "model", training, progress=False)
-            method = f"{model_dir.name} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
+            method = f"{shown} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
             result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
         scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                    **{f"{k}_sd": v for k, v in spread.items()}}]

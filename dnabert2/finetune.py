@@ -24,14 +24,14 @@ from .errors import UserError
 from .hub import model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
-from .model.checkpoint import base_weights
+from .model.checkpoint import base_weights, save_tokenizer_files
 from .optim import schedule
 from .options import add_settings, changed, model_argument, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
 from .tasks.registry import KINDS
-from .tokenizer import frame, load_tokenizer, save_tokenizer, token_ids, token_limit
+from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings
     adapter_only = adapter_base is not None
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
-        save_tokenizer(tokenizer, out / "tokenizer.json")
+        save_tokenizer_files(tokenizer, out)
     else:
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()

@@ -328,9 +328,10 @@ POOLINGS = ("mean", "cls", "max")  # dnabert2.model.heads.pool computes them
 
 @dataclass
 class EmbedSettings:
-    pooling: str = setting("mean", "one vector per sequence: the mean, the [CLS] state or the elementwise max of its "
-                           "token states ([CLS] and [SEP] included); tokens: one vector per token",
-                           choices=[*POOLINGS, "tokens"])
+    pooling: str | None = setting(None, "one vector per sequence: the mean, the [CLS] state or the elementwise max of "
+                                  "its token states ([CLS] and [SEP] included); tokens: one vector per token",
+                                  choices=[*POOLINGS, "tokens"],
+                                  default_text="an embedding model's own (saved with it), else mean")
     chunk_tokens: int | None = setting(None, "run sequences of more tokens than this in overlapping chunks of this "
                                        "many, each token's states averaged over the chunks holding it", type=positive,
                                        default_text="each sequence whole (ALiBi takes any length)")

@@ -81,6 +81,10 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     assert "over 1 seed(s)" in result.stdout and "±" not in result.stdout
     assert (out / "adapter_model.safetensors").stat().st_size < 0.3 * (base / "model.safetensors").stat().st_size
     assert not (out / "model.safetensors").exists()
+    # Its tokenizer loads in transformers with its special tokens, as a whole model's does.
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(out).pad_token == "[PAD]"
     model = load_model(out)
     assert type(model).__name__ == "DNABertForSequenceClassification"
     base_model = load_model(base, head="classification", num_labels=2)

@@ -185,6 +185,13 @@ def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reload
     reloaded = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-c", script)
     assert reloaded.returncode == 0, reloaded.stderr
     assert reloaded.stdout.split() == ["DNABertForSequenceClassification"]
+    # The table names a Hub model by its id, not by the cache folder of its commit.
+    task = out.parent / "task"
+    scored = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-m", "dnabert2", "evaluate", "--model", "lab/tiny-base",
+                 "--data", task, "--out", out.parent / "e.tsv", "--baseline", "none", "--epochs", 1, "--device", "cpu",
+                 "-q")
+    assert scored.returncode == 0, scored.stderr
+    assert "| lab/tiny-base (" in (out.parent / "e.md").read_text()
 
 
 def test_an_hf_endpoint_that_is_no_url_gets_one_line(tmp_path):

@@ -179,6 +179,22 @@ def test_embed_gives_each_sequence_the_vector_it_has_alone(base, regions, tmp_pa
     assert (tmp_path / "vectors.npy.ids.txt").read_text().splitlines() == list(saved["ids"])
 
 
+def test_an_embedding_model_pools_as_it_was_saved_to(base, regions, tmp_path):
+    """A folder saved from load_model(head="embedding", pooling="cls") says so in its config.json: embed
+    pools as the Python API does with it (it took the mean), unless --pooling says otherwise."""
+    model = load_model(base, head="embedding", pooling="cls")
+    folder = save_model(model, tmp_path / "cls-embedder", load_tokenizer(base))
+    sources = write_inputs(tmp_path, regions)
+    for options, pooling in (((), "cls"), (("--pooling", "max"), "max")):
+        out = tmp_path / f"{pooling}.npz"
+        result = run_cli("embed", "--model", folder, *sources["fasta"], "--out", out, *options, "-q")
+        assert result.returncode == 0, result.stderr
+        want = load_model(folder, head="embedding", pooling=pooling)
+        for vector, (*_, sequence) in zip(np.load(out)["embeddings"], regions[:3]):
+            np.testing.assert_allclose(vector, alone(want, load_tokenizer(base), sequence).embeddings[0].numpy(),
+                                       atol=1e-5)
+
+
 def test_embed_streams_an_npy_into_place(base, regions, tmp_path, monkeypatch):
     """An .npy is written where it goes, block by block: nothing staged in $TMPDIR (which need not hold
     the whole set), the header counting every block's rows."""

@@ -323,10 +323,7 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
         for name in TOKENIZER_FILES:
             (out / name).unlink(missing_ok=True)
     else:
-        save_tokenizer(tokenizer, out / "tokenizer.json")
-        names = dict(zip(("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"), SPECIAL_TOKENS))
-        _write_json(out / "special_tokens_map.json", names)
-        _write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **names})
+        save_tokenizer_files(tokenizer, out)
 
     config = model.config.to_dict()
     if isinstance(model, DNABertForEmbedding):
@@ -335,6 +332,15 @@ def save_model(model: torch.nn.Module, out, tokenizer: Tokenizer | str | Path | 
         config["id2label"] = {str(i): f"LABEL_{i}" for i in range(model.config.num_labels)}
     _write_json(out / "config.json", {"architectures": [ARCHITECTURES[head]], **config})
     return out
+
+
+def save_tokenizer_files(tokenizer: Tokenizer, out: Path) -> None:
+    """tokenizer.json, and the tokenizer_config.json and special_tokens_map.json that transformers'
+    AutoTokenizer reads (without them it has no [PAD] or [MASK])."""
+    save_tokenizer(tokenizer, out / "tokenizer.json")
+    names = dict(zip(("unk_token", "cls_token", "sep_token", "pad_token", "mask_token"), SPECIAL_TOKENS))
+    _write_json(out / "special_tokens_map.json", names)
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **names})
 
 
 def _write_json(path: Path, data: dict) -> None:
