@@ -98,7 +98,8 @@ class WindowsSettings:
     contigs: list[str] | None = setting(None, "only these contigs", nargs="+", metavar="CONTIG", group="where")
     regions: Path | None = setting(None, "only these regions (overlapping or touching ones tiled as one)", type=Path,
                                    metavar="BED", group="where")
-    on_n: str = setting("split", "runs of N: split stretches at them, skip windows holding N, or keep them",
+    on_n: str = setting("split", "runs of N (or another IUPAC code than A, C, G, T): split stretches at them, skip "
+                        "windows holding N, or keep them",
                         choices=["split", "skip", "keep"])
     min_length: int | None = setting(None, "emit stretches shorter than a window if at least this long", type=positive)
     format: str | None = setting(None, "output format", choices=["fasta", "csv", "bed"],

@@ -318,6 +318,12 @@ def test_regions_shorter_than_a_window_are_named_not_skipped_silently(short_mode
     summary = json.loads((tmp_path / "c.json").read_text())
     # scan-eval counts annotated sites in the summary's regions: not in one left unscanned.
     assert summary["bases"] == 300 and summary["regions"] == [["I", 5000, 5300]]
+    # Every region too short: an empty BED with exit 0 would pass for a scan that found nothing.
+    regions.write_text("I\t1000\t1040\nMtDNA\t0\t50\n")
+    result = run_cli("scan", "--model", short_model, "--fasta", ce1pct, "--regions", regions, "--out",
+                     tmp_path / "none.bed", "--summary", tmp_path / "none.json", "--workers", 0)
+    assert_user_error(result, "every region is shorter than the 60 bp window (the longest, 50 bp)")
+    assert not list(tmp_path.glob("none.*"))
 
 
 def test_a_region_past_its_contigs_end_is_refused_naming_the_bed(short_model, ce1pct, tmp_path):

@@ -377,6 +377,11 @@ def test_windows_split_at_or_skip_n_runs():
     assert [(w.start, w.end) for w in skip] == [(0, 4), (4, 8), (16, 20), (17, 21)]
     keep = list(windows(seq, "c", 4, 4, strands="+", on_n="keep"))
     assert len(keep) == 6
+    # Another IUPAC code is as unknown as N (scan, tasks and pretrain count it so).
+    ambiguous = seq.replace("NNNNN", "NRYKM")
+    for on_n in ("split", "skip"):
+        assert [(w.start, w.end) for w in windows(ambiguous, "c", 4, 4, strands="+", on_n=on_n)] == \
+            [(w.start, w.end) for w in (split if on_n == "split" else skip)]
 
 
 def test_genome_windows_over_regions_keep_genome_coordinates(lambda_forms):

@@ -245,7 +245,11 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     if short:
         log.warning("%d region(s) shorter than the %d bp window are not scanned (%s%s); a per-base model scans "
                     "every base", len(short), size, ", ".join(short[:3]), ", …" if len(short) > 3 else "")
+        longest_region = max(b - a for _, a, b in wanted)
         wanted = [(c, a, b) for c, a, b in wanted if b - a >= size]  # the summary's: scan-eval counts sites there
+        if not wanted:  # empty calls and tracks with exit 0 would pass for a scan that found nothing
+            raise UserError(f"every region is shorter than the {size} bp window (the longest, {longest_region} bp): "
+                            "give larger regions or contigs, a shorter --window, or scan with a per-base model")
     every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
     mine = chunk(every, *chunk_of)
     before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)

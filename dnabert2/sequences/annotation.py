@@ -449,7 +449,7 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         log.warning("%s: %d feature(s) %s left out", path, count, why)
     if incomplete:
         log.warning("%s: %d transcript(s) with an end marked < or > (or one of several), left out: %s", path,
-                    len(incomplete), ", ".join(t.id for t in incomplete[:5]))
+                    len(incomplete), first_names([t.id for t in incomplete]))
     if not transcripts:
         why = "every one left out, as said above" if skipped or incomplete or aside else "no RNA or CDS features"
         raise UserError(f"{path}: no transcripts found ({why})")
@@ -905,13 +905,13 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         # would join them into one transcript with an intron between them that no annotation holds.
         log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, exon "
                     "numbers, or lines defining them apart, of two sources or on another strand), left out: %s", path,
-                    len(repeated), ", ".join(repeated[:5]))
+                    len(repeated), first_names(repeated))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
         # of their exons may have gone with it: their first and last bases are no TSS or TTS.
         log.warning("%s: %d transcript(s) whose exons may be incomplete (a Parent no line defines, CDS outside the "
                     "exons, an intron past them, a line on no strand, marked partial, or a GTF line of their gene "
-                    "without a transcript_id), left out: %s", path, len(incomplete), ", ".join(t.id for t in incomplete[:5]))
+                    "without a transcript_id), left out: %s", path, len(incomplete), first_names([t.id for t in incomplete]))
     if across_origin:
         log.warning("%s: %d transcript(s) across the origin of a circular sequence left out", path, across_origin)
     # A transcript on no strand at all (StringTie's of one exon): its ends are real on one strand or the other.

@@ -18,7 +18,8 @@ from .inputs import merge_regions, read_bed_regions
 
 log = logging.getLogger(__name__)
 
-_NOT_N = re.compile(r"[^N]+")
+# An IUPAC code other than A, C, G and T (R, Y, ...) is as unknown as N, as too_many_n counts it.
+_KNOWN, _UNKNOWN = re.compile(r"[ACGT]+"), re.compile(r"[^ACGT]")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ def starts(length: int, size: int, stride: int) -> list[int]:
 
 
 def segments(sequence: str, on_n: str) -> list[tuple[int, int]]:
-    """The stretches to tile: with 'split', the N-free runs between runs of N; with 'skip' or
-    'keep', the whole sequence (windows holding N are then dropped or kept)."""
+    """The stretches to tile: with 'split', the runs of A, C, G and T between runs of N (or other
+    IUPAC codes); with 'skip' or 'keep', the whole sequence (windows holding N are then dropped or kept)."""
     if on_n == "split":
-        return [m.span() for m in _NOT_N.finditer(sequence)]
+        return [m.span() for m in _KNOWN.finditer(sequence)]
     return [(0, len(sequence))]
 
 
@@ -73,7 +74,7 @@ def windows(sequence: str, contig: str, size: int, stride: int, *, offset: int =
             spans = [(0, length)]
         for s, e in spans:
             piece = sequence[seg_start + s : seg_start + e]
-            if on_n == "skip" and "N" in piece:
+            if on_n == "skip" and _UNKNOWN.search(piece):
                 continue
             for strand in wanted:
                 yield Window(
