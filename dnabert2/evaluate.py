@@ -53,8 +53,9 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                             "(a per-base model's scans are scored by `scan-eval`)")
         device = resolve_device(training.device)
         classifier = load_model(model_dir, head="classification", device=device, trained=True)
-        # --seeds and --device serve the baselines too.
-        ignored = [flag for flag in changed(training, TRAINING_OPTIONS) if flag not in ("--seeds", "--device")]
+        # --device serves the baselines too, and so does --seeds' first seed.
+        ignored = [flag for flag in changed(training, TRAINING_OPTIONS) if flag != "--device"
+                   and (flag != "--seeds" or len(training.seeds) > 1)]
         if ignored:
             log.warning("%s is a fine-tuned classifier, scored as it is: %s shape training, and none is trained "
                         "here (its test sequences are scored whole, as finetune scores them)", model_dir,

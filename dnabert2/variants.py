@@ -13,8 +13,9 @@ fixed grid along each contig, each half a core after the last (with flanks of co
 them): a variant is scored in the core whose middle lies nearest, so its context is the same at every
 --distance (up to about a quarter core). Variants in one core share its reference windows (one per
 strand), and each ALT costs its alternative windows, the same window with only that allele applied.
-A variant's scores depend on it alone, never on its neighbours in the file. Every input record is written out, in order: scored ALTs get the INFO field, the others
-say why not (REF unlike the reference, an unknown contig, a symbolic allele)."""
+A variant's scores depend on it alone, never on its neighbours in the file. Every input record is
+written out, in order: scored ALTs get the INFO field, the others say why not (REF unlike the
+reference, an unknown contig, a symbolic allele)."""
 
 import contextlib
 import itertools
@@ -135,8 +136,8 @@ class VariantScorer:
         return (start, end) if end <= length else (max(0, length - (end - start)), length)
 
     def score(self, variants: list[Variant]) -> dict[tuple[int, int], tuple]:
-        """(record, allele) → (largest and smallest change per base and label, positions relative to
-        the variant) for variants of one contig; those in one core share its reference windows."""
+        """(record, allele) → (largest and smallest change per base and label, positions from its POS)
+        for variants of one contig; those in one core share its reference windows."""
         flank = self.scanner.flank
         out = {}
         cores = {}
@@ -151,7 +152,7 @@ class VariantScorer:
             ref_scores, *alt_scores = self.forward_scores([reference, *alternatives])
             if not all(np.isfinite(a).all() for a in (ref_scores, *alt_scores)):
                 raise UserError(f"the model's scores are not finite numbers around {members[0].contig}:"
-                                f"{members[0].position + 1}: are its weights intact?")
+                                f"{members[0].anchor + 1}: are its weights intact?")
             for v, alt in zip(members, alt_scores):
                 out[v.record, v.allele] = self.delta(v, start, ref_scores, alt, reference[flank:len(reference) - flank])
         return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .hub import ADAPTER_FILES, WEIGHT_FILES, hub_id, shadowing_folder
+from .hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, hub_id, shadowing_folder
 from .options import as_arguments
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
@@ -379,7 +379,7 @@ def model_files(folder: str, adapter: bool = True) -> list[str]:
     path = Path(folder)
     if adapter and (path / ADAPTER_FILES[0]).is_file():
         return [str(path / name) for name in ADAPTER_FILES]
-    weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), path / WEIGHT_FILES[0])
+    weights = find_weights(path) or path / WEIGHT_FILES[0]
     return [str(path / "config.json"), str(weights)]
 
 

@@ -228,7 +228,7 @@ def test_a_fine_tuned_classifier_is_scored_on_whole_sequences_whatever_training_
     model = save_model(build_model(preset("tiny", num_labels=2), "classification"), tmp_path / "classifier",
                        load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
     rows = {}
-    for cut in ([], ["--max-tokens", 8, "--lora", "--epochs", 7, "--lr", "0.01"]):
+    for cut in ([], ["--max-tokens", 8, "--lora", "--epochs", 7, "--lr", "0.01", "--seeds", 0, 1]):
         result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", tmp_path / "r.tsv", "--device",
                          "cpu", "--baseline", "none", *cut)
         assert result.returncode == 0, result.stderr
@@ -236,7 +236,7 @@ def test_a_fine_tuned_classifier_is_scored_on_whole_sequences_whatever_training_
             rows[bool(cut)] = list(csv.DictReader(handle, delimiter="\t"))
     # Options that train do nothing here, and say so.
     (warning,) = [line for line in result.stderr.splitlines() if "shape training" in line]
-    assert all(flag in warning for flag in ("--max-tokens", "--lora", "--epochs", "--lr")), warning
+    assert all(flag in warning for flag in ("--max-tokens", "--lora", "--epochs", "--lr", "--seeds")), warning
     assert rows[True] == rows[False]
 
 

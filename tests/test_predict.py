@@ -120,6 +120,31 @@ def test_labels_without_names_are_numbered_however_the_model_was_saved(classifie
     assert list(rows[0]) == ["id", "p_0", "p_1", "p_2", "label"] and rows[0]["label"] in {"0", "1", "2"}
 
 
+def test_a_classifier_whose_config_names_no_architecture_is_told_by_its_weights(classifier, regions, tmp_path):
+    """config.json without "architectures" (written by hand, or by other code): the weights hold the
+    classifier head, so predict scores it as load_model loads it, rather than refusing a model "without
+    a classification head"; a config.json that is no JSON is named as such."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(classifier, bare)
+    config = json.loads((bare / "config.json").read_text())
+    del config["architectures"]
+    (bare / "config.json").write_text(json.dumps(config))
+    (bare / "finetune.json").unlink()  # saved by other code: nothing but the weights says what it is
+    (tmp_path / "in.fa").write_text(f">r0\n{regions[0][-1]}\n")
+    for model in (classifier, bare):
+        result = run_cli("predict", "--model", model, "--fasta", tmp_path / "in.fa", "--out", tmp_path / "p.tsv", "-q")
+        assert result.returncode == 0, result.stderr
+        rows = read_tsv(tmp_path / "p.tsv")
+        if model == classifier:
+            want = rows
+    assert rows == want
+    (bare / "config.json").write_text("{not json")
+    result = run_cli("predict", "--model", bare, "--fasta", tmp_path / "in.fa", "--out", tmp_path / "q.tsv", "-q")
+    assert_user_error(result, "config.json: not readable as JSON")
+
+
 def test_predict_reads_every_base_behind_a_run_of_n(classifier, regions, tmp_path):
     """Each N is a token of its own: sequences behind an assembly gap are read to their end, so two of
     them differ as the Python API says, rather than being cut at fine-tuning's token limit alike."""

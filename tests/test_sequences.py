@@ -918,7 +918,7 @@ def test_unindexed_bam_is_refused(data, tmp_path):
     # Sorted by name, it cannot be indexed as it is: the advice is to sort it first.
     pysam.sort("-n", "-o", str(tmp_path / "byname.bam"), str(bam))
     result = run_cli("junctions", "--bam", tmp_path / "byname.bam", "--out", tmp_path / "j.bed")
-    assert_user_error(result, "sorted by queryname, not by position", "samtools sort -o")
+    assert_user_error(result, "not sorted by position (its header says SO:queryname)", "samtools sort -o")
     assert not (tmp_path / "j.bed").exists()
 
 
@@ -946,6 +946,11 @@ def test_contigs_of_a_bam_that_its_reference_lacks_are_left_out_with_a_warning(d
     result = run_cli("junctions", "--bam", bam, "--reference", tmp_path / "some.fa", "--contigs", "SIRV3",
                      "--out", tmp_path / "x.bed")
     assert_user_error(result, "contig 'SIRV3' is not in the reference")
+    # A scan checks the pair again for its junctions and its reads: said once all the same.
+    with open_alignments(bam) as alignments, Fasta(tmp_path / "some.fa") as some, caplog.at_level("WARNING"):
+        for _ in range(3):
+            check_reference(alignments, some.lengths, some.path)
+    assert sum("not in the reference" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_genes_span_their_transcripts():

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 
 from ..devices import resolve_device
 from ..errors import UserError
-from ..hub import ADAPTER_FILES, WEIGHT_FILES, model_name, model_path, shadowing_folder
+from ..hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, model_name, model_path, shadowing_folder
 from ..outputs import atomic_output
 from ..tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer
 from .adapters import is_adapter, merge_adapter
@@ -68,7 +68,7 @@ def _holds(file: Path, key: str) -> bool:
 
 def weights_file(folder: Path) -> Path:
     """The file holding a model folder's weights."""
-    file = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    file = find_weights(folder)
     if file is None:
         raise UserError(f"{model_name(folder)}: no model weights there (expected {' or '.join(WEIGHT_FILES)})")
     return file
@@ -155,24 +155,40 @@ def check_model_folder(folder: Path) -> None:
 def is_classifier(folder: Path) -> bool:
     """A fine-tuned classifier, of windows or of bases (ours, or saved by the released code), told from
     its files without loading it."""
-    if (folder / "finetune.json").is_file():
-        return True
-    try:
-        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
-        return False  # load_model will say what is wrong with the folder
-    return any(ARCHITECTURES[head] in architectures for head in LABELLED_HEADS)
+    return _labelled_head(folder) is not None
 
 
 def classifier_head(folder: Path) -> str:
     """"dense" for a fine-tuned per-base classifier, "classification" for a window classifier."""
-    if (folder / "finetune.json").is_file():
-        return json.loads((folder / "finetune.json").read_text()).get("head", "classification")
+    return _labelled_head(folder) or "classification"
+
+
+def _labelled_head(folder: Path) -> str | None:
+    """The head a fine-tuned classifier was saved with (finetune.json's, or config.json's architectures,
+    else its weights'), or None for another model; a finetune.json or config.json that is no JSON is
+    refused in one line."""
+    described = folder / ("finetune.json" if (folder / "finetune.json").is_file() else "config.json")
+    if not described.is_file():
+        return None  # load_model will say what is wrong with the folder
     try:
-        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
-        architectures = []
-    return "dense" if ARCHITECTURES["dense"] in architectures else "classification"
+        written = json.loads(described.read_text())
+        if described.name == "finetune.json":
+            return written.get("head", "classification")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise UserError(f"{described}: not readable as JSON ({error.__class__.__name__})") from None
+    architectures = written.get("architectures") if isinstance(written, dict) else None
+    if architectures:
+        return next((head for head in LABELLED_HEADS if ARCHITECTURES[head] in architectures), None)
+    # No architectures (a config.json written by hand, or by other code): the weights' names say.
+    file = find_weights(folder)
+    if file is None or file.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(file, "pt") as weights:
+            head = saved_head(set(weights.keys()))
+    except SafetensorError:
+        return None
+    return head if head in LABELLED_HEADS else None
 
 
 def adapter_base(folder: Path, info: dict) -> Path:

@@ -87,6 +87,9 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
     # Its introns too: sites of gaps the task took for no intron are no sites it learned.
     min_intron = s.min_intron if changed(s, ["min_intron"]) else trained_on.get("min_intron") or s.min_intron
+    if min_intron != s.min_intron:  # --min-intron given as the default cannot be told from none
+        log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
+                 min_intron)
     annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
     # A contig named wrong (chrI for I) would evaluate nothing, in nulls.

@@ -49,8 +49,8 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         order = bam.header.to_dict().get("HD", {}).get("SO")
         bam.close()
         if order not in (None, "coordinate", "unknown"):  # samtools index would refuse it too
-            raise UserError(f"{path}: sorted by {order}, not by position, and has no index (samtools sort -o "
-                            f"sorted.bam {path} && samtools index sorted.bam)")
+            raise UserError(f"{path}: not sorted by position (its header says SO:{order}), so it has no index "
+                            f"(samtools sort -o sorted.bam {path} && samtools index sorted.bam)")
         raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
     # htslib cannot decode a CRAM without its reference, or from a plain-gzip one, and says so only
     # on stderr: every read would silently go missing.
@@ -59,6 +59,9 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         raise UserError(f"{path}: a CRAM needs its reference FASTA, plain or bgzip: "
                         + (f"{reference} is plain gzip (zcat it | bgzip)" if reference else "give --reference"))
     return bam
+
+
+_WARNED: set[tuple[str, str]] = set()  # (BAM, reference) pairs warned of: a scan checks a pair several times
 
 
 def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference) -> list[str]:
@@ -74,7 +77,8 @@ def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference
         if contig in lengths and lengths[contig] != length:
             raise UserError(f"{name}: contig {contig!r} is {length} bp in the BAM header but {lengths[contig]} bp in "
                             f"the reference {reference}")
-    if missing:
+    if missing and (name, str(reference)) not in _WARNED:
+        _WARNED.add((name, str(reference)))
         log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s", name, len(missing),
                     reference, first_names(missing))
     return [contig for contig in bam.references if contig in lengths]
