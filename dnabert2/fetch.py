@@ -26,8 +26,10 @@ def fetch(name: str) -> list[tuple[str, str, str]]:
         return rows
     info = json.loads((folder / "finetune.json").read_text())
     if hub_id(info["base_model"]):
-        return rows + fetch(info["base_model"])
-    adapter_base(folder, info)  # a base on disk must be there for the jobs too
+        rows += fetch(info["base_model"])
+    # The base must be there for the jobs, with the weights the adapter was trained on: a base named
+    # without its commit may have moved on since.
+    adapter_base(folder, info)
     return rows
 
 

@@ -264,6 +264,22 @@ def test_fetch_refuses_an_adapter_whose_base_model_on_disk_is_gone(hub, hub_lora
     assert not (tmp_path / "f.tsv").exists()
 
 
+def test_fetch_refuses_an_adapter_whose_base_on_the_hub_has_moved_on(hub, hub_lora, tmp_path):
+    """A base named without its commit, whose main now holds other weights: every job would refuse the
+    adapter; fetch said nothing."""
+    adapter = shutil.copytree(hub_lora[0], tmp_path / "adapter")
+    info = json.loads((adapter / "finetune.json").read_text())
+    (adapter / "finetune.json").write_text(json.dumps({**info, "base_model": "lab/moved-base"}))
+    torch.manual_seed(5)
+    other = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "other", load_tokenizer(TOKENIZER))
+    hub.push("lab/moved-base", other)
+    hub.push("lab/lora-moved", adapter)
+    result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", "fetch", "lab/lora-moved", "--out",
+                 tmp_path / "f.tsv")
+    assert_user_error(result, "has other weights than the adapter was trained on")
+    assert not (tmp_path / "f.tsv").exists()
+
+
 @pytest.mark.parametrize("name, words", [
     ("tests", ["tests: a file or folder here, not a Hugging Face Hub id"]),
     ("lab/no-weights", ["lab/no-weights@"]),
