@@ -240,7 +240,7 @@ STOPPED_WHILE_WRITING = {
 @pytest.mark.parametrize("when", STOPPED_WHILE_WRITING)
 def test_a_scan_stopped_while_writing_leaves_none_of_its_outputs(splice_model, ce1pct, tmp_path, when):
     result = run_patched(STOPPED_WHILE_WRITING[when], "scan", "--model", splice_model, "--fasta", ce1pct,
-                         "--contigs", "MtDNA", "--out", tmp_path / "calls.bed.gz", "--summary",
+                         "--contigs", "MtDNA", "--window", 100, "--out", tmp_path / "calls.bed.gz", "--summary",
                          tmp_path / "calls.json", "--bedgraph", tmp_path / "tracks", "--workers", 0)
     assert_stopped(result, "scan", signal.SIGTERM)
     assert not list(tmp_path.iterdir())  # nor their temporary names
