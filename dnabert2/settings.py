@@ -43,8 +43,8 @@ def _workers(help_text: str):
                    default_text="the cores available, less one for the main process (per process under torchrun)")
 
 
-def _min_intron(default_text=None):
-    return setting(MIN_INTRON, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
+def _min_intron(default_text=None, default=MIN_INTRON):
+    return setting(default, "gaps between exons shorter than this many bp are no introns (frameshifts, indels)",
                    type=positive, default_text=default_text)
 
 
@@ -351,7 +351,7 @@ ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
                                      type=Path, metavar="BED", group="where")),
     ("contigs", list[str] | None, setting(None, "count only annotated sites on these contigs", nargs="+",
                                           metavar="CONTIG", group="where")),
-    ("min_intron", int, _min_intron(f"{MIN_INTRON}; with --held-out, the task's")),
+    ("min_intron", int | None, _min_intron(f"{MIN_INTRON}; with --held-out, the task's", default=None)),
     ("biotypes", list[str] | None, _biotypes("every transcript; with --held-out, the task's")),
     ("tags", list[str] | None, _tags("every transcript; with --held-out, the task's")),
 ])

@@ -688,7 +688,8 @@ def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_
 
 def test_a_task_records_how_it_was_built_and_its_held_out_evaluation_takes_its_introns(tmp_path):
     """task.json says what --min-intron, --max-n and the negatives' margin were; `scan-eval --held-out`
-    reads the task's splice sites with its --min-intron (it took its own default of 20 before)."""
+    reads the task's splice sites with its --min-intron (it took its own default of 20 before), unless
+    told another, 20 included."""
     annotation = GENOMES / "ce1pct.gff3.gz"
     task = tmp_path / "task"
     result = run_cli("tasks", "splice", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
@@ -702,7 +703,9 @@ def test_a_task_records_how_it_was_built_and_its_held_out_evaluation_takes_its_i
     calls = tmp_path / "calls.bed"
     calls.write_text("".join(f"{s.contig}\t{s.position}\t{s.position + 1}\tdonor\t900\t{s.strand}\t3\t-1\t-1\t0\n"
                              for s in long_introns))
-    for options, sites in (((), len(long_introns)), (("--min-intron", 30), len(every))):
+    default = [s for s in read_annotation(annotation).sites({"donor"}) if s.contig == "IV"]
+    for options, sites in (((), len(long_introns)), (("--min-intron", 30), len(every)),
+                           (("--min-intron", 20), len(default))):
         result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task, *options)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["labels"]["donor"]["sites"] == sites

@@ -17,11 +17,11 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError
-from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
+from ..options import add_settings, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
-from ..settings import ScanEvalSettings
+from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import check_counts, read_calls
 from .plan import RegionIndex
@@ -86,8 +86,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
     biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
     # Its introns too: sites of gaps the task took for no intron are no sites it learned.
-    min_intron = s.min_intron if changed(s, ["min_intron"]) else trained_on.get("min_intron") or s.min_intron
-    if min_intron != s.min_intron:  # --min-intron given as the default cannot be told from none
+    min_intron = s.min_intron or trained_on.get("min_intron") or MIN_INTRON
+    if s.min_intron is None and trained_on.get("min_intron"):
         log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
                  min_intron)
     annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
