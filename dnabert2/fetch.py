@@ -6,6 +6,7 @@ the base model it needs."""
 import json
 from pathlib import Path
 
+from .bases.cnn import is_cnn
 from .errors import UserError
 from .hub import hub_id, model_name, model_path, shadowing_folder
 from .model.adapters import is_adapter
@@ -16,17 +17,21 @@ from .outputs import atomic_text, check_outputs
 COLUMNS = ("model", "revision", "folder")
 
 
-def fetch(name: str) -> list[tuple[str, str, str]]:
-    """Rows of COLUMNS for a Hub id: the model, and an adapter's base model after it."""
+def fetch(name: str, *, base: bool = False) -> list[tuple[str, str, str]]:
+    """Rows of COLUMNS for a Hub id: the model, and an adapter's base model after it (base: this is
+    one, whose tokenizer the jobs do not read: the adapter's folder has its own)."""
     folder = model_path(name, newest=True)
     check_model_folder(folder)  # what a job would refuse, refused before it runs
+    if not base and not is_cnn(folder) and not (folder / "tokenizer.json").is_file():
+        raise UserError(f"{model_name(folder)}: no tokenizer.json there, which every command reads beside a model's "
+                        "weights")
     rows = [(name, model_name(folder), str(folder))]
     if not is_adapter(folder):
         weights_file(folder)
         return rows
     info = json.loads((folder / "finetune.json").read_text())
     if hub_id(info["base_model"]):
-        rows += fetch(info["base_model"])
+        rows += fetch(info["base_model"], base=True)
     # The base must be there for the jobs, with the weights the adapter was trained on: a base named
     # without its commit may have moved on since.
     adapter_base(folder, info)

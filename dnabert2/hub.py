@@ -19,12 +19,13 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole model's, in
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a LoRA fine-tuning folder's
 MODEL_FILES = ["*.json", *WEIGHT_FILES, ADAPTER_FILES[1]]
 
+_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
+_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
+
 
 def find_weights(folder) -> Path | None:
     """A model folder's weights file (of WEIGHT_FILES, the first there), or None."""
     return next((Path(folder) / name for name in WEIGHT_FILES if (Path(folder) / name).is_file()), None)
-_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
-_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
 
 
 def hub_id(name) -> tuple[str, str | None] | None:

@@ -37,7 +37,7 @@ def checksum(model) -> str:
 def hub(tmp_path_factory, base):
     """Repositories as users meet them: a fine-tuned classifier with a tagged first commit and a newer
     main, the released layout (with its bert_layers.py, which must never run), a private model, a
-    pretrained model to fine-tune from, and a repository without weights."""
+    pretrained model to fine-tune from, and repositories without weights or without a tokenizer."""
     root = tmp_path_factory.mktemp("repos")
     with HubServer() as server:
         first = scan_classifier(root / "classifier", window=300)
@@ -55,6 +55,10 @@ def hub(tmp_path_factory, base):
         (root / "bare").mkdir()
         (root / "bare" / "config.json").write_text((first / "config.json").read_text())
         server.push("lab/no-weights", root / "bare")
+        untokenized = shutil.copytree(first, root / "untokenized")
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (untokenized / name).unlink()
+        server.push("lab/no-tokenizer", untokenized)
         server.local = {"classifier": first, "released": released}
         yield server
 
@@ -283,6 +287,7 @@ def test_fetch_refuses_an_adapter_whose_base_on_the_hub_has_moved_on(hub, hub_lo
 @pytest.mark.parametrize("name, words", [
     ("tests", ["tests: a file or folder here, not a Hugging Face Hub id"]),
     ("lab/no-weights", ["lab/no-weights@"]),
+    ("lab/no-tokenizer", ["lab/no-tokenizer@", "no tokenizer.json"]),
     ("tests/nothing-here", ["a path here, as ./tests is a folder", "tests/nothing-here@main"]),
     ("nobody/no-such-model", ["nobody/no-such-model", "on the Hugging Face Hub"]),
 ])
