@@ -1659,6 +1659,20 @@ def test_regions_read_as_bedtools_merge_reads_them_skip_zero_length_lines_and_co
     assert_user_error(result, "none.bed: no regions")
 
 
+def test_windows_min_length_emits_a_shorter_stretch_and_is_refused_at_a_window_or_more(tmp_path):
+    """A 300 bp region in 400 bp windows: one 300 bp window with --min-length 200, none without; a
+    --min-length of a window or more could emit nothing more (it did nothing, unsaid)."""
+    (tmp_path / "r.bed").write_text("I\t1000\t1300\nI\t5000\t5400\n")
+    options = ("--genome", CE, "--regions", tmp_path / "r.bed", "--window", 400, "--strands", "+")
+    result = run_cli("windows", *options, "--min-length", 200, "--out", tmp_path / "w.bed")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[:3] for line in (tmp_path / "w.bed").read_text().splitlines()] == [
+        ["I", "1000", "1300"], ["I", "5000", "5400"]]
+    result = run_cli("windows", *options, "--min-length", 400, "--out", tmp_path / "none.bed")
+    assert_user_error(result, "--min-length 400", "give less than 400")
+    assert not (tmp_path / "none.bed").exists()
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, newline):
     """A FASTA of one line per record goes through in chunk-sized pieces (memory stays at a chunk):

@@ -110,6 +110,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     s = settings_from(args, WindowsSettings)
+    if s.min_length is not None and s.min_length >= s.window:  # no stretch shorter than a window is that long
+        raise UserError(f"--min-length {s.min_length}: the shortest stretch shorter than a window (--window "
+                        f"{s.window}) to emit; give less than {s.window}")
     check_outputs([args.out], [args.genome, s.regions])
     fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(plain_suffix(args.out), "fasta")
     regions = read_bed_regions(s.regions) if s.regions else None
