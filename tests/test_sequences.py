@@ -1696,6 +1696,22 @@ def test_lines_longer_than_a_chunk_are_copied_in_pieces(tmp_path, monkeypatch, n
         write_indexed_fasta(bad, tmp_path / "bad_out.fa")
 
 
+def test_a_header_line_longer_than_a_chunk_is_refused_in_a_short_line(tmp_path, monkeypatch):
+    """A FASTA of old Mac line ends (CR alone) is one line: it was read whole as its first header, in
+    memory and time growing with the square of the file, and named whole in the error."""
+    from dnabert2.sequences import fasta
+
+    monkeypatch.setattr(fasta, "_CHUNK", 64)
+    mac = tmp_path / "mac.fa"
+    mac.write_bytes(b">chrA\r" + b"ACGTACGTAC\r" * 100)
+    with pytest.raises(UserError, match="a header line of over .*: its lines end in CR alone") as refused:
+        write_indexed_fasta(mac, tmp_path / "out.fa.gz")
+    assert len(str(refused.value)) < 200 and not list(tmp_path.glob("out*"))
+    (tmp_path / "long.fa").write_bytes(b">chrA " + b"x" * 200 + b"\nACGT\n")
+    with pytest.raises(UserError, match="a header line of over .*: no FASTA header"):
+        write_indexed_fasta(tmp_path / "long.fa", tmp_path / "out.fa.gz")
+
+
 def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp_path):
     """NCBI's GFF3 gives a miRNA its primary_transcript as Parent, and that the gene: one gene. Its
     primary_transcript is the hairpin (pre-miRNA) cut from a longer one: neither gives a TSS."""

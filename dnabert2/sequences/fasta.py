@@ -36,6 +36,7 @@ _HEADER_LINE = re.compile(rb"^>.*$", re.M)
 # A GenBank record, or the header of a GenBank release file (GBVRL1.SEQ) before its first record.
 GENBANK_START = re.compile(r"LOCUS|GB[A-Z]{3}\d+\.SEQ\b")
 _CHUNK = 1 << 20
+CR_ALONE = "its lines end in CR alone, as old Mac files' do (tr '\\r' '\\n')"
 LINE_WIDTH = 60
 
 
@@ -258,8 +259,11 @@ def _copy_fasta_stream(path, out) -> None:
             buffer = carry + chunk
             cut = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
             # A line of bases longer than a chunk (a FASTA of one line per record) goes on in pieces, so
-            # memory stays at a chunk; only a header line is kept whole.
-            if not cut and name is not None and len(buffer) >= _CHUNK and not (line_start and buffer[:1] == b">"):
+            # memory stays at a chunk; only a header line is kept whole, so one that long is refused.
+            if not cut and len(buffer) >= _CHUNK:
+                if line_start and buffer.removeprefix(b"\xef\xbb\xbf")[:1] == b">":
+                    raise UserError(f"{path}: a header line of over {_CHUNK >> 20} MiB: "
+                                    + (CR_ALONE if b"\r" in buffer else "no FASTA header"))
                 cut = len(buffer)
             block, carry = buffer[:cut], buffer[cut:]
             if block:
@@ -296,8 +300,7 @@ def _check_has_sequence(path, name: str | None, length: int) -> None:
         with open_binary(path) as handle:
             start = handle.read(1 << 16)
         cr = b"\r" in start and b"\n" not in start
-        raise UserError(f"{path}: record {name!r} has no sequence"
-                        + ("; its lines end in CR alone, as old Mac files' do (tr '\\r' '\\n')" if cr else ""))
+        raise UserError(f"{path}: record {name!r} has no sequence" + (f"; {CR_ALONE}" if cr else ""))
 
 
 def _header_name(header: bytes) -> str:
