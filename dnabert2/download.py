@@ -472,7 +472,13 @@ class _HttpFetch:
         self.received, self.sized, self.reached = 0, False, 0
 
     def run(self) -> None:
-        with_retries(self.url, self.transfer, self.attempt, progress=self._reached)
+        try:
+            with_retries(self.url, self.transfer, self.attempt, progress=self._reached)
+        except BaseException:
+            state = self._saved()
+            if state is None or state.validator is None:  # bytes no later run could continue
+                discard_part(self.part)
+            raise
 
     def _reached(self) -> int:
         """The most bytes the part has held: a server that drops connections and ignores ranges restarts
@@ -483,10 +489,7 @@ class _HttpFetch:
     def _resumable(self) -> _PartState | None:
         if not self.part.exists():
             return None
-        try:
-            state = _PartState(**json.loads(_state_file(self.part).read_text()))
-        except (OSError, ValueError, TypeError):
-            state = None
+        state = self._saved()
         if state is None or state.url != self.url:
             log.info("%s: no record that these bytes came from %s; starting again", self.part, self.url)
             discard_part(self.part)
@@ -497,6 +500,12 @@ class _HttpFetch:
             discard_part(self.part)
             return None
         return state
+
+    def _saved(self) -> _PartState | None:
+        try:
+            return _PartState(**json.loads(_state_file(self.part).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
 
     def attempt(self) -> None:
         state = self._resumable()

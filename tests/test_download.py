@@ -122,6 +122,18 @@ def test_part_file_of_an_interrupted_run_is_continued(server, tmp_path, lambda_g
     assert_genome(out, lambda_genome)
 
 
+def test_part_file_that_no_run_could_continue_is_not_left_behind(server, tmp_path):
+    """A server that names no version of its file (no ETag, no Last-Modified): a later run would
+    start again, so the bytes of a failed one are deleted (they stayed, a genome's worth)."""
+    url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    server.faults.cut_after["/lambda.fa.gz"] = 7000
+    server.faults.no_validators.add("/lambda.fa.gz")
+    out = tmp_path / "genome.fa.gz"
+    with pytest.raises(UserError, match="gave up"):
+        get(url, out, retries=0)
+    assert_nothing_left(out)
+
+
 def test_part_file_is_not_continued_when_the_server_file_changed(server, tmp_path, phix_genome, phix_fasta_gz):
     url = publish(server, "/genome.fa.gz", LAMBDA_GZ.read_bytes())
     server.faults.cut_after["/genome.fa.gz"] = 3000
