@@ -63,7 +63,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
                 settings.kmer if "kmer" in baselines else None)
     # A Hub model's folder is named by its commit: the table names it owner/name.
-    shown = model_dir.name if model_name(model_dir) == str(model_dir) else model_name(model_dir).split("@")[0]
+    named = model_name(model_dir)
+    shown = model_dir.name if named == str(model_dir) else named.split("@")[0]
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
