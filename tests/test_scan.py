@@ -215,6 +215,13 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
                       "chunk1.bed: not the calls of the scan", "scan the chunk again")
     assert not (tmp_path / "stale.bed").exists()
     calls.write_text(kept)
+    # Outputs onto what gathering reads (a chunk's calls, its bedGraph folder): refused, the chunk kept.
+    tracks = summaries[1].parent / json.loads(summaries[1].read_text())["bedgraph_dir"]
+    bedgraphs = folder_text(tracks)
+    for outputs, words in ((["--out", calls], ["would overwrite the input"]),
+                           (["--out", tmp_path / "onto.bed", "--bedgraph", tracks], ["a chunk's bedGraph folder"])):
+        assert_user_error(run_cli("scan-gather", *summaries, *outputs), *words)
+        assert calls.read_text() == kept and folder_text(tracks) == bedgraphs and not (tmp_path / "onto.bed").exists()
     # A chunk's bedGraph folder gone (removed as an intermediate too early): refused, not tracks without its bases.
     folder = summaries[1].parent / json.loads(summaries[1].read_text())["bedgraph_dir"]
     shutil.rmtree(folder)
@@ -704,11 +711,37 @@ def test_a_task_records_how_it_was_built_and_its_held_out_evaluation_takes_its_i
     calls.write_text("".join(f"{s.contig}\t{s.position}\t{s.position + 1}\tdonor\t900\t{s.strand}\t3\t-1\t-1\t0\n"
                              for s in long_introns))
     default = [s for s in read_annotation(annotation).sites({"donor"}) if s.contig == "IV"]
-    for options, sites in (((), len(long_introns)), (("--min-intron", 30), len(every)),
-                           (("--min-intron", 20), len(default))):
+    for options, sites, taken in (((), len(long_introns), 60), (("--min-intron", 30), len(every), 30),
+                                  (("--min-intron", 20), len(default), 20)):
         result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task, *options)
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["labels"]["donor"]["sites"] == sites
+        report = json.loads(result.stdout)
+        assert (report["labels"]["donor"]["sites"], report["min_intron"]) == (sites, taken)
+    kept = (task / "task.json").read_text()
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task,
+                     "--out", task / "task.json")
+    assert_user_error(result, "would overwrite the input")
+    assert (task / "task.json").read_text() == kept
+
+
+def test_scan_eval_says_which_evaluated_contigs_the_annotation_lacks(tmp_path):
+    """An annotation of some chromosomes (a GFF3 cut to chromosome IV) scored the calls on the others
+    as false, unsaid: precision fell tenfold in a helper's run. They are named, in the log and report."""
+    annotation = tmp_path / "iv.gff3"
+    with gzip.open(GENOMES / "ce1pct.gff3.gz", "rt") as handle:
+        annotation.write_text("".join(line for line in handle if line.startswith("#") or line.startswith("IV\t")))
+    donors = [s for s in read_annotation(annotation).sites({"donor"})][:5]
+    calls = tmp_path / "calls.bed"
+    calls.write_text("".join(f"{s.contig}\t{s.position}\t{s.position + 1}\tdonor\t900\t{s.strand}\t3\t-1\t-1\t0\n"
+                             for s in donors) + "V\t1000\t1001\tdonor\t900\t+\t3\t-1\t-1\t0\n")
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation)
+    assert result.returncode == 0, result.stderr
+    assert "no transcript on 1 evaluated contig(s) (V)" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["unannotated_contigs"] == ["V"] and report["labels"]["donor"]["precision"] == pytest.approx(5 / 6, abs=1e-4)
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "IV")
+    assert result.returncode == 0 and "no transcript on" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["unannotated_contigs"] == []
 
 
 def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them(tmp_path):

@@ -103,13 +103,22 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if s.regions is not None and not {c for c, _, _ in regions} & known:
         raise UserError(f"--regions {s.regions}: none of its contigs is in the calls, the annotation or the scanned "
                         f"genome ({has})")
+    # Such a contig's calls and bases all count as false: right for one without genes, not for one the
+    # annotation left out (a GFF3 of some chromosomes), which only the user can tell apart.
+    evaluated = dict.fromkeys(c for c, _, _ in regions) if regions is not None else dict.fromkeys(c.contig for c in calls)
+    unannotated = [c for c in evaluated if c not in annotation.annotated_contigs]
+    if unannotated:
+        log.warning("%s: no transcript on %d evaluated contig(s) (%s%s): every call and base there counts as false "
+                    "(--contigs or --regions to leave them out)", annotation_path, len(unannotated),
+                    ", ".join(unannotated[:5]), ", …" if len(unannotated) > 5 else "")
     kinds = list(dict.fromkeys(SITE_LABELS[label].site for label in labels))
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
     tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
-              **tolerances, **({"held_out": str(held_out)} if held_out else {}), "scope": scope, "labels": {}}
+              "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),
+              "scope": scope, "unannotated_contigs": unannotated, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
     set_aside = 0
     for label in labels:
@@ -465,7 +474,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    check_outputs([args.out], [args.calls, args.annotation, args.summary])
+    read = [args.calls, args.annotation, args.summary, args.held_out and args.held_out / "task.json"]
+    if args.summary is not None:  # the scan's tracks, read too
+        scanned = _read_summary(args.summary)
+        read += [path for kind in ("bigwig_dir", "bedgraph_dir") if scanned.get(kind)
+                 for path in (args.summary.parent / scanned[kind]).glob("*")]
+    check_outputs([args.out], read)
     report = evaluate_calls(args.calls, args.annotation, summary=args.summary, held_out=args.held_out,
                             settings=settings_from(args, ScanEvalSettings))
     text = json.dumps(report, indent=2) + "\n"

@@ -33,9 +33,13 @@ def write_json(path, data: dict) -> None:
 def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=None) -> dict:
     """Join the chunks of one scan (given by their summaries, in any order) into one sorted BED (calls
     that meet across chunk ends merged), one set of tracks and one summary."""
-    check_outputs([out, summary], summaries)
-    check_folders(bedgraph, bigwig)
     parts = _chunks(summaries, bool(bedgraph or bigwig))
+    check_outputs([out, summary], [*summaries, *(folder.parent / part["calls_file"] for folder, part in parts)])
+    check_folders(bedgraph, bigwig)
+    read = {(folder.parent / part["bedgraph_dir"]).resolve() for folder, part in parts if part.get("bedgraph_dir")}
+    for given in filter(None, (bedgraph, bigwig)):
+        if Path(given).resolve() in read:  # replaced while it is read
+            raise UserError(f"{given}: a chunk's bedGraph folder, read to gather the tracks; give them another folder")
     order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
     calls = []
     for folder, part in parts:
