@@ -162,8 +162,9 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
     curves = {}
     for name, path in evaluations.items():
         plotted = read_report(path).get("metaplot")
-        if plotted is None:  # its scan wrote no tracks
-            log.warning("%s: no metaplot (its scan wrote no --bigwig or --bedgraph tracks)", path)
+        if plotted is None:  # no tracks read
+            log.warning("%s: no metaplot (scan-eval read no tracks: it needs the --summary of a scan that wrote "
+                        "--bigwig or --bedgraph)", path)
             continue
         lo, hi = plotted["offsets"]
         for label, values in plotted.items():

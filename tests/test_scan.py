@@ -742,6 +742,10 @@ def test_scan_eval_says_which_evaluated_contigs_the_annotation_lacks(tmp_path):
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "IV")
     assert result.returncode == 0 and "no transcript on" not in result.stderr, result.stderr
     assert json.loads(result.stdout)["unannotated_contigs"] == []
+    # No calls and no summary: no label to evaluate (the error ended in "no annotated", naming none).
+    (tmp_path / "none.bed").write_text("")
+    assert_user_error(run_cli("scan-eval", "--calls", tmp_path / "none.bed", "--annotation", annotation),
+                      "none.bed: no calls, so no label to evaluate", "--summary")
 
 
 def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them(tmp_path):

@@ -77,6 +77,9 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
         check_counts(calls, calls_path, summary, scanned["calls"],
                      f"give that scan's calls ({scanned.get('calls_file')}), or no --summary")
     labels = list(scanned["called"]) if scanned else sorted({c.label for c in calls})
+    if not labels:
+        raise UserError(f"{calls_path}: no calls, so no label to evaluate; give the scan's --summary (the labels it "
+                        "called)")
     unknown = sorted((set(labels) | {c.label for c in calls}) - set(SITE_LABELS))
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
