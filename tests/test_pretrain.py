@@ -3,6 +3,7 @@ resume after an interruption, two Gloo processes against one, and bad input."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -297,6 +298,24 @@ def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
 
 
+def test_held_out_contigs_of_n_stop_every_rank_in_one_line(tmp_path):
+    """The held-out windows were drawn on rank 0 alone: it stopped with the error, and rank 1 in a
+    traceback of the collective rank 0 left."""
+    rng = np.random.default_rng(3)
+    genome = tmp_path / "g.fa"
+    genome.write_text(f">clean\n{''.join(rng.choice(list('ACGT'), 5000))}\n>gaps\n{'N' * 2000}\n")
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    words = [str(a) for a in pretrain_args(genome, tmp_path / "m", "--steps", 2, "--device", "cpu",
+                                           "--heldout-contigs", "gaps")]
+    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "dnabert2", *words],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    assert result.stderr.count("its held-out contigs are mostly N") == 2, result.stderr[-3000:]
+    # torchrun's own traceback of a failed child stays; none comes from a rank (our code's frames).
+    assert not re.search(r'File ".*/dnabert2/', result.stderr), result.stderr[-3000:]
+    assert not (tmp_path / "m").exists()
+
+
 def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
     out = tmp_path / "m"
     assert_user_error(run_cli(*pretrain_args(genome, out, "--window-bp", 300000)), "no contig", "300000 bp")
@@ -368,6 +387,30 @@ def test_genomes_are_drawn_by_weight(tmp_path):
         WindowSampler(paths, [1], 100)
 
 
+def test_a_genome_gives_its_weights_share_of_windows_however_much_of_it_is_n(tmp_path):
+    """A window redrawn for its N was drawn from a genome chosen again, so a genome half N gave about a
+    third of the windows at equal weights, and one of N alone none, unsaid; each gives its share now
+    (windows and the cut to tokens alike), and a genome of N alone is refused by name."""
+    rng = np.random.default_rng(2)
+    clean, gapped, blank = tmp_path / "clean.fa", tmp_path / "gapped.fa", tmp_path / "blank.fa"
+    clean.write_text(f">clean\n{''.join(rng.choice(list('ACGT'), 6000))}\n")
+    gapped.write_text(f">gapped\n{''.join(rng.choice(list('ACGT'), 3000))}{'N' * 3000}\n")
+    blank.write_text(">blank\n" + "N" * 6000 + "\n")
+    sampler = WindowSampler([clean, gapped], None, 100)
+    drawn = [sampler.draw(np.random.default_rng(i))[0] for i in range(1000)]
+    assert drawn.count("gapped") / len(drawn) == pytest.approx(0.5, abs=0.05)
+    # Windows drawn long and cut to tokens: one redrawn for the N its tokens keep stays in its genome.
+    drawn, draw = [], sampler.draw
+    sampler.draw = lambda rng, genome=None: drawn.append((id(rng), genome)) or draw(rng, genome)
+    steps = PretrainSteps(sampler, load_tokenizer(TOKENIZER), WindowSpec(tokens=16), 400, 10_000, seed=0)
+    assert len(steps.examples(TRAIN, 0, range(400))) == 400
+    genomes = dict(drawn)
+    assert len(set(drawn)) == len(genomes) == 400 and None not in genomes.values()
+    assert list(genomes.values()).count(1) / 400 == pytest.approx(0.5, abs=0.08)
+    with pytest.raises(UserError, match="blank.fa: no window with at most 5% N found in 1000 draws; it is mostly N"):
+        [WindowSampler([clean, blank], None, 100).draw(np.random.default_rng(i)) for i in range(50)]
+
+
 def test_an_error_in_a_data_worker_is_one_line(tmp_path):
     genome = tmp_path / "gaps.fa"
     genome.write_text(">gaps\n" + "ACGTNNNNNNNNNNNNNNNNNNNN" * 200 + "\n")  # never 5% N or less
@@ -421,7 +464,7 @@ def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">clean\n" + "ACGT" * 100 + "\n>gaps\n" + "N" * 400 + "\n")
     assert WindowSampler([genome], None, 100, ["gaps"], TRAIN).draw(np.random.default_rng(0))[0] == "clean"
-    with pytest.raises(UserError, match="in 1000 draws; the held-out contigs are mostly N"):
+    with pytest.raises(UserError, match="g.fa: no window .* in 1000 draws; its held-out contigs are mostly N"):
         WindowSampler([genome], None, 100, ["gaps"], EVAL).draw(np.random.default_rng(0))
 
 
@@ -522,6 +565,14 @@ def test_a_checkpoint_that_cannot_be_read_at_all_is_not_taken_for_damaged(tmp_pa
     path.write_bytes(b"junk\n")
     with pytest.raises(DamagedCheckpoint):
         load_checkpoint(path)
+    # Cut short, torch.load's reader raises OSError at some lengths (EINVAL), which was taken for
+    # unreadable: no fallback to the checkpoint before, and --force did not start afresh.
+    torch.save({"step": 99, "model": {"w": torch.zeros(30000)}, "optimizer": {"m": torch.ones(20000)}}, path)
+    whole = path.read_bytes()
+    for length in (1000, 5085, 50_000, len(whole) - 10):
+        path.write_bytes(whole[:length])
+        with pytest.raises(DamagedCheckpoint):
+            load_checkpoint(path)
 
 
 def test_tokens_per_second_leave_out_evaluations_and_checkpoints(genome, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 every rank's RNG states, the step and the run's settings), written under a temporary name and
 renamed, so a run killed while writing leaves the previous checkpoint whole."""
 
+import os
 import random
 import re
 from pathlib import Path
@@ -42,8 +43,12 @@ def remove_partial(folder: Path) -> None:
 
 def save_checkpoint(folder: Path, step: int, state: dict, keep: int) -> Path:
     path = folder / f"step-{step:08d}.pt"
-    with atomic_output(path) as tmp:
-        torch.save({**state, "step": step}, tmp)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        torch.save({**state, "step": step}, handle)
+        handle.flush()
+        # On disk before the rename and before older checkpoints go: after a node's crash the newest
+        # could otherwise stand cut short under its name, with none to fall back on.
+        os.fsync(handle.fileno())
     for old in checkpoints(folder)[:-keep]:
         old.unlink()
     return path
@@ -60,11 +65,14 @@ class DamagedCheckpoint(UserError):
 
 def load_checkpoint(path: Path) -> dict:
     try:
-        # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        handle = open(path, "rb")
     except OSError as error:
         raise UserError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
-    except Exception as error:  # damaged bytes unpickle into whatever error they happen to make
+    try:
+        with handle:
+            # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
+            state = torch.load(handle, map_location="cpu", weights_only=False)
+    except Exception as error:  # damaged bytes make whatever error they happen to, OSError among them
         reason = str(error).splitlines()[0].split(". ")[0][:160] if str(error).strip() else type(error).__name__
         raise DamagedCheckpoint(f"{path}: cannot read the checkpoint ({reason})") from None
     if not isinstance(state, dict) or not all(key in state for key in KEYS):

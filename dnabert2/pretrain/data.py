@@ -106,12 +106,18 @@ class WindowSampler:
             self._fastas, self._pid = [Fasta(p) for p in self.paths], os.getpid()
         return self._fastas
 
-    def draw(self, rng: np.random.Generator) -> tuple[str, int, str, str]:
-        """(contig, start, strand, sequence); a minus-strand sequence is reverse-complemented."""
+    def genome(self, rng: np.random.Generator) -> int:
+        """A genome, drawn by weight."""
+        return int(np.searchsorted(self.cdf, rng.random(), side="right"))
+
+    def draw(self, rng: np.random.Generator, genome: int | None = None) -> tuple[str, int, str, str]:
+        """(contig, start, strand, sequence) from `genome` (else one drawn); a minus-strand sequence is
+        reverse-complemented. A window redrawn for its N stays in its genome: each genome gives its
+        weight's share of the windows however much of it is N."""
         fastas = self._open() if self._memory is None else None
+        g = self.genome(rng) if genome is None else genome
+        names, ends = self.tables[g]
         for _ in range(DRAWS):
-            g = int(np.searchsorted(self.cdf, rng.random(), side="right"))
-            names, ends = self.tables[g]
             pick = int(rng.integers(ends[-1]))
             i = int(np.searchsorted(ends, pick, side="right"))
             start = pick - (int(ends[i - 1]) if i else 0)
@@ -122,16 +128,17 @@ class WindowSampler:
             plus = rng.random() < 0.5
             if self.usable(sequence):
                 return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
-        raise self.too_many_n()
+        raise self.too_many_n(g)
 
     def usable(self, bases: str) -> bool:
         # A window of N alone has no base to learn from, whatever max_n allows.
         return not too_many_n(bases, self.max_n) and any(base in bases for base in "ACGT")
 
-    def too_many_n(self) -> UserError:
-        drawn_from = ("the held-out contigs are" if self.split == EVAL else
-                      "the genomes are (held-out contigs aside)" if self.held_out else "the genomes are")
-        return UserError(f"no window with at most {self.max_n:.0%} N found in {DRAWS} draws; {drawn_from} mostly N")
+    def too_many_n(self, genome: int) -> UserError:
+        drawn_from = ("its held-out contigs are" if self.split == EVAL else
+                      "its contigs are (held-out ones aside)" if self.held_out else "it is")
+        return UserError(f"{self.paths[genome]}: no window with at most {self.max_n:.0%} N found in {DRAWS} draws; "
+                         f"{drawn_from} mostly N")
 
 
 def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate: float = 0.15):
@@ -211,14 +218,15 @@ class PretrainSteps(torch.utils.data.Dataset):
         stream."""
         sampler = sampler or self.sampler
         rngs = [np.random.default_rng([self.seed, stream, step, index]) for index in indices]
-        encoded = self.cut([sampler.draw(rng)[-1] for rng in rngs], sampler)
+        genomes = [sampler.genome(rng) for rng in rngs]  # kept through redraws, as draw keeps them
+        encoded = self.cut([sampler.draw(rng, g)[-1] for rng, g in zip(rngs, genomes)], sampler)
         for _ in range(DRAWS):
             again = [i for i, (_, usable) in enumerate(encoded) if not usable]
             if not again:
                 return [mask_tokens(ids, rng, self.vocab_size, self.mask_rate) for (ids, _), rng in zip(encoded, rngs)]
-            for i, redrawn in zip(again, self.cut([sampler.draw(rngs[i])[-1] for i in again], sampler)):
+            for i, redrawn in zip(again, self.cut([sampler.draw(rngs[i], genomes[i])[-1] for i in again], sampler)):
                 encoded[i] = redrawn
-        raise sampler.too_many_n()
+        raise sampler.too_many_n(genomes[again[0]])
 
     def __getitem__(self, step: int) -> list[dict]:
         mine = range(self.rank, self.batch_size, self.world)

@@ -217,14 +217,16 @@ def initial_model(s: PretrainSettings, tokenizer_path):
 
 
 def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], tokenizer, rank: int, world: int):
-    """The steps' packed batches, the held-out batches (rank 0 only) and the run's settings as a
+    """The steps' packed batches, the held-out batches (for rank 0; others get none) and the run's settings as a
     checkpoint records them (a resume must find the same, the world size too: RNG states are per rank)."""
     sampler = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, TRAIN, s.max_n)
     data = PretrainSteps(sampler, tokenizer, window, s.batch_size, s.batch_tokens, s.seed, rank, world, s.mask_rate)
     # Every rank checks the held-out contigs, so a bad name stops them all with one message.
     held = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, EVAL, s.max_n) \
         if s.heldout_contigs else None
-    held_out = eval_batches(held, data, s.eval_windows) if held and rank == 0 else []
+    # Built on every rank, used on rank 0: held-out contigs mostly N stop every rank with one message
+    # (rank 0 alone stopped, and the others in a traceback of the collective it left).
+    held_out = eval_batches(held, data, s.eval_windows) if held else []
     if rank == 0:  # a fragmented assembly can leave much of itself out
         for what, drawn in (("training", sampler), ("evaluation", held)):
             for path, short, lengths in zip(genomes, drawn.short, drawn.lengths) if drawn else ():
@@ -244,7 +246,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 "steps": s.steps, "lr": s.lr, "betas": list(s.adam_betas), "eps": s.adam_eps,
                 "weight_decay": s.weight_decay,
                 "warmup": s.warmup, "clip": s.clip, "seed": s.seed}
-    return data, held_out, recorded
+    return data, held_out if rank == 0 else [], recorded
 
 
 def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimizer, scheduler, rank: int,
