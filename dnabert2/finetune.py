@@ -202,7 +202,8 @@ def finetune(model_dir, data, out, settings: FinetuneSettings | None = None, *, 
     s = replace(s, method=s.method if not auto else "lora" if parameters >= LORA_FROM else "full")
     lora_options = changed(s, LORA_OPTIONS)
     if s.method == "full" and lora_options:
-        log.warning("%s go with LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
+        log.warning("%s go%s with LoRA's adapters, but this run fine-tunes every weight%s", ", ".join(lora_options),
+                    "es" * (len(lora_options) == 1),
                     " (the choice for a model under 50 M parameters); give --lora for adapters" if auto else "")
     lr = s.lr or default_lr(s.method, parameters)
     # Read before training: weights replaced during a long run must not pass for those it trained on.
@@ -247,6 +248,8 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
         log.warning(warning)
     metrics = {
         "task": str(job.folder), **about, "head": job.head, "num_labels": job.classes, "max_tokens": job.max_tokens,
+        # What shaped training, the default learning rate resolved: the log alone said it.
+        "lr": lr, "epochs": s.epochs, "batch_size": s.batch_size, "patience": s.patience, "dtype": precision,
         "seeds": list(s.seeds), "test": mean_over(run["test"] for run in runs),
         "test_sd": mean_over((run["test"] for run in runs), spread=True),
         "saved_seed": best_run[0]["seed"], "collapsed": collapsed, "runs": runs,
@@ -288,6 +291,7 @@ def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings
     adapter_only = adapter_base is not None
     if adapter_only:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
+        (out / "README.md").unlink(missing_ok=True)  # peft's model card, 200 lines of "[More Information Needed]"
         save_tokenizer_files(tokenizer, out)
     else:
         if hasattr(model, "merge_and_unload"):
@@ -328,7 +332,7 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
                         "(`dnabert2 tasks KIND --dense` builds one)")
     job = DenseJob(data, None)
     lr = s.lr or CNN_LR
-    metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn", "lr": lr},
+    metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn"},
                                  ADVICE["cnn"])
     with atomic_folder(out, force=s.force, inputs=[data]) as folder:
         save_cnn(model, folder)

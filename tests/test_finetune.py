@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import DATA, assert_user_error, run_cli
 from dnabert2 import load_model, load_tokenizer
-from dnabert2.finetune import predict
+from dnabert2.finetune import default_lr, predict
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
 from dnabert2.tasks.gue import read_split, read_task, scores
@@ -326,13 +326,17 @@ def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_
     out = tmp_path / "ft"
     common = ["--model", base, "--data", motif_task, "--out", out, "--epochs", 1, "--device", "cpu", "-q"]
     assert run_cli("finetune", *common, "--lora").returncode == 0
-    assert (out / "adapter_config.json").is_file()
+    assert (out / "adapter_config.json").is_file() and not (out / "README.md").exists()  # peft's empty card
     assert_user_error(run_cli("finetune", *common, "--full"), str(out), "already holds", "--force")
     assert (out / "adapter_config.json").is_file()  # untouched
     result = run_cli("finetune", *common, "--full", "--force")
     assert result.returncode == 0, result.stderr
     assert not list(out.glob("adapter_*")) and json.loads((out / "finetune.json").read_text())["adapter"] is False
-    assert json.loads((out / "metrics.json").read_text())["method"] == "full"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "full"
+    # What shaped training is recorded, the default learning rate as resolved (the log alone said it).
+    assert (metrics["lr"], metrics["epochs"], metrics["batch_size"], metrics["dtype"]) == (default_lr("full", 1), 1, 32,
+                                                                                            "fp32")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     # --force replaces the output folder: never one holding the inputs, nor the working folder.
     assert_user_error(run_cli("finetune", "--model", base, "--data", motif_task, "--out", base, "--force"),
