@@ -920,6 +920,12 @@ def test_unindexed_bam_is_refused(data, tmp_path):
     result = run_cli("junctions", "--bam", tmp_path / "byname.bam", "--out", tmp_path / "j.bed")
     assert_user_error(result, "not sorted by position (its header says SO:queryname)", "samtools sort -o")
     assert not (tmp_path / "j.bed").exists()
+    # An index of no bytes, or of damaged ones, is one htslib cannot read: named, not called missing.
+    for index, content in ((Path(f"{bam}.bai"), b""), (bam.with_suffix(".bai"), bytes(range(100)))):
+        index.write_bytes(content)
+        with pytest.raises(UserError, match=f"its index {index} cannot be read .*samtools index"):
+            open_alignments(bam)
+        index.unlink()
 
 
 def test_bam_whose_contigs_are_not_in_the_reference_is_refused(data):
@@ -997,6 +1003,10 @@ def test_alignments_htslib_cannot_read_are_refused_in_words_a_user_can_act_on(da
         out.write(read)
     with pytest.raises(UserError, match="its header has no @SQ lines: reads aligned to no reference"):
         open_alignments(unaligned)
+    # A FASTA given for the BAM (swapped with --reference): htslib reads it as SAM without @SQ lines.
+    for fasta in (reference, gzipped):
+        with pytest.raises(UserError, match=rf"{fasta.name}: not a readable BAM/CRAM \(a FASTA file\)"):
+            open_alignments(fasta)
 
 
 def test_a_bam_rewritten_after_its_index_is_refused_naming_the_old_index(data, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pysam
 
 from ..errors import UserError, first_names
-from .fasta import Fasta, check_file, compression
+from .fasta import Fasta, check_file, compression, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,12 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
     try:
         bam = pysam.AlignmentFile(str(path), reference_filename=str(reference) if reference else None)
     except (OSError, ValueError) as error:
-        # pysam's own words for a header without @SQ lines name an argument of its API
-        why = "its header has no @SQ lines: reads aligned to no reference" if "check_sq" in str(error) else error
+        # pysam's own words for a header without @SQ lines name an argument of its API; htslib reads
+        # any text (a FASTA given for the BAM) as SAM without a header.
+        why = error
+        if "check_sq" in str(error):
+            kind = _sequence_format(path)
+            why = f"a {kind} file" if kind else "its header has no @SQ lines: reads aligned to no reference"
         raise UserError(f"{path}: not a readable BAM/CRAM ({why})") from None
     if bam.is_sam:  # htslib reads regions of BAM and CRAM only
         bam.close()
@@ -51,6 +55,10 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         if order not in (None, "coordinate", "unknown"):  # samtools index would refuse it too
             raise UserError(f"{path}: not sorted by position (its header says SO:{order}), so it has no index "
                             f"(samtools sort -o sorted.bam {path} && samtools index sorted.bam)")
+        found = [i for s in (".bai", ".csi", ".crai") for i in (Path(f"{path}{s}"), path.with_suffix(s)) if i.is_file()]
+        if found:  # htslib says the same of a damaged or empty index as of none
+            raise UserError(f"{path}: its index {found[0]} cannot be read (damaged, or cut short): rebuild it "
+                            f"(samtools index {path})")
         raise UserError(f"{path}: alignment file has no index (run `samtools index {path}`)")
     # htslib cannot decode a CRAM without its reference, or from a plain-gzip one, and says so only
     # on stderr: every read would silently go missing.
@@ -59,6 +67,14 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         raise UserError(f"{path}: a CRAM needs its reference FASTA, plain or bgzip: "
                         + (f"{reference} is plain gzip (zcat it | bgzip)" if reference else "give --reference"))
     return bam
+
+
+def _sequence_format(path) -> str | None:
+    """'FASTA' or 'GenBank' for a file of sequences, else None."""
+    try:
+        return {"fasta": "FASTA", "genbank": "GenBank"}[sniff_format(path)]
+    except UserError:
+        return None
 
 
 _WARNED: set[tuple[str, str]] = set()  # (BAM, reference) pairs warned of: a scan checks a pair several times
