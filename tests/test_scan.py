@@ -105,6 +105,20 @@ def test_fasta_scan_writes_sorted_calls_bedgraph_and_summary(splice_model, ce1pc
     assert all(r[9] == (200 if r[5] == "+" else 199) for r in donors)
 
 
+def test_window_scan_tracks_stay_inside_the_scanned_regions(splice_model, ce1pct, tmp_path):
+    """A window's value reaches to the next window's site; the last one's reached a stride past its site,
+    beyond the region's end (a donor 200 bp into the last 400 bp window: 200 bp over bases no window
+    read), which `bedtools intersect -v` against the regions showed."""
+    regions = tmp_path / "regions.bed"
+    regions.write_text("IV\t57000\t60000\nV\t1000\t2500\n")
+    scan(splice_model, tmp_path / "calls.bed", "--fasta", ce1pct, "--regions", regions, "--stride", 400,
+         "--threshold", 0.5, "--bedgraph", tmp_path / "tracks")
+    ends = {"IV": 60000, "V": 2500}
+    for name, intervals in read_bedgraph(tmp_path / "tracks").items():
+        assert max(e for c, _, e, _ in intervals if c == "IV") == 60000, name
+        assert all(e <= ends[c] for c, _, e, _ in intervals), name
+
+
 def test_merge_joins_windows_that_touch_as_bedtools_merge_does(splice_model, ce1pct, tmp_path):
     # Windows laid end to end (stride = the 400 bp window), every one a call at threshold 0.
     regions = tmp_path / "regions.bed"

@@ -262,7 +262,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
                                s.max_n)
         scores = window_scores
     calling = Calling(scanner, options.pop("threshold"), distances, s.merge)
-    tally = scan_blocks(scanner, dataset, scores, planned, tracks=graph, lengths=lengths, calling=calling, **options)
+    tally = scan_blocks(scanner, dataset, scores, planned, tracks=graph, calling=calling, **options)
     return calling.finish(), tally, wanted
 
 

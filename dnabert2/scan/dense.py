@@ -160,8 +160,7 @@ class DenseBlocks(BlockReader, IterableDataset):
                 "skipped": skipped}
 
 
-def dense_scores(scanner: DenseScanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
-                 lengths: dict[str, int]):
+def dense_scores(scanner: DenseScanner, block: Block, item: dict, batch_tokens: int, labels: list[int]):
     """A dense scan's scores of a block, queued on the device: a function that gives them (see
     dense_track) once the device is done."""
     pending = scanner.launch(item["encoded"], item["sequences"], batch_tokens)

@@ -124,8 +124,7 @@ class Calling:
 
 
 def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]], *, labels: list[int],
-                batch_tokens: int, workers: int, tracks: Tracks | None, lengths: dict[str, int], calling: Calling,
-                progress: bool) -> Tally:
+                batch_tokens: int, workers: int, tracks: Tracks | None, calling: Calling, progress: bool) -> Tally:
     """Score every window of the planned blocks (owned ones, and other chunks' blocks whose scores
     the peaks at this chunk's ends depend on), read by `dataset` and scored by `block_scores` (a
     window or a dense scan's), feeding calls and tracks; returns a tally."""
@@ -137,7 +136,7 @@ def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]
     def launch(item):
         if "error" in item:
             raise UserError(item["error"])
-        return block_scores(scanner, planned[item["item"]][0], item, batch_tokens, labels, lengths)
+        return block_scores(scanner, planned[item["item"]][0], item, batch_tokens, labels)
 
     def take(item, scores):
         block, owned = planned[item["item"]]
@@ -160,19 +159,18 @@ def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]
     return tally
 
 
-def window_scores(scanner: Scanner, block: Block, item: dict, batch_tokens: int, labels: list[int],
-                  lengths: dict[str, int]):
+def window_scores(scanner: Scanner, block: Block, item: dict, batch_tokens: int, labels: list[int]):
     """A window scan's scores of a block, queued on the device: a function that gives them (see
     window_track) once the device is done."""
     pending = scanner.launch(item["ids"], item["lengths"], batch_tokens)
-    return lambda: window_track(scanner, block, item, pending.result(), labels, lengths)
+    return lambda: window_track(scanner, block, item, pending.result(), labels)
 
 
-def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.ndarray, labels: list[int],
-                 lengths: dict[str, int]) -> dict:
+def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.ndarray, labels: list[int]) -> dict:
     """Each window's probability at its label's site, as a track value reaching to where the next
-    window's site lies (at most one stride)."""
-    size, starts, contig = block.grid.size, block.starts, block.grid.contig
+    window's site lies (at most one stride), and no further than the scanned region: the last went past
+    its end, over bases no window read."""
+    size, starts = block.grid.size, block.starts
     found = {}
     for row, (i, strand) in enumerate(zip(item["window"], item["strand"])):
         start = starts[i]
@@ -181,6 +179,6 @@ def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.n
         for label in labels:
             name = scanner.labels[label]
             site = scanner.site(name, start, strand)
-            found.setdefault((name, strand), []).append((site, min(site + step, lengths[contig]),
+            found.setdefault((name, strand), []).append((site, min(site + step, block.grid.end),
                                                          score_of(float(probabilities[row, label]))))
     return {key: tuple(np.array(column, dtype=np.int64) for column in zip(*rows)) for key, rows in found.items()}
