@@ -119,6 +119,17 @@ def test_window_scan_tracks_stay_inside_the_scanned_regions(splice_model, ce1pct
         assert all(e <= ends[c] for c, _, e, _ in intervals), name
 
 
+@pytest.mark.parametrize("labels", [("none", "site", "site"), ("none", "site A", "site/A")])
+def test_labels_that_would_share_calls_and_track_files_are_refused(ce1pct, tmp_path, labels):
+    """Two labels of one name (a hand-written task.json) scanned into one label's calls and one track
+    file, its rows twice over; two names of one file name wrote one over the other."""
+    model = scan_classifier(tmp_path / "model", 60, task="custom", labels=labels)
+    result = run_cli("scan", "--model", model, "--fasta", ce1pct, "--contigs", "MtDNA", "--out", tmp_path / "c.bed",
+                     "--bedgraph", tmp_path / "tracks")
+    assert_user_error(result, f"labels {labels[1]!r} and {labels[2]!r} would share calls and track files")
+    assert not (tmp_path / "c.bed").exists() and not (tmp_path / "tracks").exists()
+
+
 def test_merge_joins_windows_that_touch_as_bedtools_merge_does(splice_model, ce1pct, tmp_path):
     # Windows laid end to end (stride = the 400 bp window), every one a call at threshold 0.
     regions = tmp_path / "regions.bed"

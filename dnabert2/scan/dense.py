@@ -18,7 +18,7 @@ from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
 from ..tokenizer import load_tokenizer
-from .model import is_per_base, load_scanner, scanning_device
+from .model import distinct_labels, is_per_base, load_scanner, scanning_device
 from .plan import Block, BlockReader
 
 
@@ -116,7 +116,7 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     if core < 1:
         raise UserError(f"--window {window} leaves no core between the model's two {flank} bp flanks; give a window "
                         f"longer than {2 * flank} bp")
-    labels = [str(task["labels"][str(i)]) for i in range(len(task["labels"]))]
+    labels = distinct_labels([str(task["labels"][str(i)]) for i in range(len(task["labels"]))], folder)
     tokenizer = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
     return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer, compile)
 

@@ -15,6 +15,7 @@ from ..hub import model_name
 from ..bases.cnn import is_cnn
 from ..model import check_model_folder, classifier_head, is_classifier, load_model
 from ..tasks.registry import KINDS, label_position
+from .tracks import file_name
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     classes = model.config.num_labels
     # LABEL_i is the name Hugging Face (and save_model, for its loaders) gives a label that has none.
     named = {i: name for i, name in (model.config.id2label or {}).items() if name != f"LABEL_{i}"}
-    labels = [str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)]
+    labels = distinct_labels([str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)], folder)
     trained_window = task.get("window_bp")
     if window is None:
         window = None if trained_window is None else int(trained_window)
@@ -120,6 +121,19 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
         log.warning("%s was fine-tuned on %d bp windows; scanning %d bp windows, with the site assumed "
                     "at their centre", folder, trained_window, window)
     return Scanner(model, folder, labels, window, _offsets(task, labels, window), device, precision, compile)
+
+
+def distinct_labels(labels: list[str], folder) -> list[str]:
+    """The labels, refused where two are one name, or one track file's name: their calls and tracks
+    would merge into one label's, unsaid (a hand-written task.json)."""
+    seen = {}
+    for label in labels:
+        key = file_name(label, "+", "bedgraph")
+        if key in seen:
+            raise UserError(f"{folder}: labels {seen[key]!r} and {label!r} would share calls and track files; give "
+                            "each a name of its own in task.json")
+        seen[key] = label
+    return labels
 
 
 def _offsets(task: dict, labels: list[str], window: int | None) -> dict[str, tuple[int, int]]:
