@@ -419,6 +419,20 @@ def test_windows_over_n_are_skipped_and_gzip_input_streams(short_model, tmp_path
     # Windows starting at 1980..2460 touch the N run: nine, on each strand; both counts are per strand.
     assert summary["windows_skipped_for_n"] == 2 * 9 and summary["windows"] == 2 * (100 - 9)
     assert all(r[2] <= 2000 or r[1] >= 2500 for r in rows)
+    # Regions of N alone: no window scored, which exit 0 and empty outputs passed for a scan of no sites;
+    # a chunk of them is one of a scan whose others score, and gathered the scan is refused alike.
+    (tmp_path / "gap.bed").write_text("chrX\t2000\t2500\n")
+    common = ["--model", short_model, "--fasta", fasta, "--regions", tmp_path / "gap.bed", "--workers", 0]
+    assert_user_error(run_cli("scan", *common, "--out", tmp_path / "gap.bed.gz", "--bedgraph", tmp_path / "gap"),
+                      "every window (62) holds more N than --max-n 0.1 allows, so none was scored")
+    assert not list(tmp_path.glob("gap.bed.gz*")) and not (tmp_path / "gap").exists()
+    for i in range(2):
+        result = run_cli("scan", *common, "--chunk", f"{i}/2", "--out", tmp_path / f"c{i}.bed", "--summary",
+                         tmp_path / f"c{i}.json")
+        assert result.returncode == 0, result.stderr
+    assert_user_error(run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out",
+                              tmp_path / "all.bed"), "so none was scored")
+    assert not (tmp_path / "all.bed").exists()
 
 
 def test_reads_mode_places_sites_on_aligned_bases_with_read_support(short_model, tmp_path):

@@ -20,7 +20,7 @@ from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions,
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
-from .calls import MERGED, top, write_calls
+from .calls import MERGED, check_scored, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, no_summary_of_stdout, relative, scan_line, write_json
 from .model import called_labels
@@ -139,6 +139,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         requested = requested_regions(lengths, source, s.regions, s.contigs)
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
+        if count == 1:  # a chunk may lie in a gap of N, its scan's others not
+            check_scored(tally.windows, tally.skipped, s.max_n)
         order = {c: i for i, c in enumerate(lengths)}
         calls = top(calls, s.top_k, order)
         tally.calls = dict(Counter(c.label for c in calls))

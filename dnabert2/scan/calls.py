@@ -125,3 +125,11 @@ def check_counts(calls: list[Call], path, summary, counted: dict[str, int], advi
     if found != counted:
         raise UserError(f"{path}: not the calls of the scan {summary} describes (calls by label: "
                         f"{by_label(found) or 'none'}; the scan made {by_label(counted) or 'none'}); {advice}")
+
+
+def check_scored(windows: int, skipped: int, max_n) -> None:
+    """Refuse a scan whose every window was skipped for its N (a whole scan, or its gathered chunks):
+    empty calls and tracks with exit 0 would pass for a scan that found nothing."""
+    if not windows and skipped:
+        raise UserError(f"every window ({skipped:,}) holds more N than --max-n {max_n} allows, so none was scored: "
+                        "give regions of sequence, or a higher --max-n")

@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
 from ..outputs import STDOUT, atomic_output, check_outputs, standard_output, written_together
 from ..settings import ScanSettings
-from .calls import MERGED, Merger, by_label, check_counts, read_calls, top, write_calls
+from .calls import MERGED, Merger, by_label, check_counts, check_scored, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
@@ -66,6 +66,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
             graph.extend(folder.parent / part["bedgraph_dir"], part, folder)
     totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases",
                                                            "seconds")}
+    check_scored(totals["windows"], totals["windows_skipped_for_n"], parts[0][1].get("max_n"))
     # Rates over the chunks' summed job time: what one job running them all in turn would do.
     seconds = max(totals["seconds"], 1e-9)
     totals |= {"bp_per_second": round(totals["bases"] / seconds),
