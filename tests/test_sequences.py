@@ -1740,6 +1740,14 @@ def test_a_transcript_whose_parent_is_a_transcript_belongs_to_the_gene_above(tmp
         "c\tt\texon\t101\t900\t.\t+\t.\tParent=t1\nc\tt\tgene\t1001\t2000\t.\t+\t.\tID=g2;Parent=op1\n"
         "c\tt\tmRNA\t1001\t2000\t.\t+\t.\tID=t2;Parent=g2\nc\tt\texon\t1001\t2000\t.\t+\t.\tParent=t2\n")
     assert [g.id for g in read_annotation(tmp_path / "operon.gff3").genes()] == ["g1", "g2"]
+    # So too a prokaryote's genes of CDS alone (the gene the CDS's Parent and its transcript): they were
+    # one gene, the operon, spanning both.
+    (tmp_path / "cds.gff3").write_text(
+        "##gff-version 3\nc\tt\toperon\t101\t2000\t.\t+\t.\tID=op1\n"
+        "c\tt\tgene\t101\t900\t.\t+\t.\tID=g1;Parent=op1\nc\tt\tCDS\t101\t900\t.\t+\t0\tID=c1;Parent=g1\n"
+        "c\tt\tgene\t1001\t2000\t.\t+\t.\tID=g2;Parent=op1\nc\tt\tCDS\t1001\t2000\t.\t+\t0\tID=c2;Parent=g2\n")
+    assert [(g.id, g.start, g.end) for g in read_annotation(tmp_path / "cds.gff3").genes()] == [
+        ("g1", 100, 900), ("g2", 1000, 2000)]
     assert [(g.id, g.start, g.end) for g in annotation.genes()] == [("gene-MIR1", 100, 900)]
     assert annotation.tss() == [] and [s.position for s in annotation.unlabelled({"tss"})] == [100, 400]
     # NCBI writes GenBank's prim_transcript as a primary_transcript too: a transcript from its TSS.

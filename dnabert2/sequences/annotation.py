@@ -823,7 +823,10 @@ class _Features:
     def gene_of(self, transcript: str, transcripts) -> str:
         """A transcript's Parent, or that Parent's own while it is one of `transcripts` (NCBI gives a
         miRNA its primary_transcript as Parent, and that the gene), but no higher (a gene's operon or
-        locus is no gene); itself if it has none."""
+        locus is no gene); itself if it has none, or is a gene line itself (a prokaryote's, whose CDS it
+        is the Parent of: its own Parent, an operon, is no gene)."""
+        if (self.typed.get(transcript) or "").endswith("gene"):
+            return transcript
         gene, seen = self.parent_of.get(transcript, transcript), {transcript}
         while gene in transcripts and gene in self.parent_of and gene not in seen:
             seen.add(gene)
