@@ -84,7 +84,7 @@ class VocabSettings:
     window: int = setting(1000, "length of the sampled windows in bp", type=int)
     sample_bp: int = setting(50_000_000, "base pairs to learn from, at most the whole windows the genome(s) hold", type=positive)
     heldout: float = setting(0.05, "fraction of windows held out to measure bp/token", type=float)
-    seed: int = setting(0, "random seed for sampling", type=int)
+    seed: int = setting(0, "random seed for sampling", type=non_negative)
     heldout_contigs: list[str] = setting([], "contigs no window is drawn from (those pretraining holds out, so that "
                                          "they stay unseen)", nargs="+", metavar="CONTIG")
 
@@ -163,7 +163,7 @@ class PretrainSettings:
     keep: int = setting(2, "checkpoints kept", type=positive)
     resume: bool = setting(False, "continue from the latest checkpoint, if there is one (with --force: if it is one "
                            "of these settings, else start afresh)")
-    seed: int = setting(0, "random seed", type=int)
+    seed: int = setting(0, "random seed", type=non_negative)
     device: str = _device()
     dtype: str = _precision("bf16 autocast (auto on a GPU) or fp32 (auto on a CPU)")
     workers: int | None = _workers("DataLoader worker processes")
@@ -192,7 +192,7 @@ class TaskSettings:
                              "GUE-style shuffled positives",
                              choices=sorted({n for kind in KINDS.values() for n in kind.negatives}))
     max_n: float = setting(0.0, "largest fraction of N in a window", type=fraction)
-    seed: int = setting(0, "random seed", type=int)
+    seed: int = setting(0, "random seed", type=non_negative)
     min_intron: int = _min_intron()
     biotypes: list[str] | None = _biotypes()
     tags: list[str] | None = _tags()

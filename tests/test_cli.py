@@ -56,6 +56,16 @@ def test_readme_command_lines_parse():
         build_parser(words[1]).parse_args(words[1:])
 
 
+@pytest.mark.parametrize("command, required", [
+    ("vocab", ["--genome", "g.fa", "--out", "t.json"]),
+    ("pretrain", ["--genome", "g.fa", "--tokenizer", "t.json", "--out", "m"]),
+    ("tasks", ["promoter", "--genome", "g.fa", "--annotation", "a.gff3", "--out", "t"]),
+])
+def test_a_negative_seed_is_refused_in_one_line(command, required):
+    """numpy takes no negative seed: tasks gave its traceback."""
+    assert_user_error(run_cli(command, *required, "--seed", -1), "--seed: must be zero or more, not -1")
+
+
 def test_an_option_of_several_values_given_twice_takes_both():
     """`--tag basic --tag MANE_Select` is `--tag basic MANE_Select`, not the last alone; a default
     list (seeds) is replaced, not added to."""
