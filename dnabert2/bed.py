@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_settings, output_file, settings_from
+from .options import add_settings, changed, output_file, settings_from
 from .outputs import check_outputs, write_bed_rows
 from .settings import JunctionsSettings, SitesSettings
+from .tasks.registry import no_introns
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def run_sites(args) -> None:
 
     s = settings_from(args, SitesSettings)
     kind = s.kind
+    if kind not in ("splice", "introns") and changed(s, ["min_intron"]):
+        raise no_introns(f"--kind {kind}")
     check_outputs([args.out], [args.annotation, args.genome])
     annotation = read_annotation(args.annotation, s.min_intron, s.biotypes, s.tags)
     with Fasta(args.genome) as fasta:

@@ -43,6 +43,12 @@ class SiteLabel:
     motif_offset: int = 0
 
 
+def no_introns(what: str) -> UserError:
+    """--min-intron given where no splice site is read, which it would not change."""
+    return UserError(f"--min-intron decides which gaps between exons are introns: {what} has no splice sites for it "
+                     "to act on")
+
+
 @dataclass(frozen=True)
 class TaskKind:
     name: str
@@ -70,8 +76,7 @@ class TaskKind:
 
     def check_min_intron(self, given: bool) -> None:
         if given and not self.splices:
-            raise UserError(f"--min-intron decides which gaps between exons are introns: a {self.name} task has no "
-                            "splice sites for it to act on")
+            raise no_introns(f"a {self.name} task")
 
     def check_negatives(self, negatives: str) -> None:
         if negatives not in self.negatives:
