@@ -84,15 +84,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
-    # A model trained on some transcripts' sites (of some biotypes, with some tags) is scored on theirs,
-    # unless told otherwise.
-    trained_on = held_out_transcripts(held_out) if held_out is not None else {}
-    biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
-    # Its introns too: sites of gaps the task took for no intron are no sites it learned.
-    min_intron = s.min_intron or trained_on.get("min_intron") or MIN_INTRON
-    if s.min_intron is None and trained_on.get("min_intron"):
-        log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
-                 min_intron)
+    biotypes, tags, min_intron = _transcripts_taken(s, held_out)
     annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
     # A contig named wrong (chrI for I) would evaluate nothing, in nulls.
@@ -106,14 +98,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if s.regions is not None and not {c for c, _, _ in regions} & known:
         raise UserError(f"--regions {s.regions}: none of its contigs is in the calls, the annotation or the scanned "
                         f"genome ({has})")
-    # Such a contig's calls and bases all count as false: right for one without genes, not for one the
-    # annotation left out (a GFF3 of some chromosomes), which only the user can tell apart.
-    evaluated = dict.fromkeys(c for c, _, _ in regions) if regions is not None else dict.fromkeys(c.contig for c in calls)
-    unannotated = [c for c in evaluated if c not in annotation.annotated_contigs]
-    if unannotated:
-        log.warning("%s: no transcript on %d evaluated contig(s) (%s%s): every call and base there counts as false "
-                    "(--contigs or --regions to leave them out)", annotation_path, len(unannotated),
-                    ", ".join(unannotated[:5]), ", …" if len(unannotated) > 5 else "")
+    unannotated = _unannotated(annotation, regions, calls)
     kinds = list(dict.fromkeys(SITE_LABELS[label].site for label in labels))
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
@@ -152,6 +137,31 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if scanned is not None:
         _score_tracks(report, scanned, Path(summary), labels, (sites, unlabelled), regions, tolerances)
     return report
+
+
+def _transcripts_taken(s, held_out) -> tuple:
+    """The biotypes, tags and --min-intron that choose the sites: a model trained on some transcripts'
+    sites (of some biotypes, with some tags, and of gaps the task took for introns) is scored on
+    theirs, unless told otherwise."""
+    trained_on = held_out_transcripts(held_out) if held_out is not None else {}
+    min_intron = s.min_intron or trained_on.get("min_intron") or MIN_INTRON
+    if s.min_intron is None and trained_on.get("min_intron"):
+        log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
+                 min_intron)
+    return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), min_intron
+
+
+def _unannotated(annotation, regions, calls) -> list[str]:
+    """The evaluated contigs without an annotated transcript, warned of: their calls and bases all count
+    as false, right for a contig without genes, not for one an annotation of some chromosomes left out,
+    which only the user can tell apart."""
+    evaluated = dict.fromkeys(c for c, _, _ in regions) if regions is not None else dict.fromkeys(c.contig for c in calls)
+    unannotated = [c for c in evaluated if c not in annotation.annotated_contigs]
+    if unannotated:
+        log.warning("%s: no transcript on %d evaluated contig(s) (%s%s): every call and base there counts as false "
+                    "(--contigs or --regions to leave them out)", annotation.path, len(unannotated),
+                    ", ".join(unannotated[:5]), ", …" if len(unannotated) > 5 else "")
+    return unannotated
 
 
 def _where_scanned(sites: dict, scanned, inside) -> dict:
