@@ -185,9 +185,9 @@ def window_over_batch(window_tokens: int, window_bp: int | None, batch_tokens: i
 @dataclass
 class TaskSettings:
     test_contigs: list[str] | None = setting(None, "contigs for the test split", nargs="+", metavar="CONTIG",
-                                             default_text="chosen, ~10% of sites")
+                                             default_text="chosen, 10-30% of sites")
     dev_contigs: list[str] | None = setting(None, "contigs for the dev split", nargs="+", metavar="CONTIG",
-                                            default_text="chosen, ~10% of sites")
+                                            default_text="chosen, 10-30% of sites")
     negatives: str = setting("genomic", "negatives of kinds without a motif: genomic windows away from any site, or "
                              "GUE-style shuffled positives",
                              choices=sorted({n for kind in KINDS.values() for n in kind.negatives}))

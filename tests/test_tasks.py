@@ -54,6 +54,17 @@ def test_splice_task(genome, tmp_path):
     assert len(everything) == len(set(everything))
 
 
+@pytest.mark.parametrize("dense", [[], ["--dense", "--core", 2000, "--flank", 200]])
+def test_the_contigs_a_run_chose_given_with_its_seed_give_the_same_task(genome, tmp_path, dense):
+    """task.json names the contigs an automatic split chose; given back with the seed they gave another
+    task (the split's draws were made only when choosing, and shifted every later draw)."""
+    chosen, task = build(genome, tmp_path / "chosen", "splice", *dense)
+    given, _ = build(genome, tmp_path / "given", "splice", *dense, "--test-contigs", *task["contigs"]["test"],
+                     "--dev-contigs", *task["contigs"]["dev"])
+    for split in ("train", "dev", "test"):
+        assert (chosen / f"{split}.csv").read_bytes() == (given / f"{split}.csv").read_bytes(), split
+
+
 def test_a_donor_window_is_the_annotated_sequence(genome, tmp_path):
     out, task = build(genome, tmp_path, "splice", "--test-contigs", "IV", "--dev-contigs", "V")
     assert task["contigs"]["test"] == ["IV"] and task["contigs"]["dev"] == ["V"]

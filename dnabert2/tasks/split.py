@@ -30,10 +30,13 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
     total = sum(counts.values())
     assignment, short = dict(named), []
     for split, given in (("test", test_contigs), ("dev", dev_contigs)):
+        # Drawn whether or not the contigs are given: the contigs a run chose (task.json names them),
+        # given with its seed, then give the same task.
+        order = rng.permutation(sorted(counts))
         if given:
             continue
         held = 0
-        for contig in rng.permutation(sorted(counts)):
+        for contig in order:
             if held >= fraction * total:
                 break
             if contig not in assignment and len(counts) - len(assignment) > 1 and \
