@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_settings, changed, output_file, settings_from
+from .options import add_settings, output_file, settings_from
 from .outputs import check_outputs, write_bed_rows
-from .settings import JunctionsSettings, SitesSettings
+from .settings import MIN_INTRON, JunctionsSettings, SitesSettings
 from .tasks.registry import no_introns
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,10 @@ def run_sites(args) -> None:
 
     s = settings_from(args, SitesSettings)
     kind = s.kind
-    if kind not in ("splice", "introns") and changed(s, ["min_intron"]):
+    if kind not in ("splice", "introns") and s.min_intron is not None:
         raise no_introns(f"--kind {kind}")
     check_outputs([args.out], [args.annotation, args.genome])
-    annotation = read_annotation(args.annotation, s.min_intron, s.biotypes, s.tags)
+    annotation = read_annotation(args.annotation, s.min_intron or MIN_INTRON, s.biotypes, s.tags)
     with Fasta(args.genome) as fasta:
         annotation.keep_genome_contigs(fasta.lengths, str(fasta.path))
         order = list(fasta.lengths)

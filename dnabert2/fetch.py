@@ -23,8 +23,8 @@ def fetch(name: str, *, base: bool = False) -> list[tuple[str, str, str]]:
     folder = model_path(name, newest=True)
     check_model_folder(folder)  # what a job would refuse, refused before it runs
     if not base and not is_cnn(folder) and not (folder / "tokenizer.json").is_file():
-        raise UserError(f"{model_name(folder)}: no tokenizer.json there, which every command reads beside a model's "
-                        "weights")
+        raise UserError(f"{model_name(folder)}: no tokenizer.json there, which fine-tuning, scanning, prediction and "
+                        "embedding read beside a model's weights")
     rows = [(name, model_name(folder), str(folder))]
     if not is_adapter(folder):
         weights_file(folder)

@@ -109,7 +109,7 @@ class WindowsSettings:
 @dataclass
 class SitesSettings:
     kind: str = setting("splice", "what to write", choices=["tss", "tts", "splice", "introns", "genes"])
-    min_intron: int = _min_intron()
+    min_intron: int | None = _min_intron(f"{MIN_INTRON}; splice and introns only", default=None)
     biotypes: list[str] | None = _biotypes()
     tags: list[str] | None = _tags()
 

@@ -225,6 +225,21 @@ def test_fine_tuning_metrics_count_each_base_once(dense_task):
         assert scores["labels"][label]["sites"] == sites[label]
 
 
+def test_a_per_base_scan_of_n_alone_is_refused_without_naming_max_n(cnn, tmp_path):
+    """Its cores of N alone are skipped; with none scored the scan is refused, in words that fit a
+    per-base model (it takes no --max-n), whole or gathered from chunks."""
+    (tmp_path / "gap.fa").write_text(">gap\n" + "N" * 3000 + "\n")
+    common = ["--model", cnn, "--fasta", tmp_path / "gap.fa", "--device", "cpu", "--workers", 0]
+    assert_user_error(run_cli("scan", *common, "--out", tmp_path / "all.bed"), "is N alone, so no base was scored")
+    for i in range(2):
+        result = run_cli("scan", *common, "--chunk", f"{i}/2", "--out", tmp_path / f"c{i}.bed", "--summary",
+                         tmp_path / f"c{i}.json")
+        assert result.returncode == 0, result.stderr
+    result = run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "all.bed")
+    assert_user_error(result, "is N alone, so no base was scored")
+    assert "--max-n" not in result.stderr and not (tmp_path / "all.bed").exists()
+
+
 def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, ce1pct, tmp_path):
     """The CNN scans and predicts like a per-base model, but has no encoder to fine-tune, to pretrain
     further (it was told by the tokenizer.json it lacks) or to embed with (test_predict)."""

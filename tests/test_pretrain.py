@@ -1,6 +1,7 @@
 """Masked-LM pretraining: the data a step sees, the masking recipe, the command's outputs, exact
 resume after an interruption, two Gloo processes against one, and bad input."""
 
+import errno
 import json
 import os
 import re
@@ -551,7 +552,7 @@ def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words
         load_checkpoint(path)
 
 
-def test_a_checkpoint_that_cannot_be_read_at_all_is_not_taken_for_damaged(tmp_path):
+def test_a_checkpoint_that_cannot_be_read_at_all_is_not_taken_for_damaged(tmp_path, monkeypatch):
     """Damaged bytes may fall back to an earlier checkpoint, or be removed by --force; a file the
     storage cannot give (an I/O error, permissions: here a folder in its place) is said, and kept."""
     from dnabert2.pretrain.checkpoints import DamagedCheckpoint, load_checkpoint
@@ -573,6 +574,17 @@ def test_a_checkpoint_that_cannot_be_read_at_all_is_not_taken_for_damaged(tmp_pa
         path.write_bytes(whole[:length])
         with pytest.raises(DamagedCheckpoint):
             load_checkpoint(path)
+    # Storage failing while the bytes are read (EIO, a stale NFS handle) is no damage: --force would
+    # remove every checkpoint for it.
+    path.write_bytes(whole)
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(torch, "load", failing)
+    with pytest.raises(UserError, match="cannot read the checkpoint \\(Input/output error\\)") as error:
+        load_checkpoint(path)
+    assert not isinstance(error.value, DamagedCheckpoint)
 
 
 def test_tokens_per_second_leave_out_evaluations_and_checkpoints(genome, tmp_path, monkeypatch):

@@ -117,6 +117,13 @@ def test_window_scan_tracks_stay_inside_the_scanned_regions(splice_model, ce1pct
     for name, intervals in read_bedgraph(tmp_path / "tracks").items():
         assert max(e for c, _, e, _ in intervals if c == "IV") == 60000, name
         assert all(e <= ends[c] for c, _, e, _ in intervals), name
+    # A stride longer than the window leaves bases between windows that none read: no value there.
+    scan(splice_model, tmp_path / "sparse.bed", "--fasta", ce1pct, "--regions", regions, "--stride", 1000,
+         "--threshold", 0.5, "--bedgraph", tmp_path / "sparse")
+    read = [(c, s, s + 400) for c, a, b in (("IV", 57000, 60000), ("V", 1000, 2500))
+            for s in sorted({*range(a, b - 400 + 1, 1000), b - 400})]
+    for name, intervals in read_bedgraph(tmp_path / "sparse").items():
+        assert all(any(c == rc and rs <= s and e <= re_ for rc, rs, re_ in read) for c, s, e, _ in intervals), name
 
 
 @pytest.mark.parametrize("labels", [("none", "site", "site"), ("none", "site A", "site/A")])

@@ -2,6 +2,7 @@
 every rank's RNG states, the step and the run's settings), written under a temporary name and
 renamed, so a run killed while writing leaves the previous checkpoint whole."""
 
+import errno
 import os
 import random
 import re
@@ -72,7 +73,13 @@ def load_checkpoint(path: Path) -> dict:
         with handle:
             # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
             state = torch.load(handle, map_location="cpu", weights_only=False)
-    except Exception as error:  # damaged bytes make whatever error they happen to, OSError among them
+    except OSError as error:
+        # Bytes cut short make torch's reader raise EINVAL; another errno is the storage failing (EIO, a
+        # stale NFS handle), which must not pass for damage that --force removes every checkpoint for.
+        if error.errno != errno.EINVAL:
+            raise UserError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
+        raise DamagedCheckpoint(f"{path}: cannot read the checkpoint (cut short: {error.strerror})") from None
+    except Exception as error:  # damaged bytes unpickle into whatever error they happen to make
         reason = str(error).splitlines()[0].split(". ")[0][:160] if str(error).strip() else type(error).__name__
         raise DamagedCheckpoint(f"{path}: cannot read the checkpoint ({reason})") from None
     if not isinstance(state, dict) or not all(key in state for key in KEYS):

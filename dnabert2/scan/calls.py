@@ -127,9 +127,13 @@ def check_counts(calls: list[Call], path, summary, counted: dict[str, int], advi
                         f"{by_label(found) or 'none'}; the scan made {by_label(counted) or 'none'}); {advice}")
 
 
-def check_scored(windows: int, skipped: int, max_n) -> None:
+def check_scored(windows: int, skipped: int, max_n: float | None) -> None:
     """Refuse a scan whose every window was skipped for its N (a whole scan, or its gathered chunks):
-    empty calls and tracks with exit 0 would pass for a scan that found nothing."""
-    if not windows and skipped:
-        raise UserError(f"every window ({skipped:,}) holds more N than --max-n {max_n} allows, so none was scored: "
-                        "give regions of sequence, or a higher --max-n")
+    empty calls and tracks with exit 0 would pass for a scan that found nothing. max_n: a window
+    scan's (None for a per-base scan, whose cores of N alone are skipped)."""
+    if windows or not skipped:
+        return
+    if max_n is None:
+        raise UserError(f"every core ({skipped:,}) is N alone, so no base was scored: give regions of sequence")
+    raise UserError(f"every window ({skipped:,}) holds more N than --max-n {max_n} allows, so none was scored: give "
+                    "regions of sequence, or a higher --max-n")

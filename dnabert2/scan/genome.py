@@ -168,8 +168,8 @@ def window_scores(scanner: Scanner, block: Block, item: dict, batch_tokens: int,
 
 def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.ndarray, labels: list[int]) -> dict:
     """Each window's probability at its label's site, as a track value reaching to where the next
-    window's site lies (at most one stride), and no further than the scanned region: the last went past
-    its end, over bases no window read."""
+    window's site lies (at most one stride), over bases a window read: the last went past the scanned
+    region's end, and a stride longer than a window past the window's."""
     size, starts = block.grid.size, block.starts
     found = {}
     for row, (i, strand) in enumerate(zip(item["window"], item["strand"])):
@@ -179,6 +179,7 @@ def window_track(scanner: Scanner, block: Block, item: dict, probabilities: np.n
         for label in labels:
             name = scanner.labels[label]
             site = scanner.site(name, start, strand)
-            found.setdefault((name, strand), []).append((site, min(site + step, block.grid.end),
-                                                         score_of(float(probabilities[row, label]))))
+            # Where windows leave bases between them (a stride longer than a window), none is read.
+            end = min(site + step, start + size if step > size else block.grid.end)
+            found.setdefault((name, strand), []).append((site, end, score_of(float(probabilities[row, label]))))
     return {key: tuple(np.array(column, dtype=np.int64) for column in zip(*rows)) for key, rows in found.items()}

@@ -263,7 +263,7 @@ def _copy_fasta_stream(path, out) -> None:
             if not cut and len(buffer) >= _CHUNK:
                 if line_start and buffer.removeprefix(b"\xef\xbb\xbf")[:1] == b">":
                     raise UserError(f"{path}: a header line of over {_CHUNK >> 20} MiB: "
-                                    + (CR_ALONE if b"\r" in buffer else "no FASTA header"))
+                                    + (CR_ALONE if b"\r" in buffer else "longer than any FASTA header (a binary or damaged file?)"))
                 cut = len(buffer)
             block, carry = buffer[:cut], buffer[cut:]
             if block:
