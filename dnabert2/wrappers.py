@@ -100,9 +100,32 @@ def check(step: Step, inputs: dict, outputs: dict, params: dict) -> None:
     main = next(iter(step.outputs))
     if main not in outputs:
         raise WrapperError(f"no named output {main}")
+    _check_extra(step, inputs, params)
     for name, suffix in step.beside.items():
         if name in outputs and str(outputs[name]) != f"{outputs[main]}{suffix}":
             raise WrapperError(f"output {name} is written beside {main}: it must be {outputs[main]}{suffix}")
+
+
+def _check_extra(step: Step, inputs: dict, params: dict) -> None:
+    """Refuse in `extra` an option the wrapper gives itself: from a named input or param (the command
+    would take the last of the two), an output's (a file Snakemake would not know of, or not find),
+    or --workers (from the rule's threads)."""
+    extra = params.get("extra", "")
+    if not isinstance(extra, str):  # a function, not known before the job
+        return
+    given = {option: f"the named input {name}" for name, option in step.inputs.items() if option and name in inputs}
+    given |= {option: f"the named param {name}" for name, option in step.params.items() if option and name in params}
+    given |= {option: f"the named output {name}" for name, option in step.outputs.items()}
+    if step.workers:
+        given["--workers"] = "the rule's threads"
+    try:
+        words = shlex.split(extra)
+    except ValueError as error:
+        raise WrapperError(f"param extra {extra!r}: {error}") from None
+    for flag in (word.split("=", 1)[0] for word in words):
+        if flag in given:
+            raise WrapperError(f"param extra gives {flag}, which the wrapper gives from {given[flag]}; name it there "
+                               "alone")
 
 
 # A rule's wrapper directive naming one of these: a local "file:" path, a URL or a versioned name.

@@ -227,6 +227,14 @@ include: "path/to/dnabert2/wrappers/check.smk"
     ({"model": "m", "genome": "g"}, {"calls": "c"}, {"threshold": 0.5}, "unknown named param threshold"),
     # Two files for an option that keeps one: the command would read the last alone, unsaid.
     ({"model": "m", "genome": ["g1", "g2"]}, {"calls": "c"}, {}, "input genome names 2 values; the command takes one"),
+    # extra's options the wrapper gives itself: the command took the last (--out x.bed: a file Snakemake
+    # did not know of, its output missing), or wrote a folder no rule names.
+    ({"model": "m", "genome": "g"}, {"calls": "c"}, {"extra": "--threshold 0.5 --out x.bed"},
+     "param extra gives --out, which the wrapper gives from the named output calls"),
+    ({"model": "m", "genome": "g"}, {"calls": "c"}, {"extra": "--bigwig=bw"}, "gives --bigwig, which the wrapper gives"),
+    ({"model": "m", "genome": "g"}, {"calls": "c"}, {"extra": "--fasta other.fa"}, "from the named input genome"),
+    ({"model": "m", "genome": "g"}, {"calls": "c"}, {"extra": "--workers 4"}, "from the rule's threads"),
+    ({"model": "m", "genome": "g"}, {"calls": "c"}, {"extra": "--labels 'donor"}, "param extra .*: No closing quotation"),
 ])
 def test_check_names_what_is_missing_or_unknown(inputs, outputs, params, words):
     with pytest.raises(WrapperError, match=words):
@@ -246,3 +254,5 @@ def test_side_outputs_must_lie_where_the_command_writes_them():
     with pytest.raises(WrapperError, match="it must be out.vcf.gz.tbi"):
         check(STEPS["variants"], {"model": "m", "vcf": "v", "genome": "g"}, {"vcf": "out.vcf.gz", "tbi": "x.tbi"}, {})
     check(STEPS["scan"], {"genome": "g"}, {"calls": "c"}, {"model": "owner/name"})  # a Hub id as a param
+    # extra's own options, and those of inputs the rule does not name, go through.
+    check(STEPS["scan"], {"genome": "g", "model": "m"}, {"calls": "c"}, {"extra": "--threshold 0.5 --regions r.bed"})
