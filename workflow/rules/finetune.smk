@@ -45,7 +45,7 @@ rule finetune:
         name=configured("finetune"),
     conda:
         "../../envs/model.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         gpu=lambda wildcards: finetune_settings(wildcards)["gpus"],
         mem_mb=lambda wildcards: finetune_settings(wildcards)["mem_mb"],
@@ -79,6 +79,7 @@ rule evaluate:
         "benchmarks/evaluate/{name}.tsv"
     conda:
         "../../envs/model.yaml"
+    threads: MODEL_THREADS
     # Scoring the test split of a 117M model wants the fine-tuning run's device and memory.
     resources:
         gpu=lambda wildcards: min(finetune_settings(wildcards)["gpus"], 1),

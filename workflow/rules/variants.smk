@@ -11,6 +11,7 @@ rule score_variants:
         "benchmarks/variants/{name}.tsv"
     conda:
         "../../envs/model.yaml"
+    threads: MODEL_THREADS
     resources:
         gpu=lambda wildcards: variant_settings(wildcards)["gpus"],
         mem_mb=lambda wildcards: variant_settings(wildcards)["mem_mb"],
