@@ -1729,7 +1729,7 @@ def test_a_header_line_longer_than_a_chunk_is_refused_in_a_short_line(tmp_path, 
         write_indexed_fasta(mac, tmp_path / "out.fa.gz")
     assert len(str(refused.value)) < 200 and not list(tmp_path.glob("out*"))
     (tmp_path / "long.fa").write_bytes(b">chrA " + b"x" * 200 + b"\nACGT\n")
-    with pytest.raises(UserError, match="a header line of over .*: no FASTA header"):
+    with pytest.raises(UserError, match="a header line of over .*: longer than any FASTA header"):
         write_indexed_fasta(tmp_path / "long.fa", tmp_path / "out.fa.gz")
 
 
