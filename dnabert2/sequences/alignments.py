@@ -55,7 +55,7 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         if order not in (None, "coordinate", "unknown"):  # samtools index would refuse it too
             raise UserError(f"{path}: not sorted by position (its header says SO:{order}), so it has no index "
                             f"(samtools sort -o sorted.bam {path} && samtools index sorted.bam)")
-        found = [i for s in (".bai", ".csi", ".crai") for i in (Path(f"{path}{s}"), path.with_suffix(s)) if i.is_file()]
+        found = _indices(path)
         if found:  # htslib says the same of a damaged or empty index as of none
             raise UserError(f"{path}: its index {found[0]} cannot be read (damaged, or cut short): rebuild it "
                             f"(samtools index {path})")
@@ -140,12 +140,17 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
                         "quickcheck, samtools view)") from None
 
 
+def _indices(path) -> list[Path]:
+    """The index files beside an alignment file, where htslib looks for one."""
+    path = Path(path)
+    return [i for i in (*(Path(f"{path}{suffix}") for suffix in (".bai", ".csi", ".crai")), path.with_suffix(".bai"))
+            if i.exists()]
+
+
 def _index_older(name: str) -> bool:
-    """Whether the index beside an alignment file, where htslib looks for one, is older than the file
-    (written before it was rewritten: it points into other blocks)."""
-    path = Path(name)
-    indices = [Path(f"{name}{suffix}") for suffix in (".bai", ".csi", ".crai")] + [path.with_suffix(".bai")]
-    return any(i.exists() and i.stat().st_mtime < path.stat().st_mtime for i in indices)
+    """Whether the index beside an alignment file is older than the file (written before it was
+    rewritten: it points into other blocks)."""
+    return any(i.stat().st_mtime < Path(name).stat().st_mtime for i in _indices(name))
 
 
 def _restore_matches(read: pysam.AlignedSegment, genome: Fasta | None, name: str) -> None:
