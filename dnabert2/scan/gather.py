@@ -35,11 +35,8 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
     that meet across chunk ends merged), one set of tracks and one summary."""
     parts = _chunks(summaries, bool(bedgraph or bigwig))
     check_outputs([out, summary], [*summaries, *(folder.parent / part["calls_file"] for folder, part in parts)])
-    check_folders(bedgraph, bigwig)
-    read = {(folder.parent / part["bedgraph_dir"]).resolve() for folder, part in parts if part.get("bedgraph_dir")}
-    for given in filter(None, (bedgraph, bigwig)):
-        if Path(given).resolve() in read:  # replaced while it is read
-            raise UserError(f"{given}: a chunk's bedGraph folder, read to gather the tracks; give them another folder")
+    check_folders(bedgraph, bigwig, [folder.parent / part["bedgraph_dir"] for folder, part in parts
+                                     if part.get("bedgraph_dir")])
     order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
     calls = []
     for folder, part in parts:

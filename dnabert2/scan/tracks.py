@@ -26,11 +26,16 @@ def file_name(label: str, strand: str, kind: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}.{STRANDS[strand]}{SUFFIXES[kind]}"
 
 
-def check_folders(bedgraph, bigwig) -> None:
+def check_folders(bedgraph, bigwig, chunks=()) -> None:
     """Each track folder may be new, or hold an earlier scan's tracks (which it replaces); anything
-    else in it is refused rather than deleted, and the two kinds need folders of their own."""
+    else in it is refused rather than deleted, the two kinds need folders of their own, and neither
+    may be one of `chunks`, the bedGraph folders scan-gather reads."""
     if bedgraph and bigwig and Path(bedgraph).resolve() == Path(bigwig).resolve():
         raise UserError(f"{bedgraph}: given for both --bedgraph and --bigwig; give each a folder of its own")
+    read = {Path(folder).resolve() for folder in chunks}
+    for given in filter(None, (bedgraph, bigwig)):
+        if Path(given).resolve() in read:  # replaced while it is read
+            raise UserError(f"{given}: a chunk's bedGraph folder, read to gather the tracks; give them another folder")
     for folder, kind in ((bedgraph, "bedgraph"), (bigwig, "bigwig")):
         if folder:
             _check_folder(folder, kind)
