@@ -435,6 +435,23 @@ def test_resume_with_force_continues_the_same_settings_and_starts_afresh_over_ot
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*.pt")) == ["step-00000002.pt", "step-00000003.pt"]
 
 
+def test_resume_refuses_a_tokenizer_of_the_same_vocabulary_with_its_merges_reordered(genome, tmp_path):
+    """A vocab learnt again may hold the same tokens with merges of another rank, which cut windows
+    into other tokens: another run, though its vocabulary is the same."""
+    data = json.loads(TOKENIZER.read_text())
+    merges = data["model"]["merges"]
+    merges[-1], merges[-2] = merges[-2], merges[-1]
+    reordered = tmp_path / "tokenizer.json"
+    reordered.write_text(json.dumps(data))
+    assert load_tokenizer(reordered).get_vocab() == load_tokenizer(TOKENIZER).get_vocab()
+    out = tmp_path / "m"
+    args = ["--steps", 1, "--checkpoint-every", 1]
+    assert run_cli(*pretrain_args(genome, out, *args)).returncode == 0
+    swapped = pretrain_args(genome, out, *args, "--resume")
+    swapped[swapped.index("--tokenizer") + 1] = reordered
+    assert_user_error(run_cli(*swapped), "checkpoint of another configuration", "tokenizer_rules")
+
+
 def test_resume_tells_genomes_and_init_models_apart_by_their_contents(genome, tmp_path):
     """A genome of the same contigs and lengths but other bases (masked otherwise, say), or an --init
     folder whose weights were replaced, is another run: --resume refuses it, --resume --force starts

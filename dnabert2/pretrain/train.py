@@ -110,6 +110,14 @@ def fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
 
 
+def rules_fingerprint(tokenizer) -> str:
+    """What turns bases into tokens beyond the vocabulary: a vocab learnt again can hold the same
+    tokens with its merges in another order, and cut every window differently."""
+    data = json.loads(tokenizer.to_str())
+    rules = {key: data.get(key) for key in ("normalizer", "pre_tokenizer", "model")}
+    return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _step_of(line: str) -> int | None:
     """The step of a metrics line, or None for a line cut off by a kill."""
     if not line.endswith("\n"):
@@ -238,6 +246,8 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 # The files' bytes: a genome masked otherwise (Ensembl's dna_sm for dna_rm) keeps its contigs.
                 "genome_sha256": [sha256_of(Path(g)) for g in genomes],
                 "weights": s.weights, "tokenizer": fingerprint(tokenizer),
+                # Beside the vocabulary's, so that checkpoints written before it was recorded still resume.
+                "tokenizer_rules": rules_fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None,
                 "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None,
                 "window": [s.window_tokens, s.window_bp, data.limit],
