@@ -555,6 +555,22 @@ def test_reads_mode_counts_a_pair_whose_mates_both_call_a_site_once(short_model,
         assert scan(model, tmp_path / "three.bed", *common, "--min-reads", 3)[0] == []
 
 
+def test_an_unknown_contig_names_the_input_that_lacks_it(short_model, tmp_path):
+    # A reference holding one contig more than the BAM: the BAM lacks it, in covered mode as in reads
+    # mode; a contig of neither is the reference's to lack.
+    reference = tmp_path / "ref.fa"
+    with Fasta(SIRV_FASTA) as fasta:
+        reference.write_text("".join(f">{c}\n{fasta.fetch(c, 0, n)}\n" for c, n in fasta.lengths.items())
+                             + ">extra\n" + "ACGT" * 100 + "\n")
+    for mode in ([], ["--covered", 10]):
+        for contig, lacking in (("extra", SIRV_BAM), ("chrZ", reference)):
+            out = tmp_path / "calls.bed"
+            result = run_cli("scan", "--model", short_model, "--out", out, "--bam", SIRV_BAM, "--reference", reference,
+                             "--contigs", contig, *mode)
+            assert_user_error(result, f"{lacking}: unknown contig {contig!r}")
+            assert not out.exists()
+
+
 def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     rows, summary = scan(short_model, tmp_path / "covered.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA,
                          "--covered", 50, "--stride", 30, "--threshold", 0.5)

@@ -35,16 +35,16 @@ BLOCK_WINDOWS = 512
 DENSE_BLOCK_CORES = 16
 
 
-def requested_regions(lengths: dict[str, int], source: str, regions=None, contigs=None) -> list[tuple[str, int, int]]:
+def requested_regions(lengths: dict[str, int], lacking, regions=None, contigs=None) -> list[tuple[str, int, int]]:
     """Regions to scan in genome order, checked against the contig lengths: a BED file's, the named
-    contigs, or every contig."""
+    contigs, or every contig. `lacking(contig)` names the input a contig is refused for."""
     wanted = read_bed_regions(regions) if regions is not None else [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
     given = f" (from {regions})" if regions else ""
     for contig, start, end in wanted:
         if contig not in lengths:
-            raise UserError(f"{source}: unknown contig {contig!r}{given}")
+            raise UserError(f"{lacking(contig)}: unknown contig {contig!r}{given}")
         if not 0 <= start < end <= lengths[contig]:
-            raise UserError(f"{source}: region {contig}:{start}-{end}{given} is outside the contig or empty "
+            raise UserError(f"{lacking(contig)}: region {contig}:{start}-{end}{given} is outside the contig or empty "
                             f"(length {lengths[contig]})")
     return merge_regions(wanted, {c: i for i, c in enumerate(lengths)})
 
@@ -134,9 +134,15 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     graph = Tracks() if bedgraph or bigwig else None
     with scratch_folder("dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
-        lengths = _lengths(genome, bam)
+        lengths, genome_lengths = _lengths(genome, bam)
         source = str(bam if mode == "reads" else fasta or reference)
-        requested = requested_regions(lengths, source, s.regions, s.contigs)
+
+        def lacking(contig):  # with a BAM and its reference, the one of the two without the contig
+            if bam is None or (genome_lengths is not None and contig not in genome_lengths):
+                return str(fasta or reference)
+            return str(bam)
+
+        requested = requested_regions(lengths, lacking, s.regions, s.contigs)
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
         if count == 1:  # a chunk may lie in a gap of N, its scan's others not
@@ -178,9 +184,10 @@ def calls_by(mode: str, dense: bool, merge: bool) -> str:
     return MERGED if merge else "peaks"
 
 
-def _lengths(genome, bam) -> dict[str, int]:
+def _lengths(genome, bam) -> tuple[dict[str, int], dict[str, int] | None]:
     """Contig lengths of what is scanned, in the order outputs are sorted in: the genome's; or the BAM's
-    (checked against its reference), in the reference's order when there is one."""
+    (checked against its reference), in the reference's order when there is one. Then the genome's
+    own, or None without one."""
     from .bam import bam_lengths
 
     lengths = None
@@ -188,9 +195,9 @@ def _lengths(genome, bam) -> dict[str, int]:
         with Fasta(genome) as opened:
             lengths = opened.lengths
     if bam is None:
-        return lengths
+        return lengths, lengths
     aligned = bam_lengths(bam, genome, lengths)
-    return {c: n for c, n in lengths.items() if c in aligned} if lengths else aligned
+    return ({c: n for c, n in lengths.items() if c in aligned} if lengths else aligned), lengths
 
 
 def check_calling(scanner, s: ScanSettings, mode: str) -> int | None:
