@@ -1066,7 +1066,8 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
     with pytest.raises(UserError, match=r"record 'chrA' has no sequence; its lines end in CR alone"):
         Fasta(tmp_path / "mac.fa")
     (tmp_path / "latin1.fa").write_bytes(b">chr\xe9A\nACGT\n")  # a name in Latin-1, which is no binary file
-    with pytest.raises(UserError, match=r"not a FASTA or GenBank file \(binary content, or text that is not UTF-8\)"):
+    with pytest.raises(UserError, match=r"not a FASTA or GenBank file \(binary content, or text that is not UTF-8: "
+                                        r"line 1, byte 0xe9 at column 5\)"):
         Fasta(tmp_path / "latin1.fa")
 
 
@@ -1465,7 +1466,8 @@ def test_cram_without_a_usable_reference_is_refused(ex1_cram, tmp_path):
 
 
 def test_damaged_annotations_are_one_line_errors(tmp_path):
-    """A gzip cut short or with a flipped byte, and a GenBank location Biopython cannot read."""
+    """A gzip cut short or with a flipped byte, a GenBank location Biopython cannot read, and a byte
+    that is not UTF-8."""
     genbank = GENOMES / "phiX174_NC_001422.gbk.gz"
     gff3 = GENOMES / "ce1pct.gff3.gz"
     data = genbank.read_bytes()
@@ -1475,8 +1477,13 @@ def test_damaged_annotations_are_one_line_errors(tmp_path):
     (tmp_path / "flipped.gff3.gz").write_bytes(bytes(flipped))
     with gzip.open(genbank, "rt") as handle:
         (tmp_path / "bad.gbk").write_text(handle.read().replace("51..221", "51..abc", 1))
+    # One Latin-1 letter in a note, deep in the file: the line is named, to be mended.
+    lines = gzip.decompress(gff3.read_bytes()).split(b"\n")
+    lines[2999] += b";Note=caf\xe9"
+    (tmp_path / "latin1.gff3.gz").write_bytes(gzip.compress(b"\n".join(lines)))
     for name, words in (("cut.gbk.gz", "truncated or corrupt"), ("flipped.gff3.gz", "truncated or corrupt"),
-                        ("bad.gbk", "the location of CDS NP_040706.1 cannot be read")):
+                        ("bad.gbk", "the location of CDS NP_040706.1 cannot be read"),
+                        ("latin1.gff3.gz", "not UTF-8: line 3000, byte 0xe9 at column")):
         with pytest.raises(UserError, match=f"{name}: .*{words}"):
             read_annotation(tmp_path / name)
 

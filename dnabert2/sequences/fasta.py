@@ -3,6 +3,7 @@ and random access by region."""
 
 import contextlib
 import errno
+import functools
 import gzip
 import logging
 import os
@@ -107,9 +108,28 @@ def reading_text(path, kind: str):
     try:
         yield
     except UnicodeDecodeError:
-        raise UserError(f"{path}: not a {kind} file (binary content, or text that is not UTF-8)") from None
+        raise UserError(f"{path}: not a {kind} file (binary content, or text that is not UTF-8{_first_undecodable(path)})") \
+            from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise corrupt(path, error) from None
+
+
+def _first_undecodable(path) -> str:
+    """Where the first byte that is not UTF-8 lies, so that one accented letter in a note can be found
+    and mended in a file of millions of lines (the decoder reads in blocks, and knows no line)."""
+    longest = 1 << 20
+    try:
+        with open_binary(path) as handle:
+            for number, line in enumerate(iter(functools.partial(handle.readline, longest), b""), 1):
+                if len(line) == longest and not line.endswith(b"\n"):
+                    return ""  # binary content: no line to name
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    return f": line {number}, byte 0x{line[error.start]:02x} at column {error.start + 1}"
+    except (EOFError, OSError, zlib.error):
+        pass
+    return ""
 
 
 def sniff_format(path) -> str:
@@ -127,7 +147,8 @@ def sniff_format(path) -> str:
                 raise UserError(f"{path}: empty file, no sequences")
     except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
-            raise UserError(f"{path}: not a FASTA or GenBank file (binary content, or text that is not UTF-8)") from None
+            raise UserError(f"{path}: not a FASTA or GenBank file (binary content, or text that is not UTF-8"
+                            f"{_first_undecodable(path)})") from None
         raise corrupt(path, error) from None
     raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
 
