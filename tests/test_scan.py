@@ -691,8 +691,16 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     calls.write_text("\n".join(lines) + "\n")
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--out", tmp_path / "exact.json")
     assert result.returncode == 0, result.stderr
-    exact = json.loads((tmp_path / "exact.json").read_text())["labels"]["donor"]
+    written = json.loads((tmp_path / "exact.json").read_text())
+    exact = written["labels"]["donor"]
     assert exact["calls"] == len(hits) and exact["calls_matching_a_site"] == 0 and exact["recall"] == 0
+    # The tolerance the donors were matched with is recorded, and none that matched nothing; a TSS
+    # tolerance given to donors would change nothing, unsaid.
+    assert written["splice_tolerance"] == 0 and "tss_tolerance" not in written and "tts_tolerance" not in written
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--tss-tolerance", 50,
+                     "--out", tmp_path / "tss.json")
+    assert_user_error(result, "--tss-tolerance: no label evaluated here (donor) is matched with it")
+    assert not (tmp_path / "tss.json").exists()
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--splice-tolerance", 2)
     near = json.loads(result.stdout)["labels"]["donor"]
     assert near["precision"] == 1.0 and near["sites"] == len(donors)

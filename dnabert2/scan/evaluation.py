@@ -17,7 +17,7 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError
-from ..options import add_settings, named_paths, output_file, settings_from, settings_with
+from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..sequences.fasta import check_file, open_text
@@ -84,6 +84,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if unknown:
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
+    tolerances = _tolerances(s, labels)
     biotypes, tags, min_intron = _transcripts_taken(s, held_out)
     annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
@@ -103,7 +104,6 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
-    tolerances = {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in TOLERANCES}
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
               "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),
               "scope": scope, "unannotated_contigs": unannotated, "labels": {}}
@@ -149,6 +149,15 @@ def _transcripts_taken(s, held_out) -> tuple:
         log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
                  min_intron)
     return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), min_intron
+
+
+def _tolerances(s, labels: list[str]) -> dict[str, int]:
+    """The tolerance of each kind of site matching the labels are evaluated with; one given for no
+    label here would change nothing, unsaid (--tss-tolerance on a splice scan)."""
+    used = dict.fromkeys(SITE_LABELS[label].tolerance for label in labels)
+    if unused := changed(s, [f"{name}_tolerance" for name in TOLERANCES if name not in used]):
+        raise UserError(f"{' '.join(unused)}: no label evaluated here ({', '.join(labels)}) is matched with it")
+    return {f"{name}_tolerance": getattr(s, f"{name}_tolerance") for name in used}
 
 
 def _unannotated(annotation, regions, calls) -> list[str]:
