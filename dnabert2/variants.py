@@ -52,6 +52,7 @@ ESCAPED = str.maketrans({c: f"%{ord(c):02X}" for c in "%|;=,"})
 # SpliceAI's order and names, used when the model's site labels are donor and acceptor.
 SPLICEAI = {"acceptor": "A", "donor": "D"}
 END = "END"  # the INFO key of a record's last reference base
+END_META = ("Integer", "End position of the variant described in this record")  # VCF 4.3's declaration
 
 
 @dataclass
@@ -247,7 +248,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
             raise UserError(f"{vcf}: its header declares INFO/END as Number={declared.number},Type={declared.type}; "
                             "VCF's END is Number=1,Type=Integer")
         with Fasta(fasta) as genome:
-            furthest = first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key)
+            furthest = first_pass(reader.header, vcf, fasta, genome.lengths, s.info_key, tsv is not None)
     except (OSError, ValueError) as error:
         raise UserError(f"{vcf}: cannot read it as VCF/BCF ({error})") from None
     header = reader.header.copy()
@@ -283,15 +284,15 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     return counts
 
 
-def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> int:
+def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: bool) -> int:
     """Before any record is scored: refuse an input the output could not index (records not sorted by
     contig and position), one this command annotated already under `key` (or under the key whose
     unscored flags `key` would seem to be), or one of another reference
     (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written; the same for
-    undeclared INFO, FORMAT and FILTER tags. Returns the furthest end of a record (the index it needs:
-    tabix_suffix)."""
+    undeclared INFO, FORMAT and FILTER tags. With a `table`, refuse an ID it could not hold. Returns
+    the furthest end of a record (the index it needs: tabix_suffix)."""
     declared = set(header.contigs)
     for contig in declared & set(lengths):
         length = header.contigs[contig].length
@@ -300,8 +301,13 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> int:
                             "reference the VCF was called against?")
     seen, last, furthest = {}, None, 0
     with pysam.VariantFile(str(vcf)) as records:
+        if END not in records.header.info:  # an END read as the scoring reads it, to choose the index it needs
+            records.header.add_meta("INFO", items=[("ID", END), ("Number", "1"), ("Type", END_META[0]),
+                                                   ("Description", END_META[1])])
         for record in _read_on(records, vcf):
             furthest = max(furthest, record.stop)
+            if table:
+                _check_id(record, vcf)
             if record.contig != last and record.contig in seen:
                 raise UserError(f"{vcf}: records of {record.contig} are not together (sort it: bcftools sort)")
             if record.contig == last and record.start < seen[last]:
@@ -323,6 +329,15 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str) -> int:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))
     return furthest
+
+
+def _check_id(record, vcf) -> None:
+    """An ID the table could not hold (htslib passes its bytes through to the VCF unread)."""
+    try:
+        record.id
+    except UnicodeDecodeError:
+        raise UserError(f"{vcf}: the ID of the record at {record.contig}:{record.pos} is not UTF-8 text, which the "
+                        "table (--tsv) is written in; mend it, or drop the IDs (bcftools annotate -x ID)") from None
 
 
 def _read_on(records, vcf):
@@ -361,9 +376,8 @@ def declare_fixed(header, key: str) -> None:
     htslib reads them as they are written (it takes an undeclared one for a string): END as VCF 4.3
     declares it (pysam writes it, an integer, on every record with a symbolic allele such as <DEL>,
     END in the input or not), and the key's unscored_key."""
-    for name, kind, description in (
-            (END, "Integer", "End position of the variant described in this record"),
-            (unscored_key(key), "String", f"Why the record was not scored: {', '.join(REASONS)}")):
+    for name, kind, description in ((END, *END_META),
+                                    (unscored_key(key), "String", f"Why the record was not scored: {', '.join(REASONS)}")):
         if name not in header.info:
             header.add_meta("INFO", items=[("ID", name), ("Number", "1"), ("Type", kind), ("Description", description)])
 

@@ -180,6 +180,15 @@ def test_a_record_past_2_to_the_29_gets_a_csi_index(cnn, ce1pct, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("far.out*")) == ["far.out.vcf.gz", "far.out.vcf.gz.csi"]
     with pysam.VariantFile(str(out)) as written:
         assert [r.id for r in written.fetch("chrUn_big", 599_999_000, 600_001_000)] == ["far"]
+    # A deletion reaching past 2^29 by an END the header does not declare (as many SV callers write it).
+    (tmp_path / "sv.vcf").write_text(HEADER.format(contigs="##contig=<ID=IV,length=174938>\n")
+                                     + "IV\t3000\tsv\tC\t<DEL>\t.\t.\tEND=600000000\n")
+    result = run_cli("variants", "--model", cnn, "--vcf", tmp_path / "sv.vcf", "--fasta", ce1pct, "--out",
+                     tmp_path / "sv.out.vcf.gz", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("sv.out*")) == ["sv.out.vcf.gz", "sv.out.vcf.gz.csi"]
+    with pysam.VariantFile(str(tmp_path / "sv.out.vcf.gz")) as written:
+        assert [(r.id, r.stop) for r in written] == [("sv", 600_000_000)]
 
 
 def test_a_second_models_scores_go_beside_the_first_under_their_own_key(cnn, ce1pct, scored, tmp_path):
@@ -268,6 +277,9 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
                              "DNABERT2_UNSCORED"], ["already has an INFO/DNABERT2_UNSCORED field"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "undeclared.vcf", "--info-key",
                              "DNABERT2_UNSCORED"], ["has an INFO/DNABERT2 field", "INFO/DNABERT2_UNSCORED would read"]),
+    # An ID in Latin-1 passes through to the VCF, but the table is UTF-8 text.
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "latin1.vcf", "--tsv",
+                             d / "o.tsv"], ["latin1.vcf: the ID of the record at IV:101 is not UTF-8 text", "--tsv"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
@@ -282,6 +294,7 @@ def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tm
     write_vcf(tmp_path / "assembly.vcf", [("IV", 100, "a", "A", "C")], {"IV": 1000})  # another assembly's IV
     (tmp_path / "badpos.vcf").write_text(HEADER.format(contigs="") + "IV\t101\ta\tA\tC\t.\t.\t.\n"
                                          "IV\tabc\tb\tA\tC\t.\t.\t.\n")
+    (tmp_path / "latin1.vcf").write_bytes(HEADER.format(contigs="").encode() + b"IV\t101\tcaf\xe9\tA\tC\t.\t.\t.\n")
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")
