@@ -264,6 +264,21 @@ def test_a_resume_with_other_batch_tokens_goes_on_and_says_it_is_not_bit_for_bit
     assert "--batch-tokens 2048 is not the checkpoint's 4096: the run goes on, but not bit for bit" in resumed.stderr
 
 
+def test_a_resume_with_other_eval_windows_trains_as_it_would_have(genome, tmp_path):
+    # The held-out set draws no training window: the workflow reruns a job whose --eval-windows
+    # changed, and a resume (not a start afresh under --force) keeps its checkpoints.
+    args = ("--steps", 4, "--checkpoint-every", 2, "--heldout-contigs", "V", "--eval-every", 2, "--resume", "--force")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(*pretrain_args(genome, whole, *args, "--eval-windows", 8)).returncode == 0
+    assert run_cli(*pretrain_args(genome, cut, *args, "--eval-windows", 4)).returncode == 0
+    (cut / "checkpoints" / "step-00000004.pt").unlink()  # as if stopped after step 2
+    resumed = run_cli(*pretrain_args(genome, cut, *args, "--eval-windows", 8))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "starting afresh" not in resumed.stderr, resumed.stderr
+    assert "--eval-windows 8 is not the checkpoint's 4: evaluations from here on" in resumed.stderr
+    assert_same_run(cut, whole)
+
+
 def test_two_gloo_processes_match_one_with_their_combined_batch(genome, tmp_path):
     # Micro-batches of two windows (accumulation), evaluation and a mid-run checkpoint: every
     # collective the loop makes runs on both ranks.

@@ -181,9 +181,11 @@ def comparable(settings: dict) -> dict:
     (it changed from bert to dnabert2), not a setting of the run; and the genomes and the --init model
     are known by their contents (genome_contigs, genome_sha256, init_sha256), not by their paths, which
     change when data moves to another node; nor is --batch-tokens, a memory bound a requeue onto
-    another GPU may need to change (resume_from warns). The model's fields are compared one by one, so
-    a refusal names the field that changed."""
-    return {**{k: v for k, v in settings.items() if k not in ("genomes", "model", "init", "batch_tokens")},
+    another GPU may need to change, nor --eval-windows, which draws no training window (resume_from
+    warns of both). The model's fields are compared one by one, so a refusal names the field that
+    changed."""
+    skipped = ("genomes", "model", "init", "batch_tokens", "eval_windows")
+    return {**{k: v for k, v in settings.items() if k not in skipped},
             **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
 
 
@@ -286,10 +288,13 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
     if state is None:
         torch.manual_seed(s.seed + rank)  # dropout differs between ranks, as it would between micro-batches
         return 0
-    before = state["settings"].get("batch_tokens", s.batch_tokens)
-    if before != s.batch_tokens and rank == 0:
-        log.warning("--batch-tokens %d is not the checkpoint's %d: the run goes on, but not bit for bit as it "
-                    "would have (dropout draws its masks per forward pass)", s.batch_tokens, before)
+    for option, now, after in (("batch_tokens", s.batch_tokens, "the run goes on, but not bit for bit as it would "
+                                "have (dropout draws its masks per forward pass)"),
+                               ("eval_windows", s.eval_windows, "evaluations from here on are over another "
+                                "held-out set (training is as it would have been)")):
+        before = state["settings"].get(option, now)
+        if before != now and rank == 0:
+            log.warning("--%s %d is not the checkpoint's %d: %s", option.replace("_", "-"), now, before, after)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
