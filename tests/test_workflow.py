@@ -270,6 +270,24 @@ def test_a_folder_this_workflow_made_before_is_taken_from_disk(checkout):
     assert "scan_chunk" in result.stdout and "finetune" not in result.stdout.split("Job stats")[-1]
 
 
+def test_a_bams_index_is_an_input_of_its_scan(checkout):
+    """A BAM a host workflow writes, and then indexes: the scan asks for the index, so that the host's
+    rule runs first (and a missing one is named before any job runs, not by the scan that fails)."""
+    model = scan_classifier(checkout / "models" / "splice", 60)
+    sirv = DATA / "bam" / "sirv_ont"
+    shutil.copy(sirv / "pcs109_5k_spliced.bam", checkout / "reads.bam")
+    edit_config(checkout, lambda c: (c["genomes"].update(sirv={"source": str(sirv / "SIRV_150601a.fasta.gz")}),
+                                     c["scan"].update(reads={"model": str(model), "genome": "sirv", "bam": "reads.bam",
+                                                             "mode": "reads"})))
+    targets = ("results/scan/reads.bed", "results/scan/reads/junctions.bed")
+    result = snakemake("--cores", "1", "--dry-run", *targets, cwd=checkout)
+    assert result.returncode != 0 and "reads.bam.bai" in result.stdout + result.stderr, result.stdout + result.stderr
+    pysam.index(str(checkout / "reads.bam"), str(checkout / "reads.bai"))  # where htslib also looks
+    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", *targets, cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scan_chunk" in result.stdout and "scan_junctions" in result.stdout
+
+
 def test_entered_midway_from_models_on_disk(checkout):
     """No pretraining: a model folder on disk (the released layout) is fine-tuned on a task built
     from the example genome, and a classifier folder on disk scans the SIRV nanopore reads both
@@ -332,7 +350,7 @@ def stand_in_inputs(checkout, config_path):
     config = yaml.safe_load(config_path.read_text())
     paths = [g["annotation"] for g in config["genomes"].values() if "annotation" in g]
     paths += [g["source"] for g in config["genomes"].values() if ":" not in g["source"]]
-    paths += [s["bam"] for s in config.get("scan", {}).values() if s.get("bam")]
+    paths += [s["bam"] + suffix for s in config.get("scan", {}).values() if s.get("bam") for suffix in ("", ".bai")]
     paths += [v["vcf"] for v in config.get("variants", {}).values()]
     for path in map(checkout.joinpath, paths):
         if not path.exists():

@@ -55,7 +55,7 @@ def open_alignments(path, reference=None) -> pysam.AlignmentFile:
         if order not in (None, "coordinate", "unknown"):  # samtools index would refuse it too
             raise UserError(f"{path}: not sorted by position (its header says SO:{order}), so it has no index "
                             f"(samtools sort -o sorted.bam {path} && samtools index sorted.bam)")
-        found = _indices(path)
+        found = index_files(path)
         if found:  # htslib says the same of a damaged or empty index as of none
             raise UserError(f"{path}: its index {found[0]} cannot be read (damaged, or cut short): rebuild it "
                             f"(samtools index {path})")
@@ -140,8 +140,8 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
                         "quickcheck, samtools view)") from None
 
 
-def _indices(path) -> list[Path]:
-    """The index files beside an alignment file, where htslib looks for one."""
+def index_files(path) -> list[Path]:
+    """The index files beside an alignment file, where htslib looks for one (in its order)."""
     path = Path(path)
     return [i for i in (*(Path(f"{path}{suffix}") for suffix in (".bai", ".csi", ".crai")), path.with_suffix(".bai"))
             if i.exists()]
@@ -150,7 +150,7 @@ def _indices(path) -> list[Path]:
 def _index_older(name: str) -> bool:
     """Whether the index beside an alignment file is older than the file (written before it was
     rewritten: it points into other blocks)."""
-    return any(i.stat().st_mtime < Path(name).stat().st_mtime for i in _indices(name))
+    return any(i.stat().st_mtime < Path(name).stat().st_mtime for i in index_files(name))
 
 
 def _restore_matches(read: pysam.AlignedSegment, genome: Fasta | None, name: str) -> None:

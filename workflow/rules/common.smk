@@ -21,6 +21,7 @@ except ImportError as error:
         "(pip install dnabert2 of the same version) beside Snakemake"
     ) from error
 from dnabert2.hub import hub_id
+from dnabert2.sequences.alignments import index_files
 from dnabert2.sources import local_path
 from dnabert2.wrappers import use_checkout
 
@@ -263,8 +264,20 @@ def scan_inputs(wildcards):
     s = scan_settings(wildcards)
     inputs = {"genome": genome_fasta(s["genome"]), **fine_tuned_input(s["model"])}
     if s["bam"]:
-        inputs["bam"] = s["bam"]
+        inputs |= alignment_inputs(wildcards)
     return inputs
+
+
+def alignment_inputs(wildcards):
+    """A scan's BAM or CRAM and its index, which every scan of one needs: the one beside it, or where
+    none is yet the one `samtools index` writes, so that a rule of a host workflow that makes it runs first.
+    """
+    bam = scan_settings(wildcards)["bam"]
+    found = index_files(bam)
+    index = (
+        found[0] if found else f"{bam}{'.crai' if bam.endswith('.cram') else '.bai'}"
+    )
+    return {"bam": bam, "bam_index": str(index)}
 
 
 def scan_source(wildcards, input):

@@ -103,7 +103,7 @@ rule scan_eval:
 
 rule scan_junctions:
     input:
-        bam=lambda wildcards: scan_settings(wildcards)["bam"],
+        unpack(alignment_inputs),
         genome=lambda wildcards: genome_fasta(scan_settings(wildcards)["genome"]),
     output:
         "results/scan/{name}/junctions.bed",
