@@ -274,8 +274,8 @@ class ScanSettings:
     min_distance: int | None = setting(None, "bp between two calls of one label and strand: a peak suppresses lower "
                                        "scores this close (in reads mode, along each read, per-base models only)",
                                        type=positive,
-                                       default_text="the label's scan-eval tolerance, at least 10; in window scans at "
-                                       "least the stride")
+                                       default_text="the label's default scan-eval tolerance, at least 10; in window "
+                                       "scans at least the stride")
     merge: bool = setting(False, "window scans of a genome: merge overlapping or touching windows above the threshold "
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
