@@ -81,6 +81,18 @@ def test_a_host_pipeline_imports_the_workflow_and_feeds_it_a_genome_of_its_own(t
     assert not (folder / "workflow").exists() and not (folder / "envs").exists()  # nothing of ours copied in
 
 
+def test_a_host_importing_every_rule_under_a_prefix_is_warned_of_nothing(tmp_path):
+    # `localrules: all` named a rule the host has as dnabert2_all, and Snakemake said so on every run
+    # of a host without an `all` of its own.
+    folder = host(tmp_path / "host", ["results/scan/splice.bed"], catalog_test_config())
+    snakefile = folder / "Snakefile"
+    snakefile.write_text(snakefile.read_text().replace("rule all:", "rule annotate:"))
+    result = snakemake(folder, "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dnabert2_scan_chunk" in result.stdout
+    assert "not present in the Snakefile" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
 def test_a_host_takes_only_the_scan_rules_with_a_model_on_disk(tmp_path):
     model = scan_classifier(tmp_path / "model", window=300)
     config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},
