@@ -294,7 +294,10 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 10, "--overlap", 8], ["--overlap 8"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--overlap", 8], ["--overlap", "--chunk-tokens"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--chunk-tokens", 2], ["--chunk-tokens 2"]),
-    ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["outside the contig"]),
+    ("predict", lambda d: ["--bed", d / "outside.bed", "--genome", GENOMES / "ce1pct.fa.gz"],
+     ["outside.bed: ", "II:999999999-1000000100", "outside the contig"]),
+    ("embed", lambda d: ["--csv", d / "in.csv", "--genome", GENOMES / "ce1pct.fa.gz"], ["--genome is read only for --bed"]),
+    ("embed", lambda d: ["--csv", d / "nothing.csv"], ["nothing.csv: empty file"]),
     ("predict", lambda d: ["--bed", d / "empty.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["II:5-5 is empty"]),
     ("predict", lambda d: ["--bed", d / "binary.bed", "--genome", GENOMES / "ce1pct.fa.gz"], ["binary.bed", "not a BED"]),
     ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
@@ -305,6 +308,7 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     write_inputs(tmp_path, regions)
     (tmp_path / "bad.csv").write_text("seq,label\nACGT,0\n")
     (tmp_path / "header.csv").write_text("sequence,label\n")
+    (tmp_path / "nothing.csv").write_text("")
     (tmp_path / "letters.csv").write_text("sequence,label\nACGTQQ,0\n")
     (tmp_path / "outside.bed").write_text("II\t0\t100\nII\t999999999\t1000000100\n")
     (tmp_path / "empty.bed").write_text("II\t0\t100\nII\t5\t5\n")

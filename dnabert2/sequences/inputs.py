@@ -89,8 +89,10 @@ def check_sources(csv_file=None, fasta=None, bed=None, genome=None) -> None:
     given = [name for name, value in zip(SOURCES, (csv_file, fasta, bed)) if value is not None]
     if len(given) != 1:
         raise UserError("give the sequences one way: --csv, --fasta, or --bed with --genome")
-    if (bed is None) != (genome is None):
+    if bed is not None and genome is None:
         raise UserError("--bed regions are read from a --genome; give both")
+    if genome is not None and bed is None:
+        raise UserError("--genome is read only for --bed regions; sequences from --csv or --fasta need none")
     for path in (csv_file, fasta, bed, genome):
         if path is not None:
             check_file(path)
@@ -132,7 +134,10 @@ def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, st
     else:
         with Fasta(genome) as reference:
             for contig, start, end, name, strand in read_bed_intervals(bed):
-                reference.check_region(contig, start, end)  # the region itself must lie on the contig
+                try:  # the region itself must lie on the contig
+                    reference.check_region(contig, start, end)
+                except UserError as error:  # named by the file it came from too, to be found in it
+                    raise UserError(f"{bed}: {error}") from None
                 sequence = reference.fetch_padded(contig, start - flank, end + flank)
                 yield (name or f"{contig}:{start}-{end}({strand})",
                        reverse_complement(sequence) if strand == "-" else sequence)
@@ -141,8 +146,10 @@ def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, st
 def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
     with open_text(path, newline="") as handle, reading_text(path, "CSV"):
         rows = csv.DictReader(handle)
-        if not rows.fieldnames or "sequence" not in rows.fieldnames:
-            raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames or [])})")
+        if not rows.fieldnames:
+            raise UserError(f"{path}: empty file, no header and no sequences")
+        if "sequence" not in rows.fieldnames:
+            raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames)})")
         keys = [column for column in ("id", "name") if column in rows.fieldnames]
         for number, row in enumerate(rows, 1):
             # A blank id (spaces alone too): its name, else its row number.
