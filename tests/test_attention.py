@@ -97,6 +97,23 @@ def test_kernel_on_the_models_packed_qkv_with_empty_sequences(device):
     assert (got.double() - want).abs().max() < 2e-5
 
 
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+def test_cu_seqlens_of_a_strided_view_are_read_as_their_values(device):
+    # A column of a table of offsets: the kernel reads cu_seqlens as a plain array, and saw [0, 10, 10]
+    # here, leaving rows 10-29 unwritten (NaN), where check_packed had passed the values themselves.
+    q, k, v, _ = packed([10, 20], heads=2, head_dim=32, device=device)
+    table = torch.tensor([[0, 7], [10, 7], [30, 7]], dtype=torch.int32, device=device)
+    strided = table[:, 0]
+    assert not strided.is_contiguous()
+    slopes = alibi_slopes(2).to(device)
+    out = alibi_attention(q, k, v, strided, 20, slopes, backend="triton")
+    ref = reference_attention(q, k, v, strided.cpu().contiguous(), reference_slopes(2))
+    assert (out.double().cpu() - ref).abs().max() < 2e-5
+    qkv = torch.stack([q, k, v], 1).detach()
+    assert (attend(qkv, strided, 20, slopes, "triton").double().cpu() - ref).abs().max() < 2e-5
+
+
 def config_sets():
     """Per head dim, one tuning config per kernel, until every kernel's block sizes have been covered, of
     half precision's tuning space and of fp32's."""
@@ -239,6 +256,17 @@ def test_a_sequence_longer_than_the_kernel_reaches_is_a_clear_error():
     with pytest.raises(UserError, match=f"a sequence of {reach + 1:,} tokens is longer than the attention kernel "
                                         f"reaches at this model's width \\({reach:,}\\); run it in chunks"):
         attend(qkv, torch.tensor([0, reach + 1], dtype=torch.int32), reach + 1, alibi_slopes(12), "triton")
+    # A narrow model reaches further by its offsets than its blocks fit on grid axis 1, which CUDA caps
+    # at 65,535 blocks: the tiny preset's qkv (3 × 4 heads × 32 dims) stops at 65,535 of the smallest.
+    smallest = min(c.kwargs[b] for table in (alibi_flash.CONFIGS, alibi_flash.FP32_CONFIGS)
+                   for entries in table.values() for configs in entries.values() for c in configs
+                   for b in ("BLOCK_M", "BLOCK_N"))
+    narrow = alibi_flash.longest(3 * 4 * 32)
+    assert math.ceil(narrow / smallest) <= 65_535 < math.ceil((narrow + 1) / smallest)
+    assert narrow < 2 ** 31 // (3 * 4 * 32) - 1024  # the grid, not the offsets, bounds it
+    with pytest.raises(UserError, match=f"a sequence of {narrow + 1:,} tokens is longer than the attention kernel"):
+        attend(torch.empty(narrow + 1, 3, 4, 32, device="meta"), torch.tensor([0, narrow + 1], dtype=torch.int32),
+               narrow + 1, alibi_slopes(4), "triton")
 
 
 def test_mismatched_inputs_are_refused():

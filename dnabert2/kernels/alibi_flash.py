@@ -391,10 +391,11 @@ def _launch(name: str, grid_of, *args, head_dim: int, precision: str, configs=No
 @functools.cache
 def longest(row_stride: int) -> int:
     """The longest sequence the kernels address when a token's row is `row_stride` elements apart: offsets
-    within a sequence (row × stride, rows up to a block past its end) are 32-bit."""
-    largest_block = max(c.kwargs[b] for table in (CONFIGS, FP32_CONFIGS) for entries in table.values()
-                        for configs in entries.values() for c in configs for b in ("BLOCK_M", "BLOCK_N"))
-    return (2 ** 31 - 1) // row_stride - largest_block
+    within a sequence (row × stride, rows up to a block past its end) are 32-bit, and its blocks lie on
+    grid axis 1, which CUDA caps at 65,535 (Triton's launcher does not check: a launch error)."""
+    blocks = [c.kwargs[b] for table in (CONFIGS, FP32_CONFIGS) for entries in table.values()
+              for configs in entries.values() for c in configs for b in ("BLOCK_M", "BLOCK_N")]
+    return min((2 ** 31 - 1) // row_stride - max(blocks), 65_535 * min(blocks))
 
 
 def _precision(q) -> str:
@@ -444,6 +445,7 @@ class AlibiFlashAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, cu_seqlens, max_seqlen, slopes, configs=None):
         slopes = slopes.float() * LOG2E  # the kernels work in log2 units
+        cu_seqlens = cu_seqlens.contiguous()  # read as a plain array: a strided view's offsets would be others
         o, lse = forward(q, k, v, cu_seqlens, max_seqlen, slopes, configs)
         ctx.save_for_backward(q, k, v, o, lse, cu_seqlens, slopes)
         ctx.max_seqlen, ctx.configs = max_seqlen, configs
@@ -465,6 +467,7 @@ class PackedAlibiFlashAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, cu_seqlens, max_seqlen, slopes, configs=None):
         slopes = slopes.float() * LOG2E
+        cu_seqlens = cu_seqlens.contiguous()
         o, lse = forward(*qkv.unbind(1), cu_seqlens, max_seqlen, slopes, configs)
         ctx.save_for_backward(qkv, o, lse, cu_seqlens, slopes)
         ctx.max_seqlen, ctx.configs = max_seqlen, configs
