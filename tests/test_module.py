@@ -93,6 +93,27 @@ def test_a_host_importing_every_rule_under_a_prefix_is_warned_of_nothing(tmp_pat
     assert "not present in the Snakefile" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_a_host_imports_the_workflow_under_a_prefix_with_its_own_relative_paths(tmp_path):
+    """`prefix:` puts every path of the module's rules under a folder of the host: its outputs, but not
+    the files the config names (the host's own, relative to where it runs), and pretraining's
+    checkpoints beside its output, where two prefixed instances keep them apart."""
+    config = catalog_test_config()
+    config["genomes"]["ce1pct"]["annotation"] = "lab/genes.gff3.gz"
+    config["pretrain"] = {"tiny": {"preset": "tiny", "steps": 2}}
+    folder = host(tmp_path / "host", ["dnabert2/results/scan/splice/evaluation.json",
+                                      "dnabert2/results/pretrain/tiny"], config)
+    (folder / "lab").mkdir()
+    (folder / "lab" / "genes.gff3.gz").write_bytes((GENOMES / "ce1pct.gff3.gz").read_bytes())
+    snakefile = folder / "Snakefile"
+    snakefile.write_text(snakefile.read_text().replace("module dnabert2:\n", 'module dnabert2:\n    prefix: "dnabert2"\n'))
+    assert 'prefix: "dnabert2"' in snakefile.read_text()
+    result = snakemake(folder, "--dry-run", "--printshellcmds")
+    planned = result.stdout + result.stderr
+    assert result.returncode == 0, planned
+    assert "--annotation lab/genes.gff3.gz" in planned and "input: lab/genome.fa.gz" in planned
+    assert "--checkpoint-dir dnabert2/results/checkpoints/tiny" in planned
+
+
 def test_a_host_takes_only_the_scan_rules_with_a_model_on_disk(tmp_path):
     model = scan_classifier(tmp_path / "model", window=300)
     config = {"genomes": {"worm": {"source": "lab/genome.fa.gz"}},

@@ -64,10 +64,16 @@ def genome_fasta(name):
     return rules.download_genome.output.fasta.format(genome=name)
 
 
+def users(path):
+    """A file or folder the config names, as an input: where it is, also when a host workflow imports
+    this one under a `prefix:`, which Snakemake adds to every other path of a rule."""
+    return local(str(path))
+
+
 def local_source(wildcards):
     """The source file when it is on disk, so that changing it reruns the download."""
     path = local_path(config["genomes"][wildcards.genome]["source"])
-    return [str(path)] if path else []
+    return [users(path)] if path else []
 
 
 def checksum_option(wildcards):
@@ -90,6 +96,14 @@ def pretrain_genomes(wildcards):
     return [genome_fasta(g) for g in names]
 
 
+def checkpoint_dir(wildcards):
+    """Beside results/pretrain: under a host's module prefix too, which a param's path does not get
+    (the output's path has it). Of wildcards alone, so that the param stays a rerun trigger.
+    """
+    folder = Path(rules.pretrain.output.folder.format(model=wildcards.model))
+    return str(folder.parents[1] / "checkpoints" / wildcards.model)
+
+
 def pretrain_launcher(wildcards):
     """One process per GPU through torchrun when the job has several; plain python otherwise. Snakemake
     sets OMP_NUM_THREADS to the job's threads, which torchrun then leaves to every process (eight
@@ -108,7 +122,11 @@ def task_settings(wildcards):
 
 
 def task_annotation(wildcards):
-    return config["genomes"][task_settings(wildcards)["genome"]]["annotation"]
+    return genome_annotation(task_settings(wildcards)["genome"])
+
+
+def genome_annotation(genome):
+    return users(config["genomes"][genome]["annotation"])
 
 
 def task_folder(task):
@@ -122,7 +140,7 @@ def task_input(task):
     """The input standing for a task: its folder when built here, else the CSV files on disk."""
     if task in config["tasks"]:
         return task_folder(task)
-    return workflow_config.task_files(task)
+    return [users(f) for f in workflow_config.task_files(task)]
 
 
 def model_folder(model):
@@ -177,8 +195,8 @@ def model_input(model):
         return model_folder(model)
     # A host rule's directory() output, named as Snakemake names it (./models/m is models/m).
     if workflow_config.to_make(model):
-        return str(Path(model))
-    return workflow_config.model_files(model, adapter=False)
+        return users(Path(model))
+    return [users(f) for f in workflow_config.model_files(model, adapter=False)]
 
 
 def finetune_command(wildcards):
@@ -233,10 +251,10 @@ def fine_tuned_input(model):
     if model in config["finetune"]:
         return {"model": fine_tuned(model)}
     if workflow_config.to_make(model):  # as in model_input
-        return {"model": str(Path(model))}
+        return {"model": users(Path(model))}
     if hub_id(model):
         return {"model": hub_fetched(model)} if fetched(model) else {}
-    return {"model": workflow_config.model_files(model)}
+    return {"model": [users(f) for f in workflow_config.model_files(model)]}
 
 
 def scan_model(scan):
@@ -254,7 +272,7 @@ def variant_model(name):
 def variant_inputs(wildcards):
     s = variant_settings(wildcards)
     return {
-        "vcf": s["vcf"],
+        "vcf": users(s["vcf"]),
         "genome": genome_fasta(s["genome"]),
         **fine_tuned_input(s["model"]),
     }
@@ -277,7 +295,7 @@ def alignment_inputs(wildcards):
     index = (
         found[0] if found else f"{bam}{'.crai' if bam.endswith('.cram') else '.bai'}"
     )
-    return {"bam": bam, "bam_index": str(index)}
+    return {"bam": users(bam), "bam_index": users(index)}
 
 
 def scan_source(wildcards, input):

@@ -26,7 +26,7 @@ rule pretrain:
         # Checkpoints are not outputs, and outside the output folder: Snakemake deletes a failed
         # job's outputs, and the rerun resumes from them (--resume); those of other settings, which
         # a rerun after the settings changed finds, are removed and the run starts afresh (--force).
-        checkpoints="results/checkpoints/{model}",
+        checkpoints=checkpoint_dir,
         launcher=pretrain_launcher,
         genomes=lambda wildcards, input: " ".join(
             f"--genome {g}" for g in input.genomes

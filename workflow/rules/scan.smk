@@ -72,9 +72,9 @@ rule scan_eval:
     input:
         calls=rules.scan_gather.output.calls,
         summary=rules.scan_gather.output.summary,
-        annotation=lambda wildcards: config["genomes"][
+        annotation=lambda wildcards: genome_annotation(
             scan_settings(wildcards)["genome"]
-        ]["annotation"],
+        ),
     output:
         report(
             "results/scan/{name}/evaluation.json",
