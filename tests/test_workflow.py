@@ -259,6 +259,17 @@ def test_a_model_on_disk_trained_again_in_place_reruns_its_scan(checkout):
     assert "scan_chunk" in result.stdout and "model.safetensors" in result.stdout
 
 
+def test_a_file_named_like_an_output_of_no_configured_run_is_no_job_of_ours(checkout):
+    """A host's own results/scan/mine.bed, or a typo: no rule of this workflow makes it (its input
+    functions would look the name up in the config, and Snakemake print their KeyError)."""
+    for target in ("results/scan/mine.bed", "results/scan/mine/evaluation.json", "results/variants/mine.tsv",
+                   "resources/genomes/mine/genome.fa.gz", "results/evaluate/mine.tsv",
+                   "results/report/scan_mine.svg", "results/report/pretraining_mine.svg"):
+        result = snakemake("--cores", "1", "--dry-run", target, cwd=checkout)
+        said = result.stdout + result.stderr
+        assert result.returncode != 0 and f"No rule to produce {target}" in said and "KeyError" not in said, said
+
+
 def test_a_folder_this_workflow_made_before_is_taken_from_disk(checkout):
     """A model given by path into results/ (./results/finetune/old: fine-tuned under an earlier config)
     is a folder on disk, not a finetune job without settings (a KeyError from Snakemake before)."""

@@ -77,6 +77,8 @@ rule evaluate:
         "logs/evaluate/{name}.log",
     benchmark:
         "benchmarks/evaluate/{name}.tsv"
+    wildcard_constraints:
+        name=configured("finetune"),
     conda:
         "../../envs/model.yaml"
     threads: MODEL_THREADS

@@ -9,6 +9,8 @@ rule download_genome:
         "logs/genome/{genome}.log",
     benchmark:
         "benchmarks/genome/{genome}.tsv"
+    wildcard_constraints:
+        genome=configured("genomes"),
     # Downloads need the internet, which a cluster's compute nodes often lack: they run where
     # snakemake runs (the login node), under a host pipeline's names for this rule too. A genome given
     # as a local file is compressed and indexed there too (minutes for a mammal).

@@ -12,6 +12,8 @@ rule plot_pretraining:
         "logs/report/pretraining_{model}.log",
     benchmark:
         "benchmarks/report/pretraining_{model}.tsv"
+    wildcard_constraints:
+        model=configured("pretrain"),
     conda:
         "../../envs/model.yaml"
     shell:
@@ -38,6 +40,8 @@ rule plot_scan_scores:
         "logs/report/scan_{name}.log",
     benchmark:
         "benchmarks/report/scan_{name}.tsv"
+    wildcard_constraints:
+        name=configured("scan"),
     conda:
         "../../envs/model.yaml"
     # Streams the scan's bedGraph in chunks (little memory), but reads a whole genome's per-base

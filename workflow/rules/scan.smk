@@ -10,6 +10,8 @@ rule scan_chunk:
         "logs/scan/{name}/chunk{i}of{n}.log",
     benchmark:
         "benchmarks/scan/{name}/chunk{i}of{n}.tsv"
+    wildcard_constraints:
+        name=configured("scan"),
     conda:
         "../../envs/model.yaml"
     threads: lambda wildcards: scan_settings(wildcards)["workers"] + 1
@@ -50,6 +52,8 @@ rule scan_gather:
         "logs/scan/{name}/gather.log",
     benchmark:
         "benchmarks/scan/{name}/gather.tsv"
+    wildcard_constraints:
+        name=configured("scan"),
     conda:
         "../../envs/model.yaml"
     # A chunk's: joining a genome's tracks takes as long as scanning a chunk of it, or longer.
@@ -85,6 +89,8 @@ rule scan_eval:
         "logs/scan/{name}/eval.log",
     benchmark:
         "benchmarks/scan/{name}/eval.tsv"
+    wildcard_constraints:
+        name=configured("scan"),
     conda:
         "../../envs/model.yaml"
     resources:
@@ -111,6 +117,8 @@ rule scan_junctions:
         "logs/scan/{name}/junctions.log",
     benchmark:
         "benchmarks/scan/{name}/junctions.tsv"
+    wildcard_constraints:
+        name=configured("scan"),
     conda:
         "../../envs/sequences.yaml"
     resources:

@@ -9,6 +9,8 @@ rule score_variants:
         "logs/variants/{name}.log",
     benchmark:
         "benchmarks/variants/{name}.tsv"
+    wildcard_constraints:
+        name=configured("variants"),
     conda:
         "../../envs/model.yaml"
     threads: MODEL_THREADS
