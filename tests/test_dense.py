@@ -300,6 +300,18 @@ def bigwig_values(folder, name, contig, length):
         return np.nan_to_num(bigwig.values(contig, 0, length, numpy=True), nan=-1.0)
 
 
+def scan_in_chunks(common, count, folder):
+    """The summaries of a scan run in `count` chunks, each with its bedGraph folder."""
+    summaries = []
+    for i in range(count):
+        out = folder / f"chunk{i}.bed"
+        result = run_cli("scan", *common, "--out", out, "--summary", out.with_suffix(".json"), "--chunk",
+                         f"{i}/{count}", "--bedgraph", folder / f"chunk{i}.bg")
+        assert result.returncode == 0, result.stderr
+        summaries.append(out.with_suffix(".json"))
+    return summaries
+
+
 def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce1pct, tmp_path):
     common = ["--model", cnn, "--fasta", ce1pct, "--contigs", "IV", "MtDNA", "--threshold", 0.2, "--workers", 0]
     whole = run_cli("scan", *common, "--out", tmp_path / "whole.bed.gz", "--summary", tmp_path / "whole.json",
@@ -328,13 +340,7 @@ def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce
             starts = sorted(int(c[1]) for c in calls if c[3] == label and c[5] == strand and c[0] == "IV")
             assert all(b - a > distance for a, b in zip(starts, starts[1:]))
 
-    summaries = []
-    for i in range(3):
-        out = tmp_path / f"chunk{i}.bed"
-        result = run_cli("scan", *common, "--out", out, "--summary", out.with_suffix(".json"), "--chunk", f"{i}/3",
-                         "--bedgraph", tmp_path / f"chunk{i}.bg")
-        assert result.returncode == 0, result.stderr
-        summaries.append(out.with_suffix(".json"))
+    summaries = scan_in_chunks(common, 3, tmp_path)
     result = run_cli("scan-gather", *summaries, "--out", tmp_path / "gathered.bed.gz", "--bedgraph",
                      tmp_path / "gathered.bg")
     assert result.returncode == 0, result.stderr
@@ -352,6 +358,38 @@ def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce
     failed = run_cli("scan", *common[:4], "--contigs", "Nope", "--out", "-")
     assert_user_error(failed, "unknown contig 'Nope'")
     assert refused.stdout == failed.stdout == "" and not (tmp_path / "s.json").exists()
+
+
+def test_contigs_named_as_pandas_missing_values_or_with_a_hash_keep_their_tracks(cnn, ce1pct, tmp_path):
+    # NA, null and nan are missing values to pandas, and # starts its comments: read back from bedGraph,
+    # their rows were merged under nan (gathered) or dropped (scan-eval: no base scored, exit 0).
+    names = ["NA", "null", "chr#1"]
+    with Fasta(ce1pct) as fasta:
+        genome = "".join(f">{name}\n{fasta.fetch('IV', 4000 * i, 4000 * (i + 1))}\n" for i, name in enumerate(names))
+    (tmp_path / "g.fa").write_text(genome)
+    (tmp_path / "g.gff3").write_text("##gff-version 3\n" + "".join(
+        f"{name}\tt\tmRNA\t101\t3000\t.\t+\t.\tID=t{i}\n{name}\tt\texon\t101\t500\t.\t+\t.\tParent=t{i}\n"
+        f"{name}\tt\texon\t1001\t3000\t.\t+\t.\tParent=t{i}\n" for i, name in enumerate(names)))
+    common = ["--model", cnn, "--fasta", tmp_path / "g.fa", "--workers", 0]
+    for kind in ("bedgraph", "bigwig"):
+        result = run_cli("scan", *common, "--out", tmp_path / f"{kind}.bed", "--summary", tmp_path / f"{kind}.json",
+                         f"--{kind}", tmp_path / kind)
+        assert result.returncode == 0, result.stderr
+    reports = {}
+    for kind in ("bedgraph", "bigwig"):
+        result = run_cli("scan-eval", "--calls", tmp_path / f"{kind}.bed", "--summary", tmp_path / f"{kind}.json",
+                         "--annotation", tmp_path / "g.gff3")
+        assert result.returncode == 0, result.stderr
+        reports[kind] = json.loads(result.stdout)["labels"]["donor"]
+    assert reports["bedgraph"]["bases"] == 2 * 12_000 and reports["bedgraph"] == reports["bigwig"]
+    summaries = scan_in_chunks(common, 2, tmp_path)
+    result = run_cli("scan-gather", *summaries, "--out", tmp_path / "gathered.bed", "--bedgraph", tmp_path / "gathered",
+                     "--bigwig", tmp_path / "gathered.bw")
+    assert result.returncode == 0, result.stderr
+    for track in (tmp_path / "bedgraph").iterdir():
+        assert (tmp_path / "gathered" / track.name).read_text() == track.read_text()
+    with pyBigWig.open(str(tmp_path / "gathered.bw" / "donor.plus.bw")) as bw:
+        assert list(bw.chroms()) == names
 
 
 @pytest.mark.parametrize("threshold, least", [(0.0025, 3), (0.0005, 1)])

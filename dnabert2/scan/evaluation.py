@@ -25,6 +25,7 @@ from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import check_counts, read_calls
 from .plan import RegionIndex
+from .tracks import bedgraph_table
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
 PIECE = 5_000_000  # bp of a track read at a time
@@ -405,9 +406,7 @@ def read_bedgraph(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=range(4),
-                            dtype={0: str, 1: np.int64, 2: np.int64, 3: np.float64},
-                            names=["contig", "start", "end", "value"], skiprows=len(bed_header(path)[0]))
+        table = bedgraph_table(path, len(bed_header(path)[0]))
     except (ValueError, pd.errors.ParserError) as error:
         raise UserError(f"{path}: not a bedGraph (contig, start, end, value): {str(error).splitlines()[0]}") from None
     found = {}

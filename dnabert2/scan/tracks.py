@@ -54,6 +54,18 @@ def _check_folder(path, kind: str) -> None:
 ROW = np.dtype([("contig", "<i4"), ("start", "<i8"), ("end", "<i8"), ("score", "<i2")])
 
 
+def bedgraph_table(path, skip: int):
+    """A bedGraph's first four columns, past `skip` header lines, as a pandas table. Contigs are read
+    as written: pandas would take one named NA, null or nan for a missing value (and merge them, or
+    drop them), and one holding a '#' for a comment."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", header=None, skiprows=skip, usecols=range(4),
+                       names=["contig", "start", "end", "value"],
+                       dtype={"contig": str, "start": np.int64, "end": np.int64, "value": np.float64},
+                       keep_default_na=False, na_filter=False)
+
+
 class Tracks:
     """Scores per (label, strand), added in genome order and kept as binary rows in temporary files
     (contig, start, end, probability × 1000), so a per-base track of a large genome costs disk, not
@@ -85,14 +97,11 @@ class Tracks:
     def extend(self, folder, scanned: dict, summary) -> None:
         """Append the tracks of a bedGraph folder written by `write_bedgraph` (a chunk's, whose summary
         `summary` reads `scanned`)."""
-        import pandas as pd
-
         for path in sorted(Path(folder).glob("*.bedgraph")):
             check_track(path, scanned, "bedgraph", summary)
             with open(path) as handle:
                 label, strand = _track_of(handle.readline(), path)
-            table = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=["contig", "start", "end", "value"],
-                                dtype={"contig": str})
+            table = bedgraph_table(path, 1)
             rows = np.empty(len(table), dtype=ROW)
             rows["contig"] = [self.contigs.setdefault(c, len(self.contigs)) for c in table["contig"]]
             rows["start"], rows["end"] = table["start"], table["end"]
