@@ -146,7 +146,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         calls, tally, scanned = _run(mode, scanner, genome, bam, requested, lengths, s, stride, (index, count), graph,
                                      options)
         if count == 1:  # a chunk may lie in a gap of N, its scan's others not
-            check_scored(tally.windows, tally.skipped, None if scanner.dense else s.max_n)
+            check_scored(tally.windows, tally.skipped, None if scanner.dense else s.max_n, mode)
         order = {c: i for i, c in enumerate(lengths)}
         calls = top(calls, s.top_k, order)
         tally.calls = dict(Counter(c.label for c in calls))

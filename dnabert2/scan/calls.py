@@ -7,6 +7,7 @@ call, -1, -1, and the peak's offset from start. Scores are compared as those int
 calls merged from chunk files are the calls a single run makes.
 """
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from ..errors import UserError
 from ..outputs import write_bed_rows
 from ..sequences.fasta import open_text
 from ..sequences.inputs import is_bed_header
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,15 @@ def check_counts(calls: list[Call], path, summary, counted: dict[str, int], advi
                         f"{by_label(found) or 'none'}; the scan made {by_label(counted) or 'none'}); {advice}")
 
 
-def check_scored(windows: int, skipped: int, max_n: float | None) -> None:
+def check_scored(windows: int, skipped: int, max_n: float | None, mode: str = "fasta") -> None:
     """Refuse a scan whose every window was skipped for its N (a whole scan, or its gathered chunks):
     empty calls and tracks with exit 0 would pass for a scan that found nothing. max_n: a window
-    scan's (None for a per-base scan, whose cores of N alone are skipped)."""
+    scan's (None for a per-base scan, whose cores of N alone are skipped). A BAM scan that read
+    nothing is said aloud, not refused: a sample may have no read in a region."""
+    if not windows and not skipped and mode != "fasta":
+        what = "no stretch is covered deeply enough (--covered)" if mode == "covered" else \
+            "no read passes the filters (--min-mapq, and the flags left out)"
+        log.warning("nothing was scanned: in the regions asked for, %s; the calls are empty", what)
     if windows or not skipped:
         return
     if max_n is None:

@@ -63,7 +63,8 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
             graph.extend(folder.parent / part["bedgraph_dir"], part, folder)
     totals = {key: sum(p[1][key] for p in parts) for key in ("windows", "windows_skipped_for_n", "tokens", "bases",
                                                            "seconds")}
-    check_scored(totals["windows"], totals["windows_skipped_for_n"], parts[0][1].get("max_n"))
+    check_scored(totals["windows"], totals["windows_skipped_for_n"], parts[0][1].get("max_n"),
+                 parts[0][1].get("mode", "fasta"))
     # Rates over the chunks' summed job time: what one job running them all in turn would do.
     seconds = max(totals["seconds"], 1e-9)
     totals |= {"bp_per_second": round(totals["bases"] / seconds),
