@@ -188,8 +188,12 @@ def alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, backend="auto", dro
         return torch_alibi_attention(q, k, v, cu_seqlens, max_seqlen, slopes, dropout_p, bias)
     from .kernels.alibi_flash import AlibiFlashAttention
 
-    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    check_reach(max_seqlen, max(t.stride(0) for t in (q, k, v)))
+    # The kernel offsets a head by head × its stride in 32 bits: a heads-major layout, whose head stride
+    # is the whole batch's rows, is copied token-major where that would overflow.
+    q, k, v = (t if t.stride(-1) == 1 and t.stride(1) * (t.shape[1] - 1) < 2 ** 31 else t.contiguous()
+               for t in (q, k, v))
+    # The output's rows too: written heads × head_dim apart, whatever q's layout.
+    check_reach(max_seqlen, max(*(t.stride(0) for t in (q, k, v)), q.shape[1] * q.shape[2]))
     return AlibiFlashAttention.apply(q, k, v, cu_seqlens, int(max_seqlen), slopes.to(q.device))
 
 

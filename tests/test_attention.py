@@ -261,6 +261,14 @@ def test_a_sequence_longer_than_the_kernel_reaches_is_a_clear_error():
     smallest = min(c.kwargs[b] for table in (alibi_flash.CONFIGS, alibi_flash.FP32_CONFIGS)
                    for entries in table.values() for configs in entries.values() for c in configs
                    for b in ("BLOCK_M", "BLOCK_N"))
+    # q, k and v heads-major (rows 128 apart) reach no further than the output's rows, written 32 × 128
+    # apart: 524 k tokens.
+    wide = alibi_flash.longest(32 * 128)
+    heads_major = torch.empty(32, wide + 1, 128, device="meta").transpose(0, 1)
+    assert heads_major.stride(0) == 128 and wide < alibi_flash.longest(128)
+    with pytest.raises(UserError, match=f"a sequence of {wide + 1:,} tokens is longer than the attention kernel"):
+        alibi_attention(heads_major, heads_major, heads_major, torch.tensor([0, wide + 1], dtype=torch.int32),
+                        wide + 1, alibi_slopes(32), backend="triton")
     narrow = alibi_flash.longest(3 * 4 * 32)
     assert math.ceil(narrow / smallest) <= 65_535 < math.ceil((narrow + 1) / smallest)
     assert narrow < 2 ** 31 // (3 * 4 * 32) - 1024  # the grid, not the offsets, bounds it
