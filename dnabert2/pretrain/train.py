@@ -111,11 +111,13 @@ def fingerprint(tokenizer) -> str:
 
 
 def rules_fingerprint(tokenizer) -> str:
-    """What turns bases into tokens beyond the vocabulary: a vocab learnt again can hold the same
-    tokens with its merges in another order, and cut every window differently."""
-    data = json.loads(tokenizer.to_str())
-    rules = {key: data.get(key) for key in ("normalizer", "pre_tokenizer", "model")}
-    return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
+    """The BPE merges in their order, beyond the vocabulary: a vocab learnt again can hold the same
+    tokens with its merges in another order, and cut every window differently. As pairs, whatever
+    form the tokenizers release writes them in ("A T" or ["A", "T"]), so that an upgrade between a
+    stopped run and its resume is not taken for another tokenizer (and its checkpoints removed)."""
+    merges = json.loads(tokenizer.to_str())["model"].get("merges") or []
+    pairs = [merge.split(" ", 1) if isinstance(merge, str) else list(merge) for merge in merges]
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
 
 
 def _step_of(line: str) -> int | None:
