@@ -293,10 +293,13 @@ def test_a_bams_index_is_an_input_of_its_scan(checkout):
     targets = ("results/scan/reads.bed", "results/scan/reads/junctions.bed")
     result = snakemake("--cores", "1", "--dry-run", *targets, cwd=checkout)
     assert result.returncode != 0 and "reads.bam.bai" in result.stdout + result.stderr, result.stdout + result.stderr
-    pysam.index(str(checkout / "reads.bam"), str(checkout / "reads.bai"))  # where htslib also looks
-    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", *targets, cwd=checkout)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "scan_chunk" in result.stdout and "scan_junctions" in result.stdout
+    # Where htslib also looks: reads.bai, or a .csi (samtools index -c) as reads.csi.
+    for index, csi in (("reads.bai", False), ("reads.csi", True)):
+        pysam.index(str(checkout / "reads.bam"), str(checkout / index), *(["-c"] if csi else []))
+        result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", *targets, cwd=checkout)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "scan_chunk" in result.stdout and "scan_junctions" in result.stdout and index in result.stdout
+        (checkout / index).unlink()
 
 
 def test_entered_midway_from_models_on_disk(checkout):

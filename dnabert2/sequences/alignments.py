@@ -143,7 +143,8 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
 def index_files(path) -> list[Path]:
     """The index files beside an alignment file, where htslib looks for one (in its order)."""
     path = Path(path)
-    return [i for i in (*(Path(f"{path}{suffix}") for suffix in (".bai", ".csi", ".crai")), path.with_suffix(".bai"))
+    suffixes = (".bai", ".csi", ".crai")
+    return [i for i in (*(Path(f"{path}{s}") for s in suffixes), *(path.with_suffix(s) for s in suffixes))
             if i.exists()]
 
 
