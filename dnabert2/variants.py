@@ -291,8 +291,8 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
     (none of its contigs in the FASTA); and add to the input's
     header a ##contig line for every contig the records name but the header lacks (many VCFs have
     none): htslib marks such records as errors and stops the process when one is written; the same for
-    undeclared INFO, FORMAT and FILTER tags. With a `table`, refuse an ID it could not hold. Returns
-    the furthest end of a record (the index it needs: tabix_suffix)."""
+    undeclared INFO, FORMAT and FILTER tags. Refuse alleles that are not text, and with a `table` an ID
+    it could not hold. Returns the furthest end of a record (the index it needs: tabix_suffix)."""
     declared = set(header.contigs)
     for contig in declared & set(lengths):
         length = header.contigs[contig].length
@@ -306,8 +306,7 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
                                                    ("Description", END_META[1])])
         for record in _read_on(records, vcf):
             furthest = max(furthest, record.stop)
-            if table:
-                _check_id(record, vcf)
+            _check_text(record, vcf, table)
             if record.contig != last and record.contig in seen:
                 raise UserError(f"{vcf}: records of {record.contig} are not together (sort it: bcftools sort)")
             if record.contig == last and record.start < seen[last]:
@@ -331,13 +330,19 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
     return furthest
 
 
-def _check_id(record, vcf) -> None:
-    """An ID the table could not hold (htslib passes its bytes through to the VCF unread)."""
+def _check_text(record, vcf, table: bool) -> None:
+    """Alleles that are not UTF-8 text (a symbolic one, <caf\xe9>), which scoring reads; and with a
+    table, an ID it could not hold (htslib passes an ID's bytes through to the VCF unread)."""
+    where = f"{vcf}: the {{}} of the record at {record.contig}:{record.pos} is not UTF-8 text"
     try:
-        record.id
+        record.alts
     except UnicodeDecodeError:
-        raise UserError(f"{vcf}: the ID of the record at {record.contig}:{record.pos} is not UTF-8 text, which the "
-                        "table (--tsv) is written in; mend it, or drop the IDs (bcftools annotate -x ID)") from None
+        raise UserError(where.format("ALT") + ": mend it") from None
+    try:
+        table and record.id
+    except UnicodeDecodeError:
+        raise UserError(where.format("ID") + ", which the table (--tsv) is written in: mend it, or drop the IDs "
+                        "(bcftools annotate -x ID)") from None
 
 
 def _read_on(records, vcf):
