@@ -214,6 +214,12 @@ def test_a_bad_row_is_named_by_its_line_in_the_file(tmp_path, text, message):
         read_split(tmp_path / "train.csv")
 
 
+def test_a_byte_that_is_not_utf8_is_named_by_its_line(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b"sequence,label\n" + b"ACGT,0\n" * 3000 + b"ACGT,0\xe9\n")
+    with pytest.raises(UserError, match=r"train.csv: not a CSV table \(text that is not UTF-8: line 3002, byte 0xe9"):
+        read_split(tmp_path / "train.csv")
+
+
 @pytest.mark.parametrize("options, words", [
     (["--seeds", "-1"], ["--seeds", "must be zero or more"]),
     (["--seeds", "0", "0"], ["a seed given twice"]),

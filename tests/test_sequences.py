@@ -1069,6 +1069,13 @@ def test_a_nameless_record_is_refused_and_rna_is_read_as_dna(tmp_path, name):
     with pytest.raises(UserError, match=r"not a FASTA or GenBank file \(binary content, or text that is not UTF-8: "
                                         r"line 1, byte 0xe9 at column 5\)"):
         Fasta(tmp_path / "latin1.fa")
+    # Past the first block the format sniffer decodes, where pysam reads it: compressed, no damage is blamed.
+    later = b">chrA\n" + b"ACGT" * 20 * 300 + b"\n>chr\xe9B\nACGT\n"
+    (tmp_path / "later.fa").write_bytes(later)
+    (tmp_path / "later.fa.gz").write_bytes(gzip.compress(later))
+    for name in ("later.fa", "later.fa.gz"):
+        with pytest.raises(UserError, match=f"{name}: not a fasta file .*not UTF-8: line 3, byte 0xe9 at column 5"):
+            list(read_records(tmp_path / name))
 
 
 def test_duplicate_names_are_refused_when_validating(tmp_path):

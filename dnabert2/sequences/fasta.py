@@ -108,13 +108,13 @@ def reading_text(path, kind: str):
     try:
         yield
     except UnicodeDecodeError:
-        raise UserError(f"{path}: not a {kind} file (binary content, or text that is not UTF-8{_first_undecodable(path)})") \
+        raise UserError(f"{path}: not a {kind} file (binary content, or text that is not UTF-8{undecodable_at(path)})") \
             from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise corrupt(path, error) from None
 
 
-def _first_undecodable(path) -> str:
+def undecodable_at(path) -> str:
     """Where the first byte that is not UTF-8 lies, so that one accented letter in a note can be found
     and mended in a file of millions of lines (the decoder reads in blocks, and knows no line)."""
     longest = 1 << 20
@@ -148,7 +148,7 @@ def sniff_format(path) -> str:
     except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:
         if isinstance(error, UnicodeDecodeError):
             raise UserError(f"{path}: not a FASTA or GenBank file (binary content, or text that is not UTF-8"
-                            f"{_first_undecodable(path)})") from None
+                            f"{undecodable_at(path)})") from None
         raise corrupt(path, error) from None
     raise UserError(f"{path}: not a FASTA or GenBank file (first line: {line.strip()[:40]!r})")
 
@@ -229,6 +229,9 @@ def read_records(path, distinct: bool = True) -> Iterator[tuple[str, str]]:
                     yield name, sequence
     except (EOFError, OSError, zlib.error) as error:
         raise corrupt(path, error) from None
+    except UnicodeDecodeError:  # a ValueError too, but no damage: a letter of another encoding
+        raise UserError(f"{path}: not a {fmt} file (binary content, or text that is not UTF-8"
+                        f"{undecodable_at(path)})") from None
     except ValueError as error:  # pysam's report of a damaged stream, or a malformed GenBank entry
         if fmt == "fasta" and compression(path):
             raise corrupt(path, error) from None

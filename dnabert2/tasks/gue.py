@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import UserError
 from ..options import folder_name
 from ..outputs import atomic_folder, atomic_output, atomic_text
-from ..sequences.fasta import IUPAC
+from ..sequences.fasta import IUPAC, undecodable_at
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
         raise UserError(f"{path}: no such file (a task folder holds train.csv, dev.csv and test.csv)")
     try:
         table = pd.read_csv(path, dtype={"sequence": str, "label": str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a CSV table (text that is not UTF-8{undecodable_at(path)})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
     missing = [c for c in ("sequence", "label") if c not in table.columns]
     if missing:
