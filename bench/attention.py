@@ -164,8 +164,10 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="run the code paths on a CPU (TRITON_INTERPRET=1, fp32, small shapes); no timings worth keeping")
     args = parser.parse_args()
-    args.packed_tokens = args.packed_tokens or (512 if args.smoke else 65536)
-    args.shapes = args.shapes or ("2x64" if args.smoke else ",".join(f"{b}x{n}" for b, n in SHAPES))
+    if args.packed_tokens is None:
+        args.packed_tokens = 512 if args.smoke else 65536
+    if args.shapes is None:
+        args.shapes = "2x64" if args.smoke else ",".join(f"{b}x{n}" for b, n in SHAPES)
     if args.smoke:
         device, dtype, name = torch.device("cpu"), torch.float32, "CPU smoke run"
     elif torch.cuda.is_available():

@@ -136,9 +136,9 @@ def check_scored(windows: int, skipped: int, max_n: float | None, mode: str = "f
     scan's (None for a per-base scan, whose cores of N alone are skipped). A BAM scan that read
     nothing is said aloud, not refused: a sample may have no read in a region."""
     if not windows and not skipped and mode != "fasta":
-        what = "no stretch is covered deeply enough (--covered)" if mode == "covered" else \
-            "no read passes the filters (--min-mapq, and the flags left out)"
-        log.warning("nothing was scanned: in the regions asked for, %s; the calls are empty", what)
+        what = "no stretch covered deeply enough (--covered)" if mode == "covered" else \
+            "no read that passes the filters (--min-mapq, and the flags left out), if any lie there"
+        log.warning("nothing was scanned: the regions asked for hold %s; the calls are empty", what)
     if windows or not skipped:
         return
     if max_n is None:
