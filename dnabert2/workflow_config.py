@@ -125,6 +125,22 @@ def refuse_keys_without_effect(config: dict) -> None:
                 raise ValueError(f"config: {section}.{name}.{key} acts only with {needs}")
     if config.get("vocab") and not config.get("pretrain"):
         raise ValueError("config: vocab acts only with pretrain runs: it learns the tokenizer they train with")
+    refuse_unused_tolerances(config)
+
+
+def refuse_unused_tolerances(config: dict) -> None:
+    """A scan-eval tolerance of a kind of site the scan's model calls none of (tss_tolerance on a splice
+    scan), where the config says which task the model learnt: scan-eval would refuse it, after the scan."""
+    for name, settings in (config.get("scan") or {}).items():
+        model = (config.get("finetune") or {}).get(settings.get("model")) if isinstance(settings, dict) else None
+        task = (config.get("tasks") or {}).get(model.get("task")) if isinstance(model, dict) else None
+        if not isinstance(task, dict) or task.get("kind") not in KINDS:
+            continue
+        used = {site.tolerance for site in KINDS[task["kind"]].sites}
+        for kind in TOLERANCES:
+            if f"{kind}_tolerance" in settings and kind not in used:
+                raise ValueError(f"config: scan.{name}.{kind}_tolerance: its model calls {task['kind']} sites, "
+                                 f"matched with {' and '.join(f'{u}_tolerance' for u in sorted(used))}")
 
 
 def check_version(pyproject) -> None:

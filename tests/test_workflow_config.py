@@ -296,6 +296,8 @@ def window_task(config: dict) -> None:
          ["scan.ce1pct_splice.min_distance acts only with peak calling (not merge: true)"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(evaluate=False, held_out=False, splice_tolerance=5),
          ["scan.ce1pct_splice.splice_tolerance acts only with evaluate: true"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(tss_tolerance=50),
+         ["scan.ce1pct_splice.tss_tolerance: its model calls splice sites, matched with splice_tolerance"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(evaluate=False, held_out=False, biotypes=["protein_coding"]),
          ["scan.ce1pct_splice.biotypes acts only with evaluate: true"]),
         (lambda c: c["pretrain"]["tiny"].pop("heldout_contigs"), ["pretrain.tiny.eval_every acts only with "
