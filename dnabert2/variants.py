@@ -301,9 +301,7 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
                             "reference the VCF was called against?")
     seen, last, furthest = {}, None, 0
     with pysam.VariantFile(str(vcf)) as records:
-        if END not in records.header.info:  # an END read as the scoring reads it, to choose the index it needs
-            records.header.add_meta("INFO", items=[("ID", END), ("Number", "1"), ("Type", END_META[0]),
-                                                   ("Description", END_META[1])])
+        declare_info(records.header, END, *END_META)  # END read as the scoring reads it: the index it needs
         for record in _read_on(records, vcf):
             furthest = max(furthest, record.stop)
             _check_text(record, vcf, table)
@@ -381,10 +379,14 @@ def declare_fixed(header, key: str) -> None:
     htslib reads them as they are written (it takes an undeclared one for a string): END as VCF 4.3
     declares it (pysam writes it, an integer, on every record with a symbolic allele such as <DEL>,
     END in the input or not), and the key's unscored_key."""
-    for name, kind, description in ((END, *END_META),
-                                    (unscored_key(key), "String", f"Why the record was not scored: {', '.join(REASONS)}")):
-        if name not in header.info:
-            header.add_meta("INFO", items=[("ID", name), ("Number", "1"), ("Type", kind), ("Description", description)])
+    declare_info(header, END, *END_META)
+    declare_info(header, unscored_key(key), "String", f"Why the record was not scored: {', '.join(REASONS)}")
+
+
+def declare_info(header, name: str, kind: str, description: str) -> None:
+    """An INFO field of one value, unless the header declares it already."""
+    if name not in header.info:
+        header.add_meta("INFO", items=[("ID", name), ("Number", "1"), ("Type", kind), ("Description", description)])
 
 
 def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, table, counts: dict) -> None:

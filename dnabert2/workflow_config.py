@@ -41,6 +41,7 @@ def check(config: dict, schema_path, files=()) -> None:
     validate(config, schema(schema_path))
     refuse_keys_without_effect(given)
     check_references(config)
+    refuse_unused_tolerances(given, config)
 
 
 class _RefuseDuplicates(yaml.SafeLoader):
@@ -125,21 +126,21 @@ def refuse_keys_without_effect(config: dict) -> None:
                 raise ValueError(f"config: {section}.{name}.{key} acts only with {needs}")
     if config.get("vocab") and not config.get("pretrain"):
         raise ValueError("config: vocab acts only with pretrain runs: it learns the tokenizer they train with")
-    refuse_unused_tolerances(config)
 
 
-def refuse_unused_tolerances(config: dict) -> None:
-    """A scan-eval tolerance of a kind of site the scan's model calls none of (tss_tolerance on a splice
-    scan), where the config says which task the model learnt: scan-eval would refuse it, after the scan."""
-    for name, settings in (config.get("scan") or {}).items():
-        model = (config.get("finetune") or {}).get(settings.get("model")) if isinstance(settings, dict) else None
-        task = (config.get("tasks") or {}).get(model.get("task")) if isinstance(model, dict) else None
-        if not isinstance(task, dict) or task.get("kind") not in KINDS:
+def refuse_unused_tolerances(given: dict, config: dict) -> None:
+    """A scan-eval tolerance (as `given`, before the defaults) of a kind of site the scan's model calls
+    none of (tss_tolerance on a splice scan), where the config names the task the model learnt:
+    scan-eval would refuse it, after the scan."""
+    for name, settings in (given.get("scan") or {}).items():
+        task = scan_task(config, name)
+        if task is None:
             continue
-        used = {site.tolerance for site in KINDS[task["kind"]].sites}
-        for kind in TOLERANCES:
-            if f"{kind}_tolerance" in settings and kind not in used:
-                raise ValueError(f"config: scan.{name}.{kind}_tolerance: its model calls {task['kind']} sites, "
+        kind = config["tasks"][task]["kind"]
+        used = {site.tolerance for site in KINDS[kind].sites}
+        for site in TOLERANCES:
+            if f"{site}_tolerance" in settings and site not in used:
+                raise ValueError(f"config: scan.{name}.{site}_tolerance: its model calls {kind} sites, "
                                  f"matched with {' and '.join(f'{u}_tolerance' for u in sorted(used))}")
 
 
