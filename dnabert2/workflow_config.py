@@ -19,6 +19,7 @@ import yaml
 from .errors import UserError
 from .hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, hub_id, shadowing_folder
 from .options import as_arguments
+from .sequences.alignments import index_names
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
@@ -109,7 +110,8 @@ ONLY_WITH = [
     ("tasks", "min_intron", "a task of splice sites", lambda s: s.get("kind") not in KINDS or KINDS[s["kind"]].splices),
     ("scan", "min_depth", "mode: covered", lambda s: s.get("mode") == "covered"),
     ("scan", "min_reads", "mode: reads", lambda s: s.get("mode") == "reads"),
-    ("scan", "min_mapq", "a bam (mode: reads or covered)", lambda s: s.get("mode", "fasta") != "fasta"),
+    *(("scan", key, "a bam (mode: reads or covered)", lambda s: s.get("mode", "fasta") != "fasta")
+      for key in ("min_mapq", "bam_index")),
     ("scan", "min_distance", "peak calling (not merge: true)", lambda s: s.get("merge") is not True),
     *(("scan", key, "evaluate: true", lambda s: s.get("evaluate") is True) for key in EVALUATION_KEYS),
     *(("pretrain", key, "heldout_contigs", lambda s: bool(s.get("heldout_contigs")))
@@ -331,6 +333,10 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
         needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
+    if settings["bam_index"] and Path(settings["bam_index"]) not in index_names(settings["bam"]):
+        raise ValueError(f"config: scan.{name}.bam_index: htslib looks for the index of {settings['bam']} beside it, "
+                         f"as {', '.join(map(str, index_names(settings['bam'])))}; "
+                         f"{settings['bam_index']!r} is none of these")
     if settings["mode"] == "reads" and (settings["bedgraph"] or settings["bigwig"]):
         raise ValueError(f"config: scan.{name}: bedgraph and bigwig tracks hold window scores along the genome; "
                          "reads mode has none (set them false, or use mode covered)")

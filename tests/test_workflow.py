@@ -300,6 +300,11 @@ def test_a_bams_index_is_an_input_of_its_scan(checkout):
         assert result.returncode == 0, result.stdout + result.stderr
         assert "scan_chunk" in result.stdout and "scan_junctions" in result.stdout and index in result.stdout
         (checkout / index).unlink()
+    # A host that will write a .csi (samtools index -c) names it: the scan waits for that one.
+    edit_config(checkout, lambda c: c["scan"]["reads"].update(bam_index="reads.bam.csi"))
+    result = snakemake("--cores", "1", "--dry-run", *targets, cwd=checkout)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "reads.bam.csi" in said and "reads.bam.bai" not in said, said
 
 
 def test_entered_midway_from_models_on_disk(checkout):

@@ -290,6 +290,11 @@ def window_task(config: dict) -> None:
         (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
                                                                     "mode: covered"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_mapq=20), ["scan.ce1pct_splice.min_mapq acts only with a bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(bam_index="x.bam.csi"),
+         ["scan.ce1pct_splice.bam_index acts only with a bam"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(bam="x.bam", mode="covered", bam_index="idx/x.bam.csi"),
+         ["scan.ce1pct_splice.bam_index: htslib looks for the index of x.bam beside it", "x.bam.bai, x.bam.csi",
+          "'idx/x.bam.csi' is none of these"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="x.bam", mode="covered", min_reads=2),
          ["scan.ce1pct_splice.min_reads acts only with mode: reads"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(merge=True, min_distance=50),

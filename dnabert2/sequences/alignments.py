@@ -140,12 +140,16 @@ def aligned_reads(bam: pysam.AlignmentFile, contig=None, start=None, end=None, m
                         "quickcheck, samtools view)") from None
 
 
-def index_files(path) -> list[Path]:
-    """The index files beside an alignment file, where htslib looks for one (in its order)."""
+def index_names(path) -> list[Path]:
+    """Where htslib looks for an alignment file's index (in its order): beside it, named after it."""
     path = Path(path)
     suffixes = (".bai", ".csi", ".crai")
-    return [i for i in (*(Path(f"{path}{s}") for s in suffixes), *(path.with_suffix(s) for s in suffixes))
-            if i.exists()]
+    return [*(Path(f"{path}{s}") for s in suffixes), *(path.with_suffix(s) for s in suffixes)]
+
+
+def index_files(path) -> list[Path]:
+    """The index files beside an alignment file, in the order htslib takes them."""
+    return [i for i in index_names(path) if i.exists()]
 
 
 def _index_older(name: str) -> bool:

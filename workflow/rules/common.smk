@@ -287,12 +287,13 @@ def scan_inputs(wildcards):
 
 
 def alignment_inputs(wildcards):
-    """A scan's BAM or CRAM and its index, which every scan of one needs: the one beside it, or where
-    none is yet the one `samtools index` writes, so that a rule of a host workflow that makes it runs first.
+    """A scan's BAM or CRAM and its index, which every scan of one needs: the one the config names, the
+    one beside it, or where none is yet the one `samtools index` writes, so that a rule of a host
+    workflow that makes it runs first.
     """
-    bam = scan_settings(wildcards)["bam"]
-    found = index_files(bam)
-    index = (
+    settings = scan_settings(wildcards)
+    bam, found = settings["bam"], index_files(settings["bam"])
+    index = settings["bam_index"] or (
         found[0] if found else f"{bam}{'.crai' if bam.endswith('.cram') else '.bai'}"
     )
     return {"bam": users(bam), "bam_index": users(index)}
