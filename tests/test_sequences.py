@@ -1674,6 +1674,15 @@ def test_an_inverted_or_negative_bed_region_is_refused_by_its_line(tmp_path, lin
     assert not (tmp_path / "w.bed").exists()
 
 
+@pytest.mark.parametrize("line, words", [("chrZ\t5\t50", ["unknown contig 'chrZ' (from "]),
+                                         ("I\t0\t999999999", ["region I:0-999999999 (from ", "outside the contig"])])
+def test_a_region_off_the_genome_names_the_bed_it_came_from(tmp_path, line, words):
+    (tmp_path / "r.bed").write_text(f"I\t0\t500\n{line}\n")
+    result = run_cli("windows", "--genome", CE, "--regions", tmp_path / "r.bed", "--out", tmp_path / "w.bed")
+    assert_user_error(result, *words, "r.bed)")
+    assert not (tmp_path / "w.bed").exists()
+
+
 def test_regions_read_as_bedtools_merge_reads_them_skip_zero_length_lines_and_column_6(tmp_path):
     """UCSC writes an insertion as start == end (dbSNP's BED), and some BEDs hold no strand in column
     6: where only the first three columns count (--regions), a zero-length line holds no base and is

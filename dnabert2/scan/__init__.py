@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs, scratch_folder, standard_output, written_together
-from ..sequences import Fasta, merge_regions, open_alignments, read_bed_regions, write_indexed_fasta
+from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
@@ -33,20 +33,6 @@ log = logging.getLogger(__name__)
 
 BLOCK_WINDOWS = 512
 DENSE_BLOCK_CORES = 16
-
-
-def requested_regions(lengths: dict[str, int], lacking, regions=None, contigs=None) -> list[tuple[str, int, int]]:
-    """Regions to scan in genome order, checked against the contig lengths: a BED file's, the named
-    contigs, or every contig. `lacking(contig)` names the input a contig is refused for."""
-    wanted = read_bed_regions(regions) if regions is not None else [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
-    given = f" (from {regions})" if regions else ""
-    for contig, start, end in wanted:
-        if contig not in lengths:
-            raise UserError(f"{lacking(contig)}: unknown contig {contig!r}{given}")
-        if not 0 <= start < end <= lengths[contig]:
-            raise UserError(f"{lacking(contig)}: region {contig}:{start}-{end}{given} is outside the contig or empty "
-                            f"(length {lengths[contig]})")
-    return merge_regions(wanted, {c: i for i, c in enumerate(lengths)})
 
 
 def _indexed(path, folder: str) -> Path:

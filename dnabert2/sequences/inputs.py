@@ -64,6 +64,20 @@ def read_bed_regions(path) -> list[tuple[str, int, int]]:
     return regions
 
 
+def requested_regions(lengths: dict[str, int], lacking, regions=None, contigs=None) -> list[tuple[str, int, int]]:
+    """Regions asked for, in genome order, checked against the contig lengths: a BED file's, the named
+    contigs, or every contig. `lacking(contig)` names the input a contig is refused for."""
+    wanted = read_bed_regions(regions) if regions is not None else [(c, 0, lengths.get(c, 0)) for c in (contigs or lengths)]
+    given = f" (from {regions})" if regions else ""
+    for contig, start, end in wanted:
+        if contig not in lengths:
+            raise UserError(f"{lacking(contig)}: unknown contig {contig!r}{given}")
+        if not 0 <= start < end <= lengths[contig]:
+            raise UserError(f"{lacking(contig)}: region {contig}:{start}-{end}{given} is outside the contig or empty "
+                            f"(length {lengths[contig]})")
+    return merge_regions(wanted, {c: i for i, c in enumerate(lengths)})
+
+
 def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
     """Regions sorted in genome order, overlapping or touching ones merged."""
     merged = []

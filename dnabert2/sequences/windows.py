@@ -14,7 +14,7 @@ from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_text, check_outputs, plain_suffix
 from ..settings import WindowsSettings
 from .fasta import Fasta
-from .inputs import merge_regions, read_bed_regions
+from .inputs import merge_regions, requested_regions
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ def run(args) -> None:
                         f"{s.window}) to emit; give less than {s.window}")
     check_outputs([args.out], [args.genome, s.regions])
     fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(plain_suffix(args.out), "fasta")
-    regions = read_bed_regions(s.regions) if s.regions else None
     count = 0
     with Fasta(args.genome) as fasta, atomic_text(args.out) as out:
+        regions = requested_regions(fasta.lengths, lambda _: args.genome, s.regions) if s.regions else None
         table = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
             table.writerow(["contig", "start", "end", "strand", "sequence"])
