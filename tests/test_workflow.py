@@ -264,7 +264,7 @@ def test_a_file_named_like_an_output_of_no_configured_run_is_no_job_of_ours(chec
     functions would look the name up in the config, and Snakemake print their KeyError)."""
     for target in ("results/scan/mine.bed", "results/scan/mine/evaluation.json", "results/variants/mine.tsv",
                    "resources/genomes/mine/genome.fa.gz", "results/evaluate/mine.tsv",
-                   "results/report/scan_mine.svg", "results/report/pretraining_mine.svg"):
+                   "results/report/scan_mine.svg", "results/report/pretraining_mine.svg", "resources/hub/lab/mine.tsv"):
         result = snakemake("--cores", "1", "--dry-run", target, cwd=checkout)
         said = result.stdout + result.stderr
         assert result.returncode != 0 and f"No rule to produce {target}" in said and "KeyError" not in said, said

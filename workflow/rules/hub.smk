@@ -9,7 +9,7 @@ rule fetch_model:
     benchmark:
         "benchmarks/hub/{repo}.tsv"
     wildcard_constraints:
-        repo=r"[^/]+/[^/@]+(@.+)?",
+        repo=hub_models(),
     # On a cluster's login node, where the internet is; a directive rather than `localrules:`, so
     # that it holds under the names a host pipeline gives this workflow's rules.
     localrule: True
