@@ -80,6 +80,14 @@ def test_an_option_of_several_values_given_twice_takes_both():
     assert args.contigs == ["I", "II"]
 
 
+def test_mutagenesis_scores_in_fp32_unless_asked_otherwise():
+    """Its score changes are differences of nearly equal scores, which bf16 (the other commands' choice
+    on a GPU) blurs; a GPU user asks for it with --dtype bf16 or auto."""
+    options = ["mutagenesis", "--model", "m", "--fasta", "g", "--region", "I:1-20", "--out", "o"]
+    assert build_parser("mutagenesis").parse_args(options).dtype == "fp32"
+    assert build_parser("mutagenesis").parse_args([*options, "--dtype", "auto"]).dtype == "auto"
+
+
 def test_missing_required_option_is_a_usage_error(tmp_path):
     result = run_cli("vocab", "--out", tmp_path / "t.json")
     assert result.returncode == 2 and "--genome" in result.stderr and "Traceback" not in result.stderr

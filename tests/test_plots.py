@@ -21,6 +21,7 @@ def test_pretraining_loss_curve(tmp_path):
 
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "loss.png"), "loss.png", ".svg")
     assert not (tmp_path / "loss.png").exists()
+    assert run_cli("plot", "pretraining", metrics, "--out", tmp_path / "LOSS.SVG").returncode == 0
 
     # The file of a run in progress (or killed mid-line) ends in an unfinished line: plotted without it.
     run = tmp_path / "run" / "checkpoints"
@@ -33,6 +34,21 @@ def test_pretraining_loss_curve(tmp_path):
     metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo\n{"step": 3, "loss": 7.8}\n')
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "bad.svg"), "line 2")
     assert not (tmp_path / "bad.svg").exists()
+
+
+def test_a_score_on_a_bin_edge_counts_in_the_bin_it_opens(tmp_path, monkeypatch):
+    """0.700, 0.820 and 0.940 open bins of 0.02 as 0.720 does (linspace's edges put them a bin low)."""
+    import dnabert2.plots as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, out: drawn.update(
+        {patch.get_label(): patch.get_data().values for patch in fig.axes[0].patches}))
+    graph = tmp_path / "donor.plus.bedgraph"
+    graph.write_text('track type=bedGraph name="donor+"\nI\t0\t10\t0.700\nI\t10\t15\t0.820\nI\t15\t17\t0.940\n'
+                     "I\t17\t20\t0.720\nI\t20\t21\t0.680\n")
+    plots.score_distribution(graph, tmp_path / "x.svg")
+    bins = drawn["donor+ (21)"]
+    assert (bins[34], bins[35], bins[36], bins[41], bins[47]) == (1, 10, 3, 5, 2) and bins.sum() == 21
 
 
 def test_score_distributions_from_bedgraph_and_calls(tmp_path):
