@@ -1027,6 +1027,33 @@ def test_a_dense_scan_scores_every_base_beside_n_runs_and_none_of_them(cnn, tmp_
     assert summary["windows_skipped_for_n"] == 2 and summary["max_n"] is None
 
 
+def test_a_base_both_donor_and_acceptor_is_left_unlabelled_and_said_so(tmp_path):
+    """One transcript's intron ends (AG) on the base where another's begins (GT): a base gets one
+    label, and keeping either would teach the other as background there (the acceptor was kept)."""
+    rng = np.random.default_rng(0)
+    records, lines = [], []
+    for contig in ("c1", "c2", "c3"):
+        bases = list(rng.choice(list("ACGT"), 1500))
+        for position, base in ((100, "G"), (101, "T"), (199, "A"), (200, "G"), (201, "T"), (398, "A"), (399, "G")):
+            bases[position] = base  # 0-based: a's intron 201-400 and b's 101-201 (1-based), share base 201
+        records.append(f">{contig}\n{''.join(bases)}\n")
+        for transcript, exons in (("a", ((101, 200), (401, 500))), ("b", ((51, 100), (202, 300)))):
+            lines += [f'{contig}\tt\texon\t{start}\t{end}\t.\t+\t.\tgene_id "g{contig}"; transcript_id "{transcript}{contig}";\n'
+                      for start, end in exons]
+    (tmp_path / "g.fa").write_text("".join(records))
+    (tmp_path / "a.gtf").write_text("".join(lines))
+    result = run_cli("tasks", "splice", "--dense", "--genome", tmp_path / "g.fa", "--annotation", tmp_path / "a.gtf",
+                     "--out", tmp_path / "task", "--core", 300, "--flank", 10, "--empty-rate", 1,
+                     "--test-contigs", "c3", "--dev-contigs", "c2")
+    assert result.returncode == 0, result.stderr
+    assert "3 base(s) are annotated as two kinds of site" in result.stderr and "c1:201(+)" in result.stderr
+    task = json.loads((tmp_path / "task" / "task.json").read_text())
+    for split in ("train", "dev", "test"):
+        assert task["counts"][split] | {"windows": 0} == {"windows": 0, "donor": 1, "acceptor": 1, "unlabelled": 1}
+        (row,) = [r for r in rows_of(tmp_path / "task" / f"{split}.csv") if r["strand"] == "+" and r["start"] == "0"]
+        assert (row["sites"], row["unlabelled"]) == ("100:1", "200")  # the acceptor at 399 is in the next core
+
+
 def test_unlabelled_bases_are_skipped_by_the_loss_and_older_task_folders_read_without_them(dense_task, tmp_path):
     """A site only a transcript left out gives is neither a site nor background: its base's target is
     the one cross-entropy ignores, as the flanks'. A folder written before the unlabelled column reads

@@ -95,7 +95,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     index = {label.site: i for i, label in enumerate(task.sites, 1)}
     with Fasta(genome) as fasta:
         notes.keep_genome_contigs(fasta.lengths, str(genome))
-        sites = [(site, index[site.kind]) for site in notes.sites_required(index)]
+        sites, both = _one_label_each([(site, index[site.kind]) for site in notes.sites_required(index)])
         check_motifs(task, sites, fasta, annotation)
         # As in a task of windows, the splits' shares count the sites that give a window: not those
         # of a contig shorter than a core.
@@ -108,7 +108,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
             raise UserError(f"none of the {len(sites)} annotated sites lies on a contig of at least --core "
                             f"{s.core} bp; give a shorter --core")
         layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
-        by_place = _by_place(sites + [(site, UNLABELLED) for site in notes.unlabelled(set(index))])
+        by_place = _by_place(sites + [(site, UNLABELLED) for site in [*both, *notes.unlabelled(set(index))]])
         # Only training leaves cores out: dev and test hold every one, so that their per-base metrics are
         # those a scan of their contigs gives (scan-eval), not of a share of the background.
         examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng,
@@ -153,6 +153,23 @@ def counted(rows: list[DenseWindow], core: int) -> np.ndarray:
             (mask[i, :seen] if w.strand == "+" else mask[i, core - seen:])[:] = False
         reached[(w.contig, w.strand)] = max(reached.get((w.contig, w.strand), 0), w.start + core)
     return mask
+
+
+def _one_label_each(sites) -> tuple[list, list]:
+    """The sites whose base has one label, and the bases annotated as two kinds of site (one intron's
+    last base where another's first lies, AG|GT): the head gives a base one label, and keeping either
+    would teach it that the other is background there. Those are left unlabelled, and said so."""
+    kinds: dict[tuple, set[int]] = {}
+    for site, label in sites:
+        kinds.setdefault((site.contig, site.strand, site.position), set()).add(label)
+    kept = [(site, label) for site, label in sites if len(kinds[site.contig, site.strand, site.position]) == 1]
+    both = {(site.contig, site.strand, site.position): site for site, _ in sites
+            if len(kinds[site.contig, site.strand, site.position]) > 1}
+    if both:
+        log.warning("%d base(s) are annotated as two kinds of site (one intron's last base where another's first "
+                    "lies); a base gets one label, so they are left unlabelled: %s", len(both),
+                    first_names([f"{c}:{p + 1}({strand})" for c, strand, p in both]))
+    return kept, list(both.values())
 
 
 def _by_place(sites) -> dict[tuple[str, str], np.ndarray]:
