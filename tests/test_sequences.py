@@ -1683,6 +1683,12 @@ def test_a_region_off_the_genome_names_the_bed_it_came_from(tmp_path, line, word
     assert not (tmp_path / "w.bed").exists()
 
 
+def test_no_window_fitting_names_the_longest_of_what_was_asked_for(tmp_path):
+    result = run_cli("windows", "--genome", CE, "--contigs", "MtDNA", "--window", 500, "--out", tmp_path / "w.bed")
+    assert_user_error(result, "no 500 bp window fits the regions asked for (the longest is 137 bp)")
+    assert not (tmp_path / "w.bed").exists()
+
+
 def test_regions_read_as_bedtools_merge_reads_them_skip_zero_length_lines_and_column_6(tmp_path):
     """UCSC writes an insertion as start == end (dbSNP's BED), and some BEDs hold no strand in column
     6: where only the first three columns count (--regions), a zero-length line holds no base and is

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from Bio.Seq import reverse_complement
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from .fasta import Fasta, check_file, check_nucleotides, open_text, read_records, reading_text
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ def requested_regions(lengths: dict[str, int], lacking, regions=None, contigs=No
     given = f" (from {regions})" if regions else ""
     for contig, start, end in wanted:
         if contig not in lengths:
-            raise UserError(f"{lacking(contig)}: unknown contig {contig!r}{given}")
+            raise UserError(f"{lacking(contig)}: unknown contig {contig!r}{given} "
+                            f"(contigs: {first_names(list(lengths), 10)})")
         if not 0 <= start < end <= lengths[contig]:
             raise UserError(f"{lacking(contig)}: region {contig}:{start}-{end}{given} is outside the contig or empty "
                             f"(length {lengths[contig]})")

@@ -117,12 +117,12 @@ def run(args) -> None:
     fmt = s.format or {".csv": "csv", ".bed": "bed"}.get(plain_suffix(args.out), "fasta")
     count = 0
     with Fasta(args.genome) as fasta, atomic_text(args.out) as out:
-        regions = requested_regions(fasta.lengths, lambda _: args.genome, s.regions) if s.regions else None
+        regions = requested_regions(fasta.lengths, lambda _: args.genome, s.regions, s.contigs)
         table = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
             table.writerow(["contig", "start", "end", "strand", "sequence"])
-        for w in genome_windows(fasta, s.window, s.stride, regions=regions, contigs=s.contigs, strands=s.strands,
-                                on_n=s.on_n, min_size=s.min_length):
+        for w in genome_windows(fasta, s.window, s.stride, regions=regions, strands=s.strands, on_n=s.on_n,
+                                min_size=s.min_length):
             if fmt == "csv":
                 table.writerow([w.contig, w.start, w.end, w.strand, w.sequence])
             elif fmt == "bed":
@@ -131,6 +131,6 @@ def run(args) -> None:
                 out.write(f">{w.name}\n{w.sequence}\n")
             count += 1
         if not count:  # inside the output's context: no empty file is left behind
-            raise UserError(f"{args.genome}: no {s.window} bp window fits the regions asked for (the longest contig is "
-                            f"{max(fasta.lengths.values()):,} bp), or every one holds N (--on-n)")
+            raise UserError(f"{args.genome}: no {s.window} bp window fits the regions asked for (the longest is "
+                            f"{max(end - start for _, start, end in regions):,} bp), or every one holds N (--on-n)")
     log.info("wrote %d windows to %s", count, args.out)
