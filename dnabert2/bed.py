@@ -75,7 +75,8 @@ def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_re
 def add_sites_arguments(parser) -> None:
     parser.description = ("Read a GFF3, GTF or GenBank annotation and write, strand-aware, one BED6 line per TSS "
                           "(first transcribed base), TTS (last transcribed base), splice site (donor: the intron's "
-                          "first base; acceptor: its last), intron or gene span.")
+                          "first base; acceptor: its last), intron or gene span, of the transcripts kept (whole ones, of --biotype and "
+                          "--tag): a gene is the span of its transcripts, so a pseudogene without one is none.")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",
