@@ -26,7 +26,7 @@ from .hub import model_path
 from .model import load_model
 from .model.heads import pool
 from .options import settings_with
-from .outputs import atomic_output, check_outputs, scratch_folder
+from .outputs import atomic_output, check_outputs, files_in, scratch_folder
 from .predict import BLOCK, BLOCK_BASES, add_command, run_command
 from .sequences import in_blocks, read_sequences
 from .settings import EmbedSettings
@@ -226,7 +226,7 @@ def embed(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, setti
         raise UserError(f"{out}: an .npy holds one array; per-token embeddings need .npz or .parquet (tokens and "
                         "offsets go with them)")
     companions = (IDS,) if kind == ".npy" else ()
-    check_outputs([out, *(f"{out}{c}" for c in companions)], [csv_file, fasta, bed, genome])
+    check_outputs([out, *(f"{out}{c}" for c in companions)], [csv_file, fasta, bed, genome, *files_in(model)])
     records = read_sequences(csv_file, fasta, bed, genome)
     embedder = Embedder(model, s)
     count = 0

@@ -13,7 +13,8 @@ from .finetune import check_task_kind, finetune, predict
 from .hub import model_name, model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, changed, folder_name, model_argument, output_file, settings_from
-from .outputs import atomic_output, atomic_text, bgzip_named, check_outputs, scratch_folder, written_together
+from .outputs import (atomic_output, atomic_text, bgzip_named, check_outputs, files_in, scratch_folder,
+                      written_together)
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.dense import is_dense
 from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores
@@ -181,9 +182,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     tasks = find_tasks(args.gue) if args.gue else {folder_name(args.data): args.data}
-    inputs = [file for folder in map(Path, [*tasks.values(), args.model]) if folder.is_dir()
-              for file in folder.iterdir() if file.is_file()]
-    check_outputs([args.out, markdown_of(args.out)], inputs)
+    check_outputs([args.out, markdown_of(args.out)], files_in(*tasks.values(), args.model))
     rows = evaluate(args.model, tasks, args.out, settings_from(args, EvaluateSettings),
                     settings_from(args, FinetuneSettings))
     print(markdown_of(args.out).read_text(), end="")

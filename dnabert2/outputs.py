@@ -69,6 +69,13 @@ def check_outputs(outputs, inputs=()) -> None:
                 raise UserError(f"{out}: the output would overwrite the input {source}")
 
 
+def files_in(*folders) -> list[Path]:
+    """The files in those of `folders` that are folders on disk (a model's, a task's): inputs that an
+    output named among them would overwrite."""
+    return [file for folder in map(Path, filter(None, folders)) if folder.is_dir()
+            for file in folder.iterdir() if file.is_file()]
+
+
 def _index_owner(out: Path, files) -> Path | None:
     """The file among `files` whose index htslib would look for at `out`, if any: its name and the
     index's suffix (g.fa.gz.fai), or, for an alignment file, its name with the suffix swapped (s.bai)."""

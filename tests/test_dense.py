@@ -515,6 +515,28 @@ def test_dense_scan_bad_input(cnn, base, ce1pct, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["bases"] == 137
 
 
+def test_no_output_lands_inside_a_track_folder_or_on_the_models_files(cnn, ce1pct, tmp_path):
+    """A track folder is written whole, replacing what was in it: an output inside it would be lost
+    (exit 0) or fail after the tracks were written. A model's own file as an output would be
+    overwritten with calls, and the model lost."""
+    common = ["--model", cnn, "--fasta", ce1pct, "--contigs", "MtDNA"]
+    for outputs, inside in ((["--out", "s.bed", "--bigwig", "bw", "--bedgraph", "bw/bg"], "bw/bg"),
+                            (["--out", "bw/s.bed", "--bigwig", "bw"], "bw/s.bed"),
+                            (["--out", "s.bed", "--summary", "bg/s.json", "--bedgraph", "bg"], "bg/s.json")):
+        result = run_cli("scan", *common, *outputs, cwd=tmp_path)
+        assert_user_error(result, f"{inside}: inside the track folder")
+        assert list(tmp_path.iterdir()) == []
+    model = tmp_path / "model"
+    shutil.copytree(cnn, model)
+    before = {f.name: f.read_bytes() for f in model.iterdir()}
+    for command, options, name in (("scan", ["--fasta", ce1pct, "--contigs", "MtDNA"], "config.json"),
+                                   ("predict", ["--fasta", ce1pct], "model.safetensors"),
+                                   ("mutagenesis", ["--fasta", ce1pct, "--region", "MtDNA:1-20"], "config.json")):
+        result = run_cli(command, "--model", model, *options, "--out", model / name)
+        assert_user_error(result, f"the output would overwrite the input {model / name}")
+    assert {f.name: f.read_bytes() for f in model.iterdir()} == before
+
+
 def test_a_min_distance_past_the_longest_region_calls_what_that_length_calls(cnn, ce1pct, tmp_path):
     """No two bases of a 6 kb region lie 6 kb apart: a billion bp spaces the peaks as 6 kb does, in the
     memory a 6 kb distance takes (each track once held a billion-position context)."""

@@ -15,7 +15,7 @@ from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
-from ..outputs import check_outputs, scratch_folder, standard_output, written_together
+from ..outputs import check_outputs, files_in, scratch_folder, standard_output, written_together
 from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
@@ -96,8 +96,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     s = settings_with(ScanSettings, settings, overrides)
     if bam is not None:
         reference, fasta = reference or fasta, None
-    check_outputs([out, summary, junctions], [fasta, bam, reference, s.regions])
-    check_folders(bedgraph, bigwig)
+    check_outputs([out, summary, junctions], [fasta, bam, reference, s.regions, *files_in(model)])
+    check_folders(bedgraph, bigwig, files=[out, summary, junctions])
     index, count = parse_chunk(s.chunk) if s.chunk else (0, 1)
     mode = scan_mode(fasta, bam, reference, s, bool(bedgraph or bigwig), junctions)
     if not 0 <= s.threshold <= 1:

@@ -36,7 +36,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
     parts = _chunks(summaries, bool(bedgraph or bigwig))
     check_outputs([out, summary], [*summaries, *(folder.parent / part["calls_file"] for folder, part in parts)])
     check_folders(bedgraph, bigwig, [folder.parent / part["bedgraph_dir"] for folder, part in parts
-                                     if part.get("bedgraph_dir")])
+                                     if part.get("bedgraph_dir")], files=[out, summary])
     order = {c: i for i, c in enumerate(parts[0][1]["contigs"])}
     calls = []
     for folder, part in parts:

@@ -26,12 +26,18 @@ def file_name(label: str, strand: str, kind: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}.{STRANDS[strand]}{SUFFIXES[kind]}"
 
 
-def check_folders(bedgraph, bigwig, chunks=()) -> None:
+def check_folders(bedgraph, bigwig, chunks=(), files=()) -> None:
     """Each track folder may be new, or hold an earlier scan's tracks (which it replaces); anything
-    else in it is refused rather than deleted, the two kinds need folders of their own, and neither
-    may be one of `chunks`, the bedGraph folders scan-gather reads."""
+    else in it is refused rather than deleted, the two kinds need folders of their own, neither may
+    be one of `chunks`, the bedGraph folders scan-gather reads, and no other output (`files`, the
+    other folder) may lie inside one: a folder is published by replacing it whole."""
     if bedgraph and bigwig and Path(bedgraph).resolve() == Path(bigwig).resolve():
         raise UserError(f"{bedgraph}: given for both --bedgraph and --bigwig; give each a folder of its own")
+    for folder in filter(None, (bedgraph, bigwig)):
+        for other in filter(None, (*files, bedgraph, bigwig)):
+            if Path(folder).resolve() in Path(other).resolve().parents:
+                raise UserError(f"{other}: inside the track folder {folder}, which is written whole; give it a place "
+                                "of its own")
     read = {Path(folder).resolve() for folder in chunks}
     for given in filter(None, (bedgraph, bigwig)):
         if Path(given).resolve() in read:  # replaced while it is read
