@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, assert_stopped, assert_user_error, run_cli
+from conftest import DATA, assert_stopped, assert_user_error, run_cli, run_patched
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
@@ -509,6 +509,10 @@ def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):
 
 def test_bad_optimiser_settings(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--clip", -1)), "clip must be zero or more")
+    # NaN passes every comparison: it trained to NaN weights with exit 0 (betas: torch's traceback).
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--clip", "nan")), "clip must be zero or more")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--weight-decay", "inf")), "weight decay must")
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--adam-betas", "nan", 0.98)), "beta1 must be in")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--adam-betas", 0.9, 1.5)), "beta2 must be in")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--mask-rate", 0)), "masks no token")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--eval-every", 2)), "--heldout-contigs")
@@ -520,6 +524,19 @@ def test_bad_optimiser_settings(genome, tmp_path):
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--checkpoint-dir", link)),
                       "a file, not a folder for checkpoints")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_diverged_run_stops_at_the_first_loss_that_is_not_finite(genome, tmp_path):
+    """It trained on to NaN weights, and wrote them as the model, with exit 0."""
+    patch = ("from dnabert2.pretrain.train import TrainingLoop\nstep = TrainingLoop.step\n"
+             "def diverging(self, batches):\n    got = step(self, batches)\n"
+             "    self.calls = getattr(self, 'calls', 0) + 1\n"
+             "    return (float('nan'), *got[1:]) if self.calls == 3 else got\n"
+             "TrainingLoop.step = diverging")
+    result = run_patched(patch, *pretrain_args(genome, tmp_path / "m", "--steps", 4, "--checkpoint-every", 2))
+    assert_user_error(result, "step 3: the loss is nan: training diverged", "lower --lr")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoints"]  # no model
+    assert [row["step"] for row in losses(tmp_path / "m" / "checkpoints")] == [1, 2]
 
 
 def test_a_resume_replaces_no_output_folder_of_other_files_and_force_starts_afresh(genome, tmp_path):

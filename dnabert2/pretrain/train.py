@@ -203,7 +203,7 @@ def check_settings(s: PretrainSettings) -> None:
         raise UserError(f"dropout must be in [0, 1), not {s.dropout}")
     for name, value, low, high in (("weight decay", s.weight_decay, 0, None), ("clip", s.clip, 0, None),
                                    ("beta1", s.adam_betas[0], 0, 1), ("beta2", s.adam_betas[1], 0, 1)):
-        if value < low or (high is not None and value >= high):
+        if not math.isfinite(value) or value < low or (high is not None and value >= high):
             raise UserError(f"{name} must be {'in [0, 1)' if high else 'zero or more'}, not {value}")
     if s.tensorboard:  # now, not when the first metrics are written (after --force removed checkpoints)
         summary_writer()
@@ -411,6 +411,9 @@ class TrainingLoop:
         self.window_started, self.window_tokens, row = time.perf_counter(), 0, {}
         for step, micro_batches in zip(range(start + 1, s.steps + 1), _batches(loader)):
             loss, total_scored, tokens, grad_norm, lr_used = self.step(micro_batches)
+            if not math.isfinite(loss):  # every rank reads the same sum, so all stop together
+                raise UserError(f"step {step}: the loss is {loss}: training diverged; lower --lr (or keep --clip "
+                                f"on); the checkpoints before it are in {folder}")
             bar.update(1)
             save_now = (s.checkpoint_every and step % s.checkpoint_every == 0) or step == s.steps
             rng_states = _gather_rng_states(self.world) if save_now else None
