@@ -33,12 +33,19 @@ def _with_dnabert2_layout(tokenizer: Tokenizer) -> Tokenizer:
     return tokenizer
 
 
+# tokenizers sets aside memory for the whole vocabulary at once: a billion tokens asked 70 GB and aborted
+# in Rust. DNA BPE vocabularies are thousands (DNABERT-2's 4,096); a model's embedding grows with them.
+MAX_VOCAB_SIZE = 1 << 20
+
+
 def check_vocab_size(vocab_size: int) -> None:
     if vocab_size < MIN_VOCAB_SIZE:
         raise UserError(
             f"vocabulary size {vocab_size} is smaller than the {len(ALPHABET)}-letter alphabet plus "
             f"{len(SPECIAL_TOKENS)} special tokens ({MIN_VOCAB_SIZE})"
         )
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise UserError(f"vocabulary size {vocab_size:,} is more than {MAX_VOCAB_SIZE:,} tokens (DNABERT-2's is 4,096)")
 
 
 def train_tokenizer(sequences: Iterable[str], vocab_size: int = 4096, count: int | None = None,

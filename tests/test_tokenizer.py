@@ -132,6 +132,11 @@ def test_vocabulary_smaller_than_alphabet_plus_specials_is_refused(tmp_path):
     result = run_cli("vocab", "--genome", LAMBDA, "--out", out, "--vocab-size", "8")
     assert_user_error(result, "smaller than")
     assert not out.exists()
+    # tokenizers would set aside 70 GB for a billion, and abort in Rust.
+    for size in ("1000000000", str(2**64)):
+        result = run_cli("vocab", "--genome", LAMBDA, "--out", out, "--vocab-size", size)
+        assert_user_error(result, f"vocabulary size {int(size):,} is more than 1,048,576 tokens")
+    assert not out.exists()
 
 
 def test_vocab_from_a_genome_shorter_than_a_window_is_refused(tmp_path):
