@@ -328,7 +328,8 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
     data, out = Path(data), Path(out)
     check_folder(out, s.force, inputs=[data])
     if not is_dense(data):
-        raise UserError(f"{data}: {'not a dense task' if data.is_dir() else 'no such folder'} "
+        what = "not a dense task" if data.is_dir() else "a file, not a task folder" if data.exists() else "no such folder"
+        raise UserError(f"{data}: {what} "
                         "(`dnabert2 tasks KIND --dense` builds one)")
     job = DenseJob(data, None)
     lr = s.lr or CNN_LR

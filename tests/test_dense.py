@@ -284,6 +284,9 @@ def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_p
         assert not (tmp_path / "out").exists()
     missing = run_cli("cnn", "--data", tmp_path / "nowhere", "--out", tmp_path / "out")
     assert_user_error(missing, "nowhere: no such folder")
+    (tmp_path / "task.csv").write_text("sequence,label\n")
+    assert_user_error(run_cli("cnn", "--data", tmp_path / "task.csv", "--out", tmp_path / "out"),
+                      "task.csv: a file, not a task folder")
 
 
 def test_a_dense_task_keeps_the_iupac_codes_of_its_genome(dense_task, tmp_path):

@@ -227,6 +227,8 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
     assert_user_error(run_cli("scan-gather", broken, "--out", tmp_path / "mixed.bed"), "not a summary")
+    assert_user_error(run_cli("scan-gather", tmp_path / "gone.json", "--out", tmp_path / "mixed.bed"),
+                      "gone.json: no such file")
     unscored = tmp_path / "unscored.bed"
     scan(splice_model, unscored, *common, "--chunk", "0/1")
     assert_user_error(run_cli("scan-gather", unscored.with_suffix(".json"), "--out", tmp_path / "mixed.bed",

@@ -441,7 +441,7 @@ def _metrics(counts) -> dict:
 def _read_summary(summary) -> dict:
     """A gathered scan's summary: the labels it called, the regions it scanned, its genome's contigs."""
     try:
-        scanned = json.loads(Path(summary).read_text())
+        scanned = json.loads(check_file(summary).read_text())
         whole = all(isinstance(scanned[key], list) for key in ("called", "regions"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         whole = False

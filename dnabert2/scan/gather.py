@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
 from ..outputs import STDOUT, atomic_output, check_outputs, standard_output, written_together
+from ..sequences.fasta import check_file
 from ..settings import ScanSettings
 from .calls import MERGED, Merger, by_label, check_counts, check_scored, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
@@ -119,7 +120,7 @@ def _chunks(summaries, tracks: bool) -> list[tuple[Path, dict]]:
 def read_summary(path) -> dict:
     """A chunk's summary, checked for what gathering needs."""
     try:
-        part = json.loads(Path(path).read_text())
+        part = json.loads(check_file(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not a scan summary ({error})") from None
     chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
