@@ -210,8 +210,14 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     assert len(whole) == sum(map(len, parts))
     tmp_path = tmp_path / "peaks"
 
-    result = run_cli("scan-gather", *summaries, "--out", tmp_path / "top.bed", "--top-k", 2)
+    # A summary named .gz is bgzip-compressed, as every text output so named, and read back as such.
+    result = run_cli("scan-gather", *summaries, "--out", tmp_path / "top.bed", "--top-k", 2, "--summary",
+                     tmp_path / "top.json.gz")
     assert result.returncode == 0, result.stderr
+    with gzip.open(tmp_path / "top.json.gz", "rt") as handle:
+        assert json.load(handle)["top_k"] == 2
+    assert run_cli("scan-gather", tmp_path / "top.json.gz", "--out", tmp_path / "again.bed").returncode == 0
+    assert (tmp_path / "again.bed").read_text() == (tmp_path / "top.bed").read_text()
     top = read_bed(tmp_path / "top.bed")
     for label in ("donor", "acceptor"):
         best = sorted((r[4] for r in whole if r[3] == label), reverse=True)[:2]

@@ -20,10 +20,10 @@ from ..errors import UserError
 from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
-from ..sequences.fasta import check_file, open_text
 from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import check_counts, read_calls
+from .gather import read_json
 from .plan import RegionIndex
 from .tracks import bedgraph_table
 
@@ -441,9 +441,9 @@ def _metrics(counts) -> dict:
 def _read_summary(summary) -> dict:
     """A gathered scan's summary: the labels it called, the regions it scanned, its genome's contigs."""
     try:
-        scanned = json.loads(check_file(summary).read_text())
+        scanned = read_json(summary)
         whole = all(isinstance(scanned[key], list) for key in ("called", "regions"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         whole = False
     if not whole:
         raise UserError(f"{summary}: not a summary written by `dnabert2 scan --summary`")
@@ -534,10 +534,8 @@ def _well_formed(report) -> bool:
 
 def read_report(path) -> dict:
     """A scan-eval report (JSON, or gzipped JSON), checked for what tables and plots read of it."""
-    check_file(path)
     try:
-        with open_text(path) as handle:
-            report = json.load(handle)
+        report = read_json(path)
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError):
         report = None
     if not _well_formed(report):

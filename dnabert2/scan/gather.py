@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
-from ..outputs import STDOUT, atomic_output, check_outputs, standard_output, written_together
-from ..sequences.fasta import check_file
+from ..outputs import STDOUT, atomic_text, check_outputs, standard_output, written_together
+from ..sequences.fasta import open_text
 from ..settings import ScanSettings
 from .calls import MERGED, Merger, by_label, check_counts, check_scored, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
@@ -27,8 +27,15 @@ def relative(path, summary) -> str:
 
 
 def write_json(path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    """A summary, bgzip-compressed where it is named .gz, as every text output."""
+    with atomic_text(path) as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path):
+    """A summary as write_json wrote it; a missing file is named so."""
+    with open_text(path) as handle:
+        return json.load(handle)
 
 
 def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=None) -> dict:
@@ -120,8 +127,8 @@ def _chunks(summaries, tracks: bool) -> list[tuple[Path, dict]]:
 def read_summary(path) -> dict:
     """A chunk's summary, checked for what gathering needs."""
     try:
-        part = json.loads(check_file(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        part = read_json(path)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not a scan summary ({error})") from None
     chunk_ok = isinstance(part, dict) and isinstance(part.get("chunk"), list) and len(part["chunk"]) == 2 \
         and all(isinstance(x, int) for x in part["chunk"])
