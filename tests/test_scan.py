@@ -713,6 +713,8 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--out", tmp_path / "exact.json")
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "exact.json").read_text())
+    # The report went to its file; here, its figures as a table.
+    assert result.stdout.splitlines()[2].startswith(f"| {calls.name} | donor | the whole annotation | 0 | {len(hits)} |")
     exact = written["labels"]["donor"]
     assert exact["calls"] == len(hits) and exact["calls_matching_a_site"] == 0 and exact["recall"] == 0
     # The tolerance the donors were matched with is recorded, and none that matched nothing; a TSS

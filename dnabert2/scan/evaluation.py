@@ -485,7 +485,8 @@ def add_arguments(parser) -> None:
         "scan that wrote tracks, also per-base PR-AUC, top-k accuracy and the mean score around sites.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")
-    parser.add_argument("--out", type=output_file, help="JSON report (bgzip-compressed when named .gz)")
+    parser.add_argument("--out", type=output_file, help="JSON report (bgzip-compressed when named .gz); then its "
+                        "figures are printed as a Markdown table (default: the report to standard output)")
     parser.add_argument("--summary", type=Path, help="the scan's summary (`scan --summary`): the labels it called, "
                         "the regions it scanned (so labels without calls count and sites outside the scan do not) and "
                         "its score tracks, from which per-base PR-AUC, top-k accuracy and the metaplot come")
@@ -504,10 +505,12 @@ def run(args) -> None:
     report = evaluate_calls(args.calls, args.annotation, summary=args.summary, held_out=args.held_out,
                             settings=settings_from(args, ScanEvalSettings))
     text = json.dumps(report, indent=2) + "\n"
-    if args.out:
+    if args.out:  # the report to its file, and the figures a reader wants to see here
         with atomic_text(args.out) as handle:
             handle.write(text)
-    print(text, end="")
+        print_markdown(table_rows({Path(args.calls).name: report}))
+    else:
+        print(text, end="")
 
 
 TABLE_COLUMNS = ("scan", "label", "scope", "tolerance", "calls", "sites", "precision", "recall", "f1", "pr_auc",
@@ -576,6 +579,10 @@ def run_table(args) -> None:
     if args.out:
         with atomic_text(args.out) as handle:
             handle.write("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    print_markdown(rows)
+
+
+def print_markdown(rows: list[tuple]) -> None:
     print("| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS))
     for r in rows:
         print("| " + " | ".join(map(str, r)) + " |")
