@@ -271,8 +271,8 @@ class ScanSettings:
                                        default_text="all but 0")
     threshold: float = setting(0.5, "smallest probability called (compared in thousandths, as the BED score: no "
                                "call scores below 1000 × it)", type=float)
-    min_distance: int | None = setting(None, "bp between two calls of one label and strand: a peak suppresses lower "
-                                       "scores this close (in reads mode, along each read, per-base models only)",
+    min_distance: int | None = setting(None, "bp between two calls of one label and strand: a base is called only "
+                                       "where no base this close scores higher (in reads mode, along each read, per-base models only)",
                                        type=positive,
                                        default_text="the label's default scan-eval tolerance, at least 10; in window "
                                        "scans at least the stride")

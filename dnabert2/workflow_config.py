@@ -202,6 +202,9 @@ def validate(config: dict, schema: dict) -> None:
                          f"{', '.join(error.schema.get('properties', {}))}")
     if "propertyNames" in error.schema_path:  # the regular expression would say little to a user
         raise ValueError(f"config: {where}: {error.instance!r} cannot be a name: {error.schema['description']}")
+    if error.validator == "enum" and "description" in error.schema:  # kind: tss, where promoter is "around TSSs"
+        raise ValueError(f"config: {where}: {error.instance!r} is not one of {', '.join(error.validator_value)} "
+                         f"({error.schema['description']})")
     if error.validator in ("pattern", "not"):  # what is allowed is in words in the description
         raise ValueError(f"config: {where}: {error.instance!r} is not allowed here: {error.schema['description']}")
     wanted = error.validator_value if error.validator == "type" else None
@@ -259,7 +262,7 @@ def check_references(config: dict) -> None:
                              "a contig belongs to one split")
     for task, settings in config["tasks"].items():
         if "annotation" not in config["genomes"][settings["genome"]]:
-            raise ValueError(f"config: tasks.{task} needs an annotation (GTF or GFF3) for genome "
+            raise ValueError(f"config: tasks.{task} needs an annotation (GTF, GFF3 or GenBank) for genome "
                              f"{settings['genome']!r}; add genomes.{settings['genome']}.annotation")
     for name, settings in config["finetune"].items():
         for kind, known in (("model", config["pretrain"]), ("task", config["tasks"])):
@@ -299,7 +302,8 @@ def _check_files(config: dict) -> None:
         if "annotation" in entry:
             files.append((f"genomes.{name}.annotation", Path(entry["annotation"])))
     files += [(f"variants.{name}.vcf", Path(s["vcf"])) for name, s in config["variants"].items()]
-    files += [(f"scan.{name}.bam", Path(s["bam"])) for name, s in config["scan"].items() if s["bam"]]
+    files += [(f"scan.{name}.{key}", Path(s[key])) for name, s in config["scan"].items() for key in ("bam", "regions")
+              if s[key]]
     for key, path in files:
         if path.is_dir():
             raise ValueError(f"config: {key}: {str(path)!r} is a folder, not a file")
@@ -333,6 +337,8 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
     if (settings["mode"] == "fasta") != (settings["bam"] is None):
         needs = "needs a bam" if settings["bam"] is None else "scans no bam; use reads or covered"
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
+    if settings["regions"] and settings["contigs"]:
+        raise ValueError(f"config: scan.{name}: give regions or contigs, not both")
     if settings["bam_index"] and Path(settings["bam_index"]) not in index_names(settings["bam"]):
         raise ValueError(f"config: scan.{name}.bam_index: htslib looks for the index of {settings['bam']} beside it, "
                          f"as {', '.join(map(str, index_names(settings['bam'])))}; "

@@ -307,6 +307,19 @@ def test_a_bams_index_is_an_input_of_its_scan(checkout):
     assert result.returncode != 0 and "reads.bam.csi" in said and "reads.bam.bai" not in said, said
 
 
+def test_a_scan_of_regions_reads_its_bed_as_an_input(checkout):
+    """regions: of a one-contig genome, the stretches a task tests on; the BED is an input (a host's
+    rule may write it, and a changed one scans again)."""
+    edit_config(checkout, lambda c: c["scan"]["ce1pct_splice"].update(regions="test.bed", held_out=False))
+    target = "results/scan/ce1pct_splice.bed"
+    result = snakemake("--cores", "1", "--dry-run", target, cwd=checkout)
+    assert result.returncode != 0 and "test.bed" in result.stdout + result.stderr, result.stdout + result.stderr
+    (checkout / "test.bed").write_text("IV\t0\t50000\n")
+    result = snakemake("--cores", "1", "--dry-run", "--printshellcmds", target, cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--regions test.bed" in result.stdout
+
+
 def test_entered_midway_from_models_on_disk(checkout):
     """No pretraining: a model folder on disk (the released layout) is fine-tuned on a task built
     from the example genome, and a classifier folder on disk scans the SIRV nanopore reads both

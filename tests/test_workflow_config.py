@@ -290,6 +290,11 @@ def window_task(config: dict) -> None:
         (lambda c: c["scan"]["ce1pct_splice"].update(min_depth=3), ["scan.ce1pct_splice.min_depth acts only with "
                                                                     "mode: covered"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(min_mapq=20), ["scan.ce1pct_splice.min_mapq acts only with a bam"]),
+        (lambda c: c["tasks"]["ce1pct_splice"].update(kind="tss"),
+         ["tasks.ce1pct_splice.kind: 'tss' is not one of promoter, core-promoter, splice, tts", "around TSSs"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(regions="r.bed", contigs=["IV"]),
+         ["scan.ce1pct_splice: give regions or contigs, not both"]),
+        (lambda c: c["scan"]["ce1pct_splice"].update(regions="example"), ["scan.ce1pct_splice.regions: 'example' is a folder"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam_index="x.bam.csi"),
          ["scan.ce1pct_splice.bam_index acts only with a bam"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="x.bam", mode="covered", bam_index="idx/x.bam.csi"),

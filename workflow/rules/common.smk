@@ -288,6 +288,8 @@ def variant_inputs(wildcards):
 def scan_inputs(wildcards):
     s = scan_settings(wildcards)
     inputs = {"genome": genome_fasta(s["genome"]), **fine_tuned_input(s["model"])}
+    if s["regions"]:
+        inputs["regions"] = users(s["regions"])
     if s["bam"]:
         inputs |= alignment_inputs(wildcards)
     return inputs
