@@ -4,6 +4,7 @@ first, then renamed, with the permissions the user's umask gives."""
 import csv
 import errno
 import io
+import json
 import logging
 import os
 import shutil
@@ -317,6 +318,12 @@ def atomic_text(path):
             handle = open(tmp, "w", newline="")
         with handle:
             yield handle
+
+
+def write_json(path, data: dict) -> None:
+    """A JSON report, bgzip-compressed where it is named .gz, as every text output."""
+    with atomic_text(path) as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
 
 
 class TabSeparated:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .options import add_settings, output_file, settings_from, settings_with
-from .outputs import atomic_output, check_outputs, written_together
+from .outputs import bgzip_named, check_outputs, write_json, written_together
 from .sequences import Fasta, check_distinct
 from .settings import VocabSettings
 from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token, save_tokenizer
@@ -123,6 +123,9 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     and return a report with base pairs per token on held-out windows (also written as JSON to
     `report_path` when given). Settings: a VocabSettings, or its fields as keywords."""
     s = settings_with(VocabSettings, settings, overrides)
+    if bgzip_named(out):
+        raise UserError(f"{out}: a tokenizer.json is plain JSON, as tokenizers and transformers read it; give it a "
+                        ".json name")
     vocab_size, window, sample_bp, heldout, seed = s.vocab_size, s.window, s.sample_bp, s.heldout, s.seed
     check_vocab_size(vocab_size)
     if not 0 < heldout < 1:
@@ -164,8 +167,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     with written_together():  # a report that cannot be written leaves no vocabulary either
         save_tokenizer(tokenizer, out)
         if report_path:
-            with atomic_output(report_path) as report_tmp:
-                Path(report_tmp).write_text(json.dumps(report, indent=2) + "\n")
+            write_json(report_path, report)
     return report
 
 

@@ -1,5 +1,6 @@
 """BPE vocabulary learning and the tokenizer's layout, against the released DNABERT-2 tokenizer."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -125,6 +126,15 @@ def test_vocab_report_is_written(tmp_path):
     assert result.returncode == 0, result.stderr
     values = json.loads(report.read_text())
     assert values["vocab_size"] == 64 and values["heldout_windows"] >= 1 and values["heldout_bp_per_token"] > 1
+    # Named .gz, the report is bgzip-compressed; the tokenizer is the plain JSON tokenizers reads, or refused.
+    result = run_cli("vocab", "--genome", PHIX, "--out", tmp_path / "t2.json", "--vocab-size", "64",
+                     "--window", "200", "--report", tmp_path / "report.json.gz")
+    assert result.returncode == 0, result.stderr
+    with gzip.open(tmp_path / "report.json.gz", "rt") as handle:
+        assert json.load(handle) == values
+    result = run_cli("vocab", "--genome", PHIX, "--out", tmp_path / "t.json.gz", "--vocab-size", "64")
+    assert_user_error(result, "t.json.gz: a tokenizer.json is plain JSON")
+    assert not (tmp_path / "t.json.gz").exists()
 
 
 def test_vocabulary_smaller_than_alphabet_plus_specials_is_refused(tmp_path):

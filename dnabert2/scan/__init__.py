@@ -15,14 +15,14 @@ from ..devices import data_workers
 from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
-from ..outputs import check_outputs, files_in, scratch_folder, standard_output, written_together
+from ..outputs import check_outputs, files_in, scratch_folder, standard_output, write_json, written_together
 from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
 from .calls import MERGED, check_scored, top, write_calls
 from .dense import load_any_scanner
-from .gather import gather, no_summary_of_stdout, relative, scan_line, write_json
+from .gather import gather, no_summary_of_stdout, relative, scan_line
 from .model import called_labels
 from .plan import RegionIndex, blocks, chunk, neighbours, parse_chunk
 from .tracks import Tracks, check_folders

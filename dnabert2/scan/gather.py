@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..options import add_settings, output_file, settings_from
-from ..outputs import STDOUT, atomic_text, check_outputs, standard_output, written_together
+from ..outputs import STDOUT, check_outputs, standard_output, write_json, written_together
 from ..sequences.fasta import open_text
 from ..settings import ScanSettings
 from .calls import MERGED, Merger, by_label, check_counts, check_scored, read_calls, top, write_calls
@@ -24,12 +24,6 @@ SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold"
 def relative(path, summary) -> str:
     """How a summary names an output beside it: relative to the summary's folder."""
     return os.path.relpath(Path(path).resolve(), Path(summary).resolve().parent) if summary else str(path)
-
-
-def write_json(path, data: dict) -> None:
-    """A summary, bgzip-compressed where it is named .gz, as every text output."""
-    with atomic_text(path) as handle:
-        handle.write(json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path):
