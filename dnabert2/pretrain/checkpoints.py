@@ -6,6 +6,7 @@ import errno
 import os
 import random
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,17 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
     try:
         with handle:
+            # torch.load reads a zip without checking its CRCs: bytes overwritten in place loaded as other
+            # weights and resumed another run, with exit 0.
+            with zipfile.ZipFile(handle) as archive:
+                damaged = archive.testzip()
+            if damaged is not None:
+                raise DamagedCheckpoint(f"{path}: cannot read the checkpoint (its {damaged} fails its checksum)")
+            handle.seek(0)
             # Our own files: optimiser and RNG states hold plain Python objects beside tensors.
             state = torch.load(handle, map_location="cpu", weights_only=False)
+    except DamagedCheckpoint:
+        raise
     except OSError as error:
         # Bytes cut short make torch's reader raise EINVAL; another errno is the storage failing (EIO, a
         # stale NFS handle), which must not pass for damage that --force removes every checkpoint for.
