@@ -157,6 +157,28 @@ def test_a_step_is_the_same_whoever_draws_it(genome):
     assert other[0]["input_ids"].tolist() != PretrainSteps(sampler, tokenizer, spec, 8, 10_000, seed=3)[7][0]["input_ids"].tolist()
 
 
+def test_a_run_continued_with_init_draws_new_training_windows_and_the_same_held_out_ones(genome, tmp_path):
+    """--init with the seed of the run it continues drew and masked that run's windows again, from step
+    1: it trained on what the model had seen, its loss looking better than it was. Its held-out
+    windows stay the run's, so the two runs' held-out losses compare."""
+    first = tmp_path / "first"
+    assert run_cli(*pretrain_args(genome, first, "--steps", 2, "--heldout-contigs", "V", "--eval-windows", 4)
+                   ).returncode == 0
+    patch = ("from dnabert2.pretrain import data\nexamples = data.PretrainSteps.examples\n"
+             "def logged(self, stream, step, indices, sampler=None):\n    got = examples(self, stream, step, indices, sampler)\n"
+             "    print('windows', stream, step, [ids.tolist() for ids, _ in got], file=sys.stderr)\n    return got\n"
+             "data.PretrainSteps.examples = logged")
+    drawn = {}
+    for name, init in (("again", ()), ("continued", ("--init", first))):
+        result = run_patched(patch, *pretrain_args(genome, tmp_path / name, "--steps", 1, "--heldout-contigs", "V",
+                                                   "--eval-windows", 4, *init))
+        assert result.returncode == 0, result.stderr
+        drawn[name] = {tuple(line.split(" ", 3)[1:3]): line.split(" ", 3)[3] for line in result.stderr.splitlines()
+                       if line.startswith("windows ")}
+    assert drawn["again"][str(TRAIN), "1"] != drawn["continued"][str(TRAIN), "1"]
+    assert drawn["again"][str(EVAL), "0"] == drawn["continued"][str(EVAL), "0"]
+
+
 def test_compiled_pretraining_matches_eager(genome, tmp_path):
     # --compile runs the model under torch.compile (Inductor compiles it for the CPU here): the same
     # losses as eager mode up to float rounding, and a model folder that loads like any other.
@@ -257,8 +279,9 @@ def test_an_interrupted_run_resumes_as_if_uninterrupted(genome, tmp_path):
     assert_same_run(cut, whole)
 
 
-def test_a_resume_with_other_batch_tokens_goes_on_and_says_it_is_not_bit_for_bit(genome, tmp_path):
-    args = ("--steps", 4, "--checkpoint-every", 2, "--workers", 0, "--batch-tokens", 4096)
+@pytest.mark.parametrize("window", [(), ("--window-bp", 300)])  # bp windows: it was refused, as another window
+def test_a_resume_with_other_batch_tokens_goes_on_and_says_it_is_not_bit_for_bit(genome, tmp_path, window):
+    args = ("--steps", 4, "--checkpoint-every", 2, "--workers", 0, "--batch-tokens", 4096, *window)
     assert run_cli(*pretrain_args(genome, tmp_path / "run", *args)).returncode == 0
     resumed = run_cli(*pretrain_args(genome, tmp_path / "run", *args, "--resume", "--batch-tokens", 2048))
     assert resumed.returncode == 0, resumed.stderr
@@ -589,21 +612,28 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_pa
 @pytest.mark.parametrize("content, words", [(b"junk\n", "cannot read the checkpoint"),
                                             (b"garbage\n", "cannot read the checkpoint"),
                                             (None, "cannot read the checkpoint"),
-                                            ({"a": 1}, "not a dnabert2 pretraining checkpoint")])
+                                            ({"a": 1}, "not a dnabert2 pretraining checkpoint"),
+                                            ("overwritten", r"cannot read the checkpoint \(its \S+ fails its checksum")])
 def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words):
     """A file that is not a checkpoint (text, a checkpoint cut short, another program's torch.save)
-    gets a one-line error."""
-    from dnabert2.pretrain.checkpoints import load_checkpoint
+    gets a one-line error; so does one whose bytes were overwritten in place, which torch.load took
+    for other weights (it checks no checksum), and a resume went on from them with exit 0."""
+    from dnabert2.pretrain.checkpoints import DamagedCheckpoint, load_checkpoint
 
     path = tmp_path / "step-00000099.pt"
     if content is None:
         torch.save({"step": 99, "weights": torch.zeros(1000)}, path)
         path.write_bytes(path.read_bytes()[:300])
+    elif content == "overwritten":
+        torch.save({key: torch.ones(100_000) for key in ("model", "optimizer", "scheduler", "rng", "settings")}, path)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)
+        path.write_bytes(bytes(data))
     elif isinstance(content, dict):
         torch.save(content, path)
     else:
         path.write_bytes(content)
-    with pytest.raises(UserError, match=f"step-00000099.pt: {words}"):
+    with pytest.raises(DamagedCheckpoint, match=f"step-00000099.pt: {words}"):
         load_checkpoint(path)
 
 

@@ -185,12 +185,16 @@ class PretrainSteps(torch.utils.data.Dataset):
     """Item `step`: this rank's share of the step's global batch, as packed micro-batches."""
 
     def __init__(self, sampler: WindowSampler, tokenizer: Tokenizer, window: WindowSpec, batch_size: int,
-                 max_tokens: int, seed: int, rank: int = 0, world: int = 1, mask_rate: float = 0.15):
+                 max_tokens: int, seed: int, rank: int = 0, world: int = 1, mask_rate: float = 0.15,
+                 salt: tuple[int, ...] = ()):
         if batch_size % world:
             raise UserError(f"the batch of {batch_size} windows does not split evenly over {world} processes")
         self.sampler, self.tokenizer, self.window = sampler, tokenizer, window
         self.batch_size, self.max_tokens, self.seed = batch_size, max_tokens, seed
         self.rank, self.world, self.mask_rate = rank, world, mask_rate
+        # Mixed into the training windows' streams alone: a run continued from another (--init) with its
+        # seed would draw and mask its windows again, and its held-out windows are to stay those.
+        self.salt = salt
         self.vocab_size = tokenizer.get_vocab_size()
         # A window never exceeds a micro-batch: long bp windows are cut to max_tokens.
         self.limit = min(window.tokens or max_tokens, max_tokens)
@@ -217,7 +221,8 @@ class PretrainSteps(torch.utils.data.Dataset):
         stream, tokenised in batches; a window whose kept bases hold too many N is drawn again from its
         stream."""
         sampler = sampler or self.sampler
-        rngs = [np.random.default_rng([self.seed, stream, step, index]) for index in indices]
+        salt = self.salt if stream == TRAIN else ()
+        rngs = [np.random.default_rng([self.seed, stream, step, index, *salt]) for index in indices]
         genomes = [sampler.genome(rng) for rng in rngs]  # kept through redraws, as draw keeps them
         encoded = self.cut([sampler.draw(rng, g)[-1] for rng, g in zip(rngs, genomes)], sampler)
         for _ in range(DRAWS):

@@ -184,11 +184,16 @@ def comparable(settings: dict) -> dict:
     are known by their contents (genome_contigs, genome_sha256, init_sha256), not by their paths, which
     change when data moves to another node; nor is --batch-tokens, a memory bound a requeue onto
     another GPU may need to change, nor --eval-windows, which draws no training window (resume_from
-    warns of both). The model's fields are compared one by one, so a refusal names the field that
-    changed."""
+    warns of both); with --window-bp, --window-tokens is unused, and the token limit (--batch-tokens)
+    counts only where it cuts windows. The model's fields are compared one by one, so a refusal
+    names the field that changed."""
     skipped = ("genomes", "model", "init", "batch_tokens", "eval_windows")
-    return {**{k: v for k, v in settings.items() if k not in skipped},
-            **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
+    compared = {**{k: v for k, v in settings.items() if k not in skipped},
+                **{f"model.{k}": v for k, v in settings.get("model", {}).items() if k != "model_type"}}
+    _, bp, limit = settings.get("window") or (None, None, None)
+    if bp is not None:  # a window of bp bases holds at most bp tokens besides [CLS] and [SEP]
+        compared["window"] = [None, bp, limit if limit < bp + 2 else None]
+    return compared
 
 
 def check_settings(s: PretrainSettings) -> None:
@@ -232,7 +237,9 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
     """The steps' packed batches, the held-out batches (for rank 0; others get none) and the run's settings as a
     checkpoint records them (a resume must find the same, the world size too: RNG states are per rank)."""
     sampler = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, TRAIN, s.max_n)
-    data = PretrainSteps(sampler, tokenizer, window, s.batch_size, s.batch_tokens, s.seed, rank, world, s.mask_rate)
+    init_sha256 = base_weights(model_path(s.init))["sha256"] if s.init else None
+    data = PretrainSteps(sampler, tokenizer, window, s.batch_size, s.batch_tokens, s.seed, rank, world, s.mask_rate,
+                         salt=(int(init_sha256[:16], 16),) if s.init else ())
     # Every rank checks the held-out contigs, so a bad name stops them all with one message.
     held = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, EVAL, s.max_n) \
         if s.heldout_contigs else None
@@ -253,7 +260,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 # Beside the vocabulary's, so that checkpoints written before it was recorded still resume.
                 "tokenizer_rules": rules_fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None,
-                "init_sha256": base_weights(model_path(s.init))["sha256"] if s.init else None,
+                "init_sha256": init_sha256,
                 "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
                 "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate,
