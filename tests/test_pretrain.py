@@ -601,7 +601,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_pa
         damaged.write_bytes(b"")
     stuck = run_cli(*pretrain_args(genome, tmp_path / "stuck", *args, "--resume", "--checkpoint-dir",
                                    whole / "checkpoints"))
-    assert_user_error(stuck, "step-00000002.pt: cannot read the checkpoint")
+    assert_user_error(stuck, "step-00000002.pt: cannot read the checkpoint", "--force starts afresh")
     afresh = run_cli(*pretrain_args(genome, tmp_path / "afresh", *args, "--resume", "--force", "--checkpoint-dir",
                                     whole / "checkpoints"))
     assert afresh.returncode == 0, afresh.stderr

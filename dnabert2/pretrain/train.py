@@ -289,7 +289,7 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
         state = load_checkpoint(path)
     if unusable is not None:
         if not s.force:
-            raise UserError(unusable)
+            raise UserError(f"{unusable}; --force starts afresh, removing the checkpoints in {folder}")
         if rank == 0:
             log.warning("%s: --force, so starting afresh, its checkpoints removed", unusable)
             for old in found:
