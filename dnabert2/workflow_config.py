@@ -11,6 +11,7 @@ once. Imports nothing heavy: Snakemake's own environment runs this.
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -339,7 +340,8 @@ def _check_scan(config: dict, name: str, settings: dict) -> None:
         raise ValueError(f"config: scan.{name}: mode {settings['mode']} {needs}")
     if settings["regions"] and settings["contigs"]:
         raise ValueError(f"config: scan.{name}: give regions or contigs, not both")
-    if settings["bam_index"] and Path(settings["bam_index"]) not in index_names(settings["bam"]):
+    if settings["bam_index"] and os.path.abspath(settings["bam_index"]) not in map(os.path.abspath,
+                                                                                   index_names(settings["bam"])):
         raise ValueError(f"config: scan.{name}.bam_index: htslib looks for the index of {settings['bam']} beside it, "
                          f"as {', '.join(map(str, index_names(settings['bam'])))}; "
                          f"{settings['bam_index']!r} is none of these")

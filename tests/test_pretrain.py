@@ -179,6 +179,22 @@ def test_a_run_continued_with_init_draws_new_training_windows_and_the_same_held_
     assert drawn["again"][str(EVAL), "0"] == drawn["continued"][str(EVAL), "0"]
 
 
+def test_an_init_run_checkpointed_before_it_drew_its_own_windows_resumes_with_a_warning(genome, tmp_path):
+    first = tmp_path / "first"
+    assert run_cli(*pretrain_args(genome, first, "--steps", 1)).returncode == 0
+    args = ("--init", first, "--steps", 3, "--checkpoint-every", 1, "--keep", 3)
+    assert run_cli(*pretrain_args(genome, tmp_path / "run", *args)).returncode == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "step-00000003.pt").unlink()
+    state = torch.load(checkpoints / "step-00000002.pt", weights_only=False)
+    assert state["settings"].pop("init_windows") == "own"  # as a checkpoint written before it was recorded
+    torch.save(state, checkpoints / "step-00000002.pt")
+    resumed = run_cli(*pretrain_args(genome, tmp_path / "run", *args, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "step-00000002.pt was written before a run continued with --init drew training windows of its own" \
+        in resumed.stderr
+
+
 def test_compiled_pretraining_matches_eager(genome, tmp_path):
     # --compile runs the model under torch.compile (Inductor compiles it for the CPU here): the same
     # losses as eager mode up to float rounding, and a model folder that loads like any other.
@@ -611,7 +627,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(genome, tmp_pa
 
 @pytest.mark.parametrize("content, words", [(b"junk\n", "cannot read the checkpoint"),
                                             (b"garbage\n", "cannot read the checkpoint"),
-                                            (None, "cannot read the checkpoint"),
+                                            (None, r"cannot read the checkpoint \(cut short"),
                                             ({"a": 1}, "not a dnabert2 pretraining checkpoint"),
                                             ("overwritten", r"cannot read the checkpoint \(its \S+ fails its checksum")])
 def test_an_unreadable_checkpoint_is_named_in_one_error(tmp_path, content, words):

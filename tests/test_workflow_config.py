@@ -295,6 +295,7 @@ def window_task(config: dict) -> None:
         (lambda c: c["scan"]["ce1pct_splice"].update(regions="r.bed", contigs=["IV"]),
          ["scan.ce1pct_splice: give regions or contigs, not both"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(regions="example"), ["scan.ce1pct_splice.regions: 'example' is a folder"]),
+        (lambda c: c["vocab"].update(vocab_size=2_000_000), ["vocab.vocab_size", "1048576"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam_index="x.bam.csi"),
          ["scan.ce1pct_splice.bam_index acts only with a bam"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(bam="x.bam", mode="covered", bam_index="idx/x.bam.csi"),
@@ -407,3 +408,12 @@ def test_yaml_merge_keys_are_read_as_yaml_reads_them(tmp_path):
     path.write_text("scan:\n  a: &common {model: m}\n  b:\n    <<: *common\n    genome: h\n    genome: i\n")
     with pytest.raises(ValueError, match=r"'genome' is given twice .*line 6"):
         wc.refuse_repeated_keys(path)
+
+
+def test_a_bam_index_named_by_another_path_to_the_same_place_is_taken(tmp_path, monkeypatch):
+    """bam given absolute and bam_index relative (or the reverse) name one file beside the BAM."""
+    monkeypatch.chdir(tmp_path)
+    config = copy.deepcopy(DEFAULT)
+    config["scan"]["ce1pct_splice"].update(bam=str(tmp_path / "x.bam"), mode="covered", bam_index="x.bam.csi")
+    config["scan"]["ce1pct_splice"].update(held_out=False, evaluate=False)
+    assert checked(config)["scan"]["ce1pct_splice"]["bam_index"] == "x.bam.csi"

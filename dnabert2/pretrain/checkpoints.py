@@ -83,6 +83,8 @@ def load_checkpoint(path: Path) -> dict:
             state = torch.load(handle, map_location="cpu", weights_only=False)
     except DamagedCheckpoint:
         raise
+    except zipfile.BadZipFile:  # torch writes zips: one without its directory was cut short
+        raise DamagedCheckpoint(f"{path}: cannot read the checkpoint (cut short, or not a checkpoint)") from None
     except OSError as error:
         # Bytes cut short make torch's reader raise EINVAL; another errno is the storage failing (EIO, a
         # stale NFS handle), which must not pass for damage that --force removes every checkpoint for.

@@ -261,6 +261,8 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
                 "tokenizer_rules": rules_fingerprint(tokenizer),
                 "init": str(s.init) if s.init else None,
                 "init_sha256": init_sha256,
+                # A checkpoint without it, of an --init run, drew the model's own training windows again.
+                **({"init_windows": "own"} if s.init else {}),
                 "window": [s.window_tokens, s.window_bp, data.limit],
                 "max_n": s.max_n, "heldout_contigs": sorted(s.heldout_contigs), "eval_windows": s.eval_windows,
                 "batch_size": s.batch_size, "batch_tokens": s.batch_tokens, "world": world, "mask_rate": s.mask_rate,
@@ -304,6 +306,9 @@ def resume_from(folder: Path, s: PretrainSettings, recorded: dict, model, optimi
         before = state["settings"].get(option, now)
         if before != now and rank == 0:
             log.warning("--%s %d is not the checkpoint's %d: %s", option.replace("_", "-"), now, before, after)
+    if "init_windows" in recorded and "init_windows" not in state["settings"] and rank == 0:
+        log.warning("%s was written before a run continued with --init drew training windows of its own (it drew "
+                    "the model's again): from here on it draws its own, so not bit for bit as it would have", path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
