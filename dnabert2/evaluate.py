@@ -3,6 +3,7 @@ fine-tuned and scored on each, baselines beside it (k-mer logistic regression, a
 results as a TSV (one row per task and method) and a Markdown table in the paper's form (tasks by
 methods, MCC)."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -111,10 +112,21 @@ def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path, kme
             check_dev(folder, task)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
+        learnt, asked = described_task(model_dir), described_task(folder)
+        if labels is not None and learnt and asked and learnt != asked:
+            log.warning("%s: a classifier of %s, scored on %s, a %s task", model_dir, learnt, folder, asked)
         longest = max(len(sequence) for sequence in task["train"][0])
         if kmer is not None and longest < kmer:
             raise UserError(f"{folder}: its training sequences are at most {longest} bp, too short for the k-mers of "
                             f"--kmer {kmer}; give a smaller --kmer, or --baseline none")
+
+
+def described_task(folder: Path) -> str | None:
+    """The kind of task a folder's task.json names (a task's, or the one a classifier learnt), if any."""
+    try:
+        return json.loads((Path(folder) / "task.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
@@ -139,7 +151,9 @@ def write_tables(rows: list[dict], out: Path) -> None:
                          + (" (one class)" if _collapsed(row.iloc[0].get("collapsed")) else ""))
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
     if "collapsed" in table and table["collapsed"].map(_collapsed).any():
-        lines.append("\n(one class): the model predicts one class for every sequence; it has learned nothing.")
+        lines.append("\n(one class): the model predicts one class for every sequence (fine-tuned here: of the dev "
+                     "split, at the epoch kept; scored as given, and the baselines: of the test split); it has "
+                     "learned nothing.")
     if table["mcc"].isna().any():
         lines.append("\nundefined: the task's test split holds one class, where MCC is 0 whatever a model does.")
     with written_together():  # the table and its Markdown twin, or neither

@@ -240,6 +240,20 @@ def test_a_fine_tuned_classifier_is_scored_on_whole_sequences_whatever_training_
     assert rows[True] == rows[False]
 
 
+def test_a_classifier_scored_on_a_task_of_another_kind_is_said_so(tmp_path):
+    """Both folders name their task (tasks writes task.json, finetune copies it beside the model): a
+    promoter classifier scored on a tts task was figures without a word."""
+    model = save_model(build_model(preset("tiny", num_labels=2), "classification"), tmp_path / "classifier",
+                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    (model / "task.json").write_text('{"task": "promoter"}')
+    task = shutil.copytree(SAMPLE, tmp_path / "tts")
+    (task / "task.json").write_text('{"task": "tts"}')
+    result = run_cli("evaluate", "--model", model, "--data", task, "--out", tmp_path / "r.tsv", "--device", "cpu",
+                     "--baseline", "none")
+    assert result.returncode == 0, result.stderr
+    assert "a classifier of promoter, scored on" in result.stderr and "a tts task" in result.stderr
+
+
 def test_a_compressed_table_and_its_markdown_twin(uci_task, tmp_path):
     """results.tsv.gz is bgzip, as every table output named .gz, and its Markdown is results.md."""
     model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
