@@ -158,7 +158,11 @@ FETCHES_MODELS = workflow.modifier.avail_rulename("fetch_model") is not None
 def hub_models():
     """The Hub ids the config names as models, as fetch_model's wildcard constraint: a host's own
     resources/hub/owner/name.tsv is no job of ours."""
-    named = {s["model"] for section in ("finetune", "scan", "variants") for s in config[section].values()}
+    named = {
+        s["model"]
+        for section in ("finetune", "scan", "variants")
+        for s in config[section].values()
+    }
     return "|".join(sorted(map(re.escape, filter(hub_id, named)))) or "(?!)"
 
 
