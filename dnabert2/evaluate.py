@@ -3,7 +3,6 @@ fine-tuned and scored on each, baselines beside it (k-mer logistic regression, a
 results as a TSV (one row per task and method) and a Markdown table in the paper's form (tasks by
 methods, MCC)."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from .options import add_settings, changed, folder_name, model_argument, output_
 from .outputs import (atomic_output, atomic_text, bgzip_named, check_outputs, files_in, scratch_folder,
                       written_together)
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
-from .tasks.dense import is_dense
+from .tasks.description import is_dense, read_description
 from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores
 from .tokenizer import frame, load_tokenizer, token_ids
 
@@ -112,21 +111,13 @@ def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path, kme
             check_dev(folder, task)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
-        learnt, asked = described_task(model_dir), described_task(folder)
+        learnt, asked = read_description(model_dir).get("task"), read_description(folder).get("task")
         if labels is not None and learnt and asked and learnt != asked:
             log.warning("%s: a classifier of %s, scored on %s, a %s task", model_dir, learnt, folder, asked)
         longest = max(len(sequence) for sequence in task["train"][0])
         if kmer is not None and longest < kmer:
             raise UserError(f"{folder}: its training sequences are at most {longest} bp, too short for the k-mers of "
                             f"--kmer {kmer}; give a smaller --kmer, or --baseline none")
-
-
-def described_task(folder: Path) -> str | None:
-    """The kind of task a folder's task.json names (a task's, or the one a classifier learnt), if any."""
-    try:
-        return json.loads((Path(folder) / "task.json").read_text()).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def write_tables(rows: list[dict], out: Path) -> None:

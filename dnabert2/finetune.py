@@ -30,6 +30,7 @@ from .options import add_settings, changed, model_argument, progress, settings_f
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
+from .tasks.description import is_dense, read_description
 from .tasks.registry import KINDS
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
@@ -172,7 +173,6 @@ def train_one(build, job, seed, s: FinetuneSettings, lr, device, precision, prog
 def open_job(data: Path, tokenizer, max_tokens: int | None):
     """The fine-tuning job of a task folder: per-base for a dense task, else per window."""
     from .bases.job import DenseJob
-    from .tasks.dense import is_dense
 
     if is_dense(data) and max_tokens is not None:
         raise UserError(f"{data}: a dense task, whose windows are never cut (every base needs its token); "
@@ -322,7 +322,6 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
     write `out`, a folder `scan` and `scan-eval` take as they take a fine-tuned model."""
     from .bases.cnn import SpliceCNN, save_cnn
     from .bases.job import DenseJob
-    from .tasks.dense import is_dense
 
     s = settings_with(FinetuneSettings, settings, overrides)
     data, out = Path(data), Path(out)
@@ -354,20 +353,15 @@ def default_lr(method: str, parameters: int) -> float:
 def check_task_kind(data: Path, classes: int) -> None:
     """A task folder whose task.json names a kind of the registry must have that kind's labels:
     scanning reads the kind to place each label's site in a window."""
-    described = data / "task.json"
-    try:
-        kind = KINDS.get(json.loads(described.read_text()).get("task")) if described.is_file() else None
-    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-        raise UserError(f"{described}: not a task description (JSON with a \"task\" key)") from None
+    kind = KINDS.get(read_description(data).get("task"))
     if kind is not None and len(kind.labels) != classes:
-        raise UserError(f"{described}: a {kind.name} task has {len(kind.labels)} labels ({', '.join(kind.labels)}), "
+        raise UserError(f"{data / 'task.json'}: a {kind.name} task has {len(kind.labels)} labels ({', '.join(kind.labels)}), "
                         f"but train.csv has {classes} classes")
 
 
 def task_labels(data: Path, classes: int) -> dict[int, str] | None:
     """The names of labels 0..classes-1 in a task folder's task.json (tasks writes them), if it names them."""
-    described = data / "task.json"
-    labels = json.loads(described.read_text()).get("labels") if described.is_file() else None
+    labels = read_description(data).get("labels")
     if not isinstance(labels, dict) or set(labels) != {str(i) for i in range(classes)}:
         return None
     return {i: str(labels[str(i)]) for i in range(classes)}

@@ -24,6 +24,7 @@ from .sequences.alignments import index_names
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
+from .tasks.description import is_dense
 from .tasks.registry import KINDS, TOLERANCES, label_position
 
 # Keys renamed since a release, and what they are called now.
@@ -439,10 +440,7 @@ def is_dense_task(config: dict, task: str) -> bool:
     """A task of the config with dense: true, or a task folder on disk whose task.json says dense."""
     if task in config["tasks"]:
         return config["tasks"][task]["dense"]
-    try:
-        return json.loads((Path(task) / "task.json").read_text()).get("dense") is True
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
+    return is_dense(task)
 
 
 def scan_task(config: dict, scan: str) -> str | None:

@@ -137,6 +137,22 @@ def test_labels_that_would_share_calls_and_track_files_are_refused(ce1pct, tmp_p
     assert not (tmp_path / "c.bed").exists() and not (tmp_path / "tracks").exists()
 
 
+def test_a_task_json_that_is_no_description_is_one_line_error(ce1pct, tmp_path):
+    """Every reader of task.json (scan, scan-eval --held-out, finetune, evaluate) reads it one way."""
+    model = scan_classifier(tmp_path / "model", 60, task="custom", labels=("none", "site"))
+    (model / "task.json").write_text("[1, 2]")
+    result = run_cli("scan", "--model", model, "--fasta", ce1pct, "--contigs", "MtDNA", "--out", tmp_path / "c.bed")
+    assert_user_error(result, "model/task.json: not the task.json of a task built by `dnabert2 tasks`")
+    assert not (tmp_path / "c.bed").exists()
+    calls = tmp_path / "calls.bed"
+    calls.write_text("I\t100\t101\tdonor\t900\t+\t1\t-1\t-1\t0\n")
+    for held_out, message in ((model, "not the task.json"), (tmp_path, "task.json: no such file")):
+        result = run_cli("scan-eval", "--calls", calls, "--annotation", GENOMES / "ce1pct.gff3.gz",
+                         "--held-out", held_out, "--out", tmp_path / "eval.json")
+        assert_user_error(result, message)
+        assert not (tmp_path / "eval.json").exists()
+
+
 def test_merge_joins_windows_that_touch_as_bedtools_merge_does(splice_model, ce1pct, tmp_path):
     # Windows laid end to end (stride = the 400 bp window), every one a call at threshold 0.
     regions = tmp_path / "regions.bed"

@@ -3,7 +3,6 @@ tiled with cores that abut, each read with its flanks as context (N past a conti
 base is scored once per strand. Minus-strand windows are read reverse-complemented, as the model was
 trained, and their scores put back in forward coordinates."""
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..bases.metrics import as_scores
 from ..devices import Pending, autocast, compiled, inference_weights
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
+from ..tasks.description import read_description
 from ..tokenizer import load_tokenizer
 from .model import distinct_labels, is_per_base, load_scanner, scanning_device
 from .plan import Block, BlockReader
@@ -108,7 +108,7 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
     model = load_model(folder, head="dense", device=device, trained=True)  # the facade knows the CNN baseline's folder
-    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
+    task = read_description(folder)
     if "core_bp" not in task or "flank_bp" not in task:
         raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")
     flank = int(task["flank_bp"])

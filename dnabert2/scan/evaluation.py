@@ -21,6 +21,7 @@ from ..options import add_settings, changed, named_paths, output_file, settings_
 from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..settings import MIN_INTRON, ScanEvalSettings
+from ..tasks.description import read_description
 from ..tasks.registry import SITE_LABELS, TOLERANCES
 from .calls import check_counts, read_calls
 from .gather import read_json
@@ -257,9 +258,11 @@ def held_out_transcripts(task_folder) -> dict:
 def _task_json(task_folder):
     """A task folder's task.json, read; what it lacks or holds amiss is one UserError."""
     described = Path(task_folder) / "task.json"
+    if not described.is_file():
+        raise UserError(f"{described}: no such file (--held-out takes the folder `dnabert2 tasks` wrote)")
     try:
-        yield json.loads(described.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        yield read_description(task_folder)
+    except (KeyError, TypeError, AttributeError):
         raise UserError(f"{described}: not the task.json of a task built by `dnabert2 tasks`") from None
 
 

@@ -1,7 +1,6 @@
 """The fine-tuned classifier a scan runs: its labels, the window it was trained on, where in a window
 the predicted site lies, and batched inference over packed token ids."""
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from ..errors import UserError
 from ..hub import model_name
 from ..bases.cnn import is_cnn
 from ..model import check_model_folder, classifier_head, is_classifier, load_model
+from ..tasks.description import read_description
 from ..tasks.registry import KINDS, label_position
 from .tracks import file_name
 
@@ -108,7 +108,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     task.json saying it: a scan then needs it given)."""
     folder = Path(folder)
     device, precision = scanning_device(folder, device, dtype)
-    task = json.loads((folder / "task.json").read_text()) if (folder / "task.json").is_file() else {}
+    task = read_description(folder)
     model = load_model(folder, head="classification", device=device, trained=True)
     classes = model.config.num_labels
     # LABEL_i is the name Hugging Face (and save_model, for its loaders) gives a label that has none.

@@ -24,7 +24,6 @@ task.json says `"dense": true`, the kind, the labels, core_bp and flank_bp, and 
 """
 
 import csv
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from ..outputs import atomic_text, check_folder
 from ..sequences import Fasta, read_annotation, reverse_complement, too_many_n
 from ..sequences.fasta import IUPAC
 from ..settings import TaskSettings
+from .description import read_description
 from .gue import SPLITS, write_task_folder
 from .motifs import check_motifs
 from .registry import task_kind
@@ -260,18 +260,9 @@ def labels_absent(rows: list[DenseWindow], labels: list[str]) -> list[str]:
     return [name for i, name in enumerate(labels) if i and i not in held]
 
 
-def is_dense(folder) -> bool:
-    """A task folder (or a model folder carrying its task.json) of a dense task."""
-    described = Path(folder) / "task.json"
-    try:
-        return described.is_file() and json.loads(described.read_text()).get("dense") is True
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
-
-
 def read_dense_task(folder) -> DenseTask:
     folder = Path(folder)
-    description = json.loads((folder / "task.json").read_text())
+    description = read_description(folder)
     for key in ("core_bp", "flank_bp", "labels"):
         if key not in description:
             raise UserError(f"{folder}/task.json: a dense task needs {key!r}")
