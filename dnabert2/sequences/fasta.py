@@ -21,7 +21,7 @@ import pysam
 from Bio import BiopythonParserWarning, SeqIO
 from Bio.Seq import UndefinedSequenceError
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..outputs import atomic_output, bgzip_named, temporary_name
 from ..stops import held
 
@@ -542,8 +542,7 @@ class Fasta:
     def check_region(self, contig: str, start: int = 0, end: int | None = None) -> int:
         """Raise a UserError for an unknown contig or out-of-bounds region; returns the end."""
         if contig not in self.lengths:
-            known = ", ".join(list(self.lengths)[:10]) + (", ..." if len(self.lengths) > 10 else "")
-            raise UserError(f"{self.path}: unknown contig {contig!r} (contigs: {known})")
+            raise UserError(f"{self.path}: unknown contig {contig!r} (contigs: {first_names(list(self.lengths), 10)})")
         length = self.lengths[contig]
         end = length if end is None else end
         if not 0 <= start <= end <= length:
