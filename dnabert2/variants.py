@@ -29,7 +29,7 @@ from Bio.Seq import reverse_complement
 
 from .bases.inputs import encode_bases
 from .devices import batch_tokens
-from .errors import UserError
+from .errors import UserError, first_names
 from .hub import model_name, model_path
 from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
 from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, files_in, plain_suffix,
@@ -319,8 +319,7 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
                             "unscored; give --info-key another name")
         declare_assumed(header, records.header)
     if seen and not set(seen) & set(lengths):
-        named = ", ".join(list(seen)[:3]) + (", …" if len(seen) > 3 else "")
-        raise UserError(f"{vcf}: none of its contigs ({named}) is in {fasta}: is it the reference the VCF was called "
+        raise UserError(f"{vcf}: none of its contigs ({first_names(list(seen), 3)}) is in {fasta}: is it the reference the VCF was called "
                         "against?")
     for contig in seen:
         if contig not in declared:
@@ -329,13 +328,14 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
 
 
 def _check_text(record, vcf, table: bool) -> None:
-    """Alleles that are not UTF-8 text (a symbolic one, <caf\xe9>), which scoring reads; and with a
+    """Alleles that are not UTF-8 text (a REF, or a symbolic ALT such as <caf\xe9>), which scoring reads; and with a
     table, an ID it could not hold (htslib passes an ID's bytes through to the VCF unread)."""
     where = f"{vcf}: the {{}} of the record at {record.contig}:{record.pos} is not UTF-8 text"
-    try:
-        record.alts
-    except UnicodeDecodeError:
-        raise UserError(where.format("ALT") + ": mend it") from None
+    for field in ("ref", "alts"):
+        try:
+            getattr(record, field)
+        except UnicodeDecodeError:
+            raise UserError(where.format(field.upper().removesuffix("S")) + ": mend it") from None
     try:
         table and record.id
     except UnicodeDecodeError:

@@ -1056,6 +1056,8 @@ def test_bad_input(splice_model, short_model, ce1pct, tmp_path):
         # Options the scan would ignore.
         (["--model", splice_model, "--fasta", ce1pct, "--min-mapq", 20], ["--min-mapq", "--bam"]),
         (["--model", splice_model, "--fasta", ce1pct, "--merge", "--min-distance", 50], ["--min-distance", "--merge"]),
+        (["--model", short_model, "--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--fasta", ce1pct],
+         ["--fasta and --reference", "give --reference"]),
         (["--model", short_model, "--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--covered", 5, "--min-reads", 2],
          ["--min-reads", "reads mode"]),
         (["--model", splice_model, "--fasta", ce1pct, "--device", "cuda"] if not torch.cuda.is_available() else

@@ -282,6 +282,8 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
                              d / "o.tsv"], ["latin1.vcf: the ID of the record at IV:101 is not UTF-8 text", "--tsv"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "latin1_alt.vcf"],
      ["latin1_alt.vcf: the ALT of the record at IV:101 is not UTF-8 text"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "latin1_ref.vcf"],
+     ["latin1_ref.vcf: the REF of the record at IV:101 is not UTF-8 text"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tmp_path, make, words):
     window = scan_classifier(tmp_path / "window", window=300)
@@ -298,6 +300,7 @@ def test_bad_input_gets_one_line_and_no_output(cnn, ce1pct, variants, scored, tm
                                          "IV\tabc\tb\tA\tC\t.\t.\t.\n")
     (tmp_path / "latin1.vcf").write_bytes(HEADER.format(contigs="").encode() + b"IV\t101\tcaf\xe9\tA\tC\t.\t.\t.\n")
     (tmp_path / "latin1_alt.vcf").write_bytes(HEADER.format(contigs="").encode() + b"IV\t101\ta\tA\t<caf\xe9>\t.\t.\t.\n")
+    (tmp_path / "latin1_ref.vcf").write_bytes(HEADER.format(contigs="").encode() + b"IV\t101\ta\tA\xe9\tC\t.\t.\t.\n")
     options = make(tmp_path, cnn, window)
     vcf = [] if "--vcf" in options else ["--vcf", variants[0]]
     result = run_cli("variants", *options, *vcf, "--fasta", ce1pct, "--device", "cpu")

@@ -95,6 +95,8 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     (default: `fasta`) the BAM covers that deeply."""
     s = settings_with(ScanSettings, settings, overrides)
     if bam is not None:
+        if fasta is not None and reference is not None:
+            raise UserError("--fasta and --reference both name the genome a --bam's reads align to: give --reference")
         reference, fasta = reference or fasta, None
     check_outputs([out, summary, junctions], [fasta, bam, reference, s.regions, *files_in(model)])
     check_folders(bedgraph, bigwig, files=[out, summary, junctions])
