@@ -19,7 +19,7 @@ from .devices import batch_tokens
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, model_argument, output_file, settings_from, settings_with
-from .outputs import TabSeparated, atomic_output, atomic_text, check_outputs, files_in, written_together
+from .outputs import TabSeparated, atomic_output, atomic_text, check_outputs, check_table_name, files_in, written_together
 from .plots import check_figure_name, figure, save_figure
 from .predict import window_rows
 from .scan.dense import load_any_scanner, read_tokenizer, scored_bases
@@ -87,6 +87,7 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     """Write `out` (TSV: contig, pos, ref, alt, score, delta) and, given `plot`, the figure; returns
     the target and the reference score."""
     s = settings_with(MutagenesisSettings, settings, overrides)
+    check_table_name(out, "mutagenesis")
     check_outputs([out, plot], [fasta, *files_in(model)])
     if plot is not None:
         check_figure_name(plot)

@@ -388,6 +388,13 @@ def _bgzip_and_index(plain: Path, out: Path, index: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def check_table_name(path, option: str) -> None:
+    """A tab-separated table's name: refused where its suffix names another format (x.csv, x.npz),
+    which whoever reads it would take it for."""
+    if path is not None and str(path) != "-" and plain_suffix(path) not in (".tsv", ".tab", ".txt", ""):
+        raise UserError(f"{path}: {option} writes a tab-separated table; give it a .tsv name (.tsv.gz for bgzip)")
+
+
 def plain_suffix(path) -> str:
     """The suffix that names a file's format, under a compression suffix and in lower case: .csv for
     windows.csv.gz and for WINDOWS.CSV."""

@@ -17,7 +17,7 @@ from .devices import batch_tokens, padded_batches
 from .errors import UserError
 from .hub import model_path
 from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
-from .outputs import TabSeparated, atomic_text, check_outputs, files_in, standard_output
+from .outputs import TabSeparated, atomic_text, check_outputs, check_table_name, files_in, standard_output
 from .scan.dense import DenseScanner, load_any_scanner, read_tokenizer, scored_bases
 from .scan.model import Scanner
 from .sequences import check_sources, in_blocks, read_sequences
@@ -81,6 +81,7 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     """Write `out` (TSV): one row per input sequence, in input order; returns the number of rows."""
     s = settings_with(PredictSettings, settings, overrides)
     out = Path(out)
+    check_table_name(out, "predict")
     check_outputs([out], [csv_file, fasta, bed, genome, *files_in(model)])
     check_sources(csv_file, fasta, bed, genome)
     folder = model_path(model)

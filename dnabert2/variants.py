@@ -32,7 +32,7 @@ from .devices import batch_tokens
 from .errors import UserError, first_names
 from .hub import model_name, model_path
 from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
-from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, files_in, plain_suffix,
+from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, check_table_name, files_in, plain_suffix,
                       tabix_suffix, written_together)
 from .scan.dense import DenseScanner, load_dense_scanner, read_tokenizer, scored_bases
 from .scan.model import is_window_classifier
@@ -222,6 +222,7 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     out = Path(out)
     if not (bgzip_named(out) and plain_suffix(out) == ".vcf"):
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz (or .vcf.bgz) name")
+    check_table_name(tsv, "--tsv")
     check_outputs([out, tsv], [vcf, fasta, *files_in(model)])
     if not INFO_KEY.fullmatch(s.info_key) or s.info_key == END:
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "

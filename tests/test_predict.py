@@ -303,6 +303,8 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--csv", d / "latin1.csv"], ["latin1.csv", "not a CSV", "UTF-8"]),
     ("embed", lambda d: ["--csv", d / "newline.csv", "--out", d / "out.npy"], ["'a\\nb' holds a line break", ".npz"]),
     ("predict", lambda d: ["--csv", d / "tab.csv"], ["'a\\tb' holds a tab or a line break", "tab-separated"]),
+    # A table named as another format would be read as one.
+    ("predict", lambda d: ["--csv", d / "in.csv", "--out", d / "out.csv"], ["out.csv: predict writes a tab-separated"]),
 ])
 def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, command, make, words):
     write_inputs(tmp_path, regions)

@@ -282,6 +282,8 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
                              d / "o.tsv"], ["latin1.vcf: the ID of the record at IV:101 is not UTF-8 text", "--tsv"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "latin1_alt.vcf"],
      ["latin1_alt.vcf: the ALT of the record at IV:101 is not UTF-8 text"]),
+    (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--tsv", d / "o.csv"],
+     ["o.csv: --tsv writes a tab-separated table"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "latin1_ref.vcf"],
      ["latin1_ref.vcf: the REF of the record at IV:101 is not UTF-8 text"]),
 ])
@@ -573,6 +575,11 @@ def test_mutagenesis_refuses_what_it_cannot_do_well(cnn, ce1pct, tmp_path):
         result = run_cli("mutagenesis", "--fasta", ce1pct, *options, "--out", tmp_path / "o.tsv", "--device", "cpu")
         assert_user_error(result, *words)
         assert not list(tmp_path.glob("o.*"))
+    # --out and --plot swapped: the table would be written as a figure's name.
+    result = run_cli("mutagenesis", "--fasta", ce1pct, "--model", cnn, "--region", "IV:1000-1030", "--out",
+                     tmp_path / "o.svg", "--plot", tmp_path / "o.tsv", "--device", "cpu")
+    assert_user_error(result, "o.svg: mutagenesis writes a tab-separated table")
+    assert not list(tmp_path.glob("o.*"))
     # A region of another length than the classifier's windows is scored, with the warning a scan gives.
     result = run_cli("mutagenesis", "--fasta", ce1pct, "--model", window, "--region", "IV:1000-1099", "--out",
                      tmp_path / "o.tsv", "--device", "cpu")
