@@ -6,6 +6,7 @@ import gzip
 import json
 import shutil
 import signal
+from collections import Counter
 
 import numpy as np
 import pysam
@@ -631,6 +632,30 @@ def test_covered_mode_scans_only_where_reads_are(short_model, tmp_path):
     assert rows and summary["regions"][0][1] == start + 300
     assert all(c == contig and start + 300 <= a and b <= end for c, a, b in summary["regions"])
     assert all(start + 300 <= int(r[1]) + int(r[9]) < end for r in rows)
+
+
+def test_a_dense_covered_scan_scores_the_intron_ends_where_reads_splice(cnn, tmp_path):
+    """Introns are no read's coverage, so the splice sites where reads splice (an intron's first and
+    last bases) lie just outside the stretches they cover; they were never scored."""
+    rows, summary = scan(cnn, tmp_path / "c.bed", "--bam", SIRV_BAM, "--reference", SIRV_FASTA, "--contigs", "SIRV5",
+                         "--covered", 20, "--bedgraph", tmp_path / "tracks")
+    spliced = Counter()
+    with pysam.AlignmentFile(str(SIRV_BAM)) as bam:
+        for read in bam.fetch("SIRV5"):
+            if read.is_secondary or read.is_supplementary:
+                continue
+            position = read.reference_start
+            for operation, length in read.cigartuples:
+                if operation == 3:  # N: an intron
+                    spliced[position, position + length] += 1
+                position += length if operation in (0, 2, 3, 7, 8) else 0
+    introns = [intron for intron, reads in spliced.items() if reads >= 40]  # well within a stretch of depth 20
+    assert len(introns) >= 5
+    scored = {(c, s, e) for c, s, e, _ in read_bedgraph(tmp_path / "tracks")["donor+"]}
+    for start, end in introns:
+        for base in (start, end - 1):
+            assert any(s <= base < e for _, s, e in summary["regions"]), (start, end)
+            assert any(s <= base < e for _, s, e in scored), (start, end)
 
 
 def test_covered_mode_scores_every_covered_base_on_both_strands_wherever_the_task_places_its_site(tmp_path):

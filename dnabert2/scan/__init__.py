@@ -227,9 +227,12 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
     if mode == "covered":
         # A window scan widens each covered stretch so that a site at its edge gets a window, on either
         # strand, wherever the task places sites in one (half a window for a centred site, 249 bp for a
-        # promoter's TSS in 300); a dense scan reads its flanks from beyond the stretch anyway.
-        pad = 0 if scanner.dense else max(max(offset, scanner.window - 1 - offset)
-                                          for pair in scanner.offsets.values() for offset in pair)
+        # promoter's TSS in 300). A dense scan reads its flanks from beyond the stretch anyway, but
+        # scores only the stretch: where reads splice, the intron's first and last bases (the sites)
+        # are no read's, just outside it. Widened by the peaks' distance, a peak at an edge is called
+        # as a genome scan would call it.
+        pad = max(distances.values()) if scanner.dense else max(
+            max(offset, scanner.window - 1 - offset) for pair in scanner.offsets.values() for offset in pair)
         with open_alignments(bam, genome) as alignments:
             wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
         log.info("%d region(s) covered by %d or more reads", len(wanted), s.min_depth)
