@@ -144,8 +144,8 @@ class PretrainSettings:
                                 aliases=("--max-tokens",))
     max_n: float = setting(0.05, "skip windows with more than this fraction of N among the bases their tokens "
                            "keep", type=fraction)
-    heldout_contigs: list[str] = setting([], "contigs kept out of training for the evaluation loss", nargs="+",
-                                         metavar="CONTIG")
+    heldout_contigs: list[str] = setting([], "contigs kept out of training for the evaluation loss (a name is held "
+                                         "out of every genome that has it)", nargs="+", metavar="CONTIG")
     eval_every: int | None = setting(None, "steps between evaluations", type=positive, default_text="at the end only")
     eval_windows: int = setting(256, "held-out windows evaluated", type=positive)
     lr: float = setting(5e-4, "peak learning rate", type=learning_rate)
