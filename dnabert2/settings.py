@@ -307,6 +307,9 @@ class VariantSettings:
     distance: int = setting(50, "bp either side of the bases a variant changes where score changes are looked for "
                             "(SpliceAI's default)", type=non_negative)
     info_key: str = setting("DNABERT2", "the INFO field the scores go into")
+    index: str = setting("auto", "the index beside the VCF: tbi (tabix's), csi (bcftools' default, for any contig "
+                         "length), or auto: tbi unless a record lies past 2^29 bp, which only csi indexes",
+                         choices=("auto", "tbi", "csi"))
     batch_tokens: int | None = _batch_tokens()
     device: str = _device()
     dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")

@@ -258,11 +258,13 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     # A '"' (in the model's name) would end the description early, and htslib drop the line.
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"),
                                    ("Description", described.replace('"', "'"))])
+    index = tabix_suffix(furthest) if s.index == "auto" else f".{s.index}"
+    if index == ".tbi" and tabix_suffix(furthest) == ".csi":
+        raise UserError(f"--index tbi: {vcf} has a record past 2^29 bp, which a .tbi cannot index; give --index csi")
     counts = {"records": 0, "alleles_scored": 0, **dict.fromkeys(REASONS, 0), "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
         stack.enter_context(written_together())  # the VCF and its table, or neither
         genome = stack.enter_context(Fasta(fasta))
-        index = tabix_suffix(furthest)
         tmp = stack.enter_context(atomic_output(out, index))
         table = None
         if tsv is not None:
@@ -452,7 +454,7 @@ def add_arguments(parser) -> None:
                         "or `cnn`), or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--vcf", required=True, type=Path, help="variants: VCF, bgzip VCF or BCF (a file: it is read twice)")
     parser.add_argument("--fasta", required=True, type=Path, help="the reference genome the VCF was called against")
-    parser.add_argument("--out", required=True, type=output_file, help="output VCF (.vcf.gz, with a .tbi index beside it)")
+    parser.add_argument("--out", required=True, type=output_file, help="output VCF (.vcf.gz, with its index beside it: --index)")
     parser.add_argument("--tsv", type=output_file, help="also write a table: a row per ALT allele, one for a record "
                         "without any (bgzip-compressed when named .gz)")
     add_settings(parser, VariantSettings)

@@ -189,6 +189,18 @@ def test_a_record_past_2_to_the_29_gets_a_csi_index(cnn, ce1pct, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("sv.out*")) == ["sv.out.vcf.gz", "sv.out.vcf.gz.csi"]
     with pysam.VariantFile(str(tmp_path / "sv.out.vcf.gz")) as written:
         assert [(r.id, r.stop) for r in written] == [("sv", 600_000_000)]
+    # Asked for, a .tbi that cannot hold it is refused; a .csi is written for any VCF (the workflow's).
+    result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", tmp_path / "t.vcf.gz",
+                     "--index", "tbi", "--device", "cpu")
+    assert_user_error(result, "--index tbi", "past 2^29", "--index csi")
+    assert not list(tmp_path.glob("t.*"))
+    near = write_vcf(tmp_path / "near.vcf", [("IV", 99, "a", "A", "C")], {"IV": 174_938})
+    result = run_cli("variants", "--model", cnn, "--vcf", near, "--fasta", ce1pct, "--out", tmp_path / "c.vcf.gz",
+                     "--index", "csi", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("c.*")) == ["c.vcf.gz", "c.vcf.gz.csi"]
+    with pysam.VariantFile(str(tmp_path / "c.vcf.gz")) as written:
+        assert [r.id for r in written.fetch("IV", 90, 110)] == ["a"]
 
 
 def test_a_second_models_scores_go_beside_the_first_under_their_own_key(cnn, ce1pct, scored, tmp_path):

@@ -149,6 +149,11 @@ def test_default_config_runs_the_chain(checkout):
     with pysam.VariantFile(str(checkout / "results/variants/snvs.vcf.gz")) as vcf:
         assert [r.id for r in vcf] == [f"snv{i}" for i in range(len(donors))]
         assert all("DNABERT2" in r.info for r in vcf.fetch())
+    # Its index is an output: Snakemake dates it with the VCF, so htslib (which compares whole seconds)
+    # finds none older than its VCF.
+    scored = checkout / "results/variants/snvs.vcf.gz"
+    assert int(scored.with_name(scored.name + ".csi").stat().st_mtime) >= int(scored.stat().st_mtime)
+    assert not scored.with_name(scored.name + ".tbi").exists()
 
     # Turning a scan's bedGraph track on scans again and draws its figure from the track; more loader
     # workers for the other scan change none of its calls, and scan nothing again.

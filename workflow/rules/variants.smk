@@ -2,8 +2,9 @@ rule score_variants:
     input:
         unpack(variant_inputs),
     output:
-        # with its index beside it: .tbi, or .csi where a record lies past 2^29 (contigs over 512 Mbp)
         vcf="results/variants/{name}.vcf.gz",
+        # an output, so that Snakemake dates it with the VCF (an index older than its file, htslib warns of)
+        index="results/variants/{name}.vcf.gz.csi",
         table="results/variants/{name}.tsv",
     log:
         "logs/variants/{name}.log",
@@ -26,4 +27,4 @@ rule score_variants:
         ),
     shell:
         "{params.offline}python -m dnabert2 variants --model {params.model} --vcf {input.vcf:q} --fasta {input.genome} "
-        "--out {output.vcf} --tsv {output.table} {params.options} > {log} 2>&1"
+        "--out {output.vcf} --index csi --tsv {output.table} {params.options} > {log} 2>&1"
