@@ -388,10 +388,15 @@ def _bgzip_and_index(plain: Path, out: Path, index: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
+# Formats a table's name could be mistaken for (x.csv, x.svg for a --plot), which whoever reads it would expect.
+OTHER_FORMATS = {".csv", ".json", ".bed", ".bedgraph", ".vcf", ".bcf", ".gff", ".gff3", ".gtf", ".fa", ".fasta",
+                 ".fna", ".bam", ".sam", ".cram", ".npy", ".npz", ".parquet", ".bw", ".bigwig", ".svg", ".png",
+                 ".pdf", ".html"}
+
+
 def check_table_name(path, option: str) -> None:
-    """A tab-separated table's name: refused where its suffix names another format (x.csv, x.npz),
-    which whoever reads it would take it for."""
-    if path is not None and str(path) != "-" and plain_suffix(path) not in (".tsv", ".tab", ".txt", ""):
+    """A tab-separated table's name: refused where its suffix names another format."""
+    if path is not None and plain_suffix(path) in OTHER_FORMATS:
         raise UserError(f"{path}: {option} writes a tab-separated table; give it a .tsv name (.tsv.gz for bgzip)")
 
 

@@ -437,10 +437,14 @@ def to_make(value: str) -> bool:
 
 
 def is_dense_task(config: dict, task: str) -> bool:
-    """A task of the config with dense: true, or a task folder on disk whose task.json says dense."""
+    """A task of the config with dense: true, or a task folder on disk whose task.json says dense (one
+    that cannot be read is planned as a window task: its job says in one line what is wrong)."""
     if task in config["tasks"]:
         return config["tasks"][task]["dense"]
-    return is_dense(task)
+    try:
+        return is_dense(task)
+    except UserError:
+        return False
 
 
 def scan_task(config: dict, scan: str) -> str | None:

@@ -17,6 +17,7 @@ import pytest
 from conftest import GENOMES, ROOT, assert_stopped, assert_user_error, run_cli, run_patched, without_bases
 from dnabert2.cli import COMMANDS as ALL_COMMANDS
 from dnabert2.cli import build_parser
+from dnabert2.errors import UserError
 from dnabert2.sequences import write_indexed_fasta
 
 COMMANDS = ["download", "vocab", "windows", "sites", "junctions", "pretrain", "tasks", "finetune", "evaluate", "scan",
@@ -78,6 +79,16 @@ def test_an_option_of_several_values_given_twice_takes_both():
     args = build_parser("windows").parse_args(["windows", "--genome", "g", "--out", "o", "--contigs", "I",
                                                "--contigs", "II"])
     assert args.contigs == ["I", "II"]
+
+
+def test_a_table_named_as_another_format_is_refused_and_any_other_name_taken():
+    from dnabert2.outputs import check_table_name
+
+    for name in ("o.csv", "O.CSV.GZ", "ism.svg", "x.npz"):
+        with pytest.raises(UserError, match=f"{re.escape(name)}: --out writes a tab-separated table"):
+            check_table_name(Path(name), "--out")
+    for name in ("o.tsv", "o.tsv.gz", "o.txt", "run1.out", "HG002.predictions", "o", "-", "/dev/stdout"):
+        check_table_name(Path(name), "--out")
 
 
 def test_mutagenesis_scores_in_fp32_unless_asked_otherwise():

@@ -390,6 +390,12 @@ def test_genome_windows_over_regions_keep_genome_coordinates(lambda_forms):
         got = list(genome_windows(fasta, 100, 100, regions=[(name, 1000, 1300)], strands="+"))
         assert [(w.start, w.end) for w in got] == [(1000, 1100), (1100, 1200), (1200, 1300)]
         assert got[1].sequence == lambda_sequence()[1100:1200].upper()
+        # Overlapping regions in any order: merged, in genome order, no window twice; or whole contigs.
+        got = genome_windows(fasta, 100, 100, regions=[(name, 1000, 1300), (name, 1100, 1250), (name, 0, 200)],
+                             strands="+")
+        assert [(w.start, w.end) for w in got] == [(0, 100), (100, 200), (1000, 1100), (1100, 1200), (1200, 1300)]
+        whole = list(genome_windows(fasta, 10_000, 10_000, contigs=[name], strands="+"))
+        assert whole[0].start == 0 and whole[-1].end == fasta.lengths[name]
 
 
 def test_gff3_gives_tss_and_splice_sites_with_canonical_dinucleotides():

@@ -107,6 +107,14 @@ def test_config_readme_explains_every_key_in_its_section():
     assert not missing, f"keys config/README.md does not explain: {', '.join(missing)}"
 
 
+def test_a_task_folder_whose_task_json_is_unreadable_is_planned_as_a_window_task(tmp_path):
+    """Planning reads task.json for a task folder on disk; one it cannot read leaves the job to say
+    what is wrong in one line, not Snakemake's stack."""
+    for text, dense in (('{"dense": true}', True), ("[]", False), ('\ufeff{"dense": true}', True), ("", False)):
+        (tmp_path / "task.json").write_text(text)
+        assert wc.is_dense_task({"tasks": {}}, str(tmp_path)) is dense, text
+
+
 def test_presets_named_in_the_settings_are_the_models():
     from dnabert2.model import PRESETS
 

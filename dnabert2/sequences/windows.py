@@ -14,7 +14,7 @@ from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_text, check_outputs, plain_suffix
 from ..settings import WindowsSettings
 from .fasta import Fasta
-from .inputs import requested_regions
+from .inputs import merge_regions, requested_regions
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,14 @@ def windows(sequence: str, contig: str, size: int, stride: int, *, offset: int =
 
 
 def genome_windows(fasta: Fasta, size: int, stride: int, *, regions: Iterable[tuple[str, int, int]] | None = None,
-                   **options) -> Iterator[Window]:
-    """Windows over a genome: every contig in the FASTA's order, or `regions` (contig, start, end) as
-    requested_regions gives them: checked, in genome order, overlapping and touching ones merged, so
-    that no window comes twice. One contig (or region) is in memory at a time."""
-    for contig, start, end in regions if regions is not None else requested_regions(fasta.lengths, lambda _: fasta.path):
+                   contigs: Iterable[str] | None = None, **options) -> Iterator[Window]:
+    """Windows over a genome in its order (contigs as the FASTA has them, then by start): every contig,
+    the named `contigs`, or `regions` (contig, start, end; overlapping ones merged, so that no window
+    comes twice; touching ones too). One contig (or region) is in memory at a time."""
+    if regions is None:
+        regions = [(c, 0, None) for c in (contigs if contigs is not None else fasta.lengths)]
+    regions = [(contig, start, fasta.check_region(contig, start, end)) for contig, start, end in regions]
+    for contig, start, end in merge_regions(regions, {c: i for i, c in enumerate(fasta.lengths)}):
         yield from windows(fasta.fetch(contig, start, end), contig, size, stride, offset=start, **options)
 
 

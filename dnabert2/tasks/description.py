@@ -14,9 +14,9 @@ def read_description(folder) -> dict:
     if not described.is_file():
         return {}
     try:
-        description = json.loads(described.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        description = None
+        description = json.loads(described.read_text(encoding="utf-8-sig"))  # as an editor may save it
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{described}: not the task.json of a task built by `dnabert2 tasks`: {error}") from None
     if not isinstance(description, dict):
         raise UserError(f"{described}: not the task.json of a task built by `dnabert2 tasks` (a JSON object)")
     return description
