@@ -29,8 +29,8 @@ from .optim import schedule
 from .options import add_settings, changed, model_argument, progress, settings_from, settings_with
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
-from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
 from .tasks.description import is_dense, read_description
+from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
 from .tasks.registry import KINDS
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
