@@ -22,6 +22,7 @@ class Step:
     needs: tuple[str, ...]  # each entry: alternatives split by " | ", names that go together by "+"
     params: dict[str, str] = field(default_factory=dict)  # named param → its option, besides extra
     beside: dict[str, str] = field(default_factory=dict)  # outputs written beside the first: suffix
+    asks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a side output → the options that write it
     workers: bool = False  # threads beyond the first become DataLoader workers
     many: tuple[str, ...] = ()  # names that take several files (each repeats the option); the rest take one
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # params of a few values: those
@@ -51,7 +52,8 @@ STEPS = {
                                     "held_out": "--held-out", "regions": "--regions"},
                       {"report": "--out"}, ("calls", "annotation")),
     "variants": Step("variants", {**MODEL, "vcf": "--vcf", "genome": "--fasta"}, {"vcf": "--out", "tsv": "--tsv"},
-                     ("model", "vcf", "genome"), params=MODEL, beside={"tbi": ".tbi", "csi": ".csi"}),
+                     ("model", "vcf", "genome"), params=MODEL, beside={"tbi": ".tbi", "csi": ".csi"},
+                     asks={"tbi": ("--index", "tbi"), "csi": ("--index", "csi")}),
     "embed": Step("embed", {**MODEL, **SEQUENCES}, {"embeddings": "--out"}, ("model", "csv | fasta | bed+genome"),
                   params=MODEL, beside={"ids": ".ids.txt"}),
     "predict": Step("predict", {**MODEL, **SEQUENCES}, {"table": "--out"}, ("model", "csv | fasta | bed+genome"),
@@ -100,13 +102,16 @@ def check(step: Step, inputs: dict, outputs: dict, params: dict) -> None:
     main = next(iter(step.outputs))
     if main not in outputs:
         raise WrapperError(f"no named output {main}")
-    _check_extra(step, inputs, params)
+    _check_extra(step, inputs, params, outputs)
     for name, suffix in step.beside.items():
         if name in outputs and str(outputs[name]) != f"{outputs[main]}{suffix}":
             raise WrapperError(f"output {name} is written beside {main}: it must be {outputs[main]}{suffix}")
+    asked = sorted(set(step.asks) & set(outputs))
+    if len(asked) > 1:
+        raise WrapperError(f"outputs {' and '.join(asked)}: the command writes one of them; name one")
 
 
-def _check_extra(step: Step, inputs: dict, params: dict) -> None:
+def _check_extra(step: Step, inputs: dict, params: dict, outputs: dict) -> None:
     """Refuse in `extra` an option the wrapper gives itself: from a named input or param (the command
     would take the last of the two), an output's (a file Snakemake would not know of, or not find),
     or --workers (from the rule's threads)."""
@@ -116,6 +121,7 @@ def _check_extra(step: Step, inputs: dict, params: dict) -> None:
     given = {option: f"the named input {name}" for name, option in step.inputs.items() if option and name in inputs}
     given |= {option: f"the named param {name}" for name, option in step.params.items() if option and name in params}
     given |= {option: f"the named output {name}" for name, option in step.outputs.items()}
+    given |= {step.asks[name][0]: f"the named output {name}" for name in step.asks if name in outputs}
     if step.workers:
         given["--workers"] = "the rule's threads"
     try:
@@ -160,6 +166,7 @@ def arguments(step: Step, inputs: dict, outputs: dict, params: dict, threads: in
             for path in _as_list(value):
                 path = _model_folder(path) if options is step.inputs and name == "model" else path
                 words += [options[name], path] if options[name] else [path]
+    words += [word for name in step.asks if name in outputs for word in step.asks[name]]
     if step.workers:
         words += ["--workers", str(max(threads - 1, 0))]
     return words

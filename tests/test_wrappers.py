@@ -15,7 +15,7 @@ import yaml
 from conftest import DATA, GENOMES, ROOT, TOKENIZER
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.sequences import Fasta, read_annotation
-from dnabert2.wrappers import STEPS, WrapperError, check
+from dnabert2.wrappers import STEPS, WrapperError, arguments, check
 
 WRAPPERS = ROOT / "wrappers" / "dnabert2"
 ANNOTATION = GENOMES / "ce1pct.gff3.gz"
@@ -253,6 +253,15 @@ def test_genomes_may_be_several_where_the_command_takes_several():
 def test_side_outputs_must_lie_where_the_command_writes_them():
     with pytest.raises(WrapperError, match="it must be out.vcf.gz.tbi"):
         check(STEPS["variants"], {"model": "m", "vcf": "v", "genome": "g"}, {"vcf": "out.vcf.gz", "tbi": "x.tbi"}, {})
+    # The index a rule names is the one the command is asked for (else it picks one by the positions).
+    variants = {"model": "m", "vcf": "v", "genome": "g"}
+    for index in ("tbi", "csi"):
+        words = arguments(STEPS["variants"], variants, {"vcf": "o.vcf.gz", index: f"o.vcf.gz.{index}"}, {}, 1)
+        assert words[-2:] == ["--index", index]
+    with pytest.raises(WrapperError, match="outputs csi and tbi: the command writes one of them"):
+        check(STEPS["variants"], variants, {"vcf": "o.vcf.gz", "tbi": "o.vcf.gz.tbi", "csi": "o.vcf.gz.csi"}, {})
+    with pytest.raises(WrapperError, match="param extra gives --index, which the wrapper gives from the named output"):
+        check(STEPS["variants"], variants, {"vcf": "o.vcf.gz", "csi": "o.vcf.gz.csi"}, {"extra": "--index tbi"})
     check(STEPS["scan"], {"genome": "g"}, {"calls": "c"}, {"model": "owner/name"})  # a Hub id as a param
     # extra's own options, and those of inputs the rule does not name, go through.
     check(STEPS["scan"], {"genome": "g", "model": "m"}, {"calls": "c"}, {"extra": "--threshold 0.5 --regions r.bed"})
