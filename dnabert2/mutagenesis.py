@@ -87,8 +87,8 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
     """Write `out` (TSV: contig, pos, ref, alt, score, delta) and, given `plot`, the figure; returns
     the target and the reference score."""
     s = settings_with(MutagenesisSettings, settings, overrides)
+    check_outputs([out, plot], [fasta, *files_in(model)])  # first: a model's own file named is said so
     check_table_name(out, "mutagenesis")
-    check_outputs([out, plot], [fasta, *files_in(model)])
     if plot is not None:
         check_figure_name(plot)
     contig, start, end = parse_region(region)

@@ -81,8 +81,8 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     """Write `out` (TSV): one row per input sequence, in input order; returns the number of rows."""
     s = settings_with(PredictSettings, settings, overrides)
     out = Path(out)
-    check_table_name(out, "predict")
     check_outputs([out], [csv_file, fasta, bed, genome, *files_in(model)])
+    check_table_name(out, "predict")
     check_sources(csv_file, fasta, bed, genome)
     folder = model_path(model)
     scanner = load_any_scanner(folder, device=s.device, dtype=s.dtype)

@@ -222,8 +222,8 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     out = Path(out)
     if not (bgzip_named(out) and plain_suffix(out) == ".vcf"):
         raise UserError(f"{out}: the output is bgzip-compressed VCF; give it a .vcf.gz (or .vcf.bgz) name")
-    check_table_name(tsv, "--tsv")
     check_outputs([out, tsv], [vcf, fasta, *files_in(model)])
+    check_table_name(tsv, "--tsv")
     if not INFO_KEY.fullmatch(s.info_key) or s.info_key == END:
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
                         "with a digit (not END)")
