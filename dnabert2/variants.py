@@ -258,8 +258,9 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     # A '"' (in the model's name) would end the description early, and htslib drop the line.
     header.add_meta("INFO", items=[("ID", s.info_key), ("Number", "A"), ("Type", "String"),
                                    ("Description", described.replace('"', "'"))])
-    index = tabix_suffix(furthest) if s.index == "auto" else f".{s.index}"
-    if index == ".tbi" and tabix_suffix(furthest) == ".csi":
+    needed = tabix_suffix(furthest)
+    index = needed if s.index == "auto" else f".{s.index}"
+    if index == ".tbi" and needed == ".csi":
         raise UserError(f"--index tbi: {vcf} has a record past 2^29 bp, which a .tbi cannot index; give --index csi")
     counts = {"records": 0, "alleles_scored": 0, **dict.fromkeys(REASONS, 0), "alleles_unscorable": 0}
     with contextlib.ExitStack() as stack:
