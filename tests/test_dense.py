@@ -255,7 +255,7 @@ def test_the_cnn_is_refused_where_a_dnabert2_model_is_needed(cnn, dense_task, ce
 
 @pytest.mark.parametrize("damage, words", [
     ("base", ["dev.csv: line 2", "characters that are no nucleotide", "'X'"]),
-    ("labels", ["task.json: labels must map each class number to its name"]),
+    ("labels", ["task.json: 'labels' must map each class number to its name"]),
     # PR-AUC is undefined at every epoch: the first epoch was kept, whatever the later ones learned
     ("no dev site", ["dev.csv: no annotated site in any window", "picks the epoch and the seed"]),
     # Window tasks refuse a class train lacks; so do dense ones.

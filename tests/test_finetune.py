@@ -324,6 +324,11 @@ def test_a_task_description_of_another_kind_is_refused(base, tmp_path):
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
                       "a splice task has 3 labels", "2 classes")
     assert not (tmp_path / "o").exists()
+    # A kind that is no name was a TypeError traceback (unhashable list) from the kinds' registry.
+    (task / "task.json").write_text(json.dumps({"task": ["splice"], "window_bp": 8}))
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
+                      """task.json: 'task' must be a task kind's name, as "splice", not ["splice"]""")
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_force(base, motif_task, tmp_path):

@@ -138,16 +138,25 @@ def test_labels_that_would_share_calls_and_track_files_are_refused(ce1pct, tmp_p
     assert not (tmp_path / "c.bed").exists() and not (tmp_path / "tracks").exists()
 
 
-def test_a_task_json_that_is_no_description_is_one_line_error(ce1pct, tmp_path):
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "not the task.json of a task built by `dnabert2 tasks` (a JSON object)"),
+    # Each of these was a TypeError or AttributeError traceback, or (dense) a window model scanned as one.
+    ('{"task": ["splice"]}', """'task' must be a task kind's name, as "splice", not ["splice"]"""),
+    ('{"labels": ["none", "site"]}', "'labels' must map each class number to its name"),
+    ('{"labels": {"0": "none", "2": "site"}}', "'labels' must map each class number to its name"),
+    ('{"window_bp": "60"}', "'window_bp' must be a whole number of bp, 1 or more, not \"60\""),
+    ('{"dense": "yes"}', "'dense' must be true or false"),
+])
+def test_a_task_json_that_is_no_description_is_one_line_error(ce1pct, tmp_path, content, message):
     """Every reader of task.json (scan, scan-eval --held-out, finetune, evaluate) reads it one way."""
     model = scan_classifier(tmp_path / "model", 60, task="custom", labels=("none", "site"))
-    (model / "task.json").write_text("[1, 2]")
+    (model / "task.json").write_text(content)
     result = run_cli("scan", "--model", model, "--fasta", ce1pct, "--contigs", "MtDNA", "--out", tmp_path / "c.bed")
-    assert_user_error(result, "model/task.json: not the task.json of a task built by `dnabert2 tasks`")
+    assert_user_error(result, f"model/task.json: {message}")
     assert not (tmp_path / "c.bed").exists()
     calls = tmp_path / "calls.bed"
     calls.write_text("I\t100\t101\tdonor\t900\t+\t1\t-1\t-1\t0\n")
-    for held_out, message in ((model, "not the task.json"), (tmp_path, "task.json: no such file")):
+    for held_out, message in ((model, message), (tmp_path, "task.json: no such file")):
         result = run_cli("scan-eval", "--calls", calls, "--annotation", GENOMES / "ce1pct.gff3.gz",
                          "--held-out", held_out, "--out", tmp_path / "eval.json")
         assert_user_error(result, message)

@@ -266,10 +266,6 @@ def read_dense_task(folder) -> DenseTask:
     for key in ("core_bp", "flank_bp", "labels"):
         if key not in description:
             raise UserError(f"{folder}/task.json: a dense task needs {key!r}")
-    labels = description["labels"]
-    if not isinstance(labels, dict) or sorted(labels) != sorted(map(str, range(len(labels)))):
-        raise UserError(f'{folder}/task.json: labels must map each class number to its name, '
-                        f'as {{"0": "none", "1": "donor"}}')
     task = DenseTask(folder, description, {})
     for split in SPLITS:
         task.splits[split] = _read_dense_split(folder / f"{split}.csv", task)
