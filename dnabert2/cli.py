@@ -104,6 +104,8 @@ def main(argv=None) -> int:
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        # huggingface_hub prints its warnings through a handler of its own: passed on to ours, each came twice.
+        logging.getLogger("huggingface_hub").propagate = False
         stops.install()
         try:
             args.run(args)

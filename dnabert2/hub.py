@@ -4,6 +4,7 @@ always wins over an id, and so does a folder here named as its owner when no rev
 (`models/mymodl` is a mistyped path, not a repository). HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE and
 HF_TOKEN (private repositories) act as they do for every Hugging Face tool."""
 
+import importlib
 import logging
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from .errors import UserError
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole model's, in the order they are looked for
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a LoRA fine-tuning folder's
 MODEL_FILES = ["*.json", *WEIGHT_FILES, ADAPTER_FILES[1]]
+HTTP_CLIENTS = ("httpx2", "httpx")  # huggingface_hub 2's, and 1's (before, requests')
 
 _ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
@@ -62,7 +64,7 @@ def model_path(name, *, newest: bool = False) -> Path:
     endpoint = constants.ENDPOINT
     if not _offline() and urlsplit(endpoint).scheme not in ("http", "https"):
         raise UserError(f"{where}: HF_ENDPOINT {endpoint!r} is not an http(s) URL")
-    for client in ("httpx", "httpx2"):  # a line per HTTP request is noise in a command's log
+    for client in HTTP_CLIENTS:  # a line per HTTP request is noise in a command's log
         logging.getLogger(client).setLevel(logging.WARNING)
     try:
         if newest and not _offline():
@@ -89,8 +91,21 @@ def model_path(name, *, newest: bool = False) -> Path:
     except errors.LocalEntryNotFoundError as error:
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached: {_first_line(error.__cause__)}"
         raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None
-    except (errors.HfHubHTTPError, OSError) as error:
+    except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
+
+
+def _transfer_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's own errors, which huggingface_hub lets through where a file fails to download
+    once the repository has answered (its storage host blocked, the connection cut): httpx2's from
+    huggingface_hub 2, httpx's in 1 (requests' are OSErrors)."""
+    found = []
+    for client in HTTP_CLIENTS:
+        try:
+            found.append(importlib.import_module(client).HTTPError)
+        except ImportError:
+            pass
+    return tuple(found)
 
 
 class _Silent(tqdm):

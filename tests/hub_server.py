@@ -23,6 +23,7 @@ class HubServer(LocalServer):
         self.repos: dict[str, dict] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 → content, the LFS storage
         self.requests: list[tuple[str, str]] = []
+        self.storage: str | None = None  # where weights are redirected; None: this server under another host name
         super().__init__(_Handler)
 
     @property
@@ -91,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
             if name.endswith(LFS_SUFFIXES):
                 sha256 = hashlib.sha256(content).hexdigest()
                 # Storage on another host, as the Hub's CDN is: clients do not follow it for metadata.
-                storage = self.server_state.endpoint.replace("127.0.0.1", "localhost")
+                storage = self.server_state.storage or self.server_state.endpoint.replace("127.0.0.1", "localhost")
                 headers |= {"Location": f"{storage}/lfs-storage/{sha256}", "X-Linked-Etag": f'"{sha256}"',
                             "X-Linked-Size": str(len(content)), "ETag": f'"{_git_blob_id(content)}"'}
                 return self._send(302, b"", body, headers)

@@ -205,12 +205,34 @@ def test_an_hf_endpoint_that_is_no_url_gets_one_line(tmp_path):
     assert_user_error(result, "HF_ENDPOINT 'hub.example.org' is not an http(s) URL")
 
 
+def closed_url() -> str:
+    """The URL of a port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", ["scan", "fetch"])
+def test_weights_the_hub_storage_does_not_send_get_one_line(hub, tmp_path, command):
+    """The Hub answers, its file storage does not (a firewall that lets the Hub through, not the host
+    its weights are redirected to): huggingface_hub lets its HTTP client's own error through, which
+    was a traceback."""
+    out = tmp_path / ("x.bed" if command == "scan" else "x.tsv")
+    words = ["--fasta", GENOMES / "ce1pct.fa.gz", "--out", out] if command == "scan" else ["--out", out]
+    hub.storage = closed_url()
+    try:
+        result = run(hub_env(hub, tmp_path / "hf"), "-m", "dnabert2", command,
+                     *(["--model"] if command == "scan" else []), "lab/splice-tiny", *words)
+    finally:
+        hub.storage = None
+    assert_user_error(result, "lab/splice-tiny: cannot fetch it from the Hugging Face Hub")
+    assert result.stderr.count("Max retries exceeded") == 1  # huggingface_hub's warning, said once
+    assert not list(tmp_path.glob("x.*"))
+
+
 def test_no_network_and_nothing_cached_gets_one_line(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    env |= {"HF_ENDPOINT": closed_url(), "HF_HOME": str(tmp_path / "hf")}
     result = run(env, "-m", "dnabert2", "scan", "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz",
                  "--out", tmp_path / "x.bed")
     assert_user_error(result, "lab/splice-tiny", "Hugging Face cache", "cannot be reached")
@@ -230,10 +252,7 @@ def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
     # Where the Hub does not answer, fetch fails: huggingface_hub would give the cached commit, however old.
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    for endpoint, words in ((f"http://127.0.0.1:{port}", ["cannot be reached", "cached copy may be out of date"]),
+    for endpoint, words in ((closed_url(), ["cannot be reached", "cached copy may be out of date"]),
                             (hub.endpoint + "/gone", ["cannot fetch it from the Hugging Face Hub", "404"])):
         again = run(hub_env(hub, home) | {"HF_ENDPOINT": endpoint}, "-m", "dnabert2", "fetch", "lab/splice-tiny@v1",
                     "--out", tmp_path / "again.tsv")
