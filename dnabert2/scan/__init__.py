@@ -252,7 +252,7 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
                             "give larger regions or contigs, a shorter --window, or scan with a per-base model")
     every = blocks(wanted, size, stride, DENSE_BLOCK_CORES if scanner.dense else BLOCK_WINDOWS)
     mine = chunk(every, *chunk_of)
-    before, after = ([], []) if s.merge else neighbours(every, mine, max(distances.values()) + scanner.window)
+    before, after = ([], []) if s.merge else neighbours(every, mine, 2 * max(distances.values()) + scanner.window)
     planned = [(b, False) for b in before] + [(b, True) for b in mine] + [(b, False) for b in after]
     blocks_read = [b for b, _ in planned]
     if scanner.dense:
@@ -272,7 +272,7 @@ def add_arguments(parser) -> None:
         "classify them with a fine-tuned model; or, with a per-base model (a dense head, or the CNN baseline), tile "
         "each contig with cores that abut, read with their flanks, so every base is scored once per strand. Calls are "
         "peaks: a site (a window's, or a base) scoring at or above --threshold for a label (every label but 0 unless "
-        "--labels) with no higher score within --min-distance bp on its strand; --merge merges overlapping or touching "
+        "--labels) with no higher score within --min-distance bp on its strand (of equal such sites, the first); --merge merges overlapping or touching "
         "windows into regions instead. Output: BED6+4 in the narrowPeak layout (contig, start, end, label, probability x "
         "1000, strand, supporting windows or reads, -1, -1, peak offset), sorted. With --bam: scan the read sequences "
         "and place hits on the reference through the alignments, one call per site with its read support; or with "
