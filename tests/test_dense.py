@@ -363,6 +363,28 @@ def test_dense_scan_scores_every_base_once_and_chunks_join_byte_for_byte(cnn, ce
     assert refused.stdout == failed.stdout == "" and not (tmp_path / "s.json").exists()
 
 
+def test_a_last_core_cut_short_is_read_whole_as_the_task_tiled_it(dense_task, ce1pct, tmp_path):
+    """`tasks` reads a stretch's last core whole, flush with its end; scan read it cut short, with less
+    context than the model learnt with (a task's test stretch, scanned, did not score as fine-tuning's
+    test did): its bases score as in a scan of the one core ending there. The encoder attends across
+    the whole window, so every base of a core cut short scored otherwise."""
+    torch.manual_seed(0)
+    model = tmp_path / "model"
+    save_model(build_model(preset("tiny", num_labels=3), "dense").eval(), model, load_tokenizer(TOKENIZER))
+    shutil.copyfile(dense_task / "task.json", model / "task.json")
+    tracks = {}
+    for name, start in (("cut", 20000), ("flush", 22300 - CORE)):
+        (tmp_path / f"{name}.bed").write_text(f"I\t{start}\t22300\n")
+        result = run_cli("scan", "--model", model, "--fasta", ce1pct, "--regions", tmp_path / f"{name}.bed",
+                         "--out", tmp_path / f"{name}.calls.bed", "--bigwig", tmp_path / name, "--workers", 0)
+        assert result.returncode == 0, result.stderr
+        tracks[name] = {track: bigwig_values(tmp_path / name, track, "I", 22300)[22000:]
+                        for track in ("donor.plus.bw", "donor.minus.bw", "acceptor.plus.bw", "acceptor.minus.bw")}
+    for track, flush in tracks["flush"].items():
+        assert (flush >= 0).all()
+        np.testing.assert_allclose(tracks["cut"][track], flush, atol=1e-6, err_msg=track)
+
+
 def test_contigs_named_as_pandas_missing_values_or_with_a_hash_keep_their_tracks(cnn, ce1pct, tmp_path):
     # NA, null and nan are missing values to pandas, and # starts its comments: read back from bedGraph,
     # their rows were merged under nan (gathered) or dropped (scan-eval: no base scored, exit 0).

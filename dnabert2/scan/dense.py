@@ -74,8 +74,8 @@ class DenseScanner:
             while last < len(sequences) and used + sizes[last] <= batch_tokens:
                 used += sizes[last]
                 last += 1
-            # Convolutions prepare anew for each input length they meet (oneDNN on a CPU): windows cut
-            # short at contig ends, thousands in a draft assembly, are padded to a few lengths.
+            # Convolutions prepare anew for each input length they meet (oneDNN on a CPU): windows of
+            # stretches shorter than a core (a draft assembly's contigs, thousands) are padded to a few lengths.
             longest = max(len(q) for q in sequences[first:last])
             length = min(self.window, -(-longest // PADDED_TO) * PADDED_TO)
             with self.autocast:
@@ -144,14 +144,15 @@ class DenseBlocks(BlockReader, IterableDataset):
         sequences, cores, known, strands, skipped = [], [], [], [], 0
         for i in range(block.first, block.last):
             start, end = block.grid.core(i)
-            sequence = fasta.fetch_padded(contig, start - flank, end + flank)
-            bases = scored_bases(sequence[flank:flank + end - start])
+            first = block.grid.read(i)
+            sequence = fasta.fetch_padded(contig, first - flank, end + flank)
+            bases = scored_bases(sequence[flank + start - first:flank + end - first])
             if not bases.any():
                 skipped += len(self.strands)  # counted as `windows` is, once per strand
                 continue
             for strand in self.strands:
                 sequences.append(sequence if strand == "+" else reverse_complement(sequence))
-                cores.append((start, end))
+                cores.append((first, start, end))
                 known.append(bases)
                 strands.append(strand)
         encoded = encode_bases(tokenizer, sequences) if tokenizer else None
@@ -171,8 +172,8 @@ def dense_track(scanner: DenseScanner, item: dict, probabilities: list[np.ndarra
     """Every base's probability of each label, on each strand, in forward coordinates (N and other
     IUPAC codes have none)."""
     rows = {}
-    for p, (start, end), known, strand in zip(probabilities, item["cores"], item["known"], item["strand"]):
-        forward = p if strand == "+" else p[::-1]
+    for p, (first, start, end), known, strand in zip(probabilities, item["cores"], item["known"], item["strand"]):
+        forward = (p if strand == "+" else p[::-1])[start - first:]  # the bases before `start` are another core's
         rows.setdefault(strand, []).append((np.arange(start, end, dtype=np.int64)[known], forward[known]))
     found = {}
     for strand, parts in rows.items():

@@ -40,7 +40,8 @@ class Grid:
 @dataclass(frozen=True)
 class Tiles:
     """Cores of a dense scan over [start, end) of a contig: abutting, `size` bp each, the last one cut
-    at the end, so each base lies in exactly one."""
+    at the end, so each base lies in exactly one. A last core cut short is read whole, flush with the
+    end (`read`), as `dnabert2 tasks` tiles a stretch: the model meets the length it learnt."""
 
     contig: str
     start: int
@@ -59,6 +60,11 @@ class Tiles:
 
     def core(self, i: int) -> tuple[int, int]:
         return self.window_start(i), min(self.end, self.window_start(i) + self.size)
+
+    def read(self, i: int) -> int:
+        """Where the core the model reads for core i starts: the core's own start, or, for a last core
+        cut short, `size` bp before the end (never before the start: a shorter stretch is read whole)."""
+        return max(self.start, min(self.window_start(i), self.end - self.size))
 
 
 @dataclass(frozen=True)
