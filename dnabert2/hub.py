@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from .errors import UserError
 
+log = logging.getLogger(__name__)
+
 # What loading a model reads: configuration, tokenizer, weights, a LoRA adapter. The released
 # repository's Python files (bert_layers.py, …) are never fetched, so never run.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole model's, in the order they are looked for
@@ -22,6 +24,7 @@ MODEL_FILES = ["*.json", *WEIGHT_FILES, ADAPTER_FILES[1]]
 HTTP_CLIENTS = ("httpx2", "httpx")  # huggingface_hub 2's, and 1's (before, requests')
 
 _ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9])(?:@(?P<revision>[\w./-]+))?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})$")
 
 
@@ -76,7 +79,14 @@ def model_path(name, *, newest: bool = False) -> Path:
                     raise error.__cause__ from None
                 raise UserError(f"{where}: the Hugging Face Hub cannot be reached ({_first_line(error.__cause__)}); "
                                 "its cached copy may be out of date") from None
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
+        # A commit is what it is; a branch or tag the Hub cannot resolve, huggingface_hub takes from the
+        # cache, however old, without a word: said here.
+        unanswered = None if newest or _offline() or _COMMIT.fullmatch(revision or "") else _unanswered(repo, revision)
+        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES))
+        if unanswered:
+            log.warning("%s: the Hugging Face Hub did not answer (%s); using the cached %s, which may not be its "
+                        "newest", where, unanswered, model_name(folder))
+        return folder
     except errors.HFValidationError:
         raise UserError(f"{name}: no such file or folder here, nor a valid Hugging Face Hub id") from None
     except errors.RevisionNotFoundError:
@@ -93,6 +103,17 @@ def model_path(name, *, newest: bool = False) -> Path:
         raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None
     except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
+
+
+def _unanswered(repo: str, revision: str | None) -> str | None:
+    """Why the Hub does not say which commit `revision` of `repo` is now; None when it does."""
+    from huggingface_hub import HfApi, errors
+
+    try:
+        HfApi().repo_info(repo, revision=revision)
+    except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
+        return _first_line(error)
+    return None
 
 
 def _transfer_errors() -> tuple[type[Exception], ...]:
@@ -119,7 +140,10 @@ def model_name(folder) -> str:
     """How outputs record a model: `owner/name@commit` for a folder of the Hub cache (the revision
     pinned), the path otherwise."""
     match = _SNAPSHOT.search(Path(folder).as_posix())
-    return f"{match['owner']}/{match['name']}@{match['commit']}" if match else str(folder)
+    if match:
+        return f"{match['owner']}/{match['name']}@{match['commit']}"
+    # A folder here named as an id is written as a path: the record would name the Hub's model of that name.
+    return f"./{folder}" if _ID.fullmatch(str(folder)) else str(folder)
 
 
 def _offline() -> bool:

@@ -123,6 +123,19 @@ def test_a_scan_by_hub_id_records_the_revision_and_calls_what_the_folder_calls(h
     assert summary["model"] == f"lab/splice-tiny@{hub.commits['v1']}"
 
 
+def test_a_folder_here_named_as_an_id_is_recorded_as_a_path(hub, tmp_path):
+    """Recorded as `lab/splice-tiny`, it read as the Hub's model, another model in any other folder."""
+    shutil.copytree(hub.local["classifier"], tmp_path / "lab" / "splice-tiny")
+    (tmp_path / "regions.bed").write_text("IV\t0\t2000\n")
+    result = subprocess.run([sys.executable, "-m", "dnabert2", "scan", "--model", "lab/splice-tiny", "--fasta",
+                             GENOMES / "ce1pct.fa.gz", "--regions", "regions.bed", "--out", "c.bed", "--summary",
+                             "c.json", "--device", "cpu", "-q"], capture_output=True, text=True,
+                            env=hub_env(hub, tmp_path / "hf"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "c.json").read_text())["model"] == "./lab/splice-tiny"
+    assert not (tmp_path / "hf").exists()  # the folder was read, nothing fetched
+
+
 def test_offline_mode_uses_the_cache_and_says_when_a_model_is_not_there(hub, tmp_path):
     home = tmp_path / "hf"
     assert python_checksum(hub_env(hub, home), "lab/splice-tiny@v1").returncode == 0
@@ -257,6 +270,11 @@ def test_fetch_caches_models_for_offline_use_and_names_the_commits(hub, tmp_path
         again = run(hub_env(hub, home) | {"HF_ENDPOINT": endpoint}, "-m", "dnabert2", "fetch", "lab/splice-tiny@v1",
                     "--out", tmp_path / "again.tsv")
         assert_user_error(again, "lab/splice-tiny@v1", *words)
+        # Loading it takes the cached copy (huggingface_hub's way), which it now says it does.
+        cached = python_checksum(hub_env(hub, home) | {"HF_ENDPOINT": endpoint}, "lab/splice-tiny@v1")
+        assert cached.returncode == 0, cached.stderr
+        assert "lab/splice-tiny@v1: the Hugging Face Hub did not answer" in cached.stderr
+        assert f"using the cached lab/splice-tiny@{hub.commits['v1']}, which may not be its newest" in cached.stderr
     assert not (tmp_path / "again.tsv").exists()
 
 
