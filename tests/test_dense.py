@@ -118,6 +118,11 @@ def test_dense_task_bad_input(ce1pct, tmp_path):
                         "--core", 100, "--empty-rate", 0.5)  # --dense forgotten: a task of windows
     assert_user_error(forgotten, "--core, --empty-rate shape dense tasks", "would ignore them")
     assert not (tmp_path / "w").exists()
+    # Split by position (one contig), the splits lie a core and two flanks apart: a long flank empties them.
+    plasmid = GENOMES / "Ypestis_pPCP1_NC_005816.gb.gz"
+    flanked = run_cli("tasks", "promoter", "--dense", "--genome", plasmid, "--annotation", plasmid, "--out",
+                      tmp_path / "d", "--core", 500, "--flank", 3000)
+    assert_user_error(flanked, "split holds no annotated site in a 500 bp core; give a shorter --core or --flank, or a larger genome")
     shuffled = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
                        tmp_path / "d", "--negatives", "shuffled")
     assert_user_error(shuffled, "--negatives is for tasks of windows")

@@ -114,10 +114,11 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         examples = {split: _windows(fasta, layout.regions[split], by_place, s, rng,
                                     s.empty_rate if split == "train" else 1.0) for split in SPLITS}
     other = "" if layout.how == "positions" else "other --test-contigs/--dev-contigs, "
+    shorter = "--core or --flank" if layout.how == "positions" else "--core"  # splits by position lie a window apart
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
             raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give {other}a shorter "
-                            "--core or a larger genome")
+                            f"{shorter}, or a larger genome")
     absent = labels_absent(examples["train"], task.labels)
     if absent:  # read_dense_task would refuse the task: nothing to learn them from
         raise UserError(f"the train split holds no {', no '.join(absent)} site; give {other}a larger genome")
