@@ -72,8 +72,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "pretrain, build tasks from annotations, fine-tune and evaluate, scan genomes and reads into BED calls; and "
         "the sequence utilities (windows, sites, junctions) and report figures.")
     parser.add_argument("--version", action="version", version=f"dnabert2 {__version__}")
+    quiet = {"action": "store_true", "help": "log warnings and errors only, no progress bars"}
+    parser.add_argument("-q", "--quiet", **quiet)  # before the command, as `pip -q install` takes it
     common = Parser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+    # Suppressed unless given, the command's default would undo a -q given before it.
+    common.add_argument("-q", "--quiet", default=argparse.SUPPRESS, **quiet)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parser.set_defaults(commands=commands.choices)  # for an error in a command's words, said by its own parser
     for name, (module, add, run, help_line) in COMMANDS.items():

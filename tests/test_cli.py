@@ -265,6 +265,16 @@ def test_sites_of_a_kind_the_annotation_lacks_give_an_empty_bed_and_a_warning_ev
     assert "holds no splice sites on the genome's contigs" in result.stderr
 
 
+@pytest.mark.parametrize("words, quiet", [(["-q", "tasks"], True), (["tasks", "--quiet"], True), (["tasks"], False)])
+def test_quiet_is_taken_before_the_command_as_after_it(tmp_path, words, quiet):
+    """`dnabert2 -q tasks …` was refused (unrecognized arguments), as `pip -q install` is not."""
+    plasmid = GENOMES / "Ypestis_pPCP1_NC_005816.gb.gz"
+    result = run_cli(*words, "core-promoter", "--genome", plasmid, "--annotation", plasmid, "--negatives", "shuffled",
+                     "--out", tmp_path / "t")
+    assert result.returncode == 0, result.stderr
+    assert ("splitting each contig by position" in result.stderr) is not quiet
+
+
 def test_sites_with_annotation_of_another_genome_is_refused(tmp_path):
     result = run_cli("sites", "--annotation", GENOMES / "ce1pct.gff3.gz", "--genome", GENOMES / "lambda_phage_bowtie2_example.fa.gz",
                      "--out", tmp_path / "s.bed")
