@@ -127,6 +127,24 @@ def test_window_scan_tracks_stay_inside_the_scanned_regions(splice_model, ce1pct
         assert all(any(c == rc and rs <= s and e <= re_ for rc, rs, re_ in read) for c, s, e, _ in intervals), name
 
 
+def test_a_summary_counts_every_label_called_even_where_none_is(splice_model, ce1pct, tmp_path):
+    """A scan without calls summarised `"calls": {}`: a reader's summary["calls"]["donor"] failed."""
+    regions = tmp_path / "regions.bed"
+    regions.write_text("I\t1000\t4000\n")
+    common = ["--fasta", ce1pct, "--regions", regions, "--threshold", 1.0]
+    rows, summary = scan(splice_model, tmp_path / "none.bed", *common)
+    assert rows == [] and summary["calls"] == {"donor": 0, "acceptor": 0}
+    for i in range(2):
+        scan(splice_model, tmp_path / f"part{i}.bed", *common, "--chunk", f"{i}/2")
+    result = run_cli("scan-gather", tmp_path / "part0.json", tmp_path / "part1.json", "--out", tmp_path / "all.bed",
+                     "--summary", tmp_path / "all.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "all.json").read_text())["calls"] == {"donor": 0, "acceptor": 0}
+    assert "all.bed: no calls" in result.stdout
+    _, some = scan(splice_model, tmp_path / "donors.bed", *common[:-1], 0.5, "--labels", "donor")
+    assert list(some["calls"]) == ["donor"] and some["calls"]["donor"] > 0
+
+
 @pytest.mark.parametrize("labels", [("none", "site", "site"), ("none", "site A", "site/A")])
 def test_labels_that_would_share_calls_and_track_files_are_refused(ce1pct, tmp_path, labels):
     """Two labels of one name (a hand-written task.json) scanned into one label's calls and one track

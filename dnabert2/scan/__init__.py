@@ -6,7 +6,6 @@ one job gives.
 """
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 from ..bed import write_junctions
@@ -20,7 +19,7 @@ from ..sequences import Fasta, open_alignments, requested_regions, write_indexed
 from ..sequences.fasta import NoRandomAccess
 from ..settings import ScanSettings
 from ..tasks.registry import peak_distance
-from .calls import MERGED, check_scored, top, write_calls
+from .calls import MERGED, check_scored, count_calls, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, no_summary_of_stdout, relative, scan_line
 from .model import called_labels
@@ -137,9 +136,10 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
             check_scored(tally.windows, tally.skipped, None if scanner.dense else s.max_n, mode)
         order = {c: i for i, c in enumerate(lengths)}
         calls = top(calls, s.top_k, order)
-        tally.calls = dict(Counter(c.label for c in calls))
+        called = [scanner.labels[i] for i in options["labels"]]
+        tally.calls = count_calls(calls, called)
         report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count],
-                  "labels": scanner.labels, "called": [scanner.labels[i] for i in options["labels"]],
+                  "labels": scanner.labels, "called": called,
                   "threshold": s.threshold, "top_k": s.top_k, "dense": scanner.dense,
                   "calls_by": calls_by(mode, scanner.dense, s.merge),
                   "min_distance": None if s.merge or (mode == "reads" and not scanner.dense) else distances,

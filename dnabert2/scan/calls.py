@@ -116,15 +116,22 @@ def read_calls(path) -> list[Call]:
     return calls
 
 
+def count_calls(calls: list[Call], labels) -> dict[str, int]:
+    """Calls by label, as a summary holds them: each of `labels` (those called) counted, 0 where it has
+    none, so that a reader finds every label it asked for."""
+    counted = Counter(c.label for c in calls)
+    return {label: counted[label] for label in labels} | dict(counted)
+
+
 def by_label(counts: dict[str, int]) -> str:
-    """Calls counted by label, as messages and a scan's line say them."""
-    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+    """Calls counted by label, as messages and a scan's line say them (labels without calls unsaid)."""
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()) if n)
 
 
 def check_counts(calls: list[Call], path, summary, counted: dict[str, int], advice: str) -> None:
     """Refuse calls that are not those the summary of their scan counted, label by label: written over
     by another run since, or another scan's (equal counts pass: the check is a count)."""
-    found = dict(Counter(c.label for c in calls))
+    found = count_calls(calls, counted)
     if found != counted:
         raise UserError(f"{path}: not the calls of the scan {summary} describes (calls by label: "
                         f"{by_label(found) or 'none'}; the scan made {by_label(counted) or 'none'}); {advice}")

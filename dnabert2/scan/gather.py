@@ -4,7 +4,6 @@ ends merged), top-k over the whole genome, one set of tracks and one summary."""
 
 import json
 import os
-from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
@@ -12,7 +11,7 @@ from ..options import add_settings, output_file, settings_from
 from ..outputs import STDOUT, check_outputs, standard_output, write_json, written_together
 from ..sequences.fasta import open_text
 from ..settings import ScanSettings
-from .calls import MERGED, Merger, by_label, check_counts, check_scored, read_calls, top, write_calls
+from .calls import MERGED, Merger, by_label, check_counts, check_scored, count_calls, read_calls, top, write_calls
 from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
@@ -73,7 +72,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
                "window_bp_per_second": round(totals["windows"] * parts[0][1]["window_bp"] / seconds),
                "tokens_per_second": round(totals["tokens"] / seconds)}
     report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": len(parts),
-              "calls": dict(Counter(c.label for c in merged)), "top_k": top_k, "calls_file": relative(out, summary),
+              "calls": count_calls(merged, parts[0][1].get("called", [])), "top_k": top_k, "calls_file": relative(out, summary),
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
               "bigwig_dir": relative(bigwig, summary) if bigwig else None,
               "track_sha256": None}
