@@ -122,16 +122,18 @@ def mutagenesis(model, fasta, region: str, out, *, plot=None, settings: Mutagene
         at = int(np.where(scored_bases(sequence), reference, -1).argmax()) if s.at is None else s.at - 1 - start
         scores = np.concatenate([[p[at] for p in scorer.per_base([left + q + right for q in mutated[i:i + BATCH]])]
                                  for i in range(0, len(mutated), BATCH)])
-        reference, target = float(reference[at]), f"{contig}:{start + at + 1}({scorer.strand})"
+        reference, scored = float(reference[at]), f"{start + at + 1}"
     else:
         reference = float(scorer.window_scores([sequence])[0])
-        scores, target = scorer.window_scores(mutated), f"{contig}:{start + 1}-{end}({scorer.strand})"
+        scores, scored = scorer.window_scores(mutated), f"{start + 1}-{end}"
+    target = f"{contig}:{scored}({scorer.strand})"
     with written_together(), atomic_text(out) as handle, \
             (atomic_output(plot) if plot is not None else contextlib.nullcontext()) as tmp_plot:
         table = TabSeparated(handle)
-        table.writerow(["contig", "pos", "ref", "alt", "score", "delta"])
-        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}"]
-                        for (i, base), score in zip(variants, scores))
+        # What was scored, on each row: tables of several runs (labels, strands, bases) concatenate.
+        table.writerow(["contig", "pos", "ref", "alt", "score", "delta", "label", "strand", "scored"])
+        table.writerows([contig, start + i + 1, sequence[i], base, f"{score:.6f}", f"{score - reference:.6f}",
+                         scorer.label, scorer.strand, scored] for (i, base), score in zip(variants, scores))
         if plot is not None:
             draw(sequence, start, variants, scores - reference, out=tmp_plot,
                  title=f"{scorer.label} at {target}: reference score {reference:.3f}")

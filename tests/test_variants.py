@@ -333,6 +333,8 @@ def test_mutagenesis_finds_the_donor_dinucleotide_and_draws_it(cnn, ce1pct, vari
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert len(rows) == 3 * 31 and {r["ref"] for r in rows if int(r["pos"]) == site.position + 1} == {"G"}
+    # Each row says what was scored: the table of another label, strand or base concatenates with it.
+    assert {(r["label"], r["strand"], r["scored"]) for r in rows} == {("donor", "+", str(site.position + 1))}
     importance = {}
     for row in rows:
         importance[int(row["pos"])] = importance.get(int(row["pos"]), 0) - float(row["delta"]) / 3
@@ -596,6 +598,9 @@ def test_mutagenesis_refuses_what_it_cannot_do_well(cnn, ce1pct, tmp_path):
     result = run_cli("mutagenesis", "--fasta", ce1pct, "--model", window, "--region", "IV:1000-1099", "--out",
                      tmp_path / "o.tsv", "--device", "cpu")
     assert result.returncode == 0 and "fine-tuned on 300 bp windows; scanning 100 bp windows" in result.stderr
+    with open(tmp_path / "o.tsv", newline="") as handle:
+        assert {(r["label"], r["strand"], r["scored"]) for r in csv.DictReader(handle, delimiter="\t")} == \
+            {("donor", "+", "1000-1099")}
 
 
 def test_regions_name_contigs_that_hold_colons():
