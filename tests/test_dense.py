@@ -767,17 +767,17 @@ def test_covered_mode_scans_every_base_where_the_reads_cover(cnn, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["mode"] == "covered" and summary["dense"]
-    # The summary's regions are the covered stretches widened by --min-distance (10 bp for splice
-    # sites; a dense scan reads its flanks beyond them): every base of them scored once per strand,
-    # and only those, less than the contig.
+    # The summary's regions are the covered stretches widened by twice --min-distance (10 bp for
+    # splice sites; a dense scan reads its flanks beyond them): every base of them scored once per
+    # strand, and only those, less than the contig.
     regions = summary["regions"]
     length = summary["contig_lengths"]["SIRV5"]
     assert len(regions) > 1 and all(contig == "SIRV5" for contig, _, _ in regions)
     assert 0 < summary["bases"] == sum(end - start for _, start, end in regions) < length
     with pysam.AlignmentFile(str(SIRV / "pcs109_5k_spliced.bam")) as bam:
-        for _, start, end in regions:  # 20 reads or more 10 bp into a stretch from either end, fewer just outside
+        for _, start, end in regions:  # 20 reads or more 20 bp into a stretch from either end, fewer just outside
             depth = np.array(bam.count_coverage("SIRV5", start, end, quality_threshold=0)).sum(0)
-            assert (start == 0 or depth[10] >= 20 > depth[9]) and (end == length or depth[-11] >= 20 > depth[-10]), \
+            assert (start == 0 or depth[20] >= 20 > depth[19]) and (end == length or depth[-21] >= 20 > depth[-20]), \
                 (start, end)
     track = [line.split("\t") for line in (tmp_path / "bg" / "donor.plus.bedgraph").read_text().splitlines()[1:]]
     assert sum(int(e) - int(s) for _, s, e, _ in track) == summary["bases"]

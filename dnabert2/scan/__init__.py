@@ -229,9 +229,9 @@ def _run(mode, scanner, genome, bam, requested, lengths, s: ScanSettings, stride
         # strand, wherever the task places sites in one (half a window for a centred site, 249 bp for a
         # promoter's TSS in 300). A dense scan reads its flanks from beyond the stretch anyway, but
         # scores only the stretch: where reads splice, the intron's first and last bases (the sites)
-        # are no read's, just outside it. Widened by the peaks' distance, a peak at an edge is called
-        # as a genome scan would call it.
-        pad = max(distances.values()) if scanner.dense else max(
+        # are no read's, just outside it. Widened by twice the peaks' distance (what a peak depends on,
+        # see peaks.py), a peak at an edge is called as a genome scan would call it.
+        pad = 2 * max(distances.values()) if scanner.dense else max(
             max(offset, scanner.window - 1 - offset) for pair in scanner.offsets.values() for offset in pair)
         with open_alignments(bam, genome) as alignments:
             wanted = covered_regions(alignments, requested, s.min_depth, pad, lengths, s.min_mapq)
