@@ -106,11 +106,12 @@ def model_path(name, *, newest: bool = False) -> Path:
 
 
 def _unanswered(repo: str, revision: str | None) -> str | None:
-    """Why the Hub does not say which commit `revision` of `repo` is now; None when it does."""
-    from huggingface_hub import HfApi, errors
+    """Why the Hub does not say which commit `revision` of `repo` is now; None when it does. Asked as
+    snapshot_download asks, and given no longer than huggingface_hub gives a file's metadata."""
+    from huggingface_hub import HfApi, constants, errors
 
     try:
-        HfApi().repo_info(repo, revision=revision)
+        HfApi().repo_info(repo, revision=revision or constants.DEFAULT_REVISION, timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
         return _first_line(error)
     return None

@@ -90,6 +90,7 @@ def test_a_hub_id_loads_as_its_folder_does_at_the_revision_asked(hub, tmp_path):
         assert result.stdout.split() == [expected]
     result = python_checksum(env, "lab/splice-tiny")
     assert result.returncode == 0 and result.stdout.split() != [expected], result.stderr
+    assert "did not answer" not in result.stderr  # the Hub answered which commit main is
     tokenizer = run(env, "-c", "from dnabert2 import load_tokenizer; print(load_tokenizer('lab/splice-tiny@v1')"
                                ".get_vocab_size())")
     assert tokenizer.returncode == 0 and tokenizer.stdout.split() == ["4096"], tokenizer.stderr
