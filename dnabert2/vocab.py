@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .errors import UserError
 from .options import add_settings, output_file, settings_from, settings_with
 from .outputs import bgzip_named, check_outputs, write_json, written_together
-from .sequences import Fasta, check_distinct
+from .sequences import Fasta, check_distinct, check_distinct_contigs
 from .settings import VocabSettings
 from .tokenizer import ALPHABET, MIN_VOCAB_SIZE, SPECIAL_TOKENS, bp_per_token, save_tokenizer
 
@@ -135,6 +135,7 @@ def learn_vocabulary(genomes: Sequence, out, settings: VocabSettings | None = No
     check_distinct(genomes)
     fastas = [Fasta(path, validate=True) for path in genomes]
     try:
+        check_distinct_contigs((fasta.path, fasta.lengths) for fasta in fastas)
         wanted = max(2, round(sample_bp / window / (1 - heldout)))
         sequences = sample_windows(fastas, window, wanted, seed, progress, s.heldout_contigs)
     finally:

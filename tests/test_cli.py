@@ -403,6 +403,12 @@ def test_a_genome_given_twice_is_refused(tmp_path):
                      "--window", "100")
     assert_user_error(result, "link.fa: the same file as", "give each genome once")
     assert not (tmp_path / "t.json").exists()
+    # The same genome in two files (plain and gzip), with its lines folded otherwise.
+    (tmp_path / "g2.fa.gz").write_bytes(gzip.compress((">c\n" + "ACGT" * 250 + "\n" + "ACGT" * 250 + "\n").encode()))
+    result = run_cli("vocab", "--genome", genome, "--genome", tmp_path / "g2.fa.gz", "--out", tmp_path / "t.json",
+                     "--window", "100")
+    assert_user_error(result, "g2.fa.gz: the contigs of", "so the same genome; give each genome once")
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_standard_output_is_refused_not_written_as_a_file_named_dash(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 resume after an interruption, two Gloo processes against one, and bad input."""
 
 import errno
+import gzip
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -560,6 +562,10 @@ def test_bad_optimiser_settings(genome, tmp_path):
     link = tmp_path / "same.fa.gz"
     link.symlink_to(genome)
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--genome", link)), "the same file as")
+    plain = tmp_path / "same.fa"  # the genome again, another file: sampled twice as often
+    plain.write_bytes(gzip.decompress(Path(genome).read_bytes()))
+    assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--genome", plain)),
+                      "same.fa: the contigs of", "so the same genome; give each genome once")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--checkpoint-dir", link)),
                       "a file, not a folder for checkpoints")
     assert not (tmp_path / "m").exists()

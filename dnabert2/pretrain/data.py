@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer
 
 from ..errors import UserError
-from ..sequences import Fasta, reverse_complement, too_many_n
+from ..sequences import Fasta, check_distinct_contigs, reverse_complement, too_many_n
 from ..tokenizer import FIRST_REGULAR, MASK, frame, token_ids
 
 TRAIN, EVAL = 1, 2  # separate random streams for training and evaluation windows
@@ -72,6 +72,7 @@ class WindowSampler:
             usable = [(c, n - window_bp + 1) for c, n in ours.items() if n >= window_bp]
             self.tables.append(([c for c, _ in usable], np.cumsum([n for _, n in usable])))
             self.short.append({c: n for c, n in ours.items() if n < window_bp})
+        check_distinct_contigs(zip(self.paths, self.lengths))
         if heldout - seen:
             raise UserError(f"held-out contigs in none of the genomes: {', '.join(sorted(heldout - seen))}")
         where = "held-out contig" if split == EVAL else "contig (held-out ones aside)"

@@ -83,6 +83,18 @@ def check_distinct(paths) -> None:
         seen[key] = path
 
 
+def check_distinct_contigs(genomes) -> None:
+    """Two files of one genome (g.fa and g.fa.gz: every contig of one name and length), as one file
+    given twice, would be sampled twice as often. genomes: (path, contig lengths) pairs."""
+    seen = {}
+    for path, lengths in genomes:
+        key = tuple(lengths.items())
+        if key in seen:
+            raise UserError(f"{path}: the contigs of {seen[key]} (every name and length), so the same genome; give "
+                            "each genome once")
+        seen[key] = path
+
+
 def open_binary(path):
     """Open a plain, gzip or bgzip file for reading decompressed bytes."""
     path = check_file(path)
