@@ -72,7 +72,8 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
                "window_bp_per_second": round(totals["windows"] * parts[0][1]["window_bp"] / seconds),
                "tokens_per_second": round(totals["tokens"] / seconds)}
     report = {**parts[0][1], **totals, "chunk": [0, 1], "chunks": len(parts),
-              "calls": count_calls(merged, parts[0][1].get("called", [])), "top_k": top_k, "calls_file": relative(out, summary),
+              "calls": count_calls(merged, parts[0][1].get("called", [])), "top_k": top_k,
+              "calls_file": relative(out, summary),
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
               "bigwig_dir": relative(bigwig, summary) if bigwig else None,
               "track_sha256": None}
