@@ -362,9 +362,9 @@ def check_task_kind(data: Path, classes: int) -> None:
 def task_labels(data: Path, classes: int) -> dict[int, str] | None:
     """The names of labels 0..classes-1 in a task folder's task.json (tasks writes them), if it names them."""
     labels = read_description(data).get("labels")
-    if not isinstance(labels, dict) or set(labels) != {str(i) for i in range(classes)}:
+    if labels is None or len(labels) != classes:
         return None
-    return {i: str(labels[str(i)]) for i in range(classes)}
+    return {i: labels[str(i)] for i in range(classes)}
 
 
 def copy_task_description(data: Path, out: Path) -> None:

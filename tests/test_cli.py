@@ -407,7 +407,7 @@ def test_a_genome_given_twice_is_refused(tmp_path):
     (tmp_path / "g2.fa.gz").write_bytes(gzip.compress((">c\n" + "ACGT" * 250 + "\n" + "ACGT" * 250 + "\n").encode()))
     result = run_cli("vocab", "--genome", genome, "--genome", tmp_path / "g2.fa.gz", "--out", tmp_path / "t.json",
                      "--window", "100")
-    assert_user_error(result, "g2.fa.gz: the contigs of", "so the same genome; give each genome once")
+    assert_user_error(result, "g2.fa.gz: the same genome (every contig of one name and length) as", "give each genome once")
     assert not (tmp_path / "t.json").exists()
 
 

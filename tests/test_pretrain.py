@@ -565,7 +565,7 @@ def test_bad_optimiser_settings(genome, tmp_path):
     plain = tmp_path / "same.fa"  # the genome again, another file: sampled twice as often
     plain.write_bytes(gzip.decompress(Path(genome).read_bytes()))
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--genome", plain)),
-                      "same.fa: the contigs of", "so the same genome; give each genome once")
+                      "same.fa: the same genome (every contig of one name and length) as", "give each genome once")
     assert_user_error(run_cli(*pretrain_args(genome, tmp_path / "m", "--checkpoint-dir", link)),
                       "a file, not a folder for checkpoints")
     assert not (tmp_path / "m").exists()

@@ -111,12 +111,12 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     task = read_description(folder)
     if "core_bp" not in task or "flank_bp" not in task:
         raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")
-    flank = int(task["flank_bp"])
-    core = int(task["core_bp"]) if window is None else window - 2 * flank
+    flank = task["flank_bp"]
+    core = task["core_bp"] if window is None else window - 2 * flank
     if core < 1:
         raise UserError(f"--window {window} leaves no core between the model's two {flank} bp flanks; give a window "
                         f"longer than {2 * flank} bp")
-    labels = distinct_labels([str(task["labels"][str(i)]) for i in range(len(task["labels"]))], folder)
+    labels = distinct_labels([task["labels"][str(i)] for i in range(len(task["labels"]))], folder)
     tokenizer = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
     return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer, compile)
 

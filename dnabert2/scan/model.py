@@ -116,7 +116,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     labels = distinct_labels([str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)], folder)
     trained_window = task.get("window_bp")
     if window is None:
-        window = None if trained_window is None else int(trained_window)
+        window = trained_window
     elif trained_window is not None and window != trained_window:
         log.warning("%s was fine-tuned on %d bp windows; scanning %d bp windows, with the site assumed "
                     "at their centre", folder, trained_window, window)

@@ -75,23 +75,23 @@ def check_file(path) -> Path:
 def check_distinct(paths) -> None:
     """The same file given twice (by two names, or a link) would be sampled twice as often, and its
     windows could be both trained on and held out."""
-    seen = {}
-    for path in map(Path, paths):
-        key = (path.stat().st_dev, path.stat().st_ino) if path.exists() else path
-        if key in seen:
-            raise UserError(f"{path}: the same file as {seen[key]}; give each genome once")
-        seen[key] = path
+    _refuse_twice(((path, (path.stat().st_dev, path.stat().st_ino) if path.exists() else path)
+                   for path in map(Path, paths)), "the same file as")
 
 
 def check_distinct_contigs(genomes) -> None:
     """Two files of one genome (g.fa and g.fa.gz: every contig of one name and length), as one file
     given twice, would be sampled twice as often. genomes: (path, contig lengths) pairs."""
+    _refuse_twice(((path, tuple(lengths.items())) for path, lengths in genomes),
+                  "the same genome (every contig of one name and length) as")
+
+
+def _refuse_twice(keyed, same: str) -> None:
+    """keyed: (path, key) pairs; two paths of one key are one genome given twice."""
     seen = {}
-    for path, lengths in genomes:
-        key = tuple(lengths.items())
+    for path, key in keyed:
         if key in seen:
-            raise UserError(f"{path}: the contigs of {seen[key]} (every name and length), so the same genome; give "
-                            "each genome once")
+            raise UserError(f"{path}: {same} {seen[key]}; give each genome once")
         seen[key] = path
 
 
