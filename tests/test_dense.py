@@ -1001,6 +1001,20 @@ def test_held_out_split_and_given_contigs_both_limit_the_evaluation(tmp_path):
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_a_held_out_task_of_other_sites_is_said(tmp_path):
+    """A TSS task's test split given for splice calls limits the evaluation as asked, with a warning."""
+    (tmp_path / "calls.bed").write_text("II\t10\t11\tdonor\t900\t+\t1\t-1\t-1\t0\n")
+    for kind, warned in (("promoter", True), ("splice", False)):
+        task = tmp_path / kind
+        task.mkdir()
+        (task / "task.json").write_text(json.dumps({"task": kind, "split": "contigs", "contigs": {"test": ["II"]}}))
+        result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", GENOMES / "ce1pct.gff3.gz",
+                         "--held-out", task, "--out", tmp_path / f"{kind}.json")
+        assert result.returncode == 0, result.stderr
+        assert ("is a promoter task (promoter); the calls evaluated are donor" in result.stderr) == warned, result.stderr
+        assert json.loads((tmp_path / f"{kind}.json").read_text())["scope"] == f"the test split of {task}"
+
+
 def test_reports_of_one_name_are_refused_not_dropped(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

@@ -22,7 +22,7 @@ from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.description import read_description
-from ..tasks.registry import SITE_LABELS, TOLERANCES
+from ..tasks.registry import KINDS, SITE_LABELS, TOLERANCES
 from .calls import check_counts, read_calls
 from .gather import read_json
 from .plan import RegionIndex
@@ -87,6 +87,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
         raise UserError(f"{summary or calls_path}: labels {', '.join(unknown)} have no annotated counterpart "
                         f"(known: {', '.join(SITE_LABELS)})")
     tolerances = _tolerances(s, labels)
+    if held_out is not None:
+        _warn_other_kind(held_out, labels)
     biotypes, tags, min_intron = _transcripts_taken(s, held_out)
     annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
@@ -139,6 +141,16 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     if scanned is not None:
         _score_tracks(report, scanned, Path(summary), labels, (sites, unlabelled), regions, tolerances)
     return report
+
+
+def _warn_other_kind(held_out, labels: list[str]) -> None:
+    """A task of other sites (a TSS task's split for splice calls) still limits where sites count, and
+    passes on its transcripts' choice, but is seldom what was meant."""
+    with _task_json(held_out) as task:
+        kind = KINDS.get(task.get("task"))
+    if kind is not None and not set(labels) & set(kind.labels):
+        log.warning("--held-out %s is a %s task (%s); the calls evaluated are %s: only its test split and its "
+                    "transcripts' choice apply", held_out, kind.name, ", ".join(kind.labels[1:]), ", ".join(labels))
 
 
 def _transcripts_taken(s, held_out) -> tuple:
