@@ -351,9 +351,14 @@ def default_lr(method: str, parameters: int) -> float:
 
 
 def check_task_kind(data: Path, classes: int) -> None:
-    """A task folder whose task.json names a kind of the registry must have that kind's labels:
-    scanning reads the kind to place each label's site in a window."""
-    kind = KINDS.get(read_description(data).get("task"))
+    """A task folder's task.json must describe train.csv's classes: the names it gives them go with the
+    model, and a kind of the registry it names places each label's site in a window when scanning."""
+    described = read_description(data)
+    labels = described.get("labels")
+    if labels is not None and len(labels) != classes:
+        raise UserError(f"{data / 'task.json'}: names {len(labels)} labels ({', '.join(labels.values())}), but "
+                        f"train.csv has {classes} classes")
+    kind = KINDS.get(described.get("task"))
     if kind is not None and len(kind.labels) != classes:
         raise UserError(f"{data / 'task.json'}: a {kind.name} task has {len(kind.labels)} labels ({', '.join(kind.labels)}), "
                         f"but train.csv has {classes} classes")
@@ -362,9 +367,7 @@ def check_task_kind(data: Path, classes: int) -> None:
 def task_labels(data: Path, classes: int) -> dict[int, str] | None:
     """The names of labels 0..classes-1 in a task folder's task.json (tasks writes them), if it names them."""
     labels = read_description(data).get("labels")
-    if labels is None or len(labels) != classes:
-        return None
-    return {i: labels[str(i)] for i in range(classes)}
+    return None if labels is None else {i: labels[str(i)] for i in range(classes)}
 
 
 def copy_task_description(data: Path, out: Path) -> None:

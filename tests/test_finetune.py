@@ -309,6 +309,9 @@ def test_a_dev_split_of_one_class_is_refused_before_training(base, tmp_path):
 
 def test_missing_column_and_file(base, tmp_path):
     task = write_task(tmp_path / "t", {"train": [("ACGT", 0)], "dev": [("ACGT", 0)], "test": [("ACGT", 1)]})
+    (task / "train.csv").write_text("sequence,label,sequence\nACGT,0,AAAA\n")
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
+                      "train.csv: the header names column 'sequence' twice")
     (task / "train.csv").write_text("seq,label\nACGT,0\n")
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"), "no sequence column")
     (task / "dev.csv").unlink()
@@ -323,6 +326,12 @@ def test_a_task_description_of_another_kind_is_refused(base, tmp_path):
     (task / "task.json").write_text(json.dumps({"task": "splice", "window_bp": 8}))
     assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
                       "a splice task has 3 labels", "2 classes")
+    assert not (tmp_path / "o").exists()
+    # Names for three labels of two classes: the model's config.json named them LABEL_i and scans
+    # the task's three names.
+    (task / "task.json").write_text(json.dumps({"labels": {"0": "a", "1": "b", "2": "c"}}))
+    assert_user_error(run_cli("finetune", "--model", base, "--data", task, "--out", tmp_path / "o"),
+                      "task.json: names 3 labels (a, b, c), but train.csv has 2 classes")
     assert not (tmp_path / "o").exists()
     # A kind that is no name was a TypeError traceback (unhashable list) from the kinds' registry.
     (task / "task.json").write_text(json.dumps({"task": ["splice"], "window_bp": 8}))

@@ -287,6 +287,8 @@ def test_embed_per_token_and_in_chunks(base, regions, tmp_path):
     ("predict", lambda d: ["--bed", d / "in.bed"], ["--genome"]),
     ("predict", lambda d: ["--csv", d / "bad.csv"], ["no 'sequence' column"]),
     ("predict", lambda d: ["--csv", d / "header.csv"], ["no sequences"]),
+    # pandas (finetune) reads the first of two columns of one name, csv (predict) the last.
+    ("predict", lambda d: ["--csv", d / "twice.csv"], ["twice.csv: the header names column 'sequence' twice"]),
     ("predict", lambda d: ["--csv", d / "letters.csv"], ["non-nucleotide character"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.h5"], [".npz, .npy or .parquet"]),
     ("embed", lambda d: ["--csv", d / "in.csv", "--out", d / "out.npy", "--pooling", "tokens"],
@@ -310,6 +312,7 @@ def test_bad_input_gets_one_line_and_no_output(classifier, regions, tmp_path, co
     write_inputs(tmp_path, regions)
     (tmp_path / "bad.csv").write_text("seq,label\nACGT,0\n")
     (tmp_path / "header.csv").write_text("sequence,label\n")
+    (tmp_path / "twice.csv").write_text("sequence,label,sequence\nACGTACGT,0,ACGT\n")
     (tmp_path / "nothing.csv").write_text("")
     (tmp_path / "letters.csv").write_text("sequence,label\nACGTQQ,0\n")
     (tmp_path / "outside.bed").write_text("II\t0\t100\nII\t999999999\t1000000100\n")

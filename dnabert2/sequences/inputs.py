@@ -158,11 +158,20 @@ def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, st
                        reverse_complement(sequence) if strand == "-" else sequence)
 
 
+def check_header(path, columns) -> None:
+    """A column named twice is refused: pandas reads the first of them, csv's DictReader the last, so
+    two commands would read different sequences or labels from one file."""
+    twice = next((column for i, column in enumerate(columns) if column in columns[:i]), None)
+    if twice is not None:
+        raise UserError(f"{path}: the header names column {twice!r} twice; name each column once")
+
+
 def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
     with open_text(path, newline="") as handle, reading_text(path, "CSV"):
         rows = csv.DictReader(handle)
         if not rows.fieldnames:
             raise UserError(f"{path}: empty file, no header and no sequences")
+        check_header(path, rows.fieldnames)
         if "sequence" not in rows.fieldnames:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames)})")
         keys = [column for column in ("id", "name") if column in rows.fieldnames]

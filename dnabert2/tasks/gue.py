@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..options import folder_name
 from ..outputs import atomic_folder, atomic_output, atomic_text
 from ..sequences.fasta import IUPAC, undecodable_at
+from ..sequences.inputs import check_header
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
         raise UserError(f"{path}: not a CSV table (text that is not UTF-8{undecodable_at(path)})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        check_header(path, next(csv.reader(handle), []))
     missing = [c for c in ("sequence", "label") if c not in table.columns]
     if missing:
         raise UserError(f"{path}: no {' or '.join(missing)} column (GUE CSVs have sequence,label)")
