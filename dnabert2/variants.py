@@ -355,7 +355,9 @@ def _read_on(records, vcf):
             yield record
             after = f"the record at {record.contig}:{record.pos}"
     except (OSError, ValueError) as error:
-        raise UserError(f"{vcf}: cannot read it as VCF/BCF after {after} ({error})") from None
+        # htslib says "truncated file" of a malformed line too (a POS that is no number, columns missing).
+        raise UserError(f"{vcf}: cannot read it as VCF/BCF after {after}: a malformed line, or the file is cut "
+                        f"short ({error})") from None
 
 
 def declare_assumed(header, parsed) -> None:

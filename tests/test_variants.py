@@ -280,7 +280,7 @@ def test_a_variants_score_does_not_depend_on_its_neighbours(cnn, ce1pct, variant
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "assembly.vcf"],
      ["its header gives IV 1,000 bp", "174,938 bp", "the reference the VCF was called against"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "badpos.vcf"],
-     ["badpos.vcf: cannot read it as VCF/BCF after the record at IV:101"]),
+     ["badpos.vcf: cannot read it as VCF/BCF after the record at IV:101: a malformed line"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--vcf", d / "missing.vcf"],
      ["missing.vcf: no such file"]),
     (lambda d, cnn, window: ["--model", cnn, "--out", d / "o.vcf.gz", "--info-key", "my score"], ["--info-key"]),
