@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, first_names
 from .hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, hub_id, shadowing_folder
 from .options import as_arguments
 from .sequences.alignments import index_names
@@ -288,6 +288,38 @@ def check_references(config: dict) -> None:
         _check_variants(config, name, settings)
     _check_files(config)
     _genomes_listed_once(config["genomes"])
+
+
+def check_contigs(config: dict, downloaded) -> None:
+    """The contigs the config names (scans', tasks' test and dev, pretraining's held out), against each
+    genome's FASTA index where one is at hand: the source's own .fai, or that of its download
+    (downloaded(genome), an earlier run's). Without one the jobs check them, but only once the jobs
+    before them (pretraining, fine-tuning) have run."""
+    indexed = {name: _indexed_contigs(entry, Path(downloaded(name))) for name, entry in config["genomes"].items()}
+    named = [(f"scan.{name}.contigs", [s["genome"]], s["contigs"]) for name, s in config["scan"].items()]
+    named += [(f"tasks.{task}.{key}", [s["genome"]], s[key]) for task, s in config["tasks"].items()
+              for key in ("test_contigs", "dev_contigs")]
+    named += [(f"pretrain.{model}.heldout_contigs", s["genomes"] or list(config["genomes"]), s["heldout_contigs"])
+              for model, s in config["pretrain"].items()]
+    for key, genomes, contigs in named:
+        if not contigs or any(indexed[g] is None for g in genomes):
+            continue
+        known = [c for g in genomes for c in indexed[g]]
+        unknown = next((c for c in contigs if c not in known), None)
+        if unknown is not None:
+            raise ValueError(f"config: {key}: {unknown!r} is no contig of {' or '.join(genomes)} (it has "
+                             f"{first_names(known)})")
+
+
+def _indexed_contigs(entry: dict, downloaded: Path) -> list[str] | None:
+    """A genome's contig names from a FASTA index no older than its source, or None."""
+    source = local_path(entry["source"])
+    if source is not None and not source.is_file():
+        return None  # a rule of a host pipeline makes it
+    for index in ([Path(f"{source}.fai")] if source else []) + [downloaded.with_name(downloaded.name + ".fai")]:
+        if index.is_file() and (source is None or index.stat().st_mtime >= source.stat().st_mtime):
+            return [line.split("\t", 1)[0] for line in index.read_text().splitlines() if line]
+    return None
 
 
 def _check_files(config: dict) -> None:

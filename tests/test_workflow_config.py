@@ -425,3 +425,38 @@ def test_a_bam_index_named_by_another_path_to_the_same_place_is_taken(tmp_path, 
     config["scan"]["ce1pct_splice"].update(bam=str(tmp_path / "x.bam"), mode="covered", bam_index="x.bam.csi")
     config["scan"]["ce1pct_splice"].update(held_out=False, evaluate=False)
     assert checked(config)["scan"]["ce1pct_splice"]["bam_index"] == "x.bam.csi"
+
+
+def test_contig_names_are_checked_against_an_index_at_hand(tmp_path):
+    """A scan.contigs typo was met only by the scan's job, after pretraining and fine-tuning had run."""
+    import os
+
+    import pysam
+
+    source = tmp_path / "g.fa"
+    source.write_text(">I\nACGTACGTAC\n>II\nACGTACGTAC\n")
+    downloaded = tmp_path / "resources" / "g.fa.gz"
+    config = checked(DEFAULT)
+    config["genomes"]["ce1pct"]["source"] = str(source)
+    config["pretrain"]["tiny"]["heldout_contigs"] = ["II"]
+    check = lambda: wc.check_contigs(config, lambda genome: downloaded)  # noqa: E731
+    config["scan"]["ce1pct_splice"]["contigs"] = ["chrI"]
+    check()  # no index yet: the job checks them
+    pysam.faidx(str(source))
+    for section, name, key in (("scan", "ce1pct_splice", "contigs"), ("tasks", "ce1pct_splice", "dev_contigs"),
+                               ("pretrain", "tiny", "heldout_contigs")):
+        config["scan"]["ce1pct_splice"]["contigs"] = ["I"]
+        config[section][name][key] = ["II", "chrI"]
+        with pytest.raises(ValueError, match=rf"config: {section}\.{name}\.{key}: 'chrI' is no contig of ce1pct "
+                                             r"\(it has I, II\)"):
+            check()
+        config[section][name][key] = ["II"]
+        check()
+    # An index older than its source may name other contigs: the download's, made since, is read.
+    config["tasks"]["ce1pct_splice"]["test_contigs"] = ["chrI"]
+    os.utime(source.with_name("g.fa.fai"), (0, 0))
+    check()
+    downloaded.parent.mkdir()
+    downloaded.with_name("g.fa.gz.fai").write_text("chrI\t10\t5\t10\t11\n")
+    with pytest.raises(ValueError, match=r"scan.ce1pct_splice.contigs: 'I' is no contig of ce1pct \(it has chrI\)"):
+        check()
