@@ -285,7 +285,8 @@ def add_arguments(parser) -> None:
                         "region)")
     parser.add_argument("--bam", type=Path,
                         help="indexed BAM/CRAM: scan its reads (or with --covered, what they cover)")
-    parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM)")
+    parser.add_argument("--reference", type=Path, help="the BAM's reference FASTA (needed for --covered and CRAM; "
+                        "--fasta given with --bam is taken for it)")
     parser.add_argument("--out", required=True, type=output_file, help="calls (BED6+4); a name ending in .gz is written "
                         "bgzip-compressed with a tabix index beside it; - writes plain BED to standard output")
     parser.add_argument("--bedgraph", type=Path, metavar="DIR", help="also write every window's (or base's) "
@@ -295,7 +296,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--summary", type=output_file, help="also write a JSON summary (windows, calls, bp/s: of the "
                         "genome, or of the reads in reads mode); scan-gather needs it")
     parser.add_argument("--junctions", type=output_file, help="with --bam: also write the junctions the reads show (CIGAR N) "
-                        "as BED6, those reaching into the --contigs/--regions asked for")
+                        "as BED6, those reaching into the --contigs/--regions asked for; a whole scan's, not with --chunk")
     add_settings(parser, ScanSettings)
 
 
