@@ -36,7 +36,8 @@ CNN = "cnn"  # a finetune entry's model: the SpliceAI-style baseline (`dnabert2 
 
 def check(config: dict, schema_path, files=()) -> None:
     """Every check, in the order a user wants to hear about problems: how the files are written, then
-    what the schema says, then how the sections refer to each other. Fills the schema's defaults in."""
+    what the schema says, then how the sections refer to each other and to the genomes' contigs. Fills the
+    schema's defaults in."""
     for path in files:
         refuse_repeated_keys(path)
     refuse_renamed_keys(config)
@@ -45,6 +46,7 @@ def check(config: dict, schema_path, files=()) -> None:
     refuse_keys_without_effect(given)
     check_references(config)
     refuse_unused_tolerances(given, config)
+    check_contigs(config)
 
 
 class _RefuseDuplicates(yaml.SafeLoader):
@@ -290,12 +292,13 @@ def check_references(config: dict) -> None:
     _genomes_listed_once(config["genomes"])
 
 
-def check_contigs(config: dict, downloaded) -> None:
-    """The contigs the config names (scans', tasks' test and dev, pretraining's held out), against each
-    genome's FASTA index where one is at hand: the source's own .fai, or that of its download
-    (downloaded(genome), an earlier run's). Without one the jobs check them, but only once the jobs
-    before them (pretraining, fine-tuning) have run."""
-    indexed = {name: _indexed_contigs(entry, Path(downloaded(name))) for name, entry in config["genomes"].items()}
+def check_contigs(config: dict) -> None:
+    """The contigs the config names (scans', tasks' test and dev, pretraining's held out), against the
+    FASTA index beside a genome's local source where it is no older than the source. Without one the
+    jobs check them, but only once the jobs before them (pretraining, fine-tuning) have run. A
+    download's index is not read: it may be of a source the config has since replaced, which
+    Snakemake will fetch anew."""
+    indexed = {name: _indexed_contigs(entry) for name, entry in config["genomes"].items()}
     named = [(f"scan.{name}.contigs", [s["genome"]], s["contigs"]) for name, s in config["scan"].items()]
     named += [(f"tasks.{task}.{key}", [s["genome"]], s[key]) for task, s in config["tasks"].items()
               for key in ("test_contigs", "dev_contigs")]
@@ -304,22 +307,20 @@ def check_contigs(config: dict, downloaded) -> None:
     for key, genomes, contigs in named:
         if not contigs or any(indexed[g] is None for g in genomes):
             continue
-        known = [c for g in genomes for c in indexed[g]]
+        known = [c for g in genomes for c in indexed[g][1]]
         unknown = next((c for c in contigs if c not in known), None)
         if unknown is not None:
-            raise ValueError(f"config: {key}: {unknown!r} is no contig of {' or '.join(genomes)} (it has "
-                             f"{first_names(known)})")
+            raise ValueError(f"config: {key}: {unknown!r} is no contig of {' or '.join(genomes)} (its index "
+                             f"{', '.join(str(indexed[g][0]) for g in genomes)} has {first_names(known)})")
 
 
-def _indexed_contigs(entry: dict, downloaded: Path) -> list[str] | None:
-    """A genome's contig names from a FASTA index no older than its source, or None."""
+def _indexed_contigs(entry: dict) -> tuple[Path, list[str]] | None:
+    """A local genome source's FASTA index, if no older than the source, and the contig names it holds."""
     source = local_path(entry["source"])
-    if source is not None and not source.is_file():
-        return None  # a rule of a host pipeline makes it
-    for index in ([Path(f"{source}.fai")] if source else []) + [downloaded.with_name(downloaded.name + ".fai")]:
-        if index.is_file() and (source is None or index.stat().st_mtime >= source.stat().st_mtime):
-            return [line.split("\t", 1)[0] for line in index.read_text().splitlines() if line]
-    return None
+    index = Path(f"{source}.fai")
+    if source is None or not source.is_file() or not index.is_file() or index.stat().st_mtime < source.stat().st_mtime:
+        return None
+    return index, [line.split("\t", 1)[0] for line in index.read_text().splitlines() if line]
 
 
 def _check_files(config: dict) -> None:

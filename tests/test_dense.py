@@ -294,6 +294,20 @@ def test_a_damaged_dense_task_is_refused_before_training(base, dense_task, tmp_p
                       "task.csv: a file, not a task folder")
 
 
+def test_a_per_base_models_task_json_names_every_label_it_scores(cnn, tmp_path):
+    """Two names for the CNN's three outputs scanned without acceptors, and passed; none was a KeyError."""
+    model = shutil.copytree(cnn, tmp_path / "model")
+    (tmp_path / "g.fa").write_text(">c\n" + "ACGTTAGGTAAG" * 40 + "\n")
+    described = json.loads((cnn / "task.json").read_text())
+    for labels, words in ((None, ["model: a per-base model without the task.json of its dense task", "labels"]),
+                          ({"0": "neither", "1": "donor"}, ["model/task.json names 2 labels, but the model scores 3"])):
+        (model / "task.json").write_text(json.dumps({**described, "labels": labels} if labels else
+                                                    {k: v for k, v in described.items() if k != "labels"}))
+        result = run_cli("scan", "--model", model, "--fasta", tmp_path / "g.fa", "--out", tmp_path / "c.bed")
+        assert_user_error(result, *words)
+        assert not (tmp_path / "c.bed").exists()
+
+
 def test_a_dense_task_keeps_the_iupac_codes_of_its_genome(dense_task, tmp_path):
     """tasks --dense keeps a genome's R, Y, … in the flanks as they are: they read as N."""
     task = shutil.copytree(dense_task, tmp_path / "task")

@@ -199,6 +199,12 @@ def test_task_csvs_read_as_written_rna_iupac_codes_and_blank_lines_included(tmp_
     (tmp_path / "train.csv").write_text("\nsequence,label\nacgu,0\n  \nARYKN,1\r\n\n")
     sequences, labels = read_split(tmp_path / "train.csv")
     assert sequences == ["ACGT", "ARYKN"] and labels.tolist() == [0, 1]
+    # A spreadsheet's empty columns (two trailing commas) are no column named twice; a column read is.
+    (tmp_path / "train.csv").write_text("sequence,label,,\nACGT,0,,\nACGA,1,,\n")
+    assert read_split(tmp_path / "train.csv")[0] == ["ACGT", "ACGA"]
+    (tmp_path / "train.csv").write_text("\nlabel,sequence,sequence\n0,ACGT,AAAA\n")
+    with pytest.raises(UserError, match="train.csv: the header names column 'sequence' twice"):
+        read_split(tmp_path / "train.csv")
 
 
 @pytest.mark.parametrize("text, message", [

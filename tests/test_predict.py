@@ -165,7 +165,7 @@ def test_a_spreadsheets_csv_rna_and_a_gz_output_name(classifier, regions, tmp_pa
     """A CSV saved by a spreadsheet (a byte-order mark before the header) keeps its ids; RNA is read
     as its DNA; an output named .gz is compressed (bgzip, which any gzip reader takes)."""
     sequence = regions[2][-1]
-    (tmp_path / "dna.csv").write_text(f"id,sequence\nr2,{sequence}\n")
+    (tmp_path / "dna.csv").write_text(f"id,sequence,,\nr2,{sequence},,\n")  # and its empty columns
     (tmp_path / "rna.csv").write_text(f"\ufeffid,sequence\nr2,{sequence.replace('T', 'U').lower()}\n", encoding="utf-8")
     for name, out in (("dna", tmp_path / "dna.tsv"), ("rna", tmp_path / "rna.tsv.gz")):
         result = run_cli("predict", "--model", classifier, "--csv", tmp_path / f"{name}.csv", "--out", out, "-q")

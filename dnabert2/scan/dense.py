@@ -109,8 +109,12 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
     device, precision = scanning_device(folder, device, dtype)
     model = load_model(folder, head="dense", device=device, trained=True)  # the facade knows the CNN baseline's folder
     task = read_description(folder)
-    if "core_bp" not in task or "flank_bp" not in task:
-        raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp)")
+    if not {"core_bp", "flank_bp", "labels"} <= set(task):
+        raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp, "
+                        "labels)")
+    scored = model.config["num_labels"] if isinstance(model.config, dict) else model.config.num_labels  # the CNN's: JSON
+    if len(task["labels"]) != scored:  # a label left unnamed would never be called, and the scan pass
+        raise UserError(f"{folder}/task.json names {len(task['labels'])} labels, but the model scores {scored}")
     flank = task["flank_bp"]
     core = task["core_bp"] if window is None else window - 2 * flank
     if core < 1:

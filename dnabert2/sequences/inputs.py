@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 SOURCES = ("csv", "fasta", "bed")
 
 
+ID_COLUMNS = ("id", "name")  # a CSV's columns naming its sequences, the first filled one taken
+
+
 def is_bed_header(line: str) -> bool:
     """A line of a BED file that holds no interval: a comment, or UCSC's track and browser lines (by
     their first word: a contig may be named track1)."""
@@ -158,10 +161,10 @@ def _records(csv_file, fasta, bed, genome, flank: int) -> Iterator[tuple[str, st
                        reverse_complement(sequence) if strand == "-" else sequence)
 
 
-def check_header(path, columns) -> None:
-    """A column named twice is refused: pandas reads the first of them, csv's DictReader the last, so
-    two commands would read different sequences or labels from one file."""
-    twice = next((column for i, column in enumerate(columns) if column in columns[:i]), None)
+def check_header(path, columns, read) -> None:
+    """A column read (of `read`) named twice is refused: pandas reads the first of them, csv's
+    DictReader the last, so two commands would read different sequences or labels from one file."""
+    twice = next((column for i, column in enumerate(columns) if column in read and column in columns[:i]), None)
     if twice is not None:
         raise UserError(f"{path}: the header names column {twice!r} twice; name each column once")
 
@@ -171,10 +174,10 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
         rows = csv.DictReader(handle)
         if not rows.fieldnames:
             raise UserError(f"{path}: empty file, no header and no sequences")
-        check_header(path, rows.fieldnames)
+        check_header(path, rows.fieldnames, ("sequence", *ID_COLUMNS))
         if "sequence" not in rows.fieldnames:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames)})")
-        keys = [column for column in ("id", "name") if column in rows.fieldnames]
+        keys = [column for column in ID_COLUMNS if column in rows.fieldnames]
         for number, row in enumerate(rows, 1):
             # A blank id (spaces alone too): its name, else its row number.
             name = next((row[key] for key in keys if (row[key] or "").strip()), None) or str(number)

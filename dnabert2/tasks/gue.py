@@ -19,6 +19,7 @@ from ..sequences.inputs import check_header
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+COLUMNS = ("sequence", "label")
 
 
 def read_split(path: Path) -> tuple[list[str], np.ndarray]:
@@ -33,9 +34,9 @@ def read_split(path: Path) -> tuple[list[str], np.ndarray]:
         raise UserError(f"{path}: not a CSV table (text that is not UTF-8{undecodable_at(path)})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise UserError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        check_header(path, next(csv.reader(handle), []))
-    missing = [c for c in ("sequence", "label") if c not in table.columns]
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # the first line pandas reads: blank ones skipped
+        check_header(path, next((row for row in csv.reader(handle) if row), []), COLUMNS)
+    missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{path}: no {' or '.join(missing)} column (GUE CSVs have sequence,label)")
     if table.empty:
@@ -95,7 +96,7 @@ def write_csv(path: Path, rows) -> None:
     """A GUE-format CSV: a sequence,label header, then one row per example."""
     with atomic_text(path) as handle:
         table = csv.writer(handle, lineterminator="\n")
-        table.writerow(["sequence", "label"])
+        table.writerow(COLUMNS)
         table.writerows(rows)
 
 

@@ -25,20 +25,14 @@ from dnabert2.sequences.alignments import index_files
 from dnabert2.sources import local_path
 from dnabert2.wrappers import use_checkout
 
-
-def check_config(check, *args):
-    """A config check's error in one line, as the commands give one, not Python's stack."""
-    try:
-        check(config, *args)
-    except ValueError as error:
-        raise WorkflowError(str(error)) from None
-
-
-check_config(
-    workflow_config.check,
-    workflow.source_path("../schemas/config.schema.yaml"),
-    workflow.configfiles,
-)
+try:
+    workflow_config.check(
+        config,
+        workflow.source_path("../schemas/config.schema.yaml"),
+        workflow.configfiles,
+    )
+except ValueError as error:  # one line, as the commands give one, not Python's stack
+    raise WorkflowError(str(error)) from None
 if LOCAL:
     use_checkout()
 else:

@@ -25,7 +25,3 @@ rule download_genome:
         checksum=checksum_option,
     shell:
         "python -m dnabert2 download {params.source:q} --out {output.fasta} {params.checksum} > {log} 2>&1"
-
-
-# Once the genomes' paths are known: an earlier run's index, or the source's, names their contigs.
-check_config(workflow_config.check_contigs, genome_fasta)
