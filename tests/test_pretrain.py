@@ -469,6 +469,16 @@ def test_a_genome_gives_its_weights_share_of_windows_however_much_of_it_is_n(tmp
         [WindowSampler([clean, blank], None, 100).draw(np.random.default_rng(i)) for i in range(50)]
 
 
+def test_a_genome_mostly_n_is_refused_before_force_removes_checkpoints(genome, tmp_path):
+    """It was found at step 1, the earlier run's checkpoints already removed."""
+    assert run_cli(*pretrain_args(genome, tmp_path / "m", "--steps", 2, "--checkpoint-every", 2)).returncode == 0
+    blank = tmp_path / "blank.fa"
+    blank.write_text(">blank\n" + "N" * 6000 + "\n")
+    assert_user_error(run_cli(*pretrain_args(blank, tmp_path / "m", "--steps", 2, "--force")),
+                      "blank.fa: no window with at most 5% N found in 1000 draws; it is mostly N")
+    assert (tmp_path / "m" / "checkpoints" / "step-00000002.pt").is_file()
+
+
 def test_an_error_in_a_data_worker_is_one_line(tmp_path):
     genome = tmp_path / "gaps.fa"
     genome.write_text(">gaps\n" + "ACGTNNNNNNNNNNNNNNNNNNNN" * 200 + "\n")  # never 5% N or less
