@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, assert_stopped, assert_user_error, run_cli, run_patched
+from conftest import DATA, ROOT, assert_stopped, assert_user_error, run_cli, run_patched
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.errors import UserError
 from dnabert2.model import build_model, preset, save_model
@@ -370,6 +370,28 @@ def test_held_out_contigs_of_n_stop_every_rank_in_one_line(tmp_path):
     assert result.returncode != 0
     assert result.stderr.count("its held-out contigs are mostly N") == 2, result.stderr[-3000:]
     # torchrun's own traceback of a failed child stays; none comes from a rank (our code's frames).
+    assert not re.search(r'File ".*/dnabert2/', result.stderr), result.stderr[-3000:]
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_rank_left_alone_by_another_says_so_in_one_line(genome, tmp_path):
+    """Rank 1 stopped by its error mid-run: rank 0, in a collective rank 1 left, gave gloo's traceback.
+    torchrun may instead stop rank 0 first (terminated); either way no frame of ours is shown."""
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys\nfrom dnabert2 import cli\nfrom dnabert2.errors import UserError\n"
+                      "from dnabert2.pretrain.train import TrainingLoop\nstep = TrainingLoop.step\n"
+                      "def failing(self, batches):\n"
+                      "    if os.environ['RANK'] == '1':\n        raise UserError('rank 1 stops here')\n"
+                      "    return step(self, batches)\n"
+                      "TrainingLoop.step = failing\nsys.exit(cli.main(sys.argv[1:]))\n")
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    words = [str(a) for a in pretrain_args(genome, tmp_path / "m", "--steps", 2, "--device", "cpu")]
+    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", script, *words], capture_output=True,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert result.returncode != 0
+    assert result.stderr.count("dnabert2 pretrain: error: rank 1 stops here") == 1, result.stderr[-3000:]
+    assert re.search(r"dnabert2 pretrain: (error: rank 0: another process of this run stopped or cannot be reached|terminated)",
+                     result.stderr), result.stderr[-3000:]
     assert not re.search(r'File ".*/dnabert2/', result.stderr), result.stderr[-3000:]
     assert not (tmp_path / "m").exists()
 

@@ -58,6 +58,12 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, resolved
 
 
+def peer_lost(error: RuntimeError) -> bool:
+    """A collective that failed because another rank left it (stopped by its own error, or killed):
+    NCCL's errors are DistErrors, gloo's plain RuntimeErrors that say so."""
+    return isinstance(error, dist.DistError) or "closed by peer" in str(error)
+
+
 def all_sum(values: torch.Tensor) -> torch.Tensor:
     """Sums over ranks (the identity in a single process), on the device: no wait for the host."""
     if dist.is_initialized():
@@ -538,6 +544,12 @@ def run(args) -> None:
     settings = settings_from(args, PretrainSettings)
     if args.tokenizer is None and settings.init is None:
         raise UserError("--tokenizer is needed (or --init, whose model's tokenizer is then used)")
-    row = pretrain(args.genome, args.tokenizer or settings.init, args.out, settings, progress=progress(args))
+    try:
+        row = pretrain(args.genome, args.tokenizer or settings.init, args.out, settings, progress=progress(args))
+    except RuntimeError as error:
+        if not (dist.is_initialized() and peer_lost(error)):
+            raise
+        raise UserError(f"rank {dist.get_rank()}: another process of this run stopped or cannot be reached (its "
+                        "own error, where it gave one, says why)") from None
     if row:
         log.info("wrote %s after step %d: %s", args.out, row["step"], json.dumps(row))
