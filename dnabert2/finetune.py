@@ -356,8 +356,9 @@ def check_task_kind(data: Path, classes: int) -> None:
     described = read_description(data)
     labels = described.get("labels")
     if labels is not None and len(labels) != classes:
-        raise UserError(f"{data / 'task.json'}: names {len(labels)} labels ({', '.join(labels[str(i)] for i in range(len(labels)))}), but "
-                        f"train.csv has {classes} classes")
+        named = ", ".join(labels[str(i)] for i in range(len(labels)))
+        raise UserError(f"{data / 'task.json'}: names {len(labels)} labels ({named}), but train.csv has {classes} "
+                        "classes")
     kind = KINDS.get(described.get("task"))
     if kind is not None and len(kind.labels) != classes:
         raise UserError(f"{data / 'task.json'}: a {kind.name} task has {len(kind.labels)} labels ({', '.join(kind.labels)}), "

@@ -317,8 +317,10 @@ def check_contigs(config: dict) -> None:
 def _indexed_contigs(entry: dict) -> tuple[Path, list[str]] | None:
     """A local genome source's FASTA index, if no older than the source, and the contig names it holds."""
     source = local_path(entry["source"])
+    if source is None or not source.is_file():
+        return None
     index = Path(f"{source}.fai")
-    if source is None or not source.is_file() or not index.is_file() or index.stat().st_mtime < source.stat().st_mtime:
+    if not index.is_file() or index.stat().st_mtime < source.stat().st_mtime:
         return None
     return index, [line.split("\t", 1)[0] for line in index.read_text().splitlines() if line]
 

@@ -131,6 +131,12 @@ class WindowSampler:
                 return names[i], start, "+" if plus else "-", sequence if plus else reverse_complement(sequence)
         raise self.too_many_n(g)
 
+    def check_windows(self, seed: int) -> None:
+        """Draw a window of every genome that has contigs to draw from: one mostly N says so."""
+        for genome, (names, _) in enumerate(self.tables):
+            if names:
+                self.draw(np.random.default_rng(seed), genome)
+
     def usable(self, bases: str) -> bool:
         # A window of N alone has no base to learn from, whatever max_n allows.
         return not too_many_n(bases, self.max_n) and any(base in bases for base in "ACGT")

@@ -16,7 +16,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -245,8 +244,7 @@ def training_data(s: PretrainSettings, window: WindowSpec, genomes: list[str], t
     checkpoint records them (a resume must find the same, the world size too: RNG states are per rank)."""
     sampler = WindowSampler(genomes, s.weights, window.draw_bp, s.heldout_contigs, TRAIN, s.max_n)
     # A genome mostly N is told now, not at step 1: after --force has removed an earlier run's checkpoints.
-    for genome in range(len(genomes)):
-        sampler.draw(np.random.default_rng(s.seed), genome)
+    sampler.check_windows(s.seed)
     init_sha256 = base_weights(model_path(s.init))["sha256"] if s.init else None
     data = PretrainSteps(sampler, tokenizer, window, s.batch_size, s.batch_tokens, s.seed, rank, world, s.mask_rate,
                          salt=(int(init_sha256[:16], 16),) if s.init else ())
