@@ -21,6 +21,7 @@ from .errors import UserError, first_names
 from .hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, hub_id, shadowing_folder
 from .options import as_arguments
 from .sequences.alignments import index_names
+from .sequences.fasta import fai_lengths
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
@@ -322,7 +323,7 @@ def _indexed_contigs(entry: dict) -> tuple[Path, list[str]] | None:
     index = Path(f"{source}.fai")
     if not index.is_file() or index.stat().st_mtime < source.stat().st_mtime:
         return None
-    return index, [line.split("\t", 1)[0] for line in index.read_text().splitlines() if line]
+    return index, list(fai_lengths(index))
 
 
 def _check_files(config: dict) -> None:

@@ -378,11 +378,12 @@ def write_indexed_fasta(source, out) -> dict[str, int]:
                 pysam.faidx(str(tmp))
             except pysam.SamtoolsError as error:
                 raise UserError(f"{source}: cannot index the FASTA: {str(error).strip()[:200]}") from None
-        lengths = _fai_lengths(Path(f"{tmp}.fai"))
+        lengths = fai_lengths(Path(f"{tmp}.fai"))
     return lengths
 
 
-def _fai_lengths(fai: Path) -> dict[str, int]:
+def fai_lengths(fai: Path) -> dict[str, int]:
+    """Contig → length, in a FASTA index's order."""
     lengths = {}
     for line in fai.read_text().splitlines():
         name, length = line.split("\t")[:2]
