@@ -76,7 +76,11 @@ def add_sites_arguments(parser) -> None:
     parser.description = ("Read a GFF3, GTF or GenBank annotation and write, strand-aware, one BED6 line per TSS "
                           "(first transcribed base), TTS (last transcribed base), splice site (donor: the intron's "
                           "first base; acceptor: its last), intron or gene span, of the transcripts kept (whole ones, of --biotype and "
-                          "--tag): a gene is the span of its transcripts, so a pseudogene without one is none.")
+                          "--tag): a gene is the span of its transcripts, so a pseudogene without one is none. "
+                          "Processed RNAs (tRNA, rRNA, snoRNA, miRNA, circRNA) and pseudogenes give no TSS or TTS, "
+                          "their ends being no transcript's; in GenBank, a CDS inside an mRNA naming no gene is that "
+                          "mRNA's (a phage's operon). Named tss, tts, donor, acceptor, intron or by gene, score 0, "
+                          "sorted in the genome's contig order then by start (bedtools sort -faidx).")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
                         help="gene annotation (plain or gzip)")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA",

@@ -138,10 +138,15 @@ def test_windows_as_csv_fasta_and_bed(tmp_path):
     assert lines[0] == ">NC_001422.1:0-1000(-)" and len(lines) == 12
 
     regions = tmp_path / "r.bed"
-    regions.write_text("NC_001422.1\t100\t400\n")
-    assert run_cli("windows", "--genome", genome, "--out", tmp_path / "w.bed", "--regions", regions, "--length", "100",
-                   "--stride", "100", "--strands", "+").returncode == 0
-    assert (tmp_path / "w.bed").read_text().splitlines()[0].split("\t")[:3] == ["NC_001422.1", "100", "200"]
+    regions.write_text("NC_001422.1\t100\t400\nNC_001422.1\t1000\t1050\n")
+    result = run_cli("windows", "--genome", genome, "--out", tmp_path / "w.bed", "--regions", regions, "--length", "100",
+                     "--stride", "100", "--strands", "+")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[:3] for line in (tmp_path / "w.bed").read_text().splitlines()] == [
+        ["NC_001422.1", str(start), str(start + 100)] for start in (100, 200, 300)]
+    # A region shorter than a window gives none, and says so: a pipeline would otherwise miss it unheard.
+    assert "1 contig(s) or region(s) shorter than the 100 bp window" in result.stderr
+    assert "NC_001422.1:1000-1050" in result.stderr
     # Windows longer than the genome: an error, not an empty file.
     assert_user_error(run_cli("windows", "--genome", genome, "--out", tmp_path / "long.bed", "--length", "6000"),
                       "no 6000 bp window fits", "5,386 bp")

@@ -204,6 +204,15 @@ def test_a_genbank_release_file_is_read_past_its_header(tmp_path):
     assert read_annotation(release).tss() == read_annotation(PHIX).tss() != []
 
 
+def test_genbank_operon_mrna_owns_the_cds_inside_it_and_is_named_by_its_span():
+    """phiX174's two mRNAs name no gene: each is a transcription unit holding the CDS inside it (genes D
+    to H), named as bedtools getfasta names a region (0-based, strand in brackets); the CDS outside any
+    mRNA, named by their protein ids, are genes of their own."""
+    genes = [(g.id, g.start, g.end, g.strand) for g in read_annotation(PHIX).genes()]
+    assert genes == [("NP_040706.1", 50, 221, "+"), ("NP_040707.1", 132, 393, "+"),
+                     ("NC_001422.1:357-991(+)", 357, 991, "+"), ("NC_001422.1:357-3975(+)", 357, 3975, "+")]
+
+
 def test_bgzip_conversion_writes_indices_and_keeps_the_sequence(lambda_forms, tmp_path):
     out = tmp_path / "out" / "genome.fa.gz"
     lengths = write_indexed_fasta(lambda_forms["gzip"], out)

@@ -426,7 +426,8 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                     continue
                 strand = _STRANDS[feature.location.strand]
                 exons = tuple(_merge((int(p.start), int(p.end)) for p in feature.location.parts))
-                name = label or f"{record.id}:{exons[0][0]}-{exons[-1][1]}{strand}"
+                # Unnamed, it is named by its span as `windows` and bedtools getfasta name one: 0-based, half-open.
+                name = label or f"{record.id}:{exons[0][0]}-{exons[-1][1]}({strand})"
                 name = name if name not in names else f"{name}.{feature.type}{len(names)}"
                 names.add(name)
                 # Bacteria repeat gene names (insA, tnpA): the locus_tag tells their genes apart.

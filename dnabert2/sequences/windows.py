@@ -9,7 +9,7 @@ from pathlib import Path
 
 from Bio.Seq import reverse_complement
 
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..options import add_settings, output_file, settings_from
 from ..outputs import atomic_text, check_outputs, plain_suffix
 from ..settings import WindowsSettings
@@ -102,7 +102,10 @@ def add_arguments(parser) -> None:
     parser.description = ("Tile contigs or regions with windows of a fixed length and stride, on both strands "
                           "(minus-strand windows reverse-complemented), upper-cased. Where the stride leaves a "
                           "contig's last bases out, one more window ends at its end: with a stride no longer than "
-                          "the window, every base of a contig a window long or more is in one.")
+                          "the window, every base of a contig a window long or more is in one; shorter contigs and "
+                          "regions (and, with --on-n split, stretches between Ns) give none unless --min-length "
+                          "lets them. Windows are named contig:start-end(strand), 0-based half-open as bedtools "
+                          "getfasta names them; CSV and BED starts are 0-based too.")
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
     parser.add_argument("--out", required=True, type=output_file, help="output file (.fa/.fasta, .csv or .bed; bgzip-compressed when named .gz)")
     add_settings(parser, WindowsSettings)
@@ -133,4 +136,9 @@ def run(args) -> None:
         if not count:  # inside the output's context: no empty file is left behind
             raise UserError(f"{args.genome}: no {s.window} bp window fits the regions asked for (the longest is "
                             f"{max(end - start for _, start, end in regions):,} bp), or every one holds N (--on-n)")
+    # Contigs and regions left out whole are said, unlike stretches between Ns, which --on-n split cuts by design.
+    short = [f"{c}:{a}-{b}" for c, a, b in regions if b - a < s.window and (s.min_length is None or b - a < s.min_length)]
+    if short:
+        log.warning("%d contig(s) or region(s) shorter than the %d bp window (and --min-length) have no window: %s",
+                    len(short), s.window, first_names(short))
     log.info("wrote %d windows to %s", count, args.out)
