@@ -351,7 +351,9 @@ class EmbedSettings:
 
 # One tolerance per kind of site matching the registry knows (--splice-tolerance, --tss-tolerance, …).
 ScanEvalSettings = dataclasses.make_dataclass("ScanEvalSettings", [
-    *((f"{name}_tolerance", int, setting(default, help_text, type=non_negative))
+    *((f"{name}_tolerance", int, setting(default, f"{help_text}; per-base PR-AUC and top-k too score each site by "
+                                                    "its best base that near, and count no base that near as a negative",
+                                         type=non_negative))
       for name, (default, help_text) in TOLERANCES.items()),
     ("regions", Path | None, setting(None, "count only annotated sites inside these regions (where the scan looked)",
                                      type=Path, metavar="BED", group="where")),

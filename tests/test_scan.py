@@ -821,8 +821,9 @@ def test_scan_eval_sets_aside_calls_at_sites_only_transcripts_left_out_give(tmp_
     calls = tmp_path / "calls.bed"
 
     def report(sites, label, *options):
-        calls.write_text("".join(f"{s.contig}\t{s.position - 100}\t{s.position + 100}\t{label}\t900\t{s.strand}"
-                                 f"\t3\t-1\t-1\t100\n" for s in sites))
+        # A 200 bp call with the site its summit, cut at the contig's start as a scan's would be.
+        calls.write_text("".join(f"{s.contig}\t{max(s.position - 100, 0)}\t{s.position + 100}\t{label}\t900\t"
+                                 f"{s.strand}\t3\t-1\t-1\t{min(s.position, 100)}\n" for s in sites))
         result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, *options)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)["labels"][label]
@@ -990,6 +991,16 @@ def test_scan_eval_reads_narrowpeak_without_a_summit_as_the_calls_middle(tmp_pat
     calls.write_text(f"{donor.contig}\t{donor.position}\t{donor.position + 1}\tdonor\t900\t{donor.strand}\t1\t-1\t-1\t5\n")
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation)
     assert_user_error(result, "line 1", "summit offset 5 lies outside the call")
+    # A call a scan cannot have written: reversed, or on no strand (matched to no site, it would count
+    # as a false positive with exit 0).
+    def call(start, end, strand):
+        return f"{donor.contig}\t{start}\t{end}\tdonor\t900\t{strand}\t1\t-1\t-1\t0\n"
+
+    good = call(donor.position, donor.position + 1, donor.strand)
+    for bad, words in ((call(donor.position, donor.position + 1, "."), "strand '.', not + or -"),
+                       (call(520, 505, donor.strand), f"{donor.contig}:520-505 is empty")):
+        calls.write_text(good + bad)
+        assert_user_error(run_cli("scan-eval", "--calls", calls, "--annotation", annotation), "line 2", words)
 
 
 def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tmp_path):

@@ -106,6 +106,12 @@ def read_calls(path) -> list[Call]:
                 offset = int(fields[9])
             except (IndexError, ValueError):
                 raise UserError(f"{path}: line {number} is not a dnabert2 scan call (BED6+4)") from None
+            if not 0 <= start < end:
+                raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0 (BED is "
+                                "0-based, half-open: start < end)")
+            # A scan calls each strand apart, and evaluation matches a call to sites of its strand alone.
+            if strand not in ("+", "-"):
+                raise UserError(f"{path}: line {number}: strand {strand!r}, not + or - as a scan writes it")
             # narrowPeak's -1 says no summit was called: the call's middle stands for it.
             if offset == -1:
                 offset = (end - start) // 2
