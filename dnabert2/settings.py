@@ -96,7 +96,8 @@ class WindowsSettings:
     stride: int = setting(200, "distance between window starts in bp", type=positive)
     strands: str = setting("both", "strands to emit", choices=["both", "+", "-"])
     contigs: list[str] | None = setting(None, "only these contigs", nargs="+", metavar="CONTIG", group="where")
-    regions: Path | None = setting(None, "only these regions (overlapping or touching ones tiled as one)", type=Path,
+    regions: Path | None = setting(None, "only these regions (overlapping or touching ones tiled as one; on the "
+                                   "strands of --strands: a BED's strand column is not read)", type=Path,
                                    metavar="BED", group="where")
     on_n: str = setting("split", "runs of N (or another IUPAC code than A, C, G, T): split stretches at them, skip "
                         "windows holding N, or keep them",
@@ -260,7 +261,8 @@ class EvaluateSettings:
 class ScanSettings:
     min_depth: int | None = setting(None, "with --bam: scan the reference where at least DEPTH reads align",
                                     flag="--covered", type=positive, metavar="DEPTH")
-    regions: Path | None = setting(None, "scan only these regions", type=Path, metavar="BED", group="where")
+    regions: Path | None = setting(None, "scan only these regions (on the strands of --strands: a BED's strand "
+                                   "column is not read)", type=Path, metavar="BED", group="where")
     contigs: list[str] | None = setting(None, "scan only these contigs", nargs="+", metavar="CONTIG", group="where")
     window: int | None = setting(None, "window length in bp (for a per-base model, its flanks included)",
                                  type=positive, default_text="the task's")
@@ -269,8 +271,9 @@ class ScanSettings:
     strands: str = setting("both", "strands to scan", choices=["both", "+", "-"])
     labels: list[str] | None = setting(None, "labels to call, by name or index", nargs="+", metavar="LABEL",
                                        default_text="all but 0")
-    threshold: float = setting(0.5, "smallest probability called (compared in thousandths, as the BED score: no "
-                               "call scores below 1000 × it)", type=float)
+    threshold: float = setting(0.5, "smallest probability called, in thousandths as the BED score holds it: a "
+                               "probability is rounded to thousandths (0.4996 is called at 0.5), the threshold up "
+                               "(no call scores below 1000 × it)", type=float)
     min_distance: int | None = setting(None, "bp between two calls of one label and strand: a base is called only "
                                        "where no base this close scores higher (in reads mode, along each read, per-base models only)",
                                        type=positive,
@@ -278,7 +281,8 @@ class ScanSettings:
                                        "scans at least the stride")
     merge: bool = setting(False, "window scans of a genome: merge overlapping or touching windows above the threshold "
                           "into one call (a region) instead of calling peaks")
-    top_k: int | None = setting(None, "keep only the K best calls of each label", type=positive, metavar="K")
+    top_k: int | None = setting(None, "keep only the K best calls of each label, over both strands and every "
+                                "contig (of equal scores, the first in the genome)", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
     max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
                            "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
