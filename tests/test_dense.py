@@ -730,6 +730,20 @@ def test_reads_mode_calls_peaks_only_among_bases_aligned_inside_the_regions(cnn,
     assert all(start <= int(c[1]) < end for c in calls)
 
 
+def test_reads_mode_counts_the_reads_with_a_base_in_the_regions_not_those_fetched_to_reach_them(cnn, tmp_path):
+    bam = SIRV / "pcs109_5k_spliced.bam"
+    region = ("SIRV5", 2000, 3000)
+    with pysam.AlignmentFile(str(bam)) as reads:
+        inside = sum(1 for r in reads.fetch(*region) if not r.flag & 0xF04
+                     and any(region[1] <= pos < region[2] for _, pos in r.get_aligned_pairs(matches_only=True)))
+        on_contig = sum(1 for r in reads.fetch(region[0]) if not r.flag & 0xF04)
+    (tmp_path / "region.bed").write_text("\t".join(map(str, region)) + "\n")
+    result = run_cli("scan", "--model", cnn, "--bam", bam, "--reference", SIRV / "SIRV_150601a.fasta.gz",
+                     "--regions", tmp_path / "region.bed", "--workers", 0, "--out", tmp_path / "calls.bed")
+    assert result.returncode == 0, result.stderr
+    assert 0 < inside < on_contig and f"scanned {inside} reads" in result.stderr
+
+
 def test_reads_stored_without_bases_cannot_be_scanned_but_their_coverage_can(cnn, tmp_path):
     bare = without_bases(SIRV / "pcs109_5k_spliced.bam", tmp_path / "bare.bam")
     common = ["--model", cnn, "--bam", bare, "--reference", SIRV / "SIRV_150601a.fasta.gz", "--contigs", "SIRV5"]

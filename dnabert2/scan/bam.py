@@ -125,7 +125,7 @@ class ReadWindows(IterableDataset):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         pieces, strands, sites, owned, readers = [], [], [], [], []
-        read_bases = short = skipped = 0
+        read_bases = scanned = short = skipped = 0
         for k, read in enumerate(reads):
             sequence = read.query_sequence.upper()
             if len(sequence) < self.size:  # no window fits: counted by the chunk holding where it starts
@@ -154,10 +154,12 @@ class ReadWindows(IterableDataset):
                     readers.append(k)
                     # A site counts in the chunk holding its reference position, so no read is counted twice.
                     sites.append(np.where(self.mine.holds(contig, placed), placed, -1))
-            if len(owned) > classified and owned[classified]:  # the read's bases count where its first window does
+            if len(owned) > classified and owned[classified]:  # the read counts where its first window does
                 read_bases += len(sequence)
+                scanned += 1
         ids, lengths = tokenised(tokenizer, pieces, self.max_tokens)
-        return {"reads": len(reads), "read_bases": read_bases, "short_reads": short, "read": readers,
+        return {"reads": len(reads), "scanned_reads": scanned, "read_bases": read_bases, "short_reads": short,
+                "read": readers,
                 "skipped": skipped, "strand": strands,
                 "sites": np.array(sites, dtype=np.int64).reshape(len(pieces), len(self.offsets)),
                 "ids": ids, "lengths": lengths, "owned": np.array(owned, dtype=bool)}
@@ -187,7 +189,7 @@ class ReadBases(ReadWindows):
 
     def prepare(self, tokenizer, contig, reads) -> dict:
         sequences, windows, places, candidates, owned = [], [], [], [], []
-        read_bases = 0
+        read_bases = scanned = 0
         for k, read in enumerate(reads):
             reference = reference_positions(read)
             inside = self.scanned.holds(contig, reference)
@@ -199,6 +201,7 @@ class ReadBases(ReadWindows):
             # A site counts in the chunk holding its reference position, so no read is counted twice.
             places.append(np.where(self.mine.holds(contig, reference), reference, -1))
             read_bases += read.query_length if mine else 0
+            scanned += int(mine)
             bases = read.query_sequence.upper()
             # Peaks are called among the bases aligned inside the scanned regions, as a genome scan
             # calls them within its regions: soft clips, insertions and bases outside give context only.
@@ -211,7 +214,7 @@ class ReadBases(ReadWindows):
                     sequences.append(piece if strand == "+" else reverse_complement(piece))
                     windows.append((k, start, end, strand))
                     owned.append(mine)
-        return {"reads": len(reads), "read_bases": read_bases, "sequences": sequences,
+        return {"reads": len(reads), "scanned_reads": scanned, "read_bases": read_bases, "sequences": sequences,
                 "windows": windows, "places": places, "candidates": candidates,
                 "encoded": encode_bases(tokenizer, sequences) if tokenizer and sequences else None,
                 "owned": np.array(owned, dtype=bool)}
@@ -306,13 +309,14 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         tally.tokens += sum(len(ids) for (ids, _), o in zip(item["encoded"] or [], owned) if o) if scanner.dense \
             else int(item["lengths"][owned].sum())
         tally.bases += item["read_bases"]
-        reads += item["reads"]
+        reads += item["scanned_reads"]
         short += item.get("short_reads", 0)
         bar.update(item["reads"])
 
     with tqdm(unit="read", disable=not progress) as bar:
         overlapped(loader, launch, take)
     tally.seconds = time.perf_counter() - started
+    # Reads fetched to reach the regions (their bins) but with no base aligned inside them are not counted.
     log.info("scanned %d reads", reads)
     if short:
         log.warning("%d reads shorter than the model's %d bp window were not scanned (a per-base model scans reads of "
