@@ -412,7 +412,10 @@ def add_cnn_arguments(parser) -> None:
         "OUT can be scanned and evaluated like a fine-tuned model.")
     parser.add_argument("--data", required=True, type=Path, help="dense task folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    add_settings(parser, FinetuneSettings, only=CNN_OPTIONS)
+    add_settings(parser, FinetuneSettings, only=CNN_OPTIONS, helps={
+        "batch_size": f"dense windows per step (default {FinetuneSettings.batch_size})",
+        "lr": f"learning rate (default {CNN_LR:g})",
+        "patience": f"epochs without a better dev mean PR-AUC before stopping (default {FinetuneSettings.patience})"})
 
 
 def run_cnn(args) -> None:

@@ -69,9 +69,11 @@ def _default_text(field: dataclasses.Field, default) -> str:
     return f" (default {default})"
 
 
-def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | None = None) -> None:
+def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | None = None,
+                 helps: dict[str, str] | None = None) -> None:
     """An option for each field of the settings dataclass `cls` (or of those named in `only`); plain
-    fields, not declared with setting(), are settings of the library only."""
+    fields, not declared with setting(), are settings of the library only. `helps`: a command's own
+    help for some of them, where the field's, written for another command, would mislead."""
     groups = {}
     for field in dataclasses.fields(cls):
         if "help" not in field.metadata or (only is not None and field.name not in only):
@@ -82,7 +84,8 @@ def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | Non
             if meta["group"] not in groups:
                 groups[meta["group"]] = parser.add_mutually_exclusive_group()
             where = groups[meta["group"]]
-        help_text = (meta["help"] + _default_text(field, default)).replace("%", "%%")  # argparse formats help with %
+        help_text = (helps or {}).get(field.name) or meta["help"] + _default_text(field, default)
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if meta.get("switches"):
             switches = where if meta.get("group") else parser.add_mutually_exclusive_group()
             for switch, (value, meaning) in meta["switches"].items():

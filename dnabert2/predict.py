@@ -107,8 +107,9 @@ def predict(model, out, *, csv_file=None, fasta=None, bed=None, genome=None, set
     return count
 
 
-def add_command(parser, description: str, model_help: str, out_help: str, cls) -> None:
-    """The options of a command that runs a model on given sequences (predict, embed)."""
+def add_command(parser, description: str, model_help: str, out_help: str, cls, bed_help: str = "") -> None:
+    """The options of a command that runs a model on given sequences (predict, embed); bed_help: what
+    the command does with a --bed region beyond reading it."""
     parser.description = description
     parser.add_argument("--model", required=True, type=model_argument,
                         help=f"{model_help}, or a Hugging Face Hub id (owner/name[@revision])")
@@ -118,8 +119,7 @@ def add_command(parser, description: str, model_help: str, out_help: str, cls) -
     given.add_argument("--fasta", type=Path, help="a FASTA of sequences (plain or gzip); ids are the record names, which "
                        "may repeat")
     given.add_argument("--bed", type=Path, help="regions of --genome (ids from the name column, else "
-                       "contig:start-end(strand)); '-' strand regions are reverse-complemented; a per-base "
-                       "model reads the genome around each as its flanks, as a scan does")
+                       "contig:start-end(strand)); '-' strand regions are reverse-complemented" + bed_help)
     given.add_argument("--genome", type=Path, metavar="FASTA", help="the genome the --bed regions lie on")
     parser.add_argument("--out", required=True, type=output_file, help=out_help)
     add_settings(parser, cls)
@@ -135,7 +135,8 @@ def add_arguments(parser) -> None:
     add_command(parser, "Score sequences with a fine-tuned model (a window classifier, a per-base model or the CNN "
                 "baseline): a TSV with a row per sequence, in input order: its id, the probability of each label "
                 "(per-base models: each site label's best probability over the A, C, G and T and the 0-based offset of that "
-                "base along the sequence as read, from a '-' region's end) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings)
+                "base along the sequence as read, from a '-' region's end) and the predicted label.", "fine-tuned model folder", "output TSV (bgzip-compressed when named .gz; - for standard output)", PredictSettings,
+                "; a per-base model reads the genome around each as its flanks, as a scan does")
 
 
 def run(args) -> None:

@@ -283,7 +283,8 @@ class ScanSettings:
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label, over both strands and every "
                                 "contig (of equal scores, the first in the genome)", type=positive, metavar="K")
-    chunk: str | None = setting(None, "scan only the I-th (0-based) of N balanced parts of the genome", metavar="I/N")
+    chunk: str | None = setting(None, "scan only the I-th (0-based) of N parts of the genome, balanced in "
+                               "whole blocks of windows (tens of kb), so a small scan may leave parts empty", metavar="I/N")
     max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
                            "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=mapq)
@@ -346,7 +347,8 @@ class EmbedSettings:
     chunk_tokens: int | None = setting(None, "run sequences of more tokens than this in overlapping chunks of this "
                                        "many, each token's states averaged over the chunks holding it", type=positive,
                                        default_text="each sequence whole (ALiBi takes any length)")
-    overlap: int | None = setting(None, "tokens shared by neighbouring chunks", type=non_negative,
+    overlap: int | None = setting(None, "tokens shared by neighbouring chunks (the last, flush with the sequence's "
+                                  "end, may share more)", type=non_negative,
                                   default_text="a quarter of --chunk-tokens")
     batch_tokens: int | None = _batch_tokens()
     device: str = _device()
