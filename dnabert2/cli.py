@@ -94,7 +94,7 @@ def _command(argv: list[str]) -> str | None:
 
 
 def main(argv=None) -> int:
-    """The program: once done it ignores SIGINT and SIGTERM, so that a stop cannot cut the process's
+    """The program: once done it ignores SIGINT, SIGTERM and SIGHUP, so that a stop cannot cut the process's
     exit short (nor turn a finished run's exit code into a kill)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command(argv)

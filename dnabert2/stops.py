@@ -1,18 +1,25 @@
-"""How a command stops when asked to. Ctrl-C (SIGINT) and SIGTERM (a cluster's time limit, Snakemake
-stopping a job) unwind the run as KeyboardInterrupt, so temporary files go; later signals are
+"""How a command stops when asked to. Ctrl-C (SIGINT), SIGTERM (a cluster's time limit, Snakemake
+stopping a job) and SIGHUP (the terminal or ssh session closed) unwind the run as KeyboardInterrupt,
+so temporary files go; later signals are
 ignored, as they would cut that cleanup short. A block under `held()` (the renames that put outputs
 in place, the removal of a temporary folder) finishes before a stop asked for during it."""
 
+import ctypes
 import os
 import signal
+import sys
 from contextlib import contextmanager
 
 # The word a stop is reported with; the exit code is 128 + the signal's number, as in a shell.
-WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, unwound like Ctrl-C."""
+    """SIGTERM or SIGHUP, unwound like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
 
 
 _held = 0
@@ -33,27 +40,62 @@ def _stop(signum, frame):
         _pending = _pending or signum
         return
     ignore()
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+_watched = None
+
+
+def watched() -> list[int]:
+    """The signals of WORDS that were not ignored when first asked (as the program started): a run
+    under nohup (SIGHUP ignored), or started in the background by a script (SIGINT), keeps ignoring them."""
+    global _watched
+    if _watched is None:
+        _watched = [signum for signum in WORDS if signal.getsignal(signum) is not signal.SIG_IGN]
+    return _watched
 
 
 def _as_before_in_child():
     """A forked process (a DataLoader worker) starts with the default handlers, as torch expects: it
-    stops its workers with SIGTERM, which ignore() would have made them ignore."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stops its workers with SIGTERM, which ignore() would have made them ignore. What the program was
+    started ignoring, it ignores too."""
+    for signum in WORDS:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, default if signum in watched() else signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _die_with(_parent)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_parent = None
+
+
+def _die_with(parent: int) -> None:
+    """End this forked process when `parent` dies, however it dies: a DataLoader worker of a process
+    SIGKILLed (the OOM killer, a cluster's grace period spent) blocks for ever writing to the pipe no one
+    reads, holding its memory, as torch's watchdog only looks while the worker waits for work."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(128 + signal.SIGKILL)
 
 
 def install() -> None:
     """Stop by unwinding, from now on (in this process; see _as_before_in_child)."""
-    for signum in WORDS:
+    for signum in watched():
         signal.signal(signum, _stop)
-    os.register_at_fork(after_in_child=_as_before_in_child)
+    os.register_at_fork(before=_note_parent, after_in_child=_as_before_in_child)
+
+
+def _note_parent() -> None:
+    global _parent
+    _parent = os.getpid()
 
 
 def ignore() -> None:
     """Let no stop cut short what comes next (the cleanup a stop starts, the process's exit)."""
-    for signum in WORDS:
+    for signum in watched():
         signal.signal(signum, _nothing)
 
 
@@ -74,7 +116,7 @@ def exit_at_once(prog: str) -> None:
         os.write(2, f"{prog}: {WORDS[signum]}\n".encode())
         os._exit(128 + signum)
 
-    for signum in WORDS:
+    for signum in watched():
         signal.signal(signum, handler)
 
 
@@ -98,7 +140,7 @@ def stop_behind(error: BaseException) -> int | None:
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
-            return signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+            return error.signum if isinstance(error, Terminated) else signal.SIGINT
         seen.add(id(error))
         error = error.__context__
     return None

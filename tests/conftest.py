@@ -60,7 +60,7 @@ def assert_stopped(result: subprocess.CompletedProcess, command: str, signum: in
     """A stopped run: exit 128 + the signal, its last line saying so, no traceback."""
     assert result.returncode == 128 + signum, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
-    word = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[signum]
+    word = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}[signum]
     assert result.stderr.splitlines()[-1] == f"dnabert2 {command}: {word}", result.stderr
 
 

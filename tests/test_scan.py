@@ -4,9 +4,14 @@ mechanics, not biology); genomes, reads and annotations are the real ones in ../
 
 import gzip
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pysam
@@ -337,12 +342,43 @@ def test_a_scan_stopped_while_writing_leaves_none_of_its_outputs(splice_model, c
     assert not list(tmp_path.iterdir())  # nor their temporary names
 
 
+def living(pid: int) -> bool:
+    """Whether a process runs (a zombie no one reaped, here or in a container, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_a_scan_killed_outright_leaves_no_worker_behind(splice_model, ce1pct, tmp_path):
+    """SIGKILL (the OOM killer, a cluster's grace period spent) gives the run no time to stop its
+    DataLoader workers: one left writing to the pipe no one read blocked for ever, holding its memory."""
+    process = subprocess.Popen([sys.executable, "-m", "dnabert2", "scan", "--model", splice_model, "--fasta", ce1pct,
+                                "--window", "100", "--workers", "1", "--out", tmp_path / "calls.bed"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children, workers = Path(f"/proc/{process.pid}/task/{process.pid}/children"), []
+    try:
+        while not workers and process.poll() is None:
+            workers = [int(pid) for pid in children.read_text().split()]
+            time.sleep(0.1)
+        time.sleep(3)  # the worker runs ahead, filling the pipe
+    finally:
+        process.kill()
+        process.wait()
+    assert workers, "the scan ended before its worker started"
+    deadline = time.monotonic() + 10
+    while any(map(living, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if living(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
 def test_tracks_and_calls_that_genome_tools_read(splice_model, ce1pct, tmp_path):
     """One bedGraph per label and strand (bedtools merges each), the same as bigWig (pyBigWig reads the
     values back), and calls bgzip-compressed with a tabix index."""
-    import shutil
-    import subprocess
-
     import pyBigWig
 
     calls = tmp_path / "calls.bed.gz"
