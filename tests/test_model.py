@@ -200,6 +200,10 @@ def test_unreadable_folders_are_refused(tmp_path, monkeypatch):
     folder.mkdir()
     with pytest.raises(UserError, match="not a model folder \\(no config.json in it\\)"):
         load_model(folder)
+    (folder / "checkpoints").mkdir()  # a pretraining stopped before it wrote its model
+    with pytest.raises(UserError, match="a pretraining stopped early, which `dnabert2 pretrain --resume` goes on"):
+        load_model(folder)
+    (folder / "checkpoints").rmdir()
     (folder / "task.json").write_text("{}")
     with pytest.raises(UserError, match="the data of a task"):
         load_model(folder)

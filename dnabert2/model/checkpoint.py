@@ -149,7 +149,10 @@ def check_model_folder(folder: Path) -> None:
         raise UserError(f"{folder}: not a model folder")
     if not (folder / "config.json").is_file() and not is_adapter(folder):
         kind = "the data of a task (`dnabert2 tasks`), " if (folder / "task.json").is_file() else ""
-        raise UserError(f"{model_name(folder)}: not a model folder ({kind}no config.json in it)")
+        # Pretraining writes its model at the end: checkpoints alone are a run stopped before it.
+        stopped = "; the checkpoints of a pretraining stopped early, which `dnabert2 pretrain --resume` goes on " \
+                  "from" if (folder / "checkpoints").is_dir() else ""
+        raise UserError(f"{model_name(folder)}: not a model folder ({kind}no config.json in it{stopped})")
 
 
 def is_classifier(folder: Path) -> bool:
