@@ -22,6 +22,7 @@ from .hub import ADAPTER_FILES, WEIGHT_FILES, find_weights, hub_id, shadowing_fo
 from .options import as_arguments
 from .sequences.alignments import index_names
 from .sequences.fasta import fai_lengths
+from .sequences.inputs import read_bed_regions
 from .settings import (CNN_OPTIONS, INFO_KEY, FinetuneSettings, JunctionsSettings, PretrainSettings,
                        ScanEvalSettings, ScanSettings, TaskSettings, VariantSettings, VocabSettings, window_over_batch)
 from .sources import local_path
@@ -46,7 +47,7 @@ def check(config: dict, schema_path, files=()) -> None:
     validate(config, schema(schema_path))
     refuse_keys_without_effect(given)
     check_references(config)
-    refuse_unused_tolerances(given, config)
+    refuse_unused_site_keys(given, config)
     check_contigs(config)
 
 
@@ -135,10 +136,10 @@ def refuse_keys_without_effect(config: dict) -> None:
         raise ValueError("config: vocab acts only with pretrain runs: it learns the tokenizer they train with")
 
 
-def refuse_unused_tolerances(given: dict, config: dict) -> None:
+def refuse_unused_site_keys(given: dict, config: dict) -> None:
     """A scan-eval tolerance (as `given`, before the defaults) of a kind of site the scan's model calls
-    none of (tss_tolerance on a splice scan), where the config names the task the model learnt:
-    scan-eval would refuse it, after the scan."""
+    none of (tss_tolerance on a splice scan), or a min_intron where it calls no splice site, where the
+    config names the task the model learnt: scan-eval would refuse it, after the scan."""
     for name, settings in (given.get("scan") or {}).items():
         task = scan_task(config, name)
         if task is None:
@@ -149,6 +150,9 @@ def refuse_unused_tolerances(given: dict, config: dict) -> None:
             if f"{site}_tolerance" in settings and site not in used:
                 raise ValueError(f"config: scan.{name}.{site}_tolerance: its model calls {kind} sites, "
                                  f"matched with {' and '.join(f'{u}_tolerance' for u in sorted(used))}")
+        if "min_intron" in settings and not KINDS[kind].splices:
+            raise ValueError(f"config: scan.{name}.min_intron: its model calls {kind} sites, not splice sites, "
+                             "which min_intron decides")
 
 
 def check_version(pyproject) -> None:
@@ -300,7 +304,8 @@ def check_contigs(config: dict) -> None:
     download's index is not read: it may be of a source the config has since replaced, which
     Snakemake will fetch anew."""
     indexed = {name: _indexed_contigs(entry) for name, entry in config["genomes"].items()}
-    named = [(f"scan.{name}.contigs", [s["genome"]], s["contigs"]) for name, s in config["scan"].items()]
+    named = [(f"scan.{name}.{'contigs' if s['contigs'] else 'regions'}", [s["genome"]], scanned_contigs(name, s))
+             for name, s in config["scan"].items()]
     named += [(f"tasks.{task}.{key}", [s["genome"]], s[key]) for task, s in config["tasks"].items()
               for key in ("test_contigs", "dev_contigs")]
     named += [(f"pretrain.{model}.heldout_contigs", s["genomes"] or list(config["genomes"]), s["heldout_contigs"])
@@ -313,6 +318,18 @@ def check_contigs(config: dict) -> None:
         if unknown is not None:
             raise ValueError(f"config: {key}: {unknown!r} is no contig of {' or '.join(genomes)} (its index "
                              f"{', '.join(str(indexed[g][0]) for g in genomes)} has {first_names(known)})")
+
+
+def scanned_contigs(name: str, settings: dict) -> list[str]:
+    """The contigs scan `name` names: its contigs, or those of its regions BED where it is there to
+    read (one not there yet is Snakemake's to find); none for a whole-genome scan."""
+    path = None if settings["contigs"] else settings["regions"]
+    if not path or not Path(path).is_file():
+        return settings["contigs"] or []
+    try:
+        return list(dict.fromkeys(contig for contig, _, _ in read_bed_regions(path)))
+    except UserError as error:
+        raise ValueError(f"config: scan.{name}.regions: {error}") from None
 
 
 def _indexed_contigs(entry: dict) -> tuple[Path, list[str]] | None:
@@ -420,7 +437,7 @@ def _check_held_out(config: dict, name: str, settings: dict, task: str) -> None:
     if built["genome"] != settings["genome"]:
         raise ValueError(f"config: scan.{name}.held_out: the scan is of genome {settings['genome']!r}, its model's "
                          f"task {task!r} of {built['genome']!r}; the test split lies in the task's genome")
-    tested, scanned = built.get("test_contigs") or [], settings.get("contigs") or []
+    tested, scanned = built.get("test_contigs") or [], scanned_contigs(name, settings)
     if tested and scanned and not set(tested) & set(scanned):
         raise ValueError(f"config: scan.{name}.held_out: the scan's contigs ({', '.join(scanned)}) hold none of "
                          f"task {task!r}'s test contigs ({', '.join(tested)})")

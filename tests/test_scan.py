@@ -975,7 +975,9 @@ def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them
     result = run_cli("tasks", "promoter", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
                      "--tag", "MANE_Select", "--test-contigs", "IV", "--out", task)
     assert result.returncode == 0, result.stderr
+    # No introns decide a promoter task's sites: it records no min_intron, as a splice task does.
     assert json.loads((task / "task.json").read_text())["tags"] == ["MANE_Select"]
+    assert json.loads((task / "task.json").read_text())["min_intron"] is None
     on_iv = [s for s in tagged.tss() if s.contig == "IV"][:10] + [s for s in untagged if s.contig == "IV"]
     calls = tmp_path / "calls.bed"
     calls.write_text("".join(f"{s.contig}\t{s.position - 100}\t{s.position + 100}\tpromoter\t900\t{s.strand}"
@@ -988,6 +990,12 @@ def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them
     assert report["tags"] == ["MANE_Select"] and promoter["precision"] == 1.0 and promoter["calls"] == 10
     assert promoter["calls_unlabelled"] == len(on_iv) - 10 > 0
     assert promoter["sites"] == sum(s.contig == "IV" for s in tagged.tss())
+    assert report["min_intron"] is None and "introns" not in result.stderr
+    # Nor does --min-intron change what TSS calls are scored against: refused, as `sites --kind tss` refuses it.
+    result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--held-out", task,
+                     "--min-intron", 30)
+    assert_user_error(result, "--min-intron decides which gaps between exons are introns: an evaluation of "
+                      "promoter calls has no splice sites")
 
 
 def test_scan_eval_matches_calls_and_sites_one_to_one(tmp_path):

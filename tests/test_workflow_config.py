@@ -317,6 +317,8 @@ def window_task(config: dict) -> None:
          ["scan.ce1pct_splice.splice_tolerance acts only with evaluate: true"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(tss_tolerance=50),
          ["scan.ce1pct_splice.tss_tolerance: its model calls splice sites, matched with splice_tolerance"]),
+        (lambda c: (c["tasks"]["ce1pct_splice"].update(kind="promoter"), c["scan"]["ce1pct_splice"].update(min_intron=30)),
+         ["scan.ce1pct_splice.min_intron: its model calls promoter sites, not splice sites"]),
         (lambda c: c["scan"]["ce1pct_splice"].update(evaluate=False, held_out=False, biotypes=["protein_coding"]),
          ["scan.ce1pct_splice.biotypes acts only with evaluate: true"]),
         (lambda c: c["pretrain"]["tiny"].pop("heldout_contigs"), ["pretrain.tiny.eval_every acts only with "
@@ -449,6 +451,24 @@ def test_contig_names_are_checked_against_an_index_at_hand(tmp_path):
                         "has I, II)")
         config[section][name][key] = ["II"]
         checked(config)
+    # So are those of a regions BED (UCSC's chrI for Ensembl's I), and a held-out scan's must reach the
+    # test contigs (the task's are IV: scan-eval found nothing to evaluate, after the scan).
+    regions = tmp_path / "regions.bed"
+    regions.write_text("II\t0\t5\nchrI\t0\t5\n")
+    config["scan"]["ce1pct_splice"].pop("contigs")
+    config["scan"]["ce1pct_splice"]["regions"] = str(regions)
+    config["tasks"]["ce1pct_splice"].update(test_contigs=["II"], dev_contigs=["I"])
+    refused(config, "config: scan.ce1pct_splice.regions: 'chrI' is no contig of ce1pct")
+    regions.write_text("I\t0\t5\n")
+    refused(config, "config: scan.ce1pct_splice.held_out: the scan's contigs (I) hold none of task 'ce1pct_splice'"
+                    "'s test contigs (II)")
+    regions.write_text("I\t0\t5\nII\t0\t5\n")
+    checked(config)
+    regions.write_text("I\t5\t0\n")
+    refused(config, "config: scan.ce1pct_splice.regions: ")
+    config["scan"]["ce1pct_splice"].pop("regions")
+    for key in ("test_contigs", "dev_contigs"):
+        config["tasks"]["ce1pct_splice"].pop(key)
     # An index older than its source may name other contigs.
     config["scan"]["ce1pct_splice"]["contigs"] = ["chrI"]
     os.utime(f"{source}.fai", (0, 0))

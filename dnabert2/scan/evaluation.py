@@ -22,7 +22,7 @@ from ..outputs import atomic_text, check_outputs
 from ..sequences import merge_regions, read_annotation, read_bed_regions
 from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.description import read_description
-from ..tasks.registry import KINDS, SITE_LABELS, TOLERANCES
+from ..tasks.registry import KINDS, SITE_LABELS, TOLERANCES, no_introns
 from .calls import check_counts, read_calls
 from .gather import read_json
 from .plan import RegionIndex
@@ -89,8 +89,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     tolerances = _tolerances(s, labels)
     if held_out is not None:
         _warn_other_kind(held_out, labels)
-    biotypes, tags, min_intron = _transcripts_taken(s, held_out)
-    annotation = read_annotation(annotation_path, min_intron, biotypes, tags)
+    biotypes, tags, min_intron = _transcripts_taken(s, held_out, labels)
+    annotation = read_annotation(annotation_path, min_intron or MIN_INTRON, biotypes, tags)
     _check_same_genome(annotation, calls, calls_path, scanned)
     # A contig named wrong (chrI for I) would evaluate nothing, in nulls.
     known = annotation.annotated_contigs | {c.contig for c in calls} | set((scanned or {}).get("contig_lengths") or ())
@@ -153,11 +153,15 @@ def _warn_other_kind(held_out, labels: list[str]) -> None:
                     "transcripts' choice apply", held_out, kind.name, ", ".join(kind.labels[1:]), ", ".join(labels))
 
 
-def _transcripts_taken(s, held_out) -> tuple:
+def _transcripts_taken(s, held_out, labels: list[str]) -> tuple:
     """The biotypes, tags and --min-intron that choose the sites: a model trained on some transcripts'
     sites (of some biotypes, with some tags, and of gaps the task took for introns) is scored on
-    theirs, unless told otherwise."""
+    theirs, unless told otherwise. --min-intron only of splice sites (None for others)."""
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
+    if not any(SITE_LABELS[label].site in ("donor", "acceptor") for label in labels):
+        if s.min_intron is not None:
+            raise no_introns(f"an evaluation of {', '.join(labels)} calls")
+        return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), None
     min_intron = s.min_intron or trained_on.get("min_intron") or MIN_INTRON
     if s.min_intron is None and trained_on.get("min_intron"):
         log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,

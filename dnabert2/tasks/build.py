@@ -188,7 +188,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
         "seed": seed, "genome": str(genome), "annotation": str(annotation), "biotypes": s.biotypes, "tags": s.tags,
-        "min_intron": s.min_intron, "max_n": max_n, "margin": margin,
+        "min_intron": s.min_intron if task.splices else None, "max_n": max_n, "margin": margin,
         **layout.describe(),
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},

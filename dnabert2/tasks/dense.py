@@ -125,7 +125,7 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     description = {
         "task": kind, "dense": True, "core_bp": s.core, "flank_bp": s.flank, "labels": dict(enumerate(task.labels)),
         "empty_rate": s.empty_rate, "seed": s.seed, "genome": str(genome), "annotation": str(annotation),
-        "biotypes": s.biotypes, "tags": s.tags, "min_intron": s.min_intron, "max_n": s.max_n,
+        "biotypes": s.biotypes, "tags": s.tags, "min_intron": s.min_intron if task.splices else None, "max_n": s.max_n,
         **layout.describe(),
         "counts": {split: {"windows": len(rows), **_site_counts(rows, task.labels, s.core)}
                    for split, rows in examples.items()},
