@@ -75,6 +75,8 @@ def add_settings(parser: argparse.ArgumentParser, cls, only: Iterable[str] | Non
     fields, not declared with setting(), are settings of the library only. `helps`: a command's own
     help for some of them, where the field's, written for another command, would mislead."""
     groups = {}
+    if unknown := set(helps or ()) - {field.name for field in dataclasses.fields(cls)}:
+        raise ValueError(f"helps for no setting of {cls.__name__}: {', '.join(sorted(unknown))}")
     for field in dataclasses.fields(cls):
         if "help" not in field.metadata or (only is not None and field.name not in only):
             continue

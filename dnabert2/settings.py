@@ -257,6 +257,12 @@ class EvaluateSettings:
     kmer: int = setting(6, "k of the k-mer baseline", type=positive)
 
 
+# A FASTA scan's unit of work, of chunks (--chunk) and of the loader's workers: windows, or a per-base
+# model's cores.
+BLOCK_WINDOWS = 512
+DENSE_BLOCK_CORES = 16
+
+
 @dataclass
 class ScanSettings:
     min_depth: int | None = setting(None, "with --bam: scan the reference where at least DEPTH reads align",
@@ -283,8 +289,9 @@ class ScanSettings:
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label, over both strands and every "
                                 "contig (of equal scores, the first in the genome)", type=positive, metavar="K")
-    chunk: str | None = setting(None, "scan only the I-th (0-based) of N parts of the genome, balanced in "
-                               "whole blocks of windows (tens of kb), so a small scan may leave parts empty", metavar="I/N")
+    chunk: str | None = setting(None, "scan only the I-th (0-based) of N parts of the genome, of about equal "
+                               f"work: a FASTA scan's in whole blocks of {BLOCK_WINDOWS} windows ({DENSE_BLOCK_CORES} "
+                               "cores of a per-base model), so a small one may leave parts empty", metavar="I/N")
     max_n: float = setting(0.1, "window scans (of the genome or of reads): skip windows with more than this "
                            "fraction of N (a per-base scan scores every A, C, G and T, and no N)", type=fraction)
     min_mapq: int = setting(0, "with --bam: ignore alignments below this MAPQ", type=mapq)

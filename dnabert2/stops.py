@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 # The word a stop is reported with; the exit code is 128 + the signal's number, as in a shell.
@@ -18,7 +19,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, unwound like Ctrl-C."""
 
     def __init__(self, signum: int):
-        super().__init__()
+        super().__init__(signum)  # as its args, so that it copies and pickles
         self.signum = signum
 
 
@@ -63,34 +64,45 @@ def _as_before_in_child():
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
         signal.signal(signum, default if signum in watched() else signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    _die_with(_parent)
+    _die_with_parent()
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_parent = None
+# libc's prctl, looked up before any fork: dlopen in a child forked while another thread held the
+# loader's lock would hang.
+_prctl = None
+_parent = None  # the process forking, when its main thread forks
+_installed = False
 
 
-def _die_with(parent: int) -> None:
-    """End this forked process when `parent` dies, however it dies: a DataLoader worker of a process
+def _die_with_parent() -> None:
+    """End this forked process when its parent dies, however it dies: a DataLoader worker of a process
     SIGKILLed (the OOM killer, a cluster's grace period spent) blocks for ever writing to the pipe no one
-    reads, holding its memory, as torch's watchdog only looks while the worker waits for work."""
-    if not sys.platform.startswith("linux"):
+    reads, holding its memory, as torch's watchdog only looks while the worker waits for work. Only for
+    forks of the main thread: the kernel sends the signal when the forking thread ends."""
+    if _prctl is None or _parent is None:
         return
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the request was made
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _parent:  # it died before the request was made
         os._exit(128 + signal.SIGKILL)
 
 
 def install() -> None:
     """Stop by unwinding, from now on (in this process; see _as_before_in_child)."""
+    global _prctl, _installed
     for signum in watched():
         signal.signal(signum, _stop)
+    if _installed:
+        return
+    _installed = True
+    if sys.platform.startswith("linux"):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
     os.register_at_fork(before=_note_parent, after_in_child=_as_before_in_child)
 
 
 def _note_parent() -> None:
     global _parent
-    _parent = os.getpid()
+    _parent = os.getpid() if threading.current_thread() is threading.main_thread() else None
 
 
 def ignore() -> None:

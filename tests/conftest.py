@@ -30,6 +30,24 @@ def data() -> Path:
     return DATA
 
 
+def _unheard(signum, frame):
+    """What this suite was started ignoring, it goes on ignoring (see below)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def stops_heard_as_from_a_terminal():
+    """The commands the tests start hear Ctrl-C and SIGHUP, as from a terminal: a suite started in the
+    background by a non-interactive shell (`cmd &`, as CI harnesses do) or under nohup would pass those
+    signals on ignored, and a command keeps ignoring what it was started ignoring (as nohup asks). A
+    Python handler, unlike SIG_IGN, is not inherited: each program started gets the default."""
+    ignored = [signum for signum in (signal.SIGINT, signal.SIGHUP) if signal.getsignal(signum) is signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, _unheard)
+    yield
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def without_bases(bam: Path, out: Path) -> Path:
     """A copy of `bam` whose alignments keep their CIGARs but store no read bases (SEQ '*'), as some
     pipelines write them to save space; indexed."""

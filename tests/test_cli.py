@@ -145,7 +145,7 @@ def test_windows_as_csv_fasta_and_bed(tmp_path):
     assert [line.split("\t")[:3] for line in (tmp_path / "w.bed").read_text().splitlines()] == [
         ["NC_001422.1", str(start), str(start + 100)] for start in (100, 200, 300)]
     # A region shorter than a window gives none, and says so: a pipeline would otherwise miss it unheard.
-    assert "1 contig(s) or region(s) shorter than the 100 bp window" in result.stderr
+    assert "1 contig(s) or region(s) (overlapping or touching ones merged) shorter than 100 bp (--window)" in result.stderr
     assert "NC_001422.1:1000-1050" in result.stderr
     # Windows longer than the genome: an error, not an empty file.
     assert_user_error(run_cli("windows", "--genome", genome, "--out", tmp_path / "long.bed", "--length", "6000"),

@@ -172,12 +172,12 @@ def test_a_spreadsheets_csv_rna_and_a_gz_output_name(classifier, regions, tmp_pa
         assert result.returncode == 0, result.stderr
     with gzip.open(tmp_path / "rna.tsv.gz", "rt") as handle:
         assert handle.read() == (tmp_path / "dna.tsv").read_text() and "r2\t" in (tmp_path / "dna.tsv").read_text()
-    # A file cut short in its last row (a copy broken off), or a row with a field too many: refused, not
-    # the fragment scored, nor a sequence paired with another's column.
+    # A file cut off before its last row's last column (a copy broken off), or a row with a field too many:
+    # refused, not the fragment scored. A trailing comma (a spreadsheet's empty column) is no field.
     (tmp_path / "cut.csv").write_text(f"id,sequence\nr2,{sequence}\n{sequence[:40]}")
-    (tmp_path / "long.csv").write_text(f"id,sequence\nr2,{sequence},x\n")
-    for name, words in (("cut", "line 3 has 1 fields, the header 2 (a file cut short?)"),
-                        ("long", "line 2 has 3 fields, the header 2 (a field holding a comma, unquoted?)")):
+    (tmp_path / "long.csv").write_text(f"id,sequence\nr2,{sequence},\nr3,{sequence},x\n")
+    for name, words in (("cut", "line 3 has fewer fields than the header (a file cut short?)"),
+                        ("long", "line 3 has more fields than the header (a field holding a comma, unquoted?)")):
         result = run_cli("predict", "--model", classifier, "--csv", tmp_path / f"{name}.csv", "--out",
                          tmp_path / f"{name}.tsv")
         assert_user_error(result, words)

@@ -17,7 +17,7 @@ from ..options import add_settings, changed, model_argument, output_file, progre
 from ..outputs import check_outputs, files_in, scratch_folder, standard_output, write_json, written_together
 from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
-from ..settings import ScanSettings
+from ..settings import BLOCK_WINDOWS, DENSE_BLOCK_CORES, ScanSettings
 from ..tasks.registry import peak_distance
 from .calls import MERGED, check_scored, count_calls, top, write_calls
 from .dense import load_any_scanner
@@ -29,9 +29,6 @@ from .tracks import Tracks, check_folders
 __all__ = ["ScanSettings", "gather", "scan"]
 
 log = logging.getLogger(__name__)
-
-BLOCK_WINDOWS = 512
-DENSE_BLOCK_CORES = 16
 
 
 def _indexed(path, folder: str) -> Path:

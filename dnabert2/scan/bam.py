@@ -316,7 +316,8 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
     with tqdm(unit="read", disable=not progress) as bar:
         overlapped(loader, launch, take)
     tally.seconds = time.perf_counter() - started
-    # Reads fetched to reach the regions (their bins) but with no base aligned inside them are not counted.
+    # Reads fetched to reach the regions (their bins) but tallied for none of them (a per-base model: no
+    # base aligned inside; a window classifier: no window's site inside) are not counted.
     log.info("scanned %d reads", reads)
     if short:
         log.warning("%d reads shorter than the model's %d bp window were not scanned (a per-base model scans reads of "

@@ -179,13 +179,14 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
             raise UserError(f"{path}: no 'sequence' column (found: {', '.join(rows.fieldnames)})")
         keys = [column for column in ID_COLUMNS if column in rows.fieldnames]
         for number, row in enumerate(rows, 1):
-            # csv fills a short row's last columns with None and files a long one's extras under None: a
-            # row cut short (a file truncated in the middle of it) would be scored as the fragment it holds.
-            if None in row.values() or None in row:
-                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, ()))
-                why = "a field holding a comma, unquoted" if None in row else "a file cut short"
-                raise UserError(f"{path}: line {rows.line_num} has {fields} fields, the header "
-                                f"{len(rows.fieldnames)} ({why}?)")
+            # csv fills a short row's last columns with None, and files a long one's extras under None: a
+            # file cut off before a row's last column would be scored as the fragment it holds. Empty
+            # extras (a trailing comma) are a spreadsheet's.
+            if None in row.values():
+                raise UserError(f"{path}: line {rows.line_num} has fewer fields than the header (a file cut short?)")
+            if any(extra.strip() for extra in row.get(None, ())):
+                raise UserError(f"{path}: line {rows.line_num} has more fields than the header (a field holding a "
+                                "comma, unquoted?)")
             # A blank id (spaces alone too): its name, else its row number.
             name = next((row[key] for key in keys if (row[key] or "").strip()), None) or str(number)
             sequence = (row["sequence"] or "").upper()

@@ -137,8 +137,10 @@ def run(args) -> None:
             raise UserError(f"{args.genome}: no {s.window} bp window fits the regions asked for (the longest is "
                             f"{max(end - start for _, start, end in regions):,} bp), or every one holds N (--on-n)")
     # Contigs and regions left out whole are said, unlike stretches between Ns, which --on-n split cuts by design.
-    short = [f"{c}:{a}-{b}" for c, a, b in regions if b - a < s.window and (s.min_length is None or b - a < s.min_length)]
+    least = s.window if s.min_length is None else s.min_length
+    short = [f"{c}:{a}-{b}" for c, a, b in regions if b - a < least]
     if short:
-        log.warning("%d contig(s) or region(s) shorter than the %d bp window (and --min-length) have no window: %s",
-                    len(short), s.window, first_names(short))
+        log.warning("%d contig(s) or region(s) (overlapping or touching ones merged) shorter than %d bp (%s) have no "
+                    "window: %s", len(short), least, "--window" if s.min_length is None else "--min-length",
+                    first_names(short))
     log.info("wrote %d windows to %s", count, args.out)
