@@ -1,8 +1,8 @@
 """How a command stops when asked to. Ctrl-C (SIGINT), SIGTERM (a cluster's time limit, Snakemake
 stopping a job) and SIGHUP (the terminal or ssh session closed) unwind the run as KeyboardInterrupt,
-so temporary files go; later signals are
-ignored, as they would cut that cleanup short. A block under `held()` (the renames that put outputs
-in place, the removal of a temporary folder) finishes before a stop asked for during it."""
+so temporary files go; later signals are ignored, as they would cut that cleanup short. A block under
+`held()` (the renames that put outputs in place, the removal of a temporary folder) finishes before a
+stop asked for during it."""
 
 import ctypes
 import os

@@ -158,7 +158,7 @@ def _transcripts_taken(s, held_out, labels: list[str]) -> tuple:
     sites (of some biotypes, with some tags, and of gaps the task took for introns) is scored on
     theirs, unless told otherwise. --min-intron only of splice sites (None for others)."""
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
-    if not any(SITE_LABELS[label].site in ("donor", "acceptor") for label in labels):
+    if not any(SITE_LABELS[label].splice for label in labels):
         if s.min_intron is not None:
             raise no_introns(f"an evaluation of {', '.join(labels)} calls")
         return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), None

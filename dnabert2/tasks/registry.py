@@ -42,6 +42,11 @@ class SiteLabel:
     motif: str | None = None
     motif_offset: int = 0
 
+    @property
+    def splice(self) -> bool:
+        """Whether it marks a splice site, an end of an intron (which --min-intron defines)."""
+        return self.site in ("donor", "acceptor")
+
 
 def no_introns(what: str) -> UserError:
     """--min-intron given where no splice site is read, which it would not change."""
@@ -72,7 +77,7 @@ class TaskKind:
     @property
     def splices(self) -> bool:
         """Whether its sites are splice sites, the ends of introns (which --min-intron defines)."""
-        return any(s.site in ("donor", "acceptor") for s in self.sites)
+        return any(s.splice for s in self.sites)
 
     def check_min_intron(self, given: bool) -> None:
         if given and not self.splices:
