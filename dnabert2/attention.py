@@ -154,8 +154,10 @@ def check_packed(cu_seqlens: torch.Tensor, max_seqlen: int, total: int) -> None:
         raise UserError("max_seqlen goes with cu_seqlens: the longest packed sequence's tokens")
     lengths = cu_seqlens.diff()
     first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
-    if first != 0 or last != total or shortest < 0:
+    if first != 0 or last != total:
         raise UserError(f"cu_seqlens must rise from 0 to the {total} packed tokens, not from {first} to {last}")
+    if shortest < 0:
+        raise UserError(f"cu_seqlens must never decrease (a sequence of {shortest} tokens)")
     if longest > max_seqlen:
         raise UserError(f"max_seqlen {max_seqlen} is shorter than the longest sequence ({longest} tokens)")
 
