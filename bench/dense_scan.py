@@ -41,25 +41,30 @@ def main():
     dense = build_model(preset(args.preset, num_labels=3), "dense")
     missing, _ = dense.bert.load_state_dict(windows.bert.state_dict(), strict=False)  # the same encoder
     assert not missing, missing  # only the window classifier's pooler is left over
-    rows = []
     options = {"fasta": args.genome, "contigs": args.contigs, "regions": args.regions, "workers": args.workers,
                "batch_tokens": args.batch_tokens, "device": device}
+    # Each row as soon as it is measured: a call cut short by its time limit keeps the rows before.
+    print("| scan | windows | genome bp | s | tokens/s | genome bp/s | × window scan |\n"
+          "|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    baseline = None
+
+    def row(what, report):
+        nonlocal baseline
+        baseline = baseline or report["bp_per_second"]
+        print(f"| {what} | {report['windows']:,} | {report['bases']:,} | {report['seconds']:.1f} | "
+              f"{report['tokens_per_second']:,} | {report['bp_per_second']:,} | "
+              f"{report['bp_per_second'] / baseline:.2f} |", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(windows, Path(tmp) / "windows", tokenizer)
         (folder / "task.json").write_text(json.dumps({"task": "splice", "window_bp": args.window, "labels": SPLICE_LABELS}))
-        report = warm_scan(folder, Path(tmp) / "w.bed", stride=args.window // 4, **options)
-        rows.append((f"window scan, {args.window} bp windows, stride {args.window // 4}", report))
+        row(f"window scan, {args.window} bp windows, stride {args.window // 4}",
+            warm_scan(folder, Path(tmp) / "w.bed", stride=args.window // 4, **options))
         for shape in args.dense:
             core, flank = (int(x) for x in shape.split("/"))
             folder = dense_splice_folder(dense, tokenizer, Path(tmp) / f"dense{core}", core, flank)
-            report = warm_scan(folder, Path(tmp) / f"d{core}_{flank}.bed", **options)
-            rows.append((f"dense scan, {core} bp cores, {flank} bp flanks", report))
-    baseline = rows[0][1]["bp_per_second"]
-    print("| scan | windows | genome bp | tokens/s | genome bp/s | × window scan |\n|---|---:|---:|---:|---:|---:|")
-    for what, report in rows:
-        print(f"| {what} | {report['windows']:,} | {report['bases']:,} | {report['tokens_per_second']:,} | "
-              f"{report['bp_per_second']:,} | {report['bp_per_second'] / baseline:.2f} |")
-
+            row(f"dense scan, {core} bp cores, {flank} bp flanks",
+                warm_scan(folder, Path(tmp) / f"d{core}_{flank}.bed", **options))
 
 if __name__ == "__main__":
     main()
