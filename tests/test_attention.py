@@ -240,7 +240,7 @@ def test_packed_boundaries_are_checked():
         check_packed(cu, 3, 7)
     with pytest.raises(UserError, match="rise from 0 to the 9 packed tokens, not from 0 to 7"):
         check_packed(cu, 4, 9)
-    with pytest.raises(UserError, match="rise from 0"):
+    with pytest.raises(UserError, match="cu_seqlens must never decrease \\(a sequence of -2 tokens\\)"):
         check_packed(torch.tensor([0, 5, 3, 7]), 5, 7)
 
 
@@ -288,7 +288,5 @@ def test_mismatched_inputs_are_refused():
         alibi_attention(q, k, v, cu, 3, alibi_slopes(2), backend="triton")
     with pytest.raises(UserError, match="must rise from 0 to the 7 packed tokens, not from 0 to 3"):
         alibi_attention(q, k, v, cu[:2], 4, alibi_slopes(2))
-    with pytest.raises(UserError, match="cu_seqlens must never decrease \\(a sequence of -4 tokens\\)"):
-        alibi_attention(q, k, v, torch.tensor([0, 7, 3, 7], dtype=cu.dtype), 7, alibi_slopes(2))
     with pytest.raises(UserError, match="max_seqlen goes with cu_seqlens"):
         alibi_attention(q, k, v, cu, None, alibi_slopes(2))

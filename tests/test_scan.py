@@ -977,7 +977,7 @@ def test_a_task_of_some_tags_records_them_and_its_held_out_evaluation_takes_them
     result = run_cli("tasks", "promoter", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation", annotation,
                      "--tag", "MANE_Select", "--test-contigs", "IV", "--out", task)
     assert result.returncode == 0, result.stderr
-    # No introns decide a promoter task's sites: it records no min_intron, as a splice task does.
+    # No introns decide a promoter task's sites: unlike a splice task, it records no min_intron.
     assert json.loads((task / "task.json").read_text())["tags"] == ["MANE_Select"]
     assert json.loads((task / "task.json").read_text())["min_intron"] is None
     on_iv = [s for s in tagged.tss() if s.contig == "IV"][:10] + [s for s in untagged if s.contig == "IV"]
