@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from ..errors import UserError
 from ..outputs import write_bed_rows
 from ..sequences.fasta import open_text
-from ..sequences.inputs import is_bed_header
+from ..sequences.inputs import check_interval, is_bed_header
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,7 @@ def read_calls(path) -> list[Call]:
                 offset = int(fields[9])
             except (IndexError, ValueError):
                 raise UserError(f"{path}: line {number} is not a dnabert2 scan call (BED6+4)") from None
-            if not 0 <= start < end:
-                raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0 (BED is "
-                                "0-based, half-open: start < end)")
+            check_interval(path, number, contig, start, end)
             # A scan calls each strand apart, and evaluation matches a call to sites of its strand alone.
             if strand not in ("+", "-"):
                 raise UserError(f"{path}: line {number}: strand {strand!r}, not + or - as a scan writes it")

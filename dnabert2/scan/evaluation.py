@@ -158,15 +158,16 @@ def _transcripts_taken(s, held_out, labels: list[str]) -> tuple:
     sites (of some biotypes, with some tags, and of gaps the task took for introns) is scored on
     theirs, unless told otherwise. --min-intron only of splice sites (None for others)."""
     trained_on = held_out_transcripts(held_out) if held_out is not None else {}
+    biotypes, tags = s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags")
     if not any(SITE_LABELS[label].splice for label in labels):
         if s.min_intron is not None:
             raise no_introns(f"an evaluation of {', '.join(labels)} calls")
-        return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), None
+        return biotypes, tags, None
     min_intron = s.min_intron or trained_on.get("min_intron") or MIN_INTRON
     if s.min_intron is None and trained_on.get("min_intron"):
         log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
                  min_intron)
-    return s.biotypes or trained_on.get("biotypes"), s.tags or trained_on.get("tags"), min_intron
+    return biotypes, tags, min_intron
 
 
 def _tolerances(s, labels: list[str]) -> dict[str, int]:

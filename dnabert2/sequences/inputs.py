@@ -26,6 +26,13 @@ def is_bed_header(line: str) -> bool:
     return line.startswith("#") or line.split(None, 1)[:1] in (["track"], ["browser"])
 
 
+def check_interval(path, number: int, contig: str, start: int, end: int) -> None:
+    """Refuse a BED line's interval that holds no base or starts before its contig."""
+    if not 0 <= start < end:
+        raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0; a region needs "
+                        "0 <= start < end")
+
+
 def read_bed_intervals(path, regions: bool = False) -> Iterator[tuple[str, int, int, str | None, str]]:
     """(contig, start, end, name or None, strand) of each line of a BED file (plain, gzip or bgzip);
     strand "." when not given. For `regions`, where only the first three columns are read (as by
@@ -50,9 +57,7 @@ def read_bed_intervals(path, regions: bool = False) -> Iterator[tuple[str, int, 
             if regions and 0 <= start == end:
                 empty += 1
                 continue
-            if not 0 <= start < end:
-                raise UserError(f"{path}: line {number}: {contig}:{start}-{end} is empty or starts below 0; a region "
-                                "needs 0 <= start < end")
+            check_interval(path, number, contig, start, end)
             yield contig, start, end, name, strand
     if empty:
         log.warning("%s: %d zero-length interval(s) (start == end) hold no base, skipped", path, empty)
