@@ -116,9 +116,11 @@ def run_sites(args) -> None:
 
 
 def add_junctions_arguments(parser) -> None:
-    parser.description = ("Count introns (CIGAR N) in primary alignments and write them as BED6 named reads=N "
-                          "(score: N, capped at 1000); strand from XS/ts tags (a read without them takes the strand its "
-                          "intron's tagged reads agree on), else the reference's motif.")
+    parser.description = ("Count introns (CIGAR N between aligned bases; adjacent Ns are one) in primary alignments "
+                          "that are neither duplicates nor QC failures, a fragment once, and write them as BED6 named "
+                          "reads=N (score: N, capped at 1000), in the reference's contig order (else the BAM header's); "
+                          "strand from XS/ts tags (a read without them takes the strand its intron's tagged reads "
+                          "agree on), else the reference's motif.")
     parser.add_argument("--bam", required=True, type=Path, help="indexed BAM or CRAM")
     parser.add_argument("--reference", type=Path, metavar="FASTA",
                         help="reference FASTA (needed for CRAM; gives strands by motif)")

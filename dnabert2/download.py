@@ -724,7 +724,8 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
 def add_arguments(parser) -> None:
     parser.description = ("Fetch a genome, verify its checksum and write it indexed for random access (bgzip with .fai "
                           "and .gzi under a .gz name). Interrupted HTTP(S) transfers resume (FTP ones start again); "
-                          "nothing partial is left at --out.")
+                          "nothing partial is left at --out. An existing --out is fetched again and replaced, with its "
+                          "indices, only once the new one is whole.")
     parser.add_argument("source", metavar="SOURCE",
                         help="ensembl:SPECIES[:RELEASE[:ASSEMBLY]] (ensemblplants:, ensemblfungi:, ensemblmetazoa:, "
                         "ensemblprotists: for Ensembl Genomes) | ucsc:ASSEMBLY | ncbi:ACCESSION | http(s)/ftp/file "

@@ -56,6 +56,8 @@ def pretraining_loss(metrics, out) -> None:
     text = _text(metrics)
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
+        if not line.strip():  # JSON Lines readers (pandas, jq) pass over blank lines
+            continue
         try:
             row = json.loads(line)
             rows.append({"step": int(row["step"]), "loss": float(row["loss"]),

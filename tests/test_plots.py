@@ -31,6 +31,9 @@ def test_pretraining_loss_curve(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "line 3 is unfinished" in result.stderr and "pretraining: run" in (tmp_path / "live.svg").read_text()
 
+    # Blank lines (files joined with cat, an editor's) are passed over, as JSON Lines readers do.
+    metrics.write_text('{"step": 1, "loss": 8}\n\n{"step": 2, "loss": 7.9}\n\n')
+    assert run_cli("plot", "pretraining", metrics, "--out", tmp_path / "blank.svg").returncode == 0
     metrics.write_text('{"step": 1, "loss": 8}\n{"step": 2, "lo\n{"step": 3, "loss": 7.8}\n')
     assert_user_error(run_cli("plot", "pretraining", metrics, "--out", tmp_path / "bad.svg"), "line 2")
     assert not (tmp_path / "bad.svg").exists()

@@ -1524,23 +1524,27 @@ def test_a_record_without_bases_and_a_byte_order_mark(tmp_path):
         assert fasta.lengths == {"c1": 10}
 
 
-def test_junction_strands_of_unknown_tags_and_empty_skips(tmp_path):
-    """XS:A:? says no strand (the read joins the tagged reads of its intron, not a junction of strand
-    '?'), and a 0N skip is no intron."""
+def test_junction_strands_of_unknown_tags_and_skips_that_are_no_introns(tmp_path):
+    """XS:A:? and ts:A:? say no strand (the read joins the tagged reads of its intron, not a junction
+    of strand '?' or the opposite one); adjacent skips are one intron, as in CRAM; and a 0N skip, or
+    one without an aligned base on a side (10M100N, 5S100N10M), is no intron."""
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "c1", "LN": 1000}]}
     path = tmp_path / "reads.bam"
     with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-        for i, (cigar, xs) in enumerate([("10M100N10M", "+"), ("10M100N10M", "?"), ("5M0N5M", "+")]):
+        for i, (cigar, tag, strand) in enumerate([
+                ("10M100N10M", "XS", "+"), ("10M100N10M", "XS", "?"), ("10M100N10M", "ts", "?"),
+                ("10M50N50N10M", "XS", "+"), ("5M0N5M", "XS", "+"), ("10M100N", "XS", "+"),
+                ("5S100N10M", "XS", "+")]):
             read = pysam.AlignedSegment(out.header)
             read.query_name, read.reference_id, read.reference_start = f"r{i}", 0, 100
             read.cigarstring, read.mapping_quality = cigar, 60
             read.query_sequence = "A" * read.infer_query_length()
-            read.set_tag("XS", xs, "A")
+            read.set_tag(tag, strand, "A")
             out.write(read)
     pysam.index(str(path))
     with pysam.AlignmentFile(str(path)) as bam:
         found = junctions(bam)
-    assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 2)]
+    assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 4)]
 
 
 def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):

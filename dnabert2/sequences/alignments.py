@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 _REF_SKIP = 3  # CIGAR N
 _CONSUMES_REFERENCE = {0, 2, 3, 7, 8}  # M D N = X
+_ALIGNED = {0, 7, 8}  # M = X
 _MOTIF_STRAND = {"GTAG": "+", "GCAG": "+", "ATAC": "+", "CTAC": "-", "CTGC": "-", "GTAT": "-"}
 
 
@@ -172,11 +173,20 @@ def _restore_matches(read: pysam.AlignedSegment, genome: Fasta | None, name: str
 
 
 def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
-    """The read's CIGAR N operations as 0-based half-open reference intervals."""
+    """The read's CIGAR N operations as 0-based half-open reference intervals. Only those with an
+    aligned base on each side: an N at an end of the alignment (10M100N, 5S100N10M) shows no splice.
+    Adjacent ones are one intron, as CRAM stores them (htslib writes 50N50N as 100N)."""
+    cigar = read.cigartuples
+    aligned = [i for i, (op, length) in enumerate(cigar) if op in _ALIGNED and length]
     introns, position = [], read.reference_start
-    for op, length in read.cigartuples:
-        if op == _REF_SKIP and length:  # 0N (some aligners write it) skips no base: no intron
-            introns.append((position, position + length))
+    if not aligned:
+        return introns
+    for i, (op, length) in enumerate(cigar):
+        if op == _REF_SKIP and length and aligned[0] < i < aligned[-1]:  # 0N skips no base: no intron
+            if introns and introns[-1][1] == position:
+                introns[-1] = (introns[-1][0], position + length)
+            else:
+                introns.append((position, position + length))
         if op in _CONSUMES_REFERENCE:
             position += length
     return introns
@@ -234,13 +244,14 @@ def _fragment_introns(reads) -> Iterator[tuple[pysam.AlignedSegment, list[tuple[
 def transcript_strand(read: pysam.AlignedSegment) -> str | None:
     """The strand of the transcript a read came from, from the aligner's tags: XS (STAR, HISAT2)
     gives it directly; minimap2's ts says whether the read's own strand is the transcript's."""
-    if read.has_tag("XS"):  # "?" or "." (strand unknown) says no more than no tag
-        return read.get_tag("XS") if read.get_tag("XS") in ("+", "-") else None
-    if read.has_tag("ts"):
-        read_strand = "-" if read.is_reverse else "+"
-        same = read.get_tag("ts") == "+"
-        return read_strand if same else {"+": "-", "-": "+"}[read_strand]
-    return None
+    if read.has_tag("XS"):
+        strand = read.get_tag("XS")
+    elif read.has_tag("ts"):
+        same, opposite = ("-", "+") if read.is_reverse else ("+", "-")
+        strand = {"+": same, "-": opposite}.get(read.get_tag("ts"))
+    else:
+        return None
+    return strand if strand in ("+", "-") else None  # "?" or "." (strand unknown) says no more than no tag
 
 
 def junctions(bam: pysam.AlignmentFile, reference: Fasta | None = None, contig=None, min_mapq: int = 0) -> list[Junction]:
