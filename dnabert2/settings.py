@@ -324,7 +324,10 @@ class VariantSettings:
                          choices=("auto", "tbi", "csi"))
     batch_tokens: int | None = _batch_tokens()
     device: str = _device()
-    dtype: str = _precision("bf16 on a GPU (auto), fp32 on the CPU")
+    # bf16 blurs score changes (see MutagenesisSettings), below the levels SpliceAI-style scores are read
+    # at (0.2, 0.5); it is the default for a whole VCF's speed, fp32 a choice.
+    dtype: str = _precision("bf16 on a GPU (auto; it moved the example models' score changes by up to 0.013: "
+                            "fp32 to read changes that small), fp32 on the CPU")
 
 
 @dataclass

@@ -29,7 +29,7 @@ from Bio.Seq import reverse_complement
 
 from .bases.inputs import encode_bases
 from .devices import batch_tokens
-from .errors import UserError, first_names
+from .errors import UserError, first_names, naming_hint
 from .hub import model_name, model_path
 from .options import add_settings, model_argument, output_file, progress, settings_from, settings_with
 from .outputs import (TabSeparated, atomic_output, atomic_text, bgzip_named, check_outputs, check_table_name, files_in, plain_suffix,
@@ -322,9 +322,13 @@ def first_pass(header, vcf, fasta, lengths: dict[str, int], key: str, table: boo
             raise UserError(f"{vcf}: has an INFO/{stem} field, and INFO/{key} would read as its records left "
                             "unscored; give --info-key another name")
         declare_assumed(header, records.header)
-    if seen and not set(seen) & set(lengths):
-        raise UserError(f"{vcf}: none of its contigs ({first_names(list(seen), 3)}) is in {fasta}: is it the reference the VCF was called "
-                        "against?")
+    missing = [contig for contig in seen if contig not in lengths]
+    if seen and len(missing) == len(seen):
+        raise UserError(f"{vcf}: none of its contigs ({first_names(missing, 3)}) is in {fasta}: is it the reference the "
+                        f"VCF was called against?{naming_hint(missing, lengths)}")
+    if missing:
+        log.warning("%s: %d contig(s) not in %s, their records left unscored (unknown_contig): %s%s", vcf,
+                    len(missing), fasta, first_names(missing), naming_hint(missing, lengths))
     for contig in seen:
         if contig not in declared:
             header.contigs.add(contig, length=lengths.get(contig))

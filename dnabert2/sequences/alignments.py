@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pysam
 
-from ..errors import UserError, first_names
+from ..errors import UserError, first_names, naming_hint
 from .fasta import Fasta, check_file, compression, sniff_format
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,16 @@ def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference
     name = bam.filename.decode()
     missing = [contig for contig in bam.references if contig not in lengths]
     if len(missing) == len(bam.references):
-        raise UserError(f"{name}: none of its contigs is in the reference {reference} ({first_names(missing)} are not)")
+        raise UserError(f"{name}: none of its contigs is in the reference {reference} ({first_names(missing)} are not)"
+                        f"{naming_hint(missing, lengths)}")
     for contig, length in zip(bam.references, bam.lengths):
         if contig in lengths and lengths[contig] != length:
             raise UserError(f"{name}: contig {contig!r} is {length} bp in the BAM header but {lengths[contig]} bp in "
                             f"the reference {reference}")
     if missing and (name, str(reference)) not in _WARNED:
         _WARNED.add((name, str(reference)))
-        log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s", name, len(missing),
-                    reference, first_names(missing))
+        log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s%s", name, len(missing),
+                    reference, first_names(missing), naming_hint(missing, lengths))
     return [contig for contig in bam.references if contig in lengths]
 
 

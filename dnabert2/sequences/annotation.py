@@ -12,7 +12,7 @@ from itertools import accumulate
 from pathlib import Path
 from urllib.parse import unquote
 
-from ..errors import UserError, first_names
+from ..errors import UserError, first_names, naming_hint
 from ..settings import MIN_INTRON
 from .fasta import GENBANK_START, genbank_records, open_text, reading_text
 
@@ -279,11 +279,8 @@ class Annotation:
         runs past its contig's end."""
         missing = sorted(self.contigs - set(lengths))
         if missing == sorted(self.contigs):
-            unprefixed = {name.removeprefix("chr") for name in lengths}
-            hint = ("; one of them names contigs with 'chr' and the other without"
-                    if {name.removeprefix("chr") for name in missing} & unprefixed else "")
             raise UserError(f"{self.path}: none of its {len(missing)} contig(s) is in {genome}: {first_names(missing)} "
-                            f"(it has {first_names(list(lengths))}){hint}")
+                            f"(it has {first_names(list(lengths))}){naming_hint(missing, lengths)}")
         if missing:
             left = [t for t in self.transcripts if t.contig in lengths]
             log.warning("%s: %d contig(s) not in %s, their %d transcript(s) left out: %s", self.path, len(missing),
