@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter
 
+import pysam
 import pytest
 
 from conftest import DATA, assert_user_error, run_cli
@@ -52,6 +53,30 @@ def test_splice_task(genome, tmp_path):
     assert not set(contigs["test"]) & set(contigs["train"]) and not set(contigs["dev"]) & set(contigs["train"])
     everything = [s for rows in splits.values() for s, _ in rows]
     assert len(everything) == len(set(everything))
+    # No negative sits on a junction that RNA-seq shows (WormBase's intron lines of no transcript).
+    negatives = {s for rows in splits.values() for s, label in rows if label == 0}
+    assert not negatives & set(rna_seq_junction_windows(genome))
+
+
+def rna_seq_junction_windows(genome) -> list[str]:
+    """The splice task's windows centred on the ends of the annotation's RNASeq_splice introns: the
+    donor (the intron's first base) at index 200, the acceptor (its last) at 199, on its strand."""
+    complement = str.maketrans("ACGT", "TGCA")
+    windows = []
+    with gzip.open(ANNOTATION, "rt") as handle, pysam.FastaFile(str(genome)) as fasta:
+        for line in handle:
+            fields = line.split("\t")
+            if len(fields) != 9 or fields[1] != "RNASeq_splice" or fields[2] != "intron":
+                continue
+            contig, first, last, strand = fields[0], int(fields[3]) - 1, int(fields[4]) - 1, fields[6]
+            length = fasta.get_reference_length(contig)
+            for site, at in ((first, 200), (last, 199)) if strand == "+" else ((last, 200), (first, 199)):
+                start = site - at if strand == "+" else site - 399 + at
+                if 0 <= start and start + 400 <= length:
+                    bases = fasta.fetch(contig, start, start + 400).upper()
+                    windows.append(bases if strand == "+" else bases.translate(complement)[::-1])
+    assert len(windows) > 10_000
+    return windows
 
 
 @pytest.mark.parametrize("dense", [[], ["--dense", "--core", 2000, "--flank", 200]])

@@ -163,13 +163,16 @@ class Annotation:
     the genome that way, and their ends are no splice sites. The transcripts left out (of other
     biotypes or tags than asked for, whose exons may be incomplete, of pseudogenes, of one id at
     several places, across the origin of a circular sequence, or on no strand) are set aside: their
-    sites are real or may be, so a task neither labels them nor draws them as negatives (unlabelled)."""
+    sites are real or may be, so a task neither labels them nor draws them as negatives (unlabelled).
+    Intron lines of no transcript (the RNA-seq junctions of WormBase's GFF3) are `observed`: evidence,
+    not annotation."""
 
     def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
-                 left_out: list[Transcript] = ()):
+                 left_out: list[Transcript] = (), observed: list[Intron] = ()):
         self.path = Path(path)
         self.transcripts = transcripts
         self.left_out = list(left_out)
+        self.observed = list(observed)
         self.min_intron = min_intron
         short = sum(1 for t in transcripts for start, end in t.introns if end - start < min_intron)
         if short:
@@ -247,6 +250,12 @@ class Annotation:
         return sorted((set(_sites(self.left_out, kinds, self.min_intron)) | unfound)
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
+    def observed_sites(self, kinds) -> list[Site]:
+        """The splice sites of the given kinds of the `observed` introns that no transcript gives: window
+        tasks draw no negative there (a junction reads show is no non-site), sorted."""
+        found = {site for i in self.observed if i.end - i.start >= self.min_intron for site in (i.donor, i.acceptor)}
+        return sorted({site for site in found if site.kind in kinds} - set(_splice_sites(self.transcripts, self.min_intron)))
+
     def keep(self, biotypes=None, tags=None) -> None:
         """Keep the transcripts of one of these biotypes (see _Features.biotypes) and with one of these
         tags, where any are given; raise a UserError, naming the biotypes or tags there are, if none is."""
@@ -287,6 +296,7 @@ class Annotation:
                         genome, len(self.transcripts) - len(left), first_names(missing))
             self.transcripts = left
         self.left_out = [t for t in self.left_out if t.contig in lengths and t.end <= lengths[t.contig]]
+        self.observed = [i for i in self.observed if i.contig in lengths and i.end <= lengths[i.contig]]
         for t in self.transcripts:
             if t.end > lengths[t.contig]:
                 raise UserError(
@@ -383,8 +393,8 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     incomplete, of pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
     read = _genbank_transcripts if GENBANK_START.match(_first_line(path)) else _gff_transcripts
-    transcripts, left_out = read(path)
-    annotation = Annotation(path, transcripts, min_intron, left_out)
+    transcripts, left_out, observed = read(path)
+    annotation = Annotation(path, transcripts, min_intron, left_out, observed)
     annotation.keep(biotypes, tags)
     return annotation
 
@@ -394,12 +404,12 @@ def _first_line(path: Path) -> str:
         return next((line for line in handle if line.strip()), "")
 
 
-def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
+def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron]]:
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs (see
     _transcript_features); and those left out: as incomplete (an end marked < or >, or given as one
     of several: past what the record holds), a CDS marked /pseudo or /pseudogene, or a feature no
     transcript can be made of (with a count: see _unplaced; what it holds in this record is set aside
-    by _runs)."""
+    by _runs). GenBank has no intron features of no transcript to observe."""
     from Bio.SeqFeature import ExactPosition
 
     transcripts, incomplete, aside, names, skipped = [], [], [], set(), Counter()
@@ -452,7 +462,7 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         why = "every one left out, as said above" if skipped or incomplete or aside else "no RNA or CDS features"
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts, incomplete + aside
+    return transcripts, incomplete + aside, []
 
 
 def _transcript_features(record) -> list:
@@ -564,8 +574,8 @@ def _across_origin(location) -> bool:
     return parts != sorted(parts, reverse=location.strand == -1)
 
 
-def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
-    """The transcripts, and those set aside (see _gff_assembled)."""
+def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron]]:
+    """The transcripts, those set aside (see _gff_assembled), and the intron lines of none."""
     pieces, features = _Pieces(), _Features()
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
     parse = None
@@ -616,7 +626,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]]:
     owners = set().union(*pieces.parts.values())
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
     features.old_ensembl()
-    return _gff_assembled(path, pieces, features, circular, undefined)
+    return *_gff_assembled(path, pieces, features, circular, undefined), pieces.observed
 
 
 def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
@@ -645,6 +655,7 @@ class _Pieces:
         self.proteins = defaultdict(lambda: defaultdict(list))
         # GTF transcript -> (exon lines with an exon_number, the lowest, the highest): see renumbered.
         self.exon_numbers = {}
+        self.observed = []  # GFF3 intron lines of no transcript (WormBase's RNASeq_splice)
 
     def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed=None) -> None:
         """Add a line's piece to its transcripts; typed: the GFF3 types of the IDs read so far."""
@@ -662,6 +673,8 @@ class _Pieces:
                 if transcript and piece == "exon":
                     self.unstranded_exons[transcript].append((contig, interval))
             return
+        if piece == "intron" and not owners:
+            self.observed.append(Intron(contig, *interval, strand))
         number = attrs.get("exon_number", "") if parse is _gtf_attributes and piece == "exon" else ""
         for transcript, gene in owners:
             if transcript:

@@ -69,14 +69,19 @@ def _draw(candidates, accept, wanted: int, tries: int) -> list[str]:
 
 class Negatives:
     """Draws a split's negatives (label 0) for one task kind, in the way its --negatives asks, from
-    windows that lie wholly in the split, away from the sites to `avoid` (the task's, and those only
-    transcripts left out give)."""
+    windows that lie wholly in the split, away from the sites to `avoid` (the task's, those only
+    transcripts left out give, and the junctions the annotation observed)."""
 
     def __init__(self, kind: TaskKind, how: str, fasta: Fasta, avoid: list, split: Split, rng, max_n: float,
                  margin: int):
         self.kind, self.how, self.fasta, self.split, self.rng = kind, how, fasta, split, rng
         self.max_n, self.margin = max_n, margin
         self.annotated = {(s.contig, s.position, s.strand) for s in avoid}
+        # The windows of those sites as their labels place them: a donor's window with AG before its GT
+        # is, base for base, an acceptor's one base upstream (donors at 200, acceptors at 199).
+        geometry = {label.site: label.geometry for label in kind.sites}
+        self.windows = {(s.contig, *geometry[s.kind].span(s.position, s.strand), s.strand)
+                        for s in avoid if s.kind in geometry}
         positions = {}
         for s in avoid:
             positions.setdefault(s.contig, []).append(s.position)
@@ -108,7 +113,8 @@ class Negatives:
         at = label.geometry.upstream + label.motif_offset
 
         def accept(contig, position, strand):
-            if (contig, position, strand) in self.annotated:
+            if (contig, position, strand) in self.annotated or \
+                    (contig, *label.geometry.span(position, strand), strand) in self.windows:
                 return None
             sequence = self._window(split, contig, position, strand, label.geometry)
             return sequence if sequence is not None and sequence[at:at + 2] == label.motif else None
@@ -165,7 +171,7 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
             where = layout.of(site.contig, *task.sites[label - 1].geometry.span(site.position, site.strand))
             if sequence is not None and where is not None:
                 examples[where].append((sequence, label))
-        avoid = [site for site, _ in sites] + notes.unlabelled(set(index))
+        avoid = [site for site, _ in sites] + notes.unlabelled(set(index)) + notes.observed_sites(set(index))
         drawer = Negatives(task, negatives, fasta, avoid, layout, rng, max_n, margin)
         for name in SPLITS:
             examples[name] += drawer.draw(examples[name], name)
@@ -217,7 +223,10 @@ def add_arguments(parser) -> None:
     parser.description = (
         f"Build train/dev/test CSVs in the GUE format (sequence,label) from a genome and its annotation: {kinds}. "
         "Split by contig (or, where the contigs cannot carry a split, by position along each contig), "
-        "deduplicated, balanced; task.json describes the result.")
+        "deduplicated, balanced; task.json describes the result. Negatives of kinds with a motif (splice) are "
+        "windows with it in place (GT at a donor's, AG at an acceptor's) that are the window of no site: neither a "
+        "transcript's, nor one set aside (by --biotype, …), nor an intron line's that belongs to no transcript (the "
+        "RNA-seq junctions in WormBase's GFF3).")
     parser.add_argument("task", choices=list(KINDS))
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
