@@ -77,7 +77,11 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             with scratch_folder("dnabert2-evaluate-") as tmp:
                 metrics = finetune(model_dir, folder, tmp / "model", training, progress=False)
             method = f"{shown} ({'LoRA' if metrics['method'] == 'lora' else 'full'})"
-            result, spread = {**metrics["test"], "collapsed": metrics["collapsed"]}, metrics["test_sd"]
+            # The cell is a mean over seeds: marked if any seed's model predicts one class, saying how many.
+            collapsed = sum(run["collapsed"] for run in metrics["runs"])
+            result = {**metrics["test"], "collapsed": collapsed > 0,
+                      **({"one_class_seeds": f"{collapsed}/{len(metrics['runs'])}"} if len(metrics["runs"]) > 1 else {})}
+            spread = metrics["test_sd"]
         scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                    **{f"{k}_sd": v for k, v in spread.items()}}]
         seed = training.seeds[0]
@@ -89,8 +93,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                            **cnn_baseline(task, seed=seed, device=training.device)})
         for row in scored:
             if row["collapsed"]:
-                log.warning("task %s: %s predicts one class for every sequence: it has learned nothing", name,
-                            row["method"])
+                log.warning("task %s: %s predicts one class for every sequence%s: it has learned nothing", name,
+                            row["method"], _of_seeds(row))
         rows += scored
     write_tables(rows, out)
     return rows
@@ -125,6 +129,7 @@ def write_tables(rows: list[dict], out: Path) -> None:
 
     table = pd.DataFrame(rows)
     methods = list(dict.fromkeys(table["method"]))
+    marked = False  # whether a cell says "(one class)", which a note then explains
     lines = ["| task | test examples | " + " | ".join(f"{m} MCC" for m in methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
     for task, group in table.groupby("task", sort=False):
@@ -138,13 +143,15 @@ def write_tables(rows: list[dict], out: Path) -> None:
             if pd.isna(mcc):  # a test split of one class
                 cells.append("undefined")
                 continue
+            one_class = _collapsed(row.iloc[0].get("collapsed"))
+            marked |= one_class
             cells.append(f"{mcc:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, float) and sd > 0 else "")
-                         + (" (one class)" if _collapsed(row.iloc[0].get("collapsed")) else ""))
+                         + (f" (one class{_of_seeds(row.iloc[0])})" if one_class else ""))
         lines.append(f"| {task} | {group.iloc[0]['n_test']} | " + " | ".join(cells) + " |")
-    if "collapsed" in table and table["collapsed"].map(_collapsed).any():
-        lines.append("\n(one class): the model predicts one class for every sequence (fine-tuned here: of the dev "
-                     "split, at the epoch kept; scored as given, and the baselines: of the test split); it has "
-                     "learned nothing.")
+    if marked:
+        lines.append("\n(one class): the model (of several seeds: that many of their models) predicts one class for "
+                     "every sequence (fine-tuned here: of the dev split, at the epoch kept; scored as given, and the "
+                     "baselines: of the test split); it has learned nothing.")
     if table["mcc"].isna().any():
         lines.append("\nundefined: the task's test split holds one class, where MCC is 0 whatever a model does.")
     with written_together():  # the table and its Markdown twin, or neither
@@ -160,6 +167,12 @@ def markdown_of(table) -> Path:
     return (table.with_suffix("") if bgzip_named(table) else table).with_suffix(".md")
 
 
+def _of_seeds(row) -> str:
+    """How many of a fine-tuned row's seeds predict one class, where it has several."""
+    seeds = row.get("one_class_seeds")
+    return f" in {seeds.replace('/', ' of ')} seeds" if isinstance(seeds, str) else ""
+
+
 def _collapsed(value) -> bool:
     """A table cell of the collapsed column: True, False, or empty for a baseline."""
     return bool(value == True)  # noqa: E712 (numpy's True is not Python's; NaN is neither)
@@ -172,7 +185,8 @@ def add_arguments(parser) -> None:
         "LoRA from 50 M parameters and every weight below; a model that is already a fine-tuned classifier is scored "
         "as it is) and score it on test, beside the --baseline methods (by default a k-mer logistic-regression "
         "baseline; --baseline kmer cnn adds a small CNN). Writes a TSV (one row per task and method: "
-        "MCC, F1, accuracy, AUROC, AUPRC) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
+        "MCC, F1 (a macro average over the classes test holds), accuracy, AUROC, AUPRC (one-vs-rest macro averages, "
+        "empty where test lacks a class)) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
     parser.add_argument("--model", required=True, type=model_argument,
                         help="model folder (pretrained, or a fine-tuned classifier),"
                         " or a Hugging Face Hub id (owner/name[@revision])")

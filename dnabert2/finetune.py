@@ -381,8 +381,8 @@ def add_arguments(parser) -> None:
     parser.description = (
         "Fine-tune a model folder (this project's or the released DNABERT-2) on a task folder holding train.csv, "
         "dev.csv and test.csv (sequence,label). Evaluates on dev every epoch, stops early, keeps the epoch with the "
-        "best dev MCC, and writes test MCC, macro F1, accuracy, AUROC and AUPRC (mean and sd over seeds) to "
-        "OUT/metrics.json. A dense task (tasks --dense) trains a per-base head, picked by dev PR-AUC and scored by "
+        "best dev MCC, and writes test MCC, macro F1 (over the classes test holds), accuracy, AUROC and AUPRC (mean "
+        "and sd over seeds) to OUT/metrics.json. A dense task (tasks --dense) trains a per-base head, picked by dev PR-AUC and scored by "
         "per-base PR-AUC and top-k accuracy. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
         "them into the base model.")
     parser.add_argument("--model", required=True, type=model_argument, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")

@@ -110,6 +110,15 @@ def test_a_baseline_that_predicts_one_class_is_marked_so(tmp_path):
     assert result["collapsed"] is True
     write_tables([{"task": "t", "method": "2-mer", "n_test": 4, **result}], tmp_path / "table.tsv")
     assert "(one class)" in (tmp_path / "table.md").read_text()
+    # A fine-tuned cell is a mean over seeds: it says how many of them predict one class.
+    seeds = {"task": "t", "method": "tiny (full)", "n_test": 4, "mcc": 0.1, "mcc_sd": 0.1, "collapsed": True,
+             "one_class_seeds": "1/2"}
+    write_tables([seeds], tmp_path / "seeds.tsv")
+    assert "| 0.100 ± 0.100 (one class in 1 of 2 seeds) |" in (tmp_path / "seeds.md").read_text()
+    # A test split of one class shows "undefined", and no note explains a mark no cell has.
+    write_tables([{**seeds, "mcc": float("nan")}], tmp_path / "undefined.tsv")
+    assert "undefined" in (tmp_path / "undefined.md").read_text()
+    assert "one class" not in (tmp_path / "undefined.md").read_text().replace("holds one class", "")
 
 
 def test_no_baseline_and_a_baseline_at_once_is_refused(uci_task, tmp_path):
