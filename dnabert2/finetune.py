@@ -84,7 +84,7 @@ class WindowJob:
 
     head, metric = "classification", "mcc"
     # A model that predicts one class for every dev sequence has learned nothing, whatever its metrics say.
-    learned_nothing = "the selected model predicts one class for every dev sequence: it has learned nothing"
+    one_class_warning = "the selected model predicts one class for every dev sequence: it has learned nothing"
     baseline = "the k-mer baseline (dnabert2 evaluate)"
 
     def __init__(self, data: Path, tokenizer, max_tokens: int | None):
@@ -243,7 +243,7 @@ def train_seeds(build, job, s: FinetuneSettings, lr, progress, about: dict, advi
         if best_run is None or _dev(run, job.metric) > _dev(best_run[0], job.metric):
             best_run = (run, model)
     collapsed = best_run[0]["collapsed"]
-    warning = f"{job.learned_nothing}; {advice.format(baseline=job.baseline)}"
+    warning = f"{job.one_class_warning}; {advice.format(baseline=job.baseline)}"
     if collapsed:
         log.warning(warning)
     metrics = {
@@ -331,6 +331,11 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
         raise UserError(f"{data}: {what} "
                         "(`dnabert2 tasks KIND --dense` builds one)")
     job = DenseJob(data, None)
+    context = SpliceCNN(job.classes).context
+    if job.task.flank < context:  # measured on the example: site scores moved by 3e-5 (median), 0.006 at most
+        log.info("%s: flanks of %d bp, less than the CNN's %d bp of context: bases near a core's ends train on the N "
+                 "past a flank where a scan reads the genome (tasks --dense --flank %d gives it all)", data,
+                 job.task.flank, context, context)
     lr = s.lr or CNN_LR
     metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn"},
                                  ADVICE["cnn"])
@@ -383,7 +388,7 @@ def add_arguments(parser) -> None:
         "dev.csv and test.csv (sequence,label). Evaluates on dev every epoch, stops early, keeps the epoch with the "
         "best dev MCC, and writes test MCC, macro F1 (over the classes test holds), accuracy, AUROC and AUPRC (mean "
         "and sd over seeds) to OUT/metrics.json. A dense task (tasks --dense) trains a per-base head, picked by dev PR-AUC and scored by "
-        "per-base PR-AUC and top-k accuracy. With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
+        "per-base PR-AUC and top-k accuracy (of scores as scans write them, × 1000 rounded: scan-eval's figures). With LoRA, OUT holds the adapter and the head only; `dnabert2.load_model(OUT)` merges "
         "them into the base model.")
     parser.add_argument("--model", required=True, type=model_argument, help="model folder to start from, or a Hugging Face Hub id (owner/name[@revision])")
     parser.add_argument("--data", required=True, type=Path,

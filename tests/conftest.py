@@ -134,6 +134,7 @@ def cnn(dense_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("cnn") / "cnn"
     result = run_cli("cnn", "--data", dense_task, "--out", out, "--epochs", 2, "--batch-size", 8, "--device", "cpu")
     assert result.returncode == 0, result.stderr
+    (out.parent / "stderr.txt").write_text(result.stderr)  # for the tests of what it said
     return out
 
 

@@ -205,6 +205,8 @@ def test_cnn_baseline_learns_splice_sites(cnn):
     metrics = json.loads((cnn / "metrics.json").read_text())
     assert metrics["model"] == "cnn" and metrics["collapsed"] is False
     assert metrics["test"]["pr_auc"] > 0.1 and metrics["test"]["top_k_accuracy"] > 0.1
+    # The task's flanks are narrower than what the CNN reads: said, not refused.
+    assert f"flanks of {FLANK} bp, less than the CNN's 200 bp of context" in (cnn.parent / "stderr.txt").read_text()
 
 
 def test_fine_tuning_metrics_count_each_base_once(dense_task):

@@ -128,6 +128,12 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
     assert not (tmp_path / "h.tsv").exists()
     with pytest.raises(UserError, match="no trained classification head"):  # peft cannot load it, whatever the head
         load_model(headless, head="embedding")
+    # A folder copied in part: peft took it for a Hub id and failed with a traceback.
+    part = tmp_path / "part"
+    shutil.copytree(out, part, ignore=shutil.ignore_patterns("adapter_model.safetensors"))
+    result = run_cli("predict", "--model", part, "--csv", motif_task / "test.csv", "--out", tmp_path / "part.tsv")
+    assert_user_error(result, "a LoRA fine-tuning folder without its adapter_model.safetensors")
+    assert not (tmp_path / "part.tsv").exists()
     # An adapter holds no whole model to train further: refused, pointing to --merge.
     for options in ([], ["--lora"]):
         result = run_cli("finetune", "--model", out, "--data", motif_task, "--out", tmp_path / "again", *options)

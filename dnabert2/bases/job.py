@@ -12,7 +12,9 @@ from .metrics import dense_scores
 
 class DenseJob:
     head, metric = "dense", "pr_auc"
-    learned_nothing = "the selected model calls no site on any dev base: it has learned nothing"
+    # Its scores may still rank sites (PR-AUC, top-k), but a scan at its default threshold calls none.
+    one_class_warning = ("the selected model calls no site on any dev base (no site's probability tops the "
+                       "background's): a scan calls nothing at the default --threshold (--top-k ranks)")
     baseline = "the CNN baseline (dnabert2 cnn, on the same task)"
     max_tokens = None  # windows are never cut: every base needs its token
 
@@ -73,5 +75,5 @@ class DenseJob:
         return dense_scores(self.targets[split].ravel()[once], probabilities[once], self.task.labels)
 
     def one_class(self, probabilities) -> bool:
-        """No base called a site at all: the model has learned nothing of them."""
+        """No base called a site at all."""
         return bool((probabilities.argmax(1) == 0).all())
