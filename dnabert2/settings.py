@@ -159,7 +159,8 @@ class PretrainSettings:
     dropout: float | None = setting(None, "hidden dropout", type=fraction, default_text="the model's, 0.1")
     checkpoint_every: int | None = setting(None, "steps between checkpoints", type=positive,
                                            default_text="at the end only")
-    checkpoint_dir: Path | None = setting(None, "where checkpoints and the live metrics.jsonl go", type=Path,
+    checkpoint_dir: Path | None = setting(None, "where checkpoints and the live metrics.jsonl go (on several nodes: a "
+                                          "folder they all read, where rank 0 writes and every rank resumes from)", type=Path,
                                           default_text="OUT/checkpoints")
     keep: int = setting(2, "checkpoints kept", type=positive)
     resume: bool = setting(False, "continue from the latest checkpoint, if there is one (with --force: if it is one "

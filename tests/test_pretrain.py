@@ -396,6 +396,18 @@ def test_a_rank_left_alone_by_another_says_so_in_one_line(genome, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_gloos_words_for_a_rank_gone_are_told_from_other_errors():
+    """A survivor of a SIGKILLed rank reads "Connection reset by peer" (or "closed by peer", or on a
+    write "Broken pipe") in gloo's error, where it gave a traceback rather than the one line."""
+    from dnabert2.pretrain.train import peer_lost
+
+    for text in ("[gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:40712: Connection reset by peer",
+                 "[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 1800000ms: Connection closed by peer",
+                 "[gloo/transport/tcp/pair.cc:598] Write error [127.0.0.1]:40712: Broken pipe"):
+        assert peer_lost(RuntimeError(text))
+    assert not peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 16x8)"))
+
+
 def test_bad_input_gets_one_line_and_no_checkpoint(genome, tmp_path):
     out = tmp_path / "m"
     assert_user_error(run_cli(*pretrain_args(genome, out, "--window-bp", 300000)), "no contig", "300000 bp")

@@ -57,10 +57,14 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, resolved
 
 
+GLOO_PEER_LOST = ("closed by peer", "reset by peer", "Broken pipe")
+
+
 def peer_lost(error: RuntimeError) -> bool:
     """A collective that failed because another rank left it (stopped by its own error, or killed):
-    NCCL's errors are DistErrors, gloo's plain RuntimeErrors that say so."""
-    return isinstance(error, dist.DistError) or "closed by peer" in str(error)
+    NCCL's errors are DistErrors, gloo's plain RuntimeErrors that say so: closed or reset by the peer,
+    as the survivor was reading or writing when it went."""
+    return isinstance(error, dist.DistError) or any(words in str(error) for words in GLOO_PEER_LOST)
 
 
 def all_sum(values: torch.Tensor) -> torch.Tensor:
