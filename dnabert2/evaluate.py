@@ -80,7 +80,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             # The cell is a mean over seeds: marked if any seed's model predicts one class, saying how many.
             collapsed = sum(run["collapsed"] for run in metrics["runs"])
             result = {**metrics["test"], "collapsed": collapsed > 0,
-                      **({"one_class_seeds": f"{collapsed}/{len(metrics['runs'])}"} if len(metrics["runs"]) > 1 else {})}
+                      **({"one_class_seeds": collapsed, "seeds": len(metrics["runs"])} if len(metrics["runs"]) > 1
+                         else {})}
             spread = metrics["test_sd"]
         scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                    **{f"{k}_sd": v for k, v in spread.items()}}]
@@ -93,8 +94,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                            **cnn_baseline(task, seed=seed, device=training.device)})
         for row in scored:
             if row["collapsed"]:
-                log.warning("task %s: %s predicts one class for every sequence%s: it has learned nothing", name,
-                            row["method"], _of_seeds(row))
+                log.warning("task %s: %s predicts one class for every sequence%s: %s learned nothing", name,
+                            row["method"], _of_seeds(row), "those models" if _of_seeds(row) else "it has")
         rows += scored
     write_tables(rows, out)
     return rows
@@ -169,8 +170,10 @@ def markdown_of(table) -> Path:
 
 def _of_seeds(row) -> str:
     """How many of a fine-tuned row's seeds predict one class, where it has several."""
-    seeds = row.get("one_class_seeds")
-    return f" in {seeds.replace('/', ' of ')} seeds" if isinstance(seeds, str) else ""
+    seeds = row.get("seeds")
+    if seeds is None or seeds != seeds:  # a row of one seed, or a baseline's (NaN in a table of both)
+        return ""
+    return f" in {int(row['one_class_seeds'])} of {int(seeds)} seeds"
 
 
 def _collapsed(value) -> bool:
@@ -185,8 +188,9 @@ def add_arguments(parser) -> None:
         "LoRA from 50 M parameters and every weight below; a model that is already a fine-tuned classifier is scored "
         "as it is) and score it on test, beside the --baseline methods (by default a k-mer logistic-regression "
         "baseline; --baseline kmer cnn adds a small CNN). Writes a TSV (one row per task and method: "
-        "MCC, F1 (a macro average over the classes test holds), accuracy, AUROC, AUPRC (one-vs-rest macro averages, "
-        "empty where test lacks a class)) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
+        "MCC, F1 (a macro average over the classes test holds), accuracy, AUROC, AUPRC (of class 1 against 0, over "
+        "more classes one-vs-rest macro averages; empty where test lacks a class); with several --seeds, the mean "
+        "and _sd of each, and one_class_seeds of seeds: how many predict one class) and a Markdown table of MCC beside it (OUT with .md for its suffix).")
     parser.add_argument("--model", required=True, type=model_argument,
                         help="model folder (pretrained, or a fine-tuned classifier),"
                         " or a Hugging Face Hub id (owner/name[@revision])")

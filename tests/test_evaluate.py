@@ -112,7 +112,7 @@ def test_a_baseline_that_predicts_one_class_is_marked_so(tmp_path):
     assert "(one class)" in (tmp_path / "table.md").read_text()
     # A fine-tuned cell is a mean over seeds: it says how many of them predict one class.
     seeds = {"task": "t", "method": "tiny (full)", "n_test": 4, "mcc": 0.1, "mcc_sd": 0.1, "collapsed": True,
-             "one_class_seeds": "1/2"}
+             "one_class_seeds": 1, "seeds": 2}
     write_tables([seeds], tmp_path / "seeds.tsv")
     assert "| 0.100 ± 0.100 (one class in 1 of 2 seeds) |" in (tmp_path / "seeds.md").read_text()
     # A test split of one class shows "undefined", and no note explains a mark no cell has.

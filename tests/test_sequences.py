@@ -1534,7 +1534,7 @@ def test_junction_strands_of_unknown_tags_and_skips_that_are_no_introns(tmp_path
         for i, (cigar, tag, strand) in enumerate([
                 ("10M100N10M", "XS", "+"), ("10M100N10M", "XS", "?"), ("10M100N10M", "ts", "?"),
                 ("10M50N50N10M", "XS", "+"), ("5M0N5M", "XS", "+"), ("10M100N", "XS", "+"),
-                ("5S100N10M", "XS", "+")]):
+                ("5S100N10M", "XS", "+"), ("10M50N5I50N10M", "XS", "-")]):
             read = pysam.AlignedSegment(out.header)
             read.query_name, read.reference_id, read.reference_start = f"r{i}", 0, 100
             read.cigarstring, read.mapping_quality = cigar, 60
@@ -1544,7 +1544,8 @@ def test_junction_strands_of_unknown_tags_and_skips_that_are_no_introns(tmp_path
     pysam.index(str(path))
     with pysam.AlignmentFile(str(path)) as bam:
         found = junctions(bam)
-    assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [("c1", 110, 210, "+", 4)]
+    assert [(j.contig, j.start, j.end, j.strand, j.reads) for j in found] == [
+        ("c1", 110, 160, "-", 1), ("c1", 110, 210, "+", 4), ("c1", 160, 210, "-", 1)]
 
 
 def test_min_reads_counts_a_junctions_reads_on_both_strands(tmp_path):

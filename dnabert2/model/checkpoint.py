@@ -219,11 +219,10 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
     saved = info.get("head", "classification")
     if head not in (None, saved, "encoder", "embedding"):
         raise UserError(f"{model_name(folder)}: a fine-tuned {saved} model; head {head!r} is not available from it")
-    absent = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
-    if absent:  # peft would take the folder for a Hub id, and fail with a traceback
-        raise UserError(f"{model_name(folder)}: a LoRA fine-tuning folder without its {' and '.join(absent)}: copied "
-                        "in part? Copy the whole folder, or fine-tune it again")
     adapter_weights = folder / ADAPTER_FILES[1]
+    if not adapter_weights.is_file():  # peft would take the folder for a Hub id, and fail with a traceback
+        raise UserError(f"{model_name(folder)}: a LoRA fine-tuning folder without its {adapter_weights.name}: copied "
+                        "in part? Copy the whole folder, or fine-tune it again")
     # peft cannot load an adapter without the head it was saved with, whichever head is asked for.
     if not _holds(adapter_weights, "base_model.model." + LABELLED_HEADS[saved]):
         raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {saved} head; fine-tune it again")

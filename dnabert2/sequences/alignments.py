@@ -179,17 +179,19 @@ def read_introns(read: pysam.AlignedSegment) -> list[tuple[int, int]]:
     Adjacent ones are one intron, as CRAM stores them (htslib writes 50N50N as 100N)."""
     cigar = read.cigartuples
     aligned = [i for i, (op, length) in enumerate(cigar) if op in _ALIGNED and length]
-    introns, position = [], read.reference_start
+    introns, position, previous = [], read.reference_start, None
     if not aligned:
         return introns
     for i, (op, length) in enumerate(cigar):
         if op == _REF_SKIP and length and aligned[0] < i < aligned[-1]:  # 0N skips no base: no intron
-            if introns and introns[-1][1] == position:
+            if previous == _REF_SKIP:
                 introns[-1] = (introns[-1][0], position + length)
             else:
                 introns.append((position, position + length))
         if op in _CONSUMES_REFERENCE:
             position += length
+        if length:
+            previous = op
     return introns
 
 

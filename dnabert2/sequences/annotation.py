@@ -251,10 +251,12 @@ class Annotation:
                       - set(_sites(self.transcripts, kinds, self.min_intron)))
 
     def observed_sites(self, kinds) -> list[Site]:
-        """The splice sites of the given kinds of the `observed` introns that no transcript gives: window
-        tasks draw no negative there (a junction reads show is no non-site), sorted."""
-        found = {site for i in self.observed if i.end - i.start >= self.min_intron for site in (i.donor, i.acceptor)}
-        return sorted({site for site in found if site.kind in kinds} - set(_splice_sites(self.transcripts, self.min_intron)))
+        """The splice sites of the given kinds of the `observed` introns that no transcript gives, sorted.
+        Window tasks draw no negative there: a negative is drawn, and may be drawn elsewhere. Dense tasks,
+        which label every base, and scan-eval count them as background, as SpliceAI's training and
+        evaluation count every base outside its annotation, so that their figures compare."""
+        found = {site for site in _intron_ends(self.observed, self.min_intron) if site.kind in kinds}
+        return sorted(found - set(_splice_sites(self.transcripts, self.min_intron)))
 
     def keep(self, biotypes=None, tags=None) -> None:
         """Keep the transcripts of one of these biotypes (see _Features.biotypes) and with one of these
@@ -292,8 +294,8 @@ class Annotation:
                             f"(it has {first_names(list(lengths))}){naming_hint(missing, lengths)}")
         if missing:
             left = [t for t in self.transcripts if t.contig in lengths]
-            log.warning("%s: %d contig(s) not in %s, their %d transcript(s) left out: %s", self.path, len(missing),
-                        genome, len(self.transcripts) - len(left), first_names(missing))
+            log.warning("%s: %d contig(s) not in %s, their %d transcript(s) left out: %s%s", self.path, len(missing),
+                        genome, len(self.transcripts) - len(left), first_names(missing), naming_hint(missing, lengths))
             self.transcripts = left
         self.left_out = [t for t in self.left_out if t.contig in lengths and t.end <= lengths[t.contig]]
         self.observed = [i for i in self.observed if i.contig in lengths and i.end <= lengths[i.contig]]
@@ -315,7 +317,11 @@ def _introns(transcripts, min_intron: int) -> list[Intron]:
 
 
 def _splice_sites(transcripts, min_intron: int) -> list[Site]:
-    return sorted({site for i in _introns(transcripts, min_intron) for site in (i.donor, i.acceptor)})
+    return _intron_ends(_introns(transcripts, min_intron), min_intron)
+
+
+def _intron_ends(introns, min_intron: int) -> list[Site]:
+    return sorted({site for i in introns if i.end - i.start >= min_intron for site in (i.donor, i.acceptor)})
 
 
 def _sites(transcripts, kinds, min_intron: int) -> list[Site]:

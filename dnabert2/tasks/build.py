@@ -226,7 +226,7 @@ def add_arguments(parser) -> None:
         "deduplicated, balanced; task.json describes the result. Negatives of kinds with a motif (splice) are "
         "windows with it in place (GT at a donor's, AG at an acceptor's) that are the window of no site: neither a "
         "transcript's, nor one set aside (by --biotype, …), nor an intron line's that belongs to no transcript (the "
-        "RNA-seq junctions in WormBase's GFF3).")
+        "RNA-seq junctions in WormBase's GFF3); --dense labels those background, as SpliceAI's training does.")
     parser.add_argument("task", choices=list(KINDS))
     parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
