@@ -94,8 +94,9 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
                            **cnn_baseline(task, seed=seed, device=training.device)})
         for row in scored:
             if row["collapsed"]:
+                of_seeds = _of_seeds(row)
                 log.warning("task %s: %s predicts one class for every sequence%s: %s learned nothing", name,
-                            row["method"], _of_seeds(row), "those models" if _of_seeds(row) else "it has")
+                            row["method"], of_seeds, "those models" if of_seeds else "it has")
         rows += scored
     write_tables(rows, out)
     return rows
