@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .devices import autocast, resolve_device, resolve_precision, upload
 from .errors import UserError
-from .hub import model_name, model_path
+from .hub import cached_id, model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
 from .model.adapters import is_adapter, with_lora
 from .model.checkpoint import base_weights, save_tokenizer_files
@@ -290,7 +290,11 @@ def _save(model, model_dir, out, tokenizer, adapter_base, metrics, lora_settings
     """The adapter alone when `adapter_base` (the base weights it was trained on) is given, else the whole model."""
     adapter_only = adapter_base is not None
     if adapter_only:
-        model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
+        # peft's own record of the base (base_model_name_or_path, revision), which PeftConfig readers show.
+        # Embeddings are never resized: peft would otherwise load the base's config (from the Hub) to see.
+        model.peft_config["default"].base_model_name_or_path, model.peft_config["default"].revision = \
+            cached_id(model_dir.resolve()) or (str(model_dir.resolve()), None)
+        model.save_pretrained(out, save_embedding_layers=False)  # adapter_model.safetensors + adapter_config.json: LoRA weights and the head
         (out / "README.md").unlink(missing_ok=True)  # peft's model card, 200 lines of "[More Information Needed]"
         save_tokenizer_files(tokenizer, out)
     else:

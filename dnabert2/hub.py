@@ -137,12 +137,17 @@ class _Silent(tqdm):
         super().__init__(*args, **{**kwargs, "disable": True})
 
 
+def cached_id(folder) -> tuple[str, str] | None:
+    """(`owner/name`, commit) of a folder of the Hub cache; None for any other folder."""
+    match = _SNAPSHOT.search(Path(folder).as_posix())
+    return (f"{match['owner']}/{match['name']}", match["commit"]) if match else None
+
+
 def model_name(folder) -> str:
     """How outputs record a model: `owner/name@commit` for a folder of the Hub cache (the revision
     pinned), the path otherwise."""
-    match = _SNAPSHOT.search(Path(folder).as_posix())
-    if match:
-        return f"{match['owner']}/{match['name']}@{match['commit']}"
+    if hub := cached_id(folder):
+        return "@".join(hub)
     # A folder here named as an id is written as a path: the record would name the Hub's model of that name.
     return f"./{folder}" if _ID.fullmatch(str(folder)) else str(folder)
 

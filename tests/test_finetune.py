@@ -5,6 +5,7 @@ import csv
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,7 +359,10 @@ def test_an_output_folder_of_an_earlier_run_is_refused_then_replaced_whole_with_
     out = tmp_path / "ft"
     common = ["--model", base, "--data", motif_task, "--out", out, "--epochs", 1, "--device", "cpu", "-q"]
     assert run_cli("finetune", *common, "--lora").returncode == 0
-    assert (out / "adapter_config.json").is_file() and not (out / "README.md").exists()  # peft's empty card
+    assert not (out / "README.md").exists()  # peft's empty card
+    # peft's record of the base, which PeftConfig readers (and the Hub's model page) show
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["base_model_name_or_path"], adapter["revision"]) == (str(Path(base).resolve()), None)
     assert_user_error(run_cli("finetune", *common, "--full"), str(out), "already holds", "--force")
     assert (out / "adapter_config.json").is_file()  # untouched
     result = run_cli("finetune", *common, "--full", "--force")

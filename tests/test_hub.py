@@ -199,6 +199,8 @@ def test_an_adapter_fine_tuned_from_a_hub_model_names_its_pinned_base_and_reload
     assert "Fetching" not in stderr  # -q: no progress bars, huggingface_hub's neither
     commit = hub.repos["lab/tiny-base"]["refs"]["main"]
     assert json.loads((out / "finetune.json").read_text())["base_model"] == f"lab/tiny-base@{commit}"
+    adapter = json.loads((out / "adapter_config.json").read_text())  # as peft records a Hub base
+    assert (adapter["base_model_name_or_path"], adapter["revision"]) == ("lab/tiny-base", commit)
     script = f"from dnabert2 import load_model; print(type(load_model({str(out)!r})).__name__)"
     reloaded = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-c", script)
     assert reloaded.returncode == 0, reloaded.stderr
