@@ -1168,6 +1168,11 @@ def test_a_genes_cds_of_several_ids_are_proteins_only_where_they_overlap(tmp_pat
     assert [s.position for s in spliced.tss()] == [100] and len(spliced.splice_sites()) == 4
     with pytest.raises(UserError, match="no transcripts found"):
         read("unstranded.gff3", [("p1", 101, 900, "+"), ("p2", 301, 500, "+"), ("p2", 601, 900, ".")])
+    # Sorted by position (sort -k1,1 -k4,4n), "CDS" sorts before "gene": the gene line comes after its
+    # CDS, and the inner protein's start was lost (8 E. coli TSSs, mrcB's among them).
+    (tmp_path / "sorted.gff3").write_text("".join(sorted((tmp_path / "alternative.gff3").read_text().splitlines(True))))
+    assert [(t.id, t.exons) for t in read_annotation(tmp_path / "sorted.gff3").transcripts] == [
+        ("p1", ((100, 900),)), ("p2", ((235, 900),))]
 
 
 def test_bacterial_cds_give_genes_and_no_introns_from_pseudogenes():
@@ -1302,6 +1307,50 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     # Their starts and ends are real: set aside, on the sequence's two sides of the origin.
     assert {(s.kind, s.position, s.strand) for s in annotation.unlabelled({"tss", "tts"})} >= {
         ("tss", 4900, "+"), ("tts", 99, "+"), ("tss", 59, "-"), ("tts", 4950, "-")}
+    # Without the region line (a GTF has none), two pieces at both ends of the contig: across the
+    # origin too, not one transcript with a 4.9 kb intron spanning the contig.
+    caplog.clear()
+    (tmp_path / "circular.gtf").write_text("".join(
+        f'NC_1\tRefSeq\tCDS\t{a}\t{b}\t.\t{strand}\t0\tgene_id "{gene}"; transcript_id "{gene}";\n'
+        for a, b, strand, gene in ((4951, 5000, "-", "ori2"), (1, 60, "-", "ori2"), (101, 400, "+", "a"))))
+    with caplog.at_level(logging.WARNING):
+        annotation = read_annotation(tmp_path / "circular.gtf")
+        annotation.keep_genome_contigs({"NC_1": 5000})
+    assert [t.id for t in annotation.transcripts] == ["a"] and not annotation.introns()
+    assert "1 transcript(s) with exons at both ends of their contig (across the origin" in caplog.text
+    assert {(s.kind, s.position, s.strand) for s in annotation.unlabelled({"tss", "tts"})} >= {
+        ("tss", 59, "-"), ("tts", 4950, "-")}
+    # On a longer contig the same pieces are one transcript with an intron.
+    annotation = read_annotation(tmp_path / "circular.gtf")
+    annotation.keep_genome_contigs({"NC_1": 6000})
+    assert [(i.start, i.end) for i in annotation.introns()] == [(60, 4950)]
+
+
+def test_a_trans_spliced_protein_is_no_intron_and_ucsc_header_lines_are_skipped(tmp_path, caplog):
+    """NCBI marks a chloroplast's rps12 exception=trans-splicing: its CDS lines of one ID, on one
+    strand 9 kb apart, were joined with an intron between them. UCSC's track and browser lines start
+    a GTF as bedtools reads one."""
+    (tmp_path / "chloroplast.gff3").write_text(
+        "##gff-version 3\n"
+        "c\tRefSeq\tgene\t3001\t3100\t.\t+\t.\tID=gene-rps12;exception=trans-splicing\n"
+        "c\tRefSeq\tgene\t12001\t12100\t.\t+\t.\tID=gene-rps12;exception=trans-splicing\n"
+        "c\tRefSeq\tCDS\t3001\t3100\t.\t+\t0\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
+        "c\tRefSeq\tCDS\t12001\t12100\t.\t+\t2\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
+        "c\tRefSeq\tgene\t20001\t20300\t.\t+\t.\tID=gene-ok\n"
+        "c\tRefSeq\tCDS\t20001\t20300\t.\t+\t0\tID=cds-ok;Parent=gene-ok\n")
+    with caplog.at_level("WARNING"):
+        annotation = read_annotation(tmp_path / "chloroplast.gff3")
+    assert [t.id for t in annotation.transcripts] == ["gene-ok"] and not annotation.introns()
+    assert "or trans-spliced), left out: gene-rps12" in caplog.text
+    # Set aside: its start, and where its parts join, labelled neither way.
+    assert {(s.kind, s.position) for s in annotation.unlabelled({"tss", "donor", "acceptor"})} == {
+        ("tss", 3000), ("donor", 3100), ("acceptor", 11999)}
+    attrs = 'gene_id "g"; transcript_id "t";'
+    (tmp_path / "ucsc.gtf").write_text('track name=genes description="from the Table Browser"\n'
+                                       "browser position chr1:1-1000\n"
+                                       f"chr1\tucsc\texon\t101\t200\t.\t+\t.\t{attrs}\n"
+                                       f"chr1\tucsc\texon\t501\t600\t.\t+\t.\t{attrs}\n")
+    assert [(i.start, i.end) for i in read_annotation(tmp_path / "ucsc.gtf").introns()] == [(200, 500)]
 
 
 def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path, caplog):
@@ -1335,7 +1384,7 @@ def test_transcripts_a_cut_out_annotation_left_incomplete_give_no_sites(tmp_path
     # one strand or the other (StringTie's single-exon transcripts have none): unlabelled on both.
     unstranded = [("c", ".", "mRNA", 6001, 6900, ".", ".", ".", "ID=m4"), ("c", ".", "exon", 6001, 6300, ".", ".", ".", "Parent=m4"),
                   ("c", ".", "exon", 6601, 6900, ".", ".", ".", "Parent=m4")]
-    assert read(whole + unstranded) == {"m1"} and "2 exon, CDS, UTR or intron line(s) without a strand" in caplog.text
+    assert read(whole + unstranded) == {"m1"} and "2 exon, CDS, UTR or intron line(s) with no strand + or -" in caplog.text
     unlabelled = read_annotation(tmp_path / "a.gff3").unlabelled({"tss", "tts", "donor"})
     assert {(s.kind, s.position, s.strand) for s in unlabelled} == {
         ("tss", 6000, "+"), ("donor", 6300, "+"), ("tts", 6899, "+"),

@@ -290,6 +290,7 @@ class Annotation:
         runs past its contig's end."""
         missing = sorted(self.contigs - set(lengths))
         if missing == sorted(self.contigs):
+            missing = sorted(self.annotated_contigs - set(lengths))  # those of transcripts left out too
             raise UserError(f"{self.path}: none of its {len(missing)} contig(s) is in {genome}: {first_names(missing)} "
                             f"(it has {first_names(list(lengths))}){naming_hint(missing, lengths)}")
         if missing:
@@ -305,6 +306,19 @@ class Annotation:
                     f"{self.path}: transcript {t.id} ends at {t.end}, past the end of "
                     f"{t.contig} ({lengths[t.contig]} bp) in {genome}"
                 )
+        self._across_origin(lengths)
+
+    def _across_origin(self, lengths: Mapping[str, int]) -> None:
+        """Set aside the transcripts with exons at both ends of their contig: across the origin of a
+        circular one where nothing said it is (a GTF, or a GFF3 without NCBI's region lines), joined
+        as one they would span the contig with an intron of nearly all of it."""
+        runs = {id(t): _around(t.exons, lengths[t.contig]) for t in self.transcripts}
+        across = [t for t in self.transcripts if runs[id(t)]]
+        if across:
+            log.warning("%s: %d transcript(s) with exons at both ends of their contig (across the origin of a "
+                        "circular sequence) left out: %s", self.path, len(across), first_names([t.id for t in across]))
+            self.transcripts = [t for t in self.transcripts if not runs[id(t)]]
+            self.left_out += [replace(t, exons=run) for t in across for run in runs[id(t)]]
 
 
 def _ends(transcripts, kind: str) -> list[Site]:
@@ -589,7 +603,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
         for number, line in enumerate(handle, 1):
             if line.startswith("##FASTA"):
                 break
-            if not line.strip() or line.startswith("#"):
+            if not line.strip() or line.startswith(("#", "track ", "browser ")):  # UCSC's header lines too
                 continue
             fields = line.rstrip("\n").split("\t")
             if len(fields) == 10 and not fields[9].strip():  # a tab after the last column (TSEBRA, MITOS)
@@ -619,15 +633,15 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
             if kind == "region" and attrs.get("Is_circular") == "true":
                 circular[contig] = interval[1]
             if piece:
-                pieces.add(parse, kind, piece, attrs, (contig, strand, interval), features.typed)
+                pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
     if pieces.lines_unstranded:
-        log.warning("%s: %d exon, CDS, UTR or intron line(s) without a strand ('.' or '?'): their transcripts left out",
+        log.warning("%s: %d exon, CDS, UTR or intron line(s) with no strand + or -: their transcripts left out",
                     path, pieces.lines_unstranded)
     if not (pieces.parts["exon"] or pieces.parts["CDS"]):
         what = "no exon or CDS line with a transcript_id (GFF2 is not read)" if parse is _gtf_attributes \
             else "no exon or CDS features with a parent"
         raise UserError(f"{path}: no transcripts found ({what})")
-    pieces.proteins_apart(features.pseudo)
+    pieces.proteins_apart(features.pseudo, features.typed)
     # GTF has no IDs; a GFF3 none of whose Parents a line defines (exon or CDS lines alone) is taken as it is.
     owners = set().union(*pieces.parts.values())
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
@@ -663,8 +677,8 @@ class _Pieces:
         self.exon_numbers = {}
         self.observed = []  # GFF3 intron lines of no transcript (WormBase's RNASeq_splice)
 
-    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed=None) -> None:
-        """Add a line's piece to its transcripts; typed: the GFF3 types of the IDs read so far."""
+    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
+        """Add a line's piece to its transcripts."""
         contig, strand, interval = where
         owners = _owners(parse, kind, attrs)
         codon = piece == "codon"
@@ -689,10 +703,10 @@ class _Pieces:
                     n = int(number)
                     count, lowest, highest = self.exon_numbers.get(transcript, (0, n, n))
                     self.exon_numbers[transcript] = (count + 1, min(lowest, n), max(highest, n))
-                if kind == "CDS" and "ID" in attrs and typed and typed.get(transcript) == "gene":
+                if kind == "CDS" and "ID" in attrs and parse is _gff3_attributes:  # its Parent's type is known later
                     self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
 
-    def proteins_apart(self, pseudo: set) -> None:
+    def proteins_apart(self, pseudo: set, typed: dict) -> None:
         """The CDS of several IDs that a gene line is the Parent of, with no transcript between, that
         overlap one another (RefSeq's bacterial alternative starts and ribosomal-slippage products:
         mrcB, infB, dnaX): each ID a transcript of its own, as GenBank has them; as one, they would hide
@@ -700,7 +714,7 @@ class _Pieces:
         writers give them) lie apart: they stay one. So does a gene with other pieces (exons, UTRs,
         codons, CDS without an ID, or on no strand), and a pseudogene, set aside whole."""
         for gene, by_id in self.proteins.items():
-            if len(by_id) < 2 or gene in pseudo:  # most genes: one protein
+            if len(by_id) < 2 or gene in pseudo or typed.get(gene) != "gene":  # most genes: one protein
                 continue
             spans = [(min(i[0] for _, _, i, _ in found), max(i[1] for _, _, i, _ in found))
                      for found in by_id.values()]
@@ -745,6 +759,7 @@ class _Features:
         # Liftoff's genes lifted over in part or at a low identity: their transcripts' exons may be missing
         self.lifted_poorly = set()
         self.pseudo = set()  # those with a CDS piece marked pseudo (see read)
+        self.trans_spliced = set()  # those NCBI marks exception=trans-splicing, by a line or a piece's
         # GFF3 pseudogene lines: ID -> (contig, strand, interval); RefSeq's often have no child line
         self.pseudogenes = {}
         # GFF3 ID or GTF transcript_id -> (contig, strand, start, end, source) of the first line defining it
@@ -779,12 +794,16 @@ class _Features:
         # A piece speaks for its transcripts too: GENCODE's GFF3 repeats their tags, GeneMarkS-2 marks its
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
-        if tags or partial:
+        # Pieces of one strand joined from two transcripts (a chloroplast's rps12) have no intron between.
+        trans_spliced = "trans-splicing" in attrs.get("exception", "")
+        if tags or partial or trans_spliced:
             owners = [t for t, _ in _owners(parse, kind, attrs) if t] if kind in _PIECE_OF else []
             for owner in [key, *owners]:
                 self.tags[owner].update(tags)
                 if partial:
                     self.partial.add(owner)
+                if trans_spliced and owner:
+                    self.trans_spliced.add(owner)
         if not self.gtf and key:
             self.typed[key] = kind
         if "ID" in attrs:
@@ -896,7 +915,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         genes = {g for _, _, _, g in located if g}  # a GTF line without gene_id names none
         gene = min(genes, default=None) or features.gene_of(transcript_id, groups)
         if len(contigs_strands) != 1 or len(genes) > 1 or features.misplaced(transcript_id, contigs_strands) \
-                or pieces.renumbered(transcript_id):
+                or pieces.renumbered(transcript_id) or {transcript_id, gene} & features.trans_spliced:
             repeated.append(transcript_id)
             # Their sites are real wherever their pieces lie: unlabelled, copy by copy.
             aside += [Transcript(transcript_id, gene, contig, strand, exons)
@@ -924,7 +943,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
         # One id at two places (UCSC-derived GTFs repeat an id at each copy of a gene; trans-splicing)
         # would join them into one transcript with an intron between them that no annotation holds.
         log.warning("%s: %d transcript id(s) name exons at several places (contigs, strands, GTF genes, exon "
-                    "numbers, or lines defining them apart, of two sources or on another strand), left out: %s", path,
+                    "numbers, lines defining them apart, of two sources or on another strand, or trans-spliced), left out: %s", path,
                     len(repeated), first_names(repeated))
     if incomplete:
         # A cut-out of a larger annotation keeps exons whose transcript line fell outside it, and some
