@@ -120,8 +120,10 @@ class JunctionsSettings:
     min_reads: int = setting(1, "minimum supporting reads of a junction, both strands' together (a pair whose "
                              "mates both cross it counts once, as in STAR's SJ.out.tab)", type=positive)
     min_mapq: int = setting(0, "minimum mapping quality", type=mapq)
+    regions: Path | None = setting(None, "only the junctions overlapping these regions, as `scan --junctions` keeps "
+                                   "those of the regions it scans", type=Path, metavar="BED", group="where")
     contigs: list[str] | None = setting(None, "only these contigs' junctions", nargs="+", metavar="CONTIG",
-                                        default_text="every contig")
+                                        default_text="every contig", group="where")
 
 
 @dataclass

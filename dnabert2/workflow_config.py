@@ -484,9 +484,12 @@ def _on_disk(key: str, value: str, files: list[str]) -> bool:
 
 
 def to_make(value: str) -> bool:
-    """A folder not here yet, written as ./PATH to say that a rule (of a host pipeline) makes it: left
-    to Snakemake. Without ./, a path not on disk is a mistake, or an owner/name a Hub id."""
-    return value.startswith("./")
+    """A folder written as ./PATH to say that a rule (of a host pipeline) makes it: not here yet, or
+    here with the timestamp Snakemake keeps in a directory() output; left to Snakemake. One here
+    without it (put there by hand) stands by its files, as any folder on disk: Snakemake sees a
+    folder change by that timestamp only, and weights replaced in place would leave old scans.
+    Without ./, a path not on disk is a mistake, or an owner/name a Hub id."""
+    return value.startswith("./") and (not Path(value).is_dir() or (Path(value) / ".snakemake_timestamp").is_file())
 
 
 def is_dense_task(config: dict, task: str) -> bool:
@@ -527,14 +530,28 @@ def vocab_mem_mb(config: dict) -> int:
     return 1000 + 60 * config["vocab"]["sample_bp"] // 1_000_000
 
 
-def pretrain_options(settings: dict) -> str:
-    """The options of `pretrain`; evaluations only where contigs are held out for them."""
-    evaluated = {} if settings["heldout_contigs"] else {"eval_every": None}
-    return as_arguments(PretrainSettings, {**settings, "device": device_of(settings), **evaluated})
+# The pretraining settings a run continues with (config/README): the rule passes them apart from
+# Snakemake's rerun triggers, so changing them retrains nothing, nor reruns what reads the model.
+PRETRAIN_CONTINUING = ("eval_every", "checkpoint_every", "batch_tokens", "compile")
+
+
+def pretrain_options(settings: dict, continuing: bool = False) -> str:
+    """The options of `pretrain` that shape the run, or (continuing) those of PRETRAIN_CONTINUING;
+    evaluations only where contigs are held out for them (pretrain refuses --eval-every otherwise)."""
+    settings = {**applying("pretrain", settings), "device": device_of(settings)}
+    return as_arguments(PretrainSettings, {k: v for k, v in settings.items() if (k in PRETRAIN_CONTINUING) == continuing})
 
 
 def task_options(settings: dict) -> str:
-    return as_arguments(TaskSettings, settings)
+    """The options of `tasks` that act on its kind of task (the defaults fill in every key)."""
+    return as_arguments(TaskSettings, applying("tasks", settings))
+
+
+def applying(section: str, settings: dict) -> dict:
+    """An entry's settings less the keys that do not act on it (ONLY_WITH), which a command given them
+    would ignore or refuse."""
+    unused = {key for where, key, _, applies in ONLY_WITH if where == section and not applies(settings)}
+    return {key: value for key, value in settings.items() if key not in unused}
 
 
 def finetune_options(settings: dict) -> str:
@@ -553,16 +570,13 @@ def scan_options(settings: dict) -> str:
     """A chunk's options: those of its mode only (ONLY_WITH: the depth of covered mode, the reads'
     filters of BAM scans); top-k is the gathering's; workers come from the job's threads (the rule's),
     so changing them scans nothing again."""
-    chunk = {key: value for key, value in settings.items() if key not in ("top_k", "workers")}
-    for section, key, _, applies in ONLY_WITH:
-        if section == "scan" and not applies(settings):
-            chunk.pop(key, None)
+    chunk = {key: value for key, value in applying("scan", settings).items() if key not in ("top_k", "workers")}
     return as_arguments(ScanSettings, {**chunk, "device": device_of(settings)})
 
 
 def junction_options(settings: dict) -> str:
-    """The junctions of the contigs and alignments the scan reads."""
-    return as_arguments(JunctionsSettings, {"contigs": settings["contigs"], "min_mapq": settings["min_mapq"]})
+    """The junctions of the contigs (or regions) and alignments the scan reads."""
+    return as_arguments(JunctionsSettings, {key: settings[key] for key in ("regions", "contigs", "min_mapq")})
 
 
 def gather_options(settings: dict) -> str:

@@ -303,6 +303,16 @@ def test_junctions_bed_has_read_support(tmp_path, data):
     assert result.returncode == 0, result.stderr
     assert some.read_text().splitlines() == [line for line in out.read_text().splitlines()
                                              if line.split("\t")[0] in ("SIRV3", "SIRV5")] != []
+    # Regions' (a scan's --regions, in the workflow): the rows that share a base with one of them.
+    (tmp_path / "regions.bed").write_text("SIRV5\t1000\t5000\nSIRV3\t0\t100\n")
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--reference", sirv / "SIRV_150601a.fasta.gz",
+                     "--min-reads", "5", "--out", tmp_path / "regions_junctions.bed", "--regions", tmp_path / "regions.bed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "regions_junctions.bed").read_text().splitlines() == [line for line in out.read_text().splitlines() if any(
+        line.split("\t")[0] == c and int(line.split("\t")[1]) < b and int(line.split("\t")[2]) > a
+        for c, a, b in (("SIRV5", 1000, 5000), ("SIRV3", 0, 100)))] != []
+    assert run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed", "--contigs",
+                   "SIRV5", "--regions", tmp_path / "regions.bed").returncode == 2  # one or the other
     result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
                      "--contigs", "chr1")
     assert_user_error(result, "unknown contig 'chr1'")

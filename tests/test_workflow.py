@@ -246,13 +246,17 @@ def test_a_lora_folder_on_disk_is_planned_for_scanning_and_variants(checkout):
     assert "scan_chunk" in result.stdout and "score_variants" in result.stdout
 
 
-def test_a_model_on_disk_trained_again_in_place_reruns_its_scan(checkout):
+@pytest.mark.parametrize("written", ["absolute", "./models/splice"])
+def test_a_model_on_disk_trained_again_in_place_reruns_its_scan(checkout, written):
     """A model folder on disk stands for its weights too: trained again in place with the same settings,
     its config.json is the same bytes (Snakemake takes a newer file of the same checksum as unchanged),
-    and the scans of the old weights must not stay as if they were the new ones'."""
+    and the scans of the old weights must not stay as if they were the new ones'. Written ./ (as the
+    example configs write a folder to put there) too: it stood as the folder, whose files Snakemake
+    does not see change."""
     model = scan_classifier(checkout / "models" / "splice", 60)
+    name = str(model) if written == "absolute" else written
     edit_config(checkout, lambda c: (c["genomes"].update(ex1={"source": str(DATA / "bam/ex1/ex1.fa")}),
-                                     c["scan"].update(ex1={"model": str(model), "genome": "ex1", "stride": 30})))
+                                     c["scan"].update(ex1={"model": name, "genome": "ex1", "stride": 30})))
     result = snakemake("--cores", "2", "results/scan/ex1.bed", cwd=checkout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nothing to be done" in snakemake("--cores", "1", "--dry-run", "results/scan/ex1.bed", cwd=checkout).stdout
@@ -508,6 +512,9 @@ def test_a_failed_pretraining_job_resumes_from_its_checkpoints(checkout):
     assert [r["step"] for r in rows] == list(range(1, 21))
     assert [r["step"] for r in rows if "eval_loss" in r] == [10, 20]
     assert sorted(p.name for p in checkpoints.glob("step-*.pt")) == ["step-00000010.pt", "step-00000020.pt"]
+    # Settings the run continues with (config/README) retrain nothing, nor rerun what reads the model.
+    edit_config(checkout, lambda c: c["pretrain"]["tiny"].update(eval_every=5, checkpoint_every=5, compile=True))
+    assert "Nothing to be done" in snakemake("--cores", "1", "--dry-run", "results/pretrain/tiny", cwd=checkout).stdout
 
 
 def test_a_one_contig_genome_gets_its_task_split_by_position(checkout):

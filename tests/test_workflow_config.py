@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -134,13 +135,16 @@ def parsed(command: str, words: str, cls):
 def test_rule_options_parse_back_into_the_config_settings(tmp_path):
     config = checked(DEFAULT)
     pretrain = config["pretrain"]["tiny"] | {"weights": [2, 1], "heldout_contigs": ["V", "X"]}
-    settings = parsed("pretrain", wc.pretrain_options(pretrain), PretrainSettings)
+    settings = parsed("pretrain", wc.pretrain_options(pretrain) + " " + wc.pretrain_options(pretrain, continuing=True),
+                      PretrainSettings)
     for key in ("preset", "steps", "batch_size", "window_tokens", "batch_tokens", "lr", "warmup", "eval_every",
                 "eval_windows", "checkpoint_every", "seed", "weights", "heldout_contigs"):
         assert getattr(settings, key) == pretrain[key], key
     assert settings.device == "cpu"
     # Without held-out contigs there is nothing to evaluate, and pretrain refuses --eval-every.
-    assert "--eval-every" not in wc.pretrain_options(pretrain | {"heldout_contigs": []})
+    assert "--eval-every" not in wc.pretrain_options(pretrain | {"heldout_contigs": []}, continuing=True)
+    # Apart from the options that shape the run (a rerun trigger): those the run continues with.
+    assert "--checkpoint-every" not in wc.pretrain_options(pretrain) and "--steps" in wc.pretrain_options(pretrain)
     # The vocabulary is learned without the contigs pretraining holds out for its evaluation.
     assert parsed("vocab", wc.vocab_options(config), VocabSettings) == VocabSettings(
         **{k: v for k, v in config["vocab"].items() if k != "genomes"}, heldout_contigs=["V"])
@@ -150,6 +154,12 @@ def test_rule_options_parse_back_into_the_config_settings(tmp_path):
     chosen = {"biotypes": ["mRNA", "lnc_RNA"], "tags": ["MANE Select", "basic"]}
     assert parsed("tasks", wc.task_options(task | chosen), TaskSettings) == TaskSettings(test_contigs=["IV"], seed=3,
                                                                                           **chosen)
+    # Only the options that act on the kind of task: not a dense task's to a task of windows, nor a
+    # splice task's shortest intron to a promoter task.
+    filled = checked({**DEFAULT, "tasks": {**DEFAULT["tasks"], "p": {"genome": "ce1pct", "kind": "promoter"},
+                                           "d": {"genome": "ce1pct", "kind": "splice", "dense": True}}})["tasks"]
+    assert not {"--min-intron", "--core", "--flank", "--empty-rate"} & set(shlex.split(wc.task_options(filled["p"])))
+    assert "--negatives" not in wc.task_options(filled["d"]) and "--core" in wc.task_options(filled["d"])
     finetune = config["finetune"]["ce1pct_splice"] | {"gpus": 1, "seeds": [0, 1], "patience": 5}
     settings = parsed("finetune", wc.finetune_options(finetune), FinetuneSettings)
     assert (settings.method, settings.epochs, settings.lr, settings.seeds, settings.patience, settings.device) == (
@@ -183,6 +193,8 @@ def test_scan_options_per_mode(mode):
     assert parsed("junctions", wc.junction_options(scan | {"contigs": ["I", "chr 2"]}), JunctionsSettings).contigs == \
         ["I", "chr 2"]
     assert wc.junction_options(scan | {"contigs": []}) == "--min-mapq 20"
+    assert parsed("junctions", wc.junction_options(scan | {"regions": "test.bed"}), JunctionsSettings).regions == \
+        Path("test.bed")
     evaluation = parsed("scan-eval", wc.scan_eval_options(scan), ScanEvalSettings)
     assert (evaluation.tss_tolerance, evaluation.splice_tolerance, evaluation.contigs) == (20, 0, None)
     assert evaluation.biotypes is evaluation.tags is None

@@ -292,11 +292,15 @@ def variant_inputs(wildcards):
 def scan_inputs(wildcards):
     s = scan_settings(wildcards)
     inputs = {"genome": genome_fasta(s["genome"]), **fine_tuned_input(s["model"])}
-    if s["regions"]:
-        inputs["regions"] = users(s["regions"])
     if s["bam"]:
         inputs |= alignment_inputs(wildcards)
-    return inputs
+    return inputs | regions_input(wildcards)
+
+
+def regions_input(wildcards):
+    """A scan's regions BED, where it names one: its chunks scan them, its junctions are theirs."""
+    regions = scan_settings(wildcards)["regions"]
+    return {"regions": users(regions)} if regions else {}
 
 
 def alignment_inputs(wildcards):

@@ -34,6 +34,10 @@ rule pretrain:
         options=lambda wildcards: workflow_config.pretrain_options(
             pretrain_settings(wildcards)
         ),
+        # Of threads, so not among Snakemake's rerun triggers: the settings a run continues with.
+        continuing=lambda wildcards, threads: workflow_config.pretrain_options(
+            pretrain_settings(wildcards), continuing=True
+        ),
         # --workers is per process: the job's threads shared over its torchrun processes.
         workers=lambda wildcards, threads: max(
             threads // max(pretrain_settings(wildcards)["gpus"], 1), 1
@@ -41,4 +45,4 @@ rule pretrain:
     shell:
         "{params.launcher} -m dnabert2 pretrain {params.genomes} --tokenizer {input.tokenizer} "
         "--out {output.folder} --checkpoint-dir {params.checkpoints} --resume --force "
-        "--workers {params.workers} {params.options} > {log} 2>&1"
+        "--workers {params.workers} {params.options} {params.continuing} > {log} 2>&1"

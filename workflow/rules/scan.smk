@@ -110,6 +110,7 @@ rule scan_eval:
 rule scan_junctions:
     input:
         unpack(alignment_inputs),
+        unpack(regions_input),
         genome=lambda wildcards: genome_fasta(scan_settings(wildcards)["genome"]),
     output:
         "results/scan/{name}/junctions.bed",
