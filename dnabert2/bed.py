@@ -129,18 +129,19 @@ def add_junctions_arguments(parser) -> None:
 
 
 def run_junctions(args) -> None:
-    from .scan.plan import RegionIndex
-    from .sequences import read_bed_regions
+    from .sequences import RegionIndex, open_alignments, requested_regions
 
     s = settings_from(args, JunctionsSettings)
     check_outputs([args.out], [args.bam, args.reference, s.regions])
     contigs, keep = s.contigs, None
-    if s.regions is not None:
-        regions = read_bed_regions(s.regions)
+    if s.regions is not None:  # checked as a scan checks them: on the BAM's contigs, inside them
+        with open_alignments(args.bam, args.reference) as bam:
+            lengths = dict(zip(bam.references, bam.lengths))
+        regions = requested_regions(lengths, lambda contig: str(args.bam), regions=s.regions)
         contigs, keep = list(dict.fromkeys(c for c, _, _ in regions)), RegionIndex(regions).overlaps
     n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads,
                         contigs=contigs, keep=keep)
     if not n:  # unspliced reads (DNA, or an aligner run without splicing), or filters that keep none
-        log.warning("%s: no intron (CIGAR N) in the primary alignments kept (--min-mapq %d, --min-reads %d): %s is "
-                    "empty", args.bam, s.min_mapq, s.min_reads, args.out)
+        log.warning("%s: no intron (CIGAR N) in the primary alignments kept (--min-mapq %d, --min-reads %d%s): %s is "
+                    "empty", args.bam, s.min_mapq, s.min_reads, f", in {s.regions}" if s.regions else "", args.out)
     log.info("wrote %d junctions to %s", n, args.out)

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from . import __version__, stops
@@ -121,6 +122,9 @@ def main(argv=None) -> int:
         stops.ignore_to_the_end()
 
 
+_WORKER_DIED = re.compile(r"DataLoader worker \(pid.*?\) (?:is killed by signal: (?P<signal>[^.]+)\.|exited unexpectedly)")
+
+
 def _report(command: str, error: BaseException) -> int:
     """Say in one line why `command` ended early; its exit code. Errors of no known kind are raised."""
     stop = stops.stop_behind(error)
@@ -130,6 +134,14 @@ def _report(command: str, error: BaseException) -> int:
     if isinstance(error, UserError):
         message = " ".join(str(error).split())
         print(f"dnabert2 {command}: error: {message}", file=sys.stderr)
+        return 1
+    # A loader worker killed (the kernel's OOM killer, a cluster's memory limit): torch says it in a
+    # RuntimeError, and the user acts on it as on a disk problem.
+    died = _WORKER_DIED.search(str(error)) if isinstance(error, RuntimeError) else None
+    if died:
+        how = f"was killed by signal: {died['signal']}" if died["signal"] else "exited unexpectedly"
+        print(f"dnabert2 {command}: error: a data-loading worker (--workers) {how}; out of memory? run again with "
+              "fewer --workers or more memory", file=sys.stderr)
         return 1
     if isinstance(error, OSError):  # a disk or permission problem the user can act on
         where = f": {error.filename}" if error.filename else ""

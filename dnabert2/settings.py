@@ -291,7 +291,8 @@ class ScanSettings:
     merge: bool = setting(False, "window scans of a genome: merge overlapping or touching windows above the threshold "
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label, over both strands and every "
-                                "contig (of equal scores, the first in the genome)", type=positive, metavar="K")
+                                "contig (of equal scores, the first in the genome), of those above --threshold "
+                                "(0: the K best peaks)", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N parts of the genome, of about equal "
                                f"work: a FASTA scan's in whole blocks of {BLOCK_WINDOWS} windows ({DENSE_BLOCK_CORES} "
                                "cores of a per-base model), so a small one may leave parts empty", metavar="I/N")
@@ -329,7 +330,7 @@ class VariantSettings:
     device: str = _device()
     # bf16 blurs score changes (see MutagenesisSettings), below the levels SpliceAI-style scores are read
     # at (0.2, 0.5); it is the default for a whole VCF's speed, fp32 a choice.
-    dtype: str = _precision("bf16 on a GPU (auto; it moved the example models' score changes by up to 0.013: "
+    dtype: str = _precision("bf16 on a GPU (auto; it moved the example models' score changes of a VCF by up to 0.009: "
                             "fp32 to read changes that small), fp32 on the CPU")
 
 

@@ -313,6 +313,16 @@ def test_junctions_bed_has_read_support(tmp_path, data):
         for c, a, b in (("SIRV5", 1000, 5000), ("SIRV3", 0, 100)))] != []
     assert run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed", "--contigs",
                    "SIRV5", "--regions", tmp_path / "regions.bed").returncode == 2  # one or the other
+    # Checked as scan checks them; a region without junctions says where it looked.
+    (tmp_path / "past.bed").write_text("SIRV7\t0\t200000\n")
+    assert_user_error(run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
+                              "--regions", tmp_path / "past.bed"),
+                      f"region SIRV7:0-200000 (from {tmp_path / 'past.bed'}) is outside the contig")
+    assert not (tmp_path / "none.bed").exists()
+    (tmp_path / "bare.bed").write_text("SIRV7\t0\t50\n")
+    result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "bare_junctions.bed",
+                     "--regions", tmp_path / "bare.bed")
+    assert result.returncode == 0 and (tmp_path / "bare_junctions.bed").read_text() == "" and f"--min-reads 1, in {tmp_path / 'bare.bed'})" in result.stderr
     result = run_cli("junctions", "--bam", sirv / "pcs109_5k_spliced.bam", "--out", tmp_path / "none.bed",
                      "--contigs", "chr1")
     assert_user_error(result, "unknown contig 'chr1'")

@@ -378,6 +378,25 @@ def test_a_scan_killed_outright_leaves_no_worker_behind(splice_model, ce1pct, tm
     assert not left
 
 
+@pytest.mark.skipif(not Path(f"/proc/self/task/{os.getpid()}/children").is_file(),
+                    reason="reads a process's children from /proc (Linux, CONFIG_PROC_CHILDREN)")
+def test_a_loader_worker_killed_is_said_in_one_line(splice_model, ce1pct, tmp_path):
+    """The OOM killer takes a DataLoader worker, not the scan: torch's RuntimeError was a traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "dnabert2", "scan", "--model", splice_model, "--fasta", ce1pct,
+                                "--window", "100", "--workers", "1", "--out", tmp_path / "calls.bed"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    children, workers = Path(f"/proc/{process.pid}/task/{process.pid}/children"), []
+    while not workers and process.poll() is None:
+        workers = [int(pid) for pid in children.read_text().split()]
+        time.sleep(0.05)
+    assert workers, "the scan ended before its worker could be killed"
+    os.kill(workers[0], signal.SIGKILL)
+    stderr = process.communicate()[1]
+    assert_user_error(subprocess.CompletedProcess(process.args, process.returncode, "", stderr),
+                      "a data-loading worker (--workers)", "out of memory? run again with fewer --workers")
+    assert not (tmp_path / "calls.bed").exists()
+
+
 def test_tracks_and_calls_that_genome_tools_read(splice_model, ce1pct, tmp_path):
     """One bedGraph per label and strand (bedtools merges each), the same as bigWig (pyBigWig reads the
     values back), and calls bgzip-compressed with a tabix index."""
@@ -616,6 +635,13 @@ def test_reads_mode_chunks_count_each_read_once(short_model, tmp_path):
                      "--top-k", k)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "g-top.bed").read_text() == (tmp_path / "whole-top.bed").read_text()
+    # A K past the calls above --threshold keeps them all, and says it ranks those only.
+    for result in (run_cli("scan", "--model", short_model, *common, "--top-k", 10**6, "--out", tmp_path / "all.bed"),
+                   run_cli("scan-gather", tmp_path / "c0.json", tmp_path / "c1.json", "--out", tmp_path / "g-all.bed",
+                           "--top-k", 10**6)):
+        assert result.returncode == 0, result.stderr
+        assert "--top-k 1000000: " in result.stderr and "call(s) above --threshold 0.3, which it ranks" in result.stderr
+    assert (tmp_path / "all.bed").read_text() == (tmp_path / "g-all.bed").read_text() == (tmp_path / "whole.bed").read_text()
 
 
 def test_reads_mode_counts_a_pair_whose_mates_both_call_a_site_once(short_model, cnn, tmp_path):
@@ -837,6 +863,15 @@ def test_scan_eval_precision_and_recall_against_the_annotation(tmp_path):
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--splice-tolerance", 2, "--contigs", "I")
     on_one = json.loads(result.stdout)["labels"]["donor"]
     assert on_one["sites"] == sum(s.contig == "I" for s in donors)
+    # Calls of one contig, with nothing to say where the scan looked: the others' sites count as
+    # missed, and the warning says so.
+    (tmp_path / "on_i.bed").write_text("".join(line + "\n" for line in lines if line.startswith("I\t")))
+    result = run_cli("scan-eval", "--calls", tmp_path / "on_i.bed", "--annotation", annotation)
+    assert result.returncode == 0 and json.loads(result.stdout)["labels"]["donor"]["sites"] == len(donors)
+    assert "no call on 5 of the 6 contigs with annotated sites (II, III, IV, V, X): their sites count as missed" \
+        in result.stderr
+    result = run_cli("scan-eval", "--calls", tmp_path / "on_i.bed", "--annotation", annotation, "--contigs", "I")
+    assert result.returncode == 0 and "no call on" not in result.stderr
     # UCSC's name for Ensembl's I: an evaluation of nothing would report nulls and pass.
     result = run_cli("scan-eval", "--calls", calls, "--annotation", annotation, "--contigs", "I", "chrI")
     assert_user_error(result, "--contigs chrI: in neither the calls, the annotation nor the scanned genome")

@@ -546,6 +546,13 @@ def test_biotypes_of_each_annotation_source_and_an_equals_sign_inside_a_gtf_valu
     # The transcripts of the biotype asked for lie on a contig the genome lacks: refused, not an empty answer.
     with pytest.raises(UserError, match="none of its 1 contig"):
         read_annotation(tmp_path / "ensembl.gtf", biotypes=["protein_coding"]).keep_genome_contigs({"d": 1000})
+    # Those left out lie on the genome's: said so, not that the annotation names none of its contigs.
+    (tmp_path / "two.gtf").write_text("".join(
+        f'{contig}\tx\texon\t101\t200\t.\t+\t.\tgene_id "{t}"; transcript_id "{t}"; transcript_biotype "{biotype}";\n'
+        for contig, t, biotype in (("chrA", "t1", "protein_coding"), ("chrB", "t2", "lncRNA"))))
+    with pytest.raises(UserError, match=r"no transcript kept is on a contig of the genome \(they are on chrA\); those "
+                                        r"left out \(by --biotype or --tag, or as warned\) are on chrB"):
+        read_annotation(tmp_path / "two.gtf", biotypes=["protein_coding"]).keep_genome_contigs({"chrB": 1000})
 
 
 def test_old_ensembl_gtf_gives_each_transcript_the_biotype_of_its_source_column(tmp_path):
@@ -1324,6 +1331,32 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
     annotation = read_annotation(tmp_path / "circular.gtf")
     annotation.keep_genome_contigs({"NC_1": 6000})
     assert [(i.start, i.end) for i in annotation.introns()] == [(60, 4950)]
+    # A contig whose shape the annotation states (a GFF3's region line, a GenBank record) and that is
+    # not circular: a transcript at both of its ends is one (a contig cut to its gene).
+    (tmp_path / "linear.gff3").write_text(
+        "##gff-version 3\nNC_1\tx\tregion\t1\t5000\t.\t+\t.\tID=NC_1:1..5000\n"
+        "NC_1\tx\tCDS\t4951\t5000\t.\t-\t0\tID=c1;Parent=g1\nNC_1\tx\tCDS\t1\t60\t.\t-\t0\tID=c1;Parent=g1\n")
+    write_genbank(tmp_path / "linear.gb", 5000, [("CDS", [(4950, 5000, -1), (0, 60, -1)], {"locus_tag": ["g1"]})])
+    for name, contig in (("linear.gff3", "NC_1"), ("linear.gb", "c")):
+        annotation = read_annotation(tmp_path / name)
+        annotation.keep_genome_contigs({contig: 5000})
+        assert [(i.start, i.end, i.strand) for i in annotation.introns()] == [(60, 4950, "-")], name
+
+
+def write_genbank(path, length: int, features) -> None:
+    """A linear GenBank record c of `length` bp with features (type, [(start, end, strand), ...], qualifiers)."""
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import CompoundLocation, FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    def location(parts):
+        located = [FeatureLocation(*part) for part in parts]
+        return CompoundLocation(located) if len(located) > 1 else located[0]
+
+    record = SeqRecord(Seq("ACGT" * (length // 4)), id="c", name="c", annotations={"molecule_type": "DNA",
+                                                                                   "topology": "linear"})
+    record.features = [SeqFeature(location(parts), type=kind, qualifiers=qualifiers) for kind, parts, qualifiers in features]
+    SeqIO.write(record, path, "genbank")
 
 
 def test_a_trans_spliced_protein_is_no_intron_and_ucsc_header_lines_are_skipped(tmp_path, caplog):
@@ -1345,6 +1378,19 @@ def test_a_trans_spliced_protein_is_no_intron_and_ucsc_header_lines_are_skipped(
     # Set aside: its start, and where its parts join, labelled neither way.
     assert {(s.kind, s.position) for s in annotation.unlabelled({"tss", "donor", "acceptor"})} == {
         ("tss", 3000), ("donor", 3100), ("acceptor", 11999)}
+    # GTF repeats a key for each value; GenBank says it in a qualifier.
+    (tmp_path / "ts.gtf").write_text("".join(
+        f'c\tx\texon\t{a}\t{b}\t.\t+\t.\tgene_id "g"; transcript_id "t"; exception "trans-splicing"; '
+        f'exception "RNA editing";\n' for a, b in ((3001, 3100), (12001, 12100))))
+    write_genbank(tmp_path / "ts.gb", 21000, [
+        ("CDS", [(3000, 3100, 1), (12000, 12100, 1)], {"locus_tag": ["rps12"], "exception": ["trans-splicing"]}),
+        ("CDS", [(20000, 20300, 1)], {"locus_tag": ["ok"]})])
+    for name in ("ts.gtf", "ts.gb"):
+        with open(tmp_path / name, "a") as handle:  # a transcript kept beside it
+            if name == "ts.gtf":
+                handle.write('c\tx\texon\t20001\t20300\t.\t+\t.\tgene_id "ok"; transcript_id "ok";\n')
+        annotation = read_annotation(tmp_path / name)
+        assert [t.id for t in annotation.transcripts] == ["ok"] and not annotation.introns(), name
     attrs = 'gene_id "g"; transcript_id "t";'
     (tmp_path / "ucsc.gtf").write_text('track name=genes description="from the Table Browser"\n'
                                        "browser position chr1:1-1000\n"

@@ -14,7 +14,8 @@ class DenseJob:
     head, metric = "dense", "pr_auc"
     # Its scores may still rank sites (PR-AUC, top-k), but a scan at its default threshold calls none.
     one_class_warning = ("the selected model calls no site on any dev base (no site's probability tops the "
-                         "background's): a scan calls few sites or none at the default --threshold (--top-k ranks)")
+                         "background's): a scan calls few sites or none at the default --threshold (--threshold 0 --top-k K ranks "
+                         "them)")
     baseline = "the CNN baseline (dnabert2 cnn, on the same task)"
     max_tokens = None  # windows are never cut: every base needs its token
 

@@ -15,15 +15,15 @@ from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs, files_in, scratch_folder, standard_output, write_json, written_together
-from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
+from ..sequences import Fasta, RegionIndex, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import BLOCK_WINDOWS, DENSE_BLOCK_CORES, ScanSettings
 from ..tasks.registry import peak_distance
-from .calls import MERGED, check_scored, count_calls, top, write_calls
+from .calls import MERGED, check_scored, count_calls, say_short_of_top, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, no_summary_of_stdout, relative, scan_line
 from .model import called_labels
-from .plan import RegionIndex, blocks, chunk, neighbours, parse_chunk
+from .plan import blocks, chunk, neighbours, parse_chunk
 from .tracks import Tracks, check_folders
 
 __all__ = ["ScanSettings", "gather", "scan"]
@@ -135,6 +135,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         calls = top(calls, s.top_k, order)
         called = [scanner.labels[i] for i in options["labels"]]
         tally.calls = count_calls(calls, called)
+        say_short_of_top(tally.calls, s.top_k, s.threshold)
         report = {"model": model_name(model), "input": source, "mode": mode, "chunk": [index, count],
                   "labels": scanner.labels, "called": called,
                   "threshold": s.threshold, "top_k": s.top_k, "dense": scanner.dense,

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from ..devices import overlapped
 from ..errors import UserError
-from ..sequences import (Fasta, Fragments, aligned_reads, check_reference, mate_start, merge_regions, open_alignments,
-                         reverse_complement, too_many_n)
+from ..sequences import (Fasta, Fragments, RegionIndex, aligned_reads, check_reference, mate_start, merge_regions,
+                         open_alignments, reverse_complement, too_many_n)
 from ..tokenizer import load_tokenizer
 from ..bases.inputs import encode_bases
 from ..bases.metrics import as_scores
@@ -23,7 +23,7 @@ from .dense import DenseScanner, scored_bases
 from .genome import Tally, tokenised
 from .model import Scanner
 from .peaks import PeakCaller
-from .plan import Grid, RegionIndex, as_is, worker_share
+from .plan import Grid, as_is, worker_share
 
 log = logging.getLogger(__name__)
 

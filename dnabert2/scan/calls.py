@@ -127,6 +127,15 @@ def count_calls(calls: list[Call], labels) -> dict[str, int]:
     return {label: counted[label] for label in labels} | dict(counted)
 
 
+def say_short_of_top(counts: dict[str, int], k: int | None, threshold: float) -> None:
+    """Warn of the labels with fewer calls than --top-k: it ranks the calls above --threshold only, and
+    a weak model's scores, which may rank sites well, rarely reach the default."""
+    short = {label: n for label, n in counts.items() if k is not None and n < k}
+    if short:
+        log.warning("--top-k %d: %s call(s) above --threshold %g, which it ranks (a lower --threshold ranks more: 0 "
+                    "ranks every peak)", k, ", ".join(f"{n} {label}" for label, n in sorted(short.items())), threshold)
+
+
 def by_label(counts: dict[str, int]) -> str:
     """Calls counted by label, as messages and a scan's line say them (labels without calls unsaid)."""
     return ", ".join(f"{n} {label}" for label, n in sorted(counts.items()) if n)

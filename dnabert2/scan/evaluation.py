@@ -16,16 +16,15 @@ from scipy.ndimage import maximum_filter1d
 
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
-from ..errors import UserError
+from ..errors import UserError, first_names
 from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
-from ..sequences import merge_regions, read_annotation, read_bed_regions
+from ..sequences import RegionIndex, merge_regions, read_annotation, read_bed_regions
 from ..settings import MIN_INTRON, ScanEvalSettings
 from ..tasks.description import read_description
 from ..tasks.registry import KINDS, SITE_LABELS, TOLERANCES, no_introns
 from .calls import check_counts, read_calls
 from .gather import read_json
-from .plan import RegionIndex
 from .tracks import bedgraph_table
 
 METAPLOT = 200  # bp either side of a site the metaplot reaches
@@ -108,6 +107,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
+    if scanned is None and regions is None:
+        _say_uncalled(calls, sites, calls_path)
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
               "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),
               "scope": scope, "unannotated_contigs": unannotated, "labels": {}}
@@ -456,6 +457,17 @@ def _metrics(counts) -> dict:
               **{k: None if v is None else round(v, 4) for k, v in (("precision", precision), ("recall", recall),
                                                                      ("f1", f1))}}
     return result | ({"undefined": undefined} if undefined else {})
+
+
+def _say_uncalled(calls, sites, calls_path) -> None:
+    """Warn of the contigs with sites and no call, where nothing says where the scan looked: a scan of
+    some contigs would read as one that missed every site of the others."""
+    annotated = {contig for _, contig, _ in sites}
+    uncalled = sorted(annotated - {c.contig for c in calls})
+    if uncalled:
+        log.warning("%s: no call on %d of the %d contigs with annotated sites (%s): their sites count as missed; "
+                    "give the scan's --summary (where it looked), or --contigs", calls_path, len(uncalled),
+                    len(annotated), first_names(uncalled))
 
 
 def _read_summary(summary) -> dict:

@@ -11,7 +11,8 @@ from ..options import add_settings, output_file, settings_from
 from ..outputs import STDOUT, check_outputs, standard_output, write_json, written_together
 from ..sequences.fasta import open_text
 from ..settings import ScanSettings
-from .calls import MERGED, Merger, by_label, check_counts, check_scored, count_calls, read_calls, top, write_calls
+from .calls import (MERGED, Merger, by_label, check_counts, check_scored, count_calls, read_calls, say_short_of_top, top,
+                    write_calls)
 from .tracks import Tracks, check_folders
 
 SAME_IN_EVERY_CHUNK = ("model", "input", "mode", "labels", "called", "threshold", "dense", "calls_by", "min_distance",
@@ -77,6 +78,7 @@ def gather(summaries, out, *, bedgraph=None, bigwig=None, summary=None, top_k=No
               "bedgraph_dir": relative(bedgraph, summary) if bedgraph else None,
               "bigwig_dir": relative(bigwig, summary) if bigwig else None,
               "track_sha256": None}
+    say_short_of_top(report["calls"], top_k, report["threshold"])
     with written_together():
         if bedgraph or bigwig:
             lengths = dict(zip(parts[0][1]["contigs"], _lengths(parts[0][1]))) if bigwig else {}

@@ -51,7 +51,7 @@ _GENE_BIOTYPE = ("gene_biotype", "gene_type")
 # GFF3 attributes of comma-separated values, unescaped one by one (an escaped comma, %2C, belongs to a
 # value): a feature's parents, and the tags GENCODE, Ensembl and RefSeq give transcripts (basic,
 # Ensembl_canonical, MANE_Select, "MANE Select"), which GTF writes as one repeated key instead.
-_LISTS = ("Parent", "tag")
+_LISTS = ("Parent", "tag", "exception")
 # Tags by which GENCODE and Ensembl say a transcript's model stops short of its 5' or 3' end: the end
 # it has is no TSS or TTS, and the real one lies past it, where is not known.
 _UNFOUND_TAGS = {"mRNA_start_NF": "tss", "mRNA_end_NF": "tts"}
@@ -168,8 +168,9 @@ class Annotation:
     not annotation."""
 
     def __init__(self, path, transcripts: list[Transcript], min_intron: int = MIN_INTRON,
-                 left_out: list[Transcript] = (), observed: list[Intron] = ()):
+                 left_out: list[Transcript] = (), observed: list[Intron] = (), stated: set[str] = frozenset()):
         self.path = Path(path)
+        self.stated = set(stated)  # the contigs whose shape (circular or not) the annotation states
         self.transcripts = transcripts
         self.left_out = list(left_out)
         self.observed = list(observed)
@@ -290,6 +291,10 @@ class Annotation:
         runs past its contig's end."""
         missing = sorted(self.contigs - set(lengths))
         if missing == sorted(self.contigs):
+            if aside := sorted(self.annotated_contigs & set(lengths)):
+                raise UserError(f"{self.path}: no transcript kept is on a contig of {genome} (they are on "
+                                f"{first_names(missing)}); those left out (by --biotype or --tag, or as warned) are on "
+                                f"{first_names(aside)}")
             missing = sorted(self.annotated_contigs - set(lengths))  # those of transcripts left out too
             raise UserError(f"{self.path}: none of its {len(missing)} contig(s) is in {genome}: {first_names(missing)} "
                             f"(it has {first_names(list(lengths))}){naming_hint(missing, lengths)}")
@@ -309,14 +314,17 @@ class Annotation:
         self._across_origin(lengths)
 
     def _across_origin(self, lengths: Mapping[str, int]) -> None:
-        """Set aside the transcripts with exons at both ends of their contig: across the origin of a
-        circular one where nothing said it is (a GTF, or a GFF3 without NCBI's region lines), joined
-        as one they would span the contig with an intron of nearly all of it."""
-        runs = {id(t): _around(t.exons, lengths[t.contig]) for t in self.transcripts}
+        """Set aside the transcripts with exons at both ends of a contig whose shape the annotation
+        does not state (a GTF; a GFF3 without NCBI's region lines): across the origin of a circular
+        one, joined as one they would span the contig with an intron of nearly all of it. A transcript
+        of a linear contig cut to its gene goes too, the safe side (said in a warning)."""
+        runs = {id(t): _around(t.exons, lengths[t.contig]) if t.contig not in self.stated else []
+                for t in self.transcripts}
         across = [t for t in self.transcripts if runs[id(t)]]
         if across:
             log.warning("%s: %d transcript(s) with exons at both ends of their contig (across the origin of a "
-                        "circular sequence) left out: %s", self.path, len(across), first_names([t.id for t in across]))
+                        "circular sequence, as the annotation does not say which are) left out: %s", self.path,
+                        len(across), first_names([t.id for t in across]))
             self.transcripts = [t for t in self.transcripts if not runs[id(t)]]
             self.left_out += [replace(t, exons=run) for t in across for run in runs[id(t)]]
 
@@ -413,8 +421,8 @@ def read_annotation(path, min_intron: int = MIN_INTRON, biotypes=None, tags=None
     incomplete, of pseudogenes) are set aside with a log message (Annotation.left_out)."""
     path = Path(path)
     read = _genbank_transcripts if GENBANK_START.match(_first_line(path)) else _gff_transcripts
-    transcripts, left_out, observed = read(path)
-    annotation = Annotation(path, transcripts, min_intron, left_out, observed)
+    transcripts, left_out, observed, stated = read(path)
+    annotation = Annotation(path, transcripts, min_intron, left_out, observed, stated)
     annotation.keep(biotypes, tags)
     return annotation
 
@@ -424,7 +432,7 @@ def _first_line(path: Path) -> str:
         return next((line for line in handle if line.strip()), "")
 
 
-def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron]]:
+def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron], set[str]]:
     """Transcripts from GenBank features (Biopython), on the records' ids as contigs (see
     _transcript_features); and those left out: as incomplete (an end marked < or >, or given as one
     of several: past what the record holds), a CDS marked /pseudo or /pseudogene, or a feature no
@@ -443,7 +451,8 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                     raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
                                     f"{label or '(unnamed)'} cannot be read")
                 coding = feature.type == "CDS"
-                why = _unplaced(feature.location)
+                why = _unplaced(feature.location) or ("marked trans-splicing" if "trans-splicing" in
+                                                      feature.qualifiers.get("exception", ()) else None)
                 if why:
                     skipped[why] += 1
                     # What it holds here is real all the same: set aside run by run, its sites unlabelled.
@@ -482,7 +491,8 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
         why = "every one left out, as said above" if skipped or incomplete or aside else "no RNA or CDS features"
         raise UserError(f"{path}: no transcripts found ({why})")
     transcripts.sort(key=lambda t: (t.contig, t.start, t.id))
-    return transcripts, incomplete + aside, []
+    # A record says whether it is circular, and a join across its origin is written out of order.
+    return transcripts, incomplete + aside, [], {t.contig for t in transcripts + incomplete + aside}
 
 
 def _transcript_features(record) -> list:
@@ -594,10 +604,12 @@ def _across_origin(location) -> bool:
     return parts != sorted(parts, reverse=location.strand == -1)
 
 
-def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron]]:
-    """The transcripts, those set aside (see _gff_assembled), and the intron lines of none."""
+def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron], set[str]]:
+    """The transcripts, those set aside (see _gff_assembled), the intron lines of none, and the
+    contigs a region line states the shape of."""
     pieces, features = _Pieces(), _Features()
     circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
+    stated = set()  # contigs of a region line: NCBI's marks the circular ones
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -630,8 +642,10 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
             features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
             if kind == "pseudogene" and parse is _gff3_attributes and "ID" in attrs and strand in "+-":
                 features.pseudogenes.setdefault(attrs["ID"], (contig, strand, interval))
-            if kind == "region" and attrs.get("Is_circular") == "true":
-                circular[contig] = interval[1]
+            if kind == "region" and interval[0] == 0:  # a whole sequence's, not a region of one
+                stated.add(contig)
+                if attrs.get("Is_circular") == "true":
+                    circular[contig] = interval[1]
             if piece:
                 pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
     if pieces.lines_unstranded:
@@ -646,7 +660,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
     owners = set().union(*pieces.parts.values())
     undefined = set() if parse is _gtf_attributes or not features.defined & owners else owners - features.defined
     features.old_ensembl()
-    return *_gff_assembled(path, pieces, features, circular, undefined), pieces.observed
+    return *_gff_assembled(path, pieces, features, circular, undefined), pieces.observed, stated
 
 
 def _interval(path: Path, number: int, start: str, end: str) -> tuple[int, int]:
@@ -795,7 +809,7 @@ class _Features:
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
         # Pieces of one strand joined from two transcripts (a chloroplast's rps12) have no intron between.
-        trans_spliced = "trans-splicing" in attrs.get("exception", "")
+        trans_spliced = "trans-splicing" in _values(parse, attrs, "exception")
         if tags or partial or trans_spliced:
             owners = [t for t, _ in _owners(parse, kind, attrs) if t] if kind in _PIECE_OF else []
             for owner in [key, *owners]:

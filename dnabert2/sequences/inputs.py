@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from Bio.Seq import reverse_complement
 
 from ..errors import UserError, first_names
@@ -96,6 +97,36 @@ def merge_regions(regions, order: dict[str, int]) -> list[tuple[str, int, int]]:
         else:
             merged.append((contig, start, end))
     return merged
+
+
+class RegionIndex:
+    """Which positions fall inside a set of regions (any order, overlaps allowed)."""
+
+    def __init__(self, regions):
+        order = {c: i for i, c in enumerate(dict.fromkeys(c for c, _, _ in regions))}
+        self.spans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for contig, start, end in merge_regions(regions, order):
+            starts, ends = self.spans.setdefault(contig, ([], []))
+            starts.append(start)
+            ends.append(end)
+        self.spans = {c: (np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)) for c, (a, b) in self.spans.items()}
+
+    def holds(self, contig: str, positions: np.ndarray) -> np.ndarray:
+        """A mask of the (0-based) positions on `contig` inside a region; negative ones never are."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if contig not in self.spans:
+            return np.zeros(positions.shape, dtype=bool)
+        starts, ends = self.spans[contig]
+        i = np.searchsorted(starts, positions, side="right") - 1
+        return (i >= 0) & (positions >= 0) & (positions < ends[np.maximum(i, 0)])
+
+    def overlaps(self, contig: str, start: int, end: int) -> bool:
+        """Whether start..end-1 shares a base with a region."""
+        if contig not in self.spans:
+            return False
+        starts, ends = self.spans[contig]
+        i = int(np.searchsorted(starts, end, side="left")) - 1  # the last region starting before `end`
+        return i >= 0 and int(ends[i]) > start
 
 
 def read_sequences(csv_file=None, fasta=None, bed=None, genome=None, flank: int = 0) -> Iterator[tuple[str, str]]:
