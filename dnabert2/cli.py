@@ -140,8 +140,10 @@ def _report(command: str, error: BaseException) -> int:
     died = _WORKER_DIED.search(str(error)) if isinstance(error, RuntimeError) else None
     if died:
         how = f"was killed by signal: {died['signal']}" if died["signal"] else "exited unexpectedly"
-        print(f"dnabert2 {command}: error: a data-loading worker (--workers) {how}; out of memory? run again with "
-              "fewer --workers or more memory", file=sys.stderr)
+        # SIGKILL is the OOM killer's; another signal (SIGBUS: /dev/shm full) torch has explained above.
+        why = "out of memory? run again with fewer --workers or more memory" \
+            if died["signal"] in (None, "Killed") else "run again with fewer --workers, or 0 to read in the process"
+        print(f"dnabert2 {command}: error: a data-loading worker (--workers) {how}; {why}", file=sys.stderr)
         return 1
     if isinstance(error, OSError):  # a disk or permission problem the user can act on
         where = f": {error.filename}" if error.filename else ""

@@ -292,7 +292,7 @@ class ScanSettings:
                           "into one call (a region) instead of calling peaks")
     top_k: int | None = setting(None, "keep only the K best calls of each label, over both strands and every "
                                 "contig (of equal scores, the first in the genome), of those above --threshold "
-                                "(0: the K best peaks)", type=positive, metavar="K")
+                                "(0: the K best peaks of the scores)", type=positive, metavar="K")
     chunk: str | None = setting(None, "scan only the I-th (0-based) of N parts of the genome, of about equal "
                                f"work: a FASTA scan's in whole blocks of {BLOCK_WINDOWS} windows ({DENSE_BLOCK_CORES} "
                                "cores of a per-base model), so a small one may leave parts empty", metavar="I/N")

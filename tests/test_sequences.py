@@ -1337,10 +1337,18 @@ def test_annotations_as_gene_finders_ucsc_and_ncbi_write_them(tmp_path, caplog):
         "##gff-version 3\nNC_1\tx\tregion\t1\t5000\t.\t+\t.\tID=NC_1:1..5000\n"
         "NC_1\tx\tCDS\t4951\t5000\t.\t-\t0\tID=c1;Parent=g1\nNC_1\tx\tCDS\t1\t60\t.\t-\t0\tID=c1;Parent=g1\n")
     write_genbank(tmp_path / "linear.gb", 5000, [("CDS", [(4950, 5000, -1), (0, 60, -1)], {"locus_tag": ["g1"]})])
-    for name, contig in (("linear.gff3", "NC_1"), ("linear.gb", "c")):
+    (tmp_path / "ensembl.gff3").write_text((tmp_path / "linear.gff3").read_text().replace(
+        "\tregion\t1\t5000\t.\t+\t.\tID=NC_1:1..5000", "\tchromosome\t1\t5000\t.\t.\t.\tID=chromosome:NC_1"))
+    for name, contig in (("linear.gff3", "NC_1"), ("ensembl.gff3", "NC_1"), ("linear.gb", "c")):
         annotation = read_annotation(tmp_path / name)
         annotation.keep_genome_contigs({contig: 5000})
         assert [(i.start, i.end, i.strand) for i in annotation.introns()] == [(60, 4950, "-")], name
+    # Ensembl marks its circular chromosomes (MT) as NCBI its regions.
+    (tmp_path / "ensembl_mt.gff3").write_text((tmp_path / "ensembl.gff3").read_text().replace(
+        "ID=chromosome:NC_1", "ID=chromosome:NC_1;Is_circular=true") + "NC_1\tx\tCDS\t1001\t1300\t.\t+\t0\tID=c2;Parent=g2\n")
+    annotation = read_annotation(tmp_path / "ensembl_mt.gff3")
+    annotation.keep_genome_contigs({"NC_1": 5000})
+    assert [t.id for t in annotation.transcripts] == ["g2"] and not annotation.introns()
 
 
 def write_genbank(path, length: int, features) -> None:
@@ -1367,7 +1375,7 @@ def test_a_trans_spliced_protein_is_no_intron_and_ucsc_header_lines_are_skipped(
         "##gff-version 3\n"
         "c\tRefSeq\tgene\t3001\t3100\t.\t+\t.\tID=gene-rps12;exception=trans-splicing\n"
         "c\tRefSeq\tgene\t12001\t12100\t.\t+\t.\tID=gene-rps12;exception=trans-splicing\n"
-        "c\tRefSeq\tCDS\t3001\t3100\t.\t+\t0\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
+        "c\tRefSeq\tCDS\t3001\t3100\t.\t+\t0\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing%2C RNA editing\n"
         "c\tRefSeq\tCDS\t12001\t12100\t.\t+\t2\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
         "c\tRefSeq\tgene\t20001\t20300\t.\t+\t.\tID=gene-ok\n"
         "c\tRefSeq\tCDS\t20001\t20300\t.\t+\t0\tID=cds-ok;Parent=gene-ok\n")
@@ -1384,7 +1392,11 @@ def test_a_trans_spliced_protein_is_no_intron_and_ucsc_header_lines_are_skipped(
         f'exception "RNA editing";\n' for a, b in ((3001, 3100), (12001, 12100))))
     write_genbank(tmp_path / "ts.gb", 21000, [
         ("CDS", [(3000, 3100, 1), (12000, 12100, 1)], {"locus_tag": ["rps12"], "exception": ["trans-splicing"]}),
+        ("CDS", [(14000, 14100, 1), (16000, 16100, 1)], {"locus_tag": ["rps7"], "trans_splicing": [""]}),
         ("CDS", [(20000, 20300, 1)], {"locus_tag": ["ok"]})])
+    # INSDC's flag, as GenBank's flatfiles write it (Biopython writes it with an empty value)
+    (tmp_path / "ts.gb").write_text((tmp_path / "ts.gb").read_text().replace('/trans_splicing=""', "/trans_splicing"))
+    assert "/trans_splicing\n" in (tmp_path / "ts.gb").read_text()
     for name in ("ts.gtf", "ts.gb"):
         with open(tmp_path / name, "a") as handle:  # a transcript kept beside it
             if name == "ts.gtf":

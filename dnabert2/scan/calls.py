@@ -132,8 +132,9 @@ def say_short_of_top(counts: dict[str, int], k: int | None, threshold: float) ->
     a weak model's scores, which may rank sites well, rarely reach the default."""
     short = {label: n for label, n in counts.items() if k is not None and n < k}
     if short:
-        log.warning("--top-k %d: %s call(s) above --threshold %g, which it ranks (a lower --threshold ranks more: 0 "
-                    "ranks every peak)", k, ", ".join(f"{n} {label}" for label, n in sorted(short.items())), threshold)
+        advice = ", which it ranks (a lower --threshold ranks more: 0 ranks every peak)" if threshold > 0 else ""
+        log.warning("--top-k %d: %s call(s) above --threshold %g%s", k,
+                    ", ".join(f"{n} {label}" for label, n in sorted(short.items())), threshold, advice)
 
 
 def by_label(counts: dict[str, int]) -> str:

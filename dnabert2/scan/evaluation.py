@@ -107,7 +107,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     inside = RegionIndex(regions) if regions is not None else None
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
                          for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
-    if scanned is None and regions is None:
+    if scanned is None and not (s.contigs or s.regions):  # --held-out says what counts, not where the scan looked
         _say_uncalled(calls, sites, calls_path)
     report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
               "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),

@@ -52,6 +52,9 @@ _GENE_BIOTYPE = ("gene_biotype", "gene_type")
 # value): a feature's parents, and the tags GENCODE, Ensembl and RefSeq give transcripts (basic,
 # Ensembl_canonical, MANE_Select, "MANE Select"), which GTF writes as one repeated key instead.
 _LISTS = ("Parent", "tag", "exception")
+# The lines of a whole sequence: NCBI's region, Ensembl's chromosome and scaffold (both mark a circular one
+# Is_circular=true).
+_SEQUENCE_KINDS = ("region", "chromosome", "scaffold", "supercontig")
 # Tags by which GENCODE and Ensembl say a transcript's model stops short of its 5' or 3' end: the end
 # it has is no TSS or TTS, and the real one lies past it, where is not known.
 _UNFOUND_TAGS = {"mRNA_start_NF": "tss", "mRNA_end_NF": "tts"}
@@ -315,9 +318,10 @@ class Annotation:
 
     def _across_origin(self, lengths: Mapping[str, int]) -> None:
         """Set aside the transcripts with exons at both ends of a contig whose shape the annotation
-        does not state (a GTF; a GFF3 without NCBI's region lines): across the origin of a circular
-        one, joined as one they would span the contig with an intron of nearly all of it. A transcript
-        of a linear contig cut to its gene goes too, the safe side (said in a warning)."""
+        does not state (a GTF; a GFF3 without a line of the whole sequence, as NCBI's region and
+        Ensembl's chromosome lines): across the origin of a circular one, joined as one they would span
+        the contig with an intron of nearly all of it. A transcript of a linear contig cut to its gene
+        goes too, the safe side (said in a warning)."""
         runs = {id(t): _around(t.exons, lengths[t.contig]) if t.contig not in self.stated else []
                 for t in self.transcripts}
         across = [t for t in self.transcripts if runs[id(t)]]
@@ -451,8 +455,9 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                     raise UserError(f"{path}: record {record.id}: the location of {feature.type} "
                                     f"{label or '(unnamed)'} cannot be read")
                 coding = feature.type == "CDS"
-                why = _unplaced(feature.location) or ("marked trans-splicing" if "trans-splicing" in
-                                                      feature.qualifiers.get("exception", ()) else None)
+                trans_spliced = "trans_splicing" in feature.qualifiers \
+                    or any("trans-splicing" in value for value in feature.qualifiers.get("exception", ()))
+                why = _unplaced(feature.location) or ("marked trans-splicing" if trans_spliced else None)
                 if why:
                     skipped[why] += 1
                     # What it holds here is real all the same: set aside run by run, its sites unlabelled.
@@ -606,10 +611,10 @@ def _across_origin(location) -> bool:
 
 def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], list[Intron], set[str]]:
     """The transcripts, those set aside (see _gff_assembled), the intron lines of none, and the
-    contigs a region line states the shape of."""
+    contigs a line of the whole sequence (_SEQUENCE_KINDS) states the shape of."""
     pieces, features = _Pieces(), _Features()
-    circular = {}  # contig -> length, from NCBI's region lines marked Is_circular=true
-    stated = set()  # contigs of a region line: NCBI's marks the circular ones
+    circular = {}  # contig -> length, from the lines of whole sequences marked Is_circular=true
+    stated = set()  # contigs of such a line, marked or not
     parse = None
     with reading_text(path, "GFF3/GTF"), open_text(path) as handle:
         for number, line in enumerate(handle, 1):
@@ -637,12 +642,12 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
             defines = bool(attrs.get("transcript_id")) and kind in _TRANSCRIPT_KINDS if parse is _gtf_attributes \
                 else piece is None and "ID" in attrs
             # The ends of other features' lines (a gene, a repeat_region) are neither read nor checked.
-            located = piece or kind in _TRANSCRIPT_KINDS or kind in ("region", "pseudogene")
+            located = piece or kind in _TRANSCRIPT_KINDS or kind in _SEQUENCE_KINDS or kind == "pseudogene"
             interval = _interval(path, number, start, end) if located else (None, None)
             features.read(parse, source, kind, attrs, (contig, strand, *interval, source) if defines else None)
             if kind == "pseudogene" and parse is _gff3_attributes and "ID" in attrs and strand in "+-":
                 features.pseudogenes.setdefault(attrs["ID"], (contig, strand, interval))
-            if kind == "region" and interval[0] == 0:  # a whole sequence's, not a region of one
+            if kind in _SEQUENCE_KINDS and interval[0] == 0:  # a whole sequence's, not a region of one
                 stated.add(contig)
                 if attrs.get("Is_circular") == "true":
                     circular[contig] = interval[1]
@@ -809,7 +814,7 @@ class _Features:
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
         # Pieces of one strand joined from two transcripts (a chloroplast's rps12) have no intron between.
-        trans_spliced = "trans-splicing" in _values(parse, attrs, "exception")
+        trans_spliced = any("trans-splicing" in value for value in _values(parse, attrs, "exception"))  # ", RNA editing"
         if tags or partial or trans_spliced:
             owners = [t for t, _ in _owners(parse, kind, attrs) if t] if kind in _PIECE_OF else []
             for owner in [key, *owners]:
