@@ -43,13 +43,16 @@ def bed_header(path) -> tuple[list[str], str | None]:
 
 
 def write_junctions(path, bam_path, reference=None, *, min_mapq: int = 0, min_reads: int = 1, contigs=None,
-                    keep=None) -> int:
+                    regions=None) -> int:
     """The junctions (CIGAR N) the BAM's reads show, as BED6; returns the number written. BED scores
     stop at 1000, so the exact read count (of fragments: see junctions) goes into the name (reads=N).
-    contigs: those contigs' only; keep: a test of each junction (contig, start, end), for those of
-    some regions only."""
-    from .sequences import Fasta, check_reference, junctions, open_alignments
+    contigs: those contigs' only; regions: (contig, start, end), checked already: those overlapping
+    one of them only."""
+    from .sequences import Fasta, RegionIndex, check_reference, junctions, open_alignments
 
+    keep = None
+    if regions is not None:
+        contigs, keep = list(dict.fromkeys(c for c, _, _ in regions)), RegionIndex(regions).overlaps
     fasta = Fasta(reference) if reference else None
     try:
         with open_alignments(bam_path, reference) as bam:
@@ -129,18 +132,17 @@ def add_junctions_arguments(parser) -> None:
 
 
 def run_junctions(args) -> None:
-    from .sequences import RegionIndex, open_alignments, requested_regions
+    from .sequences import open_alignments, requested_regions
 
     s = settings_from(args, JunctionsSettings)
     check_outputs([args.out], [args.bam, args.reference, s.regions])
-    contigs, keep = s.contigs, None
+    regions = None
     if s.regions is not None:  # checked as a scan checks them: on the BAM's contigs, inside them
         with open_alignments(args.bam, args.reference) as bam:
             lengths = dict(zip(bam.references, bam.lengths))
         regions = requested_regions(lengths, lambda contig: str(args.bam), regions=s.regions)
-        contigs, keep = list(dict.fromkeys(c for c, _, _ in regions)), RegionIndex(regions).overlaps
     n = write_junctions(args.out, args.bam, args.reference, min_mapq=s.min_mapq, min_reads=s.min_reads,
-                        contigs=contigs, keep=keep)
+                        contigs=s.contigs, regions=regions)
     if not n:  # unspliced reads (DNA, or an aligner run without splicing), or filters that keep none
         log.warning("%s: no intron (CIGAR N) in the primary alignments kept (--min-mapq %d, --min-reads %d%s): %s is "
                     "empty", args.bam, s.min_mapq, s.min_reads, f", in {s.regions}" if s.regions else "", args.out)

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..hub import model_name, model_path
 from ..options import add_settings, changed, model_argument, output_file, progress, settings_from, settings_with
 from ..outputs import check_outputs, files_in, scratch_folder, standard_output, write_json, written_together
-from ..sequences import Fasta, RegionIndex, open_alignments, requested_regions, write_indexed_fasta
+from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import BLOCK_WINDOWS, DENSE_BLOCK_CORES, ScanSettings
 from ..tasks.registry import peak_distance
@@ -153,8 +153,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         # gathered as if they were its own.
         with written_together():
             if junctions:
-                write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, contigs=[c for c, _, _ in requested],
-                                keep=RegionIndex(requested).overlaps)
+                write_junctions(junctions, bam, genome, min_mapq=s.min_mapq, regions=requested)
             if graph is not None:
                 report["track_sha256"] = graph.write(bedgraph, bigwig, lengths)
             if summary:

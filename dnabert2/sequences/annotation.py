@@ -397,6 +397,12 @@ def _values(parse, attrs: dict[str, str], key: str) -> list[str]:
     return [unquote(value.strip()) for value in attrs[key].split(",")]
 
 
+def _trans_spliced(exceptions) -> bool:
+    """Whether a feature's exceptions name trans-splicing (NCBI's may name more: "trans-splicing, RNA
+    editing")."""
+    return any("trans-splicing" in value for value in exceptions)
+
+
 def _partial(attrs: dict[str, str]) -> bool:
     """Whether a feature is marked as running past what is known: NCBI's partial=true (start_range,
     end_range), Prodigal's and GeneMarkS-2's partial=01, 10 or 11 (a gene cut by a contig's end),
@@ -456,7 +462,7 @@ def _genbank_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript]
                                     f"{label or '(unnamed)'} cannot be read")
                 coding = feature.type == "CDS"
                 trans_spliced = "trans_splicing" in feature.qualifiers \
-                    or any("trans-splicing" in value for value in feature.qualifiers.get("exception", ()))
+                    or _trans_spliced(feature.qualifiers.get("exception", ()))
                 why = _unplaced(feature.location) or ("marked trans-splicing" if trans_spliced else None)
                 if why:
                     skipped[why] += 1
@@ -652,7 +658,7 @@ def _gff_transcripts(path: Path) -> tuple[list[Transcript], list[Transcript], li
                 if attrs.get("Is_circular") == "true":
                     circular[contig] = interval[1]
             if piece:
-                pieces.add(parse, kind, piece, attrs, (contig, strand, interval))
+                pieces.add(parse, kind, piece, attrs, (contig, strand, interval), features.typed)
     if pieces.lines_unstranded:
         log.warning("%s: %d exon, CDS, UTR or intron line(s) with no strand + or -: their transcripts left out",
                     path, pieces.lines_unstranded)
@@ -696,8 +702,8 @@ class _Pieces:
         self.exon_numbers = {}
         self.observed = []  # GFF3 intron lines of no transcript (WormBase's RNASeq_splice)
 
-    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple) -> None:
-        """Add a line's piece to its transcripts."""
+    def add(self, parse, kind: str, piece: str, attrs: dict[str, str], where: tuple, typed: dict) -> None:
+        """Add a line's piece to its transcripts; typed: the GFF3 types of the IDs read so far."""
         contig, strand, interval = where
         owners = _owners(parse, kind, attrs)
         codon = piece == "codon"
@@ -722,7 +728,10 @@ class _Pieces:
                     n = int(number)
                     count, lowest, highest = self.exon_numbers.get(transcript, (0, n, n))
                     self.exon_numbers[transcript] = (count + 1, min(lowest, n), max(highest, n))
-                if kind == "CDS" and "ID" in attrs and parse is _gff3_attributes:  # its Parent's type is known later
+                # A Parent not read yet may be a gene line (a file sorted by position puts CDS first):
+                # proteins_apart decides once all are read.
+                if kind == "CDS" and "ID" in attrs and parse is _gff3_attributes \
+                        and typed.get(transcript, "gene") == "gene":
                     self.proteins[transcript][attrs["ID"]].append((contig, strand, interval, gene))
 
     def proteins_apart(self, pseudo: set, typed: dict) -> None:
@@ -814,7 +823,7 @@ class _Features:
         # CDS partial.
         tags, partial = _values(parse, attrs, "tag"), _partial(attrs)
         # Pieces of one strand joined from two transcripts (a chloroplast's rps12) have no intron between.
-        trans_spliced = any("trans-splicing" in value for value in _values(parse, attrs, "exception"))  # ", RNA editing"
+        trans_spliced = _trans_spliced(_values(parse, attrs, "exception"))
         if tags or partial or trans_spliced:
             owners = [t for t, _ in _owners(parse, kind, attrs) if t] if kind in _PIECE_OF else []
             for owner in [key, *owners]:
