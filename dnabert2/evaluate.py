@@ -10,14 +10,14 @@ from .baselines import cnn_baseline, kmer_baseline
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .finetune import check_task_kind, finetune, predict
-from .hub import model_name, model_path
+from .hub import cached_id, model_path
 from .model import classifier_head, is_classifier, load_model
 from .options import add_settings, changed, folder_name, model_argument, output_file, settings_from
 from .outputs import (atomic_output, atomic_text, bgzip_named, check_outputs, files_in, scratch_folder,
                       written_together)
 from .settings import TRAINING_OPTIONS, EvaluateSettings, FinetuneSettings
 from .tasks.description import is_dense, read_description
-from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores
+from .tasks.gue import SPLITS, check_dev, find_tasks, one_class, read_task, scores, warn_shared
 from .tokenizer import frame, load_tokenizer, token_ids
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
     check_tasks(tasks, None if classifier is None else classifier.config.num_labels, model_dir,
                 settings.kmer if "kmer" in baselines else None)
     # A Hub model's folder is named by its commit: the table names it owner/name.
-    named = model_name(model_dir)
-    shown = model_dir.name if named == str(model_dir) else named.split("@")[0]
+    hub = cached_id(model_dir)
+    shown = hub[0] if hub else folder_name(model_dir)
     rows = []
     for name, folder in tasks.items():
         task = read_task(folder)
@@ -82,7 +82,7 @@ def evaluate(model_dir, tasks: dict[str, Path], out, settings: EvaluateSettings 
             result = {**metrics["test"], "collapsed": collapsed > 0,
                       **({"one_class_seeds": collapsed, "seeds": len(metrics["runs"])} if len(metrics["runs"]) > 1
                          else {})}
-            spread = metrics["test_sd"]
+            spread = metrics["test_sd"] if len(metrics["runs"]) > 1 else {}
         scored = [{"task": name, "method": method, "n_test": len(task["test"][1]), **result,
                    **{f"{k}_sd": v for k, v in spread.items()}}]
         seed = training.seeds[0]
@@ -113,8 +113,10 @@ def check_tasks(tasks: dict[str, Path], labels: int | None, model_dir: Path, kme
         task = read_task(folder)
         classes = int(task["train"][1].max()) + 1
         check_task_kind(folder, classes)
-        if labels is None:  # each task is fine-tuned, picking its epoch on dev
+        if labels is None:  # each task is fine-tuned, picking its epoch on dev (and told of shared sequences)
             check_dev(folder, task)
+        else:
+            warn_shared(folder, task)
         if labels is not None and labels != classes:
             raise UserError(f"{model_dir}: a classifier of {labels} labels, the task {folder} has {classes}")
         learnt, asked = read_description(model_dir).get("task"), read_description(folder).get("task")
@@ -158,7 +160,9 @@ def write_tables(rows: list[dict], out: Path) -> None:
         lines.append("\nundefined: the task's test split holds one class, where MCC is 0 whatever a model does.")
     with written_together():  # the table and its Markdown twin, or neither
         with atomic_text(out) as handle:
-            table.to_csv(handle, sep="\t", index=False, float_format="%.4f")
+            # Counts stay integers where a baseline's row leaves them empty (pandas made them 2.0000).
+            counts = {count: "Int64" for count in ("one_class_seeds", "seeds") if count in table}
+            table.astype(counts).to_csv(handle, sep="\t", index=False, float_format="%.4f")
         with atomic_output(markdown_of(out)) as tmp:
             Path(tmp).write_text("\n".join(lines) + "\n")
 

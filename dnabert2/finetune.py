@@ -30,7 +30,7 @@ from .options import add_settings, changed, model_argument, progress, settings_f
 from .outputs import atomic_folder, atomic_output, check_folder
 from .settings import CNN_OPTIONS, LORA_FROM, LORA_OPTIONS, FinetuneSettings
 from .tasks.description import is_dense, read_description
-from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores
+from .tasks.gue import SPLITS, check_dev, one_class, read_task, scores, warn_shared
 from .tasks.registry import KINDS
 from .tokenizer import frame, load_tokenizer, token_ids, token_limit
 
@@ -91,6 +91,7 @@ class WindowJob:
         self.folder = data
         self.task = read_task(data)
         check_dev(data, self.task)
+        warn_shared(data, self.task)
         self.classes = int(self.task["train"][1].max()) + 1
         check_task_kind(data, self.classes)
         # From train alone: what dev and test hold must not change what is trained.

@@ -299,6 +299,8 @@ def named_paths(items) -> dict[str, Path]:
         name, _, path = item.partition("=") if named_so else (folder_name(Path(item).parent) or Path(item).name, "", item)
         if not name or not path:
             raise UserError(f"{item}: NAME=PATH needs both a name and a path")
+        if not name.isprintable():  # a tab or newline would break the rows of the tables names head
+            raise UserError(f"{name!r}: a name of tabs, newlines or other unprintable characters; give another")
         if name in named:
             raise UserError(f"two inputs named {name!r} ({named[name]} and {path}); name them, NAME=PATH")
         same = next((other for other, given in named.items() if Path(given).exists() and Path(path).exists()

@@ -161,11 +161,14 @@ def _calls(path) -> list[tuple[str, np.ndarray]]:
 def metaplot(evaluations: dict[str, Path], out) -> None:
     """The mean score around annotated sites (scan-eval's metaplot), one panel per label and one line
     per scan, so a model and its baseline sit side by side."""
-    from .scan.evaluation import read_report
+    from .scan.evaluation import TRUTH, read_report, warn_unalike
 
+    reports = {name: read_report(path) for name, path in evaluations.items()}
+    warn_unalike(reports, "a metaplot", (*TRUTH, "scope"))  # no column says where a curve's sites lie
+    colours = {name: f"C{i}" for i, name in enumerate(reports)}  # a scan's colour in every panel
     curves = {}
     for name, path in evaluations.items():
-        plotted = read_report(path).get("metaplot")
+        plotted = reports[name].get("metaplot")
         if plotted is None:  # no tracks read
             log.warning("%s: no metaplot (scan-eval read no tracks: it needs the --summary of a scan that wrote "
                         "--bigwig or --bedgraph)", path)
@@ -182,7 +185,7 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
     for ax, (label, lines) in zip(np.atleast_1d(axes), sorted(curves.items())):
         for name, offsets, values in lines:
             unscored = np.isnan(values).all()
-            ax.plot(offsets, values, lw=1, label=f"{name} (no scored site)" if unscored else name)
+            ax.plot(offsets, values, lw=1, color=colours[name], label=f"{name} (no scored site)" if unscored else name)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set(xlabel=f"bp from annotated {label} (5'→3')", ylabel=f"mean P({label})", title=label)
         ax.legend()

@@ -939,6 +939,27 @@ def test_offsets_no_site_scored_are_null_in_the_report_and_gaps_in_the_plot(tmp_
     assert result.returncode == 0 and "no donor site with a scored base" in result.stderr, result.stderr
 
 
+def test_tables_and_metaplots_say_when_reports_counted_other_sites(tmp_path):
+    """A scan scored against a cut annotation sat beside one scored against the whole, in a table and a
+    metaplot, with nothing to tell their sites apart."""
+    one_gene_scan(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps({
+        "called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+        "bigwig_dir": "bw", "bedgraph_dir": None}))
+    lines = (tmp_path / "c.gff3").read_text().splitlines()
+    (tmp_path / "cut.gff3").write_text("\n".join(lines[:-1]) + "\n")  # its last exon left out: one donor fewer
+    shutil.copy(tmp_path / "c.gff3", tmp_path / "copy.gff3")  # the same sites from another path
+    for name in ("c", "cut", "copy"):
+        assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / f"{name}.gff3",
+                       "--summary", tmp_path / "s.json", "--out", tmp_path / f"{name}.json").returncode == 0
+    for command in (["scan-table", "--out", tmp_path / "t.tsv"], ["plot", "metaplot", "--out", tmp_path / "m.svg"]):
+        result = run_cli(*command, f"whole={tmp_path / 'c.json'}", f"cut={tmp_path / 'cut.json'}")
+        assert result.returncode == 0, result.stderr
+        assert f"reports of other sites (annotation differs: whole: {tmp_path / 'c.gff3'}, cut: " in result.stderr
+        result = run_cli(*command, f"whole={tmp_path / 'c.json'}", f"copy={tmp_path / 'copy.json'}")
+        assert result.returncode == 0 and "other sites" not in result.stderr, result.stderr
+
+
 def test_scan_eval_refuses_tracks_calls_and_annotations_that_are_not_the_scans(tmp_path):
     """What scan-eval reads must be what the scan wrote: tracks written over by another scan, damaged or
     not tracks at all, calls on a contig the scanned genome lacks, and an annotation with no site of the

@@ -113,8 +113,11 @@ def test_a_baseline_that_predicts_one_class_is_marked_so(tmp_path):
     # A fine-tuned cell is a mean over seeds: it says how many of them predict one class.
     seeds = {"task": "t", "method": "tiny (full)", "n_test": 4, "mcc": 0.1, "mcc_sd": 0.1, "collapsed": True,
              "one_class_seeds": 1, "seeds": 2}
-    write_tables([seeds], tmp_path / "seeds.tsv")
+    write_tables([seeds, {"task": "t", "method": "2-mer", "n_test": 4, **result}], tmp_path / "seeds.tsv")
     assert "| 0.100 ± 0.100 (one class in 1 of 2 seeds) |" in (tmp_path / "seeds.md").read_text()
+    with open(tmp_path / "seeds.tsv", newline="") as handle:
+        counts = [(r["one_class_seeds"], r["seeds"]) for r in csv.DictReader(handle, delimiter="\t")]
+    assert counts == [("1", "2"), ("", "")]  # counts, not 1.0000 and 2.0000 beside a baseline's blanks
     # A test split of one class shows "undefined", and no note explains a mark no cell has.
     write_tables([{**seeds, "mcc": float("nan")}], tmp_path / "undefined.tsv")
     assert "undefined" in (tmp_path / "undefined.md").read_text()
@@ -141,15 +144,20 @@ def test_tasks_are_found_in_the_gue_layout(uci_task, tmp_path, caplog):
 
 def test_evaluate_writes_both_tables(uci_task, tmp_path):
     torch.manual_seed(0)
-    model = save_model(build_model(preset("tiny"), "mlm"), tmp_path / "tiny",
-                       load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
+    save_model(build_model(preset("tiny"), "mlm"), tmp_path / "m" / "tiny",
+               load_tokenizer(DATA / "tokenizers" / "dnabert2_117m_tokenizer.json"))
     out = tmp_path / "results.tsv"
-    result = run_cli("evaluate", "--model", model, "--data", SAMPLE, "--out", out, "--lora", "--epochs", 1,
-                     "--device", "cpu", "--kmer", 3, "--baseline", "kmer", "cnn", "-q")
+    # A folder given as m/tiny (shaped as a Hub id) is named tiny, as any folder is: it was ./m/tiny.
+    result = run_cli("evaluate", "--model", "m/tiny", "--data", SAMPLE, "--out", out, "--lora", "--epochs", 1,
+                     "--device", "cpu", "--kmer", 3, "--baseline", "kmer", "cnn", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # The sample's dev and test sequences were scored although train holds them, without a word.
+    assert "dev.csv: 15 of its 15 sequences are also in train.csv" in result.stderr
+    assert "test.csv: 10 of its 15 sequences are also in train.csv" in result.stderr
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [r["method"] for r in rows] == ["tiny (LoRA)", "3-mer logistic regression", "CNN (one-hot, 2 conv layers)"]
+    assert not [c for c in rows[0] if c.endswith("_sd")]  # the spread of several seeds, and this is one
     assert all(r["task"] == "gue_format_sample" and r["n_test"] == "15" for r in rows)
     assert all(-1 <= float(r["mcc"]) <= 1 and 0 <= float(r["auroc"]) <= 1 for r in rows)
     markdown = out.with_suffix(".md").read_text().splitlines()

@@ -93,3 +93,27 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     (tmp_path / "bigwig").mkdir()  # a scan's --bigwig folder: no bedGraph to draw, not an empty figure
     assert_user_error(run_cli("plot", "scores", tmp_path / "bigwig", "--out", tmp_path / "x.svg"), "no .bedgraph files")
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_a_scan_keeps_its_row_order_and_colour_beside_another(tmp_path):
+    """A report of acceptors alone beside one of both: the second was orange among acceptors and blue
+    among donors, and a table listed one scan's labels acceptor first and the other's donor first."""
+    def report(labels):
+        return {"labels": {label: {"calls": 1} for label in labels},
+                "metaplot": {"offsets": [-1, 1], **{label: [0.1, 0.5, 0.1] for label in labels}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(report(["acceptor"])))
+    (tmp_path / "b.json").write_text(json.dumps(report(["donor", "acceptor"])))
+    (tmp_path / "c.json").write_text(json.dumps(report(["acceptor", "donor"])))
+    result = run_cli("plot", "metaplot", f"a={tmp_path / 'a.json'}", f"b={tmp_path / 'b.json'}",
+                     "--out", tmp_path / "m.svg")
+    assert result.returncode == 0, result.stderr
+    svg = (tmp_path / "m.svg").read_text()
+    # Lines and legend keys: a's once each (acceptors), b's twice each (acceptors, donors).
+    assert (svg.count("stroke: #1f77b4"), svg.count("stroke: #ff7f0e")) == (2, 4)
+    result = run_cli("scan-table", f"b={tmp_path / 'b.json'}", f"c={tmp_path / 'c.json'}", "--out", tmp_path / "t.tsv")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t")[:2] for line in (tmp_path / "t.tsv").read_text().splitlines()[1:]]
+    assert rows == [["b", "acceptor"], ["b", "donor"], ["c", "acceptor"], ["c", "donor"]]
+    # A name is a table's first field: a tab in it made a row of one field more than the header.
+    assert_user_error(run_cli("scan-table", f"b\tc={tmp_path / 'b.json'}"), "'b\\tc'", "unprintable")

@@ -176,8 +176,13 @@ def test_a_spreadsheets_csv_rna_and_a_gz_output_name(classifier, regions, tmp_pa
     # refused, not the fragment scored. A trailing comma (a spreadsheet's empty column) is no field.
     (tmp_path / "cut.csv").write_text(f"id,sequence\nr2,{sequence}\n{sequence[:40]}")
     (tmp_path / "long.csv").write_text(f"id,sequence\nr2,{sequence},\nr3,{sequence},x\n")
+    # An empty sequence, by its line as the errors beside it (it said "row 2 (2)" of an unnamed third line).
+    (tmp_path / "empty.csv").write_text(f"sequence\n{sequence}\n\"\"\n")
+    (tmp_path / "named.csv").write_text(f"id,sequence\nr2,{sequence}\nr3,\n")
     for name, words in (("cut", "line 3 has fewer fields than the header (a file cut short?)"),
-                        ("long", "line 3 has more fields than the header (a field holding a comma, unquoted?)")):
+                        ("long", "line 3 has more fields than the header (a field holding a comma, unquoted?)"),
+                        ("empty", "empty.csv: line 3 has an empty sequence"),
+                        ("named", "named.csv: line 3 (r3) has an empty sequence")):
         result = run_cli("predict", "--model", classifier, "--csv", tmp_path / f"{name}.csv", "--out",
                          tmp_path / f"{name}.tsv")
         assert_user_error(result, words)

@@ -17,6 +17,7 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError, first_names
+from ..model.checkpoint import sha256_of
 from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import RegionIndex, merge_regions, read_annotation, read_bed_regions
@@ -109,7 +110,8 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
                          for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
     if scanned is None and not (s.contigs or s.regions):  # --held-out says what counts, not where the scan looked
         _say_uncalled(calls, sites, calls_path)
-    report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
+    report = {"calls": str(calls_path), "annotation": str(annotation_path),
+              "annotation_sha256": sha256_of(Path(annotation_path)), "biotypes": biotypes, "tags": tags,
               "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),
               "scope": scope, "unannotated_contigs": unannotated, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
@@ -580,12 +582,29 @@ def read_report(path) -> dict:
     return report
 
 
+# What makes a report's sites, beside its scope: reports that differ in one count other sites.
+TRUTH = {"annotation_sha256": "annotation", "biotypes": "--biotypes", "tags": "--tags", "min_intron": "--min-intron"}
+
+
+def warn_unalike(reports: dict, what: str, keys=tuple(TRUTH)) -> None:
+    """Warn where scan-eval reports (name → report) shown side by side counted their sites from another
+    annotation or under other filters: their figures do not compare."""
+    for key in keys:
+        seen = {name: report.get(key) for name, report in reports.items()}
+        if len({json.dumps(v, sort_keys=True) for v in seen.values()}) > 1:
+            said = ", ".join(f"{name}: {report.get('annotation') if key == 'annotation_sha256' else seen[name]}"
+                             for name, report in reports.items())
+            log.warning("%s of reports of other sites (%s differs: %s): their figures do not compare", what,
+                        TRUTH.get(key, key), said)
+
+
 def table_rows(reports: dict) -> list[tuple]:
     """One row per scan and label of scan-eval reports (name → report): where sites counted, the
-    tolerance of the label's sites, and the figures, undefined ones blank."""
+    tolerance of the label's sites, and the figures, undefined ones blank. Labels in one order for every
+    scan, so a model's rows and its baseline's line up."""
     rows = []
     for name, report in reports.items():
-        for label, m in report["labels"].items():
+        for label, m in sorted(report["labels"].items()):
             tolerance = report.get(f"{SITE_LABELS[label].tolerance}_tolerance", "") if label in SITE_LABELS else ""
             rows.append((name, label, report.get("scope", ""), tolerance,
                          *("" if m.get(key) is None else m[key] for key in TABLE_COLUMNS[4:])))
@@ -607,7 +626,9 @@ def add_table_arguments(parser) -> None:
 def run_table(args) -> None:
     named = named_paths(args.reports)
     check_outputs([args.out], list(named.values()))
-    rows = table_rows({name: read_report(path) for name, path in named.items()})
+    reports = {name: read_report(path) for name, path in named.items()}
+    warn_unalike(reports, "a table")
+    rows = table_rows(reports)
     if args.out:
         with atomic_text(args.out) as handle:
             handle.write("\t".join(TABLE_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))

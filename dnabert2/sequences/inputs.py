@@ -228,5 +228,6 @@ def _csv_sequences(path: Path) -> Iterator[tuple[str, str]]:
             sequence = (row["sequence"] or "").upper()
             check_nucleotides(path, name, sequence)
             if not sequence:
-                raise UserError(f"{path}: row {number} ({name}) has an empty sequence")
+                named = "" if name == str(number) else f" ({name})"  # an unnamed row is named by its number
+                raise UserError(f"{path}: line {rows.line_num}{named} has an empty sequence")
             yield name, sequence

@@ -92,6 +92,17 @@ def check_dev(folder, task: dict) -> None:
                         "needs two or more")
 
 
+def warn_shared(folder, task: dict) -> None:
+    """Warn of dev or test sequences that train holds too (case aside): a model scored on them is scored
+    on what it learned from, as GUE-style sets deduplicated within a split only can hold."""
+    learned = {sequence.upper() for sequence in task["train"][0]}
+    for split in ("dev", "test"):
+        shared = sum(sequence.upper() in learned for sequence in task[split][0])
+        if shared:
+            log.warning("%s/%s.csv: %d of its %d sequences are also in train.csv; their scores are of sequences "
+                        "the model learned from", folder, split, shared, len(task[split][0]))
+
+
 def write_csv(path: Path, rows) -> None:
     """A GUE-format CSV: a sequence,label header, then one row per example."""
     with atomic_text(path) as handle:
