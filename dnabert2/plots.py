@@ -133,15 +133,28 @@ def _track(path) -> tuple[str, np.ndarray]:
     counts = np.zeros(len(PROBABILITY_BINS) - 1)
     if first is None:
         return name, counts
+    before, line, done = (None, -np.inf), len(header), set()  # the last interval's contig and end; contigs left
     try:
         with open_text(path) as handle:
-            for chunk in pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[1, 2, 3],
-                                     dtype=float, chunksize=1 << 20):
-                table = chunk.to_numpy()
+            for chunk in pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[0, 1, 2, 3],
+                                     dtype={0: str, 1: float, 2: float, 3: float}, keep_default_na=False,
+                                     na_filter=False, chunksize=1 << 20):
+                contigs, table = chunk[0].to_numpy(), chunk[[1, 2, 3]].to_numpy()
                 spans, values = table[:, 1] - table[:, 0], table[:, 2]
                 if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
                     raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values "
                                     "probabilities (0 to 1)")
+                # Overlapping intervals would count their bases twice (bedGraphToBigWig refuses them too).
+                ends = np.concatenate([[before[1]], table[:-1, 1]])
+                same = contigs == np.concatenate([[before[0]], contigs[:-1]])
+                wrong = same & (table[:, 0] < ends)
+                for first in np.flatnonzero(~same):  # a contig begun again, after another
+                    wrong[first] |= contigs[first] in done
+                    done.add(before[0] if first == 0 else contigs[first - 1])
+                if wrong.any():
+                    raise UserError(f"{path}: line {line + np.argmax(wrong) + 1} overlaps the line before it, or "
+                                    "is out of order; a track's intervals are sorted and apart (sort -k1,1 -k2,2n)")
+                before, line = (contigs[-1], table[-1, 1]), line + len(chunk)
                 counts += np.histogram(values, PROBABILITY_BINS, weights=spans)[0]
     except (ValueError, pd.errors.ParserError):
         raise UserError(f"{path}: not a bedGraph (contig, start, end and value on every line)") from None
