@@ -1,5 +1,7 @@
 """The one exception type for bad input: the command line prints it as one line, without a traceback."""
 
+import re
+
 
 class UserError(Exception):
     """Input the user can fix (a missing file, a malformed FASTA, a wrong option value)."""
@@ -11,9 +13,13 @@ def first_names(names: list[str], most: int = 5) -> str:
 
 
 def naming_hint(missing, present) -> str:
-    """A message's ending when contigs missing from a file are there under the other naming (UCSC's
-    'chr1' against Ensembl's '1'), else ''."""
+    """A message's ending when contigs missing from a file are there under another naming (UCSC's
+    'chr1' against Ensembl's '1'; an accession with its version, NC_001422.1, against one without),
+    else ''."""
     unprefixed = {name.removeprefix("chr") for name in present}
     if {name.removeprefix("chr") for name in missing} & unprefixed:
         return "; one of them names contigs with 'chr' and the other without"
+    unversioned = {re.sub(r"\.\d+$", "", name) for name in present}
+    if {re.sub(r"\.\d+$", "", name) for name in missing} & unversioned:
+        return "; one of them gives accessions with their version (as NC_001422.1) and the other without"
     return ""

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 BLOCK = 2048  # records read, scored and written at a time
 # Why a record is not scored (INFO/{info key}_UNSCORED), in the order they are looked for.
-REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long")
+REASONS = ("unknown_contig", "outside_contig", "unscorable_ref", "ref_mismatch", "ref_too_long", "no_alt")
 BASES = set("ACGT")
 # An ALLELE subfield (a breakend's holds its mate's contig, whose name may hold '|' or ';') escaped as
 # VCF escapes INFO values, so that the value splits on '|' into its fields.
@@ -207,6 +207,8 @@ def why_unscored(fasta: Fasta, record, longest_ref: int) -> str | None:
         return "ref_mismatch"
     if len(ref) > longest_ref:
         return "ref_too_long"
+    if not record.alts:  # ALT '.': a reference site (of a gVCF, say), nothing to score
+        return "no_alt"
     return None
 
 
@@ -227,9 +229,9 @@ def score_variants(model, vcf, fasta, out, *, tsv=None, settings: VariantSetting
     if not INFO_KEY.fullmatch(s.info_key) or s.info_key == END:
         raise UserError(f"--info-key {s.info_key!r}: give a new INFO key of letters, digits, '_' and '.', not starting "
                         "with a digit (not END)")
-    if Path(vcf).exists() and not Path(vcf).is_file():
-        raise UserError(f"{vcf}: not a file (a pipe?); variants reads the VCF twice, a check and then the scoring, "
-                        "so give it a file")
+    if str(vcf) == "-" or Path(vcf).exists() and not Path(vcf).is_file():
+        what = "a folder" if Path(vcf).is_dir() else "standard input" if str(vcf) == "-" else "not a file (a pipe?)"
+        raise UserError(f"{vcf}: {what}; variants reads the VCF twice, a check and then the scoring, so give it a file")
     if compression(check_file(vcf)) == "gzip":
         raise UserError(f"{vcf}: compressed with plain gzip, which pysam cannot read as VCF: recompress it with bgzip "
                         "(zcat it | bgzip)")
@@ -423,7 +425,7 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
             record.info[unscored_key(key)] = reasons[index]
             for alt in record.alts or ".":
                 row(table, record, alt, reasons[index], blank)
-        elif record.alts:
+        else:
             values = []
             for allele, alt in enumerate(record.alts):
                 if (index, allele) not in scores:
@@ -437,8 +439,6 @@ def write_block(block, scorer: VariantScorer, genome: Fasta, key: str, writer, t
                 values.append("|".join([alt.translate(ESCAPED), *cells]))
                 row(table, record, alt, "scored", cells)
             record.info[key] = tuple(values)
-        else:
-            row(table, record, ".", "no_alt", blank)
         writer.write(record)
 
 

@@ -876,6 +876,9 @@ def test_annotation_contigs_must_be_in_the_genome(data):
     # The commonest mismatch: UCSC's "chrI" against Ensembl's "I".
     with pytest.raises(UserError, match="one of them names contigs with 'chr' and the other without"):
         annotation.keep_genome_contigs({f"chr{name}": 10**6 for name in annotation.contigs})
+    # RefSeq's accession with its version (phiX's GenBank record NC_001422.1) against one without.
+    with pytest.raises(UserError, match="one of them gives accessions with their version \\(as NC_001422.1\\)"):
+        read_annotation(PHIX).keep_genome_contigs({"NC_001422": 5386})
 
 
 def test_a_genome_of_some_contigs_takes_their_transcripts_and_says_which_it_lacks(tmp_path):

@@ -465,7 +465,9 @@ def test_tags_the_header_does_not_declare_are_kept_and_declared(cnn, ce1pct, tmp
     assert view.returncode == 0 and "[W::" not in view.stderr, view.stderr
     a, b, c = (line.split("\t") for line in view.stdout.splitlines())
     assert a[6] == "LowQual" and "DP=7" in a[7] and "DNABERT2=" in a[7] and a[8:] == ["GT:DP", "0/1:12"]
-    assert b[4] == "." and b[7] == "SOMATIC" and b[9] == "0/0:30"
+    # A record without ALT was neither flagged nor counted, as the help says of every record not scored.
+    assert b[4] == "." and b[7] == "SOMATIC;DNABERT2_UNSCORED=no_alt" and b[9] == "0/0:30"
+    assert "1 no alt" in result.stdout
     assert c[7].startswith("END=310;")  # END is an integer, as VCF declares it, not htslib's guess of a string
     rows = [line.split("\t") for line in table.read_text().splitlines()]
     # REF N (as SV callers write for a symbolic ALT) is no base to compare or score.
@@ -505,6 +507,11 @@ def test_a_vcf_on_a_pipe_is_refused_in_one_line(cnn, ce1pct, variants, tmp_path)
                             input=variants[0].read_text(), capture_output=True, text=True)
     assert_user_error(result, "/dev/stdin", "not a file", "twice")
     assert not list(tmp_path.iterdir())
+    # '-' (read as a file of that name: no such file) and a folder (said to be a pipe) are told as they are.
+    for vcf, what in (("-", "-: standard input"), (tmp_path, f"{tmp_path}: a folder")):
+        result = run_cli("variants", "--model", cnn, "--vcf", vcf, "--fasta", ce1pct, "--out", tmp_path / "o.vcf.gz")
+        assert_user_error(result, f"{what}; variants reads the VCF twice")
+        assert not list(tmp_path.iterdir())
 
 
 def test_an_output_named_as_an_index_is_refused(cnn, ce1pct, variants, tmp_path):
