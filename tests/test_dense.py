@@ -106,6 +106,15 @@ def test_a_dense_task_is_scored_by_scanning_not_by_evaluate(base, dense_task, tm
     assert not (tmp_path / "table.tsv").exists()
 
 
+def test_a_dense_task_of_one_contig_says_its_test_split_is_stretches_of_it(tmp_path):
+    """As a task of windows says it: the line read "test NC_000913.3", as if the whole contig were held out."""
+    result = run_cli("tasks", "promoter", "--dense", "--genome", GENOMES / "ecoli_k12_mg1655.fna.gz", "--annotation",
+                     GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "t", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("; test stretches of NC_000913.3")
+    assert json.loads((tmp_path / "t" / "task.json").read_text())["split"] == "positions"
+
+
 def test_dense_task_bad_input(ce1pct, tmp_path):
     ecoli = run_cli("tasks", "splice", "--dense", "--genome", GENOMES / "ecoli_k12_mg1655.fna.gz",
                     "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "new" / "ecoli")
@@ -123,6 +132,11 @@ def test_dense_task_bad_input(ce1pct, tmp_path):
     flanked = run_cli("tasks", "promoter", "--dense", "--genome", plasmid, "--annotation", plasmid, "--out",
                       tmp_path / "d", "--core", 500, "--flank", 3000)
     assert_user_error(flanked, "split holds no annotated site in a 500 bp core; give a shorter --core or --flank, or a larger genome")
+    # A --biotype that leaves a split no site was blamed on the core's length alone.
+    biotype = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
+                      tmp_path / "d", "--biotype", "ncRNA")
+    assert_user_error(biotype, "split holds no annotated site of the transcripts --biotype and --tag keep in a")
+    assert not (tmp_path / "d").exists()
     shuffled = run_cli("tasks", "splice", "--dense", "--genome", ce1pct, "--annotation", ANNOTATION, "--out",
                        tmp_path / "d", "--negatives", "shuffled")
     assert_user_error(shuffled, "--negatives is for tasks of windows")

@@ -190,6 +190,9 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                           "there: give --negatives shuffled, or a larger genome")
             raise UserError(f"the {split} split ends up without {', '.join(missing)} examples ({len(rows)} examples in "
                             f"all); {advice}")
+        if split != "train" and len(rows) < FEW * len(task.labels):  # balanced: as many of each class
+            log.warning("the %s split holds %d examples of each class: its metrics say little, one example moving "
+                        "its MCC by 0.1 or more (a larger genome gives more)", split, len(rows) // len(task.labels))
     description = {
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
@@ -201,6 +204,11 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
     }
     write_task_folder(out, examples, write_csv, description, rng, force=s.force, inputs=[genome, annotation])
     return description
+
+
+# Examples of each class below which a dev or test split is warned of: its MCC moves by 0.1 or more
+# with one example.
+FEW = 10
 
 
 def _balance(rows: list, rng: np.random.Generator) -> list:
@@ -243,9 +251,13 @@ def run(args) -> None:
         task = build_dense_task(args.task, args.genome, args.annotation, args.out, settings)
         counts = ", ".join(f"{split} {c['windows']}" for split, c in task["counts"].items())
         print(f"{args.out}: dense {args.task}, {task['core_bp']} bp cores with {task['flank_bp']} bp flanks; "
-              f"windows: {counts}; test " + " ".join(task["contigs"]["test"]))
+              f"windows: {counts}; {_test_split(task)}")
         return
     task = build_task(args.task, args.genome, args.annotation, args.out, settings)
     counts = ", ".join(f"{split} {sum(c.values())}" for split, c in task["counts"].items())
-    where = ("test stretches of " if task["split"] == "positions" else "test contigs ") + " ".join(task["contigs"]["test"])
-    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; {where}")
+    print(f"{args.out}: {args.task}, {task['window_bp']} bp windows; {counts}; {_test_split(task)}")
+
+
+def _test_split(task: dict) -> str:
+    """Where a task's test split lies, as its summary line says it."""
+    return ("test stretches of " if task["split"] == "positions" else "test contigs ") + " ".join(task["contigs"]["test"])

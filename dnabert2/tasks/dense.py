@@ -117,8 +117,9 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
     shorter = "--core or --flank" if layout.how == "positions" else "--core"  # splits by position lie a window apart
     for split, rows in examples.items():
         if not any(row.sites for row in rows):
-            raise UserError(f"the {split} split holds no annotated site in a {s.core} bp core; give {other}a shorter "
-                            f"{shorter}, or a larger genome")
+            kept = " of the transcripts --biotype and --tag keep" if s.biotypes or s.tags else ""
+            raise UserError(f"the {split} split holds no annotated site{kept} in a {s.core} bp core; give {other}a "
+                            f"shorter {shorter}, or a larger genome")
     absent = labels_absent(examples["train"], task.labels)
     if absent:  # read_dense_task would refuse the task: nothing to learn them from
         raise UserError(f"the train split holds no {', no '.join(absent)} site; give {other}a larger genome")
