@@ -2,6 +2,8 @@
 
 import re
 
+VERSION = re.compile(r"\.\d+$")  # an accession's version, as RefSeq's NC_001422.1
+
 
 class UserError(Exception):
     """Input the user can fix (a missing file, a malformed FASTA, a wrong option value)."""
@@ -19,7 +21,8 @@ def naming_hint(missing, present) -> str:
     unprefixed = {name.removeprefix("chr") for name in present}
     if {name.removeprefix("chr") for name in missing} & unprefixed:
         return "; one of them names contigs with 'chr' and the other without"
-    unversioned = {re.sub(r"\.\d+$", "", name) for name in present}
-    if {re.sub(r"\.\d+$", "", name) for name in missing} & unversioned:
+    # One side's name with a version, the other's without: two versions are two sequences, no naming.
+    versioned = {VERSION.sub("", name) for name in present if VERSION.search(name)}
+    if any(name in versioned if not VERSION.search(name) else VERSION.sub("", name) in present for name in missing):
         return "; one of them gives accessions with their version (as NC_001422.1) and the other without"
     return ""

@@ -133,7 +133,7 @@ def _track(path) -> tuple[str, np.ndarray]:
     counts = np.zeros(len(PROBABILITY_BINS) - 1)
     if first is None:
         return name, counts
-    before, line, done = (None, -np.inf), len(header), set()  # the last interval's contig and end; contigs left
+    before, done = (None, -np.inf), set()  # the last interval's contig and end; the contigs left behind
     try:
         with open_text(path) as handle:
             for chunk in pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[0, 1, 2, 3],
@@ -148,13 +148,15 @@ def _track(path) -> tuple[str, np.ndarray]:
                 ends = np.concatenate([[before[1]], table[:-1, 1]])
                 same = contigs == np.concatenate([[before[0]], contigs[:-1]])
                 wrong = same & (table[:, 0] < ends)
-                for first in np.flatnonzero(~same):  # a contig begun again, after another
-                    wrong[first] |= contigs[first] in done
-                    done.add(before[0] if first == 0 else contigs[first - 1])
+                for begun in np.flatnonzero(~same):  # a contig begun again, after another
+                    wrong[begun] |= contigs[begun] in done
+                    done.add(before[0] if begun == 0 else contigs[begun - 1])
                 if wrong.any():
-                    raise UserError(f"{path}: line {line + np.argmax(wrong) + 1} overlaps the line before it, or "
-                                    "is out of order; a track's intervals are sorted and apart (sort -k1,1 -k2,2n)")
-                before, line = (contigs[-1], table[-1, 1]), line + len(chunk)
+                    at = np.argmax(wrong)  # named by its interval: pandas passes blank lines over uncounted
+                    raise UserError(f"{path}: {contigs[at]} {table[at, 0]:.0f} {table[at, 1]:.0f} overlaps the "
+                                    "interval before it, or is out of order; a track's intervals are sorted and "
+                                    "apart (sort -k1,1 -k2,2n)")
+                before = (contigs[-1], table[-1, 1])
                 counts += np.histogram(values, PROBABILITY_BINS, weights=spans)[0]
     except (ValueError, pd.errors.ParserError):
         raise UserError(f"{path}: not a bedGraph (contig, start, end and value on every line)") from None
@@ -174,10 +176,10 @@ def _calls(path) -> list[tuple[str, np.ndarray]]:
 def metaplot(evaluations: dict[str, Path], out) -> None:
     """The mean score around annotated sites (scan-eval's metaplot), one panel per label and one line
     per scan, so a model and its baseline sit side by side."""
-    from .scan.evaluation import TRUTH, read_report, warn_unalike
+    from .scan.evaluation import read_report, warn_unalike
 
     reports = {name: read_report(path) for name, path in evaluations.items()}
-    warn_unalike(reports, "a metaplot", (*TRUTH, "scope"))  # no column says where a curve's sites lie
+    warn_unalike(reports, "a metaplot", scopes=True)  # no column says where a curve's sites lie
     colours = {name: f"C{i}" for i, name in enumerate(reports)}  # a scan's colour in every panel
     curves = {}
     for name, path in evaluations.items():

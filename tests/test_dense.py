@@ -115,6 +115,19 @@ def test_a_dense_task_of_one_contig_says_its_test_split_is_stretches_of_it(tmp_p
     assert json.loads((tmp_path / "t" / "task.json").read_text())["split"] == "positions"
 
 
+def test_a_dense_split_of_few_sites_is_said_to_say_little(ce1pct, tmp_path):
+    """C. elegans' ncRNAs: 5 TSSs on III, 9 on V. A window task of so few examples was warned of, a
+    dense one not."""
+    result = run_cli("tasks", "promoter", "--dense", "--biotype", "ncRNA", "--test-contigs", "V", "--dev-contigs", "III",
+                     "--genome", ce1pct, "--annotation", ANNOTATION, "--out", tmp_path / "t")
+    assert result.returncode == 0, result.stderr
+    counts = json.loads((tmp_path / "t" / "task.json").read_text())["counts"]
+    for split in ("dev", "test"):
+        assert f"the {split} split holds few sites (promoter {counts[split]['promoter']}): its metrics say little" \
+            in result.stderr
+    assert "the train split" not in result.stderr
+
+
 def test_dense_task_bad_input(ce1pct, tmp_path):
     ecoli = run_cli("tasks", "splice", "--dense", "--genome", GENOMES / "ecoli_k12_mg1655.fna.gz",
                     "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--out", tmp_path / "new" / "ecoli")
@@ -961,17 +974,30 @@ def test_tables_and_metaplots_say_when_reports_counted_other_sites(tmp_path):
         "called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
         "bigwig_dir": "bw", "bedgraph_dir": None}))
     lines = (tmp_path / "c.gff3").read_text().splitlines()
-    (tmp_path / "cut.gff3").write_text("\n".join(lines[:-1]) + "\n")  # its last exon left out: one donor fewer
-    shutil.copy(tmp_path / "c.gff3", tmp_path / "copy.gff3")  # the same sites from another path
-    for name in ("c", "cut", "copy"):
-        assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / f"{name}.gff3",
+    annotations = {"c": tmp_path / "c.gff3", "cut": tmp_path / "cut.gff3", "copy": tmp_path / "copy.gff3.gz"}
+    annotations["cut"].write_text("\n".join(lines[:-1]) + "\n")  # its last exon left out: one donor fewer
+    with open(annotations["c"], "rb") as plain, gzip.open(annotations["copy"], "wb") as copy:
+        copy.write(plain.read())  # the same sites from another file, gzipped
+    for name, annotation in annotations.items():
+        assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", annotation,
                        "--summary", tmp_path / "s.json", "--out", tmp_path / f"{name}.json").returncode == 0
+    old = json.loads((tmp_path / "cut.json").read_text())
+    del old["labels"]["donor"]["sites_sha256"]  # a report of an earlier version, which cannot be told apart
+    (tmp_path / "old.json").write_text(json.dumps(old))
     for command in (["scan-table", "--out", tmp_path / "t.tsv"], ["plot", "metaplot", "--out", tmp_path / "m.svg"]):
         result = run_cli(*command, f"whole={tmp_path / 'c.json'}", f"cut={tmp_path / 'cut.json'}")
         assert result.returncode == 0, result.stderr
-        assert f"reports of other sites (annotation differs: whole: {tmp_path / 'c.gff3'}, cut: " in result.stderr
-        result = run_cli(*command, f"whole={tmp_path / 'c.json'}", f"copy={tmp_path / 'copy.json'}")
-        assert result.returncode == 0 and "other sites" not in result.stderr, result.stderr
+        assert (f"of donor calls scored against other donor sites (another annotation, genome, --biotype, --tag or "
+                f"--min-intron): whole against {annotations['c']}, cut against {annotations['cut']}") in result.stderr
+        for other in ("copy", "old"):
+            result = run_cli(*command, f"whole={tmp_path / 'c.json'}", f"{other}={tmp_path / f'{other}.json'}")
+            assert result.returncode == 0 and "against other" not in result.stderr, result.stderr
+    # No column of a metaplot shows where its sites lie: scopes that differ are said there.
+    assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", annotations["c"], "--summary",
+                   tmp_path / "s.json", "--contigs", "c", "--out", tmp_path / "part.json").returncode == 0
+    result = run_cli("plot", "metaplot", f"whole={tmp_path / 'c.json'}", f"part={tmp_path / 'part.json'}",
+                     "--out", tmp_path / "m.svg")
+    assert "a metaplot of sites in other scopes: whole: the whole scan, part: " in result.stderr, result.stderr
 
 
 def test_scan_eval_refuses_tracks_calls_and_annotations_that_are_not_the_scans(tmp_path):

@@ -88,10 +88,11 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
     (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10\t37\n')  # coverage
     assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "probabilities")
     # Overlapping intervals counted their shared bases twice; out of order, one could hide an overlap.
-    for rows, line in (("I\t0\t10\t0.5\nI\t5\t20\t0.7\n", 3), ("I\t10\t20\t0.5\nII\t0\t5\t0.1\nI\t0\t10\t0.7\n", 4)):
+    for rows, interval in (("I\t0\t10\t0.5\n\nI\t5\t20\t0.7\n", "I 5 20"),
+                           ("I\t10\t20\t0.5\nII\t0\t5\t0.1\nI\t0\t10\t0.7\n", "I 0 10")):
         (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\n' + rows)
         assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"),
-                          f"donor.plus.bedgraph: line {line} overlaps the line before it, or is out of order")
+                          f"donor.plus.bedgraph: {interval} overlaps the interval before it, or is out of order")
     (tmp_path / "binary.bed").write_bytes(bytes(range(256)))
     assert_user_error(run_cli("plot", "scores", tmp_path / "binary.bed", "--out", tmp_path / "x.svg"), "binary.bed")
     assert not (tmp_path / "x.svg").exists()

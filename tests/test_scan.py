@@ -5,6 +5,7 @@ mechanics, not biology); genomes, reads and annotations are the real ones in ../
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1104,6 +1105,7 @@ def test_scan_eval_counts_labels_without_calls_and_only_where_the_scan_looked(tm
     acceptors = report["labels"]["acceptor"]
     assert acceptors.pop("close_pairs") > 0 and acceptors.pop("close_pairs_resolved") == 0
     assert acceptors.pop("calls_unlabelled") == 0
+    assert re.fullmatch("[0-9a-f]{64}", acceptors.pop("sites_sha256"))  # which sites, for tables that join reports
     assert acceptors == {"calls": 0, "calls_matching_a_site": 0, "sites": on_i["acceptor"],
                          "sites_found": 0, "precision": None, "recall": 0.0, "f1": None,
                          "pr_auc": None, "top_k_accuracy": None,

@@ -879,6 +879,9 @@ def test_annotation_contigs_must_be_in_the_genome(data):
     # RefSeq's accession with its version (phiX's GenBank record NC_001422.1) against one without.
     with pytest.raises(UserError, match="one of them gives accessions with their version \\(as NC_001422.1\\)"):
         read_annotation(PHIX).keep_genome_contigs({"NC_001422": 5386})
+    with pytest.raises(UserError) as other_version:  # another version is another sequence: no hint
+        read_annotation(PHIX).keep_genome_contigs({"NC_001422.2": 5386})
+    assert "version" not in str(other_version.value)
 
 
 def test_a_genome_of_some_contigs_takes_their_transcripts_and_says_which_it_lacks(tmp_path):

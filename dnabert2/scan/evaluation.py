@@ -5,6 +5,7 @@ be; precision is the share of calls matched, recall the share of sites matched: 
 one site is a false positive, and one call does not find two sites. From the scan's score tracks, per
 base: PR-AUC and top-k accuracy (bases/metrics.py), and the mean score around annotated sites."""
 
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -17,7 +18,6 @@ from scipy.ndimage import maximum_filter1d
 from ..bases.metrics import SiteCounts, as_scores
 from ..bed import bed_header
 from ..errors import UserError, first_names
-from ..model.checkpoint import sha256_of
 from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs
 from ..sequences import RegionIndex, merge_regions, read_annotation, read_bed_regions
@@ -106,12 +106,12 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     unannotated = _unannotated(annotation, regions, calls)
     kinds = list(dict.fromkeys(SITE_LABELS[label].site for label in labels))
     inside = RegionIndex(regions) if regions is not None else None
+    required = annotation.sites_required(kinds)
     sites, unlabelled = (_where_scanned(_positions(found), scanned, inside)
-                         for found in (annotation.sites_required(kinds), annotation.unlabelled(kinds)))
+                         for found in (required, annotation.unlabelled(kinds)))
     if scanned is None and not (s.contigs or s.regions):  # --held-out says what counts, not where the scan looked
         _say_uncalled(calls, sites, calls_path)
-    report = {"calls": str(calls_path), "annotation": str(annotation_path),
-              "annotation_sha256": sha256_of(Path(annotation_path)), "biotypes": biotypes, "tags": tags,
+    report = {"calls": str(calls_path), "annotation": str(annotation_path), "biotypes": biotypes, "tags": tags,
               "min_intron": min_intron, **tolerances, **({"held_out": str(held_out)} if held_out else {}),
               "scope": scope, "unannotated_contigs": unannotated, "labels": {}}
     totals = np.zeros(4, dtype=np.int64)  # calls, matched calls, sites, matched sites
@@ -137,13 +137,21 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
                 counts[[1, 3]] += _matched(called, positions, tolerance)
                 pairs += _close_pairs(positions, called, tolerance)
         report["labels"][label] = _metrics(counts) | {"close_pairs": int(pairs[0]),
-                                                      "close_pairs_resolved": int(pairs[1]), "calls_unlabelled": aside}
+                                                      "close_pairs_resolved": int(pairs[1]), "calls_unlabelled": aside,
+                                                      "sites_sha256": _digest(required, kind)}
         totals += counts
         set_aside += aside
     report["overall"] = _metrics(totals) | {"calls_unlabelled": set_aside}
     if scanned is not None:
         _score_tracks(report, scanned, Path(summary), labels, (sites, unlabelled), regions, tolerances)
     return report
+
+
+def _digest(sites, kind: str) -> str:
+    """What identifies the annotated sites of a kind, wherever a scan looked: reports with other digests
+    read another annotation (its content, not its file: gzip or not), genome, or transcripts' choice."""
+    found = sorted((s.contig, s.strand, s.position) for s in sites if s.kind == kind)
+    return hashlib.sha256(json.dumps(found).encode()).hexdigest()
 
 
 def _warn_other_kind(held_out, labels: list[str]) -> None:
@@ -582,20 +590,20 @@ def read_report(path) -> dict:
     return report
 
 
-# What makes a report's sites, beside its scope: reports that differ in one count other sites.
-TRUTH = {"annotation_sha256": "annotation", "biotypes": "--biotypes", "tags": "--tags", "min_intron": "--min-intron"}
-
-
-def warn_unalike(reports: dict, what: str, keys=tuple(TRUTH)) -> None:
-    """Warn where scan-eval reports (name → report) shown side by side counted their sites from another
-    annotation or under other filters: their figures do not compare."""
-    for key in keys:
-        seen = {name: report.get(key) for name, report in reports.items()}
-        if len({json.dumps(v, sort_keys=True) for v in seen.values()}) > 1:
-            said = ", ".join(f"{name}: {report.get('annotation') if key == 'annotation_sha256' else seen[name]}"
-                             for name, report in reports.items())
-            log.warning("%s of reports of other sites (%s differs: %s): their figures do not compare", what,
-                        TRUTH.get(key, key), said)
+def warn_unalike(reports: dict, what: str, scopes: bool = False) -> None:
+    """Warn where scan-eval reports (name → report) shown side by side counted a label's sites from
+    another annotation, genome or transcripts' choice (their sites_sha256 differ; reports written
+    before it have none), or, with `scopes`, in other scopes: their figures do not compare."""
+    for label in sorted({label for report in reports.values() for label in report["labels"]}):
+        digests = {name: report["labels"][label].get("sites_sha256") for name, report in reports.items()
+                   if label in report["labels"]}
+        if None not in digests.values() and len(set(digests.values())) > 1:
+            log.warning("%s of %s calls scored against other %s sites (another annotation, genome, --biotype, --tag or "
+                        "--min-intron): %s; their figures do not compare", what, label, label,
+                        ", ".join(f"{name} against {reports[name].get('annotation')}" for name in digests))
+    if scopes and len({report.get("scope") for report in reports.values()}) > 1:
+        log.warning("%s of sites in other scopes: %s", what,
+                    ", ".join(f"{name}: {report.get('scope')}" for name, report in reports.items()))
 
 
 def table_rows(reports: dict) -> list[tuple]:

@@ -21,7 +21,7 @@ from ..settings import TaskSettings
 from .gue import SPLITS, deduplicate, write_csv, write_task_folder
 from .motifs import check_motifs
 from .registry import KINDS, Geometry, SiteLabel, TaskKind, task_kind
-from .split import Split, choose_split
+from .split import Split, choose_split, warn_few
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,6 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
                           "there: give --negatives shuffled, or a larger genome")
             raise UserError(f"the {split} split ends up without {', '.join(missing)} examples ({len(rows)} examples in "
                             f"all); {advice}")
-        if split != "train" and len(rows) < FEW * len(task.labels):  # balanced: as many of each class
-            log.warning("the %s split holds %d examples of each class: its metrics say little, one example moving "
-                        "its MCC by 0.1 or more (a larger genome gives more)", split, len(rows) // len(task.labels))
     description = {
         "task": kind, "window_bp": task.window_bp, "labels": dict(enumerate(task.labels)),
         "negatives": "/".join(s.motif for s in task.sites if s.motif) + " genomic" if task.motifs else negatives,
@@ -202,13 +199,10 @@ def build_task(kind: str, genome, annotation, out, settings: TaskSettings | None
         "counts": {split: {name: sum(1 for _, label in rows if label == v) for v, name in enumerate(task.labels)}
                    for split, rows in examples.items()},
     }
+    for split, counts in description["counts"].items():
+        warn_few(split, counts, "example")
     write_task_folder(out, examples, write_csv, description, rng, force=s.force, inputs=[genome, annotation])
     return description
-
-
-# Examples of each class below which a dev or test split is warned of: its MCC moves by 0.1 or more
-# with one example.
-FEW = 10
 
 
 def _balance(rows: list, rng: np.random.Generator) -> list:

@@ -41,7 +41,7 @@ from .description import read_description
 from .gue import SPLITS, write_task_folder
 from .motifs import check_motifs
 from .registry import task_kind
-from .split import choose_split
+from .split import choose_split, warn_few
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         "counts": {split: {"windows": len(rows), **_site_counts(rows, task.labels, s.core)}
                    for split, rows in examples.items()},
     }
+    for split, counts in description["counts"].items():
+        warn_few(split, {name: counts[name] for name in task.labels[1:]}, "site")
     write_task_folder(out, examples, write_dense_split, description, rng, force=s.force, inputs=[genome, annotation])
     return description
 

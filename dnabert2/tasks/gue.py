@@ -99,8 +99,8 @@ def warn_shared(folder, task: dict) -> None:
     for split in ("dev", "test"):
         shared = sum(sequence.upper() in learned for sequence in task[split][0])
         if shared:
-            log.warning("%s/%s.csv: %d of its %d sequences are also in train.csv; their scores are of sequences "
-                        "the model learned from", folder, split, shared, len(task[split][0]))
+            log.warning("%s/%s.csv: %d of its %d sequences are also in train.csv; a model trained on it is scored "
+                        "on them as on sequences it has seen", folder, split, shared, len(task[split][0]))
 
 
 def write_csv(path: Path, rows) -> None:

@@ -9,6 +9,18 @@ from .gue import SPLITS
 
 log = logging.getLogger(__name__)
 
+# Examples (sites of a dense task) of each class below which a dev or test split is warned of: its
+# metrics move by 0.1 or more with one of them.
+FEW = 10
+
+
+def warn_few(split: str, counts: dict[str, int], what: str) -> None:
+    """Warn of a dev or test split holding fewer than FEW of some class (`counts`: class → how many)."""
+    few = {name: n for name, n in counts.items() if n < FEW}
+    if split != "train" and few:
+        log.warning("the %s split holds few %ss (%s): its metrics say little, one %s moving them by 0.1 or more "
+                    "(a larger genome gives more)", split, what, ", ".join(f"{name} {n}" for name, n in few.items()), what)
+
 
 class CannotSplit(UserError):
     """The contigs cannot carry a train/dev/test split."""
