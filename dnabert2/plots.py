@@ -141,9 +141,9 @@ def _track(path) -> tuple[str, np.ndarray]:
                                      na_filter=False, chunksize=1 << 20):
                 contigs, table = chunk[0].to_numpy(), chunk[[1, 2, 3]].to_numpy()
                 spans, values = table[:, 1] - table[:, 0], table[:, 2]
-                if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
-                    raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values "
-                                    "probabilities (0 to 1)")
+                if not (np.all(spans > 0) and np.all(table[:, :2] % 1 == 0) and np.all((values >= 0) & (values <= 1))):
+                    raise UserError(f"{path}: not a scan's track: intervals must be non-empty, of whole bases, and "
+                                    "values probabilities (0 to 1)")
                 # Overlapping intervals would count their bases twice (bedGraphToBigWig refuses them too).
                 ends = np.concatenate([[before[1]], table[:-1, 1]])
                 same = contigs == np.concatenate([[before[0]], contigs[:-1]])
@@ -179,7 +179,7 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
     from .scan.evaluation import read_report, warn_unalike
 
     reports = {name: read_report(path) for name, path in evaluations.items()}
-    warn_unalike(reports, "a metaplot", scopes=True)  # no column says where a curve's sites lie
+    warn_unalike(reports, "a metaplot")
     colours = {name: f"C{i}" for i, name in enumerate(reports)}  # a scan's colour in every panel
     curves = {}
     for name, path in evaluations.items():

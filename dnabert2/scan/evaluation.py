@@ -590,20 +590,26 @@ def read_report(path) -> dict:
     return report
 
 
-def warn_unalike(reports: dict, what: str, scopes: bool = False) -> None:
+def warn_unalike(reports: dict, what: str) -> None:
     """Warn where scan-eval reports (name → report) shown side by side counted a label's sites from
-    another annotation, genome or transcripts' choice (their sites_sha256 differ; reports written
-    before it have none), or, with `scopes`, in other scopes: their figures do not compare."""
+    another annotation, genome or transcripts' choice (their sites_sha256 differ; a report written
+    before it has none, and is passed over): their figures do not compare."""
     for label in sorted({label for report in reports.values() for label in report["labels"]}):
-        digests = {name: report["labels"][label].get("sites_sha256") for name, report in reports.items()
-                   if label in report["labels"]}
-        if None not in digests.values() and len(set(digests.values())) > 1:
-            log.warning("%s of %s calls scored against other %s sites (another annotation, genome, --biotype, --tag or "
-                        "--min-intron): %s; their figures do not compare", what, label, label,
-                        ", ".join(f"{name} against {reports[name].get('annotation')}" for name in digests))
-    if scopes and len({report.get("scope") for report in reports.values()}) > 1:
-        log.warning("%s of sites in other scopes: %s", what,
-                    ", ".join(f"{name}: {report.get('scope')}" for name, report in reports.items()))
+        groups: dict[str, list[str]] = {}  # digest → the reports that have it
+        for name, report in reports.items():
+            if digest := report["labels"].get(label, {}).get("sites_sha256"):
+                groups.setdefault(digest, []).append(name)
+        if len(groups) > 1:
+            log.warning("%s of reports of other %s sites: %s; their figures do not compare", what, label,
+                        "; against ".join(", ".join(names) + f" ({_truth(reports[names[0]])})"
+                                          for names in groups.values()))
+
+
+def _truth(report: dict) -> str:
+    """What chose a report's sites, for a message."""
+    chosen = {"--biotype": report.get("biotypes"), "--tag": report.get("tags"), "--min-intron": report.get("min_intron")}
+    return " ".join([str(report.get("annotation")), *(f"{flag} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                                                      for flag, v in chosen.items() if v is not None)])
 
 
 def table_rows(reports: dict) -> list[tuple]:
