@@ -93,11 +93,12 @@ def check_dev(folder, task: dict) -> None:
 
 
 def warn_shared(folder, task: dict) -> None:
-    """Warn of dev or test sequences that train holds too (case aside): a model scored on them is scored
-    on what it learned from, as GUE-style sets deduplicated within a split only can hold."""
-    learned = {sequence.upper() for sequence in task["train"][0]}
+    """Warn of dev or test sequences that train holds too (read_split made case and U alike): a model
+    scored on them is scored on what it learned from, as GUE-style sets deduplicated within a split only
+    can hold."""
+    learned = set(task["train"][0])
     for split in ("dev", "test"):
-        shared = sum(sequence.upper() in learned for sequence in task[split][0])
+        shared = sum(sequence in learned for sequence in task[split][0])
         if shared:
             log.warning("%s/%s.csv: %d of its %d sequences are also in train.csv; a model trained on it is scored "
                         "on them as on sequences it has seen", folder, split, shared, len(task[split][0]))
