@@ -7,6 +7,7 @@ Last-Modified, total size), so a later run continues it only if the file on the 
 (a server that names neither has it fetched again whole).
 """
 
+import fcntl
 import ftplib
 import hashlib
 import json
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -141,7 +143,7 @@ def verify(path, checksum: Checksum | None, label: str) -> str:
 
 def user_checksum(sha256: str | None, md5: str | None) -> Checksum | None:
     """The checksum the user gave, validated before anything is fetched."""
-    given = {kind: value for kind, value in (("sha256", sha256), ("md5", md5)) if value}
+    given = {kind: value for kind, value in (("sha256", sha256), ("md5", md5)) if value is not None}
     if len(given) > 1:
         raise UserError("give --sha256 or --md5, not both")
     for kind, value in given.items():
@@ -320,9 +322,52 @@ def _redacting(*urls: str):
 
 
 def _one_line(error: BaseException) -> str:
+    # requests wraps urllib3's "Max retries exceeded" (it made one try), which wraps what failed, which
+    # wraps the socket's own error ("[Errno 111] Connection refused"): that last says it.
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    if isinstance(reason, BaseException):
+        error = reason.__cause__ or reason
     # urllib3 errors carry (message, cause) and print as a tuple; the message alone says it all.
     text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
     return " ".join(text.split())[:300] or type(error).__name__
+
+
+@contextmanager
+def _sole_writer(out: Path):
+    """Held while a transfer writes `out`: a second download to the same --out would write into its
+    .part (and each then blames what the other wrote). The lock file goes when the transfer ends."""
+    lock = Path(f"{out}.lock")
+    while True:
+        handle = open(lock, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UserError(f"{out}: another download is writing it now (it holds {lock}); wait for it to end") from None
+        try:  # taken on a lock file its holder removed as it ended: a newer one may be held
+            if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def _lasting(error: requests.ConnectionError) -> str | None:
+    """Why no retry can help a failed connection (curl and wget do not retry these either): a host name
+    the resolver says does not exist, not its "temporary failure"; a certificate that fails
+    verification. None when a retry might."""
+    reason = getattr(error.args[0] if error.args else None, "reason", None)  # a MaxRetryError's
+    cause = getattr(reason, "__cause__", None) or (reason.args[0] if getattr(reason, "args", None) else None)
+    if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
+        return f"no such host ({cause.strerror})"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"its certificate fails verification ({cause.verify_message})"
+    return None
 
 
 def _check_status(url: str, response: requests.Response) -> None:
@@ -346,9 +391,12 @@ def with_retries(url: str, transfer: Transfer, attempt: Callable[[], T], progres
         try:
             return attempt()
         except _TRANSIENT as error:
+            if isinstance(error, requests.ConnectionError) and (lasting := _lasting(error)):
+                raise UserError(f"{url}: {lasting}") from None
             failures = 1 if progress() > before else failures + 1
             if failures > transfer.retries:
-                raise UserError(f"{url}: {_one_line(error)} (gave up after {failures} failed attempts)") from None
+                tries = f"{failures} failed attempts" if failures > 1 else "1 failed attempt"
+                raise UserError(f"{url}: {_one_line(error)} (gave up after {tries})") from None
             delay = transfer.backoff * 2 ** (failures - 1)
             log.warning("%s: %s; retrying in %.1f s", url, _one_line(error), delay)
             time.sleep(delay)
@@ -705,7 +753,7 @@ def download(source: str, out, settings: DownloadSettings | None = None, *, prog
         else:
             part = Path(f"{out}.part")
             # A folder made for --out goes again on failure, unless it keeps bytes to resume from.
-            with made_parents(out):
+            with made_parents(out), _sole_writer(out):
                 if not fetch(session, resolved.url, part, transfer, resolved.missing) and checksum is None:
                     log.warning("%s: the server gave no length and there is no checksum, so a transfer cut short "
                                 "cannot be told from a whole file; give --sha256 or --md5 to verify it", resolved.url)

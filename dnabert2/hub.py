@@ -5,6 +5,7 @@ always wins over an id, and so does a folder here named as its owner when no rev
 HF_TOKEN (private repositories) act as they do for every Hugging Face tool."""
 
 import importlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -93,14 +94,24 @@ def model_path(name, *, newest: bool = False) -> Path:
         short = re.fullmatch(r"[0-9a-f]{4,39}", revision or "") is not None
         raise UserError(f"{where}: no revision {revision!r} in that Hugging Face Hub repository"
                         + " (if it is a commit: the Hub takes one by its full 40-character hash)" * short) from None
-    except (errors.RepositoryNotFoundError, errors.GatedRepoError):
+    except errors.GatedRepoError:
+        raise UserError(f"{where}: a gated model on the Hugging Face Hub: ask for access on its page "
+                        f"({endpoint}/{repo}), then give a token of the account let in (HF_TOKEN, or a login)") from None
+    except errors.RepositoryNotFoundError:
         access = ("the token given (HF_TOKEN, or a login) has no access to it if it is private or gated" if get_token()
                   else "a private or gated one needs HF_TOKEN")
         raise UserError(f"{name}: no such file or folder here, nor a model of that name on the Hugging Face Hub "
                         f"({access})") from None
     except errors.LocalEntryNotFoundError as error:
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub cannot be reached: {_first_line(error.__cause__)}"
+        # A branch moved on whose new files never arrived: its commit in the cache lacks some (huggingface_hub 2).
+        if isinstance(error, getattr(errors, "IncompleteSnapshotError", ())):
+            raise UserError(f"{where}: the Hugging Face cache holds only part of it ({reason}); `dnabert2 fetch {where}` "
+                            "with the Hub reachable completes it") from None
         raise UserError(f"{where}: no such file or folder here, nor in the Hugging Face cache ({reason})") from None
+    except json.JSONDecodeError:  # a proxy's login page, a web server at a mistyped HF_ENDPOINT
+        raise UserError(f"{where}: {endpoint} does not answer as the Hugging Face Hub does (not JSON); is HF_ENDPOINT "
+                        "right?") from None
     except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
         raise UserError(f"{where}: cannot fetch it from the Hugging Face Hub ({_first_line(error)})") from None
 
@@ -112,7 +123,7 @@ def _unanswered(repo: str, revision: str | None) -> str | None:
 
     try:
         HfApi().repo_info(repo, revision=revision or constants.DEFAULT_REVISION, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except (errors.HfHubHTTPError, OSError, *_transfer_errors()) as error:
+    except (errors.HfHubHTTPError, OSError, json.JSONDecodeError, *_transfer_errors()) as error:
         return _first_line(error)
     return None
 

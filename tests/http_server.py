@@ -53,11 +53,14 @@ class _Server(ThreadingHTTPServer):
 
 class LocalServer:
     """A threaded HTTP server on a free port of 127.0.0.1, answering with `handler` (which reaches
-    this object as `server_state`); `with` starts and stops it."""
+    this object as `server_state`); `with` starts and stops it. tls: an SSLContext to serve HTTPS with."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, tls=None):
         bound = type("Handler", (handler,), {"server_state": self})
         self._httpd = _Server(("127.0.0.1", 0), bound)
+        self.scheme = "https" if tls else "http"
+        if tls:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         # A short poll interval: shutdown() waits for it, once per test.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -77,15 +80,15 @@ class LocalServer:
 class FileServer(LocalServer):
     """`with FileServer(root) as server:` serves `root` at server.url("/")."""
 
-    def __init__(self, root):
+    def __init__(self, root, tls=None):
         self.root = Path(root).resolve()
         self.faults = Faults()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        super().__init__(_Handler)
+        super().__init__(_Handler, tls)
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def requests_for(self, path: str) -> list[Request]:
         return [request for request in self.requests if request.path == path]

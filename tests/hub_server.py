@@ -2,7 +2,7 @@
 info (`/api/models/{repo}/revision/{rev}`), the tree API, and `resolve` URLs answering HEAD and GET
 with X-Repo-Commit and ETag; weights are LFS files, redirected to a storage URL with X-Linked-Etag and
 X-Linked-Size as the Hub does. Errors carry the Hub's X-Error-Code. Private repositories need a
-bearer token. Every request is recorded, so a test can tell whether the network was used."""
+bearer token; gated ones show their listing to all and their files to the token let in. Every request is recorded, so a test can tell whether the network was used."""
 
 import hashlib
 import json
@@ -30,12 +30,14 @@ class HubServer(LocalServer):
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def push(self, repo: str, folder, branch: str = "main", tag: str | None = None, token: str | None = None) -> str:
-        """Commit every file under `folder` to `branch` (and `tag`); returns the commit hash."""
+    def push(self, repo: str, folder, branch: str = "main", tag: str | None = None, token: str | None = None,
+             gated: str | None = None) -> str:
+        """Commit every file under `folder` to `branch` (and `tag`); returns the commit hash. token: the
+        repository is private to it; gated: its files are for that token only."""
         files = {path.relative_to(folder).as_posix(): path.read_bytes()
                  for path in sorted(Path(folder).rglob("*")) if path.is_file()}
         commit = hashlib.sha1(repo.encode() + b"".join(k.encode() + v for k, v in files.items())).hexdigest()
-        entry = self.repos.setdefault(repo, {"refs": {}, "commits": {}, "token": token})
+        entry = self.repos.setdefault(repo, {"refs": {}, "commits": {}, "token": token, "gated": gated})
         entry["commits"][commit] = files
         entry["refs"][branch] = commit
         if tag:
@@ -85,6 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
             if files is None:
                 return
             name = "/".join(parts[4:])
+            gated = self._repo(repo)["gated"]
+            if gated is not None and self._bearer() != gated:  # the Hub's answers, without a token and with another
+                return self._error(403 if self._bearer() else 401, "GatedRepo",
+                                   f"Access to model {repo} is restricted and you are not in the authorized list.")
             if name not in files:
                 return self._error(404, "EntryNotFound", f"{name} does not exist on {parts[3]}")
             content = files[name]

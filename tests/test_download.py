@@ -1,12 +1,15 @@
 """`dnabert2 download` against a local HTTP server: real phage genomes, resume, retries, checksums,
 bad payloads, the Ensembl/UCSC/NCBI layouts, and URL building offline."""
 
+import fcntl
 import gzip
 import hashlib
 import json
 import os
 import random
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -310,6 +313,53 @@ def test_unreachable_server_fails_after_retries(tmp_path):
         get(url, tmp_path / "genome.fa.gz", retries=1, timeout=2)
 
 
+@pytest.mark.parametrize("errno, retried", [(socket.EAI_NONAME, False), (socket.EAI_AGAIN, True)])
+def test_a_host_name_that_does_not_exist_is_not_retried(tmp_path, monkeypatch, errno, retried):
+    """As curl and wget: the resolver's "no such name" is final, its "temporary failure" is not."""
+    asked = []
+
+    def resolver(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(errno, os.strerror(errno) if errno > 0 else "resolver says")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    out = tmp_path / "genome.fa.gz"
+    with pytest.raises(UserError) as error:
+        get("https://genomes.example.org/lambda.fa.gz", out, retries=2)
+    assert len(asked) == (3 if retried else 1)
+    assert str(error.value).endswith("(gave up after 3 failed attempts)" if retried else "no such host (resolver says)")
+    assert_nothing_left(out)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the server's certificate")
+def test_a_certificate_that_fails_verification_is_not_retried(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", tmp_path / "key.pem", "-out", tmp_path / "cert.pem"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    with FileServer(tmp_path / "www", tls=context) as server:
+        server.root.mkdir()
+        url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+        out = tmp_path / "genome.fa.gz"
+        with pytest.raises(UserError, match=f"^{url}: its certificate fails verification \\(self-signed certificate\\)$"):
+            get(url, out, retries=3)
+    assert_nothing_left(out)
+
+
+def test_a_second_download_to_the_same_out_is_refused_while_the_first_writes(server, tmp_path, lambda_genome):
+    """Both would write the one .part, and each blame what the other wrote."""
+    url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    out = tmp_path / "genome.fa.gz"
+    with open(f"{out}.lock", "a") as held:  # as the first download holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=f"^{out}: another download is writing it now"):
+            get(url, out)
+        assert not out.exists() and not Path(f"{out}.part").exists()
+    get(url, out)
+    assert_genome(out, lambda_genome)
+    assert not Path(f"{out}.lock").exists()
+
+
 # --- Checksums ------------------------------------------------------------------------------------------
 
 
@@ -334,6 +384,7 @@ def test_wrong_user_checksum_leaves_nothing(server, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"sha256": "abc"}, "--sha256 must be 64 hexadecimal digits"),
+    ({"sha256": ""}, "--sha256 must be 64 hexadecimal digits, got ''"),  # "$UNSET", no checksum at all
     ({"md5": "z" * 32}, "--md5 must be 32 hexadecimal digits"),
     ({"md5": "0" * 32, "sha256": "0" * 64}, "not both"),
 ])

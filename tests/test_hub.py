@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from conftest import GENOMES, ROOT, TOKENIZER, assert_user_error, scan_classifie
 from dnabert2 import load_model, load_tokenizer
 from dnabert2.hub import hub_id
 from dnabert2.model import build_model, preset, save_model
+from http_server import LocalServer
 from hub_server import HubServer
 from test_model import released_folder, released_state, small_config
 from test_workflow import WORKFLOW_FILES
@@ -51,6 +53,7 @@ def hub(tmp_path_factory, base):
         (released / "bert_layers.py").write_text("raise RuntimeError('remote code was executed')\n")
         server.push("zhihan1996/DNABERT-2-117M", released)
         server.push("lab/private-dna", first, token=PRIVATE_TOKEN)
+        server.push("lab/gated-dna", first, gated=PRIVATE_TOKEN)
         server.push("lab/tiny-base", base)
         (root / "bare").mkdir()
         (root / "bare" / "config.json").write_text((first / "config.json").read_text())
@@ -219,6 +222,69 @@ def test_an_hf_endpoint_that_is_no_url_gets_one_line(tmp_path):
     result = run(env | {"HF_ENDPOINT": "hub.example.org", "HF_HOME": str(tmp_path / "hf")}, "-m", "dnabert2", "scan",
                  "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz", "--out", tmp_path / "x.bed")
     assert_user_error(result, "HF_ENDPOINT 'hub.example.org' is not an http(s) URL")
+
+
+def test_an_hf_endpoint_that_answers_a_web_page_gets_one_line(tmp_path):
+    """A proxy's login page, or a web server at a mistyped HF_ENDPOINT, answers 200 with HTML where
+    huggingface_hub expects JSON: its decoding error was a traceback."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>Please log in</body></html>")
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    with LocalServer(Page) as page:
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{page.port}", "HF_HOME": str(tmp_path / "hf")}
+        for command in (["fetch", "lab/splice-tiny", "--out", tmp_path / "x.tsv"],
+                        ["scan", "--model", "lab/splice-tiny", "--fasta", GENOMES / "ce1pct.fa.gz",
+                         "--out", tmp_path / "x.bed"]):
+            result = run(env, "-m", "dnabert2", *command)
+            assert_user_error(result, "lab/splice-tiny: http://127.0.0.1:", "does not answer as the Hugging Face Hub "
+                              "does (not JSON); is HF_ENDPOINT right?")
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_a_gated_model_says_where_to_ask_for_access_and_loads_with_a_token_let_in(hub, tmp_path):
+    for token in (None, "hf_not_let_in"):
+        env = hub_env(hub, tmp_path / "hf", **({"HF_TOKEN": token} if token else {}))
+        result = run(env, "-m", "dnabert2", "fetch", "lab/gated-dna", "--out", tmp_path / "x.tsv")
+        assert_user_error(result, "lab/gated-dna: a gated model on the Hugging Face Hub: ask for access on its page "
+                          f"({hub.endpoint}/lab/gated-dna), then give a token")
+        assert not list(tmp_path.glob("x.*"))
+    result = python_checksum(hub_env(hub, tmp_path / "hf", HF_TOKEN=PRIVATE_TOKEN), "lab/gated-dna")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [checksum(load_model(hub.local["classifier"]))]
+
+
+def test_a_model_the_cache_holds_in_part_says_so_offline(hub, tmp_path):
+    """main moved on and its new weights never arrived (the storage host unreachable): offline, the
+    cache's main is a commit without weights, which was told as no model at all."""
+    home = tmp_path / "hf"
+    repo = "lab/moving"
+    hub.push(repo, hub.local["classifier"])
+    assert run(hub_env(hub, home), "-m", "dnabert2", "fetch", repo, "--out", tmp_path / "first.tsv").returncode == 0
+    newer = shutil.copytree(hub.local["classifier"], tmp_path / "newer")
+    (newer / "model.safetensors").write_bytes((newer / "model.safetensors").read_bytes() + b" ")
+    hub.push(repo, newer)
+    hub.storage = closed_url()
+    try:
+        failed = run(hub_env(hub, home), "-m", "dnabert2", "fetch", repo, "--out", tmp_path / "second.tsv")
+    finally:
+        hub.storage = None
+    assert_user_error(failed, f"{repo}: cannot fetch it from the Hugging Face Hub")
+    offline = run(hub_env(hub, home, HF_HUB_OFFLINE="1"), "-m", "dnabert2", "scan", "--model", repo, "--fasta",
+                  GENOMES / "ce1pct.fa.gz", "--out", tmp_path / "x.bed")
+    assert_user_error(offline, f"{repo}: the Hugging Face cache holds only part of it (HF_HUB_OFFLINE is set)",
+                      f"dnabert2 fetch {repo}")
+    assert not list(tmp_path.glob("x.*"))
 
 
 def closed_url() -> str:
