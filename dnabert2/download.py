@@ -322,13 +322,17 @@ def _redacting(*urls: str):
 
 
 def _one_line(error: BaseException) -> str:
-    # requests wraps urllib3's "Max retries exceeded" (it made one try), which wraps what failed, which
-    # wraps the socket's own error ("[Errno 111] Connection refused"): that last says it.
+    # requests wraps urllib3's "Max retries exceeded" (it made one try) around what failed: that says it.
     reason = getattr(error.args[0] if error.args else None, "reason", None)
     if isinstance(reason, BaseException):
-        error = reason.__cause__ or reason
-    # urllib3 errors carry (message, cause) and print as a tuple; the message alone says it all.
-    text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+        error = reason
+    # urllib3 errors carry (connection, message) or (message, cause) and print as a tuple: the message,
+    # less the connection's repr, and the cause's own (a proxy's refusal, the socket's error).
+    texts = [arg for arg in error.args if isinstance(arg, str)]
+    text = re.sub(r"^HTTPS?Connection\(host=[^)]*\): ", "", texts[-1]) if texts else str(error)
+    causes = [arg for arg in error.args if isinstance(arg, BaseException)]
+    if texts and causes:
+        text += f" ({_one_line(causes[0])})"
     return " ".join(text.split())[:300] or type(error).__name__
 
 
@@ -344,6 +348,13 @@ def _sole_writer(out: Path):
         except BlockingIOError:
             handle.close()
             raise UserError(f"{out}: another download is writing it now (it holds {lock}); wait for it to end") from None
+        except OSError as error:  # NFS without its lock service, Lustre without flock: download unguarded, as before
+            handle.close()
+            lock.unlink(missing_ok=True)
+            log.warning("%s: cannot lock %s (%s); a second download to it at once would not be refused", out, lock,
+                        error.strerror)
+            yield
+            return
         try:  # taken on a lock file its holder removed as it ended: a newer one may be held
             if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
                 break

@@ -419,7 +419,8 @@ def add_cnn_arguments(parser) -> None:
     parser.description = (
         "Train the base-resolution baseline, a dilated residual CNN on one-hot sequence in the SpliceAI-400nt design, "
         "on a dense task (`dnabert2 tasks KIND --dense`) with the loop, early stopping and metrics of `finetune`. "
-        "OUT can be scanned and evaluated like a fine-tuned model.")
+        "OUT is scanned (`scan`, `variants`, `mutagenesis`, `predict`) and its scans scored (`scan-eval`) as a per-base "
+        "model's.")
     parser.add_argument("--data", required=True, type=Path, help="dense task folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_settings(parser, FinetuneSettings, only=CNN_OPTIONS, helps={

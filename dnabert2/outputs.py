@@ -64,7 +64,7 @@ def check_outputs(outputs, inputs=()) -> None:
         if out.exists() and _is_standard_stream(out):
             raise UserError(f"{out}: this command's standard output or error is written to it; give the output "
                             "another file")
-        missing_parents(out)
+        check_writable(out)
         for source in map(Path, filter(None, inputs)):
             if out.exists() and source.exists() and out.samefile(source):
                 raise UserError(f"{out}: the output would overwrite the input {source}")
@@ -111,6 +111,22 @@ def missing_parents(path) -> list[Path]:
     if not folder.is_dir():
         raise UserError(f"{path}: cannot create the folder {Path(path).parent}: a file is in the way ({folder})")
     return missing[::-1]
+
+
+def check_writable(path) -> None:
+    """Refuse, before any work, an output whose folder (or the nearest one above it that exists, where
+    the folders it needs are made) takes no new file: found at the end, an hour's training was lost.
+    Tried by writing, as permissions do not tell (a read-only mount, an immutable folder, root)."""
+    missing_parents(path)
+    folder = Path(os.path.realpath(path)).parent  # a link's target's: the new file is renamed there
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".dnabert2-", dir=folder)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write in {folder} ({error.strerror})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 @contextmanager
@@ -425,7 +441,7 @@ def check_folder(path: Path, force: bool, carry: tuple[str, ...] = (), inputs=()
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
-    missing_parents(path)
+    check_writable(path)
     whole = path.resolve()
     if whole == Path.cwd().resolve() or whole in Path.cwd().resolve().parents:
         raise UserError(f"{path}: is the working folder or holds it; give the output a folder of its own")

@@ -145,8 +145,8 @@ class PretrainSettings:
     batch_tokens: int = setting(32768, "tokens per forward pass and process, at least a window's (a window in bp is "
                                 "cut to it); larger batches accumulate gradients", type=positive,
                                 aliases=("--max-tokens",))
-    max_n: float = setting(0.05, "skip windows with more than this fraction of N among the bases their tokens "
-                           "keep", type=fraction)
+    max_n: float = setting(0.05, "skip windows with more than this fraction of N among the bases drawn for them "
+                           "(6 a token, for --window-tokens), or among those their tokens keep", type=fraction)
     heldout_contigs: list[str] = setting([], "contigs kept out of training for the evaluation loss (a name is held "
                                          "out of every genome that has it)", nargs="+", metavar="CONTIG")
     eval_every: int | None = setting(None, "steps between evaluations", type=positive, default_text="at the end only")

@@ -1,6 +1,7 @@
 """`dnabert2 download` against a local HTTP server: real phage genomes, resume, retries, checksums,
 bad payloads, the Ensembl/UCSC/NCBI layouts, and URL building offline."""
 
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -309,8 +310,11 @@ def test_client_errors_fail_at_once(server, tmp_path, status, reason):
 def test_unreachable_server_fails_after_retries(tmp_path):
     with FileServer(tmp_path) as stopped:
         url = stopped.url("/x.fa.gz")
-    with pytest.raises(UserError, match="gave up after 2 failed attempts"):
+    with pytest.raises(UserError, match=f"^{url}: Failed to establish a new connection: .*Connection refused "
+                                        r"\(gave up after 2 failed attempts\)$"):
         get(url, tmp_path / "genome.fa.gz", retries=1, timeout=2)
+    with pytest.raises(UserError, match=r"Connection refused \(gave up after 1 failed attempt\)$"):
+        get(url, tmp_path / "genome.fa.gz", retries=0, timeout=2)
 
 
 @pytest.mark.parametrize("errno, retried", [(socket.EAI_NONAME, False), (socket.EAI_AGAIN, True)])
@@ -358,6 +362,24 @@ def test_a_second_download_to_the_same_out_is_refused_while_the_first_writes(ser
     get(url, out)
     assert_genome(out, lambda_genome)
     assert not Path(f"{out}.lock").exists()
+
+
+def test_a_file_system_without_locks_downloads_unguarded(server, tmp_path, lambda_genome, monkeypatch, caplog):
+    """NFS without its lock service, Lustre without flock: downloads worked there before the lock."""
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    out = tmp_path / "new" / "genome.fa.gz"
+    get(url, out)
+    assert_genome(out, lambda_genome)
+    assert not Path(f"{out}.lock").exists()
+    assert f"{out}: cannot lock {out}.lock (No locks available)" in caplog.text
+    server.faults.statuses["/lambda.fa.gz"] = [404]
+    with pytest.raises(UserError):
+        get(url, tmp_path / "other" / "genome.fa.gz")
+    assert not (tmp_path / "other").exists()  # the folder made for it, gone again
 
 
 # --- Checksums ------------------------------------------------------------------------------------------

@@ -499,7 +499,8 @@ def test_a_genome_gives_its_weights_share_of_windows_however_much_of_it_is_n(tmp
     genomes = dict(drawn)
     assert len(set(drawn)) == len(genomes) == 400 and None not in genomes.values()
     assert list(genomes.values()).count(1) / 400 == pytest.approx(0.5, abs=0.08)
-    with pytest.raises(UserError, match="blank.fa: no window with at most 5% N found in 1000 draws; it is mostly N"):
+    with pytest.raises(UserError, match="blank.fa: no window with at most 5% N found in 1000 draws of 100 bp; it is "
+                                        r"mostly N, or N lie throughout \(raise --max-n\)"):
         [WindowSampler([clean, blank], None, 100).draw(np.random.default_rng(i)) for i in range(50)]
 
 
@@ -509,7 +510,7 @@ def test_a_genome_mostly_n_is_refused_before_force_removes_checkpoints(genome, t
     blank = tmp_path / "blank.fa"
     blank.write_text(">blank\n" + "N" * 6000 + "\n")
     assert_user_error(run_cli(*pretrain_args(blank, tmp_path / "m", "--steps", 2, "--force")),
-                      "blank.fa: no window with at most 5% N found in 1000 draws; it is mostly N")
+                      "blank.fa: no window with at most 5% N found in 1000 draws of 384 bp; it is mostly N")
     assert (tmp_path / "m" / "checkpoints" / "step-00000002.pt").is_file()
 
 
@@ -588,7 +589,7 @@ def test_held_out_contigs_of_gaps_are_named_as_such(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">clean\n" + "ACGT" * 100 + "\n>gaps\n" + "N" * 400 + "\n")
     assert WindowSampler([genome], None, 100, ["gaps"], TRAIN).draw(np.random.default_rng(0))[0] == "clean"
-    with pytest.raises(UserError, match="g.fa: no window .* in 1000 draws; its held-out contigs are mostly N"):
+    with pytest.raises(UserError, match="g.fa: no window .* in 1000 draws of 100 bp; its held-out contigs are mostly N"):
         WindowSampler([genome], None, 100, ["gaps"], EVAL).draw(np.random.default_rng(0))
 
 
@@ -768,3 +769,50 @@ def test_init_brings_its_tokenizer_when_none_is_given(genome, tmp_path):
     result = run_cli("pretrain", "--genome", genome, "--out", tmp_path / "n")
     assert_user_error(result, "--tokenizer is needed", "--init")
     assert not (tmp_path / "n").exists()
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder that takes no new file, even for root (as CI runs, where chmod does not bar it)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", folder], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work on this file system")
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", folder], check=True)
+    folder.chmod(0o755)
+
+
+def test_an_output_in_a_folder_that_takes_no_file_is_refused_before_training(genome, unwritable, tmp_path):
+    """Found when the model was written, after the last step; the message named a temporary folder."""
+    out = unwritable / "model"
+    result = run_cli(*pretrain_args(genome, out, "--steps", 50, "--checkpoint-dir", tmp_path / "checkpoints"))
+    assert_user_error(result, f"{out}: cannot write in {unwritable} (")
+    assert "step" not in result.stderr and not (tmp_path / "checkpoints").exists()
+    windows = run_cli("windows", "--genome", genome, "--window", 200, "--out", unwritable / "new" / "w.fa")
+    assert_user_error(windows, f"{unwritable / 'new' / 'w.fa'}: cannot write in {unwritable} (")
+
+
+def test_an_output_named_by_a_link_is_checked_where_it_is_written(genome, tmp_path):
+    """The file is renamed into the folder of the link's target, not of the link."""
+    writable, locked = tmp_path / "rw", tmp_path / "ro"
+    writable.mkdir()
+    locked.mkdir()
+    (locked / "in.fa").symlink_to(writable / "target.fa")
+    (writable / "out.fa").symlink_to(locked / "far.fa")
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", locked], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work on this file system")
+    try:
+        through = run_cli("windows", "--genome", genome, "--window", 200, "--out", locked / "in.fa", "-q")
+        assert through.returncode == 0 and (writable / "target.fa").stat().st_size > 0, through.stderr
+        refused = run_cli("windows", "--genome", genome, "--window", 200, "--out", writable / "out.fa", "-q")
+        assert_user_error(refused, f"{writable / 'out.fa'}: cannot write in {locked} (")
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", locked], check=True)
+        locked.chmod(0o755)

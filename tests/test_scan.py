@@ -688,6 +688,30 @@ def test_an_unknown_contig_names_the_input_that_lacks_it(short_model, tmp_path):
             assert not out.exists()
 
 
+def test_reads_mode_names_the_reference_as_given_and_says_splice_sites_are_no_spliced_read_bases(short_model, cnn,
+                                                                                                   tmp_path):
+    """A plain-gzip reference is read through an indexed copy: the contigs it lacks were said to be
+    lacking from that copy's temporary path. A splice model along reads calls no site where the reads
+    splice (the intron's ends are none of their bases), which passed without a word."""
+    reference = tmp_path / "some.fa.gz"
+    with Fasta(SIRV_FASTA) as fasta, gzip.open(reference, "wt") as out:
+        out.write("".join(f">{c}\n{fasta.fetch(c, 0, n)}\n" for c, n in fasta.lengths.items() if c != "SIRV3"))
+    common = ["--bam", SIRV_BAM, "--reference", reference, "--contigs", "SIRV2"]
+    result = run_cli("scan", "--model", short_model, *common, "--out", tmp_path / "calls.bed", "--junctions",
+                     tmp_path / "junctions.bed", "--stride", 100)
+    assert result.returncode == 0, result.stderr
+    lacking = [line for line in result.stderr.splitlines() if "not in the reference" in line]
+    assert len(lacking) == 1 and f"not in the reference {reference}, their alignments left out: SIRV3" in lacking[0], \
+        result.stderr
+    assert "reads mode calls" not in result.stderr  # its labels mark no splice site
+    splice = run_cli("scan", "--model", cnn, *common, "--out", tmp_path / "splice.bed")
+    assert splice.returncode == 0, splice.stderr
+    assert ("reads mode calls donor and acceptor sites on the reads' own bases: where a read splices, the intron's "
+            "first and last bases (the sites) are none of its bases") in splice.stderr
+    covered = run_cli("scan", "--model", cnn, *common, "--out", tmp_path / "covered.bed", "--covered", 5)
+    assert covered.returncode == 0 and "reads mode calls" not in covered.stderr, covered.stderr
+
+
 def test_a_bam_scan_that_reads_nothing_says_so(short_model, tmp_path):
     # Filters that keep no read, or a depth no stretch reaches: empty calls, as for a sample without
     # reads there, but said aloud (under -q too), not passed off as a scan that found no site.

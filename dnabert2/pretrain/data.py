@@ -144,8 +144,8 @@ class WindowSampler:
     def too_many_n(self, genome: int) -> UserError:
         drawn_from = ("its held-out contigs are" if self.split == EVAL else
                       "its contigs are (held-out ones aside)" if self.held_out else "it is")
-        return UserError(f"{self.paths[genome]}: no window with at most {self.max_n:.0%} N found in {DRAWS} draws; "
-                         f"{drawn_from} mostly N")
+        return UserError(f"{self.paths[genome]}: no window with at most {self.max_n:.0%} N found in {DRAWS} draws of "
+                         f"{self.window_bp} bp; {drawn_from} mostly N, or N lie throughout (raise --max-n)")
 
 
 def mask_tokens(ids: list[int], rng: np.random.Generator, vocab_size: int, rate: float = 0.15):

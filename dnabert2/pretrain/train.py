@@ -535,7 +535,7 @@ def add_arguments(parser) -> None:
         "--nproc-per-node 8 -m dnabert2 pretrain ...`, or `srun torchrun ...` on SLURM) the same command runs "
         "data-parallel over every GPU.")
     parser.add_argument("--genome", action="append", required=True, type=Path, metavar="FASTA",
-                        help="genome FASTA (repeat for several; bgzip with .fai for random access)")
+                        help="genome FASTA or GenBank (repeat for several; bgzip with .fai for random access)")
     parser.add_argument("--tokenizer", type=model_argument, help="tokenizer.json (from `dnabert2 vocab`) or a model folder; "
                         "with --init, by default the init model's")
     parser.add_argument("--out", required=True, type=Path, help="output model folder")

@@ -18,7 +18,7 @@ from ..outputs import check_outputs, files_in, scratch_folder, standard_output, 
 from ..sequences import Fasta, open_alignments, requested_regions, write_indexed_fasta
 from ..sequences.fasta import NoRandomAccess
 from ..settings import BLOCK_WINDOWS, DENSE_BLOCK_CORES, ScanSettings
-from ..tasks.registry import peak_distance
+from ..tasks.registry import SITE_LABELS, peak_distance
 from .calls import MERGED, check_scored, count_calls, say_short_of_top, top, write_calls
 from .dense import load_any_scanner
 from .gather import gather, no_summary_of_stdout, relative, scan_line
@@ -110,6 +110,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
         raise UserError(f"a {scanner.window} bp window can take {scanner.max_tokens} tokens, more than "
                         f"--batch-tokens {batch_tokens}: raise it or scan shorter windows")
     labels = called_labels(scanner, s.labels)
+    warn_unspliced(mode, [scanner.labels[i] for i in labels])
     distances = {scanner.labels[i]: s.min_distance or max(peak_distance(scanner.labels[i]), stride or 0)
                  for i in labels}
     options = {"labels": labels, "threshold": s.threshold, "batch_tokens": batch_tokens,
@@ -118,7 +119,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     graph = Tracks() if bedgraph or bigwig else None
     with scratch_folder("dnabert2-scan-") as tmp:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
-        lengths, genome_lengths = _lengths(genome, bam)
+        lengths, genome_lengths = _lengths(genome, bam, fasta or reference)
         source = str(bam if mode == "reads" else fasta or reference)
 
         def lacking(contig):  # with a BAM and its reference, the one of the two without the contig
@@ -162,6 +163,17 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     return report
 
 
+def warn_unspliced(mode: str, called: list[str]) -> None:
+    """Reads mode places calls on the bases reads hold; a read that splices holds neither end of the
+    intron, and those ends are the splice sites (tasks.registry)."""
+    splice = [name for name in called if name in SITE_LABELS and SITE_LABELS[name].splice]
+    if mode == "reads" and splice:
+        log.warning("reads mode calls %s sites on the reads' own bases: where a read splices, the intron's first and "
+                    "last bases (the sites) are none of its bases, so only unspliced reads (genomic DNA, pre-mRNA, a "
+                    "retained intron) can show them; where RNA-seq reads splice, scan the reference they cover "
+                    "(--reference with --covered N)", " and ".join(splice))
+
+
 def calls_by(mode: str, dense: bool, merge: bool) -> str:
     """How a scan's calls were made, as its summary says."""
     if mode == "reads":
@@ -169,10 +181,10 @@ def calls_by(mode: str, dense: bool, merge: bool) -> str:
     return MERGED if merge else "peaks"
 
 
-def _lengths(genome, bam) -> tuple[dict[str, int], dict[str, int] | None]:
+def _lengths(genome, bam, shown) -> tuple[dict[str, int], dict[str, int] | None]:
     """Contig lengths of what is scanned, in the order outputs are sorted in: the genome's; or the BAM's
-    (checked against its reference), in the reference's order when there is one. Then the genome's
-    own, or None without one."""
+    (checked against its reference, named in messages as `shown`: `genome` may be a copy made to read
+    it), in the reference's order when there is one. Then the genome's own, or None without one."""
     from .bam import bam_lengths
 
     lengths = None
@@ -181,7 +193,7 @@ def _lengths(genome, bam) -> tuple[dict[str, int], dict[str, int] | None]:
             lengths = opened.lengths
     if bam is None:
         return lengths, lengths
-    aligned = bam_lengths(bam, genome, lengths)
+    aligned = bam_lengths(bam, genome, lengths, shown)
     return ({c: n for c, n in lengths.items() if c in aligned} if lengths else aligned), lengths
 
 

@@ -326,12 +326,13 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
             for (c, p, strand, label), (count, n, total) in support.items() if count >= min_reads], tally
 
 
-def bam_lengths(bam_path, reference, reference_lengths: dict[str, int] | None) -> dict[str, int]:
-    """The BAM's contig lengths, of those the reference has (see check_reference)."""
+def bam_lengths(bam_path, reference, reference_lengths: dict[str, int] | None, shown=None) -> dict[str, int]:
+    """The BAM's contig lengths, of those the reference has (see check_reference). shown: the
+    reference as the user named it, where `reference` is a copy made to read it."""
     with open_alignments(bam_path, reference) as bam:
         lengths = dict(zip(bam.references, bam.lengths))
         if not lengths:
             raise UserError(f"{bam_path}: no reference contigs in the header")
         if reference_lengths is not None:
-            lengths = {contig: lengths[contig] for contig in check_reference(bam, reference_lengths, reference)}
+            lengths = {contig: lengths[contig] for contig in check_reference(bam, reference_lengths, shown or reference)}
     return lengths

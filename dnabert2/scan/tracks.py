@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..model.checkpoint import sha256_of
-from ..outputs import atomic_folder, missing_parents
+from ..outputs import atomic_folder, check_writable
 from ..stops import held
 
 STRANDS = {"+": "plus", "-": "minus"}
@@ -49,7 +49,7 @@ def check_folders(bedgraph, bigwig, chunks=(), files=()) -> None:
 
 def _check_folder(path, kind: str) -> None:
     path = Path(path)
-    missing_parents(path)
+    check_writable(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder (--{kind} takes a folder, one file per label and strand)")
     others = sorted(p.name for p in path.iterdir() if not p.name.endswith(SUFFIXES[kind])) if path.is_dir() else []

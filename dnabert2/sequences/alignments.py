@@ -78,7 +78,8 @@ def _sequence_format(path) -> str | None:
         return None
 
 
-_WARNED: set[tuple[str, str]] = set()  # (BAM, reference) pairs warned of: a scan checks a pair several times
+# (BAM, contigs left out, reference) warned of: a scan checks them several times.
+_WARNED: set[tuple[str, tuple[str, ...], int]] = set()
 
 
 def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference) -> list[str]:
@@ -95,8 +96,9 @@ def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference
         if contig in lengths and lengths[contig] != length:
             raise UserError(f"{name}: contig {contig!r} is {length} bp in the BAM header but {lengths[contig]} bp in "
                             f"the reference {reference}")
-    if missing and (name, str(reference)) not in _WARNED:
-        _WARNED.add((name, str(reference)))
+    seen = (name, tuple(missing), hash(tuple(lengths.items())))  # once, however the reference is named (a copy)
+    if missing and seen not in _WARNED:
+        _WARNED.add(seen)
         log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s%s", name, len(missing),
                     reference, first_names(missing), naming_hint(missing, lengths))
     return [contig for contig in bam.references if contig in lengths]

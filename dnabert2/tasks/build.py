@@ -230,7 +230,7 @@ def add_arguments(parser) -> None:
         "transcript's, nor one set aside (by --biotype, …), nor an intron line's that belongs to no transcript (the "
         "RNA-seq junctions in WormBase's GFF3); --dense labels those background, as SpliceAI's training does.")
     parser.add_argument("task", choices=list(KINDS))
-    parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA")
+    parser.add_argument("--genome", required=True, type=Path, metavar="FASTA", help="genome FASTA or GenBank")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK",
                         help="its gene annotation (a GenBank genome can be its own)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
