@@ -353,8 +353,8 @@ def _sole_writer(out: Path):
             lock.unlink(missing_ok=True)
             log.warning("%s: cannot lock %s (%s); a second download to it at once would not be refused", out, lock,
                         error.strerror)
-            yield
-            return
+            handle = None
+            break
         try:  # taken on a lock file its holder removed as it ended: a newer one may be held
             if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
                 break
@@ -364,8 +364,9 @@ def _sole_writer(out: Path):
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
+        if handle is not None:
+            lock.unlink(missing_ok=True)
+            handle.close()
 
 
 def _lasting(error: requests.ConnectionError) -> str | None:
