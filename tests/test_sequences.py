@@ -283,7 +283,7 @@ def test_an_output_that_cannot_be_created_is_one_error_naming_it(tmp_path):
     else:
         probe.unlink()
         pytest.skip("/sys is writable here")
-    with pytest.raises(UserError, match="/sys/out.fa.gz: cannot write it"):
+    with pytest.raises(UserError, match=r"^/sys/out.fa.gz: cannot write in /sys \("):  # found before any is read
         write_indexed_fasta(LAMBDA, "/sys/out.fa.gz")
 
 
