@@ -321,11 +321,14 @@ def _redacting(*urls: str):
         log.removeFilter(redact)
 
 
-def _one_line(error: BaseException) -> str:
-    # requests wraps urllib3's "Max retries exceeded" (it made one try) around what failed: that says it.
+def _failed(error: BaseException) -> BaseException | None:
+    """What failed, where requests wraps it in urllib3's "Max retries exceeded" (it made one try)."""
     reason = getattr(error.args[0] if error.args else None, "reason", None)
-    if isinstance(reason, BaseException):
-        error = reason
+    return reason if isinstance(reason, BaseException) else None
+
+
+def _one_line(error: BaseException) -> str:
+    error = _failed(error) or error
     # urllib3 errors carry (connection, message) or (message, cause) and print as a tuple: the message,
     # less the connection's repr, and the cause's own (a proxy's refusal, the socket's error).
     texts = [arg for arg in error.args if isinstance(arg, str)]
@@ -373,7 +376,7 @@ def _lasting(error: requests.ConnectionError) -> str | None:
     """Why no retry can help a failed connection (curl and wget do not retry these either): a host name
     the resolver says does not exist, not its "temporary failure"; a certificate that fails
     verification. None when a retry might."""
-    reason = getattr(error.args[0] if error.args else None, "reason", None)  # a MaxRetryError's
+    reason = _failed(error)
     cause = getattr(reason, "__cause__", None) or (reason.args[0] if getattr(reason, "args", None) else None)
     if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
         return f"no such host ({cause.strerror})"

@@ -96,8 +96,8 @@ def check_reference(bam: pysam.AlignmentFile, lengths: dict[str, int], reference
         if contig in lengths and lengths[contig] != length:
             raise UserError(f"{name}: contig {contig!r} is {length} bp in the BAM header but {lengths[contig]} bp in "
                             f"the reference {reference}")
-    seen = (name, tuple(missing), hash(tuple(lengths.items())))  # once, however the reference is named (a copy)
-    if missing and seen not in _WARNED:
+    seen = (name, tuple(missing), hash(tuple(lengths.items()))) if missing else None  # however the reference is named
+    if seen and seen not in _WARNED:
         _WARNED.add(seen)
         log.warning("%s: %d contig(s) not in the reference %s, their alignments left out: %s%s", name, len(missing),
                     reference, first_names(missing), naming_hint(missing, lengths))
