@@ -209,11 +209,22 @@ def progress(args: argparse.Namespace) -> bool:
 
 # Types of options: each turns the text into a value or says what is wrong with it.
 
+# Compressions a name can promise that no output is written in (each compressed output is bgzip, under
+# .gz or .bgz): a plain file under such a name is misread by every tool that trusts the name.
+_UNWRITTEN_COMPRESSION = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".lz4": "lz4",
+                          ".zip": "zip"}
+
+
 def output_file(text: str) -> Path:
     """An output file's name: one ending in / names a folder, which the file would be written as."""
     if text.endswith("/"):
         raise argparse.ArgumentTypeError(f"{text} ends in /, naming a folder; give the file's name")
-    return Path(text)
+    path = Path(text)
+    if path.suffix.lower() in _UNWRITTEN_COMPRESSION:
+        raise argparse.ArgumentTypeError(
+            f"{text}: outputs are not written {_UNWRITTEN_COMPRESSION[path.suffix.lower()]}-compressed; "
+            f"name it .gz for bgzip, or drop {path.suffix} for a plain file")
+    return path
 
 
 def model_argument(text: str) -> str:

@@ -502,6 +502,14 @@ def test_an_output_named_as_a_folder_is_refused_not_written_as_a_file(tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["g.fa.bz2", "calls.bed.XZ"])
+def test_an_output_named_for_a_compression_not_written_is_refused(tmp_path, name):
+    """A plain file under a .bz2 name is one that bzcat, and any tool going by the name, cannot read."""
+    result = run_cli("download", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", tmp_path / name)
+    assert_user_error(result, f"{name}: outputs are not written", "name it .gz for bgzip")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_output_under_a_file_is_refused(tmp_path):
     genome = tmp_path / "g.fa"
     genome.write_text(">c\n" + "ACGT" * 500 + "\n")

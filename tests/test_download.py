@@ -707,6 +707,19 @@ def test_cli_error_is_one_line(server, tmp_path):
     assert not (tmp_path / "new").exists()  # nothing, not even the folders made for it
 
 
+@pytest.mark.parametrize("index", [".fai", ".gzi", ".tbi"])
+def test_a_folder_at_an_index_name_is_refused_before_the_transfer(server, tmp_path, index):
+    """Renaming the new .fai onto a folder failed once the genome was fetched, naming the genome; and a
+    folder at a stale index's name (.tbi) cannot be removed."""
+    url = publish(server, "/lambda.fa.gz", LAMBDA_GZ.read_bytes())
+    out = tmp_path / "out" / "genome.fa.gz"
+    Path(f"{out}{index}").mkdir(parents=True)
+    result = run_cli(url, "--out", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"genome.fa.gz{index}: a directory where {out}'s index goes" in result.stderr
+    assert server.requests == [] and [p.name for p in out.parent.iterdir()] == [f"genome.fa.gz{index}"]
+
+
 def test_a_file_url_may_not_overwrite_the_file_it_names(tmp_path):
     source = tmp_path / "in.fa.gz"
     shutil.copy(LAMBDA_GZ, source)
