@@ -796,6 +796,14 @@ def test_an_output_in_a_folder_that_takes_no_file_is_refused_before_training(gen
     assert_user_error(windows, f"{unwritable / 'new' / 'w.fa'}: cannot write in {unwritable} (")
 
 
+def test_a_checkpoint_folder_that_takes_no_file_is_refused_before_the_genome_is_read(genome, unwritable, tmp_path):
+    """Found at step 1, when the first metrics row was written, after the genome had been tokenised."""
+    folder = unwritable / "checkpoints"
+    result = run_cli(*pretrain_args(genome, tmp_path / "model", "--steps", 50, "--checkpoint-dir", folder))
+    assert_user_error(result, f"{folder / 'metrics.jsonl'}: cannot write in {unwritable} (")
+    assert "tokenis" not in result.stderr and list(tmp_path.iterdir()) == [unwritable]
+
+
 def test_an_output_named_by_a_link_is_checked_where_it_is_written(genome, tmp_path):
     """The file is renamed into the folder of the link's target, not of the link."""
     writable, locked = tmp_path / "rw", tmp_path / "ro"

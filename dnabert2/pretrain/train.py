@@ -28,7 +28,7 @@ from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, prese
 from ..model.checkpoint import base_weights, sha256_of
 from ..optim import schedule
 from ..options import add_settings, model_argument, progress, settings_from, settings_with
-from ..outputs import atomic_folder, check_folder
+from ..outputs import atomic_folder, check_folder, check_writable
 from ..sequences import check_distinct
 from ..settings import PretrainSettings, window_over_batch
 from ..tokenizer import load_tokenizer
@@ -360,6 +360,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: a file, not a folder for checkpoints")
+    check_writable(folder / "metrics.jsonl")  # written at step 1, after the genome is tokenised
     carry = checkpoints_inside(folder, out)
     earlier = checkpoints(folder)
     if earlier and not s.resume and not s.force:
