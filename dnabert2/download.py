@@ -372,16 +372,30 @@ def _sole_writer(out: Path):
             handle.close()
 
 
-def _lasting(error: requests.ConnectionError) -> str | None:
+def _chain(error: BaseException):
+    """The error and those it wraps: requests wraps urllib3's, which wraps the socket's, in args,
+    .reason and __cause__."""
+    stack, seen = [error], set()
+    while stack:
+        error = stack.pop()
+        if id(error) not in seen:
+            seen.add(id(error))
+            yield error
+            stack += [e for e in (*error.args, getattr(error, "reason", None), error.__cause__)
+                      if isinstance(e, BaseException)]
+
+
+def _lasting(error: BaseException) -> str | None:
     """Why no retry can help a failed connection (curl and wget do not retry these either): a host name
     the resolver says does not exist, not its "temporary failure"; a certificate that fails
     verification. None when a retry might."""
-    reason = _failed(error)
-    cause = getattr(reason, "__cause__", None) or (reason.args[0] if getattr(reason, "args", None) else None)
-    if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
-        return f"no such host ({cause.strerror})"
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"its certificate fails verification ({cause.verify_message})"
+    for cause in _chain(error):
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
+            if isinstance(error, requests.exceptions.ProxyError):
+                return f"no such host as its proxy ({cause.strerror}); check https_proxy and http_proxy"
+            return f"no such host ({cause.strerror})"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"its certificate fails verification ({cause.verify_message})"
     return None
 
 
@@ -406,7 +420,7 @@ def with_retries(url: str, transfer: Transfer, attempt: Callable[[], T], progres
         try:
             return attempt()
         except _TRANSIENT as error:
-            if isinstance(error, requests.ConnectionError) and (lasting := _lasting(error)):
+            if lasting := _lasting(error):
                 raise UserError(f"{url}: {lasting}") from None
             failures = 1 if progress() > before else failures + 1
             if failures > transfer.retries:
@@ -507,6 +521,10 @@ def _state_file(part: Path) -> Path:
     return Path(f"{part}.json")
 
 
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def discard_part(part: Path) -> None:
     part.unlink(missing_ok=True)
     _state_file(part).unlink(missing_ok=True)
@@ -521,7 +539,7 @@ def _progress_bar(transfer: Transfer, url: str, total: int | None, initial: int)
 
 @dataclass
 class _PartState:
-    url: str
+    url_sha256: str  # a signed URL's token or a password in it stays off the disk
     validator: str | None  # a strong ETag or the Last-Modified date, for If-Range
     total: int | None
 
@@ -553,7 +571,7 @@ class _HttpFetch:
         if not self.part.exists():
             return None
         state = self._saved()
-        if state is None or state.url != self.url:
+        if state is None or state.url_sha256 != _sha256_text(self.url):
             log.info("%s: no record that these bytes came from %s; starting again", self.part, self.url)
             discard_part(self.part)
             return None
@@ -650,7 +668,7 @@ class _HttpFetch:
         return int(length) + offset if length and length.isdigit() else None
 
     def _save_state(self, response: requests.Response, total: int | None) -> None:
-        _state_file(self.part).write_text(json.dumps(asdict(_PartState(self.url, _validator(response), total))))
+        _state_file(self.part).write_text(json.dumps(asdict(_PartState(_sha256_text(self.url), _validator(response), total))))
 
 
 def _validator(response: requests.Response) -> str | None:
@@ -703,7 +721,7 @@ class _FtpFetch:
         except ftplib.error_perm as error:  # 550 no such file, 530 login refused: retrying cannot help
             raise UserError(f"{self.url}: {_one_line(error)}") from None
         except (TimeoutError, ConnectionError, socket.gaierror, EOFError, ftplib.Error) as error:
-            raise _Transient(_one_line(error)) from None  # 426 aborted, 421 too many users, a cut connection
+            raise _Transient(_one_line(error)) from error  # 426 aborted, 421 too many users, a cut connection
         if total is not None and self.part.stat().st_size != total:
             raise _Transient(f"connection closed after {self.part.stat().st_size} of {total} bytes")
 

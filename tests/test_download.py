@@ -202,8 +202,8 @@ def write_part_state(server, out: Path, url: str, data: bytes, total: int) -> No
     server gives)."""
     with requests.get(url, timeout=5) as response:
         Path(f"{out}.part").write_bytes(data)
-        Path(f"{out}.part.json").write_text(json.dumps({"url": url, "validator": response.headers["ETag"],
-                                                        "total": total}))
+        Path(f"{out}.part.json").write_text(json.dumps({"url_sha256": hashlib.sha256(url.encode()).hexdigest(),
+                                                        "validator": response.headers["ETag"], "total": total}))
     server.requests.clear()
 
 
@@ -318,8 +318,12 @@ def test_unreachable_server_fails_after_retries(tmp_path):
 
 
 @pytest.mark.parametrize("errno, retried", [(socket.EAI_NONAME, False), (socket.EAI_AGAIN, True)])
-def test_a_host_name_that_does_not_exist_is_not_retried(tmp_path, monkeypatch, errno, retried):
-    """As curl and wget: the resolver's "no such name" is final, its "temporary failure" is not."""
+@pytest.mark.parametrize("url, proxy", [("https://genomes.example.org/lambda.fa.gz", None),
+                                        ("ftp://genomes.example.org/lambda.fa.gz", None),
+                                        ("https://genomes.example.net/lambda.fa.gz", "http://proxy.example.org:3128")])
+def test_a_host_name_that_does_not_exist_is_not_retried(tmp_path, monkeypatch, errno, retried, url, proxy):
+    """As curl and wget: the resolver's "no such name" is final, its "temporary failure" is not; for
+    FTP and for a proxy's name too."""
     asked = []
 
     def resolver(host, *args, **kwargs):
@@ -327,11 +331,15 @@ def test_a_host_name_that_does_not_exist_is_not_retried(tmp_path, monkeypatch, e
         raise socket.gaierror(errno, os.strerror(errno) if errno > 0 else "resolver says")
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    if proxy:
+        monkeypatch.setenv("https_proxy", proxy)
     out = tmp_path / "genome.fa.gz"
     with pytest.raises(UserError) as error:
-        get("https://genomes.example.org/lambda.fa.gz", out, retries=2)
-    assert len(asked) == (3 if retried else 1)
-    assert str(error.value).endswith("(gave up after 3 failed attempts)" if retried else "no such host (resolver says)")
+        get(url, out, retries=2)
+    assert asked == ["proxy.example.org" if proxy else "genomes.example.org"] * (3 if retried else 1)
+    final = "no such host as its proxy (resolver says); check https_proxy" if proxy else "no such host (resolver says)"
+    assert str(error.value).startswith(f"{url}: ")
+    assert ("(gave up after 3 failed attempts)" if retried else final) in str(error.value)
     assert_nothing_left(out)
 
 
@@ -742,8 +750,15 @@ def test_credentials_in_a_url_stay_out_of_logs_and_errors(server, tmp_path, lamb
     server.faults.statuses["/lambda.fa.gz"] = [403]
     failed = run_cli(signed, "--out", str(tmp_path / "again.fa.gz"))
     assert failed.returncode == 1 and "HTTP 403" in failed.stderr and "X-Token=***" in failed.stderr
+    server.faults.cut_after["/lambda.fa.gz"] = 3000  # what a cut transfer keeps, to resume from, is on disk
+    cut = run_cli(signed, "--out", str(tmp_path / "cut.fa.gz"), "--retries", "0")
+    assert cut.returncode == 1 and Path(tmp_path / "cut.fa.gz.part").stat().st_size == 3000
+    kept = Path(tmp_path / "cut.fa.gz.part.json").read_text()
     for secret in ("s3cr3tT0ken", "hunter2"):
-        assert secret not in result.stderr + failed.stderr
+        assert secret not in result.stderr + failed.stderr + cut.stderr + kept
+    resumed = run_cli(signed, "--out", str(tmp_path / "cut.fa.gz"))
+    assert resumed.returncode == 0 and "resuming at byte 3000" in resumed.stderr, resumed.stderr
+    assert_genome(tmp_path / "cut.fa.gz", lambda_genome)
 
 
 # --- Offline: URL building, listings, checksum files, BSD sum ------------------------------------------
