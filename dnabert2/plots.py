@@ -180,7 +180,9 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
 
     reports = {name: read_report(path) for name, path in evaluations.items()}
     warn_unalike(reports, "a metaplot")
-    colours = {name: f"C{i}" for i, name in enumerate(reports)}  # a scan's colour in every panel
+    # A scan's look in every panel: ten colours, then the ten again dashed, dotted and dash-dotted.
+    looks = {name: {"color": f"C{i % 10}", "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
+             for i, name in enumerate(reports)}
     curves = {}
     for name, path in evaluations.items():
         plotted = reports[name].get("metaplot")
@@ -200,7 +202,7 @@ def metaplot(evaluations: dict[str, Path], out) -> None:
     for ax, (label, lines) in zip(np.atleast_1d(axes), sorted(curves.items())):
         for name, offsets, values in lines:
             unscored = np.isnan(values).all()
-            ax.plot(offsets, values, lw=1, color=colours[name], label=f"{name} (no scored site)" if unscored else name)
+            ax.plot(offsets, values, lw=1, **looks[name], label=f"{name} (no scored site)" if unscored else name)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set(xlabel=f"bp from annotated {label} (5'→3')", ylabel=f"mean P({label})", title=label)
         ax.legend()

@@ -966,6 +966,27 @@ def test_offsets_no_site_scored_are_null_in_the_report_and_gaps_in_the_plot(tmp_
     assert result.returncode == 0 and "no donor site with a scored base" in result.stderr, result.stderr
 
 
+def test_every_scan_in_a_metaplot_has_a_line_of_its_own(tmp_path, monkeypatch):
+    """Matplotlib's ten colours came round again: the eleventh scan drew in the first one's colour."""
+    from matplotlib.colors import to_rgba
+
+    from dnabert2 import plots
+
+    one_gene_scan(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps({
+        "called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+        "bigwig_dir": "bw", "bedgraph_dir": None}))
+    assert run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                   "--summary", tmp_path / "s.json", "--out", tmp_path / "eval.json").returncode == 0
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, out: drawn.append(fig))
+    plots.metaplot({f"scan{i}": tmp_path / "eval.json" for i in range(25)}, tmp_path / "m.svg")
+    (axes,) = drawn[0].axes
+    looks = [(to_rgba(line.get_color()), line.get_linestyle(), line.get_label()) for line in axes.get_lines()[:-1]]
+    assert [label for *_, label in looks] == [f"scan{i}" for i in range(25)]
+    assert len({(colour, style) for colour, style, _ in looks}) == 25
+
+
 def test_tables_and_metaplots_say_when_reports_counted_other_sites(tmp_path):
     """A scan scored against a cut annotation sat beside one scored against the whole, in a table and a
     metaplot, with nothing to tell their sites apart."""
