@@ -22,8 +22,6 @@ from .tokenizer import frame, load_tokenizer, token_ids
 
 log = logging.getLogger(__name__)
 
-METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
-
 
 def score_classifier(model, model_dir: Path, task: dict, batch_size: int, device) -> dict:
     """Test metrics of the fine-tuned classifier `model` (loaded from `model_dir`) on whole sequences,
