@@ -255,7 +255,7 @@ def test_sites_of_some_biotypes_by_gff3_type_or_gene_biotype(tmp_path):
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--kind", "tss", "--biotype", "ncRNA", "tRNA", "ncRNAs",
                      "--out", out)
     assert result.returncode == 0 and "no transcript of biotype ncRNAs; the biotypes of its transcripts are ncRNA, protein_coding, rRNA, tRNA" in result.stderr
-    assert "86 transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs or circular RNAs give no TSS" in result.stderr
+    assert "86 transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs, piRNAs or circular RNAs give no TSS" in result.stderr
     assert len(out.read_text().splitlines()) == 99  # the genes of gene_biotype ncRNA
     result = run_cli("sites", "--annotation", GENOMES / "ecoli_k12_mg1655.gff.gz", "--genome",
                      GENOMES / "ecoli_k12_mg1655.fna.gz", "--biotype", "mRNA", "--out", tmp_path / "none.bed")

@@ -37,11 +37,12 @@ _PIECE_OF = {"exon": "exon", "CDS": "CDS", "start_codon": "codon", "stop_codon":
 # elsewhere; the hairpin is NCBI's precursor_RNA, a primary_transcript in its GFF3 and GTF, as its
 # prim_transcript is too: gbkey tells them apart; and miRBase's miRNA_primary_transcript), a circular
 # RNA (its ends are a back-splice), a mature tRNA, tmRNA or rRNA (RNase P and the rRNA operon's
-# nucleases cut them from longer transcripts, in bacteria and mitochondria alike) and a snoRNA or
-# scaRNA (most are cut from their host gene's introns). Their exons are real, their first and last
+# nucleases cut them from longer transcripts, in bacteria and mitochondria alike), a snoRNA or
+# scaRNA (most are cut from their host gene's introns) and a piRNA (cut from a cluster's long transcript,
+# or in nematodes from a capped precursor begun 2 bases before it). Their exons are real, their first and last
 # bases no TSS or TTS; a real one may lie near (a tRNA's leader is a few bases): set aside.
 _PROCESSED_KINDS = {"miRNA", "pre_miRNA", "precursor_RNA", "miRNA_primary_transcript", "circular_ncRNA", "circRNA",
-                    "tRNA", "Mt_tRNA", "tmRNA", "rRNA", "Mt_rRNA", "snoRNA", "scaRNA"}
+                    "tRNA", "Mt_tRNA", "tmRNA", "rRNA", "Mt_rRNA", "snoRNA", "scaRNA", "piRNA"}
 # GenBank's features of transcripts (a GFF3's exon parents).
 _GENBANK_RNA = ("mRNA", "ncRNA", "rRNA", "tRNA", "tmRNA", "misc_RNA", "precursor_RNA", "prim_transcript")
 # Where annotations name a feature's own biotype, and its gene's, in attributes (Ensembl, GENCODE,
@@ -240,7 +241,7 @@ class Annotation:
         processed = sum(t.processed for t in self.transcripts)
         if processed:  # heard under -q where it leaves none
             (log.warning if processed == len(self.transcripts) else log.info)(
-                "%s: %d transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs or circular RNAs give no %s (their ends were "
+                "%s: %d transcript(s) of tRNAs, rRNAs, snoRNAs, miRNAs, piRNAs or circular RNAs give no %s (their ends were "
                 "cut or joined after transcription)", self.path, processed, what)
         unfound = sum(kind in t.unfound and not t.processed for t in self.transcripts)
         if unfound:
