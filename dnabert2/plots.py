@@ -127,6 +127,8 @@ def _track(path) -> tuple[str, np.ndarray]:
     a genome's per-base track takes no more memory than a chunk; named by its track line, else its file."""
     import pandas as pd
 
+    from .scan.tracks import bedgraph_table
+
     header, first = bed_header(path)
     named = [line.split('name="', 1)[1].split('"', 1)[0] for line in header if 'name="' in line]
     name = named[0] if named else Path(path).stem
@@ -136,14 +138,12 @@ def _track(path) -> tuple[str, np.ndarray]:
     before, done = (None, -np.inf), set()  # the last interval's contig and end; the contigs left behind
     try:
         with open_text(path) as handle:
-            for chunk in pd.read_csv(handle, sep="\t", header=None, skiprows=len(header), usecols=[0, 1, 2, 3],
-                                     dtype={0: str, 1: float, 2: float, 3: float}, keep_default_na=False,
-                                     na_filter=False, chunksize=1 << 20):
-                contigs, table = chunk[0].to_numpy(), chunk[[1, 2, 3]].to_numpy()
+            for chunk in bedgraph_table(handle, len(header), chunksize=1 << 20):
+                contigs, table = chunk["contig"].to_numpy(), chunk[["start", "end", "value"]].to_numpy()
                 spans, values = table[:, 1] - table[:, 0], table[:, 2]
-                if not (np.all(spans > 0) and np.all(table[:, :2] % 1 == 0) and np.all((values >= 0) & (values <= 1))):
-                    raise UserError(f"{path}: not a scan's track: intervals must be non-empty, of whole bases, and "
-                                    "values probabilities (0 to 1)")
+                if not (np.all(spans > 0) and np.all((values >= 0) & (values <= 1))):
+                    raise UserError(f"{path}: not a scan's track: intervals must be non-empty and values "
+                                    "probabilities (0 to 1)")
                 # Overlapping intervals would count their bases twice (bedGraphToBigWig refuses them too).
                 ends = np.concatenate([[before[1]], table[:-1, 1]])
                 same = contigs == np.concatenate([[before[0]], contigs[:-1]])

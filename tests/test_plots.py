@@ -93,8 +93,9 @@ def test_score_distributions_from_bedgraph_and_calls(tmp_path):
         (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\n' + rows)
         assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"),
                           f"donor.plus.bedgraph: {interval} overlaps the interval before it, or is out of order")
-    (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\nI\t0\t10.6\t0.5\n')  # no base
-    assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "of whole bases")
+    for rows in ("I\t0\t10.6\t0.5\n", "I\t5\t5\t0.5\n"):  # no base; none at all
+        (graph / "donor.plus.bedgraph").write_text('track type=bedGraph name="donor+"\n' + rows)
+        assert_user_error(run_cli("plot", "scores", graph, "--out", tmp_path / "x.svg"), "donor.plus.bedgraph: not a")
     (tmp_path / "binary.bed").write_bytes(bytes(range(256)))
     assert_user_error(run_cli("plot", "scores", tmp_path / "binary.bed", "--out", tmp_path / "x.svg"), "binary.bed")
     assert not (tmp_path / "x.svg").exists()
