@@ -469,6 +469,25 @@ def test_a_transcript_missing_a_piece_is_left_out_not_given_an_intron_no_annotat
     assert [(t.id, t.gene, len(t.introns)) for t in kept] == [("t1", "g1", 1), ("t3", "t3", 1)]
 
 
+def test_a_gtf_gene_whose_lines_name_no_transcript_is_set_aside_with_a_warning(tmp_path, caplog):
+    """g2's exons name no transcript_id (or an empty one): it was dropped without a word, and its real
+    sites became negatives for tasks and false calls for scan-eval. Which exons make which transcript
+    is unknown (two of them are one exon's alternative ends): every exon's ends are set aside."""
+    (tmp_path / "a.gtf").write_text(
+        'c\tt\texon\t101\t200\t.\t+\t.\tgene_id "g1"; transcript_id "t1";\n'
+        'c\tt\texon\t401\t1000\t.\t+\t.\tgene_id "g1"; transcript_id "t1";\n'
+        'c\tt\texon\t1101\t1200\t.\t-\t.\tgene_id "g2";\n'
+        'c\tt\texon\t1101\t1250\t.\t-\t.\tgene_id "g2";\n'
+        'c\tt\texon\t1301\t1400\t.\t-\t.\tgene_id "g2"; transcript_id "";\n')
+    annotation = read_annotation(tmp_path / "a.gtf")
+    assert [t.id for t in annotation.transcripts] == ["t1"]
+    assert "1 GTF gene(s) whose exon, CDS, UTR and codon lines name no transcript_id, left out: g2" in caplog.text
+    aside = {(s.kind, s.position) for s in annotation.unlabelled({"donor", "acceptor", "tss", "tts"})}
+    assert aside == {("tss", 1399), ("tss", 1249), ("tss", 1199), ("donor", 1299), ("acceptor", 1250),
+                     ("acceptor", 1200), ("tts", 1300), ("tts", 1100)}
+    assert {s.strand for s in annotation.unlabelled({"donor", "acceptor", "tss", "tts"})} == {"-"}
+
+
 def test_mirnas_and_circular_rnas_give_splice_sites_but_no_tss_or_tts(tmp_path):
     """A mature miRNA is cut from its primary transcript and a circular RNA's ends are a back-splice:
     their ends are no TSS or TTS. The WormBase GFF3 types and Ensembl's GTF biotype."""

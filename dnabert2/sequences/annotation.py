@@ -695,6 +695,9 @@ class _Pieces:
         # holds: (transcript, codon?) with a piece on no strand, and (GTF gene, codon?) with a piece of no
         # transcript_id; a codon line matters only to a transcript known by its CDS alone.
         self.unstranded, self.orphaned = set(), set()
+        # GTF gene -> (contig, strand, interval) of its pieces of no transcript_id: a gene no line of
+        # which names one has no transcript, and its sites must still be set aside.
+        self.orphans = defaultdict(list)
         self.lines_unstranded = 0
         self.unstranded_exons = defaultdict(list)  # transcript -> (contig, interval) of its exon pieces on no strand
         # A gene line's CDS pieces by their own IDs (see proteins_apart): gene -> CDS ID -> its pieces.
@@ -712,6 +715,8 @@ class _Pieces:
             (transcript, gene), = owners
             if not transcript and gene:  # MAKER and liftover GTFs write no gene_id at all: none to leave out
                 self.orphaned.add((gene, codon))
+                if piece != "intron":
+                    self.orphans[gene].append((contig, strand, interval))
         if strand not in ("+", "-"):  # a site needs a strand: which end is a donor, which an acceptor
             self.unstranded.update((transcript, codon) for transcript, _ in owners if transcript)
             self.lines_unstranded += not codon and any(transcript for transcript, _ in owners)
@@ -766,6 +771,27 @@ class _Pieces:
         exons = self.parts["exon"].get(transcript, ())
         numbers = highest - lowest + 1
         return count == len(exons) and 1 < numbers < min(count, len({interval for _, _, interval, _ in exons}))
+
+    def genes_of_no_transcript(self, path: Path, named: set) -> list[Transcript]:
+        """The GTF genes with pieces whose lines all name no transcript_id (those `named` have another
+        that does, left out as doubted), set aside. Which pieces join into which transcripts is unknown,
+        so every piece stands alone (its ends a TSS and a TTS) and beside every piece apart from it on
+        its contig and strand (their ends splice sites), on both strands where it is on none."""
+        genes = sorted(set(self.orphans) - named)
+        if genes:
+            log.warning("%s: %d GTF gene(s) whose exon, CDS, UTR and codon lines name no transcript_id, left out: %s",
+                        path, len(genes), first_names(genes))
+        aside = []
+        for gene in genes:
+            places = defaultdict(set)
+            for contig, strand, interval in self.orphans[gene]:
+                for either in (strand,) if strand in ("+", "-") else "+-":
+                    places[(contig, either)].add(interval)
+            for (contig, strand), pieces in sorted(places.items()):
+                aside += [Transcript(gene, gene, contig, strand, (piece,)) for piece in sorted(pieces)]
+                aside += [Transcript(gene, gene, contig, strand, (a, b)) for a in sorted(pieces) for b in sorted(pieces)
+                          if a[1] < b[0]]
+        return aside
 
     def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
         """Whether a piece of a transcript lay on no strand, or (GTF) one of its gene named no transcript."""
@@ -989,6 +1015,7 @@ def _gff_assembled(path: Path, pieces: _Pieces, features: _Features, circular: d
               for contig in sorted({c for c, _ in located}) for strand in "+-"]
     # A pseudogene line no piece names (RefSeq's bacterial ones): its ends may be a TSS and a TTS.
     named = {name for t in transcripts + incomplete + aside for name in (t.id, t.gene)}
+    aside += pieces.genes_of_no_transcript(path, named)
     aside += [Transcript(gene, gene, contig, strand, (interval,))
               for gene, (contig, strand, interval) in features.pseudogenes.items() if gene not in named]
     if not transcripts:
