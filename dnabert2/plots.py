@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bed import bed_header
+from .bed import bed_header, bedgraph_table
 from .errors import UserError
 from .options import named_paths, output_file
 from .outputs import atomic_output, check_outputs
@@ -126,8 +126,6 @@ def _track(path) -> tuple[str, np.ndarray]:
     """(name, histogram of values weighted by the bases each covers) of a bedGraph, read in chunks so
     a genome's per-base track takes no more memory than a chunk; named by its track line, else its file."""
     import pandas as pd
-
-    from .scan.tracks import bedgraph_table
 
     header, first = bed_header(path)
     named = [line.split('name="', 1)[1].split('"', 1)[0] for line in header if 'name="' in line]

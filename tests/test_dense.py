@@ -912,6 +912,24 @@ def test_scan_eval_reads_calls_under_browser_track_and_comment_lines(tmp_path):
     assert (donor["calls"], donor["sites"], donor["precision"]) == (1, 4, 1.0)
 
 
+def test_a_tolerance_past_the_contig_scores_as_the_contig_length_does(tmp_path):
+    """Every base lies within reach of every site either way. A loop over the offsets and a filter as
+    wide as the tolerance took minutes and gigabytes at 10^8; past 2^63, positions ± it overflowed."""
+    one_gene_scan(tmp_path)
+    (tmp_path / "s.json").write_text(json.dumps({
+        "called": ["donor"], "regions": [["c", 0, 2000]], "contig_lengths": {"c": 2000}, "strands": "+",
+        "bigwig_dir": "bw", "bedgraph_dir": None}))
+    reports = []
+    for tolerance in (2000, 10**9, 10**19):
+        result = run_cli("scan-eval", "--calls", tmp_path / "calls.bed", "--annotation", tmp_path / "c.gff3",
+                         "--summary", tmp_path / "s.json", "--splice-tolerance", tolerance)
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads(result.stdout))
+    near, far, farther = (report["labels"]["donor"] for report in reports)
+    assert near == far == farther and near["sites"] == 4
+    assert reports[2]["splice_tolerance"] == 10**19
+
+
 def test_the_metaplot_is_the_same_from_bigwig_and_bedgraph(tmp_path):
     """bigWig holds float32 (0.005 is 0.00499999989), bedGraph decimal text: a mean of whole thousandths
     lying on a half (5 / 4 sites = 0.00125) must round alike from either."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bed import bedgraph_table
 from ..errors import UserError
 from ..model.checkpoint import sha256_of
 from ..outputs import atomic_folder, check_writable
@@ -58,19 +59,6 @@ def _check_folder(path, kind: str) -> None:
 
 
 ROW = np.dtype([("contig", "<i4"), ("start", "<i8"), ("end", "<i8"), ("score", "<i2")])
-
-
-def bedgraph_table(source, skip: int, chunksize: int | None = None):
-    """A bedGraph's (a path's or an open file's) first four columns, past `skip` header lines, as a
-    pandas table, or with `chunksize` as tables of that many rows in turn. Contigs are read as written:
-    pandas would take one named NA, null or nan for a missing value (and merge them, or drop them), and
-    one holding a '#' for a comment."""
-    import pandas as pd
-
-    return pd.read_csv(source, sep="\t", header=None, skiprows=skip, usecols=range(4),
-                       names=["contig", "start", "end", "value"],
-                       dtype={"contig": str, "start": np.int64, "end": np.int64, "value": np.float64},
-                       keep_default_na=False, na_filter=False, chunksize=chunksize)
 
 
 class Tracks:
