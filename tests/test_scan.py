@@ -285,6 +285,10 @@ def test_chunks_gather_into_the_same_calls_and_scores(splice_model, ce1pct, tmp_
     assert_user_error(run_cli("scan-gather", broken, "--out", tmp_path / "mixed.bed"), "not a summary")
     assert_user_error(run_cli("scan-gather", tmp_path / "gone.json", "--out", tmp_path / "mixed.bed"),
                       "gone.json: no such file")
+    quarter = tmp_path / "quarter.bed"  # said to be "chunks [0, 1, 2] given; … needs each of 0..2 once"
+    scan(splice_model, quarter, *common, "--chunk", "1/4")
+    assert_user_error(run_cli("scan-gather", summaries[0], quarter.with_suffix(".json"), summaries[2],
+                              "--out", tmp_path / "mixed.bed"), "the chunks are of scans split 3 and 4 ways")
     unscored = tmp_path / "unscored.bed"
     scan(splice_model, unscored, *common, "--chunk", "0/1")
     assert_user_error(run_cli("scan-gather", unscored.with_suffix(".json"), "--out", tmp_path / "mixed.bed",

@@ -100,9 +100,12 @@ def _chunks(summaries, tracks: bool) -> list[tuple[Path, dict]]:
     """(path, summary) of every chunk, in chunk order, checked to be the whole of one scan."""
     parts = [(Path(path), read_summary(path)) for path in summaries]
     parts.sort(key=lambda p: p[1]["chunk"][0])
-    count = parts[0][1]["chunk"][1]
-    found = [p[1]["chunk"][0] for p in parts]
-    if any(p[1]["chunk"][1] != count for p in parts) or found != list(range(count)):
+    counts = sorted({p[1]["chunk"][1] for p in parts})
+    if len(counts) > 1:
+        raise UserError(f"the chunks are of scans split {', '.join(map(str, counts[:-1]))} and {counts[-1]} ways "
+                        "(--chunk i/n of several n): they are not parts of one scan")
+    count, found = counts[0], [p[1]["chunk"][0] for p in parts]
+    if found != list(range(count)):
         raise UserError(f"chunks {found} given; a scan in {count} chunks needs each of 0..{count - 1} once")
     for key in SAME_IN_EVERY_CHUNK:
         if len({json.dumps(p[1].get(key)) for p in parts}) > 1:
