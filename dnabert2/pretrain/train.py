@@ -360,7 +360,6 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     folder = Path(s.checkpoint_dir) if s.checkpoint_dir else out / "checkpoints"
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: a file, not a folder for checkpoints")
-    check_writable(folder / "metrics.jsonl")  # written at step 1, after the genome is tokenised
     carry = checkpoints_inside(folder, out)
     earlier = checkpoints(folder)
     if earlier and not s.resume and not s.force:
@@ -371,6 +370,7 @@ def pretrain(genomes, tokenizer, out, settings: PretrainSettings | None = None, 
     # A resumed run's --out may hold the model a run writes (it is written again), and nothing else.
     written = (*SAVED_FILES, "metrics.jsonl")
     check_folder(out, s.force, carry + written * bool(s.resume and earlier), inputs=[*genomes, tokenizer, s.init])
+    check_writable(folder / "metrics.jsonl")  # written at step 1, after the genome is tokenised
     rank, world, device = init_distributed(s.device)
     window = WindowSpec(tokens=s.window_tokens if s.window_bp is None else None, bp=s.window_bp)
     model, tokenizer = initial_model(s, tokenizer)
