@@ -668,7 +668,8 @@ class _HttpFetch:
         return int(length) + offset if length and length.isdigit() else None
 
     def _save_state(self, response: requests.Response, total: int | None) -> None:
-        _state_file(self.part).write_text(json.dumps(asdict(_PartState(_sha256_text(self.url), _validator(response), total))))
+        state = _PartState(_sha256_text(self.url), _validator(response), total)
+        _state_file(self.part).write_text(json.dumps(asdict(state)))
 
 
 def _validator(response: requests.Response) -> str | None:

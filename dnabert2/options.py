@@ -211,8 +211,8 @@ def progress(args: argparse.Namespace) -> bool:
 
 # Compressions a name can promise that no output is written in (each compressed output is bgzip, under
 # .gz or .bgz): a plain file under such a name is misread by every tool that trusts the name.
-_UNWRITTEN_COMPRESSION = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".lz4": "lz4",
-                          ".zip": "zip"}
+_UNWRITTEN_COMPRESSION = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".zstd": "zstd",
+                          ".lz4": "lz4", ".zip": "zip", ".z": "compress"}
 
 
 def output_file(text: str) -> Path:
@@ -222,8 +222,8 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() in _UNWRITTEN_COMPRESSION:
         raise argparse.ArgumentTypeError(
-            f"{text}: outputs are not written {_UNWRITTEN_COMPRESSION[path.suffix.lower()]}-compressed; "
-            f"name it .gz for bgzip, or drop {path.suffix} for a plain file")
+            f"{text}: outputs are not written {_UNWRITTEN_COMPRESSION[path.suffix.lower()]}-compressed; drop "
+            f"{path.suffix} (text outputs are bgzip-compressed when named .gz)")
     return path
 
 

@@ -56,9 +56,9 @@ def check_outputs(outputs, inputs=()) -> None:
         seen.add(out.resolve())
         if out.is_dir():
             raise UserError(f"{out}: is a directory; give a file name for the output")
-        # Every output replaces or removes the indices beside its name (atomic_output); a folder there
-        # would stop it only once the work is done.
-        for index in (Path(f"{out}{suffix}") for suffix in INDICES):
+        # Every output replaces or removes the indices beside its name and its link's target
+        # (atomic_output); a folder there would stop it only once the work is done.
+        for index in (Path(f"{beside}{suffix}") for beside in {out, Path(os.path.realpath(out))} for suffix in INDICES):
             if index.is_dir() and not index.is_symlink():
                 raise UserError(f"{index}: a directory where {out}'s index goes; move it away")
         if out.exists() and not out.is_file():  # renaming onto /dev/stdout or /dev/null would replace it

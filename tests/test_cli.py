@@ -506,7 +506,7 @@ def test_an_output_named_as_a_folder_is_refused_not_written_as_a_file(tmp_path, 
 def test_an_output_named_for_a_compression_not_written_is_refused(tmp_path, name):
     """A plain file under a .bz2 name is one that bzcat, and any tool going by the name, cannot read."""
     result = run_cli("download", GENOMES / "phiX174_NC_001422.gbk.gz", "--out", tmp_path / name)
-    assert_user_error(result, f"{name}: outputs are not written", "name it .gz for bgzip")
+    assert_user_error(result, f"{name}: outputs are not written", "bgzip-compressed when named .gz")
     assert list(tmp_path.iterdir()) == []
 
 

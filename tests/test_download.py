@@ -726,6 +726,12 @@ def test_a_folder_at_an_index_name_is_refused_before_the_transfer(server, tmp_pa
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"genome.fa.gz{index}: a directory where {out}'s index goes" in result.stderr
     assert server.requests == [] and [p.name for p in out.parent.iterdir()] == [f"genome.fa.gz{index}"]
+    # Named by a link, the genome and its indices go where the link points.
+    link = tmp_path / "link.fa.gz"
+    link.symlink_to(out)
+    result = run_cli(url, "--out", str(link))
+    assert result.returncode == 1 and f"{out}{index}: a directory where {link}'s index goes" in result.stderr
+    assert server.requests == []
 
 
 def test_a_file_url_may_not_overwrite_the_file_it_names(tmp_path):
