@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bed import bed_header, bedgraph_table
+from .bed import bed_header
+from .bedgraph import bedgraph_table
 from .errors import UserError
 from .options import named_paths, output_file
 from .outputs import atomic_output, check_outputs

@@ -22,7 +22,7 @@ LAYERS = [
     (["dnabert2.devices"], False),
     (["dnabert2.hub", "dnabert2.sources"], False),
     (["dnabert2.sequences"], True),
-    (["dnabert2.bed"], False),
+    (["dnabert2.bed", "dnabert2.bedgraph"], False),
     (["dnabert2.download"], False),
     (["dnabert2.tokenizer"], False),
     (["dnabert2.vocab"], False),

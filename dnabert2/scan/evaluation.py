@@ -16,7 +16,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from ..bases.metrics import SiteCounts, as_scores
-from ..bed import bed_header, bedgraph_table
+from ..bed import bed_header
+from ..bedgraph import bedgraph_table
 from ..errors import UserError, first_names
 from ..options import add_settings, changed, named_paths, output_file, settings_from, settings_with
 from ..outputs import atomic_text, check_outputs

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bed import bedgraph_table
+from ..bedgraph import bedgraph_table
 from ..errors import UserError
 from ..model.checkpoint import sha256_of
 from ..outputs import atomic_folder, check_writable
