@@ -121,7 +121,7 @@ def evaluate_calls(calls_path, annotation_path, *, summary=None, held_out=None, 
     set_aside = 0
     for label in labels:
         kind = SITE_LABELS[label].site
-        tolerance = min(tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"], LONGEST_CONTIG)
+        tolerance = _reach(tolerances, label)
         peaks = defaultdict(list)
         for c in calls:
             if c.label == label:
@@ -182,6 +182,11 @@ def _transcripts_taken(s, held_out, labels: list[str]) -> tuple:
         log.info("--held-out %s: introns of %d bp or more, as the task took them (--min-intron to choose)", held_out,
                  min_intron)
     return biotypes, tags, min_intron
+
+
+def _reach(tolerances: dict[str, int], label: str) -> int:
+    """The label's tolerance as positions are compared with it: at most LONGEST_CONTIG."""
+    return min(tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"], LONGEST_CONTIG)
 
 
 def _tolerances(s, labels: list[str]) -> dict[str, int]:
@@ -321,7 +326,7 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
     report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
     for label in labels:
         kind = SITE_LABELS[label].site
-        tolerance = min(tolerances[f"{SITE_LABELS[label].tolerance}_tolerance"], LONGEST_CONTIG)
+        tolerance = _reach(tolerances, label)
         counts, around, seen = SiteCounts(), np.zeros(2 * METAPLOT + 1, np.int64), np.zeros(2 * METAPLOT + 1, np.int64)
         margin, unscored = max(tolerance, METAPLOT), 0
         for contig, region_start, region_end in regions:

@@ -788,9 +788,9 @@ class _Pieces:
                 for either in (strand,) if strand in ("+", "-") else "+-":
                     places[(contig, either)].add(interval)
             for (contig, strand), pieces in sorted(places.items()):
-                aside += [Transcript(gene, gene, contig, strand, (piece,)) for piece in sorted(pieces)]
-                aside += [Transcript(gene, gene, contig, strand, (a, b)) for a in sorted(pieces) for b in sorted(pieces)
-                          if a[1] < b[0]]
+                pieces = sorted(pieces)
+                aside += [Transcript(gene, gene, contig, strand, (piece,)) for piece in pieces]
+                aside += [Transcript(gene, gene, contig, strand, (a, b)) for a in pieces for b in pieces if a[1] < b[0]]
         return aside
 
     def doubted(self, transcript: str, gene: str, coding: bool) -> bool:
