@@ -338,9 +338,9 @@ def train_cnn(data, out, settings: FinetuneSettings | None = None, *, progress=T
     job = DenseJob(data, None)
     context = SpliceCNN(job.classes).context
     if job.task.flank < context:  # measured on the example: site scores moved by 3e-5 (median), 0.006 at most
-        log.info("%s: flanks of %d bp, less than the CNN's %d bp of context: bases near a core's ends train on the N "
-                 "past a flank where a scan reads the genome (tasks --dense --flank %d gives it all)", data,
-                 job.task.flank, context, context)
+        log.info("%s: flanks of %d bp, less than the CNN's %d bp of context: bases near a core's ends see less of "
+                 "the genome than it reads, in training and in scans, which read the task's flanks (tasks --dense "
+                 "--flank %d gives it all)", data, job.task.flank, context, context)
     lr = s.lr or CNN_LR
     metrics, model = train_seeds(lambda: SpliceCNN(job.classes), job, s, lr, progress, {"model": "cnn"},
                                  ADVICE["cnn"])

@@ -521,6 +521,41 @@ def test_scan_eval_per_base_metrics_match_the_tracks(cnn, ce1pct, tmp_path, dens
                               tmp_path / "s.json", "--out", tmp_path / "again.json"), "not the track the scan of")
 
 
+def test_cnn_test_figures_are_scan_evals_on_a_split_by_position(cnn, ce1pct, tmp_path):
+    """One contig splits by position. Its test stretch starts where a scan of the contig puts a core,
+    and the bases at sites only left-out transcripts give (of either label) count in neither the
+    test figures training writes nor scan-eval's: the two give the same figures, as the README says."""
+    from contextlib import nullcontext
+
+    import dnabert2
+    from dnabert2.bases.job import DenseJob
+
+    with Fasta(ce1pct) as fasta:
+        sequence, length = fasta.fetch("I", 0, fasta.lengths["I"]), fasta.lengths["I"]
+    (tmp_path / "I.fa").write_text(f">I\n{sequence}\n")
+    task = tmp_path / "task"
+    result = run_cli("tasks", "splice", "--dense", "--genome", tmp_path / "I.fa", "--annotation", ANNOTATION,
+                     "--core", CORE, "--flank", FLANK, "--out", task)
+    assert result.returncode == 0, result.stderr
+    described = json.loads((task / "task.json").read_text())
+    assert described["split"] == "positions" and described["counts"]["test"]["unlabelled"] > 0
+    for stretches in described["regions"].values():
+        assert all(start % CORE == 0 and (end % CORE == 0 or end == length) for _, start, end in stretches)
+    job = DenseJob(task, None)
+    model = dnabert2.load_model(cnn, device="cpu")
+    figures = job.scores("test", job.predict(model, "test", 8, torch.device("cpu"), nullcontext()))
+    result = run_cli("scan", "--model", cnn, "--fasta", tmp_path / "I.fa", "--out", tmp_path / "c.bed", "--summary",
+                     tmp_path / "s.json", "--bigwig", tmp_path / "bw", "--workers", 0)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("scan-eval", "--calls", tmp_path / "c.bed", "--annotation", ANNOTATION, "--summary",
+                     tmp_path / "s.json", "--held-out", task, "--out", tmp_path / "eval.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())["labels"]
+    for label in ("donor", "acceptor"):
+        keys = ("bases", "pr_auc", "top_k_accuracy")
+        assert {k: report[label][k] for k in keys} == {k: figures["labels"][label][k] for k in keys}, label
+
+
 def test_per_base_metrics_equal_scikit_learn_and_count_ties_fairly():
     from sklearn.metrics import average_precision_score
 

@@ -313,8 +313,9 @@ def intersect(a, b) -> list[tuple[str, int, int]]:
 
 def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, regions, tolerances) -> None:
     """Per-base PR-AUC and top-k accuracy of each label from the scan's tracks (a site's score is the
-    best within its label's tolerance; the bases near unlabelled sites count neither way), and the
-    metaplot: the mean score at each offset from annotated sites, on their strand, 5'→3'."""
+    best within its label's tolerance; the bases near unlabelled sites of any label evaluated count
+    neither way, as a dense task leaves them out of training and its test figures), and the metaplot:
+    the mean score at each offset from annotated sites, on their strand, 5'→3'."""
     sites, unlabelled = sites_and_unlabelled
     empty = np.array([], dtype=np.int64)
     tracks = open_tracks(scanned, summary)
@@ -324,6 +325,7 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
         return
     strands = {"both": "+-"}.get(scanned.get("strands", "both"), scanned.get("strands"))
     report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
+    kinds = dict.fromkeys(SITE_LABELS[label].site for label in labels)
     for label in labels:
         kind = SITE_LABELS[label].site
         tolerance = _reach(tolerances, label)
@@ -338,7 +340,7 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
                     values = tracks(label, strand, contig, lo, hi)
                     scores = np.where(np.isnan(values), UNSCORED, as_scores(np.nan_to_num(values)))
                     here = sites.get((kind, contig, strand), empty)
-                    aside = unlabelled.get((kind, contig, strand), empty)
+                    aside = np.concatenate([unlabelled.get((k, contig, strand), empty) for k in kinds])
                     unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance, aside - lo)
                     _metaplot(around, seen, scores, here[(here >= start) & (here < end)] - lo, strand)
         scored = counts.metrics()
@@ -535,8 +537,8 @@ def add_arguments(parser) -> None:
                          for label in SITE_LABELS.values())
     parser.description = (
         f"Match calls' peaks one to one to the annotated sites of their label on the same strand ({matching}). Calls and "
-        "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints (and with "
-        "--out writes) JSON: per label and overall, calls, sites, precision, recall and F1; with the --summary of a "
+        "sites outside --regions/--contigs (or the scan's regions, given --summary) are left out. Prints JSON (with "
+        "--out, writes it and prints a Markdown table): per label and overall, calls, sites, precision, recall and F1; with the --summary of a "
         "scan that wrote tracks, also per-base PR-AUC, top-k accuracy and the mean score around sites.")
     parser.add_argument("--calls", required=True, type=Path, help="calls from `dnabert2 scan`")
     parser.add_argument("--annotation", required=True, type=Path, metavar="GTF|GFF3|GBK", help="gene annotation")

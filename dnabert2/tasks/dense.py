@@ -107,7 +107,8 @@ def build_dense_task(kind: str, genome, annotation, out, s: TaskSettings) -> dic
         if not usable:
             raise UserError(f"none of the {len(sites)} annotated sites lies on a contig of at least --core "
                             f"{s.core} bp; give a shorter --core")
-        layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank)
+        layout = choose_split(usable, fasta.lengths, s.test_contigs, s.dev_contigs, rng, s.core + 2 * s.flank,
+                              s.core)
         by_place = _by_place(sites + [(site, UNLABELLED) for site in [*both, *notes.unlabelled(set(index))]])
         # Only training leaves cores out: dev and test hold every one, so that their per-base metrics are
         # those a scan of their contigs gives (scan-eval), not of a share of the background.

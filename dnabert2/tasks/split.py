@@ -68,12 +68,14 @@ def split_contigs(counts: dict[str, int], test_contigs, dev_contigs, rng, fracti
     return assignment
 
 
-def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], gap: int,
+def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], gap: int, grid: int = 1,
                     fraction: float = 0.1) -> dict[str, list[tuple[str, int, int]]]:
     """Split → stretches of contigs, for genomes whose contigs cannot carry a split (a bacterium, an
     organelle, a chromosome arm): each contig's last sites (about `fraction` of them) are test, the
     ones before them dev, the rest train, with `gap` bp (a window) between the stretches so that no
-    window reaches into two splits. A contig with too few sites to cut stays whole in train."""
+    window reaches into two splits. A contig with too few sites to cut stays whole in train. Every
+    stretch starts at a multiple of `grid` bp, and ends at one or at the contig's end: a dense task's
+    cores then lie where a scan of the contig puts its own, and its figures are the scan's."""
     regions = {split: [] for split in SPLITS}
     for contig, found in positions.items():
         found = sorted(found)
@@ -82,8 +84,9 @@ def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], ga
             regions["train"].append((contig, 0, lengths[contig]))
             continue
         # Cut halfway between the last train site and the first dev site, and so on.
-        dev_at = (found[-2 * k - 1] + found[-2 * k]) // 2
-        test_at = (found[-k - 1] + found[-k]) // 2
+        dev_at = (found[-2 * k - 1] + found[-2 * k]) // 2 // grid * grid
+        test_at = (found[-k - 1] + found[-k]) // 2 // grid * grid
+        gap = -(-gap // grid) * grid
         regions["train"].append((contig, 0, max(0, dev_at - gap)))
         regions["dev"].append((contig, dev_at, max(dev_at, test_at - gap)))
         regions["test"].append((contig, test_at, lengths[contig]))
@@ -114,9 +117,10 @@ class Split:
                    if self.how == "positions" else {})}
 
 
-def choose_split(sites: list, lengths: dict[str, int], test_contigs, dev_contigs, rng, gap: int) -> Split:
+def choose_split(sites: list, lengths: dict[str, int], test_contigs, dev_contigs, rng, gap: int,
+                 grid: int = 1) -> Split:
     """By contig when the contigs carry it (the test split then shares no contig with training), else
-    by position along each contig."""
+    by position along each contig (see split_positions for `gap` and `grid`)."""
     counts, positions = {}, {}
     for site, _ in sites:
         counts[site.contig] = counts.get(site.contig, 0) + 1
@@ -128,6 +132,6 @@ def choose_split(sites: list, lengths: dict[str, int], test_contigs, dev_contigs
             raise UserError(f"{error}; leave out --test-contigs and --dev-contigs to split each contig by "
                             "position instead") from None
         log.info("%s: splitting each contig by position instead (train, dev, test along it, a window apart)", error)
-        return Split("positions", split_positions(positions, lengths, gap))
+        return Split("positions", split_positions(positions, lengths, gap, grid))
     return Split("contigs", {split: [(c, 0, lengths[c]) for c, s in assignment.items() if s == split]
                              for split in SPLITS})
