@@ -3,12 +3,14 @@ first, then renamed, with the permissions the user's umask gives."""
 
 import csv
 import errno
+import glob
 import io
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -26,9 +28,38 @@ log = logging.getLogger(__name__)
 STDOUT = "-"  # samtools' and bedtools' name for standard output
 
 
+# The machine in each temporary name: on a filesystem that several nodes share, only a process of this
+# one is known to be gone.
+HOST = socket.gethostname().replace("/", "_")
+
+
 def temporary_name(path: Path) -> Path:
     """A hidden name beside `path`, unique to this process, so a rename onto `path` is atomic."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
+
+
+def remove_abandoned(target: Path) -> None:
+    """The temporary files of `target` (and of its indices) that a process of this machine, now gone,
+    left: killed by SIGKILL (the OOM killer, a scheduler past its grace time), it removed none, and
+    they can be gigabytes that no later run's name would ever replace."""
+    prefix = f".{target.name}.{HOST}."
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # a folder, or not ours to remove: it stays, as it would have
+                pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether it could be sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 # The indices htslib finds beside a file by its name.
@@ -168,6 +199,7 @@ def atomic_output(path, *suffixes: str):
     group = _group.get()
     if group is not None and any(target == output.path for output in group):  # their temporary names are one
         raise UserError(f"{path}: written twice by one command")
+    remove_abandoned(target)
     tmp = temporary_name(target)
     # Indices first, the main file last: a reader that sees the main file sees its indices too.
     moves = [*((Path(f"{tmp}{s}"), Path(f"{target}{s}")) for s in suffixes), (tmp, target)]
