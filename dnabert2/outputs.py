@@ -28,27 +28,39 @@ log = logging.getLogger(__name__)
 STDOUT = "-"  # samtools' and bedtools' name for standard output
 
 
-# The machine in each temporary name: on a filesystem that several nodes share, only a process of this
-# one is known to be gone.
-HOST = socket.gethostname().replace("/", "_")
+def _origin() -> str:
+    """This machine, and its process-ID namespace where it has them: on a filesystem that several nodes
+    or containers share, only a process of one's own machine and namespace is known to be gone."""
+    try:
+        space = f"-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc (macOS): one namespace
+        space = ""
+    return socket.gethostname().replace("/", "_") + space
+
+
+ORIGIN = _origin()
 
 
 def temporary_name(path: Path) -> Path:
     """A hidden name beside `path`, unique to this process, so a rename onto `path` is atomic."""
-    return path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{ORIGIN}.{os.getpid()}.tmp")
 
 
 def remove_abandoned(target: Path) -> None:
-    """The temporary files of `target` (and of its indices) that a process of this machine, now gone,
-    left: killed by SIGKILL (the OOM killer, a scheduler past its grace time), it removed none, and
-    they can be gigabytes that no later run's name would ever replace."""
-    prefix = f".{target.name}.{HOST}."
-    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
-        pid = leftover.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+    """The temporary files or folder of `target` (and of its indices) that a process of this machine
+    and namespace, now gone, left: killed by SIGKILL (the OOM killer, a scheduler past its grace time),
+    it removed none, and they can be gigabytes that no later run's name would ever replace."""
+    prefix = glob.escape(f".{target.name}.{ORIGIN}.")
+    for leftover in [*target.parent.glob(f"{prefix}*.tmp"), *target.parent.glob(f"{prefix}*.tmp.*")]:
+        pid = leftover.name[len(f".{target.name}.{ORIGIN}."):].split(".", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
             try:
                 leftover.unlink(missing_ok=True)
-            except OSError:  # a folder, or not ours to remove: it stays, as it would have
+            except OSError:  # not ours to remove: it stays, as it would have
                 pass
 
 
@@ -501,7 +513,10 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
     path = Path(path).resolve()
     check_folder(path, force, carry, inputs)
     with made_parents(path) as made:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        remove_abandoned(path)
+        tmp = temporary_name(path)
+        shutil.rmtree(tmp, ignore_errors=True)  # a process gone whose ID this one now has
+        tmp.mkdir(mode=0o700)
 
         def publish():
             share(tmp)

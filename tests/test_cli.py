@@ -18,7 +18,7 @@ from conftest import GENOMES, ROOT, assert_stopped, assert_user_error, run_cli, 
 from dnabert2.cli import COMMANDS as ALL_COMMANDS
 from dnabert2.cli import build_parser
 from dnabert2.errors import UserError
-from dnabert2.outputs import HOST
+from dnabert2.outputs import ORIGIN
 from dnabert2.sequences import write_indexed_fasta
 
 COMMANDS = ["download", "vocab", "windows", "sites", "junctions", "pretrain", "tasks", "finetune", "evaluate", "scan",
@@ -602,29 +602,40 @@ def test_a_stop_while_the_command_loads_is_one_line(tmp_path, signum):
     assert not list(tmp_path.iterdir())
 
 
-def test_what_a_killed_run_left_the_next_run_removes(tmp_path):
-    """SIGKILL (the OOM killer, a scheduler past its grace time) gives a run no chance to remove its
-    temporary files, a genome's worth of track perhaps: the next run of that output removes them, and
-    leaves those of a run still going, or of one on another machine sharing the folder."""
-    out = tmp_path / "w.bed.gz"
-    command = ["windows", "--genome", GENOMES / "ce1pct.fa.gz", "--window", 1000, "--format", "bed", "--out", out]
-    # Killed when all is written, just before the renames: the most it can leave.
+def _killed_before_its_renames(command) -> int:
+    """Run `dnabert2 COMMAND`, killed (SIGKILL) when all is written, just before the renames: the most
+    it can leave. Returns its process ID."""
     patch = "import dnabert2.outputs as o\ndef killed(path):\n    os.kill(os.getpid(), signal.SIGKILL)\no.share = killed"
     script = f"import os, signal, sys\n{patch}\nfrom dnabert2 import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
     killed = subprocess.Popen([sys.executable, "-c", script, *map(str, command)], stderr=subprocess.DEVNULL)
     assert killed.wait() == -signal.SIGKILL
+    return killed.pid
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_what_a_killed_run_left_the_next_run_removes(tmp_path, kind):
+    """SIGKILL (the OOM killer, a scheduler past its grace time) gives a run no chance to remove its
+    temporary files, a genome's worth of track or a model perhaps: the next run of that output removes
+    them, and leaves those of a run still going, or of one on another machine (or in another
+    container's process-ID namespace) sharing the folder."""
+    out = tmp_path / ("w.bed.gz" if kind == "file" else "task")
+    command = (["windows", "--genome", GENOMES / "ce1pct.fa.gz", "--window", 1000, "--format", "bed", "--out", out]
+               if kind == "file" else
+               ["tasks", "splice", "--dense", "--genome", GENOMES / "ce1pct.fa.gz", "--annotation",
+                GENOMES / "ce1pct.gff3.gz", "--core", 1000, "--flank", 100, "--out", out])
+    pid = _killed_before_its_renames(command)
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left and all(f".{killed.pid}." in name for name in left), left
+    assert left and all(f".{pid}." in name for name in left), left
     with subprocess.Popen(["sleep", "60"]) as running:
-        others = [tmp_path / left[0].replace(f".{killed.pid}.", f".{running.pid}."),
-                  tmp_path / left[0].replace(f".{HOST}.", ".another-node.")]
+        others = [tmp_path / left[0].replace(f".{pid}.", f".{running.pid}."),
+                  tmp_path / left[0].replace(f".{ORIGIN}.", ".another-node.")]
         for other in others:
             other.write_text("")
         result = run_cli(*command)
         running.kill()
     assert result.returncode == 0, result.stderr
     assert sorted(p for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(others)
-    assert out.is_file()
+    assert out.exists()
 
 
 @pytest.mark.parametrize("nohup", [False, True])

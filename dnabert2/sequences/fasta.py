@@ -22,7 +22,7 @@ from Bio import BiopythonParserWarning, SeqIO
 from Bio.Seq import UndefinedSequenceError
 
 from ..errors import UserError, first_names
-from ..outputs import atomic_output, bgzip_named, temporary_name
+from ..outputs import atomic_output, bgzip_named, remove_abandoned, temporary_name
 from ..stops import held
 
 log = logging.getLogger(__name__)
@@ -530,6 +530,8 @@ class Fasta:
                 gzi = Path(self._tmpdir.name, "genome.gzi")
             # Built under temporary names and renamed: processes indexing one genome at once (scan
             # chunks, training ranks) never read one another's half-written index.
+            for index in (fai, gzi):
+                remove_abandoned(index)
             built = [temporary_name(fai), temporary_name(gzi)]
             try:
                 pysam.faidx(str(self.path), "--fai-idx", str(built[0]), *(["--gzi-idx", str(built[1])] if bgzf else []))
