@@ -537,7 +537,7 @@ def atomic_folder(path, *, force: bool = False, carry: tuple[str, ...] = (), inp
 
 
 def _replace_folder(path: Path, new: Path, carry: tuple[str, ...]) -> None:
-    old = temporary_name(path)
+    old = Path(f"{temporary_name(path)}.old")  # beside `new`, which has the temporary name itself
     os.replace(path, old)
     os.replace(new, path)
     # Carried entries move only once the new folder stands: a failure before leaves them in place.
