@@ -50,9 +50,10 @@ def remove_abandoned(target: Path) -> None:
     """The temporary files or folder of `target` (and of its indices) that a process of this machine
     and namespace, now gone, left: killed by SIGKILL (the OOM killer, a scheduler past its grace time),
     it removed none, and they can be gigabytes that no later run's name would ever replace."""
-    prefix = glob.escape(f".{target.name}.{ORIGIN}.")
-    for leftover in [*target.parent.glob(f"{prefix}*.tmp"), *target.parent.glob(f"{prefix}*.tmp.*")]:
-        pid = leftover.name[len(f".{target.name}.{ORIGIN}."):].split(".", 1)[0]
+    prefix = f".{target.name}.{ORIGIN}."
+    pattern = glob.escape(prefix)
+    for leftover in [*target.parent.glob(f"{pattern}*.tmp"), *target.parent.glob(f"{pattern}*.tmp.*")]:
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
         if not pid.isdigit() or _running(int(pid)):
             continue
         if leftover.is_dir() and not leftover.is_symlink():

@@ -325,7 +325,11 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
         return
     strands = {"both": "+-"}.get(scanned.get("strands", "both"), scanned.get("strands"))
     report["metaplot"] = {"offsets": [-METAPLOT, METAPLOT]}
-    kinds = dict.fromkeys(SITE_LABELS[label].site for label in labels)
+    kinds = {SITE_LABELS[label].site for label in labels}
+    aside_at = {}  # (contig, strand) -> the unlabelled sites of every label evaluated
+    for (kind, contig, strand), positions in unlabelled.items():
+        if kind in kinds:
+            aside_at[(contig, strand)] = np.concatenate([aside_at.get((contig, strand), empty), positions])
     for label in labels:
         kind = SITE_LABELS[label].site
         tolerance = _reach(tolerances, label)
@@ -340,7 +344,7 @@ def _score_tracks(report, scanned, summary: Path, labels, sites_and_unlabelled, 
                     values = tracks(label, strand, contig, lo, hi)
                     scores = np.where(np.isnan(values), UNSCORED, as_scores(np.nan_to_num(values)))
                     here = sites.get((kind, contig, strand), empty)
-                    aside = np.concatenate([unlabelled.get((k, contig, strand), empty) for k in kinds])
+                    aside = aside_at.get((contig, strand), empty)
                     unscored += _count_bases(counts, scores, here - lo, start - lo, end - lo, tolerance, aside - lo)
                     _metaplot(around, seen, scores, here[(here >= start) & (here < end)] - lo, strand)
         scored = counts.metrics()

@@ -77,6 +77,7 @@ def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], ga
     stretch starts at a multiple of `grid` bp, and ends at one or at the contig's end: a dense task's
     cores then lie where a scan of the contig puts its own, and its figures are the scan's."""
     regions = {split: [] for split in SPLITS}
+    gap = -(-gap // grid) * grid
     for contig, found in positions.items():
         found = sorted(found)
         k = max(1, round(fraction * len(found)))
@@ -86,7 +87,6 @@ def split_positions(positions: dict[str, list[int]], lengths: dict[str, int], ga
         # Cut halfway between the last train site and the first dev site, and so on.
         dev_at = (found[-2 * k - 1] + found[-2 * k]) // 2 // grid * grid
         test_at = (found[-k - 1] + found[-k]) // 2 // grid * grid
-        gap = -(-gap // grid) * grid
         regions["train"].append((contig, 0, max(0, dev_at - gap)))
         regions["dev"].append((contig, dev_at, max(dev_at, test_at - gap)))
         regions["test"].append((contig, test_at, lengths[contig]))
