@@ -126,7 +126,8 @@ _WORKER_DIED = re.compile(r"DataLoader worker \(pid.*?\) (?:is killed by signal:
 
 
 def _report(command: str, error: BaseException) -> int:
-    """Say in one line why `command` ended early; its exit code. Errors of no known kind are raised."""
+    """Say in one line why `command` ended early; its exit code. Errors of no known kind are raised; a
+    data-loading worker's death ends the process here."""
     stop = stops.stop_behind(error)
     if stop is not None:  # the shell's exit codes: 128 + the signal's number
         print(f"dnabert2 {command}: {stops.WORDS[stop]}", file=sys.stderr)
@@ -137,14 +138,21 @@ def _report(command: str, error: BaseException) -> int:
         return 1
     # A loader worker killed (the kernel's OOM killer, a cluster's memory limit): torch says it in a
     # RuntimeError, and the user acts on it as on a disk problem.
-    died = _WORKER_DIED.search(str(error)) if isinstance(error, RuntimeError) else None
+    # torch rewords a death it learns of while reading a batch as 'exited unexpectedly', raised from the
+    # error that named the signal.
+    died = (_WORKER_DIED.search(str(error.__cause__)) or _WORKER_DIED.search(str(error))
+            if isinstance(error, RuntimeError) else None)
     if died:
         how = f"was killed by signal: {died['signal']}" if died["signal"] else "exited unexpectedly"
         # SIGKILL is the OOM killer's; another signal (SIGBUS: /dev/shm full) torch has explained above.
         why = "out of memory? run again with fewer --workers or more memory" \
             if died["signal"] in (None, "Killed") else "run again with fewer --workers, or 0 to read in the process"
         print(f"dnabert2 {command}: error: a data-loading worker (--workers) {how}; {why}", file=sys.stderr)
-        return 1
+        # The loader's shutdown, as the process exits, takes locks it shares with its workers, and one
+        # the dead worker held stays taken for good. The outputs' temporaries went as the error unwound.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     if isinstance(error, OSError):  # a disk or permission problem the user can act on
         where = f": {error.filename}" if error.filename else ""
         print(f"dnabert2 {command}: error: {error.strerror or error}{where}", file=sys.stderr)

@@ -1,8 +1,11 @@
 """Which device and precision to run on, with a clear error where the one asked for does not exist.
 Every command resolves its device and precision here, once, and passes the results down. Also how
-data crosses to a GPU and back without making the host wait for it."""
+data crosses to a GPU and back without making the host wait for it, and the DataLoader workers that
+prepare it: how many, and a watch on them."""
 
 import os
+import signal
+import threading
 
 import torch
 
@@ -98,6 +101,79 @@ def data_workers(asked: int | None) -> int:
         return asked
     cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(cores - 1, 0)
+
+
+def watched(loader):
+    """The items of a DataLoader iterated on the main thread, its workers watched. A worker killed
+    while writing a batch (the OOM killer) leaves half a message in the result pipe, and the main
+    thread waits in its read for the rest for good. torch's SIGCHLD handler raises its error once,
+    wherever the main thread happens to be: during an import wrapped in `except Exception` (triton's,
+    on a first batch) that error is lost, and the read is never interrupted again. Here a thread
+    looks at the workers each second, and once one has ended badly it sends SIGCHLD to the main
+    thread each second, whose handler raises while the main thread waits for a batch."""
+    batches = iter(loader)
+    pids = [worker.pid for worker in getattr(batches, "_workers", [])]  # torch's own: none in-process
+    if not pids or threading.current_thread() is not threading.main_thread():
+        yield from batches
+        return
+    watch = _Watch(pids, signal.getsignal(signal.SIGCHLD))
+    signal.signal(signal.SIGCHLD, watch.handler)
+    watch.start()
+    try:
+        while True:
+            watch.waiting = True
+            try:
+                item = next(batches)
+            except StopIteration:
+                return
+            finally:
+                watch.waiting = False
+            yield item
+    finally:
+        watch.done.set()
+        # Not where the collector ends a generator its consumer left: signals are the main thread's.
+        if threading.current_thread() is threading.main_thread():
+            watch.join()
+            # A stop (stops._stop) may have put its own handler in since: that one stays. (== as each
+            # watch.handler is a new bound method.)
+            if signal.getsignal(signal.SIGCHLD) == watch.handler:
+                signal.signal(signal.SIGCHLD, watch.previous)
+
+
+class _Watch(threading.Thread):
+    def __init__(self, pids: list[int], previous):
+        super().__init__(name="loader-watch", daemon=True)
+        self.pids, self.previous, self.main = pids, previous, threading.get_ident()
+        self.done, self.waiting, self.ended = threading.Event(), False, None
+
+    def run(self):
+        while not self.done.wait(1.0):
+            self.ended = self.ended or self._ended_badly()
+            if self.ended:
+                signal.pthread_kill(self.main, signal.SIGCHLD)
+
+    def _ended_badly(self) -> str | None:
+        """torch's words for a worker killed or exited with an error, if one was. WNOWAIT leaves its
+        status for torch to read; one that ended well (at the loader's end, also when torch's shutdown
+        sends it SIGTERM, on which it exits 0) or was reaped already (torch saw it go) is no sign of
+        trouble."""
+        for pid in self.pids:
+            try:
+                ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                continue
+            if ended is None or (ended.si_code == os.CLD_EXITED and ended.si_status == 0):
+                continue
+            if ended.si_code == os.CLD_EXITED:
+                return f"DataLoader worker (pid {pid}) exited unexpectedly with exit code {ended.si_status}"
+            return f"DataLoader worker (pid {pid}) is killed by signal: {signal.strsignal(ended.si_status)}."
+        return None
+
+    def handler(self, signum, frame):
+        if callable(self.previous):  # torch's, which raises the first time it sees a worker gone
+            self.previous(signum, frame)
+        if self.ended and self.waiting:
+            raise RuntimeError(self.ended)
 
 
 def upload(array, device) -> torch.Tensor:

@@ -482,6 +482,48 @@ def test_data_workers_default_to_the_cores_available_less_the_main_process(monke
     assert data_workers(None) == 0  # one core: the main process loads
 
 
+# A worker killed while writing a big batch, after torch's one error for it was lost in an `except
+# Exception` (as triton's import loses it): the next read waits for the rest of the batch for good.
+_LOST_WORKER = """
+import os, signal, sys, threading, time
+from torch.utils.data import DataLoader
+from dnabert2.devices import watched
+
+sizes = [10, 200 << 20]  # the second batch fills the pipe, and the reader takes it in pieces
+loader = iter(DataLoader(sizes, batch_size=None, num_workers=1, collate_fn=lambda n: bytes(n), prefetch_factor=1))
+batches = watched(type("Given", (), {"__iter__": lambda self: loader})())
+next(batches)
+worker, killed = loader._workers[0].pid, threading.Event()
+
+def kill_when_writing():  # once the big batch's first bytes are in the pipe
+    while not loader._data_queue._reader.poll():
+        time.sleep(0.01)
+    os.kill(worker, signal.SIGKILL)
+    killed.set()
+
+threading.Thread(target=kill_when_writing).start()
+try:
+    while not killed.wait(0.01):
+        pass
+    for _ in range(30):
+        time.sleep(0.01)
+except Exception:
+    print("lost:", sys.exc_info()[1], flush=True)
+try:
+    next(batches)
+except RuntimeError as error:
+    print("raised:", error, "| from:", error.__cause__, flush=True)
+os._exit(0)  # as the command line does: the loader's shutdown could wait on a lock the worker held
+"""
+
+
+def test_a_watched_loader_raises_for_a_killed_worker_whose_first_error_was_lost():
+    result = subprocess.run([sys.executable, "-c", _LOST_WORKER], capture_output=True, text=True, timeout=60)
+    lost, raised = result.stdout.splitlines()
+    assert lost.startswith("lost: DataLoader worker (pid ") and lost.endswith("is killed by signal: Killed. ")
+    assert raised.startswith("raised: DataLoader worker (pid") and "is killed by signal: Killed." in raised
+
+
 def test_bf16_inference_weights_converted_once_give_autocasts_answers():
     # On a GPU, bf16 inference converts the weights once instead of autocast casting them every batch;
     # the CPU runs both under bf16 autocast to compare.

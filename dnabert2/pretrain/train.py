@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision
+from ..devices import autocast, compiled, data_workers, resolve_device, resolve_precision, watched
 from ..errors import UserError, first_names
 from ..hub import model_path
 from ..model import SAVED_FILES, build_model, check_tokenizer, load_model, preset, save_model
@@ -513,7 +513,7 @@ def _batches(loader):
     """The loader's items; a UserError raised in a worker comes back as its own one-line message
     (the DataLoader wraps it with the worker's traceback)."""
     try:
-        yield from loader
+        yield from watched(loader)
     except UserError as error:
         raise UserError(str(error).strip().splitlines()[-1].split("UserError: ", 1)[-1]) from None
 

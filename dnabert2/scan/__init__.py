@@ -6,6 +6,7 @@ one job gives.
 """
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..bed import write_junctions
@@ -116,8 +117,7 @@ def scan(model, out, *, fasta=None, bam=None, reference=None, bedgraph=None, big
     options = {"labels": labels, "threshold": s.threshold, "batch_tokens": batch_tokens,
                "workers": data_workers(s.workers),
                "progress": progress, "distances": distances}
-    graph = Tracks() if bedgraph or bigwig else None
-    with scratch_folder("dnabert2-scan-") as tmp:
+    with scratch_folder("dnabert2-scan-") as tmp, (Tracks() if bedgraph or bigwig else nullcontext()) as graph:
         genome = _indexed(fasta or reference, tmp) if (fasta or reference) else None
         lengths, genome_lengths = _lengths(genome, bam, fasta or reference)
         source = str(bam if mode == "reads" else fasta or reference)

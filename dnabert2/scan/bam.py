@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from ..devices import overlapped
+from ..devices import overlapped, watched
 from ..errors import UserError
 from ..sequences import (Fasta, Fragments, RegionIndex, aligned_reads, check_reference, mate_start, merge_regions,
                          open_alignments, reverse_complement, too_many_n)
@@ -314,7 +314,7 @@ def scan_reads(scanner, bam_path, reference, regions, ranges, *, labels: list[in
         bar.update(item["reads"])
 
     with tqdm(unit="read", disable=not progress) as bar:
-        overlapped(loader, launch, take)
+        overlapped(watched(loader), launch, take)
     tally.seconds = time.perf_counter() - started
     # Reads fetched to reach the regions (their bins) but tallied for none of them (a per-base model: no
     # base aligned inside; a window classifier: no window's site inside) are not counted.

@@ -13,7 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from ..devices import overlapped
+from ..devices import overlapped, watched
 from ..errors import UserError
 from ..sequences import Fasta, reverse_complement, too_many_n
 from ..tokenizer import encode
@@ -154,7 +154,7 @@ def scan_blocks(scanner, dataset, block_scores, planned: list[tuple[Block, bool]
         bar.update(block.last - block.first)
 
     with tqdm(total=sum(b.last - b.first for b, owned in planned if owned), unit="window", disable=not progress) as bar:
-        overlapped(loader, launch, take)
+        overlapped(watched(loader), launch, take)
     tally.seconds = time.perf_counter() - started
     return tally
 

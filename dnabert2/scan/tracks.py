@@ -157,6 +157,14 @@ class Tracks:
         with held():  # a stop asked for meanwhile must not leave a genome's worth of rows
             self.folder.cleanup()
 
+    # As a context, the rows go as an error unwinds, not when the collector finds the folder: a process
+    # that ends with os._exit (cli, after a data-loading worker died) would leave them in $TMPDIR.
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def _digests(folder: Path) -> dict[str, str]:
     return {path.name: sha256_of(path) for path in sorted(folder.iterdir())}
