@@ -9,6 +9,7 @@ config section through the commands' settings (dnabert2/settings.py), so each op
 once. Imports nothing heavy: Snakemake's own environment runs this.
 """
 
+import ast
 import copy
 import json
 import os
@@ -155,16 +156,17 @@ def refuse_unused_site_keys(given: dict, config: dict) -> None:
                              "which min_intron decides")
 
 
-def check_version(pyproject) -> None:
-    """A workflow read from a remote source runs the installed package: the version it was written for."""
-    import tomllib
-
+def check_version(init) -> None:
+    """A workflow read from a remote source runs the installed package: the version it was written for,
+    read from the __version__ of the package beside it (where the version is written, once)."""
     from . import __version__
 
-    wanted = tomllib.loads(Path(pyproject).read_text())["project"]["version"]
+    wanted = next(ast.literal_eval(node.value) for node in ast.parse(Path(init).read_text()).body
+                  if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"])
     if wanted != __version__:
         raise ValueError(f"this workflow is dnabert2 {wanted}, but the installed dnabert2 package is {__version__}: "
-                         f"install dnabert2=={wanted} beside Snakemake and in the rules' environments")
+                         f"install dnabert2 {wanted} (pip install a checkout of the workflow's tag) beside Snakemake and in the "
+                         "rules' environments")
 
 
 def schema(path) -> dict:

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from .tasks.registry import KINDS
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+# The checkout this package lies in; None where it is installed (site-packages, which PYTHONPATH must
+# not put before a rule environment's own packages).
+_ROOT = Path(__file__).resolve().parents[1]
+CHECKOUT = _ROOT if (_ROOT / "workflow").is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ def use_checkout() -> None:
     """Jobs run `python -m dnabert2` from this checkout, also inside a conda environment that holds
     only the third-party packages: they inherit PYTHONPATH (a cluster job re-reads the workflow).
     Prepended to, not set: a host pipeline keeps its own entries."""
+    if CHECKOUT is None:
+        return
     others = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [str(CHECKOUT), *others])))
 

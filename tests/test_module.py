@@ -174,7 +174,7 @@ def test_a_host_imports_the_workflow_from_a_url_as_github_serves_it(tmp_path):
                       use="use rule download_genome, scan_chunk, scan_gather from dnabert2")
         result = snakemake(folder)
         read = [path for path in ("/workflow/rules/common.smk", "/workflow/schemas/config.schema.yaml",
-                                  "/pyproject.toml") if server.requests_for(path)]
+                                  "/dnabert2/__init__.py") if server.requests_for(path)]
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(read) == 3, read  # the rules, the schema and the version, all from the server
     assert (folder / "results/scan/iv.bed").read_text()

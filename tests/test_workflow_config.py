@@ -415,11 +415,11 @@ def test_a_folder_named_as_a_models_owner_makes_it_a_path_and_the_error_says_so(
 
 
 def test_a_remote_workflow_refuses_an_installed_package_of_another_version(tmp_path):
-    pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[project]\nname = "dnabert2"\nversion = "9.9.9"\n')
+    init = tmp_path / "__init__.py"
+    init.write_text('"""The package."""\n\n__version__ = "9.9.9"\n__all__ = []\n')
     with pytest.raises(ValueError, match=r"this workflow is dnabert2 9\.9\.9, but the installed dnabert2 package is"):
-        wc.check_version(pyproject)
-    wc.check_version(ROOT / "pyproject.toml")
+        wc.check_version(init)
+    wc.check_version(ROOT / "dnabert2/__init__.py")
 
 
 def test_yaml_merge_keys_are_read_as_yaml_reads_them(tmp_path):

@@ -17,8 +17,8 @@ try:
     from dnabert2 import workflow_config
 except ImportError as error:
     raise WorkflowError(
-        "this workflow was read from a remote source: install its dnabert2 package "
-        "(pip install dnabert2 of the same version) beside Snakemake"
+        "this workflow was read from a remote source: install its dnabert2 package beside "
+        "Snakemake (pip install a checkout of the workflow's tag)"
     ) from error
 from dnabert2.hub import hub_id
 from dnabert2.sequences.alignments import index_files
@@ -36,7 +36,7 @@ except ValueError as error:  # one line, as the commands give one, not Python's 
 if LOCAL:
     use_checkout()
 else:
-    workflow_config.check_version(workflow.source_path("../../pyproject.toml"))
+    workflow_config.check_version(workflow.source_path("../../dnabert2/__init__.py"))
 
 
 # A job running a model on the CPU computes with as many threads as it has (Snakemake sets
