@@ -183,6 +183,14 @@ def upload(array, device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else tensor
 
 
+def finite(outputs: torch.Tensor) -> torch.Tensor:
+    """A model's outputs, refused where any is NaN or infinite (damaged weights, a diverged training):
+    they would become scores of 0, no calls, or 'nan' in a table, each with exit status 0."""
+    if not torch.isfinite(outputs).all():
+        raise UserError("the model's outputs are not finite numbers (NaN or infinity): are its weights intact?")
+    return outputs
+
+
 class Pending:
     """Results of work queued on a device, copied into pinned host memory behind that work:
     `result()` waits for the copy alone and hands the arrays to `finish`. Until then the host is free
@@ -201,7 +209,7 @@ class Pending:
     def result(self):
         if self.done is not None:
             self.done.synchronize()
-        return self.finish([t.numpy() for t in self.tensors])
+        return self.finish([finite(t).numpy() for t in self.tensors])
 
 
 def overlapped(items, launch, take) -> None:

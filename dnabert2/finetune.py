@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .devices import autocast, resolve_device, resolve_precision, upload
+from .devices import autocast, finite, resolve_device, resolve_precision, upload
 from .errors import UserError
 from .hub import cached_id, model_name, model_path
 from .model import ModelConfig, check_model_folder, load_model, save_model
@@ -66,7 +66,7 @@ def predict(model, ids, labels, batch_size, device, autocast) -> np.ndarray:
     for batch in packed_batches(ids, labels, batch_size, np.arange(len(ids)), device):
         with autocast:
             logits = model(batch["input_ids"], cu_seqlens=batch["cu_seqlens"], max_seqlen=batch["max_seqlen"]).logits
-        probabilities.append(logits.float().softmax(-1).cpu().numpy())
+        probabilities.append(finite(logits.float().softmax(-1)).cpu().numpy())
     model.train()
     return np.concatenate(probabilities)
 

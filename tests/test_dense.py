@@ -329,7 +329,7 @@ def test_a_per_base_models_task_json_names_every_label_it_scores(cnn, tmp_path):
     (tmp_path / "g.fa").write_text(">c\n" + "ACGTTAGGTAAG" * 40 + "\n")
     described = json.loads((cnn / "task.json").read_text())
     for labels, words in ((None, ["model: a per-base model without the task.json of its dense task", "labels"]),
-                          ({"0": "neither", "1": "donor"}, ["model/task.json names 2 labels, but the model scores 3"])):
+                          ({"0": "neither", "1": "donor"}, ["model/task.json names 2 labels (0, 1), but the model scores 3"])):
         (model / "task.json").write_text(json.dumps({**described, "labels": labels} if labels else
                                                     {k: v for k, v in described.items() if k != "labels"}))
         result = run_cli("scan", "--model", model, "--fasta", tmp_path / "g.fa", "--out", tmp_path / "c.bed")

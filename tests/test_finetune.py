@@ -142,6 +142,47 @@ def test_lora_saves_the_adapter_only_and_reloads_merged(base, motif_task, tmp_pa
         assert not (tmp_path / "again").exists()
 
 
+def test_a_damaged_or_mismatched_lora_folder_is_refused_in_one_line(base, motif_task, tmp_path):
+    """A truncated adapter and an adapter_config.json that is not JSON gave tracebacks; a folder without
+    its finetune.json was said to lack a config.json; a tokenizer.json of another vocabulary of the same
+    size, and NaN in the adapter's head, gave other scores, or 'nan' ones, with exit status 0."""
+    lora = tmp_path / "lora"
+    assert run_cli("finetune", "--model", base, "--data", motif_task, "--out", lora, "--lora", "--epochs", 1,
+                   "--device", "cpu", "-q").returncode == 0
+
+    def truncated(folder):
+        weights = folder / "adapter_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+
+    def swapped(folder):  # two tokens trade ids: as many tokens, another vocabulary
+        tokenizer = json.loads((folder / "tokenizer.json").read_text())
+        vocab = tokenizer["model"]["vocab"]
+        vocab["A"], vocab["C"] = vocab["C"], vocab["A"]
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+
+    def nan_head(folder):
+        state = load_file(folder / "adapter_model.safetensors")
+        key = next(k for k in state if "classifier" in k and k.endswith("weight"))
+        state[key] = torch.full_like(state[key], float("nan"))
+        save_file(state, folder / "adapter_model.safetensors")
+
+    cases = [(truncated, ["adapter_model.safetensors: cannot read the weights"]),
+             (lambda folder: (folder / "adapter_config.json").write_text("{"), ["cannot load its LoRA adapter"]),
+             (lambda folder: (folder / "finetune.json").unlink(), ["a LoRA adapter without the finetune.json"]),
+             (swapped, ["tokenizer.json: vocabulary differs from the model's own"]),
+             (nan_head, ["the model's outputs are not finite numbers"])]
+    for i, (damage, words) in enumerate(cases):
+        folder = shutil.copytree(lora, tmp_path / f"damaged{i}")
+        damage(folder)
+        out = tmp_path / f"p{i}.tsv"
+        assert_user_error(run_cli("predict", "--model", folder, "--csv", motif_task / "test.csv", "--out", out), *words)
+        assert not out.exists()
+    evaluated = run_cli("evaluate", "--model", tmp_path / f"damaged{len(cases) - 1}", "--data", motif_task,
+                        "--baseline", "none", "--out", tmp_path / "t.tsv", "--device", "cpu")
+    assert_user_error(evaluated, "the model's outputs are not finite numbers")
+    assert not (tmp_path / "t.tsv").exists()
+
+
 def test_an_adapter_whose_base_model_was_replaced_is_refused(base, motif_task, tmp_path):
     """A base folder pretrained again (`pretrain --force`) holds other weights under the same name:
     the adapter on top of them would answer otherwise, without a word."""

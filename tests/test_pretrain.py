@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from conftest import DATA, ROOT, assert_stopped, assert_user_error, run_cli, run_patched
 from dnabert2 import load_model, load_tokenizer
@@ -627,6 +628,19 @@ def test_a_diverged_run_stops_at_the_first_loss_that_is_not_finite(genome, tmp_p
     assert_user_error(result, "step 3: the loss is nan: training diverged", "lower --lr")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoints"]  # no model
     assert [row["step"] for row in losses(tmp_path / "m" / "checkpoints")] == [1, 2]
+
+
+def test_an_init_model_with_nan_weights_is_named_at_its_first_step_not_the_learning_rate(genome, base, tmp_path):
+    """NaN before any update is the weights' (a diverged run, a bad copy), whatever --lr says."""
+    init = shutil.copytree(base, tmp_path / "init")
+    state = load_file(init / "model.safetensors")
+    state["bert.embeddings.word_embeddings.weight"][:] = float("nan")
+    save_file(state, init / "model.safetensors", metadata={"format": "pt"})
+    result = run_cli(*pretrain_args(genome, tmp_path / "m", "--init", init, "--steps", 2))
+    assert_user_error(result, "step 1: the loss is nan before any update", "(--init's, or the checkpoint resumed) "
+                      "are not finite numbers")
+    assert "--lr" not in result.stderr
+    assert not (tmp_path / "m" / "model.safetensors").exists()
 
 
 def test_a_resume_replaces_no_output_folder_of_other_files_and_force_starts_afresh(genome, tmp_path):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import UserError
 from ..model import ModelOutput
+from ..model.checkpoint import UNREADABLE, unreadable
 from ..outputs import atomic_output
 
 ARCHITECTURE = "SpliceCNN"
@@ -94,6 +94,6 @@ def load_cnn(folder, device="cpu") -> SpliceCNN:
     model = SpliceCNN(config["num_labels"], config["channels"], config["width"], tuple(config["dilations"]))
     try:
         model.load_state_dict(load_file(folder / "model.safetensors"))
-    except (OSError, RuntimeError) as error:
-        raise UserError(f"{folder}: not a SpliceCNN model folder ({str(error).splitlines()[0][:160]})") from None
+    except UNREADABLE as error:
+        raise unreadable(f"{folder}: not a SpliceCNN model folder", error) from None
     return model.to(device).eval()

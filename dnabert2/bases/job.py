@@ -5,6 +5,7 @@ accuracy on dev (mean over the site labels) to pick the epoch."""
 import numpy as np
 import torch
 
+from ..devices import finite
 from ..tasks.dense import IGNORED, counted, read_dense_task
 from .inputs import dense_batch, encode_bases
 from .metrics import dense_scores
@@ -67,7 +68,7 @@ class DenseJob:
         for start in range(0, len(order), batch_size):
             with mixed:
                 logits = model(**self._batch(split, order[start:start + batch_size], device, labelled=False)).logits
-            out.append(logits[:, flank:flank + core].float().softmax(-1).flatten(0, 1).cpu().numpy())
+            out.append(finite(logits[:, flank:flank + core].float().softmax(-1)).flatten(0, 1).cpu().numpy())
         model.train()
         return np.concatenate(out)
 

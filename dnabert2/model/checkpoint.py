@@ -61,9 +61,23 @@ def saved_head(state: dict) -> str:
     return "encoder"
 
 
+# What torch, safetensors and peft raise for a file that is not what it claims to be: truncated, empty,
+# other bytes, JSON that is not, or tensors of other shapes than the model's.
+UNREADABLE = (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
+
+
+def unreadable(what, error: Exception) -> UserError:
+    lines = str(error).splitlines() or [error.__class__.__name__]
+    detail = next((line.strip() for line in lines if "size mismatch" in line), lines[0])  # torch's is on line 2
+    return UserError(f"{what} ({detail[:160]})")
+
+
 def _holds(file: Path, key: str) -> bool:
-    with safe_open(file, "pt") as weights:
-        return key in weights.keys()
+    try:
+        with safe_open(file, "pt") as weights:
+            return key in weights.keys()
+    except UNREADABLE as error:
+        raise unreadable(f"{file}: cannot read the weights", error) from None
 
 
 def weights_file(folder: Path) -> Path:
@@ -98,8 +112,8 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
             state = load_file(file)
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
-        raise UserError(f"{file}: cannot read the weights ({str(error).splitlines()[0][:160]})") from None
+    except UNREADABLE as error:
+        raise unreadable(f"{file}: cannot read the weights", error) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{file}: not a state dict of tensors")
     # Wrappers add prefixes: DistributedDataParallel "module.", torch.compile "_orig_mod.".
@@ -147,6 +161,10 @@ def check_model_folder(folder: Path) -> None:
                         + (f"; the folder {shadow}/ here makes it a path" if shadow else ""))
     if not folder.is_dir():
         raise UserError(f"{folder}: not a model folder")
+    if not (folder / "config.json").is_file() and (folder / "adapter_config.json").is_file() \
+            and not (folder / "finetune.json").is_file():
+        raise UserError(f"{model_name(folder)}: a LoRA adapter without the finetune.json that names its base model: "
+                        "copied in part? Copy the whole folder, or fine-tune it again")
     if not (folder / "config.json").is_file() and not is_adapter(folder):
         kind = "the data of a task (`dnabert2 tasks`), " if (folder / "task.json").is_file() else ""
         # Pretraining writes its model at the end: checkpoints alone are a run stopped before it.
@@ -228,7 +246,13 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
         raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {saved} head; fine-tune it again")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
     model, _ = assemble(base, saved, num_labels=info["num_labels"])
-    model = merge_adapter(model, folder)
+    try:
+        model = merge_adapter(model, folder)
+    except UNREADABLE as error:
+        raise unreadable(f"{model_name(folder)}: cannot load its LoRA adapter", error) from None
+    own = folder / "tokenizer.json"
+    if own.is_file():  # what the commands tokenise with for this folder: the base model's vocabulary
+        check_tokenizer(load_tokenizer(own), model.config, base, source=str(own))
     if head in ("encoder", "embedding"):
         encoder = HEADS[head](model.config, **({"pooling": pooling or "mean"} if head == "embedding" else {}))
         encoder.bert.load_state_dict({k: v for k, v in model.bert.state_dict().items() if not k.startswith("pooler.")})

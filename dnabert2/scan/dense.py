@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..sequences import Fasta, reverse_complement
 from ..tasks.description import read_description
 from ..tokenizer import load_tokenizer
-from .model import distinct_labels, is_per_base, load_scanner, scanning_device
+from .model import is_per_base, load_scanner, model_labels, scanning_device
 from .plan import Block, BlockReader
 
 
@@ -113,14 +113,12 @@ def load_dense_scanner(folder, *, window: int | None = None, device="auto", dtyp
         raise UserError(f"{folder}: a per-base model without the task.json of its dense task (core_bp, flank_bp, "
                         "labels)")
     scored = model.config["num_labels"] if isinstance(model.config, dict) else model.config.num_labels  # the CNN's: JSON
-    if len(task["labels"]) != scored:  # a label left unnamed would never be called, and the scan pass
-        raise UserError(f"{folder}/task.json names {len(task['labels'])} labels, but the model scores {scored}")
+    labels = model_labels(folder, task, scored)
     flank = task["flank_bp"]
     core = task["core_bp"] if window is None else window - 2 * flank
     if core < 1:
         raise UserError(f"--window {window} leaves no core between the model's two {flank} bp flanks; give a window "
                         f"longer than {2 * flank} bp")
-    labels = distinct_labels([task["labels"][str(i)] for i in range(len(task["labels"]))], folder)
     tokenizer = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
     return DenseScanner(model, folder, labels, core, flank, device, precision, tokenizer, compile)
 

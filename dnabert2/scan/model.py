@@ -113,7 +113,7 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
     classes = model.config.num_labels
     # LABEL_i is the name Hugging Face (and save_model, for its loaders) gives a label that has none.
     named = {i: name for i, name in (model.config.id2label or {}).items() if name != f"LABEL_{i}"}
-    labels = distinct_labels([str(task.get("labels", {}).get(str(i), named.get(i, i))) for i in range(classes)], folder)
+    labels = model_labels(folder, task, classes, named)
     trained_window = task.get("window_bp")
     if window is None:
         window = trained_window
@@ -121,6 +121,19 @@ def load_scanner(folder, *, window: int | None = None, device="auto", dtype: str
         log.warning("%s was fine-tuned on %d bp windows; scanning %d bp windows, with the site assumed "
                     "at their centre", folder, trained_window, window)
     return Scanner(model, folder, labels, window, _offsets(task, labels, window), device, precision, compile)
+
+
+def model_labels(folder, task: dict, classes: int, named: dict | None = None) -> list[str]:
+    """The names of the `classes` labels a model scores: task.json's, which must name each one (a label
+    left unnamed would never be called, one past them is a number in the calls), else `named` (a
+    config's), else their numbers."""
+    given = task.get("labels")
+    if given is not None and set(given) != {str(i) for i in range(classes)}:
+        raise UserError(f"{folder}/task.json names {len(given)} labels ({', '.join(map(str, given))}), but the model "
+                        f"scores {classes} (0 to {classes - 1})")
+    named = named or {}
+    return distinct_labels([str(given[str(i)]) if given is not None else str(named.get(i, i)) for i in range(classes)],
+                           folder)
 
 
 def distinct_labels(labels: list[str], folder) -> list[str]:
