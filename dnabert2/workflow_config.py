@@ -156,13 +156,26 @@ def refuse_unused_site_keys(given: dict, config: dict) -> None:
                              "which min_intron decides")
 
 
-def check_version(init) -> None:
+def check_version(source) -> None:
     """A workflow read from a remote source runs the installed package: the version it was written for,
-    read from the __version__ of the package beside it (where the version is written, once)."""
+    read from the __version__ of the package beside it (where the version is written, once), or from the
+    pyproject.toml that a workflow of before that names."""
+    import tomllib
+
     from . import __version__
 
-    wanted = next(ast.literal_eval(node.value) for node in ast.parse(Path(init).read_text()).body
-                  if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"])
+    wanted = None
+    try:
+        text = Path(source).read_text()
+        if Path(source).suffix == ".toml":
+            wanted = tomllib.loads(text).get("project", {}).get("version")
+        else:
+            wanted = next((ast.literal_eval(node.value) for node in ast.parse(text).body if isinstance(node, ast.Assign)
+                           and [getattr(t, "id", None) for t in node.targets] == ["__version__"]), None)
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as error:  # TOMLDecodeError is a ValueError
+        raise ValueError(f"{source}: cannot read the workflow's version ({error.__class__.__name__})") from None
+    if not isinstance(wanted, str):
+        raise ValueError(f"{source}: no version written there (a plain __version__ = \"...\")")
     if wanted != __version__:
         raise ValueError(f"this workflow is dnabert2 {wanted}, but the installed dnabert2 package is {__version__}: "
                          f"install dnabert2 {wanted} (pip install a checkout of the workflow's tag) beside Snakemake and in the "

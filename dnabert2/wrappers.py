@@ -14,7 +14,7 @@ from .tasks.registry import KINDS
 # The checkout this package lies in; None where it is installed (site-packages, which PYTHONPATH must
 # not put before a rule environment's own packages).
 _ROOT = Path(__file__).resolve().parents[1]
-CHECKOUT = _ROOT if (_ROOT / "workflow").is_dir() else None
+CHECKOUT = _ROOT if (_ROOT / "workflow" / "Snakefile").is_file() else None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ import dnabert2
 from conftest import ROOT
 
 
+# What a workflow run writes where it runs (.gitignore lists them): litter a source distribution leaves out.
+IGNORED_RUN_OUTPUTS = (".snakemake", "results", "resources", "logs", "benchmarks")
+
+
 def checkout_files() -> list[str]:
     """The files of this checkout: tracked, and new ones git does not ignore."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -35,9 +39,11 @@ def built(tmp_path_factory):
     for name in files:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
-    for litter in ("bench/carry/model.safetensors", "dnabert2/__pycache__/cli.cpython-311.pyc"):  # a working tree's
-        (source / litter).parent.mkdir(exist_ok=True)
-        (source / litter).write_bytes(b"\0")
+    litter = ["bench/carry/model.safetensors", "dnabert2/__pycache__/cli.cpython-311.pyc",  # a working tree's
+              *(f"{where}{run}/x" for where in ("", ".test/", "workflow/") for run in IGNORED_RUN_OUTPUTS)]
+    for name in litter:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(b"\0")
     out = tmp_path_factory.mktemp("dist")
     for hook in ("build_sdist", "build_wheel"):  # each in a process of its own, as pip calls them
         build = f"import sys; from setuptools import build_meta; build_meta.{hook}(sys.argv[1])"
@@ -54,7 +60,8 @@ def test_the_source_distribution_holds_the_whole_checkout(built):
     assert sdist.name == f"dnabert2-{dnabert2.__version__}.tar.gz"
     missing = sorted(set(files) - names)
     assert not missing, f"left out of the sdist: {missing[:20]}"
-    assert not [name for name in names if "__pycache__" in name or name.startswith("bench/carry")]  # GPU check inputs
+    assert not [name for name in names if "__pycache__" in name or name.startswith("bench/carry")  # GPU check inputs
+                or set(name.split("/")) & set(IGNORED_RUN_OUTPUTS)]
 
 
 def test_the_wheel_is_the_package_with_its_licence_and_version(built):

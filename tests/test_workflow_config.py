@@ -417,9 +417,17 @@ def test_a_folder_named_as_a_models_owner_makes_it_a_path_and_the_error_says_so(
 def test_a_remote_workflow_refuses_an_installed_package_of_another_version(tmp_path):
     init = tmp_path / "__init__.py"
     init.write_text('"""The package."""\n\n__version__ = "9.9.9"\n__all__ = []\n')
-    with pytest.raises(ValueError, match=r"this workflow is dnabert2 9\.9\.9, but the installed dnabert2 package is"):
-        wc.check_version(init)
+    pyproject = tmp_path / "pyproject.toml"  # what a workflow from before the version moved names
+    pyproject.write_text('[project]\nname = "dnabert2"\nversion = "9.9.9"\n')
+    for source in (init, pyproject):
+        with pytest.raises(ValueError, match=r"this workflow is dnabert2 9\.9\.9, but the installed dnabert2 package is"):
+            wc.check_version(source)
     wc.check_version(ROOT / "dnabert2/__init__.py")
+    for text, words in (("from ._version import __version__\n", "no version written there"),
+                        ("__version__ = (\n", "cannot read the workflow's version (SyntaxError)")):
+        init.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(f"{init}: {words}")):
+            wc.check_version(init)
 
 
 def test_yaml_merge_keys_are_read_as_yaml_reads_them(tmp_path):

@@ -437,9 +437,9 @@ class TrainingLoop:
         for step, micro_batches in zip(range(start + 1, s.steps + 1), _batches(loader)):
             loss, total_scored, tokens, grad_norm, lr_used = self.step(micro_batches)
             if not math.isfinite(loss):  # every rank reads the same sum, so all stop together
-                if step == start + 1:  # computed before any update of this run: the lr is not to blame
-                    raise UserError(f"step {step}: the loss is {loss} before any update: the weights it starts from "
-                                    "(--init's, or the checkpoint resumed) are not finite numbers; are they intact?")
+                if step == 1:  # computed before any update: the lr is not to blame (a resumed run's may be)
+                    raise UserError(f"step 1: the loss is {loss} before any update: the weights of --init are not "
+                                    "finite numbers; are they intact?")
                 raise UserError(f"step {step}: the loss is {loss}: training diverged; lower --lr (or keep --clip "
                                 f"on); the checkpoints before it are in {folder}")
             bar.update(1)

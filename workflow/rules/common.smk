@@ -36,7 +36,12 @@ except ValueError as error:  # one line, as the commands give one, not Python's 
 if LOCAL:
     use_checkout()
 else:
-    workflow_config.check_version(workflow.source_path("../../dnabert2/__init__.py"))
+    try:
+        workflow_config.check_version(
+            workflow.source_path("../../dnabert2/__init__.py")
+        )
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # A job running a model on the CPU computes with as many threads as it has (Snakemake sets
