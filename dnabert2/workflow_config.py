@@ -164,7 +164,6 @@ def check_version(source) -> None:
 
     from . import __version__
 
-    wanted = None
     try:
         text = Path(source).read_text()
         if Path(source).suffix == ".toml":

@@ -246,13 +246,13 @@ def load_adapter(folder: Path, head=None, *, num_labels: int | None = None, pool
         raise UserError(f"{model_name(folder)}: its adapter weights hold no trained {saved} head; fine-tune it again")
     # The base's head is new here, but the adapter brings the trained one: no word of it.
     model, _ = assemble(base, saved, num_labels=info["num_labels"])
+    own = folder / "tokenizer.json"
+    if own.is_file():  # what the commands tokenise with for this folder: the base model's vocabulary
+        check_tokenizer(load_tokenizer(own), model.config, base, source=str(own))
     try:
         model = merge_adapter(model, folder)
     except UNREADABLE as error:
         raise unreadable(f"{model_name(folder)}: cannot load its LoRA adapter", error) from None
-    own = folder / "tokenizer.json"
-    if own.is_file():  # what the commands tokenise with for this folder: the base model's vocabulary
-        check_tokenizer(load_tokenizer(own), model.config, base, source=str(own))
     if head in ("encoder", "embedding"):
         encoder = HEADS[head](model.config, **({"pooling": pooling or "mean"} if head == "embedding" else {}))
         encoder.bert.load_state_dict({k: v for k, v in model.bert.state_dict().items() if not k.startswith("pooler.")})
